@@ -1,0 +1,135 @@
+// swift-tools-version:5.9
+//
+// finetune — transfer learning for image classifiers, in Swift, on LibTorch.
+//
+// LibTorch is located in this order (see docs/libtorch.md):
+//   1. the directory named by the `LIBTORCH` environment variable (include/ and lib/ inside);
+//   2. the `torch` package of the `python3` on PATH (a PyTorch wheel carries libtorch);
+//   3. a system install: Debian/Ubuntu `libtorch-dev`, or Homebrew's `pytorch`.
+// `scripts/setup` installs Debian's `libtorch-dev` when none is found.
+import Foundation
+import PackageDescription
+
+struct LibTorch {
+    var includeDirs: [String]
+    var libDir: String?     // nil: the linker's default search path (system install)
+    var major: Int
+    var origin: String
+}
+
+func fileExists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+/// TORCH_VERSION_MAJOR from whichever version header this libtorch ships (1.x and 2.x differ).
+func torchMajorVersion(includeRoot: String) -> Int {
+    for header in ["torch/headeronly/version.h", "torch/csrc/api/include/torch/version.h"] {
+        guard let text = try? String(contentsOfFile: includeRoot + "/" + header, encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n") where line.contains("#define TORCH_VERSION_MAJOR") {
+            if let n = Int(line.split(separator: " ").last ?? "") { return n }
+        }
+    }
+    return 1
+}
+
+func libTorchAt(root: String, origin: String) -> LibTorch? {
+    let include = root + "/include"
+    guard fileExists(include + "/ATen/ATen.h") else { return nil }
+    let lib = fileExists(root + "/lib/libtorch_cpu.so") || fileExists(root + "/lib/libtorch_cpu.dylib")
+        ? root + "/lib" : nil
+    guard let lib else { return nil }
+    return LibTorch(includeDirs: [include, include + "/torch/csrc/api/include"], libDir: lib,
+                    major: torchMajorVersion(includeRoot: include), origin: origin)
+}
+
+/// Finds the `torch` package of `python3` without importing it (find_spec is instant).
+func pythonTorchRoot() -> String? {
+    if ProcessInfo.processInfo.environment["FINETUNE_NO_PYTHON_TORCH"] != nil { return nil }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c",
+        "import importlib.util as u; s = u.find_spec('torch'); print(s.submodule_search_locations[0] if s else '')"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return nil }
+    process.waitUntilExit()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    let path = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return path.isEmpty ? nil : path
+}
+
+func locateLibTorch() -> LibTorch {
+    let env = ProcessInfo.processInfo.environment
+    if let root = env["LIBTORCH"], !root.isEmpty {
+        if let found = libTorchAt(root: root, origin: "LIBTORCH=\(root)") { return found }
+        // Fall through with a usable error later: headers will be missing and the build says so.
+        return LibTorch(includeDirs: [root + "/include", root + "/include/torch/csrc/api/include"],
+                        libDir: root + "/lib", major: 1, origin: "LIBTORCH=\(root) (incomplete)")
+    }
+    if let root = pythonTorchRoot(), let found = libTorchAt(root: root, origin: "python3 torch at \(root)") {
+        return found
+    }
+    for prefix in ["/opt/homebrew/opt/pytorch", "/usr/local/opt/pytorch"] {
+        if let found = libTorchAt(root: prefix, origin: "Homebrew \(prefix)") { return found }
+    }
+    // Debian/Ubuntu libtorch-dev: headers in /usr/include, libraries on the default search path.
+    return LibTorch(includeDirs: ["/usr/include/torch/csrc/api/include"], libDir: nil,
+                    major: torchMajorVersion(includeRoot: "/usr/include"), origin: "system")
+}
+
+let libtorch = locateLibTorch()
+
+var shimCxxFlags: [String] = libtorch.includeDirs.flatMap { ["-I", $0] }
+shimCxxFlags += ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]
+var shimLinkerFlags: [String] = []
+if let dir = libtorch.libDir {
+    // An rpath is essential: without it a binary built against a wheel can silently load
+    // a different (system) libtorch at run time.
+    shimLinkerFlags += ["-L", dir, "-Xlinker", "-rpath", "-Xlinker", dir]
+}
+
+let package = Package(
+    name: "finetune",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Torch", targets: ["Torch"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "TensorIO", targets: ["TensorIO"]),
+        .executable(name: "finetune", targets: ["finetune"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The C shim: the only code that touches LibTorch's C++ API.
+        .target(
+            name: "CTorch",
+            cxxSettings: [.unsafeFlags(shimCxxFlags), .define("CTORCH_LIBTORCH_MAJOR", to: "\(libtorch.major)")],
+            linkerSettings: [.linkedLibrary("torch_cpu"), .linkedLibrary("c10"), .unsafeFlags(shimLinkerFlags)]
+        ),
+        // Engine bindings: Tensor, dtypes, devices, autograd scopes, runtime settings.
+        .target(name: "Torch", dependencies: ["CTorch"]),
+        // Tensor file formats: safetensors (and, with the model zoo, restricted .pth import).
+        .target(name: "TensorIO", dependencies: ["Torch"]),
+        // Modules and layers with PyTorch state_dict names.
+        .target(name: "NN", dependencies: ["Torch"]),
+        // Optimizers with PyTorch semantics and savable state.
+        .target(name: "Optim", dependencies: ["Torch", "NN"]),
+        // Datasets and loaders.
+        .target(name: "Data", dependencies: ["Torch"]),
+        // The command-line tool.
+        .executableTarget(
+            name: "finetune",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO", "TestSupport"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        // Helpers shared by test targets (fixture lookup, tolerant comparisons).
+        .target(name: "TestSupport", dependencies: ["Torch", "TensorIO"], path: "Tests/TestSupport"),
+    ],
+    cxxLanguageStandard: libtorch.major >= 2 ? .cxx20 : .cxx17
+)

@@ -1,0 +1,300 @@
+// Errors, runtime settings, creation, metadata, conversion and autograd entry points.
+#include "ct_internal.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/randperm.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+
+#include <cstring>
+#include <mutex>
+#include <sstream>
+
+namespace ctorch {
+
+static thread_local std::string last_error;
+
+void set_error(const std::string &message) noexcept {
+  try {
+    last_error = message;
+  } catch (...) {
+    // Out of memory while storing the message: leave the previous text.
+  }
+}
+
+at::ScalarType to_scalar_type(int32_t dtype) {
+  switch (dtype) {
+    case CT_FLOAT32: return at::kFloat;
+    case CT_FLOAT64: return at::kDouble;
+    case CT_FLOAT16: return at::kHalf;
+    case CT_BFLOAT16: return at::kBFloat16;
+    case CT_INT64: return at::kLong;
+    case CT_INT32: return at::kInt;
+    case CT_UINT8: return at::kByte;
+    case CT_INT8: return at::kChar;
+    case CT_BOOL: return at::kBool;
+    case CT_INT16: return at::kShort;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
+}
+
+int32_t from_scalar_type(at::ScalarType st) {
+  switch (st) {
+    case at::kFloat: return CT_FLOAT32;
+    case at::kDouble: return CT_FLOAT64;
+    case at::kHalf: return CT_FLOAT16;
+    case at::kBFloat16: return CT_BFLOAT16;
+    case at::kLong: return CT_INT64;
+    case at::kInt: return CT_INT32;
+    case at::kByte: return CT_UINT8;
+    case at::kChar: return CT_INT8;
+    case at::kBool: return CT_BOOL;
+    case at::kShort: return CT_INT16;
+    default: break;
+  }
+  throw std::invalid_argument(std::string("unsupported dtype ") + c10::toString(st));
+}
+
+c10::Device to_device(ct_device d) {
+  const auto index = static_cast<c10::DeviceIndex>(d.index);
+  switch (d.type) {
+    case CT_CPU: return c10::Device(c10::DeviceType::CPU);
+    case CT_CUDA: return c10::Device(c10::DeviceType::CUDA, index);
+    case CT_MPS: return c10::Device(c10::DeviceType::MPS, index);
+  }
+  throw std::invalid_argument("unknown device type code " + std::to_string(d.type));
+}
+
+ct_device from_device(const c10::Device &d) {
+  ct_device out{CT_CPU, static_cast<int32_t>(d.index())};
+  if (d.is_cuda()) out.type = CT_CUDA;
+  else if (d.is_mps()) out.type = CT_MPS;
+  else if (!d.is_cpu()) throw std::invalid_argument("unsupported device " + d.str());
+  return out;
+}
+
+static at::TensorOptions options(int32_t dtype, ct_device device) {
+  return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device));
+}
+
+}  // namespace ctorch
+
+using namespace ctorch;
+
+extern "C" {
+
+// ------------------------------------------------------------------ errors & runtime
+const char *ct_last_error(void) noexcept { return last_error.c_str(); }
+void ct_clear_error(void) noexcept { last_error.clear(); }
+const char *ct_version(void) noexcept { return TORCH_VERSION; }
+
+ct_status ct_manual_seed(uint64_t seed) noexcept { CT_TRY(at::manual_seed(seed)) }
+ct_status ct_set_num_threads(int32_t n) noexcept {
+  CT_TRY(if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
+         at::set_num_threads(n))
+}
+int32_t ct_get_num_threads(void) noexcept {
+  try { return at::get_num_threads(); } catch (...) { return 1; }
+}
+bool ct_cuda_is_available(void) noexcept {
+  try { return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; } catch (...) { return false; }
+}
+int32_t ct_cuda_device_count(void) noexcept {
+  try { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; } catch (...) { return 0; }
+}
+bool ct_mps_is_available(void) noexcept {
+  try { return at::hasMPS(); } catch (...) { return false; }
+}
+ct_status ct_cpu_rng_get_state(ct_tensor *out) noexcept {
+  CT_TRY(auto gen = at::detail::getDefaultCPUGenerator(); std::lock_guard<std::mutex> lock(gen.mutex());
+         *out = wrap(gen.get_state()))
+}
+ct_status ct_cpu_rng_set_state(ct_tensor state) noexcept {
+  CT_TRY(auto gen = at::detail::getDefaultCPUGenerator(); std::lock_guard<std::mutex> lock(gen.mutex());
+         gen.set_state(T(state)))
+}
+
+// ------------------------------------------------------------------ autograd mode
+bool ct_is_grad_enabled(void) noexcept { return at::GradMode::is_enabled(); }
+void ct_set_grad_enabled(bool enabled) noexcept { at::GradMode::set_enabled(enabled); }
+ct_status ct_inference_mode_enter(ct_inference_guard *out) noexcept {
+  CT_TRY(out->ptr = new c10::InferenceMode(true))
+}
+void ct_inference_mode_exit(ct_inference_guard guard) noexcept {
+  delete static_cast<c10::InferenceMode *>(guard.ptr);
+}
+bool ct_is_inference_mode_enabled(void) noexcept { return c10::InferenceMode::is_enabled(); }
+
+ct_status ct_autocast_set_cpu(bool enabled, int32_t dtype) noexcept {
+  CT_TRY(
+#if CTORCH_LIBTORCH_MAJOR >= 2
+      at::autocast::set_autocast_enabled(at::kCPU, enabled);
+      at::autocast::set_autocast_dtype(at::kCPU, to_scalar_type(dtype))
+#else
+      at::autocast::set_cpu_enabled(enabled);
+      at::autocast::set_autocast_cpu_dtype(to_scalar_type(dtype))
+#endif
+  )
+}
+bool ct_autocast_is_cpu_enabled(void) noexcept {
+#if CTORCH_LIBTORCH_MAJOR >= 2
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+void ct_autocast_clear_cache(void) noexcept {
+  try { at::autocast::clear_cache(); } catch (...) {}
+}
+
+// ------------------------------------------------------------------ lifetime & creation
+void ct_tensor_free(ct_tensor t) noexcept { delete static_cast<at::Tensor *>(t.ptr); }
+
+ct_status ct_tensor_from_data(const void *data, size_t nbytes, const int64_t *shape, int32_t ndim, int32_t dtype,
+                              ct_tensor *out) noexcept {
+  CT_TRY(
+      at::Tensor t = at::empty(dims(shape, ndim), at::TensorOptions().dtype(to_scalar_type(dtype)));
+      const size_t expected = static_cast<size_t>(t.numel()) * t.element_size();
+      if (expected != nbytes) {
+        throw std::invalid_argument("buffer holds " + std::to_string(nbytes) + " bytes but shape " +
+                                    c10::str(t.sizes()) + " needs " + std::to_string(expected));
+      }
+      if (nbytes > 0) std::memcpy(t.data_ptr(), data, nbytes);
+      *out = wrap(std::move(t)))
+}
+
+ct_status ct_tensor_from_blob(void *data, const int64_t *shape, const int64_t *strides, int32_t ndim,
+                              int32_t dtype, void (*deleter)(void *ctx), void *ctx, ct_tensor *out) noexcept {
+  CT_TRY(
+      auto opts = at::TensorOptions().dtype(to_scalar_type(dtype));
+      auto del = [deleter, ctx](void *) { if (deleter) deleter(ctx); };
+      at::Tensor t = strides ? at::from_blob(data, dims(shape, ndim), dims(strides, ndim), del, opts)
+                             : at::from_blob(data, dims(shape, ndim), del, opts);
+      *out = wrap(std::move(t)))
+}
+
+ct_status ct_tensor_empty(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
+                          ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::empty(dims(shape, ndim), options(dtype, device))))
+}
+ct_status ct_tensor_zeros(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
+                          ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::zeros(dims(shape, ndim), options(dtype, device))))
+}
+ct_status ct_tensor_ones(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
+                         ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::ones(dims(shape, ndim), options(dtype, device))))
+}
+ct_status ct_tensor_full(const int64_t *shape, int32_t ndim, double value, int32_t dtype, ct_device device,
+                         ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::full(dims(shape, ndim), value, options(dtype, device))))
+}
+ct_status ct_tensor_arange(double start, double end, double step, int32_t dtype, ct_device device,
+                           ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::arange(start, end, step, options(dtype, device))))
+}
+ct_status ct_tensor_rand(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
+                         ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::rand(dims(shape, ndim), options(dtype, device))))
+}
+ct_status ct_tensor_randn(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
+                          ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::randn(dims(shape, ndim), options(dtype, device))))
+}
+ct_status ct_tensor_randperm(int64_t n, ct_device device, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::randperm(n, options(CT_INT64, device))))
+}
+ct_status ct_tensor_scalar(double value, int32_t dtype, ct_device device, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(at::scalar_tensor(value, options(dtype, device))))
+}
+
+// ------------------------------------------------------------------ metadata & data access
+ct_status ct_tensor_dim(ct_tensor t, int32_t *out) noexcept { CT_TRY(*out = static_cast<int32_t>(T(t).dim())) }
+
+ct_status ct_tensor_sizes(ct_tensor t, int64_t *out, int32_t cap, int32_t *ndim) noexcept {
+  CT_TRY(auto s = T(t).sizes(); *ndim = static_cast<int32_t>(s.size());
+         for (int32_t i = 0; i < *ndim && i < cap; ++i) out[i] = s[i])
+}
+ct_status ct_tensor_strides(ct_tensor t, int64_t *out, int32_t cap, int32_t *ndim) noexcept {
+  CT_TRY(auto s = T(t).strides(); *ndim = static_cast<int32_t>(s.size());
+         for (int32_t i = 0; i < *ndim && i < cap; ++i) out[i] = s[i])
+}
+ct_status ct_tensor_numel(ct_tensor t, int64_t *out) noexcept { CT_TRY(*out = T(t).numel()) }
+ct_status ct_tensor_dtype(ct_tensor t, int32_t *out) noexcept { CT_TRY(*out = from_scalar_type(T(t).scalar_type())) }
+ct_status ct_tensor_device(ct_tensor t, ct_device *out) noexcept { CT_TRY(*out = from_device(T(t).device())) }
+ct_status ct_tensor_is_contiguous(ct_tensor t, int32_t memory_format, bool *out) noexcept {
+  CT_TRY(*out = T(t).is_contiguous(memory_format == CT_CHANNELS_LAST ? at::MemoryFormat::ChannelsLast
+                                                                    : at::MemoryFormat::Contiguous))
+}
+ct_status ct_tensor_defined(ct_tensor t, bool *out) noexcept { CT_TRY(*out = t.ptr != nullptr && T(t).defined()) }
+
+ct_status ct_tensor_copy_to_buffer(ct_tensor t, void *dst, size_t nbytes) noexcept {
+  CT_TRY(
+      at::Tensor src = T(t).detach().to(at::kCPU).contiguous();
+      const size_t have = static_cast<size_t>(src.numel()) * src.element_size();
+      if (have != nbytes) {
+        throw std::invalid_argument("destination holds " + std::to_string(nbytes) + " bytes but the tensor has " +
+                                    std::to_string(have));
+      }
+      if (nbytes > 0) std::memcpy(dst, src.data_ptr(), nbytes))
+}
+ct_status ct_tensor_data_ptr(ct_tensor t, void **out) noexcept {
+  CT_TRY(if (!T(t).device().is_cpu()) throw std::invalid_argument("data_ptr needs a CPU tensor");
+         *out = T(t).data_ptr())
+}
+ct_status ct_tensor_item_double(ct_tensor t, double *out) noexcept { CT_TRY(*out = T(t).item<double>()) }
+ct_status ct_tensor_item_int64(ct_tensor t, int64_t *out) noexcept { CT_TRY(*out = T(t).item<int64_t>()) }
+ct_status ct_tensor_to_string(ct_tensor t, char **out) noexcept {
+  CT_TRY(std::ostringstream s; s << T(t); *out = strdup(s.str().c_str()))
+}
+void ct_string_free(char *s) noexcept { free(s); }
+
+// ------------------------------------------------------------------ conversion & copies
+ct_status ct_tensor_to(ct_tensor t, int32_t dtype, ct_device device, bool copy, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(T(t).to(to_device(device), to_scalar_type(dtype), /*non_blocking=*/false, copy)))
+}
+ct_status ct_tensor_contiguous(ct_tensor t, int32_t memory_format, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(T(t).contiguous(memory_format == CT_CHANNELS_LAST ? at::MemoryFormat::ChannelsLast
+                                                                       : at::MemoryFormat::Contiguous)))
+}
+ct_status ct_tensor_clone(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = wrap(T(t).clone())) }
+ct_status ct_tensor_detach(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = wrap(T(t).detach())) }
+ct_status ct_tensor_shallow_clone(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::Tensor(T(t)))) }
+ct_status ct_tensor_copy_(ct_tensor self, ct_tensor src) noexcept { CT_TRY(T(self).copy_(T(src))) }
+ct_status ct_tensor_zero_(ct_tensor self) noexcept { CT_TRY(T(self).zero_()) }
+ct_status ct_tensor_fill_(ct_tensor self, double value) noexcept { CT_TRY(T(self).fill_(value)) }
+ct_status ct_tensor_uniform_(ct_tensor self, double low, double high) noexcept { CT_TRY(T(self).uniform_(low, high)) }
+ct_status ct_tensor_normal_(ct_tensor self, double mean, double std) noexcept { CT_TRY(T(self).normal_(mean, std)) }
+ct_status ct_tensor_bernoulli_(ct_tensor self, double p) noexcept { CT_TRY(T(self).bernoulli_(p)) }
+
+// ------------------------------------------------------------------ autograd
+ct_status ct_tensor_requires_grad(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).requires_grad()) }
+ct_status ct_tensor_set_requires_grad(ct_tensor t, bool requires_grad) noexcept {
+  CT_TRY(T(t).requires_grad_(requires_grad))
+}
+ct_status ct_tensor_grad(ct_tensor t, ct_tensor *out) noexcept {
+  CT_TRY(const at::Tensor &g = T(t).grad(); out->ptr = g.defined() ? new at::Tensor(g) : nullptr)
+}
+ct_status ct_tensor_set_grad(ct_tensor t, ct_tensor grad) noexcept {
+  CT_TRY(T(t).mutable_grad() = grad.ptr ? T(grad) : at::Tensor())
+}
+ct_status ct_tensor_is_leaf(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).is_leaf()) }
+ct_status ct_backward(ct_tensor t, ct_tensor gradient, bool retain_graph) noexcept {
+  CT_TRY(T(t).backward(or_undefined(gradient), retain_graph))
+}
+
+}  // extern "C"

@@ -1,0 +1,39 @@
+import CTorch
+
+/// Runs `body` with gradient recording disabled (like `torch.no_grad()`).
+public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
+    try withGradEnabled(false, body)
+}
+
+/// Runs `body` with gradient recording set to `enabled`, restoring the previous mode afterwards.
+public func withGradEnabled<R>(_ enabled: Bool, _ body: () throws -> R) rethrows -> R {
+    let previous = ct_is_grad_enabled()
+    ct_set_grad_enabled(enabled)
+    defer { ct_set_grad_enabled(previous) }
+    return try body()
+}
+
+/// Runs `body` in LibTorch's inference mode (like `torch.inference_mode()`): no autograd
+/// bookkeeping at all. Tensors created inside cannot later take part in autograd.
+public func withInferenceMode<R>(_ body: () throws -> R) throws -> R {
+    var guardHandle = ct_inference_guard(ptr: nil)
+    try check(ct_inference_mode_enter(&guardHandle))
+    defer { ct_inference_mode_exit(guardHandle) }
+    return try body()
+}
+
+/// Runs `body` under CPU autocast (mixed precision) with `dtype` (bf16 by default).
+public func withAutocast<R>(enabled: Bool = true, dtype: DType = .bfloat16, _ body: () throws -> R) throws -> R {
+    let previous = ct_autocast_is_cpu_enabled()
+    try check(ct_autocast_set_cpu(enabled, dtype.rawValue))
+    defer {
+        _ = ct_autocast_set_cpu(previous, DType.bfloat16.rawValue)
+        if !previous { ct_autocast_clear_cache() }
+    }
+    return try body()
+}
+
+public enum GradMode {
+    public static var isEnabled: Bool { ct_is_grad_enabled() }
+    public static var isInferenceMode: Bool { ct_is_inference_mode_enabled() }
+}

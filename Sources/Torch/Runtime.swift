@@ -1,0 +1,34 @@
+import CTorch
+
+/// Process-wide LibTorch settings: seeding, threads, devices and version.
+public enum Runtime {
+    /// The linked LibTorch's version, e.g. "1.13.1".
+    public static var libTorchVersion: String { String(cString: ct_version()) }
+
+    /// Seeds LibTorch's default generators (CPU and, when present, CUDA) for reproducible runs.
+    public static func manualSeed(_ seed: UInt64) {
+        _ = ct_manual_seed(seed)
+    }
+
+    /// Intra-op parallelism (threads used inside one operation).
+    public static var numThreads: Int {
+        get { Int(ct_get_num_threads()) }
+    }
+
+    public static func setNumThreads(_ n: Int) throws {
+        try check(ct_set_num_threads(Int32(n)))
+    }
+
+    public static var cudaIsAvailable: Bool { ct_cuda_is_available() }
+    public static var cudaDeviceCount: Int { Int(ct_cuda_device_count()) }
+    public static var mpsIsAvailable: Bool { ct_mps_is_available() }
+
+    /// The default CPU generator's state (a uint8 tensor) — save it to resume a run exactly.
+    public static func cpuRNGState() throws -> Tensor {
+        try Tensor.make { ct_cpu_rng_get_state($0) }
+    }
+
+    public static func setCPURNGState(_ state: Tensor) throws {
+        try check(ct_cpu_rng_set_state(state.handle))
+    }
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class TensorIOTestsPlaceholder: XCTestCase { func testNothing() {} }

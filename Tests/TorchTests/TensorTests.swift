@@ -1,0 +1,48 @@
+import XCTest
+@testable import Torch
+
+final class TensorTests: XCTestCase {
+    func testRoundTripFromArray() throws {
+        let t = try Tensor([1, 2, 3, 4, 5, 6] as [Float], shape: [2, 3])
+        XCTAssertEqual(t.shape, [2, 3])
+        XCTAssertEqual(t.dtype, .float32)
+        XCTAssertEqual(t.device, .cpu)
+        XCTAssertEqual(try t.floats(), [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(try t.transpose(0, 1).floats(), [1, 4, 2, 5, 3, 6])
+    }
+
+    func testArithmeticAndReductions() throws {
+        let a = try Tensor([1, 2, 3] as [Float])
+        let b = try Tensor([10, 20, 30] as [Float])
+        XCTAssertEqual(try (a + b).floats(), [11, 22, 33])
+        XCTAssertEqual(try (b - a * 2).floats(), [8, 16, 24])
+        XCTAssertEqual(try (1.0 - a).floats(), [0, -1, -2])
+        XCTAssertEqual(try (a + b).sum().item(), 66)
+        XCTAssertEqual(try b.mean().item(), 20)
+        XCTAssertEqual(try b.argmax(dim: 0).itemInt(), 2)
+    }
+
+    func testShapeMismatchedConvThrowsLibTorchMessageAndProcessContinues() throws {
+        let x = try Tensor.randn([1, 3, 8, 8])
+        let w = try Tensor.randn([4, 5, 3, 3])  // expects 5 input channels, input has 3
+        XCTAssertThrowsError(try Functional.conv2d(x, weight: w)) { error in
+            let message = (error as? TorchError)?.message ?? ""
+            XCTAssertTrue(message.contains("channels"), "unexpected message: \(message)")
+            XCTAssertFalse(message.contains("Exception raised from"))
+        }
+        // The process still works afterwards.
+        let good = try Tensor.randn([4, 3, 3, 3])
+        XCTAssertEqual(try Functional.conv2d(x, weight: good).shape, [1, 4, 6, 6])
+    }
+
+    func testAutogradComputesGradient() throws {
+        let x = try Tensor([1, 2, 3] as [Float]).setRequiresGrad()
+        let y = try (x * x).sum()
+        try y.backward()
+        XCTAssertEqual(try x.grad?.floats(), [2, 4, 6])
+        try withNoGrad {
+            let z = try x * 2
+            XCTAssertFalse(z.requiresGrad)
+        }
+    }
+}
