@@ -95,6 +95,7 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
+        .library(name: "Data", targets: ["Data"]),
         .executable(name: "finetune", targets: ["finetune"]),
     ],
     dependencies: [
@@ -113,10 +114,12 @@ let package = Package(
         .target(name: "TensorIO", dependencies: ["Torch"]),
         // Modules and layers with PyTorch state_dict names.
         .target(name: "NN", dependencies: ["Torch"]),
-        // Optimizers with PyTorch semantics and savable state.
-        .target(name: "Optim", dependencies: ["Torch", "NN"]),
-        // Datasets and loaders.
-        .target(name: "Data", dependencies: ["Torch"]),
+        // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
+        .target(name: "Optim", dependencies: ["Torch"]),
+        // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // Datasets, decoding, transforms and loaders.
+        .target(name: "Data", dependencies: ["Torch", "CImageCodecs"]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
@@ -127,7 +130,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
-        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO"], path: "Tests/TestSupport"),
     ],

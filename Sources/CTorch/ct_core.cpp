@@ -275,6 +275,7 @@ ct_status ct_tensor_clone(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = 
 ct_status ct_tensor_detach(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = wrap(T(t).detach())) }
 ct_status ct_tensor_shallow_clone(ct_tensor t, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::Tensor(T(t)))) }
 ct_status ct_tensor_copy_(ct_tensor self, ct_tensor src) noexcept { CT_TRY(T(self).copy_(T(src))) }
+ct_status ct_tensor_set_data(ct_tensor self, ct_tensor new_data) noexcept { CT_TRY(T(self).set_data(T(new_data))) }
 ct_status ct_tensor_zero_(ct_tensor self) noexcept { CT_TRY(T(self).zero_()) }
 ct_status ct_tensor_fill_(ct_tensor self, double value) noexcept { CT_TRY(T(self).fill_(value)) }
 ct_status ct_tensor_uniform_(ct_tensor self, double low, double high) noexcept { CT_TRY(T(self).uniform_(low, high)) }

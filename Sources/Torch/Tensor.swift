@@ -215,6 +215,9 @@ public final class Tensor: @unchecked Sendable {
 
     /// Copies `source`'s values into this tensor in place (broadcasting, converting dtype/device).
     public func copy_(_ source: Tensor) throws { try check(ct_tensor_copy_(handle, source.handle)) }
+    /// Replaces this tensor's data with `newData` (shape, dtype and device may change) while keeping
+    /// its identity, so optimizers and modules holding it see the change (PyTorch's `p.data = new`).
+    public func setData(_ newData: Tensor) throws { try check(ct_tensor_set_data(handle, newData.handle)) }
     public func zero_() throws { try check(ct_tensor_zero_(handle)) }
     public func fill_(_ value: Double) throws { try check(ct_tensor_fill_(handle, value)) }
     public func uniform_(_ low: Double, _ high: Double) throws { try check(ct_tensor_uniform_(handle, low, high)) }

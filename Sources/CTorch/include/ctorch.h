@@ -125,6 +125,8 @@ ct_status ct_tensor_detach(ct_tensor t, ct_tensor *out) CT_NOEXCEPT;
 /// A new handle sharing the same tensor (like a Python reference).
 ct_status ct_tensor_shallow_clone(ct_tensor t, ct_tensor *out) CT_NOEXCEPT;
 ct_status ct_tensor_copy_(ct_tensor self, ct_tensor src) CT_NOEXCEPT;
+/// Replaces the tensor's data (shape, dtype, device may change) keeping its identity, like `p.data = new`.
+ct_status ct_tensor_set_data(ct_tensor self, ct_tensor new_data) CT_NOEXCEPT;
 ct_status ct_tensor_zero_(ct_tensor self) CT_NOEXCEPT;
 ct_status ct_tensor_fill_(ct_tensor self, double value) CT_NOEXCEPT;
 ct_status ct_tensor_uniform_(ct_tensor self, double low, double high) CT_NOEXCEPT;
