@@ -117,7 +117,7 @@ let package = Package(
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
-        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.
         .target(name: "Data", dependencies: ["Torch", "CImageCodecs"]),
         // The command-line tool.

@@ -1,0 +1,97 @@
+import CImageCodecs
+import Foundation
+import Torch
+
+/// Reading MNIST-style IDX files (https://yann.lecun.com/exdb/mnist/), gzipped or not:
+/// used by MNIST, Fashion-MNIST and EMNIST.
+public struct IDXFile {
+    /// Element type codes of the IDX header.
+    public enum ElementType: UInt8 {
+        case uint8 = 0x08, int8 = 0x09, int16 = 0x0B, int32 = 0x0C, float32 = 0x0D, float64 = 0x0E
+        var size: Int {
+            switch self {
+            case .uint8, .int8: return 1
+            case .int16: return 2
+            case .int32, .float32: return 4
+            case .float64: return 8
+            }
+        }
+    }
+
+    public let path: String
+    public let elementType: ElementType
+    public let shape: [Int]
+    /// The payload, big-endian as stored (only uint8 data is used by the image datasets).
+    public let bytes: [UInt8]
+
+    /// Reads and validates `path`; errors name the file and what is wrong.
+    public init(path: String) throws {
+        self.path = path
+        let raw = try readMaybeGzip(path, limit: 4 << 30)
+        guard raw.count >= 4, raw[0] == 0, raw[1] == 0 else {
+            throw DataError.corrupt(path: path, reason: "not an IDX file (bad magic number)")
+        }
+        guard let type = ElementType(rawValue: raw[2]) else {
+            throw DataError.corrupt(path: path, reason: "unknown IDX element type 0x\(String(raw[2], radix: 16))")
+        }
+        let rank = Int(raw[3])
+        let headerSize = 4 + 4 * rank
+        guard rank > 0, raw.count >= headerSize else {
+            throw DataError.corrupt(path: path, reason: "truncated IDX header")
+        }
+        var dims: [Int] = []
+        var total = type.size
+        for i in 0..<rank {
+            let o = 4 + 4 * i
+            let d = Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3])
+            dims.append(d)
+            let (product, overflow) = total.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw DataError.corrupt(path: path, reason: "IDX dimensions overflow") }
+            total = product
+        }
+        guard raw.count - headerSize == total else {
+            throw DataError.corrupt(path: path, reason: "IDX header promises \(total) bytes of data for shape " +
+                                    "\(dims), the file has \(raw.count - headerSize)")
+        }
+        elementType = type
+        shape = dims
+        bytes = Array(raw[headerSize...])
+    }
+
+    /// The data as a uint8 tensor of `shape` (uint8 files only).
+    public func uint8Tensor() throws -> Tensor {
+        guard elementType == .uint8 else {
+            throw DataError.unsupported("\(path): expected uint8 IDX data, found \(elementType)")
+        }
+        return try bytes.withUnsafeBytes { try Tensor(copying: $0, shape: shape, dtype: .uint8) }
+    }
+}
+
+/// Errors from the data pipeline; each names the file or folder involved.
+public enum DataError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case corrupt(path: String, reason: String)
+    case unsupported(String)
+    case invalidDataset(String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .corrupt(let path, let reason): return "\(path): \(reason)"
+        case .unsupported(let m), .invalidDataset(let m): return m
+        }
+    }
+}
+
+/// Reads a whole file, transparently gunzipping it, with a size limit.
+func readMaybeGzip(_ path: String, limit: UInt64) throws -> [UInt8] {
+    var pointer: UnsafeMutablePointer<UInt8>?
+    var length: UInt64 = 0
+    var message = [CChar](repeating: 0, count: 256)
+    let status = ic_read_maybe_gzip(path, limit, &pointer, &length, &message, message.count)
+    guard status == 0, let pointer else {
+        throw DataError.unreadable(path: path, reason: String(cString: message))
+    }
+    defer { ic_free(pointer) }
+    return Array(UnsafeBufferPointer(start: pointer, count: Int(length)))
+}
