@@ -1,6 +1,10 @@
 import Foundation
 import Torch
 
+#if _endian(big)
+#error("safetensors data is little-endian; big-endian hosts are not supported")
+#endif
+
 /// A parsed safetensors file: tensors in file order plus the free-form `__metadata__`.
 public struct SafeTensorsFile {
     public var tensors: StateDict
@@ -11,19 +15,196 @@ public struct SafeTensorsFile {
     }
 }
 
+/// A malformed, unreadable or unwritable safetensors file. The description names the file.
+public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    /// The file being read or written.
+    public let path: String
+    /// What went wrong, without the path.
+    public let reason: String
+    public init(path: String, _ reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "safetensors file \(path): \(reason)" }
+}
+
 /// Reading and writing the safetensors format (https://github.com/huggingface/safetensors),
 /// interoperable with Python's `safetensors` package.
+///
+/// Layout: an 8-byte little-endian header length N, N bytes of JSON
+/// (`{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}`),
+/// then the data buffer, which the offsets index. Supported dtypes: F64, F32, F16, BF16, I64, I32,
+/// I16, I8, U8 and BOOL.
 public enum SafeTensors {
-    /// Reads a file, memory-mapping it; tensors reference the mapping without copying.
-    public static func read(_ path: String) throws -> SafeTensorsFile {
-        throw TorchError("SafeTensors.read is not implemented yet")
+    /// Reads a file.
+    ///
+    /// With `copy: false` (the default) the file is memory-mapped privately (copy-on-write) and each
+    /// tensor whose data is aligned to its element size references the mapping without copying; the
+    /// mapping stays alive until the last such tensor is freed. Writing such a tensor in place is safe:
+    /// the touched pages become private copies and the file never changes. The file must not be
+    /// truncated or rewritten in place while the tensors live (replacing it by rename, as `write` does,
+    /// is safe). Pass `copy: true` to get tensors in owned memory (the mapping is released at once).
+    public static func read(_ path: String, copy: Bool = false) throws -> SafeTensorsFile {
+        let mapping = try FileMapping(path: path)
+        return try decode(mapping: mapping, path: path, copy: copy)
     }
 
-    /// The tensors of a file (see `read`).
+    /// The tensors of a file, memory-mapped copy-on-write without copying (see `read`).
     public static func load(_ path: String) throws -> StateDict { try read(path).tensors }
 
-    /// Writes atomically (temporary file in the same folder, then rename).
-    public static func write(_ tensors: StateDict, metadata: [String: String] = [:], to path: String) throws {
-        throw TorchError("SafeTensors.write is not implemented yet")
+    /// The tensors of a file copied into owned memory (see `read`).
+    public static func loadCopy(_ path: String) throws -> StateDict { try read(path, copy: true).tensors }
+
+    // MARK: - Decoding
+
+    static func decode(mapping: FileMapping, path: String, copy: Bool) throws -> SafeTensorsFile {
+        func fail(_ reason: String) -> SafeTensorsError { SafeTensorsError(path: path, reason) }
+        let size = mapping.length
+        guard size >= 8 else { throw fail("the file has \(size) bytes, fewer than the 8-byte header length") }
+        let declared = UInt64(littleEndian: mapping.base.loadUnaligned(as: UInt64.self))
+        guard declared <= UInt64(size - 8) else {
+            throw fail("the header length \(declared) runs past the end of the file (\(size) bytes)")
+        }
+        let headerLength = Int(declared)
+        let dataStart = 8 + headerLength
+        let dataLength = size - dataStart
+        let headerBytes = Data(bytes: mapping.base + 8, count: headerLength)
+
+        let header: Header
+        do {
+            header = try JSONDecoder().decode(Header.self, from: headerBytes)
+        } catch let error as DecodingError {
+            throw fail("invalid JSON header: \(describe(error))")
+        } catch {
+            throw fail("invalid JSON header: \(error)")
+        }
+
+        // Validate every entry, then order by position in the data buffer (the file's order).
+        var entries: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)] = []
+        for (name, entry) in header.entries {
+            guard let dtype = dtypeByCode[entry.dtype] else {
+                throw fail("tensor '\(name)' has unknown dtype '\(entry.dtype)'")
+            }
+            var count = 1
+            for dim in entry.shape {
+                guard dim >= 0 else { throw fail("tensor '\(name)' has a negative dimension in shape \(entry.shape)") }
+                let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard !overflow else { throw fail("tensor '\(name)' has an impossibly large shape \(entry.shape)") }
+                count = product
+            }
+            let (byteCount, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow else { throw fail("tensor '\(name)' has an impossibly large shape \(entry.shape)") }
+            let offsets = entry.data_offsets
+            guard offsets.count == 2 else {
+                throw fail("tensor '\(name)' needs data_offsets [begin, end], got \(offsets)")
+            }
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin >= 0, begin <= end, end <= dataLength else {
+                throw fail("tensor '\(name)' has data_offsets \(offsets) outside the data buffer (\(dataLength) bytes)")
+            }
+            guard end - begin == byteCount else {
+                throw fail("tensor '\(name)' has data_offsets \(offsets) (\(end - begin) bytes) but shape " +
+                           "\(entry.shape) of \(entry.dtype) needs \(byteCount) bytes")
+            }
+            entries.append((name, dtype, entry.shape, begin, end))
+        }
+        entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        for (previous, next) in zip(entries, entries.dropFirst()) where next.begin < previous.end {
+            throw fail("tensors '\(previous.name)' and '\(next.name)' overlap in the data buffer")
+        }
+
+        var tensors = StateDict()
+        for entry in entries {
+            let pointer = mapping.base + dataStart + entry.begin
+            let byteCount = entry.end - entry.begin
+            let aligned = Int(bitPattern: pointer) % entry.dtype.byteSize == 0
+            let tensor: Tensor
+            if copy || !aligned || byteCount == 0 {
+                tensor = try Tensor(copying: UnsafeRawBufferPointer(start: pointer, count: byteCount),
+                                    shape: entry.shape, dtype: entry.dtype)
+            } else {
+                tensor = try Tensor.wrapping(pointer, shape: entry.shape, dtype: entry.dtype, owner: mapping)
+            }
+            tensors[entry.name] = tensor
+        }
+        return SafeTensorsFile(tensors: tensors, metadata: header.metadata)
+    }
+
+    /// safetensors dtype codes and the `DType` each maps to.
+    static let dtypeByCode: [String: DType] = [
+        "F64": .float64, "F32": .float32, "F16": .float16, "BF16": .bfloat16, "I64": .int64,
+        "I32": .int32, "I16": .int16, "I8": .int8, "U8": .uint8, "BOOL": .bool,
+    ]
+    static let codeByDType: [DType: String] = Dictionary(uniqueKeysWithValues: dtypeByCode.map { ($1, $0) })
+
+    private static func describe(_ error: DecodingError) -> String {
+        func at(_ context: DecodingError.Context) -> String {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return (path.isEmpty ? "" : "at \(path.joined(separator: ".")): ") + context.debugDescription
+        }
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+            return at(c)
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// The JSON header: tensor entries (any order) and the optional `__metadata__`.
+private struct Header: Decodable {
+    struct Entry: Decodable {
+        let dtype: String
+        let shape: [Int]
+        let data_offsets: [Int]
+    }
+    struct Key: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    var entries: [(String, Entry)] = []
+    var metadata: [String: String] = [:]
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys {
+            if key.stringValue == "__metadata__" {
+                metadata = try container.decodeIfPresent([String: String].self, forKey: key) ?? [:]
+            } else {
+                entries.append((key.stringValue, try container.decode(Entry.self, forKey: key)))
+            }
+        }
+    }
+}
+
+/// A whole file mapped private (copy-on-write: writes never reach the file); unmapped when the last
+/// tensor referencing it is freed.
+final class FileMapping {
+    let base: UnsafeMutableRawPointer
+    let length: Int
+
+    init(path: String) throws {
+        func fail(_ what: String) -> SafeTensorsError {
+            SafeTensorsError(path: path, "\(what): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("cannot open") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw fail("cannot stat") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw SafeTensorsError(path: path, "not a regular file")
+        }
+        length = Int(info.st_size)
+        guard length > 0 else { throw SafeTensorsError(path: path, "the file is empty (0 bytes)") }
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),
+              p != UnsafeMutableRawPointer(bitPattern: -1) else { throw fail("cannot memory-map") }
+        base = p
+    }
+
+    deinit {
+        munmap(base, length)
     }
 }

@@ -1,0 +1,128 @@
+import Foundation
+import Torch
+
+extension SafeTensors {
+    /// Writes atomically: the bytes go to a temporary file in the destination's folder, which is
+    /// fsynced and then renamed over `path`, so readers (and mappings of the old file) never see a
+    /// partial file; on failure the temporary file is removed and `path` is left untouched.
+    /// Tensors are stored contiguously in the dictionary's order (see `encode`).
+    public static func write(_ tensors: StateDict, metadata: [String: String] = [:], to path: String) throws {
+        func fail(_ what: String) -> SafeTensorsError {
+            SafeTensorsError(path: path, "\(what): \(String(cString: strerror(errno)))")
+        }
+        let plan = try Plan(tensors, metadata: metadata, path: path)  // fails before touching the disk
+
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp").path
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw fail("cannot create the temporary file \(temporary)") }
+        var closed = false
+        var renamed = false
+        defer {
+            if !closed { close(fd) }
+            if !renamed { unlink(temporary) }
+        }
+        try plan.forEachChunk { chunk in
+            var rest = chunk
+            while !rest.isEmpty {
+                let n = posixWrite(fd, rest.baseAddress, rest.count)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw fail("cannot write the temporary file \(temporary)") }
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            }
+        }
+        guard fsync(fd) == 0 else { throw fail("cannot fsync the temporary file \(temporary)") }
+        closed = true
+        guard close(fd) == 0 else { throw fail("cannot close the temporary file \(temporary)") }
+        guard rename(temporary, path) == 0 else { throw fail("cannot rename \(temporary) to the destination") }
+        renamed = true
+        // Make the rename itself durable (best effort).
+        let dir = open(url.deletingLastPathComponent().path, O_RDONLY | O_CLOEXEC)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
+    }
+
+    /// The complete file contents: header length, JSON header (space-padded so the data buffer
+    /// starts at an 8-byte boundary, as Python's writer does; `__metadata__` only when non-empty),
+    /// then each tensor's bytes, contiguous and row-major, in the dictionary's order. Tensors on
+    /// other devices are copied to the CPU; non-contiguous ones are made contiguous.
+    public static func encode(_ tensors: StateDict, metadata: [String: String] = [:]) throws -> [UInt8] {
+        let plan = try Plan(tensors, metadata: metadata, path: "<memory>")
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(plan.totalSize)
+        try plan.forEachChunk { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
+    /// A validated layout: the header bytes and CPU-contiguous tensors with their sizes.
+    private struct Plan {
+        var header: [UInt8]
+        var tensors: [(tensor: Tensor, byteCount: Int)] = []
+        var totalSize: Int
+
+        init(_ dict: StateDict, metadata: [String: String], path: String) throws {
+            var json = "{"
+            if !metadata.isEmpty {
+                let pairs = metadata.sorted { $0.key < $1.key }.map { "\(quote($0.key)):\(quote($0.value))" }
+                json += "\"__metadata__\":{\(pairs.joined(separator: ","))}"
+            }
+            var offset = 0, first = metadata.isEmpty
+            for (name, original) in dict {
+                guard name != "__metadata__" else {
+                    throw SafeTensorsError(path: path, "'__metadata__' is reserved and cannot name a tensor")
+                }
+                let dtype = original.dtype
+                guard let code = SafeTensors.codeByDType[dtype] else {
+                    throw SafeTensorsError(path: path, "tensor '\(name)' has dtype \(dtype), which safetensors lacks")
+                }
+                var tensor = original.device == .cpu ? original : try original.to(.cpu)
+                if !tensor.isContiguous() { tensor = try tensor.contiguous() }
+                let byteCount = tensor.count * dtype.byteSize
+                tensors.append((tensor, byteCount))
+                json += first ? "" : ","
+                first = false
+                let shape = tensor.shape.map(String.init).joined(separator: ",")
+                json += "\(quote(name)):{\"dtype\":\"\(code)\",\"shape\":[\(shape)]," +
+                    "\"data_offsets\":[\(offset),\(offset + byteCount)]}"
+                offset += byteCount
+            }
+            json += "}"
+            header = Array(json.utf8)
+            header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
+            let length = UInt64(header.count).littleEndian
+            header = withUnsafeBytes(of: length) { Array($0) } + header
+            totalSize = header.count + offset
+        }
+
+        /// Calls `body` with the header, then with each tensor's bytes.
+        func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+            try header.withUnsafeBytes(body)
+            for (tensor, byteCount) in tensors where byteCount > 0 {
+                try body(UnsafeRawBufferPointer(start: try tensor.dataPointer(), count: byteCount))
+            }
+        }
+    }
+
+    /// A JSON string literal.
+    private static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+#if canImport(Glibc)
+private let posixWrite = Glibc.write
+#else
+private let posixWrite = Darwin.write
+#endif

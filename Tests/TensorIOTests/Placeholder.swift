@@ -1,2 +1,0 @@
-import XCTest
-final class TensorIOTestsPlaceholder: XCTestCase { func testNothing() {} }
