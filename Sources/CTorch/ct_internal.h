@@ -35,6 +35,16 @@ int32_t from_scalar_type(at::ScalarType st);
 c10::Device to_device(ct_device d);
 ct_device from_device(const c10::Device &d);
 
+/// A Scalar for `v` suited to `t`: integral tensors get an integer Scalar when `v` is whole,
+/// because LibTorch rejects floating `alpha`/scalars on integral tensors.
+inline at::Scalar scalar_for(const at::Tensor &t, double v) {
+  if (!c10::isFloatingType(t.scalar_type()) && !c10::isComplexType(t.scalar_type()) &&
+      v == static_cast<double>(static_cast<int64_t>(v))) {
+    return at::Scalar(static_cast<int64_t>(v));
+  }
+  return at::Scalar(v);
+}
+
 inline at::IntArrayRef dims(const int64_t *p, int32_t n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
 
 }  // namespace ctorch

@@ -142,17 +142,17 @@ ct_status ct_one_hot(ct_tensor t, int64_t num_classes, ct_tensor *out) noexcept 
 
 // ------------------------------------------------------------------ elementwise arithmetic
 ct_status ct_add(ct_tensor a, ct_tensor b, double alpha, ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::add(T(a), T(b), alpha)))
+  CT_TRY(*out = wrap(at::add(T(a), T(b), scalar_for(T(a), alpha))))
 }
 ct_status ct_sub(ct_tensor a, ct_tensor b, double alpha, ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::sub(T(a), T(b), alpha)))
+  CT_TRY(*out = wrap(at::sub(T(a), T(b), scalar_for(T(a), alpha))))
 }
 ct_status ct_mul(ct_tensor a, ct_tensor b, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::mul(T(a), T(b)))) }
 ct_status ct_div(ct_tensor a, ct_tensor b, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::div(T(a), T(b)))) }
-ct_status ct_add_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::add(T(a), s))) }
-ct_status ct_mul_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::mul(T(a), s))) }
+ct_status ct_add_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::add(T(a), scalar_for(T(a), s)))) }
+ct_status ct_mul_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::mul(T(a), scalar_for(T(a), s)))) }
 ct_status ct_div_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::div(T(a), s))) }
-ct_status ct_rsub_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::rsub(T(a), s))) }
+ct_status ct_rsub_scalar(ct_tensor a, double s, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::rsub(T(a), scalar_for(T(a), s)))) }
 ct_status ct_pow_scalar(ct_tensor a, double e, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::pow(T(a), e))) }
 ct_status ct_pow(ct_tensor a, ct_tensor e, ct_tensor *out) noexcept { CT_TRY(*out = wrap(at::pow(T(a), T(e)))) }
 ct_status ct_maximum(ct_tensor a, ct_tensor b, ct_tensor *out) noexcept {
@@ -249,11 +249,11 @@ ct_status ct_allclose(ct_tensor a, ct_tensor b, double rtol, double atol, bool *
 }
 
 // ------------------------------------------------------------------ in-place updates
-ct_status ct_add_(ct_tensor self, ct_tensor other, double alpha) noexcept { CT_TRY(T(self).add_(T(other), alpha)) }
-ct_status ct_add_scalar_(ct_tensor self, double s) noexcept { CT_TRY(T(self).add_(s)) }
-ct_status ct_sub_(ct_tensor self, ct_tensor other, double alpha) noexcept { CT_TRY(T(self).sub_(T(other), alpha)) }
+ct_status ct_add_(ct_tensor self, ct_tensor other, double alpha) noexcept { CT_TRY(T(self).add_(T(other), scalar_for(T(self), alpha))) }
+ct_status ct_add_scalar_(ct_tensor self, double s) noexcept { CT_TRY(T(self).add_(scalar_for(T(self), s))) }
+ct_status ct_sub_(ct_tensor self, ct_tensor other, double alpha) noexcept { CT_TRY(T(self).sub_(T(other), scalar_for(T(self), alpha))) }
 ct_status ct_mul_(ct_tensor self, ct_tensor other) noexcept { CT_TRY(T(self).mul_(T(other))) }
-ct_status ct_mul_scalar_(ct_tensor self, double s) noexcept { CT_TRY(T(self).mul_(s)) }
+ct_status ct_mul_scalar_(ct_tensor self, double s) noexcept { CT_TRY(T(self).mul_(scalar_for(T(self), s))) }
 ct_status ct_div_(ct_tensor self, ct_tensor other) noexcept { CT_TRY(T(self).div_(T(other))) }
 ct_status ct_div_scalar_(ct_tensor self, double s) noexcept { CT_TRY(T(self).div_(s)) }
 ct_status ct_addcmul_(ct_tensor self, ct_tensor t1, ct_tensor t2, double value) noexcept {

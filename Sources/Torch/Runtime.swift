@@ -1,4 +1,5 @@
 import CTorch
+import Foundation
 
 /// Process-wide LibTorch settings: seeding, threads, devices and version.
 public enum Runtime {
@@ -17,6 +18,13 @@ public enum Runtime {
 
     public static func setNumThreads(_ n: Int) throws {
         try check(ct_set_num_threads(Int32(n)))
+    }
+
+    /// Uses every available core for intra-op parallelism unless `OMP_NUM_THREADS` says otherwise.
+    /// (Debian's LibTorch 1.13 starts with a single thread even on multi-core machines.)
+    public static func useAvailableCores() {
+        if ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] != nil { return }
+        _ = ct_set_num_threads(Int32(max(1, ProcessInfo.processInfo.activeProcessorCount)))
     }
 
     public static var cudaIsAvailable: Bool { ct_cuda_is_available() }

@@ -46,3 +46,14 @@ final class TensorTests: XCTestCase {
         }
     }
 }
+
+final class IntegralScalarTests: XCTestCase {
+    func testWholeScalarsWorkOnIntegralTensors() throws {
+        let counter = try Tensor.zeros([], dtype: .int64)
+        try counter.add_(1)
+        try counter.add_(Tensor(scalar: 2, dtype: .int64), alpha: 1)
+        XCTAssertEqual(try counter.itemInt(), 3)
+        XCTAssertEqual(try (Tensor([1, 2] as [Int64]) * 3).toArray(Int64.self), [3, 6])
+        XCTAssertEqual(try (Tensor([1, 2] as [Int64]) + Tensor([5, 5] as [Int64])).toArray(Int64.self), [6, 7])
+    }
+}

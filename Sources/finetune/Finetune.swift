@@ -1,0 +1,43 @@
+import ArgumentParser
+import Torch
+
+@main
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Transfer learning for image classifiers, on LibTorch.",
+        discussion: """
+            Examples:
+              finetune demo                      train a small convnet on Fashion-MNIST
+              finetune info --json               LibTorch version, devices and threads
+            """,
+        subcommands: [DemoCommand.self, InfoCommand.self]
+    )
+}
+
+/// `finetune info`: what this binary runs on.
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info", abstract: "Show the LibTorch version, devices and thread count.")
+
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let fields: [(String, String)] = [
+            ("libtorch", Runtime.libTorchVersion),
+            ("threads", String(Runtime.numThreads)),
+            ("cuda_devices", String(Runtime.cudaDeviceCount)),
+            ("mps", String(Runtime.mpsIsAvailable)),
+            ("default_device", Device.auto.description),
+        ]
+        if json {
+            let body = fields.map { key, value in
+                let quoted = Int(value) != nil || value == "true" || value == "false" ? value : "\"\(value)\""
+                return "\"\(key)\": \(quoted)"
+            }
+            print("{" + body.joined(separator: ", ") + "}")
+        } else {
+            for (key, value) in fields { print("\(key): \(value)") }
+        }
+    }
+}
