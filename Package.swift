@@ -96,6 +96,7 @@ let package = Package(
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "TensorIO", targets: ["TensorIO"]),
         .library(name: "Data", targets: ["Data"]),
+        .library(name: "Vision", targets: ["Vision"]),
         .executable(name: "finetune", targets: ["finetune"]),
     ],
     dependencies: [
@@ -116,6 +117,8 @@ let package = Package(
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
+        // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
+        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO"], resources: [.copy("Resources")]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.
@@ -123,7 +126,7 @@ let package = Package(
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
@@ -131,6 +134,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "TestSupport"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO"], path: "Tests/TestSupport"),
     ],
