@@ -1,0 +1,45 @@
+import Torch
+
+/// Fully connected layer `y = x Wᵀ + b`, like `torch.nn.Linear`: parameters `weight`
+/// `[outFeatures, inFeatures]` and `bias` `[outFeatures]`, initialised as PyTorch does.
+open class Linear: Module {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Tensor
+    /// nil when built with `bias: false`.
+    public let bias: Tensor?
+
+    /// Kaiming-uniform weight (`a = sqrt(5)`, i.e. ±1/sqrt(in)) and bias uniform in ±1/sqrt(in).
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, dtype: DType = .float32,
+                device: Device = .cpu) throws {
+        guard inFeatures >= 0, outFeatures >= 0 else {
+            throw NNError.invalidArgument("Linear: feature counts must be non-negative")
+        }
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = try Initialization.kaimingUniformParameter([outFeatures, inFeatures], fanIn: inFeatures,
+                                                            dtype: dtype, device: device)
+        self.bias = bias
+            ? try Initialization.biasParameter([outFeatures], fanIn: inFeatures, dtype: dtype, device: device) : nil
+        super.init()
+    }
+
+    open override var typeName: String { "Linear" }
+
+    open override var namedLocalParameters: [(String, Tensor)] {
+        var result = [("weight", weight)]
+        if let bias { result.append(("bias", bias)) }
+        return result
+    }
+
+    open override func forward(_ x: Tensor) throws -> Tensor {
+        try Functional.linear(x, weight: weight, bias: bias)
+    }
+
+    /// `in_features=1280, out_features=10, bias=True`.
+    open var extraDescription: String {
+        "in_features=\(inFeatures), out_features=\(outFeatures), bias=\(pythonBool(bias != nil))"
+    }
+}
+
+extension Linear: ModuleDescribing {}

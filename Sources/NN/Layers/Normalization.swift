@@ -1,0 +1,108 @@
+import Torch
+
+/// Batch normalisation over the channels of NCHW input, like `torch.nn.BatchNorm2d`: parameters
+/// `weight`, `bias`; buffers `running_mean`, `running_var`, `num_batches_tracked` (int64 scalar).
+///
+/// Batch statistics are used (and the running statistics updated) only when `usesTrainingBehaviour`,
+/// i.e. in training mode and not frozen; otherwise the running statistics are used and left untouched.
+open class BatchNorm2d: Module, BatchNormLayer {
+    public let numFeatures: Int
+    public let eps: Double
+    /// Exponential-average factor for the running statistics; nil means a cumulative average
+    /// (factor 1 / num_batches_tracked), as PyTorch's `momentum=None`.
+    public var momentum: Double?
+    public let affine: Bool
+    public let trackRunningStats: Bool
+    /// Scale `[numFeatures]` (ones), or nil without `affine`.
+    public let weight: Tensor?
+    /// Shift `[numFeatures]` (zeros), or nil without `affine`.
+    public let bias: Tensor?
+    /// `[numFeatures]` (zeros), or nil without `trackRunningStats`.
+    public let runningMean: Tensor?
+    /// `[numFeatures]` (ones), or nil without `trackRunningStats`.
+    public let runningVar: Tensor?
+    /// Int64 scalar counting training-mode forward passes, or nil without `trackRunningStats`.
+    public let numBatchesTracked: Tensor?
+
+    public init(_ numFeatures: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true, dtype: DType = .float32, device: Device = .cpu) throws {
+        guard numFeatures > 0 else { throw NNError.invalidArgument("BatchNorm2d: num_features must be positive") }
+        self.numFeatures = numFeatures
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.trackRunningStats = trackRunningStats
+        if affine {
+            weight = try Initialization.constantParameter([numFeatures], 1, dtype: dtype, device: device)
+            bias = try Initialization.constantParameter([numFeatures], 0, dtype: dtype, device: device)
+        } else {
+            weight = nil
+            bias = nil
+        }
+        if trackRunningStats {
+            runningMean = try Tensor.zeros([numFeatures], dtype: dtype, device: device)
+            runningVar = try Tensor.ones([numFeatures], dtype: dtype, device: device)
+            numBatchesTracked = try Tensor(scalar: 0, dtype: .int64, device: device)
+        } else {
+            runningMean = nil
+            runningVar = nil
+            numBatchesTracked = nil
+        }
+        super.init()
+    }
+
+    open override var typeName: String { "BatchNorm2d" }
+
+    open override var namedLocalParameters: [(String, Tensor)] {
+        guard let weight, let bias else { return [] }
+        return [("weight", weight), ("bias", bias)]
+    }
+
+    open override var namedLocalBuffers: [(String, Tensor)] {
+        guard let runningMean, let runningVar, let numBatchesTracked else { return [] }
+        return [("running_mean", runningMean), ("running_var", runningVar),
+                ("num_batches_tracked", numBatchesTracked)]
+    }
+
+    /// Resets the running statistics to mean 0, variance 1 and the batch count to 0.
+    public func resetRunningStats() throws {
+        try withNoGrad {
+            try runningMean?.zero_()
+            try runningVar?.fill_(1)
+            try numBatchesTracked?.zero_()
+        }
+    }
+
+    open override func forward(_ x: Tensor) throws -> Tensor {
+        let shape = x.shape
+        guard shape.count == 4 else {
+            throw NNError.invalidArgument("BatchNorm2d: expected 4D input (got \(shape.count)D input)")
+        }
+        guard shape[1] == numFeatures else {
+            throw NNError.invalidArgument(
+                "BatchNorm2d(\(numFeatures)): input has \(shape[1]) channels (shape \(shape))")
+        }
+        let training = usesTrainingBehaviour
+        var factor = momentum ?? 0
+        if training, let numBatchesTracked {
+            try withNoGrad { try numBatchesTracked.add_(1) }
+            if momentum == nil { factor = 1 / Double(try numBatchesTracked.itemInt()) }
+        }
+        // As PyTorch: batch statistics when training, or when there are no running statistics at all.
+        let useBatchStats = training || runningMean == nil
+        if useBatchStats && shape[0] * shape[2] * shape[3] <= 1 {
+            throw NNError.invalidArgument(
+                "BatchNorm2d: expected more than 1 value per channel when training, got input size \(shape)")
+        }
+        return try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
+                                        bias: bias, training: useBatchStats, momentum: factor, eps: eps)
+    }
+
+    /// PyTorch's repr arguments, e.g. `32, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True`.
+    open var extraDescription: String {
+        "\(numFeatures), eps=\(pythonFloat(eps)), momentum=\(momentum.map(pythonFloat) ?? "None"), "
+            + "affine=\(pythonBool(affine)), track_running_stats=\(pythonBool(trackRunningStats))"
+    }
+}
+
+extension BatchNorm2d: ModuleDescribing {}
