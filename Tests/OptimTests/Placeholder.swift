@@ -1,2 +1,0 @@
-import XCTest
-final class OptimTestsPlaceholder: XCTestCase { func testNothing() {} }
