@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "TestSupport"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
-        .target(name: "TestSupport", dependencies: ["Torch", "TensorIO"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],
     cxxLanguageStandard: libtorch.major >= 2 ? .cxx20 : .cxx17
 )

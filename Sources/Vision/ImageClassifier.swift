@@ -1,0 +1,123 @@
+import NN
+import Torch
+
+/// Global pooling applied to the backbone's feature maps when the model has no top (Keras' `pooling`).
+public enum GlobalPooling: String, CaseIterable, Sendable {
+    case avg, max
+    /// No pooling: `forward` returns the 4-D feature maps.
+    case none
+}
+
+/// Construction options shared by every zoo architecture, in the spirit of Keras' application factories.
+public struct ModelOptions: Equatable, Sendable {
+    /// Size of the classification head when `includeTop` is set.
+    public var numClasses: Int
+    /// Keep the classifier (torchvision's `fc` / `classifier`). Without it `forward` returns the
+    /// pooled embedding (or the feature maps when `pooling` is `.none`).
+    public var includeTop: Bool
+    /// Pooling used without a top.
+    public var pooling: GlobalPooling
+    /// Dropout before the final Linear; nil keeps the architecture's default (e.g. 0.2 for MobileNetV2).
+    public var dropout: Double?
+
+    public init(numClasses: Int = 1000, includeTop: Bool = true, pooling: GlobalPooling = .avg,
+                dropout: Double? = nil) {
+        self.numClasses = numClasses
+        self.includeTop = includeTop
+        self.pooling = pooling
+        self.dropout = dropout
+    }
+}
+
+/// Base class of the zoo's classifiers: a backbone, an embedding and a replaceable head.
+///
+/// Subclasses build their modules with torchvision's attribute names (so `stateDict()` keys match
+/// torchvision's exactly) and override `forwardFeatures`, `embedding` and `classify`.
+/// With `includeTop`, `forward(x) == classify(embedding(x))` and equals torchvision's logits.
+open class ImageClassifier: Module {
+    /// Registry name, e.g. "mobilenet_v2", "resnet50".
+    public let architecture: String
+    public let options: ModelOptions
+    /// Dotted path of the final Linear layer, e.g. "fc", "classifier.1", "classifier.6".
+    public let headPath: String
+    /// Width of the vector the final Linear consumes (what `embedding` returns).
+    public let embeddingSize: Int
+    /// Channels of the backbone's last feature map.
+    public let featureChannels: Int
+
+    public init(architecture: String, options: ModelOptions, headPath: String, embeddingSize: Int,
+                featureChannels: Int) {
+        self.architecture = architecture
+        self.options = options
+        self.headPath = headPath
+        self.embeddingSize = embeddingSize
+        self.featureChannels = featureChannels
+        super.init()
+    }
+
+    /// The backbone's last feature maps, [N, C, H, W].
+    open func forwardFeatures(_ x: Tensor) throws -> Tensor {
+        throw NNError.notImplemented("\(architecture).forwardFeatures")
+    }
+
+    /// The embedding the final Linear consumes, [N, embeddingSize]. With a top this includes any
+    /// layers before the final Linear (e.g. VGG's first two fully connected layers); without one it is
+    /// the globally pooled feature maps.
+    open func embedding(_ x: Tensor) throws -> Tensor {
+        try Self.globalPool(forwardFeatures(x), options.pooling == .none ? .avg : options.pooling)
+    }
+
+    /// The head applied to an embedding (dropout, then the final Linear): logits.
+    open func classify(_ embedding: Tensor) throws -> Tensor {
+        throw NNError.notImplemented("\(architecture).classify")
+    }
+
+    open override func forward(_ x: Tensor) throws -> Tensor {
+        if options.includeTop { return try classify(embedding(x)) }
+        if options.pooling == .none { return try forwardFeatures(x) }
+        return try embedding(x)
+    }
+
+    /// Pooled embedding for feature extraction (`finetune features`, the bottleneck cache).
+    public func features(_ x: Tensor) throws -> Tensor { try embedding(x) }
+
+    /// Layer groups (freezable scopes) from input to output, the head's scope last: e.g.
+    /// `["features.0", …, "features.18", "classifier"]` or `["conv1", "bn1", "layer1", …, "fc"]`.
+    /// Freezing and discriminative learning rates address these.
+    open var layerGroups: [String] { namedChildren.map(\.0) }
+
+    /// The scopes that make up the backbone (every layer group but the head's).
+    public var backboneGroups: [String] {
+        let headGroup = String(headPath.split(separator: ".").first ?? "")
+        return layerGroups.filter { $0 != headGroup && !$0.hasPrefix(headGroup + ".") }
+    }
+
+    /// Replaces the final Linear with a freshly initialised one for `numClasses`, keeping everything
+    /// else (including the backbone's weights). Only for models built with a top.
+    open func replaceHead(numClasses: Int) throws {
+        guard options.includeTop else {
+            throw NNError.invalidArgument("\(architecture) was built without a top: there is no head to replace")
+        }
+        guard numClasses > 0 else { throw NNError.invalidArgument("numClasses must be positive, got \(numClasses)") }
+        guard let old = module(at: headPath) as? Linear else {
+            throw NNError.cannotReplace("\(architecture): no Linear head at '\(headPath)'")
+        }
+        let head = try Linear(old.inFeatures, numClasses, bias: old.bias != nil, dtype: old.weight.dtype,
+                              device: old.weight.device)
+        try replaceModule(at: headPath, with: head)
+    }
+
+    /// The current number of outputs of the head (nil without a top).
+    public var numClasses: Int? {
+        guard options.includeTop, let head = module(at: headPath) as? Linear else { return nil }
+        return head.outFeatures
+    }
+
+    /// Global average or max pooling of [N, C, H, W] to [N, C].
+    public static func globalPool(_ x: Tensor, _ pooling: GlobalPooling) throws -> Tensor {
+        switch pooling {
+        case .max: return try Functional.adaptiveMaxPool2d(x, outputSize: (1, 1)).flatten(from: 1)
+        case .avg, .none: return try Functional.adaptiveAvgPool2d(x, outputSize: (1, 1)).flatten(from: 1)
+        }
+    }
+}
