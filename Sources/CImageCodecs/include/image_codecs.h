@@ -1,7 +1,107 @@
 // image_codecs.h — JPEG (libjpeg-turbo) and PNG (libpng) decoding to 8-bit RGB, and PNG encoding.
-// Filled in by the data-pipeline work; this header is the target's public C interface.
+//
+// Every function returns an `ic_status` and, on failure, writes a NUL-terminated message into
+// `error` (capacity `error_cap`; may be NULL when `error_cap` is 0). Nothing here calls exit() or
+// abort(), prints to stderr, or longjmps out of the function that was called: libjpeg and libpng
+// errors are caught with setjmp inside each entry point.
+//
+// Decoded images are always 8-bit RGB, rows top to bottom, pixels interleaved (HWC):
+//   * JPEG: grayscale is replicated into R=G=B; CMYK/YCCK is converted with PIL's formula
+//     (Adobe-marked files store inverted CMYK, which is undone first); EXIF orientation (tag 0x0112 in
+//     the APP1 "Exif" segment) is applied, so width/height are those after rotation; DCT scaling can
+//     shrink the output while decoding (see `min_side`).
+//   * PNG: palette, 1/2/4/8/16-bit gray, gray+alpha, RGB, RGBA, 16-bit and Adam7-interlaced images
+//     are all accepted. 16-bit samples keep their high byte (png_set_strip_16). Alpha is *dropped*,
+//     not composited (like PIL's `convert("RGB")`). No gamma or colour-profile conversion is applied.
+//   * The format is sniffed from the magic bytes, never from a file name.
 #ifndef IMAGE_CODECS_H
 #define IMAGE_CODECS_H
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    IC_OK = 0,
+    IC_ERR_CORRUPT = 1,      ///< malformed or damaged data (the decoder's message says what)
+    IC_ERR_UNSUPPORTED = 2,  ///< not JPEG or PNG, or a JPEG/PNG variant the libraries cannot decode
+    IC_ERR_TRUNCATED = 3,    ///< the data ends before the image does
+    IC_ERR_IO = 4,           ///< a file could not be opened or read
+    IC_ERR_TOO_LARGE = 5,    ///< dimensions beyond IC_MAX_PIXELS, or out of memory
+    IC_ERR_ARGUMENT = 6,     ///< a bad argument (null pointer, buffer too small, bad dimensions)
+} ic_status;
+
+typedef enum {
+    IC_FORMAT_UNKNOWN = 0,
+    IC_FORMAT_JPEG = 1,
+    IC_FORMAT_PNG = 2,
+    IC_FORMAT_GIF = 3,
+    IC_FORMAT_BMP = 4,
+    IC_FORMAT_WEBP = 5,
+    IC_FORMAT_TIFF = 6,
+} ic_format;
+
+/// Largest accepted width × height (decompression-bomb guard): 2^28 pixels, 768 MiB of RGB.
+#define IC_MAX_PIXELS ((uint64_t)1 << 28)
+
+typedef struct {
+    int32_t format;         ///< ic_format
+    int32_t width;          ///< output width: after DCT scaling and EXIF orientation
+    int32_t height;         ///< output height
+    int32_t channels;       ///< output channels: always 3 (RGB)
+    int32_t source_width;   ///< as stored in the file (full size, before orientation)
+    int32_t source_height;
+    int32_t source_channels;///< components in the file: 1 gray, 2 gray+alpha, 3 RGB/YCbCr, 4 RGBA/CMYK
+    int32_t orientation;    ///< EXIF orientation 1…8 that is applied (1 when absent or invalid)
+    int32_t scale_num;      ///< JPEG DCT scale is scale_num/8 (8 = full size); 8 for PNG
+    int32_t progressive;    ///< JPEG progressive / PNG interlaced
+} ic_image_info;
+
+/// The format named by the first bytes of `data` (JPEG FF D8 FF, PNG 89 50 4E 47, GIF8, BM, RIFF…WEBP,
+/// II*\0 / MM\0*).
+int32_t ic_sniff_format(const uint8_t *data, size_t length);
+/// "JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF" or "unknown".
+const char *ic_format_name(int32_t format);
+
+/// Reads the header only (JPEG: markers up to the frame header, including EXIF orientation; PNG: the
+/// chunks before the image data) and fills `info` as `ic_decode` would for `min_side` 0.
+/// IC_ERR_TRUNCATED means the header is not complete within `length` bytes.
+int ic_probe(const uint8_t *data, size_t length, ic_image_info *info, char *error, size_t error_cap);
+
+/// A two-step decoder, so callers can allocate the output themselves and have it decoded into directly.
+/// `data` must stay valid and unchanged until `ic_decoder_close`.
+///
+/// `min_side` (JPEG only; 0 = full size) picks the smallest DCT scale n/8 (n = 1…8) whose output still
+/// has its shorter side ≥ `min_side`; when even 8/8 is smaller, the image is decoded at full size.
+typedef struct ic_decoder ic_decoder;
+int ic_decoder_open(const uint8_t *data, size_t length, int32_t min_side, ic_decoder **decoder,
+                    ic_image_info *info, char *error, size_t error_cap);
+/// Decodes into `pixels`, which must hold info.width * info.height * 3 bytes. Call at most once.
+int ic_decoder_read(ic_decoder *decoder, uint8_t *pixels, size_t capacity, char *error, size_t error_cap);
+void ic_decoder_close(ic_decoder *decoder);
+
+/// One-call decoding into a buffer allocated here; free `*pixels` with `ic_free`.
+int ic_decode(const uint8_t *data, size_t length, int32_t min_side, uint8_t **pixels, ic_image_info *info,
+              char *error, size_t error_cap);
+
+/// Encodes an 8-bit gray (channels 1) or RGB (channels 3) HWC buffer as a PNG in memory.
+/// `level` is the zlib compression level 0…9 (-1 = zlib's default). Free `*out` with `ic_free`.
+int ic_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels, int32_t level,
+                  uint8_t **out, size_t *length, char *error, size_t error_cap);
+
+/// Reads up to `max_bytes` of the regular file `path` (0 = the whole file). `*file_size` receives the
+/// file's full size, so a caller can tell whether it got everything. An empty file gives `*out` == a
+/// valid zero-length allocation. Free `*out` with `ic_free`. Directories and unreadable paths fail
+/// with IC_ERR_IO and strerror's reason.
+int ic_read_file(const char *path, uint64_t max_bytes, uint8_t **out, uint64_t *length, uint64_t *file_size,
+                 char *error, size_t error_cap);
+
+/// Rearranges an HWC buffer into CHW (`dst` holds height * width * channels bytes, not overlapping).
+void ic_hwc_to_chw(const uint8_t *src, uint8_t *dst, int32_t height, int32_t width, int32_t channels);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,151 @@
+import CImageCodecs
+import Foundation
+
+/// Image container formats recognised by their magic bytes. Only `.jpeg` and `.png` can be decoded;
+/// the others are named in "unsupported image format" errors.
+public enum ImageFormat: String, Sendable, CustomStringConvertible {
+    case jpeg = "JPEG", png = "PNG", gif = "GIF", bmp = "BMP", webp = "WebP", tiff = "TIFF"
+
+    init?(code: Int32) {
+        switch code {
+        case Int32(IC_FORMAT_JPEG.rawValue): self = .jpeg
+        case Int32(IC_FORMAT_PNG.rawValue): self = .png
+        case Int32(IC_FORMAT_GIF.rawValue): self = .gif
+        case Int32(IC_FORMAT_BMP.rawValue): self = .bmp
+        case Int32(IC_FORMAT_WEBP.rawValue): self = .webp
+        case Int32(IC_FORMAT_TIFF.rawValue): self = .tiff
+        default: return nil
+        }
+    }
+
+    public var description: String { rawValue }
+    /// Whether `Image` can decode this format.
+    public var isDecodable: Bool { self == .jpeg || self == .png }
+}
+
+/// What a header-only probe finds out about an image.
+public struct ImageInfo: Equatable, Sendable {
+    public var format: ImageFormat
+    /// The size a full-size decode produces (after EXIF orientation).
+    public var width: Int
+    public var height: Int
+    /// The size as stored in the file (before EXIF orientation).
+    public var storedWidth: Int
+    public var storedHeight: Int
+    /// Components in the file: 1 gray, 2 gray+alpha, 3 RGB/YCbCr (and palette PNGs), 4 RGBA/CMYK.
+    public var storedChannels: Int
+    /// EXIF orientation 1…8 (1 when absent; always 1 for PNG).
+    public var orientation: Int
+    /// Progressive JPEG or interlaced PNG.
+    public var isProgressive: Bool
+
+    init(_ info: ic_image_info) {
+        format = ImageFormat(code: info.format) ?? .jpeg
+        width = Int(info.width)
+        height = Int(info.height)
+        storedWidth = Int(info.source_width)
+        storedHeight = Int(info.source_height)
+        storedChannels = Int(info.source_channels)
+        orientation = Int(info.orientation)
+        isProgressive = info.progressive != 0
+    }
+}
+
+/// Format sniffing and header probing for JPEG and PNG files (libjpeg-turbo and libpng underneath).
+public enum ImageCodec {
+    /// Bytes read for a probe before falling back to the whole file (a JPEG's frame header can sit
+    /// behind large EXIF/ICC segments).
+    static let probePrefix: UInt64 = 64 << 10
+
+    /// The format named by the first bytes of `bytes`, or nil when it is none of `ImageFormat`.
+    public static func sniff<Bytes: ContiguousBytes>(_ bytes: Bytes) -> ImageFormat? {
+        bytes.withUnsafeBytes { raw in
+            ImageFormat(code: ic_sniff_format(raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count))
+        }
+    }
+
+    /// Width, height and format of the image at `path` from its header alone (no pixel decoding).
+    /// Throws the same `DataError`s as `Image(contentsOfFile:)` for unreadable, empty, corrupt and
+    /// unsupported files.
+    public static func probe(_ path: String) throws -> ImageInfo {
+        let (first, partial) = try withFileBytes(path, maxBytes: probePrefix) { raw, fileSize in
+            (probe(raw, label: path), raw.count < fileSize)
+        }
+        switch first {
+        case .success(let info):
+            return info
+        case .failure(let failure) where failure.status == IC_ERR_TRUNCATED && partial:
+            // The header did not fit in the prefix: read the whole file.
+            return try withFileBytes(path, maxBytes: 0) { raw, _ in try probe(raw, label: path).dataValue() }
+        case .failure(let failure):
+            throw failure.dataError
+        }
+    }
+
+    /// Probes an image held in memory; `path` only labels errors.
+    public static func probe<Bytes: ContiguousBytes>(data bytes: Bytes, path: String? = nil) throws -> ImageInfo {
+        try bytes.withUnsafeBytes { raw in try probe(raw, label: path ?? memoryLabel).dataValue() }
+    }
+
+    static func probe(_ raw: UnsafeRawBufferPointer, label: String) -> Result<ImageInfo, ImageCodecFailure> {
+        var info = ic_image_info()
+        var message = [CChar](repeating: 0, count: 512)
+        let status = ic_probe(raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count, &info,
+                              &message, message.count)
+        guard status == 0 else { return .failure(ImageCodecFailure(status: status, message: message, label: label)) }
+        return .success(ImageInfo(info))
+    }
+
+    /// How errors about in-memory data name their source when no path is given.
+    static let memoryLabel = "<image data>"
+
+    /// Reads `path` (at most `maxBytes`, 0 = all) and passes its bytes and full size to `body`.
+    /// Empty files and read failures throw `DataError`s naming the path.
+    static func withFileBytes<R>(_ path: String, maxBytes: UInt64,
+                                 _ body: (UnsafeRawBufferPointer, Int) throws -> R) throws -> R {
+        var pointer: UnsafeMutablePointer<UInt8>?
+        var length: UInt64 = 0
+        var fileSize: UInt64 = 0
+        var message = [CChar](repeating: 0, count: 512)
+        let status = ic_read_file(path, maxBytes, &pointer, &length, &fileSize, &message, message.count)
+        guard status == 0, let pointer else {
+            throw DataError.unreadable(path: path, reason: String(cString: message))
+        }
+        defer { ic_free(pointer) }
+        guard length > 0 else { throw DataError.corrupt(path: path, reason: "empty file (0 bytes)") }
+        return try body(UnsafeRawBufferPointer(start: pointer, count: Int(length)), Int(fileSize))
+    }
+}
+
+/// A failed C call, kept internal so the status stays available; surfaces as a `DataError`.
+struct ImageCodecFailure: Error {
+    let status: Int32
+    let message: String
+    let label: String
+
+    init(status: Int32, message: [CChar], label: String) {
+        self.status = status
+        self.message = String(cString: message)
+        self.label = label
+    }
+
+    var dataError: DataError {
+        switch status {
+        case Int32(IC_ERR_UNSUPPORTED.rawValue): return .unsupported("\(label): \(message)")
+        case Int32(IC_ERR_IO.rawValue): return .unreadable(path: label, reason: message)
+        default: return .corrupt(path: label, reason: message)
+        }
+    }
+}
+
+func == (lhs: Int32, rhs: ic_status) -> Bool { lhs == Int32(rhs.rawValue) }
+
+extension Result where Failure == ImageCodecFailure {
+    /// The value, or the failure as a `DataError`.
+    func dataValue() throws -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let failure): throw failure.dataError
+        }
+    }
+}

@@ -1,0 +1,357 @@
+import Data
+import Foundation
+import TestSupport
+import Torch
+import XCTest
+
+/// JPEG/PNG decoding and PNG encoding against fixtures made by tools/fixtures/make_images.py, whose
+/// sidecar `images/expected.json` holds what PIL (same libjpeg-turbo) decodes for each file.
+final class ImageCodecTests: XCTestCase {
+    struct Expected {
+        var width: Int, height: Int, hash: String, mean: [Double], tolerance: Int, rgb: [UInt8]?
+    }
+
+    static let sidecar: [String: Any] = {
+        let path = Fixtures.path("images/expected.json")
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            fatalError("missing or unreadable \(path): run tools/fixtures/make_images.py")
+        }
+        return object
+    }()
+
+    static func expected(_ section: String) -> [String: Expected] {
+        let entries = sidecar[section] as? [String: [String: Any]] ?? [:]
+        return entries.mapValues { e in
+            Expected(width: e["width"] as! Int, height: e["height"] as! Int, hash: e["fnv1a64"] as! String,
+                     mean: (e["mean"] as! [NSNumber]).map(\.doubleValue), tolerance: e["tolerance"] as? Int ?? 0,
+                     rgb: (e["rgb_b64"] as? String).flatMap { Foundation.Data(base64Encoded: $0) }.map { [UInt8]($0) })
+        }
+    }
+
+    static func fixture(_ name: String) -> String { Fixtures.path("images/" + name) }
+
+    static func fnv1a64(_ bytes: [UInt8]) -> String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    static func means(_ image: Image) -> [Double] {
+        var sums = [0, 0, 0]
+        for (i, v) in image.pixels.enumerated() { sums[i % 3] += Int(v) }
+        return sums.map { (Double($0) / Double(image.width * image.height) * 1000).rounded() / 1000 }
+    }
+
+    func assertMatches(_ image: Image, _ e: Expected, _ name: String, file: StaticString = #filePath,
+                       line: UInt = #line) {
+        XCTAssertEqual(image.channels, 3, name, file: file, line: line)
+        XCTAssertEqual([image.width, image.height], [e.width, e.height], "\(name): size", file: file, line: line)
+        guard image.width == e.width, image.height == e.height else { return }
+        if let rgb = e.rgb {
+            let worst = zip(image.pixels, rgb).map { abs(Int($0) - Int($1)) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, e.tolerance, "\(name): largest pixel difference from PIL",
+                                     file: file, line: line)
+        }
+        if e.tolerance == 0 {
+            XCTAssertEqual(Self.fnv1a64(image.pixels), e.hash,
+                           "\(name): pixels differ from PIL's (channel means \(Self.means(image)), PIL's \(e.mean))",
+                           file: file, line: line)
+        }
+    }
+
+    // MARK: - Decoding
+
+    func testEveryFixtureDecodesLikePIL() throws {
+        let all = Self.expected("decodable")
+        XCTAssertGreaterThanOrEqual(all.count, 25)
+        for (name, e) in all.sorted(by: { $0.key < $1.key }) {
+            let image = try Image(contentsOfFile: Self.fixture(name))
+            assertMatches(image, e, name)
+        }
+    }
+
+    func testDecodingFromMemoryMatchesDecodingTheFile() throws {
+        for name in ["rgb_baseline.jpg", "cmyk.jpg", "palette.png", "orient_6.jpg"] {
+            let path = Self.fixture(name)
+            let fromFile = try Image(contentsOfFile: path)
+            let data = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+            XCTAssertEqual(try Image(decoding: data), fromFile, name)
+            XCTAssertEqual(try Image(decoding: [UInt8](data), path: path), fromFile, name)
+        }
+    }
+
+    /// Independent of PIL: orientations 2–8 must be the corresponding flips/rotations of orientation 1
+    /// (the files differ only in their EXIF tag).
+    func testEXIFOrientationsAreTheTransformsOfTheUprightImage() throws {
+        let upright = try Image(contentsOfFile: Self.fixture("orient_1.jpg"))
+        let w = upright.width, h = upright.height
+        func at(_ x: Int, _ y: Int) -> ArraySlice<UInt8> { upright.pixels[(y * w + x) * 3 ..< (y * w + x) * 3 + 3] }
+        for orientation in 2...8 {
+            let transposed = orientation >= 5
+            let (ow, oh) = transposed ? (h, w) : (w, h)
+            var expected: [UInt8] = []
+            for r in 0..<oh {
+                for c in 0..<ow {
+                    let (x, y): (Int, Int)
+                    switch orientation {
+                    case 2: (x, y) = (w - 1 - c, r)
+                    case 3: (x, y) = (w - 1 - c, h - 1 - r)
+                    case 4: (x, y) = (c, h - 1 - r)
+                    case 5: (x, y) = (r, c)                  // transpose
+                    case 6: (x, y) = (r, h - 1 - c)          // 90° clockwise
+                    case 7: (x, y) = (w - 1 - r, h - 1 - c)  // transverse
+                    default: (x, y) = (w - 1 - r, c)         // 8: 90° counter-clockwise
+                    }
+                    expected += at(x, y)
+                }
+            }
+            let image = try Image(contentsOfFile: Self.fixture("orient_\(orientation).jpg"))
+            XCTAssertEqual([image.width, image.height], [ow, oh], "orientation \(orientation)")
+            XCTAssertTrue(image.pixels == expected, "orientation \(orientation): pixels are not the transform")
+            XCTAssertEqual(try ImageCodec.probe(Self.fixture("orient_\(orientation).jpg")).orientation, orientation)
+        }
+    }
+
+    func testGrayscaleSourcesBecomeEqualRGBChannels() throws {
+        for name in ["gray.jpg", "gray8.png", "gray16.png", "gray1.png", "gray2.png", "gray4.png", "gray_alpha.png"] {
+            let image = try Image(contentsOfFile: Self.fixture(name))
+            XCTAssertEqual(image.channels, 3)
+            let p = image.pixels
+            var equal = true
+            for i in stride(from: 0, to: p.count, by: 3) where p[i] != p[i + 1] || p[i] != p[i + 2] {
+                equal = false
+            }
+            XCTAssertTrue(equal, name)
+        }
+        let oneBit = try Image(contentsOfFile: Self.fixture("gray1.png"))
+        XCTAssertTrue(oneBit.pixels.allSatisfy { $0 == 0 || $0 == 255 })
+    }
+
+    // MARK: - DCT scaling
+
+    func testDCTScalingMatchesPILDraft() throws {
+        let path = Self.fixture("big.jpg")
+        let scaled = Self.expected("scaled")
+        XCTAssertEqual(scaled.count, 4)
+        for (key, e) in scaled.sorted(by: { $0.key < $1.key }) {
+            let denominator = Int(key)!
+            let minSide = 192 / denominator
+            let image = try Image(contentsOfFile: path, minSide: minSide)
+            XCTAssertGreaterThanOrEqual(min(image.width, image.height), minSide)
+            assertMatches(image, e, "big.jpg at 1/\(denominator) (minSide \(minSide))")
+        }
+    }
+
+    func testDCTScalingPicksTheSmallestSufficientEighth() throws {
+        let path = Self.fixture("big.jpg")  // 256x192
+        let cases: [(minSide: Int, size: [Int])] = [
+            (0, [256, 192]), (1, [32, 24]), (24, [32, 24]), (25, [64, 48]), (97, [160, 120]), (100, [160, 120]),
+            (120, [160, 120]), (121, [192, 144]), (168, [224, 168]), (169, [256, 192]), (192, [256, 192]),
+            (193, [256, 192]), (5000, [256, 192]),
+        ]
+        for c in cases {
+            let image = try Image(contentsOfFile: path, minSide: c.minSide)
+            XCTAssertEqual([image.width, image.height], c.size, "minSide \(c.minSide)")
+            if c.minSide <= 192 { XCTAssertGreaterThanOrEqual(min(image.width, image.height), c.minSide) }
+            XCTAssertEqual(image.pixels.count, c.size[0] * c.size[1] * 3)
+        }
+        // Orientation is applied after scaling; PNGs ignore minSide.
+        let rotated = try Image(contentsOfFile: Self.fixture("orient_6.jpg"), minSide: 12)
+        XCTAssertEqual([rotated.width, rotated.height], [12, 19])  // 37x23 at 4/8 → 19x12, then rotated
+        let png = try Image(contentsOfFile: Self.fixture("rgb.png"), minSide: 5)
+        XCTAssertEqual([png.width, png.height], [37, 23])
+    }
+
+    // MARK: - Broken and unsupported files
+
+    func testBrokenFilesThrowDataErrorsNamingThePath() throws {
+        let broken = Self.sidecar["broken"] as? [String: String] ?? [:]
+        XCTAssertGreaterThanOrEqual(broken.count, 10)
+        for (name, kind) in broken.sorted(by: { $0.key < $1.key }) {
+            let path = Self.fixture(name)
+            for minSide in [0, 16] {
+                do {
+                    _ = try Image(contentsOfFile: path, minSide: minSide)
+                    XCTFail("\(name) decoded without an error")
+                } catch let error as DataError {
+                    XCTAssertTrue(error.description.contains(path), "\(name): '\(error)' does not name the file")
+                    switch (kind, error) {
+                    case ("corrupt", .corrupt), ("unsupported", .unsupported): break
+                    default: XCTFail("\(name): expected a \(kind) error, got \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testErrorMessagesSayWhatIsWrong() throws {
+        func message(_ name: String) -> String {
+            do { _ = try Image(contentsOfFile: Self.fixture(name)); return "" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(message("image.gif").contains("unsupported image format (GIF)"), message("image.gif"))
+        XCTAssertTrue(message("image.bmp").contains("unsupported image format (BMP)"), message("image.bmp"))
+        XCTAssertTrue(message("random.jpg").contains("unsupported image format"), message("random.jpg"))
+        XCTAssertTrue(message("text.png").contains("unsupported image format"), message("text.png"))
+        XCTAssertTrue(message("empty.jpg").contains("empty"), message("empty.jpg"))
+        XCTAssertTrue(message("truncated.jpg").contains("truncated"), message("truncated.jpg"))
+        XCTAssertTrue(message("truncated.png").contains("truncated"), message("truncated.png"))
+        // A damaged IDAT fails on its CRC or, when inflating hits garbage first, on what it produced.
+        let damaged = message("bad_crc.png")
+        XCTAssertTrue(["CRC", "filter", "zlib", "data"].contains { damaged.contains($0) }, damaged)
+
+        let webp: [UInt8] = Array("RIFF\u{10}\0\0\0WEBPVP8 ".utf8) + [UInt8](repeating: 0, count: 16)
+        XCTAssertEqual(ImageCodec.sniff(webp), .webp)
+        XCTAssertThrowsError(try Image(decoding: webp, path: "x.webp")) { error in
+            XCTAssertEqual("\(error)", "x.webp: unsupported image format (WebP); only JPEG and PNG can be decoded")
+        }
+        XCTAssertEqual(ImageCodec.sniff(Array("II*\0abcd".utf8)), .tiff)
+        XCTAssertEqual(ImageCodec.sniff(Array("MM\0*abcd".utf8)), .tiff)
+        XCTAssertNil(ImageCodec.sniff([UInt8]()))
+        XCTAssertThrowsError(try Image(decoding: [UInt8]())) { error in
+            XCTAssertTrue("\(error)".contains("<image data>"), "\(error)")
+        }
+    }
+
+    func testMissingFilesAndDirectoriesAreUnreadable() throws {
+        let dir = NSTemporaryDirectory()
+        for path in [Self.fixture("no-such-image.jpg"), dir] {
+            XCTAssertThrowsError(try Image(contentsOfFile: path)) { error in
+                guard case DataError.unreadable(let p, _) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(p, path)
+            }
+            XCTAssertThrowsError(try ImageCodec.probe(path)) { error in
+                XCTAssertTrue("\(error)".contains(path), "\(error)")
+            }
+        }
+    }
+
+    // MARK: - Files: non-ASCII names and symlinks
+
+    func testNonASCIIPathsAndSymlinksDecode() throws {
+        let fm = FileManager.default
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("finetune-images-\(UUID().uuidString)/ünïcødé 画像 🖼")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: dir.deletingLastPathComponent()) }
+        let original = try Image(contentsOfFile: Self.fixture("rgb_baseline.jpg"))
+        let unicode = dir.appendingPathComponent("фото – été.jpg").path
+        try fm.copyItem(atPath: Self.fixture("rgb_baseline.jpg"), toPath: unicode)
+        let link = dir.appendingPathComponent("link.jpeg").path
+        try fm.createSymbolicLink(atPath: link, withDestinationPath: unicode)
+        let relativeLink = dir.appendingPathComponent("relative-link").path
+        try fm.createSymbolicLink(atPath: relativeLink, withDestinationPath: "фото – été.jpg")
+        for path in [unicode, link, relativeLink] {
+            XCTAssertEqual(try Image(contentsOfFile: path), original, path)
+            XCTAssertEqual(try ImageCodec.probe(path).width, 37, path)
+        }
+        // A dangling symlink is unreadable and named.
+        let dangling = dir.appendingPathComponent("dangling ß.png").path
+        try fm.createSymbolicLink(atPath: dangling, withDestinationPath: "nowhere.png")
+        XCTAssertThrowsError(try Image(contentsOfFile: dangling)) { error in
+            XCTAssertTrue("\(error)".contains(dangling), "\(error)")
+        }
+    }
+
+    // MARK: - Probe
+
+    func testProbeReadsTheHeaderOnly() throws {
+        for (name, e) in Self.expected("decodable") {
+            let info = try ImageCodec.probe(Self.fixture(name))
+            XCTAssertEqual([info.width, info.height], [e.width, e.height], name)
+            XCTAssertEqual(info.format, name.hasSuffix(".jpg") ? .jpeg : .png, name)
+        }
+        // The header of a file whose image data is cut short is still complete.
+        let truncated = try ImageCodec.probe(Self.fixture("truncated.jpg"))
+        XCTAssertEqual([truncated.width, truncated.height, truncated.storedChannels], [256, 192, 3])
+        XCTAssertThrowsError(try Image(contentsOfFile: Self.fixture("truncated.jpg")))
+        let png = try ImageCodec.probe(Self.fixture("interlaced_rgba.png"))
+        XCTAssertEqual(png.storedChannels, 4)
+        XCTAssertTrue(png.isProgressive)
+        let rotated = try ImageCodec.probe(Self.fixture("orient_8.jpg"))
+        XCTAssertEqual([rotated.width, rotated.height, rotated.storedWidth, rotated.storedHeight], [23, 37, 37, 23])
+        for name in ["empty.jpg", "truncated_header.jpg", "random.jpg", "text.png", "image.gif", "soi_then_garbage.jpg"] {
+            XCTAssertThrowsError(try ImageCodec.probe(Self.fixture(name))) { error in
+                XCTAssertTrue("\(error)".contains(Self.fixture(name)), "\(error)")
+            }
+        }
+    }
+
+    /// A JPEG whose frame header sits behind more than the 64 KiB probe prefix (big comment segments,
+    /// as ICC profiles or XMP can be) is still probed, by reading further.
+    func testProbeReadsPastLargeMetadata() throws {
+        let jpeg = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("rgb_baseline.jpg"))))
+        var padded: [UInt8] = [0xFF, 0xD8]
+        for _ in 0..<3 {  // three 65,000-byte COM segments
+            padded += [0xFF, 0xFE, UInt8(65000 >> 8), UInt8(65000 & 0xFF)] + [UInt8](repeating: 0x41, count: 64998)
+        }
+        padded += jpeg[2...]
+        let path = NSTemporaryDirectory() + "finetune-padded-\(UUID().uuidString).jpg"
+        try Foundation.Data(padded).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let info = try ImageCodec.probe(path)
+        XCTAssertEqual([info.width, info.height], [37, 23])
+        XCTAssertEqual(try Image(contentsOfFile: path), try Image(contentsOfFile: Self.fixture("rgb_baseline.jpg")))
+    }
+
+    // MARK: - Encoding
+
+    func testPNGRoundTripIsExact() throws {
+        var state: UInt32 = 12345
+        func next() -> UInt8 { state = state &* 1_664_525 &+ 1_013_904_223; return UInt8(state >> 24) }
+        let (w, h) = (29, 17)
+        let gray = (0..<(w * h)).map { _ in next() }
+        let rgb = (0..<(w * h * 3)).map { _ in next() }
+        for level in [0, 1, 6, 9] {
+            let grayPNG = try Image(gray: gray, width: w, height: h).pngData(compressionLevel: level)
+            XCTAssertEqual(ImageCodec.sniff(grayPNG), .png)
+            let grayInfo = try ImageCodec.probe(data: grayPNG)
+            XCTAssertEqual([grayInfo.width, grayInfo.height, grayInfo.storedChannels], [w, h, 1])
+            let decodedGray = try Image(decoding: grayPNG)
+            XCTAssertEqual(decodedGray.pixels, gray.flatMap { [$0, $0, $0] }, "gray, level \(level)")
+
+            let rgbImage = try Image(rgb: rgb, width: w, height: h)
+            let rgbPNG = try rgbImage.pngData(compressionLevel: level)
+            XCTAssertEqual(try ImageCodec.probe(data: rgbPNG).storedChannels, 3)
+            XCTAssertEqual(try Image(decoding: rgbPNG), rgbImage, "rgb, level \(level)")
+        }
+        // A decoded JPEG survives PNG encoding unchanged (what `finetune convert` relies on).
+        let photo = try Image(contentsOfFile: Self.fixture("cmyk.jpg"))
+        XCTAssertEqual(try Image(decoding: photo.pngData()), photo)
+        XCTAssertThrowsError(try Image(gray: [1, 2, 3], width: 2, height: 2))
+    }
+
+    // MARK: - Tensors
+
+    func testToTensorIsCHW() throws {
+        let image = try Image(contentsOfFile: Self.fixture("orient_6.jpg"))  // 23x37
+        let t = try image.toTensor()
+        XCTAssertEqual(t.shape, [3, 37, 23])
+        XCTAssertEqual(t.dtype, .uint8)
+        XCTAssertTrue(t.isContiguous())
+        let values = try t.toArray(UInt8.self)
+        let plane = 37 * 23
+        for (y, x) in [(0, 0), (5, 17), (36, 22), (20, 3)] {
+            for c in 0..<3 {
+                XCTAssertEqual(values[c * plane + y * 23 + x], image.pixels[(y * 23 + x) * 3 + c])
+            }
+        }
+        let grayTensor = try Image(gray: [1, 2, 3, 4, 5, 6], width: 3, height: 2).toTensor()
+        XCTAssertEqual(grayTensor.shape, [1, 2, 3])
+        XCTAssertEqual(try grayTensor.toArray(UInt8.self), [1, 2, 3, 4, 5, 6])
+    }
+
+    // MARK: - Speed (informational)
+
+    func testDecodeSpeedIsReported() throws {
+        let data = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("big.jpg")))
+        for minSide in [0, 96] {
+            let n = 200
+            let start = Date()
+            for _ in 0..<n { _ = try Image(decoding: data, minSide: minSide) }
+            let seconds = Date().timeIntervalSince(start)
+            print("big.jpg 256x192, minSide \(minSide): \(Int(Double(n) / seconds)) images/s")
+        }
+    }
+}
