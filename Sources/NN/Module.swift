@@ -37,7 +37,11 @@ open class Module {
         throw NNError.notImplemented("\(typeName).forward")
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let y = try forward(x)
+        if let recorder = ForwardRecorder.active { recorder.record(self, output: y) }
+        return y
+    }
 
     /// A short type name used in summaries and messages (`Conv2d`, `BatchNorm2d`, …).
     open var typeName: String { String(describing: type(of: self)) }

@@ -58,7 +58,7 @@ open class Sequential: Module {
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         var y = x
-        for entry in entries { y = try entry.module.forward(y) }
+        for entry in entries { y = try entry.module(y) }
         return y
     }
 

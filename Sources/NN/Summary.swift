@@ -1,0 +1,114 @@
+import Foundation
+import Torch
+
+/// Records each module's output shape during one forward pass (used by `ModelSummary`).
+/// Only calls made through `callAsFunction` are seen.
+public final class ForwardRecorder {
+    /// The recorder of the forward pass in progress on this thread, if any.
+    static var active: ForwardRecorder? {
+        get { Thread.current.threadDictionary[key] as? ForwardRecorder }
+        set { Thread.current.threadDictionary[key] = newValue }
+    }
+    private static let key = "finetune.ForwardRecorder"
+
+    private(set) var outputShapes: [ObjectIdentifier: [Int]] = [:]
+
+    func record(_ module: Module, output: Tensor) {
+        // The first call wins: a module reused within one pass reports its first output.
+        if outputShapes[ObjectIdentifier(module)] == nil { outputShapes[ObjectIdentifier(module)] = output.shape }
+    }
+
+    /// Runs `body` with this recorder active.
+    func recording<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = ForwardRecorder.active
+        ForwardRecorder.active = self
+        defer { ForwardRecorder.active = previous }
+        return try body()
+    }
+}
+
+/// A Keras-style model summary: one row per module (layer, type, output shape, parameters,
+/// trainable), then total, trainable and non-trainable parameter counts.
+public struct ModelSummary: Codable, Equatable {
+    public struct Row: Codable, Equatable {
+        /// Dotted path, e.g. `features.3.conv.0.0` ("" for the model itself is not listed).
+        public var name: String
+        public var type: String
+        /// Output shape from the sample forward pass (batch dimension included), nil if not called.
+        public var outputShape: [Int]?
+        /// Parameters owned directly by this module (not its children).
+        public var parameters: Int
+        /// Whether all its own parameters require gradients (nil when it has none).
+        public var trainable: Bool?
+    }
+
+    public var model: String
+    public var inputShape: [Int]
+    public var outputShape: [Int]
+    public var rows: [Row]
+    public var totalParameters: Int
+    public var trainableParameters: Int
+    public var nonTrainableParameters: Int { totalParameters - trainableParameters }
+
+    /// Summarises `model` by running one forward pass (in inference mode, eval) on zeros of
+    /// `inputShape`. `maxDepth` limits how deep rows go (nil: every module).
+    public init(_ model: Module, inputShape: [Int], maxDepth: Int? = nil) throws {
+        let recorder = ForwardRecorder()
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        let output = try withInferenceMode {
+            try recorder.recording { try model(Tensor.zeros(inputShape)) }
+        }
+        self.model = model.typeName
+        self.inputShape = inputShape
+        self.outputShape = output.shape
+        rows = model.namedModules().dropFirst().compactMap { path, module in
+            let depth = path.split(separator: ".").count
+            if let maxDepth, depth > maxDepth { return nil }
+            let own = module.namedLocalParameters.map(\.1)
+            return Row(name: path, type: module.typeName,
+                       outputShape: recorder.outputShapes[ObjectIdentifier(module)],
+                       parameters: own.reduce(0) { $0 + $1.count },
+                       trainable: own.isEmpty ? nil : own.allSatisfy(\.requiresGrad))
+        }
+        let parameters = model.parameters()
+        totalParameters = parameters.reduce(0) { $0 + $1.count }
+        trainableParameters = parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.count }
+    }
+
+    /// The table as text, with thousands separators like Keras.
+    public func render() -> String {
+        func shape(_ s: [Int]?) -> String { s.map { "(" + $0.map(String.init).joined(separator: ", ") + ")" } ?? "-" }
+        let header = ["Layer", "Type", "Output shape", "Param #", "Trainable"]
+        let body = rows.map { [$0.name, $0.type, shape($0.outputShape), grouped($0.parameters),
+                               $0.trainable.map { $0 ? "yes" : "no" } ?? ""] }
+        var widths = header.map(\.count)
+        for row in body { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == 3 ? String(repeating: " ", count: widths[i] - c.count) + c
+                    : c + String(repeating: " ", count: widths[i] - c.count)
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        let rule = String(repeating: "─", count: widths.reduce(0, +) + 2 * (widths.count - 1))
+        var out = ["Model: \(model)   input \(shape(inputShape)) → output \(shape(outputShape))", rule, line(header), rule]
+        out += body.map(line)
+        out += [rule,
+                "Total params: \(grouped(totalParameters))",
+                "Trainable params: \(grouped(trainableParameters))",
+                "Non-trainable params: \(grouped(nonTrainableParameters))"]
+        return out.joined(separator: "\n")
+    }
+}
+
+/// 25557032 → "25,557,032".
+func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, c) in digits.reversed().enumerated() {
+        if i > 0 && i % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return (n < 0 ? "-" : "") + String(out.reversed())
+}
