@@ -90,16 +90,17 @@ public struct WeightsCache {
     }
 
     /// The cached file for `entry`, downloading and verifying it first when missing.
-    public func fetch(_ entry: WeightsEntry, progress: ((Int64, Int64?) -> Void)? = nil) throws -> String {
+    public func fetch(_ entry: WeightsEntry) throws -> String {
         if let path = locate(entry) { return path }
         guard let urlString = entry.url, let url = URL(string: urlString) else {
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "it has no download URL"))
         }
         let temporary: URL
         do {
-            temporary = try Downloader.download(url, progress: progress)
+            temporary = try Downloader.download(url)
         } catch {
-            throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(error)"))
+            let reason = (error as? WeightsError)?.description ?? (error as NSError).localizedDescription
+            throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(reason)"))
         }
         defer { try? FileManager.default.removeItem(at: temporary) }
         return try importFile(temporary.path, as: entry).path
@@ -152,8 +153,7 @@ public struct WeightsCache {
 
 /// Blocking HTTP(S) download to a temporary file.
 enum Downloader {
-    static func download(_ url: URL, timeout: TimeInterval = 60,
-                         progress: ((Int64, Int64?) -> Void)? = nil) throws -> URL {
+    static func download(_ url: URL, timeout: TimeInterval = 60) throws -> URL {
         /// Written once by the completion handler before the semaphore is signalled.
         final class Outcome: @unchecked Sendable {
             var result: Result<URL, Error> = .failure(WeightsError.downloadFailed("no response"))
