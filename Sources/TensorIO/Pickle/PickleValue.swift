@@ -5,9 +5,9 @@ import Torch
 /// `.storage`) or, for allow-listed names that are not called, by `.global`.
 ///
 /// Lists, dicts, sets and tuples are reference types (`PickleList`, ...) because pickles mutate
-/// containers after memoizing them (EMPTY_DICT, BINPUT, ... SETITEMS). They stay valid while the
-/// `Unpickler` that made them is alive; `Unpickler.releaseObjects()` (or its deinit) empties them
-/// so that reference cycles and deep nesting built by a hostile pickle are freed without recursion.
+/// containers after memoizing them (EMPTY_DICT, BINPUT, ... SETITEMS). The unpickler keeps the graph
+/// acyclic and shallow (see `Unpickler.maxDepth`): a container, once nested in another, can no longer
+/// be modified, and nesting deeper than the limit is refused, so values are freed without deep recursion.
 public enum PickleValue: CustomStringConvertible {
     case none
     case bool(Bool)
@@ -67,6 +67,16 @@ public enum PickleValue: CustomStringConvertible {
         }
     }
 
+    /// The container this value is, if any.
+    public var container: PickleContainer? {
+        switch self {
+        case .tuple(let c): return c
+        case .list(let c), .set(let c): return c
+        case .dict(let c): return c
+        default: return nil
+        }
+    }
+
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     public var intValue: Int? {
         switch self {
@@ -94,19 +104,48 @@ public enum PickleValue: CustomStringConvertible {
 
 /// Containers made by an `Unpickler` (reference types; see `PickleValue`).
 public class PickleContainer {
-    func release() {}
+    /// 1 + the height of the deepest container inside (1 for a container of scalars).
+    public internal(set) var height = 1
+    /// Set once the container is nested in another one; it is frozen from then on.
+    var nested = false
+}
+
+extension PickleContainer {
+    /// Records that `child` is placed inside this container: the child is frozen, and the height is
+    /// checked against `Unpickler.maxDepth`. A container cannot be placed inside itself.
+    func adopt(_ child: PickleValue) throws {
+        guard let c = child.container else { return }
+        guard c !== self else {
+            throw PickleError.unsupported("a container is placed inside itself (recursive structures are not supported)")
+        }
+        c.nested = true
+        if c.height >= height {
+            height = c.height + 1
+            guard height <= Unpickler.maxDepth else {
+                throw PickleError.unsupported("containers are nested more than \(Unpickler.maxDepth) levels deep")
+            }
+        }
+    }
+
+    func adopt(_ children: [PickleValue]) throws { for c in children { try adopt(c) } }
+
+    /// Refuses to modify a container that is already nested in another (only recursive structures do).
+    func checkMutable(_ operation: @autoclosure () -> String) throws {
+        guard !nested else {
+            throw PickleError.unsupported("\(operation()) modifies a container after nesting it in another " +
+                                          "(recursive structures are not supported)")
+        }
+    }
 }
 
 public final class PickleTuple: PickleContainer {
-    public private(set) var items: [PickleValue]
+    public let items: [PickleValue]
     init(_ items: [PickleValue]) { self.items = items }
-    override func release() { items = [] }
 }
 
 public final class PickleList: PickleContainer {
     public internal(set) var items: [PickleValue]
     init(_ items: [PickleValue] = []) { self.items = items }
-    override func release() { items = [] }
 }
 
 /// An insertion-ordered dictionary. Keys that are strings, ints or bools replace earlier equal keys
@@ -152,11 +191,6 @@ public final class PickleDict: PickleContainer {
         return entries[i].value
     }
 
-    override func release() {
-        entries = []
-        attributes = []
-        index = [:]
-    }
 }
 
 /// An allow-listed global (see `TorchGlobals`).

@@ -79,7 +79,7 @@ public enum TorchGlobals {
     // MARK: - REDUCE / NEWOBJ / BUILD
 
     /// Interprets `callable(*args)` for an allow-listed callable.
-    static func call(_ callable: PickleGlobal, _ args: [PickleValue], in machine: Unpickler) throws -> PickleValue {
+    static func call(_ callable: PickleGlobal, _ args: [PickleValue]) throws -> PickleValue {
         let name = callable.qualifiedName
         func arity(_ allowed: ClosedRange<Int>) throws {
             guard allowed.contains(args.count) else {
@@ -91,11 +91,16 @@ public enum TorchGlobals {
         switch callable.role {
         case .orderedDict:
             try arity(0...1)
-            let dict = machine.makeDict(ordered: true)
+            let dict = PickleDict(ordered: true)
             if let source = args.first {
                 let pairs: [PickleValue]
                 switch source {
-                case .dict(let d): for (k, v) in d.entries { dict.set(k, v) }; return .dict(dict)
+                case .dict(let d):
+                    for (k, v) in d.entries {
+                        try dict.adopt([k, v])
+                        dict.set(k, v)
+                    }
+                    return .dict(dict)
                 default:
                     guard let items = source.sequenceItems else {
                         throw PickleError.malformed("OrderedDict() called with a \(source.typeName)")
@@ -106,6 +111,7 @@ public enum TorchGlobals {
                     guard let kv = pair.sequenceItems, kv.count == 2 else {
                         throw PickleError.malformed("OrderedDict() item is a \(pair.typeName), not a (key, value) pair")
                     }
+                    try dict.adopt(kv)
                     dict.set(kv[0], kv[1])
                 }
             }
@@ -149,7 +155,7 @@ public enum TorchGlobals {
             guard let inner = args[2].sequenceItems else {
                 throw PickleError.malformed("\(name): the arguments are a \(args[2].typeName), not a tuple")
             }
-            let result = try call(function, inner, in: machine)
+            let result = try call(function, inner)
             guard case .tensor = result else { throw PickleError.malformed("\(name) did not produce a tensor") }
             return result
 
@@ -160,11 +166,11 @@ public enum TorchGlobals {
     }
 
     /// Interprets `cls.__new__(cls, *args)` (NEWOBJ / NEWOBJ_EX / OBJ): only OrderedDict.
-    static func instantiate(_ cls: PickleGlobal, in machine: Unpickler) throws -> PickleValue {
+    static func instantiate(_ cls: PickleGlobal) throws -> PickleValue {
         guard cls.role == .orderedDict else {
             throw PickleError.unsupported("the pickle instantiates \(cls.qualifiedName), which is not supported")
         }
-        return .dict(machine.makeDict(ordered: true))
+        return .dict(PickleDict(ordered: true))
     }
 
     /// Applies BUILD's `state` to `target`.
@@ -188,10 +194,12 @@ public enum TorchGlobals {
     }
 
     private static func setAttributes(_ dict: PickleDict, _ attributes: PickleDict) throws {
+        try dict.checkMutable("BUILD")
         for (key, value) in attributes.entries {
             guard let name = key.stringValue else {
                 throw PickleError.malformed("BUILD attribute name is a \(key.typeName)")
             }
+            try dict.adopt(value)
             dict.attributes.append((name, value))
         }
     }

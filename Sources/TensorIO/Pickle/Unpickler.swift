@@ -7,15 +7,21 @@ import Foundation
 ///
 /// One `Unpickler` reads one pickle starting at `start`; after `load()`, `position` is the offset just
 /// past its STOP opcode (legacy `.pth` files hold several pickles back to back). Offsets are counted
-/// from the beginning of `data`. Containers in the result stay valid while this object lives.
+/// from the beginning of `data`.
+///
+/// The values it returns form a tree at most `maxDepth` containers deep (shared subtrees allowed, no
+/// cycles): a container nested in another is frozen, so self-referential pickles are refused. This
+/// keeps hostile input from building structures whose deallocation would recurse without bound.
 public final class Unpickler {
+    /// The deepest container nesting accepted (state dicts need about 5).
+    public static let maxDepth = 100
+
     public let data: Data
     public private(set) var position: Int
     private let end: Int
     /// Resolves BINPERSID / PERSID ids (torch uses them for storages). Without it they are refused.
     public var persistentLoad: ((PickleValue) throws -> PickleValue)?
 
-    private var created: [PickleContainer] = []
     private var memo: [Int: PickleValue] = [:]
 
     public init(data: Data, start: Int = 0, end: Int? = nil) {
@@ -24,24 +30,16 @@ public final class Unpickler {
         self.end = end ?? data.count
     }
 
-    deinit { releaseObjects() }
-
-    /// Empties every container this unpickler made, breaking cycles without deep recursion.
-    /// Values returned by `load()` are unusable afterwards.
-    public func releaseObjects() {
-        memo = [:]
-        for container in created { container.release() }
-        created = []
+    private func makeTuple(_ items: [PickleValue]) throws -> PickleValue {
+        let t = PickleTuple(items)
+        try t.adopt(items)
+        return .tuple(t)
     }
 
-    func makeDict(ordered: Bool) -> PickleDict { track(PickleDict(ordered: ordered)) }
-    private func makeList(_ items: [PickleValue] = []) -> PickleList { track(PickleList(items)) }
-    private func makeTuple(_ items: [PickleValue]) -> PickleValue {
-        .tuple(track(PickleTuple(items)))
-    }
-    private func track<C: PickleContainer>(_ c: C) -> C {
-        created.append(c)
-        return c
+    private func makeList(_ items: [PickleValue] = []) throws -> PickleList {
+        let l = PickleList(items)
+        try l.adopt(items)
+        return l
     }
 
     /// Runs the machine up to STOP and returns the pickled value.
@@ -106,7 +104,7 @@ public final class Unpickler {
             guard case .global(let g) = callable else {
                 throw PickleError.malformed("\(opName()) calls a \(callable.typeName), not a global")
             }
-            return try TorchGlobals.call(g, args, in: self)
+            return try TorchGlobals.call(g, args)
         }
         func persistent(_ pid: PickleValue) throws -> PickleValue {
             guard let persistentLoad else {
@@ -214,27 +212,29 @@ public final class Unpickler {
                 stack.append(.bytes(try r.bytes(try r.length64("a length"), "bytes")))
 
             // Tuples
-            case Opcode.EMPTY_TUPLE: stack.append(makeTuple([]))
-            case Opcode.TUPLE: stack.append(makeTuple(try popMark()))
+            case Opcode.EMPTY_TUPLE: stack.append(try makeTuple([]))
+            case Opcode.TUPLE: stack.append(try makeTuple(try popMark()))
             case Opcode.TUPLE1:
                 let a = try pop()
-                stack.append(makeTuple([a]))
+                stack.append(try makeTuple([a]))
             case Opcode.TUPLE2:
                 let b = try pop(), a = try pop()
-                stack.append(makeTuple([a, b]))
+                stack.append(try makeTuple([a, b]))
             case Opcode.TUPLE3:
                 let c = try pop(), b = try pop(), a = try pop()
-                stack.append(makeTuple([a, b, c]))
+                stack.append(try makeTuple([a, b, c]))
 
             // Lists
-            case Opcode.EMPTY_LIST: stack.append(.list(makeList()))
-            case Opcode.LIST: stack.append(.list(makeList(try popMark())))
+            case Opcode.EMPTY_LIST: stack.append(.list(try makeList()))
+            case Opcode.LIST: stack.append(.list(try makeList(try popMark())))
             case Opcode.APPEND:
                 let value = try pop()
                 let target = try top()
                 guard case .list(let list) = target else {
                     throw PickleError.unsupported("\(opName()) appends to a \(target.typeName), not a list")
                 }
+                try list.checkMutable(opName())
+                try list.adopt(value)
                 list.items.append(value)
             case Opcode.APPENDS:
                 let items = try popMark()
@@ -242,14 +242,17 @@ public final class Unpickler {
                 guard case .list(let list) = target else {
                     throw PickleError.unsupported("\(opName()) extends a \(target.typeName), not a list")
                 }
+                try list.checkMutable(opName())
+                try list.adopt(items)
                 list.items.append(contentsOf: items)
 
             // Dicts
-            case Opcode.EMPTY_DICT: stack.append(.dict(makeDict(ordered: false)))
+            case Opcode.EMPTY_DICT: stack.append(.dict(PickleDict(ordered: false)))
             case Opcode.DICT:
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw PickleError.malformed("\(opName()) has an odd number of items") }
-                let dict = makeDict(ordered: false)
+                let dict = PickleDict(ordered: false)
+                try dict.adopt(items)
                 for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
                 stack.append(.dict(dict))
             case Opcode.SETITEM:
@@ -258,6 +261,8 @@ public final class Unpickler {
                 guard case .dict(let dict) = target else {
                     throw PickleError.unsupported("\(opName()) sets an item on a \(target.typeName), not a dict")
                 }
+                try dict.checkMutable(opName())
+                try dict.adopt([key, value])
                 dict.set(key, value)
             case Opcode.SETITEMS:
                 let items = try popMark()
@@ -266,18 +271,22 @@ public final class Unpickler {
                 guard case .dict(let dict) = target else {
                     throw PickleError.unsupported("\(opName()) sets items on a \(target.typeName), not a dict")
                 }
+                try dict.checkMutable(opName())
+                try dict.adopt(items)
                 for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
 
             // Sets
-            case Opcode.EMPTY_SET: stack.append(.set(makeList()))
+            case Opcode.EMPTY_SET: stack.append(.set(try makeList()))
             case Opcode.ADDITEMS:
                 let items = try popMark()
                 let target = try top()
                 guard case .set(let set) = target else {
                     throw PickleError.unsupported("\(opName()) adds to a \(target.typeName), not a set")
                 }
+                try set.checkMutable(opName())
+                try set.adopt(items)
                 set.items.append(contentsOf: items)
-            case Opcode.FROZENSET: stack.append(.set(makeList(try popMark())))
+            case Opcode.FROZENSET: stack.append(.set(try makeList(try popMark())))
 
             // Memo
             case Opcode.BINPUT: try memoPut(Int(try r.u8("a memo index")))
@@ -316,12 +325,12 @@ public final class Unpickler {
                 _ = try pop()  // args: OrderedDict.__new__ ignores them
                 let cls = try pop()
                 guard case .global(let g) = cls else { throw PickleError.malformed("\(opName()) on a \(cls.typeName)") }
-                stack.append(try TorchGlobals.instantiate(g, in: self))
+                stack.append(try TorchGlobals.instantiate(g))
             case Opcode.NEWOBJ_EX:
                 _ = try pop(); _ = try pop()
                 let cls = try pop()
                 guard case .global(let g) = cls else { throw PickleError.malformed("\(opName()) on a \(cls.typeName)") }
-                stack.append(try TorchGlobals.instantiate(g, in: self))
+                stack.append(try TorchGlobals.instantiate(g))
             case Opcode.INST:
                 let module = try text(try r.line("an INST module"), "an INST module")
                 let name = try text(try r.line("an INST name"), "an INST name")
