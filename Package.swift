@@ -97,6 +97,7 @@ let package = Package(
         .library(name: "TensorIO", targets: ["TensorIO"]),
         .library(name: "Data", targets: ["Data"]),
         .library(name: "Vision", targets: ["Vision"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "finetune", targets: ["finetune"]),
     ],
     dependencies: [
@@ -119,6 +120,8 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Torch"]),
         // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
         .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data"], resources: [.copy("Resources")]),
+        // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers.
+        .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.
@@ -126,7 +129,7 @@ let package = Package(
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
@@ -135,6 +138,7 @@ let package = Package(
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

@@ -78,8 +78,10 @@ open class ImageClassifier: Module {
         return try embedding(x)
     }
 
-    /// Pooled embedding for feature extraction (`finetune features`, the bottleneck cache).
-    public func features(_ x: Tensor) throws -> Tensor { try embedding(x) }
+    /// Pooled embedding for feature extraction (`finetune features`, the bottleneck cache): the
+    /// "features(x)" of the model-zoo contract. (Not named `features` because torchvision calls
+    /// many trunks `features`, a stored `Sequential` here, and the two would collide.)
+    public func extractFeatures(_ x: Tensor) throws -> Tensor { try embedding(x) }
 
     /// Layer groups (freezable scopes) from input to output, the head's scope last: e.g.
     /// `["features.0", …, "features.18", "classifier"]` or `["conv1", "bn1", "layer1", …, "fc"]`.
