@@ -1,0 +1,388 @@
+import NN
+import Torch
+
+/// Inception v3 as torchvision builds it (`torchvision.models.inception_v3`, 299x299 input, at least
+/// 75x75): `Conv2d_1a_3x3` … `Conv2d_4a_3x3`, `Mixed_5b` … `Mixed_7c`, the auxiliary classifier
+/// `AuxLogits` (after `Mixed_6e`), `avgpool`, `dropout` (0.5) and `fc`. Every convolution is a
+/// `BasicConv2d` (conv without bias, BatchNorm with eps 0.001, ReLU).
+///
+/// - `AuxLogits` is present by default, as in torchvision's ImageNet `state_dict`; build with
+///   `auxLogits: false` (or call `removeAuxLogits()`) to drop it. It runs only in training mode and only
+///   through `forwardWithAux`; `forward` returns the main logits. Its pooling needs a 17x17 `Mixed_6e`
+///   map, i.e. 299x299 input, in training mode.
+/// - `transformInput` is torchvision's `transform_input` (see `GoogLeNet.transformInput`): off by
+///   default, on for the ImageNet weights (the weights factory sets it).
+/// - With a top, `embedding` is the 2048-d average-pooled output of `Mixed_7c`; `classify` applies
+///   `dropout` (`ModelOptions.dropout`, default 0.5) and `fc`. Without a top there are no `dropout`,
+///   `fc` or `AuxLogits`, and `embedding` pools with `options.pooling`.
+///
+/// Layer groups: the five stem convolutions, `Mixed_5b` … `Mixed_6e`, `AuxLogits` (when present),
+/// `Mixed_7a` … `Mixed_7c`, and `fc` with a top (torchvision's definition order).
+public final class InceptionV3: ImageClassifier {
+    /// torchvision's `transform_input`.
+    public var transformInput: Bool
+
+    public let Conv2d_1a_3x3: BasicConv2d
+    public let Conv2d_2a_3x3: BasicConv2d
+    public let Conv2d_2b_3x3: BasicConv2d
+    public let maxpool1 = MaxPool2d(kernelSize: 3, stride: 2)
+    public let Conv2d_3b_1x1: BasicConv2d
+    public let Conv2d_4a_3x3: BasicConv2d
+    public let maxpool2 = MaxPool2d(kernelSize: 3, stride: 2)
+    public let Mixed_5b: InceptionA
+    public let Mixed_5c: InceptionA
+    public let Mixed_5d: InceptionA
+    public let Mixed_6a: InceptionB
+    public let Mixed_6b: InceptionC
+    public let Mixed_6c: InceptionC
+    public let Mixed_6d: InceptionC
+    public let Mixed_6e: InceptionC
+    public private(set) var AuxLogits: InceptionAux?
+    public let Mixed_7a: InceptionD
+    public let Mixed_7b: InceptionE
+    public let Mixed_7c: InceptionE
+    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
+    /// nil without a top.
+    public let dropout: Dropout?
+    /// nil without a top.
+    public private(set) var fc: Linear?
+
+    /// - Parameters:
+    ///   - auxLogits: build `AuxLogits` (only with a top); torchvision's default and ImageNet file have it.
+    ///   - transformInput: torchvision's `transform_input` (true for the ImageNet weights).
+    public init(_ options: ModelOptions = .init(), auxLogits: Bool = true, transformInput: Bool = false) throws {
+        self.transformInput = transformInput
+        Conv2d_1a_3x3 = try BasicConv2d(3, 32, kernelSize: 3, stride: 2)
+        Conv2d_2a_3x3 = try BasicConv2d(32, 32, kernelSize: 3)
+        Conv2d_2b_3x3 = try BasicConv2d(32, 64, kernelSize: 3, padding: 1)
+        Conv2d_3b_1x1 = try BasicConv2d(64, 80, kernelSize: 1)
+        Conv2d_4a_3x3 = try BasicConv2d(80, 192, kernelSize: 3)
+        Mixed_5b = try InceptionA(192, poolFeatures: 32)
+        Mixed_5c = try InceptionA(256, poolFeatures: 64)
+        Mixed_5d = try InceptionA(288, poolFeatures: 64)
+        Mixed_6a = try InceptionB(288)
+        Mixed_6b = try InceptionC(768, channels7x7: 128)
+        Mixed_6c = try InceptionC(768, channels7x7: 160)
+        Mixed_6d = try InceptionC(768, channels7x7: 160)
+        Mixed_6e = try InceptionC(768, channels7x7: 192)
+        Mixed_7a = try InceptionD(768)
+        Mixed_7b = try InceptionE(1280)
+        Mixed_7c = try InceptionE(2048)
+        if options.includeTop {
+            guard options.numClasses > 0 else {
+                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
+            }
+            if auxLogits { AuxLogits = try InceptionAux(768, options.numClasses) }
+            dropout = try Dropout(p: options.dropout ?? 0.5)
+            fc = try Linear(2048, options.numClasses)
+        } else {
+            dropout = nil
+            fc = nil
+        }
+        super.init(architecture: "inception_v3", options: options, headPath: "fc", embeddingSize: 2048,
+                   featureChannels: 2048)
+    }
+
+    /// torchvision's `inception_v3(aux_logits:transform_input:)` without weights.
+    public static func inceptionV3(_ options: ModelOptions = .init(), auxLogits: Bool = true,
+                                   transformInput: Bool = false) throws -> InceptionV3 {
+        try InceptionV3(options, auxLogits: auxLogits, transformInput: transformInput)
+    }
+
+    /// Whether `AuxLogits` is present.
+    public var auxLogits: Bool { AuxLogits != nil }
+
+    /// Drops `AuxLogits` (and its keys).
+    public func removeAuxLogits() { AuxLogits = nil }
+
+    // MARK: Structure
+
+    public override var typeName: String { "Inception3" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = [
+            ("Conv2d_1a_3x3", Conv2d_1a_3x3), ("Conv2d_2a_3x3", Conv2d_2a_3x3), ("Conv2d_2b_3x3", Conv2d_2b_3x3),
+            ("maxpool1", maxpool1), ("Conv2d_3b_1x1", Conv2d_3b_1x1), ("Conv2d_4a_3x3", Conv2d_4a_3x3),
+            ("maxpool2", maxpool2), ("Mixed_5b", Mixed_5b), ("Mixed_5c", Mixed_5c), ("Mixed_5d", Mixed_5d),
+            ("Mixed_6a", Mixed_6a), ("Mixed_6b", Mixed_6b), ("Mixed_6c", Mixed_6c), ("Mixed_6d", Mixed_6d),
+            ("Mixed_6e", Mixed_6e),
+        ]
+        if let AuxLogits { children.append(("AuxLogits", AuxLogits)) }
+        children += [("Mixed_7a", Mixed_7a), ("Mixed_7b", Mixed_7b), ("Mixed_7c", Mixed_7c), ("avgpool", avgpool)]
+        if let dropout { children.append(("dropout", dropout)) }
+        if let fc { children.append(("fc", fc)) }
+        return children
+    }
+
+    public override func setChild(_ name: String, to module: Module) throws {
+        switch (name, module) {
+        case ("fc", let linear as Linear) where fc != nil: fc = linear
+        case ("AuxLogits", let aux as InceptionAux) where AuxLogits != nil: AuxLogits = aux
+        default: try super.setChild(name, to: module)
+        }
+    }
+
+    public override var layerGroups: [String] {
+        var groups = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                      "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]
+        if AuxLogits != nil { groups.append("AuxLogits") }
+        groups += ["Mixed_7a", "Mixed_7b", "Mixed_7c"]
+        if fc != nil { groups.append("fc") }
+        return groups
+    }
+
+    /// Replaces `fc` and, when present, `AuxLogits.fc` with fresh Linear layers for `numClasses`.
+    public override func replaceHead(numClasses: Int) throws {
+        try super.replaceHead(numClasses: numClasses)
+        if let old = module(at: "AuxLogits.fc") as? Linear {
+            try replaceModule(at: "AuxLogits.fc", with: Linear(old.inFeatures, numClasses, dtype: old.weight.dtype,
+                                                               device: old.weight.device))
+        }
+    }
+
+    // MARK: Forward
+
+    private func trunk(_ x: Tensor, computeAux: Bool) throws -> (Tensor, aux: Tensor?) {
+        var y = try transformInput ? InceptionInputTransform.apply(x) : x
+        y = try maxpool1(Conv2d_2b_3x3(Conv2d_2a_3x3(Conv2d_1a_3x3(y))))
+        y = try maxpool2(Conv2d_4a_3x3(Conv2d_3b_1x1(y)))
+        y = try Mixed_5d(Mixed_5c(Mixed_5b(y)))
+        y = try Mixed_6e(Mixed_6d(Mixed_6c(Mixed_6b(Mixed_6a(y)))))
+        var aux: Tensor?
+        if computeAux, let AuxLogits, AuxLogits.usesTrainingBehaviour { aux = try AuxLogits(y) }
+        y = try Mixed_7c(Mixed_7b(Mixed_7a(y)))
+        return (y, aux)
+    }
+
+    public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
+        try trunk(x, computeAux: false).0
+    }
+
+    public override func embedding(_ x: Tensor) throws -> Tensor {
+        if options.includeTop { return try avgpool(forwardFeatures(x)).flatten(from: 1) }
+        return try super.embedding(x)
+    }
+
+    public override func classify(_ embedding: Tensor) throws -> Tensor {
+        guard let fc, let dropout else {
+            throw NNError.invalidArgument("inception_v3 was built without a top: there is no classifier")
+        }
+        return try fc(dropout(embedding))
+    }
+
+    /// The main logits and, in training mode with `AuxLogits`, the auxiliary logits (nil otherwise), as
+    /// torchvision's `InceptionOutputs`. Without a top: `forward(x)` and nil.
+    public func forwardWithAux(_ x: Tensor) throws -> (logits: Tensor, aux: Tensor?) {
+        guard options.includeTop else { return (try forward(x), nil) }
+        let (y, aux) = try trunk(x, computeAux: true)
+        return (try classify(avgpool(y).flatten(from: 1)), aux)
+    }
+
+    // MARK: - Blocks
+
+    /// 35x35 block: 1x1, 5x5, double 3x3 and average-pool branches.
+    public final class InceptionA: Module {
+        public let branch1x1, branch5x5_1, branch5x5_2, branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3,
+                   branch_pool: BasicConv2d
+
+        public init(_ inChannels: Int, poolFeatures: Int) throws {
+            branch1x1 = try BasicConv2d(inChannels, 64, kernelSize: 1)
+            branch5x5_1 = try BasicConv2d(inChannels, 48, kernelSize: 1)
+            branch5x5_2 = try BasicConv2d(48, 64, kernelSize: 5, padding: 2)
+            branch3x3dbl_1 = try BasicConv2d(inChannels, 64, kernelSize: 1)
+            branch3x3dbl_2 = try BasicConv2d(64, 96, kernelSize: 3, padding: 1)
+            branch3x3dbl_3 = try BasicConv2d(96, 96, kernelSize: 3, padding: 1)
+            branch_pool = try BasicConv2d(inChannels, poolFeatures, kernelSize: 1)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionA" }
+
+        public override var namedChildren: [(String, Module)] {
+            [("branch1x1", branch1x1), ("branch5x5_1", branch5x5_1), ("branch5x5_2", branch5x5_2),
+             ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
+             ("branch3x3dbl_3", branch3x3dbl_3), ("branch_pool", branch_pool)]
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let b1 = try branch1x1(x)
+            let b5 = try branch5x5_2(branch5x5_1(x))
+            let b3 = try branch3x3dbl_3(branch3x3dbl_2(branch3x3dbl_1(x)))
+            let bp = try branch_pool(avgPool3x3(x))
+            return try Tensor.cat([b1, b5, b3, bp], dim: 1)
+        }
+    }
+
+    /// 35x35 → 17x17 reduction: strided 3x3, double 3x3 and max-pool branches.
+    public final class InceptionB: Module {
+        public let branch3x3, branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3: BasicConv2d
+
+        public init(_ inChannels: Int) throws {
+            branch3x3 = try BasicConv2d(inChannels, 384, kernelSize: 3, stride: 2)
+            branch3x3dbl_1 = try BasicConv2d(inChannels, 64, kernelSize: 1)
+            branch3x3dbl_2 = try BasicConv2d(64, 96, kernelSize: 3, padding: 1)
+            branch3x3dbl_3 = try BasicConv2d(96, 96, kernelSize: 3, stride: 2)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionB" }
+
+        public override var namedChildren: [(String, Module)] {
+            [("branch3x3", branch3x3), ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
+             ("branch3x3dbl_3", branch3x3dbl_3)]
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let b3 = try branch3x3(x)
+            let bd = try branch3x3dbl_3(branch3x3dbl_2(branch3x3dbl_1(x)))
+            let bp = try Functional.maxPool2d(x, kernelSize: (3, 3), stride: (2, 2))
+            return try Tensor.cat([b3, bd, bp], dim: 1)
+        }
+    }
+
+    /// 17x17 block with factorised 7x7 convolutions (1x7 and 7x1).
+    public final class InceptionC: Module {
+        public let branch1x1: BasicConv2d
+        public let branch7x7_1, branch7x7_2, branch7x7_3: BasicConv2d
+        public let branch7x7dbl_1, branch7x7dbl_2, branch7x7dbl_3, branch7x7dbl_4, branch7x7dbl_5: BasicConv2d
+        public let branch_pool: BasicConv2d
+
+        public init(_ inChannels: Int, channels7x7 c7: Int) throws {
+            branch1x1 = try BasicConv2d(inChannels, 192, kernelSize: 1)
+            branch7x7_1 = try BasicConv2d(inChannels, c7, kernelSize: 1)
+            branch7x7_2 = try BasicConv2d(c7, c7, kernelSize: (1, 7), padding: (0, 3))
+            branch7x7_3 = try BasicConv2d(c7, 192, kernelSize: (7, 1), padding: (3, 0))
+            branch7x7dbl_1 = try BasicConv2d(inChannels, c7, kernelSize: 1)
+            branch7x7dbl_2 = try BasicConv2d(c7, c7, kernelSize: (7, 1), padding: (3, 0))
+            branch7x7dbl_3 = try BasicConv2d(c7, c7, kernelSize: (1, 7), padding: (0, 3))
+            branch7x7dbl_4 = try BasicConv2d(c7, c7, kernelSize: (7, 1), padding: (3, 0))
+            branch7x7dbl_5 = try BasicConv2d(c7, 192, kernelSize: (1, 7), padding: (0, 3))
+            branch_pool = try BasicConv2d(inChannels, 192, kernelSize: 1)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionC" }
+
+        public override var namedChildren: [(String, Module)] {
+            [("branch1x1", branch1x1), ("branch7x7_1", branch7x7_1), ("branch7x7_2", branch7x7_2),
+             ("branch7x7_3", branch7x7_3), ("branch7x7dbl_1", branch7x7dbl_1), ("branch7x7dbl_2", branch7x7dbl_2),
+             ("branch7x7dbl_3", branch7x7dbl_3), ("branch7x7dbl_4", branch7x7dbl_4),
+             ("branch7x7dbl_5", branch7x7dbl_5), ("branch_pool", branch_pool)]
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let b1 = try branch1x1(x)
+            let b7 = try branch7x7_3(branch7x7_2(branch7x7_1(x)))
+            var bd = try branch7x7dbl_3(branch7x7dbl_2(branch7x7dbl_1(x)))
+            bd = try branch7x7dbl_5(branch7x7dbl_4(bd))
+            let bp = try branch_pool(avgPool3x3(x))
+            return try Tensor.cat([b1, b7, bd, bp], dim: 1)
+        }
+    }
+
+    /// 17x17 → 8x8 reduction: 3x3, 7x7-then-3x3 (strided) and max-pool branches.
+    public final class InceptionD: Module {
+        public let branch3x3_1, branch3x3_2: BasicConv2d
+        public let branch7x7x3_1, branch7x7x3_2, branch7x7x3_3, branch7x7x3_4: BasicConv2d
+
+        public init(_ inChannels: Int) throws {
+            branch3x3_1 = try BasicConv2d(inChannels, 192, kernelSize: 1)
+            branch3x3_2 = try BasicConv2d(192, 320, kernelSize: 3, stride: 2)
+            branch7x7x3_1 = try BasicConv2d(inChannels, 192, kernelSize: 1)
+            branch7x7x3_2 = try BasicConv2d(192, 192, kernelSize: (1, 7), padding: (0, 3))
+            branch7x7x3_3 = try BasicConv2d(192, 192, kernelSize: (7, 1), padding: (3, 0))
+            branch7x7x3_4 = try BasicConv2d(192, 192, kernelSize: 3, stride: 2)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionD" }
+
+        public override var namedChildren: [(String, Module)] {
+            [("branch3x3_1", branch3x3_1), ("branch3x3_2", branch3x3_2), ("branch7x7x3_1", branch7x7x3_1),
+             ("branch7x7x3_2", branch7x7x3_2), ("branch7x7x3_3", branch7x7x3_3), ("branch7x7x3_4", branch7x7x3_4)]
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let b3 = try branch3x3_2(branch3x3_1(x))
+            let b7 = try branch7x7x3_4(branch7x7x3_3(branch7x7x3_2(branch7x7x3_1(x))))
+            let bp = try Functional.maxPool2d(x, kernelSize: (3, 3), stride: (2, 2))
+            return try Tensor.cat([b3, b7, bp], dim: 1)
+        }
+    }
+
+    /// 8x8 block with expanded (1x3 and 3x1 side by side) branches.
+    public final class InceptionE: Module {
+        public let branch1x1: BasicConv2d
+        public let branch3x3_1, branch3x3_2a, branch3x3_2b: BasicConv2d
+        public let branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3a, branch3x3dbl_3b: BasicConv2d
+        public let branch_pool: BasicConv2d
+
+        public init(_ inChannels: Int) throws {
+            branch1x1 = try BasicConv2d(inChannels, 320, kernelSize: 1)
+            branch3x3_1 = try BasicConv2d(inChannels, 384, kernelSize: 1)
+            branch3x3_2a = try BasicConv2d(384, 384, kernelSize: (1, 3), padding: (0, 1))
+            branch3x3_2b = try BasicConv2d(384, 384, kernelSize: (3, 1), padding: (1, 0))
+            branch3x3dbl_1 = try BasicConv2d(inChannels, 448, kernelSize: 1)
+            branch3x3dbl_2 = try BasicConv2d(448, 384, kernelSize: 3, padding: 1)
+            branch3x3dbl_3a = try BasicConv2d(384, 384, kernelSize: (1, 3), padding: (0, 1))
+            branch3x3dbl_3b = try BasicConv2d(384, 384, kernelSize: (3, 1), padding: (1, 0))
+            branch_pool = try BasicConv2d(inChannels, 192, kernelSize: 1)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionE" }
+
+        public override var namedChildren: [(String, Module)] {
+            [("branch1x1", branch1x1), ("branch3x3_1", branch3x3_1), ("branch3x3_2a", branch3x3_2a),
+             ("branch3x3_2b", branch3x3_2b), ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
+             ("branch3x3dbl_3a", branch3x3dbl_3a), ("branch3x3dbl_3b", branch3x3dbl_3b),
+             ("branch_pool", branch_pool)]
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let b1 = try branch1x1(x)
+            let s3 = try branch3x3_1(x)
+            let b3 = try Tensor.cat([branch3x3_2a(s3), branch3x3_2b(s3)], dim: 1)
+            let sd = try branch3x3dbl_2(branch3x3dbl_1(x))
+            let bd = try Tensor.cat([branch3x3dbl_3a(sd), branch3x3dbl_3b(sd)], dim: 1)
+            let bp = try branch_pool(avgPool3x3(x))
+            return try Tensor.cat([b1, b3, bd, bp], dim: 1)
+        }
+    }
+
+    /// The auxiliary classifier on `Mixed_6e`: average pool 5x5/3, `conv0` (1x1 → 128), `conv1`
+    /// (5x5 → 768), global average pool, `fc` (768 → classes).
+    public final class InceptionAux: Module {
+        public let conv0: BasicConv2d
+        public let conv1: BasicConv2d
+        public private(set) var fc: Linear
+
+        public init(_ inChannels: Int, _ numClasses: Int) throws {
+            conv0 = try BasicConv2d(inChannels, 128, kernelSize: 1)
+            conv1 = try BasicConv2d(128, 768, kernelSize: 5)
+            fc = try Linear(768, numClasses)
+            super.init()
+        }
+
+        public override var typeName: String { "InceptionAux" }
+
+        public override var namedChildren: [(String, Module)] { [("conv0", conv0), ("conv1", conv1), ("fc", fc)] }
+
+        public override func setChild(_ name: String, to module: Module) throws {
+            guard name == "fc", let linear = module as? Linear else { return try super.setChild(name, to: module) }
+            fc = linear
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            var y = try Functional.avgPool2d(x, kernelSize: (5, 5), stride: (3, 3))
+            y = try conv1(conv0(y))
+            y = try Functional.adaptiveAvgPool2d(y, outputSize: (1, 1)).flatten(from: 1)
+            return try fc(y)
+        }
+    }
+}
+
+/// `F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)` (padding counted in the average).
+private func avgPool3x3(_ x: Tensor) throws -> Tensor {
+    try Functional.avgPool2d(x, kernelSize: (3, 3), stride: (1, 1), padding: (1, 1))
+}

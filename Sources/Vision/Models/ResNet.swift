@@ -1,0 +1,250 @@
+import NN
+import Torch
+
+/// ResNet-18/34/50/101/152 as torchvision builds them (`torchvision.models.resnet`, v1.5: a Bottleneck
+/// downsamples in its 3x3 convolution), with torchvision's `state_dict` keys: `conv1`, `bn1`,
+/// `layer1.0.conv1`, …, `layer2.0.downsample.0/1`, …, `fc`.
+///
+/// - With a top, `embedding` is the globally average-pooled output of `layer4` (512 or 2048 wide) and
+///   `classify` applies the optional dropout (`ModelOptions.dropout`; torchvision has none) and `fc`.
+/// - Without a top there is no `fc` at all (the `state_dict` is the backbone only); `embedding` pools
+///   the feature maps with `options.pooling`.
+///
+/// Layer groups: `conv1`, `bn1`, `layer1`, `layer2`, `layer3`, `layer4` and (with a top) `fc`.
+public final class ResNet: ImageClassifier {
+    /// The residual block type: two 3x3 convolutions, or 1x1-3x3-1x1 with 4x expansion.
+    public enum Block: Sendable {
+        case basic, bottleneck
+
+        /// Output channels per `planes` (torchvision's `expansion`).
+        public var expansion: Int { self == .basic ? 1 : 4 }
+    }
+
+    public let block: Block
+    /// Blocks per stage, e.g. `[3, 4, 6, 3]` for ResNet-50.
+    public let blockCounts: [Int]
+
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let relu = ReLU()
+    public let maxpool = MaxPool2d(kernelSize: 3, stride: 2, padding: 1)
+    public let layer1: Sequential
+    public let layer2: Sequential
+    public let layer3: Sequential
+    public let layer4: Sequential
+    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
+    /// Present only when `options.dropout` asks for one (torchvision's ResNet has no dropout).
+    public let dropout: Dropout?
+    /// The classifier; nil without a top.
+    public private(set) var fc: Linear?
+
+    /// A ResNet with `block` and `blockCounts` per stage (torchvision's `ResNet(block, layers)`).
+    /// `architecture` is the registry name reported by the model.
+    public init(architecture: String, block: Block, blockCounts: [Int], options: ModelOptions = .init()) throws {
+        guard blockCounts.count == 4, blockCounts.allSatisfy({ $0 > 0 }) else {
+            throw NNError.invalidArgument("ResNet needs four positive block counts, got \(blockCounts)")
+        }
+        self.block = block
+        self.blockCounts = blockCounts
+        conv1 = try Conv2d(3, 64, kernelSize: 7, stride: 2, padding: 3, bias: false)
+        bn1 = try BatchNorm2d(64)
+        var inplanes = 64
+        func makeLayer(_ planes: Int, _ count: Int, stride: Int) throws -> Sequential {
+            var blocks: [Module] = []
+            for i in 0..<count {
+                let s = i == 0 ? stride : 1
+                switch block {
+                case .basic: blocks.append(try BasicBlock(inplanes, planes, stride: s))
+                case .bottleneck: blocks.append(try Bottleneck(inplanes, planes, stride: s))
+                }
+                inplanes = planes * block.expansion
+            }
+            return Sequential(blocks)
+        }
+        layer1 = try makeLayer(64, blockCounts[0], stride: 1)
+        layer2 = try makeLayer(128, blockCounts[1], stride: 2)
+        layer3 = try makeLayer(256, blockCounts[2], stride: 2)
+        layer4 = try makeLayer(512, blockCounts[3], stride: 2)
+        let width = 512 * block.expansion
+        if options.includeTop {
+            guard options.numClasses > 0 else {
+                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
+            }
+            dropout = try options.dropout.flatMap { $0 > 0 ? try Dropout(p: $0) : nil }
+            fc = try Linear(width, options.numClasses)
+        } else {
+            dropout = nil
+            fc = nil
+        }
+        super.init(architecture: architecture, options: options, headPath: "fc", embeddingSize: width,
+                   featureChannels: width)
+    }
+
+    // MARK: Builders
+
+    public static func resnet18(_ options: ModelOptions = .init()) throws -> ResNet {
+        try ResNet(architecture: "resnet18", block: .basic, blockCounts: [2, 2, 2, 2], options: options)
+    }
+
+    public static func resnet34(_ options: ModelOptions = .init()) throws -> ResNet {
+        try ResNet(architecture: "resnet34", block: .basic, blockCounts: [3, 4, 6, 3], options: options)
+    }
+
+    public static func resnet50(_ options: ModelOptions = .init()) throws -> ResNet {
+        try ResNet(architecture: "resnet50", block: .bottleneck, blockCounts: [3, 4, 6, 3], options: options)
+    }
+
+    public static func resnet101(_ options: ModelOptions = .init()) throws -> ResNet {
+        try ResNet(architecture: "resnet101", block: .bottleneck, blockCounts: [3, 4, 23, 3], options: options)
+    }
+
+    public static func resnet152(_ options: ModelOptions = .init()) throws -> ResNet {
+        try ResNet(architecture: "resnet152", block: .bottleneck, blockCounts: [3, 8, 36, 3], options: options)
+    }
+
+    /// The ResNet of `depth` 18, 34, 50, 101 or 152.
+    public static func make(depth: Int, _ options: ModelOptions = .init()) throws -> ResNet {
+        switch depth {
+        case 18: return try resnet18(options)
+        case 34: return try resnet34(options)
+        case 50: return try resnet50(options)
+        case 101: return try resnet101(options)
+        case 152: return try resnet152(options)
+        default: throw NNError.invalidArgument("no ResNet of depth \(depth) (18, 34, 50, 101 or 152)")
+        }
+    }
+
+    // MARK: Structure
+
+    public override var typeName: String { "ResNet" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = [
+            ("conv1", conv1), ("bn1", bn1), ("relu", relu), ("maxpool", maxpool),
+            ("layer1", layer1), ("layer2", layer2), ("layer3", layer3), ("layer4", layer4),
+            ("avgpool", avgpool),
+        ]
+        if let dropout { children.append(("dropout", dropout)) }
+        if let fc { children.append(("fc", fc)) }
+        return children
+    }
+
+    public override func setChild(_ name: String, to module: Module) throws {
+        guard name == "fc", fc != nil, let linear = module as? Linear else {
+            return try super.setChild(name, to: module)
+        }
+        fc = linear
+    }
+
+    public override var layerGroups: [String] {
+        ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"] + (fc == nil ? [] : ["fc"])
+    }
+
+    // MARK: Forward
+
+    public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
+        var y = try maxpool(relu(bn1(conv1(x))))
+        y = try layer4(layer3(layer2(layer1(y))))
+        return y
+    }
+
+    public override func embedding(_ x: Tensor) throws -> Tensor {
+        // With a top the pooling is the architecture's own (average), whatever `options.pooling` says.
+        if options.includeTop { return try avgpool(forwardFeatures(x)).flatten(from: 1) }
+        return try super.embedding(x)
+    }
+
+    public override func classify(_ embedding: Tensor) throws -> Tensor {
+        guard let fc else {
+            throw NNError.invalidArgument("\(architecture) was built without a top: there is no classifier")
+        }
+        return try fc(dropout?.forward(embedding) ?? embedding)
+    }
+
+    // MARK: - Blocks
+
+    /// torchvision's `BasicBlock`: conv3x3-bn-relu-conv3x3-bn, plus the (downsampled) input, relu.
+    public final class BasicBlock: Module {
+        public let conv1: Conv2d
+        public let bn1: BatchNorm2d
+        public let relu = ReLU()
+        public let conv2: Conv2d
+        public let bn2: BatchNorm2d
+        /// 1x1 convolution and BatchNorm matching the shortcut to the output, when the shape changes.
+        public let downsample: Sequential?
+
+        public init(_ inplanes: Int, _ planes: Int, stride: Int = 1) throws {
+            conv1 = try Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
+            bn1 = try BatchNorm2d(planes)
+            conv2 = try Conv2d(planes, planes, kernelSize: 3, padding: 1, bias: false)
+            bn2 = try BatchNorm2d(planes)
+            downsample = try makeDownsample(inplanes, planes, stride: stride)
+            super.init()
+        }
+
+        public override var typeName: String { "BasicBlock" }
+
+        public override var namedChildren: [(String, Module)] {
+            var children: [(String, Module)] = [("conv1", conv1), ("bn1", bn1), ("relu", relu), ("conv2", conv2),
+                                                 ("bn2", bn2)]
+            if let downsample { children.append(("downsample", downsample)) }
+            return children
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            let out = try bn2(conv2(relu(bn1(conv1(x)))))
+            let identity = try downsample?.forward(x) ?? x
+            return try (out + identity).relu()
+        }
+    }
+
+    /// torchvision's `Bottleneck` (ResNet v1.5): conv1x1-bn-relu, conv3x3 (strided)-bn-relu, conv1x1-bn,
+    /// plus the (downsampled) input, relu. Outputs `4 * planes` channels.
+    public final class Bottleneck: Module {
+        public let conv1: Conv2d
+        public let bn1: BatchNorm2d
+        public let conv2: Conv2d
+        public let bn2: BatchNorm2d
+        public let conv3: Conv2d
+        public let bn3: BatchNorm2d
+        public let relu = ReLU()
+        public let downsample: Sequential?
+
+        public init(_ inplanes: Int, _ planes: Int, stride: Int = 1) throws {
+            let outplanes = planes * 4
+            conv1 = try Conv2d(inplanes, planes, kernelSize: 1, bias: false)
+            bn1 = try BatchNorm2d(planes)
+            conv2 = try Conv2d(planes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
+            bn2 = try BatchNorm2d(planes)
+            conv3 = try Conv2d(planes, outplanes, kernelSize: 1, bias: false)
+            bn3 = try BatchNorm2d(outplanes)
+            downsample = try makeDownsample(inplanes, outplanes, stride: stride)
+            super.init()
+        }
+
+        public override var typeName: String { "Bottleneck" }
+
+        public override var namedChildren: [(String, Module)] {
+            var children: [(String, Module)] = [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2),
+                                                 ("conv3", conv3), ("bn3", bn3), ("relu", relu)]
+            if let downsample { children.append(("downsample", downsample)) }
+            return children
+        }
+
+        public override func forward(_ x: Tensor) throws -> Tensor {
+            var out = try relu(bn1(conv1(x)))
+            out = try relu(bn2(conv2(out)))
+            out = try bn3(conv3(out))
+            let identity = try downsample?.forward(x) ?? x
+            return try (out + identity).relu()
+        }
+    }
+}
+
+/// The shortcut projection (`downsample.0` conv1x1, `downsample.1` BatchNorm) when the block changes
+/// the resolution or the width; nil otherwise.
+private func makeDownsample(_ inplanes: Int, _ outplanes: Int, stride: Int) throws -> Sequential? {
+    guard stride != 1 || inplanes != outplanes else { return nil }
+    return Sequential(try Conv2d(inplanes, outplanes, kernelSize: 1, stride: stride, bias: false),
+                      try BatchNorm2d(outplanes))
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class VisionPlaceholder: XCTestCase { func testNothing() {} }
