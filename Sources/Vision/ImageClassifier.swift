@@ -64,7 +64,8 @@ open class ImageClassifier: Module {
     /// layers before the final Linear (e.g. VGG's first two fully connected layers); without one it is
     /// the globally pooled feature maps.
     open func embedding(_ x: Tensor) throws -> Tensor {
-        try Self.globalPool(forwardFeatures(x), options.pooling == .none ? .avg : options.pooling)
+        // With a top the architecture's own (average) pooling is used; `pooling` applies without one.
+        try Self.globalPool(forwardFeatures(x), options.includeTop || options.pooling == .none ? .avg : options.pooling)
     }
 
     /// The head applied to an embedding (dropout, then the final Linear): logits.

@@ -1,0 +1,166 @@
+import NN
+import Torch
+
+/// torchvision's `MBConv` (EfficientNet-B): optional 1×1 expansion, depthwise convolution, squeeze and
+/// excitation (`fc1`/`fc2`, SiLU), linear 1×1 projection, all in `block`; stochastic depth on the
+/// residual branch when the stride is 1 and the channel count is unchanged.
+public final class MBConv: Module {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let stride: Int
+    public let useResidual: Bool
+    public let block: Sequential
+    public let stochasticDepth: StochasticDepth
+
+    public init(expandRatio: Double, kernelSize: Int, stride: Int, inChannels: Int, outChannels: Int,
+                stochasticDepthProbability: Double, eps: Double = 1e-5, momentum: Double? = 0.1) throws {
+        guard stride == 1 || stride == 2 else { throw NNError.invalidArgument("illegal stride value \(stride)") }
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.stride = stride
+        useResidual = stride == 1 && inChannels == outChannels
+        let expanded = ChannelRounding.makeDivisible(Double(inChannels) * expandRatio)
+        var layers: [Module] = []
+        if expanded != inChannels {
+            layers.append(try Conv2dNormActivation(inChannels, expanded, kernelSize: 1, eps: eps, momentum: momentum,
+                                                   activation: SiLU()))
+        }
+        layers.append(try Conv2dNormActivation(expanded, expanded, kernelSize: kernelSize, stride: stride,
+                                               groups: expanded, eps: eps, momentum: momentum, activation: SiLU()))
+        layers.append(try SqueezeExcitation(inputChannels: expanded, squeezeChannels: Swift.max(1, inChannels / 4),
+                                            activation: SiLU()))
+        layers.append(try Conv2dNormActivation(expanded, outChannels, kernelSize: 1, eps: eps, momentum: momentum,
+                                               activation: nil))
+        block = Sequential(layers)
+        stochasticDepth = try StochasticDepth(p: stochasticDepthProbability, mode: .row)
+        super.init()
+    }
+
+    public override var typeName: String { "MBConv" }
+
+    public override var namedChildren: [(String, Module)] {
+        [("block", block), ("stochastic_depth", stochasticDepth)]
+    }
+
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        let result = try block(x)
+        guard useResidual else { return result }
+        return try stochasticDepth(result) + x
+    }
+}
+
+/// EfficientNet-B0 … B3 (Tan & Le 2019) exactly as torchvision 0.14's `efficientnet_b*`:
+/// `features.0` (3×3 stem, stride 2, SiLU), `features.1` … `features.7` (stages of `MBConv`),
+/// `features.8` (1×1 to 4× the last stage's channels), `avgpool`, then `classifier` = Dropout, Linear at
+/// `classifier.1`. BatchNorm is torchvision's default for these variants (eps 1e-5, momentum 0.1);
+/// stochastic depth grows linearly to 0.2 × block index / block count.
+public final class EfficientNet: ImageClassifier {
+    /// The scaled variants with torchvision's width/depth multipliers and head dropout.
+    public enum Variant: String, CaseIterable, Sendable {
+        case b0, b1, b2, b3
+
+        public var widthMultiplier: Double {
+            switch self { case .b0, .b1: return 1.0; case .b2: return 1.1; case .b3: return 1.2 }
+        }
+        public var depthMultiplier: Double {
+            switch self { case .b0: return 1.0; case .b1: return 1.1; case .b2: return 1.2; case .b3: return 1.4 }
+        }
+        public var dropout: Double {
+            switch self { case .b0, .b1: return 0.2; case .b2, .b3: return 0.3 }
+        }
+        /// The registry name, e.g. "efficientnet_b0".
+        public var architecture: String { "efficientnet_" + rawValue }
+    }
+
+    /// torchvision's B0 stage table: expansion, kernel, stride, input channels, output channels, layers.
+    public static let baseStages: [(expand: Double, kernel: Int, stride: Int, inChannels: Int, outChannels: Int,
+                                    layers: Int)] = [
+        (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+        (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1),
+    ]
+
+    public let variant: Variant
+    public let stochasticDepthProbability: Double
+    public private(set) var features: Sequential
+    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
+    /// Dropout and the final Linear; nil when built without a top.
+    public private(set) var classifier: Sequential?
+
+    /// - Parameters:
+    ///   - options: head, pooling and dropout (default: the variant's, 0.2 or 0.3).
+    ///   - stochasticDepthProbability: the largest drop probability (torchvision's 0.2).
+    public init(_ variant: Variant, _ options: ModelOptions = .init(), stochasticDepthProbability: Double = 0.2) throws {
+        guard stochasticDepthProbability >= 0, stochasticDepthProbability <= 1 else {
+            throw NNError.invalidArgument("stochasticDepthProbability must be in [0, 1], got \(stochasticDepthProbability)")
+        }
+        let dropout = try MobileHead.dropout(options, default: variant.dropout)
+        let width = variant.widthMultiplier, depth = variant.depthMultiplier
+        let stages = EfficientNet.baseStages.map { s in
+            (expand: s.expand, kernel: s.kernel, stride: s.stride,
+             inChannels: ChannelRounding.makeDivisible(Double(s.inChannels) * width),
+             outChannels: ChannelRounding.makeDivisible(Double(s.outChannels) * width),
+             layers: ChannelRounding.scaledDepth(s.layers, depth))
+        }
+        let totalBlocks = stages.reduce(0) { $0 + $1.layers }
+        var layers: [Module] = [try Conv2dNormActivation(3, stages[0].inChannels, kernelSize: 3, stride: 2,
+                                                         activation: SiLU())]
+        var blockID = 0
+        for stage in stages {
+            var blocks: [Module] = []
+            for i in 0..<stage.layers {
+                let p = stochasticDepthProbability * Double(blockID) / Double(totalBlocks)
+                blocks.append(try MBConv(expandRatio: stage.expand, kernelSize: stage.kernel,
+                                         stride: i == 0 ? stage.stride : 1,
+                                         inChannels: i == 0 ? stage.inChannels : stage.outChannels,
+                                         outChannels: stage.outChannels, stochasticDepthProbability: p))
+                blockID += 1
+            }
+            layers.append(Sequential(blocks))
+        }
+        let lastIn = stages[stages.count - 1].outChannels
+        let lastOut = 4 * lastIn
+        layers.append(try Conv2dNormActivation(lastIn, lastOut, kernelSize: 1, activation: SiLU()))
+        features = Sequential(layers)
+        classifier = options.includeTop
+            ? Sequential(try Dropout(p: dropout), try Linear(lastOut, options.numClasses)) : nil
+        self.variant = variant
+        self.stochasticDepthProbability = stochasticDepthProbability
+        super.init(architecture: variant.architecture, options: options, headPath: "classifier.1",
+                   embeddingSize: lastOut, featureChannels: lastOut)
+    }
+
+    public static func b0(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b0, options) }
+    public static func b1(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b1, options) }
+    public static func b2(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b2, options) }
+    public static func b3(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b3, options) }
+
+    public override var typeName: String { "EfficientNet" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = [("features", features), ("avgpool", avgpool)]
+        if let classifier { children.append(("classifier", classifier)) }
+        return children
+    }
+
+    public override func setChild(_ name: String, to module: Module) throws {
+        guard let sequential = module as? Sequential else {
+            throw NNError.cannotReplace("EfficientNet.\(name) must be a Sequential")
+        }
+        switch name {
+        case "features": features = sequential
+        case "classifier" where classifier != nil: classifier = sequential
+        default: try super.setChild(name, to: module)
+        }
+    }
+
+    /// `features.0` … `features.8`, then `classifier` (with a top).
+    public override var layerGroups: [String] {
+        (0..<features.count).map { "features.\($0)" } + (classifier == nil ? [] : ["classifier"])
+    }
+
+    public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
+
+    public override func classify(_ embedding: Tensor) throws -> Tensor {
+        try MobileHead.require(classifier, architecture)(embedding)
+    }
+}

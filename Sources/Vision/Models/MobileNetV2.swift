@@ -1,0 +1,123 @@
+import NN
+import Torch
+
+/// MobileNetV2's inverted residual block, as torchvision's `InvertedResidual`: an optional 1×1
+/// expansion (`conv.0`), a 3×3 depthwise convolution, a linear 1×1 projection and its BatchNorm, with a
+/// residual connection when the stride is 1 and the channel count is unchanged.
+public final class InvertedResidual: Module {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let stride: Int
+    public let useResidual: Bool
+    public let conv: Sequential
+
+    public init(_ inChannels: Int, _ outChannels: Int, stride: Int, expandRatio: Double) throws {
+        guard stride == 1 || stride == 2 else {
+            throw NNError.invalidArgument("stride should be 1 or 2 instead of \(stride)")
+        }
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.stride = stride
+        useResidual = stride == 1 && inChannels == outChannels
+        // Python's int(round(inp * expand_ratio)) (ties to even).
+        let hidden = Int((Double(inChannels) * expandRatio).rounded(.toNearestOrEven))
+        var layers: [Module] = []
+        if expandRatio != 1 {
+            layers.append(try Conv2dNormActivation(inChannels, hidden, kernelSize: 1, activation: ReLU6()))
+        }
+        layers.append(try Conv2dNormActivation(hidden, hidden, kernelSize: 3, stride: stride, groups: hidden,
+                                               activation: ReLU6()))
+        layers.append(try Conv2d(hidden, outChannels, kernelSize: 1, bias: false))
+        layers.append(try BatchNorm2d(outChannels))
+        conv = Sequential(layers)
+        super.init()
+    }
+
+    public override var typeName: String { "InvertedResidual" }
+    public override var namedChildren: [(String, Module)] { [("conv", conv)] }
+
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        useResidual ? try x + conv(x) : try conv(x)
+    }
+}
+
+/// MobileNetV2 (Sandler et al. 2018) exactly as torchvision's `mobilenet_v2`: `features.0` (3×3 stem,
+/// stride 2), `features.1` … `features.17` (inverted residuals), `features.18` (1×1 to 1280 channels),
+/// then `classifier` = Dropout(0.2), Linear(1280, classes) at `classifier.1`. BatchNorm eps 1e-5,
+/// ReLU6 activations. Loads torchvision's `mobilenet_v2-b0353104.pth` / `-7ebf99e0.pth` as is.
+public final class MobileNetV2: ImageClassifier {
+    /// torchvision's `inverted_residual_setting`: expansion t, channels c, repeats n, first stride s.
+    public static let invertedResidualSetting: [(t: Double, c: Int, n: Int, s: Int)] = [
+        (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+    ]
+
+    public private(set) var features: Sequential
+    /// Dropout and the final Linear; nil when built without a top.
+    public private(set) var classifier: Sequential?
+    public let widthMultiplier: Double
+
+    /// - Parameters:
+    ///   - options: head, pooling and dropout (default 0.2).
+    ///   - widthMultiplier: torchvision's `width_mult` (channels rounded to multiples of 8). Pretrained
+    ///     weights exist for 1.0 only.
+    public init(_ options: ModelOptions = .init(), widthMultiplier: Double = 1.0) throws {
+        guard widthMultiplier > 0 else {
+            throw NNError.invalidArgument("widthMultiplier must be positive, got \(widthMultiplier)")
+        }
+        let dropout = try MobileHead.dropout(options, default: 0.2)
+        var inputChannels = ChannelRounding.makeDivisible(32 * widthMultiplier)
+        let lastChannels = ChannelRounding.makeDivisible(1280 * Swift.max(1.0, widthMultiplier))
+        var layers: [Module] = [try Conv2dNormActivation(3, inputChannels, kernelSize: 3, stride: 2,
+                                                         activation: ReLU6())]
+        for (t, c, n, s) in Self.invertedResidualSetting {
+            let outputChannels = ChannelRounding.makeDivisible(Double(c) * widthMultiplier)
+            for i in 0..<n {
+                layers.append(try InvertedResidual(inputChannels, outputChannels, stride: i == 0 ? s : 1,
+                                                   expandRatio: t))
+                inputChannels = outputChannels
+            }
+        }
+        layers.append(try Conv2dNormActivation(inputChannels, lastChannels, kernelSize: 1, activation: ReLU6()))
+        features = Sequential(layers)
+        classifier = options.includeTop
+            ? Sequential(try Dropout(p: dropout), try Linear(lastChannels, options.numClasses)) : nil
+        self.widthMultiplier = widthMultiplier
+        super.init(architecture: "mobilenet_v2", options: options, headPath: "classifier.1",
+                   embeddingSize: lastChannels, featureChannels: lastChannels)
+    }
+
+    /// MobileNetV2 with torchvision's default configuration.
+    public static func make(_ options: ModelOptions = .init()) throws -> MobileNetV2 {
+        try MobileNetV2(options)
+    }
+
+    public override var typeName: String { "MobileNetV2" }
+
+    public override var namedChildren: [(String, Module)] {
+        var children: [(String, Module)] = [("features", features)]
+        if let classifier { children.append(("classifier", classifier)) }
+        return children
+    }
+
+    public override func setChild(_ name: String, to module: Module) throws {
+        guard let sequential = module as? Sequential else {
+            throw NNError.cannotReplace("MobileNetV2.\(name) must be a Sequential")
+        }
+        switch name {
+        case "features": features = sequential
+        case "classifier" where classifier != nil: classifier = sequential
+        default: try super.setChild(name, to: module)
+        }
+    }
+
+    /// `features.0` … `features.18`, then `classifier` (with a top).
+    public override var layerGroups: [String] {
+        (0..<features.count).map { "features.\($0)" } + (classifier == nil ? [] : ["classifier"])
+    }
+
+    public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
+
+    public override func classify(_ embedding: Tensor) throws -> Tensor {
+        try MobileHead.require(classifier, architecture)(embedding)
+    }
+}
