@@ -1,0 +1,132 @@
+import Data
+import Foundation
+import NN
+import TensorIO
+import Torch
+
+/// A model ready to use: the network, the preprocessing its weights expect, and class names.
+public struct PretrainedModel {
+    public let model: ImageClassifier
+    /// Always apply this to inputs (it is what the weights were trained with).
+    public let preprocessing: Preprocessing
+    /// Names of the head's classes (ImageNet's for ImageNet weights with the original head).
+    public let classNames: [String]
+    /// The catalog entry the weights came from (nil for random init or a user file).
+    public let weights: WeightsEntry?
+    /// What loading matched and skipped.
+    public let loadReport: LoadReport?
+}
+
+/// The model registry and Keras-style factory: `ModelZoo.make("mobilenet_v2", weights: "imagenet",
+/// options: ModelOptions(includeTop: false, pooling: .avg))`.
+public enum ModelZoo {
+    public typealias Builder = (ModelOptions) throws -> ImageClassifier
+
+    /// Every architecture, by registry name.
+    public static let builders: [(name: String, build: Builder)] = [
+        ("alexnet", { try AlexNet.alexnet($0) }),
+        ("vgg16", { try VGG.vgg16(batchNorm: false, $0) }),
+        ("vgg16_bn", { try VGG.vgg16(batchNorm: true, $0) }),
+        ("vgg19", { try VGG.vgg19(batchNorm: false, $0) }),
+        ("vgg19_bn", { try VGG.vgg19(batchNorm: true, $0) }),
+        ("resnet18", { try ResNet.resnet18($0) }),
+        ("resnet34", { try ResNet.resnet34($0) }),
+        ("resnet50", { try ResNet.resnet50($0) }),
+        ("resnet101", { try ResNet.resnet101($0) }),
+        ("resnet152", { try ResNet.resnet152($0) }),
+        ("mobilenet_v2", { try MobileNetV2.make($0) }),
+        ("efficientnet_b0", { try EfficientNet.b0($0) }),
+        ("efficientnet_b1", { try EfficientNet.b1($0) }),
+        ("efficientnet_b2", { try EfficientNet.b2($0) }),
+        ("efficientnet_b3", { try EfficientNet.b3($0) }),
+        ("efficientnet_lite0", { try EfficientNetLite.lite0($0) }),
+        ("efficientnet_lite1", { try EfficientNetLite.lite1($0) }),
+        ("efficientnet_lite2", { try EfficientNetLite.lite2($0) }),
+        ("googlenet", { try GoogLeNet.googlenet($0) }),
+        ("inception_v3", { try InceptionV3.inceptionV3($0) }),
+    ]
+
+    public static var architectures: [String] { builders.map(\.name) }
+
+    /// A randomly initialised architecture.
+    public static func make(_ architecture: String, options: ModelOptions = .init()) throws -> ImageClassifier {
+        guard let builder = builders.first(where: { $0.name == architecture })?.build else {
+            throw WeightsError.unknownWeights(
+                "unknown architecture '\(architecture)'; known: \(architectures.joined(separator: ", "))")
+        }
+        return try builder(options)
+    }
+
+    /// Builds `architecture` with `weights`: nil (random initialisation), a catalog tag such as
+    /// "imagenet", a catalog name such as "resnet50.imagenet_v2", or a .pth/.safetensors path.
+    ///
+    /// The weights' own head is loaded first; then, as requested by `options`, the top is dropped
+    /// (`includeTop: false`) or replaced by a fresh one (`numClasses` differing from the weights').
+    public static func make(_ architecture: String, weights: String?, options: ModelOptions = .init(),
+                            catalog: WeightsCatalog = .builtIn, cache: WeightsCache = .init()) throws
+        -> PretrainedModel {
+        let defaultEntry = catalog.entries(for: architecture).first
+        guard let weights else {
+            let model = try make(architecture, options: options)
+            return PretrainedModel(model: model, preprocessing: defaultEntry?.preprocessing ?? .imagenet,
+                                   classNames: defaultClassNames(options.numClasses), weights: nil, loadReport: nil)
+        }
+        let entry: WeightsEntry?
+        let state: StateDict
+        if FileManager.default.fileExists(atPath: weights) {
+            entry = nil
+            state = weights.hasSuffix(".safetensors") ? try SafeTensors.load(weights) : try PthImport.load(weights)
+        } else {
+            let name = weights.contains(".") ? weights : "\(architecture).\(weights)"
+            let found = try catalog.entry(named: name)
+            guard found.architecture == architecture else {
+                throw WeightsError.incompatible("weights \(found.name) are for \(found.architecture), not \(architecture)")
+            }
+            entry = found
+            state = try cache.loadStateDict(found)
+        }
+        // Build with the weights' own head, load strictly, then adapt the top.
+        let weightsClasses = try headClasses(architecture: architecture, state: state) ?? entry?.classes ?? 1000
+        var full = options
+        full.includeTop = true
+        full.numClasses = weightsClasses
+        let model = try makeForWeights(architecture, options: options.includeTop ? full : options)
+        let report: LoadReport
+        if options.includeTop {
+            report = try model.load(state, strict: true)
+            (model as? GoogLeNet)?.removeAuxHeads()  // as torchvision's builder does for pretrained weights
+            if options.numClasses != weightsClasses { try model.replaceHead(numClasses: options.numClasses) }
+        } else {
+            report = try model.load(state, strict: false)
+            // Only keys of the dropped top (head, aux heads) may be left over.
+            let backbone = Set(model.namedChildren.map(\.0))
+            let stray = report.unexpected.filter { backbone.contains(String($0.split(separator: ".")[0])) }
+            guard report.missing.isEmpty, report.shapeMismatched.isEmpty, stray.isEmpty else {
+                throw NNError.loadFailed(report)
+            }
+        }
+        let classNames = options.includeTop && options.numClasses == weightsClasses && weightsClasses == 1000
+            ? ImageNetClasses.names : defaultClassNames(options.numClasses)
+        return PretrainedModel(model: model, preprocessing: entry?.preprocessing ?? defaultEntry?.preprocessing ?? .imagenet,
+                               classNames: classNames, weights: entry, loadReport: report)
+    }
+
+    /// Output width of the final Linear found in `state` (nil when it has no head).
+    static func headClasses(architecture: String, state: StateDict) throws -> Int? {
+        let probe = try make(architecture, options: ModelOptions(numClasses: 7, includeTop: true))
+        return state[probe.headPath + ".weight"]?.shape.first
+    }
+
+    /// The architecture as torchvision builds it for pretrained weights: GoogLeNet with its aux heads
+    /// (the file has them; they are removed after loading) and, like InceptionV3, `transform_input` on.
+    static func makeForWeights(_ architecture: String, options: ModelOptions) throws -> ImageClassifier {
+        switch architecture {
+        case "googlenet": return try GoogLeNet.googlenet(options, auxLogits: options.includeTop, transformInput: true)
+        case "inception_v3":
+            return try InceptionV3.inceptionV3(options, auxLogits: options.includeTop, transformInput: true)
+        default: return try make(architecture, options: options)
+        }
+    }
+
+    static func defaultClassNames(_ n: Int) -> [String] { n == 1000 ? ImageNetClasses.names : (0..<n).map { "class_\($0)" } }
+}

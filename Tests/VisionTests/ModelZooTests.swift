@@ -1,0 +1,99 @@
+import Data
+import Foundation
+import NN
+import TensorIO
+import TestSupport
+import Torch
+@testable import Vision
+import XCTest
+
+final class ModelZooTests: XCTestCase {
+    func testRegistryCoversEveryArchitecture() throws {
+        XCTAssertEqual(Set(ModelZoo.architectures), [
+            "alexnet", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnet18", "resnet34", "resnet50", "resnet101",
+            "resnet152", "mobilenet_v2", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+            "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "googlenet", "inception_v3"])
+        // Every catalog entry names a registered architecture.
+        for entry in WeightsCatalog.builtIn.entries {
+            XCTAssertTrue(ModelZoo.architectures.contains(entry.architecture), entry.name)
+        }
+        XCTAssertThrowsError(try ModelZoo.make("resnet9000")) { error in
+            XCTAssertTrue("\(error)".contains("mobilenet_v2"), "\(error)")
+        }
+        let model = try ModelZoo.make("resnet18", options: ModelOptions(numClasses: 3))
+        XCTAssertEqual(model.numClasses, 3)
+        XCTAssertEqual(model.architecture, "resnet18")
+    }
+
+    func pretrainedOrSkip(_ architecture: String, options: ModelOptions = .init()) throws -> PretrainedModel {
+        guard RealAssets.mobileNetV2 != nil else {
+            throw XCTSkip("MobileNetV2 weights not in the cache: run scripts/setup")
+        }
+        return try ModelZoo.make(architecture, weights: "imagenet", options: options)
+    }
+
+    func testPretrainedMobileNetV2CarriesPreprocessingAndAdaptsItsTop() throws {
+        let full = try pretrainedOrSkip("mobilenet_v2")
+        XCTAssertEqual(full.preprocessing, Preprocessing.imagenet)
+        XCTAssertEqual(full.weights?.name, "mobilenet_v2.imagenet")
+        XCTAssertEqual(full.classNames.count, 1000)
+        XCTAssertTrue(full.loadReport?.isClean ?? false)
+
+        // A new head for 10 classes keeps the pretrained backbone.
+        let tenClasses = try pretrainedOrSkip("mobilenet_v2", options: ModelOptions(numClasses: 10))
+        XCTAssertEqual(tenClasses.model.numClasses, 10)
+        XCTAssertEqual(tenClasses.classNames.count, 10)
+        let a = full.model.stateDict(), b = tenClasses.model.stateDict()
+        for key in ["features.0.0.weight", "features.18.1.running_var"] {
+            XCTAssertTrue(try a[key]!.allClose(b[key]!, rtol: 0, atol: 0), key)
+        }
+        XCTAssertEqual(b["classifier.1.weight"]?.shape, [10, 1280])
+
+        // Without a top: the pooled embedding, and the backbone state only.
+        let headless = try pretrainedOrSkip("mobilenet_v2", options: ModelOptions(includeTop: false, pooling: .avg))
+        XCTAssertFalse(headless.model.stateDict().contains("classifier.1.weight"))
+        XCTAssertEqual(headless.loadReport?.unexpected.sorted(), ["classifier.1.bias", "classifier.1.weight"])
+        headless.model.eval()
+        full.model.eval()
+        let x = try Tensor.randn([1, 3, 96, 96])
+        let embedding = try withInferenceMode { try headless.model(x) }
+        XCTAssertEqual(embedding.shape, [1, 1280])
+        assertClose(embedding, try withInferenceMode { try full.model.extractFeatures(x) }, atol: 1e-5)
+    }
+
+    func testWeightsForAnotherArchitectureOrMissingFilesFailClearly() throws {
+        XCTAssertThrowsError(try ModelZoo.make("mobilenet_v2", weights: "resnet50.imagenet")) { error in
+            XCTAssertTrue("\(error)".contains("resnet50"), "\(error)")
+        }
+        let emptyCache = WeightsCache(root: FileManager.default.temporaryDirectory
+            .appendingPathComponent("finetune-empty-\(UUID().uuidString)"))
+        XCTAssertThrowsError(try ModelZoo.make("efficientnet_lite1", weights: "imagenet", cache: emptyCache)) { error in
+            XCTAssertTrue("\(error)".contains("finetune weights import"), "\(error)")
+        }
+    }
+
+    /// Acceptance: from the JPEG files through our own decoding and preprocessing, MobileNetV2 gives
+    /// the same top-1 as torchvision's eval transform on every photo.
+    func testEndToEndFromJPEGMatchesTorchvisionTop1() throws {
+        guard let folder = RealAssets.foolboxData else { throw XCTSkip("foolbox sample images missing: run scripts/setup") }
+        let pretrained = try pretrainedOrSkip("mobilenet_v2")
+        let fixture = try SafeTensors.read(Fixtures.path("mobilenet_v2_imagenet_inputs.safetensors"))
+        let files = try JSONDecoder().decode([String].self, from: Foundation.Data(fixture.metadata["files"]!.utf8))
+        let expectedTop1 = try Fixtures.tensor(fixture.tensors, "top5").select(dim: 1, index: 0).toArray(Int64.self)
+        let referencePixels = try Fixtures.tensor(fixture.tensors, "pixels")
+        let model = pretrained.model
+        model.eval()
+        var worstPixel = 0.0
+        for (i, name) in files.enumerated() {
+            let image = try Image(contentsOfFile: folder + "/" + name)
+            let crop = try pretrained.preprocessing.resizeAndCrop(image)
+            worstPixel = max(worstPixel, try (crop.to(.float32) - referencePixels[i].to(.float32)).abs().max().item())
+            let logits = try withInferenceMode {
+                try model(pretrained.preprocessing.normalize(crop).unsqueeze(dim: 0))
+            }
+                XCTAssertEqual(try logits.argmax(dim: 1).itemInt(), Int(expectedTop1[i]), name)
+        }
+        print("end to end: largest pixel difference from torchvision/PIL after resize+crop: \(worstPixel)")
+        XCTAssertEqual(worstPixel, 0, "our resize + crop should equal PIL's bit for bit")
+    }
+}
