@@ -36,10 +36,16 @@ public struct ModelSummary: Codable, Equatable {
         public var type: String
         /// Output shape from the sample forward pass (batch dimension included), nil if not called.
         public var outputShape: [Int]?
-        /// Parameters owned directly by this module (not its children).
+        /// Parameters counted on this row: its own, or its whole subtree when no descendant is
+        /// listed (as Keras shows a nested model), so the rows add up to the total.
         public var parameters: Int
-        /// Whether all its own parameters require gradients (nil when it has none).
-        public var trainable: Bool?
+        /// How many of those require gradients.
+        public var trainableParameters: Int
+        /// "yes", "no" or "partly" (nil without parameters).
+        public var trainable: String? {
+            guard parameters > 0 else { return nil }
+            return trainableParameters == parameters ? "yes" : trainableParameters == 0 ? "no" : "partly"
+        }
     }
 
     public var model: String
@@ -66,11 +72,12 @@ public struct ModelSummary: Codable, Equatable {
         rows = model.namedModules().dropFirst().compactMap { path, module in
             let depth = path.split(separator: ".").count
             if let maxDepth, depth > maxDepth { return nil }
-            let own = module.namedLocalParameters.map(\.1)
+            let collapsed = module.namedChildren.isEmpty || depth == maxDepth
+            let counted = collapsed ? module.parameters() : module.namedLocalParameters.map(\.1)
             return Row(name: path, type: module.typeName,
                        outputShape: recorder.outputShapes[ObjectIdentifier(module)],
-                       parameters: own.reduce(0) { $0 + $1.count },
-                       trainable: own.isEmpty ? nil : own.allSatisfy(\.requiresGrad))
+                       parameters: counted.reduce(0) { $0 + $1.count },
+                       trainableParameters: counted.filter(\.requiresGrad).reduce(0) { $0 + $1.count })
         }
         let parameters = model.parameters()
         totalParameters = parameters.reduce(0) { $0 + $1.count }
@@ -81,8 +88,7 @@ public struct ModelSummary: Codable, Equatable {
     public func render() -> String {
         func shape(_ s: [Int]?) -> String { s.map { "(" + $0.map(String.init).joined(separator: ", ") + ")" } ?? "-" }
         let header = ["Layer", "Type", "Output shape", "Param #", "Trainable"]
-        let body = rows.map { [$0.name, $0.type, shape($0.outputShape), grouped($0.parameters),
-                               $0.trainable.map { $0 ? "yes" : "no" } ?? ""] }
+        let body = rows.map { [$0.name, $0.type, shape($0.outputShape), grouped($0.parameters), $0.trainable ?? ""] }
         var widths = header.map(\.count)
         for row in body { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {

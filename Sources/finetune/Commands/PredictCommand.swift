@@ -1,0 +1,99 @@
+import ArgumentParser
+import Data
+import Foundation
+import Torch
+import Vision
+
+/// `finetune predict`: classify image files with a pretrained model.
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Classify images (files or folders) and print the top-k classes.",
+        discussion: """
+            The weights' own preprocessing (resize, crop, mean/std) is applied automatically.
+
+            Examples:
+              finetune predict --arch mobilenet_v2 --weights imagenet --top-k 5 photo.jpg
+              finetune predict --arch efficientnet_lite0 --weights imagenet --json photos/
+            """)
+
+    @Option(help: "Architecture (see `finetune summary --help`).") var arch: String
+    @Option(help: "Weights: a catalog tag such as imagenet, a catalog name, or a .pth/.safetensors file.")
+    var weights = "imagenet"
+    @Option(help: "How many classes to report per image.") var topK = 5
+    @Option(help: "Images per forward pass.") var batchSize = 16
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "One JSON object per image.") var json = false
+    @Argument(help: "Image files or folders of images.") var inputs: [String]
+
+    func validate() throws {
+        guard topK > 0 else { throw ValidationError("--top-k must be at least 1") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
+        guard !inputs.isEmpty else { throw ValidationError("give at least one image file or folder") }
+    }
+
+    func run() throws {
+        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        let files = try collectImageFiles(inputs)
+        let pretrained = try ModelZoo.make(arch, weights: weights)
+        let model = pretrained.model
+        model.eval()
+        let k = min(topK, pretrained.classNames.count)
+        var failures = 0
+        for start in stride(from: 0, to: files.count, by: batchSize) {
+            let chunk = Array(files[start..<min(start + batchSize, files.count)])
+            var tensors: [Tensor] = [], kept: [String] = []
+            for file in chunk {
+                do {
+                    let image = try Image(contentsOfFile: file)
+                    tensors.append(try pretrained.preprocessing.evaluationTransform(image))
+                    kept.append(file)
+                } catch {
+                    failures += 1
+                    printError("skipping \(file): \(error)")
+                }
+            }
+            guard !tensors.isEmpty else { continue }
+            let probabilities = try withInferenceMode {
+                try Functional.softmax(model(Tensor.stack(tensors)), dim: 1)
+            }
+            let (values, indices) = try probabilities.topk(k, dim: 1)
+            let p = try values.floats(), idx = try indices.toArray(Int64.self)
+            for (row, file) in kept.enumerated() {
+                let top = (0..<k).map { j -> (Int, String, Double) in
+                    let i = Int(idx[row * k + j])
+                    return (i, pretrained.classNames[i], Double(p[row * k + j]))
+                }
+                if json {
+                    print(jsonString(["file": file, "top_k": top.map { ["index": $0.0, "class": $0.1, "probability": $0.2] }]))
+                } else {
+                    print(file)
+                    for (i, name, prob) in top { print(String(format: "  %6.2f%%  %4d  %@", prob * 100, i, name)) }
+                }
+            }
+        }
+        if failures > 0 { printError("\(failures) of \(files.count) images could not be read") }
+    }
+}
+
+/// Expands folders (recursively, sorted) into JPEG/PNG files; plain files are kept as given.
+func collectImageFiles(_ inputs: [String]) throws -> [String] {
+    let extensions: Set<String> = ["jpg", "jpeg", "png"]
+    var files: [String] = []
+    for input in inputs {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory) else {
+            throw ValidationError("no such file or folder: \(input)")
+        }
+        if isDirectory.boolValue {
+            let found = (FileManager.default.enumerator(atPath: input)?.allObjects as? [String] ?? [])
+                .filter { extensions.contains(($0 as NSString).pathExtension.lowercased()) }
+                .sorted()
+                .map { (input as NSString).appendingPathComponent($0) }
+            files += found
+        } else {
+            files.append(input)
+        }
+    }
+    return files
+}
