@@ -1,0 +1,101 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// Runs the built `finetune` binary as a user would and checks its output.
+final class CLITests: XCTestCase {
+    struct Run {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+        func json(_ line: String) throws -> [String: Any] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(line.utf8)) as? [String: Any], line)
+        }
+    }
+
+    /// The test runner sits next to the products in the build folder.
+    static var binary: URL {
+        #if os(Linux)
+        let runner = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
+        #else
+        let runner = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL ?? Bundle.main.bundleURL
+        #endif
+        return runner.deletingLastPathComponent().appendingPathComponent("finetune")
+    }
+
+    func run(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                   stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func testInfoJSON() throws {
+        let r = try run(["info", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let info = try r.json(XCTUnwrap(r.lines.first))
+        XCTAssertNotNil(info["libtorch"] as? String)
+        XCTAssertGreaterThanOrEqual(info["threads"] as? Int ?? 0, 1)
+    }
+
+    func testSummaryJSONCountsParameters() throws {
+        let r = try run(["summary", "resnet18", "--json", "--depth", "1", "--classes", "7", "--freeze-backbone"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let s = try r.json(XCTUnwrap(r.lines.first))
+        XCTAssertEqual(s["total_parameters"] as? Int, 11_689_512 - 1000 * 513 + 7 * 513)
+        XCTAssertEqual(s["trainable_parameters"] as? Int, 7 * 513)
+        XCTAssertEqual(s["output_shape"] as? [Int], [1, 7])
+        XCTAssertEqual((s["layer_groups"] as? [String])?.last, "fc")
+    }
+
+    func testWeightsListJSONHasOneObjectPerCatalogEntry() throws {
+        let r = try run(["weights", "list", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertGreaterThanOrEqual(r.lines.count, 22)
+        let names = try r.lines.map { try r.json($0)["name"] as? String }
+        XCTAssertTrue(names.contains("mobilenet_v2.imagenet"))
+    }
+
+    func testPredictJSONOnImageNetPhotos() throws {
+        guard let folder = RealAssets.foolboxData, RealAssets.mobileNetV2 != nil else {
+            throw XCTSkip("foolbox images or MobileNetV2 weights missing: run scripts/setup")
+        }
+        let files = ["imagenet_00_243.jpg", "imagenet_01_559.jpg"].map { folder + "/" + $0 }
+        let r = try run(["predict", "--arch", "mobilenet_v2", "--weights", "imagenet", "--top-k", "5", "--json"] + files)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.lines.count, 2)
+        for (line, (file, expected)) in zip(r.lines, zip(files, [243, 559])) {
+            let object = try r.json(line)
+            XCTAssertEqual(object["file"] as? String, file)
+            let top = try XCTUnwrap(object["top_k"] as? [[String: Any]])
+            XCTAssertEqual(top.count, 5)
+            XCTAssertEqual(top[0]["index"] as? Int, expected)
+            XCTAssertNotNil(top[0]["class"] as? String)
+            let probabilities = top.compactMap { $0["probability"] as? Double }
+            XCTAssertEqual(probabilities, probabilities.sorted(by: >))
+        }
+    }
+
+    func testBadInputNamesTheFlagOrPath() throws {
+        let badArch = try run(["predict", "--arch", "resnet9000", "x.jpg"])
+        XCTAssertNotEqual(badArch.status, 0)
+        let missing = try run(["predict", "--arch", "mobilenet_v2", "/nonexistent/photo.jpg"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/photo.jpg"), missing.stderr)
+        let pooling = try run(["summary", "resnet18", "--no-top", "--pooling", "median"])
+        XCTAssertNotEqual(pooling.status, 0)
+        XCTAssertTrue(pooling.stderr.contains("--pooling"), pooling.stderr)
+        let unknown = try run(["summary", "resnet9000"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("resnet9000") && unknown.stderr.contains("mobilenet_v2"), unknown.stderr)
+    }
+}
