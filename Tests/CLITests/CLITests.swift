@@ -85,6 +85,27 @@ final class CLITests: XCTestCase {
         }
     }
 
+    func testConvertFashionMNISTCountsAndFolders() throws {
+        let source = "/usr/share/datasets/fashion-mnist"
+        guard FileManager.default.fileExists(atPath: source) else { throw XCTSkip("dataset-fashion-mnist not installed") }
+        let dryRun = try run(["convert", "fashion-mnist", source, "/tmp/unused", "--dry-run", "--json"])
+        XCTAssertEqual(dryRun.status, 0, dryRun.stderr)
+        let summary = try dryRun.json(XCTUnwrap(dryRun.lines.last))
+        let counts = try XCTUnwrap(summary["counts"] as? [String: [Int]])
+        XCTAssertEqual(counts["train"], [Int](repeating: 6000, count: 10))
+        XCTAssertEqual(counts["test"], [Int](repeating: 1000, count: 10))
+        XCTAssertEqual((summary["classes"] as? [String])?.first, "T-shirt/top")
+
+        let destination = FileManager.default.temporaryDirectory.appendingPathComponent("fm-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: destination) }
+        let small = try run(["convert", "fashion-mnist", source, destination, "--limit-per-class", "2"])
+        XCTAssertEqual(small.status, 0, small.stderr)
+        let folders = try FileManager.default.contentsOfDirectory(atPath: destination + "/train").sorted()
+        XCTAssertEqual(folders, ["Ankle boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt", "Sneaker",
+                                 "T-shirt_top", "Trouser"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: destination + "/test/Bag").count, 2)
+    }
+
     func testBadInputNamesTheFlagOrPath() throws {
         let badArch = try run(["predict", "--arch", "resnet9000", "x.jpg"])
         XCTAssertNotEqual(badArch.status, 0)
@@ -94,6 +115,9 @@ final class CLITests: XCTestCase {
         let pooling = try run(["summary", "resnet18", "--no-top", "--pooling", "median"])
         XCTAssertNotEqual(pooling.status, 0)
         XCTAssertTrue(pooling.stderr.contains("--pooling"), pooling.stderr)
+        let format = try run(["convert", "svhn", "/tmp", "/tmp/out"])
+        XCTAssertNotEqual(format.status, 0)
+        XCTAssertTrue(format.stderr.contains("svhn") && format.stderr.contains("fashion-mnist"), format.stderr)
         let unknown = try run(["summary", "resnet9000"])
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("resnet9000") && unknown.stderr.contains("mobilenet_v2"), unknown.stderr)

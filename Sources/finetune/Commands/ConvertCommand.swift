@@ -1,0 +1,60 @@
+import ArgumentParser
+import Data
+import Foundation
+
+/// `finetune convert cifar10|cifar100|mnist|fashion-mnist SRC DST`.
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Write a packed dataset (CIFAR batches, MNIST IDX) as class folders of PNGs.",
+        discussion: """
+            The result is DST/train/<class>/<index>.png and DST/test/<class>/<index>.png with the real
+            class names ("/" in a name becomes "_": Fashion-MNIST's "T-shirt/top" → "T-shirt_top").
+            Files are written atomically; re-running rewrites the same names.
+
+            Examples:
+              finetune convert fashion-mnist /usr/share/datasets/fashion-mnist data/fashion
+              finetune convert cifar10 ~/cifar-10-batches-bin data/cifar10 --limit-per-class 100
+              finetune convert mnist ~/mnist data/mnist --dry-run --json
+            """)
+
+    @Argument(help: "Source format: \(ConvertDataset.Source.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var format: String
+    @Argument(help: "Folder with the source files (IDX files, or CIFAR binary/python batches).") var source: String
+    @Argument(help: "Destination folder.") var destination: String
+    @Option(help: "Convert only the first N images of each class in each split.") var limitPerClass: Int?
+    @Flag(help: "Count what would be written without writing.") var dryRun = false
+    @Option(help: "Encoding threads (0 = all cores).") var workers = 0
+    @Flag(help: "Print the summary as one JSON object.") var json = false
+
+    func validate() throws {
+        guard ConvertDataset.Source(rawValue: format) != nil else {
+            throw ValidationError("unknown format '\(format)': expected " +
+                                  ConvertDataset.Source.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
+        guard workers >= 0 else { throw ValidationError("--workers must be 0 (all cores) or more") }
+    }
+
+    func run() throws {
+        let kind = ConvertDataset.Source(rawValue: format)!
+        let options = ConvertDataset.Options(limitPerClass: limitPerClass, dryRun: dryRun, workers: workers)
+        var lastReport = Date.distantPast
+        let summary = try ConvertDataset.run(kind, from: source, to: destination, options: options) { progress in
+            guard !json, Date().timeIntervalSince(lastReport) > 2 || progress.completed == progress.total else { return }
+            lastReport = Date()
+            printError("\(progress.split): \(progress.completed)/\(progress.total)")
+        }
+        if json {
+            printJSON(["destination": summary.destination, "classes": summary.classNames,
+                       "folders": summary.folderNames, "counts": summary.counts, "written": summary.written,
+                       "dry_run": dryRun])
+        } else {
+            for split in ["train", "test"] {
+                let counts = summary.counts[split] ?? []
+                print("\(split): \(counts.reduce(0, +)) images in \(counts.count) classes")
+            }
+            print(dryRun ? "dry run: nothing written" : "wrote \(summary.written) PNGs under \(summary.destination)")
+        }
+    }
+}
