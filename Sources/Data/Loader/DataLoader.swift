@@ -1,0 +1,229 @@
+import Foundation
+import Torch
+
+/// One batch: images as float32 [N, 3, H, W] (normalised by the transform), labels as int64 [N],
+/// and the dataset index of each row.
+public struct Batch: @unchecked Sendable {
+    public let images: Tensor
+    public let labels: Tensor
+    public let indices: [Int]
+    /// The batch's position in its epoch (0-based; batches whose every image was skipped leave gaps).
+    public let number: Int
+
+    public var count: Int { indices.count }
+}
+
+/// Batches of decoded, transformed images with a bounded, threaded prefetch.
+///
+/// * **Order.** `order(epoch:)` is the sequence of dataset indices of an epoch: in dataset order,
+///   a seeded shuffle (`shuffle`; the same `seed` and epoch always give the same order), or
+///   class-balanced draws with replacement (`balanced`, see `BalancedSampler`). Batches are
+///   consecutive runs of `batchSize`; with `dropLast` a final short run is dropped.
+/// * **Determinism.** Each sample's augmentation is seeded by (seed, epoch, dataset index, draw),
+///   never by thread or time, and batches are delivered in order, so the output is identical for
+///   any `workers` (0 decodes on the calling thread) and any `prefetch`.
+/// * **Memory.** Samples are decoded on demand by `workers` threads; at most `prefetch` batches are
+///   being built or waiting at any time (plus the one the caller holds). Nothing else is kept
+///   unless `cacheDecoded` is set, which keeps every decoded image (before augmentation) for later
+///   epochs.
+/// * **Decoding.** Files are decoded with `minSide = transform.decodeMinSide` (when `dctScaling`),
+///   so large JPEGs are shrunk by libjpeg while decoding.
+/// * **Bad files.** A file that cannot be loaded (missing, empty, truncated, not an image) is left
+///   out of its batch — the batch is *smaller*, never refilled, so batch composition stays
+///   independent of timing — and listed in `skippedFiles`; a batch left with no image is skipped
+///   entirely. With `strict`, iteration throws the first such error instead (the `DataError`
+///   naming the file). Errors raised by the transform itself always throw.
+/// * **Stopping early.** Dropping or `cancel()`ing a `DataLoaderEpoch` stops its threads and waits
+///   for them (each finishes at most the sample it is decoding).
+public final class DataLoader: @unchecked Sendable {
+    public let dataset: any ImageDataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let seed: UInt64
+    public let transform: any SampleTransform
+    public let workers: Int
+    public let prefetch: Int
+    public let dropLast: Bool
+    public let strict: Bool
+    public let cacheDecoded: Bool
+    public let dctScaling: Bool
+    /// Set when the loader draws class-balanced samples.
+    public let sampler: BalancedSampler?
+
+    let samples: [LabeledSample]
+    let cache: DecodedImageCache?
+    private let lock = NSLock()
+    private var allSkipped = SkippedFiles()
+    private var peak = 0
+    private var decodes = 0
+
+    /// - Parameters:
+    ///   - workers: decoding threads (0: decode on the calling thread).
+    ///   - prefetch: batches built ahead, at most (≥ 1). Give at least `workers` for full parallelism
+    ///     with small batches.
+    ///   - balanced: draw `dataset.count` class-balanced samples per epoch with replacement (overrides `shuffle`).
+    public init(_ dataset: any ImageDataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0,
+                transform: any SampleTransform, workers: Int = 2, prefetch: Int = 2, dropLast: Bool = false,
+                balanced: Bool = false, strict: Bool = false, cacheDecoded: Bool = false,
+                dctScaling: Bool = true) throws {
+        guard batchSize >= 1 else { throw DataError.invalidDataset("batch size must be at least 1, got \(batchSize)") }
+        guard workers >= 0 else { throw DataError.invalidDataset("workers must be 0 or more, got \(workers)") }
+        guard prefetch >= 1 else { throw DataError.invalidDataset("prefetch must be at least 1, got \(prefetch)") }
+        self.dataset = dataset
+        self.samples = dataset.samples
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.seed = seed
+        self.transform = transform
+        self.workers = workers
+        self.prefetch = prefetch
+        self.dropLast = dropLast
+        self.strict = strict
+        self.cacheDecoded = cacheDecoded
+        self.dctScaling = dctScaling
+        self.sampler = balanced ? BalancedSampler(dataset, seed: seed) : nil
+        self.cache = cacheDecoded ? DecodedImageCache() : nil
+    }
+
+    /// The dataset indices of `epoch`, in order.
+    public func order(epoch: Int) -> [Int] {
+        if let sampler { return sampler.indices(epoch: epoch) }
+        guard shuffle else { return Array(samples.indices) }
+        var random = SampleRandom(seed: SplitMix64.derive(seed, 0x5A0F, UInt64(bitPattern: Int64(epoch))))
+        return random.permutation(samples.count)
+    }
+
+    /// The dataset indices of each batch of `epoch`.
+    public func batches(epoch: Int) -> [[Int]] { plan(epoch: epoch).map { $0.map(\.index) } }
+
+    public var batchesPerEpoch: Int {
+        let n = sampler?.numSamples ?? samples.count
+        return dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
+    }
+
+    /// Iterates `epoch` (threads start on the first batch requested).
+    public func epoch(_ n: Int) -> DataLoaderEpoch { DataLoaderEpoch(run: EpochRun(loader: self, epoch: n)) }
+
+    /// Every file skipped so far, over all epochs.
+    public var skippedFiles: SkippedFiles { lock.synchronized { allSkipped } }
+
+    /// The most batches in memory at once (built or waiting) seen so far; never above `prefetch`.
+    public var peakBatchesInMemory: Int { lock.synchronized { peak } }
+
+    /// Images read from their source so far (cache hits excluded).
+    public var imagesDecoded: Int { lock.synchronized { decodes } }
+
+    // MARK: - Internals shared with the epoch runs
+
+    struct PlanItem {
+        var index: Int
+        /// How many times `index` occurred earlier in the epoch (sampling with replacement).
+        var draw: Int
+    }
+
+    func plan(epoch: Int) -> [[PlanItem]] {
+        var seen: [Int: Int] = [:]
+        let items = order(epoch: epoch).map { i -> PlanItem in
+            let draw = seen[i, default: 0]
+            seen[i] = draw + 1
+            return PlanItem(index: i, draw: draw)
+        }
+        var batches = stride(from: 0, to: items.count, by: batchSize).map {
+            Array(items[$0..<min($0 + batchSize, items.count)])
+        }
+        if dropLast, let last = batches.last, last.count < batchSize { batches.removeLast() }
+        return batches
+    }
+
+    func record(skipped: SkippedFiles, peak epochPeak: Int) {
+        lock.synchronized {
+            allSkipped.merge(skipped)
+            peak = max(peak, epochPeak)
+        }
+    }
+
+    enum SampleOutcome {
+        case tensor(Tensor)
+        case skipped(SkippedFiles.Entry)
+        case failed(Error)
+    }
+
+    /// Loads (or fetches from the cache) and transforms one sample.
+    func process(_ item: PlanItem, epoch: Int) -> SampleOutcome {
+        let sample = samples[item.index]
+        let image: Image
+        do {
+            image = try loadImage(item.index, sample.source)
+        } catch {
+            if strict { return .failed(error) }
+            let path = sample.source.description
+            return .skipped(SkippedFiles.Entry(path: path, reason: skipReason(error, path: path)))
+        }
+        do {
+            var random = SampleRandom(seed: seed, epoch: epoch, index: item.index, draw: item.draw)
+            return .tensor(try transform.tensor(from: image, random: &random))
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    private func loadImage(_ index: Int, _ source: ImageSource) throws -> Image {
+        if let cached = cache?.get(index) { return try cached.get() }
+        lock.synchronized { decodes += 1 }
+        let result = Result { try source.load(minSide: dctScaling ? transform.decodeMinSide : 0) }
+        cache?.set(index, result)
+        return try result.get()
+    }
+
+    /// Stacks one batch's outcomes (in slot order).
+    func assemble(_ number: Int, _ items: [PlanItem], _ outcomes: [SampleOutcome]) -> BatchOutcome {
+        var tensors: [Tensor] = []
+        var indices: [Int] = []
+        var skipped = SkippedFiles()
+        for (item, outcome) in zip(items, outcomes) {
+            switch outcome {
+            case .tensor(let t):
+                tensors.append(t)
+                indices.append(item.index)
+            case .skipped(let e):
+                skipped.append(path: e.path, reason: e.reason)
+            case .failed(let error):
+                return .failure(error)
+            }
+        }
+        guard !tensors.isEmpty else { return .empty(skipped) }
+        do {
+            let images = try Tensor.stack(tensors).to(.float32).contiguous()
+            let labels = try Tensor(indices.map { Int64(samples[$0].label) }, shape: [indices.count])
+            return .batch(Batch(images: images, labels: labels, indices: indices, number: number), skipped)
+        } catch {
+            let shapes = Set(tensors.map { "\($0.shape)" }).sorted().joined(separator: ", ")
+            return .failure(DataError.invalidDataset("cannot stack batch \(number): the transform produced tensors " +
+                                                     "of shapes \(shapes); it must produce one fixed size (\(error))"))
+        }
+    }
+
+    enum BatchOutcome {
+        case batch(Batch, SkippedFiles)
+        case empty(SkippedFiles)
+        case failure(Error)
+    }
+}
+
+/// Decoded images kept across epochs (`cacheDecoded`), failures included so bad files are read once.
+final class DecodedImageCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var images: [Int: Result<Image, Error>] = [:]
+
+    func get(_ index: Int) -> Result<Image, Error>? { lock.synchronized { images[index] } }
+    func set(_ index: Int, _ value: Result<Image, Error>) { lock.synchronized { images[index] = value } }
+}
+
+extension NSLock {
+    /// `lock(); defer { unlock() }; body()` (Foundation's `withLock` needs macOS 14).
+    func synchronized<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}

@@ -1,0 +1,270 @@
+import Foundation
+
+/// CIFAR-10 and CIFAR-100 (https://www.cs.toronto.edu/~kriz/cifar.html), 32×32 RGB, held in memory.
+///
+/// Both distributed formats are read:
+/// * binary: CIFAR-10 `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin` (records of
+///   1 label byte + 3,072 pixel bytes), class names from `batches.meta.txt`; CIFAR-100 `train.bin`
+///   and `test.bin` (coarse label byte, fine label byte, 3,072 pixel bytes), names from
+///   `fine_label_names.txt` / `coarse_label_names.txt`;
+/// * python: CIFAR-10 `data_batch_1` … `data_batch_5`, `test_batch`, `batches.meta`; CIFAR-100
+///   `train`, `test`, `meta` — pickled dicts read by a restricted, data-only unpickler
+///   (`CIFARPickle`: nothing is executed).
+/// When the class-name files are absent the standard lists are used. Pixels stay in the files'
+/// planar layout (R plane, G plane, B plane).
+public struct CIFARDataset: ImageDataset {
+    public enum Variant: String, Sendable, CaseIterable { case cifar10, cifar100 }
+    public enum Split: String, Sendable, CaseIterable { case train, test }
+    public enum Format: String, Sendable { case binary, python }
+
+    public let directory: String
+    public let variant: Variant
+    public let split: Split
+    public let format: Format
+    /// All images, 32×32×3 planar.
+    public let images: ImageStore
+    /// Labels index `classNames` (CIFAR-100: the 100 fine classes).
+    public let samples: [LabeledSample]
+    public let classNames: [String]
+    /// CIFAR-100's 20 superclass labels, per sample (nil for CIFAR-10).
+    public let coarseLabels: [Int]?
+    public let coarseClassNames: [String]?
+
+    static let side = 32
+    static let imageBytes = 3 * 32 * 32
+
+    public static let cifar10ClassNames = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                           "ship", "truck"]
+    public static let cifar100ClassNames = [
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl",
+        "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair",
+        "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin",
+        "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp",
+        "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+        "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck",
+        "pine_tree", "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+        "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+        "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television",
+        "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf",
+        "woman", "worm",
+    ]
+    public static let cifar100CoarseClassNames = [
+        "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+        "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+        "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+        "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+        "vehicles_1", "vehicles_2",
+    ]
+
+    /// Folder names the archives unpack to, searched below `directory`.
+    static let archiveFolders = ["cifar-10-batches-bin", "cifar-10-batches-py", "cifar-100-binary", "cifar-100-python"]
+
+    /// Loads `split` from `directory` (or one of the archive folders inside it). `variant` and
+    /// `format` are detected from the file names when not given.
+    public init(directory: String, split: Split, variant: Variant? = nil, format: Format? = nil) throws {
+        let found = try Self.detect(directory: directory, variant: variant, format: format)
+        self.directory = found.directory
+        self.variant = found.variant
+        self.format = found.format
+        self.split = split
+        let parts: (pixels: [UInt8], fine: [Int], coarse: [Int]?)
+        let names: (fine: [String], coarse: [String]?)
+        switch found.format {
+        case .binary:
+            parts = try Self.readBinary(found.directory, variant: found.variant, split: split)
+            names = try Self.binaryClassNames(found.directory, variant: found.variant)
+        case .python:
+            let python = try Self.readPython(found.directory, variant: found.variant, split: split)
+            parts = (python.pixels, python.fine, python.coarse)
+            names = python.names
+        }
+        let count = parts.fine.count
+        images = try ImageStore(bytes: parts.pixels, count: count, width: Self.side, height: Self.side, channels: 3,
+                                layout: .chw)
+        for (labels, classes, what) in [(parts.fine, names.fine, "label"), (parts.coarse ?? [], names.coarse ?? [], "coarse label")] {
+            if let bad = labels.first(where: { $0 < 0 || $0 >= classes.count }) {
+                throw DataError.corrupt(path: found.directory, reason: "\(split.rawValue) \(what) \(bad) is out of " +
+                                        "range for \(classes.count) classes")
+            }
+        }
+        let store = images
+        samples = parts.fine.enumerated().map { LabeledSample(source: .memory(store, index: $0), label: $1) }
+        classNames = names.fine
+        coarseLabels = parts.coarse
+        coarseClassNames = names.coarse
+    }
+
+    // MARK: - Locating the files
+
+    static func exists(_ path: String) -> Bool {
+        if case .regular = FileKind(path: path) { return true }
+        return false
+    }
+
+    /// The folder holding the batches, its variant and format.
+    public static func detect(directory: String, variant: Variant? = nil,
+                              format: Format? = nil) throws -> (directory: String, variant: Variant, format: Format) {
+        guard FileKind(path: directory).isDirectory else {
+            throw DataError.invalidDataset("CIFAR folder \(directory) does not exist or is not a folder")
+        }
+        let candidates = [directory] + archiveFolders.map { directory + "/" + $0 }
+        let signatures: [(Variant, Format, [String])] = [
+            (.cifar10, .binary, ["data_batch_1.bin", "test_batch.bin"]),
+            (.cifar100, .binary, ["train.bin", "test.bin"]),
+            (.cifar10, .python, ["data_batch_1", "test_batch"]),
+            (.cifar100, .python, ["train", "test"]),
+        ]
+        for dir in candidates where FileKind(path: dir).isDirectory {
+            for (v, f, files) in signatures where (variant ?? v) == v && (format ?? f) == f {
+                if files.contains(where: { exists(dir + "/" + $0) }) { return (dir, v, f) }
+            }
+        }
+        throw DataError.invalidDataset("no CIFAR batches in \(directory): expected data_batch_1.bin…/test_batch.bin " +
+                                       "(CIFAR-10 binary), train.bin/test.bin (CIFAR-100 binary), data_batch_1…/" +
+                                       "test_batch (CIFAR-10 python) or train/test/meta (CIFAR-100 python)")
+    }
+
+    /// The batch files of `split`: CIFAR-10 train is every `data_batch_N[.bin]` present, in N order.
+    static func batchFiles(_ dir: String, variant: Variant, split: Split, suffix: String) throws -> [String] {
+        let files: [String]
+        switch (variant, split) {
+        case (.cifar10, .train):
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            let numbered = names.compactMap { name -> (Int, String)? in
+                guard name.hasPrefix("data_batch_"), name.hasSuffix(suffix) else { return nil }
+                let middle = name.dropFirst("data_batch_".count).dropLast(suffix.count)
+                return Int(middle).map { ($0, name) }
+            }
+            files = numbered.sorted { $0.0 < $1.0 }.map { dir + "/" + $0.1 }
+        case (.cifar10, .test): files = [dir + "/test_batch" + suffix]
+        case (.cifar100, _): files = [dir + "/" + split.rawValue + suffix]
+        }
+        let missing = files.filter { !exists($0) }
+        guard !files.isEmpty, missing.isEmpty else {
+            let what = files.isEmpty ? "\(dir)/data_batch_1\(suffix)" : missing.joined(separator: ", ")
+            throw DataError.invalidDataset("missing CIFAR \(split.rawValue) batch \(what)")
+        }
+        return files
+    }
+
+    // MARK: - Binary batches
+
+    static func readBinary(_ dir: String, variant: Variant, split: Split) throws -> ([UInt8], [Int], [Int]?) {
+        let labelBytes = variant == .cifar10 ? 1 : 2
+        let record = labelBytes + imageBytes
+        var pixels: [UInt8] = []
+        var fine: [Int] = []
+        var coarse: [Int] = []
+        for file in try batchFiles(dir, variant: variant, split: split, suffix: ".bin") {
+            let raw = try readMaybeGzip(file, limit: 1 << 31)
+            guard !raw.isEmpty, raw.count % record == 0 else {
+                throw DataError.corrupt(path: file, reason: "\(raw.count) bytes is not a whole number of \(record)-byte " +
+                                        "CIFAR-\(variant == .cifar10 ? "10" : "100") records")
+            }
+            let n = raw.count / record
+            pixels.reserveCapacity(pixels.count + n * imageBytes)
+            raw.withUnsafeBufferPointer { r in
+                for i in 0..<n {
+                    let base = i * record
+                    if variant == .cifar10 {
+                        fine.append(Int(r[base]))
+                    } else {
+                        coarse.append(Int(r[base]))
+                        fine.append(Int(r[base + 1]))
+                    }
+                    pixels.append(contentsOf: r[(base + labelBytes)..<(base + record)])
+                }
+            }
+        }
+        return (pixels, fine, variant == .cifar100 ? coarse : nil)
+    }
+
+    static func readNames(_ path: String, expected: Int) throws -> [String]? {
+        guard exists(path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw DataError.unreadable(path: path, reason: "not readable UTF-8 text")
+        }
+        let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        guard names.count == expected else {
+            throw DataError.corrupt(path: path, reason: "lists \(names.count) class names, expected \(expected)")
+        }
+        return names
+    }
+
+    static func binaryClassNames(_ dir: String, variant: Variant) throws -> ([String], [String]?) {
+        switch variant {
+        case .cifar10:
+            return (try readNames(dir + "/batches.meta.txt", expected: 10) ?? cifar10ClassNames, nil)
+        case .cifar100:
+            return (try readNames(dir + "/fine_label_names.txt", expected: 100) ?? cifar100ClassNames,
+                    try readNames(dir + "/coarse_label_names.txt", expected: 20) ?? cifar100CoarseClassNames)
+        }
+    }
+
+    // MARK: - Python batches
+
+    static func readPython(_ dir: String, variant: Variant, split: Split)
+        throws -> (pixels: [UInt8], fine: [Int], coarse: [Int]?, names: ([String], [String]?)) {
+        var pixels: [UInt8] = []
+        var fine: [Int] = []
+        var coarse: [Int] = []
+        for file in try batchFiles(dir, variant: variant, split: split, suffix: "") {
+            let batch = try CIFARPickle.load(try readMaybeGzip(file, limit: 1 << 31), path: file)
+            guard let data = batch["data"] else {
+                throw DataError.corrupt(path: file, reason: "the pickled \(batch.typeName) has no 'data' entry")
+            }
+            guard case .ndarray(let array) = data else {
+                throw DataError.corrupt(path: file, reason: "'data' is a \(data.typeName), not a numpy array")
+            }
+            let bytes = try array.uint8("'data'", path: file)
+            let labelKey = variant == .cifar10 ? "labels" : "fine_labels"
+            guard let labelValue = batch[labelKey] else {
+                throw DataError.corrupt(path: file, reason: "the batch has no '\(labelKey)' entry")
+            }
+            let labels = try labelValue.integers("'\(labelKey)'", path: file)
+            guard array.shape.first == labels.count, bytes.count == labels.count * imageBytes else {
+                throw DataError.corrupt(path: file, reason: "'data' has shape \(array.shape) for \(labels.count) labels " +
+                                        "(expected [\(labels.count), 3072])")
+            }
+            if variant == .cifar100 {
+                guard let c = batch["coarse_labels"] else {
+                    throw DataError.corrupt(path: file, reason: "the batch has no 'coarse_labels' entry")
+                }
+                let values = try c.integers("'coarse_labels'", path: file)
+                guard values.count == labels.count else {
+                    throw DataError.corrupt(path: file, reason: "\(values.count) coarse labels for \(labels.count) images")
+                }
+                coarse += values
+            }
+            pixels += bytes
+            fine += labels
+        }
+        // Class names from the meta pickle, when present.
+        var names: ([String], [String]?) = variant == .cifar10 ? (cifar10ClassNames, nil)
+            : (cifar100ClassNames, cifar100CoarseClassNames)
+        let metaPath = dir + "/" + (variant == .cifar10 ? "batches.meta" : "meta")
+        if exists(metaPath) {
+            let meta = try CIFARPickle.load(try readMaybeGzip(metaPath, limit: 1 << 24), path: metaPath)
+            func list(_ key: String, _ expected: Int) throws -> [String]? {
+                guard let value = meta[key] else { return nil }
+                guard let items = value.items, items.count == expected else {
+                    throw DataError.corrupt(path: metaPath, reason: "'\(key)' is not a list of \(expected) names")
+                }
+                return try items.map {
+                    guard let t = $0.text else {
+                        throw DataError.corrupt(path: metaPath, reason: "'\(key)' contains a \($0.typeName)")
+                    }
+                    return t
+                }
+            }
+            if variant == .cifar10 {
+                names.0 = try list("label_names", 10) ?? names.0
+            } else {
+                names.0 = try list("fine_label_names", 100) ?? names.0
+                names.1 = try list("coarse_label_names", 20) ?? names.1
+            }
+        }
+        return (pixels, fine, variant == .cifar100 ? coarse : nil, names)
+    }
+}

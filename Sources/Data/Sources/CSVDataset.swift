@@ -1,0 +1,172 @@
+import Foundation
+
+/// Images listed in a CSV file of `path,label` rows.
+///
+/// * RFC 4180 quoting (`"a, b.jpg"`, `""` for a quote), LF or CRLF line ends, a UTF-8 BOM and blank
+///   lines are accepted; fields are trimmed. Extra columns are ignored.
+/// * Header: `header: nil` detects one when the first row's first field is a path-like column name
+///   (path, file, filename, file_name, filepath, image, image_path, img) or its second field a
+///   label-like one (label, labels, class, class_name, category, target, y). With a header, the path
+///   and label columns are found by those names (else the first two columns are used).
+/// * Relative paths resolve against the CSV's folder.
+/// * Labels are class names (classes sorted by code point), or — when every label is a non-negative
+///   integer — class indices (class names "0", "1", … up to the largest index).
+/// * Missing or unusable images are skipped and reported (`strict` throws on the first).
+public struct CSVDataset: ImageDataset {
+    public enum LabelKind: Sendable { case names, integers }
+
+    public let csvPath: String
+    public let samples: [LabeledSample]
+    public let classNames: [String]
+    public let labelKind: LabelKind
+    public let skipped: SkippedFiles
+
+    static let pathColumnNames: Set<String> = ["path", "file", "filename", "file_name", "filepath", "image",
+                                               "image_path", "img", "image_file"]
+    static let labelColumnNames: Set<String> = ["label", "labels", "class", "class_name", "classname",
+                                                "category", "target", "y"]
+
+    /// Reads `path`. `classNames`, when given, fixes the class list (name labels must be in it;
+    /// integer labels must index it) and allows a single class.
+    public init(csv path: String, header: Bool? = nil, classNames fixed: [String]? = nil,
+                options: ScanOptions = ScanOptions()) throws {
+        csvPath = path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError.unreadable(path: path, reason: FileKind(path: path).isDirectory
+                                       ? "is a folder, not a CSV file" : "no such file or not readable")
+        }
+        guard var text = String(data: data, encoding: .utf8) else {
+            throw DataError.corrupt(path: path, reason: "not UTF-8 text")
+        }
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+        var rows = try Self.parse(text, path: path)
+        guard !rows.isEmpty else { throw DataError.invalidDataset("\(path) has no rows (expected path,label)") }
+
+        var pathColumn = 0, labelColumn = 1
+        let first = rows[0].fields.map { $0.lowercased() }
+        let hasHeader = header ?? (Self.pathColumnNames.contains(first[0]) ||
+                                   (first.count > 1 && Self.labelColumnNames.contains(first[1])))
+        if hasHeader {
+            if let p = first.firstIndex(where: Self.pathColumnNames.contains) { pathColumn = p }
+            if let l = first.firstIndex(where: Self.labelColumnNames.contains) { labelColumn = l }
+            rows.removeFirst()
+        }
+        guard !rows.isEmpty else { throw DataError.invalidDataset("\(path) has a header but no rows") }
+
+        let folder = (path as NSString).deletingLastPathComponent
+        var entries: [(path: String, label: String)] = []
+        for row in rows {
+            guard row.fields.count > max(pathColumn, labelColumn) else {
+                throw DataError.invalidDataset("\(path):\(row.line): expected `path,label`, found " +
+                                               "\(row.fields.count) field\(row.fields.count == 1 ? "" : "s")")
+            }
+            let file = row.fields[pathColumn], label = row.fields[labelColumn]
+            guard !file.isEmpty, !label.isEmpty else {
+                throw DataError.invalidDataset("\(path):\(row.line): empty \(file.isEmpty ? "path" : "label")")
+            }
+            let resolved = file.hasPrefix("/") || folder.isEmpty ? file : folder + "/" + file
+            entries.append((resolved, label))
+        }
+
+        // Labels: integers when all are, else names.
+        let integers = entries.map { Int($0.label) }
+        var labels: [Int]
+        if integers.allSatisfy({ $0 != nil && $0! >= 0 }) {
+            labelKind = .integers
+            labels = integers.map { $0! }
+            let largest = labels.max() ?? 0
+            if let fixed {
+                guard largest < fixed.count else {
+                    throw DataError.invalidDataset("\(path): label \(largest) is out of range for \(fixed.count) classes")
+                }
+                classNames = fixed
+            } else {
+                classNames = (0...largest).map(String.init)
+            }
+        } else {
+            labelKind = .names
+            let names = fixed ?? Set(entries.map(\.label)).sorted(by: codePointLess)
+            let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            labels = try zip(entries, rows).map { entry, row in
+                guard let i = index[entry.label] else {
+                    throw DataError.invalidDataset("\(path):\(row.line): label '\(entry.label)' is not one of the " +
+                                                   "\(names.count) classes")
+                }
+                return i
+            }
+            classNames = names
+        }
+        if fixed == nil && classNames.count < 2 {
+            throw DataError.invalidDataset("\(path) names only one class (\(classNames.first ?? "")): a classifier " +
+                                           "needs at least two classes")
+        }
+
+        let (usable, skipped) = try verifyImageFiles(entries.map(\.path), options: options)
+        self.skipped = skipped
+        samples = zip(entries, zip(labels, usable)).compactMap { entry, pair in
+            pair.1 ? LabeledSample(source: .file(entry.path), label: pair.0) : nil
+        }
+        guard !samples.isEmpty else {
+            throw DataError.invalidDataset("\(path): none of its \(entries.count) images is usable")
+        }
+    }
+
+    struct Row {
+        var line: Int
+        var fields: [String]
+    }
+
+    /// RFC 4180 parsing; blank rows are dropped and fields trimmed.
+    static func parse(_ text: String, path: String) throws -> [Row] {
+        var rows: [Row] = []
+        var fields: [String] = []
+        var field = ""
+        var quoted = false, inQuotes = false
+        var line = 1, rowLine = 1
+        var chars = Array(text.unicodeScalars)[...]
+        func endField() {
+            fields.append(quoted ? field : field.trimmingCharacters(in: .whitespaces))
+            field = ""
+            quoted = false
+        }
+        func endRow() {
+            endField()
+            if !(fields.count == 1 && fields[0].isEmpty) { rows.append(Row(line: rowLine, fields: fields)) }
+            fields = []
+        }
+        while let c = chars.popFirst() {
+            if inQuotes {
+                if c == "\"" {
+                    if chars.first == "\"" { chars.removeFirst(); field.unicodeScalars.append("\"") }
+                    else { inQuotes = false }
+                } else {
+                    if c == "\n" { line += 1 }
+                    field.unicodeScalars.append(c)
+                }
+                continue
+            }
+            switch c {
+            case "\"" where field.trimmingCharacters(in: .whitespaces).isEmpty && !quoted:
+                field = ""
+                inQuotes = true
+                quoted = true
+            case ",":
+                endField()
+            case "\r":
+                if chars.first == "\n" { chars.removeFirst() }
+                endRow(); line += 1; rowLine = line
+            case "\n":
+                endRow(); line += 1; rowLine = line
+            default:
+                if quoted {
+                    if c == " " || c == "\t" { continue }
+                    throw DataError.corrupt(path: path, reason: "line \(line): text after a closing quote")
+                }
+                field.unicodeScalars.append(c)
+            }
+        }
+        if inQuotes { throw DataError.corrupt(path: path, reason: "line \(rowLine): unterminated quoted field") }
+        if !field.isEmpty || !fields.isEmpty || quoted { endRow() }
+        return rows
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+
+/// The engine of `finetune convert cifar10|cifar100|mnist|fashion-mnist SRC DST`: writes a dataset
+/// as class folders of PNGs that `ImageFolderDataset.splits(root:)` reads back:
+///
+///     DST/train/<class>/<index>.png
+///     DST/test/<class>/<index>.png
+///
+/// * `<index>` is the image's position in the source split (0-based), so names are stable and a
+///   re-run rewrites the same files.
+/// * `<class>` is the real class name made safe as a folder name by `folderName(for:)`: "/" and "\"
+///   become "_" (Fashion-MNIST's "T-shirt/top" → "T-shirt_top"), control characters become "_",
+///   and a leading "." becomes "_" (so the folder is not hidden).
+/// * Each file is written to a hidden temporary name in its folder and renamed into place, so an
+///   interrupted run never leaves a partial PNG under a real name.
+/// * MNIST images are written as 8-bit gray PNGs, CIFAR as 8-bit RGB; pixels are exact.
+/// * Note that reading the folders back orders classes by name, not by the source's label order.
+public enum ConvertDataset {
+    public enum Source: String, Sendable, CaseIterable {
+        case cifar10
+        case cifar100
+        case mnist
+        case fashionMNIST = "fashion-mnist"
+    }
+
+    public struct Options: Sendable {
+        /// Convert only the first `limitPerClass` images of each class in each split.
+        public var limitPerClass: Int?
+        /// Count what would be written without writing anything.
+        public var dryRun: Bool
+        /// zlib level 0…9 for the PNGs.
+        public var compressionLevel: Int
+        /// Images encoded in parallel (0 = all cores).
+        public var workers: Int
+
+        public init(limitPerClass: Int? = nil, dryRun: Bool = false, compressionLevel: Int = 6, workers: Int = 0) {
+            self.limitPerClass = limitPerClass
+            self.dryRun = dryRun
+            self.compressionLevel = compressionLevel
+            self.workers = workers
+        }
+    }
+
+    /// Reported after each chunk of images and at the end of each split, on the calling thread.
+    public struct Progress: Sendable {
+        public var split: String
+        public var completed: Int
+        public var total: Int
+    }
+
+    public struct Summary: Sendable {
+        public var destination: String
+        public var classNames: [String]
+        /// The folder name of each class (`folderName(for:)`).
+        public var folderNames: [String]
+        /// Images per class, per split ("train", "test").
+        public var counts: [String: [Int]]
+        /// Files written (0 for a dry run).
+        public var written: Int
+    }
+
+    /// A class name made safe as one folder name (see the type's documentation).
+    public static func folderName(for className: String) -> String {
+        var scalars = String.UnicodeScalarView()
+        for u in className.unicodeScalars {
+            if u == "/" || u == "\\" || u.value < 0x20 || u.value == 0x7F { scalars.append("_") } else { scalars.append(u) }
+        }
+        var name = String(scalars)
+        if name.hasPrefix(".") { name = "_" + name.dropFirst() }
+        return name.isEmpty ? "_" : name
+    }
+
+    /// Loads one split of `source` from `directory`.
+    public static func load(_ source: Source, from directory: String, split: String) throws -> any ImageDataset {
+        switch source {
+        case .cifar10, .cifar100:
+            guard let s = CIFARDataset.Split(rawValue: split) else { throw DataError.invalidDataset("unknown split \(split)") }
+            return try CIFARDataset(directory: directory, split: s, variant: source == .cifar10 ? .cifar10 : .cifar100)
+        case .mnist, .fashionMNIST:
+            guard let s = MNISTDataset.Split(rawValue: split) else { throw DataError.invalidDataset("unknown split \(split)") }
+            return try MNISTDataset(directory: directory, split: s, variant: source == .mnist ? .mnist : .fashionMNIST)
+                .imageDataset()
+        }
+    }
+
+    /// Converts the train and test splits of `source` in `sourceDirectory` to class folders under
+    /// `destination`. `progress` is called on the calling thread.
+    @discardableResult
+    public static func run(_ source: Source, from sourceDirectory: String, to destination: String,
+                           options: Options = Options(), progress: ((Progress) -> Void)? = nil) throws -> Summary {
+        var summary = Summary(destination: destination, classNames: [], folderNames: [], counts: [:], written: 0)
+        for split in ["train", "test"] {
+            var dataset = try load(source, from: sourceDirectory, split: split)
+            if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
+            let folders = dataset.classNames.map(folderName(for:))
+            if let clash = Dictionary(grouping: folders, by: { $0 }).first(where: { $0.value.count > 1 }) {
+                throw DataError.invalidDataset("several classes map to the folder name '\(clash.key)'")
+            }
+            summary.classNames = dataset.classNames
+            summary.folderNames = folders
+            summary.counts[split] = dataset.classCounts
+            if options.dryRun {
+                progress?(Progress(split: split, completed: dataset.count, total: dataset.count))
+                continue
+            }
+            summary.written += try write(dataset, folders: folders, to: destination + "/" + split, split: split,
+                                         options: options, progress: progress)
+        }
+        return summary
+    }
+
+    static func write(_ dataset: any ImageDataset, folders: [String], to directory: String, split: String,
+                      options: Options, progress: ((Progress) -> Void)?) throws -> Int {
+        let fm = FileManager.default
+        for folder in Set(dataset.samples.map { folders[$0.label] }) {
+            do {
+                try fm.createDirectory(atPath: directory + "/" + folder, withIntermediateDirectories: true)
+            } catch {
+                throw DataError.unreadable(path: directory + "/" + folder, reason: "cannot create the folder: " +
+                                           error.localizedDescription)
+            }
+        }
+        let samples = dataset.samples
+        let total = samples.count
+        let chunk = 512
+        let workers = options.workers > 0 ? options.workers : ProcessInfo.processInfo.activeProcessorCount
+        var done = 0
+        while done < total {
+            let range = done..<min(done + chunk, total)
+            var errors = [Error?](repeating: nil, count: range.count)
+            let lanes = max(1, min(workers, range.count))
+            errors.withUnsafeMutableBufferPointer { out in
+                let base = out.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+                    for k in stride(from: lane, to: range.count, by: lanes) {
+                        let sample = samples[range.lowerBound + k]
+                        let name = Self.fileName(for: sample, position: range.lowerBound + k)
+                        let path = directory + "/" + folders[sample.label] + "/" + name
+                        do {
+                            let png = try sample.source.load().pngData(compressionLevel: options.compressionLevel)
+                            try writeAtomically(png, to: path)
+                        } catch {
+                            base[k] = error
+                        }
+                    }
+                }
+            }
+            if let error = errors.compactMap({ $0 }).first { throw error }
+            done = range.upperBound
+            progress?(Progress(split: split, completed: done, total: total))
+        }
+        if total == 0 { progress?(Progress(split: split, completed: 0, total: 0)) }
+        return total
+    }
+
+    /// `<index>.png`, the index in the source split (in-memory sources) or the position.
+    static func fileName(for sample: LabeledSample, position: Int) -> String {
+        if case .memory(_, let index) = sample.source { return "\(index).png" }
+        return "\(position).png"
+    }
+
+    /// Writes `data` to a hidden temporary file next to `path`, then renames it over `path`.
+    static func writeAtomically(_ data: Foundation.Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
+        do {
+            try data.write(to: URL(fileURLWithPath: temporary))
+        } catch {
+            throw DataError.unreadable(path: temporary, reason: "cannot write: \(error.localizedDescription)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw DataError.unreadable(path: path, reason: "cannot rename the temporary file into place: \(reason)")
+        }
+    }
+}

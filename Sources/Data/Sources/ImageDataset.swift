@@ -1,0 +1,158 @@
+import Foundation
+import Torch
+
+/// Pixels of many same-sized 8-bit images held in one buffer (MNIST, CIFAR). Item `i` is
+/// `image(at: i)`; nothing is decoded, so a whole training set costs its raw size in memory.
+public final class ImageStore: @unchecked Sendable {
+    /// How one image's bytes are laid out: interleaved (HWC, MNIST and most formats) or planar
+    /// (CHW: all red, then all green, then all blue — CIFAR's layout).
+    public enum Layout: Sendable { case hwc, chw }
+
+    public let count: Int
+    public let width: Int
+    public let height: Int
+    /// 1 (gray) or 3 (RGB).
+    public let channels: Int
+    public let layout: Layout
+    /// `count` images back to back, `width * height * channels` bytes each.
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8], count: Int, width: Int, height: Int, channels: Int, layout: Layout = .hwc) throws {
+        guard count >= 0, width > 0, height > 0, channels == 1 || channels == 3,
+              bytes.count == count * width * height * channels else {
+            throw DataError.invalidDataset("an image store of \(count) images of \(width)x\(height)x\(channels) " +
+                                           "needs \(count * width * height * channels) bytes, got \(bytes.count)")
+        }
+        self.bytes = bytes
+        self.count = count
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.layout = layout
+    }
+
+    public var bytesPerImage: Int { width * height * channels }
+
+    /// Image `index` as an `Image` (HWC; 1 or 3 channels as stored).
+    public func image(at index: Int) throws -> Image {
+        guard index >= 0, index < count else {
+            throw DataError.invalidDataset("image index \(index) is out of range 0..<\(count)")
+        }
+        let n = bytesPerImage, base = index * n
+        if layout == .hwc || channels == 1 {
+            return try Image(width: width, height: height, channels: channels, pixels: Array(bytes[base..<base + n]))
+        }
+        let plane = width * height
+        let pixels = [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
+            bytes.withUnsafeBufferPointer { src in
+                for p in 0..<plane {
+                    out[3 * p] = src[base + p]
+                    out[3 * p + 1] = src[base + plane + p]
+                    out[3 * p + 2] = src[base + 2 * plane + p]
+                }
+            }
+            initialized = n
+        }
+        return try Image(width: width, height: height, channels: 3, pixels: pixels)
+    }
+}
+
+/// Where a sample's pixels come from: an image file (decoded when loaded) or an in-memory store.
+public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
+    case file(String)
+    case memory(ImageStore, index: Int)
+
+    /// The file path, for file sources.
+    public var path: String? {
+        if case .file(let p) = self { return p }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .file(let p): return p
+        case .memory(_, let i): return "<in-memory image #\(i)>"
+        }
+    }
+
+    public static func == (lhs: ImageSource, rhs: ImageSource) -> Bool {
+        switch (lhs, rhs) {
+        case (.file(let a), .file(let b)): return a == b
+        case (.memory(let s, let i), .memory(let t, let j)): return s === t && i == j
+        default: return false
+        }
+    }
+
+    /// Loads the pixels: files are decoded (JPEG/PNG; `minSide` enables JPEG DCT scaling, see
+    /// `Image(contentsOfFile:minSide:)`), store items are copied out. Errors are `DataError`s naming the file.
+    public func load(minSide: Int = 0) throws -> Image {
+        switch self {
+        case .file(let p): return try Image(contentsOfFile: p, minSide: minSide)
+        case .memory(let store, let i): return try store.image(at: i)
+        }
+    }
+}
+
+/// One item of a dataset: where its image is and its class index (into `classNames`).
+public struct LabeledSample: Sendable, Equatable {
+    public var source: ImageSource
+    public var label: Int
+
+    public init(source: ImageSource, label: Int) {
+        self.source = source
+        self.label = label
+    }
+}
+
+/// A labelled image classification dataset: every source (class folders, CSV, IDX, CIFAR) produces
+/// one, and splits, loaders and converters consume it.
+public protocol ImageDataset: Sendable {
+    /// The items, in a stable order (sorted class by class for folders, file order for CSV, …).
+    var samples: [LabeledSample] { get }
+    /// Class names; a sample's `label` indexes this list.
+    var classNames: [String] { get }
+}
+
+extension ImageDataset {
+    public var count: Int { samples.count }
+    public var labels: [Int] { samples.map(\.label) }
+
+    /// Samples per class, indexed by class.
+    public var classCounts: [Int] {
+        var counts = [Int](repeating: 0, count: classNames.count)
+        for s in samples where s.label >= 0 && s.label < counts.count { counts[s.label] += 1 }
+        return counts
+    }
+
+    /// Decodes sample `index`'s image (see `ImageSource.load`).
+    public func loadImage(at index: Int, minSide: Int = 0) throws -> Image {
+        try samples[index].source.load(minSide: minSide)
+    }
+}
+
+/// A dataset held as a plain list of samples: what splits and subsets produce, and the common
+/// currency for sources that need no extra state.
+public struct LabeledDataset: ImageDataset {
+    public var samples: [LabeledSample]
+    public var classNames: [String]
+    /// Files left out while building the dataset (empty for in-memory sources).
+    public var skipped: SkippedFiles
+
+    public init(samples: [LabeledSample], classNames: [String], skipped: SkippedFiles = SkippedFiles()) {
+        self.samples = samples
+        self.classNames = classNames
+        self.skipped = skipped
+    }
+
+    /// A copy of any dataset's samples and class names.
+    public init(_ dataset: any ImageDataset) {
+        self.init(samples: dataset.samples, classNames: dataset.classNames,
+                  skipped: (dataset as? LabeledDataset)?.skipped ?? SkippedFiles())
+    }
+}
+
+/// Sorting as Python sorts strings (by Unicode code points), so class indices agree with
+/// torchvision's `ImageFolder` and Keras' `flow_from_directory` for any file names.
+func codePointLess(_ a: String, _ b: String) -> Bool {
+    a.unicodeScalars.lexicographicallyPrecedes(b.unicodeScalars) { $0.value < $1.value }
+}

@@ -1,0 +1,195 @@
+import Foundation
+
+/// Images arranged one folder per class — Keras' `flow_from_directory` / torchvision's `ImageFolder`:
+///
+///     root/cat/001.jpg
+///     root/cat/more/002.PNG      (subfolders inside a class folder are searched too)
+///     root/dog/003.jpeg
+///
+/// * Class names are the folder names sorted by Unicode code point (as Python sorts them), so class
+///   indices agree with torchvision and Keras. Files are listed in the same order.
+/// * Image files are recognised by extension (`ScanOptions.extensions`: jpg, jpeg, png, any case);
+///   other files are ignored. Names starting with "." (hidden files and folders) are ignored.
+/// * Symlinks to files and folders are followed (a folder reached twice through links is searched once).
+/// * Unusable image files (empty, unreadable, not JPEG/PNG, a folder named like an image, a dangling
+///   symlink) are skipped and listed in `skipped`; with `ScanOptions.strict` the first one throws.
+/// * Errors (`DataError.invalidDataset`, naming the path): a missing root, a root with no class
+///   folders or only one, a class folder with no usable image.
+public struct ImageFolderDataset: ImageDataset {
+    public let root: String
+    public let samples: [LabeledSample]
+    public let classNames: [String]
+    /// Files that were left out.
+    public let skipped: SkippedFiles
+
+    /// Scans `root`. With `classNames` given (a validation or test split scanned with the training
+    /// split's classes), labels index that list, every class folder must be one of them, and fewer
+    /// classes (even one) are accepted.
+    public init(root: String, classNames fixed: [String]? = nil, options: ScanOptions = ScanOptions()) throws {
+        let root = Self.trimmedRoot(root)
+        self.root = root
+        switch FileKind(path: root) {
+        case .directory: break
+        case .missing, .danglingLink:
+            throw DataError.invalidDataset("dataset folder \(root) does not exist")
+        default:
+            throw DataError.invalidDataset("dataset path \(root) is not a folder")
+        }
+        let classFolders = try Self.listVisible(root).filter { FileKind(path: root + "/" + $0).isDirectory }
+        if let fixed {
+            let known = Set(fixed)
+            for name in classFolders where !known.contains(name) {
+                throw DataError.invalidDataset("class folder \(root)/\(name) is not one of the \(fixed.count) " +
+                                               "training classes (\(fixed.prefix(8).joined(separator: ", "))" +
+                                               "\(fixed.count > 8 ? ", …" : ""))")
+            }
+            classNames = fixed
+        } else {
+            guard !classFolders.isEmpty else {
+                throw DataError.invalidDataset("no class folders in \(root): put the images of each class in its " +
+                                               "own subfolder (\(root)/<class>/<image>.jpg)")
+            }
+            guard classFolders.count >= 2 else {
+                throw DataError.invalidDataset("only one class folder (\(classFolders[0])) in \(root): a classifier " +
+                                               "needs at least two classes")
+            }
+            classNames = classFolders
+        }
+
+        // Candidate files per class, then one verification pass over all of them.
+        var candidates: [(path: String, label: Int)] = []
+        var scanSkipped = SkippedFiles()
+        var perClassFound: [String: Int] = [:]
+        for name in classFolders {
+            let label = classNames.firstIndex(of: name)!
+            let folder = root + "/" + name
+            let (files, bad) = try Self.imageFiles(in: folder, options: options)
+            scanSkipped.merge(bad)
+            perClassFound[name] = files.count + bad.count
+            candidates += files.map { ($0, label) }
+        }
+        let (usable, verifySkipped) = try verifyImageFiles(candidates.map(\.path), options: options)
+        scanSkipped.merge(verifySkipped)
+        var samples: [LabeledSample] = []
+        var counts = [Int](repeating: 0, count: classNames.count)
+        for (c, ok) in zip(candidates, usable) where ok {
+            samples.append(LabeledSample(source: .file(c.path), label: c.label))
+            counts[c.label] += 1
+        }
+        for name in classFolders where counts[classNames.firstIndex(of: name)!] == 0 {
+            let found = perClassFound[name] ?? 0
+            let detail = found > 0 ? " (\(found) image file\(found == 1 ? "" : "s") skipped as unusable)" : ""
+            throw DataError.invalidDataset("class folder \(root)/\(name) contains no usable images" + detail +
+                                           "; expected files ending in " +
+                                           options.extensions.sorted().map { "." + $0 }.joined(separator: ", "))
+        }
+        self.samples = samples
+        self.skipped = scanSkipped
+    }
+
+    /// The splits under `root`: `train/`, `val/` (or `validation/`, `valid/`) and `test/`, matched
+    /// case-insensitively. Validation and test folders are scanned with the training classes. When
+    /// `root` has none of these folders, `root` itself is the training split (`hasSplitFolders` is
+    /// false) — use `stratifiedSplit` to carve out a validation set.
+    public static func splits(root: String, options: ScanOptions = ScanOptions()) throws -> ImageFolderSplits {
+        let root = trimmedRoot(root)
+        guard FileKind(path: root).isDirectory else {
+            throw DataError.invalidDataset("dataset folder \(root) does not exist or is not a folder")
+        }
+        let folders = try listVisible(root).filter { FileKind(path: root + "/" + $0).isDirectory }
+        func find(_ names: [String]) throws -> String? {
+            let found = folders.filter { names.contains($0.lowercased()) }
+            guard found.count <= 1 else {
+                throw DataError.invalidDataset("\(root) has several folders for the same split: " +
+                                               found.joined(separator: ", "))
+            }
+            return found.first.map { root + "/" + $0 }
+        }
+        let train = try find(["train", "training"])
+        let validation = try find(["val", "validation", "valid"])
+        let test = try find(["test", "testing"])
+        guard let train else {
+            if validation != nil || test != nil {
+                throw DataError.invalidDataset("\(root) has \((validation ?? test)!) but no train/ folder")
+            }
+            let all = try ImageFolderDataset(root: root, options: options)
+            return ImageFolderSplits(train: all, validation: nil, test: nil, hasSplitFolders: false)
+        }
+        let trainSet = try ImageFolderDataset(root: train, options: options)
+        let validationSet = try validation.map {
+            try ImageFolderDataset(root: $0, classNames: trainSet.classNames, options: options)
+        }
+        let testSet = try test.map { try ImageFolderDataset(root: $0, classNames: trainSet.classNames, options: options) }
+        return ImageFolderSplits(train: trainSet, validation: validationSet, test: testSet, hasSplitFolders: true)
+    }
+
+    // MARK: - Scanning
+
+    static func trimmedRoot(_ root: String) -> String {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        return r
+    }
+
+    /// Entry names of `folder` that do not start with ".", sorted by code point.
+    static func listVisible(_ folder: String) throws -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: folder)
+                .filter { !$0.hasPrefix(".") }
+                .sorted(by: codePointLess)
+        } catch {
+            throw DataError.unreadable(path: folder, reason: "cannot list the folder: \(error.localizedDescription)")
+        }
+    }
+
+    /// Image files under `folder` (recursively, following symlinks, sorted), plus entries named like
+    /// images that are not files (folders, dangling links).
+    static func imageFiles(in folder: String, options: ScanOptions) throws -> (files: [String], skipped: SkippedFiles) {
+        var files: [String] = []
+        var skipped = SkippedFiles()
+        var visited = Set<[UInt64]>()
+        func walk(_ dir: String) throws {
+            if case .directory(let dev, let ino) = FileKind(path: dir) {
+                guard visited.insert([dev, ino]).inserted else { return }
+            }
+            for name in try listVisible(dir) {
+                let path = dir + "/" + name
+                let isImage = options.isImageName(name)
+                switch FileKind(path: path) {
+                case .directory:
+                    if isImage {
+                        if options.strict { throw DataError.unreadable(path: path, reason: "is a directory, not an image file") }
+                        skipped.append(path: path, reason: "is a directory, not an image file")
+                    } else {
+                        try walk(path)
+                    }
+                case .danglingLink where isImage:
+                    let reason = "broken symbolic link (its target does not exist)"
+                    if options.strict { throw DataError.unreadable(path: path, reason: reason) }
+                    skipped.append(path: path, reason: reason)
+                default:
+                    if isImage { files.append(path) }
+                }
+            }
+        }
+        try walk(folder)
+        return (files, skipped)
+    }
+}
+
+/// The splits found by `ImageFolderDataset.splits(root:)`.
+public struct ImageFolderSplits: Sendable {
+    public var train: ImageFolderDataset
+    public var validation: ImageFolderDataset?
+    public var test: ImageFolderDataset?
+    /// Whether `root` held train/val/test folders (false: `train` is all of `root`).
+    public var hasSplitFolders: Bool
+
+    /// Every file skipped in any split.
+    public var skipped: SkippedFiles {
+        var all = train.skipped
+        if let v = validation { all.merge(v.skipped) }
+        if let t = test { all.merge(t.skipped) }
+        return all
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+
+/// Files left out of a dataset or a loader epoch because they could not be used (missing, empty,
+/// unreadable, corrupt, not an image, a directory with an image's name, a dangling symlink…).
+/// Nothing is printed while scanning or loading; print `warning()` once at the end.
+public struct SkippedFiles: Sendable, Equatable, CustomStringConvertible {
+    public struct Entry: Sendable, Equatable {
+        public var path: String
+        public var reason: String
+
+        public init(path: String, reason: String) {
+            self.path = path
+            self.reason = reason
+        }
+    }
+
+    public private(set) var entries: [Entry]
+
+    public init(_ entries: [Entry] = []) { self.entries = entries }
+
+    public var count: Int { entries.count }
+    public var isEmpty: Bool { entries.isEmpty }
+    public var paths: [String] { entries.map(\.path) }
+
+    public mutating func append(path: String, reason: String) { entries.append(Entry(path: path, reason: reason)) }
+
+    /// Adds `other`'s entries whose paths are not listed yet.
+    public mutating func merge(_ other: SkippedFiles) {
+        var seen = Set(paths)
+        for e in other.entries where seen.insert(e.path).inserted { entries.append(e) }
+    }
+
+    /// One warning naming the count and listing the files (at most `limit`, then "… and N more"),
+    /// or nil when nothing was skipped.
+    public func warning(limit: Int = 20) -> String? {
+        guard !entries.isEmpty else { return nil }
+        var lines = ["warning: skipped \(count) unusable file\(count == 1 ? "" : "s"):"]
+        for e in entries.prefix(max(0, limit)) { lines.append("  \(e.path): \(e.reason)") }
+        if entries.count > limit { lines.append("  … and \(entries.count - limit) more") }
+        return lines.joined(separator: "\n")
+    }
+
+    public var description: String { warning(limit: Int.max) ?? "no files skipped" }
+}
+
+/// How dataset scans treat image files.
+public struct ScanOptions: Sendable {
+    /// Fail on the first unusable file (with a `DataError` naming it) instead of skipping it.
+    public var strict: Bool
+    /// Read each image's header while scanning (cheap: at most 64 KiB per file), so files that are
+    /// not JPEG/PNG or are damaged at the start are caught before training. Damage further into a
+    /// file is found when the loader decodes it. Without it only missing, empty and non-regular
+    /// files are caught by the scan.
+    public var verifyHeaders: Bool
+    /// File extensions (lower case, no dot) treated as images; matched case-insensitively.
+    public var extensions: Set<String>
+
+    public init(strict: Bool = false, verifyHeaders: Bool = true, extensions: Set<String> = ["jpg", "jpeg", "png"]) {
+        self.strict = strict
+        self.verifyHeaders = verifyHeaders
+        self.extensions = extensions
+    }
+
+    func isImageName(_ name: String) -> Bool {
+        let ext = (name as NSString).pathExtension.lowercased()
+        return !ext.isEmpty && extensions.contains(ext)
+    }
+}
+
+/// What `stat` says about a path, following symlinks.
+enum FileKind {
+    case regular(size: Int64)
+    case directory(device: UInt64, inode: UInt64)
+    case other
+    /// A symlink whose target does not exist.
+    case danglingLink
+    case missing(String)
+
+    init(path: String) {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: self = .regular(size: Int64(st.st_size))
+            case S_IFDIR: self = .directory(device: UInt64(truncatingIfNeeded: st.st_dev), inode: UInt64(truncatingIfNeeded: st.st_ino))
+            default: self = .other
+            }
+            return
+        }
+        let reason = String(cString: strerror(errno))
+        var lst = stat()
+        if lstat(path, &lst) == 0, lst.st_mode & S_IFMT == S_IFLNK {
+            self = .danglingLink
+        } else {
+            self = .missing(reason)
+        }
+    }
+
+    var isDirectory: Bool { if case .directory = self { return true }; return false }
+}
+
+/// The reason part of a `DataError` about `path` (without a repeated "path: " prefix).
+func skipReason(_ error: Error, path: String) -> String {
+    var text: String
+    if let e = error as? DataError {
+        switch e {
+        case .unreadable(_, let reason), .corrupt(_, let reason): text = reason
+        case .unsupported(let m), .invalidDataset(let m): text = m
+        }
+    } else {
+        text = String(describing: error)
+    }
+    if text.hasPrefix(path + ": ") { text.removeFirst(path.count + 2) }
+    return text
+}
+
+/// Checks candidate image files (in parallel when verifying headers) and returns which are usable,
+/// with a report of the others in input order. In strict mode the first unusable file, in input
+/// order, throws a `DataError` naming it.
+func verifyImageFiles(_ paths: [String], options: ScanOptions) throws -> (usable: [Bool], skipped: SkippedFiles) {
+    var failures = [DataError?](repeating: nil, count: paths.count)
+    failures.withUnsafeMutableBufferPointer { out in
+        let base = out.baseAddress!
+        let check: (Int) -> Void = { i in
+            let path = paths[i]
+            switch FileKind(path: path) {
+            case .regular(let size):
+                if size == 0 {
+                    base[i] = .corrupt(path: path, reason: "empty file (0 bytes)")
+                } else if options.verifyHeaders {
+                    do {
+                        let info = try ImageCodec.probe(path)
+                        if !info.format.isDecodable {
+                            base[i] = .unsupported("\(path): unsupported image format \(info.format)")
+                        }
+                    } catch let e as DataError {
+                        base[i] = e
+                    } catch {
+                        base[i] = .unreadable(path: path, reason: String(describing: error))
+                    }
+                }
+            case .directory: base[i] = .unreadable(path: path, reason: "is a directory, not an image file")
+            case .other: base[i] = .unreadable(path: path, reason: "not a regular file")
+            case .danglingLink: base[i] = .unreadable(path: path, reason: "broken symbolic link (its target does not exist)")
+            case .missing(let reason): base[i] = .unreadable(path: path, reason: reason)
+            }
+        }
+        if options.verifyHeaders && paths.count > 64 {
+            DispatchQueue.concurrentPerform(iterations: paths.count, execute: check)
+        } else {
+            for i in paths.indices { check(i) }
+        }
+    }
+    var skipped = SkippedFiles()
+    var usable = [Bool](repeating: true, count: paths.count)
+    for (i, failure) in failures.enumerated() {
+        guard let failure else { continue }
+        if options.strict { throw failure }
+        usable[i] = false
+        skipped.append(path: paths[i], reason: skipReason(failure, path: paths[i]))
+    }
+    return (usable, skipped)
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// torchvision's `RandomResizedCrop`: a random region covering `scale` of the area with aspect ratio
+/// in `ratio` (sampled log-uniformly), resized to `height`×`width`.
+///
+/// The region is chosen as torchvision's `get_params` does: up to 10 attempts of
+/// `area * U(scale)` with `exp(U(log ratio))`, `w = round(sqrt(area * r))`, `h = round(sqrt(area / r))`,
+/// accepted when it fits, placed uniformly; otherwise a centre crop of the whole image clamped to
+/// the ratio range.
+public struct RandomResizedCrop: ImageAugmentation {
+    public var height: Int
+    public var width: Int
+    public var scale: ClosedRange<Double>
+    public var ratio: ClosedRange<Double>
+    public var interpolation: ResizeInterpolation
+
+    public init(size: Int, scale: ClosedRange<Double> = 0.08...1, ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3),
+                interpolation: ResizeInterpolation = .bilinear) {
+        self.init(height: size, width: size, scale: scale, ratio: ratio, interpolation: interpolation)
+    }
+
+    public init(height: Int, width: Int, scale: ClosedRange<Double> = 0.08...1,
+                ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3), interpolation: ResizeInterpolation = .bilinear) {
+        self.height = height
+        self.width = width
+        self.scale = scale
+        self.ratio = ratio
+        self.interpolation = interpolation
+    }
+
+    /// The crop (top, left, height, width) for an image of `imageHeight`×`imageWidth`.
+    public static func parameters(imageHeight: Int, imageWidth: Int, scale: ClosedRange<Double>,
+                                  ratio: ClosedRange<Double>, random: inout SampleRandom)
+        -> (top: Int, left: Int, height: Int, width: Int) {
+        let area = Double(imageHeight * imageWidth)
+        let logRatio = (Foundation.log(ratio.lowerBound), Foundation.log(ratio.upperBound))
+        for _ in 0..<10 {
+            let targetArea = area * random.uniform(scale.lowerBound, scale.upperBound)
+            let aspect = Foundation.exp(random.uniform(logRatio.0, logRatio.1))
+            let w = Int((targetArea * aspect).squareRoot().rounded(.toNearestOrEven))
+            let h = Int((targetArea / aspect).squareRoot().rounded(.toNearestOrEven))
+            if w > 0 && w <= imageWidth && h > 0 && h <= imageHeight {
+                let top = random.integer(in: 0...(imageHeight - h))
+                let left = random.integer(in: 0...(imageWidth - w))
+                return (top, left, h, w)
+            }
+        }
+        // Fallback: centre crop.
+        let inRatio = Double(imageWidth) / Double(imageHeight)
+        var w = imageWidth, h = imageHeight
+        if inRatio < ratio.lowerBound {
+            h = Int((Double(w) / ratio.lowerBound).rounded(.toNearestOrEven))
+        } else if inRatio > ratio.upperBound {
+            w = Int((Double(h) * ratio.upperBound).rounded(.toNearestOrEven))
+        }
+        h = min(max(h, 1), imageHeight)
+        w = min(max(w, 1), imageWidth)
+        return ((imageHeight - h) / 2, (imageWidth - w) / 2, h, w)
+    }
+
+    public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        let p = Self.parameters(imageHeight: image.height, imageWidth: image.width, scale: scale, ratio: ratio,
+                                random: &random)
+        return try image.cropped(top: p.top, left: p.left, height: p.height, width: p.width)
+            .resized(height: height, width: width, interpolation: interpolation)
+    }
+}

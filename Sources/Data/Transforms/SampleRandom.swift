@@ -1,0 +1,90 @@
+import Foundation
+
+/// SplitMix64 (Steele, Lea & Flood 2014; the seeding generator of xoshiro): a tiny, fast,
+/// well-mixed 64-bit generator whose output depends only on its seed — never on LibTorch's global
+/// generator, the platform or thread scheduling.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return SplitMix64.mix(state)
+    }
+
+    /// SplitMix64's output function: a bijective 64-bit finaliser.
+    public static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A well-mixed seed from several values (order matters).
+    public static func derive(_ values: UInt64...) -> UInt64 {
+        var h: UInt64 = 0x6A09_E667_F3BC_C908
+        for v in values { h = mix(h ^ mix(v &+ 0x9E37_79B9_7F4A_7C15)) }
+        return h
+    }
+}
+
+/// The randomness of one sample's augmentation: seeded from (seed, epoch, sample index, draw), so
+/// the same sample gets the same augmentation in the same epoch whichever thread processes it and
+/// whatever the batch size or worker count. `draw` distinguishes repeated draws of one sample in an
+/// epoch (sampling with replacement).
+///
+/// All helpers use fixed algorithms (no standard-library sampling whose details could change).
+public struct SampleRandom: RandomNumberGenerator, Sendable {
+    var generator: SplitMix64
+
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+
+    public init(seed: UInt64, epoch: Int, index: Int, draw: Int = 0) {
+        self.init(seed: SplitMix64.derive(seed, UInt64(bitPattern: Int64(epoch)), UInt64(bitPattern: Int64(index)),
+                                          UInt64(bitPattern: Int64(draw))))
+    }
+
+    public mutating func next() -> UInt64 { generator.next() }
+
+    /// Uniform in [0, 1), 53 random bits.
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+
+    /// Uniform in [low, high) (`low` when the range is empty).
+    public mutating func uniform(_ low: Double, _ high: Double) -> Double {
+        high > low ? low + (high - low) * unit() : low
+    }
+
+    /// Uniform integer in `range` (Lemire's multiply-shift with rejection, unbiased).
+    public mutating func integer(in range: Range<Int>) -> Int {
+        precondition(!range.isEmpty, "empty range")
+        let span = UInt64(range.upperBound - range.lowerBound)
+        var m = next().multipliedFullWidth(by: span)
+        if m.low < span {
+            let threshold = (0 &- span) % span
+            while m.low < threshold { m = next().multipliedFullWidth(by: span) }
+        }
+        return range.lowerBound + Int(m.high)
+    }
+
+    public mutating func integer(in range: ClosedRange<Int>) -> Int {
+        integer(in: range.lowerBound..<(range.upperBound + 1))
+    }
+
+    /// True with probability `p`.
+    public mutating func chance(_ p: Double) -> Bool { p >= 1 || (p > 0 && unit() < p) }
+
+    /// A uniformly random permutation of 0..<n (Fisher–Yates).
+    public mutating func permutation(_ n: Int) -> [Int] {
+        var p = Array(0..<n)
+        shuffle(&p)
+        return p
+    }
+
+    public mutating func shuffle<T>(_ array: inout [T]) {
+        guard array.count > 1 else { return }
+        for i in stride(from: array.count - 1, to: 0, by: -1) {
+            array.swapAt(i, integer(in: 0..<(i + 1)))
+        }
+    }
+}

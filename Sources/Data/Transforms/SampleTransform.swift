@@ -1,0 +1,99 @@
+import Foundation
+import Torch
+
+/// One random (or deterministic) change to a decoded 8-bit image (HWC, 1 or 3 channels). All
+/// randomness comes from `random`, so results depend only on its seed.
+public protocol ImageAugmentation: Sendable {
+    func apply(_ image: Image, random: inout SampleRandom) throws -> Image
+}
+
+extension ImageAugmentation {
+    /// Applies the augmentation to a uint8 CHW tensor (returns uint8 CHW).
+    public func apply(chw tensor: Tensor, random: inout SampleRandom) throws -> Tensor {
+        try apply(Image(chw: tensor), random: &random).toTensor()
+    }
+}
+
+/// What the loader runs on every decoded image: pixels in, a float32 [3, H, W] tensor out. Every
+/// sample of a batch must come out the same size.
+public protocol SampleTransform: Sendable {
+    /// The shortest side the transform needs from the JPEG decoder: the loader passes it as
+    /// `minSide`, so large photos are DCT-scaled while decoding (0 = always decode at full size).
+    var decodeMinSide: Int { get }
+    func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor
+}
+
+/// How a transform turns its final uint8 image into floats.
+public enum OutputScaling: Sendable, Equatable {
+    /// The model's normalisation: scale to `valueRange`, subtract `mean`, divide by `std`.
+    case normalize(Preprocessing)
+    /// `pixel * factor` (Keras' `rescale`; 1/255 gives [0, 1]).
+    case rescale(Double)
+
+    /// The float32 [3, H, W] tensor of an 8-bit image (gray is replicated to RGB).
+    public func apply(_ image: Image) throws -> Tensor {
+        let chw = try image.rgb().toTensor()
+        switch self {
+        case .normalize(let p): return try p.normalize(chw)
+        case .rescale(let f): return try chw.to(.float32) * f
+        }
+    }
+}
+
+/// The evaluation transform of a model: `Preprocessing.evaluationTransform` of the decoded image
+/// (resize the shorter side with Pillow's arithmetic, centre crop, normalise — torchvision's
+/// `ImageClassification` on a PIL image). Gray images are replicated to RGB first.
+public struct EvaluationTransform: SampleTransform {
+    public var preprocessing: Preprocessing
+    public var decodeMinSide: Int
+
+    /// `decodeMinSide` defaults to the resize size: JPEGs at least twice that are DCT-scaled.
+    public init(_ preprocessing: Preprocessing, decodeMinSide: Int? = nil) {
+        self.preprocessing = preprocessing
+        self.decodeMinSide = decodeMinSide ?? preprocessing.resizeSize
+    }
+
+    public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
+        try preprocessing.evaluationTransform(image.rgb())
+    }
+}
+
+/// A training transform: augmentations applied in order to the decoded image, then `output`.
+/// The augmentations must produce a fixed size (end with a crop or resize to the model's input).
+public struct TrainingTransform: SampleTransform {
+    public var augmentations: [any ImageAugmentation]
+    public var output: OutputScaling
+    public var decodeMinSide: Int
+
+    public init(_ augmentations: [any ImageAugmentation], output: OutputScaling, decodeMinSide: Int = 0) {
+        self.augmentations = augmentations
+        self.output = output
+        self.decodeMinSide = decodeMinSide
+    }
+
+    /// torchvision's ImageNet training recipe for a model's preprocessing: `RandomResizedCrop(cropSize)`,
+    /// a horizontal flip with probability 0.5, optional colour jitter, then the model's normalisation.
+    /// JPEGs are DCT-scaled to keep their shorter side at least `2 * cropSize` (smaller crops would be
+    /// upsampled more than torchvision's full-size decode does; pass 0 to disable).
+    public static func standard(_ preprocessing: Preprocessing, horizontalFlip: Bool = true,
+                                colorJitter: ColorJitter? = nil, decodeMinSide: Int? = nil) -> TrainingTransform {
+        var steps: [any ImageAugmentation] = [
+            RandomResizedCrop(size: preprocessing.cropSize,
+                              interpolation: preprocessing.interpolation.lowercased() == "bicubic" ? .bicubic : .bilinear),
+        ]
+        if horizontalFlip { steps.append(RandomHorizontalFlip()) }
+        if let colorJitter { steps.append(colorJitter) }
+        return TrainingTransform(steps, output: .normalize(preprocessing),
+                                 decodeMinSide: decodeMinSide ?? 2 * preprocessing.cropSize)
+    }
+
+    public func augment(_ image: Image, random: inout SampleRandom) throws -> Image {
+        var x = image.rgb()
+        for step in augmentations { x = try step.apply(x, random: &random) }
+        return x
+    }
+
+    public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
+        try output.apply(augment(image, random: &random))
+    }
+}

@@ -1,0 +1,635 @@
+import Data
+import Foundation
+import TestSupport
+import Torch
+import XCTest
+
+/// Dataset sources (class folders, CSV, IDX, CIFAR binary and pickled), bad-file handling, splits,
+/// class balancing and conversion — all on data generated here (plus tiny pickles from
+/// tools/fixtures/make_cifar.py).
+final class DatasetTests: XCTestCase {
+    // MARK: - Class folders
+
+    func testImageFolderSortsClassesAndFindsImagesByExtension() throws {
+        let root = try TestData.temporaryDirectory(self)
+        let outside = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/b_dog/1.png", seed: 1)
+        try TestData.writePNG(root + "/b_dog/2.PNG", seed: 2)
+        try TestData.writePNG(root + "/b_dog/nested/deeper/3.jpeg", seed: 3)   // subfolders are searched
+        try TestData.writePNG(root + "/a_cat/Ünïcödé ñame.Jpg", seed: 4)      // any case, non-ASCII
+        try TestData.writePNG(root + "/a_cat/.hidden.png", seed: 5)             // hidden: ignored
+        try TestData.write("notes", to: root + "/a_cat/readme.txt")             // not an image name: ignored
+        try TestData.writePNG(root + "/.hidden_class/x.png", seed: 6)           // hidden folder: ignored
+        try TestData.writePNG(root + "/Zebra/z.png", seed: 7)
+        try TestData.writePNG(outside + "/target.png", seed: 8)
+        try FileManager.default.createSymbolicLink(atPath: root + "/Zebra/link.png", withDestinationPath: outside + "/target.png")
+        try TestData.writePNG(outside + "/linked_class/l.png", seed: 9)
+        try FileManager.default.createSymbolicLink(atPath: root + "/ü_linked", withDestinationPath: outside + "/linked_class")
+        try TestData.write("not a class", to: root + "/stray.txt")              // files at the root: ignored
+
+        let dataset = try ImageFolderDataset(root: root)
+        // Code-point order, as Python sorts: uppercase before lowercase, "ü" last.
+        XCTAssertEqual(dataset.classNames, ["Zebra", "a_cat", "b_dog", "ü_linked"])
+        let relative = dataset.samples.map { ($0.source.path!.replacingOccurrences(of: root + "/", with: ""), $0.label) }
+        XCTAssertEqual(relative.map(\.0), ["Zebra/link.png", "Zebra/z.png", "a_cat/Ünïcödé ñame.Jpg", "b_dog/1.png",
+                                           "b_dog/2.PNG", "b_dog/nested/deeper/3.jpeg", "ü_linked/l.png"])
+        XCTAssertEqual(relative.map(\.1), [0, 0, 1, 2, 2, 2, 3])
+        XCTAssertTrue(dataset.skipped.isEmpty, dataset.skipped.description)
+        XCTAssertEqual(dataset.classCounts, [2, 1, 3, 1])
+        // The images load, through the symlinks too.
+        XCTAssertEqual(try dataset.loadImage(at: 0), TestData.pattern(seed: 8))
+        XCTAssertEqual(try dataset.loadImage(at: 6), TestData.pattern(seed: 9))
+    }
+
+    func testSplitFoldersShareTheTrainingClasses() throws {
+        let root = try TestData.temporaryDirectory(self)
+        for (split, classes) in [("train", ["cat", "dog", "owl"]), ("validation", ["dog", "owl"]), ("test", ["cat", "owl"])] {
+            for (k, c) in classes.enumerated() { try TestData.writePNG("\(root)/\(split)/\(c)/\(k).png", seed: k) }
+        }
+        let splits = try ImageFolderDataset.splits(root: root)
+        XCTAssertTrue(splits.hasSplitFolders)
+        XCTAssertEqual(splits.train.classNames, ["cat", "dog", "owl"])
+        XCTAssertEqual(splits.validation?.classNames, ["cat", "dog", "owl"])
+        XCTAssertEqual(splits.validation?.labels, [1, 2])     // indices of the training classes
+        XCTAssertEqual(splits.test?.labels, [0, 2])
+        XCTAssertEqual(splits.train.count, 3)
+
+        // "val/" works too; a root without split folders is all training data.
+        let flat = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(flat + "/x/1.png", seed: 1)
+        try TestData.writePNG(flat + "/y/1.png", seed: 2)
+        let flatSplits = try ImageFolderDataset.splits(root: flat)
+        XCTAssertFalse(flatSplits.hasSplitFolders)
+        XCTAssertNil(flatSplits.validation)
+        XCTAssertEqual(flatSplits.train.classNames, ["x", "y"])
+
+        let val = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(val + "/train/a/1.png", seed: 1)
+        try TestData.writePNG(val + "/train/b/1.png", seed: 2)
+        try TestData.writePNG(val + "/val/a/1.png", seed: 3)
+        XCTAssertEqual(try ImageFolderDataset.splits(root: val).validation?.count, 1)
+
+        // A validation class unknown to training is an error naming the folder.
+        try TestData.writePNG(val + "/val/zzz/1.png", seed: 4)
+        XCTAssertThrowsError(try ImageFolderDataset.splits(root: val)) { error in
+            XCTAssertTrue("\(error)".contains(val + "/val/zzz"), "\(error)")
+        }
+    }
+
+    func testFolderErrorsNameThePath() throws {
+        let root = try TestData.temporaryDirectory(self)
+        let missing = root + "/does-not-exist"
+        XCTAssertThrowsError(try ImageFolderDataset(root: missing)) { error in
+            XCTAssertTrue("\(error)".contains(missing) && "\(error)".contains("does not exist"), "\(error)")
+        }
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in      // no class folders
+            XCTAssertTrue("\(error)".contains("no class folders in \(root)"), "\(error)")
+        }
+        try TestData.writePNG(root + "/only/1.png", seed: 1)
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("only one class folder (only) in \(root)"), "\(error)")
+        }
+        try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        try TestData.write("x", to: root + "/empty/readme.txt")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("class folder \(root)/empty contains no usable images"), "\(error)")
+        }
+        // A class folder whose only image is broken: the message says it was skipped.
+        try TestData.write("", to: root + "/empty/broken.png")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("\(root)/empty") && "\(error)".contains("1 image file skipped"), "\(error)")
+        }
+        XCTAssertThrowsError(try ImageFolderDataset(root: root + "/only/1.png")) { error in
+            XCTAssertTrue("\(error)".contains("not a folder"), "\(error)")
+        }
+    }
+
+    func testBrokenFilesAreSkippedAndReportedOrFailInStrictMode() throws {
+        let root = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/cat/good.png", seed: 1)
+        try TestData.writePNG(root + "/dog/good.png", seed: 2)
+        let bad = try TestData.brokenCorpus(in: root + "/cat")
+        let dataset = try ImageFolderDataset(root: root)
+        XCTAssertEqual(dataset.count, 2 + 1)   // the truncated JPEG passes the header check
+        XCTAssertEqual(Set(dataset.skipped.paths), Set(bad.scanTime), dataset.skipped.description)
+        XCTAssertEqual(dataset.skipped.count, 4)
+        let warning = try XCTUnwrap(dataset.skipped.warning())
+        XCTAssertTrue(warning.hasPrefix("warning: skipped 4 unusable files:"), warning)
+        for path in bad.scanTime { XCTAssertTrue(warning.contains(path), "\(path) missing from\n\(warning)") }
+        XCTAssertTrue(warning.contains("empty file (0 bytes)"), warning)
+        XCTAssertTrue(warning.contains("is a directory"), warning)
+        XCTAssertTrue(warning.contains("broken symbolic link"), warning)
+        XCTAssertNil(SkippedFiles().warning())
+        // The truncated JPEG is only found when decoded.
+        let truncatedIndex = try XCTUnwrap(dataset.samples.firstIndex { $0.source.path == bad.loadTime })
+        XCTAssertThrowsError(try dataset.loadImage(at: truncatedIndex))
+
+        // Strict: the first bad file (in scan order) fails with its path.
+        XCTAssertThrowsError(try ImageFolderDataset(root: root, options: ScanOptions(strict: true))) { error in
+            XCTAssertTrue(bad.scanTime.contains { "\(error)".contains($0) }, "\(error)")
+        }
+        // A limit on the listing.
+        var many = SkippedFiles()
+        for i in 0..<30 { many.append(path: "/x/\(i).png", reason: "bad") }
+        XCTAssertTrue(many.warning(limit: 5)!.hasSuffix("… and 25 more"))
+    }
+
+    // MARK: - CSV
+
+    func testCSVWithNamesHeaderQuotingAndRelativePaths() throws {
+        let root = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/imgs/a.png", seed: 1)
+        try TestData.writePNG(root + "/imgs/b, with comma.png", seed: 2)
+        try TestData.writePNG(root + "/abs.png", seed: 3)
+        let csv = "\u{FEFF}filename,label,extra\r\nimgs/a.png,dog,1\r\n\"imgs/b, with comma.png\",cat,2\r\n" +
+            "\n\(root)/abs.png , dog ,3\r\nimgs/missing.png,cat,4\r\n"
+        try TestData.write(csv, to: root + "/labels.csv")
+        let dataset = try CSVDataset(csv: root + "/labels.csv")
+        XCTAssertEqual(dataset.labelKind, .names)
+        XCTAssertEqual(dataset.classNames, ["cat", "dog"])
+        XCTAssertEqual(dataset.samples.map { $0.source.path! },
+                       [root + "/imgs/a.png", root + "/imgs/b, with comma.png", root + "/abs.png"])
+        XCTAssertEqual(dataset.labels, [1, 0, 1])
+        XCTAssertEqual(dataset.skipped.paths, [root + "/imgs/missing.png"])
+        XCTAssertEqual(try dataset.loadImage(at: 1), TestData.pattern(seed: 2))
+
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/labels.csv", options: ScanOptions(strict: true))) { error in
+            XCTAssertTrue("\(error)".contains(root + "/imgs/missing.png"), "\(error)")
+        }
+    }
+
+    func testCSVWithIntegerLabelsAndNoHeader() throws {
+        let root = try TestData.temporaryDirectory(self)
+        for i in 0..<3 { try TestData.writePNG("\(root)/\(i).png", seed: i) }
+        try TestData.write("0.png,2\n1.png,0\n2.png,2", to: root + "/l.csv")
+        let dataset = try CSVDataset(csv: root + "/l.csv")
+        XCTAssertEqual(dataset.labelKind, .integers)
+        XCTAssertEqual(dataset.classNames, ["0", "1", "2"])
+        XCTAssertEqual(dataset.labels, [2, 0, 2])
+        XCTAssertEqual(dataset.count, 3)
+
+        // Integer labels name classes 0…max, so "2, 2" still means three classes…
+        try TestData.write("0.png,2\n1.png,2\n", to: root + "/twos.csv")
+        XCTAssertEqual(try CSVDataset(csv: root + "/twos.csv").classNames, ["0", "1", "2"])
+        // …while a single class is an error naming the file, unless the classes are given.
+        try TestData.write("0.png,0\n1.png,0\n", to: root + "/one.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/one.csv")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/one.csv") && "\(error)".contains("only one class"), "\(error)")
+        }
+        XCTAssertEqual(try CSVDataset(csv: root + "/one.csv", classNames: ["a", "b"]).labels, [0, 0])
+        try TestData.write("0.png,\"unterminated\n", to: root + "/bad.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/bad.csv")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/bad.csv"), "\(error)")
+        }
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/nope.csv")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/nope.csv"), "\(error)")
+        }
+    }
+
+    // MARK: - IDX
+
+    func testMNISTFromPlainAndGzippedIDX() throws {
+        for gzip in [false, true] {
+            let root = try TestData.temporaryDirectory(self)
+            let (images, labels) = try TestData.writeMNIST(in: root, train: 7, test: 3, width: 5, height: 4, gzip: gzip)
+            let dataset = try MNISTDataset(directory: root, split: .train, variant: .fashionMNIST).imageDataset()
+            XCTAssertEqual(dataset.count, 7)
+            XCTAssertEqual(dataset.classNames, MNISTDataset.fashionClassNames)
+            XCTAssertEqual(dataset.labels, labels.train)
+            let third = try dataset.loadImage(at: 3)
+            XCTAssertEqual([third.width, third.height, third.channels], [5, 4, 1])
+            XCTAssertEqual(third.pixels, Array(images.train[(3 * 20)..<(4 * 20)]))
+            let test = try MNISTDataset(directory: root, split: .test, variant: .mnist).imageDataset()
+            XCTAssertEqual(test.labels, labels.test)
+            XCTAssertEqual(test.classNames, (0...9).map(String.init))
+        }
+    }
+
+    // MARK: - CIFAR
+
+    func testCIFAR10BinaryBatches() throws {
+        let root = try TestData.temporaryDirectory(self)
+        let dir = root + "/cifar-10-batches-bin"
+        let train1 = TestData.cifarRecords(count: 3, labelBytes: 1, start: 0)
+        let train2 = TestData.cifarRecords(count: 2, labelBytes: 1, start: 3)
+        try TestData.write(train1, to: dir + "/data_batch_1.bin")
+        try TestData.write(train2, to: dir + "/data_batch_2.bin")
+        try TestData.write(TestData.cifarRecords(count: 2, labelBytes: 1, start: 10), to: dir + "/test_batch.bin")
+
+        let train = try CIFARDataset(directory: root, split: .train)
+        XCTAssertEqual(train.variant, .cifar10)
+        XCTAssertEqual(train.format, .binary)
+        XCTAssertEqual(train.directory, dir)
+        XCTAssertEqual(train.count, 5)
+        XCTAssertEqual(train.labels, [0, 1, 2, 3, 4])
+        XCTAssertEqual(train.classNames, CIFARDataset.cifar10ClassNames)
+        try TestData.checkCIFARPixels(train, starts: [0, 1, 2, 3, 4])
+        let test = try CIFARDataset(directory: dir, split: .test)
+        XCTAssertEqual(test.labels, [0, 1])
+        try TestData.checkCIFARPixels(test, starts: [10, 11])
+
+        // Names from batches.meta.txt when present; a damaged batch names its file.
+        try TestData.write((0..<10).map { "class \($0)" }.joined(separator: "\n") + "\n\n", to: dir + "/batches.meta.txt")
+        XCTAssertEqual(try CIFARDataset(directory: dir, split: .test).classNames.last, "class 9")
+        try TestData.write(Array(train2.dropLast()), to: dir + "/data_batch_2.bin")
+        XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .train)) { error in
+            XCTAssertTrue("\(error)".contains(dir + "/data_batch_2.bin"), "\(error)")
+        }
+        XCTAssertThrowsError(try CIFARDataset(directory: root + "/nothing", split: .train))
+    }
+
+    func testCIFAR100BinaryBatchesWithCoarseLabels() throws {
+        let dir = try TestData.temporaryDirectory(self)
+        try TestData.write(TestData.cifarRecords(count: 4, labelBytes: 2, start: 0), to: dir + "/train.bin")
+        try TestData.write(TestData.cifarRecords(count: 1, labelBytes: 2, start: 7), to: dir + "/test.bin")
+        let train = try CIFARDataset(directory: dir, split: .train)
+        XCTAssertEqual(train.variant, .cifar100)
+        XCTAssertEqual(train.classNames.count, 100)
+        XCTAssertEqual(train.classNames[0], "apple")
+        XCTAssertEqual(train.coarseClassNames?.count, 20)
+        // Records start with the coarse label, then the fine label (see cifarRecords).
+        XCTAssertEqual(train.coarseLabels, [0, 1, 2, 3])
+        XCTAssertEqual(train.labels, [0, 3, 6, 9])
+        try TestData.checkCIFARPixels(train, starts: [0, 1, 2, 3])
+        XCTAssertEqual(try CIFARDataset(directory: dir, split: .test).labels, [21])
+
+        try TestData.write((0..<100).map { "f\($0)" }.joined(separator: "\n"), to: dir + "/fine_label_names.txt")
+        try TestData.write((0..<20).map { "c\($0)" }.joined(separator: "\n"), to: dir + "/coarse_label_names.txt")
+        let named = try CIFARDataset(directory: dir, split: .train)
+        XCTAssertEqual(named.classNames[3], "f3")
+        XCTAssertEqual(named.coarseClassNames?[19], "c19")
+    }
+
+    func testCIFARPythonBatchesFromNumpyPickles() throws {
+        // Protocol 2 (with _codecs.encode bytes) for CIFAR-10; protocols 4 and 5 for CIFAR-100.
+        let c10 = Fixtures.path("cifar/cifar-10-batches-py")
+        let train = try CIFARDataset(directory: Fixtures.path("cifar"), split: .train)
+        XCTAssertEqual(train.format, .python)
+        XCTAssertEqual(train.variant, .cifar10)
+        XCTAssertEqual(train.labels, [0, 1, 2, 3, 4, 5, 9])
+        XCTAssertEqual(train.classNames.first, "plane")   // from batches.meta
+        try TestData.checkNumpyFixturePixels(train, images: Array(0..<7))
+        let test = try CIFARDataset(directory: c10, split: .test)
+        XCTAssertEqual(test.labels, [9, 8])
+        try TestData.checkNumpyFixturePixels(test, images: [100, 101])
+
+        let c100 = Fixtures.path("cifar/cifar-100-python")
+        let train100 = try CIFARDataset(directory: c100, split: .train)
+        XCTAssertEqual(train100.variant, .cifar100)
+        XCTAssertEqual(train100.labels, [0, 57, 99])
+        XCTAssertEqual(train100.coarseLabels, [4, 7, 19])
+        XCTAssertEqual(train100.classNames[57], "fine_57")
+        XCTAssertEqual(train100.coarseClassNames?[19], "coarse_19")
+        try TestData.checkNumpyFixturePixels(train100, images: [0, 1, 2])
+        let test100 = try CIFARDataset(directory: c100, split: .test)
+        XCTAssertEqual(test100.labels, [42, 1])
+        XCTAssertEqual(test100.coarseLabels, [3, 1])   // an int64 numpy array in this batch
+        try TestData.checkNumpyFixturePixels(test100, images: [50, 51])
+    }
+
+    func testCIFARPythonBatchAsPython2CPickleWritesIt() throws {
+        // The real archive's layout: protocol 2 from Python 2, bytes keys, BINSTRING pixel data.
+        let dir = try TestData.temporaryDirectory(self)
+        let pixels = TestData.cifarRecords(count: 2, labelBytes: 0, start: 40)
+        try TestData.write(TestData.python2CIFARBatch(pixels: pixels, labels: [7, 3]), to: dir + "/data_batch_1")
+        try TestData.write(TestData.python2CIFARBatch(pixels: Array(pixels.prefix(3072)), labels: [5]), to: dir + "/test_batch")
+        let train = try CIFARDataset(directory: dir, split: .train)
+        XCTAssertEqual(train.format, .python)
+        XCTAssertEqual(train.labels, [7, 3])
+        XCTAssertEqual(train.classNames, CIFARDataset.cifar10ClassNames)   // no batches.meta: standard names
+        try TestData.checkCIFARPixels(train, starts: [40, 41])
+        XCTAssertEqual(try CIFARDataset(directory: dir, split: .test).labels, [5])
+
+        // Hostile pickles are refused before anything could run, and garbage fails cleanly.
+        let evil: [UInt8] = [0x80, 0x02] + Array("cos\nsystem\nU\u{02}ls\u{85}R.".utf8)
+        try TestData.write(evil, to: dir + "/test_batch")
+        XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .test)) { error in
+            XCTAssertTrue("\(error)".contains("os.system") && "\(error)".contains("refused"), "\(error)")
+            XCTAssertTrue("\(error)".contains(dir + "/test_batch"), "\(error)")
+        }
+        for garbage: [UInt8] in [[], [0x80], [0x80, 0x02, 0x5D, 0x71], [0x80, 0x02, 0x28, 0x28, 0x2E],
+                                 [0x54, 0xFF, 0xFF, 0xFF, 0x7F], Array(repeating: 0x5D, count: 100) + [0x61, 0x2E]] {
+            try TestData.write(garbage, to: dir + "/test_batch")
+            XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .test, format: .python))
+        }
+        // Deep nesting is bounded.
+        let deep: [UInt8] = [0x80, 0x02] + Array(repeating: 0x5D, count: 1) + Array(repeating: 0x85, count: 5000) + [0x2E]
+        try TestData.write(deep, to: dir + "/test_batch")
+        XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .test, format: .python)) { error in
+            XCTAssertTrue("\(error)".contains("nests"), "\(error)")
+        }
+    }
+
+    // MARK: - Splits, limits, class balance
+
+    func testStratifiedSplitIsPerClassDisjointAndSeeded() throws {
+        let dataset = TestData.memoryDataset(counts: [50, 20, 7, 1])
+        let (train, val) = try dataset.stratifiedSplit(validationFraction: 0.2, seed: 42)
+        XCTAssertEqual(val.classCounts, [10, 4, 1, 0])   // round(0.2 n), at least 1 when n >= 2
+        XCTAssertEqual(train.classCounts, [40, 16, 6, 1])
+        let trainIDs = Set(train.samples.map(TestData.id)), valIDs = Set(val.samples.map(TestData.id))
+        XCTAssertTrue(trainIDs.isDisjoint(with: valIDs))
+        XCTAssertEqual(trainIDs.union(valIDs).count, dataset.count)
+        XCTAssertEqual(val.samples.map(TestData.id), val.samples.map(TestData.id).sorted())   // dataset order kept
+
+        let again = try dataset.stratifiedSplit(validationFraction: 0.2, seed: 42).validation
+        XCTAssertEqual(again.samples.map(TestData.id), val.samples.map(TestData.id))
+        let other = try dataset.stratifiedSplit(validationFraction: 0.2, seed: 43).validation
+        XCTAssertNotEqual(other.samples.map(TestData.id), val.samples.map(TestData.id))
+        XCTAssertThrowsError(try dataset.stratifiedSplit(validationFraction: 1, seed: 0))
+    }
+
+    func testLimitPerClassAndClassWeights() throws {
+        let dataset = TestData.memoryDataset(counts: [6, 2, 4])
+        let limited = dataset.limited(perClass: 3)
+        XCTAssertEqual(limited.classCounts, [3, 2, 3])
+        XCTAssertEqual(limited.samples.map(TestData.id), [0, 1, 2, 6, 7, 8, 9, 10])
+        let random = dataset.limited(perClass: 3, seed: 5)
+        XCTAssertEqual(random.classCounts, [3, 2, 3])
+        XCTAssertEqual(random.samples.map(TestData.id), dataset.limited(perClass: 3, seed: 5).samples.map(TestData.id))
+
+        // sklearn compute_class_weight('balanced'): n_samples / (n_classes * bincount).
+        let weights = dataset.classWeights()
+        XCTAssertEqual(weights[0], 12.0 / (3 * 6), accuracy: 1e-12)
+        XCTAssertEqual(weights[1], 12.0 / (3 * 2), accuracy: 1e-12)
+        XCTAssertEqual(weights[2], 12.0 / (3 * 4), accuracy: 1e-12)
+        // A class with no samples: weight 0, and it does not count as a class.
+        let gap = LabeledDataset(samples: dataset.samples, classNames: ["a", "b", "c", "d"])
+        XCTAssertEqual(gap.classWeights(), weights + [0])
+    }
+
+    func testBalancedSamplerDrawsClassesEvenlyAndIsSeeded() throws {
+        let dataset = TestData.memoryDataset(counts: [900, 90, 10])
+        let sampler = BalancedSampler(dataset, numSamples: 30_000, seed: 7)
+        let draws = sampler.indices(epoch: 0)
+        XCTAssertEqual(draws.count, 30_000)
+        var perClass = [0, 0, 0]
+        for i in draws { perClass[dataset.samples[i].label] += 1 }
+        for n in perClass { XCTAssertEqual(Double(n) / 30_000, 1.0 / 3, accuracy: 0.02, "\(perClass)") }
+        // With replacement: the 10 rare images are each drawn many times.
+        XCTAssertEqual(Set(draws.filter { dataset.samples[$0].label == 2 }).count, 10)
+        XCTAssertEqual(sampler.indices(epoch: 0), draws)
+        XCTAssertNotEqual(sampler.indices(epoch: 1), draws)
+        XCTAssertNotEqual(BalancedSampler(dataset, numSamples: 30_000, seed: 8).indices(epoch: 0), draws)
+        XCTAssertEqual(BalancedSampler(dataset, seed: 1).indices(epoch: 0).count, dataset.count)
+    }
+
+    // MARK: - Conversion
+
+    func testConvertMNISTWritesClassFoldersThatReadBack() throws {
+        let source = try TestData.temporaryDirectory(self)
+        let destination = try TestData.temporaryDirectory(self) + "/out"
+        let (images, labels) = try TestData.writeMNIST(in: source, train: 30, test: 10, width: 6, height: 5, gzip: true)
+        var reports: [ConvertDataset.Progress] = []
+        let summary = try ConvertDataset.run(.fashionMNIST, from: source, to: destination) { reports.append($0) }
+        XCTAssertEqual(summary.written, 40)
+        XCTAssertEqual(summary.folderNames[0], "T-shirt_top")
+        XCTAssertEqual(reports.last?.split, "test")
+        XCTAssertEqual(reports.last?.completed, 10)
+
+        let splits = try ImageFolderDataset.splits(root: destination)
+        XCTAssertTrue(splits.hasSplitFolders)
+        XCTAssertEqual(splits.train.count, 30)
+        XCTAssertEqual(splits.test?.count, 10)
+        XCTAssertTrue(splits.train.classNames.contains("T-shirt_top"))
+        // Every written PNG decodes to the original pixels (gray replicated to RGB by the decoder).
+        for sample in splits.train.samples {
+            let path = sample.source.path!
+            let index = Int(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)!
+            let className = splits.train.classNames[sample.label]
+            XCTAssertEqual(ConvertDataset.folderName(for: MNISTDataset.fashionClassNames[labels.train[index]]), className)
+            let decoded = try Image(contentsOfFile: path)
+            XCTAssertEqual(decoded.pixels.enumerated().filter { $0.offset % 3 == 0 }.map(\.element),
+                           Array(images.train[(index * 30)..<((index + 1) * 30)]), path)
+        }
+        // No temporary files are left behind.
+        let leftovers = FileManager.default.enumerator(atPath: destination)!.compactMap { $0 as? String }
+            .filter { $0.contains(".tmp") }
+        XCTAssertEqual(leftovers, [])
+
+        // limitPerClass and dry runs.
+        let limited = try ConvertDataset.run(.fashionMNIST, from: source, to: destination + "2",
+                                             options: .init(limitPerClass: 1, dryRun: true))
+        XCTAssertEqual(limited.written, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: destination + "2"))
+        XCTAssertEqual(limited.counts["train"]?.reduce(0, +), Set(labels.train).count)
+    }
+
+    func testConvertCIFAR10Binary() throws {
+        let source = try TestData.temporaryDirectory(self)
+        try TestData.write(TestData.cifarRecords(count: 12, labelBytes: 1, start: 0), to: source + "/data_batch_1.bin")
+        try TestData.write(TestData.cifarRecords(count: 3, labelBytes: 1, start: 20), to: source + "/test_batch.bin")
+        let destination = try TestData.temporaryDirectory(self)
+        let summary = try ConvertDataset.run(.cifar10, from: source, to: destination,
+                                             options: .init(limitPerClass: 1, compressionLevel: 1))
+        XCTAssertEqual(summary.counts["train"], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+        XCTAssertEqual(summary.counts["test"], [1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+        let original = try CIFARDataset(directory: source, split: .train)
+        let written = try Image(contentsOfFile: destination + "/train/truck/9.png")
+        XCTAssertEqual(written, try original.loadImage(at: 9))
+        XCTAssertEqual(ConvertDataset.folderName(for: ".hidden/a\\b\u{1}"), "_hidden_a_b_")
+    }
+
+    /// Debian's dataset-fashion-mnist package, when installed: per-class counts of the full
+    /// conversion (a dry run: 70,000 PNGs would take a while) and a limited real conversion.
+    func testConvertDebianFashionMNIST() throws {
+        let directory = MNISTDataset.debianFashionMNISTDirectory
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: directory), "\(directory) is not installed")
+        let counts = try ConvertDataset.run(.fashionMNIST, from: directory, to: "/nonexistent",
+                                            options: .init(dryRun: true))
+        XCTAssertEqual(counts.counts["train"], Array(repeating: 6000, count: 10))
+        XCTAssertEqual(counts.counts["test"], Array(repeating: 1000, count: 10))
+        XCTAssertEqual(counts.folderNames, ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                            "Sneaker", "Bag", "Ankle boot"])
+
+        let destination = try TestData.temporaryDirectory(self)
+        let summary = try ConvertDataset.run(.fashionMNIST, from: directory, to: destination,
+                                             options: .init(limitPerClass: 3))
+        XCTAssertEqual(summary.written, 60)
+        let splits = try ImageFolderDataset.splits(root: destination)
+        XCTAssertEqual(splits.train.classCounts, Array(repeating: 3, count: 10))
+        XCTAssertEqual(splits.test?.classCounts, Array(repeating: 3, count: 10))
+        let original = try MNISTDataset(directory: directory, split: .test, variant: .fashionMNIST).imageDataset()
+        for sample in splits.test!.samples {
+            let path = sample.source.path!
+            let index = Int(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)!
+            XCTAssertEqual(try Image(contentsOfFile: path), try original.loadImage(at: index).rgb(), path)
+            XCTAssertEqual(splits.test!.classNames[sample.label],
+                           ConvertDataset.folderName(for: original.classNames[original.samples[index].label]))
+        }
+    }
+}
+
+// MARK: - Test data shared by the data tests
+
+enum TestData {
+    static func temporaryDirectory(_ test: XCTestCase) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("DataTests-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    /// A small RGB image that differs for every seed.
+    static func pattern(seed: Int, width: Int = 12, height: Int = 9) -> Image {
+        var pixels: [UInt8] = []
+        for y in 0..<height {
+            for x in 0..<width {
+                pixels += [UInt8((x * 20 + seed * 37) & 255), UInt8((y * 25 + seed * 11) & 255), UInt8((x * y + seed) & 255)]
+            }
+        }
+        return try! Image(rgb: pixels, width: width, height: height)
+    }
+
+    static func writePNG(_ path: String, seed: Int, width: Int = 12, height: Int = 9) throws {
+        try write(pattern(seed: seed, width: width, height: height).pngData(), to: path)
+    }
+
+    static func write(_ data: Foundation.Data, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws { try write(Foundation.Data(bytes), to: path) }
+    static func write(_ text: String, to path: String) throws { try write(Foundation.Data(text.utf8), to: path) }
+
+    /// Zero-byte, text named .png, a folder named x.jpg, a dangling symlink (found by the scan) and
+    /// a truncated JPEG (found when decoded), written into `folder`.
+    static func brokenCorpus(in folder: String) throws -> (scanTime: [String], loadTime: String) {
+        try write("", to: folder + "/zero.png")
+        try write("this is not an image", to: folder + "/text.png")
+        try FileManager.default.createDirectory(atPath: folder + "/x.jpg", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder + "/dangling.jpg", withDestinationPath: folder + "/gone.jpg")
+        let truncated = folder + "/truncated.jpg"
+        try FileManager.default.copyItem(atPath: Fixtures.path("images/truncated.jpg"), toPath: truncated)
+        return ([folder + "/zero.png", folder + "/text.png", folder + "/x.jpg", folder + "/dangling.jpg"], truncated)
+    }
+
+    /// A dataset of in-memory 1×1 images whose pixel value is the sample's position (see `id`).
+    static func memoryDataset(counts: [Int], side: Int = 1) -> LabeledDataset {
+        let total = counts.reduce(0, +)
+        var bytes: [UInt8] = []
+        for i in 0..<total { bytes += Array(repeating: UInt8(i % 256), count: side * side) }
+        let store = try! ImageStore(bytes: bytes, count: total, width: side, height: side, channels: 1)
+        var samples: [LabeledSample] = []
+        for (label, n) in counts.enumerated() {
+            for _ in 0..<n { samples.append(LabeledSample(source: .memory(store, index: samples.count), label: label)) }
+        }
+        return LabeledDataset(samples: samples, classNames: counts.indices.map { "class\($0)" })
+    }
+
+    static func id(_ sample: LabeledSample) -> Int {
+        if case .memory(_, let i) = sample.source { return i }
+        return -1
+    }
+
+    // MARK: IDX
+
+    static func idx(_ magic: UInt8, _ dims: [Int], _ payload: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0, 0, 0x08, magic]
+        for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+        return out + payload
+    }
+
+    /// Writes the four MNIST files (optionally gzipped with /usr/bin/gzip); pixel k of image n is
+    /// (n * 7 + k * 3) & 255 (test images continue the numbering after the training images).
+    static func writeMNIST(in dir: String, train: Int, test: Int, width: Int, height: Int, gzip: Bool) throws
+        -> (images: (train: [UInt8], test: [UInt8]), labels: (train: [Int], test: [Int])) {
+        func pixels(_ first: Int, _ count: Int) -> [UInt8] {
+            (first..<(first + count)).flatMap { n in (0..<(width * height)).map { UInt8((n * 7 + $0 * 3) & 255) } }
+        }
+        let trainPixels = pixels(0, train), testPixels = pixels(train, test)
+        let trainLabels = (0..<train).map { ($0 * 3) % 10 }, testLabels = (0..<test).map { ($0 * 7) % 10 }
+        let files: [(String, [UInt8])] = [
+            ("train-images-idx3-ubyte", idx(3, [train, height, width], trainPixels)),
+            ("train-labels-idx1-ubyte", idx(1, [train], trainLabels.map(UInt8.init))),
+            ("t10k-images-idx3-ubyte", idx(3, [test, height, width], testPixels)),
+            ("t10k-labels-idx1-ubyte", idx(1, [test], testLabels.map(UInt8.init))),
+        ]
+        for (name, bytes) in files {
+            try write(bytes, to: dir + "/" + name)
+            if gzip {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
+                process.arguments = ["-f", dir + "/" + name]
+                try process.run()
+                process.waitUntilExit()
+                XCTAssertEqual(process.terminationStatus, 0)
+                XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + name + ".gz"))
+            }
+        }
+        return ((trainPixels, testPixels), (trainLabels, testLabels))
+    }
+
+    // MARK: CIFAR
+
+    /// `count` CIFAR records: label bytes (CIFAR-100: coarse = n % 20, fine = 3n % 100; CIFAR-10:
+    /// n % 10), then 3,072 pixel bytes with byte k = (n * 5 + k) & 255 for record number
+    /// n = start + i. `labelBytes: 0` gives the bare pixels.
+    static func cifarRecords(count: Int, labelBytes: Int, start: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for i in 0..<count {
+            let n = start + i
+            if labelBytes == 1 { out.append(UInt8(n % 10)) }
+            if labelBytes == 2 { out += [UInt8(n % 20), UInt8((3 * n) % 100)] }
+            out += (0..<3072).map { UInt8((n * 5 + $0) & 255) }
+        }
+        return out
+    }
+
+    /// Checks planar → RGB: pixel (y, x) channel c is byte c·1024 + 32y + x of record `starts[i]`.
+    static func checkCIFARPixels(_ dataset: CIFARDataset, starts: [Int], file: StaticString = #filePath,
+                                 line: UInt = #line) throws {
+        for (i, n) in starts.enumerated() {
+            let image = try dataset.loadImage(at: i)
+            XCTAssertEqual([image.width, image.height, image.channels], [32, 32, 3], file: file, line: line)
+            let expected = (0..<1024).flatMap { p in (0..<3).map { c in UInt8((n * 5 + c * 1024 + p) & 255) } }
+            XCTAssertEqual(image.pixels, expected, "image \(i)", file: file, line: line)
+        }
+    }
+
+    /// tools/fixtures/make_cifar.py: byte k of image n is (n * 31 + k * 7) % 256.
+    static func checkNumpyFixturePixels(_ dataset: CIFARDataset, images: [Int], file: StaticString = #filePath,
+                                        line: UInt = #line) throws {
+        for (i, n) in images.enumerated() {
+            let image = try dataset.loadImage(at: i)
+            let expected = (0..<1024).flatMap { p in (0..<3).map { c in UInt8((n * 31 + (c * 1024 + p) * 7) % 256) } }
+            XCTAssertEqual(image.pixels, expected, "image \(i)", file: file, line: line)
+        }
+    }
+
+    /// A CIFAR-10 batch as Python 2's cPickle (protocol 2) writes the real files:
+    /// `{'data': ndarray uint8 (N, 3072), 'labels': [...], 'batch_label': ..., 'filenames': [...]}`.
+    static func python2CIFARBatch(pixels: [UInt8], labels: [Int]) -> [UInt8] {
+        var p: [UInt8] = [0x80, 0x02, 0x7D, 0x71, 0x01, 0x28]             // PROTO 2, EMPTY_DICT, BINPUT 1, MARK
+        func str(_ s: String) { p += [0x55, UInt8(s.utf8.count)] + Array(s.utf8) }   // SHORT_BINSTRING
+        func int1(_ v: Int) { p += [0x4B, UInt8(v)] }
+        func global(_ module: String, _ name: String) { p += [0x63] + Array("\(module)\n\(name)\n".utf8) }
+        str("data")
+        global("numpy.core.multiarray", "_reconstruct")
+        global("numpy", "ndarray")
+        int1(0); p += [0x85]                                               // (0,)
+        str("b")
+        p += [0x87, 0x52, 0x71, 0x02]                                      // TUPLE3, REDUCE, BINPUT 2
+        p += [0x28]; int1(1)                                               // MARK, version 1
+        p += [0x4D] + [UInt8(labels.count & 255), UInt8(labels.count >> 8)] // BININT2 N
+        p += [0x4D, 0x00, 0x0C, 0x86]                                      // BININT2 3072, TUPLE2
+        global("numpy", "dtype")
+        str("u1"); int1(0); int1(1); p += [0x87, 0x52, 0x71, 0x03]         // dtype('u1', 0, 1), BINPUT 3
+        p += [0x28]; int1(3); str("|"); p += [0x4E, 0x4E, 0x4E]
+        p += [0x4A, 0xFF, 0xFF, 0xFF, 0xFF, 0x4A, 0xFF, 0xFF, 0xFF, 0xFF]; int1(0); p += [0x74, 0x62]  // TUPLE, BUILD
+        p += [0x89]                                                        // NEWFALSE (C order)
+        let n = pixels.count
+        p += [0x54, UInt8(n & 255), UInt8(n >> 8 & 255), UInt8(n >> 16 & 255), UInt8(n >> 24 & 255)] + pixels
+        p += [0x74, 0x62]                                                  // TUPLE, BUILD
+        str("labels"); p += [0x5D, 0x71, 0x04, 0x28]                       // EMPTY_LIST, BINPUT 4, MARK
+        for l in labels { int1(l) }
+        p += [0x65]                                                        // APPENDS
+        str("batch_label"); str("training batch 1 of 5")
+        str("filenames"); p += [0x5D, 0x28]; for i in labels.indices { str("img_\(i).png") }; p += [0x65]
+        str("copy_of_dtype"); p += [0x68, 0x03]                            // BINGET 3
+        p += [0x75, 0x2E]                                                  // SETITEMS, STOP
+        return p
+    }
+}
