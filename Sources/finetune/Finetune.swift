@@ -11,7 +11,7 @@ struct Finetune: ParsableCommand {
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,
-        subcommands: [DemoCommand.self, ConvertCommand.self, PredictCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
+        subcommands: [DemoCommand.self, BenchCommand.self, ConvertCommand.self, PredictCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
     )
 }
 
