@@ -51,7 +51,7 @@ public struct Image: Equatable, Sendable {
     /// Decodes JPEG or PNG bytes (`[UInt8]`, `Data`, …) to RGB.
     ///
     /// `minSide` (JPEG only; 0 = full size) lets libjpeg shrink the image while decoding (DCT scaling)
-    /// by the smallest factor n/8, n = 1…8, that keeps the shorter side at least `minSide`; the result
+    /// by the smallest factor n/8, n = 1, 2, 4 or 8 (libjpeg-turbo's SIMD scales), that keeps the shorter side at least `minSide`; the result
     /// is generally not exactly `minSide`, so resize afterwards. PNGs are always decoded at full size.
     /// `path` only names the source in errors.
     public init<Bytes: ContiguousBytes>(decoding bytes: Bytes, minSide: Int = 0, path: String? = nil) throws {

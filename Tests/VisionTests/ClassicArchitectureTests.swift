@@ -92,7 +92,8 @@ final class ClassicArchitectureTests: XCTestCase {
         let x = try Self.formulaInput([2, 3, 64, 64])
         try withNoGrad {
             let logits = try model(x)
-            assertClose(logits, try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4, "logits")
+            assertClose(logits, try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4,
+                        relativeToScale: Self.crossBuildTolerance, "logits")
             let embedding = try model.embedding(x)
             XCTAssertEqual(embedding.shape, [2, 4096])
             assertClose(try model.classify(embedding), logits, atol: 0, rtol: 0, "classify(embedding(x))")
@@ -140,7 +141,7 @@ final class ClassicArchitectureTests: XCTestCase {
             XCTAssertEqual(logits.shape, [2, 1000])
             let auxLogits = try XCTUnwrap(aux, "training mode computes the auxiliary logits")
             assertClose(auxLogits, try Fixtures.tensor(fixture, "aux_logits_train"), atol: 1e-4, rtol: 1e-4,
-                        "AuxLogits in training mode")
+                        relativeToScale: Self.crossBuildTolerance, "AuxLogits in training mode")
         }
     }
 
@@ -390,9 +391,14 @@ final class ClassicArchitectureTests: XCTestCase {
                              line: UInt = #line) throws {
         let fixture = try prepare(model, name)
         let logits = try withNoGrad { try model(Self.formulaInput([2, 3, size, size])) }
-        assertClose(logits, try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4, "\(name) logits",
-                    file: file, line: line)
+        assertClose(logits, try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4,
+                    relativeToScale: Self.crossBuildTolerance, "\(name) logits", file: file, line: line)
     }
+
+    /// Fraction of the logits' scale allowed on top of 1e-4 for whole networks. The fixtures come from
+    /// LibTorch 1.13 (where these match to 1e-4); other builds pick other conv/GEMM kernels, and the
+    /// fixture's amplified weights grow their rounding differences through 8-20 layers.
+    static let crossBuildTolerance = 1e-3
 
     /// `(sin(0.37 k) * 1.5) * cos(0.011 k + 0.5)` over the flat index k, in float64, rounded to float32:
     /// the input of `tools/fixtures/make_classic_forward.py`.

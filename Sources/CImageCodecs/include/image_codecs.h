@@ -73,7 +73,7 @@ int ic_probe(const uint8_t *data, size_t length, ic_image_info *info, char *erro
 /// A two-step decoder, so callers can allocate the output themselves and have it decoded into directly.
 /// `data` must stay valid and unchanged until `ic_decoder_close`.
 ///
-/// `min_side` (JPEG only; 0 = full size) picks the smallest DCT scale n/8 (n = 1…8) whose output still
+/// `min_side` (JPEG only; 0 = full size) picks the smallest DCT scale n/8 (n = 1, 2, 4, 8: the SIMD ones) whose output still
 /// has its shorter side ≥ `min_side`; when even 8/8 is smaller, the image is decoded at full size.
 typedef struct ic_decoder ic_decoder;
 int ic_decoder_open(const uint8_t *data, size_t length, int32_t min_side, ic_decoder **decoder,
