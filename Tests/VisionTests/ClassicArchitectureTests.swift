@@ -140,8 +140,10 @@ final class ClassicArchitectureTests: XCTestCase {
             let (logits, aux) = try model.forwardWithAux(big)
             XCTAssertEqual(logits.shape, [2, 1000])
             let auxLogits = try XCTUnwrap(aux, "training mode computes the auxiliary logits")
+            // Training-mode BatchNorm normalises with the statistics of these 2 samples, which magnifies
+            // cross-build kernel differences (2e-3 of the scale on torch 2.13); wiring bugs are O(1).
             assertClose(auxLogits, try Fixtures.tensor(fixture, "aux_logits_train"), atol: 1e-4, rtol: 1e-4,
-                        relativeToScale: Self.crossBuildTolerance, "AuxLogits in training mode")
+                        relativeToScale: 5 * Self.crossBuildTolerance, "AuxLogits in training mode")
         }
     }
 
