@@ -72,28 +72,33 @@ final class ModelZooTests: XCTestCase {
         }
     }
 
-    /// Acceptance: from the JPEG files through our own decoding and preprocessing, MobileNetV2 gives
-    /// the same top-1 as torchvision's eval transform on every photo.
+    /// Acceptance: from the JPEG files through our own decoding and preprocessing, MobileNetV2 and
+    /// EfficientNet-Lite0 give the same top-1 as the PyTorch references (torchvision's eval transform
+    /// on PIL images) on every photo, and the resized crops equal PIL's pixel for pixel.
     func testEndToEndFromJPEGMatchesTorchvisionTop1() throws {
         guard let folder = RealAssets.foolboxData else { throw XCTSkip("foolbox sample images missing: run scripts/setup") }
-        let pretrained = try pretrainedOrSkip("mobilenet_v2")
-        let fixture = try SafeTensors.read(Fixtures.path("mobilenet_v2_imagenet_inputs.safetensors"))
-        let files = try JSONDecoder().decode([String].self, from: Foundation.Data(fixture.metadata["files"]!.utf8))
-        let expectedTop1 = try Fixtures.tensor(fixture.tensors, "top5").select(dim: 1, index: 0).toArray(Int64.self)
-        let referencePixels = try Fixtures.tensor(fixture.tensors, "pixels")
-        let model = pretrained.model
-        model.eval()
-        var worstPixel = 0.0
-        for (i, name) in files.enumerated() {
-            let image = try Image(contentsOfFile: folder + "/" + name)
-            let crop = try pretrained.preprocessing.resizeAndCrop(image)
-            worstPixel = max(worstPixel, try (crop.to(.float32) - referencePixels[i].to(.float32)).abs().max().item())
-            let logits = try withInferenceMode {
-                try model(pretrained.preprocessing.normalize(crop).unsqueeze(dim: 0))
+        guard RealAssets.efficientNetLite0 != nil else { throw XCTSkip("EfficientNet-Lite0 weights missing: run scripts/setup") }
+        let inputs = try SafeTensors.read(Fixtures.path("mobilenet_v2_imagenet_inputs.safetensors"))
+        let files = try JSONDecoder().decode([String].self, from: Foundation.Data(inputs.metadata["files"]!.utf8))
+        let referencePixels = try Fixtures.tensor(inputs.tensors, "pixels")
+        let cases = [("mobilenet_v2", inputs.tensors),
+                     ("efficientnet_lite0", try Fixtures.load("efficientnet_lite0_imagenet_logits.safetensors"))]
+        for (architecture, expected) in cases {
+            let pretrained = try pretrainedOrSkip(architecture)
+            let expectedTop1 = try Fixtures.tensor(expected, "top5").select(dim: 1, index: 0).toArray(Int64.self)
+            let model = pretrained.model
+            model.eval()
+            var worstPixel = 0.0
+            for (i, name) in files.enumerated() {
+                let image = try Image(contentsOfFile: folder + "/" + name)
+                let crop = try pretrained.preprocessing.resizeAndCrop(image)
+                worstPixel = max(worstPixel, try (crop.to(.float32) - referencePixels[i].to(.float32)).abs().max().item())
+                let logits = try withInferenceMode {
+                    try model(pretrained.preprocessing.normalize(crop).unsqueeze(dim: 0))
+                }
+                XCTAssertEqual(try logits.argmax(dim: 1).itemInt(), Int(expectedTop1[i]), "\(architecture) \(name)")
             }
-                XCTAssertEqual(try logits.argmax(dim: 1).itemInt(), Int(expectedTop1[i]), name)
+            XCTAssertEqual(worstPixel, 0, "\(architecture): our resize + crop should equal PIL's bit for bit")
         }
-        print("end to end: largest pixel difference from torchvision/PIL after resize+crop: \(worstPixel)")
-        XCTAssertEqual(worstPixel, 0, "our resize + crop should equal PIL's bit for bit")
     }
 }
