@@ -1,0 +1,124 @@
+import Foundation
+
+// Adapters from trainer events to the CSV, JSON-lines and TensorBoard writers. Each opens its file
+// at `fitStart`; when the run resumes from a checkpoint, the existing file is kept and whatever an
+// interrupted run logged after the checkpoint's step is dropped (TensorBoard: hidden by a restart
+// marker), so the log reads as one uninterrupted run.
+
+/// Per-epoch history as CSV (`history.csv`, Keras' `CSVLogger`): `epoch,step,<metrics…>` with
+/// epochs counted from 0 as Keras does.
+public final class CSVLoggerCallback: TrainingCallback {
+    public let path: String
+    public private(set) var logger: CSVLogger?
+
+    public init(path: String) { self.path = path }
+
+    public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+        switch event {
+        case .fitStart(let info):
+            let logger = try CSVLogger(path: path, resume: info.resumed)
+            if info.resumed { try logger.truncate(afterStep: info.startStep) }
+            self.logger = logger
+        case .epochEnd(let r):
+            try logger?.log(epoch: r.epoch, step: r.step, metrics: r.metrics)
+        case .fitEnd:
+            logger?.close()
+            logger = nil
+        default:
+            break
+        }
+    }
+}
+
+/// Events as JSON lines (`events.jsonl`): `train` every `everySteps` steps (loss, accuracy, lr),
+/// `validation` and `epoch` per epoch, plus `fit_start`, `phase_change` and `fit_end`.
+public final class JSONLinesLoggerCallback: TrainingCallback {
+    public let path: String
+    public let everySteps: Int
+    public private(set) var logger: JSONLinesLogger?
+
+    public init(path: String, everySteps: Int = 1) {
+        self.path = path
+        self.everySteps = Swift.max(1, everySteps)
+    }
+
+    public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+        switch event {
+        case .fitStart(let info):
+            let logger = try JSONLinesLogger(path: path, resume: info.resumed)
+            if info.resumed { try logger.truncate(afterStep: info.startStep) }
+            self.logger = logger
+            try logger.log(event: "fit_start", epoch: info.startEpoch, step: info.startStep,
+                           info: ["epochs": "\(info.epochs)", "resumed": "\(info.resumed)",
+                                  "model": trainer.modelName])
+        case .batchEnd(let r):
+            guard r.step % everySteps == 0 else { return }
+            var metrics = ["loss": r.loss, "accuracy": r.accuracy]
+            if let lr = r.learningRates.last { metrics["lr"] = lr }
+            if let norm = r.gradientNorm { metrics["grad_norm"] = norm }
+            try logger?.log(event: "train", epoch: r.epoch, step: r.step, metrics: metrics,
+                            info: ["batch": "\(r.batch)"])
+        case .validationEnd(let epoch, let report):
+            try logger?.log(event: "validation", epoch: epoch, step: trainer.state.globalStep, metrics: report.scalars)
+        case .epochEnd(let r):
+            try logger?.log(event: "epoch", epoch: r.epoch, step: r.step, metrics: r.metrics,
+                            info: ["phase": "\(r.phase)", "seconds": String(format: "%.3f", r.seconds)])
+        case .phaseChange(let p):
+            try logger?.log(event: "phase_change", epoch: p.epoch, step: p.step,
+                            info: ["phase": "\(p.phase)", "trainable_tensors": "\(p.trainableParameters.count)",
+                                   "optimizer_state": p.carriedOptimizerState ? "carried" : "fresh"])
+        case .fitEnd(let result):
+            try logger?.log(event: "fit_end", epoch: result.epochs, step: result.globalStep,
+                            info: ["status": result.status.description])
+            logger?.close()
+            logger = nil
+        default:
+            break
+        }
+    }
+}
+
+/// TensorBoard scalars: `batch_loss`, `batch_accuracy`, `learning_rate` in the `train` run every
+/// `everySteps` steps; per epoch `epoch_loss`, `epoch_accuracy` in `train` and the validation
+/// metrics as `epoch_<name>` in `validation` (Keras' naming), all at the global step.
+public final class TensorBoardCallback: TrainingCallback {
+    public let logDirectory: String
+    public let everySteps: Int
+    public private(set) var writer: TensorBoardWriter?
+
+    public init(logDirectory: String, everySteps: Int = 10) {
+        self.logDirectory = logDirectory
+        self.everySteps = Swift.max(1, everySteps)
+    }
+
+    public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+        switch event {
+        case .fitStart(let info):
+            writer = try TensorBoardWriter(logDirectory: logDirectory, resumeAfterStep: info.resumed ? info.startStep : nil)
+        case .batchEnd(let r):
+            guard r.step % everySteps == 0 else { return }
+            var values = ["batch_loss": r.loss, "batch_accuracy": r.accuracy]
+            if let lr = r.learningRates.last { values["learning_rate"] = lr }
+            if let norm = r.gradientNorm { values["gradient_norm"] = norm }
+            try writer?.addScalars(values, step: r.step, run: .train)
+        case .epochEnd(let r):
+            var train: [String: Double] = [:], validation: [String: Double] = [:]
+            for (name, value) in r.metrics {
+                if name.hasPrefix("val_") {
+                    validation["epoch_" + name.dropFirst(4)] = value
+                } else if name == "lr" {
+                    train["epoch_learning_rate"] = value
+                } else {
+                    train["epoch_" + name] = value
+                }
+            }
+            if !train.isEmpty { try writer?.addScalars(train, step: r.step, run: .train) }
+            if !validation.isEmpty { try writer?.addScalars(validation, step: r.step, run: .validation) }
+        case .fitEnd:
+            writer?.close()
+            writer = nil
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Writes resumable checkpoints (see `Checkpoint`) under `directory`:
+///
+/// * `last/` at the end of every epoch, and periodically during training every `everySteps`
+///   optimizer steps and/or every `everySeconds` seconds (TF-slim's `save_interval_secs`); each
+///   save replaces the previous one atomically, so after a crash (even SIGKILL) `last/` holds the
+///   latest complete checkpoint;
+/// * `best/` at the end of an epoch whose monitored metric improved;
+/// * with `saveBestOnly` false, also `epoch-<n>/` after every epoch (n counted from 1).
+///
+/// The monitor defaults to the trainer's (`val_loss` with validation data, else `loss`). Its best
+/// value is saved in checkpoints, so a resumed run only replaces `best/` on a real improvement.
+public final class ModelCheckpoint: StatefulCallback {
+    public enum Kind: String, Codable, Sendable {
+        case best, last, periodic, epoch
+    }
+
+    /// One checkpoint written.
+    public struct Save: Equatable, Sendable {
+        public var kind: Kind
+        /// Epochs completed and global step at the time of the save.
+        public var epoch: Int
+        public var step: Int
+        public var path: String
+    }
+
+    public let directory: String
+    public let saveBestOnly: Bool
+    public let everySteps: Int?
+    public let everySeconds: Double?
+    public let clock: () -> Date
+    private let requestedMonitor: String?
+    private let mode: MonitorMode
+    private let minDelta: Double
+    public private(set) var tracker: MetricTracker?
+    /// Every checkpoint written by this callback, in order.
+    public private(set) var saves: [Save] = []
+    private var lastSave: Date?
+
+    public init(directory: String, monitor: String? = nil, mode: MonitorMode = .auto, saveBestOnly: Bool = true,
+                everySteps: Int? = nil, everySeconds: Double? = nil, minDelta: Double = 0,
+                clock: @escaping () -> Date = Date.init) {
+        self.directory = directory
+        self.requestedMonitor = monitor
+        self.mode = mode
+        self.minDelta = minDelta
+        self.saveBestOnly = saveBestOnly
+        self.everySteps = everySteps
+        self.everySeconds = everySeconds
+        self.clock = clock
+        if let monitor { tracker = MetricTracker(metric: monitor, mode: mode, minDelta: minDelta) }
+    }
+
+    public var lastPath: String { (directory as NSString).appendingPathComponent("last") }
+    public var bestPath: String { (directory as NSString).appendingPathComponent("best") }
+
+    public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+        switch event {
+        case .fitStart:
+            lastSave = clock()
+            if tracker == nil {
+                tracker = MetricTracker(metric: trainer.state.best?.metric ?? "loss", mode: mode, minDelta: minDelta)
+            }
+        case .batchEnd(let result):
+            var due = false
+            if let n = everySteps, n > 0, result.step % n == 0 { due = true }
+            if let seconds = everySeconds, let lastSave, clock().timeIntervalSince(lastSave) >= seconds { due = true }
+            if due { try save(.periodic, to: lastPath, trainer: trainer) }
+        case .epochEnd(let result):
+            if var t = tracker {
+                let improved = t.update(try t.value(in: result.metrics), epoch: result.epoch)
+                tracker = t
+                if improved { try save(.best, to: bestPath, trainer: trainer) }
+            }
+            if !saveBestOnly {
+                let path = (directory as NSString).appendingPathComponent(String(format: "epoch-%04d", result.epoch + 1))
+                try save(.epoch, to: path, trainer: trainer)
+            }
+            try save(.last, to: lastPath, trainer: trainer)
+        default:
+            break
+        }
+    }
+
+    private func save(_ kind: Kind, to path: String, trainer: Trainer) throws {
+        try trainer.saveCheckpoint(to: path)
+        lastSave = clock()
+        saves.append(Save(kind: kind, epoch: trainer.state.epoch, step: trainer.state.globalStep, path: path))
+    }
+
+    // MARK: StatefulCallback
+
+    public var stateKey: String { "model_checkpoint:\(directory)" }
+
+    public func saveState() throws -> String {
+        try TrainingJSON.string(["tracker": tracker])
+    }
+
+    public func restoreState(_ state: String) throws {
+        let saved = try TrainingJSON.decode([String: MetricTracker?].self, state)
+        if let restored = saved["tracker"] ?? nil, tracker == nil || tracker?.metric == restored.metric {
+            tracker = restored
+        }
+    }
+}

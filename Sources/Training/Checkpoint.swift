@@ -1,0 +1,281 @@
+import Foundation
+import NN
+import Optim
+import TensorIO
+import Torch
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `trainer.json`: everything besides tensors that a resumed run needs.
+public struct CheckpointManifest: Codable {
+    public static let formatName = "finetune-checkpoint"
+    public static let currentVersion = 1
+
+    public var format: String
+    public var version: Int
+    /// ISO 8601 time of writing.
+    public var createdAt: String
+    /// The model's type name (e.g. `MobileNetV2`) or zoo architecture, for messages.
+    public var model: String
+    public var configuration: TrainingConfiguration
+    /// Epoch, global step (= the schedule's position), batch position in the epoch, best metric,
+    /// history, freeze state and phase, loader seed and position, callback states.
+    public var state: TrainingState
+    /// Whether `rng.safetensors` holds LibTorch's CPU generator state.
+    public var hasRNGState: Bool
+
+    public init(model: String, configuration: TrainingConfiguration, state: TrainingState, hasRNGState: Bool,
+                createdAt: Date = Date()) {
+        format = Self.formatName
+        version = Self.currentVersion
+        self.createdAt = ISO8601DateFormatter().string(from: createdAt)
+        self.model = model
+        self.configuration = configuration
+        self.state = state
+        self.hasRNGState = hasRNGState
+    }
+}
+
+/// A resumable checkpoint directory:
+///
+/// ```
+/// model.safetensors       the model's state_dict (parameters and buffers)
+/// optimizer.safetensors   the optimizer's state tensors (PyTorch names: <param>.exp_avg, …)
+/// optimizer.json          the optimizer's hyperparameters (OptimizerState.hyperparametersJSON)
+/// trainer.json            CheckpointManifest: configuration and TrainingState
+/// rng.safetensors         LibTorch's CPU generator state ("cpu", uint8)
+/// ```
+///
+/// Writing is atomic at the directory level: everything goes to `<dir>.tmp-<uuid>` (each file
+/// fsynced), the old `<dir>` is renamed aside to `<dir>.old-<uuid>`, the new one renamed into place,
+/// and the old one removed. A crash at any point leaves either the previous or the new checkpoint
+/// readable: a `.tmp-` directory is never read (and is cleaned up by the next write), and if a
+/// crash falls between the two renames, `read` recovers the `.old-` directory.
+public struct Checkpoint {
+    public static let modelFile = "model.safetensors"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let optimizerHyperparametersFile = "optimizer.json"
+    public static let trainerFile = "trainer.json"
+    public static let rngFile = "rng.safetensors"
+    static let requiredFiles = [modelFile, optimizerFile, optimizerHyperparametersFile, trainerFile]
+
+    /// The directory actually read (the requested one, or a recovered `.old-` one).
+    public var directory: String
+    public var manifest: CheckpointManifest
+    public var model: StateDict
+    public var optimizer: OptimizerState
+    public var rngState: Tensor?
+
+    // MARK: - Writing
+
+    /// Writes a checkpoint atomically to `directory` (replacing any checkpoint there).
+    public static func write(to directory: String, manifest: CheckpointManifest, model: StateDict,
+                             optimizer: OptimizerState, rngState: Tensor?) throws {
+        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        let final = url.path
+        let parent = url.deletingLastPathComponent().path
+        let name = url.lastPathComponent
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError.checkpoint(path: final, reason: "cannot create \(parent): \(error.localizedDescription)")
+        }
+        let token = UUID().uuidString
+        let temporary = parent + "/" + name + ".tmp-" + token
+        do {
+            try fm.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+        } catch {
+            throw TrainingError.checkpoint(path: final, reason: "cannot create \(temporary): \(error.localizedDescription)")
+        }
+        var published = false
+        defer { if !published { try? fm.removeItem(atPath: temporary) } }
+
+        var manifest = manifest
+        manifest.hasRNGState = rngState != nil
+        try SafeTensors.write(model, metadata: ["format": "pt"], to: temporary + "/" + modelFile)
+        try SafeTensors.write(optimizer.tensors, metadata: ["optimizer": optimizer.hyperparameters.optimizer],
+                              to: temporary + "/" + optimizerFile)
+        try writeSynced(optimizer.hyperparametersJSON(), to: temporary + "/" + optimizerHyperparametersFile)
+        if let rngState {
+            var rng = StateDict()
+            rng["cpu"] = rngState
+            try SafeTensors.write(rng, to: temporary + "/" + rngFile)
+        }
+        // trainer.json last: its presence marks the directory complete.
+        try writeSynced(TrainingJSON.encode(manifest), to: temporary + "/" + trainerFile)
+        syncDirectory(temporary)
+
+        // Publish: old aside, new in place, old removed.
+        var aside: String?
+        if fm.fileExists(atPath: final) {
+            let old = parent + "/" + name + ".old-" + token
+            guard rename(final, old) == 0 else {
+                throw TrainingError.checkpoint(path: final, reason: "cannot move the previous checkpoint aside: "
+                    + String(cString: strerror(errno)))
+            }
+            aside = old
+        }
+        guard rename(temporary, final) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if let aside { _ = rename(aside, final) }
+            throw TrainingError.checkpoint(path: final, reason: "cannot rename \(temporary) into place: \(reason)")
+        }
+        published = true
+        syncDirectory(parent)
+        if let aside { try? fm.removeItem(atPath: aside) }
+        // Leftovers of earlier crashed writes.
+        for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? []
+        where entry.hasPrefix(name + ".tmp-") || entry.hasPrefix(name + ".old-") {
+            try? fm.removeItem(atPath: parent + "/" + entry)
+        }
+    }
+
+    // MARK: - Reading
+
+    /// Whether `directory` holds every file of a checkpoint and a readable `trainer.json`.
+    public static func isComplete(_ directory: String) -> Bool {
+        let fm = FileManager.default
+        guard requiredFiles.allSatisfy({ fm.fileExists(atPath: directory + "/" + $0) }),
+              let manifest = try? readManifest(directory) else { return false }
+        return !manifest.hasRNGState || fm.fileExists(atPath: directory + "/" + rngFile)
+    }
+
+    /// The complete checkpoint to read for `directory`: itself, or, when a crash interrupted its
+    /// replacement between the two renames, the previous one (`<dir>.old-*`). nil when none.
+    /// Unfinished `<dir>.tmp-*` directories are never used.
+    public static func locate(_ directory: String) -> String? {
+        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        if isComplete(url.path) { return url.path }
+        let parent = url.deletingLastPathComponent().path
+        let prefix = url.lastPathComponent + ".old-"
+        let fm = FileManager.default
+        let candidates = ((try? fm.contentsOfDirectory(atPath: parent)) ?? [])
+            .filter { $0.hasPrefix(prefix) }
+            .map { parent + "/" + $0 }
+            .filter(isComplete)
+        // The newest complete one.
+        return candidates.max { a, b in
+            let da = (try? fm.attributesOfItem(atPath: a)[.modificationDate] as? Date) ?? .distantPast
+            let db = (try? fm.attributesOfItem(atPath: b)[.modificationDate] as? Date) ?? .distantPast
+            return da < db
+        }
+    }
+
+    /// Reads `trainer.json` only.
+    public static func readManifest(_ directory: String) throws -> CheckpointManifest {
+        let path = directory + "/" + trainerFile
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError.checkpoint(path: directory, reason: "no \(trainerFile)")
+        }
+        let manifest: CheckpointManifest
+        do {
+            manifest = try TrainingJSON.decoder.decode(CheckpointManifest.self, from: data)
+        } catch {
+            throw TrainingError.checkpoint(path: directory, reason: "unreadable \(trainerFile): \(error)")
+        }
+        guard manifest.format == CheckpointManifest.formatName else {
+            throw TrainingError.checkpoint(path: directory, reason: "not a finetune checkpoint")
+        }
+        guard manifest.version <= CheckpointManifest.currentVersion else {
+            throw TrainingError.checkpoint(path: directory,
+                                           reason: "written by a newer finetune (format version \(manifest.version))")
+        }
+        return manifest
+    }
+
+    /// Reads the checkpoint at `directory` (see `locate`). Tensors are copied into owned memory.
+    public static func read(from directory: String) throws -> Checkpoint {
+        guard let found = locate(directory) else {
+            throw TrainingError.checkpoint(path: directory, reason: "no complete checkpoint there")
+        }
+        let manifest = try readManifest(found)
+        let model = try SafeTensors.loadCopy(found + "/" + modelFile)
+        let tensors = try SafeTensors.loadCopy(found + "/" + optimizerFile)
+        guard let json = FileManager.default.contents(atPath: found + "/" + optimizerHyperparametersFile) else {
+            throw TrainingError.checkpoint(path: found, reason: "no \(optimizerHyperparametersFile)")
+        }
+        let optimizer = try OptimizerState(tensors: tensors, hyperparametersJSON: json)
+        var rng: Tensor?
+        if manifest.hasRNGState {
+            guard let t = try SafeTensors.loadCopy(found + "/" + rngFile)["cpu"] else {
+                throw TrainingError.checkpoint(path: found, reason: "\(rngFile) has no 'cpu' state")
+            }
+            rng = t
+        }
+        return Checkpoint(directory: found, manifest: manifest, model: model, optimizer: optimizer, rngState: rng)
+    }
+
+    // MARK: - Files
+
+    static func writeSynced(_ data: Foundation.Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw TrainingError.checkpoint(path: path, reason: "cannot create: " + String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < raw.count {
+                let n = posixWrite(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    throw TrainingError.checkpoint(path: path, reason: "cannot write: " + String(cString: strerror(errno)))
+                }
+                offset += n
+            }
+        }
+        guard fsync(fd) == 0 else {
+            throw TrainingError.checkpoint(path: path, reason: "cannot fsync: " + String(cString: strerror(errno)))
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+}
+
+/// JSON settings for training files: sorted keys, pretty printed, and non-finite numbers as the
+/// strings "NaN", "Infinity", "-Infinity" (strict JSON has no literal for them).
+enum TrainingJSON {
+    static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
+                                                                negativeInfinity: "-Infinity", nan: "NaN")
+        return e
+    }
+
+    static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity",
+                                                                  negativeInfinity: "-Infinity", nan: "NaN")
+        return d
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> Foundation.Data { try encoder.encode(value) }
+
+    static func string<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ string: String) throws -> T {
+        try decoder.decode(type, from: Foundation.Data(string.utf8))
+    }
+}
+
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, buffer, count)
+    #else
+    return Darwin.write(fd, buffer, count)
+    #endif
+}

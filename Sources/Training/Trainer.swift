@@ -1,0 +1,599 @@
+import Data
+import Foundation
+import NN
+import Optim
+import Torch
+import Vision
+
+// MARK: - State
+
+/// Running sums of the current epoch's training batches.
+public struct EpochAccumulator: Codable, Equatable, Sendable {
+    public var lossSum = 0.0
+    public var samples = 0
+    public var correct = 0
+    public var batches = 0
+
+    public init() {}
+
+    public var meanLoss: Double { samples > 0 ? lossSum / Double(samples) : .nan }
+    public var accuracy: Double { samples > 0 ? Double(correct) / Double(samples) : 0 }
+}
+
+/// One epoch of history (what `history.csv` holds).
+public struct HistoryRow: Codable, Equatable, Sendable {
+    public var epoch: Int
+    /// The global step at the end of the epoch.
+    public var step: Int
+    public var phase: Int
+    public var metrics: [String: Double]
+}
+
+/// What determines a training loader's batches: with the same values, epoch `e`'s batches are the
+/// same, so a run can resume in the middle of an epoch.
+public struct LoaderPosition: Codable, Equatable, Sendable {
+    public var seed: UInt64
+    public var shuffle: Bool
+    public var balanced: Bool
+    public var batchSize: Int
+    public var batchesPerEpoch: Int
+    public var samples: Int
+
+    public init(_ loader: DataLoader) {
+        seed = loader.seed
+        shuffle = loader.shuffle
+        balanced = loader.sampler != nil
+        batchSize = loader.batchSize
+        batchesPerEpoch = loader.batchesPerEpoch
+        samples = loader.dataset.count
+    }
+}
+
+/// Everything about a run's progress that a checkpoint must hold (`trainer.json`).
+public struct TrainingState: Codable, Equatable {
+    /// Epochs completed.
+    public var epoch = 0
+    /// Optimizer steps taken: the schedule's position.
+    public var globalStep = 0
+    /// The next batch number to train in epoch `epoch` (0 at an epoch boundary).
+    public var batchInEpoch = 0
+    /// Sums over the batches of epoch `epoch` trained so far.
+    public var accumulator = EpochAccumulator()
+    /// The `epochs` of the current `fit` and the loader's batches per epoch (for the schedule's length).
+    public var totalEpochs: Int?
+    public var stepsPerEpoch: Int?
+    /// The monitored metric (name, mode, best value and epoch).
+    public var best: MetricTracker?
+    public var history: [HistoryRow] = []
+    /// Frozen scopes, the BatchNorm flag and the phase (1, or 2 in a two-phase run).
+    public var freeze: FreezeState
+    public var phase = 1
+    public var phaseStartEpoch = 0
+    public var phaseStartStep = 0
+    /// Phase 1's plateau detector (two-phase with a plateau trigger) and whether it fired.
+    public var phaseOneTracker: MetricTracker?
+    public var phaseTwoPending = false
+    /// The training loader's seed and batching (its epoch/batch position is `epoch`/`batchInEpoch`).
+    public var loader: LoaderPosition?
+    /// Each optimizer group's name and base (unscheduled) learning rate.
+    public var parameterGroups: [String]
+    public var baseLearningRates: [Double]
+    /// `StatefulCallback` states by key.
+    public var callbackStates: [String: String] = [:]
+    /// `new`, `running`, `completed`, `stopped` or `interrupted`.
+    public var status = "new"
+
+    public init(freeze: FreezeState, parameterGroups: [String], baseLearningRates: [Double]) {
+        self.freeze = freeze
+        self.parameterGroups = parameterGroups
+        self.baseLearningRates = baseLearningRates
+    }
+}
+
+// MARK: - Trainer
+
+/// Fine-tunes a classifier: `fit` trains for a number of epochs with optional validation, emitting
+/// `TrainingEvent`s to its callbacks; `evaluate` computes an `EvaluationReport` in inference mode;
+/// `saveCheckpoint` / `Trainer.resume(from:model:)` save and restore the complete state, so a
+/// resumed run (even from the middle of an epoch) ends with bit-identical weights.
+///
+/// * **Model.** Any `Module` whose forward maps images [N, 3, H, W] to logits [N, C] (or [N, 1] in
+///   binary mode). Layer groups come from `ImageClassifier.layerGroups`, else the top-level children.
+/// * **Step.** Zero gradients, set the scheduled learning rates (from the global step), forward
+///   (under bf16 autocast when configured), loss (cross entropy with label smoothing and class
+///   weights, or BCE-with-logits), backward, optional clipping to a global norm, optimizer step.
+/// * **Modes.** `model.train()` at each epoch; frozen modules keep inference behaviour by
+///   themselves (`Module.isFrozen`); evaluation runs `eval()` in inference mode.
+/// * **Interruption.** With a `signalStop`, the flag is checked after every batch; when set, a
+///   resumable checkpoint goes to `configuration.checkpointDirectory`/last and `fit` returns
+///   `.interrupted`.
+public final class Trainer {
+    public let model: Module
+    public let layout: ModelLayout
+    public private(set) var configuration: TrainingConfiguration
+    public private(set) var optimizer: Optimizer
+    public internal(set) var state: TrainingState
+    public var callbacks: [TrainingCallback]
+    /// Polled after every batch (see `SignalStop`).
+    public var signalStop: SignalStop?
+    /// Called with each epoch's metrics before the trainer and callbacks use them: add custom
+    /// metrics, or (in tests) inject values.
+    public var epochMetricsHook: ((_ epoch: Int, _ metrics: inout [String: Double]) throws -> Void)?
+    /// The last validation report and batch result.
+    public private(set) var lastValidationReport: EvaluationReport?
+    public private(set) var lastBatch: BatchResult?
+
+    private var stopReason: String?
+    private var classWeightTensor: Tensor?
+    private var pendingCallbackStates: [String: String] = [:]
+
+    /// Prepares training: validates the configuration, seeds LibTorch (when `seed` is set), applies
+    /// `configuration.freeze` (or records the model's current freeze state) and builds the optimizer.
+    public convenience init(model: Module, configuration: TrainingConfiguration = TrainingConfiguration(),
+                            callbacks: [TrainingCallback] = []) throws {
+        try self.init(model: model, configuration: configuration, callbacks: callbacks, restoring: nil)
+    }
+
+    init(model: Module, configuration: TrainingConfiguration, callbacks: [TrainingCallback],
+         restoring checkpoint: Checkpoint?) throws {
+        try configuration.validate()
+        let layout = ModelLayout(model)
+        let freeze: FreezeState
+        let phase: Int
+        if let checkpoint {
+            freeze = checkpoint.manifest.state.freeze
+            phase = checkpoint.manifest.state.phase
+            try freeze.apply(to: model)
+        } else {
+            if let seed = configuration.seed { Runtime.manualSeed(seed) }
+            freeze = try configuration.freeze?.apply(to: model, layout: layout) ?? FreezeState.capture(model)
+            phase = 1
+        }
+        let built = try Self.buildOptimizer(model: model, layout: layout,
+                                            config: Self.optimizerConfig(configuration, phase: phase),
+                                            policy: Self.learningRatePolicy(configuration, phase: phase))
+        self.model = model
+        self.layout = layout
+        self.configuration = configuration
+        self.callbacks = callbacks
+        self.optimizer = built.optimizer
+        self.state = TrainingState(freeze: freeze, parameterGroups: built.names, baseLearningRates: built.bases)
+        self.classWeightTensor = try configuration.classWeights.map { try Tensor($0.map { Float($0) }) }
+        if let checkpoint { try restore(checkpoint, baseLearningRates: built.bases) }
+    }
+
+    /// Rebuilds a trainer from a checkpoint directory written by `saveCheckpoint` (or a
+    /// `ModelCheckpoint`): the configuration, model weights and buffers, freeze state and phase
+    /// (never re-frozen from the configuration), optimizer state, schedule position, loader
+    /// position, history, best metric, callback states and LibTorch's CPU generator.
+    ///
+    /// `model` must be the same architecture, freshly built. `configure` may change settings that do
+    /// not affect the arithmetic (e.g. `checkpointDirectory`).
+    public static func resume(from directory: String, model: Module, callbacks: [TrainingCallback] = [],
+                              configure: ((inout TrainingConfiguration) -> Void)? = nil) throws -> Trainer {
+        let checkpoint = try Checkpoint.read(from: directory)
+        var configuration = checkpoint.manifest.configuration
+        configure?(&configuration)
+        return try Trainer(model: model, configuration: configuration, callbacks: callbacks, restoring: checkpoint)
+    }
+
+    private func restore(_ checkpoint: Checkpoint, baseLearningRates: [Double]) throws {
+        let saved = checkpoint.manifest.state
+        do {
+            try model.load(checkpoint.model, strict: true)
+        } catch {
+            throw TrainingError.resumeMismatch("the checkpoint's weights do not fit the model: \(error)")
+        }
+        guard saved.parameterGroups == state.parameterGroups else {
+            throw TrainingError.resumeMismatch("the checkpoint's optimizer groups \(saved.parameterGroups) differ from "
+                + "the model's \(state.parameterGroups)")
+        }
+        do {
+            try optimizer.load(checkpoint.optimizer)
+        } catch {
+            throw TrainingError.resumeMismatch("the checkpoint's optimizer state does not fit: \(error)")
+        }
+        if let rng = checkpoint.rngState { try Runtime.setCPURNGState(rng) }
+        state = saved
+        // Recomputed from the configuration exactly as the original run computed them.
+        state.baseLearningRates = baseLearningRates
+        pendingCallbackStates = saved.callbackStates
+    }
+
+    // MARK: - Optimizer construction
+
+    static func optimizerConfig(_ configuration: TrainingConfiguration, phase: Int) -> OptimizerConfig {
+        phase == 2 ? configuration.phaseTwo?.optimizer ?? configuration.optimizer : configuration.optimizer
+    }
+
+    static func learningRatePolicy(_ configuration: TrainingConfiguration, phase: Int) -> LearningRatePolicy {
+        phase == 2 ? configuration.phaseTwo?.learningRates ?? configuration.learningRates : configuration.learningRates
+    }
+
+    static func buildOptimizer(model: Module, layout: ModelLayout, config: OptimizerConfig,
+                               policy: LearningRatePolicy) throws
+        -> (optimizer: Optimizer, names: [String], bases: [Double]) {
+        let groups = try ParameterGrouping.groups(for: model, layout: layout, policy: policy,
+                                                  headLearningRate: config.learningRate)
+        let optimizer = try config.makeOptimizer(groups.map(\.group))
+        return (optimizer, groups.map(\.name), optimizer.learningRates)
+    }
+
+    /// The optimizer groups' names (`all`, or layer groups for discriminative learning rates).
+    public var parameterGroupNames: [String] { state.parameterGroups }
+
+    // MARK: - Control
+
+    /// Asks `fit` to stop after the current batch (status `.stopped`).
+    public func requestStop(_ reason: String = "stop requested") {
+        if stopReason == nil { stopReason = reason }
+    }
+
+    public var isStopRequested: Bool { stopReason != nil }
+
+    func dispatch(_ event: TrainingEvent) throws {
+        for callback in callbacks {
+            do {
+                try callback.handle(event, trainer: self)
+            } catch let control as TrainingControl {
+                requestStop(control.reason)
+            }
+        }
+    }
+
+    // MARK: - Fit
+
+    /// Trains until `epochs` epochs are complete (counting epochs done before a resume; Keras'
+    /// `initial_epoch` semantics), validating after each epoch when `validation` is given.
+    ///
+    /// The schedule spans `epochs` epochs, so a resumed run must pass the same `epochs` as the
+    /// original to get the same learning rates.
+    ///
+    /// Returns normally when all epochs ran, when a callback threw `TrainingControl.stop`, or on an
+    /// interrupt; other errors propagate (the state stays consistent at the last completed step).
+    @discardableResult
+    public func fit(train: DataLoader, validation: DataLoader? = nil, epochs: Int) throws -> FitResult {
+        guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be at least 1, got \(epochs)") }
+        let batchesPerEpoch = train.batchesPerEpoch
+        guard batchesPerEpoch > 0 else {
+            throw TrainingError.invalidConfiguration("the training loader yields no batch (\(train.dataset.count) "
+                + "samples, batch size \(train.batchSize))")
+        }
+        let classCount = try resolveClassCount(train.dataset)
+        let position = LoaderPosition(train)
+        if state.batchInEpoch > 0, let saved = state.loader, saved != position {
+            throw TrainingError.resumeMismatch("the run stopped in the middle of epoch \(state.epoch + 1) with "
+                + "different training data or batching (seed, shuffle, batch size, sample count); "
+                + "resume with the same loader settings")
+        }
+        state.loader = position
+        state.totalEpochs = epochs
+        state.stepsPerEpoch = batchesPerEpoch
+
+        let monitor = configuration.monitor ?? (validation != nil ? "val_loss" : "loss")
+        if state.best?.metric != monitor {
+            state.best = MetricTracker(metric: monitor, mode: configuration.monitorMode)
+        }
+        if let p2 = configuration.phaseTwo, case let .plateau(metric, mode, _, minDelta) = p2.trigger,
+           state.phaseOneTracker == nil {
+            state.phaseOneTracker = MetricTracker(metric: metric, mode: mode, minDelta: minDelta)
+        }
+        for callback in callbacks {
+            guard let stateful = callback as? StatefulCallback,
+                  let saved = pendingCallbackStates.removeValue(forKey: stateful.stateKey) else { continue }
+            try stateful.restoreState(saved)
+        }
+
+        stopReason = nil
+        state.status = "running"
+        let info = FitInfo(epochs: epochs, startEpoch: state.epoch, startStep: state.globalStep,
+                           startBatch: state.batchInEpoch, batchesPerEpoch: batchesPerEpoch,
+                           resumed: state.globalStep > 0 || state.epoch > 0, hasValidation: validation != nil)
+        try dispatch(.fitStart(info))
+
+        var status = FitStatus.completed
+        epochLoop: while state.epoch < epochs {
+            if let reason = stopReason { status = .stopped(reason: reason); break }
+            if let interrupted = try handleInterrupt() { status = interrupted; break }
+            try enterPhaseTwoIfDue()
+            let started = Date()
+            model.train()
+            let resumeAt = state.batchInEpoch
+            if resumeAt == 0 { state.accumulator = EpochAccumulator() }
+            try dispatch(.epochStart(epoch: state.epoch, resumedAtBatch: resumeAt))
+            if let reason = stopReason { status = .stopped(reason: reason); break }
+
+            let run = train.epoch(state.epoch)
+            while let batch = try run.nextBatch() {
+                // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
+                // skipping the ones already trained lands exactly where the checkpoint was taken.
+                if batch.number < resumeAt { continue }
+                try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
+                let result = try trainStep(batch)
+                try dispatch(.batchEnd(result))
+                if stopReason != nil || signalStop?.isTriggered == true { break }
+            }
+            run.cancel()
+            if let interrupted = try handleInterrupt() { status = interrupted; break epochLoop }
+            if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
+            try finishEpoch(validation: validation, classCount: classCount, started: started)
+        }
+        if status == .completed, let reason = stopReason { status = .stopped(reason: reason) }
+        state.status = status.name
+        let result = FitResult(status: status, epochs: state.epoch, globalStep: state.globalStep,
+                               history: state.history, best: state.best)
+        try dispatch(.fitEnd(result))
+        return result
+    }
+
+    private func handleInterrupt() throws -> FitStatus? {
+        guard let signalStop, signalStop.isTriggered else { return nil }
+        signalStop.reset()
+        var path: String?
+        if let directory = configuration.checkpointDirectory {
+            let target = URL(fileURLWithPath: directory).appendingPathComponent("last").path
+            state.status = "interrupted"
+            try saveCheckpoint(to: target)
+            path = target
+        }
+        return .interrupted(checkpoint: path)
+    }
+
+    private func finishEpoch(validation: DataLoader?, classCount: Int, started: Date) throws {
+        let epoch = state.epoch
+        var metrics: [String: Double] = ["loss": state.accumulator.meanLoss, "accuracy": state.accumulator.accuracy]
+        if let lr = optimizer.learningRates.last { metrics["lr"] = lr }
+        var report: EvaluationReport?
+        if let validation {
+            try dispatch(.validationStart(epoch: epoch))
+            let r = try evaluate(validation)
+            report = r
+            lastValidationReport = r
+            for (key, value) in r.scalars { metrics["val_" + key] = value }
+            try dispatch(.validationEnd(epoch: epoch, report: r))
+        }
+        try epochMetricsHook?(epoch, &metrics)
+
+        var improved = false
+        if var tracker = state.best {
+            improved = tracker.update(try tracker.value(in: metrics), epoch: epoch)
+            state.best = tracker
+        }
+        if state.phase == 1, let p2 = configuration.phaseTwo, case let .plateau(_, _, patience, _) = p2.trigger,
+           var tracker = state.phaseOneTracker {
+            let better = tracker.update(try tracker.value(in: metrics), epoch: epoch)
+            state.phaseOneTracker = tracker
+            // Keras' EarlyStopping rule: `patience` epochs in a row without improvement.
+            if !better && tracker.wait >= patience { state.phaseTwoPending = true }
+        }
+        state.history.append(HistoryRow(epoch: epoch, step: state.globalStep, phase: state.phase, metrics: metrics))
+        state.epoch += 1
+        state.batchInEpoch = 0
+        state.accumulator = EpochAccumulator()
+        try dispatch(.epochEnd(EpochResult(epoch: epoch, step: state.globalStep, phase: state.phase, metrics: metrics,
+                                           validation: report, seconds: Date().timeIntervalSince(started),
+                                           improved: improved)))
+    }
+
+    // MARK: - Phases
+
+    private func enterPhaseTwoIfDue() throws {
+        guard state.phase == 1, state.batchInEpoch == 0, let p2 = configuration.phaseTwo else { return }
+        switch p2.trigger {
+        case .afterEpochs(let n): guard state.epoch >= n else { return }
+        case .plateau: guard state.phaseTwoPending else { return }
+        }
+        try enterPhaseTwo(p2)
+    }
+
+    /// Unfreezes for phase 2 and rebuilds the optimizer, carrying the state of parameters trained
+    /// in phase 1 over by name when the optimizer kind and state layout agree.
+    private func enterPhaseTwo(_ p2: PhaseTwo) throws {
+        let frozen: [String]
+        switch p2.unfreeze {
+        case .all: frozen = []
+        case .top(let n): frozen = Array(layout.backboneGroups.prefix(Swift.max(0, layout.backboneGroups.count - n)))
+        }
+        let freeze = FreezeState(frozenScopes: frozen, trainBatchNorm: p2.trainBatchNorm ?? state.freeze.trainBatchNorm,
+                                 phase: 2)
+        try freeze.apply(to: model)
+        let previous = optimizer.stateDict()
+        let built = try Self.buildOptimizer(model: model, layout: layout, config: p2.optimizer, policy: p2.learningRates)
+        let next = built.optimizer
+        var carried = false
+        var note: String?
+        let nextKind = next.stateDict().hyperparameters.optimizer
+        if previous.hyperparameters.optimizer == nextKind {
+            let groups = next.parameterGroups
+            do {
+                try next.load(previous)
+                carried = true
+            } catch {
+                note = "optimizer state starts fresh: \(error)"
+            }
+            // `load` adopts the saved groups' rates; phase 2 has its own.
+            for i in next.parameterGroups.indices {
+                next.parameterGroups[i].learningRate = groups[i].learningRate
+                next.parameterGroups[i].weightDecay = groups[i].weightDecay
+            }
+        } else {
+            note = "phase 1 used \(previous.hyperparameters.optimizer), phase 2 uses \(nextKind): optimizer state starts fresh"
+        }
+        optimizer = next
+        state.freeze = freeze.capturingResult(of: model)
+        state.phase = 2
+        state.phaseStartEpoch = state.epoch
+        state.phaseStartStep = state.globalStep
+        state.phaseTwoPending = false
+        state.parameterGroups = built.names
+        state.baseLearningRates = built.bases
+        try dispatch(.phaseChange(PhaseChange(phase: 2, epoch: state.epoch, step: state.globalStep,
+                                              trainableParameters: state.freeze.trainableParameters,
+                                              frozenScopes: frozen, carriedOptimizerState: carried, note: note)))
+    }
+
+    // MARK: - Steps
+
+    /// The schedule of the current phase and its length in steps.
+    private func applySchedule() throws {
+        let config = state.phase == 2 ? configuration.phaseTwo?.schedule ?? configuration.schedule
+                                      : configuration.schedule
+        let perEpoch = state.stepsPerEpoch ?? 1
+        let total = state.totalEpochs ?? 1
+        var phaseEpochs = total - state.phaseStartEpoch
+        if state.phase == 1, let p2 = configuration.phaseTwo, case .afterEpochs(let n) = p2.trigger {
+            phaseEpochs = Swift.min(n, total)
+        }
+        try config.schedule.apply(to: optimizer, baseLearningRates: state.baseLearningRates,
+                                  step: state.globalStep - state.phaseStartStep,
+                                  totalSteps: Swift.max(1, phaseEpochs * perEpoch))
+    }
+
+    /// One optimizer step on `batch` (public for custom loops; `fit` calls it).
+    @discardableResult
+    public func trainStep(_ batch: Batch) throws -> BatchResult {
+        try applySchedule()
+        let learningRates = optimizer.learningRates
+        try optimizer.zeroGrad()
+        let labels = batch.labels
+        let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
+            let output = try model(batch.images)
+            let logits = output.dtype == .float32 ? output : try output.to(.float32)
+            return (try computeLoss(logits: logits, labels: labels), logits)
+        }
+        try loss.backward()
+        var norm: Double?
+        if let maxNorm = configuration.gradientClipNorm {
+            norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
+                                             maxNorm: maxNorm)
+        }
+        try optimizer.step()
+        try optimizer.zeroGrad()
+        let lossValue = try loss.item()
+        let correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: labels) }
+        let n = batch.count
+        state.globalStep += 1
+        state.batchInEpoch = batch.number + 1
+        state.accumulator.lossSum += lossValue * Double(n)
+        state.accumulator.samples += n
+        state.accumulator.correct += correct
+        state.accumulator.batches += 1
+        let result = BatchResult(epoch: state.epoch, batch: batch.number, step: state.globalStep, samples: n,
+                                 loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
+                                 learningRates: learningRates, gradientNorm: norm,
+                                 epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy)
+        lastBatch = result
+        return result
+    }
+
+    /// The configured loss of float32 `logits` against int64 class `labels`.
+    public func computeLoss(logits: Tensor, labels: Tensor) throws -> Tensor {
+        let smoothing = configuration.labelSmoothing
+        switch configuration.loss {
+        case .crossEntropy:
+            return try Functional.crossEntropy(logits, target: labels, weight: classWeightTensor,
+                                               labelSmoothing: smoothing)
+        case .binary:
+            let z = try logits.reshape([-1])
+            guard z.count == labels.count else {
+                throw TrainingError.invalidConfiguration("binary mode needs one logit per sample; the model's output "
+                    + "has shape \(logits.shape) for \(labels.count) labels")
+            }
+            var target = try labels.to(.float32)
+            if smoothing > 0 { target = try target * (1 - smoothing) + smoothing / 2 }
+            let weight = try classWeightTensor.map { try $0.indexSelect(dim: 0, index: labels) }
+            return try Functional.binaryCrossEntropyWithLogits(z, target: target, weight: weight)
+        }
+    }
+
+    private func countCorrect(logits: Tensor, labels: Tensor) throws -> Int {
+        switch configuration.loss {
+        case .crossEntropy:
+            return try logits.argmax(dim: 1).eq(labels).sum().itemInt()
+        case .binary:
+            return try logits.reshape([-1]).gt(0).to(.int64).eq(labels).sum().itemInt()
+        }
+    }
+
+    /// Scales the gradients of `parameters` in place so their global L2 norm is at most `maxNorm`
+    /// (PyTorch's `clip_grad_norm_`: coefficient `min(1, maxNorm / (norm + 1e-6))`, computed with
+    /// tensor ops). Returns the norm before clipping.
+    @discardableResult
+    public static func clipGradientNorm(_ parameters: [Tensor], maxNorm: Double) throws -> Double {
+        let gradients = parameters.compactMap(\.grad)
+        guard !gradients.isEmpty else { return 0 }
+        return try withNoGrad {
+            let norms = try Tensor.stack(gradients.map { try $0.norm(p: 2) })
+            let total = try norms.norm(p: 2)
+            let coefficient = try ((total + 1e-6).reciprocal() * maxNorm).clamp(max: 1)
+            for g in gradients { try g.mul_(coefficient) }
+            return try total.item()
+        }
+    }
+
+    // MARK: - Evaluation
+
+    /// Loss, accuracy, top-5 (more than 5 classes), AUC and the rest of `EvaluationReport` over
+    /// `loader`, in eval mode and LibTorch's inference mode. The model's mode is restored after.
+    public func evaluate(_ loader: DataLoader) throws -> EvaluationReport {
+        let classCount = try resolveClassCount(loader.dataset)
+        let names = loader.dataset.classNames
+        var metrics = try ClassificationMetrics(classCount: classCount,
+                                                classNames: names.count == classCount ? names : nil)
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        let binary = configuration.loss == .binary
+        try withInferenceMode {
+            let run = loader.epoch(0)
+            while let batch = try run.nextBatch() {
+                let output = try withAutocast(enabled: configuration.autocastBF16) { try model(batch.images) }
+                let logits = output.dtype == .float32 ? output : try output.to(.float32)
+                let loss = try computeLoss(logits: logits, labels: batch.labels).item()
+                try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)
+            }
+        }
+        return metrics.report()
+    }
+
+    private func resolveClassCount(_ dataset: any ImageDataset) throws -> Int {
+        let outputs = (model as? ImageClassifier)?.numClasses
+        if configuration.loss == .binary {
+            guard dataset.classNames.count <= 2 else {
+                throw TrainingError.invalidConfiguration("binary mode needs 2 classes, the data has "
+                    + "\(dataset.classNames.count)")
+            }
+            if let outputs, outputs != 1 {
+                throw TrainingError.invalidConfiguration("binary mode needs a head with 1 output, the model has \(outputs)")
+            }
+            return 2
+        }
+        let count = dataset.classNames.count
+        if let outputs, outputs != count {
+            throw TrainingError.invalidConfiguration("the model has \(outputs) outputs but the data has \(count) classes")
+        }
+        if let weights = configuration.classWeights, weights.count != count {
+            throw TrainingError.invalidConfiguration("\(weights.count) class weights for \(count) classes")
+        }
+        return count
+    }
+
+    // MARK: - Checkpoints
+
+    /// The model's name recorded in checkpoints.
+    public var modelName: String { (model as? ImageClassifier)?.architecture ?? model.typeName }
+
+    /// Writes a resumable checkpoint (see `Checkpoint`) atomically to `directory`.
+    public func saveCheckpoint(to directory: String) throws {
+        var snapshot = state
+        var states = pendingCallbackStates
+        for callback in callbacks {
+            if let stateful = callback as? StatefulCallback { states[stateful.stateKey] = try stateful.saveState() }
+        }
+        snapshot.callbackStates = states
+        let manifest = CheckpointManifest(model: modelName, configuration: configuration, state: snapshot,
+                                          hasRNGState: true)
+        try Checkpoint.write(to: directory, manifest: manifest, model: model.stateDict(),
+                             optimizer: optimizer.stateDict(), rngState: Runtime.cpuRNGState())
+    }
+}

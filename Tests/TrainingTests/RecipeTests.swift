@@ -1,0 +1,233 @@
+import Data
+import Foundation
+import NN
+import Optim
+import Torch
+import Training
+import XCTest
+
+/// Freezing specifications and the recipes: head-only, two-phase, discriminative learning rates,
+/// freeze-until; scope patterns and errors; the freeze state across checkpoints.
+final class RecipeTests: XCTestCase {
+    lazy var data: LabeledDataset = try! TRData.dataset()
+
+    func trainer(_ recipe: Recipe, optimizer: OptimizerConfig = .sgd(learningRate: 0.05),
+                 callbacks: [TrainingCallback] = []) throws -> Trainer {
+        Runtime.manualSeed(11)
+        var config = TrainingConfiguration(optimizer: optimizer)
+        config.apply(recipe)
+        return try Trainer(model: TRTinyNet(), configuration: config, callbacks: callbacks)
+    }
+
+    func assertRates(_ actual: [Double], _ expected: [Double], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, "\(actual)", file: file, line: line)
+        for (a, e) in zip(actual, expected) { XCTAssertEqual(a, e, accuracy: e * 1e-12, "\(actual)", file: file, line: line) }
+    }
+
+    static let headKeys = ["classifier.1.weight", "classifier.1.bias"]
+
+    func testHeadOnlyLeavesFrozenParametersAndBatchNormBuffersBitIdentical() throws {
+        let trainer = try trainer(.headOnly(trainBatchNorm: false))
+        let model = trainer.model
+        XCTAssertEqual(model.trainableParameters().map(\.0), Self.headKeys)
+        XCTAssertEqual(trainer.state.freeze.frozenScopes, ["features.0", "features.1", "features.2"])
+        let before = try TRData.snapshot(model.stateDict())
+        try trainer.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false), epochs: 2)
+        let after = try TRData.snapshot(model.stateDict())
+        var checkedBuffers = 0
+        for key in model.stateDict().keys where key.hasPrefix("features.") {
+            XCTAssertEqual(after[key], before[key], "\(key) changed")
+            if key.hasSuffix("running_mean") || key.hasSuffix("running_var") || key.hasSuffix("num_batches_tracked") {
+                checkedBuffers += 1
+            }
+        }
+        XCTAssertEqual(checkedBuffers, 9)
+        for key in Self.headKeys { XCTAssertNotEqual(after[key], before[key], "\(key) should train") }
+    }
+
+    func testHeadOnlyWithTrainBatchNormUpdatesOnlyRunningStatistics() throws {
+        let trainer = try trainer(.headOnly(trainBatchNorm: true))
+        let model = trainer.model
+        XCTAssertEqual(model.trainableParameters().map(\.0), Self.headKeys)
+        let before = try TRData.snapshot(model.stateDict())
+        try trainer.fit(train: TRData.loader(data), epochs: 1)
+        let after = try TRData.snapshot(model.stateDict())
+        for (key, _) in model.namedParameters() where key.hasPrefix("features.") {
+            XCTAssertEqual(after[key], before[key], key)
+        }
+        XCTAssertNotEqual(after["features.0.1.running_mean"], before["features.0.1.running_mean"])
+        XCTAssertNotEqual(after["features.2.1.num_batches_tracked"], before["features.2.1.num_batches_tracked"])
+    }
+
+    func testTwoPhaseUnfreezesAndCarriesOptimizerStateByName() throws {
+        var headMomentum: [UInt8]?
+        var phaseChange: PhaseChange?
+        var stateAtPhaseChange: [String: [UInt8]] = [:]
+        var learningRatesAtPhaseChange: [Double] = []
+        let recorder = TREventRecorder { event, trainer in
+            switch event {
+            case .epochEnd(let r) where r.epoch == 1:
+                headMomentum = try trainer.optimizer.stateDict().tensors["classifier.1.weight.momentum_buffer"]
+                    .map(TRData.bytes)
+            case .phaseChange(let change):
+                phaseChange = change
+                stateAtPhaseChange = try TRData.snapshot(trainer.optimizer.stateDict().tensors)
+                learningRatesAtPhaseChange = trainer.optimizer.learningRates
+            default: break
+            }
+        }
+        let recipe = Recipe.twoPhase(phaseOneEpochs: 2, unfreeze: .top(1))
+        let trainer = try trainer(recipe, optimizer: .sgd(learningRate: 0.05, momentum: 0.9), callbacks: [recorder])
+        let phaseOneTrainable = trainer.model.trainableParameters().map(\.0)
+        XCTAssertEqual(phaseOneTrainable, Self.headKeys)
+        try trainer.fit(train: TRData.loader(data), epochs: 3)
+
+        let change = try XCTUnwrap(phaseChange)
+        XCTAssertEqual(change.epoch, 2)
+        XCTAssertEqual(change.step, 12)
+        XCTAssertTrue(change.carriedOptimizerState, change.note ?? "")
+        XCTAssertEqual(change.frozenScopes, ["features.0", "features.1"])
+        let phaseTwoTrainable = trainer.model.trainableParameters().map(\.0)
+        XCTAssertGreaterThan(phaseTwoTrainable.count, phaseOneTrainable.count)
+        XCTAssertTrue(phaseTwoTrainable.contains("features.2.0.weight"))
+        XCTAssertFalse(phaseTwoTrainable.contains("features.1.0.weight"))
+        // The head's momentum buffer came over by name; the newly trainable parameters start fresh.
+        XCTAssertEqual(stateAtPhaseChange["classifier.1.weight.momentum_buffer"], try XCTUnwrap(headMomentum))
+        XCTAssertNil(stateAtPhaseChange["features.2.0.weight.momentum_buffer"])
+        // Phase 2 runs at the Keras guide's SGD 1e-4, momentum 0.9.
+        XCTAssertEqual(learningRatesAtPhaseChange, [1e-4])
+        XCTAssertEqual((trainer.optimizer as? SGD)?.momentum, 0.9)
+        XCTAssertEqual(trainer.state.phase, 2)
+        XCTAssertEqual(trainer.state.freeze.phase, 2)
+        XCTAssertEqual(trainer.state.history.map(\.phase), [1, 1, 2])
+        XCTAssertNotNil(trainer.optimizer.stateDict().tensors["features.2.0.weight.momentum_buffer"])
+    }
+
+    func testTwoPhasePlateauTriggerAndAllUnfrozen() throws {
+        var config = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        config.apply(.twoPhase(PhaseTwo(trigger: .plateau(metric: "val_loss", mode: .auto, patience: 1, minDelta: 0),
+                                        unfreeze: .all, optimizer: .adam(learningRate: 1e-4))))
+        Runtime.manualSeed(12)
+        var changedAt: Int?
+        let recorder = TREventRecorder { event, _ in
+            if case .phaseChange(let p) = event { changedAt = p.epoch }
+        }
+        let trainer = try Trainer(model: TRTinyNet(), configuration: config, callbacks: [recorder])
+        let injected = [1.0, 0.8, 0.9, 0.7, 0.6]
+        trainer.epochMetricsHook = { epoch, metrics in metrics["val_loss"] = injected[epoch] }
+        try trainer.fit(train: TRData.loader(data, batchSize: 16), epochs: 5)
+        // Epoch 2 (0.9) fails to improve on 0.8: with patience 1, phase 2 starts at epoch 3.
+        XCTAssertEqual(changedAt, 3)
+        XCTAssertEqual(trainer.model.trainableParameters().count, trainer.model.parameters().count)
+        XCTAssertEqual(trainer.state.history.map(\.phase), [1, 1, 1, 2, 2])
+    }
+
+    func testDiscriminativeLearningRates() throws {
+        let factor = try trainer(.discriminative(.backboneFactor(10)), optimizer: .sgd(learningRate: 1e-2))
+        XCTAssertEqual(factor.parameterGroupNames, ["features.0", "features.1", "features.2", "classifier"])
+        assertRates(factor.optimizer.learningRates, [1e-3, 1e-3, 1e-3, 1e-2])
+        XCTAssertEqual(factor.model.trainableParameters().count, factor.model.parameters().count)
+
+        let decay = try trainer(.discriminative(.layerDecay(0.5)), optimizer: .sgd(learningRate: 1e-2))
+        assertRates(decay.optimizer.learningRates, [1.25e-3, 2.5e-3, 5e-3, 1e-2])
+        let group = decay.optimizer.parameterGroups[1].parameterNames
+        XCTAssertEqual(group, ["features.1.0.weight", "features.1.0.bias", "features.1.1.weight", "features.1.1.bias"])
+
+        // The rates hold through training (fixed schedule) and scale together under a schedule.
+        try decay.fit(train: TRData.loader(data), epochs: 1)
+        assertRates(decay.optimizer.learningRates, [1.25e-3, 2.5e-3, 5e-3, 1e-2])
+        Runtime.manualSeed(13)
+        var config = TrainingConfiguration(optimizer: .sgd(learningRate: 1e-2),
+                                           schedule: .step(stepSize: 3, gamma: 0.1))
+        config.apply(.discriminative(.backboneFactor(4)))
+        let scheduled = try Trainer(model: TRTinyNet(), configuration: config)
+        var seen: [[Double]] = []
+        scheduled.callbacks = [TREventRecorder { event, _ in
+            if case .batchEnd(let r) = event { seen.append(r.learningRates) }
+        }]
+        try scheduled.fit(train: TRData.loader(data), epochs: 1)
+        assertRates(try XCTUnwrap(seen.first), [2.5e-3, 2.5e-3, 2.5e-3, 1e-2])
+        XCTAssertEqual(seen[3][0], 2.5e-4, accuracy: 1e-12)
+        XCTAssertEqual(seen[3][3], 1e-3, accuracy: 1e-12)
+    }
+
+    func testFreezeUntilTrainsTheDeepLayers() throws {
+        let trainer = try trainer(.freezeUntil("features.1"))
+        XCTAssertEqual(trainer.state.freeze.frozenScopes, ["features.0", "features.1"])
+        let trainable = trainer.model.trainableParameters().map(\.0)
+        XCTAssertTrue(trainable.allSatisfy { $0.hasPrefix("features.2.") || $0.hasPrefix("classifier.") })
+        XCTAssertEqual(trainable.count, 6)
+        let before = try TRData.snapshot(trainer.model.stateDict())
+        try trainer.fit(train: TRData.loader(data), epochs: 1)
+        let after = try TRData.snapshot(trainer.model.stateDict())
+        XCTAssertEqual(after["features.1.1.running_var"], before["features.1.1.running_var"])
+        XCTAssertNotEqual(after["features.2.0.weight"], before["features.2.0.weight"])
+    }
+
+    func testTrainableScopesWithGlobs() throws {
+        Runtime.manualSeed(14)
+        let model = try TRTinyNet()
+        let spec = FreezeSpec(trainableScopes: ["features.2*", "classifier"])
+        XCTAssertEqual(try spec.frozenScopes(for: model), ["features.0", "features.1"])
+        // Every BatchNorm of the features, and the head: parameters outside are frozen one by one.
+        let bn = FreezeSpec(trainableScopes: ["features.*.1", "classifier.1.weight"])
+        try bn.apply(to: model)
+        XCTAssertEqual(model.trainableParameters().map(\.0), [
+            "features.0.1.weight", "features.0.1.bias", "features.1.1.weight", "features.1.1.bias",
+            "features.2.1.weight", "features.2.1.bias", "classifier.1.weight",
+        ])
+        XCTAssertFalse(model.module(at: "features.0.1")!.isFrozen)
+        XCTAssertTrue(model.module(at: "features.0.0")!.isFrozen)
+        XCTAssertTrue(ScopePattern("features.1*").covers("features.10.conv"))
+        XCTAssertFalse(ScopePattern("features.1*").covers("features.2"))
+        XCTAssertTrue(ScopePattern("layer?").covers("layer4.1.conv2.weight"))
+        XCTAssertFalse(ScopePattern("features.1").covers("features.10"))
+    }
+
+    func testUnknownScopesAreErrorsListingGroups() throws {
+        Runtime.manualSeed(15)
+        let model = try TRTinyNet()
+        for spec in [FreezeSpec(trainableScopes: ["classifier", "nope*"]), FreezeSpec(freezeUntil: "layer9")] {
+            XCTAssertThrowsError(try spec.apply(to: model)) { error in
+                guard case TrainingError.unknownScope(let scope, let groups) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(["nope*", "layer9"].contains(scope))
+                XCTAssertEqual(groups, ["features.0", "features.1", "features.2", "classifier"])
+                XCTAssertTrue("\(error)".contains(scope))
+                XCTAssertTrue("\(error)".contains("features.0, features.1"))
+            }
+        }
+        var config = TrainingConfiguration()
+        config.freeze = FreezeSpec(freezeUntil: "classifier")
+        XCTAssertThrowsError(try Trainer(model: TRTinyNet(), configuration: config)) { error in
+            guard case TrainingError.nothingToTrain = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testFreezeStateIsRestoredOnResumeNotReapplied() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        // Head-only with BatchNorm training: restored exactly, including the BatchNorm flag.
+        let headOnly = try trainer(.headOnly(trainBatchNorm: true),
+                                   callbacks: [ModelCheckpoint(directory: directory + "/a"), TRStopper(afterEpoch: 0)])
+        try headOnly.fit(train: TRData.loader(data), epochs: 2)
+        let resumedHeadOnly = try Trainer.resume(from: directory + "/a/last", model: TRTinyNet())
+        XCTAssertEqual(resumedHeadOnly.model.trainableParameters().map(\.0), Self.headKeys)
+        XCTAssertEqual(resumedHeadOnly.state.freeze, headOnly.state.freeze)
+        XCTAssertFalse(resumedHeadOnly.model.module(at: "features.0.1")!.isFrozen)
+        XCTAssertTrue(resumedHeadOnly.model.module(at: "features.0.0")!.isFrozen)
+
+        // Two-phase, checkpointed in phase 2: the resumed model stays unfrozen (not re-frozen by
+        // the recipe's phase-1 spec) and keeps phase 2's optimizer.
+        let twoPhase = try trainer(.twoPhase(phaseOneEpochs: 1, unfreeze: .all),
+                                   callbacks: [ModelCheckpoint(directory: directory + "/b"), TRStopper(afterEpoch: 1)])
+        try twoPhase.fit(train: TRData.loader(data), epochs: 3)
+        XCTAssertEqual(twoPhase.state.phase, 2)
+        let resumed = try Trainer.resume(from: directory + "/b/last", model: TRTinyNet())
+        XCTAssertEqual(resumed.state.phase, 2)
+        XCTAssertEqual(resumed.model.trainableParameters().count, resumed.model.parameters().count)
+        XCTAssertEqual(resumed.optimizer.learningRates, [1e-4])
+        try TRData.assertIdentical(resumed.optimizer.stateDict().tensors, twoPhase.optimizer.stateDict().tensors,
+                                   "optimizer")
+        try resumed.fit(train: TRData.loader(data), epochs: 3)
+        XCTAssertEqual(resumed.state.history.map(\.phase), [1, 2, 2])
+    }
+}
