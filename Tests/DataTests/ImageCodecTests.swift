@@ -144,6 +144,20 @@ final class ImageCodecTests: XCTestCase {
         }
     }
 
+    func testFastDecodeIsCloseToExactDecodeButNotTheSamePath() throws {
+        let path = Self.fixture("big.jpg")
+        let exact = try Image(contentsOfFile: path)
+        let fast = try Image(contentsOfFile: path, fast: true)
+        XCTAssertEqual([fast.width, fast.height], [exact.width, exact.height])
+        let diffs = zip(exact.pixels, fast.pixels).map { abs(Int($0) - Int($1)) }
+        let mean = Double(diffs.reduce(0, +)) / Double(diffs.count)
+        XCTAssertLessThan(mean, 2.0, "fast decoding stays within a couple of levels on average")
+        XCTAssertGreaterThan(diffs.max() ?? 0, 0, "the fast path is really in use")
+        // PNGs have no fast path: identical.
+        let png = Self.fixture("rgb.png")
+        XCTAssertEqual(try Image(contentsOfFile: png, fast: true), try Image(contentsOfFile: png))
+    }
+
     func testDCTScalingPicksTheSmallestSufficientSIMDScale() throws {
         let path = Self.fixture("big.jpg")  // 256x192; only 1/8, 1/4, 1/2 and 1/1 are used
         let cases: [(minSide: Int, size: [Int])] = [

@@ -78,6 +78,11 @@ int ic_probe(const uint8_t *data, size_t length, ic_image_info *info, char *erro
 typedef struct ic_decoder ic_decoder;
 int ic_decoder_open(const uint8_t *data, size_t length, int32_t min_side, ic_decoder **decoder,
                     ic_image_info *info, char *error, size_t error_cap);
+/// Decoding flags for `ic_decoder_open_flags`.
+enum { IC_DECODE_FAST = 1 };  ///< JPEG: fast integer IDCT, no fancy upsampling (not PIL-exact; for augmentation)
+/// `ic_decoder_open` with `flags` (a combination of IC_DECODE_* values).
+int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, int32_t flags,
+                          ic_decoder **decoder, ic_image_info *info, char *error, size_t error_cap);
 /// Decodes into `pixels`, which must hold info.width * info.height * 3 bytes. Call at most once.
 int ic_decoder_read(ic_decoder *decoder, uint8_t *pixels, size_t capacity, char *error, size_t error_cap);
 void ic_decoder_close(ic_decoder *decoder);

@@ -170,7 +170,9 @@ public final class DataLoader: @unchecked Sendable {
     private func loadImage(_ index: Int, _ source: ImageSource) throws -> Image {
         if let cached = cache?.get(index) { return try cached.get() }
         lock.synchronized { decodes += 1 }
-        let result = Result { try source.load(minSide: dctScaling ? transform.decodeMinSide : 0) }
+        let result = Result {
+            try source.load(minSide: dctScaling ? transform.decodeMinSide : 0, fast: transform.decodeFast)
+        }
         cache?.set(index, result)
         return try result.get()
     }

@@ -83,11 +83,12 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Loads the pixels: files are decoded (JPEG/PNG; `minSide` enables JPEG DCT scaling, see
-    /// `Image(contentsOfFile:minSide:)`), store items are copied out. Errors are `DataError`s naming the file.
-    public func load(minSide: Int = 0) throws -> Image {
+    /// Loads the pixels: files are decoded (JPEG/PNG; `minSide` enables JPEG DCT scaling and `fast` the
+    /// fast IDCT, see `Image(contentsOfFile:minSide:fast:)`), store items are copied out. Errors are
+    /// `DataError`s naming the file.
+    public func load(minSide: Int = 0, fast: Bool = false) throws -> Image {
         switch self {
-        case .file(let p): return try Image(contentsOfFile: p, minSide: minSide)
+        case .file(let p): return try Image(contentsOfFile: p, minSide: minSide, fast: fast)
         case .memory(let store, let i): return try store.image(at: i)
         }
     }

@@ -20,7 +20,14 @@ public protocol SampleTransform: Sendable {
     /// The shortest side the transform needs from the JPEG decoder: the loader passes it as
     /// `minSide`, so large photos are DCT-scaled while decoding (0 = always decode at full size).
     var decodeMinSide: Int { get }
+    /// Whether JPEGs may be decoded with the fast (not PIL-exact) IDCT: true for training
+    /// augmentation, false for evaluation.
+    var decodeFast: Bool { get }
     func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor
+}
+
+extension SampleTransform {
+    public var decodeFast: Bool { false }
 }
 
 /// How a transform turns its final uint8 image into floats.
@@ -64,6 +71,8 @@ public struct TrainingTransform: SampleTransform {
     public var augmentations: [any ImageAugmentation]
     public var output: OutputScaling
     public var decodeMinSide: Int
+    /// Random augmentation does not need PIL-exact decoding, so the fast IDCT is used by default.
+    public var decodeFast = true
 
     public init(_ augmentations: [any ImageAugmentation], output: OutputScaling, decodeMinSide: Int = 0) {
         self.augmentations = augmentations
