@@ -303,11 +303,10 @@ public final class Trainer {
             try dispatch(.epochStart(epoch: state.epoch, resumedAtBatch: resumeAt))
             if let reason = stopReason { status = .stopped(reason: reason); break }
 
-            let run = train.epoch(state.epoch)
+            // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
+            // starting at the next untrained batch lands exactly where the checkpoint was taken.
+            let run = train.epoch(state.epoch, startingAtBatch: resumeAt)
             while let batch = try run.nextBatch() {
-                // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
-                // skipping the ones already trained lands exactly where the checkpoint was taken.
-                if batch.number < resumeAt { continue }
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
                 let result = try trainStep(batch)
                 try dispatch(.batchEnd(result))

@@ -122,6 +122,30 @@ final class LoaderTests: XCTestCase {
         XCTAssertFalse(try run(workers: 3, prefetch: 2, epoch: 2).1 == reference.1, "another epoch, other pixels")
     }
 
+    func testStartingAtABatchSkipsDecodingAndMatchesTheFullEpoch() throws {
+        let (_, dataset) = try imageFolder(perClass: 5)
+        let transform = TrainingTransform.standard(Self.preprocessing)
+        for workers in [0, 2] {
+            let loader = try DataLoader(dataset, batchSize: 4, shuffle: true, seed: 3, transform: transform,
+                                        workers: workers, prefetch: 2)
+            let full = try collect(loader, epoch: 2)
+            let decodedBefore = loader.imagesDecoded
+            let run = loader.epoch(2, startingAtBatch: 2)
+            var tail: [Batch] = []
+            while let b = try run.nextBatch() { tail.append(b) }
+            XCTAssertEqual(tail.map(\.number), [2, 3])
+            XCTAssertEqual(loader.imagesDecoded - decodedBefore, 15 - 8, "batches 0 and 1 are not decoded")
+            for (a, b) in zip(full.suffix(2), tail) {
+                XCTAssertEqual(a.indices, b.indices)
+                XCTAssertTrue(try a.images.floats() == b.images.floats(), "workers \(workers)")
+            }
+            var past: [Batch] = []
+            let beyond = loader.epoch(2, startingAtBatch: 99)
+            while let b = try beyond.nextBatch() { past.append(b) }
+            XCTAssertTrue(past.isEmpty)
+        }
+    }
+
     func testPrefetchQueueStaysWithinItsBound() throws {
         let dataset = TestData.memoryDataset(counts: [60, 60], side: 2)
         let counter = Counter()

@@ -104,6 +104,11 @@ public final class DataLoader: @unchecked Sendable {
     /// Iterates `epoch` (threads start on the first batch requested).
     public func epoch(_ n: Int) -> DataLoaderEpoch { DataLoaderEpoch(run: EpochRun(loader: self, epoch: n)) }
 
+    /// Epoch `n` from batch `first` on, without decoding the earlier batches (exact mid-epoch resume).
+    public func epoch(_ n: Int, startingAtBatch first: Int) -> DataLoaderEpoch {
+        DataLoaderEpoch(run: EpochRun(loader: self, epoch: n, startingAtBatch: first))
+    }
+
     /// Every file skipped so far, over all epochs.
     public var skippedFiles: SkippedFiles { lock.synchronized { allSkipped } }
 

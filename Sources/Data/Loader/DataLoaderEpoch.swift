@@ -61,10 +61,14 @@ final class EpochRun: @unchecked Sendable {
     fileprivate(set) var peak = 0
     fileprivate(set) var skipped = SkippedFiles()
 
-    init(loader: DataLoader, epoch: Int) {
+    init(loader: DataLoader, epoch: Int, startingAtBatch first: Int = 0) {
         self.loader = loader
         self.epoch = epoch
         self.plan = loader.plan(epoch: epoch)
+        // Batches before `first` are neither decoded nor returned; the rest are exactly the batches
+        // a full run yields (sample randomness depends only on seed, epoch and index).
+        consumed = min(max(0, first), plan.count)
+        cursorBatch = consumed
     }
 
     func withLock<T>(_ body: () -> T) -> T {
