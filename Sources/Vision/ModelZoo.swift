@@ -111,6 +111,15 @@ public enum ModelZoo {
                                classNames: classNames, weights: entry, loadReport: report)
     }
 
+    /// The architecture exactly as `make(_:weights:options:)` shapes it for pretrained weights
+    /// (GoogLeNet without aux heads, `transform_input` on for GoogLeNet/InceptionV3), but randomly
+    /// initialised: for loading a fine-tuned state dict without fetching the original weights.
+    public static func makePretrainedVariant(_ architecture: String, options: ModelOptions) throws -> ImageClassifier {
+        let model = try makeForWeights(architecture, options: options)
+        (model as? GoogLeNet)?.removeAuxHeads()
+        return model
+    }
+
     /// Output width of the final Linear found in `state` (nil when it has no head).
     static func headClasses(architecture: String, state: StateDict) throws -> Int? {
         let probe = try make(architecture, options: ModelOptions(numClasses: 7, includeTop: true))

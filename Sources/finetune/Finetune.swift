@@ -8,10 +8,14 @@ struct Finetune: ParsableCommand {
         abstract: "Transfer learning for image classifiers, on LibTorch.",
         discussion: """
             Examples:
+              finetune train data/flowers --arch mobilenet_v2 --weights imagenet --recipe head-only \
+                  --epochs 5 --val-split 0.2 --out runs/flowers     fine-tune, write a run directory
+              finetune evaluate runs/flowers data/flowers          test-split metrics of the run
+              finetune predict runs/flowers photo.jpg              classify with the run's model
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,
-        subcommands: [DemoCommand.self, BenchCommand.self, ConvertCommand.self, PredictCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
+        subcommands: [TrainCommand.self, EvaluateCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, PredictCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
     )
 }
 

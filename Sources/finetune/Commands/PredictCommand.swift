@@ -10,35 +10,55 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Classify images (files or folders) and print the top-k classes.",
         discussion: """
-            The weights' own preprocessing (resize, crop, mean/std) is applied automatically.
+            The weights' own preprocessing (resize, crop, mean/std) is applied automatically. When the
+            first argument is a run directory written by `finetune train` (it holds config.json), the
+            run's model, class names and preprocessing are used and --arch/--weights are not needed.
 
             Examples:
               finetune predict --arch mobilenet_v2 --weights imagenet --top-k 5 photo.jpg
               finetune predict --arch efficientnet_lite0 --weights imagenet --json photos/
+              finetune predict runs/flowers --top-k 3 photos/
             """)
 
-    @Option(help: "Architecture (see `finetune summary --help`).") var arch: String
-    @Option(help: "Weights: a catalog tag such as imagenet, a catalog name, or a .pth/.safetensors file.")
+    @Option(help: "Architecture (see `finetune summary --help`); not needed with a run directory.") var arch: String?
+    @Option(help: "Weights: a catalog tag such as imagenet, a catalog name, a .pth/.safetensors file, or none.")
     var weights = "imagenet"
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Flag(help: "One JSON object per image.") var json = false
-    @Argument(help: "Image files or folders of images.") var inputs: [String]
+    @Argument(help: "[RUN_DIR] then image files or folders of images.") var inputs: [String]
 
     func validate() throws {
         guard topK > 0 else { throw ValidationError("--top-k must be at least 1") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
         guard !inputs.isEmpty else { throw ValidationError("give at least one image file or folder") }
+        if RunDirectory.isRun(inputs[0]) {
+            guard inputs.count > 1 else { throw ValidationError("give image files or folders after the run directory") }
+        } else if arch == nil {
+            throw ValidationError("--arch is required unless the first argument is a run directory (with config.json)")
+        }
     }
 
     func run() throws {
         if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
-        let files = try collectImageFiles(inputs)
-        let pretrained = try ModelZoo.make(arch, weights: weights)
-        let model = pretrained.model
+        let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
+        if RunDirectory.isRun(inputs[0]) {
+            let run = RunDirectory(inputs[0])
+            let config = try run.readConfig()
+            files = try collectImageFiles(Array(inputs.dropFirst()))
+            model = try run.loadModel(config)
+            preprocessing = config.preprocessing
+            classNames = config.classNames
+        } else {
+            files = try collectImageFiles(inputs)
+            let pretrained = try ModelZoo.make(arch!, weights: weights.lowercased() == "none" ? nil : weights)
+            model = pretrained.model
+            preprocessing = pretrained.preprocessing
+            classNames = pretrained.classNames
+        }
         model.eval()
-        let k = min(topK, pretrained.classNames.count)
+        let k = min(topK, classNames.count)
         var failures = 0
         for start in stride(from: 0, to: files.count, by: batchSize) {
             let chunk = Array(files[start..<min(start + batchSize, files.count)])
@@ -46,7 +66,7 @@ struct PredictCommand: ParsableCommand {
             for file in chunk {
                 do {
                     let image = try Image(contentsOfFile: file)
-                    tensors.append(try pretrained.preprocessing.evaluationTransform(image))
+                    tensors.append(try preprocessing.evaluationTransform(image.rgb()))
                     kept.append(file)
                 } catch {
                     failures += 1
@@ -62,7 +82,7 @@ struct PredictCommand: ParsableCommand {
             for (row, file) in kept.enumerated() {
                 let top = (0..<k).map { j -> (Int, String, Double) in
                     let i = Int(idx[row * k + j])
-                    return (i, pretrained.classNames[i], Double(p[row * k + j]))
+                    return (i, classNames[i], Double(p[row * k + j]))
                 }
                 if json {
                     print(jsonString(["file": file, "top_k": top.map { ["index": $0.0, "class": $0.1, "probability": $0.2] }]))

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Data
+import Foundation
+import Torch
+import Training
+import Vision
+
+/// `finetune evaluate RUN_DIR DATA`: metrics of a trained run on labelled class folders.
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Evaluate a run's model on class folders: accuracy, loss, top-5, AUC, per-class report, confusion matrix.",
+        discussion: """
+            RUN_DIR is a folder written by `finetune train` (config.json + model.safetensors); its
+            preprocessing and class names are used. DATA is a class-folder root with train/ val/ test/
+            splits (the test split by default, see --split) or a plain folder of class folders. DATA's
+            classes must be the run's.
+
+            Examples:
+              finetune evaluate runs/flowers data/flowers
+              finetune evaluate runs/flowers data/flowers --split val --json
+              finetune evaluate runs/flowers more-photos/
+            """)
+
+    static let splitNames = ["test", "val", "all"]
+
+    @Argument(help: "Run directory written by `finetune train`.") var runDir: String
+    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Option(help: "Which split of a DATA with split folders: test, val or all (train + val + test).")
+    var split = "test"
+    @Option(help: "Images per forward pass.") var batchSize = 32
+    @Option(help: "Decoding threads.") var workers = 2
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print the evaluation report as one JSON object.") var json = false
+
+    func validate() throws {
+        guard Self.splitNames.contains(split) else {
+            throw ValidationError("--split: unknown split '\(split)'; expected \(Self.splitNames.joined(separator: ", "))")
+        }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        guard RunDirectory.isRun(runDir) else {
+            throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+        }
+    }
+
+    func run() throws {
+        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        let directory = RunDirectory(runDir)
+        let config = try directory.readConfig()
+        let (dataset, splitName) = try Self.dataset(data, split: split, classNames: config.classNames)
+        let model = try directory.loadModel(config)
+        let trainer = try Trainer(model: model, configuration: TrainingConfiguration())
+        let loader = try DataLoader(dataset, batchSize: batchSize, transform: EvaluationTransform(config.preprocessing),
+                                    workers: workers)
+        let report = try trainer.evaluate(loader)
+        if json {
+            var object = try reportDictionary(report)
+            object["run_dir"] = directory.path
+            object["data"] = data
+            object["split"] = splitName
+            object["architecture"] = config.architecture
+            printJSON(object)
+        } else {
+            print("\(config.architecture) from \(directory.path) on \(data) (\(splitName)):")
+            print(report.rendered())
+        }
+    }
+
+    /// The images to evaluate and the split's name (`folder` for a plain class-folder root).
+    static func dataset(_ root: String, split: String, classNames: [String]) throws -> (any ImageDataset, String) {
+        let splits = try ImageFolderDataset.splits(root: root)
+        if let warning = splits.skipped.warning() { printError(warning) }
+        try checkClassNames(splits.train.classNames, run: classNames, data: root)
+        guard splits.hasSplitFolders else { return (splits.train, "folder") }
+        switch split {
+        case "val":
+            guard let v = splits.validation else { throw ValidationError("--split val: \(root) has no val/ folder") }
+            return (v, "val")
+        case "all":
+            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
+            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: classNames), "all")
+        default:
+            guard let t = splits.test else {
+                throw ValidationError("--split test: \(root) has no test/ folder; use --split val or all")
+            }
+            return (t, "test")
+        }
+    }
+}

@@ -1,0 +1,530 @@
+import ArgumentParser
+import Data
+import Foundation
+import NN
+import Optim
+import TensorIO
+import Torch
+import Training
+import Vision
+
+/// `finetune train DATA --arch A --weights imagenet --out RUN_DIR`: fine-tunes a zoo model on a
+/// class-folder dataset and writes a run directory (see docs/cli.md).
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune a pretrained classifier on class folders and write a run directory.",
+        discussion: """
+            DATA is a folder of class folders, either with train/, val/ (or validation/) and test/
+            splits, or plain class folders (then carve out a validation set with --val-split). The
+            head is replaced to fit DATA's classes; the weights' own preprocessing is used for
+            training and evaluation. Ctrl-C saves a resumable checkpoint (RUN_DIR/checkpoints/last).
+
+            Examples:
+              finetune train data/flowers --arch mobilenet_v2 --weights imagenet --out runs/flowers
+              finetune train data/pets --arch resnet50 --recipe two-phase --phase1-epochs 3 --epochs 10 \\
+                  --val-split 0.2 --out runs/pets --json
+              finetune train --resume runs/pets --epochs 15
+            """)
+
+    static let optimizers = OptimizerConfig.Kind.allCases.map(\.rawValue)
+    static let recipes = ["full", "head-only", "two-phase", "discriminative"]
+    static let augmentations = ["none", "standard", "keras"]
+    static let monitors = ["val_loss", "val_accuracy"]
+
+    @Argument(help: "Class-folder root (with train/ val/ test/ splits, or plain class folders). Optional with --resume.")
+    var data: String?
+
+    // Model and output.
+    @Option(help: "Architecture (see `finetune summary --help`).") var arch: String?
+    @Option(help: "Initial weights: a catalog tag such as imagenet, a catalog name, a .pth/.safetensors file, or none.")
+    var weights = "imagenet"
+    @Option(help: "Run directory to create (replaced if it exists).") var out: String?
+    @Option(help: "Continue the run in RUN_DIR exactly from RUN_DIR/checkpoints/last (its saved settings are used; --epochs may extend it).")
+    var resume: String?
+    @Option(help: "Override the model's input size (crop side; the resize keeps the weights' ratio).")
+    var inputSize: Int?
+
+    // Optimisation.
+    @Option(help: "Epochs in total (default 10; with --resume: the run's).") var epochs: Int?
+    @Option(help: "Images per step.") var batchSize = 32
+    @Option(help: "Optimizer: \(optimizers.joined(separator: ", ")).") var optimizer = "adam"
+    @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop).")
+    var lr: Double?
+    @Option(help: "Momentum (sgd, rmsprop).") var momentum = 0.9
+    @Option(help: "Weight decay (decoupled for adamw).") var weightDecay: Double?
+    @Option(help: "Learning-rate schedule, e.g. fixed, cosine, step:step_size=1000,gamma=0.1, onecycle.")
+    var lrSchedule = "fixed"
+    @Option(help: "Linear warmup steps in front of the schedule.") var warmup: Int?
+    @Option(help: "Cross-entropy label smoothing in [0, 1).") var labelSmoothing = 0.0
+    @Option(help: "Clip gradients to this global L2 norm.") var clipGradNorm: Double?
+    @Flag(help: "Run forward passes under CPU bf16 autocast.") var bf16 = false
+
+    // Transfer-learning recipe and freezing.
+    @Option(help: "Recipe: \(recipes.joined(separator: ", ")).") var recipe = "full"
+    @Option(name: .customLong("phase1-epochs"), help: "two-phase: head-only epochs before unfreezing (default: half of --epochs).")
+    var phase1Epochs: Int?
+    @Option(help: "two-phase: unfreeze only the top N backbone groups in phase 2 (default: all).") var unfreezeTop: Int?
+    @Option(name: .customLong("phase2-lr"), help: "two-phase: phase 2 learning rate (default: --lr / 10).")
+    var phase2Lr: Double?
+    @Option(help: "Discriminative: backbone learning rate = head rate / FACTOR (default 10).") var lrFactor: Double?
+    @Option(help: "Discriminative: layer-wise decay, group d below the head gets lr * DECAY^d.") var layerDecay: Double?
+    @Option(help: "Train only these scopes (comma-separated module paths or layer groups).") var trainableScopes: String?
+    @Option(help: "Freeze every layer group up to and including SCOPE.") var freezeUntil: String?
+    @Flag(help: "Freeze the whole backbone (train the head only).") var freezeBackbone = false
+    @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
+
+    // Data.
+    @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip).")
+    var augment = "standard"
+    @Option(help: "Fraction of each class held out for validation when DATA has no val/ folder.") var valSplit: Double?
+    @Option(help: "Use at most N images per class of each split.") var limitPerClass: Int?
+    @Option(help: "Decoding threads.") var workers = 2
+    @Option(help: "Random seed (initialisation, shuffling, splits).") var seed: UInt64 = 0
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+
+    // Callbacks.
+    @Option(help: "Stop after PATIENCE epochs without improvement of --monitor (and keep the best weights).")
+    var earlyStopping: Int?
+    @Option(help: "Metric for best checkpoint and early stopping: val_loss or val_accuracy (loss/accuracy without validation).")
+    var monitor = "val_loss"
+    @Option(help: "Also save checkpoints/last every N optimizer steps.") var saveEverySteps: Int?
+    @Option(help: "Also save checkpoints/last every S seconds.") var saveEverySeconds: Double?
+    @Option(help: "Warm start: load this .safetensors/.pth state dict (non-strict) before training.")
+    var checkpointPath: String?
+    @Option(help: "With --checkpoint-path: skip keys under these comma-separated scopes (e.g. the old head).")
+    var checkpointExcludeScopes: String?
+
+    @Flag(help: "Print the final summary as one JSON object (progress goes to standard error).") var json = false
+
+    static func list(_ text: String?) -> [String]? {
+        text.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    }
+
+    func validate() throws {
+        if resume == nil {
+            guard data != nil else { throw ValidationError("give the DATA folder (or --resume RUN_DIR)") }
+            guard arch != nil else { throw ValidationError("--arch is required (e.g. --arch mobilenet_v2)") }
+            guard out != nil else { throw ValidationError("--out RUN_DIR is required") }
+        }
+        if let data {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+            }
+        }
+        if let resume, !RunDirectory.isRun(resume) {
+            throw ValidationError("--resume: \(resume) is not a run directory (no config.json)")
+        }
+        guard OptimizerConfig.Kind(rawValue: optimizer) != nil else {
+            throw ValidationError("--optimizer: unknown optimizer '\(optimizer)'; expected \(Self.optimizers.joined(separator: ", "))")
+        }
+        guard Self.recipes.contains(recipe) else {
+            throw ValidationError("--recipe: unknown recipe '\(recipe)'; expected \(Self.recipes.joined(separator: ", "))")
+        }
+        guard Self.augmentations.contains(augment) else {
+            throw ValidationError("--augment: unknown augmentation '\(augment)'; expected \(Self.augmentations.joined(separator: ", "))")
+        }
+        guard Self.monitors.contains(monitor) else {
+            throw ValidationError("--monitor: unknown metric '\(monitor)'; expected \(Self.monitors.joined(separator: ", "))")
+        }
+        do { _ = try ScheduleConfig(parsing: lrSchedule) } catch {
+            throw ValidationError("--lr-schedule: \(error); schedules: \(ScheduleConfig.names.joined(separator: ", "))")
+        }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
+        if let phase2Lr, !(phase2Lr > 0) { throw ValidationError("--phase2-lr must be positive") }
+        if let weightDecay, weightDecay < 0 { throw ValidationError("--weight-decay must be ≥ 0") }
+        guard momentum >= 0 else { throw ValidationError("--momentum must be ≥ 0") }
+        if let warmup, warmup < 0 { throw ValidationError("--warmup must be ≥ 0 steps") }
+        guard labelSmoothing >= 0 && labelSmoothing < 1 else { throw ValidationError("--label-smoothing must be in [0, 1)") }
+        if let clipGradNorm, !(clipGradNorm > 0) { throw ValidationError("--clip-grad-norm must be positive") }
+        if let phase1Epochs, phase1Epochs < 0 { throw ValidationError("--phase1-epochs must be ≥ 0") }
+        if let unfreezeTop, unfreezeTop < 0 { throw ValidationError("--unfreeze-top must be ≥ 0") }
+        if let lrFactor, !(lrFactor > 0) { throw ValidationError("--lr-factor must be positive") }
+        if let layerDecay, !(layerDecay > 0) { throw ValidationError("--layer-decay must be positive") }
+        if lrFactor != nil && layerDecay != nil { throw ValidationError("give --lr-factor or --layer-decay, not both") }
+        if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be between 0 and 1") }
+        if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
+        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        if let earlyStopping, earlyStopping < 0 { throw ValidationError("--early-stopping patience must be ≥ 0") }
+        if let saveEverySteps, saveEverySteps < 1 { throw ValidationError("--save-every-steps must be at least 1") }
+        if let saveEverySeconds, !(saveEverySeconds > 0) { throw ValidationError("--save-every-seconds must be positive") }
+        if let inputSize, inputSize < 16 { throw ValidationError("--input-size must be at least 16") }
+        if let checkpointPath, !FileManager.default.fileExists(atPath: checkpointPath) {
+            throw ValidationError("--checkpoint-path: no such file: \(checkpointPath)")
+        }
+        if checkpointExcludeScopes != nil && checkpointPath == nil {
+            throw ValidationError("--checkpoint-exclude-scopes needs --checkpoint-path")
+        }
+    }
+
+    /// Where human-readable progress goes: stdout, or stderr with --json.
+    func say(_ text: String) {
+        if json { printError(text) } else { print(text); fflush(stdout) }
+    }
+
+    // MARK: - Configuration
+
+    func optimizerConfig(learningRate: Double) -> OptimizerConfig {
+        let kind = OptimizerConfig.Kind(rawValue: optimizer)!
+        switch kind {
+        case .sgd: return .sgd(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        case .adam: return .adam(learningRate: learningRate, weightDecay: weightDecay ?? 0)
+        case .adamw: return .adamw(learningRate: learningRate, weightDecay: weightDecay ?? 1e-2)
+        case .rmsprop: return .rmsprop(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        }
+    }
+
+    func trainingConfiguration(epochs: Int, checkpointDirectory: String, hasValidation: Bool) throws
+        -> TrainingConfiguration {
+        let kind = OptimizerConfig.Kind(rawValue: optimizer)!
+        let headLR = lr ?? (kind == .sgd || kind == .rmsprop ? 1e-2 : 1e-3)
+        var schedule = try ScheduleConfig(parsing: lrSchedule)
+        if let warmup, warmup > 0 {
+            if case .warmup = schedule {
+                throw ValidationError("--warmup: the --lr-schedule already has warmup_steps")
+            }
+            schedule = .warmup(steps: warmup, startFactor: 0, then: schedule)
+        }
+        let policy: LearningRatePolicy? = layerDecay.map { .layerDecay($0) } ?? lrFactor.map { .backboneFactor($0) }
+        var config = TrainingConfiguration(
+            optimizer: optimizerConfig(learningRate: headLR), schedule: schedule, learningRates: policy ?? .uniform,
+            labelSmoothing: labelSmoothing, gradientClipNorm: clipGradNorm, autocastBF16: bf16,
+            monitor: monitorName(hasValidation: hasValidation), seed: seed,
+            checkpointDirectory: checkpointDirectory)
+        switch recipe {
+        case "head-only":
+            config.apply(.headOnly(trainBatchNorm: trainBn))
+        case "two-phase":
+            let phaseOne = phase1Epochs ?? max(1, epochs / 2)
+            let phaseTwo = PhaseTwo(trigger: .afterEpochs(phaseOne), unfreeze: unfreezeTop.map { .top($0) } ?? .all,
+                                    optimizer: optimizerConfig(learningRate: phase2Lr ?? headLR / 10),
+                                    learningRates: policy ?? .uniform, schedule: schedule)
+            config.freeze = FreezeSpec(trainBatchNorm: trainBn)
+            config.apply(.twoPhase(phaseTwo))
+            config.learningRates = .uniform  // phase 1 trains the head only
+        case "discriminative":
+            config.apply(.discriminative(policy ?? .backboneFactor(10)))
+        default:
+            config.apply(.fullFineTune)
+        }
+        // Explicit freezing flags refine the recipe's.
+        if trainableScopes != nil || freezeUntil != nil || freezeBackbone || trainBn {
+            var spec = config.freeze ?? FreezeSpec()
+            if let scopes = Self.list(trainableScopes) { spec.trainableScopes = scopes }
+            if let freezeUntil { spec.freezeUntil = freezeUntil }
+            if freezeBackbone { spec.freezeBackbone = true }
+            spec.trainBatchNorm = trainBn
+            config.freeze = spec
+        }
+        return config
+    }
+
+    func monitorName(hasValidation: Bool) -> String {
+        hasValidation ? monitor : String(monitor.dropFirst(4))
+    }
+
+    // MARK: - Data
+
+    struct Splits {
+        var train: any ImageDataset
+        var validation: (any ImageDataset)?
+        var test: (any ImageDataset)?
+        var hasSplitFolders: Bool
+    }
+
+    static func loadSplits(_ root: String, options: TrainOptions) throws -> Splits {
+        let found = try ImageFolderDataset.splits(root: root)
+        if !found.skipped.isEmpty, let warning = found.skipped.warning() { printError(warning) }
+        var train: any ImageDataset = found.train
+        var validation: (any ImageDataset)? = found.validation
+        var test: (any ImageDataset)? = found.test
+        if let n = options.limitPerClass {
+            train = train.limited(perClass: n, seed: options.seed)
+            validation = validation?.limited(perClass: n, seed: options.seed)
+            test = test?.limited(perClass: n, seed: options.seed)
+        }
+        if let fraction = options.valSplit {
+            guard validation == nil else {
+                throw ValidationError("--val-split: \(root) already has a validation folder; drop --val-split")
+            }
+            let parts = try train.stratifiedSplit(validationFraction: fraction, seed: options.seed)
+            train = parts.train
+            validation = parts.validation
+        }
+        return Splits(train: train, validation: validation, test: test, hasSplitFolders: found.hasSplitFolders)
+    }
+
+    static func trainingTransform(_ augment: String, _ p: Preprocessing) -> any SampleTransform {
+        switch augment {
+        case "none":
+            return EvaluationTransform(p)
+        case "keras":
+            // Keras' ImageDataGenerator(rescale, shear_range=0.2, zoom_range=0.2, horizontal_flip=True),
+            // with the model's own scaling and normalisation folded into rescale/mean/std.
+            let low = p.valueRange[0]
+            return KerasImageDataGenerator(rescale: (p.valueRange[1] - low) / 255, shearRange: 0.2, zoomRange: 0.2,
+                                           horizontalFlip: true, targetSize: (p.cropSize, p.cropSize),
+                                           mean: p.mean.map { $0 - low }, std: p.std)
+        default:
+            return TrainingTransform.standard(p)
+        }
+    }
+
+    // MARK: - Run
+
+    func run() throws {
+        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        let started = Date()
+        if let resume { try runResumed(RunDirectory(resume), started: started) } else { try runNew(started: started) }
+    }
+
+    func runNew(started: Date) throws {
+        let arch = arch!, root = URL(fileURLWithPath: data!).standardizedFileURL.path
+        let options = TrainOptions(epochs: epochs ?? 10, batchSize: batchSize, augment: augment, valSplit: valSplit,
+                                   limitPerClass: limitPerClass, seed: seed, workers: workers,
+                                   earlyStoppingPatience: earlyStopping, monitor: monitor,
+                                   saveEverySteps: saveEverySteps, saveEverySeconds: saveEverySeconds,
+                                   inputSize: inputSize, checkpointPath: checkpointPath,
+                                   checkpointExcludeScopes: Self.list(checkpointExcludeScopes))
+        guard ModelZoo.architectures.contains(arch) else {
+            throw ValidationError("--arch: unknown architecture '\(arch)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
+        }
+        let splits = try Self.loadSplits(root, options: options)
+        let classNames = splits.train.classNames
+        let initial = weights.lowercased() == "none" ? nil : weights
+        Runtime.manualSeed(seed)
+        let pretrained: PretrainedModel
+        do {
+            pretrained = try ModelZoo.make(arch, weights: initial, options: ModelOptions(numClasses: classNames.count))
+        } catch {
+            throw ValidationError("--weights \(weights): \(error)")
+        }
+        let model = pretrained.model
+        var preprocessing = pretrained.preprocessing
+        if let size = inputSize {
+            preprocessing.resizeSize = Int((Double(size) * Double(preprocessing.resizeSize) / Double(preprocessing.cropSize)).rounded())
+            preprocessing.cropSize = size
+        }
+        if let path = checkpointPath { try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? []) }
+
+        // Scope flags name the flag on error.
+        let layout = ModelLayout(model)
+        if let scope = freezeUntil, !layout.layerGroups.contains(scope) {
+            throw ValidationError("--freeze-until: unknown scope '\(scope)'; layer groups of \(arch): "
+                                  + layout.layerGroups.joined(separator: ", "))
+        }
+
+        let run = RunDirectory(out!)
+        try replaceRunDirectory(run)
+        let configuration: TrainingConfiguration
+        do {
+            configuration = try trainingConfiguration(epochs: options.epochs, checkpointDirectory: run.checkpoints,
+                                                      hasValidation: splits.validation != nil)
+        }
+        let trainer: Trainer
+        do {
+            trainer = try Trainer(model: model, configuration: configuration)
+        } catch let error as TrainingError {
+            if case .unknownScope = error {
+                throw ValidationError("--trainable-scopes/--freeze-until: \(error)")
+            }
+            throw error
+        }
+        let now = RunDirectory.timestamp()
+        var runConfig = RunConfig(
+            architecture: arch, weights: initial, classNames: classNames, preprocessing: preprocessing,
+            head: .init(numClasses: classNames.count, includeTop: true), training: configuration, options: options,
+            data: .init(path: root, hasSplitFolders: splits.hasSplitFolders, trainSamples: splits.train.count,
+                        validationSamples: splits.validation?.count ?? 0, testSamples: splits.test?.count ?? 0),
+            createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
+            libtorchVersion: Runtime.libTorchVersion, status: "running", epochsCompleted: 0)
+        try run.write(runConfig)
+        say("Run directory \(run.path): \(arch) (\(initial ?? "random init")), \(classNames.count) classes, "
+            + "\(splits.train.count) training / \(splits.validation?.count ?? 0) validation / "
+            + "\(splits.test?.count ?? 0) test images, recipe \(recipe)")
+        try train(trainer, run: run, runConfig: &runConfig, splits: splits, started: started)
+    }
+
+    func runResumed(_ run: RunDirectory, started: Date) throws {
+        var runConfig = try run.readConfig()
+        guard let last = Checkpoint.locate(run.lastCheckpoint) else {
+            throw ValidationError("--resume: \(run.lastCheckpoint) holds no complete checkpoint")
+        }
+        var options = runConfig.options
+        if let epochs { options.epochs = epochs }
+        options.workers = workers
+        runConfig.options = options
+        let root = data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? runConfig.data.path
+        let splits = try Self.loadSplits(root, options: options)
+        try checkClassNames(splits.train.classNames, run: runConfig.classNames, data: root)
+        let model = try RunDirectory.buildModel(runConfig)
+        let trainer = try Trainer.resume(from: last, model: model) { $0.checkpointDirectory = run.checkpoints }
+        say("Resuming \(run.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
+            + "to \(options.epochs) epochs")
+        try train(trainer, run: run, runConfig: &runConfig, splits: splits, started: started)
+    }
+
+    /// Deletes an existing run directory (only if it looks like one, or is empty) and creates it.
+    func replaceRunDirectory(_ run: RunDirectory) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: run.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ValidationError("--out: \(run.path) exists and is not a folder") }
+            let contents = try fm.contentsOfDirectory(atPath: run.path)
+            guard contents.isEmpty || RunDirectory.isRun(run.path) else {
+                throw ValidationError("--out: \(run.path) exists and is not a run directory (no config.json); "
+                                      + "choose another folder")
+            }
+            try fm.removeItem(atPath: run.path)
+        }
+        try fm.createDirectory(atPath: run.path, withIntermediateDirectories: true)
+    }
+
+    /// TF-slim's warm start: load a state dict, skipping keys under `excluding`, non-strict.
+    func warmStart(_ model: Module, from path: String, excluding scopes: [String]) throws {
+        let state: StateDict
+        do {
+            state = path.hasSuffix(".safetensors") ? try SafeTensors.load(path) : try PthImport.load(path)
+        } catch {
+            throw ValidationError("--checkpoint-path: cannot read \(path): \(error)")
+        }
+        var kept = StateDict()
+        var skipped = 0
+        for (key, tensor) in state {
+            if scopes.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) { skipped += 1 } else { kept[key] = tensor }
+        }
+        let report = try model.load(kept, strict: false)
+        say("Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)")
+    }
+
+    func train(_ trainer: Trainer, run: RunDirectory, runConfig: inout RunConfig, splits: Splits,
+               started: Date) throws {
+        let options = runConfig.options
+        let p = runConfig.preprocessing
+        let trainLoader = try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                                         transform: Self.trainingTransform(options.augment, p), workers: options.workers)
+        let evalTransform = EvaluationTransform(p)
+        let validationLoader = try splits.validation.map {
+            try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers)
+        }
+        let monitorMetric = validationLoader != nil ? options.monitor : String(options.monitor.dropFirst(4))
+        let write: (String) -> Void = json ? { printError($0, terminator: "") } : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
+        var callbacks: [TrainingCallback] = [
+            ProgressPrinter(write: write),
+            CSVLoggerCallback(path: run.history),
+            JSONLinesLoggerCallback(path: run.events, everySteps: 10),
+            TensorBoardCallback(logDirectory: run.tensorboard),
+            ModelCheckpoint(directory: run.checkpoints, monitor: monitorMetric, saveBestOnly: true,
+                            everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds),
+        ]
+        var earlyStopping: EarlyStopping?
+        if let patience = options.earlyStoppingPatience {
+            let callback = EarlyStopping(monitor: monitorMetric, patience: patience, restoreBestWeights: true)
+            earlyStopping = callback
+            callbacks.append(callback)
+        }
+        trainer.callbacks = callbacks
+        let stop = SignalStop()
+        trainer.signalStop = stop
+        defer { stop.cancel() }
+
+        let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
+        runConfig.status = result.status.name
+        runConfig.epochsCompleted = result.epochs
+        runConfig.training = trainer.configuration
+        runConfig.updatedAt = RunDirectory.timestamp()
+        if case .interrupted(let checkpoint) = result.status {
+            try run.write(runConfig)
+            say("Interrupted: checkpoint \(checkpoint ?? "not written"); continue with `finetune train --resume \(run.path)`")
+            throw ExitCode(130)
+        }
+
+        // Final weights (the best epoch's when early stopping restored them).
+        var modelEpoch = result.epochs
+        if let restored = earlyStopping?.restoredEpoch {
+            runConfig.modelWeights = "best"
+            modelEpoch = restored + 1
+        } else {
+            runConfig.modelWeights = "final"
+        }
+        runConfig.modelEpoch = modelEpoch
+        try SafeTensors.write(trainer.model.stateDict(), metadata: ["architecture": runConfig.architecture,
+                                                                   "weights": runConfig.modelWeights ?? "final"],
+                              to: run.model)
+
+        // Plots: learning curves from the history, the confusion matrix of the final validation pass.
+        var trainCurves: [Int: [String: Double]] = [:], validationCurves: [Int: [String: Double]] = [:]
+        for row in trainer.state.history {
+            for (key, value) in row.metrics {
+                if key.hasPrefix("val_") {
+                    let name = String(key.dropFirst(4))
+                    validationCurves[row.epoch + 1, default: [:]][name == "macro_auc" ? "auc" : name] = value
+                } else {
+                    trainCurves[row.epoch + 1, default: [:]][key] = value
+                }
+            }
+        }
+        try Plots.writeLearningCurves(train: trainCurves, validation: validationCurves,
+                                      metrics: ["loss", "accuracy", "auc"], directory: run.path)
+        var validationReport: EvaluationReport?
+        if let validationLoader {
+            if earlyStopping?.restoredEpoch == nil, let last = trainer.lastValidationReport {
+                validationReport = last
+            } else {
+                validationReport = try trainer.evaluate(validationLoader)
+            }
+            if let r = validationReport {
+                try Plots.write(Plots.confusionMatrix(r.confusionMatrix, classNames: r.classNames,
+                                                      title: "Confusion matrix (validation)"),
+                                to: run.file("confusion_matrix.svg"))
+            }
+        }
+
+        var testReport: EvaluationReport?
+        if let test = splits.test {
+            let loader = try DataLoader(test, batchSize: options.batchSize, transform: evalTransform, workers: options.workers)
+            testReport = try trainer.evaluate(loader)
+        }
+        runConfig.testAccuracy = testReport?.accuracy
+        try run.write(runConfig)
+
+        let seconds = Date().timeIntervalSince(started)
+        let finalMetrics = trainer.state.history.last?.metrics ?? [:]
+        if json {
+            var summary: [String: Any] = [
+                "run_dir": run.path, "architecture": runConfig.architecture, "weights": runConfig.weights as Any,
+                "classes": runConfig.classNames, "status": result.status.name,
+                "stop_reason": { if case .stopped(let r) = result.status { return r as Any } else { return NSNull() } }(),
+                "epochs": result.epochs, "global_step": result.globalStep,
+                "train_samples": splits.train.count, "validation_samples": splits.validation?.count ?? 0,
+                "test_samples": splits.test?.count ?? 0, "final_metrics": finalMetrics,
+                "monitor": result.best?.metric as Any, "best_value": result.best?.best as Any,
+                "best_epoch": result.best?.bestEpoch.map { $0 + 1 } as Any,
+                "model_weights": runConfig.modelWeights as Any, "model_epoch": modelEpoch,
+                "test_accuracy": testReport?.accuracy as Any, "test_loss": testReport?.loss as Any,
+                "validation_accuracy": validationReport?.accuracy as Any, "seconds": seconds,
+            ]
+            if let k = testReport?.topK { summary["test_top\(k)_accuracy"] = testReport?.topKAccuracy as Any }
+            printJSON(summary)
+        } else {
+            print("Training \(result.status) after \(result.epochs) epochs, \(result.globalStep) steps "
+                  + String(format: "(%.1f s)", seconds))
+            if let best = result.best, let value = best.best, let epoch = best.bestEpoch {
+                print(String(format: "best %@: %.4f (epoch %d)", best.metric, value, epoch + 1))
+            }
+            if let r = validationReport { print(String(format: "validation accuracy: %.2f%%", r.accuracy * 100)) }
+            print("model.safetensors: \(runConfig.modelWeights ?? "final") weights (epoch \(modelEpoch))")
+            if let r = testReport {
+                print(String(format: "test accuracy: %.2f%% (%d images)", r.accuracy * 100, r.sampleCount))
+            }
+            print("run directory: \(run.path)")
+        }
+    }
+}
+
+private func printError(_ text: String, terminator: String) {
+    FileHandle.standardError.write(Foundation.Data((text + terminator).utf8))
+}

@@ -1,0 +1,206 @@
+import Foundation
+import XCTest
+
+/// `finetune train`, `evaluate` and `predict RUN_DIR` on a tiny synthetic class-folder dataset
+/// (3 colour classes of 32×32 PNGs), with a randomly initialised MobileNetV2 at 64 px.
+final class TrainCLITests: XCTestCase {
+    static let classes = ["blue", "green", "red"]
+
+    func run(_ arguments: [String]) throws -> CLITests.Run {
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read stderr on another thread so neither pipe fills up while the other is read.
+        var stderr = Foundation.Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            stderr = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return CLITests.Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    func temporaryFolder(_ name: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    /// root/train/<class>/*.png (8 each) and root/test/<class>/*.png (3 each).
+    func makeDataset() throws -> String {
+        let root = try temporaryFolder("tiny-data")
+        var seed: UInt32 = 12345
+        func noise() -> UInt8 {
+            seed = seed &* 1_664_525 &+ 1_013_904_223
+            return UInt8(seed >> 26)  // 0…63
+        }
+        for (split, count) in [("train", 8), ("test", 3)] {
+            for (c, name) in Self.classes.enumerated() {
+                let folder = "\(root)/\(split)/\(name)"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                for i in 0..<count {
+                    var rgb = [UInt8]()
+                    for _ in 0..<(32 * 32) {
+                        for channel in 0..<3 {
+                            // class 0 blue, 1 green, 2 red
+                            let on = (c == 0 && channel == 2) || (c == 1 && channel == 1) || (c == 2 && channel == 0)
+                            rgb.append(on ? 192 &+ noise() : noise())
+                        }
+                    }
+                    try TinyPNG.encode(rgb: rgb, width: 32, height: 32)
+                        .write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
+                }
+            }
+        }
+        return root
+    }
+
+    static let common = ["--arch", "mobilenet_v2", "--weights", "none", "--input-size", "64", "--batch-size", "4",
+                         "--val-split", "0.25", "--workers", "0", "--threads", "2", "--lr", "0.01"]
+
+    func testTrainEvaluatePredictAndResume() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("runs") + "/run"
+
+        // train --json: one JSON object with the documented keys, and the run directory's files.
+        let train = try run(["train", data, "--out", out, "--epochs", "1", "--json"] + Self.common)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertEqual(train.lines.count, 1, train.stdout)
+        let summary = try train.json(XCTUnwrap(train.lines.last))
+        for key in ["run_dir", "architecture", "classes", "status", "epochs", "global_step", "train_samples",
+                    "validation_samples", "test_samples", "final_metrics", "monitor", "model_weights",
+                    "test_accuracy", "seconds"] {
+            XCTAssertNotNil(summary[key], "missing key \(key)")
+        }
+        XCTAssertEqual(summary["classes"] as? [String], Self.classes)
+        XCTAssertEqual(summary["epochs"] as? Int, 1)
+        XCTAssertEqual(summary["status"] as? String, "completed")
+        XCTAssertEqual(summary["train_samples"] as? Int, 18)
+        XCTAssertEqual(summary["validation_samples"] as? Int, 6)
+        XCTAssertEqual(summary["test_samples"] as? Int, 9)
+        XCTAssertEqual(summary["model_weights"] as? String, "final")
+        let accuracy = try XCTUnwrap(summary["test_accuracy"] as? Double)
+        XCTAssertTrue((0...1).contains(accuracy))
+        for file in ["config.json", "model.safetensors", "history.csv", "events.jsonl", "tensorboard",
+                     "checkpoints/last/trainer.json", "checkpoints/best/trainer.json",
+                     "loss.svg", "accuracy.svg", "auc.svg", "confusion_matrix.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/\(file)"), "\(file) missing")
+        }
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Foundation.Data(contentsOf: URL(fileURLWithPath: "\(out)/config.json"))) as? [String: Any])
+        XCTAssertEqual(config["architecture"] as? String, "mobilenet_v2")
+        XCTAssertEqual(config["classNames"] as? [String], Self.classes)
+        XCTAssertEqual((config["preprocessing"] as? [String: Any])?["cropSize"] as? Int, 64)
+        XCTAssertEqual((config["head"] as? [String: Any])?["numClasses"] as? Int, 3)
+        XCTAssertNotNil(config["training"] as? [String: Any])
+
+        // evaluate --json: the test split, with per-class entries.
+        let evaluate = try run(["evaluate", out, data, "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let report = try evaluate.json(XCTUnwrap(evaluate.lines.last))
+        XCTAssertEqual(report["split"] as? String, "test")
+        XCTAssertEqual(report["sample_count"] as? Int, 9)
+        XCTAssertEqual((report["per_class"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, Self.classes)
+        XCTAssertEqual((report["confusion_matrix"] as? [[Int]])?.count, 3)
+        XCTAssertEqual(report["accuracy"] as? Double ?? -1, accuracy, accuracy: 1e-9)
+
+        // Class names must match.
+        let other = try temporaryFolder("other")
+        try FileManager.default.copyItem(atPath: "\(data)/test/red", toPath: "\(other)/red")
+        try FileManager.default.copyItem(atPath: "\(data)/test/blue", toPath: "\(other)/cat")
+        let mismatch = try run(["evaluate", out, other])
+        XCTAssertNotEqual(mismatch.status, 0)
+        XCTAssertTrue(mismatch.stderr.contains("cat") && mismatch.stderr.contains("green"), mismatch.stderr)
+
+        // predict RUN_DIR --json: the run's class names.
+        let predict = try run(["predict", out, "\(data)/test/red", "--json", "--top-k", "2", "--threads", "2"])
+        XCTAssertEqual(predict.status, 0, predict.stderr)
+        XCTAssertEqual(predict.lines.count, 3)
+        for line in predict.lines {
+            let top = try XCTUnwrap(try predict.json(line)["top_k"] as? [[String: Any]])
+            XCTAssertEqual(top.count, 2)
+            XCTAssertTrue(Self.classes.contains(top[0]["class"] as? String ?? ""), "\(top)")
+        }
+
+        // --resume to 2 epochs: history with 2 epochs.
+        let resumed = try run(["train", "--resume", out, "--epochs", "2", "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let second = try resumed.json(XCTUnwrap(resumed.lines.last))
+        XCTAssertEqual(second["epochs"] as? Int, 2)
+        let history = try String(contentsOfFile: "\(out)/history.csv", encoding: .utf8)
+            .split(separator: "\n").filter { !$0.isEmpty }
+        XCTAssertEqual(history.count, 3, history.joined(separator: "\n"))  // header + 2 epochs
+    }
+
+    func testBadFlagsNameTheFlagOrPath() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("runs") + "/run"
+        let cases: [([String], [String])] = [
+            (["--optimizer", "foo"], ["--optimizer", "adamw"]),
+            (["--recipe", "foo"], ["--recipe", "head-only"]),
+            (["--augment", "foo"], ["--augment", "keras"]),
+            (["--freeze-until", "nosuchscope"], ["--freeze-until", "nosuchscope", "features.0"]),
+        ]
+        for (flags, expected) in cases {
+            let r = try run(["train", data, "--out", out, "--epochs", "1"] + Self.common + flags)
+            XCTAssertNotEqual(r.status, 0, "\(flags)")
+            for text in expected { XCTAssertTrue(r.stderr.contains(text), "\(flags): \(r.stderr)") }
+        }
+        let missing = try run(["train", "/nonexistent/data", "--arch", "mobilenet_v2", "--out", out])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/data"), missing.stderr)
+        let noRun = try run(["evaluate", "/nonexistent/run", data])
+        XCTAssertNotEqual(noRun.status, 0)
+        XCTAssertTrue(noRun.stderr.contains("/nonexistent/run"), noRun.stderr)
+    }
+}
+
+/// A minimal PNG writer (8-bit RGB, stored deflate blocks) so the tests need no image library.
+enum TinyPNG {
+    static func encode(rgb: [UInt8], width: Int, height: Int) -> Foundation.Data {
+        var raw = [UInt8]()
+        for y in 0..<height {
+            raw.append(0)
+            raw += rgb[(y * width * 3)..<((y + 1) * width * 3)]
+        }
+        var zlib: [UInt8] = [0x78, 0x01]
+        var offset = 0
+        repeat {
+            let n = min(65535, raw.count - offset)
+            let final: UInt8 = offset + n >= raw.count ? 1 : 0
+            zlib += [final, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
+            zlib += raw[offset..<(offset + n)]
+            offset += n
+        } while offset < raw.count
+        var a: UInt32 = 1, b: UInt32 = 0
+        for byte in raw { a = (a + UInt32(byte)) % 65521; b = (b + a) % 65521 }
+        zlib += be32((b << 16) | a)
+        var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        png += chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [8, 2, 0, 0, 0])
+        png += chunk("IDAT", zlib)
+        png += chunk("IEND", [])
+        return Foundation.Data(png)
+    }
+
+    static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+
+    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+        let body = Array(type.utf8) + data
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in body {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return be32(UInt32(data.count)) + body + be32(~crc)
+    }
+}
