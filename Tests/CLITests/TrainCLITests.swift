@@ -1,4 +1,6 @@
 import Foundation
+import TensorIO
+import Torch
 import XCTest
 
 /// `finetune train`, `evaluate` and `predict RUN_DIR` on a tiny synthetic class-folder dataset
@@ -15,15 +17,17 @@ final class TrainCLITests: XCTestCase {
         process.standardError = err
         try process.run()
         // Read stderr on another thread so neither pipe fills up while the other is read.
-        var stderr = Foundation.Data()
+        final class Box: @unchecked Sendable { var data = Foundation.Data() }  // written before leave()
+        let stderrBox = Box()
         let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
-            stderr = err.fileHandleForReading.readDataToEndOfFile()
+            stderrBox.data = err.fileHandleForReading.readDataToEndOfFile()
             group.leave()
         }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
+        let stderr = stderrBox.data
         process.waitUntilExit()
         return CLITests.Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                             stderr: String(decoding: stderr, as: UTF8.self))
@@ -140,6 +144,46 @@ final class TrainCLITests: XCTestCase {
         let history = try String(contentsOfFile: "\(out)/history.csv", encoding: .utf8)
             .split(separator: "\n").filter { !$0.isEmpty }
         XCTAssertEqual(history.count, 3, history.joined(separator: "\n"))  // header + 2 epochs
+    }
+
+    /// Acceptance: a run killed with SIGKILL after epoch 1 and resumed ends with weights equal to an
+    /// uninterrupted run (bit for bit), because checkpoints are atomic and carry the optimizer,
+    /// schedule position, RNG state and data position.
+    func testSIGKILLedRunResumesToTheSameWeightsAsAnUninterruptedRun() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("kill")
+        let arguments = Self.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
+                                       "--lr-schedule", "cosine"]
+        let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["train", data, "--out", runs + "/b"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Kill it once epoch 1 is in the history (so the kill lands in epoch 2 or later).
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline {
+            let history = (try? String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8)) ?? ""
+            if history.split(separator: "\n").count >= 2 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertTrue(process.isRunning, "the run finished before it could be killed; make it longer")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+
+        let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "3", "--workers", "0", "--threads", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let a = try SafeTensors.load(runs + "/a/model.safetensors")
+        let b = try SafeTensors.load(runs + "/b/model.safetensors")
+        XCTAssertEqual(a.keys, b.keys)
+        for (key, tensor) in a {
+            let other = try XCTUnwrap(b[key], key)
+            XCTAssertTrue(try tensor.allClose(other, rtol: 0, atol: 0), "\(key) differs after SIGKILL + resume")
+        }
     }
 
     func testBadFlagsNameTheFlagOrPath() throws {
