@@ -85,12 +85,14 @@ public enum ModelZoo {
             entry = found
             state = try cache.loadStateDict(found)
         }
-        // Build with the weights' own head, load strictly, then adapt the top.
-        let weightsClasses = try headClasses(architecture: architecture, state: state) ?? entry?.classes ?? 1000
-        var full = options
-        full.includeTop = true
-        full.numClasses = weightsClasses
-        let model = try makeForWeights(architecture, options: options.includeTop ? full : options)
+        // Build with the weights' own head, load strictly, then adapt the top. The head's width is
+        // the catalog's class count, or what the file's head holds (a second build only when they differ).
+        var weightsClasses = entry?.classes ?? 1000
+        var model = try makeForWeights(architecture, options: withTop(options, classes: weightsClasses))
+        if options.includeTop, let width = state[model.headPath + ".weight"]?.shape.first, width != weightsClasses {
+            weightsClasses = width
+            model = try makeForWeights(architecture, options: withTop(options, classes: width))
+        }
         let report: LoadReport
         if options.includeTop {
             report = try model.load(state, strict: true)
@@ -120,10 +122,12 @@ public enum ModelZoo {
         return model
     }
 
-    /// Output width of the final Linear found in `state` (nil when it has no head).
-    static func headClasses(architecture: String, state: StateDict) throws -> Int? {
-        let probe = try make(architecture, options: ModelOptions(numClasses: 7, includeTop: true))
-        return state[probe.headPath + ".weight"]?.shape.first
+    /// `options` with a top of `classes` outputs; without a top, `options` unchanged.
+    static func withTop(_ options: ModelOptions, classes: Int) -> ModelOptions {
+        guard options.includeTop else { return options }
+        var full = options
+        full.numClasses = classes
+        return full
     }
 
     /// The architecture as torchvision builds it for pretrained weights: GoogLeNet with its aux heads

@@ -61,6 +61,25 @@ final class ModelZooTests: XCTestCase {
         assertClose(embedding, try withInferenceMode { try full.model.extractFeatures(x) }, atol: 1e-5)
     }
 
+    func testWeightsFileWithItsOwnHeadWidthLoadsAndCanBeReplaced() throws {
+        let source = try ModelZoo.make("resnet18", options: ModelOptions(numClasses: 5))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("r18-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SafeTensors.write(source.stateDict(), to: path)
+
+        // The file's 5-class head is loaded strictly (its width read from the file), then kept.
+        let same = try ModelZoo.make("resnet18", weights: path, options: ModelOptions(numClasses: 5))
+        XCTAssertEqual(same.model.numClasses, 5)
+        XCTAssertTrue(same.loadReport?.isClean ?? false)
+        XCTAssertTrue(try same.model.stateDict()["fc.weight"]!.allClose(source.stateDict()["fc.weight"]!, rtol: 0, atol: 0))
+        XCTAssertEqual(same.classNames.count, 5)
+
+        let replaced = try ModelZoo.make("resnet18", weights: path, options: ModelOptions(numClasses: 3))
+        XCTAssertEqual(replaced.model.numClasses, 3)
+        XCTAssertTrue(try replaced.model.stateDict()["layer4.1.conv2.weight"]!
+            .allClose(source.stateDict()["layer4.1.conv2.weight"]!, rtol: 0, atol: 0))
+    }
+
     func testWeightsForAnotherArchitectureOrMissingFilesFailClearly() throws {
         XCTAssertThrowsError(try ModelZoo.make("mobilenet_v2", weights: "resnet50.imagenet")) { error in
             XCTAssertTrue("\(error)".contains("resnet50"), "\(error)")
