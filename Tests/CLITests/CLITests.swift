@@ -24,19 +24,31 @@ final class CLITests: XCTestCase {
         return runner.deletingLastPathComponent().appendingPathComponent("finetune")
     }
 
-    func run(_ arguments: [String]) throws -> Run {
+    func run(_ arguments: [String]) throws -> Run { try Self.run(arguments) }
+
+    /// Runs the binary to completion. Standard error is drained on another thread, so neither pipe can
+    /// fill up and block the child while the other is read.
+    static func run(_ arguments: [String]) throws -> Run {
         let process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = binary
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        final class Box: @unchecked Sendable { var data = Foundation.Data() }  // written before leave()
+        let stderrBox = Box()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            stderrBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
         process.waitUntilExit()
         return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                   stderr: String(decoding: stderr, as: UTF8.self))
+                   stderr: String(decoding: stderrBox.data, as: UTF8.self))
     }
 
     func testInfoJSON() throws {

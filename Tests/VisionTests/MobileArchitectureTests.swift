@@ -12,22 +12,8 @@ import XCTest
 /// weights of `tools/fixtures/deterministic.py` (`mobile_forward.safetensors`, made by
 /// `tools/fixtures/make_mobile_forward.py`).
 final class MobileArchitectureTests: XCTestCase {
-    static let builders: [(String, (ModelOptions) throws -> ImageClassifier)] = [
-        ("mobilenet_v2", { try MobileNetV2.make($0) }),
-        ("efficientnet_b0", { try EfficientNet.b0($0) }),
-        ("efficientnet_b1", { try EfficientNet.b1($0) }),
-        ("efficientnet_b2", { try EfficientNet.b2($0) }),
-        ("efficientnet_b3", { try EfficientNet.b3($0) }),
-        ("efficientnet_lite0", { try EfficientNetLite.lite0($0) }),
-        ("efficientnet_lite1", { try EfficientNetLite.lite1($0) }),
-        ("efficientnet_lite2", { try EfficientNetLite.lite2($0) }),
-    ]
-
     static func build(_ architecture: String, _ options: ModelOptions = .init()) throws -> ImageClassifier {
-        guard let builder = builders.first(where: { $0.0 == architecture })?.1 else {
-            throw TorchError("no builder for \(architecture)")
-        }
-        return try builder(options)
+        try ModelZoo.make(architecture, options: options)
     }
 
     // MARK: - Keys, shapes, parameter counts
