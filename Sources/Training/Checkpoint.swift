@@ -243,18 +243,19 @@ public struct Checkpoint {
     }
 }
 
-/// JSON settings for training files: sorted keys, pretty printed, and non-finite numbers as the
-/// strings "NaN", "Infinity", "-Infinity" (strict JSON has no literal for them).
-enum TrainingJSON {
-    static var encoder: JSONEncoder {
+/// JSON settings for training and run files: sorted keys, pretty printed, unescaped slashes (paths
+/// stay readable), and non-finite numbers as the strings "NaN", "Infinity", "-Infinity" (strict JSON
+/// has no literal for them).
+public enum TrainingJSON {
+    public static var encoder: JSONEncoder {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
                                                                 negativeInfinity: "-Infinity", nan: "NaN")
         return e
     }
 
-    static var decoder: JSONDecoder {
+    public static var decoder: JSONDecoder {
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity",
                                                                   negativeInfinity: "-Infinity", nan: "NaN")

@@ -102,27 +102,12 @@ struct RunDirectory {
             && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(configFile))
     }
 
-    static var encoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
-                                                                negativeInfinity: "-Infinity", nan: "NaN")
-        return e
-    }
-
-    static var decoder: JSONDecoder {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity",
-                                                                  negativeInfinity: "-Infinity", nan: "NaN")
-        return d
-    }
-
     func readConfig() throws -> RunConfig {
         guard FileManager.default.fileExists(atPath: config) else {
             throw ValidationError("\(path) is not a run directory: \(config) is missing")
         }
         do {
-            return try Self.decoder.decode(RunConfig.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: config)))
+            return try TrainingJSON.decoder.decode(RunConfig.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: config)))
         } catch {
             throw ValidationError("cannot read \(config): \(error)")
         }
@@ -130,7 +115,7 @@ struct RunDirectory {
 
     /// Writes `config.json` atomically.
     func write(_ runConfig: RunConfig) throws {
-        let data = try Self.encoder.encode(runConfig)
+        let data = try TrainingJSON.encoder.encode(runConfig)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try data.write(to: URL(fileURLWithPath: config), options: .atomic)
     }
