@@ -112,8 +112,10 @@ let package = Package(
         ),
         // Engine bindings: Tensor, dtypes, devices, autograd scopes, runtime settings.
         .target(name: "Torch", dependencies: ["CTorch"]),
+        // Whole-file writes that are never seen half done (temporary file, then rename).
+        .target(name: "AtomicFiles"),
         // Tensor file formats: safetensors (and, with the model zoo, restricted .pth import).
-        .target(name: "TensorIO", dependencies: ["Torch"]),
+        .target(name: "TensorIO", dependencies: ["Torch", "AtomicFiles"]),
         // Modules and layers with PyTorch state_dict names.
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
@@ -121,11 +123,11 @@ let package = Package(
         // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
         .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data"], resources: [.copy("Resources")]),
         // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers.
-        .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO"]),
+        .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO", "AtomicFiles"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.
-        .target(name: "Data", dependencies: ["Torch", "CImageCodecs"]),
+        .target(name: "Data", dependencies: ["Torch", "CImageCodecs", "AtomicFiles"]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Torch
 
@@ -7,39 +8,12 @@ extension SafeTensors {
     /// partial file; on failure the temporary file is removed and `path` is left untouched.
     /// Tensors are stored contiguously in the dictionary's order (see `encode`).
     public static func write(_ tensors: StateDict, metadata: [String: String] = [:], to path: String) throws {
-        func fail(_ what: String) -> SafeTensorsError {
-            SafeTensorsError(path: path, "\(what): \(String(cString: strerror(errno)))")
-        }
         let plan = try Plan(tensors, metadata: metadata, path: path)  // fails before touching the disk
-
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp").path
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw fail("cannot create the temporary file \(temporary)") }
-        var closed = false
-        var renamed = false
-        defer {
-            if !closed { close(fd) }
-            if !renamed { unlink(temporary) }
+        do {
+            try AtomicFile.write(to: path) { append in try plan.forEachChunk(append) }
+        } catch let error as AtomicFileError {
+            throw SafeTensorsError(path: path, error.reason)
         }
-        try plan.forEachChunk { chunk in
-            var rest = chunk
-            while !rest.isEmpty {
-                let n = posixWrite(fd, rest.baseAddress, rest.count)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw fail("cannot write the temporary file \(temporary)") }
-                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            }
-        }
-        guard fsync(fd) == 0 else { throw fail("cannot fsync the temporary file \(temporary)") }
-        closed = true
-        guard close(fd) == 0 else { throw fail("cannot close the temporary file \(temporary)") }
-        guard rename(temporary, path) == 0 else { throw fail("cannot rename \(temporary) to the destination") }
-        renamed = true
-        // Make the rename itself durable (best effort).
-        let dir = open(url.deletingLastPathComponent().path, O_RDONLY | O_CLOEXEC)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 
     /// The complete file contents: header length, JSON header (space-padded so the data buffer
@@ -120,9 +94,3 @@ extension SafeTensors {
         return out + "\""
     }
 }
-
-#if canImport(Glibc)
-private let posixWrite = Glibc.write
-#else
-private let posixWrite = Darwin.write
-#endif

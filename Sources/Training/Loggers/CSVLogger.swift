@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -25,28 +26,13 @@ enum LogFiles {
     }
 
     /// Writes `data` to a temporary file in the destination's folder, fsyncs it and renames it over
-    /// `path`, so readers never see a partial file; `path` is untouched on failure.
+    /// `path` (creating the folder), so readers never see a partial file; `path` is untouched on failure.
     static func writeAtomically(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp").path
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw systemError(path, "cannot create the temporary file \(temporary)") }
-        var closed = false, renamed = false
-        defer {
-            if !closed { close(fd) }
-            if !renamed { unlink(temporary) }
+        do {
+            try AtomicFile.write(data, to: path, createDirectory: true)
+        } catch let error as AtomicFileError {
+            throw LogFileError(path: path, error.reason)
         }
-        try writeAll(fd, data, path: temporary)
-        guard fsync(fd) == 0 else { throw systemError(path, "cannot fsync \(temporary)") }
-        closed = true
-        guard close(fd) == 0 else { throw systemError(path, "cannot close \(temporary)") }
-        guard rename(temporary, path) == 0 else { throw systemError(path, "cannot rename \(temporary) over it") }
-        renamed = true
-        let dir = open(folder, O_RDONLY | O_CLOEXEC)
-        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 
     static func writeAll(_ fd: Int32, _ data: Data, path: String) throws {

@@ -1,0 +1,74 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A failed atomic write: the destination and what went wrong (with the system's reason).
+public struct AtomicFileError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Whole-file writes that readers never see half done: the bytes go to a hidden temporary file in
+/// the destination's folder, which is renamed over the destination. On failure the temporary file is
+/// removed and the destination is left as it was.
+public enum AtomicFile {
+    /// Writes the bytes that `produce` appends, chunk by chunk (so large files need not be held in
+    /// memory). `durable` fsyncs the file before the rename and the folder after it, so the new
+    /// contents survive a crash; `createDirectory` creates missing folders first.
+    public static func write(to path: String, durable: Bool = true, createDirectory: Bool = false,
+                             _ produce: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        if createDirectory {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            } catch {
+                throw AtomicFileError(path: path, reason: "cannot create the folder \(folder): \(error.localizedDescription)")
+            }
+        }
+        let temporary = folder + "/.\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
+        func fail(_ what: String) -> AtomicFileError {
+            AtomicFileError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw fail("cannot create the temporary file \(temporary)") }
+        var closed = false, renamed = false
+        defer {
+            if !closed { close(fd) }
+            if !renamed { unlink(temporary) }
+        }
+        try produce { chunk in
+            var rest = chunk
+            while !rest.isEmpty {
+                #if canImport(Glibc)
+                let n = Glibc.write(fd, rest.baseAddress, rest.count)
+                #else
+                let n = Darwin.write(fd, rest.baseAddress, rest.count)
+                #endif
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw fail("cannot write the temporary file \(temporary)") }
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            }
+        }
+        if durable { guard fsync(fd) == 0 else { throw fail("cannot fsync the temporary file \(temporary)") } }
+        closed = true
+        guard close(fd) == 0 else { throw fail("cannot close the temporary file \(temporary)") }
+        guard rename(temporary, path) == 0 else { throw fail("cannot rename \(temporary) over the destination") }
+        renamed = true
+        if durable {  // make the rename itself durable (best effort)
+            let dir = open(folder, O_RDONLY | O_CLOEXEC)
+            if dir >= 0 { _ = fsync(dir); close(dir) }
+        }
+    }
+
+    /// Writes `data` atomically (see `write(to:durable:createDirectory:_:)`).
+    public static func write(_ data: Data, to path: String, durable: Bool = true, createDirectory: Bool = false) throws {
+        try write(to: path, durable: durable, createDirectory: createDirectory) { append in
+            try data.withUnsafeBytes { try append($0) }
+        }
+    }
+}
