@@ -44,6 +44,8 @@ open class ImageClassifier: Module {
     public let embeddingSize: Int
     /// Channels of the backbone's last feature map.
     public let featureChannels: Int
+    /// The global pooling in front of the top (`configureHead` sets it; avg is torchvision's).
+    public internal(set) var headPooling: GlobalPooling = .avg
 
     public init(architecture: String, options: ModelOptions, headPath: String, embeddingSize: Int,
                 featureChannels: Int) {
@@ -64,9 +66,14 @@ open class ImageClassifier: Module {
     /// layers before the final Linear (e.g. VGG's first two fully connected layers); without one it is
     /// the globally pooled feature maps.
     open func embedding(_ x: Tensor) throws -> Tensor {
-        // With a top the architecture's own (average) pooling is used; `pooling` applies without one.
-        try Self.globalPool(forwardFeatures(x), options.includeTop || options.pooling == .none ? .avg : options.pooling)
+        // With a top the head's pooling is used; `options.pooling` applies without one.
+        try Self.globalPool(forwardFeatures(x), options.includeTop ? headPooling
+                                                : options.pooling == .none ? .avg : options.pooling)
     }
+
+    /// Whether the top consumes a global pool of the feature maps (so `HeadSpec.pooling` may be max).
+    /// False for VGG and AlexNet, whose classifiers take 7×7 maps.
+    open var supportsHeadPooling: Bool { true }
 
     /// The head applied to an embedding (dropout, then the final Linear): logits.
     open func classify(_ embedding: Tensor) throws -> Tensor {
@@ -95,24 +102,23 @@ open class ImageClassifier: Module {
         return layerGroups.filter { $0 != headGroup && !$0.hasPrefix(headGroup + ".") }
     }
 
-    /// Replaces the final Linear with a freshly initialised one for `numClasses`, keeping everything
-    /// else (including the backbone's weights). Only for models built with a top.
+    /// Replaces the head (the final Linear, or a `configureHead` head) with a freshly initialised
+    /// Linear for `numClasses`, keeping everything else (including the backbone's weights). Only for
+    /// models built with a top.
     open func replaceHead(numClasses: Int) throws {
         guard options.includeTop else {
             throw NNError.invalidArgument("\(architecture) was built without a top: there is no head to replace")
         }
         guard numClasses > 0 else { throw NNError.invalidArgument("numClasses must be positive, got \(numClasses)") }
-        guard let old = module(at: headPath) as? Linear else {
-            throw NNError.cannotReplace("\(architecture): no Linear head at '\(headPath)'")
-        }
-        let head = try Linear(old.inFeatures, numClasses, bias: old.bias != nil, dtype: old.weight.dtype,
+        let old = try finalLinear()
+        let head = try Linear(embeddingSize, numClasses, bias: old.bias != nil, dtype: old.weight.dtype,
                               device: old.weight.device)
         try replaceModule(at: headPath, with: head)
     }
 
     /// The current number of outputs of the head (nil without a top).
     public var numClasses: Int? {
-        guard options.includeTop, let head = module(at: headPath) as? Linear else { return nil }
+        guard options.includeTop, let head = try? finalLinear() else { return nil }
         return head.outFeatures
     }
 

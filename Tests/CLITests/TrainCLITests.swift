@@ -163,6 +163,57 @@ final class TrainCLITests: XCTestCase {
         }
     }
 
+    /// A binary (sigmoid) run with a Keras-style head: max pooling → BatchNorm1d → Dropout → Dense(8)
+    /// → Dense(1). config.json records the head; evaluate and predict rebuild it from the run alone.
+    func testBinaryRunWithCustomHeadEvaluatesAndPredicts() throws {
+        let data = try makeDataset()
+        try FileManager.default.removeItem(atPath: "\(data)/train/green")
+        try FileManager.default.removeItem(atPath: "\(data)/test/green")
+        let out = try temporaryFolder("runs") + "/binary"
+        let head = ["--binary", "--pooling", "max", "--head-batchnorm", "--head-dropout", "0.3", "--head-hidden", "8"]
+        let train = try run(["train", data, "--out", out, "--epochs", "2", "--recipe", "head-only", "--json"]
+                            + Self.common + head)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stderr.contains("head max pool → BatchNorm1d → Dropout(0.3) → Dense(8, relu)"), train.stderr)
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Foundation.Data(contentsOf: URL(fileURLWithPath: "\(out)/config.json"))) as? [String: Any])
+        let spec = try XCTUnwrap((config["head"] as? [String: Any])?["spec"] as? [String: Any])
+        XCTAssertEqual(spec["outputs"] as? Int, 1)
+        XCTAssertEqual(spec["pooling"] as? String, "max")
+        XCTAssertEqual(spec["hiddenUnits"] as? [Int], [8])
+        let weights = try SafeTensors.load("\(out)/model.safetensors")
+        XCTAssertEqual(weights["classifier.1.0.running_mean"]?.shape, [1280])
+        XCTAssertEqual(weights["classifier.1.5.weight"]?.shape, [1, 8])
+
+        let evaluate = try run(["evaluate", out, data, "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let report = try evaluate.json(XCTUnwrap(evaluate.lines.last))
+        XCTAssertEqual(report["sample_count"] as? Int, 6)
+        XCTAssertEqual((report["confusion_matrix"] as? [[Int]])?.count, 2)
+        let auc = try XCTUnwrap(report["auc"] as? Double)
+        XCTAssertTrue((0...1).contains(auc), "\(auc)")
+
+        let predict = try run(["predict", out, "\(data)/test/red", "--json", "--top-k", "2", "--threads", "2"])
+        XCTAssertEqual(predict.status, 0, predict.stderr)
+        for line in predict.lines {
+            let top = try XCTUnwrap(try predict.json(line)["top_k"] as? [[String: Any]])
+            XCTAssertEqual(Set(top.compactMap { $0["class"] as? String }), ["blue", "red"])
+            let total = top.compactMap { $0["probability"] as? Double }.reduce(0, +)
+            XCTAssertEqual(total, 1, accuracy: 1e-5)
+        }
+
+        // --binary needs two classes; a bad head flag names itself.
+        let three = try makeDataset()
+        let notBinary = try run(["train", three, "--out", out, "--epochs", "1", "--binary"] + Self.common)
+        XCTAssertNotEqual(notBinary.status, 0)
+        XCTAssertTrue(notBinary.stderr.contains("--binary needs exactly 2 classes"), notBinary.stderr)
+        let badHidden = try run(["train", three, "--out", out, "--head-hidden", "8,x"] + Self.common)
+        XCTAssertTrue(badHidden.stderr.contains("--head-hidden"), badHidden.stderr)
+        let badPooling = try run(["train", three, "--out", out, "--pooling", "median"] + Self.common)
+        XCTAssertTrue(badPooling.stderr.contains("--pooling") && badPooling.stderr.contains("avg or max"),
+                      badPooling.stderr)
+    }
+
     func testBadFlagsNameTheFlagOrPath() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"

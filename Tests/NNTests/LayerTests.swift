@@ -182,3 +182,27 @@ func checkLayer(_ layer: Module, _ name: String, training: Bool = false, atol: D
         }
     }
 }
+
+/// BatchNorm1d is BatchNorm2d over [N, C] (whose own outputs are checked against PyTorch's fixtures).
+final class BatchNorm1dTests: XCTestCase {
+    func testBatchNorm1dEqualsBatchNorm2dOnOneByOneMaps() throws {
+        Runtime.manualSeed(3)
+        let bn1 = try BatchNorm1d(6), bn2 = try BatchNorm2d(6)
+        try withNoGrad { try bn1.weight?.copy_(Tensor.randn([6])); try bn1.bias?.copy_(Tensor.randn([6])) }
+        try withNoGrad { try bn2.weight?.copy_(XCTUnwrap(bn1.weight)); try bn2.bias?.copy_(XCTUnwrap(bn1.bias)) }
+        let x = try Tensor.randn([5, 6]) * 3 + 1
+        for training in [true, true, false] {
+            bn1.train(training)
+            bn2.train(training)
+            let y1 = try bn1(x)
+            let y2 = try bn2(x.reshape([5, 6, 1, 1])).reshape([5, 6])
+            assertClose(y1, y2, atol: 1e-6)
+        }
+        assertClose(try XCTUnwrap(bn1.runningVar), try XCTUnwrap(bn2.runningVar), atol: 1e-6)
+        XCTAssertEqual(try bn1.numBatchesTracked?.itemInt(), 2)
+        XCTAssertEqual(bn1.typeName, "BatchNorm1d")
+        XCTAssertThrowsError(try bn1(Tensor.randn([2, 6, 1, 1]))) { XCTAssertTrue("\($0)".contains("BatchNorm1d"), "\($0)") }
+        bn1.train()
+        XCTAssertThrowsError(try bn1(Tensor.randn([1, 6]))) { XCTAssertTrue("\($0)".contains("more than 1 value"), "\($0)") }
+    }
+}

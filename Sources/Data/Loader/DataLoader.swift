@@ -10,6 +10,13 @@ public struct Batch: @unchecked Sendable {
     /// The batch's position in its epoch (0-based; batches whose every image was skipped leave gaps).
     public let number: Int
 
+    public init(images: Tensor, labels: Tensor, indices: [Int], number: Int) {
+        self.images = images
+        self.labels = labels
+        self.indices = indices
+        self.number = number
+    }
+
     public var count: Int { indices.count }
 }
 

@@ -1,11 +1,12 @@
 import Torch
 
-/// Batch normalisation over the channels of NCHW input, like `torch.nn.BatchNorm2d`: parameters
+/// Batch normalisation over dimension 1 (channels or features), PyTorch's `_BatchNorm`: parameters
 /// `weight`, `bias`; buffers `running_mean`, `running_var`, `num_batches_tracked` (int64 scalar).
+/// Use `BatchNorm2d` (NCHW) or `BatchNorm1d` ([N, C] or [N, C, L]).
 ///
 /// Batch statistics are used (and the running statistics updated) only when `usesTrainingBehaviour`,
 /// i.e. in training mode and not frozen; otherwise the running statistics are used and left untouched.
-open class BatchNorm2d: Module, BatchNormLayer {
+open class BatchNorm: Module, BatchNormLayer {
     public let numFeatures: Int
     public let eps: Double
     /// Exponential-average factor for the running statistics; nil means a cumulative average
@@ -26,7 +27,7 @@ open class BatchNorm2d: Module, BatchNormLayer {
 
     public init(_ numFeatures: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
                 trackRunningStats: Bool = true, dtype: DType = .float32, device: Device = .cpu) throws {
-        guard numFeatures > 0 else { throw NNError.invalidArgument("BatchNorm2d: num_features must be positive") }
+        guard numFeatures > 0 else { throw NNError.invalidArgument("batch norm: num_features must be positive") }
         self.numFeatures = numFeatures
         self.eps = eps
         self.momentum = momentum
@@ -51,7 +52,8 @@ open class BatchNorm2d: Module, BatchNormLayer {
         super.init()
     }
 
-    open override var typeName: String { "BatchNorm2d" }
+    /// The input ranks the layer accepts (4 for `BatchNorm2d`).
+    open var acceptedRanks: [Int] { [2, 3, 4] }
 
     open override var namedLocalParameters: [(String, Tensor)] {
         guard let weight, let bias else { return [] }
@@ -75,12 +77,13 @@ open class BatchNorm2d: Module, BatchNormLayer {
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         let shape = x.shape
-        guard shape.count == 4 else {
-            throw NNError.invalidArgument("BatchNorm2d: expected 4D input (got \(shape.count)D input)")
+        guard acceptedRanks.contains(shape.count) else {
+            let ranks = acceptedRanks.map { "\($0)D" }.joined(separator: " or ")
+            throw NNError.invalidArgument("\(typeName): expected \(ranks) input (got \(shape.count)D input)")
         }
         guard shape[1] == numFeatures else {
             throw NNError.invalidArgument(
-                "BatchNorm2d(\(numFeatures)): input has \(shape[1]) channels (shape \(shape))")
+                "\(typeName)(\(numFeatures)): input has \(shape[1]) channels (shape \(shape))")
         }
         let training = usesTrainingBehaviour
         var factor = momentum ?? 0
@@ -90,9 +93,9 @@ open class BatchNorm2d: Module, BatchNormLayer {
         }
         // As PyTorch: batch statistics when training, or when there are no running statistics at all.
         let useBatchStats = training || runningMean == nil
-        if useBatchStats && shape[0] * shape[2] * shape[3] <= 1 {
+        if useBatchStats && shape.reduce(1, *) / shape[1] <= 1 {
             throw NNError.invalidArgument(
-                "BatchNorm2d: expected more than 1 value per channel when training, got input size \(shape)")
+                "\(typeName): expected more than 1 value per channel when training, got input size \(shape)")
         }
         return try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
                                         bias: bias, training: useBatchStats, momentum: factor, eps: eps)
@@ -105,4 +108,17 @@ open class BatchNorm2d: Module, BatchNormLayer {
     }
 }
 
-extension BatchNorm2d: ModuleDescribing {}
+extension BatchNorm: ModuleDescribing {}
+
+/// Batch normalisation over the channels of NCHW input, like `torch.nn.BatchNorm2d`.
+open class BatchNorm2d: BatchNorm {
+    open override var typeName: String { "BatchNorm2d" }
+    open override var acceptedRanks: [Int] { [4] }
+}
+
+/// Batch normalisation of [N, C] features (or [N, C, L] sequences), like `torch.nn.BatchNorm1d`:
+/// e.g. the BatchNorm of a Keras-style classification head.
+open class BatchNorm1d: BatchNorm {
+    open override var typeName: String { "BatchNorm1d" }
+    open override var acceptedRanks: [Int] { [2, 3] }
+}

@@ -72,6 +72,8 @@ public final class AlexNet: ImageClassifier {
 
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
 
+    public override var supportsHeadPooling: Bool { false }
+
     public override func embedding(_ x: Tensor) throws -> Tensor {
         guard let classifier, let avgpool else { return try super.embedding(x) }
         var y = try avgpool(forwardFeatures(x)).flatten(from: 1)

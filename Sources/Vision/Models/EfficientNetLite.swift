@@ -120,7 +120,8 @@ public final class EfficientNetLite: ImageClassifier {
     /// nil without a top.
     public private(set) var dropout: Dropout?
     /// The final Linear; nil without a top.
-    public private(set) var fc: Linear?
+    /// The head: the original's Linear, or a `configureHead` Sequential.
+    public private(set) var fc: Module?
     public let activation = ReLU6()
 
     /// - Parameters:
@@ -190,10 +191,7 @@ public final class EfficientNetLite: ImageClassifier {
     public override func setChild(_ name: String, to module: Module) throws {
         switch name {
         case "_fc" where fc != nil:
-            guard let linear = module as? Linear else {
-                throw NNError.cannotReplace("EfficientNetLite._fc must be a Linear")
-            }
-            fc = linear
+            fc = module
         default: try super.setChild(name, to: module)
         }
     }

@@ -45,7 +45,8 @@ public final class GoogLeNet: ImageClassifier {
     /// nil without a top.
     public let dropout: Dropout?
     /// nil without a top.
-    public private(set) var fc: Linear?
+    /// The head: torchvision's Linear, or a `configureHead` Sequential.
+    public private(set) var fc: Module?
 
     /// - Parameters:
     ///   - auxLogits: build the auxiliary heads (only with a top).
@@ -120,7 +121,7 @@ public final class GoogLeNet: ImageClassifier {
 
     public override func setChild(_ name: String, to module: Module) throws {
         switch (name, module) {
-        case ("fc", let linear as Linear) where fc != nil: fc = linear
+        case ("fc", _) where fc != nil: fc = module
         case ("aux1", let aux as InceptionAux) where aux1 != nil: aux1 = aux
         case ("aux2", let aux as InceptionAux) where aux2 != nil: aux2 = aux
         default: try super.setChild(name, to: module)
@@ -170,7 +171,10 @@ public final class GoogLeNet: ImageClassifier {
     }
 
     public override func embedding(_ x: Tensor) throws -> Tensor {
-        if options.includeTop { return try avgpool(forwardFeatures(x)).flatten(from: 1) }
+        if options.includeTop {
+            let maps = try forwardFeatures(x)
+            return try headPooling == .avg ? avgpool(maps).flatten(from: 1) : Self.globalPool(maps, headPooling)
+        }
         return try super.embedding(x)
     }
 

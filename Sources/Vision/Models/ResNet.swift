@@ -36,7 +36,8 @@ public final class ResNet: ImageClassifier {
     /// Present only when `options.dropout` asks for one (torchvision's ResNet has no dropout).
     public let dropout: Dropout?
     /// The classifier; nil without a top.
-    public private(set) var fc: Linear?
+    /// The head: torchvision's Linear, or a `configureHead` Sequential.
+    public private(set) var fc: Module?
 
     /// A ResNet with `block` and `blockCounts` per stage (torchvision's `ResNet(block, layers)`).
     /// `architecture` is the registry name reported by the model.
@@ -130,10 +131,8 @@ public final class ResNet: ImageClassifier {
     }
 
     public override func setChild(_ name: String, to module: Module) throws {
-        guard name == "fc", fc != nil, let linear = module as? Linear else {
-            return try super.setChild(name, to: module)
-        }
-        fc = linear
+        guard name == "fc", fc != nil else { return try super.setChild(name, to: module) }
+        fc = module
     }
 
     public override var layerGroups: [String] {
@@ -150,7 +149,10 @@ public final class ResNet: ImageClassifier {
 
     public override func embedding(_ x: Tensor) throws -> Tensor {
         // With a top the pooling is the architecture's own (average), whatever `options.pooling` says.
-        if options.includeTop { return try avgpool(forwardFeatures(x)).flatten(from: 1) }
+        if options.includeTop {
+            let maps = try forwardFeatures(x)
+            return try headPooling == .avg ? avgpool(maps).flatten(from: 1) : Self.globalPool(maps, headPooling)
+        }
         return try super.embedding(x)
     }
 

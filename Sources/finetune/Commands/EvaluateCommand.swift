@@ -54,7 +54,9 @@ struct EvaluateCommand: ParsableCommand {
         let config = try directory.readConfig()
         let (dataset, splitName) = try Self.dataset(data, split: split, classNames: config.classNames)
         let model = try directory.loadModel(config)
-        let trainer = try Trainer(model: model, configuration: TrainingConfiguration())
+        var evaluation = TrainingConfiguration()
+        evaluation.loss = config.training.loss
+        let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: batchSize, transform: EvaluationTransform(config.preprocessing),
                                     workers: workers)
         let report = try trainer.evaluate(loader)

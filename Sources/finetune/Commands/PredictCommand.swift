@@ -43,6 +43,7 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
         let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
+        var binary = false
         if RunDirectory.isRun(inputs[0]) {
             let run = RunDirectory(inputs[0])
             let config = try run.readConfig()
@@ -50,6 +51,7 @@ struct PredictCommand: ParsableCommand {
             model = try run.loadModel(config)
             preprocessing = config.preprocessing
             classNames = config.classNames
+            binary = config.head.isBinary
         } else {
             files = try collectImageFiles(inputs)
             let pretrained = try ModelZoo.make(arch!, weights: weights.lowercased() == "none" ? nil : weights)
@@ -74,8 +76,12 @@ struct PredictCommand: ParsableCommand {
                 }
             }
             guard !tensors.isEmpty else { continue }
-            let probabilities = try withInferenceMode {
-                try Functional.softmax(model(Tensor.stack(tensors)), dim: 1)
+            let probabilities = try withInferenceMode { () throws -> Tensor in
+                let logits = try model(Tensor.stack(tensors))
+                guard binary else { return try Functional.softmax(logits, dim: 1) }
+                // One sigmoid output: P(class 1) = sigmoid(z), P(class 0) = 1 - that.
+                let positive = try logits.sigmoid()
+                return try Tensor.cat([1 - positive, positive], dim: 1)
             }
             let (values, indices) = try probabilities.topk(k, dim: 1)
             let p = try values.floats(), idx = try indices.toArray(Int64.self)

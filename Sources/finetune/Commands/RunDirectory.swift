@@ -35,6 +35,11 @@ struct RunConfig: Codable {
     struct Head: Codable, Equatable {
         var numClasses: Int
         var includeTop: Bool
+        /// The head training put on the backbone (nil in runs from before custom heads: a plain Linear).
+        var spec: HeadSpec?
+
+        /// One sigmoid output trained with binary cross entropy.
+        var isBinary: Bool { spec?.outputs == 1 && numClasses == 2 }
     }
 
     struct DataInfo: Codable, Equatable {
@@ -136,9 +141,12 @@ struct RunDirectory {
     /// variant the zoo builds for them, e.g. InceptionV3's `transform_input`), randomly initialised:
     /// load the run's state dict over it. The original pretrained weights are not needed.
     static func buildModel(_ runConfig: RunConfig) throws -> ImageClassifier {
-        let options = ModelOptions(numClasses: runConfig.head.numClasses, includeTop: runConfig.head.includeTop)
-        if runConfig.weights == nil { return try ModelZoo.make(runConfig.architecture, options: options) }
-        return try ModelZoo.makePretrainedVariant(runConfig.architecture, options: options)
+        let head = runConfig.head
+        let options = ModelOptions(numClasses: head.spec?.outputs ?? head.numClasses, includeTop: head.includeTop)
+        let model = runConfig.weights == nil ? try ModelZoo.make(runConfig.architecture, options: options)
+                                             : try ModelZoo.makePretrainedVariant(runConfig.architecture, options: options)
+        if let spec = head.spec, spec != HeadSpec(outputs: options.numClasses) { try model.configureHead(spec) }
+        return model
     }
 
     static func timestamp(_ date: Date = Date()) -> String {

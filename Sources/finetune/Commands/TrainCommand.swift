@@ -60,6 +60,17 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Clip gradients to this global L2 norm.") var clipGradNorm: Double?
     @Flag(help: "Run forward passes under CPU bf16 autocast.") var bf16 = false
 
+    // Head.
+    @Option(help: "Global pooling of the backbone's feature maps in front of the head: avg or max.")
+    var pooling = "avg"
+    @Flag(help: "BatchNorm1d on the pooled features, as the first layer of the head.") var headBatchnorm = false
+    @Option(help: "Dropout in front of each Dense layer of the head (default: the architecture's own).")
+    var headDropout: Double?
+    @Option(help: "Hidden Dense + ReLU layers of the head: comma-separated widths, e.g. 256 or 512,128.")
+    var headHidden: String?
+    @Flag(help: "Binary classification: one sigmoid output trained with binary cross entropy (DATA must have 2 classes).")
+    var binary = false
+
     // Transfer-learning recipe and freezing.
     @Option(help: "Recipe: \(recipes.joined(separator: ", ")).") var recipe = "full"
     @Option(name: .customLong("phase1-epochs"), help: "two-phase: head-only epochs before unfreezing (default: half of --epochs).")
@@ -152,12 +163,35 @@ struct TrainCommand: ParsableCommand {
         if let saveEverySteps, saveEverySteps < 1 { throw ValidationError("--save-every-steps must be at least 1") }
         if let saveEverySeconds, !(saveEverySeconds > 0) { throw ValidationError("--save-every-seconds must be positive") }
         if let inputSize, inputSize < 16 { throw ValidationError("--input-size must be at least 16") }
+        guard GlobalPooling(rawValue: pooling) != nil, pooling != "none" else {
+            throw ValidationError("--pooling: unknown pooling '\(pooling)'; expected avg or max")
+        }
+        if let headDropout, !(headDropout >= 0 && headDropout < 1) {
+            throw ValidationError("--head-dropout must be in [0, 1)")
+        }
+        _ = try hiddenUnits()
         if let checkpointPath, !FileManager.default.fileExists(atPath: checkpointPath) {
             throw ValidationError("--checkpoint-path: no such file: \(checkpointPath)")
         }
         if checkpointExcludeScopes != nil && checkpointPath == nil {
             throw ValidationError("--checkpoint-exclude-scopes needs --checkpoint-path")
         }
+    }
+
+    /// The widths of --head-hidden.
+    func hiddenUnits() throws -> [Int] {
+        try (Self.list(headHidden) ?? []).map {
+            guard let units = Int($0), units >= 1 else {
+                throw ValidationError("--head-hidden: '\($0)' is not a positive width; expected e.g. 256 or 512,128")
+            }
+            return units
+        }
+    }
+
+    /// The head for `classCount` classes from the head flags.
+    func headSpec(classCount: Int) throws -> HeadSpec {
+        HeadSpec(outputs: binary ? 1 : classCount, pooling: GlobalPooling(rawValue: pooling) ?? .avg,
+                 batchNorm: headBatchnorm, dropout: headDropout, hiddenUnits: try hiddenUnits())
     }
 
     /// Where human-readable progress goes: stdout, or stderr with --json.
@@ -194,6 +228,7 @@ struct TrainCommand: ParsableCommand {
             labelSmoothing: labelSmoothing, gradientClipNorm: clipGradNorm, autocastBF16: bf16,
             monitor: monitorName(hasValidation: hasValidation), seed: seed,
             checkpointDirectory: checkpointDirectory)
+        if binary { config.loss = .binary }
         switch recipe {
         case "head-only":
             config.apply(.headOnly(trainBatchNorm: trainBn))
@@ -294,6 +329,11 @@ struct TrainCommand: ParsableCommand {
         }
         let splits = try Self.loadSplits(root, options: options)
         let classNames = splits.train.classNames
+        if binary && classNames.count != 2 {
+            throw ValidationError("--binary needs exactly 2 classes; \(root) has \(classNames.count): "
+                                  + classNames.joined(separator: ", "))
+        }
+        let head = try headSpec(classCount: classNames.count)
         let initial = weights.lowercased() == "none" ? nil : weights
         Runtime.manualSeed(seed)
         let pretrained: PretrainedModel
@@ -303,6 +343,9 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("--weights \(weights): \(error)")
         }
         let model = pretrained.model
+        if head != HeadSpec(outputs: classNames.count) {
+            do { try model.configureHead(head) } catch { throw ValidationError("--pooling/--head-*: \(error)") }
+        }
         var preprocessing = pretrained.preprocessing
         if let size = inputSize {
             preprocessing.resizeSize = Int((Double(size) * Double(preprocessing.resizeSize) / Double(preprocessing.cropSize)).rounded())
@@ -336,7 +379,8 @@ struct TrainCommand: ParsableCommand {
         let now = RunDirectory.timestamp()
         var runConfig = RunConfig(
             architecture: arch, weights: initial, classNames: classNames, preprocessing: preprocessing,
-            head: .init(numClasses: classNames.count, includeTop: true), training: configuration, options: options,
+            head: .init(numClasses: classNames.count, includeTop: true, spec: head), training: configuration,
+            options: options,
             data: .init(path: root, hasSplitFolders: splits.hasSplitFolders, trainSamples: splits.train.count,
                         validationSamples: splits.validation?.count ?? 0, testSamples: splits.test?.count ?? 0),
             createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
@@ -344,7 +388,7 @@ struct TrainCommand: ParsableCommand {
         try run.write(runConfig)
         say("Run directory \(run.path): \(arch) (\(initial ?? "random init")), \(classNames.count) classes, "
             + "\(splits.train.count) training / \(splits.validation?.count ?? 0) validation / "
-            + "\(splits.test?.count ?? 0) test images, recipe \(recipe)")
+            + "\(splits.test?.count ?? 0) test images, recipe \(recipe), head \(head.description)")
         try train(trainer, run: run, runConfig: &runConfig, splits: splits, started: started)
     }
 
