@@ -119,6 +119,12 @@ public final class Trainer {
     /// Called with each epoch's metrics before the trainer and callbacks use them: add custom
     /// metrics, or (in tests) inject values.
     public var epochMetricsHook: ((_ epoch: Int, _ metrics: inout [String: Double]) throws -> Void)?
+    /// Cached backbone features: while the model's `embedding` is frozen (see
+    /// `FeatureCache.ineligibility(of:)`, checked every epoch), epochs train and validate the head
+    /// on these instead of running the backbone — e.g. phase 1 of a two-phase recipe, after which
+    /// phase 2 goes through the full network. The features must come from the same datasets and
+    /// transforms as the loaders passed to `fit` (`FeatureCache.prepare`).
+    public var featureCache: TrainingFeatures?
     /// The last validation report and batch result.
     public private(set) var lastValidationReport: EvaluationReport?
     public private(set) var lastBatch: BatchResult?
@@ -305,17 +311,19 @@ public final class Trainer {
 
             // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
             // starting at the next untrained batch lands exactly where the checkpoint was taken.
-            let run = train.epoch(state.epoch, startingAtBatch: resumeAt)
+            let cached = usableFeatureCache()
+            let run: any BatchStream = cached.map { $0.train.epoch(state.epoch, of: train, startingAtBatch: resumeAt) }
+                ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
             while let batch = try run.nextBatch() {
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
-                let result = try trainStep(batch)
+                let result = try step(batch, input: cached == nil ? .images : .features)
                 try dispatch(.batchEnd(result))
                 if stopReason != nil || signalStop?.isTriggered == true { break }
             }
             run.cancel()
             if let interrupted = try handleInterrupt() { status = interrupted; break epochLoop }
             if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
-            try finishEpoch(validation: validation, classCount: classCount, started: started)
+            try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
         }
         if status == .completed, let reason = stopReason { status = .stopped(reason: reason) }
         state.status = status.name
@@ -338,14 +346,19 @@ public final class Trainer {
         return .interrupted(checkpoint: path)
     }
 
-    private func finishEpoch(validation: DataLoader?, classCount: Int, started: Date) throws {
+    private func finishEpoch(validation: DataLoader?, classCount: Int, started: Date, cached: TrainingFeatures?) throws {
         let epoch = state.epoch
         var metrics: [String: Double] = ["loss": state.accumulator.meanLoss, "accuracy": state.accumulator.accuracy]
         if let lr = optimizer.learningRates.last { metrics["lr"] = lr }
         var report: EvaluationReport?
         if let validation {
             try dispatch(.validationStart(epoch: epoch))
-            let r = try evaluate(validation)
+            let r: EvaluationReport
+            if let features = cached?.validation {
+                r = try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
+            } else {
+                r = try evaluate(validation)
+            }
             report = r
             lastValidationReport = r
             for (key, value) in r.scalars { metrics["val_" + key] = value }
@@ -371,7 +384,7 @@ public final class Trainer {
         state.accumulator = EpochAccumulator()
         try dispatch(.epochEnd(EpochResult(epoch: epoch, step: state.globalStep, phase: state.phase, metrics: metrics,
                                            validation: report, seconds: Date().timeIntervalSince(started),
-                                           improved: improved)))
+                                           improved: improved, usedFeatureCache: cached != nil)))
     }
 
     // MARK: - Phases
@@ -450,13 +463,36 @@ public final class Trainer {
 
     /// One optimizer step on `batch` (public for custom loops; `fit` calls it).
     @discardableResult
-    public func trainStep(_ batch: Batch) throws -> BatchResult {
+    public func trainStep(_ batch: Batch) throws -> BatchResult { try step(batch, input: .images) }
+
+    /// What a batch's `images` hold: images, or cached backbone features (`FeatureCache`).
+    enum Input { case images, features }
+
+    /// The model's output for `input`: `model(x)`, or the classifier applied to cached features.
+    private func forward(_ x: Tensor, input: Input) throws -> Tensor {
+        switch input {
+        case .images: return try model(x)
+        case .features:
+            guard let classifier = model as? ImageClassifier else {
+                throw TrainingError.invalidConfiguration("cached features need a zoo classifier")
+            }
+            return try classifier.classify(x)
+        }
+    }
+
+    /// The feature cache, when set and the model's embedding is frozen now.
+    private func usableFeatureCache() -> TrainingFeatures? {
+        guard let featureCache, FeatureCache.ineligibility(of: model) == nil else { return nil }
+        return featureCache
+    }
+
+    private func step(_ batch: Batch, input: Input) throws -> BatchResult {
         try applySchedule()
         let learningRates = optimizer.learningRates
         try optimizer.zeroGrad()
         let labels = batch.labels
         let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
-            let output = try model(batch.images)
+            let output = try forward(batch.images, input: input)
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
             return (try computeLoss(logits: logits, labels: labels), logits)
         }
@@ -535,6 +571,10 @@ public final class Trainer {
     /// Loss, accuracy, top-5 (more than 5 classes), AUC and the rest of `EvaluationReport` over
     /// `loader`, in eval mode and LibTorch's inference mode. The model's mode is restored after.
     public func evaluate(_ loader: DataLoader) throws -> EvaluationReport {
+        try evaluate(loader, input: .images, batches: loader.epoch(0))
+    }
+
+    private func evaluate(_ loader: DataLoader, input: Input, batches run: any BatchStream) throws -> EvaluationReport {
         let classCount = try resolveClassCount(loader.dataset)
         let names = loader.dataset.classNames
         var metrics = try ClassificationMetrics(classCount: classCount,
@@ -544,9 +584,10 @@ public final class Trainer {
         defer { model.train(wasTraining) }
         let binary = configuration.loss == .binary
         try withInferenceMode {
-            let run = loader.epoch(0)
             while let batch = try run.nextBatch() {
-                let output = try withAutocast(enabled: configuration.autocastBF16) { try model(batch.images) }
+                let output = try withAutocast(enabled: configuration.autocastBF16) {
+                    try forward(batch.images, input: input)
+                }
                 let logits = output.dtype == .float32 ? output : try output.to(.float32)
                 let loss = try computeLoss(logits: logits, labels: batch.labels).item()
                 try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)

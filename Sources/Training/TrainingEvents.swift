@@ -52,6 +52,8 @@ public struct EpochResult {
     public var seconds: Double
     /// Whether the trainer's monitored metric improved this epoch.
     public var improved: Bool
+    /// Whether the epoch trained (and validated) on cached backbone features (`Trainer.featureCache`).
+    public var usedFeatureCache = false
 }
 
 /// The switch to phase 2 of a two-phase recipe.

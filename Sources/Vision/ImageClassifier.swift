@@ -96,6 +96,11 @@ open class ImageClassifier: Module {
     /// Freezing and discriminative learning rates address these.
     open var layerGroups: [String] { namedChildren.map(\.0) }
 
+    /// The modules `classify` runs (the head and any dropout in front of it), e.g. `["fc"]`,
+    /// `["classifier"]` or `["dropout", "fc"]`: everything else is what `embedding` runs, which is
+    /// what a frozen-backbone feature cache stores.
+    open var classifierScopes: [String] { options.includeTop ? [headPath] : [] }
+
     /// The scopes that make up the backbone (every layer group but the head's).
     public var backboneGroups: [String] {
         let headGroup = String(headPath.split(separator: ".").first ?? "")

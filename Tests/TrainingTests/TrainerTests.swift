@@ -29,6 +29,7 @@ final class TRTinyNet: ImageClassifier {
 
     override var namedChildren: [(String, Module)] { [("features", features), ("classifier", classifier)] }
     override var layerGroups: [String] { ["features.0", "features.1", "features.2", "classifier"] }
+    override var classifierScopes: [String] { ["classifier"] }
     override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
     override func classify(_ embedding: Tensor) throws -> Tensor { try classifier(embedding) }
 }

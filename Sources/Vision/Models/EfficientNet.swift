@@ -158,6 +158,8 @@ public final class EfficientNet: ImageClassifier {
         (0..<features.count).map { "features.\($0)" } + (classifier == nil ? [] : ["classifier"])
     }
 
+    public override var classifierScopes: [String] { classifier == nil ? [] : ["classifier"] }
+
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
 
     public override func classify(_ embedding: Tensor) throws -> Tensor {

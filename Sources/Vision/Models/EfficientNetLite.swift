@@ -196,6 +196,10 @@ public final class EfficientNetLite: ImageClassifier {
         }
     }
 
+    public override var classifierScopes: [String] {
+        fc == nil ? [] : (dropout == nil ? [] : ["_dropout"]) + ["_fc"]
+    }
+
     /// `_conv_stem`, `_bn0`, `_blocks.0` … `_blocks.N`, `_conv_head`, `_bn1`, then `_fc` (with a top).
     public override var layerGroups: [String] {
         ["_conv_stem", "_bn0"] + (0..<blocks.count).map { "_blocks.\($0)" } + ["_conv_head", "_bn1"]

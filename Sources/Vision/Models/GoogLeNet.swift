@@ -128,6 +128,10 @@ public final class GoogLeNet: ImageClassifier {
         }
     }
 
+    public override var classifierScopes: [String] {
+        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
+    }
+
     public override var layerGroups: [String] {
         var groups = ["conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
                       "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"]

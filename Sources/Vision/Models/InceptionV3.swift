@@ -123,6 +123,10 @@ public final class InceptionV3: ImageClassifier {
         }
     }
 
+    public override var classifierScopes: [String] {
+        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
+    }
+
     public override var layerGroups: [String] {
         var groups = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                       "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]

@@ -135,6 +135,10 @@ public final class ResNet: ImageClassifier {
         fc = module
     }
 
+    public override var classifierScopes: [String] {
+        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
+    }
+
     public override var layerGroups: [String] {
         ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"] + (fc == nil ? [] : ["fc"])
     }

@@ -1,0 +1,277 @@
+import Data
+import Foundation
+import NN
+import TensorIO
+import Torch
+import Vision
+
+/// Backbone features ("bottleneck features") of a dataset, computed once by a frozen backbone and
+/// kept on disk, so head-only epochs skip the backbone.
+///
+/// **Equal by construction.** Training on cached features runs `classify(features)` where the
+/// full path runs `classify(embedding(images))`. That is the same computation exactly when
+/// nothing `embedding` runs can change or behave differently during training: every module
+/// outside `classifierScopes` is frozen (no gradients, BatchNorm and Dropout in inference
+/// behaviour) — `FeatureCache.ineligibility(of:)` checks this — and the images are the ones the
+/// full path would see. The features are computed in inference mode, in eval behaviour (which
+/// frozen modules have anyway), under bf16 autocast when training uses it.
+///
+/// **Views.** Unaugmented inputs need one view. With augmentation, `views` K caches K augmented
+/// views: view `k` of sample `i` is the augmentation the training loader draws for sample `i` in
+/// epoch `k` (augmentations are seeded by seed, epoch and index), and epoch `e` uses view
+/// `e mod K`. The first K epochs therefore equal the full path; later ones reuse views.
+///
+/// **Key.** A cache file is named by the SHA-256 of: the architecture, the backbone's weights
+/// (every parameter and buffer outside `classifierScopes`: names, shapes and bytes), the
+/// transform's description (preprocessing and augmentation), the views and the seed that draws
+/// them, autocast, and the samples (path, size and modification time of each file, or the bytes
+/// of in-memory images, with labels). Any change gives another file; nothing stale is reused.
+public final class CachedFeatures: @unchecked Sendable {
+    /// Features of every view, [views, samples, embeddingSize] float32 on the CPU.
+    public let features: Tensor
+    /// Whether sample `i` could be loaded (unreadable files are left out, as the image loader does).
+    public let valid: [Bool]
+    /// The cache file (nil when kept in memory only).
+    public let path: String?
+    /// The hex SHA-256 key (see the type's documentation).
+    public let key: String
+    /// True when the features were read from an existing file, false when computed now.
+    public let reused: Bool
+    /// Files that could not be loaded while computing (empty when reused).
+    public let skipped: SkippedFiles
+
+    public var views: Int { features.shape[0] }
+    public var sampleCount: Int { features.shape[1] }
+    public var embeddingSize: Int { features.shape[2] }
+
+    init(features: Tensor, valid: [Bool], path: String?, key: String, reused: Bool, skipped: SkippedFiles) {
+        self.features = features
+        self.valid = valid
+        self.path = path
+        self.key = key
+        self.reused = reused
+        self.skipped = skipped
+    }
+
+    /// The batches `loader` yields for `epoch` (same samples, same order, same batch numbers),
+    /// with each sample's cached features of view `epoch mod views` in place of its image.
+    public func epoch(_ epoch: Int, of loader: DataLoader, startingAtBatch first: Int = 0) -> CachedFeatureEpoch {
+        CachedFeatureEpoch(features: self, batches: Array(loader.batches(epoch: epoch).enumerated().dropFirst(first)),
+                           view: epoch % views, labels: loader.dataset.labels)
+    }
+}
+
+/// One epoch of batches of cached features (see `CachedFeatures.epoch(_:of:startingAtBatch:)`).
+public final class CachedFeatureEpoch {
+    private let features: CachedFeatures
+    private let view: Tensor
+    private let labels: [Int]
+    private var pending: ArraySlice<(offset: Int, element: [Int])>
+
+    init(features: CachedFeatures, batches: [(offset: Int, element: [Int])], view: Int, labels: [Int]) {
+        self.features = features
+        self.labels = labels
+        // `select` is a view of the cached tensor: no copy.
+        self.view = (try? features.features.select(dim: 0, index: view)) ?? features.features
+        self.pending = batches[...]
+    }
+
+    /// The next batch, or nil at the end of the epoch. A batch keeps only samples that could be
+    /// loaded; a batch with none is skipped, as the image loader does.
+    public func nextBatch() throws -> Batch? {
+        while let (number, indices) = pending.popFirst() {
+            let kept = indices.filter { features.valid[$0] }
+            guard !kept.isEmpty else { continue }
+            let rows = try Tensor(kept.map { Int64($0) }, shape: [kept.count])
+            return Batch(images: try view.indexSelect(dim: 0, index: rows),
+                         labels: try Tensor(kept.map { Int64(labels[$0]) }, shape: [kept.count]),
+                         indices: kept, number: number)
+        }
+        return nil
+    }
+
+    public func cancel() { pending = [][...] }
+}
+
+/// Computing, keying and storing `CachedFeatures`.
+public enum FeatureCache {
+    /// Where caches go by default: `$FINETUNE_CACHE_DIR/features` (else `~/.cache/finetune/features`).
+    public static var defaultDirectory: String { WeightsCache.defaultRoot().appendingPathComponent("features").path }
+
+    /// Why `model`'s `embedding` is not a fixed function during training (nil when it is, i.e.
+    /// when features may be cached): a trainable parameter or a module in training behaviour
+    /// outside the classifier.
+    public static func ineligibility(of model: Module) -> String? {
+        guard let classifier = model as? ImageClassifier else { return "the model is not a zoo classifier" }
+        let scopes = classifier.classifierScopes
+        guard !scopes.isEmpty else { return "\(classifier.architecture) has no classifier head" }
+        func inClassifier(_ path: String) -> Bool {
+            scopes.contains { path == $0 || path.hasPrefix($0 + ".") }
+        }
+        func encloses(_ path: String) -> Bool {
+            path.isEmpty || scopes.contains { $0.hasPrefix(path + ".") }
+        }
+        if let (key, _) = model.namedParameters().first(where: { !inClassifier($0.0) && $0.1.requiresGrad }) {
+            return "\(key) is trainable (only the head may train while features are cached)"
+        }
+        for (path, module) in model.namedModules() where !inClassifier(path) && !encloses(path) {
+            guard module is Dropout || module is BatchNorm else { continue }
+            if !module.isFrozen {
+                return "\(path) (\(module.typeName)) is not frozen: it behaves differently in training"
+                    + (module is BatchNorm ? " (--train-bn)" : "")
+            }
+        }
+        return nil
+    }
+
+    /// The cache key's inputs as canonical JSON text (hashed into `key`).
+    public static func keyDescription(model: ImageClassifier, dataset: any ImageDataset, transformDescription: String,
+                                      views: Int, seed: UInt64, autocastBF16: Bool) throws -> String {
+        var backbone = SHA256()
+        let scopes = model.classifierScopes
+        for (key, tensor) in model.stateDict() where !scopes.contains(where: { key.hasPrefix($0 + ".") }) {
+            let contiguous = try tensor.to(dtype: tensor.dtype, device: .cpu).contiguous()
+            backbone.update(Array("\(key)|\(tensor.dtype)|\(tensor.shape)|".utf8))
+            let bytes = contiguous.count * contiguous.dtype.byteSize
+            if bytes > 0 { backbone.update(UnsafeRawBufferPointer(start: try contiguous.dataPointer(), count: bytes)) }
+        }
+        var samples = SHA256()
+        var stores: [ObjectIdentifier: String] = [:]
+        for sample in dataset.samples {
+            switch sample.source {
+            case .file(let path):
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+                let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+                let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
+                samples.update(Array("\(path)\t\(size)\t\(modified)\t\(sample.label)\n".utf8))
+            case .memory(let store, let index):
+                let id = ObjectIdentifier(store)
+                if stores[id] == nil { stores[id] = SHA256.hexDigest(of: store.bytes) }
+                samples.update(Array("memory:\(stores[id]!)#\(index)\t\(sample.label)\n".utf8))
+            }
+        }
+        let fields: [(String, String)] = [
+            ("format", "finetune-feature-cache-1"),
+            ("architecture", model.architecture),
+            ("backbone", backbone.finalizeHex()),
+            ("transform", transformDescription),
+            ("views", "\(views)"),
+            ("seed", "\(seed)"),
+            ("autocast_bf16", "\(autocastBF16)"),
+            ("samples", samples.finalizeHex()),
+            ("sample_count", "\(dataset.count)"),
+            ("embedding_size", "\(model.embeddingSize)"),
+        ]
+        let object = Dictionary(uniqueKeysWithValues: fields)
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Reads the cache for these inputs from `directory`, or computes it (and writes it atomically
+    /// there unless `directory` is nil).
+    ///
+    /// - Parameters:
+    ///   - transform: the transform the training loader applies (`transformDescription` must
+    ///     describe it exactly: it is part of the key).
+    ///   - views: 1 for unaugmented inputs; K for K augmented views (see the type's documentation).
+    ///   - seed: the training loader's seed (it draws the augmented views).
+    public static func prepare(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
+                               transformDescription: String, views: Int = 1, seed: UInt64 = 0,
+                               autocastBF16: Bool = false, batchSize: Int = 32, workers: Int = 2,
+                               directory: String? = defaultDirectory) throws -> CachedFeatures {
+        guard views >= 1 else { throw TrainingError.invalidConfiguration("feature cache views must be at least 1") }
+        if let reason = ineligibility(of: model) {
+            throw TrainingError.invalidConfiguration("backbone features cannot be cached: \(reason)")
+        }
+        let description = try keyDescription(model: model, dataset: dataset, transformDescription: transformDescription,
+                                             views: views, seed: seed, autocastBF16: autocastBF16)
+        let key = SHA256.hexDigest(of: Array(description.utf8))
+        let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
+        if let path, FileManager.default.fileExists(atPath: path),
+           let cached = try? read(path, key: key, views: views, samples: dataset.count, width: model.embeddingSize) {
+            return cached
+        }
+        let (features, valid, skipped) = try compute(model: model, dataset: dataset, transform: transform, views: views,
+                                                     seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
+                                                     workers: workers)
+        if let path, let directory {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try SafeTensors.write(StateDict([("features", features),
+                                             ("valid", try Tensor(valid.map { UInt8($0 ? 1 : 0) }, shape: [valid.count]))]),
+                                  metadata: ["format": "finetune-feature-cache-1", "key": key, "inputs": description],
+                                  to: path)
+        }
+        return CachedFeatures(features: features, valid: valid, path: path, key: key, reused: false, skipped: skipped)
+    }
+
+    private static func read(_ path: String, key: String, views: Int, samples: Int, width: Int) throws
+        -> CachedFeatures? {
+        let file = try SafeTensors.read(path)
+        guard file.metadata["key"] == key, let features = file.tensors["features"], let valid = file.tensors["valid"],
+              features.shape == [views, samples, width], features.dtype == .float32, valid.shape == [samples] else {
+            return nil
+        }
+        let flags = try valid.to(.int64).toArray(Int64.self).map { $0 != 0 }
+        return CachedFeatures(features: features, valid: flags, path: path, key: key, reused: true,
+                              skipped: SkippedFiles())
+    }
+
+    /// Runs the backbone over every view of the dataset: [views, N, D] float32 on the CPU.
+    static func compute(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
+                        views: Int, seed: UInt64, autocastBF16: Bool, batchSize: Int, workers: Int) throws
+        -> (Tensor, [Bool], SkippedFiles) {
+        let n = dataset.count, width = model.embeddingSize
+        var values = [Float](repeating: 0, count: views * n * width)
+        var valid = [Bool](repeating: false, count: n)
+        let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: false, seed: seed, transform: transform,
+                                    workers: workers, prefetch: Swift.max(2, workers))
+        let device = model.parameters().first?.device ?? .cpu
+        let wasTraining = model.isTraining
+        model.eval()
+        defer { model.train(wasTraining) }
+        try withInferenceMode {
+            for view in 0..<views {
+                // Epoch `view` of an unshuffled loader: sample i gets the augmentation a training
+                // loader with the same seed draws for it in epoch `view`.
+                let run = loader.epoch(view)
+                while let batch = try run.nextBatch() {
+                    let images = device == .cpu ? batch.images : try batch.images.to(device)
+                    let output = try withAutocast(enabled: autocastBF16) { try model.embedding(images) }
+                    let rows = try output.to(dtype: .float32, device: .cpu).contiguous().floats()
+                    guard rows.count == batch.count * width else {
+                        throw TrainingError.invalidConfiguration("\(model.architecture).embedding returned "
+                            + "\(output.shape), expected [\(batch.count), \(width)]")
+                    }
+                    for (row, index) in batch.indices.enumerated() {
+                        let base = (view * n + index) * width
+                        values.replaceSubrange(base..<base + width, with: rows[row * width..<(row + 1) * width])
+                        valid[index] = true
+                    }
+                }
+            }
+        }
+        return (try Tensor(values, shape: [views, n, width]), valid, loader.skippedFiles)
+    }
+}
+
+/// The cached features of a training run's data (see `Trainer.featureCache`).
+public struct TrainingFeatures {
+    /// Features of the training loader's dataset, from its transform (and seed, for augmented views).
+    public var train: CachedFeatures
+    /// Features of the validation loader's dataset, from its (evaluation) transform.
+    public var validation: CachedFeatures?
+
+    public init(train: CachedFeatures, validation: CachedFeatures? = nil) {
+        self.train = train
+        self.validation = validation
+    }
+}
+
+/// A source of batches the trainer iterates: an image loader's epoch or cached features.
+protocol BatchStream {
+    func nextBatch() throws -> Batch?
+    func cancel()
+}
+
+extension DataLoaderEpoch: BatchStream {}
+extension CachedFeatureEpoch: BatchStream {}
