@@ -131,7 +131,7 @@ let package = Package(
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),

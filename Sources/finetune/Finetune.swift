@@ -15,7 +15,7 @@ struct Finetune: ParsableCommand {
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,
-        subcommands: [TrainCommand.self, EvaluateCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, PredictCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
+        subcommands: [TrainCommand.self, EvaluateCommand.self, PredictCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
     )
 }
 

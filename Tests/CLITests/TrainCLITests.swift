@@ -214,6 +214,80 @@ final class TrainCLITests: XCTestCase {
                       badPooling.stderr)
     }
 
+    /// `--feature-cache`: head-only epochs on cached features (computed, then reused by a second
+    /// run), and clear refusals when the cache cannot apply.
+    func testFeatureCacheIsComputedThenReusedAndRefusedWhenItCannotApply() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("runs"), cache = try temporaryFolder("cache")
+        let flags = ["--recipe", "head-only", "--augment", "none", "--epochs", "2", "--feature-cache", "on",
+                     "--feature-cache-dir", cache] + Self.common
+        let first = try run(["train", data, "--out", runs + "/a"] + flags)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("Feature cache: 18 training images × 1 view + 6 validation images, "
+                                            + "1280 features each, computed"), first.stdout)
+        let second = try run(["train", data, "--out", runs + "/b"] + flags)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("reused"), second.stdout)
+        // Same data, same seed, same features: the same model.
+        let a = try SafeTensors.load(runs + "/a/model.safetensors"), b = try SafeTensors.load(runs + "/b/model.safetensors")
+        for (key, tensor) in a { XCTAssertTrue(try tensor.allClose(XCTUnwrap(b[key]), rtol: 0, atol: 0), key) }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache).count, 2)
+
+        let augmented = try run(["train", data, "--out", runs + "/c", "--recipe", "head-only", "--augment", "standard",
+                                 "--feature-cache", "on", "--feature-cache-dir", cache] + Self.common)
+        XCTAssertNotEqual(augmented.status, 0)
+        XCTAssertTrue(augmented.stderr.contains("--cache-augmentations"), augmented.stderr)
+        let full = try run(["train", data, "--out", runs + "/d", "--recipe", "full", "--feature-cache", "on",
+                            "--feature-cache-dir", cache] + Self.common)
+        XCTAssertNotEqual(full.status, 0)
+        XCTAssertTrue(full.stderr.contains("--feature-cache on: the backbone is not frozen"), full.stderr)
+        let auto = try run(["train", data, "--out", runs + "/e", "--recipe", "head-only", "--epochs", "1",
+                            "--feature-cache-dir", cache] + Self.common)
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssertTrue(auto.stdout.contains("Feature cache not used: --augment standard"), auto.stdout)
+    }
+
+    /// `finetune features`: the same embeddings and labels as .safetensors, .npy and .csv.
+    func testFeaturesExportsSafetensorsNpyAndCSV() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("features")
+        var exported: [String: Any] = [:]
+        for name in ["f.safetensors", "f.npy", "f.csv"] {
+            let r = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/\(name)", "--json",
+                             "--threads", "2", "--workers", "0", "--split", "test"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            exported = try r.json(XCTUnwrap(r.lines.last))
+            XCTAssertEqual(exported["images"] as? Int, 9)
+            XCTAssertEqual(exported["feature_size"] as? Int, 512)
+        }
+        let file = try SafeTensors.read("\(out)/f.safetensors")
+        let features = try XCTUnwrap(file.tensors["features"])
+        XCTAssertEqual(features.shape, [9, 512])
+        XCTAssertEqual(try XCTUnwrap(file.tensors["labels"]).toArray(Int64.self), [0, 0, 0, 1, 1, 1, 2, 2, 2])
+        XCTAssertEqual(file.metadata["class_names"], #"["blue","green","red"]"#)
+
+        // .npy: NumPy's header, then the same float32 values.
+        let npy = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: "\(out)/f.npy")))
+        XCTAssertEqual(Array(npy[0..<8]), [0x93] + Array("NUMPY".utf8) + [1, 0])
+        let headerLength = Int(npy[8]) | Int(npy[9]) << 8
+        XCTAssertEqual((10 + headerLength) % 64, 0)
+        let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.contains("'descr': '<f4'") && header.contains("'shape': (9, 512)"), header)
+        let values = npy[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertTrue(values == (try features.floats()), "the .npy values differ from the .safetensors ones")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/f_labels.npy"))
+
+        // .csv: a header and one row per image.
+        let rows = try String(contentsOfFile: "\(out)/f.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 10)
+        XCTAssertTrue(rows[0].hasPrefix("path,label,class,f0,f1,"))
+        XCTAssertEqual(rows[1].split(separator: ",").count, 3 + 512)
+        XCTAssertEqual(Float(rows[1].split(separator: ",")[3]), try features.floats()[0])
+
+        let bad = try run(["features", "resnet18", data, "--out", "\(out)/f.txt"])
+        XCTAssertTrue(bad.stderr.contains("--out") && bad.stderr.contains(".npy"), bad.stderr)
+    }
+
     func testBadFlagsNameTheFlagOrPath() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"

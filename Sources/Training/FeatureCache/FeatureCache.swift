@@ -191,7 +191,7 @@ public enum FeatureCache {
            let cached = try? read(path, key: key, views: views, samples: dataset.count, width: model.embeddingSize) {
             return cached
         }
-        let (features, valid, skipped) = try compute(model: model, dataset: dataset, transform: transform, views: views,
+        let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                      seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
                                                      workers: workers)
         if let path, let directory {
@@ -216,10 +216,13 @@ public enum FeatureCache {
                               skipped: SkippedFiles())
     }
 
-    /// Runs the backbone over every view of the dataset: [views, N, D] float32 on the CPU.
-    static func compute(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
-                        views: Int, seed: UInt64, autocastBF16: Bool, batchSize: Int, workers: Int) throws
-        -> (Tensor, [Bool], SkippedFiles) {
+    /// Runs `model.embedding` over every view of the dataset in inference mode and eval behaviour:
+    /// features [views, N, D] float32 on the CPU, which samples could be loaded, and the files that
+    /// could not (their rows stay zero). No eligibility check: `finetune features` uses this too.
+    public static func extract(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
+                               views: Int = 1, seed: UInt64 = 0, autocastBF16: Bool = false, batchSize: Int = 32,
+                               workers: Int = 2) throws
+        -> (features: Tensor, valid: [Bool], skipped: SkippedFiles) {
         let n = dataset.count, width = model.embeddingSize
         var values = [Float](repeating: 0, count: views * n * width)
         var valid = [Bool](repeating: false, count: n)

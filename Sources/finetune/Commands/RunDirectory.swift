@@ -27,6 +27,10 @@ struct TrainOptions: Codable, Equatable {
     var inputSize: Int?
     var checkpointPath: String?
     var checkpointExcludeScopes: [String]?
+    /// `auto`, `on` or `off` (nil in runs from before the feature cache: auto).
+    var featureCache: String?
+    var cacheAugmentations: Int?
+    var featureCacheDirectory: String?
 }
 
 /// `config.json` of a run directory: everything `evaluate` and `predict` need to rebuild the model

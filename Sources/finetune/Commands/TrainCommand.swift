@@ -92,6 +92,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Use at most N images per class of each split.") var limitPerClass: Int?
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Random seed (initialisation, shuffling, splits).") var seed: UInt64 = 0
+    @Option(help: """
+        Cached backbone features for head-only epochs: auto (use them whenever the backbone is frozen \
+        and the inputs are unaugmented or --cache-augmentations is given), on (require them), off.
+        """)
+    var featureCache = "auto"
+    @Option(help: "Cache K augmented views per image (epoch e trains on view e mod K) instead of falling back to the full network.")
+    var cacheAugmentations: Int?
+    @Option(help: "Folder of feature caches (default: ~/.cache/finetune/features).") var featureCacheDir: String?
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
 
     // Callbacks.
@@ -135,6 +143,12 @@ struct TrainCommand: ParsableCommand {
         }
         guard Self.augmentations.contains(augment) else {
             throw ValidationError("--augment: unknown augmentation '\(augment)'; expected \(Self.augmentations.joined(separator: ", "))")
+        }
+        guard ["auto", "on", "off"].contains(featureCache) else {
+            throw ValidationError("--feature-cache: unknown mode '\(featureCache)'; expected auto, on or off")
+        }
+        if let cacheAugmentations, cacheAugmentations < 1 {
+            throw ValidationError("--cache-augmentations must be at least 1")
         }
         guard Self.monitors.contains(monitor) else {
             throw ValidationError("--monitor: unknown metric '\(monitor)'; expected \(Self.monitors.joined(separator: ", "))")
@@ -323,7 +337,9 @@ struct TrainCommand: ParsableCommand {
                                    earlyStoppingPatience: earlyStopping, monitor: monitor,
                                    saveEverySteps: saveEverySteps, saveEverySeconds: saveEverySeconds,
                                    inputSize: inputSize, checkpointPath: checkpointPath,
-                                   checkpointExcludeScopes: Self.list(checkpointExcludeScopes))
+                                   checkpointExcludeScopes: Self.list(checkpointExcludeScopes),
+                                   featureCache: featureCache, cacheAugmentations: cacheAugmentations,
+                                   featureCacheDirectory: featureCacheDir)
         guard ModelZoo.architectures.contains(arch) else {
             throw ValidationError("--arch: unknown architecture '\(arch)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
@@ -444,6 +460,57 @@ struct TrainCommand: ParsableCommand {
         say("Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)")
     }
 
+    /// The cached backbone features for head-only epochs (`--feature-cache`), or nil with the reason
+    /// printed when a user would expect them.
+    func prepareFeatureCache(_ trainer: Trainer, options: TrainOptions, preprocessing: Preprocessing, splits: Splits,
+                             train: DataLoader, validation: DataLoader?) throws -> TrainingFeatures? {
+        let mode = options.featureCache ?? "auto"
+        guard mode != "off", let model = trainer.model as? ImageClassifier else { return nil }
+        let augmented = options.augment != "none"
+        let refuse = { (reason: String) throws -> TrainingFeatures? in
+            if mode == "on" { throw ValidationError("--feature-cache on: \(reason)") }
+            say("Feature cache not used: \(reason)")
+            return nil
+        }
+        if let reason = FeatureCache.ineligibility(of: model) {
+            // A full fine-tune never expected a cache; only say why when the backbone is (partly) frozen.
+            if mode == "on" || trainer.state.freeze.frozenScopes.isEmpty == false {
+                return try refuse("the backbone is not frozen (\(reason)); training goes through the full network")
+            }
+            return nil
+        }
+        if augmented && options.cacheAugmentations == nil {
+            return try refuse("--augment \(options.augment) changes the inputs every epoch, so training goes through "
+                              + "the full network; add --cache-augmentations K to cache K augmented views, or use --augment none")
+        }
+        let views = augmented ? options.cacheAugmentations ?? 1 : 1
+        let directory = options.featureCacheDirectory ?? FeatureCache.defaultDirectory
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let description = String(decoding: try encoder.encode(preprocessing), as: UTF8.self)
+        let started = Date()
+        func prepare(_ dataset: any ImageDataset, _ loader: DataLoader, augmentation: String, views: Int) throws
+            -> CachedFeatures {
+            try FeatureCache.prepare(model: model, dataset: dataset, transform: loader.transform,
+                                     transformDescription: "\(augmentation) \(description)", views: views,
+                                     seed: loader.seed, autocastBF16: trainer.configuration.autocastBF16,
+                                     batchSize: options.batchSize, workers: options.workers, directory: directory)
+        }
+        let trainFeatures = try prepare(splits.train, train, augmentation: options.augment, views: views)
+        var validationFeatures: CachedFeatures?
+        if let dataset = splits.validation, let validation {
+            validationFeatures = try prepare(dataset, validation, augmentation: "eval", views: 1)
+        }
+        let sets = [trainFeatures] + (validationFeatures.map { [$0] } ?? [])
+        let reused = sets.allSatisfy(\.reused)
+        say("Feature cache: \(trainFeatures.sampleCount) training images × \(views) view\(views == 1 ? "" : "s")"
+            + (validationFeatures.map { " + \($0.sampleCount) validation images" } ?? "")
+            + ", \(trainFeatures.embeddingSize) features each, "
+            + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started)))
+            + " (\(directory)); head-only epochs skip the backbone")
+        return TrainingFeatures(train: trainFeatures, validation: validationFeatures)
+    }
+
     func train(_ trainer: Trainer, run: RunDirectory, runConfig: inout RunConfig, splits: Splits,
                started: Date) throws {
         let options = runConfig.options
@@ -471,6 +538,8 @@ struct TrainCommand: ParsableCommand {
             callbacks.append(callback)
         }
         trainer.callbacks = callbacks
+        trainer.featureCache = try prepareFeatureCache(trainer, options: options, preprocessing: p, splits: splits,
+                                                       train: trainLoader, validation: validationLoader)
         let stop = SignalStop()
         trainer.signalStop = stop
         defer { stop.cancel() }

@@ -1,0 +1,47 @@
+import AtomicFiles
+import Foundation
+import Torch
+
+/// NumPy's `.npy` format (version 1.0), for handing tensors to other tools: `numpy.load` reads
+/// what `write` produces.
+public enum NumPy {
+    /// The array description NumPy uses for `dtype` (little-endian), e.g. `<f4`.
+    static func descriptor(_ dtype: DType) throws -> String {
+        switch dtype {
+        case .float32: return "<f4"
+        case .float64: return "<f8"
+        case .float16: return "<f2"
+        case .int64: return "<i8"
+        case .int32: return "<i4"
+        case .int16: return "<i2"
+        case .int8: return "|i1"
+        case .uint8: return "|u1"
+        case .bool: return "|b1"
+        default: throw TorchError("a .npy file cannot hold \(dtype) tensors")
+        }
+    }
+
+    /// The complete file: magic, header (padded so the data starts on a 64-byte boundary) and the
+    /// tensor's elements in C order.
+    public static func encode(_ tensor: Tensor) throws -> [UInt8] {
+        let cpu = try tensor.to(dtype: tensor.dtype, device: .cpu).contiguous()
+        let shape = cpu.shape.map(String.init)
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.joined(separator: ", ") + ")"
+        var header = "{'descr': '\(try descriptor(cpu.dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+        let length = UInt16(header.utf8.count)
+        bytes += [UInt8(length & 0xFF), UInt8(length >> 8)]
+        bytes += Array(header.utf8)
+        let dataStart = bytes.count
+        bytes += [UInt8](repeating: 0, count: cpu.count * cpu.dtype.byteSize)
+        try bytes.withUnsafeMutableBytes { try cpu.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: $0[dataStart...])) }
+        return bytes
+    }
+
+    /// Writes `tensor` to `path` atomically (temporary file, then rename).
+    public static func write(_ tensor: Tensor, to path: String) throws {
+        try AtomicFile.write(Foundation.Data(try encode(tensor)), to: path)
+    }
+}

@@ -1,0 +1,166 @@
+import ArgumentParser
+import AtomicFiles
+import Data
+import Foundation
+import TensorIO
+import Torch
+import Training
+import Vision
+
+/// `finetune features MODEL DATA --out FILE`: embeddings and labels for other tools.
+struct FeaturesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "features",
+        abstract: "Export the backbone's pooled features (embeddings) and labels of class folders.",
+        discussion: """
+            MODEL is an architecture (with --weights) or a run directory written by `finetune train`
+            (its backbone, head pooling and preprocessing). The features are what the model's final
+            Linear consumes (e.g. 1280 floats for MobileNetV2, 4096 for VGG's fc7), computed in
+            inference mode with the weights' own evaluation preprocessing. The format follows --out's
+            extension:
+              .safetensors  tensors "features" [N, D] float32 and "labels" [N] int64; metadata
+                            "class_names" and "files" (JSON arrays), "architecture", "weights"
+              .npy          FILE holds the features; FILE's stem + "_labels.npy" the labels
+              .csv          one row per image: path,label,class,f0,…,f(D-1)
+            Unreadable images are skipped and listed on standard error.
+
+            Examples:
+              finetune features mobilenet_v2 data/flowers --out flowers.safetensors
+              finetune features runs/flowers data/flowers --split test --out test.npy
+              finetune features resnet50 data/pets --out pets.csv --json
+            """)
+
+    static let formats = ["safetensors", "npy", "csv"]
+
+    @Argument(help: "Architecture name or run directory.") var model: String
+    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
+    @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
+    @Option(help: "Which split of a DATA with split folders: all, train, val or test.") var split = "all"
+    @Option(help: "Images per forward pass.") var batchSize = 32
+    @Option(help: "Decoding threads.") var workers = 2
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Run the backbone under CPU bf16 autocast (features are stored as float32).") var bf16 = false
+    @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
+    @Flag(help: "Print a JSON summary.") var json = false
+
+    var format: String { (out as NSString).pathExtension.lowercased() }
+
+    func validate() throws {
+        guard Self.formats.contains(format) else {
+            throw ValidationError("--out \(out): unknown format '.\(format)'; use .safetensors, .npy or .csv")
+        }
+        guard ["all", "train", "val", "test"].contains(split) else {
+            throw ValidationError("--split: unknown split '\(split)'; expected all, train, val or test")
+        }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+        }
+        if !RunDirectory.isRun(model) && !ModelZoo.architectures.contains(model) {
+            throw ValidationError("MODEL '\(model)' is neither a run directory nor an architecture; architectures: "
+                                  + ModelZoo.architectures.joined(separator: ", "))
+        }
+    }
+
+    func run() throws {
+        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        let classifier: ImageClassifier, preprocessing: Preprocessing, weightsName: String
+        var runClasses: [String]?
+        if RunDirectory.isRun(model) {
+            let run = RunDirectory(model)
+            let config = try run.readConfig()
+            classifier = try run.loadModel(config)
+            preprocessing = config.preprocessing
+            weightsName = run.model
+            runClasses = config.classNames
+        } else {
+            let initial = weights.lowercased() == "none" ? nil : weights
+            Runtime.manualSeed(seed)
+            let pretrained: PretrainedModel
+            do { pretrained = try ModelZoo.make(model, weights: initial) } catch {
+                throw ValidationError("--weights \(weights): \(error)")
+            }
+            classifier = pretrained.model
+            preprocessing = pretrained.preprocessing
+            weightsName = initial ?? "random"
+        }
+        let dataset = try Self.dataset(data, split: split, runClasses: runClasses)
+        let started = Date()
+        let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
+                                                 transform: EvaluationTransform(preprocessing),
+                                                 autocastBF16: bf16, batchSize: batchSize, workers: workers)
+        if let warning = extracted.skipped.warning() { printError(warning) }
+        let kept = extracted.valid.indices.filter { extracted.valid[$0] }
+        let rows = try Tensor(kept.map { Int64($0) }, shape: [kept.count])
+        let features = try extracted.features.select(dim: 0, index: 0).indexSelect(dim: 0, index: rows).contiguous()
+        let samples = kept.map { dataset.samples[$0] }
+        let labels = try Tensor(samples.map { Int64($0.label) }, shape: [samples.count])
+        let files = samples.map(\.source.description)
+        var written = [out]
+        switch format {
+        case "npy":
+            let labelsPath = ((out as NSString).deletingPathExtension) + "_labels.npy"
+            try NumPy.write(features, to: out)
+            try NumPy.write(labels, to: labelsPath)
+            written.append(labelsPath)
+        case "csv":
+            try writeCSV(features: features, samples: samples, classNames: dataset.classNames)
+        default:
+            let metadata = ["class_names": try jsonText(dataset.classNames), "files": try jsonText(files),
+                            "architecture": classifier.architecture, "weights": weightsName]
+            try SafeTensors.write(StateDict([("features", features), ("labels", labels)]), metadata: metadata, to: out)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        if json {
+            printJSON(["files": written, "format": format, "images": samples.count,
+                       "skipped": dataset.count - samples.count, "feature_size": classifier.embeddingSize,
+                       "architecture": classifier.architecture, "classes": dataset.classNames, "seconds": seconds])
+        } else {
+            print(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
+                         classifier.architecture, written.joined(separator: ", "), seconds))
+        }
+    }
+
+    func jsonText<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    func writeCSV(features: Tensor, samples: [LabeledSample], classNames: [String]) throws {
+        let width = features.shape[1]
+        let values = try features.floats()
+        var text = "path,label,class," + (0..<width).map { "f\($0)" }.joined(separator: ",") + "\n"
+        for (row, sample) in samples.enumerated() {
+            let fields = [csvField(sample.source.description), String(sample.label), csvField(classNames[sample.label])]
+                + values[row * width..<(row + 1) * width].map { "\($0)" }
+            text += fields.joined(separator: ",") + "\n"
+        }
+        try AtomicFile.write(Foundation.Data(text.utf8), to: out)
+    }
+
+    func csvField(_ text: String) -> String {
+        text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+            ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+    }
+
+    /// DATA's images of `split` ("all": every split), checked against a run's classes.
+    static func dataset(_ root: String, split: String, runClasses: [String]?) throws -> any ImageDataset {
+        let splits = try ImageFolderDataset.splits(root: root)
+        if let warning = splits.skipped.warning() { printError(warning) }
+        if let runClasses { try checkClassNames(splits.train.classNames, run: runClasses, data: root) }
+        guard splits.hasSplitFolders else { return splits.train }
+        let chosen: (any ImageDataset)?
+        switch split {
+        case "train": chosen = splits.train
+        case "val": chosen = splits.validation
+        case "test": chosen = splits.test
+        default:
+            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
+            return LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames)
+        }
+        guard let chosen else { throw ValidationError("--split \(split): \(root) has no \(split)/ folder") }
+        return chosen
+    }
+}
