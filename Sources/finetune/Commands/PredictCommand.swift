@@ -56,6 +56,7 @@ struct PredictCommand: ParsableCommand {
             files = try collectImageFiles(inputs)
             let pretrained = try ModelZoo.make(arch!, weights: weights.lowercased() == "none" ? nil : weights)
             model = pretrained.model
+            try model.useChannelsLast()
             preprocessing = pretrained.preprocessing
             classNames = pretrained.classNames
         }

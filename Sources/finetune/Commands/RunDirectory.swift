@@ -31,6 +31,8 @@ struct TrainOptions: Codable, Equatable {
     var featureCache: String?
     var cacheAugmentations: Int?
     var featureCacheDirectory: String?
+    /// Weights and inputs in channels-last layout (nil in older runs: contiguous).
+    var channelsLast: Bool?
 }
 
 /// `config.json` of a run directory: everything `evaluate` and `predict` need to rebuild the model
@@ -137,6 +139,7 @@ struct RunDirectory {
         }
         let classifier = try Self.buildModel(runConfig)
         try classifier.load(try SafeTensors.load(model), strict: true)
+        try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
         classifier.eval()
         return classifier
     }

@@ -59,6 +59,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Cross-entropy label smoothing in [0, 1).") var labelSmoothing = 0.0
     @Option(help: "Clip gradients to this global L2 norm.") var clipGradNorm: Double?
     @Flag(help: "Run forward passes under CPU bf16 autocast.") var bf16 = false
+    @Flag(inversion: .prefixedNo, help: "Channels-last (NHWC) weights and inputs: oneDNN's fastest CPU layout.")
+    var channelsLast = true
 
     // Head.
     @Option(help: "Global pooling of the backbone's feature maps in front of the head: avg or max.")
@@ -339,7 +341,7 @@ struct TrainCommand: ParsableCommand {
                                    inputSize: inputSize, checkpointPath: checkpointPath,
                                    checkpointExcludeScopes: Self.list(checkpointExcludeScopes),
                                    featureCache: featureCache, cacheAugmentations: cacheAugmentations,
-                                   featureCacheDirectory: featureCacheDir)
+                                   featureCacheDirectory: featureCacheDir, channelsLast: channelsLast)
         guard ModelZoo.architectures.contains(arch) else {
             throw ValidationError("--arch: unknown architecture '\(arch)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
@@ -368,6 +370,7 @@ struct TrainCommand: ParsableCommand {
             preprocessing.cropSize = size
         }
         if let path = checkpointPath { try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? []) }
+        try model.useChannelsLast(channelsLast)
 
         // Scope flags name the flag on error.
         let layout = ModelLayout(model)
@@ -421,6 +424,7 @@ struct TrainCommand: ParsableCommand {
         let splits = try Self.loadSplits(root, options: options)
         try checkClassNames(splits.train.classNames, run: runConfig.classNames, data: root)
         let model = try RunDirectory.buildModel(runConfig)
+        try model.useChannelsLast(options.channelsLast ?? false)
         let trainer = try Trainer.resume(from: last, model: model) { $0.checkpointDirectory = run.checkpoints }
         say("Resuming \(run.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(options.epochs) epochs")
