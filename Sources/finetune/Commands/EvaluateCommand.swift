@@ -22,11 +22,11 @@ struct EvaluateCommand: ParsableCommand {
               finetune evaluate runs/flowers more-photos/
             """)
 
-    static let splitNames = ["test", "val", "all"]
+    static let splitNames = ["test", "val", "train", "all"]
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
     @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
-    @Option(help: "Which split of a DATA with split folders: test, val or all (train + val + test).")
+    @Option(help: "Which split of a DATA with split folders: test, val, train or all (train + val + test).")
     var split = "test"
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
@@ -73,24 +73,26 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    /// The images to evaluate and the split's name (`folder` for a plain class-folder root).
-    static func dataset(_ root: String, split: String, classNames: [String]) throws -> (any ImageDataset, String) {
+    /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
+    /// and the split's name (`folder` for a plain folder of class folders, which is used whole).
+    /// With `classNames`, the folders' classes must be those.
+    static func dataset(_ root: String, split: String, classNames: [String]?) throws -> (any ImageDataset, String) {
         let splits = try ImageFolderDataset.splits(root: root)
         if let warning = splits.skipped.warning() { printError(warning) }
-        try checkClassNames(splits.train.classNames, run: classNames, data: root)
+        if let classNames { try checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else { return (splits.train, "folder") }
+        let chosen: (any ImageDataset)?
         switch split {
-        case "val":
-            guard let v = splits.validation else { throw ValidationError("--split val: \(root) has no val/ folder") }
-            return (v, "val")
-        case "all":
-            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
-            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: classNames), "all")
+        case "train": chosen = splits.train
+        case "val": chosen = splits.validation
+        case "test": chosen = splits.test
         default:
-            guard let t = splits.test else {
-                throw ValidationError("--split test: \(root) has no test/ folder; use --split val or all")
-            }
-            return (t, "test")
+            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
+            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames), "all")
         }
+        guard let chosen else {
+            throw ValidationError("--split \(split): \(root) has no \(split)/ folder; use another --split or all")
+        }
+        return (chosen, split)
     }
 }

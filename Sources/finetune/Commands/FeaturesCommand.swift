@@ -88,7 +88,7 @@ struct FeaturesCommand: ParsableCommand {
             preprocessing = pretrained.preprocessing
             weightsName = initial ?? "random"
         }
-        let dataset = try Self.dataset(data, split: split, runClasses: runClasses)
+        let dataset = try EvaluateCommand.dataset(data, split: split, classNames: runClasses).0
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),
@@ -144,24 +144,5 @@ struct FeaturesCommand: ParsableCommand {
     func csvField(_ text: String) -> String {
         text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
             ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
-    }
-
-    /// DATA's images of `split` ("all": every split), checked against a run's classes.
-    static func dataset(_ root: String, split: String, runClasses: [String]?) throws -> any ImageDataset {
-        let splits = try ImageFolderDataset.splits(root: root)
-        if let warning = splits.skipped.warning() { printError(warning) }
-        if let runClasses { try checkClassNames(splits.train.classNames, run: runClasses, data: root) }
-        guard splits.hasSplitFolders else { return splits.train }
-        let chosen: (any ImageDataset)?
-        switch split {
-        case "train": chosen = splits.train
-        case "val": chosen = splits.validation
-        case "test": chosen = splits.test
-        default:
-            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
-            return LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames)
-        }
-        guard let chosen else { throw ValidationError("--split \(split): \(root) has no \(split)/ folder") }
-        return chosen
     }
 }
