@@ -184,7 +184,9 @@ ct_status ct_unary(ct_tensor a_, int32_t op, ct_tensor *out) noexcept {
         case CT_TANH: r = at::tanh(a); break;
         case CT_SIGMOID: r = at::sigmoid(a); break;
         case CT_RELU: r = at::relu(a); break;
-        case CT_RELU6: r = at::hardtanh(a, 0.0, 6.0); break;
+        // LibTorch 1.13's CPU hardtanh_backward has no bfloat16 kernel (bf16 autocast training of
+        // MobileNetV2 failed with it); clamp has the same forward and differentiates for bf16.
+        case CT_RELU6: r = a.scalar_type() == at::kBFloat16 ? at::clamp(a, 0.0, 6.0) : at::hardtanh(a, 0.0, 6.0); break;
         case CT_SILU: r = at::silu(a); break;
         case CT_GELU: r = at::gelu(a); break;
         case CT_GELU_TANH: r = at::gelu(a, "tanh"); break;

@@ -206,3 +206,17 @@ final class BatchNorm1dTests: XCTestCase {
         XCTAssertThrowsError(try bn1(Tensor.randn([1, 6]))) { XCTAssertTrue("\($0)".contains("more than 1 value"), "\($0)") }
     }
 }
+
+/// ReLU6 differentiates in bfloat16 (bf16 autocast training of MobileNetV2 needs it; LibTorch 1.13's
+/// hardtanh backward has no bf16 CPU kernel, so the shim clamps bf16 tensors instead).
+final class ReLU6BFloat16Tests: XCTestCase {
+    func testReLU6ForwardAndBackwardInBFloat16() throws {
+        let x = try Tensor([Float(-2), 0.5, 3, 7, 5.5], shape: [5]).to(.bfloat16)
+        try x.setRequiresGrad(true)
+        let y = try ReLU6()(x)
+        XCTAssertEqual(y.dtype, .bfloat16)
+        XCTAssertEqual(try y.to(.float32).floats(), [0, 0.5, 3, 6, 5.5])
+        try y.sum().backward()
+        XCTAssertEqual(try XCTUnwrap(x.grad).to(.float32).floats(), [0, 1, 1, 0, 1])
+    }
+}
