@@ -87,6 +87,7 @@ struct ic_decoder {
     ic_image_info info;
     int consumed;                       // ic_decoder_read was called
     uint8_t *scratch;                   // decode target before a transposing EXIF orientation
+    uint8_t *window;                    // ic_decoder_decode_window's pixels
 
     // JPEG
     struct jpeg_decompress_struct jpeg;
@@ -261,16 +262,20 @@ static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t width, int i
     }
 }
 
-static int jpeg_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap) {
-    if (setjmp(d->jerr.jump)) {
-        set_error(error, cap, "%s", d->jerr.message);
-        return jpeg_status(d);
-    }
+static void jpeg_set_output_options(struct ic_decoder *d) {
     if (d->fast) {
         // Faster, slightly less exact: for training-time augmentation, never for evaluation.
         d->jpeg.dct_method = JDCT_IFAST;
         d->jpeg.do_fancy_upsampling = FALSE;
     }
+}
+
+static int jpeg_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap) {
+    if (setjmp(d->jerr.jump)) {
+        set_error(error, cap, "%s", d->jerr.message);
+        return jpeg_status(d);
+    }
+    jpeg_set_output_options(d);
     jpeg_start_decompress(&d->jpeg);
     const size_t width = d->jpeg.output_width, height = d->jpeg.output_height;
     const int expected_components = d->jpeg_cmyk ? 4 : 3;
@@ -538,12 +543,320 @@ int ic_decoder_read(ic_decoder *d, uint8_t *pixels, size_t capacity, char *error
     return IC_OK;
 }
 
+// ------------------------------------------------------------------------------------------------
+// Windowed decoding
+
+static int valid_scale(int32_t scale_num) { return scale_num == 1 || scale_num == 2 || scale_num == 4 || scale_num == 8; }
+
+/// Sets the JPEG DCT scale and returns the stored (unoriented) output size at that scale.
+static int jpeg_scale_to(struct ic_decoder *d, int32_t scale_num, JDIMENSION *w, JDIMENSION *h, char *error,
+                         size_t cap) {
+    if (setjmp(d->jerr.jump)) {
+        set_error(error, cap, "%s", d->jerr.message);
+        return jpeg_status(d);
+    }
+    d->jpeg.scale_num = (unsigned)scale_num;
+    d->jpeg.scale_denom = 8;
+    jpeg_calc_output_dimensions(&d->jpeg);
+    *w = d->jpeg.output_width;
+    *h = d->jpeg.output_height;
+    return IC_OK;
+}
+
+int ic_decoder_scaled_size(ic_decoder *d, int32_t scale_num, int32_t *width, int32_t *height, char *error,
+                           size_t error_cap) {
+    if (d == NULL || width == NULL || height == NULL || !valid_scale(scale_num)) {
+        set_error(error, error_cap, "bad arguments (scale %d/8)", scale_num);
+        return IC_ERR_ARGUMENT;
+    }
+    if (d->consumed) {
+        set_error(error, error_cap, "this decoder was already read");
+        return IC_ERR_ARGUMENT;
+    }
+    if (d->format == IC_FORMAT_PNG) {
+        if (scale_num != 8) {
+            set_error(error, error_cap, "PNG images are only decoded at full size");
+            return IC_ERR_ARGUMENT;
+        }
+        *width = d->info.width;
+        *height = d->info.height;
+        return IC_OK;
+    }
+    JDIMENSION w = 0, h = 0;
+    int status = jpeg_scale_to(d, scale_num, &w, &h, error, error_cap);
+    if (status != IC_OK) return status;
+    const int transposed = d->info.orientation >= 5;
+    *width = (int32_t)(transposed ? h : w);
+    *height = (int32_t)(transposed ? w : h);
+    return IC_OK;
+}
+
+/// Output rows per iMCU row at the current scale.
+static JDIMENSION jpeg_imcu_rows(struct ic_decoder *d) {
+#if JPEG_LIB_VERSION >= 70
+    JDIMENSION rows = (JDIMENSION)(d->jpeg.max_v_samp_factor * d->jpeg.min_DCT_v_scaled_size);
+#else
+    JDIMENSION rows = (JDIMENSION)(d->jpeg.max_v_samp_factor * d->jpeg.min_DCT_scaled_size);
+#endif
+    return rows > 0 ? rows : 1;
+}
+
+/// Advances the output to row `target` (< output_height), decoding no more than it must. Only whole
+/// iMCU rows are skipped, from one iMCU boundary to another; rows before and after are read into
+/// `scratch` (BLOCK rows of the output width). libjpeg-turbo 2.1 can hang in jpeg_read_scanlines after
+/// a skip that starts or ends inside an iMCU row with merged upsampling, so those skips are avoided.
+static int jpeg_advance_to(struct ic_decoder *d, JDIMENSION target, JSAMPARRAY scratch, JDIMENSION block,
+                           char *error, size_t cap) {
+    const JDIMENSION imcu = jpeg_imcu_rows(d);
+    while (d->jpeg.output_scanline < target) {
+        const JDIMENSION at = d->jpeg.output_scanline;
+        const JDIMENSION aligned_target = target / imcu * imcu;
+#ifdef LIBJPEG_TURBO_VERSION
+        if (at % imcu == 0 && aligned_target > at) {
+            const JDIMENSION skip = aligned_target - at;
+            if (jpeg_skip_scanlines(&d->jpeg, skip) != skip) {
+                set_error(error, cap, "libjpeg could not skip to row %u", (unsigned)aligned_target);
+                return IC_ERR_CORRUPT;
+            }
+            continue;
+        }
+#else
+        (void)aligned_target;  // IJG libjpeg has no jpeg_skip_scanlines: rows are read and dropped
+#endif
+        // Read up to the next iMCU boundary (or the target, whichever is first).
+        JDIMENSION next = (at / imcu + 1) * imcu;
+        if (next > target) next = target;
+        JDIMENSION want = next - at < block ? next - at : block;
+        if (jpeg_read_scanlines(&d->jpeg, scratch, want) == 0) {
+            set_error(error, cap, "libjpeg returned no scanlines");
+            return IC_ERR_CORRUPT;
+        }
+    }
+    return IC_OK;
+}
+
+/// Decodes the stored-orientation rectangle (sx, sy, sw, sh) of the JPEG at its current scale into
+/// `target` (sw*sh*3 bytes, HWC), or, when `target` is NULL, into `d->window` (RGB output only), whose
+/// rows are the cropped scanlines as libjpeg writes them: `*direct` then points at the rectangle's
+/// first pixel and `*direct_stride` is the row pitch. Rows above are skipped, columns outside are
+/// cropped (with a margin so that fancy upsampling sees the same neighbours as in a full decode), and
+/// rows below are entropy-decoded without output, so a truncated file fails as it would in a full decode.
+static int jpeg_read_rect(struct ic_decoder *d, JDIMENSION sx, JDIMENSION sy, JDIMENSION sw, JDIMENSION sh,
+                          uint8_t *target, const uint8_t **direct, size_t *direct_stride, char *error,
+                          size_t cap) {
+    if (setjmp(d->jerr.jump)) {
+        set_error(error, cap, "%s", d->jerr.message);
+        return jpeg_status(d);
+    }
+    jpeg_set_output_options(d);
+    jpeg_start_decompress(&d->jpeg);
+    const JDIMENSION width = d->jpeg.output_width, height = d->jpeg.output_height;
+    const int components = d->jpeg_cmyk ? 4 : 3;
+    if (d->jpeg.output_components != components || sx + sw > width || sy + sh > height) {
+        set_error(error, cap, "libjpeg produced an unexpected output layout");
+        return IC_ERR_CORRUPT;
+    }
+    const JDIMENSION margin = 2;
+    JDIMENSION x0 = sx > margin ? sx - margin : 0;
+    JDIMENSION x1 = width - (sx + sw) > margin ? sx + sw + margin : width;
+    JDIMENSION xoffset = x0, crop_width = x1 - x0;
+#ifdef LIBJPEG_TURBO_VERSION
+    if (xoffset > 0 || crop_width < width) jpeg_crop_scanline(&d->jpeg, &xoffset, &crop_width);
+#else
+    xoffset = 0;  // IJG libjpeg has no jpeg_crop_scanline: whole rows are decoded
+    crop_width = width;
+#endif
+    if (xoffset > sx || xoffset + crop_width < sx + sw || d->jpeg.output_width != crop_width) {
+        set_error(error, cap, "libjpeg cropped an unexpected region");
+        return IC_ERR_CORRUPT;
+    }
+    enum { BLOCK = 16 };
+    JSAMPARRAY scratch = (*d->jpeg.mem->alloc_sarray)((j_common_ptr)&d->jpeg, JPOOL_IMAGE,
+                                                      crop_width * (JDIMENSION)components, BLOCK);
+    int status = jpeg_advance_to(d, sy, scratch, BLOCK, error, cap);
+    if (status != IC_OK) return status;
+    const size_t in_offset = (size_t)(sx - xoffset) * (size_t)components, stride = (size_t)sw * 3;
+    JDIMENSION done = 0;
+    if (target == NULL) {
+        // Straight into the decoder's buffer: no copy.
+        const size_t pitch = (size_t)crop_width * 3;
+        if (d->jpeg_cmyk) {
+            set_error(error, cap, "direct window decoding needs RGB output");
+            return IC_ERR_ARGUMENT;
+        }
+        free(d->window);
+        d->window = (uint8_t *)malloc(pitch * (size_t)sh);
+        if (d->window == NULL) {
+            set_error(error, cap, "out of memory");
+            return IC_ERR_TOO_LARGE;
+        }
+        while (done < sh) {
+            JSAMPROW rows[BLOCK];
+            JDIMENSION want = sh - done < BLOCK ? sh - done : BLOCK;
+            for (JDIMENSION i = 0; i < want; i++) rows[i] = d->window + (size_t)(done + i) * pitch;
+            JDIMENSION got = jpeg_read_scanlines(&d->jpeg, rows, want);
+            if (got == 0) {
+                set_error(error, cap, "libjpeg returned no scanlines");
+                return IC_ERR_CORRUPT;
+            }
+            done += got;
+        }
+        *direct = d->window + in_offset;
+        *direct_stride = pitch;
+    }
+    JSAMPARRAY rows = scratch;
+    while (done < sh) {
+        JDIMENSION want = sh - done < BLOCK ? sh - done : BLOCK;
+        JDIMENSION got = jpeg_read_scanlines(&d->jpeg, rows, want);
+        if (got == 0) {
+            set_error(error, cap, "libjpeg returned no scanlines");
+            return IC_ERR_CORRUPT;
+        }
+        for (JDIMENSION i = 0; i < got; i++) {
+            uint8_t *out = target + (size_t)(done + i) * stride;
+            if (d->jpeg_cmyk) cmyk_row_to_rgb(rows[i] + in_offset, out, sw, d->jpeg_adobe);
+            else memcpy(out, rows[i] + in_offset, stride);
+        }
+        done += got;
+    }
+    // Entropy-decode the rows below too, so that truncated data is noticed: skip to the last iMCU
+    // row (a skip that reaches the last row would decode nothing) and read it. Multi-scan
+    // (progressive) files were read to the end by jpeg_start_decompress already.
+    if (d->jpeg.output_scanline < height && !jpeg_has_multiple_scans(&d->jpeg)) {
+        const JDIMENSION imcu = jpeg_imcu_rows(d);
+        status = jpeg_advance_to(d, (height - 1) / imcu * imcu, scratch, BLOCK, error, cap);
+        if (status != IC_OK) return status;
+        while (d->jpeg.output_scanline < height) {
+            JDIMENSION want = height - d->jpeg.output_scanline < BLOCK ? height - d->jpeg.output_scanline : BLOCK;
+            if (jpeg_read_scanlines(&d->jpeg, scratch, want) == 0) {
+                set_error(error, cap, "libjpeg returned no scanlines");
+                return IC_ERR_CORRUPT;
+            }
+        }
+    }
+    return IC_OK;
+}
+
+int ic_decoder_read_window(ic_decoder *d, int32_t scale_num, int32_t left, int32_t top, int32_t width,
+                           int32_t height, uint8_t *pixels, size_t capacity, char *error, size_t error_cap) {
+    if (d == NULL || pixels == NULL || !valid_scale(scale_num)) {
+        set_error(error, error_cap, "no decoder or output buffer given, or a bad scale (%d/8)", scale_num);
+        return IC_ERR_ARGUMENT;
+    }
+    if (d->consumed) {
+        set_error(error, error_cap, "this decoder was already read");
+        return IC_ERR_ARGUMENT;
+    }
+    int32_t full_w = 0, full_h = 0;
+    int status = ic_decoder_scaled_size(d, scale_num, &full_w, &full_h, error, error_cap);
+    if (status != IC_OK) return status;
+    if (left < 0 || top < 0 || width <= 0 || height <= 0 || left > full_w - width || top > full_h - height) {
+        set_error(error, error_cap, "window %dx%d at (%d, %d) is outside the %dx%d image", width, height, left, top,
+                  full_w, full_h);
+        return IC_ERR_ARGUMENT;
+    }
+    const size_t needed = (size_t)width * (size_t)height * 3;
+    if (capacity < needed) {
+        set_error(error, error_cap, "output buffer holds %zu bytes, %zu are needed", capacity, needed);
+        return IC_ERR_ARGUMENT;
+    }
+    if (d->format == IC_FORMAT_PNG) {
+        // No partial PNG decoding: decode everything, keep the window.
+        const size_t row = (size_t)full_w * 3, whole = row * (size_t)full_h;
+        d->scratch = (uint8_t *)malloc(whole);
+        if (d->scratch == NULL) {
+            set_error(error, error_cap, "out of memory");
+            return IC_ERR_TOO_LARGE;
+        }
+        status = ic_decoder_read(d, d->scratch, whole, error, error_cap);
+        if (status != IC_OK) return status;
+        for (int32_t y = 0; y < height; y++)
+            memcpy(pixels + (size_t)y * (size_t)width * 3, d->scratch + (size_t)(top + y) * row + (size_t)left * 3,
+                   (size_t)width * 3);
+        return IC_OK;
+    }
+    d->consumed = 1;
+    // The window in stored (unoriented) coordinates.
+    const int o = d->info.orientation;
+    const int32_t W = o >= 5 ? full_h : full_w, H = o >= 5 ? full_w : full_h;  // stored size
+    int32_t sx, sy, sw, sh;
+    if (o < 5) {
+        sw = width;
+        sh = height;
+        sx = (o == 2 || o == 3) ? W - left - width : left;
+        sy = (o == 3 || o == 4) ? H - top - height : top;
+    } else {
+        // Display rows come from stored columns, display columns from stored rows.
+        sw = height;
+        sh = width;
+        sx = (o == 7 || o == 8) ? W - top - height : top;
+        sy = (o == 6 || o == 7) ? H - left - width : left;
+    }
+    uint8_t *target = pixels;
+    if (o >= 5) {
+        d->scratch = (uint8_t *)malloc(needed);
+        if (d->scratch == NULL) {
+            set_error(error, error_cap, "out of memory");
+            return IC_ERR_TOO_LARGE;
+        }
+        target = d->scratch;
+    }
+    status = jpeg_read_rect(d, (JDIMENSION)sx, (JDIMENSION)sy, (JDIMENSION)sw, (JDIMENSION)sh, target, NULL, NULL,
+                            error, error_cap);
+    if (status != IC_OK) return status;
+    if (o >= 5) orient_transposed(d->scratch, pixels, (size_t)sw, (size_t)sh, o);
+    else if (o > 1) orient_in_place(pixels, (size_t)sw, (size_t)sh, o);
+    return IC_OK;
+}
+
+int ic_decoder_decode_window(ic_decoder *d, int32_t scale_num, int32_t left, int32_t top, int32_t width,
+                             int32_t height, const uint8_t **pixels, size_t *stride, char *error, size_t error_cap) {
+    if (d == NULL || pixels == NULL || stride == NULL) {
+        set_error(error, error_cap, "no decoder or output pointers given");
+        return IC_ERR_ARGUMENT;
+    }
+    *pixels = NULL;
+    *stride = 0;
+    if (d->format == IC_FORMAT_JPEG && d->info.orientation == 1 && !d->jpeg_cmyk && valid_scale(scale_num) &&
+        !d->consumed) {
+        int32_t full_w = 0, full_h = 0;
+        int status = ic_decoder_scaled_size(d, scale_num, &full_w, &full_h, error, error_cap);
+        if (status != IC_OK) return status;
+        if (left < 0 || top < 0 || width <= 0 || height <= 0 || left > full_w - width || top > full_h - height) {
+            set_error(error, error_cap, "window %dx%d at (%d, %d) is outside the %dx%d image", width, height, left,
+                      top, full_w, full_h);
+            return IC_ERR_ARGUMENT;
+        }
+        d->consumed = 1;
+        return jpeg_read_rect(d, (JDIMENSION)left, (JDIMENSION)top, (JDIMENSION)width, (JDIMENSION)height, NULL,
+                              pixels, stride, error, error_cap);
+    }
+    // Otherwise (PNG, EXIF orientation, CMYK): decode the window compactly into the decoder's buffer.
+    if (width <= 0 || height <= 0) {
+        set_error(error, error_cap, "empty window %dx%d", width, height);
+        return IC_ERR_ARGUMENT;
+    }
+    const size_t needed = (size_t)width * (size_t)height * 3;
+    free(d->window);
+    d->window = (uint8_t *)malloc(needed);
+    if (d->window == NULL) {
+        set_error(error, error_cap, "out of memory");
+        return IC_ERR_TOO_LARGE;
+    }
+    int status = ic_decoder_read_window(d, scale_num, left, top, width, height, d->window, needed, error, error_cap);
+    if (status != IC_OK) return status;
+    *pixels = d->window;
+    *stride = (size_t)width * 3;
+    return IC_OK;
+}
+
 void ic_decoder_close(ic_decoder *d) {
     if (d == NULL) return;
     if (d->jpeg_created) jpeg_destroy_decompress(&d->jpeg);
     if (d->png != NULL) png_destroy_read_struct(&d->png, d->png_info ? &d->png_info : NULL, NULL);
     free(d->png_rows);
     free(d->scratch);
+    free(d->window);
     free(d);
 }
 

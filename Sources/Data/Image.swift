@@ -97,6 +97,35 @@ public struct Image: Equatable, Sendable {
         return try Image(width: Int(info.width), height: Int(info.height), channels: 3, pixels: pixels)
     }
 
+    /// Decodes only the `width`×`height` window at (`left`, `top`) of the image as decoded at DCT scale
+    /// `scale`/8 (JPEG: 1, 2, 4 or 8; PNG: 8), in coordinates after EXIF orientation. JPEG rows and
+    /// columns outside the window are skipped (libjpeg-turbo's skip/crop); the pixels equal a full
+    /// decode at that scale, cropped. The loader's random-resized-crop fast path decodes this way.
+    static func decodeWindow(_ raw: UnsafeRawBufferPointer, scale: Int, left: Int, top: Int, width: Int, height: Int,
+                             label: String, fast: Bool = false) throws -> Image {
+        var message = [CChar](repeating: 0, count: 512)
+        var decoder: OpaquePointer?
+        let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        let status = ic_decoder_open_flags(base, raw.count, 0, fast ? Int32(IC_DECODE_FAST) : 0, &decoder, nil,
+                                           &message, message.count)
+        guard status == 0, let decoder else {
+            throw ImageCodecFailure(status: status, message: message, label: label).dataError
+        }
+        defer { ic_decoder_close(decoder) }
+        let count = max(0, width) * max(0, height) * 3
+        var readStatus: Int32 = 0
+        let pixels = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            readStatus = ic_decoder_read_window(decoder, Int32(clamping: scale), Int32(clamping: left),
+                                                Int32(clamping: top), Int32(clamping: width), Int32(clamping: height),
+                                                buffer.baseAddress, count, &message, message.count)
+            initialized = readStatus == 0 ? count : 0
+        }
+        guard readStatus == 0 else {
+            throw ImageCodecFailure(status: readStatus, message: message, label: label).dataError
+        }
+        return try Image(width: width, height: height, channels: 3, pixels: pixels)
+    }
+
     /// The pixels as a uint8 tensor of shape [channels, height, width] (CHW, like torchvision's
     /// `pil_to_tensor`), contiguous.
     public func toTensor() throws -> Tensor {

@@ -16,6 +16,14 @@ extension Image {
         }
     }
 
+    /// Turns the AVX2 resampling loops on or off (they give the same pixels as the portable ones; tests
+    /// compare the two). Returns the previous setting. Not for use while other threads resize.
+    @discardableResult
+    static func setSIMDResampling(_ enabled: Bool) -> Bool { ic_resample_set_simd(enabled ? 1 : 0) != 0 }
+
+    /// Whether resizes use the AVX2 loops (x86-64 CPUs with AVX2).
+    static var usesSIMDResampling: Bool { ic_resample_uses_simd() != 0 }
+
     /// This image resized to `width`×`height` with Pillow's exact arithmetic (antialiased when
     /// downsampling), so results equal `PIL.Image.resize` and torchvision's PIL transforms.
     public func resized(width newWidth: Int, height newHeight: Int, filter: Filter = .bilinear) throws -> Image {

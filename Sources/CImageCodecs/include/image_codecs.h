@@ -87,6 +87,27 @@ int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, 
 int ic_decoder_read(ic_decoder *decoder, uint8_t *pixels, size_t capacity, char *error, size_t error_cap);
 void ic_decoder_close(ic_decoder *decoder);
 
+/// The output size (after EXIF orientation) of the image decoded at DCT scale `scale_num`/8
+/// (1, 2, 4 or 8; PNG: 8 only). Call before reading; the scale `min_side` chose is not changed by it.
+int ic_decoder_scaled_size(ic_decoder *decoder, int32_t scale_num, int32_t *width, int32_t *height, char *error,
+                           size_t error_cap);
+/// Decodes only the window [left, left + width) × [top, top + height) of the image decoded at DCT scale
+/// `scale_num`/8, in output coordinates (after EXIF orientation, at that scale), into `pixels`
+/// (width * height * 3 bytes, HWC). Instead of `ic_decoder_read`, at most once.
+/// JPEG: rows above the window are skipped and columns beside it cropped (libjpeg-turbo's
+/// jpeg_skip_scanlines / jpeg_crop_scanline), so IDCT, upsampling and colour conversion shrink with the
+/// window (entropy decoding does not); rows below are entropy-decoded without output, so truncated data
+/// fails as in a full decode.
+/// The pixels equal those of a full decode at that scale, cropped. PNG: decoded whole, then cropped.
+int ic_decoder_read_window(ic_decoder *decoder, int32_t scale_num, int32_t left, int32_t top, int32_t width,
+                           int32_t height, uint8_t *pixels, size_t capacity, char *error, size_t error_cap);
+/// `ic_decoder_read_window` into memory the decoder owns (valid until `ic_decoder_close`): `*pixels`
+/// points at the window's top-left pixel and its rows are `*stride` bytes apart. For upright RGB JPEGs
+/// libjpeg writes the rows there itself (no copy).
+int ic_decoder_decode_window(ic_decoder *decoder, int32_t scale_num, int32_t left, int32_t top, int32_t width,
+                             int32_t height, const uint8_t **pixels, size_t *stride, char *error,
+                             size_t error_cap);
+
 /// One-call decoding into a buffer allocated here; free `*pixels` with `ic_free`.
 int ic_decode(const uint8_t *data, size_t length, int32_t min_side, uint8_t **pixels, ic_image_info *info,
               char *error, size_t error_cap);

@@ -30,11 +30,17 @@ public struct Batch: @unchecked Sendable {
 ///   never by thread or time, and batches are delivered in order, so the output is identical for
 ///   any `workers` (0 decodes on the calling thread) and any `prefetch`.
 /// * **Memory.** Samples are decoded on demand by `workers` threads; at most `prefetch` batches are
-///   being built or waiting at any time (plus the one the caller holds). Nothing else is kept
-///   unless `cacheDecoded` is set, which keeps every decoded image (before augmentation) for later
-///   epochs.
+///   being built or waiting at any time (plus the one the caller holds). Fast-path batch memory is
+///   reused: up to `prefetch + 1` released batch buffers are kept for the next batches. Nothing else
+///   is kept unless `cacheDecoded` is set, which keeps every decoded image (before augmentation) for
+///   later epochs.
 /// * **Decoding.** Files are decoded with `minSide = transform.decodeMinSide` (when `dctScaling`),
 ///   so large JPEGs are shrunk by libjpeg while decoding.
+/// * **Fast path.** For `TrainingTransform.standard` without colour jitter and for `EvaluationTransform`,
+///   each sample is cropped, resized, flipped and normalised in one pass written straight into its
+///   slot of the batch tensor; random crops of JPEG files decode only the crop's window, at the
+///   smallest DCT scale that keeps it at least the output size (with `dctScaling`). Other transforms
+///   produce one tensor per sample, stacked into the batch.
 /// * **Bad files.** A file that cannot be loaded (missing, empty, truncated, not an image) is left
 ///   out of its batch — the batch is *smaller*, never refilled, so batch composition stays
 ///   independent of timing — and listed in `skippedFiles`; a batch left with no image is skipped
@@ -59,6 +65,11 @@ public final class DataLoader: @unchecked Sendable {
 
     let samples: [LabeledSample]
     let cache: DecodedImageCache?
+    /// The fast path's plan (nil: per-sample tensors through `transform.tensor(from:random:)`).
+    let direct: DirectSamplePlan?
+    /// Memory of fast-path batches, reused once the consumer drops them (fresh memory costs a page
+    /// fault per 4 KiB when first written).
+    let pool: BatchMemoryPool
     private let lock = NSLock()
     private var allSkipped = SkippedFiles()
     private var peak = 0
@@ -90,6 +101,8 @@ public final class DataLoader: @unchecked Sendable {
         self.dctScaling = dctScaling
         self.sampler = balanced ? BalancedSampler(dataset, seed: seed) : nil
         self.cache = cacheDecoded ? DecodedImageCache() : nil
+        self.direct = (try? (transform as? DirectSampleTransform)?.directPlan()) ?? nil
+        self.pool = BatchMemoryPool(keep: prefetch + 1)
     }
 
     /// The dataset indices of `epoch`, in order.
@@ -156,27 +169,78 @@ public final class DataLoader: @unchecked Sendable {
 
     enum SampleOutcome {
         case tensor(Tensor)
+        /// Written into the batch buffer's slot.
+        case written
         case skipped(SkippedFiles.Entry)
         case failed(Error)
     }
 
-    /// Loads (or fetches from the cache) and transforms one sample.
-    func process(_ item: PlanItem, epoch: Int) -> SampleOutcome {
-        let sample = samples[item.index]
-        let image: Image
-        do {
-            image = try loadImage(item.index, sample.source)
-        } catch {
-            if strict { return .failed(error) }
-            let path = sample.source.description
-            return .skipped(SkippedFiles.Entry(path: path, reason: skipReason(error, path: path)))
+    /// The float32 [n, 3, H, W] tensor a fast-path batch is written into, one slot per planned sample.
+    /// Its memory comes from `pool` and goes back there when LibTorch frees the tensor's storage.
+    final class BatchBuffer: @unchecked Sendable {
+        let tensor: Tensor
+        let base: UnsafeMutablePointer<Float>
+        let sampleCount: Int
+
+        init(count: Int, plan: DirectSamplePlan, pool: BatchMemoryPool) throws {
+            let shape = [count, 3, plan.height, plan.width]
+            if let block = pool.take(bytes: count * plan.sampleCount * MemoryLayout<Float>.size) {
+                tensor = try Tensor.wrapping(block.pointer, shape: shape, dtype: .float32, owner: block)
+            } else {
+                tensor = try Tensor.empty(shape, dtype: .float32)
+            }
+            base = try tensor.dataPointer().assumingMemoryBound(to: Float.self)
+            sampleCount = plan.sampleCount
         }
+
+        func slot(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * sampleCount }
+    }
+
+    /// A buffer for a batch of `count` samples on the fast path (nil: per-sample tensors).
+    func makeBuffer(count: Int) -> BatchBuffer? {
+        guard let direct else { return nil }
+        return try? BatchBuffer(count: count, plan: direct, pool: pool)
+    }
+
+    /// Loads (or fetches from the cache) and transforms one sample: into `slot` of `buffer` when given.
+    func process(_ item: PlanItem, epoch: Int, buffer: BatchBuffer? = nil, slot: Int = 0) -> SampleOutcome {
+        let sample = samples[item.index]
+        var random = SampleRandom(seed: seed, epoch: epoch, index: item.index, draw: item.draw)
+        if let direct, let buffer {
+            let out = buffer.slot(slot)
+            if cache == nil, case .file(let path) = sample.source {
+                lock.synchronized { decodes += 1 }
+                do {
+                    try direct.write(file: path, dctScaling: dctScaling, random: &random, into: out)
+                    return .written
+                } catch let failure as SampleLoadFailure {
+                    return loadFailed(failure.underlying, sample)
+                } catch {
+                    return .failed(error)
+                }
+            }
+            let image: Image
+            do { image = try loadImage(item.index, sample.source) } catch { return loadFailed(error, sample) }
+            do {
+                try direct.write(image, random: &random, into: out)
+                return .written
+            } catch {
+                return .failed(error)
+            }
+        }
+        let image: Image
+        do { image = try loadImage(item.index, sample.source) } catch { return loadFailed(error, sample) }
         do {
-            var random = SampleRandom(seed: seed, epoch: epoch, index: item.index, draw: item.draw)
             return .tensor(try transform.tensor(from: image, random: &random))
         } catch {
             return .failed(error)
         }
+    }
+
+    private func loadFailed(_ error: Error, _ sample: LabeledSample) -> SampleOutcome {
+        if strict { return .failed(error) }
+        let path = sample.source.description
+        return .skipped(SkippedFiles.Entry(path: path, reason: skipReason(error, path: path)))
     }
 
     private func loadImage(_ index: Int, _ source: ImageSource) throws -> Image {
@@ -189,19 +253,42 @@ public final class DataLoader: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Stacks one batch's outcomes (in slot order).
-    func assemble(_ number: Int, _ items: [PlanItem], _ outcomes: [SampleOutcome]) -> BatchOutcome {
+    /// Stacks one batch's outcomes (in slot order); fast-path samples are already in `buffer`, where
+    /// skipped slots are closed up.
+    func assemble(_ number: Int, _ items: [PlanItem], _ outcomes: [SampleOutcome],
+                  buffer: BatchBuffer? = nil) -> BatchOutcome {
         var tensors: [Tensor] = []
         var indices: [Int] = []
         var skipped = SkippedFiles()
-        for (item, outcome) in zip(items, outcomes) {
+        var written = 0
+        for (slot, (item, outcome)) in zip(items, outcomes).enumerated() {
             switch outcome {
             case .tensor(let t):
                 tensors.append(t)
                 indices.append(item.index)
+            case .written:
+                guard let buffer else { return .failure(DataError.invalidDataset("batch \(number) lost its buffer")) }
+                if slot != written {
+                    buffer.slot(written).update(from: buffer.slot(slot), count: buffer.sampleCount)
+                }
+                written += 1
+                indices.append(item.index)
             case .skipped(let e):
                 skipped.append(path: e.path, reason: e.reason)
             case .failed(let error):
+                return .failure(error)
+            }
+        }
+        if written > 0, let buffer {
+            guard tensors.isEmpty else {
+                return .failure(DataError.invalidDataset("batch \(number) mixes buffered and separate samples"))
+            }
+            do {
+                let images = written == buffer.tensor.shape[0]
+                    ? buffer.tensor : try buffer.tensor.slice(dim: 0, start: 0, end: written)
+                let labels = try Tensor(indices.map { Int64(samples[$0].label) }, shape: [indices.count])
+                return .batch(Batch(images: images, labels: labels, indices: indices, number: number), skipped)
+            } catch {
                 return .failure(error)
             }
         }
@@ -221,6 +308,56 @@ public final class DataLoader: @unchecked Sendable {
         case batch(Batch, SkippedFiles)
         case empty(SkippedFiles)
         case failure(Error)
+    }
+}
+
+/// Reusable blocks of batch memory: at most `keep` idle blocks are kept, the rest are freed.
+final class BatchMemoryPool: @unchecked Sendable {
+    /// A block in use; returns to its pool when released (by LibTorch, when the tensor's storage dies).
+    final class Block {
+        let pointer: UnsafeMutableRawPointer
+        let bytes: Int
+        let pool: BatchMemoryPool
+
+        init(pointer: UnsafeMutableRawPointer, bytes: Int, pool: BatchMemoryPool) {
+            self.pointer = pointer
+            self.bytes = bytes
+            self.pool = pool
+        }
+
+        deinit { pool.give(pointer, bytes: bytes) }
+    }
+
+    private let lock = NSLock()
+    private var idle: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
+    let keep: Int
+
+    init(keep: Int) { self.keep = keep }
+
+    /// Blocks waiting for reuse.
+    var idleBlocks: Int { lock.synchronized { idle.count } }
+
+    deinit { for block in idle { free(block.pointer) } }
+
+    /// A block of exactly `bytes` (64-byte aligned), reused when one is idle; nil when out of memory.
+    func take(bytes: Int) -> Block? {
+        let reused: UnsafeMutableRawPointer? = lock.synchronized {
+            guard let i = idle.firstIndex(where: { $0.bytes == bytes }) else { return nil }
+            return idle.remove(at: i).pointer
+        }
+        if let reused { return Block(pointer: reused, bytes: bytes, pool: self) }
+        var fresh: UnsafeMutableRawPointer?
+        guard bytes > 0, posix_memalign(&fresh, 64, bytes) == 0, let fresh else { return nil }
+        return Block(pointer: fresh, bytes: bytes, pool: self)
+    }
+
+    fileprivate func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        let kept: Bool = lock.synchronized {
+            guard idle.count < keep else { return false }
+            idle.append((pointer, bytes))
+            return true
+        }
+        if !kept { free(pointer) }
     }
 }
 

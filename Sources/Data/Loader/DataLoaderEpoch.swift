@@ -52,6 +52,8 @@ final class EpochRun: @unchecked Sendable {
     private var cursorBatch = 0
     private var cursorSlot = 0
     private var building: [Int: [DataLoader.SampleOutcome?]] = [:]
+    /// Fast-path batch tensors of the batches being built.
+    private var buffers: [Int: DataLoader.BatchBuffer] = [:]
     private var remaining: [Int: Int] = [:]
     private var ready: [Int: DataLoader.BatchOutcome] = [:]
     private var consumed = 0
@@ -134,13 +136,14 @@ final class EpochRun: @unchecked Sendable {
                 return nil
             }
             let items = plan[number]
+            let buffer = loader.makeBuffer(count: items.count)
             var outcomes: [DataLoader.SampleOutcome] = []
-            for item in items {
-                let outcome = loader.process(item, epoch: epoch)
+            for (slot, item) in items.enumerated() {
+                let outcome = loader.process(item, epoch: epoch, buffer: buffer, slot: slot)
                 outcomes.append(outcome)
                 if case .failed = outcome { break }
             }
-            switch loader.assemble(number, Array(items.prefix(outcomes.count)), outcomes) {
+            switch loader.assemble(number, Array(items.prefix(outcomes.count)), outcomes, buffer: buffer) {
             case .batch(let batch, let s):
                 withLock { skipped.merge(s) }
                 loader.record(skipped: s, peak: 1)
@@ -164,6 +167,7 @@ final class EpochRun: @unchecked Sendable {
         while liveWorkers > 0 { condition.wait() }
         ready.removeAll()
         building.removeAll()
+        buffers.removeAll()
         let p = peak
         condition.unlock()
         loader.record(skipped: SkippedFiles(), peak: p)
@@ -177,6 +181,7 @@ final class EpochRun: @unchecked Sendable {
         while true {
             condition.lock()
             var job: (batch: Int, slot: Int)?
+            var buffer: DataLoader.BatchBuffer?
             while !cancelled && cursorBatch < plan.count && cursorBatch <= stopAfter {
                 if cursorSlot == 0 && cursorBatch - consumed >= loader.prefetch {
                     condition.wait()
@@ -186,8 +191,10 @@ final class EpochRun: @unchecked Sendable {
                 if cursorSlot == 0 {
                     building[cursorBatch] = Array(repeating: nil, count: plan[cursorBatch].count)
                     remaining[cursorBatch] = plan[cursorBatch].count
+                    buffers[cursorBatch] = loader.makeBuffer(count: plan[cursorBatch].count)
                     peak = max(peak, cursorBatch + 1 - consumed)
                 }
+                buffer = buffers[cursorBatch]
                 cursorSlot += 1
                 if cursorSlot == plan[cursorBatch].count {
                     cursorBatch += 1
@@ -203,7 +210,7 @@ final class EpochRun: @unchecked Sendable {
             }
             condition.unlock()
 
-            let outcome = loader.process(plan[job.batch][job.slot], epoch: epoch)
+            let outcome = loader.process(plan[job.batch][job.slot], epoch: epoch, buffer: buffer, slot: job.slot)
 
             condition.lock()
             guard !cancelled, building[job.batch] != nil else {
@@ -217,11 +224,12 @@ final class EpochRun: @unchecked Sendable {
             if remaining[job.batch] == 0 {
                 complete = building.removeValue(forKey: job.batch)!.map { $0! }
                 remaining[job.batch] = nil
+                buffers[job.batch] = nil
             }
             condition.unlock()
 
             if let complete {
-                let result = loader.assemble(job.batch, plan[job.batch], complete)
+                let result = loader.assemble(job.batch, plan[job.batch], complete, buffer: buffer)
                 condition.lock()
                 if !cancelled { ready[job.batch] = result }
                 condition.broadcast()
