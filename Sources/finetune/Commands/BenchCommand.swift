@@ -7,8 +7,13 @@ import Torch
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: the data loader (and, with the benchmark issue, the model table).",
-        subcommands: [LoaderBench.self])
+        abstract: "Benchmarks: the model table (the default) and the data loader.",
+        discussion: """
+            `finetune bench [options]` runs `finetune bench models`; see docs/benchmarks.md, and
+            bench/compare_pytorch and bench/compare_data_loader for the comparisons with PyTorch.
+            """,
+        subcommands: [ModelBench.self, LoaderBench.self],
+        defaultSubcommand: ModelBench.self)
 
     /// Decode + augment + batch throughput of the data loader on a folder of images.
     struct LoaderBench: ParsableCommand {
