@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--binary", required=True, help="the finetune executable (a release build)")
+ap.add_argument("--binary", help="the finetune executable (a release build)")
 ap.add_argument("--runs", type=int, default=3)
 ap.add_argument("--models", default="mobilenet_v2,resnet50")
 ap.add_argument("--batch-size", type=int, default=16)
@@ -40,7 +40,10 @@ ap.add_argument("--settings", default="fp32,cl,cl-bf16",
 ap.add_argument("--skip-loader", action="store_true")
 ap.add_argument("--loader-workers", type=int, default=2)
 ap.add_argument("--json-out", help="also write every measurement to this file")
+ap.add_argument("--report", metavar="FILE", help="print the report of an earlier --json-out file and exit")
 args = ap.parse_args()
+if not args.binary and not args.report:
+    sys.exit("--binary is required (or --report FILE)")
 
 SETTINGS = {
     "fp32": ("fp32, NCHW", []),
@@ -164,50 +167,54 @@ def cpu_model():
     return "unknown"
 
 
-# records[(model, setting, side)] = list of per-round dicts (result row + rss); side "tutorial" is
-# PyTorch fp32 NCHW in the inherited environment.
-records = {}
-loader = {"ours": [], "theirs": []}
-loads = [os.getloadavg()]
-info = {}
-our_info, identical_env = our_environment()
-data = None if args.skip_loader else loader_data()
-started = time.time()
+def measure():
+    """Runs every round; returns the measurements as a JSON-able dict (what --json-out writes)."""
+    records = {}  # (model, setting, side) -> per-round result rows; side "tutorial" is PyTorch fp32 NCHW
+    loader = {"ours": [], "theirs": []}  # in the inherited environment
+    loads = [os.getloadavg()]
+    info = {}
+    our_info, identical_env = our_environment()
+    data = None if args.skip_loader else loader_data()
+    started = time.time()
 
+    def record(r, model, setting, side, table, rss):
+        info[side] = {k: table.get(k) for k in ("libtorch", "libtorch_path", "threads")}
+        row = dict(table["results"][0])
+        row["peak_rss_mb"] = rss
+        records.setdefault((model, setting, side), []).append(row)
+        print(f"round {r + 1}/{args.runs} {model:13} {setting:8} {side:8} "
+              f"train {row.get('images_per_second') or float('nan'):6.2f} img/s  "
+              f"infer {row.get('inference_images_per_second') or float('nan'):6.2f} img/s  "
+              f"rss {rss:5.0f} MB" + (f"  ({row['error']})" if row.get("error") else ""),
+              file=sys.stderr, flush=True)
 
-def record(r, model, setting, side, table, rss):
-    info[side] = {k: table.get(k) for k in ("libtorch", "libtorch_path", "threads")}
-    row = dict(table["results"][0])
-    row["peak_rss_mb"] = rss
-    records.setdefault((model, setting, side), []).append(row)
-    print(f"round {r + 1}/{args.runs} {model:13} {setting:8} {side:8} "
-          f"train {row.get('images_per_second') or float('nan'):6.2f} img/s  "
-          f"infer {row.get('inference_images_per_second') or float('nan'):6.2f} img/s  "
-          f"rss {rss:5.0f} MB" + (f"  ({row['error']})" if row.get("error") else ""),
-          file=sys.stderr, flush=True)
-
-
-for r in range(args.runs):
-    for model in models:
-        jobs = [(setting, "ours", lambda m=model, s=setting: ours(m, s)) for setting in settings]
-        jobs += [(setting, "theirs", lambda m=model, s=setting: theirs(m, s, identical_env)) for setting in settings]
-        jobs.append(("fp32", "tutorial", lambda m=model: theirs(m, "fp32")))
-        # Interleave: ours and theirs alternate, and the order flips every round.
-        ordered = [job for pair in zip(jobs[:len(settings)], jobs[len(settings):2 * len(settings)]) for job in pair]
-        ordered.insert(len(ordered) // 2, jobs[-1])
-        if r % 2 == 1:
-            ordered.reverse()
-        for setting, side, fn in ordered:
-            table, rss = fn()
-            record(r, model, setting, side, table, rss)
-    if data is not None:
-        pair = [("ours", loader_ours), ("theirs", loader_theirs)]
-        if r % 2 == 1:
-            pair.reverse()
-        for side, fn in pair:
-            loader[side].append(fn(data))
-    loads.append(os.getloadavg())
-info.setdefault("ours", {})["libtorch_path"] = our_libtorch_path()
+    for r in range(args.runs):
+        for model in models:
+            ours_jobs = [(s, "ours", lambda m=model, s=s: ours(m, s)) for s in settings]
+            their_jobs = [(s, "theirs", lambda m=model, s=s: theirs(m, s, identical_env)) for s in settings]
+            # Interleave: ours and theirs alternate, and the order flips every round.
+            ordered = [job for pair in zip(ours_jobs, their_jobs) for job in pair]
+            ordered.insert(len(ordered) // 2, ("fp32", "tutorial", lambda m=model: theirs(m, "fp32")))
+            if r % 2 == 1:
+                ordered.reverse()
+            for setting, side, fn in ordered:
+                table, rss = fn()
+                record(r, model, setting, side, table, rss)
+        if data is not None:
+            pair = [("ours", loader_ours), ("theirs", loader_theirs)]
+            if r % 2 == 1:
+                pair.reverse()
+            for side, fn in pair:
+                loader[side].append(fn(data))
+        loads.append(os.getloadavg())
+    info.setdefault("ours", {})["libtorch_path"] = our_libtorch_path()
+    return {"args": vars(args), "cpu": cpu_model(), "cpus": os.cpu_count(), "seconds": time.time() - started,
+            "loads": loads, "info": info, "loader": loader if data is not None else None,
+            "omp_wait_policy": {"ours": our_info.get("omp_wait_policy", "default"),
+                                "theirs": identical_env.get("OMP_WAIT_POLICY", "default"),
+                                "tutorial": os.environ.get("OMP_WAIT_POLICY", "default")},
+            "records": [{"model": m, "setting": s, "side": side, "runs": rows}
+                        for (m, s, side), rows in records.items()]}
 
 
 def med(values):
@@ -223,70 +230,90 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-lines = []
-out = lines.append
-out(f"finetune vs PyTorch (Python): {', '.join(models)}, batch {args.batch_size}, {args.threads} threads, "
-    f"{args.runs} interleaved rounds of {args.warmup} warm-up + {args.iterations} timed iterations")
-out(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; load average (1 min) {loads[0][0]:.2f} at start, "
-    f"{loads[-1][0]:.2f} at end, max {max(l[0] for l in loads):.2f}; {time.time() - started:.0f} s")
-out(f"libtorch: ours {info.get('ours', {}).get('libtorch')} ({info.get('ours', {}).get('libtorch_path')}), "
-    f"PyTorch {info.get('theirs', {}).get('libtorch')} ({info.get('theirs', {}).get('libtorch_path')})")
-out(f"OpenMP wait policy: finetune {our_info.get('omp_wait_policy', 'default')}, PyTorch in the identical rows "
-    f"{identical_env.get('OMP_WAIT_POLICY', 'default')}, PyTorch as a tutorial runs it "
-    f"{os.environ.get('OMP_WAIT_POLICY', 'default')}")
-summary = {}
-for metric, key, digits in [("training step, img/s", "images_per_second", 2),
-                            ("inference, img/s", "inference_images_per_second", 2),
-                            ("peak resident memory, MB (ratio ours/theirs: below 1 is less memory)", "peak_rss_mb", 0)]:
-    out("")
-    out(metric)
-    rows = [["model", "setting", "finetune", "PyTorch", "ratio", "finetune runs", "PyTorch runs"]]
-    for model in models:
-        for setting in settings:
-            o = [row.get(key) for row in records[(model, setting, "ours")]]
-            t = [row.get(key) for row in records[(model, setting, "theirs")]]
-            mo, mt = med(o), med(t)
-            summary[(model, setting, key)] = (mo, mt)
-            rows.append([model, SETTINGS[setting][0], fmt(mo, digits), fmt(mt, digits), fmt(ratio(mo, mt), 2) + "x",
-                         " ".join(fmt(v, digits) for v in o), " ".join(fmt(v, digits) for v in t)])
+def table(out, rows):
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
-out("")
-out("finetune's defaults (channels-last + bf16 autocast) against PyTorch as a tutorial writes it "
-    "(fp32 NCHW, inherited environment)")
-rows = [["model", "metric", "finetune", "PyTorch", "ratio", "PyTorch runs"]]
-for model in models:
-    for key, label, digits in [("images_per_second", "training step, img/s", 2),
-                               ("inference_images_per_second", "inference, img/s", 2),
-                               ("peak_rss_mb", "peak RSS, MB", 0)]:
-        t = [row.get(key) for row in records[(model, "fp32", "tutorial")]]
-        best = "cl-bf16" if "cl-bf16" in settings else settings[-1]
-        mo, mt = summary[(model, best, key)][0], med(t)
-        rows.append([model, f"{label} ({SETTINGS[best][0]})", fmt(mo, digits), fmt(mt, digits),
-                     fmt(ratio(mo, mt), 2) + "x", " ".join(fmt(v, digits) for v in t)])
-widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-for row in rows:
-    out("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-errors = sorted({f"{m} {s} {side}: {row['error']}" for (m, s, side), rows_ in records.items() for row in rows_
-                 if row.get("error")})
-for e in errors:
-    out(f"  note: {e}")
-if any(row.get("relu6_clamp") for rows_ in records.values() for row in rows_):
-    out("  note: PyTorch's bf16 runs use a ReLU6 that clamps bf16 tensors, as finetune's does (LibTorch 1.13 "
-        "cannot differentiate nn.ReLU6 in bf16)")
 
-if data is not None:
-    mo, mt = med(loader["ours"]), med(loader["theirs"])
+METRICS = [("training step, img/s", "images_per_second", 2), ("inference, img/s", "inference_images_per_second", 2),
+           ("peak resident memory, MB", "peak_rss_mb", 0)]
+
+
+def report(run):
+    a = run["args"]
+    records = {(e["model"], e["setting"], e["side"]): e["runs"] for e in run["records"]}
+    models_, settings_ = a["models"].split(","), a["settings"].split(",")
+    policy = run.get("omp_wait_policy", {})
+    info, loads = run["info"], run["loads"]
+    lines = []
+    out = lines.append
+    out(f"finetune vs PyTorch (Python): {', '.join(models_)}, batch {a['batch_size']}, {a['threads']} threads, "
+        f"{a['runs']} interleaved rounds of {a['warmup']} warm-up + {a['iterations']} timed iterations")
+    out(f"machine: {run.get('cpu')}, {run.get('cpus')} CPUs; load average (1 min) {loads[0][0]:.2f} at start, "
+        f"{loads[-1][0]:.2f} at end, max {max(l[0] for l in loads):.2f}; {run.get('seconds', 0):.0f} s")
+    out(f"libtorch: ours {info.get('ours', {}).get('libtorch')} ({info.get('ours', {}).get('libtorch_path')}), "
+        f"PyTorch {info.get('theirs', {}).get('libtorch')} ({info.get('theirs', {}).get('libtorch_path')})")
+    out(f"OpenMP wait policy: finetune {policy.get('ours')}, PyTorch in the identical-settings rows "
+        f"{policy.get('theirs')}, PyTorch as a tutorial runs it {policy.get('tutorial')}")
+
+    def values(model, setting, side, key):
+        return [row.get(key) for row in records.get((model, setting, side), [])]
+
     out("")
-    out(f"data loader (train augmentation, 224 px, batch 32, {args.loader_workers} workers, 512x512 JPEGs), img/s")
-    out(f"  finetune {fmt(mo)} (runs {' '.join(fmt(v) for v in loader['ours'])}), torchvision + PIL {fmt(mt)} "
-        f"(runs {' '.join(fmt(v) for v in loader['theirs'])}): {fmt(ratio(mo, mt), 2)}x")
+    out("identical settings (ratio finetune/PyTorch: above 1 is faster, or for memory, below 1 is less)")
+    for metric, key, digits in METRICS:
+        out(f"{metric}")
+        rows = [["model", "setting", "finetune", "PyTorch", "ratio", "finetune runs", "PyTorch runs"]]
+        for model in models_:
+            for setting in settings_:
+                o, t = values(model, setting, "ours", key), values(model, setting, "theirs", key)
+                mo, mt = med(o), med(t)
+                rows.append([model, SETTINGS[setting][0], fmt(mo, digits), fmt(mt, digits),
+                             fmt(ratio(mo, mt), 2) + "x", " ".join(fmt(v, digits) for v in o),
+                             " ".join(fmt(v, digits) for v in t)])
+        table(out, rows)
 
-print("\n".join(lines))
+    out("")
+    out("finetune against PyTorch as a tutorial writes it (fp32, NCHW, inherited environment)")
+    rows = [["model", "metric", "finetune setting", "finetune", "PyTorch", "ratio", "PyTorch runs"]]
+    for model in models_:
+        for metric, key, digits in METRICS[:2]:
+            t = values(model, "fp32", "tutorial", key)
+            mt = med(t)
+            candidates = [(med(values(model, s, "ours", key)), s) for s in settings_]
+            picks = [("default", "cl")] if "cl" in settings_ else []
+            fastest = max((c for c in candidates if c[0] is not None), default=None)
+            if fastest:
+                picks.append(("fastest", fastest[1]))
+            for label, s in picks:
+                mo = med(values(model, s, "ours", key))
+                rows.append([model, metric, f"{label}: {SETTINGS[s][0]}", fmt(mo, digits), fmt(mt, digits),
+                             fmt(ratio(mo, mt), 2) + "x", " ".join(fmt(v, digits) for v in t)])
+    table(out, rows)
+    errors = sorted({f"{m} {s} {side}: {row['error']}" for (m, s, side), rows_ in records.items() for row in rows_
+                     if row.get("error")})
+    for e in errors:
+        out(f"  note: {e}")
+    if any(row.get("relu6_clamp") for rows_ in records.values() for row in rows_):
+        out("  note: PyTorch's bf16 runs use a ReLU6 that clamps bf16 tensors, as finetune's does "
+            "(LibTorch 1.13 cannot differentiate nn.ReLU6 in bf16)")
+
+    loader = run.get("loader")
+    if loader:
+        mo, mt = med(loader["ours"]), med(loader["theirs"])
+        out("")
+        out(f"data loader (train augmentation, 224 px, batch 32, {a['loader_workers']} workers, 512x512 JPEGs), "
+            "img/s")
+        out(f"  finetune {fmt(mo)} (runs {' '.join(fmt(v) for v in loader['ours'])}), torchvision + PIL {fmt(mt)} "
+            f"(runs {' '.join(fmt(v) for v in loader['theirs'])}): {fmt(ratio(mo, mt), 2)}x")
+    print("\n".join(lines))
+
+
+if args.report:
+    report(json.loads(Path(args.report).read_text()))
+    sys.exit(0)
+run = measure()
 if args.json_out:
-    Path(args.json_out).write_text(json.dumps({
-        "args": vars(args), "loads": loads, "info": info, "loader": loader,
-        "records": [{"model": m, "setting": s, "side": side, "runs": rows} for (m, s, side), rows in records.items()],
-    }, indent=1))
+    Path(args.json_out).write_text(json.dumps(run, indent=1))
+report(run)
