@@ -7,10 +7,13 @@ the ratio ours/theirs (above 1: we are faster), and each process's peak resident
 wait4's ru_maxrss). Rounds also run the data loader comparison (`finetune bench loader` against
 bench/loader_torchvision.py, as bench/compare_data_loader does) unless --skip-loader.
 
-"Identical settings" rows run PyTorch in finetune's environment: the same thread count and the
-OpenMP wait policy finetune runs under (it re-executes itself with OMP_WAIT_POLICY=PASSIVE unless
-the variable is set). A further PyTorch run per model, "as a tutorial writes it", uses fp32 NCHW and
-the inherited environment; finetune's defaults (channels-last + bf16 autocast) are compared with it.
+"Identical settings" rows run PyTorch in finetune's environment: the same thread count, the OpenMP
+wait policy finetune runs under (it re-executes itself with OMP_WAIT_POLICY=PASSIVE unless the
+variable is set) and the same glibc allocator settings (finetune keeps freed memory for reuse; the
+MALLOC_MMAP_MAX_/MALLOC_TRIM_THRESHOLD_ variables give PyTorch the same). Layers stay each side's own:
+finetune folds BatchNorm into the convolution before it in inference, PyTorch's eager modules do not.
+A further PyTorch run per model, "as a tutorial writes it", uses fp32 NCHW and the inherited
+environment; finetune's defaults (channels-last + bf16 autocast) are compared with it.
 """
 import argparse
 import json
@@ -111,6 +114,11 @@ def our_environment():
     policy = info.get("omp_wait_policy")
     if policy and policy != "default":
         env["OMP_WAIT_POLICY"] = policy
+    if info.get("retains_freed_memory") is True:
+        # finetune calls mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, INT_MAX) at start;
+        # glibc reads the same settings from these variables.
+        env["MALLOC_MMAP_MAX_"] = "0"
+        env["MALLOC_TRIM_THRESHOLD_"] = "2147483647"
     return info, env
 
 
@@ -210,6 +218,9 @@ def measure():
     info.setdefault("ours", {})["libtorch_path"] = our_libtorch_path()
     return {"args": vars(args), "cpu": cpu_model(), "cpus": os.cpu_count(), "seconds": time.time() - started,
             "loads": loads, "info": info, "loader": loader if data is not None else None,
+            "allocator": {"ours": "retains freed memory" if our_info.get("retains_freed_memory") else "glibc default",
+                          "theirs": "MALLOC_MMAP_MAX_=0" if "MALLOC_MMAP_MAX_" in identical_env else "glibc default",
+                          "tutorial": "glibc default"},
             "omp_wait_policy": {"ours": our_info.get("omp_wait_policy", "default"),
                                 "theirs": identical_env.get("OMP_WAIT_POLICY", "default"),
                                 "tutorial": os.environ.get("OMP_WAIT_POLICY", "default")},
@@ -256,6 +267,10 @@ def report(run):
         f"PyTorch {info.get('theirs', {}).get('libtorch')} ({info.get('theirs', {}).get('libtorch_path')})")
     out(f"OpenMP wait policy: finetune {policy.get('ours')}, PyTorch in the identical-settings rows "
         f"{policy.get('theirs')}, PyTorch as a tutorial runs it {policy.get('tutorial')}")
+    if run.get("allocator"):
+        alloc = run["allocator"]
+        out(f"allocator: finetune {alloc['ours']}, PyTorch in the identical-settings rows {alloc['theirs']}, "
+            f"as a tutorial runs it {alloc['tutorial']}")
 
     def values(model, setting, side, key):
         return [row.get(key) for row in records.get((model, setting, side), [])]

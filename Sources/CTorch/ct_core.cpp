@@ -20,7 +20,11 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/version.h>
 
+#include <climits>
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <mutex>
 #include <sstream>
 
@@ -109,6 +113,17 @@ ct_status ct_set_num_threads(int32_t n) noexcept {
 }
 int32_t ct_get_num_threads(void) noexcept {
   try { return at::get_num_threads(); } catch (...) { return 1; }
+}
+bool ct_retain_freed_memory(void) noexcept {
+#if defined(__GLIBC__)
+  // glibc serves every block above 32 MB with its own mmap and unmaps it on free, and trims the
+  // heap top above 128 KB: a training step then page-faults its activations in afresh each time.
+  const bool noMmap = mallopt(M_MMAP_MAX, 0) == 1;
+  const bool noTrim = mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+  return noMmap && noTrim;
+#else
+  return false;
+#endif
 }
 bool ct_cuda_is_available(void) noexcept {
   try { return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; } catch (...) { return false; }
@@ -284,6 +299,7 @@ ct_status ct_tensor_bernoulli_(ct_tensor self, double p) noexcept { CT_TRY(T(sel
 
 // ------------------------------------------------------------------ autograd
 ct_status ct_tensor_requires_grad(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).requires_grad()) }
+ct_status ct_tensor_is_inference(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).is_inference()) }
 ct_status ct_tensor_set_requires_grad(ct_tensor t, bool requires_grad) noexcept {
   CT_TRY(T(t).requires_grad_(requires_grad))
 }

@@ -20,9 +20,11 @@ struct Finetune: ParsableCommand {
     )
 
     /// Starts the command, first making sure OpenMP's threads sleep when idle (see
-    /// `preferPassiveOpenMPWaiting`).
+    /// `preferPassiveOpenMPWaiting`) and that freed tensor memory is reused rather than returned to
+    /// the system (`Runtime.retainFreedMemory`).
     static func main() {
         preferPassiveOpenMPWaiting()
+        Runtime.retainFreedMemory()
         main(nil)
     }
 
@@ -56,6 +58,7 @@ struct InfoCommand: ParsableCommand {
             ("mps", String(Runtime.mpsIsAvailable)),
             ("default_device", Device.auto.description),
             ("omp_wait_policy", getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default"),
+            ("retains_freed_memory", String(Runtime.retainsFreedMemory)),
         ]
         if json {
             let body = fields.map { key, value in

@@ -59,6 +59,10 @@ const char *ct_version(void) CT_NOEXCEPT;
 ct_status ct_manual_seed(uint64_t seed) CT_NOEXCEPT;
 ct_status ct_set_num_threads(int32_t n) CT_NOEXCEPT;
 int32_t ct_get_num_threads(void) CT_NOEXCEPT;
+/// Makes the C allocator keep freed memory for reuse instead of returning large blocks to the
+/// system (glibc: no mmap'd chunks, no trimming), so each big activation tensor does not pay fresh
+/// page faults. Returns false where the C library has no such settings (nothing changed).
+bool ct_retain_freed_memory(void) CT_NOEXCEPT;
 bool ct_cuda_is_available(void) CT_NOEXCEPT;
 int32_t ct_cuda_device_count(void) CT_NOEXCEPT;
 bool ct_mps_is_available(void) CT_NOEXCEPT;
@@ -247,6 +251,8 @@ ct_status ct_interpolate(ct_tensor x, const int64_t *size, int32_t mode, bool al
 
 // ---------------------------------------------------------------- autograd
 ct_status ct_tensor_requires_grad(ct_tensor t, bool *out) CT_NOEXCEPT;
+/// Whether the tensor was made in inference mode (it can then be modified in place only there).
+ct_status ct_tensor_is_inference(ct_tensor t, bool *out) CT_NOEXCEPT;
 ct_status ct_tensor_set_requires_grad(ct_tensor t, bool requires_grad) CT_NOEXCEPT;
 /// `out->ptr` is NULL when the tensor has no gradient.
 ct_status ct_tensor_grad(ct_tensor t, ct_tensor *out) CT_NOEXCEPT;
