@@ -232,6 +232,14 @@ public final class Tensor: @unchecked Sendable {
         return flag
     }
 
+    /// Whether the tensor was created in inference mode (`withInferenceMode`): outside it, such a
+    /// tensor cannot be modified in place or recorded by autograd.
+    public var isInference: Bool {
+        var flag = false
+        _ = ct_tensor_is_inference(handle, &flag)
+        return flag
+    }
+
     /// Sets `requires_grad` in place (leaf tensors of floating dtype only) and returns `self`.
     @discardableResult
     public func setRequiresGrad(_ flag: Bool = true) throws -> Tensor {

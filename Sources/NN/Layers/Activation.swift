@@ -2,20 +2,57 @@ import Torch
 
 // Element-wise activations with PyTorch's class names. They have no parameters or buffers.
 
-/// `max(x, 0)`.
+/// `max(x, 0)`. With `inplace` (as torchvision's models build it), the result overwrites the input
+/// whenever `Functional.mayOverwrite` allows.
 open class ReLU: Module {
-    public override init() { super.init() }
+    public let inplace: Bool
+    public init(inplace: Bool = false) {
+        self.inplace = inplace
+        super.init()
+    }
     open override var typeName: String { "ReLU" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.relu() }
-    open var extraDescription: String { "" }
+    open override func forward(_ x: Tensor) throws -> Tensor { try Functional.relu(x, inplace: inplace) }
+    open var extraDescription: String { inplace ? "inplace=True" : "" }
 }
 
-/// `min(max(x, 0), 6)`.
+/// `min(max(x, 0), 6)`. With `inplace` (as torchvision's models build it), the result overwrites
+/// the input whenever `Functional.mayOverwrite` allows.
 open class ReLU6: Module {
-    public override init() { super.init() }
+    public let inplace: Bool
+    public init(inplace: Bool = false) {
+        self.inplace = inplace
+        super.init()
+    }
     open override var typeName: String { "ReLU6" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.relu6() }
-    open var extraDescription: String { "" }
+    open override func forward(_ x: Tensor) throws -> Tensor { try Functional.relu6(x, inplace: inplace) }
+    open var extraDescription: String { inplace ? "inplace=True" : "" }
+}
+
+extension Functional {
+    /// Whether an in-place activation may write its result into `x`: not while autograd records
+    /// `x` (gradient mode on and `x` requires grad, where the backward pass needs the input), not
+    /// for a tensor made in inference mode once outside it, and not while a `ModelSummary` records
+    /// each layer's output. In inference, and inside a frozen backbone, it may: that saves
+    /// allocating (and page-faulting) one activation-sized tensor.
+    public static func mayOverwrite(_ x: Tensor) -> Bool {
+        if GradMode.isInferenceMode { return ForwardRecorder.active == nil }
+        return !(GradMode.isEnabled && x.requiresGrad) && !x.isInference && ForwardRecorder.active == nil
+    }
+
+    /// `max(x, 0)`, written into `x` when `inplace` and `mayOverwrite(x)` (PyTorch's
+    /// `F.relu(x, inplace=True)`).
+    public static func relu(_ x: Tensor, inplace: Bool) throws -> Tensor {
+        guard inplace, mayOverwrite(x) else { return try x.relu() }
+        try x.clamp_(min: 0)
+        return x
+    }
+
+    /// `min(max(x, 0), 6)`, written into `x` when `inplace` and `mayOverwrite(x)`.
+    public static func relu6(_ x: Tensor, inplace: Bool) throws -> Tensor {
+        guard inplace, mayOverwrite(x) else { return try x.relu6() }
+        try x.clamp_(min: 0, max: 6)
+        return x
+    }
 }
 
 /// `x` for positive inputs, `negativeSlope * x` otherwise.

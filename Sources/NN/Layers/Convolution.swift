@@ -79,6 +79,11 @@ open class Conv2d: Module {
     }
 
     open override func forward(_ x: Tensor) throws -> Tensor {
+        try convolve(x, weight: weight, bias: bias)
+    }
+
+    /// This layer's convolution (stride, padding, dilation, groups) with the given weight and bias.
+    func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         switch padding {
         case .explicit(let ph, let pw):
             return try Functional.conv2d(x, weight: weight, bias: bias, stride: stride, padding: (ph, pw),

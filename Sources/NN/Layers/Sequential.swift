@@ -56,9 +56,22 @@ open class Sequential: Module {
         entries[index].module = module
     }
 
+    /// Runs the children in order. A `Conv2d` directly followed by a `BatchNorm2d` runs as
+    /// `Conv2d.forward(_:thenBatchNorm:)`, which folds the two into one convolution in inference.
     open override func forward(_ x: Tensor) throws -> Tensor {
         var y = x
-        for entry in entries { y = try entry.module(y) }
+        var index = 0
+        while index < entries.count {
+            let module = entries[index].module
+            if index + 1 < entries.count, let conv = module as? Conv2d,
+               let batchNorm = entries[index + 1].module as? BatchNorm2d {
+                y = try conv.forward(y, thenBatchNorm: batchNorm)
+                index += 2
+            } else {
+                y = try module(y)
+                index += 1
+            }
+        }
         return y
     }
 

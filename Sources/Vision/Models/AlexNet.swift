@@ -23,13 +23,13 @@ public final class AlexNet: ImageClassifier {
 
     public init(_ options: ModelOptions = .init()) throws {
         features = Sequential(
-            try Conv2d(3, 64, kernelSize: 11, stride: 4, padding: 2), ReLU(),
+            try Conv2d(3, 64, kernelSize: 11, stride: 4, padding: 2), ReLU(inplace: true),
             MaxPool2d(kernelSize: 3, stride: 2),
-            try Conv2d(64, 192, kernelSize: 5, padding: 2), ReLU(),
+            try Conv2d(64, 192, kernelSize: 5, padding: 2), ReLU(inplace: true),
             MaxPool2d(kernelSize: 3, stride: 2),
-            try Conv2d(192, 384, kernelSize: 3, padding: 1), ReLU(),
-            try Conv2d(384, 256, kernelSize: 3, padding: 1), ReLU(),
-            try Conv2d(256, 256, kernelSize: 3, padding: 1), ReLU(),
+            try Conv2d(192, 384, kernelSize: 3, padding: 1), ReLU(inplace: true),
+            try Conv2d(384, 256, kernelSize: 3, padding: 1), ReLU(inplace: true),
+            try Conv2d(256, 256, kernelSize: 3, padding: 1), ReLU(inplace: true),
             MaxPool2d(kernelSize: 3, stride: 2))
         if options.includeTop {
             guard options.numClasses > 0 else {
@@ -38,8 +38,8 @@ public final class AlexNet: ImageClassifier {
             let p = options.dropout ?? 0.5
             avgpool = AdaptiveAvgPool2d(outputSize: 6)
             classifier = Sequential(
-                try Dropout(p: p), try Linear(256 * 6 * 6, 4096), ReLU(),
-                try Dropout(p: p), try Linear(4096, 4096), ReLU(),
+                try Dropout(p: p), try Linear(256 * 6 * 6, 4096), ReLU(inplace: true),
+                try Dropout(p: p), try Linear(4096, 4096), ReLU(inplace: true),
                 try Linear(4096, options.numClasses))
         } else {
             avgpool = nil

@@ -18,7 +18,7 @@ public final class EfficientNetLiteBlock: Module {
     public let bn1: BatchNorm2d
     public let projectConv: Conv2d
     public let bn2: BatchNorm2d
-    public let activation = ReLU6()
+    public let activation = ReLU6(inplace: true)
 
     public init(inChannels: Int, outChannels: Int, expandRatio: Int, kernelSize: Int, stride: Int,
                 dropConnectRate: Double) throws {
@@ -59,9 +59,9 @@ public final class EfficientNetLiteBlock: Module {
 
     public override func forward(_ x: Tensor) throws -> Tensor {
         var y = x
-        if let expandConv, let bn0 { y = try activation(bn0(expandConv(y))) }
-        y = try activation(bn1(depthwiseConv(y)))
-        y = try bn2(projectConv(y))
+        if let expandConv, let bn0 { y = try activation(expandConv.forward(y, thenBatchNorm: bn0)) }
+        y = try activation(depthwiseConv.forward(y, thenBatchNorm: bn1))
+        y = try projectConv.forward(y, thenBatchNorm: bn2)
         guard useResidual else { return y }
         return try StochasticDepth.apply(y, p: dropConnectRate, mode: .row, training: usesTrainingBehaviour) + x
     }
@@ -122,7 +122,7 @@ public final class EfficientNetLite: ImageClassifier {
     /// The final Linear; nil without a top.
     /// The head: the original's Linear, or a `configureHead` Sequential.
     public private(set) var fc: Module?
-    public let activation = ReLU6()
+    public let activation = ReLU6(inplace: true)
 
     /// - Parameters:
     ///   - options: head, pooling and dropout (default: the variant's, 0.2 or 0.3).
@@ -207,9 +207,9 @@ public final class EfficientNetLite: ImageClassifier {
     }
 
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
-        var y = try activation(bn0(convStem(x)))
+        var y = try activation(convStem.forward(x, thenBatchNorm: bn0))
         for block in blocks.modules { y = try block(y) }
-        return try activation(bn1(convHead(y)))
+        return try activation(convHead.forward(y, thenBatchNorm: bn1))
     }
 
     public override func classify(_ embedding: Tensor) throws -> Tensor {

@@ -292,7 +292,9 @@ public final class BasicConv2d: Module {
 
     public override var namedChildren: [(String, Module)] { [("conv", conv), ("bn", bn)] }
 
-    public override func forward(_ x: Tensor) throws -> Tensor { try bn(conv(x)).relu() }
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        try Functional.relu(conv.forward(x, thenBatchNorm: bn), inplace: true)
+    }
 }
 
 /// torchvision's `_transform_input` for GoogLeNet and Inception v3: maps input normalised with the

@@ -23,10 +23,10 @@ public final class InvertedResidual: Module {
         let hidden = Int((Double(inChannels) * expandRatio).rounded(.toNearestOrEven))
         var layers: [Module] = []
         if expandRatio != 1 {
-            layers.append(try Conv2dNormActivation(inChannels, hidden, kernelSize: 1, activation: ReLU6()))
+            layers.append(try Conv2dNormActivation(inChannels, hidden, kernelSize: 1, activation: ReLU6(inplace: true)))
         }
         layers.append(try Conv2dNormActivation(hidden, hidden, kernelSize: 3, stride: stride, groups: hidden,
-                                               activation: ReLU6()))
+                                               activation: ReLU6(inplace: true)))
         layers.append(try Conv2d(hidden, outChannels, kernelSize: 1, bias: false))
         layers.append(try BatchNorm2d(outChannels))
         conv = Sequential(layers)
@@ -68,7 +68,7 @@ public final class MobileNetV2: ImageClassifier {
         var inputChannels = ChannelRounding.makeDivisible(32 * widthMultiplier)
         let lastChannels = ChannelRounding.makeDivisible(1280 * Swift.max(1.0, widthMultiplier))
         var layers: [Module] = [try Conv2dNormActivation(3, inputChannels, kernelSize: 3, stride: 2,
-                                                         activation: ReLU6())]
+                                                         activation: ReLU6(inplace: true))]
         for (t, c, n, s) in Self.invertedResidualSetting {
             let outputChannels = ChannelRounding.makeDivisible(Double(c) * widthMultiplier)
             for i in 0..<n {
@@ -77,7 +77,7 @@ public final class MobileNetV2: ImageClassifier {
                 inputChannels = outputChannels
             }
         }
-        layers.append(try Conv2dNormActivation(inputChannels, lastChannels, kernelSize: 1, activation: ReLU6()))
+        layers.append(try Conv2dNormActivation(inputChannels, lastChannels, kernelSize: 1, activation: ReLU6(inplace: true)))
         features = Sequential(layers)
         classifier = options.includeTop
             ? Sequential(try Dropout(p: dropout), try Linear(lastChannels, options.numClasses)) : nil

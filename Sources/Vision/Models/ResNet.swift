@@ -26,7 +26,7 @@ public final class ResNet: ImageClassifier {
 
     public let conv1: Conv2d
     public let bn1: BatchNorm2d
-    public let relu = ReLU()
+    public let relu = ReLU(inplace: true)
     public let maxpool = MaxPool2d(kernelSize: 3, stride: 2, padding: 1)
     public let layer1: Sequential
     public let layer2: Sequential
@@ -146,7 +146,7 @@ public final class ResNet: ImageClassifier {
     // MARK: Forward
 
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
-        var y = try maxpool(relu(bn1(conv1(x))))
+        var y = try maxpool(relu(conv1.forward(x, thenBatchNorm: bn1)))
         y = try layer4(layer3(layer2(layer1(y))))
         return y
     }
@@ -173,7 +173,7 @@ public final class ResNet: ImageClassifier {
     public final class BasicBlock: Module {
         public let conv1: Conv2d
         public let bn1: BatchNorm2d
-        public let relu = ReLU()
+        public let relu = ReLU(inplace: true)
         public let conv2: Conv2d
         public let bn2: BatchNorm2d
         /// 1x1 convolution and BatchNorm matching the shortcut to the output, when the shape changes.
@@ -198,9 +198,9 @@ public final class ResNet: ImageClassifier {
         }
 
         public override func forward(_ x: Tensor) throws -> Tensor {
-            let out = try bn2(conv2(relu(bn1(conv1(x)))))
+            let out = try conv2.forward(relu(conv1.forward(x, thenBatchNorm: bn1)), thenBatchNorm: bn2)
             let identity = try downsample?.forward(x) ?? x
-            return try (out + identity).relu()
+            return try relu(out + identity)
         }
     }
 
@@ -213,7 +213,7 @@ public final class ResNet: ImageClassifier {
         public let bn2: BatchNorm2d
         public let conv3: Conv2d
         public let bn3: BatchNorm2d
-        public let relu = ReLU()
+        public let relu = ReLU(inplace: true)
         public let downsample: Sequential?
 
         public init(_ inplanes: Int, _ planes: Int, stride: Int = 1) throws {
@@ -238,11 +238,11 @@ public final class ResNet: ImageClassifier {
         }
 
         public override func forward(_ x: Tensor) throws -> Tensor {
-            var out = try relu(bn1(conv1(x)))
-            out = try relu(bn2(conv2(out)))
-            out = try bn3(conv3(out))
+            var out = try relu(conv1.forward(x, thenBatchNorm: bn1))
+            out = try relu(conv2.forward(out, thenBatchNorm: bn2))
+            out = try conv3.forward(out, thenBatchNorm: bn3)
             let identity = try downsample?.forward(x) ?? x
-            return try (out + identity).relu()
+            return try relu(out + identity)
         }
     }
 }

@@ -64,7 +64,7 @@ public final class VGG: ImageClassifier {
                     blocks[blocks.count - 1].append("features.\(layers.count)")
                     layers.append(try BatchNorm2d(width))
                 }
-                layers.append(ReLU())
+                layers.append(ReLU(inplace: true))
                 channels = width
             case .maxPool:
                 layers.append(MaxPool2d(kernelSize: 2, stride: 2))
@@ -80,8 +80,8 @@ public final class VGG: ImageClassifier {
             let p = options.dropout ?? 0.5
             avgpool = AdaptiveAvgPool2d(outputSize: 7)
             classifier = Sequential(
-                try Linear(512 * 7 * 7, 4096), ReLU(), try Dropout(p: p),
-                try Linear(4096, 4096), ReLU(), try Dropout(p: p),
+                try Linear(512 * 7 * 7, 4096), ReLU(inplace: true), try Dropout(p: p),
+                try Linear(4096, 4096), ReLU(inplace: true), try Dropout(p: p),
                 try Linear(4096, options.numClasses))
         } else {
             avgpool = nil
