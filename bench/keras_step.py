@@ -2,9 +2,11 @@
 `keras.applications.<Model>(weights=None)` with its 1000-class top, compiled with SGD (momentum 0.9)
 and sparse categorical cross-entropy, then `train_on_batch` on one random batch at 224 px.
 The first steps (tracing, oneDNN primitive creation) are warm-up and excluded; the median of the
-rest is reported.
+rest is reported. With --inference-batch-size N (> 0), the same model's inference is timed too:
+`predict_on_batch` on a random batch of N, the median of --steps calls after --warmup.
 
     python bench/keras_step.py [--models mobilenet_v2,resnet50] [--batch-size 16] [--steps 10] [--warmup 3]
+                               [--inference-batch-size 32]
 
 Prints one JSON object: {"results": [{"model", "step_ms", "images_per_second", "steps_ms", ...}], ...}.
 """
@@ -24,7 +26,20 @@ MODELS = {
 }
 
 
-def bench(name, batch_size, steps, warmup):
+def time_inference(model, batch_size, steps, warmup):
+    """Median ms of `predict_on_batch` (inference: BatchNorm uses its moving statistics)."""
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.standard_normal((batch_size, 224, 224, 3), dtype=np.float32))
+    times = []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        np.asarray(model.predict_on_batch(x))
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), times
+
+
+def bench(name, batch_size, steps, warmup, inference_batch_size=0):
     keras.utils.set_random_seed(0)
     t0 = time.time()
     model = MODELS[name]()
@@ -46,10 +61,16 @@ def bench(name, batch_size, steps, warmup):
         float(np.asarray(loss).ravel()[0])  # the step has finished
         times.append((time.perf_counter() - t) * 1000)
     ms = statistics.median(times)
-    return {"model": name, "framework": "keras", "dtype": "float32", "channels_last": True,
-            "batch_size": batch_size, "step_ms": ms, "images_per_second": batch_size * 1000 / ms,
-            "steps_ms": [round(t, 1) for t in times], "warmup_ms": [round(t, 1) for t in warm],
-            "build_seconds": build_seconds, "parameters": int(model.count_params())}
+    result = {"model": name, "framework": "keras", "dtype": "float32", "channels_last": True,
+              "batch_size": batch_size, "step_ms": ms, "images_per_second": batch_size * 1000 / ms,
+              "steps_ms": [round(t, 1) for t in times], "warmup_ms": [round(t, 1) for t in warm],
+              "build_seconds": build_seconds, "parameters": int(model.count_params())}
+    if inference_batch_size > 0:
+        inference_ms, runs = time_inference(model, inference_batch_size, steps, warmup)
+        result.update({"inference_batch_size": inference_batch_size, "inference_ms": inference_ms,
+                       "inference_images_per_second": inference_batch_size * 1000 / inference_ms,
+                       "inference_runs_ms": [round(t, 1) for t in runs]})
+    return result
 
 
 def main():
@@ -58,12 +79,13 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--inference-batch-size", type=int, default=0, help="also time inference at this batch size")
     a = p.parse_args()
     names = [m for m in a.models.split(",") if m]
     for m in names:
         if m not in MODELS:
             p.error(f"unknown model {m!r}: expected one of {', '.join(MODELS)}")
-    results = [bench(m, a.batch_size, a.steps, a.warmup) for m in names]
+    results = [bench(m, a.batch_size, a.steps, a.warmup, a.inference_batch_size) for m in names]
     print(json.dumps({"results": results, "keras_version": keras.__version__,
                       "tensorflow_version": tf.__version__, "backend": keras.backend.backend()},
                      sort_keys=True))

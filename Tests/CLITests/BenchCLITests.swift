@@ -52,6 +52,19 @@ final class BenchCLITests: XCTestCase {
         }
     }
 
+    func testInferenceOnlyLeavesTheTrainingFieldsNull() throws {
+        let r = try run(["bench", "--models", "resnet18", "--input-size", "32", "--batch-size", "2",
+                         "--iterations", "1", "--warmup", "0", "--no-training", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let results = try XCTUnwrap(r.json(XCTUnwrap(r.lines.first))["results"] as? [[String: Any]])
+        XCTAssertEqual(results.count, 1)
+        XCTAssertTrue(results[0]["step_ms"] is NSNull, "\(results[0])")
+        XCTAssertGreaterThan(results[0]["inference_ms"] as? Double ?? 0, 0, "\(results[0])")
+        let both = try run(["bench", "--models", "resnet18", "--no-training", "--no-inference"])
+        XCTAssertNotEqual(both.status, 0)
+        XCTAssertTrue(both.stderr.contains("--no-training"), both.stderr)
+    }
+
     func testHumanTableHasAHeaderAndOneRowPerModel() throws {
         let r = try run(["bench", "--models", "resnet18", "--input-size", "32", "--batch-size", "1",
                          "--iterations", "1", "--warmup", "0", "--no-inference"])

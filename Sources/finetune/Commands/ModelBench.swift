@@ -42,6 +42,7 @@ struct ModelBench: ParsableCommand {
     @Option(help: "Intra-op threads (default: every available core).") var threads: Int?
     @Flag(help: "Smaller batch and fewer iterations, so every model runs quickly.") var quick = false
     @Flag(help: "Skip the inference-mode measurement.") var noInference = false
+    @Flag(help: "Skip the training step (inference only; its fields are null).") var noTraining = false
     @Flag(help: "Print one JSON object.") var json = false
 
     var modelList: [String] {
@@ -71,6 +72,7 @@ struct ModelBench: ParsableCommand {
         if let warmup, warmup < 0 { throw ValidationError("--warmup must be 0 or more") }
         if let inputSize, inputSize < 16 { throw ValidationError("--input-size must be at least 16") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if noTraining && noInference { throw ValidationError("--no-training and --no-inference leave nothing to measure") }
     }
 
     func run() throws {
@@ -81,7 +83,8 @@ struct ModelBench: ParsableCommand {
         }
         let settings = ModelBenchmark.Settings(batchSize: effectiveBatchSize, iterations: effectiveIterations,
                                                warmup: effectiveWarmup, device: target,
-                                               channelsLast: channelsLast, inference: !noInference)
+                                               channelsLast: channelsLast, training: !noTraining,
+                                               inference: !noInference)
         var results: [ModelBenchmark.Result] = []
         for name in modelList {
             for dt in dtypes {
@@ -120,6 +123,7 @@ enum ModelBenchmark {
         var warmup: Int
         var device: Device
         var channelsLast: Bool
+        var training = true
         var inference: Bool
     }
 
@@ -185,11 +189,13 @@ enum ModelBenchmark {
         }
         var result = Result(model: architecture, dtype: bf16 ? "bf16" : "fp32", channelsLast: settings.channelsLast,
                             inputSize: side, batchSize: settings.batchSize)
-        do {
-            (result.forwardMs, result.backwardMs, result.optimizerMs) =
-                try timeTrainingStep(model, images: images, bf16: bf16, settings: settings)
-        } catch {
-            result.error = "training step: \(error)"
+        if settings.training {
+            do {
+                (result.forwardMs, result.backwardMs, result.optimizerMs) =
+                    try timeTrainingStep(model, images: images, bf16: bf16, settings: settings)
+            } catch {
+                result.error = "training step: \(error)"
+            }
         }
         if settings.inference {
             do {
