@@ -35,8 +35,8 @@ extension Functional {
     /// each layer's output. In inference, and inside a frozen backbone, it may: that saves
     /// allocating (and page-faulting) one activation-sized tensor.
     public static func mayOverwrite(_ x: Tensor) -> Bool {
-        if GradMode.isInferenceMode { return ForwardRecorder.active == nil }
-        return !(GradMode.isEnabled && x.requiresGrad) && !x.isInference && ForwardRecorder.active == nil
+        guard ForwardRecorder.active == nil else { return false }
+        return GradMode.isInferenceMode || (!(GradMode.isEnabled && x.requiresGrad) && !x.isInference)
     }
 
     /// `max(x, 0)`, written into `x` when `inplace` and `mayOverwrite(x)` (PyTorch's
