@@ -16,9 +16,27 @@ public enum Runtime {
         get { Int(ct_get_num_threads()) }
     }
 
+    /// Sets the intra-op thread count.
+    ///
+    /// - Throws: a `TorchError` unless `1 <= n <= maxThreads`: far more threads than
+    ///   cores only slows LibTorch down, and tens of thousands of them hang the process.
     public static func setNumThreads(_ n: Int) throws {
+        guard n >= 1, n <= maxThreads else {
+            throw TorchError("thread count \(n) is out of range: give 1 to \(maxThreads) "
+                + "(4 × this machine's \(coreCount) cores)")
+        }
         try check(ct_set_num_threads(Int32(n)))
     }
+
+    /// The cores this process may use.
+    public static var coreCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// The most intra-op threads (and, by the same rule, data-loading workers) worth asking for:
+    /// 4 × the cores, at least 8.
+    public static var maxThreads: Int { max(8, 4 * coreCount) }
+
+    /// The machine's physical memory in bytes (what allocation estimates are checked against).
+    public static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
 
     /// Uses every available core for intra-op parallelism unless `OMP_NUM_THREADS` says otherwise.
     /// (Debian's LibTorch 1.13 starts with a single thread even on multi-core machines.)

@@ -314,13 +314,18 @@ public final class Trainer {
             let cached = usableFeatureCache()
             let run: any BatchStream = cached.map { $0.train.epoch(state.epoch, of: train, startingAtBatch: resumeAt) }
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
+            var trainedBatches = 0
             while let batch = try run.nextBatch() {
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
                 let result = try step(batch, input: cached == nil ? .images : .features)
+                trainedBatches += 1
                 try dispatch(.batchEnd(result))
                 if stopReason != nil || signalStop?.isTriggered == true { break }
             }
             run.cancel()
+            if trainedBatches == 0 && resumeAt == 0 && stopReason == nil && signalStop?.isTriggered != true {
+                throw TrainingError.noUsableData(Self.noUsableDataReason(train, split: "training"))
+            }
             if let interrupted = try handleInterrupt() { status = interrupted; break epochLoop }
             if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
             try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
@@ -458,7 +463,14 @@ public final class Trainer {
         }
         try config.schedule.apply(to: optimizer, baseLearningRates: state.baseLearningRates,
                                   step: state.globalStep - state.phaseStartStep,
-                                  totalSteps: Swift.max(1, phaseEpochs * perEpoch))
+                                  totalSteps: Swift.max(1, Self.saturatingProduct(phaseEpochs, perEpoch)))
+    }
+
+    /// `a × b`, or `Int.max` when that overflows (a run of `Int.max` epochs is legal: it ends by a
+    /// stop, an interrupt or early stopping).
+    static func saturatingProduct(_ a: Int, _ b: Int) -> Int {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? Int.max : product
     }
 
     /// One optimizer step on `batch` (public for custom loops; `fit` calls it).
@@ -593,7 +605,21 @@ public final class Trainer {
                 try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)
             }
         }
-        return metrics.report()
+        let report = metrics.report()
+        guard report.sampleCount > 0 else {
+            throw TrainingError.noUsableData(Self.noUsableDataReason(loader, split: "evaluation"))
+        }
+        return report
+    }
+
+    /// "no usable image in the … data: …", with the first skipped files and why.
+    static func noUsableDataReason(_ loader: DataLoader, split: String) -> String {
+        let skipped = loader.skippedFiles
+        var text = "no usable image in the \(split) data: "
+        if loader.dataset.count == 0 { return text + "it has no images" }
+        text += "all \(loader.dataset.count) image\(loader.dataset.count == 1 ? "" : "s") could not be decoded"
+        if let warning = skipped.warning(limit: 5) { text += "\n" + warning }
+        return text
     }
 
     private func resolveClassCount(_ dataset: any ImageDataset) throws -> Int {

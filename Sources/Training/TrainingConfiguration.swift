@@ -19,6 +19,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case checkpoint(path: String, reason: String)
     /// A resumed run does not fit the checkpoint (different model, data or optimizer groups).
     case resumeMismatch(String)
+    /// A split has no image that could be used (all were skipped as unreadable, or it is empty).
+    case noUsableData(String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .nothingToTrain(let m): return "nothing to train: \(m)"
         case let .checkpoint(path, reason): return "checkpoint \(path): \(reason)"
         case .resumeMismatch(let m): return "cannot resume: \(m)"
+        case .noUsableData(let m): return m
         }
     }
 }

@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+import Torch
 
 /// Prints one compact JSON object (keys sorted) on its own line.
 func printJSON(_ object: [String: Any]) {
@@ -40,4 +42,20 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// `--threads N` (1 to `Runtime.maxThreads`), or every available core when not given.
+func applyThreads(_ threads: Int?) throws {
+    guard let threads else { Runtime.useAvailableCores(); return }
+    guard (1...Runtime.maxThreads).contains(threads) else {
+        throw ValidationError("--threads must be 1 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores), got \(threads)")
+    }
+    try Runtime.setNumThreads(threads)
+}
+
+/// `--workers N` (0 to `Runtime.maxThreads`).
+func checkWorkers(_ workers: Int) throws {
+    guard (0...Runtime.maxThreads).contains(workers) else {
+        throw ValidationError("--workers must be 0 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores), got \(workers)")
+    }
 }

@@ -20,6 +20,12 @@ final class TrainCLITests: XCTestCase {
     /// root/train/<class>/*.png (8 each) and root/test/<class>/*.png (3 each).
     func makeDataset() throws -> String {
         let root = try temporaryFolder("tiny-data")
+        try Self.writeDataset(at: root)
+        return root
+    }
+
+    /// Writes the tiny dataset (see `makeDataset`) into `root`.
+    static func writeDataset(at root: String) throws {
         var seed: UInt32 = 12345
         func noise() -> UInt8 {
             seed = seed &* 1_664_525 &+ 1_013_904_223
@@ -43,7 +49,6 @@ final class TrainCLITests: XCTestCase {
                 }
             }
         }
-        return root
     }
 
     static let common = ["--arch", "mobilenet_v2", "--weights", "none", "--input-size", "64", "--batch-size", "4",

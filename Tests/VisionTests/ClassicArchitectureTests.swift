@@ -75,7 +75,10 @@ final class ClassicArchitectureTests: XCTestCase {
         let fixture = try prepare(model, "resnet18")
         let x = try Self.formulaInput([2, 3, 64, 64])
         try withNoGrad {
-            assertClose(try model(x), try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4, "logits")
+            // Kernels differ between CPUs (seen: 3e-4 on logits of scale 1,265 on AMD EPYC): tolerance
+            // relative to the output's scale, as the other whole-network comparisons here use.
+            assertClose(try model(x), try Fixtures.tensor(fixture, "logits"), atol: 1e-4, rtol: 1e-4,
+                        relativeToScale: Self.crossBuildTolerance, "logits")
             let embedding = try model.embedding(x)
             XCTAssertEqual(embedding.shape, [2, model.embeddingSize])
             assertClose(embedding, try Fixtures.tensor(fixture, "embedding"), atol: 1e-4, rtol: 1e-4, "embedding")

@@ -85,7 +85,9 @@ public final class DataLoader: @unchecked Sendable {
                 balanced: Bool = false, strict: Bool = false, cacheDecoded: Bool = false,
                 dctScaling: Bool = true) throws {
         guard batchSize >= 1 else { throw DataError.invalidDataset("batch size must be at least 1, got \(batchSize)") }
-        guard workers >= 0 else { throw DataError.invalidDataset("workers must be 0 or more, got \(workers)") }
+        guard workers >= 0, workers <= Runtime.maxThreads else {
+            throw DataError.invalidDataset("workers must be 0 to \(Runtime.maxThreads) (4 × the cores), got \(workers)")
+        }
         guard prefetch >= 1 else { throw DataError.invalidDataset("prefetch must be at least 1, got \(prefetch)") }
         self.dataset = dataset
         self.samples = dataset.samples
@@ -118,7 +120,7 @@ public final class DataLoader: @unchecked Sendable {
 
     public var batchesPerEpoch: Int {
         let n = sampler?.numSamples ?? samples.count
-        return dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
+        return dropLast || n % batchSize == 0 ? n / batchSize : n / batchSize + 1  // no overflow for any batch size
     }
 
     /// Iterates `epoch` (threads start on the first batch requested).
@@ -128,6 +130,10 @@ public final class DataLoader: @unchecked Sendable {
     public func epoch(_ n: Int, startingAtBatch first: Int) -> DataLoaderEpoch {
         DataLoaderEpoch(run: EpochRun(loader: self, epoch: n, startingAtBatch: first))
     }
+
+    /// Called once for each file that is found unusable, the first time it is found (on the thread
+    /// that consumes the batches), e.g. to report it at once. Set it before iterating.
+    public var onSkip: ((SkippedFiles.Entry) -> Void)?
 
     /// Every file skipped so far, over all epochs.
     public var skippedFiles: SkippedFiles { lock.synchronized { allSkipped } }
@@ -161,10 +167,13 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     func record(skipped: SkippedFiles, peak epochPeak: Int) {
-        lock.synchronized {
+        let new = lock.synchronized { () -> [SkippedFiles.Entry] in
+            let known = Set(allSkipped.paths)
             allSkipped.merge(skipped)
             peak = max(peak, epochPeak)
+            return skipped.entries.filter { !known.contains($0.path) }
         }
+        if let onSkip { for entry in new { onSkip(entry) } }
     }
 
     enum SampleOutcome {

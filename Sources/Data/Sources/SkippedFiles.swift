@@ -160,3 +160,40 @@ func verifyImageFiles(_ paths: [String], options: ScanOptions) throws -> (usable
     }
     return (usable, skipped)
 }
+
+/// Reports each unusable file once, when it is first found, across the loaders and caches of a run
+/// (a file met again in a later epoch or phase is not reported again), and keeps count per split so
+/// that the totals a run prints and records are the images it actually used.
+public final class SkippedFileReporter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [String: Set<String>] = [:]
+    private let report: (_ split: String, _ entry: SkippedFiles.Entry) -> Void
+
+    /// - Parameter report: called once per newly found file, with the split's name.
+    public init(report: @escaping (_ split: String, _ entry: SkippedFiles.Entry) -> Void) {
+        self.report = report
+    }
+
+    /// Records `entry` for `split`, reporting it unless it was seen before (in any split).
+    public func record(_ entry: SkippedFiles.Entry, split: String) {
+        let isNew = lock.synchronized { () -> Bool in
+            let everSeen = seen.values.contains { $0.contains(entry.path) }
+            seen[split, default: []].insert(entry.path)
+            return !everSeen
+        }
+        if isNew { report(split, entry) }
+    }
+
+    /// Records every entry of `files` for `split`.
+    public func record(_ files: SkippedFiles, split: String) {
+        for entry in files.entries { record(entry, split: split) }
+    }
+
+    /// Makes `loader` report its skipped files here, under `split`.
+    public func watch(_ loader: DataLoader, split: String) {
+        loader.onSkip = { entry in self.record(entry, split: split) }  // the loader keeps the reporter alive
+    }
+
+    /// How many distinct files of `split` were found unusable so far.
+    public func count(split: String) -> Int { lock.synchronized { seen[split]?.count ?? 0 } }
+}

@@ -37,11 +37,13 @@ public final class CachedFeatures: @unchecked Sendable {
     public let key: String
     /// True when the features were read from an existing file, false when computed now.
     public let reused: Bool
-    /// Files that could not be loaded while computing (empty when reused).
+    /// Files that could not be loaded (when reused: the samples the cache marks invalid).
     public let skipped: SkippedFiles
 
     public var views: Int { features.shape[0] }
     public var sampleCount: Int { features.shape[1] }
+    /// Samples that could be loaded (the ones training uses).
+    public var usableCount: Int { valid.lazy.filter { $0 }.count }
     public var embeddingSize: Int { features.shape[2] }
 
     init(features: Tensor, valid: [Bool], path: String?, key: String, reused: Bool, skipped: SkippedFiles) {
@@ -178,7 +180,7 @@ public enum FeatureCache {
     public static func prepare(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
                                transformDescription: String, views: Int = 1, seed: UInt64 = 0,
                                autocastBF16: Bool = false, batchSize: Int = 32, workers: Int = 2,
-                               directory: String? = defaultDirectory) throws -> CachedFeatures {
+                               directory: String? = defaultDirectory, strict: Bool = false) throws -> CachedFeatures {
         guard views >= 1 else { throw TrainingError.invalidConfiguration("feature cache views must be at least 1") }
         if let reason = ineligibility(of: model) {
             throw TrainingError.invalidConfiguration("backbone features cannot be cached: \(reason)")
@@ -189,11 +191,20 @@ public enum FeatureCache {
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
         if let path, FileManager.default.fileExists(atPath: path),
            let cached = try? read(path, key: key, views: views, samples: dataset.count, width: model.embeddingSize) {
-            return cached
+            var skipped = SkippedFiles()
+            for (i, ok) in cached.valid.enumerated() where !ok {
+                skipped.append(path: dataset.samples[i].source.description,
+                               reason: "could not be decoded (found when this feature cache was computed)")
+            }
+            if strict, let first = skipped.entries.first {
+                throw DataError.corrupt(path: first.path, reason: first.reason)
+            }
+            return CachedFeatures(features: cached.features, valid: cached.valid, path: path, key: key, reused: true,
+                                  skipped: skipped)
         }
         let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                      seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
-                                                     workers: workers)
+                                                     workers: workers, strict: strict)
         if let path, let directory {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try SafeTensors.write(StateDict([("features", features),
@@ -221,13 +232,23 @@ public enum FeatureCache {
     /// could not (their rows stay zero). No eligibility check: `finetune features` uses this too.
     public static func extract(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
                                views: Int = 1, seed: UInt64 = 0, autocastBF16: Bool = false, batchSize: Int = 32,
-                               workers: Int = 2) throws
+                               workers: Int = 2, strict: Bool = false) throws
         -> (features: Tensor, valid: [Bool], skipped: SkippedFiles) {
         let n = dataset.count, width = model.embeddingSize
-        var values = [Float](repeating: 0, count: views * n * width)
+        // Checked before allocating: views × samples × width floats, held twice (array and tensor).
+        let (count, overflow) = views.multipliedReportingOverflow(by: n * width)
+        let (bytes, overflow2) = count.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
+        if overflow || overflow2 || bytes > Runtime.physicalMemory / 2 {
+            let needed = overflow || overflow2 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
+            throw TrainingError.invalidConfiguration(
+                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs about \(needed) "
+                + "of memory, more than half of this machine's \(MemoryEstimate.format(Runtime.physicalMemory)); "
+                + "cache fewer augmented views")
+        }
+        var values = [Float](repeating: 0, count: count)
         var valid = [Bool](repeating: false, count: n)
         let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: false, seed: seed, transform: transform,
-                                    workers: workers, prefetch: Swift.max(2, workers))
+                                    workers: workers, prefetch: Swift.max(2, workers), strict: strict)
         let device = model.parameters().first?.device ?? .cpu
         let wasTraining = model.isTraining
         model.eval()

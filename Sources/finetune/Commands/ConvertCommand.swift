@@ -34,6 +34,7 @@ struct ConvertCommand: ParsableCommand {
         }
         if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
         guard workers >= 0 else { throw ValidationError("--workers must be 0 (all cores) or more") }
+        if workers > 0 { try checkWorkers(workers) }
     }
 
     func run() throws {

@@ -30,7 +30,7 @@ struct DemoCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         Runtime.manualSeed(seed)
         let start = Date()
         let train = try MNISTDataset(directory: data, split: .train)

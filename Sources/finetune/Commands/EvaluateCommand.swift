@@ -30,6 +30,8 @@ struct EvaluateCommand: ParsableCommand {
     var split = "test"
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
+    @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
+    var onBadImage: BadImagePolicy = .skip
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
 
@@ -38,7 +40,7 @@ struct EvaluateCommand: ParsableCommand {
             throw ValidationError("--split: unknown split '\(split)'; expected \(Self.splitNames.joined(separator: ", "))")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        try checkWorkers(workers)
         guard RunDirectory.isRun(runDir) else {
             throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
         }
@@ -49,17 +51,28 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         let directory = RunDirectory(runDir)
         let config = try directory.readConfig()
-        let (dataset, splitName) = try Self.dataset(data, split: split, classNames: config.classNames)
+        let strict = onBadImage.isStrict
+        let (dataset, splitName) = try badImageContext(strict) {
+            try Self.dataset(data, split: split, classNames: config.classNames, strict: strict)
+        }
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing, batchSize: min(batchSize, max(1, dataset.count)),
+                                                  workers: max(1, workers))
+        } catch {
+            throw ValidationError("--batch-size \(batchSize): \(error)")
+        }
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: batchSize, transform: EvaluationTransform(config.preprocessing),
-                                    workers: workers)
-        let report = try trainer.evaluate(loader)
+                                    workers: workers, strict: strict)
+        SkippedFileReporter { _, entry in printError("warning: skipping \(entry.path): \(entry.reason)") }
+            .watch(loader, split: splitName)
+        let report = try badImageContext(strict) { try trainer.evaluate(loader) }
         if json {
             var object = try reportDictionary(report)
             object["run_dir"] = directory.path
@@ -76,10 +89,11 @@ struct EvaluateCommand: ParsableCommand {
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
     /// and the split's name (`folder` for a plain folder of class folders, which is used whole).
     /// With `classNames`, the folders' classes must be those.
-    static func dataset(_ root: String, split: String, classNames: [String]?) throws -> (any ImageDataset, String) {
-        let splits = try ImageFolderDataset.splits(root: root)
+    static func dataset(_ root: String, split: String, classNames: [String]?,
+                        strict: Bool = false) throws -> (any ImageDataset, String) {
+        let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         if let warning = splits.skipped.warning() { printError(warning) }
-        if let classNames { try checkClassNames(splits.train.classNames, run: classNames, data: root) }
+        if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else { return (splits.train, "folder") }
         let chosen: (any ImageDataset)?
         switch split {

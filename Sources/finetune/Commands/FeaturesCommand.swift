@@ -54,7 +54,7 @@ struct FeaturesCommand: ParsableCommand {
             throw ValidationError("--split: unknown split '\(split)'; expected all, train, val or test")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        try checkWorkers(workers)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("DATA folder \(data) does not exist or is not a folder")
@@ -66,7 +66,7 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         let classifier: ImageClassifier, preprocessing: Preprocessing, weightsName: String
         var runClasses: [String]?
         if RunDirectory.isRun(model) {

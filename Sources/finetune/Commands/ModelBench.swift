@@ -76,7 +76,7 @@ struct ModelBench: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         let target = try Device(parsing: device)
         if target != .cpu && dtypes.contains("bf16") {
             throw ValidationError("--dtype bf16 uses CPU autocast; on \(target) only fp32 is supported")

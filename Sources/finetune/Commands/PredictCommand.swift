@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Training
 import Torch
 import Vision
 
@@ -41,7 +42,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
         var binary = false
         if RunDirectory.isRun(inputs[0]) {

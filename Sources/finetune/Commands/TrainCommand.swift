@@ -39,7 +39,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Architecture (see `finetune summary --help`).") var arch: String?
     @Option(help: "Initial weights: a catalog tag such as imagenet, a catalog name, a .pth/.safetensors file, or none.")
     var weights = "imagenet"
-    @Option(help: "Run directory to create (replaced if it exists).") var out: String?
+    @Option(help: "Run directory to create (an existing one is replaced only with --overwrite, and only if it is a finetune run).")
+    var out: String?
+    @Flag(help: "Replace --out if it holds an earlier finetune run (a folder holding anything else is never replaced).")
+    var overwrite = false
     @Option(help: "Continue the run in RUN_DIR exactly from RUN_DIR/checkpoints/last (its saved settings are used; --epochs may extend it).")
     var resume: String?
     @Option(help: "Override the model's input size (crop side; the resize keeps the weights' ratio).")
@@ -93,6 +96,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Fraction of each class held out for validation when DATA has no val/ folder.") var valSplit: Double?
     @Option(help: "Use at most N images per class of each split.") var limitPerClass: Int?
     @Option(help: "Decoding threads.") var workers = 2
+    @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
+    var onBadImage: BadImagePolicy = .skip
     @Option(help: "Random seed (initialisation, shuffling, splits).") var seed: UInt64 = 0
     @Option(help: """
         Cached backbone features for head-only epochs: auto (use them whenever the backbone is frozen \
@@ -137,6 +142,10 @@ struct TrainCommand: ParsableCommand {
         if let resume, !RunDirectory.isRun(resume) {
             throw ValidationError("--resume: \(resume) is not a run directory (no config.json)")
         }
+        if let out, let data {
+            do { try RunDirectory.checkSeparate(run: out, data: data) } catch { throw ValidationError("--out: \(error)") }
+        }
+
         guard OptimizerConfig.Kind(rawValue: optimizer) != nil else {
             throw ValidationError("--optimizer: unknown optimizer '\(optimizer)'; expected \(Self.optimizers.joined(separator: ", "))")
         }
@@ -151,6 +160,10 @@ struct TrainCommand: ParsableCommand {
         }
         if let cacheAugmentations, cacheAugmentations < 1 {
             throw ValidationError("--cache-augmentations must be at least 1")
+        }
+        if let cacheAugmentations, let epochs, cacheAugmentations > epochs {
+            throw ValidationError("--cache-augmentations \(cacheAugmentations) is more than --epochs \(epochs): "
+                                  + "epoch e trains on view e mod K, so views past the last epoch are never used")
         }
         guard Self.monitors.contains(monitor) else {
             throw ValidationError("--monitor: unknown metric '\(monitor)'; expected \(Self.monitors.joined(separator: ", "))")
@@ -174,11 +187,14 @@ struct TrainCommand: ParsableCommand {
         if lrFactor != nil && layerDecay != nil { throw ValidationError("give --lr-factor or --layer-decay, not both") }
         if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be between 0 and 1") }
         if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
-        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        try checkWorkers(workers)
         if let earlyStopping, earlyStopping < 0 { throw ValidationError("--early-stopping patience must be ≥ 0") }
         if let saveEverySteps, saveEverySteps < 1 { throw ValidationError("--save-every-steps must be at least 1") }
         if let saveEverySeconds, !(saveEverySeconds > 0) { throw ValidationError("--save-every-seconds must be positive") }
         if let inputSize, inputSize < 16 { throw ValidationError("--input-size must be at least 16") }
+        if let phase1Epochs, let epochs, recipe == "two-phase", phase1Epochs > epochs {
+            throw ValidationError("--phase1-epochs \(phase1Epochs) is more than --epochs \(epochs): phase 2 would never start")
+        }
         guard GlobalPooling(rawValue: pooling) != nil, pooling != "none" else {
             throw ValidationError("--pooling: unknown pooling '\(pooling)'; expected avg or max")
         }
@@ -287,7 +303,13 @@ struct TrainCommand: ParsableCommand {
     }
 
     static func loadSplits(_ root: String, options: TrainOptions) throws -> Splits {
-        let found = try ImageFolderDataset.splits(root: root)
+        let strict = (options.onBadImage ?? .skip).isStrict
+        let found: ImageFolderSplits
+        do {
+            found = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
+        } catch let error as DataError where strict {
+            throw ValidationError("--on-bad-image fail: \(error)")
+        }
         if !found.skipped.isEmpty, let warning = found.skipped.warning() { printError(warning) }
         var train: any ImageDataset = found.train
         var validation: (any ImageDataset)? = found.validation
@@ -327,7 +349,7 @@ struct TrainCommand: ParsableCommand {
     // MARK: - Run
 
     func run() throws {
-        if let threads { try Runtime.setNumThreads(threads) } else { Runtime.useAvailableCores() }
+        try applyThreads(threads)
         let started = Date()
         if let resume { try runResumed(RunDirectory(resume), started: started) } else { try runNew(started: started) }
     }
@@ -341,7 +363,8 @@ struct TrainCommand: ParsableCommand {
                                    inputSize: inputSize, checkpointPath: checkpointPath,
                                    checkpointExcludeScopes: Self.list(checkpointExcludeScopes),
                                    featureCache: featureCache, cacheAugmentations: cacheAugmentations,
-                                   featureCacheDirectory: featureCacheDir, channelsLast: channelsLast)
+                                   featureCacheDirectory: featureCacheDir, channelsLast: channelsLast,
+                                   onBadImage: onBadImage)
         guard ModelZoo.architectures.contains(arch) else {
             throw ValidationError("--arch: unknown architecture '\(arch)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
@@ -369,6 +392,13 @@ struct TrainCommand: ParsableCommand {
             preprocessing.resizeSize = Int((Double(size) * Double(preprocessing.resizeSize) / Double(preprocessing.cropSize)).rounded())
             preprocessing.cropSize = size
         }
+        do {  // a batch never holds more images than the largest split
+            let largest = max(splits.train.count, splits.validation?.count ?? 0, splits.test?.count ?? 0)
+            try MemoryEstimate.checkImagePipeline(preprocessing: preprocessing, batchSize: min(batchSize, max(1, largest)),
+                                                  workers: max(1, workers))
+        } catch {
+            throw ValidationError("--input-size \(preprocessing.cropSize) / --batch-size \(batchSize): \(error)")
+        }
         if let path = checkpointPath { try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? []) }
         try model.useChannelsLast(channelsLast)
 
@@ -380,7 +410,9 @@ struct TrainCommand: ParsableCommand {
         }
 
         let run = RunDirectory(out!)
-        try replaceRunDirectory(run)
+        let lock: RunLock
+        do { lock = try run.prepareNew(overwrite: overwrite, data: root) } catch { throw ValidationError("--out: \(error)") }
+        defer { lock.release() }
         let configuration: TrainingConfiguration
         do {
             configuration = try trainingConfiguration(epochs: options.epochs, checkpointDirectory: run.checkpoints,
@@ -412,39 +444,39 @@ struct TrainCommand: ParsableCommand {
     }
 
     func runResumed(_ run: RunDirectory, started: Date) throws {
-        var runConfig = try run.readConfig()
+        let lock: RunLock
+        var runConfig: RunConfig
+        do {
+            lock = try RunLock(directory: run.path)
+            runConfig = try run.readConfig()
+        } catch {
+            throw ValidationError("--resume: \(error)")
+        }
+        defer { lock.release() }
         guard let last = Checkpoint.locate(run.lastCheckpoint) else {
             throw ValidationError("--resume: \(run.lastCheckpoint) holds no complete checkpoint")
         }
         var options = runConfig.options
         if let epochs { options.epochs = epochs }
         options.workers = workers
+        options.onBadImage = onBadImage
         runConfig.options = options
+        do {
+            let largest = max(runConfig.data.trainSamples, runConfig.data.validationSamples, runConfig.data.testSamples)
+            try MemoryEstimate.checkImagePipeline(preprocessing: runConfig.preprocessing,
+                                                  batchSize: min(options.batchSize, max(1, largest)), workers: max(1, workers))
+        } catch {
+            throw ValidationError("--resume: \(run.config): \(error)")
+        }
         let root = data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? runConfig.data.path
         let splits = try Self.loadSplits(root, options: options)
-        try checkClassNames(splits.train.classNames, run: runConfig.classNames, data: root)
+        try RunDirectory.checkClassNames(splits.train.classNames, run: runConfig.classNames, data: root)
         let model = try RunDirectory.buildModel(runConfig)
         try model.useChannelsLast(options.channelsLast ?? false)
         let trainer = try Trainer.resume(from: last, model: model) { $0.checkpointDirectory = run.checkpoints }
         say("Resuming \(run.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(options.epochs) epochs")
         try train(trainer, run: run, runConfig: &runConfig, splits: splits, started: started)
-    }
-
-    /// Deletes an existing run directory (only if it looks like one, or is empty) and creates it.
-    func replaceRunDirectory(_ run: RunDirectory) throws {
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: run.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw ValidationError("--out: \(run.path) exists and is not a folder") }
-            let contents = try fm.contentsOfDirectory(atPath: run.path)
-            guard contents.isEmpty || RunDirectory.isRun(run.path) else {
-                throw ValidationError("--out: \(run.path) exists and is not a run directory (no config.json); "
-                                      + "choose another folder")
-            }
-            try fm.removeItem(atPath: run.path)
-        }
-        try fm.createDirectory(atPath: run.path, withIntermediateDirectories: true)
     }
 
     /// TF-slim's warm start: load a state dict, skipping keys under `excluding`, non-strict.
@@ -498,7 +530,8 @@ struct TrainCommand: ParsableCommand {
             try FeatureCache.prepare(model: model, dataset: dataset, transform: loader.transform,
                                      transformDescription: "\(augmentation) \(description)", views: views,
                                      seed: loader.seed, autocastBF16: trainer.configuration.autocastBF16,
-                                     batchSize: options.batchSize, workers: options.workers, directory: directory)
+                                     batchSize: options.batchSize, workers: options.workers, directory: directory,
+                                     strict: (options.onBadImage ?? .skip).isStrict)
         }
         let trainFeatures = try prepare(splits.train, train, augmentation: options.augment, views: views)
         var validationFeatures: CachedFeatures?
@@ -507,8 +540,8 @@ struct TrainCommand: ParsableCommand {
         }
         let sets = [trainFeatures] + (validationFeatures.map { [$0] } ?? [])
         let reused = sets.allSatisfy(\.reused)
-        say("Feature cache: \(trainFeatures.sampleCount) training images × \(views) view\(views == 1 ? "" : "s")"
-            + (validationFeatures.map { " + \($0.sampleCount) validation images" } ?? "")
+        say("Feature cache: \(trainFeatures.usableCount) training images × \(views) view\(views == 1 ? "" : "s")"
+            + (validationFeatures.map { " + \($0.usableCount) validation images" } ?? "")
             + ", \(trainFeatures.embeddingSize) features each, "
             + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started)))
             + " (\(directory)); head-only epochs skip the backbone")
@@ -519,12 +552,20 @@ struct TrainCommand: ParsableCommand {
                started: Date) throws {
         let options = runConfig.options
         let p = runConfig.preprocessing
+        let strict = (options.onBadImage ?? .skip).isStrict
         let trainLoader = try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                                         transform: Self.trainingTransform(options.augment, p), workers: options.workers)
+                                         transform: Self.trainingTransform(options.augment, p), workers: options.workers,
+                                         strict: strict)
         let evalTransform = EvaluationTransform(p)
         let validationLoader = try splits.validation.map {
-            try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers)
+            try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers,
+                           strict: strict)
         }
+        let skipped = SkippedFileReporter { split, entry in
+            printError("warning: skipping \(entry.path) (\(split) data): \(entry.reason)")
+        }
+        skipped.watch(trainLoader, split: "training")
+        if let validationLoader { skipped.watch(validationLoader, split: "validation") }
         let monitorMetric = validationLoader != nil ? options.monitor : String(options.monitor.dropFirst(4))
         let write: (String) -> Void = json ? { printError($0, terminator: "") } : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
         var callbacks: [TrainingCallback] = [
@@ -542,13 +583,21 @@ struct TrainCommand: ParsableCommand {
             callbacks.append(callback)
         }
         trainer.callbacks = callbacks
-        trainer.featureCache = try prepareFeatureCache(trainer, options: options, preprocessing: p, splits: splits,
-                                                       train: trainLoader, validation: validationLoader)
+        trainer.featureCache = try badImageContext(strict) {
+            try prepareFeatureCache(trainer, options: options, preprocessing: p, splits: splits,
+                                    train: trainLoader, validation: validationLoader)
+        }
+        if let cache = trainer.featureCache {
+            skipped.record(cache.train.skipped, split: "training")
+            if let v = cache.validation { skipped.record(v.skipped, split: "validation") }
+        }
         let stop = SignalStop()
         trainer.signalStop = stop
         defer { stop.cancel() }
 
-        let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
+        let result = try badImageContext(strict) {
+            try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
+        }
         runConfig.status = result.status.name
         runConfig.epochsCompleted = result.epochs
         runConfig.training = trainer.configuration
@@ -602,10 +651,19 @@ struct TrainCommand: ParsableCommand {
 
         var testReport: EvaluationReport?
         if let test = splits.test {
-            let loader = try DataLoader(test, batchSize: options.batchSize, transform: evalTransform, workers: options.workers)
-            testReport = try trainer.evaluate(loader)
+            let loader = try DataLoader(test, batchSize: options.batchSize, transform: evalTransform, workers: options.workers,
+                                        strict: strict)
+            skipped.watch(loader, split: "test")
+            testReport = try badImageContext(strict) { try trainer.evaluate(loader) }
         }
         runConfig.testAccuracy = testReport?.accuracy
+        // The totals are the images actually used: files found unusable while decoding are not counted.
+        let trainUsed = splits.train.count - skipped.count(split: "training")
+        let validationUsed = (splits.validation?.count ?? 0) - skipped.count(split: "validation")
+        let testUsed = (splits.test?.count ?? 0) - skipped.count(split: "test")
+        runConfig.data.trainSamples = trainUsed
+        runConfig.data.validationSamples = validationUsed
+        runConfig.data.testSamples = testUsed
         try run.write(runConfig)
 
         let seconds = Date().timeIntervalSince(started)
@@ -616,8 +674,8 @@ struct TrainCommand: ParsableCommand {
                 "classes": runConfig.classNames, "status": result.status.name,
                 "stop_reason": { if case .stopped(let r) = result.status { return r as Any } else { return NSNull() } }(),
                 "epochs": result.epochs, "global_step": result.globalStep,
-                "train_samples": splits.train.count, "validation_samples": splits.validation?.count ?? 0,
-                "test_samples": splits.test?.count ?? 0, "final_metrics": finalMetrics,
+                "train_samples": trainUsed, "validation_samples": validationUsed,
+                "test_samples": testUsed, "final_metrics": finalMetrics,
                 "monitor": result.best?.metric as Any, "best_value": result.best?.best as Any,
                 "best_epoch": result.best?.bestEpoch.map { $0 + 1 } as Any,
                 "model_weights": runConfig.modelWeights as Any, "model_epoch": modelEpoch,
@@ -628,7 +686,7 @@ struct TrainCommand: ParsableCommand {
             printJSON(summary)
         } else {
             print("Training \(result.status) after \(result.epochs) epochs, \(result.globalStep) steps "
-                  + String(format: "(%.1f s)", seconds))
+                  + String(format: "(%.1f s)", seconds) + " on \(trainUsed) training images")
             if let best = result.best, let value = best.best, let epoch = best.bestEpoch {
                 print(String(format: "best %@: %.4f (epoch %d)", best.metric, value, epoch + 1))
             }
@@ -639,6 +697,13 @@ struct TrainCommand: ParsableCommand {
             }
             print("run directory: \(run.path)")
         }
+    }
+}
+
+/// Runs `body`; with `--on-bad-image fail`, a file that cannot be decoded becomes an error naming the flag.
+func badImageContext<T>(_ strict: Bool, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as DataError where strict {
+        throw ValidationError("--on-bad-image fail: \(error)")
     }
 }
 

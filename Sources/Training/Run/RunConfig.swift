@@ -1,0 +1,208 @@
+import Data
+import Foundation
+import Torch
+import Vision
+
+/// The settings of a training run that are not part of `TrainingConfiguration` (data, batching,
+/// augmentation, callbacks). Saved in `config.json` so that a resumed run rebuilds the same loaders.
+public struct TrainOptions: Codable, Equatable, Sendable {
+    /// Epochs in total.
+    public var epochs: Int
+    /// Images per optimizer step.
+    public var batchSize: Int
+    /// Training augmentation: `none`, `standard` or `keras`.
+    public var augment: String
+    /// Fraction of each class held out for validation when the data has no validation folder.
+    public var valSplit: Double?
+    /// At most this many images per class of each split.
+    public var limitPerClass: Int?
+    /// Seed of initialisation, shuffling, splits and augmentation.
+    public var seed: UInt64
+    /// Decoding threads.
+    public var workers: Int
+    /// Early-stopping patience in epochs (nil: no early stopping).
+    public var earlyStoppingPatience: Int?
+    /// `val_loss` or `val_accuracy` (without validation, the training metric of the same name).
+    public var monitor: String
+    /// Also save `checkpoints/last` every N optimizer steps.
+    public var saveEverySteps: Int?
+    /// Also save `checkpoints/last` every S seconds.
+    public var saveEverySeconds: Double?
+    /// The crop side the model sees, when it overrides the weights' own.
+    public var inputSize: Int?
+    /// A warm-start state dict loaded before training.
+    public var checkpointPath: String?
+    /// Key scopes of `checkpointPath` that are not loaded.
+    public var checkpointExcludeScopes: [String]?
+    /// `auto`, `on` or `off` (nil in runs from before the feature cache: auto).
+    public var featureCache: String?
+    /// Augmented views cached per image.
+    public var cacheAugmentations: Int?
+    /// Where feature caches live (nil: the default folder).
+    public var featureCacheDirectory: String?
+    /// Weights and inputs in channels-last layout (nil in older runs: contiguous).
+    public var channelsLast: Bool?
+    /// What to do with an image that cannot be decoded: `skip` (report it once and leave it out) or
+    /// `fail` (stop with an error naming it). nil in older runs: skip.
+    public var onBadImage: BadImagePolicy?
+
+    public init(epochs: Int, batchSize: Int, augment: String = "standard", valSplit: Double? = nil,
+                limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,
+                monitor: String = "val_loss", saveEverySteps: Int? = nil, saveEverySeconds: Double? = nil,
+                inputSize: Int? = nil, checkpointPath: String? = nil, checkpointExcludeScopes: [String]? = nil,
+                featureCache: String? = nil, cacheAugmentations: Int? = nil, featureCacheDirectory: String? = nil,
+                channelsLast: Bool? = nil, onBadImage: BadImagePolicy? = nil) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.augment = augment
+        self.valSplit = valSplit
+        self.limitPerClass = limitPerClass
+        self.seed = seed
+        self.workers = workers
+        self.earlyStoppingPatience = earlyStoppingPatience
+        self.monitor = monitor
+        self.saveEverySteps = saveEverySteps
+        self.saveEverySeconds = saveEverySeconds
+        self.inputSize = inputSize
+        self.checkpointPath = checkpointPath
+        self.checkpointExcludeScopes = checkpointExcludeScopes
+        self.featureCache = featureCache
+        self.cacheAugmentations = cacheAugmentations
+        self.featureCacheDirectory = featureCacheDirectory
+        self.channelsLast = channelsLast
+        self.onBadImage = onBadImage
+    }
+}
+
+/// `config.json` of a run directory: everything `evaluate` and `predict` need to rebuild the model
+/// and its preprocessing, and everything a resumed run needs to rebuild the loaders.
+public struct RunConfig: Codable {
+    /// The value of `format` that marks a finetune run.
+    public static let formatName = "finetune-run"
+    /// The `version`s this library reads.
+    public static let supportedVersions = [1]
+
+    /// The classification head the run trained.
+    public struct Head: Codable, Equatable, Sendable {
+        /// Classes (2 for a binary head with one output).
+        public var numClasses: Int
+        /// Whether the model ends in the classifier (false: an embedding model).
+        public var includeTop: Bool
+        /// The head training put on the backbone (nil in runs from before custom heads: a plain Linear).
+        public var spec: HeadSpec?
+
+        /// One sigmoid output trained with binary cross entropy.
+        public var isBinary: Bool { spec?.outputs == 1 && numClasses == 2 }
+        /// The model's output width.
+        public var outputs: Int { spec?.outputs ?? numClasses }
+
+        public init(numClasses: Int, includeTop: Bool = true, spec: HeadSpec? = nil) {
+            self.numClasses = numClasses
+            self.includeTop = includeTop
+            self.spec = spec
+        }
+    }
+
+    /// The data a run was created from.
+    public struct DataInfo: Codable, Equatable, Sendable {
+        /// The DATA argument as given (absolute path).
+        public var path: String
+        /// Whether DATA had train/val/test folders.
+        public var hasSplitFolders: Bool
+        /// Images of each split actually used (files found unusable while decoding are not counted
+        /// once the run has met them).
+        public var trainSamples: Int
+        public var validationSamples: Int
+        public var testSamples: Int
+
+        public init(path: String, hasSplitFolders: Bool, trainSamples: Int, validationSamples: Int, testSamples: Int) {
+            self.path = path
+            self.hasSplitFolders = hasSplitFolders
+            self.trainSamples = trainSamples
+            self.validationSamples = validationSamples
+            self.testSamples = testSamples
+        }
+    }
+
+    /// Always `finetune-run` (`formatName`).
+    public var format = RunConfig.formatName
+    /// The layout version of the run directory (one of `supportedVersions`).
+    public var version = 1
+    /// The zoo architecture.
+    public var architecture: String
+    /// The initial weights (`imagenet`, a catalog name or a file), nil for random initialisation.
+    public var weights: String?
+    /// Class names in label order.
+    public var classNames: [String]
+    /// The input transform of the model.
+    public var preprocessing: Preprocessing
+    public var head: Head
+    public var training: TrainingConfiguration
+    public var options: TrainOptions
+    public var data: DataInfo
+    public var createdAt: String
+    public var updatedAt: String
+    public var finetuneVersion: String
+    public var libtorchVersion: String
+    /// `running`, `completed`, `stopped`, `interrupted`, `diverged` or `failed`.
+    public var status: String
+    /// Epochs completed.
+    public var epochsCompleted: Int
+    /// What `model.safetensors` holds: `final` (the weights after the last epoch) or `best` (early
+    /// stopping restored the best epoch's weights); nil before training ends.
+    public var modelWeights: String?
+    /// The epoch (1-based) whose weights `model.safetensors` holds.
+    public var modelEpoch: Int?
+    public var testAccuracy: Double?
+
+    public init(architecture: String, weights: String?, classNames: [String], preprocessing: Preprocessing,
+                head: Head, training: TrainingConfiguration, options: TrainOptions, data: DataInfo,
+                createdAt: String, updatedAt: String, finetuneVersion: String, libtorchVersion: String,
+                status: String, epochsCompleted: Int) {
+        self.architecture = architecture
+        self.weights = weights
+        self.classNames = classNames
+        self.preprocessing = preprocessing
+        self.head = head
+        self.training = training
+        self.options = options
+        self.data = data
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.finetuneVersion = finetuneVersion
+        self.libtorchVersion = libtorchVersion
+        self.status = status
+        self.epochsCompleted = epochsCompleted
+    }
+
+    /// Checks what a reader relies on: the format and version, a class list that fits the head,
+    /// preprocessing that can be applied (positive std, sane sizes, an image that fits in memory)
+    /// and loader settings in range. Errors say which field is wrong.
+    public func validate() throws {
+        func bad(_ reason: String) -> Error { RunError.invalidConfig(path: "config.json", reason: reason) }
+        guard format == Self.formatName else { throw bad("format is '\(format)', expected '\(Self.formatName)'") }
+        guard Self.supportedVersions.contains(version) else {
+            throw bad("version \(version) is not one this finetune reads (\(Self.supportedVersions.map(String.init).joined(separator: ", ")))")
+        }
+        guard !classNames.isEmpty else { throw bad("classNames is empty") }
+        guard Set(classNames).count == classNames.count else { throw bad("classNames has duplicates") }
+        guard head.numClasses == classNames.count else {
+            throw bad("head.numClasses is \(head.numClasses) but classNames lists \(classNames.count) classes")
+        }
+        let outputs = head.outputs
+        guard outputs == classNames.count || (outputs == 1 && classNames.count == 2) else {
+            throw bad("the head has \(outputs) outputs but classNames lists \(classNames.count) classes")
+        }
+        do { try preprocessing.validate() } catch { throw bad("preprocessing: \(error)") }
+        guard options.batchSize >= 1 else { throw bad("options.batchSize must be at least 1") }
+        guard options.epochs >= 1 else { throw bad("options.epochs must be at least 1") }
+        guard options.workers >= 0, options.workers <= Runtime.maxThreads else {
+            throw bad("options.workers must be 0 to \(Runtime.maxThreads)")
+        }
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: preprocessing, batchSize: 1)
+        } catch {
+            throw bad("preprocessing: \(error)")
+        }
+    }
+}

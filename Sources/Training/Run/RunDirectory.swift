@@ -1,0 +1,224 @@
+import Data
+import Foundation
+import NN
+import TensorIO
+import Torch
+import Vision
+import AtomicFiles
+
+/// A run directory: the folder a training run writes (config, weights, checkpoints, history,
+/// TensorBoard logs, plots), and the rules for creating, reading and replacing one.
+///
+/// A folder is *provably* a finetune run when its `config.json` has `format: finetune-run` and a
+/// supported version, and it holds nothing but run files (`runFileNames`, hidden temporary files of
+/// atomic writes and the lock). Only such a folder, or an empty one, may become a new run's
+/// destination, and only with `overwrite`; a folder that contains the training data, or lies inside
+/// it, never may.
+public struct RunDirectory: Sendable {
+    public static let configFile = "config.json"
+    public static let modelFile = "model.safetensors"
+    /// Every name a run writes at its top level. A folder holding anything else is not replaced.
+    public static let runFileNames: Set<String> = [
+        configFile, modelFile, "checkpoints", "history.csv", "events.jsonl", "tensorboard",
+        "loss.svg", "accuracy.svg", "auc.svg", "lr.svg", "confusion_matrix.svg", RunLock.fileName,
+    ]
+
+    /// The directory's absolute, standardized path.
+    public let path: String
+
+    public init(_ path: String) {
+        self.path = URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    /// `name` inside the run directory.
+    public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    public var config: String { file(Self.configFile) }
+    public var model: String { file(Self.modelFile) }
+    public var checkpoints: String { file("checkpoints") }
+    public var lastCheckpoint: String { file("checkpoints/last") }
+    public var bestCheckpoint: String { file("checkpoints/best") }
+    public var history: String { file("history.csv") }
+    public var events: String { file("events.jsonl") }
+    public var tensorboard: String { file("tensorboard") }
+
+    /// Whether `path` is a folder holding `config.json` (a quick test for "the user means a run";
+    /// `readConfig` then checks that it really is one).
+    public static func isRun(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+            && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(configFile))
+    }
+
+    /// Reads and validates `config.json` (format, version, class list against the head, preprocessing).
+    public func readConfig() throws -> RunConfig {
+        guard FileManager.default.fileExists(atPath: config) else {
+            throw RunError.notARun(path: path, reason: "\(config) is missing")
+        }
+        let runConfig: RunConfig
+        do {
+            runConfig = try TrainingJSON.decoder.decode(RunConfig.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: config)))
+        } catch {
+            throw RunError.invalidConfig(path: config, reason: "cannot read it: \(error)")
+        }
+        do { try runConfig.validate() } catch RunError.invalidConfig(_, let reason) {
+            throw RunError.invalidConfig(path: config, reason: reason)
+        }
+        return runConfig
+    }
+
+    /// Writes `config.json` atomically (and durably).
+    public func write(_ runConfig: RunConfig) throws {
+        let data = try TrainingJSON.encoder.encode(runConfig)
+        try AtomicFile.write(data, to: config, createDirectory: true)
+    }
+
+    /// Why the folder at `path` is not provably a finetune run, or nil when it is one (see the type's
+    /// documentation).
+    public func reasonNotARun() -> String? {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: path) else { return "it cannot be listed" }
+        guard names.contains(Self.configFile) else { return "it has no \(Self.configFile)" }
+        struct Header: Decodable { var format: String?; var version: Int? }
+        guard let data = fm.contents(atPath: config), let header = try? JSONDecoder().decode(Header.self, from: data) else {
+            return "its \(Self.configFile) is not JSON written by finetune"
+        }
+        guard header.format == RunConfig.formatName else {
+            return "its \(Self.configFile) has no \"format\": \"\(RunConfig.formatName)\""
+        }
+        guard let version = header.version, RunConfig.supportedVersions.contains(version) else {
+            return "its \(Self.configFile) has version \(header.version.map(String.init) ?? "none"), not one this finetune wrote"
+        }
+        let foreign = names.filter { !Self.runFileNames.contains($0) && !Self.isTemporaryFile($0) }.sorted()
+        if !foreign.isEmpty {
+            let shown = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", …" : "")
+            return "it holds files a run does not write (\(shown))"
+        }
+        return nil
+    }
+
+    /// A hidden temporary file of an interrupted atomic write (`.NAME.PID.RANDOM.tmp`).
+    static func isTemporaryFile(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".tmp") }
+
+    /// Makes `path` the (empty, locked) directory of a new run and returns its lock.
+    ///
+    /// - A missing or empty folder is used as it is.
+    /// - A provable finetune run is deleted only with `overwrite` (after taking its lock, so a run
+    ///   still being written is never deleted); without it the error says to pass it.
+    /// - Anything else is refused, and nothing is touched.
+    /// - `data` (the training data's folder) may not be the destination, contain it, or lie inside it.
+    public func prepareNew(overwrite: Bool, data: String? = nil) throws -> RunLock {
+        if let data { try Self.checkSeparate(run: path, data: data) }
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw RunError.refusedDestination(path: path, reason: "exists and is not a folder")
+            }
+            let contents = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+            if !contents.isEmpty && contents != [RunLock.fileName] {
+                if let reason = reasonNotARun() {
+                    throw RunError.refusedDestination(path: path, reason: "exists and is not a finetune run directory "
+                        + "(\(reason)); nothing was changed: choose another folder")
+                }
+                let old = try RunLock(directory: path)  // a run still being written is never replaced
+                guard overwrite else {
+                    old.release()
+                    throw RunError.refusedDestination(path: path, reason: "holds an earlier finetune run; "
+                        + "pass --overwrite to replace it, resume it, or choose another folder")
+                }
+                // Move it out of the way first (a rename is atomic), then delete it.
+                let aside = path + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+                do {
+                    try fm.moveItem(atPath: path, toPath: aside)
+                } catch {
+                    throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(error.localizedDescription)")
+                }
+                old.release()
+                try? fm.removeItem(atPath: aside)
+            }
+        }
+        do {
+            try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(error.localizedDescription)")
+        }
+        return try RunLock(directory: path)
+    }
+
+    /// Throws unless `run` and `data` are separate: neither is the other nor lies inside it
+    /// (symbolic links resolved; `run` need not exist yet).
+    public static func checkSeparate(run: String, data: String) throws {
+        let r = resolvedPath(run), d = resolvedPath(data)
+        func inside(_ child: String, _ parent: String) -> Bool { child == parent || child.hasPrefix(parent == "/" ? "/" : parent + "/") }
+        if inside(r, d) {
+            throw RunError.refusedDestination(path: run, reason: "lies inside the training data \(data); "
+                + "a run directory must be outside its DATA folder")
+        }
+        if inside(d, r) {
+            throw RunError.refusedDestination(path: run, reason: "contains the training data \(data); "
+                + "a run directory must be outside its DATA folder")
+        }
+    }
+
+    /// `path` absolute with symbolic links resolved, as far as it exists (the rest appended).
+    static func resolvedPath(_ path: String) -> String {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        var missing: [String] = []
+        while !FileManager.default.fileExists(atPath: url.path), url.path != "/" {
+            missing.insert(url.lastPathComponent, at: 0)
+            url.deleteLastPathComponent()
+        }
+        var resolved = url.resolvingSymlinksInPath().path
+        for part in missing { resolved = (resolved as NSString).appendingPathComponent(part) }
+        return resolved
+    }
+
+    /// The run's model with `model.safetensors` loaded, in eval mode.
+    public func loadModel(_ runConfig: RunConfig) throws -> ImageClassifier {
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw RunError.notARun(path: path, reason: "\(model) is missing: the run has not finished "
+                + "(status \(runConfig.status)); resume it with `finetune train --resume \(path)`")
+        }
+        let classifier = try Self.buildModel(runConfig)
+        do {
+            try classifier.load(try SafeTensors.load(model), strict: true)
+        } catch {
+            throw RunError.invalidConfig(path: model, reason: "does not fit the model config.json describes: \(error)")
+        }
+        try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
+        classifier.eval()
+        return classifier
+    }
+
+    /// The architecture exactly as training built it (same head size; for pretrained weights the
+    /// variant the zoo builds for them, e.g. InceptionV3's `transform_input`), randomly initialised:
+    /// load the run's state dict over it. The original pretrained weights are not needed.
+    public static func buildModel(_ runConfig: RunConfig) throws -> ImageClassifier {
+        let head = runConfig.head
+        let options = ModelOptions(numClasses: head.outputs, includeTop: head.includeTop)
+        let model = runConfig.weights == nil ? try ModelZoo.make(runConfig.architecture, options: options)
+                                             : try ModelZoo.makePretrainedVariant(runConfig.architecture, options: options)
+        if let spec = head.spec, spec != HeadSpec(outputs: options.numClasses) { try model.configureHead(spec) }
+        return model
+    }
+
+    /// An ISO 8601 timestamp for `createdAt`/`updatedAt`.
+    public static func timestamp(_ date: Date = Date()) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: date)
+    }
+
+    /// Checks that `found` (a data folder's classes) equals the run's classes, naming the differences.
+    public static func checkClassNames(_ found: [String], run expected: [String], data: String) throws {
+        guard found != expected else { return }
+        let missing = expected.filter { !found.contains($0) }
+        let extra = found.filter { !expected.contains($0) }
+        var parts: [String] = []
+        if !missing.isEmpty { parts.append("missing from \(data): \(missing.joined(separator: ", "))") }
+        if !extra.isEmpty { parts.append("not classes of the run: \(extra.joined(separator: ", "))") }
+        if parts.isEmpty { parts.append("same classes in a different order") }
+        throw RunError.invalidConfig(path: data, reason: "the class folders do not match the run's \(expected.count) classes ("
+                                     + parts.joined(separator: "; ") + ")")
+    }
+}

@@ -1,0 +1,28 @@
+import Foundation
+
+/// Why a run directory cannot be created, read, locked or replaced. Each case names the path.
+public enum RunError: Error, CustomStringConvertible, Equatable {
+    /// `path` is not a run directory written by finetune (the reason says what is missing or wrong).
+    case notARun(path: String, reason: String)
+    /// `config.json` could not be read or decoded, or holds values that cannot be used.
+    case invalidConfig(path: String, reason: String)
+    /// Another writer holds the run directory's lock (`pid` when it recorded one).
+    case locked(directory: String, pid: Int32?)
+    /// The destination of a new run exists and may not be replaced (the reason says why).
+    case refusedDestination(path: String, reason: String)
+    /// A file-system operation failed.
+    case io(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notARun(let path, let reason): return "\(path) is not a finetune run directory: \(reason)"
+        case .invalidConfig(let path, let reason): return "\(path): \(reason)"
+        case .locked(let directory, let pid):
+            let holder = pid.map { "process \($0)" } ?? "another process"
+            return "\(directory) is in use by \(holder), which holds its lock (\(RunLock.fileName)); "
+                + "a run directory has one writer: wait for it to finish or stop it first"
+        case .refusedDestination(let path, let reason): return "\(path): \(reason)"
+        case .io(let path, let reason): return "\(path): \(reason)"
+        }
+    }
+}

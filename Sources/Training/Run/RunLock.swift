@@ -1,0 +1,68 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive, advisory lock on a run directory: `flock` on `RUN_DIR/.lock`, held from creation
+/// until `release()` or deinit (and by the kernel until the process ends, however it ends).
+///
+/// A run directory has one writer: `train` and `train --resume` take the lock for the whole run, so a
+/// second writer fails at once with `RunError.locked`, naming the process that holds it. The lock
+/// file holds the holder's PID (for that message only: the lock itself is the `flock`). Readers
+/// (`evaluate`, `predict`) need no lock, because every file of a run is written atomically.
+public final class RunLock {
+    /// The lock file's name inside a run directory.
+    public static let fileName = ".lock"
+
+    /// The locked run directory.
+    public let directory: String
+    private var descriptor: Int32
+
+    /// Takes the lock of `directory` (which must exist), without waiting.
+    /// - Throws: `RunError.locked` when another process (or another `RunLock` of this one) holds it.
+    public init(directory: String) throws {
+        self.directory = directory
+        let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw RunError.io(path: path, reason: "cannot open the lock file: \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno
+            let holder = Self.readPID(fd)
+            close(fd)
+            if reason == EWOULDBLOCK || reason == EAGAIN {
+                throw RunError.locked(directory: directory, pid: holder)
+            }
+            throw RunError.io(path: path, reason: "cannot lock: \(String(cString: strerror(reason)))")
+        }
+        descriptor = fd
+        // Record our PID for the next writer's error message.
+        let text = "\(getpid())\n"
+        _ = ftruncate(fd, 0)
+        _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    /// The PID recorded by the process that holds (or last held) the lock file `fd`.
+    private static func readPID(_ fd: Int32) -> Int32? {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 31, 0) }
+        guard n > 0 else { return nil }
+        return Int32(String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Whether this lock is still held.
+    public var isHeld: Bool { descriptor >= 0 }
+
+    /// Releases the lock (the file stays: removing it would race with the next writer's `open`).
+    public func release() {
+        guard descriptor >= 0 else { return }
+        _ = flock(descriptor, LOCK_UN)
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
+}

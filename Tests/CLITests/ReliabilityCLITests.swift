@@ -1,0 +1,218 @@
+import Foundation
+import XCTest
+
+/// Issue 18's hostile-user findings 1, 3, 4 and 5, reproduced against the `finetune` binary: each
+/// of these wiped a folder, let two writers into one run, crashed, or trained on nothing, before
+/// the fix.
+final class ReliabilityCLITests: XCTestCase {
+    func run(_ arguments: [String]) throws -> CLITests.Run { try CLITests.run(arguments) }
+
+    func temporaryFolder(_ name: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func dataset() throws -> String {
+        let root = try temporaryFolder("data")
+        try TrainCLITests.writeDataset(at: root)
+        return root
+    }
+
+    static let fast = ["--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32", "--batch-size", "4",
+                       "--workers", "0", "--threads", "2", "--augment", "none", "--epochs", "1"]
+
+    func files(_ path: String) -> [String] {
+        ((try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? []).sorted()
+    }
+
+    /// Exited with a status (not a signal), non-zero, and said `expected` on standard error.
+    func assertError(_ result: CLITests.Run, mentions expected: [String], file: StaticString = #filePath,
+                     line: UInt = #line) {
+        XCTAssertNotEqual(result.status, 0, result.stdout, file: file, line: line)
+        XCTAssertLessThan(result.status, 128, "killed by a signal: \(result.stderr)", file: file, line: line)
+        for text in expected {
+            XCTAssertTrue(result.stderr.contains(text), "expected '\(text)' in: \(result.stderr)", file: file, line: line)
+        }
+    }
+
+    // MARK: Finding 1
+
+    func testOutNeverWipesAFolderThatIsNotAFinetuneRun() throws {
+        let data = try dataset()
+        let model = try temporaryFolder("hf-model")
+        for (name, text) in [("config.json", #"{"model_type": "bert"}"#), ("pytorch_model.bin", "weights"),
+                             ("tokenizer.json", "{}")] {
+            try Foundation.Data(text.utf8).write(to: URL(fileURLWithPath: model + "/" + name))
+        }
+        for extra in [[], ["--overwrite"]] {
+            let result = try run(["train", data, "--out", model] + Self.fast + extra)
+            assertError(result, mentions: ["--out", model, "not a finetune run directory"])
+        }
+        XCTAssertEqual(files(model), ["config.json", "pytorch_model.bin", "tokenizer.json"])
+    }
+
+    func testOutMayNotContainTheTrainingData() throws {
+        let root = try temporaryFolder("project")
+        try TrainCLITests.writeDataset(at: root + "/data")
+        let before = files(root + "/data")
+        for out in [root, root + "/data", root + "/data/train/red"] {
+            let result = try run(["train", root + "/data", "--out", out, "--overwrite"] + Self.fast)
+            assertError(result, mentions: ["--out", "training data"])
+        }
+        XCTAssertEqual(files(root + "/data"), before)
+    }
+
+    func testAnEarlierRunIsReplacedOnlyWithOverwrite() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/run"
+        XCTAssertEqual(try run(["train", data, "--out", out] + Self.fast).status, 0)
+        let created = try String(contentsOfFile: out + "/config.json", encoding: .utf8)
+        assertError(try run(["train", data, "--out", out] + Self.fast), mentions: ["--overwrite"])
+        XCTAssertEqual(try String(contentsOfFile: out + "/config.json", encoding: .utf8), created)
+        let replaced = try run(["train", data, "--out", out, "--overwrite"] + Self.fast)
+        XCTAssertEqual(replaced.status, 0, replaced.stderr)
+        XCTAssertTrue(replaced.stdout.contains("run directory: \(out)"), replaced.stdout)
+        // Nothing of the earlier run is left beside it.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent), ["run"])
+    }
+
+    // MARK: Finding 3
+
+    func testASecondWriterIsRefusedNamingTheHoldersPID() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/run"
+        let first = Process()
+        first.executableURL = CLITests.binary
+        first.arguments = ["train", data, "--out", out] + Self.fast + ["--epochs", "1000"]
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { first.interrupt(); first.waitUntilExit() } }
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: out + "/config.json") && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        XCTAssertTrue(first.isRunning)
+        let pid = "process \(first.processIdentifier)"
+        assertError(try run(["train", data, "--out", out, "--overwrite"] + Self.fast), mentions: ["--out", pid])
+        assertError(try run(["train", data, "--out", out] + Self.fast), mentions: [pid])
+        assertError(try run(["train", "--resume", out, "--threads", "2"]), mentions: ["--resume", pid])
+        first.interrupt()  // Ctrl-C: a resumable checkpoint, and the lock is free again
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 130)
+        let resumed = try run(["train", "--resume", out, "--epochs", "1", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    }
+
+    // MARK: Finding 4
+
+    func testAbsurdValuesAreErrorsNamingTheFlagNotCrashes() throws {
+        let data = try dataset()
+        let runs = try temporaryFolder("runs")
+        let cases: [([String], [String])] = [
+            (["--input-size", "100000"], ["--input-size 100000", "memory"]),
+            (["--threads", "100000"], ["--threads"]),
+            (["--workers", "100000"], ["--workers"]),
+            (["--cache-augmentations", "1000000000", "--recipe", "head-only"], ["--cache-augmentations"]),
+            (["--phase1-epochs", "5", "--recipe", "two-phase"], ["--phase1-epochs"]),
+        ]
+        for (i, (flags, expected)) in cases.enumerated() {
+            let result = try run(["train", data, "--out", "\(runs)/\(i)"] + Self.fast + flags)
+            assertError(result, mentions: expected)
+        }
+        // Ten billion views over 1e9 epochs are estimated, not allocated.
+        let views = try run(["train", data, "--out", "\(runs)/views"] + Self.fast
+                            + ["--epochs", "2000000000", "--cache-augmentations", "1000000000", "--recipe", "head-only",
+                               "--augment", "standard"])
+        assertError(views, mentions: ["memory"])
+    }
+
+    func testHugeEpochsAndBatchSizeTrainInsteadOfOverflowing() throws {
+        let data = try dataset()
+        let runs = try temporaryFolder("runs")
+        let batch = try run(["train", data, "--out", runs + "/batch", "--batch-size", "9223372036854775807"]
+                            + Self.fast.filter { $0 != "4" && $0 != "--batch-size" })
+        XCTAssertEqual(batch.status, 0, batch.stderr)
+        // Int.max epochs: stopped by early stopping after the first epoch without improvement.
+        let epochs = try run(["train", data, "--out", runs + "/epochs", "--val-split", "0.25", "--early-stopping", "0"]
+                             + Self.fast + ["--epochs", "9223372036854775807", "--lr-schedule", "cosine"])
+        XCTAssertEqual(epochs.status, 0, epochs.stderr)
+        XCTAssertTrue(epochs.stdout.contains("stopped"), epochs.stdout)
+    }
+
+    func testPredictOnARunWhoseClassListIsShorterThanItsHeadIsAnError() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/run"
+        XCTAssertEqual(try run(["train", data, "--out", out] + Self.fast).status, 0)
+        let configPath = out + "/config.json"
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Foundation.Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        config["classNames"] = ["blue"]
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        assertError(try run(["predict", out, data + "/test/red"]), mentions: [configPath, "classNames"])
+        assertError(try run(["evaluate", out, data]), mentions: [configPath, "classNames"])
+
+        config["classNames"] = ["blue", "green", "red"]
+        var preprocessing = try XCTUnwrap(config["preprocessing"] as? [String: Any])
+        preprocessing["cropSize"] = 100000
+        preprocessing["resizeSize"] = 100000
+        config["preprocessing"] = preprocessing
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        assertError(try run(["predict", out, data + "/test/red"]), mentions: [configPath, "memory"])
+    }
+
+    // MARK: Finding 5
+
+    /// Truncates every PNG under `folder` to half its length (the header still passes the scan).
+    func truncate(_ folder: String, only count: Int? = nil) throws -> [String] {
+        var done: [String] = []
+        for name in files(folder) where name.hasSuffix(".png") {
+            if let count, done.count >= count { break }
+            let path = folder + "/" + name
+            let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+            try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+            done.append(path)
+        }
+        return done
+    }
+
+    func testADatasetOfTruncatedImagesIsAnErrorNotAnEmptySuccess() throws {
+        let data = try dataset()
+        _ = try truncate(data)
+        let train = try run(["train", data, "--out", try temporaryFolder("runs") + "/run"] + Self.fast)
+        assertError(train, mentions: ["no usable image in the training data", "truncated"])
+    }
+
+    func testTruncatedImagesAreReportedOnceAndLeftOutOfTheTotals() throws {
+        let data = try dataset()
+        let bad = try truncate(data + "/train/red", only: 2) + truncate(data + "/test/blue", only: 1)
+        let out = try temporaryFolder("runs") + "/run"
+        let train = try run(["train", data, "--out", out, "--json"] + Self.fast + ["--epochs", "2"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        for path in bad {
+            let mentions = train.stderr.components(separatedBy: "warning: skipping \(path)").count - 1
+            XCTAssertEqual(mentions, 1, "\(path) reported \(mentions) times: \(train.stderr)")
+        }
+        let summary = try train.json(XCTUnwrap(train.lines.last))
+        XCTAssertEqual(summary["train_samples"] as? Int, 24 - 2)
+        XCTAssertEqual(summary["test_samples"] as? Int, 9 - 1)
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any])
+        let recorded = try XCTUnwrap(config["data"] as? [String: Any])
+        XCTAssertEqual(recorded["trainSamples"] as? Int, 22)
+        XCTAssertEqual(recorded["testSamples"] as? Int, 8)
+
+        let evaluate = try run(["evaluate", out, data, "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        XCTAssertTrue(evaluate.stderr.contains("warning: skipping \(bad[2])"), evaluate.stderr)
+
+        // --on-bad-image fail: strict, naming the flag and the file.
+        let strict = try run(["train", data, "--out", out + "-strict", "--on-bad-image", "fail"] + Self.fast)
+        assertError(strict, mentions: ["--on-bad-image fail", "train/red/"])
+        assertError(try run(["evaluate", out, data, "--on-bad-image", "fail"]), mentions: ["--on-bad-image fail", bad[2]])
+        assertError(try run(["train", data, "--out", out + "-x", "--on-bad-image", "maybe"] + Self.fast),
+                    mentions: ["--on-bad-image"])
+    }
+}

@@ -1,0 +1,244 @@
+import Data
+import Foundation
+import Torch
+import Training
+import Vision
+import XCTest
+
+/// Issue 18, findings 1, 3, 4 and 5 at the library level: which folders a new run may replace, one
+/// writer per run directory, `config.json` validation, overflow-safe epoch counts and splits with
+/// no usable image.
+final class RunDirectoryTests: XCTestCase {
+    func folder(_ name: String) throws -> String {
+        let path = try TRData.temporaryDirectory(self) + "/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    func write(_ text: String, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try Foundation.Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// A folder that passes for a finetune run: config.json with the format and version, run files only.
+    func fakeRun(_ path: String) throws {
+        try write(#"{"format": "finetune-run", "version": 1}"#, to: path + "/config.json")
+        try write("epoch,loss\n", to: path + "/history.csv")
+        try write("x", to: path + "/checkpoints/last/trainer.json")
+    }
+
+    // MARK: Finding 1: only a provable finetune run is replaced, and only with overwrite
+
+    func testAModelFolderWithAConfigJSONIsNeverReplaced() throws {
+        let hf = try folder("bert")
+        try write(#"{"model_type": "bert"}"#, to: hf + "/config.json")
+        try write("weights", to: hf + "/pytorch_model.bin")
+        try write("{}", to: hf + "/tokenizer.json")
+        for overwrite in [false, true] {
+            XCTAssertThrowsError(try RunDirectory(hf).prepareNew(overwrite: overwrite)) { error in
+                XCTAssertTrue("\(error)".contains("not a finetune run directory"), "\(error)")
+            }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: hf).sorted(),
+                       ["config.json", "pytorch_model.bin", "tokenizer.json"])
+    }
+
+    func testARunWithForeignFilesOrAnUnknownVersionIsNotReplaced() throws {
+        let run = try folder("run")
+        try fakeRun(run)
+        try write("my notes", to: run + "/notes.txt")
+        XCTAssertNotNil(RunDirectory(run).reasonNotARun())
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/notes.txt"))
+
+        let future = try folder("future")
+        try write(#"{"format": "finetune-run", "version": 99}"#, to: future + "/config.json")
+        XCTAssertTrue(RunDirectory(future).reasonNotARun()?.contains("version 99") == true)
+        XCTAssertThrowsError(try RunDirectory(future).prepareNew(overwrite: true))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: future + "/config.json"))
+    }
+
+    func testAnEarlierRunNeedsOverwriteAndIsThenReplaced() throws {
+        let run = try folder("run")
+        try fakeRun(run)
+        XCTAssertNil(RunDirectory(run).reasonNotARun())
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: false)) { error in
+            XCTAssertTrue("\(error)".contains("--overwrite"), "\(error)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/history.csv"))
+        let lock = try RunDirectory(run).prepareNew(overwrite: true)
+        defer { lock.release() }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run), [RunLock.fileName])
+        // Nothing is left beside it.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: (run as NSString).deletingLastPathComponent),
+                       ["run"])
+    }
+
+    func testTheRunDirectoryMayNotContainOrLieInsideTheData() throws {
+        let root = try folder("project")
+        let data = root + "/data"
+        try write("png", to: data + "/cat/1.png")
+        for out in [root, data, data + "/run", data + "/cat"] {
+            XCTAssertThrowsError(try RunDirectory(out).prepareNew(overwrite: true, data: data), out) { error in
+                XCTAssertTrue("\(error)".contains("training data"), "\(error)")
+            }
+        }
+        // Through a symbolic link too.
+        let link = try folder("links") + "/data-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: data)
+        XCTAssertThrowsError(try RunDirectory(link + "/run").prepareNew(overwrite: true, data: data))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: data + "/cat/1.png"))
+        // A sibling is fine.
+        let lock = try RunDirectory(root + "/run").prepareNew(overwrite: false, data: data)
+        lock.release()
+    }
+
+    // MARK: Finding 3: one writer
+
+    func testASecondWriterGetsTheHoldersPID() throws {
+        let run = try folder("run")
+        let first = try RunLock(directory: run)
+        XCTAssertThrowsError(try RunLock(directory: run)) { error in
+            XCTAssertEqual(error as? RunError, .locked(directory: run, pid: getpid()))
+            XCTAssertTrue("\(error)".contains("process \(getpid())"), "\(error)")
+        }
+        // Replacing a locked run is refused too, and leaves it alone.
+        try fakeRun(run)
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true)) { error in
+            guard case .locked = error as? RunError else { return XCTFail("\(error)") }
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/history.csv"))
+        first.release()
+        let second = try RunLock(directory: run)
+        second.release()
+    }
+
+    // MARK: Finding 4: config.json is validated before use
+
+    func validConfig() -> RunConfig {
+        RunConfig(architecture: "mobilenet_v2", weights: nil, classNames: ["a", "b", "c"], preprocessing: .imagenet,
+                  head: .init(numClasses: 3), training: TrainingConfiguration(),
+                  options: TrainOptions(epochs: 1, batchSize: 4),
+                  data: .init(path: "/d", hasSplitFolders: false, trainSamples: 3, validationSamples: 0, testSamples: 0),
+                  createdAt: "", updatedAt: "", finetuneVersion: "test", libtorchVersion: "test", status: "completed",
+                  epochsCompleted: 1)
+    }
+
+    func testConfigValidationNamesTheField() throws {
+        XCTAssertNoThrow(try validConfig().validate())
+        var shortClasses = validConfig()
+        shortClasses.classNames = ["a", "b"]
+        var zeroStd = validConfig()
+        zeroStd.preprocessing.std = [0, 0.2, 0.2]
+        var hugeCrop = validConfig()
+        hugeCrop.preprocessing.cropSize = 100_000
+        hugeCrop.preprocessing.resizeSize = 100_000
+        var wrongFormat = validConfig()
+        wrongFormat.format = "something-else"
+        var futureVersion = validConfig()
+        futureVersion.version = 2
+        for (config, expected) in [(shortClasses, "classNames"), (zeroStd, "std"), (hugeCrop, "memory"),
+                                   (wrongFormat, "format"), (futureVersion, "version 2")] {
+            XCTAssertThrowsError(try config.validate(), expected) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
+        }
+        // readConfig applies it, naming the file.
+        let run = try folder("run")
+        try RunDirectory(run).write(shortClasses)
+        XCTAssertThrowsError(try RunDirectory(run).readConfig()) { error in
+            XCTAssertTrue("\(error)".contains(run + "/config.json"), "\(error)")
+        }
+    }
+
+    func testMemoryEstimateRefusesAbsurdSizesWithoutOverflowing() throws {
+        XCTAssertNoThrow(try MemoryEstimate.checkImagePipeline(preprocessing: .imagenet, batchSize: 32))
+        var huge = Preprocessing.imagenet
+        huge.cropSize = 100_000
+        huge.resizeSize = 114_286
+        XCTAssertThrowsError(try MemoryEstimate.checkImagePipeline(preprocessing: huge, batchSize: 32))
+        XCTAssertNil(MemoryEstimate.imagePipelineBytes(preprocessing: .imagenet, batchSize: .max))
+        XCTAssertThrowsError(try MemoryEstimate.checkImagePipeline(preprocessing: .imagenet, batchSize: .max))
+    }
+
+    func testThreadCountsAreCapped() throws {
+        let before = Runtime.numThreads
+        defer { try? Runtime.setNumThreads(before) }
+        XCTAssertThrowsError(try Runtime.setNumThreads(100_000))
+        XCTAssertThrowsError(try Runtime.setNumThreads(.max))
+        XCTAssertThrowsError(try Runtime.setNumThreads(0))
+        XCTAssertNoThrow(try Runtime.setNumThreads(Runtime.maxThreads))
+        XCTAssertThrowsError(try DataLoader(try TRData.dataset(count: 4), batchSize: 2, transform: TRData.transform,
+                                            workers: 100_000))
+    }
+
+    // MARK: Finding 4: huge epoch counts and batch sizes do not overflow
+
+    func testIntMaxEpochsAndBatchSizeTrainWithoutOverflow() throws {
+        let dataset = try TRData.dataset(count: 12)
+        let loader = try DataLoader(dataset, batchSize: .max, transform: TRData.transform, workers: 0)
+        XCTAssertEqual(loader.batchesPerEpoch, 1)
+        XCTAssertEqual(try TRData.loader(dataset, batchSize: 5).batchesPerEpoch, 3)
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration(
+            optimizer: .sgd(learningRate: 0.01), schedule: .cosine(etaMin: 0, periodSteps: nil)))
+        trainer.callbacks = [TRStopper(step: 3)]
+        let result = try trainer.fit(train: try TRData.loader(dataset, batchSize: 4), epochs: Int.max)
+        XCTAssertEqual(result.globalStep, 3)
+        let second = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration(
+            optimizer: .sgd(learningRate: 0.01), schedule: .cosine(etaMin: 0, periodSteps: nil)))
+        second.callbacks = [TRStopper(step: 2)]
+        let big = try second.fit(train: loader, epochs: Int.max)  // one batch of all 12 per epoch
+        XCTAssertEqual(big.globalStep, 2)
+    }
+
+    // MARK: Finding 5: a split with no usable image is an error; skipped files are reported once
+
+    func truncatedImages(_ count: Int) throws -> LabeledDataset {
+        let dir = try folder("truncated")
+        var samples: [LabeledSample] = []
+        let png = try Image(rgb: (0..<(16 * 16 * 3)).map { UInt8($0 % 251) }, width: 16, height: 16)
+            .pngData(compressionLevel: 0)
+        for i in 0..<count {
+            let path = "\(dir)/\(i).png"
+            try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: path))
+            samples.append(LabeledSample(source: .file(path), label: i % 3))
+        }
+        return LabeledDataset(samples: samples, classNames: ["class0", "class1", "class2"])
+    }
+
+    func testTrainingAndEvaluatingOnlyUndecodableImagesIsAnError() throws {
+        let bad = try truncatedImages(6)
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        XCTAssertThrowsError(try trainer.fit(train: try TRData.loader(bad, batchSize: 2), epochs: 1)) { error in
+            guard case .noUsableData(let message) = error as? TrainingError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("training data"), message)
+            XCTAssertTrue(message.contains("truncated/") && message.contains(".png: "), message)  // names files
+        }
+        XCTAssertThrowsError(try trainer.evaluate(try TRData.loader(bad, batchSize: 2, shuffle: false))) { error in
+            guard case .noUsableData = error as? TrainingError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testEachSkippedFileIsReportedOnceAcrossEpochsAndLoaders() throws {
+        let bad = try truncatedImages(2)
+        let good = try TRData.dataset(count: 6)
+        let mixed = LabeledDataset(samples: good.samples + bad.samples, classNames: good.classNames)
+        var reported: [String] = []
+        let reporter = SkippedFileReporter { split, entry in reported.append("\(split) \(entry.path)") }
+        let train = try TRData.loader(mixed, batchSize: 4)
+        let again = try TRData.loader(mixed, batchSize: 4)
+        reporter.watch(train, split: "training")
+        reporter.watch(again, split: "training")
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        try trainer.fit(train: train, epochs: 3)
+        for _ in again.epoch(0) {}
+        XCTAssertEqual(reported.sorted(), bad.samples.map { "training \($0.source.description)" }.sorted())
+        XCTAssertEqual(reporter.count(split: "training"), 2)
+        // Strict loaders throw, naming the file.
+        let strict = try DataLoader(mixed, batchSize: 4, transform: TRData.transform, workers: 0, strict: true)
+        XCTAssertThrowsError(try trainer.fit(train: strict, epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains(".png"), "\(error)")
+        }
+    }
+}
