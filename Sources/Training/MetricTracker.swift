@@ -1,0 +1,45 @@
+/// The best value of a monitored metric and how long since it improved (Keras' rule: an
+/// improvement must beat the best by more than `minDelta`; NaN never improves).
+public struct MetricTracker: Codable, Equatable, Sendable {
+    public let metric: String
+    /// `min` or `max` (resolved from `auto`).
+    public let mode: MonitorMode
+    public let minDelta: Double
+    public private(set) var best: Double?
+    public private(set) var bestEpoch: Int?
+    /// Epochs since the last improvement.
+    public private(set) var wait = 0
+
+    public init(metric: String, mode: MonitorMode = .auto, minDelta: Double = 0) {
+        self.metric = metric
+        self.mode = mode.resolved(for: metric)
+        self.minDelta = Swift.abs(minDelta)
+    }
+
+    public func isImprovement(_ value: Double) -> Bool {
+        guard !value.isNaN else { return false }
+        guard let best else { return true }
+        return mode == .max ? value - minDelta > best : value + minDelta < best
+    }
+
+    /// Records an epoch's value; returns whether it improved.
+    @discardableResult
+    public mutating func update(_ value: Double, epoch: Int) -> Bool {
+        if isImprovement(value) {
+            best = value
+            bestEpoch = epoch
+            wait = 0
+            return true
+        }
+        wait += 1
+        return false
+    }
+
+    /// The metric's value in `metrics`, or `TrainingError.unknownMetric`.
+    public func value(in metrics: [String: Double]) throws -> Double {
+        guard let v = metrics[metric] else {
+            throw TrainingError.unknownMetric(metric: metric, available: Array(metrics.keys))
+        }
+        return v
+    }
+}

@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+
+/// Turns SIGINT/SIGTERM into a flag the trainer polls after every batch: the trainer then writes a
+/// resumable checkpoint (to `TrainingConfiguration.checkpointDirectory`/last) and `fit` returns
+/// `.interrupted`. Signals are received with `DispatchSourceSignal`s (no code of ours runs in
+/// signal context). A second signal while the first is pending restores the default disposition
+/// and re-sends it, so the process ends as users expect from a second Ctrl-C (unless
+/// `forceOnSecondSignal` is false). Once cancelled (or deinitialised) the instance no longer
+/// catches anything; a signal that arrives while no `SignalStop` listens takes its default action.
+public final class SignalStop: @unchecked Sendable {
+    public static let defaultSignals: [Int32] = [SIGINT, SIGTERM]
+
+    public let signals: [Int32]
+    public let forceOnSecondSignal: Bool
+    private let lock = NSLock()
+    private var received: Int32?
+    private var count = 0
+    private var listening = false
+
+    /// Starts listening for `signals` (none: only `trigger()` sets the flag). Returns once the
+    /// dispatch sources are registered, so a signal sent after `init` is never missed.
+    public init(signals: [Int32] = SignalStop.defaultSignals, forceOnSecondSignal: Bool = true) {
+        self.signals = signals
+        self.forceOnSecondSignal = forceOnSecondSignal
+        if !signals.isEmpty {
+            listening = true
+            SignalHub.shared.subscribe(self, to: signals)
+        }
+    }
+
+    deinit { cancel() }
+
+    fileprivate func receive(_ number: Int32) {
+        let n: Int = lock.withLock {
+            count += 1
+            if received == nil { received = number }
+            return count
+        }
+        if n >= 2 && forceOnSecondSignal { SignalHub.terminate(with: number) }
+    }
+
+    /// Whether a signal (or `trigger`) has asked training to stop.
+    public var isTriggered: Bool { lock.withLock { received != nil } }
+
+    /// The signal received (`0` for `trigger()`), nil before.
+    public var receivedSignal: Int32? { lock.withLock { received } }
+
+    /// Sets the flag as a signal would (for programmatic interruption and tests).
+    public func trigger(signal number: Int32 = 0) {
+        lock.withLock {
+            count += 1
+            if received == nil { received = number }
+        }
+    }
+
+    /// Clears the flag (after the trainer has handled it).
+    public func reset() {
+        lock.withLock {
+            received = nil
+            count = 0
+        }
+    }
+
+    /// Stops listening.
+    public func cancel() {
+        let wasListening = lock.withLock { () -> Bool in
+            defer { listening = false }
+            return listening
+        }
+        if wasListening { SignalHub.shared.unsubscribe(self) }
+    }
+}
+
+/// One dispatch source per signal for the life of the process, shared by every `SignalStop`.
+/// (Sources are never cancelled: on Linux, libdispatch routes a signal to its signalfd through a
+/// handler it installs once per signal; tearing that down and re-creating sources would leave
+/// signals ignored or stuck.) With no listener, a signal takes its default action.
+private final class SignalHub: @unchecked Sendable {
+    static let shared = SignalHub()
+
+    private let lock = NSLock()
+    private let queue = DispatchQueue(label: "finetune.signal-stop")
+    private var sources: [Int32: DispatchSourceSignal] = [:]
+    private var listeners: [ObjectIdentifier: (stop: Weak, signals: [Int32])] = [:]
+
+    struct Weak {
+        weak var value: SignalStop?
+    }
+
+    func subscribe(_ stop: SignalStop, to signals: [Int32]) {
+        var created: [DispatchSourceSignal] = []
+        lock.withLock {
+            listeners[ObjectIdentifier(stop)] = (Weak(value: stop), signals)
+            for number in signals where sources[number] == nil {
+                // Ignored until the source is registered: no default action (termination) meanwhile.
+                Foundation.signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { [weak self] in self?.deliver(number) }
+                sources[number] = source
+                created.append(source)
+            }
+        }
+        for source in created {
+            let registered = DispatchSemaphore(value: 0)
+            source.setRegistrationHandler { registered.signal() }
+            source.resume()
+            _ = registered.wait(timeout: .now() + 2)
+        }
+    }
+
+    func unsubscribe(_ stop: SignalStop) {
+        lock.withLock { _ = listeners.removeValue(forKey: ObjectIdentifier(stop)) }
+    }
+
+    private func deliver(_ number: Int32) {
+        let targets: [SignalStop] = lock.withLock {
+            listeners.values.filter { $0.signals.contains(number) }.compactMap { $0.stop.value }
+        }
+        if targets.isEmpty {
+            Self.terminate(with: number)
+            return
+        }
+        for stop in targets { stop.receive(number) }
+    }
+
+    /// The signal's default action (normally: the process ends).
+    static func terminate(with number: Int32) {
+        Foundation.signal(number, SIG_DFL)
+        kill(getpid(), number)
+    }
+}
