@@ -115,7 +115,9 @@ let package = Package(
         // Whole-file writes that are never seen half done (temporary file, then rename).
         .target(name: "AtomicFiles"),
         // Tensor file formats: safetensors (and, with the model zoo, restricted .pth import).
-        .target(name: "TensorIO", dependencies: ["Torch", "AtomicFiles"]),
+        .target(name: "TensorIO", dependencies: ["Torch", "AtomicFiles", "CZlib"]),
+        // zlib's CRC-32 for TensorIO's zip reader (zlib alone: CImageCodecs would also link libjpeg and libpng).
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // Modules and layers with PyTorch state_dict names.
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).

@@ -402,6 +402,26 @@ final class PthTests: XCTestCase {
         XCTAssertTrue(try importError(dir + "/cut.pth").description.contains("truncated"))
     }
 
+    /// One changed byte in a stored entry's data (the pickle, a tensor storage) fails its CRC-32 check.
+    func testCorruptedEntryFailsItsCRC() throws {
+        let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("pth_zip.pth"))))
+        for name in ["pth_zip/data.pkl", "pth_zip/data/0"] {
+            // The entry's local header: signature PK\3\4, name length at +26, extra length at +28, name at +30.
+            func u16(_ at: Int) -> Int { Int(original[at]) | Int(original[at + 1]) << 8 }
+            let nameBytes = Array(name.utf8), signature: [UInt8] = [0x50, 0x4B, 3, 4]
+            let header = try XCTUnwrap((0..<(original.count - 30 - nameBytes.count)).first { (i: Int) -> Bool in
+                Array(original[i..<(i + 4)]) == signature && u16(i + 26) == nameBytes.count
+                    && Array(original[(i + 30)..<(i + 30 + nameBytes.count)]) == nameBytes
+            }, name)
+            var bytes = original
+            bytes[header + 30 + nameBytes.count + u16(header + 28)] ^= 0x01
+            let path = dir + "/crc.pth"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let e = try importError(path)
+            XCTAssertTrue(e.description.contains("zip entry '\(name)' fails its CRC-32 check"), e.description)
+        }
+    }
+
     /// Random byte corruption: each file either loads or throws a `PthImportError`; nothing crashes.
     func testCorruptedFilesNeverCrash() throws {
         var rng = SplitMix(seed: 7)

@@ -1,3 +1,4 @@
+import CZlib
 import Foundation
 
 /// A minimal, read-only zip reader for `torch.save` archives: it parses the central directory
@@ -144,27 +145,12 @@ struct ZipArchive {
         try h.skip(nameLength + extraLength, "the local name and extra field")
         let data = try h.range(entry.uncompressedSize, "the data of '\(entry.name)'")
         if verify {
-            let crc = CRC32.checksum(UnsafeRawBufferPointer(rebasing: buffer[data]))
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[data])
+            let crc = cz_crc32(0, bytes.baseAddress, bytes.count)
             guard crc == entry.crc32 else {
                 throw PickleError.malformed("zip entry '\(entry.name)' fails its CRC-32 check: the file is corrupt")
             }
         }
         return data
-    }
-}
-
-enum CRC32 {
-    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        table.withUnsafeBufferPointer { t in
-            for b in bytes { crc = t[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
-        }
-        return ~crc
     }
 }
