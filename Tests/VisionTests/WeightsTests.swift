@@ -1,6 +1,7 @@
 import Data
 import Foundation
 import TestSupport
+import TensorIO
 import Torch
 @testable import Vision
 import XCTest
@@ -87,6 +88,64 @@ final class WeightsTests: XCTestCase {
             XCTAssertTrue(text.contains("finetune weights import"), text)
             XCTAssertTrue(text.contains("http://127.0.0.1:9/toy.pth"), text)
         }
+    }
+
+    // MARK: Full digests, prefix-only entries and pins (issue 18, finding 2)
+
+    /// The shipped entries that have no full SHA-256 (no source that could be named was found for
+    /// it; see tools/make_weights_catalog.py). Adding one here must be a deliberate choice.
+    static let prefixOnlyInShippedCatalog: Set<String> = [
+        "vgg19.imagenet", "vgg19_bn.imagenet", "resnet50.imagenet_v2", "mobilenet_v2.imagenet_v2",
+        "efficientnet_b1.imagenet", "inception_v3.imagenet",
+    ]
+
+    func testShippedCatalogHasFullDigestsExceptTheListedPrefixOnlyEntries() throws {
+        let entries = WeightsCatalog.builtIn.entries
+        XCTAssertEqual(entries.count, 22)
+        var prefixOnly: Set<String> = []
+        for entry in entries {
+            if let prefix = entry.sha256Prefix {
+                XCTAssertTrue(entry.fileName.contains("-\(prefix)."), "\(entry.name): \(entry.fileName) names \(prefix)")
+            }
+            if let url = entry.url { XCTAssertTrue(url.hasSuffix("/" + entry.fileName), "\(entry.name): \(url)") }
+            guard let sha256 = entry.sha256 else {
+                prefixOnly.insert(entry.name)
+                XCTAssertNotNil(entry.sha256Prefix, "\(entry.name) has neither a digest nor a prefix")
+                continue
+            }
+            XCTAssertEqual(sha256.count, 64, entry.name)
+            XCTAssertTrue(sha256.allSatisfy { "0123456789abcdef".contains($0) }, "\(entry.name): \(sha256)")
+            XCTAssertTrue(sha256.hasPrefix(entry.sha256Prefix ?? ""), "\(entry.name): \(sha256) vs \(entry.sha256Prefix ?? "")")
+            XCTAssertFalse((entry.sha256Source ?? "").isEmpty, "\(entry.name) records where its digest comes from")
+        }
+        XCTAssertEqual(prefixOnly, Self.prefixOnlyInShippedCatalog)
+        XCTAssertEqual(Set(entries.filter(\.isPrefixOnly).map(\.name)), prefixOnly)
+    }
+
+    func testFullDigestNeverMatchesADigestThatOnlySharesItsPrefix() throws {
+        // The reported attack: a backdoored ResNet-18 whose SHA-256 starts with f37072fd.
+        let resnet18 = try WeightsCatalog.builtIn.entry(named: "resnet18.imagenet")
+        let genuine = try XCTUnwrap(resnet18.sha256)
+        let forged = "f37072fd" + String(repeating: "0", count: 56)
+        XCTAssertTrue(resnet18.sharesPrefix(withSHA256: forged))
+        XCTAssertFalse(resnet18.matches(sha256: forged))
+        XCTAssertTrue(resnet18.matches(sha256: genuine))
+        XCTAssertTrue(resnet18.matches(sha256: genuine.uppercased()))
+
+        let bytes = Array("genuine weights".utf8)
+        var entry = entry(for: bytes)
+        let digest = SHA256.hexDigest(of: bytes)
+        entry.sha256Prefix = String(digest.prefix(8))
+        let lookalike = String(digest.prefix(8)) + String(digest.dropFirst(8).map { $0 == "0" ? "1" : "0" })
+        XCTAssertFalse(entry.matches(sha256: lookalike))
+        XCTAssertTrue(entry.matches(sha256: digest))
+        XCTAssertFalse(entry.isPrefixOnly)
+
+        // A prefix-only entry matches no digest at all: sharing the prefix is not a match.
+        entry.sha256 = nil
+        XCTAssertTrue(entry.isPrefixOnly)
+        XCTAssertFalse(entry.matches(sha256: digest))
+        XCTAssertTrue(entry.sharesPrefix(withSHA256: digest))
     }
 
     func testPreprocessingMatchesTorchvisionGeometry() throws {

@@ -3,6 +3,12 @@ import Foundation
 
 /// One set of pretrained weights: where it comes from, how to verify it and how inputs must be
 /// preprocessed for it.
+///
+/// An entry is verified by its full SHA-256 (`sha256`). Where the catalog knows only the 8 hex digits
+/// torchvision puts in file names (`sha256Prefix`), the entry is *prefix-only* (`isPrefixOnly`): a file
+/// with any chosen 8-digit prefix takes about a minute to make, so such an entry verifies nothing. Its
+/// file is accepted only when explicitly asked (`acceptUnverified`), and its full digest is then pinned
+/// in the cache (see `WeightsCache`).
 public struct WeightsEntry: Codable, Equatable, Sendable {
     /// Catalog name, `<architecture>.<dataset>`, e.g. `mobilenet_v2.imagenet`.
     public var name: String
@@ -12,10 +18,13 @@ public struct WeightsEntry: Codable, Equatable, Sendable {
     public var fileName: String
     /// "pth" or "safetensors".
     public var format: String
-    /// The leading hex digits of the SHA-256 that torchvision puts in file names.
+    /// The leading hex digits of the SHA-256 that torchvision puts in file names. A consistency
+    /// check only, never a verification.
     public var sha256Prefix: String?
-    /// The full SHA-256, where known.
+    /// The full SHA-256 (64 lowercase hex digits), where known: the only digest a file is checked against.
     public var sha256: String?
+    /// Where the full SHA-256 was found (a repository file, an issue, or a local copy that was hashed).
+    public var sha256Source: String? = nil
     public var size: Int?
     public var classes: Int
     public var parameters: Int
@@ -29,11 +38,23 @@ public struct WeightsEntry: Codable, Equatable, Sendable {
     /// The dataset part of the name ("imagenet", "imagenet_v2").
     public var tag: String { String(name.split(separator: ".", maxSplits: 1).last ?? "") }
 
-    /// Whether `digest` (full lowercase hex SHA-256) is this entry's file.
+    /// True when the catalog has no full SHA-256 for this entry, only the file-name prefix: no file
+    /// can be verified against it. `WeightsCache` accepts such a file only with `acceptUnverified`
+    /// and then pins its full digest.
+    public var isPrefixOnly: Bool { sha256 == nil }
+
+    /// Whether `digest` (full hex SHA-256) is this entry's file: equality with the full digest.
+    /// Never true for a prefix-only entry, whatever the digest's first digits.
     public func matches(sha256 digest: String) -> Bool {
-        if let sha256 { return sha256 == digest }
-        if let sha256Prefix { return digest.hasPrefix(sha256Prefix) }
-        return false
+        guard let sha256 else { return false }
+        return sha256.lowercased() == digest.lowercased()
+    }
+
+    /// Whether `digest` begins with the file-name prefix: what a prefix-only entry can check, and
+    /// all it can. Anyone can make a file that passes this in about a minute.
+    public func sharesPrefix(withSHA256 digest: String) -> Bool {
+        guard let sha256Prefix, !sha256Prefix.isEmpty else { return false }
+        return digest.lowercased().hasPrefix(sha256Prefix.lowercased())
     }
 }
 
@@ -87,13 +108,21 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case checksumMismatch(path: String, expected: String, found: String)
     case downloadFailed(String)
     case incompatible(String)
+    /// A prefix-only entry's file was offered without `acceptUnverified` (the message says how to accept it).
+    case unverified(String)
+    /// A file for a prefix-only entry whose digest differs from the one pinned at its first import.
+    case pinMismatch(path: String, name: String, pinned: String, found: String, pins: String)
 
     public var description: String {
         switch self {
-        case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m): return m
+        case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m), .unverified(let m): return m
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
         case .checksumMismatch(let path, let expected, let found):
             return "\(path) has SHA-256 \(found), but the catalog expects \(expected): wrong or corrupt file"
+        case .pinMismatch(let path, let name, let pinned, let found, let pins):
+            return "\(path) has SHA-256 \(found), but \(name) was pinned to \(pinned) when it was first imported " +
+                "(\(pins)): not the file imported before. If you trust this one instead, remove the pin for " +
+                "\(name) from that file and import it again with --accept-unverified."
         }
     }
 }
