@@ -123,7 +123,7 @@ let package = Package(
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
         // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
-        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data"], resources: [.copy("Resources")]),
+        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data", "AtomicFiles"], resources: [.copy("Resources")]),
         // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers.
         .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO", "AtomicFiles"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.

@@ -148,6 +148,204 @@ final class WeightsTests: XCTestCase {
         XCTAssertTrue(entry.sharesPrefix(withSHA256: digest))
     }
 
+    /// A prefix-only entry (`toy.test`) whose prefix is the first 8 hex digits of `bytes`' SHA-256.
+    func prefixOnlyEntry(for bytes: [UInt8], architecture: String = "toy", format: String = "pth") -> WeightsEntry {
+        let digest = SHA256.hexDigest(of: bytes)
+        return WeightsEntry(name: "toy.test", architecture: architecture, url: "http://127.0.0.1:9/toy-\(digest.prefix(8)).\(format)",
+                            fileName: "toy-\(digest.prefix(8)).\(format)", format: format,
+                            sha256Prefix: String(digest.prefix(8)), sha256: nil, size: nil, classes: 1000,
+                            parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+    }
+
+    func testPrefixOnlyEntryRefusesImportWithoutAcceptUnverified() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("weights nobody can verify".utf8)
+        let file = tmp.appendingPathComponent("toy.pth")
+        try Foundation.Data(bytes).write(to: file)
+        let toy = prefixOnlyEntry(for: bytes)
+        XCTAssertThrowsError(try cache.importFile(file.path, as: toy)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("--accept-unverified"), text)
+            XCTAssertTrue(text.contains(toy.sha256Prefix!), text)
+        }
+        // Found by prefix in the catalog: refused the same way.
+        XCTAssertThrowsError(try cache.importFile(file.path, catalog: WeightsCatalog(entries: [toy])))
+        XCTAssertNil(cache.locate(toy))
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: cache.weightsDirectory.path)) ?? [], [])
+    }
+
+    func testLocateNeverPicksACachedFileByPrefix() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("planted".utf8)
+        let toy = prefixOnlyEntry(for: bytes)
+        try FileManager.default.createDirectory(at: cache.weightsDirectory, withIntermediateDirectories: true)
+        // A file named as if it were the entry's, planted without going through importFile.
+        let planted = cache.weightsDirectory.appendingPathComponent(SHA256.hexDigest(of: bytes) + ".pth")
+        try Foundation.Data(bytes).write(to: planted)
+        XCTAssertNil(cache.locate(toy), "no pin: nothing identifies the entry's file")
+        XCTAssertThrowsError(try cache.fetch(toy)) { error in
+            guard case WeightsError.unverified(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains(planted.path), "points at the cached look-alike: \(message)")
+        }
+        var full = toy
+        full.sha256 = String(SHA256.hexDigest(of: bytes).prefix(8)) + String(repeating: "f", count: 56)
+        XCTAssertNil(cache.locate(full), "an entry with a full digest is found by that digest only")
+    }
+
+    func testAcceptUnverifiedImportsOnceAndPinsTheDigest() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("trusted by the user".utf8)
+        let digest = SHA256.hexDigest(of: bytes)
+        let file = tmp.appendingPathComponent("toy.pth")
+        try Foundation.Data(bytes).write(to: file)
+        let toy = prefixOnlyEntry(for: bytes)
+
+        let first = try cache.importFile(file.path, as: toy, acceptUnverified: true)
+        XCTAssertEqual(first.check, .pinnedOnFirstImport(prefix: String(digest.prefix(8)), structureChecked: false))
+        XCTAssertEqual(first.sha256, digest)
+        XCTAssertEqual(first.path, cache.weightsDirectory.appendingPathComponent("\(digest).pth").path)
+        let report = first.report.joined(separator: "\n")
+        XCTAssertTrue(report.contains("UNVERIFIED"), report)
+        XCTAssertTrue(report.contains("begins with \(digest.prefix(8))"), report)
+        XCTAssertTrue(report.contains("not checked: the content"), report)
+        XCTAssertTrue(report.contains("pinned: SHA-256 \(digest)"), report)
+        XCTAssertEqual(try cache.pinnedDigest(for: toy), digest)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: cache.pinsFile.path))
+        XCTAssertEqual(cache.locate(toy), first.path, "found through the pin")
+        XCTAssertEqual(try cache.fetch(toy), first.path)
+
+        // Once pinned, the same file is verified by the pin, with or without the flag.
+        let again = try cache.importFile(file.path, as: toy)
+        XCTAssertEqual(again.check, .pinnedDigest)
+        XCTAssertEqual(try cache.importFile(file.path, catalog: WeightsCatalog(entries: [toy])).check, .pinnedDigest)
+        XCTAssertEqual(try cache.verify().map(\.ok), [true])
+
+        // A different file sharing the prefix cannot be made cheaply here, so pin a different digest
+        // with the same prefix and check that the real file is now refused, even with the flag.
+        let other = String(digest.prefix(8)) + String(digest.dropFirst(8).map { $0 == "a" ? "b" : "a" })
+        var pins = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: cache.pinsFile)) as! [String: Any]
+        var table = pins["pins"] as! [String: Any]
+        var pin = table["toy.test"] as! [String: Any]
+        pin["sha256"] = other
+        table["toy.test"] = pin
+        pins["pins"] = table
+        try JSONSerialization.data(withJSONObject: pins).write(to: cache.pinsFile)
+        XCTAssertEqual(try cache.pinnedDigest(for: toy), other)
+        for accept in [false, true] {
+            XCTAssertThrowsError(try cache.importFile(file.path, as: toy, acceptUnverified: accept)) { error in
+                guard case WeightsError.pinMismatch(_, let name, let pinned, let found, _) = error else {
+                    return XCTFail("\(error)")
+                }
+                XCTAssertEqual([name, pinned, found], ["toy.test", other, digest])
+            }
+        }
+        XCTAssertNil(cache.locate(toy), "the cached file is not the pinned one")
+        XCTAssertThrowsError(try cache.fetch(toy)) { error in
+            guard case WeightsError.downloadFailed = error else { return XCTFail("pinned: download, then check: \(error)") }
+        }
+
+        // A corrupt pins file is an error, never "no pins".
+        try Foundation.Data("{".utf8).write(to: cache.pinsFile)
+        XCTAssertThrowsError(try cache.importFile(file.path, as: toy, acceptUnverified: true))
+    }
+
+    func testUnpinnedPrefixOnlyFetchAndModelZooFailBeforeDownloadingAndNameTheFlag() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let toy = prefixOnlyEntry(for: Array("never downloaded".utf8))
+        XCTAssertThrowsError(try cache.fetch(toy)) { error in
+            guard case WeightsError.unverified(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("finetune weights import /path/to/\(toy.fileName) --name toy.test --accept-unverified"),
+                          message)
+            XCTAssertTrue(message.contains("finetune weights fetch toy.test --accept-unverified"), message)
+        }
+        var resnet = prefixOnlyEntry(for: Array("resnet".utf8), architecture: "resnet18")
+        resnet.name = "resnet18.test"
+        XCTAssertThrowsError(try ModelZoo.make("resnet18", weights: "test", catalog: WeightsCatalog(entries: [resnet]),
+                                               cache: cache)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("finetune weights import"), text)
+            XCTAssertTrue(text.contains("--accept-unverified"), text)
+        }
+    }
+
+    func testAcceptUnverifiedChecksTheTensorsAgainstTheArchitecture() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let model = try ModelZoo.make("mobilenet_v2")
+        let good = tmp.appendingPathComponent("good.safetensors").path
+        try SafeTensors.write(model.stateDict(), to: good)
+        let goodEntry = prefixOnlyEntry(for: Array(try Foundation.Data(contentsOf: URL(fileURLWithPath: good))),
+                                        architecture: "mobilenet_v2", format: "safetensors")
+        let imported = try cache.importFile(good, as: goodEntry, acceptUnverified: true)
+        XCTAssertEqual(imported.check, .pinnedOnFirstImport(prefix: goodEntry.sha256Prefix!, structureChecked: true))
+        XCTAssertTrue(imported.report.joined().contains("parses as mobilenet_v2 weights"))
+
+        let wrong = tmp.appendingPathComponent("wrong.safetensors").path
+        try SafeTensors.write(StateDict([("fc.weight", try Tensor.zeros([2, 3]))]), to: wrong)
+        var wrongEntry = prefixOnlyEntry(for: Array(try Foundation.Data(contentsOf: URL(fileURLWithPath: wrong))),
+                                         architecture: "mobilenet_v2", format: "safetensors")
+        wrongEntry.name = "other.test"
+        XCTAssertThrowsError(try cache.importFile(wrong, as: wrongEntry, acceptUnverified: true)) { error in
+            guard case WeightsError.incompatible(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("does not hold mobilenet_v2 weights"), message)
+        }
+        XCTAssertNil(try cache.pinnedDigest(for: wrongEntry), "nothing pinned for a refused file")
+    }
+
+    // MARK: Converted copies and verify (issue 18, finding 7)
+
+    /// A cache holding the `pth_zip.pth` fixture as a (full-digest) catalog entry.
+    func cacheWithSmallPth() throws -> (WeightsCache, WeightsEntry, String) {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array(try Foundation.Data(contentsOf: URL(fileURLWithPath: Fixtures.path("pth_zip.pth"))))
+        let small = entry(for: bytes)
+        let imported = try cache.importFile(Fixtures.path("pth_zip.pth"), as: small)
+        return (cache, small, imported.path)
+    }
+
+    func testVerifyIsCleanAfterLoadStateDictConvertedAPthAndFlagsTampering() throws {
+        let (cache, small, pth) = try cacheWithSmallPth()
+        let loaded = try cache.loadStateDict(small)
+        XCTAssertFalse(loaded.isEmpty)
+        let converted = cache.convertedDirectory.appendingPathComponent("\(small.sha256!).safetensors").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: converted))
+        var results = try cache.verify()
+        XCTAssertEqual(results.map(\.ok), [true, true], "\(results)")
+        XCTAssertEqual(results.map(\.kind), [.weights, .converted])
+        XCTAssertEqual(results.map(\.path), [pth, converted])
+
+        // A second load reads the converted copy; its tensors equal the .pth's.
+        let again = try cache.loadStateDict(small)
+        XCTAssertEqual(again.keys, loaded.keys)
+        for key in loaded.keys { XCTAssertTrue(try again[key]!.allClose(loaded[key]!, rtol: 0, atol: 0), key) }
+
+        // One changed byte in the converted copy: BAD.
+        try flipLastByte(converted)
+        results = try cache.verify()
+        XCTAssertEqual(results.map(\.ok), [true, false])
+        // And in the .pth itself.
+        try flipLastByte(pth)
+        XCTAssertEqual(try cache.verify().map(\.ok), [false, false])
+    }
+
+    func testConvertedCopyLeftBesideThePthByEarlierVersionsIsNotAFailureAndIsReplaced() throws {
+        let (cache, small, pth) = try cacheWithSmallPth()
+        let legacy = cache.weightsDirectory.appendingPathComponent("\(small.sha256!).safetensors").path
+        try SafeTensors.write(try PthImport.load(pth), metadata: ["source": small.fileName], to: legacy)
+        let results = try cache.verify()
+        XCTAssertEqual(results.map(\.ok), [true, true], "\(results)")
+        XCTAssertEqual(results.map(\.kind), [.weights, .unused])
+        _ = try cache.loadStateDict(small)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: legacy), "the old copy is removed when the weights load")
+        XCTAssertEqual(try cache.verify().map(\.kind), [.weights, .converted])
+        XCTAssertEqual(try cache.verify().map(\.ok), [true, true])
+    }
+
+    func flipLastByte(_ path: String) throws {
+        var data = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+        data[data.count - 1] ^= 0xFF
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
     func testPreprocessingMatchesTorchvisionGeometry() throws {
         // torchvision Resize(256): shorter side 256, longer int(256 * long / short).
         XCTAssertEqual(Preprocessing.resizedSize(height: 375, width: 500, shorterSide: 256).width, 341)

