@@ -129,7 +129,7 @@ let package = Package(
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // Datasets, decoding, transforms and loaders.
-        .target(name: "Data", dependencies: ["Torch", "CImageCodecs", "AtomicFiles"]),
+        .target(name: "Data", dependencies: ["Torch", "CImageCodecs", "AtomicFiles", "TensorIO"]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

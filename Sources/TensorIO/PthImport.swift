@@ -175,7 +175,7 @@ private final class PthDecoder {
     }
 
     private func unpickler(start: Int, end: Int? = nil) -> Unpickler {
-        Unpickler(data: data, start: start, end: end)
+        Unpickler(data: data, start: start, end: end, allowList: .torch)
     }
 
     // MARK: zip
@@ -323,7 +323,7 @@ private final class PthDecoder {
         guard items.count == (legacy ? 6 : 5) else {
             throw PickleError.malformed("a storage persistent id has \(items.count) fields, expected \(legacy ? 6 : 5)")
         }
-        guard case .global(let type) = items[1], case .storageClass(let dtype) = type.role else {
+        guard case .global(let type) = items[1], case .storageClass(let dtype)? = type.torchRole else {
             throw PickleError.malformed("a storage persistent id names \(items[1]), not a storage class")
         }
         guard let key = Self.key(items[2]), !key.isEmpty, !key.contains("/"), key != "..", key != "." else {

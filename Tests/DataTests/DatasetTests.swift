@@ -316,8 +316,47 @@ final class DatasetTests: XCTestCase {
         let deep: [UInt8] = [0x80, 0x02] + Array(repeating: 0x5D, count: 1) + Array(repeating: 0x85, count: 5000) + [0x2E]
         try TestData.write(deep, to: dir + "/test_batch")
         XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .test, format: .python)) { error in
-            XCTAssertTrue("\(error)".contains("nests"), "\(error)")
+            XCTAssertTrue("\(error)".contains("nested more than"), "\(error)")
         }
+    }
+
+    /// The CIFAR allow-list holds numpy's array globals only: a batch naming anything else — a global
+    /// that runs code, or one that only `.pth` checkpoints may use — is refused with its name.
+    func testCIFARBatchNamingAnotherGlobalIsRefused() throws {
+        let dir = try TestData.temporaryDirectory(self)
+        let pixels = TestData.cifarRecords(count: 1, labelBytes: 0, start: 0)
+        try TestData.write(TestData.python2CIFARBatch(pixels: pixels, labels: [1]), to: dir + "/data_batch_1")
+        let marker = dir + "/ran"
+        func refusal(_ bytes: [UInt8], _ dotted: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            try TestData.write(bytes, to: dir + "/test_batch")
+            XCTAssertThrowsError(try CIFARDataset(directory: dir, split: .test), file: file, line: line) { error in
+                XCTAssertEqual(error as? DataError, .unsupported("\(dir)/test_batch: the pickle references " +
+                               "'\(dotted)', which is not numpy array data; refused (nothing was executed)"),
+                               file: file, line: line)
+            }
+        }
+        // os.system("touch …") by GLOBAL (protocol 2) and by STACK_GLOBAL (protocol 4).
+        let command = Array("touch \(marker)".utf8)
+        try refusal([0x80, 0x02, 0x63] + Array("os\nsystem\n".utf8) + [0x58] +
+                    withUnsafeBytes(of: UInt32(command.count).littleEndian, Array.init) + command + [0x85, 0x52, 0x2E],
+                    "os.system")
+        try refusal([0x80, 0x04, 0x8C, 0x02] + Array("os".utf8) + [0x8C, 0x06] + Array("system".utf8) + [0x93, 0x8C,
+                    UInt8(command.count)] + command + [0x85, 0x52, 0x2E], "os.system")
+        try refusal([0x80, 0x02, 0x63] + Array("builtins\neval\n".utf8) + [0x29, 0x52, 0x2E], "builtins.eval")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "a refused pickle ran its payload")
+        // The real batch layout with .pth-only globals in numpy's place.
+        for (module, name) in [("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict"),
+                               ("torch", "FloatStorage")] {
+            var bytes = TestData.python2CIFARBatch(pixels: pixels, labels: [1])
+            let numpy = Array("numpy.core.multiarray\n_reconstruct\n".utf8)
+            let other = Array("\(module)\n\(name)\n".utf8)
+            let at = try XCTUnwrap((0...(bytes.count - numpy.count)).first { bytes[$0..<($0 + numpy.count)].elementsEqual(numpy) })
+            bytes.replaceSubrange(at..<(at + numpy.count), with: other)
+            try refusal(bytes, "\(module).\(name)")
+        }
+        // The unmodified batch still loads (the refusals above are about the globals alone).
+        try TestData.write(TestData.python2CIFARBatch(pixels: pixels, labels: [4]), to: dir + "/test_batch")
+        XCTAssertEqual(try CIFARDataset(directory: dir, split: .test).labels, [4])
     }
 
     // MARK: - Splits, limits, class balance

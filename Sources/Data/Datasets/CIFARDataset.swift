@@ -1,4 +1,5 @@
 import Foundation
+import TensorIO
 
 /// CIFAR-10 and CIFAR-100 (https://www.cs.toronto.edu/~kriz/cifar.html), 32×32 RGB, held in memory.
 ///
@@ -8,8 +9,8 @@ import Foundation
 ///   and `test.bin` (coarse label byte, fine label byte, 3,072 pixel bytes), names from
 ///   `fine_label_names.txt` / `coarse_label_names.txt`;
 /// * python: CIFAR-10 `data_batch_1` … `data_batch_5`, `test_batch`, `batches.meta`; CIFAR-100
-///   `train`, `test`, `meta` — pickled dicts read by a restricted, data-only unpickler
-///   (`CIFARPickle`: nothing is executed).
+///   `train`, `test`, `meta` — pickled dicts read by TensorIO's restricted, data-only `Unpickler`
+///   with the CIFAR allow-list (`PickleAllowList.cifar`: numpy arrays only; nothing is executed).
 /// When the class-name files are absent the standard lists are used. Pixels stay in the files'
 /// planar layout (R plane, G plane, B plane).
 public struct CIFARDataset: ImageDataset {
@@ -210,28 +211,28 @@ public struct CIFARDataset: ImageDataset {
         var fine: [Int] = []
         var coarse: [Int] = []
         for file in try batchFiles(dir, variant: variant, split: split, suffix: "") {
-            let batch = try CIFARPickle.load(try readMaybeGzip(file, limit: 1 << 31), path: file)
-            guard let data = batch["data"] else {
+            let batch = try unpickle(file, limit: 1 << 31)
+            guard let data = entry(batch, "data") else {
                 throw DataError.corrupt(path: file, reason: "the pickled \(batch.typeName) has no 'data' entry")
             }
             guard case .ndarray(let array) = data else {
                 throw DataError.corrupt(path: file, reason: "'data' is a \(data.typeName), not a numpy array")
             }
-            let bytes = try array.uint8("'data'", path: file)
+            let bytes = try uint8(array, "'data'", path: file)
             let labelKey = variant == .cifar10 ? "labels" : "fine_labels"
-            guard let labelValue = batch[labelKey] else {
+            guard let labelValue = entry(batch, labelKey) else {
                 throw DataError.corrupt(path: file, reason: "the batch has no '\(labelKey)' entry")
             }
-            let labels = try labelValue.integers("'\(labelKey)'", path: file)
+            let labels = try integers(labelValue, "'\(labelKey)'", path: file)
             guard array.shape.first == labels.count, bytes.count == labels.count * imageBytes else {
                 throw DataError.corrupt(path: file, reason: "'data' has shape \(array.shape) for \(labels.count) labels " +
                                         "(expected [\(labels.count), 3072])")
             }
             if variant == .cifar100 {
-                guard let c = batch["coarse_labels"] else {
+                guard let c = entry(batch, "coarse_labels") else {
                     throw DataError.corrupt(path: file, reason: "the batch has no 'coarse_labels' entry")
                 }
-                let values = try c.integers("'coarse_labels'", path: file)
+                let values = try integers(c, "'coarse_labels'", path: file)
                 guard values.count == labels.count else {
                     throw DataError.corrupt(path: file, reason: "\(values.count) coarse labels for \(labels.count) images")
                 }
@@ -245,10 +246,10 @@ public struct CIFARDataset: ImageDataset {
             : (cifar100ClassNames, cifar100CoarseClassNames)
         let metaPath = dir + "/" + (variant == .cifar10 ? "batches.meta" : "meta")
         if exists(metaPath) {
-            let meta = try CIFARPickle.load(try readMaybeGzip(metaPath, limit: 1 << 24), path: metaPath)
+            let meta = try unpickle(metaPath, limit: 1 << 24)
             func list(_ key: String, _ expected: Int) throws -> [String]? {
-                guard let value = meta[key] else { return nil }
-                guard let items = value.items, items.count == expected else {
+                guard let value = entry(meta, key) else { return nil }
+                guard let items = value.sequenceItems, items.count == expected else {
                     throw DataError.corrupt(path: metaPath, reason: "'\(key)' is not a list of \(expected) names")
                 }
                 return try items.map {
@@ -266,5 +267,79 @@ public struct CIFARDataset: ImageDataset {
             }
         }
         return (pixels, fine, variant == .cifar100 ? coarse : nil, names)
+    }
+
+    // MARK: - Reading the pickles
+
+    /// The pickle in `path` (gzipped or not), read by the restricted unpickler with the CIFAR
+    /// allow-list. Python 2 `str` values stay bytes (like `pickle.load(f, encoding="bytes")`), so the
+    /// real archives' pixel data survives intact.
+    static func unpickle(_ path: String, limit: UInt64) throws -> PickleValue {
+        let bytes = try readMaybeGzip(path, limit: limit)
+        do {
+            return try Unpickler(data: Foundation.Data(bytes), allowList: .cifar, legacyStrings: .bytes).load()
+        } catch let error as PickleError {
+            switch error.kind {
+            case .refusedGlobal, .unsupported: throw DataError.unsupported("\(path): \(error.message)")
+            case .truncated, .malformed: throw DataError.corrupt(path: path, reason: "pickle: \(error.message)")
+            }
+        }
+    }
+
+    /// `dict[key]` for a dict with `str` or `bytes` keys (nil for anything else).
+    static func entry(_ value: PickleValue, _ key: String) -> PickleValue? {
+        guard case .dict(let dict) = value else { return nil }
+        return dict.value(forText: key)
+    }
+
+    /// Integers of a list or tuple of ints, or of an integer numpy array.
+    static func integers(_ value: PickleValue, _ what: String, path: String) throws -> [Int] {
+        if case .ndarray(let array) = value { return try integers(array, what, path: path) }
+        guard let items = value.sequenceItems else {
+            throw DataError.corrupt(path: path, reason: "\(what) is a \(value.typeName), not a list of ints")
+        }
+        return try items.map {
+            guard let i = $0.intValue else {
+                throw DataError.corrupt(path: path, reason: "\(what) contains a \($0.typeName), not an int")
+            }
+            return i
+        }
+    }
+
+    /// The dtype and item size of a complete integer array.
+    static func integerType(_ array: NumpyArray, _ what: String, path: String) throws -> (NumpyDType, Int) {
+        guard array.isBuilt, let dtype = array.dtype, let size = dtype.itemSize, let kind = dtype.kind else {
+            throw DataError.corrupt(path: path, reason: "\(what) is an incomplete numpy array")
+        }
+        guard "iub".contains(kind), [1, 2, 4, 8].contains(size) else {
+            throw DataError.unsupported("\(path): \(what) has numpy dtype '\(dtype.code)', expected an integer type")
+        }
+        return (dtype, size)
+    }
+
+    /// The payload of a uint8 array.
+    static func uint8(_ array: NumpyArray, _ what: String, path: String) throws -> [UInt8] {
+        let (dtype, size) = try integerType(array, what, path: path)
+        guard size == 1 else {
+            throw DataError.unsupported("\(path): \(what) has numpy dtype '\(dtype.code)', expected uint8")
+        }
+        return array.data
+    }
+
+    static func integers(_ array: NumpyArray, _ what: String, path: String) throws -> [Int] {
+        let (dtype, size) = try integerType(array, what, path: path)
+        let signed = dtype.kind == "i"
+        let data = array.data
+        var out = [Int](repeating: 0, count: array.count)
+        for i in out.indices {
+            var v: UInt64 = 0
+            for b in 0..<size {
+                let byte = UInt64(data[i * size + (dtype.isBigEndian ? b : size - 1 - b)])
+                v = v << 8 | byte
+            }
+            if signed && size < 8 && v & (1 << (UInt64(size) * 8 - 1)) != 0 { v |= ~0 << (UInt64(size) * 8) }
+            out[i] = Int(Int64(bitPattern: v))
+        }
+        return out
     }
 }

@@ -1,8 +1,9 @@
+import Foundation
 import Torch
 
 /// A value produced by the restricted `Unpickler`: plain data only. Python objects that a normal
 /// unpickler would construct by calling code are represented by what they describe (`.tensor`,
-/// `.storage`) or, for allow-listed names that are not called, by `.global`.
+/// `.storage`, `.ndarray`, `.dtype`) or, for allow-listed names that are not called, by `.global`.
 ///
 /// Lists, dicts, sets and tuples are reference types (`PickleList`, ...) because pickles mutate
 /// containers after memoizing them (EMPTY_DICT, BINPUT, ... SETITEMS). The unpickler keeps the graph
@@ -27,6 +28,10 @@ public enum PickleValue: CustomStringConvertible {
     case storage(PickleStorage)
     /// A tensor described by `torch._utils._rebuild_tensor_v2` and friends (not yet materialized).
     case tensor(PickleTensor)
+    /// A numpy array (`numpy.core.multiarray._reconstruct` + BUILD, or `_frombuffer`).
+    case ndarray(NumpyArray)
+    /// A numpy dtype (`numpy.dtype`).
+    case dtype(NumpyDType)
 
     /// A Python-like type name for messages and reports.
     public var typeName: String {
@@ -44,6 +49,8 @@ public enum PickleValue: CustomStringConvertible {
         case .global(let g): return "global \(g.qualifiedName)"
         case .storage: return "storage"
         case .tensor: return "tensor"
+        case .ndarray: return "numpy.ndarray"
+        case .dtype: return "numpy.dtype"
         }
     }
 
@@ -64,6 +71,8 @@ public enum PickleValue: CustomStringConvertible {
         case .global(let g): return g.qualifiedName
         case .storage(let s): return "storage '\(s.key)' (\(s.dtype))"
         case .tensor(let t): return "tensor \(t.shape) \(t.storage.dtype)"
+        case .ndarray(let a): return "numpy.ndarray \(a.shape) '\(a.dtype?.code ?? "?")'"
+        case .dtype(let d): return "numpy.dtype '\(d.code)'"
         }
     }
 
@@ -78,6 +87,14 @@ public enum PickleValue: CustomStringConvertible {
     }
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    /// The text of a `str`, or of `bytes` (a Python 2 `str` read as bytes) decoded as UTF-8, else Latin-1.
+    public var text: String? {
+        switch self {
+        case .string(let s): return s
+        case .bytes(let b): return String(bytes: b, encoding: .utf8) ?? String(bytes: b, encoding: .isoLatin1)
+        default: return nil
+        }
+    }
     public var intValue: Int? {
         switch self {
         case .int(let i): return i
@@ -191,14 +208,28 @@ public final class PickleDict: PickleContainer {
         return entries[i].value
     }
 
+    /// The value of the first entry whose key is the `str` or the `bytes` `key` (see `PickleValue.text`):
+    /// Python 2 pickles read with `LegacyStrings.bytes` have bytes keys.
+    public func value(forText key: String) -> PickleValue? {
+        entries.first { $0.key.text == key }?.value
+    }
+
 }
 
-/// An allow-listed global (see `TorchGlobals`).
+/// An allow-listed global (see `PickleAllowList`).
 public struct PickleGlobal: Equatable, Sendable {
+    /// What the global means, by the allow-list that accepted it.
+    public enum Role: Equatable, Sendable {
+        case torch(TorchGlobal)
+        case numpy(NumpyGlobal)
+    }
+
     public let module: String
     public let name: String
-    public let role: TorchGlobal
+    public let role: Role
     public var qualifiedName: String { "\(module).\(name)" }
+    /// The role of a global from `PickleAllowList.torch`.
+    public var torchRole: TorchGlobal? { if case .torch(let r) = role { return r }; return nil }
 }
 
 /// A storage referenced by a persistent id (`('storage', FloatStorage, key, location, numel)`).

@@ -29,11 +29,12 @@ public enum TorchGlobal: Equatable, Sendable {
     }
 }
 
-/// The allow-list of the restricted unpickler and the interpretation of its entries.
+/// The `.pth` allow-list of the restricted unpickler (`PickleAllowList.torch`) and the interpretation
+/// of its entries.
 ///
 /// Everything else, including builtins such as `builtins.getattr`, `builtins.set`, `builtins.eval`,
-/// and `torch.storage._load_from_bytes` (which would unpickle nested bytes), is refused as soon as the
-/// GLOBAL / STACK_GLOBAL / INST opcode names it, before any later opcode runs.
+/// `torch.storage._load_from_bytes` (which would unpickle nested bytes) and numpy's globals, is refused
+/// as soon as the GLOBAL / STACK_GLOBAL / INST opcode names it, before any later opcode runs.
 public enum TorchGlobals {
     static let storageClasses: [(String, DType)] = [
         ("FloatStorage", .float32), ("DoubleStorage", .float64), ("HalfStorage", .float16),
@@ -66,20 +67,14 @@ public enum TorchGlobals {
         return list
     }()
 
-    static func resolve(module: String, name: String) throws -> PickleGlobal {
-        let dotted = "\(module).\(name)"
-        guard let role = allowList[dotted] else { throw PickleError(.refusedGlobal(dotted), refusalText(dotted)) }
-        return PickleGlobal(module: module, name: name, role: role)
-    }
-
     static func refusalText(_ dotted: String) -> String {
         "it references the global '\(dotted)', which is not a tensor or container (nothing was executed)"
     }
 
     // MARK: - REDUCE / NEWOBJ / BUILD
 
-    /// Interprets `callable(*args)` for an allow-listed callable.
-    static func call(_ callable: PickleGlobal, _ args: [PickleValue]) throws -> PickleValue {
+    /// Interprets `callable(*args)` for an allow-listed callable (`role` is its role).
+    static func call(_ callable: PickleGlobal, _ role: TorchGlobal, _ args: [PickleValue]) throws -> PickleValue {
         let name = callable.qualifiedName
         func arity(_ allowed: ClosedRange<Int>) throws {
             guard allowed.contains(args.count) else {
@@ -88,7 +83,7 @@ public enum TorchGlobals {
                                                 "\(allowed.lowerBound)-\(allowed.upperBound)"))
             }
         }
-        switch callable.role {
+        switch role {
         case .orderedDict:
             try arity(0...1)
             let dict = PickleDict(ordered: true)
@@ -118,7 +113,7 @@ public enum TorchGlobals {
             return .dict(dict)
 
         case .rebuildTensorV2, .rebuildTensor:
-            try arity(callable.role == .rebuildTensor ? 4...4 : 6...7)
+            try arity(role == .rebuildTensor ? 4...4 : 6...7)
             guard case .storage(let storage) = args[0] else {
                 throw PickleError.malformed("\(name): the first argument is a \(args[0].typeName), not a storage")
             }
@@ -135,7 +130,7 @@ public enum TorchGlobals {
                                         requiresGrad: requiresGrad, isParameter: false))
 
         case .rebuildParameter, .rebuildParameterWithState:
-            try arity(callable.role == .rebuildParameter ? 3...3 : 4...4)
+            try arity(role == .rebuildParameter ? 3...3 : 4...4)
             guard case .tensor(let data) = args[0] else {
                 throw PickleError.malformed("\(name): the data is a \(args[0].typeName), not a tensor")
             }
@@ -145,17 +140,18 @@ public enum TorchGlobals {
 
         case .rebuildFromTypeV2:
             try arity(4...4)
-            guard case .global(let function) = args[0], function.role.buildsTensor else {
+            guard case .global(let function) = args[0], let functionRole = function.torchRole,
+                  functionRole.buildsTensor else {
                 throw PickleError.malformed("\(name): the rebuild function \(args[0]) is not a tensor rebuild " +
                                             "function on the allow-list")
             }
-            guard case .global(let type) = args[1], type.role == .tensorClass else {
+            guard case .global(let type) = args[1], type.torchRole == .tensorClass else {
                 throw PickleError.malformed("\(name): the type \(args[1]) is not torch.Tensor or torch.nn.Parameter")
             }
             guard let inner = args[2].sequenceItems else {
                 throw PickleError.malformed("\(name): the arguments are a \(args[2].typeName), not a tuple")
             }
-            let result = try call(function, inner)
+            let result = try call(function, functionRole, inner)
             guard case .tensor = result else { throw PickleError.malformed("\(name) did not produce a tensor") }
             return result
 
@@ -163,14 +159,6 @@ public enum TorchGlobals {
             throw PickleError.unsupported("the pickle calls \(name), which only names a type here; " +
                                           "building storages or tensors that way is not supported")
         }
-    }
-
-    /// Interprets `cls.__new__(cls, *args)` (NEWOBJ / NEWOBJ_EX / OBJ): only OrderedDict.
-    static func instantiate(_ cls: PickleGlobal) throws -> PickleValue {
-        guard cls.role == .orderedDict else {
-            throw PickleError.unsupported("the pickle instantiates \(cls.qualifiedName), which is not supported")
-        }
-        return .dict(PickleDict(ordered: true))
     }
 
     /// Applies BUILD's `state` to `target`.

@@ -1,9 +1,11 @@
 import Foundation
 
 /// A restricted pickle virtual machine (protocols 0–5, the opcodes `torch.save` and `pickle` emit for
-/// data) that never executes anything: globals must be on `TorchGlobals.allowList`, and "calling" one
-/// only interprets its arguments into a `PickleValue`. Every read is bounds-checked and every malformed
-/// construct throws a `PickleError`, so hostile input cannot crash the process or run code.
+/// data) that never executes anything: globals must be on its `PickleAllowList` (`.torch` for `.pth`
+/// checkpoints, `.cifar` for CIFAR batches), any other is refused with an error naming it, and
+/// "calling" an allowed one only interprets its arguments into a `PickleValue`. Every read is
+/// bounds-checked and every malformed construct throws a `PickleError`, so hostile input cannot crash
+/// the process or run code.
 ///
 /// One `Unpickler` reads one pickle starting at `start`; after `load()`, `position` is the offset just
 /// past its STOP opcode (legacy `.pth` files hold several pickles back to back). Offsets are counted
@@ -16,18 +18,33 @@ public final class Unpickler {
     /// The deepest container nesting accepted (state dicts need about 5).
     public static let maxDepth = 100
 
+    /// How Python 2 `str` values (STRING, BINSTRING, SHORT_BINSTRING) are read, like the `encoding`
+    /// argument of Python 3's `pickle.load`.
+    public enum LegacyStrings: Sendable {
+        /// As text: UTF-8, else Latin-1 (what `torch.load` does).
+        case decoded
+        /// As `bytes`, unchanged (`encoding="bytes"`): for binary data pickled by Python 2.
+        case bytes
+    }
+
     public let data: Data
     public private(set) var position: Int
     private let end: Int
+    /// The globals this machine accepts.
+    public let allowList: PickleAllowList
+    public let legacyStrings: LegacyStrings
     /// Resolves BINPERSID / PERSID ids (torch uses them for storages). Without it they are refused.
     public var persistentLoad: ((PickleValue) throws -> PickleValue)?
 
     private var memo: [Int: PickleValue] = [:]
 
-    public init(data: Data, start: Int = 0, end: Int? = nil) {
+    public init(data: Data, start: Int = 0, end: Int? = nil, allowList: PickleAllowList = .torch,
+                legacyStrings: LegacyStrings = .decoded) {
         self.data = data
         self.position = start
         self.end = end ?? data.count
+        self.allowList = allowList
+        self.legacyStrings = legacyStrings
     }
 
     private func makeTuple(_ items: [PickleValue]) throws -> PickleValue {
@@ -95,16 +112,22 @@ public final class Unpickler {
             let bytes = try r.bytes(count, "a string")
             return .string(try text(bytes, "a string"))
         }
-        /// Python 2 `str`: torch.load decodes them as UTF-8; anything else is kept as Latin-1.
+        /// Python 2 `str`: torch.load decodes them as UTF-8, anything else as Latin-1; or kept as bytes.
+        func legacyString(_ bytes: [UInt8]) -> PickleValue {
+            switch legacyStrings {
+            case .bytes: return .bytes(bytes)
+            case .decoded:
+                return .string(String(bytes: bytes, encoding: .utf8) ?? String(bytes: bytes, encoding: .isoLatin1) ?? "")
+            }
+        }
         func legacyString(count: Int) throws -> PickleValue {
-            let bytes = try r.bytes(count, "a string")
-            return .string(String(bytes: bytes, encoding: .utf8) ?? String(bytes: bytes, encoding: .isoLatin1) ?? "")
+            legacyString(try r.bytes(count, "a string"))
         }
         func call(_ callable: PickleValue, _ args: [PickleValue]) throws -> PickleValue {
             guard case .global(let g) = callable else {
                 throw PickleError.malformed("\(opName()) calls a \(callable.typeName), not a global")
             }
-            return try TorchGlobals.call(g, args)
+            return try PickleGlobals.call(g, args)
         }
         func persistent(_ pid: PickleValue) throws -> PickleValue {
             guard let persistentLoad else {
@@ -113,7 +136,7 @@ public final class Unpickler {
             return try persistentLoad(pid)
         }
         func global(module: String, name: String) throws -> PickleValue {
-            .global(try TorchGlobals.resolve(module: module, name: name))
+            .global(try allowList.resolve(module: module, name: name))
         }
 
         while true {
@@ -205,7 +228,8 @@ public final class Unpickler {
                       !bytes.contains(UInt8(ascii: "\\")) else {
                     throw PickleError.unsupported("quoted STRING (protocol 0) at byte \(opOffset) is not supported")
                 }
-                stack.append(.string(try text(Array(bytes.dropFirst().dropLast()), "a STRING")))
+                let inner = Array(bytes.dropFirst().dropLast())
+                stack.append(legacyStrings == .bytes ? .bytes(inner) : .string(try text(inner, "a STRING")))
             case Opcode.SHORT_BINBYTES: stack.append(.bytes(try r.bytes(Int(try r.u8("a length")), "bytes")))
             case Opcode.BINBYTES: stack.append(.bytes(try r.bytes(Int(try r.u32("a length")), "bytes")))
             case Opcode.BINBYTES8, Opcode.BYTEARRAY8:
@@ -325,12 +349,12 @@ public final class Unpickler {
                 _ = try pop()  // args: OrderedDict.__new__ ignores them
                 let cls = try pop()
                 guard case .global(let g) = cls else { throw PickleError.malformed("\(opName()) on a \(cls.typeName)") }
-                stack.append(try TorchGlobals.instantiate(g))
+                stack.append(try PickleGlobals.instantiate(g))
             case Opcode.NEWOBJ_EX:
                 _ = try pop(); _ = try pop()
                 let cls = try pop()
                 guard case .global(let g) = cls else { throw PickleError.malformed("\(opName()) on a \(cls.typeName)") }
-                stack.append(try TorchGlobals.instantiate(g))
+                stack.append(try PickleGlobals.instantiate(g))
             case Opcode.INST:
                 let module = try text(try r.line("an INST module"), "an INST module")
                 let name = try text(try r.line("an INST name"), "an INST name")
@@ -343,7 +367,7 @@ public final class Unpickler {
                 stack.append(try call(cls, items))
             case Opcode.BUILD:
                 let state = try pop()
-                try TorchGlobals.build(try top(), state: state)
+                try PickleGlobals.build(try top(), state: state)
 
             // Persistent ids
             case Opcode.BINPERSID:
