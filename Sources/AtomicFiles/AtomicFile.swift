@@ -42,16 +42,10 @@ public enum AtomicFile {
             if !renamed { unlink(temporary) }
         }
         try produce { chunk in
-            var rest = chunk
-            while !rest.isEmpty {
-                #if canImport(Glibc)
-                let n = Glibc.write(fd, rest.baseAddress, rest.count)
-                #else
-                let n = Darwin.write(fd, rest.baseAddress, rest.count)
-                #endif
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw fail("cannot write the temporary file \(temporary)") }
-                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            do {
+                try FileDescriptorWriter.writeAll(fd: fd, chunk)
+            } catch let error as FileWriteError {
+                throw AtomicFileError(path: path, reason: "cannot write the temporary file \(temporary): \(error.reason)")
             }
         }
         if durable { guard fsync(fd) == 0 else { throw fail("cannot fsync the temporary file \(temporary)") } }

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import NN
 import Optim
@@ -218,16 +219,10 @@ public struct Checkpoint {
             throw TrainingError.checkpoint(path: path, reason: "cannot create: " + String(cString: strerror(errno)))
         }
         defer { close(fd) }
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            var offset = 0
-            while offset < raw.count {
-                let n = posixWrite(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    throw TrainingError.checkpoint(path: path, reason: "cannot write: " + String(cString: strerror(errno)))
-                }
-                offset += n
-            }
+        do {
+            try FileDescriptorWriter.writeAll(fd: fd, data)
+        } catch let error as FileWriteError {
+            throw TrainingError.checkpoint(path: path, reason: "cannot write: " + error.reason)
         }
         guard fsync(fd) == 0 else {
             throw TrainingError.checkpoint(path: path, reason: "cannot fsync: " + String(cString: strerror(errno)))
@@ -271,12 +266,4 @@ public enum TrainingJSON {
     static func decode<T: Decodable>(_ type: T.Type, _ string: String) throws -> T {
         try decoder.decode(type, from: Foundation.Data(string.utf8))
     }
-}
-
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    return Glibc.write(fd, buffer, count)
-    #else
-    return Darwin.write(fd, buffer, count)
-    #endif
 }

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Training
 import XCTest
@@ -88,6 +89,49 @@ final class LoggerTests: XCTestCase {
         let missing = try CSVLogger(path: path("sub/new.csv"), resume: true)
         try missing.log(epoch: 0, step: 0, metrics: ["a": 2])
         XCTAssertEqual(try contents(path("sub/new.csv")), "epoch,step,a\n0,0,2.0\n")
+    }
+
+    // MARK: - The write loop the loggers, checkpoints and atomic files share
+
+    func testFileDescriptorWriterWritesEverythingOrReportsTheError() throws {
+        // 4 MiB through a pipe (64 KiB of buffer) while another thread reads it.
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 13) }
+        final class Received: @unchecked Sendable { var bytes: [UInt8] = [] }
+        let received = Received()
+        let done = DispatchSemaphore(value: 0)
+        let reader = fds[0]
+        Thread.detachNewThread {
+            var buffer = [UInt8](repeating: 0, count: 50_000)
+            while true {
+                let n = read(reader, &buffer, buffer.count)
+                if n <= 0 { break }
+                received.bytes += buffer[0..<n]
+            }
+            done.signal()
+        }
+        try payload.withUnsafeBytes { try FileDescriptorWriter.writeAll(fd: fds[1], $0) }
+        close(fds[1])
+        done.wait()
+        close(fds[0])
+        XCTAssertEqual(received.bytes.count, payload.count)
+        XCTAssertTrue(received.bytes == payload)
+
+        // A failed write names the system's reason.
+        XCTAssertThrowsError(try FileDescriptorWriter.writeAll(fd: -1, Data([1]))) { error in
+            XCTAssertEqual((error as? FileWriteError)?.code, EBADF, "\(error)")
+        }
+        let full = open("/dev/full", O_WRONLY)
+        if full >= 0 {
+            defer { close(full) }
+            XCTAssertThrowsError(try FileDescriptorWriter.writeAll(fd: full, Data("x".utf8))) { error in
+                XCTAssertEqual((error as? FileWriteError)?.code, ENOSPC, "\(error)")
+                XCTAssertEqual("\(error)", String(cString: strerror(ENOSPC)))
+            }
+        }
+        // Nothing to write is no call at all.
+        XCTAssertNoThrow(try FileDescriptorWriter.writeAll(fd: -1, Data()))
     }
 
     // MARK: - JSON lines

@@ -36,18 +36,10 @@ enum LogFiles {
     }
 
     static func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            var rest = raw
-            while !rest.isEmpty {
-                #if canImport(Glibc)
-                let n = Glibc.write(fd, rest.baseAddress, rest.count)
-                #else
-                let n = Darwin.write(fd, rest.baseAddress, rest.count)
-                #endif
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw systemError(path, "cannot write") }
-                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            }
+        do {
+            try FileDescriptorWriter.writeAll(fd: fd, data)
+        } catch let error as FileWriteError {
+            throw LogFileError(path: path, "cannot write: \(error.reason)")
         }
     }
 

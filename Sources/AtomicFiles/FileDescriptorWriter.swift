@@ -1,0 +1,39 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A `write(2)` that failed: the system's error number and its text.
+public struct FileWriteError: Error, CustomStringConvertible, Equatable {
+    /// `errno` after the failed call (`EIO` when `write` wrote nothing without reporting an error).
+    public let code: Int32
+    public var reason: String { String(cString: strerror(code)) }
+    public var description: String { reason }
+}
+
+/// The one loop that writes a buffer completely to a file descriptor: `write(2)` may write fewer
+/// bytes than asked (a short write) or be interrupted by a signal (`EINTR`); both are continued.
+public enum FileDescriptorWriter {
+    /// Writes every byte of `bytes` to `fd`, or throws `FileWriteError` (some bytes may have been
+    /// written by then).
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        while !rest.isEmpty {
+            #if canImport(Glibc)
+            let n = Glibc.write(fd, rest.baseAddress, rest.count)
+            #else
+            let n = Darwin.write(fd, rest.baseAddress, rest.count)
+            #endif
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw FileWriteError(code: n < 0 ? errno : EIO) }
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+    }
+
+    /// Writes every byte of `data` to `fd` (see `writeAll(fd:_:)`).
+    public static func writeAll(fd: Int32, _ data: Data) throws {
+        try data.withUnsafeBytes { try writeAll(fd: fd, $0) }
+    }
+}
