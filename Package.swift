@@ -122,14 +122,17 @@ let package = Package(
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
-        // The model zoo: torchvision-compatible architectures, weights catalog, preprocessing.
-        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "Data", "AtomicFiles"], resources: [.copy("Resources")]),
-        // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers.
+        // The model zoo: torchvision-compatible architectures, weights catalog and cache (no image codecs).
+        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "ImagePreprocessing", "AtomicFiles"], resources: [.copy("Resources")]),
+        // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers, training runs.
         .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO", "AtomicFiles"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
+        // The input transform that travels with a model's weights (resize, crop, normalise): below both
+        // the model zoo and the data pipeline, so the zoo links no image codecs.
+        .target(name: "ImagePreprocessing", dependencies: ["Torch"]),
         // Datasets, decoding, transforms and loaders.
-        .target(name: "Data", dependencies: ["Torch", "CImageCodecs", "AtomicFiles", "TensorIO"]),
+        .target(name: "Data", dependencies: ["Torch", "ImagePreprocessing", "CImageCodecs", "AtomicFiles", "TensorIO"]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

@@ -10,7 +10,7 @@ import Vision
 // MARK: - Layer groups
 
 /// A model's layer groups (freezable scopes, input to output) and which of them form the head.
-/// For an `ImageClassifier` these are its `layerGroups` / `backboneGroups`; for any other module,
+/// For a `ClassifierModel` these are its `layerGroups` / `backboneGroups`; for any other module,
 /// its direct children, the last one being the head.
 public struct ModelLayout: Equatable, Sendable {
     public let layerGroups: [String]
@@ -23,7 +23,7 @@ public struct ModelLayout: Equatable, Sendable {
     }
 
     public init(_ model: Module) {
-        if let classifier = model as? ImageClassifier {
+        if let classifier = model as? any ClassifierModel {
             layerGroups = classifier.layerGroups
             backboneGroups = classifier.backboneGroups
         } else {

@@ -98,7 +98,7 @@ public struct TrainingState: Codable, Equatable {
 /// resumed run (even from the middle of an epoch) ends with bit-identical weights.
 ///
 /// * **Model.** Any `Module` whose forward maps images [N, 3, H, W] to logits [N, C] (or [N, 1] in
-///   binary mode). Layer groups come from `ImageClassifier.layerGroups`, else the top-level children.
+///   binary mode). Layer groups come from `ClassifierModel.layerGroups`, else the top-level children.
 /// * **Step.** Zero gradients, set the scheduled learning rates (from the global step), forward
 ///   (under bf16 autocast when configured), loss (cross entropy with label smoothing and class
 ///   weights, or BCE-with-logits), backward, optional clipping to a global norm, optimizer step.
@@ -485,8 +485,8 @@ public final class Trainer {
         switch input {
         case .images: return try model(x)
         case .features:
-            guard let classifier = model as? ImageClassifier else {
-                throw TrainingError.invalidConfiguration("cached features need a zoo classifier")
+            guard let classifier = model as? any ClassifierModel else {
+                throw TrainingError.invalidConfiguration("cached features need a ClassifierModel")
             }
             return try classifier.classify(x)
         }
@@ -623,7 +623,7 @@ public final class Trainer {
     }
 
     private func resolveClassCount(_ dataset: any ImageDataset) throws -> Int {
-        let outputs = (model as? ImageClassifier)?.numClasses
+        let outputs = (model as? any ClassifierModel)?.numClasses
         if configuration.loss == .binary {
             guard dataset.classNames.count <= 2 else {
                 throw TrainingError.invalidConfiguration("binary mode needs 2 classes, the data has "
@@ -647,7 +647,7 @@ public final class Trainer {
     // MARK: - Checkpoints
 
     /// The model's name recorded in checkpoints.
-    public var modelName: String { (model as? ImageClassifier)?.architecture ?? model.typeName }
+    public var modelName: String { (model as? any ClassifierModel)?.architecture ?? model.typeName }
 
     /// Writes a resumable checkpoint (see `Checkpoint`) atomically to `directory`.
     public func saveCheckpoint(to directory: String) throws {

@@ -152,3 +152,4 @@ open class ImageClassifier: Module {
         }
     }
 }
+extension ImageClassifier: ClassifierModel {}

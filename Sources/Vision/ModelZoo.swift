@@ -1,4 +1,4 @@
-import Data
+import ImagePreprocessing
 import Foundation
 import NN
 import TensorIO

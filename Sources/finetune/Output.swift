@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Data
 import Torch
 
 /// Prints one compact JSON object (keys sorted) on its own line.
@@ -57,5 +58,23 @@ func applyThreads(_ threads: Int?) throws {
 func checkWorkers(_ workers: Int) throws {
     guard (0...Runtime.maxThreads).contains(workers) else {
         throw ValidationError("--workers must be 0 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores), got \(workers)")
+    }
+}
+
+/// Prints an `Encodable` value as one compact JSON object (keys sorted) on its own line.
+func printEncodedJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    do {
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    } catch {
+        printError("error: cannot encode the JSON output: \(error)")
+    }
+}
+
+/// Runs `body`; with `--on-bad-image fail`, a file that cannot be decoded becomes an error naming the flag.
+func badImageContext<T>(_ strict: Bool, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as DataError where strict {
+        throw ValidationError("--on-bad-image fail: \(error)")
     }
 }

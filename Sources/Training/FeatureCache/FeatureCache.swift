@@ -104,7 +104,7 @@ public enum FeatureCache {
     /// when features may be cached): a trainable parameter or a module in training behaviour
     /// outside the classifier.
     public static func ineligibility(of model: Module) -> String? {
-        guard let classifier = model as? ImageClassifier else { return "the model is not a zoo classifier" }
+        guard let classifier = model as? any ClassifierModel else { return "the model is not a ClassifierModel" }
         let scopes = classifier.classifierScopes
         guard !scopes.isEmpty else { return "\(classifier.architecture) has no classifier head" }
         func inClassifier(_ path: String) -> Bool {
@@ -127,7 +127,7 @@ public enum FeatureCache {
     }
 
     /// The cache key's inputs as canonical JSON text (hashed into `key`).
-    public static func keyDescription(model: ImageClassifier, dataset: any ImageDataset, transformDescription: String,
+    public static func keyDescription(model: any ClassifierModel, dataset: any ImageDataset, transformDescription: String,
                                       views: Int, seed: UInt64, autocastBF16: Bool) throws -> String {
         var backbone = SHA256()
         let scopes = model.classifierScopes
@@ -177,7 +177,7 @@ public enum FeatureCache {
     ///     describe it exactly: it is part of the key).
     ///   - views: 1 for unaugmented inputs; K for K augmented views (see the type's documentation).
     ///   - seed: the training loader's seed (it draws the augmented views).
-    public static func prepare(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
+    public static func prepare(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                                transformDescription: String, views: Int = 1, seed: UInt64 = 0,
                                autocastBF16: Bool = false, batchSize: Int = 32, workers: Int = 2,
                                directory: String? = defaultDirectory, strict: Bool = false) throws -> CachedFeatures {
@@ -230,7 +230,7 @@ public enum FeatureCache {
     /// Runs `model.embedding` over every view of the dataset in inference mode and eval behaviour:
     /// features [views, N, D] float32 on the CPU, which samples could be loaded, and the files that
     /// could not (their rows stay zero). No eligibility check: `finetune features` uses this too.
-    public static func extract(model: ImageClassifier, dataset: any ImageDataset, transform: any SampleTransform,
+    public static func extract(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                                views: Int = 1, seed: UInt64 = 0, autocastBF16: Bool = false, batchSize: Int = 32,
                                workers: Int = 2, strict: Bool = false) throws
         -> (features: Tensor, valid: [Bool], skipped: SkippedFiles) {

@@ -10,8 +10,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var epochs: Int
     /// Images per optimizer step.
     public var batchSize: Int
-    /// Training augmentation: `none`, `standard` or `keras`.
-    public var augment: String
+    /// Training augmentation.
+    public var augment: Augmentation
     /// Fraction of each class held out for validation when the data has no validation folder.
     public var valSplit: Double?
     /// At most this many images per class of each split.
@@ -22,8 +22,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var workers: Int
     /// Early-stopping patience in epochs (nil: no early stopping).
     public var earlyStoppingPatience: Int?
-    /// `val_loss` or `val_accuracy` (without validation, the training metric of the same name).
-    public var monitor: String
+    /// The metric of the best checkpoint and early stopping (without validation, the training
+    /// metric of the same name).
+    public var monitor: MonitorMetric
     /// Also save `checkpoints/last` every N optimizer steps.
     public var saveEverySteps: Int?
     /// Also save `checkpoints/last` every S seconds.
@@ -34,8 +35,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var checkpointPath: String?
     /// Key scopes of `checkpointPath` that are not loaded.
     public var checkpointExcludeScopes: [String]?
-    /// `auto`, `on` or `off` (nil in runs from before the feature cache: auto).
-    public var featureCache: String?
+    /// When to train on cached backbone features (nil in runs from before the feature cache: auto).
+    public var featureCache: FeatureCacheMode?
     /// Augmented views cached per image.
     public var cacheAugmentations: Int?
     /// Where feature caches live (nil: the default folder).
@@ -46,11 +47,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// `fail` (stop with an error naming it). nil in older runs: skip.
     public var onBadImage: BadImagePolicy?
 
-    public init(epochs: Int, batchSize: Int, augment: String = "standard", valSplit: Double? = nil,
+    public init(epochs: Int, batchSize: Int, augment: Augmentation = .standard, valSplit: Double? = nil,
                 limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,
-                monitor: String = "val_loss", saveEverySteps: Int? = nil, saveEverySeconds: Double? = nil,
+                monitor: MonitorMetric = .valLoss, saveEverySteps: Int? = nil, saveEverySeconds: Double? = nil,
                 inputSize: Int? = nil, checkpointPath: String? = nil, checkpointExcludeScopes: [String]? = nil,
-                featureCache: String? = nil, cacheAugmentations: Int? = nil, featureCacheDirectory: String? = nil,
+                featureCache: FeatureCacheMode? = nil, cacheAugmentations: Int? = nil, featureCacheDirectory: String? = nil,
                 channelsLast: Bool? = nil, onBadImage: BadImagePolicy? = nil) {
         self.epochs = epochs
         self.batchSize = batchSize
@@ -72,6 +73,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
         self.channelsLast = channelsLast
         self.onBadImage = onBadImage
     }
+}
+
+/// The metric that picks the best checkpoint and drives early stopping.
+public enum MonitorMetric: String, Codable, CaseIterable, Sendable {
+    case valLoss = "val_loss"
+    case valAccuracy = "val_accuracy"
+
+    /// The metric's name in a run with (`val_…`) or without validation data (the training metric).
+    public func name(hasValidation: Bool) -> String { hasValidation ? rawValue : String(rawValue.dropFirst(4)) }
 }
 
 /// `config.json` of a run directory: everything `evaluate` and `predict` need to rebuild the model

@@ -12,6 +12,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case refusedDestination(path: String, reason: String)
     /// A file-system operation failed.
     case io(path: String, reason: String)
+    /// A setting of a run's specification is out of range or inconsistent (`setting` is its name in
+    /// `TrainingRun.Specification`, `RecipeOptions` or `TrainOptions`).
+    case invalidSetting(setting: String, reason: String)
 
     public var description: String {
         switch self {
@@ -23,6 +26,7 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
                 + "a run directory has one writer: wait for it to finish or stop it first"
         case .refusedDestination(let path, let reason): return "\(path): \(reason)"
         case .io(let path, let reason): return "\(path): \(reason)"
+        case .invalidSetting(let setting, let reason): return "\(setting): \(reason)"
         }
     }
 }

@@ -1,4 +1,4 @@
-import Data
+import ImagePreprocessing
 import Foundation
 
 /// One set of pretrained weights: where it comes from, how to verify it and how inputs must be

@@ -1,6 +1,13 @@
 import Foundation
 import Torch
 
+/// A preprocessing setting that cannot be used, or an input it cannot be applied to.
+public struct PreprocessingError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 /// The input transform a set of weights was trained and evaluated with. It travels with the weights
 /// (catalog, run config) and is applied automatically, so images are never normalised twice or
 /// with the wrong statistics.
@@ -36,17 +43,17 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// Checks the values make sense; errors say which field is wrong.
     public func validate() throws {
         guard mean.count == 3, std.count == 3 else {
-            throw DataError.invalidDataset("preprocessing needs 3 mean and 3 std values, got \(mean.count) and \(std.count)")
+            throw PreprocessingError("preprocessing needs 3 mean and 3 std values, got \(mean.count) and \(std.count)")
         }
-        guard std.allSatisfy({ $0 > 0 }) else { throw DataError.invalidDataset("preprocessing std must be positive: \(std)") }
+        guard std.allSatisfy({ $0 > 0 && $0.isFinite }), mean.allSatisfy(\.isFinite) else { throw PreprocessingError("preprocessing std must be positive: \(std)") }
         guard cropSize > 0, resizeSize >= cropSize else {
-            throw DataError.invalidDataset("preprocessing needs 0 < cropSize (\(cropSize)) <= resizeSize (\(resizeSize))")
+            throw PreprocessingError("preprocessing needs 0 < cropSize (\(cropSize)) <= resizeSize (\(resizeSize))")
         }
         guard interpolationMode != nil else {
-            throw DataError.invalidDataset("unknown interpolation '\(interpolation)': expected bilinear or bicubic")
+            throw PreprocessingError("unknown interpolation '\(interpolation)': expected bilinear or bicubic")
         }
         guard valueRange.count == 2, valueRange[1] > valueRange[0] else {
-            throw DataError.invalidDataset("preprocessing valueRange must be [low, high], got \(valueRange)")
+            throw PreprocessingError("preprocessing valueRange must be [low, high], got \(valueRange)")
         }
     }
 
@@ -86,7 +93,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public static func centerCrop(_ x: Tensor, size: Int) throws -> Tensor {
         let h = x.shape[x.rank - 2], w = x.shape[x.rank - 1]
         guard h >= size, w >= size else {
-            throw DataError.invalidDataset("cannot centre-crop \(size)×\(size) from \(h)×\(w)")
+            throw PreprocessingError("cannot centre-crop \(size)×\(size) from \(h)×\(w)")
         }
         let top = Int((Double(h - size) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(w - size) / 2).rounded(.toNearestOrEven))

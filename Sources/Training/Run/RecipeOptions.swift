@@ -1,0 +1,132 @@
+import Foundation
+import Optim
+
+/// The transfer-learning recipes a run can follow (see `Recipe` for what each sets).
+public enum RecipeName: String, Codable, CaseIterable, Sendable {
+    /// Everything trains at one learning rate.
+    case full
+    /// The backbone is frozen; only the head trains.
+    case headOnly = "head-only"
+    /// Head only first, then (part of) the backbone at a lower learning rate.
+    case twoPhase = "two-phase"
+    /// Everything trains; the backbone at lower learning rates than the head.
+    case discriminative
+}
+
+/// The optimisation and freezing choices of a run, as a user states them (the command line's
+/// flags), turned into a `TrainingConfiguration` by `configuration(epochs:)`.
+public struct RecipeOptions: Codable, Equatable {
+    public var recipe: RecipeName = .full
+    public var optimizer: OptimizerConfig.Kind = .adam
+    /// The head's learning rate (nil: 1e-3 for Adam/AdamW, 1e-2 for SGD/RMSprop).
+    public var learningRate: Double?
+    public var momentum = 0.9
+    /// nil: 0, or 0.01 for AdamW (decoupled).
+    public var weightDecay: Double?
+    public var schedule: ScheduleConfig = .fixed
+    /// Linear warmup steps in front of `schedule`.
+    public var warmupSteps: Int?
+    public var labelSmoothing = 0.0
+    public var gradientClipNorm: Double?
+    public var autocastBF16 = false
+    /// Two-phase: head-only epochs before unfreezing (nil: half of the epochs, at least 1).
+    public var phaseOneEpochs: Int?
+    /// Two-phase: unfreeze only the top N backbone groups in phase 2 (nil: all).
+    public var unfreezeTop: Int?
+    /// Two-phase: the phase 2 learning rate (nil: the head's rate / 10).
+    public var phaseTwoLearningRate: Double?
+    /// Discriminative: backbone rate = head rate / factor.
+    public var learningRateFactor: Double?
+    /// Discriminative: group d below the head trains at rate × decay^d.
+    public var layerDecay: Double?
+    /// Train only these scopes (module paths or layer groups).
+    public var trainableScopes: [String]?
+    /// Freeze every layer group up to and including this one.
+    public var freezeUntil: String?
+    public var freezeBackbone = false
+    /// Frozen BatchNorm layers keep updating their running statistics.
+    public var trainBatchNorm = false
+    /// One sigmoid output trained with binary cross entropy.
+    public var binary = false
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    /// The head's learning rate after defaults.
+    public var headLearningRate: Double {
+        learningRate ?? (optimizer == .sgd || optimizer == .rmsprop ? 1e-2 : 1e-3)
+    }
+
+    func optimizerConfig(learningRate: Double) -> OptimizerConfig {
+        switch optimizer {
+        case .sgd: return .sgd(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        case .adam: return .adam(learningRate: learningRate, weightDecay: weightDecay ?? 0)
+        case .adamw: return .adamw(learningRate: learningRate, weightDecay: weightDecay ?? 1e-2)
+        case .rmsprop: return .rmsprop(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        }
+    }
+
+    /// Checks what can be checked without the model or data. Errors name the setting.
+    public func validate(epochs: Int?) throws {
+        func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
+        if let learningRate, !(learningRate > 0) { throw bad("learningRate", "must be positive") }
+        if let phaseTwoLearningRate, !(phaseTwoLearningRate > 0) { throw bad("phaseTwoLearningRate", "must be positive") }
+        if let weightDecay, !(weightDecay >= 0) { throw bad("weightDecay", "must be ≥ 0") }
+        guard momentum >= 0 else { throw bad("momentum", "must be ≥ 0") }
+        if let warmupSteps, warmupSteps < 0 { throw bad("warmupSteps", "must be ≥ 0 steps") }
+        guard labelSmoothing >= 0 && labelSmoothing < 1 else { throw bad("labelSmoothing", "must be in [0, 1)") }
+        if let gradientClipNorm, !(gradientClipNorm > 0) { throw bad("gradientClipNorm", "must be positive") }
+        if let phaseOneEpochs, phaseOneEpochs < 0 { throw bad("phaseOneEpochs", "must be ≥ 0") }
+        if let phaseOneEpochs, let epochs, recipe == .twoPhase, phaseOneEpochs > epochs {
+            throw bad("phaseOneEpochs", "\(phaseOneEpochs) is more than the \(epochs) epochs: phase 2 would never start")
+        }
+        if let unfreezeTop, unfreezeTop < 0 { throw bad("unfreezeTop", "must be ≥ 0") }
+        if let learningRateFactor, !(learningRateFactor > 0) { throw bad("learningRateFactor", "must be positive") }
+        if let layerDecay, !(layerDecay > 0) { throw bad("layerDecay", "must be positive") }
+        if learningRateFactor != nil && layerDecay != nil {
+            throw bad("layerDecay", "give a learning-rate factor or a layer decay, not both")
+        }
+        if warmupSteps ?? 0 > 0, case .warmup = schedule {
+            throw bad("warmupSteps", "the schedule already has warmup_steps")
+        }
+    }
+
+    /// The trainer's configuration for a run of `epochs` epochs.
+    public func configuration(epochs: Int) throws -> TrainingConfiguration {
+        try validate(epochs: epochs)
+        let headLR = headLearningRate
+        var schedule = self.schedule
+        if let warmupSteps, warmupSteps > 0 { schedule = .warmup(steps: warmupSteps, startFactor: 0, then: schedule) }
+        let policy: LearningRatePolicy? = layerDecay.map { .layerDecay($0) } ?? learningRateFactor.map { .backboneFactor($0) }
+        var config = TrainingConfiguration(
+            optimizer: optimizerConfig(learningRate: headLR), schedule: schedule, learningRates: policy ?? .uniform,
+            labelSmoothing: labelSmoothing, gradientClipNorm: gradientClipNorm, autocastBF16: autocastBF16, seed: seed)
+        if binary { config.loss = .binary }
+        switch recipe {
+        case .headOnly:
+            config.apply(.headOnly(trainBatchNorm: trainBatchNorm))
+        case .twoPhase:
+            let phaseOne = phaseOneEpochs ?? max(1, epochs / 2)
+            let phaseTwo = PhaseTwo(trigger: .afterEpochs(phaseOne), unfreeze: unfreezeTop.map { .top($0) } ?? .all,
+                                    optimizer: optimizerConfig(learningRate: phaseTwoLearningRate ?? headLR / 10),
+                                    learningRates: policy ?? .uniform, schedule: schedule)
+            config.freeze = FreezeSpec(trainBatchNorm: trainBatchNorm)
+            config.apply(.twoPhase(phaseTwo))
+            config.learningRates = .uniform  // phase 1 trains the head only
+        case .discriminative:
+            config.apply(.discriminative(policy ?? .backboneFactor(10)))
+        case .full:
+            config.apply(.fullFineTune)
+        }
+        // Explicit freezing settings refine the recipe's.
+        if trainableScopes != nil || freezeUntil != nil || freezeBackbone || trainBatchNorm {
+            var spec = config.freeze ?? FreezeSpec()
+            if let trainableScopes { spec.trainableScopes = trainableScopes }
+            if let freezeUntil { spec.freezeUntil = freezeUntil }
+            if freezeBackbone { spec.freezeBackbone = true }
+            spec.trainBatchNorm = trainBatchNorm
+            config.freeze = spec
+        }
+        return config
+    }
+}

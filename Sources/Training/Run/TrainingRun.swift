@@ -1,0 +1,484 @@
+import Data
+import Foundation
+import NN
+import TensorIO
+import Torch
+import Vision
+
+/// A whole training run as a library value: it creates (or resumes) a run directory, trains to the
+/// end, and writes the final weights, plots, test evaluation and `config.json`. `finetune train` is a
+/// thin front end over it; servers, exporters and workers drive it the same way.
+///
+/// ```swift
+/// var spec = TrainingRun.Specification(data: "photos", architecture: "mobilenet_v2", runDirectory: "runs/a")
+/// spec.recipe.recipe = .headOnly
+/// spec.options.epochs = 3
+/// let run = try TrainingRun.create(spec)
+/// let summary = try run.run()
+/// ```
+///
+/// The run holds the directory's lock (`RunLock`) from `create`/`resume` until it is released,
+/// so a run directory has one writer.
+public final class TrainingRun {
+    /// What to train, as a user states it.
+    public struct Specification {
+        /// A class-folder root (with train/ val/ test/ splits, or plain class folders).
+        public var data: String
+        /// A zoo architecture (`ModelZoo.architectures`).
+        public var architecture: String
+        /// Initial weights: a catalog tag (`imagenet`), a catalog name, a file, or nil for random.
+        public var weights: String?
+        /// The run directory to create.
+        public var runDirectory: String
+        /// Replace an earlier finetune run at `runDirectory` (see `RunDirectory.prepareNew`).
+        public var overwrite = false
+        /// The head put on the backbone; `outputs` is set from the data's classes (1 when binary).
+        public var head = HeadSpec(outputs: 0)
+        /// Optimisation and freezing.
+        public var recipe = RecipeOptions()
+        /// Data, batching, callbacks (`epochs` defaults to 10).
+        public var options = TrainOptions(epochs: 10, batchSize: 32)
+
+        public init(data: String, architecture: String, weights: String? = "imagenet", runDirectory: String) {
+            self.data = data
+            self.architecture = architecture
+            self.weights = weights
+            self.runDirectory = runDirectory
+        }
+    }
+
+    /// Something a run tells its user while it prepares and trains (progress goes through callbacks).
+    public enum Notice {
+        /// A step of the run (created, resumed, warm start, feature cache, …).
+        case info(String)
+        /// Something the user should look at, e.g. an image that could not be decoded.
+        case warning(String)
+    }
+
+    /// The run directory.
+    public let directory: RunDirectory
+    /// `config.json` as last written.
+    public private(set) var config: RunConfig
+    /// The trainer (its model, state and callbacks).
+    public let trainer: Trainer
+    /// The data splits.
+    public let splits: RunSplits
+    /// Where notices go (standard error by default).
+    public var notify: (Notice) -> Void
+    /// Callbacks added to the run's own (history, events, TensorBoard, checkpoints, early stopping):
+    /// e.g. a `ProgressPrinter`.
+    public var extraCallbacks: [TrainingCallback] = []
+    /// Stops the run with a resumable checkpoint (Ctrl-C, SIGTERM); `run()` installs one when nil.
+    public var signalStop: SignalStop?
+
+    private let lock: RunLock
+    private let started = Date()
+
+    private init(directory: RunDirectory, config: RunConfig, trainer: Trainer, splits: RunSplits, lock: RunLock,
+                 notify: @escaping (Notice) -> Void) {
+        self.directory = directory
+        self.config = config
+        self.trainer = trainer
+        self.splits = splits
+        self.lock = lock
+        self.notify = notify
+    }
+
+    /// Releases the run directory's lock (also on deinit).
+    public func release() { lock.release() }
+
+    /// Writes standard error.
+    public static func printToStandardError(_ notice: Notice) {
+        let text: String
+        switch notice {
+        case .info(let t): text = t
+        case .warning(let t): text = "warning: " + t
+        }
+        FileHandle.standardError.write(Foundation.Data((text + "\n").utf8))
+    }
+
+    // MARK: - Create
+
+    /// Builds the model, checks every setting, then creates and locks the run directory and writes
+    /// `config.json` (status `running`). Nothing is created or replaced when a check fails.
+    public static func create(_ spec: Specification, finetuneVersion: String = "library",
+                              notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
+        func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
+        let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw bad("data", "\(spec.data) does not exist or is not a folder")
+        }
+        guard ModelZoo.architectures.contains(spec.architecture) else {
+            throw bad("architecture", "unknown architecture '\(spec.architecture)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
+        }
+        var options = spec.options
+        try validate(options)
+        try spec.recipe.validate(epochs: options.epochs)
+        try RunDirectory.checkSeparate(run: spec.runDirectory, data: root)
+
+        let splits = try RunSplits.load(root, options: options)
+        if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
+        let classNames = splits.train.classNames
+        if spec.recipe.binary && classNames.count != 2 {
+            throw bad("binary", "binary classification needs exactly 2 classes; \(root) has \(classNames.count): "
+                      + classNames.joined(separator: ", "))
+        }
+        var head = spec.head
+        head.outputs = spec.recipe.binary ? 1 : classNames.count
+        do { try head.validate() } catch { throw bad("head", "\(error)") }
+
+        Runtime.manualSeed(spec.recipe.seed)
+        let pretrained: PretrainedModel
+        do {
+            pretrained = try ModelZoo.make(spec.architecture, weights: spec.weights,
+                                           options: ModelOptions(numClasses: classNames.count))
+        } catch {
+            throw bad("weights", "\(spec.weights ?? "none"): \(error)")
+        }
+        let model = pretrained.model
+        if head != HeadSpec(outputs: classNames.count) {
+            do { try model.configureHead(head) } catch { throw bad("head", "\(error)") }
+        }
+        var preprocessing = pretrained.preprocessing
+        if let size = options.inputSize {
+            preprocessing.resizeSize = Int((Double(size) * Double(preprocessing.resizeSize) / Double(preprocessing.cropSize)).rounded())
+            preprocessing.cropSize = size
+        }
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: preprocessing,
+                                                  batchSize: min(options.batchSize, max(1, splits.largestCount)),
+                                                  workers: max(1, options.workers))
+        } catch {
+            throw bad(options.inputSize != nil ? "inputSize" : "batchSize", "\(error)")
+        }
+        if let path = options.checkpointPath {
+            let note = try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? [])
+            notify(.info(note))
+        }
+        // Channels-last (oneDNN's fastest CPU layout) unless the options say otherwise.
+        options.channelsLast = options.channelsLast ?? true
+        try model.useChannelsLast(options.channelsLast ?? true)
+        let layout = ModelLayout(model)
+        if let scope = spec.recipe.freezeUntil, !layout.layerGroups.contains(scope) {
+            throw bad("freezeUntil", "unknown scope '\(scope)'; layer groups of \(spec.architecture): "
+                      + layout.layerGroups.joined(separator: ", "))
+        }
+        var configuration = try spec.recipe.configuration(epochs: options.epochs)
+        configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
+
+        let directory = RunDirectory(spec.runDirectory)
+        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: root)
+        configuration.checkpointDirectory = directory.checkpoints
+        let trainer: Trainer
+        do {
+            trainer = try Trainer(model: model, configuration: configuration)
+        } catch let error as TrainingError {
+            if case .unknownScope = error { throw bad("trainableScopes", "\(error)") }
+            throw error
+        }
+        let now = RunDirectory.timestamp()
+        let config = RunConfig(
+            architecture: spec.architecture, weights: spec.weights, classNames: classNames, preprocessing: preprocessing,
+            head: .init(numClasses: classNames.count, includeTop: true, spec: head), training: configuration,
+            options: options,
+            data: .init(path: root, hasSplitFolders: splits.hasSplitFolders, trainSamples: splits.train.count,
+                        validationSamples: splits.validation?.count ?? 0, testSamples: splits.test?.count ?? 0),
+            createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
+            libtorchVersion: Runtime.libTorchVersion, status: "running", epochsCompleted: 0)
+        try directory.write(config)
+        notify(.info("Run directory \(directory.path): \(spec.architecture) (\(spec.weights ?? "random init")), "
+            + "\(classNames.count) classes, \(splits.train.count) training / \(splits.validation?.count ?? 0) validation / "
+            + "\(splits.test?.count ?? 0) test images, recipe \(spec.recipe.recipe.rawValue), head \(head.description)"))
+        return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+    }
+
+    static func validate(_ options: TrainOptions) throws {
+        func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
+        guard options.epochs >= 1 else { throw bad("epochs", "must be at least 1") }
+        guard options.batchSize >= 1 else { throw bad("batchSize", "must be at least 1") }
+        guard (0...Runtime.maxThreads).contains(options.workers) else {
+            throw bad("workers", "must be 0 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores)")
+        }
+        if let v = options.valSplit, !(v > 0 && v < 1) { throw bad("valSplit", "must be between 0 and 1") }
+        if let n = options.limitPerClass, n < 1 { throw bad("limitPerClass", "must be at least 1") }
+        if let p = options.earlyStoppingPatience, p < 0 { throw bad("earlyStoppingPatience", "must be ≥ 0") }
+        if let n = options.saveEverySteps, n < 1 { throw bad("saveEverySteps", "must be at least 1") }
+        if let s = options.saveEverySeconds, !(s > 0) { throw bad("saveEverySeconds", "must be positive") }
+        if let size = options.inputSize, size < 16 { throw bad("inputSize", "must be at least 16") }
+        if let k = options.cacheAugmentations {
+            guard k >= 1 else { throw bad("cacheAugmentations", "must be at least 1") }
+            guard k <= options.epochs else {
+                throw bad("cacheAugmentations", "\(k) is more than the \(options.epochs) epochs: epoch e trains on view "
+                          + "e mod K, so views past the last epoch are never used")
+            }
+        }
+        if options.checkpointExcludeScopes != nil && options.checkpointPath == nil {
+            throw bad("checkpointExcludeScopes", "needs a warm-start checkpoint path")
+        }
+        if let path = options.checkpointPath, !FileManager.default.fileExists(atPath: path) {
+            throw bad("checkpointPath", "no such file: \(path)")
+        }
+    }
+
+    /// TF-slim's warm start: loads a state dict, skipping keys under `excluding`, non-strict.
+    static func warmStart(_ model: Module, from path: String, excluding scopes: [String]) throws -> String {
+        let state: StateDict
+        do {
+            state = path.hasSuffix(".safetensors") ? try SafeTensors.load(path) : try PthImport.load(path)
+        } catch {
+            throw RunError.invalidSetting(setting: "checkpointPath", reason: "cannot read \(path): \(error)")
+        }
+        var kept = StateDict()
+        var skipped = 0
+        for (key, tensor) in state {
+            if scopes.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) { skipped += 1 } else { kept[key] = tensor }
+        }
+        let report = try model.load(kept, strict: false)
+        return "Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)"
+    }
+
+    // MARK: - Resume
+
+    /// What a resumed run may change.
+    public struct ResumeChanges {
+        /// Another location of the data (nil: the recorded one).
+        public var data: String?
+        /// A new total of epochs (the schedule then spans it).
+        public var epochs: Int?
+        /// Decoding threads (nil: the run's).
+        public var workers: Int?
+        /// Undecodable images policy (nil: the run's).
+        public var onBadImage: BadImagePolicy?
+        public init(data: String? = nil, epochs: Int? = nil, workers: Int? = nil, onBadImage: BadImagePolicy? = nil) {
+            self.data = data
+            self.epochs = epochs
+            self.workers = workers
+            self.onBadImage = onBadImage
+        }
+    }
+
+    /// Locks `path`, reads its `config.json` and `checkpoints/last`, and rebuilds the model, data
+    /// and trainer exactly as they were when the checkpoint was written.
+    public static func resume(_ path: String, changes: ResumeChanges = .init(),
+                              notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
+        let directory = RunDirectory(path)
+        let lock = try RunLock(directory: directory.path)
+        var config = try directory.readConfig()
+        guard let last = Checkpoint.locate(directory.lastCheckpoint) else {
+            throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint")
+        }
+        if let epochs = changes.epochs { config.options.epochs = epochs }
+        if let workers = changes.workers { config.options.workers = workers }
+        if let policy = changes.onBadImage { config.options.onBadImage = policy }
+        try validate(config.options)
+        let root = changes.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? config.data.path
+        let splits = try RunSplits.load(root, options: config.options)
+        if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
+        try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: root)
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing,
+                                                  batchSize: min(config.options.batchSize, max(1, splits.largestCount)),
+                                                  workers: max(1, config.options.workers))
+        } catch {
+            throw RunError.invalidConfig(path: directory.config, reason: "\(error)")
+        }
+        let model = try RunDirectory.buildModel(config)
+        try model.useChannelsLast(config.options.channelsLast ?? false)
+        let trainer = try Trainer.resume(from: last, model: model) { $0.checkpointDirectory = directory.checkpoints }
+        notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
+            + "to \(config.options.epochs) epochs"))
+        return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+    }
+
+    // MARK: - Run
+
+    /// Trains to the end (or to a stop or interrupt), then writes the final weights, plots, the test
+    /// evaluation and `config.json`, and returns the summary. An interrupted run returns with status
+    /// `interrupted` after writing its resumable checkpoint.
+    @discardableResult
+    public func run() throws -> TrainingRunSummary {
+        defer { release() }
+        do {
+            return try runToEnd()
+        } catch {
+            // The run stopped with an error: say so in config.json (the last checkpoint stays).
+            config.status = "failed"
+            config.updatedAt = RunDirectory.timestamp()
+            try? directory.write(config)
+            throw error
+        }
+    }
+
+    private func runToEnd() throws -> TrainingRunSummary {
+        let options = config.options
+        let p = config.preprocessing
+        let strict = (options.onBadImage ?? .skip).isStrict
+        let trainLoader = try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                                         transform: options.augment.transform(p), workers: options.workers, strict: strict)
+        let evalTransform = EvaluationTransform(p)
+        let validationLoader = try splits.validation.map {
+            try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers, strict: strict)
+        }
+        let notify = self.notify
+        let skipped = SkippedFileReporter { split, entry in
+            notify(.warning("skipping \(entry.path) (\(split) data): \(entry.reason)"))
+        }
+        skipped.watch(trainLoader, split: "training")
+        if let validationLoader { skipped.watch(validationLoader, split: "validation") }
+
+        let monitorMetric = options.monitor.name(hasValidation: validationLoader != nil)
+        var callbacks: [TrainingCallback] = extraCallbacks + [
+            CSVLoggerCallback(path: directory.history),
+            JSONLinesLoggerCallback(path: directory.events, everySteps: 10),
+            TensorBoardCallback(logDirectory: directory.tensorboard),
+            ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
+                            everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds),
+        ]
+        var earlyStopping: EarlyStopping?
+        if let patience = options.earlyStoppingPatience {
+            let callback = EarlyStopping(monitor: monitorMetric, patience: patience, restoreBestWeights: true)
+            earlyStopping = callback
+            callbacks.append(callback)
+        }
+        trainer.callbacks = callbacks
+        trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader)
+        if let cache = trainer.featureCache {
+            skipped.record(cache.train.skipped, split: "training")
+            if let v = cache.validation { skipped.record(v.skipped, split: "validation") }
+        }
+        let stop = signalStop ?? SignalStop()
+        trainer.signalStop = stop
+        defer { if signalStop == nil { stop.cancel() } }
+
+        let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
+        config.status = result.status.name
+        config.epochsCompleted = result.epochs
+        config.training = trainer.configuration
+        config.updatedAt = RunDirectory.timestamp()
+        var summary = TrainingRunSummary(run: directory.path, config: config, result: result)
+        if case .interrupted = result.status {
+            try directory.write(config)
+            summary.seconds = Date().timeIntervalSince(started)
+            return summary
+        }
+
+        // Final weights (the best epoch's when early stopping restored them).
+        var modelEpoch = result.epochs
+        if let restored = earlyStopping?.restoredEpoch {
+            config.modelWeights = "best"
+            modelEpoch = restored + 1
+        } else {
+            config.modelWeights = "final"
+        }
+        config.modelEpoch = modelEpoch
+        try SafeTensors.write(trainer.model.stateDict(), metadata: ["architecture": config.architecture,
+                                                                   "weights": config.modelWeights ?? "final"],
+                              to: directory.model)
+        try writeLearningCurves()
+        var validationReport: EvaluationReport?
+        if let validationLoader {
+            if earlyStopping?.restoredEpoch == nil, let last = trainer.lastValidationReport {
+                validationReport = last
+            } else {
+                validationReport = try trainer.evaluate(validationLoader)
+            }
+            if let r = validationReport {
+                try Plots.write(Plots.confusionMatrix(r.confusionMatrix, classNames: r.classNames,
+                                                      title: "Confusion matrix (validation)"),
+                                to: directory.file("confusion_matrix.svg"))
+            }
+        }
+        var testReport: EvaluationReport?
+        if let test = splits.test {
+            let loader = try DataLoader(test, batchSize: options.batchSize, transform: evalTransform,
+                                        workers: options.workers, strict: strict)
+            skipped.watch(loader, split: "test")
+            testReport = try trainer.evaluate(loader)
+        }
+        config.testAccuracy = testReport?.accuracy
+        // The totals are the images actually used: files found unusable while decoding are not counted.
+        config.data.trainSamples = splits.train.count - skipped.count(split: "training")
+        config.data.validationSamples = (splits.validation?.count ?? 0) - skipped.count(split: "validation")
+        config.data.testSamples = (splits.test?.count ?? 0) - skipped.count(split: "test")
+        try directory.write(config)
+
+        summary = TrainingRunSummary(run: directory.path, config: config, result: result)
+        summary.modelEpoch = modelEpoch
+        summary.validationAccuracy = validationReport?.accuracy
+        summary.validationReport = validationReport
+        summary.testReport = testReport
+        summary.seconds = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    /// Learning curves (loss, accuracy, AUC) from the history.
+    private func writeLearningCurves() throws {
+        var trainCurves: [Int: [String: Double]] = [:], validationCurves: [Int: [String: Double]] = [:]
+        for row in trainer.state.history {
+            for (key, value) in row.metrics {
+                if key.hasPrefix("val_") {
+                    let name = String(key.dropFirst(4))
+                    validationCurves[row.epoch + 1, default: [:]][name == "macro_auc" ? "auc" : name] = value
+                } else {
+                    trainCurves[row.epoch + 1, default: [:]][key] = value
+                }
+            }
+        }
+        try Plots.writeLearningCurves(train: trainCurves, validation: validationCurves,
+                                      metrics: ["loss", "accuracy", "auc"], directory: directory.path)
+    }
+
+    /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
+    /// would expect them).
+    private func prepareFeatureCache(train: DataLoader, validation: DataLoader?) throws -> TrainingFeatures? {
+        let options = config.options
+        let mode = options.featureCache ?? .auto
+        guard mode != .off, let model = trainer.model as? any ClassifierModel else { return nil }
+        let augmented = options.augment != .none
+        let refuse = { (reason: String) throws -> TrainingFeatures? in
+            if mode == .on { throw RunError.invalidSetting(setting: "featureCache", reason: "on: \(reason)") }
+            self.notify(.info("Feature cache not used: \(reason)"))
+            return nil
+        }
+        if let reason = FeatureCache.ineligibility(of: model) {
+            // A full fine-tune never expected a cache; only say why when the backbone is (partly) frozen.
+            if mode == .on || trainer.state.freeze.frozenScopes.isEmpty == false {
+                return try refuse("the backbone is not frozen (\(reason)); training goes through the full network")
+            }
+            return nil
+        }
+        if augmented && options.cacheAugmentations == nil {
+            return try refuse("augmentation \(options.augment.rawValue) changes the inputs every epoch, so training goes "
+                              + "through the full network; cache K augmented views (--cache-augmentations K), or use no augmentation")
+        }
+        let views = augmented ? options.cacheAugmentations ?? 1 : 1
+        let directory = options.featureCacheDirectory ?? FeatureCache.defaultDirectory
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let description = String(decoding: try encoder.encode(config.preprocessing), as: UTF8.self)
+        let started = Date()
+        let strict = (options.onBadImage ?? .skip).isStrict
+        func prepare(_ dataset: any ImageDataset, _ loader: DataLoader, augmentation: String, views: Int) throws
+            -> CachedFeatures {
+            try FeatureCache.prepare(model: model, dataset: dataset, transform: loader.transform,
+                                     transformDescription: "\(augmentation) \(description)", views: views,
+                                     seed: loader.seed, autocastBF16: trainer.configuration.autocastBF16,
+                                     batchSize: options.batchSize, workers: options.workers, directory: directory,
+                                     strict: strict)
+        }
+        let trainFeatures = try prepare(splits.train, train, augmentation: options.augment.rawValue, views: views)
+        var validationFeatures: CachedFeatures?
+        if let dataset = splits.validation, let validation {
+            validationFeatures = try prepare(dataset, validation, augmentation: "eval", views: 1)
+        }
+        let sets = [trainFeatures] + (validationFeatures.map { [$0] } ?? [])
+        let reused = sets.allSatisfy(\.reused)
+        notify(.info("Feature cache: \(trainFeatures.usableCount) training images × \(views) view\(views == 1 ? "" : "s")"
+            + (validationFeatures.map { " + \($0.usableCount) validation images" } ?? "")
+            + ", \(trainFeatures.embeddingSize) features each, "
+            + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started)))
+            + " (\(directory)); head-only epochs skip the backbone"))
+        return TrainingFeatures(train: trainFeatures, validation: validationFeatures)
+    }
+}

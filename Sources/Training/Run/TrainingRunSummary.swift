@@ -1,0 +1,96 @@
+import Foundation
+
+/// What a finished (or stopped, or interrupted) `TrainingRun` reports. Its JSON form (`Encodable`,
+/// snake_case keys, absent values as `null`) is `finetune train --json`'s output, which scripts read:
+/// keys are never renamed.
+public struct TrainingRunSummary: Encodable {
+    /// The run directory.
+    public var run: String
+    public var architecture: String
+    public var weights: String?
+    public var classes: [String]
+    /// `completed`, `stopped`, `interrupted`.
+    public var status: String
+    public var stopReason: String?
+    /// Epochs completed in total.
+    public var epochs: Int
+    public var globalStep: Int
+    /// Images used (files found unusable while decoding are not counted).
+    public var trainSamples: Int
+    public var validationSamples: Int
+    public var testSamples: Int
+    /// The last epoch's metrics.
+    public var finalMetrics: [String: Double]
+    /// The monitored metric, its best value and epoch (1-based).
+    public var monitor: String?
+    public var bestValue: Double?
+    public var bestEpoch: Int?
+    /// `final` or `best` (see `RunConfig.modelWeights`).
+    public var modelWeights: String?
+    public var modelEpoch: Int?
+    public var validationAccuracy: Double?
+    /// The final validation pass (the confusion matrix's source), not encoded.
+    public var validationReport: EvaluationReport?
+    /// The test split's evaluation; its accuracy, loss and top-k accuracy are encoded.
+    public var testReport: EvaluationReport?
+    /// Wall-clock seconds of the whole run (preparation included).
+    public var seconds: Double = 0
+
+    init(run: String, config: RunConfig, result: FitResult) {
+        self.run = run
+        architecture = config.architecture
+        weights = config.weights
+        classes = config.classNames
+        status = result.status.name
+        if case .stopped(let reason) = result.status { stopReason = reason }
+        epochs = result.epochs
+        globalStep = result.globalStep
+        trainSamples = config.data.trainSamples
+        validationSamples = config.data.validationSamples
+        testSamples = config.data.testSamples
+        finalMetrics = result.history.last?.metrics ?? [:]
+        monitor = result.best?.metric
+        bestValue = result.best?.best
+        bestEpoch = result.best?.bestEpoch.map { $0 + 1 }
+        modelWeights = config.modelWeights
+        modelEpoch = config.modelEpoch
+    }
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        func put<T: Encodable>(_ key: String, _ value: T?) throws {
+            if let value { try c.encode(value, forKey: Key(key)) } else { try c.encodeNil(forKey: Key(key)) }
+        }
+        func number(_ x: Double?) -> Double? { x.flatMap { $0.isFinite ? $0 : nil } }
+        try put("run_dir", run)
+        try put("architecture", architecture)
+        try put("weights", weights)
+        try put("classes", classes)
+        try put("status", status)
+        try put("stop_reason", stopReason)
+        try put("epochs", epochs)
+        try put("global_step", globalStep)
+        try put("train_samples", trainSamples)
+        try put("validation_samples", validationSamples)
+        try put("test_samples", testSamples)
+        try put("final_metrics", finalMetrics.compactMapValues(number))
+        try put("monitor", monitor)
+        try put("best_value", number(bestValue))
+        try put("best_epoch", bestEpoch)
+        try put("model_weights", modelWeights)
+        try put("model_epoch", modelEpoch)
+        try put("test_accuracy", number(testReport?.accuracy))
+        try put("test_loss", number(testReport?.loss))
+        try put("validation_accuracy", number(validationAccuracy))
+        try put("seconds", seconds)
+        if let report = testReport, let k = report.topK { try put("test_top\(k)_accuracy", number(report.topKAccuracy)) }
+    }
+}

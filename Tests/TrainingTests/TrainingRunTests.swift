@@ -1,0 +1,128 @@
+import Data
+import Foundation
+import TensorIO
+import Torch
+import Training
+import Vision
+import XCTest
+
+/// A whole run through the library, without the binary: create, interrupt, resume, evaluate.
+final class TrainingRunTests: XCTestCase {
+    /// root/train/<class>/*.png (6 each) and root/test/<class>/*.png (2 each), 24×24 colour images.
+    func makeData() throws -> String {
+        let root = try TRData.temporaryDirectory(self) + "/data"
+        var state: UInt32 = 7
+        for (split, count) in [("train", 6), ("test", 2)] {
+            for (c, name) in ["blue", "green", "red"].enumerated() {
+                let folder = "\(root)/\(split)/\(name)"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                for i in 0..<count {
+                    var rgb: [UInt8] = []
+                    for _ in 0..<(24 * 24) {
+                        for channel in 0..<3 {
+                            state = state &* 1_664_525 &+ 1_013_904_223
+                            rgb.append((channel == 2 - c ? 180 : 0) &+ UInt8(state >> 27))
+                        }
+                    }
+                    try Image(rgb: rgb, width: 24, height: 24).pngData().write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
+                }
+            }
+        }
+        return root
+    }
+
+    func specification(data: String, out: String) -> TrainingRun.Specification {
+        var spec = TrainingRun.Specification(data: data, architecture: "mobilenet_v2", weights: nil, runDirectory: out)
+        spec.recipe.optimizer = .sgd
+        spec.recipe.learningRate = 0.01
+        spec.recipe.schedule = .cosine(etaMin: 0, periodSteps: nil)
+        spec.options = TrainOptions(epochs: 3, batchSize: 4, augment: .standard, valSplit: 0.25, seed: 3, workers: 0,
+                                    inputSize: 32)
+        return spec
+    }
+
+    /// Interrupts (as Ctrl-C would) after `step` optimizer steps.
+    final class Interrupter: TrainingCallback {
+        let step: Int
+        let stop: SignalStop
+        init(step: Int, stop: SignalStop) { self.step = step; self.stop = stop }
+        func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+            if case .batchEnd(let r) = event, r.step == step { stop.trigger() }
+        }
+    }
+
+    func testARunInterruptedAndResumedThroughTheLibraryEqualsAnUninterruptedOne() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        var notices: [String] = []
+        let quiet: (TrainingRun.Notice) -> Void = { if case .info(let t) = $0 { notices.append(t) } }
+
+        let straight = try TrainingRun.create(specification(data: data, out: runs + "/a"), notify: quiet)
+        straight.signalStop = SignalStop(signals: [])
+        let a = try straight.run()
+        XCTAssertEqual(a.status, "completed")
+        XCTAssertEqual(a.epochs, 3)
+        XCTAssertEqual(a.trainSamples, 12)
+        XCTAssertEqual(a.validationSamples, 6)
+        XCTAssertEqual(a.testSamples, 6)
+        XCTAssertNotNil(a.testReport)
+
+        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: quiet)
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 5, stop: stop)]  // mid-epoch 2 (3 steps per epoch)
+        let interrupted = try first.run()
+        XCTAssertEqual(interrupted.status, "interrupted")
+        XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().status, "interrupted")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/b/model.safetensors"))
+
+        let resumed = try TrainingRun.resume(runs + "/b", notify: quiet)
+        resumed.signalStop = SignalStop(signals: [])
+        let b = try resumed.run()
+        XCTAssertEqual(b.status, "completed")
+        XCTAssertEqual(b.epochs, 3)
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed run")
+        XCTAssertEqual(a.testReport?.accuracy, b.testReport?.accuracy)
+
+        // The run directory evaluates through the library too.
+        let directory = RunDirectory(runs + "/b")
+        let config = try directory.readConfig()
+        XCTAssertEqual(config.status, "completed")
+        let model = try directory.loadModel(config)
+        let test = try ImageFolderDataset(root: data + "/test", classNames: config.classNames)
+        let evaluation = try Trainer(model: model, configuration: TrainingConfiguration())
+            .evaluate(try DataLoader(test, batchSize: 4, transform: EvaluationTransform(config.preprocessing), workers: 0))
+        XCTAssertEqual(evaluation.accuracy, b.testReport?.accuracy)
+        XCTAssertTrue(notices.contains { $0.hasPrefix("Resuming \(directory.path)") }, "\(notices)")
+
+        // The summary's JSON keeps the command line's keys.
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(b)) as? [String: Any])
+        for key in ["run_dir", "architecture", "weights", "classes", "status", "stop_reason", "epochs", "global_step",
+                    "train_samples", "validation_samples", "test_samples", "final_metrics", "monitor", "best_value",
+                    "best_epoch", "model_weights", "model_epoch", "test_accuracy", "test_loss", "validation_accuracy",
+                    "seconds"] {
+            XCTAssertNotNil(json[key], "missing \(key)")
+        }
+    }
+
+    func testAFailedRunSaysSoInItsConfig() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        var spec = specification(data: data, out: out)
+        spec.options.epochs = 1
+        let run = try TrainingRun.create(spec, notify: { _ in })
+        run.signalStop = SignalStop(signals: [])
+        final class Fail: TrainingCallback {
+            func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+                if case .batchEnd = event { throw TrainingError.invalidConfiguration("simulated failure") }
+            }
+        }
+        run.extraCallbacks = [Fail()]
+        XCTAssertThrowsError(try run.run())
+        XCTAssertEqual(try RunDirectory(out).readConfig().status, "failed")
+        // The lock is released: the run can be replaced.
+        spec.overwrite = true
+        XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
+    }
+}
