@@ -1,4 +1,5 @@
 import AtomicFiles
+import Data
 import Foundation
 import Training
 import XCTest
@@ -89,6 +90,39 @@ final class LoggerTests: XCTestCase {
         let missing = try CSVLogger(path: path("sub/new.csv"), resume: true)
         try missing.log(epoch: 0, step: 0, metrics: ["a": 2])
         XCTAssertEqual(try contents(path("sub/new.csv")), "epoch,step,a\n0,0,2.0\n")
+    }
+
+    /// history.csv is RFC 4180: the shared reader (`Data.CSV`) reads back exactly what was logged, and
+    /// the logger reads fields that hold quotes, commas and line breaks.
+    func testCSVLoggerFileReadBackByTheCSVReader() throws {
+        let file = path("history.csv")
+        let logger = try CSVLogger(path: file)
+        let names = ["val \"top-1\"", "a,b", "精度 🙂", "loss"]
+        try logger.log(epoch: 1, step: 10, metrics: [names[0]: 0.5, names[1]: 1.0 / 3, names[2]: .nan, names[3]: 2])
+        try logger.log(epoch: 2, step: 20, metrics: [names[1]: -.infinity, names[3]: 1e-300])
+        logger.close()
+        let records = try CSV.parse(try contents(file))
+        XCTAssertEqual(records.map(\.fields), [
+            ["epoch", "step"] + names.sorted(),
+            ["1", "10", "0.3333333333333333", "2.0", "0.5", "nan"],
+            ["2", "20", "-inf", "1e-300", "", ""],
+        ])
+
+        // A header cell with a line break (quoted) and a quoted comma survive a resume.
+        let written = CSV.text([["epoch", "step", "two\nlines", "x,y"], ["1", "5", "0.25", "1.5"]], lineEnding: .crlf)
+        try written.write(toFile: path("multi.csv"), atomically: true, encoding: .utf8)
+        let resumed = try CSVLogger(path: path("multi.csv"), resume: true)
+        XCTAssertEqual(resumed.columns, ["two\nlines", "x,y"])
+        XCTAssertEqual(try resumed.read().first?.metrics, ["two\nlines": 0.25, "x,y": 1.5])
+        try resumed.log(epoch: 2, step: 6, metrics: ["x,y": 3])
+        XCTAssertEqual(try CSV.parse(try contents(path("multi.csv"))).map(\.fields),
+                       [["epoch", "step", "two\nlines", "x,y"], ["1", "5", "0.25", "1.5"], ["2", "6", "", "3.0"]])
+        // Cut off inside a quoted cell by a crash: the partial row is dropped on resume.
+        try (CSV.text([["epoch", "step", "note"], ["1", "5", "ok"]]) + "2,6,\"half\nwritten")
+            .write(toFile: path("cut.csv"), atomically: true, encoding: .utf8)
+        let cut = try CSVLogger(path: path("cut.csv"), resume: true)
+        XCTAssertEqual(try cut.read().map(\.step), [5])
+        XCTAssertEqual(try contents(path("cut.csv")), "epoch,step,note\n1,5,ok\n")
     }
 
     // MARK: - The write loop the loggers, checkpoints and atomic files share

@@ -3,7 +3,7 @@ import Foundation
 /// Images listed in a CSV file of `path,label` rows.
 ///
 /// * RFC 4180 quoting (`"a, b.jpg"`, `""` for a quote), LF or CRLF line ends, a UTF-8 BOM and blank
-///   lines are accepted; fields are trimmed. Extra columns are ignored.
+///   lines are accepted; fields are trimmed (read by `CSV`). Extra columns are ignored.
 /// * Header: `header: nil` detects one when the first row's first field is a path-like column name
 ///   (path, file, filename, file_name, filepath, image, image_path, img) or its second field a
 ///   label-like one (label, labels, class, class_name, category, target, y). With a header, the path
@@ -111,62 +111,12 @@ public struct CSVDataset: ImageDataset {
         }
     }
 
-    struct Row {
-        var line: Int
-        var fields: [String]
-    }
-
-    /// RFC 4180 parsing; blank rows are dropped and fields trimmed.
-    static func parse(_ text: String, path: String) throws -> [Row] {
-        var rows: [Row] = []
-        var fields: [String] = []
-        var field = ""
-        var quoted = false, inQuotes = false
-        var line = 1, rowLine = 1
-        var chars = Array(text.unicodeScalars)[...]
-        func endField() {
-            fields.append(quoted ? field : field.trimmingCharacters(in: .whitespaces))
-            field = ""
-            quoted = false
+    /// The CSV's records (RFC 4180, fields trimmed; see `CSV`), blank lines left out.
+    static func parse(_ text: String, path: String) throws -> [CSV.Record] {
+        do {
+            return try CSV.parse(text, trimmingWhitespace: true).filter { $0.fields != [""] }
+        } catch let error as CSV.ParseError {
+            throw DataError.corrupt(path: path, reason: error.description)
         }
-        func endRow() {
-            endField()
-            if !(fields.count == 1 && fields[0].isEmpty) { rows.append(Row(line: rowLine, fields: fields)) }
-            fields = []
-        }
-        while let c = chars.popFirst() {
-            if inQuotes {
-                if c == "\"" {
-                    if chars.first == "\"" { chars.removeFirst(); field.unicodeScalars.append("\"") }
-                    else { inQuotes = false }
-                } else {
-                    if c == "\n" { line += 1 }
-                    field.unicodeScalars.append(c)
-                }
-                continue
-            }
-            switch c {
-            case "\"" where field.trimmingCharacters(in: .whitespaces).isEmpty && !quoted:
-                field = ""
-                inQuotes = true
-                quoted = true
-            case ",":
-                endField()
-            case "\r":
-                if chars.first == "\n" { chars.removeFirst() }
-                endRow(); line += 1; rowLine = line
-            case "\n":
-                endRow(); line += 1; rowLine = line
-            default:
-                if quoted {
-                    if c == " " || c == "\t" { continue }
-                    throw DataError.corrupt(path: path, reason: "line \(line): text after a closing quote")
-                }
-                field.unicodeScalars.append(c)
-            }
-        }
-        if inQuotes { throw DataError.corrupt(path: path, reason: "line \(rowLine): unterminated quoted field") }
-        if !field.isEmpty || !fields.isEmpty || quoted { endRow() }
-        return rows
     }
 }

@@ -1,4 +1,5 @@
 import AtomicFiles
+import Data
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -103,8 +104,8 @@ final class AppendingFile {
 /// seen later becomes a new column at the end: the whole file is rewritten atomically with empty
 /// cells for the earlier rows. Values are written with full precision (Swift's shortest
 /// representation that reads back exactly; `nan`, `inf`, `-inf` for non-finite values) and each
-/// row is written as soon as it is logged. Fields containing commas, quotes or newlines are quoted
-/// (RFC 4180).
+/// row is written as soon as it is logged. The file is RFC 4180 CSV, written and read by `Data.CSV`
+/// (fields containing commas, quotes or line breaks are quoted).
 ///
 /// Resuming: `CSVLogger(path:resume: true)` keeps the rows already there (dropping a partial last
 /// line) and appends; call `truncate(afterStep:)` with the checkpoint's step first to drop rows
@@ -120,16 +121,16 @@ public final class CSVLogger {
     public init(path: String, resume: Bool = false) throws {
         self.path = path
         if resume, let data = try LogFiles.read(path) {
-            let (lines, partial) = LogFiles.lines(data)
-            if let header = lines.first {
-                let names = CSV.parse(header)
+            let (records, partial) = try Self.records(data, path: path)
+            if let header = records.first {
+                let names = header.fields
                 guard names.count >= 2, names[0] == "epoch", names[1] == "step" else {
                     throw LogFileError(path: path, "not a history file: the header does not start with epoch,step")
                 }
                 columns = Array(names.dropFirst(2))
             }
             if partial { try rewrite(rows: try readRows()) }
-            if !lines.isEmpty { file = try AppendingFile(path: path) }
+            if !records.isEmpty { file = try AppendingFile(path: path) }
         }
     }
 
@@ -150,7 +151,7 @@ public final class CSVLogger {
             columns += newNames
             try rewrite(rows: rows)
         }
-        let row = Row(epoch: epoch, step: step, cells: columns.map { metrics[$0].map(CSV.format) ?? "" })
+        let row = Row(epoch: epoch, step: step, cells: columns.map { metrics[$0].map(Self.format) ?? "" })
         try file!.append(Data((row.line + "\n").utf8))
     }
 
@@ -166,7 +167,7 @@ public final class CSVLogger {
     public func read() throws -> [(epoch: Int, step: Int, metrics: [String: Double])] {
         try readRows().map { row in
             var metrics: [String: Double] = [:]
-            for (name, cell) in zip(columns, row.cells) where !cell.isEmpty { metrics[name] = CSV.value(cell) }
+            for (name, cell) in zip(columns, row.cells) where !cell.isEmpty { metrics[name] = Self.value(cell) }
             return (row.epoch, row.step, metrics)
         }
     }
@@ -182,20 +183,29 @@ public final class CSVLogger {
         var epoch: Int
         var step: Int
         var cells: [String]
-        var line: String { (["\(epoch)", "\(step)"] + cells).map(CSV.quote).joined(separator: ",") }
+        var line: String { CSV.record(["\(epoch)", "\(step)"] + cells) }
     }
 
-    func headerLine() -> String { (["epoch", "step"] + columns).map(CSV.quote).joined(separator: ",") }
+    func headerLine() -> String { CSV.record(["epoch", "step"] + columns) }
+
+    /// The complete records of a history file (header first), and whether a partial one follows them
+    /// (a write cut off by a crash).
+    static func records(_ data: Data, path: String) throws -> (records: [CSV.Record], partial: Bool) {
+        do {
+            return try CSV.completeRecords(String(decoding: data, as: UTF8.self))
+        } catch let error as CSV.ParseError {
+            throw LogFileError(path: path, "not a history file: \(error)")
+        }
+    }
 
     /// The complete rows under the current header, each padded to the current columns.
     func readRows() throws -> [Row] {
         guard let data = try LogFiles.read(path) else { return [] }
-        let (lines, _) = LogFiles.lines(data)
         var rows: [Row] = []
-        for (i, line) in lines.enumerated().dropFirst() where !line.isEmpty {
-            let fields = CSV.parse(line)
+        for record in try Self.records(data, path: path).records.dropFirst() where record.fields != [""] {
+            let fields = record.fields
             guard fields.count >= 2, let epoch = Int(fields[0]), let step = Int(fields[1]) else {
-                throw LogFileError(path: path, "line \(i + 1) is not a history row: \(line)")
+                throw LogFileError(path: path, "line \(record.line) is not a history row: \(CSV.record(fields))")
             }
             var cells = Array(fields.dropFirst(2).prefix(columns.count))
             cells += Array(repeating: "", count: columns.count - cells.count)
@@ -217,8 +227,8 @@ public final class CSVLogger {
     }
 }
 
-/// Minimal RFC 4180 fields.
-enum CSV {
+extension CSVLogger {
+    /// A value as a cell: Swift's shortest exact representation; `nan`, `inf`, `-inf` when not finite.
     static func format(_ value: Double) -> String {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value > 0 ? "inf" : "-inf" }
@@ -232,33 +242,5 @@ enum CSV {
         case "-inf": return -.infinity
         default: return Double(cell)
         }
-    }
-
-    static func quote(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
-        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
-    static func parse(_ line: String) -> [String] {
-        var fields: [String] = [], current = "", inQuotes = false
-        var chars = Array(line.unicodeScalars)[...]
-        while let c = chars.popFirst() {
-            if inQuotes {
-                if c == "\"" {
-                    if chars.first == "\"" { current.unicodeScalars.append("\""); chars.removeFirst() } else { inQuotes = false }
-                } else {
-                    current.unicodeScalars.append(c)
-                }
-            } else if c == "\"" {
-                inQuotes = true
-            } else if c == "," {
-                fields.append(current)
-                current = ""
-            } else if c != "\r" {
-                current.unicodeScalars.append(c)
-            }
-        }
-        fields.append(current)
-        return fields
     }
 }
