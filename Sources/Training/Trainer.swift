@@ -317,7 +317,14 @@ public final class Trainer {
             var trainedBatches = 0
             while let batch = try run.nextBatch() {
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
-                let result = try step(batch, input: cached == nil ? .images : .features)
+                let result: BatchResult
+                do {
+                    result = try step(batch, input: cached == nil ? .images : .features)
+                } catch TrainingError.diverged(let step, let loss) {
+                    run.cancel()
+                    status = .diverged(step: step, loss: loss)
+                    break epochLoop
+                }
                 trainedBatches += 1
                 try dispatch(.batchEnd(result))
                 if stopReason != nil || signalStop?.isTriggered == true { break }
@@ -508,6 +515,9 @@ public final class Trainer {
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
             return (try computeLoss(logits: logits, labels: labels), logits)
         }
+        // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
+        let lossValue = try loss.item()
+        guard lossValue.isFinite else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
         try loss.backward()
         var norm: Double?
         if let maxNorm = configuration.gradientClipNorm {
@@ -516,7 +526,6 @@ public final class Trainer {
         }
         try optimizer.step()
         try optimizer.zeroGrad()
-        let lossValue = try loss.item()
         let correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: labels) }
         let n = batch.count
         state.globalStep += 1

@@ -21,6 +21,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case resumeMismatch(String)
     /// A split has no image that could be used (all were skipped as unreadable, or it is empty).
     case noUsableData(String)
+    /// The loss of optimizer step `step` was NaN or infinite (the step was not applied).
+    case diverged(step: Int, loss: Double)
 
     public var description: String {
         switch self {
@@ -34,6 +36,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case let .checkpoint(path, reason): return "checkpoint \(path): \(reason)"
         case .resumeMismatch(let m): return "cannot resume: \(m)"
         case .noUsableData(let m): return m
+        case let .diverged(step, loss): return "training diverged: the loss of step \(step) is \(loss)"
         }
     }
 }

@@ -77,12 +77,16 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
     /// SIGINT/SIGTERM (or `SignalStop.trigger`): a resumable checkpoint was written to `checkpoint`
     /// when a checkpoint directory is configured.
     case interrupted(checkpoint: String?)
+    /// The loss of optimizer step `step` (1-based) was NaN or infinite: training stopped before
+    /// applying it, and no checkpoint was written after the last good one.
+    case diverged(step: Int, loss: Double)
 
     public var name: String {
         switch self {
         case .completed: return "completed"
         case .stopped: return "stopped"
         case .interrupted: return "interrupted"
+        case .diverged: return "diverged"
         }
     }
 
@@ -91,6 +95,7 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
         case .completed: return "completed"
         case .stopped(let reason): return "stopped: \(reason)"
         case .interrupted(let path): return "interrupted" + (path.map { " (checkpoint \($0))" } ?? "")
+        case .diverged(let step, let loss): return "diverged at step \(step) (loss \(loss))"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TensorIO
 import XCTest
 
 /// Issue 18's hostile-user findings 1, 3, 4 and 5, reproduced against the `finetune` binary: each
@@ -161,6 +162,41 @@ final class ReliabilityCLITests: XCTestCase {
         config["preprocessing"] = preprocessing
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
         assertError(try run(["predict", out, data + "/test/red"]), mentions: [configPath, "memory"])
+    }
+
+    // MARK: Finding 6
+
+    /// A run trained with one intra-op thread and resumed without --threads (on a machine whose
+    /// default is every core) resumes with the run's own thread count, bit-exactly.
+    func testResumeWithoutThreadsUsesTheRunsThreadCountAndIsBitExact() throws {
+        let data = try dataset()
+        let runs = try temporaryFolder("threads")
+        let flags = ["--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32", "--batch-size", "4",
+                     "--workers", "0", "--threads", "1", "--epochs", "3", "--val-split", "0.25", "--lr", "0.01",
+                     "--save-every-steps", "1"]
+        let straight = try run(["train", data, "--out", runs + "/a"] + flags)
+        XCTAssertEqual(straight.status, 0, straight.stderr)
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["train", data, "--out", runs + "/b"] + flags
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline {
+            let history = (try? String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8)) ?? ""
+            if history.split(separator: "\n").count >= 2 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertTrue(process.isRunning, "the run finished before it could be killed")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let resumed = try run(["train", "--resume", runs + "/b"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("Using the run's 1 intra-op threads"), resumed.stdout)
+        let a = try SafeTensors.load(runs + "/a/model.safetensors")
+        let b = try SafeTensors.load(runs + "/b/model.safetensors")
+        for (key, tensor) in a { XCTAssertTrue(try tensor.allClose(XCTUnwrap(b[key]), rtol: 0, atol: 0), key) }
     }
 
     // MARK: Finding 5

@@ -242,3 +242,32 @@ final class RunDirectoryTests: XCTestCase {
         }
     }
 }
+
+/// Issue 18, finding 7: a NaN or infinite loss stops the run as `diverged`, naming the step,
+/// before the step is applied.
+final class DivergenceTests: XCTestCase {
+    func testANonFiniteLossStopsTheRunAsDivergedWithoutApplyingTheStep() throws {
+        let model = try TRTinyNet()
+        let trainer = try Trainer(model: model, configuration: TrainingConfiguration(optimizer: .sgd(learningRate: 0.1)))
+        let loader = try TRData.loader(try TRData.dataset(count: 16), batchSize: 4)
+        try trainer.fit(train: loader, epochs: 1)  // four good steps
+        let before = try TRData.snapshot(model.stateDict())
+        // Poison the head's bias with infinity: the next loss is not finite.
+        let bias = try XCTUnwrap(model.stateDict()["classifier.1.bias"])
+        try withNoGrad { try bias.fill_(.infinity) }
+        let poisoned = try TRData.snapshot(model.stateDict())
+        XCTAssertNotEqual(before["classifier.1.bias"], poisoned["classifier.1.bias"])
+        let result = try trainer.fit(train: loader, epochs: 2)
+        guard case .diverged(let step, let loss) = result.status else { return XCTFail("\(result.status)") }
+        XCTAssertEqual(step, 5)
+        XCTAssertFalse(loss.isFinite)
+        XCTAssertEqual(result.status.name, "diverged")
+        XCTAssertEqual(result.globalStep, 4, "the diverged step is not counted")
+        // No optimizer step: every parameter is as it was (BatchNorm's running statistics did see the
+        // forward pass, as they do in PyTorch).
+        let after = try TRData.snapshot(model.stateDict())
+        for (key, _) in model.namedParameters() {
+            XCTAssertTrue(after[key] == poisoned[key], "\(key) changed")
+        }
+    }
+}

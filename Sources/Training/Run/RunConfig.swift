@@ -46,6 +46,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// What to do with an image that cannot be decoded: `skip` (report it once and leave it out) or
     /// `fail` (stop with an error naming it). nil in older runs: skip.
     public var onBadImage: BadImagePolicy?
+    /// The intra-op threads the run trained with (nil in older runs). A resumed run uses them again:
+    /// LibTorch's reductions split work by thread, so another count changes the last bits.
+    public var threads: Int?
 
     public init(epochs: Int, batchSize: Int, augment: Augmentation = .standard, valSplit: Double? = nil,
                 limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,

@@ -177,6 +177,7 @@ public final class TrainingRun {
             if case .unknownScope = error { throw bad("trainableScopes", "\(error)") }
             throw error
         }
+        options.threads = Runtime.numThreads
         let now = RunDirectory.timestamp()
         let config = RunConfig(
             architecture: spec.architecture, weights: spec.weights, classNames: classNames, preprocessing: preprocessing,
@@ -250,11 +251,15 @@ public final class TrainingRun {
         public var workers: Int?
         /// Undecodable images policy (nil: the run's).
         public var onBadImage: BadImagePolicy?
-        public init(data: String? = nil, epochs: Int? = nil, workers: Int? = nil, onBadImage: BadImagePolicy? = nil) {
+        /// Intra-op threads (nil: the run's own, which `resume` sets; another count is not bit-exact).
+        public var threads: Int?
+        public init(data: String? = nil, epochs: Int? = nil, workers: Int? = nil, onBadImage: BadImagePolicy? = nil,
+                    threads: Int? = nil) {
             self.data = data
             self.epochs = epochs
             self.workers = workers
             self.onBadImage = onBadImage
+            self.threads = threads
         }
     }
 
@@ -272,6 +277,17 @@ public final class TrainingRun {
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
         try validate(config.options)
+        if let threads = changes.threads {
+            try Runtime.setNumThreads(threads)
+            if let recorded = config.options.threads, recorded != threads {
+                notify(.warning("resuming with \(threads) intra-op threads; the run trained with \(recorded), so the "
+                    + "result will differ from an uninterrupted run in the last bits"))
+            }
+            config.options.threads = threads
+        } else if let recorded = config.options.threads {
+            try Runtime.setNumThreads(min(recorded, Runtime.maxThreads))
+            notify(.info("Using the run's \(recorded) intra-op threads (a resume is bit-exact only with the same count)"))
+        }
         let root = changes.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? config.data.path
         let splits = try RunSplits.load(root, options: config.options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
@@ -357,10 +373,13 @@ public final class TrainingRun {
         config.training = trainer.configuration
         config.updatedAt = RunDirectory.timestamp()
         var summary = TrainingRunSummary(run: directory.path, config: config, result: result)
-        if case .interrupted = result.status {
+        switch result.status {
+        case .interrupted, .diverged:  // no final weights: resume (or fix the settings) from the last checkpoint
             try directory.write(config)
             summary.seconds = Date().timeIntervalSince(started)
             return summary
+        case .completed, .stopped:
+            break
         }
 
         // Final weights (the best epoch's when early stopping restored them).

@@ -42,7 +42,11 @@ public struct TrainingRunSummary: Encodable {
         weights = config.weights
         classes = config.classNames
         status = result.status.name
-        if case .stopped(let reason) = result.status { stopReason = reason }
+        switch result.status {
+        case .stopped(let reason): stopReason = reason
+        case .diverged(let step, let loss): stopReason = "the loss of step \(step) is \(loss)"
+        case .completed, .interrupted: break
+        }
         epochs = result.epochs
         globalStep = result.globalStep
         trainSamples = config.data.trainSamples

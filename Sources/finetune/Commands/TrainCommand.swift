@@ -190,7 +190,8 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads)
+        // A resumed run keeps its own thread count unless --threads says otherwise (bit-exact resume).
+        if resume == nil || threads != nil { try applyThreads(threads) }
         let notify: (TrainingRun.Notice) -> Void = { [json] notice in
             switch notice {
             case .info(let text): if json { printError(text) } else { print(text); fflush(stdout) }
@@ -200,7 +201,8 @@ struct TrainCommand: ParsableCommand {
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
                 return try TrainingRun.resume(resume, changes: .init(data: data, epochs: epochs, workers: workers,
-                                                                     onBadImage: onBadImage), notify: notify)
+                                                                     onBadImage: onBadImage, threads: threads),
+                                              notify: notify)
             }
             return try TrainingRun.create(try specification(), finetuneVersion: finetuneVersion, notify: notify)
         }
@@ -212,6 +214,12 @@ struct TrainCommand: ParsableCommand {
             let path = trainingRun.directory.lastCheckpoint
             notify(.info("Interrupted: checkpoint \(path); continue with `finetune train --resume \(trainingRun.directory.path)`"))
             throw ExitCode(130)
+        }
+        if summary.status == "diverged" {
+            if json { printEncodedJSON(summary) }
+            throw ValidationError("training diverged: \(summary.stopReason ?? "non-finite loss"); the step was not applied. "
+                + "The last good checkpoint is \(trainingRun.directory.lastCheckpoint) ; lower --lr (or clip "
+                + "gradients with --clip-grad-norm) and train again")
         }
         if json { printEncodedJSON(summary); return }
         print("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
