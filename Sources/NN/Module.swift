@@ -204,6 +204,13 @@ open class Module {
             guard let source = incoming[key] else { report.missing.append(key); continue }
             if source.shape != target.shape {
                 report.shapeMismatched.append(.init(key: key, expected: target.shape, found: source.shape))
+            } else if source.dtype.isFloatingPoint != target.dtype.isFloatingPoint {
+                // A float weight stored as integers (or the reverse) is a damaged or foreign file.
+                report.dtypeMismatched.append(.init(key: key, expected: target.dtype.description,
+                                                    found: source.dtype.description))
+            } else if source.dtype.isFloatingPoint, source.count > 0,
+                      try source.isFinite().to(.float32).min().item() < 1 {
+                report.nonFinite.append(key)
             } else {
                 toCopy.append((target, source))
             }
@@ -229,8 +236,19 @@ public struct LoadReport: CustomStringConvertible, Equatable {
     public var missing: [String] = []
     public var unexpected: [String] = []
     public var shapeMismatched: [Mismatch] = []
+    /// A floating-point tensor stored with an integer dtype, or the reverse.
+    public struct DTypeMismatch: Equatable {
+        public let key: String
+        public let expected: String
+        public let found: String
+    }
+    public var dtypeMismatched: [DTypeMismatch] = []
+    /// Floating-point tensors holding NaN or infinity (never loaded).
+    public var nonFinite: [String] = []
 
-    public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && shapeMismatched.isEmpty }
+    public var isClean: Bool {
+        missing.isEmpty && unexpected.isEmpty && shapeMismatched.isEmpty && dtypeMismatched.isEmpty && nonFinite.isEmpty
+    }
 
     public var description: String {
         var lines = ["loaded \(loaded) tensors"]
@@ -238,6 +256,12 @@ public struct LoadReport: CustomStringConvertible, Equatable {
         if !unexpected.isEmpty { lines.append("unexpected keys: " + unexpected.joined(separator: ", ")) }
         for m in shapeMismatched {
             lines.append("size mismatch for \(m.key): the model has \(m.expected), the file has \(m.found)")
+        }
+        for m in dtypeMismatched {
+            lines.append("dtype mismatch for \(m.key): the model has \(m.expected), the file has \(m.found)")
+        }
+        if !nonFinite.isEmpty {
+            lines.append("NaN or infinite values in: " + nonFinite.joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
     }

@@ -195,12 +195,20 @@ public struct Checkpoint {
             throw TrainingError.checkpoint(path: directory, reason: "no complete checkpoint there")
         }
         let manifest = try readManifest(found)
-        let model = try SafeTensors.loadCopy(found + "/" + modelFile)
-        let tensors = try SafeTensors.loadCopy(found + "/" + optimizerFile)
+        /// Every failure names the file it came from.
+        func reading<T>(_ file: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let error as TrainingError { throw error } catch {
+                throw TrainingError.checkpoint(path: found + "/" + file, reason: "unreadable: \(error)")
+            }
+        }
+        let model = try reading(modelFile) { try SafeTensors.loadCopy(found + "/" + modelFile) }
+        let tensors = try reading(optimizerFile) { try SafeTensors.loadCopy(found + "/" + optimizerFile) }
         guard let json = FileManager.default.contents(atPath: found + "/" + optimizerHyperparametersFile) else {
             throw TrainingError.checkpoint(path: found, reason: "no \(optimizerHyperparametersFile)")
         }
-        let optimizer = try OptimizerState(tensors: tensors, hyperparametersJSON: json)
+        let optimizer = try reading(optimizerHyperparametersFile) {
+            try OptimizerState(tensors: tensors, hyperparametersJSON: json)
+        }
         var rng: Tensor?
         if manifest.hasRNGState {
             guard let t = try SafeTensors.loadCopy(found + "/" + rngFile)["cpu"] else {

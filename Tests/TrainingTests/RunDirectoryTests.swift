@@ -271,3 +271,23 @@ final class DivergenceTests: XCTestCase {
         }
     }
 }
+
+/// Issue 18, finding 7: a damaged checkpoint file is an error that names the file.
+final class CheckpointFileErrorTests: XCTestCase {
+    func testATruncatedOptimizerFileIsNamed() throws {
+        let directory = try TRData.temporaryDirectory(self) + "/last"
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        try trainer.fit(train: try TRData.loader(try TRData.dataset(count: 8), batchSize: 4), epochs: 1)
+        try trainer.saveCheckpoint(to: directory)
+        for file in [Checkpoint.optimizerHyperparametersFile, Checkpoint.optimizerFile, Checkpoint.modelFile] {
+            let path = directory + "/" + file
+            let original = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+            try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try Checkpoint.read(from: directory), file) { error in
+                XCTAssertTrue("\(error)".contains(path), "\(error)")
+            }
+            try original.write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertNoThrow(try Checkpoint.read(from: directory))
+    }
+}
