@@ -291,3 +291,44 @@ final class CheckpointFileErrorTests: XCTestCase {
         XCTAssertNoThrow(try Checkpoint.read(from: directory))
     }
 }
+
+/// Issue 18, finding 7: a run killed after an epoch's log rows but before that epoch's checkpoint
+/// logs the epoch again on resume; the logs are truncated to the checkpoint, so no row is doubled.
+final class ResumeLogTests: XCTestCase {
+    /// Throws at the end of `epoch`, after the loggers and before the checkpoint (a kill there).
+    final class KillAtEpochEnd: TrainingCallback {
+        let epoch: Int
+        init(epoch: Int) { self.epoch = epoch }
+        func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+            if case .epochEnd(let r) = event, r.epoch == epoch { throw TrainingError.invalidConfiguration("killed") }
+        }
+    }
+
+    func testAKillBetweenAnEpochsLogRowAndItsCheckpointLeavesNoDuplicateRows() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        let history = directory + "/history.csv", events = directory + "/events.jsonl"
+        func callbacks(kill: Bool) -> [TrainingCallback] {
+            [CSVLoggerCallback(path: history), JSONLinesLoggerCallback(path: events)]
+                + (kill ? [KillAtEpochEnd(epoch: 1)] : [])
+                + [ModelCheckpoint(directory: directory + "/checkpoints", everySteps: 1)]
+        }
+        let loader = try TRData.loader(try TRData.dataset(count: 16), batchSize: 4)
+        var configuration = TrainingConfiguration()
+        configuration.checkpointDirectory = directory + "/checkpoints"
+        let first = try Trainer(model: try TRTinyNet(), configuration: configuration, callbacks: callbacks(kill: true))
+        XCTAssertThrowsError(try first.fit(train: loader, epochs: 3))
+        let resumed = try Trainer.resume(from: directory + "/checkpoints/last", model: try TRTinyNet(),
+                                         callbacks: callbacks(kill: false))
+        XCTAssertEqual(resumed.state.epoch, 1, "resumes inside epoch 1, after its last step")
+        try resumed.fit(train: loader, epochs: 3)
+
+        let rows = try CSVLogger(path: history, resume: true).read()
+        XCTAssertEqual(rows.map(\.epoch), [0, 1, 2])
+        let logged = try JSONLinesLogger(path: events, resume: true).read()
+        for name in ["epoch", "train"] {
+            let keys = logged.filter { $0["event"] as? String == name }.map { "\($0["epoch"] ?? "")/\($0["step"] ?? "")" }
+            XCTAssertEqual(keys.count, Set(keys).count, "\(name) events doubled: \(keys)")
+        }
+        XCTAssertEqual(logged.filter { $0["event"] as? String == "epoch" }.count, 3)
+    }
+}

@@ -17,7 +17,7 @@ public final class CSVLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try CSVLogger(path: path, resume: info.resumed)
-            if info.resumed { try logger.truncate(afterStep: info.startStep) }
+            if info.resumed { try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch) }
             self.logger = logger
         case .epochEnd(let r):
             try logger?.log(epoch: r.epoch, step: r.step, metrics: r.metrics)
@@ -46,7 +46,9 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try JSONLinesLogger(path: path, resume: info.resumed)
-            if info.resumed { try logger.truncate(afterStep: info.startStep) }
+            if info.resumed {
+                try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch, atEpochStart: info.startBatch == 0)
+            }
             self.logger = logger
             try logger.log(event: "fit_start", epoch: info.startEpoch, step: info.startStep,
                            info: ["epochs": "\(info.epochs)", "resumed": "\(info.resumed)",

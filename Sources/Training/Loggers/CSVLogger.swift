@@ -156,11 +156,12 @@ public final class CSVLogger {
     }
 
     /// Drops every row whose step is greater than `step` (atomically), e.g. rows logged after the
-    /// checkpoint a run resumes from.
-    public func truncate(afterStep step: Int) throws {
+    /// checkpoint a run resumes from, and with `fromEpoch`, every row of that epoch or later: a run
+    /// killed between an epoch's row and that epoch's checkpoint logs the epoch again on resume.
+    public func truncate(afterStep step: Int, fromEpoch epoch: Int? = nil) throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
         let rows = try readRows()
-        try rewrite(rows: rows.filter { $0.step <= step })
+        try rewrite(rows: rows.filter { $0.step <= step && $0.epoch < (epoch ?? Int.max) })
     }
 
     /// The rows in the file as metric dictionaries (empty cells left out), in file order.

@@ -64,12 +64,18 @@ public final class JSONLinesLogger {
     }
 
     /// Drops (atomically) every event whose top-level `step` is greater than `step`; events without
-    /// a step are kept.
-    public func truncate(afterStep step: Int) throws {
+    /// a step are kept. With `fromEpoch`, the events of that epoch or later that a resumed run logs
+    /// again are dropped too: per-epoch events (`epochEvents`), and with `atEpochStart` the phase
+    /// change logged at that epoch's start.
+    public func truncate(afterStep step: Int, fromEpoch epoch: Int? = nil, atEpochStart: Bool = false) throws {
         guard let data = try LogFiles.read(path) else { return }
         let kept = LogFiles.lines(data).lines.filter { line in
             guard let eventStep = Self.step(of: line) else { return true }
-            return eventStep <= step
+            guard eventStep <= step else { return false }
+            guard let epoch, let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let name = object["event"] as? String, let eventEpoch = object["epoch"] as? Int,
+                  eventEpoch >= epoch else { return true }
+            return !(Self.epochEvents.contains(name) || (atEpochStart && name == "phase_change"))
         }
         file.close()
         try LogFiles.writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
@@ -88,6 +94,9 @@ public final class JSONLinesLogger {
     }
 
     public func close() { file.close() }
+
+    /// Events logged once per epoch, at its end.
+    public static let epochEvents: Set<String> = ["epoch", "validation"]
 
     static func step(of line: String) -> Int? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
