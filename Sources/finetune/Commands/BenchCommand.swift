@@ -7,12 +7,12 @@ import Torch
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: the model table (the default) and the data loader.",
+        abstract: "Benchmarks: the model table (the default), the data loader and SHA-256.",
         discussion: """
             `finetune bench [options]` runs `finetune bench models`; see docs/benchmarks.md, and
             bench/compare_pytorch and bench/compare_data_loader for the comparisons with PyTorch.
             """,
-        subcommands: [ModelBench.self, LoaderBench.self],
+        subcommands: [ModelBench.self, LoaderBench.self, HashBench.self],
         defaultSubcommand: ModelBench.self)
 
     /// Decode + augment + batch throughput of the data loader on a folder of images.
