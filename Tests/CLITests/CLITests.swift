@@ -26,12 +26,15 @@ final class CLITests: XCTestCase {
 
     func run(_ arguments: [String]) throws -> Run { try Self.run(arguments) }
 
-    /// Runs the binary to completion. Standard error is drained on another thread, so neither pipe can
-    /// fill up and block the child while the other is read.
-    static func run(_ arguments: [String]) throws -> Run {
+    /// Runs the binary to completion, with `environment` added to this process's. Standard error is
+    /// drained on another thread, so neither pipe can fill up and block the child while the other is read.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
