@@ -131,13 +131,18 @@ enum MobileHead {
 
     /// Validates `options` for a model whose default head dropout is `defaultDropout`; returns the dropout.
     static func dropout(_ options: ModelOptions, default defaultDropout: Double) throws -> Double {
-        if options.includeTop, options.numClasses <= 0 {
-            throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
-        }
+        try options.checkClassCount()
         let p = options.dropout ?? defaultDropout
         guard p >= 0, p <= 1 else {
             throw NNError.invalidArgument("dropout probability has to be between 0 and 1, but got \(p)")
         }
         return p
+    }
+
+    /// The `classifier` of MobileNetV2 and EfficientNet with a top: Dropout(`dropout`), then the
+    /// Linear from `inFeatures` to the classes. nil without a top.
+    static func classifier(_ options: ModelOptions, inFeatures: Int, dropout: Double) throws -> Sequential? {
+        guard options.includeTop else { return nil }
+        return Sequential(try Dropout(p: dropout), try Linear(inFeatures, options.numClasses))
     }
 }

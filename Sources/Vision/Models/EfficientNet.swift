@@ -54,7 +54,7 @@ public final class MBConv: Module {
 /// `features.8` (1×1 to 4× the last stage's channels), `avgpool`, then `classifier` = Dropout, Linear at
 /// `classifier.1`. BatchNorm is torchvision's default for these variants (eps 1e-5, momentum 0.1);
 /// stochastic depth grows linearly to 0.2 × block index / block count.
-public final class EfficientNet: ImageClassifier {
+public final class EfficientNet: FeaturesClassifier {
     /// The scaled variants with torchvision's width/depth multipliers and head dropout.
     public enum Variant: String, CaseIterable, Sendable {
         case b0, b1, b2, b3
@@ -81,10 +81,6 @@ public final class EfficientNet: ImageClassifier {
 
     public let variant: Variant
     public let stochasticDepthProbability: Double
-    public private(set) var features: Sequential
-    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    /// Dropout and the final Linear; nil when built without a top.
-    public private(set) var classifier: Sequential?
 
     /// - Parameters:
     ///   - options: head, pooling and dropout (default: the variant's, 0.2 or 0.3).
@@ -120,13 +116,13 @@ public final class EfficientNet: ImageClassifier {
         let lastIn = stages[stages.count - 1].outChannels
         let lastOut = 4 * lastIn
         layers.append(try Conv2dNormActivation(lastIn, lastOut, kernelSize: 1, activation: SiLU()))
-        features = Sequential(layers)
-        classifier = options.includeTop
-            ? Sequential(try Dropout(p: dropout), try Linear(lastOut, options.numClasses)) : nil
         self.variant = variant
         self.stochasticDepthProbability = stochasticDepthProbability
-        super.init(architecture: variant.architecture, options: options, headPath: "classifier.1",
-                   embeddingSize: lastOut, featureChannels: lastOut)
+        // `avgpool` is there with or without a top, as in torchvision; `classifier`: Dropout, final Linear.
+        super.init(architecture: variant.architecture, options: options, top: .pooled, features: Sequential(layers),
+                   avgpool: AdaptiveAvgPool2d(outputSize: 1),
+                   classifier: try MobileHead.classifier(options, inFeatures: lastOut, dropout: dropout),
+                   headIndex: 1, embeddingSize: lastOut, featureChannels: lastOut)
     }
 
     public static func b0(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b0, options) }
@@ -136,33 +132,6 @@ public final class EfficientNet: ImageClassifier {
 
     public override var typeName: String { "EfficientNet" }
 
-    public override var namedChildren: [(String, Module)] {
-        var children: [(String, Module)] = [("features", features), ("avgpool", avgpool)]
-        if let classifier { children.append(("classifier", classifier)) }
-        return children
-    }
-
-    public override func setChild(_ name: String, to module: Module) throws {
-        guard let sequential = module as? Sequential else {
-            throw NNError.cannotReplace("EfficientNet.\(name) must be a Sequential")
-        }
-        switch name {
-        case "features": features = sequential
-        case "classifier" where classifier != nil: classifier = sequential
-        default: try super.setChild(name, to: module)
-        }
-    }
-
-    /// `features.0` … `features.8`, then `classifier` (with a top).
-    public override var layerGroups: [String] {
-        (0..<features.count).map { "features.\($0)" } + (classifier == nil ? [] : ["classifier"])
-    }
-
-    public override var classifierScopes: [String] { classifier == nil ? [] : ["classifier"] }
-
-    public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        try MobileHead.require(classifier, architecture)(embedding)
-    }
+    // Children `features`, `avgpool` and `classifier` (with a top); layer groups `features.0` …
+    // `features.8`, then `classifier`: see `FeaturesClassifier`.
 }

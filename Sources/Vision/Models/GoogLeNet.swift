@@ -19,7 +19,7 @@ import Torch
 ///
 /// Layer groups: `conv1`, `conv2`, `conv3`, `inception3a` … `inception5b`, then (when present) `aux1`,
 /// `aux2`, and `fc` with a top.
-public final class GoogLeNet: ImageClassifier {
+public final class GoogLeNet: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
@@ -41,12 +41,6 @@ public final class GoogLeNet: ImageClassifier {
     public let inception5b: Inception
     public private(set) var aux1: InceptionAux?
     public private(set) var aux2: InceptionAux?
-    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    /// nil without a top.
-    public let dropout: Dropout?
-    /// nil without a top.
-    /// The head: torchvision's Linear, or a `configureHead` Sequential.
-    public private(set) var fc: Module?
 
     /// - Parameters:
     ///   - auxLogits: build the auxiliary heads (only with a top).
@@ -65,22 +59,11 @@ public final class GoogLeNet: ImageClassifier {
         inception4e = try Inception(528, 256, 160, 320, 32, 128, 128)
         inception5a = try Inception(832, 256, 160, 320, 32, 128, 128)
         inception5b = try Inception(832, 384, 192, 384, 48, 128, 128)
-        if options.includeTop {
-            guard options.numClasses > 0 else {
-                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
-            }
-            if auxLogits {
-                aux1 = try InceptionAux(512, options.numClasses)
-                aux2 = try InceptionAux(528, options.numClasses)
-            }
-            dropout = try Dropout(p: options.dropout ?? 0.2)
-            fc = try Linear(1024, options.numClasses)
-        } else {
-            dropout = nil
-            fc = nil
+        try super.init(architecture: "googlenet", options: options, width: 1024, dropout: options.dropout ?? 0.2)
+        if options.includeTop, auxLogits {
+            aux1 = try InceptionAux(512, options.numClasses)
+            aux2 = try InceptionAux(528, options.numClasses)
         }
-        super.init(architecture: "googlenet", options: options, headPath: "fc", embeddingSize: 1024,
-                   featureChannels: 1024)
     }
 
     /// torchvision's `googlenet(aux_logits:transform_input:)` without weights.
@@ -113,23 +96,15 @@ public final class GoogLeNet: ImageClassifier {
         ]
         if let aux1 { children.append(("aux1", aux1)) }
         if let aux2 { children.append(("aux2", aux2)) }
-        children.append(("avgpool", avgpool))
-        if let dropout { children.append(("dropout", dropout)) }
-        if let fc { children.append(("fc", fc)) }
-        return children
+        return children + topChildren
     }
 
     public override func setChild(_ name: String, to module: Module) throws {
         switch (name, module) {
-        case ("fc", _) where fc != nil: fc = module
         case ("aux1", let aux as InceptionAux) where aux1 != nil: aux1 = aux
         case ("aux2", let aux as InceptionAux) where aux2 != nil: aux2 = aux
         default: try super.setChild(name, to: module)
         }
-    }
-
-    public override var classifierScopes: [String] {
-        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
     }
 
     public override var layerGroups: [String] {
@@ -137,19 +112,14 @@ public final class GoogLeNet: ImageClassifier {
                       "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"]
         if aux1 != nil { groups.append("aux1") }
         if aux2 != nil { groups.append("aux2") }
-        if fc != nil { groups.append("fc") }
-        return groups
+        return groups + topGroups
     }
 
     /// Replaces `fc` and, when present, the auxiliary heads' final Linear layers (`aux1.fc2`,
     /// `aux2.fc2`) with fresh ones for `numClasses`.
     public override func replaceHead(numClasses: Int) throws {
         try super.replaceHead(numClasses: numClasses)
-        for path in ["aux1.fc2", "aux2.fc2"] {
-            guard let old = module(at: path) as? Linear else { continue }
-            try replaceModule(at: path, with: Linear(old.inFeatures, numClasses, dtype: old.weight.dtype,
-                                                     device: old.weight.device))
-        }
+        for path in ["aux1.fc2", "aux2.fc2"] { try replaceAuxLinear(at: path, numClasses: numClasses) }
     }
 
     // MARK: Forward
@@ -174,27 +144,12 @@ public final class GoogLeNet: ImageClassifier {
         try trunk(x, computeAux: false).0
     }
 
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        if options.includeTop {
-            let maps = try forwardFeatures(x)
-            return try headPooling == .avg ? avgpool(maps).flatten(from: 1) : Self.globalPool(maps, headPooling)
-        }
-        return try super.embedding(x)
-    }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        guard let fc, let dropout else {
-            throw NNError.invalidArgument("googlenet was built without a top: there is no classifier")
-        }
-        return try fc(dropout(embedding))
-    }
-
     /// The main logits and, in training mode with auxiliary heads, their logits (nil otherwise), as
     /// torchvision's `GoogLeNetOutputs`. Without a top: `forward(x)` and nils.
     public func forwardWithAux(_ x: Tensor) throws -> (logits: Tensor, aux1: Tensor?, aux2: Tensor?) {
         guard options.includeTop else { return (try forward(x), nil, nil) }
         let (y, a1, a2) = try trunk(x, computeAux: true)
-        return (try classify(avgpool(y).flatten(from: 1)), a1, a2)
+        return (try classify(pooled(y)), a1, a2)
     }
 
     // MARK: - Blocks

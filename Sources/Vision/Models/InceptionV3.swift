@@ -18,7 +18,7 @@ import Torch
 ///
 /// Layer groups: the five stem convolutions, `Mixed_5b` … `Mixed_6e`, `AuxLogits` (when present),
 /// `Mixed_7a` … `Mixed_7c`, and `fc` with a top (torchvision's definition order).
-public final class InceptionV3: ImageClassifier {
+public final class InceptionV3: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
@@ -41,12 +41,6 @@ public final class InceptionV3: ImageClassifier {
     public let Mixed_7a: InceptionD
     public let Mixed_7b: InceptionE
     public let Mixed_7c: InceptionE
-    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    /// nil without a top.
-    public let dropout: Dropout?
-    /// nil without a top.
-    /// The head: torchvision's Linear, or a `configureHead` Sequential.
-    public private(set) var fc: Module?
 
     /// - Parameters:
     ///   - auxLogits: build `AuxLogits` (only with a top); torchvision's default and ImageNet file have it.
@@ -69,19 +63,8 @@ public final class InceptionV3: ImageClassifier {
         Mixed_7a = try InceptionD(768)
         Mixed_7b = try InceptionE(1280)
         Mixed_7c = try InceptionE(2048)
-        if options.includeTop {
-            guard options.numClasses > 0 else {
-                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
-            }
-            if auxLogits { AuxLogits = try InceptionAux(768, options.numClasses) }
-            dropout = try Dropout(p: options.dropout ?? 0.5)
-            fc = try Linear(2048, options.numClasses)
-        } else {
-            dropout = nil
-            fc = nil
-        }
-        super.init(architecture: "inception_v3", options: options, headPath: "fc", embeddingSize: 2048,
-                   featureChannels: 2048)
+        try super.init(architecture: "inception_v3", options: options, width: 2048, dropout: options.dropout ?? 0.5)
+        if options.includeTop, auxLogits { AuxLogits = try InceptionAux(768, options.numClasses) }
     }
 
     /// torchvision's `inception_v3(aux_logits:transform_input:)` without weights.
@@ -109,40 +92,27 @@ public final class InceptionV3: ImageClassifier {
             ("Mixed_6e", Mixed_6e),
         ]
         if let AuxLogits { children.append(("AuxLogits", AuxLogits)) }
-        children += [("Mixed_7a", Mixed_7a), ("Mixed_7b", Mixed_7b), ("Mixed_7c", Mixed_7c), ("avgpool", avgpool)]
-        if let dropout { children.append(("dropout", dropout)) }
-        if let fc { children.append(("fc", fc)) }
-        return children
+        return children + [("Mixed_7a", Mixed_7a), ("Mixed_7b", Mixed_7b), ("Mixed_7c", Mixed_7c)] + topChildren
     }
 
     public override func setChild(_ name: String, to module: Module) throws {
         switch (name, module) {
-        case ("fc", _) where fc != nil: fc = module
         case ("AuxLogits", let aux as InceptionAux) where AuxLogits != nil: AuxLogits = aux
         default: try super.setChild(name, to: module)
         }
-    }
-
-    public override var classifierScopes: [String] {
-        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
     }
 
     public override var layerGroups: [String] {
         var groups = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                       "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]
         if AuxLogits != nil { groups.append("AuxLogits") }
-        groups += ["Mixed_7a", "Mixed_7b", "Mixed_7c"]
-        if fc != nil { groups.append("fc") }
-        return groups
+        return groups + ["Mixed_7a", "Mixed_7b", "Mixed_7c"] + topGroups
     }
 
     /// Replaces `fc` and, when present, `AuxLogits.fc` with fresh Linear layers for `numClasses`.
     public override func replaceHead(numClasses: Int) throws {
         try super.replaceHead(numClasses: numClasses)
-        if let old = module(at: "AuxLogits.fc") as? Linear {
-            try replaceModule(at: "AuxLogits.fc", with: Linear(old.inFeatures, numClasses, dtype: old.weight.dtype,
-                                                               device: old.weight.device))
-        }
+        try replaceAuxLinear(at: "AuxLogits.fc", numClasses: numClasses)
     }
 
     // MARK: Forward
@@ -163,27 +133,12 @@ public final class InceptionV3: ImageClassifier {
         try trunk(x, computeAux: false).0
     }
 
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        if options.includeTop {
-            let maps = try forwardFeatures(x)
-            return try headPooling == .avg ? avgpool(maps).flatten(from: 1) : Self.globalPool(maps, headPooling)
-        }
-        return try super.embedding(x)
-    }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        guard let fc, let dropout else {
-            throw NNError.invalidArgument("inception_v3 was built without a top: there is no classifier")
-        }
-        return try fc(dropout(embedding))
-    }
-
     /// The main logits and, in training mode with `AuxLogits`, the auxiliary logits (nil otherwise), as
     /// torchvision's `InceptionOutputs`. Without a top: `forward(x)` and nil.
     public func forwardWithAux(_ x: Tensor) throws -> (logits: Tensor, aux: Tensor?) {
         guard options.includeTop else { return (try forward(x), nil) }
         let (y, aux) = try trunk(x, computeAux: true)
-        return (try classify(avgpool(y).flatten(from: 1)), aux)
+        return (try classify(pooled(y)), aux)
     }
 
     // MARK: - Blocks

@@ -45,15 +45,12 @@ public final class InvertedResidual: Module {
 /// stride 2), `features.1` … `features.17` (inverted residuals), `features.18` (1×1 to 1280 channels),
 /// then `classifier` = Dropout(0.2), Linear(1280, classes) at `classifier.1`. BatchNorm eps 1e-5,
 /// ReLU6 activations. Loads torchvision's `mobilenet_v2-b0353104.pth` / `-7ebf99e0.pth` as is.
-public final class MobileNetV2: ImageClassifier {
+public final class MobileNetV2: FeaturesClassifier {
     /// torchvision's `inverted_residual_setting`: expansion t, channels c, repeats n, first stride s.
     public static let invertedResidualSetting: [(t: Double, c: Int, n: Int, s: Int)] = [
         (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
     ]
 
-    public private(set) var features: Sequential
-    /// Dropout and the final Linear; nil when built without a top.
-    public private(set) var classifier: Sequential?
     public let widthMultiplier: Double
 
     /// - Parameters:
@@ -78,12 +75,11 @@ public final class MobileNetV2: ImageClassifier {
             }
         }
         layers.append(try Conv2dNormActivation(inputChannels, lastChannels, kernelSize: 1, activation: ReLU6(inplace: true)))
-        features = Sequential(layers)
-        classifier = options.includeTop
-            ? Sequential(try Dropout(p: dropout), try Linear(lastChannels, options.numClasses)) : nil
         self.widthMultiplier = widthMultiplier
-        super.init(architecture: "mobilenet_v2", options: options, headPath: "classifier.1",
-                   embeddingSize: lastChannels, featureChannels: lastChannels)
+        // `classifier`: Dropout and the final Linear.
+        super.init(architecture: "mobilenet_v2", options: options, top: .pooled, features: Sequential(layers),
+                   avgpool: nil, classifier: try MobileHead.classifier(options, inFeatures: lastChannels, dropout: dropout),
+                   headIndex: 1, embeddingSize: lastChannels, featureChannels: lastChannels)
     }
 
     /// MobileNetV2 with torchvision's default configuration.
@@ -93,33 +89,6 @@ public final class MobileNetV2: ImageClassifier {
 
     public override var typeName: String { "MobileNetV2" }
 
-    public override var namedChildren: [(String, Module)] {
-        var children: [(String, Module)] = [("features", features)]
-        if let classifier { children.append(("classifier", classifier)) }
-        return children
-    }
-
-    public override func setChild(_ name: String, to module: Module) throws {
-        guard let sequential = module as? Sequential else {
-            throw NNError.cannotReplace("MobileNetV2.\(name) must be a Sequential")
-        }
-        switch name {
-        case "features": features = sequential
-        case "classifier" where classifier != nil: classifier = sequential
-        default: try super.setChild(name, to: module)
-        }
-    }
-
-    /// `features.0` … `features.18`, then `classifier` (with a top).
-    public override var layerGroups: [String] {
-        (0..<features.count).map { "features.\($0)" } + (classifier == nil ? [] : ["classifier"])
-    }
-
-    public override var classifierScopes: [String] { classifier == nil ? [] : ["classifier"] }
-
-    public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        try MobileHead.require(classifier, architecture)(embedding)
-    }
+    // Children `features` and `classifier` (with a top); layer groups `features.0` … `features.18`, then
+    // `classifier`: see `FeaturesClassifier`.
 }

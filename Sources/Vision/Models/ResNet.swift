@@ -11,7 +11,7 @@ import Torch
 ///   the feature maps with `options.pooling`.
 ///
 /// Layer groups: `conv1`, `bn1`, `layer1`, `layer2`, `layer3`, `layer4` and (with a top) `fc`.
-public final class ResNet: ImageClassifier {
+public final class ResNet: FCTopClassifier {
     /// The residual block type: two 3x3 convolutions, or 1x1-3x3-1x1 with 4x expansion.
     public enum Block: Sendable {
         case basic, bottleneck
@@ -32,12 +32,6 @@ public final class ResNet: ImageClassifier {
     public let layer2: Sequential
     public let layer3: Sequential
     public let layer4: Sequential
-    public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    /// Present only when `options.dropout` asks for one (torchvision's ResNet has no dropout).
-    public let dropout: Dropout?
-    /// The classifier; nil without a top.
-    /// The head: torchvision's Linear, or a `configureHead` Sequential.
-    public private(set) var fc: Module?
 
     /// A ResNet with `block` and `blockCounts` per stage (torchvision's `ResNet(block, layers)`).
     /// `architecture` is the registry name reported by the model.
@@ -66,19 +60,9 @@ public final class ResNet: ImageClassifier {
         layer2 = try makeLayer(128, blockCounts[1], stride: 2)
         layer3 = try makeLayer(256, blockCounts[2], stride: 2)
         layer4 = try makeLayer(512, blockCounts[3], stride: 2)
-        let width = 512 * block.expansion
-        if options.includeTop {
-            guard options.numClasses > 0 else {
-                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
-            }
-            dropout = try options.dropout.flatMap { $0 > 0 ? try Dropout(p: $0) : nil }
-            fc = try Linear(width, options.numClasses)
-        } else {
-            dropout = nil
-            fc = nil
-        }
-        super.init(architecture: architecture, options: options, headPath: "fc", embeddingSize: width,
-                   featureChannels: width)
+        // A `dropout` only when `options.dropout` asks for one (torchvision's ResNet has none).
+        try super.init(architecture: architecture, options: options, width: 512 * block.expansion,
+                       dropout: options.dropout.flatMap { $0 > 0 ? $0 : nil })
     }
 
     // MARK: Builders
@@ -120,27 +104,12 @@ public final class ResNet: ImageClassifier {
     public override var typeName: String { "ResNet" }
 
     public override var namedChildren: [(String, Module)] {
-        var children: [(String, Module)] = [
-            ("conv1", conv1), ("bn1", bn1), ("relu", relu), ("maxpool", maxpool),
-            ("layer1", layer1), ("layer2", layer2), ("layer3", layer3), ("layer4", layer4),
-            ("avgpool", avgpool),
-        ]
-        if let dropout { children.append(("dropout", dropout)) }
-        if let fc { children.append(("fc", fc)) }
-        return children
-    }
-
-    public override func setChild(_ name: String, to module: Module) throws {
-        guard name == "fc", fc != nil else { return try super.setChild(name, to: module) }
-        fc = module
-    }
-
-    public override var classifierScopes: [String] {
-        fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
+        [("conv1", conv1), ("bn1", bn1), ("relu", relu), ("maxpool", maxpool),
+         ("layer1", layer1), ("layer2", layer2), ("layer3", layer3), ("layer4", layer4)] + topChildren
     }
 
     public override var layerGroups: [String] {
-        ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"] + (fc == nil ? [] : ["fc"])
+        ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"] + topGroups
     }
 
     // MARK: Forward
@@ -149,22 +118,6 @@ public final class ResNet: ImageClassifier {
         var y = try maxpool(relu(conv1.forward(x, thenBatchNorm: bn1)))
         y = try layer4(layer3(layer2(layer1(y))))
         return y
-    }
-
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        // With a top the pooling is the architecture's own (average), whatever `options.pooling` says.
-        if options.includeTop {
-            let maps = try forwardFeatures(x)
-            return try headPooling == .avg ? avgpool(maps).flatten(from: 1) : Self.globalPool(maps, headPooling)
-        }
-        return try super.embedding(x)
-    }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        guard let fc else {
-            throw NNError.invalidArgument("\(architecture) was built without a top: there is no classifier")
-        }
-        return try fc(dropout?.forward(embedding) ?? embedding)
     }
 
     // MARK: - Blocks

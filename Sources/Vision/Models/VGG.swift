@@ -18,7 +18,7 @@ import Torch
 /// parameters, in order: each convolution (`features.0`, `features.2`, … for `vgg16`) and, in the
 /// `_bn` variants, its BatchNorm right after it (`features.0`, `features.1`, `features.3`, …), then
 /// `classifier` with a top. `convBlocks` lists the same groups split by block.
-public final class VGG: ImageClassifier {
+public final class VGG: FeaturesClassifier {
     /// An entry of torchvision's configuration lists: a 3x3 convolution's width or a 2x2 max-pool.
     public enum LayerSpec: Equatable, Sendable {
         case conv(Int)
@@ -40,15 +40,11 @@ public final class VGG: ImageClassifier {
 
     public let depth: Int
     public let batchNorm: Bool
-    public let features: Sequential
-    /// AdaptiveAvgPool2d(7); nil without a top.
-    public let avgpool: AdaptiveAvgPool2d?
-    /// `classifier.0` … `classifier.6`; nil without a top.
-    public let classifier: Sequential?
     /// The layer groups of `features`, one array per convolution block (see the type's documentation).
     public let convBlocks: [[String]]
 
-    /// VGG of `depth` 11, 13, 16 or 19; registry name `vgg<depth>` or `vgg<depth>_bn`.
+    /// VGG of `depth` 11, 13, 16 or 19; registry name `vgg<depth>` or `vgg<depth>_bn`. `avgpool` is
+    /// AdaptiveAvgPool2d(7) and `classifier` has `classifier.0` … `classifier.6`; both are nil without a top.
     public init(depth: Int, batchNorm: Bool, options: ModelOptions = .init()) throws {
         self.depth = depth
         self.batchNorm = batchNorm
@@ -71,24 +67,20 @@ public final class VGG: ImageClassifier {
                 blocks.append([])
             }
         }
-        features = Sequential(layers)
         convBlocks = blocks.filter { !$0.isEmpty }
+        try options.checkClassCount()
+        var classifier: Sequential?
         if options.includeTop {
-            guard options.numClasses > 0 else {
-                throw NNError.invalidArgument("numClasses must be positive, got \(options.numClasses)")
-            }
             let p = options.dropout ?? 0.5
-            avgpool = AdaptiveAvgPool2d(outputSize: 7)
             classifier = Sequential(
                 try Linear(512 * 7 * 7, 4096), ReLU(inplace: true), try Dropout(p: p),
                 try Linear(4096, 4096), ReLU(inplace: true), try Dropout(p: p),
                 try Linear(4096, options.numClasses))
-        } else {
-            avgpool = nil
-            classifier = nil
         }
-        super.init(architecture: "vgg\(depth)" + (batchNorm ? "_bn" : ""), options: options,
-                   headPath: "classifier.6", embeddingSize: options.includeTop ? 4096 : 512, featureChannels: 512)
+        super.init(architecture: "vgg\(depth)" + (batchNorm ? "_bn" : ""), options: options, top: .dense,
+                   features: Sequential(layers), avgpool: options.includeTop ? AdaptiveAvgPool2d(outputSize: 7) : nil,
+                   classifier: classifier, headIndex: 6, embeddingSize: options.includeTop ? 4096 : 512,
+                   featureChannels: 512)
     }
 
     // MARK: Builders
@@ -113,34 +105,6 @@ public final class VGG: ImageClassifier {
 
     public override var typeName: String { "VGG" }
 
-    public override var namedChildren: [(String, Module)] {
-        var children: [(String, Module)] = [("features", features)]
-        if let avgpool { children.append(("avgpool", avgpool)) }
-        if let classifier { children.append(("classifier", classifier)) }
-        return children
-    }
-
-    public override var layerGroups: [String] {
-        convBlocks.flatMap { $0 } + (classifier == nil ? [] : ["classifier"])
-    }
-
-    // MARK: Forward
-
-    public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
-
-    public override var supportsHeadPooling: Bool { false }
-
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        guard let classifier, let avgpool else { return try super.embedding(x) }
-        var y = try avgpool(forwardFeatures(x)).flatten(from: 1)
-        for i in 0..<6 { y = try classifier[i](y) }
-        return y
-    }
-
-    public override func classify(_ embedding: Tensor) throws -> Tensor {
-        guard let classifier else {
-            throw NNError.invalidArgument("\(architecture) was built without a top: there is no classifier")
-        }
-        return try classifier[6](embedding)
-    }
+    /// Each convolution and BatchNorm, block by block (`convBlocks`).
+    override var featureGroups: [String] { convBlocks.flatMap { $0 } }
 }
