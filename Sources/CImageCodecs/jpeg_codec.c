@@ -63,6 +63,7 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
             if (o != 1) break;
         }
     }
+    if (flags & IC_DECODE_IGNORE_EXIF) orientation = 1;
 
     switch (d->jpeg.jpeg_color_space) {
     case JCS_GRAYSCALE:

@@ -79,7 +79,7 @@ public struct Image: Equatable, Sendable {
         var info = ic_image_info()
         let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
         let status = ic_decoder_open_flags(base, raw.count, Int32(clamping: max(0, minSide)),
-                                           fast ? Int32(IC_DECODE_FAST) : 0, &decoder, &info, &message, message.count)
+                                           ImageCodec.decodeFlags(fast: fast), &decoder, &info, &message, message.count)
         guard status == 0, let decoder else {
             throw ImageCodecFailure(status: status, message: message, label: label).dataError
         }
@@ -106,7 +106,7 @@ public struct Image: Equatable, Sendable {
         var message = [CChar](repeating: 0, count: 512)
         var decoder: OpaquePointer?
         let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        let status = ic_decoder_open_flags(base, raw.count, 0, fast ? Int32(IC_DECODE_FAST) : 0, &decoder, nil,
+        let status = ic_decoder_open_flags(base, raw.count, 0, ImageCodec.decodeFlags(fast: fast), &decoder, nil,
                                            &message, message.count)
         guard status == 0, let decoder else {
             throw ImageCodecFailure(status: status, message: message, label: label).dataError

@@ -1,6 +1,14 @@
 import CImageCodecs
 import Foundation
 
+/// What decoding does with a JPEG's EXIF orientation tag (see `ImageCodec.exifOrientation`).
+public enum EXIFOrientation: String, Codable, CaseIterable, Sendable {
+    /// Rotate/mirror the pixels upright, as displayed (PIL's `ImageOps.exif_transpose`).
+    case apply
+    /// Keep the pixels as stored, as torchvision's and Keras' loaders do.
+    case ignore
+}
+
 /// Image container formats recognised by their magic bytes. Only `.jpeg` and `.png` can be decoded;
 /// the others are named in "unsupported image format" errors.
 public enum ImageFormat: String, Sendable, CustomStringConvertible {
@@ -56,6 +64,21 @@ public enum ImageCodec {
     /// Bytes read for a probe before falling back to the whole file (a JPEG's frame header can sit
     /// behind large EXIF/ICC segments).
     static let probePrefix: UInt64 = 64 << 10
+
+    /// Whether decoding turns a JPEG upright by its EXIF orientation (`apply`, the default, as a photo
+    /// viewer shows it) or leaves the pixels as stored (`ignore`: what torchvision's PIL loader and
+    /// Keras' `load_img` do). Process-wide: set it before loading (the CLI's `--exif`).
+    public static var exifOrientation: EXIFOrientation {
+        get { exifLock.lock(); defer { exifLock.unlock() }; return exifSetting }
+        set { exifLock.lock(); exifSetting = newValue; exifLock.unlock() }
+    }
+    private static let exifLock = NSLock()
+    nonisolated(unsafe) private static var exifSetting = EXIFOrientation.apply
+
+    /// The decoder flags for a decode (`fast`: augmentation-grade JPEG decoding).
+    static func decodeFlags(fast: Bool) -> Int32 {
+        (fast ? Int32(IC_DECODE_FAST) : 0) | (exifOrientation == .ignore ? Int32(IC_DECODE_IGNORE_EXIF) : 0)
+    }
 
     /// The format named by the first bytes of `bytes`, or nil when it is none of `ImageFormat`.
     public static func sniff<Bytes: ContiguousBytes>(_ bytes: Bytes) -> ImageFormat? {

@@ -13,3 +13,4 @@ extension Augmentation: ExpressibleByArgument {}
 extension FeatureCacheMode: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
+extension EXIFOrientation: ExpressibleByArgument {}

@@ -79,7 +79,10 @@ typedef struct ic_decoder ic_decoder;
 int ic_decoder_open(const uint8_t *data, size_t length, int32_t min_side, ic_decoder **decoder,
                     ic_image_info *info, char *error, size_t error_cap);
 /// Decoding flags for `ic_decoder_open_flags`.
-enum { IC_DECODE_FAST = 1 };  ///< JPEG: fast integer IDCT, no fancy upsampling (not PIL-exact; for augmentation)
+enum {
+    IC_DECODE_FAST = 1,        ///< JPEG: fast integer IDCT, no fancy upsampling (not PIL-exact; for augmentation)
+    IC_DECODE_IGNORE_EXIF = 2  ///< JPEG: leave pixels as stored, ignoring the EXIF orientation (as PIL and Keras do)
+};
 /// `ic_decoder_open` with `flags` (a combination of IC_DECODE_* values).
 int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, int32_t flags,
                           ic_decoder **decoder, ic_image_info *info, char *error, size_t error_cap);

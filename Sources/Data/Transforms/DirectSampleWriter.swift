@@ -151,7 +151,7 @@ extension DirectSamplePlan {
         var decoder: OpaquePointer?
         var info = ic_image_info()
         let status = ic_decoder_open_flags(base, raw.count, Int32(clamping: max(0, minSide)),
-                                           decodeFast ? Int32(IC_DECODE_FAST) : 0, &decoder, &info, &message,
+                                           ImageCodec.decodeFlags(fast: decodeFast), &decoder, &info, &message,
                                            message.count)
         guard status == 0, let decoder else {
             throw SampleLoadFailure(underlying: ImageCodecFailure(status: status, message: message, label: label).dataError)

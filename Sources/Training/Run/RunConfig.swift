@@ -49,6 +49,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// The intra-op threads the run trained with (nil in older runs). A resumed run uses them again:
     /// LibTorch's reductions split work by thread, so another count changes the last bits.
     public var threads: Int?
+    /// Whether JPEGs were turned upright by their EXIF orientation (nil in older runs: applied).
+    public var exif: EXIFOrientation?
 
     public init(epochs: Int, batchSize: Int, augment: Augmentation = .standard, valSplit: Double? = nil,
                 limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,

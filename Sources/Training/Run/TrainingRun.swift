@@ -114,6 +114,7 @@ public final class TrainingRun {
         }
         var options = spec.options
         try validate(options)
+        ImageCodec.exifOrientation = options.exif ?? .apply
         try spec.recipe.validate(epochs: options.epochs)
         try RunDirectory.checkSeparate(run: spec.runDirectory, data: root)
 
@@ -276,6 +277,7 @@ public final class TrainingRun {
         if let epochs = changes.epochs { config.options.epochs = epochs }
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
+        ImageCodec.exifOrientation = config.options.exif ?? .apply
         try validate(config.options)
         if let threads = changes.threads {
             try Runtime.setNumThreads(threads)
@@ -476,6 +478,7 @@ public final class TrainingRun {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let description = String(decoding: try encoder.encode(config.preprocessing), as: UTF8.self)
+            + (options.exif == .ignore ? " exif=ignore" : "")  // other pixels, other features
         let started = Date()
         let strict = (options.onBadImage ?? .skip).isStrict
         func prepare(_ dataset: any ImageDataset, _ loader: DataLoader, augmentation: String, views: Int) throws

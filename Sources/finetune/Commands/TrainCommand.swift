@@ -91,6 +91,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
+    @Option(help: "JPEG EXIF orientation: apply (turn photos upright, as viewers show them) or ignore (as torchvision/PIL and Keras do).")
+    var exif: EXIFOrientation = .apply
     @Option(help: "Random seed (initialisation, shuffling, splits).") var seed: UInt64 = 0
     @Option(help: """
         Cached backbone features for head-only epochs: auto (use them whenever the backbone is frozen \
@@ -186,6 +188,7 @@ struct TrainCommand: ParsableCommand {
             checkpointPath: checkpointPath, checkpointExcludeScopes: list(checkpointExcludeScopes),
             featureCache: featureCache, cacheAugmentations: cacheAugmentations, featureCacheDirectory: featureCacheDir,
             channelsLast: channelsLast, onBadImage: onBadImage)
+        spec.options.exif = exif
         return spec
     }
 

@@ -1,0 +1,44 @@
+import Data
+import Foundation
+import XCTest
+
+/// Issue 18, finding 7: EXIF orientation is applied by default (photos upright, as viewers show
+/// them), and `ImageCodec.exifOrientation = .ignore` (`--exif ignore`) leaves the pixels as stored,
+/// as torchvision's PIL loader and Keras' `load_img` do, in every decoding path.
+final class EXIFPolicyTests: XCTestCase {
+    static func fixture(_ name: String) -> String { ImageCodecTests.fixture(name) }
+
+    override func tearDown() {
+        ImageCodec.exifOrientation = .apply
+        super.tearDown()
+    }
+
+    func testIgnoreKeepsTheStoredPixelsForEveryOrientation() throws {
+        let stored = try Image(contentsOfFile: Self.fixture("orient_1.jpg"))
+        let rotated = try Image(contentsOfFile: Self.fixture("orient_6.jpg"))
+        XCTAssertEqual([rotated.width, rotated.height], [stored.height, stored.width], "applied by default")
+        ImageCodec.exifOrientation = .ignore
+        for orientation in 2...8 {
+            let image = try Image(contentsOfFile: Self.fixture("orient_\(orientation).jpg"))
+            XCTAssertEqual([image.width, image.height], [stored.width, stored.height], "orientation \(orientation)")
+            XCTAssertTrue(image.pixels == stored.pixels, "orientation \(orientation): pixels as stored")
+        }
+    }
+
+    func testTheLoadersFastPathFollowsThePolicy() throws {
+        let preprocessing = Preprocessing(mean: [0, 0, 0], std: [1, 1, 1], resizeSize: 16, cropSize: 16)
+        let dataset = LabeledDataset(samples: [LabeledSample(source: .file(Self.fixture("orient_1.jpg")), label: 0),
+                                               LabeledSample(source: .file(Self.fixture("orient_6.jpg")), label: 0)],
+                                     classNames: ["a"])
+        func batch() throws -> [Float] {
+            let loader = try DataLoader(dataset, batchSize: 2, transform: EvaluationTransform(preprocessing), workers: 0)
+            return try XCTUnwrap(loader.epoch(0).next()).images.floats()
+        }
+        let applied = try batch()
+        let half = applied.count / 2
+        XCTAssertNotEqual(Array(applied[..<half]), Array(applied[half...]), "orientation 6 is turned upright")
+        ImageCodec.exifOrientation = .ignore
+        let ignored = try batch()
+        XCTAssertEqual(Array(ignored[..<half]), Array(ignored[half...]), "both decode as stored")
+    }
+}
