@@ -102,11 +102,11 @@ public final class EfficientNetLite: ImageClassifier {
     static let headChannels = 1280
 
     /// The Lite0 stage table (TF's `r1_k3_s11_e1_i32_o16`, …): repeats, kernel, stride, expansion, in, out.
+    /// It is EfficientNet-B0's (`EfficientNet.baseStages`, the same TF block arguments).
     public static let baseStages: [(repeats: Int, kernel: Int, stride: Int, expand: Int, inChannels: Int,
-                                    outChannels: Int)] = [
-        (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-        (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
-    ]
+                                    outChannels: Int)] = EfficientNet.baseStages.map {
+        ($0.layers, $0.kernel, $0.stride, Int($0.expand), $0.inChannels, $0.outChannels)
+    }
 
     public let variant: Variant
     public let dropConnectRate: Double

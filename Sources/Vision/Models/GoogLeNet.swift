@@ -59,11 +59,14 @@ public final class GoogLeNet: FCTopClassifier {
         inception4e = try Inception(528, 256, 160, 320, 32, 128, 128)
         inception5a = try Inception(832, 256, 160, 320, 32, 128, 128)
         inception5b = try Inception(832, 384, 192, 384, 48, 128, 128)
-        try super.init(architecture: "googlenet", options: options, width: 1024, dropout: options.dropout ?? 0.2)
+        // The auxiliary heads come before `fc`, as torchvision builds them (the order parameters draw
+        // their initial values in).
+        try options.checkClassCount()
         if options.includeTop, auxLogits {
             aux1 = try InceptionAux(512, options.numClasses)
             aux2 = try InceptionAux(528, options.numClasses)
         }
+        try super.init(architecture: "googlenet", options: options, width: 1024, dropout: options.dropout ?? 0.2)
     }
 
     /// torchvision's `googlenet(aux_logits:transform_input:)` without weights.

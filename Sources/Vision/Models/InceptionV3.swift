@@ -63,8 +63,11 @@ public final class InceptionV3: FCTopClassifier {
         Mixed_7a = try InceptionD(768)
         Mixed_7b = try InceptionE(1280)
         Mixed_7c = try InceptionE(2048)
-        try super.init(architecture: "inception_v3", options: options, width: 2048, dropout: options.dropout ?? 0.5)
+        // `AuxLogits` comes before `fc`, as torchvision builds them (the order parameters draw their
+        // initial values in).
+        try options.checkClassCount()
         if options.includeTop, auxLogits { AuxLogits = try InceptionAux(768, options.numClasses) }
+        try super.init(architecture: "inception_v3", options: options, width: 2048, dropout: options.dropout ?? 0.5)
     }
 
     /// torchvision's `inception_v3(aux_logits:transform_input:)` without weights.

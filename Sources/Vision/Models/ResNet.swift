@@ -123,51 +123,40 @@ public final class ResNet: FCTopClassifier {
     // MARK: - Blocks
 
     /// torchvision's `BasicBlock`: conv3x3-bn-relu-conv3x3-bn, plus the (downsampled) input, relu.
-    public final class BasicBlock: Module {
+    public final class BasicBlock: ResidualBlock {
         public let conv1: Conv2d
         public let bn1: BatchNorm2d
-        public let relu = ReLU(inplace: true)
         public let conv2: Conv2d
         public let bn2: BatchNorm2d
-        /// 1x1 convolution and BatchNorm matching the shortcut to the output, when the shape changes.
-        public let downsample: Sequential?
 
         public init(_ inplanes: Int, _ planes: Int, stride: Int = 1) throws {
             conv1 = try Conv2d(inplanes, planes, kernelSize: 3, stride: stride, padding: 1, bias: false)
             bn1 = try BatchNorm2d(planes)
             conv2 = try Conv2d(planes, planes, kernelSize: 3, padding: 1, bias: false)
             bn2 = try BatchNorm2d(planes)
-            downsample = try makeDownsample(inplanes, planes, stride: stride)
-            super.init()
+            try super.init(shortcutFrom: inplanes, to: planes, stride: stride)
         }
 
         public override var typeName: String { "BasicBlock" }
 
         public override var namedChildren: [(String, Module)] {
-            var children: [(String, Module)] = [("conv1", conv1), ("bn1", bn1), ("relu", relu), ("conv2", conv2),
-                                                 ("bn2", bn2)]
-            if let downsample { children.append(("downsample", downsample)) }
-            return children
+            [("conv1", conv1), ("bn1", bn1), ("relu", relu), ("conv2", conv2), ("bn2", bn2)] + shortcutChildren
         }
 
         public override func forward(_ x: Tensor) throws -> Tensor {
-            let out = try conv2.forward(relu(conv1.forward(x, thenBatchNorm: bn1)), thenBatchNorm: bn2)
-            let identity = try downsample?.forward(x) ?? x
-            return try relu(out + identity)
+            try addShortcut(conv2.forward(relu(conv1.forward(x, thenBatchNorm: bn1)), thenBatchNorm: bn2), x)
         }
     }
 
     /// torchvision's `Bottleneck` (ResNet v1.5): conv1x1-bn-relu, conv3x3 (strided)-bn-relu, conv1x1-bn,
     /// plus the (downsampled) input, relu. Outputs `4 * planes` channels.
-    public final class Bottleneck: Module {
+    public final class Bottleneck: ResidualBlock {
         public let conv1: Conv2d
         public let bn1: BatchNorm2d
         public let conv2: Conv2d
         public let bn2: BatchNorm2d
         public let conv3: Conv2d
         public let bn3: BatchNorm2d
-        public let relu = ReLU(inplace: true)
-        public let downsample: Sequential?
 
         public init(_ inplanes: Int, _ planes: Int, stride: Int = 1) throws {
             let outplanes = planes * 4
@@ -177,33 +166,45 @@ public final class ResNet: FCTopClassifier {
             bn2 = try BatchNorm2d(planes)
             conv3 = try Conv2d(planes, outplanes, kernelSize: 1, bias: false)
             bn3 = try BatchNorm2d(outplanes)
-            downsample = try makeDownsample(inplanes, outplanes, stride: stride)
-            super.init()
+            try super.init(shortcutFrom: inplanes, to: outplanes, stride: stride)
         }
 
         public override var typeName: String { "Bottleneck" }
 
         public override var namedChildren: [(String, Module)] {
-            var children: [(String, Module)] = [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2),
-                                                 ("conv3", conv3), ("bn3", bn3), ("relu", relu)]
-            if let downsample { children.append(("downsample", downsample)) }
-            return children
+            [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2), ("conv3", conv3), ("bn3", bn3),
+             ("relu", relu)] + shortcutChildren
         }
 
         public override func forward(_ x: Tensor) throws -> Tensor {
             var out = try relu(conv1.forward(x, thenBatchNorm: bn1))
             out = try relu(conv2.forward(out, thenBatchNorm: bn2))
-            out = try conv3.forward(out, thenBatchNorm: bn3)
-            let identity = try downsample?.forward(x) ?? x
-            return try relu(out + identity)
+            return try addShortcut(conv3.forward(out, thenBatchNorm: bn3), x)
         }
     }
-}
 
-/// The shortcut projection (`downsample.0` conv1x1, `downsample.1` BatchNorm) when the block changes
-/// the resolution or the width; nil otherwise.
-private func makeDownsample(_ inplanes: Int, _ outplanes: Int, stride: Int) throws -> Sequential? {
-    guard stride != 1 || inplanes != outplanes else { return nil }
-    return Sequential(try Conv2d(inplanes, outplanes, kernelSize: 1, stride: stride, bias: false),
-                      try BatchNorm2d(outplanes))
+    /// What `BasicBlock` and `Bottleneck` share: their `relu` and the shortcut, `downsample` (a 1x1
+    /// convolution `downsample.0` and BatchNorm `downsample.1`) when the block changes the resolution or
+    /// the width, else the identity.
+    public class ResidualBlock: Module {
+        public let relu = ReLU(inplace: true)
+        /// nil when the shortcut is the identity.
+        public let downsample: Sequential?
+
+        init(shortcutFrom inplanes: Int, to outplanes: Int, stride: Int) throws {
+            downsample = stride != 1 || inplanes != outplanes
+                ? Sequential(try Conv2d(inplanes, outplanes, kernelSize: 1, stride: stride, bias: false),
+                             try BatchNorm2d(outplanes))
+                : nil
+            super.init()
+        }
+
+        /// `downsample`, when present: the last child.
+        var shortcutChildren: [(String, Module)] { downsample.map { [("downsample", $0)] } ?? [] }
+
+        /// `relu(out + shortcut(x))`, the end of both blocks' forward pass.
+        func addShortcut(_ out: Tensor, _ x: Tensor) throws -> Tensor {
+            try relu(out + (downsample?.forward(x) ?? x))
+        }
+    }
 }
