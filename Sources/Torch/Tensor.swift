@@ -81,15 +81,19 @@ public final class Tensor: @unchecked Sendable {
         return Tensor(owning: out)
     }
 
+    /// A tensor of `shape` filled with 0 (`torch.zeros`). Throws if the device is unavailable.
     public static func zeros(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
         try withShape(shape) { d, n, out in ct_tensor_zeros(d, n, dtype.rawValue, device.c, out) }
     }
+    /// A tensor of `shape` filled with 1 (`torch.ones`).
     public static func ones(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
         try withShape(shape) { d, n, out in ct_tensor_ones(d, n, dtype.rawValue, device.c, out) }
     }
+    /// A tensor of `shape` with uninitialized contents (`torch.empty`): write every element before reading.
     public static func empty(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
         try withShape(shape) { d, n, out in ct_tensor_empty(d, n, dtype.rawValue, device.c, out) }
     }
+    /// A tensor of `shape` with every element equal to `value`, converted to `dtype` (`torch.full`).
     public static func full(_ shape: [Int], _ value: Double, dtype: DType = .float32,
                             device: Device = .cpu) throws -> Tensor {
         try withShape(shape) { d, n, out in ct_tensor_full(d, n, value, dtype.rawValue, device.c, out) }
@@ -102,6 +106,7 @@ public final class Tensor: @unchecked Sendable {
     public static func randn(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
         try withShape(shape) { d, n, out in ct_tensor_randn(d, n, dtype.rawValue, device.c, out) }
     }
+    /// The 1-D sequence `start, start + step, …` up to but excluding `end` (`torch.arange`); int64 by default.
     public static func arange(_ start: Double = 0, _ end: Double, step: Double = 1, dtype: DType = .int64,
                               device: Device = .cpu) throws -> Tensor {
         try make { ct_tensor_arange(start, end, step, dtype.rawValue, device.c, $0) }
@@ -120,11 +125,16 @@ public final class Tensor: @unchecked Sendable {
 
     // MARK: - Metadata
 
+    /// The size of each dimension, outermost first (`tensor.shape`); `[]` for a 0-dimensional tensor.
     public var shape: [Int] { readDims(ct_tensor_sizes) }
+    /// The step in *elements* (not bytes) between neighbours along each dimension (`tensor.stride()`).
     public var strides: [Int] { readDims(ct_tensor_strides) }
+    /// The number of dimensions (`tensor.dim()`); 0 for a scalar tensor.
     public var rank: Int { var n: Int32 = 0; _ = ct_tensor_dim(handle, &n); return Int(n) }
+    /// The total number of elements, the product of `shape` (`tensor.numel()`).
     public var count: Int { var n: Int64 = 0; _ = ct_tensor_numel(handle, &n); return Int(n) }
 
+    /// The element type of the storage.
     public var dtype: DType {
         var code: Int32 = 0
         // Tensors are only ever created with supported dtypes, so this cannot fail in practice.
@@ -132,12 +142,15 @@ public final class Tensor: @unchecked Sendable {
         return DType(rawValue: code) ?? .float32
     }
 
+    /// Where the storage lives (CPU, CUDA or MPS).
     public var device: Device {
         var d = ct_device(type: 0, index: -1)
         _ = ct_tensor_device(handle, &d)
         return Device(d)
     }
 
+    /// Whether the elements are laid out densely in `format`'s order (`tensor.is_contiguous(memory_format=)`):
+    /// row-major for `.contiguous`, NHWC for `.channelsLast` (4-D tensors).
     public func isContiguous(_ format: MemoryFormat = .contiguous) -> Bool {
         var flag = false
         _ = ct_tensor_is_contiguous(handle, format.rawValue, &flag)
@@ -183,6 +196,8 @@ public final class Tensor: @unchecked Sendable {
         return v
     }
 
+    /// The value of a one-element tensor as an integer (`tensor.item()` on an integer tensor).
+    /// Throws unless the tensor has exactly one element.
     public func itemInt() throws -> Int {
         var v: Int64 = 0
         try check(ct_tensor_item_int64(handle, &v))
@@ -199,14 +214,20 @@ public final class Tensor: @unchecked Sendable {
 
     // MARK: - Conversion and copies
 
+    /// A copy converted to `dtype` on the same device (`tensor.to(dtype)`); `self`'s storage when already that dtype.
     public func to(_ dtype: DType) throws -> Tensor { try to(dtype: dtype, device: device) }
+    /// A copy moved to `device` with the same dtype (`tensor.to(device)`); `self`'s storage when already there.
     public func to(_ device: Device) throws -> Tensor { try to(dtype: dtype, device: device) }
+    /// Converts dtype and moves device at once (`tensor.to(device, dtype, copy=copy)`). Without `copy`, the
+    /// result shares storage with `self` when nothing changes; with `copy`, it is always a new tensor.
     public func to(dtype: DType, device: Device, copy: Bool = false) throws -> Tensor {
         try Tensor.make { ct_tensor_to(handle, dtype.rawValue, device.c, copy, $0) }
     }
+    /// `self` if already laid out densely in `format`, else a copy in that layout (`tensor.contiguous(memory_format=)`).
     public func contiguous(_ format: MemoryFormat = .contiguous) throws -> Tensor {
         try Tensor.make { ct_tensor_contiguous(handle, format.rawValue, $0) }
     }
+    /// A copy with its own storage that stays in the autograd graph (`tensor.clone()`).
     public func clone() throws -> Tensor { try Tensor.make { ct_tensor_clone(handle, $0) } }
     /// A tensor sharing storage but cut from the autograd graph.
     public func detach() throws -> Tensor { try Tensor.make { ct_tensor_detach(handle, $0) } }
@@ -218,14 +239,20 @@ public final class Tensor: @unchecked Sendable {
     /// Replaces this tensor's data with `newData` (shape, dtype and device may change) while keeping
     /// its identity, so optimizers and modules holding it see the change (PyTorch's `p.data = new`).
     public func setData(_ newData: Tensor) throws { try check(ct_tensor_set_data(handle, newData.handle)) }
+    /// Sets every element to 0 in place (`tensor.zero_()`).
     public func zero_() throws { try check(ct_tensor_zero_(handle)) }
+    /// Sets every element to `value` in place (`tensor.fill_`).
     public func fill_(_ value: Double) throws { try check(ct_tensor_fill_(handle, value)) }
+    /// Fills in place with uniform samples in [`low`, `high`) from LibTorch's generator (`tensor.uniform_`).
     public func uniform_(_ low: Double, _ high: Double) throws { try check(ct_tensor_uniform_(handle, low, high)) }
+    /// Fills in place with normal samples of `mean` and standard deviation `std` (`tensor.normal_`).
     public func normal_(mean: Double = 0, std: Double = 1) throws { try check(ct_tensor_normal_(handle, mean, std)) }
+    /// Fills in place with 1 with probability `p` and 0 otherwise (`tensor.bernoulli_(p)`).
     public func bernoulli_(_ p: Double) throws { try check(ct_tensor_bernoulli_(handle, p)) }
 
     // MARK: - Autograd
 
+    /// Whether autograd records operations on this tensor (`tensor.requires_grad`).
     public var requiresGrad: Bool {
         var flag = false
         _ = ct_tensor_requires_grad(handle, &flag)
@@ -259,6 +286,8 @@ public final class Tensor: @unchecked Sendable {
         try check(ct_tensor_set_grad(handle, gradient?.handle ?? ct_tensor(ptr: nil)))
     }
 
+    /// Whether this tensor was created by the user rather than by a recorded operation (`tensor.is_leaf`);
+    /// only leaves accumulate `grad` in `backward()`.
     public var isLeaf: Bool {
         var flag = false
         _ = ct_tensor_is_leaf(handle, &flag)
@@ -273,6 +302,7 @@ public final class Tensor: @unchecked Sendable {
 
 /// Memory layouts for 4-D tensors.
 public enum MemoryFormat: Int32, Sendable {
+    /// Row-major order (NCHW for images), PyTorch's `contiguous_format`.
     case contiguous = 0
     /// NHWC in memory (PyTorch's `channels_last`), usually faster for convolutions on CPU.
     case channelsLast = 1
@@ -284,6 +314,7 @@ private func releaseOwner(_ context: UnsafeMutableRawPointer?) {
 }
 
 extension Tensor: CustomStringConvertible {
+    /// LibTorch's printout of the values, as `print(tensor)` in C++.
     public var description: String {
         var cString: UnsafeMutablePointer<CChar>?
         guard ct_tensor_to_string(handle, &cString) == CT_OK, let cString else {
