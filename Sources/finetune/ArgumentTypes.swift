@@ -1,5 +1,6 @@
 import ArgumentParser
 import Data
+import Torch
 import Training
 import Vision
 
@@ -14,3 +15,36 @@ extension FeatureCacheMode: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
 extension EXIFOrientation: ExpressibleByArgument {}
+extension ConvertDataset.Source: ExpressibleByArgument {}
+
+// The command line's own choices: values of flags that no library type describes.
+
+/// `evaluate --split` and `features --split`: one split of a class-folder root with split folders,
+/// or all of them (train + val + test).
+enum DataSplit: String, CaseIterable, ExpressibleByArgument {
+    case test, val, train, all
+}
+
+/// `bench --dtype`: fp32, bf16 (CPU autocast), or one row of each.
+enum BenchPrecision: String, CaseIterable, ExpressibleByArgument {
+    case fp32, bf16, both
+
+    /// The rows' precisions.
+    var rows: [BenchPrecision] { self == .both ? [.fp32, .bf16] : [self] }
+}
+
+/// `bench loader --augment`: the training transform (random resized crop + flip) or the evaluation
+/// one (resize + centre crop).
+enum LoaderAugmentation: String, CaseIterable, ExpressibleByArgument {
+    case train, eval
+}
+
+/// `--device cpu|cuda|cuda:N|mps|auto` (`Device(parsing:)`; auto: CUDA, then MPS, then CPU).
+extension Device: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let device = try? Device(parsing: argument) else { return nil }
+        self = device
+    }
+
+    public static var allValueStrings: [String] { ["cpu", "cuda", "cuda:N", "mps", "auto"] }
+}

@@ -3,32 +3,6 @@ import Foundation
 import Data
 import Torch
 
-/// Prints one compact JSON object (keys sorted) on its own line.
-func printJSON(_ object: [String: Any]) {
-    print(jsonString(object))
-}
-
-func jsonString(_ object: Any) -> String {
-    let cleaned = sanitize(object)
-    guard JSONSerialization.isValidJSONObject(cleaned),
-          let data = try? JSONSerialization.data(withJSONObject: cleaned, options: [.sortedKeys, .withoutEscapingSlashes])
-    else { return "{}" }
-    return String(decoding: data, as: UTF8.self)
-}
-
-/// Replaces nil optionals (boxed in Any) with NSNull so JSONSerialization accepts them.
-private func sanitize(_ value: Any) -> Any {
-    let mirror = Mirror(reflecting: value)
-    if mirror.displayStyle == .optional {
-        guard let child = mirror.children.first else { return NSNull() }
-        return sanitize(child.value)
-    }
-    if let dict = value as? [String: Any] { return dict.mapValues(sanitize) }
-    if let array = value as? [Any] { return array.map(sanitize) }
-    if let d = value as? Double, !d.isFinite { return NSNull() }
-    return value
-}
-
 /// Prints aligned columns.
 func printTable(_ header: [String], _ rows: [[String]]) {
     var widths = header.map(\.count)
@@ -61,14 +35,43 @@ func checkWorkers(_ workers: Int) throws {
     }
 }
 
-/// Prints an `Encodable` value as one compact JSON object (keys sorted) on its own line.
+/// Prints an `Encodable` value as one compact JSON object (keys sorted) on its own line. A value that
+/// cannot be encoded (a non-finite number that was not turned into `null`, say) is an error: it is
+/// reported on standard error and the command exits with status 1, rather than printing something
+/// that is not the documented object.
 func printEncodedJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     do {
         print(String(decoding: try encoder.encode(value), as: UTF8.self))
     } catch {
-        printError("error: cannot encode the JSON output: \(error)")
+        Finetune.exit(withError: JSONOutputError(type: String(describing: T.self), underlying: error))
+    }
+}
+
+/// Why `printEncodedJSON` printed nothing.
+struct JSONOutputError: Error, CustomStringConvertible {
+    var type: String
+    var underlying: Error
+    var description: String { "cannot encode the JSON output (\(type)): \(underlying)" }
+}
+
+extension KeyedEncodingContainer {
+    /// `value`, or `null` when there is none: the `--json` objects keep every key (synthesized
+    /// `Encodable` would leave the key out).
+    mutating func encodeOrNull<T: Encodable>(_ value: T?, forKey key: Key) throws {
+        if let value { try encode(value, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+
+    /// A number, or `null` when it is missing or not finite (JSON has no NaN or infinity).
+    mutating func encodeNumber(_ value: Double?, forKey key: Key) throws {
+        try encodeOrNull(value.flatMap { $0.isFinite ? $0 : nil }, forKey: key)
+    }
+
+    /// A number (`null` when not finite), or no key at all when there is no value.
+    mutating func encodeNumberIfPresent(_ value: Double?, forKey key: Key) throws {
+        guard let value else { return }
+        try encodeNumber(value, forKey: key)
     }
 }
 
@@ -77,4 +80,30 @@ func badImageContext<T>(_ strict: Bool, _ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as DataError where strict {
         throw ValidationError("--on-bad-image fail: \(error)")
     }
+}
+
+// Dictionary JSON through Mirror: what the commands printed before `printEncodedJSON`; it goes once
+// no command uses it.
+func printJSON(_ object: [String: Any]) {
+    print(jsonString(object))
+}
+
+func jsonString(_ object: Any) -> String {
+    let cleaned = sanitize(object)
+    guard JSONSerialization.isValidJSONObject(cleaned),
+          let data = try? JSONSerialization.data(withJSONObject: cleaned, options: [.sortedKeys, .withoutEscapingSlashes])
+    else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+}
+
+private func sanitize(_ value: Any) -> Any {
+    let mirror = Mirror(reflecting: value)
+    if mirror.displayStyle == .optional {
+        guard let child = mirror.children.first else { return NSNull() }
+        return sanitize(child.value)
+    }
+    if let dict = value as? [String: Any] { return dict.mapValues(sanitize) }
+    if let array = value as? [Any] { return array.map(sanitize) }
+    if let d = value as? Double, !d.isFinite { return NSNull() }
+    return value
 }
