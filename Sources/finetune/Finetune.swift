@@ -43,6 +43,9 @@ struct Finetune: ParsableCommand {
     }
 }
 
+/// The version written into run directories.
+let finetuneVersion = "0.1.0"
+
 /// `finetune info`: what this binary runs on.
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,23 +54,37 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let fields: [(String, String)] = [
-            ("libtorch", Runtime.libTorchVersion),
-            ("threads", String(Runtime.numThreads)),
-            ("cuda_devices", String(Runtime.cudaDeviceCount)),
-            ("mps", String(Runtime.mpsIsAvailable)),
-            ("default_device", Device.auto.description),
-            ("omp_wait_policy", getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default"),
-            ("retains_freed_memory", String(Runtime.retainsFreedMemory)),
-        ]
+        let info = Output(libtorch: Runtime.libTorchVersion, threads: Runtime.numThreads,
+                          cudaDevices: Runtime.cudaDeviceCount, mps: Runtime.mpsIsAvailable,
+                          defaultDevice: Device.auto.description,
+                          ompWaitPolicy: getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default",
+                          retainsFreedMemory: Runtime.retainsFreedMemory)
         if json {
-            let body = fields.map { key, value in
-                let quoted = Int(value) != nil || value == "true" || value == "false" ? value : "\"\(value)\""
-                return "\"\(key)\": \(quoted)"
-            }
-            print("{" + body.joined(separator: ", ") + "}")
+            printEncodedJSON(info)
         } else {
-            for (key, value) in fields { print("\(key): \(value)") }
+            for (key, value) in info.lines { print("\(key.stringValue): \(value)") }
+        }
+    }
+
+    /// `info --json`, and the lines of the text output (same keys, same order).
+    struct Output: Encodable {
+        var libtorch: String
+        var threads: Int
+        var cudaDevices: Int
+        var mps: Bool
+        var defaultDevice: String
+        var ompWaitPolicy: String
+        var retainsFreedMemory: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case libtorch, threads, cudaDevices = "cuda_devices", mps, defaultDevice = "default_device"
+            case ompWaitPolicy = "omp_wait_policy", retainsFreedMemory = "retains_freed_memory"
+        }
+
+        var lines: [(CodingKeys, String)] {
+            [(.libtorch, libtorch), (.threads, String(threads)), (.cudaDevices, String(cudaDevices)), (.mps, String(mps)),
+             (.defaultDevice, defaultDevice), (.ompWaitPolicy, ompWaitPolicy),
+             (.retainsFreedMemory, String(retainsFreedMemory))]
         }
     }
 }

@@ -22,12 +22,10 @@ struct EvaluateCommand: ParsableCommand {
               finetune evaluate runs/flowers more-photos/
             """)
 
-    static let splitNames = ["test", "val", "train", "all"]
-
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
     @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
-    @Option(help: "Which split of a DATA with split folders: test, val, train or all (train + val + test).")
-    var split = "test"
+    @Option(help: "Which split of a DATA with split folders (all: train + val + test).")
+    var split: DataSplit = .test
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
@@ -36,9 +34,6 @@ struct EvaluateCommand: ParsableCommand {
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
 
     func validate() throws {
-        guard Self.splitNames.contains(split) else {
-            throw ValidationError("--split: unknown split '\(split)'; expected \(Self.splitNames.joined(separator: ", "))")
-        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
         guard RunDirectory.isRun(runDir) else {
@@ -74,12 +69,8 @@ struct EvaluateCommand: ParsableCommand {
             .watch(loader, split: splitName)
         let report = try badImageContext(strict) { try trainer.evaluate(loader) }
         if json {
-            var object = try reportDictionary(report)
-            object["run_dir"] = directory.path
-            object["data"] = data
-            object["split"] = splitName
-            object["architecture"] = config.architecture
-            printJSON(object)
+            printEncodedJSON(Output(runDirectory: directory.path, data: data, split: splitName,
+                                    architecture: config.architecture, report: report))
         } else {
             print("\(config.architecture) from \(directory.path) on \(data) (\(splitName)):")
             print(report.rendered())
@@ -89,7 +80,7 @@ struct EvaluateCommand: ParsableCommand {
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
     /// and the split's name (`folder` for a plain folder of class folders, which is used whole).
     /// With `classNames`, the folders' classes must be those.
-    static func dataset(_ root: String, split: String, classNames: [String]?,
+    static func dataset(_ root: String, split: DataSplit, classNames: [String]?,
                         strict: Bool = false) throws -> (any ImageDataset, String) {
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         if let warning = splits.skipped.warning() { printError(warning) }
@@ -97,16 +88,92 @@ struct EvaluateCommand: ParsableCommand {
         guard splits.hasSplitFolders else { return (splits.train, "folder") }
         let chosen: (any ImageDataset)?
         switch split {
-        case "train": chosen = splits.train
-        case "val": chosen = splits.validation
-        case "test": chosen = splits.test
-        default:
+        case .train: chosen = splits.train
+        case .val: chosen = splits.validation
+        case .test: chosen = splits.test
+        case .all:
             let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
             return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames), "all")
         }
         guard let chosen else {
-            throw ValidationError("--split \(split): \(root) has no \(split)/ folder; use another --split or all")
+            throw ValidationError("--split \(split.rawValue): \(root) has no \(split.rawValue)/ folder; use another --split or all")
         }
-        return (chosen, split)
+        return (chosen, split.rawValue)
+    }
+}
+
+extension EvaluateCommand {
+    /// `evaluate --json`: what was evaluated, and the `EvaluationReport` under snake_case keys. A value
+    /// the report does not have (`loss` without losses, `top_k` with 5 classes or fewer, `auc` or
+    /// `macro_auc` when undefined, a class's `auc`) leaves its key out; a non-finite number is `null`.
+    struct Output: Encodable {
+        var runDirectory: String
+        var data: String
+        /// `test`, `val`, `train`, `all`, or `folder` for a plain folder of class folders.
+        var split: String
+        var architecture: String
+        var report: EvaluationReport
+
+        enum CodingKeys: String, CodingKey {
+            case runDirectory = "run_dir", data, split, architecture
+            case sampleCount = "sample_count", classNames = "class_names", loss, accuracy, topK = "top_k"
+            case topKAccuracy = "top_k_accuracy", auc, macroAUC = "macro_auc", perClass = "per_class"
+            case macroAverage = "macro_average", weightedAverage = "weighted_average"
+            case confusionMatrix = "confusion_matrix", zeroDivision = "zero_division", notes
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(runDirectory, forKey: .runDirectory)
+            try c.encode(data, forKey: .data)
+            try c.encode(split, forKey: .split)
+            try c.encode(architecture, forKey: .architecture)
+            try c.encode(report.sampleCount, forKey: .sampleCount)
+            try c.encode(report.classNames, forKey: .classNames)
+            try c.encodeNumberIfPresent(report.loss, forKey: .loss)
+            try c.encodeNumber(report.accuracy, forKey: .accuracy)
+            try c.encodeIfPresent(report.topK, forKey: .topK)
+            try c.encodeNumberIfPresent(report.topKAccuracy, forKey: .topKAccuracy)
+            try c.encodeNumberIfPresent(report.auc, forKey: .auc)
+            try c.encodeNumberIfPresent(report.macroAUC, forKey: .macroAUC)
+            try c.encode(report.perClass.map(ClassRow.init), forKey: .perClass)
+            try c.encode(Average(average: report.macroAverage), forKey: .macroAverage)
+            try c.encode(Average(average: report.weightedAverage), forKey: .weightedAverage)
+            try c.encode(report.confusionMatrix, forKey: .confusionMatrix)
+            try c.encode(report.zeroDivision, forKey: .zeroDivision)
+            try c.encode(report.notes, forKey: .notes)
+        }
+
+        /// One class of `per_class`.
+        struct ClassRow: Encodable {
+            var row: ClassReport
+
+            enum CodingKeys: String, CodingKey { case name, precision, recall, f1, support, auc }
+
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(row.name, forKey: .name)
+                try c.encodeNumber(row.precision, forKey: .precision)
+                try c.encodeNumber(row.recall, forKey: .recall)
+                try c.encodeNumber(row.f1, forKey: .f1)
+                try c.encode(row.support, forKey: .support)
+                try c.encodeNumberIfPresent(row.auc, forKey: .auc)
+            }
+        }
+
+        /// `macro_average` and `weighted_average`.
+        struct Average: Encodable {
+            var average: AverageReport
+
+            enum CodingKeys: String, CodingKey { case precision, recall, f1, support }
+
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encodeNumber(average.precision, forKey: .precision)
+                try c.encodeNumber(average.recall, forKey: .recall)
+                try c.encodeNumber(average.f1, forKey: .f1)
+                try c.encode(average.support, forKey: .support)
+            }
+        }
     }
 }

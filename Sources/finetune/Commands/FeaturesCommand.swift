@@ -30,13 +30,14 @@ struct FeaturesCommand: ParsableCommand {
               finetune features resnet50 data/pets --out pets.csv --json
             """)
 
-    static let formats = ["safetensors", "npy", "csv"]
+    /// The file format, from --out's extension.
+    enum Format: String, CaseIterable { case safetensors, npy, csv }
 
     @Argument(help: "Architecture name or run directory.") var model: String
     @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
     @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
-    @Option(help: "Which split of a DATA with split folders: all, train, val or test.") var split = "all"
+    @Option(help: "Which split of a DATA with split folders (all: train + val + test).") var split: DataSplit = .all
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
@@ -44,15 +45,16 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
 
-    var format: String { (out as NSString).pathExtension.lowercased() }
+    func format() throws -> Format {
+        let fileExtension = (out as NSString).pathExtension.lowercased()
+        guard let format = Format(rawValue: fileExtension) else {
+            throw ValidationError("--out \(out): unknown format '.\(fileExtension)'; use .safetensors, .npy or .csv")
+        }
+        return format
+    }
 
     func validate() throws {
-        guard Self.formats.contains(format) else {
-            throw ValidationError("--out \(out): unknown format '.\(format)'; use .safetensors, .npy or .csv")
-        }
-        guard ["all", "train", "val", "test"].contains(split) else {
-            throw ValidationError("--split: unknown split '\(split)'; expected all, train, val or test")
-        }
+        _ = try format()
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
         var isDirectory: ObjCBool = false
@@ -101,24 +103,26 @@ struct FeaturesCommand: ParsableCommand {
         let labels = try Tensor(samples.map { Int64($0.label) }, shape: [samples.count])
         let files = samples.map(\.source.description)
         var written = [out]
+        let format = try format()
         switch format {
-        case "npy":
+        case .npy:
             let labelsPath = ((out as NSString).deletingPathExtension) + "_labels.npy"
             try NumPy.write(features, to: out)
             try NumPy.write(labels, to: labelsPath)
             written.append(labelsPath)
-        case "csv":
+        case .csv:
             try writeCSV(features: features, samples: samples, classNames: dataset.classNames)
-        default:
+        case .safetensors:
             let metadata = ["class_names": try jsonText(dataset.classNames), "files": try jsonText(files),
                             "architecture": classifier.architecture, "weights": weightsName]
             try SafeTensors.write(StateDict([("features", features), ("labels", labels)]), metadata: metadata, to: out)
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
-            printJSON(["files": written, "format": format, "images": samples.count,
-                       "skipped": dataset.count - samples.count, "feature_size": classifier.embeddingSize,
-                       "architecture": classifier.architecture, "classes": dataset.classNames, "seconds": seconds])
+            printEncodedJSON(Output(files: written, format: format.rawValue, images: samples.count,
+                                    skipped: dataset.count - samples.count, featureSize: classifier.embeddingSize,
+                                    architecture: classifier.architecture, classes: dataset.classNames,
+                                    seconds: seconds))
         } else {
             print(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
                          classifier.architecture, written.joined(separator: ", "), seconds))
@@ -144,5 +148,23 @@ struct FeaturesCommand: ParsableCommand {
     func csvField(_ text: String) -> String {
         text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
             ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+    }
+
+    /// `features --json`.
+    struct Output: Encodable {
+        /// The files written (with .npy, the labels' file too).
+        var files: [String]
+        var format: String
+        var images: Int
+        /// Images left out because they could not be decoded.
+        var skipped: Int
+        var featureSize: Int
+        var architecture: String
+        var classes: [String]
+        var seconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case files, format, images, skipped, featureSize = "feature_size", architecture, classes, seconds
+        }
     }
 }

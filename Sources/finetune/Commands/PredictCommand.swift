@@ -33,29 +33,43 @@ struct PredictCommand: ParsableCommand {
     func validate() throws {
         guard topK > 0 else { throw ValidationError("--top-k must be at least 1") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
-        guard !inputs.isEmpty else { throw ValidationError("give at least one image file or folder") }
-        if RunDirectory.isRun(inputs[0]) {
+        _ = try source()
+    }
+
+    /// Where the model comes from: a run directory (the first input) or `--arch`, and the image
+    /// files or folders.
+    enum Source {
+        case run(RunDirectory, images: [String])
+        case architecture(String, images: [String])
+    }
+
+    func source() throws -> Source {
+        guard let first = inputs.first else { throw ValidationError("give at least one image file or folder") }
+        if RunDirectory.isRun(first) {
             guard inputs.count > 1 else { throw ValidationError("give image files or folders after the run directory") }
-        } else if arch == nil {
+            return .run(RunDirectory(first), images: Array(inputs.dropFirst()))
+        }
+        guard let arch else {
             throw ValidationError("--arch is required unless the first argument is a run directory (with config.json)")
         }
+        return .architecture(arch, images: inputs)
     }
 
     func run() throws {
         try applyThreads(threads)
         let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
         var binary = false
-        if RunDirectory.isRun(inputs[0]) {
-            let run = RunDirectory(inputs[0])
+        switch try source() {
+        case .run(let run, let images):
             let config = try run.readConfig()
-            files = try collectImageFiles(Array(inputs.dropFirst()))
+            files = try collectImageFiles(images)
             model = try run.loadModel(config)
             preprocessing = config.preprocessing
             classNames = config.classNames
             binary = config.head.isBinary
-        } else {
-            files = try collectImageFiles(inputs)
-            let pretrained = try ModelZoo.make(arch!, weights: weights.lowercased() == "none" ? nil : weights)
+        case .architecture(let arch, let images):
+            files = try collectImageFiles(images)
+            let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
             model = pretrained.model
             try model.useChannelsLast()
             preprocessing = pretrained.preprocessing
@@ -88,19 +102,45 @@ struct PredictCommand: ParsableCommand {
             let (values, indices) = try probabilities.topk(k, dim: 1)
             let p = try values.floats(), idx = try indices.toArray(Int64.self)
             for (row, file) in kept.enumerated() {
-                let top = (0..<k).map { j -> (Int, String, Double) in
+                let prediction = Prediction(file: file, topK: (0..<k).map { j in
                     let i = Int(idx[row * k + j])
-                    return (i, classNames[i], Double(p[row * k + j]))
-                }
+                    return Prediction.Ranked(index: i, className: classNames[i], probability: Double(p[row * k + j]))
+                })
                 if json {
-                    print(jsonString(["file": file, "top_k": top.map { ["index": $0.0, "class": $0.1, "probability": $0.2] }]))
+                    printEncodedJSON(prediction)
                 } else {
                     print(file)
-                    for (i, name, prob) in top { print(String(format: "  %6.2f%%  %4d  %@", prob * 100, i, name)) }
+                    for r in prediction.topK {
+                        print(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, r.className))
+                    }
                 }
             }
         }
         if failures > 0 { printError("\(failures) of \(files.count) images could not be read") }
+    }
+}
+
+/// `predict --json`: one object per image, its `top_k` classes by probability.
+struct Prediction: Encodable {
+    var file: String
+    var topK: [Ranked]
+
+    enum CodingKeys: String, CodingKey { case file, topK = "top_k" }
+
+    /// A class index, its name and its probability (`null` if not finite).
+    struct Ranked: Encodable {
+        var index: Int
+        var className: String
+        var probability: Double
+
+        enum CodingKeys: String, CodingKey { case index, className = "class", probability }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(className, forKey: .className)
+            try c.encodeNumber(probability, forKey: .probability)
+        }
     }
 }
 
