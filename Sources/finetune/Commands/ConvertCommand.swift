@@ -18,8 +18,8 @@ struct ConvertCommand: ParsableCommand {
               finetune convert mnist ~/mnist data/mnist --dry-run --json
             """)
 
-    @Argument(help: "Source format: \(ConvertDataset.Source.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var format: String
+    @Argument(help: "Source format.")
+    var format: ConvertDataset.Source
     @Argument(help: "Folder with the source files (IDX files, or CIFAR binary/python batches).") var source: String
     @Argument(help: "Destination folder.") var destination: String
     @Option(help: "Convert only the first N images of each class in each split.") var limitPerClass: Int?
@@ -28,34 +28,46 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Print the summary as one JSON object.") var json = false
 
     func validate() throws {
-        guard ConvertDataset.Source(rawValue: format) != nil else {
-            throw ValidationError("unknown format '\(format)': expected " +
-                                  ConvertDataset.Source.allCases.map(\.rawValue).joined(separator: ", "))
-        }
         if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
         guard workers >= 0 else { throw ValidationError("--workers must be 0 (all cores) or more") }
         if workers > 0 { try checkWorkers(workers) }
     }
 
     func run() throws {
-        let kind = ConvertDataset.Source(rawValue: format)!
         let options = ConvertDataset.Options(limitPerClass: limitPerClass, dryRun: dryRun, workers: workers)
         var lastReport = Date.distantPast
-        let summary = try ConvertDataset.run(kind, from: source, to: destination, options: options) { progress in
+        let summary = try ConvertDataset.run(format, from: source, to: destination, options: options) { progress in
             guard !json, Date().timeIntervalSince(lastReport) > 2 || progress.completed == progress.total else { return }
             lastReport = Date()
             printError("\(progress.split): \(progress.completed)/\(progress.total)")
         }
         if json {
-            printJSON(["destination": summary.destination, "classes": summary.classNames,
-                       "folders": summary.folderNames, "counts": summary.counts, "written": summary.written,
-                       "dry_run": dryRun])
+            printEncodedJSON(Output(summary: summary, dryRun: dryRun))
         } else {
             for split in ["train", "test"] {
                 let counts = summary.counts[split] ?? []
                 print("\(split): \(counts.reduce(0, +)) images in \(counts.count) classes")
             }
             print(dryRun ? "dry run: nothing written" : "wrote \(summary.written) PNGs under \(summary.destination)")
+        }
+    }
+
+    /// `convert --json`: where the folders went, the real class names and their folder names, the
+    /// images per class of each split (`train`, `test`), and the files written (0 for a dry run).
+    struct Output: Encodable {
+        var summary: ConvertDataset.Summary
+        var dryRun: Bool
+
+        enum CodingKeys: String, CodingKey { case destination, classes, folders, counts, written, dryRun = "dry_run" }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(summary.destination, forKey: .destination)
+            try c.encode(summary.classNames, forKey: .classes)
+            try c.encode(summary.folderNames, forKey: .folders)
+            try c.encode(summary.counts, forKey: .counts)
+            try c.encode(summary.written, forKey: .written)
+            try c.encode(dryRun, forKey: .dryRun)
         }
     }
 }

@@ -38,14 +38,8 @@ struct WeightsCommand: ParsableCommand {
             }
             if json {
                 for entry in entries {
-                    let cached = cache.locate(entry)
-                    printJSON([
-                        "name": entry.name, "architecture": entry.architecture, "url": entry.url as Any,
-                        "sha256": cache.expectedDigest(for: entry) as Any, "sha256_prefix": entry.sha256Prefix as Any,
-                        "verification": verification(entry), "top1": entry.top1,
-                        "parameters": entry.parameters, "cached": cached != nil, "path": cached as Any,
-                        "input_size": entry.preprocessing.cropSize,
-                    ])
+                    printEncodedJSON(Row(entry: entry, sha256: cache.expectedDigest(for: entry),
+                                         verification: verification(entry), path: cache.locate(entry)))
                 }
                 return
             }
@@ -55,6 +49,37 @@ struct WeightsCommand: ParsableCommand {
                  verification(e) == "prefix-only" ? "prefix only" : verification(e)]
             }
             printTable(["weights", "top-1", "input", "status", "verified by"], rows)
+        }
+
+        /// `weights list --json`: one object per catalog entry.
+        struct Row: Encodable {
+            var entry: WeightsEntry
+            /// The full digest (the catalog's, or the pinned one of a prefix-only entry); nil when unknown.
+            var sha256: String?
+            /// `sha256`, `pinned` or `prefix-only`.
+            var verification: String
+            /// The cached file, if any.
+            var path: String?
+
+            enum CodingKeys: String, CodingKey {
+                case name, architecture, url, sha256, sha256Prefix = "sha256_prefix", verification, top1, parameters
+                case inputSize = "input_size", cached, path
+            }
+
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(entry.name, forKey: .name)
+                try c.encode(entry.architecture, forKey: .architecture)
+                try c.encodeOrNull(entry.url, forKey: .url)
+                try c.encodeOrNull(sha256, forKey: .sha256)
+                try c.encodeOrNull(entry.sha256Prefix, forKey: .sha256Prefix)
+                try c.encode(verification, forKey: .verification)
+                try c.encodeNumber(entry.top1, forKey: .top1)
+                try c.encode(entry.parameters, forKey: .parameters)
+                try c.encode(entry.preprocessing.cropSize, forKey: .inputSize)
+                try c.encode(path != nil, forKey: .cached)
+                try c.encodeOrNull(path, forKey: .path)
+            }
         }
     }
 
@@ -126,8 +151,7 @@ struct WeightsCommand: ParsableCommand {
             let results = try WeightsCache().verify()
             for r in results {
                 if json {
-                    printJSON(["path": r.path, "ok": r.ok, "sha256": (r.kind == .unused ? nil : r.actual) as String? as Any,
-                               "kind": r.kind.rawValue])
+                    printEncodedJSON(Row(result: r))
                 } else if r.kind == .unused {
                     print("old  \(r.path) (unused converted copy; replaced at the next load)")
                 } else {
@@ -135,6 +159,22 @@ struct WeightsCommand: ParsableCommand {
                 }
             }
             if results.contains(where: { !$0.ok }) { throw ExitCode(1) }
+        }
+
+        /// `weights verify --json`: one object per file.
+        struct Row: Encodable {
+            var result: WeightsCache.Verification
+
+            enum CodingKeys: String, CodingKey { case path, ok, sha256, kind }
+
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(result.path, forKey: .path)
+                try c.encode(result.ok, forKey: .ok)
+                // An unused copy is not hashed.
+                try c.encodeOrNull(result.kind == .unused ? nil : result.actual, forKey: .sha256)
+                try c.encode(result.kind.rawValue, forKey: .kind)
+            }
         }
     }
 }
