@@ -29,14 +29,14 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Decoding threads.") var workers = 2
         @Option(help: "Images per batch.") var batchSize = 32
         @Option(help: "Output side in pixels.") var size = 224
-        @Option(help: "train (random resized crop + flip) or eval (resize + centre crop).") var augment = "train"
+        @Option(help: "Transform: train (random resized crop + flip) or eval (resize + centre crop).")
+        var augment: LoaderAugmentation = .train
         @Flag(inversion: .prefixedNo, help: "Decode JPEGs at reduced size when much larger than needed.")
         var dctScaling = true
         @Option(help: "Epochs to time (the first batch of the first epoch is excluded as warm-up).") var epochs = 1
         @Flag(help: "Print one JSON object.") var json = false
 
         func validate() throws {
-            guard ["train", "eval"].contains(augment) else { throw ValidationError("--augment must be train or eval") }
             guard workers >= 0, batchSize > 0, size > 0, epochs > 0 else {
                 throw ValidationError("--workers, --batch-size, --size and --epochs must be positive")
             }
@@ -48,7 +48,7 @@ struct BenchCommand: ParsableCommand {
             let dataset = try ImageFolderDataset(root: data)
             let preprocessing = Preprocessing(mean: Preprocessing.imagenet.mean, std: Preprocessing.imagenet.std,
                                               resizeSize: size * 8 / 7, cropSize: size)
-            let transform: any SampleTransform = augment == "train"
+            let transform: any SampleTransform = augment == .train
                 ? TrainingTransform.standard(preprocessing) : EvaluationTransform(preprocessing)
             let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: true, seed: 0, transform: transform,
                                         workers: workers, prefetch: max(2, workers), dctScaling: dctScaling)
@@ -63,11 +63,41 @@ struct BenchCommand: ParsableCommand {
             let seconds = Date().timeIntervalSince(start ?? Date())
             let rate = seconds > 0 ? Double(images) / seconds : 0
             if json {
-                printJSON(["images": images, "seconds": seconds, "images_per_second": rate, "workers": workers,
-                           "batch_size": batchSize, "size": size, "augment": augment, "dct_scaling": dctScaling])
+                printEncodedJSON(Output(images: images, seconds: seconds, imagesPerSecond: rate, workers: workers,
+                                        batchSize: batchSize, size: size, augment: augment.rawValue,
+                                        dctScaling: dctScaling))
             } else {
                 print(String(format: "%d images in %.2f s: %.1f images/s (%d workers, %@, %dpx)", images, seconds,
-                             rate, workers, augment, size))
+                             rate, workers, augment.rawValue, size))
+            }
+        }
+
+        /// `bench loader --json`.
+        struct Output: Encodable {
+            var images: Int
+            var seconds: Double
+            var imagesPerSecond: Double
+            var workers: Int
+            var batchSize: Int
+            var size: Int
+            var augment: String
+            var dctScaling: Bool
+
+            enum CodingKeys: String, CodingKey {
+                case images, seconds, imagesPerSecond = "images_per_second", workers, batchSize = "batch_size", size
+                case augment, dctScaling = "dct_scaling"
+            }
+
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(images, forKey: .images)
+                try c.encodeNumber(seconds, forKey: .seconds)
+                try c.encodeNumber(imagesPerSecond, forKey: .imagesPerSecond)
+                try c.encode(workers, forKey: .workers)
+                try c.encode(batchSize, forKey: .batchSize)
+                try c.encode(size, forKey: .size)
+                try c.encode(augment, forKey: .augment)
+                try c.encode(dctScaling, forKey: .dctScaling)
             }
         }
     }
