@@ -33,7 +33,12 @@ public func withAutocast<R>(enabled: Bool = true, dtype: DType = .bfloat16, _ bo
     return try body()
 }
 
+/// Reads LibTorch's autograd switches for the calling thread (both are thread-local in LibTorch,
+/// so `withNoGrad` on one thread does not affect another).
 public enum GradMode {
+    /// Whether operations on the current thread are recorded for autograd (`torch.is_grad_enabled()`);
+    /// false inside `withNoGrad`.
     public static var isEnabled: Bool { ct_is_grad_enabled() }
+    /// Whether the current thread is inside `withInferenceMode` (`torch.is_inference_mode_enabled()`).
     public static var isInferenceMode: Bool { ct_is_inference_mode_enabled() }
 }

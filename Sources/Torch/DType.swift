@@ -2,7 +2,11 @@ import CTorch
 
 /// Tensor element types. Raw values are the shim's stable `ct_dtype` codes.
 public enum DType: Int32, CaseIterable, Sendable, CustomStringConvertible {
+    /// Floating-point types: `float32` (the default for parameters and images), `float64`, `float16` and
+    /// `bfloat16` (8-bit exponent like float32, used by CPU autocast), as `torch.float32` etc.
     case float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3
+    /// Integer and boolean types: `int64` (class labels and indices, `torch.long`), `int32`, `uint8`
+    /// (decoded image bytes), `int8`, `bool` (comparison results, masks) and `int16`.
     case int64 = 4, int32 = 5, uint8 = 6, int8 = 7, bool = 8, int16 = 9
 
     /// Bytes per element.
@@ -15,6 +19,8 @@ public enum DType: Int32, CaseIterable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// True for float32, float64, float16 and bfloat16 (`dtype.is_floating_point`): the types that can
+    /// require gradients.
     public var isFloatingPoint: Bool {
         switch self {
         case .float32, .float64, .float16, .bfloat16: return true

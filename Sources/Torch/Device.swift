@@ -2,8 +2,11 @@ import CTorch
 
 /// Where a tensor lives. CUDA and MPS code paths always compile; availability is checked at run time.
 public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// Host memory; always available.
     case cpu
+    /// The NVIDIA GPU with this index (`torch.device("cuda:N")`); check `Runtime.cudaIsAvailable` first.
     case cuda(Int)
+    /// Apple's Metal GPU (`torch.device("mps")`), when LibTorch was built with MPS.
     case mps
 
     /// The best device the linked LibTorch offers: CUDA, then MPS, then CPU.
@@ -30,6 +33,7 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// PyTorch's spelling: "cpu", "cuda:N" or "mps"; `Device(parsing:)` reads it back.
     public var description: String {
         switch self {
         case .cpu: return "cpu"

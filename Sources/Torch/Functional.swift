@@ -2,6 +2,8 @@ import CTorch
 
 /// Neural-network functions with PyTorch's `torch.nn.functional` semantics.
 public enum Functional {
+    /// How a loss combines its per-element values (PyTorch's `reduction=`): `none` returns them unreduced
+    /// (one per sample), `mean` averages (weighted by class weights when given), `sum` adds them up.
     public enum Reduction: Int32, Sendable { case none = 0, mean = 1, sum = 2 }
 
     /// 2-D convolution over NCHW (or channels-last) input.
@@ -13,10 +15,14 @@ public enum Functional {
         return try Tensor.make { ct_conv2d(x.handle, weight.handle, bias.orNull, s, p, d, Int64(groups), $0) }
     }
 
+    /// `x · weightᵀ + bias` (`torch.nn.functional.linear`): `x` is [..., in], `weight` [out, in], `bias` [out];
+    /// the result is [..., out].
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
         try Tensor.make { ct_linear(x.handle, weight.handle, bias.orNull, $0) }
     }
 
+    /// Max pooling over NCHW (or channels-last) input (`torch.nn.functional.max_pool2d`). `stride` defaults
+    /// to `kernelSize`; `padding` pads with -inf; `ceilMode` rounds the output size up instead of down.
     public static func maxPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int)? = nil,
                                  padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
                                  ceilMode: Bool = false) throws -> Tensor {
@@ -27,6 +33,8 @@ public enum Functional {
         return try Tensor.make { ct_max_pool2d(x.handle, k, s, p, d, ceilMode, $0) }
     }
 
+    /// Average pooling over NCHW input (`torch.nn.functional.avg_pool2d`). `stride` defaults to `kernelSize`;
+    /// `countIncludePad` counts the zero padding in each window's divisor, as PyTorch does by default.
     public static func avgPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int)? = nil,
                                  padding: (Int, Int) = (0, 0), ceilMode: Bool = false,
                                  countIncludePad: Bool = true) throws -> Tensor {
@@ -36,11 +44,15 @@ public enum Functional {
         return try Tensor.make { ct_avg_pool2d(x.handle, k, s, p, ceilMode, countIncludePad, $0) }
     }
 
+    /// Average pooling to a fixed (height, width) whatever the input size (`torch.nn.functional.adaptive_avg_pool2d`);
+    /// `(1, 1)` is global average pooling, [N, C, H, W] → [N, C, 1, 1].
     public static func adaptiveAvgPool2d(_ x: Tensor, outputSize: (Int, Int)) throws -> Tensor {
         let o = [Int64(outputSize.0), Int64(outputSize.1)]
         return try Tensor.make { ct_adaptive_avg_pool2d(x.handle, o, $0) }
     }
 
+    /// Max pooling to a fixed (height, width) (`torch.nn.functional.adaptive_max_pool2d`), values only;
+    /// `(1, 1)` is global max pooling.
     public static func adaptiveMaxPool2d(_ x: Tensor, outputSize: (Int, Int)) throws -> Tensor {
         let o = [Int64(outputSize.0), Int64(outputSize.1)]
         return try Tensor.make { ct_adaptive_max_pool2d(x.handle, o, $0) }
@@ -57,14 +69,18 @@ public enum Functional {
         }
     }
 
+    /// Zeroes each element with probability `p` and scales the rest by 1/(1-p) when `training`; the
+    /// identity otherwise (`torch.nn.functional.dropout`). Uses LibTorch's generator.
     public static func dropout(_ x: Tensor, p: Double = 0.5, training: Bool) throws -> Tensor {
         try Tensor.make { ct_dropout(x.handle, p, training, $0) }
     }
 
+    /// `exp(x) / sum(exp(x))` along `dim` (`torch.softmax`); class probabilities from [N, classes] logits with `dim: 1`.
     public static func softmax(_ x: Tensor, dim: Int) throws -> Tensor {
         try Tensor.make { ct_softmax(x.handle, Int64(dim), $0) }
     }
 
+    /// `log(softmax(x))` along `dim`, computed stably (`torch.log_softmax`).
     public static func logSoftmax(_ x: Tensor, dim: Int) throws -> Tensor {
         try Tensor.make { ct_log_softmax(x.handle, Int64(dim), $0) }
     }
@@ -88,10 +104,12 @@ public enum Functional {
         }
     }
 
+    /// Mean squared error `(a - b)²`, reduced by `reduction` (`torch.nn.functional.mse_loss`).
     public static func mseLoss(_ a: Tensor, _ b: Tensor, reduction: Reduction = .mean) throws -> Tensor {
         try Tensor.make { ct_mse_loss(a.handle, b.handle, reduction.rawValue, $0) }
     }
 
+    /// The resampling filter of `interpolate` (`mode=` of `torch.nn.functional.interpolate`).
     public enum InterpolationMode: Int32, Sendable { case nearest = 0, bilinear = 1, bicubic = 2 }
 
     /// Resizes NCHW input to `size` (height, width). `antialias` matches torchvision's antialiased

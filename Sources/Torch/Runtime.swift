@@ -63,8 +63,11 @@ public enum Runtime {
     /// Whether `retainFreedMemory()` has taken effect in this process.
     public private(set) static var retainsFreedMemory = false
 
+    /// Whether the linked LibTorch has CUDA support and sees at least one GPU (`torch.cuda.is_available()`).
     public static var cudaIsAvailable: Bool { ct_cuda_is_available() }
+    /// The number of visible CUDA GPUs (`torch.cuda.device_count()`); 0 without CUDA.
     public static var cudaDeviceCount: Int { Int(ct_cuda_device_count()) }
+    /// Whether Apple's Metal (MPS) backend is usable (`torch.backends.mps.is_available()`).
     public static var mpsIsAvailable: Bool { ct_mps_is_available() }
 
     /// The default CPU generator's state (a uint8 tensor) — save it to resume a run exactly.
@@ -72,6 +75,8 @@ public enum Runtime {
         try Tensor.make { ct_cpu_rng_get_state($0) }
     }
 
+    /// Restores the default CPU generator from a state saved by `cpuRNGState()` (`torch.set_rng_state`).
+    /// Throws if `state` is not such a uint8 tensor.
     public static func setCPURNGState(_ state: Tensor) throws {
         try check(ct_cpu_rng_set_state(state.handle))
     }

@@ -3,8 +3,11 @@ import Foundation
 
 /// An error raised by LibTorch (its message verbatim) or by argument checks in the bindings.
 public struct TorchError: Error, CustomStringConvertible, Equatable {
+    /// The human-readable message: LibTorch's text with its C++ backtrace removed, or the binding's own.
     public let message: String
+    /// An error with `message`, for argument checks made in Swift.
     public init(_ message: String) { self.message = message }
+    /// The same text as `message`, so `print(error)` and string interpolation show it.
     public var description: String { message }
 }
 
