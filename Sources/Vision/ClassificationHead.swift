@@ -24,6 +24,8 @@ public struct HeadSpec: Codable, Equatable, Sendable {
     /// Widths of hidden Dense + ReLU layers between the embedding and the output layer.
     public var hiddenUnits: [Int]
 
+    /// The defaults are a plain head: average pooling and one Linear of `outputs`. Nothing is checked
+    /// here; `validate()` does that.
     public init(outputs: Int, pooling: GlobalPooling = .avg, batchNorm: Bool = false, dropout: Double? = nil,
                 hiddenUnits: [Int] = []) {
         self.outputs = outputs

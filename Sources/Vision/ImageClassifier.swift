@@ -3,6 +3,8 @@ import Torch
 
 /// Global pooling applied to the backbone's feature maps when the model has no top (Keras' `pooling`).
 public enum GlobalPooling: String, CaseIterable, Sendable {
+    /// `avg`: global average pooling (torchvision's `AdaptiveAvgPool2d(1)`, Keras' `pooling="avg"`);
+    /// `max`: global max pooling (Keras' `pooling="max"`). Both give [N, C].
     case avg, max
     /// No pooling: `forward` returns the 4-D feature maps.
     case none
@@ -20,6 +22,7 @@ public struct ModelOptions: Equatable, Sendable {
     /// Dropout before the final Linear; nil keeps the architecture's default (e.g. 0.2 for MobileNetV2).
     public var dropout: Double?
 
+    /// The defaults build torchvision's model: a 1000-class top, average pooling, the architecture's dropout.
     public init(numClasses: Int = 1000, includeTop: Bool = true, pooling: GlobalPooling = .avg,
                 dropout: Double? = nil) {
         self.numClasses = numClasses
@@ -37,6 +40,7 @@ public struct ModelOptions: Equatable, Sendable {
 open class ImageClassifier: Module {
     /// Registry name, e.g. "mobilenet_v2", "resnet50".
     public let architecture: String
+    /// The options the model was built with (`includeTop` and `pooling` decide what `forward` returns).
     public let options: ModelOptions
     /// Dotted path of the final Linear layer, e.g. "fc", "classifier.1", "classifier.6".
     public let headPath: String
@@ -47,6 +51,8 @@ open class ImageClassifier: Module {
     /// The global pooling in front of the top (`configureHead` sets it; avg is torchvision's).
     public internal(set) var headPooling: GlobalPooling = .avg
 
+    /// For subclasses: records the registry name, options and head geometry. Subclasses build their
+    /// modules after calling it.
     public init(architecture: String, options: ModelOptions, headPath: String, embeddingSize: Int,
                 featureChannels: Int) {
         self.architecture = architecture
@@ -96,6 +102,9 @@ open class ImageClassifier: Module {
         isChannelsLast && x.rank == 4 ? try x.contiguous(.channelsLast) : x
     }
 
+    /// Runs the model on a batch of preprocessed images, [N, 3, H, W]: with a top, logits [N, classes];
+    /// without one, the pooled embedding [N, embeddingSize], or the feature maps [N, C, h, w] when
+    /// `options.pooling` is `.none` (Keras' `include_top=False`).
     open override func forward(_ x: Tensor) throws -> Tensor {
         let x = try laidOut(x)
         if options.includeTop { return try classify(embedding(x)) }

@@ -6,6 +6,7 @@ import Torch
 
 /// A model ready to use: the network, the preprocessing its weights expect, and class names.
 public struct PretrainedModel {
+    /// The network, with the weights loaded and the top shaped as the options asked.
     public let model: ImageClassifier
     /// Always apply this to inputs (it is what the weights were trained with).
     public let preprocessing: Preprocessing
@@ -20,6 +21,7 @@ public struct PretrainedModel {
 /// The model registry and Keras-style factory: `ModelZoo.make("mobilenet_v2", weights: "imagenet",
 /// options: ModelOptions(includeTop: false, pooling: .avg))`.
 public enum ModelZoo {
+    /// Makes a randomly initialised model from construction options.
     public typealias Builder = (ModelOptions) throws -> ImageClassifier
 
     /// Every architecture, by registry name.
@@ -46,6 +48,7 @@ public enum ModelZoo {
         ("inception_v3", { try InceptionV3.inceptionV3($0) }),
     ]
 
+    /// Every registry name ("alexnet", "vgg16", …, "inception_v3"), in `builders` order.
     public static var architectures: [String] { builders.map(\.name) }
 
     /// A randomly initialised architecture.

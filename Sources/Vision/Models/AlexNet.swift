@@ -45,6 +45,7 @@ public final class AlexNet: FeaturesClassifier {
 
     // MARK: Structure
 
+    /// "AlexNet", torchvision's class name.
     public override var typeName: String { "AlexNet" }
 
     /// Each convolution.

@@ -19,18 +19,29 @@ public final class Conv2dNormActivation: Sequential {
         super.init(layers)
     }
 
+    /// "Conv2dNormActivation", torchvision's class name (shown by summaries instead of "Sequential").
     public override var typeName: String { "Conv2dNormActivation" }
 }
 
 /// torchvision's `SqueezeExcitation`: global average pool, `fc1` (1×1 conv), activation, `fc2`
 /// (1×1 conv), sigmoid gate, then the input scaled by the gate.
 public final class SqueezeExcitation: Module {
+    /// The squeeze: global average pooling to [N, C, 1, 1].
     public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
+    /// 1×1 convolution (with bias) from the block's channels down to `squeezeChannels`.
     public let fc1: Conv2d
+    /// 1×1 convolution (with bias) from `squeezeChannels` back to the block's channels: one gate logit per channel.
     public let fc2: Conv2d
+    /// The activation between `fc1` and `fc2` (ReLU by default; SiLU in EfficientNet).
     public let activation: Module
+    /// Turns `fc2`'s output into the per-channel gate (Sigmoid by default).
     public let scaleActivation: Module
 
+    /// - Parameters:
+    ///   - inputChannels: channels of the input, and of the output.
+    ///   - squeezeChannels: width of the bottleneck between `fc1` and `fc2` (EfficientNet: a quarter of
+    ///     the block's input channels).
+    /// Throws when a channel count is not positive.
     public init(inputChannels: Int, squeezeChannels: Int, activation: Module = ReLU(),
                 scaleActivation: Module = Sigmoid()) throws {
         fc1 = try Conv2d(inputChannels, squeezeChannels, kernelSize: 1)
@@ -40,13 +51,17 @@ public final class SqueezeExcitation: Module {
         super.init()
     }
 
+    /// "SqueezeExcitation", torchvision's class name.
     public override var typeName: String { "SqueezeExcitation" }
 
+    /// `avgpool`, `fc1`, `fc2`, `activation`, `scale_activation`, as torchvision names them (so the
+    /// weights' keys are `….fc1.weight`, `….fc2.bias`).
     public override var namedChildren: [(String, Module)] {
         [("avgpool", avgpool), ("fc1", fc1), ("fc2", fc2), ("activation", activation),
          ("scale_activation", scaleActivation)]
     }
 
+    /// `x * scaleActivation(fc2(activation(fc1(avgpool(x)))))`: [N, C, H, W] in and out.
     public override func forward(_ x: Tensor) throws -> Tensor {
         let scale = try scaleActivation(fc2(activation(fc1(avgpool(x)))))
         return try scale * x
@@ -57,6 +72,7 @@ public final class SqueezeExcitation: Module {
 /// a residual branch is zeroed with probability `p` and the survivors are scaled by `1 / (1 - p)`; the
 /// identity in eval mode, when frozen, or for `p == 0`. No parameters.
 public final class StochasticDepth: Module {
+    /// Whether the drop decision is taken per sample or once for the batch (torchvision's `mode`).
     public enum Mode: String, Sendable {
         /// One decision per sample.
         case row
@@ -64,9 +80,13 @@ public final class StochasticDepth: Module {
         case batch
     }
 
+    /// Probability of dropping the branch, in [0, 1] (EfficientNet grows it linearly with block index,
+    /// up to 0.2).
     public let p: Double
+    /// `.row` (per sample, what EfficientNet uses) or `.batch`.
     public let mode: Mode
 
+    /// Throws `NNError.invalidArgument` unless `p` is in [0, 1].
     public init(p: Double, mode: Mode = .row) throws {
         guard p >= 0, p <= 1 else {
             throw NNError.invalidArgument("drop probability has to be between 0 and 1, but got \(p)")
@@ -76,8 +96,11 @@ public final class StochasticDepth: Module {
         super.init()
     }
 
+    /// "StochasticDepth", torchvision's class name.
     public override var typeName: String { "StochasticDepth" }
 
+    /// `StochasticDepth.apply` with this layer's `p` and `mode`, in training mode only while the layer
+    /// trains (not in eval mode, not when frozen).
     public override func forward(_ x: Tensor) throws -> Tensor {
         try Self.apply(x, p: p, mode: mode, training: usesTrainingBehaviour)
     }
@@ -100,6 +123,7 @@ public final class StochasticDepth: Module {
 }
 
 extension StochasticDepth: ModuleDescribing {
+    /// "p=0.2, mode=row", as PyTorch prints the layer.
     public var extraDescription: String { "p=\(p), mode=\(mode.rawValue)" }
 }
 

@@ -21,6 +21,8 @@ extension ModelOptions {
 /// `fc(dropout(embedding))`; without one there are no `dropout` and `fc` and `embedding` pools with
 /// `options.pooling`. Subclasses list their trunk, then `topChildren`.
 public class FCTopClassifier: ImageClassifier {
+    /// Global average pooling of the trunk's maps to [N, C, 1, 1] (torchvision's `avgpool`); present
+    /// with and without a top.
     public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
     /// The dropout in front of `fc`; nil without a top, or when the model has none.
     public let dropout: Dropout?
@@ -54,11 +56,14 @@ public class FCTopClassifier: ImageClassifier {
     /// The layer group after the trunk's: `fc` with a top.
     var topGroups: [String] { fc == nil ? [] : ["fc"] }
 
+    /// Replaces `fc` (what `replaceHead` and `configureHead` do); any other name goes to the subclass
+    /// chain and throws `NNError.cannotReplace` where nothing accepts it.
     public override func setChild(_ name: String, to module: Module) throws {
         guard name == "fc", fc != nil else { return try super.setChild(name, to: module) }
         fc = module
     }
 
+    /// `["dropout", "fc"]` (or `["fc"]` for a model without the dropout) with a top; empty without.
     public override var classifierScopes: [String] {
         fc == nil ? [] : (dropout == nil ? [] : ["dropout"]) + ["fc"]
     }
@@ -73,6 +78,8 @@ public class FCTopClassifier: ImageClassifier {
     /// `avgpool` of `maps`, flattened: what torchvision's forward passes to `dropout` and `fc`.
     func pooled(_ maps: Tensor) throws -> Tensor { try avgpool(maps).flatten(from: 1) }
 
+    /// `fc(dropout(embedding))`: logits [N, classes] from [N, embeddingSize]. Throws
+    /// `NNError.invalidArgument` for a model built without a top.
     public override func classify(_ embedding: Tensor) throws -> Tensor {
         guard let fc else {
             throw NNError.invalidArgument("\(architecture) was built without a top: there is no classifier")
@@ -104,6 +111,7 @@ public class FeaturesClassifier: ImageClassifier {
         case dense
     }
 
+    /// Where the embedding ends and the head starts (`.pooled` or `.dense`), fixed by the architecture.
     public let top: Top
     public private(set) var features: Sequential
     /// AdaptiveAvgPool2d in front of `classifier`; nil where the model has none.
@@ -124,6 +132,7 @@ public class FeaturesClassifier: ImageClassifier {
                    embeddingSize: embeddingSize, featureChannels: featureChannels)
     }
 
+    /// `features`, then `avgpool` and `classifier` when present, as in torchvision's modules.
     public override var namedChildren: [(String, Module)] {
         var children: [(String, Module)] = [("features", features)]
         if let avgpool { children.append(("avgpool", avgpool)) }
@@ -131,6 +140,8 @@ public class FeaturesClassifier: ImageClassifier {
         return children
     }
 
+    /// For `.pooled` models, replaces `features` or `classifier` with another `Sequential` (throws
+    /// `NNError.cannotReplace` for anything else); `.dense` models accept no replacement here.
     public override func setChild(_ name: String, to module: Module) throws {
         guard case .pooled = top else { return try super.setChild(name, to: module) }
         guard let sequential = module as? Sequential else {
@@ -149,18 +160,25 @@ public class FeaturesClassifier: ImageClassifier {
     /// `featureGroups`, then `classifier` (with a top).
     public override var layerGroups: [String] { featureGroups + (classifier == nil ? [] : ["classifier"]) }
 
+    /// `["classifier"]` for `.pooled` models with a top (dropout and Linear); `classifier.<headIndex>`
+    /// only for `.dense` ones; empty without a top.
     public override var classifierScopes: [String] {
         guard case .pooled = top else { return super.classifierScopes }
         return classifier == nil ? [] : ["classifier"]
     }
 
+    /// True for `.pooled` models; false for `.dense` ones, whose first Linear takes the flattened
+    /// `avgpool` maps (e.g. 512×7×7 for VGG).
     public override var supportsHeadPooling: Bool {
         guard case .pooled = top else { return false }
         return true
     }
 
+    /// `features(x)`: the trunk's last maps, e.g. [N, 1280, 7, 7] for MobileNetV2 at 224×224.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
 
+    /// `.dense` with a top: `avgpool`, flatten, then `classifier` up to the final Linear (e.g. VGG's
+    /// 4096-d output of `classifier.0`…`classifier.5`). Otherwise the globally pooled feature maps.
     public override func embedding(_ x: Tensor) throws -> Tensor {
         guard case .dense = top, let classifier, let avgpool else { return try super.embedding(x) }
         var y = try avgpool(forwardFeatures(x)).flatten(from: 1)
@@ -168,6 +186,8 @@ public class FeaturesClassifier: ImageClassifier {
         return y
     }
 
+    /// `.pooled`: the whole `classifier`; `.dense`: only its final Linear. Throws
+    /// `NNError.invalidArgument` for a model built without a top.
     public override func classify(_ embedding: Tensor) throws -> Tensor {
         switch top {
         case .pooled:

