@@ -13,6 +13,7 @@ open class Module {
     /// running statistics, Dropout is off) even while the model as a whole is training.
     public internal(set) var isFrozen = false
 
+    /// A module in training mode, not frozen. Subclasses create their parameters in their own initializers.
     public init() {}
 
     /// The mode this module's own forward pass should use: training unless `eval()`ed or frozen.
@@ -37,6 +38,8 @@ open class Module {
         throw NNError.notImplemented("\(typeName).forward")
     }
 
+    /// Runs `forward(x)` — `module(x)`, as in PyTorch. Call modules this way rather than `forward`
+    /// directly, so that an active `ModelSummary` sees each layer's output.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let y = try forward(x)
         if let recorder = ForwardRecorder.active { recorder.record(self, output: y) }
@@ -62,11 +65,15 @@ open class Module {
         namedModules().flatMap { path, module in module.namedLocalParameters.map { (join(path, $0.0), $0.1) } }
     }
 
+    /// All parameter tensors, in `namedParameters()` order (`module.parameters()`); the tensors
+    /// themselves, not copies, so an optimizer updating them updates the module.
     public func parameters() -> [Tensor] { namedParameters().map(\.1) }
 
     /// Parameters that currently require gradients.
     public func trainableParameters() -> [(String, Tensor)] { namedParameters().filter { $0.1.requiresGrad } }
 
+    /// All buffers (non-trainable state such as BatchNorm's `running_mean`, `running_var`,
+    /// `num_batches_tracked`) with their `state_dict` keys (`module.named_buffers()`).
     public func namedBuffers() -> [(String, Tensor)] {
         namedModules().flatMap { path, module in module.namedLocalBuffers.map { (join(path, $0.0), $0.1) } }
     }
@@ -93,6 +100,7 @@ open class Module {
         try parent.setChild(last, to: module)
     }
 
+    /// The total number of parameter elements, frozen or not (`sum(p.numel() for p in m.parameters())`).
     public var parameterCount: Int { parameters().reduce(0) { $0 + $1.count } }
 
     // MARK: - Modes
@@ -104,6 +112,8 @@ open class Module {
         return self
     }
 
+    /// Puts this module and its descendants in inference mode (`module.eval()`): BatchNorm uses its
+    /// running statistics, Dropout does nothing. Same as `train(false)`.
     @discardableResult
     public func eval() -> Self { train(false) }
 
@@ -227,29 +237,44 @@ open class Module {
 
 /// What `Module.load` matched, skipped and why.
 public struct LoadReport: CustomStringConvertible, Equatable {
+    /// A key whose tensor shape differs between the model and the incoming state dict.
     public struct Mismatch: Equatable {
+        /// The `state_dict` key, e.g. `fc.weight`.
         public let key: String
+        /// The shape the model's tensor has.
         public let expected: [Int]
+        /// The shape in the incoming state dict (e.g. [1000, 2048] for an ImageNet head loaded into a 10-class model).
         public let found: [Int]
     }
+    /// The number of tensors copied into the model (0 when a strict load failed, since nothing is copied then).
     public var loaded = 0
+    /// Keys the model has but the incoming state dict lacks; those tensors keep their current values.
     public var missing: [String] = []
+    /// Keys in the incoming state dict (after renaming) that the model does not have; ignored.
     public var unexpected: [String] = []
+    /// Keys present on both sides with different shapes; never loaded.
     public var shapeMismatched: [Mismatch] = []
     /// A floating-point tensor stored with an integer dtype, or the reverse.
     public struct DTypeMismatch: Equatable {
+        /// The `state_dict` key, e.g. `fc.weight`.
         public let key: String
+        /// The model's dtype, e.g. "float32".
         public let expected: String
+        /// The incoming tensor's dtype, e.g. "int64".
         public let found: String
     }
+    /// Keys whose floating-point-ness differs between the model and the file; never loaded.
     public var dtypeMismatched: [DTypeMismatch] = []
     /// Floating-point tensors holding NaN or infinity (never loaded).
     public var nonFinite: [String] = []
 
+    /// True when every key matched in name, shape and dtype class and every value was finite: the
+    /// condition a strict `load` requires.
     public var isClean: Bool {
         missing.isEmpty && unexpected.isEmpty && shapeMismatched.isEmpty && dtypeMismatched.isEmpty && nonFinite.isEmpty
     }
 
+    /// A multi-line, human-readable report in PyTorch's wording ("missing keys: …", "size mismatch for …").
     public var description: String {
         var lines = ["loaded \(loaded) tensors"]
         if !missing.isEmpty { lines.append("missing keys: " + missing.joined(separator: ", ")) }
@@ -267,13 +292,21 @@ public struct LoadReport: CustomStringConvertible, Equatable {
     }
 }
 
+/// Errors from module construction, structure changes and state loading.
 public enum NNError: Error, CustomStringConvertible, Equatable {
+    /// A strict `Module.load` refused the state dict; the report lists every problem.
     case loadFailed(LoadReport)
+    /// A dotted path or freeze scope names no module or parameter.
     case unknownKey(String)
+    /// `setChild` / `replaceModule` was asked to replace something that is not replaceable (or the root).
     case cannotReplace(String)
+    /// A `Module` subclass did not override `forward`; the message names it.
     case notImplemented(String)
+    /// A layer or model was configured with impossible settings (e.g. channels not divisible by
+    /// groups), or a layer was given an input of the wrong rank.
     case invalidArgument(String)
 
+    /// The message, with the full load report for `loadFailed`.
     public var description: String {
         switch self {
         case .loadFailed(let report): return "state_dict does not fit the model:\n\(report)"
