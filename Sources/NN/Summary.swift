@@ -30,9 +30,11 @@ public final class ForwardRecorder {
 /// A Keras-style model summary: one row per module (layer, type, output shape, parameters,
 /// trainable), then total, trainable and non-trainable parameter counts.
 public struct ModelSummary: Codable, Equatable {
+    /// One module's line in the table.
     public struct Row: Codable, Equatable {
         /// Dotted path, e.g. `features.3.conv.0.0` ("" for the model itself is not listed).
         public var name: String
+        /// The module's `typeName`, e.g. `Conv2d`, `InvertedResidual`.
         public var type: String
         /// Output shape from the sample forward pass (batch dimension included), nil if not called.
         public var outputShape: [Int]?
@@ -48,12 +50,20 @@ public struct ModelSummary: Codable, Equatable {
         }
     }
 
+    /// The summarised model's `typeName`, e.g. `MobileNetV2`.
     public var model: String
+    /// The shape of the zeros the sample forward pass ran on, e.g. [1, 3, 224, 224] (NCHW).
     public var inputShape: [Int]
+    /// The model's output shape for that input, e.g. [1, 1000].
     public var outputShape: [Int]
+    /// One row per module, depth first in definition order, down to `maxDepth`.
     public var rows: [Row]
+    /// Parameter elements in the whole model, as Keras' "Total params".
     public var totalParameters: Int
+    /// Parameter elements that currently require gradients (not frozen).
     public var trainableParameters: Int
+    /// Parameter elements that are frozen: `totalParameters - trainableParameters`. (Buffers such as
+    /// BatchNorm running statistics are not counted, unlike Keras' non-trainable weights.)
     public var nonTrainableParameters: Int { totalParameters - trainableParameters }
 
     /// Summarises `model` by running one forward pass (in inference mode, eval) on zeros of

@@ -28,13 +28,16 @@ open class Sequential: Module {
         super.init()
     }
 
+    /// "Sequential", as PyTorch prints it.
     open override var typeName: String { "Sequential" }
 
+    /// The children under their keys, in order, so state-dict keys are `<key>.<parameter>`.
     open override var namedChildren: [(String, Module)] { entries.map { ($0.name, $0.module) } }
 
     /// The children, in order.
     public var modules: [Module] { entries.map(\.module) }
 
+    /// The number of children (`len(seq)`).
     public var count: Int { entries.count }
 
     /// The child at position `index` (0-based, like `seq[i]` in PyTorch for non-negative `i`).
@@ -75,6 +78,7 @@ open class Sequential: Module {
         return y
     }
 
+    /// Empty: PyTorch's repr of a Sequential lists only its children.
     open var extraDescription: String { "" }
 }
 
@@ -89,6 +93,7 @@ public protocol ModuleDescribing: Module, CustomStringConvertible {
 }
 
 extension ModuleDescribing {
+    /// The PyTorch-style repr, `treeDescription`.
     public var description: String { treeDescription }
 }
 
