@@ -7,12 +7,18 @@ import Torch
 /// Batch statistics are used (and the running statistics updated) only when `usesTrainingBehaviour`,
 /// i.e. in training mode and not frozen; otherwise the running statistics are used and left untouched.
 open class BatchNorm: Module, BatchNormLayer {
+    /// C, the size of dimension 1 the layer normalises (`num_features`); inputs must match it.
     public let numFeatures: Int
+    /// Added to the variance before the square root, for numerical stability (1e-5 as in PyTorch;
+    /// torchvision's EfficientNets use 1e-3).
     public let eps: Double
     /// Exponential-average factor for the running statistics; nil means a cumulative average
     /// (factor 1 / num_batches_tracked), as PyTorch's `momentum=None`.
     public var momentum: Double?
+    /// Whether the layer has the learnable `weight` and `bias` (PyTorch's `affine`).
     public let affine: Bool
+    /// Whether the layer keeps running statistics (PyTorch's `track_running_stats`); without them it
+    /// always normalises with the batch's own statistics, even in eval mode.
     public let trackRunningStats: Bool
     /// Scale `[numFeatures]` (ones), or nil without `affine`.
     public let weight: Tensor?
@@ -25,6 +31,8 @@ open class BatchNorm: Module, BatchNormLayer {
     /// Int64 scalar counting training-mode forward passes, or nil without `trackRunningStats`.
     public let numBatchesTracked: Tensor?
 
+    /// A batch norm over `numFeatures` channels with PyTorch's defaults and initialisation (weight 1,
+    /// bias 0, running mean 0, running variance 1). Throws `NNError.invalidArgument` unless `numFeatures` > 0.
     public init(_ numFeatures: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
                 trackRunningStats: Bool = true, dtype: DType = .float32, device: Device = .cpu) throws {
         guard numFeatures > 0 else { throw NNError.invalidArgument("batch norm: num_features must be positive") }
@@ -55,11 +63,13 @@ open class BatchNorm: Module, BatchNormLayer {
     /// The input ranks the layer accepts (4 for `BatchNorm2d`).
     open var acceptedRanks: [Int] { [2, 3, 4] }
 
+    /// `weight` and `bias` when `affine`, else none.
     open override var namedLocalParameters: [(String, Tensor)] {
         guard let weight, let bias else { return [] }
         return [("weight", weight), ("bias", bias)]
     }
 
+    /// `running_mean`, `running_var` and `num_batches_tracked` when `trackRunningStats`, else none.
     open override var namedLocalBuffers: [(String, Tensor)] {
         guard let runningMean, let runningVar, let numBatchesTracked else { return [] }
         return [("running_mean", runningMean), ("running_var", runningVar),
@@ -75,6 +85,11 @@ open class BatchNorm: Module, BatchNormLayer {
         }
     }
 
+    /// Normalises `x` per channel (dimension 1), as `torch.nn.functional.batch_norm`. In training
+    /// behaviour it uses the batch's statistics and updates the running ones in place (and counts the
+    /// batch); otherwise it uses the running statistics. Throws `NNError.invalidArgument` for a rank
+    /// outside `acceptedRanks`, a channel count other than `numFeatures`, or a training batch with a
+    /// single value per channel.
     open override func forward(_ x: Tensor) throws -> Tensor {
         let shape = x.shape
         guard acceptedRanks.contains(shape.count) else {
@@ -112,13 +127,17 @@ extension BatchNorm: ModuleDescribing {}
 
 /// Batch normalisation over the channels of NCHW input, like `torch.nn.BatchNorm2d`.
 open class BatchNorm2d: BatchNorm {
+    /// "BatchNorm2d", as PyTorch prints it.
     open override var typeName: String { "BatchNorm2d" }
+    /// NCHW input only.
     open override var acceptedRanks: [Int] { [4] }
 }
 
 /// Batch normalisation of [N, C] features (or [N, C, L] sequences), like `torch.nn.BatchNorm1d`:
 /// e.g. the BatchNorm of a Keras-style classification head.
 open class BatchNorm1d: BatchNorm {
+    /// "BatchNorm1d", as PyTorch prints it.
     open override var typeName: String { "BatchNorm1d" }
+    /// [N, C] or [N, C, L] input.
     open override var acceptedRanks: [Int] { [2, 3] }
 }
