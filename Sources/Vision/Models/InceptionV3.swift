@@ -22,24 +22,44 @@ public final class InceptionV3: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
+    /// Stem: 3×3/2 convolution, 3 → 32 channels (299×299 → 149×149).
     public let Conv2d_1a_3x3: BasicConv2d
+    /// Stem: 3×3 convolution, 32 → 32 channels, no padding (→ 147×147).
     public let Conv2d_2a_3x3: BasicConv2d
+    /// Stem: 3×3 convolution, 32 → 64 channels, padding 1.
     public let Conv2d_2b_3x3: BasicConv2d
+    /// 3×3/2 max-pool after `Conv2d_2b_3x3` (→ 73×73). No parameters.
     public let maxpool1 = MaxPool2d(kernelSize: 3, stride: 2)
+    /// Stem: 1×1 convolution, 64 → 80 channels.
     public let Conv2d_3b_1x1: BasicConv2d
+    /// Stem: 3×3 convolution, 80 → 192 channels, no padding (→ 71×71).
     public let Conv2d_4a_3x3: BasicConv2d
+    /// 3×3/2 max-pool after `Conv2d_4a_3x3` (→ 35×35). No parameters.
     public let maxpool2 = MaxPool2d(kernelSize: 3, stride: 2)
+    /// First 35×35 Inception-A block: 192 → 256 channels (pool branch 32 wide).
     public let Mixed_5b: InceptionA
+    /// 35×35 Inception-A block: 256 → 288 channels.
     public let Mixed_5c: InceptionA
+    /// 35×35 Inception-A block: 288 → 288 channels.
     public let Mixed_5d: InceptionA
+    /// Grid reduction 35×35 → 17×17: 288 → 768 channels.
     public let Mixed_6a: InceptionB
+    /// 17×17 Inception-C block (7×7 branches 128 wide), 768 channels in and out.
     public let Mixed_6b: InceptionC
+    /// 17×17 Inception-C block (7×7 branches 160 wide), 768 channels in and out.
     public let Mixed_6c: InceptionC
+    /// 17×17 Inception-C block (7×7 branches 160 wide), 768 channels in and out.
     public let Mixed_6d: InceptionC
+    /// Last 17×17 Inception-C block (7×7 branches 192 wide), 768 channels; `AuxLogits` reads its output.
     public let Mixed_6e: InceptionC
+    /// The auxiliary classifier on `Mixed_6e`'s output; nil without a top, when built with
+    /// `auxLogits: false`, or after `removeAuxLogits()`.
     public private(set) var AuxLogits: InceptionAux?
+    /// Grid reduction 17×17 → 8×8: 768 → 1280 channels.
     public let Mixed_7a: InceptionD
+    /// 8×8 Inception-E block: 1280 → 2048 channels.
     public let Mixed_7b: InceptionE
+    /// Last 8×8 Inception-E block, 2048 channels in and out: the maps `forwardFeatures` returns.
     public let Mixed_7c: InceptionE
 
     /// - Parameters:
@@ -84,8 +104,11 @@ public final class InceptionV3: FCTopClassifier {
 
     // MARK: Structure
 
+    /// "Inception3", torchvision's class name.
     public override var typeName: String { "Inception3" }
 
+    /// The stem, `Mixed_5b` … `Mixed_6e`, `AuxLogits` (when present), `Mixed_7a` … `Mixed_7c`, then
+    /// `avgpool`, `dropout` and `fc`: torchvision's definition order, which its `state_dict` follows.
     public override var namedChildren: [(String, Module)] {
         var children: [(String, Module)] = [
             ("Conv2d_1a_3x3", Conv2d_1a_3x3), ("Conv2d_2a_3x3", Conv2d_2a_3x3), ("Conv2d_2b_3x3", Conv2d_2b_3x3),
@@ -98,6 +121,8 @@ public final class InceptionV3: FCTopClassifier {
         return children + [("Mixed_7a", Mixed_7a), ("Mixed_7b", Mixed_7b), ("Mixed_7c", Mixed_7c)] + topChildren
     }
 
+    /// Replaces `AuxLogits` (with another `InceptionAux`, only while one is present) or `fc`; other
+    /// names throw `NNError.cannotReplace`.
     public override func setChild(_ name: String, to module: Module) throws {
         switch (name, module) {
         case ("AuxLogits", let aux as InceptionAux) where AuxLogits != nil: AuxLogits = aux
@@ -105,6 +130,8 @@ public final class InceptionV3: FCTopClassifier {
         }
     }
 
+    /// The five stem convolutions, each Mixed block, `AuxLogits` after `Mixed_6e` when present, then
+    /// `fc` with a top. (The max-pools hold no parameters and are not groups.)
     public override var layerGroups: [String] {
         var groups = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                       "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]
@@ -132,6 +159,8 @@ public final class InceptionV3: FCTopClassifier {
         return (y, aux)
     }
 
+    /// `Mixed_7c`'s maps, [N, 2048, 8, 8] for 299×299 input (after `transformInput` when it is on);
+    /// `AuxLogits` is not run.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
         try trunk(x, computeAux: false).0
     }
@@ -148,9 +177,13 @@ public final class InceptionV3: FCTopClassifier {
 
     /// 35x35 block: 1x1, 5x5, double 3x3 and average-pool branches.
     public final class InceptionA: Module {
+        /// The branches, by torchvision's names: `branch1x1` (1×1 → 64); `branch5x5_1`/`_2` (1×1 → 48,
+        /// 5×5 → 64); `branch3x3dbl_1`…`_3` (1×1 → 64, 3×3 → 96, 3×3 → 96); `branch_pool` (3×3 average
+        /// pool, 1×1 → `poolFeatures`).
         public let branch1x1, branch5x5_1, branch5x5_2, branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3,
                    branch_pool: BasicConv2d
 
+        /// Output channels: 224 + `poolFeatures` (256 or 288 in Inception v3).
         public init(_ inChannels: Int, poolFeatures: Int) throws {
             branch1x1 = try BasicConv2d(inChannels, 64, kernelSize: 1)
             branch5x5_1 = try BasicConv2d(inChannels, 48, kernelSize: 1)
@@ -162,14 +195,17 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionA", torchvision's class name.
         public override var typeName: String { "InceptionA" }
 
+        /// The seven convolutions in torchvision's order.
         public override var namedChildren: [(String, Module)] {
             [("branch1x1", branch1x1), ("branch5x5_1", branch5x5_1), ("branch5x5_2", branch5x5_2),
              ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
              ("branch3x3dbl_3", branch3x3dbl_3), ("branch_pool", branch_pool)]
         }
 
+        /// The four branches on `x`, concatenated along channels (1×1, 5×5, double 3×3, pool).
         public override func forward(_ x: Tensor) throws -> Tensor {
             let b1 = try branch1x1(x)
             let b5 = try branch5x5_2(branch5x5_1(x))
@@ -181,8 +217,11 @@ public final class InceptionV3: FCTopClassifier {
 
     /// 35x35 → 17x17 reduction: strided 3x3, double 3x3 and max-pool branches.
     public final class InceptionB: Module {
+        /// `branch3x3` (3×3/2 → 384); `branch3x3dbl_1`…`_3` (1×1 → 64, 3×3 → 96, 3×3/2 → 96). The third
+        /// branch, a 3×3/2 max-pool, has no parameters.
         public let branch3x3, branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3: BasicConv2d
 
+        /// Output channels: 480 + `inChannels` (768 in Inception v3); spatial size (H − 3) / 2 + 1.
         public init(_ inChannels: Int) throws {
             branch3x3 = try BasicConv2d(inChannels, 384, kernelSize: 3, stride: 2)
             branch3x3dbl_1 = try BasicConv2d(inChannels, 64, kernelSize: 1)
@@ -191,13 +230,16 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionB", torchvision's class name.
         public override var typeName: String { "InceptionB" }
 
+        /// The four convolutions in torchvision's order.
         public override var namedChildren: [(String, Module)] {
             [("branch3x3", branch3x3), ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
              ("branch3x3dbl_3", branch3x3dbl_3)]
         }
 
+        /// The strided 3×3, double-3×3 and max-pool branches, concatenated along channels.
         public override func forward(_ x: Tensor) throws -> Tensor {
             let b3 = try branch3x3(x)
             let bd = try branch3x3dbl_3(branch3x3dbl_2(branch3x3dbl_1(x)))
@@ -208,11 +250,17 @@ public final class InceptionV3: FCTopClassifier {
 
     /// 17x17 block with factorised 7x7 convolutions (1x7 and 7x1).
     public final class InceptionC: Module {
+        /// 1×1 → 192.
         public let branch1x1: BasicConv2d
+        /// 1×1 → c7, 1×7 → c7, 7×1 → 192 (c7 is `channels7x7`).
         public let branch7x7_1, branch7x7_2, branch7x7_3: BasicConv2d
+        /// 1×1 → c7, then 7×1, 1×7, 7×1 (all c7) and 1×7 → 192.
         public let branch7x7dbl_1, branch7x7dbl_2, branch7x7dbl_3, branch7x7dbl_4, branch7x7dbl_5: BasicConv2d
+        /// 3×3 average pool, then 1×1 → 192.
         public let branch_pool: BasicConv2d
 
+        /// - Parameter c7: width of the factorised 7×7 branches (128, 160, 160, 192 in `Mixed_6b`…`6e`).
+        /// Output: 768 channels, spatial size kept.
         public init(_ inChannels: Int, channels7x7 c7: Int) throws {
             branch1x1 = try BasicConv2d(inChannels, 192, kernelSize: 1)
             branch7x7_1 = try BasicConv2d(inChannels, c7, kernelSize: 1)
@@ -227,8 +275,10 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionC", torchvision's class name.
         public override var typeName: String { "InceptionC" }
 
+        /// The ten convolutions in torchvision's order.
         public override var namedChildren: [(String, Module)] {
             [("branch1x1", branch1x1), ("branch7x7_1", branch7x7_1), ("branch7x7_2", branch7x7_2),
              ("branch7x7_3", branch7x7_3), ("branch7x7dbl_1", branch7x7dbl_1), ("branch7x7dbl_2", branch7x7dbl_2),
@@ -236,6 +286,7 @@ public final class InceptionV3: FCTopClassifier {
              ("branch7x7dbl_5", branch7x7dbl_5), ("branch_pool", branch_pool)]
         }
 
+        /// The 1×1, 7×7, double-7×7 and pool branches, concatenated along channels.
         public override func forward(_ x: Tensor) throws -> Tensor {
             let b1 = try branch1x1(x)
             let b7 = try branch7x7_3(branch7x7_2(branch7x7_1(x)))
@@ -248,9 +299,12 @@ public final class InceptionV3: FCTopClassifier {
 
     /// 17x17 → 8x8 reduction: 3x3, 7x7-then-3x3 (strided) and max-pool branches.
     public final class InceptionD: Module {
+        /// 1×1 → 192, then 3×3/2 → 320.
         public let branch3x3_1, branch3x3_2: BasicConv2d
+        /// 1×1 → 192, 1×7 → 192, 7×1 → 192, then 3×3/2 → 192.
         public let branch7x7x3_1, branch7x7x3_2, branch7x7x3_3, branch7x7x3_4: BasicConv2d
 
+        /// Output channels: 512 + `inChannels` (1280 in Inception v3); 17×17 → 8×8.
         public init(_ inChannels: Int) throws {
             branch3x3_1 = try BasicConv2d(inChannels, 192, kernelSize: 1)
             branch3x3_2 = try BasicConv2d(192, 320, kernelSize: 3, stride: 2)
@@ -261,13 +315,16 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionD", torchvision's class name.
         public override var typeName: String { "InceptionD" }
 
+        /// The six convolutions in torchvision's order.
         public override var namedChildren: [(String, Module)] {
             [("branch3x3_1", branch3x3_1), ("branch3x3_2", branch3x3_2), ("branch7x7x3_1", branch7x7x3_1),
              ("branch7x7x3_2", branch7x7x3_2), ("branch7x7x3_3", branch7x7x3_3), ("branch7x7x3_4", branch7x7x3_4)]
         }
 
+        /// The 3×3, 7×7-then-3×3 and 3×3/2 max-pool branches, concatenated along channels.
         public override func forward(_ x: Tensor) throws -> Tensor {
             let b3 = try branch3x3_2(branch3x3_1(x))
             let b7 = try branch7x7x3_4(branch7x7x3_3(branch7x7x3_2(branch7x7x3_1(x))))
@@ -278,11 +335,16 @@ public final class InceptionV3: FCTopClassifier {
 
     /// 8x8 block with expanded (1x3 and 3x1 side by side) branches.
     public final class InceptionE: Module {
+        /// 1×1 → 320.
         public let branch1x1: BasicConv2d
+        /// 1×1 → 384, then 1×3 → 384 and 3×1 → 384 side by side (768 together).
         public let branch3x3_1, branch3x3_2a, branch3x3_2b: BasicConv2d
+        /// 1×1 → 448, 3×3 → 384, then 1×3 → 384 and 3×1 → 384 side by side (768 together).
         public let branch3x3dbl_1, branch3x3dbl_2, branch3x3dbl_3a, branch3x3dbl_3b: BasicConv2d
+        /// 3×3 average pool, then 1×1 → 192.
         public let branch_pool: BasicConv2d
 
+        /// Output: 2048 channels (320 + 768 + 768 + 192), spatial size kept.
         public init(_ inChannels: Int) throws {
             branch1x1 = try BasicConv2d(inChannels, 320, kernelSize: 1)
             branch3x3_1 = try BasicConv2d(inChannels, 384, kernelSize: 1)
@@ -296,8 +358,10 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionE", torchvision's class name.
         public override var typeName: String { "InceptionE" }
 
+        /// The nine convolutions in torchvision's order.
         public override var namedChildren: [(String, Module)] {
             [("branch1x1", branch1x1), ("branch3x3_1", branch3x3_1), ("branch3x3_2a", branch3x3_2a),
              ("branch3x3_2b", branch3x3_2b), ("branch3x3dbl_1", branch3x3dbl_1), ("branch3x3dbl_2", branch3x3dbl_2),
@@ -305,6 +369,7 @@ public final class InceptionV3: FCTopClassifier {
              ("branch_pool", branch_pool)]
         }
 
+        /// The 1×1, expanded 3×3, expanded double-3×3 and pool branches, concatenated along channels.
         public override func forward(_ x: Tensor) throws -> Tensor {
             let b1 = try branch1x1(x)
             let s3 = try branch3x3_1(x)
@@ -319,10 +384,16 @@ public final class InceptionV3: FCTopClassifier {
     /// The auxiliary classifier on `Mixed_6e`: average pool 5x5/3, `conv0` (1x1 → 128), `conv1`
     /// (5x5 → 768), global average pool, `fc` (768 → classes).
     public final class InceptionAux: Module {
+        /// 1×1 convolution, `inChannels` → 128, after the 5×5/3 average pool.
         public let conv0: BasicConv2d
+        /// 5×5 convolution, 128 → 768 (a 17×17 input has become 5×5, so this gives 1×1).
         public let conv1: BasicConv2d
+        /// Linear 768 → classes: the auxiliary logits (`replaceHead` renews it with the main head).
         public private(set) var fc: Linear
 
+        /// - Parameters:
+        ///   - inChannels: channels of `Mixed_6e`'s output (768).
+        ///   - numClasses: outputs of `fc`, the main head's class count.
         public init(_ inChannels: Int, _ numClasses: Int) throws {
             conv0 = try BasicConv2d(inChannels, 128, kernelSize: 1)
             conv1 = try BasicConv2d(128, 768, kernelSize: 5)
@@ -330,15 +401,19 @@ public final class InceptionV3: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionAux", torchvision's class name.
         public override var typeName: String { "InceptionAux" }
 
+        /// `conv0`, `conv1`, `fc`.
         public override var namedChildren: [(String, Module)] { [("conv0", conv0), ("conv1", conv1), ("fc", fc)] }
 
+        /// Replaces `fc` with another `Linear`; anything else throws `NNError.cannotReplace`.
         public override func setChild(_ name: String, to module: Module) throws {
             guard name == "fc", let linear = module as? Linear else { return try super.setChild(name, to: module) }
             fc = linear
         }
 
+        /// Auxiliary logits [N, classes] from `Mixed_6e`'s [N, 768, 17, 17] maps.
         public override func forward(_ x: Tensor) throws -> Tensor {
             var y = try Functional.avgPool2d(x, kernelSize: (5, 5), stride: (3, 3))
             y = try conv1(conv0(y))
