@@ -9,8 +9,8 @@ import Torch
 open class BatchNorm: Module, BatchNormLayer {
     /// C, the size of dimension 1 the layer normalises (`num_features`); inputs must match it.
     public let numFeatures: Int
-    /// Added to the variance before the square root, for numerical stability (1e-5 as in PyTorch;
-    /// torchvision's EfficientNets use 1e-3).
+    /// Added to the variance before the square root, for numerical stability (1e-5 by default, as in
+    /// PyTorch; some torchvision models, e.g. GoogLeNet, use 1e-3).
     public let eps: Double
     /// Exponential-average factor for the running statistics; nil means a cumulative average
     /// (factor 1 / num_batches_tracked), as PyTorch's `momentum=None`.
