@@ -23,23 +23,41 @@ public final class GoogLeNet: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
+    /// Stem: 7×7/2 convolution, 3 → 64 channels (224×224 → 112×112).
     public let conv1: BasicConv2d
+    /// 3×3/2 max-pool with ceil mode (→ 56×56). No parameters.
     public let maxpool1 = MaxPool2d(kernelSize: 3, stride: 2, ceilMode: true)
+    /// Stem: 1×1 convolution, 64 → 64 channels.
     public let conv2: BasicConv2d
+    /// Stem: 3×3 convolution, 64 → 192 channels.
     public let conv3: BasicConv2d
+    /// 3×3/2 max-pool (→ 28×28).
     public let maxpool2 = MaxPool2d(kernelSize: 3, stride: 2, ceilMode: true)
+    /// 28×28 Inception block: 192 → 256 channels.
     public let inception3a: Inception
+    /// 28×28 Inception block: 256 → 480 channels.
     public let inception3b: Inception
+    /// 3×3/2 max-pool (→ 14×14).
     public let maxpool3 = MaxPool2d(kernelSize: 3, stride: 2, ceilMode: true)
+    /// 14×14 Inception block: 480 → 512 channels; `aux1` reads its output.
     public let inception4a: Inception
+    /// 14×14 Inception block: 512 → 512 channels.
     public let inception4b: Inception
+    /// 14×14 Inception block: 512 → 512 channels.
     public let inception4c: Inception
+    /// 14×14 Inception block: 512 → 528 channels; `aux2` reads its output.
     public let inception4d: Inception
+    /// 14×14 Inception block: 528 → 832 channels.
     public let inception4e: Inception
+    /// 2×2/2 max-pool (→ 7×7).
     public let maxpool4 = MaxPool2d(kernelSize: 2, stride: 2, ceilMode: true)
+    /// 7×7 Inception block: 832 → 832 channels.
     public let inception5a: Inception
+    /// Last 7×7 Inception block: 832 → 1024 channels, the maps `forwardFeatures` returns.
     public let inception5b: Inception
+    /// Auxiliary head on `inception4a` (512 channels); nil unless built with `auxLogits` and a top.
     public private(set) var aux1: InceptionAux?
+    /// Auxiliary head on `inception4d` (528 channels); nil unless built with `auxLogits` and a top.
     public private(set) var aux2: InceptionAux?
 
     /// - Parameters:
@@ -87,8 +105,11 @@ public final class GoogLeNet: FCTopClassifier {
 
     // MARK: Structure
 
+    /// "GoogLeNet", torchvision's class name.
     public override var typeName: String { "GoogLeNet" }
 
+    /// The stem, the Inception blocks and max-pools, `aux1`/`aux2` when present, then `avgpool`,
+    /// `dropout` and `fc`: torchvision's definition order, which its `state_dict` follows.
     public override var namedChildren: [(String, Module)] {
         var children: [(String, Module)] = [
             ("conv1", conv1), ("maxpool1", maxpool1), ("conv2", conv2), ("conv3", conv3), ("maxpool2", maxpool2),
@@ -102,6 +123,8 @@ public final class GoogLeNet: FCTopClassifier {
         return children + topChildren
     }
 
+    /// Replaces `aux1`/`aux2` (with another `InceptionAux`, only while present) or `fc`; other names
+    /// throw `NNError.cannotReplace`.
     public override func setChild(_ name: String, to module: Module) throws {
         switch (name, module) {
         case ("aux1", let aux as InceptionAux) where aux1 != nil: aux1 = aux
@@ -110,6 +133,8 @@ public final class GoogLeNet: FCTopClassifier {
         }
     }
 
+    /// `conv1`, `conv2`, `conv3`, the nine Inception blocks, `aux1` and `aux2` when present, then `fc`
+    /// with a top.
     public override var layerGroups: [String] {
         var groups = ["conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
                       "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"]
@@ -143,6 +168,8 @@ public final class GoogLeNet: FCTopClassifier {
         return (y, a1, a2)
     }
 
+    /// `inception5b`'s maps, [N, 1024, 7, 7] for 224×224 input (after `transformInput` when it is on);
+    /// the auxiliary heads are not run.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
         try trunk(x, computeAux: false).0
     }
@@ -160,11 +187,17 @@ public final class GoogLeNet: FCTopClassifier {
     /// torchvision's GoogLeNet `Inception` block: four branches concatenated on channels (the "5x5"
     /// branch uses a 3x3 convolution, as torchvision's port does).
     public final class Inception: Module {
+        /// 1×1 convolution → `ch1x1`.
         public let branch1: BasicConv2d
+        /// 1×1 → `ch3x3red`, then 3×3 → `ch3x3`.
         public let branch2: Sequential
+        /// 1×1 → `ch5x5red`, then 3×3 (a "5×5" in the paper) → `ch5x5`.
         public let branch3: Sequential
+        /// 3×3/1 max-pool, then 1×1 → `poolProj`.
         public let branch4: Sequential
 
+        /// The widths of the paper's table 1, in torchvision's argument order. Output channels:
+        /// `ch1x1 + ch3x3 + ch5x5 + poolProj`; spatial size kept.
         public init(_ inChannels: Int, _ ch1x1: Int, _ ch3x3red: Int, _ ch3x3: Int, _ ch5x5red: Int, _ ch5x5: Int,
                     _ poolProj: Int) throws {
             branch1 = try BasicConv2d(inChannels, ch1x1, kernelSize: 1)
@@ -177,12 +210,15 @@ public final class GoogLeNet: FCTopClassifier {
             super.init()
         }
 
+        /// "Inception", torchvision's class name.
         public override var typeName: String { "Inception" }
 
+        /// `branch1` … `branch4`.
         public override var namedChildren: [(String, Module)] {
             [("branch1", branch1), ("branch2", branch2), ("branch3", branch3), ("branch4", branch4)]
         }
 
+        /// The four branches on `x`, concatenated along channels.
         public override func forward(_ x: Tensor) throws -> Tensor {
             try Tensor.cat([branch1(x), branch2(x), branch3(x), branch4(x)], dim: 1)
         }
@@ -191,11 +227,19 @@ public final class GoogLeNet: FCTopClassifier {
     /// torchvision's GoogLeNet `InceptionAux`: adaptive average pool to 4x4, 1x1 BasicConv2d to 128,
     /// `fc1` (2048 → 1024) with ReLU, dropout 0.7, `fc2` (1024 → classes).
     public final class InceptionAux: Module {
+        /// 1×1 convolution, `inChannels` → 128, after the adaptive 4×4 average pool.
         public let conv: BasicConv2d
+        /// Linear 2048 (128 × 4 × 4) → 1024, followed by ReLU.
         public private(set) var fc1: Linear
+        /// Linear 1024 → classes: the auxiliary logits (`replaceHead` renews it with the main head).
         public private(set) var fc2: Linear
+        /// Dropout between `fc1` and `fc2` (p = 0.7 by default).
         public let dropout: Dropout
 
+        /// - Parameters:
+        ///   - inChannels: channels of the block it reads (512 for `aux1`, 528 for `aux2`).
+        ///   - numClasses: outputs of `fc2`, the main head's class count.
+        ///   - dropout: rate of `dropout`.
         public init(_ inChannels: Int, _ numClasses: Int, dropout: Double = 0.7) throws {
             conv = try BasicConv2d(inChannels, 128, kernelSize: 1)
             fc1 = try Linear(2048, 1024)
@@ -204,12 +248,15 @@ public final class GoogLeNet: FCTopClassifier {
             super.init()
         }
 
+        /// "InceptionAux", torchvision's class name.
         public override var typeName: String { "InceptionAux" }
 
+        /// `conv`, `fc1`, `fc2`, `dropout`.
         public override var namedChildren: [(String, Module)] {
             [("conv", conv), ("fc1", fc1), ("fc2", fc2), ("dropout", dropout)]
         }
 
+        /// Replaces `fc1` or `fc2` with another `Linear`; anything else throws `NNError.cannotReplace`.
         public override func setChild(_ name: String, to module: Module) throws {
             switch (name, module) {
             case ("fc1", let linear as Linear): fc1 = linear
@@ -218,6 +265,7 @@ public final class GoogLeNet: FCTopClassifier {
             }
         }
 
+        /// Auxiliary logits [N, classes] from the block's [N, C, 14, 14] maps.
         public override func forward(_ x: Tensor) throws -> Tensor {
             var y = try conv(Functional.adaptiveAvgPool2d(x, outputSize: (4, 4))).flatten(from: 1)
             y = try dropout(fc1(y).relu())
@@ -229,9 +277,13 @@ public final class GoogLeNet: FCTopClassifier {
 /// torchvision's `BasicConv2d` (GoogLeNet, Inception v3): a convolution without bias (`conv`), BatchNorm
 /// with eps 0.001 (`bn`) and ReLU.
 public final class BasicConv2d: Module {
+    /// The convolution, without bias.
     public let conv: Conv2d
+    /// BatchNorm with eps 0.001 (the TensorFlow value the ported weights were trained with).
     public let bn: BatchNorm2d
 
+    /// A convolution with a rectangular kernel (Inception v3's 1×7, 7×1, 1×3, 3×1). Throws when a
+    /// size is not positive.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
                 padding: (Int, Int) = (0, 0)) throws {
         conv = try Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride,
@@ -240,16 +292,20 @@ public final class BasicConv2d: Module {
         super.init()
     }
 
+    /// A convolution with a square kernel, stride and padding.
     public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0) throws {
         try self.init(inChannels, outChannels, kernelSize: (kernelSize, kernelSize), stride: (stride, stride),
                       padding: (padding, padding))
     }
 
+    /// "BasicConv2d", torchvision's class name.
     public override var typeName: String { "BasicConv2d" }
 
+    /// `conv`, `bn`.
     public override var namedChildren: [(String, Module)] { [("conv", conv), ("bn", bn)] }
 
+    /// `relu(bn(conv(x)))`, with the BatchNorm folded into the convolution when nothing trains them.
     public override func forward(_ x: Tensor) throws -> Tensor {
         try Functional.relu(conv.forward(x, thenBatchNorm: bn), inplace: true)
     }
@@ -259,6 +315,8 @@ public final class BasicConv2d: Module {
 /// ImageNet mean/std to the `(x - 0.5) / 0.5` normalisation of the ported Google weights, channel by
 /// channel, with torchvision's exact arithmetic.
 public enum InceptionInputTransform {
+    /// `x` [N, 3, H, W] re-normalised per channel: `x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5`. Throws
+    /// `NNError.invalidArgument` for any other shape.
     public static func apply(_ x: Tensor) throws -> Tensor {
         guard x.rank == 4, x.shape[1] == 3 else {
             throw NNError.invalidArgument("transform_input expects [N, 3, H, W] input, got \(x.shape)")
