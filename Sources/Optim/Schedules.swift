@@ -57,6 +57,7 @@ public enum ScheduleError: Error, Equatable, CustomStringConvertible {
     /// The scheduler knows a different number of parameter groups than the optimizer has.
     case groupCountMismatch(expected: Int, found: Int)
 
+    /// A one-line message naming the schedule, parameter and value at fault, for the CLI.
     public var description: String {
         switch self {
         case .unknownSchedule(let name):
@@ -84,23 +85,30 @@ public enum ScheduleError: Error, Equatable, CustomStringConvertible {
 
 /// The base rate throughout.
 public struct FixedSchedule: LearningRateSchedule, Equatable {
+    /// The constant schedule (`--lr-schedule fixed`).
     public init() {}
+    /// Always `base`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double { base }
 }
 
 /// TF's `exponential_decay`: `base * rate^(step / decaySteps)`, with the exponent floored when
 /// `staircase` is set.
 public struct ExponentialDecay: LearningRateSchedule, Equatable {
+    /// Steps over which the rate is multiplied by `rate` once (TF's `decay_steps`); values below 1 count as 1.
     public var decaySteps: Int
+    /// The factor applied per `decaySteps` steps (TF's `decay_rate`), e.g. 0.94.
     public var rate: Double
+    /// Whether the rate drops in discrete jumps every `decaySteps` steps instead of continuously.
     public var staircase: Bool
 
+    /// An exponential decay; `rate` defaults to 0.94, TF-slim's `learning_rate_decay_factor`.
     public init(decaySteps: Int, rate: Double = 0.94, staircase: Bool = false) {
         self.decaySteps = decaySteps
         self.rate = rate
         self.staircase = staircase
     }
 
+    /// `base * rate^(step / decaySteps)`, the exponent floored with `staircase`; `totalSteps` is unused.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         let d = Swift.max(decaySteps, 1)
         let p = staircase ? (Double(step) / Double(d)).rounded(.down) : Double(step) / Double(d)
@@ -112,11 +120,16 @@ public struct ExponentialDecay: LearningRateSchedule, Equatable {
 /// `s = min(step, d)` and `d = decaySteps` (the whole run when nil). With `cycle`, `d` becomes the
 /// first multiple of `decaySteps` at or above the step (at least `decaySteps`), as in TF.
 public struct PolynomialDecay: LearningRateSchedule, Equatable {
+    /// The decay length in steps (TF's `decay_steps`); nil decays over the whole run.
     public var decaySteps: Int?
+    /// The absolute rate reached at the end of the decay (TF's `end_learning_rate`), shared by all groups.
     public var endLearningRate: Double
+    /// The polynomial's exponent; 1 is a linear decay.
     public var power: Double
+    /// Whether to restart the decay (with a longer period) after it ends, as TF's `cycle`.
     public var cycle: Bool
 
+    /// A polynomial decay with TF's defaults (`end_learning_rate` 1e-4, `power` 1, no cycling).
     public init(decaySteps: Int? = nil, endLearningRate: Double = 0.0001, power: Double = 1, cycle: Bool = false) {
         self.decaySteps = decaySteps
         self.endLearningRate = endLearningRate
@@ -124,6 +137,8 @@ public struct PolynomialDecay: LearningRateSchedule, Equatable {
         self.cycle = cycle
     }
 
+    /// The decayed rate at `step` (see the type's formula); constant at `endLearningRate` past the
+    /// decay unless `cycle`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         var d = Double(Swift.max(decaySteps ?? totalSteps, 1))
         var s = Double(step)
@@ -139,14 +154,18 @@ public struct PolynomialDecay: LearningRateSchedule, Equatable {
 
 /// PyTorch's `StepLR`: `base * gamma^(step / stepSize)` (integer division).
 public struct StepDecay: LearningRateSchedule, Equatable {
+    /// Steps between two drops (PyTorch's `step_size`, counted in optimizer steps here); values below 1 count as 1.
     public var stepSize: Int
+    /// The factor applied at each drop (PyTorch's `gamma`), 0.1 by default.
     public var gamma: Double
 
+    /// A step decay as `torch.optim.lr_scheduler.StepLR(step_size:, gamma:)`.
     public init(stepSize: Int, gamma: Double = 0.1) {
         self.stepSize = stepSize
         self.gamma = gamma
     }
 
+    /// `base * gamma^⌊step / stepSize⌋`; `totalSteps` is unused.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         base * Foundation.pow(gamma, (Double(step) / Double(Swift.max(stepSize, 1))).rounded(.down))
     }
@@ -156,14 +175,18 @@ public struct StepDecay: LearningRateSchedule, Equatable {
 /// `etaMin + (base - etaMin) * (1 + cos(pi * step / T)) / 2` with `T = periodSteps ?? totalSteps`.
 /// (Past `T` the closed form rises again, as PyTorch's `_get_closed_form_lr` does.)
 public struct CosineAnnealing: LearningRateSchedule, Equatable {
+    /// The absolute minimum rate at the end of the period (PyTorch's `eta_min`), shared by all groups.
     public var etaMin: Double
+    /// The half-period T in steps (PyTorch's `T_max`); nil uses the whole run.
     public var periodSteps: Int?
 
+    /// A cosine annealing as `CosineAnnealingLR(T_max: periodSteps ?? totalSteps, eta_min: etaMin)`.
     public init(etaMin: Double = 0, periodSteps: Int? = nil) {
         self.etaMin = etaMin
         self.periodSteps = periodSteps
     }
 
+    /// `etaMin + (base - etaMin) * (1 + cos(π · step / T)) / 2`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         let t = Double(Swift.max(periodSteps ?? totalSteps, 1))
         return etaMin + (base - etaMin) * (1 + Foundation.cos(Double.pi * Double(step) / t)) / 2
@@ -175,15 +198,22 @@ public struct CosineAnnealing: LearningRateSchedule, Equatable {
 /// `base / divFactor / finalDivFactor` at step `totalSteps - 1`. Steps outside `0..<totalSteps`
 /// are clamped into it (PyTorch raises past the end).
 public struct OneCycle: LearningRateSchedule, Equatable {
+    /// How each phase moves between its rates (PyTorch's `anneal_strategy`).
     public enum Annealing: String, Codable, Equatable, CaseIterable {
+        /// `cos`: half a cosine wave (PyTorch's default); `linear`: a straight line.
         case cos, linear
     }
 
+    /// The fraction of the run spent increasing the rate (PyTorch's `pct_start`), 0.3 by default.
     public var pctStart: Double
+    /// The initial rate is `base / divFactor` (PyTorch's `div_factor`), 25 by default.
     public var divFactor: Double
+    /// The final rate is `base / divFactor / finalDivFactor` (PyTorch's `final_div_factor`), 1e4 by default.
     public var finalDivFactor: Double
+    /// The shape of both phases (PyTorch's `anneal_strategy`).
     public var annealing: Annealing
 
+    /// A one-cycle schedule with PyTorch's `OneCycleLR` defaults (`three_phase=False`).
     public init(pctStart: Double = 0.3, divFactor: Double = 25, finalDivFactor: Double = 1e4,
                 annealing: Annealing = .cos) {
         self.pctStart = pctStart
@@ -199,6 +229,7 @@ public struct OneCycle: LearningRateSchedule, Equatable {
         }
     }
 
+    /// The rate at `step`, clamped into `0..<totalSteps`, with `base` as `max_lr`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         let initial = base / divFactor
         let minimum = initial / finalDivFactor
@@ -226,16 +257,22 @@ public struct OneCycle: LearningRateSchedule, Equatable {
 /// schedule's first value to that value, `inner(0) * (startFactor + (1 - startFactor) * step / steps)`;
 /// from then on it is the inner schedule shifted by `steps` over the remaining `totalSteps - steps`.
 public struct LinearWarmup: LearningRateSchedule {
+    /// Warmup length in optimizer steps.
     public var steps: Int
+    /// The first step's rate as a fraction of the inner schedule's first rate (PyTorch's
+    /// `LinearLR.start_factor`); 0 starts from zero.
     public var startFactor: Double
+    /// The schedule that takes over after the warmup, run over the remaining `totalSteps - steps` steps.
     public var inner: any LearningRateSchedule
 
+    /// `steps` of linear warmup, then `inner`.
     public init(steps: Int, startFactor: Double = 0, then inner: any LearningRateSchedule) {
         self.steps = steps
         self.startFactor = startFactor
         self.inner = inner
     }
 
+    /// The warmup ramp for `step < steps`, else `inner` at `step - steps`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         let remaining = Swift.max(totalSteps - steps, 1)
         if step < steps {
@@ -254,7 +291,9 @@ public struct LinearWarmup: LearningRateSchedule {
 /// rates with scheduled values), or from saved `baseLearningRates`. Groups added to the optimizer
 /// later (gradual unfreezing) are adopted at their rate when first seen by `apply`.
 public final class LearningRateScheduler {
+    /// The schedule applied to every group.
     public let schedule: any LearningRateSchedule
+    /// Each parameter group's configured (unscheduled) rate, by group index; save it with checkpoints.
     public private(set) var baseLearningRates: [Double]
 
     /// Remembers the optimizer's current group rates as the base rates.
@@ -263,6 +302,8 @@ public final class LearningRateScheduler {
         self.baseLearningRates = optimizer.learningRates
     }
 
+    /// A scheduler with base rates saved earlier (e.g. from a checkpoint), so a resumed run continues
+    /// from the original rates rather than from the optimizer's already-scheduled ones.
     public init(_ schedule: any LearningRateSchedule, baseLearningRates: [Double]) {
         self.schedule = schedule
         self.baseLearningRates = baseLearningRates
