@@ -18,12 +18,19 @@ import Foundation
 /// Codable as `{"name": "step", "step_size": 1000, "gamma": 0.1, "warmup_steps": 500}`; decoding
 /// validates exactly as parsing does. `description` is the canonical CLI string.
 public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
+    /// The base rate throughout (`fixed`): `FixedSchedule`.
     case fixed
+    /// `exponential:decay_steps=…,rate=…,staircase=…`: `ExponentialDecay`.
     case exponential(decaySteps: Int, rate: Double, staircase: Bool)
+    /// `polynomial:decay_steps=…,end_lr=…,power=…,cycle=…`: `PolynomialDecay` (nil `decaySteps`: the whole run).
     case polynomial(decaySteps: Int?, endLearningRate: Double, power: Double, cycle: Bool)
+    /// `step:step_size=…,gamma=…`: `StepDecay`.
     case step(stepSize: Int, gamma: Double)
+    /// `cosine:eta_min=…,t_max=…`: `CosineAnnealing` (nil `periodSteps`: the whole run).
     case cosine(etaMin: Double, periodSteps: Int?)
+    /// `onecycle:pct_start=…,div_factor=…,final_div_factor=…,anneal=cos|linear`: `OneCycle`.
     case oneCycle(pctStart: Double, divFactor: Double, finalDivFactor: Double, annealing: OneCycle.Annealing)
+    /// `warmup_steps=N` (and `warmup_start=F`) added to another schedule: `LinearWarmup` in front of it.
     case warmup(steps: Int, startFactor: Double, then: ScheduleConfig)
 
     /// The schedule names the parser accepts.
@@ -92,6 +99,7 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
         }
     }
 
+    /// The canonical CLI string, e.g. `step:step_size=1000,gamma=0.1`; `init(parsing:)` reads it back.
     public var description: String {
         let p = parameters
         return p.isEmpty ? name : name + ":" + p.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
@@ -240,6 +248,8 @@ extension ScheduleConfig: Codable {
         init?(intValue: Int) { nil }
     }
 
+    /// Writes `{"name": …, key: value, …}` with numbers and booleans as JSON values. Throws for a
+    /// configuration with two warmups, which no string or JSON can express.
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(name, forKey: Key("name"))
@@ -261,6 +271,8 @@ extension ScheduleConfig: Codable {
         }
     }
 
+    /// Reads the JSON form, validating exactly as `init(parsing:)`; a `ScheduleError` becomes a
+    /// `DecodingError.dataCorrupted` carrying its message.
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         let name = try container.decode(String.self, forKey: Key("name"))
