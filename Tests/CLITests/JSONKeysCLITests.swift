@@ -143,7 +143,7 @@ final class JSONKeysCLITests: XCTestCase {
 
     /// The model table: a full run, and a training-only run at batch 1 whose step fails (ResNet's
     /// BatchNorm needs two values per channel), leaving nulls and an `error`; the loader on the tiny
-    /// dataset.
+    /// dataset; SHA-256 on 1 MiB.
     func testBench() throws {
         let tiny = ["--models", "resnet18", "--input-size", "32", "--iterations", "1", "--warmup", "0",
                     "--threads", "2", "--json"]
@@ -156,6 +156,8 @@ final class JSONKeysCLITests: XCTestCase {
         let loader = try run(["bench", "loader", "--data", "\(data)/train", "--workers", "0", "--batch-size", "4",
                               "--size", "32", "--json"])
         assertShape(try shape(loader), Self.benchLoader, "bench loader")
+        let hash = try run(["bench", "hash", "--size-mb", "1", "--runs", "1", "--json"])
+        assertShape(try shape(hash), Self.benchHash, "bench hash")
     }
 
     /// convert on MNIST IDX files of 3 training and 2 test images.
@@ -267,6 +269,12 @@ final class JSONKeysCLITests: XCTestCase {
     static let benchLoader: Set<String> = [
         "augment: string", "batch_size: number", "dct_scaling: bool", "images: number", "images_per_second: number",
         "seconds: number", "size: number", "workers: number",
+    ]
+
+    static let benchHash: Set<String> = [
+        "file_median_ms: number", "file_mib_per_s: number", "file_ms: array", "file_ms[]: number",
+        "memory_median_ms: number", "memory_mib_per_s: number", "memory_ms: array", "memory_ms[]: number",
+        "runs: number", "sha256: string", "size_mib: number",
     ]
 
     static let convert: Set<String> = [
