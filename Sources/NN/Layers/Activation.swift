@@ -1,31 +1,46 @@
 import Torch
 
-// Element-wise activations with PyTorch's class names. They have no parameters or buffers.
+// Activations with PyTorch's class names. They have no parameters or buffers.
+
+/// Base of the activations: a function of the input under PyTorch's class name (`typeName`), printed
+/// with the constructor arguments PyTorch's repr shows (`extraDescription`).
+open class Activation: Module {
+    private let name: String
+    private let arguments: String
+    private let function: (Tensor) throws -> Tensor
+
+    public init(_ name: String, arguments: String = "", _ function: @escaping (Tensor) throws -> Tensor) {
+        self.name = name
+        self.arguments = arguments
+        self.function = function
+        super.init()
+    }
+
+    open override var typeName: String { name }
+    open override func forward(_ x: Tensor) throws -> Tensor { try function(x) }
+    open var extraDescription: String { arguments }
+}
+
+extension Activation: ModuleDescribing {}
 
 /// `max(x, 0)`. With `inplace` (as torchvision's models build it), the result overwrites the input
 /// whenever `Functional.mayOverwrite` allows.
-open class ReLU: Module {
+open class ReLU: Activation {
     public let inplace: Bool
     public init(inplace: Bool = false) {
         self.inplace = inplace
-        super.init()
+        super.init("ReLU", arguments: inplace ? "inplace=True" : "") { try Functional.relu($0, inplace: inplace) }
     }
-    open override var typeName: String { "ReLU" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try Functional.relu(x, inplace: inplace) }
-    open var extraDescription: String { inplace ? "inplace=True" : "" }
 }
 
 /// `min(max(x, 0), 6)`. With `inplace` (as torchvision's models build it), the result overwrites
 /// the input whenever `Functional.mayOverwrite` allows.
-open class ReLU6: Module {
+open class ReLU6: Activation {
     public let inplace: Bool
     public init(inplace: Bool = false) {
         self.inplace = inplace
-        super.init()
+        super.init("ReLU6", arguments: inplace ? "inplace=True" : "") { try Functional.relu6($0, inplace: inplace) }
     }
-    open override var typeName: String { "ReLU6" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try Functional.relu6(x, inplace: inplace) }
-    open var extraDescription: String { inplace ? "inplace=True" : "" }
 }
 
 extension Functional {
@@ -56,88 +71,45 @@ extension Functional {
 }
 
 /// `x` for positive inputs, `negativeSlope * x` otherwise.
-open class LeakyReLU: Module {
+open class LeakyReLU: Activation {
     public let negativeSlope: Double
     public init(negativeSlope: Double = 0.01) {
         self.negativeSlope = negativeSlope
-        super.init()
+        super.init("LeakyReLU", arguments: "negative_slope=\(pythonFloat(negativeSlope))") { try $0.leakyRelu(negativeSlope) }
     }
-    open override var typeName: String { "LeakyReLU" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.leakyRelu(negativeSlope) }
-    open var extraDescription: String { "negative_slope=\(pythonFloat(negativeSlope))" }
 }
 
 /// `x * sigmoid(x)` (a.k.a. swish).
-open class SiLU: Module {
-    public override init() { super.init() }
-    open override var typeName: String { "SiLU" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.silu() }
-    open var extraDescription: String { "" }
-}
+open class SiLU: Activation { public init() { super.init("SiLU") { try $0.silu() } } }
 
 /// `1 / (1 + exp(-x))`.
-open class Sigmoid: Module {
-    public override init() { super.init() }
-    open override var typeName: String { "Sigmoid" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.sigmoid() }
-    open var extraDescription: String { "" }
-}
+open class Sigmoid: Activation { public init() { super.init("Sigmoid") { try $0.sigmoid() } } }
 
 /// Hyperbolic tangent.
-open class Tanh: Module {
-    public override init() { super.init() }
-    open override var typeName: String { "Tanh" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.tanh() }
-    open var extraDescription: String { "" }
-}
+open class Tanh: Activation { public init() { super.init("Tanh") { try $0.tanh() } } }
 
 /// Gaussian error linear unit; `approximateTanh` is PyTorch's `approximate="tanh"`.
-open class GELU: Module {
+open class GELU: Activation {
     public let approximateTanh: Bool
     public init(approximateTanh: Bool = false) {
         self.approximateTanh = approximateTanh
-        super.init()
+        super.init("GELU", arguments: "approximate='\(approximateTanh ? "tanh" : "none")'") {
+            try $0.gelu(approximateTanh: approximateTanh)
+        }
     }
-    open override var typeName: String { "GELU" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.gelu(approximateTanh: approximateTanh) }
-    open var extraDescription: String { "approximate='\(approximateTanh ? "tanh" : "none")'" }
 }
 
 /// `x * relu6(x + 3) / 6` (MobileNetV3).
-open class Hardswish: Module {
-    public override init() { super.init() }
-    open override var typeName: String { "Hardswish" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.hardswish() }
-    open var extraDescription: String { "" }
-}
+open class Hardswish: Activation { public init() { super.init("Hardswish") { try $0.hardswish() } } }
 
 /// `relu6(x + 3) / 6` (MobileNetV3's squeeze-excitation gate).
-open class Hardsigmoid: Module {
-    public override init() { super.init() }
-    open override var typeName: String { "Hardsigmoid" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try x.hardsigmoid() }
-    open var extraDescription: String { "" }
-}
+open class Hardsigmoid: Activation { public init() { super.init("Hardsigmoid") { try $0.hardsigmoid() } } }
 
 /// Softmax along `dim`.
-open class Softmax: Module {
+open class Softmax: Activation {
     public let dim: Int
     public init(dim: Int) {
         self.dim = dim
-        super.init()
+        super.init("Softmax", arguments: "dim=\(dim)") { try Functional.softmax($0, dim: dim) }
     }
-    open override var typeName: String { "Softmax" }
-    open override func forward(_ x: Tensor) throws -> Tensor { try Functional.softmax(x, dim: dim) }
-    open var extraDescription: String { "dim=\(dim)" }
 }
-
-extension ReLU: ModuleDescribing {}
-extension ReLU6: ModuleDescribing {}
-extension LeakyReLU: ModuleDescribing {}
-extension SiLU: ModuleDescribing {}
-extension Sigmoid: ModuleDescribing {}
-extension Tanh: ModuleDescribing {}
-extension GELU: ModuleDescribing {}
-extension Hardswish: ModuleDescribing {}
-extension Hardsigmoid: ModuleDescribing {}
-extension Softmax: ModuleDescribing {}

@@ -72,11 +72,7 @@ open class Conv2d: Module {
 
     open override var typeName: String { "Conv2d" }
 
-    open override var namedLocalParameters: [(String, Tensor)] {
-        var result = [("weight", weight)]
-        if let bias { result.append(("bias", bias)) }
-        return result
-    }
+    open override var namedLocalParameters: [(String, Tensor)] { weightAndBias(weight, bias) }
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         try convolve(x, weight: weight, bias: bias)
@@ -169,6 +165,11 @@ public enum Initialization {
                                          device: Device = .cpu) throws -> Tensor {
         try Tensor.full(shape, value, dtype: dtype, device: device).setRequiresGrad(true)
     }
+}
+
+/// `weight`, then `bias` when there is one: the parameters of `Conv2d` and `Linear`, in PyTorch's order.
+func weightAndBias(_ weight: Tensor, _ bias: Tensor?) -> [(String, Tensor)] {
+    [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
 }
 
 /// `(3, 3)`, as Python prints a pair.

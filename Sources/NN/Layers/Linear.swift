@@ -26,11 +26,7 @@ open class Linear: Module {
 
     open override var typeName: String { "Linear" }
 
-    open override var namedLocalParameters: [(String, Tensor)] {
-        var result = [("weight", weight)]
-        if let bias { result.append(("bias", bias)) }
-        return result
-    }
+    open override var namedLocalParameters: [(String, Tensor)] { weightAndBias(weight, bias) }
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         try Functional.linear(x, weight: weight, bias: bias)

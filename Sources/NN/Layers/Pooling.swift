@@ -1,21 +1,35 @@
 import Torch
 
-/// 2-D max pooling, like `torch.nn.MaxPool2d` (stride defaults to the kernel size).
-open class MaxPool2d: Module {
+/// What `MaxPool2d` and `AvgPool2d` share: the window (kernel, stride defaulting to the kernel size,
+/// padding) and `ceilMode`.
+open class Pool2d: Module {
     public let kernelSize: (Int, Int)
     public let stride: (Int, Int)
     public let padding: (Int, Int)
-    public let dilation: (Int, Int)
     public let ceilMode: Bool
 
-    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
-                dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) {
+    init(kernelSize: (Int, Int), stride: (Int, Int)?, padding: (Int, Int), ceilMode: Bool) {
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
         self.padding = padding
-        self.dilation = dilation
         self.ceilMode = ceilMode
         super.init()
+    }
+
+    /// `kernel_size=3, stride=2, padding=0`, as PyTorch's repr starts.
+    var windowDescription: String {
+        "kernel_size=\(describeSquare(kernelSize)), stride=\(describeSquare(stride)), padding=\(describeSquare(padding))"
+    }
+}
+
+/// 2-D max pooling, like `torch.nn.MaxPool2d` (stride defaults to the kernel size).
+open class MaxPool2d: Pool2d {
+    public let dilation: (Int, Int)
+
+    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) {
+        self.dilation = dilation
+        super.init(kernelSize: kernelSize, stride: stride, padding: padding, ceilMode: ceilMode)
     }
 
     /// Square window: `MaxPool2d(kernelSize: 3, stride: 2, padding: 1)`.
@@ -33,27 +47,18 @@ open class MaxPool2d: Module {
     }
 
     open var extraDescription: String {
-        "kernel_size=\(describeSquare(kernelSize)), stride=\(describeSquare(stride)), "
-            + "padding=\(describeSquare(padding)), dilation=\(describeSquare(dilation)), ceil_mode=\(pythonBool(ceilMode))"
+        windowDescription + ", dilation=\(describeSquare(dilation)), ceil_mode=\(pythonBool(ceilMode))"
     }
 }
 
 /// 2-D average pooling, like `torch.nn.AvgPool2d` (stride defaults to the kernel size).
-open class AvgPool2d: Module {
-    public let kernelSize: (Int, Int)
-    public let stride: (Int, Int)
-    public let padding: (Int, Int)
-    public let ceilMode: Bool
+open class AvgPool2d: Pool2d {
     public let countIncludePad: Bool
 
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                 ceilMode: Bool = false, countIncludePad: Bool = true) {
-        self.kernelSize = kernelSize
-        self.stride = stride ?? kernelSize
-        self.padding = padding
-        self.ceilMode = ceilMode
         self.countIncludePad = countIncludePad
-        super.init()
+        super.init(kernelSize: kernelSize, stride: stride, padding: padding, ceilMode: ceilMode)
     }
 
     /// Square window: `AvgPool2d(kernelSize: 3, stride: 2, padding: 1)`.
@@ -71,16 +76,15 @@ open class AvgPool2d: Module {
     }
 
     open var extraDescription: String {
-        var s = "kernel_size=\(describeSquare(kernelSize)), stride=\(describeSquare(stride)), "
-            + "padding=\(describeSquare(padding))"
+        var s = windowDescription
         if ceilMode { s += ", ceil_mode=True" }
         if !countIncludePad { s += ", count_include_pad=False" }
         return s
     }
 }
 
-/// Average pooling to a fixed output size, like `torch.nn.AdaptiveAvgPool2d`.
-open class AdaptiveAvgPool2d: Module {
+/// What `AdaptiveAvgPool2d` and `AdaptiveMaxPool2d` share: the fixed output size.
+open class AdaptivePool2d: Module {
     public let outputSize: (Int, Int)
 
     public init(outputSize: (Int, Int)) {
@@ -88,40 +92,30 @@ open class AdaptiveAvgPool2d: Module {
         super.init()
     }
 
-    /// Square output: `AdaptiveAvgPool2d(outputSize: 1)` (global average pooling).
+    /// Square output: `AdaptiveAvgPool2d(outputSize: 1)` (global pooling).
     public convenience init(outputSize: Int) { self.init(outputSize: (outputSize, outputSize)) }
 
+    open var extraDescription: String { "output_size=\(describePair(outputSize))" }
+}
+
+/// Average pooling to a fixed output size, like `torch.nn.AdaptiveAvgPool2d`.
+open class AdaptiveAvgPool2d: AdaptivePool2d {
     open override var typeName: String { "AdaptiveAvgPool2d" }
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         try Functional.adaptiveAvgPool2d(x, outputSize: outputSize)
     }
-
-    open var extraDescription: String { "output_size=\(describePair(outputSize))" }
 }
 
 /// Max pooling to a fixed output size, like `torch.nn.AdaptiveMaxPool2d`.
-open class AdaptiveMaxPool2d: Module {
-    public let outputSize: (Int, Int)
-
-    public init(outputSize: (Int, Int)) {
-        self.outputSize = outputSize
-        super.init()
-    }
-
-    /// Square output: `AdaptiveMaxPool2d(outputSize: 1)` (global max pooling).
-    public convenience init(outputSize: Int) { self.init(outputSize: (outputSize, outputSize)) }
-
+open class AdaptiveMaxPool2d: AdaptivePool2d {
     open override var typeName: String { "AdaptiveMaxPool2d" }
 
     open override func forward(_ x: Tensor) throws -> Tensor {
         try Functional.adaptiveMaxPool2d(x, outputSize: outputSize)
     }
-
-    open var extraDescription: String { "output_size=\(describePair(outputSize))" }
 }
 
 extension MaxPool2d: ModuleDescribing {}
 extension AvgPool2d: ModuleDescribing {}
-extension AdaptiveAvgPool2d: ModuleDescribing {}
-extension AdaptiveMaxPool2d: ModuleDescribing {}
+extension AdaptivePool2d: ModuleDescribing {}
