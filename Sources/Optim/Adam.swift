@@ -61,6 +61,35 @@ struct AdamSettings {
     }
 }
 
+/// What Adam and AdamW share: settings, state and update. They differ in how weight decay applies
+/// (`decoupled`) and in its default.
+public class AdamBase: Optimizer {
+    let settings: AdamSettings
+    /// AdamW's `p *= 1 - lr * weightDecay` instead of Adam's L2 term in the gradient.
+    let decoupled: Bool
+    public var betas: (Double, Double) { (settings.beta1, settings.beta2) }
+    public var epsilon: Double { settings.epsilon }
+    public var amsgrad: Bool { settings.amsgrad }
+    public var maximize: Bool { settings.maximize }
+
+    init(groups: [ParameterGroup], learningRate: Double, betas: (Double, Double), epsilon: Double,
+         weightDecay: Double, amsgrad: Bool, maximize: Bool, decoupled: Bool) throws {
+        settings = try AdamSettings(betas: betas, epsilon: epsilon, amsgrad: amsgrad, maximize: maximize)
+        self.decoupled = decoupled
+        try super.init(groups: groups, learningRate: learningRate, weightDecay: weightDecay)
+    }
+
+    override var options: [String: Double] { settings.options }
+    override var countsSteps: Bool { true }
+    override var bufferNames: [String] { settings.bufferNames }
+
+    override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
+                         weightDecay: Double) throws {
+        try settings.update(parameter, gradient: gradient, state: state, learningRate: learningRate,
+                            weightDecay: weightDecay, decoupled: decoupled)
+    }
+}
+
 /// Adam with L2 weight decay added to the gradient (PyTorch's `torch.optim.Adam`), bias-corrected
 /// as PyTorch's single-tensor implementation, with t the parameter's own step count:
 ///
@@ -71,17 +100,11 @@ struct AdamSettings {
 /// `mul_` + `add_` as PyTorch 1.13 (2.x uses `lerp_`, equal up to float32 rounding).
 ///
 /// State per parameter: `step`, `exp_avg`, `exp_avg_sq` (+ `max_exp_avg_sq` with AMSGrad).
-public final class Adam: Optimizer {
-    let settings: AdamSettings
-    public var betas: (Double, Double) { (settings.beta1, settings.beta2) }
-    public var epsilon: Double { settings.epsilon }
-    public var amsgrad: Bool { settings.amsgrad }
-    public var maximize: Bool { settings.maximize }
-
+public final class Adam: AdamBase {
     public init(_ groups: [ParameterGroup], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
                 epsilon: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, maximize: Bool = false) throws {
-        settings = try AdamSettings(betas: betas, epsilon: epsilon, amsgrad: amsgrad, maximize: maximize)
-        try super.init(groups: groups, learningRate: learningRate, weightDecay: weightDecay)
+        try super.init(groups: groups, learningRate: learningRate, betas: betas, epsilon: epsilon,
+                       weightDecay: weightDecay, amsgrad: amsgrad, maximize: maximize, decoupled: false)
     }
 
     /// One group of named parameters (e.g. `model.trainableParameters()`).
@@ -93,32 +116,17 @@ public final class Adam: Optimizer {
     }
 
     override var kind: String { "Adam" }
-    override var options: [String: Double] { settings.options }
-    override var countsSteps: Bool { true }
-    override var bufferNames: [String] { settings.bufferNames }
-
-    override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                         weightDecay: Double) throws {
-        try settings.update(parameter, gradient: gradient, state: state, learningRate: learningRate,
-                            weightDecay: weightDecay, decoupled: false)
-    }
 }
 
 /// Adam with decoupled weight decay (PyTorch's `torch.optim.AdamW`): before the Adam update,
 /// `p *= 1 - lr * weightDecay`; the gradient itself is not decayed. Default weight decay 1e-2.
 /// State as `Adam`.
-public final class AdamW: Optimizer {
-    let settings: AdamSettings
-    public var betas: (Double, Double) { (settings.beta1, settings.beta2) }
-    public var epsilon: Double { settings.epsilon }
-    public var amsgrad: Bool { settings.amsgrad }
-    public var maximize: Bool { settings.maximize }
-
+public final class AdamW: AdamBase {
     public init(_ groups: [ParameterGroup], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
                 epsilon: Double = 1e-8, weightDecay: Double = 1e-2, amsgrad: Bool = false,
                 maximize: Bool = false) throws {
-        settings = try AdamSettings(betas: betas, epsilon: epsilon, amsgrad: amsgrad, maximize: maximize)
-        try super.init(groups: groups, learningRate: learningRate, weightDecay: weightDecay)
+        try super.init(groups: groups, learningRate: learningRate, betas: betas, epsilon: epsilon,
+                       weightDecay: weightDecay, amsgrad: amsgrad, maximize: maximize, decoupled: true)
     }
 
     /// One group of named parameters (e.g. `model.trainableParameters()`).
@@ -130,13 +138,4 @@ public final class AdamW: Optimizer {
     }
 
     override var kind: String { "AdamW" }
-    override var options: [String: Double] { settings.options }
-    override var countsSteps: Bool { true }
-    override var bufferNames: [String] { settings.bufferNames }
-
-    override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                         weightDecay: Double) throws {
-        try settings.update(parameter, gradient: gradient, state: state, learningRate: learningRate,
-                            weightDecay: weightDecay, decoupled: true)
-    }
 }
