@@ -202,18 +202,20 @@ ct_status ct_tensor_from_blob(void *data, const int64_t *shape, const int64_t *s
       *out = wrap(std::move(t)))
 }
 
-ct_status ct_tensor_empty(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
-                          ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::empty(dims(shape, ndim), options(dtype, device))))
-}
-ct_status ct_tensor_zeros(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
-                          ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::zeros(dims(shape, ndim), options(dtype, device))))
-}
-ct_status ct_tensor_ones(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
-                         ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::ones(dims(shape, ndim), options(dtype, device))))
-}
+// The factories of one shape, dtype and device: `name(shape, ndim, dtype, device, out)` calls the ATen
+// factory `fn(sizes, options)`.
+#define CT_SHAPED_FACTORY(name, fn)                                                                \
+  ct_status name(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,              \
+                 ct_tensor *out) noexcept {                                                        \
+    CT_TRY(*out = wrap(fn(dims(shape, ndim), options(dtype, device))))                             \
+  }
+CT_SHAPED_FACTORY(ct_tensor_empty, at::empty)
+CT_SHAPED_FACTORY(ct_tensor_zeros, at::zeros)
+CT_SHAPED_FACTORY(ct_tensor_ones, at::ones)
+CT_SHAPED_FACTORY(ct_tensor_rand, at::rand)
+CT_SHAPED_FACTORY(ct_tensor_randn, at::randn)
+#undef CT_SHAPED_FACTORY
+
 ct_status ct_tensor_full(const int64_t *shape, int32_t ndim, double value, int32_t dtype, ct_device device,
                          ct_tensor *out) noexcept {
   CT_TRY(*out = wrap(at::full(dims(shape, ndim), value, options(dtype, device))))
@@ -221,14 +223,6 @@ ct_status ct_tensor_full(const int64_t *shape, int32_t ndim, double value, int32
 ct_status ct_tensor_arange(double start, double end, double step, int32_t dtype, ct_device device,
                            ct_tensor *out) noexcept {
   CT_TRY(*out = wrap(at::arange(start, end, step, options(dtype, device))))
-}
-ct_status ct_tensor_rand(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
-                         ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::rand(dims(shape, ndim), options(dtype, device))))
-}
-ct_status ct_tensor_randn(const int64_t *shape, int32_t ndim, int32_t dtype, ct_device device,
-                          ct_tensor *out) noexcept {
-  CT_TRY(*out = wrap(at::randn(dims(shape, ndim), options(dtype, device))))
 }
 ct_status ct_tensor_randperm(int64_t n, ct_device device, ct_tensor *out) noexcept {
   CT_TRY(*out = wrap(at::randperm(n, options(CT_INT64, device))))

@@ -82,6 +82,19 @@ std::vector<at::Tensor> tensor_list(const ct_tensor *ts, int32_t n) {
 c10::optional<at::Scalar> opt_scalar(double v, bool has) {
   return has ? c10::optional<at::Scalar>(at::Scalar(v)) : c10::nullopt;
 }
+/// `a <op> b` for a `ct_compare_op` code, `b` a tensor or a number (ct_compare, ct_compare_scalar).
+template <typename Other>
+at::Tensor compare(const at::Tensor &a, const Other &b, int32_t op) {
+  switch (op) {
+    case CT_EQ: return at::eq(a, b);
+    case CT_NE: return at::ne(a, b);
+    case CT_LT: return at::lt(a, b);
+    case CT_LE: return at::le(a, b);
+    case CT_GT: return at::gt(a, b);
+    case CT_GE: return at::ge(a, b);
+    default: throw std::invalid_argument("unknown comparison code " + std::to_string(op));
+  }
+}
 }  // namespace
 
 extern "C" {
@@ -210,35 +223,11 @@ ct_status ct_leaky_relu(ct_tensor a, double slope, ct_tensor *out) noexcept {
   CT_TRY(*out = wrap(at::leaky_relu(T(a), slope)))
 }
 
-ct_status ct_compare(ct_tensor a_, ct_tensor b_, int32_t op, ct_tensor *out) noexcept {
-  CT_TRY(
-      const at::Tensor &a = T(a_); const at::Tensor &b = T(b_);
-      at::Tensor r;
-      switch (op) {
-        case CT_EQ: r = at::eq(a, b); break;
-        case CT_NE: r = at::ne(a, b); break;
-        case CT_LT: r = at::lt(a, b); break;
-        case CT_LE: r = at::le(a, b); break;
-        case CT_GT: r = at::gt(a, b); break;
-        case CT_GE: r = at::ge(a, b); break;
-        default: throw std::invalid_argument("unknown comparison code " + std::to_string(op));
-      }
-      *out = wrap(std::move(r)))
+ct_status ct_compare(ct_tensor a, ct_tensor b, int32_t op, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(compare(T(a), T(b), op)))
 }
-ct_status ct_compare_scalar(ct_tensor a_, double s, int32_t op, ct_tensor *out) noexcept {
-  CT_TRY(
-      const at::Tensor &a = T(a_);
-      at::Tensor r;
-      switch (op) {
-        case CT_EQ: r = at::eq(a, s); break;
-        case CT_NE: r = at::ne(a, s); break;
-        case CT_LT: r = at::lt(a, s); break;
-        case CT_LE: r = at::le(a, s); break;
-        case CT_GT: r = at::gt(a, s); break;
-        case CT_GE: r = at::ge(a, s); break;
-        default: throw std::invalid_argument("unknown comparison code " + std::to_string(op));
-      }
-      *out = wrap(std::move(r)))
+ct_status ct_compare_scalar(ct_tensor a, double s, int32_t op, ct_tensor *out) noexcept {
+  CT_TRY(*out = wrap(compare(T(a), s, op)))
 }
 ct_status ct_logical_and(ct_tensor a, ct_tensor b, ct_tensor *out) noexcept {
   CT_TRY(*out = wrap(at::logical_and(T(a), T(b))))
