@@ -11,12 +11,15 @@ public struct ParameterGroup {
     /// The group's weight decay; nil means the optimizer's default (filled in on adoption).
     public var weightDecay: Double?
 
+    /// A group of named parameters, e.g. `model.namedParameters()` or one layer group's; nil rates take
+    /// the optimizer's defaults. Names must be unique across an optimizer's groups.
     public init(parameters: [(String, Tensor)], learningRate: Double? = nil, weightDecay: Double? = nil) {
         self.parameters = parameters.map { (name: $0.0, tensor: $0.1) }
         self.learningRate = learningRate
         self.weightDecay = weightDecay
     }
 
+    /// The names of the group's parameters, in order.
     public var parameterNames: [String] { parameters.map(\.name) }
 }
 
@@ -33,6 +36,7 @@ public enum OptimizerError: Error, Equatable, CustomStringConvertible {
     /// Saved state from another optimizer, or with state names this configuration does not use or lacks.
     case incompatibleState(String)
 
+    /// A one-line message naming the problem, for users and logs.
     public var description: String {
         switch self {
         case .invalidHyperparameter(let m): return "invalid optimizer hyperparameter: \(m)"
@@ -48,13 +52,17 @@ public enum OptimizerError: Error, Equatable, CustomStringConvertible {
 
 /// The hyperparameters of one parameter group, as saved in checkpoints (JSON).
 public struct GroupHyperparameters: Codable, Equatable {
+    /// The `state_dict` names of the group's parameters, in order.
     public var parameterNames: [String]
+    /// The group's learning rate at the time of saving (already scheduled, if a schedule runs).
     public var learningRate: Double
+    /// The group's weight decay (L2 penalty for SGD/Adam/RMSprop, decoupled decay for AdamW).
     public var weightDecay: Double
     /// The optimizer's other settings with PyTorch's names (`momentum`, `betas.0`, `eps`, …);
     /// booleans are 0 or 1.
     public var options: [String: Double]
 
+    /// A group's saved hyperparameters.
     public init(parameterNames: [String], learningRate: Double, weightDecay: Double, options: [String: Double]) {
         self.parameterNames = parameterNames
         self.learningRate = learningRate
@@ -67,8 +75,10 @@ public struct GroupHyperparameters: Codable, Equatable {
 public struct OptimizerHyperparameters: Codable, Equatable {
     /// `SGD`, `Adam`, `AdamW` or `RMSprop`.
     public var optimizer: String
+    /// One entry per parameter group, in the optimizer's group order.
     public var groups: [GroupHyperparameters]
 
+    /// The hyperparameters saved by the optimizer named `optimizer` (`SGD`, `Adam`, `AdamW`, `RMSprop`).
     public init(optimizer: String, groups: [GroupHyperparameters]) {
         self.optimizer = optimizer
         self.groups = groups
@@ -82,8 +92,10 @@ public struct OptimizerState {
     /// These are the optimizer's live tensors (as PyTorch's `state_dict()`): write or copy them
     /// before the next `step()`.
     public var tensors: StateDict
+    /// Which optimizer and every group's hyperparameters, the part saved as JSON.
     public var hyperparameters: OptimizerHyperparameters
 
+    /// A snapshot from its two parts; `Optimizer.load(_:)` checks them against the optimizer.
     public init(tensors: StateDict, hyperparameters: OptimizerHyperparameters) {
         self.tensors = tensors
         self.hyperparameters = hyperparameters
