@@ -5,13 +5,29 @@ import Torch
 /// excitation (`fc1`/`fc2`, SiLU), linear 1×1 projection, all in `block`; stochastic depth on the
 /// residual branch when the stride is 1 and the channel count is unchanged.
 public final class MBConv: Module {
+    /// Channels of the block's input.
     public let inChannels: Int
+    /// Channels of the block's output (after the linear projection).
     public let outChannels: Int
+    /// Stride of the depthwise convolution: 1, or 2 in the first block of a downsampling stage.
     public let stride: Int
+    /// Whether the input is added back (stride 1 and `inChannels == outChannels`); only then is
+    /// `stochasticDepth` used.
     public let useResidual: Bool
+    /// The layers under torchvision's keys: `block.0` 1×1 expansion (absent at expansion ratio 1),
+    /// then the depthwise k×k convolution, `SqueezeExcitation`, and the 1×1 projection without activation.
     public let block: Sequential
+    /// Drops the residual branch per sample while training (`stochastic_depth`; p grows with the
+    /// block's index in the network).
     public let stochasticDepth: StochasticDepth
 
+    /// - Parameters:
+    ///   - expandRatio: width of the hidden layer per input channel (1 or 6), rounded to a multiple of 8.
+    ///   - kernelSize: the depthwise kernel, 3 or 5.
+    ///   - stride: 1 or 2; anything else throws `NNError.invalidArgument`.
+    ///   - stochasticDepthProbability: `p` of `stochasticDepth`.
+    ///   - eps, momentum: the BatchNorm settings (EfficientNet-Lite passes TensorFlow's 1e-3 and 0.01).
+    /// The squeeze width is a quarter of `inChannels` (at least 1).
     public init(expandRatio: Double, kernelSize: Int, stride: Int, inChannels: Int, outChannels: Int,
                 stochasticDepthProbability: Double, eps: Double = 1e-5, momentum: Double? = 0.1) throws {
         guard stride == 1 || stride == 2 else { throw NNError.invalidArgument("illegal stride value \(stride)") }
@@ -36,12 +52,16 @@ public final class MBConv: Module {
         super.init()
     }
 
+    /// "MBConv", torchvision's class name.
     public override var typeName: String { "MBConv" }
 
+    /// `block`, `stochastic_depth`.
     public override var namedChildren: [(String, Module)] {
         [("block", block), ("stochastic_depth", stochasticDepth)]
     }
 
+    /// `block(x)`, plus `x` through stochastic depth when `useResidual`: [N, inChannels, H, W] →
+    /// [N, outChannels, H/stride, W/stride].
     public override func forward(_ x: Tensor) throws -> Tensor {
         let result = try block(x)
         guard useResidual else { return result }
@@ -57,14 +77,19 @@ public final class MBConv: Module {
 public final class EfficientNet: FeaturesClassifier {
     /// The scaled variants with torchvision's width/depth multipliers and head dropout.
     public enum Variant: String, CaseIterable, Sendable {
+        /// The four variants of the zoo (torchvision also has B4–B7): B0 is the 224×224 base network, B1
+        /// 240, B2 288 and B3 300 pixels at inference with their ImageNet weights.
         case b0, b1, b2, b3
 
+        /// Scales every stage's channels (1.0, 1.0, 1.1, 1.2), rounded to multiples of 8.
         public var widthMultiplier: Double {
             switch self { case .b0, .b1: return 1.0; case .b2: return 1.1; case .b3: return 1.2 }
         }
+        /// Scales every stage's block count, rounded up (1.0, 1.1, 1.2, 1.4).
         public var depthMultiplier: Double {
             switch self { case .b0: return 1.0; case .b1: return 1.1; case .b2: return 1.2; case .b3: return 1.4 }
         }
+        /// The head's dropout rate in torchvision (0.2 for B0/B1, 0.3 for B2/B3).
         public var dropout: Double {
             switch self { case .b0, .b1: return 0.2; case .b2, .b3: return 0.3 }
         }
@@ -79,7 +104,9 @@ public final class EfficientNet: FeaturesClassifier {
         (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1),
     ]
 
+    /// Which of B0…B3 this is (its multipliers decide the widths and depths).
     public let variant: Variant
+    /// The drop probability of the last block's residual branch; block `i` of `n` uses `p × i / n`.
     public let stochasticDepthProbability: Double
 
     /// - Parameters:
@@ -125,11 +152,16 @@ public final class EfficientNet: FeaturesClassifier {
                    headIndex: 1, embeddingSize: lastOut, featureChannels: lastOut)
     }
 
+    /// `torchvision.models.efficientnet_b0` (Keras' `EfficientNetB0`): 5.3 M parameters, 1280-d embedding.
     public static func b0(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b0, options) }
+    /// `torchvision.models.efficientnet_b1`: 7.8 M parameters, 1280-d embedding.
     public static func b1(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b1, options) }
+    /// `torchvision.models.efficientnet_b2`: 9.1 M parameters, 1408-d embedding.
     public static func b2(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b2, options) }
+    /// `torchvision.models.efficientnet_b3`: 12.2 M parameters, 1536-d embedding.
     public static func b3(_ options: ModelOptions = .init()) throws -> EfficientNet { try EfficientNet(.b3, options) }
 
+    /// "EfficientNet", torchvision's class name.
     public override var typeName: String { "EfficientNet" }
 
     // Children `features`, `avgpool` and `classifier` (with a top); layer groups `features.0` …

@@ -6,20 +6,38 @@ import Torch
 /// ReLU6, no squeeze-and-excitation, BatchNorm eps 1e-3 / momentum 0.01, and a residual (with drop
 /// connect while training) only when the stride is 1 and the channel count is unchanged.
 public final class EfficientNetLiteBlock: Module {
+    /// Channels of the block's input.
     public let inChannels: Int
+    /// Channels of the block's output (after `projectConv`).
     public let outChannels: Int
+    /// Stride of `depthwiseConv`: 1, or 2 in the first block of a downsampling stage.
     public let stride: Int
+    /// Whether the input is added back (stride 1 and `inChannels == outChannels`).
     public let useResidual: Bool
     /// Drop-connect (stochastic depth) probability of the residual branch while training.
     public let dropConnectRate: Double
+    /// `_expand_conv`: 1×1 convolution to `inChannels × expandRatio`; nil at expansion ratio 1.
     public let expandConv: Conv2d?
+    /// `_bn0`: BatchNorm after `expandConv`; nil with it.
     public let bn0: BatchNorm2d?
+    /// `_depthwise_conv`: k×k depthwise convolution (one group per channel) with the block's stride,
+    /// TF "SAME" padding.
     public let depthwiseConv: Conv2d
+    /// `_bn1`: BatchNorm after `depthwiseConv`.
     public let bn1: BatchNorm2d
+    /// `_project_conv`: linear 1×1 projection to `outChannels` (no activation after it).
     public let projectConv: Conv2d
+    /// `_bn2`: BatchNorm after `projectConv`.
     public let bn2: BatchNorm2d
+    /// ReLU6 after the expansion and the depthwise convolution, registered as `_swish` (the port's
+    /// name; it has no parameters).
     public let activation = ReLU6(inplace: true)
 
+    /// - Parameters:
+    ///   - expandRatio: hidden width per input channel (1 or 6).
+    ///   - kernelSize: the depthwise kernel, 3 or 5.
+    ///   - dropConnectRate: drop probability of the residual branch; throws `NNError.invalidArgument`
+    ///     outside [0, 1].
     public init(inChannels: Int, outChannels: Int, expandRatio: Int, kernelSize: Int, stride: Int,
                 dropConnectRate: Double) throws {
         guard dropConnectRate >= 0, dropConnectRate <= 1 else {
@@ -47,8 +65,11 @@ public final class EfficientNetLiteBlock: Module {
         super.init()
     }
 
+    /// "MBConvBlock", the EfficientNet-PyTorch class name.
     public override var typeName: String { "MBConvBlock" }
 
+    /// `_expand_conv` and `_bn0` (when expanding), `_depthwise_conv`, `_bn1`, `_project_conv`, `_bn2`,
+    /// `_swish`: the port's keys.
     public override var namedChildren: [(String, Module)] {
         var children: [(String, Module)] = []
         if let expandConv, let bn0 { children += [("_expand_conv", expandConv), ("_bn0", bn0)] }
@@ -57,6 +78,8 @@ public final class EfficientNetLiteBlock: Module {
         return children
     }
 
+    /// Expansion, depthwise convolution, projection, plus `x` (through drop connect while training)
+    /// when `useResidual`: [N, inChannels, H, W] → [N, outChannels, H/stride, W/stride].
     public override func forward(_ x: Tensor) throws -> Tensor {
         var y = x
         if let expandConv, let bn0 { y = try activation(expandConv.forward(y, thenBatchNorm: bn0)) }
@@ -75,15 +98,21 @@ public final class EfficientNetLiteBlock: Module {
 /// and the stem (32 channels), head (1280 channels) and the first and last stages' depths are not scaled.
 /// The pretrained weights expect inputs normalised as `(pixel - 127) / 128`.
 public final class EfficientNetLite: ImageClassifier {
+    /// The three variants with published weights (Lite3/Lite4 are not in the zoo), with the TF
+    /// width/depth multipliers, head dropout and training resolution.
     public enum Variant: String, CaseIterable, Sendable {
+        /// Lite0 (224×224), Lite1 (240×240), Lite2 (260×260).
         case lite0, lite1, lite2
 
+        /// Scales the channels of every stage but the stem and head (1.0, 1.0, 1.1), rounded to multiples of 8.
         public var widthMultiplier: Double {
             switch self { case .lite0, .lite1: return 1.0; case .lite2: return 1.1 }
         }
+        /// Scales the block counts of every stage but the first and last (1.0, 1.1, 1.2), rounded up.
         public var depthMultiplier: Double {
             switch self { case .lite0: return 1.0; case .lite1: return 1.1; case .lite2: return 1.2 }
         }
+        /// The head's dropout rate (0.2 for Lite0/Lite1, 0.3 for Lite2).
         public var dropout: Double {
             switch self { case .lite0, .lite1: return 0.2; case .lite2: return 0.3 }
         }
@@ -108,20 +137,28 @@ public final class EfficientNetLite: ImageClassifier {
         ($0.layers, $0.kernel, $0.stride, Int($0.expand), $0.inChannels, $0.outChannels)
     }
 
+    /// Which of Lite0…Lite2 this is.
     public let variant: Variant
+    /// The largest drop-connect probability; block `i` of `n` uses `dropConnectRate × i / n`.
     public let dropConnectRate: Double
+    /// `_conv_stem`: 3×3/2 convolution, 3 → 32 channels, no bias (not scaled by the width multiplier).
     public let convStem: Conv2d
+    /// `_bn0`: BatchNorm after the stem (eps 1e-3, momentum 0.01).
     public let bn0: BatchNorm2d
     /// The blocks, keyed "0", "1", … (a ModuleList in Python; run in order with their drop rates).
     public let blocks: Sequential
+    /// `_conv_head`: 1×1 convolution from the last stage's channels to 1280 (not scaled).
     public let convHead: Conv2d
+    /// `_bn1`: BatchNorm after `convHead`.
     public let bn1: BatchNorm2d
+    /// `_avg_pooling`: global average pooling to [N, 1280, 1, 1].
     public let avgPooling = AdaptiveAvgPool2d(outputSize: 1)
     /// nil without a top.
     public private(set) var dropout: Dropout?
     /// The final Linear; nil without a top.
     /// The head: the original's Linear, or a `configureHead` Sequential.
     public private(set) var fc: Module?
+    /// ReLU6 after the stem and after `convHead`, registered as `_swish` as in the port (no parameters).
     public let activation = ReLU6(inplace: true)
 
     /// - Parameters:
@@ -168,18 +205,24 @@ public final class EfficientNetLite: ImageClassifier {
                    featureChannels: head)
     }
 
+    /// EfficientNet-Lite0: 4.7 M parameters, 1280-d embedding, trained at 224×224.
     public static func lite0(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
         try EfficientNetLite(.lite0, options)
     }
+    /// EfficientNet-Lite1: 5.4 M parameters, 1280-d embedding, trained at 240×240.
     public static func lite1(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
         try EfficientNetLite(.lite1, options)
     }
+    /// EfficientNet-Lite2: 6.1 M parameters, 1280-d embedding, trained at 260×260.
     public static func lite2(_ options: ModelOptions = .init()) throws -> EfficientNetLite {
         try EfficientNetLite(.lite2, options)
     }
 
+    /// "EfficientNetLite".
     public override var typeName: String { "EfficientNetLite" }
 
+    /// `_conv_stem`, `_bn0`, `_blocks`, `_conv_head`, `_bn1`, `_avg_pooling`, then `_dropout` and `_fc`
+    /// with a top, and `_swish`: the port's keys and order.
     public override var namedChildren: [(String, Module)] {
         var children: [(String, Module)] = [("_conv_stem", convStem), ("_bn0", bn0), ("_blocks", blocks),
                                             ("_conv_head", convHead), ("_bn1", bn1), ("_avg_pooling", avgPooling)]
@@ -188,6 +231,8 @@ public final class EfficientNetLite: ImageClassifier {
         return children
     }
 
+    /// Replaces `_fc` (with any module: `configureHead` puts a Sequential there); other names throw
+    /// `NNError.cannotReplace`.
     public override func setChild(_ name: String, to module: Module) throws {
         switch name {
         case "_fc" where fc != nil:
@@ -196,6 +241,7 @@ public final class EfficientNetLite: ImageClassifier {
         }
     }
 
+    /// `["_dropout", "_fc"]` with a top; empty without.
     public override var classifierScopes: [String] {
         fc == nil ? [] : (dropout == nil ? [] : ["_dropout"]) + ["_fc"]
     }
@@ -206,12 +252,14 @@ public final class EfficientNetLite: ImageClassifier {
             + (fc == nil ? [] : ["_fc"])
     }
 
+    /// The stem, every block, then `convHead`/`bn1`/ReLU6: [N, 1280, H/32, W/32].
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
         var y = try activation(convStem.forward(x, thenBatchNorm: bn0))
         for block in blocks.modules { y = try block(y) }
         return try activation(convHead.forward(y, thenBatchNorm: bn1))
     }
 
+    /// `_fc(_dropout(embedding))`: logits [N, classes]. Throws `NNError.invalidArgument` without a top.
     public override func classify(_ embedding: Tensor) throws -> Tensor {
         let fc = try MobileHead.require(fc, architecture)
         return try fc(dropout.map { try $0(embedding) } ?? embedding)
