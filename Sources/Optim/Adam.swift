@@ -67,9 +67,13 @@ public class AdamBase: Optimizer {
     let settings: AdamSettings
     /// AdamW's `p *= 1 - lr * weightDecay` instead of Adam's L2 term in the gradient.
     let decoupled: Bool
+    /// (β1, β2): decay rates of the first- and second-moment averages, each in [0, 1) (PyTorch's `betas`).
     public var betas: (Double, Double) { (settings.beta1, settings.beta2) }
+    /// Added to the denominator for numerical stability (PyTorch's `eps`), 1e-8 by default.
     public var epsilon: Double { settings.epsilon }
+    /// Whether the denominator uses the running maximum of the second moment (AMSGrad).
     public var amsgrad: Bool { settings.amsgrad }
+    /// Whether to ascend the objective instead of descending it (PyTorch's `maximize`).
     public var maximize: Bool { settings.maximize }
 
     init(groups: [ParameterGroup], learningRate: Double, betas: (Double, Double), epsilon: Double,
@@ -101,6 +105,8 @@ public class AdamBase: Optimizer {
 ///
 /// State per parameter: `step`, `exp_avg`, `exp_avg_sq` (+ `max_exp_avg_sq` with AMSGrad).
 public final class Adam: AdamBase {
+    /// Adam over `groups` with PyTorch's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
+    /// Throws `OptimizerError.invalidHyperparameter` for a beta outside [0, 1) or a negative value.
     public init(_ groups: [ParameterGroup], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
                 epsilon: Double = 1e-8, weightDecay: Double = 0, amsgrad: Bool = false, maximize: Bool = false) throws {
         try super.init(groups: groups, learningRate: learningRate, betas: betas, epsilon: epsilon,
@@ -122,6 +128,8 @@ public final class Adam: AdamBase {
 /// `p *= 1 - lr * weightDecay`; the gradient itself is not decayed. Default weight decay 1e-2.
 /// State as `Adam`.
 public final class AdamW: AdamBase {
+    /// AdamW over `groups` with PyTorch's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2).
+    /// Throws `OptimizerError.invalidHyperparameter` for a beta outside [0, 1) or a negative value.
     public init(_ groups: [ParameterGroup], learningRate: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
                 epsilon: Double = 1e-8, weightDecay: Double = 1e-2, amsgrad: Bool = false,
                 maximize: Bool = false) throws {

@@ -15,13 +15,22 @@ import Torch
 ///
 /// State per parameter: `step`, `square_avg` (+ `momentum_buffer` with momentum, `grad_avg` when centered).
 public final class RMSprop: Optimizer {
+    /// The smoothing constant of the squared-gradient average (PyTorch's `alpha`, TF's `decay`), 0.99 by default.
     public let alpha: Double
+    /// Added to the denominator for numerical stability (PyTorch's `eps`); see `epsilonInsideSqrt`.
     public let epsilon: Double
+    /// The momentum factor; 0 applies `g / denom` directly without a momentum buffer.
     public let momentum: Double
+    /// Whether to normalise by the estimated variance (subtracting the squared mean gradient) rather
+    /// than the uncentered second moment (PyTorch's `centered`).
     public let centered: Bool
+    /// Whether `epsilon` is added under the square root, as TensorFlow does, instead of after it as PyTorch does.
     public let epsilonInsideSqrt: Bool
+    /// Whether to ascend the objective instead of descending it (PyTorch's `maximize`).
     public let maximize: Bool
 
+    /// RMSprop over `groups` with PyTorch's defaults (lr 1e-2, alpha 0.99, eps 1e-8). Throws
+    /// `OptimizerError.invalidHyperparameter` for a negative learning rate, alpha, epsilon, momentum or weight decay.
     public init(_ groups: [ParameterGroup], learningRate: Double = 1e-2, alpha: Double = 0.99,
                 epsilon: Double = 1e-8, weightDecay: Double = 0, momentum: Double = 0, centered: Bool = false,
                 epsilonInsideSqrt: Bool = false, maximize: Bool = false) throws {

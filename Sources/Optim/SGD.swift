@@ -10,9 +10,13 @@ import Torch
 ///
 /// State: `momentum_buffer` (only when momentum ≠ 0).
 public final class SGD: Optimizer {
+    /// The momentum factor (PyTorch's `momentum`); 0 is plain SGD without a momentum buffer.
     public let momentum: Double
+    /// How much of each new gradient is left out of the momentum buffer (PyTorch's `dampening`), usually 0.
     public let dampening: Double
+    /// Whether to use Nesterov momentum (needs momentum > 0 and dampening 0).
     public let nesterov: Bool
+    /// Whether to ascend the objective instead of descending it (PyTorch's `maximize`).
     public let maximize: Bool
 
     /// Throws for negative values, and when `nesterov` is set without momentum or with dampening.
