@@ -5,12 +5,22 @@ import Torch
 /// expansion (`conv.0`), a 3×3 depthwise convolution, a linear 1×1 projection and its BatchNorm, with a
 /// residual connection when the stride is 1 and the channel count is unchanged.
 public final class InvertedResidual: Module {
+    /// Channels of the block's input.
     public let inChannels: Int
+    /// Channels of the block's output (after the projection).
     public let outChannels: Int
+    /// Stride of the depthwise convolution: 1, or 2 in the first block of a downsampling stage.
     public let stride: Int
+    /// Whether the input is added back: stride 1 and `inChannels == outChannels` (torchvision's `use_res_connect`).
     public let useResidual: Bool
+    /// The layers under torchvision's keys: `conv.0` 1×1 expansion + ReLU6 (absent at expansion 1), the
+    /// 3×3 depthwise `Conv2dNormActivation`, then the 1×1 projection `Conv2d` and its `BatchNorm2d`.
     public let conv: Sequential
 
+    /// - Parameters:
+    ///   - stride: 1 or 2; anything else throws `NNError.invalidArgument`.
+    ///   - expandRatio: the hidden width per input channel (t in the paper: 1 or 6), rounded as
+    ///     Python's `round` does.
     public init(_ inChannels: Int, _ outChannels: Int, stride: Int, expandRatio: Double) throws {
         guard stride == 1 || stride == 2 else {
             throw NNError.invalidArgument("stride should be 1 or 2 instead of \(stride)")
@@ -33,9 +43,12 @@ public final class InvertedResidual: Module {
         super.init()
     }
 
+    /// "InvertedResidual", torchvision's class name.
     public override var typeName: String { "InvertedResidual" }
+    /// `conv`, torchvision's single child.
     public override var namedChildren: [(String, Module)] { [("conv", conv)] }
 
+    /// `conv(x)`, plus `x` when `useResidual`: [N, inChannels, H, W] → [N, outChannels, H/stride, W/stride].
     public override func forward(_ x: Tensor) throws -> Tensor {
         useResidual ? try x + conv(x) : try conv(x)
     }
@@ -51,6 +64,8 @@ public final class MobileNetV2: FeaturesClassifier {
         (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
     ]
 
+    /// torchvision's `width_mult` (1.0 for the pretrained weights): scales every layer's channels,
+    /// rounded to multiples of 8; the last layer keeps at least 1280.
     public let widthMultiplier: Double
 
     /// - Parameters:
@@ -87,6 +102,7 @@ public final class MobileNetV2: FeaturesClassifier {
         try MobileNetV2(options)
     }
 
+    /// "MobileNetV2", torchvision's class name.
     public override var typeName: String { "MobileNetV2" }
 
     // Children `features` and `classifier` (with a top); layer groups `features.0` … `features.18`, then

@@ -21,7 +21,9 @@ import Torch
 public final class VGG: FeaturesClassifier {
     /// An entry of torchvision's configuration lists: a 3x3 convolution's width or a 2x2 max-pool.
     public enum LayerSpec: Equatable, Sendable {
+        /// A 3×3 convolution (padding 1) to this many channels, followed by [BatchNorm and] ReLU.
         case conv(Int)
+        /// A 2×2/2 max-pool, halving the resolution (torchvision's "M").
         case maxPool
     }
 
@@ -38,7 +40,9 @@ public final class VGG: FeaturesClassifier {
         }
     }
 
+    /// Number of weight layers: 11, 13, 16 or 19 (convolutions plus the three Linear layers).
     public let depth: Int
+    /// Whether each convolution is followed by a BatchNorm2d (the `_bn` variants).
     public let batchNorm: Bool
     /// The layer groups of `features`, one array per convolution block (see the type's documentation).
     public let convBlocks: [[String]]
@@ -85,24 +89,33 @@ public final class VGG: FeaturesClassifier {
 
     // MARK: Builders
 
+    /// `torchvision.models.vgg11` / `vgg11_bn` (configuration "A"). Not in the zoo's registry and
+    /// without catalog weights.
     public static func vgg11(batchNorm: Bool = false, _ options: ModelOptions = .init()) throws -> VGG {
         try VGG(depth: 11, batchNorm: batchNorm, options: options)
     }
 
+    /// `torchvision.models.vgg13` / `vgg13_bn` (configuration "B"). Not in the zoo's registry and
+    /// without catalog weights.
     public static func vgg13(batchNorm: Bool = false, _ options: ModelOptions = .init()) throws -> VGG {
         try VGG(depth: 13, batchNorm: batchNorm, options: options)
     }
 
+    /// `torchvision.models.vgg16` / `vgg16_bn` (configuration "D", Keras' `VGG16`): 138 M parameters,
+    /// 4096-d embedding with a top.
     public static func vgg16(batchNorm: Bool = false, _ options: ModelOptions = .init()) throws -> VGG {
         try VGG(depth: 16, batchNorm: batchNorm, options: options)
     }
 
+    /// `torchvision.models.vgg19` / `vgg19_bn` (configuration "E", Keras' `VGG19`): 144 M parameters,
+    /// 4096-d embedding with a top.
     public static func vgg19(batchNorm: Bool = false, _ options: ModelOptions = .init()) throws -> VGG {
         try VGG(depth: 19, batchNorm: batchNorm, options: options)
     }
 
     // MARK: Structure
 
+    /// "VGG", torchvision's class name.
     public override var typeName: String { "VGG" }
 
     /// Each convolution and BatchNorm, block by block (`convBlocks`).
