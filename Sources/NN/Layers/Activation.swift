@@ -9,6 +9,7 @@ open class Activation: Module {
     private let arguments: String
     private let function: (Tensor) throws -> Tensor
 
+    /// An activation printed as `name(arguments)` that applies `function` to its input (any shape).
     public init(_ name: String, arguments: String = "", _ function: @escaping (Tensor) throws -> Tensor) {
         self.name = name
         self.arguments = arguments
@@ -16,8 +17,11 @@ open class Activation: Module {
         super.init()
     }
 
+    /// PyTorch's class name, e.g. "ReLU".
     open override var typeName: String { name }
+    /// Applies the activation elementwise (Softmax: along `dim`); the output has the input's shape.
     open override func forward(_ x: Tensor) throws -> Tensor { try function(x) }
+    /// The repr arguments, e.g. `inplace=True` or `negative_slope=0.01`.
     open var extraDescription: String { arguments }
 }
 
@@ -26,7 +30,9 @@ extension Activation: ModuleDescribing {}
 /// `max(x, 0)`. With `inplace` (as torchvision's models build it), the result overwrites the input
 /// whenever `Functional.mayOverwrite` allows.
 open class ReLU: Activation {
+    /// Whether the layer may overwrite its input (PyTorch's `inplace`; see `Functional.mayOverwrite`).
     public let inplace: Bool
+    /// A ReLU; torchvision builds its models with `inplace: true`.
     public init(inplace: Bool = false) {
         self.inplace = inplace
         super.init("ReLU", arguments: inplace ? "inplace=True" : "") { try Functional.relu($0, inplace: inplace) }
@@ -36,7 +42,9 @@ open class ReLU: Activation {
 /// `min(max(x, 0), 6)`. With `inplace` (as torchvision's models build it), the result overwrites
 /// the input whenever `Functional.mayOverwrite` allows.
 open class ReLU6: Activation {
+    /// Whether the layer may overwrite its input (PyTorch's `inplace`; see `Functional.mayOverwrite`).
     public let inplace: Bool
+    /// A ReLU6 (MobileNetV2's activation); torchvision builds it with `inplace: true`.
     public init(inplace: Bool = false) {
         self.inplace = inplace
         super.init("ReLU6", arguments: inplace ? "inplace=True" : "") { try Functional.relu6($0, inplace: inplace) }
@@ -72,7 +80,9 @@ extension Functional {
 
 /// `x` for positive inputs, `negativeSlope * x` otherwise.
 open class LeakyReLU: Activation {
+    /// The slope for negative inputs (PyTorch's `negative_slope`), 0.01 by default.
     public let negativeSlope: Double
+    /// A leaky ReLU as `torch.nn.LeakyReLU(negative_slope)`.
     public init(negativeSlope: Double = 0.01) {
         self.negativeSlope = negativeSlope
         super.init("LeakyReLU", arguments: "negative_slope=\(pythonFloat(negativeSlope))") { try $0.leakyRelu(negativeSlope) }
@@ -90,7 +100,9 @@ open class Tanh: Activation { public init() { super.init("Tanh") { try $0.tanh()
 
 /// Gaussian error linear unit; `approximateTanh` is PyTorch's `approximate="tanh"`.
 open class GELU: Activation {
+    /// Whether to use the tanh approximation instead of the exact erf form.
     public let approximateTanh: Bool
+    /// A GELU as `torch.nn.GELU(approximate=)`.
     public init(approximateTanh: Bool = false) {
         self.approximateTanh = approximateTanh
         super.init("GELU", arguments: "approximate='\(approximateTanh ? "tanh" : "none")'") {
@@ -107,7 +119,9 @@ open class Hardsigmoid: Activation { public init() { super.init("Hardsigmoid") {
 
 /// Softmax along `dim`.
 open class Softmax: Activation {
+    /// The dimension whose entries sum to 1 (1 for [N, classes] logits).
     public let dim: Int
+    /// A softmax along `dim`, as `torch.nn.Softmax(dim)`.
     public init(dim: Int) {
         self.dim = dim
         super.init("Softmax", arguments: "dim=\(dim)") { try Functional.softmax($0, dim: dim) }

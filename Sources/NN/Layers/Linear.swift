@@ -3,8 +3,11 @@ import Torch
 /// Fully connected layer `y = x Wᵀ + b`, like `torch.nn.Linear`: parameters `weight`
 /// `[outFeatures, inFeatures]` and `bias` `[outFeatures]`, initialised as PyTorch does.
 open class Linear: Module {
+    /// The size of the input's last dimension (PyTorch's `in_features`).
     public let inFeatures: Int
+    /// The size of the output's last dimension (PyTorch's `out_features`), e.g. the number of classes.
     public let outFeatures: Int
+    /// `[outFeatures, inFeatures]` weights, as `torch.nn.Linear.weight` (state-dict key `weight`).
     public let weight: Tensor
     /// nil when built with `bias: false`.
     public let bias: Tensor?
@@ -24,10 +27,14 @@ open class Linear: Module {
         super.init()
     }
 
+    /// "Linear", as PyTorch prints it.
     open override var typeName: String { "Linear" }
 
+    /// `weight`, then `bias` when present.
     open override var namedLocalParameters: [(String, Tensor)] { weightAndBias(weight, bias) }
 
+    /// `[..., inFeatures]` → `[..., outFeatures]` (`torch.nn.functional.linear`); throws when the last
+    /// dimension is not `inFeatures`.
     open override func forward(_ x: Tensor) throws -> Tensor {
         try Functional.linear(x, weight: weight, bias: bias)
     }
