@@ -17,12 +17,20 @@ public enum Conv2dPadding: Equatable, ExpressibleByIntegerLiteral, Sendable {
 /// 2-D convolution with PyTorch's `torch.nn.Conv2d` parameters (`weight`, `bias`), initialisation and
 /// semantics, plus TF-style `.same` padding.
 open class Conv2d: Module {
+    /// C_in, the input's channel count (dimension 1 of NCHW) (PyTorch's `in_channels`).
     public let inChannels: Int
+    /// C_out, the output's channel count (PyTorch's `out_channels`).
     public let outChannels: Int
+    /// (height, width) of the kernel in pixels.
     public let kernelSize: (Int, Int)
+    /// (vertical, horizontal) step between kernel positions; 2 halves the spatial size.
     public let stride: (Int, Int)
+    /// Zero padding: explicit (height, width) pixels per side, or TF's `.same`.
     public let padding: Conv2dPadding
+    /// (vertical, horizontal) spacing between kernel taps; 1 is an ordinary convolution.
     public let dilation: (Int, Int)
+    /// Channel groups convolved independently (PyTorch's `groups`): 1 is a full convolution,
+    /// `inChannels` a depthwise one (MobileNet, EfficientNet).
     public let groups: Int
     /// `[outChannels, inChannels / groups, kh, kw]`.
     public let weight: Tensor
@@ -70,10 +78,14 @@ open class Conv2d: Module {
                       dtype: dtype, device: device)
     }
 
+    /// "Conv2d", as PyTorch prints it.
     open override var typeName: String { "Conv2d" }
 
+    /// `weight`, then `bias` when present.
     open override var namedLocalParameters: [(String, Tensor)] { weightAndBias(weight, bias) }
 
+    /// Convolves NCHW (or channels-last, or unbatched CHW) input: [N, inChannels, H, W] →
+    /// [N, outChannels, H', W'] (`torch.nn.functional.conv2d`). Throws when the channel count does not match.
     open override func forward(_ x: Tensor) throws -> Tensor {
         try convolve(x, weight: weight, bias: bias)
     }
