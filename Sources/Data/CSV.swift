@@ -16,9 +16,12 @@ import Foundation
 public enum CSV {
     /// One record: its fields and the line (1-based) it starts on.
     public struct Record: Equatable, Sendable {
+        /// The record's fields, unquoted (doubled quotes made single; embedded line breaks kept).
         public var fields: [String]
+        /// The 1-based line the record starts on (a quoted field with line breaks spans several).
         public var line: Int
 
+        /// A record of `fields` starting on `line` (1-based).
         public init(fields: [String], line: Int) {
             self.fields = fields
             self.line = line
@@ -27,18 +30,25 @@ public enum CSV {
 
     /// Text that is not valid CSV, with the line the problem is on.
     public struct ParseError: Error, CustomStringConvertible, Equatable {
+        /// The 1-based line of the problem.
         public let line: Int
+        /// What is wrong, e.g. an unclosed quote or a character after a closing quote.
         public let message: String
+        /// "line 12: …", for error messages.
         public var description: String { "line \(line): \(message)" }
 
+        /// An error at `line` (1-based) saying `message`.
         public init(line: Int, message: String) {
             self.line = line
             self.message = message
         }
     }
 
+    /// The line break `text(_:lineEnding:)` ends every record with.
     public enum LineEnding: String, Sendable {
+        /// "\n" (Unix; the default).
         case lf = "\n"
+        /// "\r\n" (what RFC 4180 specifies, and Excel writes).
         case crlf = "\r\n"
     }
 

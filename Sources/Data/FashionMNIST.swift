@@ -3,11 +3,13 @@ import Torch
 
 /// MNIST-format datasets read from IDX files (`train-images-idx3-ubyte[.gz]`, …).
 public struct MNISTDataset {
+    /// `train` reads the `train-*` files (60,000 images), `test` the `t10k-*` files (10,000).
     public enum Split: String { case train, test }
 
     /// Class names of Fashion-MNIST, in label order.
     public static let fashionClassNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                                            "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    /// Class names of MNIST: "0" … "9".
     public static let digitClassNames = (0...9).map(String.init)
 
     /// Where Debian's `dataset-fashion-mnist` package puts the files.
@@ -17,6 +19,7 @@ public struct MNISTDataset {
     public let images: Tensor
     /// Labels as int64 [N].
     public let labels: Tensor
+    /// Names of the classes, indexed by label (as passed to `init`; Fashion-MNIST's by default).
     public let classNames: [String]
 
     /// Loads `split` from `directory` holding the four standard IDX files (gzipped or not).
@@ -40,5 +43,6 @@ public struct MNISTDataset {
         self.classNames = classNames
     }
 
+    /// Number of images.
     public var count: Int { labels.shape[0] }
 }

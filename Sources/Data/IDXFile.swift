@@ -7,6 +7,7 @@ import Torch
 public struct IDXFile {
     /// Element type codes of the IDX header.
     public enum ElementType: UInt8 {
+        /// The IDX type codes (third byte of the magic number); the image datasets need `uint8`.
         case uint8 = 0x08, int8 = 0x09, int16 = 0x0B, int32 = 0x0C, float32 = 0x0D, float64 = 0x0E
         var size: Int {
             switch self {
@@ -18,8 +19,11 @@ public struct IDXFile {
         }
     }
 
+    /// The file read (as given; a `.gz` file is gunzipped on reading).
     public let path: String
+    /// Type of the elements, from the header.
     public let elementType: ElementType
+    /// Dimensions from the header, e.g. [60000, 28, 28] for images and [60000] for labels.
     public let shape: [Int]
     /// The payload, big-endian as stored (only uint8 data is used by the image datasets).
     public let bytes: [UInt8]
@@ -69,11 +73,19 @@ public struct IDXFile {
 
 /// Errors from the data pipeline; each names the file or folder involved.
 public enum DataError: Error, CustomStringConvertible, Equatable {
+    /// A file or folder could not be opened or read (missing, permissions, I/O error, over a size limit).
     case unreadable(path: String, reason: String)
+    /// A file was read but its content is broken: bad magic number, truncated header or data,
+    /// undecodable image bytes.
     case corrupt(path: String, reason: String)
+    /// Valid input the pipeline cannot handle: an image format other than JPEG/PNG, an IDX element type
+    /// other than uint8, an unexpected dtype in a CIFAR batch, an impossible resize.
     case unsupported(String)
+    /// The dataset as a whole is wrong: missing files or folders, mismatched counts, no classes or no
+    /// images, bad labels, bad settings.
     case invalidDataset(String)
 
+    /// The message for the user, naming the file or folder involved.
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"

@@ -16,7 +16,9 @@ import Torch
 ///
 /// Gray images (`channels == 1`) come only from `init(gray:width:height:)`, for encoding.
 public struct Image: Equatable, Sendable {
+    /// Width in pixels (after EXIF orientation, when decoding applies it).
     public let width: Int
+    /// Height in pixels (after EXIF orientation, when decoding applies it).
     public let height: Int
     /// 3 (RGB) for decoded images; 1 for images made with `init(gray:width:height:)`.
     public let channels: Int

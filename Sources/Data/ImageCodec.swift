@@ -12,6 +12,7 @@ public enum EXIFOrientation: String, Codable, CaseIterable, Sendable {
 /// Image container formats recognised by their magic bytes. Only `.jpeg` and `.png` can be decoded;
 /// the others are named in "unsupported image format" errors.
 public enum ImageFormat: String, Sendable, CustomStringConvertible {
+    /// The recognised formats; the raw values are the names used in messages.
     case jpeg = "JPEG", png = "PNG", gif = "GIF", bmp = "BMP", webp = "WebP", tiff = "TIFF"
 
     init?(code: Int32) {
@@ -26,6 +27,7 @@ public enum ImageFormat: String, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The format's name, e.g. "JPEG".
     public var description: String { rawValue }
     /// Whether `Image` can decode this format.
     public var isDecodable: Bool { self == .jpeg || self == .png }
@@ -33,12 +35,15 @@ public enum ImageFormat: String, Sendable, CustomStringConvertible {
 
 /// What a header-only probe finds out about an image.
 public struct ImageInfo: Equatable, Sendable {
+    /// The container format, from the magic bytes.
     public var format: ImageFormat
     /// The size a full-size decode produces (after EXIF orientation).
     public var width: Int
+    /// The height a full-size decode produces (after EXIF orientation).
     public var height: Int
     /// The size as stored in the file (before EXIF orientation).
     public var storedWidth: Int
+    /// The height as stored in the file (before EXIF orientation).
     public var storedHeight: Int
     /// Components in the file: 1 gray, 2 gray+alpha, 3 RGB/YCbCr (and palette PNGs), 4 RGBA/CMYK.
     public var storedChannels: Int

@@ -4,6 +4,8 @@ import Torch
 extension Image {
     /// Resampling filters, with Pillow's definitions.
     public enum Filter: Int32, Sendable {
+        /// Pillow's `Image.BILINEAR` and `Image.BICUBIC` (a = -0.5), with antialiasing when shrinking, as
+        /// torchvision's PIL `Resize` uses them.
         case bilinear = 0, bicubic = 1
 
         /// Parses "bilinear" / "bicubic".

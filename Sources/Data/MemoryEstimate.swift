@@ -4,7 +4,9 @@ import Torch
 /// What a file that cannot be decoded does to a run: `skip` reports it once and leaves it out
 /// (the totals count only images used), `fail` stops with an error naming it (strict mode).
 public enum BadImagePolicy: String, Codable, CaseIterable, Sendable {
+    /// Leave the file out and report it once (the CLI's default; torchvision and Keras stop instead).
     case skip
+    /// Stop with an error naming the file (`--on-bad-image fail`).
     case fail
 
     /// Whether scans and loaders throw on the first unusable file.
