@@ -81,29 +81,3 @@ func badImageContext<T>(_ strict: Bool, _ body: () throws -> T) throws -> T {
         throw ValidationError("--on-bad-image fail: \(error)")
     }
 }
-
-// Dictionary JSON through Mirror: what the commands printed before `printEncodedJSON`; it goes once
-// no command uses it.
-func printJSON(_ object: [String: Any]) {
-    print(jsonString(object))
-}
-
-func jsonString(_ object: Any) -> String {
-    let cleaned = sanitize(object)
-    guard JSONSerialization.isValidJSONObject(cleaned),
-          let data = try? JSONSerialization.data(withJSONObject: cleaned, options: [.sortedKeys, .withoutEscapingSlashes])
-    else { return "{}" }
-    return String(decoding: data, as: UTF8.self)
-}
-
-private func sanitize(_ value: Any) -> Any {
-    let mirror = Mirror(reflecting: value)
-    if mirror.displayStyle == .optional {
-        guard let child = mirror.children.first else { return NSNull() }
-        return sanitize(child.value)
-    }
-    if let dict = value as? [String: Any] { return dict.mapValues(sanitize) }
-    if let array = value as? [Any] { return array.map(sanitize) }
-    if let d = value as? Double, !d.isFinite { return NSNull() }
-    return value
-}

@@ -60,10 +60,8 @@ struct HashBench: ParsableCommand {
         let mib = Double(sizeMb)
         let fileMedian = median(fileMs), memoryMedian = median(memoryMs)
         if json {
-            printJSON(["size_mib": sizeMb, "runs": runs, "sha256": digest,
-                       "file_ms": fileMs, "file_median_ms": fileMedian, "file_mib_per_s": mib / fileMedian * 1000,
-                       "memory_ms": memoryMs, "memory_median_ms": memoryMedian,
-                       "memory_mib_per_s": mib / memoryMedian * 1000])
+            printEncodedJSON(Output(sizeMiB: sizeMb, runs: runs, sha256: digest, fileMs: fileMs, memoryMs: memoryMs,
+                                    fileMedianMs: fileMedian, memoryMedianMs: memoryMedian))
         } else {
             let list = { (values: [Double]) in values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
             print("SHA-256 of \(sizeMb) MiB: \(digest)")
@@ -71,6 +69,38 @@ struct HashBench: ParsableCommand {
                          list(fileMs)))
             print(String(format: "memory: median %.0f ms (%.0f MiB/s); runs %@", memoryMedian,
                          mib / memoryMedian * 1000, list(memoryMs)))
+        }
+    }
+
+    /// `bench hash --json`: the times of every run and their medians in ms, and the rates in MiB/s
+    /// (`null` where not finite).
+    struct Output: Encodable {
+        var sizeMiB: Int
+        var runs: Int
+        var sha256: String
+        var fileMs: [Double]
+        var memoryMs: [Double]
+        var fileMedianMs: Double
+        var memoryMedianMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case sizeMiB = "size_mib", runs, sha256, fileMs = "file_ms", fileMedianMs = "file_median_ms"
+            case fileRate = "file_mib_per_s", memoryMs = "memory_ms", memoryMedianMs = "memory_median_ms"
+            case memoryRate = "memory_mib_per_s"
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            func finite(_ values: [Double]) -> [Double?] { values.map { $0.isFinite ? $0 : nil } }
+            try c.encode(sizeMiB, forKey: .sizeMiB)
+            try c.encode(runs, forKey: .runs)
+            try c.encode(sha256, forKey: .sha256)
+            try c.encode(finite(fileMs), forKey: .fileMs)
+            try c.encodeNumber(fileMedianMs, forKey: .fileMedianMs)
+            try c.encodeNumber(Double(sizeMiB) / fileMedianMs * 1000, forKey: .fileRate)
+            try c.encode(finite(memoryMs), forKey: .memoryMs)
+            try c.encodeNumber(memoryMedianMs, forKey: .memoryMedianMs)
+            try c.encodeNumber(Double(sizeMiB) / memoryMedianMs * 1000, forKey: .memoryRate)
         }
     }
 }
