@@ -7,8 +7,11 @@ import Darwin
 
 /// A failed atomic write: the destination and what went wrong (with the system's reason).
 public struct AtomicFileError: Error, CustomStringConvertible, Equatable {
+    /// The destination that was to be written (not the temporary file).
     public let path: String
+    /// The step that failed and the system's error text, e.g. "cannot write the temporary file …: No space left on device".
     public let reason: String
+    /// `path: reason`, for messages.
     public var description: String { "\(path): \(reason)" }
 }
 

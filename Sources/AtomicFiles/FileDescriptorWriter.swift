@@ -9,7 +9,9 @@ import Darwin
 public struct FileWriteError: Error, CustomStringConvertible, Equatable {
     /// `errno` after the failed call (`EIO` when `write` wrote nothing without reporting an error).
     public let code: Int32
+    /// The system's text for `code` (`strerror`), e.g. "No space left on device".
     public var reason: String { String(cString: strerror(code)) }
+    /// The same as `reason`.
     public var description: String { reason }
 }
 
