@@ -3,8 +3,11 @@ import Torch
 
 /// A preprocessing setting that cannot be used, or an input it cannot be applied to.
 public struct PreprocessingError: Error, CustomStringConvertible, Equatable {
+    /// What is wrong, naming the field or the input size.
     public let message: String
+    /// An error with `message`.
     public init(_ message: String) { self.message = message }
+    /// The message itself, so `print(error)` shows it.
     public var description: String { message }
 }
 
@@ -15,7 +18,9 @@ public struct PreprocessingError: Error, CustomStringConvertible, Equatable {
 /// Evaluation: resize the shorter side to `resizeSize`, centre-crop `cropSize`, scale to
 /// `valueRange`, subtract `mean` and divide by `std` — torchvision's `ImageClassification` transform.
 public struct Preprocessing: Codable, Equatable, Sendable {
+    /// Per-channel (R, G, B) mean subtracted after scaling to `valueRange`, e.g. ImageNet's [0.485, 0.456, 0.406].
     public var mean: [Double]
+    /// Per-channel (R, G, B) standard deviation divided by after subtracting `mean`, e.g. [0.229, 0.224, 0.225]; all positive.
     public var std: [Double]
     /// Shorter side after resizing (before the centre crop).
     public var resizeSize: Int
@@ -26,6 +31,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// Range pixels are scaled to before normalising, usually [0, 1].
     public var valueRange: [Double]
 
+    /// A transform with these settings, unchecked: call `validate()` before using values from a file or user.
     public init(mean: [Double], std: [Double], resizeSize: Int, cropSize: Int, interpolation: String = "bilinear",
                 valueRange: [Double] = [0, 1]) {
         self.mean = mean
