@@ -7,8 +7,10 @@ public struct PthImportError: Error, CustomStringConvertible, LocalizedError {
     public let path: String
     /// What went wrong; nil when the file could not be read at all.
     public let kind: PickleError.Kind?
+    /// What went wrong, in words, without the path (e.g. "the file is empty (0 bytes)").
     public let reason: String
 
+    /// An error for `path`; `kind` classifies it (nil: the file could not be read).
     public init(path: String, kind: PickleError.Kind?, reason: String) {
         self.path = path
         self.kind = kind
@@ -21,10 +23,12 @@ public struct PthImportError: Error, CustomStringConvertible, LocalizedError {
         return nil
     }
 
+    /// "refusing to load '<path>': …" for a refused global, else "cannot load '<path>': …".
     public var description: String {
         refusedGlobal != nil ? "refusing to load '\(path)': \(reason)" : "cannot load '\(path)': \(reason)"
     }
 
+    /// The same text as `description`, for `localizedDescription`.
     public var errorDescription: String? { description }
 }
 
@@ -45,13 +49,17 @@ public struct PthImportError: Error, CustomStringConvertible, LocalizedError {
 /// right values, and tensors sharing a storage get independent copies. Imported tensors live on the
 /// CPU with `requiresGrad == false` whatever device they were saved from.
 public enum PthImport {
+    /// The container `torch.save` used for the file.
     public enum Format: String, Sendable {
+        /// A zip archive (`<prefix>/data.pkl` plus one stored record per storage): torch ≥ 1.6's default.
         case zip
+        /// The pre-1.6 stream of pickles followed by raw storage bytes (`_use_new_zipfile_serialization=False`).
         case legacy
     }
 
     /// What an import found besides the tensors.
     public struct Report: CustomStringConvertible {
+        /// Which of the two on-disk formats the file used.
         public var format: Format
         /// Where the state dict was found: nil for the top-level dictionary, otherwise the key
         /// ("state_dict", "model" or "model_state_dict") of the top-level dictionary that held it.
@@ -66,6 +74,7 @@ public enum PthImport {
         /// How many tensors were imported.
         public var tensorCount: Int = 0
 
+        /// A one-line summary, e.g. "zip .pth, 320 tensors (state dict under 'model'); skipped: …".
         public var description: String {
             var lines = ["\(format) .pth, \(tensorCount) tensors" +
                          (stateDictKey.map { " (state dict under '\($0)')" } ?? "")]
@@ -78,8 +87,11 @@ public enum PthImport {
         }
     }
 
+    /// What `read(_:)` returns: the tensors and the report.
     public struct Result {
+        /// The state dict's tensors under their keys, in file order: contiguous CPU copies, `requiresGrad` false.
         public var tensors: StateDict
+        /// The file's format, where the state dict was found, and what was skipped or made contiguous.
         public var report: Report
     }
 

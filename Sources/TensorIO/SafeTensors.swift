@@ -7,8 +7,11 @@ import Torch
 
 /// A parsed safetensors file: tensors in file order plus the free-form `__metadata__`.
 public struct SafeTensorsFile {
+    /// The tensors under their names, in the order of their data in the file (when read) or as given (for writing).
     public var tensors: StateDict
+    /// The header's `__metadata__`: free-form string pairs (e.g. `{"format": "pt"}`), empty when absent.
     public var metadata: [String: String]
+    /// A file's contents, e.g. to pass around before writing with `SafeTensors.write`.
     public init(tensors: StateDict, metadata: [String: String] = [:]) {
         self.tensors = tensors
         self.metadata = metadata
@@ -21,10 +24,12 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     public let path: String
     /// What went wrong, without the path.
     public let reason: String
+    /// An error about the file at `path`.
     public init(path: String, _ reason: String) {
         self.path = path
         self.reason = reason
     }
+    /// "safetensors file <path>: <reason>".
     public var description: String { "safetensors file \(path): \(reason)" }
 }
 
