@@ -2,6 +2,7 @@ import Foundation
 
 /// Why decoding an untrusted file failed. Positions are byte offsets in the file being read.
 public struct PickleError: Error, CustomStringConvertible, Equatable {
+    /// The class of failure, for callers that react differently (e.g. report a refused global as a security refusal).
     public enum Kind: Equatable, Sendable {
         /// The data ends before the structure does (a cut-off file or pickle).
         case truncated
@@ -13,14 +14,18 @@ public struct PickleError: Error, CustomStringConvertible, Equatable {
         case refusedGlobal(String)
     }
 
+    /// The class of failure.
     public let kind: Kind
+    /// A human-readable explanation, with byte offsets where they help.
     public let message: String
 
+    /// An error of `kind` with `message`.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
+    /// The message alone (the kind is for code), so `print(error)` reads as a sentence.
     public var description: String { message }
 
     static func truncated(_ message: String) -> PickleError { PickleError(.truncated, message) }

@@ -113,6 +113,7 @@ public final class NumpyDType {
     public var kind: Character? { code.first }
     /// Bytes per element, when the code states it.
     public var itemSize: Int? { Int(code.dropFirst()) }
+    /// Whether the code's byte-order prefix is `>` (big-endian); `<`, `|`, `=` or none count as not.
     public var isBigEndian: Bool { byteOrder == ">" }
 }
 
@@ -127,6 +128,7 @@ public final class NumpyArray {
 
     init() {}
 
+    /// The number of elements, the product of `shape` (1 for a 0-d array).
     public var count: Int { shape.reduce(1, *) }
 
     /// numpy's `__setstate__`: (version, shape, dtype, is_fortran, data) or the older 4-tuple.

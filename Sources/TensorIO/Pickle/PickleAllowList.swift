@@ -17,6 +17,7 @@ public struct PickleAllowList: Sendable {
     public let globals: [String: PickleGlobal.Role]
     private let refusal: @Sendable (String) -> String
 
+    /// A list named `name` accepting `globals`; `refusal` turns a refused dotted name into the error text.
     public init(name: String, globals: [String: PickleGlobal.Role], refusal: @escaping @Sendable (String) -> String) {
         self.name = name
         self.globals = globals
