@@ -14,28 +14,41 @@ import TensorIO
 /// When the class-name files are absent the standard lists are used. Pixels stay in the files'
 /// planar layout (R plane, G plane, B plane).
 public struct CIFARDataset: ImageDataset {
+    /// CIFAR-10 (10 classes) or CIFAR-100 (100 fine classes in 20 superclasses).
     public enum Variant: String, Sendable, CaseIterable { case cifar10, cifar100 }
+    /// `train` (50,000 images: CIFAR-10's five data batches, CIFAR-100's `train`) or `test` (10,000).
     public enum Split: String, Sendable, CaseIterable { case train, test }
+    /// The "binary version" (`.bin` records) or the "python version" (pickled batches) of the archives.
     public enum Format: String, Sendable { case binary, python }
 
+    /// The folder the batches were read from: the given one, or the archive folder found inside it
+    /// (e.g. `cifar-10-batches-py`).
     public let directory: String
+    /// CIFAR-10 or CIFAR-100, as given or detected from the file names.
     public let variant: Variant
+    /// The split that was loaded.
     public let split: Split
+    /// The format that was read, as given or detected.
     public let format: Format
     /// All images, 32×32×3 planar.
     public let images: ImageStore
     /// Labels index `classNames` (CIFAR-100: the 100 fine classes).
     public let samples: [LabeledSample]
+    /// Names of the classes, indexed by label: from the archive's metadata file, else the standard list
+    /// (`cifar10ClassNames`, `cifar100ClassNames`).
     public let classNames: [String]
     /// CIFAR-100's 20 superclass labels, per sample (nil for CIFAR-10).
     public let coarseLabels: [Int]?
+    /// CIFAR-100's 20 superclass names, indexed by `coarseLabels` (nil for CIFAR-10).
     public let coarseClassNames: [String]?
 
     static let side = 32
     static let imageBytes = 3 * 32 * 32
 
+    /// CIFAR-10's class names in label order (as in `batches.meta.txt`).
     public static let cifar10ClassNames = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                            "ship", "truck"]
+    /// CIFAR-100's 100 fine class names in label order (as in `fine_label_names.txt`).
     public static let cifar100ClassNames = [
         "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl",
         "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair",
@@ -49,6 +62,7 @@ public struct CIFARDataset: ImageDataset {
         "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf",
         "woman", "worm",
     ]
+    /// CIFAR-100's 20 superclass names in label order (as in `coarse_label_names.txt`).
     public static let cifar100CoarseClassNames = [
         "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
         "household_electrical_devices", "household_furniture", "insects", "large_carnivores",

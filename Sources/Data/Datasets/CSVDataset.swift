@@ -13,12 +13,20 @@ import Foundation
 ///   integer — class indices (class names "0", "1", … up to the largest index).
 /// * Missing or unusable images are skipped and reported (`strict` throws on the first).
 public struct CSVDataset: ImageDataset {
+    /// How the label column was read: class names, or integer class indices (when every label is a
+    /// non-negative integer).
     public enum LabelKind: Sendable { case names, integers }
 
+    /// The CSV file read (relative image paths resolve against its folder).
     public let csvPath: String
+    /// One sample per usable row, in file order, with absolute or CSV-relative file paths.
     public let samples: [LabeledSample]
+    /// Names of the classes, indexed by label: the sorted distinct names, "0"…"N" for integer labels,
+    /// or the list given to `init`.
     public let classNames: [String]
+    /// Whether the labels were names or integers.
     public let labelKind: LabelKind
+    /// Rows whose image was missing or unusable, and why.
     public let skipped: SkippedFiles
 
     static let pathColumnNames: Set<String> = ["path", "file", "filename", "file_name", "filepath", "image",

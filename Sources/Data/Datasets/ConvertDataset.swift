@@ -17,13 +17,19 @@ import Foundation
 /// * MNIST images are written as 8-bit gray PNGs, CIFAR as 8-bit RGB; pixels are exact.
 /// * Note that reading the folders back orders classes by name, not by the source's label order.
 public enum ConvertDataset {
+    /// The datasets `convert` reads; the raw value is the CLI's name.
     public enum Source: String, Sendable, CaseIterable {
+        /// CIFAR-10, binary or python version (`CIFARDataset`).
         case cifar10
+        /// CIFAR-100, binary or python version; the fine labels become the folders.
         case cifar100
+        /// MNIST digits from IDX files; folders "0" … "9".
         case mnist
+        /// Fashion-MNIST from IDX files (e.g. Debian's `/usr/share/datasets/fashion-mnist`).
         case fashionMNIST = "fashion-mnist"
     }
 
+    /// What to convert and how (`finetune convert`'s flags).
     public struct Options: Sendable {
         /// Convert only the first `limitPerClass` images of each class in each split.
         public var limitPerClass: Int?
@@ -34,6 +40,7 @@ public enum ConvertDataset {
         /// Images encoded in parallel (0 = all cores).
         public var workers: Int
 
+        /// The defaults convert everything at zlib level 6 on all cores.
         public init(limitPerClass: Int? = nil, dryRun: Bool = false, compressionLevel: Int = 6, workers: Int = 0) {
             self.limitPerClass = limitPerClass
             self.dryRun = dryRun
@@ -44,13 +51,19 @@ public enum ConvertDataset {
 
     /// Reported after each chunk of images and at the end of each split, on the calling thread.
     public struct Progress: Sendable {
+        /// "train" or "test".
         public var split: String
+        /// Images of the split written so far.
         public var completed: Int
+        /// Images in the split (after `limitPerClass`).
         public var total: Int
     }
 
+    /// What `run` converted (or, for a dry run, would convert).
     public struct Summary: Sendable {
+        /// The destination folder, holding `train/` and `test/`.
         public var destination: String
+        /// The source's class names, in its label order.
         public var classNames: [String]
         /// The folder name of each class (`folderName(for:)`).
         public var folderNames: [String]

@@ -71,7 +71,9 @@ extension ImageDataset {
 public struct BalancedSampler: Sendable {
     /// Cumulative sample weights.
     let cumulative: [Double]
+    /// Draws per epoch (PyTorch's `num_samples`).
     public let numSamples: Int
+    /// Seed of the draws; epoch `e` uses a stream derived from it and `e`, so epochs differ but a run repeats.
     public let seed: UInt64
 
     /// `numSamples` draws per epoch (default: the dataset's size).
@@ -87,6 +89,7 @@ public struct BalancedSampler: Sendable {
         self.seed = seed
     }
 
+    /// A sampler over `dataset`'s labels and classes (`numSamples` defaults to the dataset's size).
     public init(_ dataset: any ImageDataset, numSamples: Int? = nil, seed: UInt64) {
         self.init(labels: dataset.labels, classCount: dataset.classNames.count, numSamples: numSamples, seed: seed)
     }

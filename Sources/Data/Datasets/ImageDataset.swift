@@ -8,15 +8,21 @@ public final class ImageStore: @unchecked Sendable {
     /// (CHW: all red, then all green, then all blue — CIFAR's layout).
     public enum Layout: Sendable { case hwc, chw }
 
+    /// Number of images.
     public let count: Int
+    /// Width of every image, in pixels.
     public let width: Int
+    /// Height of every image, in pixels.
     public let height: Int
     /// 1 (gray) or 3 (RGB).
     public let channels: Int
+    /// Byte order of each image (`.chw` for CIFAR's planes, `.hwc` otherwise).
     public let layout: Layout
     /// `count` images back to back, `width * height * channels` bytes each.
     public let bytes: [UInt8]
 
+    /// Wraps `bytes` (no copy beyond the array's). Throws `DataError.invalidDataset` unless sizes are
+    /// positive, `channels` is 1 or 3 and `bytes.count == count * width * height * channels`.
     public init(bytes: [UInt8], count: Int, width: Int, height: Int, channels: Int, layout: Layout = .hwc) throws {
         guard count >= 0, width > 0, height > 0, channels == 1 || channels == 3,
               bytes.count == count * width * height * channels else {
@@ -31,6 +37,7 @@ public final class ImageStore: @unchecked Sendable {
         self.layout = layout
     }
 
+    /// `width * height * channels`.
     public var bytesPerImage: Int { width * height * channels }
 
     /// Image `index` as an `Image` (HWC; 1 or 3 channels as stored).
@@ -59,7 +66,9 @@ public final class ImageStore: @unchecked Sendable {
 
 /// Where a sample's pixels come from: an image file (decoded when loaded) or an in-memory store.
 public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
+    /// An image file (JPEG or PNG) at this path, decoded on every load.
     case file(String)
+    /// Image `index` of an in-memory store (MNIST, CIFAR).
     case memory(ImageStore, index: Int)
 
     /// The file path, for file sources.
@@ -68,6 +77,7 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// The path, or "<in-memory image #i>".
     public var description: String {
         switch self {
         case .file(let p): return p
@@ -75,6 +85,7 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Same path, or the same store (by identity) and index.
     public static func == (lhs: ImageSource, rhs: ImageSource) -> Bool {
         switch (lhs, rhs) {
         case (.file(let a), .file(let b)): return a == b
@@ -96,9 +107,12 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
 
 /// One item of a dataset: where its image is and its class index (into `classNames`).
 public struct LabeledSample: Sendable, Equatable {
+    /// Where the pixels are.
     public var source: ImageSource
+    /// The class index, into the dataset's `classNames`.
     public var label: Int
 
+    /// A sample of `source` labelled `label`.
     public init(source: ImageSource, label: Int) {
         self.source = source
         self.label = label
@@ -115,7 +129,9 @@ public protocol ImageDataset: Sendable {
 }
 
 extension ImageDataset {
+    /// Number of samples.
     public var count: Int { samples.count }
+    /// Every sample's class index, in sample order.
     public var labels: [Int] { samples.map(\.label) }
 
     /// Samples per class, indexed by class.
@@ -134,11 +150,14 @@ extension ImageDataset {
 /// A dataset held as a plain list of samples: what splits and subsets produce, and the common
 /// currency for sources that need no extra state.
 public struct LabeledDataset: ImageDataset {
+    /// The items, in order.
     public var samples: [LabeledSample]
+    /// Names of the classes, indexed by label.
     public var classNames: [String]
     /// Files left out while building the dataset (empty for in-memory sources).
     public var skipped: SkippedFiles
 
+    /// A dataset of `samples` (nothing is checked; labels should index `classNames`).
     public init(samples: [LabeledSample], classNames: [String], skipped: SkippedFiles = SkippedFiles()) {
         self.samples = samples
         self.classNames = classNames

@@ -16,8 +16,11 @@ import Foundation
 /// * Errors (`DataError.invalidDataset`, naming the path): a missing root, a root with no class
 ///   folders or only one, a class folder with no usable image.
 public struct ImageFolderDataset: ImageDataset {
+    /// The scanned folder, without trailing slashes.
     public let root: String
+    /// One sample per usable image file, class by class, files sorted by path within each class.
     public let samples: [LabeledSample]
+    /// The class folder names sorted by code point (or the list given to `init`).
     public let classNames: [String]
     /// Files that were left out.
     public let skipped: SkippedFiles
@@ -179,8 +182,11 @@ public struct ImageFolderDataset: ImageDataset {
 
 /// The splits found by `ImageFolderDataset.splits(root:)`.
 public struct ImageFolderSplits: Sendable {
+    /// The `train/` folder, or all of `root` when it has no split folders.
     public var train: ImageFolderDataset
+    /// The `val/` (`validation/`, `valid/`) folder, scanned with the training classes; nil when absent.
     public var validation: ImageFolderDataset?
+    /// The `test/` folder, scanned with the training classes; nil when absent.
     public var test: ImageFolderDataset?
     /// Whether `root` held train/val/test folders (false: `train` is all of `root`).
     public var hasSplitFolders: Bool

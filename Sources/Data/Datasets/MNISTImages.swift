@@ -4,10 +4,14 @@ import Torch
 /// MNIST-format IDX datasets (MNIST, Fashion-MNIST) as `ImageDataset`s of 28×28 gray images held
 /// in memory (the transforms replicate gray to RGB, as PIL's `convert("RGB")` does).
 extension MNISTDataset {
+    /// Which MNIST-format dataset the IDX files hold (the raw value is the CLI's name).
     public enum Variant: String, Sendable, CaseIterable {
+        /// Handwritten digits 0–9.
         case mnist
+        /// Zalando's Fashion-MNIST: 10 clothing classes.
         case fashionMNIST = "fashion-mnist"
 
+        /// "0" … "9" for MNIST; "T-shirt/top" … "Ankle boot" for Fashion-MNIST.
         public var classNames: [String] {
             self == .mnist ? MNISTDataset.digitClassNames : MNISTDataset.fashionClassNames
         }

@@ -4,10 +4,14 @@ import Foundation
 /// unreadable, corrupt, not an image, a directory with an image's name, a dangling symlink…).
 /// Nothing is printed while scanning or loading; print `warning()` once at the end.
 public struct SkippedFiles: Sendable, Equatable, CustomStringConvertible {
+    /// One skipped file and why.
     public struct Entry: Sendable, Equatable {
+        /// The file as the dataset named it.
         public var path: String
+        /// What was wrong, e.g. "is a directory, not an image file" or the decoder's message (the path left out).
         public var reason: String
 
+        /// An entry for `path`, skipped because of `reason`.
         public init(path: String, reason: String) {
             self.path = path
             self.reason = reason
@@ -16,12 +20,17 @@ public struct SkippedFiles: Sendable, Equatable, CustomStringConvertible {
 
     public private(set) var entries: [Entry]
 
+    /// A list of `entries` (empty by default).
     public init(_ entries: [Entry] = []) { self.entries = entries }
 
+    /// Number of skipped files.
     public var count: Int { entries.count }
+    /// Whether no file was skipped.
     public var isEmpty: Bool { entries.isEmpty }
+    /// The skipped paths, in the order they were found.
     public var paths: [String] { entries.map(\.path) }
 
+    /// Records `path` as skipped because of `reason` (no de-duplication; see `merge`).
     public mutating func append(path: String, reason: String) { entries.append(Entry(path: path, reason: reason)) }
 
     /// Adds `other`'s entries whose paths are not listed yet.
@@ -40,6 +49,7 @@ public struct SkippedFiles: Sendable, Equatable, CustomStringConvertible {
         return lines.joined(separator: "\n")
     }
 
+    /// The full warning, every file listed, or "no files skipped".
     public var description: String { warning(limit: Int.max) ?? "no files skipped" }
 }
 
@@ -55,6 +65,7 @@ public struct ScanOptions: Sendable {
     /// File extensions (lower case, no dot) treated as images; matched case-insensitively.
     public var extensions: Set<String>
 
+    /// The defaults skip unusable files, check headers and accept .jpg, .jpeg and .png.
     public init(strict: Bool = false, verifyHeaders: Bool = true, extensions: Set<String> = ["jpg", "jpeg", "png"]) {
         self.strict = strict
         self.verifyHeaders = verifyHeaders
