@@ -4,12 +4,17 @@ import Torch
 /// One batch: images as float32 [N, 3, H, W] (normalised by the transform), labels as int64 [N],
 /// and the dataset index of each row.
 public struct Batch: @unchecked Sendable {
+    /// The transformed images, float32 [N, 3, H, W] (N ≤ the batch size when files were skipped),
+    /// channels-first as PyTorch's `DataLoader` yields them.
     public let images: Tensor
+    /// Class indices, int64 [N], row for row with `images`.
     public let labels: Tensor
+    /// The dataset index of each row (what was actually delivered, skipped files left out).
     public let indices: [Int]
     /// The batch's position in its epoch (0-based; batches whose every image was skipped leave gaps).
     public let number: Int
 
+    /// A batch from its parts (nothing is checked).
     public init(images: Tensor, labels: Tensor, indices: [Int], number: Int) {
         self.images = images
         self.labels = labels
@@ -17,6 +22,7 @@ public struct Batch: @unchecked Sendable {
         self.number = number
     }
 
+    /// Number of images in the batch.
     public var count: Int { indices.count }
 }
 
@@ -49,16 +55,29 @@ public struct Batch: @unchecked Sendable {
 /// * **Stopping early.** Dropping or `cancel()`ing a `DataLoaderEpoch` stops its threads and waits
 ///   for them (each finishes at most the sample it is decoding).
 public final class DataLoader: @unchecked Sendable {
+    /// The samples the loader reads (its list is copied at creation).
     public let dataset: any ImageDataset
+    /// Images per batch (≥ 1); the last batch may be shorter unless `dropLast`.
     public let batchSize: Int
+    /// Whether each epoch visits the dataset in a seeded random order (ignored with `balanced`).
     public let shuffle: Bool
+    /// Seed of the shuffles, balanced draws and every sample's augmentation.
     public let seed: UInt64
+    /// Turns each decoded image into its tensor: `EvaluationTransform`, `TrainingTransform`,
+    /// `KerasImageDataGenerator`, ….
     public let transform: any SampleTransform
+    /// Decoding threads (0: on the calling thread).
     public let workers: Int
+    /// Batches built ahead of the consumer, at most (≥ 1).
     public let prefetch: Int
+    /// Whether a final short batch is dropped (PyTorch's `drop_last`).
     public let dropLast: Bool
+    /// Whether an unloadable file throws (true) or is skipped and reported in `skippedFiles` (false).
     public let strict: Bool
+    /// Whether decoded images are kept in memory for later epochs (augmentation still runs every epoch).
     public let cacheDecoded: Bool
+    /// Whether JPEGs are decoded at a reduced DCT scale when the transform needs fewer pixels (faster,
+    /// with slightly different pixels); off decodes at full size, as PIL does.
     public let dctScaling: Bool
     /// Set when the loader draws class-balanced samples.
     public let sampler: BalancedSampler?
@@ -118,6 +137,7 @@ public final class DataLoader: @unchecked Sendable {
     /// The dataset indices of each batch of `epoch`.
     public func batches(epoch: Int) -> [[Int]] { plan(epoch: epoch).map { $0.map(\.index) } }
 
+    /// Batches in one epoch: samples (or balanced draws) / `batchSize`, rounded up, or down with `dropLast`.
     public var batchesPerEpoch: Int {
         let n = sampler?.numSamples ?? samples.count
         return dropLast || n % batchSize == 0 ? n / batchSize : n / batchSize + 1  // no overflow for any batch size

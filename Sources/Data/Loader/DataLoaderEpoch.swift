@@ -5,6 +5,7 @@ import Foundation
 /// Dropping the epoch, breaking out of the loop or calling `cancel()` stops and joins its threads.
 public final class DataLoaderEpoch: Sequence, IteratorProtocol {
     let run: EpochRun
+    /// The epoch's number, as passed to `DataLoader.epoch(_:)` (it seeds the order and augmentations).
     public var number: Int { run.epoch }
     /// The error that ended a `for … in` loop early.
     public private(set) var error: Error?
@@ -16,6 +17,7 @@ public final class DataLoaderEpoch: Sequence, IteratorProtocol {
     /// The next batch, or nil at the end of the epoch.
     public func nextBatch() throws -> Batch? { try run.next() }
 
+    /// `IteratorProtocol`: the next batch, or nil at the end or after an error (then kept in `error`).
     public func next() -> Batch? {
         guard error == nil else { return nil }
         do { return try run.next() } catch {
