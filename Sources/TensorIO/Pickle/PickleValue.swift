@@ -10,17 +10,27 @@ import Torch
 /// acyclic and shallow (see `Unpickler.maxDepth`): a container, once nested in another, can no longer
 /// be modified, and nesting deeper than the limit is refused, so values are freed without deep recursion.
 public enum PickleValue: CustomStringConvertible {
+    /// Python's `None`.
     case none
+    /// `True` / `False`.
     case bool(Bool)
+    /// An integer that fits in 64 bits.
     case int(Int)
     /// An integer too wide for `Int`: its little-endian two's-complement bytes as pickled.
     case bigInt([UInt8])
+    /// A Python float (64-bit).
     case float(Double)
+    /// A `str` (or a Python 2 string read with `LegacyStrings.decoded`).
     case string(String)
+    /// A `bytes` object (or a Python 2 string read with `LegacyStrings.bytes`).
     case bytes([UInt8])
+    /// A tuple; immutable once built.
     case tuple(PickleTuple)
+    /// A list.
     case list(PickleList)
+    /// A `dict` or `collections.OrderedDict` (see `PickleDict.isOrderedDict`), in insertion order.
     case dict(PickleDict)
+    /// A `set` (or `frozenset`), its items in pickle order; duplicates are not removed.
     case set(PickleList)
     /// An allow-listed global that has not been called (a storage class, a rebuild function...).
     case global(PickleGlobal)
@@ -86,6 +96,7 @@ public enum PickleValue: CustomStringConvertible {
         }
     }
 
+    /// The text of a `str`; nil for anything else (bytes included: see `text`).
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     /// The text of a `str`, or of `bytes` (a Python 2 `str` read as bytes) decoded as UTF-8, else Latin-1.
     public var text: String? {
@@ -95,6 +106,7 @@ public enum PickleValue: CustomStringConvertible {
         default: return nil
         }
     }
+    /// The value of an `int` that fits in 64 bits, or of a `bool` as 0/1 (Python's `True == 1`); nil otherwise.
     public var intValue: Int? {
         switch self {
         case .int(let i): return i
@@ -102,6 +114,7 @@ public enum PickleValue: CustomStringConvertible {
         default: return nil
         }
     }
+    /// The value of a `bool`, or of the ints 0 and 1; nil otherwise.
     public var boolValue: Bool? {
         switch self {
         case .bool(let b): return b
@@ -155,11 +168,14 @@ extension PickleContainer {
     }
 }
 
+/// A pickled tuple.
 public final class PickleTuple: PickleContainer {
+    /// The elements, in order.
     public let items: [PickleValue]
     init(_ items: [PickleValue]) { self.items = items }
 }
 
+/// A pickled list (also used for sets); it can be appended to only until it is nested in another container.
 public final class PickleList: PickleContainer {
     public internal(set) var items: [PickleValue]
     init(_ items: [PickleValue] = []) { self.items = items }
@@ -171,6 +187,7 @@ public final class PickleDict: PickleContainer {
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     /// Attributes set by BUILD on an OrderedDict instance (e.g. `_metadata` of a state dict).
     public internal(set) var attributes: [(name: String, value: PickleValue)] = []
+    /// Whether the pickle built a `collections.OrderedDict` (as `state_dict()` returns) rather than a plain `dict`.
     public let isOrderedDict: Bool
     private var index: [HashKey: Int] = [:]
 
@@ -181,6 +198,7 @@ public final class PickleDict: PickleContainer {
 
     init(ordered: Bool = false) { self.isOrderedDict = ordered }
 
+    /// The number of entries.
     public var count: Int { entries.count }
 
     private static func hashKey(_ key: PickleValue) -> HashKey? {
@@ -203,6 +221,7 @@ public final class PickleDict: PickleContainer {
         entries.append((key, value))
     }
 
+    /// The value under the `str` key `key`, or nil (bytes keys are not matched: see `value(forText:)`).
     public subscript(key: String) -> PickleValue? {
         guard let i = index[.string(key)] else { return nil }
         return entries[i].value
@@ -220,13 +239,19 @@ public final class PickleDict: PickleContainer {
 public struct PickleGlobal: Equatable, Sendable {
     /// What the global means, by the allow-list that accepted it.
     public enum Role: Equatable, Sendable {
+        /// A global from `PickleAllowList.torch` (OrderedDict, a tensor rebuild function, a storage class…).
         case torch(TorchGlobal)
+        /// A global from `PickleAllowList.cifar` (numpy's array and dtype reconstructors, `_codecs.encode`).
         case numpy(NumpyGlobal)
     }
 
+    /// The Python module, e.g. `torch._utils`.
     public let module: String
+    /// The qualified name inside the module, e.g. `_rebuild_tensor_v2`.
     public let name: String
+    /// What the accepting allow-list says this global means.
     public let role: Role
+    /// `module.name`, e.g. `torch._utils._rebuild_tensor_v2`, as messages show it.
     public var qualifiedName: String { "\(module).\(name)" }
     /// The role of a global from `PickleAllowList.torch`.
     public var torchRole: TorchGlobal? { if case .torch(let r) = role { return r }; return nil }
@@ -236,7 +261,9 @@ public struct PickleGlobal: Equatable, Sendable {
 public struct PickleStorage: Equatable, Sendable {
     /// The root storage's key: `data/<key>` in a zip archive, a record in a legacy file.
     public let key: String
+    /// The element type, from the storage class (`FloatStorage` → float32, `HalfStorage` → float16, …).
     public let dtype: DType
+    /// Where the tensor was saved from, e.g. "cpu" or "cuda:0"; imports always build CPU tensors.
     public let location: String
     /// Elements of `dtype` in the root storage, as the pickle states it.
     public let numel: Int
@@ -246,10 +273,15 @@ public struct PickleStorage: Equatable, Sendable {
 
 /// A tensor to be built by viewing `storage` with `shape`/`strides` from `offset` (all in elements).
 public struct PickleTensor: Equatable, Sendable {
+    /// The storage the tensor views.
     public let storage: PickleStorage
+    /// The index of the tensor's first element in the storage, in elements (`storage_offset()`).
     public let offset: Int
+    /// The tensor's size per dimension.
     public let shape: [Int]
+    /// The storage step per dimension, in elements (`stride()`); non-row-major for permuted or channels-last tensors.
     public let strides: [Int]
+    /// The pickled `requires_grad` flag (imported tensors never require gradients regardless).
     public let requiresGrad: Bool
     /// Pickled as a `torch.nn.Parameter`.
     public let isParameter: Bool

@@ -27,17 +27,21 @@ public final class Unpickler {
         case bytes
     }
 
+    /// The bytes being read (the whole file or archive record); offsets are relative to its start.
     public let data: Data
     public private(set) var position: Int
     private let end: Int
     /// The globals this machine accepts.
     public let allowList: PickleAllowList
+    /// How Python 2 strings are returned: text (the default) or bytes.
     public let legacyStrings: LegacyStrings
     /// Resolves BINPERSID / PERSID ids (torch uses them for storages). Without it they are refused.
     public var persistentLoad: ((PickleValue) throws -> PickleValue)?
 
     private var memo: [Int: PickleValue] = [:]
 
+    /// A machine reading the pickle that starts at byte `start` of `data` and may not read past `end`
+    /// (the end of `data` by default), accepting only `allowList`'s globals. Nothing is read until `load()`.
     public init(data: Data, start: Int = 0, end: Int? = nil, allowList: PickleAllowList = .torch,
                 legacyStrings: LegacyStrings = .decoded) {
         self.data = data
