@@ -19,20 +19,27 @@ public enum WarpInterpolation: Sendable, Equatable { case nearest, bilinear }
 /// An affine map from output pixel coordinates (x = column, y = row; pixel centres at integers)
 /// to the source coordinates sampled there: `xin = a·x + b·y + c`, `yin = d·x + e·y + f`.
 public struct AffineMatrix: Sendable, Equatable {
+    /// The coefficients: `a`, `b`, `c` give the source column, `d`, `e`, `f` the source row.
     public var a, b, c, d, e, f: Double
 
+    /// The map `xin = a·x + b·y + c`, `yin = d·x + e·y + f`.
     public init(a: Double, b: Double, c: Double, d: Double, e: Double, f: Double) {
         (self.a, self.b, self.c, self.d, self.e, self.f) = (a, b, c, d, e, f)
     }
 
+    /// Every output pixel samples the same source pixel.
     public static let identity = AffineMatrix(a: 1, b: 0, c: 0, d: 0, e: 1, f: 0)
 
+    /// The source coordinates sampled for output pixel (`x`, `y`).
     public func map(x: Double, y: Double) -> (x: Double, y: Double) { (a * x + b * y + c, d * x + e * y + f) }
 }
 
 /// Samples an image through an `AffineMatrix`, in Swift on the 8-bit buffer (about a millisecond for
 /// 224×224 RGB). Output is float HWC on the 0…255 scale, or rounded back to an `Image`.
 public enum AffineWarp {
+    /// Samples `image` at `m`'s source coordinates for every pixel of an `outputHeight`×`outputWidth`
+    /// output (default: the input's size): float HWC values on the 0…255 scale, not rounded. Points
+    /// outside the image are filled per `fill`.
     public static func warpFloat(_ image: Image, matrix m: AffineMatrix, outputHeight: Int? = nil,
                                  outputWidth: Int? = nil, fill: FillMode = .constant(0),
                                  interpolation: WarpInterpolation = .bilinear) -> [Float] {
@@ -140,14 +147,22 @@ public enum AffineWarp {
 /// grid its tensor path's (pixel centres, `align_corners=False`), so the geometry matches
 /// `F.affine` on tensors.
 public struct RandomAffine: ImageAugmentation {
+    /// Range the rotation angle is drawn from, in degrees (torchvision's `degrees`).
     public var degrees: ClosedRange<Double>
+    /// Largest horizontal and vertical shift as fractions of the width and height (nil: no shift).
     public var translate: (x: Double, y: Double)?
+    /// Scale factor range (1...1: none).
     public var scale: ClosedRange<Double>
+    /// Shear parallel to the x axis, range in degrees.
     public var shearX: ClosedRange<Double>
+    /// Shear parallel to the y axis, range in degrees.
     public var shearY: ClosedRange<Double>
+    /// Nearest or bilinear sampling (torchvision's `interpolation`).
     public var interpolation: WarpInterpolation
+    /// What pixels outside the source become (torchvision's `fill`: a constant, 0 by default).
     public var fill: FillMode
 
+    /// Every range given explicitly; the defaults leave the image unchanged.
     public init(degrees: ClosedRange<Double> = 0...0, translate: (x: Double, y: Double)? = nil,
                 scale: ClosedRange<Double> = 1...1, shearX: ClosedRange<Double> = 0...0,
                 shearY: ClosedRange<Double> = 0...0, interpolation: WarpInterpolation = .bilinear,
@@ -187,6 +202,8 @@ public struct RandomAffine: ImageAugmentation {
                             d: m[3], e: m[4], f: m[5] + cy - m[3] * cx - m[4] * cy)
     }
 
+    /// Draws an angle, shift (rounded to whole pixels), scale and shears from `random` and warps
+    /// `image` about its centre, keeping its size.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
         let angle = random.uniform(degrees.lowerBound, degrees.upperBound)
         var tx = 0.0, ty = 0.0

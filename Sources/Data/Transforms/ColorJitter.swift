@@ -7,11 +7,17 @@ import Foundation
 /// (`0.2989 R + 0.587 G + 0.114 B`), hue rotates H in HSV. Works in floats with clamping to 0…255
 /// after each step and rounds once at the end.
 public struct ColorJitter: ImageAugmentation {
+    /// Brightness jitter x: the factor is drawn from [max(0, 1 − x), 1 + x]; 0 disables it.
     public var brightness: Double
+    /// Contrast jitter, drawn like `brightness`; 0 disables it.
     public var contrast: Double
+    /// Saturation jitter, drawn like `brightness`; 0 disables it.
     public var saturation: Double
+    /// Largest hue shift as a fraction of a full turn, in [0, 0.5]; 0 disables it.
     public var hue: Double
 
+    /// torchvision's `ColorJitter(brightness, contrast, saturation, hue)` with single-number
+    /// arguments; `hue` is clamped to 0.5.
     public init(brightness: Double = 0, contrast: Double = 0, saturation: Double = 0, hue: Double = 0) {
         self.brightness = brightness
         self.contrast = contrast
@@ -21,10 +27,15 @@ public struct ColorJitter: ImageAugmentation {
 
     /// The sampled factors; nil for a disabled adjustment.
     public struct Parameters: Sendable, Equatable {
+        /// The order the adjustments are applied in: 0 brightness, 1 contrast, 2 saturation, 3 hue.
         public var order: [Int]
+        /// Brightness factor (1 = unchanged); nil when disabled.
         public var brightness: Double?
+        /// Contrast factor (1 = unchanged); nil when disabled.
         public var contrast: Double?
+        /// Saturation factor (0 = gray, 1 = unchanged); nil when disabled.
         public var saturation: Double?
+        /// Hue shift as a fraction of a turn, in [−0.5, 0.5]; nil when disabled.
         public var hue: Double?
 
         /// `order` lists the adjustments to apply: 0 brightness, 1 contrast, 2 saturation, 3 hue.
@@ -38,6 +49,7 @@ public struct ColorJitter: ImageAugmentation {
         }
     }
 
+    /// Draws one sample's order and factors, as torchvision's `get_params`.
     public func parameters(random: inout SampleRandom) -> Parameters {
         let order = random.permutation(4)
         func factor(_ x: Double) -> Double? { x > 0 ? random.uniform(max(0, 1 - x), 1 + x) : nil }
@@ -46,11 +58,14 @@ public struct ColorJitter: ImageAugmentation {
         return Parameters(order: order, brightness: b, contrast: c, saturation: s, hue: h)
     }
 
+    /// Draws parameters from `random` and applies them (gray images come out RGB).
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
         let p = parameters(random: &random)
         return try Self.apply(p, to: image)
     }
 
+    /// Applies fixed parameters to `image` (converted to RGB), clamping to 0…255 after each step and
+    /// rounding at the end.
     public static func apply(_ p: Parameters, to image: Image) throws -> Image {
         let rgbImage = image.rgb()
         let n = rgbImage.width * rgbImage.height

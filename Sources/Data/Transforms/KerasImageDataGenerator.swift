@@ -18,20 +18,33 @@ import Torch
 ///
 /// A zoom factor above 1 shows *more* of the image (it shrinks), as in Keras.
 public struct KerasImageDataGenerator: SampleTransform {
+    /// Factor every value is multiplied by (Keras' `rescale`, typically 1/255); nil leaves 0…255.
     public var rescale: Double?
+    /// Largest rotation in degrees (`rotation_range`).
     public var rotationRange: Double
+    /// Largest horizontal shift (`width_shift_range`): a fraction of the width below 1, else pixels.
     public var widthShiftRange: Double
+    /// Largest vertical shift (`height_shift_range`): a fraction of the height below 1, else pixels.
     public var heightShiftRange: Double
+    /// Largest shear angle in degrees (`shear_range`).
     public var shearRange: Double
+    /// Range of the zoom factors (`zoom_range` as [lower, upper]); 1...1 disables zooming.
     public var zoomRange: ClosedRange<Double>
+    /// Flip left ↔ right with probability 0.5 (`horizontal_flip`).
     public var horizontalFlip: Bool
+    /// Flip top ↔ bottom with probability 0.5 (`vertical_flip`).
     public var verticalFlip: Bool
+    /// How points outside the image are filled (`fill_mode`; Keras' default "nearest").
     public var fillMode: FillMode
+    /// Height images are resized to first (`target_size[0]`).
     public var targetHeight: Int
+    /// Width images are resized to first (`target_size[1]`).
     public var targetWidth: Int
+    /// Filter of the initial resize (`flow_from_directory`'s `interpolation`, "nearest" by default).
     public var interpolation: ResizeInterpolation
     /// Per-channel standardisation after rescaling: `(x - mean) / std` (nil: none).
     public var mean: [Double]?
+    /// Per-channel divisors of the standardisation (3 positive values, with `mean`; nil: none).
     public var std: [Double]?
 
     /// `zoomRange` z gives [1 - z, 1 + z], as Keras' float `zoom_range`.
@@ -45,6 +58,7 @@ public struct KerasImageDataGenerator: SampleTransform {
                   targetSize: targetSize, interpolation: interpolation, mean: mean, std: std)
     }
 
+    /// The same, with the zoom range given as [lower, upper] (Keras' list form of `zoom_range`).
     public init(rescale: Double? = nil, shearRange: Double = 0, zoomRange: ClosedRange<Double>,
                 horizontalFlip: Bool = false, rotationRange: Double = 0, widthShiftRange: Double = 0,
                 heightShiftRange: Double = 0, verticalFlip: Bool = false, fillMode: FillMode = .nearest,
@@ -81,10 +95,14 @@ public struct KerasImageDataGenerator: SampleTransform {
         public var shear: Double = 0
         /// Zoom of rows (zx) and columns (zy).
         public var zx: Double = 1
+        /// Zoom of columns; see `zx`.
         public var zy: Double = 1
+        /// Whether the sample is mirrored left ↔ right.
         public var flipHorizontal = false
+        /// Whether the sample is turned upside down.
         public var flipVertical = false
 
+        /// Parameters given explicitly; the defaults are the identity.
         public init(theta: Double = 0, tx: Double = 0, ty: Double = 0, shear: Double = 0, zx: Double = 1,
                     zy: Double = 1, flipHorizontal: Bool = false, flipVertical: Bool = false) {
             (self.theta, self.tx, self.ty, self.shear, self.zx, self.zy) = (theta, tx, ty, shear, zx, zy)
@@ -93,6 +111,8 @@ public struct KerasImageDataGenerator: SampleTransform {
         }
     }
 
+    /// Draws one sample's transform for a `height`×`width` image (Keras' `get_random_transform`), in
+    /// Keras' order of draws.
     public func randomParameters(height: Int, width: Int, random: inout SampleRandom) -> Parameters {
         var p = Parameters()
         if rotationRange != 0 { p.theta = random.uniform(-rotationRange, rotationRange) }
@@ -170,6 +190,8 @@ public struct KerasImageDataGenerator: SampleTransform {
         return x
     }
 
+    /// Steps 1–5 of the type's description: float32 [3, targetHeight, targetWidth]. Throws
+    /// `DataError.invalidDataset` when `mean`/`std` are set but not 3 values each (std positive).
     public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
         let resized = try image.rgb().resized(height: targetHeight, width: targetWidth, interpolation: interpolation)
         let p = randomParameters(height: targetHeight, width: targetWidth, random: &random)

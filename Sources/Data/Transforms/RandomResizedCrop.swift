@@ -8,17 +8,24 @@ import Foundation
 /// accepted when it fits, placed uniformly; otherwise a centre crop of the whole image clamped to
 /// the ratio range.
 public struct RandomResizedCrop: ImageAugmentation {
+    /// Output height in pixels.
     public var height: Int
+    /// Output width in pixels.
     public var width: Int
+    /// Range of the crop's area as a fraction of the image's (torchvision's default 0.08...1).
     public var scale: ClosedRange<Double>
+    /// Range of the crop's aspect ratio, width / height (default 3/4...4/3).
     public var ratio: ClosedRange<Double>
+    /// Filter for resizing the crop (the weights' preprocessing: bilinear, or bicubic for EfficientNet-B).
     public var interpolation: ResizeInterpolation
 
+    /// A square output of `size`×`size` (torchvision's `RandomResizedCrop(size)`).
     public init(size: Int, scale: ClosedRange<Double> = 0.08...1, ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3),
                 interpolation: ResizeInterpolation = .bilinear) {
         self.init(height: size, width: size, scale: scale, ratio: ratio, interpolation: interpolation)
     }
 
+    /// An output of `height`×`width`.
     public init(height: Int, width: Int, scale: ClosedRange<Double> = 0.08...1,
                 ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3), interpolation: ResizeInterpolation = .bilinear) {
         self.height = height
@@ -58,6 +65,7 @@ public struct RandomResizedCrop: ImageAugmentation {
         return ((imageHeight - h) / 2, (imageWidth - w) / 2, h, w)
     }
 
+    /// Draws a crop with `parameters` and resizes it to `height`×`width`.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
         let p = Self.parameters(imageHeight: image.height, imageWidth: image.width, scale: scale, ratio: ratio,
                                 random: &random)

@@ -6,8 +6,10 @@ import Foundation
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     public private(set) var state: UInt64
 
+    /// A generator starting at `seed` (any value, 0 included).
     public init(seed: UInt64) { state = seed }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         return SplitMix64.mix(state)
@@ -38,13 +40,17 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 public struct SampleRandom: RandomNumberGenerator, Sendable {
     var generator: SplitMix64
 
+    /// A stream seeded directly (for draws that are not per sample, e.g. an epoch's shuffle).
     public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
+    /// The stream of dataset sample `index` in `epoch` of a run seeded `seed` (`draw`: the n-th draw of
+    /// that sample in the epoch).
     public init(seed: UInt64, epoch: Int, index: Int, draw: Int = 0) {
         self.init(seed: SplitMix64.derive(seed, UInt64(bitPattern: Int64(epoch)), UInt64(bitPattern: Int64(index)),
                                           UInt64(bitPattern: Int64(draw))))
     }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1), 53 random bits.
@@ -67,6 +73,7 @@ public struct SampleRandom: RandomNumberGenerator, Sendable {
         return range.lowerBound + Int(m.high)
     }
 
+    /// Uniform integer in the closed `range` (unbiased).
     public mutating func integer(in range: ClosedRange<Int>) -> Int {
         integer(in: range.lowerBound..<(range.upperBound + 1))
     }
@@ -81,6 +88,7 @@ public struct SampleRandom: RandomNumberGenerator, Sendable {
         return p
     }
 
+    /// Shuffles `array` in place (Fisher–Yates, from the end).
     public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
         for i in stride(from: array.count - 1, to: 0, by: -1) {

@@ -27,6 +27,7 @@ public protocol SampleTransform: Sendable {
 }
 
 extension SampleTransform {
+    /// False: PIL-exact JPEG decoding unless a transform opts in.
     public var decodeFast: Bool { false }
 }
 
@@ -51,7 +52,9 @@ public enum OutputScaling: Sendable, Equatable {
 /// (resize the shorter side with Pillow's arithmetic, centre crop, normalise — torchvision's
 /// `ImageClassification` on a PIL image). Gray images are replicated to RGB first.
 public struct EvaluationTransform: SampleTransform {
+    /// The weights' preprocessing: resize size, crop size, filter, value range, mean and std.
     public var preprocessing: Preprocessing
+    /// Shortest side asked of the JPEG decoder (0: full size).
     public var decodeMinSide: Int
 
     /// `decodeMinSide` defaults to the resize size: JPEGs at least twice that are DCT-scaled.
@@ -60,6 +63,7 @@ public struct EvaluationTransform: SampleTransform {
         self.decodeMinSide = decodeMinSide ?? preprocessing.resizeSize
     }
 
+    /// The normalised float32 [3, cropSize, cropSize] tensor; uses no randomness.
     public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
         try preprocessing.evaluationTransform(image.rgb())
     }
@@ -68,12 +72,16 @@ public struct EvaluationTransform: SampleTransform {
 /// A training transform: augmentations applied in order to the decoded image, then `output`.
 /// The augmentations must produce a fixed size (end with a crop or resize to the model's input).
 public struct TrainingTransform: SampleTransform {
+    /// The augmentation steps, applied in order to the RGB image.
     public var augmentations: [any ImageAugmentation]
+    /// How the final 8-bit image becomes floats (the model's normalisation, or a Keras-style rescale).
     public var output: OutputScaling
+    /// Shortest side asked of the JPEG decoder (0: full size).
     public var decodeMinSide: Int
     /// Random augmentation does not need PIL-exact decoding, so the fast IDCT is used by default.
     public var decodeFast = true
 
+    /// A transform of `augmentations` then `output`; JPEGs decoded at full size unless `decodeMinSide` is set.
     public init(_ augmentations: [any ImageAugmentation], output: OutputScaling, decodeMinSide: Int = 0) {
         self.augmentations = augmentations
         self.output = output
@@ -96,12 +104,14 @@ public struct TrainingTransform: SampleTransform {
                                  decodeMinSide: decodeMinSide ?? 2 * preprocessing.cropSize)
     }
 
+    /// `image` as RGB through every augmentation: the 8-bit image before `output`.
     public func augment(_ image: Image, random: inout SampleRandom) throws -> Image {
         var x = image.rgb()
         for step in augmentations { x = try step.apply(x, random: &random) }
         return x
     }
 
+    /// `output.apply(augment(image))`: float32 [3, H, W].
     public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
         try output.apply(augment(image, random: &random))
     }
