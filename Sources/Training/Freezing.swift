@@ -13,15 +13,20 @@ import Vision
 /// For a `ClassifierModel` these are its `layerGroups` / `backboneGroups`; for any other module,
 /// its direct children, the last one being the head.
 public struct ModelLayout: Equatable, Sendable {
+    /// Every group, input to output (e.g. `conv1`, `bn1`, `layer1` … `layer4`, `fc`).
     public let layerGroups: [String]
+    /// The groups that are not the head: what `FreezeSpec.freezeBackbone` freezes.
     public let backboneGroups: [String]
+    /// The groups that form the head (usually one: `fc` or `classifier`).
     public var headGroups: [String] { layerGroups.filter { !backboneGroups.contains($0) } }
 
+    /// A layout given explicitly.
     public init(layerGroups: [String], backboneGroups: [String]) {
         self.layerGroups = layerGroups
         self.backboneGroups = backboneGroups
     }
 
+    /// The layout of `model`: its `ClassifierModel` groups, or its direct children (the last one the head).
     public init(_ model: Module) {
         if let classifier = model as? any ClassifierModel {
             layerGroups = classifier.layerGroups
@@ -46,14 +51,17 @@ public struct ModelLayout: Equatable, Sendable {
 /// of its components matches the path's component at the same position (the path may be longer:
 /// everything below a matched module is covered). The empty pattern covers everything.
 public struct ScopePattern: Equatable, Sendable, CustomStringConvertible {
+    /// The pattern as written.
     public let text: String
     let components: [String]
 
+    /// Parses `text` into dot-separated components (nothing is matched yet; "" covers everything).
     public init(_ text: String) {
         self.text = text
         components = text.isEmpty ? [] : text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
     }
 
+    /// The pattern as written.
     public var description: String { text }
 
     /// True when `path` is matched by the pattern or lies below a matched module.
@@ -98,11 +106,17 @@ public struct ScopePattern: Equatable, Sendable, CustomStringConvertible {
 /// statistics, Dropout is off); with `trainBatchNorm`, frozen BatchNorm layers keep training
 /// behaviour (their running statistics update; their affine parameters stay frozen).
 public struct FreezeSpec: Codable, Equatable, Sendable {
+    /// Scope patterns that stay trainable; everything else is frozen (nil: not used).
     public var trainableScopes: [String]?
+    /// A layer group: it and every group before it are frozen (nil: not used).
     public var freezeUntil: String?
+    /// Freeze every backbone group, training only the head (Keras' `base_model.trainable = False`).
     public var freezeBackbone: Bool
+    /// Keep frozen BatchNorm layers in training behaviour (updating running statistics); their
+    /// weights stay frozen either way.
     public var trainBatchNorm: Bool
 
+    /// The defaults freeze nothing.
     public init(trainableScopes: [String]? = nil, freezeUntil: String? = nil, freezeBackbone: Bool = false,
                 trainBatchNorm: Bool = false) {
         self.trainableScopes = trainableScopes
@@ -111,8 +125,11 @@ public struct FreezeSpec: Codable, Equatable, Sendable {
         self.trainBatchNorm = trainBatchNorm
     }
 
+    /// Freeze the backbone, train the head.
     public static let backbone = FreezeSpec(freezeBackbone: true)
+    /// Freeze every layer group up to and including `scope`.
     public static func until(_ scope: String) -> FreezeSpec { FreezeSpec(freezeUntil: scope) }
+    /// Train only what `scopes` (patterns such as `layer4` or `features.1*`) cover; freeze the rest.
     public static func trainable(_ scopes: [String]) -> FreezeSpec { FreezeSpec(trainableScopes: scopes) }
 
     /// The minimal list of module paths / parameter keys to pass to `Module.freeze`.
@@ -182,14 +199,18 @@ public struct FreezeSpec: Codable, Equatable, Sendable {
 /// the BatchNorm flag, the recipe phase, and (for verification) the resulting trainable
 /// parameters and frozen modules. Applying it reproduces the state exactly.
 public struct FreezeState: Codable, Equatable, Sendable {
+    /// The module paths and parameter keys passed to `Module.freeze`.
     public var frozenScopes: [String]
+    /// Whether frozen BatchNorm layers keep training behaviour.
     public var trainBatchNorm: Bool
+    /// The recipe phase the state belongs to (1, or 2 in a two-phase run).
     public var phase: Int
     /// Parameters that require gradients once applied.
     public var trainableParameters: [String]
     /// Modules whose `isFrozen` is set once applied (inference behaviour).
     public var frozenModules: [String]
 
+    /// A state to apply; with empty `trainableParameters`/`frozenModules` the result is not verified.
     public init(frozenScopes: [String], trainBatchNorm: Bool, phase: Int = 1, trainableParameters: [String] = [],
                 frozenModules: [String] = []) {
         self.frozenScopes = frozenScopes
@@ -262,6 +283,8 @@ public enum Recipe: Codable, Equatable {
         .twoPhase(PhaseTwo(trigger: .afterEpochs(epochs), unfreeze: unfreeze, optimizer: optimizer))
     }
 
+    /// The CLI's name of the recipe: "full", "head-only", "two-phase", "discriminative", "freeze-until"
+    /// (stored as `TrainingConfiguration.recipe`).
     public var name: String {
         switch self {
         case .fullFineTune: return "full"
@@ -272,6 +295,8 @@ public enum Recipe: Codable, Equatable {
         }
     }
 
+    /// Sets `configuration`'s `recipe`, `freeze`, and `phaseTwo` or `learningRates` as the recipe
+    /// prescribes (other settings are kept).
     public func apply(to configuration: inout TrainingConfiguration) {
         configuration.recipe = name
         switch self {

@@ -9,36 +9,53 @@ import Vision
 
 /// Running sums of the current epoch's training batches.
 public struct EpochAccumulator: Codable, Equatable, Sendable {
+    /// Sum over the batches of mean batch loss × batch size.
     public var lossSum = 0.0
+    /// Images trained on so far in the epoch.
     public var samples = 0
+    /// Of those, how many were classified correctly.
     public var correct = 0
+    /// Batches trained so far in the epoch.
     public var batches = 0
 
+    /// Empty sums: the start of an epoch.
     public init() {}
 
+    /// The epoch's mean loss per sample so far (NaN before the first batch): the `loss` metric.
     public var meanLoss: Double { samples > 0 ? lossSum / Double(samples) : .nan }
+    /// The epoch's accuracy so far, a fraction in [0, 1]: the `accuracy` metric.
     public var accuracy: Double { samples > 0 ? Double(correct) / Double(samples) : 0 }
 }
 
 /// One epoch of history (what `history.csv` holds).
 public struct HistoryRow: Codable, Equatable, Sendable {
+    /// The epoch (0-based).
     public var epoch: Int
     /// The global step at the end of the epoch.
     public var step: Int
+    /// The recipe phase the epoch trained in (1, or 2 in phase 2 of a two-phase run).
     public var phase: Int
+    /// The epoch's metrics by name: `loss`, `accuracy`, `lr`, and `val_*` with validation data.
     public var metrics: [String: Double]
 }
 
 /// What determines a training loader's batches: with the same values, epoch `e`'s batches are the
 /// same, so a run can resume in the middle of an epoch.
 public struct LoaderPosition: Codable, Equatable, Sendable {
+    /// The loader's seed (shuffle order and augmentations).
     public var seed: UInt64
+    /// Whether the loader shuffles.
     public var shuffle: Bool
+    /// Whether the loader draws class-balanced samples.
     public var balanced: Bool
+    /// Images per batch.
     public var batchSize: Int
+    /// Batches per epoch.
     public var batchesPerEpoch: Int
+    /// Samples in the training dataset.
     public var samples: Int
 
+    /// The position-determining settings of `loader`.
     public init(_ loader: DataLoader) {
         seed = loader.seed
         shuffle = loader.shuffle
@@ -61,28 +78,36 @@ public struct TrainingState: Codable, Equatable {
     public var accumulator = EpochAccumulator()
     /// The `epochs` of the current `fit` and the loader's batches per epoch (for the schedule's length).
     public var totalEpochs: Int?
+    /// Batches per epoch of the current `fit`'s training loader.
     public var stepsPerEpoch: Int?
     /// The monitored metric (name, mode, best value and epoch).
     public var best: MetricTracker?
+    /// One row per completed epoch (what `history.csv` holds).
     public var history: [HistoryRow] = []
     /// Frozen scopes, the BatchNorm flag and the phase (1, or 2 in a two-phase run).
     public var freeze: FreezeState
+    /// The recipe phase: 1, or 2 after a two-phase switch.
     public var phase = 1
+    /// The epoch phase 2 began at (0 in phase 1).
     public var phaseStartEpoch = 0
+    /// The global step phase 2 began at: phase 2's schedule counts from here.
     public var phaseStartStep = 0
     /// Phase 1's plateau detector (two-phase with a plateau trigger) and whether it fired.
     public var phaseOneTracker: MetricTracker?
+    /// Set when the plateau trigger fired: phase 2 starts at the next epoch boundary.
     public var phaseTwoPending = false
     /// The training loader's seed and batching (its epoch/batch position is `epoch`/`batchInEpoch`).
     public var loader: LoaderPosition?
     /// Each optimizer group's name and base (unscheduled) learning rate.
     public var parameterGroups: [String]
+    /// Each group's learning rate before the schedule's factor, recomputed from the configuration on resume.
     public var baseLearningRates: [Double]
     /// `StatefulCallback` states by key.
     public var callbackStates: [String: String] = [:]
     /// `new`, `running`, `completed`, `stopped` or `interrupted`.
     public var status = "new"
 
+    /// The state of a run that has not trained yet.
     public init(freeze: FreezeState, parameterGroups: [String], baseLearningRates: [Double]) {
         self.freeze = freeze
         self.parameterGroups = parameterGroups
@@ -108,11 +133,14 @@ public struct TrainingState: Codable, Equatable {
 ///   resumable checkpoint goes to `configuration.checkpointDirectory`/last and `fit` returns
 ///   `.interrupted`.
 public final class Trainer {
+    /// The network being trained (its forward must give [N, C] logits, or [N, 1] in binary mode).
     public let model: Module
+    /// The model's layer groups and which form the backbone, read once at creation.
     public let layout: ModelLayout
     public private(set) var configuration: TrainingConfiguration
     public private(set) var optimizer: Optimizer
     public internal(set) var state: TrainingState
+    /// Receive every `TrainingEvent`, in this order (loggers, checkpoints, early stopping, …).
     public var callbacks: [TrainingCallback]
     /// Polled after every batch (see `SignalStop`).
     public var signalStop: SignalStop?
@@ -235,6 +263,7 @@ public final class Trainer {
         if stopReason == nil { stopReason = reason }
     }
 
+    /// Whether `requestStop` (or a callback's `TrainingControl`) asked the current `fit` to stop.
     public var isStopRequested: Bool { stopReason != nil }
 
     func dispatch(_ event: TrainingEvent) throws {

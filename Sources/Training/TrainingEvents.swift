@@ -7,14 +7,17 @@ import Foundation
 public struct FitInfo: Sendable {
     /// The epoch the run stops at (epochs are counted from 0; the run covers `startEpoch..<epochs`).
     public var epochs: Int
+    /// The first epoch this `fit` trains (0 for a fresh run; the completed epochs of a resumed one).
     public var startEpoch: Int
     /// The global step the run starts from (0 for a fresh run).
     public var startStep: Int
     /// The batch of `startEpoch` the run resumes at (0 at an epoch boundary).
     public var startBatch: Int
+    /// Batches of the training loader per epoch.
     public var batchesPerEpoch: Int
     /// True when the trainer was restored from a checkpoint (or has trained before).
     public var resumed: Bool
+    /// Whether `fit` was given validation data (then `val_*` metrics follow every epoch).
     public var hasValidation: Bool
 }
 
@@ -22,11 +25,15 @@ public struct FitInfo: Sendable {
 public struct BatchResult: Sendable {
     /// The epoch (0-based) and the batch's number within it.
     public var epoch: Int
+    /// The batch's number within its epoch (0-based; `Batch.number`).
     public var batch: Int
     /// The global step count after this step (1 for the first step of a run).
     public var step: Int
+    /// Images in the batch (fewer than the batch size when files were skipped, or in the last batch).
     public var samples: Int
+    /// The batch's mean loss (as minimised: label smoothing and class weights included).
     public var loss: Double
+    /// The batch's accuracy, a fraction in [0, 1] (argmax, or logit > 0 in binary mode).
     public var accuracy: Double
     /// The learning rate of each parameter group for this step.
     public var learningRates: [Double]
@@ -34,6 +41,7 @@ public struct BatchResult: Sendable {
     public var gradientNorm: Double?
     /// The epoch's running mean loss and accuracy so far.
     public var epochLoss: Double
+    /// The epoch's running accuracy so far, a fraction in [0, 1].
     public var epochAccuracy: Double
 }
 
@@ -41,11 +49,15 @@ public struct BatchResult: Sendable {
 /// the validation report's scalars prefixed `val_` (`val_loss`, `val_accuracy`,
 /// `val_top5_accuracy`, `val_auc`, `val_macro_f1`, …).
 public struct EpochResult {
+    /// The epoch that ended (0-based).
     public var epoch: Int
     /// The global step at the end of the epoch.
     public var step: Int
+    /// The recipe phase the epoch trained in: 1, or 2 after a two-phase switch.
     public var phase: Int
+    /// The epoch's metrics by name, as written to `history.csv` (see the type's description).
     public var metrics: [String: Double]
+    /// The full validation report (per-class metrics, confusion matrix); nil without validation data.
     public var validation: EvaluationReport?
     /// Wall time of the epoch (training and validation).
     public var seconds: Double
@@ -57,10 +69,15 @@ public struct EpochResult {
 
 /// The switch to phase 2 of a two-phase recipe.
 public struct PhaseChange: Sendable {
+    /// The new phase (2).
     public var phase: Int
+    /// The first epoch of phase 2 (0-based).
     public var epoch: Int
+    /// The global step at the switch (the schedule restarts from here).
     public var step: Int
+    /// `state_dict` keys of the parameters that train in phase 2.
     public var trainableParameters: [String]
+    /// Layer groups still frozen in phase 2 (empty when everything was unfrozen).
     public var frozenScopes: [String]
     /// Whether optimizer state of parameters trained before was carried into the new optimizer.
     public var carriedOptimizerState: Bool
@@ -81,6 +98,8 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
     /// applying it, and no checkpoint was written after the last good one.
     case diverged(step: Int, loss: Double)
 
+    /// The status as one word: "completed", "stopped", "interrupted" or "diverged" (also
+    /// `TrainingState.status` and the run summary's `status`).
     public var name: String {
         switch self {
         case .completed: return "completed"
@@ -90,6 +109,8 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The status with its detail, e.g. "stopped: early stopping: val_loss did not improve …" or
+    /// "diverged at step 12 (loss nan)".
     public var description: String {
         switch self {
         case .completed: return "completed"
@@ -102,10 +123,13 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
 
 /// What `fit` returns.
 public struct FitResult {
+    /// How the run ended.
     public var status: FitStatus
     /// Epochs completed in total (including those before a resume).
     public var epochs: Int
+    /// Optimizer steps taken in total (including those before a resume).
     public var globalStep: Int
+    /// One row per completed epoch, resumed epochs included.
     public var history: [HistoryRow]
     /// The trainer's monitored metric: its name, mode, best value and epoch.
     public var best: MetricTracker?
@@ -115,14 +139,23 @@ public struct FitResult {
 /// per batch, `validationStart`/`validationEnd` (with validation data), `epochEnd`; `phaseChange`
 /// before the first epoch of phase 2; finally `fitEnd` (also after a stop or interrupt).
 public enum TrainingEvent {
+    /// Before the first epoch.
     case fitStart(FitInfo)
+    /// An epoch begins (`resumedAtBatch` > 0 when a run resumes mid-epoch).
     case epochStart(epoch: Int, resumedAtBatch: Int)
+    /// A training batch is about to run; `step` is the global step before it.
     case batchStart(epoch: Int, batch: Int, step: Int)
+    /// After the optimizer step of a batch.
     case batchEnd(BatchResult)
+    /// Before the validation pass of `epoch`.
     case validationStart(epoch: Int)
+    /// After the validation pass, with its report.
     case validationEnd(epoch: Int, report: EvaluationReport)
+    /// After an epoch, its validation and its history row.
     case epochEnd(EpochResult)
+    /// Phase 2 of a two-phase recipe begins (after unfreezing and rebuilding the optimizer).
     case phaseChange(PhaseChange)
+    /// `fit` is about to return (after completion, a stop, an interrupt or divergence).
     case fitEnd(FitResult)
 
     /// A short name for logs: `fit_start`, `batch_end`, ….
@@ -145,6 +178,8 @@ public enum TrainingEvent {
 /// returns normally with status `.stopped`); any other error ends `fit` by propagating.
 /// Every callback sees every event, even when an earlier one asked to stop.
 public protocol TrainingCallback: AnyObject {
+    /// Called for every event, in order, on `fit`'s thread. Throw `TrainingControl.stop` to stop the
+    /// run after the current batch.
     func handle(_ event: TrainingEvent, trainer: Trainer) throws
 }
 
@@ -153,15 +188,20 @@ public protocol TrainingCallback: AnyObject {
 public protocol StatefulCallback: TrainingCallback {
     /// A key unique among the run's callbacks.
     var stateKey: String { get }
+    /// The callback's state as text (JSON, typically), stored in the checkpoint under `stateKey`.
     func saveState() throws -> String
+    /// Restores what `saveState` returned, when a run resumes (before `fitStart`).
     func restoreState(_ state: String) throws
 }
 
 /// Thrown by a callback to stop training cleanly.
 public enum TrainingControl: Error, Equatable {
+    /// Stop, with the reason "stopped by a callback".
     case stop
+    /// Stop with a reason for logs and `FitStatus.stopped`.
     case stopBecause(String)
 
+    /// The reason recorded in `FitStatus.stopped(reason:)`.
     public var reason: String {
         switch self {
         case .stop: return "stopped by a callback"
