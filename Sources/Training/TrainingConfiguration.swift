@@ -24,6 +24,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     /// The loss of optimizer step `step` was NaN or infinite (the step was not applied).
     case diverged(step: Int, loss: Double)
 
+    /// The user-facing message, e.g. "unknown scope 'layer9': it matches no module … (layer groups: …)".
     public var description: String {
         switch self {
         case let .unknownScope(scope, groups):
@@ -44,6 +45,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// Whether a monitored metric should go down (`min`), up (`max`), or be guessed from its name
 /// (`auto`: accuracy, AUC, F1, precision and recall go up, everything else down — Keras' rule).
 public enum MonitorMode: String, Codable, Equatable, Sendable, CaseIterable {
+    /// `min`: lower is better (losses); `max`: higher is better; `auto`: decided by the name.
     case min, max, auto
 
     /// `min` or `max` for `metric`.
@@ -57,24 +59,34 @@ public enum MonitorMode: String, Codable, Equatable, Sendable, CaseIterable {
 
 /// The optimizer and its hyperparameters (PyTorch semantics, see the Optim target).
 public struct OptimizerConfig: Codable, Equatable, Sendable {
+    /// The optimizer: `torch.optim.SGD`, `Adam`, `AdamW` or `RMSprop` (the raw value is the CLI's name).
     public enum Kind: String, Codable, Equatable, Sendable, CaseIterable {
+        /// SGD (with optional momentum and Nesterov), Adam, AdamW (decoupled weight decay), RMSprop.
         case sgd, adam, adamw, rmsprop
     }
 
+    /// Which optimizer to build.
     public var kind: Kind
     /// The head's (or only group's) learning rate; discriminative policies derive the others from it.
     public var learningRate: Double
+    /// Weight decay: an L2 term added to the gradient for SGD, Adam and RMSprop; decoupled (applied to
+    /// the weights) for AdamW, as in PyTorch.
     public var weightDecay: Double
     /// SGD and RMSprop momentum.
     public var momentum: Double
+    /// SGD's Nesterov momentum.
     public var nesterov: Bool
+    /// Adam/AdamW's first-moment decay (PyTorch's `betas[0]`, default 0.9).
     public var beta1: Double
+    /// Adam/AdamW's second-moment decay (PyTorch's `betas[1]`, default 0.999).
     public var beta2: Double
     /// Adam/AdamW/RMSprop epsilon.
     public var epsilon: Double
     /// RMSprop's smoothing constant.
     public var alpha: Double
 
+    /// Every hyperparameter given explicitly; those the kind does not use are ignored. The static
+    /// builders below set each kind's usual defaults.
     public init(kind: Kind, learningRate: Double, weightDecay: Double = 0, momentum: Double = 0,
                 nesterov: Bool = false, beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8,
                 alpha: Double = 0.99) {
@@ -89,24 +101,28 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
         self.alpha = alpha
     }
 
+    /// SGD with momentum 0.9 by default (PyTorch's own default is 0; Keras' fine-tuning guide uses 0.9).
     public static func sgd(learningRate: Double, momentum: Double = 0.9, nesterov: Bool = false,
                            weightDecay: Double = 0) -> OptimizerConfig {
         OptimizerConfig(kind: .sgd, learningRate: learningRate, weightDecay: weightDecay, momentum: momentum,
                         nesterov: nesterov)
     }
 
+    /// Adam with PyTorch's defaults (learning rate 1e-3, betas 0.9/0.999, eps 1e-8, no weight decay).
     public static func adam(learningRate: Double = 1e-3, weightDecay: Double = 0, beta1: Double = 0.9,
                             beta2: Double = 0.999, epsilon: Double = 1e-8) -> OptimizerConfig {
         OptimizerConfig(kind: .adam, learningRate: learningRate, weightDecay: weightDecay, beta1: beta1,
                         beta2: beta2, epsilon: epsilon)
     }
 
+    /// AdamW with PyTorch's defaults (learning rate 1e-3, weight decay 0.01).
     public static func adamw(learningRate: Double = 1e-3, weightDecay: Double = 1e-2, beta1: Double = 0.9,
                              beta2: Double = 0.999, epsilon: Double = 1e-8) -> OptimizerConfig {
         OptimizerConfig(kind: .adamw, learningRate: learningRate, weightDecay: weightDecay, beta1: beta1,
                         beta2: beta2, epsilon: epsilon)
     }
 
+    /// RMSprop with PyTorch's defaults (learning rate 1e-2, alpha 0.99, eps 1e-8).
     public static func rmsprop(learningRate: Double = 1e-2, alpha: Double = 0.99, momentum: Double = 0,
                                epsilon: Double = 1e-8, weightDecay: Double = 0) -> OptimizerConfig {
         OptimizerConfig(kind: .rmsprop, learningRate: learningRate, weightDecay: weightDecay, momentum: momentum,
@@ -150,7 +166,10 @@ public enum LearningRatePolicy: Codable, Equatable, Sendable {
 /// The loss: softmax cross entropy over `C` logits, or binary (one logit per sample,
 /// sigmoid + binary cross entropy; labels 0/1).
 public enum LossMode: String, Codable, Equatable, Sendable {
+    /// Softmax cross entropy over C logits (PyTorch's `CrossEntropyLoss`, Keras' `sparse_categorical_crossentropy`).
     case crossEntropy
+    /// One logit per sample through a sigmoid (PyTorch's `BCEWithLogitsLoss`, Keras' `binary_crossentropy`
+    /// with `from_logits=True`); two classes only.
     case binary
 }
 
@@ -167,6 +186,7 @@ public struct TrainingConfiguration: Codable, Equatable {
     public var freeze: FreezeSpec?
     /// The second phase of a two-phase recipe (unfreeze and continue with a new optimizer).
     public var phaseTwo: PhaseTwo?
+    /// Cross entropy over the classes, or binary.
     public var loss: LossMode
     /// Cross-entropy label smoothing (PyTorch's `label_smoothing`); in binary mode the targets
     /// become `t * (1 - s) + s / 2` (Keras' `BinaryCrossentropy(label_smoothing:)`).
@@ -179,6 +199,7 @@ public struct TrainingConfiguration: Codable, Equatable {
     public var autocastBF16: Bool
     /// The metric the trainer tracks as "best" (nil: `val_loss` with validation data, else `loss`).
     public var monitor: String?
+    /// Whether the monitored metric should go down or up (`auto`: from its name).
     public var monitorMode: MonitorMode
     /// Seeds LibTorch's generator when the trainer is created (not when it resumes: the checkpoint's
     /// generator state is restored instead).
@@ -188,6 +209,8 @@ public struct TrainingConfiguration: Codable, Equatable {
     /// The recipe this configuration came from, for reports.
     public var recipe: String?
 
+    /// The defaults: Adam at 1e-3, a fixed learning rate, one group, no freezing, cross entropy, no
+    /// smoothing, weights or clipping.
     public init(optimizer: OptimizerConfig = .adam(), schedule: ScheduleConfig = .fixed,
                 learningRates: LearningRatePolicy = .uniform, freeze: FreezeSpec? = nil, phaseTwo: PhaseTwo? = nil,
                 loss: LossMode = .crossEntropy, labelSmoothing: Double = 0, classWeights: [Double]? = nil,
@@ -279,18 +302,22 @@ public struct PhaseTwo: Codable, Equatable {
         case top(Int)
     }
 
+    /// When phase 1 ends.
     public var trigger: Trigger
+    /// What becomes trainable in phase 2.
     public var unfreeze: Unfreeze
     /// Phase 2's optimizer. The optimizer is rebuilt over the newly trainable parameters; state of
     /// parameters already trained in phase 1 is carried over by name when the optimizer kind and
     /// its state layout agree.
     public var optimizer: OptimizerConfig
+    /// Phase 2's per-group learning rates.
     public var learningRates: LearningRatePolicy
     /// Phase 2's schedule, counted from phase 2's first step.
     public var schedule: ScheduleConfig
     /// Overrides phase 1's `trainBatchNorm` for phase 2 (nil keeps it).
     public var trainBatchNorm: Bool?
 
+    /// The defaults follow Keras' guide: unfreeze everything and continue with SGD at 1e-4, momentum 0.9.
     public init(trigger: Trigger, unfreeze: Unfreeze = .all, optimizer: OptimizerConfig = .fineTuneDefault,
                 learningRates: LearningRatePolicy = .uniform, schedule: ScheduleConfig = .fixed,
                 trainBatchNorm: Bool? = nil) {
