@@ -106,6 +106,38 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
+    /// A run directory written before this version (no `threads`, `onBadImage` or `exif` options,
+    /// no lock file) still resumes, evaluates and loads.
+    func testARunDirectoryInTheEarlierFormatResumesAndLoads() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/old"
+        var spec = specification(data: data, out: out)
+        spec.options.epochs = 2
+        let first = try TrainingRun.create(spec, notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 2, stop: stop)]
+        XCTAssertEqual(try first.run().status, "interrupted")
+        // Rewrite config.json as the earlier version wrote it.
+        let path = out + "/config.json"
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+            as? [String: Any])
+        var options = try XCTUnwrap(object["options"] as? [String: Any])
+        XCTAssertNotNil(options.removeValue(forKey: "threads"))
+        options["onBadImage"] = nil
+        options["exif"] = nil
+        object["options"] = options
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.removeItem(atPath: out + "/" + RunLock.fileName)
+
+        let resumed = try TrainingRun.resume(out, notify: { _ in })
+        resumed.signalStop = SignalStop(signals: [])
+        let summary = try resumed.run()
+        XCTAssertEqual(summary.status, "completed")
+        let config = try RunDirectory(out).readConfig()
+        XCTAssertNoThrow(try RunDirectory(out).loadModel(config))
+    }
+
     func testAFailedRunSaysSoInItsConfig() throws {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/run"
