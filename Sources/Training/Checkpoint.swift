@@ -13,15 +13,20 @@ import Darwin
 
 /// `trainer.json`: everything besides tensors that a resumed run needs.
 public struct CheckpointManifest: Codable {
+    /// The `format` every checkpoint's `trainer.json` carries; reading refuses any other.
     public static let formatName = "finetune-checkpoint"
+    /// The format version written; reading refuses a newer one.
     public static let currentVersion = 1
 
+    /// Always `formatName`.
     public var format: String
+    /// The format version the checkpoint was written with.
     public var version: Int
     /// ISO 8601 time of writing.
     public var createdAt: String
     /// The model's type name (e.g. `MobileNetV2`) or zoo architecture, for messages.
     public var model: String
+    /// The run's training configuration: a resumed trainer rebuilds its optimizer, schedule and loss from it.
     public var configuration: TrainingConfiguration
     /// Epoch, global step (= the schedule's position), batch position in the epoch, best metric,
     /// history, freeze state and phase, loader seed and position, callback states.
@@ -29,6 +34,7 @@ public struct CheckpointManifest: Codable {
     /// Whether `rng.safetensors` holds LibTorch's CPU generator state.
     public var hasRNGState: Bool
 
+    /// A manifest of the current format, stamped with `createdAt` (now by default).
     public init(model: String, configuration: TrainingConfiguration, state: TrainingState, hasRNGState: Bool,
                 createdAt: Date = Date()) {
         format = Self.formatName
@@ -57,18 +63,28 @@ public struct CheckpointManifest: Codable {
 /// readable: a `.tmp-` directory is never read (and is cleaned up by the next write), and if a
 /// crash falls between the two renames, `read` recovers the `.old-` directory.
 public struct Checkpoint {
+    /// The model's `state_dict`.
     public static let modelFile = "model.safetensors"
+    /// The optimizer's per-parameter state tensors.
     public static let optimizerFile = "optimizer.safetensors"
+    /// The optimizer's groups and hyperparameters.
     public static let optimizerHyperparametersFile = "optimizer.json"
+    /// The `CheckpointManifest`.
     public static let trainerFile = "trainer.json"
+    /// LibTorch's CPU generator state (optional).
     public static let rngFile = "rng.safetensors"
     static let requiredFiles = [modelFile, optimizerFile, optimizerHyperparametersFile, trainerFile]
 
     /// The directory actually read (the requested one, or a recovered `.old-` one).
     public var directory: String
+    /// The configuration and training state from `trainer.json`.
     public var manifest: CheckpointManifest
+    /// The model's parameters and buffers, by `state_dict` key.
     public var model: StateDict
+    /// The optimizer's state tensors and hyperparameters.
     public var optimizer: OptimizerState
+    /// LibTorch's CPU generator state (uint8), restored on resume so dropout and other LibTorch random
+    /// ops continue identically; nil when the checkpoint has none.
     public var rngState: Tensor?
 
     // MARK: - Writing
@@ -250,6 +266,7 @@ public struct Checkpoint {
 /// stay readable), and non-finite numbers as the strings "NaN", "Infinity", "-Infinity" (strict JSON
 /// has no literal for them).
 public enum TrainingJSON {
+    /// A fresh encoder with these settings.
     public static var encoder: JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -258,6 +275,7 @@ public enum TrainingJSON {
         return e
     }
 
+    /// A fresh decoder that reads what `encoder` writes (the non-finite strings included).
     public static var decoder: JSONDecoder {
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity",

@@ -3,8 +3,11 @@ import Torch
 
 /// Errors from metric accumulation.
 public struct MetricsError: Error, CustomStringConvertible {
+    /// What was wrong, e.g. "label 7 of sample 3 is outside 0..<5".
     public let message: String
+    /// An error saying `message`.
     public init(_ message: String) { self.message = message }
+    /// The message.
     public var description: String { message }
 }
 
@@ -20,7 +23,9 @@ public struct MetricsError: Error, CustomStringConvertible {
 /// (binary) or `C` per sample (multi-class, only while `C <= aucClassLimit`) plus the labels:
 /// about 4·(C+1) bytes per sample, 40 MB for 100k samples of 100 classes.
 public struct ClassificationMetrics {
+    /// Number of classes (at least 2): the width of the logits and of the confusion matrix.
     public let classCount: Int
+    /// Names of the classes for the report ("0", "1", … when none were given).
     public let classNames: [String]
     /// k of the top-k accuracy, or nil.
     public let topK: Int?
@@ -294,9 +299,13 @@ public struct ClassificationMetrics {
 
 /// One class's row of the report.
 public struct ClassReport: Codable, Equatable {
+    /// The class's name.
     public var name: String
+    /// Of the samples predicted as this class, the fraction that are (0 when none was predicted).
     public var precision: Double
+    /// Of the samples of this class, the fraction predicted as it (0 when it has none).
     public var recall: Double
+    /// The harmonic mean of precision and recall.
     public var f1: Double
     /// The number of samples of this class.
     public var support: Int
@@ -306,28 +315,40 @@ public struct ClassReport: Codable, Equatable {
 
 /// Macro or support-weighted averages over the classes present in labels or predictions.
 public struct AverageReport: Codable, Equatable {
+    /// Mean precision over the classes (macro), or weighted by support.
     public var precision: Double
+    /// Mean recall over the classes (macro), or weighted by support.
     public var recall: Double
+    /// Mean F1 over the classes (macro), or weighted by support.
     public var f1: Double
+    /// Samples counted (the sum of the classes' supports).
     public var support: Int
 }
 
 /// Every metric of an evaluation, as computed by `ClassificationMetrics.report()`.
 public struct EvaluationReport: Codable, Equatable {
+    /// Samples evaluated.
     public var sampleCount: Int
+    /// Names of the classes, in label order (the rows of `perClass` and `confusionMatrix`).
     public var classNames: [String]
     /// Mean loss per sample, when losses were given.
     public var loss: Double?
+    /// Fraction of samples whose prediction is the label, in [0, 1].
     public var accuracy: Double
+    /// The k of `topKAccuracy` (5 with more than 5 classes by default); nil when not computed.
     public var topK: Int?
+    /// Fraction of samples whose label is among the k highest scores.
     public var topKAccuracy: Double?
     /// Binary problems: ROC AUC of the positive class (sklearn `roc_auc_score`).
     public var auc: Double?
     /// Multi-class: macro one-vs-rest ROC AUC over the classes present in the labels
     /// (sklearn `roc_auc_score(multi_class="ovr", average="macro")`).
     public var macroAUC: Double?
+    /// One row per class, in label order (scikit-learn's `classification_report`).
     public var perClass: [ClassReport]
+    /// Unweighted means over the classes (`average="macro"`).
     public var macroAverage: AverageReport
+    /// Means weighted by each class's support (`average="weighted"`).
     public var weightedAverage: AverageReport
     /// Rows are true classes, columns predicted classes.
     public var confusionMatrix: [[Int]]
