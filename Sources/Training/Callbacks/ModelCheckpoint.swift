@@ -12,23 +12,35 @@ import Foundation
 /// The monitor defaults to the trainer's (`val_loss` with validation data, else `loss`). Its best
 /// value is saved in checkpoints, so a resumed run only replaces `best/` on a real improvement.
 public final class ModelCheckpoint: StatefulCallback {
+    /// Why a checkpoint was written.
     public enum Kind: String, Codable, Sendable {
+        /// `best`: the monitored metric improved (`best/`); `last`: an epoch ended (`last/`); `periodic`:
+        /// `everySteps`/`everySeconds` fell due mid-epoch (`last/`); `epoch`: `epoch-NNNN/` with
+        /// `saveBestOnly` off.
         case best, last, periodic, epoch
     }
 
     /// One checkpoint written.
     public struct Save: Equatable, Sendable {
+        /// Why it was written.
         public var kind: Kind
         /// Epochs completed and global step at the time of the save.
         public var epoch: Int
+        /// The global step at the save.
         public var step: Int
+        /// The checkpoint directory written.
         public var path: String
     }
 
+    /// The folder holding `last/`, `best/` and `epoch-NNNN/` (e.g. `RUN_DIR/checkpoints`).
     public let directory: String
+    /// When false, every epoch is also kept as `epoch-0001/`, `epoch-0002/`, … (Keras' `save_best_only=False`).
     public let saveBestOnly: Bool
+    /// Also save `last/` after every this many optimizer steps (nil or 0: only at epoch ends).
     public let everySteps: Int?
+    /// Also save `last/` at the first batch end this many seconds after the previous save (nil: off).
     public let everySeconds: Double?
+    /// The time source for `everySeconds` (injectable for tests).
     public let clock: () -> Date
     private let requestedMonitor: String?
     private let mode: MonitorMode
@@ -38,6 +50,10 @@ public final class ModelCheckpoint: StatefulCallback {
     public private(set) var saves: [Save] = []
     private var lastSave: Date?
 
+    /// - Parameters:
+    ///   - monitor: the metric deciding `best/` (nil: the trainer's monitored metric).
+    ///   - mode: whether it should go down or up (`auto`: from its name).
+    ///   - minDelta: the least change that counts as an improvement.
     public init(directory: String, monitor: String? = nil, mode: MonitorMode = .auto, saveBestOnly: Bool = true,
                 everySteps: Int? = nil, everySeconds: Double? = nil, minDelta: Double = 0,
                 clock: @escaping () -> Date = Date.init) {
@@ -52,9 +68,14 @@ public final class ModelCheckpoint: StatefulCallback {
         if let monitor { tracker = MetricTracker(metric: monitor, mode: mode, minDelta: minDelta) }
     }
 
+    /// `<directory>/last`: the latest checkpoint, what a resume reads.
     public var lastPath: String { (directory as NSString).appendingPathComponent("last") }
+    /// `<directory>/best`: the checkpoint of the best epoch so far.
     public var bestPath: String { (directory as NSString).appendingPathComponent("best") }
 
+    /// Saves on `batchEnd` when a period falls due, and on `epochEnd` (best, epoch and last, in that
+    /// order). Throws when a checkpoint cannot be written, or `TrainingError.unknownMetric` when the
+    /// monitored metric is not among the epoch's metrics.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         switch event {
         case .fitStart:
@@ -91,12 +112,15 @@ public final class ModelCheckpoint: StatefulCallback {
 
     // MARK: StatefulCallback
 
+    /// "model_checkpoint:<directory>", so two checkpointers of one run keep separate states.
     public var stateKey: String { "model_checkpoint:\(directory)" }
 
+    /// The monitored metric's tracker (best value and epoch) as JSON.
     public func saveState() throws -> String {
         try TrainingJSON.string(["tracker": tracker])
     }
 
+    /// Restores the tracker, unless this callback was set to monitor a different metric.
     public func restoreState(_ state: String) throws {
         let saved = try TrainingJSON.decode([String: MetricTracker?].self, state)
         if let restored = saved["tracker"] ?? nil, tracker == nil || tracker?.metric == restored.metric {
