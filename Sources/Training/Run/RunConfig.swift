@@ -52,6 +52,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// Whether JPEGs were turned upright by their EXIF orientation (nil in older runs: applied).
     public var exif: EXIFOrientation?
 
+    /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` and `exif` are set
+    /// afterwards, by the run that records them.
     public init(epochs: Int, batchSize: Int, augment: Augmentation = .standard, valSplit: Double? = nil,
                 limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,
                 monitor: MonitorMetric = .valLoss, saveEverySteps: Int? = nil, saveEverySeconds: Double? = nil,
@@ -82,7 +84,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
 
 /// The metric that picks the best checkpoint and drives early stopping.
 public enum MonitorMetric: String, Codable, CaseIterable, Sendable {
+    /// The validation loss (lower is better); `loss` without validation data.
     case valLoss = "val_loss"
+    /// The validation accuracy (higher is better); `accuracy` without validation data.
     case valAccuracy = "val_accuracy"
 
     /// The metric's name in a run with (`val_…`) or without validation data (the training metric).
@@ -111,6 +115,7 @@ public struct RunConfig: Codable {
         /// The model's output width.
         public var outputs: Int { spec?.outputs ?? numClasses }
 
+        /// A head of `numClasses` classes; `spec` nil means torchvision's plain Linear.
         public init(numClasses: Int, includeTop: Bool = true, spec: HeadSpec? = nil) {
             self.numClasses = numClasses
             self.includeTop = includeTop
@@ -127,9 +132,12 @@ public struct RunConfig: Codable {
         /// Images of each split actually used (files found unusable while decoding are not counted
         /// once the run has met them).
         public var trainSamples: Int
+        /// Images of the validation split (held out, or the val/ folder) actually used; 0 without one.
         public var validationSamples: Int
+        /// Images of the test/ folder actually used; 0 without one.
         public var testSamples: Int
 
+        /// The data description, counts as given.
         public init(path: String, hasSplitFolders: Bool, trainSamples: Int, validationSamples: Int, testSamples: Int) {
             self.path = path
             self.hasSplitFolders = hasSplitFolders
@@ -151,13 +159,21 @@ public struct RunConfig: Codable {
     public var classNames: [String]
     /// The input transform of the model.
     public var preprocessing: Preprocessing
+    /// The head the run trained (class count, binary or not, its `HeadSpec`).
     public var head: Head
+    /// The trainer's configuration (optimizer, schedule, loss, freezing, recipe).
     public var training: TrainingConfiguration
+    /// Batching, augmentation, data and checkpoint settings.
     public var options: TrainOptions
+    /// Where the data came from and how many images each split used.
     public var data: DataInfo
+    /// When the run was created (ISO 8601, UTC, to the second).
     public var createdAt: String
+    /// When `config.json` was last written (ISO 8601).
     public var updatedAt: String
+    /// The finetune version that wrote the run ("library" when created through the library directly).
     public var finetuneVersion: String
+    /// The LibTorch version the run trained with, e.g. "1.13.1".
     public var libtorchVersion: String
     /// `running`, `completed`, `stopped`, `interrupted`, `diverged` or `failed`.
     public var status: String
@@ -168,8 +184,11 @@ public struct RunConfig: Codable {
     public var modelWeights: String?
     /// The epoch (1-based) whose weights `model.safetensors` holds.
     public var modelEpoch: Int?
+    /// Accuracy on the test split after training, in [0, 1] (nil without test data).
     public var testAccuracy: Double?
 
+    /// Every field given; `modelWeights`, `modelEpoch` and `testAccuracy` start nil. Nothing is checked
+    /// (see `validate()`).
     public init(architecture: String, weights: String?, classNames: [String], preprocessing: Preprocessing,
                 head: Head, training: TrainingConfiguration, options: TrainOptions, data: DataInfo,
                 createdAt: String, updatedAt: String, finetuneVersion: String, libtorchVersion: String,

@@ -4,8 +4,11 @@ import Foundation
 /// The splits of a class-folder dataset as a run uses them: after `limitPerClass` and a
 /// stratified `valSplit`, when those are set.
 public struct RunSplits {
+    /// The training images (the `train/` folder or the whole root, less any held-out validation).
     public var train: any ImageDataset
+    /// The `val/` folder, or the stratified `valSplit` of the training images; nil when neither.
     public var validation: (any ImageDataset)?
+    /// The `test/` folder; nil when absent.
     public var test: (any ImageDataset)?
     /// Whether the root had train/val/test folders.
     public var hasSplitFolders: Bool

@@ -15,7 +15,9 @@ import AtomicFiles
 /// destination, and only with `overwrite`; a folder that contains the training data, or lies inside
 /// it, never may.
 public struct RunDirectory: Sendable {
+    /// The run's `RunConfig`, at the top of the directory.
     public static let configFile = "config.json"
+    /// The trained model's `state_dict` (final or best weights, see `RunConfig.modelWeights`).
     public static let modelFile = "model.safetensors"
     /// Every name a run writes at its top level. A folder holding anything else is not replaced.
     public static let runFileNames: Set<String> = [
@@ -26,19 +28,29 @@ public struct RunDirectory: Sendable {
     /// The directory's absolute, standardized path.
     public let path: String
 
+    /// The run directory at `path` (made absolute and standardized; nothing is read or created).
     public init(_ path: String) {
         self.path = URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
     /// `name` inside the run directory.
     public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    /// Path of `config.json`.
     public var config: String { file(Self.configFile) }
+    /// Path of `model.safetensors`.
     public var model: String { file(Self.modelFile) }
+    /// Path of `checkpoints/`, the `ModelCheckpoint` folder.
     public var checkpoints: String { file("checkpoints") }
+    /// Path of `checkpoints/last`, the checkpoint a resume reads.
     public var lastCheckpoint: String { file("checkpoints/last") }
+    /// Path of `checkpoints/best`, the best epoch's checkpoint.
     public var bestCheckpoint: String { file("checkpoints/best") }
+    /// Path of `history.csv`: one row of metrics per epoch (`CSVLoggerCallback`).
     public var history: String { file("history.csv") }
+    /// Path of `events.jsonl`: one JSON object per line for the run's events and batch metrics
+    /// (`JSONLinesLoggerCallback`).
     public var events: String { file("events.jsonl") }
+    /// Path of `tensorboard/`, the TensorBoard event files (`TensorBoardCallback`).
     public var tensorboard: String { file("tensorboard") }
 
     /// Whether `path` is a folder holding `config.json` (a quick test for "the user means a run";

@@ -16,6 +16,7 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     /// `TrainingRun.Specification`, `RecipeOptions` or `TrainOptions`).
     case invalidSetting(setting: String, reason: String)
 
+    /// The message for the user, naming the path or setting.
     public var description: String {
         switch self {
         case .notARun(let path, let reason): return "\(path) is not a finetune run directory: \(reason)"

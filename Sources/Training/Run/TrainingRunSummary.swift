@@ -6,28 +6,39 @@ import Foundation
 public struct TrainingRunSummary: Encodable {
     /// The run directory.
     public var run: String
+    /// The zoo architecture trained, e.g. "mobilenet_v2".
     public var architecture: String
+    /// The initial weights ("imagenet", a catalog name or a file); nil for random initialisation.
     public var weights: String?
+    /// Class names in label order.
     public var classes: [String]
     /// `completed`, `stopped`, `interrupted`.
     public var status: String
+    /// Why the run stopped early (a callback's reason, or the diverged step's loss); nil otherwise.
     public var stopReason: String?
     /// Epochs completed in total.
     public var epochs: Int
+    /// Optimizer steps taken in total.
     public var globalStep: Int
     /// Images used (files found unusable while decoding are not counted).
     public var trainSamples: Int
+    /// Validation images used (0 without validation data).
     public var validationSamples: Int
+    /// Test images used (0 without a test split).
     public var testSamples: Int
     /// The last epoch's metrics.
     public var finalMetrics: [String: Double]
     /// The monitored metric, its best value and epoch (1-based).
     public var monitor: String?
+    /// The monitored metric's best value (encoded as null when not finite).
     public var bestValue: Double?
+    /// The epoch (1-based) of `bestValue`.
     public var bestEpoch: Int?
     /// `final` or `best` (see `RunConfig.modelWeights`).
     public var modelWeights: String?
+    /// The epoch (1-based) whose weights the run's `model.safetensors` holds.
     public var modelEpoch: Int?
+    /// Accuracy of the final validation pass, in [0, 1] (nil without validation data).
     public var validationAccuracy: Double?
     /// The final validation pass (the confusion matrix's source), not encoded.
     public var validationReport: EvaluationReport?
@@ -68,6 +79,8 @@ public struct TrainingRunSummary: Encodable {
         init?(intValue: Int) { nil }
     }
 
+    /// The `--json` object: snake_case keys (`run_dir`, `status`, `final_metrics`, `test_accuracy`,
+    /// `test_top5_accuracy`, …), `null` for absent values, non-finite numbers as `null`.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
         func put<T: Encodable>(_ key: String, _ value: T?) throws {
