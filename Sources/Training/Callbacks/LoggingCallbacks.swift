@@ -8,11 +8,15 @@ import Foundation
 /// Per-epoch history as CSV (`history.csv`, Keras' `CSVLogger`): `epoch,step,<metrics…>` with
 /// epochs counted from 0 as Keras does.
 public final class CSVLoggerCallback: TrainingCallback {
+    /// The CSV file (e.g. `RUN_DIR/history.csv`).
     public let path: String
     public private(set) var logger: CSVLogger?
 
+    /// A logger for `path`; the file is opened (or, on resume, kept and truncated) at `fitStart`.
     public init(path: String) { self.path = path }
 
+    /// Opens the file at `fitStart`, writes a row at every `epochEnd`, closes it at `fitEnd`. Throws
+    /// when the file cannot be opened or written.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         switch event {
         case .fitStart(let info):
@@ -33,15 +37,20 @@ public final class CSVLoggerCallback: TrainingCallback {
 /// Events as JSON lines (`events.jsonl`): `train` every `everySteps` steps (loss, accuracy, lr),
 /// `validation` and `epoch` per epoch, plus `fit_start`, `phase_change` and `fit_end`.
 public final class JSONLinesLoggerCallback: TrainingCallback {
+    /// The JSON-lines file (e.g. `RUN_DIR/events.jsonl`).
     public let path: String
+    /// A `train` line is written every this many optimizer steps (at least 1).
     public let everySteps: Int
     public private(set) var logger: JSONLinesLogger?
 
+    /// A logger for `path`, logging every `everySteps` steps (values below 1 count as 1).
     public init(path: String, everySteps: Int = 1) {
         self.path = path
         self.everySteps = Swift.max(1, everySteps)
     }
 
+    /// Writes one line per logged event (see the type's description). Throws when the file cannot be
+    /// opened or written.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         switch event {
         case .fitStart(let info):
@@ -84,15 +93,20 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
 /// `everySteps` steps; per epoch `epoch_loss`, `epoch_accuracy` in `train` and the validation
 /// metrics as `epoch_<name>` in `validation` (Keras' naming), all at the global step.
 public final class TensorBoardCallback: TrainingCallback {
+    /// The folder TensorBoard reads (`--logdir`); the `train` and `validation` runs are subfolders.
     public let logDirectory: String
+    /// Batch scalars are written every this many optimizer steps (at least 1; 10 by default).
     public let everySteps: Int
     public private(set) var writer: TensorBoardWriter?
 
+    /// A writer for `logDirectory`, logging batch scalars every `everySteps` steps.
     public init(logDirectory: String, everySteps: Int = 10) {
         self.logDirectory = logDirectory
         self.everySteps = Swift.max(1, everySteps)
     }
 
+    /// Opens the event files at `fitStart` (after a restart marker on resume), writes batch and epoch
+    /// scalars, closes them at `fitEnd`.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         switch event {
         case .fitStart(let info):
