@@ -1,21 +1,25 @@
 /// The best value of a monitored metric and how long since it improved (Keras' rule: an
 /// improvement must beat the best by more than `minDelta`; NaN never improves).
 public struct MetricTracker: Codable, Equatable, Sendable {
+    /// The metric's name as it appears in an epoch's metrics, e.g. `val_loss`.
     public let metric: String
     /// `min` or `max` (resolved from `auto`).
     public let mode: MonitorMode
+    /// The margin an improvement must exceed (stored as its absolute value).
     public let minDelta: Double
     public private(set) var best: Double?
     public private(set) var bestEpoch: Int?
     /// Epochs since the last improvement.
     public private(set) var wait = 0
 
+    /// A tracker with no best value yet; `auto` is resolved from the metric's name.
     public init(metric: String, mode: MonitorMode = .auto, minDelta: Double = 0) {
         self.metric = metric
         self.mode = mode.resolved(for: metric)
         self.minDelta = Swift.abs(minDelta)
     }
 
+    /// Whether `value` beats the best by more than `minDelta` (the first non-NaN value always does).
     public func isImprovement(_ value: Double) -> Bool {
         guard !value.isNaN else { return false }
         guard let best else { return true }

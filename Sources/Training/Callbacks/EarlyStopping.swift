@@ -12,8 +12,11 @@ import Torch
 /// restores the best weights seen since it resumed). The best value and the patience count are
 /// saved in checkpoints.
 public final class EarlyStopping: StatefulCallback {
+    /// The metric watched, e.g. `val_loss` (Keras' `monitor`).
     public let monitor: String
+    /// Epochs without improvement tolerated before stopping (0: stop at the first one, as in Keras).
     public let patience: Int
+    /// Load the best epoch's weights back when stopping (Keras' `restore_best_weights`).
     public let restoreBestWeights: Bool
     public private(set) var tracker: MetricTracker
     /// The epoch (0-based) after which training was stopped.
@@ -23,6 +26,8 @@ public final class EarlyStopping: StatefulCallback {
     private var bestWeights: StateDict?
     private var bestWeightsEpoch: Int?
 
+    /// Keras' defaults: `val_loss`, mode from the name, patience 0, no minimum delta, weights not
+    /// restored. A negative patience counts as 0.
     public init(monitor: String = "val_loss", mode: MonitorMode = .auto, patience: Int = 0, minDelta: Double = 0,
                 restoreBestWeights: Bool = false) {
         self.monitor = monitor
@@ -31,6 +36,8 @@ public final class EarlyStopping: StatefulCallback {
         tracker = MetricTracker(metric: monitor, mode: mode, minDelta: minDelta)
     }
 
+    /// At each `epochEnd`: updates the tracker and throws `TrainingControl.stopBecause` once patience
+    /// runs out; throws `TrainingError.unknownMetric` when the epoch has no `monitor` metric.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         guard case .epochEnd(let result) = event else { return }
         let value = try tracker.value(in: result.metrics)
@@ -63,6 +70,7 @@ public final class EarlyStopping: StatefulCallback {
 
     // MARK: StatefulCallback
 
+    /// "early_stopping:<monitor>".
     public var stateKey: String { "early_stopping:\(monitor)" }
 
     struct Saved: Codable {
@@ -70,10 +78,12 @@ public final class EarlyStopping: StatefulCallback {
         var stoppedEpoch: Int?
     }
 
+    /// The tracker (best value, best epoch, wait count) and `stoppedEpoch`, as JSON.
     public func saveState() throws -> String {
         try TrainingJSON.string(Saved(tracker: tracker, stoppedEpoch: stoppedEpoch))
     }
 
+    /// Restores what `saveState` wrote, unless it tracked another metric or mode (then it is ignored).
     public func restoreState(_ state: String) throws {
         let saved = try TrainingJSON.decode(Saved.self, state)
         guard saved.tracker.metric == tracker.metric, saved.tracker.mode == tracker.mode else { return }
