@@ -2,9 +2,12 @@ import Foundation
 
 /// A named line of (x, y) points. Non-finite y values leave a gap.
 public struct PlotSeries {
+    /// The legend label, e.g. "loss" or "val_loss".
     public var name: String
+    /// The points in drawing order; a non-finite y breaks the line.
     public var points: [(x: Double, y: Double)]
 
+    /// A series of explicit points.
     public init(name: String, points: [(x: Double, y: Double)]) {
         self.name = name
         self.points = points

@@ -9,9 +9,12 @@ import Foundation
 /// `forceOnSecondSignal` is false). Once cancelled (or deinitialised) the instance no longer
 /// catches anything; a signal that arrives while no `SignalStop` listens takes its default action.
 public final class SignalStop: @unchecked Sendable {
+    /// SIGINT (Ctrl-C) and SIGTERM (`kill`, container shutdown).
     public static let defaultSignals: [Int32] = [SIGINT, SIGTERM]
 
+    /// The signals listened for (empty: only `trigger()` sets the flag).
     public let signals: [Int32]
+    /// Whether a second signal while the first is pending ends the process with the default action.
     public let forceOnSecondSignal: Bool
     private let lock = NSLock()
     private var received: Int32?

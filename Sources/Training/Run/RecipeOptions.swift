@@ -16,18 +16,25 @@ public enum RecipeName: String, Codable, CaseIterable, Sendable {
 /// The optimisation and freezing choices of a run, as a user states them (the command line's
 /// flags), turned into a `TrainingConfiguration` by `configuration(epochs:)`.
 public struct RecipeOptions: Codable, Equatable {
+    /// The recipe (`--recipe`): full fine-tuning by default.
     public var recipe: RecipeName = .full
+    /// The optimizer (`--optimizer`): Adam by default.
     public var optimizer: OptimizerConfig.Kind = .adam
     /// The head's learning rate (nil: 1e-3 for Adam/AdamW, 1e-2 for SGD/RMSprop).
     public var learningRate: Double?
+    /// Momentum for SGD and RMSprop (0.9 by default; ignored by Adam/AdamW).
     public var momentum = 0.9
     /// nil: 0, or 0.01 for AdamW (decoupled).
     public var weightDecay: Double?
+    /// The learning-rate schedule (fixed by default), counted per optimizer step.
     public var schedule: ScheduleConfig = .fixed
     /// Linear warmup steps in front of `schedule`.
     public var warmupSteps: Int?
+    /// Label smoothing in [0, 1) (PyTorch's `label_smoothing`).
     public var labelSmoothing = 0.0
+    /// Clip gradients to this global L2 norm (nil: no clipping).
     public var gradientClipNorm: Double?
+    /// Run forward passes under CPU bf16 autocast (`--bf16`).
     public var autocastBF16 = false
     /// Two-phase: head-only epochs before unfreezing (nil: half of the epochs, at least 1).
     public var phaseOneEpochs: Int?
@@ -43,13 +50,16 @@ public struct RecipeOptions: Codable, Equatable {
     public var trainableScopes: [String]?
     /// Freeze every layer group up to and including this one.
     public var freezeUntil: String?
+    /// Freeze every backbone group, whatever the recipe.
     public var freezeBackbone = false
     /// Frozen BatchNorm layers keep updating their running statistics.
     public var trainBatchNorm = false
     /// One sigmoid output trained with binary cross entropy.
     public var binary = false
+    /// Seeds LibTorch's generator (initialisation, dropout) through `TrainingConfiguration.seed`.
     public var seed: UInt64 = 0
 
+    /// The defaults: full fine-tuning with Adam at 1e-3, no schedule, smoothing or clipping.
     public init() {}
 
     /// The head's learning rate after defaults.
