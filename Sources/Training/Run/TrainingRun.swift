@@ -39,6 +39,8 @@ public final class TrainingRun {
         /// Data, batching, callbacks (`epochs` defaults to 10).
         public var options = TrainOptions(epochs: 10, batchSize: 32)
 
+        /// A specification with ImageNet weights by default and every other setting at the CLI's default
+        /// (full fine-tuning, Adam, 10 epochs of batch 32); nothing is checked until `TrainingRun.create`.
         public init(data: String, architecture: String, weights: String? = "imagenet", runDirectory: String) {
             self.data = data
             self.architecture = architecture
@@ -254,6 +256,7 @@ public final class TrainingRun {
         public var onBadImage: BadImagePolicy?
         /// Intra-op threads (nil: the run's own, which `resume` sets; another count is not bit-exact).
         public var threads: Int?
+        /// Changes to apply on resume; every nil keeps the run's recorded value.
         public init(data: String? = nil, epochs: Int? = nil, workers: Int? = nil, onBadImage: BadImagePolicy? = nil,
                     threads: Int? = nil) {
             self.data = data
