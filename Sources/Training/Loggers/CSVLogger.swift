@@ -9,14 +9,18 @@ import Darwin
 
 /// Errors from the loggers, plot writers and the TensorBoard writer.
 public struct LogFileError: Error, CustomStringConvertible {
+    /// The file involved.
     public let path: String
+    /// What went wrong with it.
     public let message: String
 
+    /// An error about `path` saying `message`.
     public init(path: String, _ message: String) {
         self.path = path
         self.message = message
     }
 
+    /// "<path>: <message>".
     public var description: String { "\(path): \(message)" }
 }
 
@@ -111,6 +115,7 @@ final class AppendingFile {
 /// line) and appends; call `truncate(afterStep:)` with the checkpoint's step first to drop rows
 /// logged after it.
 public final class CSVLogger {
+    /// The CSV file written (e.g. `RUN_DIR/history.csv`).
     public let path: String
     /// The metric columns after `epoch` and `step`, in file order.
     public private(set) var columns: [String] = []
@@ -173,6 +178,7 @@ public final class CSVLogger {
         }
     }
 
+    /// Closes the file. Log nothing after it: a later `log` would start the file afresh.
     public func close() {
         file?.close()
         file = nil

@@ -12,6 +12,7 @@ import Foundation
 /// Resuming: `JSONLinesLogger(path:resume: true)` keeps the existing lines (dropping a partial last
 /// line) and appends; `truncate(afterStep:)` drops events whose `step` is past a checkpoint.
 public final class JSONLinesLogger {
+    /// The JSON-lines file written (e.g. `RUN_DIR/events.jsonl`).
     public let path: String
     private var file: AppendingFile
     private let encoder: JSONEncoder
@@ -93,6 +94,7 @@ public final class JSONLinesLogger {
         }
     }
 
+    /// Closes the file.
     public func close() { file.close() }
 
     /// Events logged once per epoch, at its end.

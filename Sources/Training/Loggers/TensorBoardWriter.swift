@@ -121,6 +121,7 @@ enum TensorBoardEvent {
 /// One TensorBoard event file, `events.out.tfevents.<unix time>.<hostname>` in a folder. Every
 /// record is written (one system call) as soon as it is added.
 public final class TensorBoardEventFile {
+    /// The event file's path, `<directory>/events.out.tfevents.<unix time>.<hostname>[.n]`.
     public let path: String
     private let file: AppendingFile
 
@@ -158,6 +159,7 @@ public final class TensorBoardEventFile {
         try file.append(TensorBoardEvent.record(event))
     }
 
+    /// Closes the file.
     public func close() { file.close() }
 
     /// The records of an event file, with both checksums of each verified.
@@ -201,20 +203,29 @@ public final class TensorBoardEventFile {
 public final class TensorBoardWriter {
     /// A run: the subfolder of the log directory, shown as a separate run in TensorBoard.
     public struct Run: Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
+        /// The subfolder's name, e.g. "train".
         public let name: String
+        /// A run named `name` (checked when first used: no "/", not empty, "." or "..").
         public init(_ name: String) { self.name = name }
+        /// A run from a literal: `"test"`.
         public init(stringLiteral value: String) { name = value }
+        /// The run's name.
         public var description: String { name }
 
+        /// Training scalars (`logdir/train`), as Keras' TensorBoard callback names them.
         public static let train = Run("train")
+        /// Validation scalars (`logdir/validation`).
         public static let validation = Run("validation")
     }
 
+    /// The folder to point TensorBoard at (`tensorboard --logdir`).
     public let logDirectory: String
     /// Set when resuming: each new file hides older events logged after this step.
     public let resumeAfterStep: Int?
     private var files: [Run: TensorBoardEventFile] = [:]
 
+    /// Creates `logDirectory` (event files come at the first value of each run). Throws when the
+    /// folder cannot be created.
     public init(logDirectory: String, resumeAfterStep: Int? = nil) throws {
         self.logDirectory = logDirectory
         self.resumeAfterStep = resumeAfterStep
@@ -232,6 +243,8 @@ public final class TensorBoardWriter {
         return file
     }
 
+    /// Adds one scalar to `run`'s event file at `step` (stored as float32). Throws for an invalid run
+    /// name or a failed write.
     public func addScalar(_ tag: String, _ value: Double, step: Int, run: Run = .train, wallTime: Date = Date()) throws {
         try eventFile(for: run).addScalar(tag, value, step: step, wallTime: wallTime)
     }
@@ -245,6 +258,7 @@ public final class TensorBoardWriter {
     /// The paths of the event files written so far, by run.
     public var paths: [Run: String] { files.mapValues(\.path) }
 
+    /// Closes every event file; a later value opens a new file.
     public func close() {
         for file in files.values { file.close() }
         files = [:]
