@@ -10,12 +10,18 @@ import Darwin
 /// progress bar is redrawn in place with carriage returns; otherwise (pipes, files, CI logs) plain
 /// lines are printed every `lineEvery` batches (default: about ten per epoch) and at each epoch's end.
 public final class ProgressPrinter: TrainingCallback {
+    /// How progress is shown.
     public enum Style: Equatable, Sendable {
+        /// `bar`: one line per epoch redrawn in place (Keras' `verbose=1`); `lines`: plain lines that
+        /// survive pipes and log files.
         case bar, lines
     }
 
+    /// The style in use (chosen by `defaultStyle()` unless given).
     public let style: Style
+    /// With `.lines`, print a batch line every this many batches (nil: about ten per epoch).
     public let lineEvery: Int?
+    /// Characters of the bar (at least 5; 30 by default, as Keras).
     public let barWidth: Int
     private let write: (String) -> Void
     private var epochs = 0
@@ -40,6 +46,7 @@ public final class ProgressPrinter: TrainingCallback {
         isTerminal && environment["CI"] == nil ? .bar : .lines
     }
 
+    /// Prints a header at `fitStart`, progress at each `batchEnd` and the epoch's metrics at `epochEnd`.
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
         switch event {
         case .fitStart(let info):
