@@ -1,5 +1,6 @@
 import Foundation
 import TensorIO
+import TestSupport
 import XCTest
 
 /// Issue 18's hostile-user findings 1, 3, 4 and 5, reproduced against the `finetune` binary: each
@@ -197,6 +198,34 @@ final class ReliabilityCLITests: XCTestCase {
         let a = try SafeTensors.load(runs + "/a/model.safetensors")
         let b = try SafeTensors.load(runs + "/b/model.safetensors")
         for (key, tensor) in a { XCTAssertTrue(try tensor.allClose(XCTUnwrap(b[key]), rtol: 0, atol: 0), key) }
+    }
+
+    // MARK: Finding 7: --exif
+
+    /// `--exif ignore` is recorded in the run and used by predict: a JPEG whose EXIF tag says "rotate"
+    /// then predicts exactly as its stored pixels (the same as the untagged file); `--exif apply`
+    /// turns it upright, which changes the prediction.
+    func testExifIgnoreIsRecordedAndUsedByPredict() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/run"
+        let train = try run(["train", data, "--out", out, "--exif", "ignore"] + Self.fast)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let config = try String(contentsOfFile: out + "/config.json", encoding: .utf8)
+        XCTAssertTrue(config.contains("\"exif\" : \"ignore\"") || config.contains("\"exif\":\"ignore\""), config)
+        let files = [Fixtures.path("images/orient_1.jpg"), Fixtures.path("images/orient_6.jpg")]
+        func probabilities(_ extra: [String]) throws -> [[Double]] {
+            let result = try run(["predict", out, "--json", "--top-k", "3", "--threads", "2"] + extra + files)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try result.lines.map { line in
+                let ranked = try XCTUnwrap(result.json(line)["top_k"] as? [[String: Any]])
+                return ranked.compactMap { $0["probability"] as? Double }
+            }
+        }
+        let stored = try probabilities([])
+        XCTAssertEqual(stored.count, 2)
+        XCTAssertEqual(stored[0], stored[1], "with the run's --exif ignore both files are the same pixels")
+        let upright = try probabilities(["--exif", "apply"])
+        XCTAssertNotEqual(upright[0], upright[1], "applied, orientation 6 is rotated")
     }
 
     // MARK: Finding 5

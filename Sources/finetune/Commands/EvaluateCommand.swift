@@ -31,6 +31,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
+    var exif: EXIFOrientation?
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
 
     func validate() throws {
@@ -49,6 +51,7 @@ struct EvaluateCommand: ParsableCommand {
         try applyThreads(threads)
         let directory = RunDirectory(runDir)
         let config = try directory.readConfig()
+        ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
         let strict = onBadImage.isStrict
         let (dataset, splitName) = try badImageContext(strict) {
             try Self.dataset(data, split: split, classNames: config.classNames, strict: strict)

@@ -41,6 +41,8 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
+    var exif: EXIFOrientation?
     @Flag(help: "Run the backbone under CPU bf16 autocast (features are stored as float32).") var bf16 = false
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
@@ -74,11 +76,13 @@ struct FeaturesCommand: ParsableCommand {
         if RunDirectory.isRun(model) {
             let run = RunDirectory(model)
             let config = try run.readConfig()
+            ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
             classifier = try run.loadModel(config)
             preprocessing = config.preprocessing
             weightsName = run.model
             runClasses = config.classNames
         } else {
+            ImageCodec.exifOrientation = exif ?? .apply
             let initial = weights.lowercased() == "none" ? nil : weights
             Runtime.manualSeed(seed)
             let pretrained: PretrainedModel

@@ -27,6 +27,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
+    var exif: EXIFOrientation?
     @Flag(help: "One JSON object per image.") var json = false
     @Argument(help: "[RUN_DIR] then image files or folders of images.") var inputs: [String]
 
@@ -62,12 +64,14 @@ struct PredictCommand: ParsableCommand {
         switch try source() {
         case .run(let run, let images):
             let config = try run.readConfig()
+            ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
             files = try collectImageFiles(images)
             model = try run.loadModel(config)
             preprocessing = config.preprocessing
             classNames = config.classNames
             binary = config.head.isBinary
         case .architecture(let arch, let images):
+            ImageCodec.exifOrientation = exif ?? .apply
             files = try collectImageFiles(images)
             let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
             model = pretrained.model
