@@ -52,8 +52,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     /// Whether JPEGs were turned upright by their EXIF orientation (nil in older runs: applied).
     public var exif: EXIFOrientation?
 
-    /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` and `exif` are set
-    /// afterwards, by the run that records them.
+    /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` is recorded by
+    /// `TrainingRun.create`; `exif` is nil (applied) unless the caller sets it.
     public init(epochs: Int, batchSize: Int, augment: Augmentation = .standard, valSplit: Double? = nil,
                 limitPerClass: Int? = nil, seed: UInt64 = 0, workers: Int = 2, earlyStoppingPatience: Int? = nil,
                 monitor: MonitorMetric = .valLoss, saveEverySteps: Int? = nil, saveEverySeconds: Double? = nil,
