@@ -102,6 +102,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -118,14 +119,16 @@ let package = Package(
         .target(name: "TensorIO", dependencies: ["Torch", "AtomicFiles", "CZlib"]),
         // zlib's CRC-32 for TensorIO's zip reader (zlib alone: CImageCodecs would also link libjpeg and libpng).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        // SHA-256 as hex over swift-crypto (BoringSSL): weights verification and feature-cache keys.
+        .target(name: "Hashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Modules and layers with PyTorch state_dict names.
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).
         .target(name: "Optim", dependencies: ["Torch"]),
         // The model zoo: torchvision-compatible architectures, weights catalog and cache (no image codecs).
-        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "ImagePreprocessing", "AtomicFiles"], resources: [.copy("Resources")]),
+        .target(name: "Vision", dependencies: ["Torch", "NN", "TensorIO", "ImagePreprocessing", "AtomicFiles", "Hashing"], resources: [.copy("Resources")]),
         // Fine-tuning: trainer, callbacks, freezing recipes, metrics, checkpoints, loggers, training runs.
-        .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO", "AtomicFiles"]),
+        .target(name: "Training", dependencies: ["Torch", "NN", "Optim", "Data", "Vision", "TensorIO", "AtomicFiles", "Hashing"]),
         // JPEG (libjpeg-turbo) and PNG (libpng) decoding and encoding, in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("z")]),
         // The input transform that travels with a model's weights (resize, crop, normalise): below both
@@ -136,7 +139,7 @@ let package = Package(
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
@@ -144,7 +147,8 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "Hashing", "TestSupport"]),
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).

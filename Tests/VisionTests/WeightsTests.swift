@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hashing
 import TestSupport
 import TensorIO
 import Torch
@@ -15,21 +16,6 @@ final class WeightsTests: XCTestCase {
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    func testSHA256KnownVectors() {
-        XCTAssertEqual(SHA256.hexDigest(of: [UInt8]()),
-                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hexDigest(of: Array("abc".utf8)),
-                       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        // 56 bytes: padding spills into a second block.
-        XCTAssertEqual(SHA256.hexDigest(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        // Incremental updates of odd sizes equal one update.
-        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
-        var hasher = SHA256()
-        hasher.update(bytes[0..<3]); hasher.update(bytes[3..<130]); hasher.update(bytes[130...])
-        XCTAssertEqual(hasher.finalizeHex(), SHA256.hexDigest(of: bytes))
-    }
 
     func testBuiltInCatalogCarriesPreprocessing() throws {
         let catalog = WeightsCatalog.builtIn
@@ -53,7 +39,7 @@ final class WeightsTests: XCTestCase {
 
     func entry(for bytes: [UInt8]) -> WeightsEntry {
         WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:9/toy.pth", fileName: "toy.pth",
-                     format: "pth", sha256Prefix: nil, sha256: SHA256.hexDigest(of: bytes), size: bytes.count,
+                     format: "pth", sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: bytes), size: bytes.count,
                      classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
     }
 
@@ -134,7 +120,7 @@ final class WeightsTests: XCTestCase {
 
         let bytes = Array("genuine weights".utf8)
         var entry = entry(for: bytes)
-        let digest = SHA256.hexDigest(of: bytes)
+        let digest = SHA256Hasher.hexDigest(of: bytes)
         entry.sha256Prefix = String(digest.prefix(8))
         let lookalike = String(digest.prefix(8)) + String(digest.dropFirst(8).map { $0 == "0" ? "1" : "0" })
         XCTAssertFalse(entry.matches(sha256: lookalike))
@@ -150,7 +136,7 @@ final class WeightsTests: XCTestCase {
 
     /// A prefix-only entry (`toy.test`) whose prefix is the first 8 hex digits of `bytes`' SHA-256.
     func prefixOnlyEntry(for bytes: [UInt8], architecture: String = "toy", format: String = "pth") -> WeightsEntry {
-        let digest = SHA256.hexDigest(of: bytes)
+        let digest = SHA256Hasher.hexDigest(of: bytes)
         return WeightsEntry(name: "toy.test", architecture: architecture, url: "http://127.0.0.1:9/toy-\(digest.prefix(8)).\(format)",
                             fileName: "toy-\(digest.prefix(8)).\(format)", format: format,
                             sha256Prefix: String(digest.prefix(8)), sha256: nil, size: nil, classes: 1000,
@@ -180,7 +166,7 @@ final class WeightsTests: XCTestCase {
         let toy = prefixOnlyEntry(for: bytes)
         try FileManager.default.createDirectory(at: cache.weightsDirectory, withIntermediateDirectories: true)
         // A file named as if it were the entry's, planted without going through importFile.
-        let planted = cache.weightsDirectory.appendingPathComponent(SHA256.hexDigest(of: bytes) + ".pth")
+        let planted = cache.weightsDirectory.appendingPathComponent(SHA256Hasher.hexDigest(of: bytes) + ".pth")
         try Foundation.Data(bytes).write(to: planted)
         XCTAssertNil(cache.locate(toy), "no pin: nothing identifies the entry's file")
         XCTAssertThrowsError(try cache.fetch(toy)) { error in
@@ -188,14 +174,14 @@ final class WeightsTests: XCTestCase {
             XCTAssertTrue(message.contains(planted.path), "points at the cached look-alike: \(message)")
         }
         var full = toy
-        full.sha256 = String(SHA256.hexDigest(of: bytes).prefix(8)) + String(repeating: "f", count: 56)
+        full.sha256 = String(SHA256Hasher.hexDigest(of: bytes).prefix(8)) + String(repeating: "f", count: 56)
         XCTAssertNil(cache.locate(full), "an entry with a full digest is found by that digest only")
     }
 
     func testAcceptUnverifiedImportsOnceAndPinsTheDigest() throws {
         let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
         let bytes = Array("trusted by the user".utf8)
-        let digest = SHA256.hexDigest(of: bytes)
+        let digest = SHA256Hasher.hexDigest(of: bytes)
         let file = tmp.appendingPathComponent("toy.pth")
         try Foundation.Data(bytes).write(to: file)
         let toy = prefixOnlyEntry(for: bytes)

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hashing
 import NN
 import TensorIO
 import Torch
@@ -129,7 +130,7 @@ public enum FeatureCache {
     /// The cache key's inputs as canonical JSON text (hashed into `key`).
     public static func keyDescription(model: any ClassifierModel, dataset: any ImageDataset, transformDescription: String,
                                       views: Int, seed: UInt64, autocastBF16: Bool) throws -> String {
-        var backbone = SHA256()
+        var backbone = SHA256Hasher()
         let scopes = model.classifierScopes
         for (key, tensor) in model.stateDict() where !scopes.contains(where: { key.hasPrefix($0 + ".") }) {
             let contiguous = try tensor.to(dtype: tensor.dtype, device: .cpu).contiguous()
@@ -137,7 +138,7 @@ public enum FeatureCache {
             let bytes = contiguous.count * contiguous.dtype.byteSize
             if bytes > 0 { backbone.update(UnsafeRawBufferPointer(start: try contiguous.dataPointer(), count: bytes)) }
         }
-        var samples = SHA256()
+        var samples = SHA256Hasher()
         var stores: [ObjectIdentifier: String] = [:]
         for sample in dataset.samples {
             switch sample.source {
@@ -148,7 +149,7 @@ public enum FeatureCache {
                 samples.update(Array("\(path)\t\(size)\t\(modified)\t\(sample.label)\n".utf8))
             case .memory(let store, let index):
                 let id = ObjectIdentifier(store)
-                if stores[id] == nil { stores[id] = SHA256.hexDigest(of: store.bytes) }
+                if stores[id] == nil { stores[id] = SHA256Hasher.hexDigest(of: store.bytes) }
                 samples.update(Array("memory:\(stores[id]!)#\(index)\t\(sample.label)\n".utf8))
             }
         }
@@ -187,7 +188,7 @@ public enum FeatureCache {
         }
         let description = try keyDescription(model: model, dataset: dataset, transformDescription: transformDescription,
                                              views: views, seed: seed, autocastBF16: autocastBF16)
-        let key = SHA256.hexDigest(of: Array(description.utf8))
+        let key = SHA256Hasher.hexDigest(of: Array(description.utf8))
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
         if let path, FileManager.default.fileExists(atPath: path),
            let cached = try? read(path, key: key, views: views, samples: dataset.count, width: model.embeddingSize) {

@@ -6,6 +6,7 @@ import Glibc
 import FoundationNetworking
 #endif
 import AtomicFiles
+import Hashing
 import NN
 import TensorIO
 import Torch
@@ -182,7 +183,7 @@ public struct WeightsCache {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw WeightsError.unreadable(path: path, reason: "no such readable file")
         }
-        let digest = try SHA256.hexDigest(ofFile: path).lowercased()
+        let digest = try Self.digest(ofFile: path).lowercased()
         let pins = try self.pins()
         let matched: WeightsEntry
         if let entry {
@@ -389,7 +390,7 @@ public struct WeightsCache {
                 results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
                 continue
             }
-            results.append(Verification(path: path, expected: stem, actual: try SHA256.hexDigest(ofFile: path)))
+            results.append(Verification(path: path, expected: stem, actual: try Self.digest(ofFile: path)))
         }
         let converted = ((try? fm.contentsOfDirectory(atPath: convertedDirectory.path)) ?? []).sorted()
         for name in converted where !name.hasPrefix(".") && !name.hasSuffix(".sha256") {
@@ -398,7 +399,7 @@ public struct WeightsCache {
                 results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
                 continue
             }
-            results.append(Verification(path: path, expected: record, actual: try SHA256.hexDigest(ofFile: path),
+            results.append(Verification(path: path, expected: record, actual: try Self.digest(ofFile: path),
                                         kind: .converted))
         }
         return results
@@ -425,7 +426,7 @@ public struct WeightsCache {
             try? fm.removeItem(atPath: converted + ".sha256")
             try SafeTensors.write(dict, metadata: ["source": entry.fileName, "weights": entry.name, "source_sha256": source],
                                   to: converted)
-            let digest = try SHA256.hexDigest(ofFile: converted)
+            let digest = try Self.digest(ofFile: converted)
             try AtomicFile.write(Foundation.Data((digest + "\n").utf8), to: converted + ".sha256")
         } catch {
             // The copy only saves time: without it (or its record) the .pth is read again next time.
@@ -433,6 +434,15 @@ public struct WeightsCache {
             try? fm.removeItem(atPath: converted)
         }
         return dict
+    }
+
+    /// A file's SHA-256 (lowercase hex, by `Hashing`); a file that cannot be read is `WeightsError.unreadable`.
+    static func digest(ofFile path: String) throws -> String {
+        do {
+            return try SHA256Hasher.hexDigest(ofFile: path)
+        } catch HashingError.unreadable(let path, let reason) {
+            throw WeightsError.unreadable(path: path, reason: reason)
+        }
     }
 
     /// The digest recorded for a converted copy (`<copy>.sha256`), if both exist.

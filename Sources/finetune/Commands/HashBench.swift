@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Vision
+import Hashing
 
 /// `finetune bench hash`: SHA-256 throughput of the library's digest functions (the ones that
 /// verify weights and key feature caches), on a file and on bytes in memory.
@@ -40,8 +40,8 @@ struct HashBench: ParsableCommand {
         try Foundation.Data(bytes).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
 
-        let digest = try SHA256.hexDigest(ofFile: file.path)
-        guard SHA256.hexDigest(of: bytes) == digest else { throw ValidationError("file and memory digests differ") }
+        let digest = try SHA256Hasher.hexDigest(ofFile: file.path)
+        guard SHA256Hasher.hexDigest(of: bytes) == digest else { throw ValidationError("file and memory digests differ") }
         func time(_ body: () throws -> Void) rethrows -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             try body()
@@ -49,8 +49,8 @@ struct HashBench: ParsableCommand {
         }
         var fileMs: [Double] = [], memoryMs: [Double] = []
         for _ in 0..<runs {  // interleaved, so load on the machine affects both alike
-            fileMs.append(try time { _ = try SHA256.hexDigest(ofFile: file.path) })
-            memoryMs.append(time { _ = SHA256.hexDigest(of: bytes) })
+            fileMs.append(try time { _ = try SHA256Hasher.hexDigest(ofFile: file.path) })
+            memoryMs.append(time { _ = SHA256Hasher.hexDigest(of: bytes) })
         }
         func median(_ values: [Double]) -> Double {
             let sorted = values.sorted()
