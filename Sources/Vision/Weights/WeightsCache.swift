@@ -24,7 +24,9 @@ import Torch
 /// the pinned digest. Converted safetensors copies of `.pth` files live in `<root>/weights/converted/`
 /// with a record of their own digest, so `verify()` checks them too.
 public struct WeightsCache {
+    /// The cache's top folder (`defaultRoot()` unless given): holds `weights/` and `pinned_digests.json`.
     public let root: URL
+    /// `<root>/weights`: the weight files, each named `<sha256>.<format>`.
     public var weightsDirectory: URL { root.appendingPathComponent("weights") }
     /// Converted safetensors copies of cached `.pth` files: `<pth sha256>.safetensors`, each with
     /// `<pth sha256>.safetensors.sha256` holding the copy's own SHA-256.
@@ -32,10 +34,13 @@ public struct WeightsCache {
     /// The digests pinned on first import of prefix-only entries (JSON, written atomically).
     public var pinsFile: URL { root.appendingPathComponent("pinned_digests.json") }
 
+    /// A cache at `root`, or at `defaultRoot()`; nothing is created until a file is stored.
     public init(root: URL? = nil) {
         self.root = root ?? WeightsCache.defaultRoot()
     }
 
+    /// `$FINETUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/finetune`, else `~/.cache/finetune`
+    /// (`~/Library/Caches/finetune` on macOS).
     public static func defaultRoot() -> URL {
         let env = ProcessInfo.processInfo.environment
         if let dir = env["FINETUNE_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
@@ -58,6 +63,7 @@ public struct WeightsCache {
         public var sha256: String
         /// The catalog's file name and prefix at that time (a pin applies only while they are unchanged).
         public var fileName: String
+        /// The catalog's file-name prefix at that time.
         public var sha256Prefix: String?
         /// When it was pinned (ISO 8601).
         public var pinnedAt: String
@@ -149,6 +155,7 @@ public struct WeightsCache {
         public let entry: WeightsEntry
         /// Its full SHA-256.
         public let sha256: String
+        /// How the file was accepted: by the catalog's digest, by a pin, or pinned now.
         public let check: Check
 
         /// What was checked and what was not, one sentence a line (for a person to read).
@@ -356,13 +363,16 @@ public struct WeightsCache {
             /// or without a digest record. It is replaced at the next load of those weights.
             case unused
         }
+        /// The cached file checked.
         public let path: String
         /// The digest the file must have (empty for `.unused`).
         public let expected: String
         /// Its SHA-256 (empty for `.unused`, which is not hashed).
         public let actual: String
+        /// What the file is: a weight file, a converted copy, or an unused leftover.
         public let kind: Kind
 
+        /// A verification result (for tests and tools that check files themselves).
         public init(path: String, expected: String, actual: String, kind: Kind = .weights) {
             self.path = path
             self.expected = expected
