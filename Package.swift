@@ -156,3 +156,20 @@ let package = Package(
     ],
     cxxLanguageStandard: libtorch.major >= 2 ? .cxx20 : .cxx17
 )
+
+// Fuzz targets (Fuzz/, run by scripts/fuzz; docs/reliability.md, "Fuzzing"): one libFuzzer executable
+// per parser, built by scripts/fuzz with libFuzzer and AddressSanitizer. They have no main of their own
+// (libFuzzer supplies it), so they exist only when FINETUNE_FUZZ is set and ordinary builds never see them.
+if ProcessInfo.processInfo.environment["FINETUNE_FUZZ"] != nil {
+    let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzPickle", ["TensorIO"]), ("FuzzPth", ["TensorIO", "Torch"]), ("FuzzSafeTensors", ["TensorIO", "Torch"]),
+        ("FuzzImage", ["Data"]), ("FuzzImageWindow", ["Data"]), ("FuzzCIFAR", ["Data"]), ("FuzzIDX", ["Data", "Torch"]),
+        ("FuzzCSV", ["Data"]), ("FuzzRunConfig", ["Training", "Vision", "ImagePreprocessing"]),
+        ("FuzzCheckpoint", ["Training", "NN"]),
+    ]
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"))
+    for fuzzer in fuzzers {
+        package.targets.append(.executableTarget(name: fuzzer.name, dependencies: fuzzer.dependencies + ["FuzzSupport"],
+                                                 path: "Fuzz/" + fuzzer.name))
+    }
+}
