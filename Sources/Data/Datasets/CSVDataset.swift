@@ -10,7 +10,8 @@ import Foundation
 ///   and label columns are found by those names (else the first two columns are used).
 /// * Relative paths resolve against the CSV's folder.
 /// * Labels are class names (classes sorted by code point), or — when every label is a non-negative
-///   integer — class indices (class names "0", "1", … up to the largest index).
+///   integer — class indices (class names "0", "1", … up to the largest index, which must be below
+///   `maxIntegerClasses`).
 /// * Missing or unusable images are skipped and reported (`strict` throws on the first).
 public struct CSVDataset: ImageDataset {
     /// How the label column was read: class names, or integer class indices (when every label is a
@@ -33,6 +34,9 @@ public struct CSVDataset: ImageDataset {
                                                "image_path", "img", "image_file"]
     static let labelColumnNames: Set<String> = ["label", "labels", "class", "class_name", "classname",
                                                 "category", "target", "y"]
+
+    /// The most classes integer labels may define (labels 0 … 65,535).
+    public static let maxIntegerClasses = 1 << 16
 
     /// Reads `path`. `classNames`, when given, fixes the class list (name labels must be in it;
     /// integer labels must index it) and allows a single class.
@@ -89,6 +93,13 @@ public struct CSVDataset: ImageDataset {
                 }
                 classNames = fixed
             } else {
+                // Index N means N + 1 classes: a huge one would mean billions of empty classes (and
+                // Int.max overflowed `0...largest`, found by fuzzing).
+                guard largest < Self.maxIntegerClasses else {
+                    throw DataError.invalidDataset("\(path): label \(largest) is too large: integer labels are class " +
+                                                   "indices, and a CSV list defines at most \(Self.maxIntegerClasses) " +
+                                                   "classes (use class names)")
+                }
                 classNames = (0...largest).map(String.init)
             }
         } else {
