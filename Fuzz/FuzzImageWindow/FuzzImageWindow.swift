@@ -5,7 +5,8 @@
 //
 // Input: 8 bytes of random seed, an output-size byte, an option byte, then the image file. Options:
 // bit 0 fast decoding, bit 1 DCT scaling, bit 2 horizontal flip, bit 3 bicubic, bits 4-5 the
-// decode minSide (0, 1, 24, 200), bit 6 a centre-crop plan instead of the random crop.
+// decode minSide (0, 1, 24, 200), bit 6 a centre-crop plan instead of the random crop, bit 7 EXIF
+// orientation ignored (`ImageCodec.exifOrientation = .ignore`).
 import Foundation
 import FuzzSupport
 @testable import Data
@@ -17,6 +18,7 @@ public func fuzzImageWindow(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
     let side = 1 + Int(input.byte() % 48)
     let options = input.byte()
     let raw = UnsafeRawBufferPointer(input.rest)
+    ImageCodec.exifOrientation = options & 128 != 0 ? .ignore : .apply
     let geometry: DirectSamplePlan.Geometry = options & 64 == 0
         ? .randomResizedCrop(scale: 0.08...1, ratio: (3.0 / 4)...(4.0 / 3), flip: options & 4 != 0 ? 0.5 : nil)
         : .centerCrop(resize: side + Int(seed % 8), crop: side)
@@ -41,7 +43,8 @@ public func fuzzImageWindow(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
     // Image.decodeWindow: a window of the image at DCT scale 1, 2, 4 or 8 (eighths).
     guard let info = try? ImageCodec.probe(data: raw) else { return 0 }
     let scale = [1, 2, 4, 8][Int(seed >> 8) & 3]
-    let fullWidth = (info.width * scale + 7) / 8, fullHeight = (info.height * scale + 7) / 8
+    let (upright, uprightHeight) = options & 128 != 0 ? (info.storedWidth, info.storedHeight) : (info.width, info.height)
+    let fullWidth = (upright * scale + 7) / 8, fullHeight = (uprightHeight * scale + 7) / 8
     guard fullWidth > 0, fullHeight > 0 else { return 0 }
     let width = 1 + Int(seed >> 16 & 0xFFFF) % fullWidth, height = 1 + Int(seed >> 32 & 0xFFFF) % fullHeight
     let left = Int(seed >> 48 & 0xFF) % (fullWidth - width + 1), top = Int(seed >> 56) % (fullHeight - height + 1)
