@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "Hashing", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch"]),
+        .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

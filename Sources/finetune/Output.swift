@@ -35,18 +35,27 @@ func checkWorkers(_ workers: Int) throws {
     }
 }
 
-/// Prints an `Encodable` value as one compact JSON object (keys sorted) on its own line. A value that
-/// cannot be encoded (a non-finite number that was not turned into `null`, say) is an error: it is
-/// reported on standard error and the command exits with status 1, rather than printing something
-/// that is not the documented object.
+/// Prints an `Encodable` value as one compact JSON object (keys sorted) on its own line. Keys are the
+/// coding keys in snake_case (`imagesPerSecond` is `images_per_second`; a key already in snake_case,
+/// and a dictionary's keys, stay as they are), so an output type lists its fields and lets `Encodable`
+/// be synthesized, with `CodingKeys` only for a key that is not its field's name (`run_dir`, `class`).
+/// A value that cannot be encoded (a non-finite number that was not turned into `null`, say) is an
+/// error: it is reported on standard error and the command exits with status 1, rather than printing
+/// something that is not the documented object.
 func printEncodedJSON<T: Encodable>(_ value: T) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     do {
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        print(String(decoding: try jsonOutputEncoder().encode(value), as: UTF8.self))
     } catch {
         Finetune.exit(withError: JSONOutputError(type: String(describing: T.self), underlying: error))
     }
+}
+
+/// The encoder of every `--json` object (see `printEncodedJSON`).
+func jsonOutputEncoder() -> JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    return encoder
 }
 
 /// Why `printEncodedJSON` printed nothing.
@@ -54,6 +63,27 @@ struct JSONOutputError: Error, CustomStringConvertible {
     var type: String
     var underlying: Error
     var description: String { "cannot encode the JSON output (\(type)): \(underlying)" }
+}
+
+/// A number of a `--json` object: `null` when it is not finite (JSON has no NaN or infinity), where
+/// synthesized `Encodable` would fail the whole output.
+@propertyWrapper
+struct JSONNumber: Encodable {
+    var wrappedValue: Double
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if wrappedValue.isFinite { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+/// An optional value of a `--json` object whose key is always there: `null` when there is no value,
+/// where synthesized `Encodable` would leave the key out.
+@propertyWrapper
+struct NullIfMissing<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    func encode(to encoder: Encoder) throws { try wrappedValue.encode(to: encoder) }
 }
 
 extension KeyedEncodingContainer {

@@ -75,30 +75,13 @@ struct BenchCommand: ParsableCommand {
         /// `bench loader --json`.
         struct Output: Encodable {
             var images: Int
-            var seconds: Double
-            var imagesPerSecond: Double
+            @JSONNumber var seconds: Double
+            @JSONNumber var imagesPerSecond: Double
             var workers: Int
             var batchSize: Int
             var size: Int
             var augment: String
             var dctScaling: Bool
-
-            enum CodingKeys: String, CodingKey {
-                case images, seconds, imagesPerSecond = "images_per_second", workers, batchSize = "batch_size", size
-                case augment, dctScaling = "dct_scaling"
-            }
-
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(images, forKey: .images)
-                try c.encodeNumber(seconds, forKey: .seconds)
-                try c.encodeNumber(imagesPerSecond, forKey: .imagesPerSecond)
-                try c.encode(workers, forKey: .workers)
-                try c.encode(batchSize, forKey: .batchSize)
-                try c.encode(size, forKey: .size)
-                try c.encode(augment, forKey: .augment)
-                try c.encode(dctScaling, forKey: .dctScaling)
-            }
         }
     }
 }

@@ -42,7 +42,8 @@ struct ConvertCommand: ParsableCommand {
             printError("\(progress.split): \(progress.completed)/\(progress.total)")
         }
         if json {
-            printEncodedJSON(Output(summary: summary, dryRun: dryRun))
+            printEncodedJSON(Output(destination: summary.destination, classes: summary.classNames, folders: summary.folderNames,
+                                    counts: summary.counts, written: summary.written, dryRun: dryRun))
         } else {
             for split in ["train", "test"] {
                 let counts = summary.counts[split] ?? []
@@ -55,19 +56,11 @@ struct ConvertCommand: ParsableCommand {
     /// `convert --json`: where the folders went, the real class names and their folder names, the
     /// images per class of each split (`train`, `test`), and the files written (0 for a dry run).
     struct Output: Encodable {
-        var summary: ConvertDataset.Summary
+        var destination: String
+        var classes: [String]
+        var folders: [String]
+        var counts: [String: [Int]]
+        var written: Int
         var dryRun: Bool
-
-        enum CodingKeys: String, CodingKey { case destination, classes, folders, counts, written, dryRun = "dry_run" }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(summary.destination, forKey: .destination)
-            try c.encode(summary.classNames, forKey: .classes)
-            try c.encode(summary.folderNames, forKey: .folders)
-            try c.encode(summary.counts, forKey: .counts)
-            try c.encode(summary.written, forKey: .written)
-            try c.encode(dryRun, forKey: .dryRun)
-        }
     }
 }

@@ -72,7 +72,7 @@ struct EvaluateCommand: ParsableCommand {
             .watch(loader, split: splitName)
         let report = try badImageContext(strict) { try trainer.evaluate(loader) }
         if json {
-            printEncodedJSON(Output(runDirectory: directory.path, data: data, split: splitName,
+            printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
                                     architecture: config.architecture, report: report))
         } else {
             print("\(config.architecture) from \(directory.path) on \(data) (\(splitName)):")
@@ -106,77 +106,32 @@ struct EvaluateCommand: ParsableCommand {
 }
 
 extension EvaluateCommand {
-    /// `evaluate --json`: what was evaluated, and the `EvaluationReport` under snake_case keys. A value
-    /// the report does not have (`loss` without losses, `top_k` with 5 classes or fewer, `auc` or
-    /// `macro_auc` when undefined, a class's `auc`) leaves its key out; a non-finite number is `null`.
+    /// `evaluate --json`: what was evaluated, and beside it the `EvaluationReport` in its own `Codable`
+    /// form (snake_case keys, see `printEncodedJSON`). A value the report does not have (`loss` without
+    /// losses, `top_k` with 5 classes or fewer, `auc` or `macro_auc` when undefined, a class's `auc`)
+    /// leaves its key out; a non-finite loss (a diverged model) is `null`.
     struct Output: Encodable {
-        var runDirectory: String
+        var runDir: String
         var data: String
         /// `test`, `val`, `train`, `all`, or `folder` for a plain folder of class folders.
         var split: String
         var architecture: String
         var report: EvaluationReport
 
-        enum CodingKeys: String, CodingKey {
-            case runDirectory = "run_dir", data, split, architecture
-            case sampleCount = "sample_count", classNames = "class_names", loss, accuracy, topK = "top_k"
-            case topKAccuracy = "top_k_accuracy", auc, macroAUC = "macro_auc", perClass = "per_class"
-            case macroAverage = "macro_average", weightedAverage = "weighted_average"
-            case confusionMatrix = "confusion_matrix", zeroDivision = "zero_division", notes
-        }
+        enum CodingKeys: CodingKey { case runDir, data, split, architecture, loss }
 
         func encode(to encoder: Encoder) throws {
+            // The report's keys and these share one object. Its numbers are fractions and AUCs, finite
+            // by construction, but the mean loss is whatever the model produced.
+            var report = report
+            report.loss = nil
+            try report.encode(to: encoder)
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(runDirectory, forKey: .runDirectory)
+            try c.encode(runDir, forKey: .runDir)
             try c.encode(data, forKey: .data)
             try c.encode(split, forKey: .split)
             try c.encode(architecture, forKey: .architecture)
-            try c.encode(report.sampleCount, forKey: .sampleCount)
-            try c.encode(report.classNames, forKey: .classNames)
-            try c.encodeNumberIfPresent(report.loss, forKey: .loss)
-            try c.encodeNumber(report.accuracy, forKey: .accuracy)
-            try c.encodeIfPresent(report.topK, forKey: .topK)
-            try c.encodeNumberIfPresent(report.topKAccuracy, forKey: .topKAccuracy)
-            try c.encodeNumberIfPresent(report.auc, forKey: .auc)
-            try c.encodeNumberIfPresent(report.macroAUC, forKey: .macroAUC)
-            try c.encode(report.perClass.map(ClassRow.init), forKey: .perClass)
-            try c.encode(Average(average: report.macroAverage), forKey: .macroAverage)
-            try c.encode(Average(average: report.weightedAverage), forKey: .weightedAverage)
-            try c.encode(report.confusionMatrix, forKey: .confusionMatrix)
-            try c.encode(report.zeroDivision, forKey: .zeroDivision)
-            try c.encode(report.notes, forKey: .notes)
-        }
-
-        /// One class of `per_class`.
-        struct ClassRow: Encodable {
-            var row: ClassReport
-
-            enum CodingKeys: String, CodingKey { case name, precision, recall, f1, support, auc }
-
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(row.name, forKey: .name)
-                try c.encodeNumber(row.precision, forKey: .precision)
-                try c.encodeNumber(row.recall, forKey: .recall)
-                try c.encodeNumber(row.f1, forKey: .f1)
-                try c.encode(row.support, forKey: .support)
-                try c.encodeNumberIfPresent(row.auc, forKey: .auc)
-            }
-        }
-
-        /// `macro_average` and `weighted_average`.
-        struct Average: Encodable {
-            var average: AverageReport
-
-            enum CodingKeys: String, CodingKey { case precision, recall, f1, support }
-
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encodeNumber(average.precision, forKey: .precision)
-                try c.encodeNumber(average.recall, forKey: .recall)
-                try c.encodeNumber(average.f1, forKey: .f1)
-                try c.encode(average.support, forKey: .support)
-            }
+            try c.encodeNumberIfPresent(self.report.loss, forKey: .loss)
         }
     }
 }

@@ -166,9 +166,5 @@ struct FeaturesCommand: ParsableCommand {
         var architecture: String
         var classes: [String]
         var seconds: Double
-
-        enum CodingKeys: String, CodingKey {
-            case files, format, images, skipped, featureSize = "feature_size", architecture, classes, seconds
-        }
     }
 }

@@ -115,9 +115,5 @@ struct ModelBench: ParsableCommand {
         var iterations: Int
         var warmup: Int
         var results: [ModelBenchmark.Result]
-
-        enum CodingKeys: String, CodingKey {
-            case batchSize = "batch_size", device, threads, libtorch, iterations, warmup, results
-        }
     }
 }

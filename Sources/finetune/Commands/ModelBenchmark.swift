@@ -138,28 +138,25 @@ enum ModelBenchmark {
 }
 
 extension ModelBenchmark.Result: Encodable {
-    enum CodingKeys: String, CodingKey {
-        case model, dtype, channelsLast = "channels_last", inputSize = "input_size", forwardMs = "forward_ms"
-        case backwardMs = "backward_ms", optimizerMs = "optimizer_ms", totalMs = "total_ms", stepMs = "step_ms"
-        case imagesPerSecond = "images_per_second", inferenceMs = "inference_ms"
-        case inferenceImagesPerSecond = "inference_images_per_second", error
+    enum CodingKeys: CodingKey {
+        case model, dtype, channelsLast, inputSize, forwardMs, backwardMs, optimizerMs, totalMs, stepMs
+        case imagesPerSecond, inferenceMs, inferenceImagesPerSecond, error
     }
 
-    /// A time that was not measured (or failed) is `null`; `error` is there only when something failed.
+    /// The times and rates are computed properties, so `Encodable` is written out. A time that was not
+    /// measured (or failed) is `null`; `error` is there only when something failed.
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model)
         try c.encode(dtype, forKey: .dtype)
         try c.encode(channelsLast, forKey: .channelsLast)
         try c.encode(inputSize, forKey: .inputSize)
-        try c.encodeNumber(forwardMs, forKey: .forwardMs)
-        try c.encodeNumber(backwardMs, forKey: .backwardMs)
-        try c.encodeNumber(optimizerMs, forKey: .optimizerMs)
-        try c.encodeNumber(totalMs, forKey: .totalMs)
-        try c.encodeNumber(stepMs, forKey: .stepMs)
-        try c.encodeNumber(imagesPerSecond, forKey: .imagesPerSecond)
-        try c.encodeNumber(inferenceMs, forKey: .inferenceMs)
-        try c.encodeNumber(inferenceImagesPerSecond, forKey: .inferenceImagesPerSecond)
+        let numbers: [(CodingKeys, Double?)] = [
+            (.forwardMs, forwardMs), (.backwardMs, backwardMs), (.optimizerMs, optimizerMs), (.totalMs, totalMs),
+            (.stepMs, stepMs), (.imagesPerSecond, imagesPerSecond), (.inferenceMs, inferenceMs),
+            (.inferenceImagesPerSecond, inferenceImagesPerSecond),
+        ]
+        for (key, number) in numbers { try c.encodeNumber(number, forKey: key) }
         try c.encodeIfPresent(error, forKey: .error)
     }
 }

@@ -129,22 +129,13 @@ struct Prediction: Encodable {
     var file: String
     var topK: [Ranked]
 
-    enum CodingKeys: String, CodingKey { case file, topK = "top_k" }
-
     /// A class index, its name and its probability (`null` if not finite).
     struct Ranked: Encodable {
         var index: Int
         var className: String
-        var probability: Double
+        @JSONNumber var probability: Double
 
         enum CodingKeys: String, CodingKey { case index, className = "class", probability }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(className, forKey: .className)
-            try c.encodeNumber(probability, forKey: .probability)
-        }
     }
 }
 

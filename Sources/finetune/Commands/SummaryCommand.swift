@@ -29,52 +29,43 @@ struct SummaryCommand: ParsableCommand {
         let side = inputSize ?? WeightsCatalog.builtIn.entries(for: model).first?.preprocessing.cropSize ?? 224
         let summary = try ModelSummary(network, inputShape: [1, 3, side, side], maxDepth: depth)
         if json {
-            printEncodedJSON(Output(model: model, summary: summary, layerGroups: network.layerGroups))
+            printEncodedJSON(Output(model: model, inputShape: summary.inputShape, outputShape: summary.outputShape,
+                                    totalParameters: summary.totalParameters,
+                                    trainableParameters: summary.trainableParameters,
+                                    nonTrainableParameters: summary.nonTrainableParameters,
+                                    layerGroups: network.layerGroups, layers: summary.rows.map(Output.Layer.init)))
         } else {
             print(summary.render())
             print("Layer groups: \(network.layerGroups.joined(separator: ", "))")
         }
     }
 
-    /// `summary --json`: the architecture's name (as given), the `ModelSummary` and the layer groups.
+    /// `summary --json`: the architecture's name (as given), the `ModelSummary`'s shapes and counts, the
+    /// layer groups, and one row per module.
     struct Output: Encodable {
         var model: String
-        var summary: ModelSummary
+        var inputShape: [Int]
+        var outputShape: [Int]
+        var totalParameters: Int
+        var trainableParameters: Int
+        var nonTrainableParameters: Int
         var layerGroups: [String]
-
-        enum CodingKeys: String, CodingKey {
-            case model, inputShape = "input_shape", outputShape = "output_shape", totalParameters = "total_parameters"
-            case trainableParameters = "trainable_parameters", nonTrainableParameters = "non_trainable_parameters"
-            case layerGroups = "layer_groups", layers
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(model, forKey: .model)
-            try c.encode(summary.inputShape, forKey: .inputShape)
-            try c.encode(summary.outputShape, forKey: .outputShape)
-            try c.encode(summary.totalParameters, forKey: .totalParameters)
-            try c.encode(summary.trainableParameters, forKey: .trainableParameters)
-            try c.encode(summary.nonTrainableParameters, forKey: .nonTrainableParameters)
-            try c.encode(layerGroups, forKey: .layerGroups)
-            try c.encode(summary.rows.map(Layer.init), forKey: .layers)
-        }
+        var layers: [Layer]
 
         /// One row of `layers`; `output_shape` is null for a module the sample forward pass did not call.
         struct Layer: Encodable {
-            var row: ModelSummary.Row
+            var name: String
+            var type: String
+            @NullIfMissing var outputShape: [Int]?
+            var parameters: Int
+            var trainableParameters: Int
 
-            enum CodingKeys: String, CodingKey {
-                case name, type, outputShape = "output_shape", parameters, trainableParameters = "trainable_parameters"
-            }
-
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(row.name, forKey: .name)
-                try c.encode(row.type, forKey: .type)
-                try c.encodeOrNull(row.outputShape, forKey: .outputShape)
-                try c.encode(row.parameters, forKey: .parameters)
-                try c.encode(row.trainableParameters, forKey: .trainableParameters)
+            init(_ row: ModelSummary.Row) {
+                name = row.name
+                type = row.type
+                outputShape = row.outputShape
+                parameters = row.parameters
+                trainableParameters = row.trainableParameters
             }
         }
     }
