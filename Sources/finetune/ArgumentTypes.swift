@@ -48,3 +48,20 @@ extension Device: ExpressibleByArgument {
 
     public static var allValueStrings: [String] { ["cpu", "cuda", "cuda:N", "mps", "auto"] }
 }
+
+/// `--threads` and `--exif` of the commands that run a trained run's or the zoo's model on images
+/// (`evaluate`, `predict`, `features`), in one place so their help and meaning stay the same.
+struct ModelRunOptions: ParsableArguments {
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
+    var exif: EXIFOrientation?
+
+    /// Sets LibTorch's thread count (`applyThreads`).
+    func applyThreads() throws { try finetune.applyThreads(threads) }
+
+    /// Decodes JPEGs with `--exif`, else the run's own setting (`run`, nil for a zoo model), else applying
+    /// the orientation.
+    func applyEXIF(run: RunConfig?) {
+        ImageCodec.exifOrientation = exif ?? run?.options.exif ?? .apply
+    }
+}

@@ -30,9 +30,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
-    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
-    var exif: EXIFOrientation?
+    @OptionGroup var runOptions: ModelRunOptions
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
 
     func validate() throws {
@@ -48,10 +46,10 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads)
+        try runOptions.applyThreads()
         let directory = RunDirectory(runDir)
         let config = try directory.readConfig()
-        ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
+        runOptions.applyEXIF(run: config)
         let strict = onBadImage.isStrict
         let (dataset, splitName) = try badImageContext(strict) {
             try Self.dataset(data, split: split, classNames: config.classNames, strict: strict)

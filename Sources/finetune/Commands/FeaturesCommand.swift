@@ -40,9 +40,7 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Which split of a DATA with split folders (all: train + val + test).") var split: DataSplit = .all
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
-    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
-    var exif: EXIFOrientation?
+    @OptionGroup var runOptions: ModelRunOptions
     @Flag(help: "Run the backbone under CPU bf16 autocast (features are stored as float32).") var bf16 = false
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
@@ -70,19 +68,19 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads)
+        try runOptions.applyThreads()
         let classifier: ImageClassifier, preprocessing: Preprocessing, weightsName: String
         var runClasses: [String]?
         if RunDirectory.isRun(model) {
             let run = RunDirectory(model)
             let config = try run.readConfig()
-            ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
+            runOptions.applyEXIF(run: config)
             classifier = try run.loadModel(config)
             preprocessing = config.preprocessing
             weightsName = run.model
             runClasses = config.classNames
         } else {
-            ImageCodec.exifOrientation = exif ?? .apply
+            runOptions.applyEXIF(run: nil)
             let initial = weights.lowercased() == "none" ? nil : weights
             Runtime.manualSeed(seed)
             let pretrained: PretrainedModel

@@ -26,9 +26,7 @@ struct PredictCommand: ParsableCommand {
     var weights = "imagenet"
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
-    @Option(help: "JPEG EXIF orientation: apply or ignore (default: the run's own setting, else apply).")
-    var exif: EXIFOrientation?
+    @OptionGroup var runOptions: ModelRunOptions
     @Flag(help: "One JSON object per image.") var json = false
     @Argument(help: "[RUN_DIR] then image files or folders of images.") var inputs: [String]
 
@@ -58,20 +56,20 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        try applyThreads(threads)
+        try runOptions.applyThreads()
         let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
         var binary = false
         switch try source() {
         case .run(let run, let images):
             let config = try run.readConfig()
-            ImageCodec.exifOrientation = exif ?? config.options.exif ?? .apply
+            runOptions.applyEXIF(run: config)
             files = try collectImageFiles(images)
             model = try run.loadModel(config)
             preprocessing = config.preprocessing
             classNames = config.classNames
             binary = config.head.isBinary
         case .architecture(let arch, let images):
-            ImageCodec.exifOrientation = exif ?? .apply
+            runOptions.applyEXIF(run: nil)
             files = try collectImageFiles(images)
             let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
             model = pretrained.model
