@@ -28,16 +28,29 @@ public struct Image: Equatable, Sendable {
     /// An image over existing pixels (`pixels.count` must be `width * height * channels`, with
     /// `channels` 1 or 3).
     public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) throws {
-        guard width > 0, height > 0, channels == 1 || channels == 3,
-              width.multipliedReportingOverflow(by: height).overflow == false,
-              pixels.count == width * height * channels else {
-            throw DataError.invalidDataset("an image of \(width)x\(height)x\(channels) needs " +
-                                           "\(width * height * channels) pixel bytes, got \(pixels.count)")
-        }
+        try Self.checkSize("an image", width: width, height: height, channels: channels, bytes: pixels.count)
         self.width = width
         self.height = height
         self.channels = channels
         self.pixels = pixels
+    }
+
+    /// The one size check of `Image` and `ImageStore`: `bytes` must be what `count` images of
+    /// `width` × `height` × `channels` take, with positive sides, 1 or 3 channels and a byte count that
+    /// fits in an `Int`. Throws `DataError.invalidDataset` naming `what` ("an image", "an image store
+    /// of 10 images") otherwise.
+    static func checkSize(_ what: String, count: Int = 1, width: Int, height: Int, channels: Int, bytes: Int) throws {
+        let size = "\(what) of \(width)x\(height)x\(channels)"
+        guard count >= 0, width > 0, height > 0, channels == 1 || channels == 3 else {
+            throw DataError.invalidDataset("\(size) is not a size (positive sides, 1 or 3 channels, a count from 0)")
+        }
+        var needed = channels
+        for factor in [width, height, count] {
+            let (product, overflow) = needed.multipliedReportingOverflow(by: factor)
+            guard !overflow else { throw DataError.invalidDataset("\(size) is too large") }
+            needed = product
+        }
+        guard bytes == needed else { throw DataError.invalidDataset("\(size) needs \(needed) bytes, got \(bytes)") }
     }
 
     /// An RGB image over HWC `rgb` bytes.

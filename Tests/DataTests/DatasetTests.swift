@@ -497,6 +497,27 @@ final class DatasetTests: XCTestCase {
                            ConvertDataset.folderName(for: original.classNames[original.samples[index].label]))
         }
     }
+
+    /// `Image` and `ImageStore` check their sizes the same way: a wrong byte count, a bad side or
+    /// channel count, and a size whose byte count overflows `Int` are errors that say so (the overflow
+    /// used to trap while the error message was being built).
+    func testImageAndStoreSizesAreCheckedWithoutOverflow() throws {
+        func message(_ body: () throws -> Any) -> String {
+            do { _ = try body(); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertNoThrow(try Image(width: 2, height: 1, channels: 3, pixels: Array(repeating: 0, count: 6)))
+        XCTAssertNoThrow(try ImageStore(bytes: [], count: 0, width: 2, height: 2, channels: 1))
+        let short = message { try Image(width: 2, height: 1, channels: 3, pixels: [0]) }
+        XCTAssertTrue(short.contains("an image of 2x1x3 needs 6 bytes, got 1"), short)
+        let store = message { try ImageStore(bytes: [0, 0, 0], count: 2, width: 2, height: 1, channels: 1) }
+        XCTAssertTrue(store.contains("an image store of 2 images of 2x1x1 needs 4 bytes, got 3"), store)
+        let channels = message { try Image(width: 1, height: 1, channels: 2, pixels: [0, 0]) }
+        XCTAssertTrue(channels.contains("is not a size"), channels)
+        let huge = message { try Image(width: Int.max / 2, height: 2, channels: 3, pixels: []) }
+        XCTAssertTrue(huge.contains("is too large"), huge)
+        let hugeStore = message { try ImageStore(bytes: [], count: Int.max / 2, width: 4, height: 1, channels: 1) }
+        XCTAssertTrue(hugeStore.contains("is too large"), hugeStore)
+    }
 }
 
 // MARK: - Test data shared by the data tests

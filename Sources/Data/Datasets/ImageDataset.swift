@@ -24,11 +24,8 @@ public final class ImageStore: @unchecked Sendable {
     /// Wraps `bytes` (no copy beyond the array's). Throws `DataError.invalidDataset` unless sizes are
     /// positive, `channels` is 1 or 3 and `bytes.count == count * width * height * channels`.
     public init(bytes: [UInt8], count: Int, width: Int, height: Int, channels: Int, layout: Layout = .hwc) throws {
-        guard count >= 0, width > 0, height > 0, channels == 1 || channels == 3,
-              bytes.count == count * width * height * channels else {
-            throw DataError.invalidDataset("an image store of \(count) images of \(width)x\(height)x\(channels) " +
-                                           "needs \(count * width * height * channels) bytes, got \(bytes.count)")
-        }
+        try Image.checkSize("an image store of \(count) images", count: count, width: width, height: height,
+                            channels: channels, bytes: bytes.count)
         self.bytes = bytes
         self.count = count
         self.width = width
