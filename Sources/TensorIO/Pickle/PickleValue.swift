@@ -96,6 +96,13 @@ public enum PickleValue: CustomStringConvertible {
         }
     }
 
+    /// The list this value is; nil for anything else.
+    var listValue: PickleList? { if case .list(let l) = self { return l }; return nil }
+    /// The dict (or OrderedDict) this value is; nil for anything else.
+    var dictValue: PickleDict? { if case .dict(let d) = self { return d }; return nil }
+    /// The set this value is; nil for anything else.
+    var setValue: PickleList? { if case .set(let s) = self { return s }; return nil }
+
     /// The text of a `str`; nil for anything else (bytes included: see `text`).
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     /// The text of a `str`, or of `bytes` (a Python 2 `str` read as bytes) decoded as UTF-8, else Latin-1.

@@ -109,6 +109,19 @@ public final class Unpickler {
             }
             return v
         }
+        /// The `kind` of container on top of the stack (`match` picks it out), which this opcode adds
+        /// `items` to (`verb` says how, for the error): it must not be nested in another container yet,
+        /// and the items are adopted (frozen, nesting depth checked).
+        func mutableTop<C: PickleContainer>(_ kind: String, _ match: (PickleValue) -> C?, _ verb: String,
+                                             adding items: [PickleValue]) throws -> C {
+            let target = try top()
+            guard let container = match(target) else {
+                throw PickleError.unsupported("\(opName()) \(verb) a \(target.typeName), not a \(kind)")
+            }
+            try container.checkMutable(opName())
+            try container.adopt(items)
+            return container
+        }
         func memoPut(_ index: Int) throws {
             memo[index] = try top()
         }
@@ -257,22 +270,10 @@ public final class Unpickler {
             case Opcode.LIST: stack.append(.list(try makeList(try popMark())))
             case Opcode.APPEND:
                 let value = try pop()
-                let target = try top()
-                guard case .list(let list) = target else {
-                    throw PickleError.unsupported("\(opName()) appends to a \(target.typeName), not a list")
-                }
-                try list.checkMutable(opName())
-                try list.adopt(value)
-                list.items.append(value)
+                try mutableTop("list", \.listValue, "appends to", adding: [value]).items.append(value)
             case Opcode.APPENDS:
                 let items = try popMark()
-                let target = try top()
-                guard case .list(let list) = target else {
-                    throw PickleError.unsupported("\(opName()) extends a \(target.typeName), not a list")
-                }
-                try list.checkMutable(opName())
-                try list.adopt(items)
-                list.items.append(contentsOf: items)
+                try mutableTop("list", \.listValue, "extends", adding: items).items.append(contentsOf: items)
 
             // Dicts
             case Opcode.EMPTY_DICT: stack.append(.dict(PickleDict(ordered: false)))
@@ -285,35 +286,18 @@ public final class Unpickler {
                 stack.append(.dict(dict))
             case Opcode.SETITEM:
                 let value = try pop(), key = try pop()
-                let target = try top()
-                guard case .dict(let dict) = target else {
-                    throw PickleError.unsupported("\(opName()) sets an item on a \(target.typeName), not a dict")
-                }
-                try dict.checkMutable(opName())
-                try dict.adopt([key, value])
-                dict.set(key, value)
+                try mutableTop("dict", \.dictValue, "sets an item on", adding: [key, value]).set(key, value)
             case Opcode.SETITEMS:
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw PickleError.malformed("\(opName()) has an odd number of items") }
-                let target = try top()
-                guard case .dict(let dict) = target else {
-                    throw PickleError.unsupported("\(opName()) sets items on a \(target.typeName), not a dict")
-                }
-                try dict.checkMutable(opName())
-                try dict.adopt(items)
+                let dict = try mutableTop("dict", \.dictValue, "sets items on", adding: items)
                 for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
 
             // Sets
             case Opcode.EMPTY_SET: stack.append(.set(try makeList()))
             case Opcode.ADDITEMS:
                 let items = try popMark()
-                let target = try top()
-                guard case .set(let set) = target else {
-                    throw PickleError.unsupported("\(opName()) adds to a \(target.typeName), not a set")
-                }
-                try set.checkMutable(opName())
-                try set.adopt(items)
-                set.items.append(contentsOf: items)
+                try mutableTop("set", \.setValue, "adds to", adding: items).items.append(contentsOf: items)
             case Opcode.FROZENSET: stack.append(.set(try makeList(try popMark())))
 
             // Memo
