@@ -114,6 +114,21 @@ int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, 
     return IC_OK;
 }
 
+/// Allocates the decoder's scratch buffer (freed with the decoder); NULL, with "out of memory" in
+/// `error`, when it cannot.
+static uint8_t *scratch_buffer(ic_decoder *d, size_t size, char *error, size_t error_cap) {
+    d->scratch = (uint8_t *)malloc(size);
+    if (d->scratch == NULL) ic_set_error(error, error_cap, "out of memory");
+    return d->scratch;
+}
+
+/// Where a JPEG is decoded to: `pixels`, or for an orientation that transposes (5 to 8) a scratch
+/// buffer of `size` bytes, rotated into `pixels` afterwards. NULL (error set) when out of memory.
+static uint8_t *jpeg_target(ic_decoder *d, int orientation, uint8_t *pixels, size_t size, char *error,
+                            size_t error_cap) {
+    return orientation >= 5 ? scratch_buffer(d, size, error, error_cap) : pixels;
+}
+
 int ic_decoder_read(ic_decoder *d, uint8_t *pixels, size_t capacity, char *error, size_t error_cap) {
     if (d == NULL || pixels == NULL) {
         ic_set_error(error, error_cap, "no decoder or output buffer given");
@@ -132,15 +147,8 @@ int ic_decoder_read(ic_decoder *d, uint8_t *pixels, size_t capacity, char *error
     if (d->format == IC_FORMAT_PNG) return ic_png_read(d, pixels, error, error_cap);
 
     const int orientation = d->info.orientation;
-    uint8_t *target = pixels;
-    if (orientation >= 5) {
-        d->scratch = (uint8_t *)malloc(needed);
-        if (d->scratch == NULL) {
-            ic_set_error(error, error_cap, "out of memory");
-            return IC_ERR_TOO_LARGE;
-        }
-        target = d->scratch;
-    }
+    uint8_t *target = jpeg_target(d, orientation, pixels, needed, error, error_cap);
+    if (target == NULL) return IC_ERR_TOO_LARGE;
     int status = ic_jpeg_read(d, target, error, error_cap);
     if (status != IC_OK) return status;
     if (orientation >= 5) {
@@ -211,11 +219,7 @@ int ic_decoder_read_window(ic_decoder *d, int32_t scale_num, int32_t left, int32
     if (d->format == IC_FORMAT_PNG) {
         // No partial PNG decoding: decode everything, keep the window.
         const size_t row = (size_t)full_w * 3, whole = row * (size_t)full_h;
-        d->scratch = (uint8_t *)malloc(whole);
-        if (d->scratch == NULL) {
-            ic_set_error(error, error_cap, "out of memory");
-            return IC_ERR_TOO_LARGE;
-        }
+        if (scratch_buffer(d, whole, error, error_cap) == NULL) return IC_ERR_TOO_LARGE;
         status = ic_decoder_read(d, d->scratch, whole, error, error_cap);
         if (status != IC_OK) return status;
         for (int32_t y = 0; y < height; y++)
@@ -240,15 +244,8 @@ int ic_decoder_read_window(ic_decoder *d, int32_t scale_num, int32_t left, int32
         sx = (o == 7 || o == 8) ? W - top - height : top;
         sy = (o == 6 || o == 7) ? H - left - width : left;
     }
-    uint8_t *target = pixels;
-    if (o >= 5) {
-        d->scratch = (uint8_t *)malloc(needed);
-        if (d->scratch == NULL) {
-            ic_set_error(error, error_cap, "out of memory");
-            return IC_ERR_TOO_LARGE;
-        }
-        target = d->scratch;
-    }
+    uint8_t *target = jpeg_target(d, o, pixels, needed, error, error_cap);
+    if (target == NULL) return IC_ERR_TOO_LARGE;
     status = ic_jpeg_read_rect(d, (JDIMENSION)sx, (JDIMENSION)sy, (JDIMENSION)sw, (JDIMENSION)sh, target, NULL, NULL,
                                error, error_cap);
     if (status != IC_OK) return status;

@@ -133,12 +133,17 @@ static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t width, int i
     }
 }
 
-static void jpeg_set_output_options(struct ic_decoder *d) {
+/// Starts decompressing with the decoder's output options, and returns the components per pixel
+/// libjpeg must put out: 4 for CMYK (converted to RGB row by row), else 3. Call it where libjpeg's
+/// errors are caught (after `setjmp`).
+static int start_jpeg_output(struct ic_decoder *d) {
     if (d->fast) {
         // Faster, slightly less exact: for training-time augmentation, never for evaluation.
         d->jpeg.dct_method = JDCT_IFAST;
         d->jpeg.do_fancy_upsampling = FALSE;
     }
+    jpeg_start_decompress(&d->jpeg);
+    return d->jpeg_cmyk ? 4 : 3;
 }
 
 int ic_jpeg_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap) {
@@ -146,10 +151,8 @@ int ic_jpeg_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap)
         ic_set_error(error, cap, "%s", d->jerr.message);
         return jpeg_status(d);
     }
-    jpeg_set_output_options(d);
-    jpeg_start_decompress(&d->jpeg);
+    const int expected_components = start_jpeg_output(d);
     const size_t width = d->jpeg.output_width, height = d->jpeg.output_height;
-    const int expected_components = d->jpeg_cmyk ? 4 : 3;
     if (d->jpeg.output_components != expected_components ||
         (int32_t)(width * height) != d->info.width * d->info.height) {
         ic_set_error(error, cap, "libjpeg produced an unexpected output layout");
@@ -253,10 +256,8 @@ int ic_jpeg_read_rect(struct ic_decoder *d, JDIMENSION sx, JDIMENSION sy, JDIMEN
         ic_set_error(error, cap, "%s", d->jerr.message);
         return jpeg_status(d);
     }
-    jpeg_set_output_options(d);
-    jpeg_start_decompress(&d->jpeg);
+    const int components = start_jpeg_output(d);
     const JDIMENSION width = d->jpeg.output_width, height = d->jpeg.output_height;
-    const int components = d->jpeg_cmyk ? 4 : 3;
     if (d->jpeg.output_components != components || sx + sw > width || sy + sh > height) {
         ic_set_error(error, cap, "libjpeg produced an unexpected output layout");
         return IC_ERR_CORRUPT;
