@@ -135,7 +135,7 @@ let package = Package(
         // the model zoo and the data pipeline, so the zoo links no image codecs.
         .target(name: "ImagePreprocessing", dependencies: ["Torch"]),
         // Datasets, decoding, transforms and loaders.
-        .target(name: "Data", dependencies: ["Torch", "ImagePreprocessing", "CImageCodecs", "AtomicFiles", "TensorIO"]),
+        .target(name: "Data", dependencies: ["Torch", "ImagePreprocessing", "CImageCodecs", "AtomicFiles", "TensorIO", "Hashing"]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

@@ -1,0 +1,314 @@
+import Foundation
+import Hashing
+
+/// Settings of `DataCheck.run`.
+public struct DataCheckOptions: Sendable {
+    /// Two images whose perceptual hashes differ in at most this many of their 64 bits are
+    /// near-duplicates (re-encoded or resized copies of one photo differ in 0–4; distinct photos in
+    /// about 32).
+    public var nearDuplicateDistance: Int
+    /// Class-count ratio (largest / smallest, training split) from which the classes count as imbalanced.
+    public var imbalanceWarningRatio: Double
+
+    /// Defaults: near-duplicates within 6 bits; imbalance from a ratio of 1.5.
+    public init(nearDuplicateDistance: Int = 6, imbalanceWarningRatio: Double = 1.5) {
+        self.nearDuplicateDistance = nearDuplicateDistance
+        self.imbalanceWarningRatio = imbalanceWarningRatio
+    }
+}
+
+/// What `DataCheck.run` found in a class-folder dataset (`finetune check-data`, the run report and
+/// `train`'s one-line summary). Encodes with snake_case keys.
+public struct DataCheckReport: Codable, Equatable, Sendable {
+    /// One image file: its path, split (`train`, `val`, `test`, or `folder` without split folders) and class.
+    public struct File: Codable, Equatable, Sendable {
+        public var path: String
+        public var split: String
+        public var className: String
+
+        enum CodingKeys: String, CodingKey { case path, split, className = "class" }
+    }
+
+    /// A file that cannot be used, and why (the decoder's message).
+    public struct Unreadable: Codable, Equatable, Sendable {
+        public var path: String
+        public var split: String
+        public var reason: String
+    }
+
+    /// Images per class in one split.
+    public struct Split: Codable, Equatable, Sendable {
+        public var name: String
+        public var images: Int
+        public var classCounts: [Int]
+
+        enum CodingKeys: String, CodingKey { case name, images, classCounts = "class_counts" }
+    }
+
+    /// Two images of different splits that are the same photo (re-encoded, resized): `distance` is the
+    /// Hamming distance of their perceptual hashes.
+    public struct NearDuplicate: Codable, Equatable, Sendable {
+        public var first: File
+        public var second: File
+        public var distance: Int
+    }
+
+    /// The dataset root as given.
+    public var root: String
+    /// Class names in label order.
+    public var classNames: [String]
+    /// The splits found, train first.
+    public var splits: [Split]
+    /// Largest over smallest class count of the training split (infinite when a class has no image: `null`).
+    public var imbalanceRatio: Double
+    /// Files that fail to decode (or are not images at all), each named.
+    public var unreadable: [Unreadable]
+    /// Decoded images by stored mode: `RGB`, `grey`, `grey+alpha`, `RGBA`, `CMYK`, with ` 16-bit`
+    /// appended for 16-bit PNGs.
+    public var modes: [String: Int]
+    /// Smallest and largest width and height of the decoded images ([min_w, min_h, max_w, max_h]), nil without any.
+    public var sizeRange: [Int]?
+    /// Groups of files with identical bytes (SHA-256), each group in scan order.
+    public var exactDuplicates: [[File]]
+    /// Pairs of files of different splits (within the one folder when there are no split folders)
+    /// whose perceptual hashes are within the threshold and whose bytes differ.
+    public var nearDuplicates: [NearDuplicate]
+    /// Advice derived from the findings (imbalance, leaks, unusual modes).
+    public var hints: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case root, classNames = "class_names", splits, imbalanceRatio = "imbalance_ratio", unreadable, modes
+        case sizeRange = "size_range", exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates", hints
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(root, forKey: .root)
+        try c.encode(classNames, forKey: .classNames)
+        try c.encode(splits, forKey: .splits)
+        if imbalanceRatio.isFinite { try c.encode(imbalanceRatio, forKey: .imbalanceRatio) } else {
+            try c.encodeNil(forKey: .imbalanceRatio)
+        }
+        try c.encode(unreadable, forKey: .unreadable)
+        try c.encode(modes, forKey: .modes)
+        try c.encode(sizeRange, forKey: .sizeRange)
+        try c.encode(exactDuplicates, forKey: .exactDuplicates)
+        try c.encode(nearDuplicates, forKey: .nearDuplicates)
+        try c.encode(hints, forKey: .hints)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        root = try c.decode(String.self, forKey: .root)
+        classNames = try c.decode([String].self, forKey: .classNames)
+        splits = try c.decode([Split].self, forKey: .splits)
+        imbalanceRatio = try c.decodeIfPresent(Double.self, forKey: .imbalanceRatio) ?? .infinity
+        unreadable = try c.decode([Unreadable].self, forKey: .unreadable)
+        modes = try c.decode([String: Int].self, forKey: .modes)
+        sizeRange = try c.decodeIfPresent([Int].self, forKey: .sizeRange)
+        exactDuplicates = try c.decode([[File]].self, forKey: .exactDuplicates)
+        nearDuplicates = try c.decode([NearDuplicate].self, forKey: .nearDuplicates)
+        hints = try c.decode([String].self, forKey: .hints)
+    }
+
+    init(root: String, classNames: [String], splits: [Split], imbalanceRatio: Double, unreadable: [Unreadable],
+         modes: [String: Int], sizeRange: [Int]?, exactDuplicates: [[File]], nearDuplicates: [NearDuplicate],
+         hints: [String]) {
+        self.root = root
+        self.classNames = classNames
+        self.splits = splits
+        self.imbalanceRatio = imbalanceRatio
+        self.unreadable = unreadable
+        self.modes = modes
+        self.sizeRange = sizeRange
+        self.exactDuplicates = exactDuplicates
+        self.nearDuplicates = nearDuplicates
+        self.hints = hints
+    }
+
+    /// Unreadable files, duplicate groups and near-duplicate pairs found.
+    public var problemCount: Int { unreadable.count + exactDuplicates.count + nearDuplicates.count }
+
+    /// One line: images, classes, imbalance and the problem counts.
+    public var summaryLine: String {
+        let images = splits.map(\.images).reduce(0, +)
+        let ratio = imbalanceRatio.isFinite ? String(format: "%.2f", imbalanceRatio) : "∞"
+        return "data check: \(images) images, \(classNames.count) classes (imbalance \(ratio)), "
+            + "\(unreadable.count) unreadable, \(exactDuplicates.count) exact-duplicate group"
+            + "\(exactDuplicates.count == 1 ? "" : "s"), \(nearDuplicates.count) near-duplicate pair"
+            + "\(nearDuplicates.count == 1 ? "" : "s") across splits"
+    }
+
+    /// The report as text: counts per split and class, modes and sizes, then every problem and hint.
+    public func rendered(limit: Int = 50) -> String {
+        var lines = ["Data check of \(root)"]
+        let width = max(5, classNames.map(\.count).max() ?? 5)
+        lines.append("  " + "class".padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                     + splits.map { $0.name.leftPadded(7) }.joined(separator: " "))
+        for (i, name) in classNames.enumerated() {
+            lines.append("  " + name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                         + splits.map { String($0.classCounts[i]).leftPadded(7) }.joined(separator: " "))
+        }
+        lines.append(summaryLine)
+        lines.append("modes: " + modes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        if let s = sizeRange { lines.append("sizes: \(s[0])×\(s[1]) to \(s[2])×\(s[3])") }
+        func section(_ title: String, _ items: [String]) {
+            guard !items.isEmpty else { return }
+            lines.append("\(title) (\(items.count)):")
+            lines += items.prefix(limit).map { "  " + $0 }
+            if items.count > limit { lines.append("  … and \(items.count - limit) more") }
+        }
+        section("unreadable files", unreadable.map { "\($0.path): \($0.reason)" })
+        section("exact duplicates", exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
+        section("near-duplicates across splits", nearDuplicates.map {
+            "\($0.first.path) ~ \($0.second.path) (distance \($0.distance))"
+        })
+        lines += hints.map { "hint: " + $0 }
+        return lines.joined(separator: "\n")
+    }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+/// Checks a class-folder dataset before training: files that fail to decode, class counts and
+/// imbalance, image modes and sizes, exact duplicates (SHA-256 of the bytes) and near-duplicates
+/// across splits (perceptual hashes of the decoded pictures), which leak test images into training.
+public enum DataCheck {
+    /// Scans `root` (with train/ val/ test/ folders, or one folder of class folders) and decodes
+    /// every image once. Throws when `root` is not a class-folder dataset.
+    public static func run(_ root: String, options: DataCheckOptions = DataCheckOptions()) throws -> DataCheckReport {
+        let found = try ImageFolderDataset.splits(root: root)
+        var named: [(String, ImageFolderDataset)] = [(found.hasSplitFolders ? "train" : "folder", found.train)]
+        if let v = found.validation { named.append(("val", v)) }
+        if let t = found.test { named.append(("test", t)) }
+        let classNames = found.train.classNames
+
+        var unreadable: [DataCheckReport.Unreadable] = []
+        var files: [DataCheckReport.File] = []
+        for (name, dataset) in named {
+            unreadable += dataset.skipped.entries.map { .init(path: $0.path, split: name, reason: $0.reason) }
+            files += dataset.samples.compactMap { sample in
+                sample.source.path.map { .init(path: $0, split: name, className: classNames[sample.label]) }
+            }
+        }
+        let examined = examine(files.map(\.path))
+
+        var modes: [String: Int] = [:]
+        var sizes: [Int]?
+        var byDigest: [String: [Int]] = [:]
+        var digestOrder: [String] = []
+        var hashed: [(index: Int, hash: PerceptualHash, digest: String)] = []
+        for (i, result) in examined.enumerated() {
+            switch result {
+            case .failure(let reason):
+                unreadable.append(.init(path: files[i].path, split: files[i].split, reason: reason.reason))
+            case .success(let e):
+                modes[e.mode, default: 0] += 1
+                if let s = sizes {
+                    sizes = [min(s[0], e.width), min(s[1], e.height), max(s[2], e.width), max(s[3], e.height)]
+                } else {
+                    sizes = [e.width, e.height, e.width, e.height]
+                }
+                if byDigest[e.digest] == nil { digestOrder.append(e.digest) }
+                byDigest[e.digest, default: []].append(i)
+                hashed.append((i, e.hash, e.digest))
+            }
+        }
+        let exact = digestOrder.compactMap { byDigest[$0]!.count > 1 ? byDigest[$0]!.map { files[$0] } : nil }
+
+        // Near-duplicates: pairs from different splits (or any pair without split folders).
+        var near: [DataCheckReport.NearDuplicate] = []
+        for a in 0..<hashed.count {
+            for b in (a + 1)..<max(a + 1, hashed.count) {
+                let (x, y) = (hashed[a], hashed[b])
+                guard found.hasSplitFolders ? files[x.index].split != files[y.index].split : true,
+                      x.digest != y.digest else { continue }
+                let d = x.hash.distance(to: y.hash)
+                if d <= options.nearDuplicateDistance {
+                    near.append(.init(first: files[x.index], second: files[y.index], distance: d))
+                }
+            }
+        }
+
+        let splits = named.map { name, dataset in
+            DataCheckReport.Split(name: name, images: dataset.count, classCounts: dataset.classCounts)
+        }
+        let trainCounts = splits[0].classCounts
+        let ratio = Double(trainCounts.max() ?? 0) / Double(trainCounts.min() ?? 0)
+        var hints: [String] = []
+        if ratio >= options.imbalanceWarningRatio {
+            hints.append(String(format: "the classes are imbalanced (largest/smallest %.2f): weight the loss by class "
+                + "(TrainingConfiguration.classWeights), oversample the rare classes, or collect more of them; "
+                + "judge the run by macro F1 and per-class recall rather than accuracy", ratio))
+        }
+        if !unreadable.isEmpty {
+            hints.append("\(unreadable.count) file\(unreadable.count == 1 ? "" : "s") cannot be used: training skips "
+                + "them (--on-bad-image skip) or stops (--on-bad-image fail); fix or remove them")
+        }
+        let crossSplit = exact.filter { Set($0.map(\.split)).count > 1 }.count
+        if crossSplit > 0 || !near.isEmpty {
+            hints.append("the same photo is in more than one split (\(crossSplit) exact, \(near.count) near): "
+                + "remove the copies from val/test, or the test accuracy is inflated")
+        }
+        let odd = modes.keys.filter { $0 != "RGB" }.sorted()
+        if !odd.isEmpty {
+            hints.append("images other than 8-bit RGB (\(odd.joined(separator: ", "))) are converted to RGB when "
+                + "decoded: alpha is dropped, grey is replicated, CMYK converted, 16-bit keeps its high byte")
+        }
+        return DataCheckReport(root: root, classNames: classNames, splits: splits, imbalanceRatio: ratio,
+                               unreadable: unreadable, modes: modes, sizeRange: sizes, exactDuplicates: exact,
+                               nearDuplicates: near, hints: hints)
+    }
+
+    /// What one decoded file gave.
+    struct Examined {
+        var digest: String
+        var hash: PerceptualHash
+        var mode: String
+        var width: Int
+        var height: Int
+    }
+
+    /// Reads, hashes, probes and decodes each file (in parallel); a failure is the reason.
+    static func examine(_ paths: [String]) -> [Result<Examined, ExamineFailure>] {
+        var results = [Result<Examined, ExamineFailure>](repeating: .failure(ExamineFailure("not examined")),
+                                                         count: paths.count)
+        results.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+                base[i] = examine(paths[i])
+            }
+        }
+        return results
+    }
+
+    struct ExamineFailure: Error {
+        var reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    static func examine(_ path: String) -> Result<Examined, ExamineFailure> {
+        do {
+            let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
+            let info = try ImageCodec.probe(data: bytes, path: path)
+            // JPEG: decode at a reduced DCT scale (the hash needs only 32×32); every scan line is still
+            // decoded, so damage anywhere in the file is found.
+            let image = try Image(decoding: bytes, minSide: 64, path: path)
+            var mode: String
+            switch info.storedChannels {
+            case 1: mode = "grey"
+            case 2: mode = "grey+alpha"
+            case 4: mode = info.format == .jpeg ? "CMYK" : "RGBA"
+            default: mode = "RGB"
+            }
+            // PNG IHDR: the bit depth is byte 24 of the file.
+            if info.format == .png, bytes.count > 24, bytes[bytes.startIndex + 24] == 16 { mode += " 16-bit" }
+            return .success(Examined(digest: SHA256Hasher.hexDigest(of: bytes), hash: try PerceptualHash(image),
+                                     mode: mode, width: info.width, height: info.height))
+        } catch {
+            return .failure(ExamineFailure(skipReason(error, path: path)))
+        }
+    }
+}
