@@ -68,13 +68,22 @@ open class ImageClassifier: Module {
         throw NNError.notImplemented("\(architecture).forwardFeatures")
     }
 
+    /// The module whose output `forwardFeatures` returns, by its dotted name: the last convolutional
+    /// stage, where Grad-CAM looks (e.g. `layer4`, `features.18`, `Mixed_7c`). By default the last
+    /// backbone layer group.
+    open var featureLayer: String { backboneGroups.last ?? architecture }
+
     /// The embedding the final Linear consumes, [N, embeddingSize]. With a top this includes any
     /// layers before the final Linear (e.g. VGG's first two fully connected layers); without one it is
     /// the globally pooled feature maps.
-    open func embedding(_ x: Tensor) throws -> Tensor {
+    public func embedding(_ x: Tensor) throws -> Tensor { try embedding(fromFeatures: forwardFeatures(x)) }
+
+    /// The embedding computed from the trunk's last feature maps (what `forwardFeatures` returns):
+    /// `embedding(x) == embedding(fromFeatures: forwardFeatures(x))`. Grad-CAM differentiates the
+    /// logits with respect to those maps through it. By default a global pool of the maps.
+    open func embedding(fromFeatures maps: Tensor) throws -> Tensor {
         // With a top the head's pooling is used; `options.pooling` applies without one.
-        try Self.globalPool(forwardFeatures(x), options.includeTop ? headPooling
-                                                : options.pooling == .none ? .avg : options.pooling)
+        try Self.globalPool(maps, options.includeTop ? headPooling : options.pooling == .none ? .avg : options.pooling)
     }
 
     /// Whether the top consumes a global pool of the feature maps (so `HeadSpec.pooling` may be max).

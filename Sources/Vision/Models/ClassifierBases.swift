@@ -69,9 +69,8 @@ public class FCTopClassifier: ImageClassifier {
     }
 
     /// With a top, `avgpool` of the feature maps (or the head's max pooling); without, `options.pooling`.
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        guard options.includeTop else { return try super.embedding(x) }
-        let maps = try forwardFeatures(x)
+    public override func embedding(fromFeatures maps: Tensor) throws -> Tensor {
+        guard options.includeTop else { return try super.embedding(fromFeatures: maps) }
         return try headPooling == .avg ? pooled(maps) : Self.globalPool(maps, headPooling)
     }
 
@@ -174,14 +173,17 @@ public class FeaturesClassifier: ImageClassifier {
         return true
     }
 
+    /// The last module of `features` (e.g. `features.18` for MobileNetV2): `forwardFeatures` ends there.
+    public override var featureLayer: String { "features.\(features.count - 1)" }
+
     /// `features(x)`: the trunk's last maps, e.g. [N, 1280, 7, 7] for MobileNetV2 at 224×224.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
 
     /// `.dense` with a top: `avgpool`, flatten, then `classifier` up to the final Linear (e.g. VGG's
     /// 4096-d output of `classifier.0`…`classifier.5`). Otherwise the globally pooled feature maps.
-    public override func embedding(_ x: Tensor) throws -> Tensor {
-        guard case .dense = top, let classifier, let avgpool else { return try super.embedding(x) }
-        var y = try avgpool(forwardFeatures(x)).flatten(from: 1)
+    public override func embedding(fromFeatures maps: Tensor) throws -> Tensor {
+        guard case .dense = top, let classifier, let avgpool else { return try super.embedding(fromFeatures: maps) }
+        var y = try avgpool(maps).flatten(from: 1)
         for i in 0..<headIndex { y = try classifier[i](y) }
         return y
     }

@@ -252,6 +252,9 @@ public final class EfficientNetLite: ImageClassifier {
             + (fc == nil ? [] : ["_fc"])
     }
 
+    /// `_bn1` (followed by ReLU6): `forwardFeatures` ends there.
+    public override var featureLayer: String { "_bn1" }
+
     /// The stem, every block, then `convHead`/`bn1`/ReLU6: [N, 1280, H/32, W/32].
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
         var y = try activation(convStem.forward(x, thenBatchNorm: bn0))

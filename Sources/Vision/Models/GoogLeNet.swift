@@ -168,6 +168,9 @@ public final class GoogLeNet: FCTopClassifier {
         return (y, a1, a2)
     }
 
+    /// `inception5b`: `forwardFeatures` ends there.
+    public override var featureLayer: String { "inception5b" }
+
     /// `inception5b`'s maps, [N, 1024, 7, 7] for 224×224 input (after `transformInput` when it is on);
     /// the auxiliary heads are not run.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {

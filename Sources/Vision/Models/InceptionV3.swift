@@ -159,6 +159,9 @@ public final class InceptionV3: FCTopClassifier {
         return (y, aux)
     }
 
+    /// `Mixed_7c`: `forwardFeatures` ends there.
+    public override var featureLayer: String { "Mixed_7c" }
+
     /// `Mixed_7c`'s maps, [N, 2048, 8, 8] for 299×299 input (after `transformInput` when it is on);
     /// `AuxLogits` is not run.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {

@@ -140,6 +140,9 @@ public final class ResNet: FCTopClassifier {
 
     // MARK: Forward
 
+    /// `layer4`: `forwardFeatures` ends there.
+    public override var featureLayer: String { "layer4" }
+
     /// `layer4`'s maps: [N, 512 × expansion, H/32, W/32], e.g. [N, 2048, 7, 7] for ResNet-50 at 224×224.
     public override func forwardFeatures(_ x: Tensor) throws -> Tensor {
         var y = try maxpool(relu(conv1.forward(x, thenBatchNorm: bn1)))
