@@ -25,8 +25,10 @@ public enum Plots {
 
     // MARK: - Line charts
 
-    /// A line chart with axes, ticks, grid lines and a legend (one entry per series).
+    /// A line chart with axes, ticks, grid lines and a legend (one entry per series). Each of
+    /// `markers` is a dashed vertical line at its x, labelled at the top (e.g. where phase 2 starts).
     public static func lineChart(title: String, xLabel: String = "epoch", yLabel: String, series: [PlotSeries],
+                                 markers: [(x: Double, label: String)] = [],
                                  width: Int = 640, height: Int = 400) -> String {
         let left = 70.0, right = 20.0, top = 40.0, bottom = 55.0
         let plotWidth = Double(width) - left - right, plotHeight = Double(height) - top - bottom
@@ -74,6 +76,14 @@ public enum Plots {
         svg += "<text x=\"16\" y=\"\(f(top + plotHeight / 2))\" font-size=\"13\" text-anchor=\"middle\" "
             + "transform=\"rotate(-90 16 \(f(top + plotHeight / 2)))\">\(escape(yLabel))</text>\n"
 
+        for marker in markers where marker.x >= xMin && marker.x <= xMax {
+            svg += "<g class=\"marker\">\n"
+            svg += "<line x1=\"\(f(px(marker.x)))\" y1=\"\(f(top))\" x2=\"\(f(px(marker.x)))\" y2=\"\(f(top + plotHeight))\" "
+                + "stroke=\"#555555\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n"
+            svg += text(px(marker.x) + 4, top + 14, marker.label, size: 11, fill: "#555555")
+            svg += "</g>\n"
+        }
+
         // Series: polylines broken at non-finite values, with markers when there are few points.
         for (i, s) in series.enumerated() {
             let color = palette[i % palette.count]
@@ -118,14 +128,15 @@ public enum Plots {
     /// Learning curves of one metric: a `train` and a `validation` series from per-epoch values
     /// (either may be empty). nil when neither has a value for the metric.
     public static func learningCurve(metric: String, train: [Int: [String: Double]],
-                                     validation: [Int: [String: Double]], title: String? = nil) -> String? {
+                                     validation: [Int: [String: Double]], title: String? = nil,
+                                     markers: [(x: Double, label: String)] = []) -> String? {
         func series(_ name: String, _ history: [Int: [String: Double]]) -> PlotSeries? {
             let points = history.keys.sorted().compactMap { epoch in history[epoch]![metric].map { (Double(epoch), $0) } }
             return points.isEmpty ? nil : PlotSeries(name: name, points: points)
         }
         let lines = [series("train", train), series("validation", validation)].compactMap { $0 }
         guard !lines.isEmpty else { return nil }
-        return lineChart(title: title ?? metric, xLabel: "epoch", yLabel: metric, series: lines)
+        return lineChart(title: title ?? metric, xLabel: "epoch", yLabel: metric, series: lines, markers: markers)
     }
 
     /// Writes `<metric>.svg` in `directory` for each metric that has values (loss, accuracy and

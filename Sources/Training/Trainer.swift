@@ -624,7 +624,20 @@ public final class Trainer {
         try evaluate(loader, input: .images, batches: loader.epoch(0))
     }
 
-    private func evaluate(_ loader: DataLoader, input: Input, batches run: any BatchStream) throws -> EvaluationReport {
+    /// `evaluate(_:)`'s report, and every image's prediction in the loader's order (dataset order;
+    /// files that could not be decoded left out): what a run report's top losses and
+    /// `evaluate --per-sample` list.
+    public func evaluateSamples(_ loader: DataLoader) throws -> (report: EvaluationReport, samples: [SamplePrediction]) {
+        var samples: [SamplePrediction] = []
+        let binary = configuration.loss == .binary
+        let report = try evaluate(loader, input: .images, batches: loader.epoch(0)) { batch, logits in
+            samples += try SamplePrediction.rows(logits: logits, binary: binary, batch: batch, dataset: loader.dataset)
+        }
+        return (report, samples)
+    }
+
+    private func evaluate(_ loader: DataLoader, input: Input, batches run: any BatchStream,
+                          onBatch: ((Batch, Tensor) throws -> Void)? = nil) throws -> EvaluationReport {
         let classCount = try resolveClassCount(loader.dataset)
         let names = loader.dataset.classNames
         var metrics = try ClassificationMetrics(classCount: classCount,
@@ -641,6 +654,7 @@ public final class Trainer {
                 let logits = output.dtype == .float32 ? output : try output.to(.float32)
                 let loss = try computeLoss(logits: logits, labels: batch.labels).item()
                 try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)
+                try onBatch?(batch, logits)
             }
         }
         let report = metrics.report()

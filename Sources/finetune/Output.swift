@@ -15,6 +15,16 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     for row in rows { print(line(row)) }
 }
 
+/// Throws unless `path` is missing or a file finetune wrote (its first 4 KiB contain `marker`): an
+/// output flag replaces only its own files.
+func checkReplaceable(_ path: String, marker: String, flag: String, what: String) throws {
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    let head = (FileHandle(forReadingAtPath: path)?.readData(ofLength: 4096)).map { String(decoding: $0, as: UTF8.self) }
+    guard head?.contains(marker) == true else {
+        throw ValidationError("\(flag) \(path) exists and is not \(what); choose another file")
+    }
+}
+
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }

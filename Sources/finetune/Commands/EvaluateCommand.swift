@@ -32,6 +32,8 @@ struct EvaluateCommand: ParsableCommand {
     var onBadImage: BadImagePolicy = .skip
     @OptionGroup var runOptions: ModelRunOptions
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
+    @Flag(help: "With --json, add `samples`: every image's path, label, predicted class, probabilities and loss.")
+    var perSample = false
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
@@ -68,10 +70,14 @@ struct EvaluateCommand: ParsableCommand {
                                     workers: workers, strict: strict)
         SkippedFileReporter { _, entry in printError("warning: skipping \(entry.path): \(entry.reason)") }
             .watch(loader, split: splitName)
-        let report = try badImageContext(strict) { try trainer.evaluate(loader) }
+        let (report, samples) = try badImageContext(strict) { () -> (EvaluationReport, [SamplePrediction]?) in
+            guard perSample else { return (try trainer.evaluate(loader), nil) }
+            let result = try trainer.evaluateSamples(loader)
+            return (result.report, result.samples)
+        }
         if json {
             printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
-                                    architecture: config.architecture, report: report))
+                                    architecture: config.architecture, report: report, samples: samples))
         } else {
             print("\(config.architecture) from \(directory.path) on \(data) (\(splitName)):")
             print(report.rendered())
@@ -106,8 +112,8 @@ struct EvaluateCommand: ParsableCommand {
 extension EvaluateCommand {
     /// `evaluate --json`: what was evaluated, and beside it the `EvaluationReport` in its own `Codable`
     /// form (snake_case keys, see `printEncodedJSON`). A value the report does not have (`loss` without
-    /// losses, `top_k` with 5 classes or fewer, `auc` or `macro_auc` when undefined, a class's `auc`)
-    /// leaves its key out; a non-finite loss (a diverged model) is `null`.
+    /// losses, `top_k` with 5 classes or fewer, `auc` or `macro_auc` when undefined, a class's `auc`,
+    /// `samples` without --per-sample) leaves its key out; a non-finite loss (a diverged model) is `null`.
     struct Output: Encodable {
         var runDir: String
         var data: String
@@ -115,8 +121,10 @@ extension EvaluateCommand {
         var split: String
         var architecture: String
         var report: EvaluationReport
+        /// With --per-sample: each image's prediction, in dataset order.
+        var samples: [SamplePrediction]?
 
-        enum CodingKeys: CodingKey { case runDir, data, split, architecture, loss }
+        enum CodingKeys: CodingKey { case runDir, data, split, architecture, loss, samples }
 
         func encode(to encoder: Encoder) throws {
             // The report's keys and these share one object. Its numbers are fractions and AUCs, finite
@@ -130,6 +138,7 @@ extension EvaluateCommand {
             try c.encode(split, forKey: .split)
             try c.encode(architecture, forKey: .architecture)
             try c.encodeNumberIfPresent(self.report.loss, forKey: .loss)
+            try c.encodeIfPresent(samples, forKey: .samples)
         }
     }
 }

@@ -1,0 +1,126 @@
+import Data
+import Foundation
+import Torch
+import Vision
+
+/// Settings of `RunReport.make`.
+public struct RunReportOptions: Sendable {
+    /// The split to evaluate.
+    public enum Split: String, CaseIterable, Sendable {
+        case test, val
+    }
+
+    /// The class-folder data (nil: the data the run trained on, from `config.json`).
+    public var data: String?
+    /// Which split, as the run used it (`--limit-per-class` and `--val-split` applied).
+    public var split: Split
+    /// Images in the top-losses grid.
+    public var topLosses: Int
+    /// Grad-CAM pictures of the worst losses and of the most confident correct predictions (each).
+    public var gradCAMCount: Int
+    /// Images per forward pass.
+    public var batchSize: Int
+    /// Decoding threads.
+    public var workers: Int
+    /// Run the data check on the data (every image decoded once more).
+    public var checkData: Bool
+
+    /// Defaults: the test split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers.
+    public init(data: String? = nil, split: Split = .test, topLosses: Int = 16, gradCAMCount: Int = 4,
+                batchSize: Int = 32, workers: Int = 2, checkData: Bool = true) {
+        self.data = data
+        self.split = split
+        self.topLosses = topLosses
+        self.gradCAMCount = gradCAMCount
+        self.batchSize = batchSize
+        self.workers = workers
+        self.checkData = checkData
+    }
+}
+
+/// A run report (`finetune report`): everything about a finished run in one self-contained HTML page
+/// (`html()`): the run's settings and results, learning curves with the phase boundary, the confusion
+/// matrix, per-class metrics, the most confused pairs, fastai-style top losses, Grad-CAM heat maps and
+/// the data check.
+public struct RunReport {
+    /// One picture with its caption data: a top loss or a Grad-CAM overlay.
+    public struct Picture {
+        /// The prediction it shows.
+        public var sample: SamplePrediction
+        /// `data:image/png;base64,…`.
+        public var dataURI: String
+    }
+
+    public var runDirectory: String
+    public var config: RunConfig
+    public var history: RunHistory
+    /// The data evaluated and the split's name.
+    public var data: String
+    public var split: String
+    public var evaluation: EvaluationReport
+    /// Every evaluated image's prediction, in dataset order.
+    public var samples: [SamplePrediction]
+    /// The worst predictions, worst first (`SamplePrediction.topLosses`).
+    public var topLosses: [Picture]
+    /// The layer Grad-CAM used (`ImageClassifier.featureLayer`).
+    public var gradCAMLayer: String
+    /// Grad-CAM overlays for the predicted class: top losses, then confident correct predictions.
+    public var gradCAMLosses: [Picture]
+    public var gradCAMCorrect: [Picture]
+    /// The data check of `data`, nil when not asked for.
+    public var dataCheck: DataCheckReport?
+
+    /// Evaluates the run's model on the split, computes the pictures and runs the data check.
+    public static func make(run path: String, options: RunReportOptions = RunReportOptions()) throws -> RunReport {
+        let directory = RunDirectory(path)
+        let config = try directory.readConfig()
+        let data = options.data ?? config.data.path
+        let splits = try RunSplits.load(data, options: config.options)
+        try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: data)
+        let chosen: (any ImageDataset)? = options.split == .test ? splits.test : splits.validation
+        guard let dataset = chosen else {
+            throw RunError.invalidSetting(setting: "split", reason: "\(data) has no \(options.split.rawValue) split"
+                + (options.split == .val ? " (no val/ folder and the run used no --val-split)" : " (no test/ folder)"))
+        }
+        let model = try directory.loadModel(config)
+        var evaluation = TrainingConfiguration()
+        evaluation.loss = config.training.loss
+        let trainer = try Trainer(model: model, configuration: evaluation)
+        let loader = try DataLoader(dataset, batchSize: options.batchSize,
+                                    transform: EvaluationTransform(config.preprocessing), workers: options.workers)
+        let (report, samples) = try trainer.evaluateSamples(loader)
+
+        let worst = SamplePrediction.topLosses(samples, count: options.topLosses)
+        let topLosses = try worst.map { sample in
+            Picture(sample: sample, dataURI: try ReportImages.dataURI(
+                ReportImages.thumbnail(dataset.loadImage(at: sample.index).rgb(), side: 128)))
+        }
+        let p = config.preprocessing
+        func gradCAM(_ sample: SamplePrediction) throws -> Picture {
+            let image = try dataset.loadImage(at: sample.index, minSide: p.resizeSize).rgb()
+            let crop = try p.resizeAndCrop(image)
+            let cam = try GradCAM.compute(model, input: p.normalize(crop), classIndex: sample.predicted)
+            let overlay = try ReportImages.overlay(crop: crop, heatmap: cam.heatmap)
+            return Picture(sample: sample, dataURI: try ReportImages.dataURI(ReportImages.thumbnail(overlay, side: 160)))
+        }
+        let camLosses = try worst.prefix(options.gradCAMCount).map(gradCAM)
+        let correct = samples.filter { $0.predicted == $0.label }.sorted {
+            $0.confidence != $1.confidence ? $0.confidence > $1.confidence : $0.index < $1.index
+        }
+        let camCorrect = try correct.prefix(options.gradCAMCount).map(gradCAM)
+        let check = options.checkData ? try DataCheck.run(data) : nil
+        return RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
+                         data: data, split: options.split.rawValue, evaluation: report, samples: samples,
+                         topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
+                         gradCAMCorrect: camCorrect, dataCheck: check)
+    }
+
+    /// The most confused (true, predicted) pairs, most frequent first (ties: by class order), at most `limit`.
+    public var mostConfused: [(actual: Int, predicted: Int, count: Int)] {
+        var pairs: [(actual: Int, predicted: Int, count: Int)] = []
+        for (i, row) in evaluation.confusionMatrix.enumerated() {
+            for (j, n) in row.enumerated() where i != j && n > 0 { pairs.append((i, j, n)) }
+        }
+        return pairs.sorted { $0.count != $1.count ? $0.count > $1.count : ($0.actual, $0.predicted) < ($1.actual, $1.predicted) }
+    }
+}

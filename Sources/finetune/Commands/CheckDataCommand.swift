@@ -1,0 +1,45 @@
+import ArgumentParser
+import Data
+import Foundation
+
+/// `finetune check-data DATA`: corrupt files, class balance, modes, duplicates and cross-split leaks.
+struct CheckDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-data",
+        abstract: "Check a class-folder dataset: unreadable files, class imbalance, image modes, exact and near-duplicates across splits.",
+        discussion: """
+            DATA is a class-folder root with train/ val/ test/ splits, or a plain folder of class
+            folders. Every image is read and decoded once. Exact duplicates are files with the same
+            SHA-256; near-duplicates are images of different splits (any two images of a plain folder)
+            whose perceptual hashes (DCT of a 32×32 grey thumbnail, 64 bits) differ in at most
+            --near-distance bits: the same photo re-encoded or resized. The exit status is 0 even when
+            problems are found.
+
+            Examples:
+              finetune check-data data/flowers
+              finetune check-data data/flowers --json
+            """)
+
+    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Option(help: "Largest Hamming distance (of 64 bits) between perceptual hashes of near-duplicates.")
+    var nearDistance = 6
+    @Flag(help: "Print the report as one JSON object.") var json = false
+
+    func validate() throws {
+        guard (0...32).contains(nearDistance) else { throw ValidationError("--near-distance must be 0 to 32, got \(nearDistance)") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+        }
+    }
+
+    func run() throws {
+        let report: DataCheckReport
+        do {
+            report = try DataCheck.run(data, options: DataCheckOptions(nearDuplicateDistance: nearDistance))
+        } catch let error as DataError {
+            throw ValidationError("DATA \(data): \(error)")
+        }
+        if json { printEncodedJSON(report) } else { print(report.rendered()) }
+    }
+}
