@@ -1,5 +1,8 @@
 import ArgumentParser
+import AtomicFiles
+import Foundation
 import NN
+import Training
 import Vision
 
 /// `finetune summary MODEL`: a Keras-style table of a zoo architecture.
@@ -12,6 +15,7 @@ struct SummaryCommand: ParsableCommand {
               finetune summary mobilenet_v2
               finetune summary resnet50 --classes 10 --freeze-backbone --depth 1
               finetune summary efficientnet_b0 --no-top --pooling max --json
+              finetune summary resnet50 --plot resnet50.svg   draw the layer groups (Keras' plot_model)
             """)
 
     @Argument(help: "Architecture: \(ModelZoo.architectures.joined(separator: ", ")).") var model: String
@@ -22,12 +26,31 @@ struct SummaryCommand: ParsableCommand {
     @Option(help: "Only list modules up to this depth (1 = top-level groups).") var depth: Int?
     @Flag(help: "Freeze everything but the head, to show trainable counts.") var freezeBackbone = false
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Also write an SVG drawing of the layer groups (output shapes, parameters) to this file.")
+    var plot: String?
+
+    func validate() throws {
+        guard let plot else { return }
+        try checkReplaceable(plot, marker: Plots.architectureMarker, flag: "--plot", what: "a finetune architecture plot")
+    }
 
     func run() throws {
         let network = try ModelZoo.make(model, options: ModelOptions(numClasses: classes, includeTop: !noTop, pooling: pooling))
         if freezeBackbone { try network.freeze(network.backboneGroups) }
         let side = inputSize ?? WeightsCatalog.builtIn.entries(for: model).first?.preprocessing.cropSize ?? 224
         let summary = try ModelSummary(network, inputShape: [1, 3, side, side], maxDepth: depth)
+        if let plot {
+            let full = depth == nil ? summary : try ModelSummary(network, inputShape: [1, 3, side, side])
+            let svg = Plots.architecture(title: "\(model) (\(full.model))", inputShape: full.inputShape,
+                                         outputShape: full.outputShape,
+                                         boxes: Plots.layerBoxes(network, summary: full, groups: network.layerGroups),
+                                         totalParameters: full.totalParameters, trainableParameters: full.trainableParameters)
+            do {
+                try AtomicFile.write(Foundation.Data(svg.utf8), to: plot)
+            } catch {
+                throw ValidationError("--plot \(plot): \(error)")
+            }
+        }
         if json {
             printEncodedJSON(Output(model: model, inputShape: summary.inputShape, outputShape: summary.outputShape,
                                     totalParameters: summary.totalParameters,
