@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// Prints training progress. On a terminal (stdout is a tty and `CI` is unset) a Keras-style
-/// progress bar is redrawn in place with carriage returns; otherwise (pipes, files, CI logs) plain
+/// progress bar (`Epoch 2/2 [=====>....] 6/25 - loss: … - accuracy: … - lr: … - 41 img/s - ETA: 3.2s`)
+/// is redrawn in place with carriage returns; otherwise (pipes, files, CI logs) plain
 /// lines are printed every `lineEvery` batches (default: about ten per epoch) and at each epoch's end.
 public final class ProgressPrinter: TrainingCallback {
     /// How progress is shown.
@@ -28,6 +29,8 @@ public final class ProgressPrinter: TrainingCallback {
     private var batchesPerEpoch = 0
     private var epochStarted = Date()
     private var firstBatchOfRun: Int?
+    /// Images trained since `epochStarted` (for images per second).
+    private var imagesThisEpoch = 0
     private var lastLength = 0
 
     /// - Parameters:
@@ -60,10 +63,13 @@ public final class ProgressPrinter: TrainingCallback {
             write(line + "\n")
         case .epochStart(let epoch, let resumedAt):
             epochStarted = Date()
+            imagesThisEpoch = 0
             firstBatchOfRun = resumedAt
             if style == .lines { write("Epoch \(epoch + 1)/\(epochs)\n") }
         case .batchEnd(let r):
             let done = r.batch + 1
+            imagesThisEpoch += r.samples
+            let rate = imagesPerSecond()
             switch style {
             case .bar:
                 let fraction = batchesPerEpoch > 0 ? Double(done) / Double(batchesPerEpoch) : 1
@@ -73,6 +79,7 @@ public final class ProgressPrinter: TrainingCallback {
                 var line = "Epoch \(r.epoch + 1)/\(epochs) [\(bar)] \(done)/\(batchesPerEpoch)"
                     + " - loss: \(Self.format(r.epochLoss)) - accuracy: \(Self.format(r.epochAccuracy))"
                 if let lr = r.learningRates.last { line += " - lr: \(Self.formatRate(lr))" }
+                if let rate { line += " - \(Self.formatImagesPerSecond(rate))" }
                 if let eta = eta(done: done) { line += " - ETA: \(Self.duration(eta))" }
                 redraw(line)
             case .lines:
@@ -81,6 +88,7 @@ public final class ProgressPrinter: TrainingCallback {
                 var line = "  batch \(done)/\(batchesPerEpoch) - step \(r.step) - loss: \(Self.format(r.epochLoss))"
                     + " - accuracy: \(Self.format(r.epochAccuracy))"
                 if let lr = r.learningRates.last { line += " - lr: \(Self.formatRate(lr))" }
+                if let rate { line += " - \(Self.formatImagesPerSecond(rate))" }
                 write(line + "\n")
             }
         case .validationStart:
@@ -123,6 +131,17 @@ public final class ProgressPrinter: TrainingCallback {
         let padding = String(repeating: " ", count: Swift.max(0, lastLength - line.count))
         write("\r" + line + padding)
         lastLength = line.count
+    }
+
+    /// Images per second since the epoch started (nil before any time has passed).
+    private func imagesPerSecond() -> Double? {
+        let elapsed = Date().timeIntervalSince(epochStarted)
+        return elapsed > 0 && imagesThisEpoch > 0 ? Double(imagesThisEpoch) / elapsed : nil
+    }
+
+    /// `123 img/s`, or with one decimal below 10 (`4.2 img/s`).
+    static func formatImagesPerSecond(_ rate: Double) -> String {
+        rate < 10 ? String(format: "%.1f img/s", rate) : String(format: "%.0f img/s", rate)
     }
 
     private func eta(done: Int) -> Double? {

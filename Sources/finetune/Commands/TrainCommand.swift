@@ -228,9 +228,7 @@ struct TrainCommand: ParsableCommand {
         print("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
               + "\(summary.globalStep) steps " + String(format: "(%.1f s)", summary.seconds)
               + " on \(summary.trainSamples) training images")
-        if let metric = summary.monitor, let value = summary.bestValue, let epoch = summary.bestEpoch {
-            print(String(format: "best %@: %.4f (epoch %d)", metric, value, epoch))
-        }
+        // The best epoch's metric is printed once, by the progress printer ("Best val_loss: …").
         if let accuracy = summary.validationAccuracy { print(String(format: "validation accuracy: %.2f%%", accuracy * 100)) }
         print("model.safetensors: \(summary.modelWeights ?? "final") weights (epoch \(summary.modelEpoch ?? summary.epochs))")
         if let r = summary.testReport {
