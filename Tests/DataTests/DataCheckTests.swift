@@ -48,13 +48,25 @@ final class DataCheckTests: XCTestCase {
         XCTAssertTrue(report.hints.isEmpty, "\(report.hints)")
     }
 
-    func testDistinctPhotosAreFarApartInHashSpace() throws {
-        // All 20 photos as one plain folder: no pair within the near-duplicate threshold.
+    func testDistinctPhotosAreFarApartAndCopiesClose() throws {
+        // The 20 distinct photos: no pair near either threshold.
         let photos = try photos()
-        let hashes = try photos.map { try PerceptualHash(Image(contentsOfFile: $0)) }
-        var closest = 64
-        for i in hashes.indices { for j in hashes.indices where j > i { closest = min(closest, hashes[i].distance(to: hashes[j])) } }
+        let prints = try photos.map { try ImageFingerprint(Image(contentsOfFile: $0)) }
+        var closest = 64, mostSimilar = -1.0
+        for i in prints.indices {
+            for j in prints.indices where j > i {
+                closest = min(closest, prints[i].hash.distance(to: prints[j].hash))
+                mostSimilar = max(mostSimilar, prints[i].similarity(to: prints[j]))
+            }
+        }
         XCTAssertGreaterThan(closest, DataCheckOptions().nearDuplicateDistance * 2, "closest pair of distinct photos")
+        XCTAssertLessThan(mostSimilar, 0.9, "most similar pair of distinct photos")
+        // A copy resized to half and back: within a few bits and above 0.999.
+        let photo = try Image(contentsOfFile: photos[0])
+        let copy = try photo.resized(width: photo.width / 2, height: photo.height / 2).resized(width: 300, height: 300)
+        let print0 = try ImageFingerprint(copy)
+        XCTAssertLessThanOrEqual(print0.hash.distance(to: prints[0].hash), 4)
+        XCTAssertGreaterThan(print0.similarity(to: prints[0]), 0.999)
     }
 
     func testFindsPlantedCorruptFileExactDuplicateAndNearDuplicate() throws {
@@ -79,6 +91,7 @@ final class DataCheckTests: XCTestCase {
         let pair = try XCTUnwrap(report.nearDuplicates.first)
         XCTAssertEqual(Set([pair.first.path, pair.second.path]), ["\(root)/train/b/1.jpg", "\(root)/test/a/resized.png"])
         XCTAssertEqual(Set([pair.first.split, pair.second.split]), ["train", "test"])
+        XCTAssertGreaterThan(pair.similarity, 0.999)
         XCTAssertEqual(report.problemCount, 3)
         XCTAssertTrue(report.hints.contains { $0.contains("more than one split") }, "\(report.hints)")
         // The JSON round-trips with the documented keys.

@@ -7,12 +7,15 @@ public struct DataCheckOptions: Sendable {
     /// near-duplicates (re-encoded or resized copies of one photo differ in 0–4; distinct photos in
     /// about 32).
     public var nearDuplicateDistance: Int
+    /// …and whose 32×32 grey thumbnails correlate at least this much (`ImageFingerprint.similarity`).
+    public var nearDuplicateSimilarity: Double
     /// Class-count ratio (largest / smallest, training split) from which the classes count as imbalanced.
     public var imbalanceWarningRatio: Double
 
-    /// Defaults: near-duplicates within 6 bits; imbalance from a ratio of 1.5.
-    public init(nearDuplicateDistance: Int = 6, imbalanceWarningRatio: Double = 1.5) {
+    /// Defaults: near-duplicates within 6 bits and a correlation of 0.99; imbalance from a ratio of 1.5.
+    public init(nearDuplicateDistance: Int = 6, nearDuplicateSimilarity: Double = 0.99, imbalanceWarningRatio: Double = 1.5) {
         self.nearDuplicateDistance = nearDuplicateDistance
+        self.nearDuplicateSimilarity = nearDuplicateSimilarity
         self.imbalanceWarningRatio = imbalanceWarningRatio
     }
 }
@@ -46,11 +49,12 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     }
 
     /// Two images of different splits that are the same photo (re-encoded, resized): `distance` is the
-    /// Hamming distance of their perceptual hashes.
+    /// Hamming distance of their perceptual hashes, `similarity` the correlation of their thumbnails.
     public struct NearDuplicate: Codable, Equatable, Sendable {
         public var first: File
         public var second: File
         public var distance: Int
+        public var similarity: Double
     }
 
     /// The dataset root as given.
@@ -71,7 +75,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     /// Groups of files with identical bytes (SHA-256), each group in scan order.
     public var exactDuplicates: [[File]]
     /// Pairs of files of different splits (within the one folder when there are no split folders)
-    /// whose perceptual hashes are within the threshold and whose bytes differ.
+    /// whose perceptual hashes and thumbnails are within the thresholds and whose bytes differ.
     public var nearDuplicates: [NearDuplicate]
     /// Advice derived from the findings (imbalance, leaks, unusual modes).
     public var hints: [String]
@@ -161,7 +165,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         section("unreadable files", unreadable.map { "\($0.path): \($0.reason)" })
         section("exact duplicates", exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
         section("near-duplicates across splits", nearDuplicates.map {
-            "\($0.first.path) ~ \($0.second.path) (distance \($0.distance))"
+            "\($0.first.path) ~ \($0.second.path) (distance \($0.distance), similarity \($0.similarity))"
         })
         lines += hints.map { "hint: " + $0 }
         return lines.joined(separator: "\n")
@@ -199,7 +203,7 @@ public enum DataCheck {
         var sizes: [Int]?
         var byDigest: [String: [Int]] = [:]
         var digestOrder: [String] = []
-        var hashed: [(index: Int, hash: PerceptualHash, digest: String)] = []
+        var hashed: [(index: Int, fingerprint: ImageFingerprint, digest: String)] = []
         for (i, result) in examined.enumerated() {
             switch result {
             case .failure(let reason):
@@ -213,7 +217,7 @@ public enum DataCheck {
                 }
                 if byDigest[e.digest] == nil { digestOrder.append(e.digest) }
                 byDigest[e.digest, default: []].append(i)
-                hashed.append((i, e.hash, e.digest))
+                hashed.append((i, e.fingerprint, e.digest))
             }
         }
         let exact = digestOrder.compactMap { byDigest[$0]!.count > 1 ? byDigest[$0]!.map { files[$0] } : nil }
@@ -225,9 +229,12 @@ public enum DataCheck {
                 let (x, y) = (hashed[a], hashed[b])
                 guard found.hasSplitFolders ? files[x.index].split != files[y.index].split : true,
                       x.digest != y.digest else { continue }
-                let d = x.hash.distance(to: y.hash)
-                if d <= options.nearDuplicateDistance {
-                    near.append(.init(first: files[x.index], second: files[y.index], distance: d))
+                let d = x.fingerprint.hash.distance(to: y.fingerprint.hash)
+                guard d <= options.nearDuplicateDistance else { continue }
+                let similarity = x.fingerprint.similarity(to: y.fingerprint)
+                if similarity >= options.nearDuplicateSimilarity {
+                    near.append(.init(first: files[x.index], second: files[y.index], distance: d,
+                                      similarity: (similarity * 1e4).rounded() / 1e4))
                 }
             }
         }
@@ -265,7 +272,7 @@ public enum DataCheck {
     /// What one decoded file gave.
     struct Examined {
         var digest: String
-        var hash: PerceptualHash
+        var fingerprint: ImageFingerprint
         var mode: String
         var width: Int
         var height: Int
@@ -305,7 +312,7 @@ public enum DataCheck {
             }
             // PNG IHDR: the bit depth is byte 24 of the file.
             if info.format == .png, bytes.count > 24, bytes[bytes.startIndex + 24] == 16 { mode += " 16-bit" }
-            return .success(Examined(digest: SHA256Hasher.hexDigest(of: bytes), hash: try PerceptualHash(image),
+            return .success(Examined(digest: SHA256Hasher.hexDigest(of: bytes), fingerprint: try ImageFingerprint(image),
                                      mode: mode, width: info.width, height: info.height))
         } catch {
             return .failure(ExamineFailure(skipReason(error, path: path)))

@@ -19,8 +19,20 @@ public struct PerceptualHash: Hashable, Sendable, Codable, CustomStringConvertib
     public init(bits: UInt64) { self.bits = bits }
 
     /// The hash of `image` (RGB or grey).
-    public init(_ image: Image) throws {
-        let side = Self.thumbnailSide
+    public init(_ image: Image) throws { self.init(luma: try Self.thumbnailLuma(image)) }
+
+    /// The hash of a `thumbnailSide`² grey thumbnail (`thumbnailLuma`).
+    init(luma: [Double]) {
+        let block = Self.lowFrequencyDCT(luma, side: Self.thumbnailSide, keep: Self.blockSide)
+        let median = Self.median(Array(block.dropFirst()))
+        var bits: UInt64 = 0
+        for value in block { bits = bits << 1 | (value > median ? 1 : 0) }
+        self.bits = bits
+    }
+
+    /// The 32×32 grey thumbnail (Pillow-exact antialiased bilinear resize, ITU-R 601-2 luma), row-major.
+    static func thumbnailLuma(_ image: Image) throws -> [Double] {
+        let side = thumbnailSide
         let thumbnail = try image.resized(width: side, height: side, filter: .bilinear)
         var luma = [Double](repeating: 0, count: side * side)
         let c = thumbnail.channels
@@ -33,11 +45,7 @@ public struct PerceptualHash: Hashable, Sendable, Codable, CustomStringConvertib
                 luma[i] = r * 0.299 + g * 0.587 + b * 0.114
             }
         }
-        let block = Self.lowFrequencyDCT(luma, side: side, keep: Self.blockSide)
-        let median = Self.median(Array(block.dropFirst()))
-        var bits: UInt64 = 0
-        for value in block { bits = bits << 1 | (value > median ? 1 : 0) }
-        self.bits = bits
+        return luma
     }
 
     /// Bits that differ between the two hashes (0…64).
@@ -81,5 +89,32 @@ public struct PerceptualHash: Hashable, Sendable, Codable, CustomStringConvertib
         guard !sorted.isEmpty else { return 0 }
         let mid = sorted.count / 2
         return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+}
+
+/// What near-duplicate detection compares: a `PerceptualHash` (cheap to compare, finds candidates) and
+/// the 32×32 grey thumbnail it came from, centred and scaled to unit length, whose correlation
+/// confirms them. Small, centred pictures of one kind (Fashion-MNIST's boots) can share a hash within
+/// a few bits while their pixels differ; a re-encoded or resized copy correlates above 0.999.
+public struct ImageFingerprint: Sendable {
+    /// The DCT hash of the thumbnail.
+    public let hash: PerceptualHash
+    /// The thumbnail minus its mean, divided by its norm (all zeros for a flat picture).
+    public let thumbnail: [Float]
+
+    /// The fingerprint of `image` (RGB or grey).
+    public init(_ image: Image) throws {
+        let luma = try PerceptualHash.thumbnailLuma(image)
+        hash = PerceptualHash(luma: luma)
+        let mean = luma.reduce(0, +) / Double(luma.count)
+        let norm = luma.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }.squareRoot()
+        thumbnail = luma.map { norm > 0 ? Float(($0 - mean) / norm) : 0 }
+    }
+
+    /// Pearson correlation of the two thumbnails (−1…1; 0 when either is flat).
+    public func similarity(to other: ImageFingerprint) -> Double {
+        var sum: Float = 0
+        for i in thumbnail.indices { sum += thumbnail[i] * other.thumbnail[i] }
+        return Double(sum)
     }
 }

@@ -12,8 +12,8 @@ struct CheckDataCommand: ParsableCommand {
             folders. Every image is read and decoded once. Exact duplicates are files with the same
             SHA-256; near-duplicates are images of different splits (any two images of a plain folder)
             whose perceptual hashes (DCT of a 32×32 grey thumbnail, 64 bits) differ in at most
-            --near-distance bits: the same photo re-encoded or resized. The exit status is 0 even when
-            problems are found.
+            --near-distance bits and whose thumbnails correlate at least --near-similarity: the same
+            photo re-encoded or resized. The exit status is 0 even when problems are found.
 
             Examples:
               finetune check-data data/flowers
@@ -23,10 +23,13 @@ struct CheckDataCommand: ParsableCommand {
     @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
     @Option(help: "Largest Hamming distance (of 64 bits) between perceptual hashes of near-duplicates.")
     var nearDistance = 6
+    @Option(help: "Smallest correlation (-1 to 1) of the 32×32 grey thumbnails of near-duplicates.")
+    var nearSimilarity = 0.99
     @Flag(help: "Print the report as one JSON object.") var json = false
 
     func validate() throws {
         guard (0...32).contains(nearDistance) else { throw ValidationError("--near-distance must be 0 to 32, got \(nearDistance)") }
+        guard (-1...1).contains(nearSimilarity) else { throw ValidationError("--near-similarity must be -1 to 1, got \(nearSimilarity)") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("DATA folder \(data) does not exist or is not a folder")
@@ -36,7 +39,7 @@ struct CheckDataCommand: ParsableCommand {
     func run() throws {
         let report: DataCheckReport
         do {
-            report = try DataCheck.run(data, options: DataCheckOptions(nearDuplicateDistance: nearDistance))
+            report = try DataCheck.run(data, options: DataCheckOptions(nearDuplicateDistance: nearDistance, nearDuplicateSimilarity: nearSimilarity))
         } catch let error as DataError {
             throw ValidationError("DATA \(data): \(error)")
         }
