@@ -4,12 +4,18 @@ import NN
 extension Plots {
     /// One box of an architecture drawing: a layer group with its output shape and parameters.
     public struct LayerBox: Equatable, Sendable {
+        /// The group's dotted path, e.g. `layer4`, `features.18`.
         public var name: String
+        /// Its module's `typeName`.
         public var type: String
+        /// Its output shape in the sample forward pass (nil: not called).
         public var outputShape: [Int]?
+        /// Parameter elements in the group's subtree.
         public var parameters: Int
+        /// How many of those are trainable.
         public var trainableParameters: Int
 
+        /// A box from its parts.
         public init(name: String, type: String, outputShape: [Int]?, parameters: Int, trainableParameters: Int) {
             self.name = name
             self.type = type

@@ -3,25 +3,17 @@ import XCTest
 
 /// `finetune report`, `check-data`, `summary --plot` and the terminal progress line, on the tiny
 /// colour dataset of `TrainCLITests` with a randomly initialised MobileNetV2 at 64 px, trained two-phase.
-final class ReportCLITests: XCTestCase {
-    func run(_ arguments: [String]) throws -> CLITests.Run { try CLITests.run(arguments) }
-
-    func temporaryFolder(_ name: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
-    static let trainFlags = TrainCLITests.common + ["--recipe", "two-phase", "--phase1-epochs", "1", "--epochs", "2"]
+extension TrainCLITests {
+    static var reportTrainFlags: [String] { common + ["--recipe", "two-phase", "--phase1-epochs", "1", "--epochs", "2"] }
 
     func testReportHasEverySectionNoExternalURLAndTheTopLossesOfEvaluate() throws {
         let data = try temporaryFolder("tiny-data")
-        try TrainCLITests.writeDataset(at: data)
+        try Self.writeDataset(at: data)
         let folder = try temporaryFolder("runs")
         let out = folder + "/run"
-        let train = try run(["train", data, "--out", out] + Self.trainFlags)
+        let train = try run(["train", data, "--out", out] + Self.reportTrainFlags)
         XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.lines.contains { $0.hasPrefix("Data check: 18 train / 6 val / 9 test images, 3 classes") }, train.stdout)
         // Not a terminal: the periodic progress lines, with images per second, and the best epoch once.
         XCTAssertFalse(train.stdout.contains("\r"))
         XCTAssertTrue(train.lines.contains { $0.hasPrefix("  batch ") && $0.contains(" img/s") }, train.stdout)
@@ -77,9 +69,9 @@ final class ReportCLITests: XCTestCase {
             throw XCTSkip("util-linux `script` is not installed")
         }
         let data = try temporaryFolder("tiny-data")
-        try TrainCLITests.writeDataset(at: data)
+        try Self.writeDataset(at: data)
         let out = try temporaryFolder("runs") + "/run"
-        let command = ([CLITests.binary.path, "train", data, "--out", out] + Self.trainFlags)
+        let command = ([CLITests.binary.path, "train", data, "--out", out] + Self.reportTrainFlags)
             .map { "'\($0)'" }.joined(separator: " ")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
@@ -106,11 +98,11 @@ final class ReportCLITests: XCTestCase {
 
     func testCheckDataAndSummaryPlot() throws {
         let data = try temporaryFolder("tiny-data")
-        try TrainCLITests.writeDataset(at: data)
+        try Self.writeDataset(at: data)
         let check = try run(["check-data", data, "--json"])
         XCTAssertEqual(check.status, 0, check.stderr)
         let object = try check.json(XCTUnwrap(check.lines.last))
-        XCTAssertEqual(object["class_names"] as? [String], TrainCLITests.classes)
+        XCTAssertEqual(object["class_names"] as? [String], Self.classes)
         XCTAssertEqual((object["unreadable"] as? [Any])?.count, 0)
         let text = try run(["check-data", data])
         XCTAssertTrue(text.stdout.contains("data check: 33 images, 3 classes"), text.stdout)

@@ -25,8 +25,11 @@ public struct DataCheckOptions: Sendable {
 public struct DataCheckReport: Codable, Equatable, Sendable {
     /// One image file: its path, split (`train`, `val`, `test`, or `folder` without split folders) and class.
     public struct File: Codable, Equatable, Sendable {
+        /// The file.
         public var path: String
+        /// `train`, `val`, `test`, or `folder`.
         public var split: String
+        /// Its class folder.
         public var className: String
 
         enum CodingKeys: String, CodingKey { case path, split, className = "class" }
@@ -34,15 +37,21 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
 
     /// A file that cannot be used, and why (the decoder's message).
     public struct Unreadable: Codable, Equatable, Sendable {
+        /// The file.
         public var path: String
+        /// `train`, `val`, `test`, or `folder`.
         public var split: String
+        /// Why it cannot be used.
         public var reason: String
     }
 
     /// Images per class in one split.
     public struct Split: Codable, Equatable, Sendable {
+        /// `train`, `val`, `test`, or `folder`.
         public var name: String
+        /// Usable images.
         public var images: Int
+        /// Images per class, in class order.
         public var classCounts: [Int]
 
         enum CodingKeys: String, CodingKey { case name, images, classCounts = "class_counts" }
@@ -51,9 +60,13 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     /// Two images of different splits that are the same photo (re-encoded, resized): `distance` is the
     /// Hamming distance of their perceptual hashes, `similarity` the correlation of their thumbnails.
     public struct NearDuplicate: Codable, Equatable, Sendable {
+        /// The image found first (scan order).
         public var first: File
+        /// Its copy in another split.
         public var second: File
+        /// Differing bits of the two perceptual hashes (0…64).
         public var distance: Int
+        /// Correlation of the two thumbnails (to 4 decimals).
         public var similarity: Double
     }
 
@@ -85,6 +98,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         case sizeRange = "size_range", exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates", hints
     }
 
+    /// Encodes with snake_case keys; a non-finite `imbalanceRatio` as `null`.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(root, forKey: .root)
@@ -101,6 +115,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         try c.encode(hints, forKey: .hints)
     }
 
+    /// Decodes what `encode(to:)` wrote (`null` imbalance: infinite).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         root = try c.decode(String.self, forKey: .root)
@@ -267,6 +282,23 @@ public enum DataCheck {
         return DataCheckReport(root: root, classNames: classNames, splits: splits, imbalanceRatio: ratio,
                                unreadable: unreadable, modes: modes, sizeRange: sizes, exactDuplicates: exact,
                                nearDuplicates: near, hints: hints)
+    }
+
+    /// The cheap checks, from a scan alone (nothing decoded), as one line: images per split, classes,
+    /// the imbalance ratio of the training split (with a hint from `imbalanceWarningRatio`), files the
+    /// scan found unusable, and a pointer to `finetune check-data` for the rest. `train` prints it.
+    public static func quickSummary(train: any ImageDataset, validation: (any ImageDataset)?, test: (any ImageDataset)?,
+                                    unusable: Int, options: DataCheckOptions = DataCheckOptions()) -> String {
+        let counts = train.classCounts
+        let ratio = Double(counts.max() ?? 0) / Double(counts.min() ?? 0)
+        var parts = ["\(train.count) train"]
+        if let validation { parts.append("\(validation.count) val") }
+        if let test { parts.append("\(test.count) test") }
+        var line = "Data check: " + parts.joined(separator: " / ") + " images, \(train.classNames.count) classes, imbalance "
+            + (ratio.isFinite ? String(format: "%.2f", ratio) : "∞") + " (largest/smallest class)"
+        if ratio >= options.imbalanceWarningRatio { line += " — imbalanced: consider class weights or oversampling" }
+        if unusable > 0 { line += ", \(unusable) unusable file\(unusable == 1 ? "" : "s")" }
+        return line + "; `finetune check-data` finds duplicates and leaks"
     }
 
     /// What one decoded file gave.

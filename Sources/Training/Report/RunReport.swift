@@ -7,7 +7,10 @@ import Vision
 public struct RunReportOptions: Sendable {
     /// The split to evaluate.
     public enum Split: String, CaseIterable, Sendable {
-        case test, val
+        /// The `test/` folder.
+        case test
+        /// The `val/` folder, or the run's held-out `--val-split`.
+        case val
     }
 
     /// The class-folder data (nil: the data the run trained on, from `config.json`).
@@ -51,12 +54,17 @@ public struct RunReport {
         public var dataURI: String
     }
 
+    /// The run directory reported on.
     public var runDirectory: String
+    /// Its `config.json`.
     public var config: RunConfig
+    /// Its epochs, from `events.jsonl`.
     public var history: RunHistory
     /// The data evaluated and the split's name.
     public var data: String
+    /// `test` or `val`.
     public var split: String
+    /// The metrics of the split (what `evaluate` reports).
     public var evaluation: EvaluationReport
     /// Every evaluated image's prediction, in dataset order.
     public var samples: [SamplePrediction]
@@ -66,6 +74,7 @@ public struct RunReport {
     public var gradCAMLayer: String
     /// Grad-CAM overlays for the predicted class: top losses, then confident correct predictions.
     public var gradCAMLosses: [Picture]
+    /// Grad-CAM overlays of the most confident correct predictions.
     public var gradCAMCorrect: [Picture]
     /// The data check of `data`, nil when not asked for.
     public var dataCheck: DataCheckReport?

@@ -122,6 +122,8 @@ public final class TrainingRun {
 
         let splits = try RunSplits.load(root, options: options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
+        notify(.info(DataCheck.quickSummary(train: splits.train, validation: splits.validation, test: splits.test,
+                                            unusable: splits.skipped.count)))
         let classNames = splits.train.classNames
         if spec.recipe.binary && classNames.count != 2 {
             throw bad("binary", "binary classification needs exactly 2 classes; \(root) has \(classNames.count): "
