@@ -98,11 +98,13 @@ let package = Package(
         .library(name: "Data", targets: ["Data"]),
         .library(name: "Vision", targets: ["Vision"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Export", targets: ["Export"]),
         .executable(name: "finetune", targets: ["finetune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -136,10 +138,14 @@ let package = Package(
         .target(name: "ImagePreprocessing", dependencies: ["Torch"]),
         // Datasets, decoding, transforms and loaders.
         .target(name: "Data", dependencies: ["Torch", "ImagePreprocessing", "CImageCodecs", "AtomicFiles", "TensorIO", "Hashing"]),
+        // Export to other runtimes: ONNX graphs written by explicit traversal of the model
+        // (ONNX/onnx.pb.swift is generated from onnx.proto by tools/onnx/generate; do not edit it).
+        .target(name: "Export", dependencies: ["Torch", "NN", "Vision", "ImagePreprocessing", "AtomicFiles",
+                                               .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing", "Export",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
@@ -149,6 +155,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "Hashing", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Data
+import Export
 import Torch
 import Training
 import Vision
@@ -16,6 +17,7 @@ extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
 extension EXIFOrientation: ExpressibleByArgument {}
 extension ConvertDataset.Source: ExpressibleByArgument {}
+extension ExportFormat: ExpressibleByArgument {}
 
 // The command line's own choices: values of flags that no library type describes.
 

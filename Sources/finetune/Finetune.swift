@@ -13,10 +13,11 @@ struct Finetune: ParsableCommand {
                   --epochs 5 --val-split 0.2 --out runs/flowers     fine-tune, write a run directory
               finetune evaluate runs/flowers data/flowers          test-split metrics of the run
               finetune predict runs/flowers photo.jpg              classify with the run's model
+              finetune export runs/flowers --format onnx --out flowers.onnx   for onnxruntime & co.
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,
-        subcommands: [TrainCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
+        subcommands: [TrainCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self]
     )
 
     /// Starts the command, first making sure OpenMP's threads sleep when idle (see

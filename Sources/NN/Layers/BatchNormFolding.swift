@@ -37,6 +37,26 @@ extension Conv2d {
             let parameters = [weight, bias, batchNorm.weight, batchNorm.bias].compactMap { $0 }
             if parameters.contains(where: \.requiresGrad) { return nil }
         }
+        return try fold(batchNorm, mean: mean, variance: variance)
+    }
+
+    /// The weight and bias of the one convolution that computes `batchNorm(self(x))` with the
+    /// BatchNorm's running statistics: what inference runs and what an exported graph holds (the
+    /// exporter calls this under `withNoGrad`). Throws `NNError.invalidArgument` when the BatchNorm has
+    /// no running statistics or does not match the convolution's output channels.
+    public func foldedParameters(_ batchNorm: BatchNorm2d) throws -> (weight: Tensor, bias: Tensor) {
+        guard let mean = batchNorm.runningMean, let variance = batchNorm.runningVar else {
+            throw NNError.invalidArgument("BatchNorm2d without running statistics cannot be folded into a convolution")
+        }
+        guard batchNorm.numFeatures == outChannels else {
+            throw NNError.invalidArgument("BatchNorm2d(\(batchNorm.numFeatures)) cannot follow a Conv2d with "
+                                          + "\(outChannels) output channels")
+        }
+        return try fold(batchNorm, mean: mean, variance: variance)
+    }
+
+    /// conv(x; w·s, (b − μ)·s + β) with s = γ / √(σ² + ε).
+    private func fold(_ batchNorm: BatchNorm2d, mean: Tensor, variance: Tensor) throws -> (weight: Tensor, bias: Tensor) {
         var scale = try (variance + batchNorm.eps).rsqrt()
         if let gamma = batchNorm.weight { scale = try scale * gamma }
         let foldedWeight = try weight * scale.view([outChannels, 1, 1, 1])
