@@ -155,9 +155,9 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "Hashing", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TestSupport"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TensorIO", "Data", "ImagePreprocessing", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training"]),
+        .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training", "Data", "ImagePreprocessing"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

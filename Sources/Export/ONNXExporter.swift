@@ -204,19 +204,21 @@ public enum ONNXExporter {
     }
 
     /// Serialises `proto` and writes it to `path` atomically (a temporary file renamed into place, so
-    /// an interrupted export leaves no half file).
-    public static func write(_ proto: Onnx_ModelProto, to path: String) throws -> Int {
+    /// an interrupted export leaves no half file). `durable` also fsyncs it (tests that throw the file
+    /// away skip that).
+    public static func write(_ proto: Onnx_ModelProto, to path: String, durable: Bool = true) throws -> Int {
         let data: Data = try proto.serializedBytes()
-        try AtomicFile.write(data, to: path)
+        try AtomicFile.write(data, to: path, durable: durable)
         return data.count
     }
 
     /// `makeModel`, then `write`: the report says what was written.
     @discardableResult
     public static func export(_ model: ImageClassifier, metadata: ExportMetadata, inputSize: (Int, Int),
-                              output: ONNXOutput = .logits, to path: String) throws -> ONNXExportReport {
+                              output: ONNXOutput = .logits, to path: String,
+                              durable: Bool = true) throws -> ONNXExportReport {
         let proto = try makeModel(model, metadata: metadata, inputSize: inputSize, output: output)
-        let bytes = try write(proto, to: path)
+        let bytes = try write(proto, to: path, durable: durable)
         func dims(_ info: Onnx_ValueInfoProto) -> [String] {
             info.type.tensorType.shape.dim.map { dim -> String in
                 if case .dimParam(let name)? = dim.value { return name }

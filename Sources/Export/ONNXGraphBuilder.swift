@@ -37,7 +37,21 @@ struct ONNXGraphBuilder {
     /// A float32 constant holding `tensor`'s values (any dtype is converted), little-endian raw data.
     mutating func constant(_ tensor: Tensor, name: String) throws -> String {
         let values = try tensor.detach().to(dtype: .float32, device: .cpu).contiguous()
-        return try constant(values.floats(), shape: values.shape, name: name)
+        var raw = Data(count: values.count * MemoryLayout<Float>.size)
+        try raw.withUnsafeMutableBytes { try values.copyBytes(to: $0) }
+        return append(raw: raw, shape: values.shape, name: name)
+    }
+
+    /// Appends a float32 initializer holding `raw` (little-endian floats, as LibTorch lays them out on
+    /// every platform it runs on here).
+    private mutating func append(raw: Data, shape: [Int], name: String) -> String {
+        var proto = Onnx_TensorProto()
+        proto.name = uniqueName(name)
+        proto.dims = shape.map(Int64.init)
+        proto.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        proto.rawData = raw
+        initializers.append(proto)
+        return proto.name
     }
 
     /// A float32 constant from values and a shape.
@@ -45,16 +59,8 @@ struct ONNXGraphBuilder {
         guard values.count == shape.reduce(1, *) else {
             throw ExportError.internalInconsistency("constant \(name): \(values.count) values for shape \(shape)")
         }
-        var proto = Onnx_TensorProto()
-        proto.name = uniqueName(name)
-        proto.dims = shape.map(Int64.init)
-        proto.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
-        proto.rawData = values.withUnsafeBufferPointer { buffer in
-            // ONNX raw_data is little-endian; every platform Swift and LibTorch run on here is.
-            Data(buffer: buffer)
-        }
-        initializers.append(proto)
-        return proto.name
+        // ONNX raw_data is little-endian; every platform Swift and LibTorch run on here is.
+        return append(raw: values.withUnsafeBufferPointer { Data(buffer: $0) }, shape: shape, name: name)
     }
 
     /// An int64 constant (shapes for Reshape).

@@ -1,0 +1,107 @@
+@testable import Export
+import Foundation
+import ImagePreprocessing
+import NN
+import TestSupport
+import Torch
+import Vision
+import XCTest
+
+/// The exported file read back with the same generated types (no Python): opset, IR version, input
+/// and output, metadata, an inference graph (BatchNorm folded, Dropout gone), the atomic write.
+final class ONNXExporterTests: XCTestCase {
+    let preprocessing = Preprocessing(mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3], resizeSize: 40, cropSize: 32,
+                                      interpolation: "bicubic", valueRange: [0, 1])
+
+    func exported(_ model: ImageClassifier, classNames: [String], binary: Bool = false,
+                  output: ONNXOutput = .logits) throws -> (Onnx_ModelProto, ONNXExportReport) {
+        let folder = NSTemporaryDirectory() + "onnx-exporter-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/model.onnx"
+        let report = try ONNXExporter.export(model, metadata: ExportMetadata(
+            architecture: model.architecture, classNames: classNames, preprocessing: preprocessing,
+            finetuneVersion: "9.9.9", source: "test", binary: binary), inputSize: (32, 32), output: output, to: path)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["model.onnx"],
+                       "the atomic write leaves only the file")
+        XCTAssertTrue(ONNXExporter.isFinetuneExport(path))
+        let proto = try Onnx_ModelProto(serializedBytes: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(report.bytes, try (proto.serializedBytes() as Foundation.Data).count)
+        return (proto, report)
+    }
+
+    func testGraphIsAnInferenceGraphWithMetadataOpset17AndADynamicBatch() throws {
+        let model = try ResNet.resnet18(ModelOptions(numClasses: 3))
+        try model.configureHead(HeadSpec(outputs: 3, batchNorm: true, dropout: 0.5, hiddenUnits: [8]))
+        let (proto, report) = try exported(model, classNames: ["cat", "dog", "emu"])
+        XCTAssertEqual(proto.opsetImport.map(\.version), [17])
+        XCTAssertEqual(proto.irVersion, 8)
+        XCTAssertEqual(proto.producerName, "finetune")
+        XCTAssertEqual(report.inputShape, ["batch", "3", "32", "32"])
+        XCTAssertEqual(report.outputShape, ["batch", "3"])
+        XCTAssertEqual(proto.graph.input.map(\.name), ["input"])
+        XCTAssertEqual(proto.graph.output.map(\.name), ["logits"])
+        let ops = proto.graph.node.map(\.opType)
+        XCTAssertEqual(ops.filter { $0 == "Conv" }.count, 20, "ResNet-18 has 20 convolutions")
+        XCTAssertFalse(ops.contains("BatchNormalization"), "BatchNorm2d is folded into the convolutions")
+        XCTAssertFalse(ops.contains("Dropout"))
+        XCTAssertEqual(ops.filter { $0 == "Gemm" }.count, 2, "the hidden and the output Dense layers")
+        // Folding leaves each convolution its weight plus a bias and removes the BatchNorm2d layers; the
+        // head's BatchNorm1d becomes a scale and a shift.
+        let modules = model.namedModules().map(\.1)
+        let convolutions = modules.compactMap { $0 as? Conv2d }.reduce(0) { $0 + $1.weight.count + $1.outChannels }
+        let linears = modules.compactMap { $0 as? Linear }.reduce(0) { $0 + $1.weight.count + ($1.bias?.count ?? 0) }
+        XCTAssertEqual(report.parameters, convolutions + linears + 2 * 512)
+
+        let metadata = Dictionary(uniqueKeysWithValues: proto.metadataProps.map { ($0.key, $0.value) })
+        XCTAssertEqual(metadata["architecture"], "resnet18")
+        XCTAssertEqual(metadata["class_names"], #"["cat","dog","emu"]"#)
+        XCTAssertEqual(metadata["preprocessing.mean"], "[0.5,0.4,0.3]")
+        XCTAssertEqual(metadata["preprocessing.std"], "[0.2,0.25,0.3]")
+        XCTAssertEqual(metadata["preprocessing.resize"], "40")
+        XCTAssertEqual(metadata["preprocessing.crop"], "32")
+        XCTAssertEqual(metadata["preprocessing.interpolation"], "bicubic")
+        XCTAssertEqual(metadata["preprocessing.value_range"], "[0,1]")
+        XCTAssertEqual(metadata["finetune_version"], "9.9.9")
+        XCTAssertEqual(metadata["output"], "logits")
+    }
+
+    func testSoftmaxAndBinarySigmoidOutputs() throws {
+        let model = try MobileNetV2.make(ModelOptions(numClasses: 4))
+        let (softmax, _) = try exported(model, classNames: ["a", "b", "c", "d"], output: .probabilities)
+        XCTAssertEqual(softmax.graph.output.map(\.name), ["probabilities"])
+        XCTAssertEqual(softmax.graph.node.suffix(2).map(\.opType), ["Softmax", "Identity"])
+        try model.configureHead(HeadSpec(outputs: 1))
+        let (sigmoid, report) = try exported(model, classNames: ["no", "yes"], binary: true, output: .probabilities)
+        XCTAssertEqual(sigmoid.graph.node.suffix(2).map(\.opType), ["Sigmoid", "Identity"])
+        XCTAssertEqual(report.outputShape, ["batch", "1"])
+    }
+
+    func testUnsupportedLayersModelsWithoutATopAndTooSmallInputsAreClearErrors() throws {
+        let headless = try ResNet.resnet18(ModelOptions(includeTop: false))
+        XCTAssertThrowsError(try exported(headless, classNames: [])) { error in
+            XCTAssertEqual(error as? ExportError, .noTop(architecture: "resnet18"))
+        }
+        let model = try MobileNetV2.make(ModelOptions(numClasses: 2))
+        try model.replaceModule(at: "classifier.1", with: Sequential(GELU(), try Linear(1280, 2)))
+        XCTAssertThrowsError(try exported(model, classNames: ["a", "b"])) { error in
+            XCTAssertEqual(error as? ExportError, .unsupportedLayer(type: "GELU", path: "classifier.1.0"))
+        }
+        let inception = try InceptionV3.inceptionV3(ModelOptions(numClasses: 2))
+        XCTAssertThrowsError(try exported(inception, classNames: ["a", "b"])) { error in
+            guard case .inputTooSmall? = error as? ExportError else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// PyTorch's pooled sizes, ceil mode included (a last window that would start in the padding is dropped).
+    func testPooledSizeFollowsPyTorch() throws {
+        for (input, kernel, stride, padding, ceil) in [(112, 3, 2, 0, true), (7, 2, 2, 0, true), (8, 3, 2, 1, true),
+                                                      (5, 3, 2, 1, false), (6, 3, 3, 1, true), (14, 3, 1, 1, true)] {
+            let x = try Tensor.zeros([1, 1, input, input])
+            let expected = try Functional.maxPool2d(x, kernelSize: (kernel, kernel), stride: (stride, stride),
+                                                    padding: (padding, padding), ceilMode: ceil).shape[2]
+            XCTAssertEqual(ONNXEmitter.pooledSize(input, kernel: kernel, stride: stride, padding: padding,
+                                                       ceilMode: ceil), expected, "\(input) \(kernel) \(stride) \(padding) \(ceil)")
+        }
+    }
+}
