@@ -75,7 +75,8 @@ public struct ExportMetadata: Equatable, Sendable {
     }
 }
 
-/// What `ONNXExporter.export` wrote (`finetune export --json`).
+/// What `ONNXExporter.export` wrote (`finetune export --json`, whose encoder writes the keys in
+/// snake_case: `input_shape`, `output_shape`).
 public struct ONNXExportReport: Codable, Equatable, Sendable {
     public var path: String
     public var format: String
@@ -88,11 +89,6 @@ public struct ONNXExportReport: Codable, Equatable, Sendable {
     public var nodes: Int
     public var parameters: Int
     public var bytes: Int
-
-    enum CodingKeys: String, CodingKey {
-        case path, format, opset, architecture, input, output, nodes, parameters, bytes
-        case inputShape = "input_shape", outputShape = "output_shape"
-    }
 }
 
 /// Exports a zoo classifier as an ONNX inference graph: input `input` [batch, 3, H, W] float32 (the

@@ -195,3 +195,18 @@ extension ExportCLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: big), "an interrupted export left a file at --out")
     }
 }
+
+extension JSONKeysCLITests {
+    /// `export --json` (a zoo model with random weights at 32 px).
+    func testExport() throws {
+        let out = try temporaryFolder("export") + "/model.onnx"
+        let export = try run(["export", "--arch", "resnet18", "--weights", "none", "--input-size", "32", "--out", out,
+                              "--json"])
+        assertShape(try shape(export), [
+            "architecture: string", "bytes: number", "format: string", "input: string", "input_shape: array",
+            "input_shape[]: string", "output_shape: array",
+            "nodes: number", "opset: number", "output: string", "output_shape[]: string", "parameters: number",
+            "path: string",
+        ], "export")
+    }
+}
