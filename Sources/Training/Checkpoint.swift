@@ -55,6 +55,8 @@ public struct CheckpointManifest: Codable {
 /// optimizer.json          the optimizer's hyperparameters (OptimizerState.hyperparametersJSON)
 /// trainer.json            CheckpointManifest: configuration and TrainingState
 /// rng.safetensors         LibTorch's CPU generator state ("cpu", uint8)
+/// ema.safetensors         the moving average of the weights (runs with an EMA)
+/// gradients.safetensors   accumulated gradients by parameter name (saved inside an accumulation group)
 /// ```
 ///
 /// Writing is atomic at the directory level: everything goes to `<dir>.tmp-<uuid>` (each file
@@ -73,6 +75,10 @@ public struct Checkpoint {
     public static let trainerFile = "trainer.json"
     /// LibTorch's CPU generator state (optional).
     public static let rngFile = "rng.safetensors"
+    /// The EMA weights (`Trainer.ema`), when the run keeps an average.
+    public static let emaFile = "ema.safetensors"
+    /// The gradients of an unfinished accumulation group (`TrainingState.accumulation`).
+    public static let gradientsFile = "gradients.safetensors"
     static let requiredFiles = [modelFile, optimizerFile, optimizerHyperparametersFile, trainerFile]
 
     /// The directory actually read (the requested one, or a recovered `.old-` one).
@@ -86,12 +92,18 @@ public struct Checkpoint {
     /// LibTorch's CPU generator state (uint8), restored on resume so dropout and other LibTorch random
     /// ops continue identically; nil when the checkpoint has none.
     public var rngState: Tensor?
+    /// The EMA weights by `state_dict` key (runs with `TrainingConfiguration.ema`).
+    public var ema: StateDict?
+    /// The accumulated gradients by parameter name, when the checkpoint was taken inside an
+    /// accumulation group (`manifest.state.accumulation` set).
+    public var gradients: StateDict?
 
     // MARK: - Writing
 
     /// Writes a checkpoint atomically to `directory` (replacing any checkpoint there).
     public static func write(to directory: String, manifest: CheckpointManifest, model: StateDict,
-                             optimizer: OptimizerState, rngState: Tensor?) throws {
+                             optimizer: OptimizerState, rngState: Tensor?, ema: StateDict? = nil,
+                             gradients: StateDict? = nil) throws {
         let url = URL(fileURLWithPath: directory).standardizedFileURL
         let final = url.path
         let parent = url.deletingLastPathComponent().path
@@ -123,6 +135,8 @@ public struct Checkpoint {
             rng["cpu"] = rngState
             try SafeTensors.write(rng, to: temporary + "/" + rngFile)
         }
+        if let ema { try SafeTensors.write(ema, metadata: ["format": "pt"], to: temporary + "/" + emaFile) }
+        if let gradients { try SafeTensors.write(gradients, to: temporary + "/" + gradientsFile) }
         // trainer.json last: its presence marks the directory complete.
         try writeSynced(TrainingJSON.encode(manifest), to: temporary + "/" + trainerFile)
         syncDirectory(temporary)
@@ -159,6 +173,8 @@ public struct Checkpoint {
         let fm = FileManager.default
         guard requiredFiles.allSatisfy({ fm.fileExists(atPath: directory + "/" + $0) }),
               let manifest = try? readManifest(directory) else { return false }
+        if manifest.configuration.ema != nil && !fm.fileExists(atPath: directory + "/" + emaFile) { return false }
+        if manifest.state.accumulation != nil && !fm.fileExists(atPath: directory + "/" + gradientsFile) { return false }
         return !manifest.hasRNGState || fm.fileExists(atPath: directory + "/" + rngFile)
     }
 
@@ -232,7 +248,14 @@ public struct Checkpoint {
             }
             rng = t
         }
-        return Checkpoint(directory: found, manifest: manifest, model: model, optimizer: optimizer, rngState: rng)
+        let ema = try manifest.configuration.ema.map { _ in
+            try reading(emaFile) { try SafeTensors.loadCopy(found + "/" + emaFile) }
+        }
+        let gradients = try manifest.state.accumulation.map { _ in
+            try reading(gradientsFile) { try SafeTensors.loadCopy(found + "/" + gradientsFile) }
+        }
+        return Checkpoint(directory: found, manifest: manifest, model: model, optimizer: optimizer, rngState: rng,
+                          ema: ema, gradients: gradients)
     }
 
     // MARK: - Files

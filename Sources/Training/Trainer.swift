@@ -106,6 +106,10 @@ public struct TrainingState: Codable, Equatable {
     public var callbackStates: [String: String] = [:]
     /// `new`, `running`, `completed`, `stopped` or `interrupted`.
     public var status = "new"
+    /// Gradient accumulation in progress: batches of the group trained since the last optimizer
+    /// step, whose summed gradients wait in the parameters' `grad` (and in a checkpoint's
+    /// `gradients.safetensors`). nil between optimizer steps.
+    public var accumulation: AccumulationState?
 
     /// The state of a run that has not trained yet.
     public init(freeze: FreezeState, parameterGroups: [String], baseLearningRates: [Double]) {
@@ -113,6 +117,14 @@ public struct TrainingState: Codable, Equatable {
         self.parameterGroups = parameterGroups
         self.baseLearningRates = baseLearningRates
     }
+}
+
+/// An accumulation group in progress (see `TrainingConfiguration.accumulationSteps`).
+public struct AccumulationState: Codable, Equatable, Sendable {
+    /// The group: batch number / K within the epoch.
+    public var group: Int
+    /// Batches of the group trained so far.
+    public var batches: Int
 }
 
 // MARK: - Trainer
@@ -156,6 +168,8 @@ public final class Trainer {
     /// The last validation report and batch result.
     public private(set) var lastValidationReport: EvaluationReport?
     public private(set) var lastBatch: BatchResult?
+    /// The moving average of the weights (`configuration.ema`), updated after every optimizer step.
+    public private(set) var ema: ModelEMA?
 
     private var stopReason: String?
     private var classWeightTensor: Tensor?
@@ -193,7 +207,11 @@ public final class Trainer {
         self.optimizer = built.optimizer
         self.state = TrainingState(freeze: freeze, parameterGroups: built.names, baseLearningRates: built.bases)
         self.classWeightTensor = try configuration.classWeights.map { try Tensor($0.map { Float($0) }) }
-        if let checkpoint { try restore(checkpoint, baseLearningRates: built.bases) }
+        if let checkpoint {
+            try restore(checkpoint, baseLearningRates: built.bases)
+        } else if let settings = configuration.ema {
+            ema = try ModelEMA(model: model, configuration: settings)
+        }
     }
 
     /// Rebuilds a trainer from a checkpoint directory written by `saveCheckpoint` (or a
@@ -228,6 +246,25 @@ public final class Trainer {
             throw TrainingError.resumeMismatch("the checkpoint's optimizer state does not fit: \(error)")
         }
         if let rng = checkpoint.rngState { try Runtime.setCPURNGState(rng) }
+        if let settings = configuration.ema {
+            guard let averaged = checkpoint.ema else {
+                throw TrainingError.resumeMismatch("the run averages its weights (EMA) but the checkpoint has no \(Checkpoint.emaFile)")
+            }
+            ema = try ModelEMA(model: model, configuration: settings, state: averaged)
+        }
+        if saved.accumulation != nil {
+            guard let gradients = checkpoint.gradients else {
+                throw TrainingError.resumeMismatch("the checkpoint stopped inside a gradient-accumulation group but has "
+                    + "no \(Checkpoint.gradientsFile)")
+            }
+            try withNoGrad {
+                for group in optimizer.parameterGroups {
+                    for (name, parameter) in group.parameters {
+                        try parameter.setGrad(gradients[name].map { try $0.clone() })
+                    }
+                }
+            }
+        }
         state = saved
         // Recomputed from the configuration exactly as the original run computed them.
         state.baseLearningRates = baseLearningRates
@@ -303,7 +340,8 @@ public final class Trainer {
         }
         state.loader = position
         state.totalEpochs = epochs
-        state.stepsPerEpoch = batchesPerEpoch
+        let k = configuration.accumulationSteps
+        state.stepsPerEpoch = (batchesPerEpoch + k - 1) / k
 
         let monitor = configuration.monitor ?? (validation != nil ? "val_loss" : "loss")
         if state.best?.metric != monitor {
@@ -359,6 +397,10 @@ public final class Trainer {
                 if stopReason != nil || signalStop?.isTriggered == true { break }
             }
             run.cancel()
+            // A group whose last batches were all skipped (undecodable files) still steps at the epoch's end.
+            if state.accumulation != nil && stopReason == nil && signalStop?.isTriggered != true {
+                try optimizerStep()
+            }
             if trainedBatches == 0 && resumeAt == 0 && stopReason == nil && signalStop?.isTriggered != true {
                 throw TrainingError.noUsableData(Self.noUsableDataReason(train, split: "training"))
             }
@@ -403,6 +445,15 @@ public final class Trainer {
             report = r
             lastValidationReport = r
             for (key, value) in r.scalars { metrics["val_" + key] = value }
+            if let ema {
+                let averaged = try ema.withAveragedWeights(in: model) {
+                    if let features = cached?.validation {
+                        return try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
+                    }
+                    return try evaluate(validation)
+                }
+                for (key, value) in averaged.scalars { metrics["val_" + key + "_ema"] = value }
+            }
             try dispatch(.validationEnd(epoch: epoch, report: r))
         }
         try epochMetricsHook?(epoch, &metrics)
@@ -535,9 +586,17 @@ public final class Trainer {
     }
 
     private func step(_ batch: Batch, input: Input) throws -> BatchResult {
+        let k = configuration.accumulationSteps
+        let group = batch.number / k
+        // A group left unfinished (its last batches skipped) steps before the next one starts.
+        if let pending = state.accumulation, pending.group != group { try optimizerStep() }
         try applySchedule()
         let learningRates = optimizer.learningRates
-        try optimizer.zeroGrad()
+        if state.accumulation == nil { try optimizer.zeroGrad() }
+        // timm's grad-accum rule: a group's losses are divided by its size, which is K except for the
+        // epoch's last group when the batch count is not a multiple of K.
+        let batchesPerEpoch = state.loader?.batchesPerEpoch ?? (batch.number + 1)
+        let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
         let labels = batch.labels
         let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
             let output = try forward(batch.images, input: input)
@@ -547,17 +606,14 @@ public final class Trainer {
         // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
         let lossValue = try loss.item()
         guard lossValue.isFinite else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
-        try loss.backward()
+        try (groupSize > 1 ? loss / Double(groupSize) : loss).backward()
+        let trained = (state.accumulation?.batches ?? 0) + 1
+        state.accumulation = AccumulationState(group: group, batches: trained)
         var norm: Double?
-        if let maxNorm = configuration.gradientClipNorm {
-            norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
-                                             maxNorm: maxNorm)
-        }
-        try optimizer.step()
-        try optimizer.zeroGrad()
+        let stepped = (batch.number + 1) % k == 0 || batch.number + 1 >= batchesPerEpoch
+        if stepped { norm = try optimizerStep() }
         let correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: labels) }
         let n = batch.count
-        state.globalStep += 1
         state.batchInEpoch = batch.number + 1
         state.accumulator.lossSum += lossValue * Double(n)
         state.accumulator.samples += n
@@ -566,9 +622,27 @@ public final class Trainer {
         let result = BatchResult(epoch: state.epoch, batch: batch.number, step: state.globalStep, samples: n,
                                  loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
                                  learningRates: learningRates, gradientNorm: norm,
-                                 epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy)
+                                 epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy,
+                                 optimizerStepped: stepped)
         lastBatch = result
         return result
+    }
+
+    /// Clips, steps the optimizer on the accumulated gradients, clears them, counts the step and
+    /// updates the EMA. Returns the gradient norm before clipping when clipping is on.
+    @discardableResult
+    private func optimizerStep() throws -> Double? {
+        var norm: Double?
+        if let maxNorm = configuration.gradientClipNorm {
+            norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
+                                             maxNorm: maxNorm)
+        }
+        try optimizer.step()
+        try optimizer.zeroGrad()
+        state.accumulation = nil
+        state.globalStep += 1
+        try ema?.update(from: model, step: state.globalStep)
+        return norm
     }
 
     /// The configured loss of float32 `logits` against int64 class `labels`.
@@ -711,7 +785,16 @@ public final class Trainer {
         snapshot.callbackStates = states
         let manifest = CheckpointManifest(model: modelName, configuration: configuration, state: snapshot,
                                           hasRNGState: true)
+        var gradients: StateDict?
+        if state.accumulation != nil {
+            var pending = StateDict()
+            for group in optimizer.parameterGroups {
+                for (name, parameter) in group.parameters { if let grad = parameter.grad { pending[name] = grad } }
+            }
+            gradients = pending
+        }
         try Checkpoint.write(to: directory, manifest: manifest, model: model.stateDict(),
-                             optimizer: optimizer.stateDict(), rngState: Runtime.cpuRNGState())
+                             optimizer: optimizer.stateDict(), rngState: Runtime.cpuRNGState(),
+                             ema: ema?.state, gradients: gradients)
     }
 }

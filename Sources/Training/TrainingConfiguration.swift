@@ -208,6 +208,20 @@ public struct TrainingConfiguration: Codable, Equatable {
     public var checkpointDirectory: String?
     /// The recipe this configuration came from, for reports.
     public var recipe: String?
+    /// Gradient accumulation: the optimizer steps once every this many batches, each batch's loss
+    /// divided by the size of its group (nil: 1, every batch). See `accumulationSteps`.
+    public var accumulateSteps: Int?
+    /// An exponential moving average of the weights, updated after every optimizer step (timm's
+    /// `ModelEmaV3`); nil: none.
+    public var ema: EMAConfig?
+
+    /// Batches per optimizer step (`accumulateSteps`, 1 when unset). Lightning's
+    /// `accumulate_grad_batches` and timm's `--grad-accum-steps`: gradients of K batches are summed,
+    /// each loss scaled by 1/K, so K batches of B approximate one batch of K × B (exactly, for a model
+    /// without batch-dependent layers and an unweighted mean loss). The schedule counts optimizer
+    /// steps. An epoch whose batch count is not a multiple of K ends with a smaller group, which
+    /// steps with its losses scaled by 1/(its size), as timm does.
+    public var accumulationSteps: Int { Swift.max(1, accumulateSteps ?? 1) }
 
     /// The defaults: Adam at 1e-3, a fixed learning rate, one group, no freezing, cross entropy, no
     /// smoothing, weights or clipping.
@@ -216,7 +230,7 @@ public struct TrainingConfiguration: Codable, Equatable {
                 loss: LossMode = .crossEntropy, labelSmoothing: Double = 0, classWeights: [Double]? = nil,
                 gradientClipNorm: Double? = nil, autocastBF16: Bool = false, monitor: String? = nil,
                 monitorMode: MonitorMode = .auto, seed: UInt64? = nil, checkpointDirectory: String? = nil,
-                recipe: String? = nil) {
+                recipe: String? = nil, accumulateSteps: Int? = nil, ema: EMAConfig? = nil) {
         self.optimizer = optimizer
         self.schedule = schedule
         self.learningRates = learningRates
@@ -232,6 +246,8 @@ public struct TrainingConfiguration: Codable, Equatable {
         self.seed = seed
         self.checkpointDirectory = checkpointDirectory
         self.recipe = recipe
+        self.accumulateSteps = accumulateSteps
+        self.ema = ema
     }
 
     /// Sets the freezing, learning-rate and phase knobs of `recipe` (other settings are kept).
@@ -259,6 +275,10 @@ public struct TrainingConfiguration: Codable, Equatable {
                 throw TrainingError.invalidConfiguration("binary mode takes 2 class weights, got \(weights.count)")
             }
         }
+        if let k = accumulateSteps, k < 1 {
+            throw TrainingError.invalidConfiguration("gradient accumulation needs at least 1 batch per step, got \(k)")
+        }
+        try ema?.validate()
         switch learningRates {
         case .uniform: break
         case .backboneFactor(let f):

@@ -43,6 +43,9 @@ public struct BatchResult: Sendable {
     public var epochLoss: Double
     /// The epoch's running accuracy so far, a fraction in [0, 1].
     public var epochAccuracy: Double
+    /// Whether the optimizer stepped after this batch (always, unless gradients are accumulated over
+    /// several batches: then only after the last batch of each group).
+    public var optimizerStepped = true
 }
 
 /// The end of an epoch: training metrics (`loss`, `accuracy`, `lr`) and, with validation data,

@@ -63,7 +63,7 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
                            info: ["epochs": "\(info.epochs)", "resumed": "\(info.resumed)",
                                   "model": trainer.modelName])
         case .batchEnd(let r):
-            guard r.step % everySteps == 0 else { return }
+            guard r.optimizerStepped, r.step % everySteps == 0 else { return }
             var metrics = ["loss": r.loss, "accuracy": r.accuracy]
             if let lr = r.learningRates.last { metrics["lr"] = lr }
             if let norm = r.gradientNorm { metrics["grad_norm"] = norm }
@@ -112,7 +112,7 @@ public final class TensorBoardCallback: TrainingCallback {
         case .fitStart(let info):
             writer = try TensorBoardWriter(logDirectory: logDirectory, resumeAfterStep: info.resumed ? info.startStep : nil)
         case .batchEnd(let r):
-            guard r.step % everySteps == 0 else { return }
+            guard r.optimizerStepped, r.step % everySteps == 0 else { return }
             var values = ["batch_loss": r.loss, "batch_accuracy": r.accuracy]
             if let lr = r.learningRates.last { values["learning_rate"] = lr }
             if let norm = r.gradientNorm { values["gradient_norm"] = norm }

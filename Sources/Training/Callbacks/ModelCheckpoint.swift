@@ -85,7 +85,7 @@ public final class ModelCheckpoint: StatefulCallback {
             }
         case .batchEnd(let result):
             var due = false
-            if let n = everySteps, n > 0, result.step % n == 0 { due = true }
+            if let n = everySteps, n > 0, result.optimizerStepped, result.step % n == 0 { due = true }
             if let seconds = everySeconds, let lastSave, clock().timeIntervalSince(lastSave) >= seconds { due = true }
             if due { try save(.periodic, to: lastPath, trainer: trainer) }
         case .epochEnd(let result):

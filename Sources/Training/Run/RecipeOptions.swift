@@ -58,6 +58,12 @@ public struct RecipeOptions: Codable, Equatable {
     public var binary = false
     /// Seeds LibTorch's generator (initialisation, dropout) through `TrainingConfiguration.seed`.
     public var seed: UInt64 = 0
+    /// Gradient accumulation: batches per optimizer step (nil: 1). See `TrainingConfiguration.accumulationSteps`.
+    public var accumulateSteps: Int?
+    /// The decay of an exponential moving average of the weights (timm's `--model-ema-decay`; nil: no EMA).
+    public var emaDecay: Double?
+    /// The EMA's decay warmup (timm's `--model-ema-warmup`); needs `emaDecay`.
+    public var emaWarmup: Bool?
 
     /// The defaults: full fine-tuning with Adam at 1e-3, no schedule, smoothing or clipping.
     public init() {}
@@ -96,6 +102,11 @@ public struct RecipeOptions: Codable, Equatable {
         if learningRateFactor != nil && layerDecay != nil {
             throw bad("layerDecay", "give a learning-rate factor or a layer decay, not both")
         }
+        if let accumulateSteps, accumulateSteps < 1 { throw bad("accumulateSteps", "must be at least 1 batch per step") }
+        if let emaDecay, !(emaDecay >= 0 && emaDecay < 1) {
+            throw bad("emaDecay", "must be in [0, 1), e.g. 0.999 (the weight of the average at each step)")
+        }
+        if emaWarmup == true && emaDecay == nil { throw bad("emaWarmup", "needs an EMA decay") }
         if warmupSteps ?? 0 > 0, case .warmup = schedule {
             throw bad("warmupSteps", "the schedule already has warmup_steps")
         }
@@ -112,6 +123,8 @@ public struct RecipeOptions: Codable, Equatable {
             optimizer: optimizerConfig(learningRate: headLR), schedule: schedule, learningRates: policy ?? .uniform,
             labelSmoothing: labelSmoothing, gradientClipNorm: gradientClipNorm, autocastBF16: autocastBF16, seed: seed)
         if binary { config.loss = .binary }
+        config.accumulateSteps = accumulateSteps
+        config.ema = emaDecay.map { EMAConfig(decay: $0, warmup: emaWarmup ?? false) }
         switch recipe {
         case .headOnly:
             config.apply(.headOnly(trainBatchNorm: trainBatchNorm))

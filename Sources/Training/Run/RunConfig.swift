@@ -179,8 +179,9 @@ public struct RunConfig: Codable {
     public var status: String
     /// Epochs completed.
     public var epochsCompleted: Int
-    /// What `model.safetensors` holds: `final` (the weights after the last epoch) or `best` (early
-    /// stopping restored the best epoch's weights); nil before training ends.
+    /// What `model.safetensors` holds: `final` (the weights after the last epoch), `best` (early
+    /// stopping restored the best epoch's weights) or `ema` (the moving average of the weights at the
+    /// end, for runs with `training.ema`); nil before training ends.
     public var modelWeights: String?
     /// The epoch (1-based) whose weights `model.safetensors` holds.
     public var modelEpoch: Int?

@@ -389,9 +389,13 @@ public final class TrainingRun {
             break
         }
 
-        // Final weights (the best epoch's when early stopping restored them).
+        // Final weights: the EMA's when the run keeps one, else the best epoch's when early stopping
+        // restored them.
         var modelEpoch = result.epochs
-        if let restored = earlyStopping?.restoredEpoch {
+        if let ema = trainer.ema {
+            try ema.copy(to: trainer.model)
+            config.modelWeights = "ema"
+        } else if let restored = earlyStopping?.restoredEpoch {
             config.modelWeights = "best"
             modelEpoch = restored + 1
         } else {
@@ -404,7 +408,7 @@ public final class TrainingRun {
         try writeLearningCurves()
         var validationReport: EvaluationReport?
         if let validationLoader {
-            if earlyStopping?.restoredEpoch == nil, let last = trainer.lastValidationReport {
+            if earlyStopping?.restoredEpoch == nil, trainer.ema == nil, let last = trainer.lastValidationReport {
                 validationReport = last
             } else {
                 validationReport = try trainer.evaluate(validationLoader)

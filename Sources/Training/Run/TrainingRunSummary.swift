@@ -34,7 +34,7 @@ public struct TrainingRunSummary: Encodable {
     public var bestValue: Double?
     /// The epoch (1-based) of `bestValue`.
     public var bestEpoch: Int?
-    /// `final` or `best` (see `RunConfig.modelWeights`).
+    /// `final`, `best` or `ema` (see `RunConfig.modelWeights`).
     public var modelWeights: String?
     /// The epoch (1-based) whose weights the run's `model.safetensors` holds.
     public var modelEpoch: Int?

@@ -82,6 +82,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Freeze every layer group up to and including SCOPE.") var freezeUntil: String?
     @Flag(help: "Freeze the whole backbone (train the head only).") var freezeBackbone = false
     @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
+    @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
 
     // Data.
     @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip).")
@@ -180,6 +181,7 @@ struct TrainCommand: ParsableCommand {
         r.trainBatchNorm = trainBn
         r.binary = binary
         r.seed = seed
+        techniques.apply(to: &r)
         spec.recipe = r
         spec.options = TrainOptions(
             epochs: epochs ?? 10, batchSize: batchSize, augment: augment, valSplit: valSplit, limitPerClass: limitPerClass,
@@ -259,7 +261,7 @@ struct TrainCommand: ParsableCommand {
         do {
             return try body()
         } catch RunError.invalidSetting(let setting, let reason) {
-            throw ValidationError("\(Self.flags[setting] ?? setting): \(reason)")
+            throw ValidationError("\(Self.flags[setting] ?? TechniqueOptions.flags[setting] ?? setting): \(reason)")
         } catch let error as RunError {
             throw ValidationError((resume != nil ? "--resume: " : "--out: ") + "\(error)")
         } catch let error as DataError where onBadImage == .fail {
