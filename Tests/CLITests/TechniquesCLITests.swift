@@ -1,0 +1,111 @@
+import Foundation
+import TensorIO
+import Torch
+import XCTest
+
+/// The training techniques of `finetune train` end to end on the tiny dataset of `TrainCLITests`:
+/// what config.json and model.safetensors record, errors naming the flag, and a kill-and-resume
+/// that stays bit-exact with every stateful technique on.
+final class TechniquesCLITests: XCTestCase {
+    func run(_ arguments: [String]) throws -> CLITests.Run { try CLITests.run(arguments) }
+
+    func temporaryFolder(_ name: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func makeDataset() throws -> String {
+        let root = try temporaryFolder("tiny-data")
+        try TrainCLITests.writeDataset(at: root)
+        return root
+    }
+
+    func readJSON(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    func assertIdentical(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let x = try SafeTensors.load(a), y = try SafeTensors.load(b)
+        XCTAssertEqual(x.keys, y.keys, file: file, line: line)
+        for (key, tensor) in x {
+            let other = try XCTUnwrap(y[key], key)
+            XCTAssertTrue(try tensor.allClose(other, rtol: 0, atol: 0), "\(key): \(a) vs \(b)", file: file, line: line)
+        }
+    }
+
+    /// --ema and --accumulate-steps: recorded in config.json, val_*_ema in the history, and
+    /// model.safetensors holds the EMA (the last checkpoint's ema.safetensors).
+    func testEMAAndAccumulationAreRecordedAndTheEMAIsTheModel() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("runs") + "/run"
+        let r = try run(["train", data, "--out", out, "--epochs", "2", "--json", "--ema", "0.9", "--ema-warmup",
+                         "--accumulate-steps", "2"] + TrainCLITests.common)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let summary = try r.json(XCTUnwrap(r.lines.last))
+        XCTAssertEqual(summary["model_weights"] as? String, "ema")
+        // 18 training images in batches of 4: 5 batches, groups of 2, 2 and 1 → 3 optimizer steps per epoch.
+        XCTAssertEqual(summary["global_step"] as? Int, 6)
+        let config = try readJSON(out + "/config.json")
+        XCTAssertEqual(config["model_weights"] as? String ?? config["modelWeights"] as? String, "ema")
+        let training = try XCTUnwrap(config["training"] as? [String: Any])
+        XCTAssertEqual(training["accumulateSteps"] as? Int, 2)
+        let ema = try XCTUnwrap(training["ema"] as? [String: Any])
+        XCTAssertEqual(ema["decay"] as? Double, 0.9)
+        XCTAssertEqual(ema["warmup"] as? Bool, true)
+        let history = try String(contentsOfFile: out + "/history.csv", encoding: .utf8)
+        XCTAssertTrue(history.contains("val_loss_ema"), history)
+        XCTAssertTrue(history.contains("val_accuracy_ema"), history)
+        try assertIdentical(out + "/model.safetensors", out + "/checkpoints/last/ema.safetensors")
+    }
+
+    func testBadTechniqueValuesNameTheFlag() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("runs") + "/run"
+        let cases: [([String], String)] = [
+            (["--ema", "1.5"], "--ema"),
+            (["--ema-warmup"], "--ema-warmup"),
+            (["--accumulate-steps", "0"], "--accumulate-steps"),
+        ]
+        for (flags, expected) in cases {
+            let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)
+            XCTAssertNotEqual(r.status, 0, "\(flags)")
+            XCTAssertTrue(r.stderr.contains(expected), "\(flags): \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags) created the run")
+        }
+    }
+
+    /// A run with every stateful technique is SIGKILLed in its second epoch and resumed: the final
+    /// weights (the EMA) equal an uninterrupted run's bit for bit.
+    func testKillAndResumeWithTechniquesIsBitExact() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("kill")
+        let arguments = TrainCLITests.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
+                                                "--lr-schedule", "cosine", "--ema", "0.8", "--accumulate-steps", "2"]
+        let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["train", data, "--out", runs + "/b"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline {
+            let history = (try? String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8)) ?? ""
+            if history.split(separator: "\n").count >= 2 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertTrue(process.isRunning, "the run finished before it could be killed; make it longer")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+
+        let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "3", "--workers", "0", "--threads", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        try assertIdentical(runs + "/a/model.safetensors", runs + "/b/model.safetensors")
+        try assertIdentical(runs + "/a/checkpoints/last/model.safetensors", runs + "/b/checkpoints/last/model.safetensors")
+    }
+}
