@@ -13,6 +13,7 @@ extension OptimizerConfig.Kind: ExpressibleByArgument {}
 extension RecipeName: ExpressibleByArgument {}
 extension Augmentation: ExpressibleByArgument {}
 extension FeatureCacheMode: ExpressibleByArgument {}
+extension SamplerKind: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
 extension EXIFOrientation: ExpressibleByArgument {}

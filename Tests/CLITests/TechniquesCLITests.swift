@@ -61,13 +61,45 @@ final class TechniquesCLITests: XCTestCase {
         try assertIdentical(out + "/model.safetensors", out + "/checkpoints/last/ema.safetensors")
     }
 
+    /// A path,label CSV outside the images (--image-root), --class-weights auto, --sampler balanced and
+    /// --color-jitter reach the run and are recorded in config.json.
+    func testCSVDataClassWeightsSamplerAndJitterReachTheRun() throws {
+        let data = try makeDataset()
+        let lists = try temporaryFolder("lists")
+        var rows = ["path,label"]
+        for (name, count) in [("blue", 8), ("green", 4), ("red", 2)] {
+            for i in 0..<count { rows.append("train/\(name)/\(i).png,\(name)") }
+        }
+        try (rows.joined(separator: "\n") + "\n").write(toFile: lists + "/train.csv", atomically: true, encoding: .utf8)
+        let out = try temporaryFolder("runs") + "/run"
+        let r = try run(["train", lists + "/train.csv", "--image-root", data, "--out", out, "--epochs", "1",
+                         "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "64", "--batch-size", "4",
+                         "--workers", "0", "--threads", "2", "--class-weights", "auto", "--sampler", "balanced",
+                         "--color-jitter", "0.4,0.4,0.4,0.1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = try readJSON(out + "/config.json")
+        let training = try XCTUnwrap(config["training"] as? [String: Any])
+        let weights = try XCTUnwrap(training["classWeights"] as? [Double])
+        // scikit-learn's "balanced": 14 images / (3 classes × count).
+        for (w, count) in zip(weights, [8.0, 4, 2]) { XCTAssertEqual(w, 14 / (3 * count), accuracy: 1e-12) }
+        let options = try XCTUnwrap(config["options"] as? [String: Any])
+        XCTAssertEqual(options["sampler"] as? String, "balanced")
+        XCTAssertEqual(options["colorJitter"] as? [Double], [0.4, 0.4, 0.4, 0.1])
+        XCTAssertEqual(options["classWeights"] as? String, "auto")
+        let recorded = try XCTUnwrap(config["data"] as? [String: Any])
+        XCTAssertEqual(recorded["trainSamples"] as? Int, 14)
+    }
+
     func testBadTechniqueValuesNameTheFlag() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"
         let cases: [([String], String)] = [
             (["--ema", "1.5"], "--ema"),
-            (["--ema-warmup"], "--ema-warmup"),
             (["--accumulate-steps", "0"], "--accumulate-steps"),
+            (["--color-jitter", "0.4,0.4"], "--color-jitter"),
+            (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
+            (["--class-weights", "/nonexistent/weights.json"], "--class-weights"),
+            (["--image-root", "/tmp"], "--image-root"),
         ]
         for (flags, expected) in cases {
             let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)

@@ -8,7 +8,7 @@ import Foundation
 ///   (path, file, filename, file_name, filepath, image, image_path, img) or its second field a
 ///   label-like one (label, labels, class, class_name, category, target, y). With a header, the path
 ///   and label columns are found by those names (else the first two columns are used).
-/// * Relative paths resolve against the CSV's folder.
+/// * Relative paths resolve against `imageRoot`, by default the CSV's folder.
 /// * Labels are class names (classes sorted by code point), or — when every label is a non-negative
 ///   integer — class indices (class names "0", "1", … up to the largest index, which must be below
 ///   `maxIntegerClasses`).
@@ -39,8 +39,9 @@ public struct CSVDataset: ImageDataset {
     public static let maxIntegerClasses = 1 << 16
 
     /// Reads `path`. `classNames`, when given, fixes the class list (name labels must be in it;
-    /// integer labels must index it) and allows a single class.
-    public init(csv path: String, header: Bool? = nil, classNames fixed: [String]? = nil,
+    /// integer labels must index it) and allows a single class. Relative image paths resolve against
+    /// `imageRoot` (nil: the CSV's folder).
+    public init(csv path: String, header: Bool? = nil, classNames fixed: [String]? = nil, imageRoot: String? = nil,
                 options: ScanOptions = ScanOptions()) throws {
         csvPath = path
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -65,7 +66,7 @@ public struct CSVDataset: ImageDataset {
         }
         guard !rows.isEmpty else { throw DataError.invalidDataset("\(path) has a header but no rows") }
 
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = imageRoot ?? (path as NSString).deletingLastPathComponent
         var entries: [(path: String, label: String)] = []
         for row in rows {
             guard row.fields.count > max(pathColumn, labelColumn) else {

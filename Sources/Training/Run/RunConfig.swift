@@ -51,6 +51,15 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var threads: Int?
     /// Whether JPEGs were turned upright by their EXIF orientation (nil in older runs: applied).
     public var exif: EXIFOrientation?
+    /// Per-class loss weights: `auto` (scikit-learn's "balanced", from the training split's counts),
+    /// `none`, or a JSON file (an array in class order, or an object of class name → weight). nil: none.
+    public var classWeights: String?
+    /// How training batches are drawn: `shuffle` (nil) or `balanced` (with replacement, to equal class frequency).
+    public var sampler: SamplerKind?
+    /// torchvision's `ColorJitter(brightness, contrast, saturation, hue)` after the standard augmentation.
+    public var colorJitter: [Double]?
+    /// For a CSV DATA file: the folder its relative image paths resolve against (nil: the CSV's folder).
+    public var imageRoot: String?
 
     /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` is recorded by
     /// `TrainingRun.create`; `exif` is nil (applied) unless the caller sets it.

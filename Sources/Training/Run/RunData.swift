@@ -16,8 +16,19 @@ public struct RunSplits {
     public var skipped: SkippedFiles
 
     /// Scans `root` (strictly with `--on-bad-image fail`) and applies `options`' limit and split.
+    /// `root` is a class-folder root, or a CSV file of `path,label` rows (see `CSVDataset`; image paths
+    /// relative to `options.imageRoot`), which is all training data.
     public static func load(_ root: String, options: TrainOptions) throws -> RunSplits {
-        let found = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: (options.onBadImage ?? .skip).isStrict))
+        let scan = ScanOptions(strict: (options.onBadImage ?? .skip).isStrict)
+        let found: (train: any ImageDataset, validation: (any ImageDataset)?, test: (any ImageDataset)?,
+                    hasSplitFolders: Bool, skipped: SkippedFiles)
+        if isCSV(root) {
+            let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot, options: scan)
+            found = (csv, nil, nil, false, csv.skipped)
+        } else {
+            let folders = try ImageFolderDataset.splits(root: root, options: scan)
+            found = (folders.train, folders.validation, folders.test, folders.hasSplitFolders, folders.skipped)
+        }
         var train: any ImageDataset = found.train
         var validation: (any ImageDataset)? = found.validation
         var test: (any ImageDataset)? = found.test
@@ -38,6 +49,12 @@ public struct RunSplits {
                          skipped: found.skipped)
     }
 
+    /// Whether DATA is a CSV file (an existing regular file) rather than a class-folder root.
+    public static func isCSV(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+
     /// The most images any split holds (a batch never holds more).
     public var largestCount: Int { max(train.count, validation?.count ?? 0, test?.count ?? 0) }
 }
@@ -51,8 +68,9 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
     /// Keras' ImageDataGenerator: shear 0.2, zoom 0.2, horizontal flip.
     case keras
 
-    /// The training transform for `preprocessing`.
-    public func transform(_ p: Preprocessing) -> any SampleTransform {
+    /// The training transform for `preprocessing`; `colorJitter` follows the standard augmentation's
+    /// flip (the other augmentations take none: `TrainingRun` refuses the combination).
+    public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil) -> any SampleTransform {
         switch self {
         case .none:
             return EvaluationTransform(p)
@@ -64,9 +82,17 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
                                            horizontalFlip: true, targetSize: (p.cropSize, p.cropSize),
                                            mean: p.mean.map { $0 - low }, std: p.std)
         case .standard:
-            return TrainingTransform.standard(p)
+            return TrainingTransform.standard(p, colorJitter: colorJitter)
         }
     }
+}
+
+/// How a run draws its training batches.
+public enum SamplerKind: String, Codable, CaseIterable, Sendable {
+    /// Every image once per epoch, in a seeded random order.
+    case shuffle
+    /// As many draws as images, with replacement, each class equally likely (`BalancedSampler`).
+    case balanced
 }
 
 /// When a run trains the head on cached backbone features (see `FeatureCache`).

@@ -107,10 +107,20 @@ public final class TrainingRun {
                               notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw bad("data", "\(spec.data) does not exist or is not a folder")
+        guard FileManager.default.fileExists(atPath: root) else {
+            throw bad("data", "\(spec.data) does not exist (expected a class-folder root or a path,label CSV file)")
         }
+        let isCSV = RunSplits.isCSV(root)
+        if let imageRoot = spec.options.imageRoot {
+            guard isCSV else { throw bad("imageRoot", "only applies to a CSV file as DATA; \(spec.data) is a folder") }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: imageRoot, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw bad("imageRoot", "\(imageRoot) does not exist or is not a folder")
+            }
+        }
+        // The folder the images live in: the run directory must stay outside it.
+        let imageFolder = isCSV ? spec.options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            ?? (root as NSString).deletingLastPathComponent : root
         guard ModelZoo.architectures.contains(spec.architecture) else {
             throw bad("architecture", "unknown architecture '\(spec.architecture)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
@@ -118,7 +128,7 @@ public final class TrainingRun {
         try validate(options)
         ImageCodec.exifOrientation = options.exif ?? .apply
         try spec.recipe.validate(epochs: options.epochs)
-        try RunDirectory.checkSeparate(run: spec.runDirectory, data: root)
+        try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder)
 
         let splits = try RunSplits.load(root, options: options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
@@ -171,9 +181,10 @@ public final class TrainingRun {
         }
         var configuration = try spec.recipe.configuration(epochs: options.epochs)
         configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
+        configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
 
         let directory = RunDirectory(spec.runDirectory)
-        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: root)
+        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder)
         configuration.checkpointDirectory = directory.checkpoints
         let trainer: Trainer
         do {
@@ -225,6 +236,49 @@ public final class TrainingRun {
         if let path = options.checkpointPath, !FileManager.default.fileExists(atPath: path) {
             throw bad("checkpointPath", "no such file: \(path)")
         }
+        if let jitter = options.colorJitter {
+            guard jitter.count == 4, jitter.allSatisfy({ $0 >= 0 && $0.isFinite }), jitter[3] <= 0.5 else {
+                throw bad("colorJitter", "expected 4 numbers B,C,S,H ≥ 0 (brightness, contrast, saturation, hue ≤ 0.5), e.g. 0.4,0.4,0.4,0.1")
+            }
+            guard options.augment == .standard else {
+                throw bad("colorJitter", "follows the standard augmentation; --augment is \(options.augment.rawValue)")
+            }
+        }
+    }
+
+    /// The loss's class weights for `setting` (see `TrainOptions.classWeights`), in class order.
+    static func resolveClassWeights(_ setting: String?, train: any ImageDataset) throws -> [Double]? {
+        func bad(_ reason: String) -> Error { RunError.invalidSetting(setting: "classWeights", reason: reason) }
+        guard let setting, setting != "none" else { return nil }
+        let names = train.classNames
+        if setting == "auto" { return train.classWeights() }
+        guard let data = FileManager.default.contents(atPath: setting) else {
+            throw bad("\(setting) is not auto, none or a readable JSON file")
+        }
+        let json: Any
+        do { json = try JSONSerialization.jsonObject(with: data) } catch {
+            throw bad("\(setting) is not JSON: expected an array of \(names.count) weights or an object of class → weight")
+        }
+        var weights: [Double]
+        if let array = json as? [Any] {
+            let numbers = array.compactMap { ($0 as? NSNumber)?.doubleValue }
+            guard numbers.count == array.count, numbers.count == names.count else {
+                throw bad("\(setting) has \(array.count) entries for \(names.count) classes (\(names.joined(separator: ", ")))")
+            }
+            weights = numbers
+        } else if let object = json as? [String: Any] {
+            if let unknown = object.keys.sorted().first(where: { !names.contains($0) }) {
+                throw bad("\(setting) names class '\(unknown)', which the data does not have (\(names.joined(separator: ", ")))")
+            }
+            weights = try names.map {
+                guard let w = (object[$0] as? NSNumber)?.doubleValue else { throw bad("\(setting) has no weight for class '\($0)'") }
+                return w
+            }
+        } else {
+            throw bad("\(setting): expected an array of \(names.count) weights or an object of class → weight")
+        }
+        guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw bad("\(setting): weights must be numbers ≥ 0") }
+        return weights
     }
 
     /// TF-slim's warm start: loads a state dict, skipping keys under `excluding`, non-strict.
@@ -337,8 +391,10 @@ public final class TrainingRun {
         let options = config.options
         let p = config.preprocessing
         let strict = (options.onBadImage ?? .skip).isStrict
+        let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
         let trainLoader = try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                                         transform: options.augment.transform(p), workers: options.workers, strict: strict)
+                                         transform: options.augment.transform(p, colorJitter: jitter),
+                                         workers: options.workers, balanced: options.sampler == .balanced, strict: strict)
         let evalTransform = EvaluationTransform(p)
         let validationLoader = try splits.validation.map {
             try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers, strict: strict)
@@ -498,7 +554,8 @@ public final class TrainingRun {
                                      batchSize: options.batchSize, workers: options.workers, directory: directory,
                                      strict: strict)
         }
-        let trainFeatures = try prepare(splits.train, train, augmentation: options.augment.rawValue, views: views)
+        let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
+        let trainFeatures = try prepare(splits.train, train, augmentation: augmentation, views: views)
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {
             validationFeatures = try prepare(dataset, validation, augmentation: "eval", views: 1)

@@ -15,7 +15,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Fine-tune a pretrained classifier on class folders and write a run directory.",
         discussion: """
             DATA is a folder of class folders, either with train/, val/ (or validation/) and test/
-            splits, or plain class folders (then carve out a validation set with --val-split). The
+            splits, or plain class folders (then carve out a validation set with --val-split), or a
+            path,label CSV file (all training data; relative paths start at --image-root). The
             head is replaced to fit DATA's classes; the weights' own preprocessing is used for
             training and evaluation. Ctrl-C saves a resumable checkpoint (RUN_DIR/checkpoints/last).
 
@@ -26,7 +27,7 @@ struct TrainCommand: ParsableCommand {
               finetune train --resume runs/pets --epochs 15
             """)
 
-    @Argument(help: "Class-folder root (with train/ val/ test/ splits, or plain class folders). Optional with --resume.")
+    @Argument(help: "Class-folder root (with train/ val/ test/ splits, or plain class folders), or a path,label CSV file (see --image-root). Optional with --resume.")
     var data: String?
 
     // Model and output.
@@ -191,6 +192,7 @@ struct TrainCommand: ParsableCommand {
             featureCache: featureCache, cacheAugmentations: cacheAugmentations, featureCacheDirectory: featureCacheDir,
             channelsLast: channelsLast, onBadImage: onBadImage)
         spec.options.exif = exif
+        try techniques.apply(to: &spec.options)
         return spec
     }
 

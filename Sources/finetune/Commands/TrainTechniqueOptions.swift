@@ -2,8 +2,8 @@ import ArgumentParser
 import Training
 
 /// The training techniques of `finetune train` that users know from timm, fastai, Lightning and
-/// Keras: gradient accumulation and an exponential moving average of the weights. Parsed into
-/// `RecipeOptions`.
+/// Keras (gradient accumulation, an exponential moving average of the weights), class balance,
+/// colour jitter and CSV data. Parsed into `RecipeOptions` and `TrainOptions`.
 struct TechniqueOptions: ParsableArguments {
     @Option(help: """
         Gradient accumulation: step the optimizer every K batches, each loss scaled by 1/K (an epoch's \
@@ -18,6 +18,38 @@ struct TechniqueOptions: ParsableArguments {
     var ema: Double?
     @Flag(help: "With --ema: timm's decay warmup, 1 - (1 + step)^(-2/3) until it reaches --ema.")
     var emaWarmup = false
+    @Option(help: """
+        Loss weight per class: auto (scikit-learn's "balanced": n_samples / (n_classes × count), from \
+        the training split), none, or a JSON file (an array in class order, or {"class": weight}).
+        """)
+    var classWeights: String?
+    @Option(help: "How training batches are drawn: shuffle, or balanced (with replacement, each class equally likely).")
+    var sampler: SamplerKind = .shuffle
+    @Option(help: "torchvision's ColorJitter after the standard augmentation: B,C,S,H, e.g. 0.4,0.4,0.4,0.1.")
+    var colorJitter: String?
+    @Option(help: "With a path,label CSV file as DATA: the folder relative image paths start from (default: the CSV's folder).")
+    var imageRoot: String?
+
+    func validate() throws { _ = try jitter() }
+
+    /// The four numbers of --color-jitter.
+    func jitter() throws -> [Double]? {
+        guard let colorJitter else { return nil }
+        let parts = colorJitter.split(separator: ",", omittingEmptySubsequences: false)
+        let values = parts.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 4, values.count == 4 else {
+            throw ValidationError("--color-jitter: '\(colorJitter)' is not 4 numbers B,C,S,H (e.g. 0.4,0.4,0.4,0.1)")
+        }
+        return values
+    }
+
+    /// Puts the data options into the run's options.
+    func apply(to options: inout TrainOptions) throws {
+        options.classWeights = classWeights
+        options.sampler = sampler == .shuffle ? nil : sampler
+        options.colorJitter = try jitter()
+        options.imageRoot = imageRoot
+    }
 
     /// Puts the techniques into the run's recipe.
     func apply(to recipe: inout RecipeOptions) {
@@ -29,5 +61,6 @@ struct TechniqueOptions: ParsableArguments {
     /// The flag of each `RecipeOptions`/`TrainOptions` setting these options set.
     static let flags: [String: String] = [
         "accumulateSteps": "--accumulate-steps", "emaDecay": "--ema", "emaWarmup": "--ema-warmup",
+        "classWeights": "--class-weights", "colorJitter": "--color-jitter", "imageRoot": "--image-root",
     ]
 }
