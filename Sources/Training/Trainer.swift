@@ -581,7 +581,8 @@ public final class Trainer {
 
     /// The feature cache, when set and the model's embedding is frozen now.
     private func usableFeatureCache() -> TrainingFeatures? {
-        guard let featureCache, FeatureCache.ineligibility(of: model) == nil else { return nil }
+        // Mixed batches are new images: cached features cannot stand for them.
+        guard let featureCache, configuration.mix == nil, FeatureCache.ineligibility(of: model) == nil else { return nil }
         return featureCache
     }
 
@@ -598,10 +599,20 @@ public final class Trainer {
         let batchesPerEpoch = state.loader?.batchesPerEpoch ?? (batch.number + 1)
         let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
         let labels = batch.labels
+        var images = batch.images
+        var mixed: MixDraw?
+        if input == .images, let mix = configuration.mix, mix.isActive(epoch: state.epoch), images.shape.count == 4 {
+            let draw = mix.draw(epoch: state.epoch, batch: batch.number, height: images.shape[2], width: images.shape[3])
+            images = try BatchMixing.mix(images, draw)
+            mixed = draw
+        }
         let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
-            let output = try forward(batch.images, input: input)
+            let output = try forward(images, input: input)
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
-            return (try computeLoss(logits: logits, labels: labels), logits)
+            guard let mixed else { return (try computeLoss(logits: logits, labels: labels), logits) }
+            let targets = try BatchMixing.targets(labels.toArray(Int64.self).map { Int($0) }, classes: logits.shape[1],
+                                                  lambda: mixed.lambda, smoothing: configuration.labelSmoothing)
+            return (try BatchMixing.softTargetCrossEntropy(logits: logits, targets: targets), logits)
         }
         // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
         let lossValue = try loss.item()

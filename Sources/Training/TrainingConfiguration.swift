@@ -214,6 +214,9 @@ public struct TrainingConfiguration: Codable, Equatable {
     /// An exponential moving average of the weights, updated after every optimizer step (timm's
     /// `ModelEmaV3`); nil: none.
     public var ema: EMAConfig?
+    /// MixUp / CutMix of the training batches (timm's `Mixup`); nil: none. Targets are smoothed by
+    /// `labelSmoothing`; cross entropy only, without class weights.
+    public var mix: MixConfig?
 
     /// Batches per optimizer step (`accumulateSteps`, 1 when unset). Lightning's
     /// `accumulate_grad_batches` and timm's `--grad-accum-steps`: gradients of K batches are summed,
@@ -279,6 +282,12 @@ public struct TrainingConfiguration: Codable, Equatable {
             throw TrainingError.invalidConfiguration("gradient accumulation needs at least 1 batch per step, got \(k)")
         }
         try ema?.validate()
+        if let mix {
+            try mix.validate()
+            guard loss == .crossEntropy, classWeights == nil else {
+                throw TrainingError.invalidConfiguration("MixUp/CutMix need the cross-entropy loss without class weights")
+            }
+        }
         switch learningRates {
         case .uniform: break
         case .backboneFactor(let f):

@@ -96,6 +96,8 @@ final class TechniquesCLITests: XCTestCase {
         let cases: [([String], String)] = [
             (["--ema", "1.5"], "--ema"),
             (["--accumulate-steps", "0"], "--accumulate-steps"),
+            (["--mixup", "-1"], "--mixup"),
+            (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
             (["--class-weights", "/nonexistent/weights.json"], "--class-weights"),
@@ -115,7 +117,8 @@ final class TechniquesCLITests: XCTestCase {
         let data = try makeDataset()
         let runs = try temporaryFolder("kill")
         let arguments = TrainCLITests.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
-                                                "--lr-schedule", "cosine", "--ema", "0.8", "--accumulate-steps", "2"]
+                                                "--lr-schedule", "cosine", "--ema", "0.8", "--accumulate-steps", "2",
+                                                "--mixup", "0.4", "--cutmix", "1.0", "--label-smoothing", "0.1"]
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
 

@@ -64,6 +64,16 @@ public struct RecipeOptions: Codable, Equatable {
     public var emaDecay: Double?
     /// The EMA's decay warmup (timm's `--model-ema-warmup`); needs `emaDecay`.
     public var emaWarmup: Bool?
+    /// MixUp's α (timm's `--mixup`; nil or 0: off). See `MixConfig`.
+    public var mixupAlpha: Double?
+    /// CutMix's α (timm's `--cutmix`; nil or 0: off).
+    public var cutmixAlpha: Double?
+    /// The probability that a batch is mixed (nil: 1).
+    public var mixProbability: Double?
+    /// With MixUp and CutMix, the probability of CutMix (nil: 0.5).
+    public var mixSwitchProbability: Double?
+    /// Mixing stops from this epoch on (0-based; nil: never).
+    public var mixupOffEpoch: Int?
 
     /// The defaults: full fine-tuning with Adam at 1e-3, no schedule, smoothing or clipping.
     public init() {}
@@ -107,6 +117,17 @@ public struct RecipeOptions: Codable, Equatable {
             throw bad("emaDecay", "must be in [0, 1), e.g. 0.999 (the weight of the average at each step)")
         }
         if emaWarmup == true && emaDecay == nil { throw bad("emaWarmup", "needs an EMA decay") }
+        if let a = mixupAlpha, !(a >= 0 && a.isFinite) { throw bad("mixupAlpha", "must be ≥ 0 (Beta(α, α); 0.2 to 1 is usual)") }
+        if let a = cutmixAlpha, !(a >= 0 && a.isFinite) { throw bad("cutmixAlpha", "must be ≥ 0 (Beta(α, α); 1 is usual)") }
+        if let p = mixProbability, !(0...1).contains(p) { throw bad("mixProbability", "must be in [0, 1]") }
+        if let p = mixSwitchProbability, !(0...1).contains(p) { throw bad("mixSwitchProbability", "must be in [0, 1]") }
+        if let n = mixupOffEpoch, n < 0 { throw bad("mixupOffEpoch", "must be ≥ 0") }
+        let mixing = (mixupAlpha ?? 0) > 0 || (cutmixAlpha ?? 0) > 0
+        if !mixing, let setting = [("mixProbability", mixProbability != nil), ("mixSwitchProbability", mixSwitchProbability != nil),
+                                   ("mixupOffEpoch", mixupOffEpoch != nil)].first(where: \.1)?.0 {
+            throw bad(setting, "needs MixUp or CutMix (an α above 0)")
+        }
+        if mixing && binary { throw bad("mixupAlpha", "MixUp/CutMix mix softmax targets; binary mode has one sigmoid output") }
         if warmupSteps ?? 0 > 0, case .warmup = schedule {
             throw bad("warmupSteps", "the schedule already has warmup_steps")
         }
@@ -125,6 +146,11 @@ public struct RecipeOptions: Codable, Equatable {
         if binary { config.loss = .binary }
         config.accumulateSteps = accumulateSteps
         config.ema = emaDecay.map { EMAConfig(decay: $0, warmup: emaWarmup ?? false) }
+        if (mixupAlpha ?? 0) > 0 || (cutmixAlpha ?? 0) > 0 {
+            config.mix = MixConfig(mixupAlpha: mixupAlpha ?? 0, cutmixAlpha: cutmixAlpha ?? 0,
+                                   probability: mixProbability ?? 1, switchProbability: mixSwitchProbability ?? 0.5,
+                                   offEpoch: mixupOffEpoch, seed: seed)
+        }
         switch recipe {
         case .headOnly:
             config.apply(.headOnly(trainBatchNorm: trainBatchNorm))

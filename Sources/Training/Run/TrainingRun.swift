@@ -182,6 +182,9 @@ public final class TrainingRun {
         var configuration = try spec.recipe.configuration(epochs: options.epochs)
         configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
         configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
+        if configuration.mix != nil && configuration.classWeights != nil {
+            throw bad("classWeights", "cannot be combined with MixUp/CutMix (their soft targets take no class weights)")
+        }
 
         let directory = RunDirectory(spec.runDirectory)
         let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder)
@@ -533,6 +536,9 @@ public final class TrainingRun {
                 return try refuse("the backbone is not frozen (\(reason)); training goes through the full network")
             }
             return nil
+        }
+        if trainer.configuration.mix != nil {
+            return try refuse("MixUp/CutMix mix each batch's images, so training goes through the full network")
         }
         if augmented && options.cacheAugmentations == nil {
             return try refuse("augmentation \(options.augment.rawValue) changes the inputs every epoch, so training goes "

@@ -18,6 +18,16 @@ struct TechniqueOptions: ParsableArguments {
     var ema: Double?
     @Flag(help: "With --ema: timm's decay warmup, 1 - (1 + step)^(-2/3) until it reaches --ema.")
     var emaWarmup = false
+    @Option(help: "MixUp: blend each batch with its reverse, λ ~ Beta(A, A) (timm's --mixup; e.g. 0.2).")
+    var mixup: Double?
+    @Option(help: "CutMix: paste a box of area 1 - λ from the paired image, λ ~ Beta(A, A) (timm's --cutmix; e.g. 1.0).")
+    var cutmix: Double?
+    @Option(help: "With --mixup/--cutmix: probability that a batch is mixed (default 1).")
+    var mixProb: Double?
+    @Option(help: "With --mixup and --cutmix: probability of CutMix rather than MixUp for a batch (default 0.5).")
+    var mixSwitchProb: Double?
+    @Option(help: "With --mixup/--cutmix: stop mixing from this epoch on (0-based, as timm's --mixup-off-epoch).")
+    var mixupOffEpoch: Int?
     @Option(help: """
         Loss weight per class: auto (scikit-learn's "balanced": n_samples / (n_classes × count), from \
         the training split), none, or a JSON file (an array in class order, or {"class": weight}).
@@ -56,11 +66,18 @@ struct TechniqueOptions: ParsableArguments {
         recipe.accumulateSteps = accumulateSteps
         recipe.emaDecay = ema
         recipe.emaWarmup = emaWarmup ? true : nil
+        recipe.mixupAlpha = mixup
+        recipe.cutmixAlpha = cutmix
+        recipe.mixProbability = mixProb
+        recipe.mixSwitchProbability = mixSwitchProb
+        recipe.mixupOffEpoch = mixupOffEpoch
     }
 
     /// The flag of each `RecipeOptions`/`TrainOptions` setting these options set.
     static let flags: [String: String] = [
         "accumulateSteps": "--accumulate-steps", "emaDecay": "--ema", "emaWarmup": "--ema-warmup",
+        "mixupAlpha": "--mixup", "cutmixAlpha": "--cutmix", "mixProbability": "--mix-prob",
+        "mixSwitchProbability": "--mix-switch-prob", "mixupOffEpoch": "--mixup-off-epoch",
         "classWeights": "--class-weights", "colorJitter": "--color-jitter", "imageRoot": "--image-root",
     ]
 }
