@@ -171,6 +171,8 @@ public final class Trainer {
     /// The moving average of the weights (`configuration.ema`), updated after every optimizer step.
     public private(set) var ema: ModelEMA?
 
+    /// Overrides the schedule: every group trains at this rate (the LR finder's steps).
+    var fixedLearningRate: Double?
     private var stopReason: String?
     private var classWeightTensor: Tensor?
     private var pendingCallbackStates: [String: String] = [:]
@@ -592,6 +594,9 @@ public final class Trainer {
         // A group left unfinished (its last batches skipped) steps before the next one starts.
         if let pending = state.accumulation, pending.group != group { try optimizerStep() }
         try applySchedule()
+        if let lr = fixedLearningRate {
+            for i in optimizer.parameterGroups.indices { optimizer.parameterGroups[i].learningRate = lr }
+        }
         let learningRates = optimizer.learningRates
         if state.accumulation == nil { try optimizer.zeroGrad() }
         // timm's grad-accum rule: a group's losses are divided by its size, which is K except for the

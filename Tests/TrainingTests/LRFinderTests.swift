@@ -1,0 +1,57 @@
+import Data
+import Foundation
+import NN
+import TestSupport
+import Torch
+import Training
+import XCTest
+
+/// The LR range test: fastai's schedule and `valley` suggestion (Tests/Fixtures/lr_find_fastai.json,
+/// tools/fixtures/make_lr_find.py), and a real run that leaves the model and generator untouched.
+final class LRFinderTests: XCTestCase {
+    func testScheduleAndSuggestionEqualFastai() throws {
+        let url = URL(fileURLWithPath: Fixtures.path("lr_find_fastai.json"))
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let steps = try XCTUnwrap(json["num_it"] as? Int)
+        let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
+        XCTAssertEqual(cases.count, 4)
+        let finder = LRFinder()
+        for c in cases {
+            let name = c["name"] as? String ?? "?"
+            let lrs = try XCTUnwrap(c["lrs"] as? [Double])
+            for (i, lr) in lrs.enumerated() { XCTAssertEqual(finder.learningRate(step: i), lr, accuracy: lr * 1e-12, name) }
+            // fastai holds the losses as float32 tensors: compare on the same values.
+            let losses = try XCTUnwrap(c["losses"] as? [Any]).map { ($0 as? Double).map { Double(Float($0)) } ?? .nan }
+            let expected = try XCTUnwrap(c["suggestion"] as? Double)
+            let index = try XCTUnwrap(LRFinder.suggestion(learningRates: lrs, losses: losses, steps: steps), name)
+            // fastai returns the learning rate as float32.
+            XCTAssertEqual(Double(Float(lrs[index])), expected, accuracy: expected * 1e-6, name)
+        }
+        XCTAssertNil(LRFinder.suggestion(learningRates: [1, 2, 3], losses: [3, 2, 1], steps: 100), "too few points")
+    }
+
+    func testRangeTestLeavesModelAndGeneratorUntouched() throws {
+        let data = try TRData.dataset()
+        Runtime.manualSeed(4)
+        let trainer = try Trainer(model: TRTinyNet(), configuration: TrainingConfiguration(optimizer: .sgd(learningRate: 0.1)))
+        let before = try TRData.snapshot(trainer.model.stateDict())
+        let rng = try TRData.bytes(Runtime.cpuRNGState())
+        var finder = LRFinder()
+        finder.steps = 30
+        finder.endLearningRate = 100
+        let result = try finder.run(trainer, on: TRData.loader(data))
+        XCTAssertEqual(try TRData.snapshot(trainer.model.stateDict()), before, "the weights are restored")
+        XCTAssertEqual(try TRData.bytes(Runtime.cpuRNGState()), rng, "the generator is restored")
+        XCTAssertEqual(trainer.state.globalStep, 0)
+        XCTAssertGreaterThan(result.learningRates.count, 5)
+        XCTAssertLessThanOrEqual(result.learningRates.count, 30)
+        XCTAssertEqual(result.learningRates, result.learningRates.sorted())
+        XCTAssertEqual(result.learningRates.first, 1e-7)
+        XCTAssertEqual(result.losses.count, result.learningRates.count)
+        // A learning rate of 100 diverges: the test stops early once the loss exceeds 4× its minimum.
+        XCTAssertTrue(result.stoppedEarly)
+        let svg = LRFinder.plot(result)
+        XCTAssertTrue(svg.hasPrefix("<svg") || svg.contains("<svg"))
+        XCTAssertEqual(LRFinder.csv(result).split(separator: "\n").count, result.losses.count + 1)
+    }
+}
