@@ -22,6 +22,19 @@ extension ExportFormat: ExpressibleByArgument {}
 
 // The command line's own choices: values of flags that no library type describes.
 
+/// `train --lr`: a learning rate, or `find` (the LR range test's suggestion).
+enum LearningRateArgument: Equatable, ExpressibleByArgument {
+    case value(Double)
+    case find
+
+    init?(argument: String) {
+        if argument.lowercased() == "find" { self = .find } else if let v = Double(argument) { self = .value(v) } else { return nil }
+    }
+
+    /// The number, or nil for `find`.
+    var value: Double? { if case .value(let v) = self { return v } else { return nil } }
+}
+
 /// `evaluate --split` and `features --split`: one split of a class-folder root with split folders,
 /// or all of them (train + val + test).
 enum DataSplit: String, CaseIterable, ExpressibleByArgument {

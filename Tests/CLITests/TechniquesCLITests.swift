@@ -90,6 +90,37 @@ final class TechniquesCLITests: XCTestCase {
         XCTAssertEqual(recorded["trainSamples"] as? Int, 14)
     }
 
+    /// `lr-find` writes its plot and points and suggests a rate; `train --lr find` trains at the
+    /// suggestion and records it in config.json.
+    func testLRFindAndTrainWithFoundLearningRate() throws {
+        let data = try makeDataset()
+        let folder = try temporaryFolder("lr")
+        let r = try run(["lr-find", data, "--out", folder + "/find", "--steps", "20", "--json"] + TrainCLITests.common)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let result = try r.json(XCTUnwrap(r.lines.last))
+        let lrs = try XCTUnwrap(result["learningRates"] as? [Double])
+        XCTAssertEqual(lrs.first, 1e-7)
+        XCTAssertLessThanOrEqual(lrs.count, 20)
+        XCTAssertNotNil(result["suggestion"] as? Double, "\(result)")
+        for file in ["lr_find.svg", "lr_find.csv"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/find/" + file), file)
+        }
+        try "mine".write(toFile: folder + "/find/notes.txt", atomically: true, encoding: .utf8)
+        let refused = try run(["lr-find", data, "--out", folder + "/find", "--steps", "20"] + TrainCLITests.common)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--out"), refused.stderr)
+
+        let common = TrainCLITests.common.filter { $0 != "--lr" && $0 != "0.01" }
+        let train = try run(["train", data, "--out", folder + "/run", "--epochs", "1", "--lr", "find"] + common)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let config = try readJSON(folder + "/run/config.json")
+        let found = try XCTUnwrap(config["learningRateFinder"] as? Double)
+        let training = try XCTUnwrap(config["training"] as? [String: Any])
+        let optimizer = try XCTUnwrap(training["optimizer"] as? [String: Any])
+        XCTAssertEqual(optimizer["learningRate"] as? Double, found)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/run/lr_find.svg"))
+    }
+
     func testBadTechniqueValuesNameTheFlag() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"

@@ -22,6 +22,8 @@ public struct RecipeOptions: Codable, Equatable {
     public var optimizer: OptimizerConfig.Kind = .adam
     /// The head's learning rate (nil: 1e-3 for Adam/AdamW, 1e-2 for SGD/RMSprop).
     public var learningRate: Double?
+    /// Run the LR range test first and train at its suggestion (`train --lr find`; `TrainingRun.create`).
+    public var findLearningRate: Bool?
     /// Momentum for SGD and RMSprop (0.9 by default; ignored by Adam/AdamW).
     public var momentum = 0.9
     /// nil: 0, or 0.01 for AdamW (decoupled).

@@ -192,6 +192,8 @@ public struct RunConfig: Codable {
     /// stopping restored the best epoch's weights) or `ema` (the moving average of the weights at the
     /// end, for runs with `training.ema`); nil before training ends.
     public var modelWeights: String?
+    /// The learning rate the LR finder suggested and the run used (`train --lr find`); nil otherwise.
+    public var learningRateFinder: Double?
     /// The epoch (1-based) whose weights `model.safetensors` holds.
     public var modelEpoch: Int?
     /// Accuracy on the test split after training, in [0, 1] (nil without test data).

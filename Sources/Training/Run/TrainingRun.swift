@@ -1,3 +1,4 @@
+import AtomicFiles
 import Data
 import Foundation
 import NN
@@ -106,6 +107,116 @@ public final class TrainingRun {
     public static func create(_ spec: Specification, finetuneVersion: String = "library",
                               notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
+        var prepared = try prepare(spec, notify: notify)
+        var found: LRFinder.Result?
+        if spec.recipe.findLearningRate == true {
+            let result = try runLRFinder(prepared, finder: LRFinder(), notify: notify)
+            guard let lr = result.suggestion else {
+                throw bad("learningRate", "find: the range test stopped after \(result.losses.count) steps, too few for "
+                          + "a suggestion; give a learning rate")
+            }
+            var recipe = spec.recipe
+            recipe.learningRate = lr
+            recipe.findLearningRate = nil
+            prepared.configuration = try configuration(recipe, options: prepared.options, splits: prepared.splits)
+            found = result
+            notify(.info(String(format: "LR finder: suggested learning rate %.3g (fastai's valley, %d steps)", lr,
+                                result.losses.count)))
+        }
+        let (root, imageFolder, splits, classNames, head, model, preprocessing) = (prepared.root, prepared.imageFolder,
+            prepared.splits, prepared.classNames, prepared.head, prepared.model, prepared.preprocessing)
+        var options = prepared.options
+        var configuration = prepared.configuration
+
+        let directory = RunDirectory(spec.runDirectory)
+        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder)
+        configuration.checkpointDirectory = directory.checkpoints
+        let trainer = try makeTrainer(model, configuration)
+        options.threads = Runtime.numThreads
+        let now = RunDirectory.timestamp()
+        var config = RunConfig(
+            architecture: spec.architecture, weights: spec.weights, classNames: classNames, preprocessing: preprocessing,
+            head: .init(numClasses: classNames.count, includeTop: true, spec: head), training: configuration,
+            options: options,
+            data: .init(path: root, hasSplitFolders: splits.hasSplitFolders, trainSamples: splits.train.count,
+                        validationSamples: splits.validation?.count ?? 0, testSamples: splits.test?.count ?? 0),
+            createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
+            libtorchVersion: Runtime.libTorchVersion, status: "running", epochsCompleted: 0)
+        config.learningRateFinder = found?.suggestion
+        try directory.write(config)
+        if let found {
+            try Plots.write(LRFinder.plot(found), to: directory.file("lr_find.svg"))
+            try AtomicFile.write(Foundation.Data(LRFinder.csv(found).utf8), to: directory.file("lr_find.csv"))
+        }
+        notify(.info("Run directory \(directory.path): \(spec.architecture) (\(spec.weights ?? "random init")), "
+            + "\(classNames.count) classes, \(splits.train.count) training / \(splits.validation?.count ?? 0) validation / "
+            + "\(splits.test?.count ?? 0) test images, recipe \(spec.recipe.recipe.rawValue), head \(head.description)"))
+        return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+    }
+
+    /// Runs the LR range test (`LRFinder`) for `spec` without creating a run directory: the data,
+    /// model, recipe and training transform are those `create` would use. Errors name the setting.
+    public static func findLearningRate(_ spec: Specification, finder: LRFinder = LRFinder(),
+                                        notify: @escaping (Notice) -> Void = printToStandardError) throws -> LRFinder.Result {
+        try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify)
+    }
+
+    private static func runLRFinder(_ prepared: Prepared, finder: LRFinder, notify: (Notice) -> Void) throws -> LRFinder.Result {
+        do { try finder.check() } catch { throw RunError.invalidSetting(setting: "lrFinder", reason: "\(error)") }
+        let trainer = try makeTrainer(prepared.model, prepared.configuration)
+        let loader = try trainLoader(prepared.splits, options: prepared.options, preprocessing: prepared.preprocessing)
+        notify(.info("LR finder: up to \(finder.steps) steps from \(finder.startLearningRate) to \(finder.endLearningRate)"))
+        return try finder.run(trainer, on: loader)
+    }
+
+    /// A trainer for a new run; an unknown scope is an error naming the setting.
+    private static func makeTrainer(_ model: Module, _ configuration: TrainingConfiguration) throws -> Trainer {
+        do {
+            return try Trainer(model: model, configuration: configuration)
+        } catch let error as TrainingError {
+            if case .unknownScope = error {
+                throw RunError.invalidSetting(setting: "trainableScopes", reason: "\(error)")
+            }
+            throw error
+        }
+    }
+
+    /// The training loader of a run (shuffled or class-balanced, with the run's augmentation).
+    static func trainLoader(_ splits: RunSplits, options: TrainOptions, preprocessing p: Preprocessing) throws -> DataLoader {
+        let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
+        return try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
+                              transform: options.augment.transform(p, colorJitter: jitter), workers: options.workers,
+                              balanced: options.sampler == .balanced, strict: (options.onBadImage ?? .skip).isStrict)
+    }
+
+    /// The trainer configuration of `recipe` for the data and options.
+    static func configuration(_ recipe: RecipeOptions, options: TrainOptions, splits: RunSplits) throws -> TrainingConfiguration {
+        var configuration = try recipe.configuration(epochs: options.epochs)
+        configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
+        configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
+        if configuration.mix != nil && configuration.classWeights != nil {
+            throw RunError.invalidSetting(setting: "classWeights",
+                                          reason: "cannot be combined with MixUp/CutMix (their soft targets take no class weights)")
+        }
+        return configuration
+    }
+
+    /// What `create` and `findLearningRate` build before any file is written.
+    private struct Prepared {
+        var root: String
+        var imageFolder: String
+        var options: TrainOptions
+        var splits: RunSplits
+        var classNames: [String]
+        var head: HeadSpec
+        var model: ImageClassifier
+        var preprocessing: Preprocessing
+        var configuration: TrainingConfiguration
+    }
+
+    /// Checks `spec`, loads the data and builds the model and configuration; writes nothing.
+    private static func prepare(_ spec: Specification, notify: (Notice) -> Void) throws -> Prepared {
+        func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
         guard FileManager.default.fileExists(atPath: root) else {
             throw bad("data", "\(spec.data) does not exist (expected a class-folder root or a path,label CSV file)")
@@ -179,38 +290,9 @@ public final class TrainingRun {
             throw bad("freezeUntil", "unknown scope '\(scope)'; layer groups of \(spec.architecture): "
                       + layout.layerGroups.joined(separator: ", "))
         }
-        var configuration = try spec.recipe.configuration(epochs: options.epochs)
-        configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
-        configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
-        if configuration.mix != nil && configuration.classWeights != nil {
-            throw bad("classWeights", "cannot be combined with MixUp/CutMix (their soft targets take no class weights)")
-        }
-
-        let directory = RunDirectory(spec.runDirectory)
-        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder)
-        configuration.checkpointDirectory = directory.checkpoints
-        let trainer: Trainer
-        do {
-            trainer = try Trainer(model: model, configuration: configuration)
-        } catch let error as TrainingError {
-            if case .unknownScope = error { throw bad("trainableScopes", "\(error)") }
-            throw error
-        }
-        options.threads = Runtime.numThreads
-        let now = RunDirectory.timestamp()
-        let config = RunConfig(
-            architecture: spec.architecture, weights: spec.weights, classNames: classNames, preprocessing: preprocessing,
-            head: .init(numClasses: classNames.count, includeTop: true, spec: head), training: configuration,
-            options: options,
-            data: .init(path: root, hasSplitFolders: splits.hasSplitFolders, trainSamples: splits.train.count,
-                        validationSamples: splits.validation?.count ?? 0, testSamples: splits.test?.count ?? 0),
-            createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
-            libtorchVersion: Runtime.libTorchVersion, status: "running", epochsCompleted: 0)
-        try directory.write(config)
-        notify(.info("Run directory \(directory.path): \(spec.architecture) (\(spec.weights ?? "random init")), "
-            + "\(classNames.count) classes, \(splits.train.count) training / \(splits.validation?.count ?? 0) validation / "
-            + "\(splits.test?.count ?? 0) test images, recipe \(spec.recipe.recipe.rawValue), head \(head.description)"))
-        return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+        let configuration = try configuration(spec.recipe, options: options, splits: splits)
+        return Prepared(root: root, imageFolder: imageFolder, options: options, splits: splits, classNames: classNames,
+                        head: head, model: model, preprocessing: preprocessing, configuration: configuration)
     }
 
     static func validate(_ options: TrainOptions) throws {
@@ -394,10 +476,7 @@ public final class TrainingRun {
         let options = config.options
         let p = config.preprocessing
         let strict = (options.onBadImage ?? .skip).isStrict
-        let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
-        let trainLoader = try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                                         transform: options.augment.transform(p, colorJitter: jitter),
-                                         workers: options.workers, balanced: options.sampler == .balanced, strict: strict)
+        let trainLoader = try Self.trainLoader(splits, options: options, preprocessing: p)
         let evalTransform = EvaluationTransform(p)
         let validationLoader = try splits.validation.map {
             try DataLoader($0, batchSize: options.batchSize, transform: evalTransform, workers: options.workers, strict: strict)

@@ -47,7 +47,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Epochs in total (default 10; with --resume: the run's).") var epochs: Int?
     @Option(help: "Images per step.") var batchSize = 32
     @Option(help: "Optimizer.") var optimizer: OptimizerConfig.Kind = .adam
-    @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop).") var lr: Double?
+    @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop), or find: run `finetune lr-find` first and use its suggestion.")
+    var lr: LearningRateArgument?
     @Option(help: "Momentum (sgd, rmsprop).") var momentum = 0.9
     @Option(help: "Weight decay (decoupled for adamw).") var weightDecay: Double?
     @Option(help: "Learning-rate schedule, e.g. fixed, cosine, step:step_size=1000,gamma=0.1, onecycle.")
@@ -163,7 +164,8 @@ struct TrainCommand: ParsableCommand {
         var r = RecipeOptions()
         r.recipe = recipe
         r.optimizer = optimizer
-        r.learningRate = lr
+        r.learningRate = lr?.value
+        r.findLearningRate = lr == .find ? true : nil
         r.momentum = momentum
         r.weightDecay = weightDecay
         r.schedule = try ScheduleConfig(parsing: lrSchedule)

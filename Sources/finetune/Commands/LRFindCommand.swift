@@ -1,0 +1,73 @@
+import ArgumentParser
+import AtomicFiles
+import Foundation
+import Training
+
+/// `finetune lr-find DATA --arch A --out DIR [train flags]`: the learning-rate range test of fastai and
+/// Lightning on the run `finetune train` would start, without training it. Writes DIR/lr_find.svg
+/// and DIR/lr_find.csv and prints the suggestion (fastai's valley).
+struct LRFindCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lr-find",
+        abstract: "Run the learning-rate range test (fastai's lr_find) and suggest a learning rate.",
+        discussion: """
+            The learning rate grows exponentially from --start-lr to --end-lr over --steps batches of the
+            run `finetune train` would start with the same flags (data, model, recipe, augmentation); the
+            loss is smoothed as fastai does and the test stops when it exceeds 4× its minimum. The
+            suggestion is fastai's "valley". Nothing is trained: the model is restored afterwards.
+            --out DIR receives lr_find.svg (loss against log10 LR, the suggestion marked) and
+            lr_find.csv; it must be new, empty, or hold only those files.
+
+            Example:
+              finetune lr-find data/flowers --arch mobilenet_v2 --recipe head-only --out runs/flowers-lr
+            """)
+
+    @Option(help: "The first step's learning rate.") var startLr = 1e-7
+    @Option(help: "The learning rate the last step reaches.") var endLr = 10.0
+    @Option(help: "Steps (batches) of the test.") var steps = 100
+    @OptionGroup(title: "Run (the flags of finetune train)") var train: TrainCommand
+
+    func validate() throws {
+        guard startLr > 0, endLr > startLr else { throw ValidationError("--start-lr and --end-lr: need 0 < start < end") }
+        guard steps >= 2 else { throw ValidationError("--steps must be at least 2") }
+        guard train.resume == nil else { throw ValidationError("--resume: lr-find starts no run; give DATA and --arch") }
+    }
+
+    func run() throws {
+        try applyThreads(train.threads)
+        let out = train.out ?? "."
+        let fm = FileManager.default
+        let outputs = ["lr_find.svg", "lr_find.csv"]
+        if let contents = try? fm.contentsOfDirectory(atPath: out), let other = contents.first(where: { !outputs.contains($0) }) {
+            throw ValidationError("--out: \(out) holds \(other); give a new or empty folder (only lr_find.svg/csv are replaced)")
+        }
+        var finder = LRFinder()
+        finder.startLearningRate = startLr
+        finder.endLearningRate = endLr
+        finder.steps = steps
+        let json = train.json
+        let result = try train.mapErrors {
+            try TrainingRun.findLearningRate(train.specification(), finder: finder) { notice in
+                switch notice {
+                case .info(let text): if json { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) }
+                case .warning(let text): FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8))
+                }
+            }
+        }
+        do {
+            try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try Plots.write(LRFinder.plot(result), to: out + "/lr_find.svg")
+            try AtomicFile.write(Data(LRFinder.csv(result).utf8), to: out + "/lr_find.csv")
+        } catch {
+            throw ValidationError("--out: cannot write \(out): \(error)")
+        }
+        if json { printEncodedJSON(result); return }
+        if let lr = result.suggestion {
+            print(String(format: "suggested learning rate: %.3g (fastai's valley; %d steps%@)", lr, result.losses.count,
+                         result.stoppedEarly ? ", stopped early as the loss diverged" : ""))
+        } else {
+            print("no suggestion: the test stopped after \(result.losses.count) steps (try a lower --end-lr or more data)")
+        }
+        print("plot: \(out)/lr_find.svg, points: \(out)/lr_find.csv")
+    }
+}
