@@ -710,23 +710,28 @@ public final class Trainer {
 
     /// Loss, accuracy, top-5 (more than 5 classes), AUC and the rest of `EvaluationReport` over
     /// `loader`, in eval mode and LibTorch's inference mode. The model's mode is restored after.
-    public func evaluate(_ loader: DataLoader) throws -> EvaluationReport {
-        try evaluate(loader, input: .images, batches: loader.epoch(0))
+    ///
+    /// With test-time augmentation (`tta`, whose `transform` the loader must use), the metrics and the
+    /// loss are those of the views' averaged probabilities.
+    public func evaluate(_ loader: DataLoader, tta: TestTimeAugmentation = .off) throws -> EvaluationReport {
+        try evaluate(loader, input: .images, batches: loader.epoch(0), tta: tta)
     }
 
     /// `evaluate(_:)`'s report, and every image's prediction in the loader's order (dataset order;
     /// files that could not be decoded left out): what a run report's top losses and
     /// `evaluate --per-sample` list.
-    public func evaluateSamples(_ loader: DataLoader) throws -> (report: EvaluationReport, samples: [SamplePrediction]) {
+    public func evaluateSamples(_ loader: DataLoader, tta: TestTimeAugmentation = .off)
+        throws -> (report: EvaluationReport, samples: [SamplePrediction]) {
         var samples: [SamplePrediction] = []
         let binary = configuration.loss == .binary
-        let report = try evaluate(loader, input: .images, batches: loader.epoch(0)) { batch, logits in
+        let report = try evaluate(loader, input: .images, batches: loader.epoch(0), tta: tta) { batch, logits in
             samples += try SamplePrediction.rows(logits: logits, binary: binary, batch: batch, dataset: loader.dataset)
         }
         return (report, samples)
     }
 
     private func evaluate(_ loader: DataLoader, input: Input, batches run: any BatchStream,
+                          tta: TestTimeAugmentation = .off,
                           onBatch: ((Batch, Tensor) throws -> Void)? = nil) throws -> EvaluationReport {
         let classCount = try resolveClassCount(loader.dataset)
         let names = loader.dataset.classNames
@@ -738,10 +743,19 @@ public final class Trainer {
         let binary = configuration.loss == .binary
         try withInferenceMode {
             while let batch = try run.nextBatch() {
-                let output = try withAutocast(enabled: configuration.autocastBF16) {
-                    try forward(batch.images, input: input)
+                let logits: Tensor
+                if tta != .off {
+                    // Averaged probabilities as logits: log p (softmax of it is p), or logit(p) for one output.
+                    let p = try tta.probabilities(batch.images) { view in
+                        try withAutocast(enabled: configuration.autocastBF16) { try forward(view, input: input) }
+                    }.clamp(min: 1e-12, max: 1 - 1e-7)
+                    logits = binary ? try p.log() - (-p).log1p() : try p.log()
+                } else {
+                    let output = try withAutocast(enabled: configuration.autocastBF16) {
+                        try forward(batch.images, input: input)
+                    }
+                    logits = output.dtype == .float32 ? output : try output.to(.float32)
                 }
-                let logits = output.dtype == .float32 ? output : try output.to(.float32)
                 let loss = try computeLoss(logits: logits, labels: batch.labels).item()
                 try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)
                 try onBatch?(batch, logits)

@@ -14,6 +14,7 @@ extension RecipeName: ExpressibleByArgument {}
 extension Augmentation: ExpressibleByArgument {}
 extension FeatureCacheMode: ExpressibleByArgument {}
 extension SamplerKind: ExpressibleByArgument {}
+extension TestTimeAugmentation: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
 extension EXIFOrientation: ExpressibleByArgument {}

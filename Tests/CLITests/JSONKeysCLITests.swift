@@ -226,7 +226,7 @@ final class JSONKeysCLITests: XCTestCase {
         "notes[]: string", "per_class: array", "per_class[].auc: number", "per_class[].f1: number",
         "per_class[].name: string", "per_class[].precision: number", "per_class[].recall: number",
         "per_class[].support: number", "per_class[]: object", "run_dir: string", "sample_count: number",
-        "split: string", "weighted_average.f1: number", "weighted_average.precision: number",
+        "split: string", "tta: string", "weighted_average.f1: number", "weighted_average.precision: number",
         "weighted_average.recall: number", "weighted_average.support: number", "weighted_average: object",
         "zero_division: bool",
     ]

@@ -59,6 +59,17 @@ final class TechniquesCLITests: XCTestCase {
         XCTAssertTrue(history.contains("val_loss_ema"), history)
         XCTAssertTrue(history.contains("val_accuracy_ema"), history)
         try assertIdentical(out + "/model.safetensors", out + "/checkpoints/last/ema.safetensors")
+
+        // Test-time augmentation: evaluate and predict say which they used.
+        let evaluate = try run(["evaluate", out, data, "--tta", "crops", "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
+        let report = try evaluate.json(XCTUnwrap(evaluate.lines.last))
+        XCTAssertEqual(report["tta"] as? String, "crops")
+        XCTAssertEqual(report["sample_count"] as? Int, 9)
+        let predict = try run(["predict", out, "\(data)/test/red", "--tta", "flip", "--json", "--threads", "2"])
+        XCTAssertEqual(predict.status, 0, predict.stderr)
+        XCTAssertEqual(predict.lines.count, 3)
+        XCTAssertEqual(try predict.json(XCTUnwrap(predict.lines.first))["tta"] as? String, "flip")
     }
 
     /// A path,label CSV outside the images (--image-root), --class-weights auto, --sampler balanced and

@@ -31,6 +31,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
     @OptionGroup var runOptions: ModelRunOptions
+    @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
+    var tta: TestTimeAugmentation = .off
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
     @Flag(help: "With --json, add `samples`: every image's path, label, predicted class, probabilities and loss.")
     var perSample = false
@@ -66,20 +68,21 @@ struct EvaluateCommand: ParsableCommand {
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         let trainer = try Trainer(model: model, configuration: evaluation)
-        let loader = try DataLoader(dataset, batchSize: batchSize, transform: EvaluationTransform(config.preprocessing),
+        let loader = try DataLoader(dataset, batchSize: batchSize, transform: tta.transform(config.preprocessing),
                                     workers: workers, strict: strict)
         SkippedFileReporter { _, entry in printError("warning: skipping \(entry.path): \(entry.reason)") }
             .watch(loader, split: splitName)
         let (report, samples) = try badImageContext(strict) { () -> (EvaluationReport, [SamplePrediction]?) in
-            guard perSample else { return (try trainer.evaluate(loader), nil) }
-            let result = try trainer.evaluateSamples(loader)
+            guard perSample else { return (try trainer.evaluate(loader, tta: tta), nil) }
+            let result = try trainer.evaluateSamples(loader, tta: tta)
             return (result.report, result.samples)
         }
         if json {
             printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
-                                    architecture: config.architecture, report: report, samples: samples))
+                                    architecture: config.architecture, tta: tta.rawValue, report: report, samples: samples))
         } else {
-            print("\(config.architecture) from \(directory.path) on \(data) (\(splitName)):")
+            print("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
+                  + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
             print(report.rendered())
         }
     }
@@ -120,11 +123,13 @@ extension EvaluateCommand {
         /// `test`, `val`, `train`, `all`, or `folder` for a plain folder of class folders.
         var split: String
         var architecture: String
+        /// The test-time augmentation used: off, flip or crops.
+        var tta = "off"
         var report: EvaluationReport
         /// With --per-sample: each image's prediction, in dataset order.
         var samples: [SamplePrediction]?
 
-        enum CodingKeys: CodingKey { case runDir, data, split, architecture, loss, samples }
+        enum CodingKeys: CodingKey { case runDir, data, split, architecture, tta, loss, samples }
 
         func encode(to encoder: Encoder) throws {
             // The report's keys and these share one object. Its numbers are fractions and AUCs, finite
@@ -137,6 +142,7 @@ extension EvaluateCommand {
             try c.encode(data, forKey: .data)
             try c.encode(split, forKey: .split)
             try c.encode(architecture, forKey: .architecture)
+            try c.encode(tta, forKey: .tta)
             try c.encodeNumberIfPresent(self.report.loss, forKey: .loss)
             try c.encodeIfPresent(samples, forKey: .samples)
         }

@@ -27,6 +27,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @OptionGroup var runOptions: ModelRunOptions
+    @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
+    var tta: TestTimeAugmentation = .off
     @Flag(help: "One JSON object per image.") var json = false
     @Argument(help: "[RUN_DIR] then image files or folders of images.") var inputs: [String]
 
@@ -86,7 +88,8 @@ struct PredictCommand: ParsableCommand {
             for file in chunk {
                 do {
                     let image = try Image(contentsOfFile: file)
-                    tensors.append(try preprocessing.evaluationTransform(image.rgb()))
+                    var unused = SampleRandom(seed: 0)
+                    tensors.append(try tta.transform(preprocessing).tensor(from: image.rgb(), random: &unused))
                     kept.append(file)
                 } catch {
                     failures += 1
@@ -95,10 +98,10 @@ struct PredictCommand: ParsableCommand {
             }
             guard !tensors.isEmpty else { continue }
             let probabilities = try withInferenceMode { () throws -> Tensor in
-                let logits = try model(Tensor.stack(tensors))
-                guard binary else { return try Functional.softmax(logits, dim: 1) }
+                let averaged = try tta.probabilities(Tensor.stack(tensors)) { try model($0) }
+                guard binary else { return averaged }
                 // One sigmoid output: P(class 1) = sigmoid(z), P(class 0) = 1 - that.
-                let positive = try logits.sigmoid()
+                let positive = averaged
                 return try Tensor.cat([1 - positive, positive], dim: 1)
             }
             let (values, indices) = try probabilities.topk(k, dim: 1)
@@ -107,11 +110,11 @@ struct PredictCommand: ParsableCommand {
                 let prediction = Prediction(file: file, topK: (0..<k).map { j in
                     let i = Int(idx[row * k + j])
                     return Prediction.Ranked(index: i, className: classNames[i], probability: Double(p[row * k + j]))
-                })
+                }, tta: tta == .off ? nil : tta.rawValue)
                 if json {
                     printEncodedJSON(prediction)
                 } else {
-                    print(file)
+                    print(file + (tta == .off ? "" : " (test-time augmentation \(tta.rawValue))"))
                     for r in prediction.topK {
                         print(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, r.className))
                     }
@@ -126,6 +129,8 @@ struct PredictCommand: ParsableCommand {
 struct Prediction: Encodable {
     var file: String
     var topK: [Ranked]
+    /// The test-time augmentation (flip or crops); nil (no key) when off.
+    var tta: String?
 
     /// A class index, its name and its probability (`null` if not finite).
     struct Ranked: Encodable {
