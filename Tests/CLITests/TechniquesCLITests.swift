@@ -164,21 +164,9 @@ final class TechniquesCLITests: XCTestCase {
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
 
-        let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = ["train", data, "--out", runs + "/b"] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(120)
-        while process.isRunning && Date() < deadline {
-            let history = (try? String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8)) ?? ""
-            if history.split(separator: "\n").count >= 2 { break }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        XCTAssertTrue(process.isRunning, "the run finished before it could be killed; make it longer")
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        XCTAssertTrue(try CLITests.killDuringSecondEpoch(["train", data, "--out", runs + "/b"] + arguments,
+                                                          history: runs + "/b/history.csv"),
+                      "the run finished before it could be killed; make it longer")
 
         let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "3", "--workers", "0", "--threads", "2"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
