@@ -23,6 +23,40 @@ extension ExportFormat: ExpressibleByArgument {}
 
 // The command line's own choices: values of flags that no library type describes.
 
+/// `train --augment`: an `Augmentation`, and for `randaugment:n=N,m=M` its two numbers.
+struct AugmentArgument: ExpressibleByArgument {
+    var kind: Augmentation
+    /// [n, m] when given after `randaugment:`.
+    var randAugment: [Int]?
+
+    init(kind: Augmentation, randAugment: [Int]? = nil) {
+        self.kind = kind
+        self.randAugment = randAugment
+    }
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard let first = parts.first, let kind = Augmentation(rawValue: first.lowercased()) else { return nil }
+        self.kind = kind
+        guard parts.count == 2 else { return }
+        guard kind == .randaugment else { return nil }
+        var n = 2, m = 9
+        for pair in parts[1].split(separator: ",") {
+            let kv = pair.split(separator: "=").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2, let value = Int(kv[1]) else { return nil }
+            switch kv[0] {
+            case "n": n = value
+            case "m": m = value
+            default: return nil
+            }
+        }
+        randAugment = [n, m]
+    }
+
+    static var allValueStrings: [String] { Augmentation.allCases.map { $0 == .randaugment ? "randaugment[:n=2,m=9]" : $0.rawValue } }
+    var defaultValueDescription: String { kind.rawValue }
+}
+
 /// `train --lr`: a learning rate, or `find` (the LR range test's suggestion).
 enum LearningRateArgument: Equatable, ExpressibleByArgument {
     case value(Double)

@@ -88,6 +88,14 @@ final class TechniquesCLITests: XCTestCase {
                          "--workers", "0", "--threads", "2", "--class-weights", "auto", "--sampler", "balanced",
                          "--color-jitter", "0.4,0.4,0.4,0.1"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        let policy = try run(["train", lists + "/train.csv", "--image-root", data, "--out", out + "-ra", "--epochs", "1",
+                              "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "64", "--batch-size", "4",
+                              "--workers", "0", "--threads", "2", "--augment", "randaugment:n=1,m=30"])
+        XCTAssertEqual(policy.status, 0, policy.stderr)
+        let policyOptions = try XCTUnwrap(try readJSON(out + "-ra/config.json")["options"] as? [String: Any])
+        XCTAssertEqual(policyOptions["augment"] as? String, "randaugment")
+        XCTAssertEqual(policyOptions["randAugment"] as? [Int], [1, 30])
+        XCTAssertEqual(r.status, 0, r.stderr)
         let config = try readJSON(out + "/config.json")
         let training = try XCTUnwrap(config["training"] as? [String: Any])
         let weights = try XCTUnwrap(training["classWeights"] as? [Double])
@@ -139,6 +147,7 @@ final class TechniquesCLITests: XCTestCase {
             (["--ema", "1.5"], "--ema"),
             (["--accumulate-steps", "0"], "--accumulate-steps"),
             (["--mixup", "-1"], "--mixup"),
+            (["--augment", "randaugment:n=2,m=40"], "--augment"),
             (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
@@ -160,7 +169,8 @@ final class TechniquesCLITests: XCTestCase {
         let runs = try temporaryFolder("kill")
         let arguments = TrainCLITests.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
                                                 "--lr-schedule", "cosine", "--ema", "0.8", "--accumulate-steps", "2",
-                                                "--mixup", "0.4", "--cutmix", "1.0", "--label-smoothing", "0.1"]
+                                                "--mixup", "0.4", "--cutmix", "1.0", "--label-smoothing", "0.1",
+                                                "--augment", "trivialaugment"]
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
 

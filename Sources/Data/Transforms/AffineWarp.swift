@@ -184,9 +184,10 @@ public struct RandomAffine: ImageAugmentation {
     }
 
     /// The output → input matrix for `angle`/`shear` in degrees, a translation in pixels and a scale,
-    /// about the centre of a `height`×`width` image.
+    /// about `center` of a `height`×`width` image, in torchvision's coordinates relative to the image
+    /// centre (the default (0, 0): the centre; (−W/2, −H/2): the top-left corner).
     public static func matrix(angle: Double, translate: (Double, Double), scale: Double, shear: (Double, Double),
-                              height: Int, width: Int) -> AffineMatrix {
+                              height: Int, width: Int, center: (Double, Double) = (0, 0)) -> AffineMatrix {
         let rot = angle * .pi / 180, sx = shear.0 * .pi / 180, sy = shear.1 * .pi / 180
         let a = cos(rot - sy) / cos(sy)
         let b = -cos(rot - sy) * tan(sx) / cos(sy) - sin(rot)
@@ -194,8 +195,8 @@ public struct RandomAffine: ImageAugmentation {
         let d = -sin(rot - sy) * tan(sx) / cos(sy) + cos(rot)
         // Inverse of the rotation-scale-shear (determinant 1), then of the translation.
         var m = [d, -b, 0, -c, a, 0].map { $0 / scale }
-        m[2] += m[0] * -translate.0 + m[1] * -translate.1
-        m[5] += m[3] * -translate.0 + m[4] * -translate.1
+        m[2] += m[0] * (-center.0 - translate.0) + m[1] * (-center.1 - translate.1) + center.0
+        m[5] += m[3] * (-center.0 - translate.0) + m[4] * (-center.1 - translate.1) + center.1
         // Centre-relative coordinates: x_c = x - (w - 1) / 2.
         let cx = Double(width - 1) / 2, cy = Double(height - 1) / 2
         return AffineMatrix(a: m[0], b: m[1], c: m[2] + cx - m[0] * cx - m[1] * cy,

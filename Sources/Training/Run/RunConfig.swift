@@ -60,6 +60,8 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var colorJitter: [Double]?
     /// For a CSV DATA file: the folder its relative image paths resolve against (nil: the CSV's folder).
     public var imageRoot: String?
+    /// `augment: randaugment`'s [n, m] (operations per image, magnitude bin of 31); nil: [2, 9].
+    public var randAugment: [Int]?
 
     /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` is recorded by
     /// `TrainingRun.create`; `exif` is nil (applied) unless the caller sets it.

@@ -67,10 +67,15 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
     case standard
     /// Keras' ImageDataGenerator: shear 0.2, zoom 0.2, horizontal flip.
     case keras
+    /// `standard`, then torchvision's `RandAugment(n, m)` (`TrainOptions.randAugment`, default 2 and 9).
+    case randaugment
+    /// `standard`, then torchvision's `TrivialAugmentWide`.
+    case trivialaugment
 
     /// The training transform for `preprocessing`; `colorJitter` follows the standard augmentation's
     /// flip (the other augmentations take none: `TrainingRun` refuses the combination).
-    public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil) -> any SampleTransform {
+    public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil, randAugment: RandAugment = RandAugment())
+        -> any SampleTransform {
         switch self {
         case .none:
             return EvaluationTransform(p)
@@ -83,6 +88,11 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
                                            mean: p.mean.map { $0 - low }, std: p.std)
         case .standard:
             return TrainingTransform.standard(p, colorJitter: colorJitter)
+        case .randaugment, .trivialaugment:
+            // torchvision's reference recipe: RandomResizedCrop, flip, then the policy.
+            var t = TrainingTransform.standard(p)
+            t.augmentations.append(self == .randaugment ? randAugment : TrivialAugmentWide())
+            return t
         }
     }
 }

@@ -184,8 +184,10 @@ public final class TrainingRun {
     /// The training loader of a run (shuffled or class-balanced, with the run's augmentation).
     static func trainLoader(_ splits: RunSplits, options: TrainOptions, preprocessing p: Preprocessing) throws -> DataLoader {
         let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
+        let policy = options.randAugment.map { RandAugment(n: $0[0], m: $0[1]) } ?? RandAugment()
         return try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                              transform: options.augment.transform(p, colorJitter: jitter), workers: options.workers,
+                              transform: options.augment.transform(p, colorJitter: jitter, randAugment: policy),
+                              workers: options.workers,
                               balanced: options.sampler == .balanced, strict: (options.onBadImage ?? .skip).isStrict)
     }
 
@@ -320,6 +322,12 @@ public final class TrainingRun {
         }
         if let path = options.checkpointPath, !FileManager.default.fileExists(atPath: path) {
             throw bad("checkpointPath", "no such file: \(path)")
+        }
+        if let nm = options.randAugment {
+            guard options.augment == .randaugment else { throw bad("randAugment", "n and m apply to --augment randaugment") }
+            guard nm.count == 2, nm[0] >= 1, (0..<31).contains(nm[1]) else {
+                throw bad("randAugment", "expected n ≥ 1 operations and a magnitude m in 0…30, e.g. randaugment:n=2,m=9")
+            }
         }
         if let jitter = options.colorJitter {
             guard jitter.count == 4, jitter.allSatisfy({ $0 >= 0 && $0.isFinite }), jitter[3] <= 0.5 else {
@@ -640,6 +648,7 @@ public final class TrainingRun {
                                      strict: strict)
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
+            + (options.randAugment.map { " nm=\($0)" } ?? "")
         let trainFeatures = try prepare(splits.train, train, augmentation: augmentation, views: views)
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {

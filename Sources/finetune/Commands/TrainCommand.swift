@@ -87,8 +87,8 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
 
     // Data.
-    @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip).")
-    var augment: Augmentation = .standard
+    @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip), randaugment[:n=2,m=9] or trivialaugment (standard, then torchvision's policy).")
+    var augment: AugmentArgument = AugmentArgument(kind: .standard)
     @Option(help: "Fraction of each class held out for validation when DATA has no val/ folder.") var valSplit: Double?
     @Option(help: "Use at most N images per class of each split.") var limitPerClass: Int?
     @Option(help: "Decoding threads.") var workers = 2
@@ -187,13 +187,14 @@ struct TrainCommand: ParsableCommand {
         techniques.apply(to: &r)
         spec.recipe = r
         spec.options = TrainOptions(
-            epochs: epochs ?? 10, batchSize: batchSize, augment: augment, valSplit: valSplit, limitPerClass: limitPerClass,
+            epochs: epochs ?? 10, batchSize: batchSize, augment: augment.kind, valSplit: valSplit, limitPerClass: limitPerClass,
             seed: seed, workers: workers, earlyStoppingPatience: earlyStopping, monitor: monitor,
             saveEverySteps: saveEverySteps, saveEverySeconds: saveEverySeconds, inputSize: inputSize,
             checkpointPath: checkpointPath, checkpointExcludeScopes: list(checkpointExcludeScopes),
             featureCache: featureCache, cacheAugmentations: cacheAugmentations, featureCacheDirectory: featureCacheDir,
             channelsLast: channelsLast, onBadImage: onBadImage)
         spec.options.exif = exif
+        spec.options.randAugment = augment.randAugment
         try techniques.apply(to: &spec.options)
         return spec
     }
@@ -256,7 +257,7 @@ struct TrainCommand: ParsableCommand {
         "weightDecay": "--weight-decay", "momentum": "--momentum", "warmupSteps": "--warmup",
         "labelSmoothing": "--label-smoothing", "gradientClipNorm": "--clip-grad-norm",
         "phaseOneEpochs": "--phase1-epochs", "unfreezeTop": "--unfreeze-top", "learningRateFactor": "--lr-factor",
-        "layerDecay": "--layer-decay",
+        "layerDecay": "--layer-decay", "randAugment": "--augment",
     ]
 
     /// Runs `body`, turning the run's errors into messages that name the flag (or the run directory's
