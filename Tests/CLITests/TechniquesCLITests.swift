@@ -117,7 +117,7 @@ final class TechniquesCLITests: XCTestCase {
         let r = try run(["lr-find", data, "--out", folder + "/find", "--steps", "20", "--json"] + TrainCLITests.common)
         XCTAssertEqual(r.status, 0, r.stderr)
         let result = try r.json(XCTUnwrap(r.lines.last))
-        let lrs = try XCTUnwrap(result["learningRates"] as? [Double])
+        let lrs = try XCTUnwrap(result["learning_rates"] as? [Double], "\(result)")
         XCTAssertEqual(lrs.first, 1e-7)
         XCTAssertLessThanOrEqual(lrs.count, 20)
         XCTAssertNotNil(result["suggestion"] as? Double, "\(result)")
