@@ -3,25 +3,10 @@ import TensorIO
 import Torch
 import XCTest
 
-/// The training techniques of `finetune train` end to end on the tiny dataset of `TrainCLITests`:
-/// what config.json and model.safetensors record, errors naming the flag, and a kill-and-resume
-/// that stays bit-exact with every stateful technique on.
-final class TechniquesCLITests: XCTestCase {
-    func run(_ arguments: [String]) throws -> CLITests.Run { try CLITests.run(arguments) }
-
-    func temporaryFolder(_ name: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
-    func makeDataset() throws -> String {
-        let root = try temporaryFolder("tiny-data")
-        try TrainCLITests.writeDataset(at: root)
-        return root
-    }
-
+// The training techniques of `finetune train` end to end on the tiny dataset of `TrainCLITests`:
+// what config.json and model.safetensors record, errors naming the flag, lr-find, test-time
+// augmentation, and a kill-and-resume that stays bit-exact with every stateful technique on.
+extension TrainCLITests {
     func readJSON(_ path: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
