@@ -262,7 +262,8 @@ public enum DataCheck {
         var hints: [String] = []
         if ratio >= options.imbalanceWarningRatio {
             hints.append(String(format: "the classes are imbalanced (largest/smallest %.2f): weight the loss by class "
-                + "(TrainingConfiguration.classWeights), oversample the rare classes, or collect more of them; "
+                + "(train --class-weights auto), oversample the rare classes (train --sampler balanced), or collect "
+                + "more of them; "
                 + "judge the run by macro F1 and per-class recall rather than accuracy", ratio))
         }
         if !unreadable.isEmpty {
@@ -296,7 +297,7 @@ public enum DataCheck {
         if let test { parts.append("\(test.count) test") }
         var line = "Data check: " + parts.joined(separator: " / ") + " images, \(train.classNames.count) classes, imbalance "
             + (ratio.isFinite ? String(format: "%.2f", ratio) : "∞") + " (largest/smallest class)"
-        if ratio >= options.imbalanceWarningRatio { line += " — imbalanced: consider class weights or oversampling" }
+        if ratio >= options.imbalanceWarningRatio { line += " — imbalanced: consider --class-weights auto or --sampler balanced" }
         if unusable > 0 { line += ", \(unusable) unusable file\(unusable == 1 ? "" : "s")" }
         return line + "; `finetune check-data` finds duplicates and leaks"
     }
