@@ -13,6 +13,7 @@ extension OptimizerConfig.Kind: ExpressibleByArgument {}
 extension RecipeName: ExpressibleByArgument {}
 extension Augmentation: ExpressibleByArgument {}
 extension FeatureCacheMode: ExpressibleByArgument {}
+extension NearDuplicateMethod: ExpressibleByArgument {}
 extension SamplerKind: ExpressibleByArgument {}
 extension TestTimeAugmentation: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}

@@ -104,9 +104,21 @@ extension TrainCLITests {
         let object = try check.json(XCTUnwrap(check.lines.last))
         XCTAssertEqual(object["class_names"] as? [String], Self.classes)
         XCTAssertEqual((object["unreadable"] as? [Any])?.count, 0)
-        let text = try run(["check-data", data])
+        // auto: MobileNetV2's ImageNet embeddings (scripts/setup caches the weights); phash on request.
+        XCTAssertTrue((object["near_duplicate_method"] as? String ?? "").hasPrefix("mobilenet_v2 (imagenet weights, 224 px) embeddings"),
+                      "\(object["near_duplicate_method"] ?? "none")")
+        let hashed = try run(["check-data", data, "--json", "--near-method", "phash"])
+        XCTAssertTrue((try hashed.json(XCTUnwrap(hashed.lines.last))["near_duplicate_method"] as? String ?? "")
+                      .hasPrefix("perceptual hash"), hashed.stdout)
+        let text = try run(["check-data", data, "--near-method", "phash"])
         XCTAssertTrue(text.stdout.contains("data check: 33 images, 3 classes"), text.stdout)
         XCTAssertNotEqual(try run(["check-data", data + "/missing"]).status, 0)
+        for (flags, named) in [(["--near-cosine", "2"], "--near-cosine"), (["--embedding-arch", "nope"], "--embedding-arch"),
+                               (["--near-method", "magic"], "--near-method")] {
+            let bad = try run(["check-data", data] + flags)
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssertTrue(bad.stderr.contains(named), bad.stderr)
+        }
 
         let svg = try temporaryFolder("plot") + "/resnet18.svg"
         let summary = try run(["summary", "resnet18", "--classes", "4", "--input-size", "64", "--plot", svg])

@@ -1,6 +1,7 @@
-import Data
+@testable import Data
 import Foundation
 import TestSupport
+import Torch
 import XCTest
 
 /// `DataCheck` on folders built from real photos (foolbox's ImageNet JPEGs): every planted problem is
@@ -117,5 +118,70 @@ final class DataCheckTests: XCTestCase {
         XCTAssertEqual(report.modes, ["RGB": 7, "grey": 1])
         XCTAssertTrue(report.hints.contains { $0.contains("imbalanced") }, "\(report.hints)")
         XCTAssertEqual(report.problemCount, 0, report.rendered())
+    }
+}
+
+/// An embedding for the tests: each image's normalised 32×32 grey thumbnail (`ImageFingerprint`), so
+/// the pairing logic is checked without a network.
+struct ThumbnailEmbedding: ImageEmbedding {
+    var name: String { "thumbnail" }
+    func embed(_ dataset: ImageFolderDataset) throws -> (features: Tensor, valid: [Bool]) {
+        var rows: [Float] = [], valid: [Bool] = []
+        for sample in dataset.samples {
+            let print = try? ImageFingerprint(Image(contentsOfFile: sample.source.path ?? ""))
+            rows += print?.thumbnail ?? [Float](repeating: 0, count: 1024)
+            valid.append(print != nil)
+        }
+        return (try Tensor(rows, shape: [dataset.count, 1024]), valid)
+    }
+}
+
+extension DataCheckTests {
+    /// With an embedding, near-duplicates are the cross-split pairs whose centred cosine reaches the
+    /// threshold: the planted copy is found (with its cosine), the clean folder has none, and the
+    /// report names the method.
+    func testEmbeddingFindsThePlantedNearDuplicateAndNoneInACleanFolder() throws {
+        let photos = try photos()
+        try makeCleanFolder(photos)
+        let clean = try DataCheck.run(root, embedding: ThumbnailEmbedding())
+        XCTAssertEqual(clean.nearDuplicates, [], clean.rendered())
+        XCTAssertTrue(clean.nearDuplicateMethod.hasPrefix("thumbnail embeddings, centred cosine ≥ 0.9"), clean.nearDuplicateMethod)
+
+        let photo = try Image(contentsOfFile: "\(root)/train/b/1.jpg")
+        let smaller = try photo.resized(width: photo.width * 3 / 5, height: photo.height * 3 / 5, filter: .bicubic)
+        try smaller.pngData().write(to: URL(fileURLWithPath: "\(root)/test/a/resized.png"))
+        // An exact copy within one split is an exact duplicate, never a near one.
+        try FileManager.default.copyItem(atPath: "\(root)/test/b/0.jpg", toPath: "\(root)/train/a/copy.jpg")
+        let report = try DataCheck.run(root, embedding: ThumbnailEmbedding())
+        XCTAssertEqual(report.nearDuplicates.map { Set([$0.first.path, $0.second.path]) },
+                       [["\(root)/train/b/1.jpg", "\(root)/test/a/resized.png"]], report.rendered())
+        XCTAssertGreaterThan(try XCTUnwrap(report.nearDuplicates.first?.cosine), 0.99)
+        XCTAssertEqual(report.exactDuplicates.count, 1)
+        XCTAssertTrue(report.rendered().contains("near-duplicates by thumbnail embeddings"), report.rendered())
+        // A threshold above every pair finds none; the perceptual hash (no embedding) finds the same pair.
+        XCTAssertEqual(try DataCheck.run(root, options: DataCheckOptions(nearDuplicateCosine: 1.01),
+                                         embedding: ThumbnailEmbedding()).nearDuplicates, [])
+        let hashed = try DataCheck.run(root)
+        XCTAssertEqual(hashed.nearDuplicates.map { Set([$0.first.path, $0.second.path]) },
+                       report.nearDuplicates.map { Set([$0.first.path, $0.second.path]) })
+        XCTAssertNil(hashed.nearDuplicates.first?.cosine)
+    }
+
+    /// The block-wise search returns exactly the pairs at or above the threshold, across the 512-row
+    /// block boundary, each once (i < j within one set).
+    func testEmbeddingNeighboursFindsExactlyThePairsAboveTheThreshold() throws {
+        // 600 unit vectors in 3-D at angles k·0.3° (a half turn); pairs within 0.6° have a cosine ≥ cos(0.6°).
+        let vectors: [[Float]] = (0..<600).map { k in
+            let a = Double(k) * 0.3 * .pi / 180
+            return [Float(cos(a)), Float(sin(a)), 0]
+        }
+        let threshold = cos(0.6 * .pi / 180) - 1e-6
+        let found = try EmbeddingNeighbours.pairs(vectors, Array(0..<600), Array(0..<600), threshold: threshold, sameSet: true)
+        let expected = Set((0..<600).flatMap { i in [i + 1, i + 2].filter { $0 < 600 }.map { [i, $0] } })
+        XCTAssertEqual(Set(found.map { [$0.0, $0.1] }), expected)
+        XCTAssertEqual(found.count, expected.count)
+        let across = try EmbeddingNeighbours.pairs(vectors, [0, 510, 599], Array(500..<600), threshold: threshold, sameSet: false)
+        XCTAssertEqual(Set(across.map { [$0.0, $0.1] }), [[510, 508], [510, 509], [510, 510], [510, 511], [510, 512],
+                                                         [599, 597], [599, 598], [599, 599]])
     }
 }

@@ -9,13 +9,20 @@ public struct DataCheckOptions: Sendable {
     public var nearDuplicateDistance: Int
     /// …and whose 32×32 grey thumbnails correlate at least this much (`ImageFingerprint.similarity`).
     public var nearDuplicateSimilarity: Double
+    /// With an `ImageEmbedding`: two images are near-duplicates when the centred cosine similarity of
+    /// their embeddings is at least this (`EmbeddingNeighbours`); the two settings above then apply
+    /// only without one.
+    public var nearDuplicateCosine: Double
     /// Class-count ratio (largest / smallest, training split) from which the classes count as imbalanced.
     public var imbalanceWarningRatio: Double
 
-    /// Defaults: near-duplicates within 6 bits and a correlation of 0.99; imbalance from a ratio of 1.5.
-    public init(nearDuplicateDistance: Int = 6, nearDuplicateSimilarity: Double = 0.99, imbalanceWarningRatio: Double = 1.5) {
+    /// Defaults: near-duplicates within 6 bits and a correlation of 0.99 (perceptual hash), or a centred
+    /// cosine of 0.9 (embeddings); imbalance from a ratio of 1.5.
+    public init(nearDuplicateDistance: Int = 6, nearDuplicateSimilarity: Double = 0.99, nearDuplicateCosine: Double = 0.9,
+                imbalanceWarningRatio: Double = 1.5) {
         self.nearDuplicateDistance = nearDuplicateDistance
         self.nearDuplicateSimilarity = nearDuplicateSimilarity
+        self.nearDuplicateCosine = nearDuplicateCosine
         self.imbalanceWarningRatio = imbalanceWarningRatio
     }
 }
@@ -57,7 +64,8 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         enum CodingKeys: String, CodingKey { case name, images, classCounts = "class_counts" }
     }
 
-    /// Two images of different splits that are the same photo (re-encoded, resized): `distance` is the
+    /// Two images of different splits that are the same photo (re-encoded, resized): `cosine` is the
+    /// centred cosine similarity of their embeddings (when the check embedded them), `distance` the
     /// Hamming distance of their perceptual hashes, `similarity` the correlation of their thumbnails.
     public struct NearDuplicate: Codable, Equatable, Sendable {
         /// The image found first (scan order).
@@ -68,6 +76,14 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         public var distance: Int
         /// Correlation of the two thumbnails (to 4 decimals).
         public var similarity: Double
+        /// Centred cosine similarity of the two embeddings (to 4 decimals); nil without an embedding.
+        public var cosine: Double?
+
+        /// "FIRST ~ SECOND (cosine …, distance …, similarity …)", as the text and HTML reports list it.
+        public var summary: String {
+            "\(first.path) ~ \(second.path) (" + (cosine.map { "cosine \($0), " } ?? "")
+                + "distance \(distance), similarity \(similarity))"
+        }
     }
 
     /// The dataset root as given.
@@ -88,14 +104,18 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     /// Groups of files with identical bytes (SHA-256), each group in scan order.
     public var exactDuplicates: [[File]]
     /// Pairs of files of different splits (within the one folder when there are no split folders)
-    /// whose perceptual hashes and thumbnails are within the thresholds and whose bytes differ.
+    /// whose embeddings (or, without an embedding, perceptual hashes and thumbnails) are within the
+    /// thresholds and whose bytes differ.
     public var nearDuplicates: [NearDuplicate]
+    /// How near-duplicates were searched: the embedding and its threshold, or the perceptual hash's.
+    public var nearDuplicateMethod: String
     /// Advice derived from the findings (imbalance, leaks, unusual modes).
     public var hints: [String]
 
     enum CodingKeys: String, CodingKey {
         case root, classNames = "class_names", splits, imbalanceRatio = "imbalance_ratio", unreadable, modes
         case sizeRange = "size_range", exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates", hints
+        case nearDuplicateMethod = "near_duplicate_method"
     }
 
     /// Encodes with snake_case keys; a non-finite `imbalanceRatio` as `null`.
@@ -112,6 +132,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         try c.encode(sizeRange, forKey: .sizeRange)
         try c.encode(exactDuplicates, forKey: .exactDuplicates)
         try c.encode(nearDuplicates, forKey: .nearDuplicates)
+        try c.encode(nearDuplicateMethod, forKey: .nearDuplicateMethod)
         try c.encode(hints, forKey: .hints)
     }
 
@@ -127,12 +148,13 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         sizeRange = try c.decodeIfPresent([Int].self, forKey: .sizeRange)
         exactDuplicates = try c.decode([[File]].self, forKey: .exactDuplicates)
         nearDuplicates = try c.decode([NearDuplicate].self, forKey: .nearDuplicates)
+        nearDuplicateMethod = try c.decodeIfPresent(String.self, forKey: .nearDuplicateMethod) ?? ""
         hints = try c.decode([String].self, forKey: .hints)
     }
 
     init(root: String, classNames: [String], splits: [Split], imbalanceRatio: Double, unreadable: [Unreadable],
          modes: [String: Int], sizeRange: [Int]?, exactDuplicates: [[File]], nearDuplicates: [NearDuplicate],
-         hints: [String]) {
+         nearDuplicateMethod: String, hints: [String]) {
         self.root = root
         self.classNames = classNames
         self.splits = splits
@@ -142,6 +164,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         self.sizeRange = sizeRange
         self.exactDuplicates = exactDuplicates
         self.nearDuplicates = nearDuplicates
+        self.nearDuplicateMethod = nearDuplicateMethod
         self.hints = hints
     }
 
@@ -169,6 +192,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
                          + splits.map { String($0.classCounts[i]).leftPadded(7) }.joined(separator: " "))
         }
         lines.append(summaryLine)
+        if !nearDuplicateMethod.isEmpty { lines.append("near-duplicates by " + nearDuplicateMethod) }
         lines.append("modes: " + modes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if let s = sizeRange { lines.append("sizes: \(s[0])×\(s[1]) to \(s[2])×\(s[3])") }
         func section(_ title: String, _ items: [String]) {
@@ -179,9 +203,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         }
         section("unreadable files", unreadable.map { "\($0.path): \($0.reason)" })
         section("exact duplicates", exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
-        section("near-duplicates across splits", nearDuplicates.map {
-            "\($0.first.path) ~ \($0.second.path) (distance \($0.distance), similarity \($0.similarity))"
-        })
+        section("near-duplicates across splits", nearDuplicates.map(\.summary))
         lines += hints.map { "hint: " + $0 }
         return lines.joined(separator: "\n")
     }
@@ -193,11 +215,15 @@ private extension String {
 
 /// Checks a class-folder dataset before training: files that fail to decode, class counts and
 /// imbalance, image modes and sizes, exact duplicates (SHA-256 of the bytes) and near-duplicates
-/// across splits (perceptual hashes of the decoded pictures), which leak test images into training.
+/// across splits (close embeddings of a pretrained backbone, or without one, perceptual hashes of the
+/// decoded pictures), which leak test images into training.
 public enum DataCheck {
     /// Scans `root` (with train/ val/ test/ folders, or one folder of class folders) and decodes
-    /// every image once. Throws when `root` is not a class-folder dataset.
-    public static func run(_ root: String, options: DataCheckOptions = DataCheckOptions()) throws -> DataCheckReport {
+    /// every image once. With `embedding`, near-duplicates are pairs whose embeddings' centred cosine
+    /// similarity reaches `options.nearDuplicateCosine`; without, pairs within the perceptual-hash
+    /// thresholds. Throws when `root` is not a class-folder dataset, or when `embedding` fails.
+    public static func run(_ root: String, options: DataCheckOptions = DataCheckOptions(),
+                           embedding: (any ImageEmbedding)? = nil) throws -> DataCheckReport {
         let found = try ImageFolderDataset.splits(root: root)
         var named: [(String, ImageFolderDataset)] = [(found.hasSplitFolders ? "train" : "folder", found.train)]
         if let v = found.validation { named.append(("val", v)) }
@@ -206,10 +232,13 @@ public enum DataCheck {
 
         var unreadable: [DataCheckReport.Unreadable] = []
         var files: [DataCheckReport.File] = []
-        for (name, dataset) in named {
+        var positions: [(split: Int, sample: Int)] = []  // of each file: its dataset in `named`, its sample there
+        for (k, (name, dataset)) in named.enumerated() {
             unreadable += dataset.skipped.entries.map { .init(path: $0.path, split: name, reason: $0.reason) }
-            files += dataset.samples.compactMap { sample in
-                sample.source.path.map { .init(path: $0, split: name, className: classNames[sample.label]) }
+            for (i, sample) in dataset.samples.enumerated() {
+                guard let path = sample.source.path else { continue }
+                files.append(.init(path: path, split: name, className: classNames[sample.label]))
+                positions.append((k, i))
             }
         }
         let examined = examine(files.map(\.path))
@@ -239,17 +268,59 @@ public enum DataCheck {
 
         // Near-duplicates: pairs from different splits (or any pair without split folders).
         var near: [DataCheckReport.NearDuplicate] = []
-        for a in 0..<hashed.count {
-            for b in (a + 1)..<max(a + 1, hashed.count) {
-                let (x, y) = (hashed[a], hashed[b])
-                guard found.hasSplitFolders ? files[x.index].split != files[y.index].split : true,
-                      x.digest != y.digest else { continue }
-                let d = x.fingerprint.hash.distance(to: y.fingerprint.hash)
-                guard d <= options.nearDuplicateDistance else { continue }
-                let similarity = x.fingerprint.similarity(to: y.fingerprint)
-                if similarity >= options.nearDuplicateSimilarity {
-                    near.append(.init(first: files[x.index], second: files[y.index], distance: d,
-                                      similarity: (similarity * 1e4).rounded() / 1e4))
+        func pair(_ x: Int, _ y: Int, cosine: Double?) -> DataCheckReport.NearDuplicate? {
+            let (a, b) = (hashed[x], hashed[y])
+            guard found.hasSplitFolders ? files[a.index].split != files[b.index].split : true, a.digest != b.digest else {
+                return nil
+            }
+            return .init(first: files[a.index], second: files[b.index], distance: a.fingerprint.hash.distance(to: b.fingerprint.hash),
+                         similarity: (a.fingerprint.similarity(to: b.fingerprint) * 1e4).rounded() / 1e4,
+                         cosine: cosine.map { ($0 * 1e4).rounded() / 1e4 })
+        }
+        let method: String
+        if let embedding {
+            method = "\(embedding.name) embeddings, centred cosine ≥ \(options.nearDuplicateCosine)"
+            var embedded: [(split: Int, features: [Float], valid: [Bool])] = []
+            for (k, (_, dataset)) in named.enumerated() {
+                let (features, valid) = try embedding.embed(dataset)
+                embedded.append((k, try features.contiguous().floats(), valid))
+            }
+            // The decodable files (rows of `hashed`) that the embedding could read, with their vectors.
+            var usable: [Int] = [], vectors: [[Float]] = []
+            for (h, entry) in hashed.enumerated() {
+                let (k, i) = positions[entry.index]
+                let e = embedded[k], width = e.features.count / max(1, e.valid.count)
+                guard i < e.valid.count, e.valid[i] else { continue }
+                usable.append(h)
+                vectors.append(Array(e.features[i * width..<(i + 1) * width]))
+            }
+            let unit = EmbeddingNeighbours.centredUnitRows(vectors)
+            let bySplit = Dictionary(grouping: usable.indices) { positions[hashed[usable[$0]].index].split }
+            let groups = bySplit.keys.sorted()
+            var candidates: [(Int, Int, Double)] = []
+            if found.hasSplitFolders {
+                for (g, a) in groups.enumerated() {
+                    for b in groups[(g + 1)...] {
+                        candidates += try EmbeddingNeighbours.pairs(unit, bySplit[a]!, bySplit[b]!,
+                                                                    threshold: options.nearDuplicateCosine, sameSet: false)
+                    }
+                }
+            } else {
+                candidates = try EmbeddingNeighbours.pairs(unit, Array(unit.indices), Array(unit.indices),
+                                                           threshold: options.nearDuplicateCosine, sameSet: true)
+            }
+            near = candidates.map { (usable[$0.0], usable[$0.1], $0.2) }.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+                .compactMap { pair($0.0, $0.1, cosine: $0.2) }
+        } else {
+            method = "perceptual hash (≤ \(options.nearDuplicateDistance) of 64 bits) and thumbnail correlation "
+                + "≥ \(options.nearDuplicateSimilarity)"
+            for a in 0..<hashed.count {
+                for b in (a + 1)..<max(a + 1, hashed.count) {
+                    let (x, y) = (hashed[a].fingerprint, hashed[b].fingerprint)
+                    guard x.hash.distance(to: y.hash) <= options.nearDuplicateDistance,
+                          x.similarity(to: y) >= options.nearDuplicateSimilarity,
+                          let candidate = pair(a, b, cosine: nil) else { continue }
+                    near.append(candidate)
                 }
             }
         }
@@ -282,7 +353,7 @@ public enum DataCheck {
         }
         return DataCheckReport(root: root, classNames: classNames, splits: splits, imbalanceRatio: ratio,
                                unreadable: unreadable, modes: modes, sizeRange: sizes, exactDuplicates: exact,
-                               nearDuplicates: near, hints: hints)
+                               nearDuplicates: near, nearDuplicateMethod: method, hints: hints)
     }
 
     /// The cheap checks, from a scan alone (nothing decoded), as one line: images per split, classes,

@@ -27,10 +27,12 @@ public struct RunReportOptions: Sendable {
     public var workers: Int
     /// Run the data check on the data (every image decoded once more).
     public var checkData: Bool
+    /// How the data check searches for near-duplicates.
+    public var nearDuplicateMethod: NearDuplicateMethod
 
     /// Defaults: the test split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers.
     public init(data: String? = nil, split: Split = .test, topLosses: Int = 16, gradCAMCount: Int = 4,
-                batchSize: Int = 32, workers: Int = 2, checkData: Bool = true) {
+                batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto) {
         self.data = data
         self.split = split
         self.topLosses = topLosses
@@ -38,6 +40,7 @@ public struct RunReportOptions: Sendable {
         self.batchSize = batchSize
         self.workers = workers
         self.checkData = checkData
+        self.nearDuplicateMethod = nearDuplicateMethod
     }
 }
 
@@ -117,7 +120,7 @@ public struct RunReport {
             $0.confidence != $1.confidence ? $0.confidence > $1.confidence : $0.index < $1.index
         }
         let camCorrect = try correct.prefix(options.gradCAMCount).map(gradCAM)
-        let check = options.checkData ? try DataCheck.run(data) : nil
+        let check = options.checkData ? try DataCheck.run(data, method: options.nearDuplicateMethod) : nil
         return RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
                          data: data, split: options.split.rawValue, evaluation: report, samples: samples,
                          topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,

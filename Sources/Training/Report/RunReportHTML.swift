@@ -156,7 +156,8 @@ extension RunReport {
         }
         list("Unreadable files", c.unreadable.map { "\($0.path): \($0.reason)" })
         list("Exact duplicates", c.exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
-        list("Near-duplicates across splits", c.nearDuplicates.map { "\($0.first.path) ~ \($0.second.path) (distance \($0.distance), similarity \($0.similarity))" })
+        if !c.nearDuplicateMethod.isEmpty { s += "<p>Near-duplicates searched by \(h(c.nearDuplicateMethod)).</p>\n" }
+        list("Near-duplicates across splits", c.nearDuplicates.map(\.summary))
         if !c.hints.isEmpty { s += "<ul>\n" + c.hints.map { "<li>hint: \(h($0))</li>\n" }.joined() + "</ul>\n" }
         return s + "</section>\n"
     }

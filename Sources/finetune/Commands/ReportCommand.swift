@@ -34,6 +34,8 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Images in the top-losses grid.") var topLosses = 16
     @Option(help: "Grad-CAM pictures of top losses, and of confident correct predictions (each).") var gradCam = 4
     @Flag(help: "Leave out the data check (it decodes every image of DATA once more).") var noDataCheck = false
+    @Option(help: "How the data check finds near-duplicates: auto (MobileNetV2 ImageNet embeddings when the weights are cached, else phash), embedding, phash.")
+    var nearMethod: NearDuplicateMethod = .auto
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
@@ -58,7 +60,8 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         try applyThreads(threads)
         let options = RunReportOptions(data: data, split: split, topLosses: topLosses, gradCAMCount: gradCam,
-                                       batchSize: batchSize, workers: workers, checkData: !noDataCheck)
+                                       batchSize: batchSize, workers: workers, checkData: !noDataCheck,
+                                       nearDuplicateMethod: nearMethod)
         let report: RunReport
         do {
             report = try RunReport.make(run: runDir, options: options)
