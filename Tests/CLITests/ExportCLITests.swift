@@ -19,14 +19,46 @@ final class ExportCLITests: XCTestCase {
         return path
     }
 
-    /// Trains a head-only run for one epoch on the tiny dataset: ImageNet-pretrained MobileNetV2 (as the
-    /// README's main job; a random backbone would give every image the same embedding, and the outputs
-    /// would match trivially), 64 px.
-    func trainRun(_ data: String, _ out: String, head: [String]) throws {
-        let flags = TrainCLITests.common.map { $0 == "none" ? "imagenet" : $0 }
-        let train = try run(["train", data, "--out", out, "--epochs", "1", "--recipe", "head-only", "--json"]
-                            + flags + head)
-        XCTAssertEqual(train.status, 0, train.stderr)
+    /// What the head-variant test trains on. By default the tiny 3-colour dataset at 64 px, one head-only
+    /// epoch (seconds). With `FINETUNE_EXPORT_MAIN_JOB=DATA` (`scripts/check-export-main-job`), the README
+    /// main job's data (`data/fashion-mnist`: 1,000 training and 1,000 test images) and recipe (224 px,
+    /// 3 head-only epochs, batch 32, 10% validation), and the binary variant on its first two classes.
+    struct HeadVariantSetup {
+        var data: String
+        var binaryData: String
+        var flags: [String]
+        var classes: Int
+        var inputSize: String
+    }
+
+    func headVariantSetup() throws -> HeadVariantSetup {
+        // ImageNet-pretrained MobileNetV2 in both (as the README's main job): a random backbone would give
+        // every image the same embedding, and the outputs would match trivially.
+        let fm = FileManager.default
+        if let main = ProcessInfo.processInfo.environment["FINETUNE_EXPORT_MAIN_JOB"], !main.isEmpty {
+            let classes = try fm.contentsOfDirectory(atPath: "\(main)/train").filter { !$0.hasPrefix(".") }.sorted()
+            let binary = try temporaryFolder("main-job-binary")
+            for split in ["train", "test"] {
+                for name in classes.prefix(2) {
+                    try fm.createDirectory(atPath: "\(binary)/\(split)/\(name)", withIntermediateDirectories: true)
+                    for file in try fm.contentsOfDirectory(atPath: "\(main)/\(split)/\(name)") {
+                        try fm.copyItem(atPath: "\(main)/\(split)/\(name)/\(file)", toPath: "\(binary)/\(split)/\(name)/\(file)")
+                    }
+                }
+            }
+            return HeadVariantSetup(data: main, binaryData: binary,
+                                    flags: ["--arch", "mobilenet_v2", "--weights", "imagenet", "--epochs", "3", "--val-split", "0.1",
+                                            "--batch-size", "32"],
+                                    classes: classes.count, inputSize: "224")
+        }
+        let tiny = try temporaryFolder("tiny-data")
+        try TrainCLITests.writeDataset(at: tiny)
+        let tinyBinary = try temporaryFolder("tiny-binary")
+        try TrainCLITests.writeDataset(at: tinyBinary)
+        for split in ["train", "test"] { try fm.removeItem(atPath: "\(tinyBinary)/\(split)/green") }
+        return HeadVariantSetup(data: tiny, binaryData: tinyBinary,
+                                flags: ["--epochs", "1"] + TrainCLITests.common.map { $0 == "none" ? "imagenet" : $0 },
+                                classes: TrainCLITests.classes.count, inputSize: "64")
     }
 
     /// `finetune predict RUN images --json --top-k classes` as a [N, classes] tensor of probabilities
@@ -58,7 +90,8 @@ final class ExportCLITests: XCTestCase {
     }
 
     /// Every head variant `train` builds (plain Linear, --head-batchnorm, --head-dropout, --head-hidden,
-    /// --binary), trained head-only for an epoch, then judged by the field's own tools:
+    /// --binary), trained head-only (`headVariantSetup`: the tiny dataset, or the README main job's with
+    /// `scripts/check-export-main-job`), then judged by the field's own tools:
     /// - exported with --softmax, onnxruntime's probabilities equal `finetune predict`'s on the run's test
     ///   images (top-1 on every image, within 1e-4), at batch 1 and 7; onnx's full checker and the
     ///   metadata pass;
@@ -71,11 +104,7 @@ final class ExportCLITests: XCTestCase {
         guard RealAssets.mobileNetV2 != nil else {
             return XCTFail("MobileNetV2's ImageNet weights are not in the cache: run scripts/setup")
         }
-        let data = try temporaryFolder("tiny-data")
-        try TrainCLITests.writeDataset(at: data)
-        let binaryData = try temporaryFolder("tiny-binary")
-        try TrainCLITests.writeDataset(at: binaryData)
-        for split in ["train", "test"] { try FileManager.default.removeItem(atPath: "\(binaryData)/\(split)/green") }
+        let setup = try headVariantSetup()
         let runs = try temporaryFolder("runs")
         let judge = try ONNXJudge("heads")
         let variants: [(name: String, flags: [String], binary: Bool)] = [
@@ -86,10 +115,11 @@ final class ExportCLITests: XCTestCase {
             ("binary", ["--binary", "--head-batchnorm", "--head-hidden", "8"], true),
         ]
         for variant in variants {
-            let dataset = variant.binary ? binaryData : data
+            let dataset = variant.binary ? setup.binaryData : setup.data
             let runDir = "\(runs)/\(variant.name)"
-            try trainRun(dataset, runDir, head: variant.flags)
-            let classes = variant.binary ? 2 : TrainCLITests.classes.count
+            let train = try run(["train", dataset, "--out", runDir, "--recipe", "head-only", "--json"] + setup.flags + variant.flags)
+            XCTAssertEqual(train.status, 0, train.stderr)
+            let classes = variant.binary ? 2 : setup.classes
             let files = try FileManager.default.subpathsOfDirectory(atPath: "\(dataset)/test")
                 .filter { $0.hasSuffix(".png") }.sorted().map { "\(dataset)/test/\($0)" }
             let onnx = "\(judge.directory)/\(variant.name).onnx"
@@ -98,7 +128,7 @@ final class ExportCLITests: XCTestCase {
             let report = try export.json(XCTUnwrap(export.lines.last))
             XCTAssertEqual(report["output"] as? String, "probabilities")
             XCTAssertEqual(report["output_shape"] as? [String], ["batch", variant.binary ? "1" : String(classes)])
-            XCTAssertEqual(report["input_shape"] as? [String], ["batch", "3", "64", "64"])
+            XCTAssertEqual(report["input_shape"] as? [String], ["batch", "3", setup.inputSize, setup.inputSize])
             let inputs = try preprocessedInputs(runDir, files)
             try judge.add(variant.name, onnx: onnx, inputs: inputs,
                           expected: predictedProbabilities(runDir, files, classes: classes, binary: variant.binary),
