@@ -80,6 +80,14 @@ let libtorch = locateLibTorch()
 
 var shimCxxFlags: [String] = libtorch.includeDirs.flatMap { ["-I", $0] }
 shimCxxFlags += ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]
+// c10d's Gloo process group (Sources/CTorch/ct_distributed.cpp) needs gloo's headers, which Debian ships
+// as libgloo-dev for its libtorch-dev; a PyTorch wheel carries c10d but not <gloo/...>. Without them
+// the distributed entry points compile to "not available in this LibTorch build" (docs/libtorch.md).
+let glooHeaders = libtorch.libDir == nil
+    ? fileExists("/usr/include/gloo/algorithm.h") && fileExists("/usr/include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
+    : fileExists(libtorch.includeDirs[0] + "/gloo/algorithm.h")
+var shimDefines: [CXXSetting] = [.define("CTORCH_LIBTORCH_MAJOR", to: "\(libtorch.major)")]
+if glooHeaders { shimDefines.append(.define("CTORCH_HAS_C10D_GLOO")) }
 var shimLinkerFlags: [String] = []
 if let dir = libtorch.libDir {
     // An rpath is essential: without it a binary built against a wheel can silently load
@@ -110,7 +118,7 @@ let package = Package(
         // The C shim: the only code that touches LibTorch's C++ API.
         .target(
             name: "CTorch",
-            cxxSettings: [.unsafeFlags(shimCxxFlags), .define("CTORCH_LIBTORCH_MAJOR", to: "\(libtorch.major)")],
+            cxxSettings: [.unsafeFlags(shimCxxFlags)] + shimDefines,
             linkerSettings: [.linkedLibrary("torch_cpu"), .linkedLibrary("c10"), .unsafeFlags(shimLinkerFlags)]
         ),
         // Engine bindings: Tensor, dtypes, devices, autograd scopes, runtime settings.
@@ -148,7 +156,7 @@ let package = Package(
             dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing", "Export",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        .testTarget(name: "TorchTests", dependencies: ["Torch", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),

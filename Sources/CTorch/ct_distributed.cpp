@@ -1,0 +1,279 @@
+// c10d entry points: TCPStore, the Gloo process group and its collectives (ctorch_distributed.h).
+// Only this file sees c10d's and gloo's headers; it compiles them only where Package.swift found
+// gloo's headers for this LibTorch (CTORCH_HAS_C10D_GLOO), and otherwise every call says so.
+#include "ct_internal.h"
+#include "ctorch_distributed.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+
+#if defined(CTORCH_HAS_C10D_GLOO)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <ATen/ops/cat.h>
+#include <ATen/ops/stack.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <unistd.h>
+#endif
+
+namespace {
+
+#if defined(CTORCH_HAS_C10D_GLOO)
+
+struct Store {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+};
+
+struct Group {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::chrono::milliseconds timeout;
+};
+
+Store &S(ct_store s) { return *static_cast<Store *>(s.ptr); }
+Group &G(ct_process_group g) { return *static_cast<Group *>(g.ptr); }
+
+std::chrono::milliseconds checked_timeout(int64_t ms) {
+  if (ms <= 0) throw std::invalid_argument("the timeout must be positive, got " + std::to_string(ms) + " ms");
+  return std::chrono::milliseconds(ms);
+}
+
+/// Waits for `work` at most the group's timeout; a failure or a timeout rethrows with the operation named.
+void wait(const Group &g, const c10::intrusive_ptr<c10d::Work> &work, const char *what) {
+  try {
+    work->wait(g.timeout);
+  } catch (const std::exception &e) {
+    throw std::runtime_error(std::string(what) + " failed on rank " + std::to_string(g.group->getRank()) +
+                             ": " + e.what());
+  }
+}
+
+std::vector<at::Tensor> tensors_of(const ct_tensor *tensors, int32_t count) {
+  if (count <= 0 || tensors == nullptr) throw std::invalid_argument("no tensors given to a collective");
+  std::vector<at::Tensor> list;
+  list.reserve(static_cast<size_t>(count));
+  for (int32_t i = 0; i < count; ++i) list.push_back(ctorch::T(tensors[i]));
+  for (const auto &t : list) {
+    if (t.scalar_type() != list[0].scalar_type() || t.device() != list[0].device()) {
+      throw std::invalid_argument("the tensors of one collective must share dtype and device");
+    }
+  }
+  return list;
+}
+
+/// Runs `op` on one tensor holding all of `list`: in place when it is a single contiguous tensor,
+/// else on a flat copy whose results are copied back.
+template <typename Op>
+void on_flat(std::vector<at::Tensor> &list, Op op) {
+  if (list.size() == 1 && list[0].is_contiguous()) {
+    std::vector<at::Tensor> one{list[0]};
+    op(one);
+    return;
+  }
+  std::vector<at::Tensor> flats;
+  flats.reserve(list.size());
+  for (const auto &t : list) flats.push_back(t.reshape({-1}));
+  std::vector<at::Tensor> flat{at::cat(flats)};
+  op(flat);
+  int64_t offset = 0;
+  for (auto &t : list) {
+    const int64_t n = t.numel();
+    t.copy_(flat[0].narrow(0, offset, n).view(t.sizes()));
+    offset += n;
+  }
+}
+
+std::shared_ptr<::gloo::transport::Device> device_for_environment() {
+  const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname != nullptr && *ifname != '\0') {
+    const std::string names(ifname);
+    const auto comma = names.find(',');
+    // Several interfaces: torch.distributed makes one device each; one is enough for our single group.
+    return c10d::ProcessGroupGloo::createDeviceForInterface(names.substr(0, comma));
+  }
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+#endif
+
+[[noreturn]] void unavailable() {
+  throw std::runtime_error(
+      "distributed training is not available in this LibTorch build: it needs c10d with Gloo and gloo's "
+      "headers (<gloo/...>), which this build was compiled without (see docs/libtorch.md)");
+}
+
+}  // namespace
+
+extern "C" {
+
+bool ct_distributed_gloo_available(void) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool ct_distributed_nccl_available(void) noexcept {
+  // NCCL process groups exist only in CUDA builds of LibTorch compiled with USE_C10D_NCCL; the CPU
+  // builds this project targets have none.
+#if defined(USE_C10D_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+ct_status ct_store_create(const char *host, uint16_t port, int32_t world_size, bool is_server, int64_t timeout_ms,
+                          ct_store *out) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    if (host == nullptr || *host == '\0') throw std::invalid_argument("no master address given");
+    if (world_size < 1) throw std::invalid_argument("the world size must be at least 1");
+    c10d::TCPStoreOptions options;
+    options.port = port;
+    options.isServer = is_server;
+    options.numWorkers = static_cast<size_t>(world_size);
+    options.waitWorkers = false;  // the process group's rendezvous waits for everyone, with its timeout
+    options.timeout = checked_timeout(timeout_ms);
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    *out = ct_store{new Store{std::move(store)}};
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+void ct_store_free(ct_store store) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  try {
+    delete static_cast<Store *>(store.ptr);
+  } catch (...) {
+  }
+#endif
+}
+
+ct_status ct_store_add(ct_store store, const char *key, int64_t delta, int64_t *out) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY(*out = S(store).store->add(std::string(key), delta))
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+ct_status ct_process_group_gloo_create(ct_store store, int32_t rank, int32_t world_size, int64_t timeout_ms,
+                                       ct_process_group *out) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    if (world_size < 1 || rank < 0 || rank >= world_size) {
+      throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a world of size " +
+                                  std::to_string(world_size));
+    }
+    const auto timeout = checked_timeout(timeout_ms);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(device_for_environment());
+    options->threads = 2;
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(S(store).store, rank, world_size, options);
+    *out = ct_process_group{new Group{std::move(group), timeout}};
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+void ct_process_group_free(ct_process_group group) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  try {
+    delete static_cast<Group *>(group.ptr);
+  } catch (...) {
+  }
+#endif
+}
+
+int32_t ct_process_group_rank(ct_process_group group) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  return G(group).group->getRank();
+#else
+  return 0;
+#endif
+}
+
+int32_t ct_process_group_size(ct_process_group group) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  return G(group).group->getSize();
+#else
+  return 1;
+#endif
+}
+
+ct_status ct_process_group_allreduce_sum(ct_process_group group, const ct_tensor *tensors, int32_t count) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    auto &g = G(group);
+    auto list = tensors_of(tensors, count);
+    on_flat(list, [&](std::vector<at::Tensor> &flat) {
+      c10d::AllreduceOptions options;
+      options.reduceOp = c10d::ReduceOp::SUM;
+      options.timeout = g.timeout;
+      wait(g, g.group->allreduce(flat, options), "allreduce");
+    });
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+ct_status ct_process_group_broadcast(ct_process_group group, const ct_tensor *tensors, int32_t count,
+                                     int32_t root) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    auto &g = G(group);
+    if (root < 0 || root >= g.group->getSize()) throw std::invalid_argument("broadcast root " + std::to_string(root) + " is not a rank");
+    auto list = tensors_of(tensors, count);
+    on_flat(list, [&](std::vector<at::Tensor> &flat) {
+      c10d::BroadcastOptions options;
+      options.rootRank = root;
+      options.timeout = g.timeout;
+      wait(g, g.group->broadcast(flat, options), "broadcast");
+    });
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+ct_status ct_process_group_barrier(ct_process_group group) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    auto &g = G(group);
+    c10d::BarrierOptions options;
+    options.timeout = g.timeout;
+    wait(g, g.group->barrier(options), "barrier");
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+ct_status ct_process_group_allgather(ct_process_group group, ct_tensor input, ct_tensor *out) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    auto &g = G(group);
+    const at::Tensor in = ctorch::T(input).contiguous();
+    std::vector<at::Tensor> inputs{in};
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int i = 0; i < g.group->getSize(); ++i) outputs[0].push_back(at::empty_like(in));
+    c10d::AllgatherOptions options;
+    options.timeout = g.timeout;
+    wait(g, g.group->allgather(outputs, inputs, options), "allgather");
+    *out = ctorch::wrap(at::stack(outputs[0]));
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+}  // extern "C"
