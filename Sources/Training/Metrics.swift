@@ -149,6 +149,22 @@ public struct ClassificationMetrics {
         sampleCount += n
     }
 
+    /// Merges the metrics of every rank of a data-parallel evaluation, each of which saw its own
+    /// shard of the data, so the report is that of all samples once: `sum` adds a list of numbers
+    /// element-wise across ranks; `gather` concatenates every rank's list in rank order (AUC scores).
+    public mutating func combine(sum: ([Double]) throws -> [Double], gather: ([Float]) throws -> [Float]) throws {
+        let counts = try sum([Double(sampleCount), Double(topKCorrect), lossSum, Double(lossSamples), sawNaN ? 1 : 0]
+                             + confusion.map(Double.init))
+        sampleCount = Int(counts[0])
+        topKCorrect = Int(counts[1])
+        lossSum = counts[2]
+        lossSamples = Int(counts[3])
+        sawNaN = counts[4] > 0
+        confusion = counts[5...].map { Int($0) }
+        scores = try gather(scores)
+        labels = try gather(labels.map(Float.init)).map { Int32($0) }
+    }
+
     /// Clears the counts and scores (for the next evaluation).
     public mutating func reset() {
         sampleCount = 0

@@ -110,6 +110,8 @@ public struct TrainingState: Codable, Equatable {
     /// step, whose summed gradients wait in the parameters' `grad` (and in a checkpoint's
     /// `gradients.safetensors`). nil between optimizer steps.
     public var accumulation: AccumulationState?
+    /// The number of data-parallel processes that trained the run (nil: one process).
+    public var worldSize: Int?
 
     /// The state of a run that has not trained yet.
     public init(freeze: FreezeState, parameterGroups: [String], baseLearningRates: [Double]) {
@@ -170,6 +172,9 @@ public final class Trainer {
     public private(set) var lastBatch: BatchResult?
     /// The moving average of the weights (`configuration.ema`), updated after every optimizer step.
     public private(set) var ema: ModelEMA?
+    /// Data-parallel training across processes (`DataParallel`): sharded data, averaged gradients,
+    /// summed metrics. Set it on every rank before `fit`.
+    public var distributed: DataParallel?
 
     /// Overrides the schedule: every group trains at this rate (the LR finder's steps).
     var fixedLearningRate: Double?
@@ -328,6 +333,7 @@ public final class Trainer {
     @discardableResult
     public func fit(train: DataLoader, validation: DataLoader? = nil, epochs: Int) throws -> FitResult {
         guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be at least 1, got \(epochs)") }
+        if let distributed { try startDistributed(distributed, train: train, validation: validation) }
         let batchesPerEpoch = train.batchesPerEpoch
         guard batchesPerEpoch > 0 else {
             throw TrainingError.invalidConfiguration("the training loader yields no batch (\(train.dataset.count) "
@@ -388,7 +394,7 @@ public final class Trainer {
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
                 let result: BatchResult
                 do {
-                    result = try step(batch, input: cached == nil ? .images : .features)
+                    result = try savingOnLostRank(restoring: true) { try step(batch, input: cached == nil ? .images : .features) }
                 } catch TrainingError.diverged(let step, let loss) {
                     run.cancel()
                     status = .diverged(step: step, loss: loss)
@@ -396,7 +402,7 @@ public final class Trainer {
                 }
                 trainedBatches += 1
                 try dispatch(.batchEnd(result))
-                if stopReason != nil || signalStop?.isTriggered == true { break }
+                if try stopReason != nil || savingOnLostRank(restoring: false, agreeOnSignalStop) { break }
             }
             run.cancel()
             // A group whose last batches were all skipped (undecodable files) still steps at the epoch's end.
@@ -408,7 +414,9 @@ public final class Trainer {
             }
             if let interrupted = try handleInterrupt() { status = interrupted; break epochLoop }
             if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
-            try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
+            try savingOnLostRank(restoring: false) {
+                try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
+            }
         }
         if status == .completed, let reason = stopReason { status = .stopped(reason: reason) }
         state.status = status.name
@@ -433,7 +441,8 @@ public final class Trainer {
 
     private func finishEpoch(validation: DataLoader?, classCount: Int, started: Date, cached: TrainingFeatures?) throws {
         let epoch = state.epoch
-        var metrics: [String: Double] = ["loss": state.accumulator.meanLoss, "accuracy": state.accumulator.accuracy]
+        let accumulator = try distributed.map { try $0.summed(state.accumulator) } ?? state.accumulator
+        var metrics: [String: Double] = ["loss": accumulator.meanLoss, "accuracy": accumulator.accuracy]
         if let lr = optimizer.learningRates.last { metrics["lr"] = lr }
         var report: EvaluationReport?
         if let validation {
@@ -584,7 +593,7 @@ public final class Trainer {
     /// The feature cache, when set and the model's embedding is frozen now.
     private func usableFeatureCache() -> TrainingFeatures? {
         // Mixed batches are new images: cached features cannot stand for them.
-        guard let featureCache, configuration.mix == nil, FeatureCache.ineligibility(of: model) == nil else { return nil }
+        guard let featureCache, configuration.mix == nil, distributed == nil, FeatureCache.ineligibility(of: model) == nil else { return nil }
         return featureCache
     }
 
@@ -649,6 +658,7 @@ public final class Trainer {
     @discardableResult
     private func optimizerStep() throws -> Double? {
         var norm: Double?
+        try distributed?.averageGradients(of: optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) })
         if let maxNorm = configuration.gradientClipNorm {
             norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
                                              maxNorm: maxNorm)
@@ -714,7 +724,8 @@ public final class Trainer {
     /// With test-time augmentation (`tta`, whose `transform` the loader must use), the metrics and the
     /// loss are those of the views' averaged probabilities.
     public func evaluate(_ loader: DataLoader, tta: TestTimeAugmentation = .off) throws -> EvaluationReport {
-        try evaluate(loader, input: .images, batches: loader.epoch(0), tta: tta)
+        if let distributed { loader.shard = distributed.evaluationShard }
+        return try evaluate(loader, input: .images, batches: loader.epoch(0), tta: tta)
     }
 
     /// `evaluate(_:)`'s report, and every image's prediction in the loader's order (dataset order;
@@ -761,6 +772,7 @@ public final class Trainer {
                 try onBatch?(batch, logits)
             }
         }
+        if let distributed { try metrics.combine(sum: distributed.sum, gather: distributed.gather) }
         let report = metrics.report()
         guard report.sampleCount > 0 else {
             throw TrainingError.noUsableData(Self.noUsableDataReason(loader, split: "evaluation"))

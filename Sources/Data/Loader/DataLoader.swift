@@ -126,8 +126,18 @@ public final class DataLoader: @unchecked Sendable {
         self.pool = BatchMemoryPool(keep: prefetch + 1)
     }
 
-    /// The dataset indices of `epoch`, in order.
+    /// In data-parallel training, this process's part of every epoch (`DataShard`); nil: all of it.
+    /// Set it before iterating.
+    public var shard: DataShard?
+
+    /// The dataset indices of `epoch`, in order (this rank's part of them with a `shard`).
     public func order(epoch: Int) -> [Int] {
+        guard let shard else { return fullOrder(epoch: epoch) }
+        return shard.select(fullOrder(epoch: epoch))
+    }
+
+    /// The dataset indices of `epoch` for all ranks together.
+    func fullOrder(epoch: Int) -> [Int] {
         if let sampler { return sampler.indices(epoch: epoch) }
         guard shuffle else { return Array(samples.indices) }
         var random = SampleRandom(seed: SplitMix64.derive(seed, 0x5A0F, UInt64(bitPattern: Int64(epoch))))
@@ -139,7 +149,8 @@ public final class DataLoader: @unchecked Sendable {
 
     /// Batches in one epoch: samples (or balanced draws) / `batchSize`, rounded up, or down with `dropLast`.
     public var batchesPerEpoch: Int {
-        let n = sampler?.numSamples ?? samples.count
+        let all = sampler?.numSamples ?? samples.count
+        let n = shard?.size(of: all) ?? all
         return dropLast || n % batchSize == 0 ? n / batchSize : n / batchSize + 1  // no overflow for any batch size
     }
 

@@ -611,6 +611,8 @@ public final class TrainingRun {
         let options = config.options
         let mode = options.featureCache ?? .auto
         guard mode != .off, let model = trainer.model as? any ClassifierModel else { return nil }
+        // Data-parallel runs do not shard the cache yet, and the trainer does not use one (docs/distributed.md).
+        if trainer.distributed != nil { return try refuseDistributed(mode) }
         let augmented = options.augment != .none
         let refuse = { (reason: String) throws -> TrainingFeatures? in
             if mode == .on { throw RunError.invalidSetting(setting: "featureCache", reason: "on: \(reason)") }

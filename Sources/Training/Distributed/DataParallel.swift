@@ -1,0 +1,192 @@
+import Data
+import Foundation
+import NN
+import Torch
+
+/// What PyTorch's `DistributedDataParallel` does for one model, on a c10d Gloo `ProcessGroup`: rank 0's
+/// parameters and buffers to every rank at the start, gradients of the trainable parameters averaged
+/// across ranks in buckets before every optimizer step, the data sharded (`DataShard`) and the
+/// metrics summed so they are those of all samples. A `Trainer` with `distributed` set uses it.
+///
+/// Gradients are reduced after the whole backward pass (the shim has no autograd hooks, so the
+/// all-reduce of early buckets does not overlap the rest of backward as DDP's reducer does); each
+/// bucket of about `bucketBytes` is one collective. Frozen parameters (no gradient) are skipped.
+/// BatchNorm statistics stay per rank, as DDP's default is.
+public final class DataParallel {
+    /// The group every collective goes through.
+    public let group: ProcessGroup
+    /// The size of one gradient all-reduce, in bytes (DDP's `bucket_cap_mb` = 25).
+    public let bucketBytes: Int
+    /// Seconds spent in gradient all-reduces so far (the benchmark reads it).
+    public private(set) var allReduceSeconds = 0.0
+    /// Gradient all-reduces (optimizer steps) so far.
+    public private(set) var allReduceSteps = 0
+
+    /// DDP's default bucket size, 25 MiB.
+    public static let defaultBucketBytes = 25 * 1024 * 1024
+
+    public init(group: ProcessGroup, bucketBytes: Int = DataParallel.defaultBucketBytes) {
+        self.group = group
+        self.bucketBytes = Swift.max(1, bucketBytes)
+    }
+
+    /// This process's rank.
+    public var rank: Int { group.rank }
+    /// The number of processes.
+    public var worldSize: Int { group.worldSize }
+
+    /// Training shards: padded so every rank has as many batches (see `DataShard`).
+    public var trainingShard: DataShard { DataShard(rank: rank, count: worldSize, padded: true) }
+    /// Evaluation shards: every sample exactly once over all ranks.
+    public var evaluationShard: DataShard { DataShard(rank: rank, count: worldSize, padded: false) }
+
+    /// Copies rank 0's parameters and buffers into every rank's model (DDP's start-up broadcast), so
+    /// ranks start identical whatever each one loaded.
+    public func broadcastState(of model: Module) throws {
+        let tensors = model.namedParameters().map(\.1) + model.namedBuffers().map(\.1)
+        try withNoGrad {
+            for bucket in buckets(tensors) { try collective("broadcast") { try group.broadcast(bucket, from: 0) } }
+        }
+    }
+
+    /// Averages the gradients of `parameters` across ranks, in place (parameters without a gradient are
+    /// skipped: every rank trains the same parameters, so they agree on which).
+    public func averageGradients(of parameters: [Tensor]) throws {
+        let gradients = parameters.compactMap(\.grad)
+        guard !gradients.isEmpty else { return }
+        let started = Date()
+        try withNoGrad {
+            for bucket in buckets(gradients) {
+                try collective("gradient all-reduce") { try group.allReduceSum(bucket) }
+                for g in bucket { try g.div_(Double(worldSize)) }
+            }
+        }
+        allReduceSeconds += Date().timeIntervalSince(started)
+        allReduceSteps += 1
+    }
+
+    /// `values` summed element-wise over all ranks (exact for integer counts below 2^53).
+    public func sum(_ values: [Double]) throws -> [Double] {
+        guard !values.isEmpty else { return values }
+        let t = try Tensor(values)
+        try collective("all-reduce") { try group.allReduceSum([t]) }
+        return try t.toArray(Double.self)
+    }
+
+    /// Every rank's `values` (of any length), concatenated in rank order.
+    public func gather(_ values: [Float]) throws -> [Float] {
+        let counts = try collective("all-gather") { try group.allGather(try Tensor([Int64(values.count)])) }
+            .toArray(Int64.self).map { Int($0) }
+        let longest = counts.max() ?? 0
+        guard longest > 0 else { return [] }
+        let padded = try Tensor(values + [Float](repeating: 0, count: longest - values.count))
+        let all = try collective("all-gather") { try group.allGather(padded) }.toArray(Float.self)
+        return counts.enumerated().flatMap { r, n in all[(r * longest)..<(r * longest + n)] }
+    }
+
+    /// Throws naming each setting whose value differs between this rank and rank 0 (classes, architecture,
+    /// batch size, data): every rank compares a hash of each value, gathered from all ranks.
+    public func checkSameSettings(_ settings: [(name: String, value: String)]) throws {
+        guard !settings.isEmpty else { return }
+        let hashes = try Tensor(settings.map { Int64(bitPattern: Self.fnv1a($0.value)) })
+        let all = try collective("settings check") { try group.allGather(hashes) }.toArray(Int64.self)
+        var differing: [String] = []
+        for (i, setting) in settings.enumerated() {
+            let ranks = (1..<worldSize).filter { all[$0 * settings.count + i] != all[i] }
+            if !ranks.isEmpty {
+                differing.append("\(setting.name) (rank\(ranks.count == 1 ? "" : "s") "
+                    + "\(ranks.map(String.init).joined(separator: ", ")) differ from rank 0)")
+            }
+        }
+        if !differing.isEmpty {
+            throw DistributedError.mismatchedSettings("the ranks disagree on " + differing.joined(separator: "; "))
+        }
+    }
+
+    /// Runs one collective; when it fails (a peer died, was killed or cannot be reached, or the timeout
+    /// ran out), finds out which ranks are gone and throws `DistributedError.lostRank` naming them.
+    func collective<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch let error as TorchError {
+            let lost = lostRanks()
+            let who = lost.isEmpty ? "a rank" : "rank\(lost.count == 1 ? "" : "s") " + lost.map(String.init).joined(separator: ", ")
+            throw DistributedError.lostRank("\(who) stopped answering (killed, crashed or unreachable) during the "
+                + "\(what); rank \(rank) stops: \(error.message)")
+        }
+    }
+
+    /// The ranks that do not check in through the store within a few seconds of a failed collective
+    /// (every survivor checks in); rank 0 alone when the store, which rank 0 hosts, is gone.
+    func lostRanks() -> [Int] {
+        let store = group.store
+        let key = { (r: Int) in "finetune/alive/\(r)" }
+        do {
+            try store.add(key(rank), 1)
+            var alive: Set<Int> = [rank]
+            let deadline = Date().addingTimeInterval(Swift.min(group.timeout, 3))
+            while alive.count < worldSize && Date() < deadline {
+                for r in 0..<worldSize where !alive.contains(r) { if try store.add(key(r), 0) > 0 { alive.insert(r) } }
+                if alive.count < worldSize { Thread.sleep(forTimeInterval: 0.1) }
+            }
+            return (0..<worldSize).filter { !alive.contains($0) }
+        } catch {
+            return [0]
+        }
+    }
+
+    /// Tensors grouped, in order, into buckets of one dtype and about `bucketBytes` each.
+    func buckets(_ tensors: [Tensor]) -> [[Tensor]] {
+        var result: [[Tensor]] = []
+        var current: [Tensor] = []
+        var bytes = 0
+        for t in tensors {
+            let size = t.count * t.dtype.byteSize
+            if let first = current.first, first.dtype != t.dtype || bytes + size > bucketBytes {
+                result.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(t)
+            bytes += size
+        }
+        if !current.isEmpty { result.append(current) }
+        return result
+    }
+
+    /// 64-bit FNV-1a of the UTF-8 bytes: a stable hash, the same in every process (Swift's `Hasher` is seeded per process).
+    static func fnv1a(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return hash
+    }
+
+    /// A fingerprint of a dataset: its size, class names, and every sample's label and file name (not
+    /// its folder, which may differ between machines).
+    public static func fingerprint(_ dataset: any ImageDataset) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ text: String) { for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 } }
+        mix(dataset.classNames.joined(separator: "\u{1}"))
+        for sample in dataset.samples {
+            mix(String(sample.label))
+            if case .file(let path) = sample.source { mix(URL(fileURLWithPath: path).lastPathComponent) }
+        }
+        return "\(dataset.count) samples, \(String(hash, radix: 16))"
+    }
+}
+
+/// Errors of data-parallel training, each naming what went wrong.
+public enum DistributedError: Error, CustomStringConvertible, Equatable {
+    /// The launch environment is incomplete or contradictory (the variable is named).
+    case badEnvironment(String)
+    /// Ranks were started with different settings.
+    case mismatchedSettings(String)
+    /// A rank stopped answering (died, was killed, or lost the network).
+    case lostRank(String)
+
+    public var description: String {
+        switch self {
+        case .badEnvironment(let text), .mismatchedSettings(let text), .lostRank(let text): return text
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Data
+import Foundation
+import Torch
+
+extension Trainer {
+    /// Before the first batch on every rank: the data shards, the settings check, rank 0's weights
+    /// and buffers to everyone, and the world size recorded in the state (and so in checkpoints).
+    func startDistributed(_ distributed: DataParallel, train: DataLoader, validation: DataLoader?) throws {
+        train.shard = distributed.trainingShard
+        validation?.shard = distributed.evaluationShard
+        try distributed.checkSameSettings([
+            ("classes", train.dataset.classNames.joined(separator: ",")),
+            ("architecture", modelName),
+            ("batch size", String(train.batchSize)),
+            ("data", DataParallel.fingerprint(train.dataset) + " / "
+                + (validation.map { DataParallel.fingerprint($0.dataset) } ?? "no validation")),
+        ])
+        try distributed.broadcastState(of: model)
+        if let saved = state.worldSize, saved != distributed.worldSize, state.batchInEpoch > 0 {
+            throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(saved) "
+                + "processes; resume it with \(saved) processes")
+        }
+        state.worldSize = distributed.worldSize
+    }
+
+    /// Whether any rank received a stop signal (Ctrl-C, SIGTERM), agreed by all ranks after every batch
+    /// so they stop after the same batch; without `distributed`, this process's own flag.
+    func agreeOnSignalStop() throws -> Bool {
+        let local = signalStop?.isTriggered == true
+        guard let distributed else { return local }
+        let any = try distributed.sum([local ? 1 : 0])[0] > 0
+        if any && !local { signalStop?.trigger(signal: SIGTERM) }
+        return any
+    }
+}
+
+extension Trainer {
+    /// Runs `body` (one batch, or the end of an epoch); when a rank is lost during it, rank 0 writes a
+    /// resumable checkpoints/last first, then the error goes on. With `restoring` (a training step,
+    /// which may have failed between backward and the optimizer step), the checkpoint is the state and
+    /// generator from before `body`, whose parameters the failed step never changed; otherwise the
+    /// state as it is. Under gradient accumulation no checkpoint is written (a failed all-reduce may
+    /// have changed pending gradients): the last one saved stays.
+    func savingOnLostRank<R>(restoring: Bool, _ body: () throws -> R) throws -> R {
+        guard let distributed else { return try body() }
+        let saved = restoring ? state : nil
+        let generator = restoring ? try Runtime.cpuRNGState() : nil
+        do {
+            return try body()
+        } catch let error as DistributedError {
+            guard distributed.rank == 0, configuration.accumulationSteps == 1,
+                  let directory = configuration.checkpointDirectory else { throw error }
+            if let saved, let generator {
+                state = saved
+                try Runtime.setCPURNGState(generator)
+                try optimizer.zeroGrad()
+            }
+            state.status = "interrupted"
+            try saveCheckpoint(to: URL(fileURLWithPath: directory).appendingPathComponent("last").path)
+            throw error
+        }
+    }
+}
+
+extension DataParallel {
+    /// An epoch's training counts summed over all ranks.
+    func summed(_ accumulator: EpochAccumulator) throws -> EpochAccumulator {
+        let s = try sum([accumulator.lossSum, Double(accumulator.samples), Double(accumulator.correct),
+                         Double(accumulator.batches)])
+        var total = accumulator
+        total.lossSum = s[0]
+        total.samples = Int(s[1])
+        total.correct = Int(s[2])
+        total.batches = Int(s[3])
+        return total
+    }
+}
+
+extension TrainingRun {
+    /// No feature cache in a data-parallel run: an error for `--feature-cache on`, else none.
+    func refuseDistributed(_ mode: FeatureCacheMode) throws -> TrainingFeatures? {
+        guard mode != .on else {
+            throw RunError.invalidSetting(setting: "featureCache", reason: "on: data-parallel runs do not use the "
+                + "feature cache yet; use auto or off")
+        }
+        return nil
+    }
+}
