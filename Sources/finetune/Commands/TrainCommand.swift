@@ -85,6 +85,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Freeze the whole backbone (train the head only).") var freezeBackbone = false
     @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
     @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
+    @OptionGroup(title: "Data-parallel training (docs/distributed.md)") var distributed: DistributedOptions
 
     // Data.
     @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip), randaugment[:n=2,m=9] or trivialaugment (standard, then torchvision's policy).")
@@ -200,25 +201,29 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let status = try distributed.launchWorkers(threads: threads) { if status != 0 { throw ExitCode(status) }; return }
+        let parallel = try distributed.join(), rank = parallel?.rank ?? 0
         // A resumed run keeps its own thread count unless --threads says otherwise (bit-exact resume).
         if resume == nil || threads != nil { try applyThreads(threads) }
         let notify: (TrainingRun.Notice) -> Void = { [json] notice in
             switch notice {
-            case .info(let text): if json { printError(text) } else { print(text); fflush(stdout) }
+            case .info(let text): if rank > 0 {} else if json { printError(text) } else { print(text); fflush(stdout) }
             case .warning(let text): printError("warning: " + text)
             }
         }
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
-                return try TrainingRun.resume(resume, changes: .init(data: data, epochs: epochs, workers: workers,
+                return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: .init(data: data, epochs: epochs, workers: workers,
                                                                      onBadImage: onBadImage, threads: threads),
                                               notify: notify)
             }
-            return try TrainingRun.create(try specification(), finetuneVersion: finetuneVersion, notify: notify)
+            return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
+                                          finetuneVersion: finetuneVersion, notify: notify)
         }
+        trainingRun.trainer.distributed = parallel
         let write: (String) -> Void = json ? { printError($0, terminator: "") }
                                           : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
-        trainingRun.extraCallbacks = [ProgressPrinter(write: write)]
+        trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
         let summary = try mapErrors { try trainingRun.run() }
         if summary.status == "interrupted" {
             let path = trainingRun.directory.lastCheckpoint
@@ -231,6 +236,7 @@ struct TrainCommand: ParsableCommand {
                 + "The last good checkpoint is \(trainingRun.directory.lastCheckpoint) ; lower --lr (or clip "
                 + "gradients with --clip-grad-norm) and train again")
         }
+        if rank > 0 { return }
         if json { printEncodedJSON(summary); return }
         print("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
               + "\(summary.globalStep) steps " + String(format: "(%.1f s)", summary.seconds)

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Torch
+import Training
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Data-parallel training flags of `finetune train` (docs/distributed.md). `--nproc-per-node N` makes
+/// this process a launcher of N workers; otherwise the variables of torchrun, Kubeflow's PyTorchJob
+/// or Slurm (`DistributedLaunch`) make it one rank of a group.
+struct DistributedOptions: ParsableArguments {
+    @Option(help: "Start N worker processes on this machine, one rank each (each gets --threads cores/N unless --threads is given), wait for them and forward Ctrl-C.")
+    var nprocPerNode: Int?
+    @Option(help: "Address of rank 0 (default: MASTER_ADDR; 127.0.0.1 with --nproc-per-node).")
+    var masterAddr: String?
+    @Option(help: "TCP port of rank 0's rendezvous (default: MASTER_PORT, else 29500).")
+    var masterPort: Int?
+    @Option(help: "Seconds to wait for the other ranks (joining, and each collective) before stopping with an error naming the lost rank.")
+    var distTimeout: Double = 300
+
+    func validate() throws {
+        if let n = nprocPerNode, !(1...256).contains(n) { throw ValidationError("--nproc-per-node must be 1 to 256, got \(n)") }
+        if let p = masterPort, !(1...65535).contains(p) { throw ValidationError("--master-port must be 1 to 65535, got \(p)") }
+        guard distTimeout > 0 else { throw ValidationError("--dist-timeout must be positive, got \(distTimeout)") }
+        if nprocPerNode != nil, let rank = ProcessInfo.processInfo.environment["RANK"] {
+            throw ValidationError("--nproc-per-node starts its own ranks, but RANK=\(rank) is set: unset it or drop the flag")
+        }
+    }
+
+    /// With `--nproc-per-node N`: runs the N workers and returns their exit status (the first failure's,
+    /// else 0); nil for a worker or an ordinary run.
+    func launchWorkers(threads: Int?) throws -> Int32? {
+        guard let n = nprocPerNode else { return nil }
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let i = arguments.firstIndex(of: "--nproc-per-node") {
+            arguments.removeSubrange(i...min(i + 1, arguments.count - 1))
+        }
+        arguments.removeAll { $0.hasPrefix("--nproc-per-node=") }
+        if threads == nil { arguments += ["--threads", String(max(1, Runtime.coreCount / n))] }
+        let port = masterPort ?? DistributedLaunch.defaultPort
+        var children: [pid_t] = []
+        for rank in 0..<n {
+            let environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n].mapValues(String.init)
+                .merging(["MASTER_ADDR": masterAddr ?? "127.0.0.1", "MASTER_PORT": String(port)]) { a, _ in a }
+            children.append(try WorkerProcess.spawn(arguments: arguments, environment: environment))
+        }
+        return WorkerProcess.wait(for: children)
+    }
+
+    /// This process's group when the environment makes it a rank (nil: an ordinary run).
+    func join() throws -> DataParallel? {
+        let launch = try DistributedLaunch.from(environment: ProcessInfo.processInfo.environment,
+                                                masterAddress: masterAddr, masterPort: masterPort)
+        guard let launch else { return nil }
+        return try launch.connect(timeout: distTimeout)
+    }
+
+    /// The run as this rank trains it: ranks other than 0 write nothing to the run directory, so they
+    /// train into a private folder of their own, removed at exit.
+    static func specification(_ spec: TrainingRun.Specification, rank: Int) -> TrainingRun.Specification {
+        guard rank > 0 else { return spec }
+        var local = spec
+        local.runDirectory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("finetune-rank\(rank)-\(getpid())").path
+        local.overwrite = true
+        atexit { _ = try? FileManager.default.removeItem(atPath: DistributedOptions.privateFolder) }
+        privateFolder = local.runDirectory
+        return local
+    }
+
+    /// The run a rank resumes: rank 0 the run directory itself; the others a private copy of its
+    /// config.json and checkpoints/last (taken before rank 0 can write again, which needs every rank).
+    static func resumeFolder(_ run: String, rank: Int) throws -> String {
+        guard rank > 0 else { return run }
+        let folder = specification(TrainingRun.Specification(data: "", architecture: "", runDirectory: run), rank: rank)
+            .runDirectory
+        let files = FileManager.default
+        try? files.removeItem(atPath: folder)
+        try files.createDirectory(atPath: folder + "/checkpoints", withIntermediateDirectories: true)
+        try files.copyItem(atPath: run + "/config.json", toPath: folder + "/config.json")
+        try files.copyItem(atPath: run + "/checkpoints/last", toPath: folder + "/checkpoints/last")
+        return folder
+    }
+
+    nonisolated(unsafe) static var privateFolder = ""
+}
+
+/// The workers of `--nproc-per-node`: the same executable, each in its own process group (so one
+/// Ctrl-C reaches each worker once, forwarded by the launcher).
+enum WorkerProcess {
+    nonisolated(unsafe) static var running: [pid_t] = []
+
+    static func spawn(arguments: [String], environment: [String: String]) throws -> pid_t {
+        let executable = "/proc/self/exe"
+        let env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { "\($0)=\($1)" }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let argv = ([CommandLine.arguments[0]] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        guard status == 0 else { throw ValidationError("--nproc-per-node: cannot start a worker: \(String(cString: strerror(status)))") }
+        running.append(pid)
+        return pid
+    }
+
+    /// Waits for every worker, forwarding SIGINT and SIGTERM to them; the first non-zero exit status wins.
+    static func wait(for children: [pid_t]) -> Int32 {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { number in for pid in WorkerProcess.running { kill(pid, number) } }
+        }
+        var result: Int32 = 0
+        for pid in children {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            if result == 0 && code != 0 { result = code }
+        }
+        return result
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import TensorIO
+import TestSupport
+import Torch
+import XCTest
+
+/// Data-parallel `finetune train` on loopback: 2 ranks at batch 8 against 1 process at batch 16 (the
+/// same weights and validation metrics), the launchers, and bad launch input.
+final class DistributedCLITests: XCTestCase {
+    func temporaryFolder(_ name: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    /// train/ of 32 images (two batches of 16 per epoch) and val/ of 11 (an odd count: one rank
+    /// evaluates 6, the other 5), in the three colour classes of `TrainCLITests`.
+    func makeDataset() throws -> String {
+        let root = try temporaryFolder("dist-data")
+        var seed: UInt32 = 777
+        func noise() -> UInt8 {
+            seed = seed &* 1_664_525 &+ 1_013_904_223
+            return UInt8(seed >> 26)
+        }
+        for (split, counts) in [("train", [11, 11, 10]), ("val", [4, 4, 3])] {
+            for (c, name) in TrainCLITests.classes.enumerated() {
+                let folder = "\(root)/\(split)/\(name)"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                for i in 0..<counts[c] {
+                    var rgb = [UInt8]()
+                    for _ in 0..<(32 * 32) {
+                        for channel in 0..<3 { rgb.append(channel == 2 - c ? 160 &+ noise() : noise() &* 2) }
+                    }
+                    try TinyPNG.encode(rgb: rgb, width: 32, height: 32).write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
+                }
+            }
+        }
+        return root
+    }
+
+    /// MobileNetV2 fully fine-tuned except its BatchNorm layers, which stay frozen (running statistics),
+    /// so each sample's forward does not depend on the rest of its batch; no dropout.
+    static let frozenBatchNormScopes: [String] = {
+        var scopes = ["features.0.0", "features.1.conv.0.0", "features.1.conv.1", "features.18.0", "classifier"]
+        for i in 2...17 { scopes += ["features.\(i).conv.0.0", "features.\(i).conv.1.0", "features.\(i).conv.2"] }
+        return scopes
+    }()
+
+    func trainArguments(data: String, out: String, batchSize: Int) -> [String] {
+        ["train", data, "--out", out, "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32",
+         "--batch-size", String(batchSize), "--epochs", "2", "--optimizer", "sgd", "--lr", "0.05", "--seed", "3",
+         "--augment", "none", "--head-dropout", "0", "--workers", "0",
+         "--trainable-scopes", Self.frozenBatchNormScopes.joined(separator: ","), "--dist-timeout", "60"]
+    }
+
+    /// The largest ‖a − b‖ / ‖a‖ over the tensors of two safetensors files (the same keys).
+    func largestRelativeDifference(_ a: String, _ b: String) throws -> Double {
+        let x = try SafeTensors.load(a), y = try SafeTensors.load(b)
+        var worst = 0.0
+        for (key, tensor) in x {
+            guard tensor.dtype.isFloatingPoint else { continue }
+            let other = try XCTUnwrap(y[key], key)
+            let norm = try tensor.norm().item()
+            let difference = try (tensor - other).norm().item()
+            worst = max(worst, norm > 0 ? difference / norm : difference)
+        }
+        return worst
+    }
+
+    /// The last row of a run's history.csv as [column: value].
+    func lastHistoryRow(_ run: String) throws -> [String: String] {
+        let lines = try String(contentsOfFile: run + "/history.csv", encoding: .utf8).split(separator: "\n")
+        let header = lines[0].split(separator: ",").map(String.init)
+        let values = lines[lines.count - 1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        return Dictionary(uniqueKeysWithValues: zip(header, values))
+    }
+
+    /// `state` of a run's checkpoints/last/trainer.json (nil: none yet).
+    static func checkpointState(_ run: String) throws -> [String: Any]? {
+        let data = try Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/last/trainer.json"))
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["state"] as? [String: Any]
+    }
+
+    /// `state.worldSize` of a run's last checkpoint.
+    static func checkpointWorldSize(_ run: String) throws -> Int? { try checkpointState(run)?["worldSize"] as? Int }
+
+    /// Runs `arguments` as ranks 0..<n at once, each with the variables torchrun sets.
+    func runRanks(_ n: Int, _ arguments: [String], port: Int, extra: [String: String] = [:]) throws -> [CLITests.Run] {
+        final class Box: @unchecked Sendable { var runs: [Int: Result<CLITests.Run, Error>] = [:]; let lock = NSLock() }
+        let box = Box()
+        DispatchQueue.concurrentPerform(iterations: n) { rank in
+            let environment = ["RANK": String(rank), "WORLD_SIZE": String(n), "LOCAL_RANK": String(rank),
+                               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)].merging(extra) { $1 }
+            let result = Result { try CLITests.run(arguments, environment: environment) }
+            box.lock.withLock { box.runs[rank] = result }
+        }
+        return try (0..<n).map { try box.runs[$0]!.get() }
+    }
+
+    func testBadLaunchInputIsAClearError() throws {
+        let data = try makeDataset()
+        let out = try temporaryFolder("dist-bad") + "/run"
+        let arguments = trainArguments(data: data, out: out, batchSize: 8)
+
+        let noRank = try CLITests.run(arguments, environment: ["WORLD_SIZE": "2"])
+        XCTAssertNotEqual(noRank.status, 0)
+        XCTAssertTrue(noRank.stderr.contains("WORLD_SIZE=2 is set but RANK is not"), noRank.stderr)
+
+        // Rank 1 of 2 with nobody at the master: an error naming the address, after --dist-timeout.
+        let port = try FreePort.make()
+        let started = Date()
+        let unreachable = try CLITests.run(arguments + ["--dist-timeout", "1"], environment: [
+            "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)])
+        XCTAssertNotEqual(unreachable.status, 0)
+        XCTAssertTrue(unreachable.stderr.contains("127.0.0.1:\(port)"), unreachable.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30)
+
+        // Rank 0 whose port is taken.
+        let taken = try TCPStore(host: "127.0.0.1", port: port, worldSize: 2, isServer: true, timeout: 5)
+        let inUse = try CLITests.run(arguments + ["--dist-timeout", "2"], environment: [
+            "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)])
+        XCTAssertNotEqual(inUse.status, 0)
+        XCTAssertTrue(inUse.stderr.contains("port \(port)") && inUse.stderr.contains("already in use"), inUse.stderr)
+        withExtendedLifetime(taken) {}
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed launch created the run directory")
+    }
+
+    /// Starts `arguments` as rank `rank` of 2 (torchrun's variables), output to `log`.
+    func startRank(_ rank: Int, _ arguments: [String], port: Int, log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["RANK": String(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)]) { $1 }
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    /// The acceptance runs of data-parallel training, sharing their runs to keep the test short:
+    /// * 2 ranks at batch 8 (`--nproc-per-node 2`) end with the weights of 1 process at batch 16, to
+    ///   1e-5 relative, with the same validation metrics, and only rank 0 writes;
+    /// * the same command with torchrun's variables set by hand gives the same weights, bit for bit;
+    /// * SIGKILL of rank 1 during training: rank 0 exits non-zero within --dist-timeout naming rank 1
+    ///   and leaves a resumable checkpoint; `--resume` with 2 ranks ends bit-identical to the
+    ///   uninterrupted run.
+    func testTwoRanksMatchOneProcessUnderEitherLauncherAndResumeExactlyAfterAKill() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("dist-runs")
+        let single = try CLITests.run(trainArguments(data: data, out: runs + "/single", batchSize: 16) + ["--threads", "1"])
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let parallel = try CLITests.run(trainArguments(data: data, out: runs + "/ddp", batchSize: 8)
+            + ["--nproc-per-node", "2", "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(parallel.status, 0, parallel.stdout + parallel.stderr)
+
+        XCTAssertLessThan(try largestRelativeDifference(runs + "/single/model.safetensors", runs + "/ddp/model.safetensors"), 1e-5)
+        let a = try lastHistoryRow(runs + "/single"), b = try lastHistoryRow(runs + "/ddp")
+        XCTAssertEqual(a["val_accuracy"], b["val_accuracy"])
+        XCTAssertEqual(a["val_macro_f1"], b["val_macro_f1"])
+        let lossA = try XCTUnwrap(Double(a["val_loss"] ?? "")), lossB = try XCTUnwrap(Double(b["val_loss"] ?? ""))
+        XCTAssertEqual(lossA, lossB, accuracy: 1e-5 * max(1, abs(lossA)))
+        XCTAssertEqual(a["loss"].flatMap(Double.init) ?? 0, b["loss"].flatMap(Double.init) ?? 1, accuracy: 1e-5)
+        XCTAssertEqual(try Self.checkpointWorldSize(runs + "/ddp"), 2)
+        XCTAssertNil(try Self.checkpointWorldSize(runs + "/single"))
+
+        // torchrun's variables by hand (--threads 1 is what --nproc-per-node gives each rank here).
+        let env = try runRanks(2, trainArguments(data: data, out: runs + "/env", batchSize: 8) + ["--threads", "1"],
+                               port: try FreePort.make())
+        for (rank, run) in env.enumerated() { XCTAssertEqual(run.status, 0, "rank \(rank): " + run.stderr) }
+        XCTAssertEqual(try largestRelativeDifference(runs + "/ddp/model.safetensors", runs + "/env/model.safetensors"), 0)
+
+        // Kill rank 1 once rank 0 has saved a step (--save-every-steps 1 changes no arithmetic).
+        let logs = try temporaryFolder("dist-logs")
+        let port = try FreePort.make()
+        let killedArguments = trainArguments(data: data, out: runs + "/killed", batchSize: 8)
+            + ["--threads", "1", "--save-every-steps", "1", "--dist-timeout", "20"]
+        let rank0 = try startRank(0, killedArguments, port: port, log: logs + "/rank0.log")
+        let rank1 = try startRank(1, killedArguments, port: port, log: logs + "/rank1.log")
+        let deadline = Date().addingTimeInterval(120)
+        while rank1.isRunning && Date() < deadline && (try? Self.checkpointState(runs + "/killed")) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertTrue(rank1.isRunning, "rank 1 ended before it could be killed")
+        kill(rank1.processIdentifier, SIGKILL)
+        let killed = Date()
+        rank0.waitUntilExit()
+        rank1.waitUntilExit()
+        let log = try String(contentsOfFile: logs + "/rank0.log", encoding: .utf8)
+        XCTAssertNotEqual(rank0.terminationStatus, 0, log)
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 20, "rank 0 did not stop within --dist-timeout")
+        XCTAssertTrue(log.contains("rank 1 stopped answering"), log)
+        XCTAssertEqual(try Self.checkpointState(runs + "/killed")?["status"] as? String, "interrupted")
+
+        let resumed = try CLITests.run(["train", "--resume", runs + "/killed", "--nproc-per-node", "2",
+                                        "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try largestRelativeDifference(runs + "/ddp/model.safetensors", runs + "/killed/model.safetensors"), 0)
+        // Only rank 0 wrote: the run directories and nothing else.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs).sorted(), ["ddp", "env", "killed", "single"])
+    }
+}
