@@ -56,6 +56,13 @@ struct DistributedOptions: ParsableArguments {
         return try launch.connect(timeout: distTimeout)
     }
 
+    /// "all-reduce: … ms per step (… steps)": rank 0's time in gradient all-reduces.
+    static func allReduceReport(_ parallel: DataParallel) -> String {
+        let perStep = parallel.allReduceSteps > 0 ? parallel.allReduceSeconds / Double(parallel.allReduceSteps) : 0
+        return String(format: "all-reduce: %.1f ms per step (%d steps, %d ranks)", perStep * 1000,
+                      parallel.allReduceSteps, parallel.worldSize)
+    }
+
     /// The run as this rank trains it: ranks other than 0 write nothing to the run directory, so they
     /// train into a private folder of their own, removed at exit.
     static func specification(_ spec: TrainingRun.Specification, rank: Int) -> TrainingRun.Specification {

@@ -225,6 +225,7 @@ struct TrainCommand: ParsableCommand {
                                           : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
         let summary = try mapErrors { try trainingRun.run() }
+        if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if summary.status == "interrupted" {
             let path = trainingRun.directory.lastCheckpoint
             notify(.info("Interrupted: checkpoint \(path); continue with `finetune train --resume \(trainingRun.directory.path)`"))
