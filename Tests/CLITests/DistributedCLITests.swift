@@ -6,17 +6,11 @@ import XCTest
 
 /// Data-parallel `finetune train` on loopback: 2 ranks at batch 8 against 1 process at batch 16 (the
 /// same weights and validation metrics), the launchers, and bad launch input.
-final class DistributedCLITests: XCTestCase {
-    func temporaryFolder(_ name: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
+/// (An extension of `TrainCLITests`: its temporary folders, classes and PNG writer.)
+extension TrainCLITests {
     /// train/ of 32 images (two batches of 16 per epoch) and val/ of 11 (an odd count: one rank
     /// evaluates 6, the other 5), in the three colour classes of `TrainCLITests`.
-    func makeDataset() throws -> String {
+    func makeDistributedDataset() throws -> String {
         let root = try temporaryFolder("dist-data")
         var seed: UInt32 = 777
         func noise() -> UInt8 {
@@ -24,7 +18,7 @@ final class DistributedCLITests: XCTestCase {
             return UInt8(seed >> 26)
         }
         for (split, counts) in [("train", [11, 11, 10]), ("val", [4, 4, 3])] {
-            for (c, name) in TrainCLITests.classes.enumerated() {
+            for (c, name) in Self.classes.enumerated() {
                 let folder = "\(root)/\(split)/\(name)"
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 for i in 0..<counts[c] {
@@ -99,7 +93,7 @@ final class DistributedCLITests: XCTestCase {
     }
 
     func testBadLaunchInputIsAClearError() throws {
-        let data = try makeDataset()
+        let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-bad") + "/run"
         let arguments = trainArguments(data: data, out: out, batchSize: 8)
 
@@ -149,7 +143,7 @@ final class DistributedCLITests: XCTestCase {
     ///   and leaves a resumable checkpoint; `--resume` with 2 ranks ends bit-identical to the
     ///   uninterrupted run.
     func testTwoRanksMatchOneProcessUnderEitherLauncherAndResumeExactlyAfterAKill() throws {
-        let data = try makeDataset()
+        let data = try makeDistributedDataset()
         let runs = try temporaryFolder("dist-runs")
         let single = try CLITests.run(trainArguments(data: data, out: runs + "/single", batchSize: 16) + ["--threads", "1"])
         XCTAssertEqual(single.status, 0, single.stderr)
