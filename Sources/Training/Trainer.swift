@@ -112,6 +112,8 @@ public struct TrainingState: Codable, Equatable {
     public var accumulation: AccumulationState?
     /// The number of data-parallel processes that trained the run (nil: one process).
     public var worldSize: Int?
+    /// The pseudo-labels in use (`TrainingConfiguration.pseudoLabel`); nil before the first refresh.
+    public var pseudoLabels: PseudoLabelState?
 
     /// The state of a run that has not trained yet.
     public init(freeze: FreezeState, parameterGroups: [String], baseLearningRates: [Double]) {
@@ -175,6 +177,8 @@ public final class Trainer {
     /// Data-parallel training across processes (`DataParallel`): sharded data, averaged gradients,
     /// summed metrics. Set it on every rank before `fit`.
     public var distributed: DataParallel?
+    /// The unlabelled images of a pseudo-labelling run (`configuration.pseudoLabel`); needed from its start epoch.
+    public var pseudoLabeler: PseudoLabeler?
 
     /// Overrides the schedule: every group trains at this rate (the LR finder's steps).
     var fixedLearningRate: Double?
@@ -387,6 +391,8 @@ public final class Trainer {
             // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
             // starting at the next untrained batch lands exactly where the checkpoint was taken.
             let cached = usableFeatureCache()
+            let pseudo = try pseudoLabelEpoch(train, startingAtBatch: resumeAt, input: cached == nil ? .images : .features)
+            defer { pseudo?.cancel() }
             let run: any BatchStream = cached.map { $0.train.epoch(state.epoch, of: train, startingAtBatch: resumeAt) }
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
             var trainedBatches = 0
@@ -394,7 +400,9 @@ public final class Trainer {
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
                 let result: BatchResult
                 do {
-                    result = try savingOnLostRank(restoring: true) { try step(batch, input: cached == nil ? .images : .features) }
+                    result = try savingOnLostRank(restoring: true) {
+                        try step(batch, input: cached == nil ? .images : .features, pseudo: pseudo?.part(for: batch))
+                    }
                 } catch TrainingError.diverged(let step, let loss) {
                     run.cancel()
                     status = .diverged(step: step, loss: loss)
@@ -467,6 +475,7 @@ public final class Trainer {
             }
             try dispatch(.validationEnd(epoch: epoch, report: r))
         }
+        metrics.merge(pseudoLabelMetrics(), uniquingKeysWith: { a, _ in a })
         try epochMetricsHook?(epoch, &metrics)
 
         var improved = false
@@ -579,7 +588,7 @@ public final class Trainer {
     enum Input { case images, features }
 
     /// The model's output for `input`: `model(x)`, or the classifier applied to cached features.
-    private func forward(_ x: Tensor, input: Input) throws -> Tensor {
+    func forward(_ x: Tensor, input: Input) throws -> Tensor {
         switch input {
         case .images: return try model(x)
         case .features:
@@ -597,7 +606,7 @@ public final class Trainer {
         return featureCache
     }
 
-    private func step(_ batch: Batch, input: Input) throws -> BatchResult {
+    private func step(_ batch: Batch, input: Input, pseudo: Batch? = nil) throws -> BatchResult {
         let k = configuration.accumulationSteps
         let group = batch.number / k
         // A group left unfinished (its last batches skipped) steps before the next one starts.
@@ -614,6 +623,7 @@ public final class Trainer {
         let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
         let labels = batch.labels
         var images = batch.images
+        if let pseudo { images = try Tensor.cat([images, pseudo.images]) }
         var mixed: MixDraw?
         if input == .images, let mix = configuration.mix, mix.isActive(epoch: state.epoch), images.shape.count == 4 {
             let draw = mix.draw(epoch: state.epoch, batch: batch.number, height: images.shape[2], width: images.shape[3])
@@ -623,6 +633,7 @@ public final class Trainer {
         let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
             let output = try forward(images, input: input)
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
+            if let pseudo { return try pseudoLabelLoss(logits: logits, labels: labels, pseudo: pseudo.labels) }
             guard let mixed else { return (try computeLoss(logits: logits, labels: labels), logits) }
             let targets = try BatchMixing.targets(labels.toArray(Int64.self).map { Int($0) }, classes: logits.shape[1],
                                                   lambda: mixed.lambda, smoothing: configuration.labelSmoothing)

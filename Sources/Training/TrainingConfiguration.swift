@@ -217,6 +217,8 @@ public struct TrainingConfiguration: Codable, Equatable {
     /// MixUp / CutMix of the training batches (timm's `Mixup`); nil: none. Targets are smoothed by
     /// `labelSmoothing`; cross entropy only, without class weights.
     public var mix: MixConfig?
+    /// Pseudo-labelling of unlabelled images (`Trainer.pseudoLabeler` supplies them); nil: none.
+    public var pseudoLabel: PseudoLabelSettings?
 
     /// Batches per optimizer step (`accumulateSteps`, 1 when unset). Lightning's
     /// `accumulate_grad_batches` and timm's `--grad-accum-steps`: gradients of K batches are summed,
@@ -282,6 +284,10 @@ public struct TrainingConfiguration: Codable, Equatable {
             throw TrainingError.invalidConfiguration("gradient accumulation needs at least 1 batch per step, got \(k)")
         }
         try ema?.validate()
+        try pseudoLabel?.validate()
+        if pseudoLabel != nil && mix != nil {
+            throw TrainingError.invalidConfiguration("pseudo-labelling cannot be combined with MixUp/CutMix")
+        }
         if let mix {
             try mix.validate()
             guard loss == .crossEntropy, classWeights == nil else {

@@ -62,6 +62,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var imageRoot: String?
     /// `augment: randaugment`'s [n, m] (operations per image, magnitude bin of 31); nil: [2, 9].
     public var randAugment: [Int]?
+    /// A folder of unlabelled images for pseudo-labelling (read recursively; nil: none).
+    public var unlabeled: String?
+    /// Pseudo-labelling's settings (with `unlabeled`; nil: the defaults). `TrainingRun` resolves the
+    /// start epoch and puts them into the training configuration.
+    public var pseudoLabel: PseudoLabelSettings?
 
     /// The CLI's defaults for everything but `epochs` and `batchSize`. `threads` is recorded by
     /// `TrainingRun.create`; `exif` is nil (applied) unless the caller sets it.

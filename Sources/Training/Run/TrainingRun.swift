@@ -196,6 +196,7 @@ public final class TrainingRun {
         var configuration = try recipe.configuration(epochs: options.epochs)
         configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
         configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
+        configuration.pseudoLabel = try pseudoLabelSettings(options, mixing: configuration.mix != nil)
         if configuration.mix != nil && configuration.classWeights != nil {
             throw RunError.invalidSetting(setting: "classWeights",
                                           reason: "cannot be combined with MixUp/CutMix (their soft targets take no class weights)")
@@ -337,6 +338,7 @@ public final class TrainingRun {
                 throw bad("colorJitter", "follows the standard augmentation; --augment is \(options.augment.rawValue)")
             }
         }
+        try validatePseudoLabel(options)
     }
 
     /// The loss's class weights for `setting` (see `TrainOptions.classWeights`), in class order.
@@ -511,6 +513,7 @@ public final class TrainingRun {
             callbacks.append(callback)
         }
         trainer.callbacks = callbacks
+        trainer.pseudoLabeler = try makePseudoLabeler(trainLoader, evalTransform: evalTransform, reporter: skipped)
         trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader)
         if let cache = trainer.featureCache {
             skipped.record(cache.train.skipped, split: "training")
@@ -655,6 +658,17 @@ public final class TrainingRun {
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {
             validationFeatures = try prepare(dataset, validation, augmentation: "eval", views: 1)
+        }
+        if let labeler = trainer.pseudoLabeler, labeler.unlabeled.count > 0 {
+            let teacher = try FeatureCache.prepare(
+                model: model, dataset: labeler.unlabeled, transform: labeler.evalTransform,
+                transformDescription: "eval \(description)", views: 1, seed: train.seed,
+                autocastBF16: trainer.configuration.autocastBF16, batchSize: options.batchSize, workers: options.workers,
+                directory: directory, strict: strict)
+            let student = augmented ? try prepare(labeler.unlabeled, train, augmentation: augmentation, views: views) : teacher
+            labeler.features = UnlabeledFeatures(teacher: teacher, student: student)
+            notify(.info("Feature cache: \(teacher.usableCount) unlabelled images"
+                + (augmented ? " (evaluation view + \(views) training view\(views == 1 ? "" : "s"))" : "")))
         }
         let sets = [trainFeatures] + (validationFeatures.map { [$0] } ?? [])
         let reused = sets.allSatisfy(\.reused)

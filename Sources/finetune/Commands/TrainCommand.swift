@@ -86,6 +86,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
     @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
     @OptionGroup(title: "Data-parallel training (docs/distributed.md)") var distributed: DistributedOptions
+    @OptionGroup(title: "Pseudo-labelling") var pseudoLabel: PseudoLabelOptions
 
     // Data.
     @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip), randaugment[:n=2,m=9] or trivialaugment (standard, then torchvision's policy).")
@@ -197,6 +198,7 @@ struct TrainCommand: ParsableCommand {
         spec.options.exif = exif
         spec.options.randAugment = augment.randAugment
         try techniques.apply(to: &spec.options)
+        pseudoLabel.apply(to: &spec.options)
         return spec
     }
 
@@ -273,7 +275,8 @@ struct TrainCommand: ParsableCommand {
         do {
             return try body()
         } catch RunError.invalidSetting(let setting, let reason) {
-            throw ValidationError("\(Self.flags[setting] ?? TechniqueOptions.flags[setting] ?? setting): \(reason)")
+            let flag = Self.flags[setting] ?? TechniqueOptions.flags[setting] ?? PseudoLabelOptions.flags[setting]
+            throw ValidationError("\(flag ?? setting): \(reason)")
         } catch let error as RunError {
             throw ValidationError((resume != nil ? "--resume: " : "--out: ") + "\(error)")
         } catch let error as DataError where onBadImage == .fail {

@@ -1,0 +1,114 @@
+import AtomicFiles
+import Data
+import Foundation
+
+/// `finetune pseudo-label`: a finished run's model labels a folder of unlabelled images (the same
+/// labelling pass as pseudo-labelling in training), and the images at or above a threshold are
+/// written for a person to review: class folders of symbolic links (or copies) and a CSV of
+/// `file, class, confidence`, least confident first.
+public enum PseudoLabelReview {
+    /// One image the model labelled at or above the threshold.
+    public struct Entry: Equatable, Sendable {
+        /// The image file.
+        public var file: String
+        /// The class the model gave it.
+        public var className: String
+        /// The model's probability of that class.
+        public var confidence: Double
+    }
+
+    /// What a labelling pass found.
+    public struct Result {
+        /// The images at or above the threshold, least confident first (ties by file).
+        public var entries: [Entry]
+        /// Images the model labelled (those that could be decoded).
+        public var candidates: Int
+        /// The highest confidence seen (nil without images).
+        public var highestConfidence: Double?
+        /// Where the unlabelled images lie in class folders named like the run's classes: the share of
+        /// the entries whose class is their folder's name.
+        public var folderAccuracy: Double?
+    }
+
+    /// The CSV's name inside the output folder.
+    public static let csvName = "pseudo_labels.csv"
+
+    /// Labels the images under `unlabeled` (recursively) with `run`'s model in inference mode and its
+    /// evaluation transform. Files that cannot be read go to `reporter`. A missing folder, or one
+    /// without images, is an error.
+    public static func label(run: RunDirectory, unlabeled: String, threshold: Double, batchSize: Int = 32,
+                             workers: Int = 2, reporter: SkippedFileReporter? = nil) throws -> Result {
+        guard threshold > 0 && threshold <= 1 else {
+            throw RunError.invalidSetting(setting: "threshold", reason: "must be in (0, 1], got \(threshold)")
+        }
+        let config = try run.readConfig()
+        let folder = try UnlabeledImageFolder(root: unlabeled)
+        reporter?.record(folder.skipped, split: "unlabeled")
+        guard folder.count > 0 else {
+            throw DataError.invalidDataset("\(folder.root) holds no usable image (.jpg, .jpeg or .png, searched recursively)")
+        }
+        let model = try run.loadModel(config)
+        var configuration = TrainingConfiguration()
+        configuration.loss = config.head.isBinary ? .binary : .crossEntropy
+        let trainer = try Trainer(model: model, configuration: configuration)
+        let transform = EvaluationTransform(config.preprocessing)
+        let labeler = PseudoLabeler(unlabeled: folder, folderNames: folder.folderNames, classNames: config.classNames,
+                                    trainTransform: transform, evalTransform: transform, seed: 0,
+                                    batchSize: batchSize, workers: workers)
+        labeler.reporter = reporter
+        let all = try labeler.label(by: trainer, input: .images, threshold: .leastNonzeroMagnitude, epoch: 0)
+        let kept = all.labels.filter { $0.confidence >= threshold }
+        var entries = kept.map {
+            Entry(file: folder.samples[$0.index].source.description, className: config.classNames[$0.label],
+                  confidence: $0.confidence)
+        }
+        entries.sort { ($0.confidence, $0.file) < ($1.confidence, $1.file) }
+        return Result(entries: entries, candidates: all.candidates,
+                      highestConfidence: all.labels.map(\.confidence).max(), folderAccuracy: labeler.folderAccuracy(of: kept))
+    }
+
+    /// Writes `entries` into `out`, which must not exist or be an empty folder (nothing finetune did
+    /// not create is ever replaced): `out/<class>/<file name>` as a symbolic link to the image (a copy
+    /// with `copy`), and `out/pseudo_labels.csv`. Images that share a file name get the folders they
+    /// came from in front of it (`a__b__x.jpg`). Returns the CSV's path.
+    @discardableResult
+    public static func write(_ entries: [Entry], unlabeledRoot: String, to out: String, copy: Bool) throws -> String {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if manager.fileExists(atPath: out, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw RunError.refusedDestination(path: out, reason: "it is a file; give a new folder")
+            }
+            guard (try manager.contentsOfDirectory(atPath: out)).isEmpty else {
+                throw RunError.refusedDestination(path: out, reason: "it exists and is not empty; give a new or empty folder "
+                                                  + "(finetune never replaces files it did not create)")
+            }
+        }
+        let root = URL(fileURLWithPath: unlabeledRoot).standardizedFileURL.path
+        var names: [String: Int] = [:]
+        for entry in entries { names[entry.className + "/" + (entry.file as NSString).lastPathComponent, default: 0] += 1 }
+        for entry in entries {
+            let source = URL(fileURLWithPath: entry.file).standardizedFileURL.path
+            var name = (source as NSString).lastPathComponent
+            if names[entry.className + "/" + name, default: 0] > 1 {
+                let relative = source.hasPrefix(root + "/") ? String(source.dropFirst(root.count + 1)) : source
+                name = relative.split(separator: "/").joined(separator: "__")
+            }
+            let folder = (out as NSString).appendingPathComponent(entry.className)
+            try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let target = (folder as NSString).appendingPathComponent(name)
+            if copy {
+                try manager.copyItem(atPath: source, toPath: target)
+            } else {
+                try manager.createSymbolicLink(atPath: target, withDestinationPath: source)
+            }
+        }
+        var text = CSV.record(["file", "class", "confidence"]) + "\n"
+        for entry in entries {
+            text += CSV.record([entry.file, entry.className, String(format: "%.6f", entry.confidence)]) + "\n"
+        }
+        let csv = (out as NSString).appendingPathComponent(csvName)
+        try AtomicFile.write(Foundation.Data(text.utf8), to: csv, createDirectory: true)
+        return csv
+    }
+}

@@ -1,0 +1,62 @@
+import Data
+import Foundation
+
+extension TrainingRun {
+    /// The `TrainOptions`/`RunError` name of each `PseudoLabelSettings` field.
+    static let pseudoLabelSettingNames = [
+        "threshold": "pseudoLabelThreshold", "fraction": "pseudoLabelFraction",
+        "startEpoch": "pseudoLabelStartEpoch", "weight": "pseudoLabelWeight",
+    ]
+
+    /// Checks the pseudo-label settings of `options` (errors name the setting).
+    public static func validatePseudoLabel(_ options: TrainOptions) throws {
+        guard let settings = options.pseudoLabel else { return }
+        guard options.unlabeled != nil else {
+            throw RunError.invalidSetting(setting: "unlabeled", reason: "the pseudo-label settings need a folder of "
+                                          + "unlabelled images")
+        }
+        if let (setting, reason) = settings.problem() {
+            throw RunError.invalidSetting(setting: pseudoLabelSettingNames[setting] ?? setting, reason: reason)
+        }
+    }
+
+    /// The training configuration's pseudo-label settings (start epoch resolved), nil without unlabelled images.
+    static func pseudoLabelSettings(_ options: TrainOptions, mixing: Bool) throws -> PseudoLabelSettings? {
+        guard options.unlabeled != nil else { return nil }
+        try validatePseudoLabel(options)
+        if mixing {
+            throw RunError.invalidSetting(setting: "unlabeled", reason: "pseudo-labelling cannot be combined with "
+                                          + "MixUp/CutMix (their mixed images have no single label)")
+        }
+        var settings = options.pseudoLabel ?? PseudoLabelSettings()
+        settings.startEpoch = settings.firstEpoch(of: options.epochs)
+        return settings
+    }
+
+    /// The run's unlabelled images, or nil without pseudo-labelling. A missing or empty folder and
+    /// unreadable files are reported once (the run then trains on labelled data only).
+    func makePseudoLabeler(_ train: DataLoader, evalTransform: any SampleTransform,
+                           reporter: SkippedFileReporter) throws -> PseudoLabeler? {
+        guard let path = config.options.unlabeled, trainer.configuration.pseudoLabel != nil else { return nil }
+        let strict = (config.options.onBadImage ?? .skip).isStrict
+        var dataset: any ImageDataset = LabeledDataset(samples: [], classNames: [])
+        var folders: [String?] = []
+        do {
+            let folder = try UnlabeledImageFolder(root: path, options: ScanOptions(strict: strict))
+            reporter.record(folder.skipped, split: "unlabeled")
+            dataset = folder
+            folders = folder.folderNames
+            if folder.count == 0 {
+                notify(.warning("the unlabeled folder \(path) has no usable image: training on labelled data only"))
+            }
+        } catch let error as DataError where !strict {
+            notify(.warning("--unlabeled: \(error); training on labelled data only"))
+        }
+        let labeler = PseudoLabeler(unlabeled: dataset, folderNames: folders, classNames: config.classNames,
+                                    trainTransform: train.transform, evalTransform: evalTransform, seed: train.seed,
+                                    batchSize: config.options.batchSize, workers: config.options.workers)
+        labeler.reporter = reporter
+        labeler.notify = { [notify] in notify(.info($0)) }
+        return labeler
+    }
+}

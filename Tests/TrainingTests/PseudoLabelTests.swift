@@ -1,0 +1,209 @@
+import Data
+import Foundation
+import NN
+import Torch
+import Training
+import Vision
+import XCTest
+
+/// Pseudo-labelling on generated data whose structure is known (TRData: the class is the bright
+/// channel): the share of each batch, the start epoch, the threshold and the refresh are as
+/// specified, the cached-feature path equals the image path, and a fraction of 0 trains exactly as
+/// no unlabelled images at all.
+final class PseudoLabelTests: XCTestCase {
+    /// TRTinyNet's layers; records the batch size of every training forward of the head.
+    final class RecordingNet: ImageClassifier {
+        let features: Sequential
+        let classifier: Sequential
+        var trainingBatchSizes: [Int] = []
+
+        init() throws {
+            func block(_ input: Int, _ output: Int, stride: Int) throws -> Sequential {
+                Sequential(try Conv2d(input, output, kernelSize: (3, 3), stride: (stride, stride), padding: 1),
+                           try BatchNorm2d(output), ReLU())
+            }
+            features = Sequential(try block(3, 8, stride: 1), try block(8, 8, stride: 2), try block(8, 12, stride: 2))
+            classifier = Sequential(try Dropout(p: 0.2), try Linear(12, 3))
+            super.init(architecture: "tiny", options: ModelOptions(numClasses: 3), headPath: "classifier.1",
+                       embeddingSize: 12, featureChannels: 12)
+        }
+
+        override var namedChildren: [(String, Module)] { [("features", features), ("classifier", classifier)] }
+        override var layerGroups: [String] { ["features.0", "features.1", "features.2", "classifier"] }
+        override var classifierScopes: [String] { ["classifier"] }
+        override func forwardFeatures(_ x: Tensor) throws -> Tensor { try features(x) }
+        override func classify(_ embedding: Tensor) throws -> Tensor {
+            if isTraining { trainingBatchSizes.append(embedding.shape[0]) }
+            return try classifier(embedding)
+        }
+    }
+
+    /// What one run saw: per epoch, the batch sizes the head trained on and the labelled sizes;
+    /// per refreshed epoch, the selection an independent inference pass expects.
+    struct Observed {
+        var trainer: Trainer
+        var total: [[Int]] = []
+        var labelled: [[Int]] = []
+        var expected: [Int: [PseudoLabel]] = [:]
+        var refreshedEpochs: [Int?] = []
+    }
+
+    let labelledSet = try! TRData.dataset(count: 30, seed: 1)
+    let unlabeledSet = try! TRData.dataset(count: 40, seed: 9)
+
+    /// Our own inference pass: eval behaviour, inference mode, evaluation transform, softmax ≥ threshold.
+    func expectedSelection(_ model: Module, threshold: Double) throws -> [PseudoLabel] {
+        model.eval()
+        defer { model.train() }
+        let loader = try DataLoader(unlabeledSet, batchSize: 7, transform: TRData.transform, workers: 0)
+        var selected: [PseudoLabel] = []
+        try withInferenceMode {
+            let run = loader.epoch(0)
+            while let batch = try run.nextBatch() {
+                let p = try Functional.softmax(model(batch.images), dim: 1).floats()
+                for (row, index) in batch.indices.enumerated() {
+                    let probabilities = Array(p[row * 3..<row * 3 + 3])
+                    let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
+                    if Double(probabilities[best]) >= threshold {
+                        selected.append(PseudoLabel(index: index, label: best, confidence: Double(probabilities[best])))
+                    }
+                }
+            }
+        }
+        return selected
+    }
+
+    func run(_ settings: PseudoLabelSettings?, recipe: Recipe? = nil, cached: Bool = false, epochs: Int = 4,
+             unlabeled: Bool = true, notify: @escaping (String) -> Void = { _ in }) throws -> Observed {
+        Runtime.manualSeed(3)
+        let model = try RecordingNet()
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 3e-2), seed: 11)
+        if let recipe { configuration.apply(recipe) }
+        configuration.pseudoLabel = settings
+        var observed = Observed(trainer: try Trainer(model: model, configuration: configuration))
+        let loader = try TRData.loader(labelledSet, batchSize: 8)
+        let recorder = TREventRecorder { event, trainer in
+            switch event {
+            case .epochStart(let epoch, _):
+                model.trainingBatchSizes = []
+                observed.labelled.append([])
+                if let settings, epoch >= settings.firstEpoch(of: epochs) {
+                    observed.expected[epoch] = try! self.expectedSelection(model, threshold: settings.threshold)
+                }
+            case .batchEnd(let r): observed.labelled[r.epoch].append(r.samples)
+            case .epochEnd:
+                observed.total.append(model.trainingBatchSizes)
+                observed.refreshedEpochs.append(trainer.state.pseudoLabels?.refreshedEpoch)
+            default: break
+            }
+        }
+        observed.trainer.callbacks = [recorder]
+        if unlabeled {
+            let labeler = PseudoLabeler(unlabeled: unlabeledSet, classNames: labelledSet.classNames,
+                                        trainTransform: TRData.transform, evalTransform: TRData.transform, seed: 7,
+                                        batchSize: 5, workers: 0)
+            labeler.notify = notify
+            if cached {
+                let features = try FeatureCache.prepare(model: model, dataset: unlabeledSet, transform: TRData.transform,
+                                                        transformDescription: "eval", directory: nil)
+                labeler.features = UnlabeledFeatures(teacher: features, student: features)
+                observed.trainer.featureCache = TrainingFeatures(
+                    train: try FeatureCache.prepare(model: model, dataset: labelledSet, transform: TRData.transform,
+                                                    transformDescription: "train", directory: nil))
+            }
+            observed.trainer.pseudoLabeler = labeler
+        }
+        try observed.trainer.fit(train: loader, epochs: epochs)
+        return observed
+    }
+
+    func testEachBatchGetsItsShareFromTheStartEpochWithTheImagesAboveTheThreshold() throws {
+        // Batches of 8, 8, 8 and 6 labelled images; fraction 0.2 adds round(0.2 × n / 0.8): 2, 2, 2 and 2.
+        let settings = PseudoLabelSettings(threshold: 0.6, fraction: 0.2, startEpoch: 2, refresh: .everyEpoch)
+        let observed = try run(settings)
+        XCTAssertEqual(observed.labelled, Array(repeating: [8, 8, 8, 6], count: 4))
+        XCTAssertEqual(observed.total[0], [8, 8, 8, 6], "before the start epoch: labelled data only")
+        XCTAssertEqual(observed.total[1], [8, 8, 8, 6])
+        for epoch in 2..<4 {
+            let selected = try XCTUnwrap(observed.expected[epoch])
+            XCTAssertGreaterThan(selected.count, 0, "the easy task gives confident labels by epoch \(epoch)")
+            XCTAssertLessThan(selected.count, unlabeledSet.count, "some images stay below the threshold")
+            XCTAssertEqual(observed.total[epoch], [10, 10, 10, 8], "epoch \(epoch): 1/5 of each batch is pseudo-labelled")
+        }
+        // The last refresh (epoch 3) kept exactly the images our own inference pass puts at or above 0.6.
+        let state = try XCTUnwrap(observed.trainer.state.pseudoLabels)
+        XCTAssertEqual(state.refreshedEpoch, 3)
+        XCTAssertEqual(state.labels.map(\.index), observed.expected[3]!.map(\.index))
+        XCTAssertEqual(state.labels.map(\.label), observed.expected[3]!.map(\.label))
+        for (a, b) in zip(state.labels, observed.expected[3]!) { XCTAssertEqual(a.confidence, b.confidence, accuracy: 1e-6) }
+        XCTAssertEqual(observed.refreshedEpochs, [nil, nil, 2, 3], "every-epoch refreshes at each epoch from the start")
+        // The records: count, mean confidence and class histogram of the epoch's pseudo-labels.
+        let last = try XCTUnwrap(observed.trainer.state.history.last?.metrics)
+        XCTAssertEqual(last["pseudo_count"], Double(state.labels.count))
+        XCTAssertEqual(last["pseudo_confidence"] ?? 0, state.labels.map(\.confidence).reduce(0, +) / Double(state.labels.count),
+                       accuracy: 1e-12)
+        let histogram = (0..<3).map { c in Double(state.labels.filter { $0.label == c }.count) }
+        XCTAssertEqual((0..<3).map { last["pseudo_class_class\($0)"] }, histogram)
+        XCTAssertNil(observed.trainer.state.history[1].metrics["pseudo_count"])
+        // The labels agree with the generating structure (class = bright channel, i % 3).
+        let correct = state.labels.filter { $0.label == unlabeledSet.samples[$0.index].label }.count
+        XCTAssertGreaterThan(Double(correct) / Double(state.labels.count), 0.5, "better than chance (1/3)")
+    }
+
+    func testRefreshOnceKeepsTheStartEpochsLabels() throws {
+        let settings = PseudoLabelSettings(threshold: 0.6, fraction: 0.3, startEpoch: 1, refresh: .once)
+        let observed = try run(settings)
+        XCTAssertEqual(observed.refreshedEpochs, [nil, 1, 1, 1])
+        let state = try XCTUnwrap(observed.trainer.state.pseudoLabels)
+        XCTAssertEqual(state.labels.map(\.index), try XCTUnwrap(observed.expected[1]).map(\.index))
+        // Fraction 0.3: round(0.3 × 8 / 0.7) = 3 and round(0.3 × 6 / 0.7) = 3.
+        XCTAssertEqual(observed.total[1], [11, 11, 11, 9])
+    }
+
+    func testAThresholdNobodyReachesTrainsOnLabelledDataOnly() throws {
+        var notices: [String] = []
+        let settings = PseudoLabelSettings(threshold: 1, fraction: 0.3, startEpoch: 1)
+        let observed = try run(settings, epochs: 3) { notices.append($0) }
+        XCTAssertEqual(observed.total[1], [8, 8, 8, 6])
+        XCTAssertEqual(observed.total[2], [8, 8, 8, 6])
+        XCTAssertEqual(observed.trainer.state.pseudoLabels?.labels.count, 0)
+        XCTAssertEqual(notices.filter { $0.contains("no unlabelled image reaches the threshold 1.0") }.count, 2,
+                       "said at each refresh: \(notices)")
+    }
+
+    func testFractionZeroTrainsExactlyAsWithoutUnlabelledImages() throws {
+        let zero = try run(PseudoLabelSettings(threshold: 0.5, fraction: 0, startEpoch: 0), epochs: 3)
+        let none = try run(nil, epochs: 3, unlabeled: false)
+        try TRData.assertIdentical(zero.trainer.model.stateDict(), none.trainer.model.stateDict(), "fraction 0")
+        XCTAssertEqual(zero.total, none.total)
+    }
+
+    /// Head-only on the feature cache: teacher and student run on cached features, and the run equals
+    /// the one through the frozen network (same selection, same weights to float tolerance).
+    func testCachedFeaturesEqualTheImagePath() throws {
+        let settings = PseudoLabelSettings(threshold: 0.35, fraction: 0.25, startEpoch: 1)
+        let recipe = Recipe.headOnly(trainBatchNorm: false)
+        let images = try run(settings, recipe: recipe, epochs: 3)
+        let cached = try run(settings, recipe: recipe, cached: true, epochs: 3)
+        XCTAssertEqual(images.trainer.state.pseudoLabels?.labels.map(\.index), cached.trainer.state.pseudoLabels?.labels.map(\.index))
+        XCTAssertGreaterThan(cached.trainer.state.pseudoLabels?.labels.count ?? 0, 0)
+        XCTAssertEqual(images.total, cached.total)
+        let b = cached.trainer.model.stateDict()
+        for (key, tensor) in images.trainer.model.stateDict() where tensor.dtype.isFloatingPoint {
+            XCTAssertTrue(try tensor.allClose(XCTUnwrap(b[key]), rtol: 0, atol: 1e-5), key)
+        }
+    }
+
+    func testSettingsOutOfRangeNameTheSetting() {
+        XCTAssertEqual(PseudoLabelSettings(threshold: 0).problem()?.setting, "threshold")
+        XCTAssertEqual(PseudoLabelSettings(threshold: 1.01).problem()?.setting, "threshold")
+        XCTAssertNil(PseudoLabelSettings(threshold: 1).problem())
+        XCTAssertEqual(PseudoLabelSettings(fraction: 1).problem()?.setting, "fraction")
+        XCTAssertEqual(PseudoLabelSettings(fraction: -0.1).problem()?.setting, "fraction")
+        XCTAssertNil(PseudoLabelSettings(fraction: 0).problem())
+        XCTAssertEqual(PseudoLabelSettings(weight: -1).problem()?.setting, "weight")
+        var configuration = TrainingConfiguration()
+        configuration.pseudoLabel = PseudoLabelSettings(fraction: 1)
+        XCTAssertThrowsError(try configuration.validate())
+    }
+}
