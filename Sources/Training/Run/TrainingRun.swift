@@ -662,7 +662,7 @@ public final class TrainingRun {
         if let labeler = trainer.pseudoLabeler, labeler.unlabeled.count > 0 {
             let teacher = try FeatureCache.prepare(
                 model: model, dataset: labeler.unlabeled, transform: labeler.evalTransform,
-                transformDescription: "eval \(description)", views: 1, seed: train.seed,
+                transformDescription: "eval \(description)", views: 1, seed: 0,  // no randomness: one cache for every seed
                 autocastBF16: trainer.configuration.autocastBF16, batchSize: options.batchSize, workers: options.workers,
                 directory: directory, strict: strict)
             let student = augmented ? try prepare(labeler.unlabeled, train, augmentation: augmentation, views: views) : teacher
