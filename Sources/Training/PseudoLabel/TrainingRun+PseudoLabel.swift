@@ -38,6 +38,11 @@ extension TrainingRun {
     func makePseudoLabeler(_ train: DataLoader, evalTransform: any SampleTransform,
                            reporter: SkippedFileReporter) throws -> PseudoLabeler? {
         guard let path = config.options.unlabeled, trainer.configuration.pseudoLabel != nil else { return nil }
+        // Each rank would label its own copy of the unlabelled set and draw different pseudo batches.
+        if trainer.distributed != nil {
+            throw RunError.invalidSetting(setting: "unlabeled", reason: "pseudo-labelling does not run data-parallel yet; "
+                + "train with one process (no --nproc-per-node, RANK or WORLD_SIZE)")
+        }
         let strict = (config.options.onBadImage ?? .skip).isStrict
         var dataset: any ImageDataset = LabeledDataset(samples: [], classNames: [])
         var folders: [String?] = []
