@@ -12,10 +12,14 @@ public final class ForwardRecorder {
     private static let key = "finetune.ForwardRecorder"
 
     private(set) var outputShapes: [ObjectIdentifier: [Int]] = [:]
+    private(set) var outputDTypes: [ObjectIdentifier: DType] = [:]
 
     func record(_ module: Module, output: Tensor) {
         // The first call wins: a module reused within one pass reports its first output.
-        if outputShapes[ObjectIdentifier(module)] == nil { outputShapes[ObjectIdentifier(module)] = output.shape }
+        if outputShapes[ObjectIdentifier(module)] == nil {
+            outputShapes[ObjectIdentifier(module)] = output.shape
+            outputDTypes[ObjectIdentifier(module)] = output.dtype
+        }
     }
 
     /// Runs `body` with this recorder active.
@@ -38,6 +42,9 @@ public struct ModelSummary: Codable, Equatable {
         public var type: String
         /// Output shape from the sample forward pass (batch dimension included), nil if not called.
         public var outputShape: [Int]?
+        /// The output's dtype from the sample forward pass (`float32`, `bfloat16` under a precision
+        /// policy), nil if not called.
+        public var outputDType: String?
         /// Parameters counted on this row: its own, or its whole subtree when no descendant is
         /// listed (as Keras shows a nested model), so the rows add up to the total.
         public var parameters: Int
@@ -67,14 +74,15 @@ public struct ModelSummary: Codable, Equatable {
     public var nonTrainableParameters: Int { totalParameters - trainableParameters }
 
     /// Summarises `model` by running one forward pass (in inference mode, eval) on zeros of
-    /// `inputShape`. `maxDepth` limits how deep rows go (nil: every module).
-    public init(_ model: Module, inputShape: [Int], maxDepth: Int? = nil) throws {
+    /// `inputShape`. `maxDepth` limits how deep rows go (nil: every module). With `precision`, the pass
+    /// runs under that policy (`PrecisionPolicy.with`), so each row's `outputDType` shows where it ran.
+    public init(_ model: Module, inputShape: [Int], maxDepth: Int? = nil, precision: PrecisionPolicy? = nil) throws {
         let recorder = ForwardRecorder()
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         let output = try withInferenceMode {
-            try recorder.recording { try model(Tensor.zeros(inputShape)) }
+            try PrecisionPolicy.with(precision) { try recorder.recording { try model(Tensor.zeros(inputShape)) } }
         }
         self.model = model.typeName
         self.inputShape = inputShape
@@ -86,6 +94,7 @@ public struct ModelSummary: Codable, Equatable {
             let counted = collapsed ? module.parameters() : module.namedLocalParameters.map(\.1)
             return Row(name: path, type: module.typeName,
                        outputShape: recorder.outputShapes[ObjectIdentifier(module)],
+                       outputDType: recorder.outputDTypes[ObjectIdentifier(module)]?.description,
                        parameters: counted.reduce(0) { $0 + $1.count },
                        trainableParameters: counted.filter(\.requiresGrad).reduce(0) { $0 + $1.count })
         }

@@ -33,6 +33,12 @@ public func withAutocast<R>(enabled: Bool = true, dtype: DType = .bfloat16, _ bo
     return try body()
 }
 
+/// Reads LibTorch's CPU autocast switch for the calling thread (thread-local in LibTorch).
+public enum Autocast {
+    /// Whether CPU autocast is on (inside `withAutocast`), as `torch.is_autocast_cpu_enabled()`.
+    public static var isEnabled: Bool { ct_autocast_is_cpu_enabled() }
+}
+
 /// Reads LibTorch's autograd switches for the calling thread (both are thread-local in LibTorch,
 /// so `withNoGrad` on one thread does not affect another).
 public enum GradMode {

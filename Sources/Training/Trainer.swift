@@ -141,7 +141,7 @@ public struct AccumulationState: Codable, Equatable, Sendable {
 /// * **Model.** Any `Module` whose forward maps images [N, 3, H, W] to logits [N, C] (or [N, 1] in
 ///   binary mode). Layer groups come from `ClassifierModel.layerGroups`, else the top-level children.
 /// * **Step.** Zero gradients, set the scheduled learning rates (from the global step), forward
-///   (under bf16 autocast when configured), loss (cross entropy with label smoothing and class
+///   (under bf16 autocast with the layer policy when configured), loss (cross entropy with label smoothing and class
 ///   weights, or BCE-with-logits), backward, optional clipping to a global norm, optimizer step.
 /// * **Modes.** `model.train()` at each epoch; frozen modules keep inference behaviour by
 ///   themselves (`Module.isFrozen`); evaluation runs `eval()` in inference mode.
@@ -630,7 +630,7 @@ public final class Trainer {
             images = try BatchMixing.mix(images, draw)
             mixed = draw
         }
-        let (loss, logits) = try withAutocast(enabled: configuration.autocastBF16) { () throws -> (Tensor, Tensor) in
+        let (loss, logits) = try withPrecision(configuration.precision) { () throws -> (Tensor, Tensor) in
             let output = try forward(images, input: input)
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
             if let pseudo { return try pseudoLabelLoss(logits: logits, labels: labels, pseudo: pseudo.labels) }
@@ -769,11 +769,11 @@ public final class Trainer {
                 if tta != .off {
                     // Averaged probabilities as logits: log p (softmax of it is p), or logit(p) for one output.
                     let p = try tta.probabilities(batch.images) { view in
-                        try withAutocast(enabled: configuration.autocastBF16) { try forward(view, input: input) }
+                        try withPrecision(configuration.precision) { try forward(view, input: input) }
                     }.clamp(min: 1e-12, max: 1 - 1e-7)
                     logits = binary ? try p.log() - (-p).log1p() : try p.log()
                 } else {
-                    let output = try withAutocast(enabled: configuration.autocastBF16) {
+                    let output = try withPrecision(configuration.precision) {
                         try forward(batch.images, input: input)
                     }
                     logits = output.dtype == .float32 ? output : try output.to(.float32)

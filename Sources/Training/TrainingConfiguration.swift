@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import Optim
 
 // The Codable description of a fine-tuning run: optimizer, schedule, loss, freezing and the
@@ -195,8 +196,10 @@ public struct TrainingConfiguration: Codable, Equatable {
     public var classWeights: [Double]?
     /// Clip gradients to this global L2 norm (PyTorch's `clip_grad_norm_`).
     public var gradientClipNorm: Double?
-    /// Run forward passes under CPU bf16 autocast.
+    /// Run forward passes under CPU bf16 autocast with `PrecisionPolicy.standard` (`--precision bf16`).
     public var autocastBF16: Bool
+    /// `autocastBF16` as a `Precision` (.bf16 or .fp32), for `withPrecision`.
+    public var precision: Precision { autocastBF16 ? .bf16 : .fp32 }
     /// The metric the trainer tracks as "best" (nil: `val_loss` with validation data, else `loss`).
     public var monitor: String?
     /// Whether the monitored metric should go down or up (`auto`: from its name).

@@ -77,12 +77,20 @@ enum DataSplit: String, CaseIterable, ExpressibleByArgument {
     case test, val, train, all
 }
 
-/// `bench --dtype`: fp32, bf16 (CPU autocast), or one row of each.
+/// `bench --dtype` / `--precision`: fp32, bf16 (CPU autocast with the layer policy), bf16-all (plain
+/// autocast: every layer type in bf16, as `--bf16` was before the policy), auto (train's decision per
+/// model), both (fp32 and bf16 rows) or all (fp32, bf16-all and bf16 rows).
 enum BenchPrecision: String, CaseIterable, ExpressibleByArgument {
-    case fp32, bf16, both
+    case fp32, bf16, bf16All = "bf16-all", auto, both, all
 
     /// The rows' precisions.
-    var rows: [BenchPrecision] { self == .both ? [.fp32, .bf16] : [self] }
+    var rows: [BenchPrecision] {
+        switch self {
+        case .both: return [.fp32, .bf16]
+        case .all: return [.fp32, .bf16All, .bf16]
+        default: return [self]
+        }
+    }
 }
 
 /// `bench loader --augment`: the training transform (random resized crop + flip) or the evaluation

@@ -20,7 +20,8 @@ open class Activation: Module {
     /// PyTorch's class name, e.g. "ReLU".
     open override var typeName: String { name }
     /// Applies the activation elementwise (Softmax: along `dim`); the output has the input's shape.
-    open override func forward(_ x: Tensor) throws -> Tensor { try function(x) }
+    /// Under a `PrecisionPolicy`, in the dtype of `.activation`.
+    open override func forward(_ x: Tensor) throws -> Tensor { try PrecisionPolicy.run(.activation, x, function) }
     /// The repr arguments, e.g. `inplace=True` or `negative_slope=0.01`.
     open var extraDescription: String { arguments }
 }

@@ -91,7 +91,14 @@ open class Conv2d: Module {
     }
 
     /// This layer's convolution (stride, padding, dilation, groups) with the given weight and bias.
+    /// Under a `PrecisionPolicy` it runs in the dtype of its kind (depthwise or not).
     func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try PrecisionPolicy.run(.convolution(inChannels: inChannels, groups: groups), x) { x in
+            try convolveInPlaceDType(x, weight: weight, bias: bias)
+        }
+    }
+
+    private func convolveInPlaceDType(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         switch padding {
         case .explicit(let ph, let pw):
             return try Functional.conv2d(x, weight: weight, bias: bias, stride: stride, padding: (ph, pw),

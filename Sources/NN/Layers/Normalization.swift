@@ -112,8 +112,10 @@ open class BatchNorm: Module, BatchNormLayer {
             throw NNError.invalidArgument(
                 "\(typeName): expected more than 1 value per channel when training, got input size \(shape)")
         }
-        return try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
-                                        bias: bias, training: useBatchStats, momentum: factor, eps: eps)
+        return try PrecisionPolicy.run(.batchNorm, x) { x in
+            try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
+                                     bias: bias, training: useBatchStats, momentum: factor, eps: eps)
+        }
     }
 
     /// PyTorch's repr arguments, e.g. `32, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True`.

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import Optim
 
 /// The transfer-learning recipes a run can follow (see `Recipe` for what each sets).
@@ -38,6 +39,9 @@ public struct RecipeOptions: Codable, Equatable {
     public var gradientClipNorm: Double?
     /// Run forward passes under CPU bf16 autocast (`--bf16`).
     public var autocastBF16 = false
+    /// `--precision`: `.bf16` as `autocastBF16`; `.auto` is resolved for the model by `TrainingRun.create`
+    /// (`Precision.resolved`); nil or `.fp32`: `autocastBF16` decides.
+    public var precision: Precision?
     /// Two-phase: head-only epochs before unfreezing (nil: half of the epochs, at least 1).
     public var phaseOneEpochs: Int?
     /// Two-phase: unfreeze only the top N backbone groups in phase 2 (nil: all).
@@ -144,7 +148,7 @@ public struct RecipeOptions: Codable, Equatable {
         let policy: LearningRatePolicy? = layerDecay.map { .layerDecay($0) } ?? learningRateFactor.map { .backboneFactor($0) }
         var config = TrainingConfiguration(
             optimizer: optimizerConfig(learningRate: headLR), schedule: schedule, learningRates: policy ?? .uniform,
-            labelSmoothing: labelSmoothing, gradientClipNorm: gradientClipNorm, autocastBF16: autocastBF16, seed: seed)
+            labelSmoothing: labelSmoothing, gradientClipNorm: gradientClipNorm, autocastBF16: autocastBF16 || precision == .bf16, seed: seed)
         if binary { config.loss = .binary }
         config.accumulateSteps = accumulateSteps
         config.ema = emaDecay.map { EMAConfig(decay: $0, warmup: emaWarmup ?? false) }

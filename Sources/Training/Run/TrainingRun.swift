@@ -293,7 +293,11 @@ public final class TrainingRun {
             throw bad("freezeUntil", "unknown scope '\(scope)'; layer groups of \(spec.architecture): "
                       + layout.layerGroups.joined(separator: ", "))
         }
-        let configuration = try configuration(spec.recipe, options: options, splits: splits)
+        var configuration = try configuration(spec.recipe, options: options, splits: splits)
+        if spec.recipe.precision == .auto {
+            configuration.autocastBF16 = Precision.auto.resolved(for: model) == .bf16
+            notify(.info("Precision auto: \(configuration.precision.rawValue) (\(Precision.autoReason(for: model)))"))
+        }
         return Prepared(root: root, imageFolder: imageFolder, options: options, splits: splits, classNames: classNames,
                         head: head, model: model, preprocessing: preprocessing, configuration: configuration)
     }

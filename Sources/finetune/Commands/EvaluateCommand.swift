@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import NN
 import Torch
 import Training
 import Vision
@@ -31,6 +32,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
     var tta: TestTimeAugmentation = .off
     @Flag(help: "Print the evaluation report as one JSON object.") var json = false
@@ -67,6 +69,7 @@ struct EvaluateCommand: ParsableCommand {
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
+        evaluation.autocastBF16 = precisionOptions.resolved(for: model) == .bf16
         let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: batchSize, transform: tta.transform(config.preprocessing),
                                     workers: workers, strict: strict)

@@ -2,6 +2,7 @@ import ArgumentParser
 import AtomicFiles
 import Data
 import Foundation
+import NN
 import TensorIO
 import Torch
 import Training
@@ -41,7 +42,7 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
-    @Flag(help: "Run the backbone under CPU bf16 autocast (features are stored as float32).") var bf16 = false
+    @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
 
@@ -96,7 +97,7 @@ struct FeaturesCommand: ParsableCommand {
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),
-                                                 autocastBF16: bf16, batchSize: batchSize, workers: workers)
+                                                 autocastBF16: precisionOptions.resolved(for: classifier) == .bf16, batchSize: batchSize, workers: workers)
         if let warning = extracted.skipped.warning() { printError(warning) }
         let kept = extracted.valid.indices.filter { extracted.valid[$0] }
         let rows = try Tensor(kept.map { Int64($0) }, shape: [kept.count])

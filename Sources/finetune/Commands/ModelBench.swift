@@ -20,6 +20,8 @@ struct ModelBench: ParsableCommand {
             Examples:
               finetune bench --models resnet50,mobilenet_v2 --dtype both --channels-last
               finetune bench --quick --json          every model, batch 4, 3 iterations
+              finetune bench --models mobilenet_v2 --precision all --channels-last
+              finetune bench --precision-probe       time each layer type in fp32 and bf16, print the policy
             """)
 
     static let defaultModels = ["alexnet", "googlenet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
@@ -29,8 +31,11 @@ struct ModelBench: ParsableCommand {
                                valueName: "a,b,..."))
     var models: String?
     @Option(help: "Images per batch (default 16; 4 with --quick).") var batchSize: Int?
-    @Option(help: "Precision: bf16 runs the forward passes under CPU autocast; both gives a row of each.")
-    var dtype: BenchPrecision = .fp32
+    @Option(help: "Precision: fp32, bf16 (autocast with the layer policy), bf16-all (every layer in bf16), auto, both (fp32 and bf16 rows) or all.")
+    var dtype: BenchPrecision?
+    @Option(help: "The same as --dtype, under train's flag name.") var precision: BenchPrecision?
+    @Flag(help: "Time each layer type in fp32 and bf16 (forward, backward) and print the policy that follows.")
+    var precisionProbe = false
     @Flag(help: "Convert weights and inputs to channels-last (NHWC) memory format.") var channelsLast = false
     @Option(help: "Device (default: auto: CUDA, then MPS, then CPU).") var device: Device?
     @Option(help: "Timed iterations per model (default 10; 3 with --quick).") var iterations: Int?
@@ -51,7 +56,11 @@ struct ModelBench: ParsableCommand {
     var effectiveIterations: Int { iterations ?? (quick ? 3 : 10) }
     var effectiveWarmup: Int { warmup ?? (quick ? 1 : 2) }
 
+    /// `--dtype` or `--precision` (fp32 when neither is given).
+    var rowPrecision: BenchPrecision { dtype ?? precision ?? .fp32 }
+
     func validate() throws {
+        if dtype != nil && precision != nil { throw ValidationError("--dtype and --precision are the same option; give one") }
         let known = ModelZoo.architectures
         let list = modelList
         if list.isEmpty { throw ValidationError("--models is empty; valid models: \(known.joined(separator: ", "))") }
@@ -69,8 +78,13 @@ struct ModelBench: ParsableCommand {
     func run() throws {
         try applyThreads(threads)
         let target = device ?? .auto
-        if target != .cpu && dtype.rows.contains(.bf16) {
-            throw ValidationError("--dtype bf16 uses CPU autocast; on \(target) only fp32 is supported")
+        if target != .cpu && rowPrecision.rows.contains(where: { $0 != .fp32 && $0 != .auto }) {
+            throw ValidationError("--dtype \(rowPrecision.rawValue) uses CPU autocast; on \(target) only fp32 is supported")
+        }
+        if precisionProbe {
+            return try PrecisionProbeReport.run(batchSize: effectiveBatchSize, side: (inputSize ?? 224) / 4,
+                                                iterations: effectiveIterations, warmup: effectiveWarmup,
+                                                channelsLast: channelsLast, json: json)
         }
         let settings = ModelBenchmark.Settings(batchSize: effectiveBatchSize, iterations: effectiveIterations,
                                                warmup: effectiveWarmup, device: target,
@@ -78,10 +92,10 @@ struct ModelBench: ParsableCommand {
                                                inference: !noInference)
         var results: [ModelBenchmark.Result] = []
         for name in modelList {
-            for precision in dtype.rows {
+            for precision in rowPrecision.rows {
                 let dt = precision.rawValue
                 printError("\(name) \(dt)\(channelsLast ? " channels-last" : "") …")  // progress, on stderr
-                let result = try ModelBenchmark.measure(name, bf16: precision == .bf16, inputSize: inputSize,
+                let result = try ModelBenchmark.measure(name, precision: precision, inputSize: inputSize,
                                                         settings: settings)
                 if let error = result.error { printError("\(name) \(dt): \(error)") }
                 results.append(result)

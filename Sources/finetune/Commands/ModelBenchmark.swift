@@ -54,7 +54,10 @@ enum ModelBenchmark {
 
     /// Builds `architecture` with random weights and times its training step and inference pass. A
     /// failure of either (e.g. an operator LibTorch lacks for bf16) is recorded in the result.
-    static func measure(_ architecture: String, bf16: Bool, inputSize: Int?, settings: Settings) throws -> Result {
+    /// `precision` is resolved per model: bf16 runs `PrecisionPolicy.standard`, bf16-all `.allBF16`, auto
+    /// whichever `Precision.auto` picks for the model on this CPU (labelled `auto:fp32` or `auto:bf16`).
+    static func measure(_ architecture: String, precision: BenchPrecision, inputSize: Int?,
+                        settings: Settings) throws -> Result {
         let pretrained = try ModelZoo.make(architecture, weights: nil)
         let model = pretrained.model
         let side = inputSize ?? pretrained.preprocessing.cropSize
@@ -65,19 +68,28 @@ enum ModelBenchmark {
             try model.useChannelsLast()  // as `finetune train` does; the input is converted here, untimed
             images = try images.contiguous(.channelsLast)
         }
-        var result = Result(model: architecture, dtype: bf16 ? "bf16" : "fp32", channelsLast: settings.channelsLast,
+        let policy: PrecisionPolicy?, label: String
+        switch precision {
+        case .bf16: (policy, label) = (.standard, "bf16")
+        case .bf16All: (policy, label) = (.allBF16, "bf16-all")
+        case .auto:
+            let resolved = Precision.auto.resolved(for: model, device: device)
+            (policy, label) = (resolved == .bf16 ? .standard : nil, "auto:\(resolved.rawValue)")
+        default: (policy, label) = (nil, "fp32")
+        }
+        var result = Result(model: architecture, dtype: label, channelsLast: settings.channelsLast,
                             inputSize: side, batchSize: settings.batchSize)
         if settings.training {
             do {
                 (result.forwardMs, result.backwardMs, result.optimizerMs) =
-                    try timeTrainingStep(model, images: images, bf16: bf16, settings: settings)
+                    try timeTrainingStep(model, images: images, policy: policy, settings: settings)
             } catch {
                 result.error = "training step: \(error)"
             }
         }
         if settings.inference {
             do {
-                result.inferenceMs = try timeInference(model, images: images, bf16: bf16, settings: settings)
+                result.inferenceMs = try timeInference(model, images: images, policy: policy, settings: settings)
             } catch {
                 result.error = [result.error, "inference: \(error)"].compactMap { $0 }.joined(separator: "; ")
             }
@@ -86,7 +98,7 @@ enum ModelBenchmark {
     }
 
     /// Medians of forward (+ loss), backward and optimizer (step + zero_grad) times, in ms.
-    static func timeTrainingStep(_ model: Module, images: Tensor, bf16: Bool,
+    static func timeTrainingStep(_ model: Module, images: Tensor, policy: PrecisionPolicy?,
                                  settings: Settings) throws -> (Double, Double, Double) {
         let device = settings.device
         let classes = (model as? ImageClassifier)?.options.numClasses ?? 1000
@@ -97,7 +109,7 @@ enum ModelBenchmark {
         for i in 0..<(settings.warmup + settings.iterations) {
             try synchronize(device)
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let loss = try withAutocast(enabled: bf16) { () throws -> Tensor in
+            let loss = try PrecisionPolicy.with(policy) { () throws -> Tensor in
                 let output = try model(images)
                 let logits = output.dtype == .float32 ? output : try output.to(.float32)
                 return try Functional.crossEntropy(logits, target: labels)
@@ -121,14 +133,14 @@ enum ModelBenchmark {
     }
 
     /// Median of eval() + inference-mode forward times, in ms.
-    static func timeInference(_ model: Module, images: Tensor, bf16: Bool, settings: Settings) throws -> Double {
+    static func timeInference(_ model: Module, images: Tensor, policy: PrecisionPolicy?, settings: Settings) throws -> Double {
         model.eval()
         var times: [Double] = []
         try withInferenceMode {
             for i in 0..<(settings.warmup + settings.iterations) {
                 try synchronize(settings.device)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = try withAutocast(enabled: bf16) { try model(images) }
+                _ = try PrecisionPolicy.with(policy) { try model(images) }
                 try synchronize(settings.device)
                 if i >= settings.warmup { times.append(milliseconds(since: t0)) }
             }

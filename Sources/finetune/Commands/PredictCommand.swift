@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import NN
 import Training
 import Torch
 import Vision
@@ -27,6 +28,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
     var tta: TestTimeAugmentation = .off
     @Flag(help: "One JSON object per image.") var json = false
@@ -80,6 +82,7 @@ struct PredictCommand: ParsableCommand {
             classNames = pretrained.classNames
         }
         model.eval()
+        let precision = precisionOptions.resolved(for: model)
         let k = min(topK, classNames.count)
         var failures = 0
         for start in stride(from: 0, to: files.count, by: batchSize) {
@@ -98,7 +101,9 @@ struct PredictCommand: ParsableCommand {
             }
             guard !tensors.isEmpty else { continue }
             let probabilities = try withInferenceMode { () throws -> Tensor in
-                let averaged = try tta.probabilities(Tensor.stack(tensors)) { try model($0) }
+                let averaged = try tta.probabilities(Tensor.stack(tensors)) { view in
+                    try withPrecision(precision) { try model(view).to(.float32) }
+                }
                 guard binary else { return averaged }
                 // One sigmoid output: P(class 1) = sigmoid(z), P(class 0) = 1 - that.
                 let positive = averaged

@@ -56,7 +56,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Linear warmup steps in front of the schedule.") var warmup: Int?
     @Option(help: "Cross-entropy label smoothing in [0, 1).") var labelSmoothing = 0.0
     @Option(help: "Clip gradients to this global L2 norm.") var clipGradNorm: Double?
-    @Flag(help: "Run forward passes under CPU bf16 autocast.") var bf16 = false
+    @OptionGroup var precisionOptions: PrecisionOptions
     @Flag(inversion: .prefixedNo, help: "Channels-last (NHWC) weights and inputs: oneDNN's fastest CPU layout.")
     var channelsLast = true
 
@@ -174,7 +174,7 @@ struct TrainCommand: ParsableCommand {
         r.warmupSteps = warmup
         r.labelSmoothing = labelSmoothing
         r.gradientClipNorm = clipGradNorm
-        r.autocastBF16 = bf16
+        precisionOptions.apply(to: &r)
         r.phaseOneEpochs = phase1Epochs
         r.unfreezeTop = unfreezeTop
         r.phaseTwoLearningRate = phase2Lr

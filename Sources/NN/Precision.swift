@@ -1,0 +1,188 @@
+import Foundation
+import Torch
+
+// Mixed precision with a per-layer policy. `withPrecision(policy)` turns LibTorch's CPU autocast on
+// (so functional convolutions and matrix products outside the layers run in bf16 as autocast puts
+// them) and makes `policy` the one the layers consult: each of `Conv2d`, `Linear`, `BatchNorm` and
+// the activations runs its operation through `PrecisionPolicy.run(_:_:_:)`, which casts the input at
+// the layer's boundary only when it is not already in the layer's dtype. A depthwise convolution
+// that runs in fp32 after a BatchNorm in fp32 therefore casts nothing; a pointwise convolution in
+// bf16 after it casts once (autocast casts the input and its cached weight).
+
+/// The layer types a `PrecisionPolicy` gives a dtype (`bench --precision-probe` times each).
+public enum PrecisionLayerKind: String, CaseIterable, Codable, Sendable {
+    /// `Conv2d` with `groups == inChannels` (> 1): MobileNet's and EfficientNet's depthwise convolutions.
+    case depthwiseConv = "depthwise_conv2d"
+    /// Every other `Conv2d`: dense (ResNet's 3×3), pointwise (1×1) and grouped convolutions.
+    case conv = "conv2d"
+    /// `Linear`.
+    case linear
+    /// `BatchNorm1d` / `BatchNorm2d`: a memory-bound pass over the activations.
+    case batchNorm = "batch_norm"
+    /// The `Activation` layers (ReLU, ReLU6, SiLU, …): memory-bound elementwise passes.
+    case activation
+
+    /// The kind of a convolution: depthwise when each input channel is its own group.
+    public static func convolution(inChannels: Int, groups: Int) -> PrecisionLayerKind {
+        groups > 1 && groups == inChannels ? .depthwiseConv : .conv
+    }
+
+    /// Convolutions and `Linear` are in LibTorch's autocast lists: under autocast they cast their
+    /// input and weights to bf16 themselves.
+    var isAutocastOperation: Bool { self == .depthwiseConv || self == .conv || self == .linear }
+}
+
+/// Which layer types run in bf16 under `--precision bf16`; every other layer type runs in fp32.
+public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvertible {
+    /// The layer types that run in bf16.
+    public var bf16: Set<PrecisionLayerKind>
+
+    /// A policy that runs the layer types in `bf16` in bfloat16 and the others in float32.
+    public init(bf16: Set<PrecisionLayerKind>) { self.bf16 = bf16 }
+
+    /// The policy `--precision bf16` uses: dense and pointwise convolutions and `Linear` in bf16 (the
+    /// compute-bound layers, which native bf16 hardware speeds up), depthwise convolutions (no fast
+    /// bf16 kernel in oneDNN 2.6, LibTorch 1.13's; MobileNetV2's step took 1.6× as long under plain
+    /// autocast), BatchNorm and activations (memory-bound, and a bf16 BatchNorm only adds casts) in
+    /// fp32. See docs/benchmarks.md for the probe behind it.
+    public static let standard = PrecisionPolicy(bf16: [.conv, .linear])
+
+    /// Every layer type in bf16: what plain LibTorch autocast did before the policy (`bench --dtype bf16-all`).
+    public static let allBF16 = PrecisionPolicy(bf16: Set(PrecisionLayerKind.allCases))
+
+    /// The dtype `kind` runs in: `.bfloat16` or `.float32`.
+    public func dtype(for kind: PrecisionLayerKind) -> DType { bf16.contains(kind) ? .bfloat16 : .float32 }
+
+    /// `conv2d=bf16 depthwise_conv2d=fp32 linear=bf16 batch_norm=fp32 activation=fp32`, in a fixed order.
+    public var description: String {
+        PrecisionLayerKind.allCases.map { "\($0.rawValue)=\(bf16.contains($0) ? "bf16" : "fp32")" }
+            .joined(separator: " ")
+    }
+
+    /// The policy active on this thread (set by `withPrecision`), nil outside one. Autocast is on
+    /// whenever a policy is, so the common fp32 case costs one call into the shim.
+    public static var active: PrecisionPolicy? {
+        guard Autocast.isEnabled else { return nil }
+        return Thread.current.threadDictionary[key] as? PrecisionPolicy
+    }
+    private static let key = "finetune.PrecisionPolicy"
+
+    /// Runs `body` with `policy` active on this thread and CPU autocast (bf16) on; nil runs it in
+    /// plain fp32 (autocast off). The previous state is restored afterwards.
+    public static func with<R>(_ policy: PrecisionPolicy?, _ body: () throws -> R) throws -> R {
+        let dictionary = Thread.current.threadDictionary
+        let previous = dictionary[key]
+        dictionary[key] = policy
+        defer { dictionary[key] = previous }
+        return try withAutocast(enabled: policy != nil, body)
+    }
+
+    /// One layer's operation `body` applied to `x` in the dtype the active policy gives `kind`. An fp32
+    /// layer casts a bf16 input to fp32 and runs with autocast off; a bf16 layer leaves the casting of
+    /// convolutions and `Linear` to autocast and casts an fp32 input of the other layer types. Without
+    /// an active policy, `body(x)` as it is.
+    public static func run(_ kind: PrecisionLayerKind, _ x: Tensor, _ body: (Tensor) throws -> Tensor) throws -> Tensor {
+        guard let policy = active else { return try body(x) }
+        if policy.dtype(for: kind) == .float32 {
+            let input = x.dtype == .bfloat16 ? try x.to(.float32) : x
+            return try withAutocast(enabled: false) { try body(input) }
+        }
+        let input = !kind.isAutocastOperation && x.dtype == .float32 ? try x.to(.bfloat16) : x
+        return try body(input)
+    }
+
+    /// The share of `model`'s convolution and `Linear` weights (a proxy for its arithmetic) in layer
+    /// types this policy runs in bf16, from 0 to 1 (0 for a model without such layers).
+    public func bf16Share(of model: Module) -> Double {
+        var inBF16 = 0, total = 0
+        for (_, module) in model.namedModules() {
+            let kind: PrecisionLayerKind, count: Int
+            if let conv = module as? Conv2d {
+                (kind, count) = (.convolution(inChannels: conv.inChannels, groups: conv.groups), conv.weight.count)
+            } else if let linear = module as? Linear {
+                (kind, count) = (.linear, linear.weight.count)
+            } else {
+                continue
+            }
+            total += count
+            if bf16.contains(kind) { inBF16 += count }
+        }
+        return total == 0 ? 0 : Double(inBF16) / Double(total)
+    }
+}
+
+/// Runs `body` in `precision`: `.bf16` under `PrecisionPolicy.standard` (autocast on), `.fp32` plainly.
+/// Resolve `.auto` first (`Precision.resolved`); an unresolved `.auto` runs in fp32.
+public func withPrecision<R>(_ precision: Precision, policy: PrecisionPolicy = .standard,
+                             _ body: () throws -> R) throws -> R {
+    try PrecisionPolicy.with(precision == .bf16 ? policy : nil, body)
+}
+
+/// `--precision`: fp32, bf16 under the layer policy, or auto (bf16 where it pays, see `resolved`).
+public enum Precision: String, CaseIterable, Codable, Sendable {
+    /// Everything in float32.
+    case fp32
+    /// CPU autocast with `PrecisionPolicy.standard`.
+    case bf16
+    /// bf16 where the CPU has native bf16 and the policy is a win for the model, else fp32.
+    case auto
+
+    /// `.fp32` or `.bf16` for `model` on `device`. `.auto` is bf16 only on the CPU (the shim's autocast
+    /// is CPU autocast; CUDA and MPS run fp32), only when `cpu` has native bf16 (`avx512_bf16` or AMX;
+    /// without it LibTorch emulates bf16 and every layer type is slower, see the probe in
+    /// docs/benchmarks.md), and only when `policy` puts at least half of the model's convolution and
+    /// `Linear` weights in bf16 (below that, the casts at the boundaries eat the gain).
+    public func resolved(for model: Module, device: Device = .cpu, cpu: CPUFeatures = .current,
+                         policy: PrecisionPolicy = .standard) -> Precision {
+        guard self == .auto else { return self }
+        return Precision.autoDecision(for: model, device: device, cpu: cpu, policy: policy).precision
+    }
+
+    /// Why `.auto` resolves as it does for `model`, in words (what `train` prints).
+    public static func autoReason(for model: Module, device: Device = .cpu, cpu: CPUFeatures = .current,
+                                  policy: PrecisionPolicy = .standard) -> String {
+        autoDecision(for: model, device: device, cpu: cpu, policy: policy).reason
+    }
+
+    static func autoDecision(for model: Module, device: Device, cpu: CPUFeatures,
+                             policy: PrecisionPolicy) -> (precision: Precision, reason: String) {
+        guard device == .cpu else { return (.fp32, "bf16 autocast is CPU-only; \(device) runs fp32") }
+        guard cpu.hasNativeBF16 else { return (.fp32, "this CPU has no native bf16 (avx512_bf16 or amx_bf16)") }
+        let share = policy.bf16Share(of: model)
+        let percent = Int((share * 100).rounded())
+        guard share >= 0.5 else {
+            return (.fp32, "the policy would put only \(percent)% of the convolution and Linear weights in bf16")
+        }
+        return (.bf16, "native bf16; the policy puts \(percent)% of the convolution and Linear weights in bf16")
+    }
+}
+
+/// The CPU's feature flags, as `/proc/cpuinfo` lists them (`flags` on x86, `Features` on Arm).
+public struct CPUFeatures: Equatable, Sendable {
+    /// Lowercase flag names, e.g. `avx2`, `avx512_bf16`, `amx_bf16`.
+    public var flags: Set<String>
+
+    /// Features from explicit flags (tests, or another machine's).
+    public init(flags: Set<String>) { self.flags = Set(flags.map { $0.lowercased() }) }
+
+    /// Parses the text of `/proc/cpuinfo`: the flags of its first `flags` (or `Features`) line.
+    public init(cpuinfo: String) {
+        let line = cpuinfo.split(separator: "\n").first {
+            let key = $0.split(separator: ":", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
+            return key == "flags" || key == "Features"
+        }
+        let values = line?.split(separator: ":", maxSplits: 1).dropFirst().first ?? ""
+        self.init(flags: Set(values.split(separator: " ").map(String.init)))
+    }
+
+    /// This machine's features: `/proc/cpuinfo` on Linux; none elsewhere (macOS has no native bf16 in
+    /// LibTorch's CPU kernels that `auto` would rely on), so `auto` is fp32 there.
+    public static let current: CPUFeatures = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return CPUFeatures(flags: []) }
+        return CPUFeatures(cpuinfo: text)
+    }()
+
+    /// Whether the CPU computes bf16 natively: AVX-512 BF16 (`avx512_bf16`, Zen 4, Cooper Lake) or AMX
+    /// (`amx_bf16`, Sapphire Rapids). Without either, oneDNN emulates bf16 in fp32 with extra conversions.
+    public var hasNativeBF16: Bool { flags.contains("avx512_bf16") || flags.contains("amx_bf16") }
+}

@@ -1,0 +1,155 @@
+import Dispatch
+import Torch
+
+/// Times each `PrecisionLayerKind` at representative shapes in fp32 and in bf16 (forward and
+/// backward, medians of interleaved runs) and derives the `PrecisionPolicy` this CPU and LibTorch
+/// favour: a layer type runs in bf16 only where bf16 is faster for it (`finetune bench --precision-probe`).
+public struct PrecisionProbe {
+    /// One layer at one input shape.
+    public struct Case {
+        /// The layer type the case stands for.
+        public var kind: PrecisionLayerKind
+        /// A short description, e.g. `1x1 conv 144→24, 56×56`.
+        public var name: String
+        /// The layer (random weights, training mode).
+        public var layer: Module
+        /// NCHW (or [N, features]) input shape.
+        public var inputShape: [Int]
+    }
+
+    /// The medians of one case, in milliseconds.
+    public struct Measurement: Codable, Equatable {
+        /// The layer type.
+        public var kind: PrecisionLayerKind
+        /// The case's description.
+        public var layer: String
+        /// Its input shape.
+        public var inputShape: [Int]
+        public var fp32ForwardMs: Double
+        public var bf16ForwardMs: Double
+        public var fp32BackwardMs: Double
+        public var bf16BackwardMs: Double
+
+        /// A measurement of `layer` (a case of `kind` at `inputShape`) with these medians.
+        public init(kind: PrecisionLayerKind, layer: String, inputShape: [Int], fp32ForwardMs: Double,
+                    bf16ForwardMs: Double, fp32BackwardMs: Double, bf16BackwardMs: Double) {
+            self.kind = kind
+            self.layer = layer
+            self.inputShape = inputShape
+            self.fp32ForwardMs = fp32ForwardMs
+            self.bf16ForwardMs = bf16ForwardMs
+            self.fp32BackwardMs = fp32BackwardMs
+            self.bf16BackwardMs = bf16BackwardMs
+        }
+
+        /// fp32 time / bf16 time of forward + backward: above 1, bf16 is faster.
+        public var bf16Speedup: Double { (fp32ForwardMs + fp32BackwardMs) / (bf16ForwardMs + bf16BackwardMs) }
+    }
+
+    /// Images per batch of the representative shapes.
+    public var batchSize: Int
+    /// Timed runs per case and dtype (interleaved: fp32, bf16, bf16, fp32, …).
+    public var iterations: Int
+    /// Untimed runs per case and dtype before the timed ones.
+    public var warmup: Int
+    /// Inputs in channels-last layout, as `finetune train` runs convolutions.
+    public var channelsLast: Bool
+
+    /// A probe of `batchSize` images, `iterations` timed runs after `warmup` untimed ones.
+    public init(batchSize: Int = 16, iterations: Int = 10, warmup: Int = 2, channelsLast: Bool = true) {
+        self.batchSize = batchSize
+        self.iterations = iterations
+        self.warmup = warmup
+        self.channelsLast = channelsLast
+    }
+
+    /// The representative shapes: MobileNetV2's expanded 56×56 stage (depthwise 3×3 over 144
+    /// channels, its 1×1 projection, BatchNorm and ReLU6 there), ResNet-50's 3×3 convolution at
+    /// 56×56 and its 1×1 expansion, and a 1,280 → 1,000 classifier. `side` scales the 56×56 maps
+    /// (tests use a small one).
+    public func cases(side: Int = 56) throws -> [Case] {
+        let n = batchSize
+        return [
+            Case(kind: .depthwiseConv, name: "depthwise 3x3, 144 ch, \(side)x\(side)",
+                 layer: try Conv2d(144, 144, kernelSize: 3, padding: 1, groups: 144, bias: false), inputShape: [n, 144, side, side]),
+            Case(kind: .conv, name: "1x1 conv 144->24, \(side)x\(side)",
+                 layer: try Conv2d(144, 24, kernelSize: 1, bias: false), inputShape: [n, 144, side, side]),
+            Case(kind: .conv, name: "1x1 conv 64->256, \(side)x\(side)",
+                 layer: try Conv2d(64, 256, kernelSize: 1, bias: false), inputShape: [n, 64, side, side]),
+            Case(kind: .conv, name: "3x3 conv 64->64, \(side)x\(side)",
+                 layer: try Conv2d(64, 64, kernelSize: 3, padding: 1, bias: false), inputShape: [n, 64, side, side]),
+            Case(kind: .linear, name: "linear 1280->1000",
+                 layer: try Linear(1280, 1000), inputShape: [n, 1280]),
+            Case(kind: .batchNorm, name: "batch norm 144 ch, \(side)x\(side)",
+                 layer: try BatchNorm2d(144), inputShape: [n, 144, side, side]),
+            Case(kind: .activation, name: "relu6 144 ch, \(side)x\(side)",
+                 layer: ReLU6(), inputShape: [n, 144, side, side]),
+        ]
+    }
+
+    /// Times every case of `cases` (default: `cases()`).
+    public func measure(_ cases: [Case]? = nil) throws -> [Measurement] {
+        try (cases ?? self.cases()).map(measure)
+    }
+
+    /// Times one case: its layer on a random input in fp32, then on the input in bf16 under a policy
+    /// that puts the case's kind in bf16 (the weights stay fp32, as in training; autocast casts them).
+    public func measure(_ probe: Case) throws -> Measurement {
+        let layer = probe.layer
+        if channelsLast && probe.inputShape.count == 4 { try layer.to(memoryFormat: .channelsLast) }
+        var base = try Tensor.randn(probe.inputShape)
+        if channelsLast && probe.inputShape.count == 4 { base = try base.contiguous(.channelsLast) }
+        let policy = PrecisionPolicy(bf16: [probe.kind])
+        let bf16Input = try base.to(.bfloat16).setRequiresGrad(true)
+        let fp32Input = try base.setRequiresGrad(true)
+
+        // One forward + backward; the gradient has the output's shape, dtype and layout.
+        func step(bf16: Bool) throws -> (Double, Double) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let output = try PrecisionPolicy.with(bf16 ? policy : nil) { try layer(bf16 ? bf16Input : fp32Input) }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            var gradient = try Tensor.ones(output.shape, dtype: output.dtype)
+            if output.rank == 4 && output.isContiguous(.channelsLast) { gradient = try gradient.contiguous(.channelsLast) }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            try output.backward(gradient: gradient)
+            let t3 = DispatchTime.now().uptimeNanoseconds
+            return (Double(t1 - t0) / 1e6, Double(t3 - t2) / 1e6)
+        }
+        var forward: [Bool: [Double]] = [false: [], true: []], backward: [Bool: [Double]] = [false: [], true: []]
+        for i in 0..<(warmup + iterations) {
+            // Interleaved, alternating which dtype goes first, so drift in the machine's load hits both.
+            for bf16 in i % 2 == 0 ? [false, true] : [true, false] {
+                let (f, b) = try step(bf16: bf16)
+                if i >= warmup {
+                    forward[bf16]!.append(f)
+                    backward[bf16]!.append(b)
+                }
+            }
+            for tensor in layer.parameters() + [fp32Input, bf16Input] { try tensor.setGrad(nil) }
+        }
+        return Measurement(kind: probe.kind, layer: probe.name, inputShape: probe.inputShape,
+                           fp32ForwardMs: Self.median(forward[false]!), bf16ForwardMs: Self.median(forward[true]!),
+                           fp32BackwardMs: Self.median(backward[false]!), bf16BackwardMs: Self.median(backward[true]!))
+    }
+
+    /// The policy the measurements favour: a layer type is bf16 when bf16's forward + backward, summed
+    /// over that type's cases, is at least `margin` times faster than fp32's (1.05: a 5% margin so that
+    /// noise does not flip a layer type that is as fast either way, which then stays fp32 and casts nothing).
+    public static func policy(from measurements: [Measurement], margin: Double = 1.05) -> PrecisionPolicy {
+        var kinds: Set<PrecisionLayerKind> = []
+        for kind in PrecisionLayerKind.allCases {
+            let rows = measurements.filter { $0.kind == kind }
+            guard !rows.isEmpty else { continue }
+            let fp32 = rows.reduce(0) { $0 + $1.fp32ForwardMs + $1.fp32BackwardMs }
+            let bf16 = rows.reduce(0) { $0 + $1.bf16ForwardMs + $1.bf16BackwardMs }
+            if bf16 * margin <= fp32 { kinds.insert(kind) }
+        }
+        return PrecisionPolicy(bf16: kinds)
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}
