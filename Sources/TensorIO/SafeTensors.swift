@@ -11,6 +11,8 @@ public struct SafeTensorsFile {
     public var tensors: StateDict
     /// The header's `__metadata__`: free-form string pairs (e.g. `{"format": "pt"}`), empty when absent.
     public var metadata: [String: String]
+    /// The memory mapping the tensors reference when read without copying (nil otherwise).
+    public var mapping: SafeTensorsMapping?
     /// A file's contents, e.g. to pass around before writing with `SafeTensors.write`.
     public init(tensors: StateDict, metadata: [String: String] = [:]) {
         self.tensors = tensors
@@ -132,7 +134,9 @@ public enum SafeTensors {
             }
             tensors[entry.name] = tensor
         }
-        return SafeTensorsFile(tensors: tensors, metadata: header.metadata)
+        var file = SafeTensorsFile(tensors: tensors, metadata: header.metadata)
+        if !copy { file.mapping = SafeTensorsMapping(mapping) }
+        return file
     }
 
     /// safetensors dtype codes and the `DType` each maps to.
@@ -181,6 +185,23 @@ private struct Header: Decodable {
                 entries.append((key.stringValue, try container.decode(Entry.self, forKey: key)))
             }
         }
+    }
+}
+
+/// The mapping behind the tensors of a file read without copying (`SafeTensorsFile.mapping`).
+public final class SafeTensorsMapping {
+    let mapping: FileMapping
+    init(_ mapping: FileMapping) { self.mapping = mapping }
+
+    /// The mapped file's size in bytes.
+    public var length: Int { mapping.length }
+
+    /// Drops the mapping's pages from this process's resident set (`madvise(MADV_DONTNEED)`); the next
+    /// access reads them again from the page cache, so reading a file larger than memory through the
+    /// mapping keeps the process's RSS flat. Only for tensors never written in place: the private
+    /// copies such writes made are discarded and the file's contents come back.
+    public func releaseResidentPages() {
+        _ = madvise(mapping.base, mapping.length, MADV_DONTNEED)
     }
 }
 

@@ -16,6 +16,37 @@ extension SafeTensors {
         }
     }
 
+    /// Writes a file atomically (as `write`) whose tensors, laid out in `layout`'s order, are too large
+    /// to hold in memory: `body` appends their bytes in that order, in as many pieces as it likes (the
+    /// feature cache appends a batch of rows at a time). Throws, leaving `path` untouched, when
+    /// `body` throws or appends more or fewer bytes than the layout declares.
+    public static func write(streaming layout: [(name: String, dtype: DType, shape: [Int])],
+                             metadata: [String: String] = [:], to path: String,
+                             _ body: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let (header, totalSize) = try Plan.header(layout, metadata: metadata, path: path)
+        do {
+            try AtomicFile.write(to: path) { write in
+                try header.withUnsafeBytes(write)
+                var written = header.count
+                try withoutActuallyEscaping(write) { append in
+                    try body { bytes in
+                        guard written + bytes.count <= totalSize else {
+                            throw SafeTensorsError(path: path, "more data than the declared tensors hold (\(totalSize - header.count) bytes)")
+                        }
+                        written += bytes.count
+                        try append(bytes)
+                    }
+                }
+                guard written == totalSize else {
+                    throw SafeTensorsError(path: path, "\(written - header.count) bytes of tensor data written, the "
+                                           + "declared tensors hold \(totalSize - header.count)")
+                }
+            }
+        } catch let error as AtomicFileError {
+            throw SafeTensorsError(path: path, error.reason)
+        }
+    }
+
     /// The complete file contents: header length, JSON header (space-padded so the data buffer
     /// starts at an 8-byte boundary, as Python's writer does; `__metadata__` only when non-empty),
     /// then each tensor's bytes, contiguous and row-major, in the dictionary's order. Tensors on
@@ -30,42 +61,51 @@ extension SafeTensors {
 
     /// A validated layout: the header bytes and CPU-contiguous tensors with their sizes.
     private struct Plan {
-        var header: [UInt8]
+        var header: [UInt8] = []
         var tensors: [(tensor: Tensor, byteCount: Int)] = []
-        var totalSize: Int
+        var totalSize = 0
 
         init(_ dict: StateDict, metadata: [String: String], path: String) throws {
+            var layout: [(name: String, dtype: DType, shape: [Int])] = []
+            for (name, original) in dict {
+                var tensor = original.device == .cpu ? original : try original.to(.cpu)
+                if !tensor.isContiguous() { tensor = try tensor.contiguous() }
+                tensors.append((tensor, tensor.count * tensor.dtype.byteSize))
+                layout.append((name, tensor.dtype, tensor.shape))
+            }
+            (header, totalSize) = try Plan.header(layout, metadata: metadata, path: path)
+        }
+
+        /// The header bytes (length, JSON, padding) of tensors laid out contiguously in `layout`'s
+        /// order, and the whole file's size.
+        static func header(_ layout: [(name: String, dtype: DType, shape: [Int])], metadata: [String: String],
+                           path: String) throws -> (header: [UInt8], totalSize: Int) {
             var json = "{"
             if !metadata.isEmpty {
                 let pairs = metadata.sorted { $0.key < $1.key }.map { "\(quote($0.key)):\(quote($0.value))" }
                 json += "\"__metadata__\":{\(pairs.joined(separator: ","))}"
             }
             var offset = 0, first = metadata.isEmpty
-            for (name, original) in dict {
+            for (name, dtype, shape) in layout {
                 guard name != "__metadata__" else {
                     throw SafeTensorsError(path: path, "'__metadata__' is reserved and cannot name a tensor")
                 }
-                let dtype = original.dtype
                 guard let code = SafeTensors.codeByDType[dtype] else {
                     throw SafeTensorsError(path: path, "tensor '\(name)' has dtype \(dtype), which safetensors lacks")
                 }
-                var tensor = original.device == .cpu ? original : try original.to(.cpu)
-                if !tensor.isContiguous() { tensor = try tensor.contiguous() }
-                let byteCount = tensor.count * dtype.byteSize
-                tensors.append((tensor, byteCount))
+                let byteCount = shape.reduce(1, *) * dtype.byteSize
                 json += first ? "" : ","
                 first = false
-                let shape = tensor.shape.map(String.init).joined(separator: ",")
-                json += "\(quote(name)):{\"dtype\":\"\(code)\",\"shape\":[\(shape)]," +
+                json += "\(quote(name)):{\"dtype\":\"\(code)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))]," +
                     "\"data_offsets\":[\(offset),\(offset + byteCount)]}"
                 offset += byteCount
             }
             json += "}"
-            header = Array(json.utf8)
+            var header = Array(json.utf8)
             header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
             let length = UInt64(header.count).littleEndian
             header = withUnsafeBytes(of: length) { Array($0) } + header
-            totalSize = header.count + offset
+            return (header, header.count + offset)
         }
 
         /// Calls `body` with the header, then with each tensor's bytes.

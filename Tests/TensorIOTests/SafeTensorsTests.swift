@@ -271,3 +271,30 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["model.safetensors"])
     }
 }
+
+extension SafeTensorsTests {
+    /// `write(streaming:)` produces the bytes `write` does for the same tensors, appended piece by
+    /// piece, and refuses (leaving no file) when the pieces do not add up to the declared layout.
+    func testStreamingWriteEqualsWholeWriteAndChecksTheByteCount() throws {
+        let features = try Tensor.randn([3, 5])
+        let flags = try Tensor([UInt8(1), 0, 1], shape: [3])
+        let whole = dir + "/whole.safetensors", streamed = dir + "/streamed.safetensors"
+        try SafeTensors.write(StateDict([("features", features), ("valid", flags)]), metadata: ["k": "v"], to: whole)
+        let rows = try features.floats()
+        try SafeTensors.write(streaming: [("features", .float32, [3, 5]), ("valid", .uint8, [3])], metadata: ["k": "v"],
+                              to: streamed) { append in
+            for r in 0..<3 { try rows[r * 5..<(r + 1) * 5].withUnsafeBytes(append) }
+            try [UInt8(1), 0, 1].withUnsafeBytes(append)
+        }
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: streamed)),
+                       try Foundation.Data(contentsOf: URL(fileURLWithPath: whole)))
+        let short = dir + "/short.safetensors"
+        XCTAssertThrowsError(try SafeTensors.write(streaming: [("x", .float32, [4])], to: short) { append in
+            try [Float(1), 2].withUnsafeBytes(append)
+        }) { XCTAssertTrue("\($0)".contains(" 8 bytes of tensor data written, the declared tensors hold 16"), "\($0)") }
+        XCTAssertThrowsError(try SafeTensors.write(streaming: [("x", .float32, [1])], to: short) { append in
+            try [Float(1), 2].withUnsafeBytes(append)
+        }) { XCTAssertTrue("\($0)".contains("more data"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: short))
+    }
+}

@@ -189,3 +189,44 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertEqual(files.count, 5)
     }
 }
+
+extension FeatureCacheTests {
+    /// A cache with a folder is streamed to its file batch by batch and read back through mmap (so
+    /// memory does not grow with the number of images); its features equal the in-memory ones, rows of
+    /// undecodable files stay zero, and releasing the resident pages loses nothing.
+    func testStreamedCacheIsMemoryMappedAndEqualsTheInMemoryOne() throws {
+        let root = try TRData.temporaryDirectory(self)
+        let images = try TRData.dataset(count: 7)
+        for (i, sample) in images.samples.enumerated() {
+            let folder = "\(root)/data/class\(sample.label)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let png = try sample.source.load().pngData()
+            let bytes = i == 3 ? png.prefix(60) : png  // a truncated PNG: found by the scan, fails to decode
+            try bytes.write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
+        }
+        let dataset = try ImageFolderDataset(root: "\(root)/data")
+        let model = try makeModel()
+        try model.freeze(["features"])
+        func prepare(_ directory: String?) throws -> CachedFeatures {
+            try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
+                                     transformDescription: "rescale", views: 2, batchSize: 2, workers: 0,
+                                     directory: directory)
+        }
+        let streamed = try prepare("\(root)/cache")
+        let inMemory = try prepare(nil)
+        XCTAssertTrue(streamed.isMemoryMapped)
+        XCTAssertFalse(inMemory.isMemoryMapped)
+        XCTAssertEqual(streamed.features.shape, [2, 7, 12])
+        XCTAssertEqual(streamed.valid, inMemory.valid)
+        XCTAssertEqual(streamed.valid.filter { !$0 }.count, 1)
+        XCTAssertEqual(streamed.skipped.count, 1)
+        XCTAssertTrue(try streamed.features.allClose(inMemory.features, rtol: 0, atol: 0))
+        let bad = try XCTUnwrap(streamed.valid.firstIndex(of: false))
+        XCTAssertEqual(try streamed.features.select(dim: 1, index: bad).abs().sum().item(), 0)
+        streamed.releaseResidentPages()
+        XCTAssertTrue(try streamed.features.allClose(inMemory.features, rtol: 0, atol: 0))
+        let reused = try prepare("\(root)/cache")
+        XCTAssertTrue(reused.reused && reused.isMemoryMapped)
+        XCTAssertTrue(try reused.features.allClose(inMemory.features, rtol: 0, atol: 0))
+    }
+}

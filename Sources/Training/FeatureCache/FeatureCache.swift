@@ -40,6 +40,8 @@ public final class CachedFeatures: @unchecked Sendable {
     public let reused: Bool
     /// Files that could not be loaded (when reused: the samples the cache marks invalid).
     public let skipped: SkippedFiles
+    /// The file mapping `features` references (nil when they are in memory).
+    let mapping: SafeTensorsMapping?
 
     public var views: Int { features.shape[0] }
     public var sampleCount: Int { features.shape[1] }
@@ -47,7 +49,9 @@ public final class CachedFeatures: @unchecked Sendable {
     public var usableCount: Int { valid.lazy.filter { $0 }.count }
     public var embeddingSize: Int { features.shape[2] }
 
-    init(features: Tensor, valid: [Bool], path: String?, key: String, reused: Bool, skipped: SkippedFiles) {
+    init(features: Tensor, valid: [Bool], path: String?, key: String, reused: Bool, skipped: SkippedFiles,
+         mapping: SafeTensorsMapping? = nil) {
+        self.mapping = mapping
         self.features = features
         self.valid = valid
         self.path = path
@@ -58,6 +62,14 @@ public final class CachedFeatures: @unchecked Sendable {
 
     /// The batches `loader` yields for `epoch` (same samples, same order, same batch numbers),
     /// with each sample's cached features of view `epoch mod views` in place of its image.
+    /// Drops the pages of a memory-mapped cache that reading has made resident (they stay in the page
+    /// cache); nothing for features in memory. Epochs call it as they go, so peak RSS does not grow with
+    /// the number of samples.
+    public func releaseResidentPages() { mapping?.releaseResidentPages() }
+
+    /// Whether `features` are read through a memory mapping of the cache file (not held in memory).
+    public var isMemoryMapped: Bool { mapping != nil }
+
     public func epoch(_ epoch: Int, of loader: DataLoader, startingAtBatch first: Int = 0) -> CachedFeatureEpoch {
         CachedFeatureEpoch(features: self, batches: Array(loader.batches(epoch: epoch).enumerated().dropFirst(first)),
                            view: epoch % views, labels: loader.dataset.labels)
@@ -70,6 +82,10 @@ public final class CachedFeatureEpoch {
     private let view: Tensor
     private let labels: [Int]
     private var pending: ArraySlice<(offset: Int, element: [Int])>
+    /// Bytes of features read since the mapping's pages were last released.
+    private var readSinceRelease = 0
+    /// How many bytes an epoch reads from a memory-mapped cache between releases of its pages.
+    static let releaseInterval = 32 << 20
 
     init(features: CachedFeatures, batches: [(offset: Int, element: [Int])], view: Int, labels: [Int]) {
         self.features = features
@@ -86,7 +102,13 @@ public final class CachedFeatureEpoch {
             let kept = indices.filter { features.valid[$0] }
             guard !kept.isEmpty else { continue }
             let rows = try Tensor(kept.map { Int64($0) }, shape: [kept.count])
-            return Batch(images: try view.indexSelect(dim: 0, index: rows),
+            let selected = try view.indexSelect(dim: 0, index: rows)  // a copy: the mapped pages may go
+            readSinceRelease += selected.count * MemoryLayout<Float>.size
+            if readSinceRelease >= Self.releaseInterval {
+                features.releaseResidentPages()
+                readSinceRelease = 0
+            }
+            return Batch(images: selected,
                          labels: try Tensor(kept.map { Int64(labels[$0]) }, shape: [kept.count]),
                          indices: kept, number: number)
         }
@@ -153,7 +175,9 @@ public enum FeatureCache {
                 samples.update(Array("memory:\(stores[id]!)#\(index)\t\(sample.label)\n".utf8))
             }
         }
-        let fields: [(String, String)] = [
+        // bf16 features depend on which layers ran in bf16; fp32 keys stay what they were.
+        let policy: [(String, String)] = autocastBF16 ? [("precision_policy", "\(PrecisionPolicy.standard)")] : []
+        let fields: [(String, String)] = policy + [
             ("format", "finetune-feature-cache-1"),
             ("architecture", model.architecture),
             ("backbone", backbone.finalizeHex()),
@@ -201,19 +225,59 @@ public enum FeatureCache {
                 throw DataError.corrupt(path: first.path, reason: first.reason)
             }
             return CachedFeatures(features: cached.features, valid: cached.valid, path: path, key: key, reused: true,
-                                  skipped: skipped)
+                                  skipped: skipped, mapping: cached.mapping)
         }
-        let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
-                                                     seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
-                                                     workers: workers, strict: strict)
-        if let path, let directory {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try SafeTensors.write(StateDict([("features", features),
-                                             ("valid", try Tensor(valid.map { UInt8($0 ? 1 : 0) }, shape: [valid.count]))]),
-                                  metadata: ["format": "finetune-feature-cache-1", "key": key, "inputs": description],
-                                  to: path)
+        guard let path, let directory else {
+            let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
+                                                         seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
+                                                         workers: workers, strict: strict)
+            return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
         }
-        return CachedFeatures(features: features, valid: valid, path: path, key: key, reused: false, skipped: skipped)
+        // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let n = dataset.count, width = model.embeddingSize
+        var valid = [Bool](repeating: false, count: n)
+        var skipped = SkippedFiles()
+        try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
+                              metadata: ["format": "finetune-feature-cache-1", "key": key, "inputs": description],
+                              to: path) { write in try withoutActuallyEscaping(write) { append in
+            let zeros = [Float](repeating: 0, count: width)
+            var next = 0, currentView = 0  // the next row of the file, and its view
+            func pad(to index: Int) throws {  // rows of samples that could not be loaded stay zero
+                while next < index {
+                    try zeros.withUnsafeBytes(append)
+                    next += 1
+                }
+            }
+            skipped = try forEachBatch(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
+                                       autocastBF16: autocastBF16, batchSize: batchSize, workers: workers,
+                                       strict: strict) { view, indices, rows in
+                if view != currentView {
+                    try pad(to: n)
+                    (currentView, next) = (view, 0)
+                }
+                for (row, index) in indices.enumerated() {
+                    guard index >= next else {
+                        throw TrainingError.invalidConfiguration("feature extraction: sample \(index) came out of order")
+                    }
+                    try pad(to: index)
+                    try rows[row * width..<(row + 1) * width].withUnsafeBytes(append)
+                    next += 1
+                    valid[index] = true
+                }
+            }
+            try pad(to: n)
+            for _ in stride(from: currentView + 1, to: views, by: 1) {  // views with no loadable sample at all
+                next = 0
+                try pad(to: n)
+            }
+            try valid.map { UInt8($0 ? 1 : 0) }.withUnsafeBytes(append)
+        } }
+        guard let cached = try read(path, key: key, views: views, samples: n, width: width) else {
+            throw TrainingError.invalidConfiguration("feature cache \(path) did not read back as written")
+        }
+        return CachedFeatures(features: cached.features, valid: valid, path: path, key: key, reused: false,
+                              skipped: skipped, mapping: cached.mapping)
     }
 
     private static func read(_ path: String, key: String, views: Int, samples: Int, width: Int) throws
@@ -225,7 +289,7 @@ public enum FeatureCache {
         }
         let flags = try valid.to(.int64).toArray(Int64.self).map { $0 != 0 }
         return CachedFeatures(features: features, valid: flags, path: path, key: key, reused: true,
-                              skipped: SkippedFiles())
+                              skipped: SkippedFiles(), mapping: file.mapping)
     }
 
     /// Runs `model.embedding` over every view of the dataset in inference mode and eval behaviour:
@@ -248,6 +312,26 @@ public enum FeatureCache {
         }
         var values = [Float](repeating: 0, count: count)
         var valid = [Bool](repeating: false, count: n)
+        let skipped = try forEachBatch(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
+                                       autocastBF16: autocastBF16, batchSize: batchSize, workers: workers,
+                                       strict: strict) { view, indices, rows in
+            for (row, index) in indices.enumerated() {
+                let base = (view * n + index) * width
+                values.replaceSubrange(base..<base + width, with: rows[row * width..<(row + 1) * width])
+                valid[index] = true
+            }
+        }
+        return (try Tensor(values, shape: [views, n, width]), valid, skipped)
+    }
+
+    /// The loop of `extract` and of the streamed cache: `model.embedding` over every view of the dataset in
+    /// inference mode and eval behaviour, in the unshuffled loader's order, calling `body(view, indices,
+    /// rows)` with each batch's sample indices (ascending; unloadable samples left out) and their
+    /// features, row-major float32. Returns the files that could not be loaded.
+    static func forEachBatch(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
+                             views: Int, seed: UInt64, autocastBF16: Bool, batchSize: Int, workers: Int, strict: Bool,
+                             _ body: (_ view: Int, _ indices: [Int], _ rows: [Float]) throws -> Void) throws -> SkippedFiles {
+        let width = model.embeddingSize
         let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: false, seed: seed, transform: transform,
                                     workers: workers, prefetch: Swift.max(2, workers), strict: strict)
         let device = model.parameters().first?.device ?? .cpu
@@ -261,21 +345,17 @@ public enum FeatureCache {
                 let run = loader.epoch(view)
                 while let batch = try run.nextBatch() {
                     let images = device == .cpu ? batch.images : try batch.images.to(device)
-                    let output = try withAutocast(enabled: autocastBF16) { try model.extractFeatures(images) }
+                    let output = try withPrecision(autocastBF16 ? .bf16 : .fp32) { try model.extractFeatures(images) }
                     let rows = try output.to(dtype: .float32, device: .cpu).contiguous().floats()
                     guard rows.count == batch.count * width else {
                         throw TrainingError.invalidConfiguration("\(model.architecture).embedding returned "
                             + "\(output.shape), expected [\(batch.count), \(width)]")
                     }
-                    for (row, index) in batch.indices.enumerated() {
-                        let base = (view * n + index) * width
-                        values.replaceSubrange(base..<base + width, with: rows[row * width..<(row + 1) * width])
-                        valid[index] = true
-                    }
+                    try body(view, batch.indices, rows)
                 }
             }
         }
-        return (try Tensor(values, shape: [views, n, width]), valid, loader.skippedFiles)
+        return loader.skippedFiles
     }
 }
 
