@@ -147,7 +147,8 @@ public struct PrecisionProbe {
         return PrecisionPolicy(bf16: kinds)
     }
 
-    static func median(_ xs: [Double]) -> Double {
+    /// The median of `xs` (the mean of the middle two for an even count; NaN when empty).
+    public static func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         guard !s.isEmpty else { return .nan }
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2

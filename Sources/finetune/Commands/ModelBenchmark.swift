@@ -37,11 +37,7 @@ enum ModelBenchmark {
 
     }
 
-    static func median(_ xs: [Double]) -> Double {
-        let s = xs.sorted()
-        guard !s.isEmpty else { return .nan }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
+    static func median(_ xs: [Double]) -> Double { PrecisionProbe.median(xs) }
 
     /// Waits for queued work on an asynchronous device (reading a value back drains its stream).
     static func synchronize(_ device: Device) throws {
