@@ -107,12 +107,17 @@ let package = Package(
         .library(name: "Vision", targets: ["Vision"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Export", targets: ["Export"]),
+        .library(name: "Serving", targets: ["Serving"]),
         .executable(name: "finetune", targets: ["finetune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -150,10 +155,17 @@ let package = Package(
         // (ONNX/onnx.pb.swift is generated from onnx.proto by tools/onnx/generate; do not edit it).
         .target(name: "Export", dependencies: ["Torch", "NN", "Vision", "ImagePreprocessing", "AtomicFiles",
                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // `finetune serve`: an HTTP prediction server (Hummingbird 2) with dynamic batching and
+        // Prometheus metrics, over run directories loaded by Training.
+        .target(name: "Serving", dependencies: ["Torch", "Data", "Vision", "Training", "ImagePreprocessing",
+                                                .product(name: "Hummingbird", package: "hummingbird"),
+                                                .product(name: "Prometheus", package: "swift-prometheus"),
+                                                .product(name: "Logging", package: "swift-log"),
+                                                .product(name: "HTTPTypes", package: "swift-http-types")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
-            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing", "Export",
+            dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing", "Export", "Serving",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch", "TestSupport"]),
@@ -166,6 +178,7 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TensorIO", "Data", "ImagePreprocessing", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training", "Data", "ImagePreprocessing"]),
+        .testTarget(name: "ServingTests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

@@ -22,7 +22,7 @@ final class JSONOutputTests: XCTestCase {
         XCTAssertEqual(loader["batch_size"] as? Int, 2)
         XCTAssertEqual(loader["dct_scaling"] as? Bool, false)
 
-        let ranked = try encoded(Prediction.Ranked(index: 3, className: "cat", probability: .infinity))
+        let ranked = try encoded(RankedClass(index: 3, className: "cat", probability: .infinity))
         XCTAssertEqual(ranked["class"] as? String, "cat")
         XCTAssertTrue(ranked["probability"] is NSNull, "\(ranked)")
 

@@ -61,38 +61,26 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try runOptions.applyThreads()
-        let model: ImageClassifier, preprocessing: Preprocessing, classNames: [String], files: [String]
-        var binary = false
+        let predictor: Predictor, files: [String]
         switch try source() {
         case .run(let run, let images):
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
             files = try collectImageFiles(images)
-            model = try run.loadModel(config)
-            preprocessing = config.preprocessing
-            classNames = config.classNames
-            binary = config.head.isBinary
+            predictor = try Predictor(run: run, config: config)
         case .architecture(let arch, let images):
             runOptions.applyEXIF(run: nil)
             files = try collectImageFiles(images)
-            let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
-            model = pretrained.model
-            try model.useChannelsLast()
-            preprocessing = pretrained.preprocessing
-            classNames = pretrained.classNames
+            predictor = try Predictor(architecture: arch, weights: weights.lowercased() == "none" ? nil : weights)
         }
-        model.eval()
-        let precision = precisionOptions.resolved(for: model)
-        let k = min(topK, classNames.count)
+        predictor.precision = precisionOptions.resolved(for: predictor.model)
         var failures = 0
         for start in stride(from: 0, to: files.count, by: batchSize) {
             let chunk = Array(files[start..<min(start + batchSize, files.count)])
             var tensors: [Tensor] = [], kept: [String] = []
             for file in chunk {
                 do {
-                    let image = try Image(contentsOfFile: file)
-                    var unused = SampleRandom(seed: 0)
-                    tensors.append(try tta.transform(preprocessing).tensor(from: image.rgb(), random: &unused))
+                    tensors.append(try predictor.input(Image(contentsOfFile: file), tta: tta))
                     kept.append(file)
                 } catch {
                     failures += 1
@@ -100,22 +88,9 @@ struct PredictCommand: ParsableCommand {
                 }
             }
             guard !tensors.isEmpty else { continue }
-            let probabilities = try withInferenceMode { () throws -> Tensor in
-                let averaged = try tta.probabilities(Tensor.stack(tensors)) { view in
-                    try withPrecision(precision) { try model(view).to(.float32) }
-                }
-                guard binary else { return averaged }
-                // One sigmoid output: P(class 1) = sigmoid(z), P(class 0) = 1 - that.
-                let positive = averaged
-                return try Tensor.cat([1 - positive, positive], dim: 1)
-            }
-            let (values, indices) = try probabilities.topk(k, dim: 1)
-            let p = try values.floats(), idx = try indices.toArray(Int64.self)
-            for (row, file) in kept.enumerated() {
-                let prediction = Prediction(file: file, topK: (0..<k).map { j in
-                    let i = Int(idx[row * k + j])
-                    return Prediction.Ranked(index: i, className: classNames[i], probability: Double(p[row * k + j]))
-                }, tta: tta == .off ? nil : tta.rawValue)
+            let ranked = try predictor.predict(tensors, k: Array(repeating: topK, count: tensors.count), tta: tta)
+            for (file, topK) in zip(kept, ranked) {
+                let prediction = Prediction(file: file, topK: topK, tta: tta == .off ? nil : tta.rawValue)
                 if json {
                     printEncodedJSON(prediction)
                 } else {
@@ -133,18 +108,9 @@ struct PredictCommand: ParsableCommand {
 /// `predict --json`: one object per image, its `top_k` classes by probability.
 struct Prediction: Encodable {
     var file: String
-    var topK: [Ranked]
+    var topK: [RankedClass]
     /// The test-time augmentation (flip or crops); nil (no key) when off.
     var tta: String?
-
-    /// A class index, its name and its probability (`null` if not finite).
-    struct Ranked: Encodable {
-        var index: Int
-        var className: String
-        @JSONNumber var probability: Double
-
-        enum CodingKeys: String, CodingKey { case index, className = "class", probability }
-    }
 }
 
 /// Expands folders (recursively, sorted) into JPEG/PNG files; plain files are kept as given.

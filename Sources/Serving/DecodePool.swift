@@ -1,0 +1,64 @@
+import Data
+import Foundation
+import Torch
+import Training
+
+/// Decoding and preprocessing on worker threads (at most `workers` at once), off the server's event
+/// loops and the inference threads.
+final class DecodePool: @unchecked Sendable {
+    private let queue = OperationQueue()
+    private let maxPixels: Int
+    private let metrics: ServingMetrics
+
+    init(workers: Int, maxPixels: Int, metrics: ServingMetrics) {
+        queue.maxConcurrentOperationCount = workers
+        queue.name = "finetune-decode"
+        self.maxPixels = maxPixels
+        self.metrics = metrics
+    }
+
+    /// The model input of each part, decoded in parallel; a bad part is a 400 naming it.
+    func inputs(_ parts: [MultipartForm.Part], for version: ModelVersion) async throws -> [Tensor] {
+        try await withThrowingTaskGroup(of: (Int, Tensor).self) { group in
+            for (i, part) in parts.enumerated() {
+                group.addTask { (i, try await self.input(part, for: version)) }
+            }
+            var inputs = [Tensor?](repeating: nil, count: parts.count)
+            for try await (i, tensor) in group { inputs[i] = tensor }
+            return inputs.map { $0! }
+        }
+    }
+
+    private func input(_ part: MultipartForm.Part, for version: ModelVersion) async throws -> Tensor {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.addOperation { [self] in
+                continuation.resume(with: Result { try decode(part, for: version) })
+            }
+        }
+    }
+
+    private func decode(_ part: MultipartForm.Part, for version: ModelVersion) throws -> Tensor {
+        do {
+            guard !part.bytes.isEmpty else { throw ServingError.badRequest("'\(part.label)' is empty") }
+            let info = try ImageCodec.probe(data: part.bytes, path: part.label)
+            guard info.format.isDecodable else {
+                throw ServingError.badRequest("'\(part.label)' is \(info.format), not a JPEG or PNG image")
+            }
+            guard info.storedWidth.multipliedReportingOverflow(by: info.storedHeight).partialValue <= maxPixels,
+                  info.storedWidth <= maxPixels, info.storedHeight <= maxPixels else {
+                throw ServingError.badRequest("'\(part.label)' is \(info.storedWidth)×\(info.storedHeight) pixels, "
+                                              + "over the --max-pixels limit of \(maxPixels)")
+            }
+            let image = try Image(decoding: part.bytes, path: part.label)
+            let tensor = try version.predictor.input(image)
+            metrics.decoded()
+            return tensor
+        } catch let error as ServingError {
+            metrics.decodeFailed()
+            throw error
+        } catch {
+            metrics.decodeFailed()
+            throw ServingError.badRequest("'\(part.label)' cannot be decoded: \(error)")
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import Torch
+import Training
+
+/// Collects the results of one request's images from the inference loop, or fails the request on
+/// the first error or when its time is up (504), whichever comes first; it answers exactly once.
+final class Gather: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [[RankedClass]?]
+    private var remaining: Int
+    private var continuation: CheckedContinuation<[[RankedClass]], Error>?
+
+    private init(count: Int) {
+        results = Array(repeating: nil, count: count)
+        remaining = count
+    }
+
+    /// Queues `inputs` on `loop` and waits for their top-`k` classes, at most `timeout` seconds.
+    static func results(of inputs: [Tensor], k: Int, version: ModelVersion, loop: InferenceLoop,
+                        timeout: Double, timeoutMilliseconds: Double) async throws -> [[RankedClass]] {
+        let gather = Gather(count: inputs.count)
+        var timer: Task<Void, Never>?
+        defer { timer?.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            gather.continuation = continuation
+            let jobs = inputs.enumerated().map { i, input in
+                InferenceLoop.Job(input: input, k: k, version: version) { gather.complete(i, $0) }
+            }
+            do { try loop.submit(jobs) } catch {
+                gather.finish(.failure(error))
+                return
+            }
+            timer = Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, timeout) * 1e9))
+                if !Task.isCancelled { gather.finish(.failure(ServingError.timeout(timeoutMilliseconds))) }
+            }
+        }
+    }
+
+    private func complete(_ i: Int, _ result: Result<[RankedClass], Error>) {
+        switch result {
+        case .failure(let error): finish(.failure(ServingError.internalError("inference failed: \(error)")))
+        case .success(let ranked):
+            lock.lock()
+            results[i] = ranked
+            remaining -= 1
+            let done = remaining == 0
+            lock.unlock()
+            if done { finish(.success(results.map { $0! })) }
+        }
+    }
+
+    private func finish(_ result: Result<[[RankedClass]], Error>) {
+        lock.lock()
+        let continuation = self.continuation
+        self.continuation = nil
+        lock.unlock()
+        continuation?.resume(with: result)
+    }
+}

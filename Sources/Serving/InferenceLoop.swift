@@ -1,0 +1,118 @@
+import Foundation
+import Torch
+import Training
+
+/// One loaded version of a served model: a reload makes a new one, and each queued image keeps the
+/// version it was preprocessed for, so a batch never mixes two.
+final class ModelVersion: @unchecked Sendable {
+    let predictor: Predictor
+    let loadedAt: Date
+    let number: Int
+
+    init(predictor: Predictor, number: Int) {
+        self.predictor = predictor
+        self.loadedAt = Date()
+        self.number = number
+    }
+}
+
+/// The dynamic batcher of one model: a bounded queue of preprocessed images and one dedicated
+/// inference thread that runs them in batches of up to `maxBatchSize`, waiting at most `maxDelay`
+/// after the oldest image arrived for a batch to fill. Results do not depend on the batch: each image
+/// gets its own rows of the output.
+final class InferenceLoop: @unchecked Sendable {
+    /// One image waiting for inference; `done` is called once, on the inference thread.
+    struct Job {
+        let input: Tensor
+        let k: Int
+        let version: ModelVersion
+        let done: @Sendable (Result<[RankedClass], Error>) -> Void
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Job] = []
+    private var oldestArrival: [Double] = []  // seconds (uptime) per pending job
+    private var stopping = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    private let maxBatchSize: Int
+    private let maxDelay: Double
+    private let maxQueue: Int
+    private let onBatch: @Sendable (_ size: Int, _ queueDepth: Int) -> Void
+
+    init(maxBatchSize: Int, maxDelaySeconds: Double, maxQueue: Int,
+         onBatch: @escaping @Sendable (_ size: Int, _ queueDepth: Int) -> Void) {
+        self.maxBatchSize = maxBatchSize
+        self.maxDelay = maxDelaySeconds
+        self.maxQueue = maxQueue
+        self.onBatch = onBatch
+    }
+
+    /// Starts the inference thread.
+    func start(name: String) {
+        let thread = Thread { [self] in loop() }
+        thread.name = "finetune-inference-\(name)"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// The images waiting now.
+    var depth: Int { condition.lock(); defer { condition.unlock() }; return pending.count }
+
+    /// Queues all `jobs` or none: throws 503 when they do not fit in `maxQueue`.
+    func submit(_ jobs: [Job]) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { throw ServingError.unavailable("the server is shutting down", retryAfterSeconds: 1) }
+        guard pending.count + jobs.count <= maxQueue else {
+            throw ServingError.unavailable("the queue is full (\(pending.count) of --max-queue \(maxQueue) images waiting)",
+                                           retryAfterSeconds: 1)
+        }
+        let now = Self.now()
+        pending += jobs
+        oldestArrival += Array(repeating: now, count: jobs.count)
+        condition.broadcast()
+    }
+
+    /// Lets the thread finish what is queued, and waits for it to end.
+    func stop() {
+        condition.lock()
+        let started = thread != nil && !stopping
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        if started { finished.wait() }
+    }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty && stopping { condition.unlock(); finished.signal(); return }
+            let deadline = oldestArrival[0] + maxDelay
+            while pending.count < maxBatchSize && !stopping {
+                let left = deadline - Self.now()
+                if left <= 0 { break }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: left))
+            }
+            // The first jobs, up to the batch size, of the same model version.
+            let version = pending[0].version
+            var n = 0
+            while n < min(maxBatchSize, pending.count) && pending[n].version === version { n += 1 }
+            let batch = Array(pending[..<n])
+            pending.removeFirst(n)
+            oldestArrival.removeFirst(n)
+            let depth = pending.count
+            condition.unlock()
+
+            onBatch(n, depth)
+            let result = Result { try version.predictor.predict(batch.map(\.input), k: batch.map(\.k)) }
+            for (i, job) in batch.enumerated() {
+                job.done(result.map { $0[i] })
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Turns every error into a JSON `{"error": "..."}` body with its status (and `Retry-After` for 503).
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let status = Self.status(of: error)
+            var response = PredictionServer.json(["error": Self.message(of: error, request: request)],
+                                                 status: HTTPResponse.Status(code: status))
+            if case ServingError.unavailable(_, let seconds) = error {
+                response.headers[HTTPField.Name("Retry-After")!] = String(seconds)
+            }
+            if case ServingError.tooLarge = error {
+                response.headers[.connection] = "close"  // the rest of the body is not read
+            }
+            return response
+        }
+    }
+
+    static func status(of error: Error) -> Int {
+        if let error = error as? ServingError { return error.status }
+        if let error = error as? HTTPResponseError { return Int(error.status.code) }
+        return 500
+    }
+
+    static func message(of error: Error, request: Request) -> String {
+        if let error = error as? ServingError { return error.description }
+        if let error = error as? HTTPError {
+            if error.status == .notFound { return "no route \(request.method) \(request.uri.path)" }
+            return error.body ?? error.status.reasonPhrase
+        }
+        if let error = error as? HTTPResponseError { return "\(error.status.code) \(error.status.reasonPhrase)" }
+        return "internal error: \(error)"
+    }
+}
+
+/// Requires `Authorization: Bearer KEY` on every route but `/healthz`.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let key: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.path != "/healthz" else { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header == "Bearer \(key)" else {
+            throw ServingError.unauthorized
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The response header through which a predict handler tells the log how many images it had.
+let imagesHeader = HTTPField.Name("X-Images")!
+
+/// One log line per request: method, path, status, milliseconds and images.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    let log: @Sendable (String) -> Void
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = InferenceLoop.now()
+        func line(_ status: Int, _ images: String) {
+            log("\(request.method) \(request.uri.path) \(status) "
+                + String(format: "%.1fms", (InferenceLoop.now() - start) * 1000) + " \(images) images")
+        }
+        do {
+            let response = try await next(request, context)
+            line(Int(response.status.code), response.headers[imagesHeader] ?? "0")
+            return response
+        } catch {
+            line(JSONErrorMiddleware<Context>.status(of: error), "0")
+            throw error
+        }
+    }
+}

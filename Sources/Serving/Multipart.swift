@@ -1,0 +1,100 @@
+import Foundation
+
+/// A `multipart/form-data` body (RFC 7578) split into its parts. Only what image upload needs: the
+/// boundary from the Content-Type, each part's Content-Disposition `name`/`filename`, and its bytes.
+/// Anything malformed is a `ServingError.badRequest` that says what is wrong.
+struct MultipartForm {
+    /// One part: its label (the filename, else the field name, else `part N`) and its bytes.
+    struct Part {
+        var label: String
+        var bytes: ArraySlice<UInt8>
+    }
+
+    /// The boundary of a `multipart/form-data; boundary=...` Content-Type, nil for another type.
+    static func boundary(contentType: String) throws -> String? {
+        let fields = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let type = fields.first, type.lowercased() == "multipart/form-data" else { return nil }
+        for field in fields.dropFirst() {
+            let pair = field.split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2, pair[0].lowercased() == "boundary" else { continue }
+            var value = pair[1]
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            guard (1...70).contains(value.utf8.count) else {
+                throw ServingError.badRequest("malformed multipart body: the boundary must be 1 to 70 characters")
+            }
+            return value
+        }
+        throw ServingError.badRequest("malformed multipart body: the Content-Type has no boundary")
+    }
+
+    /// The parts of `body`.
+    static func parse(_ body: [UInt8], boundary: String) throws -> [Part] {
+        func malformed(_ why: String) -> ServingError { .badRequest("malformed multipart body: \(why)") }
+        let delimiter = Array("--\(boundary)".utf8)
+        let crlf: [UInt8] = [13, 10]
+        guard var position = find(delimiter, in: body, from: 0) else {
+            throw malformed("no boundary line '--\(boundary)'")
+        }
+        var parts: [Part] = []
+        while true {
+            position += delimiter.count
+            // After a delimiter: "--" ends the body, CRLF starts a part.
+            if body.count >= position + 2, body[position] == 45, body[position + 1] == 45 {
+                if parts.isEmpty { throw malformed("it has no parts") }
+                return parts
+            }
+            guard body.count >= position + 2, Array(body[position..<position + 2]) == crlf else {
+                throw malformed("part \(parts.count + 1): the boundary line is not followed by CRLF")
+            }
+            position += 2
+            let headerEnd: Int
+            if body[position...].starts(with: crlf) {
+                headerEnd = position - 2  // no headers
+            } else if let end = find([13, 10, 13, 10], in: body, from: position) {
+                headerEnd = end
+            } else {
+                throw malformed("part \(parts.count + 1): its headers do not end with an empty line")
+            }
+            let headers = String(decoding: body[position..<max(position, headerEnd)], as: UTF8.self)
+            let contentStart = headerEnd + 4
+            guard let next = find(crlf + delimiter, in: body, from: contentStart) else {
+                throw malformed("part \(parts.count + 1): no closing boundary '--\(boundary)--'")
+            }
+            parts.append(Part(label: label(headers: headers, index: parts.count + 1), bytes: body[contentStart..<next]))
+            position = next + 2
+        }
+    }
+
+    /// The part's filename, else its field name, else "part N".
+    static func label(headers: String, index: Int) -> String {
+        for line in headers.split(separator: "\r\n") {
+            let pair = line.split(separator: ":", maxSplits: 1)
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "content-disposition" else { continue }
+            var found: [String: String] = [:]
+            for field in pair[1].split(separator: ";").dropFirst() {
+                let kv = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard kv.count == 2 else { continue }
+                found[kv[0].lowercased()] = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+            if let file = found["filename"], !file.isEmpty { return file }
+            if let name = found["name"], !name.isEmpty { return name }
+        }
+        return "part \(index)"
+    }
+
+    /// The first index ≥ `start` where `needle` occurs in `haystack`.
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard let first = needle.first, haystack.count >= needle.count else { return nil }
+        var i = start
+        let last = haystack.count - needle.count
+        while i <= last {
+            if haystack[i] == first {
+                var j = 1
+                while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+}

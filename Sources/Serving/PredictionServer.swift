@@ -1,0 +1,216 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ImagePreprocessing
+import Logging
+import Training
+
+/// `finetune serve`: the models of a `ServeConfiguration` behind an HTTP API on Hummingbird 2.
+///
+/// Routes: `POST /v1/models/{name}:predict` (a raw JPEG/PNG body, or `multipart/form-data` with one or
+/// more images; query `top_k`), `POST /v1/models/{name}:reload`, `GET /v1/models`, `GET /healthz`,
+/// `GET /readyz`, `GET /metrics` (Prometheus text) and `GET /` (a page to try a photo). Errors are JSON
+/// `{"error": "..."}`. Each request is logged as one line: method, path, status, milliseconds, images.
+public final class PredictionServer: @unchecked Sendable {
+    let configuration: ServeConfiguration
+    let models: [String: ServedModel]
+    let order: [String]
+    let metrics = ServingMetrics()
+    let decoder: DecodePool
+    let log: @Sendable (String) -> Void
+
+    /// Loads every model (errors name the run directory or weights); `run()` then serves them.
+    /// `log` receives the per-request lines and server messages.
+    public init(configuration: ServeConfiguration, log: @escaping @Sendable (String) -> Void) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.log = log
+        var models: [String: ServedModel] = [:]
+        for model in configuration.models {
+            models[model.name] = try ServedModel(model, configuration: configuration, metrics: metrics)
+        }
+        self.models = models
+        order = configuration.models.map(\.name)
+        decoder = DecodePool(workers: configuration.decodeWorkers, maxPixels: configuration.maxPixels, metrics: metrics)
+    }
+
+    /// Whether every model has warmed up.
+    public var ready: Bool { models.values.allSatisfy(\.ready) }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting, answers the requests in flight, lets the
+    /// inference loops finish and returns. `onListening` gets the bound address (with the real port
+    /// when the configuration asked for port 0); the models warm up after that, and `/readyz` says
+    /// when they have.
+    public func run(onListening: @escaping @Sendable (_ host: String, _ port: Int) -> Void) async throws {
+        var logger = Logger(label: "finetune.serve")
+        logger.logLevel = .error
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "finetune"),
+            onServerRunning: { [self] channel in
+                onListening(configuration.host, channel.localAddress?.port ?? configuration.port)
+                Thread.detachNewThread { [self] in
+                    for name in order {
+                        do { try models[name]!.start() } catch {
+                            log("model \(name) failed to warm up: \(error)")
+                        }
+                    }
+                    if ready { log("ready: \(order.joined(separator: ", "))") }
+                }
+            },
+            logger: logger)
+        defer { for model in models.values { model.loop.stop() } }
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: RequestLogMiddleware(log: log))
+        router.add(middleware: JSONErrorMiddleware())
+        if let key = configuration.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: IndexPage.html)))
+        }
+        router.get("/healthz") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/readyz") { [self] _, _ in
+            let waiting = order.filter { !models[$0]!.ready }
+            guard waiting.isEmpty else {
+                throw ServingError.unavailable("not ready: warming up \(waiting.joined(separator: ", "))", retryAfterSeconds: 1)
+            }
+            return Self.json(["status": "ready"])
+        }
+        router.get("/metrics") { [self] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
+        router.get("/v1/models") { [self] _, _ in
+            Self.json(ModelList(models: order.map { ModelInfo(models[$0]!) }))
+        }
+        router.post("/v1/models/{name}:predict") { [self] request, context in
+            try await predict(request, name: context.parameters.get("name") ?? "")
+        }
+        router.post("/v1/models/{name}:reload") { [self] _, context in
+            let name = context.parameters.get("name") ?? ""
+            guard let model = models[name] else { throw ServingError.unknownModel(name) }
+            let version = try await Task.detached { try model.reload() }.value
+            log("reloaded \(name): version \(version.number)")
+            return Self.json(ModelInfo(model))
+        }
+        return router
+    }
+
+    /// `POST /v1/models/{name}:predict`, counted in `finetune_requests_total` by model and status.
+    func predict(_ request: Request, name: String) async throws -> Response {
+        let start = InferenceLoop.now()
+        let label = models[name] == nil ? "unknown" : name
+        do {
+            let response = try await predictUncounted(request, name: name, start: start)
+            metrics.request(model: label, status: Int(response.status.code), seconds: InferenceLoop.now() - start)
+            return response
+        } catch {
+            metrics.request(model: label, status: JSONErrorMiddleware<BasicRequestContext>.status(of: error), seconds: InferenceLoop.now() - start)
+            throw error
+        }
+    }
+
+    private func predictUncounted(_ request: Request, name: String, start: Double) async throws -> Response {
+        guard let model = models[name] else { throw ServingError.unknownModel(name) }
+        guard model.ready else { throw ServingError.unavailable("model \(name) is warming up", retryAfterSeconds: 1) }
+        var k = configuration.defaultTopK
+        if let text = request.uri.queryParameters.get("top_k") {
+            guard let value = Int(text), value >= 1 else { throw ServingError.badRequest("top_k must be a whole number ≥ 1, not '\(text)'") }
+            k = value
+        }
+        let parts = try await self.parts(of: request)
+        let version = model.version
+        let inputs = try await decoder.inputs(parts, for: version)
+        let timeout = configuration.requestTimeoutMilliseconds / 1000 - (InferenceLoop.now() - start)
+        let results = try await Gather.results(of: inputs, k: k, version: version, loop: model.loop, timeout: timeout,
+                                               timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
+        let answer = PredictAnswer(model: name, version: version.number,
+                                   predictions: zip(parts, results).map { .init(part: $0.label, topK: $1) })
+        var response = Self.json(answer)
+        response.headers[imagesHeader] = String(parts.count)
+        return response
+    }
+
+    /// The images of a request: the body itself, or the parts of a multipart body.
+    func parts(of request: Request) async throws -> [MultipartForm.Part] {
+        let limit = configuration.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw ServingError.tooLarge("the body is \(length) bytes, over --max-body-bytes \(limit)")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch let error as HTTPResponseError where error.status == .contentTooLarge {
+            throw ServingError.tooLarge("the body is over --max-body-bytes \(limit)")
+        }
+        let body = Array(buffer.readableBytesView)
+        guard !body.isEmpty else { throw ServingError.badRequest("the body is empty: send an image, or multipart/form-data with images") }
+        guard let boundary = try MultipartForm.boundary(contentType: request.headers[.contentType] ?? "") else {
+            return [MultipartForm.Part(label: "body", bytes: body[...])]
+        }
+        let parts = try MultipartForm.parse(body, boundary: boundary)
+        guard parts.count <= configuration.maxQueue else {
+            throw ServingError.tooLarge("\(parts.count) images in one request, over --max-queue \(configuration.maxQueue)")
+        }
+        return parts
+    }
+
+    /// A JSON response (snake_case keys, sorted).
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? encoder.encode(value)) ?? Foundation.Data(#"{"error":"cannot encode the answer"}"#.utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }()
+}
+
+/// The answer of a predict request: one entry per image, in the order sent.
+struct PredictAnswer: Encodable {
+    struct Prediction: Encodable {
+        var part: String
+        var topK: [RankedClass]
+    }
+    var model: String
+    var version: Int
+    var predictions: [Prediction]
+}
+
+/// `GET /v1/models`.
+struct ModelList: Encodable { var models: [ModelInfo] }
+
+/// One model of `GET /v1/models`.
+struct ModelInfo: Encodable {
+    var name: String
+    var architecture: String
+    var classes: [String]
+    var preprocessing: Preprocessing
+    var source: String
+    var version: Int
+    var loadedAt: String
+    var ready: Bool
+
+    init(_ model: ServedModel) {
+        let version = model.version
+        name = model.name
+        architecture = version.predictor.architecture
+        classes = version.predictor.classNames
+        preprocessing = version.predictor.preprocessing
+        switch model.source {
+        case .run(let path): source = RunDirectory(path).path
+        case .zoo(let architecture, let weights): source = "zoo:\(architecture):\(weights ?? "none")"
+        }
+        self.version = version.number
+        loadedAt = RunDirectory.timestamp(version.loadedAt)
+        ready = model.ready
+    }
+}

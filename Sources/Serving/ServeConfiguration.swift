@@ -1,0 +1,120 @@
+import Foundation
+
+/// Everything `finetune serve` was asked for: the models, where to listen, the batching and the limits.
+public struct ServeConfiguration: Sendable {
+    /// Where a served model comes from.
+    public enum ModelSource: Sendable, Equatable {
+        /// A run directory written by `finetune train`.
+        case run(path: String)
+        /// A zoo architecture with weights (a catalog tag or name, or a weights file; nil: random).
+        case zoo(architecture: String, weights: String?)
+    }
+
+    /// A model to serve under `name` (the URL's `{name}`).
+    public struct Model: Sendable, Equatable {
+        /// The name in `/v1/models/{name}:predict`.
+        public var name: String
+        /// Where it is loaded from (and reloaded from).
+        public var source: ModelSource
+
+        /// A model named `name`.
+        public init(name: String, source: ModelSource) {
+            self.name = name
+            self.source = source
+        }
+    }
+
+    /// The models, in the order `/v1/models` lists them.
+    public var models: [Model]
+    /// The address to bind (127.0.0.1 unless asked otherwise).
+    public var host = "127.0.0.1"
+    /// The port (0: any free port, printed once listening).
+    public var port = 8080
+    /// The most images one forward pass takes.
+    public var maxBatchSize = 16
+    /// How long the inference loop waits for a batch to fill, in milliseconds.
+    public var maxBatchDelayMilliseconds = 5.0
+    /// The most decoded images waiting for inference, per model; more gets 503 with `Retry-After`.
+    public var maxQueue = 256
+    /// The largest request body; more gets 413 without the rest being read.
+    public var maxBodyBytes = 20_000_000
+    /// The largest image, in pixels (width × height), decoded (decompression-bomb guard).
+    public var maxPixels = 40_000_000
+    /// How long a predict request may take, in milliseconds, before 504.
+    public var requestTimeoutMilliseconds = 30_000.0
+    /// Images decoded and preprocessed at once, on worker threads.
+    public var decodeWorkers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// When set, every route but `/healthz` requires `Authorization: Bearer <apiKey>`.
+    public var apiKey: String?
+    /// The `top_k` of a request that does not say.
+    public var defaultTopK = 5
+
+    /// A configuration serving `models` with the defaults.
+    public init(models: [Model]) {
+        self.models = models
+    }
+
+    /// Checks the values, naming the flag of a bad one.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ServingError.badConfiguration(message) } }
+        try check(!models.isEmpty, "give at least one run directory (or --arch)")
+        try check(Set(models.map(\.name)).count == models.count,
+                  "two models are named the same (\(models.map(\.name).joined(separator: ", "))): use --name")
+        for model in models {
+            try check(!model.name.isEmpty && model.name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) },
+                      "model name '\(model.name)' must be letters, digits, '-', '_' or '.' (use --name)")
+        }
+        try check((0...65535).contains(port), "--port must be 0...65535")
+        try check(maxBatchSize >= 1, "--max-batch-size must be at least 1")
+        try check(maxBatchDelayMilliseconds >= 0 && maxBatchDelayMilliseconds.isFinite, "--max-batch-delay-ms must be 0 or more")
+        try check(maxQueue >= 1, "--max-queue must be at least 1")
+        try check(maxBodyBytes >= 1, "--max-body-bytes must be at least 1")
+        try check(maxPixels >= 1, "--max-pixels must be at least 1")
+        try check(requestTimeoutMilliseconds > 0 && requestTimeoutMilliseconds.isFinite, "--request-timeout-ms must be positive")
+        try check(decodeWorkers >= 1, "--decode-workers must be at least 1")
+        try check(apiKey.map { !$0.isEmpty } ?? true, "--api-key (or FINETUNE_API_KEY) must not be empty")
+    }
+}
+
+/// Why a request or the server failed; each has its HTTP status and a message for `{"error": ...}`.
+public enum ServingError: Error, CustomStringConvertible, Equatable {
+    /// A flag or argument of `serve` is wrong.
+    case badConfiguration(String)
+    /// 400: the request is wrong (bad image, malformed multipart, empty body, bad query).
+    case badRequest(String)
+    /// 401: missing or wrong API key.
+    case unauthorized
+    /// 404: no such model.
+    case unknownModel(String)
+    /// 413: the body is over `--max-body-bytes`, or has more images than `--max-queue`.
+    case tooLarge(String)
+    /// 503: the queue is full (retry after the given seconds), or the model is not ready.
+    case unavailable(String, retryAfterSeconds: Int)
+    /// 504: the request took longer than `--request-timeout-ms`.
+    case timeout(Double)
+    /// 500: inference failed.
+    case internalError(String)
+
+    /// The HTTP status code.
+    public var status: Int {
+        switch self {
+        case .badConfiguration, .badRequest: return 400
+        case .unauthorized: return 401
+        case .unknownModel: return 404
+        case .tooLarge: return 413
+        case .unavailable: return 503
+        case .timeout: return 504
+        case .internalError: return 500
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .badConfiguration(let m), .badRequest(let m), .tooLarge(let m), .internalError(let m): return m
+        case .unavailable(let m, _): return m
+        case .unauthorized: return "missing or wrong API key: send the header 'Authorization: Bearer KEY'"
+        case .unknownModel(let name): return "no model named '\(name)' (GET /v1/models lists them)"
+        case .timeout(let ms): return "the request took longer than --request-timeout-ms (\(Int(ms)) ms)"
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Data
+import Foundation
+import Torch
+import Training
+
+/// One model the server answers for: its current version, its inference loop and whether it has
+/// warmed up. A reload loads and warms a new version beside the old one, then swaps them; images
+/// already queued finish on the version they were preprocessed for.
+final class ServedModel: @unchecked Sendable {
+    let name: String
+    let source: ServeConfiguration.ModelSource
+    let loop: InferenceLoop
+    private let lock = NSLock()
+    private var current: ModelVersion
+    private var isReady = false
+    private let warmUpBatchSize: Int
+
+    /// Loads the model (errors name the run directory or weights); it is not ready until `warmUp()`.
+    init(_ model: ServeConfiguration.Model, configuration: ServeConfiguration, metrics: ServingMetrics) throws {
+        name = model.name
+        source = model.source
+        warmUpBatchSize = configuration.maxBatchSize
+        current = ModelVersion(predictor: try Self.load(model.source), number: 1)
+        let name = model.name
+        loop = InferenceLoop(maxBatchSize: configuration.maxBatchSize,
+                             maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,
+                             maxQueue: configuration.maxQueue) { size, depth in
+            metrics.batch(model: name, size: size, queueDepth: depth)
+        }
+        metrics.queue(model: name, depth: 0)
+    }
+
+    /// A predictor for `source`.
+    static func load(_ source: ServeConfiguration.ModelSource) throws -> Predictor {
+        switch source {
+        case .run(let path):
+            let run = RunDirectory(path)
+            return try Predictor(run: run, config: run.readConfig())
+        case .zoo(let architecture, let weights):
+            return try Predictor(architecture: architecture, weights: weights)
+        }
+    }
+
+    /// The version new requests use.
+    var version: ModelVersion { lock.lock(); defer { lock.unlock() }; return current }
+    /// Whether the model has loaded and warmed up.
+    var ready: Bool { lock.lock(); defer { lock.unlock() }; return isReady }
+
+    /// Runs a batch of one and a full batch through `version` (first-call allocations, kernels picked).
+    func warmUp(_ version: ModelVersion) throws {
+        let p = version.predictor.preprocessing
+        let side = max(p.resizeSize, p.cropSize)
+        let image = try Image(rgb: [UInt8](repeating: 128, count: side * side * 3), width: side, height: side)
+        let input = try version.predictor.input(image)
+        for n in Set([1, warmUpBatchSize]).sorted() {
+            _ = try version.predictor.predict(Array(repeating: input, count: n), k: Array(repeating: 1, count: n))
+        }
+    }
+
+    /// Warms the loaded version up and starts the inference loop; the model is then ready.
+    func start() throws {
+        try warmUp(version)
+        loop.start(name: name)
+        lock.lock()
+        isReady = true
+        lock.unlock()
+    }
+
+    /// Loads `source` again, warms the new version up and swaps it in.
+    func reload() throws -> ModelVersion {
+        let old = version
+        let fresh = ModelVersion(predictor: try Self.load(source), number: old.number + 1)
+        try warmUp(fresh)
+        lock.lock()
+        current = fresh
+        lock.unlock()
+        return fresh
+    }
+}

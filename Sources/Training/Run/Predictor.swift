@@ -1,0 +1,119 @@
+import Data
+import Foundation
+import NN
+import Torch
+import Vision
+
+/// A class index, its name and its probability: one entry of a prediction's top-k, the object of
+/// `predict --json`'s `top_k` and of the server's answers (`class`, `index`, `probability`; a
+/// probability that is not finite encodes as `null`).
+public struct RankedClass: Encodable, Equatable, Sendable {
+    /// The class index (the model output's row).
+    public var index: Int
+    /// The class name.
+    public var className: String
+    /// The softmax probability (sigmoid for a one-output binary model).
+    public var probability: Double
+
+    /// A ranked class.
+    public init(index: Int, className: String, probability: Double) {
+        self.index = index
+        self.className = className
+        self.probability = probability
+    }
+
+    enum CodingKeys: String, CodingKey { case index, className = "class", probability }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(index, forKey: .index)
+        try container.encode(className, forKey: .className)
+        if probability.isFinite { try container.encode(probability, forKey: .probability) } else {
+            try container.encodeNil(forKey: .probability)
+        }
+    }
+}
+
+/// A classifier ready for inference, from a run directory (its model, class names and preprocessing)
+/// or from the model zoo: what `finetune predict` and `finetune serve` use to turn images into top-k
+/// classes. The model is in eval mode (BatchNorm folded into its convolutions on the forward pass).
+///
+/// Not safe for concurrent use of `probabilities` (one inference loop at a time); `input(_:)` may be
+/// called from several threads.
+public final class Predictor: @unchecked Sendable {
+    /// The network, in eval mode.
+    public let model: ImageClassifier
+    /// The input transform (resize, crop, mean/std) the model expects.
+    public let preprocessing: Preprocessing
+    /// One name per class index.
+    public let classNames: [String]
+    /// The zoo architecture name.
+    public let architecture: String
+    /// Whether the model has one sigmoid output for two classes.
+    public let isBinary: Bool
+    /// The run's config, nil for a zoo model.
+    public let runConfig: RunConfig?
+    /// The precision of the forward pass (`--precision`; resolve `.auto` with `Precision.resolved(for:)`
+    /// first): bf16 runs under the layer policy, and the outputs are float32 either way.
+    public var precision: Precision = .fp32
+
+    /// The run's model, classes and preprocessing (`config` is `run.readConfig()`).
+    public init(run: RunDirectory, config: RunConfig) throws {
+        model = try run.loadModel(config)
+        preprocessing = config.preprocessing
+        classNames = config.classNames
+        architecture = config.architecture
+        isBinary = config.head.isBinary
+        runConfig = config
+    }
+
+    /// A zoo model with `weights` (a catalog tag or name, a weights file; nil: random), channels-last.
+    public init(architecture: String, weights: String?) throws {
+        let pretrained = try ModelZoo.make(architecture, weights: weights)
+        model = pretrained.model
+        try model.useChannelsLast()
+        model.eval()
+        preprocessing = pretrained.preprocessing
+        classNames = pretrained.classNames
+        self.architecture = architecture
+        isBinary = false
+        runConfig = nil
+    }
+
+    /// The model input [3, H, W] (or [5, 3, H, W] for `tta: .crops`) of one decoded image.
+    public func input(_ image: Image, tta: TestTimeAugmentation = .off) throws -> Tensor {
+        var unused = SampleRandom(seed: 0)
+        return try tta.transform(preprocessing).tensor(from: image.rgb(), random: &unused)
+    }
+
+    /// Class probabilities [N, classes] of a batch of `input`s (averaged over the `tta` views).
+    public func probabilities(_ inputs: [Tensor], tta: TestTimeAugmentation = .off) throws -> Tensor {
+        try withInferenceMode { () throws -> Tensor in
+            let averaged = try tta.probabilities(Tensor.stack(inputs)) { view in
+                try withPrecision(precision) { try model(view).to(.float32) }
+            }
+            guard isBinary else { return averaged }
+            // One sigmoid output: P(class 1) = sigmoid(z), P(class 0) = 1 - that.
+            let positive = averaged
+            return try Tensor.cat([1 - positive, positive], dim: 1)
+        }
+    }
+
+    /// The top `k[i]` classes of row i of `probabilities` (each k at most the class count).
+    public func ranked(_ probabilities: Tensor, k: [Int]) throws -> [[RankedClass]] {
+        let kMax = min(k.max() ?? 1, classNames.count)
+        let (values, indices) = try probabilities.topk(kMax, dim: 1)
+        let p = try values.floats(), idx = try indices.toArray(Int64.self)
+        return k.enumerated().map { row, wanted in
+            (0..<min(wanted, kMax)).map { j in
+                let i = Int(idx[row * kMax + j])
+                return RankedClass(index: i, className: classNames[i], probability: Double(p[row * kMax + j]))
+            }
+        }
+    }
+
+    /// `ranked(probabilities(inputs), k:)`.
+    public func predict(_ inputs: [Tensor], k: [Int], tta: TestTimeAugmentation = .off) throws -> [[RankedClass]] {
+        try ranked(probabilities(inputs, tta: tta), k: k)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `finetune serve` as a client sees it: a tiny run (MobileNetV2 from ImageNet weights, fine-tuned one
+/// epoch at 64 px on the 20 foolbox photos in 6 classes), served on a free port and asked over HTTP.
+final class ServeTests: XCTestCase {
+    static let classes = ["c0", "c1", "c2", "c3", "c4", "c5"]
+    nonisolated(unsafe) static var root = ""
+    nonisolated(unsafe) static var runDirectory = ""
+    nonisolated(unsafe) static var photos: [String] = []
+    /// `predict --json`'s top_k of each photo (by file name).
+    nonisolated(unsafe) static var expected: [String: [[String: Any]]] = [:]
+    nonisolated(unsafe) static var server: ServerProcess?
+    nonisolated(unsafe) static var setupError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        do { try makeRunAndServer() } catch { setupError = error }
+    }
+
+    override class func tearDown() {
+        if let server { _ = server.terminate() }
+        server = nil
+        if !root.isEmpty { try? FileManager.default.removeItem(atPath: root) }
+        super.tearDown()
+    }
+
+    static func finetune(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = ServerProcess.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        final class Box: @unchecked Sendable { var data = Foundation.Data() }
+        let box = Box(), group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { box.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: box.data, as: UTF8.self))
+    }
+
+    static func makeRunAndServer() throws {
+        guard let foolbox = RealAssets.foolboxData, RealAssets.mobileNetV2 != nil else {
+            throw ServeFailed(message: "the foolbox photos and MobileNetV2 weights are needed (scripts/setup puts them in the cache)")
+        }
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)").path
+        let names = try FileManager.default.contentsOfDirectory(atPath: foolbox).filter { $0.hasPrefix("imagenet_") }.sorted()
+        photos = names.map { foolbox + "/" + $0 }
+        for (i, name) in names.enumerated() {
+            let folder = "\(root)/data/\(classes[i % classes.count])"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: foolbox + "/" + name, toPath: folder + "/" + name)
+        }
+        runDirectory = root + "/tiny"
+        let train = try finetune(["train", root + "/data", "--out", runDirectory, "--arch", "mobilenet_v2", "--weights", "imagenet",
+                                  "--input-size", "64", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--threads", "2"])
+        guard train.status == 0 else { throw ServeFailed(message: "train failed: \(train.stderr)") }
+        let predict = try finetune(["predict", runDirectory, "--json", "--top-k", "5", "--threads", "2"] + photos)
+        guard predict.status == 0 else { throw ServeFailed(message: "predict failed: \(predict.stderr)") }
+        for line in predict.stdout.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Foundation.Data(line.utf8)) as! [String: Any]
+            expected[((object["file"] as! String) as NSString).lastPathComponent] = object["top_k"] as? [[String: Any]]
+        }
+        server = try ServerProcess([runDirectory])
+    }
+
+    func liveServer() throws -> ServerProcess {
+        if let error = Self.setupError { throw error }
+        return try XCTUnwrap(Self.server)
+    }
+
+    /// The answer's top_k equals predict --json's for `file`: same classes in order, probabilities to 1e-5.
+    func assertSameTopK(_ topK: Any?, as file: String, line: UInt = #line) {
+        guard let got = topK as? [[String: Any]], let want = Self.expected[file] else {
+            return XCTFail("no top_k for \(file): \(String(describing: topK))", line: line)
+        }
+        XCTAssertEqual(got.count, want.count, file, line: line)
+        for (g, w) in zip(got, want) {
+            XCTAssertEqual(g["class"] as? String, w["class"] as? String, file, line: line)
+            XCTAssertEqual(g["index"] as? Int, w["index"] as? Int, file, line: line)
+            XCTAssertEqual(g["probability"] as? Double ?? -1, w["probability"] as? Double ?? 1, accuracy: 1e-5, file, line: line)
+        }
+    }
+
+    /// The value of a Prometheus sample line `name{labels} value` (0 when absent).
+    static func metric(_ text: String, _ prefix: String) -> Double {
+        for line in text.split(separator: "\n") where line.hasPrefix(prefix + " ") {
+            return Double(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+
+    func predictOne(_ server: ServerProcess, _ photo: String) throws -> ServerProcess.Answer {
+        try server.request("POST", "/v1/models/tiny:predict", body: Foundation.Data(contentsOf: URL(fileURLWithPath: photo)),
+                           headers: ["Content-Type": "image/jpeg"])
+    }
+
+    func testPredictionsEqualPredictJSONOneByOneAndAsMultipartAndRoutesAnswer() throws {
+        let server = try liveServer()
+        let before = try server.request("GET", "/metrics")
+        let ok = #"finetune_requests_total{model="tiny",status="200"}"#
+        let countBefore = Self.metric(before.text, ok)
+        let decodedBefore = Self.metric(before.text, "finetune_images_decoded_total")
+
+        for photo in Self.photos {
+            let answer = try predictOne(server, photo)
+            XCTAssertEqual(answer.status, 200, answer.text)
+            let predictions = answer.json["predictions"] as? [[String: Any]] ?? []
+            XCTAssertEqual(predictions.count, 1)
+            assertSameTopK(predictions.first?["top_k"], as: (photo as NSString).lastPathComponent)
+        }
+        let files = try Self.photos.map { (($0 as NSString).lastPathComponent, try Foundation.Data(contentsOf: URL(fileURLWithPath: $0))) }
+        let (body, type) = ServerProcess.multipart(files)
+        let answer = try server.request("POST", "/v1/models/tiny:predict?top_k=5", body: body, headers: ["Content-Type": type])
+        XCTAssertEqual(answer.status, 200, answer.text)
+        let predictions = answer.json["predictions"] as? [[String: Any]] ?? []
+        XCTAssertEqual(predictions.map { $0["part"] as? String ?? "" }, files.map(\.0))
+        for prediction in predictions { assertSameTopK(prediction["top_k"], as: prediction["part"] as? String ?? "") }
+
+        // top_k=2: two classes.
+        let two = try server.request("POST", "/v1/models/tiny:predict?top_k=2", body: files[0].1, headers: ["Content-Type": "image/jpeg"])
+        XCTAssertEqual(((two.json["predictions"] as? [[String: Any]])?.first?["top_k"] as? [Any])?.count, 2, two.text)
+
+        let health = try server.request("GET", "/healthz")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertEqual(health.json["status"] as? String, "ok")
+        let ready = try server.request("GET", "/readyz")
+        XCTAssertEqual(ready.status, 200)
+        XCTAssertEqual(ready.json["status"] as? String, "ready")
+        let models = try server.request("GET", "/v1/models")
+        XCTAssertEqual(models.status, 200)
+        let model = try XCTUnwrap((models.json["models"] as? [[String: Any]])?.first, models.text)
+        XCTAssertEqual(model["name"] as? String, "tiny")
+        XCTAssertEqual(model["architecture"] as? String, "mobilenet_v2")
+        XCTAssertEqual(model["classes"] as? [String], Self.classes)
+        XCTAssertEqual((model["preprocessing"] as? [String: Any])?["crop_size"] as? Int, 64, models.text)
+        XCTAssertNotNil(model["loaded_at"] as? String)
+        XCTAssertEqual(model["ready"] as? Bool, true)
+
+        let metrics = try server.request("GET", "/metrics")
+        XCTAssertEqual(metrics.status, 200)
+        XCTAssertEqual(Self.metric(metrics.text, ok) - countBefore, 22, metrics.text)
+        XCTAssertEqual(Self.metric(metrics.text, "finetune_images_decoded_total") - decodedBefore, 41)
+        for name in ["finetune_request_duration_seconds_count{model=\"tiny\"}", "finetune_batch_size_count{model=\"tiny\"}"] {
+            XCTAssertGreaterThan(Self.metric(metrics.text, name), 0, name)
+        }
+        XCTAssertTrue(metrics.text.contains("finetune_queue_depth{model=\"tiny\"}"), metrics.text)
+        XCTAssertTrue(metrics.text.contains("finetune_decode_failures_total"), metrics.text)
+        XCTAssertTrue(server.log.contains("POST /v1/models/tiny:predict 200 "), server.log)
+        XCTAssertTrue(server.log.contains(" 20 images"), server.log)
+    }
+}
