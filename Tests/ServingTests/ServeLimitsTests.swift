@@ -1,0 +1,243 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import TensorIO
+import Torch
+import XCTest
+
+/// Bad input, limits, load and shutdown: the statuses of the issue's point 4, with a good request after
+/// each; 200 requests 32 at a time; SIGTERM under load.
+extension ServeTests {
+    /// A PNG whose header says `width`×`height` (a decompression bomb when large), with a valid CRC.
+    static func pngHeader(width: UInt32, height: UInt32) -> Foundation.Data {
+        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+        func crc32(_ bytes: [UInt8]) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                crc ^= UInt32(b)
+                for _ in 0..<8 { crc = (crc >> 1) ^ (crc & 1 == 1 ? 0xEDB8_8320 : 0) }
+            }
+            return ~crc
+        }
+        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+            let body = Array(type.utf8) + data
+            return be32(UInt32(data.count)) + body + be32(crc32(body))
+        }
+        let ihdr = be32(width) + be32(height) + [8, 2, 0, 0, 0]
+        let idat: [UInt8] = [0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]
+        return Foundation.Data([137, 80, 78, 71, 13, 10, 26, 10] + chunk("IHDR", ihdr) + chunk("IDAT", idat) + chunk("IEND", []))
+    }
+
+    func assertGoodRequest(_ server: ServerProcess, after what: String, line: UInt = #line) throws {
+        let photo = Self.photos[3]
+        let answer = try predictOne(server, photo)
+        XCTAssertEqual(answer.status, 200, "after \(what): \(answer.text)", line: line)
+        assertSameTopK((answer.json["predictions"] as? [[String: Any]])?.first?["top_k"], as: (photo as NSString).lastPathComponent, line: line)
+    }
+
+    func assertError(_ answer: ServerProcess.Answer, _ status: Int, mentions: String, line: UInt = #line) {
+        XCTAssertEqual(answer.status, status, answer.text, line: line)
+        let message = answer.json["error"] as? String ?? ""
+        XCTAssertTrue(message.contains(mentions), "'\(message)' should mention '\(mentions)'", line: line)
+        XCTAssertEqual(answer.headers["content-type"], "application/json", line: line)
+    }
+
+    func testBadInputsGetTheirStatusAndTheServerKeepsServing() throws {
+        let server = try liveServer()
+        let path = "/v1/models/tiny:predict"
+        let jpeg = ["Content-Type": "image/jpeg"]
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[0]))
+
+        assertError(try server.request("POST", path, body: photo.prefix(600), headers: jpeg), 400, mentions: "body")
+        try assertGoodRequest(server, after: "a truncated JPEG")
+        assertError(try server.request("POST", path, body: Foundation.Data("not an image".utf8), headers: jpeg), 400, mentions: "body")
+        try assertGoodRequest(server, after: "text")
+        // 10,000 × 10,000: over --max-pixels (40 M by default), refused from the header without decoding.
+        assertError(try server.request("POST", path, body: Self.pngHeader(width: 10_000, height: 10_000), headers: ["Content-Type": "image/png"]),
+                    400, mentions: "--max-pixels")
+        try assertGoodRequest(server, after: "a decompression bomb")
+        // 100,000 × 100,000: over the codec's own limit too.
+        assertError(try server.request("POST", path, body: Self.pngHeader(width: 100_000, height: 100_000), headers: ["Content-Type": "image/png"]),
+                    400, mentions: "too large")
+        try assertGoodRequest(server, after: "a larger decompression bomb")
+        let (parts, type) = ServerProcess.multipart([("good.jpg", photo), ("broken.jpg", Foundation.Data("xx".utf8))])
+        assertError(try server.request("POST", path, body: parts, headers: ["Content-Type": type]), 400, mentions: "broken.jpg")
+        try assertGoodRequest(server, after: "a bad part")
+        assertError(try server.request("POST", path, body: parts.prefix(parts.count - 30), headers: ["Content-Type": type]),
+                    400, mentions: "malformed multipart")
+        try assertGoodRequest(server, after: "a truncated multipart body")
+        assertError(try server.request("POST", path, body: photo, headers: ["Content-Type": "multipart/form-data"]),
+                    400, mentions: "boundary")
+        try assertGoodRequest(server, after: "a multipart type without boundary")
+        assertError(try server.request("POST", path, body: Foundation.Data(), headers: jpeg), 400, mentions: "empty")
+        try assertGoodRequest(server, after: "an empty body")
+        assertError(try server.request("POST", path, body: Foundation.Data(count: 25_000_000), headers: jpeg), 413, mentions: "--max-body-bytes")
+        try assertGoodRequest(server, after: "a 25 MB body")
+        assertError(try server.request("POST", "/v1/models/nope:predict", body: photo, headers: jpeg), 404, mentions: "nope")
+        try assertGoodRequest(server, after: "an unknown model")
+        assertError(try server.request("POST", path + "?top_k=0", body: photo, headers: jpeg), 400, mentions: "top_k")
+        assertError(try server.request("GET", "/nowhere"), 404, mentions: "/nowhere")
+        let metrics = try server.request("GET", "/metrics").text
+        XCTAssertGreaterThanOrEqual(Self.metric(metrics, "finetune_decode_failures_total"), 4, metrics)
+        XCTAssertGreaterThanOrEqual(Self.metric(metrics, #"finetune_requests_total{model="tiny",status="400"}"#), 6, metrics)
+    }
+
+    /// A full queue (503 with Retry-After) and a request over its time (504), on a server whose batches
+    /// wait long to fill; a good request after each.
+    func testFullQueueAnd504() throws {
+        _ = try liveServer()
+        let server = try ServerProcess([Self.runDirectory, "--max-queue", "2", "--max-batch-size", "2",
+                                        "--max-batch-delay-ms", "1500", "--request-timeout-ms", "700"])
+        let path = "/v1/models/tiny:predict"
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))
+        let first = expectation(description: "first request")
+        final class Box: @unchecked Sendable { var answer: ServerProcess.Answer? }
+        let box = Box()
+        server.send("POST", path, body: photo, headers: ["Content-Type": "image/jpeg"]) { box.answer = try? $0.get(); first.fulfill() }
+        Thread.sleep(forTimeInterval: 0.25)
+        let (two, type) = ServerProcess.multipart([("a.jpg", photo), ("b.jpg", photo)])
+        let full = try server.request("POST", path, body: two, headers: ["Content-Type": type])
+        assertError(full, 503, mentions: "--max-queue")
+        XCTAssertEqual(full.headers["retry-after"], "1")
+        wait(for: [first], timeout: 10)
+        assertError(try XCTUnwrap(box.answer), 504, mentions: "--request-timeout-ms")
+        // The timed-out image still waits; this one fills the batch of 2 at once.
+        try assertGoodRequest(server, after: "a full queue and a timeout")
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
+    func test200RequestsThirtyTwoAtATimeAllAnsweredOnceAndBatched() throws {
+        let server = try liveServer()
+        let before = try server.request("GET", "/metrics").text
+        let photos = try Self.photos.map { try Foundation.Data(contentsOf: URL(fileURLWithPath: $0)) }
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var answers: [Int: [ServerProcess.Answer]] = [:]
+            var errors: [String] = []
+        }
+        let results = Results()
+        let slots = DispatchSemaphore(value: 32), group = DispatchGroup()
+        for i in 0..<200 {
+            slots.wait()
+            group.enter()
+            server.send("POST", "/v1/models/tiny:predict?top_k=3", body: photos[i % photos.count], headers: ["Content-Type": "image/jpeg"]) { result in
+                results.lock.lock()
+                switch result {
+                case .success(let answer): results.answers[i, default: []].append(answer)
+                case .failure(let error): results.errors.append("\(i): \(error)")
+                }
+                results.lock.unlock()
+                slots.signal()
+                group.leave()
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(results.errors, [])
+        XCTAssertEqual(results.answers.count, 200)
+        for i in 0..<200 {
+            let answers = results.answers[i] ?? []
+            XCTAssertEqual(answers.count, 1, "request \(i)")
+            guard let answer = answers.first else { continue }
+            XCTAssertEqual(answer.status, 200, answer.text)
+            let file = (Self.photos[i % photos.count] as NSString).lastPathComponent
+            let got = (answer.json["predictions"] as? [[String: Any]])?.first?["top_k"] as? [[String: Any]] ?? []
+            XCTAssertEqual(got.map { $0["class"] as? String }, Self.expected[file]?.prefix(3).map { $0["class"] as? String }, file)
+        }
+        let after = try server.request("GET", "/metrics").text
+        let ok = #"finetune_requests_total{model="tiny",status="200"}"#
+        XCTAssertEqual(Self.metric(after, ok) - Self.metric(before, ok), 200)
+        let images = Self.metric(after, #"finetune_batch_size_sum{model="tiny"}"#) - Self.metric(before, #"finetune_batch_size_sum{model="tiny"}"#)
+        let batches = Self.metric(after, #"finetune_batch_size_count{model="tiny"}"#) - Self.metric(before, #"finetune_batch_size_count{model="tiny"}"#)
+        XCTAssertEqual(images, 200)
+        XCTAssertLessThan(batches, 200, "no batch held more than one image")
+        let singles = Self.metric(after, #"finetune_batch_size_bucket{model="tiny",le="1.0"}"#)
+            - Self.metric(before, #"finetune_batch_size_bucket{model="tiny",le="1.0"}"#)
+        XCTAssertLessThan(singles, batches, after)
+    }
+
+    func testSIGTERMUnderLoadAnswersEveryAcceptedRequestAndExitsZero() throws {
+        _ = try liveServer()
+        let server = try ServerProcess([Self.runDirectory, "--max-batch-delay-ms", "20"], environment: ["FINETUNE_API_KEY": "sesame"])
+        let unauthorized = try server.request("GET", "/v1/models")
+        assertError(unauthorized, 401, mentions: "Bearer")
+        XCTAssertEqual(try server.request("GET", "/healthz").status, 200)
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[5]))
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var statuses: [Int] = []
+            var errors: [URLError.Code] = []
+        }
+        let results = Results(), group = DispatchGroup()
+        for i in 0..<48 {
+            group.enter()
+            server.send("POST", "/v1/models/tiny:predict", body: photo,
+                        headers: ["Content-Type": "image/jpeg", "Authorization": "Bearer sesame"]) { result in
+                results.lock.lock()
+                switch result {
+                case .success(let answer): results.statuses.append(answer.status)
+                case .failure(let error): results.errors.append((error as? URLError)?.code ?? .unknown)
+                }
+                results.lock.unlock()
+                group.leave()
+            }
+            if i == 24 { Thread.sleep(forTimeInterval: 0.05); kill(server.process.processIdentifier, SIGTERM) }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        server.process.waitUntilExit()
+        XCTAssertEqual(server.process.terminationStatus, 0, server.log)
+        // Every request the server accepted got its answer; the rest could not connect.
+        XCTAssertGreaterThan(results.statuses.count, 0)
+        XCTAssertEqual(Set(results.statuses), [200], "\(results.statuses)")
+        XCTAssertTrue(results.errors.allSatisfy { $0 == .cannotConnectToHost }, "\(results.errors)")
+        let logged = server.log.split(separator: "\n").filter { $0.hasPrefix("POST /v1/models/tiny:predict 200") }.count
+        XCTAssertEqual(logged, results.statuses.count, server.log)
+    }
+}
+
+extension ServeTests {
+    /// A reload under load: the run's weights change on disk (the classifier negated, so the ranking
+    /// turns over), requests keep coming, none fails, and afterwards the answers are the new model's.
+    func testReloadSwapsTheModelWithNoFailedRequests() throws {
+        _ = try liveServer()
+        let copy = Self.root + "/reloaded"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        let server = try ServerProcess([copy, "--name", "tiny"])
+        let photo = Self.photos[7], file = (photo as NSString).lastPathComponent
+        let before = try predictOne(server, photo)
+        assertSameTopK((before.json["predictions"] as? [[String: Any]])?.first?["top_k"], as: file)
+
+        var weights = try SafeTensors.loadCopy(copy + "/model.safetensors")
+        weights["classifier.1.weight"] = try XCTUnwrap(weights["classifier.1.weight"]) * -1.0
+        try SafeTensors.write(weights, to: copy + "/model.safetensors")
+
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var statuses: [Int] = []
+        }
+        let results = Results(), group = DispatchGroup()
+        let body = try Foundation.Data(contentsOf: URL(fileURLWithPath: photo))
+        for _ in 0..<24 {
+            group.enter()
+            server.send("POST", "/v1/models/tiny:predict", body: body, headers: ["Content-Type": "image/jpeg"]) { result in
+                results.lock.lock()
+                results.statuses.append((try? result.get().status) ?? -1)
+                results.lock.unlock()
+                group.leave()
+            }
+        }
+        let reload = try server.request("POST", "/v1/models/tiny:reload")
+        XCTAssertEqual(reload.status, 200, reload.text)
+        XCTAssertEqual(reload.json["version"] as? Int, 2, reload.text)
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(results.statuses, Array(repeating: 200, count: 24))
+
+        let after = try predictOne(server, photo)
+        XCTAssertEqual(after.json["version"] as? Int, 2)
+        let old = Self.expected[file]?.first?["class"] as? String
+        let new = ((after.json["predictions"] as? [[String: Any]])?.first?["top_k"] as? [[String: Any]])?.first?["class"] as? String
+        XCTAssertNotEqual(new, old, after.text)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+}
