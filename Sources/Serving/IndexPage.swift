@@ -1,6 +1,6 @@
 /// `GET /`: choose or drop an image and see the top-5 classes with their probabilities. Inline HTML,
-/// CSS and JavaScript only (no external scripts or fonts). With `#auto=URL` in the address it posts the
-/// image at URL by itself (what `scripts/serve-page-screenshot` uses).
+/// CSS and JavaScript only (no external scripts or fonts). With `#auto=URL` (and `&name=NAME`) in the address it posts the
+/// image at URL by itself (what `bench/serve_page_screenshot` uses).
 enum IndexPage {
     static let html = #"""
 <!doctype html>
@@ -53,7 +53,8 @@ drop.ondragleave = () => drop.classList.remove("over");
 drop.ondrop = e => { e.preventDefault(); drop.classList.remove("over"); const f = e.dataTransfer.files[0]; if (f) classify(f, f.name); };
 loadModels().then(async () => {
   const m = location.hash.match(/auto=([^&]+)/);
-  if (m) { const u = decodeURIComponent(m[1]); const r = await fetch(u); classify(await r.blob(), u); }
+  const n = location.hash.match(/name=([^&]+)/);
+  if (m) { const u = decodeURIComponent(m[1]); const r = await fetch(u); classify(await r.blob(), n ? decodeURIComponent(n[1]) : u); }
 });
 </script></body></html>
 """#
