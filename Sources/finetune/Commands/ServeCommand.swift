@@ -75,6 +75,14 @@ struct ServeCommand: ParsableCommand {
     func validate() throws { _ = try serveConfiguration() }
 
     func run() throws {
+        // SIGTERM and SIGINT stay pending for the server's graceful shutdown (swift-service-lifecycle
+        // reads them with a dispatch signal source): blocked here, before any thread starts, so every
+        // thread inherits the mask and none takes the default action (ending the process) instead.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
         try runOptions.applyThreads()
         let configuration = try serveConfiguration()
         let firstRun = runDirectories.first.map { try? RunDirectory($0).readConfig() } ?? nil
