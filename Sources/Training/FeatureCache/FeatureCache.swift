@@ -236,6 +236,19 @@ public enum FeatureCache {
         // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let n = dataset.count, width = model.embeddingSize
+        // Checked before extracting: views × samples × width floats go to disk (then are memory-mapped).
+        let (rows, overflow) = views.multipliedReportingOverflow(by: n)
+        let (count, overflow2) = rows.multipliedReportingOverflow(by: width)
+        let (bytes, overflow3) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        let free = (try? FileManager.default.attributesOfFileSystem(forPath: directory)[.systemFreeSize] as? NSNumber)?
+            .int64Value
+        if overflow || overflow2 || overflow3 || free.map({ Int64(bytes) > $0 }) == true {
+            let needed = overflow || overflow2 || overflow3 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
+            throw TrainingError.invalidConfiguration(
+                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs a file of about "
+                + "\(needed) (read back memory-mapped), more than the \(MemoryEstimate.format(Int(free ?? 0))) of disk free in "
+                + "\(directory); cache fewer augmented views")
+        }
         var valid = [Bool](repeating: false, count: n)
         var skipped = SkippedFiles()
         try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
