@@ -18,6 +18,9 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/InferenceMode.h>
+
+#include <dlfcn.h>
+#include <unistd.h>
 #include <torch/version.h>
 
 #include <climits>
@@ -73,11 +76,33 @@ int32_t from_scalar_type(at::ScalarType st) {
   throw std::invalid_argument(std::string("unsupported dtype ") + c10::toString(st));
 }
 
+// The shim links libtorch_cpu and libc10 only, so that one binary runs on any LibTorch build. A CUDA
+// build keeps its GPU kernels and the CUDA hooks in libtorch_cuda.so, which registers them when it is
+// loaded; nothing would load it, and `at::hasCUDA()` would say false on a GPU machine. So the first
+// question about CUDA loads it, from the directory the linked libtorch_cpu came from (never another
+// LibTorch's), if it is there. CPU-only builds have no such file and stay CPU-only.
+static void load_cuda_backend() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (at::hasCUDA()) return;
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void *>(&at::set_num_threads), &info) == 0 || info.dli_fname == nullptr) return;
+    std::string dir(info.dli_fname);
+    const auto slash = dir.rfind('/');
+    if (slash == std::string::npos) return;
+    dir.resize(slash + 1);
+    for (const char *name : {"libtorch_cuda.so", "libtorch_cuda.dylib"}) {
+      const std::string path = dir + name;
+      if (access(path.c_str(), R_OK) == 0 && dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) return;
+    }
+  });
+}
+
 c10::Device to_device(ct_device d) {
   const auto index = static_cast<c10::DeviceIndex>(d.index);
   switch (d.type) {
     case CT_CPU: return c10::Device(c10::DeviceType::CPU);
-    case CT_CUDA: return c10::Device(c10::DeviceType::CUDA, index);
+    case CT_CUDA: load_cuda_backend(); return c10::Device(c10::DeviceType::CUDA, index);
     case CT_MPS: return c10::Device(c10::DeviceType::MPS, index);
   }
   throw std::invalid_argument("unknown device type code " + std::to_string(d.type));
@@ -126,10 +151,10 @@ bool ct_retain_freed_memory(void) noexcept {
 #endif
 }
 bool ct_cuda_is_available(void) noexcept {
-  try { return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; } catch (...) { return false; }
+  try { load_cuda_backend(); return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; } catch (...) { return false; }
 }
 int32_t ct_cuda_device_count(void) noexcept {
-  try { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; } catch (...) { return 0; }
+  try { load_cuda_backend(); return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; } catch (...) { return 0; }
 }
 bool ct_mps_is_available(void) noexcept {
   try { return at::hasMPS(); } catch (...) { return false; }

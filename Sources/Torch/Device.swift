@@ -33,6 +33,30 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Throws, naming what is missing, unless the linked LibTorch can run tensors here: a CUDA build
+    /// that sees this GPU, or an MPS build on a Mac that has Metal. (Without the check, the first
+    /// tensor op fails with the dispatcher's list of every registered backend.)
+    public func checkAvailable() throws {
+        switch self {
+        case .cpu:
+            return
+        case .cuda(let index):
+            let count = Runtime.cudaDeviceCount
+            if count == 0 {
+                throw TorchError("\(self) is not available: this LibTorch (\(Runtime.libTorchVersion)) has no CUDA "
+                    + "backend or sees no NVIDIA GPU (a CUDA build keeps it in libtorch_cuda beside libtorch_cpu)")
+            }
+            if index >= count {
+                throw TorchError("\(self) is not available: LibTorch sees \(count) CUDA GPU\(count == 1 ? "" : "s") "
+                    + "(cuda:0 to cuda:\(count - 1))")
+            }
+        case .mps:
+            if !Runtime.mpsIsAvailable {
+                throw TorchError("mps is not available: this LibTorch (\(Runtime.libTorchVersion)) has no Metal backend")
+            }
+        }
+    }
+
     /// PyTorch's spelling: "cpu", "cuda:N" or "mps"; `Device(parsing:)` reads it back.
     public var description: String {
         switch self {

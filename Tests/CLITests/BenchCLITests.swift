@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 import XCTest
 
 /// `finetune bench` (the model table): JSON fields on tiny inputs, and clear errors for bad flags.
@@ -73,6 +74,16 @@ final class BenchCLITests: XCTestCase {
         XCTAssertTrue(r.lines[1].hasPrefix("model"), r.stdout)
         XCTAssertTrue(r.lines[1].contains("total ms"), r.stdout)
         XCTAssertTrue(r.lines[2].hasPrefix("resnet18"), r.stdout)
+    }
+
+    /// A GPU this LibTorch cannot reach is a one-line error naming the flag, not the dispatcher's list
+    /// of backends from the first tensor op.
+    func testUnavailableDeviceNamesTheFlag() throws {
+        guard !Runtime.cudaIsAvailable else { throw XCTSkip("this machine has CUDA") }
+        let r = try run(["bench", "--models", "resnet18", "--quick", "--device", "cuda:1"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--device: cuda:1 is not available"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("registered at"), r.stderr)
     }
 
     func testUnknownModelNamesTheFlagAndTheValidModels() throws {

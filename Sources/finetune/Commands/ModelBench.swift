@@ -73,6 +73,7 @@ struct ModelBench: ParsableCommand {
         if let inputSize, inputSize < 16 { throw ValidationError("--input-size must be at least 16") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if noTraining && noInference { throw ValidationError("--no-training and --no-inference leave nothing to measure") }
+        do { try device?.checkAvailable() } catch { throw ValidationError("--device: \(error)") }
     }
 
     func run() throws {
