@@ -120,6 +120,39 @@ extension TrainCLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed launch created the run directory")
     }
 
+    /// torchrun itself (Debian's PyTorch 1.13, `python -m torch.distributed.run` in the interop venv, whose flags are spelt with underscores) launches
+    /// the run that the hand-set variables launch, to the bit. Its agent already listens on MASTER_PORT
+    /// and tells the workers so (`TORCHELASTIC_USE_AGENT_STORE=True`); before rank 0 joined that store,
+    /// it tried to listen there too and stopped with "address already in use".
+    func testTorchrunLaunchesTheSameRun() throws {
+        let python = try Interop.python()
+        let data = try makeDistributedDataset()
+        let runs = try temporaryFolder("dist-torchrun")
+        let env = try runRanks(2, trainArguments(data: data, out: runs + "/env", batchSize: 8) + ["--threads", "1"],
+                               port: try FreePort.make())
+        for (rank, run) in env.enumerated() { XCTAssertEqual(run.status, 0, "rank \(rank): " + run.stderr) }
+
+        let log = runs + "/torchrun.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let torchrun = Process()
+        torchrun.executableURL = URL(fileURLWithPath: python)
+        // --redirects 1 --tee 2: 1.13's default ("0", no redirection) fails on Python 3.11, whose Flag
+        // enums no longer list the zero member that torchrun's parser looks for.
+        torchrun.arguments = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                              String(try FreePort.make()), "--redirects", "1", "--tee", "2", "--log_dir", runs + "/logs",
+                              "--no_python", CLITests.binary.path]
+            + trainArguments(data: data, out: runs + "/torchrun", batchSize: 8) + ["--threads", "1"]
+        torchrun.standardOutput = handle
+        torchrun.standardError = handle
+        try torchrun.run()
+        torchrun.waitUntilExit()
+        let output = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(torchrun.terminationStatus, 0, output)
+        XCTAssertEqual(try largestRelativeDifference(runs + "/env/model.safetensors", runs + "/torchrun/model.safetensors"), 0,
+                       output)
+    }
+
     /// Starts `arguments` as rank `rank` of 2 (torchrun's variables), output to `log`.
     func startRank(_ rank: Int, _ arguments: [String], port: Int, log: String) throws -> Process {
         let process = Process()

@@ -10,6 +10,10 @@ import Torch
 ///
 /// `RANK`/`WORLD_SIZE` win over Slurm's variables; `--master-addr` and `--master-port` win over the
 /// environment; the port defaults to 29500, as torchrun's does. A world of size 1 is an ordinary run.
+///
+/// torchrun's agent already listens on `MASTER_PORT`: it hosts the TCPStore itself and tells its workers
+/// so with `TORCHELASTIC_USE_AGENT_STORE=True`. Then every rank, rank 0 too, connects to that store
+/// (as `torch.distributed.init_process_group` does) instead of rank 0 opening its own.
 public struct DistributedLaunch: Equatable, Sendable {
     /// This process's rank, 0..<worldSize.
     public var rank: Int
@@ -21,16 +25,21 @@ public struct DistributedLaunch: Equatable, Sendable {
     public var masterAddress: String
     /// Its TCP port.
     public var masterPort: Int
+    /// Whether the launcher hosts the TCPStore at the master address (torchrun's agent,
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`), so that rank 0 connects to it rather than listening.
+    public var launcherHostsStore: Bool
 
     /// torchrun's default `MASTER_PORT`.
     public static let defaultPort = 29500
 
-    public init(rank: Int, worldSize: Int, localRank: Int, masterAddress: String, masterPort: Int) {
+    public init(rank: Int, worldSize: Int, localRank: Int, masterAddress: String, masterPort: Int,
+                launcherHostsStore: Bool = false) {
         self.rank = rank
         self.worldSize = worldSize
         self.localRank = localRank
         self.masterAddress = masterAddress
         self.masterPort = masterPort
+        self.launcherHostsStore = launcherHostsStore
     }
 
     /// The launch `environment` describes, or nil for an ordinary single-process run. Throws naming the
@@ -75,11 +84,13 @@ public struct DistributedLaunch: Equatable, Sendable {
         } else {
             port = defaultPort
         }
-        return DistributedLaunch(rank: rank, worldSize: world, localRank: local, masterAddress: address, masterPort: port)
+        return DistributedLaunch(rank: rank, worldSize: world, localRank: local, masterAddress: address, masterPort: port,
+                                 launcherHostsStore: environment["TORCHELASTIC_USE_AGENT_STORE"] == "True")
     }
 
-    /// Joins the group: rank 0 listens on `masterPort`, the others connect to `masterAddress`, and all
-    /// meet through c10d's TCPStore, each step limited by `timeout` seconds. Errors name the address.
+    /// Joins the group: rank 0 listens on `masterPort` (unless the launcher hosts the store), the others
+    /// connect to `masterAddress`, and all meet through c10d's TCPStore, each step limited by `timeout`
+    /// seconds. Errors name the address.
     public func connect(timeout: Double) throws -> DataParallel {
         guard ProcessGroup.isGlooAvailable else {
             throw DistributedError.badEnvironment("distributed training is not available in this LibTorch build "
@@ -88,7 +99,7 @@ public struct DistributedLaunch: Equatable, Sendable {
         let endpoint = "\(masterAddress):\(masterPort)"
         let store: TCPStore
         do {
-            store = try TCPStore(host: masterAddress, port: masterPort, worldSize: worldSize, isServer: rank == 0,
+            store = try TCPStore(host: masterAddress, port: masterPort, worldSize: worldSize, isServer: rank == 0 && !launcherHostsStore,
                                  timeout: timeout)
         } catch {
             let text = "\(error)"
@@ -97,14 +108,24 @@ public struct DistributedLaunch: Equatable, Sendable {
                     + "--master-port): it is already in use: \(text)")
             }
             throw DistributedError.badEnvironment("rank \(rank) could not reach the master at \(endpoint) "
-                + "(MASTER_ADDR / --master-addr) within \(Self.seconds(timeout)): \(text)")
+                + "(MASTER_ADDR / --master-addr) within \(Self.seconds(timeout)): \(text)" + launcherStoreAdvice)
         }
         do {
             return DataParallel(group: try ProcessGroup(store: store, rank: rank, worldSize: worldSize, timeout: timeout))
         } catch {
             throw DistributedError.lostRank("rank \(rank): not all \(worldSize) processes joined the group at "
-                + "\(endpoint) within \(Self.seconds(timeout)) (--dist-timeout): \(error)")
+                + "\(endpoint) within \(Self.seconds(timeout)) (--dist-timeout): \(error)" + launcherStoreAdvice)
         }
+    }
+
+    /// What to try when the launcher's own store fails us: TCPStore's wire protocol changed between
+    /// PyTorch versions, so another PyTorch's torchrun hosts a store this LibTorch cannot talk to.
+    var launcherStoreAdvice: String {
+        guard launcherHostsStore else { return "" }
+        return ". The store at \(masterAddress):\(masterPort) is torchrun's own (TORCHELASTIC_USE_AGENT_STORE=True), "
+            + "which only the torchrun of the same PyTorch as this LibTorch (\(Runtime.libTorchVersion)) serves; "
+            + "with another one, run `TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --rdzv-backend c10d "
+            + "--rdzv-endpoint HOST:PORT ...` so that rank 0 hosts the group's store itself"
     }
 
     static func seconds(_ t: Double) -> String { t == t.rounded() ? "\(Int(t)) s" : "\(t) s" }
