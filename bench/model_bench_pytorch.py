@@ -11,8 +11,9 @@ and labels, cross-entropy, SGD(lr=0.01, momentum=0.9). Each model runs --warmup 
 then eval() + torch.inference_mode() forwards (inference_ms). Medians are reported. --dtype bf16 runs
 the forward passes under torch.autocast("cpu", torch.bfloat16) and, like finetune, makes ReLU6 clamp
 bf16 tensors (LibTorch 1.13 cannot differentiate nn.ReLU6 in bf16; --stock-relu6 keeps it);
---channels-last converts the model and the input with memory_format=torch.channels_last. Prints one
-JSON object.
+--channels-last converts the model and the input with memory_format=torch.channels_last. --device cuda
+runs on the GPU (as `finetune bench --device cuda`), waiting for the GPU (torch.cuda.synchronize) at
+each timer read; bf16 there is torch.autocast("cuda", torch.bfloat16). Prints one JSON object.
 """
 import argparse
 import contextlib
@@ -34,6 +35,7 @@ ap.add_argument("--warmup", type=int, default=2)
 ap.add_argument("--input-size", type=int, default=None)
 ap.add_argument("--threads", type=int, default=None,
                 help="torch.set_num_threads (default: leave PyTorch's own default)")
+ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
 ap.add_argument("--no-inference", action="store_true")
 ap.add_argument("--stock-relu6", action="store_true",
                 help="keep torchvision's nn.ReLU6 under bf16 (training MobileNetV2 then fails on LibTorch 1.13)")
@@ -41,6 +43,13 @@ args = ap.parse_args()
 
 if args.threads:
     torch.set_num_threads(args.threads)
+device = torch.device(args.device)
+
+
+def sync():
+    """Waits for queued GPU work, so a timer read after it measures the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def build(name):
@@ -91,13 +100,14 @@ def measure(name, bf16):
     model, side = build(name)
     side = args.input_size or side
     patched = clamp_relu6(model) if bf16 and not args.stock_relu6 else 0
-    x = torch.randn(args.batch_size, 3, side, side)
-    y = torch.randint(0, 1000, (args.batch_size,))
+    model = model.to(device)
+    x = torch.randn(args.batch_size, 3, side, side, device=device)
+    y = torch.randint(0, 1000, (args.batch_size,), device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    cast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     result = {"model": name, "dtype": "bf16" if bf16 else "fp32", "channels_last": args.channels_last,
               "input_size": side, "forward_ms": None, "backward_ms": None, "optimizer_ms": None, "total_ms": None,
               "step_ms": None, "images_per_second": None, "inference_ms": None, "inference_images_per_second": None}
@@ -106,15 +116,19 @@ def measure(name, bf16):
         model.train()
         fwd, bwd, opt = [], [], []
         for i in range(args.warmup + args.iterations):
+            sync()
             t0 = time.perf_counter()
             with cast():
                 out = model(x)
                 loss = F.cross_entropy(out.float(), y)
+            sync()
             t1 = time.perf_counter()
             loss.backward()
+            sync()
             t2 = time.perf_counter()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            sync()
             t3 = time.perf_counter()
             if i >= args.warmup:
                 fwd.append((t1 - t0) * 1e3)
@@ -132,9 +146,11 @@ def measure(name, bf16):
             times = []
             with torch.inference_mode():
                 for i in range(args.warmup + args.iterations):
+                    sync()
                     t0 = time.perf_counter()
                     with cast():
                         model(x)
+                    sync()
                     if i >= args.warmup:
                         times.append((time.perf_counter() - t0) * 1e3)
             m = statistics.median(times)
@@ -151,6 +167,6 @@ def measure(name, bf16):
 
 dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
 results = [measure(name, dt == "bf16") for name in args.models.split(",") for dt in dtypes]
-print(json.dumps({"batch_size": args.batch_size, "device": "cpu", "threads": torch.get_num_threads(),
+print(json.dumps({"batch_size": args.batch_size, "device": args.device, "threads": torch.get_num_threads(),
                   "libtorch": torch.__version__, "libtorch_path": libtorch_path(), "iterations": args.iterations,
                   "warmup": args.warmup, "results": results}))
