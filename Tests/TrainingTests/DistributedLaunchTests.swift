@@ -32,6 +32,10 @@ final class DistributedLaunchTests: XCTestCase {
             environment: variables.merging(["TORCHELASTIC_USE_AGENT_STORE": "False"]) { $1 })).launcherHostsStore)
         XCTAssertTrue(try XCTUnwrap(DistributedLaunch.from(
             environment: variables.merging(["TORCHELASTIC_USE_AGENT_STORE": "True"]) { $1 })).launcherHostsStore)
+        // --master-port moves the rendezvous away from the agent's store: rank 0 listens there itself.
+        XCTAssertFalse(try XCTUnwrap(DistributedLaunch.from(
+            environment: variables.merging(["TORCHELASTIC_USE_AGENT_STORE": "True"]) { $1 }, masterPort: 29401))
+            .launcherHostsStore)
     }
 
     /// With the launcher's store already listening, rank 0 joins it instead of failing to listen on a

@@ -26,7 +26,8 @@ public struct DistributedLaunch: Equatable, Sendable {
     /// Its TCP port.
     public var masterPort: Int
     /// Whether the launcher hosts the TCPStore at the master address (torchrun's agent,
-    /// `TORCHELASTIC_USE_AGENT_STORE=True`), so that rank 0 connects to it rather than listening.
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`), so that rank 0 connects to it rather than listening. Not
+    /// when `--master-addr` or `--master-port` moves the rendezvous away from the agent's.
     public var launcherHostsStore: Bool
 
     /// torchrun's default `MASTER_PORT`.
@@ -85,7 +86,8 @@ public struct DistributedLaunch: Equatable, Sendable {
             port = defaultPort
         }
         return DistributedLaunch(rank: rank, worldSize: world, localRank: local, masterAddress: address, masterPort: port,
-                                 launcherHostsStore: environment["TORCHELASTIC_USE_AGENT_STORE"] == "True")
+                                 launcherHostsStore: environment["TORCHELASTIC_USE_AGENT_STORE"] == "True"
+                                     && masterAddress == nil && masterPort == nil)
     }
 
     /// Joins the group: rank 0 listens on `masterPort` (unless the launcher hosts the store), the others
