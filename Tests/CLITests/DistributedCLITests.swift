@@ -100,6 +100,7 @@ extension TrainCLITests {
         let noRank = try CLITests.run(arguments, environment: ["WORLD_SIZE": "2"])
         XCTAssertNotEqual(noRank.status, 0)
         XCTAssertTrue(noRank.stderr.contains("WORLD_SIZE=2 is set but RANK is not"), noRank.stderr)
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
 
         // Rank 1 of 2 with nobody at the master: an error naming the address, after --dist-timeout.
         let port = try FreePort.make()
@@ -125,6 +126,7 @@ extension TrainCLITests {
     /// and tells the workers so (`TORCHELASTIC_USE_AGENT_STORE=True`); before rank 0 joined that store,
     /// it tried to listen there too and stopped with "address already in use".
     func testTorchrunLaunchesTheSameRun() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let python = try Interop.python()
         let data = try makeDistributedDataset()
         let runs = try temporaryFolder("dist-torchrun")
@@ -176,6 +178,7 @@ extension TrainCLITests {
     ///   and leaves a resumable checkpoint; `--resume` with 2 ranks ends bit-identical to the
     ///   uninterrupted run.
     func testTwoRanksMatchOneProcessUnderEitherLauncherAndResumeExactlyAfterAKill() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let data = try makeDistributedDataset()
         let runs = try temporaryFolder("dist-runs")
         let single = try CLITests.run(trainArguments(data: data, out: runs + "/single", batchSize: 16) + ["--threads", "1"])
