@@ -132,19 +132,9 @@ void ct_clear_error(void) noexcept { last_error.clear(); }
 const char *ct_version(void) noexcept { return TORCH_VERSION; }
 
 ct_status ct_manual_seed(uint64_t seed) noexcept { CT_TRY(at::manual_seed(seed)) }
-// A LibTorch that calls a system BLAS (Debian's, through libblas.so.3) leaves that BLAS's own thread
-// pool alone: OpenBLAS sizes it from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else the core count, and
-// its GEMMs sum in an order that depends on it. So the same --threads gave other weights under
-// torchrun (which sets OMP_NUM_THREADS=1) than without; the thread count is set there too.
-static void set_blas_threads(int32_t n) {
-  using SetThreads = void (*)(int);
-  static const auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (openblas != nullptr) openblas(n);
-}
-
 ct_status ct_set_num_threads(int32_t n) noexcept {
   CT_TRY(if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
-         at::set_num_threads(n); set_blas_threads(n))
+         at::set_num_threads(n))
 }
 int32_t ct_get_num_threads(void) noexcept {
   try { return at::get_num_threads(); } catch (...) { return 1; }

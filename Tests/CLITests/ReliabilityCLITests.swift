@@ -168,30 +168,6 @@ final class ReliabilityCLITests: XCTestCase {
 
     // MARK: Finding 6
 
-    /// `--threads` sizes every pool whose threads split a sum: Debian's LibTorch calls OpenBLAS, which
-    /// sizes its own pool from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS (torchrun sets OMP_NUM_THREADS=1)
-    /// and whose GEMMs sum in an order that depends on it. The same command gives the same weights
-    /// whatever those variables say; before, `--threads 1` left OpenBLAS on every core.
-    func testThreadsFlagAlsoSizesTheBLASPoolSoTheEnvironmentCannotChangeTheWeights() throws {
-        let data = try dataset()
-        let runs = try temporaryFolder("blas-threads")
-        let flags = ["--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32", "--batch-size", "4",
-                     "--workers", "0", "--threads", "1", "--epochs", "1", "--val-split", "0.25", "--seed", "3"]
-        let environments: [(String, [String: String])] = [("plain", [:]), ("blas1", ["OPENBLAS_NUM_THREADS": "1"]),
-            ("omp1", ["OMP_NUM_THREADS": "1"]), ("blas3", ["OPENBLAS_NUM_THREADS": "3"])]
-        for (name, variables) in environments {
-            let r = try CLITests.run(["train", data, "--out", runs + "/" + name] + flags, environment: variables)
-            XCTAssertEqual(r.status, 0, r.stderr)
-        }
-        let plain = try SafeTensors.load(runs + "/plain/model.safetensors")
-        for name in ["blas1", "omp1", "blas3"] {
-            let other = try SafeTensors.load(runs + "/\(name)/model.safetensors")
-            for (key, tensor) in plain {
-                XCTAssertTrue(try tensor.allClose(XCTUnwrap(other[key]), rtol: 0, atol: 0), "\(name): \(key)")
-            }
-        }
-    }
-
     /// A run trained with one intra-op thread and resumed without --threads (on a machine whose
     /// default is every core) resumes with the run's own thread count, bit-exactly.
     func testResumeWithoutThreadsUsesTheRunsThreadCountAndIsBitExact() throws {
