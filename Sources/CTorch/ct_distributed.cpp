@@ -14,7 +14,11 @@
 #define USE_C10D_GLOO 1
 #endif
 #include <ATen/ops/cat.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/var_mean.h>
+#include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
@@ -96,6 +100,80 @@ std::shared_ptr<::gloo::transport::Device> device_for_environment() {
   }
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
+
+/// Every rank's `input` stacked in rank order ([world, ...]): the same tensor on every rank.
+at::Tensor allgather_stacked(const Group &g, const at::Tensor &input, const char *what) {
+  const at::Tensor in = input.contiguous();
+  std::vector<at::Tensor> inputs{in};
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int i = 0; i < g.group->getSize(); ++i) outputs[0].push_back(at::empty_like(in));
+  c10d::AllgatherOptions options;
+  options.timeout = g.timeout;
+  wait(g, g.group->allgather(outputs, inputs, options), what);
+  return at::stack(outputs[0]);
+}
+
+/// The dimensions batch normalisation reduces over (all but the channels, dimension 1).
+std::vector<int64_t> reduced_dims(const at::Tensor &x) {
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (d != 1) dims.push_back(d);
+  }
+  return dims;
+}
+
+/// [C] viewed so it broadcasts against x's channels ([1, C, 1, ...]).
+at::Tensor per_channel(const at::Tensor &v, const at::Tensor &x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[1] = v.size(0);
+  return v.view(shape);
+}
+
+/// The normalisation of SyncBatchNorm with the global statistics given as constants: forward is
+/// `(x - mean) * invstd * weight + bias`; backward is batch norm's full input gradient, whose terms
+/// through the statistics need every rank's `sum(dy)` and `sum(dy * (x - mean))`, gathered here in
+/// rank order (so every rank adds them in the same order). weight and bias gradients stay this
+/// rank's own, as in PyTorch, for the data-parallel gradient average to combine.
+struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x, const at::Tensor &weight,
+                            const at::Tensor &bias, const at::Tensor &mean, const at::Tensor &invstd, double count,
+                            int64_t group_address) {
+    ctx->save_for_backward({x, weight, mean, invstd});
+    ctx->saved_data["count"] = count;
+    ctx->saved_data["group"] = group_address;
+    ctx->saved_data["input_needs_grad"] = x.requires_grad();
+    at::Tensor y = (x - per_channel(mean, x)) * per_channel(invstd, x);
+    if (weight.defined()) y = y * per_channel(weight, x);
+    if (bias.defined()) y = y + per_channel(bias, x);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    const at::Tensor dy = grad_outputs[0].contiguous();
+    const double count = ctx->saved_data["count"].toDouble();
+    const auto &g = *reinterpret_cast<const Group *>(static_cast<intptr_t>(ctx->saved_data["group"].toInt()));
+    const auto dims = reduced_dims(x);
+    const at::Tensor xmu = x - per_channel(mean, x);
+    const at::Tensor sum_dy = dy.sum(dims);
+    const at::Tensor sum_dy_xmu = (dy * xmu).sum(dims);
+    at::Tensor grad_x, grad_weight, grad_bias;
+    if (weight.defined()) grad_weight = sum_dy_xmu * invstd;
+    if (weight.defined()) grad_bias = sum_dy;
+    if (ctx->saved_data["input_needs_grad"].toBool()) {
+      const int64_t c = sum_dy.size(0);
+      const at::Tensor total = allgather_stacked(g, at::cat({sum_dy, sum_dy_xmu}), "SyncBatchNorm backward").sum(0);
+      const at::Tensor mean_dy = total.narrow(0, 0, c) / count;
+      const at::Tensor mean_dy_xmu = total.narrow(0, c, c) / count;
+      const at::Tensor scale = weight.defined() ? invstd * weight : invstd;
+      grad_x = (dy - per_channel(mean_dy, x) - xmu * per_channel(invstd * invstd * mean_dy_xmu, x)) *
+               per_channel(scale, x);
+    }
+    return {grad_x, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
 
 #endif
 
@@ -261,15 +339,67 @@ ct_status ct_process_group_barrier(ct_process_group group) noexcept {
 ct_status ct_process_group_allgather(ct_process_group group, ct_tensor input, ct_tensor *out) noexcept {
 #if defined(CTORCH_HAS_C10D_GLOO)
   CT_TRY({
-    auto &g = G(group);
-    const at::Tensor in = ctorch::T(input).contiguous();
-    std::vector<at::Tensor> inputs{in};
-    std::vector<std::vector<at::Tensor>> outputs(1);
-    for (int i = 0; i < g.group->getSize(); ++i) outputs[0].push_back(at::empty_like(in));
-    c10d::AllgatherOptions options;
-    options.timeout = g.timeout;
-    wait(g, g.group->allgather(outputs, inputs, options), "allgather");
-    *out = ctorch::wrap(at::stack(outputs[0]));
+    *out = ctorch::wrap(allgather_stacked(G(group), ctorch::T(input), "allgather"));
+  })
+#else
+  CT_TRY(unavailable())
+#endif
+}
+
+ct_status ct_sync_batch_norm(ct_process_group group, ct_tensor x, ct_tensor weight, ct_tensor bias,
+                             ct_tensor running_mean, ct_tensor running_var, double momentum, double eps,
+                             ct_tensor *out) noexcept {
+#if defined(CTORCH_HAS_C10D_GLOO)
+  CT_TRY({
+    const auto &g = G(group);
+    const at::Tensor &input = ctorch::T(x);
+    if (input.dim() < 2) throw std::invalid_argument("SyncBatchNorm: expected an input of at least 2 dimensions");
+    const int64_t channels = input.size(1);
+    at::Tensor mean, invstd;
+    double count = 0;
+    {
+      at::NoGradGuard no_grad;
+      // This rank's per-channel mean, sum of squared deviations and count, gathered from every rank
+      // and combined in rank order (Chan et al.'s pairwise update), in double precision.
+      const auto dims = reduced_dims(input);
+      // var_mean accumulates in double on the CPU, as batch_norm's own statistics do.
+      const auto local = at::var_mean(input, dims, /*unbiased=*/false, /*keepdim=*/false);
+      const double local_count = static_cast<double>(input.numel() / std::max<int64_t>(channels, 1));
+      const at::Tensor local_mean = std::get<1>(local).to(at::kDouble);
+      const at::Tensor m2 = std::get<0>(local).to(at::kDouble) * local_count;
+      const at::Tensor stats = at::cat({local_mean, m2,
+                                        at::full({1}, local_count, input.options().dtype(at::kDouble))});
+      const at::Tensor all = allgather_stacked(g, stats, "SyncBatchNorm statistics");
+      at::Tensor total_mean = at::zeros({channels}, all.options()), total_m2 = at::zeros({channels}, all.options());
+      for (int64_t r = 0; r < all.size(0); ++r) {
+        const at::Tensor row = all[r];
+        const double n = row[2 * channels].item<double>();
+        if (n <= 0) continue;
+        const at::Tensor delta = row.narrow(0, 0, channels) - total_mean;
+        const double combined = count + n;
+        total_mean = total_mean + delta * (n / combined);
+        total_m2 = total_m2 + row.narrow(0, channels, channels) + delta * delta * (count * n / combined);
+        count = combined;
+      }
+      if (count <= 1) {
+        throw std::invalid_argument("SyncBatchNorm: expected more than 1 value per channel over all ranks, got " +
+                                    std::to_string(static_cast<int64_t>(count)));
+      }
+      const at::Tensor variance = total_m2 / count;
+      mean = total_mean.to(input.scalar_type());
+      invstd = (variance + eps).rsqrt().to(input.scalar_type());
+      if (running_mean.ptr != nullptr) {
+        at::Tensor &rm = ctorch::T(running_mean);
+        rm.mul_(1 - momentum).add_(total_mean.to(rm.scalar_type()) * momentum);
+      }
+      if (running_var.ptr != nullptr) {
+        at::Tensor &rv = ctorch::T(running_var);
+        rv.mul_(1 - momentum).add_((total_m2 / (count - 1)).to(rv.scalar_type()) * momentum);
+      }
+    }
+    *out = ctorch::wrap(SyncBatchNormFunction::apply(input, ctorch::or_undefined(weight), ctorch::or_undefined(bias),
+                                                     mean, invstd, count,
+                                                     static_cast<int64_t>(reinterpret_cast<intptr_t>(&g))));
   })
 #else
   CT_TRY(unavailable())

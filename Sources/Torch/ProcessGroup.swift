@@ -86,6 +86,19 @@ public final class ProcessGroup: @unchecked Sendable {
         try Tensor.make { ct_process_group_allgather(handle, tensor.handle, $0) }
     }
 
+    /// Batch normalisation in training behaviour over every rank's batch together (PyTorch's
+    /// `SyncBatchNorm`): the per-channel statistics are those of all ranks' samples, combined in rank
+    /// order, and the running statistics (when given) are updated with `momentum` as `batchNorm` does.
+    /// Its backward pass exchanges gradient sums with the other ranks, so every rank must call it for
+    /// the same layers in the same order, and run backward likewise.
+    public func syncBatchNorm(_ x: Tensor, runningMean: Tensor?, runningVar: Tensor?, weight: Tensor?, bias: Tensor?,
+                              momentum: Double, eps: Double) throws -> Tensor {
+        try Tensor.make {
+            ct_sync_batch_norm(handle, x.handle, weight.orNull, bias.orNull, runningMean.orNull, runningVar.orNull,
+                               momentum, eps, $0)
+        }
+    }
+
     private func withHandles(_ tensors: [Tensor], _ body: (UnsafePointer<ct_tensor>, Int32) throws -> Void) throws {
         guard !tensors.isEmpty else { return }
         let handles = tensors.map(\.handle)

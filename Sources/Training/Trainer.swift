@@ -602,7 +602,7 @@ public final class Trainer {
     /// The feature cache, when set and the model's embedding is frozen now.
     private func usableFeatureCache() -> TrainingFeatures? {
         // Mixed batches are new images: cached features cannot stand for them.
-        guard let featureCache, configuration.mix == nil, distributed == nil, FeatureCache.ineligibility(of: model) == nil else { return nil }
+        guard let featureCache, configuration.mix == nil, FeatureCache.ineligibility(of: model) == nil else { return nil }
         return featureCache
     }
 

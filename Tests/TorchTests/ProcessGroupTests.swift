@@ -45,24 +45,12 @@ final class ProcessGroupTests: XCTestCase {
     func testCollectivesAcrossTwoProcesses() throws {
         let port = try FreePort.make()
         let store = try TCPStore(host: "127.0.0.1", port: port, worldSize: 2, isServer: true, timeout: 30)
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0])
-        peer.arguments = ["TorchTests.ProcessGroupTests/testPeerRole"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[Self.portVariable] = String(port)
-        peer.environment = environment
-        let output = Pipe()
-        peer.standardOutput = output
-        peer.standardError = output
-        try peer.run()
+        let peer = try PeerTest("TorchTests.ProcessGroupTests/testPeerRole", environment: [Self.portVariable: String(port)])
         let group = try ProcessGroup(store: store, rank: 0, worldSize: 2, timeout: 30)
         XCTAssertEqual(group.rank, 0)
         XCTAssertEqual(group.worldSize, 2)
         try Self.exercise(group)
-        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        peer.waitUntilExit()
-        XCTAssertEqual(peer.terminationStatus, 0, "rank 1 failed:\n\(log)")
-        XCTAssertTrue(log.contains("Executed 1 test"), log)
+        peer.assertPassed()
     }
 
     func testAPeerThatNeverComesIsAnErrorWithinTheTimeout() throws {

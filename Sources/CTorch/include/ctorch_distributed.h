@@ -54,6 +54,17 @@ ct_status ct_process_group_barrier(ct_process_group group) CT_NOEXCEPT;
 /// Every rank's `input` (same shape on all ranks), stacked along a new first dimension of size world_size.
 ct_status ct_process_group_allgather(ct_process_group group, ct_tensor input, ct_tensor *out) CT_NOEXCEPT;
 
+/// Batch normalisation in training behaviour with the statistics of every rank's batch together
+/// (PyTorch's SyncBatchNorm): each rank's per-channel mean, squared deviations and count are
+/// gathered and combined in rank order; the running statistics (either may be NULL) are updated with
+/// `momentum` and the unbiased variance, as batch_norm does; backward gathers every rank's
+/// `sum(dy)` and `sum(dy * (x - mean))` for the input gradient. `weight`/`bias` may be NULL (no
+/// affine). Every rank of `group` must call it for the same layers in the same order, and the
+/// group must outlive the backward pass of its output.
+ct_status ct_sync_batch_norm(ct_process_group group, ct_tensor x, ct_tensor weight, ct_tensor bias,
+                             ct_tensor running_mean, ct_tensor running_var, double momentum, double eps,
+                             ct_tensor *out) CT_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

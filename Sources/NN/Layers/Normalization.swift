@@ -30,6 +30,10 @@ open class BatchNorm: Module, BatchNormLayer {
     public let runningVar: Tensor?
     /// Int64 scalar counting training-mode forward passes, or nil without `trackRunningStats`.
     public let numBatchesTracked: Tensor?
+    /// When set, training-behaviour statistics are those of every rank's batch together, as PyTorch's
+    /// `SyncBatchNorm` computes them (see `Module.synchronizeBatchNorm(over:)`); nil: this process's
+    /// batch alone. Eval behaviour and frozen layers never communicate.
+    public var processGroup: ProcessGroup?
 
     /// A batch norm over `numFeatures` channels with PyTorch's defaults and initialisation (weight 1,
     /// bias 0, running mean 0, running variance 1). Throws `NNError.invalidArgument` unless `numFeatures` > 0.
@@ -112,6 +116,12 @@ open class BatchNorm: Module, BatchNormLayer {
             throw NNError.invalidArgument(
                 "\(typeName): expected more than 1 value per channel when training, got input size \(shape)")
         }
+        if training, let processGroup, processGroup.worldSize > 1 {
+            return try PrecisionPolicy.run(.batchNorm, x) { x in
+                try processGroup.syncBatchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
+                                               bias: bias, momentum: factor, eps: eps)
+            }
+        }
         return try PrecisionPolicy.run(.batchNorm, x) { x in
             try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
                                      bias: bias, training: useBatchStats, momentum: factor, eps: eps)
@@ -142,4 +152,20 @@ open class BatchNorm1d: BatchNorm {
     open override var typeName: String { "BatchNorm1d" }
     /// [N, C] or [N, C, L] input.
     open override var acceptedRanks: [Int] { [2, 3] }
+}
+
+extension Module {
+    /// Makes every `BatchNorm` of this module compute its training statistics over all ranks of
+    /// `group` (PyTorch's `SyncBatchNorm.convert_sync_batchnorm`), or only over this process's batch
+    /// again with nil. Returns how many layers it set. Parameters, buffers and keys are unchanged.
+    @discardableResult
+    public func synchronizeBatchNorm(over group: ProcessGroup?) -> Int {
+        var count = 0
+        for (_, module) in namedModules() {
+            guard let norm = module as? BatchNorm else { continue }
+            norm.processGroup = group
+            count += 1
+        }
+        return count
+    }
 }

@@ -11,7 +11,7 @@ import Torch
 /// Gradients are reduced after the whole backward pass (the shim has no autograd hooks, so the
 /// all-reduce of early buckets does not overlap the rest of backward as DDP's reducer does); each
 /// bucket of about `bucketBytes` is one collective. Frozen parameters (no gradient) are skipped.
-/// BatchNorm statistics stay per rank, as DDP's default is.
+/// BatchNorm statistics stay per rank, as DDP's default is, unless `syncBatchNorm` is set.
 public final class DataParallel {
     /// The group every collective goes through.
     public let group: ProcessGroup
@@ -21,6 +21,10 @@ public final class DataParallel {
     public private(set) var allReduceSeconds = 0.0
     /// Gradient all-reduces (optimizer steps) so far.
     public private(set) var allReduceSteps = 0
+
+    /// Whether the model's BatchNorm layers compute their training statistics over every rank's batch
+    /// together (PyTorch's `SyncBatchNorm`), set on the model when training starts; false: per rank.
+    public var syncBatchNorm = false
 
     /// DDP's default bucket size, 25 MiB.
     public static let defaultBucketBytes = 25 * 1024 * 1024
@@ -74,14 +78,32 @@ public final class DataParallel {
     }
 
     /// Every rank's `values` (of any length), concatenated in rank order.
-    public func gather(_ values: [Float]) throws -> [Float] {
+    public func gather<T: TensorScalar & Numeric>(_ values: [T]) throws -> [T] {
         let counts = try collective("all-gather") { try group.allGather(try Tensor([Int64(values.count)])) }
             .toArray(Int64.self).map { Int($0) }
         let longest = counts.max() ?? 0
         guard longest > 0 else { return [] }
-        let padded = try Tensor(values + [Float](repeating: 0, count: longest - values.count))
-        let all = try collective("all-gather") { try group.allGather(padded) }.toArray(Float.self)
+        let padded = try Tensor(values + [T](repeating: .zero, count: longest - values.count))
+        let all = try collective("all-gather") { try group.allGather(padded) }.toArray(T.self)
         return counts.enumerated().flatMap { r, n in all[(r * longest)..<(r * longest + n)] }
+    }
+
+    /// Runs `body` on this rank and agrees with the others on how it went, so that no rank waits in a
+    /// collective for one that gave up: when it threw anywhere, every rank throws — the failed ranks
+    /// their own error, the others `DistributedError.rankFailed` naming them and `what`. Every rank
+    /// must call it at the same point.
+    @discardableResult
+    public func allSucceed<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        let outcome = Result { try body() }
+        var flags = [Double](repeating: 0, count: worldSize)
+        if case .failure = outcome { flags[rank] = 1 }
+        let failed = try sum(flags).enumerated().filter { $0.element > 0 }.map(\.offset)
+        let value = try outcome.get()
+        guard failed.isEmpty else {
+            throw DistributedError.rankFailed("\(what) failed on rank\(failed.count == 1 ? "" : "s") "
+                + failed.map(String.init).joined(separator: ", ") + " (its own message says why); rank \(rank) stops too")
+        }
+        return value
     }
 
     /// Throws naming each setting whose value differs between this rank and rank 0 (classes, architecture,
@@ -183,10 +205,13 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
     case mismatchedSettings(String)
     /// A rank stopped answering (died, was killed, or lost the network).
     case lostRank(String)
+    /// A step every rank takes together failed on another rank (named), so this one stops too.
+    case rankFailed(String)
 
     public var description: String {
         switch self {
-        case .badEnvironment(let text), .mismatchedSettings(let text), .lostRank(let text): return text
+        case .badEnvironment(let text), .mismatchedSettings(let text), .lostRank(let text), .rankFailed(let text):
+            return text
         }
     }
 }

@@ -4,7 +4,8 @@ import Torch
 
 extension Trainer {
     /// Before the first batch on every rank: the data shards, the settings check, rank 0's weights
-    /// and buffers to everyone, and the world size recorded in the state (and so in checkpoints).
+    /// and buffers to everyone, SyncBatchNorm when asked, and the world size recorded in the state (and
+    /// so in checkpoints).
     func startDistributed(_ distributed: DataParallel, train: DataLoader, validation: DataLoader?) throws {
         train.shard = distributed.trainingShard
         validation?.shard = distributed.evaluationShard
@@ -12,10 +13,12 @@ extension Trainer {
             ("classes", train.dataset.classNames.joined(separator: ",")),
             ("architecture", modelName),
             ("batch size", String(train.batchSize)),
+            ("sync-bn", String(distributed.syncBatchNorm)),
             ("data", DataParallel.fingerprint(train.dataset) + " / "
                 + (validation.map { DataParallel.fingerprint($0.dataset) } ?? "no validation")),
         ])
         try distributed.broadcastState(of: model)
+        model.synchronizeBatchNorm(over: distributed.syncBatchNorm ? distributed.group : nil)
         if let saved = state.worldSize, saved != distributed.worldSize, state.batchInEpoch > 0 {
             throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(saved) "
                 + "processes; resume it with \(saved) processes")
@@ -73,16 +76,5 @@ extension DataParallel {
         total.correct = Int(s[2])
         total.batches = Int(s[3])
         return total
-    }
-}
-
-extension TrainingRun {
-    /// No feature cache in a data-parallel run: an error for `--feature-cache on`, else none.
-    func refuseDistributed(_ mode: FeatureCacheMode) throws -> TrainingFeatures? {
-        guard mode != .on else {
-            throw RunError.invalidSetting(setting: "featureCache", reason: "on: data-parallel runs do not use the "
-                + "feature cache yet; use auto or off")
-        }
-        return nil
     }
 }

@@ -202,10 +202,13 @@ public enum FeatureCache {
     ///     describe it exactly: it is part of the key).
     ///   - views: 1 for unaugmented inputs; K for K augmented views (see the type's documentation).
     ///   - seed: the training loader's seed (it draws the augmented views).
+    ///   - distributed: the group of a data-parallel run, whose ranks all call this with the same
+    ///     inputs: each computes a shard and rank 0 writes the file (see `prepareSharded`).
     public static func prepare(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                                transformDescription: String, views: Int = 1, seed: UInt64 = 0,
                                autocastBF16: Bool = false, batchSize: Int = 32, workers: Int = 2,
-                               directory: String? = defaultDirectory, strict: Bool = false) throws -> CachedFeatures {
+                               directory: String? = defaultDirectory, strict: Bool = false,
+                               distributed: DataParallel? = nil) throws -> CachedFeatures {
         guard views >= 1 else { throw TrainingError.invalidConfiguration("feature cache views must be at least 1") }
         if let reason = ineligibility(of: model) {
             throw TrainingError.invalidConfiguration("backbone features cannot be cached: \(reason)")
@@ -214,18 +217,14 @@ public enum FeatureCache {
                                              views: views, seed: seed, autocastBF16: autocastBF16)
         let key = SHA256Hasher.hexDigest(of: Array(description.utf8))
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
-        if let path, FileManager.default.fileExists(atPath: path),
-           let cached = try? read(path, key: key, views: views, samples: dataset.count, width: model.embeddingSize) {
-            var skipped = SkippedFiles()
-            for (i, ok) in cached.valid.enumerated() where !ok {
-                skipped.append(path: dataset.samples[i].source.description,
-                               reason: "could not be decoded (found when this feature cache was computed)")
-            }
-            if strict, let first = skipped.entries.first {
-                throw DataError.corrupt(path: first.path, reason: first.reason)
-            }
-            return CachedFeatures(features: cached.features, valid: cached.valid, path: path, key: key, reused: true,
-                                  skipped: skipped, mapping: cached.mapping)
+        if let distributed, distributed.worldSize > 1 {
+            let inputs = ExtractionInputs(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
+                                          autocastBF16: autocastBF16, batchSize: batchSize, workers: workers, strict: strict)
+            return try prepareSharded(inputs, key: key, description: description, path: path, distributed: distributed)
+        }
+        if let path, let cached = try reuse(path, key: key, dataset: dataset, views: views, width: model.embeddingSize,
+                                            strict: strict) {
+            return cached
         }
         guard let path, let directory else {
             let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
@@ -234,21 +233,8 @@ public enum FeatureCache {
             return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
         }
         // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let n = dataset.count, width = model.embeddingSize
-        // Checked before extracting: views × samples × width floats go to disk (then are memory-mapped).
-        let (rows, overflow) = views.multipliedReportingOverflow(by: n)
-        let (count, overflow2) = rows.multipliedReportingOverflow(by: width)
-        let (bytes, overflow3) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
-        let free = (try? FileManager.default.attributesOfFileSystem(forPath: directory)[.systemFreeSize] as? NSNumber)?
-            .int64Value
-        if overflow || overflow2 || overflow3 || free.map({ Int64(bytes) > $0 }) == true {
-            let needed = overflow || overflow2 || overflow3 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
-            throw TrainingError.invalidConfiguration(
-                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs a file of about "
-                + "\(needed) (read back memory-mapped), more than the \(MemoryEstimate.format(Int(free ?? 0))) of disk free in "
-                + "\(directory); cache fewer augmented views")
-        }
+        try prepareDirectory(directory, views: views, samples: n, width: width)
         var valid = [Bool](repeating: false, count: n)
         var skipped = SkippedFiles()
         try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
@@ -293,7 +279,25 @@ public enum FeatureCache {
                               skipped: skipped, mapping: cached.mapping)
     }
 
-    private static func read(_ path: String, key: String, views: Int, samples: Int, width: Int) throws
+    /// The cache at `path` when it exists and holds these features (nil otherwise), with the samples it
+    /// marks unloadable as skipped files; with `strict`, the first of those is an error.
+    static func reuse(_ path: String, key: String, dataset: any ImageDataset, views: Int, width: Int,
+                      strict: Bool) throws -> CachedFeatures? {
+        guard FileManager.default.fileExists(atPath: path),
+              let cached = try? read(path, key: key, views: views, samples: dataset.count, width: width) else { return nil }
+        var skipped = SkippedFiles()
+        for (i, ok) in cached.valid.enumerated() where !ok {
+            skipped.append(path: dataset.samples[i].source.description,
+                           reason: "could not be decoded (found when this feature cache was computed)")
+        }
+        if strict, let first = skipped.entries.first {
+            throw DataError.corrupt(path: first.path, reason: first.reason)
+        }
+        return CachedFeatures(features: cached.features, valid: cached.valid, path: path, key: key, reused: true,
+                              skipped: skipped, mapping: cached.mapping)
+    }
+
+    static func read(_ path: String, key: String, views: Int, samples: Int, width: Int) throws
         -> CachedFeatures? {
         let file = try SafeTensors.read(path)
         guard file.metadata["key"] == key, let features = file.tensors["features"], let valid = file.tensors["valid"],
@@ -313,16 +317,7 @@ public enum FeatureCache {
                                workers: Int = 2, strict: Bool = false) throws
         -> (features: Tensor, valid: [Bool], skipped: SkippedFiles) {
         let n = dataset.count, width = model.embeddingSize
-        // Checked before allocating: views × samples × width floats, held twice (array and tensor).
-        let (count, overflow) = views.multipliedReportingOverflow(by: n * width)
-        let (bytes, overflow2) = count.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
-        if overflow || overflow2 || bytes > Runtime.physicalMemory / 2 {
-            let needed = overflow || overflow2 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
-            throw TrainingError.invalidConfiguration(
-                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs about \(needed) "
-                + "of memory, more than half of this machine's \(MemoryEstimate.format(Runtime.physicalMemory)); "
-                + "cache fewer augmented views")
-        }
+        let count = try checkMemory(views: views, samples: n, width: width)
         var values = [Float](repeating: 0, count: count)
         var valid = [Bool](repeating: false, count: n)
         let skipped = try forEachBatch(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
@@ -337,16 +332,52 @@ public enum FeatureCache {
         return (try Tensor(values, shape: [views, n, width]), valid, skipped)
     }
 
+    /// Creates `directory` and checks, before extracting, that the cache file (views × samples × width
+    /// floats, then memory-mapped) fits in its free disk space.
+    static func prepareDirectory(_ directory: String, views: Int, samples n: Int, width: Int) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let (rows, overflow) = views.multipliedReportingOverflow(by: n)
+        let (count, overflow2) = rows.multipliedReportingOverflow(by: width)
+        let (bytes, overflow3) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        let free = (try? FileManager.default.attributesOfFileSystem(forPath: directory)[.systemFreeSize] as? NSNumber)?
+            .int64Value
+        if overflow || overflow2 || overflow3 || free.map({ Int64(bytes) > $0 }) == true {
+            let needed = overflow || overflow2 || overflow3 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
+            throw TrainingError.invalidConfiguration(
+                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs a file of about "
+                + "\(needed) (read back memory-mapped), more than the \(MemoryEstimate.format(Int(free ?? 0))) of disk free in "
+                + "\(directory); cache fewer augmented views")
+        }
+    }
+
+    /// views × samples × width, after checking that this many floats, held twice (array and tensor),
+    /// fit in half of this machine's memory.
+    static func checkMemory(views: Int, samples n: Int, width: Int) throws -> Int {
+        let (count, overflow) = views.multipliedReportingOverflow(by: n * width)
+        let (bytes, overflow2) = count.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
+        if overflow || overflow2 || bytes > Runtime.physicalMemory / 2 {
+            let needed = overflow || overflow2 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
+            throw TrainingError.invalidConfiguration(
+                "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs about \(needed) "
+                + "of memory, more than half of this machine's \(MemoryEstimate.format(Runtime.physicalMemory)); "
+                + "cache fewer augmented views")
+        }
+        return count
+    }
+
     /// The loop of `extract` and of the streamed cache: `model.embedding` over every view of the dataset in
     /// inference mode and eval behaviour, in the unshuffled loader's order, calling `body(view, indices,
     /// rows)` with each batch's sample indices (ascending; unloadable samples left out) and their
-    /// features, row-major float32. Returns the files that could not be loaded.
+    /// features, row-major float32. With a `shard`, only that shard's samples (their dataset indices,
+    /// so augmented views are the same). Returns the files that could not be loaded.
     static func forEachBatch(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                              views: Int, seed: UInt64, autocastBF16: Bool, batchSize: Int, workers: Int, strict: Bool,
+                             shard: DataShard? = nil,
                              _ body: (_ view: Int, _ indices: [Int], _ rows: [Float]) throws -> Void) throws -> SkippedFiles {
         let width = model.embeddingSize
         let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: false, seed: seed, transform: transform,
                                     workers: workers, prefetch: Swift.max(2, workers), strict: strict)
+        loader.shard = shard
         let device = model.parameters().first?.device ?? .cpu
         let wasTraining = model.isTraining
         model.eval()

@@ -64,6 +64,9 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var randAugment: [Int]?
     /// A folder of unlabelled images for pseudo-labelling (read recursively; nil: none).
     public var unlabeled: String?
+    /// In data-parallel training, BatchNorm statistics over every rank's batch together (PyTorch's
+    /// `SyncBatchNorm`); nil or false: per rank, as DDP's default. No effect in a single process.
+    public var syncBatchNorm: Bool?
     /// Pseudo-labelling's settings (with `unlabeled`; nil: the defaults). `TrainingRun` resolves the
     /// start epoch and puts them into the training configuration.
     public var pseudoLabel: PseudoLabelSettings?

@@ -523,6 +523,13 @@ public final class TrainingRun {
             skipped.record(cache.train.skipped, split: "training")
             if let v = cache.validation { skipped.record(v.skipped, split: "validation") }
         }
+        if options.syncBatchNorm == true {
+            if let distributed = trainer.distributed {
+                distributed.syncBatchNorm = true
+            } else {
+                notify(.info("sync-bn: a single process, so BatchNorm statistics are this process's batch's, as without it"))
+            }
+        }
         let stop = signalStop ?? SignalStop()
         trainer.signalStop = stop
         defer { if signalStop == nil { stop.cancel() } }
@@ -618,8 +625,6 @@ public final class TrainingRun {
         let options = config.options
         let mode = options.featureCache ?? .auto
         guard mode != .off, let model = trainer.model as? any ClassifierModel else { return nil }
-        // Data-parallel runs do not shard the cache yet, and the trainer does not use one (docs/distributed.md).
-        if trainer.distributed != nil { return try refuseDistributed(mode) }
         let augmented = options.augment != .none
         let refuse = { (reason: String) throws -> TrainingFeatures? in
             if mode == .on { throw RunError.invalidSetting(setting: "featureCache", reason: "on: \(reason)") }
@@ -654,7 +659,7 @@ public final class TrainingRun {
                                      transformDescription: "\(augmentation) \(description)", views: views,
                                      seed: loader.seed, autocastBF16: trainer.configuration.autocastBF16,
                                      batchSize: options.batchSize, workers: options.workers, directory: directory,
-                                     strict: strict)
+                                     strict: strict, distributed: trainer.distributed)
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
             + (options.randAugment.map { " nm=\($0)" } ?? "")
@@ -668,7 +673,7 @@ public final class TrainingRun {
                 model: model, dataset: labeler.unlabeled, transform: labeler.evalTransform,
                 transformDescription: "eval \(description)", views: 1, seed: 0,  // no randomness: one cache for every seed
                 autocastBF16: trainer.configuration.autocastBF16, batchSize: options.batchSize, workers: options.workers,
-                directory: directory, strict: strict)
+                directory: directory, strict: strict, distributed: trainer.distributed)
             let student = augmented ? try prepare(labeler.unlabeled, train, augmentation: augmentation, views: views) : teacher
             labeler.features = UnlabeledFeatures(teacher: teacher, student: student)
             notify(.info("Feature cache: \(teacher.usableCount) unlabelled images"
@@ -679,7 +684,8 @@ public final class TrainingRun {
         notify(.info("Feature cache: \(trainFeatures.usableCount) training images × \(views) view\(views == 1 ? "" : "s")"
             + (validationFeatures.map { " + \($0.usableCount) validation images" } ?? "")
             + ", \(trainFeatures.embeddingSize) features each, "
-            + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started)))
+            + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started))
+                + (trainer.distributed.map { $0.worldSize > 1 ? " by \($0.worldSize) ranks" : "" } ?? ""))
             + " (\(directory)); head-only epochs skip the backbone"))
         return TrainingFeatures(train: trainFeatures, validation: validationFeatures)
     }

@@ -18,6 +18,8 @@ struct DistributedOptions: ParsableArguments {
     var masterPort: Int?
     @Option(help: "Seconds to wait for the other ranks (joining, and each collective) before stopping with an error naming the lost rank.")
     var distTimeout: Double = 300
+    @Flag(name: .customLong("sync-bn"), help: "Compute BatchNorm statistics over every rank's batch together (PyTorch's SyncBatchNorm), as one process with the whole batch would; by default each rank uses its own batch's, as DDP does.")
+    var syncBatchNorm = false
 
     func validate() throws {
         if let n = nprocPerNode, !(1...256).contains(n) { throw ValidationError("--nproc-per-node must be 1 to 256, got \(n)") }

@@ -199,6 +199,7 @@ struct TrainCommand: ParsableCommand {
         spec.options.randAugment = augment.randAugment
         try techniques.apply(to: &spec.options)
         pseudoLabel.apply(to: &spec.options)
+        if distributed.syncBatchNorm { spec.options.syncBatchNorm = true }
         return spec
     }
 
