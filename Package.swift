@@ -94,6 +94,26 @@ if let dir = libtorch.libDir {
     // a different (system) libtorch at run time.
     shimLinkerFlags += ["-L", dir, "-Xlinker", "-rpath", "-Xlinker", dir]
 }
+// c10d's NCCL process group: a CUDA LibTorch (libtorch_cuda, ProcessGroupNCCL.hpp) plus NCCL's and the
+// CUDA runtime's headers, from NCCL_INCLUDE_DIR / CUDA_INCLUDE_DIR or, as pip installs a CUDA wheel's
+// dependencies, site-packages/nvidia/{nccl,cu13,cuda_runtime}/include beside torch/.
+func ncclIncludeDirs() -> [String]? {
+    guard let lib = libtorch.libDir, fileExists(lib + "/libtorch_cuda.so"),
+          fileExists(libtorch.includeDirs[0] + "/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp") else { return nil }
+    let env = ProcessInfo.processInfo.environment
+    let nvidia = URL(fileURLWithPath: lib).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("nvidia").path
+    let candidates = [env["NCCL_INCLUDE_DIR"], env["CUDA_INCLUDE_DIR"]].compactMap { $0 }
+        + ["nccl", "cu13", "cu12", "cuda_runtime"].map { "\(nvidia)/\($0)/include" }
+    guard let nccl = candidates.first(where: { fileExists($0 + "/nccl.h") }),
+          let cuda = candidates.first(where: { fileExists($0 + "/cuda_runtime_api.h") }) else { return nil }
+    return nccl == cuda ? [nccl] : [nccl, cuda]
+}
+if let dirs = ncclIncludeDirs() {
+    shimCxxFlags += dirs.flatMap { ["-I", $0] }
+    shimDefines.append(.define("CTORCH_HAS_C10D_NCCL"))
+    shimLinkerFlags += ["-ltorch_cuda", "-lc10_cuda"]
+}
 
 let package = Package(
     name: "finetune",

@@ -1,6 +1,8 @@
-// c10d entry points: TCPStore, the Gloo process group and its collectives (ctorch_distributed.h).
-// Only this file sees c10d's and gloo's headers; it compiles them only where Package.swift found
-// gloo's headers for this LibTorch (CTORCH_HAS_C10D_GLOO), and otherwise every call says so.
+// c10d entry points: TCPStore, the Gloo and NCCL process groups and their collectives, and
+// SyncBatchNorm (ctorch_distributed.h). Only this file sees c10d's, gloo's and NCCL's headers. It
+// compiles the Gloo group where Package.swift found gloo's headers for this LibTorch
+// (CTORCH_HAS_C10D_GLOO), the NCCL group where it found a CUDA LibTorch with NCCL's and the CUDA
+// runtime's headers (CTORCH_HAS_C10D_NCCL); a call to a backend this build lacks says so.
 #include "ct_internal.h"
 #include "ctorch_distributed.h"
 
@@ -9,31 +11,49 @@
 #include <sstream>
 #include <stdexcept>
 
-#if defined(CTORCH_HAS_C10D_GLOO)
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1
-#endif
+#if defined(CTORCH_HAS_C10D_GLOO) || defined(CTORCH_HAS_C10D_NCCL)
+#define CTORCH_HAS_C10D 1
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/var_mean.h>
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
 #endif
 
+#if defined(CTORCH_HAS_C10D_GLOO)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+
+#if defined(CTORCH_HAS_C10D_NCCL)
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
 namespace {
 
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
 
 struct Store {
   c10::intrusive_ptr<c10d::TCPStore> store;
 };
 
+// The class both backends derive from: c10d::Backend since LibTorch 2.0, c10d::ProcessGroup before.
+#if CTORCH_LIBTORCH_MAJOR >= 2
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
+
 struct Group {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<CollectiveBackend> group;
   std::chrono::milliseconds timeout;
 };
 
@@ -90,6 +110,7 @@ void on_flat(std::vector<at::Tensor> &list, Op op) {
   }
 }
 
+#if defined(CTORCH_HAS_C10D_GLOO)
 std::shared_ptr<::gloo::transport::Device> device_for_environment() {
   const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
   if (ifname != nullptr && *ifname != '\0') {
@@ -100,6 +121,7 @@ std::shared_ptr<::gloo::transport::Device> device_for_environment() {
   }
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
+#endif
 
 /// Every rank's `input` stacked in rank order ([world, ...]): the same tensor on every rank.
 at::Tensor allgather_stacked(const Group &g, const at::Tensor &input, const char *what) {
@@ -183,6 +205,12 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
       "headers (<gloo/...>), which this build was compiled without (see docs/libtorch.md)");
 }
 
+[[noreturn]] void nccl_unavailable() {
+  throw std::runtime_error(
+      "NCCL process groups are not available in this build: they need a CUDA LibTorch with c10d's NCCL "
+      "backend and NCCL's and the CUDA runtime's headers (see docs/libtorch.md)");
+}
+
 }  // namespace
 
 extern "C" {
@@ -196,9 +224,9 @@ bool ct_distributed_gloo_available(void) noexcept {
 }
 
 bool ct_distributed_nccl_available(void) noexcept {
-  // NCCL process groups exist only in CUDA builds of LibTorch compiled with USE_C10D_NCCL; the CPU
-  // builds this project targets have none.
-#if defined(USE_C10D_NCCL)
+  // NCCL process groups exist only in CUDA builds of LibTorch compiled with USE_C10D_NCCL, and the
+  // shim compiles them only where Package.swift found the headers they need.
+#if defined(CTORCH_HAS_C10D_NCCL)
   return true;
 #else
   return false;
@@ -207,7 +235,7 @@ bool ct_distributed_nccl_available(void) noexcept {
 
 ct_status ct_store_create(const char *host, uint16_t port, int32_t world_size, bool is_server, int64_t timeout_ms,
                           ct_store *out) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     if (host == nullptr || *host == '\0') throw std::invalid_argument("no master address given");
     if (world_size < 1) throw std::invalid_argument("the world size must be at least 1");
@@ -226,7 +254,7 @@ ct_status ct_store_create(const char *host, uint16_t port, int32_t world_size, b
 }
 
 void ct_store_free(ct_store store) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   try {
     delete static_cast<Store *>(store.ptr);
   } catch (...) {
@@ -235,7 +263,7 @@ void ct_store_free(ct_store store) noexcept {
 }
 
 ct_status ct_store_add(ct_store store, const char *key, int64_t delta, int64_t *out) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY(*out = S(store).store->add(std::string(key), delta))
 #else
   CT_TRY(unavailable())
@@ -262,8 +290,26 @@ ct_status ct_process_group_gloo_create(ct_store store, int32_t rank, int32_t wor
 #endif
 }
 
+ct_status ct_process_group_nccl_create(ct_store store, int32_t rank, int32_t world_size, int64_t timeout_ms,
+                                       ct_process_group *out) noexcept {
+#if defined(CTORCH_HAS_C10D_NCCL)
+  CT_TRY({
+    if (world_size < 1 || rank < 0 || rank >= world_size) {
+      throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a world of size " +
+                                  std::to_string(world_size));
+    }
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = checked_timeout(timeout_ms);
+    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(S(store).store, rank, world_size, options);
+    *out = ct_process_group{new Group{std::move(group), options->timeout}};
+  })
+#else
+  CT_TRY(nccl_unavailable())
+#endif
+}
+
 void ct_process_group_free(ct_process_group group) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   try {
     delete static_cast<Group *>(group.ptr);
   } catch (...) {
@@ -272,7 +318,7 @@ void ct_process_group_free(ct_process_group group) noexcept {
 }
 
 int32_t ct_process_group_rank(ct_process_group group) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   return G(group).group->getRank();
 #else
   return 0;
@@ -280,7 +326,7 @@ int32_t ct_process_group_rank(ct_process_group group) noexcept {
 }
 
 int32_t ct_process_group_size(ct_process_group group) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   return G(group).group->getSize();
 #else
   return 1;
@@ -288,7 +334,7 @@ int32_t ct_process_group_size(ct_process_group group) noexcept {
 }
 
 ct_status ct_process_group_allreduce_sum(ct_process_group group, const ct_tensor *tensors, int32_t count) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     auto &g = G(group);
     auto list = tensors_of(tensors, count);
@@ -306,7 +352,7 @@ ct_status ct_process_group_allreduce_sum(ct_process_group group, const ct_tensor
 
 ct_status ct_process_group_broadcast(ct_process_group group, const ct_tensor *tensors, int32_t count,
                                      int32_t root) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     auto &g = G(group);
     if (root < 0 || root >= g.group->getSize()) throw std::invalid_argument("broadcast root " + std::to_string(root) + " is not a rank");
@@ -324,7 +370,7 @@ ct_status ct_process_group_broadcast(ct_process_group group, const ct_tensor *te
 }
 
 ct_status ct_process_group_barrier(ct_process_group group) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     auto &g = G(group);
     c10d::BarrierOptions options;
@@ -337,7 +383,7 @@ ct_status ct_process_group_barrier(ct_process_group group) noexcept {
 }
 
 ct_status ct_process_group_allgather(ct_process_group group, ct_tensor input, ct_tensor *out) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     *out = ctorch::wrap(allgather_stacked(G(group), ctorch::T(input), "allgather"));
   })
@@ -349,7 +395,7 @@ ct_status ct_process_group_allgather(ct_process_group group, ct_tensor input, ct
 ct_status ct_sync_batch_norm(ct_process_group group, ct_tensor x, ct_tensor weight, ct_tensor bias,
                              ct_tensor running_mean, ct_tensor running_var, double momentum, double eps,
                              ct_tensor *out) noexcept {
-#if defined(CTORCH_HAS_C10D_GLOO)
+#if defined(CTORCH_HAS_C10D)
   CT_TRY({
     const auto &g = G(group);
     const at::Tensor &input = ctorch::T(x);

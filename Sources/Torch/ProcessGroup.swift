@@ -33,8 +33,8 @@ public final class TCPStore: @unchecked Sendable {
     static func milliseconds(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded(.up)) }
 }
 
-/// A c10d Gloo process group (`torch.distributed`'s "gloo" backend): collectives over TCP between
-/// `worldSize` processes. Every collective waits at most `timeout` seconds, so a peer that died or
+/// A c10d process group (`torch.distributed`'s "gloo" backend, or "nccl" in CUDA builds): collectives
+/// between `worldSize` processes. Every collective waits at most `timeout` seconds, so a peer that died or
 /// never came is a thrown `TorchError`, never a hang. The handle is freed in `deinit`.
 public final class ProcessGroup: @unchecked Sendable {
     let handle: ct_process_group
@@ -52,12 +52,26 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Whether this LibTorch build has NCCL (CUDA) process groups.
     public static var isNCCLAvailable: Bool { ct_distributed_nccl_available() }
 
-    /// Joins the Gloo group of `worldSize` processes meeting at `store` as `rank`. Interfaces come from
-    /// `GLOO_SOCKET_IFNAME`, else this host's name, as in `torch.distributed`.
-    public init(store: TCPStore, rank: Int, worldSize: Int, timeout: Double) throws {
+    /// The transport of a group's collectives (`torch.distributed`'s backend names).
+    public enum Backend: String, Sendable {
+        /// CPU tensors over TCP (Gloo); every LibTorch build with c10d's Gloo.
+        case gloo
+        /// CUDA tensors over NVLink/InfiniBand/TCP (NCCL); only CUDA builds with NCCL (`isNCCLAvailable`).
+        case nccl
+    }
+
+    /// Joins the group of `worldSize` processes meeting at `store` as `rank`. With Gloo, interfaces come
+    /// from `GLOO_SOCKET_IFNAME`, else this host's name, as in `torch.distributed`; with NCCL, each rank
+    /// uses the current CUDA device and NCCL's own variables (`NCCL_SOCKET_IFNAME`, …).
+    public init(store: TCPStore, rank: Int, worldSize: Int, timeout: Double, backend: Backend = .gloo) throws {
         var out = ct_process_group(ptr: nil)
-        try check(ct_process_group_gloo_create(store.handle, Int32(rank), Int32(worldSize),
-                                               TCPStore.milliseconds(timeout), &out))
+        let milliseconds = TCPStore.milliseconds(timeout)
+        switch backend {
+        case .gloo:
+            try check(ct_process_group_gloo_create(store.handle, Int32(rank), Int32(worldSize), milliseconds, &out))
+        case .nccl:
+            try check(ct_process_group_nccl_create(store.handle, Int32(rank), Int32(worldSize), milliseconds, &out))
+        }
         handle = out
         self.store = store
         self.rank = rank

@@ -63,6 +63,15 @@ final class ProcessGroupTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 20)
     }
 
+    /// Where the build has no NCCL (every CPU build), asking for it is an error that says so, not a crash.
+    func testNCCLWithoutACUDABuildIsAnError() throws {
+        try XCTSkipIf(ProcessGroup.isNCCLAvailable, "this build has NCCL")
+        let store = try TCPStore(host: "127.0.0.1", port: try FreePort.make(), worldSize: 1, isServer: true, timeout: 5)
+        XCTAssertThrowsError(try ProcessGroup(store: store, rank: 0, worldSize: 1, timeout: 5, backend: .nccl)) {
+            XCTAssertTrue("\($0)".contains("NCCL process groups are not available in this build"), "\($0)")
+        }
+    }
+
     func testUnreachableMasterAndPortInUseAreErrors() throws {
         let port = try FreePort.make()
         let started = Date()

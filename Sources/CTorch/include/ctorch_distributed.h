@@ -1,5 +1,5 @@
 // ctorch_distributed.h — c10d (LibTorch's distributed layer) through the C boundary: a TCPStore
-// rendezvous and a Gloo process group with its collectives. Same rules as ctorch.h: every entry
+// rendezvous and a Gloo or NCCL process group with its collectives. Same rules as ctorch.h: every entry
 // point is noexcept, returns a ct_status and leaves its message in ct_last_error(). No gloo type
 // appears here, so this header compiles against any LibTorch; where the build has no Gloo
 // (CTORCH_HAS_C10D_GLOO unset, e.g. a PyTorch wheel without <gloo/...> headers) every call fails
@@ -38,6 +38,11 @@ ct_status ct_store_add(ct_store store, const char *key, int64_t delta, int64_t *
 /// by GLOO_SOCKET_IFNAME (comma-separated), else the address this host's name resolves to (else
 /// loopback), as torch.distributed does. Connecting and every collective time out after `timeout_ms`.
 ct_status ct_process_group_gloo_create(ct_store store, int32_t rank, int32_t world_size, int64_t timeout_ms,
+                                       ct_process_group *out) CT_NOEXCEPT;
+/// An NCCL process group over `store` (CUDA tensors; one GPU per rank, the current CUDA device), with
+/// the same collectives and timeout rule. Fails with "not available in this build" unless the shim was
+/// compiled against a CUDA LibTorch with NCCL (CTORCH_HAS_C10D_NCCL).
+ct_status ct_process_group_nccl_create(ct_store store, int32_t rank, int32_t world_size, int64_t timeout_ms,
                                        ct_process_group *out) CT_NOEXCEPT;
 void ct_process_group_free(ct_process_group group) CT_NOEXCEPT;
 int32_t ct_process_group_rank(ct_process_group group) CT_NOEXCEPT;
