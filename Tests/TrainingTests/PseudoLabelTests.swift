@@ -194,6 +194,47 @@ final class PseudoLabelTests: XCTestCase {
         }
     }
 
+    /// The three selection rules on a hand-computed case (τ = 0.9, two classes).
+    func testSelectionRules() throws {
+        let predictions = [(0, 0.95), (0, 0.92), (0, 0.91), (0, 0.99), (1, 0.95), (1, 0.5), (0, 0.6), (1, 0.3)]
+            .enumerated().map { PseudoLabel(index: $0, label: $1.0, confidence: $1.1) }
+        func kept(_ selection: PseudoLabelSelection?) -> [Int] {
+            PseudoLabelSettings(threshold: 0.9, selection: selection).select(predictions, classes: 2).map(\.index)
+        }
+        XCTAssertEqual(kept(nil), [0, 1, 2, 3, 4])
+        XCTAssertEqual(kept(.threshold), [0, 1, 2, 3, 4])
+        // Class 1 has one confident image, so class 0 keeps its single most confident (index 3).
+        XCTAssertEqual(kept(.balanced), [3, 4])
+        // σ = [4, 1], 3 below τ: β = [1, 0.25]; thresholds 0.9 and 0.9 · 0.25 / 1.75 ≈ 0.129.
+        XCTAssertEqual(kept(.flexmatch), [0, 1, 2, 3, 4, 5, 7])
+        // Warm-up: while most images are below τ, every class's threshold drops (u = 7 > max σ = 1).
+        let early = [PseudoLabel(index: 0, label: 0, confidence: 0.95)]
+            + (1...7).map { PseudoLabel(index: $0, label: $0 % 2, confidence: $0 % 2 == 0 ? 0.05 : 0.2) }
+        XCTAssertEqual(PseudoLabelSettings(threshold: 0.9, selection: .flexmatch).select(early, classes: 2).map(\.index),
+                       [0, 1, 3, 5, 7], "class 0: 0.9 · (1/7) / (2 − 1/7) ≈ 0.069 > 0.05; class 1 (σ = 0): threshold 0")
+        // Settings saved before the option existed read as the threshold rule.
+        let old = #"{"threshold":0.9,"fraction":0.3,"refresh":"every-epoch","weight":1}"#
+        XCTAssertNil(try JSONDecoder().decode(PseudoLabelSettings.self, from: Foundation.Data(old.utf8)).selection)
+    }
+
+    /// `balanced` in training: every class that has confident images contributes as many as the
+    /// rarest, its most confident ones, all at or above the threshold.
+    func testBalancedSelectionGivesEveryClassTheSameCount() throws {
+        let settings = PseudoLabelSettings(threshold: 0.8, fraction: 0.2, startEpoch: 2, selection: .balanced)
+        let observed = try run(settings)
+        let state = try XCTUnwrap(observed.trainer.state.pseudoLabels)
+        let confident = try XCTUnwrap(observed.expected[3])
+        let counts = (0..<3).map { c in confident.filter { $0.label == c }.count }.filter { $0 > 0 }
+        XCTAssertGreaterThan(Set(counts).count, 1, "the data should make the threshold rule unbalanced: \(counts)")
+        let quota = try XCTUnwrap(counts.min())
+        XCTAssertEqual(state.labels.count, quota * counts.count)
+        for c in 0..<3 {
+            let mine = state.labels.filter { $0.label == c }
+            let best = confident.filter { $0.label == c }.map(\.confidence).sorted(by: >).prefix(quota)
+            XCTAssertEqual(mine.map(\.confidence).sorted(by: >), Array(best), "class \(c)")
+        }
+    }
+
     func testSettingsOutOfRangeNameTheSetting() {
         XCTAssertEqual(PseudoLabelSettings(threshold: 0).problem()?.setting, "threshold")
         XCTAssertEqual(PseudoLabelSettings(threshold: 1.01).problem()?.setting, "threshold")

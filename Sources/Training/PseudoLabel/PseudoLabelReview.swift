@@ -56,7 +56,8 @@ public enum PseudoLabelReview {
                                     trainTransform: transform, evalTransform: transform, seed: 0,
                                     batchSize: batchSize, workers: workers)
         labeler.reporter = reporter
-        let all = try labeler.label(by: trainer, input: .images, threshold: .leastNonzeroMagnitude, epoch: 0)
+        let all = try labeler.label(by: trainer, input: .images,
+                                    settings: PseudoLabelSettings(threshold: .leastNonzeroMagnitude), epoch: 0)
         let kept = all.labels.filter { $0.confidence >= threshold }
         var entries = kept.map {
             Entry(file: folder.samples[$0.index].source.description, className: config.classNames[$0.label],

@@ -8,6 +8,21 @@ public enum PseudoLabelRefresh: String, Codable, CaseIterable, Equatable, Sendab
     case once
 }
 
+/// Which confident images become pseudo-labels (`--pseudo-label-selection`).
+public enum PseudoLabelSelection: String, Codable, CaseIterable, Equatable, Sendable {
+    /// Every image whose top probability reaches the threshold (FixMatch's rule).
+    case threshold
+    /// Class-balanced: of the images at or above the threshold, each class keeps its most confident
+    /// ones, as many as the class with the fewest (classes with none keep none), so that classes the
+    /// model finds easy do not crowd out the others.
+    case balanced
+    /// FlexMatch's class-adaptive thresholds (Zhang et al. 2021, with its threshold warm-up), computed
+    /// at each refresh over all unlabelled images: with σ_c the images predicted as c at or above the
+    /// threshold τ and u those below it, β_c = σ_c / max(max σ, u), and class c's threshold is
+    /// τ · β_c / (2 − β_c): lower for classes the model is still learning.
+    case flexmatch
+}
+
 /// Pseudo-labelling (semi-supervised fine-tuning): unlabelled images labelled by the model trained so
 /// far join the training batches (`TrainingConfiguration.pseudoLabel`, `Trainer.pseudoLabeler`).
 ///
@@ -29,15 +44,18 @@ public struct PseudoLabelSettings: Codable, Equatable, Sendable {
     public var refresh: PseudoLabelRefresh
     /// The loss weight of pseudo-labelled images (1: the same as labelled ones), ≥ 0.
     public var weight: Double
+    /// How the confident images are chosen (nil, as in runs from before it existed: `.threshold`).
+    public var selection: PseudoLabelSelection?
 
     /// The recipe: threshold 0.9, 30 % of each batch, from a third of the epochs, refreshed every epoch.
     public init(threshold: Double = 0.9, fraction: Double = 0.3, startEpoch: Int? = nil,
-                refresh: PseudoLabelRefresh = .everyEpoch, weight: Double = 1) {
+                refresh: PseudoLabelRefresh = .everyEpoch, weight: Double = 1, selection: PseudoLabelSelection? = nil) {
         self.threshold = threshold
         self.fraction = fraction
         self.startEpoch = startEpoch
         self.refresh = refresh
         self.weight = weight
+        self.selection = selection
     }
 
     /// The first out-of-range setting, as (its name in these settings, why), or nil.
@@ -62,6 +80,34 @@ public struct PseudoLabelSettings: Codable, Equatable, Sendable {
 
     /// The first epoch that uses pseudo-labels in a run of `epochs` epochs.
     public func firstEpoch(of epochs: Int) -> Int { startEpoch ?? epochs / 3 }
+
+    /// The pseudo-labels `selection` keeps of `predictions` (every candidate's top class and its
+    /// probability, in unlabelled-dataset order), in that order.
+    public func select(_ predictions: [PseudoLabel], classes: Int) -> [PseudoLabel] {
+        let confident = predictions.filter { $0.confidence >= threshold }
+        switch selection ?? .threshold {
+        case .threshold:
+            return confident
+        case .balanced:
+            var byClass = [Int: [PseudoLabel]](grouping: confident, by: \.label)
+            guard let quota = byClass.values.map(\.count).min() else { return [] }
+            for (label, members) in byClass {
+                byClass[label] = Array(members.sorted { ($0.confidence, $1.index) > ($1.confidence, $0.index) }.prefix(quota))
+            }
+            let kept = Set(byClass.values.joined().map(\.index))
+            return confident.filter { kept.contains($0.index) }
+        case .flexmatch:
+            var counts = [Int](repeating: 0, count: Swift.max(classes, 1))
+            for p in confident where p.label >= 0 && p.label < counts.count { counts[p.label] += 1 }
+            let unused = predictions.count - confident.count
+            let normaliser = Double(Swift.max(counts.max() ?? 0, unused))
+            guard normaliser > 0 else { return confident }
+            return predictions.filter { p in
+                let beta = p.label >= 0 && p.label < counts.count ? Double(counts[p.label]) / normaliser : 1
+                return p.confidence >= threshold * beta / (2 - beta)
+            }
+        }
+    }
 
     /// Pseudo-labelled images that join a batch of `labelled` images.
     public func pseudoCount(labelled: Int) -> Int {

@@ -68,8 +68,9 @@ public final class PseudoLabeler {
     // MARK: - Labelling
 
     /// Labels every unlabelled image with `trainer`'s model in eval behaviour and inference mode
-    /// (on the teacher features when `input` is `.features`) and keeps those at or above `threshold`.
-    func label(by trainer: Trainer, input: Trainer.Input, threshold: Double, epoch: Int) throws -> PseudoLabelState {
+    /// (on the teacher features when `input` is `.features`) and keeps those `settings.select` chooses.
+    func label(by trainer: Trainer, input: Trainer.Input, settings: PseudoLabelSettings, epoch: Int) throws
+        -> PseudoLabelState {
         let binary = trainer.configuration.loss == .binary
         var kept: [PseudoLabel] = []
         var candidates = 0
@@ -80,7 +81,7 @@ public final class PseudoLabeler {
         func take(_ logits: Tensor, indices: [Int]) throws {
             let (labels, confidences) = try Self.predictions(logits, binary: binary)
             candidates += indices.count
-            for (i, index) in indices.enumerated() where confidences[i] >= threshold {
+            for (i, index) in indices.enumerated() {
                 kept.append(PseudoLabel(index: index, label: labels[i], confidence: confidences[i]))
             }
         }
@@ -108,7 +109,9 @@ public final class PseudoLabeler {
                 }
             }
         }
-        var state = PseudoLabelState(labels: kept, refreshedEpoch: epoch, candidates: candidates)
+        let classes = binary ? 2 : classNames.count
+        var state = PseudoLabelState(labels: settings.select(kept, classes: classes), refreshedEpoch: epoch,
+                                     candidates: candidates)
         state.folderAccuracy = folderAccuracy(of: kept)
         return state
     }

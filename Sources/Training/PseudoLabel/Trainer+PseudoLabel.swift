@@ -21,15 +21,16 @@ extension Trainer {
         }
         // Mid-epoch resume keeps the labels the epoch started with (they are in the checkpoint).
         if first == 0 && (settings.refresh == .everyEpoch || state.pseudoLabels == nil) {
-            let labels = try labeler.label(by: self, input: input, threshold: settings.threshold, epoch: state.epoch)
+            let labels = try labeler.label(by: self, input: input, settings: settings, epoch: state.epoch)
             state.pseudoLabels = labels
             if labels.labels.isEmpty && labels.candidates > 0 {
                 labeler.notify("pseudo-labelling, epoch \(state.epoch + 1): no unlabelled image reaches the threshold "
                     + "\(settings.threshold) (of \(labels.candidates)); training on labelled data only")
             } else if !labels.labels.isEmpty {
-                labeler.notify(String(format: "pseudo-labelling, epoch %d: %d of %d unlabelled images at or above %g "
+                let rule = settings.selection.map { $0 == .threshold ? "" : ", \($0.rawValue)" } ?? ""
+                labeler.notify(String(format: "pseudo-labelling, epoch %d: %d of %d unlabelled images at or above %g%@ "
                     + "(mean confidence %.3f)", state.epoch + 1, labels.labels.count, labels.candidates,
-                    settings.threshold, labels.meanConfidence))
+                    settings.threshold, rule, labels.meanConfidence))
             }
         }
         guard let labels = state.pseudoLabels else { return nil }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Training
 
 extension PseudoLabelRefresh: ExpressibleByArgument {}
+extension PseudoLabelSelection: ExpressibleByArgument {}
 
 /// Pseudo-labelling flags of `finetune train` (semi-supervised fine-tuning, see docs/cli.md):
 /// parsed into `TrainOptions.unlabeled` and `TrainOptions.pseudoLabel`.
@@ -22,6 +23,8 @@ struct PseudoLabelOptions: ParsableArguments {
     var pseudoLabelRefresh: PseudoLabelRefresh?
     @Option(help: "Loss weight of the pseudo-labelled images (default 1: as labelled ones).")
     var pseudoLabelWeight: Double?
+    @Option(help: "Which confident images are used: threshold (every one at or above it; default), balanced (each class as many as the class with the fewest), or flexmatch (FlexMatch's lower thresholds for classes with fewer confident images).")
+    var pseudoLabelSelection: PseudoLabelSelection?
 
     /// The flag of each pseudo-label setting.
     static let flags: [String: String] = [
@@ -43,11 +46,12 @@ struct PseudoLabelOptions: ParsableArguments {
     /// The settings the flags give (nil when none is given).
     var settings: PseudoLabelSettings? {
         guard pseudoLabelStartEpoch != nil || pseudoLabelThreshold != nil || pseudoLabelFraction != nil
-            || pseudoLabelRefresh != nil || pseudoLabelWeight != nil else { return nil }
+            || pseudoLabelRefresh != nil || pseudoLabelWeight != nil || pseudoLabelSelection != nil else { return nil }
         let defaults = PseudoLabelSettings()
         return PseudoLabelSettings(threshold: pseudoLabelThreshold ?? defaults.threshold,
                                    fraction: pseudoLabelFraction ?? defaults.fraction, startEpoch: pseudoLabelStartEpoch,
-                                   refresh: pseudoLabelRefresh ?? defaults.refresh, weight: pseudoLabelWeight ?? defaults.weight)
+                                   refresh: pseudoLabelRefresh ?? defaults.refresh, weight: pseudoLabelWeight ?? defaults.weight,
+                                   selection: pseudoLabelSelection)
     }
 
     /// Puts the unlabelled folder and the settings into the run's options.
