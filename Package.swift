@@ -118,6 +118,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -161,7 +162,8 @@ let package = Package(
                                                 .product(name: "Hummingbird", package: "hummingbird"),
                                                 .product(name: "Prometheus", package: "swift-prometheus"),
                                                 .product(name: "Logging", package: "swift-log"),
-                                                .product(name: "HTTPTypes", package: "swift-http-types")]),
+                                                .product(name: "HTTPTypes", package: "swift-http-types"),
+                                                .product(name: "NIOCore", package: "swift-nio")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
