@@ -67,6 +67,9 @@ extension ServeTests {
         assertError(try server.request("POST", path, body: parts.prefix(parts.count - 30), headers: ["Content-Type": type]),
                     400, mentions: "malformed multipart")
         try assertGoodRequest(server, after: "a truncated multipart body")
+        assertError(try server.request("POST", path, body: Foundation.Data("--finetune-test-boundary--\r\n".utf8), headers: ["Content-Type": type]),
+                    400, mentions: "no parts")
+        try assertGoodRequest(server, after: "a multipart body with no parts")
         assertError(try server.request("POST", path, body: photo, headers: ["Content-Type": "multipart/form-data"]),
                     400, mentions: "boundary")
         try assertGoodRequest(server, after: "a multipart type without boundary")
