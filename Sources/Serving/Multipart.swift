@@ -3,6 +3,13 @@ import Foundation
 /// A `multipart/form-data` body (RFC 7578) split into its parts. Only what image upload needs: the
 /// boundary from the Content-Type, each part's Content-Disposition `name`/`filename`, and its bytes.
 /// Anything malformed is a `ServingError.badRequest` that says what is wrong and in which part.
+///
+/// Hand-written rather than MultipartKit's `MultipartParser` (4.7.1, the version on this machine's
+/// package list): that parser allocates for every CR byte of a part, so a hostile 20 MB body costs
+/// seconds of CPU on the server's concurrency threads where this costs tens of milliseconds, and it
+/// returns the finished parts of a body cut short without a word (docs/architecture.md, "Serving";
+/// bench/compare_multipart). The scans here are linear: the delimiter starts with the only CR in it, so
+/// a failed partial match is never looked at again as the start of another.
 struct MultipartForm {
     /// One part: its label (the filename, else the field name, else `part N`) and its bytes.
     struct Part {
