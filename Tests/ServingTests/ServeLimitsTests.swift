@@ -277,7 +277,7 @@ extension ServeTests {
         connection.send([UInt8](repeating: 0xFF, count: 16_384))
         assertTooLargeAndClosed(connection, sentBytes: 16_384)
         try assertGoodRequest(server, after: "a 25 MB Content-Length sent in part")
-        // A body within the limit on a connection of its own still works the same way.
+        // The raw connection itself sees answers as they are: a body within the limit, sent the same way, gets its 200.
         let photo = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3])))
         let good = try RawConnection(port: port)
         good.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
