@@ -138,6 +138,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -181,7 +182,8 @@ let package = Package(
                                                 .product(name: "Hummingbird", package: "hummingbird"),
                                                 .product(name: "Prometheus", package: "swift-prometheus"),
                                                 .product(name: "Logging", package: "swift-log"),
-                                                .product(name: "HTTPTypes", package: "swift-http-types")]),
+                                                .product(name: "HTTPTypes", package: "swift-http-types"),
+                                                .product(name: "NIOCore", package: "swift-nio")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
@@ -198,7 +200,7 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TensorIO", "Data", "ImagePreprocessing", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training", "Data", "ImagePreprocessing"]),
-        .testTarget(name: "ServingTests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch"]),
+        .testTarget(name: "ServingTests", dependencies: ["finetune", "Serving", "TestSupport", "TensorIO", "Torch"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

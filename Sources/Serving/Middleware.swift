@@ -1,9 +1,25 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
+
+/// The request context of `finetune serve`: Hummingbird's basic one, and the connection the request
+/// came on, so that a request refused for its size can close it instead of reading the rest of its body.
+struct ServeRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
 
 /// Turns every error into a JSON `{"error": "..."}` body with its status (and `Retry-After` for 503).
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+/// A 413 also closes the connection once it is answered, without reading the rest of the body.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = ServeRequestContext
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
@@ -15,7 +31,11 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 response.headers[HTTPField.Name("Retry-After")!] = String(seconds)
             }
             if case ServingError.tooLarge = error {
-                response.headers[.connection] = "close"  // the rest of the body is not read
+                // Hummingbird would read the rest of the body to reach the next request on the
+                // connection (whatever the response says); closing its input instead means nothing more
+                // is read, and the connection closes once this response is written.
+                response.headers[.connection] = "close"
+                context.channel.close(mode: .input, promise: nil)
             }
             return response
         }
@@ -69,7 +89,7 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
             line(Int(response.status.code), response.headers[imagesHeader] ?? "0")
             return response
         } catch {
-            line(JSONErrorMiddleware<Context>.status(of: error), "0")
+            line(JSONErrorMiddleware.status(of: error), "0")
             throw error
         }
     }

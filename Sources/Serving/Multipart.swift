@@ -2,7 +2,14 @@ import Foundation
 
 /// A `multipart/form-data` body (RFC 7578) split into its parts. Only what image upload needs: the
 /// boundary from the Content-Type, each part's Content-Disposition `name`/`filename`, and its bytes.
-/// Anything malformed is a `ServingError.badRequest` that says what is wrong.
+/// Anything malformed is a `ServingError.badRequest` that says what is wrong and in which part.
+///
+/// Hand-written rather than MultipartKit's `MultipartParser` (4.7.1, the version on this machine's
+/// package list): that parser allocates for every CR byte of a part, so a hostile 20 MB body costs
+/// seconds of CPU on the server's concurrency threads where this costs tens of milliseconds, and it
+/// returns the finished parts of a body cut short without a word (docs/architecture.md, "Serving";
+/// bench/compare_multipart). The scans here are linear: the delimiter starts with the only CR in it, so
+/// a failed partial match is never looked at again as the start of another.
 struct MultipartForm {
     /// One part: its label (the filename, else the field name, else `part N`) and its bytes.
     struct Part {
@@ -32,19 +39,22 @@ struct MultipartForm {
         func malformed(_ why: String) -> ServingError { .badRequest("malformed multipart body: \(why)") }
         let delimiter = Array("--\(boundary)".utf8)
         let crlf: [UInt8] = [13, 10]
+        let closing = "the closing boundary '--\(boundary)--'"
         guard var position = find(delimiter, in: body, from: 0) else {
             throw malformed("no boundary line '--\(boundary)'")
         }
         var parts: [Part] = []
         while true {
             position += delimiter.count
+            let part = "part \(parts.count + 1)"
             // After a delimiter: "--" ends the body, CRLF starts a part.
             if body.count >= position + 2, body[position] == 45, body[position + 1] == 45 {
-                if parts.isEmpty { throw malformed("it has no parts") }
+                if parts.isEmpty { throw malformed("it has no parts (it starts with \(closing))") }
                 return parts
             }
-            guard body.count >= position + 2, Array(body[position..<position + 2]) == crlf else {
-                throw malformed("part \(parts.count + 1): the boundary line is not followed by CRLF")
+            guard body.count >= position + 2 else { throw malformed("\(part): the body ends before \(closing)") }
+            guard Array(body[position..<position + 2]) == crlf else {
+                throw malformed("\(part): the boundary line is not followed by CRLF")
             }
             position += 2
             let headerEnd: Int
@@ -53,15 +63,28 @@ struct MultipartForm {
             } else if let end = find([13, 10, 13, 10], in: body, from: position) {
                 headerEnd = end
             } else {
-                throw malformed("part \(parts.count + 1): its headers do not end with an empty line")
+                throw malformed("\(part): its headers do not end with an empty line (CRLF CRLF) before the body ends")
             }
             let headers = String(decoding: body[position..<max(position, headerEnd)], as: UTF8.self)
+            let label = label(headers: headers, index: parts.count + 1)
+            let named = label == part ? part : "\(part) ('\(label)')"
+            if let bad = headers.split(separator: "\r\n").first(where: { !isHeaderLine($0) }) {
+                throw malformed("\(named): the header line '\(bad.prefix(80))' is not 'Name: value'")
+            }
             let contentStart = headerEnd + 4
             guard let next = find(crlf + delimiter, in: body, from: contentStart) else {
-                throw malformed("part \(parts.count + 1): no closing boundary '--\(boundary)--'")
+                throw malformed("\(named): the body ends before \(closing)")
             }
-            parts.append(Part(label: label(headers: headers, index: parts.count + 1), bytes: body[contentStart..<next]))
+            parts.append(Part(label: label, bytes: body[contentStart..<next]))
             position = next + 2
+        }
+    }
+
+    /// Whether `line` is `Name: value`, the name an HTTP token (RFC 9110 `tchar`s).
+    static func isHeaderLine(_ line: Substring) -> Bool {
+        guard let colon = line.firstIndex(of: ":"), colon > line.startIndex else { return false }
+        return line[..<colon].utf8.allSatisfy { byte in
+            (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
     }
 

@@ -63,8 +63,8 @@ public final class PredictionServer: @unchecked Sendable {
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 
-    func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    func makeRouter() -> Router<ServeRequestContext> {
+        let router = Router(context: ServeRequestContext.self)
         router.add(middleware: RequestLogMiddleware(log: log))
         router.add(middleware: JSONErrorMiddleware())
         if let key = configuration.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
@@ -109,7 +109,7 @@ public final class PredictionServer: @unchecked Sendable {
             metrics.request(model: label, status: Int(response.status.code), seconds: InferenceLoop.now() - start)
             return response
         } catch {
-            metrics.request(model: label, status: JSONErrorMiddleware<BasicRequestContext>.status(of: error), seconds: InferenceLoop.now() - start)
+            metrics.request(model: label, status: JSONErrorMiddleware.status(of: error), seconds: InferenceLoop.now() - start)
             throw error
         }
     }

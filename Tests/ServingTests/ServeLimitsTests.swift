@@ -67,6 +67,9 @@ extension ServeTests {
         assertError(try server.request("POST", path, body: parts.prefix(parts.count - 30), headers: ["Content-Type": type]),
                     400, mentions: "malformed multipart")
         try assertGoodRequest(server, after: "a truncated multipart body")
+        assertError(try server.request("POST", path, body: Foundation.Data("--finetune-test-boundary--\r\n".utf8), headers: ["Content-Type": type]),
+                    400, mentions: "no parts")
+        try assertGoodRequest(server, after: "a multipart body with no parts")
         assertError(try server.request("POST", path, body: photo, headers: ["Content-Type": "multipart/form-data"]),
                     400, mentions: "boundary")
         try assertGoodRequest(server, after: "a multipart type without boundary")
@@ -238,6 +241,69 @@ extension ServeTests {
         let old = Self.expected[file]?.first?["class"] as? String
         let new = ((after.json["predictions"] as? [[String: Any]])?.first?["top_k"] as? [[String: Any]])?.first?["class"] as? String
         XCTAssertNotEqual(new, old, after.text)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+}
+
+/// `--max-body-bytes` on the wire: a body over it gets 413 and is not read to the end. URLSession always
+/// sends the whole body, so these tests speak HTTP over a plain socket, send the head and only the
+/// start of the body, and then read.
+extension ServeTests {
+    /// A server that takes bodies of up to 100,000 bytes.
+    func smallBodyServer() throws -> ServerProcess {
+        _ = try liveServer()
+        return try ServerProcess([Self.runDirectory, "--max-body-bytes", "100000"])
+    }
+
+    func assertTooLargeAndClosed(_ connection: RawConnection, sentBytes: Int, line: UInt = #line) {
+        // The answer comes although most of the body was never sent...
+        guard let answer = connection.response(within: 5) else {
+            return XCTFail("no response within 5 s after \(sentBytes) bytes of the body", line: line)
+        }
+        assertError(answer, 413, mentions: "--max-body-bytes", line: line)
+        XCTAssertEqual(answer.headers["connection"], "close", line: line)
+        // ...and the server does not wait for the rest: it closes the connection.
+        XCTAssertTrue(connection.closes(within: 5),
+                      "the connection is still open 5 s after the 413: the server waits to read the rest of the body", line: line)
+    }
+
+    /// Content-Length over the limit: 413 at once, from the head, after the first 16 KB of 25 MB.
+    func testOverLimitContentLengthGets413WithoutTheRestOfTheBody() throws {
+        let server = try smallBodyServer()
+        let port = try XCTUnwrap(URL(string: server.base)?.port)
+        let connection = try RawConnection(port: port)
+        connection.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                        + "Content-Length: 25000000\r\n\r\n")
+        connection.send([UInt8](repeating: 0xFF, count: 16_384))
+        assertTooLargeAndClosed(connection, sentBytes: 16_384)
+        try assertGoodRequest(server, after: "a 25 MB Content-Length sent in part")
+        // The raw connection itself sees answers as they are: a body within the limit, sent the same way, gets its 200.
+        let photo = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3])))
+        let good = try RawConnection(port: port)
+        good.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  + "Content-Length: \(photo.count)\r\n\r\n")
+        good.send(photo)
+        let answer = try XCTUnwrap(good.response(within: 30))
+        XCTAssertEqual(answer.status, 200, answer.text)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
+    /// A chunked body (no Content-Length): 413 as soon as the chunks cross the limit, with the body
+    /// never finished.
+    func testOverLimitChunkedBodyGets413AsSoonAsItCrossesTheLimit() throws {
+        let server = try smallBodyServer()
+        let port = try XCTUnwrap(URL(string: server.base)?.port)
+        let connection = try RawConnection(port: port)
+        connection.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                        + "Transfer-Encoding: chunked\r\n\r\n")
+        let chunk = [UInt8](repeating: 0xFF, count: 16_384)
+        var sent = 0
+        while sent <= 100_000 + chunk.count {  // a little over the limit, and no last chunk
+            guard connection.send(Array("\(String(chunk.count, radix: 16))\r\n".utf8) + chunk + [13, 10]) else { break }
+            sent += chunk.count
+        }
+        assertTooLargeAndClosed(connection, sentBytes: sent)
+        try assertGoodRequest(server, after: "a chunked body over the limit")
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 }

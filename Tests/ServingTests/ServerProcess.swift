@@ -2,6 +2,9 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import TestSupport
 import XCTest
 
@@ -129,5 +132,112 @@ final class ServerProcess: @unchecked Sendable {
         }
         body += Foundation.Data("--\(boundary)--\r\n".utf8)
         return (body, "multipart/form-data; boundary=\(boundary)")
+    }
+}
+
+/// A plain TCP connection to the server, for what URLSession cannot show: what the server does before a
+/// request has been sent in full (URLSession always sends the whole body).
+final class RawConnection {
+    private let fd: Int32
+    /// The bytes read so far and not yet taken by `response`.
+    private var pending: [UInt8] = []
+
+    /// Connects to 127.0.0.1:`port`.
+    init(port: Int) throws {
+        #if os(Linux)
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw ServeFailed(message: "socket: errno \(errno)") }
+        #if !os(Linux)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+        #endif
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else { close(fd); throw ServeFailed(message: "connect to port \(port): errno \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends all of `bytes`; false when the server has closed or reset the connection first.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            #if os(Linux)
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            #else
+            let n = bytes.withUnsafeBytes { Darwin.send(fd, $0.baseAddress! + sent, bytes.count - sent, 0) }
+            #endif
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            sent += n
+        }
+        return true
+    }
+
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    enum Read: Equatable { case data([UInt8]), closed, timedOut }
+
+    /// The next bytes, `.closed` on end of file or a reset, `.timedOut` when nothing comes in `seconds`.
+    func read(within seconds: Double) -> Read {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(seconds * 1000))
+        guard ready > 0 else { return .timedOut }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? .data(Array(buffer[..<n])) : .closed
+    }
+
+    /// One HTTP/1.1 response with a Content-Length body, read within `seconds`; nil if the connection
+    /// closed or the time ran out first.
+    func response(within seconds: Double) -> ServerProcess.Answer? {
+        let deadline = Date().addingTimeInterval(seconds)
+        func more() -> Bool {
+            guard case .data(let bytes) = read(within: max(0, deadline.timeIntervalSinceNow)) else { return false }
+            pending += bytes
+            return true
+        }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var headEnd: Int?
+        while headEnd == nil {
+            headEnd = pending.count < 4 ? nil : (0...(pending.count - 4)).first { Array(pending[$0..<$0 + 4]) == separator }
+            if headEnd == nil, !more() { return nil }
+        }
+        let lines = String(decoding: pending[..<headEnd!], as: UTF8.self).components(separatedBy: "\r\n")
+        let statusWords = lines[0].split(separator: " ")
+        guard statusWords.count >= 2, let status = Int(statusWords[1]) else { return nil }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = Int(headers["content-length"] ?? "0") ?? 0
+        let bodyStart = headEnd! + 4
+        while pending.count < bodyStart + length { if !more() { return nil } }
+        let body = Foundation.Data(pending[bodyStart..<bodyStart + length])
+        pending.removeFirst(bodyStart + length)
+        return ServerProcess.Answer(status: status, headers: headers, body: body)
+    }
+
+    /// Whether the server closes the connection within `seconds` (end of file or a reset), with nothing
+    /// more sent on it.
+    func closes(within seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            switch read(within: max(0, deadline.timeIntervalSinceNow)) {
+            case .closed: return true
+            case .timedOut: return false
+            case .data: continue
+            }
+        }
     }
 }
