@@ -18,8 +18,9 @@ public struct HeadSpec: Codable, Equatable, Sendable {
     public var pooling: GlobalPooling
     /// BatchNorm1d on the pooled embedding.
     public var batchNorm: Bool
-    /// Dropout in front of every Dense layer of the new head. nil keeps the architecture's own
-    /// dropout (e.g. MobileNetV2's 0.2) and adds none.
+    /// Dropout in front of every Dense layer of the new head, in place of the architecture's own
+    /// dropout in front of its classifier (e.g. MobileNetV2's 0.2, set to 0: see
+    /// `ImageClassifier.architectureHeadDropout`). nil keeps the architecture's and adds none.
     public var dropout: Double?
     /// Widths of hidden Dense + ReLU layers between the embedding and the output layer.
     public var hiddenUnits: [Int]
@@ -91,6 +92,8 @@ extension ImageClassifier {
         }
         try replaceHead(numClasses: spec.outputs)
         headPooling = spec.pooling
+        // The head's own dropout replaces the architecture's: --head-dropout 0.5 means 0.5, not 0.2 then 0.5.
+        if spec.dropout != nil { try architectureHeadDropout?.setProbability(0) }
         guard !spec.isPlainLinear else { return }
         let linear = try finalLinear()
         try replaceModule(at: headPath, with: spec.makeLayers(inFeatures: linear.inFeatures, dtype: linear.weight.dtype,

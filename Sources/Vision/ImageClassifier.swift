@@ -86,6 +86,12 @@ open class ImageClassifier: Module {
         try Self.globalPool(maps, options.includeTop ? headPooling : options.pooling == .none ? .avg : options.pooling)
     }
 
+    /// The architecture's own dropout right in front of its final Linear (MobileNetV2's and
+    /// EfficientNet's `classifier.0`, GoogLeNet's and Inception's `dropout`), which a head with its own
+    /// dropout replaces (`configureHead`); nil when there is none, or for dense tops (VGG, AlexNet),
+    /// whose dropouts sit between their fully connected layers.
+    open var architectureHeadDropout: Dropout? { nil }
+
     /// Whether the top consumes a global pool of the feature maps (so `HeadSpec.pooling` may be max).
     /// False for VGG and AlexNet, whose classifiers take 7×7 maps.
     open var supportsHeadPooling: Bool { true }

@@ -38,6 +38,38 @@ final class HeadTests: XCTestCase {
         XCTAssertEqual(model.numClasses, 5)
     }
 
+    /// A head with its own dropout replaces the architecture's (MobileNetV2's and EfficientNet's
+    /// `classifier.0`, GoogLeNet's and Inception's `dropout`, EfficientNet-Lite's `_dropout`): in training
+    /// only the head's rate applies. Without a dropout in the spec the architecture's stays; VGG's dense
+    /// top keeps its dropouts between fully connected layers.
+    func testTheHeadsDropoutReplacesTheArchitecturesOwn() throws {
+        func activeRates(_ model: ImageClassifier) -> [String: Double] {
+            Dictionary(uniqueKeysWithValues: model.namedModules().compactMap { name, module in
+                (module as? Dropout).flatMap { $0.p > 0 ? (name, $0.p) : nil }
+            })
+        }
+        let expected: [(String, String)] = [("mobilenet_v2", "classifier.0"), ("efficientnet_b0", "classifier.0"),
+                                            ("googlenet", "dropout"), ("inception_v3", "dropout"),
+                                            ("efficientnet_lite0", "_dropout")]
+        for (architecture, own) in expected {
+            let plain = try ModelZoo.make(architecture, options: ModelOptions(numClasses: 3))
+            try plain.configureHead(HeadSpec(outputs: 3, batchNorm: true))
+            XCTAssertNotNil(activeRates(plain)[own], "\(architecture): no head dropout given, its own stays")
+            let model = try ModelZoo.make(architecture, options: ModelOptions(numClasses: 3))
+            try model.configureHead(HeadSpec(outputs: 3, dropout: 0.5))
+            let rates = activeRates(model).filter { !$0.key.hasPrefix("aux") && !$0.key.hasPrefix("AuxLogits") }
+            XCTAssertEqual(Array(rates.values), [0.5], "\(architecture): \(rates)")
+            XCTAssertTrue(rates.keys.allSatisfy { $0.hasPrefix(model.headPath + ".") }, "\(architecture): \(rates)")
+            let none = try ModelZoo.make(architecture, options: ModelOptions(numClasses: 3))
+            try none.configureHead(HeadSpec(outputs: 3, dropout: 0))
+            XCTAssertEqual(activeRates(none).filter { !$0.key.hasPrefix("aux") && !$0.key.hasPrefix("AuxLogits") }, [:],
+                           "\(architecture): --head-dropout 0 leaves no dropout in front of the head")
+        }
+        let vgg = try ModelZoo.make("vgg16", options: ModelOptions(numClasses: 3))
+        try vgg.configureHead(HeadSpec(outputs: 3, dropout: 0.3))
+        XCTAssertEqual(activeRates(vgg).count, 3, "VGG's two dense-top dropouts stay beside the head's")
+    }
+
     func testMaxPoolingHeadPoolsTheFeatureMapsByMaximum() throws {
         Runtime.manualSeed(1)
         for model in [try ResNet.resnet18(ModelOptions(numClasses: 4)) as ImageClassifier,

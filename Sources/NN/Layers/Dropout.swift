@@ -3,8 +3,8 @@ import Torch
 /// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)` while
 /// `usesTrainingBehaviour`; the identity in eval mode or when frozen. Like `torch.nn.Dropout`.
 open class Dropout: Module {
-    /// The probability of zeroing each element, in [0, 1].
-    public let p: Double
+    /// The probability of zeroing each element, in [0, 1] (`setProbability` changes it).
+    public private(set) var p: Double
 
     /// Throws `NNError.invalidArgument` unless 0 ≤ `p` ≤ 1, as `torch.nn.Dropout` does.
     public init(p: Double = 0.5) throws {
@@ -13,6 +13,15 @@ open class Dropout: Module {
         }
         self.p = p
         super.init()
+    }
+
+    /// Sets `p` (e.g. 0 to turn off an architecture's dropout that a new head replaces). Throws
+    /// `NNError.invalidArgument` unless 0 ≤ `p` ≤ 1.
+    public func setProbability(_ p: Double) throws {
+        guard p >= 0, p <= 1 else {
+            throw NNError.invalidArgument("dropout probability has to be between 0 and 1, but got \(p)")
+        }
+        self.p = p
     }
 
     /// "Dropout", as PyTorch prints it.

@@ -45,6 +45,9 @@ public class FCTopClassifier: ImageClassifier {
                    featureChannels: width)
     }
 
+    /// `dropout`, when the model has one.
+    public override var architectureHeadDropout: Dropout? { dropout }
+
     /// The children after the trunk's: `avgpool`, then `dropout` and `fc` when present.
     var topChildren: [(String, Module)] {
         var children: [(String, Module)] = [("avgpool", avgpool)]
@@ -164,6 +167,12 @@ public class FeaturesClassifier: ImageClassifier {
     public override var classifierScopes: [String] {
         guard case .pooled = top else { return super.classifierScopes }
         return classifier == nil ? [] : ["classifier"]
+    }
+
+    /// `classifier.<headIndex - 1>` when it is a Dropout and the top is `.pooled`.
+    public override var architectureHeadDropout: Dropout? {
+        guard case .pooled = top, let classifier, headIndex >= 1, headIndex - 1 < classifier.count else { return nil }
+        return classifier[headIndex - 1] as? Dropout
     }
 
     /// True for `.pooled` models; false for `.dense` ones, whose first Linear takes the flattened

@@ -231,6 +231,9 @@ public final class EfficientNetLite: ImageClassifier {
         return children
     }
 
+    /// `_dropout`, with a top.
+    public override var architectureHeadDropout: Dropout? { dropout }
+
     /// Replaces `_fc` (with any module: `configureHead` puts a Sequential there); other names throw
     /// `NNError.cannotReplace`.
     public override func setChild(_ name: String, to module: Module) throws {
