@@ -99,7 +99,8 @@ final class PseudoLabelTests: XCTestCase {
         }
         observed.trainer.callbacks = [recorder]
         if unlabeled {
-            let labeler = PseudoLabeler(unlabeled: unlabeledSet, classNames: labelledSet.classNames,
+            let folders = unlabeledSet.samples.map { Optional(labelledSet.classNames[$0.label]) }
+            let labeler = PseudoLabeler(unlabeled: unlabeledSet, folderNames: folders, classNames: labelledSet.classNames,
                                         trainTransform: TRData.transform, evalTransform: TRData.transform, seed: 7,
                                         batchSize: 5, workers: 0)
             labeler.notify = notify
@@ -148,6 +149,8 @@ final class PseudoLabelTests: XCTestCase {
         // The labels agree with the generating structure (class = bright channel, i % 3).
         let correct = state.labels.filter { $0.label == unlabeledSet.samples[$0.index].label }.count
         XCTAssertGreaterThan(Double(correct) / Double(state.labels.count), 0.5, "better than chance (1/3)")
+        // The folder-accuracy record is over the images used, not over every candidate.
+        XCTAssertEqual(try XCTUnwrap(state.folderAccuracy), Double(correct) / Double(state.labels.count), accuracy: 1e-12)
     }
 
     func testRefreshOnceKeepsTheStartEpochsLabels() throws {

@@ -112,7 +112,7 @@ public final class PseudoLabeler {
         let classes = binary ? 2 : classNames.count
         var state = PseudoLabelState(labels: settings.select(kept, classes: classes), refreshedEpoch: epoch,
                                      candidates: candidates)
-        state.folderAccuracy = folderAccuracy(of: kept)
+        state.folderAccuracy = folderAccuracy(of: state.labels)
         return state
     }
 
