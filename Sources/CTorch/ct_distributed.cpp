@@ -75,6 +75,13 @@ void wait(const Group &g, const c10::intrusive_ptr<c10d::Work> &work, const char
   }
 }
 
+void check_rank(int32_t rank, int32_t world_size) {
+  if (world_size < 1 || rank < 0 || rank >= world_size) {
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a world of size " +
+                                std::to_string(world_size));
+  }
+}
+
 std::vector<at::Tensor> tensors_of(const ct_tensor *tensors, int32_t count) {
   if (count <= 0 || tensors == nullptr) throw std::invalid_argument("no tensors given to a collective");
   std::vector<at::Tensor> list;
@@ -274,10 +281,7 @@ ct_status ct_process_group_gloo_create(ct_store store, int32_t rank, int32_t wor
                                        ct_process_group *out) noexcept {
 #if defined(CTORCH_HAS_C10D_GLOO)
   CT_TRY({
-    if (world_size < 1 || rank < 0 || rank >= world_size) {
-      throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a world of size " +
-                                  std::to_string(world_size));
-    }
+    check_rank(rank, world_size);
     const auto timeout = checked_timeout(timeout_ms);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(device_for_environment());
@@ -294,10 +298,7 @@ ct_status ct_process_group_nccl_create(ct_store store, int32_t rank, int32_t wor
                                        ct_process_group *out) noexcept {
 #if defined(CTORCH_HAS_C10D_NCCL)
   CT_TRY({
-    if (world_size < 1 || rank < 0 || rank >= world_size) {
-      throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a world of size " +
-                                  std::to_string(world_size));
-    }
+    check_rank(rank, world_size);
     auto options = c10d::ProcessGroupNCCL::Options::create();
     options->timeout = checked_timeout(timeout_ms);
     auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(S(store).store, rank, world_size, options);
