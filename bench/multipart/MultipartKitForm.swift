@@ -85,16 +85,9 @@ enum MultipartKitForm {
         return collected.parts
     }
 
-    /// The filename of a Content-Disposition value, else its field name, else "part N".
+    /// The filename of a Content-Disposition value, else its field name, else "part N": the rule of our
+    /// parser (Multipart.swift is compiled beside this file), so both label parts alike.
     static func label(disposition: String, index: Int) -> String {
-        var found: [String: String] = [:]
-        for field in disposition.split(separator: ";").dropFirst() {
-            let kv = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2 else { continue }
-            found[kv[0].lowercased()] = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-        }
-        if let file = found["filename"], !file.isEmpty { return file }
-        if let name = found["name"], !name.isEmpty { return name }
-        return "part \(index)"
+        MultipartForm.label(headers: "Content-Disposition: " + disposition, index: index)
     }
 }
