@@ -255,6 +255,12 @@ extension ServeTests {
         return try ServerProcess([Self.runDirectory, "--max-body-bytes", "100000"])
     }
 
+    /// The head of a raw `POST /v1/models/tiny:predict` of JPEG bytes, its length given by `framing`
+    /// (`Content-Length: N` or `Transfer-Encoding: chunked`).
+    func predictHead(_ framing: String) -> String {
+        "POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n\(framing)\r\n\r\n"
+    }
+
     func assertTooLargeAndClosed(_ connection: RawConnection, sentBytes: Int, line: UInt = #line) {
         // The answer comes although most of the body was never sent...
         guard let answer = connection.response(within: 5) else {
@@ -272,16 +278,14 @@ extension ServeTests {
         let server = try smallBodyServer()
         let port = try XCTUnwrap(URL(string: server.base)?.port)
         let connection = try RawConnection(port: port)
-        connection.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-                        + "Content-Length: 25000000\r\n\r\n")
+        connection.send(predictHead("Content-Length: 25000000"))
         connection.send([UInt8](repeating: 0xFF, count: 16_384))
         assertTooLargeAndClosed(connection, sentBytes: 16_384)
         try assertGoodRequest(server, after: "a 25 MB Content-Length sent in part")
         // The raw connection itself sees answers as they are: a body within the limit, sent the same way, gets its 200.
         let photo = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3])))
         let good = try RawConnection(port: port)
-        good.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-                  + "Content-Length: \(photo.count)\r\n\r\n")
+        good.send(predictHead("Content-Length: \(photo.count)"))
         good.send(photo)
         let answer = try XCTUnwrap(good.response(within: 30))
         XCTAssertEqual(answer.status, 200, answer.text)
@@ -294,8 +298,7 @@ extension ServeTests {
         let server = try smallBodyServer()
         let port = try XCTUnwrap(URL(string: server.base)?.port)
         let connection = try RawConnection(port: port)
-        connection.send("POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-                        + "Transfer-Encoding: chunked\r\n\r\n")
+        connection.send(predictHead("Transfer-Encoding: chunked"))
         let chunk = [UInt8](repeating: 0xFF, count: 16_384)
         var sent = 0
         while sent <= 100_000 + chunk.count {  // a little over the limit, and no last chunk
