@@ -72,17 +72,15 @@ public final class PseudoLabeler {
     func label(by trainer: Trainer, input: Trainer.Input, settings: PseudoLabelSettings, epoch: Int) throws
         -> PseudoLabelState {
         let binary = trainer.configuration.loss == .binary
-        var kept: [PseudoLabel] = []
-        var candidates = 0
+        var predictions: [PseudoLabel] = []  // every unlabelled image's top class, in dataset order
         let model = trainer.model
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
         func take(_ logits: Tensor, indices: [Int]) throws {
             let (labels, confidences) = try Self.predictions(logits, binary: binary)
-            candidates += indices.count
             for (i, index) in indices.enumerated() {
-                kept.append(PseudoLabel(index: index, label: labels[i], confidence: confidences[i]))
+                predictions.append(PseudoLabel(index: index, label: labels[i], confidence: confidences[i]))
             }
         }
         try withInferenceMode {
@@ -110,8 +108,8 @@ public final class PseudoLabeler {
             }
         }
         let classes = binary ? 2 : classNames.count
-        var state = PseudoLabelState(labels: settings.select(kept, classes: classes), refreshedEpoch: epoch,
-                                     candidates: candidates)
+        var state = PseudoLabelState(labels: settings.select(predictions, classes: classes), refreshedEpoch: epoch,
+                                     candidates: predictions.count)
         state.folderAccuracy = folderAccuracy(of: state.labels)
         return state
     }
