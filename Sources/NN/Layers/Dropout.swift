@@ -8,20 +8,22 @@ open class Dropout: Module {
 
     /// Throws `NNError.invalidArgument` unless 0 ≤ `p` ≤ 1, as `torch.nn.Dropout` does.
     public init(p: Double = 0.5) throws {
-        guard p >= 0, p <= 1 else {
-            throw NNError.invalidArgument("dropout probability has to be between 0 and 1, but got \(p)")
-        }
-        self.p = p
+        self.p = try Self.checked(p)
         super.init()
     }
 
     /// Sets `p` (e.g. 0 to turn off an architecture's dropout that a new head replaces). Throws
     /// `NNError.invalidArgument` unless 0 ≤ `p` ≤ 1.
     public func setProbability(_ p: Double) throws {
+        self.p = try Self.checked(p)
+    }
+
+    /// `p` when 0 ≤ `p` ≤ 1; `NNError.invalidArgument` otherwise.
+    private static func checked(_ p: Double) throws -> Double {
         guard p >= 0, p <= 1 else {
             throw NNError.invalidArgument("dropout probability has to be between 0 and 1, but got \(p)")
         }
-        self.p = p
+        return p
     }
 
     /// "Dropout", as PyTorch prints it.
