@@ -145,7 +145,12 @@ bool ct_retain_freed_memory(void) noexcept {
   // heap top above 128 KB: a training step then page-faults its activations in afresh each time.
   const bool noMmap = mallopt(M_MMAP_MAX, 0) == 1;
   const bool noTrim = mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
-  return noMmap && noTrim;
+  // Any thread but the main one allocates from an arena of its own, whose heaps glibc caps at 64 MB:
+  // a larger block there (a batch's activations on a server's inference thread) is mmapped whatever
+  // M_MMAP_MAX says, and unmapped on free. With one arena every thread allocates from the main heap.
+  // Small blocks come from each thread's tcache first, without the arena's lock.
+  const bool oneArena = mallopt(M_ARENA_MAX, 1) == 1;
+  return noMmap && noTrim && oneArena;
 #else
   return false;
 #endif

@@ -50,9 +50,13 @@ public enum Runtime {
     /// Activations of a 224-px batch are tens of MB each; by default glibc maps and unmaps each of
     /// them, and every forward pass pays its page faults again (MobileNetV2 inference at batch 32
     /// in PyTorch 1.13 on the 2-core machine: 97–109 → 169–207 img/s with glibc's equivalent
-    /// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=…`). Resident memory then stays at its peak instead of
-    /// shrinking between steps. Call it once, early; `finetune` does. Returns false where the C
-    /// library has no such settings (macOS), changing nothing.
+    /// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=…`). All threads also share glibc's main arena: the
+    /// arena of any other thread keeps its heaps under 64 MB and maps a larger block afresh whatever
+    /// the other settings say, so a server's inference thread paid those faults on every batch
+    /// (`finetune serve`, MobileNetV2 at concurrency 32: 79–98 → 120 img/s). Resident memory then
+    /// stays at its peak instead of shrinking between steps. Call it once, early, before other
+    /// threads allocate; `finetune` does. Returns false where the C library has no such settings
+    /// (macOS), changing nothing.
     @discardableResult
     public static func retainFreedMemory() -> Bool {
         let applied = ct_retain_freed_memory()

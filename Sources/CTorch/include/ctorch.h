@@ -60,8 +60,9 @@ ct_status ct_manual_seed(uint64_t seed) CT_NOEXCEPT;
 ct_status ct_set_num_threads(int32_t n) CT_NOEXCEPT;
 int32_t ct_get_num_threads(void) CT_NOEXCEPT;
 /// Makes the C allocator keep freed memory for reuse instead of returning large blocks to the
-/// system (glibc: no mmap'd chunks, no trimming), so each big activation tensor does not pay fresh
-/// page faults. Returns false where the C library has no such settings (nothing changed).
+/// system (glibc: no mmap'd chunks, no trimming, one arena for all threads), so each big activation
+/// tensor does not pay fresh page faults. Returns false where the C library has no such settings
+/// (nothing changed).
 bool ct_retain_freed_memory(void) CT_NOEXCEPT;
 bool ct_cuda_is_available(void) CT_NOEXCEPT;
 int32_t ct_cuda_device_count(void) CT_NOEXCEPT;
