@@ -12,12 +12,16 @@ open class Module {
     /// Set by `freeze(_:)`: a frozen module runs in inference mode (BatchNorm uses and keeps its
     /// running statistics, Dropout is off) even while the model as a whole is training.
     public internal(set) var isFrozen = false
+    /// Set by `freezeBatchNormStatistics(_:)` on BatchNorm layers: inference behaviour (running
+    /// statistics used, never updated) even while training and unfrozen; gradients are untouched.
+    public internal(set) var keepsInferenceBehaviour = false
 
     /// A module in training mode, not frozen. Subclasses create their parameters in their own initializers.
     public init() {}
 
-    /// The mode this module's own forward pass should use: training unless `eval()`ed or frozen.
-    public var usesTrainingBehaviour: Bool { isTraining && !isFrozen }
+    /// The mode this module's own forward pass should use: training unless `eval()`ed, frozen, or
+    /// kept in inference behaviour by `freezeBatchNormStatistics(_:)`.
+    public var usesTrainingBehaviour: Bool { isTraining && !isFrozen && !keepsInferenceBehaviour }
 
     // MARK: - Structure (override these)
 
@@ -169,6 +173,20 @@ open class Module {
                 m.isFrozen = frozen && !(keepBatchNormTraining && m is BatchNormLayer)
             }
         }
+    }
+
+    /// Keeps every BatchNorm layer in inference behaviour (`on`), frozen or not: it normalises with
+    /// its running statistics and never updates them, while its weight and bias still get gradients
+    /// where they are not frozen. This is Keras' advice for fine-tuning (`base_model(x, training=False)`):
+    /// on a small dataset, batch statistics and updated running statistics can undo what the
+    /// pretrained layers learned. `false` gives them back to `train()`/`eval()` and `freeze`.
+    public func freezeBatchNormStatistics(_ on: Bool = true) {
+        for (_, m) in namedModules() where m is BatchNormLayer { m.keepsInferenceBehaviour = on }
+    }
+
+    /// Whether `freezeBatchNormStatistics` is in effect on any BatchNorm layer.
+    public var batchNormStatisticsFrozen: Bool {
+        namedModules().contains { $0.1 is BatchNormLayer && $0.1.keepsInferenceBehaviour }
     }
 
     /// Dotted paths of the modules currently frozen (topmost only), for checkpoints and reports.

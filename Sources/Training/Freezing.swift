@@ -104,7 +104,8 @@ public struct ScopePattern: Equatable, Sendable, CustomStringConvertible {
 ///
 /// Frozen modules get no gradients and run in inference behaviour (BatchNorm keeps its running
 /// statistics, Dropout is off); with `trainBatchNorm`, frozen BatchNorm layers keep training
-/// behaviour (their running statistics update; their affine parameters stay frozen).
+/// behaviour (their running statistics update; their affine parameters stay frozen). With
+/// `freezeBatchNormStatistics`, every BatchNorm layer, frozen or not, keeps inference behaviour.
 public struct FreezeSpec: Codable, Equatable, Sendable {
     /// Scope patterns that stay trainable; everything else is frozen (nil: not used).
     public var trainableScopes: [String]?
@@ -115,14 +116,28 @@ public struct FreezeSpec: Codable, Equatable, Sendable {
     /// Keep frozen BatchNorm layers in training behaviour (updating running statistics); their
     /// weights stay frozen either way.
     public var trainBatchNorm: Bool
+    /// Keep every BatchNorm layer, frozen or not, in inference behaviour (`Module.freezeBatchNormStatistics`):
+    /// Keras' advice for fine-tuning. Contradicts `trainBatchNorm`.
+    public var freezeBatchNormStatistics: Bool
 
     /// The defaults freeze nothing.
     public init(trainableScopes: [String]? = nil, freezeUntil: String? = nil, freezeBackbone: Bool = false,
-                trainBatchNorm: Bool = false) {
+                trainBatchNorm: Bool = false, freezeBatchNormStatistics: Bool = false) {
         self.trainableScopes = trainableScopes
         self.freezeUntil = freezeUntil
         self.freezeBackbone = freezeBackbone
         self.trainBatchNorm = trainBatchNorm
+        self.freezeBatchNormStatistics = freezeBatchNormStatistics
+    }
+
+    /// Decodes a spec; `freezeBatchNormStatistics` is false in configurations written before it existed.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        trainableScopes = try c.decodeIfPresent([String].self, forKey: .trainableScopes)
+        freezeUntil = try c.decodeIfPresent(String.self, forKey: .freezeUntil)
+        freezeBackbone = try c.decode(Bool.self, forKey: .freezeBackbone)
+        trainBatchNorm = try c.decode(Bool.self, forKey: .trainBatchNorm)
+        freezeBatchNormStatistics = try c.decodeIfPresent(Bool.self, forKey: .freezeBatchNormStatistics) ?? false
     }
 
     /// Freeze the backbone, train the head.
@@ -189,7 +204,8 @@ public struct FreezeSpec: Codable, Equatable, Sendable {
     @discardableResult
     public func apply(to model: Module, layout: ModelLayout? = nil, phase: Int = 1) throws -> FreezeState {
         let scopes = try frozenScopes(for: model, layout: layout)
-        let state = FreezeState(frozenScopes: scopes, trainBatchNorm: trainBatchNorm, phase: phase)
+        let state = FreezeState(frozenScopes: scopes, trainBatchNorm: trainBatchNorm,
+                                freezeBatchNormStatistics: freezeBatchNormStatistics, phase: phase)
         try state.apply(to: model)
         return state.capturingResult(of: model)
     }
@@ -203,6 +219,8 @@ public struct FreezeState: Codable, Equatable, Sendable {
     public var frozenScopes: [String]
     /// Whether frozen BatchNorm layers keep training behaviour.
     public var trainBatchNorm: Bool
+    /// Whether every BatchNorm layer keeps inference behaviour (`Module.freezeBatchNormStatistics`).
+    public var freezeBatchNormStatistics: Bool
     /// The recipe phase the state belongs to (1, or 2 in a two-phase run).
     public var phase: Int
     /// Parameters that require gradients once applied.
@@ -211,10 +229,11 @@ public struct FreezeState: Codable, Equatable, Sendable {
     public var frozenModules: [String]
 
     /// A state to apply; with empty `trainableParameters`/`frozenModules` the result is not verified.
-    public init(frozenScopes: [String], trainBatchNorm: Bool, phase: Int = 1, trainableParameters: [String] = [],
-                frozenModules: [String] = []) {
+    public init(frozenScopes: [String], trainBatchNorm: Bool, freezeBatchNormStatistics: Bool = false, phase: Int = 1,
+                trainableParameters: [String] = [], frozenModules: [String] = []) {
         self.frozenScopes = frozenScopes
         self.trainBatchNorm = trainBatchNorm
+        self.freezeBatchNormStatistics = freezeBatchNormStatistics
         self.phase = phase
         self.trainableParameters = trainableParameters
         self.frozenModules = frozenModules
@@ -227,14 +246,27 @@ public struct FreezeState: Codable, Equatable, Sendable {
         let loose = model.namedParameters().filter { key, tensor in
             !tensor.requiresGrad && !modules.contains { $0.isEmpty || key == $0 || key.hasPrefix($0 + ".") }
         }.map(\.0)
-        return FreezeState(frozenScopes: modules + loose, trainBatchNorm: false, phase: phase)
+        return FreezeState(frozenScopes: modules + loose, trainBatchNorm: false,
+                           freezeBatchNormStatistics: model.batchNormStatisticsFrozen, phase: phase)
             .capturingResult(of: model)
     }
 
-    /// Unfreezes everything, then freezes `frozenScopes`. When the state records its result
-    /// (`trainableParameters`/`frozenModules` non-empty), the model must end up exactly so.
+    /// Decodes a state; `freezeBatchNormStatistics` is false in checkpoints written before it existed.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        frozenScopes = try c.decode([String].self, forKey: .frozenScopes)
+        trainBatchNorm = try c.decode(Bool.self, forKey: .trainBatchNorm)
+        freezeBatchNormStatistics = try c.decodeIfPresent(Bool.self, forKey: .freezeBatchNormStatistics) ?? false
+        phase = try c.decode(Int.self, forKey: .phase)
+        trainableParameters = try c.decode([String].self, forKey: .trainableParameters)
+        frozenModules = try c.decode([String].self, forKey: .frozenModules)
+    }
+
+    /// Unfreezes everything, then freezes `frozenScopes` and sets `freezeBatchNormStatistics`. When the
+    /// state records its result (`trainableParameters`/`frozenModules` non-empty), the model must end up exactly so.
     public func apply(to model: Module) throws {
         try model.unfreeze([""])
+        model.freezeBatchNormStatistics(freezeBatchNormStatistics)
         if !frozenScopes.isEmpty {
             do {
                 try model.freeze(frozenScopes, keepBatchNormTraining: trainBatchNorm)
@@ -307,13 +339,15 @@ public enum Recipe: Codable, Equatable {
             configuration.freeze = FreezeSpec(freezeBackbone: true, trainBatchNorm: trainBatchNorm)
             configuration.phaseTwo = nil
         case .twoPhase(let phaseTwo):
-            configuration.freeze = FreezeSpec(freezeBackbone: true, trainBatchNorm: configuration.freeze?.trainBatchNorm ?? false)
+            configuration.freeze = FreezeSpec(freezeBackbone: true, trainBatchNorm: configuration.freeze?.trainBatchNorm ?? false,
+                                              freezeBatchNormStatistics: configuration.freeze?.freezeBatchNormStatistics ?? false)
             configuration.phaseTwo = phaseTwo
         case .discriminative(let policy):
             configuration.freeze = nil
             configuration.learningRates = policy
         case .freezeUntil(let scope):
-            configuration.freeze = FreezeSpec(freezeUntil: scope, trainBatchNorm: configuration.freeze?.trainBatchNorm ?? false)
+            configuration.freeze = FreezeSpec(freezeUntil: scope, trainBatchNorm: configuration.freeze?.trainBatchNorm ?? false,
+                                              freezeBatchNormStatistics: configuration.freeze?.freezeBatchNormStatistics ?? false)
         }
     }
 }

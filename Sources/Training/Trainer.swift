@@ -519,7 +519,7 @@ public final class Trainer {
         case .top(let n): frozen = Array(layout.backboneGroups.prefix(Swift.max(0, layout.backboneGroups.count - n)))
         }
         let freeze = FreezeState(frozenScopes: frozen, trainBatchNorm: p2.trainBatchNorm ?? state.freeze.trainBatchNorm,
-                                 phase: 2)
+                                 freezeBatchNormStatistics: state.freeze.freezeBatchNormStatistics, phase: 2)
         try freeze.apply(to: model)
         let previous = optimizer.stateDict()
         let built = try Self.buildOptimizer(model: model, layout: layout, config: p2.optimizer, policy: p2.learningRates)

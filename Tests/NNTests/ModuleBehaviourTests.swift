@@ -111,18 +111,23 @@ final class ModuleBehaviourTests: XCTestCase {
 
     // MARK: - Freezing
 
-    func testFrozenBatchNormUsesAndKeepsRunningStatisticsInTrainingMode() throws {
+    /// The fixture's small network (BatchNorm at index 1 with running statistics), an input, and its
+    /// output in eval mode; the network is left in training mode.
+    private func fixtureNetworkAndEvalOutput() throws -> (model: Sequential, bn: BatchNorm2d, x: Tensor, reference: Tensor) {
         let model = try LayerTests.smallNetwork()
         try model.load(Fixtures.load("layers_sequential.safetensors").renamingKeys {
             $0.hasPrefix("state.") ? String($0.dropFirst(6)) : nil
         })
         let bn = try XCTUnwrap(model[1] as? BatchNorm2d)
         let x = try Tensor.randn([2, 3, 6, 6])
-
         model.eval()
         let reference = try withNoGrad { try model(x) }
-
         model.train()
+        return (model, bn, x, reference)
+    }
+
+    func testFrozenBatchNormUsesAndKeepsRunningStatisticsInTrainingMode() throws {
+        let (model, bn, x, reference) = try fixtureNetworkAndEvalOutput()
         try model.freeze(["1"])
         XCTAssertTrue(bn.isTraining)
         XCTAssertFalse(bn.usesTrainingBehaviour)
@@ -156,6 +161,33 @@ final class ModuleBehaviourTests: XCTestCase {
         XCTAssertEqual(try bn.numBatchesTracked?.itemInt(), 1)
         XCTAssertNotEqual(try XCTUnwrap(bn.runningMean).floats(), [0, 0, 0, 0])
         XCTAssertTrue(model.trainableParameters().isEmpty)
+    }
+
+    /// Keras' fine-tuning advice: BatchNorm in inference behaviour while everything trains. The
+    /// output equals eval mode's, the running statistics stay bit-identical, and BatchNorm's weight
+    /// and bias still get gradients (unlike a frozen BatchNorm).
+    func testFrozenBatchNormStatisticsKeepInferenceBehaviourWhileTheParametersTrain() throws {
+        let (model, bn, x, reference) = try fixtureNetworkAndEvalOutput()
+        XCTAssertFalse(model.batchNormStatisticsFrozen)
+        model.freezeBatchNormStatistics()
+        XCTAssertTrue(model.batchNormStatisticsFrozen)
+        XCTAssertFalse(bn.usesTrainingBehaviour)
+        XCTAssertFalse(bn.isFrozen)
+        XCTAssertTrue(model[0].usesTrainingBehaviour, "only BatchNorm layers are kept in inference behaviour")
+        let before = try snapshot(bn)
+        let out = try model(x)
+        assertClose(out, reference, atol: 1e-6, "BatchNorm with frozen statistics must compute what eval does")
+        try (out * out).sum().backward()
+        try assertBitIdentical(try snapshot(bn), before)
+        XCTAssertNotNil(bn.weight?.grad, "BatchNorm's weight still trains")
+        XCTAssertNotNil(bn.bias?.grad, "BatchNorm's bias still trains")
+        XCTAssertEqual(model.trainableParameters().count, model.parameters().count)
+        XCTAssertEqual(model.frozenScopes(), [], "nothing is frozen")
+
+        model.freezeBatchNormStatistics(false)
+        XCTAssertTrue(bn.usesTrainingBehaviour)
+        _ = try model(x)
+        XCTAssertEqual(try bn.numBatchesTracked?.itemInt(), try before[4].1.itemInt() + 1)
     }
 
     func testFreezeWithUnknownScopeThrowsInStrictMode() throws {

@@ -230,4 +230,72 @@ final class RecipeTests: XCTestCase {
         try resumed.fit(train: TRData.loader(data), epochs: 3)
         XCTAssertEqual(resumed.state.history.map(\.phase), [1, 2, 2])
     }
+
+    /// Two-phase with `freezeBatchNormStatistics` (`--freeze-bn-stats`): phase 2 trains every parameter,
+    /// BatchNorm's weight and bias included, while no running statistic moves; the flag is in the
+    /// checkpoint's freeze state and comes back on resume. A state written before the flag reads as off.
+    func testTwoPhaseWithFrozenBatchNormStatisticsTrainsEverythingButTheStatistics() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        Runtime.manualSeed(11)
+        var config = TrainingConfiguration(optimizer: .sgd(learningRate: 0.05))
+        config.freeze = FreezeSpec(freezeBatchNormStatistics: true)
+        config.apply(.twoPhase(phaseOneEpochs: 1, unfreeze: .all, optimizer: .sgd(learningRate: 0.05)))
+        XCTAssertEqual(config.freeze?.freezeBatchNormStatistics, true, "the recipe keeps the flag")
+        let trainer = try Trainer(model: TRTinyNet(), configuration: config,
+                                  callbacks: [ModelCheckpoint(directory: directory), TRStopper(afterEpoch: 1)])
+        let before = try TRData.snapshot(trainer.model.stateDict())
+        try trainer.fit(train: TRData.loader(data), epochs: 3)
+        XCTAssertEqual(trainer.state.phase, 2)
+        XCTAssertTrue(trainer.state.freeze.freezeBatchNormStatistics)
+        XCTAssertEqual(trainer.model.trainableParameters().count, trainer.model.parameters().count)
+        let after = try TRData.snapshot(trainer.model.stateDict())
+        var statistics = 0
+        for key in after.keys.sorted() {
+            if key.hasSuffix("running_mean") || key.hasSuffix("running_var") || key.hasSuffix("num_batches_tracked") {
+                XCTAssertEqual(after[key], before[key], "\(key) moved")
+                statistics += 1
+            }
+        }
+        XCTAssertEqual(statistics, 9)
+        for key in ["features.0.0.weight", "features.0.1.weight", "features.2.1.bias", "classifier.1.weight"] {
+            XCTAssertNotEqual(after[key], before[key], "\(key) should train in phase 2")
+        }
+
+        let resumed = try Trainer.resume(from: directory + "/last", model: TRTinyNet())
+        XCTAssertTrue(resumed.state.freeze.freezeBatchNormStatistics)
+        XCTAssertTrue(resumed.model.batchNormStatisticsFrozen)
+        XCTAssertFalse(resumed.model.module(at: "features.0.1")!.usesTrainingBehaviour)
+
+        var old = try JSONSerialization.jsonObject(with: JSONEncoder().encode(trainer.state.freeze)) as! [String: Any]
+        old["freezeBatchNormStatistics"] = nil
+        let decoded = try JSONDecoder().decode(FreezeState.self, from: JSONSerialization.data(withJSONObject: old))
+        XCTAssertFalse(decoded.freezeBatchNormStatistics)
+        XCTAssertEqual(decoded.frozenModules, trainer.state.freeze.frozenModules)
+        var oldSpec = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config.freeze!)) as! [String: Any]
+        oldSpec["freezeBatchNormStatistics"] = nil
+        XCTAssertEqual(try JSONDecoder().decode(FreezeSpec.self, from: JSONSerialization.data(withJSONObject: oldSpec)),
+                       FreezeSpec(freezeBackbone: true))
+    }
+
+    /// `RecipeOptions.freezeBatchNormStatistics` reaches the freeze spec of every recipe, and contradicts
+    /// `trainBatchNorm`.
+    func testRecipeOptionsCarryFrozenBatchNormStatisticsAndRefuseTrainBatchNormWithThem() throws {
+        for recipe in RecipeName.allCases {
+            var options = RecipeOptions()
+            options.recipe = recipe
+            options.freezeBatchNormStatistics = true
+            try options.validate(epochs: 4)
+            XCTAssertEqual(try options.configuration(epochs: 4).freeze?.freezeBatchNormStatistics, true, "\(recipe)")
+            options.freezeBatchNormStatistics = false
+            XCTAssertNotEqual(try options.configuration(epochs: 4).freeze?.freezeBatchNormStatistics, true, "\(recipe)")
+        }
+        var both = RecipeOptions()
+        both.trainBatchNorm = true
+        both.freezeBatchNormStatistics = true
+        XCTAssertThrowsError(try both.validate(epochs: 4)) { error in
+            guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "freezeBatchNormStatistics")
+            XCTAssertTrue(reason.contains("--train-bn"), reason)
+        }
+    }
 }

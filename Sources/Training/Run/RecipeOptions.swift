@@ -60,6 +60,8 @@ public struct RecipeOptions: Codable, Equatable {
     public var freezeBackbone = false
     /// Frozen BatchNorm layers keep updating their running statistics.
     public var trainBatchNorm = false
+    /// Every BatchNorm layer, frozen or not, keeps inference behaviour (`FreezeSpec.freezeBatchNormStatistics`).
+    public var freezeBatchNormStatistics = false
     /// One sigmoid output trained with binary cross entropy.
     public var binary = false
     /// Seeds LibTorch's generator (initialisation, dropout) through `TrainingConfiguration.seed`.
@@ -113,6 +115,9 @@ public struct RecipeOptions: Codable, Equatable {
             throw bad("phaseOneEpochs", "\(phaseOneEpochs) is more than the \(epochs) epochs: phase 2 would never start")
         }
         if let unfreezeTop, unfreezeTop < 0 { throw bad("unfreezeTop", "must be ≥ 0") }
+        if trainBatchNorm && freezeBatchNormStatistics {
+            throw bad("freezeBatchNormStatistics", "cannot be combined with trainBatchNorm (--train-bn): BatchNorm statistics either update or stay frozen")
+        }
         if let learningRateFactor, !(learningRateFactor > 0) { throw bad("learningRateFactor", "must be positive") }
         if let layerDecay, !(layerDecay > 0) { throw bad("layerDecay", "must be positive") }
         if learningRateFactor != nil && layerDecay != nil {
@@ -174,12 +179,13 @@ public struct RecipeOptions: Codable, Equatable {
             config.apply(.fullFineTune)
         }
         // Explicit freezing settings refine the recipe's.
-        if trainableScopes != nil || freezeUntil != nil || freezeBackbone || trainBatchNorm {
+        if trainableScopes != nil || freezeUntil != nil || freezeBackbone || trainBatchNorm || freezeBatchNormStatistics {
             var spec = config.freeze ?? FreezeSpec()
             if let trainableScopes { spec.trainableScopes = trainableScopes }
             if let freezeUntil { spec.freezeUntil = freezeUntil }
             if freezeBackbone { spec.freezeBackbone = true }
             spec.trainBatchNorm = trainBatchNorm
+            spec.freezeBatchNormStatistics = freezeBatchNormStatistics
             config.freeze = spec
         }
         return config

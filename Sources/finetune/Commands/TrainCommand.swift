@@ -84,6 +84,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Freeze every layer group up to and including SCOPE.") var freezeUntil: String?
     @Flag(help: "Freeze the whole backbone (train the head only).") var freezeBackbone = false
     @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
+    @Flag(help: ArgumentHelp("Keep every BatchNorm layer in inference behaviour, frozen or not (Keras' fine-tuning advice).",
+                             discussion: "Running statistics are used and never updated; where unfrozen, BatchNorm's weight and bias still train."))
+    var freezeBnStats = false
     @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
     @OptionGroup(title: "Data-parallel training (docs/distributed.md)") var distributed: DistributedOptions
     @OptionGroup(title: "Pseudo-labelling") var pseudoLabel: PseudoLabelOptions
@@ -184,6 +187,7 @@ struct TrainCommand: ParsableCommand {
         r.freezeUntil = freezeUntil
         r.freezeBackbone = freezeBackbone
         r.trainBatchNorm = trainBn
+        r.freezeBatchNormStatistics = freezeBnStats
         r.binary = binary
         r.seed = seed
         techniques.apply(to: &r)
@@ -267,7 +271,7 @@ struct TrainCommand: ParsableCommand {
         "weightDecay": "--weight-decay", "momentum": "--momentum", "warmupSteps": "--warmup",
         "labelSmoothing": "--label-smoothing", "gradientClipNorm": "--clip-grad-norm",
         "phaseOneEpochs": "--phase1-epochs", "unfreezeTop": "--unfreeze-top", "learningRateFactor": "--lr-factor",
-        "layerDecay": "--layer-decay", "randAugment": "--augment",
+        "layerDecay": "--layer-decay", "randAugment": "--augment", "freezeBatchNormStatistics": "--freeze-bn-stats",
     ]
 
     /// Runs `body`, turning the run's errors into messages that name the flag (or the run directory's
