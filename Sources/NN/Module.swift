@@ -175,13 +175,17 @@ open class Module {
         }
     }
 
-    /// Keeps every BatchNorm layer in inference behaviour (`on`), frozen or not: it normalises with
-    /// its running statistics and never updates them, while its weight and bias still get gradients
-    /// where they are not frozen. This is Keras' advice for fine-tuning (`base_model(x, training=False)`):
-    /// on a small dataset, batch statistics and updated running statistics can undo what the
-    /// pretrained layers learned. `false` gives them back to `train()`/`eval()` and `freeze`.
-    public func freezeBatchNormStatistics(_ on: Bool = true) {
-        for (_, m) in namedModules() where m is BatchNormLayer { m.keepsInferenceBehaviour = on }
+    /// Keeps every BatchNorm layer outside the `except` scopes (module paths, as in `freeze`) in
+    /// inference behaviour (`on`), frozen or not: it normalises with its running statistics and never
+    /// updates them, while its weight and bias still get gradients where they are not frozen. This is
+    /// Keras' advice for fine-tuning (`base_model(x, training=False)`, which leaves a new head's layers
+    /// alone): on a small dataset, batch statistics and updated running statistics can undo what the
+    /// pretrained layers learned. `false` gives every BatchNorm layer back to `train()`/`eval()` and
+    /// `freeze`.
+    public func freezeBatchNormStatistics(_ on: Bool = true, except excluded: [String] = []) {
+        for (path, m) in namedModules() where m is BatchNormLayer {
+            m.keepsInferenceBehaviour = on && !excluded.contains { isWithin(path, scope: $0) }
+        }
     }
 
     /// Whether `freezeBatchNormStatistics` is in effect on any BatchNorm layer.

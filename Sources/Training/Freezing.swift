@@ -105,7 +105,8 @@ public struct ScopePattern: Equatable, Sendable, CustomStringConvertible {
 /// Frozen modules get no gradients and run in inference behaviour (BatchNorm keeps its running
 /// statistics, Dropout is off); with `trainBatchNorm`, frozen BatchNorm layers keep training
 /// behaviour (their running statistics update; their affine parameters stay frozen). With
-/// `freezeBatchNormStatistics`, every BatchNorm layer, frozen or not, keeps inference behaviour.
+/// `freezeBatchNormStatistics`, every BatchNorm layer in front of the head, frozen or not, keeps
+/// inference behaviour.
 public struct FreezeSpec: Codable, Equatable, Sendable {
     /// Scope patterns that stay trainable; everything else is frozen (nil: not used).
     public var trainableScopes: [String]?
@@ -116,8 +117,8 @@ public struct FreezeSpec: Codable, Equatable, Sendable {
     /// Keep frozen BatchNorm layers in training behaviour (updating running statistics); their
     /// weights stay frozen either way.
     public var trainBatchNorm: Bool
-    /// Keep every BatchNorm layer, frozen or not, in inference behaviour (`Module.freezeBatchNormStatistics`):
-    /// Keras' advice for fine-tuning. Contradicts `trainBatchNorm`.
+    /// Keep every BatchNorm layer in front of the head, frozen or not, in inference behaviour
+    /// (`Module.freezeBatchNormStatistics`): Keras' advice for fine-tuning. Contradicts `trainBatchNorm`.
     public var freezeBatchNormStatistics: Bool
 
     /// The defaults freeze nothing.
@@ -219,7 +220,7 @@ public struct FreezeState: Codable, Equatable, Sendable {
     public var frozenScopes: [String]
     /// Whether frozen BatchNorm layers keep training behaviour.
     public var trainBatchNorm: Bool
-    /// Whether every BatchNorm layer keeps inference behaviour (`Module.freezeBatchNormStatistics`).
+    /// Whether every BatchNorm layer in front of the head keeps inference behaviour (`Module.freezeBatchNormStatistics`).
     public var freezeBatchNormStatistics: Bool
     /// The recipe phase the state belongs to (1, or 2 in a two-phase run).
     public var phase: Int
@@ -266,7 +267,7 @@ public struct FreezeState: Codable, Equatable, Sendable {
     /// state records its result (`trainableParameters`/`frozenModules` non-empty), the model must end up exactly so.
     public func apply(to model: Module) throws {
         try model.unfreeze([""])
-        model.freezeBatchNormStatistics(freezeBatchNormStatistics)
+        model.freezeBatchNormStatistics(freezeBatchNormStatistics, except: (model as? any ClassifierModel)?.classifierScopes ?? [])
         if !frozenScopes.isEmpty {
             do {
                 try model.freeze(frozenScopes, keepBatchNormTraining: trainBatchNorm)

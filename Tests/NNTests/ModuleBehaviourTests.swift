@@ -184,6 +184,9 @@ final class ModuleBehaviourTests: XCTestCase {
         XCTAssertEqual(model.trainableParameters().count, model.parameters().count)
         XCTAssertEqual(model.frozenScopes(), [], "nothing is frozen")
 
+        model.freezeBatchNormStatistics(true, except: ["1"])
+        XCTAssertTrue(bn.usesTrainingBehaviour, "a BatchNorm inside an excluded scope keeps training behaviour")
+        model.freezeBatchNormStatistics()
         model.freezeBatchNormStatistics(false)
         XCTAssertTrue(bn.usesTrainingBehaviour)
         _ = try model(x)

@@ -4,6 +4,7 @@ import NN
 import Optim
 import Torch
 import Training
+import Vision
 import XCTest
 
 /// Freezing specifications and the recipes: head-only, two-phase, discriminative learning rates,
@@ -297,5 +298,24 @@ final class RecipeTests: XCTestCase {
             XCTAssertEqual(setting, "freezeBatchNormStatistics")
             XCTAssertTrue(reason.contains("--train-bn"), reason)
         }
+    }
+
+    /// `freezeBatchNormStatistics` is for the pretrained backbone (Keras' `base_model(x, training=False)`):
+    /// a head's own new BatchNorm (`--head-batchnorm`) keeps learning its statistics.
+    func testFrozenBatchNormStatisticsLeaveTheHeadsOwnBatchNormTraining() throws {
+        let model = try TRTinyNet()
+        try model.configureHead(HeadSpec(outputs: 3, batchNorm: true))
+        let state = try FreezeSpec(freezeBatchNormStatistics: true).apply(to: model)
+        XCTAssertTrue(state.freezeBatchNormStatistics)
+        model.train()
+        let batchNorms = model.namedModules().filter { $0.1 is BatchNormLayer }
+        let inHead = batchNorms.filter { $0.0.hasPrefix("classifier.") }
+        XCTAssertEqual(inHead.count, 1, "\(batchNorms.map(\.0))")
+        XCTAssertEqual(batchNorms.count, 4)
+        for (path, module) in batchNorms {
+            XCTAssertEqual(module.usesTrainingBehaviour, path.hasPrefix("classifier."), path)
+        }
+        try FreezeState(frozenScopes: [], trainBatchNorm: false).apply(to: model)
+        XCTAssertTrue(batchNorms.allSatisfy { $0.1.usesTrainingBehaviour }, "applying a state without the flag clears it")
     }
 }

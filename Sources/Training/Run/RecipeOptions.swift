@@ -60,7 +60,8 @@ public struct RecipeOptions: Codable, Equatable {
     public var freezeBackbone = false
     /// Frozen BatchNorm layers keep updating their running statistics.
     public var trainBatchNorm = false
-    /// Every BatchNorm layer, frozen or not, keeps inference behaviour (`FreezeSpec.freezeBatchNormStatistics`).
+    /// Every BatchNorm layer in front of the head, frozen or not, keeps inference behaviour
+    /// (`FreezeSpec.freezeBatchNormStatistics`).
     public var freezeBatchNormStatistics = false
     /// One sigmoid output trained with binary cross entropy.
     public var binary = false

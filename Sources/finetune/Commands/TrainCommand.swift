@@ -84,8 +84,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Freeze every layer group up to and including SCOPE.") var freezeUntil: String?
     @Flag(help: "Freeze the whole backbone (train the head only).") var freezeBackbone = false
     @Flag(help: "Keep frozen BatchNorm layers updating their running statistics.") var trainBn = false
-    @Flag(help: ArgumentHelp("Keep every BatchNorm layer in inference behaviour, frozen or not (Keras' fine-tuning advice).",
-                             discussion: "Running statistics are used and never updated; where unfrozen, BatchNorm's weight and bias still train."))
+    @Flag(help: ArgumentHelp("Keep the backbone's BatchNorm layers in inference behaviour, frozen or not (Keras' fine-tuning advice).",
+                             discussion: "Running statistics are used and never updated; where unfrozen, their weight and bias still train. The head's own BatchNorm (--head-batchnorm) trains as usual."))
     var freezeBnStats = false
     @OptionGroup(title: "Techniques") var techniques: TechniqueOptions
     @OptionGroup(title: "Data-parallel training (docs/distributed.md)") var distributed: DistributedOptions
