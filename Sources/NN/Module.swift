@@ -12,7 +12,7 @@ open class Module {
     /// Set by `freeze(_:)`: a frozen module runs in inference mode (BatchNorm uses and keeps its
     /// running statistics, Dropout is off) even while the model as a whole is training.
     public internal(set) var isFrozen = false
-    /// Set by `freezeBatchNormStatistics(_:)` on BatchNorm layers: inference behaviour (running
+    /// Set by `freezeBatchNormStatistics(_:except:)` on BatchNorm layers: inference behaviour (running
     /// statistics used, never updated) even while training and unfrozen; gradients are untouched.
     public internal(set) var keepsInferenceBehaviour = false
 
@@ -20,7 +20,7 @@ open class Module {
     public init() {}
 
     /// The mode this module's own forward pass should use: training unless `eval()`ed, frozen, or
-    /// kept in inference behaviour by `freezeBatchNormStatistics(_:)`.
+    /// kept in inference behaviour by `freezeBatchNormStatistics(_:except:)`.
     public var usesTrainingBehaviour: Bool { isTraining && !isFrozen && !keepsInferenceBehaviour }
 
     // MARK: - Structure (override these)
