@@ -275,7 +275,7 @@ final class LoaderTests: XCTestCase {
         let jpegs = LabeledDataset(samples: [LabeledSample(source: .file(big), label: 0),
                                              LabeledSample(source: .file(big), label: 1)], classNames: ["a", "b"])
         let preprocessing = Preprocessing(mean: [0, 0, 0], std: [1, 1, 1], resizeSize: 48, cropSize: 48)
-        let transform = EvaluationTransform(preprocessing)
+        let transform = EvaluationTransform(preprocessing, decodeMinSide: 48)
         var r = SampleRandom(seed: 0)
         let scaled = try transform.tensor(from: Image(contentsOfFile: big, minSide: 48), random: &r)
         let full = try transform.tensor(from: Image(contentsOfFile: big), random: &r)
@@ -284,6 +284,9 @@ final class LoaderTests: XCTestCase {
         assertClose(try viaLoader.select(dim: 0, index: 0), scaled, atol: 0)
         let unscaled = try collect(try DataLoader(jpegs, batchSize: 2, transform: transform, dctScaling: false))[0].images
         assertClose(try unscaled.select(dim: 0, index: 0), full, atol: 0)
+        // By default evaluation decodes at full size, as predict and serve do.
+        let byDefault = try collect(try DataLoader(jpegs, batchSize: 2, transform: EvaluationTransform(preprocessing)))[0].images
+        assertClose(try byDefault.select(dim: 0, index: 0), full, atol: 0)
     }
 
     /// Not a benchmark (those come later): prints images/s at 224 px so regressions are visible.

@@ -265,6 +265,7 @@ final class TransformTests: XCTestCase {
         let t = try EvaluationTransform(preprocessing).tensor(from: image, random: &r)
         assertClose(t, try preprocessing.evaluationTransform(image), atol: 0)
         XCTAssertEqual(t.shape, [3, 16, 16])
-        XCTAssertEqual(EvaluationTransform(preprocessing).decodeMinSide, 20)
+        XCTAssertEqual(EvaluationTransform(preprocessing).decodeMinSide, 0, "full-size decoding, as predict's")
+        XCTAssertEqual(EvaluationTransform(preprocessing, decodeMinSide: 20).decodeMinSide, 20)
     }
 }

@@ -154,6 +154,30 @@ final class ServeTests: XCTestCase {
         XCTAssertTrue(server.log.contains("POST /v1/models/tiny:predict 200 "), server.log)
         XCTAssertTrue(server.log.contains(" 20 images"), server.log)
     }
+
+    /// `evaluate --per-sample` sees the pixels `predict` (and so `serve`) sees: its probabilities equal
+    /// predict --json's to 1e-5. The photos are 512 px and the run resizes to 73 px, so the loader used
+    /// to decode them at 1/4 scale (libjpeg's DCT scaling) while predict decoded them at full size, as
+    /// PIL does for torchvision: the same run gave other probabilities in evaluate than in predict.
+    func testEvaluatePerSampleProbabilitiesEqualPredicts() throws {
+        _ = try liveServer()
+        let run = try Self.finetune(["evaluate", Self.runDirectory, Self.root + "/data", "--per-sample", "--json",
+                                     "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Foundation.Data(run.stdout.utf8)) as? [String: Any])
+        let samples = try XCTUnwrap(report["samples"] as? [[String: Any]], run.stdout)
+        XCTAssertEqual(samples.count, Self.photos.count)
+        for sample in samples {
+            let file = ((sample["path"] as? String ?? "") as NSString).lastPathComponent
+            let probabilities = try XCTUnwrap(sample["probabilities"] as? [Double], file)
+            let want = try XCTUnwrap(Self.expected[file], file)
+            XCTAssertEqual(want.count, 5, file)
+            for entry in want {
+                let index = try XCTUnwrap(entry["index"] as? Int)
+                XCTAssertEqual(probabilities[index], entry["probability"] as? Double ?? -1, accuracy: 1e-5, "\(file) class \(index)")
+            }
+        }
+    }
 }
 
 /// The inference thread reuses its memory from one batch to the next. glibc gives every thread but

@@ -8,8 +8,9 @@ import Torch
 public struct FiveCropTransform: SampleTransform {
     /// The weights' preprocessing.
     public var preprocessing: Preprocessing
-    /// Shortest side asked of the JPEG decoder: the resize size.
-    public var decodeMinSide: Int { preprocessing.resizeSize }
+    /// Shortest side asked of the JPEG decoder: 0, full size, as `EvaluationTransform` (and
+    /// `predict --tta crops`) decode.
+    public var decodeMinSide: Int { 0 }
 
     /// The five crops of `preprocessing`'s evaluation resize.
     public init(_ preprocessing: Preprocessing) { self.preprocessing = preprocessing }

@@ -223,7 +223,9 @@ public enum FeatureCache {
         if let reason = ineligibility(of: model) {
             throw TrainingError.invalidConfiguration("backbone features cannot be cached: \(reason)")
         }
-        let description = try keyDescription(model: model, dataset: dataset, transformDescription: transformDescription,
+        // DCT-scaled decoding gives other pixels, so the decoder's scale bound is part of the key.
+        let description = try keyDescription(model: model, dataset: dataset,
+                                             transformDescription: transformDescription + " decode_min_side=\(transform.decodeMinSide)",
                                              views: views, seed: seed, autocastBF16: autocastBF16)
         let key = SHA256Hasher.hexDigest(of: Array(description.utf8))
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }

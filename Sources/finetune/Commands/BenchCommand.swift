@@ -31,7 +31,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Output side in pixels.") var size = 224
         @Option(help: "Transform: train (random resized crop + flip) or eval (resize + centre crop).")
         var augment: LoaderAugmentation = .train
-        @Flag(inversion: .prefixedNo, help: "Decode JPEGs at reduced size when much larger than needed.")
+        @Flag(inversion: .prefixedNo, help: "Decode JPEGs at reduced size when much larger than needed (training augmentation; evaluation decodes at full size).")
         var dctScaling = true
         @Option(help: "Epochs to time (the first batch of the first epoch is excluded as warm-up).") var epochs = 1
         @Flag(help: "Print one JSON object.") var json = false
