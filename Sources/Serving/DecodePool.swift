@@ -49,8 +49,7 @@ final class DecodePool: @unchecked Sendable {
                 throw ServingError.badRequest("'\(part.label)' is \(info.storedWidth)×\(info.storedHeight) pixels, "
                                               + "over the --max-pixels limit of \(maxPixels)")
             }
-            let image = try Image(decoding: part.bytes, path: part.label)
-            let tensor = try version.predictor.input(image)
+            let tensor = try version.predictor.input(decoding: part.bytes, label: part.label)
             metrics.decoded()
             return tensor
         } catch let error as ServingError {

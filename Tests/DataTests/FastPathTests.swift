@@ -209,6 +209,34 @@ final class FastPathTests: XCTestCase {
                               try run(dataset, GeneralPath(inner: evaluation), workers: 2).batches, "evaluation, DCT scaling")
     }
 
+    /// `tensor(decoding:label:random:)`, the one-image form `finetune serve` decodes with, equals the
+    /// transform applied to `Image(decoding:)` bit for bit: every JPEG and PNG fixture, the fast-path
+    /// transforms (exact decoder even for training augmentation) and one without a fast path.
+    func testOneImageFromBytesEqualsTheTransformOfTheDecodedImage() throws {
+        let transforms: [(String, any SampleTransform)] = [
+            ("evaluation", EvaluationTransform(Self.preprocessing)),
+            ("five crops (general path)", FiveCropTransform(Self.preprocessing)),
+            ("training", TrainingTransform.standard(Self.preprocessing)),
+        ]
+        let files = Self.jpegs + ["rgb.png", "palette.png", "gray16.png", "rgba.png"]
+        for (name, transform) in transforms {
+            for file in files {
+                let data = try bytes(Fixtures.path("images/" + file))
+                var a = SampleRandom(seed: 3), b = SampleRandom(seed: 3)
+                let direct = try transform.tensor(decoding: data, label: file, random: &a)
+                let general = try transform.tensor(from: Image(decoding: data, path: file), random: &b)
+                XCTAssertEqual(direct.shape, general.shape, "\(name), \(file)")
+                XCTAssertEqual(try direct.floats(), try general.floats(), "\(name), \(file)")
+            }
+        }
+        // A decoding error names the image, as Image(decoding:)'s does.
+        var r = SampleRandom(seed: 0)
+        XCTAssertThrowsError(try EvaluationTransform(Self.preprocessing).tensor(
+            decoding: try bytes(Fixtures.path("images/truncated.jpg")), label: "upload.jpg", random: &r)) { error in
+            XCTAssertTrue("\(error)".contains("upload.jpg"), "\(error)")
+        }
+    }
+
     /// With DCT scaling the fast path decodes each random crop at its own scale: the same crops, the
     /// same flips, pixels close to the general path's (equal where the scale is the same).
     func testRandomCropsDecodedAtTheirOwnScaleStayCloseToTheGeneralPath() throws {

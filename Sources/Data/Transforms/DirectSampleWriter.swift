@@ -221,3 +221,29 @@ extension DirectSamplePlan {
         }
     }
 }
+
+extension SampleTransform {
+    /// The sample of encoded JPEG or PNG bytes decoded at full size: the same bits as
+    /// `tensor(from: Image(decoding: bytes, path: label), random: &random)`. The standard transforms
+    /// (`EvaluationTransform`, `TrainingTransform.standard` without colour jitter) take the loader's fast
+    /// path: decode, crop, resize and normalise in one pass into the tensor, with no intermediate
+    /// image tensors (what `finetune serve` decodes each request with). Errors are the decoder's
+    /// `DataError`s naming `label`.
+    public func tensor<Bytes: ContiguousBytes>(decoding bytes: Bytes, label: String,
+                                               random: inout SampleRandom) throws -> Tensor {
+        guard let direct = self as? DirectSampleTransform, var plan = try direct.directPlan() else {
+            return try tensor(from: Image(decoding: bytes, path: label), random: &random)
+        }
+        plan.decodeFast = false  // `Image(decoding:)`'s exact decoder, even for training augmentation
+        let sample = try Tensor.empty([3, plan.height, plan.width], dtype: .float32)
+        let out = try sample.dataPointer().assumingMemoryBound(to: Float.self)
+        do {
+            try bytes.withUnsafeBytes { raw in
+                try plan.write(encoded: raw, label: label, dctScaling: false, random: &random, into: out)
+            }
+        } catch let failure as SampleLoadFailure {
+            throw failure.underlying
+        }
+        return sample
+    }
+}

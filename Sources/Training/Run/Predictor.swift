@@ -86,6 +86,15 @@ public final class Predictor: @unchecked Sendable {
         return try tta.transform(preprocessing).tensor(from: image.rgb(), random: &unused)
     }
 
+    /// The model input of encoded JPEG or PNG bytes: the same bits as `input(Image(decoding: bytes))`,
+    /// through the loader's one-pass decode, crop, resize and normalisation where the transform has
+    /// one (what `finetune serve` runs per image). `label` names the image in decoding errors.
+    public func input<Bytes: ContiguousBytes>(decoding bytes: Bytes, label: String,
+                                              tta: TestTimeAugmentation = .off) throws -> Tensor {
+        var unused = SampleRandom(seed: 0)
+        return try tta.transform(preprocessing).tensor(decoding: bytes, label: label, random: &unused)
+    }
+
     /// Class probabilities [N, classes] of a batch of `input`s (averaged over the `tta` views).
     public func probabilities(_ inputs: [Tensor], tta: TestTimeAugmentation = .off) throws -> Tensor {
         try withInferenceMode { () throws -> Tensor in
