@@ -81,11 +81,15 @@ let libtorch = locateLibTorch()
 var shimCxxFlags: [String] = libtorch.includeDirs.flatMap { ["-I", $0] }
 shimCxxFlags += ["-Wno-deprecated-declarations", "-Wno-unused-parameter"]
 // c10d's Gloo process group (Sources/CTorch/ct_distributed.cpp) needs gloo's headers, which Debian ships
-// as libgloo-dev for its libtorch-dev; a PyTorch wheel carries c10d but not <gloo/...>. Without them
-// the distributed entry points compile to "not available in this LibTorch build" (docs/libtorch.md).
+// as libgloo-dev for its libtorch-dev; a PyTorch wheel carries c10d and gloo's code but not <gloo/...>,
+// so with a wheel Debian's gloo headers serve (the shim holds gloo objects only through pointers, and
+// the distributed tests pass against the 2.13 wheel that way). Without any the distributed entry points
+// compile to "not available in this LibTorch build" (docs/libtorch.md).
+let c10dGlooHeader = libtorch.includeDirs[0] + "/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp"
 let glooHeaders = libtorch.libDir == nil
     ? fileExists("/usr/include/gloo/algorithm.h") && fileExists("/usr/include/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
-    : fileExists(libtorch.includeDirs[0] + "/gloo/algorithm.h")
+    : fileExists(c10dGlooHeader)
+        && (fileExists(libtorch.includeDirs[0] + "/gloo/algorithm.h") || fileExists("/usr/include/gloo/algorithm.h"))
 var shimDefines: [CXXSetting] = [.define("CTORCH_LIBTORCH_MAJOR", to: "\(libtorch.major)")]
 if glooHeaders { shimDefines.append(.define("CTORCH_HAS_C10D_GLOO")) }
 var shimLinkerFlags: [String] = []

@@ -128,6 +128,12 @@ extension TrainCLITests {
     func testTorchrunLaunchesTheSameRun() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let python = try Interop.python()
+        // torchrun's agent hosts the TCPStore the ranks join, and TCPStore's protocol changed in torch 2
+        // (clients validate the server first; a 1.13 server resets them): the venv's torch must have
+        // our LibTorch's major version.
+        let theirs = try Self.pythonTorchVersion(python)
+        try XCTSkipUnless(theirs.split(separator: ".").first == Runtime.libTorchVersion.split(separator: ".").first,
+                          "torchrun from torch \(theirs) cannot host ranks built on LibTorch \(Runtime.libTorchVersion)")
         let data = try makeDistributedDataset()
         let runs = try temporaryFolder("dist-torchrun")
         let env = try runRanks(2, trainArguments(data: data, out: runs + "/env", batchSize: 8) + ["--threads", "1"],
@@ -153,6 +159,20 @@ extension TrainCLITests {
         XCTAssertEqual(torchrun.terminationStatus, 0, output)
         XCTAssertEqual(try largestRelativeDifference(runs + "/env/model.safetensors", runs + "/torchrun/model.safetensors"), 0,
                        output)
+    }
+
+    /// `torch.__version__` of the interop venv's Python.
+    static func pythonTorchVersion(_ python: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import torch; print(torch.__version__)"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "import torch in \(python)")
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Starts `arguments` as rank `rank` of 2 (torchrun's variables), output to `log`.
