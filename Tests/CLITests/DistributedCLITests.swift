@@ -131,7 +131,7 @@ extension TrainCLITests {
         // torchrun's agent hosts the TCPStore the ranks join, and TCPStore's protocol changed in torch 2
         // (clients validate the server first; a 1.13 server resets them): the venv's torch must have
         // our LibTorch's major version.
-        let theirs = try Self.pythonTorchVersion(python)
+        let theirs = try Self.pythonTorchVersion()
         try XCTSkipUnless(theirs.split(separator: ".").first == Runtime.libTorchVersion.split(separator: ".").first,
                           "torchrun from torch \(theirs) cannot host ranks built on LibTorch \(Runtime.libTorchVersion)")
         let data = try makeDistributedDataset()
@@ -161,18 +161,12 @@ extension TrainCLITests {
                        output)
     }
 
-    /// `torch.__version__` of the interop venv's Python.
-    static func pythonTorchVersion(_ python: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import torch; print(torch.__version__)"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "import torch in \(python)")
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    /// `torch.__version__` of the interop venv's Python (`tools/interop/torch_version.py`).
+    static func pythonTorchVersion() throws -> String {
+        let (status, output) = try Interop.run("torch_version.py", [])
+        XCTAssertEqual(status, 0, output)
+        let line = output.split(separator: "\n").last { $0.hasPrefix("torch_version=") }
+        return try XCTUnwrap(line, output).dropFirst("torch_version=".count).trimmingCharacters(in: .whitespaces)
     }
 
     /// Starts `arguments` as rank `rank` of 2 (torchrun's variables), output to `log`.
