@@ -5,58 +5,133 @@ import Torch
 // (so functional convolutions and matrix products outside the layers run in bf16 as autocast puts
 // them) and makes `policy` the one the layers consult: each of `Conv2d`, `Linear`, `BatchNorm` and
 // the activations runs its operation through `PrecisionPolicy.run(_:_:_:)`, which casts the input at
-// the layer's boundary only when it is not already in the layer's dtype. A depthwise convolution
-// that runs in fp32 after a BatchNorm in fp32 therefore casts nothing; a pointwise convolution in
-// bf16 after it casts once (autocast casts the input and its cached weight).
+// the layer's boundary only when it is not already in the layer's dtype: a run of bf16 layers casts
+// nothing, and an fp32 SiLU between two bf16 convolutions casts twice. Which dtype a layer type gets
+// also depends on whether autograd records the layer (training) or not (inference, a frozen
+// backbone): see `PrecisionPolicy`.
 
 /// The layer types a `PrecisionPolicy` gives a dtype (`bench --precision-probe` times each).
 public enum PrecisionLayerKind: String, CaseIterable, Codable, Sendable {
-    /// `Conv2d` with `groups == inChannels` (> 1): MobileNet's and EfficientNet's depthwise convolutions.
+    /// `Conv2d` with `groups == inChannels` (> 1) and a kernel of at most 3×3: MobileNet's and
+    /// EfficientNet's 3×3 depthwise convolutions.
     case depthwiseConv = "depthwise_conv2d"
+    /// A depthwise `Conv2d` with a larger kernel (EfficientNet's 5×5): oneDNN's bf16 backward for it
+    /// is 2× slower than fp32's, while the 3×3 one is 1.5× faster.
+    case largeDepthwiseConv = "depthwise_conv2d_large"
     /// Every other `Conv2d`: dense (ResNet's 3×3), pointwise (1×1) and grouped convolutions.
     case conv = "conv2d"
     /// `Linear`.
     case linear
     /// `BatchNorm1d` / `BatchNorm2d`: a memory-bound pass over the activations.
     case batchNorm = "batch_norm"
-    /// The `Activation` layers (ReLU, ReLU6, SiLU, …): memory-bound elementwise passes.
+    /// `ReLU` (ResNet, VGG, Inception): a memory-bound elementwise pass, as are the activations below.
+    /// Each activation with its own kernel has its own kind, because their bf16 kernels differ: in
+    /// LibTorch 1.13, ReLU is faster in bf16 both ways, ReLU6's forward is but its backward (a clamp's)
+    /// is 7× slower, and SiLU is slower both ways.
+    case relu
+    /// `ReLU6` (MobileNetV2).
+    case relu6
+    /// `SiLU` (EfficientNet).
+    case silu
+    /// Every other `Activation` layer (Sigmoid, Hardswish, GELU, …).
     case activation
 
-    /// The kind of a convolution: depthwise when each input channel is its own group.
-    public static func convolution(inChannels: Int, groups: Int) -> PrecisionLayerKind {
-        groups > 1 && groups == inChannels ? .depthwiseConv : .conv
+    /// The kind of a convolution: depthwise when each input channel is its own group, large when its
+    /// kernel is bigger than 3×3 in either direction.
+    public static func convolution(inChannels: Int, groups: Int, kernelSize: (Int, Int) = (3, 3)) -> PrecisionLayerKind {
+        guard groups > 1 && groups == inChannels else { return .conv }
+        return max(kernelSize.0, kernelSize.1) > 3 ? .largeDepthwiseConv : .depthwiseConv
     }
 
     /// Convolutions and `Linear` are in LibTorch's autocast lists: under autocast they cast their
     /// input and weights to bf16 themselves.
-    var isAutocastOperation: Bool { self == .depthwiseConv || self == .conv || self == .linear }
+    var isAutocastOperation: Bool { self == .depthwiseConv || self == .largeDepthwiseConv || self == .conv || self == .linear }
 }
 
 /// Which layer types run in bf16 under `--precision bf16`; every other layer type runs in fp32.
-public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvertible {
-    /// The layer types that run in bf16.
+///
+/// A layer that autograd records (training: its input or its parameters want a gradient) runs its
+/// forward and later its backward pass; a layer it does not record (inference, and a frozen backbone
+/// whose input wants no gradient) runs only the forward pass. bf16 can pay in one and not in the other
+/// (LibTorch 1.13's bf16 ReLU6 backward is 7× slower than fp32's while its forward is 1.8× faster), so
+/// a policy has one set for each: `bf16` for recorded layers, `inferenceBF16` for the others.
+public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    /// The layer types that run in bf16 where autograd records them (training).
     public var bf16: Set<PrecisionLayerKind>
+    /// The layer types that run in bf16 where autograd does not record them (inference, frozen layers).
+    public var inferenceBF16: Set<PrecisionLayerKind>
 
-    /// A policy that runs the layer types in `bf16` in bfloat16 and the others in float32.
-    public init(bf16: Set<PrecisionLayerKind>) { self.bf16 = bf16 }
+    /// A policy that runs the layer types in `bf16` in bfloat16 and the others in float32; layers that
+    /// autograd does not record follow `inference` (default: the same set).
+    public init(bf16: Set<PrecisionLayerKind>, inference: Set<PrecisionLayerKind>? = nil) {
+        self.bf16 = bf16
+        self.inferenceBF16 = inference ?? bf16
+    }
 
-    /// The policy `--precision bf16` uses: dense and pointwise convolutions and `Linear` in bf16 (the
-    /// compute-bound layers, which native bf16 hardware speeds up), depthwise convolutions (no fast
-    /// bf16 kernel in oneDNN 2.6, LibTorch 1.13's; MobileNetV2's step took 1.6× as long under plain
-    /// autocast), BatchNorm and activations (memory-bound, and a bf16 BatchNorm only adds casts) in
-    /// fp32. See docs/benchmarks.md for the probe behind it.
-    public static let standard = PrecisionPolicy(bf16: [.conv, .linear])
+    /// The policy `--precision bf16` uses, from `bench --precision-probe` on a CPU with native bf16 (AMD
+    /// Zen 4, LibTorch 1.13.1 and 2.13.0 gave the same policy; docs/benchmarks.md, "Precision policy"):
+    /// - dense, pointwise and 3×3 depthwise convolutions, `Linear`, BatchNorm and ReLU in bf16 everywhere;
+    /// - larger depthwise convolutions (5×5) and ReLU6 in bf16 in inference only: their bf16 backward
+    ///   passes are 2× (5×5) and 7–14× (ReLU6, a clamp's) slower than fp32's;
+    /// - SiLU and the other activations (Sigmoid, Hardswish, …) in fp32: SiLU's bf16 kernel is slower
+    ///   both ways, and the others were not shown to gain.
+    public static let standard = PrecisionPolicy(
+        bf16: [.depthwiseConv, .conv, .linear, .batchNorm, .relu],
+        inference: [.depthwiseConv, .largeDepthwiseConv, .conv, .linear, .batchNorm, .relu, .relu6])
 
     /// Every layer type in bf16: what plain LibTorch autocast did before the policy (`bench --dtype bf16-all`).
     public static let allBF16 = PrecisionPolicy(bf16: Set(PrecisionLayerKind.allCases))
 
-    /// The dtype `kind` runs in: `.bfloat16` or `.float32`.
-    public func dtype(for kind: PrecisionLayerKind) -> DType { bf16.contains(kind) ? .bfloat16 : .float32 }
+    /// The dtype `kind` runs in: `.bfloat16` or `.float32`, where autograd records the layer (`recorded`)
+    /// or not.
+    public func dtype(for kind: PrecisionLayerKind, recorded: Bool = true) -> DType {
+        (recorded ? bf16 : inferenceBF16).contains(kind) ? .bfloat16 : .float32
+    }
 
-    /// `conv2d=bf16 depthwise_conv2d=fp32 linear=bf16 batch_norm=fp32 activation=fp32`, in a fixed order.
+    /// `depthwise_conv2d=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 activation=fp32`, in a fixed order;
+    /// where the inference set differs, `; inference: ` and its list follow.
     public var description: String {
-        PrecisionLayerKind.allCases.map { "\($0.rawValue)=\(bf16.contains($0) ? "bf16" : "fp32")" }
-            .joined(separator: " ")
+        func list(_ set: Set<PrecisionLayerKind>) -> String {
+            PrecisionLayerKind.allCases.map { "\($0.rawValue)=\(set.contains($0) ? "bf16" : "fp32")" }
+                .joined(separator: " ")
+        }
+        return inferenceBF16 == bf16 ? list(bf16) : "\(list(bf16)); inference: \(list(inferenceBF16))"
+    }
+
+    /// Parses `description`'s form (`kind=bf16|fp32` pairs separated by spaces, optionally `; inference: `
+    /// and a second list); a layer type left out is fp32. Nil for an unknown layer type or dtype.
+    public init?(_ description: String) {
+        func parse(_ text: Substring) -> Set<PrecisionLayerKind>? {
+            var set: Set<PrecisionLayerKind> = []
+            for pair in text.split(whereSeparator: { $0 == " " || $0 == "," }) {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let kind = PrecisionLayerKind(rawValue: String(parts[0])) else { return nil }
+                switch parts[1] {
+                case "bf16": set.insert(kind)
+                case "fp32": break
+                default: return nil
+                }
+            }
+            return set
+        }
+        let halves = description.components(separatedBy: ";")
+        guard halves.count <= 2, let training = parse(Substring(halves[0])) else { return nil }
+        var inference = training
+        if halves.count == 2 {
+            let rest = halves[1].trimmingCharacters(in: .whitespaces)
+            guard rest.hasPrefix("inference:"), let set = parse(rest.dropFirst("inference:".count)) else { return nil }
+            inference = set
+        }
+        self.init(bf16: training, inference: inference)
+    }
+
+    private enum CodingKeys: String, CodingKey { case bf16, inferenceBF16 = "inference_bf16" }
+
+    /// Decodes `bf16` and, when present, `inference_bf16` (policies stored before it had one set).
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let bf16 = try container.decode(Set<PrecisionLayerKind>.self, forKey: .bf16)
+        self.init(bf16: bf16, inference: try container.decodeIfPresent(Set<PrecisionLayerKind>.self, forKey: .inferenceBF16))
     }
 
     /// The policy active on this thread (set by `withPrecision`), nil outside one. Autocast is on
@@ -79,11 +154,15 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
 
     /// One layer's operation `body` applied to `x` in the dtype the active policy gives `kind`. An fp32
     /// layer casts a bf16 input to fp32 and runs with autocast off; a bf16 layer leaves the casting of
-    /// convolutions and `Linear` to autocast and casts an fp32 input of the other layer types. Without
-    /// an active policy, `body(x)` as it is.
-    public static func run(_ kind: PrecisionLayerKind, _ x: Tensor, _ body: (Tensor) throws -> Tensor) throws -> Tensor {
+    /// convolutions and `Linear` to autocast and casts an fp32 input of the other layer types. The layer
+    /// counts as recorded when gradient mode is on (outside inference mode) and `x` or one of
+    /// `parameters` requires grad. Without an active policy, `body(x)` as it is.
+    public static func run(_ kind: PrecisionLayerKind, _ x: Tensor, parameters: [Tensor?] = [],
+                           _ body: (Tensor) throws -> Tensor) throws -> Tensor {
         guard let policy = active else { return try body(x) }
-        if policy.dtype(for: kind) == .float32 {
+        let recorded = GradMode.isEnabled && !GradMode.isInferenceMode
+            && (x.requiresGrad || parameters.contains { $0?.requiresGrad == true })
+        if policy.dtype(for: kind, recorded: recorded) == .float32 {
             let input = x.dtype == .bfloat16 ? try x.to(.float32) : x
             return try withAutocast(enabled: false) { try body(input) }
         }
@@ -98,7 +177,8 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
         for (_, module) in model.namedModules() {
             let kind: PrecisionLayerKind, count: Int
             if let conv = module as? Conv2d {
-                (kind, count) = (.convolution(inChannels: conv.inChannels, groups: conv.groups), conv.weight.count)
+                (kind, count) = (.convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize),
+                                 conv.weight.count)
             } else if let linear = module as? Linear {
                 (kind, count) = (.linear, linear.weight.count)
             } else {

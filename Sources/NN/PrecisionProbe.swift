@@ -44,6 +44,8 @@ public struct PrecisionProbe {
 
         /// fp32 time / bf16 time of forward + backward: above 1, bf16 is faster.
         public var bf16Speedup: Double { (fp32ForwardMs + fp32BackwardMs) / (bf16ForwardMs + bf16BackwardMs) }
+        /// fp32 time / bf16 time of the forward pass alone (what inference runs).
+        public var bf16ForwardSpeedup: Double { fp32ForwardMs / bf16ForwardMs }
     }
 
     /// Images per batch of the representative shapes.
@@ -65,13 +67,20 @@ public struct PrecisionProbe {
 
     /// The representative shapes: MobileNetV2's expanded 56×56 stage (depthwise 3×3 over 144
     /// channels, its 1×1 projection, BatchNorm and ReLU6 there), ResNet-50's 3×3 convolution at
-    /// 56×56 and its 1×1 expansion, and a 1,280 → 1,000 classifier. `side` scales the 56×56 maps
+    /// 56×56, its 1×1 expansion and its ReLU, EfficientNet's SiLU and Sigmoid (its squeeze-and-excitation
+    /// gate; `.activation`) at the same size, and a 1,280 → 1,000 classifier. `side` scales the 56×56 maps
     /// (tests use a small one).
     public func cases(side: Int = 56) throws -> [Case] {
         let n = batchSize
         return [
             Case(kind: .depthwiseConv, name: "depthwise 3x3, 144 ch, \(side)x\(side)",
                  layer: try Conv2d(144, 144, kernelSize: 3, padding: 1, groups: 144, bias: false), inputShape: [n, 144, side, side]),
+            Case(kind: .largeDepthwiseConv, name: "depthwise 5x5, 240 ch, \(side / 2)x\(side / 2)",
+                 layer: try Conv2d(240, 240, kernelSize: 5, padding: 2, groups: 240, bias: false),
+                 inputShape: [n, 240, side / 2, side / 2]),
+            Case(kind: .depthwiseConv, name: "depthwise 3x3 stride 2, 96 ch, \(side * 2)x\(side * 2)",
+                 layer: try Conv2d(96, 96, kernelSize: 3, stride: 2, padding: 1, groups: 96, bias: false),
+                 inputShape: [n, 96, side * 2, side * 2]),
             Case(kind: .conv, name: "1x1 conv 144->24, \(side)x\(side)",
                  layer: try Conv2d(144, 24, kernelSize: 1, bias: false), inputShape: [n, 144, side, side]),
             Case(kind: .conv, name: "1x1 conv 64->256, \(side)x\(side)",
@@ -82,8 +91,14 @@ public struct PrecisionProbe {
                  layer: try Linear(1280, 1000), inputShape: [n, 1280]),
             Case(kind: .batchNorm, name: "batch norm 144 ch, \(side)x\(side)",
                  layer: try BatchNorm2d(144), inputShape: [n, 144, side, side]),
-            Case(kind: .activation, name: "relu6 144 ch, \(side)x\(side)",
+            Case(kind: .relu, name: "relu 64 ch, \(side)x\(side)",
+                 layer: ReLU(), inputShape: [n, 64, side, side]),
+            Case(kind: .relu6, name: "relu6 144 ch, \(side)x\(side)",
                  layer: ReLU6(), inputShape: [n, 144, side, side]),
+            Case(kind: .silu, name: "silu 144 ch, \(side)x\(side)",
+                 layer: SiLU(), inputShape: [n, 144, side, side]),
+            Case(kind: .activation, name: "sigmoid 144 ch, \(side)x\(side)",
+                 layer: Sigmoid(), inputShape: [n, 144, side, side]),
         ]
     }
 
@@ -132,19 +147,24 @@ public struct PrecisionProbe {
                            fp32BackwardMs: Self.median(backward[false]!), bf16BackwardMs: Self.median(backward[true]!))
     }
 
-    /// The policy the measurements favour: a layer type is bf16 when bf16's forward + backward, summed
-    /// over that type's cases, is at least `margin` times faster than fp32's (1.05: a 5% margin so that
-    /// noise does not flip a layer type that is as fast either way, which then stays fp32 and casts nothing).
+    /// The policy the measurements favour. For layers autograd records (training), a layer type is bf16
+    /// when bf16's forward + backward, summed over that type's cases, is at least `margin` times faster
+    /// than fp32's; for layers it does not record (inference), the same with the forward passes alone.
+    /// The margin (1.05) keeps noise from flipping a layer type that is as fast either way, which then
+    /// stays fp32 and casts nothing.
     public static func policy(from measurements: [Measurement], margin: Double = 1.05) -> PrecisionPolicy {
-        var kinds: Set<PrecisionLayerKind> = []
-        for kind in PrecisionLayerKind.allCases {
-            let rows = measurements.filter { $0.kind == kind }
-            guard !rows.isEmpty else { continue }
-            let fp32 = rows.reduce(0) { $0 + $1.fp32ForwardMs + $1.fp32BackwardMs }
-            let bf16 = rows.reduce(0) { $0 + $1.bf16ForwardMs + $1.bf16BackwardMs }
-            if bf16 * margin <= fp32 { kinds.insert(kind) }
+        func kinds(_ time: (Measurement, Bool) -> Double) -> Set<PrecisionLayerKind> {
+            Set(PrecisionLayerKind.allCases.filter { kind in
+                let rows = measurements.filter { $0.kind == kind }
+                guard !rows.isEmpty else { return false }
+                let fp32 = rows.reduce(0) { $0 + time($1, false) }
+                let bf16 = rows.reduce(0) { $0 + time($1, true) }
+                return bf16 * margin <= fp32
+            })
         }
-        return PrecisionPolicy(bf16: kinds)
+        let training = kinds { m, bf16 in bf16 ? m.bf16ForwardMs + m.bf16BackwardMs : m.fp32ForwardMs + m.fp32BackwardMs }
+        let inference = kinds { m, bf16 in bf16 ? m.bf16ForwardMs : m.fp32ForwardMs }
+        return PrecisionPolicy(bf16: training, inference: inference)
     }
 
     /// The median of `xs` (the mean of the middle two for an even count; NaN when empty).

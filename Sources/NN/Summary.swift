@@ -76,14 +76,17 @@ public struct ModelSummary: Codable, Equatable {
     /// Summarises `model` by running one forward pass (in inference mode, eval) on zeros of
     /// `inputShape`. `maxDepth` limits how deep rows go (nil: every module). With `precision`, the pass
     /// runs under that policy (`PrecisionPolicy.with`), so each row's `outputDType` shows where it ran.
-    public init(_ model: Module, inputShape: [Int], maxDepth: Int? = nil, precision: PrecisionPolicy? = nil) throws {
+    /// With `recordingGradients`, the pass runs with gradient mode on instead (still eval, so no
+    /// statistics change), as a training step's forward does: layers with trainable parameters, and
+    /// those after them, then show the policy's training dtypes (`PrecisionPolicy.bf16`).
+    public init(_ model: Module, inputShape: [Int], maxDepth: Int? = nil, precision: PrecisionPolicy? = nil,
+                recordingGradients: Bool = false) throws {
         let recorder = ForwardRecorder()
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
-        let output = try withInferenceMode {
-            try PrecisionPolicy.with(precision) { try recorder.recording { try model(Tensor.zeros(inputShape)) } }
-        }
+        let pass = { try PrecisionPolicy.with(precision) { try recorder.recording { try model(Tensor.zeros(inputShape)) } } }
+        let output = try recordingGradients ? withGradEnabled(true, pass) : withInferenceMode(pass)
         self.model = model.typeName
         self.inputShape = inputShape
         self.outputShape = output.shape

@@ -9,35 +9,48 @@ import XCTest
 /// The precision policy on the zoo's depthwise networks: each layer's output dtype as `ModelSummary`
 /// sees it, and ImageNet logits under the policy against fp32 (real weights, the 20 foolbox photos).
 final class PrecisionZooTests: XCTestCase {
-    /// The dtype the standard policy gives a module's output, or nil for a module it does not govern.
-    func expectedDType(_ module: Module) -> String? {
+    /// The layer type of a module the policy governs, or nil.
+    func kind(_ module: Module) -> PrecisionLayerKind? {
         switch module {
-        case let conv as Conv2d: return conv.groups > 1 && conv.groups == conv.inChannels ? "float32" : "bfloat16"
-        case is Linear: return "bfloat16"
-        case is BatchNorm, is Activation: return "float32"
+        case let conv as Conv2d: return .convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize)
+        case is Linear: return .linear
+        case is BatchNorm: return .batchNorm
+        case let activation as Activation: return activation.precisionKind
         default: return nil
         }
     }
 
-    func checkLayerDTypes(_ architecture: String) throws {
+    /// Every governed layer's output dtype under the standard policy, in training (autograd records
+    /// every layer) and in inference; `expectedKinds` must each have been seen.
+    func checkLayerDTypes(_ architecture: String, expectedKinds: Set<PrecisionLayerKind>) throws {
         let model = try ModelZoo.make(architecture, weights: nil).model
-        let summary = try ModelSummary(model, inputShape: [1, 3, 64, 64], precision: .standard)
         let modules = Dictionary(uniqueKeysWithValues: model.namedModules())
-        var checked: [String: Int] = [:]
-        for row in summary.rows {
-            guard let module = modules[row.name], let expected = expectedDType(module) else { continue }
-            XCTAssertEqual(row.outputDType, expected, "\(architecture) \(row.name) (\(row.type))")
-            checked[row.type + (expected == "float32" && module is Conv2d ? " depthwise" : ""), default: 0] += 1
+        for recorded in [true, false] {
+            let summary = try ModelSummary(model, inputShape: [1, 3, 64, 64], precision: .standard,
+                                           recordingGradients: recorded)
+            var checked: [PrecisionLayerKind: Int] = [:]
+            for row in summary.rows {
+                guard let module = modules[row.name], let kind = kind(module) else { continue }
+                let expected = PrecisionPolicy.standard.dtype(for: kind, recorded: recorded) == .bfloat16 ? "bfloat16" : "float32"
+                XCTAssertEqual(row.outputDType, expected, "\(architecture) \(row.name) (\(row.type)), recorded: \(recorded)")
+                checked[kind, default: 0] += 1
+            }
+            XCTAssertEqual(Set(checked.keys), expectedKinds, "\(architecture): layer types checked \(checked)")
+            XCTAssertEqual(summary.outputShape, [1, 1000])
         }
-        for type in ["Conv2d", "Conv2d depthwise", "BatchNorm2d", "Linear"] {
-            XCTAssertGreaterThan(checked[type] ?? 0, 0, "\(architecture): no \(type) row checked: \(checked)")
-        }
-        XCTAssertEqual(summary.outputShape, [1, 1000])
     }
 
-    func testMobileNetV2LayersRunInThePolicysDTypes() throws { try checkLayerDTypes("mobilenet_v2") }
+    func testMobileNetV2LayersRunInThePolicysDTypes() throws {
+        try checkLayerDTypes("mobilenet_v2", expectedKinds: [.conv, .depthwiseConv, .batchNorm, .relu6, .linear])
+    }
 
-    func testEfficientNetB0LayersRunInThePolicysDTypes() throws { try checkLayerDTypes("efficientnet_b0") }
+    func testEfficientNetB0LayersRunInThePolicysDTypes() throws {
+        try checkLayerDTypes("efficientnet_b0", expectedKinds: [.conv, .depthwiseConv, .largeDepthwiseConv, .batchNorm, .silu, .activation, .linear])
+    }
+
+    func testResNet18LayersRunInThePolicysDTypes() throws {
+        try checkLayerDTypes("resnet18", expectedKinds: [.conv, .batchNorm, .relu, .linear])
+    }
 
     /// bf16 keeps 8 significant bits; through MobileNetV2's 53 layers the logits move by a few per cent of
     /// their range (measured: max 1.9 of a range of 39.5 over the 20 photos), and the predicted

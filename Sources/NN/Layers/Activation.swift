@@ -20,8 +20,10 @@ open class Activation: Module {
     /// PyTorch's class name, e.g. "ReLU".
     open override var typeName: String { name }
     /// Applies the activation elementwise (Softmax: along `dim`); the output has the input's shape.
-    /// Under a `PrecisionPolicy`, in the dtype of `.activation`.
-    open override func forward(_ x: Tensor) throws -> Tensor { try PrecisionPolicy.run(.activation, x, function) }
+    /// Under a `PrecisionPolicy`, in the dtype of `precisionKind`.
+    open override func forward(_ x: Tensor) throws -> Tensor { try PrecisionPolicy.run(precisionKind, x, function) }
+    /// The layer type a `PrecisionPolicy` gives a dtype: `.activation` unless a subclass has its own kind.
+    open var precisionKind: PrecisionLayerKind { .activation }
     /// The repr arguments, e.g. `inplace=True` or `negative_slope=0.01`.
     open var extraDescription: String { arguments }
 }
@@ -38,6 +40,8 @@ open class ReLU: Activation {
         self.inplace = inplace
         super.init("ReLU", arguments: inplace ? "inplace=True" : "") { try Functional.relu($0, inplace: inplace) }
     }
+    /// `.relu`.
+    open override var precisionKind: PrecisionLayerKind { .relu }
 }
 
 /// `min(max(x, 0), 6)`. With `inplace` (as torchvision's models build it), the result overwrites
@@ -50,6 +54,8 @@ open class ReLU6: Activation {
         self.inplace = inplace
         super.init("ReLU6", arguments: inplace ? "inplace=True" : "") { try Functional.relu6($0, inplace: inplace) }
     }
+    /// `.relu6`.
+    open override var precisionKind: PrecisionLayerKind { .relu6 }
 }
 
 extension Functional {
@@ -91,7 +97,11 @@ open class LeakyReLU: Activation {
 }
 
 /// `x * sigmoid(x)` (a.k.a. swish).
-open class SiLU: Activation { public init() { super.init("SiLU") { try $0.silu() } } }
+open class SiLU: Activation {
+    public init() { super.init("SiLU") { try $0.silu() } }
+    /// `.silu`.
+    open override var precisionKind: PrecisionLayerKind { .silu }
+}
 
 /// `1 / (1 + exp(-x))`.
 open class Sigmoid: Activation { public init() { super.init("Sigmoid") { try $0.sigmoid() } } }

@@ -36,7 +36,7 @@ open class Linear: Module {
     /// `[..., inFeatures]` → `[..., outFeatures]` (`torch.nn.functional.linear`); throws when the last
     /// dimension is not `inFeatures`.
     open override func forward(_ x: Tensor) throws -> Tensor {
-        try PrecisionPolicy.run(.linear, x) { try Functional.linear($0, weight: weight, bias: bias) }
+        try PrecisionPolicy.run(.linear, x, parameters: [weight, bias]) { try Functional.linear($0, weight: weight, bias: bias) }
     }
 
     /// `in_features=1280, out_features=10, bias=True`.

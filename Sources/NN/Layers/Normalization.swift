@@ -117,12 +117,12 @@ open class BatchNorm: Module, BatchNormLayer {
                 "\(typeName): expected more than 1 value per channel when training, got input size \(shape)")
         }
         if training, let processGroup, processGroup.worldSize > 1 {
-            return try PrecisionPolicy.run(.batchNorm, x) { x in
+            return try PrecisionPolicy.run(.batchNorm, x, parameters: [weight, bias]) { x in
                 try processGroup.syncBatchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
                                                bias: bias, momentum: factor, eps: eps)
             }
         }
-        return try PrecisionPolicy.run(.batchNorm, x) { x in
+        return try PrecisionPolicy.run(.batchNorm, x, parameters: [weight, bias]) { x in
             try Functional.batchNorm(x, runningMean: runningMean, runningVar: runningVar, weight: weight,
                                      bias: bias, training: useBatchStats, momentum: factor, eps: eps)
         }

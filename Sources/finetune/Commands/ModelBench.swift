@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NN
 import Torch
 import Vision
 
@@ -36,6 +37,11 @@ struct ModelBench: ParsableCommand {
     @Option(help: "The same as --dtype, under train's flag name.") var precision: BenchPrecision?
     @Flag(help: "Time each layer type in fp32 and bf16 (forward, backward) and print the policy that follows.")
     var precisionProbe = false
+    @Option(help: ArgumentHelp("""
+        The layer policy the bf16 rows run (default: the standard policy), in the probe's form, e.g. \
+        "conv2d=bf16 linear=bf16; inference: conv2d=bf16 linear=bf16 activation=bf16"; unnamed layer types are fp32.
+        """, valueName: "policy"))
+    var policy: PrecisionPolicy?
     @Flag(help: "Convert weights and inputs to channels-last (NHWC) memory format.") var channelsLast = false
     @Option(help: "Device (default: auto: CUDA, then MPS, then CPU).") var device: Device?
     @Option(help: "Timed iterations per model (default 10; 3 with --quick).") var iterations: Int?
@@ -90,7 +96,7 @@ struct ModelBench: ParsableCommand {
         let settings = ModelBenchmark.Settings(batchSize: effectiveBatchSize, iterations: effectiveIterations,
                                                warmup: effectiveWarmup, device: target,
                                                channelsLast: channelsLast, training: !noTraining,
-                                               inference: !noInference)
+                                               inference: !noInference, policy: policy ?? .standard)
         var results: [ModelBenchmark.Result] = []
         for name in modelList {
             for precision in rowPrecision.rows {

@@ -14,6 +14,8 @@ enum ModelBenchmark {
         var channelsLast: Bool
         var training = true
         var inference: Bool
+        /// The policy of the bf16 rows (`bench --policy`).
+        var policy: PrecisionPolicy = .standard
     }
 
     struct Result {
@@ -50,7 +52,7 @@ enum ModelBenchmark {
 
     /// Builds `architecture` with random weights and times its training step and inference pass. A
     /// failure of either (e.g. an operator LibTorch lacks for bf16) is recorded in the result.
-    /// `precision` is resolved per model: bf16 runs `PrecisionPolicy.standard`, bf16-all `.allBF16`, auto
+    /// `precision` is resolved per model: bf16 runs `settings.policy` (the standard one unless `--policy`), bf16-all `.allBF16`, auto
     /// whichever `Precision.auto` picks for the model on this CPU (labelled `auto:fp32` or `auto:bf16`).
     static func measure(_ architecture: String, precision: BenchPrecision, inputSize: Int?,
                         settings: Settings) throws -> Result {
@@ -66,11 +68,11 @@ enum ModelBenchmark {
         }
         let policy: PrecisionPolicy?, label: String
         switch precision {
-        case .bf16: (policy, label) = (.standard, "bf16")
+        case .bf16: (policy, label) = (settings.policy, "bf16")
         case .bf16All: (policy, label) = (.allBF16, "bf16-all")
         case .auto:
             let resolved = Precision.auto.resolved(for: model, device: device)
-            (policy, label) = (resolved == .bf16 ? .standard : nil, "auto:\(resolved.rawValue)")
+            (policy, label) = (resolved == .bf16 ? settings.policy : nil, "auto:\(resolved.rawValue)")
         default: (policy, label) = (nil, "fp32")
         }
         var result = Result(model: architecture, dtype: label, channelsLast: settings.channelsLast,

@@ -22,10 +22,12 @@ enum PrecisionProbeReport {
             + "\(channelsLast ? "channels-last" : "NCHW"), native bf16: \(cpu.hasNativeBF16 ? "yes" : "no (emulated)"); "
             + "median of \(iterations) interleaved iterations after \(warmup) warm-up")
         func ms(_ x: Double) -> String { String(format: x < 10 ? "%.2f" : "%.1f", x) }
-        printTable(["layer type", "case", "fp32 fwd ms", "bf16 fwd ms", "fp32 bwd ms", "bf16 bwd ms", "bf16 speedup"],
+        printTable(["layer type", "case", "fp32 fwd ms", "bf16 fwd ms", "fp32 bwd ms", "bf16 bwd ms", "bf16 speedup",
+                    "fwd only"],
                    measurements.map { m in
                        [m.kind.rawValue, m.layer, ms(m.fp32ForwardMs), ms(m.bf16ForwardMs), ms(m.fp32BackwardMs),
-                        ms(m.bf16BackwardMs), String(format: "%.2fx", m.bf16Speedup)]
+                        ms(m.bf16BackwardMs), String(format: "%.2fx", m.bf16Speedup),
+                        String(format: "%.2fx", m.bf16ForwardSpeedup)]
                    })
         print("measured policy: \(measured)")
         print("--precision bf16 uses: \(PrecisionPolicy.standard)")
@@ -54,6 +56,7 @@ enum PrecisionProbeReport {
             @JSONNumber var fp32BackwardMs: Double
             @JSONNumber var bf16BackwardMs: Double
             @JSONNumber var bf16Speedup: Double
+            @JSONNumber var bf16ForwardSpeedup: Double
 
             init(_ m: PrecisionProbe.Measurement) {
                 kind = m.kind.rawValue
@@ -64,6 +67,7 @@ enum PrecisionProbeReport {
                 fp32BackwardMs = m.fp32BackwardMs
                 bf16BackwardMs = m.bf16BackwardMs
                 bf16Speedup = m.bf16Speedup
+                bf16ForwardSpeedup = m.bf16ForwardSpeedup
             }
         }
     }
