@@ -182,7 +182,7 @@ let package = Package(
                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // `finetune serve`: an HTTP prediction server (Hummingbird 2) with dynamic batching and
         // Prometheus metrics, over run directories loaded by Training.
-        .target(name: "Serving", dependencies: ["Torch", "Data", "Vision", "Training", "ImagePreprocessing",
+        .target(name: "Serving", dependencies: ["Torch", "NN", "Data", "Vision", "Training", "ImagePreprocessing",
                                                 .product(name: "Hummingbird", package: "hummingbird"),
                                                 .product(name: "Prometheus", package: "swift-prometheus"),
                                                 .product(name: "Logging", package: "swift-log"),

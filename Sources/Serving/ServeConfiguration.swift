@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// Everything `finetune serve` was asked for: the models, where to listen, the batching and the limits.
 public struct ServeConfiguration: Sendable {
@@ -48,6 +49,8 @@ public struct ServeConfiguration: Sendable {
     public var apiKey: String?
     /// The `top_k` of a request that does not say.
     public var defaultTopK = 5
+    /// The precision of the forward passes (`.auto` is resolved per model when it loads, as `predict` does).
+    public var precision: Precision = .fp32
 
     /// A configuration serving `models` with the defaults.
     public init(models: [Model]) {

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import NN
 import Torch
 import Training
 
@@ -14,13 +15,15 @@ final class ServedModel: @unchecked Sendable {
     private var current: ModelVersion
     private var isReady = false
     private let warmUpBatchSize: Int
+    private let precision: Precision
 
     /// Loads the model (errors name the run directory or weights); it is not ready until `warmUp()`.
     init(_ model: ServeConfiguration.Model, configuration: ServeConfiguration, metrics: ServingMetrics) throws {
         name = model.name
         source = model.source
         warmUpBatchSize = configuration.maxBatchSize
-        current = ModelVersion(predictor: try Self.load(model.source), number: 1)
+        precision = configuration.precision
+        current = ModelVersion(predictor: try Self.load(model.source, precision: configuration.precision), number: 1)
         let name = model.name
         loop = InferenceLoop(maxBatchSize: configuration.maxBatchSize,
                              maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,
@@ -30,15 +33,18 @@ final class ServedModel: @unchecked Sendable {
         metrics.queue(model: name, depth: 0)
     }
 
-    /// A predictor for `source`.
-    static func load(_ source: ServeConfiguration.ModelSource) throws -> Predictor {
+    /// A predictor for `source`, running in `precision` (`.auto` resolved for its model).
+    static func load(_ source: ServeConfiguration.ModelSource, precision: Precision) throws -> Predictor {
+        let predictor: Predictor
         switch source {
         case .run(let path):
             let run = RunDirectory(path)
-            return try Predictor(run: run, config: run.readConfig())
+            predictor = try Predictor(run: run, config: run.readConfig())
         case .zoo(let architecture, let weights):
-            return try Predictor(architecture: architecture, weights: weights)
+            predictor = try Predictor(architecture: architecture, weights: weights)
         }
+        predictor.precision = precision.resolved(for: predictor.model)
+        return predictor
     }
 
     /// The version new requests use.
@@ -69,7 +75,7 @@ final class ServedModel: @unchecked Sendable {
     /// Loads `source` again, warms the new version up and swaps it in.
     func reload() throws -> ModelVersion {
         let old = version
-        let fresh = ModelVersion(predictor: try Self.load(source), number: old.number + 1)
+        let fresh = ModelVersion(predictor: try Self.load(source, precision: precision), number: old.number + 1)
         try warmUp(fresh)
         lock.lock()
         current = fresh

@@ -4,14 +4,18 @@ import Torch
 import Training
 
 extension Precision: ExpressibleByArgument {}
+extension PrecisionPolicy: ExpressibleByArgument {}
 
-/// `--precision fp32|bf16|auto` and its alias `--bf16`, one meaning for `train`, `evaluate`, `predict`
-/// and `features` (the policy and the `auto` decision are `NN.Precision`'s).
+/// `--precision fp32|bf16|auto` and its alias `--bf16`, one meaning for `train`, `evaluate`, `predict`,
+/// `features` and `serve` (the policy and the `auto` decision are `NN.Precision`'s). `auto` is the
+/// default: on the README's main job it kept test accuracy within 0.2 points of fp32 over 3 seeds,
+/// head-only and two-phase (docs/benchmarks.md, "Precision policy").
 struct PrecisionOptions: ParsableArguments {
     @Option(help: """
-        Precision: fp32 (default), bf16 (CPU autocast with the per-layer policy: dense and pointwise \
-        convolutions and Linear in bf16; depthwise convolutions, BatchNorm and activations in fp32) or \
-        auto (bf16 only on a CPU with native bf16, avx512_bf16 or AMX, for a model the policy speeds up).
+        Precision: auto (the default: bf16 on a CPU with native bf16, avx512_bf16 or AMX, for a model \
+        the policy speeds up; fp32 elsewhere), fp32, or bf16 (CPU autocast with the per-layer policy of \
+        docs/cli.md: convolutions, Linear, BatchNorm and ReLU in bf16, SiLU in fp32, ReLU6 and 5x5 \
+        depthwise convolutions in bf16 in inference only).
         """)
     var precision: Precision?
     @Flag(help: "Alias of --precision bf16.") var bf16 = false
@@ -22,8 +26,8 @@ struct PrecisionOptions: ParsableArguments {
         }
     }
 
-    /// What was asked for: `--bf16` is bf16; neither flag is fp32.
-    var choice: Precision { bf16 ? .bf16 : precision ?? .fp32 }
+    /// What was asked for: `--bf16` is bf16; neither flag is auto.
+    var choice: Precision { bf16 ? .bf16 : precision ?? .auto }
 
     /// `choice` with `auto` decided for `model` on this CPU (`Precision.resolved`).
     func resolved(for model: Module, device: Device = .cpu) -> Precision {

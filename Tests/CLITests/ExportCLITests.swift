@@ -64,7 +64,8 @@ final class ExportCLITests: XCTestCase {
     /// `finetune predict RUN images --json --top-k classes` as a [N, classes] tensor of probabilities
     /// in class order (for a binary run: [N, 1], P(class 1)), with the files in predict's order.
     func predictedProbabilities(_ runDir: String, _ files: [String], classes: Int, binary: Bool) throws -> Tensor {
-        let predict = try run(["predict", runDir] + files + ["--json", "--top-k", String(classes), "--threads", "2"])
+        let predict = try run(["predict", runDir] + files + ["--json", "--top-k", String(classes), "--threads", "2",
+                                                               "--precision", "fp32"])  // the exported graph is fp32
         XCTAssertEqual(predict.status, 0, predict.stderr)
         var rows: [[Float]] = []
         for line in predict.lines {

@@ -18,12 +18,17 @@ extension TrainCLITests {
 
         let evaluate = try run(["evaluate", runs + "/auto", data, "--precision", "bf16", "--workers", "0", "--json"])
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
-        let fp32 = try run(["evaluate", runs + "/auto", data, "--workers", "0", "--json"])
+        let fp32 = try run(["evaluate", runs + "/auto", data, "--precision", "fp32", "--workers", "0", "--json"])
         XCTAssertEqual(fp32.status, 0, fp32.stderr)
         let lossBF16 = try XCTUnwrap(evaluate.json(XCTUnwrap(evaluate.lines.first))["loss"] as? Double)
         let lossFP32 = try XCTUnwrap(fp32.json(XCTUnwrap(fp32.lines.first))["loss"] as? Double)
         XCTAssertEqual(lossBF16, lossFP32, accuracy: 0.05 * max(1, lossFP32))
         XCTAssertNotEqual(lossBF16, lossFP32, "--precision bf16 changed nothing")
+        // Without a flag, evaluate runs `auto`: bf16 on this CPU if it has native bf16, fp32 otherwise.
+        let byDefault = try run(["evaluate", runs + "/auto", data, "--workers", "0", "--json"])
+        XCTAssertEqual(byDefault.status, 0, byDefault.stderr)
+        let lossDefault = try XCTUnwrap(byDefault.json(XCTUnwrap(byDefault.lines.first))["loss"] as? Double)
+        XCTAssertEqual(lossDefault, native ? lossBF16 : lossFP32)
         let predict = try run(["predict", runs + "/auto", data + "/test/red", "--precision", "bf16", "--json"])
         XCTAssertEqual(predict.status, 0, predict.stderr)
         XCTAssertEqual(predict.lines.count, 3, predict.stdout)
@@ -50,11 +55,25 @@ extension BenchCLITests {
         let object = try probe.json(XCTUnwrap(probe.lines.first))
         let layers = try XCTUnwrap(object["layers"] as? [[String: Any]])
         XCTAssertEqual(Set(layers.compactMap { $0["kind"] as? String }),
-                       ["depthwise_conv2d", "conv2d", "linear", "batch_norm", "activation"])
+                       ["depthwise_conv2d", "depthwise_conv2d_large", "conv2d", "linear", "batch_norm", "relu", "relu6",
+                        "silu", "activation"])
         XCTAssertTrue(layers.allSatisfy { ($0["bf16_speedup"] as? Double ?? 0) > 0 }, "\(layers)")
+        XCTAssertTrue(layers.allSatisfy { ($0["bf16_forward_speedup"] as? Double ?? 0) > 0 }, "\(layers)")
         XCTAssertEqual(object["standard_policy"] as? String,
-                       "depthwise_conv2d=fp32 conv2d=bf16 linear=bf16 batch_norm=fp32 activation=fp32")
+                       "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 conv2d=bf16 linear=bf16 batch_norm=bf16 "
+                       + "relu=bf16 relu6=fp32 silu=fp32 activation=fp32; inference: depthwise_conv2d=bf16 "
+                       + "depthwise_conv2d_large=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 relu=bf16 relu6=bf16 "
+                       + "silu=fp32 activation=fp32")
         XCTAssertTrue((object["measured_policy"] as? String ?? "").hasPrefix("depthwise_conv2d="), "\(object)")
+
+        // --policy: the bf16 rows run another policy; a policy the probe's notation does not allow is refused.
+        let custom = try run(["bench", "--models", "mobilenet_v2", "--precision", "bf16", "--input-size", "32",
+                              "--batch-size", "2", "--iterations", "1", "--warmup", "0", "--no-training", "--json",
+                              "--policy", "conv2d=bf16; inference: conv2d=bf16 relu6=bf16"])
+        XCTAssertEqual(custom.status, 0, custom.stderr)
+        let badPolicy = try run(["bench", "--precision", "bf16", "--policy", "conv3d=bf16"])
+        XCTAssertNotEqual(badPolicy.status, 0)
+        XCTAssertTrue(badPolicy.stderr.contains("--policy") && badPolicy.stderr.contains("conv3d"), badPolicy.stderr)
 
         let conflict = try run(["bench", "--dtype", "fp32", "--precision", "bf16"])
         XCTAssertNotEqual(conflict.status, 0)

@@ -39,6 +39,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Require 'Authorization: Bearer KEY' on every route but /healthz (default: $FINETUNE_API_KEY).")
     var apiKey: String?
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     func serveConfiguration() throws -> ServeConfiguration {
         var sources: [(String, ServeConfiguration.ModelSource)] = []
@@ -68,6 +69,7 @@ struct ServeCommand: ParsableCommand {
         configuration.requestTimeoutMilliseconds = requestTimeoutMs
         if let decodeWorkers { configuration.decodeWorkers = decodeWorkers }
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["FINETUNE_API_KEY"]
+        configuration.precision = precisionOptions.choice
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return configuration
     }
