@@ -15,9 +15,12 @@ public enum PrecisionLayerKind: String, CaseIterable, Codable, Sendable {
     /// `Conv2d` with `groups == inChannels` (> 1) and a kernel of at most 3×3: MobileNet's and
     /// EfficientNet's 3×3 depthwise convolutions.
     case depthwiseConv = "depthwise_conv2d"
-    /// A depthwise `Conv2d` with a larger kernel (EfficientNet's 5×5): oneDNN's bf16 backward for it
-    /// is 2× slower than fp32's, while the 3×3 one is 1.5× faster.
+    /// A depthwise `Conv2d` with a larger kernel (EfficientNet's 5×5, at any stride): oneDNN's bf16
+    /// backward for it is 2× slower than fp32's, while the 3×3 one is 1.5× faster.
     case largeDepthwiseConv = "depthwise_conv2d_large"
+    /// A 3×3 (or smaller) depthwise `Conv2d` with a stride above 1 (the first block of a stage): its
+    /// bf16 backward is 2× faster than fp32's in LibTorch 1.13 and 4× slower in 2.13.
+    case stridedDepthwiseConv = "depthwise_conv2d_strided"
     /// Every other `Conv2d`: dense (ResNet's 3×3), pointwise (1×1) and grouped convolutions.
     case conv = "conv2d"
     /// `Linear`.
@@ -36,16 +39,20 @@ public enum PrecisionLayerKind: String, CaseIterable, Codable, Sendable {
     /// Every other `Activation` layer (Sigmoid, Hardswish, GELU, …).
     case activation
 
-    /// The kind of a convolution: depthwise when each input channel is its own group, large when its
-    /// kernel is bigger than 3×3 in either direction.
-    public static func convolution(inChannels: Int, groups: Int, kernelSize: (Int, Int) = (3, 3)) -> PrecisionLayerKind {
+    /// The kind of a convolution: depthwise when each input channel is its own group; then large when
+    /// its kernel is bigger than 3×3 in either direction, else strided when a stride is above 1.
+    public static func convolution(inChannels: Int, groups: Int, kernelSize: (Int, Int) = (3, 3),
+                                   stride: (Int, Int) = (1, 1)) -> PrecisionLayerKind {
         guard groups > 1 && groups == inChannels else { return .conv }
-        return max(kernelSize.0, kernelSize.1) > 3 ? .largeDepthwiseConv : .depthwiseConv
+        if max(kernelSize.0, kernelSize.1) > 3 { return .largeDepthwiseConv }
+        return max(stride.0, stride.1) > 1 ? .stridedDepthwiseConv : .depthwiseConv
     }
 
     /// Convolutions and `Linear` are in LibTorch's autocast lists: under autocast they cast their
     /// input and weights to bf16 themselves.
-    var isAutocastOperation: Bool { self == .depthwiseConv || self == .largeDepthwiseConv || self == .conv || self == .linear }
+    var isAutocastOperation: Bool {
+        self == .depthwiseConv || self == .largeDepthwiseConv || self == .stridedDepthwiseConv || self == .conv || self == .linear
+    }
 }
 
 /// Which layer types run in bf16 under `--precision bf16`; every other layer type runs in fp32.
@@ -68,16 +75,30 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
         self.inferenceBF16 = inference ?? bf16
     }
 
-    /// The policy `--precision bf16` uses, from `bench --precision-probe` on a CPU with native bf16 (AMD
-    /// Zen 4, LibTorch 1.13.1 and 2.13.0 gave the same policy; docs/benchmarks.md, "Precision policy"):
-    /// - dense, pointwise and 3×3 depthwise convolutions, `Linear`, BatchNorm and ReLU in bf16 everywhere;
-    /// - larger depthwise convolutions (5×5) and ReLU6 in bf16 in inference only: their bf16 backward
-    ///   passes are 2× (5×5) and 7–14× (ReLU6, a clamp's) slower than fp32's;
-    /// - SiLU and the other activations (Sigmoid, Hardswish, …) in fp32: SiLU's bf16 kernel is slower
-    ///   both ways, and the others were not shown to gain.
-    public static let standard = PrecisionPolicy(
-        bf16: [.depthwiseConv, .conv, .linear, .batchNorm, .relu],
-        inference: [.depthwiseConv, .largeDepthwiseConv, .conv, .linear, .batchNorm, .relu, .relu6])
+    /// The policy `--precision bf16` uses with the LibTorch this process runs on: `standard1` for
+    /// LibTorch 1.x, `standard2` for 2.x (their bf16 kernels differ; see there).
+    public static let standard: PrecisionPolicy = Runtime.libTorchVersion.hasPrefix("1.") ? standard1 : standard2
+
+    /// The policy for LibTorch 1.x, from `bench --precision-probe` on a CPU with native bf16 (AMD Zen 4,
+    /// LibTorch 1.13.1; docs/benchmarks.md, "Precision policy"):
+    /// - dense, pointwise and 3×3 depthwise convolutions (strided too), `Linear`, BatchNorm, ReLU and
+    ///   the other activations (measured: Sigmoid, EfficientNet's gate) in bf16 everywhere;
+    /// - 5×5 depthwise convolutions and ReLU6 in bf16 in inference only: their bf16 backward passes are
+    ///   2× (5×5) and 7× (ReLU6, a clamp's) slower than fp32's;
+    /// - SiLU in fp32: its bf16 kernel is 2.5× slower than fp32's, more than the casts around it cost.
+    /// (Linear's inference is as fast either way, 1.01–1.05×; bf16 keeps the head in one dtype.)
+    public static let standard1 = PrecisionPolicy(
+        bf16: [.depthwiseConv, .stridedDepthwiseConv, .conv, .linear, .batchNorm, .relu, .activation],
+        inference: [.depthwiseConv, .stridedDepthwiseConv, .largeDepthwiseConv, .conv, .linear, .batchNorm, .relu,
+                    .relu6, .activation])
+
+    /// The policy for LibTorch 2.x, from the same probe on the torch 2.13 wheel: as `standard1`, but
+    /// strided depthwise convolutions train in fp32 (their bf16 backward is 4–5× slower there), and SiLU
+    /// runs in bf16 (0.8× fp32's speed alone in the forward pass, faster than fp32 plus the casts around
+    /// it): every layer type in bf16 in inference.
+    public static let standard2 = PrecisionPolicy(
+        bf16: [.depthwiseConv, .conv, .linear, .batchNorm, .relu, .silu, .activation],
+        inference: Set(PrecisionLayerKind.allCases))
 
     /// Every layer type in bf16: what plain LibTorch autocast did before the policy (`bench --dtype bf16-all`).
     public static let allBF16 = PrecisionPolicy(bf16: Set(PrecisionLayerKind.allCases))
@@ -177,7 +198,8 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
         for (_, module) in model.namedModules() {
             let kind: PrecisionLayerKind, count: Int
             if let conv = module as? Conv2d {
-                (kind, count) = (.convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize),
+                (kind, count) = (.convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize,
+                                              stride: conv.stride),
                                  conv.weight.count)
             } else if let linear = module as? Linear {
                 (kind, count) = (.linear, linear.weight.count)

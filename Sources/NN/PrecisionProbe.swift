@@ -29,10 +29,13 @@ public struct PrecisionProbe {
         public var bf16ForwardMs: Double
         public var fp32BackwardMs: Double
         public var bf16BackwardMs: Double
+        /// Casting the layer's bf16 input to fp32 and its fp32 output to bf16: what running it in fp32
+        /// between bf16 layers adds to each pass (the backward pass casts the gradient the same ways).
+        public var castMs: Double
 
         /// A measurement of `layer` (a case of `kind` at `inputShape`) with these medians.
         public init(kind: PrecisionLayerKind, layer: String, inputShape: [Int], fp32ForwardMs: Double,
-                    bf16ForwardMs: Double, fp32BackwardMs: Double, bf16BackwardMs: Double) {
+                    bf16ForwardMs: Double, fp32BackwardMs: Double, bf16BackwardMs: Double, castMs: Double = 0) {
             self.kind = kind
             self.layer = layer
             self.inputShape = inputShape
@@ -40,12 +43,15 @@ public struct PrecisionProbe {
             self.bf16ForwardMs = bf16ForwardMs
             self.fp32BackwardMs = fp32BackwardMs
             self.bf16BackwardMs = bf16BackwardMs
+            self.castMs = castMs
         }
 
-        /// fp32 time / bf16 time of forward + backward: above 1, bf16 is faster.
-        public var bf16Speedup: Double { (fp32ForwardMs + fp32BackwardMs) / (bf16ForwardMs + bf16BackwardMs) }
-        /// fp32 time / bf16 time of the forward pass alone (what inference runs).
-        public var bf16ForwardSpeedup: Double { fp32ForwardMs / bf16ForwardMs }
+        /// fp32 time (with the casts) / bf16 time of forward + backward: above 1, bf16 is faster.
+        public var bf16Speedup: Double {
+            (fp32ForwardMs + fp32BackwardMs + 2 * castMs) / (bf16ForwardMs + bf16BackwardMs)
+        }
+        /// fp32 time (with the casts) / bf16 time of the forward pass alone (what inference runs).
+        public var bf16ForwardSpeedup: Double { (fp32ForwardMs + castMs) / bf16ForwardMs }
     }
 
     /// Images per batch of the representative shapes.
@@ -78,7 +84,7 @@ public struct PrecisionProbe {
             Case(kind: .largeDepthwiseConv, name: "depthwise 5x5, 240 ch, \(side / 2)x\(side / 2)",
                  layer: try Conv2d(240, 240, kernelSize: 5, padding: 2, groups: 240, bias: false),
                  inputShape: [n, 240, side / 2, side / 2]),
-            Case(kind: .depthwiseConv, name: "depthwise 3x3 stride 2, 96 ch, \(side * 2)x\(side * 2)",
+            Case(kind: .stridedDepthwiseConv, name: "depthwise 3x3 stride 2, 96 ch, \(side * 2)x\(side * 2)",
                  layer: try Conv2d(96, 96, kernelSize: 3, stride: 2, padding: 1, groups: 96, bias: false),
                  inputShape: [n, 96, side * 2, side * 2]),
             Case(kind: .conv, name: "1x1 conv 144->24, \(side)x\(side)",
@@ -130,8 +136,19 @@ public struct PrecisionProbe {
             let t3 = DispatchTime.now().uptimeNanoseconds
             return (Double(t1 - t0) / 1e6, Double(t3 - t2) / 1e6)
         }
+        // Casting in and out, as an fp32 layer between bf16 layers does (bf16 input → fp32; fp32 output → bf16).
+        let fp32Output = try withNoGrad { try layer(fp32Input) }
+        func casts() throws -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try bf16Input.detach().to(.float32)
+            _ = try fp32Output.to(.bfloat16)
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        }
         var forward: [Bool: [Double]] = [false: [], true: []], backward: [Bool: [Double]] = [false: [], true: []]
+        var castTimes: [Double] = []
         for i in 0..<(warmup + iterations) {
+            let cast = try casts()
+            if i >= warmup { castTimes.append(cast) }
             // Interleaved, alternating which dtype goes first, so drift in the machine's load hits both.
             for bf16 in i % 2 == 0 ? [false, true] : [true, false] {
                 let (f, b) = try step(bf16: bf16)
@@ -144,14 +161,16 @@ public struct PrecisionProbe {
         }
         return Measurement(kind: probe.kind, layer: probe.name, inputShape: probe.inputShape,
                            fp32ForwardMs: Self.median(forward[false]!), bf16ForwardMs: Self.median(forward[true]!),
-                           fp32BackwardMs: Self.median(backward[false]!), bf16BackwardMs: Self.median(backward[true]!))
+                           fp32BackwardMs: Self.median(backward[false]!), bf16BackwardMs: Self.median(backward[true]!),
+                           castMs: Self.median(castTimes))
     }
 
     /// The policy the measurements favour. For layers autograd records (training), a layer type is bf16
     /// when bf16's forward + backward, summed over that type's cases, is at least `margin` times faster
     /// than fp32's; for layers it does not record (inference), the same with the forward passes alone.
-    /// The margin (1.05) keeps noise from flipping a layer type that is as fast either way, which then
-    /// stays fp32 and casts nothing.
+    /// fp32's side includes casting in and out (`castMs`, once per pass): on a CPU with native bf16 most
+    /// of a network's time is in bf16 convolutions, so an fp32 layer sits among bf16 ones. The margin
+    /// (1.05) keeps noise from flipping a layer type that is as fast either way.
     public static func policy(from measurements: [Measurement], margin: Double = 1.05) -> PrecisionPolicy {
         func kinds(_ time: (Measurement, Bool) -> Double) -> Set<PrecisionLayerKind> {
             Set(PrecisionLayerKind.allCases.filter { kind in
@@ -162,8 +181,10 @@ public struct PrecisionProbe {
                 return bf16 * margin <= fp32
             })
         }
-        let training = kinds { m, bf16 in bf16 ? m.bf16ForwardMs + m.bf16BackwardMs : m.fp32ForwardMs + m.fp32BackwardMs }
-        let inference = kinds { m, bf16 in bf16 ? m.bf16ForwardMs : m.fp32ForwardMs }
+        let training = kinds { m, bf16 in
+            bf16 ? m.bf16ForwardMs + m.bf16BackwardMs : m.fp32ForwardMs + m.fp32BackwardMs + 2 * m.castMs
+        }
+        let inference = kinds { m, bf16 in bf16 ? m.bf16ForwardMs : m.fp32ForwardMs + m.castMs }
         return PrecisionPolicy(bf16: training, inference: inference)
     }
 

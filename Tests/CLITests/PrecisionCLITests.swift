@@ -55,15 +55,22 @@ extension BenchCLITests {
         let object = try probe.json(XCTUnwrap(probe.lines.first))
         let layers = try XCTUnwrap(object["layers"] as? [[String: Any]])
         XCTAssertEqual(Set(layers.compactMap { $0["kind"] as? String }),
-                       ["depthwise_conv2d", "depthwise_conv2d_large", "conv2d", "linear", "batch_norm", "relu", "relu6",
-                        "silu", "activation"])
+                       ["depthwise_conv2d", "depthwise_conv2d_large", "depthwise_conv2d_strided", "conv2d", "linear",
+                        "batch_norm", "relu", "relu6", "silu", "activation"])
+        XCTAssertTrue(layers.allSatisfy { ($0["cast_ms"] as? Double ?? -1) >= 0 }, "\(layers)")
         XCTAssertTrue(layers.allSatisfy { ($0["bf16_speedup"] as? Double ?? 0) > 0 }, "\(layers)")
         XCTAssertTrue(layers.allSatisfy { ($0["bf16_forward_speedup"] as? Double ?? 0) > 0 }, "\(layers)")
-        XCTAssertEqual(object["standard_policy"] as? String,
-                       "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 conv2d=bf16 linear=bf16 batch_norm=bf16 "
-                       + "relu=bf16 relu6=fp32 silu=fp32 activation=fp32; inference: depthwise_conv2d=bf16 "
-                       + "depthwise_conv2d_large=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 relu=bf16 relu6=bf16 "
-                       + "silu=fp32 activation=fp32")
+        // The documented policies (docs/cli.md, "Precision"): one for LibTorch 1.x, one for 2.x.
+        let libtorch = try XCTUnwrap(object["libtorch"] as? String)
+        XCTAssertEqual(object["standard_policy"] as? String, libtorch.hasPrefix("1.")
+            ? "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 "
+                + "batch_norm=bf16 relu=bf16 relu6=fp32 silu=fp32 activation=bf16; inference: depthwise_conv2d=bf16 "
+                + "depthwise_conv2d_large=bf16 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 "
+                + "relu=bf16 relu6=bf16 silu=fp32 activation=bf16"
+            : "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 depthwise_conv2d_strided=fp32 conv2d=bf16 linear=bf16 "
+                + "batch_norm=bf16 relu=bf16 relu6=fp32 silu=bf16 activation=bf16; inference: depthwise_conv2d=bf16 "
+                + "depthwise_conv2d_large=bf16 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 "
+                + "relu=bf16 relu6=bf16 silu=bf16 activation=bf16")
         XCTAssertTrue((object["measured_policy"] as? String ?? "").hasPrefix("depthwise_conv2d="), "\(object)")
 
         // --policy: the bf16 rows run another policy; a policy the probe's notation does not allow is refused.

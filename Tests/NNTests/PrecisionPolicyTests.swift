@@ -168,6 +168,16 @@ final class PrecisionPolicyTests: XCTestCase {
             row(.linear, fp32: 1, bf16: 0.97), row(.batchNorm, fp32: 2, bf16: 1), row(.activation, fp32: 1, bf16: 1),
         ])
         XCTAssertEqual(policy, PrecisionPolicy(bf16: [.conv, .batchNorm]))
+        // Forward alone decides the inference set; fp32 pays its casts in and out once per pass.
+        let split = PrecisionProbe.policy(from: [
+            .init(kind: .relu6, layer: "relu6", inputShape: [1], fp32ForwardMs: 2, bf16ForwardMs: 1,
+                  fp32BackwardMs: 2, bf16BackwardMs: 20),
+            .init(kind: .silu, layer: "silu", inputShape: [1], fp32ForwardMs: 1.0, bf16ForwardMs: 1.2,
+                  fp32BackwardMs: 1.0, bf16BackwardMs: 1.2, castMs: 0.5),
+            .init(kind: .activation, layer: "sigmoid", inputShape: [1], fp32ForwardMs: 1.0, bf16ForwardMs: 1.2,
+                  fp32BackwardMs: 1.0, bf16BackwardMs: 1.2, castMs: 0.1),
+        ])
+        XCTAssertEqual(split, PrecisionPolicy(bf16: [.silu], inference: [.relu6, .silu]))
         XCTAssertEqual(PrecisionProbe.policy(from: measurements),
                        PrecisionProbe.policy(from: measurements.reversed()))
     }

@@ -12,7 +12,8 @@ final class PrecisionZooTests: XCTestCase {
     /// The layer type of a module the policy governs, or nil.
     func kind(_ module: Module) -> PrecisionLayerKind? {
         switch module {
-        case let conv as Conv2d: return .convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize)
+        case let conv as Conv2d:
+            return .convolution(inChannels: conv.inChannels, groups: conv.groups, kernelSize: conv.kernelSize, stride: conv.stride)
         case is Linear: return .linear
         case is BatchNorm: return .batchNorm
         case let activation as Activation: return activation.precisionKind
@@ -41,11 +42,12 @@ final class PrecisionZooTests: XCTestCase {
     }
 
     func testMobileNetV2LayersRunInThePolicysDTypes() throws {
-        try checkLayerDTypes("mobilenet_v2", expectedKinds: [.conv, .depthwiseConv, .batchNorm, .relu6, .linear])
+        try checkLayerDTypes("mobilenet_v2", expectedKinds: [.conv, .depthwiseConv, .stridedDepthwiseConv, .batchNorm, .relu6, .linear])
     }
 
     func testEfficientNetB0LayersRunInThePolicysDTypes() throws {
-        try checkLayerDTypes("efficientnet_b0", expectedKinds: [.conv, .depthwiseConv, .largeDepthwiseConv, .batchNorm, .silu, .activation, .linear])
+        try checkLayerDTypes("efficientnet_b0", expectedKinds: [.conv, .depthwiseConv, .stridedDepthwiseConv, .largeDepthwiseConv, .batchNorm,
+                                                               .silu, .activation, .linear])
     }
 
     func testResNet18LayersRunInThePolicysDTypes() throws {

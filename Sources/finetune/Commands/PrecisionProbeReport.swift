@@ -22,13 +22,14 @@ enum PrecisionProbeReport {
             + "\(channelsLast ? "channels-last" : "NCHW"), native bf16: \(cpu.hasNativeBF16 ? "yes" : "no (emulated)"); "
             + "median of \(iterations) interleaved iterations after \(warmup) warm-up")
         func ms(_ x: Double) -> String { String(format: x < 10 ? "%.2f" : "%.1f", x) }
-        printTable(["layer type", "case", "fp32 fwd ms", "bf16 fwd ms", "fp32 bwd ms", "bf16 bwd ms", "bf16 speedup",
-                    "fwd only"],
+        printTable(["layer type", "case", "fp32 fwd ms", "bf16 fwd ms", "fp32 bwd ms", "bf16 bwd ms", "casts ms",
+                    "bf16 speedup", "fwd only"],
                    measurements.map { m in
                        [m.kind.rawValue, m.layer, ms(m.fp32ForwardMs), ms(m.bf16ForwardMs), ms(m.fp32BackwardMs),
-                        ms(m.bf16BackwardMs), String(format: "%.2fx", m.bf16Speedup),
+                        ms(m.bf16BackwardMs), ms(m.castMs), String(format: "%.2fx", m.bf16Speedup),
                         String(format: "%.2fx", m.bf16ForwardSpeedup)]
                    })
+        print("(speedups count fp32's casts in and out, once per pass: an fp32 layer sits among bf16 ones)")
         print("measured policy: \(measured)")
         print("--precision bf16 uses: \(PrecisionPolicy.standard)")
     }
@@ -55,6 +56,7 @@ enum PrecisionProbeReport {
             @JSONNumber var bf16ForwardMs: Double
             @JSONNumber var fp32BackwardMs: Double
             @JSONNumber var bf16BackwardMs: Double
+            @JSONNumber var castMs: Double
             @JSONNumber var bf16Speedup: Double
             @JSONNumber var bf16ForwardSpeedup: Double
 
@@ -66,6 +68,7 @@ enum PrecisionProbeReport {
                 bf16ForwardMs = m.bf16ForwardMs
                 fp32BackwardMs = m.fp32BackwardMs
                 bf16BackwardMs = m.bf16BackwardMs
+                castMs = m.castMs
                 bf16Speedup = m.bf16Speedup
                 bf16ForwardSpeedup = m.bf16ForwardSpeedup
             }
