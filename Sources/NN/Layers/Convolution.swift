@@ -91,9 +91,11 @@ open class Conv2d: Module {
     }
 
     /// This layer's convolution (stride, padding, dilation, groups) with the given weight and bias.
-    /// Under a `PrecisionPolicy` it runs in the dtype of its kind (depthwise or not).
+    /// Under a `PrecisionPolicy` it runs in the dtype of its kind (dense, depthwise, strided or large
+    /// depthwise: `PrecisionLayerKind.convolution`).
     func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
-        try PrecisionPolicy.run(.convolution(inChannels: inChannels, groups: groups, kernelSize: kernelSize, stride: stride), x, parameters: [weight, bias]) { x in
+        let kind = PrecisionLayerKind.convolution(inChannels: inChannels, groups: groups, kernelSize: kernelSize, stride: stride)
+        return try PrecisionPolicy.run(kind, x, parameters: [weight, bias]) { x in
             try convolveInPlaceDType(x, weight: weight, bias: bias)
         }
     }

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import NN
 import Torch
 import Vision
 
@@ -29,10 +30,14 @@ public struct RunReportOptions: Sendable {
     public var checkData: Bool
     /// How the data check searches for near-duplicates.
     public var nearDuplicateMethod: NearDuplicateMethod
+    /// The precision of the evaluation pass (`.auto` resolved for the run's model), so the metrics and
+    /// top losses are `evaluate`'s at the same `--precision`. Grad-CAM runs in fp32.
+    public var precision: Precision
 
-    /// Defaults: the test split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers.
+    /// Defaults: the test split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers, fp32.
     public init(data: String? = nil, split: Split = .test, topLosses: Int = 16, gradCAMCount: Int = 4,
-                batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto) {
+                batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto,
+                precision: Precision = .fp32) {
         self.data = data
         self.split = split
         self.topLosses = topLosses
@@ -41,6 +46,7 @@ public struct RunReportOptions: Sendable {
         self.workers = workers
         self.checkData = checkData
         self.nearDuplicateMethod = nearDuplicateMethod
+        self.precision = precision
     }
 }
 
@@ -97,6 +103,7 @@ public struct RunReport {
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
+        evaluation.autocastBF16 = options.precision.resolved(for: model) == .bf16
         let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: options.batchSize,
                                     transform: EvaluationTransform(config.preprocessing), workers: options.workers)

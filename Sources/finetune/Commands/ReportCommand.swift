@@ -39,6 +39,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     func validate() throws {
         guard RunDirectory.isRun(runDir) else {
@@ -61,7 +62,7 @@ struct ReportCommand: ParsableCommand {
         try applyThreads(threads)
         let options = RunReportOptions(data: data, split: split, topLosses: topLosses, gradCAMCount: gradCam,
                                        batchSize: batchSize, workers: workers, checkData: !noDataCheck,
-                                       nearDuplicateMethod: nearMethod)
+                                       nearDuplicateMethod: nearMethod, precision: precisionOptions.choice)
         let report: RunReport
         do {
             report = try RunReport.make(run: runDir, options: options)
