@@ -30,7 +30,7 @@ public enum PrecisionLayerKind: String, CaseIterable, Codable, Sendable {
     /// `ReLU` (ResNet, VGG, Inception): a memory-bound elementwise pass, as are the activations below.
     /// Each activation with its own kernel has its own kind, because their bf16 kernels differ: in
     /// LibTorch 1.13, ReLU is faster in bf16 both ways, ReLU6's forward is but its backward (a clamp's)
-    /// is 7× slower, and SiLU is slower both ways.
+    /// is 7× slower, and the fused SiLU kernel is slower both ways (`Functional.silu` composes it).
     case relu
     /// `ReLU6` (MobileNetV2).
     case relu6
@@ -81,21 +81,19 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
 
     /// The policy for LibTorch 1.x, from `bench --precision-probe` on a CPU with native bf16 (AMD Zen 4,
     /// LibTorch 1.13.1; docs/benchmarks.md, "Precision policy"):
-    /// - dense, pointwise and 3×3 depthwise convolutions (strided too), `Linear`, BatchNorm, ReLU and
-    ///   the other activations (measured: Sigmoid, EfficientNet's gate) in bf16 everywhere;
+    /// - dense, pointwise and 3×3 depthwise convolutions (strided too), `Linear`, BatchNorm, ReLU, SiLU
+    ///   (composed as `x * sigmoid(x)` in bf16, `Functional.silu`) and the other activations (measured:
+    ///   Sigmoid, EfficientNet's gate) in bf16 everywhere;
     /// - 5×5 depthwise convolutions and ReLU6 in bf16 in inference only: their bf16 backward passes are
-    ///   2× (5×5) and 7× (ReLU6, a clamp's) slower than fp32's;
-    /// - SiLU in fp32: its bf16 kernel is 2.5× slower than fp32's, more than the casts around it cost.
+    ///   2× (5×5) and 7× (ReLU6, a clamp's) slower than fp32's.
     /// (Linear's inference is as fast either way, 1.01–1.05×; bf16 keeps the head in one dtype.)
     public static let standard1 = PrecisionPolicy(
-        bf16: [.depthwiseConv, .stridedDepthwiseConv, .conv, .linear, .batchNorm, .relu, .activation],
-        inference: [.depthwiseConv, .stridedDepthwiseConv, .largeDepthwiseConv, .conv, .linear, .batchNorm, .relu,
-                    .relu6, .activation])
+        bf16: [.depthwiseConv, .stridedDepthwiseConv, .conv, .linear, .batchNorm, .relu, .silu, .activation],
+        inference: Set(PrecisionLayerKind.allCases))
 
     /// The policy for LibTorch 2.x, from the same probe on the torch 2.13 wheel: as `standard1`, but
-    /// strided depthwise convolutions train in fp32 (their bf16 backward is 4–5× slower there), and SiLU
-    /// runs in bf16 (0.8× fp32's speed alone in the forward pass, faster than fp32 plus the casts around
-    /// it): every layer type in bf16 in inference.
+    /// strided depthwise convolutions train in fp32 (their bf16 backward is 4–5× slower there). (2.x's
+    /// own bf16 SiLU kernel is 0.8× fp32's alone, faster than fp32 plus the casts around it.)
     public static let standard2 = PrecisionPolicy(
         bf16: [.depthwiseConv, .conv, .linear, .batchNorm, .relu, .silu, .activation],
         inference: Set(PrecisionLayerKind.allCases))

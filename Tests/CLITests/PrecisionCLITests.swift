@@ -64,9 +64,9 @@ extension BenchCLITests {
         let libtorch = try XCTUnwrap(object["libtorch"] as? String)
         XCTAssertEqual(object["standard_policy"] as? String, libtorch.hasPrefix("1.")
             ? "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 "
-                + "batch_norm=bf16 relu=bf16 relu6=fp32 silu=fp32 activation=bf16; inference: depthwise_conv2d=bf16 "
+                + "batch_norm=bf16 relu=bf16 relu6=fp32 silu=bf16 activation=bf16; inference: depthwise_conv2d=bf16 "
                 + "depthwise_conv2d_large=bf16 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 "
-                + "relu=bf16 relu6=bf16 silu=fp32 activation=bf16"
+                + "relu=bf16 relu6=bf16 silu=bf16 activation=bf16"
             : "depthwise_conv2d=bf16 depthwise_conv2d_large=fp32 depthwise_conv2d_strided=fp32 conv2d=bf16 linear=bf16 "
                 + "batch_norm=bf16 relu=bf16 relu6=fp32 silu=bf16 activation=bf16; inference: depthwise_conv2d=bf16 "
                 + "depthwise_conv2d_large=bf16 depthwise_conv2d_strided=bf16 conv2d=bf16 linear=bf16 batch_norm=bf16 "

@@ -54,6 +54,24 @@ final class PrecisionPolicyTests: XCTestCase {
         XCTAssertEqual(Set(dtypes(standard).values), ["bfloat16"], standard.render())
     }
 
+    /// `Functional.silu` on bf16 (composed on LibTorch 1.x): SiLU to bf16's precision, with its gradient.
+    func testBF16SiLUAgreesWithFloat32AndHasItsGradient() throws {
+        Runtime.manualSeed(5)
+        let x = try Tensor.randn([4, 8, 5, 5]) * 4
+        let reference = try x.silu()
+        let input = try x.to(.bfloat16).setRequiresGrad(true)
+        let y = try Functional.silu(input)
+        XCTAssertEqual(y.dtype, .bfloat16)
+        let scale = try reference.abs().max().item()
+        XCTAssertLessThan(try (y.to(.float32) - reference).abs().max().item(), 0.01 * scale)
+        try y.to(.float32).sum().backward()
+        // d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
+        let s = try x.sigmoid()
+        let expected = try s * ((x * (s.neg() + 1)) + 1)
+        let gradient = try XCTUnwrap(input.grad).to(.float32)
+        XCTAssertLessThan(try (gradient - expected).abs().max().item(), 0.02 * (try expected.abs().max().item()))
+    }
+
     func testPolicyDescriptionsParseBackAndBadOnesAreRefused() throws {
         for policy in [PrecisionPolicy.standard, .allBF16, PrecisionPolicy(bf16: []), PrecisionPolicy(bf16: [.silu], inference: [.relu])] {
             XCTAssertEqual(PrecisionPolicy(policy.description), policy, policy.description)
