@@ -77,7 +77,7 @@ public struct PrecisionPolicy: Equatable, Codable, Sendable, CustomStringConvert
 
     /// The policy `--precision bf16` uses with the LibTorch this process runs on: `standard1` for
     /// LibTorch 1.x, `standard2` for 2.x (their bf16 kernels differ; see there).
-    public static let standard: PrecisionPolicy = Runtime.libTorchVersion.hasPrefix("1.") ? standard1 : standard2
+    public static let standard: PrecisionPolicy = Runtime.libTorchMajorVersion == 1 ? standard1 : standard2
 
     /// The policy for LibTorch 1.x, from `bench --precision-probe` on a CPU with native bf16 (AMD Zen 4,
     /// LibTorch 1.13.1; docs/benchmarks.md, "Precision policy"):

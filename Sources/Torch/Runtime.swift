@@ -6,6 +6,10 @@ public enum Runtime {
     /// The linked LibTorch's version, e.g. "1.13.1".
     public static var libTorchVersion: String { String(cString: ct_version()) }
 
+    /// The linked LibTorch's major version (1 for Debian's 1.13, 2 for a torch 2.x wheel); kernels,
+    /// and so the choices made from measuring them, differ between majors.
+    public static let libTorchMajorVersion: Int = Int(libTorchVersion.prefix { $0.isNumber }) ?? 0
+
     /// Seeds LibTorch's default generators (CPU and, when present, CUDA) for reproducible runs.
     public static func manualSeed(_ seed: UInt64) {
         _ = ct_manual_seed(seed)

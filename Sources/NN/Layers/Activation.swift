@@ -66,7 +66,7 @@ extension Functional {
         guard x.dtype == .bfloat16, composedBF16SiLU else { return try x.silu() }
         return try x * x.sigmoid()
     }
-    static let composedBF16SiLU = Runtime.libTorchVersion.hasPrefix("1.")
+    static let composedBF16SiLU = Runtime.libTorchMajorVersion == 1
 
     /// Whether an in-place activation may write its result into `x`: not while autograd records
     /// `x` (gradient mode on and `x` requires grad, where the backward pass needs the input), not
