@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -124,6 +125,24 @@ static at::TensorOptions options(int32_t dtype, ct_device device) {
 
 using namespace ctorch;
 
+// LibTorch picks its CPU kernels (AVX2 or AVX-512) once, at the first operation, from the
+// ATEN_CPU_CAPABILITY variable or else from cpuinfo. Debian's LibTorch 1.13 is built with AVX-512
+// kernels and uses Debian's cpuinfo of 2022, yet on an AMD Zen 4 with AVX-512 it picks its AVX2
+// kernels, where a torch 2.13 wheel (with its own, newer cpuinfo) picks AVX-512 ones; its bf16
+// elementwise kernels then take up to 1.8x as long (docs/benchmarks.md). On LibTorch 1.x this applies
+// 2.x's rule (AVX-512 F, VL, BW, DQ and FMA, as the CPU and the OS report them) before any operation,
+// unless the variable is already set. The variable stays set, so child processes choose alike.
+#if CTORCH_LIBTORCH_MAJOR < 2 && defined(__x86_64__) && defined(__linux__)
+__attribute__((constructor)) static void ct_choose_cpu_kernels() {
+  if (getenv("ATEN_CPU_CAPABILITY") != nullptr) return;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
+    setenv("ATEN_CPU_CAPABILITY", "avx512", 0);
+  }
+}
+#endif
+
 extern "C" {
 
 // ------------------------------------------------------------------ errors & runtime
@@ -135,6 +154,17 @@ ct_status ct_manual_seed(uint64_t seed) noexcept { CT_TRY(at::manual_seed(seed))
 ct_status ct_set_num_threads(int32_t n) noexcept {
   CT_TRY(if (n < 1) throw std::invalid_argument("thread count must be at least 1, got " + std::to_string(n));
          at::set_num_threads(n))
+}
+ct_status ct_cpu_capability(char **out) noexcept {
+  CT_TRY(const std::string config = at::show_config();
+         const std::string label = "CPU capability usage: ";
+         const auto start = config.find(label);
+         std::string value = "unknown";
+         if (start != std::string::npos) {
+           const auto from = start + label.size();
+           value = config.substr(from, config.find('\n', from) - from);
+         }
+         *out = strdup(value.c_str()))
 }
 int32_t ct_get_num_threads(void) noexcept {
   try { return at::get_num_threads(); } catch (...) { return 1; }

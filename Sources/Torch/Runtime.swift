@@ -10,6 +10,16 @@ public enum Runtime {
     /// and so the choices made from measuring them, differ between majors.
     public static let libTorchMajorVersion: Int = Int(libTorchVersion.prefix { $0.isNumber }) ?? 0
 
+    /// The CPU kernels LibTorch dispatches to: "AVX512", "AVX2" or "DEFAULT" on x86 (as
+    /// `torch.__config__.show()` says). On LibTorch 1.x the shim chooses AVX-512 where the CPU has it
+    /// and `ATEN_CPU_CAPABILITY` is unset, as LibTorch 2.x decides (see `ct_core.cpp`).
+    public static var cpuCapability: String {
+        var cString: UnsafeMutablePointer<CChar>?
+        guard ct_cpu_capability(&cString) == CT_OK, let cString else { return "unknown" }
+        defer { ct_string_free(cString) }
+        return String(cString: cString)
+    }
+
     /// Seeds LibTorch's default generators (CPU and, when present, CUDA) for reproducible runs.
     public static func manualSeed(_ seed: UInt64) {
         _ = ct_manual_seed(seed)

@@ -59,6 +59,9 @@ const char *ct_version(void) CT_NOEXCEPT;
 ct_status ct_manual_seed(uint64_t seed) CT_NOEXCEPT;
 ct_status ct_set_num_threads(int32_t n) CT_NOEXCEPT;
 int32_t ct_get_num_threads(void) CT_NOEXCEPT;
+/// The CPU kernels LibTorch dispatches to, as `torch.__config__.show()` names them ("AVX2", "AVX512",
+/// "DEFAULT"); `*out` is malloc'd (free with `ct_string_free`).
+ct_status ct_cpu_capability(char **out) CT_NOEXCEPT;
 /// Makes the C allocator keep freed memory for reuse instead of returning large blocks to the
 /// system (glibc: no mmap'd chunks, no trimming, one arena for all threads), so each big activation
 /// tensor does not pay fresh page faults. Returns false where the C library has no such settings

@@ -18,7 +18,7 @@ enum PrecisionProbeReport {
                                     measuredPolicy: measured.description, standardPolicy: PrecisionPolicy.standard.description))
             return
         }
-        print("batch \(batchSize), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion), "
+        print("batch \(batchSize), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion) (\(Runtime.cpuCapability) kernels), "
             + "\(channelsLast ? "channels-last" : "NCHW"), native bf16: \(cpu.hasNativeBF16 ? "yes" : "no (emulated)"); "
             + "median of \(iterations) interleaved iterations after \(warmup) warm-up")
         func ms(_ x: Double) -> String { String(format: x < 10 ? "%.2f" : "%.1f", x) }
