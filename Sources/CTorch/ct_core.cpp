@@ -225,6 +225,15 @@ ct_status ct_autocast_set_cpu(bool enabled, int32_t dtype) noexcept {
 #endif
   )
 }
+int32_t ct_autocast_cpu_dtype(void) noexcept {
+  try {
+#if CTORCH_LIBTORCH_MAJOR >= 2
+    return from_scalar_type(at::autocast::get_autocast_dtype(at::kCPU));
+#else
+    return from_scalar_type(at::autocast::get_autocast_cpu_dtype());
+#endif
+  } catch (...) { return -1; }
+}
 bool ct_autocast_is_cpu_enabled(void) noexcept {
 #if CTORCH_LIBTORCH_MAJOR >= 2
   return at::autocast::is_autocast_enabled(at::kCPU);
@@ -354,6 +363,10 @@ ct_status ct_tensor_bernoulli_(ct_tensor self, double p) noexcept { CT_TRY(T(sel
 // ------------------------------------------------------------------ autograd
 ct_status ct_tensor_requires_grad(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).requires_grad()) }
 ct_status ct_tensor_is_inference(ct_tensor t, bool *out) noexcept { CT_TRY(*out = T(t).is_inference()) }
+ct_status ct_tensor_version(ct_tensor t, int64_t *version, uintptr_t *address) noexcept {
+  CT_TRY(*version = static_cast<int64_t>(T(t)._version());
+         *address = reinterpret_cast<uintptr_t>(T(t).has_storage() ? T(t).data_ptr() : nullptr))
+}
 ct_status ct_tensor_set_requires_grad(ct_tensor t, bool requires_grad) noexcept {
   CT_TRY(T(t).requires_grad_(requires_grad))
 }

@@ -37,6 +37,8 @@ public func withAutocast<R>(enabled: Bool = true, dtype: DType = .bfloat16, _ bo
 public enum Autocast {
     /// Whether CPU autocast is on (inside `withAutocast`), as `torch.is_autocast_cpu_enabled()`.
     public static var isEnabled: Bool { ct_autocast_is_cpu_enabled() }
+    /// The lower-precision dtype CPU autocast casts to (bf16 unless `withAutocast` chose another).
+    public static var dtype: DType? { DType(rawValue: ct_autocast_cpu_dtype()) }
 }
 
 /// Reads LibTorch's autograd switches for the calling thread (both are thread-local in LibTorch,

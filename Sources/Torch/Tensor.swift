@@ -267,6 +267,23 @@ public final class Tensor: @unchecked Sendable {
         return flag
     }
 
+    /// The version counter (`tensor._version`): LibTorch bumps it on every in-place change to the
+    /// tensor or to a view of it, so an unchanged version means unchanged values (state loading and
+    /// optimizer steps are in-place changes). Throws for an inference tensor, which has no counter.
+    public func version() throws -> Int64 {
+        try versionAndAddress().version
+    }
+
+    /// `version()` and the address of the first element on the tensor's device (an identity, never to
+    /// be read through: it changes when `setData` gives the tensor other storage, which does not bump
+    /// the version).
+    public func versionAndAddress() throws -> (version: Int64, address: UInt) {
+        var version: Int64 = 0
+        var address: UInt = 0
+        try check(ct_tensor_version(handle, &version, &address))
+        return (version, address)
+    }
+
     /// Sets `requires_grad` in place (leaf tensors of floating dtype only) and returns `self`.
     @discardableResult
     public func setRequiresGrad(_ flag: Bool = true) throws -> Tensor {

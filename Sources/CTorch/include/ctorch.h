@@ -83,6 +83,8 @@ bool ct_is_inference_mode_enabled(void) CT_NOEXCEPT;
 /// CPU autocast (mixed precision) on/off with a lower-precision dtype (bf16/f16).
 ct_status ct_autocast_set_cpu(bool enabled, int32_t dtype) CT_NOEXCEPT;
 bool ct_autocast_is_cpu_enabled(void) CT_NOEXCEPT;
+/// The dtype code CPU autocast casts to (-1 if unknown).
+int32_t ct_autocast_cpu_dtype(void) CT_NOEXCEPT;
 void ct_autocast_clear_cache(void) CT_NOEXCEPT;
 
 // ---------------------------------------------------------------- lifetime & creation
@@ -258,6 +260,10 @@ ct_status ct_tensor_requires_grad(ct_tensor t, bool *out) CT_NOEXCEPT;
 /// Whether the tensor was made in inference mode (it can then be modified in place only there).
 ct_status ct_tensor_is_inference(ct_tensor t, bool *out) CT_NOEXCEPT;
 ct_status ct_tensor_set_requires_grad(ct_tensor t, bool requires_grad) CT_NOEXCEPT;
+/// The tensor's version counter (`tensor._version`: every in-place change bumps it, shared by views)
+/// and the address of its first element on its device (never dereferenced here; `set_data` changes it
+/// without bumping the version). Fails for an inference tensor, which has no version counter.
+ct_status ct_tensor_version(ct_tensor t, int64_t *version, uintptr_t *address) CT_NOEXCEPT;
 /// `out->ptr` is NULL when the tensor has no gradient.
 ct_status ct_tensor_grad(ct_tensor t, ct_tensor *out) CT_NOEXCEPT;
 ct_status ct_tensor_set_grad(ct_tensor t, ct_tensor grad) CT_NOEXCEPT;  // grad.ptr == NULL clears it

@@ -16,28 +16,29 @@ extension Conv2d {
     /// - both layers are the library's own `Conv2d` and `BatchNorm2d` (a subclass may change
     ///   `forward`), and no `ModelSummary` is recording each layer's output.
     ///
-    /// Otherwise the two layers run one after the other. The folded weight is computed on each call
-    /// (a few elementwise operations on the parameters), so it always follows the current values.
+    /// Otherwise the two layers run one after the other. The folded weight (cast to bf16 when the
+    /// convolution runs in bf16) is made once and kept while the parameters, the running statistics and
+    /// their versions are unchanged (`PreparedWeights`), so it always follows the current values.
     public func forward(_ x: Tensor, thenBatchNorm batchNorm: BatchNorm2d) throws -> Tensor {
-        if let folded = try foldedParameters(batchNorm, input: x) {
-            return try convolve(x, weight: folded.weight, bias: folded.bias)
+        if canFold(batchNorm, input: x) {
+            return try convolve(x, foldingIn: batchNorm)
         }
         return try batchNorm(self(x))
     }
 
-    /// The folded weight and bias, or nil when folding does not apply (see `forward(_:thenBatchNorm:)`).
-    func foldedParameters(_ batchNorm: BatchNorm2d, input x: Tensor) throws -> (weight: Tensor, bias: Tensor)? {
+    /// Whether folding applies to this call (see `forward(_:thenBatchNorm:)`).
+    func canFold(_ batchNorm: BatchNorm2d, input x: Tensor) -> Bool {
         guard type(of: self) == Conv2d.self, type(of: batchNorm) == BatchNorm2d.self,
               !batchNorm.usesTrainingBehaviour,
-              let mean = batchNorm.runningMean, let variance = batchNorm.runningVar,
+              batchNorm.runningMean != nil, batchNorm.runningVar != nil,
               batchNorm.numFeatures == outChannels, x.rank == 4,
               ForwardRecorder.active == nil
-        else { return nil }
+        else { return false }
         if GradMode.isEnabled {
             let parameters = [weight, bias, batchNorm.weight, batchNorm.bias].compactMap { $0 }
-            if parameters.contains(where: \.requiresGrad) { return nil }
+            if parameters.contains(where: \.requiresGrad) { return false }
         }
-        return try fold(batchNorm, mean: mean, variance: variance)
+        return true
     }
 
     /// The weight and bias of the one convolution that computes `batchNorm(self(x))` with the

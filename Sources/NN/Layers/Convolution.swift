@@ -36,6 +36,9 @@ open class Conv2d: Module {
     public let weight: Tensor
     /// `[outChannels]`, or nil when built with `bias: false`.
     public let bias: Tensor?
+    /// The weight and bias as inference last ran them (folded, cast to bf16), while their sources are
+    /// unchanged.
+    let preparedWeights = PreparedWeights()
 
     /// Creates a convolution initialised like PyTorch (kaiming-uniform weight with `a = sqrt(5)`,
     /// bias uniform in ±1/sqrt(fan_in)).
@@ -87,16 +90,23 @@ open class Conv2d: Module {
     /// Convolves NCHW (or channels-last, or unbatched CHW) input: [N, inChannels, H, W] →
     /// [N, outChannels, H', W'] (`torch.nn.functional.conv2d`). Throws when the channel count does not match.
     open override func forward(_ x: Tensor) throws -> Tensor {
-        try convolve(x, weight: weight, bias: bias)
+        try convolve(x, foldingIn: nil)
     }
 
-    /// This layer's convolution (stride, padding, dilation, groups) with the given weight and bias.
-    /// Under a `PrecisionPolicy` it runs in the dtype of its kind (dense, depthwise, strided or large
-    /// depthwise: `PrecisionLayerKind.convolution`).
-    func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+    /// This layer's convolution (stride, padding, dilation, groups), with `batchNorm` folded into the
+    /// weight and bias when given (the caller has checked that folding applies). Under a
+    /// `PrecisionPolicy` it runs in the dtype of its kind (dense, depthwise, strided or large depthwise:
+    /// `PrecisionLayerKind.convolution`).
+    func convolve(_ x: Tensor, foldingIn batchNorm: BatchNorm2d?) throws -> Tensor {
         let kind = PrecisionLayerKind.convolution(inChannels: inChannels, groups: groups, kernelSize: kernelSize, stride: stride)
         return try PrecisionPolicy.run(kind, x, parameters: [weight, bias]) { x in
-            try convolveInPlaceDType(x, weight: weight, bias: bias)
+            let folding = batchNorm.map { batchNorm in
+                PreparedWeights.Folding(
+                    sources: [batchNorm.weight, batchNorm.bias, batchNorm.runningMean, batchNorm.runningVar],
+                    generation: batchNorm.statisticsGeneration) { try self.foldedParameters(batchNorm) }
+            }
+            let (weight, bias) = try preparedWeights.weights(weight, bias, folding: folding)
+            return try convolveInPlaceDType(x, weight: weight, bias: bias)
         }
     }
 

@@ -11,6 +11,8 @@ open class Linear: Module {
     public let weight: Tensor
     /// nil when built with `bias: false`.
     public let bias: Tensor?
+    /// The weight and bias cast to bf16 as inference last ran them, while the parameters are unchanged.
+    let preparedWeights = PreparedWeights()
 
     /// Kaiming-uniform weight (`a = sqrt(5)`, i.e. ±1/sqrt(in)) and bias uniform in ±1/sqrt(in).
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, dtype: DType = .float32,
@@ -36,7 +38,10 @@ open class Linear: Module {
     /// `[..., inFeatures]` → `[..., outFeatures]` (`torch.nn.functional.linear`); throws when the last
     /// dimension is not `inFeatures`.
     open override func forward(_ x: Tensor) throws -> Tensor {
-        try PrecisionPolicy.run(.linear, x, parameters: [weight, bias]) { try Functional.linear($0, weight: weight, bias: bias) }
+        try PrecisionPolicy.run(.linear, x, parameters: [weight, bias]) { x in
+            let (weight, bias) = try preparedWeights.weights(weight, bias)
+            return try Functional.linear(x, weight: weight, bias: bias)
+        }
     }
 
     /// `in_features=1280, out_features=10, bias=True`.

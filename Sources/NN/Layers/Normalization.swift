@@ -34,6 +34,11 @@ open class BatchNorm: Module, BatchNormLayer {
     /// `SyncBatchNorm` computes them (see `Module.synchronizeBatchNorm(over:)`); nil: this process's
     /// batch alone. Eval behaviour and frozen layers never communicate.
     public var processGroup: ProcessGroup?
+    /// How many times `forward` has updated the running statistics. Weights prepared from this layer's
+    /// statistics (a convolution's folded weight, see `Conv2d.forward(_:thenBatchNorm:)`) are reused
+    /// only while it and every tensor's version counter are unchanged; LibTorch 1.x's batch norm updates
+    /// the statistics in place without bumping their version counters.
+    public private(set) var statisticsGeneration = 0
 
     /// A batch norm over `numFeatures` channels with PyTorch's defaults and initialisation (weight 1,
     /// bias 0, running mean 0, running variance 1). Throws `NNError.invalidArgument` unless `numFeatures` > 0.
@@ -105,6 +110,9 @@ open class BatchNorm: Module, BatchNormLayer {
                 "\(typeName)(\(numFeatures)): input has \(shape[1]) channels (shape \(shape))")
         }
         let training = usesTrainingBehaviour
+        // LibTorch 1.x updates the running statistics in place without bumping their version
+        // counters, so the layer counts the updates itself (see `statisticsGeneration`).
+        if training && runningMean != nil { statisticsGeneration &+= 1 }
         var factor = momentum ?? 0
         if training, let numBatchesTracked {
             try withNoGrad { try numBatchesTracked.add_(1) }
