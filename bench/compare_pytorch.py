@@ -8,8 +8,9 @@ wait4's ru_maxrss). Rounds also run the data loader comparison (`finetune bench 
 bench/loader_torchvision.py, as bench/compare_data_loader does) unless --skip-loader.
 
 "Identical settings" rows run PyTorch in finetune's environment: the same thread count, the OpenMP
-wait policy finetune runs under (it re-executes itself with OMP_WAIT_POLICY=PASSIVE unless the
-variable is set) and the same glibc allocator settings (finetune keeps freed memory for reuse; the
+wait policy and spin count finetune runs under (it re-executes itself with OMP_WAIT_POLICY=PASSIVE and
+GOMP_SPINCOUNT=3000 unless the policy is set), the same CPU kernels (ATEN_CPU_CAPABILITY) and the same
+glibc allocator settings (finetune keeps freed memory for reuse; the
 MALLOC_MMAP_MAX_/MALLOC_TRIM_THRESHOLD_ variables give PyTorch the same). Layers stay each side's own:
 finetune folds BatchNorm into the convolution before it in inference, PyTorch's eager modules do not.
 A further PyTorch run per model, "as a tutorial writes it", uses fp32 NCHW and the inherited
@@ -114,6 +115,13 @@ def our_environment():
     policy = info.get("omp_wait_policy")
     if policy and policy != "default":
         env["OMP_WAIT_POLICY"] = policy
+    spin = info.get("gomp_spincount")
+    if spin and spin != "default":
+        env["GOMP_SPINCOUNT"] = spin
+    kernels = info.get("cpu_kernels")
+    if kernels in ("AVX512", "AVX2", "DEFAULT"):
+        # finetune sets ATEN_CPU_CAPABILITY itself on LibTorch 1.x (AVX-512 where the CPU has it).
+        env["ATEN_CPU_CAPABILITY"] = kernels.lower()
     if info.get("retains_freed_memory") is True:
         # finetune calls mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, INT_MAX) at start;
         # glibc reads the same settings from these variables.

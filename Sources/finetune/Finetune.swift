@@ -20,24 +20,33 @@ struct Finetune: ParsableCommand {
         subcommands: [TrainCommand.self, LRFindCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ServeCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self, PseudoLabelCommand.self]
     )
 
-    /// Starts the command, first making sure OpenMP's threads sleep when idle (see
-    /// `preferPassiveOpenMPWaiting`) and that freed tensor memory is reused rather than returned to
-    /// the system (`Runtime.retainFreedMemory`).
+    /// Starts the command, first making sure OpenMP's idle threads wait briefly and then sleep (see
+    /// `preferShortOpenMPWaiting`) and that freed tensor memory is reused rather than returned to the
+    /// system (`Runtime.retainFreedMemory`).
     static func main() {
-        preferPassiveOpenMPWaiting()
+        preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
         main(nil)
     }
 
-    /// GNU OpenMP (Debian's LibTorch) makes idle intra-op threads busy-wait. On a 2-core machine
-    /// they then take the cores from the data loader's decoding threads and from other processes:
-    /// a MobileNetV2 training step measured 9–10 s under load, 2.2–2.5 s with
-    /// `OMP_WAIT_POLICY=PASSIVE`. OpenMP reads the variable when the library loads, so the process
-    /// re-executes itself once with it set. A value the user set is left alone.
-    static func preferPassiveOpenMPWaiting() {
+    /// The spin count `preferShortOpenMPWaiting` gives GNU OpenMP: about tens of microseconds of
+    /// busy-waiting between two parallel regions before an idle thread sleeps.
+    static let openMPSpinCount = "3000"
+
+    /// GNU OpenMP (Debian's LibTorch) makes idle intra-op threads busy-wait for 300,000 spins by
+    /// default. On a 2-core machine they then take the cores from the data loader's decoding threads
+    /// and from other processes: a MobileNetV2 training step measured 9–10 s under load, 2.2–2.5 s
+    /// with `OMP_WAIT_POLICY=PASSIVE`. But PASSIVE (no spinning at all) puts every thread to sleep
+    /// between two operations of a forward pass, and waking it costs more than a small operation:
+    /// EfficientNet-B0's bf16 inference at batch 1 took 24–27 ms, against 15–17 ms with
+    /// `GOMP_SPINCOUNT=3000`, which with four busy processes beside it was about as fast as PASSIVE
+    /// (docs/benchmarks.md). OpenMP reads both variables when the library loads, so the process
+    /// re-executes itself once with them set. Values the user set are left alone.
+    static func preferShortOpenMPWaiting() {
         #if os(Linux)
         guard getenv("OMP_WAIT_POLICY") == nil else { return }
         setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
+        setenv("GOMP_SPINCOUNT", openMPSpinCount, 0)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // exec failed: carry on with the default policy.
         #endif
@@ -59,7 +68,8 @@ struct InfoCommand: ParsableCommand {
                           cudaDevices: Runtime.cudaDeviceCount, mps: Runtime.mpsIsAvailable,
                           defaultDevice: Device.auto.description,
                           ompWaitPolicy: getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default",
-                          retainsFreedMemory: Runtime.retainsFreedMemory)
+                          gompSpinCount: getenv("GOMP_SPINCOUNT").map { String(cString: $0) } ?? "default",
+                          retainsFreedMemory: Runtime.retainsFreedMemory, cpuKernels: Runtime.cpuCapability)
         if json {
             printEncodedJSON(info)
         } else {
@@ -75,17 +85,20 @@ struct InfoCommand: ParsableCommand {
         var mps: Bool
         var defaultDevice: String
         var ompWaitPolicy: String
+        var gompSpinCount: String
         var retainsFreedMemory: Bool
+        var cpuKernels: String
 
         enum CodingKeys: String, CodingKey {
             case libtorch, threads, cudaDevices = "cuda_devices", mps, defaultDevice = "default_device"
-            case ompWaitPolicy = "omp_wait_policy", retainsFreedMemory = "retains_freed_memory"
+            case ompWaitPolicy = "omp_wait_policy", gompSpinCount = "gomp_spincount"
+            case retainsFreedMemory = "retains_freed_memory", cpuKernels = "cpu_kernels"
         }
 
         var lines: [(CodingKeys, String)] {
             [(.libtorch, libtorch), (.threads, String(threads)), (.cudaDevices, String(cudaDevices)), (.mps, String(mps)),
-             (.defaultDevice, defaultDevice), (.ompWaitPolicy, ompWaitPolicy),
-             (.retainsFreedMemory, String(retainsFreedMemory))]
+             (.defaultDevice, defaultDevice), (.ompWaitPolicy, ompWaitPolicy), (.gompSpinCount, gompSpinCount),
+             (.retainsFreedMemory, String(retainsFreedMemory)), (.cpuKernels, cpuKernels)]
         }
     }
 }

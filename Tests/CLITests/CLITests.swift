@@ -84,6 +84,36 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(info["threads"] as? Int ?? 0, 1)
     }
 
+    /// Without OMP_WAIT_POLICY, finetune re-executes itself with PASSIVE waiting and a short spin
+    /// count; a policy or spin count the user chose is left alone.
+    func testOpenMPWaitsBrieflyThenSleepsUnlessTheUserChose() throws {
+        func info(_ settings: [String: String]) throws -> [String: Any] {
+            let process = Process()
+            process.executableURL = Self.binary
+            process.arguments = ["info", "--json"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["OMP_WAIT_POLICY"] = nil
+            environment["GOMP_SPINCOUNT"] = nil
+            process.environment = environment.merging(settings) { $1 }
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        let chosen = try info([:])
+        XCTAssertEqual(chosen["omp_wait_policy"] as? String, "PASSIVE")
+        XCTAssertEqual(chosen["gomp_spincount"] as? String, "3000")
+        let active = try info(["OMP_WAIT_POLICY": "ACTIVE"])
+        XCTAssertEqual(active["omp_wait_policy"] as? String, "ACTIVE")
+        XCTAssertEqual(active["gomp_spincount"] as? String, "default")
+        let spin = try info(["GOMP_SPINCOUNT": "0"])
+        XCTAssertEqual(spin["omp_wait_policy"] as? String, "PASSIVE")
+        XCTAssertEqual(spin["gomp_spincount"] as? String, "0")
+    }
+
     func testSummaryJSONCountsParameters() throws {
         let r = try run(["summary", "resnet18", "--json", "--depth", "1", "--classes", "7", "--freeze-backbone"])
         XCTAssertEqual(r.status, 0, r.stderr)

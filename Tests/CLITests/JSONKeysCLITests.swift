@@ -242,8 +242,8 @@ final class JSONKeysCLITests: XCTestCase {
     ]
 
     static let info: Set<String> = [
-        "cuda_devices: number", "default_device: string", "libtorch: string", "mps: bool", "omp_wait_policy: string",
-        "retains_freed_memory: bool", "threads: number",
+        "cpu_kernels: string", "cuda_devices: number", "default_device: string", "libtorch: string", "mps: bool",
+        "gomp_spincount: string", "omp_wait_policy: string", "retains_freed_memory: bool", "threads: number",
     ]
 
     static let summary: Set<String> = [
