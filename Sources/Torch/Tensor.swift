@@ -267,16 +267,11 @@ public final class Tensor: @unchecked Sendable {
         return flag
     }
 
-    /// The version counter (`tensor._version`): LibTorch bumps it on every in-place change to the
-    /// tensor or to a view of it, so an unchanged version means unchanged values (state loading and
-    /// optimizer steps are in-place changes). Throws for an inference tensor, which has no counter.
-    public func version() throws -> Int64 {
-        try versionAndAddress().version
-    }
-
-    /// `version()` and the address of the first element on the tensor's device (an identity, never to
-    /// be read through: it changes when `setData` gives the tensor other storage, which does not bump
-    /// the version).
+    /// The version counter (`tensor._version`: LibTorch bumps it on every in-place change to the
+    /// tensor or to a view of it, such as state loading and optimizer steps) and the address of the
+    /// first element on the tensor's device (an identity, never to be read through: it changes when
+    /// `setData` gives the tensor other storage, which bumps no version). Unchanged, both mean
+    /// unchanged values. Throws for an inference tensor, which has no version counter.
     public func versionAndAddress() throws -> (version: Int64, address: UInt) {
         var version: Int64 = 0
         var address: UInt = 0
