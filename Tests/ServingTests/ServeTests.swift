@@ -151,6 +151,11 @@ final class ServeTests: XCTestCase {
         }
         XCTAssertTrue(metrics.text.contains("finetune_queue_depth{model=\"tiny\"}"), metrics.text)
         XCTAssertTrue(metrics.text.contains("finetune_decode_failures_total"), metrics.text)
+        // Every family keeps its name and says what it counts.
+        for family in ["finetune_requests_total", "finetune_request_duration_seconds", "finetune_batch_size",
+                       "finetune_queue_depth", "finetune_images_decoded_total", "finetune_decode_failures_total"] {
+            XCTAssertTrue(metrics.text.contains("# HELP \(family) "), family)
+        }
         XCTAssertTrue(server.log.contains("POST /v1/models/tiny:predict 200 "), server.log)
         XCTAssertTrue(server.log.contains(" 20 images"), server.log)
     }
