@@ -55,10 +55,11 @@ public enum MemoryEstimate {
         }
     }
 
-    /// `bytes` in GB or MB, for messages.
+    /// `bytes` in TB, GB, MB or kB (powers of 1000), for messages.
     public static func format(_ bytes: Int) -> String {
         let gb = Double(bytes) / 1e9
         if gb >= 1000 { return String(format: "%.0f TB", gb / 1000) }
-        return gb >= 1 ? String(format: "%.1f GB", gb) : String(format: "%.0f MB", Double(bytes) / 1e6)
+        if gb >= 1 { return String(format: "%.1f GB", gb) }
+        return bytes >= 1_000_000 ? String(format: "%.0f MB", Double(bytes) / 1e6) : String(format: "%.0f kB", Double(bytes) / 1e3)
     }
 }

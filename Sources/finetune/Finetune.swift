@@ -17,7 +17,7 @@ struct Finetune: ParsableCommand {
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,
-        subcommands: [TrainCommand.self, LRFindCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ServeCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, InfoCommand.self, PseudoLabelCommand.self]
+        subcommands: [TrainCommand.self, LRFindCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ServeCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, CacheCommand.self, InfoCommand.self, PseudoLabelCommand.self]
     )
 
     /// Starts the command, first making sure OpenMP's idle threads wait briefly and then sleep (see

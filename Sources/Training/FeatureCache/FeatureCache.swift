@@ -130,6 +130,9 @@ public final class CachedFeatureEpoch {
 
 /// Computing, keying and storing `CachedFeatures`.
 public enum FeatureCache {
+    /// The `format` of a cache file's metadata (and of its key's inputs).
+    static let format = "finetune-feature-cache-1"
+
     /// Where caches go by default: `$FINETUNE_CACHE_DIR/features` (else `~/.cache/finetune/features`).
     public static var defaultDirectory: String { WeightsCache.defaultRoot().appendingPathComponent("features").path }
 
@@ -188,7 +191,7 @@ public enum FeatureCache {
         // bf16 features depend on which layers ran in bf16; fp32 keys stay what they were.
         let policy: [(String, String)] = autocastBF16 ? [("precision_policy", "\(PrecisionPolicy.standard)")] : []
         let fields: [(String, String)] = policy + [
-            ("format", "finetune-feature-cache-1"),
+            ("format", format),
             ("architecture", model.architecture),
             ("backbone", backbone.finalizeHex()),
             ("transform", transformDescription),
@@ -250,7 +253,7 @@ public enum FeatureCache {
         var valid = [Bool](repeating: false, count: n)
         var skipped = SkippedFiles()
         try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
-                              metadata: ["format": "finetune-feature-cache-1", "key": key, "inputs": description],
+                              metadata: ["format": format, "key": key, "inputs": description],
                               to: path) { write in try withoutActuallyEscaping(write) { append in
             let zeros = [Float](repeating: 0, count: width)
             var next = 0, currentView = 0  // the next row of the file, and its view
@@ -305,6 +308,7 @@ public enum FeatureCache {
         if strict, let first = skipped.entries.first {
             throw DataError.corrupt(path: first.path, reason: first.reason)
         }
+        FeatureCacheFolder.markUsed(path)
         return CachedFeatures(features: cached.features, valid: cached.valid, path: path, key: key, reused: true,
                               skipped: skipped, mapping: cached.mapping)
     }

@@ -1,0 +1,135 @@
+import Data
+import Foundation
+import TensorIO
+import Vision
+import Torch
+@testable import Training
+import XCTest
+
+/// `FeatureCacheFolder`: listing the caches runs wrote, and removing the least recently used ones
+/// (by size, by age, or all) without touching any file finetune did not write.
+final class FeatureCacheFolderTests: XCTestCase {
+    /// Three real caches of the same dataset (three transforms), made and then reused in a known order,
+    /// beside files finetune did not write.
+    func makeFolder() throws -> (folder: FeatureCacheFolder, caches: [CachedFeatures], foreign: [String]) {
+        let root = try TRData.temporaryDirectory(self)
+        let directory = "\(root)/features"
+        let model = try TRTinyNet()
+        try model.configureHead(HeadSpec(outputs: 3))
+        try model.freeze(["features"])
+        let dataset = try TRData.dataset(count: 5)
+        func prepare(_ description: String) throws -> CachedFeatures {
+            try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
+                                     transformDescription: description, workers: 0, directory: directory)
+        }
+        let caches = try ["a", "b", "c"].map(prepare)
+        // Last used: c an hour ago, a ten minutes ago, b now (reuse marks the file used).
+        let folder = FeatureCacheFolder(directory: directory)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)],
+                                              ofItemAtPath: XCTUnwrap(caches[2].path))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -600)],
+                                              ofItemAtPath: XCTUnwrap(caches[0].path))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -7200)],
+                                              ofItemAtPath: XCTUnwrap(caches[1].path))
+        XCTAssertTrue(try prepare("b").reused)
+
+        // Not finetune's: a user's file, a safetensors file with a key-like name but another header,
+        // a folder named like a cache, and the temporary file of a writer that still runs.
+        let foreignKey = String(repeating: "ab", count: 32)
+        let foreign = ["\(directory)/notes.txt", "\(directory)/\(foreignKey).safetensors",
+                       "\(directory)/\(String(repeating: "cd", count: 32)).safetensors",
+                       "\(directory)/.\(foreignKey).safetensors.\(getpid()).7.tmp"]
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: foreign[0]))
+        try SafeTensors.write(StateDict([("x", try Tensor.zeros([2]))]), metadata: ["format": "something-else"], to: foreign[1])
+        try FileManager.default.createDirectory(atPath: foreign[2], withIntermediateDirectories: false)
+        try Data("in progress".utf8).write(to: URL(fileURLWithPath: foreign[3]))
+        return (folder, caches, foreign)
+    }
+
+    func testEntriesAreTheCachesMostRecentlyUsedFirstDescribedByTheirHeaders() throws {
+        let (folder, caches, foreign) = try makeFolder()
+        let entries = try folder.entries()
+        XCTAssertEqual(entries.map(\.key), [caches[1].key, caches[0].key, caches[2].key])
+        for entry in entries {
+            XCTAssertEqual(entry.architecture, "tiny")
+            XCTAssertEqual(entry.views, 1)
+            XCTAssertEqual(entry.samples, 5)
+            XCTAssertEqual(entry.embeddingSize, 12)
+            XCTAssertEqual(entry.bf16, false)
+            let size = try FileManager.default.attributesOfItem(atPath: entry.path)[.size] as? NSNumber
+            XCTAssertEqual(entry.bytes, size?.int64Value)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(entries[0].lastUsed), 60, "reuse marks the cache used")
+        XCTAssertEqual(Set(try folder.otherFiles()), Set(foreign))
+        XCTAssertEqual(try FeatureCacheFolder(directory: "/nonexistent/features").entries(), [])
+    }
+
+    func testPruneBySizeRemovesTheLeastRecentlyUsedAndNothingElse() throws {
+        let (folder, caches, foreign) = try makeFolder()
+        let size = try folder.entries()[0].bytes
+        let dry = try folder.prune(maxBytes: 2 * size, dryRun: true)
+        XCTAssertEqual(dry.removed.map(\.key), [caches[2].key])
+        XCTAssertEqual(try folder.entries().count, 3, "a dry run deletes nothing")
+
+        let report = try folder.prune(maxBytes: 2 * size)
+        XCTAssertEqual(report.removed.map(\.key), [caches[2].key])
+        XCTAssertEqual(report.kept.map(\.key), [caches[1].key, caches[0].key])
+        XCTAssertEqual(report.freedBytes, size)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: try XCTUnwrap(caches[2].path)))
+        XCTAssertEqual(try folder.entries().map(\.key), [caches[1].key, caches[0].key])
+        for path in foreign { XCTAssertTrue(FileManager.default.fileExists(atPath: path), path) }
+
+        // A cache just under the limit stays; 0 removes every cache, still nothing else.
+        XCTAssertEqual(try folder.prune(maxBytes: 2 * size).removed, [])
+        XCTAssertEqual(try folder.prune(maxBytes: 0).removed.count, 2)
+        XCTAssertEqual(try folder.entries(), [])
+        for path in foreign { XCTAssertTrue(FileManager.default.fileExists(atPath: path), path) }
+    }
+
+    func testPruneByAgeRemovesCachesUnusedForLonger() throws {
+        let (folder, caches, _) = try makeFolder()
+        let report = try folder.prune(unusedFor: 1800)
+        XCTAssertEqual(report.removed.map(\.key), [caches[2].key])
+        XCTAssertEqual(try folder.entries().map(\.key), [caches[1].key, caches[0].key])
+        XCTAssertEqual(try folder.prune(unusedFor: 300).removed.map(\.key), [caches[0].key])
+    }
+
+    /// A run killed while writing a cache leaves its hidden temporary file; prune removes it once its
+    /// writer is gone, and leaves a running writer's alone.
+    func testPruneRemovesTheTemporaryFilesOfDeadWriters() throws {
+        let (folder, _, foreign) = try makeFolder()
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        let key = String(repeating: "ef", count: 32)
+        let leftover = "\(folder.directory)/.\(key).safetensors.\(dead).12345.tmp"
+        try Data(count: 1000).write(to: URL(fileURLWithPath: leftover))
+        let report = try folder.prune(maxBytes: .max)
+        XCTAssertEqual(report.removed, [])
+        XCTAssertEqual(report.removedLeftovers, [leftover])
+        XCTAssertEqual(report.freedBytes, 1000)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: foreign[3]), "the running writer's file stays")
+        XCTAssertEqual(try folder.entries().count, 3)
+    }
+
+    func testNamesAreRecognisedStrictly() {
+        let key = String(repeating: "0f", count: 32)
+        XCTAssertEqual(FeatureCacheFolder.cacheKey(fileName: "\(key).safetensors"), key)
+        XCTAssertNil(FeatureCacheFolder.cacheKey(fileName: "\(key.uppercased()).safetensors"))
+        XCTAssertNil(FeatureCacheFolder.cacheKey(fileName: "\(key.dropLast()).safetensors"))
+        XCTAssertNil(FeatureCacheFolder.cacheKey(fileName: "\(key).safetensors.bak"))
+        XCTAssertEqual(FeatureCacheFolder.writerProcess(leftoverName: ".\(key).safetensors.4242.17.tmp"), 4242)
+        XCTAssertNil(FeatureCacheFolder.writerProcess(leftoverName: ".notes.txt.4242.17.tmp"))
+        XCTAssertNil(FeatureCacheFolder.writerProcess(leftoverName: ".\(key).safetensors.x.17.tmp"))
+        XCTAssertNil(FeatureCacheFolder.writerProcess(leftoverName: "\(key).safetensors.4242.17.tmp"))
+    }
+
+    /// The id of a child process that has exited and been reaped.
+    static func exitedProcessID() throws -> pid_t? {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let pid = child.processIdentifier
+        return kill(pid, 0) != 0 && errno == ESRCH ? pid : nil
+    }
+}
