@@ -72,7 +72,8 @@ public enum ImageCodec {
 
     /// Whether decoding turns a JPEG upright by its EXIF orientation (`apply`, the default, as a photo
     /// viewer shows it) or leaves the pixels as stored (`ignore`: what torchvision's PIL loader and
-    /// Keras' `load_img` do). Process-wide: set it before loading (the CLI's `--exif`).
+    /// Keras' `load_img` do). Process-wide: set it before loading (the CLI's `--exif`);
+    /// `withEXIFOrientation` overrides it for one scope.
     public static var exifOrientation: EXIFOrientation {
         get { exifLock.lock(); defer { exifLock.unlock() }; return exifSetting }
         set { exifLock.lock(); exifSetting = newValue; exifLock.unlock() }
@@ -80,9 +81,23 @@ public enum ImageCodec {
     private static let exifLock = NSLock()
     nonisolated(unsafe) private static var exifSetting = EXIFOrientation.apply
 
+    /// The orientation handling of the decodes inside `withEXIFOrientation` on this task or thread.
+    @TaskLocal static var scopedEXIFOrientation: EXIFOrientation?
+
+    /// Runs `body` with every decode it makes on this thread (or task) using `orientation`, whatever
+    /// `exifOrientation` says: how a model decodes as its own run was trained while other models of the
+    /// same process (a server's) use theirs.
+    public static func withEXIFOrientation<Result>(_ orientation: EXIFOrientation,
+                                                  _ body: () throws -> Result) rethrows -> Result {
+        try $scopedEXIFOrientation.withValue(orientation, operation: body)
+    }
+
+    /// The orientation handling a decode uses now: `withEXIFOrientation`'s, else `exifOrientation`.
+    public static var effectiveEXIFOrientation: EXIFOrientation { scopedEXIFOrientation ?? exifOrientation }
+
     /// The decoder flags for a decode (`fast`: augmentation-grade JPEG decoding).
     static func decodeFlags(fast: Bool) -> Int32 {
-        (fast ? Int32(IC_DECODE_FAST) : 0) | (exifOrientation == .ignore ? Int32(IC_DECODE_IGNORE_EXIF) : 0)
+        (fast ? Int32(IC_DECODE_FAST) : 0) | (effectiveEXIFOrientation == .ignore ? Int32(IC_DECODE_IGNORE_EXIF) : 0)
     }
 
     /// The format named by the first bytes of `bytes`, or nil when it is none of `ImageFormat`.

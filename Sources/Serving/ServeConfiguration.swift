@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import NN
 
@@ -51,6 +52,9 @@ public struct ServeConfiguration: Sendable {
     public var defaultTopK = 5
     /// The precision of the forward passes (`.auto` is resolved per model when it loads, as `predict` does).
     public var precision: Precision = .fp32
+    /// How every model decodes JPEG EXIF orientation; nil: each run as it was trained (its `--exif`),
+    /// and zoo models as `ImageCodec.exifOrientation` says.
+    public var exif: EXIFOrientation?
 
     /// A configuration serving `models` with the defaults.
     public init(models: [Model]) {

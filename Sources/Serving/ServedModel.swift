@@ -16,6 +16,7 @@ final class ServedModel: @unchecked Sendable {
     private var isReady = false
     private let warmUpBatchSize: Int
     private let precision: Precision
+    private let exif: EXIFOrientation?
 
     /// Loads the model (errors name the run directory or weights); it is not ready until `warmUp()`.
     init(_ model: ServeConfiguration.Model, configuration: ServeConfiguration, metrics: ServingMetrics) throws {
@@ -23,7 +24,8 @@ final class ServedModel: @unchecked Sendable {
         source = model.source
         warmUpBatchSize = configuration.maxBatchSize
         precision = configuration.precision
-        current = ModelVersion(predictor: try Self.load(model.source, precision: configuration.precision), number: 1)
+        exif = configuration.exif
+        current = ModelVersion(predictor: try Self.load(model.source, precision: precision, exif: exif), number: 1)
         let name = model.name
         loop = InferenceLoop(maxBatchSize: configuration.maxBatchSize,
                              maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,
@@ -33,8 +35,10 @@ final class ServedModel: @unchecked Sendable {
         metrics.queue(model: name, depth: 0)
     }
 
-    /// A predictor for `source`, running in `precision` (`.auto` resolved for its model).
-    static func load(_ source: ServeConfiguration.ModelSource, precision: Precision) throws -> Predictor {
+    /// A predictor for `source`, running in `precision` (`.auto` resolved for its model) and decoding
+    /// with `exif` (nil: the run's own setting).
+    static func load(_ source: ServeConfiguration.ModelSource, precision: Precision,
+                     exif: EXIFOrientation?) throws -> Predictor {
         let predictor: Predictor
         switch source {
         case .run(let path):
@@ -44,6 +48,7 @@ final class ServedModel: @unchecked Sendable {
             predictor = try Predictor(architecture: architecture, weights: weights)
         }
         predictor.precision = precision.resolved(for: predictor.model)
+        predictor.exif = exif ?? predictor.exif
         return predictor
     }
 
@@ -75,7 +80,7 @@ final class ServedModel: @unchecked Sendable {
     /// Loads `source` again, warms the new version up and swaps it in.
     func reload() throws -> ModelVersion {
         let old = version
-        let fresh = ModelVersion(predictor: try Self.load(source, precision: precision), number: old.number + 1)
+        let fresh = ModelVersion(predictor: try Self.load(source, precision: precision, exif: exif), number: old.number + 1)
         try warmUp(fresh)
         lock.lock()
         current = fresh

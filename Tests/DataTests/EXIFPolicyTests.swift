@@ -41,4 +41,29 @@ final class EXIFPolicyTests: XCTestCase {
         let ignored = try batch()
         XCTAssertEqual(Array(ignored[..<half]), Array(ignored[half...]), "both decode as stored")
     }
+
+    /// `withEXIFOrientation` decides for the decodes inside it, on its thread only: a server's models
+    /// each decode as their own runs were trained while the process-wide setting stays.
+    func testAScopedOrientationOverridesTheProcessSettingOnItsThreadOnly() throws {
+        let stored = try Image(contentsOfFile: Self.fixture("orient_1.jpg"))
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("orient_6.jpg")))
+        let inside = try ImageCodec.withEXIFOrientation(.ignore) { () throws -> (Image, Image, Image) in
+            final class Box: @unchecked Sendable { var image: Image? }
+            let other = Box()
+            let thread = Thread { other.image = try? Image(decoding: bytes) }  // outside the scope
+            thread.start()
+            while !thread.isFinished { usleep(1000) }
+            return (try Image(contentsOfFile: Self.fixture("orient_6.jpg")), try Image(decoding: bytes),
+                    try XCTUnwrap(other.image))
+        }
+        XCTAssertTrue(inside.0.pixels == stored.pixels && inside.1.pixels == stored.pixels, "as stored inside the scope")
+        XCTAssertEqual([inside.2.width, inside.2.height], [stored.height, stored.width], "another thread still applies")
+        XCTAssertEqual(ImageCodec.exifOrientation, .apply)
+        let after = try Image(decoding: bytes)
+        XCTAssertEqual([after.width, after.height], [stored.height, stored.width], "applied again after the scope")
+
+        ImageCodec.exifOrientation = .ignore
+        let applied = try ImageCodec.withEXIFOrientation(.apply) { try Image(decoding: bytes) }
+        XCTAssertEqual([applied.width, applied.height], [stored.height, stored.width], "the scope wins over .ignore too")
+    }
 }

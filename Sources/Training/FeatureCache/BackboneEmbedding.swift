@@ -37,7 +37,7 @@ public final class BackboneEmbedding: ImageEmbedding {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let description = "eval " + String(decoding: try encoder.encode(preprocessing), as: UTF8.self)
-            + (ImageCodec.exifOrientation == .ignore ? " exif=ignore" : "")  // other pixels, other features
+            + (ImageCodec.effectiveEXIFOrientation == .ignore ? " exif=ignore" : "")  // other pixels, other features
         let cached = try FeatureCache.prepare(model: model, dataset: dataset, transform: EvaluationTransform(preprocessing),
                                               transformDescription: description, batchSize: batchSize, workers: workers,
                                               directory: cacheDirectory)

@@ -56,6 +56,10 @@ public final class Predictor: @unchecked Sendable {
     /// The precision of the forward pass (`--precision`; resolve `.auto` with `Precision.resolved(for:)`
     /// first): bf16 runs under the layer policy, and the outputs are float32 either way.
     public var precision: Precision = .fp32
+    /// How JPEG EXIF orientation is handled when this predictor decodes (`input(decoding:)`,
+    /// `input(contentsOfFile:)`): the run's own `--exif` for a run (`apply` for runs that predate the
+    /// setting), nil for a zoo model, which then follows `ImageCodec.exifOrientation`.
+    public var exif: EXIFOrientation?
 
     /// The run's model, classes and preprocessing (`config` is `run.readConfig()`).
     public init(run: RunDirectory, config: RunConfig) throws {
@@ -65,6 +69,7 @@ public final class Predictor: @unchecked Sendable {
         architecture = config.architecture
         isBinary = config.head.isBinary
         runConfig = config
+        exif = config.options.exif ?? .apply
     }
 
     /// A zoo model with `weights` (a catalog tag or name, a weights file; nil: random), channels-last.
@@ -91,8 +96,21 @@ public final class Predictor: @unchecked Sendable {
     /// one (what `finetune serve` runs per image). `label` names the image in decoding errors.
     public func input<Bytes: ContiguousBytes>(decoding bytes: Bytes, label: String,
                                               tta: TestTimeAugmentation = .off) throws -> Tensor {
-        var unused = SampleRandom(seed: 0)
-        return try tta.transform(preprocessing).tensor(decoding: bytes, label: label, random: &unused)
+        try decoding {
+            var unused = SampleRandom(seed: 0)
+            return try tta.transform(preprocessing).tensor(decoding: bytes, label: label, random: &unused)
+        }
+    }
+
+    /// The model input of the JPEG or PNG file at `path`, decoded with `exif`.
+    public func input(contentsOfFile path: String, tta: TestTimeAugmentation = .off) throws -> Tensor {
+        try input(decoding { try Image(contentsOfFile: path) }, tta: tta)
+    }
+
+    /// Runs a decode under `exif` (when set).
+    private func decoding<Result>(_ body: () throws -> Result) rethrows -> Result {
+        guard let exif else { return try body() }
+        return try ImageCodec.withEXIFOrientation(exif, body)
     }
 
     /// Class probabilities [N, classes] of a batch of `input`s (averaged over the `tta` views).

@@ -74,13 +74,14 @@ struct PredictCommand: ParsableCommand {
             predictor = try Predictor(architecture: arch, weights: weights.lowercased() == "none" ? nil : weights)
         }
         predictor.precision = precisionOptions.resolved(for: predictor.model)
+        predictor.exif = runOptions.exif ?? predictor.exif
         var failures = 0
         for start in stride(from: 0, to: files.count, by: batchSize) {
             let chunk = Array(files[start..<min(start + batchSize, files.count)])
             var tensors: [Tensor] = [], kept: [String] = []
             for file in chunk {
                 do {
-                    tensors.append(try predictor.input(Image(contentsOfFile: file), tta: tta))
+                    tensors.append(try predictor.input(contentsOfFile: file, tta: tta))
                     kept.append(file)
                 } catch {
                     failures += 1

@@ -70,6 +70,7 @@ struct ServeCommand: ParsableCommand {
         if let decodeWorkers { configuration.decodeWorkers = decodeWorkers }
         configuration.apiKey = apiKey ?? ProcessInfo.processInfo.environment["FINETUNE_API_KEY"]
         configuration.precision = precisionOptions.choice
+        configuration.exif = runOptions.exif
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return configuration
     }
@@ -87,8 +88,7 @@ struct ServeCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         try runOptions.applyThreads()
         let configuration = try serveConfiguration()
-        let firstRun = runDirectories.first.map { try? RunDirectory($0).readConfig() } ?? nil
-        runOptions.applyEXIF(run: firstRun)
+        runOptions.applyEXIF(run: nil)  // zoo models; each run decodes with its own setting
         let server = try PredictionServer(configuration: configuration) { printError($0) }
         final class Outcome: @unchecked Sendable { var error: Error? }
         let outcome = Outcome(), done = DispatchSemaphore(value: 0)
