@@ -160,6 +160,12 @@ public final class Trainer {
     public var callbacks: [TrainingCallback]
     /// Polled after every batch (see `SignalStop`).
     public var signalStop: SignalStop?
+    /// Called when a training batch of a single image is left out because a BatchNorm layer trains
+    /// (BatchNorm needs more than one value per channel): the epoch, the batch number and the image's
+    /// dataset index. Such a batch is an epoch's last when the images leave one over (N mod batch
+    /// size = 1), or one whose other files could not be decoded; the run goes on without it, as for a
+    /// batch of undecodable files.
+    public var onSingleImageBatchLeftOut: ((_ epoch: Int, _ batch: Int, _ sample: Int) -> Void)?
     /// Called with each epoch's metrics before the trainer and callbacks use them: add custom
     /// metrics, or (in tests) inject values.
     public var epochMetricsHook: ((_ epoch: Int, _ metrics: inout [String: Double]) throws -> Void)?
@@ -397,6 +403,10 @@ public final class Trainer {
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
             var trainedBatches = 0
             while let batch = try run.nextBatch() {
+                if batch.count == 1, batchNormTrains, try pseudo?.part(for: batch) == nil {
+                    onSingleImageBatchLeftOut?(state.epoch, batch.number, batch.indices[0])
+                    continue
+                }
                 try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
                 let result: BatchResult
                 do {
@@ -432,6 +442,12 @@ public final class Trainer {
                                history: state.history, best: state.best)
         try dispatch(.fitEnd(result))
         return result
+    }
+
+    /// Whether a BatchNorm layer of the model normalises with its batch's statistics (training
+    /// behaviour), which a batch of one image cannot give.
+    private var batchNormTrains: Bool {
+        model.namedModules().contains { $0.1 is BatchNormLayer && $0.1.usesTrainingBehaviour }
     }
 
     private func handleInterrupt() throws -> FitStatus? {

@@ -132,6 +132,21 @@ final class ReliabilityCLITests: XCTestCase {
         assertError(views, mentions: ["cache fewer augmented views", "disk free"])
     }
 
+    /// 24 training images in batches of 23 leave a last batch of one image, on which ResNet's
+    /// BatchNorm cannot train ([1, 512, 1, 1] at 32 px): the run ended with LibTorch's error. Now that
+    /// batch is left out with one warning naming the image, and the run completes.
+    func testALastBatchOfOneImageIsLeftOutInsteadOfEndingTheRun() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/one"
+        let flags = Self.fast.filter { $0 != "4" && $0 != "--batch-size" && $0 != "1" && $0 != "--epochs" }
+            .map { $0 == "mobilenet_v2" ? "resnet18" : $0 }
+        let result = try run(["train", data, "--out", out, "--recipe", "full", "--batch-size", "23", "--epochs", "2"] + flags)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stderr.components(separatedBy: "holds one image").count, 2, result.stderr)
+        XCTAssertTrue(result.stderr.contains("BatchNorm cannot train on one"), result.stderr)
+        XCTAssertTrue(result.stdout.contains("2 epochs, 2 steps"), result.stdout)
+    }
+
     func testHugeEpochsAndBatchSizeTrainInsteadOfOverflowing() throws {
         let data = try dataset()
         let runs = try temporaryFolder("runs")

@@ -532,6 +532,15 @@ public final class TrainingRun {
         }
         let stop = signalStop ?? SignalStop()
         trainer.signalStop = stop
+        var leftOutBefore = false
+        trainer.onSingleImageBatchLeftOut = { [notify] epoch, batch, sample in
+            guard !leftOutBefore else { return }  // once: shuffled epochs leave out another image each time
+            leftOutBefore = true
+            notify(.warning("batch \(batch + 1) of epoch \(epoch + 1) holds one image (\(trainLoader.dataset.samples[sample].source.description)) "
+                            + "and BatchNorm cannot train on one, so it is left out, in every epoch where this happens; "
+                            + "a batch size that does not leave one image over (\(trainLoader.dataset.count) training images) "
+                            + "trains on all of them"))
+        }
         defer { if signalStop == nil { stop.cancel() } }
 
         let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)

@@ -1,0 +1,51 @@
+import Data
+import Foundation
+import NN
+import Torch
+import Training
+import Vision
+import XCTest
+
+/// An epoch whose images leave one over (N mod batch size = 1) ends in a batch of one image. A
+/// BatchNorm layer in training behaviour cannot normalise one value per channel (LibTorch: "expected
+/// more than 1 value per channel when training"), which ended the run; the trainer now leaves that
+/// batch out and says so, as timm and fastai drop their last short batch. Without training BatchNorm,
+/// the batch of one trains as before.
+final class SingleImageBatchTests: XCTestCase {
+    /// TRTinyNet with a Keras-style head whose BatchNorm1d sees one value per channel for one image.
+    func makeModel() throws -> TRTinyNet {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet()
+        try model.configureHead(HeadSpec(outputs: 3, batchNorm: true))
+        return model
+    }
+
+    func testABatchOfOneIsLeftOutWhileBatchNormTrains() throws {
+        let model = try makeModel()
+        let trainer = try Trainer(model: model, configuration: TrainingConfiguration(optimizer: .adam(learningRate: 1e-2)))
+        var leftOut: [[Int]] = []
+        trainer.onSingleImageBatchLeftOut = { epoch, batch, sample in leftOut.append([epoch, batch, sample]) }
+        let loader = try TRData.loader(TRData.dataset(count: 9), batchSize: 8)
+        let result = try trainer.fit(train: loader, validation: nil, epochs: 2)
+        XCTAssertEqual(result.status, .completed)
+        XCTAssertEqual(result.globalStep, 2, "one step per epoch: the batch of eight")
+        XCTAssertEqual(leftOut.map { Array($0.prefix(2)) }, [[0, 1], [1, 1]])
+        for (epoch, entry) in leftOut.enumerated() {
+            XCTAssertEqual(loader.batches(epoch: epoch)[1], [entry[2]], "the image of the epoch's last batch")
+        }
+        XCTAssertTrue(result.history.allSatisfy { $0.metrics["loss"]?.isFinite == true })
+    }
+
+    func testABatchOfOneTrainsWhenNoBatchNormTrains() throws {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet()  // head: Dropout + Linear; head-only freezes the backbone's BatchNorm
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        configuration.apply(.headOnly(trainBatchNorm: false))
+        let trainer = try Trainer(model: model, configuration: configuration)
+        var leftOut = 0
+        trainer.onSingleImageBatchLeftOut = { _, _, _ in leftOut += 1 }
+        let result = try trainer.fit(train: TRData.loader(TRData.dataset(count: 9), batchSize: 8), validation: nil, epochs: 2)
+        XCTAssertEqual(result.globalStep, 4, "both batches of each epoch train")
+        XCTAssertEqual(leftOut, 0)
+    }
+}
