@@ -403,7 +403,8 @@ public final class Trainer {
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
             var trainedBatches = 0
             while let batch = try run.nextBatch() {
-                if batch.count == 1, batchNormTrains, try pseudo?.part(for: batch) == nil {
+                if batch.count == 1, batchNormTrains, try pseudo?.part(for: batch) == nil,
+                   leavesOutTogether(batch, of: train) {
                     onSingleImageBatchLeftOut?(state.epoch, batch.number, batch.indices[0])
                     continue
                 }
@@ -448,6 +449,16 @@ public final class Trainer {
     /// behaviour), which a batch of one image cannot give.
     private var batchNormTrains: Bool {
         model.namedModules().contains { $0.1 is BatchNormLayer && $0.1.usesTrainingBehaviour }
+    }
+
+    /// Whether every rank leaves `batch` out: always in one process; in a data-parallel run only
+    /// when the epoch's plan gave the batch one image (equal shards give every rank the same batch
+    /// sizes), not when skipped files shrank it on this rank alone, which would leave the others
+    /// waiting in the gradient all-reduce.
+    private func leavesOutTogether(_ batch: Batch, of train: DataLoader) -> Bool {
+        guard let distributed, distributed.worldSize > 1 else { return true }
+        let plan = train.batches(epoch: state.epoch)
+        return plan.indices.contains(batch.number) && plan[batch.number].count == 1
     }
 
     private func handleInterrupt() throws -> FitStatus? {

@@ -95,6 +95,22 @@ extension TrainCLITests {
         return try (0..<n).map { try box.runs[$0]!.get() }
     }
 
+    /// 16 images per rank in batches of 15: each rank's last batch holds one image, on which ResNet's
+    /// BatchNorm cannot train at 32 px. Equal shards give both ranks that batch, so both leave it out
+    /// and the gradient all-reduces stay paired; the run completes on both.
+    func testBothRanksLeaveOutALastBatchOfOneImage() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let out = try temporaryFolder("dist-one") + "/run"
+        let arguments = ["train", data, "--out", out, "--arch", "resnet18", "--weights", "none", "--input-size", "32",
+                         "--recipe", "full", "--batch-size", "15", "--epochs", "1", "--augment", "none", "--workers", "0",
+                         "--threads", "1", "--dist-timeout", "60"]
+        let ranks = try runRanks(2, arguments, port: FreePort.make())
+        for (rank, result) in ranks.enumerated() { XCTAssertEqual(result.status, 0, "rank \(rank): \(result.stderr)") }
+        XCTAssertTrue(ranks[0].stderr.contains("holds one image"), ranks[0].stderr)
+        XCTAssertTrue(ranks[0].stdout.contains("1 epochs, 1 steps"), ranks[0].stdout)
+    }
+
     func testBadLaunchInputIsAClearError() throws {
         let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-bad") + "/run"
