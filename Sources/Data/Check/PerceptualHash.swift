@@ -64,21 +64,21 @@ public struct PerceptualHash: Hashable, Sendable, Codable, CustomStringConvertib
         for u in 0..<k {
             for i in 0..<n { cosines[u * n + i] = cos(Double.pi * Double(u) * (2 * Double(i) + 1) / (2 * Double(n))) }
         }
-        // Along rows first (k coefficients per row), then down the columns.
-        var rows = [Double](repeating: 0, count: n * k)
-        for r in 0..<n {
-            for v in 0..<k {
+        // C·X·Cᵀ with C the k×n cosine basis: along the rows first (X·Cᵀ, k coefficients per row),
+        // then down the columns.
+        let rows = product(x, cosines, m: n, inner: n, p: k, transposingB: true)
+        return product(cosines, rows, m: k, inner: n, p: k)
+    }
+
+    /// The m×p product of row-major `a` (m×inner) and `b` (inner×p, or p×inner read transposed),
+    /// each sum taken in order of the inner index.
+    static func product(_ a: [Double], _ b: [Double], m: Int, inner: Int, p: Int, transposingB: Bool = false) -> [Double] {
+        var out = [Double](repeating: 0, count: m * p)
+        for i in 0..<m {
+            for j in 0..<p {
                 var sum = 0.0
-                for j in 0..<n { sum += x[r * n + j] * cosines[v * n + j] }
-                rows[r * k + v] = sum
-            }
-        }
-        var out = [Double](repeating: 0, count: k * k)
-        for u in 0..<k {
-            for v in 0..<k {
-                var sum = 0.0
-                for i in 0..<n { sum += rows[i * k + v] * cosines[u * n + i] }
-                out[u * k + v] = sum
+                for t in 0..<inner { sum += a[i * inner + t] * (transposingB ? b[j * inner + t] : b[t * p + j]) }
+                out[i * p + j] = sum
             }
         }
         return out
