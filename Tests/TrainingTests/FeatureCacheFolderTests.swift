@@ -62,6 +62,10 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(entries[0].lastUsed), 60, "reuse marks the cache used")
         XCTAssertEqual(Set(try folder.otherFiles()), Set(foreign))
         XCTAssertEqual(try FeatureCacheFolder(directory: "/nonexistent/features").entries(), [])
+        XCTAssertThrowsError(try FeatureCacheFolder(directory: foreign[0]).entries()) { error in
+            XCTAssertEqual(error as? FeatureCacheFolderError,
+                           FeatureCacheFolderError(path: foreign[0], reason: "is a file, not a feature cache folder"))
+        }
     }
 
     func testPruneBySizeRemovesTheLeastRecentlyUsedAndNothingElse() throws {

@@ -132,15 +132,20 @@ public struct FeatureCacheFolder: Sendable {
     }
 
     private func scan() throws -> (caches: [FeatureCacheEntry], leftovers: [String], others: [String]) {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder) else { return ([], [], []) }
+        guard isFolder.boolValue else {
+            throw FeatureCacheFolderError(path: directory, reason: "is a file, not a feature cache folder")
+        }
+        guard access(directory, R_OK | X_OK) == 0 else {
+            throw FeatureCacheFolderError(path: directory, reason: "cannot list the feature cache folder: "
+                                          + String(cString: strerror(errno)))
+        }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        } catch CocoaError.fileReadNoSuchFile {
-            return ([], [], [])
         } catch {
-            guard FileManager.default.fileExists(atPath: directory) else { return ([], [], []) }
-            throw FeatureCacheFolderError(path: directory, reason: "cannot list the feature cache folder: "
-                                          + error.localizedDescription)
+            throw FeatureCacheFolderError(path: directory, reason: "cannot list the feature cache folder: \(error)")
         }
         var caches: [FeatureCacheEntry] = [], leftovers: [String] = [], others: [String] = []
         for name in names.sorted() {

@@ -37,6 +37,7 @@ struct CacheCommand: ParsableCommand {
             let output = Output(directory: folder.directory, caches: entries, totalBytes: entries.reduce(0) { $0 + $1.bytes },
                                 otherFiles: try folder.folder.otherFiles().count)
             if json { return printEncodedJSON(output) }
+            guard !entries.isEmpty else { return print("no feature caches in \(folder.directory)") }
             printTable(["key", "architecture", "images", "views", "width", "precision", "size", "last used"],
                        entries.map { [String($0.key.prefix(12)), $0.architecture ?? "?", CacheCommand.describe($0.samples), CacheCommand.describe($0.views),
                                       CacheCommand.describe($0.embeddingSize), $0.bf16.map { $0 ? "bf16" : "fp32" } ?? "?",
