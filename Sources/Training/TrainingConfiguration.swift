@@ -24,6 +24,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case noUsableData(String)
     /// The loss of optimizer step `step` was NaN or infinite (the step was not applied).
     case diverged(step: Int, loss: Double)
+    /// A `SignalStop` stopped work that comes before training (what it was doing), e.g. computing
+    /// the feature cache; nothing of it was kept.
+    case interrupted(String)
 
     /// The user-facing message, e.g. "unknown scope 'layer9': it matches no module … (layer groups: …)".
     public var description: String {
@@ -39,6 +42,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .resumeMismatch(let m): return "cannot resume: \(m)"
         case .noUsableData(let m): return m
         case let .diverged(step, loss): return "training diverged: the loss of step \(step) is \(loss)"
+        case .interrupted(let m): return "interrupted \(m)"
         }
     }
 }

@@ -33,7 +33,7 @@ extension JSONKeysCLITests {
         XCTAssertTrue(badSize.stderr.contains("--max-size"), badSize.stderr)
 
         let dry = try run(["cache", "prune", "--dir", cache, "--all", "--dry-run"])
-        XCTAssertTrue(dry.stdout.contains("would remove 2 caches"), dry.stdout)
+        XCTAssertTrue(dry.stdout.contains("would remove 2 caches") && dry.stdout.hasSuffix("; kept 0, 0 kB\n"), dry.stdout)
         let prune = try run(["cache", "prune", "--dir", cache, "--all", "--json"])
         XCTAssertEqual(prune.status, 0, prune.stderr)
         assertShape(try shape(prune), Self.cachePrune, "cache prune")

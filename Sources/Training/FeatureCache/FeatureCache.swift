@@ -217,11 +217,14 @@ public enum FeatureCache {
     ///   - seed: the training loader's seed (it draws the augmented views).
     ///   - distributed: the group of a data-parallel run, whose ranks all call this with the same
     ///     inputs: each computes a shard and rank 0 writes the file (see `prepareSharded`).
+    ///   - stop: checked after every batch of a computation in one process: once triggered (Ctrl-C),
+    ///     the work stops with `TrainingError.interrupted` and no file is left behind. (The ranks of
+    ///     a data-parallel run finish the cache together, and the trainer stops them at its first batch.)
     public static func prepare(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                                transformDescription: String, views: Int = 1, seed: UInt64 = 0,
                                autocastBF16: Bool = false, batchSize: Int = 32, workers: Int = 2,
                                directory: String? = defaultDirectory, strict: Bool = false,
-                               distributed: DataParallel? = nil) throws -> CachedFeatures {
+                               distributed: DataParallel? = nil, stop: SignalStop? = nil) throws -> CachedFeatures {
         guard views >= 1 else { throw TrainingError.invalidConfiguration("feature cache views must be at least 1") }
         if let reason = ineligibility(of: model) {
             throw TrainingError.invalidConfiguration("backbone features cannot be cached: \(reason)")
@@ -244,7 +247,7 @@ public enum FeatureCache {
         guard let path, let directory else {
             let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                          seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
-                                                         workers: workers, strict: strict)
+                                                         workers: workers, strict: strict, stop: stop)
             return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
         }
         // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
@@ -265,7 +268,7 @@ public enum FeatureCache {
             }
             skipped = try forEachBatch(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
                                        autocastBF16: autocastBF16, batchSize: batchSize, workers: workers,
-                                       strict: strict) { view, indices, rows in
+                                       strict: strict, stop: stop) { view, indices, rows in
                 if view != currentView {
                     try pad(to: n)
                     (currentView, next) = (view, 0)
@@ -328,9 +331,10 @@ public enum FeatureCache {
     /// Runs `model.embedding` over every view of the dataset in inference mode and eval behaviour:
     /// features [views, N, D] float32 on the CPU, which samples could be loaded, and the files that
     /// could not (their rows stay zero). No eligibility check: `finetune features` uses this too.
+    /// A triggered `stop` ends it after the current batch with `TrainingError.interrupted`.
     public static func extract(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                                views: Int = 1, seed: UInt64 = 0, autocastBF16: Bool = false, batchSize: Int = 32,
-                               workers: Int = 2, strict: Bool = false) throws
+                               workers: Int = 2, strict: Bool = false, stop: SignalStop? = nil) throws
         -> (features: Tensor, valid: [Bool], skipped: SkippedFiles) {
         let n = dataset.count, width = model.embeddingSize
         let count = try checkMemory(views: views, samples: n, width: width)
@@ -338,7 +342,7 @@ public enum FeatureCache {
         var valid = [Bool](repeating: false, count: n)
         let skipped = try forEachBatch(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
                                        autocastBF16: autocastBF16, batchSize: batchSize, workers: workers,
-                                       strict: strict) { view, indices, rows in
+                                       strict: strict, stop: stop) { view, indices, rows in
             for (row, index) in indices.enumerated() {
                 let base = (view * n + index) * width
                 values.replaceSubrange(base..<base + width, with: rows[row * width..<(row + 1) * width])
@@ -388,7 +392,7 @@ public enum FeatureCache {
     /// so augmented views are the same). Returns the files that could not be loaded.
     static func forEachBatch(model: any ClassifierModel, dataset: any ImageDataset, transform: any SampleTransform,
                              views: Int, seed: UInt64, autocastBF16: Bool, batchSize: Int, workers: Int, strict: Bool,
-                             shard: DataShard? = nil,
+                             shard: DataShard? = nil, stop: SignalStop? = nil,
                              _ body: (_ view: Int, _ indices: [Int], _ rows: [Float]) throws -> Void) throws -> SkippedFiles {
         let width = model.embeddingSize
         let loader = try DataLoader(dataset, batchSize: batchSize, shuffle: false, seed: seed, transform: transform,
@@ -412,6 +416,10 @@ public enum FeatureCache {
                             + "\(output.shape), expected [\(batch.count), \(width)]")
                     }
                     try body(view, batch.indices, rows)
+                    if stop?.isTriggered == true {
+                        run.cancel()
+                        throw TrainingError.interrupted("while computing backbone features (\(dataset.count) images)")
+                    }
                 }
             }
         }

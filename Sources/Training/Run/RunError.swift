@@ -10,6 +10,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case locked(directory: String, pid: Int32?)
     /// The destination of a new run exists and may not be replaced (the reason says why).
     case refusedDestination(path: String, reason: String)
+    /// A run without a checkpoint to resume from: it ended (`status`: `running` after a kill, or
+    /// `failed`) before its first checkpoint was written, so nothing was trained.
+    case nothingToResume(path: String, status: String)
     /// A file-system operation failed.
     case io(path: String, reason: String)
     /// A setting of a run's specification is out of range or inconsistent (`setting` is its name in
@@ -26,6 +29,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
             return "\(directory) is in use by \(holder), which holds its lock (\(RunLock.fileName)); "
                 + "a run directory has one writer: wait for it to finish or stop it first"
         case .refusedDestination(let path, let reason): return "\(path): \(reason)"
+        case .nothingToResume(let path, let status):
+            return "\(path) has no checkpoint to resume from: the run ended (status \(status)) before its first "
+                + "checkpoint, so nothing was trained; start it again (finetune train … --out \(path) --overwrite)"
         case .io(let path, let reason): return "\(path): \(reason)"
         case .invalidSetting(let setting, let reason): return "\(setting): \(reason)"
         }

@@ -430,6 +430,9 @@ public final class TrainingRun {
         let lock = try RunLock(directory: directory.path)
         var config = try directory.readConfig()
         guard let last = Checkpoint.locate(directory.lastCheckpoint) else {
+            if !FileManager.default.fileExists(atPath: directory.lastCheckpoint) {
+                throw RunError.nothingToResume(path: directory.path, status: config.status)
+            }
             throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint")
         }
         if let epochs = changes.epochs { config.options.epochs = epochs }
@@ -517,8 +520,18 @@ public final class TrainingRun {
             callbacks.append(callback)
         }
         trainer.callbacks = callbacks
+        // Listening from here on: Ctrl-C while the feature cache is computed (minutes on a large
+        // dataset) stops that work and leaves a resumable checkpoint, as it does during training.
+        let stop = signalStop ?? SignalStop()
+        trainer.signalStop = stop
+        defer { if signalStop == nil { stop.cancel() } }
         trainer.pseudoLabeler = try makePseudoLabeler(trainLoader, evalTransform: evalTransform, reporter: skipped)
-        trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader)
+        do {
+            trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader, stop: stop)
+        } catch TrainingError.interrupted {
+            stop.reset()
+            return try interruptedBeforeTraining()
+        }
         if let cache = trainer.featureCache {
             skipped.record(cache.train.skipped, split: "training")
             if let v = cache.validation { skipped.record(v.skipped, split: "validation") }
@@ -530,8 +543,6 @@ public final class TrainingRun {
                 notify(.info("sync-bn: a single process, so BatchNorm statistics are this process's batch's, as without it"))
             }
         }
-        let stop = signalStop ?? SignalStop()
-        trainer.signalStop = stop
         var leftOutBefore = false
         trainer.onSingleImageBatchLeftOut = { [notify] epoch, batch, sample in
             guard !leftOutBefore else { return }  // once: shuffled epochs leave out another image each time
@@ -541,7 +552,6 @@ public final class TrainingRun {
                             + "a batch size that does not leave one image over (\(trainLoader.dataset.count) training images) "
                             + "trains on all of them"))
         }
-        defer { if signalStop == nil { stop.cancel() } }
 
         let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
         config.status = result.status.name
@@ -611,6 +621,22 @@ public final class TrainingRun {
         return summary
     }
 
+    /// Ends a run interrupted before its first step: writes the untrained state as the resumable
+    /// checkpoint (`--resume` starts training from it) and `config.json` with status `interrupted`.
+    private func interruptedBeforeTraining() throws -> TrainingRunSummary {
+        let checkpoint = URL(fileURLWithPath: directory.checkpoints).appendingPathComponent("last").path
+        trainer.state.status = "interrupted"
+        try trainer.saveCheckpoint(to: checkpoint)
+        config.status = "interrupted"
+        config.updatedAt = RunDirectory.timestamp()
+        try directory.write(config)
+        var summary = TrainingRunSummary(run: directory.path, config: config,
+                                         result: FitResult(status: .interrupted(checkpoint: checkpoint), epochs: 0,
+                                                           globalStep: 0, history: [], best: nil))
+        summary.seconds = Date().timeIntervalSince(started)
+        return summary
+    }
+
     /// Learning curves (loss, accuracy, AUC) from the history.
     private func writeLearningCurves() throws {
         var trainCurves: [Int: [String: Double]] = [:], validationCurves: [Int: [String: Double]] = [:]
@@ -630,7 +656,7 @@ public final class TrainingRun {
 
     /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
     /// would expect them).
-    private func prepareFeatureCache(train: DataLoader, validation: DataLoader?) throws -> TrainingFeatures? {
+    private func prepareFeatureCache(train: DataLoader, validation: DataLoader?, stop: SignalStop) throws -> TrainingFeatures? {
         let options = config.options
         let mode = options.featureCache ?? .auto
         guard mode != .off, let model = trainer.model as? any ClassifierModel else { return nil }
@@ -662,13 +688,14 @@ public final class TrainingRun {
             + (options.exif == .ignore ? " exif=ignore" : "")  // other pixels, other features
         let started = Date()
         let strict = (options.onBadImage ?? .skip).isStrict
+        let oneProcess = (trainer.distributed?.worldSize ?? 1) == 1  // ranks finish together (see `prepare`)
         func prepare(_ dataset: any ImageDataset, _ loader: DataLoader, augmentation: String, views: Int) throws
             -> CachedFeatures {
             try FeatureCache.prepare(model: model, dataset: dataset, transform: loader.transform,
                                      transformDescription: "\(augmentation) \(description)", views: views,
                                      seed: loader.seed, autocastBF16: trainer.configuration.autocastBF16,
                                      batchSize: options.batchSize, workers: options.workers, directory: directory,
-                                     strict: strict, distributed: trainer.distributed)
+                                     strict: strict, distributed: trainer.distributed, stop: oneProcess ? stop : nil)
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
             + (options.randAugment.map { " nm=\($0)" } ?? "")
@@ -682,7 +709,7 @@ public final class TrainingRun {
                 model: model, dataset: labeler.unlabeled, transform: labeler.evalTransform,
                 transformDescription: "eval \(description)", views: 1, seed: 0,  // no randomness: one cache for every seed
                 autocastBF16: trainer.configuration.autocastBF16, batchSize: options.batchSize, workers: options.workers,
-                directory: directory, strict: strict, distributed: trainer.distributed)
+                directory: directory, strict: strict, distributed: trainer.distributed, stop: oneProcess ? stop : nil)
             let student = augmented ? try prepare(labeler.unlabeled, train, augmentation: augmentation, views: views) : teacher
             labeler.features = UnlabeledFeatures(teacher: teacher, student: student)
             notify(.info("Feature cache: \(teacher.usableCount) unlabelled images"

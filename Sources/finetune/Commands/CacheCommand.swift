@@ -90,7 +90,7 @@ struct CacheCommand: ParsableCommand {
             for path in report.removedLeftovers { print("\(verb) \(path) (left by a writer that no longer runs)") }
             print("\(verb) \(report.removed.count) cache\(report.removed.count == 1 ? "" : "s"), "
                   + "\(MemoryEstimate.format(Int(report.freedBytes))); kept \(report.kept.count), "
-                  + "\(MemoryEstimate.format(Int(report.kept.reduce(0) { $0 + $1.bytes }))))")
+                  + "\(MemoryEstimate.format(Int(report.kept.reduce(0) { $0 + $1.bytes })))")
         }
     }
 

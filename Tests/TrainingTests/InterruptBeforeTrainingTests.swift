@@ -1,0 +1,62 @@
+import Data
+import Foundation
+import TensorIO
+import Torch
+@testable import Training
+import XCTest
+
+extension TrainingRunTests {
+    /// Ctrl-C while a head-only run computes its feature cache (minutes on a large dataset) ended the
+    /// process: no checkpoint, `config.json` left "running", `--resume` refused, and a half-written
+    /// cache file left in the shared cache folder. Now the computation stops after its current batch,
+    /// nothing is left in the cache folder, the untrained state is the resumable checkpoint, and the
+    /// resumed run ends with the uninterrupted run's weights, bit for bit.
+    func testCtrlCWhileTheFeatureCacheIsComputedLeavesAResumableRun() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func spec(_ name: String) -> TrainingRun.Specification {
+            var spec = specification(data: data, out: runs + "/" + name)
+            spec.recipe.recipe = .headOnly
+            spec.options.augment = .none
+            spec.options.featureCache = .on
+            spec.options.featureCacheDirectory = runs + "/features-" + name
+            return spec
+        }
+        let straight = try TrainingRun.create(spec("a"), notify: { _ in })
+        straight.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try straight.run().status, "completed")
+
+        let first = try TrainingRun.create(spec("b"), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        stop.trigger(signal: SIGINT)  // as if Ctrl-C came during the first batch of backbone features
+        first.signalStop = stop
+        let interrupted = try first.run()
+        XCTAssertEqual(interrupted.status, "interrupted")
+        XCTAssertEqual(interrupted.globalStep, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs + "/features-b"), [],
+                       "no cache and no temporary file: the computation stopped")
+        XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().status, "interrupted")
+        XCTAssertFalse(stop.isTriggered, "the interrupt was handled")
+
+        let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
+        resumed.signalStop = SignalStop(signals: [])
+        let b = try resumed.run()
+        XCTAssertEqual(b.status, "completed")
+        XCTAssertEqual(b.epochs, 3)
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed run")
+    }
+
+    /// A run killed (SIGKILL) before its first checkpoint has nothing to resume; the error says so and
+    /// how to start again, rather than that the folder is not a run directory.
+    func testResumingARunKilledBeforeItsFirstCheckpointSaysHowToStartAgain() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/killed"
+        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        run.release()  // as the kernel drops a killed process's lock; config.json still says "running"
+        XCTAssertThrowsError(try TrainingRun.resume(out, notify: { _ in })) { error in
+            XCTAssertEqual(error as? RunError, .nothingToResume(path: out, status: "running"))
+            XCTAssertTrue("\(error)".contains("--overwrite"), "\(error)")
+        }
+    }
+}
