@@ -92,6 +92,10 @@ public struct RunReport {
     public static func make(run path: String, options: RunReportOptions = RunReportOptions()) throws -> RunReport {
         let directory = RunDirectory(path)
         let config = try directory.readConfig()
+        // Decoded as the run was trained (its --exif), on the loader's threads too; restored after.
+        let previousEXIF = ImageCodec.exifOrientation
+        ImageCodec.exifOrientation = config.options.exif ?? .apply
+        defer { ImageCodec.exifOrientation = previousEXIF }
         let data = options.data ?? config.data.path
         let splits = try RunSplits.load(data, options: config.options)
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: data)
