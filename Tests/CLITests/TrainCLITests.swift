@@ -1,3 +1,4 @@
+import Data
 import Foundation
 import TensorIO
 import Torch
@@ -275,6 +276,21 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(rows[0].hasPrefix("path,label,class,f0,f1,"))
         XCTAssertEqual(rows[1].split(separator: ",").count, 3 + 512)
         XCTAssertEqual(Float(rows[1].split(separator: ",")[3]), try features.floats()[0])
+
+        // Class folders whose names hold a quote and a comma, or a lone carriage return, read back whole.
+        let odd = "say \"hi\", there", cr = "line\rbreak"
+        for split in ["test", "train"] {
+            try FileManager.default.moveItem(atPath: "\(data)/\(split)/blue", toPath: "\(data)/\(split)/\(odd)")
+            try FileManager.default.moveItem(atPath: "\(data)/\(split)/green", toPath: "\(data)/\(split)/\(cr)")
+        }
+        let oddRun = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/odd.csv",
+                              "--threads", "2", "--workers", "0", "--split", "test"])
+        XCTAssertEqual(oddRun.status, 0, oddRun.stderr)
+        let records = try CSV.parse(String(contentsOfFile: "\(out)/odd.csv", encoding: .utf8))
+        XCTAssertEqual(records.count, 10)
+        XCTAssertTrue(records.dropFirst().allSatisfy { $0.fields.count == 3 + 512 })
+        XCTAssertEqual(Set(records.dropFirst().compactMap { $0.fields.count > 2 ? $0.fields[2] : nil }), [odd, cr, "red"])
+        XCTAssertTrue(records.dropFirst().contains { $0.fields[0].contains("/test/\(odd)/") })
 
         let bad = try run(["features", "resnet18", data, "--out", "\(out)/f.txt"])
         XCTAssertTrue(bad.stderr.contains("--out") && bad.stderr.contains(".npy"), bad.stderr)

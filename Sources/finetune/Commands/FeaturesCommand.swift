@@ -136,21 +136,17 @@ struct FeaturesCommand: ParsableCommand {
         String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
     }
 
+    /// One row per image (path, label, class, the features), written with `Data.CSV`, so paths and
+    /// class names with commas, quotes or line breaks read back as they are.
     func writeCSV(features: Tensor, samples: [LabeledSample], classNames: [String]) throws {
         let width = features.shape[1]
         let values = try features.floats()
-        var text = "path,label,class," + (0..<width).map { "f\($0)" }.joined(separator: ",") + "\n"
+        var text = CSV.record(["path", "label", "class"] + (0..<width).map { "f\($0)" }) + "\n"
         for (row, sample) in samples.enumerated() {
-            let fields = [csvField(sample.source.description), String(sample.label), csvField(classNames[sample.label])]
-                + values[row * width..<(row + 1) * width].map { "\($0)" }
-            text += fields.joined(separator: ",") + "\n"
+            text += CSV.record([sample.source.description, String(sample.label), classNames[sample.label]]
+                               + values[row * width..<(row + 1) * width].map { "\($0)" }) + "\n"
         }
         try AtomicFile.write(Foundation.Data(text.utf8), to: out)
-    }
-
-    func csvField(_ text: String) -> String {
-        text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
-            ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
     }
 
     /// `features --json`.
