@@ -277,6 +277,30 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(rows[1].split(separator: ",").count, 3 + 512)
         XCTAssertEqual(Float(rows[1].split(separator: ",")[3]), try features.floats()[0])
 
+        // Its own earlier outputs are replaced; a file it did not write is not, unless --overwrite.
+        for name in ["f.safetensors", "f.npy", "f.csv"] {
+            let again = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/\(name)",
+                                 "--threads", "2", "--workers", "0", "--split", "test"])
+            XCTAssertEqual(again.status, 0, "\(name): \(again.stderr)")
+        }
+        for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair_labels.npy"] {
+            try Foundation.Data("precious".utf8).write(to: URL(fileURLWithPath: "\(out)/\(name)"))
+        }
+        try FileManager.default.copyItem(atPath: "\(out)/f.npy", toPath: "\(out)/pair.npy")  // beside a foreign labels file
+        for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair.npy"] {
+            let refused = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/\(name)",
+                                   "--threads", "2", "--workers", "0", "--split", "test"])
+            XCTAssertNotEqual(refused.status, 0, name)
+            XCTAssertTrue(refused.stderr.contains("--out") && refused.stderr.contains("--overwrite"), refused.stderr)
+        }
+        for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair_labels.npy"] {
+            XCTAssertEqual(try String(contentsOfFile: "\(out)/\(name)", encoding: .utf8), "precious", name)
+        }
+        let forced = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/mine.csv", "--overwrite",
+                              "--threads", "2", "--workers", "0", "--split", "test"])
+        XCTAssertEqual(forced.status, 0, forced.stderr)
+        XCTAssertTrue(try String(contentsOfFile: "\(out)/mine.csv", encoding: .utf8).hasPrefix("path,label,class,f0,"))
+
         // Class folders whose names hold a quote and a comma, or a lone carriage return, read back whole.
         let odd = "say \"hi\", there", cr = "line\rbreak"
         for split in ["test", "train"] {

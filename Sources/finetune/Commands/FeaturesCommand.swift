@@ -45,6 +45,8 @@ struct FeaturesCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
+    @Flag(help: "Replace --out (and its _labels.npy) even when it is not recognisably an earlier finetune features file.")
+    var overwrite = false
 
     func format() throws -> Format {
         let fileExtension = (out as NSString).pathExtension.lowercased()
@@ -55,7 +57,16 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     func validate() throws {
-        _ = try format()
+        let format = try format()
+        for path in outputFiles(format) {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+            if isDirectory.boolValue { throw ValidationError("--out: \(path) is a folder; give a file name") }
+            guard overwrite || Self.isFeaturesFile(out, format: format) else {
+                throw ValidationError("--out: \(path) exists and is not an earlier output of finetune features; move it "
+                                      + "away, choose another file, or replace it with --overwrite")
+            }
+        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
         var isDirectory: ObjCBool = false
@@ -105,19 +116,17 @@ struct FeaturesCommand: ParsableCommand {
         let samples = kept.map { dataset.samples[$0] }
         let labels = try Tensor(samples.map { Int64($0.label) }, shape: [samples.count])
         let files = samples.map(\.source.description)
-        var written = [out]
         let format = try format()
+        let written = outputFiles(format)
         switch format {
         case .npy:
-            let labelsPath = ((out as NSString).deletingPathExtension) + "_labels.npy"
             try NumPy.write(features, to: out)
-            try NumPy.write(labels, to: labelsPath)
-            written.append(labelsPath)
+            try NumPy.write(labels, to: written[1])
         case .csv:
             try writeCSV(features: features, samples: samples, classNames: dataset.classNames)
         case .safetensors:
-            let metadata = ["class_names": try jsonText(dataset.classNames), "files": try jsonText(files),
-                            "architecture": classifier.architecture, "weights": weightsName]
+            let metadata = ["format": Self.safetensorsFormat, "class_names": try jsonText(dataset.classNames),
+                            "files": try jsonText(files), "architecture": classifier.architecture, "weights": weightsName]
             try SafeTensors.write(StateDict([("features", features), ("labels", labels)]), metadata: metadata, to: out)
         }
         let seconds = Date().timeIntervalSince(started)
@@ -130,6 +139,49 @@ struct FeaturesCommand: ParsableCommand {
             print(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
                          classifier.architecture, written.joined(separator: ", "), seconds))
         }
+    }
+
+    /// The files `--out` names: itself, and for .npy its labels beside it (`<stem>_labels.npy`).
+    func outputFiles(_ format: Format) -> [String] {
+        format == .npy ? [out, (out as NSString).deletingPathExtension + "_labels.npy"] : [out]
+    }
+
+    /// The `format` of the .safetensors metadata this command writes.
+    static let safetensorsFormat = "finetune-features"
+
+    /// Whether `path` (and for .npy its labels file) looks like an earlier output of this command, which
+    /// it may replace: a .csv whose header is `path,label,class,f0,…`; a .safetensors with this command's
+    /// metadata (or, as written before it had a `format`, its `features` and `labels` tensors with
+    /// `class_names` and `files`); a .npy pair of float32 [N, D] features and int64 [N] labels.
+    static func isFeaturesFile(_ path: String, format: Format) -> Bool {
+        switch format {
+        case .csv:
+            let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64) ?? Foundation.Data()
+            return String(decoding: head, as: UTF8.self).hasPrefix("path,label,class,f0,")
+        case .safetensors:
+            guard let file = try? SafeTensors.read(path) else { return false }
+            return file.metadata["format"] == safetensorsFormat
+                || (file.metadata["class_names"] != nil && file.metadata["files"] != nil
+                    && Set(file.tensors.keys) == ["features", "labels"])
+        case .npy:
+            let labels = (path as NSString).deletingPathExtension + "_labels.npy"
+            guard let features = npyShape(path, descr: "<f4"), features.count == 2 else { return false }
+            guard FileManager.default.fileExists(atPath: labels) else { return true }
+            return npyShape(labels, descr: "<i8") == [features[0]]
+        }
+    }
+
+    /// The shape in a .npy header whose dtype is `descr`; nil for anything else.
+    static func npyShape(_ path: String, descr: String) -> [Int]? {
+        guard let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 512), head.count > 10,
+              head.starts(with: [0x93] + Array("NUMPY".utf8)) else { return nil }
+        let text = String(decoding: head.dropFirst(10), as: UTF8.self)
+        guard text.contains("'descr': '\(descr)'"), let open = text.range(of: "'shape': ("),
+              let close = text[open.upperBound...].firstIndex(of: ")") else { return nil }
+        let dims = text[open.upperBound..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }  // (9,)
+        let shape = dims.compactMap { Int($0) }
+        return shape.count == dims.count ? shape : nil
     }
 
     func jsonText<T: Encodable>(_ value: T) throws -> String {
