@@ -454,6 +454,38 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(limited.counts["train"]?.reduce(0, +), Set(labels.train).count)
     }
 
+    /// `convert` writes `<index>.png` names, so a destination that already held a user's files could
+    /// have them overwritten (a same-named file) or mixed with class folders. It now writes only into a
+    /// new or empty folder, one it marked, or one that holds nothing but what it writes.
+    func testConvertNeverWritesAmongFilesItDidNotWrite() throws {
+        let source = try TestData.temporaryDirectory(self)
+        _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)
+        let root = try TestData.temporaryDirectory(self)
+
+        // A user's folder: refused, untouched (its 0.png would have been overwritten).
+        let mine = root + "/mine"
+        try FileManager.default.createDirectory(atPath: mine + "/train/T-shirt_top", withIntermediateDirectories: true)
+        try Foundation.Data("precious".utf8).write(to: URL(fileURLWithPath: mine + "/train/T-shirt_top/0.png"))
+        try Foundation.Data("notes".utf8).write(to: URL(fileURLWithPath: mine + "/train/T-shirt_top/notes.txt"))
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: mine)) { error in
+            XCTAssertTrue("\(error)".contains("train/T-shirt_top/notes.txt") && "\(error)".contains("did not write"), "\(error)")
+        }
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: mine, options: .init(dryRun: true)))
+        XCTAssertEqual(try String(contentsOfFile: mine + "/train/T-shirt_top/0.png", encoding: .utf8), "precious")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mine), ["train"])
+
+        // Its own output, marked: a re-run rewrites it.
+        let ours = root + "/ours"
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ours + "/" + ConvertDataset.markerName))
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
+        XCTAssertEqual(try ImageFolderDataset.splits(root: ours).train.count, 12, "the marker is not read as data")
+
+        // Output written before the marker existed (only train/test class folders of <index>.png).
+        try FileManager.default.removeItem(atPath: ours + "/" + ConvertDataset.markerName)
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
+    }
+
     func testConvertCIFAR10Binary() throws {
         let source = try TestData.temporaryDirectory(self)
         try TestData.write(TestData.cifarRecords(count: 12, labelBytes: 1, start: 0), to: source + "/data_batch_1.bin")

@@ -103,6 +103,11 @@ public enum ConvertDataset {
     public static func run(_ source: Source, from sourceDirectory: String, to destination: String,
                            options: Options = Options(), progress: ((Progress) -> Void)? = nil) throws -> Summary {
         var summary = Summary(destination: destination, classNames: [], folderNames: [], counts: [:], written: 0)
+        try checkDestination(destination)
+        if !options.dryRun {
+            try AtomicFile.write(Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"\(source.rawValue)\"}\n".utf8),
+                                 to: destination + "/" + markerName, durable: false, createDirectory: true)
+        }
         for split in ["train", "test"] {
             var dataset = try load(source, from: sourceDirectory, split: split)
             if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
@@ -121,6 +126,42 @@ public enum ConvertDataset {
                                          options: options, progress: progress)
         }
         return summary
+    }
+
+    /// The file `run` writes into the destination before any image: a destination that has it was
+    /// made by `convert`, which may write into it again.
+    public static let markerName = ".finetune-convert.json"
+
+    /// Throws unless `destination` is missing, empty, marked as `convert`'s (`markerName`), or holds
+    /// only what `convert` writes (`train/` and `test/` of class folders of `<index>.png`, as written
+    /// before the marker existed): `convert` never overwrites or mixes with files it did not write.
+    public static func checkDestination(_ destination: String) throws {
+        let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: destination, isDirectory: &isFolder) else { return }
+        guard isFolder.boolValue else { throw DataError.invalidDataset("\(destination) is a file; convert writes a folder") }
+        if fm.fileExists(atPath: destination + "/" + markerName) { return }
+        func entries(_ path: String) -> [String] { ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted() }
+        func isFolderAt(_ path: String) -> Bool { fm.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue }
+        func isImageName(_ name: String) -> Bool {
+            name.hasSuffix(".png") && !name.dropLast(4).isEmpty && name.dropLast(4).allSatisfy(\.isASCII) && Int(name.dropLast(4)) != nil
+        }
+        var foreign: String?
+        search: for split in entries(destination) {
+            guard ["train", "test"].contains(split), isFolderAt(destination + "/" + split) else { foreign = split; break }
+            for folder in entries(destination + "/" + split) {
+                let classPath = destination + "/" + split + "/" + folder
+                guard isFolderAt(classPath) else { foreign = split + "/" + folder; break search }
+                for file in entries(classPath) where !isImageName(file) && !(file.hasPrefix(".") && file.hasSuffix(".tmp")) {
+                    foreign = split + "/" + folder + "/" + file
+                    break search
+                }
+            }
+        }
+        if let foreign {
+            throw DataError.invalidDataset("\(destination) holds \(foreign), which finetune convert did not write; "
+                                           + "give a new or empty folder (convert never writes among other files)")
+        }
     }
 
     static func write(_ dataset: any ImageDataset, folders: [String], to directory: String, split: String,
