@@ -164,7 +164,8 @@ public final class Trainer {
     /// (BatchNorm needs more than one value per channel): the epoch, the batch number and the image's
     /// dataset index. Such a batch is an epoch's last when the images leave one over (N mod batch
     /// size = 1), or one whose other files could not be decoded; the run goes on without it, as for a
-    /// batch of undecodable files.
+    /// batch of undecodable files. A loader whose batch size is 1 trains every batch, as PyTorch does
+    /// (its BatchNorm then fails only where it sees one value per channel).
     public var onSingleImageBatchLeftOut: ((_ epoch: Int, _ batch: Int, _ sample: Int) -> Void)?
     /// Called with each epoch's metrics before the trainer and callbacks use them: add custom
     /// metrics, or (in tests) inject values.
@@ -403,7 +404,7 @@ public final class Trainer {
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
             var trainedBatches = 0
             while let batch = try run.nextBatch() {
-                if batch.count == 1, batchNormTrains, try pseudo?.part(for: batch) == nil,
+                if batch.count == 1, train.batchSize > 1, batchNormTrains, try pseudo?.part(for: batch) == nil,
                    leavesOutTogether(batch, of: train) {
                     onSingleImageBatchLeftOut?(state.epoch, batch.number, batch.indices[0])
                     continue

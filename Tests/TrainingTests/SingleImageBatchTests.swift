@@ -48,4 +48,17 @@ final class SingleImageBatchTests: XCTestCase {
         XCTAssertEqual(result.globalStep, 4, "both batches of each epoch train")
         XCTAssertEqual(leftOut, 0)
     }
+
+    /// A batch size of 1 is the user's choice: every batch trains, as in PyTorch (BatchNorm2d over
+    /// more than one position per channel normalises a single image), none is left out.
+    func testABatchSizeOfOneTrainsEveryBatch() throws {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet()  // BatchNorm2d at 8×8, 4×4 and 2×2: several values per channel
+        let trainer = try Trainer(model: model, configuration: TrainingConfiguration(optimizer: .adam(learningRate: 1e-2)))
+        var leftOut = 0
+        trainer.onSingleImageBatchLeftOut = { _, _, _ in leftOut += 1 }
+        let result = try trainer.fit(train: TRData.loader(TRData.dataset(count: 5), batchSize: 1), validation: nil, epochs: 1)
+        XCTAssertEqual(result.globalStep, 5)
+        XCTAssertEqual(leftOut, 0)
+    }
 }
