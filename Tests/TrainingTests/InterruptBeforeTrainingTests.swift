@@ -38,13 +38,7 @@ extension TrainingRunTests {
         XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().status, "interrupted")
         XCTAssertFalse(stop.isTriggered, "the interrupt was handled")
 
-        let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
-        resumed.signalStop = SignalStop(signals: [])
-        let b = try resumed.run()
-        XCTAssertEqual(b.status, "completed")
-        XCTAssertEqual(b.epochs, 3)
-        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
-                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed run")
+        try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
     }
 
     /// A run killed (SIGKILL) before its first checkpoint has nothing to resume; the error says so and

@@ -41,6 +41,21 @@ final class TrainingRunTests: XCTestCase {
         return spec
     }
 
+    /// Resumes the run at `path` to the end of its 3 epochs and checks that its weights equal those of
+    /// the uninterrupted run at `reference`, bit for bit.
+    @discardableResult
+    func resumeToTheEnd(_ path: String, equalling reference: String,
+                        notify: @escaping (TrainingRun.Notice) -> Void = { _ in }) throws -> TrainingRunSummary {
+        let resumed = try TrainingRun.resume(path, notify: notify)
+        resumed.signalStop = SignalStop(signals: [])
+        let summary = try resumed.run()
+        XCTAssertEqual(summary.status, "completed")
+        XCTAssertEqual(summary.epochs, 3)
+        try TRData.assertIdentical(try SafeTensors.load(reference + "/model.safetensors"),
+                                   try SafeTensors.load(path + "/model.safetensors"), "resumed run")
+        return summary
+    }
+
     /// Interrupts (as Ctrl-C would) after `step` optimizer steps.
     final class Interrupter: TrainingCallback {
         let step: Int
@@ -76,13 +91,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().status, "interrupted")
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/b/model.safetensors"))
 
-        let resumed = try TrainingRun.resume(runs + "/b", notify: quiet)
-        resumed.signalStop = SignalStop(signals: [])
-        let b = try resumed.run()
-        XCTAssertEqual(b.status, "completed")
-        XCTAssertEqual(b.epochs, 3)
-        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
-                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed run")
+        let b = try resumeToTheEnd(runs + "/b", equalling: runs + "/a", notify: quiet)
         XCTAssertEqual(a.testReport?.accuracy, b.testReport?.accuracy)
 
         // The run directory evaluates through the library too.
