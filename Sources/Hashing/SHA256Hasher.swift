@@ -64,6 +64,11 @@ public struct SHA256Hasher {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
+    /// Whether `text` is a digest as `finalizeHex` writes it: 64 lowercase ASCII hex digits.
+    public static func isHexDigest<S: StringProtocol>(_ text: S) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { hexDigits.contains($0) }
+    }
+
     private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
         var text: [UInt8] = []
         text.reserveCapacity(64)

@@ -40,6 +40,34 @@ public enum NumPy {
         return bytes
     }
 
+    /// The dtype and shape in the header of the `.npy` file at `path` (version 1.0 or 2.0), as NumPy
+    /// writes it (`{'descr': '<f4', 'fortran_order': False, 'shape': (9, 512), }`); nil when the file
+    /// is missing, is not a `.npy`, or its header is not of that form. Nothing past the header is read.
+    public static func header(ofFileAt path: String) -> (descriptor: String, shape: [Int])? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let start = handle.readData(ofLength: 12)
+        guard start.count >= 10, start.starts(with: [0x93] + Array("NUMPY".utf8)), [1, 2].contains(start[6]) else {
+            return nil
+        }
+        let wide = start[6] == 2  // version 2.0: a 4-byte header length
+        guard !wide || start.count == 12 else { return nil }
+        let length = wide ? Int(start[8]) | Int(start[9]) << 8 | Int(start[10]) << 16 | Int(start[11]) << 24
+            : Int(start[8]) | Int(start[9]) << 8
+        guard length <= 1 << 16 else { return nil }
+        try? handle.seek(toOffset: wide ? 12 : 10)
+        let text = String(decoding: handle.readData(ofLength: length), as: UTF8.self)
+        guard let descrStart = text.range(of: "'descr': '"),
+              let descrEnd = text[descrStart.upperBound...].firstIndex(of: "'"),
+              let shapeStart = text.range(of: "'shape': ("),
+              let shapeEnd = text[shapeStart.upperBound...].firstIndex(of: ")") else { return nil }
+        let dims = text[shapeStart.upperBound..<shapeEnd].split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }  // (9,)
+        let shape = dims.compactMap { Int($0) }
+        guard shape.count == dims.count else { return nil }
+        return (String(text[descrStart.upperBound..<descrEnd]), shape)
+    }
+
     /// Writes `tensor` to `path` atomically (temporary file, then rename).
     public static func write(_ tensor: Tensor, to path: String) throws {
         try AtomicFile.write(Foundation.Data(try encode(tensor)), to: path)

@@ -1,4 +1,5 @@
 import Foundation
+import Hashing
 import TensorIO
 #if canImport(Glibc)
 import Glibc
@@ -166,10 +167,7 @@ public struct FeatureCacheFolder: Sendable {
     static func cacheKey(fileName name: String) -> String? {
         guard name.hasSuffix(".safetensors") else { return nil }
         let stem = String(name.dropLast(".safetensors".count))
-        guard stem.utf8.count == 64, stem.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
-            return nil
-        }
-        return stem
+        return SHA256Hasher.isHexDigest(stem) ? stem : nil
     }
 
     /// The writer's process id in an atomic write's temporary name `.<key>.safetensors.<pid>.<n>.tmp`.

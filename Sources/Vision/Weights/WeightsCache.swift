@@ -460,7 +460,7 @@ public struct WeightsCache {
         guard FileManager.default.fileExists(atPath: converted),
               let text = try? String(contentsOfFile: converted + ".sha256", encoding: .utf8) else { return nil }
         let digest = text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        return digest.count == 64 && digest.allSatisfy(\.isHexDigit) ? digest : nil
+        return SHA256Hasher.isHexDigest(digest) ? digest : nil
     }
 }
 

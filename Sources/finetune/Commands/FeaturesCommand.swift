@@ -165,23 +165,13 @@ struct FeaturesCommand: ParsableCommand {
                     && Set(file.tensors.keys) == ["features", "labels"])
         case .npy:
             let labels = (path as NSString).deletingPathExtension + "_labels.npy"
-            guard let features = npyShape(path, descr: "<f4"), features.count == 2 else { return false }
+            guard let features = NumPy.header(ofFileAt: path), features.descriptor == "<f4", features.shape.count == 2 else {
+                return false
+            }
             guard FileManager.default.fileExists(atPath: labels) else { return true }
-            return npyShape(labels, descr: "<i8") == [features[0]]
+            guard let labelsHeader = NumPy.header(ofFileAt: labels) else { return false }
+            return labelsHeader.descriptor == "<i8" && labelsHeader.shape == [features.shape[0]]
         }
-    }
-
-    /// The shape in a .npy header whose dtype is `descr`; nil for anything else.
-    static func npyShape(_ path: String, descr: String) -> [Int]? {
-        guard let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 512), head.count > 10,
-              head.starts(with: [0x93] + Array("NUMPY".utf8)) else { return nil }
-        let text = String(decoding: head.dropFirst(10), as: UTF8.self)
-        guard text.contains("'descr': '\(descr)'"), let open = text.range(of: "'shape': ("),
-              let close = text[open.upperBound...].firstIndex(of: ")") else { return nil }
-        let dims = text[open.upperBound..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }  // (9,)
-        let shape = dims.compactMap { Int($0) }
-        return shape.count == dims.count ? shape : nil
     }
 
     func jsonText<T: Encodable>(_ value: T) throws -> String {
