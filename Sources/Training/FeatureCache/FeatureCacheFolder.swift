@@ -88,6 +88,12 @@ public struct FeatureCacheFolder: Sendable {
         try scan().others
     }
 
+    /// `entries()` and `otherFiles()` from one reading of the folder (each cache's header read once).
+    public func contents() throws -> (caches: [FeatureCacheEntry], otherFiles: [String]) {
+        let scanned = try scan()
+        return (scanned.caches, scanned.others)
+    }
+
     /// Removes caches, least recently used first, until those kept take at most `maxBytes` (0: every
     /// cache), and every cache not used within `unusedFor` seconds of `now`. Leftover temporary files
     /// of dead writers go too, whatever the limits. `dryRun` only reports.

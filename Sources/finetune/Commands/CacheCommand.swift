@@ -33,9 +33,9 @@ struct CacheCommand: ParsableCommand {
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
-            let entries = try folder.folder.entries()
+            let (entries, others) = try folder.folder.contents()
             let output = Output(directory: folder.directory, caches: entries, totalBytes: entries.reduce(0) { $0 + $1.bytes },
-                                otherFiles: try folder.folder.otherFiles().count)
+                                otherFiles: others.count)
             if json { return printEncodedJSON(output) }
             guard !entries.isEmpty else { return print("no feature caches in \(folder.directory)") }
             printTable(["key", "architecture", "images", "views", "width", "precision", "size", "last used"],

@@ -58,14 +58,16 @@ struct FeaturesCommand: ParsableCommand {
 
     func validate() throws {
         let format = try format()
+        var existing: [String] = []
         for path in outputFiles(format) {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
             if isDirectory.boolValue { throw ValidationError("--out: \(path) is a folder; give a file name") }
-            guard overwrite || Self.isFeaturesFile(out, format: format) else {
-                throw ValidationError("--out: \(path) exists and is not an earlier output of finetune features; move it "
-                                      + "away, choose another file, or replace it with --overwrite")
-            }
+            existing.append(path)
+        }
+        if let path = existing.first, !overwrite, !Self.isFeaturesFile(out, format: format) {
+            throw ValidationError("--out: \(path) exists and is not an earlier output of finetune features; move it "
+                                  + "away, choose another file, or replace it with --overwrite")
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
