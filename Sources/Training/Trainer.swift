@@ -158,14 +158,15 @@ public final class Trainer {
     public internal(set) var state: TrainingState
     /// Receive every `TrainingEvent`, in this order (loggers, checkpoints, early stopping, …).
     public var callbacks: [TrainingCallback]
-    /// Polled after every batch (see `SignalStop`).
+    /// Polled after every batch (data-parallel: agreed by every rank before each batch; see `SignalStop`).
     public var signalStop: SignalStop?
     /// Called when a training batch of a single image is left out because a BatchNorm layer trains
     /// (BatchNorm needs more than one value per channel): the epoch, the batch number and the image's
     /// dataset index. Such a batch is an epoch's last when the images leave one over (N mod batch
     /// size = 1), or one whose other files could not be decoded; the run goes on without it, as for a
     /// batch of undecodable files. A loader whose batch size is 1 trains every batch, as PyTorch does
-    /// (its BatchNorm then fails only where it sees one value per channel).
+    /// (its BatchNorm then fails only where it sees one value per channel). In a data-parallel run the
+    /// rank leaves its image out and takes part in the batch with none (see `DataParallel`).
     public var onSingleImageBatchLeftOut: ((_ epoch: Int, _ batch: Int, _ sample: Int) -> Void)?
     /// Called with each epoch's metrics before the trainer and callbacks use them: add custom
     /// metrics, or (in tests) inject values.
@@ -386,7 +387,10 @@ public final class Trainer {
         var status = FitStatus.completed
         epochLoop: while state.epoch < epochs {
             if let reason = stopReason { status = .stopped(reason: reason); break }
-            if let interrupted = try handleInterrupt() { status = interrupted; break }
+            if let interrupted = try handleInterrupt(savingOnLostRank(restoring: false, agreeOnSignalStop)) {
+                status = interrupted
+                break
+            }
             try enterPhaseTwoIfDue()
             let started = Date()
             model.train()
@@ -402,18 +406,42 @@ public final class Trainer {
             defer { pseudo?.cancel() }
             let run: any BatchStream = cached.map { $0.train.epoch(state.epoch, of: train, startingAtBatch: resumeAt) }
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)
+            // Data-parallel ranks go through every planned batch together, also one whose files were
+            // all skipped on this rank, so that their collectives stay paired.
+            var slots = BatchSlots(run, planned: distributed == nil ? nil : batchesPerEpoch, from: resumeAt)
             var trainedBatches = 0
-            while let batch = try run.nextBatch() {
-                if batch.count == 1, train.batchSize > 1, batchNormTrains, try pseudo?.part(for: batch) == nil,
-                   leavesOutTogether(batch, of: train) {
-                    onSingleImageBatchLeftOut?(state.epoch, batch.number, batch.indices[0])
+            while let (number, delivered) = try slots.next() {
+                var batch = delivered
+                if let single = batch, single.count == 1, train.batchSize > 1, batchNormTrains,
+                   try pseudo?.part(for: single) == nil {
+                    onSingleImageBatchLeftOut?(state.epoch, single.number, single.indices[0])
+                    batch = nil
+                }
+                var lossScale: Double?
+                if let distributed {
+                    let agreed = try savingOnLostRank(restoring: false) {
+                        try distributed.agreeOnBatch(images: batch?.count ?? 0, stop: signalStop?.isTriggered == true)
+                    }
+                    if agreed.stop {
+                        signalStop?.trigger(signal: SIGTERM)
+                        // Inside an accumulation group each rank holds its own gradients, and the
+                        // checkpoint would keep rank 0's alone: the group ends first.
+                        if state.accumulation == nil { break }
+                    }
+                    // SyncBatchNorm's forward is a collective of every rank: all train the batch, or none.
+                    if agreed.total == 0 || (distributed.syncBatchNorm && batchNormTrains && agreed.images.contains(0)) {
+                        continue
+                    }
+                    lossScale = agreed.lossScale(rank: distributed.rank)
+                } else if batch == nil {
                     continue
                 }
-                try dispatch(.batchStart(epoch: state.epoch, batch: batch.number, step: state.globalStep))
+                try dispatch(.batchStart(epoch: state.epoch, batch: number, step: state.globalStep))
                 let result: BatchResult
                 do {
                     result = try savingOnLostRank(restoring: true) {
-                        try step(batch, input: cached == nil ? .images : .features, pseudo: pseudo?.part(for: batch))
+                        try step(batch, number: number, input: cached == nil ? .images : .features,
+                                 pseudo: batch.flatMap { try pseudo?.part(for: $0) }, lossScale: lossScale)
                     }
                 } catch TrainingError.diverged(let step, let loss) {
                     run.cancel()
@@ -422,17 +450,20 @@ public final class Trainer {
                 }
                 trainedBatches += 1
                 try dispatch(.batchEnd(result))
-                if try stopReason != nil || savingOnLostRank(restoring: false, agreeOnSignalStop) { break }
+                if try stopReason != nil || (distributed == nil && agreeOnSignalStop()) { break }
             }
             run.cancel()
-            // A group whose last batches were all skipped (undecodable files) still steps at the epoch's end.
-            if state.accumulation != nil && stopReason == nil && signalStop?.isTriggered != true {
+            // A stop during the epoch's last batch reaches every rank.
+            let stopping = try savingOnLostRank(restoring: false, agreeOnSignalStop)
+            // A group whose last batches were all skipped (undecodable files) still steps at the epoch's
+            // end (data-parallel: also before a stop, as above).
+            if state.accumulation != nil && stopReason == nil && (!stopping || distributed != nil) {
                 try optimizerStep()
             }
-            if trainedBatches == 0 && resumeAt == 0 && stopReason == nil && signalStop?.isTriggered != true {
+            if trainedBatches == 0 && resumeAt == 0 && stopReason == nil && !stopping {
                 throw TrainingError.noUsableData(Self.noUsableDataReason(train, split: "training"))
             }
-            if let interrupted = try handleInterrupt() { status = interrupted; break epochLoop }
+            if let interrupted = try handleInterrupt(stopping) { status = interrupted; break epochLoop }
             if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
             try savingOnLostRank(restoring: false) {
                 try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
@@ -452,18 +483,10 @@ public final class Trainer {
         model.namedModules().contains { $0.1 is BatchNormLayer && $0.1.usesTrainingBehaviour }
     }
 
-    /// Whether every rank leaves `batch` out: always in one process; in a data-parallel run only
-    /// when the epoch's plan gave the batch one image (equal shards give every rank the same batch
-    /// sizes), not when skipped files shrank it on this rank alone, which would leave the others
-    /// waiting in the gradient all-reduce.
-    private func leavesOutTogether(_ batch: Batch, of train: DataLoader) -> Bool {
-        guard let distributed, distributed.worldSize > 1 else { return true }
-        let plan = train.batches(epoch: state.epoch)
-        return plan.indices.contains(batch.number) && plan[batch.number].count == 1
-    }
-
-    private func handleInterrupt() throws -> FitStatus? {
-        guard let signalStop, signalStop.isTriggered else { return nil }
+    /// With `stopping` (a stop signal, agreed by every rank), writes checkpoints/last and returns the
+    /// interrupted status.
+    private func handleInterrupt(_ stopping: Bool) throws -> FitStatus? {
+        guard stopping, let signalStop else { return nil }
         signalStop.reset()
         var path: String?
         if let directory = configuration.checkpointDirectory {
@@ -610,7 +633,7 @@ public final class Trainer {
 
     /// One optimizer step on `batch` (public for custom loops; `fit` calls it).
     @discardableResult
-    public func trainStep(_ batch: Batch) throws -> BatchResult { try step(batch, input: .images) }
+    public func trainStep(_ batch: Batch) throws -> BatchResult { try step(batch, number: batch.number, input: .images) }
 
     /// What a batch's `images` hold: images, or cached backbone features (`FeatureCache`).
     enum Input { case images, features }
@@ -634,9 +657,17 @@ public final class Trainer {
         return featureCache
     }
 
-    private func step(_ batch: Batch, input: Input, pseudo: Batch? = nil) throws -> BatchResult {
+    /// Trains batch `number`: forward, loss (times `lossScale`, a data-parallel rank's share of the
+    /// batch's images; see `BatchAgreement.lossScale`), backward and, at the end of an accumulation
+    /// group, the optimizer step. Without a `batch` (a data-parallel rank that has no image of it while
+    /// others do), the rank adds zero gradients and steps with the others.
+    private func step(_ batch: Batch?, number: Int, input: Input, pseudo: Batch? = nil,
+                      lossScale: Double? = nil) throws -> BatchResult {
+        if let distributed {
+            Runtime.manualSeed(distributed.batchSeed(runSeed: configuration.seed ?? 0, epoch: state.epoch, batch: number))
+        }
         let k = configuration.accumulationSteps
-        let group = batch.number / k
+        let group = number / k
         // A group left unfinished (its last batches skipped) steps before the next one starts.
         if let pending = state.accumulation, pending.group != group { try optimizerStep() }
         try applySchedule()
@@ -647,8 +678,50 @@ public final class Trainer {
         if state.accumulation == nil { try optimizer.zeroGrad() }
         // timm's grad-accum rule: a group's losses are divided by its size, which is K except for the
         // epoch's last group when the batch count is not a multiple of K.
-        let batchesPerEpoch = state.loader?.batchesPerEpoch ?? (batch.number + 1)
+        let batchesPerEpoch = state.loader?.batchesPerEpoch ?? (number + 1)
         let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
+        var lossValue = Double.nan
+        var correct = 0
+        if let batch {
+            let (loss, logits) = try forwardLoss(batch, input: input, pseudo: pseudo)
+            // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
+            lossValue = try loss.item()
+            guard lossValue.isFinite else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
+            let divisor = Double(groupSize) / (lossScale ?? 1)
+            try (divisor != 1 ? try loss / divisor : loss).backward()
+            correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: batch.labels) }
+        } else {
+            // The all-reduce sums every trainable parameter's gradient on every rank.
+            for parameter in optimizer.parameterGroups.flatMap(\.parameters) where parameter.tensor.grad == nil {
+                try parameter.tensor.setGrad(Tensor.zeros(parameter.tensor.shape, dtype: parameter.tensor.dtype,
+                                                          device: parameter.tensor.device))
+            }
+        }
+        let trained = (state.accumulation?.batches ?? 0) + 1
+        state.accumulation = AccumulationState(group: group, batches: trained)
+        var norm: Double?
+        let stepped = (number + 1) % k == 0 || number + 1 >= batchesPerEpoch
+        if stepped { norm = try optimizerStep() }
+        let n = batch?.count ?? 0
+        state.batchInEpoch = number + 1
+        if n > 0 {
+            state.accumulator.lossSum += lossValue * Double(n)
+            state.accumulator.samples += n
+            state.accumulator.correct += correct
+            state.accumulator.batches += 1
+        }
+        let result = BatchResult(epoch: state.epoch, batch: number, step: state.globalStep, samples: n,
+                                 loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
+                                 learningRates: learningRates, gradientNorm: norm,
+                                 epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy,
+                                 optimizerStepped: stepped)
+        lastBatch = result
+        return result
+    }
+
+    /// The batch's forward pass under the configured precision, Mixup/CutMix and pseudo-labels: the
+    /// loss and the float32 logits.
+    private func forwardLoss(_ batch: Batch, input: Input, pseudo: Batch?) throws -> (loss: Tensor, logits: Tensor) {
         let labels = batch.labels
         var images = batch.images
         if let pseudo { images = try Tensor.cat([images, pseudo.images]) }
@@ -658,7 +731,7 @@ public final class Trainer {
             images = try BatchMixing.mix(images, draw)
             mixed = draw
         }
-        let (loss, logits) = try withPrecision(configuration.precision) { () throws -> (Tensor, Tensor) in
+        return try withPrecision(configuration.precision) { () throws -> (Tensor, Tensor) in
             let output = try forward(images, input: input)
             let logits = output.dtype == .float32 ? output : try output.to(.float32)
             if let pseudo { return try pseudoLabelLoss(logits: logits, labels: labels, pseudo: pseudo.labels) }
@@ -667,29 +740,6 @@ public final class Trainer {
                                                   lambda: mixed.lambda, smoothing: configuration.labelSmoothing)
             return (try BatchMixing.softTargetCrossEntropy(logits: logits, targets: targets), logits)
         }
-        // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
-        let lossValue = try loss.item()
-        guard lossValue.isFinite else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
-        try (groupSize > 1 ? loss / Double(groupSize) : loss).backward()
-        let trained = (state.accumulation?.batches ?? 0) + 1
-        state.accumulation = AccumulationState(group: group, batches: trained)
-        var norm: Double?
-        let stepped = (batch.number + 1) % k == 0 || batch.number + 1 >= batchesPerEpoch
-        if stepped { norm = try optimizerStep() }
-        let correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: labels) }
-        let n = batch.count
-        state.batchInEpoch = batch.number + 1
-        state.accumulator.lossSum += lossValue * Double(n)
-        state.accumulator.samples += n
-        state.accumulator.correct += correct
-        state.accumulator.batches += 1
-        let result = BatchResult(epoch: state.epoch, batch: batch.number, step: state.globalStep, samples: n,
-                                 loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
-                                 learningRates: learningRates, gradientNorm: norm,
-                                 epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy,
-                                 optimizerStepped: stepped)
-        lastBatch = result
-        return result
     }
 
     /// Clips, steps the optimizer on the accumulated gradients, clears them, counts the step and

@@ -29,9 +29,11 @@ public struct BatchResult: Sendable {
     public var batch: Int
     /// The global step count after this step (1 for the first step of a run).
     public var step: Int
-    /// Images in the batch (fewer than the batch size when files were skipped, or in the last batch).
+    /// Images in the batch (fewer than the batch size when files were skipped, or in the last batch;
+    /// 0 on a data-parallel rank that had no image of a batch the other ranks trained).
     public var samples: Int
-    /// The batch's mean loss (as minimised: label smoothing and class weights included).
+    /// The batch's mean loss (as minimised: label smoothing and class weights included); NaN when
+    /// `samples` is 0.
     public var loss: Double
     /// The batch's accuracy, a fraction in [0, 1] (argmax, or logit > 0 in binary mode).
     public var accuracy: Double

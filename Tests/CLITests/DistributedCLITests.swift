@@ -111,6 +111,86 @@ extension TrainCLITests {
         XCTAssertTrue(ranks[0].stdout.contains("1 epochs, 1 steps"), ranks[0].stdout)
     }
 
+    /// An unreadable training file on one rank: every batch slot is still one step on every rank, so
+    /// the collectives stay paired, and a slot's gradient is the mean over all its images, as one
+    /// process with the same file skipped computes it.
+    /// * Batch 8 per rank against 16: the rank with the bad file has 7 images in one slot; the
+    ///   gradients are weighted by images (7 and 8 of 15), not averaged per rank.
+    /// * Batch 1 per rank against 2: that rank has no image in one slot; it joins the all-reduce with
+    ///   zero gradients and steps with the other.
+    /// Both end with the one-process weights and metrics. (Before, the gradients were averaged per
+    /// rank, and the rank with no image skipped the batch: its next gradient all-reduce met the other
+    /// rank's stop check, and Gloo aborted the process.)
+    func testAnUnreadableFileOnOneRankKeepsTheRanksInStepAndMatchesOneProcess() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        // A PNG cut in half: found by the scan, unreadable only when decoded (so only on its rank).
+        let png = try Foundation.Data(contentsOf: URL(fileURLWithPath: data + "/train/\(Self.classes[0])/4.png"))
+        try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: data + "/train/\(Self.classes[0])/3.png"))
+        let runs = try temporaryFolder("dist-bad-file")
+        for (perRank, name) in [(8, "weighted"), (1, "gap")] {
+            let single = try CLITests.run(trainArguments(data: data, out: "\(runs)/\(name)-single", batchSize: 2 * perRank)
+                + ["--threads", "1"])
+            XCTAssertEqual(single.status, 0, single.stderr)
+            let ranks = try runRanks(2, trainArguments(data: data, out: "\(runs)/\(name)-ddp", batchSize: perRank)
+                + ["--threads", "1", "--dist-timeout", "20"], port: try FreePort.make())
+            for (rank, run) in ranks.enumerated() { XCTAssertEqual(run.status, 0, "\(name), rank \(rank): " + run.stderr) }
+            XCTAssertTrue((ranks[0].stderr + ranks[1].stderr).contains("3.png"), "\(name): the skipped file is not reported")
+
+            XCTAssertLessThan(try largestRelativeDifference("\(runs)/\(name)-single/model.safetensors",
+                                                            "\(runs)/\(name)-ddp/model.safetensors"), 1e-5, name)
+            let a = try lastHistoryRow("\(runs)/\(name)-single"), b = try lastHistoryRow("\(runs)/\(name)-ddp")
+            XCTAssertEqual(a["step"], b["step"], name)
+            XCTAssertEqual(a["accuracy"], b["accuracy"], name)
+            XCTAssertEqual(a["val_accuracy"], b["val_accuracy"], name)
+            XCTAssertEqual(a["loss"].flatMap(Double.init) ?? 0, b["loss"].flatMap(Double.init) ?? 1, accuracy: 1e-5, name)
+        }
+    }
+
+    /// Ctrl-C of a data-parallel run with gradient accumulation (4), head dropout and an unreadable
+    /// file on one rank: the ranks stop together at the end of an accumulation group (each rank's
+    /// accumulated gradients are its own; rank 0's checkpoint holds rank 0's), and `--resume` ends
+    /// with the uninterrupted run's weights, bit for bit: every batch's dropout masks come from
+    /// (seed, epoch, batch, rank), not from a generator whose position differs between ranks.
+    func testCtrlCOfADataParallelRunResumesExactlyAtAnAccumulationGroupsEnd() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let png = try Foundation.Data(contentsOf: URL(fileURLWithPath: data + "/train/\(Self.classes[1])/4.png"))
+        try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: data + "/train/\(Self.classes[1])/3.png"))
+        let runs = try temporaryFolder("dist-ctrl-c")
+        func arguments(_ out: String) throws -> [String] {
+            trainArguments(data: data, out: out, batchSize: 1)
+                + ["--epochs", "8", "--head-dropout", "0.5", "--accumulate-steps", "4",
+                   "--nproc-per-node", "2", "--master-port", String(try FreePort.make())]
+        }
+        let whole = try CLITests.run(try arguments(runs + "/whole"))
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+
+        let launcher = Process()
+        launcher.executableURL = CLITests.binary
+        // Checkpoints change no arithmetic; the first one says training has started.
+        launcher.arguments = try arguments(runs + "/stopped") + ["--save-every-steps", "5"]
+        launcher.standardOutput = FileHandle.nullDevice
+        launcher.standardError = FileHandle.nullDevice
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(120)
+        while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(runs + "/stopped")) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertTrue(launcher.isRunning, "the run ended before it could be interrupted")
+        launcher.interrupt()
+        launcher.waitUntilExit()
+        let state = try XCTUnwrap(try Self.checkpointState(runs + "/stopped"))
+        XCTAssertEqual(state["status"] as? String, "interrupted")
+        XCTAssertNil(state["accumulation"], "the checkpoint was taken inside an accumulation group")
+        XCTAssertEqual((state["batchInEpoch"] as? Int ?? 1) % 4, 0, "\(state["batchInEpoch"] ?? "none")")
+
+        let resumed = try CLITests.run(["train", "--resume", runs + "/stopped", "--nproc-per-node", "2",
+                                        "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try largestRelativeDifference(runs + "/whole/model.safetensors", runs + "/stopped/model.safetensors"), 0)
+    }
+
     func testBadLaunchInputIsAClearError() throws {
         let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-bad") + "/run"

@@ -64,7 +64,8 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
                                   "model": trainer.modelName])
         case .batchEnd(let r):
             guard r.optimizerStepped, r.step % everySteps == 0 else { return }
-            var metrics = ["loss": r.loss, "accuracy": r.accuracy]
+            // A data-parallel rank with no image in the batch logs its learning rate and norm only.
+            var metrics = r.samples > 0 ? ["loss": r.loss, "accuracy": r.accuracy] : [:]
             if let lr = r.learningRates.last { metrics["lr"] = lr }
             if let norm = r.gradientNorm { metrics["grad_norm"] = norm }
             try logger?.log(event: "train", epoch: r.epoch, step: r.step, metrics: metrics,
@@ -113,7 +114,7 @@ public final class TensorBoardCallback: TrainingCallback {
             writer = try TensorBoardWriter(logDirectory: logDirectory, resumeAfterStep: info.resumed ? info.startStep : nil)
         case .batchEnd(let r):
             guard r.optimizerStepped, r.step % everySteps == 0 else { return }
-            var values = ["batch_loss": r.loss, "batch_accuracy": r.accuracy]
+            var values = r.samples > 0 ? ["batch_loss": r.loss, "batch_accuracy": r.accuracy] : [:]
             if let lr = r.learningRates.last { values["learning_rate"] = lr }
             if let norm = r.gradientNorm { values["gradient_norm"] = norm }
             try writer?.addScalars(values, step: r.step, run: .train)

@@ -87,6 +87,9 @@ public final class ModelCheckpoint: StatefulCallback {
             var due = false
             if let n = everySteps, n > 0, result.optimizerStepped, result.step % n == 0 { due = true }
             if let seconds = everySeconds, let lastSave, clock().timeIntervalSince(lastSave) >= seconds { due = true }
+            // A data-parallel rank's accumulated gradients are its own, and rank 0's checkpoint could not
+            // resume the others': a save falls due at the end of the accumulation group.
+            if trainer.distributed != nil && !result.optimizerStepped { due = false }
             if due { try save(.periodic, to: lastPath, trainer: trainer) }
         case .epochEnd(let result):
             if var t = tracker {

@@ -77,6 +77,26 @@ public final class DataParallel {
         return try t.toArray(Double.self)
     }
 
+    /// Before each training batch: every rank's usable image count for the batch, and whether any
+    /// rank received a stop signal, in one collective. A rank whose batch lost every file (or a
+    /// single image it cannot train on) still takes part, with 0, so that the ranks stay in step.
+    public func agreeOnBatch(images: Int, stop: Bool) throws -> BatchAgreement {
+        var values = [Double](repeating: 0, count: worldSize + 1)
+        values[0] = stop ? 1 : 0
+        values[1 + rank] = Double(images)
+        let summed = try sum(values)
+        return BatchAgreement(images: summed.dropFirst().map { Int($0) }, stop: summed[0] > 0)
+    }
+
+    /// The seed of LibTorch's generator for training batch `batch` of `epoch` on this rank, a pure
+    /// function of the run's seed, the batch and the rank. The trainer seeds every batch with it, so
+    /// each rank draws its own dropout masks, which do not depend on how many images its earlier
+    /// batches held (that differs between ranks when files are skipped), and a resumed run draws
+    /// the uninterrupted run's masks, although the checkpoint holds rank 0's generator only.
+    public func batchSeed(runSeed: UInt64, epoch: Int, batch: Int) -> UInt64 {
+        SplitMix64.derive(runSeed, 0xD1_5EED, UInt64(epoch), UInt64(batch), UInt64(rank))
+    }
+
     /// Every rank's `values` (of any length), concatenated in rank order.
     public func gather<T: TensorScalar & Numeric>(_ values: [T]) throws -> [T] {
         let counts = try collective("all-gather") { try group.allGather(try Tensor([Int64(values.count)])) }
@@ -194,6 +214,27 @@ public final class DataParallel {
             if case .file(let path) = sample.source { mix(URL(fileURLWithPath: path).lastPathComponent) }
         }
         return "\(dataset.count) samples, \(String(hash, radix: 16))"
+    }
+}
+
+/// What the ranks agreed before a training batch (`DataParallel.agreeOnBatch`).
+public struct BatchAgreement: Equatable, Sendable {
+    /// Each rank's usable images for the batch, in rank order.
+    public var images: [Int]
+    /// Whether any rank received a stop signal: every rank stops before the batch.
+    public var stop: Bool
+
+    /// The images of the batch over all ranks.
+    public var total: Int { images.reduce(0, +) }
+
+    /// The factor on rank `rank`'s loss that makes the averaged gradient the mean over all the batch's
+    /// images, as one process with the whole batch computes it: images[rank] × ranks / total. Nil when
+    /// every rank has the same count (the plain average is that mean already) or the rank has none.
+    public func lossScale(rank: Int) -> Double? {
+        guard let first = images.first, images.contains(where: { $0 != first }), images[rank] > 0, total > 0 else {
+            return nil
+        }
+        return Double(images[rank] * images.count) / Double(total)
     }
 }
 
