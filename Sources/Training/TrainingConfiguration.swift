@@ -41,7 +41,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case let .checkpoint(path, reason): return "checkpoint \(path): \(reason)"
         case .resumeMismatch(let m): return "cannot resume: \(m)"
         case .noUsableData(let m): return m
-        case let .diverged(step, loss): return "training diverged: the loss of step \(step) is \(loss)"
+        case let .diverged(step, loss): return "training diverged: the loss of step \(step) is \(FitStatus.describe(loss: loss))"
         case .interrupted(let m): return "interrupted \(m)"
         }
     }

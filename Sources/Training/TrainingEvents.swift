@@ -121,8 +121,16 @@ public enum FitStatus: Equatable, Sendable, CustomStringConvertible {
         case .completed: return "completed"
         case .stopped(let reason): return "stopped: \(reason)"
         case .interrupted(let path): return "interrupted" + (path.map { " (checkpoint \($0))" } ?? "")
-        case .diverged(let step, let loss): return "diverged at step \(step) (loss \(loss))"
+        case .diverged(let step, let loss): return "diverged at step \(step) (loss \(Self.describe(loss: loss)))"
         }
+    }
+
+    /// A diverged loss as people read it: "NaN", "+infinity" or "-infinity" (Swift prints a NaN with
+    /// its payload, e.g. "-nan(0x3e00000000000)"), else the number.
+    public static func describe(loss: Double) -> String {
+        if loss.isNaN { return "NaN" }
+        if loss.isInfinite { return loss > 0 ? "+infinity" : "-infinity" }
+        return "\(loss)"
     }
 }
 

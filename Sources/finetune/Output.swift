@@ -69,6 +69,15 @@ func jsonOutputEncoder() -> JSONEncoder {
     return encoder
 }
 
+/// A failure of the work a command did (a run that diverged, an image that cannot be decoded under
+/// `--on-bad-image fail`, a worker that cannot start), not of its command line: the parser prints
+/// "Error: …" without the usage text and exits with status 1, where a `ValidationError` means
+/// status 64 (EX_USAGE) and the usage.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Why `printEncodedJSON` printed nothing.
 struct JSONOutputError: Error, CustomStringConvertible {
     var type: String
@@ -119,6 +128,6 @@ extension KeyedEncodingContainer {
 /// Runs `body`; with `--on-bad-image fail`, a file that cannot be decoded becomes an error naming the flag.
 func badImageContext<T>(_ strict: Bool, _ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as DataError where strict {
-        throw ValidationError("--on-bad-image fail: \(error)")
+        throw CommandFailure("--on-bad-image fail: \(error)")
     }
 }

@@ -147,6 +147,20 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("2 epochs, 2 steps"), result.stdout)
     }
 
+    /// A run that diverges is a failure of the run, not of the command line: exit status 1 with the
+    /// error naming the step and the last good checkpoint, and no usage text (before: status 64,
+    /// EX_USAGE, and the root command's usage after the error).
+    func testADivergedRunExitsWithAFailureNotAUsageError() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("diverged") + "/run"
+        let result = try run(["train", data, "--out", out, "--recipe", "full", "--optimizer", "sgd", "--lr", "1e38"]
+            + Self.fast + ["--epochs", "3"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("training diverged: the loss of step"), result.stderr)
+        XCTAssertTrue(result.stderr.contains(out + "/checkpoints/last"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("Usage:"), result.stderr)
+    }
+
     func testHugeEpochsAndBatchSizeTrainInsteadOfOverflowing() throws {
         let data = try dataset()
         let runs = try temporaryFolder("runs")

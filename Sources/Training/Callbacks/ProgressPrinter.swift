@@ -117,7 +117,7 @@ public final class ProgressPrinter: TrainingCallback {
                     + (path.map { "; resumable checkpoint written to \($0)" } ?? "; no checkpoint directory configured")
                     + "\n")
             case .diverged(let step, let loss):
-                write("Diverged at step \(step): the loss is \(loss); the step was not applied\n")
+                write("Diverged at step \(step): the loss is \(FitStatus.describe(loss: loss)); the step was not applied\n")
             }
             if let best = result.best, let value = best.best, let epoch = best.bestEpoch {
                 write("Best \(best.metric): \(Self.format(value)) (epoch \(epoch + 1))\n")

@@ -55,7 +55,7 @@ public struct TrainingRunSummary: Encodable {
         status = result.status.name
         switch result.status {
         case .stopped(let reason): stopReason = reason
-        case .diverged(let step, let loss): stopReason = "the loss of step \(step) is \(loss)"
+        case .diverged(let step, let loss): stopReason = "the loss of step \(step) is \(FitStatus.describe(loss: loss))"
         case .completed, .interrupted: break
         }
         epochs = result.epochs

@@ -113,7 +113,7 @@ enum WorkerProcess {
         defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
-        guard status == 0 else { throw ValidationError("--nproc-per-node: cannot start a worker: \(String(cString: strerror(status)))") }
+        guard status == 0 else { throw CommandFailure("--nproc-per-node: cannot start a worker: \(String(cString: strerror(status)))") }
         running.append(pid)
         return pid
     }

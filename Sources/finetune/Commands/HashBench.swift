@@ -41,7 +41,7 @@ struct HashBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: file) }
 
         let digest = try SHA256Hasher.hexDigest(ofFile: file.path)
-        guard SHA256Hasher.hexDigest(of: bytes) == digest else { throw ValidationError("file and memory digests differ") }
+        guard SHA256Hasher.hexDigest(of: bytes) == digest else { throw CommandFailure("file and memory digests differ") }
         func time(_ body: () throws -> Void) rethrows -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             try body()

@@ -239,8 +239,10 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(130)
         }
         if summary.status == "diverged" {
+            // Ranks other than 0 train into a private folder, removed at exit: rank 0 names the checkpoint.
+            if rank > 0 { throw CommandFailure("training diverged on rank \(rank): \(summary.stopReason ?? "non-finite loss")") }
             if json { printEncodedJSON(summary) }
-            throw ValidationError("training diverged: \(summary.stopReason ?? "non-finite loss"); the step was not applied. "
+            throw CommandFailure("training diverged: \(summary.stopReason ?? "non-finite loss"); the step was not applied. "
                 + "The last good checkpoint is \(trainingRun.directory.lastCheckpoint) ; lower --lr (or clip "
                 + "gradients with --clip-grad-norm) and train again")
         }
@@ -285,7 +287,7 @@ struct TrainCommand: ParsableCommand {
         } catch let error as RunError {
             throw ValidationError((resume != nil ? "--resume: " : "--out: ") + "\(error)")
         } catch let error as DataError where onBadImage == .fail {
-            throw ValidationError("--on-bad-image fail: \(error)")
+            throw CommandFailure("--on-bad-image fail: \(error)")
         }
     }
 }
