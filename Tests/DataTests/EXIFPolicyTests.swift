@@ -42,6 +42,36 @@ final class EXIFPolicyTests: XCTestCase {
         XCTAssertEqual(Array(ignored[..<half]), Array(ignored[half...]), "both decode as stored")
     }
 
+    /// A loader decodes, on its worker threads too, with the orientation setting in force where it
+    /// was created (or the one it is given), not whatever the process-wide setting says later: a
+    /// library user's loaders keep their own (before, every loader followed the global setting).
+    func testALoaderKeepsTheOrientationItWasCreatedWith() throws {
+        let preprocessing = Preprocessing(mean: [0, 0, 0], std: [1, 1, 1], resizeSize: 16, cropSize: 16)
+        let dataset = LabeledDataset(samples: [LabeledSample(source: .file(Self.fixture("orient_1.jpg")), label: 0),
+                                               LabeledSample(source: .file(Self.fixture("orient_6.jpg")), label: 0)],
+                                     classNames: ["a"])
+        func halvesEqual(_ loader: DataLoader) throws -> Bool {
+            let images = try XCTUnwrap(loader.epoch(0).next()).images.floats()
+            return Array(images[..<(images.count / 2)]) == Array(images[(images.count / 2)...])
+        }
+        for workers in [0, 2] {
+            let transform = EvaluationTransform(preprocessing)
+            let scoped = try ImageCodec.withEXIFOrientation(.ignore) {
+                try DataLoader(dataset, batchSize: 2, transform: transform, workers: workers)
+            }
+            ImageCodec.exifOrientation = .ignore
+            let ignoring = try DataLoader(dataset, batchSize: 2, transform: transform, workers: workers)
+            let applying = try DataLoader(dataset, batchSize: 2, transform: transform, workers: workers, exif: .apply)
+            ImageCodec.exifOrientation = .apply
+            XCTAssertEqual(scoped.exifOrientation, .ignore)
+            XCTAssertTrue(try halvesEqual(scoped), "workers \(workers): created inside an .ignore scope")
+            XCTAssertTrue(try halvesEqual(ignoring), "workers \(workers): created while the process ignored EXIF")
+            ImageCodec.exifOrientation = .ignore
+            XCTAssertFalse(try halvesEqual(applying), "workers \(workers): given .apply")
+            ImageCodec.exifOrientation = .apply
+        }
+    }
+
     /// `withEXIFOrientation` decides for the decodes inside it, on its thread only: a server's models
     /// each decode as their own runs were trained while the process-wide setting stays.
     func testAScopedOrientationOverridesTheProcessSettingOnItsThreadOnly() throws {

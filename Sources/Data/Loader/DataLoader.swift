@@ -76,6 +76,9 @@ public final class DataLoader: @unchecked Sendable {
     public let strict: Bool
     /// Whether decoded images are kept in memory for later epochs (augmentation still runs every epoch).
     public let cacheDecoded: Bool
+    /// What decoding does with JPEG orientation tags: given at creation, or the setting in force then
+    /// (a later change of `ImageCodec.exifOrientation` does not reach a loader that exists).
+    public let exifOrientation: EXIFOrientation
     /// Whether JPEGs are decoded at a reduced DCT scale when the transform needs fewer pixels (faster,
     /// with slightly different pixels); off decodes at full size, as PIL does.
     public let dctScaling: Bool
@@ -99,10 +102,12 @@ public final class DataLoader: @unchecked Sendable {
     ///   - prefetch: batches built ahead, at most (≥ 1). Give at least `workers` for full parallelism
     ///     with small batches.
     ///   - balanced: draw `dataset.count` class-balanced samples per epoch with replacement (overrides `shuffle`).
+    ///   - exif: what decoding does with JPEG orientation tags; nil: the setting in force where the
+    ///     loader is created (`ImageCodec.effectiveEXIFOrientation`), kept for its whole life.
     public init(_ dataset: any ImageDataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0,
                 transform: any SampleTransform, workers: Int = 2, prefetch: Int = 2, dropLast: Bool = false,
                 balanced: Bool = false, strict: Bool = false, cacheDecoded: Bool = false,
-                dctScaling: Bool = true) throws {
+                dctScaling: Bool = true, exif: EXIFOrientation? = nil) throws {
         guard batchSize >= 1 else { throw DataError.invalidDataset("batch size must be at least 1, got \(batchSize)") }
         guard workers >= 0, workers <= Runtime.maxThreads else {
             throw DataError.invalidDataset("workers must be 0 to \(Runtime.maxThreads) (4 × the cores), got \(workers)")
@@ -120,6 +125,7 @@ public final class DataLoader: @unchecked Sendable {
         self.strict = strict
         self.cacheDecoded = cacheDecoded
         self.dctScaling = dctScaling
+        self.exifOrientation = exif ?? ImageCodec.effectiveEXIFOrientation
         self.sampler = balanced ? BalancedSampler(dataset, seed: seed) : nil
         self.cache = cacheDecoded ? DecodedImageCache() : nil
         self.direct = (try? (transform as? DirectSampleTransform)?.directPlan()) ?? nil
@@ -243,7 +249,12 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     /// Loads (or fetches from the cache) and transforms one sample: into `slot` of `buffer` when given.
+    /// Decodes with the loader's `exifOrientation`, on whichever thread it runs.
     func process(_ item: PlanItem, epoch: Int, buffer: BatchBuffer? = nil, slot: Int = 0) -> SampleOutcome {
+        ImageCodec.withEXIFOrientation(exifOrientation) { decode(item, epoch: epoch, buffer: buffer, slot: slot) }
+    }
+
+    private func decode(_ item: PlanItem, epoch: Int, buffer: BatchBuffer?, slot: Int) -> SampleOutcome {
         let sample = samples[item.index]
         var random = SampleRandom(seed: seed, epoch: epoch, index: item.index, draw: item.draw)
         if let direct, let buffer {
