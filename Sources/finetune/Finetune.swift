@@ -26,7 +26,35 @@ struct Finetune: ParsableCommand {
     static func main() {
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
-        main(nil)
+        var command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do { try command.run() } catch let error as ValidationError {
+            reportUsageError(error, of: type(of: command))
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// A `ValidationError` thrown by a subcommand's `run()` (a path or value found unusable once the
+    /// command started), with that subcommand's usage, where swift-argument-parser's `main` would show
+    /// the root's ("Usage: finetune <subcommand>"); exit status 64, as for a flag rejected in parsing.
+    static func reportUsageError(_ error: ValidationError, of subcommand: ParsableCommand.Type) -> Never {
+        let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
+        let text = "Error: \(error.message)\nUsage: \(usageString(for: subcommand))\n"
+            + "  See '\(name) --help' for more information.\n"
+        FileHandle.standardError.write(Foundation.Data(text.utf8))
+        Foundation.exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// The subcommand names from `root` down to `target` (e.g. ["cache", "prune"]); empty for the root.
+    static func commandPath(to target: ParsableCommand.Type, from root: ParsableCommand.Type) -> [String] {
+        for child in root.configuration.subcommands {
+            let name = child.configuration.commandName ?? "\(child)".lowercased()
+            if child == target { return [name] }
+            let below = commandPath(to: target, from: child)
+            if !below.isEmpty { return [name] + below }
+        }
+        return []
     }
 
     /// The spin count `preferShortOpenMPWaiting` gives GNU OpenMP: about tens of microseconds of

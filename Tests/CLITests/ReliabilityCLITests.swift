@@ -161,6 +161,17 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertFalse(result.stderr.contains("Usage:"), result.stderr)
     }
 
+    /// An argument found unusable once a subcommand runs is a usage error of that subcommand: its
+    /// usage and help pointer follow the message (before: the root's "Usage: finetune <subcommand>").
+    func testAnArgumentRejectedWhileRunningShowsTheSubcommandsUsage() throws {
+        let missing = try temporaryFolder("missing") + "/nothing-here"
+        let result = try run(["train", missing, "--out", try temporaryFolder("out") + "/run"] + Self.fast)
+        XCTAssertEqual(result.status, 64, result.stderr)
+        XCTAssertTrue(result.stderr.contains("Error: DATA: \(missing) does not exist"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("Usage: finetune train ["), result.stderr)
+        XCTAssertTrue(result.stderr.contains("See 'finetune train --help'"), result.stderr)
+    }
+
     func testHugeEpochsAndBatchSizeTrainInsteadOfOverflowing() throws {
         let data = try dataset()
         let runs = try temporaryFolder("runs")
