@@ -1,7 +1,10 @@
 """The PyTorch DDP peer of bench/compare_distributed: torchvision's MobileNetV2 (random init), full
 fine-tune with Adam, DistributedDataParallel over Gloo, N processes x 1 thread, DistributedSampler,
 ImageFolder + DataLoader (1 worker per rank). Prints one JSON line: the per-epoch seconds of rank 0.
-    python3 bench/distributed_pytorch.py DATA --nproc 2 --batch-size 16 --epochs 3 --input-size 224
+--bf16 runs forward and loss under torch.autocast("cpu", torch.bfloat16), with ReLU6 clamping bf16
+tensors as finetune's does (relu6_bf16.clamp_relu6; LibTorch 1.13 cannot differentiate
+nn.ReLU6 in bf16).
+    python3 bench/distributed_pytorch.py DATA --nproc 2 --batch-size 16 --epochs 3 --input-size 224 [--bf16]
 """
 import argparse, json, os, sys, time
 
@@ -10,6 +13,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torchvision
 from torchvision import transforms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from relu6_bf16 import clamp_relu6  # noqa: E402
 
 
 def worker(rank, args):
@@ -26,6 +32,8 @@ def worker(rank, args):
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers)
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=len(data.classes))
+    if args.bf16:
+        clamp_relu6(model)
     model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -37,7 +45,9 @@ def worker(rank, args):
         start = time.perf_counter()
         for images, labels in loader:
             optimizer.zero_grad()
-            loss_fn(model(images), labels).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(images), labels)
+            loss.backward()
             optimizer.step()
         dist.barrier()
         seconds.append(time.perf_counter() - start)
@@ -56,6 +66,7 @@ def main():
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--port", type=int, default=29655)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (finetune's --precision bf16)")
     args = p.parse_args()
     mp.spawn(worker, args=(args,), nprocs=args.nproc, join=True)
 
