@@ -33,6 +33,16 @@ extension TrainCLITests {
         return root
     }
 
+    /// `makeDistributedDataset()` with the PNG at `path` (relative to the root) cut in half: the scan
+    /// finds it, and it fails only when decoded, so only on the rank whose shard holds it.
+    func makeDistributedDataset(truncating path: String) throws -> String {
+        let root = try makeDistributedDataset()
+        let url = URL(fileURLWithPath: root + "/" + path)
+        let png = try Foundation.Data(contentsOf: url)
+        try png.prefix(png.count / 2).write(to: url)
+        return root
+    }
+
     /// MobileNetV2 fully fine-tuned except its BatchNorm layers, which stay frozen (running statistics),
     /// so each sample's forward does not depend on the rest of its batch; no dropout.
     static let frozenBatchNormScopes: [String] = {
@@ -123,10 +133,7 @@ extension TrainCLITests {
     /// rank's stop check, and Gloo aborted the process.)
     func testAnUnreadableFileOnOneRankKeepsTheRanksInStepAndMatchesOneProcess() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
-        // A PNG cut in half: found by the scan, unreadable only when decoded (so only on its rank).
-        let png = try Foundation.Data(contentsOf: URL(fileURLWithPath: data + "/train/\(Self.classes[0])/4.png"))
-        try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: data + "/train/\(Self.classes[0])/3.png"))
+        let data = try makeDistributedDataset(truncating: "train/\(Self.classes[0])/3.png")
         let runs = try temporaryFolder("dist-bad-file")
         for (perRank, name) in [(8, "weighted"), (1, "gap")] {
             let single = try CLITests.run(trainArguments(data: data, out: "\(runs)/\(name)-single", batchSize: 2 * perRank)
@@ -154,9 +161,7 @@ extension TrainCLITests {
     /// (seed, epoch, batch, rank), not from a generator whose position differs between ranks.
     func testCtrlCOfADataParallelRunResumesExactlyAtAnAccumulationGroupsEnd() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
-        let png = try Foundation.Data(contentsOf: URL(fileURLWithPath: data + "/train/\(Self.classes[1])/4.png"))
-        try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: data + "/train/\(Self.classes[1])/3.png"))
+        let data = try makeDistributedDataset(truncating: "train/\(Self.classes[1])/3.png")
         let runs = try temporaryFolder("dist-ctrl-c")
         func arguments(_ out: String) throws -> [String] {
             trainArguments(data: data, out: out, batchSize: 1)
