@@ -72,6 +72,34 @@ final class EXIFPolicyTests: XCTestCase {
         }
     }
 
+    /// The data check decodes on many threads, each with the EXIF handling in force for its caller.
+    /// orient_6.jpg holds orient_1.jpg's pixels with a 90° tag: inside an `.ignore` scope the two decode
+    /// alike and the check pairs them as near-duplicates across splits, as the process-wide `.ignore`
+    /// gives; applied, one is turned and they are not (before, the check's threads followed the
+    /// process-wide `.apply` inside the scope).
+    func testTheDataCheckFollowsTheCallersScope() throws {
+        let root = NSTemporaryDirectory() + "exif-check-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // 32 copies of orient_6.jpg, so that the check's worker threads decode some of them.
+        let copies = (0..<32).map { "test/a/orient_6-\($0).jpg" }
+        for (path, name) in [("train/a/orient_1.jpg", "orient_1.jpg"), ("train/b/gray.jpg", "gray.jpg"),
+                             ("test/b/cmyk.jpg", "cmyk.jpg")] + copies.map { ($0, "orient_6.jpg") } {
+            let target = root + "/" + path
+            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Self.fixture(name), toPath: target)
+        }
+        /// The copies found near orient_1.jpg.
+        func nearTheOriginal() throws -> Set<String> {
+            Set(try DataCheck.run(root).nearDuplicates.filter { $0.first.path.hasSuffix("/orient_1.jpg") }
+                .map { String($0.second.path.dropFirst(root.count + 1)) })
+        }
+        XCTAssertEqual(try nearTheOriginal(), [], "applied: every copy is turned")
+        XCTAssertEqual(try ImageCodec.withEXIFOrientation(.ignore) { try nearTheOriginal() }, Set(copies))
+        ImageCodec.exifOrientation = .ignore
+        XCTAssertEqual(try nearTheOriginal(), Set(copies), "the process-wide setting gives the same")
+    }
+
     /// `withEXIFOrientation` decides for the decodes inside it, on its thread only: a server's models
     /// each decode as their own runs were trained while the process-wide setting stays.
     func testAScopedOrientationOverridesTheProcessSettingOnItsThreadOnly() throws {

@@ -382,14 +382,16 @@ public enum DataCheck {
         var height: Int
     }
 
-    /// Reads, hashes, probes and decodes each file (in parallel); a failure is the reason.
+    /// Reads, hashes, probes and decodes each file (in parallel, every thread with the EXIF handling in
+    /// force for the caller); a failure is the reason.
     static func examine(_ paths: [String]) -> [Result<Examined, ExamineFailure>] {
         var results = [Result<Examined, ExamineFailure>](repeating: .failure(ExamineFailure("not examined")),
                                                          count: paths.count)
+        let orientation = ImageCodec.effectiveEXIFOrientation
         results.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
             DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-                base[i] = examine(paths[i])
+                base[i] = ImageCodec.withEXIFOrientation(orientation) { examine(paths[i]) }
             }
         }
         return results

@@ -92,10 +92,14 @@ public struct RunReport {
     public static func make(run path: String, options: RunReportOptions = RunReportOptions()) throws -> RunReport {
         let directory = RunDirectory(path)
         let config = try directory.readConfig()
-        // Decoded as the run was trained (its --exif), on the loader's threads too; restored after.
-        let previousEXIF = ImageCodec.exifOrientation
-        ImageCodec.exifOrientation = config.options.exif ?? .apply
-        defer { ImageCodec.exifOrientation = previousEXIF }
+        // Decoded as the run was trained (its --exif): the loaders and the data check made inside the
+        // scope keep it on their threads; the process-wide setting is left alone.
+        return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) {
+            try make(directory, config: config, options: options)
+        }
+    }
+
+    private static func make(_ directory: RunDirectory, config: RunConfig, options: RunReportOptions) throws -> RunReport {
         let data = options.data ?? config.data.path
         let splits = try RunSplits.load(data, options: config.options)
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: data)
