@@ -180,6 +180,9 @@ public final class Trainer {
     /// The last validation report and batch result.
     public private(set) var lastValidationReport: EvaluationReport?
     public private(set) var lastBatch: BatchResult?
+    /// Data-parallel: this rank's non-finite loss in the current accumulation group, reported to every
+    /// rank with the group's gradient all-reduce (`DataParallel.averageGradients(of:diverged:)`).
+    private var divergedLoss: Double?
     /// The moving average of the weights (`configuration.ema`), updated after every optimizer step.
     public private(set) var ema: ModelEMA?
     /// Data-parallel training across processes (`DataParallel`): sharded data, averaged gradients,
@@ -682,15 +685,24 @@ public final class Trainer {
         let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
         var lossValue = Double.nan
         var correct = 0
+        var trains = batch != nil
         if let batch {
             let (loss, logits) = try forwardLoss(batch, input: input, pseudo: pseudo)
             // A NaN or infinite loss stops the run before it can poison the weights (and checkpoints).
+            // Data-parallel: every rank must stop at the same step, so the rank adds no gradient and
+            // says so in the group's gradient all-reduce, after which all stop (`optimizerStep`).
             lossValue = try loss.item()
-            guard lossValue.isFinite else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
-            let divisor = Double(groupSize) / (lossScale ?? 1)
-            try (divisor != 1 ? try loss / divisor : loss).backward()
-            correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: batch.labels) }
-        } else {
+            if !lossValue.isFinite {
+                guard distributed != nil else { throw TrainingError.diverged(step: state.globalStep + 1, loss: lossValue) }
+                divergedLoss = lossValue
+                trains = false
+            } else {
+                let divisor = Double(groupSize) / (lossScale ?? 1)
+                try (divisor != 1 ? try loss / divisor : loss).backward()
+                correct = try withNoGrad { try countCorrect(logits: logits.detach(), labels: batch.labels) }
+            }
+        }
+        if !trains {
             // The all-reduce sums every trainable parameter's gradient on every rank.
             for parameter in optimizer.parameterGroups.flatMap(\.parameters) where parameter.tensor.grad == nil {
                 try parameter.tensor.setGrad(Tensor.zeros(parameter.tensor.shape, dtype: parameter.tensor.dtype,
@@ -702,7 +714,7 @@ public final class Trainer {
         var norm: Double?
         let stepped = (number + 1) % k == 0 || number + 1 >= batchesPerEpoch
         if stepped { norm = try optimizerStep() }
-        let n = batch?.count ?? 0
+        let n = trains ? batch?.count ?? 0 : 0
         state.batchInEpoch = number + 1
         if n > 0 {
             state.accumulator.lossSum += lossValue * Double(n)
@@ -747,7 +759,15 @@ public final class Trainer {
     @discardableResult
     private func optimizerStep() throws -> Double? {
         var norm: Double?
-        try distributed?.averageGradients(of: optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) })
+        if let distributed {
+            let diverged = try distributed.averageGradients(of: optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
+                                                            diverged: divergedLoss != nil)
+            if diverged {
+                try optimizer.zeroGrad()
+                state.accumulation = nil
+                throw TrainingError.diverged(step: state.globalStep + 1, loss: divergedLoss ?? .nan)
+            }
+        }
         if let maxNorm = configuration.gradientClipNorm {
             norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
                                              maxNorm: maxNorm)

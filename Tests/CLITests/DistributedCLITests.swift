@@ -196,6 +196,33 @@ extension TrainCLITests {
         XCTAssertEqual(try largestRelativeDifference(runs + "/whole/model.safetensors", runs + "/stopped/model.safetensors"), 0)
     }
 
+    /// A non-finite loss on one rank only (a class weight that is infinite in float32 meets a batch
+    /// holding that class on one rank): every rank stops as diverged at the same step, the one at
+    /// which one process at the whole batch stops, with no step applied. (Before, that rank stopped
+    /// alone and the other reported it lost: "stopped answering (killed, crashed or unreachable)".)
+    func testANonFiniteLossOnOneRankStopsEveryRankAsDiverged() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let runs = try temporaryFolder("dist-diverged")
+        let weights = runs + "/weights.json"
+        try Foundation.Data("[1, 1, 1e39]".utf8).write(to: URL(fileURLWithPath: weights))  // red: infinite in float32
+        func step(_ text: String) -> String? {
+            text.range(of: "the loss of step [0-9]+", options: .regularExpression).map { String(text[$0]) }
+        }
+        let single = try CLITests.run(trainArguments(data: data, out: runs + "/single", batchSize: 2)
+            + ["--threads", "1", "--class-weights", weights])
+        XCTAssertEqual(single.status, 1, single.stderr)
+        let expected = try XCTUnwrap(step(single.stderr), single.stderr)
+        let ranks = try runRanks(2, trainArguments(data: data, out: runs + "/ddp", batchSize: 1)
+            + ["--threads", "1", "--class-weights", weights, "--dist-timeout", "20"], port: try FreePort.make())
+        for (rank, run) in ranks.enumerated() {
+            XCTAssertEqual(run.status, 1, "rank \(rank): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains("training diverged"), "rank \(rank): \(run.stderr)")
+            XCTAssertFalse(run.stderr.contains("stopped answering"), "rank \(rank): \(run.stderr)")
+            XCTAssertEqual(step(run.stderr), expected, "rank \(rank): \(run.stderr)")
+        }
+    }
+
     func testBadLaunchInputIsAClearError() throws {
         let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-bad") + "/run"

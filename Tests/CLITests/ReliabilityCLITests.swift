@@ -148,17 +148,23 @@ final class ReliabilityCLITests: XCTestCase {
     }
 
     /// A run that diverges is a failure of the run, not of the command line: exit status 1 with the
-    /// error naming the step and the last good checkpoint, and no usage text (before: status 64,
-    /// EX_USAGE, and the root command's usage after the error).
+    /// error naming the step and the last good checkpoint when there is one, and no usage text
+    /// (before: status 64, EX_USAGE, the root command's usage after the error, and a checkpoint path
+    /// even when the run diverged before writing any).
     func testADivergedRunExitsWithAFailureNotAUsageError() throws {
         let data = try dataset()
-        let out = try temporaryFolder("diverged") + "/run"
-        let result = try run(["train", data, "--out", out, "--recipe", "full", "--optimizer", "sgd", "--lr", "1e38"]
-            + Self.fast + ["--epochs", "3"])
-        XCTAssertEqual(result.status, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("training diverged: the loss of step"), result.stderr)
-        XCTAssertTrue(result.stderr.contains(out + "/checkpoints/last"), result.stderr)
-        XCTAssertFalse(result.stderr.contains("Usage:"), result.stderr)
+        for saving in [false, true] {
+            let out = try temporaryFolder("diverged") + "/run"
+            let result = try run(["train", data, "--out", out, "--recipe", "full", "--optimizer", "sgd", "--lr", "1e38"]
+                + Self.fast + ["--epochs", "3"] + (saving ? ["--save-every-steps", "1"] : []))
+            XCTAssertEqual(result.status, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("training diverged: the loss of step 2 is NaN"), result.stderr)
+            XCTAssertFalse(result.stderr.contains("Usage:"), result.stderr)
+            let checkpoint = out + "/checkpoints/last"
+            XCTAssertEqual(FileManager.default.fileExists(atPath: checkpoint + "/trainer.json"), saving)
+            XCTAssertEqual(result.stderr.contains("The last good checkpoint is " + checkpoint), saving, result.stderr)
+            XCTAssertEqual(result.stderr.contains("It diverged before its first checkpoint"), !saving, result.stderr)
+        }
     }
 
     /// An argument found unusable once a subcommand runs is a usage error of that subcommand: its

@@ -54,19 +54,23 @@ public final class DataParallel {
     }
 
     /// Averages the gradients of `parameters` across ranks, in place (parameters without a gradient are
-    /// skipped: every rank trains the same parameters, so they agree on which).
-    public func averageGradients(of parameters: [Tensor]) throws {
+    /// skipped: every rank trains the same parameters, so they agree on which). `diverged` (this rank's
+    /// loss was not finite) travels in the same all-reduce; returns whether any rank's was.
+    @discardableResult
+    public func averageGradients(of parameters: [Tensor], diverged: Bool = false) throws -> Bool {
         let gradients = parameters.compactMap(\.grad)
-        guard !gradients.isEmpty else { return }
+        let flag = try Tensor([Float(diverged ? 1 : 0)]).to(gradients.first?.device ?? .cpu)
+        let tensors = gradients + [flag]
         let started = Date()
         try withNoGrad {
-            for bucket in buckets(gradients) {
+            for bucket in buckets(tensors) {
                 try collective("gradient all-reduce") { try group.allReduceSum(bucket) }
-                for g in bucket { try g.div_(Double(worldSize)) }
+                for g in bucket where g !== flag { try g.div_(Double(worldSize)) }
             }
         }
         allReduceSeconds += Date().timeIntervalSince(started)
         allReduceSteps += 1
+        return try flag.item() > 0
     }
 
     /// `values` summed element-wise over all ranks (exact for integer counts below 2^53).

@@ -242,9 +242,11 @@ struct TrainCommand: ParsableCommand {
             // Ranks other than 0 train into a private folder, removed at exit: rank 0 names the checkpoint.
             if rank > 0 { throw CommandFailure("training diverged on rank \(rank): \(summary.stopReason ?? "non-finite loss")") }
             if json { printEncodedJSON(summary) }
+            let last = trainingRun.directory.lastCheckpoint
+            let checkpoint = Checkpoint.isComplete(last) ? "The last good checkpoint is \(last) ; "
+                : "It diverged before its first checkpoint; "
             throw CommandFailure("training diverged: \(summary.stopReason ?? "non-finite loss"); the step was not applied. "
-                + "The last good checkpoint is \(trainingRun.directory.lastCheckpoint) ; lower --lr (or clip "
-                + "gradients with --clip-grad-norm) and train again")
+                + checkpoint + "lower --lr (or clip gradients with --clip-grad-norm) and train again")
         }
         if rank > 0 { return }
         if json { printEncodedJSON(summary); return }
