@@ -461,7 +461,12 @@ public final class Trainer {
             // A group whose last batches were all skipped (undecodable files) still steps at the epoch's
             // end (data-parallel: also before a stop, as above).
             if state.accumulation != nil && stopReason == nil && (!stopping || distributed != nil) {
-                try optimizerStep()
+                do {
+                    try optimizerStep()
+                } catch TrainingError.diverged(let step, let loss) {  // data-parallel: a rank's loss in the group
+                    status = .diverged(step: step, loss: loss)
+                    break epochLoop
+                }
             }
             if trainedBatches == 0 && resumeAt == 0 && stopReason == nil && !stopping {
                 throw TrainingError.noUsableData(Self.noUsableDataReason(train, split: "training"))
