@@ -49,7 +49,7 @@ struct Finetune: ParsableCommand {
     /// The subcommand names from `root` down to `target` (e.g. ["cache", "prune"]); empty for the root.
     static func commandPath(to target: ParsableCommand.Type, from root: ParsableCommand.Type) -> [String] {
         for child in root.configuration.subcommands {
-            let name = child.configuration.commandName ?? "\(child)".lowercased()
+            let name = child._commandName  // the parser's own name for it
             if child == target { return [name] }
             let below = commandPath(to: target, from: child)
             if !below.isEmpty { return [name] + below }
