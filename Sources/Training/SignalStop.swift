@@ -18,6 +18,7 @@ public final class SignalStop: @unchecked Sendable {
     public let forceOnSecondSignal: Bool
     private let lock = NSLock()
     private var received: Int32?
+    /// Signals received since the last `reset` (not `trigger` calls).
     private var count = 0
     private var listening = false
 
@@ -49,10 +50,11 @@ public final class SignalStop: @unchecked Sendable {
     /// The signal received (`0` for `trigger()`), nil before.
     public var receivedSignal: Int32? { lock.withLock { received } }
 
-    /// Sets the flag as a signal would (for programmatic interruption and tests).
+    /// Sets the flag as a signal would (for programmatic interruption, another rank's stop, and
+    /// tests). It does not count as a received signal: the first real signal after it still stops
+    /// gracefully, and only a second real one ends the process.
     public func trigger(signal number: Int32 = 0) {
         lock.withLock {
-            count += 1
             if received == nil { received = number }
         }
     }

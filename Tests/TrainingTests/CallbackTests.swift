@@ -215,4 +215,18 @@ final class CallbackTests: XCTestCase {
         XCTAssertEqual(again.receivedSignal, SIGUSR2)
         XCTAssertFalse(stop.isTriggered, "a cancelled instance no longer listens")
     }
+
+    /// A trigger is not a received signal: a rank told to stop by another rank (which triggers its
+    /// flag before every remaining batch of an accumulation group) still stops gracefully on its own
+    /// forwarded Ctrl-C. (Before, each trigger counted, so that first real signal was taken for a
+    /// second one and ended the process at once, here the test runner itself.)
+    func testTriggersDoNotCountTowardTheSecondSignalThatForcesAnExit() throws {
+        let stop = SignalStop(signals: [SIGUSR2], forceOnSecondSignal: true)
+        defer { stop.cancel() }
+        for _ in 0..<3 { stop.trigger(signal: SIGTERM) }
+        XCTAssertEqual(kill(getpid(), SIGUSR2), 0)
+        Thread.sleep(forTimeInterval: 0.3)  // the dispatch source's handler has run; the process lives
+        XCTAssertTrue(stop.isTriggered)
+        XCTAssertEqual(stop.receivedSignal, SIGTERM, "the first reason to stop is kept")
+    }
 }
