@@ -238,6 +238,37 @@ final class PseudoLabelTests: XCTestCase {
         }
     }
 
+    /// A CSV dataset's labels are free text: classes named `../escaped`, `a/b`, `.` or after the CSV
+    /// itself each get one folder inside the review folder (before, `../escaped` was written beside
+    /// it and `a/b` made two levels), distinct classes keep distinct folders, and the CSV keeps the
+    /// names as they are.
+    func testClassNamesThatAreNotFolderNamesStayInsideTheReviewFolder() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let names = ["../escaped", "a/b", "a%2Fb", ".", "..", PseudoLabelReview.csvName, "plain", "50%"]
+        var entries: [PseudoLabelReview.Entry] = []
+        for (i, name) in names.enumerated() {
+            let image = directory + "/image\(i).png"
+            try Foundation.Data([UInt8(i)]).write(to: URL(fileURLWithPath: image))
+            entries.append(.init(file: image, className: name, confidence: 0.5 + Double(i) / 100))
+        }
+        let out = directory + "/review/x"
+        try PseudoLabelReview.write(entries, unlabeledRoot: directory, to: out, copy: true)
+
+        XCTAssertEqual(names.map(PseudoLabelReview.folderName(forClass:)),
+                       ["..%2Fescaped", "a%2Fb", "a%252Fb", "%2E", "%2E.", "%70seudo_labels.csv", "plain", "50%25"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory + "/review"), ["x"],
+                       "nothing is written beside the review folder")
+        let folders = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        XCTAssertEqual(folders, (names.map(PseudoLabelReview.folderName(forClass:)) + [PseudoLabelReview.csvName]).sorted())
+        for (i, name) in names.enumerated() {
+            let folder = out + "/" + PseudoLabelReview.folderName(forClass: name)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["image\(i).png"], name)
+        }
+        let csv = try CSV.parse(String(contentsOfFile: out + "/" + PseudoLabelReview.csvName, encoding: .utf8))
+        XCTAssertEqual(csv.dropFirst().map { $0.fields[1] }, names)
+    }
+
     func testSettingsOutOfRangeNameTheSetting() {
         XCTAssertEqual(PseudoLabelSettings(threshold: 0).problem()?.setting, "threshold")
         XCTAssertEqual(PseudoLabelSettings(threshold: 1.01).problem()?.setting, "threshold")

@@ -15,6 +15,13 @@ public enum PseudoLabelReview {
         public var className: String
         /// The model's probability of that class.
         public var confidence: Double
+
+        /// An entry for `file`, labelled `className` with probability `confidence`.
+        public init(file: String, className: String, confidence: Double) {
+            self.file = file
+            self.className = className
+            self.confidence = confidence
+        }
     }
 
     /// What a labelling pass found.
@@ -68,10 +75,34 @@ public enum PseudoLabelReview {
                       highestConfidence: all.labels.map(\.confidence).max(), folderAccuracy: labeler.folderAccuracy(of: kept))
     }
 
+    /// The folder that holds `className`'s images in the review folder: the name itself where it is
+    /// one plain path component, else percent-encoded so that it is one and stays inside the review
+    /// folder. A class of a CSV dataset may be named `a/b` or `..`; its images must not land in a
+    /// subfolder or beside the review folder. `%` becomes `%25`, `/` `%2F` and NUL `%00` (so distinct
+    /// classes keep distinct folders), and a name that would still be special (`.`, `..` or the CSV's
+    /// name) has its first character encoded (`%2E`). The CSV keeps the class names unencoded.
+    public static func folderName(forClass className: String) -> String {
+        var name = ""
+        for scalar in className.unicodeScalars {
+            switch scalar {
+            case "%": name += "%25"
+            case "/": name += "%2F"
+            case "\0": name += "%00"
+            default: name.unicodeScalars.append(scalar)
+            }
+        }
+        if name.isEmpty || name == "." || name == ".." || name == csvName {
+            let first = name.unicodeScalars.first.map { String(format: "%%%02X", $0.value) } ?? "%"
+            name = first + String(name.unicodeScalars.dropFirst())
+        }
+        return name
+    }
+
     /// Writes `entries` into `out`, which must not exist or be an empty folder (nothing finetune did
-    /// not create is ever replaced): `out/<class>/<file name>` as a symbolic link to the image (a copy
-    /// with `copy`), and `out/pseudo_labels.csv`. Images that share a file name get the folders they
-    /// came from in front of it (`a__b__x.jpg`). Returns the CSV's path.
+    /// not create is ever replaced): `out/<class folder>/<file name>` as a symbolic link to the image
+    /// (a copy with `copy`), where the class folder is `folderName(forClass:)`, and
+    /// `out/pseudo_labels.csv`. Images that share a file name get the folders they came from in front
+    /// of it (`a__b__x.jpg`). Returns the CSV's path.
     @discardableResult
     public static func write(_ entries: [Entry], unlabeledRoot: String, to out: String, copy: Bool) throws -> String {
         let manager = FileManager.default
@@ -95,7 +126,7 @@ public enum PseudoLabelReview {
                 let relative = source.hasPrefix(root + "/") ? String(source.dropFirst(root.count + 1)) : source
                 name = relative.split(separator: "/").joined(separator: "__")
             }
-            let folder = (out as NSString).appendingPathComponent(entry.className)
+            let folder = (out as NSString).appendingPathComponent(folderName(forClass: entry.className))
             try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let target = (folder as NSString).appendingPathComponent(name)
             if copy {
