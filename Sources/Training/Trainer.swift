@@ -786,10 +786,18 @@ public final class Trainer {
     }
 
     /// The configured loss of float32 `logits` against int64 class `labels`.
+    ///
+    /// With class weights, cross-entropy is PyTorch's weighted mean, Σ wᵧ·ℓ / Σ wᵧ, except for a batch
+    /// whose every image is of a class weighted 0: PyTorch gives 0/0 = NaN there, which would read as a
+    /// diverged run; here such a batch has a loss of 0 and no gradient, as the weights ask.
     public func computeLoss(logits: Tensor, labels: Tensor) throws -> Tensor {
         let smoothing = configuration.labelSmoothing
         switch configuration.loss {
         case .crossEntropy:
+            if let weights = classWeightTensor, configuration.classWeights?.contains(0) == true,
+               try weights.indexSelect(dim: 0, index: labels).sum().item() == 0 {
+                return try logits.sum() * 0
+            }
             return try Functional.crossEntropy(logits, target: labels, weight: classWeightTensor,
                                                labelSmoothing: smoothing)
         case .binary:

@@ -280,8 +280,12 @@ public struct TrainingConfiguration: Codable, Equatable {
             throw TrainingError.invalidConfiguration("gradient clip norm must be positive, got \(clip)")
         }
         if let weights = classWeights {
-            guard !weights.isEmpty, weights.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                throw TrainingError.invalidConfiguration("class weights must be non-negative numbers")
+            guard !weights.isEmpty, weights.allSatisfy({ Float($0).isFinite && $0 >= 0 }) else {
+                throw TrainingError.invalidConfiguration("class weights must be non-negative numbers of float32's range "
+                    + "(at most \(Float.greatestFiniteMagnitude)), got \(weights)")
+            }
+            guard weights.contains(where: { $0 > 0 }) else {
+                throw TrainingError.invalidConfiguration("class weights must give at least one class a positive weight, got \(weights)")
             }
             if loss == .binary && weights.count != 2 {
                 throw TrainingError.invalidConfiguration("binary mode takes 2 class weights, got \(weights.count)")

@@ -42,11 +42,20 @@ final class ClassBalanceTests: XCTestCase {
         XCTAssertEqual(try TrainingRun.resolveClassWeights(file("[1, 2.5, 0]"), train: data), [1, 2.5, 0])
         XCTAssertEqual(try TrainingRun.resolveClassWeights(file(#"{"c2": 3, "c0": 1, "c1": 0.5}"#), train: data), [1, 0.5, 3])
         for bad in [try file("[1, 2]"), try file(#"{"c0": 1, "c1": 1}"#), try file(#"{"c0": 1, "c1": 1, "c2": 1, "dog": 2}"#),
-                    try file("[1, -1, 2]"), try file("not json"), folder + "/missing.json"] {
+                    try file("[1, -1, 2]"), try file("not json"), folder + "/missing.json", try file(#"[1, "x", 2]"#),
+                    try file(#"{"c0": 1, "c1": "x", "c2": 1}"#), try file("[0, 0, 0]"), try file("[1, 1e39, 1]")] {
             XCTAssertThrowsError(try TrainingRun.resolveClassWeights(bad, train: data)) { error in
                 guard case RunError.invalidSetting(let setting, _) = error else { return XCTFail("\(error)") }
                 XCTAssertEqual(setting, "classWeights")
             }
+        }
+        let messages = try [#"[1, "x", 2]"#, #"{"c0": 1, "c1": "x", "c2": 1}"#, "[0, 0, 0]", "[1, 1e39, 1]"].map { text in
+            let path = try file(text)
+            do { _ = try TrainingRun.resolveClassWeights(path, train: data); return "" } catch { return "\(error)" }
+        }
+        for (message, expected) in zip(messages, ["entry 2 (x) is not a number", "class 'c1' (x) is not a number",
+                                                  "every weight is 0", "float32's range"]) {
+            XCTAssertTrue(message.contains(expected), message)
         }
     }
 }

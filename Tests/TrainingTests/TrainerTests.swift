@@ -200,6 +200,40 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(model: TRTinyNet(), configuration: bad))
     }
 
+    /// A class weighted 0 is ignored: a batch of only such images has a loss of 0 and no gradient.
+    /// PyTorch's weighted mean is 0/0 = NaN there, which ended the run as diverged.
+    func testABatchOfOnlyZeroWeightClassesIsNotADivergence() throws {
+        Runtime.manualSeed(3)
+        let data = try TRData.dataset()
+        let ordered = LabeledDataset(samples: data.samples.sorted { $0.label < $1.label }, classNames: data.classNames)
+        let config = TrainingConfiguration(optimizer: .adam(learningRate: 2e-2), labelSmoothing: 0.1,
+                                           classWeights: [0, 1, 1])
+        var losses: [Double] = []
+        let recorder = TREventRecorder { event, _ in if case .batchEnd(let r) = event { losses.append(r.loss) } }
+        let trainer = try Trainer(model: TRTinyNet(), configuration: config, callbacks: [recorder])
+        let result = try trainer.fit(train: TRData.loader(ordered, shuffle: false),
+                                     validation: TRData.loader(ordered, shuffle: false), epochs: 2)
+        XCTAssertEqual(result.status.description, "completed")
+        XCTAssertEqual(losses.count, 12)
+        for (i, loss) in losses.enumerated() {
+            // Each epoch's first two batches of 8 are all class 0.
+            if i % 6 < 2 { XCTAssertEqual(loss, 0, "batch \(i)") } else { XCTAssertTrue(loss > 0 && loss.isFinite, "batch \(i): \(loss)") }
+        }
+        XCTAssertTrue(result.history.last?.metrics["val_loss"]?.isFinite ?? false)
+
+        let logits = try Tensor([Float(1), 2, 3, 4, 5, 6], shape: [2, 3]).setRequiresGrad()
+        let loss = try trainer.computeLoss(logits: logits, labels: Tensor([Int64(0), 0]))
+        XCTAssertEqual(try loss.item(), 0)
+        try loss.backward()
+        XCTAssertEqual(try XCTUnwrap(logits.grad).floats(), [Float](repeating: 0, count: 6))
+
+        var bad = config
+        bad.classWeights = [0, 0, 0]
+        XCTAssertThrowsError(try Trainer(model: TRTinyNet(), configuration: bad))
+        bad.classWeights = [1, 1e39, 1]
+        XCTAssertThrowsError(try Trainer(model: TRTinyNet(), configuration: bad), "1e39 is infinite in float32")
+    }
+
     func testGradientClippingScalesToGlobalNorm() throws {
         // Two parameters with gradients [3, 4] and [12]: global norm 13.
         let a = try Tensor([Float(1), 1]).setRequiresGrad()

@@ -361,7 +361,10 @@ public final class TrainingRun {
         var weights: [Double]
         if let array = json as? [Any] {
             let numbers = array.compactMap { ($0 as? NSNumber)?.doubleValue }
-            guard numbers.count == array.count, numbers.count == names.count else {
+            if let i = array.firstIndex(where: { !($0 is NSNumber) }) {
+                throw bad("\(setting): entry \(i + 1) (\(array[i])) is not a number")
+            }
+            guard numbers.count == names.count else {
                 throw bad("\(setting) has \(array.count) entries for \(names.count) classes (\(names.joined(separator: ", ")))")
             }
             weights = numbers
@@ -370,13 +373,19 @@ public final class TrainingRun {
                 throw bad("\(setting) names class '\(unknown)', which the data does not have (\(names.joined(separator: ", ")))")
             }
             weights = try names.map {
-                guard let w = (object[$0] as? NSNumber)?.doubleValue else { throw bad("\(setting) has no weight for class '\($0)'") }
+                guard let value = object[$0] else { throw bad("\(setting) has no weight for class '\($0)'") }
+                guard let w = (value as? NSNumber)?.doubleValue else {
+                    throw bad("\(setting): the weight of class '\($0)' (\(value)) is not a number")
+                }
                 return w
             }
         } else {
             throw bad("\(setting): expected an array of \(names.count) weights or an object of class → weight")
         }
-        guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw bad("\(setting): weights must be numbers ≥ 0") }
+        guard weights.allSatisfy({ $0 >= 0 && Float($0).isFinite }) else {
+            throw bad("\(setting): weights must be numbers ≥ 0 of float32's range (at most \(Float.greatestFiniteMagnitude))")
+        }
+        guard weights.contains(where: { $0 > 0 }) else { throw bad("\(setting): every weight is 0; at least one class must count") }
         return weights
     }
 
