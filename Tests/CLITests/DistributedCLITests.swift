@@ -196,8 +196,8 @@ extension TrainCLITests {
         XCTAssertEqual(try largestRelativeDifference(runs + "/whole/model.safetensors", runs + "/stopped/model.safetensors"), 0)
     }
 
-    /// A non-finite loss on one rank only (a class weight that is infinite in float32 meets a batch
-    /// holding that class on one rank): every rank stops as diverged at the same step, the one at
+    /// A non-finite loss on one rank only (a class weight of 3.4e38, float32's largest, overflows the
+    /// weighted loss of a batch holding that class on one rank): every rank stops as diverged at the same step, the one at
     /// which one process at the whole batch stops, with no step applied. (Before, that rank stopped
     /// alone and the other reported it lost: "stopped answering (killed, crashed or unreachable)".)
     func testANonFiniteLossOnOneRankStopsEveryRankAsDiverged() throws {
@@ -205,7 +205,7 @@ extension TrainCLITests {
         let data = try makeDistributedDataset()
         let runs = try temporaryFolder("dist-diverged")
         let weights = runs + "/weights.json"
-        try Foundation.Data("[1, 1, 1e39]".utf8).write(to: URL(fileURLWithPath: weights))  // red: infinite in float32
+        try Foundation.Data("[1, 1, 3.4e38]".utf8).write(to: URL(fileURLWithPath: weights))  // red: float32 overflows in w·loss
         func step(_ text: String) -> String? {
             text.range(of: "the loss of step [0-9]+", options: .regularExpression).map { String(text[$0]) }
         }
