@@ -104,8 +104,19 @@ public final class TrainingRun {
 
     /// Builds the model, checks every setting, then creates and locks the run directory and writes
     /// `config.json` (status `running`). Nothing is created or replaced when a check fails.
+    ///
+    /// Images are decoded with the specification's EXIF setting (`options.exif`, default `apply`), here
+    /// and in `run()`, whatever `ImageCodec.exifOrientation` says; the process-wide setting is left
+    /// as it is, so runs with different settings can share a process.
     public static func create(_ spec: Specification, finetuneVersion: String = "library",
                               notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
+        try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
+            try createDecodingWithItsEXIF(spec, finetuneVersion: finetuneVersion, notify: notify)
+        }
+    }
+
+    private static func createDecodingWithItsEXIF(_ spec: Specification, finetuneVersion: String,
+                                                  notify: @escaping (Notice) -> Void) throws -> TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         var prepared = try prepare(spec, notify: notify)
         var found: LRFinder.Result?
@@ -158,7 +169,9 @@ public final class TrainingRun {
     /// model, recipe and training transform are those `create` would use. Errors name the setting.
     public static func findLearningRate(_ spec: Specification, finder: LRFinder = LRFinder(),
                                         notify: @escaping (Notice) -> Void = printToStandardError) throws -> LRFinder.Result {
-        try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify)
+        try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
+            try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify)
+        }
     }
 
     private static func runLRFinder(_ prepared: Prepared, finder: LRFinder, notify: (Notice) -> Void) throws -> LRFinder.Result {
@@ -240,7 +253,6 @@ public final class TrainingRun {
         }
         var options = spec.options
         try validate(options)
-        ImageCodec.exifOrientation = options.exif ?? .apply
         try spec.recipe.validate(epochs: options.epochs)
         try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder)
 
@@ -432,7 +444,8 @@ public final class TrainingRun {
     }
 
     /// Locks `path`, reads its `config.json` and `checkpoints/last`, and rebuilds the model, data
-    /// and trainer exactly as they were when the checkpoint was written.
+    /// and trainer exactly as they were when the checkpoint was written. Images are decoded with the
+    /// run's own EXIF setting, as in `create`.
     public static func resume(_ path: String, changes: ResumeChanges = .init(),
                               notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
         let directory = RunDirectory(path)
@@ -447,7 +460,15 @@ public final class TrainingRun {
         if let epochs = changes.epochs { config.options.epochs = epochs }
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
-        ImageCodec.exifOrientation = config.options.exif ?? .apply
+        return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) {
+            try resumeDecodingWithItsEXIF(directory, config: config, last: last, lock: lock, changes: changes, notify: notify)
+        }
+    }
+
+    private static func resumeDecodingWithItsEXIF(_ directory: RunDirectory, config: RunConfig, last: String, lock: RunLock,
+                                                  changes: ResumeChanges,
+                                                  notify: @escaping (Notice) -> Void) throws -> TrainingRun {
+        var config = config
         try validate(config.options)
         if let threads = changes.threads {
             try Runtime.setNumThreads(threads)
@@ -488,7 +509,7 @@ public final class TrainingRun {
     public func run() throws -> TrainingRunSummary {
         defer { release() }
         do {
-            return try runToEnd()
+            return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) { try runToEnd() }
         } catch {
             // The run stopped with an error: say so in config.json (the last checkpoint stays).
             config.status = "failed"
