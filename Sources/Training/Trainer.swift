@@ -415,8 +415,9 @@ public final class Trainer {
             var trainedBatches = 0
             while let (number, delivered) = try slots.next() {
                 var batch = delivered
-                if let single = batch, single.count == 1, train.batchSize > 1, batchNormTrains,
-                   try pseudo?.part(for: single) == nil {
+                // Asked once per batch: the stream of pseudo-labelled images hands each part out once.
+                let pseudoPart = try batch.flatMap { try pseudo?.part(for: $0) }
+                if let single = batch, single.count == 1, train.batchSize > 1, batchNormTrains, pseudoPart == nil {
                     onSingleImageBatchLeftOut?(state.epoch, single.number, single.indices[0])
                     batch = nil
                 }
@@ -444,7 +445,7 @@ public final class Trainer {
                 do {
                     result = try savingOnLostRank(restoring: true) {
                         try step(batch, number: number, input: cached == nil ? .images : .features,
-                                 pseudo: batch.flatMap { try pseudo?.part(for: $0) }, lossScale: lossScale)
+                                 pseudo: pseudoPart, lossScale: lossScale)
                     }
                 } catch TrainingError.diverged(let step, let loss) {
                     run.cancel()

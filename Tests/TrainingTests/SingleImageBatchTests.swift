@@ -36,6 +36,30 @@ final class SingleImageBatchTests: XCTestCase {
         XCTAssertTrue(result.history.allSatisfy { $0.metrics["loss"]?.isFinite == true })
     }
 
+    /// A last batch of one labelled image that pseudo-labelling fills up (here with one unlabelled
+    /// image, from decoded images) is not a batch of one: it trains. The trainer asked the pseudo-label
+    /// stream for the batch's part twice, once to decide and once to train, and the second ask found
+    /// it consumed: the image trained alone, and the head's BatchNorm1d ended the run.
+    func testABatchOfOneLabelledImageWithAPseudoLabelledPartTrains() throws {
+        let model = try makeModel()
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        configuration.pseudoLabel = PseudoLabelSettings(threshold: 1e-6, fraction: 0.5, startEpoch: 0)
+        let trainer = try Trainer(model: model, configuration: configuration)
+        let unlabeled = try TRData.dataset(count: 20, seed: 9)
+        trainer.pseudoLabeler = PseudoLabeler(unlabeled: unlabeled, classNames: unlabeled.classNames,
+                                              trainTransform: TRData.transform, evalTransform: TRData.transform, seed: 7,
+                                              batchSize: 5, workers: 0)
+        var leftOut = 0
+        trainer.onSingleImageBatchLeftOut = { _, _, _ in leftOut += 1 }
+        var samples: [Int] = []
+        trainer.callbacks = [TREventRecorder { event, _ in if case .batchEnd(let r) = event { samples.append(r.samples) } }]
+        let result = try trainer.fit(train: TRData.loader(TRData.dataset(count: 9), batchSize: 8), validation: nil, epochs: 2)
+        XCTAssertEqual(result.status, .completed)
+        XCTAssertEqual(result.globalStep, 4, "both batches of each epoch train")
+        XCTAssertEqual(leftOut, 0)
+        XCTAssertEqual(samples, [8, 1, 8, 1], "labelled images per batch")
+    }
+
     func testABatchOfOneTrainsWhenNoBatchNormTrains() throws {
         Runtime.manualSeed(3)
         let model = try TRTinyNet()  // head: Dropout + Linear; head-only freezes the backbone's BatchNorm
