@@ -166,4 +166,31 @@ final class TrainingRunTests: XCTestCase {
         spec.overwrite = true
         XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
     }
+
+    /// `resume` with fewer epochs than the checkpoint has trained is refused, naming the setting, and
+    /// the run is left as it was. Before, the run "completed" with `epochs: 1` in its config and the
+    /// weights of two epochs (the second in part).
+    func testResumingWithFewerEpochsThanTrainedIsRefused() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        let first = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 5, stop: stop)]  // epoch 1 done, epoch 2 in part
+        XCTAssertEqual(try first.run().status, "interrupted")
+        let config = try Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))
+
+        XCTAssertThrowsError(try TrainingRun.resume(out, changes: .init(epochs: 1), notify: { _ in })) { error in
+            guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "epochs")
+            XCTAssertTrue(reason.contains("fewer than the 2 epochs the checkpoint has trained (the last in part)"), reason)
+        }
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/config.json")), config)
+        let resumed = try TrainingRun.resume(out, changes: .init(epochs: 2), notify: { _ in })
+        resumed.signalStop = SignalStop(signals: [])
+        let summary = try resumed.run()
+        XCTAssertEqual(summary.status, "completed")
+        XCTAssertEqual(summary.epochs, 2)
+        XCTAssertEqual(try RunDirectory(out).readConfig().options.epochs, 2)
+    }
 }

@@ -424,7 +424,7 @@ public final class TrainingRun {
     public struct ResumeChanges {
         /// Another location of the data (nil: the recorded one).
         public var data: String?
-        /// A new total of epochs (the schedule then spans it).
+        /// A new total of epochs (the schedule then spans it); at least the epochs the checkpoint has trained.
         public var epochs: Int?
         /// Decoding threads (nil: the run's).
         public var workers: Int?
@@ -495,6 +495,13 @@ public final class TrainingRun {
         let model = try RunDirectory.buildModel(config)
         try model.useChannelsLast(config.options.channelsLast ?? false)
         let trainer = try Trainer.resume(from: last, model: model) { $0.checkpointDirectory = directory.checkpoints }
+        // Fewer epochs than the checkpoint holds would record a run of N epochs whose weights have more.
+        let trained = trainer.state.epoch + (trainer.state.batchInEpoch > 0 ? 1 : 0)
+        if let epochs = changes.epochs, epochs < trained {
+            throw RunError.invalidSetting(setting: "epochs", reason: "\(epochs) is fewer than the \(trained) epoch"
+                + (trained == 1 ? "" : "s") + " the checkpoint has trained"
+                + (trainer.state.batchInEpoch > 0 ? " (the last in part)" : "") + "; give at least \(trained), or leave it out")
+        }
         notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(config.options.epochs) epochs"))
         return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
