@@ -5,6 +5,24 @@ import Training
 import XCTest
 
 extension TrainingRunTests {
+    /// `data`'s training images, one test PNG for green and red, and blue's test split made of the
+    /// fixture photos `orient_<n>.jpg` for `blueTestOrientations`.
+    func photoData(from data: String, blueTestOrientations: [Int]) throws -> String {
+        let photos = try TRData.temporaryDirectory(self) + "/photos"
+        for name in ["blue", "green", "red"] {
+            try FileManager.default.createDirectory(atPath: "\(photos)/test/\(name)", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(data)/train/\(name)", toPath: "\(photos)/train/\(name)")
+            if name != "blue" {
+                try FileManager.default.copyItem(atPath: "\(data)/test/\(name)/0.png", toPath: "\(photos)/test/\(name)/0.png")
+            }
+        }
+        for orientation in blueTestOrientations {
+            try FileManager.default.copyItem(atPath: Fixtures.path("images/orient_\(orientation).jpg"),
+                                             toPath: "\(photos)/test/blue/\(orientation).jpg")
+        }
+        return photos
+    }
+
     /// `finetune report` decodes a run's images as the run was trained: a run with `exif: ignore` sees
     /// a photo tagged "rotate 90°" as its stored pixels, so the tagged and the untagged file get the
     /// same loss in the report, as they do in `evaluate` and `predict`. The report used the process
@@ -21,18 +39,7 @@ extension TrainingRunTests {
         XCTAssertEqual(ImageCodec.exifOrientation, .apply, "a run leaves the process-wide setting alone")
 
         // The same classes, with a test split of the two photos (one class).
-        let photos = try TRData.temporaryDirectory(self) + "/photos"
-        for name in ["blue", "green", "red"] {
-            try FileManager.default.createDirectory(atPath: "\(photos)/test/\(name)", withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: "\(data)/train/\(name)", toPath: "\(photos)/train/\(name)")
-            if name != "blue" {
-                try FileManager.default.copyItem(atPath: "\(data)/test/\(name)/0.png", toPath: "\(photos)/test/\(name)/0.png")
-            }
-        }
-        for orientation in [1, 6] {
-            try FileManager.default.copyItem(atPath: Fixtures.path("images/orient_\(orientation).jpg"),
-                                             toPath: "\(photos)/test/blue/\(orientation).jpg")
-        }
+        let photos = try photoData(from: data, blueTestOrientations: [1, 6])
         let report = try RunReport.make(run: out, options: RunReportOptions(data: photos, topLosses: 4, gradCAMCount: 0,
                                                                            workers: 0))
         let losses = report.topLosses.filter { $0.sample.path?.hasSuffix(".jpg") == true }.map(\.sample.loss)
@@ -47,16 +54,8 @@ extension TrainingRunTests {
     /// runs, a server) changed how this one's test split was decoded.
     func testARunDecodesWithItsOwnEXIFSettingBesideOtherRuns() throws {
         let data = try makeData()
-        let photos = try TRData.temporaryDirectory(self) + "/photos"
-        for name in ["blue", "green", "red"] {
-            try FileManager.default.createDirectory(atPath: "\(photos)/test/\(name)", withIntermediateDirectories: true)
-            try FileManager.default.copyItem(atPath: "\(data)/train/\(name)", toPath: "\(photos)/train/\(name)")
-            if name != "blue" {
-                try FileManager.default.copyItem(atPath: "\(data)/test/\(name)/0.png", toPath: "\(photos)/test/\(name)/0.png")
-            }
-        }
-        // And in the test split of blue: a photo tagged "rotate 90°" (its stored pixels are orient_1's).
-        try FileManager.default.copyItem(atPath: Fixtures.path("images/orient_6.jpg"), toPath: "\(photos)/test/blue/6.jpg")
+        // Blue's test image: a photo tagged "rotate 90°" (its stored pixels are orient_1's).
+        let photos = try photoData(from: data, blueTestOrientations: [6])
         let folder = try TRData.temporaryDirectory(self)
         var ignoring = specification(data: photos, out: folder + "/ignoring")
         ignoring.options.epochs = 1
