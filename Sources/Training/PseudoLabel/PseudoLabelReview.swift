@@ -82,15 +82,8 @@ public enum PseudoLabelReview {
     /// classes keep distinct folders), and a name that would still be special (`.`, `..` or the CSV's
     /// name) has its first character encoded (`%2E`). The CSV keeps the class names unencoded.
     public static func folderName(forClass className: String) -> String {
-        var name = ""
-        for scalar in className.unicodeScalars {
-            switch scalar {
-            case "%": name += "%25"
-            case "/": name += "%2F"
-            case "\0": name += "%00"
-            default: name.unicodeScalars.append(scalar)
-            }
-        }
+        let escapes: [Unicode.Scalar: String] = ["%": "%25", "/": "%2F", "\0": "%00"]
+        var name = className.unicodeScalars.map { escapes[$0] ?? String($0) }.joined()
         if name.isEmpty || name == "." || name == ".." || name == csvName {
             let first = name.unicodeScalars.first.map { String(format: "%%%02X", $0.value) } ?? "%"
             name = first + String(name.unicodeScalars.dropFirst())
