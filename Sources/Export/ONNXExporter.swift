@@ -236,13 +236,32 @@ public enum ExportFormat: String, CaseIterable, Codable, Sendable {
 }
 
 extension ONNXExporter {
-    /// Whether the file at `path` was written by finetune's exporter (ONNX's `producer_name`, the
-    /// second field of the serialised ModelProto, near the start of the file): such a file may be
-    /// replaced, any other may not.
+    /// Whether the file at `path` was written by finetune's exporter: such a file may be replaced, any
+    /// other may not. The exporter's ModelProto starts with `ir_version` (field 1, a varint) and then
+    /// `producer_name` (field 2), which must be exactly "finetune". (Until 2026-12-05 any file whose
+    /// first 64 bytes held "finetune" anywhere passed: PyTorch's export of a model whose input was
+    /// named `finetune_input`, or a producer named `my-finetuned-pipeline`, was overwritten.)
     public static func isFinetuneExport(_ path: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? handle.close() }
-        let head = (try? handle.read(upToCount: 64)) ?? Data()
-        return head.range(of: Data("finetune".utf8)) != nil && head.first == 0x08
+        let head = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())
+        var i = 0
+        /// A protobuf varint at `i` (at most 10 bytes), nil when the bytes end first.
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            for shift in stride(from: 0, to: 70, by: 7) {
+                guard i < head.count else { return nil }
+                let byte = head[i]
+                i += 1
+                value |= UInt64(byte & 0x7F) << UInt64(shift)
+                if byte & 0x80 == 0 { return value }
+            }
+            return nil
+        }
+        let producer = Array("finetune".utf8)
+        guard varint() == 1 << 3 | 0, varint() != nil,        // ir_version
+              varint() == 2 << 3 | 2, varint() == UInt64(producer.count),  // producer_name's tag and length
+              i + producer.count <= head.count else { return false }
+        return Array(head[i..<i + producer.count]) == producer
     }
 }

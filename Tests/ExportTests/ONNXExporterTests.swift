@@ -30,6 +30,35 @@ final class ONNXExporterTests: XCTestCase {
         return (proto, report)
     }
 
+    /// Only a ModelProto whose `producer_name` is exactly "finetune" counts as finetune's (and may be
+    /// replaced by `export --out`); "finetune" elsewhere near the start does not.
+    func testOnlyAFileProducedByFinetuneCountsAsAnExport() throws {
+        let folder = NSTemporaryDirectory() + "onnx-producer-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func file(producer: String, input: String = "input", ir: Int64 = 8) throws -> String {
+            var proto = Onnx_ModelProto()
+            proto.irVersion = ir
+            proto.producerName = producer
+            var value = Onnx_ValueInfoProto()
+            value.name = input
+            proto.graph.input = [value]
+            let path = folder + "/\(UUID().uuidString).onnx"
+            try (proto.serializedBytes() as Foundation.Data).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        XCTAssertTrue(ONNXExporter.isFinetuneExport(try file(producer: "finetune")))
+        XCTAssertTrue(ONNXExporter.isFinetuneExport(try file(producer: "finetune", ir: 300)), "a two-byte varint")
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "pytorch", input: "finetune_input")))
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "my-finetuned-pipeline")))
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "finetune2")))
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "")))
+        let truncated = folder + "/truncated.onnx"
+        try Foundation.Data([0x08, 0x08, 0x12, 0x08] + Array("fine".utf8)).write(to: URL(fileURLWithPath: truncated))
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(truncated))
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(folder + "/missing.onnx"))
+    }
+
     func testGraphIsAnInferenceGraphWithMetadataOpset17AndADynamicBatch() throws {
         let model = try ResNet.resnet18(ModelOptions(numClasses: 3))
         try model.configureHead(HeadSpec(outputs: 3, batchNorm: true, dropout: 0.5, hiddenUnits: [8]))
