@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import ImagePreprocessing
 import Logging
+import NIOCore
 import Training
 
 /// `finetune serve`: the models of a `ServeConfiguration` behind an HTTP API on Hummingbird 2.
@@ -60,7 +61,16 @@ public final class PredictionServer: @unchecked Sendable {
             },
             logger: logger)
         defer { for model in models.values { model.loop.stop() } }
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        do {
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
+            let address = "\(configuration.host):\(configuration.port)"
+            throw ServingError.badConfiguration(error.errnoCode == EADDRINUSE
+                ? "--port \(configuration.port): \(address) is already in use; choose another port (0: any free one)"
+                : error.errnoCode == EACCES
+                    ? "--port \(configuration.port): not allowed to listen on \(address) (ports below 1024 need privileges)"
+                    : "--host \(configuration.host): \(address) is not an address of this machine")
+        }
     }
 
     func makeRouter() -> Router<ServeRequestContext> {

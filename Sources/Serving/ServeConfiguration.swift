@@ -61,6 +61,12 @@ public struct ServeConfiguration: Sendable {
         self.models = models
     }
 
+    /// The longest `requestTimeoutMilliseconds`: a day (longer ones overflowed the timer and crashed
+    /// the server at its first request).
+    public static let longestRequestTimeoutMilliseconds = 86_400_000.0
+    /// The longest `maxBatchDelayMilliseconds`: a minute.
+    public static let longestBatchDelayMilliseconds = 60_000.0
+
     /// Checks the values, naming the flag of a bad one.
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ServingError.badConfiguration(message) } }
@@ -73,11 +79,14 @@ public struct ServeConfiguration: Sendable {
         }
         try check((0...65535).contains(port), "--port must be 0...65535")
         try check(maxBatchSize >= 1, "--max-batch-size must be at least 1")
-        try check(maxBatchDelayMilliseconds >= 0 && maxBatchDelayMilliseconds.isFinite, "--max-batch-delay-ms must be 0 or more")
+        try check((0...Self.longestBatchDelayMilliseconds).contains(maxBatchDelayMilliseconds),
+                  "--max-batch-delay-ms must be 0 to \(Int(Self.longestBatchDelayMilliseconds)) (a minute), got \(maxBatchDelayMilliseconds)")
         try check(maxQueue >= 1, "--max-queue must be at least 1")
         try check(maxBodyBytes >= 1, "--max-body-bytes must be at least 1")
         try check(maxPixels >= 1, "--max-pixels must be at least 1")
-        try check(requestTimeoutMilliseconds > 0 && requestTimeoutMilliseconds.isFinite, "--request-timeout-ms must be positive")
+        try check(requestTimeoutMilliseconds > 0 && requestTimeoutMilliseconds <= Self.longestRequestTimeoutMilliseconds,
+                  "--request-timeout-ms must be positive and at most \(Int(Self.longestRequestTimeoutMilliseconds)) (a day), "
+                  + "got \(requestTimeoutMilliseconds)")
         try check(decodeWorkers >= 1, "--decode-workers must be at least 1")
         try check(apiKey.map { !$0.isEmpty } ?? true, "--api-key (or FINETUNE_API_KEY) must not be empty")
     }
@@ -121,7 +130,8 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
         case .unavailable(let m, _): return m
         case .unauthorized: return "missing or wrong API key: send the header 'Authorization: Bearer KEY'"
         case .unknownModel(let name): return "no model named '\(name)' (GET /v1/models lists them)"
-        case .timeout(let ms): return "the request took longer than --request-timeout-ms (\(Int(ms)) ms)"
+        case .timeout(let ms):
+            return "the request took longer than --request-timeout-ms (\(ms == ms.rounded() ? "\(Int(ms))" : "\(ms)") ms)"
         }
     }
 }
