@@ -189,4 +189,27 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("resnet9000") && unknown.stderr.contains("mobilenet_v2"), unknown.stderr)
     }
+
+    /// `predict` that classifies nothing fails: a folder without images is an error naming it (exit 64),
+    /// and images of which none can be read end with status 1. Both exited 0, the first silently.
+    func testPredictThatClassifiesNothingFails() throws {
+        let folder = NSTemporaryDirectory() + "predict-nothing-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder + "/empty", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Foundation.Data("not an image".utf8).write(to: URL(fileURLWithPath: folder + "/notes.txt"))
+        try Foundation.Data().write(to: URL(fileURLWithPath: folder + "/empty.png"))
+        try Foundation.Data("not a jpeg".utf8).write(to: URL(fileURLWithPath: folder + "/broken.jpg"))
+
+        let none = try run(["predict", "--arch", "mobilenet_v2", "--weights", "none", folder + "/empty"])
+        XCTAssertEqual(none.status, 64, none.stderr)
+        XCTAssertTrue(none.stderr.contains(folder + "/empty holds no .jpg, .jpeg or .png image"), none.stderr)
+        let unreadable = try run(["predict", "--arch", "mobilenet_v2", "--weights", "none",
+                                  folder + "/empty.png", folder + "/broken.jpg"])
+        XCTAssertEqual(unreadable.status, 1, unreadable.stderr)
+        XCTAssertTrue(unreadable.stderr.contains("skipping \(folder)/empty.png"), unreadable.stderr)
+        XCTAssertTrue(unreadable.stderr.contains("none of the 2 images could be read"), unreadable.stderr)
+        XCTAssertFalse(unreadable.stderr.contains("Usage"), unreadable.stderr)
+        let unreadableFolder = try run(["predict", "--arch", "mobilenet_v2", "--weights", "none", folder])
+        XCTAssertEqual(unreadableFolder.status, 1, "every image of the folder is unreadable: \(unreadableFolder.stderr)")
+    }
 }

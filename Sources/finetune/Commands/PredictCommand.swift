@@ -102,6 +102,9 @@ struct PredictCommand: ParsableCommand {
                 }
             }
         }
+        if failures == files.count {
+            throw CommandFailure("none of the \(files.count) image\(files.count == 1 ? "" : "s") could be read")
+        }
         if failures > 0 { printError("\(failures) of \(files.count) images could not be read") }
     }
 }
@@ -114,7 +117,8 @@ struct Prediction: Encodable {
     var tta: String?
 }
 
-/// Expands folders (recursively, sorted) into JPEG/PNG files; plain files are kept as given.
+/// Expands folders (recursively, sorted) into JPEG/PNG files; plain files are kept as given. A
+/// missing input, or a folder without such a file, is an error naming it.
 func collectImageFiles(_ inputs: [String]) throws -> [String] {
     let extensions: Set<String> = ["jpg", "jpeg", "png"]
     var files: [String] = []
@@ -128,6 +132,9 @@ func collectImageFiles(_ inputs: [String]) throws -> [String] {
                 .filter { extensions.contains(($0 as NSString).pathExtension.lowercased()) }
                 .sorted()
                 .map { (input as NSString).appendingPathComponent($0) }
+            guard !found.isEmpty else {
+                throw ValidationError("\(input) holds no .jpg, .jpeg or .png image (folders are searched recursively)")
+            }
             files += found
         } else {
             files.append(input)
