@@ -167,6 +167,58 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
     }
 
+    /// Early stopping across a resume: a run interrupted after its best epoch ends with the best
+    /// weights, bit for bit those of the uninterrupted run (they were in memory only, so the resumed
+    /// run kept its last epoch's); the checkpoint written at an epoch's end holds the patience count
+    /// after that epoch (it held the count before, so a run resumed from it trained an extra epoch);
+    /// and a run that early stopping ended is finished: `resume` refuses it (it trained past the stop
+    /// and replaced the best weights).
+    func testEarlyStoppingKeepsTheBestWeightsAcrossAResumeAndAStoppedRunIsFinished() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        var spec = specification(data: data, out: runs + "/a")
+        spec.options.epochs = 6
+        spec.options.earlyStoppingPatience = 2
+        // Best at epoch 2 (1-based); epochs 3 and 4 do not improve: stop after epoch 4.
+        let injected = [1.0, 0.5, 0.6, 0.55, 0.1, 0.1]
+        func inject(_ run: TrainingRun) {
+            run.signalStop = run.signalStop ?? SignalStop(signals: [])
+            run.trainer.epochMetricsHook = { epoch, metrics in metrics["val_loss"] = injected[epoch] }
+        }
+        let straight = try TrainingRun.create(spec, notify: { _ in })
+        inject(straight)
+        let a = try straight.run()
+        XCTAssertEqual(a.status, "stopped")
+        XCTAssertEqual(a.epochs, 4)
+        XCTAssertEqual(a.modelWeights, "best")
+        XCTAssertEqual(a.modelEpoch, 2)
+        let last = try Checkpoint.readManifest(runs + "/a/checkpoints/last")
+        let state = try XCTUnwrap(last.state.callbackStates["early_stopping:val_loss"])
+        XCTAssertTrue(state.replacingOccurrences(of: " ", with: "").contains(#""wait":2"#), state)
+
+        spec.runDirectory = runs + "/b"
+        let first = try TrainingRun.create(spec, notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 8, stop: stop)]  // in epoch 3, after the best epoch
+        inject(first)
+        XCTAssertEqual(try first.run().status, "interrupted")
+        let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
+        inject(resumed)
+        let b = try resumed.run()
+        XCTAssertEqual(b.status, "stopped")
+        XCTAssertEqual(b.modelWeights, "best")
+        XCTAssertEqual(b.modelEpoch, 2)
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed run")
+
+        let weights = try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/a/model.safetensors"))
+        XCTAssertThrowsError(try TrainingRun.resume(runs + "/a", notify: { _ in })) { error in
+            XCTAssertEqual(error as? RunError, .stoppedEarly(path: RunDirectory(runs + "/a").path))
+        }
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/a/model.safetensors")), weights)
+    }
+
     /// `resume` with fewer epochs than the checkpoint has trained is refused, naming the setting, and
     /// the run is left as it was. Before, the run "completed" with `epochs: 1` in its config and the
     /// weights of two epochs (the second in part).

@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import TensorIO
 import Torch
 
 /// Stops training when a monitored metric stops improving (Keras' `EarlyStopping`).
@@ -7,10 +8,13 @@ import Torch
 /// After each epoch the metric (e.g. `val_loss`, `val_accuracy`, `loss`) is compared with the best
 /// so far; an improvement must beat it by more than `minDelta`. After `patience` epochs in a row
 /// without improvement the callback throws `TrainingControl` (a clean stop). With
-/// `restoreBestWeights`, the model's weights and buffers from the best epoch are loaded back
-/// before stopping (they are kept in memory, so they do not survive a resume: a resumed run
-/// restores the best weights seen since it resumed). The best value and the patience count are
-/// saved in checkpoints.
+/// `restoreBestWeights`, the model's weights and buffers from the best epoch are loaded back when
+/// the stopped `fit` ends (at `fitEnd`, so that checkpoints written at the stopping epoch hold that
+/// epoch's own weights). They are kept in memory from the best epoch on; a resumed run whose best
+/// epoch came before the resume reads them from `bestCheckpoint` (the `best/` checkpoint of a
+/// `ModelCheckpoint` watching the same metric). The best value and the patience count are saved
+/// in checkpoints: place this callback before a `ModelCheckpoint`, so that the checkpoint of an
+/// epoch holds the count after that epoch.
 public final class EarlyStopping: StatefulCallback {
     /// The metric watched, e.g. `val_loss` (Keras' `monitor`).
     public let monitor: String
@@ -23,8 +27,12 @@ public final class EarlyStopping: StatefulCallback {
     public private(set) var stoppedEpoch: Int?
     /// The epoch whose weights were restored.
     public private(set) var restoredEpoch: Int?
+    /// Where the best epoch's weights are found when they are not in memory (after a resume): a
+    /// checkpoint directory (see `Checkpoint`) whose epoch is the best one. Nil: memory only.
+    public var bestCheckpoint: String?
     private var bestWeights: StateDict?
     private var bestWeightsEpoch: Int?
+    private var stoppedThisFit = false
 
     /// Keras' defaults: `val_loss`, mode from the name, patience 0, no minimum delta, weights not
     /// restored. A negative patience counts as 0.
@@ -37,9 +45,22 @@ public final class EarlyStopping: StatefulCallback {
     }
 
     /// At each `epochEnd`: updates the tracker and throws `TrainingControl.stopBecause` once patience
-    /// runs out; throws `TrainingError.unknownMetric` when the epoch has no `monitor` metric.
+    /// runs out; throws `TrainingError.unknownMetric` when the epoch has no `monitor` metric. At the
+    /// `fitEnd` of a fit it stopped, loads the best weights back (with `restoreBestWeights`).
     public func handle(_ event: TrainingEvent, trainer: Trainer) throws {
-        guard case .epochEnd(let result) = event else { return }
+        switch event {
+        case .fitStart:
+            stoppedThisFit = false
+        case .epochEnd(let result):
+            try epochEnded(result, trainer: trainer)
+        case .fitEnd:
+            if stoppedThisFit && restoreBestWeights { try restoreBest(into: trainer) }
+        default:
+            break
+        }
+    }
+
+    private func epochEnded(_ result: EpochResult, trainer: Trainer) throws {
         let value = try tracker.value(in: result.metrics)
         if tracker.update(value, epoch: result.epoch) {
             if restoreBestWeights {
@@ -50,14 +71,25 @@ public final class EarlyStopping: StatefulCallback {
         }
         guard tracker.wait >= patience else { return }
         stoppedEpoch = result.epoch
-        if restoreBestWeights, let bestWeights {
-            try trainer.model.load(bestWeights)
-            restoredEpoch = bestWeightsEpoch
-        }
+        stoppedThisFit = true
         let best = tracker.best.map { String(format: "%.6g", $0) } ?? "none"
         let at = tracker.bestEpoch.map { " at epoch \($0 + 1)" } ?? ""
         throw TrainingControl.stopBecause("early stopping: \(monitor) did not improve for \(tracker.wait) "
             + "epoch\(tracker.wait == 1 ? "" : "s") (best \(best)\(at))")
+    }
+
+    /// Loads the best epoch's weights: from memory, else from `bestCheckpoint` when it holds that
+    /// epoch. Without either (a resumed run with no such checkpoint) the weights stay the last epoch's.
+    private func restoreBest(into trainer: Trainer) throws {
+        guard let epoch = tracker.bestEpoch else { return }
+        if let bestWeights, bestWeightsEpoch == epoch {
+            try trainer.model.load(bestWeights)
+            restoredEpoch = epoch
+        } else if let bestCheckpoint, let found = Checkpoint.locate(bestCheckpoint),
+                  try Checkpoint.readManifest(found).state.epoch == epoch + 1 {
+            try trainer.model.load(SafeTensors.loadCopy(found + "/" + Checkpoint.modelFile))
+            restoredEpoch = epoch
+        }
     }
 
     static func copy(_ dict: StateDict) throws -> StateDict {

@@ -13,6 +13,8 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     /// A run without a checkpoint to resume from: it ended (`status`: `running` after a kill, or
     /// `failed`) before its first checkpoint was written, so nothing was trained.
     case nothingToResume(path: String, status: String)
+    /// `resume` of a run that ended with status `stopped` (early stopping): it is finished.
+    case stoppedEarly(path: String)
     /// A file-system operation failed.
     case io(path: String, reason: String)
     /// A setting of a run's specification is out of range or inconsistent (`setting` is its name in
@@ -32,6 +34,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .nothingToResume(let path, let status):
             return "\(path) has no checkpoint to resume from: the run ended (status \(status)) before its first "
                 + "checkpoint, so nothing was trained; start it again (finetune train … --out \(path) --overwrite)"
+        case .stoppedEarly(let path):
+            return "\(path) was stopped early (by early stopping) and is finished: its model.safetensors is final, and "
+                + "resuming would train past the stop. To train longer, start a new run"
         case .io(let path, let reason): return "\(path): \(reason)"
         case .invalidSetting(let setting, let reason): return "\(setting): \(reason)"
         }

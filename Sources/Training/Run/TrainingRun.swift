@@ -457,6 +457,9 @@ public final class TrainingRun {
             }
             throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint")
         }
+        if config.status == FitStatus.stopped(reason: "").name {
+            throw RunError.stoppedEarly(path: directory.path)
+        }
         if let epochs = changes.epochs { config.options.epochs = epochs }
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
@@ -543,20 +546,19 @@ public final class TrainingRun {
         if let validationLoader { skipped.watch(validationLoader, split: "validation") }
 
         let monitorMetric = options.monitor.name(hasValidation: validationLoader != nil)
-        var callbacks: [TrainingCallback] = extraCallbacks + [
+        let checkpoints = ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
+                                          everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds)
+        // Early stopping counts an epoch before the checkpoint of that epoch is written (so that it
+        // holds the count), and finds the best weights of a resumed run in the best checkpoint.
+        let earlyStopping = options.earlyStoppingPatience.map {
+            EarlyStopping(monitor: monitorMetric, patience: $0, restoreBestWeights: true)
+        }
+        earlyStopping?.bestCheckpoint = checkpoints.bestPath
+        trainer.callbacks = extraCallbacks + [
             CSVLoggerCallback(path: directory.history),
             JSONLinesLoggerCallback(path: directory.events, everySteps: 10),
             TensorBoardCallback(logDirectory: directory.tensorboard),
-            ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
-                            everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds),
-        ]
-        var earlyStopping: EarlyStopping?
-        if let patience = options.earlyStoppingPatience {
-            let callback = EarlyStopping(monitor: monitorMetric, patience: patience, restoreBestWeights: true)
-            earlyStopping = callback
-            callbacks.append(callback)
-        }
-        trainer.callbacks = callbacks
+        ] + (earlyStopping.map { [$0] } ?? []) + [checkpoints]
         // Listening from here on: Ctrl-C while the feature cache is computed (minutes on a large
         // dataset) stops that work and leaves a resumable checkpoint, as it does during training.
         let stop = signalStop ?? SignalStop()
