@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import NN
 import TensorIO
 import Torch
 import Training
@@ -217,6 +218,26 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertEqual(error as? RunError, .stoppedEarly(path: RunDirectory(runs + "/a").path))
         }
         XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/a/model.safetensors")), weights)
+    }
+
+    /// `findLearningRate` keeps the precision `auto` resolved for the model: the run trains as one
+    /// given the suggestion would. It rebuilt the configuration after the range test and dropped
+    /// bf16 (the range test ran in bf16, the training in fp32, while the log said bf16).
+    func testTheLearningRateFinderKeepsTheResolvedPrecision() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        var spec = specification(data: data, out: runs + "/found")
+        spec.recipe.precision = .auto
+        spec.recipe.findLearningRate = true
+        let found = try TrainingRun.create(spec, notify: { _ in })
+        defer { found.release() }
+        spec.runDirectory = runs + "/given"
+        spec.recipe.findLearningRate = nil
+        let given = try TrainingRun.create(spec, notify: { _ in })
+        defer { given.release() }
+        XCTAssertNotNil(found.config.learningRateFinder)
+        XCTAssertEqual(found.trainer.configuration.autocastBF16, given.trainer.configuration.autocastBF16)
+        XCTAssertEqual(found.trainer.configuration.autocastBF16, Precision.auto.resolved(for: given.trainer.model) == .bf16)
     }
 
     /// `resume` with fewer epochs than the checkpoint has trained is refused, naming the setting, and

@@ -129,7 +129,9 @@ public final class TrainingRun {
             var recipe = spec.recipe
             recipe.learningRate = lr
             recipe.findLearningRate = nil
+            let autocastBF16 = prepared.configuration.autocastBF16  // `auto` as resolved for the model
             prepared.configuration = try configuration(recipe, options: prepared.options, splits: prepared.splits)
+            prepared.configuration.autocastBF16 = autocastBF16
             found = result
             notify(.info(String(format: "LR finder: suggested learning rate %.3g (fastai's valley, %d steps)", lr,
                                 result.losses.count)))
