@@ -16,11 +16,20 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 }
 
 /// Throws unless `path` is missing or a file finetune wrote (its first 4 KiB contain `marker`): an
-/// output flag replaces only its own files.
+/// output flag replaces only its own files. A folder, a FIFO or a device is refused without being
+/// read (reading a folder trapped; a FIFO blocked until a writer came).
 func checkReplaceable(_ path: String, marker: String, flag: String, what: String) throws {
-    guard FileManager.default.fileExists(atPath: path) else { return }
-    let head = (FileHandle(forReadingAtPath: path)?.readData(ofLength: 4096)).map { String(decoding: $0, as: UTF8.self) }
-    guard head?.contains(marker) == true else {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+    guard !isDirectory.boolValue else { throw ValidationError("\(flag) \(path) is a folder; give a file name") }
+    let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    guard (try? FileManager.default.attributesOfItem(atPath: target)[.type] as? FileAttributeType) == .typeRegular else {
+        throw ValidationError("\(flag) \(path) exists and is not a regular file; choose another file")
+    }
+    let handle = try? FileHandle(forReadingFrom: URL(fileURLWithPath: target))
+    defer { try? handle?.close() }
+    let head = (try? handle?.read(upToCount: 4096)) ?? nil
+    guard let head, String(decoding: head, as: UTF8.self).contains(marker) else {
         throw ValidationError("\(flag) \(path) exists and is not \(what); choose another file")
     }
 }

@@ -190,6 +190,21 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(unknown.stderr.contains("resnet9000") && unknown.stderr.contains("mobilenet_v2"), unknown.stderr)
     }
 
+    /// An output file flag naming a folder or a FIFO is an error naming the flag; reading the folder
+    /// crashed (a trap in Foundation), and the FIFO blocked until a writer came.
+    func testAnOutputFileThatIsAFolderOrAFIFOIsRefused() throws {
+        let folder = NSTemporaryDirectory() + "plot-target-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder + "/plot.svg", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        XCTAssertEqual(mkfifo(folder + "/fifo.svg", 0o600), 0)
+        let directory = try run(["summary", "mobilenet_v2", "--plot", folder + "/plot.svg"])
+        XCTAssertEqual(directory.status, 64, directory.stderr)
+        XCTAssertTrue(directory.stderr.contains("--plot \(folder)/plot.svg is a folder"), directory.stderr)
+        let fifo = try run(["summary", "mobilenet_v2", "--plot", folder + "/fifo.svg"])
+        XCTAssertEqual(fifo.status, 64, fifo.stderr)
+        XCTAssertTrue(fifo.stderr.contains("is not a regular file"), fifo.stderr)
+    }
+
     /// `predict` that classifies nothing fails: a folder without images is an error naming it (exit 64),
     /// and images of which none can be read end with status 1. Both exited 0, the first silently.
     func testPredictThatClassifiesNothingFails() throws {
