@@ -76,6 +76,18 @@ final class WeightsSecurityTests: XCTestCase {
         XCTAssertEqual(resnet18["sha256"] as? String, "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec")
     }
 
+    /// An unreadable pins file is an error naming it in `list` too (as in `fetch`), never read as
+    /// "nothing pinned": `list` showed pinned entries as "prefix only" and their cached files as absent.
+    func testListFailsOnAnUnreadablePinsFile() throws {
+        let pins = cacheRoot.appendingPathComponent("pinned_digests.json")
+        try Foundation.Data(#"{"pins":{"vgg19.imagenet":"#.utf8).write(to: pins)
+        for arguments in [["weights", "list"], ["weights", "list", "--json"]] {
+            let r = try run(arguments)
+            XCTAssertEqual(r.status, 1, "\(arguments): \(r.stdout)")
+            XCTAssertTrue(r.stderr.contains(pins.path), r.stderr)
+        }
+    }
+
     func testImportOfAFileThatIsNotTheCatalogsIsRefused() throws {
         let file = cacheRoot.appendingPathComponent("resnet18-f37072fd.pth")
         try Foundation.Data("a backdoored network, say".utf8).write(to: file)

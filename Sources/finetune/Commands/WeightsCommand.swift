@@ -30,15 +30,17 @@ struct WeightsCommand: ParsableCommand {
         func run() throws {
             let cache = WeightsCache()
             let entries = WeightsCatalog.builtIn.entries
+            // An unreadable pins file is an error naming it, never read as "nothing pinned".
+            let pinned = try Dictionary(entries.map { ($0.name, try cache.pinnedDigest(for: $0)) }) { a, _ in a }
             /// "sha256" (the catalog's full digest), "pinned" (prefix-only, digest pinned at first
             /// import) or "prefix-only" (nothing can be verified; import needs --accept-unverified).
             func verification(_ entry: WeightsEntry) -> String {
                 if !entry.isPrefixOnly { return "sha256" }
-                return (try? cache.pinnedDigest(for: entry)) != nil ? "pinned" : "prefix-only"
+                return (pinned[entry.name] ?? nil) != nil ? "pinned" : "prefix-only"
             }
             if json {
                 for entry in entries {
-                    printEncodedJSON(Row(entry: entry, sha256: cache.expectedDigest(for: entry),
+                    printEncodedJSON(Row(entry: entry, sha256: entry.sha256?.lowercased() ?? pinned[entry.name] ?? nil,
                                          verification: verification(entry), path: cache.locate(entry)))
                 }
                 return
