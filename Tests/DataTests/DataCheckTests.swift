@@ -102,6 +102,35 @@ final class DataCheckTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(DataCheckReport.self, from: json), report)
     }
 
+    /// A `path,label` CSV file is checked as one set (the run report of a CSV run checks its data;
+    /// the check read class folders only, so that report failed with "does not exist or is not a
+    /// folder"). Relative paths resolve against `imageRoot`.
+    func testACSVFileIsCheckedAsOneSet() throws {
+        let photos = try photos()
+        try makeCleanFolder(photos)
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: photos[8]))
+        try bytes.prefix(bytes.count * 4 / 10).write(to: URL(fileURLWithPath: "\(root)/train/a/cut.jpg"))
+        try FileManager.default.copyItem(atPath: "\(root)/train/a/0.jpg", toPath: "\(root)/test/b/copy.jpg")
+        let rows = ["train/a/0.jpg,cat", "train/a/1.jpg,cat", "train/a/cut.jpg,cat", "train/b/0.jpg,dog",
+                    "test/b/copy.jpg,dog", "test/b/1.jpg,dog"]
+        let csv = root + "/list.csv"
+        try ("path,label\n" + rows.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+
+        let report = try DataCheck.run(csv)
+        XCTAssertEqual(report.splits.map(\.name), ["csv"])
+        XCTAssertEqual(report.classNames, ["cat", "dog"])
+        XCTAssertEqual(report.unreadable.map(\.path), ["\(root)/train/a/cut.jpg"], report.rendered())
+        XCTAssertEqual(report.exactDuplicates.map { Set($0.map(\.path)) },
+                       [["\(root)/train/a/0.jpg", "\(root)/test/b/copy.jpg"]])
+
+        let elsewhere = root + "/lists"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: csv, toPath: elsewhere + "/list.csv")
+        XCTAssertThrowsError(try DataCheck.run(elsewhere + "/list.csv"), "relative to the CSV's folder the files are missing")
+        let rooted = try DataCheck.run(elsewhere + "/list.csv", options: DataCheckOptions(imageRoot: root))
+        XCTAssertEqual(rooted.exactDuplicates.count, 1, rooted.rendered())
+    }
+
     func testImbalanceAndModesAreReported() throws {
         let photos = try photos()
         let fm = FileManager.default
@@ -125,7 +154,7 @@ final class DataCheckTests: XCTestCase {
 /// the pairing logic is checked without a network.
 struct ThumbnailEmbedding: ImageEmbedding {
     var name: String { "thumbnail" }
-    func embed(_ dataset: ImageFolderDataset) throws -> (features: Tensor, valid: [Bool]) {
+    func embed(_ dataset: any ImageDataset) throws -> (features: Tensor, valid: [Bool]) {
         var rows: [Float] = [], valid: [Bool] = []
         for sample in dataset.samples {
             let print = try? ImageFingerprint(Image(contentsOfFile: sample.source.path ?? ""))

@@ -15,11 +15,15 @@ public struct DataCheckOptions: Sendable {
     public var nearDuplicateCosine: Double
     /// Class-count ratio (largest / smallest, training split) from which the classes count as imbalanced.
     public var imbalanceWarningRatio: Double
+    /// Where the relative paths of a `path,label` CSV file resolve (nil: the CSV's folder), as
+    /// `CSVDataset`'s `imageRoot`.
+    public var imageRoot: String?
 
     /// Defaults: near-duplicates within 6 bits and a correlation of 0.99 (perceptual hash), or a centred
     /// cosine of 0.9 (embeddings); imbalance from a ratio of 1.5.
     public init(nearDuplicateDistance: Int = 6, nearDuplicateSimilarity: Double = 0.99, nearDuplicateCosine: Double = 0.9,
-                imbalanceWarningRatio: Double = 1.5) {
+                imbalanceWarningRatio: Double = 1.5, imageRoot: String? = nil) {
+        self.imageRoot = imageRoot
         self.nearDuplicateDistance = nearDuplicateDistance
         self.nearDuplicateSimilarity = nearDuplicateSimilarity
         self.nearDuplicateCosine = nearDuplicateCosine
@@ -218,23 +222,38 @@ private extension String {
 /// across splits (close embeddings of a pretrained backbone, or without one, perceptual hashes of the
 /// decoded pictures), which leak test images into training.
 public enum DataCheck {
-    /// Scans `root` (with train/ val/ test/ folders, or one folder of class folders) and decodes
-    /// every image once. With `embedding`, near-duplicates are pairs whose embeddings' centred cosine
-    /// similarity reaches `options.nearDuplicateCosine`; without, pairs within the perceptual-hash
-    /// thresholds. Throws when `root` is not a class-folder dataset, or when `embedding` fails.
+    /// Scans `root` (with train/ val/ test/ folders, one folder of class folders, or a `path,label`
+    /// CSV file, one set named "csv") and decodes every image once. With `embedding`, near-duplicates
+    /// are pairs whose embeddings' centred cosine similarity reaches `options.nearDuplicateCosine`;
+    /// without, pairs within the perceptual-hash thresholds. Throws when `root` is not such a
+    /// dataset, or when `embedding` fails.
     public static func run(_ root: String, options: DataCheckOptions = DataCheckOptions(),
                            embedding: (any ImageEmbedding)? = nil) throws -> DataCheckReport {
-        let found = try ImageFolderDataset.splits(root: root)
-        var named: [(String, ImageFolderDataset)] = [(found.hasSplitFolders ? "train" : "folder", found.train)]
-        if let v = found.validation { named.append(("val", v)) }
-        if let t = found.test { named.append(("test", t)) }
-        let classNames = found.train.classNames
+        var named: [(String, any ImageDataset)] = []
+        var skipped: [(String, SkippedFiles)] = []
+        let hasSplitFolders: Bool
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
+            let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot)
+            (named, skipped, hasSplitFolders) = ([("csv", csv)], [("csv", csv.skipped)], false)
+        } else {
+            let found = try ImageFolderDataset.splits(root: root)
+            hasSplitFolders = found.hasSplitFolders
+            for (name, dataset) in [(hasSplitFolders ? "train" : "folder", found.train), ("val", found.validation),
+                                    ("test", found.test)] {
+                guard let dataset else { continue }
+                named.append((name, dataset))
+                skipped.append((name, dataset.skipped))
+            }
+        }
+        let classNames = named[0].1.classNames
 
-        var unreadable: [DataCheckReport.Unreadable] = []
+        var unreadable: [DataCheckReport.Unreadable] = skipped.flatMap { name, files in
+            files.entries.map { .init(path: $0.path, split: name, reason: $0.reason) }
+        }
         var files: [DataCheckReport.File] = []
         var positions: [(split: Int, sample: Int)] = []  // of each file: its dataset in `named`, its sample there
         for (k, (name, dataset)) in named.enumerated() {
-            unreadable += dataset.skipped.entries.map { .init(path: $0.path, split: name, reason: $0.reason) }
             for (i, sample) in dataset.samples.enumerated() {
                 guard let path = sample.source.path else { continue }
                 files.append(.init(path: path, split: name, className: classNames[sample.label]))
@@ -270,7 +289,7 @@ public enum DataCheck {
         var near: [DataCheckReport.NearDuplicate] = []
         func pair(_ x: Int, _ y: Int, cosine: Double?) -> DataCheckReport.NearDuplicate? {
             let (a, b) = (hashed[x], hashed[y])
-            guard found.hasSplitFolders ? files[a.index].split != files[b.index].split : true, a.digest != b.digest else {
+            guard hasSplitFolders ? files[a.index].split != files[b.index].split : true, a.digest != b.digest else {
                 return nil
             }
             return .init(first: files[a.index], second: files[b.index], distance: a.fingerprint.hash.distance(to: b.fingerprint.hash),
@@ -298,7 +317,7 @@ public enum DataCheck {
             let bySplit = Dictionary(grouping: usable.indices) { positions[hashed[usable[$0]].index].split }
             let groups = bySplit.keys.sorted()
             var candidates: [(Int, Int, Double)] = []
-            if found.hasSplitFolders {
+            if hasSplitFolders {
                 for (g, a) in groups.enumerated() {
                     for b in groups[(g + 1)...] {
                         candidates += try EmbeddingNeighbours.pairs(unit, bySplit[a]!, bySplit[b]!,

@@ -8,7 +8,7 @@ public protocol ImageEmbedding {
     var name: String { get }
     /// Embeddings of every sample of `dataset`, in sample order: [N, D] float32, and whether each
     /// sample could be embedded (an unreadable file's row is ignored).
-    func embed(_ dataset: ImageFolderDataset) throws -> (features: Tensor, valid: [Bool])
+    func embed(_ dataset: any ImageDataset) throws -> (features: Tensor, valid: [Bool])
 }
 
 /// Pairs of close embeddings: centred cosine similarity of L2-normalised vectors.

@@ -33,7 +33,7 @@ public final class BackboneEmbedding: ImageEmbedding {
         name = "\(architecture) (\(weights) weights, \(preprocessing.cropSize) px)"
     }
 
-    public func embed(_ dataset: ImageFolderDataset) throws -> (features: Tensor, valid: [Bool]) {
+    public func embed(_ dataset: any ImageDataset) throws -> (features: Tensor, valid: [Bool]) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let description = "eval " + String(decoding: try encoder.encode(preprocessing), as: UTF8.self)

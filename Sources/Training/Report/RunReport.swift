@@ -135,7 +135,9 @@ public struct RunReport {
             $0.confidence != $1.confidence ? $0.confidence > $1.confidence : $0.index < $1.index
         }
         let camCorrect = try correct.prefix(options.gradCAMCount).map(gradCAM)
-        let check = options.checkData ? try DataCheck.run(data, method: options.nearDuplicateMethod) : nil
+        let check = options.checkData
+            ? try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot), method: options.nearDuplicateMethod)
+            : nil
         return RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
                          data: data, split: options.split.rawValue, evaluation: report, samples: samples,
                          topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,

@@ -26,7 +26,9 @@ struct CheckDataCommand: ParsableCommand {
               finetune check-data data/flowers --json
             """)
 
-    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
+    @Option(help: "Folder the relative paths of a CSV DATA file resolve against (default: the CSV's folder).")
+    var imageRoot: String?
     @Option(help: "How near-duplicates are found: auto (embeddings when the weights are cached, else phash), embedding, phash.")
     var nearMethod: NearDuplicateMethod = .auto
     @Option(help: "Smallest centred cosine similarity (-1 to 1) of near-duplicates' embeddings.")
@@ -48,8 +50,11 @@ struct CheckDataCommand: ParsableCommand {
                                   + ModelZoo.architectures.joined(separator: ", "))
         }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
+            throw ValidationError("DATA \(data) does not exist (expected a class-folder root or a path,label CSV file)")
+        }
+        if imageRoot != nil, isDirectory.boolValue {
+            throw ValidationError("--image-root only applies to a CSV file as DATA; \(data) is a folder")
         }
     }
 
@@ -57,7 +62,7 @@ struct CheckDataCommand: ParsableCommand {
         let report: DataCheckReport
         do {
             let options = DataCheckOptions(nearDuplicateDistance: nearDistance, nearDuplicateSimilarity: nearSimilarity,
-                                           nearDuplicateCosine: nearCosine)
+                                           nearDuplicateCosine: nearCosine, imageRoot: imageRoot)
             report = try DataCheck.run(data, options: options, method: nearMethod, architecture: embeddingArch)
         } catch let error as DataError {
             throw ValidationError("DATA \(data): \(error)")
