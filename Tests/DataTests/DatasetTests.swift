@@ -484,6 +484,24 @@ final class DatasetTests: XCTestCase {
         // Output written before the marker existed (only train/test class folders of <index>.png).
         try FileManager.default.removeItem(atPath: ours + "/" + ConvertDataset.markerName)
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
+
+        // A re-run with another limit (or source) replaces the earlier images instead of adding to them:
+        // the folder held 16 + the new ones, a mix the summary did not report.
+        let limited = try ConvertDataset.run(.fashionMNIST, from: source, to: ours, options: .init(limitPerClass: 1))
+        let written = try ImageFolderDataset.splits(root: ours)
+        XCTAssertEqual(written.train.count + (written.test?.count ?? 0), limited.written)
+        XCTAssertEqual(written.train.classCounts.filter { $0 > 1 }, [], "one image per class")
+        _ = try TestData.writeMNIST(in: source, train: 6, test: 2, width: 6, height: 5, gzip: false)
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: ours).written, 8)
+        for split in ["train", "test"] {
+            let folders = Set(try FileManager.default.contentsOfDirectory(atPath: ours + "/" + split))
+            XCTAssertTrue(folders.isSubset(of: Set((0...9).map(String.init))), "no Fashion-MNIST folder is left: \(folders)")
+        }
+        // A file of the user's among them still stops it, and nothing is removed.
+        try Foundation.Data("notes".utf8).write(to: URL(fileURLWithPath: ours + "/train/notes.txt"))
+        let before = try FileManager.default.subpathsOfDirectory(atPath: ours).sorted()
+        XCTAssertThrowsError(try ConvertDataset.run(.mnist, from: source, to: ours))
+        XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: ours).sorted(), before)
     }
 
     func testConvertCIFAR10Binary() throws {

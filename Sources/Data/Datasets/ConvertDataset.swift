@@ -103,8 +103,19 @@ public enum ConvertDataset {
     public static func run(_ source: Source, from sourceDirectory: String, to destination: String,
                            options: Options = Options(), progress: ((Progress) -> Void)? = nil) throws -> Summary {
         var summary = Summary(destination: destination, classNames: [], folderNames: [], counts: [:], written: 0)
-        try checkDestination(destination)
+        let earlier = try checkDestination(destination)
         if !options.dryRun {
+            // An earlier conversion's images go first: what DST holds is what this command reports,
+            // not a mix of two limits or two sources. (The marker goes last, so an interrupted removal
+            // leaves a folder that is still recognisably convert's.)
+            for split in earlier {
+                do {
+                    try FileManager.default.removeItem(atPath: destination + "/" + split)
+                } catch {
+                    throw DataError.unreadable(path: destination + "/" + split,
+                                               reason: "cannot remove the earlier conversion: \(error.localizedDescription)")
+                }
+            }
             try AtomicFile.write(Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"\(source.rawValue)\"}\n".utf8),
                                  to: destination + "/" + markerName, durable: false, createDirectory: true)
         }
@@ -132,22 +143,24 @@ public enum ConvertDataset {
     /// made by `convert`, which may write into it again.
     public static let markerName = ".finetune-convert.json"
 
-    /// Throws unless `destination` is missing, empty, marked as `convert`'s (`markerName`), or holds
-    /// only what `convert` writes (`train/` and `test/` of class folders of `<index>.png`, as written
-    /// before the marker existed): `convert` never overwrites or mixes with files it did not write.
-    public static func checkDestination(_ destination: String) throws {
+    /// Throws unless `destination` is missing, empty, or holds only what `convert` writes (its marker,
+    /// `markerName`, and `train/` and `test/` of class folders of `<index>.png`): `convert` never
+    /// overwrites or mixes with files it did not write. Returns the split folders of an earlier
+    /// conversion there, which `run` replaces.
+    @discardableResult
+    public static func checkDestination(_ destination: String) throws -> [String] {
         let fm = FileManager.default
         var isFolder: ObjCBool = false
-        guard fm.fileExists(atPath: destination, isDirectory: &isFolder) else { return }
+        guard fm.fileExists(atPath: destination, isDirectory: &isFolder) else { return [] }
         guard isFolder.boolValue else { throw DataError.invalidDataset("\(destination) is a file; convert writes a folder") }
-        if fm.fileExists(atPath: destination + "/" + markerName) { return }
         func entries(_ path: String) -> [String] { ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted() }
         func isFolderAt(_ path: String) -> Bool { fm.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue }
         func isImageName(_ name: String) -> Bool {
             name.hasSuffix(".png") && !name.dropLast(4).isEmpty && name.dropLast(4).allSatisfy(\.isASCII) && Int(name.dropLast(4)) != nil
         }
         var foreign: String?
-        search: for split in entries(destination) {
+        let splits = entries(destination).filter { $0 != markerName }
+        search: for split in splits {
             guard ["train", "test"].contains(split), isFolderAt(destination + "/" + split) else { foreign = split; break }
             for folder in entries(destination + "/" + split) {
                 let classPath = destination + "/" + split + "/" + folder
@@ -162,6 +175,7 @@ public enum ConvertDataset {
             throw DataError.invalidDataset("\(destination) holds \(foreign), which finetune convert did not write; "
                                            + "give a new or empty folder (convert never writes among other files)")
         }
+        return splits
     }
 
     static func write(_ dataset: any ImageDataset, folders: [String], to directory: String, split: String,
