@@ -34,11 +34,32 @@ public struct LRFinder {
         public var suggestionIndex: Int?
         /// Whether the test stopped before `steps` (divergence, or a non-finite loss).
         public var stoppedEarly: Bool
+
+        /// A result with these values.
+        public init(learningRates: [Double], losses: [Double], suggestion: Double?, suggestionIndex: Int?, stoppedEarly: Bool) {
+            self.learningRates = learningRates
+            self.losses = losses
+            self.suggestion = suggestion
+            self.suggestionIndex = suggestionIndex
+            self.stoppedEarly = stoppedEarly
+        }
+
+        /// Every key, `suggestion` and `suggestionIndex` as null when there is none (`lr-find --json`
+        /// documents them as always present).
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(learningRates, forKey: .learningRates)
+            try container.encode(losses, forKey: .losses)
+            try container.encode(suggestion, forKey: .suggestion)
+            try container.encode(suggestionIndex, forKey: .suggestionIndex)
+            try container.encode(stoppedEarly, forKey: .stoppedEarly)
+        }
     }
 
     func check() throws {
-        guard startLearningRate > 0, endLearningRate > startLearningRate, endLearningRate.isFinite else {
-            throw TrainingError.invalidConfiguration("the LR finder needs 0 < start LR < end LR, got \(startLearningRate) and \(endLearningRate)")
+        guard startLearningRate > 0, endLearningRate > startLearningRate, (endLearningRate / startLearningRate).isFinite else {
+            throw TrainingError.invalidConfiguration("the LR finder needs 0 < start LR < end LR with a finite end / start, got "
+                + "\(startLearningRate) and \(endLearningRate)")
         }
         guard steps >= 2 else { throw TrainingError.invalidConfiguration("the LR finder needs at least 2 steps, got \(steps)") }
     }

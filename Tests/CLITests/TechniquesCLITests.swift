@@ -113,6 +113,12 @@ extension TrainCLITests {
         let refused = try run(["lr-find", data, "--out", folder + "/find", "--steps", "20"] + TrainCLITests.common)
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("--out"), refused.stderr)
+        // A file as --out is refused before the test runs (it ran the whole test, then failed to write).
+        let file = folder + "/find/notes.txt"
+        let onFile = try run(["lr-find", data, "--out", file, "--steps", "20"] + TrainCLITests.common)
+        XCTAssertEqual(onFile.status, 64, onFile.stderr)
+        XCTAssertTrue(onFile.stderr.contains("--out: \(file) is a file"), onFile.stderr)
+        XCTAssertFalse(onFile.stdout.contains("LR finder"), onFile.stdout)
 
         let common = TrainCLITests.common.filter { $0 != "--lr" && $0 != "0.01" }
         let train = try run(["train", data, "--out", folder + "/run", "--epochs", "1", "--lr", "find"] + common)

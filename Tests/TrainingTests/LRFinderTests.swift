@@ -30,6 +30,24 @@ final class LRFinderTests: XCTestCase {
         XCTAssertNil(LRFinder.suggestion(learningRates: [1, 2, 3], losses: [3, 2, 1], steps: 100), "too few points")
     }
 
+    /// `lr-find --json` has every documented key: no suggestion is `null`, not a missing key. A range
+    /// whose end / start overflows is refused (its learning rates were infinite).
+    func testNoSuggestionEncodesAsNullAndAnOverflowingRangeIsRefused() throws {
+        let result = LRFinder.Result(learningRates: [1e-7, 1e-3], losses: [1.2, 1.1], suggestion: nil,
+                                     suggestionIndex: nil, stoppedEarly: false)
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: encoder.encode(result)) as? [String: Any])
+        XCTAssertEqual(Set(object.keys), ["learning_rates", "losses", "suggestion", "suggestion_index", "stopped_early"])
+        XCTAssertTrue(object["suggestion"] is NSNull)
+        XCTAssertEqual(try JSONDecoder().decode(LRFinder.Result.self, from: JSONEncoder().encode(result)), result)
+
+        var finder = LRFinder()
+        finder.startLearningRate = 1e-300
+        finder.endLearningRate = 1e300
+        XCTAssertThrowsError(try finder.run(Trainer(model: TRTinyNet()), on: TRData.loader(TRData.dataset())))
+    }
+
     func testRangeTestLeavesModelAndGeneratorUntouched() throws {
         let data = try TRData.dataset()
         Runtime.manualSeed(4)

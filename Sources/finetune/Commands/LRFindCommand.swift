@@ -23,12 +23,19 @@ struct LRFindCommand: ParsableCommand {
             """)
 
     @Option(help: "The first step's learning rate.") var startLr = 1e-7
-    @Option(help: "The learning rate the last step reaches.") var endLr = 10.0
+    @Option(help: "The learning rate the schedule ends at (fastai's end_lr: step i of N trains at start·(end/start)^(i/N)).")
+    var endLr = 10.0
     @Option(help: "Steps (batches) of the test.") var steps = 100
     @OptionGroup(title: "Run (the flags of finetune train)") var train: TrainCommand
 
     func validate() throws {
-        guard startLr > 0, endLr > startLr else { throw ValidationError("--start-lr and --end-lr: need 0 < start < end") }
+        guard startLr > 0, endLr > startLr, (endLr / startLr).isFinite else {
+            throw ValidationError("--start-lr and --end-lr: need 0 < start < end, with end / start finite")
+        }
+        var isDirectory: ObjCBool = false
+        if let out = train.out, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--out: \(out) is a file; give a new or empty folder")
+        }
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2") }
         guard train.resume == nil else { throw ValidationError("--resume: lr-find starts no run; give DATA and --arch") }
     }
