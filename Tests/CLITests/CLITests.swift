@@ -185,6 +185,11 @@ final class CLITests: XCTestCase {
         let format = try run(["convert", "svhn", "/tmp", "/tmp/out"])
         XCTAssertNotEqual(format.status, 0)
         XCTAssertTrue(format.stderr.contains("svhn") && format.stderr.contains("fashion-mnist"), format.stderr)
+        for (flags, flag) in [(["--classes", "0"], "--classes"), (["--input-size", "100000"], "--input-size")] {
+            let summary = try run(["summary", "mobilenet_v2"] + flags)
+            XCTAssertEqual(summary.status, 64, summary.stderr)
+            XCTAssertTrue(summary.stderr.contains(flag), summary.stderr)
+        }
         let unknown = try run(["summary", "resnet9000"])
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("resnet9000") && unknown.stderr.contains("mobilenet_v2"), unknown.stderr)

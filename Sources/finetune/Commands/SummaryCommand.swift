@@ -22,7 +22,10 @@ struct SummaryCommand: ParsableCommand {
     @Option(help: "Output classes of the head.") var classes = 1000
     @Flag(name: .customLong("no-top"), help: "Drop the classifier (Keras include_top=False).") var noTop = false
     @Option(help: "Pooling without a top.") var pooling: GlobalPooling = .avg
-    @Option(help: "Input side in pixels (default: the architecture's ImageNet crop size).") var inputSize: Int?
+    @Option(help: "Input side in pixels, at most 2048 (default: the architecture's ImageNet crop size).") var inputSize: Int?
+    /// The largest `--input-size`: the summary runs one forward pass, whose activations at 100,000 px
+    /// asked LibTorch for 120 GB.
+    static let largestInputSize = 2048
     @Option(help: "Only list modules up to this depth (1 = top-level groups).") var depth: Int?
     @Flag(help: "Freeze everything but the head, to show trainable counts.") var freezeBackbone = false
     @Flag(help: "Print JSON instead of a table.") var json = false
@@ -30,6 +33,10 @@ struct SummaryCommand: ParsableCommand {
     var plot: String?
 
     func validate() throws {
+        guard classes >= 1 else { throw ValidationError("--classes must be at least 1, got \(classes)") }
+        if let inputSize, !(1...Self.largestInputSize).contains(inputSize) {
+            throw ValidationError("--input-size must be 1 to \(Self.largestInputSize) pixels, got \(inputSize)")
+        }
         guard let plot else { return }
         try checkReplaceable(plot, marker: Plots.architectureMarker, flag: "--plot", what: "a finetune architecture plot")
     }
