@@ -187,7 +187,8 @@ let package = Package(
                                                 .product(name: "Prometheus", package: "swift-prometheus"),
                                                 .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "HTTPTypes", package: "swift-http-types"),
-                                                .product(name: "NIOCore", package: "swift-nio")]),
+                                                .product(name: "NIOCore", package: "swift-nio"),
+                                                .product(name: "NIOHTTP1", package: "swift-nio")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

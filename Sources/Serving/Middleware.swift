@@ -30,7 +30,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
             if case ServingError.unavailable(_, let seconds) = error {
                 response.headers[HTTPField.Name("Retry-After")!] = String(seconds)
             }
-            if case ServingError.tooLarge = error {
+            if let error = error as? ServingError, [413, 408].contains(error.status) {
                 // Hummingbird would read the rest of the body to reach the next request on the
                 // connection (whatever the response says); closing its input instead means nothing more
                 // is read, and the connection closes once this response is written.

@@ -4,6 +4,7 @@ import Hummingbird
 import ImagePreprocessing
 import Logging
 import NIOCore
+import NIOHTTP1
 import Training
 
 /// `finetune serve`: the models of a `ServeConfiguration` behind an HTTP API on Hummingbird 2.
@@ -98,7 +99,7 @@ public final class PredictionServer: @unchecked Sendable {
             Self.json(ModelList(models: order.map { ModelInfo(models[$0]!) }))
         }
         router.post("/v1/models/{name}:predict") { [self] request, context in
-            try await predict(request, name: context.parameters.get("name") ?? "")
+            try await predict(request, name: context.parameters.get("name") ?? "", channel: context.channel)
         }
         router.post("/v1/models/{name}:reload") { [self] _, context in
             let name = context.parameters.get("name") ?? ""
@@ -111,11 +112,11 @@ public final class PredictionServer: @unchecked Sendable {
     }
 
     /// `POST /v1/models/{name}:predict`, counted in `finetune_requests_total` by model and status.
-    func predict(_ request: Request, name: String) async throws -> Response {
+    func predict(_ request: Request, name: String, channel: (any Channel)? = nil) async throws -> Response {
         let start = InferenceLoop.now()
         let label = models[name] == nil ? "unknown" : name
         do {
-            let response = try await predictUncounted(request, name: name, start: start)
+            let response = try await predictUncounted(request, name: name, start: start, channel: channel)
             metrics.request(model: label, status: Int(response.status.code), seconds: InferenceLoop.now() - start)
             return response
         } catch {
@@ -124,7 +125,8 @@ public final class PredictionServer: @unchecked Sendable {
         }
     }
 
-    private func predictUncounted(_ request: Request, name: String, start: Double) async throws -> Response {
+    private func predictUncounted(_ request: Request, name: String, start: Double,
+                                  channel: (any Channel)?) async throws -> Response {
         guard let model = models[name] else { throw ServingError.unknownModel(name) }
         guard model.ready else { throw ServingError.unavailable("model \(name) is warming up", retryAfterSeconds: 1) }
         var k = configuration.defaultTopK
@@ -132,7 +134,9 @@ public final class PredictionServer: @unchecked Sendable {
             guard let value = Int(text), value >= 1 else { throw ServingError.badRequest("top_k must be a whole number ≥ 1, not '\(text)'") }
             k = value
         }
-        let parts = try await self.parts(of: request)
+        let parts = try await receivingWithin(configuration.requestTimeoutMilliseconds / 1000, channel: channel) {
+            try await self.parts(of: request)
+        }
         let version = model.version
         let inputs = try await decoder.inputs(parts, for: version)
         let timeout = configuration.requestTimeoutMilliseconds / 1000 - (InferenceLoop.now() - start)
@@ -143,6 +147,25 @@ public final class PredictionServer: @unchecked Sendable {
         var response = Self.json(answer)
         response.headers[imagesHeader] = String(parts.count)
         return response
+    }
+
+    /// `receive`'s result (the request's body), or `ServingError.bodyTimeout` when the body has not
+    /// arrived within `seconds`: a client that stalls its upload holds no request open beyond
+    /// `--request-timeout-ms`. On a timeout the connection's input is closed, which ends the read.
+    func receivingWithin<T: Sendable>(_ seconds: Double, channel: (any Channel)?,
+                                      _ receive: @escaping @Sendable () async throws -> T) async throws -> T {
+        let milliseconds = configuration.requestTimeoutMilliseconds
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await receive() }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9))
+                channel?.close(mode: .input, promise: nil)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw ServingError.bodyTimeout(milliseconds) }
+            return value
+        }
     }
 
     /// The images of a request: the body itself, or the parts of a multipart body.
@@ -156,6 +179,10 @@ public final class PredictionServer: @unchecked Sendable {
             buffer = try await request.body.collect(upTo: limit)
         } catch let error as HTTPResponseError where error.status == .contentTooLarge {
             throw ServingError.tooLarge("the body is over --max-body-bytes \(limit)")
+        } catch HTTPParserError.invalidEOFState {
+            throw ServingError.clientClosedRequest  // counted as the client's doing, not a server error
+        } catch let error as HTTPParserError {
+            throw ServingError.badRequest("the body could not be read: \(error)")
         }
         let body = Array(buffer.readableBytesView)
         guard !body.isEmpty else { throw ServingError.badRequest("the body is empty: send an image, or multipart/form-data with images") }

@@ -108,8 +108,15 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
     case unavailable(String, retryAfterSeconds: Int)
     /// 504: the request took longer than `--request-timeout-ms`.
     case timeout(Double)
+    /// 408: the request's body did not arrive within `--request-timeout-ms` (a stalled upload).
+    case bodyTimeout(Double)
+    /// 499 (nginx's "client closed request"): the client closed the connection before its body
+    /// arrived; no one reads the answer, and the metrics count it as the client's doing, not a 500.
+    case clientClosedRequest
     /// 500: inference failed.
     case internalError(String)
+
+    static func milliseconds(_ ms: Double) -> String { (ms == ms.rounded() ? "\(Int(ms))" : "\(ms)") + " ms" }
 
     /// The HTTP status code.
     public var status: Int {
@@ -120,6 +127,8 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
         case .tooLarge: return 413
         case .unavailable: return 503
         case .timeout: return 504
+        case .bodyTimeout: return 408
+        case .clientClosedRequest: return 499
         case .internalError: return 500
         }
     }
@@ -131,7 +140,10 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
         case .unauthorized: return "missing or wrong API key: send the header 'Authorization: Bearer KEY'"
         case .unknownModel(let name): return "no model named '\(name)' (GET /v1/models lists them)"
         case .timeout(let ms):
-            return "the request took longer than --request-timeout-ms (\(ms == ms.rounded() ? "\(Int(ms))" : "\(ms)") ms)"
+            return "the request took longer than --request-timeout-ms (\(Self.milliseconds(ms)))"
+        case .clientClosedRequest: return "the client closed the connection before its request's body arrived"
+        case .bodyTimeout(let ms):
+            return "the request's body did not arrive within --request-timeout-ms (\(Self.milliseconds(ms)))"
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Serving
+import TestSupport
 import XCTest
 
 /// `ServeConfiguration.validate` names the flag of every value it refuses. A huge request timeout or
@@ -29,6 +30,38 @@ final class ServeConfigurationTests: XCTestCase {
             let message = problem { $0.maxBatchDelayMilliseconds = delay }
             XCTAssertTrue(message?.contains("--max-batch-delay-ms") == true, "\(delay): \(message ?? "accepted")")
         }
+    }
+
+    /// `--request-timeout-ms` covers the upload: a body that stalls gets 408 at the timeout and the
+    /// connection closes (it waited for the client, however long). A client that hangs up before its
+    /// body arrived is counted as 499, not as a server error (it was a 500). The server keeps serving.
+    func testAStalledUploadGets408AndAnAbortedOneIsNotA500() throws {
+        let server = try ServerProcess(["--arch", "mobilenet_v2", "--weights", "none", "--request-timeout-ms", "1000"])
+        let port = try XCTUnwrap(URL(string: server.base)?.port)
+        let head = "POST /v1/models/mobilenet_v2:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            + "Content-Length: 1000\r\n\r\n0123456789"
+        let stalled = try RawConnection(port: port)
+        stalled.send(head)
+        let started = Date()
+        let answer = try XCTUnwrap(stalled.response(within: 10), server.log)
+        XCTAssertEqual(answer.status, 408, answer.text)
+        XCTAssertTrue(answer.text.contains("--request-timeout-ms"), answer.text)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        XCTAssertEqual(stalled.read(within: 5), .closed)
+
+        do {
+            let aborted = try RawConnection(port: port)
+            aborted.send(head)
+            Thread.sleep(forTimeInterval: 0.2)
+        }  // closed here
+        Thread.sleep(forTimeInterval: 0.5)
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/rgb.png")))
+        XCTAssertEqual(try server.request("POST", "/v1/models/mobilenet_v2:predict", body: photo).status, 200, server.log)
+        let metrics = try server.request("GET", "/metrics").text
+        XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="mobilenet_v2",status="408"} 1"#), metrics)
+        XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="mobilenet_v2",status="499"} 1"#), metrics)
+        XCTAssertFalse(metrics.contains(#"status="500""#), metrics)
+        XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
     /// A port another process listens on is an error naming `--port` and the address (it was NIO's
