@@ -27,7 +27,15 @@ struct Finetune: ParsableCommand {
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
         var command: ParsableCommand
-        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do { command = try parseAsRoot() } catch {
+            // swift-argument-parser names the command of a usage error from its stack, which for
+            // `lr-find` (whose flags include train's, an option group of another command) reads
+            // "finetune train lr-find"; the subcommand named on the command line is the right one.
+            if exitCode(for: error) == .validationFailure, let subcommand = subcommand(in: CommandLine.arguments.dropFirst()) {
+                reportUsageError(ValidationError(message(for: error)), of: subcommand)
+            }
+            exit(withError: error)
+        }
         do { try command.run() } catch let error as ValidationError {
             reportUsageError(error, of: type(of: command))
         } catch {
@@ -44,6 +52,19 @@ struct Finetune: ParsableCommand {
             + "  See '\(name) --help' for more information.\n"
         FileHandle.standardError.write(Foundation.Data(text.utf8))
         Foundation.exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// The deepest subcommand that `arguments` name from the root on (`cache prune …` → `Prune`), nil
+    /// when the first argument names none.
+    static func subcommand(in arguments: ArraySlice<String>) -> ParsableCommand.Type? {
+        var found: ParsableCommand.Type?
+        var level: ParsableCommand.Type = self
+        for argument in arguments {
+            guard let next = level.configuration.subcommands.first(where: { $0._commandName == argument }) else { break }
+            found = next
+            level = next
+        }
+        return found
     }
 
     /// The subcommand names from `root` down to `target` (e.g. ["cache", "prune"]); empty for the root.

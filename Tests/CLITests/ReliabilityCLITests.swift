@@ -176,6 +176,14 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("Error: DATA: \(missing) does not exist"), result.stderr)
         XCTAssertTrue(result.stderr.contains("Usage: finetune train ["), result.stderr)
         XCTAssertTrue(result.stderr.contains("See 'finetune train --help'"), result.stderr)
+
+        // A flag lr-find refuses while parsing names lr-find (it read "finetune train lr-find", since
+        // its flags include train's).
+        let lrFind = try run(["lr-find", missing, "--steps", "1", "--out", try temporaryFolder("lr") + "/find"] + Self.fast)
+        XCTAssertEqual(lrFind.status, 64, lrFind.stderr)
+        XCTAssertTrue(lrFind.stderr.contains("Error: --steps must be at least 2"), lrFind.stderr)
+        XCTAssertTrue(lrFind.stderr.contains("Usage: finetune lr-find ["), lrFind.stderr)
+        XCTAssertTrue(lrFind.stderr.contains("See 'finetune lr-find --help'"), lrFind.stderr)
     }
 
     func testHugeEpochsAndBatchSizeTrainInsteadOfOverflowing() throws {
