@@ -64,7 +64,10 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.uri.path != "/healthz" else { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header == "Bearer \(key)" else {
+        // The scheme is case-insensitive (RFC 9110 §11.1); the key is compared exactly.
+        guard let header = request.headers[.authorization], let space = header.firstIndex(of: " "),
+              header[..<space].lowercased() == "bearer",
+              header[header.index(after: space)...].trimmingCharacters(in: .whitespaces) == key else {
             throw ServingError.unauthorized
         }
         return try await next(request, context)

@@ -165,6 +165,10 @@ extension ServeTests {
         let unauthorized = try server.request("GET", "/v1/models")
         assertError(unauthorized, 401, mentions: "Bearer")
         XCTAssertEqual(try server.request("GET", "/healthz").status, 200)
+        // The scheme is case-insensitive (RFC 9110); the key is not.
+        XCTAssertEqual(try server.request("GET", "/v1/models", headers: ["Authorization": "bearer sesame"]).status, 200)
+        XCTAssertEqual(try server.request("GET", "/v1/models", headers: ["Authorization": "Bearer Sesame"]).status, 401)
+        XCTAssertEqual(try server.request("GET", "/v1/models", headers: ["Authorization": "Basic sesame"]).status, 401)
         let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[5]))
         final class Results: @unchecked Sendable {
             let lock = NSLock()
