@@ -36,22 +36,19 @@ struct AugmentArgument: ExpressibleByArgument {
     }
 
     init?(argument: String) {
-        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        let parts = argument.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         guard let first = parts.first, let kind = Augmentation(rawValue: first.lowercased()) else { return nil }
         self.kind = kind
         guard parts.count == 2 else { return }
         guard kind == .randaugment else { return nil }
-        var n = 2, m = 9
-        for pair in parts[1].split(separator: ",") {
+        var values = ["n": 2, "m": 9], given: Set<String> = []
+        // Each of n and m at most once: `n=2,n=3` and a bare `randaugment:` are mistakes, not defaults.
+        for pair in parts[1].split(separator: ",", omittingEmptySubsequences: false) {
             let kv = pair.split(separator: "=").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2, let value = Int(kv[1]) else { return nil }
-            switch kv[0] {
-            case "n": n = value
-            case "m": m = value
-            default: return nil
-            }
+            guard kv.count == 2, let value = Int(kv[1]), values[kv[0]] != nil, given.insert(kv[0]).inserted else { return nil }
+            values[kv[0]] = value
         }
-        randAugment = [n, m]
+        randAugment = [values["n"]!, values["m"]!]
     }
 
     static var allValueStrings: [String] { Augmentation.allCases.map { $0 == .randaugment ? "randaugment[:n=2,m=9]" : $0.rawValue } }

@@ -139,6 +139,8 @@ extension TrainCLITests {
             (["--accumulate-steps", "0"], "--accumulate-steps"),
             (["--mixup", "-1"], "--mixup"),
             (["--augment", "randaugment:n=2,m=40"], "--augment"),
+            (["--augment", "randaugment:n=2,n=3"], "--augment"),
+            (["--augment", "randaugment:"], "--augment"),
             (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
