@@ -32,7 +32,14 @@ struct Finetune: ParsableCommand {
             // `lr-find` (whose flags include train's, an option group of another command) reads
             // "finetune train lr-find"; the subcommand named on the command line is the right one.
             if exitCode(for: error) == .validationFailure, let subcommand = subcommand(in: CommandLine.arguments.dropFirst()) {
-                reportUsageError(ValidationError(message(for: error)), of: subcommand)
+                // The parser's own text (its Error and Help lines), with that subcommand's usage.
+                let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
+                let lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false).map { line in
+                    line.hasPrefix("Usage: ") ? "Usage: \(usageString(for: subcommand))"
+                        : line.hasPrefix("  See '") ? "  See '\(name) --help' for more information." : String(line)
+                }
+                FileHandle.standardError.write(Foundation.Data((lines.joined(separator: "\n") + "\n").utf8))
+                Foundation.exit(ExitCode.validationFailure.rawValue)
             }
             exit(withError: error)
         }

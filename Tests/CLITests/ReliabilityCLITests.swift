@@ -104,7 +104,11 @@ final class ReliabilityCLITests: XCTestCase {
         first.interrupt()  // Ctrl-C: a resumable checkpoint, and the lock is free again
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 130)
-        let resumed = try run(["train", "--resume", out, "--epochs", "1", "--threads", "2", "--workers", "0"])
+        // Resumed to the epochs the checkpoint has begun (fewer are refused), so that it ends at once.
+        let manifest = try Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/checkpoints/last/trainer.json"))
+        let state = try XCTUnwrap((try JSONSerialization.jsonObject(with: manifest) as? [String: Any])?["state"] as? [String: Any])
+        let epochs = max(1, (state["epoch"] as? Int ?? 0) + ((state["batchInEpoch"] as? Int ?? 0) > 0 ? 1 : 0))
+        let resumed = try run(["train", "--resume", out, "--epochs", String(epochs), "--threads", "2", "--workers", "0"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
     }
 
