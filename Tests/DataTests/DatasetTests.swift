@@ -484,6 +484,9 @@ final class DatasetTests: XCTestCase {
         // Output written before the marker existed (only train/test class folders of <index>.png).
         try FileManager.default.removeItem(atPath: ours + "/" + ConvertDataset.markerName)
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ours + "/" + ConvertDataset.markerName), "left unmarked")
+        try FileManager.default.removeItem(atPath: ours)
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
 
         // A re-run with another limit (or source) replaces the earlier images instead of adding to them:
         // the folder held 16 + the new ones, a mix the summary did not report.
@@ -497,6 +500,22 @@ final class DatasetTests: XCTestCase {
             let folders = Set(try FileManager.default.contentsOfDirectory(atPath: ours + "/" + split))
             XCTAssertTrue(folders.isSubset(of: Set((0...9).map(String.init))), "no Fashion-MNIST folder is left: \(folders)")
         }
+        // A source that cannot be read leaves the earlier output as it was (it was removed first).
+        let earlier = try FileManager.default.subpathsOfDirectory(atPath: ours).sorted()
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: root + "/no-such-source", to: ours))
+        XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: ours).sorted(), earlier)
+        XCTAssertTrue(try String(contentsOfFile: ours + "/" + ConvertDataset.markerName, encoding: .utf8).contains("\"mnist\""))
+        // A folder of the same shape without the marker (a user's numbered PNGs) is written into, never removed.
+        let numbered = root + "/numbered"
+        try FileManager.default.createDirectory(atPath: numbered + "/train/MyClass", withIntermediateDirectories: true)
+        try Foundation.Data("mine".utf8).write(to: URL(fileURLWithPath: numbered + "/train/MyClass/700.png"))
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: numbered, options: .init(limitPerClass: 1)).written > 0, true)
+        XCTAssertEqual(try String(contentsOfFile: numbered + "/train/MyClass/700.png", encoding: .utf8), "mine")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: numbered + "/" + ConvertDataset.markerName), "not marked as convert's")
+        XCTAssertEqual(try ConvertDataset.checkDestination(numbered), .unmarked)
+        _ = try ConvertDataset.run(.mnist, from: source, to: numbered, options: .init(limitPerClass: 2))
+        XCTAssertEqual(try String(contentsOfFile: numbered + "/train/MyClass/700.png", encoding: .utf8), "mine",
+                       "a second run does not take the folder for convert's either")
         // A file of the user's among them still stops it, and nothing is removed.
         try Foundation.Data("notes".utf8).write(to: URL(fileURLWithPath: ours + "/train/notes.txt"))
         let before = try FileManager.default.subpathsOfDirectory(atPath: ours).sorted()

@@ -103,12 +103,19 @@ public enum ConvertDataset {
     public static func run(_ source: Source, from sourceDirectory: String, to destination: String,
                            options: Options = Options(), progress: ((Progress) -> Void)? = nil) throws -> Summary {
         var summary = Summary(destination: destination, classNames: [], folderNames: [], counts: [:], written: 0)
-        let earlier = try checkDestination(destination)
+        let found = try checkDestination(destination)
+        // Both splits are read before anything in DST changes: a SRC that cannot be read leaves it as it was.
+        var datasets: [(split: String, dataset: any ImageDataset)] = []
+        for split in ["train", "test"] {
+            var dataset = try load(source, from: sourceDirectory, split: split)
+            if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
+            datasets.append((split, dataset))
+        }
         if !options.dryRun {
             // An earlier conversion's images go first: what DST holds is what this command reports,
             // not a mix of two limits or two sources. (The marker goes last, so an interrupted removal
             // leaves a folder that is still recognisably convert's.)
-            for split in earlier {
+            for split in found.earlierSplits {
                 do {
                     try FileManager.default.removeItem(atPath: destination + "/" + split)
                 } catch {
@@ -116,12 +123,16 @@ public enum ConvertDataset {
                                                reason: "cannot remove the earlier conversion: \(error.localizedDescription)")
                 }
             }
-            try AtomicFile.write(Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"\(source.rawValue)\"}\n".utf8),
-                                 to: destination + "/" + markerName, durable: false, createDirectory: true)
+            // Marked as convert's only where nothing else was: a folder of numbered PNGs without the
+            // marker might be a user's, and a later run must not take it for convert's and replace it.
+            if found != .unmarked {
+                try AtomicFile.write(Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"\(source.rawValue)\"}\n".utf8),
+                                     to: destination + "/" + markerName, durable: false, createDirectory: true)
+            } else {
+                try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+            }
         }
-        for split in ["train", "test"] {
-            var dataset = try load(source, from: sourceDirectory, split: split)
-            if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
+        for (split, dataset) in datasets {
             let folders = dataset.classNames.map(folderName(for:))
             if let clash = Dictionary(grouping: folders, by: { $0 }).first(where: { $0.value.count > 1 }) {
                 throw DataError.invalidDataset("several classes map to the folder name '\(clash.key)'")
@@ -143,15 +154,28 @@ public enum ConvertDataset {
     /// made by `convert`, which may write into it again.
     public static let markerName = ".finetune-convert.json"
 
-    /// Throws unless `destination` is missing, empty, or holds only what `convert` writes (its marker,
-    /// `markerName`, and `train/` and `test/` of class folders of `<index>.png`): `convert` never
-    /// overwrites or mixes with files it did not write. Returns the split folders of an earlier
-    /// conversion there, which `run` replaces.
+    /// What a destination holds, as far as `convert` may write there.
+    public enum Destination: Equatable, Sendable {
+        /// Nothing: a missing or empty folder.
+        case new
+        /// An earlier conversion, marked (`markerName`): its split folders are replaced.
+        case converted(splits: [String])
+        /// Only `train/` and `test/` class folders of `<index>.png`, but no marker: output of a version
+        /// from before the marker, or a user's own numbered PNGs. Written into, never removed or marked.
+        case unmarked
+
+        /// The split folders `run` removes before writing.
+        public var earlierSplits: [String] { if case .converted(let splits) = self { return splits } else { return [] } }
+    }
+
+    /// Throws unless `destination` is missing, empty, or holds only what `convert` writes (`train/` and
+    /// `test/` of class folders of `<index>.png`, and its marker, `markerName`): `convert` never
+    /// overwrites or mixes with files it did not write.
     @discardableResult
-    public static func checkDestination(_ destination: String) throws -> [String] {
+    public static func checkDestination(_ destination: String) throws -> Destination {
         let fm = FileManager.default
         var isFolder: ObjCBool = false
-        guard fm.fileExists(atPath: destination, isDirectory: &isFolder) else { return [] }
+        guard fm.fileExists(atPath: destination, isDirectory: &isFolder) else { return .new }
         guard isFolder.boolValue else { throw DataError.invalidDataset("\(destination) is a file; convert writes a folder") }
         func entries(_ path: String) -> [String] { ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted() }
         func isFolderAt(_ path: String) -> Bool { fm.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue }
@@ -175,7 +199,8 @@ public enum ConvertDataset {
             throw DataError.invalidDataset("\(destination) holds \(foreign), which finetune convert did not write; "
                                            + "give a new or empty folder (convert never writes among other files)")
         }
-        return splits
+        if fm.fileExists(atPath: destination + "/" + markerName) { return .converted(splits: splits) }
+        return splits.isEmpty ? .new : .unmarked
     }
 
     static func write(_ dataset: any ImageDataset, folders: [String], to directory: String, split: String,

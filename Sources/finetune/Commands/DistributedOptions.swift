@@ -79,7 +79,10 @@ struct DistributedOptions: ParsableArguments {
     }
 
     /// The run a rank resumes: rank 0 the run directory itself; the others a private copy of its
-    /// config.json and checkpoints/last (taken before rank 0 can write again, which needs every rank).
+    /// config.json, checkpoints/last and checkpoints/best (taken before rank 0 can write again, which
+    /// needs every rank). The best checkpoint is where early stopping finds the best weights of an
+    /// epoch before the resume: every rank must restore the same weights, since the test evaluation
+    /// that follows is shared among them.
     static func resumeFolder(_ run: String, rank: Int) throws -> String {
         guard rank > 0 else { return run }
         let folder = specification(TrainingRun.Specification(data: "", architecture: "", runDirectory: run), rank: rank)
@@ -89,6 +92,9 @@ struct DistributedOptions: ParsableArguments {
         try files.createDirectory(atPath: folder + "/checkpoints", withIntermediateDirectories: true)
         try files.copyItem(atPath: run + "/config.json", toPath: folder + "/config.json")
         try files.copyItem(atPath: run + "/checkpoints/last", toPath: folder + "/checkpoints/last")
+        if let best = Checkpoint.locate(run + "/checkpoints/best") {
+            try files.copyItem(atPath: best, toPath: folder + "/checkpoints/best")
+        }
         return folder
     }
 
