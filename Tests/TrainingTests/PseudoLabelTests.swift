@@ -274,6 +274,9 @@ final class PseudoLabelTests: XCTestCase {
         XCTAssertEqual(PseudoLabelSettings(threshold: 1.01).problem()?.setting, "threshold")
         XCTAssertNil(PseudoLabelSettings(threshold: 1).problem())
         XCTAssertEqual(PseudoLabelSettings(fraction: 1).problem()?.setting, "fraction")
+        XCTAssertEqual(PseudoLabelSettings(fraction: 0.9999999999999999).problem()?.setting, "fraction",
+                       "just below 1: a count per batch that cannot be allocated")
+        XCTAssertNil(PseudoLabelSettings(fraction: PseudoLabelSettings.largestFraction).problem())
         XCTAssertEqual(PseudoLabelSettings(fraction: -0.1).problem()?.setting, "fraction")
         XCTAssertNil(PseudoLabelSettings(fraction: 0).problem())
         XCTAssertEqual(PseudoLabelSettings(weight: -1).problem()?.setting, "weight")

@@ -38,6 +38,9 @@ public struct PseudoLabelSettings: Codable, Equatable, Sendable {
     public var threshold: Double
     /// The share of each batch that is pseudo-labelled, in [0, 1).
     public var fraction: Double
+    /// The largest `fraction`: 9 pseudo-labelled images per labelled one (FixMatch's μ is 7). Closer to
+    /// 1 the count per batch grows without bound: 1 − 1e-16 asked for 7 × 10¹⁸ bytes and crashed.
+    public static let largestFraction = 0.9
     /// The first epoch (0-based) that uses pseudo-labels; nil: `epochs / 3`.
     public var startEpoch: Int?
     /// Whether labels are recomputed every epoch or once.
@@ -63,8 +66,9 @@ public struct PseudoLabelSettings: Codable, Equatable, Sendable {
         if !(threshold > 0 && threshold <= 1) {
             return ("threshold", "must be in (0, 1] (a probability), got \(threshold)")
         }
-        if !(fraction >= 0 && fraction < 1) {
-            return ("fraction", "must be in [0, 1) (the rest of each batch is labelled data), got \(fraction)")
+        if !(fraction >= 0 && fraction <= Self.largestFraction) {
+            return ("fraction", "must be in [0, \(Self.largestFraction)] (the rest of each batch is labelled data; at "
+                    + "\(Self.largestFraction), 9 pseudo-labelled images per labelled one), got \(fraction)")
         }
         if let startEpoch, startEpoch < 0 { return ("startEpoch", "must be ≥ 0, got \(startEpoch)") }
         if !(weight >= 0 && weight.isFinite) { return ("weight", "must be a finite number ≥ 0, got \(weight)") }

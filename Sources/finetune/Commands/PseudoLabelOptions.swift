@@ -17,7 +17,7 @@ struct PseudoLabelOptions: ParsableArguments {
     var pseudoLabelStartEpoch: Int?
     @Option(help: "Top-class probability an unlabelled image needs to be used, in (0, 1] (default 0.9).")
     var pseudoLabelThreshold: Double?
-    @Option(help: "Share of each batch that is pseudo-labelled, in [0, 1) (default 0.3; the rest is labelled data).")
+    @Option(help: "Share of each batch that is pseudo-labelled, in [0, 0.9] (default 0.3; the rest is labelled data).")
     var pseudoLabelFraction: Double?
     @Option(help: "Relabel the unlabelled images every-epoch or once (at the start epoch).")
     var pseudoLabelRefresh: PseudoLabelRefresh?
