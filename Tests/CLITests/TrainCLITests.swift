@@ -320,6 +320,52 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--out") && bad.stderr.contains(".npy"), bad.stderr)
     }
 
+    /// A run on a `path,label` CSV is usable from another folder: a relative `--image-root` is recorded
+    /// absolute (report and resume from elsewhere failed: "none of its images is usable"), `report`
+    /// takes the CSV as DATA (it wanted a folder) and checks its data. `features --json` counts the
+    /// files the scan left out among `skipped` (only undecodable ones were), and `--feature-cache-dir`
+    /// naming a file is refused before the run directory is made (a raw Cocoa error, and a `failed` run).
+    func testACSVRunIsUsableFromAnotherFolderAndSmallerOutputMistakes() throws {
+        let data = try makeDataset()
+        let lists = try temporaryFolder("lists")
+        let rows = ["path,label"] + Self.classes.flatMap { name in (0..<8).map { "train/\(name)/\($0).png,\(name)" } }
+        try rows.joined(separator: "\n").write(toFile: lists + "/data.csv", atomically: true, encoding: .utf8)
+        let out = try temporaryFolder("runs") + "/csv"
+        let previous = FileManager.default.currentDirectoryPath
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath((data as NSString).deletingLastPathComponent))
+        let trained = try run(["train", lists + "/data.csv", "--image-root", (data as NSString).lastPathComponent,
+                               "--out", out, "--epochs", "1"] + Self.common)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(lists))
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/config.json")))
+            as? [String: Any])
+        XCTAssertEqual((config["options"] as? [String: Any])?["imageRoot"] as? String, URL(fileURLWithPath: data).standardizedFileURL.path)
+        let report = try run(["report", out, lists + "/data.csv", "--split", "val", "--out", lists + "/report.html",
+                              "--near-method", "phash", "--grad-cam", "0", "--threads", "2"])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        let html = try String(contentsOfFile: lists + "/report.html", encoding: .utf8)
+        XCTAssertTrue(html.contains("data check: 24 images"), "the CSV's data was checked")
+        let noTest = try run(["report", out, "--out", lists + "/report.html", "--no-data-check"])
+        XCTAssertTrue(noTest.stderr.contains("--split val"), noTest.stderr)
+
+        try Foundation.Data().write(to: URL(fileURLWithPath: data + "/train/blue/empty.png"))
+        let features = try run(["features", "mobilenet_v2", data, "--split", "train", "--weights", "none",
+                                "--out", lists + "/f.csv", "--json", "--threads", "2"])
+        XCTAssertEqual(features.status, 0, features.stderr)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(features.lines.last).utf8))
+            as? [String: Any])
+        XCTAssertEqual(summary["skipped"] as? Int, 1, "the empty file")
+        XCTAssertEqual(summary["images"] as? Int, 24)
+
+        let cacheFile = lists + "/cache"
+        try Foundation.Data("x".utf8).write(to: URL(fileURLWithPath: cacheFile))
+        let cache = try run(["train", data, "--out", out + "-cache", "--epochs", "1", "--feature-cache-dir", cacheFile] + Self.common)
+        XCTAssertEqual(cache.status, 64, cache.stderr)
+        XCTAssertTrue(cache.stderr.contains("--feature-cache-dir: \(cacheFile) is a file"), cache.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "-cache"))
+    }
+
     func testBadFlagsNameTheFlagOrPath() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"

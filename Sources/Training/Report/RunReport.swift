@@ -106,7 +106,8 @@ public struct RunReport {
         let chosen: (any ImageDataset)? = options.split == .test ? splits.test : splits.validation
         guard let dataset = chosen else {
             throw RunError.invalidSetting(setting: "split", reason: "\(data) has no \(options.split.rawValue) split"
-                + (options.split == .val ? " (no val/ folder and the run used no --val-split)" : " (no test/ folder)"))
+                + (options.split == .val ? " (no val/ folder and the run used no --val-split)"
+                    : " (no test/ folder" + (splits.validation != nil ? "; its validation split is there: --split val)" : ")")))
         }
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()

@@ -254,6 +254,8 @@ public final class TrainingRun {
             throw bad("architecture", "unknown architecture '\(spec.architecture)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
         var options = spec.options
+        // Recorded absolute, as the data's path is: report and resume may run from another folder.
+        options.imageRoot = options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         try validate(options)
         try spec.recipe.validate(epochs: options.epochs)
         try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder)
@@ -329,6 +331,11 @@ public final class TrainingRun {
         if let n = options.saveEverySteps, n < 1 { throw bad("saveEverySteps", "must be at least 1") }
         if let s = options.saveEverySeconds, !(s > 0) { throw bad("saveEverySeconds", "must be positive") }
         if let size = options.inputSize, size < 16 { throw bad("inputSize", "must be at least 16") }
+        var isDirectory: ObjCBool = false
+        if let folder = options.featureCacheDirectory, FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory),
+           !isDirectory.boolValue {
+            throw bad("featureCacheDirectory", "\(folder) is a file; give a folder for the feature caches")
+        }
         if let k = options.cacheAugmentations {
             guard k >= 1 else { throw bad("cacheAugmentations", "must be at least 1") }
             guard k <= options.epochs else {

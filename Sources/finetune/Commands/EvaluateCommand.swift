@@ -57,7 +57,7 @@ struct EvaluateCommand: ParsableCommand {
         let config = try directory.readConfig()
         runOptions.applyEXIF(run: config)
         let strict = onBadImage.isStrict
-        let (dataset, splitName) = try badImageContext(strict) {
+        let (dataset, splitName, _) = try badImageContext(strict) {
             try Self.dataset(data, split: split, classNames: config.classNames, strict: strict)
         }
         do {
@@ -93,25 +93,27 @@ struct EvaluateCommand: ParsableCommand {
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
     /// and the split's name (`folder` for a plain folder of class folders, which is used whole).
     /// With `classNames`, the folders' classes must be those.
+    /// Also the number of its files the scan left out (unusable before any decoding).
     static func dataset(_ root: String, split: DataSplit, classNames: [String]?,
-                        strict: Bool = false) throws -> (any ImageDataset, String) {
+                        strict: Bool = false) throws -> (any ImageDataset, String, scanSkipped: Int) {
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         if let warning = splits.skipped.warning() { printError(warning) }
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
-        guard splits.hasSplitFolders else { return (splits.train, "folder") }
-        let chosen: (any ImageDataset)?
+        guard splits.hasSplitFolders else { return (splits.train, "folder", splits.skipped.count) }
+        let chosen: ImageFolderDataset?
         switch split {
         case .train: chosen = splits.train
         case .val: chosen = splits.validation
         case .test: chosen = splits.test
         case .all:
             let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
-            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames), "all")
+            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames), "all",
+                    splits.skipped.count)
         }
         guard let chosen else {
             throw ValidationError("--split \(split.rawValue): \(root) has no \(split.rawValue)/ folder; use another --split or all")
         }
-        return (chosen, split.rawValue)
+        return (chosen, split.rawValue, chosen.skipped.count)
     }
 }
 

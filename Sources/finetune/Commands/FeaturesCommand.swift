@@ -106,7 +106,7 @@ struct FeaturesCommand: ParsableCommand {
             preprocessing = pretrained.preprocessing
             weightsName = initial ?? "random"
         }
-        let dataset = try EvaluateCommand.dataset(data, split: split, classNames: runClasses).0
+        let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, classNames: runClasses)
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),
@@ -134,7 +134,7 @@ struct FeaturesCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         if json {
             printEncodedJSON(Output(files: written, format: format.rawValue, images: samples.count,
-                                    skipped: dataset.count - samples.count, featureSize: classifier.embeddingSize,
+                                    skipped: scanSkipped + dataset.count - samples.count, featureSize: classifier.embeddingSize,
                                     architecture: classifier.architecture, classes: dataset.classNames,
                                     seconds: seconds))
         } else {
@@ -199,7 +199,7 @@ struct FeaturesCommand: ParsableCommand {
         var files: [String]
         var format: String
         var images: Int
-        /// Images left out because they could not be decoded.
+        /// Image files left out: unusable when scanned (empty, not JPEG/PNG, a broken link) or not decodable.
         var skipped: Int
         var featureSize: Int
         var architecture: String

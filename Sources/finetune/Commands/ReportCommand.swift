@@ -28,7 +28,7 @@ struct ReportCommand: ParsableCommand {
             """)
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
-    @Argument(help: "Class-folder root (default: the run's own data).") var data: String?
+    @Argument(help: "Class-folder root or path,label CSV file (default: the run's own data).") var data: String?
     @Option(help: "The split to evaluate.") var split: RunReportOptions.Split = .test
     @Option(help: "The HTML file to write.") var out: String
     @Option(help: "Images in the top-losses grid.") var topLosses = 16
@@ -45,11 +45,8 @@ struct ReportCommand: ParsableCommand {
         guard RunDirectory.isRun(runDir) else {
             throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
         }
-        if let data {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("DATA folder \(data) does not exist or is not a folder")
-            }
+        if let data, !FileManager.default.fileExists(atPath: data) {
+            throw ValidationError("DATA \(data) does not exist (expected a class-folder root or a path,label CSV file)")
         }
         guard (0...1000).contains(topLosses) else { throw ValidationError("--top-losses must be 0 to 1000, got \(topLosses)") }
         guard (0...100).contains(gradCam) else { throw ValidationError("--grad-cam must be 0 to 100, got \(gradCam)") }

@@ -271,7 +271,7 @@ struct TrainCommand: ParsableCommand {
         "cacheAugmentations": "--cache-augmentations", "checkpointPath": "--checkpoint-path",
         "checkpointExcludeScopes": "--checkpoint-exclude-scopes", "head": "--pooling/--head-*", "binary": "--binary",
         "freezeUntil": "--freeze-until", "trainableScopes": "--trainable-scopes/--freeze-until",
-        "featureCache": "--feature-cache", "learningRate": "--lr", "phaseTwoLearningRate": "--phase2-lr",
+        "featureCache": "--feature-cache", "featureCacheDirectory": "--feature-cache-dir", "learningRate": "--lr", "phaseTwoLearningRate": "--phase2-lr",
         "weightDecay": "--weight-decay", "momentum": "--momentum", "warmupSteps": "--warmup",
         "labelSmoothing": "--label-smoothing", "gradientClipNorm": "--clip-grad-norm",
         "phaseOneEpochs": "--phase1-epochs", "unfreezeTop": "--unfreeze-top", "learningRateFactor": "--lr-factor",
