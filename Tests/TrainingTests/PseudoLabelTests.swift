@@ -269,6 +269,31 @@ final class PseudoLabelTests: XCTestCase {
         XCTAssertEqual(csv.dropFirst().map { $0.fields[1] }, names)
     }
 
+    /// Files whose folders joined with `__` give the same name (`a/b/x.png`, `a__b/x.png`) get a counter
+    /// (the second link failed with "A file with the same name already exists" and left a partial,
+    /// non-empty folder); a failure part-way (a missing source, with --copy) removes what was written.
+    func testReviewFileNamesNeverClashAndAFailureLeavesNothing() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        let files = ["a/b/x.png", "a__b/x.png", "c/x.png"].map { directory + "/unlabeled/" + $0 }
+        for file in files {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Foundation.Data(file.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        let entries = files.map { PseudoLabelReview.Entry(file: $0, className: "cat", confidence: 0.9) }
+        let out = directory + "/review"
+        try PseudoLabelReview.write(entries, unlabeledRoot: directory + "/unlabeled", to: out, copy: true)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out + "/cat").sorted(),
+                       ["a__b__x-2.png", "a__b__x.png", "c__x.png"])
+        XCTAssertEqual(try String(contentsOfFile: out + "/cat/a__b__x-2.png", encoding: .utf8), files[1])
+
+        let failing = directory + "/failing"
+        let missing = entries + [PseudoLabelReview.Entry(file: directory + "/gone.png", className: "dog", confidence: 0.5)]
+        XCTAssertThrowsError(try PseudoLabelReview.write(missing, unlabeledRoot: directory + "/unlabeled", to: failing, copy: true)) {
+            XCTAssertTrue("\($0)".contains(failing), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: failing), "nothing is left behind")
+    }
+
     func testSettingsOutOfRangeNameTheSetting() {
         XCTAssertEqual(PseudoLabelSettings(threshold: 0).problem()?.setting, "threshold")
         XCTAssertEqual(PseudoLabelSettings(threshold: 1.01).problem()?.setting, "threshold")

@@ -95,7 +95,8 @@ public enum PseudoLabelReview {
     /// not create is ever replaced): `out/<class folder>/<file name>` as a symbolic link to the image
     /// (a copy with `copy`), where the class folder is `folderName(forClass:)`, and
     /// `out/pseudo_labels.csv`. Images that share a file name get the folders they came from in front
-    /// of it (`a__b__x.jpg`). Returns the CSV's path.
+    /// of it (`a__b__x.jpg`), and a counter where that is still taken (`a__b__x-2.jpg`). A failure
+    /// part-way removes what was written. Returns the CSV's path.
     @discardableResult
     public static func write(_ entries: [Entry], unlabeledRoot: String, to out: String, copy: Bool) throws -> String {
         let manager = FileManager.default
@@ -110,9 +111,12 @@ public enum PseudoLabelReview {
             }
         }
         let root = URL(fileURLWithPath: unlabeledRoot).standardizedFileURL.path
+        // Every target is named before anything is written: a shared file name gets its folders in
+        // front (`a__b__x.jpg`), and a name still taken (`a/b/x.jpg` and `a__b/x.jpg`) a counter (`-2`).
         var names: [String: Int] = [:]
         for entry in entries { names[entry.className + "/" + (entry.file as NSString).lastPathComponent, default: 0] += 1 }
-        for entry in entries {
+        var taken: Set<String> = []
+        let targets: [(source: String, folder: String, target: String)] = entries.map { entry in
             let source = URL(fileURLWithPath: entry.file).standardizedFileURL.path
             var name = (source as NSString).lastPathComponent
             if names[entry.className + "/" + name, default: 0] > 1 {
@@ -120,13 +124,36 @@ public enum PseudoLabelReview {
                 name = relative.split(separator: "/").joined(separator: "__")
             }
             let folder = (out as NSString).appendingPathComponent(folderName(forClass: entry.className))
-            try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let target = (folder as NSString).appendingPathComponent(name)
-            if copy {
-                try manager.copyItem(atPath: source, toPath: target)
-            } else {
-                try manager.createSymbolicLink(atPath: target, withDestinationPath: source)
+            var target = (folder as NSString).appendingPathComponent(name)
+            var counter = 2
+            while taken.contains(target) {
+                let stem = (name as NSString).deletingPathExtension, ext = (name as NSString).pathExtension
+                target = (folder as NSString).appendingPathComponent("\(stem)-\(counter)" + (ext.isEmpty ? "" : "." + ext))
+                counter += 1
             }
+            taken.insert(target)
+            return (source, folder, target)
+        }
+        // A failure part-way removes what this call wrote, so the folder is new or empty again.
+        let existed = manager.fileExists(atPath: out)
+        var written: [String] = []
+        do {
+            for (source, folder, target) in targets {
+                if !manager.fileExists(atPath: folder) {
+                    try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                    written.append(folder)
+                }
+                if copy {
+                    try manager.copyItem(atPath: source, toPath: target)
+                } else {
+                    try manager.createSymbolicLink(atPath: target, withDestinationPath: source)
+                }
+                written.append(target)
+            }
+        } catch {
+            for path in written.reversed() { try? manager.removeItem(atPath: path) }
+            if !existed { try? manager.removeItem(atPath: out) }
+            throw RunError.io(path: out, reason: "cannot write the review folder: \(error.localizedDescription)")
         }
         var text = CSV.record(["file", "class", "confidence"]) + "\n"
         for entry in entries {
