@@ -86,6 +86,10 @@ final class DataCheckTests: XCTestCase {
         let report = try DataCheck.run(root)
         XCTAssertEqual(report.unreadable.map(\.path), ["\(root)/train/a/cut.jpg"], report.rendered())
         XCTAssertTrue(report.unreadable[0].reason.contains("truncated"), report.unreadable[0].reason)
+        // The unreadable file is not counted as an image of its class (it was: 3 and 2, ratio 1.5).
+        XCTAssertEqual(report.splits.map(\.classCounts), [[2, 2], [3, 3]])
+        XCTAssertEqual(report.splits.map(\.images), [4, 6])
+        XCTAssertEqual(report.imbalanceRatio, 1)
         XCTAssertEqual(report.exactDuplicates.map { Set($0.map(\.path)) },
                        [["\(root)/train/a/0.jpg", "\(root)/test/b/copy.jpg"]])
         XCTAssertEqual(report.nearDuplicates.count, 1, report.rendered())
@@ -118,6 +122,7 @@ final class DataCheckTests: XCTestCase {
 
         let report = try DataCheck.run(csv)
         XCTAssertEqual(report.splits.map(\.name), ["csv"])
+        XCTAssertEqual(report.splits.map(\.classCounts), [[2, 3]], "cut.jpg does not count")
         XCTAssertEqual(report.classNames, ["cat", "dog"])
         XCTAssertEqual(report.unreadable.map(\.path), ["\(root)/train/a/cut.jpg"], report.rendered())
         XCTAssertEqual(report.exactDuplicates.map { Set($0.map(\.path)) },

@@ -264,6 +264,8 @@ public enum DataCheck {
 
         var modes: [String: Int] = [:]
         var sizes: [Int]?
+        // Per set and class, the files that failed to decode: they are not usable images.
+        var undecodable = named.map { [Int](repeating: 0, count: $0.1.classNames.count) }
         var byDigest: [String: [Int]] = [:]
         var digestOrder: [String] = []
         var hashed: [(index: Int, fingerprint: ImageFingerprint, digest: String)] = []
@@ -271,6 +273,8 @@ public enum DataCheck {
             switch result {
             case .failure(let reason):
                 unreadable.append(.init(path: files[i].path, split: files[i].split, reason: reason.reason))
+                let (k, sample) = positions[i]
+                undecodable[k][named[k].1.samples[sample].label] += 1
             case .success(let e):
                 modes[e.mode, default: 0] += 1
                 if let s = sizes {
@@ -344,8 +348,9 @@ public enum DataCheck {
             }
         }
 
-        let splits = named.map { name, dataset in
-            DataCheckReport.Split(name: name, images: dataset.count, classCounts: dataset.classCounts)
+        let splits = named.enumerated().map { k, set in
+            let counts = zip(set.1.classCounts, undecodable[k]).map { $0 - $1 }
+            return DataCheckReport.Split(name: set.0, images: counts.reduce(0, +), classCounts: counts)
         }
         let trainCounts = splits[0].classCounts
         let ratio = Double(trainCounts.max() ?? 0) / Double(trainCounts.min() ?? 0)
