@@ -348,7 +348,7 @@ public final class Trainer {
     @discardableResult
     public func fit(train: DataLoader, validation: DataLoader? = nil, epochs: Int) throws -> FitResult {
         guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be at least 1, got \(epochs)") }
-        if let distributed { try startDistributed(distributed, train: train, validation: validation) }
+        if let distributed { try startDistributed(distributed, train: train, validation: validation, epochs: epochs) }
         let batchesPerEpoch = train.batchesPerEpoch
         guard batchesPerEpoch > 0 else {
             throw TrainingError.invalidConfiguration("the training loader yields no batch (\(train.dataset.count) "
@@ -874,6 +874,8 @@ public final class Trainer {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
+        // Data-parallel: every rank evaluates its share with rank 0's running statistics.
+        if let distributed { try distributed.broadcastBuffers(of: model) }
         let binary = configuration.loss == .binary
         try withInferenceMode {
             while let batch = try run.nextBatch() {

@@ -92,14 +92,15 @@ extension TrainCLITests {
     /// `state.worldSize` of a run's last checkpoint.
     static func checkpointWorldSize(_ run: String) throws -> Int? { try checkpointState(run)?["worldSize"] as? Int }
 
-    /// Runs `arguments` as ranks 0..<n at once, each with the variables torchrun sets.
-    func runRanks(_ n: Int, _ arguments: [String], port: Int, extra: [String: String] = [:]) throws -> [CLITests.Run] {
+    /// Runs `arguments` (plus `perRank[rank]`) as ranks 0..<n at once, each with the variables torchrun sets.
+    func runRanks(_ n: Int, _ arguments: [String], port: Int, extra: [String: String] = [:],
+                  perRank: [Int: [String]] = [:]) throws -> [CLITests.Run] {
         final class Box: @unchecked Sendable { var runs: [Int: Result<CLITests.Run, Error>] = [:]; let lock = NSLock() }
         let box = Box()
         DispatchQueue.concurrentPerform(iterations: n) { rank in
             let environment = ["RANK": String(rank), "WORLD_SIZE": String(n), "LOCAL_RANK": String(rank),
                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)].merging(extra) { $1 }
-            let result = Result { try CLITests.run(arguments, environment: environment) }
+            let result = Result { try CLITests.run(arguments + (perRank[rank] ?? []), environment: environment) }
             box.lock.withLock { box.runs[rank] = result }
         }
         return try (0..<n).map { try box.runs[$0]!.get() }
@@ -248,8 +249,47 @@ extension TrainCLITests {
             "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)])
         XCTAssertNotEqual(inUse.status, 0)
         XCTAssertTrue(inUse.stderr.contains("port \(port)") && inUse.stderr.contains("already in use"), inUse.stderr)
+        // The --nproc-per-node launcher stops the other worker once one fails: rank 0 cannot listen, and
+        // rank 1 no longer waits out its rendezvous timeout (60 s here) before the command ends.
+        let launched = Date()
+        let launcher = try CLITests.run(arguments + ["--nproc-per-node", "2", "--master-port", String(port), "--threads", "1"])
+        XCTAssertNotEqual(launcher.status, 0)
+        XCTAssertTrue(launcher.stderr.contains("already in use"), launcher.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(launched), 30, "the launcher waited for rank 1's rendezvous")
         withExtendedLifetime(taken) {}
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed launch created the run directory")
+
+        // Ranks whose settings differ in what decides their collectives are refused, naming the setting;
+        // gloo aborted the process (SIGABRT, a backtrace) when their all-reduces did not pair.
+        let mismatched = try runRanks(2, arguments + ["--epochs", "1"], port: FreePort.make(),
+                                      extra: [:], perRank: [1: ["--accumulate-steps", "2"]])
+        for (rank, run) in mismatched.enumerated() {
+            XCTAssertEqual(run.status, 1, "rank \(rank): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains("gradient accumulation (--accumulate-steps)"), "rank \(rank): \(run.stderr)")
+        }
+    }
+
+    /// A data-parallel run's validation metrics are those of the model it saves: every rank evaluates
+    /// with rank 0's BatchNorm statistics (each rank's had followed its own shard, so history.csv's
+    /// val_loss was no model's: 1.1024 against `evaluate`'s 1.1020 on the saved weights).
+    func testDataParallelValidationMetricsAreTheSavedModels() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let out = try temporaryFolder("dist-val") + "/run"
+        let arguments = ["train", data, "--out", out, "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32",
+                         "--batch-size", "4", "--epochs", "1", "--workers", "0", "--threads", "1", "--precision", "fp32",
+                         "--nproc-per-node", "2", "--master-port", String(try FreePort.make())]
+        let trained = try CLITests.run(arguments)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let history = try String(contentsOfFile: out + "/history.csv", encoding: .utf8).split(separator: "\n")
+        let header = history[0].split(separator: ","), last = history[history.count - 1].split(separator: ",")
+        let recorded = try XCTUnwrap(header.firstIndex(of: "val_loss").flatMap { Double(last[$0]) })
+        let evaluated = try CLITests.run(["evaluate", out, data, "--split", "val", "--precision", "fp32", "--threads", "1", "--json"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(evaluated.lines.last).utf8))
+            as? [String: Any])
+        let loss = try XCTUnwrap(report["loss"] as? Double)
+        XCTAssertEqual(recorded, loss, accuracy: 1e-5 * loss, "history.csv's val_loss is the saved model's")
     }
 
     /// torchrun itself (Debian's PyTorch 1.13, `python -m torch.distributed.run` in the interop venv, whose flags are spelt with underscores) launches

@@ -53,6 +53,17 @@ public final class DataParallel {
         }
     }
 
+    /// Rank 0's buffers (BatchNorm's running statistics) on every rank, in place. Each rank's running
+    /// statistics follow its own shard of the batches; an evaluation shared among the ranks must use one
+    /// model, rank 0's, the one the run saves (as DDP's `broadcast_buffers`).
+    public func broadcastBuffers(of model: Module) throws {
+        let buffers = model.namedBuffers().map(\.1).filter { $0.dtype.isFloatingPoint }
+        guard !buffers.isEmpty else { return }
+        try withNoGrad {
+            for bucket in buckets(buffers) { try collective("buffer broadcast") { try group.broadcast(bucket, from: 0) } }
+        }
+    }
+
     /// Averages the gradients of `parameters` across ranks, in place (parameters without a gradient are
     /// skipped: every rank trains the same parameters, so they agree on which). `diverged` (this rank's
     /// loss was not finite) travels in the same all-reduce; returns whether any rank's was.

@@ -6,9 +6,16 @@ extension Trainer {
     /// Before the first batch on every rank: the data shards, the settings check, rank 0's weights
     /// and buffers to everyone, SyncBatchNorm when asked, and the world size recorded in the state (and
     /// so in checkpoints).
-    func startDistributed(_ distributed: DataParallel, train: DataLoader, validation: DataLoader?) throws {
+    func startDistributed(_ distributed: DataParallel, train: DataLoader, validation: DataLoader?, epochs: Int) throws {
         train.shard = distributed.trainingShard
         validation?.shard = distributed.evaluationShard
+        // Everything that decides how many collectives a rank makes, and of what size: ranks that differ
+        // would pair unrelated collectives (gloo then aborts the process, or they train out of step).
+        var shared = configuration
+        shared.checkpointDirectory = nil  // rank > 0 checkpoints into a private folder
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let trainable = model.namedParameters().filter { $0.1.requiresGrad }
         try distributed.checkSameSettings([
             ("classes", train.dataset.classNames.joined(separator: ",")),
             ("architecture", modelName),
@@ -16,6 +23,13 @@ extension Trainer {
             ("sync-bn", String(distributed.syncBatchNorm)),
             ("data", DataParallel.fingerprint(train.dataset) + " / "
                 + (validation.map { DataParallel.fingerprint($0.dataset) } ?? "no validation")),
+            ("epochs (--epochs)", String(epochs)),
+            ("gradient accumulation (--accumulate-steps)", String(configuration.accumulationSteps)),
+            ("trainable parameters (--recipe, --freeze-until, --trainable-scopes)",
+             trainable.map { "\($0.0):\($0.1.count)" }.joined(separator: ",")),
+            ("resume position (epoch, step, batch)", "\(state.epoch)/\(state.globalStep)/\(state.batchInEpoch)"),
+            ("other training settings (recipe, optimizer, schedule, techniques)",
+             String(decoding: try encoder.encode(shared), as: UTF8.self)),
         ])
         try distributed.broadcastState(of: model)
         model.synchronizeBatchNorm(over: distributed.syncBatchNorm ? distributed.group : nil)

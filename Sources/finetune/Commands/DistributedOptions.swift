@@ -124,17 +124,39 @@ enum WorkerProcess {
         return pid
     }
 
-    /// Waits for every worker, forwarding SIGINT and SIGTERM to them; the first non-zero exit status wins.
+    /// How long workers get to stop after another failed, before they are killed.
+    static let stopGraceSeconds = 15.0
+
+    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM (a closed
+    /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
+    /// When a worker fails, the others are asked to stop (SIGTERM) and killed after
+    /// `stopGraceSeconds`, as torchrun does: a rank that hangs or still waits for a rendezvous does not
+    /// keep the command running. The first non-zero exit status wins.
     static func wait(for children: [pid_t]) -> Int32 {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { number in for pid in WorkerProcess.running { kill(pid, number) } }
         }
+        signal(SIGHUP) { _ in for pid in WorkerProcess.running { kill(pid, SIGTERM) } }
         var result: Int32 = 0
-        for pid in children {
+        var remaining = Set(children)
+        var failedAt: Date?
+        while !remaining.isEmpty {
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            if result == 0 && code != 0 { result = code }
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0, remaining.remove(pid) != nil {
+                let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                if code != 0 && result == 0 {
+                    result = code
+                    failedAt = Date()
+                    for other in remaining { kill(other, SIGTERM) }
+                }
+                continue
+            }
+            if pid < 0 && errno == ECHILD { break }
+            if let failedAt, Date().timeIntervalSince(failedAt) > stopGraceSeconds {
+                for other in remaining { kill(other, SIGKILL) }
+            }
+            usleep(20_000)
         }
         return result
     }
