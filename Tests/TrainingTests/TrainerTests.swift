@@ -234,6 +234,36 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(model: TRTinyNet(), configuration: bad), "1e39 is infinite in float32")
     }
 
+    /// A checkpoint taken mid-epoch by 2 data-parallel processes, resumed by one, is refused naming the
+    /// process counts (it said "different training data or batching", which hid the cause).
+    func testAMidEpochCheckpointOfTwoProcessesResumedByOneNamesTheProcessCounts() throws {
+        let directory = try TRData.temporaryDirectory(self)
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        configuration.checkpointDirectory = directory
+        let signal = SignalStop(signals: [])
+        let trainer = try Trainer(model: TRTinyNet(), configuration: configuration, callbacks: [
+            TREventRecorder { event, _ in if case .batchEnd(let r) = event, r.batch == 1 { signal.trigger() } },
+        ])
+        trainer.signalStop = signal
+        XCTAssertEqual(try trainer.fit(train: TRData.loader(TRData.dataset()), epochs: 2).status.description.prefix(11),
+                       "interrupted")
+        // As two ranks would have written it: their shard has half the batches.
+        let path = directory + "/last/trainer.json"
+        var manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+            as? [String: Any])
+        var state = try XCTUnwrap(manifest["state"] as? [String: Any])
+        var loader = try XCTUnwrap(state["loader"] as? [String: Any])
+        loader["batchesPerEpoch"] = 3
+        state["loader"] = loader
+        state["worldSize"] = 2
+        manifest["state"] = state
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: path))
+        let resumed = try Trainer.resume(from: directory + "/last", model: TRTinyNet())
+        XCTAssertThrowsError(try resumed.fit(train: TRData.loader(TRData.dataset()), epochs: 2)) { error in
+            XCTAssertTrue("\(error)".contains("by 2 processes; resume it with 2, not 1"), "\(error)")
+        }
+    }
+
     func testGradientClippingScalesToGlobalNorm() throws {
         // Two parameters with gradients [3, 4] and [12]: global norm 13.
         let a = try Tensor([Float(1), 1]).setRequiresGrad()
