@@ -247,13 +247,14 @@ final class PseudoLabelTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let names = ["../escaped", "a/b", "a%2Fb", ".", "..", PseudoLabelReview.csvName, "plain", "50%"]
         var entries: [PseudoLabelReview.Entry] = []
+        try FileManager.default.createDirectory(atPath: directory + "/unlabeled", withIntermediateDirectories: true)
         for (i, name) in names.enumerated() {
-            let image = directory + "/image\(i).png"
+            let image = directory + "/unlabeled/image\(i).png"
             try Foundation.Data([UInt8(i)]).write(to: URL(fileURLWithPath: image))
             entries.append(.init(file: image, className: name, confidence: 0.5 + Double(i) / 100))
         }
         let out = directory + "/review/x"
-        try PseudoLabelReview.write(entries, unlabeledRoot: directory, to: out, copy: true)
+        try PseudoLabelReview.write(entries, unlabeledRoot: directory + "/unlabeled", to: out, copy: true)
 
         XCTAssertEqual(names.map(PseudoLabelReview.folderName(forClass:)),
                        ["..%2Fescaped", "a%2Fb", "a%252Fb", "%2E", "%2E.", "%70seudo_labels.csv", "plain", "50%25"])
@@ -292,6 +293,13 @@ final class PseudoLabelTests: XCTestCase {
             XCTAssertTrue("\($0)".contains(failing), "\($0)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: failing), "nothing is left behind")
+
+        // Inside the unlabelled folder, the next labelling would read the review's links as more images.
+        let inside = directory + "/unlabeled/review"
+        XCTAssertThrowsError(try PseudoLabelReview.write(entries, unlabeledRoot: directory + "/unlabeled", to: inside, copy: false)) {
+            XCTAssertTrue("\($0)".contains("inside the unlabelled folder"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: inside))
     }
 
     func testSettingsOutOfRangeNameTheSetting() {

@@ -91,14 +91,10 @@ public enum PseudoLabelReview {
         return name
     }
 
-    /// Writes `entries` into `out`, which must not exist or be an empty folder (nothing finetune did
-    /// not create is ever replaced): `out/<class folder>/<file name>` as a symbolic link to the image
-    /// (a copy with `copy`), where the class folder is `folderName(forClass:)`, and
-    /// `out/pseudo_labels.csv`. Images that share a file name get the folders they came from in front
-    /// of it (`a__b__x.jpg`), and a counter where that is still taken (`a__b__x-2.jpg`). A failure
-    /// part-way removes what was written. Returns the CSV's path.
-    @discardableResult
-    public static func write(_ entries: [Entry], unlabeledRoot: String, to out: String, copy: Bool) throws -> String {
+    /// Throws unless `out` can receive a review: a new or empty folder outside `unlabeledRoot` (inside
+    /// it, the next labelling would read its links and copies as more unlabelled images). `write`
+    /// checks it; callers check it first to fail before the labelling pass.
+    public static func checkDestination(_ out: String, unlabeledRoot: String) throws {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         if manager.fileExists(atPath: out, isDirectory: &isDirectory) {
@@ -110,6 +106,24 @@ public enum PseudoLabelReview {
                                                   + "(finetune never replaces files it did not create)")
             }
         }
+        let resolved = { (path: String) in URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
+        let root = resolved(unlabeledRoot), target = resolved(out)
+        if target == root || target.hasPrefix(root + "/") {
+            throw RunError.refusedDestination(path: out, reason: "it lies inside the unlabelled folder \(unlabeledRoot), whose "
+                                              + "next labelling would read the review's links as more images; give a folder outside it")
+        }
+    }
+
+    /// Writes `entries` into `out`, which must not exist or be an empty folder (nothing finetune did
+    /// not create is ever replaced): `out/<class folder>/<file name>` as a symbolic link to the image
+    /// (a copy with `copy`), where the class folder is `folderName(forClass:)`, and
+    /// `out/pseudo_labels.csv`. Images that share a file name get the folders they came from in front
+    /// of it (`a__b__x.jpg`), and a counter where that is still taken (`a__b__x-2.jpg`). A failure
+    /// part-way removes what was written. Returns the CSV's path.
+    @discardableResult
+    public static func write(_ entries: [Entry], unlabeledRoot: String, to out: String, copy: Bool) throws -> String {
+        let manager = FileManager.default
+        try checkDestination(out, unlabeledRoot: unlabeledRoot)
         let root = URL(fileURLWithPath: unlabeledRoot).standardizedFileURL.path
         // Every target is named before anything is written: a shared file name gets its folders in
         // front (`a__b__x.jpg`), and a name still taken (`a/b/x.jpg` and `a__b/x.jpg`) a counter (`-2`).

@@ -54,6 +54,9 @@ struct PseudoLabelCommand: ParsableCommand {
         let reporter = SkippedFileReporter { _, entry in
             FileHandle.standardError.write(Foundation.Data("warning: skipping \(entry.path): \(entry.reason)\n".utf8))
         }
+        do { try PseudoLabelReview.checkDestination(out, unlabeledRoot: unlabeled) } catch let error as RunError {
+            throw ValidationError("--out: \(error)")
+        }
         let result: PseudoLabelReview.Result
         do {
             result = try PseudoLabelReview.label(run: directory, unlabeled: unlabeled, threshold: threshold,
