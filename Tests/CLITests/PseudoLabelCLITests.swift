@@ -45,6 +45,9 @@ extension TrainCLITests {
             (["--unlabeled", data + "/test", "--pseudo-label-fraction", "1"], "--pseudo-label-fraction"),
             (["--unlabeled", data + "/test", "--pseudo-label-weight", "-1"], "--pseudo-label-weight"),
             (["--pseudo-label-threshold", "0.8"], "--unlabeled"),
+            // Starting at or after the last epoch would never use the unlabelled images (it was accepted).
+            (["--unlabeled", data + "/test", "--pseudo-label-start-epoch", "1"], "--pseudo-label-start-epoch: 1 (0-based) is past"),
+            (["--unlabeled", data + "/test", "--pseudo-label-fraction", "0.95"], "--pseudo-label-fraction"),
         ]
         for (flags, expected) in cases {
             let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)

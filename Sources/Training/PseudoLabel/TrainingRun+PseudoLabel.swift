@@ -30,6 +30,10 @@ extension TrainingRun {
         }
         var settings = options.pseudoLabel ?? PseudoLabelSettings()
         settings.startEpoch = settings.firstEpoch(of: options.epochs)
+        if let start = settings.startEpoch, start >= options.epochs {
+            throw RunError.invalidSetting(setting: "pseudoLabelStartEpoch", reason: "\(start) (0-based) is past the run's last "
+                + "epoch, \(options.epochs - 1): the unlabelled images would never be used; give a start below \(options.epochs)")
+        }
         return settings
     }
 
