@@ -33,13 +33,9 @@ struct Finetune: ParsableCommand {
             // "finetune train lr-find"; the subcommand named on the command line is the right one.
             if exitCode(for: error) == .validationFailure, let subcommand = subcommand(in: CommandLine.arguments.dropFirst()) {
                 // The parser's own text (its Error and Help lines), with that subcommand's usage.
-                let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
-                let lines = fullMessage(for: error).split(separator: "\n", omittingEmptySubsequences: false).map { line in
-                    line.hasPrefix("Usage: ") ? "Usage: \(usageString(for: subcommand))"
-                        : line.hasPrefix("  See '") ? "  See '\(name) --help' for more information." : String(line)
-                }
-                FileHandle.standardError.write(Foundation.Data((lines.joined(separator: "\n") + "\n").utf8))
-                Foundation.exit(ExitCode.validationFailure.rawValue)
+                let lines = fullMessage(for: error).split(separator: "\n")
+                    .filter { !$0.hasPrefix("Usage: ") && !$0.hasPrefix("  See '") }
+                reportUsageError(lines.joined(separator: "\n"), of: subcommand)
             }
             exit(withError: error)
         }
@@ -54,9 +50,14 @@ struct Finetune: ParsableCommand {
     /// command started), with that subcommand's usage, where swift-argument-parser's `main` would show
     /// the root's ("Usage: finetune <subcommand>"); exit status 64, as for a flag rejected in parsing.
     static func reportUsageError(_ error: ValidationError, of subcommand: ParsableCommand.Type) -> Never {
+        reportUsageError("Error: \(error.message)", of: subcommand)
+    }
+
+    /// `message` (an "Error: …" line, and a "Help: …" line of the parser's), then `subcommand`'s usage
+    /// and help pointer, on standard error; exit status 64.
+    static func reportUsageError(_ message: String, of subcommand: ParsableCommand.Type) -> Never {
         let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
-        let text = "Error: \(error.message)\nUsage: \(usageString(for: subcommand))\n"
-            + "  See '\(name) --help' for more information.\n"
+        let text = message + "\nUsage: \(usageString(for: subcommand))\n  See '\(name) --help' for more information.\n"
         FileHandle.standardError.write(Foundation.Data(text.utf8))
         Foundation.exit(ExitCode.validationFailure.rawValue)
     }
