@@ -348,7 +348,12 @@ public final class Trainer {
     @discardableResult
     public func fit(train: DataLoader, validation: DataLoader? = nil, epochs: Int) throws -> FitResult {
         guard epochs >= 1 else { throw TrainingError.invalidConfiguration("epochs must be at least 1, got \(epochs)") }
-        let savedWorldSize = state.worldSize ?? 1  // before startDistributed records this run's
+        // A mid-epoch checkpoint's data position is that of its number of processes (a shard each).
+        let worldSize = distributed?.worldSize ?? 1, savedWorldSize = state.worldSize ?? 1
+        if state.batchInEpoch > 0, savedWorldSize != worldSize {
+            throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(savedWorldSize) "
+                + "process\(savedWorldSize == 1 ? "" : "es"); resume it with \(savedWorldSize), not \(worldSize)")
+        }
         if let distributed { try startDistributed(distributed, train: train, validation: validation, epochs: epochs) }
         let batchesPerEpoch = train.batchesPerEpoch
         guard batchesPerEpoch > 0 else {
@@ -358,11 +363,6 @@ public final class Trainer {
         let classCount = try resolveClassCount(train.dataset)
         let position = LoaderPosition(train)
         if state.batchInEpoch > 0, let saved = state.loader, saved != position {
-            let worldSize = distributed?.worldSize ?? 1
-            if savedWorldSize != worldSize {
-                throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(savedWorldSize) "
-                    + "process\(savedWorldSize == 1 ? "" : "es"); resume it with \(savedWorldSize), not \(worldSize)")
-            }
             throw TrainingError.resumeMismatch("the run stopped in the middle of epoch \(state.epoch + 1) with "
                 + "different training data or batching (seed, shuffle, batch size, sample count); "
                 + "resume with the same loader settings")

@@ -33,10 +33,6 @@ extension Trainer {
         ])
         try distributed.broadcastState(of: model)
         model.synchronizeBatchNorm(over: distributed.syncBatchNorm ? distributed.group : nil)
-        if let saved = state.worldSize, saved != distributed.worldSize, state.batchInEpoch > 0 {
-            throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(saved) "
-                + "processes; resume it with \(saved) processes")
-        }
         state.worldSize = distributed.worldSize
     }
 
