@@ -232,8 +232,7 @@ public enum DataCheck {
         var named: [(String, any ImageDataset)] = []
         var skipped: [(String, SkippedFiles)] = []
         let hasSplitFolders: Bool
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
+        if CSVDataset.isCSVFile(root) {
             let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot)
             (named, skipped, hasSplitFolders) = ([("csv", csv)], [("csv", csv.skipped)], false)
         } else {

@@ -35,6 +35,13 @@ public struct CSVDataset: ImageDataset {
     static let labelColumnNames: Set<String> = ["label", "labels", "class", "class_name", "classname",
                                                 "category", "target", "y"]
 
+    /// Whether a dataset path names a CSV file (an existing file, not a folder) rather than a
+    /// class-folder root: how `train`, the run report and the data check tell the two apart.
+    public static func isCSVFile(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+
     /// The most classes integer labels may define (labels 0 … 65,535).
     public static let maxIntegerClasses = 1 << 16
 

@@ -50,10 +50,7 @@ public struct RunSplits {
     }
 
     /// Whether DATA is a CSV file (an existing regular file) rather than a class-folder root.
-    public static func isCSV(_ path: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
-    }
+    public static func isCSV(_ path: String) -> Bool { CSVDataset.isCSVFile(path) }
 
     /// The most images any split holds (a batch never holds more).
     public var largestCount: Int { max(train.count, validation?.count ?? 0, test?.count ?? 0) }
