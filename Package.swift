@@ -160,7 +160,7 @@ let package = Package(
         // zlib's CRC-32 for TensorIO's zip reader (zlib alone: CImageCodecs would also link libjpeg and libpng).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // SHA-256 as hex over swift-crypto (BoringSSL): weights verification and feature-cache keys.
-        .target(name: "Hashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Hashing", dependencies: ["AtomicFiles", .product(name: "Crypto", package: "swift-crypto")]),
         // Modules and layers with PyTorch state_dict names.
         .target(name: "NN", dependencies: ["Torch"]),
         // Optimizers with PyTorch semantics and savable state (they work on tensors, not modules).

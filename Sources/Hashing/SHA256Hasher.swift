@@ -1,3 +1,4 @@
+import AtomicFiles
 import Crypto
 import Foundation
 
@@ -42,10 +43,39 @@ public struct SHA256Hasher {
     }
 
     /// The digest of a whole file, read in 1 MiB chunks into one reused buffer (constant memory,
-    /// whatever the file's size).
+    /// whatever the file's size). Only a regular file is read: a FIFO or a device (which would
+    /// block or never end) is `HashingError.unreadable`.
     public static func hexDigest(ofFile path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw HashingError.unreadable(path: path, reason: String(cString: strerror(errno))) }
+        try hexDigest(ofFile: path, copyingTo: nil)
+    }
+
+    /// Copies the regular file at `source` to a new file at `destination` (which must not exist;
+    /// it is flushed to disk) and returns the digest of the bytes written: what is checked is what
+    /// was copied, whatever happens to `source` meanwhile. On failure `destination` is removed.
+    public static func copy(_ source: String, to destination: String) throws -> String {
+        let fd = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw HashingError.unwritable(path: destination, reason: String(cString: strerror(errno))) }
+        do {
+            let digest = try hexDigest(ofFile: source, copyingTo: (fd, destination))
+            guard fsync(fd) == 0 else {
+                throw HashingError.unwritable(path: destination, reason: String(cString: strerror(errno)))
+            }
+            close(fd)
+            return digest
+        } catch {
+            close(fd)
+            unlink(destination)
+            throw error
+        }
+    }
+
+    private static func hexDigest(ofFile path: String, copyingTo copy: (fd: Int32, path: String)?) throws -> String {
+        let fd: Int32
+        do {
+            fd = try RegularFile.openForReading(path)
+        } catch let error as RegularFileError {
+            throw HashingError.unreadable(path: path, reason: error.reason)
+        }
         defer { close(fd) }
         var hasher = SHA256Hasher()
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
@@ -53,7 +83,15 @@ public struct SHA256Hasher {
         while true {
             let count = read(fd, chunk.baseAddress, chunk.count)
             if count > 0 {
-                hasher.update(UnsafeRawBufferPointer(rebasing: chunk[..<count]))
+                let bytes = UnsafeRawBufferPointer(rebasing: chunk[..<count])
+                hasher.update(bytes)
+                if let copy {
+                    do {
+                        try FileDescriptorWriter.writeAll(fd: copy.fd, bytes)
+                    } catch let error as FileWriteError {
+                        throw HashingError.unwritable(path: copy.path, reason: error.reason)
+                    }
+                }
             } else if count == 0 {
                 return hasher.finalizeHex()
             } else if errno != EINTR {
@@ -84,11 +122,14 @@ public struct SHA256Hasher {
 public enum HashingError: Error, CustomStringConvertible {
     /// The file could not be opened or read.
     case unreadable(path: String, reason: String)
+    /// The copy could not be created or written (`copy(_:to:)`).
+    case unwritable(path: String, reason: String)
 
     /// "cannot read PATH: REASON", as `WeightsError.unreadable` words it.
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .unwritable(let path, let reason): return "cannot write \(path): \(reason)"
         }
     }
 }

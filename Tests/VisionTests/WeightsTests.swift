@@ -326,6 +326,108 @@ final class WeightsTests: XCTestCase {
         XCTAssertEqual(try cache.verify().map(\.ok), [true, true])
     }
 
+    /// A converted copy whose bytes differ from its record is not used: the tensors come from the
+    /// .pth again and the copy is written anew. A damaged .pth is an error naming it.
+    func testADamagedConvertedCopyIsNotLoadedAndADamagedPthIsAnError() throws {
+        let (cache, small, pth) = try cacheWithSmallPth()
+        let original = try cache.loadStateDict(small)
+        let converted = cache.convertedDirectory.appendingPathComponent("\(small.sha256!).safetensors").path
+        // Zero the last tensor's bytes in the copy (its header stays valid, so it still parses).
+        var data = try Foundation.Data(contentsOf: URL(fileURLWithPath: converted))
+        let (name, tensor) = (original.keys.last!, original[original.keys.last!]!)
+        let size = tensor.shape.reduce(1, *) * 4
+        data.replaceSubrange((data.count - size)..<data.count, with: Foundation.Data(count: size))
+        try data.write(to: URL(fileURLWithPath: converted))
+        XCTAssertFalse(try SafeTensors.load(converted)[name]!.allClose(tensor, rtol: 0, atol: 0), "the copy is damaged")
+        XCTAssertEqual(try cache.verify().map(\.ok), [true, false])
+
+        let loaded = try cache.loadStateDict(small)
+        for key in original.keys { XCTAssertTrue(try loaded[key]!.allClose(original[key]!, rtol: 0, atol: 0), key) }
+        XCTAssertEqual(try cache.verify().map(\.ok), [true, true], "the copy was made again")
+
+        // Without a usable copy, a .pth whose bytes no longer match its name is refused, named.
+        try FileManager.default.removeItem(atPath: converted)
+        try flipLastByte(pth)
+        XCTAssertThrowsError(try cache.loadStateDict(small)) { error in
+            guard case WeightsError.damagedCacheFile(let path, let entryName, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, pth)
+            XCTAssertEqual(entryName, small.name)
+            XCTAssertTrue("\(error)".contains("finetune weights import FILE --name \(small.name)"), "\(error)")
+        }
+    }
+
+    /// Importing the original again over a damaged cached file replaces it (it was kept, and the
+    /// import said nothing), and drops the converted copy made from it.
+    func testImportingTheOriginalAgainReplacesADamagedCachedFile() throws {
+        let (cache, small, pth) = try cacheWithSmallPth()
+        _ = try cache.loadStateDict(small)
+        try flipLastByte(pth)
+        XCTAssertEqual(try cache.verify().map(\.ok), [false, true])
+        let again = try cache.importFile(Fixtures.path("pth_zip.pth"), as: small)
+        XCTAssertTrue(again.replacedDamagedFile)
+        XCTAssertTrue(again.report.joined().contains("replaced"), "\(again.report)")
+        XCTAssertEqual(try cache.verify().map(\.ok), [true], "the cached file is whole, its old copy gone")
+        XCTAssertFalse(try cache.importFile(Fixtures.path("pth_zip.pth"), as: small).replacedDamagedFile)
+    }
+
+    /// A FIFO or a device is refused at once, and the bytes checked are the bytes cached: a FIFO
+    /// that gives the right bytes to one read and nothing to the next put an empty file in the
+    /// cache under the right digest.
+    func testImportReadsTheFileOnceAndOnlyARegularFile() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("pretend weights".utf8)
+        let toy = entry(for: bytes)
+        let fifo = tmp.appendingPathComponent("fifo.pth").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        // A writer that serves the right bytes to a first reader and nothing to a second one; it
+        // gives up after two seconds without a reader.
+        let writer = Thread {
+            for payload in [bytes, []] {
+                let deadline = Date().addingTimeInterval(2)
+                var fd: Int32 = -1
+                while fd < 0 && Date() < deadline {
+                    fd = open(fifo, O_WRONLY | O_NONBLOCK)
+                    if fd < 0 { usleep(10_000) }
+                }
+                guard fd >= 0 else { return }
+                _ = payload.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+                usleep(100_000)
+            }
+        }
+        writer.start()
+        XCTAssertThrowsError(try cache.importFile(fifo, as: toy)) { error in
+            XCTAssertTrue("\(error)".contains("not a regular file (a FIFO)"), "\(error)")
+        }
+        XCTAssertNil(cache.locate(toy))
+        XCTAssertThrowsError(try cache.importFile("/dev/zero", as: toy)) { error in
+            XCTAssertTrue("\(error)".contains("not a regular file (a character device)"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cache.weightsDirectory.path), [],
+                       "no temporary file is left")
+        // verify() does not wait on a FIFO named like a cached file either.
+        XCTAssertEqual(mkfifo(cache.weightsDirectory.appendingPathComponent(String(repeating: "0", count: 64) + ".pth").path,
+                              0o600), 0)
+        XCTAssertEqual(try cache.verify().map(\.ok), [false])
+    }
+
+    /// A pin whose digest does not begin with its entry's prefix was honoured; it is ignored now,
+    /// so the file is refused as unverified.
+    func testAnInconsistentPinIsIgnored() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        let bytes = Array("trusted by the user".utf8)
+        let file = tmp.appendingPathComponent("toy.pth")
+        try Foundation.Data(bytes).write(to: file)
+        let toy = prefixOnlyEntry(for: bytes)
+        try cache.importFile(file.path, as: toy, acceptUnverified: true)
+        let forged = String(repeating: "f", count: 64)
+        let text = try String(contentsOf: cache.pinsFile, encoding: .utf8)
+        try text.replacingOccurrences(of: SHA256Hasher.hexDigest(of: bytes), with: forged)
+            .write(to: cache.pinsFile, atomically: true, encoding: .utf8)
+        XCTAssertNil(try cache.pinnedDigest(for: toy))
+        XCTAssertNil(cache.locate(toy))
+    }
+
     func flipLastByte(_ path: String) throws {
         var data = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
         data[data.count - 1] ^= 0xFF

@@ -92,9 +92,12 @@ public struct WeightsCache {
         return try Self.pin(for: entry, in: pins())
     }
 
+    /// A pin counts only while it is consistent: for this entry's file and prefix, and a full
+    /// digest that begins with that prefix (an edited pin is ignored, so its file is refused).
     static func pin(for entry: WeightsEntry, in pins: [String: Pin]) -> String? {
         guard entry.isPrefixOnly, let pin = pins[entry.name], pin.fileName == entry.fileName,
-              pin.sha256Prefix == entry.sha256Prefix else { return nil }
+              pin.sha256Prefix == entry.sha256Prefix, SHA256Hasher.isHexDigest(pin.sha256),
+              entry.sharesPrefix(withSHA256: pin.sha256) else { return nil }
         return pin.sha256
     }
 
@@ -157,14 +160,20 @@ public struct WeightsCache {
         public let sha256: String
         /// How the file was accepted: by the catalog's digest, by a pin, or pinned now.
         public let check: Check
+        /// Whether the cache held a file of this name with other (damaged) bytes, now replaced.
+        public var replacedDamagedFile = false
+
+        private var repaired: [String] {
+            replacedDamagedFile ? ["replaced: the cached copy of this file had other (damaged) bytes"] : []
+        }
 
         /// What was checked and what was not, one sentence a line (for a person to read).
         public var report: [String] {
             switch check {
             case .catalogDigest:
-                return ["verified: SHA-256 \(sha256) equals the catalog's digest for \(entry.name)"]
+                return ["verified: SHA-256 \(sha256) equals the catalog's digest for \(entry.name)"] + repaired
             case .pinnedDigest:
-                return ["verified: SHA-256 \(sha256) equals the digest pinned for \(entry.name) at its first import"]
+                return ["verified: SHA-256 \(sha256) equals the digest pinned for \(entry.name) at its first import"] + repaired
             case .pinnedOnFirstImport(let prefix, let structureChecked):
                 var lines = ["UNVERIFIED weights accepted as \(entry.name) (--accept-unverified):",
                              "  checked: the SHA-256 begins with \(prefix), the 8 hex digits in torchvision's file name " +
@@ -175,7 +184,7 @@ public struct WeightsCache {
                 lines.append("  not checked: the content. The catalog does not know the full SHA-256 of \(entry.fileName), " +
                              "so this may not be the published file; use it only if you trust where it came from.")
                 lines.append("  pinned: SHA-256 \(sha256); from now on only this file is accepted as \(entry.name)")
-                return lines
+                return lines + repaired
             }
         }
     }
@@ -184,13 +193,31 @@ public struct WeightsCache {
     /// entry, against the catalog). A prefix-only entry's file is refused unless `acceptUnverified`
     /// (it then must begin with the entry's prefix and, for a zoo architecture, hold exactly the
     /// architecture's tensors), and its digest is pinned; once pinned, only that digest is accepted.
+    ///
+    /// The file is read once: it is copied into the cache folder and the copy's bytes are hashed and
+    /// checked, so a file changed during the import cannot put other bytes in the cache than those
+    /// checked. Only a regular file is read (a FIFO or device is refused). A cached file of the same
+    /// name whose bytes differ (damaged, as `verify()` reports) is replaced, and its converted copy
+    /// dropped (`Imported.replacedDamagedFile`).
     @discardableResult
     public func importFile(_ path: String, as entry: WeightsEntry? = nil, catalog: WeightsCatalog = .builtIn,
                            acceptUnverified: Bool = false) throws -> Imported {
-        guard FileManager.default.isReadableFile(atPath: path) else {
-            throw WeightsError.unreadable(path: path, reason: "no such readable file")
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(at: weightsDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw WeightsError.unreadable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error)")
         }
-        let digest = try Self.digest(ofFile: path).lowercased()
+        let temporary = weightsDirectory.appendingPathComponent(".import-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: temporary) }
+        let digest: String
+        do {
+            digest = try SHA256Hasher.copy(path, to: temporary)
+        } catch HashingError.unreadable(let path, let reason) {
+            throw WeightsError.unreadable(path: path, reason: reason)
+        } catch HashingError.unwritable(_, let reason) {
+            throw WeightsError.unreadable(path: weightsDirectory.path, reason: "cannot write into the cache: \(reason)")
+        }
         let pins = try self.pins()
         let matched: WeightsEntry
         if let entry {
@@ -213,25 +240,25 @@ public struct WeightsCache {
         let check = try self.check(path, digest: digest, against: matched, pins: pins, acceptUnverified: acceptUnverified)
         var finalCheck = check
         if case .pinnedOnFirstImport(let prefix, _) = check {
-            let structured = try Self.checkStructure(path, as: matched)
+            let structured = try Self.checkStructure(temporary, as: matched, named: path)
             finalCheck = .pinnedOnFirstImport(prefix: prefix, structureChecked: structured)
         }
-        let destination = weightsDirectory.appendingPathComponent("\(digest).\(matched.format)")
-        if !FileManager.default.fileExists(atPath: destination.path) {
-            try FileManager.default.createDirectory(at: weightsDirectory, withIntermediateDirectories: true)
-            let temporary = weightsDirectory.appendingPathComponent(".import-\(UUID().uuidString)")
-            do {
-                try FileManager.default.copyItem(atPath: path, toPath: temporary.path)
-                guard rename(temporary.path, destination.path) == 0 else {
-                    throw WeightsError.unreadable(path: destination.path, reason: String(cString: strerror(errno)))
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: temporary)
-                throw WeightsError.unreadable(path: destination.path, reason: "cannot write into the cache: \(error)")
+        let destination = weightsDirectory.appendingPathComponent("\(digest).\(matched.format)").path
+        let cached = fm.fileExists(atPath: destination)
+        let intact = cached && (try? Self.digest(ofFile: destination)) == digest
+        if !intact {
+            guard rename(temporary, destination) == 0 else {
+                throw WeightsError.unreadable(path: destination, reason: "cannot write into the cache: \(String(cString: strerror(errno)))")
+            }
+            if cached {
+                let converted = convertedDirectory.appendingPathComponent("\(digest).safetensors").path
+                try? fm.removeItem(atPath: converted + ".sha256")
+                try? fm.removeItem(atPath: converted)
             }
         }
         if case .pinnedOnFirstImport = finalCheck { try pin(matched, sha256: digest) }
-        return Imported(path: destination.path, entry: matched, sha256: digest, check: finalCheck)
+        return Imported(path: destination, entry: matched, sha256: digest, check: finalCheck,
+                        replacedDamagedFile: cached && !intact)
     }
 
     /// Checks `digest` (of the file at `path`) against `entry`: the full digest, else the pin, else
@@ -260,14 +287,14 @@ public struct WeightsCache {
         return .pinnedOnFirstImport(prefix: prefix, structureChecked: false)
     }
 
-    /// Whether the file at `path` holds exactly the tensors (names and shapes) of `entry`'s
-    /// architecture, read by the restricted unpickler. False when the architecture is not in the zoo
+    /// Whether `file` (the copy of `path` being imported; messages name `path`) holds exactly the
+    /// tensors (names and shapes) of `entry`'s architecture, read by the restricted unpickler. False when the architecture is not in the zoo
     /// (not checked); throws when it is and the file does not fit.
-    static func checkStructure(_ path: String, as entry: WeightsEntry) throws -> Bool {
+    static func checkStructure(_ file: String, as entry: WeightsEntry, named path: String) throws -> Bool {
         guard ModelZoo.architectures.contains(entry.architecture) else { return false }
         let state: StateDict
         do {
-            state = entry.format == "safetensors" ? try SafeTensors.load(path) : try PthImport.load(path)
+            state = entry.format == "safetensors" ? try SafeTensors.load(file) : try PthImport.load(file)
         } catch {
             throw WeightsError.incompatible("\(path) is not a readable \(entry.format) file of weights: \(error)")
         }
@@ -367,7 +394,7 @@ public struct WeightsCache {
         public let path: String
         /// The digest the file must have (empty for `.unused`).
         public let expected: String
-        /// Its SHA-256 (empty for `.unused`, which is not hashed).
+        /// Its SHA-256 (empty for `.unused`, which is not hashed, and for a file that cannot be read).
         public let actual: String
         /// What the file is: a weight file, a converted copy, or an unused leftover.
         public let kind: Kind
@@ -400,7 +427,7 @@ public struct WeightsCache {
                 results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
                 continue
             }
-            results.append(Verification(path: path, expected: stem, actual: try Self.digest(ofFile: path)))
+            results.append(Verification(path: path, expected: stem, actual: Self.digestOrEmpty(path)))
         }
         let converted = ((try? fm.contentsOfDirectory(atPath: convertedDirectory.path)) ?? []).sorted()
         for name in converted where !name.hasPrefix(".") && !name.hasSuffix(".sha256") {
@@ -409,8 +436,7 @@ public struct WeightsCache {
                 results.append(Verification(path: path, expected: "", actual: "", kind: .unused))
                 continue
             }
-            results.append(Verification(path: path, expected: record, actual: try Self.digest(ofFile: path),
-                                        kind: .converted))
+            results.append(Verification(path: path, expected: record, actual: Self.digestOrEmpty(path), kind: .converted))
         }
         return results
     }
@@ -429,7 +455,16 @@ public struct WeightsCache {
         let legacy = weightsDirectory.appendingPathComponent("\(source).safetensors").path
         if fm.fileExists(atPath: legacy) { try? fm.removeItem(atPath: legacy) }
         let converted = convertedDirectory.appendingPathComponent("\(source).safetensors").path
-        if Self.recordedDigest(converted) != nil, let dict = try? SafeTensors.load(converted) { return dict }
+        // The copy is used only while its bytes are those recorded when it was written; a damaged
+        // copy is made again from the .pth, which must itself still be the file its name says.
+        if let recorded = Self.recordedDigest(converted), (try? Self.digest(ofFile: converted)) == recorded,
+           let dict = try? SafeTensors.load(converted) {
+            return dict
+        }
+        let found = try Self.digest(ofFile: path)
+        guard found == source.lowercased() else {
+            throw WeightsError.damagedCacheFile(path: path, name: entry.name, found: found)
+        }
         let dict = try PthImport.load(path)
         do {
             try fm.createDirectory(at: convertedDirectory, withIntermediateDirectories: true)
@@ -453,6 +488,12 @@ public struct WeightsCache {
         } catch HashingError.unreadable(let path, let reason) {
             throw WeightsError.unreadable(path: path, reason: reason)
         }
+    }
+
+    /// A cached file's digest for `verify()`; empty (so BAD) when it cannot be read, e.g. a FIFO or
+    /// a device put in the cache folder, which is refused without waiting on it.
+    static func digestOrEmpty(_ path: String) -> String {
+        (try? digest(ofFile: path)) ?? ""
     }
 
     /// The digest recorded for a converted copy (`<copy>.sha256`), if both exist.

@@ -139,6 +139,9 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case unverified(String)
     /// A file for a prefix-only entry whose digest differs from the one pinned at its first import.
     case pinMismatch(path: String, name: String, pinned: String, found: String, pins: String)
+    /// A file in the cache whose bytes are no longer those its name (their SHA-256) says: damaged
+    /// since it was imported. Importing the original again replaces it.
+    case damagedCacheFile(path: String, name: String, found: String)
 
     /// The message shown to the user (the path, the digests and what to do, where they apply).
     public var description: String {
@@ -151,6 +154,10 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
             return "\(path) has SHA-256 \(found), but \(name) was pinned to \(pinned) when it was first imported " +
                 "(\(pins)): not the file imported before. If you trust this one instead, remove the pin for " +
                 "\(name) from that file and import it again with --accept-unverified."
+        case .damagedCacheFile(let path, let name, let found):
+            return "the cached weights file \(path) is damaged: its SHA-256 is now \(found), not the digest in its " +
+                "name. Import the original file again to replace it: finetune weights import FILE --name \(name) " +
+                "(finetune weights verify checks the whole cache)"
         }
     }
 }
