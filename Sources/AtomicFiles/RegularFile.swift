@@ -14,6 +14,12 @@ public struct RegularFileError: Error, CustomStringConvertible, Equatable {
     public let reason: String
     /// "`path`: `reason`".
     public var description: String { "\(path): \(reason)" }
+
+    /// An error for `path`, with `reason` in words.
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// Opening a file whose bytes are to be read to the end (weights, checkpoints, digests).

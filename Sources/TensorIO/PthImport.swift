@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Torch
 
@@ -100,6 +101,21 @@ public enum PthImport {
     /// Nothing else is flattened.
     public static let nestedStateDictKeys = ["state_dict", "model", "model_state_dict"]
 
+    /// The bytes of the regular file at `path`, memory-mapped read-only (a FIFO or a device is
+    /// refused before any read: it would block or never end).
+    static func mapped(_ path: String) throws -> Data {
+        let fd = try RegularFile.openForReading(path)
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw RegularFileError(path: path, reason: String(cString: strerror(errno))) }
+        let length = Int(info.st_size)
+        guard length > 0 else { return Data() }
+        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw RegularFileError(path: path, reason: "cannot memory-map: \(String(cString: strerror(errno)))")
+        }
+        return Data(bytesNoCopy: base, count: length, deallocator: .custom { pointer, count in munmap(pointer, count) })
+    }
+
     /// The tensors of a `.pth` state dict, in file order.
     public static func load(_ path: String) throws -> StateDict { try read(path).tensors }
 
@@ -107,9 +123,9 @@ public enum PthImport {
     public static func read(_ path: String) throws -> Result {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw PthImportError(path: path, kind: nil, reason: "the file cannot be read (\(error.localizedDescription))")
+            data = try mapped(path)
+        } catch let error as RegularFileError {
+            throw PthImportError(path: path, kind: nil, reason: "the file cannot be read (\(error.reason))")
         }
         guard !data.isEmpty else {
             throw PthImportError(path: path, kind: .truncated, reason: "the file is empty (0 bytes)")
@@ -195,7 +211,11 @@ private final class PthDecoder {
     private func readZip(_ buffer: UnsafeRawBufferPointer) throws -> PickleValue {
         let zip = try ZipArchive(buffer)
         let pickles = zip.entries.filter { $0.name == "data.pkl" || $0.name.hasSuffix("/data.pkl") }
-        guard let pkl = pickles.min(by: { $0.name.count < $1.name.count }) else {
+        guard pickles.count <= 1 else {
+            throw PickleError.malformed("the zip archive holds \(pickles.count) data.pkl entries (" +
+                                        pickles.map(\.name).joined(separator: ", ") + "): not one torch.save checkpoint")
+        }
+        guard let pkl = pickles.first else {
             if zip.entries.contains(where: { $0.name.hasSuffix("constants.pkl") || $0.name.contains("/code/") }) {
                 throw PickleError.unsupported("this is a TorchScript archive (torch.jit.save), not a torch.save " +
                                               "checkpoint")
@@ -205,8 +225,12 @@ private final class PthDecoder {
         let prefix = String(pkl.name.dropLast("data.pkl".count))
         if let order = zip.entry(prefix + "byteorder") {
             let range = try zip.dataRange(order, in: buffer)
-            if Array(buffer[range]) == Array("big".utf8) {
+            let order = String(decoding: buffer[range], as: UTF8.self)
+            if order == "big" {
                 throw PickleError.unsupported("the checkpoint was saved on a big-endian machine, which is not supported")
+            }
+            guard order == "little" else {
+                throw PickleError.malformed("the archive's byteorder record says '\(order.prefix(32))', not 'little' or 'big'")
             }
         }
         let pklRange = try zip.dataRange(pkl, in: buffer)

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Torch
 
@@ -72,10 +73,18 @@ public enum SafeTensors {
         guard declared <= UInt64(size - 8) else {
             throw fail("the header length \(declared) runs past the end of the file (\(size) bytes)")
         }
+        guard declared <= maximumHeaderLength else {
+            throw fail("the header length \(declared) is over the format's limit of \(maximumHeaderLength) bytes")
+        }
         let headerLength = Int(declared)
         let dataStart = 8 + headerLength
         let dataLength = size - dataStart
         let headerBytes = Data(bytes: mapping.base + 8, count: headerLength)
+        // As the reference reader (the Rust crate, which Python's safetensors uses): the header is
+        // a JSON object from its first byte (no byte-order mark, no leading space).
+        guard headerBytes.first == UInt8(ascii: "{") else {
+            throw fail("invalid JSON header: it does not begin with '{'")
+        }
 
         let header: Header
         do {
@@ -84,6 +93,13 @@ public enum SafeTensors {
             throw fail("invalid JSON header: \(describe(error))")
         } catch {
             throw fail("invalid JSON header: \(error)")
+        }
+
+        // A name defined twice is refused: JSON readers disagree on which definition wins (Foundation
+        // keeps one, the Rust crate the last), so the same file would be two different models.
+        var seen = Set<String>()
+        for name in topLevelKeys(headerBytes) where !seen.insert(name).inserted {
+            throw fail("tensor '\(name)' is defined twice in the header")
         }
 
         // Validate every entry, then order by position in the data buffer (the file's order).
@@ -119,6 +135,18 @@ public enum SafeTensors {
         for (previous, next) in zip(entries, entries.dropFirst()) where next.begin < previous.end {
             throw fail("tensors '\(previous.name)' and '\(next.name)' overlap in the data buffer")
         }
+        // The tensors fill the data buffer exactly, as the reference reader requires: bytes that
+        // belong to no tensor are refused (they could hide a second set of weights).
+        var covered = 0
+        for entry in entries {
+            guard entry.begin == covered else {
+                throw fail("\(entry.begin - covered) bytes before tensor '\(entry.name)' belong to no tensor")
+            }
+            covered = entry.end
+        }
+        guard covered == dataLength else {
+            throw fail("\(dataLength - covered) bytes after the last tensor belong to no tensor")
+        }
 
         var tensors = StateDict()
         for entry in entries {
@@ -137,6 +165,43 @@ public enum SafeTensors {
         var file = SafeTensorsFile(tensors: tensors, metadata: header.metadata)
         if !copy { file.mapping = SafeTensorsMapping(mapping) }
         return file
+    }
+
+    /// The longest header the format allows (100 MB, the reference reader's limit).
+    public static let maximumHeaderLength: UInt64 = 100_000_000
+
+    /// The keys of a JSON object's top level, in order, duplicates kept (`JSONDecoder` folds them).
+    /// `json` has already parsed as an object; a key's escapes are decoded, so `"\u0061"` is `a`.
+    static func topLevelKeys(_ json: Data) -> [String] {
+        var keys: [String] = []
+        var depth = 0, expectKey = false, index = json.startIndex
+        while index < json.endIndex {
+            let byte = json[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                var end = json.index(after: index)
+                while end < json.endIndex && json[end] != UInt8(ascii: "\"") {
+                    end = json.index(end, offsetBy: json[end] == UInt8(ascii: "\\") ? 2 : 1)
+                }
+                if depth == 1 && expectKey, end < json.endIndex {
+                    let token = Data("[".utf8) + json[index...end] + Data("]".utf8)
+                    if let key = try? JSONDecoder().decode([String].self, from: token).first { keys.append(key) }
+                    expectKey = false
+                }
+                index = end
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = depth == 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                if depth == 1 { expectKey = true }
+            default:
+                break
+            }
+            index = json.index(after: index)
+        }
+        return keys
     }
 
     /// safetensors dtype codes and the `DType` each maps to.
@@ -215,14 +280,15 @@ final class FileMapping {
         func fail(_ what: String) -> SafeTensorsError {
             SafeTensorsError(path: path, "\(what): \(String(cString: strerror(errno)))")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw fail("cannot open") }
+        let fd: Int32
+        do {
+            fd = try RegularFile.openForReading(path)  // a FIFO would block open(2)
+        } catch let error as RegularFileError {
+            throw SafeTensorsError(path: path, error.reason)
+        }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw fail("cannot stat") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError(path: path, "not a regular file")
-        }
         length = Int(info.st_size)
         guard length > 0 else { throw SafeTensorsError(path: path, "the file is empty (0 bytes)") }
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),

@@ -423,6 +423,32 @@ final class PthTests: XCTestCase {
     }
 
     /// Random byte corruption: each file either loads or throws a `PthImportError`; nothing crashes.
+    /// An archive whose entries could be read two ways is refused: two entries of one name (the
+    /// last won here, the first for data.pkl) or two data.pkl files under different prefixes.
+    func testArchivesWithTwoEntriesOfOneNameOrTwoPicklesAreRefused() throws {
+        let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("pth_zip.pth")))
+        func renamed(_ from: String, _ to: String) -> Data {
+            precondition(from.utf8.count == to.utf8.count)
+            var data = original
+            var start = data.startIndex
+            while let found = data.range(of: Data(from.utf8), in: start..<data.endIndex) {
+                data.replaceSubrange(found, with: Data(to.utf8))
+                start = found.upperBound
+            }
+            return data
+        }
+        let cases = [
+            ("twice.pth", renamed("pth_zip/data/3", "pth_zip/data/2"), "two entries named 'pth_zip/data/2'"),
+            ("two-pickles.pth", renamed("pth_zip/data/10", "pth_zi/data.pkl"), "2 data.pkl entries"),
+        ]
+        for (name, data, expected) in cases {
+            let path = dir + "/" + name
+            try data.write(to: URL(fileURLWithPath: path))
+            let error = try importError(path)
+            XCTAssertTrue(error.description.contains(expected), error.description)
+        }
+    }
+
     func testCorruptedFilesNeverCrash() throws {
         var rng = SplitMix(seed: 7)
         for name in ["pth_legacy.pth", "pth_zip.pth"] {

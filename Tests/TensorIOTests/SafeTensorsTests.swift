@@ -244,6 +244,61 @@ final class SafeTensorsTests: XCTestCase {
         }
     }
 
+    /// What the reference reader (the Rust crate behind Python's safetensors) refuses is refused:
+    /// a name defined twice (Foundation kept the first definition, the crate keeps the last, so one
+    /// file was two models), bytes that belong to no tensor, a header that does not begin with '{'
+    /// (a byte-order mark) and one over 100 MB. All were read without a word.
+    func testFilesTheReferenceReaderRefusesAreRefused() throws {
+        let a = #""a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}"#
+        let aLater = #""a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}"#
+        let b = #""b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}"#
+        let cases: [(String, [UInt8], String)] = [
+            ("duplicate", header("{\(a),\(aLater)}", data: 4), "tensor 'a' is defined twice"),
+            ("duplicate-escaped", header("{\(a),\(aLater.replacingOccurrences(of: "\"a\"", with: #""\u0061""#))}", data: 4),
+             "tensor 'a' is defined twice"),
+            ("gap", header("{\(b)}", data: 4), "2 bytes before tensor 'b' belong to no tensor"),
+            ("trailing", header("{\(a)}", data: 3), "1 bytes after the last tensor belong to no tensor"),
+            ("bom", header("\u{FEFF}{\(a)}", data: 2), "does not begin with '{'"),
+            ("leading-space", header(" {\(a)}", data: 2), "does not begin with '{'"),
+        ]
+        for (name, bytes, expected) in cases {
+            let path = dir + "/\(name).safetensors"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try SafeTensors.read(path), name) { error in
+                XCTAssertTrue("\(error)".contains(path) && "\(error)".contains(expected), "\(name): \(error)")
+            }
+        }
+        // Two tensors filling the buffer, metadata and padding after the JSON still read.
+        let good = dir + "/good.safetensors"
+        try Data(header(#"{"__metadata__":{"k":"v"},"# + "\(a),\(b)}   ", data: 4)).write(to: URL(fileURLWithPath: good))
+        XCTAssertEqual(try SafeTensors.read(good).tensors.keys.sorted(), ["a", "b"])
+
+        // A header declared longer than 100 MB, in a (sparse) file long enough to hold it.
+        let huge = dir + "/huge-header.safetensors"
+        try Data(header("{}", declared: SafeTensors.maximumHeaderLength + 1)).write(to: URL(fileURLWithPath: huge))
+        XCTAssertEqual(truncate(huge, off_t(SafeTensors.maximumHeaderLength) + 64), 0)
+        XCTAssertThrowsError(try SafeTensors.read(huge)) { error in
+            XCTAssertTrue("\(error)".contains("over the format's limit"), "\(error)")
+        }
+    }
+
+    /// A FIFO where a weights file is expected is refused at once; open(2) waited for a writer, so
+    /// `evaluate`, `predict`, `export` and `serve` hung on a run whose model.safetensors was a FIFO.
+    func testAFIFOIsRefusedWithoutWaitingForAWriter() throws {
+        let fifo = dir + "/model.safetensors"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let done = expectation(description: "the read returns")
+        final class Failure: @unchecked Sendable { var value: String? }  // written before `done`, read after
+        let failure = Failure()
+        let reader = Thread {
+            do { _ = try SafeTensors.read(fifo) } catch { failure.value = "\(error)" }
+            done.fulfill()
+        }
+        reader.start()
+        wait(for: [done], timeout: 10)
+        XCTAssertTrue(failure.value?.contains("not a regular file (a FIFO)") == true, "\(String(describing: failure.value))")
+    }
+
     // MARK: - Atomic write
 
     func testAtomicWriteLeavesNoTemporaryFileAndKeepsDestinationOnFailure() throws {

@@ -112,6 +112,11 @@ struct ZipArchive {
                 if compressed == 0xFFFF_FFFF { compressed = try z.length64("the zip64 compressed size") }
                 if offset == 0xFFFF_FFFF { offset = try z.length64("the zip64 offset") }
             }
+            // One name, one entry: readers disagree on which of two entries of one name is read
+            // (Python's zipfile takes the last), so the same file would load as two models.
+            guard byName[name] == nil else {
+                throw PickleError.malformed("the zip archive holds two entries named '\(name)'")
+            }
             byName[name] = entries.count
             entries.append(Entry(name: name, method: method, flags: flags, crc32: crc, compressedSize: compressed,
                                  uncompressedSize: uncompressed, localHeaderOffset: offset))
