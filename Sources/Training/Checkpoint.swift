@@ -80,6 +80,9 @@ public struct Checkpoint {
     /// The gradients of an unfinished accumulation group (`TrainingState.accumulation`).
     public static let gradientsFile = "gradients.safetensors"
     static let requiredFiles = [modelFile, optimizerFile, optimizerHyperparametersFile, trainerFile]
+    /// Every file a checkpoint folder may hold.
+    public static let fileNames: Set<String> = [modelFile, optimizerFile, optimizerHyperparametersFile, trainerFile,
+                                                rngFile, emaFile, gradientsFile]
 
     /// The directory actually read (the requested one, or a recovered `.old-` one).
     public var directory: String

@@ -53,4 +53,24 @@ extension TrainingRunTests {
             XCTAssertTrue("\(error)".contains("--overwrite"), "\(error)")
         }
     }
+
+    /// A run whose checkpoints/last is gone but that holds trained weights was told it "ended before
+    /// its first checkpoint, so nothing was trained" and to start again with --overwrite, which
+    /// deletes those weights. The error now lists what the run holds and changes nothing.
+    func testAMissingLastCheckpointWithTrainedStateIsNotCalledNothingToResume() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/done"
+        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        run.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try run.run().status, "completed")
+        run.release()
+        try FileManager.default.removeItem(atPath: RunDirectory(out).lastCheckpoint)
+        XCTAssertThrowsError(try TrainingRun.resume(out, notify: { _ in })) { error in
+            XCTAssertEqual(error as? RunError,
+                           .lastCheckpointMissing(path: out, kept: ["checkpoints/best", "model.safetensors"]))
+            XCTAssertFalse("\(error)".contains("--overwrite"), "\(error)")
+            XCTAssertTrue("\(error)".contains("copy checkpoints/best to checkpoints/last"), "\(error)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
+    }
 }

@@ -59,6 +59,66 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: future + "/config.json"))
     }
 
+    /// A user's file anywhere in an earlier run's tree keeps `--overwrite` from deleting it; only
+    /// the top level was checked, so a note in `tensorboard/` or `checkpoints/last/`, or a folder
+    /// named `loss.svg`, was deleted with the run.
+    func testAUserFileAnywhereInARunKeepsItFromBeingReplaced() throws {
+        func fullRun(_ path: String) throws {
+            try fakeRun(path)
+            for file in ["model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors"] {
+                try write("x", to: path + "/checkpoints/last/" + file)
+                try write("x", to: path + "/checkpoints/best/" + file)
+            }
+            try write("x", to: path + "/checkpoints/epoch-0003/trainer.json")
+            try write("x", to: path + "/checkpoints/last.tmp-1234/.model.safetensors.77.1.tmp")
+            try write("x", to: path + "/tensorboard/train/events.out.tfevents.1796488889.vm")
+            try write("x", to: path + "/tensorboard/validation/events.out.tfevents.1796488889.vm.1")
+            try write("<svg/>", to: path + "/loss.svg")
+        }
+        let clean = try folder("clean")
+        try fullRun(clean)
+        XCTAssertEqual(RunDirectory(clean).foreignEntries(), [])
+        XCTAssertNil(RunDirectory(clean).reasonNotARun())
+
+        let placements: [(String, (String) throws -> Void)] = [
+            ("tensorboard/README.txt", { try self.write("mine", to: $0 + "/tensorboard/README.txt") }),
+            ("tensorboard/train/notes.txt", { try self.write("mine", to: $0 + "/tensorboard/train/notes.txt") }),
+            ("checkpoints/last/notes.txt", { try self.write("mine", to: $0 + "/checkpoints/last/notes.txt") }),
+            ("checkpoints/mine", { try self.write("mine", to: $0 + "/checkpoints/mine/a.txt") }),
+            ("checkpoints/best/model.safetensors/", { run in
+                try FileManager.default.removeItem(atPath: run + "/checkpoints/best/model.safetensors")
+                try self.write("mine", to: run + "/checkpoints/best/model.safetensors/a.txt")
+            }),
+            ("loss.svg/", { run in
+                try FileManager.default.removeItem(atPath: run + "/loss.svg")
+                try self.write("mine", to: run + "/loss.svg/user.txt")
+            }),
+        ]
+        for (index, (expected, place)) in placements.enumerated() {
+            let run = try folder("run\(index)")
+            try fullRun(run)
+            try place(run)
+            XCTAssertEqual(RunDirectory(run).foreignEntries(), [expected])
+            XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true), expected) { error in
+                XCTAssertTrue("\(error)".contains("holds files a run does not write (\(expected))"), "\(error)")
+            }
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + expected), expected)
+        }
+    }
+
+    /// The lock file is never written through a symbolic link: the PID went into the link's target.
+    func testTheLockIsNeverTakenThroughASymbolicLink() throws {
+        let run = try folder("linked")
+        let notes = try folder("elsewhere") + "/notes.txt"
+        try write("my notes", to: notes)
+        try FileManager.default.createSymbolicLink(atPath: run + "/" + RunLock.fileName, withDestinationPath: notes)
+        XCTAssertThrowsError(try RunLock(directory: run)) { error in
+            XCTAssertTrue("\(error)".contains("symbolic link"), "\(error)")
+        }
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: false))
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "my notes")
+    }
+
     func testAnEarlierRunNeedsOverwriteAndIsThenReplaced() throws {
         let run = try folder("run")
         try fakeRun(run)

@@ -100,7 +100,7 @@ public struct RunDirectory: Sendable {
         guard let version = header.version, RunConfig.supportedVersions.contains(version) else {
             return "its \(Self.configFile) has version \(header.version.map(String.init) ?? "none"), not one this finetune wrote"
         }
-        let foreign = names.filter { !Self.runFileNames.contains($0) && !Self.isTemporaryFile($0) }.sorted()
+        let foreign = foreignEntries()
         if !foreign.isEmpty {
             let shown = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", …" : "")
             return "it holds files a run does not write (\(shown))"
@@ -108,8 +108,83 @@ public struct RunDirectory: Sendable {
         return nil
     }
 
+    /// The entries below the directory that a run does not write, as paths relative to it, sorted.
+    ///
+    /// The whole tree is checked, not only its top level: a run writes files at the top
+    /// (`runFileNames`), checkpoint folders in `checkpoints/` holding only checkpoint files, and
+    /// TensorBoard event files in `tensorboard/<run>/`. A user's file anywhere else (a note in
+    /// `tensorboard/`, a folder named `loss.svg`) makes the folder not a run, so `--overwrite` never
+    /// deletes it. Symbolic links are entries, never followed (deleting a link leaves its target).
+    public func foreignEntries() -> [String] {
+        var foreign: [String] = []
+        func kind(_ relative: String) -> FileAttributeType? {
+            (try? FileManager.default.attributesOfItem(atPath: file(relative)))?[.type] as? FileAttributeType
+        }
+        func children(_ relative: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: file(relative))) ?? []).sorted()
+        }
+        func expectFile(_ relative: String) {
+            if kind(relative) == .typeDirectory { foreign.append(relative + "/") }
+        }
+        func expectFolder(_ relative: String, holding check: (String) -> Void) {
+            let type = kind(relative)
+            if type == .typeSymbolicLink { return }
+            guard type == .typeDirectory else { foreign.append(relative); return }
+            for name in children(relative) { check(relative + "/" + name) }
+        }
+        for name in children(".") {
+            switch name {
+            case "checkpoints":
+                expectFolder(name) { checkpoint in
+                    let base = (checkpoint as NSString).lastPathComponent
+                    guard Self.isCheckpointFolderName(base) else { foreign.append(checkpoint); return }
+                    expectFolder(checkpoint) { entry in
+                        let base = (entry as NSString).lastPathComponent
+                        Checkpoint.fileNames.contains(base) || Self.isTemporaryFile(base)
+                            ? expectFile(entry) : foreign.append(entry)
+                    }
+                }
+            case "tensorboard":
+                expectFolder(name) { run in
+                    expectFolder(run) { entry in
+                        (entry as NSString).lastPathComponent.hasPrefix("events.out.tfevents.")
+                            ? expectFile(entry) : foreign.append(entry)
+                    }
+                }
+            default:
+                guard Self.runFileNames.contains(name) || Self.isTemporaryFile(name) else { foreign.append(name); continue }
+                expectFile(name)
+            }
+        }
+        return foreign
+    }
+
+    /// What the run holds of its training besides `checkpoints/last`: `checkpoints/best`, the
+    /// `checkpoints/epoch-NNNN` folders, `model.safetensors` (relative paths; empty when nothing).
+    public func trainedState() -> [String] {
+        var kept: [String] = []
+        if Checkpoint.locate(bestCheckpoint) != nil { kept.append("checkpoints/best") }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? []).sorted()
+        kept += names.filter { $0.hasPrefix("epoch-") && Self.isCheckpointFolderName($0) && !$0.contains(".") }
+            .map { "checkpoints/" + $0 }
+        if FileManager.default.fileExists(atPath: model) { kept.append(Self.modelFile) }
+        return kept
+    }
+
     /// A hidden temporary file of an interrupted atomic write (`.NAME.PID.RANDOM.tmp`).
     static func isTemporaryFile(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".tmp") }
+
+    /// A folder `ModelCheckpoint` writes in `checkpoints/`: `last`, `best`, `epoch-NNNN`, or one of
+    /// those being replaced (`<name>.tmp-<token>`, `<name>.old-<token>`).
+    static func isCheckpointFolderName(_ name: String) -> Bool {
+        var base = Substring(name)
+        for marker in [".tmp-", ".old-"] {
+            if let range = base.range(of: marker) { base = base[..<range.lowerBound] }
+        }
+        if base == "last" || base == "best" { return true }
+        return base.hasPrefix("epoch-") && base.dropFirst(6).count >= 4 && base.dropFirst(6).allSatisfy(\.isASCII)
+            && base.dropFirst(6).allSatisfy(\.isNumber)
+    }
 
     /// Makes `path` the (empty, locked) directory of a new run and returns its lock.
     ///

@@ -13,6 +13,10 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     /// A run without a checkpoint to resume from: it ended (`status`: `running` after a kill, or
     /// `failed`) before its first checkpoint was written, so nothing was trained.
     case nothingToResume(path: String, status: String)
+    /// A run without `checkpoints/last` that still holds trained state (`kept`: e.g.
+    /// `checkpoints/best`, `model.safetensors`): it cannot be resumed exactly, and nothing in it is
+    /// to be thrown away.
+    case lastCheckpointMissing(path: String, kept: [String])
     /// `resume` of a run that ended with status `stopped` (early stopping): it is finished.
     case stoppedEarly(path: String)
     /// A file-system operation failed.
@@ -34,6 +38,13 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .nothingToResume(let path, let status):
             return "\(path) has no checkpoint to resume from: the run ended (status \(status)) before its first "
                 + "checkpoint, so nothing was trained; start it again (finetune train … --out \(path) --overwrite)"
+        case .lastCheckpointMissing(let path, let kept):
+            var message = "\(path) cannot be resumed: its checkpoints/last is missing, but the run holds trained state ("
+                + kept.joined(separator: ", ") + "); nothing was changed"
+            if kept.contains("checkpoints/best") {
+                message += ". To continue from the best epoch instead, copy checkpoints/best to checkpoints/last and resume"
+            }
+            return message
         case .stoppedEarly(let path):
             return "\(path) was stopped early (by early stopping) and is finished: its model.safetensors is final, and "
                 + "resuming would train past the stop. To train longer, start a new run"

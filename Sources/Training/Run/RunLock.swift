@@ -25,9 +25,18 @@ public final class RunLock {
     public init(directory: String) throws {
         self.directory = directory
         let path = (directory as NSString).appendingPathComponent(Self.fileName)
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // Never through a symbolic link (the PID would be written into its target, a user's file),
+        // and only a regular file (a FIFO or device is not a lock file).
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw RunError.io(path: path, reason: "cannot open the lock file: \(String(cString: strerror(errno)))")
+            let reason = errno == ELOOP ? "it is a symbolic link; finetune does not write through it (remove it)"
+                : String(cString: strerror(errno))
+            throw RunError.io(path: path, reason: "cannot open the lock file: \(reason)")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw RunError.io(path: path, reason: "cannot open the lock file: it is not a regular file (remove it)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno

@@ -462,6 +462,9 @@ public final class TrainingRun {
         var config = try directory.readConfig()
         guard let last = Checkpoint.locate(directory.lastCheckpoint) else {
             if !FileManager.default.fileExists(atPath: directory.lastCheckpoint) {
+                // "Start again with --overwrite" only when nothing was trained: that would delete it.
+                let kept = directory.trainedState()
+                guard kept.isEmpty else { throw RunError.lastCheckpointMissing(path: directory.path, kept: kept) }
                 throw RunError.nothingToResume(path: directory.path, status: config.status)
             }
             throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint")
