@@ -155,6 +155,9 @@ public struct RunConfig: Codable {
         public var validationSamples: Int
         /// Images of the test/ folder actually used; 0 without one.
         public var testSamples: Int
+        /// `RunSplits.fingerprint` of the images when the run was created (nil in runs written
+        /// before 2026-12-05): a resume on other images is refused.
+        public var fingerprint: String?
 
         /// The data description, counts as given.
         public init(path: String, hasSplitFolders: Bool, trainSamples: Int, validationSamples: Int, testSamples: Int) {

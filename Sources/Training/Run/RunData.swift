@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hashing
 
 /// The splits of a class-folder dataset as a run uses them: after `limitPerClass` and a
 /// stratified `valSplit`, when those are set.
@@ -51,6 +52,27 @@ public struct RunSplits {
 
     /// Whether DATA is a CSV file (an existing regular file) rather than a class-folder root.
     public static func isCSV(_ path: String) -> Bool { CSVDataset.isCSVFile(path) }
+
+    /// A digest of the images the run trains and evaluates on: each split's images in order, as
+    /// (path relative to `base`, size in bytes, class name). `resume` compares it with the one
+    /// recorded at creation (`RunConfig.DataInfo.fingerprint`): the same files in another folder
+    /// match; an image added, removed, moved to another class or changed in size does not.
+    public func fingerprint(base: String) -> String {
+        var hasher = SHA256Hasher()
+        let prefix = base.hasSuffix("/") ? base : base + "/"
+        for (split, dataset) in [("train", train), ("validation", validation), ("test", test)] {
+            guard let dataset else { continue }
+            for sample in dataset.samples {
+                let name = sample.source.path.map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : $0 }
+                    ?? sample.source.description
+                var info = stat()
+                let size = sample.source.path.map { stat($0, &info) == 0 ? Int64(info.st_size) : -1 } ?? 0
+                let label = dataset.classNames.indices.contains(sample.label) ? dataset.classNames[sample.label] : "?"
+                hasher.update(Array("\(split)\t\(label)\t\(name)\t\(size)\n".utf8))
+            }
+        }
+        return hasher.finalizeHex()
+    }
 
     /// The most images any split holds (a batch never holds more).
     public var largestCount: Int { max(train.count, validation?.count ?? 0, test?.count ?? 0) }

@@ -156,6 +156,7 @@ public final class TrainingRun {
             createdAt: now, updatedAt: now, finetuneVersion: finetuneVersion,
             libtorchVersion: Runtime.libTorchVersion, status: "running", epochsCompleted: 0)
         config.learningRateFinder = found?.suggestion
+        config.data.fingerprint = splits.fingerprint(base: imageFolder)
         try directory.write(config)
         if let found {
             try Plots.write(LRFinder.plot(found), to: directory.file("lr_find.svg"))
@@ -500,6 +501,7 @@ public final class TrainingRun {
         let splits = try RunSplits.load(root, options: config.options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: root)
+        try checkSameData(splits, root: root, config: &config, directory: directory, notify: notify)
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing,
                                                   batchSize: min(config.options.batchSize, max(1, splits.largestCount)),
@@ -520,6 +522,30 @@ public final class TrainingRun {
         notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(config.options.epochs) epochs"))
         return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+    }
+
+    /// A resume must see the images the run was created with: another set (an image added,
+    /// removed, relabelled or resized) is refused, whatever DATA is called. The same images in
+    /// another folder are accepted, and `config.json` records their new place.
+    private static func checkSameData(_ splits: RunSplits, root: String, config: inout RunConfig, directory: RunDirectory,
+                                      notify: (Notice) -> Void) throws {
+        let base = RunSplits.isCSV(root) ? config.options.imageRoot ?? (root as NSString).deletingLastPathComponent : root
+        let fingerprint = splits.fingerprint(base: base)
+        if let recorded = config.data.fingerprint, recorded != fingerprint {
+            throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "
+                + "with (an image was added, removed, moved to another class or changed in size; now \(splits.train.count) "
+                + "training / \(splits.validation?.count ?? 0) validation / \(splits.test?.count ?? 0) test images). "
+                + "A resume must train on the same images: restore them, or start a new run")
+        }
+        guard config.data.fingerprint == nil || root != config.data.path else { return }
+        if root != config.data.path {
+            notify(.info(config.data.fingerprint == nil
+                ? "Resuming on \(root) (the run was created from \(config.data.path), and records no digest of its images to compare)"
+                : "The run's images are now in \(root) (it was created from \(config.data.path)); config.json records the new place"))
+        }
+        config.data.path = root
+        config.data.fingerprint = fingerprint  // runs written before the digest existed are compared from now on
+        try directory.write(config)
     }
 
     // MARK: - Run

@@ -1,0 +1,61 @@
+import Foundation
+import TensorIO
+import TestSupport
+@testable import Training
+import XCTest
+
+extension TrainingRunTests {
+    /// A resume on other images trained on them without a word (at an epoch boundary; mid-epoch it
+    /// failed blaming the loader settings), and a resume on the same images in another folder left
+    /// config.json naming the old one. Now other images are refused, naming DATA, and the same images
+    /// elsewhere resume exactly, with the new place recorded.
+    func testAResumeMustSeeTheImagesTheRunWasCreatedWith() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        let straight = try TrainingRun.create(specification(data: data, out: runs + "/a"), notify: { _ in })
+        straight.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try straight.run().status, "completed")
+
+        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 3, stop: stop)]  // the end of epoch 1 (3 steps an epoch)
+        XCTAssertEqual(try first.run().status, "interrupted")
+        XCTAssertNotNil(try RunDirectory(runs + "/b").readConfig().data.fingerprint)
+
+        let fm = FileManager.default
+        let image = data + "/train/blue/0.png"
+        XCTAssertTrue(fm.fileExists(atPath: image))
+        let changes: [(String, () throws -> Void, () throws -> Void)] = [
+            ("an image removed", { try fm.moveItem(atPath: image, toPath: runs + "/aside.png") },
+             { try fm.moveItem(atPath: runs + "/aside.png", toPath: image) }),
+            ("an image moved to another class", { try fm.moveItem(atPath: image, toPath: data + "/train/green/moved.png") },
+             { try fm.moveItem(atPath: data + "/train/green/moved.png", toPath: image) }),
+            ("an image added", { try fm.copyItem(atPath: image, toPath: data + "/train/red/extra.png") },
+             { try fm.removeItem(atPath: data + "/train/red/extra.png") }),
+        ]
+        for (what, change, undo) in changes {
+            try change()
+            XCTAssertThrowsError(try TrainingRun.resume(runs + "/b", notify: { _ in }), what) { error in
+                guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(what): \(error)") }
+                XCTAssertEqual(setting, "data")
+                XCTAssertTrue(reason.contains("the images in \(data) are not those the run was created with"), reason)
+            }
+            try undo()
+        }
+
+        // The same images in another folder: resumed exactly, and the new place recorded.
+        let moved = runs + "/moved-data"
+        try fm.moveItem(atPath: data, toPath: moved)
+        var notices: [String] = []
+        let resumed = try TrainingRun.resume(runs + "/b", changes: .init(data: moved), notify: {
+            if case .info(let text) = $0 { notices.append(text) }
+        })
+        XCTAssertTrue(notices.contains { $0.contains("now in \(moved)") }, "\(notices)")
+        XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().data.path, moved)
+        resumed.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try resumed.run().status, "completed")
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed on the moved data")
+    }
+}
