@@ -857,6 +857,16 @@ public final class Trainer {
         return try evaluate(loader, input: .images, batches: loader.epoch(0), tta: tta)
     }
 
+    /// `evaluate(_:)`, cut short when `stop` is triggered between batches: nil then (a partial
+    /// report would pass for a whole one). For evaluations a user may stop with Ctrl-C, such as a
+    /// run's final test pass. A data-parallel trainer evaluates to the end (its ranks evaluate
+    /// together, and one that left early would leave the others waiting).
+    public func evaluate(_ loader: DataLoader, unless stop: SignalStop) throws -> EvaluationReport? {
+        if distributed != nil { return try evaluate(loader) }
+        let report = try evaluate(loader, input: .images, batches: StoppableBatches(base: loader.epoch(0), stop: stop))
+        return stop.isTriggered ? nil : report
+    }
+
     /// `evaluate(_:)`'s report, and every image's prediction in the loader's order (dataset order;
     /// files that could not be decoded left out): what a run report's top losses and
     /// `evaluate --per-sample` list.

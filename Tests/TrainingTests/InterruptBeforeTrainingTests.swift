@@ -74,3 +74,33 @@ extension TrainingRunTests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
     }
 }
+
+extension TrainingRunTests {
+    /// Ctrl-C during the final test evaluation (minutes on a large test set) was ignored until it
+    /// ended. Now the evaluation stops: the run is complete with its weights written, the cut-short
+    /// metrics are missing, and the summary says so (`train` exits with status 130).
+    func testCtrlCDuringTheFinalEvaluationStopsItAndKeepsTheCompletedRun() throws {
+        final class StopAtFitEnd: TrainingCallback {
+            let stop: SignalStop
+            init(_ stop: SignalStop) { self.stop = stop }
+            func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+                if case .fitEnd = event { stop.trigger(signal: SIGINT) }  // as if Ctrl-C came as the test pass began
+            }
+        }
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        run.signalStop = stop
+        run.extraCallbacks = [StopAtFitEnd(stop)]
+        let summary = try run.run()
+        XCTAssertEqual(summary.status, "completed")
+        XCTAssertTrue(summary.evaluationInterrupted)
+        XCTAssertNil(summary.testReport, "no partial test metrics")
+        XCTAssertTrue(summary.interruptionNotice?.contains("finetune evaluate \(out)") == true, "\(String(describing: summary.interruptionNotice))")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
+        let config = try RunDirectory(out).readConfig()
+        XCTAssertEqual(config.status, "completed")
+        XCTAssertNil(config.testAccuracy)
+    }
+}

@@ -447,4 +447,20 @@ protocol BatchStream {
 }
 
 extension DataLoaderEpoch: BatchStream {}
+
+/// A stream that ends (and cancels `base`) once `stop` is triggered.
+struct StoppableBatches: BatchStream {
+    let base: any BatchStream
+    let stop: SignalStop
+
+    func nextBatch() throws -> Batch? {
+        guard !stop.isTriggered else {
+            base.cancel()
+            return nil
+        }
+        return try base.nextBatch()
+    }
+
+    func cancel() { base.cancel() }
+}
 extension CachedFeatureEpoch: BatchStream {}

@@ -667,7 +667,7 @@ public final class TrainingRun {
             if earlyStopping?.restoredEpoch == nil, trainer.ema == nil, let last = trainer.lastValidationReport {
                 validationReport = last
             } else {
-                validationReport = try trainer.evaluate(validationLoader)
+                validationReport = try trainer.evaluate(validationLoader, unless: stop)
             }
             if let r = validationReport {
                 try Plots.write(Plots.confusionMatrix(r.confusionMatrix, classNames: r.classNames,
@@ -680,8 +680,11 @@ public final class TrainingRun {
             let loader = try DataLoader(test, batchSize: options.batchSize, transform: evalTransform,
                                         workers: options.workers, strict: strict)
             skipped.watch(loader, split: "test")
-            testReport = try trainer.evaluate(loader)
+            if !stop.isTriggered { testReport = try trainer.evaluate(loader, unless: stop) }
         }
+        // Ctrl-C during the final evaluations: the run is complete and its weights written; only
+        // the cut-short metrics are missing (`finetune evaluate` computes them).
+        let evaluationInterrupted = stop.isTriggered && trainer.distributed == nil
         config.testAccuracy = testReport?.accuracy
         // The totals are the images actually used: files found unusable while decoding are not counted.
         config.data.trainSamples = splits.train.count - skipped.count(split: "training")
@@ -694,6 +697,7 @@ public final class TrainingRun {
         summary.validationAccuracy = validationReport?.accuracy
         summary.validationReport = validationReport
         summary.testReport = testReport
+        summary.evaluationInterrupted = evaluationInterrupted
         summary.seconds = Date().timeIntervalSince(started)
         return summary
     }

@@ -46,6 +46,9 @@ public struct TrainingRunSummary: Encodable {
     public var testReport: EvaluationReport?
     /// Wall-clock seconds of the whole run (preparation included).
     public var seconds: Double = 0
+    /// Whether Ctrl-C (or SIGTERM) cut the final validation or test evaluation short: the run is
+    /// complete and its weights are written, but those metrics are missing.
+    public var evaluationInterrupted = false
 
     init(run: String, config: RunConfig, result: FitResult) {
         self.run = run
@@ -69,6 +72,18 @@ public struct TrainingRunSummary: Encodable {
         bestEpoch = result.best?.bestEpoch.map { $0 + 1 }
         modelWeights = config.modelWeights
         modelEpoch = config.modelEpoch
+    }
+
+    /// What to tell the user of an interrupted run (Ctrl-C or SIGTERM; nil otherwise): its checkpoint
+    /// and how to continue, or, when only the final evaluation was cut short, how to get its metrics.
+    public var interruptionNotice: String? {
+        let directory = RunDirectory(run)
+        if evaluationInterrupted {
+            return "Interrupted during the final evaluation: the run is complete (\(directory.model)); "
+                + "evaluate it with `finetune evaluate \(directory.path)`"
+        }
+        guard status == "interrupted" else { return nil }
+        return "Interrupted: checkpoint \(directory.lastCheckpoint); continue with `finetune train --resume \(directory.path)`"
     }
 
     private struct Key: CodingKey {
@@ -108,6 +123,7 @@ public struct TrainingRunSummary: Encodable {
         try put("test_loss", number(testReport?.loss))
         try put("validation_accuracy", number(validationAccuracy))
         try put("seconds", seconds)
+        try put("evaluation_interrupted", evaluationInterrupted)
         if let report = testReport, let k = report.topK { try put("test_top\(k)_accuracy", number(report.topKAccuracy)) }
     }
 }

@@ -220,9 +220,8 @@ struct TrainCommand: ParsableCommand {
         }
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
-                return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: .init(data: data, epochs: epochs, workers: workers,
-                                                                     onBadImage: onBadImage, threads: threads),
-                                              notify: notify)
+                let changes = TrainingRun.ResumeChanges(data: data, epochs: epochs, workers: workers, onBadImage: onBadImage, threads: threads)
+                return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: changes, notify: notify)
             }
             return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
                                           finetuneVersion: finetuneVersion, notify: notify)
@@ -233,9 +232,9 @@ struct TrainCommand: ParsableCommand {
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
         let summary = try mapErrors { try trainingRun.run() }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
-        if summary.status == "interrupted" {
-            let path = trainingRun.directory.lastCheckpoint
-            notify(.info("Interrupted: checkpoint \(path); continue with `finetune train --resume \(trainingRun.directory.path)`"))
+        if let notice = summary.interruptionNotice {
+            if summary.evaluationInterrupted && json { printEncodedJSON(summary) }
+            notify(.info(notice))
             throw ExitCode(130)
         }
         if summary.status == "diverged" {
