@@ -54,6 +54,10 @@ inline at::IntArrayRef dims(const int64_t *p, int32_t n) { return at::IntArrayRe
   try {                                                                    \
     __VA_ARGS__;                                                           \
     return CT_OK;                                                          \
+  } catch (const c10::Error &e) {                                          \
+    /* LibTorch's message without its C++ stack frames */                  \
+    ::ctorch::set_error(e.what_without_backtrace());                       \
+    return CT_ERROR;                                                       \
   } catch (const std::exception &e) {                                      \
     ::ctorch::set_error(e.what());                                         \
     return CT_ERROR;                                                       \

@@ -46,12 +46,24 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public static let imagenet = Preprocessing(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
                                                resizeSize: 256, cropSize: 224)
 
+    /// The smallest std `validate()` accepts.
+    public static let smallestStd = 1e-4
+    /// The largest mean magnitude `validate()` accepts (a `valueRange` of [0, 255] wants about 128).
+    public static let largestMean = 1e4
+
     /// Checks the values make sense; errors say which field is wrong.
     public func validate() throws {
         guard mean.count == 3, std.count == 3 else {
             throw PreprocessingError("preprocessing needs 3 mean and 3 std values, got \(mean.count) and \(std.count)")
         }
-        guard std.allSatisfy({ $0 > 0 && $0.isFinite }), mean.allSatisfy(\.isFinite) else { throw PreprocessingError("preprocessing std must be positive: \(std)") }
+        // (x - mean) / std must stay in float32's comfortable range: a subnormal std or a mean of 1e308
+        // turned every input into infinity and every prediction into NaN, without an error.
+        guard std.allSatisfy({ $0 >= Self.smallestStd && $0.isFinite }) else {
+            throw PreprocessingError("preprocessing std must be finite and at least \(Self.smallestStd): \(std)")
+        }
+        guard mean.allSatisfy({ $0.isFinite && abs($0) <= Self.largestMean }) else {
+            throw PreprocessingError("preprocessing mean must be finite and within ±\(Self.largestMean): \(mean)")
+        }
         guard cropSize > 0, resizeSize >= cropSize else {
             throw PreprocessingError("preprocessing needs 0 < cropSize (\(cropSize)) <= resizeSize (\(resizeSize))")
         }

@@ -37,6 +37,10 @@ public struct HeadSpec: Codable, Equatable, Sendable {
     }
 
     /// True when the head is the architecture's own single Linear (with `outputs` outputs).
+    /// The widest hidden Dense layer accepted (a 2,048-feature embedding into it is 512 MiB of
+    /// float32 weights); wider ones would only ask LibTorch for terabytes.
+    public static let maximumHiddenUnits = 65_536
+
     public var isPlainLinear: Bool { !batchNorm && dropout == nil && hiddenUnits.isEmpty }
 
     /// Checks the values, naming the bad one.
@@ -46,8 +50,8 @@ public struct HeadSpec: Codable, Equatable, Sendable {
         if let dropout, !(dropout >= 0 && dropout < 1) {
             throw NNError.invalidArgument("head dropout must be in [0, 1), got \(dropout)")
         }
-        if let bad = hiddenUnits.first(where: { $0 < 1 }) {
-            throw NNError.invalidArgument("hidden Dense layers need at least 1 unit, got \(bad)")
+        if let bad = hiddenUnits.first(where: { $0 < 1 || $0 > Self.maximumHiddenUnits }) {
+            throw NNError.invalidArgument("hidden Dense layers need 1 to \(Self.maximumHiddenUnits) units, got \(bad)")
         }
     }
 

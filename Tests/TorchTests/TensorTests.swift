@@ -35,6 +35,17 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(try Functional.conv2d(x, weight: good).shape, [1, 4, 6, 6])
     }
 
+    /// LibTorch's enforce failures (such as a failed allocation) carried about 40 lines of C++
+    /// stack frames into the message a user saw; only the message itself is kept now.
+    func testAnAllocationFailureIsAShortMessageWithoutStackFrames() throws {
+        XCTAssertThrowsError(try Tensor.zeros([1 << 40])) { error in  // 4 TiB of float32
+            let message = (error as? TorchError)?.message ?? "\(error)"
+            XCTAssertTrue(message.contains("allocate"), message)
+            XCTAssertFalse(message.contains("frame #"), message)
+            XCTAssertLessThan(message.split(separator: "\n").count, 4, message)
+        }
+    }
+
     func testAutogradComputesGradient() throws {
         let x = try Tensor([1, 2, 3] as [Float]).setRequiresGrad()
         let y = try (x * x).sum()

@@ -198,8 +198,17 @@ final class RunDirectoryTests: XCTestCase {
         wrongFormat.format = "something-else"
         var futureVersion = validConfig()
         futureVersion.version = 2
+        // A subnormal std or an enormous mean made every prediction NaN with status 0; a hidden
+        // layer of 1e8 units asked LibTorch for 512 GB.
+        var tinyStd = validConfig()
+        tinyStd.preprocessing.std = [1e-45, 1e-45, 1e-45]
+        var hugeMean = validConfig()
+        hugeMean.preprocessing.mean = [1e308, 0, 0]
+        var wideHead = validConfig()
+        wideHead.head.spec = HeadSpec(outputs: wideHead.classNames.count, hiddenUnits: [100_000_000])
         for (config, expected) in [(shortClasses, "classNames"), (zeroStd, "std"), (hugeCrop, "memory"),
-                                   (wrongFormat, "format"), (futureVersion, "version 2")] {
+                                   (wrongFormat, "format"), (futureVersion, "version 2"), (tinyStd, "std must be finite"),
+                                   (hugeMean, "mean must be finite"), (wideHead, "head.spec")] {
             XCTAssertThrowsError(try config.validate(), expected) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(error)")
             }

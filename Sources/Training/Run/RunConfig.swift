@@ -253,6 +253,9 @@ public struct RunConfig: Codable {
             throw bad("the head has \(outputs) outputs but classNames lists \(classNames.count) classes")
         }
         do { try preprocessing.validate() } catch { throw bad("preprocessing: \(error)") }
+        if let spec = head.spec {
+            do { try spec.validate() } catch { throw bad("head.spec: \(error)") }
+        }
         guard options.batchSize >= 1 else { throw bad("options.batchSize must be at least 1") }
         guard options.epochs >= 1 else { throw bad("options.epochs must be at least 1") }
         guard options.workers >= 0, options.workers <= Runtime.maxThreads else {
