@@ -172,13 +172,22 @@ public struct Checkpoint {
     // MARK: - Reading
 
     /// Whether `directory` holds every file of a checkpoint and a readable `trainer.json`.
-    public static func isComplete(_ directory: String) -> Bool {
+    public static func isComplete(_ directory: String) -> Bool { whyIncomplete(directory) == nil }
+
+    /// Why `directory` is not a complete checkpoint (the missing or unreadable file), nil when it is.
+    public static func whyIncomplete(_ directory: String) -> String? {
         let fm = FileManager.default
-        guard requiredFiles.allSatisfy({ fm.fileExists(atPath: directory + "/" + $0) }),
-              let manifest = try? readManifest(directory) else { return false }
-        if manifest.configuration.ema != nil && !fm.fileExists(atPath: directory + "/" + emaFile) { return false }
-        if manifest.state.accumulation != nil && !fm.fileExists(atPath: directory + "/" + gradientsFile) { return false }
-        return !manifest.hasRNGState || fm.fileExists(atPath: directory + "/" + rngFile)
+        if let missing = requiredFiles.first(where: { !fm.fileExists(atPath: directory + "/" + $0) }) {
+            return "\(missing) is missing"
+        }
+        let manifest: CheckpointManifest
+        do { manifest = try readManifest(directory) } catch { return "\(error)" }
+        if manifest.configuration.ema != nil && !fm.fileExists(atPath: directory + "/" + emaFile) { return "\(emaFile) is missing" }
+        if manifest.state.accumulation != nil && !fm.fileExists(atPath: directory + "/" + gradientsFile) {
+            return "\(gradientsFile) is missing"
+        }
+        if manifest.hasRNGState && !fm.fileExists(atPath: directory + "/" + rngFile) { return "\(rngFile) is missing" }
+        return nil
     }
 
     /// The complete checkpoint to read for `directory`: itself, or, when a crash interrupted its
@@ -221,13 +230,19 @@ public struct Checkpoint {
             throw TrainingError.checkpoint(path: directory,
                                            reason: "written by a newer finetune (format version \(manifest.version))")
         }
+        let position = manifest.state
+        guard position.epoch >= 0, position.batchInEpoch >= 0, position.globalStep >= 0 else {
+            throw TrainingError.checkpoint(path: path, reason: "a negative position (epoch \(position.epoch), batch "
+                + "\(position.batchInEpoch), step \(position.globalStep)): the file is damaged")
+        }
         return manifest
     }
 
     /// Reads the checkpoint at `directory` (see `locate`). Tensors are copied into owned memory.
     public static func read(from directory: String) throws -> Checkpoint {
         guard let found = locate(directory) else {
-            throw TrainingError.checkpoint(path: directory, reason: "no complete checkpoint there")
+            let why = FileManager.default.fileExists(atPath: directory) ? whyIncomplete(directory).map { " (\($0))" } ?? "" : ""
+            throw TrainingError.checkpoint(path: directory, reason: "no complete checkpoint there" + why)
         }
         let manifest = try readManifest(found)
         /// Every failure names the file it came from.
@@ -246,8 +261,11 @@ public struct Checkpoint {
         }
         var rng: Tensor?
         if manifest.hasRNGState {
-            guard let t = try SafeTensors.loadCopy(found + "/" + rngFile)["cpu"] else {
-                throw TrainingError.checkpoint(path: found, reason: "\(rngFile) has no 'cpu' state")
+            guard let t = try reading(rngFile, { try SafeTensors.loadCopy(found + "/" + rngFile) })["cpu"] else {
+                throw TrainingError.checkpoint(path: found + "/" + rngFile, reason: "it has no 'cpu' state")
+            }
+            guard t.dtype == .uint8 else {
+                throw TrainingError.checkpoint(path: found + "/" + rngFile, reason: "its 'cpu' state is \(t.dtype), not uint8")
             }
             rng = t
         }

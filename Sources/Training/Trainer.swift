@@ -267,7 +267,14 @@ public final class Trainer {
         } catch {
             throw TrainingError.resumeMismatch("the checkpoint's optimizer state does not fit: \(error)")
         }
-        if let rng = checkpoint.rngState { try Runtime.setCPURNGState(rng) }
+        if let rng = checkpoint.rngState {
+            do {
+                try Runtime.setCPURNGState(rng)
+            } catch {
+                throw TrainingError.checkpoint(path: checkpoint.directory + "/" + Checkpoint.rngFile,
+                                               reason: "not a random-generator state LibTorch can restore: \(error)")
+            }
+        }
         if let settings = configuration.ema {
             guard let averaged = checkpoint.ema else {
                 throw TrainingError.resumeMismatch("the run averages its weights (EMA) but the checkpoint has no \(Checkpoint.emaFile)")
@@ -362,6 +369,10 @@ public final class Trainer {
         }
         let classCount = try resolveClassCount(train.dataset)
         let position = LoaderPosition(train)
+        guard state.batchInEpoch <= batchesPerEpoch else {
+            throw TrainingError.resumeMismatch("the checkpoint's position, batch \(state.batchInEpoch + 1) of epoch "
+                + "\(state.epoch + 1), is past the epoch's \(batchesPerEpoch) batches (\(Checkpoint.trainerFile) is damaged)")
+        }
         if state.batchInEpoch > 0, let saved = state.loader, saved != position {
             throw TrainingError.resumeMismatch("the run stopped in the middle of epoch \(state.epoch + 1) with "
                 + "different training data or batching (seed, shuffle, batch size, sample count); "

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import TensorIO
 import Torch
 import Training
 import Vision
@@ -358,6 +359,52 @@ final class CheckpointFileErrorTests: XCTestCase {
             try original.write(to: URL(fileURLWithPath: path))
         }
         XCTAssertNoThrow(try Checkpoint.read(from: directory))
+    }
+
+    /// A damaged random-generator state or trainer.json was reported in LibTorch's words without the
+    /// file ("Invalid mt19937 state"), a missing file as "no complete checkpoint", and a position
+    /// past the epoch (or negative) was accepted: the epoch trained no step and the run "completed".
+    func testDamagedRNGStateAndPositionsAreNamed() throws {
+        let directory = try TRData.temporaryDirectory(self) + "/last"
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        let loader = try TRData.loader(try TRData.dataset(count: 8), batchSize: 4)
+        try trainer.fit(train: loader, epochs: 1)
+        try trainer.saveCheckpoint(to: directory)
+        let rng = directory + "/" + Checkpoint.rngFile
+        let original = try Foundation.Data(contentsOf: URL(fileURLWithPath: rng))
+        func resume() throws -> Trainer { try Trainer.resume(from: directory, model: try TRTinyNet()) }
+
+        try SafeTensors.write(StateDict([("cpu", try Tensor.zeros([16], dtype: .uint8))]), to: rng)
+        XCTAssertThrowsError(try resume()) { error in
+            XCTAssertTrue("\(error)".contains(rng) && "\(error)".contains("random-generator state"), "\(error)")
+        }
+        try SafeTensors.write(StateDict([("cpu", try Tensor.zeros([5056]))]), to: rng)
+        XCTAssertThrowsError(try resume()) { error in
+            XCTAssertTrue("\(error)".contains(rng) && "\(error)".contains("not uint8"), "\(error)")
+        }
+        try FileManager.default.removeItem(atPath: rng)
+        XCTAssertEqual(Checkpoint.whyIncomplete(directory), "\(Checkpoint.rngFile) is missing")
+        try original.write(to: URL(fileURLWithPath: rng))
+        XCTAssertNil(Checkpoint.whyIncomplete(directory))
+
+        let manifest = directory + "/" + Checkpoint.trainerFile
+        let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        func withState(_ key: String, _ value: Int) throws {
+            var json = try JSONSerialization.jsonObject(with: Foundation.Data(text.utf8)) as! [String: Any]
+            var state = json["state"] as! [String: Any]
+            state[key] = value
+            json["state"] = state
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: manifest))
+        }
+        try withState("epoch", -3)
+        XCTAssertThrowsError(try Checkpoint.read(from: directory)) { error in
+            XCTAssertTrue("\(error)".contains(manifest) && "\(error)".contains("negative position"), "\(error)")
+        }
+        try withState("batchInEpoch", 1_000_000_000_000)
+        let resumed = try resume()
+        XCTAssertThrowsError(try resumed.fit(train: loader, epochs: 2)) { error in
+            XCTAssertTrue("\(error)".contains("past the epoch's 2 batches"), "\(error)")
+        }
     }
 }
 

@@ -468,7 +468,8 @@ public final class TrainingRun {
                 guard kept.isEmpty else { throw RunError.lastCheckpointMissing(path: directory.path, kept: kept) }
                 throw RunError.nothingToResume(path: directory.path, status: config.status)
             }
-            throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint")
+            throw RunError.notARun(path: directory.path, reason: "\(directory.lastCheckpoint) holds no complete checkpoint ("
+                + (Checkpoint.whyIncomplete(directory.lastCheckpoint) ?? "unreadable") + ")")
         }
         if config.status == FitStatus.stopped(reason: "").name {
             throw RunError.stoppedEarly(path: directory.path)
