@@ -97,7 +97,8 @@ extension TrainingRunTests {
         XCTAssertEqual(summary.status, "completed")
         XCTAssertTrue(summary.evaluationInterrupted)
         XCTAssertNil(summary.testReport, "no partial test metrics")
-        XCTAssertTrue(summary.interruptionNotice?.contains("finetune evaluate \(out)") == true, "\(String(describing: summary.interruptionNotice))")
+        XCTAssertTrue(summary.interruptionNotice()?.contains("finetune evaluate \(out)") == true,
+                      "\(String(describing: summary.interruptionNotice()))")
         XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
         let config = try RunDirectory(out).readConfig()
         XCTAssertEqual(config.status, "completed")

@@ -2,7 +2,7 @@ import Data
 import Foundation
 import TensorIO
 import Torch
-import Training
+@testable import Training
 import Vision
 import XCTest
 
@@ -104,6 +104,32 @@ final class RunDirectoryTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains("holds files a run does not write (\(expected))"), "\(error)")
             }
             XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + expected), expected)
+        }
+    }
+
+    /// A temporary file a killed atomic write left (model-sized) is removed when the run is resumed;
+    /// a user's hidden file that merely ends in .tmp is neither removed nor taken for a run file.
+    func testAResumeRemovesTemporaryFilesOfKilledWritesOnly() throws {
+        let run = try folder("killed")
+        try fakeRun(run)
+        try write("partial weights", to: run + "/.model.safetensors.4242.17.tmp")
+        try write("mine", to: run + "/.notes.tmp")
+        XCTAssertEqual(RunDirectory(run).foreignEntries(), [".notes.tmp"])
+        try FileManager.default.removeItem(atPath: run + "/.notes.tmp")
+        XCTAssertEqual(RunDirectory(run).foreignEntries(), [])
+        try write("mine", to: run + "/.notes.tmp")
+        let lock = try RunLock(directory: run)
+        RunDirectory(run).removeStaleTemporaryFiles(lockedBy: lock)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/.model.safetensors.4242.17.tmp"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/.notes.tmp"))
+    }
+
+    /// `--out` below a file said "NSCocoaErrorDomain error 512"; it names the file in the way.
+    func testARunDirectoryBelowAFileNamesTheFile() throws {
+        let base = try folder("below")
+        try write("x", to: base + "/pfile")
+        XCTAssertThrowsError(try RunDirectory(base + "/pfile/run").prepareNew(overwrite: false)) { error in
+            XCTAssertTrue("\(error)".contains("\(base)/pfile is a file, not a folder"), "\(error)")
         }
     }
 

@@ -89,6 +89,9 @@ final class TrainingRunTests: XCTestCase {
         first.extraCallbacks = [Interrupter(step: 5, stop: stop)]  // mid-epoch 2 (3 steps per epoch)
         let interrupted = try first.run()
         XCTAssertEqual(interrupted.status, "interrupted")
+        XCTAssertTrue(interrupted.interruptionNotice()?.hasSuffix("`finetune train --resume \(runs)/b`") == true)
+        // A data-parallel run's hint names its process count (resuming with one process is refused).
+        XCTAssertTrue(interrupted.interruptionNotice(processes: 2)?.hasSuffix("--resume \(runs)/b --nproc-per-node 2`") == true)
         XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().status, "interrupted")
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/b/model.safetensors"))
 

@@ -140,7 +140,7 @@ public struct RunDirectory: Sendable {
                     guard Self.isCheckpointFolderName(base) else { foreign.append(checkpoint); return }
                     expectFolder(checkpoint) { entry in
                         let base = (entry as NSString).lastPathComponent
-                        Checkpoint.fileNames.contains(base) || Self.isTemporaryFile(base)
+                        Checkpoint.fileNames.contains(base) || Self.isTemporaryFile(base, of: Checkpoint.fileNames)
                             ? expectFile(entry) : foreign.append(entry)
                     }
                 }
@@ -171,8 +171,11 @@ public struct RunDirectory: Sendable {
         return kept
     }
 
-    /// A hidden temporary file of an interrupted atomic write (`.NAME.PID.RANDOM.tmp`).
-    static func isTemporaryFile(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".tmp") }
+    /// A hidden temporary file of an interrupted atomic write of one of `files`
+    /// (`.NAME.PID.RANDOM.tmp`, `AtomicFile`'s name); a user's `.notes.tmp` is not one.
+    static func isTemporaryFile(_ name: String, of files: Set<String> = runFileNames) -> Bool {
+        name.hasSuffix(".tmp") && files.contains { name.hasPrefix("." + $0 + ".") }
+    }
 
     /// A folder `ModelCheckpoint` writes in `checkpoints/`: `last`, `best`, `epoch-NNNN`, or one of
     /// those being replaced (`<name>.tmp-<token>`, `<name>.old-<token>`).
@@ -227,9 +230,32 @@ public struct RunDirectory: Sendable {
         do {
             try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw RunError.io(path: path, reason: "cannot create the run directory: \(error.localizedDescription)")
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? error.localizedDescription)")
         }
         return try RunLock(directory: path)
+    }
+
+    /// Why a folder cannot be made at `path` when an ancestor is in the way ("/a/b is a file, not a
+    /// folder"); nil when no ancestor is (Foundation's own message then says why).
+    static func whyNoFolder(_ path: String) -> String? {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        while url.path != "/" {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
+                return isDirectory.boolValue ? nil : "\(url.path) is a file, not a folder"
+            }
+            url.deleteLastPathComponent()
+        }
+        return nil
+    }
+
+    /// Removes the hidden temporary files an atomic write killed mid-way left at the top of the run
+    /// (`.model.safetensors.PID.N.tmp`, up to the model's size). Only for the lock's holder: no
+    /// other process writes the directory then.
+    func removeStaleTemporaryFiles(lockedBy lock: RunLock) {
+        guard lock.isHeld else { return }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        for name in names where Self.isTemporaryFile(name) { try? FileManager.default.removeItem(atPath: file(name)) }
     }
 
     /// Throws unless `run` and `data` are separate: neither is the other nor lies inside it

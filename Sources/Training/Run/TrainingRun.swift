@@ -461,6 +461,7 @@ public final class TrainingRun {
         let directory = RunDirectory(path)
         let lock = try RunLock(directory: directory.path)
         var config = try directory.readConfig()
+        directory.removeStaleTemporaryFiles(lockedBy: lock)
         guard let last = Checkpoint.locate(directory.lastCheckpoint) else {
             if !FileManager.default.fileExists(atPath: directory.lastCheckpoint) {
                 // "Start again with --overwrite" only when nothing was trained: that would delete it.

@@ -76,14 +76,16 @@ public struct TrainingRunSummary: Encodable {
 
     /// What to tell the user of an interrupted run (Ctrl-C or SIGTERM; nil otherwise): its checkpoint
     /// and how to continue, or, when only the final evaluation was cut short, how to get its metrics.
-    public var interruptionNotice: String? {
+    /// A data-parallel run of `processes` processes resumes with as many (`--nproc-per-node`).
+    public func interruptionNotice(processes: Int = 1) -> String? {
         let directory = RunDirectory(run)
         if evaluationInterrupted {
             return "Interrupted during the final evaluation: the run is complete (\(directory.model)); "
                 + "evaluate it with `finetune evaluate \(directory.path)`"
         }
         guard status == "interrupted" else { return nil }
-        return "Interrupted: checkpoint \(directory.lastCheckpoint); continue with `finetune train --resume \(directory.path)`"
+        return "Interrupted: checkpoint \(directory.lastCheckpoint); continue with `finetune train --resume \(directory.path)"
+            + (processes > 1 ? " --nproc-per-node \(processes)`" : "`")
     }
 
     private struct Key: CodingKey {

@@ -232,7 +232,7 @@ struct TrainCommand: ParsableCommand {
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
         let summary = try mapErrors { try trainingRun.run() }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
-        if let notice = summary.interruptionNotice {
+        if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
             if summary.evaluationInterrupted && json { printEncodedJSON(summary) }
             notify(.info(notice))
             throw ExitCode(130)
