@@ -96,6 +96,17 @@ public enum ModelZoo {
             weightsClasses = width
             model = try makeForWeights(architecture, options: withTop(options, classes: width))
         }
+        do {
+            return try load(state, into: model, architecture: architecture, weightsClasses: weightsClasses, options: options,
+                            entry: entry, defaultEntry: defaultEntry)
+        } catch let error as NNError {
+            // Name the weights: "state_dict does not fit the model" alone did not say which file.
+            throw WeightsError.incompatible("the weights \(weights) do not fit \(architecture): \(error)")
+        }
+    }
+
+    private static func load(_ state: StateDict, into model: ImageClassifier, architecture: String, weightsClasses: Int,
+                             options: ModelOptions, entry: WeightsEntry?, defaultEntry: WeightsEntry?) throws -> PretrainedModel {
         let report: LoadReport
         if options.includeTop {
             report = try model.load(state, strict: true)

@@ -277,6 +277,18 @@ final class WeightsTests: XCTestCase {
         XCTAssertNil(try cache.pinnedDigest(for: wrongEntry), "nothing pinned for a refused file")
     }
 
+    /// A weights file whose tensors do not fit was "state_dict does not fit the model" without the
+    /// file's name; the error names it and the architecture.
+    func testWeightsThatDoNotFitNameTheFile() throws {
+        let file = tmp.appendingPathComponent("resnet-ish.safetensors").path
+        try SafeTensors.write(StateDict([("fc.weight", try Tensor.zeros([2, 3]))]), to: file)
+        XCTAssertThrowsError(try ModelZoo.make("mobilenet_v2", weights: file)) { error in
+            guard case WeightsError.incompatible(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("the weights \(file) do not fit mobilenet_v2"), message)
+            XCTAssertTrue(message.contains("missing"), message)
+        }
+    }
+
     // MARK: Converted copies and verify (issue 18, finding 7)
 
     /// A cache holding the `pth_zip.pth` fixture as a (full-digest) catalog entry.

@@ -289,8 +289,11 @@ public struct RunDirectory: Sendable {
     /// The run's model with `model.safetensors` loaded, in eval mode.
     public func loadModel(_ runConfig: RunConfig) throws -> ImageClassifier {
         guard FileManager.default.fileExists(atPath: model) else {
-            throw RunError.notARun(path: path, reason: "\(model) is missing: the run has not finished "
-                + "(status \(runConfig.status)); resume it with `finetune train --resume \(path)`")
+            let finished = ["completed", "stopped"].contains(runConfig.status)
+            throw RunError.notARun(path: path, reason: finished
+                ? "\(model) is missing, although the run \(runConfig.status): it was moved or deleted"
+                : "\(model) is missing: the run has not finished (status \(runConfig.status)); "
+                    + "resume it with `finetune train --resume \(path)`")
         }
         let classifier = try Self.buildModel(runConfig)
         do {
