@@ -22,7 +22,9 @@ int ic_read_file(const char *path, uint64_t max_bytes, uint8_t **out, uint64_t *
     *length = 0;
     if (file_size) *file_size = 0;
     int fd;
-    do { fd = open(path, O_RDONLY | O_CLOEXEC); } while (fd < 0 && errno == EINTR);
+    // O_NONBLOCK: open(2) of a FIFO would wait for a writer before fstat could refuse it (a
+    // regular file reads the same with or without the flag).
+    do { fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         ic_set_error(error, error_cap, "%s", strerror(errno));
         return IC_ERR_IO;
@@ -43,6 +45,8 @@ int ic_read_file(const char *path, uint64_t max_bytes, uint8_t **out, uint64_t *
         close(fd);
         return IC_ERR_IO;
     }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     uint64_t size = (uint64_t)st.st_size;
     uint64_t want = max_bytes != 0 && max_bytes < size ? max_bytes : size;
     if (want > SIZE_MAX - 1) {

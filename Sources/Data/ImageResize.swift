@@ -45,12 +45,57 @@ extension Image {
     }
 }
 
+extension Image {
+    /// The window `x, y, width × height` of this image resized to `scaledWidth`×`scaledHeight`: the
+    /// same pixels as `resized(width: scaledWidth, height: scaledHeight)` cropped there (the resize
+    /// computes every output pixel on its own), without making the whole resized image.
+    public func resizedWindow(scaledWidth: Int, scaledHeight: Int, x: Int, y: Int, width windowWidth: Int,
+                              height windowHeight: Int, filter: Filter = .bilinear) throws -> Image {
+        guard scaledWidth > 0, scaledHeight > 0, scaledWidth <= Int32.max, scaledHeight <= Int32.max,
+              windowWidth > 0, windowHeight > 0, x >= 0, y >= 0,
+              x + windowWidth <= scaledWidth, y + windowHeight <= scaledHeight else {
+            throw DataError.unsupported("cannot take \(windowWidth)×\(windowHeight) at (\(x), \(y)) of a " +
+                                        "\(scaledWidth)×\(scaledHeight) resize")
+        }
+        var spec = ic_resample_spec()
+        spec.box = (0, 0, Double(width), Double(height))
+        spec.scaled_width = Int32(clamping: scaledWidth)
+        spec.scaled_height = Int32(clamping: scaledHeight)
+        spec.out_x = Int32(x)
+        spec.out_y = Int32(y)
+        spec.out_width = Int32(windowWidth)
+        spec.out_height = Int32(windowHeight)
+        spec.filter = filter.rawValue
+        var out = [UInt8](repeating: 0, count: windowWidth * windowHeight * channels)
+        let status = pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                ic_resample_u8(src.baseAddress, Int32(width), Int32(height), width * channels, Int32(channels), &spec,
+                               dst.baseAddress)
+            }
+        }
+        guard status == 0 else {
+            throw DataError.unsupported("resizing \(width)×\(height) to \(scaledWidth)×\(scaledHeight) failed (status \(status))")
+        }
+        return try Image(width: windowWidth, height: windowHeight, channels: channels, pixels: out)
+    }
+}
+
 extension Preprocessing {
     /// Resize (shorter side to `resizeSize`, PIL-exact) and centre crop of a decoded image: uint8 [C, crop, crop].
+    ///
+    /// Only the crop is resampled (`Image.resizedWindow`), with the pixels a whole resize would give
+    /// there: resizing a 1×1,000,000 image whole to a shorter side of 256 asked for 196 GB.
     public func resizeAndCrop(_ image: Image) throws -> Tensor {
         let (h, w) = Self.resizedSize(height: image.height, width: image.width, shorterSide: resizeSize)
-        let resized = try image.resized(width: w, height: h, filter: Image.Filter(name: interpolation) ?? .bilinear)
-        return try Self.centerCrop(resized.toTensor(), size: cropSize)
+        guard h >= cropSize, w >= cropSize else {
+            throw PreprocessingError("cannot centre-crop \(cropSize)×\(cropSize) from \(h)×\(w)")
+        }
+        guard h != image.height || w != image.width else { return try Self.centerCrop(image.toTensor(), size: cropSize) }
+        // The offsets `centerCrop` takes.
+        let top = Int((Double(h - cropSize) / 2).rounded(.toNearestOrEven))
+        let left = Int((Double(w - cropSize) / 2).rounded(.toNearestOrEven))
+        return try image.resizedWindow(scaledWidth: w, scaledHeight: h, x: left, y: top, width: cropSize, height: cropSize,
+                                       filter: Image.Filter(name: interpolation) ?? .bilinear).toTensor()
     }
 
     /// The evaluation transform of a decoded image: equal to torchvision's `ImageClassification`

@@ -111,6 +111,45 @@ final class FastPathTests: XCTestCase {
 
     // MARK: - Resampling
 
+    /// The evaluation resize and crop resamples only the crop, with the pixels of the whole resize
+    /// cropped (every size, both filters, identity resizes and crops that touch the edges), and so a
+    /// very long image no longer asks for gigabytes: a 1×1,000,000 PNG of 4 KB made `predict` and
+    /// `report` allocate 196 GB and abort.
+    func testTheCropOfAResizeEqualsTheWholeResizeCroppedAndALongImageStaysSmall() throws {
+        var r = SampleRandom(seed: 11)
+        for trial in 0..<40 {
+            let channels = trial % 5 == 0 ? 1 : 3
+            let w = r.integer(in: 1...300), h = r.integer(in: 1...300)
+            let pixels = (0..<(w * h * channels)).map { _ in UInt8(truncatingIfNeeded: r.next()) }
+            let image = try Image(width: w, height: h, channels: channels, pixels: pixels)
+            let crop = r.integer(in: 1...64)
+            let resize = trial % 7 == 0 ? min(w, h) : crop + r.integer(in: 0...40)
+            for interpolation in ["bilinear", "bicubic"] {
+                let p = Preprocessing(mean: [0, 0, 0], std: [1, 1, 1], resizeSize: max(resize, crop), cropSize: crop,
+                                      interpolation: interpolation)
+                let (sh, sw) = Preprocessing.resizedSize(height: h, width: w, shorterSide: p.resizeSize)
+                let whole = try Preprocessing.centerCrop(
+                    image.resized(width: sw, height: sh, filter: Image.Filter(name: interpolation)!).toTensor(), size: crop)
+                let windowed = try p.resizeAndCrop(image)
+                XCTAssertEqual(try windowed.toArray(UInt8.self), try whole.contiguous().toArray(UInt8.self),
+                               "\(w)x\(h)x\(channels), resize \(p.resizeSize), crop \(crop), \(interpolation)")
+                // The five crops equal the whole resize's corners and centre too.
+                if channels == 3 {
+                    let five = try FiveCropTransform(p).tensor(from: image, random: &r)
+                    let resized = try image.resized(width: sw, height: sh, filter: Image.Filter(name: interpolation)!).toTensor()
+                    let corner = try p.normalize(resized.slice(dim: 1, start: sh - crop, end: sh).slice(dim: 2, start: 0, end: crop)
+                        .contiguous())
+                    XCTAssertTrue(try five.slice(dim: 0, start: 6, end: 9).allClose(corner, rtol: 0, atol: 0))
+                }
+            }
+        }
+        let long = try Image(width: 1, height: 1_000_000, channels: 3, pixels: [UInt8](repeating: 90, count: 3_000_000))
+        let crop = try Preprocessing.imagenet.resizeAndCrop(long)
+        XCTAssertEqual(crop.shape, [3, 224, 224])
+        XCTAssertEqual(try crop.toArray(UInt8.self).max(), 90)
+        XCTAssertEqual(try FiveCropTransform(.imagenet).tensor(from: long, random: &r).shape, [15, 224, 224])
+    }
+
     func testSIMDResamplingEqualsThePortableLoops() throws {
         guard Image.usesSIMDResampling else { throw XCTSkip("this CPU has no AVX2: only the portable loops run") }
         defer { Image.setSIMDResampling(true) }

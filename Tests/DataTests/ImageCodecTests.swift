@@ -368,4 +368,21 @@ final class ImageCodecTests: XCTestCase {
             print("big.jpg 256x192, minSide \(minSide): \(Int(Double(n) / seconds)) images/s")
         }
     }
+
+    /// A FIFO named like an image is refused at once ("not a regular file"): opening it waited for a
+    /// writer, so `predict FOLDER` hung on a FIFO in the folder.
+    func testAFIFONamedLikeAnImageIsRefusedWithoutWaiting() throws {
+        let fifo = NSTemporaryDirectory() + "finetune-fifo-\(UUID().uuidString).jpg"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        final class Failure: @unchecked Sendable { var value: String? }  // written before `done`, read after
+        let failure = Failure()
+        let done = expectation(description: "the decode returns")
+        Thread {
+            do { _ = try Image(contentsOfFile: fifo) } catch { failure.value = "\(error)" }
+            done.fulfill()
+        }.start()
+        wait(for: [done], timeout: 10)
+        XCTAssertTrue(failure.value?.contains("not a regular file") == true, "\(String(describing: failure.value))")
+    }
 }

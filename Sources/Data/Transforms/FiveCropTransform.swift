@@ -20,14 +20,16 @@ public struct FiveCropTransform: SampleTransform {
         let p = preprocessing
         let rgb = image.rgb()
         let (h, w) = Preprocessing.resizedSize(height: rgb.height, width: rgb.width, shorterSide: p.resizeSize)
-        let resized = try rgb.resized(width: w, height: h, filter: Image.Filter(name: p.interpolation) ?? .bilinear).toTensor()
         let c = p.cropSize
         guard h >= c, w >= c else { throw DataError.unsupported("cannot take \(c)×\(c) crops from \(h)×\(w)") }
-        let corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
-        var crops = try corners.map { top, left in
-            try resized.slice(dim: 1, start: top, end: top + c).slice(dim: 2, start: left, end: left + c)
+        // Each crop of the resize is resampled on its own (`resizedWindow`: the same pixels), never the
+        // whole resize, which for a very long image is gigabytes.
+        let centre = (Int((Double(h - c) / 2).rounded(.toNearestOrEven)), Int((Double(w - c) / 2).rounded(.toNearestOrEven)))
+        let corners = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), centre]
+        let filter = Image.Filter(name: p.interpolation) ?? .bilinear
+        let crops = try corners.map { top, left in
+            try rgb.resizedWindow(scaledWidth: w, scaledHeight: h, x: left, y: top, width: c, height: c, filter: filter).toTensor()
         }
-        crops.append(try Preprocessing.centerCrop(resized, size: c))
         return try Tensor.cat(crops.map { try p.normalize($0.contiguous()) }, dim: 0)
     }
 }
