@@ -104,6 +104,23 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// "café" composed (NFC) and decomposed (NFD) are two folders but one Swift string: every image
+    /// went to one class, and the run's class list held a duplicate that predict, evaluate and resume
+    /// refused. Such folders are an error naming both.
+    func testClassFoldersNamedAlikeInTwoUnicodeFormsAreAnError() throws {
+        let root = try TestData.temporaryDirectory(self)
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        XCTAssertEqual(composed, decomposed, "Swift compares them as equal")
+        try TestData.writePNG(root + "/" + composed + "/1.png", seed: 1)
+        try TestData.writePNG(root + "/" + decomposed + "/2.png", seed: 2)
+        try TestData.writePNG(root + "/dog/3.png", seed: 3)
+        let names = try FileManager.default.contentsOfDirectory(atPath: root)
+        try XCTSkipIf(names.count < 3, "this file system folds the two forms into one name")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("two Unicode forms"), "\(error)")
+        }
+    }
+
     func testBrokenFilesAreSkippedAndReportedOrFailInStrictMode() throws {
         let root = try TestData.temporaryDirectory(self)
         try TestData.writePNG(root + "/cat/good.png", seed: 1)

@@ -39,6 +39,7 @@ public struct ImageFolderDataset: ImageDataset {
             throw DataError.invalidDataset("dataset path \(root) is not a folder")
         }
         let classFolders = try Self.listVisible(root).filter { FileKind(path: root + "/" + $0).isDirectory }
+        try Self.checkDistinct(classFolders, in: root)
         if let fixed {
             let known = Set(fixed)
             for name in classFolders where !known.contains(name) {
@@ -132,6 +133,20 @@ public struct ImageFolderDataset: ImageDataset {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         return r
+    }
+
+    /// Class folders whose names differ only in Unicode form (café as é, or as e and a combining
+    /// accent: NFC and NFD) are one name to Swift's `String` and two to the file system, so their
+    /// images all went to one class and the run's class list held a duplicate nothing could load.
+    static func checkDistinct(_ names: [String], in root: String) throws {
+        var seen: [String: String] = [:]
+        for name in names {
+            if let first = seen[name] {
+                throw DataError.invalidDataset("class folders \(root)/\(first) and \(root)/\(name) have the same name in "
+                    + "two Unicode forms (composed and decomposed accents); rename one so the classes differ")
+            }
+            seen[name] = name
+        }
     }
 
     /// Entry names of `folder` that do not start with ".", sorted by code point.
