@@ -201,6 +201,15 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try CSVDataset(csv: root + "/nope.csv")) { error in
             XCTAssertTrue("\(error)".contains(root + "/nope.csv"), "\(error)")
         }
+        // An unquoted comma in a path made a row of three fields, read as path "0" and label "x.png"
+        // (a class of no image); rows of unlike length are an error naming the line.
+        try TestData.write("0.png,0\n0,x.png,1\n1.png,1\n", to: root + "/comma.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/comma.csv")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/comma.csv:2: 3 fields, but line 1 has 2"), "\(error)")
+        }
+        // Extra columns on every row are still ignored.
+        try TestData.write("path,label,note\n0.png,0,a\n1.png,1,b\n", to: root + "/extra.csv")
+        XCTAssertEqual(try CSVDataset(csv: root + "/extra.csv").labels, [0, 1])
     }
 
     // MARK: - IDX

@@ -3,7 +3,8 @@ import Foundation
 /// Images listed in a CSV file of `path,label` rows.
 ///
 /// * RFC 4180 quoting (`"a, b.jpg"`, `""` for a quote), LF or CRLF line ends, a UTF-8 BOM and blank
-///   lines are accepted; fields are trimmed (read by `CSV`). Extra columns are ignored.
+///   lines are accepted; fields are trimmed (read by `CSV`). Extra columns are ignored, but every
+///   row has as many fields as the first (RFC 4180): a row with more is an unquoted comma in a path.
 /// * Header: `header: nil` detects one when the first row's first field is a path-like column name
 ///   (path, file, filename, file_name, filepath, image, image_path, img) or its second field a
 ///   label-like one (label, labels, class, class_name, category, target, y). With a header, the path
@@ -62,6 +63,11 @@ public struct CSVDataset: ImageDataset {
         var rows = try Self.parse(text, path: path)
         guard !rows.isEmpty else { throw DataError.invalidDataset("\(path) has no rows (expected path,label)") }
 
+        // An unquoted comma in a path (`imgs/b,c.png,1`) read as path `imgs/b` and label `c.png`.
+        if let odd = rows.first(where: { $0.fields.count != rows[0].fields.count }) {
+            throw DataError.invalidDataset("\(path):\(odd.line): \(odd.fields.count) fields, but line \(rows[0].line) has "
+                + "\(rows[0].fields.count); every row needs the same columns (quote a path that holds a comma: \"a,b.jpg\")")
+        }
         var pathColumn = 0, labelColumn = 1
         let first = rows[0].fields.map { $0.lowercased() }
         let hasHeader = header ?? (Self.pathColumnNames.contains(first[0]) ||
