@@ -227,6 +227,8 @@ final class CLITests: XCTestCase {
                                   folder + "/empty.png", folder + "/broken.jpg"])
         XCTAssertEqual(unreadable.status, 1, unreadable.stderr)
         XCTAssertTrue(unreadable.stderr.contains("skipping \(folder)/empty.png"), unreadable.stderr)
+        XCTAssertFalse(unreadable.stderr.contains("skipping \(folder)/broken.jpg: \(folder)/broken.jpg"),
+                       "the path once: \(unreadable.stderr)")
         XCTAssertTrue(unreadable.stderr.contains("none of the 2 images could be read"), unreadable.stderr)
         XCTAssertFalse(unreadable.stderr.contains("Usage"), unreadable.stderr)
         let unreadableFolder = try run(["predict", "--arch", "mobilenet_v2", "--weights", "none", folder])

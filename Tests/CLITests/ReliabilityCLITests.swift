@@ -66,6 +66,18 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertEqual(files(root + "/data"), before)
     }
 
+    /// A dataset that cannot be used is a usage error (64) in `train`, as in `check-data`: a test class
+    /// the training split lacks exited 1 from `train` and 64 from `check-data`.
+    func testAnUnusableDatasetIsStatus64InTrainAsInCheckData() throws {
+        let root = try temporaryFolder("stray")
+        try TrainCLITests.writeDataset(at: root + "/data")
+        try FileManager.default.moveItem(atPath: root + "/data/test/red", toPath: root + "/data/test/bird")
+        let train = try run(["train", root + "/data", "--out", root + "/run"] + Self.fast)
+        XCTAssertEqual(train.status, 64, train.stderr)
+        XCTAssertTrue(train.stderr.contains("test/bird is not one of the"), train.stderr)
+        XCTAssertEqual(try run(["check-data", root + "/data"]).status, 64)
+    }
+
     func testAnEarlierRunIsReplacedOnlyWithOverwrite() throws {
         let data = try dataset()
         let out = try temporaryFolder("runs") + "/run"

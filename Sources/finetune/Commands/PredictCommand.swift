@@ -85,7 +85,8 @@ struct PredictCommand: ParsableCommand {
                     kept.append(file)
                 } catch {
                     failures += 1
-                    printError("skipping \(file): \(error)")
+                    let reason = "\(error)"  // most decoding errors begin with the path already
+                    printError("skipping \(file): " + (reason.hasPrefix(file + ": ") ? String(reason.dropFirst(file.count + 2)) : reason))
                 }
             }
             guard !tensors.isEmpty else { continue }

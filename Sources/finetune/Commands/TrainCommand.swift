@@ -287,6 +287,8 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("\(flag ?? setting): \(reason)")
         } catch let error as RunError {
             throw ValidationError((resume != nil ? "--resume: " : "--out: ") + "\(error)")
+        } catch DataError.invalidDataset(let message) {
+            throw ValidationError(message)  // a dataset that cannot be used, as check-data says (status 64)
         } catch let error as DataError where onBadImage == .fail {
             throw CommandFailure("--on-bad-image fail: \(error)")
         }
