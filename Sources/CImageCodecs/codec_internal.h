@@ -58,6 +58,9 @@ struct ic_decoder {
     size_t png_pos;
     int png_truncated;
     png_bytep *png_rows;
+    int png_reading_rows;      // inside ic_png_read's png_read_image
+    size_t png_tail_bytes;     // input read after the last row was complete
+    int png_rows_complete;     // stopped after the last row: the pixels are whole
     char png_message[256];
 };
 

@@ -20,8 +20,26 @@ static void png_error_cb(png_structp png, png_const_charp message) {
 
 static void png_warning_cb(png_structp png, png_const_charp message) { (void)png; (void)message; }
 
+// Input libpng may read once every row is in the caller's buffer: the end of the zlib stream, its
+// checksum, the chunk's CRC and the next chunk's header (a few bytes for any encoder).
+#define IC_PNG_TAIL_LIMIT ((size_t)64 * 1024)
+
 static void png_read_cb(png_structp png, png_bytep out, size_t n) {
     struct ic_decoder *d = (struct ic_decoder *)png_get_io_ptr(png);
+    if (d->png_reading_rows) {
+        // After the last row (row number past the height, or pass 7 of an interlaced image) libpng
+        // inflates whatever compressed data is left, only to discard it: a 1x1 image whose IDAT holds
+        // 19 GB of zeros kept a decoder busy for a minute. Past a small tail, stop: the pixels are whole.
+        int finishing = png_get_current_pass_number(png) >= 7 ||
+                        (!d->info.progressive && png_get_current_row_number(png) >= (png_uint_32)d->info.height);
+        if (finishing) {
+            if (n > IC_PNG_TAIL_LIMIT - d->png_tail_bytes) {
+                d->png_rows_complete = 1;
+                png_error(png, "compressed data continues past the image");
+            }
+            d->png_tail_bytes += n;
+        }
+    }
     if (n > d->length - d->png_pos) {
         d->png_truncated = 1;
         png_error(png, "PNG data ends prematurely (truncated file)");
@@ -94,11 +112,17 @@ int ic_png_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap) 
         return IC_ERR_TOO_LARGE;
     }
     for (size_t y = 0; y < height; y++) d->png_rows[y] = target + y * stride;
+    d->png_reading_rows = 1;
+    d->png_tail_bytes = 0;
+    d->png_rows_complete = 0;
     if (setjmp(png_jmpbuf(d->png))) {
+        d->png_reading_rows = 0;
+        if (d->png_rows_complete) return IC_OK;  // every row was read; only surplus data was left
         ic_set_error(error, cap, "%s", d->png_message);
         return png_status(d);
     }
     png_read_image(d->png, d->png_rows);
+    d->png_reading_rows = 0;
     // png_read_end is skipped: the pixels are complete, and a file cut after its image data
     // (missing IEND) is still usable.
     return IC_OK;

@@ -385,4 +385,35 @@ final class ImageCodecTests: XCTestCase {
         wait(for: [done], timeout: 10)
         XCTAssertTrue(failure.value?.contains("not a regular file") == true, "\(String(describing: failure.value))")
     }
+
+    /// After the last row libpng inflated whatever compressed data followed, only to discard it: a
+    /// 1×1 PNG whose IDAT carried 19 GB of compressed zeros kept `serve` busy for a minute past its
+    /// request timeout. The decoder now stops a small tail after the last row. Here the tail is 256 KiB
+    /// of stored blocks that never end the stream: libpng read all of it and then failed ("Not enough
+    /// image data"); now the image decodes, its one pixel intact.
+    func testCompressedDataPastTheLastRowIsNotRead() throws {
+        func crc32(_ bytes: [UInt8]) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            }
+            return ~crc
+        }
+        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        func chunk(_ kind: String, _ payload: [UInt8]) -> [UInt8] {
+            be32(UInt32(payload.count)) + Array(kind.utf8) + payload + be32(crc32(Array(kind.utf8) + payload))
+        }
+        func storedBlock(_ data: [UInt8]) -> [UInt8] {  // not final: BFINAL 0, BTYPE 00
+            let n = UInt16(data.count)
+            return [0, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8(~n >> 8)] + data
+        }
+        var zlib: [UInt8] = [0x78, 0x01] + storedBlock([0, 10, 200, 30])  // filter 0, one RGB pixel
+        for _ in 0..<4 { zlib += storedBlock([UInt8](repeating: 0, count: 65_535)) }
+        let png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+            + chunk("IHDR", be32(1) + be32(1) + [8, 2, 0, 0, 0]) + chunk("IDAT", zlib) + chunk("IEND", [])
+        let image = try Image(decoding: png)
+        XCTAssertEqual([image.width, image.height], [1, 1])
+        XCTAssertEqual(image.pixels, [10, 200, 30])
+    }
 }
