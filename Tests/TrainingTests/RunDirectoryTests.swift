@@ -75,6 +75,8 @@ final class RunDirectoryTests: XCTestCase {
             try write("x", to: path + "/tensorboard/train/events.out.tfevents.1796488889.vm")
             try write("x", to: path + "/tensorboard/validation/events.out.tfevents.1796488889.vm.1")
             try write("<svg/>", to: path + "/loss.svg")
+            try write("<svg/>", to: path + "/lr_find.svg")  // `--lr find`: such a run could not be replaced
+            try write("lr,loss\n", to: path + "/lr_find.csv")
         }
         let clean = try folder("clean")
         try fullRun(clean)

@@ -23,6 +23,7 @@ public struct RunDirectory: Sendable {
     public static let runFileNames: Set<String> = [
         configFile, modelFile, "checkpoints", "history.csv", "events.jsonl", "tensorboard",
         "loss.svg", "accuracy.svg", "auc.svg", "lr.svg", "confusion_matrix.svg", RunLock.fileName,
+        "lr_find.svg", "lr_find.csv",  // `--lr find`
     ]
 
     /// The directory's absolute, standardized path.

@@ -124,8 +124,7 @@ public struct TrainingRunSummary: Encodable {
         try put("test_accuracy", number(testReport?.accuracy))
         try put("test_loss", number(testReport?.loss))
         try put("validation_accuracy", number(validationAccuracy))
-        try put("seconds", seconds)
-        try put("evaluation_interrupted", evaluationInterrupted)
+        try put("seconds", seconds)  // (`evaluationInterrupted` is not a key: the shape stays; the exit status says it)
         if let report = testReport, let k = report.topK { try put("test_top\(k)_accuracy", number(report.topKAccuracy)) }
     }
 }

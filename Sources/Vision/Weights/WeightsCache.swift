@@ -203,13 +203,20 @@ public struct WeightsCache {
     public func importFile(_ path: String, as entry: WeightsEntry? = nil, catalog: WeightsCatalog = .builtIn,
                            acceptUnverified: Bool = false) throws -> Imported {
         let fm = FileManager.default
+        let createdFolder = !fm.fileExists(atPath: weightsDirectory.path)
         do {
             try fm.createDirectory(at: weightsDirectory, withIntermediateDirectories: true)
         } catch {
             throw WeightsError.unreadable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error)")
         }
         let temporary = weightsDirectory.appendingPathComponent(".import-\(UUID().uuidString)").path
-        defer { try? fm.removeItem(atPath: temporary) }
+        defer {
+            try? fm.removeItem(atPath: temporary)
+            // A refused import leaves no trace: the folder made for its copy goes again while empty.
+            if createdFolder, (try? fm.contentsOfDirectory(atPath: weightsDirectory.path))?.isEmpty == true {
+                try? fm.removeItem(at: weightsDirectory)
+            }
+        }
         let digest: String
         do {
             digest = try SHA256Hasher.copy(path, to: temporary)
