@@ -58,4 +58,47 @@ extension TrainingRunTests {
         try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
                                    try SafeTensors.load(runs + "/b/model.safetensors"), "resumed on the moved data")
     }
+
+    /// A CSV run whose images moved could not be resumed: `--image-root` was ignored on resume and
+    /// the recorded one used. The same images under a new image root now resume exactly, and the new
+    /// root is recorded; a refused resume leaves config.json as it was.
+    func testACSVRunResumesWithItsImagesUnderANewImageRoot() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        var rows = ["path,label"]
+        for name in ["blue", "green", "red"] {
+            for i in 0..<6 { rows.append("train/\(name)/\(i).png,\(name)") }
+        }
+        let csv = runs + "/list.csv"
+        try rows.joined(separator: "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        func spec(_ name: String) -> TrainingRun.Specification {
+            var spec = specification(data: csv, out: runs + "/" + name)
+            spec.options.imageRoot = data
+            return spec
+        }
+        let straight = try TrainingRun.create(spec("a"), notify: { _ in })
+        straight.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try straight.run().status, "completed")
+        let first = try TrainingRun.create(spec("b"), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 4, stop: stop)]
+        XCTAssertEqual(try first.run().status, "interrupted")
+
+        let moved = runs + "/images-moved"
+        try FileManager.default.moveItem(atPath: data, toPath: moved)
+        let before = try String(contentsOfFile: runs + "/b/config.json", encoding: .utf8)
+        XCTAssertThrowsError(try TrainingRun.resume(runs + "/b", changes: .init(imageRoot: moved + "/train"), notify: { _ in }),
+                             "another image root whose paths do not resolve")
+        XCTAssertThrowsError(try TrainingRun.resume(runs + "/b", changes: .init(epochs: 1, imageRoot: moved), notify: { _ in }),
+                             "fewer epochs than trained")
+        XCTAssertEqual(try String(contentsOfFile: runs + "/b/config.json", encoding: .utf8), before, "a refused resume changes nothing")
+
+        let resumed = try TrainingRun.resume(runs + "/b", changes: .init(imageRoot: moved), notify: { _ in })
+        XCTAssertEqual(try RunDirectory(runs + "/b").readConfig().options.imageRoot, moved)
+        resumed.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try resumed.run().status, "completed")
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "resumed under the new image root")
+    }
 }

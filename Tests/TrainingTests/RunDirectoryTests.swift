@@ -115,15 +115,17 @@ final class RunDirectoryTests: XCTestCase {
         let run = try folder("killed")
         try fakeRun(run)
         try write("partial weights", to: run + "/.model.safetensors.4242.17.tmp")
-        try write("mine", to: run + "/.notes.tmp")
-        XCTAssertEqual(RunDirectory(run).foreignEntries(), [".notes.tmp"])
-        try FileManager.default.removeItem(atPath: run + "/.notes.tmp")
-        XCTAssertEqual(RunDirectory(run).foreignEntries(), [])
-        try write("mine", to: run + "/.notes.tmp")
+        // Named like a run file but not as AtomicFile names its temporary files, or a folder.
+        let mine = [".notes.tmp", ".config.json.mine.tmp", ".history.csv.tmp", ".history.csv.1.tmp",
+                    ".tensorboard.bak.tmp/f", ".loss.svg.12.34.tmp/f"]
+        for name in mine { try write("mine", to: run + "/" + name) }
+        XCTAssertEqual(RunDirectory(run).foreignEntries(),
+                       [".config.json.mine.tmp", ".history.csv.1.tmp", ".history.csv.tmp", ".loss.svg.12.34.tmp/",
+                        ".notes.tmp", ".tensorboard.bak.tmp"])
         let lock = try RunLock(directory: run)
         RunDirectory(run).removeStaleTemporaryFiles(lockedBy: lock)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/.model.safetensors.4242.17.tmp"))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/.notes.tmp"))
+        for name in mine { XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + name), name) }
     }
 
     /// `--out` below a file said "NSCocoaErrorDomain error 512"; it names the file in the way.
@@ -145,6 +147,13 @@ final class RunDirectoryTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("symbolic link"), "\(error)")
         }
         XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: false))
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "my notes")
+        // Nor through a hard link, which is the user's file under another name.
+        try FileManager.default.removeItem(atPath: run + "/" + RunLock.fileName)
+        XCTAssertEqual(link(notes, run + "/" + RunLock.fileName), 0)
+        XCTAssertThrowsError(try RunLock(directory: run)) { error in
+            XCTAssertTrue("\(error)".contains("hard link"), "\(error)")
+        }
         XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "my notes")
     }
 

@@ -172,10 +172,17 @@ public struct RunDirectory: Sendable {
         return kept
     }
 
-    /// A hidden temporary file of an interrupted atomic write of one of `files`
-    /// (`.NAME.PID.RANDOM.tmp`, `AtomicFile`'s name); a user's `.notes.tmp` is not one.
+    /// A hidden temporary file of an interrupted atomic write of one of `files`: exactly
+    /// `.NAME.PID.RANDOM.tmp` (`AtomicFile`'s name, two decimal numbers); a user's `.notes.tmp` or
+    /// `.config.json.mine.tmp` is not one.
     static func isTemporaryFile(_ name: String, of files: Set<String> = runFileNames) -> Bool {
-        name.hasSuffix(".tmp") && files.contains { name.hasPrefix("." + $0 + ".") }
+        guard name.hasPrefix("."), name.hasSuffix(".tmp") else { return false }
+        let inner = name.dropFirst().dropLast(4)
+        return files.contains { file in
+            guard inner.hasPrefix(file + ".") else { return false }
+            let numbers = inner.dropFirst(file.count + 1).split(separator: ".", omittingEmptySubsequences: false)
+            return numbers.count == 2 && numbers.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }
+        }
     }
 
     /// A folder `ModelCheckpoint` writes in `checkpoints/`: `last`, `best`, `epoch-NNNN`, or one of
@@ -256,7 +263,11 @@ public struct RunDirectory: Sendable {
     func removeStaleTemporaryFiles(lockedBy lock: RunLock) {
         guard lock.isHeld else { return }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        for name in names where Self.isTemporaryFile(name) { try? FileManager.default.removeItem(atPath: file(name)) }
+        for name in names where Self.isTemporaryFile(name) {
+            // Only a plain file: AtomicFile never leaves a folder or a link behind.
+            let type = (try? FileManager.default.attributesOfItem(atPath: file(name)))?[.type] as? FileAttributeType
+            if type == .typeRegular { try? FileManager.default.removeItem(atPath: file(name)) }
+        }
     }
 
     /// Throws unless `run` and `data` are separate: neither is the other nor lies inside it

@@ -26,7 +26,8 @@ public final class RunLock {
         self.directory = directory
         let path = (directory as NSString).appendingPathComponent(Self.fileName)
         // Never through a symbolic link (the PID would be written into its target, a user's file),
-        // and only a regular file (a FIFO or device is not a lock file).
+        // and only a regular file with no other name (a FIFO or device is not a lock file, and a
+        // hard link to a user's file is that file).
         let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             let reason = errno == ELOOP ? "it is a symbolic link; finetune does not write through it (remove it)"
@@ -37,6 +38,10 @@ public final class RunLock {
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             throw RunError.io(path: path, reason: "cannot open the lock file: it is not a regular file (remove it)")
+        }
+        guard info.st_nlink == 1 else {
+            close(fd)
+            throw RunError.io(path: path, reason: "cannot open the lock file: it is a hard link to another file (remove it)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno

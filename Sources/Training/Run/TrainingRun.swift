@@ -442,14 +442,18 @@ public final class TrainingRun {
         public var onBadImage: BadImagePolicy?
         /// Intra-op threads (nil: the run's own, which `resume` sets; another count is not bit-exact).
         public var threads: Int?
+        /// Where a CSV run's relative image paths now start (nil: the recorded `imageRoot`): the same
+        /// images moved elsewhere, checked like a moved DATA.
+        public var imageRoot: String?
         /// Changes to apply on resume; every nil keeps the run's recorded value.
         public init(data: String? = nil, epochs: Int? = nil, workers: Int? = nil, onBadImage: BadImagePolicy? = nil,
-                    threads: Int? = nil) {
+                    threads: Int? = nil, imageRoot: String? = nil) {
             self.data = data
             self.epochs = epochs
             self.workers = workers
             self.onBadImage = onBadImage
             self.threads = threads
+            self.imageRoot = imageRoot
         }
     }
 
@@ -478,6 +482,7 @@ public final class TrainingRun {
         if let epochs = changes.epochs { config.options.epochs = epochs }
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
+        if let root = changes.imageRoot { config.options.imageRoot = URL(fileURLWithPath: root).standardizedFileURL.path }
         return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) {
             try resumeDecodingWithItsEXIF(directory, config: config, last: last, lock: lock, changes: changes, notify: notify)
         }
@@ -503,7 +508,7 @@ public final class TrainingRun {
         let splits = try RunSplits.load(root, options: config.options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: root)
-        try checkSameData(splits, root: root, config: &config, directory: directory, notify: notify)
+        let newPlace = try checkSameData(splits, root: root, config: &config, directory: directory, notify: notify)
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing,
                                                   batchSize: min(config.options.batchSize, max(1, splits.largestCount)),
@@ -521,6 +526,7 @@ public final class TrainingRun {
                 + (trained == 1 ? "" : "s") + " the checkpoint has trained"
                 + (trainer.state.batchInEpoch > 0 ? " (the last in part)" : "") + "; give at least \(trained), or leave it out")
         }
+        if let newPlace { try directory.write(newPlace) }  // once the resume is accepted
         notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(config.options.epochs) epochs"))
         return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
@@ -528,26 +534,35 @@ public final class TrainingRun {
 
     /// A resume must see the images the run was created with: another set (an image added,
     /// removed, relabelled or resized) is refused, whatever DATA is called. The same images in
-    /// another folder are accepted, and `config.json` records their new place.
+    /// another folder are accepted; the returned `config.json` (the recorded one with their new
+    /// place and digest) is written once the resume is accepted, nil when nothing changed.
     private static func checkSameData(_ splits: RunSplits, root: String, config: inout RunConfig, directory: RunDirectory,
-                                      notify: (Notice) -> Void) throws {
+                                      notify: (Notice) -> Void) throws -> RunConfig? {
         let base = RunSplits.isCSV(root) ? config.options.imageRoot ?? (root as NSString).deletingLastPathComponent : root
         let fingerprint = splits.fingerprint(base: base)
+        let recorded = try directory.readConfig()  // what the run was created with (`config` has the changes)
+        let moved = root != recorded.data.path || config.options.imageRoot != recorded.options.imageRoot
         if let recorded = config.data.fingerprint, recorded != fingerprint {
             throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "
                 + "with (an image was added, removed, moved to another class or changed in size; now \(splits.train.count) "
                 + "training / \(splits.validation?.count ?? 0) validation / \(splits.test?.count ?? 0) test images). "
                 + "A resume must train on the same images: restore them, or start a new run")
         }
-        guard config.data.fingerprint == nil || root != config.data.path else { return }
-        if root != config.data.path {
+        guard config.data.fingerprint == nil || moved else { return nil }
+        if moved {
+            let place = config.options.imageRoot.map { "\(root) (images in \($0))" } ?? root
             notify(.info(config.data.fingerprint == nil
-                ? "Resuming on \(root) (the run was created from \(config.data.path), and records no digest of its images to compare)"
-                : "The run's images are now in \(root) (it was created from \(config.data.path)); config.json records the new place"))
+                ? "Resuming on \(place) (the run was created from \(recorded.data.path), and records no digest of its images to compare)"
+                : "The run's images are now in \(place) (it was created from \(recorded.data.path)); config.json records the new place"))
         }
+        // Only where the images are, and their digest: the other changes are recorded when the run ends.
+        var updated = recorded
+        updated.data.path = root
+        updated.options.imageRoot = config.options.imageRoot
+        updated.data.fingerprint = fingerprint  // runs written before the digest existed are compared from now on
         config.data.path = root
-        config.data.fingerprint = fingerprint  // runs written before the digest existed are compared from now on
-        try directory.write(config)
+        config.data.fingerprint = fingerprint
+        return updated
     }
 
     // MARK: - Run

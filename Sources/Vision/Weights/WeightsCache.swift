@@ -115,7 +115,7 @@ public struct WeightsCache {
         do {
             try AtomicFile.write(data, to: pinsFile.path, createDirectory: true)
         } catch {
-            throw WeightsError.unreadable(path: pinsFile.path, reason: "cannot record the pinned digest: \(error)")
+            throw WeightsError.unwritable(path: pinsFile.path, reason: "cannot record the pinned digest: \(error)")
         }
     }
 
@@ -207,7 +207,7 @@ public struct WeightsCache {
         do {
             try fm.createDirectory(at: weightsDirectory, withIntermediateDirectories: true)
         } catch {
-            throw WeightsError.unreadable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error)")
+            throw WeightsError.unwritable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error)")
         }
         let temporary = weightsDirectory.appendingPathComponent(".import-\(UUID().uuidString)").path
         defer {
@@ -223,7 +223,7 @@ public struct WeightsCache {
         } catch HashingError.unreadable(let path, let reason) {
             throw WeightsError.unreadable(path: path, reason: reason)
         } catch HashingError.unwritable(_, let reason) {
-            throw WeightsError.unreadable(path: weightsDirectory.path, reason: "cannot write into the cache: \(reason)")
+            throw WeightsError.unwritable(path: weightsDirectory.path, reason: reason)
         }
         let pins = try self.pins()
         let matched: WeightsEntry
@@ -255,7 +255,7 @@ public struct WeightsCache {
         let intact = cached && (try? Self.digest(ofFile: destination)) == digest
         if !intact {
             guard rename(temporary, destination) == 0 else {
-                throw WeightsError.unreadable(path: destination, reason: "cannot write into the cache: \(String(cString: strerror(errno)))")
+                throw WeightsError.unwritable(path: destination, reason: String(cString: strerror(errno)))
             }
             if cached {
                 let converted = convertedDirectory.appendingPathComponent("\(digest).safetensors").path

@@ -125,8 +125,10 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     /// A weights name, or an architecture, that the catalog or the zoo does not know; the message lists
     /// the known ones.
     case unknownWeights(String)
-    /// A file (weights, a cached copy or the pins file) could not be read or written.
+    /// A file (weights, a cached copy or the pins file) could not be read.
     case unreadable(path: String, reason: String)
+    /// The cache could not be written (a full disk, a read-only folder).
+    case unwritable(path: String, reason: String)
     /// The file's SHA-256 is not the catalog's (or, for a prefix-only entry, does not even begin with
     /// the file-name prefix): a wrong or corrupt file. The hex digests are in the payload.
     case checksumMismatch(path: String, expected: String, found: String)
@@ -148,6 +150,7 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m), .unverified(let m): return m
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .unwritable(let path, let reason): return "cannot write \(path): \(reason)"
         case .checksumMismatch(let path, let expected, let found):
             return "\(path) has SHA-256 \(found), but the catalog expects \(expected): wrong or corrupt file"
         case .pinMismatch(let path, let name, let pinned, let found, let pins):

@@ -220,15 +220,15 @@ struct TrainCommand: ParsableCommand {
         }
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
-                let changes = TrainingRun.ResumeChanges(data: data, epochs: epochs, workers: workers, onBadImage: onBadImage, threads: threads)
+                let changes = TrainingRun.ResumeChanges(data: data, epochs: epochs, workers: workers, onBadImage: onBadImage,
+                                                        threads: threads, imageRoot: techniques.imageRoot)
                 return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: changes, notify: notify)
             }
             return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
                                           finetuneVersion: finetuneVersion, notify: notify)
         }
         trainingRun.trainer.distributed = parallel
-        let write: (String) -> Void = json ? { printError($0, terminator: "") }
-                                          : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
+        let write: (String) -> Void = json ? { printError($0, terminator: "") } : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
         let summary = try mapErrors { try trainingRun.run() }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }

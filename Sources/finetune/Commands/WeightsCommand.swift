@@ -140,6 +140,8 @@ struct WeightsCommand: ParsableCommand {
             if case .pinnedOnFirstImport = imported.check {
                 for line in imported.report { printError(line) }
                 printError("  pins: \(cache.pinsFile.path)")
+            } else if imported.replacedDamagedFile {
+                printError("replaced the damaged cached copy of \(matched.name) (its bytes no longer matched its digest)")
             }
             print("imported \(file) as \(matched.name): \(imported.path)")
         }
