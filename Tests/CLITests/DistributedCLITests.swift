@@ -197,6 +197,43 @@ extension TrainCLITests {
         XCTAssertEqual(try largestRelativeDifference(runs + "/whole/model.safetensors", runs + "/stopped/model.safetensors"), 0)
     }
 
+    /// A launcher killed with SIGKILL forwards nothing: its workers trained on, orphaned, holding the
+    /// port. Each worker now watches its launcher and stops as on Ctrl-C when it is gone, rank 0
+    /// writing its resumable checkpoint.
+    func testWorkersStopWhenTheirLauncherIsKilled() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let out = try temporaryFolder("dist-orphans") + "/run"
+        let launcher = Process()
+        launcher.executableURL = CLITests.binary
+        launcher.arguments = trainArguments(data: data, out: out, batchSize: 1)
+            + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
+               "--nproc-per-node", "2", "--master-port", String(try FreePort.make())]
+        launcher.standardOutput = FileHandle.nullDevice
+        launcher.standardError = FileHandle.nullDevice
+        try launcher.run()
+        let started = Date().addingTimeInterval(120)
+        while launcher.isRunning && Date() < started && (try? Self.checkpointState(out)) == nil {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertTrue(launcher.isRunning, "the run ended before its launcher could be killed")
+        // The workers: the processes whose parent is the launcher.
+        let launcherPID = launcher.processIdentifier
+        let workers = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(pid_t.init).filter { pid in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").contains { $0 == "PPid:\t\(launcherPID)" }
+        }
+        XCTAssertEqual(workers.count, 2)
+        kill(launcherPID, SIGKILL)
+        launcher.waitUntilExit()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && workers.contains(where: { kill($0, 0) == 0 }) { Thread.sleep(forTimeInterval: 0.1) }
+        let left = workers.filter { kill($0, 0) == 0 }
+        for pid in left { kill(pid, SIGKILL) }
+        XCTAssertEqual(left, [], "workers still running a minute after their launcher was killed")
+        XCTAssertEqual(try Self.checkpointState(out)?["status"] as? String, "interrupted")
+    }
+
     /// A non-finite loss on one rank only (a class weight of 3.4e38, float32's largest, overflows the
     /// weighted loss of a batch holding that class on one rank): every rank stops as diverged at the same step, the one at
     /// which one process at the whole batch stops, with no step applied. (Before, that rank stopped

@@ -43,15 +43,18 @@ struct DistributedOptions: ParsableArguments {
         let port = masterPort ?? DistributedLaunch.defaultPort
         var children: [pid_t] = []
         for rank in 0..<n {
-            let environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n].mapValues(String.init)
+            let environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n, WorkerProcess.launcherVariable: Int(getpid())]
+                .mapValues(String.init)
                 .merging(["MASTER_ADDR": masterAddr ?? "127.0.0.1", "MASTER_PORT": String(port)]) { a, _ in a }
             children.append(try WorkerProcess.spawn(arguments: arguments, environment: environment))
         }
         return WorkerProcess.wait(for: children)
     }
 
-    /// This process's group when the environment makes it a rank (nil: an ordinary run).
+    /// This process's group when the environment makes it a rank (nil: an ordinary run). A worker of
+    /// `--nproc-per-node` also stops when its launcher is gone (`WorkerProcess.followLauncher`).
     func join() throws -> DataParallel? {
+        WorkerProcess.followLauncher()
         let launch = try DistributedLaunch.from(environment: ProcessInfo.processInfo.environment,
                                                 masterAddress: masterAddr, masterPort: masterPort)
         guard let launch else { return nil }
@@ -126,6 +129,22 @@ enum WorkerProcess {
 
     /// How long workers get to stop after another failed, before they are killed.
     static let stopGraceSeconds = 15.0
+
+    /// The launcher's PID, in each worker's environment.
+    static let launcherVariable = "FINETUNE_LAUNCHER_PID"
+
+    /// In a worker of `--nproc-per-node`: stops this worker (SIGTERM, so it checkpoints as on Ctrl-C,
+    /// then at exit after `stopGraceSeconds`) once its launcher is gone. A launcher killed with
+    /// SIGKILL forwards nothing, and its workers trained on, orphaned, holding the port.
+    static func followLauncher() {
+        guard let text = ProcessInfo.processInfo.environment[launcherVariable], let launcher = pid_t(text) else { return }
+        Thread.detachNewThread {
+            while getppid() == launcher { usleep(250_000) }
+            kill(getpid(), SIGTERM)
+            Thread.sleep(forTimeInterval: stopGraceSeconds)
+            _exit(143)  // a worker stuck in a collective with a peer that stopped
+        }
+    }
 
     /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM (a closed
     /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
