@@ -1,6 +1,8 @@
 import Foundation
 import TensorIO
 import TestSupport
+import Torch
+import Vision
 @testable import Training
 import XCTest
 
@@ -100,5 +102,40 @@ extension TrainingRunTests {
         XCTAssertEqual(try resumed.run().status, "completed")
         try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
                                    try SafeTensors.load(runs + "/b/model.safetensors"), "resumed under the new image root")
+    }
+}
+
+extension TrainingRunTests {
+    /// TF-slim's warm start (`--checkpoint-path`, `--checkpoint-exclude-scopes`) loads what fits and
+    /// says what it skipped; a file of which nothing fits (another architecture) carried on training
+    /// from random weights with only a list of missing keys, and is now an error naming the file.
+    func testAWarmStartLoadsWhatFitsAndAFileOfWhichNothingFitsIsAnError() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        let donor = try ModelZoo.make("mobilenet_v2", options: ModelOptions(numClasses: 3))
+        let good = runs + "/donor.safetensors"
+        try SafeTensors.write(donor.stateDict(), to: good)
+        var spec = specification(data: data, out: runs + "/warm")
+        spec.options.checkpointPath = good
+        spec.options.checkpointExcludeScopes = ["classifier"]
+        var notices: [String] = []
+        let run = try TrainingRun.create(spec, notify: { if case .info(let text) = $0 { notices.append(text) } })
+        run.release()
+        XCTAssertTrue(notices.contains { $0.hasPrefix("Warm start from \(good): 2 tensors excluded (classifier)") }, "\(notices)")
+        let loaded = run.trainer.model.stateDict()
+        let key = "features.0.0.weight"
+        XCTAssertTrue(try loaded[key]!.allClose(donor.stateDict()[key]!, rtol: 0, atol: 0), "the backbone came from the file")
+
+        let other = runs + "/other.safetensors"
+        try SafeTensors.write(StateDict([("fc.weight", try Tensor.zeros([3, 512])), ("conv1.weight", try Tensor.zeros([64, 3, 7, 7]))]),
+                              to: other)
+        spec.options.checkpointPath = other
+        spec.options.checkpointExcludeScopes = nil
+        spec.runDirectory = runs + "/cold"
+        XCTAssertThrowsError(try TrainingRun.create(spec, notify: { _ in })) { error in
+            guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "checkpointPath")
+            XCTAssertTrue(reason.contains("none of the 2 tensors of \(other) fits the model"), reason)
+        }
     }
 }

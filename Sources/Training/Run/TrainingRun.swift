@@ -425,6 +425,12 @@ public final class TrainingRun {
             if scopes.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) { skipped += 1 } else { kept[key] = tensor }
         }
         let report = try model.load(kept, strict: false)
+        // Nothing loaded is a mistake (another architecture, a file of other names), not a warm start.
+        guard report.loaded > 0 else {
+            throw RunError.invalidSetting(setting: "checkpointPath", reason: "none of the \(kept.count) tensors of \(path) "
+                + "fits the model (\(skipped) excluded; e.g. \(report.unexpected.prefix(3).joined(separator: ", "))): "
+                + "a checkpoint of another architecture?")
+        }
         return "Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)"
     }
 
