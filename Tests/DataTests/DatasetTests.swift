@@ -53,6 +53,15 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(splits.validation?.labels, [1, 2])     // indices of the training classes
         XCTAssertEqual(splits.test?.labels, [0, 2])
         XCTAssertEqual(splits.train.count, 3)
+        XCTAssertEqual(splits.unusedFolders, [])
+
+        // A folder beside the split folders (a class put beside train/, a dev/ split) is read by no
+        // split; it was dropped without a word and is now named (train warns, check-data hints).
+        try TestData.writePNG("\(root)/dev/cat/9.png", seed: 9)
+        try TestData.writePNG("\(root)/emu/1.png", seed: 10)
+        XCTAssertEqual(try ImageFolderDataset.splits(root: root).unusedFolders, ["dev", "emu"])
+        let report = try DataCheck.run(root)
+        XCTAssertTrue(report.hints.contains { $0.hasPrefix("dev, emu beside the split folders are not read") }, "\(report.hints)")
 
         // "val/" works too; a root without split folders is all training data.
         let flat = try TestData.temporaryDirectory(self)

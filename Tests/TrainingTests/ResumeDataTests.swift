@@ -139,3 +139,17 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// `train` names a folder beside DATA's split folders that no split reads (it was dropped silently).
+    func testTrainWarnsOfAFolderBesideTheSplitsThatNoSplitReads() throws {
+        let data = try makeData()
+        try FileManager.default.createDirectory(atPath: data + "/dev/blue", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: data + "/train/blue/0.png", toPath: data + "/dev/blue/0.png")
+        var warnings: [String] = []
+        let run = try TrainingRun.create(specification(data: data, out: try TRData.temporaryDirectory(self) + "/run"),
+                                         notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+        run.release()
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("\(data)/dev is not read") }, "\(warnings)")
+    }
+}

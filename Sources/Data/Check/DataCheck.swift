@@ -232,12 +232,14 @@ public enum DataCheck {
         var named: [(String, any ImageDataset)] = []
         var skipped: [(String, SkippedFiles)] = []
         let hasSplitFolders: Bool
+        var unusedFolders: [String] = []
         if CSVDataset.isCSVFile(root) {
             let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot)
             (named, skipped, hasSplitFolders) = ([("csv", csv)], [("csv", csv.skipped)], false)
         } else {
             let found = try ImageFolderDataset.splits(root: root)
             hasSplitFolders = found.hasSplitFolders
+            unusedFolders = found.unusedFolders
             for (name, dataset) in [(hasSplitFolders ? "train" : "folder", found.train), ("val", found.validation),
                                     ("test", found.test)] {
                 guard let dataset else { continue }
@@ -359,6 +361,10 @@ public enum DataCheck {
                 + "(train --class-weights auto), oversample the rare classes (train --sampler balanced), or collect "
                 + "more of them; "
                 + "judge the run by macro F1 and per-class recall rather than accuracy", ratio))
+        }
+        if !unusedFolders.isEmpty {
+            hints.append("\(unusedFolders.joined(separator: ", ")) beside the split folders \(unusedFolders.count == 1 ? "is" : "are") "
+                + "not read by any split (splits: train/, val/, test/); move class folders into each split")
         }
         if !unreadable.isEmpty {
             hints.append("\(unreadable.count) file\(unreadable.count == 1 ? "" : "s") cannot be used: training skips "

@@ -124,7 +124,10 @@ public struct ImageFolderDataset: ImageDataset {
             try ImageFolderDataset(root: $0, classNames: trainSet.classNames, options: options)
         }
         let testSet = try test.map { try ImageFolderDataset(root: $0, classNames: trainSet.classNames, options: options) }
-        return ImageFolderSplits(train: trainSet, validation: validationSet, test: testSet, hasSplitFolders: true)
+        let splitFolders = [train, validation, test].compactMap { $0.map { ($0 as NSString).lastPathComponent } }
+        var found = ImageFolderSplits(train: trainSet, validation: validationSet, test: testSet, hasSplitFolders: true)
+        found.unusedFolders = folders.filter { !splitFolders.contains($0) }
+        return found
     }
 
     // MARK: - Scanning
@@ -205,6 +208,9 @@ public struct ImageFolderSplits: Sendable {
     public var test: ImageFolderDataset?
     /// Whether `root` held train/val/test folders (false: `train` is all of `root`).
     public var hasSplitFolders: Bool
+    /// Folders of `root` beside its split folders, which no split reads (a class folder put beside
+    /// `train/`, a `dev/` split): named in a warning, never read silently as nothing.
+    public var unusedFolders: [String] = []
 
     /// Every file skipped in any split.
     public var skipped: SkippedFiles {

@@ -15,6 +15,8 @@ public struct RunSplits {
     public var hasSplitFolders: Bool
     /// Files the scan found unusable (missing, empty, not an image, bad header).
     public var skipped: SkippedFiles
+    /// Folders beside DATA's split folders that no split reads (`ImageFolderSplits.unusedFolders`).
+    public var unusedFolders: [String] = []
 
     /// Scans `root` (strictly with `--on-bad-image fail`) and applies `options`' limit and split.
     /// `root` is a class-folder root, or a CSV file of `path,label` rows (see `CSVDataset`; image paths
@@ -22,13 +24,14 @@ public struct RunSplits {
     public static func load(_ root: String, options: TrainOptions) throws -> RunSplits {
         let scan = ScanOptions(strict: (options.onBadImage ?? .skip).isStrict)
         let found: (train: any ImageDataset, validation: (any ImageDataset)?, test: (any ImageDataset)?,
-                    hasSplitFolders: Bool, skipped: SkippedFiles)
+                    hasSplitFolders: Bool, skipped: SkippedFiles, unused: [String])
         if isCSV(root) {
             let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot, options: scan)
-            found = (csv, nil, nil, false, csv.skipped)
+            found = (csv, nil, nil, false, csv.skipped, [])
         } else {
             let folders = try ImageFolderDataset.splits(root: root, options: scan)
-            found = (folders.train, folders.validation, folders.test, folders.hasSplitFolders, folders.skipped)
+            found = (folders.train, folders.validation, folders.test, folders.hasSplitFolders, folders.skipped,
+                     folders.unusedFolders)
         }
         var train: any ImageDataset = found.train
         var validation: (any ImageDataset)? = found.validation
@@ -47,7 +50,15 @@ public struct RunSplits {
             validation = parts.validation
         }
         return RunSplits(train: train, validation: validation, test: test, hasSplitFolders: found.hasSplitFolders,
-                         skipped: found.skipped)
+                         skipped: found.skipped, unusedFolders: found.unused)
+    }
+
+    /// The warning for `unusedFolders` ("…/x, …/y are not read: …"), nil when there are none.
+    public func unusedFoldersWarning(root: String) -> String? {
+        guard !unusedFolders.isEmpty else { return nil }
+        return "\(unusedFolders.map { root + "/" + $0 }.joined(separator: ", ")) "
+            + "\(unusedFolders.count == 1 ? "is" : "are") not read: beside train/, only val/ (validation/, valid/) "
+            + "and test/ (testing/) are splits; a class folder belongs inside each split"
     }
 
     /// Whether DATA is a CSV file (an existing regular file) rather than a class-folder root.
