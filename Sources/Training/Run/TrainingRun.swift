@@ -549,7 +549,7 @@ public final class TrainingRun {
         let fingerprint = splits.fingerprint(base: base)
         let recorded = try directory.readConfig()  // what the run was created with (`config` has the changes)
         let moved = root != recorded.data.path || config.options.imageRoot != recorded.options.imageRoot
-        if let recorded = config.data.fingerprint, recorded != fingerprint {
+        if let digest = config.data.fingerprint, digest != fingerprint {
             throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "
                 + "with (an image was added, removed, moved to another class or changed in size; now \(splits.train.count) "
                 + "training / \(splits.validation?.count ?? 0) validation / \(splits.test?.count ?? 0) test images). "
