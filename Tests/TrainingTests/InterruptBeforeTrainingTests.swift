@@ -22,9 +22,7 @@ extension TrainingRunTests {
             spec.options.featureCacheDirectory = runs + "/features-" + name
             return spec
         }
-        let straight = try TrainingRun.create(spec("a"), notify: { _ in })
-        straight.signalStop = SignalStop(signals: [])
-        XCTAssertEqual(try straight.run().status, "completed")
+        try trainStraight(spec("a"))
 
         let first = try TrainingRun.create(spec("b"), notify: { _ in })
         let stop = SignalStop(signals: [])

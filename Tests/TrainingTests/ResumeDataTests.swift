@@ -14,9 +14,7 @@ extension TrainingRunTests {
     func testAResumeMustSeeTheImagesTheRunWasCreatedWith() throws {
         let data = try makeData()
         let runs = try TRData.temporaryDirectory(self)
-        let straight = try TrainingRun.create(specification(data: data, out: runs + "/a"), notify: { _ in })
-        straight.signalStop = SignalStop(signals: [])
-        XCTAssertEqual(try straight.run().status, "completed")
+        try trainStraight(specification(data: data, out: runs + "/a"))
 
         let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
         let stop = SignalStop(signals: [])
@@ -78,9 +76,7 @@ extension TrainingRunTests {
             spec.options.imageRoot = data
             return spec
         }
-        let straight = try TrainingRun.create(spec("a"), notify: { _ in })
-        straight.signalStop = SignalStop(signals: [])
-        XCTAssertEqual(try straight.run().status, "completed")
+        try trainStraight(spec("a"))
         let first = try TrainingRun.create(spec("b"), notify: { _ in })
         let stop = SignalStop(signals: [])
         first.signalStop = stop

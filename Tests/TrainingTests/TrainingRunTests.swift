@@ -57,6 +57,14 @@ final class TrainingRunTests: XCTestCase {
         return summary
     }
 
+    /// Creates the run of `spec` and trains it to the end, without interruption (the reference a
+    /// resumed run is compared with).
+    func trainStraight(_ spec: TrainingRun.Specification, file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try TrainingRun.create(spec, notify: { _ in })
+        run.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try run.run().status, "completed", file: file, line: line)
+    }
+
     /// Interrupts (as Ctrl-C would) after `step` optimizer steps.
     final class Interrupter: TrainingCallback {
         let step: Int
