@@ -111,6 +111,13 @@ final class FastPathTests: XCTestCase {
 
     // MARK: - Resampling
 
+    /// An image of random size (each side 1…`maxSide`) and random pixels, drawn from `r`.
+    func randomImage(channels: Int, maxSide: Int, _ r: inout SampleRandom) throws -> Image {
+        let w = r.integer(in: 1...maxSide), h = r.integer(in: 1...maxSide)
+        let pixels = (0..<(w * h * channels)).map { _ in UInt8(truncatingIfNeeded: r.next()) }
+        return try Image(width: w, height: h, channels: channels, pixels: pixels)
+    }
+
     /// The evaluation resize and crop resamples only the crop, with the pixels of the whole resize
     /// cropped (every size, both filters, identity resizes and crops that touch the edges), and so a
     /// very long image no longer asks for gigabytes: a 1×1,000,000 PNG of 4 KB made `predict` and
@@ -119,9 +126,8 @@ final class FastPathTests: XCTestCase {
         var r = SampleRandom(seed: 11)
         for trial in 0..<40 {
             let channels = trial % 5 == 0 ? 1 : 3
-            let w = r.integer(in: 1...300), h = r.integer(in: 1...300)
-            let pixels = (0..<(w * h * channels)).map { _ in UInt8(truncatingIfNeeded: r.next()) }
-            let image = try Image(width: w, height: h, channels: channels, pixels: pixels)
+            let image = try randomImage(channels: channels, maxSide: 300, &r)
+            let (w, h) = (image.width, image.height)
             let crop = r.integer(in: 1...64)
             let resize = trial % 7 == 0 ? min(w, h) : crop + r.integer(in: 0...40)
             for interpolation in ["bilinear", "bicubic"] {
@@ -156,9 +162,8 @@ final class FastPathTests: XCTestCase {
         var r = SampleRandom(seed: 3)
         for trial in 0..<60 {
             let channels = trial % 4 == 0 ? 1 : 3
-            let w = r.integer(in: 1...260), h = r.integer(in: 1...260)
-            let pixels = (0..<(w * h * channels)).map { _ in UInt8(truncatingIfNeeded: r.next()) }
-            let image = try Image(width: w, height: h, channels: channels, pixels: pixels)
+            let image = try randomImage(channels: channels, maxSide: 260, &r)
+            let (w, h) = (image.width, image.height)
             let (ow, oh) = (r.integer(in: 1...240), r.integer(in: 1...240))
             for filter in [Image.Filter.bilinear, .bicubic] {
                 Image.setSIMDResampling(true)
