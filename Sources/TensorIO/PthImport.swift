@@ -101,35 +101,23 @@ public enum PthImport {
     /// Nothing else is flattened.
     public static let nestedStateDictKeys = ["state_dict", "model", "model_state_dict"]
 
-    /// The bytes of the regular file at `path`, memory-mapped read-only (a FIFO or a device is
-    /// refused before any read: it would block or never end).
-    static func mapped(_ path: String) throws -> Data {
-        let fd = try RegularFile.openForReading(path)
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw RegularFileError(path: path, reason: String(cString: strerror(errno))) }
-        let length = Int(info.st_size)
-        guard length > 0 else { return Data() }
-        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw RegularFileError(path: path, reason: "cannot memory-map: \(String(cString: strerror(errno)))")
-        }
-        return Data(bytesNoCopy: base, count: length, deallocator: .custom { pointer, count in munmap(pointer, count) })
-    }
-
     /// The tensors of a `.pth` state dict, in file order.
     public static func load(_ path: String) throws -> StateDict { try read(path).tensors }
 
     /// The tensors of a `.pth` state dict and a report of what was skipped or rearranged.
     public static func read(_ path: String) throws -> Result {
-        let data: Data
+        let mapping: FileMapping?
         do {
-            data = try mapped(path)
+            mapping = try FileMapping.map(path)  // the safetensors reader's mapping: one open-and-map for both
         } catch let error as RegularFileError {
             throw PthImportError(path: path, kind: nil, reason: "the file cannot be read (\(error.reason))")
         }
-        guard !data.isEmpty else {
+        guard let mapping else {
             throw PthImportError(path: path, kind: .truncated, reason: "the file is empty (0 bytes)")
         }
+        // The bytes stay mapped while the Data lives (its deallocator holds the mapping).
+        let data = Data(bytesNoCopy: mapping.base, count: mapping.length,
+                        deallocator: .custom { _, _ in withExtendedLifetime(mapping) {} })
         do {
             return try PthDecoder(data: data).decode()
         } catch let error as PickleError {

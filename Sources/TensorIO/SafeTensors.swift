@@ -53,7 +53,13 @@ public enum SafeTensors {
     /// truncated or rewritten in place while the tensors live (replacing it by rename, as `write` does,
     /// is safe). Pass `copy: true` to get tensors in owned memory (the mapping is released at once).
     public static func read(_ path: String, copy: Bool = false) throws -> SafeTensorsFile {
-        let mapping = try FileMapping(path: path)
+        let mapping: FileMapping?
+        do {
+            mapping = try FileMapping.map(path)
+        } catch let error as RegularFileError {
+            throw SafeTensorsError(path: path, error.reason)
+        }
+        guard let mapping else { throw SafeTensorsError(path: path, "the file is empty (0 bytes)") }
         return try decode(mapping: mapping, path: path, copy: copy)
     }
 
@@ -276,24 +282,27 @@ final class FileMapping {
     let base: UnsafeMutableRawPointer
     let length: Int
 
-    init(path: String) throws {
-        func fail(_ what: String) -> SafeTensorsError {
-            SafeTensorsError(path: path, "\(what): \(String(cString: strerror(errno)))")
-        }
-        let fd: Int32
-        do {
-            fd = try RegularFile.openForReading(path)  // a FIFO would block open(2)
-        } catch let error as RegularFileError {
-            throw SafeTensorsError(path: path, error.reason)
-        }
+    private init(base: UnsafeMutableRawPointer, length: Int) {
+        self.base = base
+        self.length = length
+    }
+
+    /// The regular file at `path` mapped whole, or nil when it is empty (nothing to map). A FIFO or a
+    /// device is refused before any read, and failures are `RegularFileError`s (reason without the path).
+    static func map(_ path: String) throws -> FileMapping? {
+        let fd = try RegularFile.openForReading(path)  // a FIFO would block open(2)
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw fail("cannot stat") }
-        length = Int(info.st_size)
-        guard length > 0 else { throw SafeTensorsError(path: path, "the file is empty (0 bytes)") }
+        guard fstat(fd, &info) == 0 else {
+            throw RegularFileError(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        let length = Int(info.st_size)
+        guard length > 0 else { return nil }
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),
-              p != UnsafeMutableRawPointer(bitPattern: -1) else { throw fail("cannot memory-map") }
-        base = p
+              p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw RegularFileError(path: path, reason: "cannot memory-map: \(String(cString: strerror(errno)))")
+        }
+        return FileMapping(base: p, length: length)
     }
 
     deinit {
