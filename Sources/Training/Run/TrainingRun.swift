@@ -486,36 +486,39 @@ public final class TrainingRun {
         if config.status == FitStatus.stopped(reason: "").name {
             throw RunError.stoppedEarly(path: directory.path)
         }
+        let recorded = config  // as the run wrote it, before the changes
         if let epochs = changes.epochs { config.options.epochs = epochs }
         if let workers = changes.workers { config.options.workers = workers }
         if let policy = changes.onBadImage { config.options.onBadImage = policy }
         if let root = changes.imageRoot { config.options.imageRoot = URL(fileURLWithPath: root).standardizedFileURL.path }
         return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) {
-            try resumeDecodingWithItsEXIF(directory, config: config, last: last, lock: lock, changes: changes, notify: notify)
+            try resumeDecodingWithItsEXIF(directory, config: config, recorded: recorded, last: last, lock: lock,
+                                          changes: changes, notify: notify)
         }
     }
 
-    private static func resumeDecodingWithItsEXIF(_ directory: RunDirectory, config: RunConfig, last: String, lock: RunLock,
+    private static func resumeDecodingWithItsEXIF(_ directory: RunDirectory, config: RunConfig, recorded: RunConfig,
+                                                  last: String, lock: RunLock,
                                                   changes: ResumeChanges,
                                                   notify: @escaping (Notice) -> Void) throws -> TrainingRun {
         var config = config
         try validate(config.options)
         if let threads = changes.threads {
             try Runtime.setNumThreads(threads)
-            if let recorded = config.options.threads, recorded != threads {
-                notify(.warning("resuming with \(threads) intra-op threads; the run trained with \(recorded), so the "
+            if let trainedWith = config.options.threads, trainedWith != threads {
+                notify(.warning("resuming with \(threads) intra-op threads; the run trained with \(trainedWith), so the "
                     + "result will differ from an uninterrupted run in the last bits"))
             }
             config.options.threads = threads
-        } else if let recorded = config.options.threads {
-            try Runtime.setNumThreads(min(recorded, Runtime.maxThreads))
-            notify(.info("Using the run's \(recorded) intra-op threads (a resume is bit-exact only with the same count)"))
+        } else if let trainedWith = config.options.threads {
+            try Runtime.setNumThreads(min(trainedWith, Runtime.maxThreads))
+            notify(.info("Using the run's \(trainedWith) intra-op threads (a resume is bit-exact only with the same count)"))
         }
         let root = changes.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? config.data.path
         let splits = try RunSplits.load(root, options: config.options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: root)
-        let newPlace = try checkSameData(splits, root: root, config: &config, directory: directory, notify: notify)
+        let newPlace = try checkSameData(splits, root: root, config: &config, recorded: recorded, notify: notify)
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing,
                                                   batchSize: min(config.options.batchSize, max(1, splits.largestCount)),
@@ -543,11 +546,10 @@ public final class TrainingRun {
     /// removed, relabelled or resized) is refused, whatever DATA is called. The same images in
     /// another folder are accepted; the returned `config.json` (the recorded one with their new
     /// place and digest) is written once the resume is accepted, nil when nothing changed.
-    private static func checkSameData(_ splits: RunSplits, root: String, config: inout RunConfig, directory: RunDirectory,
+    private static func checkSameData(_ splits: RunSplits, root: String, config: inout RunConfig, recorded: RunConfig,
                                       notify: (Notice) -> Void) throws -> RunConfig? {
         let base = RunSplits.isCSV(root) ? config.options.imageRoot ?? (root as NSString).deletingLastPathComponent : root
         let fingerprint = splits.fingerprint(base: base)
-        let recorded = try directory.readConfig()  // what the run was created with (`config` has the changes)
         let moved = root != recorded.data.path || config.options.imageRoot != recorded.options.imageRoot
         if let digest = config.data.fingerprint, digest != fingerprint {
             throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "
