@@ -89,6 +89,24 @@ extension TrainCLITests {
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["state"] as? [String: Any]
     }
 
+    /// Starts `finetune arguments` (a run into `run` that saves checkpoints as it goes) and returns it
+    /// once its first checkpoint is written, i.e. training has started (at most 120 s).
+    func launchedUntilItsFirstCheckpoint(_ arguments: [String], run: String,
+                                         file: StaticString = #filePath, line: UInt = #line) throws -> Process {
+        let launcher = Process()
+        launcher.executableURL = CLITests.binary
+        launcher.arguments = arguments
+        launcher.standardOutput = FileHandle.nullDevice
+        launcher.standardError = FileHandle.nullDevice
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(120)
+        while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertTrue(launcher.isRunning, "the run ended before its first checkpoint was seen", file: file, line: line)
+        return launcher
+    }
+
     /// `state.worldSize` of a run's last checkpoint.
     static func checkpointWorldSize(_ run: String) throws -> Int? { try checkpointState(run)?["worldSize"] as? Int }
 
@@ -172,18 +190,9 @@ extension TrainCLITests {
         let whole = try CLITests.run(try arguments(runs + "/whole"))
         XCTAssertEqual(whole.status, 0, whole.stderr)
 
-        let launcher = Process()
-        launcher.executableURL = CLITests.binary
         // Checkpoints change no arithmetic; the first one says training has started.
-        launcher.arguments = try arguments(runs + "/stopped") + ["--save-every-steps", "5"]
-        launcher.standardOutput = FileHandle.nullDevice
-        launcher.standardError = FileHandle.nullDevice
-        try launcher.run()
-        let deadline = Date().addingTimeInterval(120)
-        while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(runs + "/stopped")) == nil {
-            Thread.sleep(forTimeInterval: 0.005)
-        }
-        XCTAssertTrue(launcher.isRunning, "the run ended before it could be interrupted")
+        let launcher = try launchedUntilItsFirstCheckpoint(try arguments(runs + "/stopped") + ["--save-every-steps", "5"],
+                                                           run: runs + "/stopped")
         launcher.interrupt()
         launcher.waitUntilExit()
         let state = try XCTUnwrap(try Self.checkpointState(runs + "/stopped"))
@@ -204,19 +213,10 @@ extension TrainCLITests {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-orphans") + "/run"
-        let launcher = Process()
-        launcher.executableURL = CLITests.binary
-        launcher.arguments = trainArguments(data: data, out: out, batchSize: 1)
-            + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
-               "--nproc-per-node", "2", "--master-port", String(try FreePort.make())]
-        launcher.standardOutput = FileHandle.nullDevice
-        launcher.standardError = FileHandle.nullDevice
-        try launcher.run()
-        let started = Date().addingTimeInterval(120)
-        while launcher.isRunning && Date() < started && (try? Self.checkpointState(out)) == nil {
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        XCTAssertTrue(launcher.isRunning, "the run ended before its launcher could be killed")
+        let launcher = try launchedUntilItsFirstCheckpoint(
+            trainArguments(data: data, out: out, batchSize: 1) + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
+                                                                  "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
+            run: out)
         // The workers: the processes whose parent is the launcher.
         let launcherPID = launcher.processIdentifier
         let workers = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(pid_t.init).filter { pid in
