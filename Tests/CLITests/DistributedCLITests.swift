@@ -217,12 +217,8 @@ extension TrainCLITests {
             trainArguments(data: data, out: out, batchSize: 1) + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
                                                                   "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
             run: out)
-        // The workers: the processes whose parent is the launcher.
         let launcherPID = launcher.processIdentifier
-        let workers = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(pid_t.init).filter { pid in
-            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            return status.split(separator: "\n").contains { $0 == "PPid:\t\(launcherPID)" }
-        }
+        let workers = Array(try Self.workers(of: launcherPID).values)
         XCTAssertEqual(workers.count, 2)
         kill(launcherPID, SIGKILL)
         launcher.waitUntilExit()
@@ -232,6 +228,40 @@ extension TrainCLITests {
         for pid in left { kill(pid, SIGKILL) }
         XCTAssertEqual(left, [], "workers still running a minute after their launcher was killed")
         XCTAssertEqual(try Self.checkpointState(out)?["status"] as? String, "interrupted")
+    }
+
+    /// The workers of a `--nproc-per-node` launcher (the processes whose parent it is), by rank.
+    static func workers(of launcher: pid_t) throws -> [Int: pid_t] {
+        var workers: [Int: pid_t] = [:]
+        for pid in try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(pid_t.init) {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            guard status.split(separator: "\n").contains(where: { $0 == "PPid:\t\(launcher)" }),
+                  let environment = try? Foundation.Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")),
+                  let rank = environment.split(separator: 0).lazy.map({ String(decoding: $0, as: UTF8.self) })
+                      .first(where: { $0.hasPrefix("RANK=") }).flatMap({ Int($0.dropFirst(5)) })
+            else { continue }
+            workers[rank] = pid
+        }
+        return workers
+    }
+
+    /// A worker killed with SIGKILL runs no exit handler, so its private copy of the run (a folder in
+    /// the temporary directory) stayed behind; the probes left dozens. The launcher removes it.
+    func testTheLauncherRemovesThePrivateFolderOfAWorkerKilledWithSIGKILL() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let out = try temporaryFolder("dist-killed-worker") + "/run"
+        let launcher = try launchedUntilItsFirstCheckpoint(
+            trainArguments(data: data, out: out, batchSize: 1) + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
+                                                                  "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
+            run: out)
+        let worker = try XCTUnwrap(try Self.workers(of: launcher.processIdentifier)[1])
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-rank1-\(worker)").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/config.json"), "rank 1 trains into \(folder)")
+        kill(worker, SIGKILL)
+        launcher.waitUntilExit()
+        XCTAssertEqual(launcher.terminationStatus, 137)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder), "\(folder) is left behind")
     }
 
     /// A non-finite loss on one rank only (a class weight of 3.4e38, float32's largest, overflows the

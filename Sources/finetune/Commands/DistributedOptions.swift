@@ -41,12 +41,13 @@ struct DistributedOptions: ParsableArguments {
         arguments.removeAll { $0.hasPrefix("--nproc-per-node=") }
         if threads == nil { arguments += ["--threads", String(max(1, Runtime.coreCount / n))] }
         let port = masterPort ?? DistributedLaunch.defaultPort
-        var children: [pid_t] = []
+        var children: [pid_t: String?] = [:]
         for rank in 0..<n {
             let environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n, WorkerProcess.launcherVariable: Int(getpid())]
                 .mapValues(String.init)
                 .merging(["MASTER_ADDR": masterAddr ?? "127.0.0.1", "MASTER_PORT": String(port)]) { a, _ in a }
-            children.append(try WorkerProcess.spawn(arguments: arguments, environment: environment))
+            let pid = try WorkerProcess.spawn(arguments: arguments, environment: environment)
+            children[pid] = rank > 0 ? Self.privateFolder(rank: rank, process: pid) : nil
         }
         return WorkerProcess.wait(for: children)
     }
@@ -73,8 +74,7 @@ struct DistributedOptions: ParsableArguments {
     static func specification(_ spec: TrainingRun.Specification, rank: Int) -> TrainingRun.Specification {
         guard rank > 0 else { return spec }
         var local = spec
-        local.runDirectory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("finetune-rank\(rank)-\(getpid())").path
+        local.runDirectory = privateFolder(rank: rank, process: getpid())
         local.overwrite = true
         atexit { _ = try? FileManager.default.removeItem(atPath: DistributedOptions.privateFolder) }
         privateFolder = local.runDirectory
@@ -99,6 +99,12 @@ struct DistributedOptions: ParsableArguments {
             try files.copyItem(atPath: best, toPath: folder + "/checkpoints/best")
         }
         return folder
+    }
+
+    /// The private folder of rank `rank` > 0 running as process `process`. The launcher of
+    /// `--nproc-per-node` removes it when that worker ends: one killed with SIGKILL runs no exit handler.
+    static func privateFolder(rank: Int, process: pid_t) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("finetune-rank\(rank)-\(process)").path
     }
 
     nonisolated(unsafe) static var privateFolder = ""
@@ -142,7 +148,11 @@ enum WorkerProcess {
             while getppid() == launcher { usleep(250_000) }
             kill(getpid(), SIGTERM)
             Thread.sleep(forTimeInterval: stopGraceSeconds)
-            _exit(143)  // a worker stuck in a collective with a peer that stopped
+            // A worker stuck in a collective with a peer that stopped; `_exit` runs no exit handler.
+            if !DistributedOptions.privateFolder.isEmpty {
+                try? FileManager.default.removeItem(atPath: DistributedOptions.privateFolder)
+            }
+            _exit(143)
         }
     }
 
@@ -150,19 +160,23 @@ enum WorkerProcess {
     /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
     /// When a worker fails, the others are asked to stop (SIGTERM) and killed after
     /// `stopGraceSeconds`, as torchrun does: a rank that hangs or still waits for a rendezvous does not
-    /// keep the command running. The first non-zero exit status wins.
-    static func wait(for children: [pid_t]) -> Int32 {
+    /// keep the command running. The first non-zero exit status wins. A worker's private folder
+    /// (`children[pid]`, if any) is removed once it has ended, however it ended.
+    static func wait(for children: [pid_t: String?]) -> Int32 {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { number in for pid in WorkerProcess.running { kill(pid, number) } }
         }
         signal(SIGHUP) { _ in for pid in WorkerProcess.running { kill(pid, SIGTERM) } }
         var result: Int32 = 0
-        var remaining = Set(children)
+        var remaining = Set(children.keys)
         var failedAt: Date?
         while !remaining.isEmpty {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid > 0, remaining.remove(pid) != nil {
+                if let folder = children[pid] ?? nil, FileManager.default.fileExists(atPath: folder) {
+                    try? FileManager.default.removeItem(atPath: folder)
+                }
                 let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
                 if code != 0 && result == 0 {
                     result = code
