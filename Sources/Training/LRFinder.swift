@@ -101,6 +101,8 @@ public struct LRFinder {
             defer { batches.cancel() }
             var any = false
             while let batch = try batches.nextBatch() {
+                // As in `Trainer.fit`: a last batch of one image is left out while BatchNorm trains.
+                if batch.count == 1, loader.batchSize > 1, probe.batchNormTrains { continue }
                 any = true
                 let lr = learningRate(step: lrs.count)
                 probe.fixedLearningRate = lr

@@ -380,8 +380,8 @@ public final class Trainer {
         }
         state.loader = position
         state.totalEpochs = epochs
-        let k = configuration.accumulationSteps
-        state.stepsPerEpoch = (batchesPerEpoch + k - 1) / k
+        planTrainingBatches(train)
+        defer { trainingBatchesPerEpoch = nil }
 
         let monitor = configuration.monitor ?? (validation != nil ? "val_loss" : "loss")
         if state.best?.metric != monitor {
@@ -414,6 +414,7 @@ public final class Trainer {
             try enterPhaseTwoIfDue()
             let started = Date()
             model.train()
+            planTrainingBatches(train)  // phase 2 may unfreeze BatchNorm
             let resumeAt = state.batchInEpoch
             if resumeAt == 0 { state.accumulator = EpochAccumulator() }
             try dispatch(.epochStart(epoch: state.epoch, resumedAtBatch: resumeAt))
@@ -505,8 +506,27 @@ public final class Trainer {
 
     /// Whether a BatchNorm layer of the model normalises with its batch's statistics (training
     /// behaviour), which a batch of one image cannot give.
-    private var batchNormTrains: Bool {
+    var batchNormTrains: Bool {
         model.namedModules().contains { $0.1 is BatchNormLayer && $0.1.usesTrainingBehaviour }
+    }
+
+    /// The batches of an epoch of the current `fit` that train (nil outside `fit`: the loader's).
+    private var trainingBatchesPerEpoch: Int?
+
+    /// Sets `trainingBatchesPerEpoch` and the schedule's `stepsPerEpoch` for `train`'s epochs under the
+    /// model's freezing now. A last batch of one image is left out while BatchNorm trains (`fit`), so
+    /// it is not counted: the schedule's length and the divisor of the epoch's last accumulation group
+    /// are those of the batches that train, as with timm's `drop_last` (they counted it: a cosine
+    /// schedule ended early, and a group of one batch was divided by two). Pseudo-labelling may fill
+    /// that batch up, so its runs count it.
+    private func planTrainingBatches(_ train: DataLoader) {
+        let batches = train.batchesPerEpoch
+        let wouldTrain = model.namedModules().contains { $0.1 is BatchNormLayer && !$0.1.isFrozen && !$0.1.keepsInferenceBehaviour }
+        let leftOut = batches > 1 && train.batchSize > 1 && train.lastBatchSize == 1 && wouldTrain
+            && configuration.pseudoLabel == nil
+        trainingBatchesPerEpoch = leftOut ? batches - 1 : batches
+        let k = configuration.accumulationSteps
+        state.stepsPerEpoch = (batches - (leftOut ? 1 : 0) + k - 1) / k
     }
 
     /// With `stopping` (a stop signal, agreed by every rank), writes checkpoints/last and returns the
@@ -704,7 +724,7 @@ public final class Trainer {
         if state.accumulation == nil { try optimizer.zeroGrad() }
         // timm's grad-accum rule: a group's losses are divided by its size, which is K except for the
         // epoch's last group when the batch count is not a multiple of K.
-        let batchesPerEpoch = state.loader?.batchesPerEpoch ?? (number + 1)
+        let batchesPerEpoch = trainingBatchesPerEpoch ?? state.loader?.batchesPerEpoch ?? (number + 1)
         let groupSize = Swift.max(1, Swift.min(k, batchesPerEpoch - group * k))
         var lossValue = Double.nan
         var correct = 0

@@ -13,7 +13,7 @@ import XCTest
 /// the batch of one trains as before.
 final class SingleImageBatchTests: XCTestCase {
     /// TRTinyNet with a Keras-style head whose BatchNorm1d sees one value per channel for one image.
-    func makeModel() throws -> TRTinyNet {
+    static func makeModel() throws -> TRTinyNet {
         Runtime.manualSeed(3)
         let model = try TRTinyNet()
         try model.configureHead(HeadSpec(outputs: 3, batchNorm: true))
@@ -21,7 +21,7 @@ final class SingleImageBatchTests: XCTestCase {
     }
 
     func testABatchOfOneIsLeftOutWhileBatchNormTrains() throws {
-        let model = try makeModel()
+        let model = try Self.makeModel()
         let trainer = try Trainer(model: model, configuration: TrainingConfiguration(optimizer: .adam(learningRate: 1e-2)))
         var leftOut: [[Int]] = []
         trainer.onSingleImageBatchLeftOut = { epoch, batch, sample in leftOut.append([epoch, batch, sample]) }
@@ -41,7 +41,7 @@ final class SingleImageBatchTests: XCTestCase {
     /// stream for the batch's part twice, once to decide and once to train, and the second ask found
     /// it consumed: the image trained alone, and the head's BatchNorm1d ended the run.
     func testABatchOfOneLabelledImageWithAPseudoLabelledPartTrains() throws {
-        let model = try makeModel()
+        let model = try Self.makeModel()
         var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
         configuration.pseudoLabel = PseudoLabelSettings(threshold: 1e-6, fraction: 0.5, startEpoch: 0)
         let trainer = try Trainer(model: model, configuration: configuration)
@@ -84,5 +84,55 @@ final class SingleImageBatchTests: XCTestCase {
         let result = try trainer.fit(train: TRData.loader(TRData.dataset(count: 5), batchSize: 1), validation: nil, epochs: 1)
         XCTAssertEqual(result.globalStep, 5)
         XCTAssertEqual(leftOut, 0)
+    }
+}
+
+/// The batch of one that `fit` leaves out does not count: the schedule spans the batches that train,
+/// and the epoch's last accumulation group is divided by the batches it trains, as with timm's
+/// `drop_last`. Both counted it: a cosine schedule over 3 epochs of 2 batches (1 trained) was 6 steps
+/// long and ended at 75% of its rate instead of 25%, and a group of 29 images and the left-out image
+/// gave half the update of the 29 images alone.
+final class LeftOutBatchCountTests: XCTestCase {
+    func testTheScheduleSpansTheBatchesThatTrain() throws {
+        let model = try SingleImageBatchTests.makeModel()
+        let configuration = TrainingConfiguration(optimizer: .sgd(learningRate: 0.1), schedule: .cosine(etaMin: 0, periodSteps: nil))
+        let trainer = try Trainer(model: model, configuration: configuration)
+        let result = try trainer.fit(train: TRData.loader(TRData.dataset(count: 9), batchSize: 8), validation: nil, epochs: 3)
+        XCTAssertEqual(result.globalStep, 3)
+        // Steps 0, 1, 2 of 3: the last at 0.1 · (1 + cos(2π/3)) / 2.
+        let rates = result.history.compactMap { $0.metrics["lr"] }
+        XCTAssertEqual(rates.count, 3)
+        for (rate, expected) in zip(rates, [0.1, 0.075, 0.025]) { XCTAssertEqual(rate, expected, accuracy: 1e-9) }
+    }
+
+    func testALastGroupOfOneTrainedBatchIsDividedByOne() throws {
+        func trainedWeights(images: Int) throws -> [String: Tensor] {
+            let model = try SingleImageBatchTests.makeModel()
+            var configuration = TrainingConfiguration(optimizer: .sgd(learningRate: 0.1, momentum: 0), accumulateSteps: 2)
+            configuration.seed = 5
+            let trainer = try Trainer(model: model, configuration: configuration)
+            Runtime.manualSeed(11)
+            let loader = try TRData.loader(TRData.dataset(count: images), batchSize: 29, shuffle: false)
+            XCTAssertEqual(try trainer.fit(train: loader, validation: nil, epochs: 1).globalStep, 1)
+            return Dictionary(uniqueKeysWithValues: model.namedParameters())
+        }
+        let withLeftOut = try trainedWeights(images: 30), alone = try trainedWeights(images: 29)
+        for (name, tensor) in alone {
+            let other = try XCTUnwrap(withLeftOut[name])
+            XCTAssertEqual(try (tensor - other).abs().max().item(), 0, accuracy: 1e-7, name)
+        }
+    }
+}
+
+extension LeftOutBatchCountTests {
+    /// The range test leaves out a last batch of one image as `fit` does: it trained BatchNorm on it,
+    /// and ended with LibTorch's "expected more than 1 value per channel" where `train` worked.
+    func testTheLearningRateFinderLeavesOutABatchOfOne() throws {
+        let trainer = try Trainer(model: SingleImageBatchTests.makeModel(),
+                                  configuration: TrainingConfiguration(optimizer: .sgd(learningRate: 0.1)))
+        var finder = LRFinder()
+        finder.steps = 5
+        let result = try finder.run(trainer, on: TRData.loader(TRData.dataset(count: 9), batchSize: 8))
+        XCTAssertEqual(result.learningRates.count, 5, "one batch of eight per epoch, five epochs")
     }
 }

@@ -160,6 +160,14 @@ public final class DataLoader: @unchecked Sendable {
         return dropLast || n % batchSize == 0 ? n / batchSize : n / batchSize + 1  // no overflow for any batch size
     }
 
+    /// Images in an epoch's last batch (`batchSize` when it is full; 0 without batches).
+    public var lastBatchSize: Int {
+        let all = sampler?.numSamples ?? samples.count
+        let n = shard?.size(of: all) ?? all
+        guard n > 0, batchesPerEpoch > 0 else { return 0 }
+        return dropLast || n % batchSize == 0 ? batchSize : n % batchSize
+    }
+
     /// Iterates `epoch` (threads start on the first batch requested).
     public func epoch(_ n: Int) -> DataLoaderEpoch { DataLoaderEpoch(run: EpochRun(loader: self, epoch: n)) }
 

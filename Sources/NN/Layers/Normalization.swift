@@ -122,7 +122,9 @@ open class BatchNorm: Module, BatchNormLayer {
         let useBatchStats = training || runningMean == nil
         if useBatchStats && shape.reduce(1, *) / shape[1] <= 1 {
             throw NNError.invalidArgument(
-                "\(typeName): expected more than 1 value per channel when training, got input size \(shape)")
+                "\(typeName): expected more than 1 value per channel when training, got input size \(shape): "
+                + "a batch of \(shape[0]) image\(shape[0] == 1 ? "" : "s") gives it one value per channel; "
+                + "train with a larger batch or input size, or keep BatchNorm frozen")
         }
         if training, let processGroup, processGroup.worldSize > 1 {
             return try PrecisionPolicy.run(.batchNorm, x, parameters: [weight, bias]) { x in
