@@ -132,9 +132,12 @@ public struct ClassificationMetrics {
             }
             confusion[label * c + (best - row.startIndex)] += 1
             if let k = topK {
+                // The true class's rank, ties going to the lower class index as for the top-1 class
+                // (a tie counted as a hit made a constant model's top-5 of 6 classes 100%).
                 let target = row[row.startIndex + label]
-                let above = row.reduce(0) { $0 + ($1 > target ? 1 : 0) }
-                if above < k && !target.isNaN { topKCorrect += 1 }
+                var rank = 0
+                for j in row.indices where row[j] > target || (row[j] == target && j < row.startIndex + label) { rank += 1 }
+                if rank < k && !target.isNaN { topKCorrect += 1 }
             }
             if keepsScores {
                 labels.append(Int32(label))

@@ -823,6 +823,20 @@ public final class Trainer {
         return norm
     }
 
+    /// The loss `evaluate` reports: the plain cross-entropy (or binary cross-entropy) of the model's
+    /// predictions, without the training objective's class weights and label smoothing, as timm's
+    /// `validate` and Keras (class weights weigh training only) report it. A weighted mean per batch
+    /// made `val_loss` depend on the batch size (validation batches hold few classes each) and differ
+    /// from `finetune evaluate` on the same weights.
+    public func evaluationLoss(logits: Tensor, labels: Tensor) throws -> Tensor {
+        switch configuration.loss {
+        case .crossEntropy:
+            return try Functional.crossEntropy(logits, target: labels)
+        case .binary:
+            return try Functional.binaryCrossEntropyWithLogits(logits.reshape([-1]), target: labels.to(.float32))
+        }
+    }
+
     /// The configured loss of float32 `logits` against int64 class `labels`.
     ///
     /// With class weights, cross-entropy is PyTorch's weighted mean, Σ wᵧ·ℓ / Σ wᵧ, except for a batch
@@ -939,7 +953,7 @@ public final class Trainer {
                     }
                     logits = output.dtype == .float32 ? output : try output.to(.float32)
                 }
-                let loss = try computeLoss(logits: logits, labels: batch.labels).item()
+                let loss = try evaluationLoss(logits: logits, labels: batch.labels).item()
                 try metrics.update(logits: binary ? logits.reshape([-1]) : logits, labels: batch.labels, loss: loss)
                 try onBatch?(batch, logits)
             }

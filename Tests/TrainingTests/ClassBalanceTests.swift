@@ -1,6 +1,7 @@
 import Data
 import Foundation
 import TestSupport
+import Torch
 @testable import Training
 import XCTest
 
@@ -57,5 +58,28 @@ final class ClassBalanceTests: XCTestCase {
                                                   "every weight is 0", "float32's range"]) {
             XCTAssertTrue(message.contains(expected), message)
         }
+    }
+}
+
+/// The evaluation loss (`val_loss`, the test loss, `finetune evaluate`) is the plain cross-entropy of
+/// the model's predictions. With class weights it was the weighted mean of each batch, so it changed
+/// with the batch size (1.42 at batch 8, 1.11 over the whole set, 1.49 at batch 1 in the probe) and
+/// differed from `finetune evaluate`'s on the same weights.
+final class EvaluationLossTests: XCTestCase {
+    func testTheEvaluationLossIgnoresClassWeightsAndSmoothingAndTheBatchSize() throws {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet(dropout: 0)
+        var objective = TrainingConfiguration(optimizer: .sgd(learningRate: 0.1), labelSmoothing: 0.3, classWeights: [1, 2, 4])
+        objective.seed = 1
+        let weighted = try Trainer(model: model, configuration: objective)
+        let plain = try Trainer(model: model, configuration: TrainingConfiguration())
+        let data = try TRData.dataset(count: 21)
+        var losses: [Double] = []
+        for batchSize in [1, 4, 21] {
+            let loader = try TRData.loader(data, batchSize: batchSize, shuffle: false)
+            losses.append(try XCTUnwrap(weighted.evaluate(loader).loss))
+        }
+        let reference = try XCTUnwrap(plain.evaluate(TRData.loader(data, batchSize: 5, shuffle: false)).loss)
+        for loss in losses { XCTAssertEqual(loss, reference, accuracy: 1e-5) }
     }
 }

@@ -193,19 +193,19 @@ final class MetricsTests: XCTestCase {
     }
 
     func testTopK() throws {
-        // 7 classes → top-5 by default. A sample is a hit when fewer than 5 classes score strictly
-        // higher than its true class:
+        // 7 classes → top-5 by default. A sample is a hit when its true class ranks among the first 5,
+        // ties going to the lower class index (as the top-1 class does: a stable sort):
         //   logits 0…6, label 0: 6 higher → miss; label 2: 4 higher → hit; label 1: 5 higher → miss;
-        //   all zeros, label 3: none higher → hit (ties go to the true class).
+        //   all zeros, label 3: classes 0, 1, 2 first → hit; all zeros, label 6: six first → miss (a tie
+        //   counted as a hit made a constant model's top-5 accuracy 100%).
         var metrics = try ClassificationMetrics(classCount: 7)
         XCTAssertEqual(metrics.topK, 5)
-        let ramp: [Float] = [0, 1, 2, 3, 4, 5, 6]
-        try metrics.update(logits: try floats([ramp, ramp, ramp, [Float](repeating: 0, count: 7)]),
-                           labels: try labels([0, 2, 1, 3]))
+        let ramp: [Float] = [0, 1, 2, 3, 4, 5, 6], zeros = [Float](repeating: 0, count: 7)
+        try metrics.update(logits: try floats([ramp, ramp, ramp, zeros, zeros]), labels: try labels([0, 2, 1, 3, 6]))
         let r = metrics.report()
-        XCTAssertEqual(r.topKAccuracy!, 0.5, accuracy: eps)
-        XCTAssertEqual(r.scalars["top5_accuracy"]!, 0.5, accuracy: eps)
-        // Top-1: argmax 6, 6, 6 and 0 (first maximum) → no hit.
+        XCTAssertEqual(r.topKAccuracy!, 0.4, accuracy: eps)
+        XCTAssertEqual(r.scalars["top5_accuracy"]!, 0.4, accuracy: eps)
+        // Top-1: argmax 6, 6, 6, 0 and 0 (first maximum) → no hit.
         XCTAssertEqual(r.accuracy, 0)
         XCTAssertEqual(r.confusionMatrix[3][0], 1)
         // k = 2 explicitly: ramp label 5 (1 higher) hit, label 4 (2 higher) miss.
