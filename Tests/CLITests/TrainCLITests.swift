@@ -287,7 +287,10 @@ final class TrainCLITests: XCTestCase {
             try Foundation.Data("precious".utf8).write(to: URL(fileURLWithPath: "\(out)/\(name)"))
         }
         try FileManager.default.copyItem(atPath: "\(out)/f.npy", toPath: "\(out)/pair.npy")  // beside a foreign labels file
-        for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair.npy"] {
+        // A float32 [N, D] .npy of the user's without a labels file beside it (it was replaced).
+        try FileManager.default.copyItem(atPath: "\(out)/f.npy", toPath: "\(out)/alone.npy")
+        let alone = try Foundation.Data(contentsOf: URL(fileURLWithPath: "\(out)/alone.npy"))
+        for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair.npy", "alone.npy"] {
             let refused = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/\(name)",
                                    "--threads", "2", "--workers", "0", "--split", "test"])
             XCTAssertNotEqual(refused.status, 0, name)
@@ -296,6 +299,8 @@ final class TrainCLITests: XCTestCase {
         for name in ["mine.csv", "mine.safetensors", "mine.npy", "pair_labels.npy"] {
             XCTAssertEqual(try String(contentsOfFile: "\(out)/\(name)", encoding: .utf8), "precious", name)
         }
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: "\(out)/alone.npy")), alone)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(out)/alone_labels.npy"))
         let forced = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/mine.csv", "--overwrite",
                               "--threads", "2", "--workers", "0", "--split", "test"])
         XCTAssertEqual(forced.status, 0, forced.stderr)

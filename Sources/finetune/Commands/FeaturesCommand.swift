@@ -154,7 +154,7 @@ struct FeaturesCommand: ParsableCommand {
     /// Whether `path` (and for .npy its labels file) looks like an earlier output of this command, which
     /// it may replace: a .csv whose header is `path,label,class,f0,…`; a .safetensors with this command's
     /// metadata (or, as written before it had a `format`, its `features` and `labels` tensors with
-    /// `class_names` and `files`); a .npy pair of float32 [N, D] features and int64 [N] labels.
+    /// `class_names` and `files`); a .npy pair of float32 [N, D] features and int64 [N] labels, both there.
     static func isFeaturesFile(_ path: String, format: Format) -> Bool {
         switch format {
         case .csv:
@@ -170,7 +170,8 @@ struct FeaturesCommand: ParsableCommand {
             guard let features = NumPy.header(ofFileAt: path), features.descriptor == "<f4", features.shape.count == 2 else {
                 return false
             }
-            guard FileManager.default.fileExists(atPath: labels) else { return true }
+            // Only the pair: a lone float32 [N, D] .npy may be anybody's (it was replaced).
+            guard FileManager.default.fileExists(atPath: labels) else { return false }
             guard let labelsHeader = NumPy.header(ofFileAt: labels) else { return false }
             return labelsHeader.descriptor == "<i8" && labelsHeader.shape == [features.shape[0]]
         }
