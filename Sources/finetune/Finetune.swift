@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Foundation
 import Torch
 
@@ -24,6 +25,7 @@ struct Finetune: ParsableCommand {
     /// `preferShortOpenMPWaiting`) and that freed tensor memory is reused rather than returned to the
     /// system (`Runtime.retainFreedMemory`).
     static func main() {
+        StandardStreams.openClosedDescriptors()
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
         var command: ParsableCommand
@@ -44,6 +46,11 @@ struct Finetune: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+        // What the command printed must have reached standard output (`> /dev/full` exited 0).
+        if let failure = StandardStreams.outputFailure() {
+            StandardStreams.writeError("Error: cannot write standard output: \(failure.reason)\n")
+            Foundation.exit(1)
+        }
     }
 
     /// A `ValidationError` thrown by a subcommand's `run()` (a path or value found unusable once the
@@ -58,7 +65,7 @@ struct Finetune: ParsableCommand {
     static func reportUsageError(_ message: String, of subcommand: ParsableCommand.Type) -> Never {
         let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
         let text = message + "\nUsage: \(usageString(for: subcommand))\n  See '\(name) --help' for more information.\n"
-        FileHandle.standardError.write(Foundation.Data(text.utf8))
+        StandardStreams.writeError(text)
         Foundation.exit(ExitCode.validationFailure.rawValue)
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Foundation
 import Data
 import Torch
@@ -35,7 +36,7 @@ func checkReplaceable(_ path: String, marker: String, flag: String, what: String
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    StandardStreams.writeError(message + "\n")
 }
 
 /// `--threads N` (1 to `Runtime.maxThreads`), or every available core when not given.

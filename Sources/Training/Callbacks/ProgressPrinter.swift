@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ public final class ProgressPrinter: TrainingCallback {
         self.style = style ?? Self.defaultStyle()
         self.lineEvery = lineEvery
         self.barWidth = Swift.max(5, barWidth)
-        self.write = write ?? { FileHandle.standardOutput.write(Data($0.utf8)) }
+        self.write = write ?? StandardStreams.writeOutput
     }
 
     /// `.bar` when stdout is a terminal and the `CI` environment variable is unset, else `.lines`.

@@ -97,7 +97,7 @@ public final class TrainingRun {
         case .info(let t): text = t
         case .warning(let t): text = "warning: " + t
         }
-        FileHandle.standardError.write(Foundation.Data((text + "\n").utf8))
+        StandardStreams.writeError(text + "\n")
     }
 
     // MARK: - Create

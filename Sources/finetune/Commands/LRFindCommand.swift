@@ -56,8 +56,8 @@ struct LRFindCommand: ParsableCommand {
         let result = try train.mapErrors {
             try TrainingRun.findLearningRate(train.specification(), finder: finder) { notice in
                 switch notice {
-                case .info(let text): if json { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) }
-                case .warning(let text): FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8))
+                case .info(let text): if json { StandardStreams.writeError(text + "\n") } else { print(text) }
+                case .warning(let text): StandardStreams.writeError("warning: " + text + "\n")
                 }
             }
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Data
 import Foundation
 import Training
@@ -52,7 +53,7 @@ struct PseudoLabelCommand: ParsableCommand {
         let directory = RunDirectory(runDir)
         runOptions.applyEXIF(run: try directory.readConfig())
         let reporter = SkippedFileReporter { _, entry in
-            FileHandle.standardError.write(Foundation.Data("warning: skipping \(entry.path): \(entry.reason)\n".utf8))
+            StandardStreams.writeError("warning: skipping \(entry.path): \(entry.reason)\n")
         }
         do { try PseudoLabelReview.checkDestination(out, unlabeledRoot: unlabeled) } catch let error as RunError {
             throw ValidationError("--out: \(error)")

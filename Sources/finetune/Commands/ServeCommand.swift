@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Foundation
 import Serving
 import Training
@@ -95,7 +96,7 @@ struct ServeCommand: ParsableCommand {
         Task.detached {
             do {
                 try await server.run { host, port in
-                    FileHandle.standardOutput.write(Foundation.Data("listening on http://\(host):\(port)\n".utf8))
+                    StandardStreams.writeOutput("listening on http://\(host):\(port)\n")
                 }
             } catch { outcome.error = error }
             done.signal()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Data
 import Foundation
 import Optim
@@ -228,8 +229,9 @@ struct TrainCommand: ParsableCommand {
                                           finetuneVersion: finetuneVersion, notify: notify)
         }
         trainingRun.trainer.distributed = parallel
-        let write: (String) -> Void = json ? { printError($0, terminator: "") } : { FileHandle.standardOutput.write(Foundation.Data($0.utf8)) }
-        trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(write: write)]
+        // With --json, progress goes to standard error: its style follows that stream.
+        let style = ProgressPrinter.defaultStyle(isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) != 0)
+        trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(style: style, write: json ? StandardStreams.writeError : StandardStreams.writeOutput)]
         let summary = try mapErrors { try trainingRun.run() }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
@@ -293,8 +295,4 @@ struct TrainCommand: ParsableCommand {
             throw CommandFailure("--on-bad-image fail: \(error)")
         }
     }
-}
-
-private func printError(_ text: String, terminator: String) {
-    FileHandle.standardError.write(Foundation.Data((text + terminator).utf8))
 }

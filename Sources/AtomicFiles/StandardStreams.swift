@@ -1,0 +1,48 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Standard output and standard error, written with `FileDescriptorWriter`. A failed write (a full
+/// disk behind `>`, a closed descriptor) is not a trap, as Foundation's `FileHandle.write(_:)` is
+/// (`try!` in swift-corelibs-foundation: `2>/dev/full` ended a command with SIGILL); text that cannot
+/// be written to standard error is dropped, and standard output's first failure is kept for the
+/// exit status (`outputFailure`).
+public enum StandardStreams {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var firstOutputFailure: FileWriteError?
+
+    /// Writes `text` to standard output, after what `print` holds in its buffer.
+    public static func writeOutput(_ text: String) {
+        fflush(stdout)
+        do { try FileDescriptorWriter.writeAll(fd: STDOUT_FILENO, Data(text.utf8)) } catch let error as FileWriteError {
+            lock.withLock { if firstOutputFailure == nil { firstOutputFailure = error } }
+        } catch {}
+    }
+
+    /// Writes `text` to standard error; a failure is ignored (there is nowhere left to report it).
+    public static func writeError(_ text: String) {
+        try? FileDescriptorWriter.writeAll(fd: STDERR_FILENO, Data(text.utf8))
+    }
+
+    /// Why standard output could not be written, if it could not: the first failure of
+    /// `writeOutput`, or of flushing the C library's buffer (where Swift's `print` writes), which
+    /// this flushes.
+    public static func outputFailure() -> FileWriteError? {
+        if let failure = lock.withLock({ firstOutputFailure }) { return failure }
+        if fflush(stdout) != 0 || ferror(stdout) != 0 { return FileWriteError(code: errno == 0 ? EIO : errno) }
+        return nil
+    }
+
+    /// Opens /dev/null on whichever of descriptors 0, 1 and 2 is closed: a file the process opens
+    /// next would otherwise get that number, and output meant for the terminal would go into it
+    /// (a run directory's lock file received the training progress).
+    public static func openClosedDescriptors() {
+        for fd in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+            let opened = open("/dev/null", O_RDWR)
+            if opened >= 0 && opened != fd { _ = dup2(opened, fd); close(opened) }
+        }
+    }
+}
