@@ -300,6 +300,29 @@ final class RecipeTests: XCTestCase {
         }
     }
 
+    /// Non-finite rates and factors are refused naming their setting: `--lr inf` passed ("must be
+    /// positive") and failed later as "learning rate must be ≥ 0, got inf", naming no flag and leaving
+    /// a run directory behind; `--weight-decay inf` trained until the loss was NaN.
+    func testNonFiniteRatesAndFactorsAreRefusedNamingTheirSetting() throws {
+        let settings: [(String, WritableKeyPath<RecipeOptions, Double?>)] = [
+            ("learningRate", \.learningRate), ("phaseTwoLearningRate", \.phaseTwoLearningRate), ("weightDecay", \.weightDecay),
+            ("gradientClipNorm", \.gradientClipNorm), ("learningRateFactor", \.learningRateFactor), ("layerDecay", \.layerDecay)]
+        for (name, path) in settings {
+            for value in [Double.infinity, .nan] {
+                var options = RecipeOptions()
+                options[keyPath: path] = value
+                XCTAssertThrowsError(try options.validate(epochs: 4), "\(name) = \(value)") { error in
+                    guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+                    XCTAssertEqual(setting, name)
+                    XCTAssertTrue(reason.contains("finite"), reason)
+                }
+            }
+        }
+        var momentum = RecipeOptions()
+        momentum.momentum = .infinity
+        XCTAssertThrowsError(try momentum.validate(epochs: 4))
+    }
+
     /// `freezeBatchNormStatistics` is for the pretrained backbone (Keras' `base_model(x, training=False)`):
     /// a head's own new BatchNorm (`--head-batchnorm`) keeps learning its statistics.
     func testFrozenBatchNormStatisticsLeaveTheHeadsOwnBatchNormTraining() throws {
