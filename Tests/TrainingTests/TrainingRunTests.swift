@@ -277,4 +277,32 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(summary.epochs, 2)
         XCTAssertEqual(try RunDirectory(out).readConfig().options.epochs, 2)
     }
+
+    /// A resumed run is `running` in config.json once the resume is accepted (it stayed `interrupted` or
+    /// `completed`, so readers said "resume it" while it was being resumed). A completed run extended
+    /// by a resume that has not finished keeps its older `model.safetensors`: loading it says so.
+    func testAResumedRunIsRunningAndItsOlderModelIsNamedUntilItFinishes() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        var spec = specification(data: data, out: out)
+        spec.options.epochs = 1
+        try trainStraight(spec)
+        let directory = RunDirectory(out)
+        var notices: [String] = []
+        _ = try directory.loadModel(try directory.readConfig()) { notices.append("\($0)") }
+        XCTAssertEqual(notices, [], "a completed run's model is its own")
+
+        let resumed = try TrainingRun.resume(out, changes: .init(epochs: 3), notify: { _ in })
+        XCTAssertEqual(try directory.readConfig().status, "running")
+        let stop = SignalStop(signals: [])
+        resumed.signalStop = stop
+        resumed.extraCallbacks = [Interrupter(step: resumed.trainer.state.globalStep + 1, stop: stop)]
+        XCTAssertEqual(try resumed.run().status, "interrupted")
+        resumed.release()
+        let config = try directory.readConfig()
+        XCTAssertEqual(config.status, "interrupted")
+        _ = try directory.loadModel(config) { notices.append("\($0)") }
+        XCTAssertEqual(notices.count, 1)
+        XCTAssertTrue(notices.first?.contains("epoch 1, from before the run was resumed") == true, "\(notices)")
+    }
 }

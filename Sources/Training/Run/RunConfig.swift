@@ -212,6 +212,16 @@ public struct RunConfig: Codable {
     /// Accuracy on the test split after training, in [0, 1] (nil without test data).
     public var testAccuracy: Double?
 
+    /// Set when `model.safetensors` is older than the run: it was written when the run ended at epoch
+    /// `modelEpoch`, and the run has been resumed since without finishing (status `running`,
+    /// `interrupted`, `diverged` or `failed`). Evaluating or exporting the run uses those older weights.
+    public var olderModelNotice: String? {
+        guard let modelEpoch, !["completed", "stopped"].contains(status) else { return nil }
+        return "model.safetensors holds the weights of epoch \(modelEpoch), from before the run was resumed; the resumed "
+            + "run is \(status) (\(epochsCompleted) epoch\(epochsCompleted == 1 ? "" : "s") recorded): finish it with "
+            + "`finetune train --resume` to replace them"
+    }
+
     /// Every field given; `modelWeights`, `modelEpoch` and `testAccuracy` start nil. Nothing is checked
     /// (see `validate()`).
     public init(architecture: String, weights: String?, classNames: [String], preprocessing: Preprocessing,

@@ -298,8 +298,10 @@ public struct RunDirectory: Sendable {
         return resolved
     }
 
-    /// The run's model with `model.safetensors` loaded, in eval mode.
-    public func loadModel(_ runConfig: RunConfig) throws -> ImageClassifier {
+    /// The run's model with `model.safetensors` loaded, in eval mode. `notify` hears
+    /// `RunConfig.olderModelNotice` when the weights are from before a resume that has not finished.
+    public func loadModel(_ runConfig: RunConfig,
+                          notify: (TrainingRun.Notice) -> Void = TrainingRun.printToStandardError) throws -> ImageClassifier {
         guard FileManager.default.fileExists(atPath: model) else {
             let finished = ["completed", "stopped"].contains(runConfig.status)
             throw RunError.notARun(path: path, reason: finished
@@ -315,6 +317,7 @@ public struct RunDirectory: Sendable {
         }
         try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
         classifier.eval()
+        if let notice = runConfig.olderModelNotice { notify(.warning(notice)) }
         return classifier
     }
 

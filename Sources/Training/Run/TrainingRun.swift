@@ -536,7 +536,12 @@ public final class TrainingRun {
                 + (trained == 1 ? "" : "s") + " the checkpoint has trained"
                 + (trainer.state.batchInEpoch > 0 ? " (the last in part)" : "") + "; give at least \(trained), or leave it out")
         }
-        if let newPlace { try directory.write(newPlace) }  // once the resume is accepted
+        // Once the resume is accepted: the run is running again (readers said "resume it" meanwhile),
+        // and where its images are now. Its other changes are recorded when it ends.
+        var accepted = newPlace ?? recorded
+        accepted.status = "running"
+        accepted.updatedAt = RunDirectory.timestamp()
+        try directory.write(accepted)
         notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(config.options.epochs) epochs"))
         return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
