@@ -130,6 +130,38 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// Entries whose names are not UTF-8 cannot be opened through Foundation (it lists them with
+    /// U+FFFD): a class folder so named vanished without a word, and an image so named was "No such
+    /// file or directory". Folders of NAS boxes and archivers (`@eaDir`, `__MACOSX`) were classes.
+    func testNamesThatAreNotUTF8AreNamedAndSystemFoldersAreNotClasses() throws {
+        let root = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/cat/1.png", seed: 1)
+        try TestData.writePNG(root + "/dog/2.png", seed: 2)
+        for system in ["@eaDir", "__MACOSX", "cat/@eaDir"] { try TestData.writePNG(root + "/\(system)/thumb.png", seed: 3) }
+        XCTAssertEqual(try ImageFolderDataset(root: root).classNames, ["cat", "dog"])
+        XCTAssertEqual(try ImageFolderDataset(root: root).count, 2)
+
+        func rawPath(_ folder: String, _ bytes: [UInt8]) -> [CChar] {
+            (Array(folder.utf8) + [UInt8(ascii: "/")] + bytes + [0]).map { CChar(bitPattern: $0) }
+        }
+        let png = try Foundation.Data(contentsOf: URL(fileURLWithPath: root + "/cat/1.png"))
+        func writeRaw(_ path: [CChar]) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            png.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        writeRaw(rawPath(root + "/cat", [0xE9, 0x74, 0xE9, 0x2E, 0x70, 0x6E, 0x67]))  // "été.png" in Latin-1
+        let skipped = try ImageFolderDataset(root: root).skipped
+        XCTAssertEqual(skipped.count, 1, skipped.description)
+        XCTAssertTrue(skipped.description.contains("not valid UTF-8"), skipped.description)
+        XCTAssertThrowsError(try ImageFolderDataset(root: root, options: ScanOptions(strict: true)))
+
+        XCTAssertEqual(mkdir(rawPath(root, [0xFF, 0xFE]), 0o755), 0)
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("not valid UTF-8") && "\(error)".contains(root), "\(error)")
+        }
+    }
+
     func testBrokenFilesAreSkippedAndReportedOrFailInStrictMode() throws {
         let root = try TestData.temporaryDirectory(self)
         try TestData.writePNG(root + "/cat/good.png", seed: 1)

@@ -38,7 +38,7 @@ public struct ImageFolderDataset: ImageDataset {
         default:
             throw DataError.invalidDataset("dataset path \(root) is not a folder")
         }
-        let classFolders = try Self.listVisible(root).filter { FileKind(path: root + "/" + $0).isDirectory }
+        let classFolders = try Self.listFolders(root)
         try Self.checkDistinct(classFolders, in: root)
         if let fixed {
             let known = Set(fixed)
@@ -100,7 +100,7 @@ public struct ImageFolderDataset: ImageDataset {
         guard FileKind(path: root).isDirectory else {
             throw DataError.invalidDataset("dataset folder \(root) does not exist or is not a folder")
         }
-        let folders = try listVisible(root).filter { FileKind(path: root + "/" + $0).isDirectory }
+        let folders = try listFolders(root)
         func find(_ names: [String]) throws -> String? {
             let found = folders.filter { names.contains($0.lowercased()) }
             guard found.count <= 1 else {
@@ -152,20 +152,53 @@ public struct ImageFolderDataset: ImageDataset {
         }
     }
 
-    /// Entry names of `folder` that do not start with ".", sorted by code point.
+    /// The folders among `listVisible(root)` (class or split folders). An entry that cannot be
+    /// reached by its name is an error naming it: it may be a class, and a class must not vanish
+    /// without a word (a folder named in bytes that are not UTF-8 did).
+    static func listFolders(_ root: String) throws -> [String] {
+        let names = try listVisible(root)
+        for name in names {
+            if let reason = unreachable(name, in: root) { throw DataError.invalidDataset("\(root)/\(name): \(reason)") }
+        }
+        return names.filter { FileKind(path: root + "/" + $0).isDirectory }
+    }
+
+    /// Why the entry `name` that listing `folder` gave cannot be opened by that name, if it cannot:
+    /// a name in bytes that are not UTF-8 (Foundation lists it with U+FFFD in their place, a name
+    /// nothing can open), or a path over the system's length limit.
+    static func unreachable(_ name: String, in folder: String) -> String? {
+        guard case .missing = FileKind(path: folder + "/" + name) else { return nil }
+        if name.contains("\u{FFFD}") {
+            return "its name is not valid UTF-8 (shown with U+FFFD in place of the bytes); finetune reads UTF-8 names: rename it"
+        }
+        if (folder + "/" + name).utf8.count >= Int(PATH_MAX) {
+            return "its path is longer than the system's limit of \(PATH_MAX) bytes: move it higher up"
+        }
+        return nil  // removed since it was listed
+    }
+
+    /// Folders that file systems, NAS boxes and archivers add, never a class: Synology's thumbnails,
+    /// the AppleDouble folder of a zip made on macOS, Windows' recycle bin and volume information,
+    /// ext4's `lost+found`.
+    public static let systemFolderNames: Set<String> = ["@eaDir", "__MACOSX", "$RECYCLE.BIN", "System Volume Information",
+                                                        "lost+found"]
+
+    /// Entry names of `folder` that do not start with "." and are not `systemFolderNames`, sorted by
+    /// code point.
     static func listVisible(_ folder: String) throws -> [String] {
         do {
             return try FileManager.default.contentsOfDirectory(atPath: folder)
-                .filter { !$0.hasPrefix(".") }
+                .filter { !$0.hasPrefix(".") && !systemFolderNames.contains($0) }
                 .sorted(by: codePointLess)
         } catch {
             throw DataError.unreadable(path: folder, reason: "cannot list the folder: \(error.localizedDescription)")
         }
     }
 
-    /// Image files under `folder` (recursively, following symlinks, sorted), plus entries named like
-    /// images that are not files (folders, dangling links).
-    static func imageFiles(in folder: String, options: ScanOptions) throws -> (files: [String], skipped: SkippedFiles) {
+    /// Image files under `folder` (recursively, following symlinks once each, sorted; hidden entries
+    /// and `systemFolderNames` left out), plus the entries named like images that are not files
+    /// (folders, dangling links) and those that cannot be reached by name, with why.
+    public static func imageFiles(in folder: String, options: ScanOptions) throws -> (files: [String], skipped: SkippedFiles) {
         var files: [String] = []
         var skipped = SkippedFiles()
         var visited = Set<[UInt64]>()
@@ -175,6 +208,11 @@ public struct ImageFolderDataset: ImageDataset {
             }
             for name in try listVisible(dir) {
                 let path = dir + "/" + name
+                if let reason = unreachable(name, in: dir) {
+                    if options.strict { throw DataError.unreadable(path: path, reason: reason) }
+                    skipped.append(path: path, reason: reason)
+                    continue
+                }
                 let isImage = options.isImageName(name)
                 switch FileKind(path: path) {
                 case .directory:
@@ -193,7 +231,7 @@ public struct ImageFolderDataset: ImageDataset {
                 }
             }
         }
-        try walk(folder)
+        try walk(trimmedRoot(folder))
         return (files, skipped)
     }
 }

@@ -118,10 +118,11 @@ struct Prediction: Encodable {
     var tta: String?
 }
 
-/// Expands folders (recursively, sorted) into JPEG/PNG files; plain files are kept as given. A
+/// Expands folders into JPEG/PNG files as datasets are scanned (`ImageFolderDataset.imageFiles`:
+/// recursively, sorted, hidden files such as AppleDouble `._x.jpg` and system folders such as
+/// `@eaDir` left out, the entries that cannot be read named); plain files are kept as given. A
 /// missing input, or a folder without such a file, is an error naming it.
 func collectImageFiles(_ inputs: [String]) throws -> [String] {
-    let extensions: Set<String> = ["jpg", "jpeg", "png"]
     var files: [String] = []
     for input in inputs {
         var isDirectory: ObjCBool = false
@@ -129,10 +130,8 @@ func collectImageFiles(_ inputs: [String]) throws -> [String] {
             throw ValidationError("no such file or folder: \(input)")
         }
         if isDirectory.boolValue {
-            let found = (FileManager.default.enumerator(atPath: input)?.allObjects as? [String] ?? [])
-                .filter { extensions.contains(($0 as NSString).pathExtension.lowercased()) }
-                .sorted()
-                .map { (input as NSString).appendingPathComponent($0) }
+            let (found, skipped) = try ImageFolderDataset.imageFiles(in: input, options: ScanOptions())
+            for entry in skipped.entries { printError("warning: skipping \(entry.path): \(entry.reason)") }
             guard !found.isEmpty else {
                 throw ValidationError("\(input) holds no .jpg, .jpeg or .png image (folders are searched recursively)")
             }
