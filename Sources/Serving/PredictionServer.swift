@@ -48,6 +48,10 @@ public final class PredictionServer: @unchecked Sendable {
         logger.logLevel = .error
         let app = Application(
             router: makeRouter(),
+            // Idle connections (also one that sends nothing, or half a request) close a second after the
+            // request timeout (a stalled body gets its 408 first): kept open for good, enough of them
+            // used up the descriptors.
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.requestTimeoutMilliseconds) + 1000))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "finetune"),
             onServerRunning: { [self] channel in
                 onListening(configuration.host, channel.localAddress?.port ?? configuration.port)

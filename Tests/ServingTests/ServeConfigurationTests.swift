@@ -61,6 +61,16 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="mobilenet_v2",status="408"} 1"#), metrics)
         XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="mobilenet_v2",status="499"} 1"#), metrics)
         XCTAssertFalse(metrics.contains(#"status="500""#), metrics)
+
+        // A connection that sends nothing, or half a request line, or stays open after its answer, is
+        // closed after the timeout: they were kept open for good, and a client holding enough of them
+        // used up the server's descriptors (it then answered nothing).
+        let idle = try RawConnection(port: port), partial = try RawConnection(port: port)
+        partial.send("GET /healthz HT")
+        let kept = try RawConnection(port: port)
+        kept.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(try XCTUnwrap(kept.response(within: 5)).status, 200)
+        for connection in [idle, partial, kept] { XCTAssertEqual(connection.read(within: 5), .closed) }
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
