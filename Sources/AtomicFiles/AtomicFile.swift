@@ -30,7 +30,7 @@ public enum AtomicFile {
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             } catch {
-                throw AtomicFileError(path: path, reason: "cannot create the folder \(folder): \(error.localizedDescription)")
+                throw AtomicFileError(path: path, reason: "cannot create the folder \(folder): \(FileErrorReason.of(error))")
             }
         }
         let temporary = folder + "/.\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"

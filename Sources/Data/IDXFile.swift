@@ -75,6 +75,8 @@ public struct IDXFile {
 public enum DataError: Error, CustomStringConvertible, Equatable {
     /// A file or folder could not be opened or read (missing, permissions, I/O error, over a size limit).
     case unreadable(path: String, reason: String)
+    /// A file or folder could not be written, created or removed (a full disk, a read-only file system).
+    case unwritable(path: String, reason: String)
     /// A file was read but its content is broken: bad magic number, truncated header or data,
     /// undecodable image bytes.
     case corrupt(path: String, reason: String)
@@ -89,6 +91,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
+        case .unwritable(let path, let reason): return "cannot write \(path): \(reason)"
         case .corrupt(let path, let reason): return "\(path): \(reason)"
         case .unsupported(let m), .invalidDataset(let m): return m
         }

@@ -115,14 +115,14 @@ public struct Checkpoint {
         do {
             try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
         } catch {
-            throw TrainingError.checkpoint(path: final, reason: "cannot create \(parent): \(error.localizedDescription)")
+            throw TrainingError.checkpoint(path: final, reason: "cannot create \(parent): \(FileErrorReason.of(error, path: parent))")
         }
         let token = UUID().uuidString
         let temporary = parent + "/" + name + ".tmp-" + token
         do {
             try fm.createDirectory(atPath: temporary, withIntermediateDirectories: false)
         } catch {
-            throw TrainingError.checkpoint(path: final, reason: "cannot create \(temporary): \(error.localizedDescription)")
+            throw TrainingError.checkpoint(path: final, reason: "cannot create \(temporary): \(FileErrorReason.of(error, path: temporary))")
         }
         var published = false
         defer { if !published { try? fm.removeItem(atPath: temporary) } }

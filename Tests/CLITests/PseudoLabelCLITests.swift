@@ -132,5 +132,29 @@ extension TrainCLITests {
         let copied = try FileManager.default.contentsOfDirectory(atPath: copiedFolder).map { copiedFolder + "/" + $0 }
         XCTAssertTrue(copied.allSatisfy { (try? FileManager.default.destinationOfSymbolicLink(atPath: $0)) == nil }, "copies")
         XCTAssertTrue(copied.contains { FileManager.default.contents(atPath: $0) == FileManager.default.contents(atPath: first[0]) })
+
+        // A CSV that cannot be written (a file-size limit of 0 stands for a full disk) is a failure (1,
+        // not a usage error), and the links written before it are removed: they stayed, and a re-run
+        // found the folder "not empty". A report that cannot be written is a failure too.
+        func limited(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"", CLITests.binary.path] + arguments
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let full = try limited(["pseudo-label", out, unlabeled, "--out", review + "-5", "--threshold", "0.34"])
+        XCTAssertEqual(full.status, 1, full.stderr)
+        XCTAssertTrue(full.stderr.contains("pseudo_labels.csv") && full.stderr.contains("File too large"), full.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: review + "-5"), "what it wrote is removed")
+        XCTAssertEqual(try run(["pseudo-label", out, unlabeled, "--out", review + "-5", "--threshold", "0.34"]).status, 0)
+        let report = try limited(["report", out, data, "--out", review + "-6.html", "--workers", "0", "--no-data-check"])
+        XCTAssertEqual(report.status, 1, report.stderr)
+        XCTAssertTrue(report.stderr.contains("--out") && report.stderr.contains("File too large"), report.stderr)
     }
 }

@@ -119,8 +119,8 @@ public enum ConvertDataset {
                 do {
                     try FileManager.default.removeItem(atPath: destination + "/" + split)
                 } catch {
-                    throw DataError.unreadable(path: destination + "/" + split,
-                                               reason: "cannot remove the earlier conversion: \(error.localizedDescription)")
+                    throw DataError.unwritable(path: destination + "/" + split,
+                                               reason: "cannot remove the earlier conversion: \(FileErrorReason.of(error))")
                 }
             }
             // Marked as convert's only where nothing else was: a folder of numbered PNGs without the
@@ -210,8 +210,8 @@ public enum ConvertDataset {
             do {
                 try fm.createDirectory(atPath: directory + "/" + folder, withIntermediateDirectories: true)
             } catch {
-                throw DataError.unreadable(path: directory + "/" + folder, reason: "cannot create the folder: " +
-                                           error.localizedDescription)
+                throw DataError.unwritable(path: directory + "/" + folder, reason: "cannot create the folder: " +
+                                           FileErrorReason.of(error))
             }
         }
         let samples = dataset.samples
@@ -259,7 +259,7 @@ public enum ConvertDataset {
         do {
             try AtomicFile.write(data, to: path, durable: false)
         } catch let error as AtomicFileError {
-            throw DataError.unreadable(path: path, reason: error.reason)
+            throw DataError.unwritable(path: path, reason: error.reason)
         }
     }
 }

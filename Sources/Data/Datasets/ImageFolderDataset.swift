@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 
 /// Images arranged one folder per class — Keras' `flow_from_directory` / torchvision's `ImageFolder`:
@@ -191,7 +192,7 @@ public struct ImageFolderDataset: ImageDataset {
                 .filter { !$0.hasPrefix(".") && !systemFolderNames.contains($0) }
                 .sorted(by: codePointLess)
         } catch {
-            throw DataError.unreadable(path: folder, reason: "cannot list the folder: \(error.localizedDescription)")
+            throw DataError.unreadable(path: folder, reason: "cannot list the folder: \(FileErrorReason.of(error, path: folder))")
         }
     }
 

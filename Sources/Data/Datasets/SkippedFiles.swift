@@ -114,7 +114,7 @@ func skipReason(_ error: Error, path: String) -> String {
     var text: String
     if let e = error as? DataError {
         switch e {
-        case .unreadable(_, let reason), .corrupt(_, let reason): text = reason
+        case .unreadable(_, let reason), .unwritable(_, let reason), .corrupt(_, let reason): text = reason
         case .unsupported(let m), .invalidDataset(let m): text = m
         }
     } else {

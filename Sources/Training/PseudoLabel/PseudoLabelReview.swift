@@ -148,7 +148,13 @@ public enum PseudoLabelReview {
             taken.insert(target)
             return (source, folder, target)
         }
-        // A failure part-way removes what this call wrote, so the folder is new or empty again.
+        var text = CSV.record(["file", "class", "confidence"]) + "\n"
+        for entry in entries {
+            text += CSV.record([entry.file, entry.className, String(format: "%.6f", entry.confidence)]) + "\n"
+        }
+        let csv = (out as NSString).appendingPathComponent(csvName)
+        // A failure part-way, the CSV's included, removes what this call wrote, so the folder is new or
+        // empty again (a re-run found it "not empty").
         let existed = manager.fileExists(atPath: out)
         var written: [String] = []
         do {
@@ -164,17 +170,13 @@ public enum PseudoLabelReview {
                 }
                 written.append(target)
             }
+            try AtomicFile.write(Foundation.Data(text.utf8), to: csv, createDirectory: true)
         } catch {
             for path in written.reversed() { try? manager.removeItem(atPath: path) }
             if !existed { try? manager.removeItem(atPath: out) }
-            throw RunError.io(path: out, reason: "cannot write the review folder: \(error.localizedDescription)")
+            let reason = (error as? AtomicFileError)?.description ?? FileErrorReason.of(error, path: out)
+            throw RunError.io(path: out, reason: "cannot write the review folder: \(reason)")
         }
-        var text = CSV.record(["file", "class", "confidence"]) + "\n"
-        for entry in entries {
-            text += CSV.record([entry.file, entry.className, String(format: "%.6f", entry.confidence)]) + "\n"
-        }
-        let csv = (out as NSString).appendingPathComponent(csvName)
-        try AtomicFile.write(Foundation.Data(text.utf8), to: csv, createDirectory: true)
         return csv
     }
 }

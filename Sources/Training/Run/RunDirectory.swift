@@ -229,7 +229,7 @@ public struct RunDirectory: Sendable {
                 do {
                     try fm.moveItem(atPath: path, toPath: aside)
                 } catch {
-                    throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(error.localizedDescription)")
+                    throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(FileErrorReason.of(error, path: path))")
                 }
                 old.release()
                 try? fm.removeItem(atPath: aside)
@@ -238,7 +238,7 @@ public struct RunDirectory: Sendable {
         do {
             try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? error.localizedDescription)")
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
     }

@@ -122,8 +122,13 @@ struct FeaturesCommand: ParsableCommand {
         let written = outputFiles(format)
         switch format {
         case .npy:
+            // Two files, each written atomically: when the second cannot be, neither stays (new features
+            // beside the earlier labels were a pair of equal lengths with other images' labels).
             try NumPy.write(features, to: out)
-            try NumPy.write(labels, to: written[1])
+            do { try NumPy.write(labels, to: written[1]) } catch {
+                for path in written { try? FileManager.default.removeItem(atPath: path) }
+                throw error
+            }
         case .csv:
             try writeCSV(features: features, samples: samples, classNames: dataset.classNames)
         case .safetensors:

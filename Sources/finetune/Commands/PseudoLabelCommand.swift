@@ -76,7 +76,7 @@ struct PseudoLabelCommand: ParsableCommand {
         do {
             csv = try PseudoLabelReview.write(result.entries, unlabeledRoot: unlabeled, to: out, copy: copy)
         } catch let error as RunError {
-            throw ValidationError("--out: \(error)")
+            throw CommandFailure("--out: \(error)")  // a full disk is a failure (1), not a usage error
         }
         var classes: [String: Int] = [:]
         for entry in result.entries { classes[entry.className, default: 0] += 1 }

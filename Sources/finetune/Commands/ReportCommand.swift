@@ -71,7 +71,7 @@ struct ReportCommand: ParsableCommand {
         do {
             try AtomicFile.write(Foundation.Data(report.html().utf8), to: out)
         } catch {
-            throw ValidationError("--out \(out): \(error)")
+            throw CommandFailure("--out \(out): \(error)")  // a full disk is a failure (1), not a usage error
         }
         print("report: \(out) (\(report.evaluation.sampleCount) \(report.split) images, accuracy "
               + String(format: "%.2f%%", report.evaluation.accuracy * 100) + ")")
