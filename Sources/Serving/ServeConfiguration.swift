@@ -64,6 +64,9 @@ public struct ServeConfiguration: Sendable {
     /// The longest `requestTimeoutMilliseconds`: a day (longer ones overflowed the timer and crashed
     /// the server at its first request).
     public static let longestRequestTimeoutMilliseconds = 86_400_000.0
+    /// The largest `maxBatchSize` (the warm-up runs a full batch; 2⁶³ − 1 crashed the server, and the
+    /// memory estimate at load refuses smaller ones that do not fit).
+    public static let largestBatchSize = 65_536
     /// The longest `maxBatchDelayMilliseconds`: a minute.
     public static let longestBatchDelayMilliseconds = 60_000.0
 
@@ -78,7 +81,8 @@ public struct ServeConfiguration: Sendable {
                       "model name '\(model.name)' must be letters, digits, '-', '_' or '.' (use --name)")
         }
         try check((0...65535).contains(port), "--port must be 0...65535")
-        try check(maxBatchSize >= 1, "--max-batch-size must be at least 1")
+        try check((1...Self.largestBatchSize).contains(maxBatchSize),
+                  "--max-batch-size must be 1 to \(Self.largestBatchSize), got \(maxBatchSize)")
         try check((0...Self.longestBatchDelayMilliseconds).contains(maxBatchDelayMilliseconds),
                   "--max-batch-delay-ms must be 0 to \(Int(Self.longestBatchDelayMilliseconds)) (a minute), got \(maxBatchDelayMilliseconds)")
         try check(maxQueue >= 1, "--max-queue must be at least 1")

@@ -26,6 +26,14 @@ final class ServedModel: @unchecked Sendable {
         precision = configuration.precision
         exif = configuration.exif
         current = ModelVersion(predictor: try Self.load(model.source, precision: precision, exif: exif), number: 1)
+        // The warm-up batch is a full batch: one the memory cannot hold crashed the server.
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: current.predictor.preprocessing,
+                                                  batchSize: configuration.maxBatchSize,
+                                                  workers: configuration.decodeWorkers)
+        } catch {
+            throw ServingError.badConfiguration("--max-batch-size \(configuration.maxBatchSize) for model \(model.name): \(error)")
+        }
         let name = model.name
         loop = InferenceLoop(maxBatchSize: configuration.maxBatchSize,
                              maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,

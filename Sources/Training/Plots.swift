@@ -217,11 +217,16 @@ public enum Plots {
 
     /// About five "nice" ticks (1, 2 or 5 × 10^k apart) covering lo...hi.
     static func ticks(_ lo: Double, _ hi: Double, integral: Bool) -> [Double] {
+        // A span beyond Double (-1e308 to 1e308, a damaged log) gets its two ends: the arithmetic below
+        // would reach infinity, which no Int holds.
         guard lo.isFinite, hi.isFinite, hi > lo else { return [lo] }
+        guard (hi - lo).isFinite, (hi / 2 - lo / 2) * 4 < .greatestFiniteMagnitude / 2 else { return [lo, hi] }
         var step = niceNumber((hi - lo) / 4, round: true)
         if integral { step = Swift.max(1, step.rounded()) }
         let first = (lo / step).rounded(.down) * step, last = (hi / step).rounded(.up) * step
-        let count = Int(((last - first) / step).rounded()) + 1
+        let span = ((last - first) / step).rounded()
+        guard span.isFinite, span < 1e6 else { return [lo, hi] }
+        let count = Int(span) + 1
         return (0..<Swift.min(count, 50)).map { first + Double($0) * step }
     }
 
@@ -241,6 +246,7 @@ public enum Plots {
     static func decimals(_ ticks: [Double]) -> Int {
         guard ticks.count > 1 else { return 2 }
         let step = ticks[1] - ticks[0]
+        guard step.isFinite, step > 0 else { return 2 }  // ends beyond Double's range apart
         return Swift.max(0, Swift.min(10, Int(-Foundation.floor(Foundation.log10(step) + 1e-9))))
     }
 

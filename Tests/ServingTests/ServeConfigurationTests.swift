@@ -32,6 +32,21 @@ final class ServeConfigurationTests: XCTestCase {
         }
     }
 
+    /// A batch size beyond the bound, or one whose warm-up batch the memory cannot hold, is refused
+    /// naming `--max-batch-size`: 2⁶³ − 1 crashed the server at its warm-up, 2³² failed to allocate
+    /// 34 GB, 10⁸ ran for minutes.
+    func testABatchSizeTheMemoryCannotHoldIsRefusedNamingTheFlag() throws {
+        for size in [Int.max, 4_294_967_296, ServeConfiguration.largestBatchSize + 1, 0] {
+            let message = problem { $0.maxBatchSize = size }
+            XCTAssertTrue(message?.contains("--max-batch-size") == true, "\(size): \(message ?? "accepted")")
+        }
+        var configuration = ServeConfiguration(models: [.init(name: "m", source: .zoo(architecture: "mobilenet_v2", weights: nil))])
+        configuration.maxBatchSize = ServeConfiguration.largestBatchSize  // 65,536 images of 224 px: about 160 GB
+        XCTAssertThrowsError(try PredictionServer(configuration: configuration, log: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("--max-batch-size 65536"), "\(error)")
+        }
+    }
+
     /// `--request-timeout-ms` covers the upload: a body that stalls gets 408 at the timeout and the
     /// connection closes (it waited for the client, however long). A client that hangs up before its
     /// body arrived is counted as 499, not as a server error (it was a 500). The server keeps serving.

@@ -101,3 +101,21 @@ final class PlotTests: XCTestCase {
         _ = parse(try String(contentsOfFile: matrixPath, encoding: .utf8))
     }
 }
+
+/// A damaged `events.jsonl` (an epoch of Int.max; losses of ±1e308, finite but spanning more than a
+/// Double holds) made `report` trap: "arithmetic overflow" at the epoch's number, "Double value cannot
+/// be converted to Int" in the axis ticks. The line is left out, and the axis gets its two ends.
+final class DamagedHistoryPlotTests: XCTestCase {
+    func testExtremeEpochsAndValuesInTheEventsFileDoNotTrap() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let path = folder + "/events.jsonl"
+        let lines = [#"{"event":"epoch","epoch":9223372036854775807,"metrics":{"loss":1}}"#,
+                     #"{"event":"epoch","epoch":0,"metrics":{"loss":-1e308,"val_loss":0}}"#,
+                     #"{"event":"epoch","epoch":1,"metrics":{"loss":1e308,"val_loss":1.7e308}}"#]
+        try Foundation.Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        let history = try RunHistory(eventsFile: path)
+        XCTAssertEqual(history.epochs.map(\.number), [1, 2])
+        let svg = try XCTUnwrap(history.curve("loss"))
+        XCTAssertTrue(svg.contains("<svg") && svg.hasSuffix("</svg>\n"), svg)
+    }
+}

@@ -26,7 +26,8 @@ public struct RunHistory: Sendable {
         var byEpoch: [Int: Epoch] = [:]
         for line in text.split(separator: "\n") {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  object["event"] as? String == "epoch", let epoch = object["epoch"] as? Int else { continue }
+                  object["event"] as? String == "epoch", let epoch = object["epoch"] as? Int,
+                  (0..<Int(Int32.max)).contains(epoch) else { continue }  // a damaged line: Int.max + 1 trapped
             let info = object["info"] as? [String: String] ?? [:]
             var metrics: [String: Double] = [:]
             for (key, value) in object["metrics"] as? [String: Any] ?? [:] {
