@@ -50,6 +50,11 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public static let smallestStd = 1e-4
     /// The largest mean magnitude `validate()` accepts (a `valueRange` of [0, 255] wants about 128).
     public static let largestMean = 1e4
+    /// The largest crop side `validate()` accepts, and `train`'s and `export`'s largest `--input-size`
+    /// (ImageNet models train at 224 to 600 px; 2⁶³ − 1 trapped computing the resize side).
+    public static let largestSide = 4096
+    /// The largest resize side `validate()` accepts (the crop's, with room for a crop ratio of 0.5).
+    public static let largestResizeSide = 8192
 
     /// Checks the values make sense; errors say which field is wrong.
     public func validate() throws {
@@ -67,11 +72,17 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         guard cropSize > 0, resizeSize >= cropSize else {
             throw PreprocessingError("preprocessing needs 0 < cropSize (\(cropSize)) <= resizeSize (\(resizeSize))")
         }
+        guard cropSize <= Self.largestSide, resizeSize <= Self.largestResizeSide else {
+            throw PreprocessingError("preprocessing sizes must be at most \(Self.largestSide) (crop) and \(Self.largestResizeSide) "
+                + "(resize) pixels, got \(cropSize) and \(resizeSize)")
+        }
         guard interpolationMode != nil else {
             throw PreprocessingError("unknown interpolation '\(interpolation)': expected bilinear or bicubic")
         }
-        guard valueRange.count == 2, valueRange[1] > valueRange[0] else {
-            throw PreprocessingError("preprocessing valueRange must be [low, high], got \(valueRange)")
+        // [0, 1e308] scaled every pixel to infinity: NaN predictions with status 0.
+        guard valueRange.count == 2, valueRange[1] > valueRange[0],
+              valueRange.allSatisfy({ $0.isFinite && abs($0) <= Self.largestMean }) else {
+            throw PreprocessingError("preprocessing valueRange must be [low, high] within ±\(Self.largestMean), got \(valueRange)")
         }
     }
 

@@ -235,6 +235,16 @@ public struct Checkpoint {
             throw TrainingError.checkpoint(path: path, reason: "a negative position (epoch \(position.epoch), batch "
                 + "\(position.batchInEpoch), step \(position.globalStep)): the file is damaged")
         }
+        // Counters no run reaches (2³¹): Int.max steps or epochs trapped adding one on resume.
+        let largest = Int(Int32.max)
+        // (`totalEpochs` may be Int.max: such a run ends by a stop.)
+        let best = position.best.flatMap(\.bestEpoch) ?? 0
+        let counters = [position.epoch, position.batchInEpoch, position.globalStep, best,
+                        position.phaseStartEpoch, position.phaseStartStep]
+        guard counters.allSatisfy({ (0...largest).contains($0) }) else {
+            throw TrainingError.checkpoint(path: path, reason: "a position beyond \(largest) (epoch \(position.epoch), "
+                + "batch \(position.batchInEpoch), step \(position.globalStep), best epoch \(best)): the file is damaged")
+        }
         return manifest
     }
 

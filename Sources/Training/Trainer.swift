@@ -525,8 +525,8 @@ public final class Trainer {
         let leftOut = batches > 1 && train.batchSize > 1 && train.lastBatchSize == 1 && wouldTrain
             && configuration.pseudoLabel == nil
         trainingBatchesPerEpoch = leftOut ? batches - 1 : batches
-        let k = configuration.accumulationSteps
-        state.stepsPerEpoch = (batches - (leftOut ? 1 : 0) + k - 1) / k
+        let k = configuration.accumulationSteps, trained = batches - (leftOut ? 1 : 0)
+        state.stepsPerEpoch = trained / k + (trained % k == 0 ? 0 : 1)  // (n + k − 1) / k overflowed for k = Int.max
     }
 
     /// With `stopping` (a stop signal, agreed by every rank), writes checkpoints/last and returns the

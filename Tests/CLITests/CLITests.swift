@@ -185,7 +185,8 @@ final class CLITests: XCTestCase {
         let format = try run(["convert", "svhn", "/tmp", "/tmp/out"])
         XCTAssertNotEqual(format.status, 0)
         XCTAssertTrue(format.stderr.contains("svhn") && format.stderr.contains("fashion-mnist"), format.stderr)
-        for (flags, flag) in [(["--classes", "0"], "--classes"), (["--input-size", "100000"], "--input-size")] {
+        for (flags, flag) in [(["--classes", "0"], "--classes"), (["--classes", "9223372036854775807"], "--classes"),
+                              (["--input-size", "100000"], "--input-size")] {
             let summary = try run(["summary", "mobilenet_v2"] + flags)
             XCTAssertEqual(summary.status, 64, summary.stderr)
             XCTAssertTrue(summary.stderr.contains(flag), summary.stderr)

@@ -299,6 +299,16 @@ extension TrainCLITests {
         let noRank = try CLITests.run(arguments, environment: ["WORLD_SIZE": "2"])
         XCTAssertNotEqual(noRank.status, 0)
         XCTAssertTrue(noRank.stderr.contains("WORLD_SIZE=2 is set but RANK is not"), noRank.stderr)
+        // A world size beyond 32 bits and an infinite timeout trapped converting them (status 132).
+        let huge = try CLITests.run(arguments, environment: ["RANK": "0", "WORLD_SIZE": "4294967297", "MASTER_ADDR": "127.0.0.1"])
+        XCTAssertTrue((1..<128).contains(huge.status), huge.stderr)
+        XCTAssertTrue(huge.stderr.contains("world size (RANK/WORLD_SIZE) must be 1 to"), huge.stderr)
+        for timeout in ["inf", "1e308"] {
+            let forever = try CLITests.run(arguments + ["--dist-timeout", timeout], environment: ["RANK": "1", "WORLD_SIZE": "2",
+                                                                                                  "MASTER_ADDR": "127.0.0.1"])
+            XCTAssertEqual(forever.status, 64, forever.stderr)
+            XCTAssertTrue(forever.stderr.contains("--dist-timeout must be positive and at most 86400"), forever.stderr)
+        }
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
 
         // Rank 1 of 2 with nobody at the master: an error naming the address, after --dist-timeout.

@@ -213,6 +213,23 @@ final class ReliabilityCLITests: XCTestCase {
                              + Self.fast + ["--epochs", "9223372036854775807", "--lr-schedule", "cosine"])
         XCTAssertEqual(epochs.status, 0, epochs.stderr)
         XCTAssertTrue(epochs.stdout.contains("stopped"), epochs.stdout)
+
+        // Int.max batches per step trains (one step per epoch); other huge values are refused naming
+        // their flag. Each trapped (status 132): (n + k − 1) / k, the resize side, the ONNX padding
+        // sums; RandAugment with 10⁹ operations never finished a batch.
+        let accumulate = try run(["train", data, "--out", runs + "/accumulate"] + Self.fast
+                                 + ["--accumulate-steps", "9223372036854775807"])
+        XCTAssertEqual(accumulate.status, 0, accumulate.stderr)
+        let base = ["--arch", "mobilenet_v2", "--weights", "none", "--batch-size", "4", "--workers", "0", "--epochs", "1"]
+        for (flags, flag) in [(["--input-size", "9223372036854775807"], "--input-size"),
+                              (["--input-size", "32", "--augment", "randaugment:n=1000000000,m=9"], "--augment")] {
+            let refused = try run(["train", data, "--out", runs + "/refused"] + base + flags)
+            XCTAssertEqual(refused.status, 64, refused.stderr)
+            XCTAssertTrue(refused.stderr.contains(flag), refused.stderr)
+        }
+        let export = try run(["export", runs + "/batch", "--out", runs + "/x.onnx", "--input-size", "9223372036854775807"])
+        XCTAssertEqual(export.status, 64, export.stderr)
+        XCTAssertTrue(export.stderr.contains("--input-size must be 1 to 4096"), export.stderr)
     }
 
     func testPredictOnARunWhoseClassListIsShorterThanItsHeadIsAnError() throws {
@@ -233,7 +250,7 @@ final class ReliabilityCLITests: XCTestCase {
         preprocessing["resizeSize"] = 100000
         config["preprocessing"] = preprocessing
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
-        assertError(try run(["predict", out, data + "/test/red"]), mentions: [configPath, "memory"])
+        assertError(try run(["predict", out, data + "/test/red"]), mentions: [configPath, "at most 4096"])
     }
 
     // MARK: Finding 6

@@ -244,7 +244,11 @@ final class RunDirectoryTests: XCTestCase {
         hugeMean.preprocessing.mean = [1e308, 0, 0]
         var wideHead = validConfig()
         wideHead.head.spec = HeadSpec(outputs: wideHead.classNames.count, hiddenUnits: [100_000_000])
-        for (config, expected) in [(shortClasses, "classNames"), (zeroStd, "std"), (hugeCrop, "memory"),
+        // A value range of [0, 1e308] scaled every pixel to infinity (NaN predictions, status 0).
+        var hugeRange = validConfig()
+        hugeRange.preprocessing.valueRange = [0, 1e308]
+        for (config, expected) in [(shortClasses, "classNames"), (zeroStd, "std"), (hugeCrop, "at most 4096"),
+                                   (hugeRange, "valueRange"),
                                    (wrongFormat, "format"), (futureVersion, "version 2"), (tinyStd, "std must be finite"),
                                    (hugeMean, "mean must be finite"), (wideHead, "head.spec")] {
             XCTAssertThrowsError(try config.validate(), expected) { error in
@@ -437,7 +441,14 @@ final class CheckpointFileErrorTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.read(from: directory)) { error in
             XCTAssertTrue("\(error)".contains(manifest) && "\(error)".contains("negative position"), "\(error)")
         }
-        try withState("batchInEpoch", 1_000_000_000_000)
+        // Counters no run reaches: Int.max steps trapped adding one on resume (stop 34's probe).
+        for key in ["globalStep", "epoch", "batchInEpoch"] {
+            try withState(key, Int.max)
+            XCTAssertThrowsError(try Checkpoint.read(from: directory), key) { error in
+                XCTAssertTrue("\(error)".contains(manifest) && "\(error)".contains("a position beyond"), "\(error)")
+            }
+        }
+        try withState("batchInEpoch", 1_000_000_000)
         let resumed = try resume()
         XCTAssertThrowsError(try resumed.fit(train: loader, epochs: 2)) { error in
             XCTAssertTrue("\(error)".contains("past the epoch's 2 batches"), "\(error)")

@@ -43,6 +43,9 @@ public struct DistributedLaunch: Equatable, Sendable {
         self.launcherHostsStore = launcherHostsStore
     }
 
+    /// The most processes a group may have (c10d's ranks are 32-bit; no real job comes near).
+    public static let largestWorldSize = 1 << 20
+
     /// The launch `environment` describes, or nil for an ordinary single-process run. Throws naming the
     /// variable when the environment is incomplete or contradictory (e.g. `WORLD_SIZE` without `RANK`).
     public static func from(environment: [String: String], masterAddress: String? = nil,
@@ -69,7 +72,10 @@ public struct DistributedLaunch: Equatable, Sendable {
         } else {
             return nil
         }
-        guard world >= 1 else { throw bad("the world size (\(launcher)) must be at least 1, got \(world)") }
+        // c10d counts ranks in 32 bits (4294967297 trapped converting it).
+        guard (1...Self.largestWorldSize).contains(world) else {
+            throw bad("the world size (\(launcher)) must be 1 to \(Self.largestWorldSize), got \(world)")
+        }
         guard rank < world else { throw bad("rank \(rank) is outside a world of \(world) processes (\(launcher))") }
         if world == 1 { return nil }
         guard let address = masterAddress ?? environment["MASTER_ADDR"].flatMap({ $0.isEmpty ? nil : $0 }) else {

@@ -332,7 +332,9 @@ public final class TrainingRun {
         if let p = options.earlyStoppingPatience, p < 0 { throw bad("earlyStoppingPatience", "must be ≥ 0") }
         if let n = options.saveEverySteps, n < 1 { throw bad("saveEverySteps", "must be at least 1") }
         if let s = options.saveEverySeconds, !(s > 0) { throw bad("saveEverySeconds", "must be positive") }
-        if let size = options.inputSize, size < 16 { throw bad("inputSize", "must be at least 16") }
+        if let size = options.inputSize, !(16...Preprocessing.largestSide).contains(size) {
+            throw bad("inputSize", "must be 16 to \(Preprocessing.largestSide) pixels, got \(size)")
+        }
         var isDirectory: ObjCBool = false
         if let folder = options.featureCacheDirectory, FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory),
            !isDirectory.boolValue {
@@ -353,8 +355,9 @@ public final class TrainingRun {
         }
         if let nm = options.randAugment {
             guard options.augment == .randaugment else { throw bad("randAugment", "n and m apply to --augment randaugment") }
-            guard nm.count == 2, nm[0] >= 1, (0..<31).contains(nm[1]) else {
-                throw bad("randAugment", "expected n ≥ 1 operations and a magnitude m in 0…30, e.g. randaugment:n=2,m=9")
+            // n = 10⁹ kept the loader busy on one image for good (a batch never ended, so no stop was seen).
+            guard nm.count == 2, (1...100).contains(nm[0]), (0..<31).contains(nm[1]) else {
+                throw bad("randAugment", "expected 1 to 100 operations n and a magnitude m in 0…30, e.g. randaugment:n=2,m=9")
             }
         }
         if let jitter = options.colorJitter {

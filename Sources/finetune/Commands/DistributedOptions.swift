@@ -24,7 +24,9 @@ struct DistributedOptions: ParsableArguments {
     func validate() throws {
         if let n = nprocPerNode, !(1...256).contains(n) { throw ValidationError("--nproc-per-node must be 1 to 256, got \(n)") }
         if let p = masterPort, !(1...65535).contains(p) { throw ValidationError("--master-port must be 1 to 65535, got \(p)") }
-        guard distTimeout > 0 else { throw ValidationError("--dist-timeout must be positive, got \(distTimeout)") }
+        guard distTimeout > 0 && distTimeout <= 86_400 else {  // inf or 1e308 trapped converting to milliseconds
+            throw ValidationError("--dist-timeout must be positive and at most 86400 seconds (a day), got \(distTimeout)")
+        }
         if nprocPerNode != nil, let rank = ProcessInfo.processInfo.environment["RANK"] {
             throw ValidationError("--nproc-per-node starts its own ranks, but RANK=\(rank) is set: unset it or drop the flag")
         }

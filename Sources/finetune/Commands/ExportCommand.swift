@@ -35,7 +35,9 @@ struct ExportCommand: ParsableCommand {
     func validate() throws {
         if runDirectory != nil, arch != nil { throw ValidationError("give a run directory or --arch, not both") }
         if runDirectory == nil, arch == nil { throw ValidationError("give a run directory, or --arch for a zoo model") }
-        if let inputSize, inputSize < 1 { throw ValidationError("--input-size must be at least 1, got \(inputSize)") }
+        if let inputSize, !(1...Preprocessing.largestSide).contains(inputSize) {
+            throw ValidationError("--input-size must be 1 to \(Preprocessing.largestSide) pixels, got \(inputSize)")
+        }
         let folder = (out as NSString).deletingLastPathComponent
         var isDirectory: ObjCBool = false
         if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {

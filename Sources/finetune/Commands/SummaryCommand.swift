@@ -33,7 +33,8 @@ struct SummaryCommand: ParsableCommand {
     var plot: String?
 
     func validate() throws {
-        guard classes >= 1 else { throw ValidationError("--classes must be at least 1, got \(classes)") }
+        // (2⁶³ − 1 classes gave LibTorch's "Storage size calculation overflowed".)
+        guard (1...100_000).contains(classes) else { throw ValidationError("--classes must be 1 to 100000, got \(classes)") }
         if let inputSize, !(1...Self.largestInputSize).contains(inputSize) {
             throw ValidationError("--input-size must be 1 to \(Self.largestInputSize) pixels, got \(inputSize)")
         }
