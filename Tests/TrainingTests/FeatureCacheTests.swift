@@ -166,6 +166,16 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertTrue(again.reused)
         XCTAssertEqual(again.key, first.key)
         XCTAssertTrue(try again.features.allClose(first.features, rtol: 0, atol: 0))
+        // A file whose features were damaged into NaN is computed again (reused, it made every run
+        // "diverge", naming no file), and replaced.
+        let file = try SafeTensors.read(try XCTUnwrap(first.path))
+        let nan = try file.tensors["features"]! * Double.nan
+        try SafeTensors.write(StateDict([("features", nan), ("valid", file.tensors["valid"]!)]), metadata: file.metadata,
+                              to: try XCTUnwrap(first.path))
+        let recomputed = try prepare()
+        XCTAssertFalse(recomputed.reused)
+        XCTAssertTrue(try recomputed.features.allClose(first.features, rtol: 0, atol: 0))
+        XCTAssertTrue(try prepare().reused)
         // The head is not part of the key: training it between runs keeps the cache valid.
         try withNoGrad { try XCTUnwrap(model.module(at: "classifier.1.5") as? Linear).weight.add_(1) }
         XCTAssertTrue(try prepare().reused)
