@@ -339,6 +339,24 @@ public enum TrainingJSON {
 
     static func encode<T: Encodable>(_ value: T) throws -> Foundation.Data { try encoder.encode(value) }
 
+    /// Why `data` did not decode, for a message: the field's path and the decoder's words. Foundation
+    /// reports a number that does not fit its field (a seed of -1, a size of 1e308) as "not valid
+    /// JSON" without a path; valid JSON gets that said instead.
+    static func describe(_ error: Error, decoding data: Foundation.Data) -> String {
+        guard let decoding = error as? DecodingError else { return "\(error)" }
+        let context: DecodingError.Context
+        switch decoding {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): context = c
+        @unknown default: return "\(error)"
+        }
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        if path.isEmpty, case .dataCorrupted = decoding, (try? JSONSerialization.jsonObject(with: data)) != nil {
+            return "a number does not fit its field (negative, fractional or too large where a count, size or seed is "
+                + "expected); the JSON itself is valid"
+        }
+        return (path.isEmpty ? "" : "at \(path): ") + context.debugDescription
+    }
+
     static func string<T: Encodable>(_ value: T) throws -> String {
         String(decoding: try encoder.encode(value), as: UTF8.self)
     }

@@ -261,6 +261,30 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertThrowsError(try RunDirectory(run).readConfig()) { error in
             XCTAssertTrue("\(error)".contains(run + "/config.json"), "\(error)")
         }
+        // A number that does not fit its field (a seed of -1) was "The given data was not valid JSON";
+        // a wrong type names its path.
+        try RunDirectory(run).write(validConfig())
+        let path = run + "/config.json"
+        let valid = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        func rewritten(_ change: (inout [String: Any]) -> Void) throws -> String {
+            var json = valid
+            change(&json)
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+            do { _ = try RunDirectory(run).readConfig(); return "accepted" } catch { return "\(error)" }
+        }
+        let negativeSeed = try rewritten { json in
+            var options = json["options"] as! [String: Any]
+            options["seed"] = -1
+            json["options"] = options
+        }
+        XCTAssertTrue(negativeSeed.contains("a number does not fit its field") && negativeSeed.contains("JSON itself is valid"),
+                      negativeSeed)
+        let wrongType = try rewritten { json in
+            var options = json["options"] as! [String: Any]
+            options["batchSize"] = "many"
+            json["options"] = options
+        }
+        XCTAssertTrue(wrongType.contains("options.batchSize"), wrongType)
     }
 
     func testMemoryEstimateRefusesAbsurdSizesWithoutOverflowing() throws {

@@ -68,10 +68,14 @@ public struct RunDirectory: Sendable {
             throw RunError.notARun(path: path, reason: "\(config) is missing")
         }
         let runConfig: RunConfig
+        let data: Foundation.Data
+        do { data = try Foundation.Data(contentsOf: URL(fileURLWithPath: config)) } catch {
+            throw RunError.invalidConfig(path: config, reason: "cannot read it: \(FileErrorReason.of(error, path: config))")
+        }
         do {
-            runConfig = try TrainingJSON.decoder.decode(RunConfig.self, from: Foundation.Data(contentsOf: URL(fileURLWithPath: config)))
+            runConfig = try TrainingJSON.decoder.decode(RunConfig.self, from: data)
         } catch {
-            throw RunError.invalidConfig(path: config, reason: "cannot read it: \(error)")
+            throw RunError.invalidConfig(path: config, reason: "cannot read it: \(TrainingJSON.describe(error, decoding: data))")
         }
         do { try runConfig.validate() } catch RunError.invalidConfig(_, let reason) {
             throw RunError.invalidConfig(path: config, reason: reason)
