@@ -182,6 +182,14 @@ final class CLITests: XCTestCase {
         let pooling = try run(["summary", "resnet18", "--no-top", "--pooling", "median"])
         XCTAssertNotEqual(pooling.status, 0)
         XCTAssertTrue(pooling.stderr.contains("--pooling"), pooling.stderr)
+        // An empty --out (export said ": cannot rename … over the destination") and a missing SRC
+        // (convert said "no train-images-idx3-ubyte[.gz] in SRC") are usage errors naming them.
+        let emptyOut = try run(["export", "--arch", "mobilenet_v2", "--out", ""])
+        XCTAssertEqual(emptyOut.status, 64, emptyOut.stderr)
+        XCTAssertTrue(emptyOut.stderr.contains("--out must name the file"), emptyOut.stderr)
+        let noSource = try run(["convert", "mnist", "/nonexistent-\(UUID().uuidString)", "/tmp/unused"])
+        XCTAssertEqual(noSource.status, 64, noSource.stderr)
+        XCTAssertTrue(noSource.stderr.contains("does not exist"), noSource.stderr)
         let format = try run(["convert", "svhn", "/tmp", "/tmp/out"])
         XCTAssertNotEqual(format.status, 0)
         XCTAssertTrue(format.stderr.contains("svhn") && format.stderr.contains("fashion-mnist"), format.stderr)

@@ -130,7 +130,7 @@ final class ReliabilityCLITests: XCTestCase {
         let data = try dataset()
         let runs = try temporaryFolder("runs")
         let cases: [([String], [String])] = [
-            (["--input-size", "100000"], ["--input-size", "100000×100000", "memory"]),
+            (["--input-size", "100000"], ["--input-size", "must be 16 to 4096"]),
             (["--threads", "100000"], ["--threads"]),
             (["--workers", "100000"], ["--workers"]),
             (["--cache-augmentations", "1000000000", "--recipe", "head-only"], ["--cache-augmentations"]),

@@ -287,6 +287,19 @@ final class PseudoLabelTests: XCTestCase {
                        ["a__b__x-2.png", "a__b__x.png", "c__x.png"])
         XCTAssertEqual(try String(contentsOfFile: out + "/cat/a__b__x-2.png", encoding: .utf8), files[1])
 
+        // Folder names that, put in front, make a name past 255 bytes: the nearest that fit are kept
+        // (the write failed as a whole, "The file name is invalid").
+        let long = [String(repeating: "a", count: 250), String(repeating: "b", count: 250)]
+        let deep = long.map { directory + "/deep/\($0)/IMG_0001.png" }
+        for file in deep {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Foundation.Data(file.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        try PseudoLabelReview.write(deep.map { PseudoLabelReview.Entry(file: $0, className: "cat", confidence: 0.9) },
+                                    unlabeledRoot: directory + "/deep", to: directory + "/long", copy: false)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory + "/long/cat").sorted(),
+                       ["IMG_0001-2.png", "IMG_0001.png"])
+
         let failing = directory + "/failing"
         let missing = entries + [PseudoLabelReview.Entry(file: directory + "/gone.png", className: "dog", confidence: 0.5)]
         XCTAssertThrowsError(try PseudoLabelReview.write(missing, unlabeledRoot: directory + "/unlabeled", to: failing, copy: true)) {

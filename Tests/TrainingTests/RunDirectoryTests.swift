@@ -247,8 +247,10 @@ final class RunDirectoryTests: XCTestCase {
         // A value range of [0, 1e308] scaled every pixel to infinity (NaN predictions, status 0).
         var hugeRange = validConfig()
         hugeRange.preprocessing.valueRange = [0, 1e308]
+        var unknownArchitecture = validConfig()  // "unknown architecture", naming no file
+        unknownArchitecture.architecture = "nonexistent"
         for (config, expected) in [(shortClasses, "classNames"), (zeroStd, "std"), (hugeCrop, "at most 4096"),
-                                   (hugeRange, "valueRange"),
+                                   (hugeRange, "valueRange"), (unknownArchitecture, "architecture 'nonexistent'"),
                                    (wrongFormat, "format"), (futureVersion, "version 2"), (tinyStd, "std must be finite"),
                                    (hugeMean, "mean must be finite"), (wideHead, "head.spec")] {
             XCTAssertThrowsError(try config.validate(), expected) { error in
@@ -285,6 +287,12 @@ final class RunDirectoryTests: XCTestCase {
             json["options"] = options
         }
         XCTAssertTrue(wrongType.contains("options.batchSize"), wrongType)
+
+        // An empty model.safetensors cannot be read; it "did not fit the model config.json describes".
+        try Foundation.Data().write(to: URL(fileURLWithPath: run + "/model.safetensors"))
+        XCTAssertThrowsError(try RunDirectory(run).loadModel(validConfig())) { error in
+            XCTAssertTrue("\(error)".contains("model.safetensors: cannot read it"), "\(error)")
+        }
     }
 
     func testMemoryEstimateRefusesAbsurdSizesWithoutOverflowing() throws {

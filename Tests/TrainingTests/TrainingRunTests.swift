@@ -305,4 +305,28 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(notices.count, 1)
         XCTAssertTrue(notices.first?.contains("epoch 1, from before the run was resumed") == true, "\(notices)")
     }
+
+    /// A resume refuses a bad value of config.json's naming config.json and the field: it named the
+    /// flag (`--input-size: must be …`), which the user never gave.
+    func testAResumeNamesConfigJSONForABadRecordedSetting() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        let first = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        let stop = SignalStop(signals: [])
+        first.signalStop = stop
+        first.extraCallbacks = [Interrupter(step: 1, stop: stop)]
+        XCTAssertEqual(try first.run().status, "interrupted")
+        first.release()
+        let path = out + "/config.json"
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var options = try XCTUnwrap(json["options"] as? [String: Any])
+        options["inputSize"] = -64
+        json["options"] = options
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TrainingRun.resume(out, notify: { _ in })) { error in
+            guard case RunError.invalidConfig(let file, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(file, path)
+            XCTAssertTrue(reason.hasPrefix("options.inputSize: must be 16 to"), reason)
+        }
+    }
 }

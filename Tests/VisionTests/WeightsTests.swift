@@ -74,6 +74,13 @@ final class WeightsTests: XCTestCase {
             XCTAssertTrue(text.contains("finetune weights import"), text)
             XCTAssertTrue(text.contains("http://127.0.0.1:9/toy.pth"), text)
         }
+        // A cache that is a file is named as such (it was "downloading … failed", advising an import
+        // into that same file).
+        let file = tmp.appendingPathComponent("not-a-folder")
+        try Foundation.Data("x".utf8).write(to: file)
+        XCTAssertThrowsError(try WeightsCache(root: file).fetch(toy)) { error in
+            XCTAssertTrue("\(error)".contains(file.path) && "\(error)".contains("must be a folder"), "\(error)")
+        }
     }
 
     // MARK: Full digests, prefix-only entries and pins (issue 18, finding 2)

@@ -369,7 +369,8 @@ public enum FeatureCache {
             throw TrainingError.invalidConfiguration(
                 "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs a file of about "
                 + "\(needed) (read back memory-mapped), more than the \(MemoryEstimate.format(Int(free ?? 0))) of disk free in "
-                + "\(directory); cache fewer augmented views")
+                + "\(directory); " + (views > 1 ? "cache fewer augmented views, " : "")
+                + "free some space, choose another --feature-cache-dir, or train without the cache (--feature-cache off)")
         }
     }
 
@@ -383,7 +384,7 @@ public enum FeatureCache {
             throw TrainingError.invalidConfiguration(
                 "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs about \(needed) "
                 + "of memory, more than half of this machine's \(MemoryEstimate.format(Runtime.physicalMemory)); "
-                + "cache fewer augmented views")
+                + (views > 1 ? "cache fewer augmented views, or " : "") + "train without the cache (--feature-cache off)")
         }
         return count
     }

@@ -135,7 +135,11 @@ public enum PseudoLabelReview {
             var name = (source as NSString).lastPathComponent
             if names[entry.className + "/" + name, default: 0] > 1 {
                 let relative = source.hasPrefix(root + "/") ? String(source.dropFirst(root.count + 1)) : source
-                name = relative.split(separator: "/").joined(separator: "__")
+                // The folders nearest the file, as many as a file name holds (255 bytes, less room for a
+                // counter): two 250-byte folder names made one name too long to write at all.
+                var parts = relative.split(separator: "/").map(String.init)
+                while parts.count > 1 && parts.joined(separator: "__").utf8.count > 240 { parts.removeFirst() }
+                name = parts.joined(separator: "__")
             }
             let folder = (out as NSString).appendingPathComponent(folderName(forClass: entry.className))
             var target = (folder as NSString).appendingPathComponent(name)

@@ -253,6 +253,9 @@ public struct RunConfig: Codable {
         guard Self.supportedVersions.contains(version) else {
             throw bad("version \(version) is not one this finetune reads (\(Self.supportedVersions.map(String.init).joined(separator: ", ")))")
         }
+        guard ModelZoo.architectures.contains(architecture) else {
+            throw bad("architecture '\(architecture)' is not one of the zoo's (\(ModelZoo.architectures.joined(separator: ", ")))")
+        }
         guard !classNames.isEmpty else { throw bad("classNames is empty") }
         guard Set(classNames).count == classNames.count else { throw bad("classNames has duplicates") }
         guard head.numClasses == classNames.count else {

@@ -314,8 +314,13 @@ public struct RunDirectory: Sendable {
                     + "resume it with `finetune train --resume \(path)`")
         }
         let classifier = try Self.buildModel(runConfig)
+        let weights: StateDict
+        do { weights = try SafeTensors.load(model) } catch {
+            // (An empty or cut-off file "did not fit the model config.json describes".)
+            throw RunError.invalidConfig(path: model, reason: "cannot read it: \(error)")
+        }
         do {
-            try classifier.load(try SafeTensors.load(model), strict: true)
+            try classifier.load(weights, strict: true)
         } catch {
             throw RunError.invalidConfig(path: model, reason: "does not fit the model config.json describes: \(error)")
         }

@@ -505,7 +505,11 @@ public final class TrainingRun {
                                                   changes: ResumeChanges,
                                                   notify: @escaping (Notice) -> Void) throws -> TrainingRun {
         var config = config
-        try validate(config.options)
+        do { try validate(config.options) } catch RunError.invalidSetting(let setting, let reason)
+            where !["epochs", "workers", "onBadImage", "imageRoot"].contains(setting) {
+            // Not a flag of this resume: the value is config.json's (a resume named --input-size, never given).
+            throw RunError.invalidConfig(path: directory.config, reason: "options.\(setting): \(reason)")
+        }
         if let threads = changes.threads {
             try Runtime.setNumThreads(threads)
             if let trainedWith = config.options.threads, trainedWith != threads {

@@ -330,6 +330,15 @@ public struct WeightsCache {
         if entry.isPrefixOnly, try pinnedDigest(for: entry) == nil, !acceptUnverified {
             throw WeightsError.unverified(unverifiedAdvice(entry, file: nil))
         }
+        // A cache root that is a file (FINETUNE_CACHE_DIR naming one) was "downloading … failed", with
+        // advice to import into the same cache.
+        for folder in [root, weightsDirectory] {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw WeightsError.unwritable(path: folder.path, reason: "the weights cache must be a folder, and this is a "
+                    + "file (the cache is $FINETUNE_CACHE_DIR, else $XDG_CACHE_HOME/finetune, else ~/.cache/finetune)")
+            }
+        }
         guard let urlString = entry.url, let url = URL(string: urlString) else {
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "it has no download URL"))
         }

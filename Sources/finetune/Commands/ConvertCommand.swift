@@ -31,6 +31,8 @@ struct ConvertCommand: ParsableCommand {
         if let limitPerClass, limitPerClass < 1 { throw ValidationError("--limit-per-class must be at least 1") }
         guard workers >= 0 else { throw ValidationError("--workers must be 0 (all cores) or more") }
         if workers > 0 { try checkWorkers(workers) }
+        // (A missing SRC was "no train-images-idx3-ubyte[.gz] in SRC".)
+        guard FileManager.default.fileExists(atPath: source) else { throw ValidationError("SRC \(source) does not exist") }
     }
 
     func run() throws {

@@ -35,6 +35,7 @@ struct ExportCommand: ParsableCommand {
     func validate() throws {
         if runDirectory != nil, arch != nil { throw ValidationError("give a run directory or --arch, not both") }
         if runDirectory == nil, arch == nil { throw ValidationError("give a run directory, or --arch for a zoo model") }
+        if out.isEmpty { throw ValidationError("--out must name the file to write") }
         if let inputSize, !(1...Preprocessing.largestSide).contains(inputSize) {
             throw ValidationError("--input-size must be 1 to \(Preprocessing.largestSide) pixels, got \(inputSize)")
         }

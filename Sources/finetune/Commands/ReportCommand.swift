@@ -42,6 +42,7 @@ struct ReportCommand: ParsableCommand {
     @OptionGroup var precisionOptions: PrecisionOptions
 
     func validate() throws {
+        if out.isEmpty { throw ValidationError("--out must name the file to write") }
         guard RunDirectory.isRun(runDir) else {
             throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
         }
