@@ -521,37 +521,59 @@ public struct WeightsCache {
     }
 }
 
-/// Blocking HTTP(S) download to a temporary file.
+/// Blocking HTTP(S) download to a temporary file of ours, streamed through a data task: a download
+/// task's own temporary file (`/tmp/<UUID>.tmp`, made when it starts) stayed behind after every
+/// failed download, one per offline `fetch`.
 enum Downloader {
-    static func download(_ url: URL, timeout: TimeInterval = 60) throws -> URL {
-        /// Written once by the completion handler before the semaphore is signalled.
-        final class Outcome: @unchecked Sendable {
-            var result: Result<URL, Error> = .failure(WeightsError.downloadFailed("no response"))
-        }
-        let semaphore = DispatchSemaphore(value: 0)
-        let outcome = Outcome()
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        let session = URLSession(configuration: configuration)
-        let task = session.downloadTask(with: url) { location, response, error in
-            defer { semaphore.signal() }
-            if let error { outcome.result = .failure(error); return }
+    /// Receives the response into `handle`; the first error wins.
+    final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+        let handle: FileHandle
+        let done = DispatchSemaphore(value: 0)
+        private(set) var error: Error?
+
+        init(handle: FileHandle) { self.handle = handle }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
             if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
-                outcome.result = .failure(WeightsError.downloadFailed("HTTP status \(http.statusCode)"))
+                error = WeightsError.downloadFailed("HTTP status \(http.statusCode)")
+                completionHandler(.cancel)
                 return
             }
-            guard let location else { outcome.result = .failure(WeightsError.downloadFailed("no file received")); return }
-            let kept = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
-            do {
-                try FileManager.default.moveItem(at: location, to: kept)
-                outcome.result = .success(kept)
-            } catch {
-                outcome.result = .failure(error)
+            completionHandler(.allow)
+        }
+
+        func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+            do { try handle.write(contentsOf: data) } catch {
+                if self.error == nil { self.error = error }
+                dataTask.cancel()
             }
         }
-        task.resume()
-        semaphore.wait()
+
+        func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
+            if self.error == nil { self.error = error }
+            done.signal()
+        }
+    }
+
+    static func download(_ url: URL, timeout: TimeInterval = 60) throws -> URL {
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: kept.path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: kept.path) else {
+            throw WeightsError.downloadFailed("cannot create the temporary file \(kept.path)")
+        }
+        let receiver = Receiver(handle: handle)
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        let session = URLSession(configuration: configuration, delegate: receiver, delegateQueue: nil)
+        session.dataTask(with: url).resume()
+        receiver.done.wait()
         session.finishTasksAndInvalidate()
-        return try outcome.result.get()
+        try? handle.close()
+        if let error = receiver.error {
+            try? FileManager.default.removeItem(at: kept)
+            throw error
+        }
+        return kept
     }
 }

@@ -1,0 +1,88 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Hashing
+@testable import Vision
+import XCTest
+
+/// `WeightsCache.fetch` downloads from a local HTTP server: the file arrives whole and checked, an
+/// HTTP error is named, and no download leaves a file in the temporary directory. A download task of
+/// Foundation's left an empty `<UUID>.tmp` there after every failed download.
+final class DownloadTests: XCTestCase {
+    /// Answers `count` requests on 127.0.0.1: `/toy.pth` with `body`, anything else with 404.
+    final class TinyServer: @unchecked Sendable {
+        let port: Int
+        private let fd: Int32
+
+        init(body: [UInt8], count: Int) throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            self.fd = fd
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                    guard bind(fd, pointer, length) == 0 else { return -1 }
+                    return getsockname(fd, pointer, &length)
+                }
+            }
+            guard bound == 0, listen(fd, 4) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
+            port = Int(UInt16(bigEndian: address.sin_port))
+            let listener = fd
+            Thread.detachNewThread {
+                for _ in 0..<count {
+                    let client = accept(listener, nil, nil)
+                    guard client >= 0 else { return }
+                    var request = [UInt8](repeating: 0, count: 4096)
+                    let n = read(client, &request, request.count)
+                    let line = String(decoding: request.prefix(max(0, n)), as: UTF8.self)
+                    let found = line.hasPrefix("GET /toy.pth ")
+                    let payload = found ? body : Array("no such file".utf8)
+                    let head = "HTTP/1.1 \(found ? "200 OK" : "404 Not Found")\r\nContent-Length: \(payload.count)\r\n"
+                        + "Connection: close\r\n\r\n"
+                    let bytes = Array(head.utf8) + payload
+                    _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+                    close(client)
+                }
+            }
+        }
+
+        deinit { close(fd) }
+    }
+
+    /// Entries of the temporary directory named like Foundation's download files.
+    func downloadLeftovers() throws -> Set<String> {
+        Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
+            $0.hasSuffix(".tmp") && UUID(uuidString: String($0.dropLast(4))) != nil
+        })
+    }
+
+    func testADownloadArrivesWholeAndAFailedOneLeavesNothingBehind() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let server = try TinyServer(body: body, count: 2)
+        func entry(_ path: String) -> WeightsEntry {
+            WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:\(server.port)/\(path)",
+                         fileName: "toy.pth", format: "pth", sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body),
+                         size: body.count, classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil,
+                         pipPath: nil)
+        }
+        let before = try downloadLeftovers()
+        let cache = WeightsCache(root: root)
+        XCTAssertThrowsError(try cache.fetch(entry("missing.pth"))) { error in
+            XCTAssertTrue("\(error)".contains("HTTP status 404"), "\(error)")
+        }
+        let path = try cache.fetch(entry("toy.pth"))
+        XCTAssertEqual(try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: path))), body)
+        // Offline (nothing listens on port 9): refused, with nothing left behind either.
+        let offline = WeightsEntry(name: "other.test", architecture: "toy", url: "http://127.0.0.1:9/other.pth",
+                                   fileName: "other.pth", format: "pth", sha256Prefix: nil,
+                                   sha256: SHA256Hasher.hexDigest(of: [1, 2, 3]), size: 3, classes: 2, parameters: 0,
+                                   top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        XCTAssertThrowsError(try cache.fetch(offline))
+        XCTAssertEqual(try downloadLeftovers().subtracting(before), [])
+    }
+}
