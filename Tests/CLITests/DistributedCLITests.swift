@@ -478,6 +478,9 @@ extension TrainCLITests {
         }
         XCTAssertTrue(rank1.isRunning, "rank 1 ended before it could be killed")
         kill(rank1.processIdentifier, SIGKILL)
+        // A rank killed with SIGKILL outside --nproc-per-node leaves its private folder (documented).
+        let leftover = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-rank1-\(rank1.processIdentifier)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: leftover) }
         let killed = Date()
         rank0.waitUntilExit()
         rank1.waitUntilExit()
