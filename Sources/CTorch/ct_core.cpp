@@ -35,12 +35,16 @@
 namespace ctorch {
 
 static thread_local std::string last_error;
+/// Set when the last message could not be stored (out of memory): `ct_last_error` says so instead of
+/// returning an earlier, unrelated message.
+static thread_local bool last_error_lost = false;
 
-void set_error(const std::string &message) noexcept {
+void set_error(const char *message) noexcept {
   try {
-    last_error = message;
+    last_error.assign(message);
+    last_error_lost = false;
   } catch (...) {
-    // Out of memory while storing the message: leave the previous text.
+    last_error_lost = true;
   }
 }
 
@@ -146,8 +150,13 @@ __attribute__((constructor)) static void ct_choose_cpu_kernels() {
 extern "C" {
 
 // ------------------------------------------------------------------ errors & runtime
-const char *ct_last_error(void) noexcept { return last_error.c_str(); }
-void ct_clear_error(void) noexcept { last_error.clear(); }
+const char *ct_last_error(void) noexcept {
+  return last_error_lost ? "out of memory (LibTorch's message could not be stored)" : last_error.c_str();
+}
+void ct_clear_error(void) noexcept {
+  last_error.clear();
+  last_error_lost = false;
+}
 const char *ct_version(void) noexcept { return TORCH_VERSION; }
 
 ct_status ct_manual_seed(uint64_t seed) noexcept { CT_TRY(at::manual_seed(seed)) }

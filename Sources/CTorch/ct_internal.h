@@ -14,8 +14,10 @@
 
 namespace ctorch {
 
-/// Stores `message` as this thread's last error.
-void set_error(const std::string &message) noexcept;
+/// Stores `message` as this thread's last error. It takes the C string, not a `std::string`: building
+/// one in a `catch` block allocates, and a `bad_alloc` there escaped the `noexcept` entry point and
+/// ended the process (`terminate`).
+void set_error(const char *message) noexcept;
 
 inline at::Tensor &T(ct_tensor t) { return *static_cast<at::Tensor *>(t.ptr); }
 
