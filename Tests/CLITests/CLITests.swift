@@ -29,8 +29,18 @@ final class CLITests: XCTestCase {
     /// Runs the binary to completion, with `environment` added to this process's. Standard error is
     /// drained on another thread, so neither pipe can fill up and block the child while the other is read.
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+        try run(binary, arguments, environment: environment)
+    }
+
+    /// Runs the binary through `/bin/sh -c script`, where the script has the binary as `$0` and
+    /// `arguments` as `$@` (`exec "$0" "$@" 2>/dev/full`): for limits and redirections.
+    static func run(shell script: String, _ arguments: [String]) throws -> Run {
+        try run(URL(fileURLWithPath: "/bin/sh"), ["-c", script, binary.path] + arguments)
+    }
+
+    private static func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> Run {
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = executable
         process.arguments = arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

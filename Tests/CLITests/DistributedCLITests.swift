@@ -107,6 +107,16 @@ extension TrainCLITests {
         return launcher
     }
 
+    /// `--nproc-per-node 2` on a run of 200 epochs at batch 1 into `out` (checkpoints every 2 steps),
+    /// returned once training has begun: a run to kill things in.
+    func launchedLongRunWithTwoWorkers(out: String) throws -> Process {
+        try launchedUntilItsFirstCheckpoint(
+            trainArguments(data: try makeDistributedDataset(), out: out, batchSize: 1)
+                + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1", "--nproc-per-node", "2",
+                   "--master-port", String(try FreePort.make())],
+            run: out)
+    }
+
     /// `state.worldSize` of a run's last checkpoint.
     static func checkpointWorldSize(_ run: String) throws -> Int? { try checkpointState(run)?["worldSize"] as? Int }
 
@@ -211,12 +221,8 @@ extension TrainCLITests {
     /// writing its resumable checkpoint.
     func testWorkersStopWhenTheirLauncherIsKilled() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-orphans") + "/run"
-        let launcher = try launchedUntilItsFirstCheckpoint(
-            trainArguments(data: data, out: out, batchSize: 1) + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
-                                                                  "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
-            run: out)
+        let launcher = try launchedLongRunWithTwoWorkers(out: out)
         let launcherPID = launcher.processIdentifier
         let workers = Array(try Self.workers(of: launcherPID).values)
         XCTAssertEqual(workers.count, 2)
@@ -249,12 +255,8 @@ extension TrainCLITests {
     /// the temporary directory) stayed behind; the probes left dozens. The launcher removes it.
     func testTheLauncherRemovesThePrivateFolderOfAWorkerKilledWithSIGKILL() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
         let out = try temporaryFolder("dist-killed-worker") + "/run"
-        let launcher = try launchedUntilItsFirstCheckpoint(
-            trainArguments(data: data, out: out, batchSize: 1) + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1",
-                                                                  "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
-            run: out)
+        let launcher = try launchedLongRunWithTwoWorkers(out: out)
         let worker = try XCTUnwrap(try Self.workers(of: launcher.processIdentifier)[1])
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-rank1-\(worker)").path
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/config.json"), "rank 1 trains into \(folder)")

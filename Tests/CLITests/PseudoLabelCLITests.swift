@@ -136,17 +136,8 @@ extension TrainCLITests {
         // A CSV that cannot be written (a file-size limit of 0 stands for a full disk) is a failure (1,
         // not a usage error), and the links written before it are removed: they stayed, and a re-run
         // found the folder "not empty". A report that cannot be written is a failure too.
-        func limited(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", "trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"", CLITests.binary.path] + arguments
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+        func limited(_ arguments: [String]) throws -> CLITests.Run {
+            try CLITests.run(shell: "trap '' XFSZ; ulimit -f 0; exec \"$0\" \"$@\"", arguments)
         }
         let full = try limited(["pseudo-label", out, unlabeled, "--out", review + "-5", "--threshold", "0.34"])
         XCTAssertEqual(full.status, 1, full.stderr)

@@ -375,35 +375,21 @@ final class ReliabilityCLITests: XCTestCase {
 /// command with SIGILL; output that `print` could not write was lost with status 0; and with standard
 /// output closed, the run directory's lock file took descriptor 1 and received the progress.
 extension ReliabilityCLITests {
-    /// `command` run by /bin/sh, so that it can redirect or close the streams; status and output.
-    func shell(_ command: String) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return (status, text)
-    }
-
     func testAFullOrClosedStandardStreamIsNeitherACrashNorSilent() throws {
         try XCTSkipUnless(FileManager.default.fileExists(atPath: "/dev/full"), "no /dev/full")
-        let binary = "'\(CLITests.binary.path)'"
         // An error message that cannot be written: the usage error's status, not a trap.
-        XCTAssertEqual(try shell("\(binary) check-data /nonexistent-\(UUID().uuidString) 2>/dev/full").status, 64)
+        XCTAssertEqual(try CLITests.run(shell: "exec \"$0\" \"$@\" 2>/dev/full",
+                                        ["check-data", "/nonexistent-\(UUID().uuidString)"]).status, 64)
         // Output that cannot be written: status 1, saying so.
-        let full = try shell("\(binary) info --json >/dev/full")
+        let full = try CLITests.run(shell: "exec \"$0\" \"$@\" >/dev/full", ["info", "--json"])
         XCTAssertEqual(full.status, 1, full.stderr)
         XCTAssertTrue(full.stderr.contains("cannot write standard output"), full.stderr)
 
         // Standard output closed: the progress goes nowhere, the lock holds the PID alone.
         let data = try dataset()
         let run = try temporaryFolder("closed") + "/run"
-        let trained = try shell("\(binary) train '\(data)' --out '\(run)' \(Self.fast.joined(separator: " ")) --save-every-steps 1 >&-")
+        let trained = try CLITests.run(shell: "exec \"$0\" \"$@\" >&-",
+                                       ["train", data, "--out", run, "--save-every-steps", "1"] + Self.fast)
         XCTAssertEqual(trained.status, 0, trained.stderr)
         let log = try String(contentsOfFile: run + "/config.json", encoding: .utf8)
         XCTAssertTrue(log.contains("\"completed\""), log)
