@@ -303,7 +303,8 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(config.status, "interrupted")
         _ = try directory.loadModel(config) { notices.append("\($0)") }
         XCTAssertEqual(notices.count, 1)
-        XCTAssertTrue(notices.first?.contains("epoch 1, from before the run was resumed") == true, "\(notices)")
+        XCTAssertTrue(notices.first?.contains("epoch 1, written when the run last finished; it is interrupted now") == true,
+                      "\(notices)")
     }
 
     /// A resume refuses a bad value of config.json's naming config.json and the field: it named the

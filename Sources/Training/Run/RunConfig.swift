@@ -212,13 +212,13 @@ public struct RunConfig: Codable {
     /// Accuracy on the test split after training, in [0, 1] (nil without test data).
     public var testAccuracy: Double?
 
-    /// Set when `model.safetensors` is older than the run: it was written when the run ended at epoch
-    /// `modelEpoch`, and the run has been resumed since without finishing (status `running`,
-    /// `interrupted`, `diverged` or `failed`). Evaluating or exporting the run uses those older weights.
+    /// Set when `model.safetensors` may be older than the run: it was written when the run ended at
+    /// epoch `modelEpoch`, and the run has not finished since (a resume that is `running`,
+    /// `interrupted`, `diverged` or `failed`). Evaluating or exporting the run uses those weights.
     public var olderModelNotice: String? {
         guard let modelEpoch, !["completed", "stopped"].contains(status) else { return nil }
-        return "model.safetensors holds the weights of epoch \(modelEpoch), from before the run was resumed; the resumed "
-            + "run is \(status) (\(epochsCompleted) epoch\(epochsCompleted == 1 ? "" : "s") recorded): finish it with "
+        return "model.safetensors holds the weights of epoch \(modelEpoch), written when the run last finished; it is "
+            + "\(status) now (\(epochsCompleted) epoch\(epochsCompleted == 1 ? "" : "s") recorded): finish it with "
             + "`finetune train --resume` to replace them"
     }
 
