@@ -16,7 +16,8 @@ public struct FileWriteError: Error, CustomStringConvertible, Equatable {
 }
 
 /// The one loop that writes a buffer completely to a file descriptor: `write(2)` may write fewer
-/// bytes than asked (a short write) or be interrupted by a signal (`EINTR`); both are continued.
+/// bytes than asked (a short write), be interrupted by a signal (`EINTR`), or find a non-blocking
+/// descriptor full (`EAGAIN`: it waits with `poll`); all are continued.
 public enum FileDescriptorWriter {
     /// Writes every byte of `bytes` to `fd`, or throws `FileWriteError` (some bytes may have been
     /// written by then).
@@ -29,6 +30,12 @@ public enum FileDescriptorWriter {
             let n = Darwin.write(fd, rest.baseAddress, rest.count)
             #endif
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // A non-blocking descriptor (a stdout pipe another program set so) that is full: wait for room.
+                var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&ready, 1, -1)
+                continue
+            }
             guard n > 0 else { throw FileWriteError(code: n < 0 ? errno : EIO) }
             rest = UnsafeRawBufferPointer(rebasing: rest[n...])
         }

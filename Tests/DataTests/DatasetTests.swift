@@ -150,6 +150,11 @@ final class DatasetTests: XCTestCase {
             png.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
             close(fd)
         }
+        // Files that are not images, so named, are not read, as any other (they made the dataset unusable).
+        writeRaw(rawPath(root, [0x6E, 0xFF, 0x2E, 0x74, 0x78, 0x74]))                 // "n\xff.txt" beside the classes
+        writeRaw(rawPath(root + "/cat", [0x6E, 0xFF, 0x2E, 0x74, 0x78, 0x74]))
+        XCTAssertEqual(try ImageFolderDataset(root: root).skipped.count, 0)
+        XCTAssertNoThrow(try ImageFolderDataset(root: root, options: ScanOptions(strict: true)))
         writeRaw(rawPath(root + "/cat", [0xE9, 0x74, 0xE9, 0x2E, 0x70, 0x6E, 0x67]))  // "été.png" in Latin-1
         let skipped = try ImageFolderDataset(root: root).skipped
         XCTAssertEqual(skipped.count, 1, skipped.description)

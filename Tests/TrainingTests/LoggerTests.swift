@@ -128,9 +128,11 @@ final class LoggerTests: XCTestCase {
     // MARK: - The write loop the loggers, checkpoints and atomic files share
 
     func testFileDescriptorWriterWritesEverythingOrReportsTheError() throws {
-        // 4 MiB through a pipe (64 KiB of buffer) while another thread reads it.
+        // 4 MiB through a pipe (64 KiB of buffer) while another thread reads it. The write end is
+        // non-blocking, as another program may hand a stdout pipe over: a full pipe was EAGAIN, an error.
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
+        XCTAssertEqual(fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK), 0)
         let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 13) }
         final class Received: @unchecked Sendable { var bytes: [UInt8] = [] }
         let received = Received()

@@ -299,6 +299,18 @@ final class PseudoLabelTests: XCTestCase {
                                     unlabeledRoot: directory + "/deep", to: directory + "/long", copy: false)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory + "/long/cat").sorted(),
                        ["IMG_0001-2.png", "IMG_0001.png"])
+        // A file name of 255 bytes that clashes: its counter fits by shortening the stem (257 bytes failed).
+        let longName = String(repeating: "n", count: 251) + ".png"
+        let clashing = ["x", "y"].map { directory + "/clash/\($0)/" + longName }
+        for file in clashing {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Foundation.Data(file.utf8).write(to: URL(fileURLWithPath: file))
+        }
+        try PseudoLabelReview.write(clashing.map { PseudoLabelReview.Entry(file: $0, className: "cat", confidence: 0.9) },
+                                    unlabeledRoot: directory + "/clash", to: directory + "/clashed", copy: false)
+        let written = try FileManager.default.contentsOfDirectory(atPath: directory + "/clashed/cat")
+        XCTAssertEqual(written.count, 2)
+        XCTAssertTrue(written.allSatisfy { $0.utf8.count <= 255 && $0.hasSuffix(".png") }, "\(written)")
 
         let failing = directory + "/failing"
         let missing = entries + [PseudoLabelReview.Entry(file: directory + "/gone.png", className: "dog", confidence: 0.5)]

@@ -159,7 +159,10 @@ public struct ImageFolderDataset: ImageDataset {
     static func listFolders(_ root: String) throws -> [String] {
         let names = try listVisible(root)
         for name in names {
-            if let reason = unreachable(name, in: root) { throw DataError.invalidDataset("\(root)/\(name): \(reason)") }
+            // (A file so named beside the class folders is ignored, as any file there is.)
+            if let reason = unreachable(name, in: root), mayBeFolder(name, in: root) {
+                throw DataError.invalidDataset("\(root)/\(name): \(reason)")
+            }
         }
         return names.filter { FileKind(path: root + "/" + $0).isDirectory }
     }
@@ -176,6 +179,21 @@ public struct ImageFolderDataset: ImageDataset {
             return "its path is longer than the system's limit of \(PATH_MAX) bytes: move it higher up"
         }
         return nil  // removed since it was listed
+    }
+
+    /// Whether the entry of `folder` that Foundation lists as `name` may be a folder, by the type
+    /// `readdir` gives (it needs no path): false only for a plain file. Entries that cannot be opened
+    /// by name cannot be `stat`ed either.
+    static func mayBeFolder(_ name: String, in folder: String) -> Bool {
+        guard let directory = opendir(folder) else { return true }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let entryName = withUnsafePointer(to: &entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }  // U+FFFD repaired
+            }
+            if entryName == name { return Int(entry.pointee.d_type) != Int(DT_REG) }
+        }
+        return true
     }
 
     /// Folders that file systems, NAS boxes and archivers add, never a class: Synology's thumbnails,
@@ -210,8 +228,12 @@ public struct ImageFolderDataset: ImageDataset {
             for name in try listVisible(dir) {
                 let path = dir + "/" + name
                 if let reason = unreachable(name, in: dir) {
-                    if options.strict { throw DataError.unreadable(path: path, reason: reason) }
-                    skipped.append(path: path, reason: reason)
+                    let image = options.isImageName(name)
+                    // Any other file so named is not read, as any file that is not an image.
+                    guard image || mayBeFolder(name, in: dir) else { continue }
+                    let why = image ? reason : "a folder whose images are not read: " + reason
+                    if options.strict { throw DataError.unreadable(path: path, reason: why) }
+                    skipped.append(path: path, reason: why)
                     continue
                 }
                 let isImage = options.isImageName(name)

@@ -145,8 +145,11 @@ public enum PseudoLabelReview {
             var target = (folder as NSString).appendingPathComponent(name)
             var counter = 2
             while taken.contains(target) {
-                let stem = (name as NSString).deletingPathExtension, ext = (name as NSString).pathExtension
-                target = (folder as NSString).appendingPathComponent("\(stem)-\(counter)" + (ext.isEmpty ? "" : "." + ext))
+                var stem = (name as NSString).deletingPathExtension
+                let suffix = "-\(counter)" + { $0.isEmpty ? "" : "." + $0 }((name as NSString).pathExtension)
+                // A name of up to 255 bytes and its counter must still fit in one (257 bytes failed the write).
+                while stem.utf8.count + suffix.utf8.count > 255 && !stem.isEmpty { stem.removeLast() }
+                target = (folder as NSString).appendingPathComponent(stem + suffix)
                 counter += 1
             }
             taken.insert(target)

@@ -104,15 +104,17 @@ public struct RecipeOptions: Codable, Equatable {
     /// Checks what can be checked without the model or data. Errors name the setting.
     public func validate(epochs: Int?) throws {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
-        if let learningRate, !(learningRate > 0 && learningRate.isFinite) { throw bad("learningRate", "must be a positive finite number") }
-        if let phaseTwoLearningRate, !(phaseTwoLearningRate > 0 && phaseTwoLearningRate.isFinite) {
-            throw bad("phaseTwoLearningRate", "must be a positive finite number")
+        // Rates and factors reach LibTorch as float32: 1e39 was finite here and overflowed there.
+        func fits(_ x: Double) -> Bool { x.isFinite && abs(x) <= Double(Float.greatestFiniteMagnitude) }
+        if let learningRate, !(learningRate > 0 && fits(learningRate)) { throw bad("learningRate", "must be a positive number float32 holds") }
+        if let phaseTwoLearningRate, !(phaseTwoLearningRate > 0 && fits(phaseTwoLearningRate)) {
+            throw bad("phaseTwoLearningRate", "must be a positive number float32 holds")
         }
-        if let weightDecay, !(weightDecay >= 0 && weightDecay.isFinite) { throw bad("weightDecay", "must be a finite number ≥ 0") }
-        guard momentum >= 0 && momentum.isFinite else { throw bad("momentum", "must be a finite number ≥ 0") }
+        if let weightDecay, !(weightDecay >= 0 && fits(weightDecay)) { throw bad("weightDecay", "must be a number ≥ 0 that float32 holds") }
+        guard momentum >= 0 && fits(momentum) else { throw bad("momentum", "must be a number ≥ 0 that float32 holds") }
         if let warmupSteps, warmupSteps < 0 { throw bad("warmupSteps", "must be ≥ 0 steps") }
         guard labelSmoothing >= 0 && labelSmoothing < 1 else { throw bad("labelSmoothing", "must be in [0, 1)") }
-        if let gradientClipNorm, !(gradientClipNorm > 0 && gradientClipNorm.isFinite) { throw bad("gradientClipNorm", "must be a positive finite number") }
+        if let gradientClipNorm, !(gradientClipNorm > 0 && fits(gradientClipNorm)) { throw bad("gradientClipNorm", "must be a positive number float32 holds") }
         if let phaseOneEpochs, phaseOneEpochs < 0 { throw bad("phaseOneEpochs", "must be ≥ 0") }
         if let phaseOneEpochs, let epochs, recipe == .twoPhase, phaseOneEpochs > epochs {
             throw bad("phaseOneEpochs", "\(phaseOneEpochs) is more than the \(epochs) epochs: phase 2 would never start")
@@ -121,8 +123,8 @@ public struct RecipeOptions: Codable, Equatable {
         if trainBatchNorm && freezeBatchNormStatistics {
             throw bad("freezeBatchNormStatistics", "cannot be combined with trainBatchNorm (--train-bn): BatchNorm statistics either update or stay frozen")
         }
-        if let learningRateFactor, !(learningRateFactor > 0 && learningRateFactor.isFinite) { throw bad("learningRateFactor", "must be a positive finite number") }
-        if let layerDecay, !(layerDecay > 0 && layerDecay.isFinite) { throw bad("layerDecay", "must be a positive finite number") }
+        if let learningRateFactor, !(learningRateFactor > 0 && fits(learningRateFactor)) { throw bad("learningRateFactor", "must be a positive number float32 holds") }
+        if let layerDecay, !(layerDecay > 0 && fits(layerDecay)) { throw bad("layerDecay", "must be a positive number float32 holds") }
         if learningRateFactor != nil && layerDecay != nil {
             throw bad("layerDecay", "give a learning-rate factor or a layer decay, not both")
         }

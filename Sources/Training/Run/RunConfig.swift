@@ -217,9 +217,9 @@ public struct RunConfig: Codable {
     /// `interrupted`, `diverged` or `failed`). Evaluating or exporting the run uses those weights.
     public var olderModelNotice: String? {
         guard let modelEpoch, !["completed", "stopped"].contains(status) else { return nil }
-        return "model.safetensors holds the weights of epoch \(modelEpoch), written when the run last finished; it is "
-            + "\(status) now (\(epochsCompleted) epoch\(epochsCompleted == 1 ? "" : "s") recorded): finish it with "
-            + "`finetune train --resume` to replace them"
+        let now = status == "running" ? "was resumed and has not finished (still training, or killed)" : "is \(status) now"
+        return "model.safetensors holds the weights of epoch \(modelEpoch), written when the run last finished; it \(now): "
+            + "finish it with `finetune train --resume` to replace them"
     }
 
     /// Every field given; `modelWeights`, `modelEpoch` and `testAccuracy` start nil. Nothing is checked
