@@ -558,10 +558,11 @@ enum Downloader {
 
     static func download(_ url: URL, timeout: TimeInterval = 60) throws -> URL {
         let kept = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: kept.path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: kept.path) else {
-            throw WeightsError.downloadFailed("cannot create the temporary file \(kept.path)")
+        let fd = open(kept.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw WeightsError.downloadFailed("cannot create the temporary file \(kept.path): \(String(cString: strerror(errno)))")
         }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let receiver = Receiver(handle: handle)
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout

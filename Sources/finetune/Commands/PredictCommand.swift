@@ -61,16 +61,16 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try runOptions.applyThreads()
-        let predictor: Predictor, files: [String]
+        let predictor: Predictor, files: [String], skippedInFolders: Int
         switch try source() {
         case .run(let run, let images):
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
-            files = try collectImageFiles(images)
+            (files, skippedInFolders) = try collectImageFiles(images)
             predictor = try Predictor(run: run, config: config)
         case .architecture(let arch, let images):
             runOptions.applyEXIF(run: nil)
-            files = try collectImageFiles(images)
+            (files, skippedInFolders) = try collectImageFiles(images)
             predictor = try Predictor(architecture: arch, weights: weights.lowercased() == "none" ? nil : weights)
         }
         predictor.precision = precisionOptions.resolved(for: predictor.model)
@@ -106,7 +106,8 @@ struct PredictCommand: ParsableCommand {
         if failures == files.count {
             throw CommandFailure("none of the \(files.count) image\(files.count == 1 ? "" : "s") could be read")
         }
-        if failures > 0 { printError("\(failures) of \(files.count) images could not be read") }
+        let unread = failures + skippedInFolders, total = files.count + skippedInFolders
+        if unread > 0 { printError("\(unread) of \(total) images could not be read") }
     }
 }
 
@@ -121,9 +122,10 @@ struct Prediction: Encodable {
 /// Expands folders into JPEG/PNG files as datasets are scanned (`ImageFolderDataset.imageFiles`:
 /// recursively, sorted, hidden files such as AppleDouble `._x.jpg` and system folders such as
 /// `@eaDir` left out, the entries that cannot be read named); plain files are kept as given. A
-/// missing input, or a folder without such a file, is an error naming it.
-func collectImageFiles(_ inputs: [String]) throws -> [String] {
-    var files: [String] = []
+/// missing input, or a folder without such a file, is an error naming it. Also returns how many
+/// entries named like images the folders held that cannot be read (each named in a warning).
+func collectImageFiles(_ inputs: [String]) throws -> (files: [String], skipped: Int) {
+    var files: [String] = [], skippedCount = 0
     for input in inputs {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory) else {
@@ -132,6 +134,7 @@ func collectImageFiles(_ inputs: [String]) throws -> [String] {
         if isDirectory.boolValue {
             let (found, skipped) = try ImageFolderDataset.imageFiles(in: input, options: ScanOptions())
             for entry in skipped.entries { printError("warning: skipping \(entry.path): \(entry.reason)") }
+            skippedCount += skipped.count
             guard !found.isEmpty else {
                 throw ValidationError("\(input) holds no .jpg, .jpeg or .png image (folders are searched recursively)")
             }
@@ -140,5 +143,5 @@ func collectImageFiles(_ inputs: [String]) throws -> [String] {
             files.append(input)
         }
     }
-    return files
+    return (files, skippedCount)
 }
