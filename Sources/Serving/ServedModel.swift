@@ -26,11 +26,13 @@ final class ServedModel: @unchecked Sendable {
         precision = configuration.precision
         exif = configuration.exif
         current = ModelVersion(predictor: try Self.load(model.source, precision: precision, exif: exif), number: 1)
-        // The warm-up batch is a full batch: one the memory cannot hold crashed the server.
+        // The warm-up batch is a full batch: one the memory cannot hold crashed the server (the input
+        // pipeline), or asked LibTorch for tens of GB (the forward pass).
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: current.predictor.preprocessing,
                                                   batchSize: configuration.maxBatchSize,
                                                   workers: configuration.decodeWorkers)
+            try Self.checkForwardPass(current.predictor, batchSize: configuration.maxBatchSize)
         } catch {
             throw ServingError.badConfiguration("--max-batch-size \(configuration.maxBatchSize) for model \(model.name): \(error)")
         }
@@ -41,6 +43,20 @@ final class ServedModel: @unchecked Sendable {
             metrics.batch(model: name, size: size, queueDepth: depth)
         }
         metrics.queue(model: name, depth: 0)
+    }
+
+    /// Throws when a forward pass of `batchSize` images would need more than half of this machine's
+    /// memory: about three times the largest layer output (a layer's input, its output and a
+    /// workspace), measured with one image (`ModelSummary`), times the batch.
+    static func checkForwardPass(_ predictor: Predictor, batchSize: Int, memory: Int = Runtime.physicalMemory) throws {
+        let side = predictor.preprocessing.cropSize
+        let summary = try ModelSummary(predictor.model, inputShape: [1, 3, side, side])
+        let largest = summary.rows.compactMap { $0.outputShape?.reduce(1, *) }.max() ?? 0
+        let (bytes, overflow) = (largest * MemoryLayout<Float>.size * 3).multipliedReportingOverflow(by: batchSize)
+        guard overflow || bytes > memory / 2 else { return }
+        throw ServingError.badConfiguration("a batch of \(batchSize) images at \(side) px needs about "
+            + (overflow ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes))
+            + " for the forward pass, more than half of this machine's \(MemoryEstimate.format(memory)); use a smaller batch")
     }
 
     /// A predictor for `source`, running in `precision` (`.auto` resolved for its model) and decoding

@@ -45,6 +45,15 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertThrowsError(try PredictionServer(configuration: configuration, log: { _ in })) { error in
             XCTAssertTrue("\(error)".contains("--max-batch-size 65536"), "\(error)")
         }
+        // 2,048 images of 224 px fit the input pipeline on most machines, and their forward pass
+        // (MobileNetV2's largest output, 96 × 112 × 112, three times over: about 30 GB) on none of
+        // these: the warm-up asked LibTorch for it.
+        configuration.maxBatchSize = 2048
+        XCTAssertThrowsError(try PredictionServer(configuration: configuration, log: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("--max-batch-size 2048"), "\(error)")
+        }
+        configuration.maxBatchSize = 32
+        XCTAssertNoThrow(try PredictionServer(configuration: configuration, log: { _ in }))
     }
 
     /// `--request-timeout-ms` covers the upload: a body that stalls gets 408 at the timeout and the
