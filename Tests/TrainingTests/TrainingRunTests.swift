@@ -75,6 +75,14 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
+    /// Runs `run` until `step` optimizer steps are done, then interrupts it as Ctrl-C would.
+    func runInterrupted(_ run: TrainingRun, afterStep step: Int) throws -> TrainingRunSummary {
+        let stop = SignalStop(signals: [])
+        run.signalStop = stop
+        run.extraCallbacks = [Interrupter(step: step, stop: stop)]
+        return try run.run()
+    }
+
     func testARunInterruptedAndResumedThroughTheLibraryEqualsAnUninterruptedOne() throws {
         let data = try makeData()
         let runs = try TRData.temporaryDirectory(self)
@@ -92,10 +100,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertNotNil(a.testReport)
 
         let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: quiet)
-        let stop = SignalStop(signals: [])
-        first.signalStop = stop
-        first.extraCallbacks = [Interrupter(step: 5, stop: stop)]  // mid-epoch 2 (3 steps per epoch)
-        let interrupted = try first.run()
+        let interrupted = try runInterrupted(first, afterStep: 5)  // mid-epoch 2 (3 steps per epoch)
         XCTAssertEqual(interrupted.status, "interrupted")
         XCTAssertTrue(interrupted.interruptionNotice()?.hasSuffix("`finetune train --resume \(runs)/b`") == true)
         // A data-parallel run's hint names its process count (resuming with one process is refused).
@@ -134,11 +139,7 @@ final class TrainingRunTests: XCTestCase {
         let out = try TRData.temporaryDirectory(self) + "/old"
         var spec = specification(data: data, out: out)
         spec.options.epochs = 2
-        let first = try TrainingRun.create(spec, notify: { _ in })
-        let stop = SignalStop(signals: [])
-        first.signalStop = stop
-        first.extraCallbacks = [Interrupter(step: 2, stop: stop)]
-        XCTAssertEqual(try first.run().status, "interrupted")
+        XCTAssertEqual(try runInterrupted(TrainingRun.create(spec, notify: { _ in }), afterStep: 2).status, "interrupted")
         // Rewrite config.json as the earlier version wrote it.
         let path = out + "/config.json"
         var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
@@ -210,11 +211,8 @@ final class TrainingRunTests: XCTestCase {
 
         spec.runDirectory = runs + "/b"
         let first = try TrainingRun.create(spec, notify: { _ in })
-        let stop = SignalStop(signals: [])
-        first.signalStop = stop
-        first.extraCallbacks = [Interrupter(step: 8, stop: stop)]  // in epoch 3, after the best epoch
         inject(first)
-        XCTAssertEqual(try first.run().status, "interrupted")
+        XCTAssertEqual(try runInterrupted(first, afterStep: 8).status, "interrupted")  // in epoch 3, after the best epoch
         let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
         inject(resumed)
         let b = try resumed.run()
@@ -258,10 +256,7 @@ final class TrainingRunTests: XCTestCase {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/run"
         let first = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
-        let stop = SignalStop(signals: [])
-        first.signalStop = stop
-        first.extraCallbacks = [Interrupter(step: 5, stop: stop)]  // epoch 1 done, epoch 2 in part
-        XCTAssertEqual(try first.run().status, "interrupted")
+        XCTAssertEqual(try runInterrupted(first, afterStep: 5).status, "interrupted")  // epoch 1 done, epoch 2 in part
         let config = try Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))
 
         XCTAssertThrowsError(try TrainingRun.resume(out, changes: .init(epochs: 1), notify: { _ in })) { error in
@@ -294,10 +289,7 @@ final class TrainingRunTests: XCTestCase {
 
         let resumed = try TrainingRun.resume(out, changes: .init(epochs: 3), notify: { _ in })
         XCTAssertEqual(try directory.readConfig().status, "running")
-        let stop = SignalStop(signals: [])
-        resumed.signalStop = stop
-        resumed.extraCallbacks = [Interrupter(step: resumed.trainer.state.globalStep + 1, stop: stop)]
-        XCTAssertEqual(try resumed.run().status, "interrupted")
+        XCTAssertEqual(try runInterrupted(resumed, afterStep: resumed.trainer.state.globalStep + 1).status, "interrupted")
         resumed.release()
         let config = try directory.readConfig()
         XCTAssertEqual(config.status, "interrupted")
@@ -313,10 +305,7 @@ final class TrainingRunTests: XCTestCase {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/run"
         let first = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
-        let stop = SignalStop(signals: [])
-        first.signalStop = stop
-        first.extraCallbacks = [Interrupter(step: 1, stop: stop)]
-        XCTAssertEqual(try first.run().status, "interrupted")
+        XCTAssertEqual(try runInterrupted(first, afterStep: 1).status, "interrupted")
         first.release()
         let path = out + "/config.json"
         var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
