@@ -64,16 +64,22 @@ final class CLITests: XCTestCase {
                    stderr: String(decoding: stderrBox.data, as: UTF8.self))
     }
 
-    /// Starts `finetune arguments` and SIGKILLs it once `history` (a run's history.csv) has a row
-    /// after its header, i.e. in the second epoch or later. Returns whether the process was still
-    /// running when it was killed (false: it ended first, or did not get that far in 120 s).
-    static func killDuringSecondEpoch(_ arguments: [String], history: String) throws -> Bool {
+    /// Starts `finetune arguments` in the background, its output discarded.
+    static func start(_ arguments: [String]) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        return process
+    }
+
+    /// Starts `finetune arguments` and SIGKILLs it once `history` (a run's history.csv) has a row
+    /// after its header, i.e. in the second epoch or later. Returns whether the process was still
+    /// running when it was killed (false: it ended first, or did not get that far in 120 s).
+    static func killDuringSecondEpoch(_ arguments: [String], history: String) throws -> Bool {
+        let process = try start(arguments)
         let deadline = Date().addingTimeInterval(120)
         while process.isRunning && Date() < deadline {
             let text = (try? String(contentsOfFile: history, encoding: .utf8)) ?? ""

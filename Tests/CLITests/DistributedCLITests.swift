@@ -93,12 +93,7 @@ extension TrainCLITests {
     /// once its first checkpoint is written, i.e. training has started (at most 120 s).
     func launchedUntilItsFirstCheckpoint(_ arguments: [String], run: String,
                                          file: StaticString = #filePath, line: UInt = #line) throws -> Process {
-        let launcher = Process()
-        launcher.executableURL = CLITests.binary
-        launcher.arguments = arguments
-        launcher.standardOutput = FileHandle.nullDevice
-        launcher.standardError = FileHandle.nullDevice
-        try launcher.run()
+        let launcher = try CLITests.start(arguments)
         let deadline = Date().addingTimeInterval(120)
         while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
             Thread.sleep(forTimeInterval: 0.005)

@@ -207,12 +207,7 @@ extension ExportCLITests {
 
         // Killed in the middle of writing (the temporary file is there): --out is not created.
         let big = "\(folder)/big.onnx"
-        let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = ["export", "--arch", "vgg16", "--weights", "none", "--input-size", "32", "--out", big]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try CLITests.start(["export", "--arch", "vgg16", "--weights", "none", "--input-size", "32", "--out", big])
         let deadline = Date().addingTimeInterval(120)
         var sawTemporary = false
         while process.isRunning, Date() < deadline, !sawTemporary {

@@ -26,16 +26,6 @@ final class KillCampaignTests: XCTestCase {
         }
     }
 
-    func start(_ arguments: [String]) throws -> Process {
-        let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
     /// The global step of the run's last checkpoint (0 before the first).
     func checkpointStep(_ out: String) -> Int {
         guard let data = FileManager.default.contents(atPath: out + "/checkpoints/last/trainer.json"),
@@ -52,7 +42,7 @@ final class KillCampaignTests: XCTestCase {
         var targets = Set<Int>()
         while targets.count < kills { targets.insert(Int.random(in: 1...(totalSteps - 2), using: &random)) }
         var landed = 0
-        var process = try start(arguments)
+        var process = try CLITests.start(arguments)
         for target in targets.sorted() {
             let deadline = Date().addingTimeInterval(180)
             while process.isRunning && checkpointStep(out) < target && Date() < deadline {
@@ -63,7 +53,7 @@ final class KillCampaignTests: XCTestCase {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             landed += 1
-            process = try start(["train", "--resume", out, "--workers", "0"])
+            process = try CLITests.start(["train", "--resume", out, "--workers", "0"])
         }
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0, "\(process.arguments ?? [])")

@@ -97,12 +97,7 @@ final class ReliabilityCLITests: XCTestCase {
     func testASecondWriterIsRefusedNamingTheHoldersPID() throws {
         let data = try dataset()
         let out = try temporaryFolder("runs") + "/run"
-        let first = Process()
-        first.executableURL = CLITests.binary
-        first.arguments = ["train", data, "--out", out] + Self.fast + ["--epochs", "1000"]
-        first.standardOutput = FileHandle.nullDevice
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let first = try CLITests.start(["train", data, "--out", out] + Self.fast + ["--epochs", "1000"])
         defer { if first.isRunning { first.interrupt(); first.waitUntilExit() } }
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: out + "/config.json") && Date() < deadline {
@@ -265,12 +260,7 @@ final class ReliabilityCLITests: XCTestCase {
                      "--save-every-steps", "1"]
         let straight = try run(["train", data, "--out", runs + "/a"] + flags)
         XCTAssertEqual(straight.status, 0, straight.stderr)
-        let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = ["train", data, "--out", runs + "/b"] + flags
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try CLITests.start(["train", data, "--out", runs + "/b"] + flags)
         let deadline = Date().addingTimeInterval(120)
         while process.isRunning && Date() < deadline {
             let history = (try? String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8)) ?? ""
