@@ -21,7 +21,11 @@ open class Module {
 
     /// The mode this module's own forward pass should use: training unless `eval()`ed, frozen, or
     /// kept in inference behaviour by `freezeBatchNormStatistics(_:except:)`.
-    public var usesTrainingBehaviour: Bool { isTraining && !isFrozen && !keepsInferenceBehaviour }
+    public var usesTrainingBehaviour: Bool { isTraining && usesTrainingBehaviourWhenTraining }
+
+    /// The mode this module's forward pass uses once the model is put in training mode: training
+    /// unless frozen or kept in inference behaviour.
+    public var usesTrainingBehaviourWhenTraining: Bool { !isFrozen && !keepsInferenceBehaviour }
 
     // MARK: - Structure (override these)
 

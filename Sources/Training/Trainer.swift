@@ -506,8 +506,13 @@ public final class Trainer {
 
     /// Whether a BatchNorm layer of the model normalises with its batch's statistics (training
     /// behaviour), which a batch of one image cannot give.
-    var batchNormTrains: Bool {
-        model.namedModules().contains { $0.1 is BatchNormLayer && $0.1.usesTrainingBehaviour }
+    var batchNormTrains: Bool { batchNormTrains(whenTraining: false) }
+
+    /// `batchNormTrains` now, or (`whenTraining`) once the model is put in training mode.
+    func batchNormTrains(whenTraining: Bool) -> Bool {
+        model.namedModules().contains {
+            $0.1 is BatchNormLayer && (whenTraining || $0.1.isTraining) && $0.1.usesTrainingBehaviourWhenTraining
+        }
     }
 
     /// The batches of an epoch of the current `fit` that train (nil outside `fit`: the loader's).
@@ -521,8 +526,7 @@ public final class Trainer {
     /// that batch up, so its runs count it.
     private func planTrainingBatches(_ train: DataLoader) {
         let batches = train.batchesPerEpoch
-        let wouldTrain = model.namedModules().contains { $0.1 is BatchNormLayer && !$0.1.isFrozen && !$0.1.keepsInferenceBehaviour }
-        let leftOut = batches > 1 && train.batchSize > 1 && train.lastBatchSize == 1 && wouldTrain
+        let leftOut = batches > 1 && train.batchSize > 1 && train.lastBatchSize == 1 && batchNormTrains(whenTraining: true)
             && configuration.pseudoLabel == nil
         trainingBatchesPerEpoch = leftOut ? batches - 1 : batches
         let k = configuration.accumulationSteps, trained = batches - (leftOut ? 1 : 0)

@@ -54,7 +54,7 @@ enum LogFiles {
         do {
             return try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw LogFileError(path: path, "cannot read: \(error.localizedDescription)")
+            throw LogFileError(path: path, "cannot read: \(FileErrorReason.of(error, path: path))")
         }
     }
 

@@ -346,7 +346,7 @@ public struct WeightsCache {
         do {
             temporary = try Downloader.download(url)
         } catch {
-            let reason = (error as? WeightsError)?.description ?? (error as NSError).localizedDescription
+            let reason = (error as? WeightsError)?.description ?? FileErrorReason.of(error)
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(reason)"))
         }
         defer { try? FileManager.default.removeItem(at: temporary) }
