@@ -32,6 +32,8 @@ struct ic_jpeg_error {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     int truncated;                      // libjpeg reported a premature end of data
+    int damaged;                        // libjpeg made up part of the picture (see ic_decoder_damage)
+    char damage[JMSG_LENGTH_MAX];       // its first such warning
     char message[JMSG_LENGTH_MAX + 64];
 };
 

@@ -340,3 +340,9 @@ int ic_probe(const uint8_t *data, size_t length, ic_image_info *info, char *erro
     ic_decoder_close(d);
     return status;
 }
+
+int ic_decoder_damage(const ic_decoder *d, char *message, size_t message_cap) {
+    if (d == NULL || d->format != IC_FORMAT_JPEG || !d->jerr.damaged) return 0;
+    ic_set_error(message, message_cap, "%s", d->jerr.damage);
+    return 1;
+}

@@ -33,7 +33,15 @@ static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
         snprintf(err->message, sizeof err->message, "JPEG data ends prematurely (truncated file)");
         longjmp(err->jump, 1);
     }
-    // Other warnings ("Corrupt JPEG data: N extraneous bytes…") are tolerated, as PIL does.
+    // Other warnings are tolerated, as PIL does. Those that mean lost scan data (a marker or bad code
+    // inside the entropy-coded data: libjpeg fills in zero coefficients for the rest, or skips to the next
+    // restart marker) are kept for ic_decoder_damage; extraneous bytes between markers lose nothing.
+    int code = err->pub.msg_code;
+    if (!err->damaged && (code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_ARITH_BAD_CODE
+                          || code == JWRN_MUST_RESYNC)) {
+        err->damaged = 1;
+        (*cinfo->err->format_message)(cinfo, err->damage);
+    }
 }
 
 static void jpeg_output_message_cb(j_common_ptr cinfo) { (void)cinfo; }

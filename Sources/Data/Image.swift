@@ -89,6 +89,13 @@ public struct Image: Equatable, Sendable {
     }
 
     static func decode(_ raw: UnsafeRawBufferPointer, minSide: Int, label: String, fast: Bool = false) throws -> Image {
+        try decodeNotingDamage(raw, minSide: minSide, label: label, fast: fast).image
+    }
+
+    /// `decode`, with the decoder's warning when it made up part of the picture (`ic_decoder_damage`:
+    /// JPEG scan data cut short or corrupt, which libjpeg makes up, as PIL does, without an error).
+    static func decodeNotingDamage(_ raw: UnsafeRawBufferPointer, minSide: Int, label: String,
+                                   fast: Bool = false) throws -> (image: Image, damage: String?) {
         var message = [CChar](repeating: 0, count: 512)
         var decoder: OpaquePointer?
         var info = ic_image_info()
@@ -109,7 +116,8 @@ public struct Image: Equatable, Sendable {
         guard readStatus == 0 else {
             throw ImageCodecFailure(status: readStatus, message: message, label: label).dataError
         }
-        return try Image(width: Int(info.width), height: Int(info.height), channels: 3, pixels: pixels)
+        let damage = ic_decoder_damage(decoder, &message, message.count) == 1 ? String(cString: message) : nil
+        return (try Image(width: Int(info.width), height: Int(info.height), channels: 3, pixels: pixels), damage)
     }
 
     /// Decodes only the `width`×`height` window at (`left`, `top`) of the image as decoded at DCT scale

@@ -106,6 +106,40 @@ final class DataCheckTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(DataCheckReport.self, from: json), report)
     }
 
+    /// A JPEG cut short with its end marker put back decodes without an error: libjpeg (like PIL)
+    /// makes the lost part up. The check names it as damaged (it said nothing: 0 problems), and a
+    /// JPEG with extraneous bytes between markers, which loses nothing, is not damaged.
+    func testAJPEGCutShortWithItsEndMarkerIsNamedAsDamaged() throws {
+        let photos = try photos()
+        try makeCleanFolder(photos)
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: photos[8]))
+        let cut = bytes.prefix(bytes.count / 2) + Foundation.Data([0xFF, 0xD9])
+        try cut.write(to: URL(fileURLWithPath: "\(root)/train/a/cut.jpg"))
+        // Two bytes of padding before the end marker: libjpeg's "extraneous bytes" warning only.
+        let padded = bytes.prefix(bytes.count - 2) + Foundation.Data([0x00, 0x00, 0xFF, 0xD9])
+        XCTAssertEqual(bytes.suffix(2), Foundation.Data([0xFF, 0xD9]))
+        try padded.write(to: URL(fileURLWithPath: "\(root)/train/b/padded.jpg"))
+
+        // The cut file decodes (training uses it), far from the photo (the lost part is made up).
+        let (original, decoded) = (try Image(contentsOfFile: photos[8]), try Image(contentsOfFile: "\(root)/train/a/cut.jpg"))
+        XCTAssertEqual([decoded.width, decoded.height], [original.width, original.height])
+        let difference = zip(original.pixels, decoded.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 0
+        XCTAssertGreaterThan(difference, 40)
+
+        let report = try DataCheck.run(root)
+        XCTAssertTrue(report.unreadable.isEmpty, report.rendered())
+        XCTAssertEqual(report.damaged.map(\.path), ["\(root)/train/a/cut.jpg"], report.rendered())
+        XCTAssertEqual(report.damaged.first?.reason, "Corrupt JPEG data: premature end of data segment")
+        XCTAssertEqual(report.splits.map(\.classCounts), [[3, 3], [2, 2]], "a damaged image still counts")
+        XCTAssertEqual(report.problemCount, 1)
+        XCTAssertTrue(report.hints.contains { $0.contains("1 JPEG is damaged") }, "\(report.hints)")
+        XCTAssertTrue(report.summaryLine.contains("1 damaged"), report.summaryLine)
+        let json = try JSONEncoder().encode(report)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: json) as? [String: Any])
+        XCTAssertEqual((object["damaged"] as? [[String: Any]])?.count, 1)
+        XCTAssertEqual(try JSONDecoder().decode(DataCheckReport.self, from: json), report)
+    }
+
     /// A `path,label` CSV file is checked as one set (the run report of a CSV run checks its data;
     /// the check read class folders only, so that report failed with "does not exist or is not a
     /// folder"). Relative paths resolve against `imageRoot`.

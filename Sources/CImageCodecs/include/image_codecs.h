@@ -89,6 +89,11 @@ int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, 
 /// Decodes into `pixels`, which must hold info.width * info.height * 3 bytes. Call at most once.
 int ic_decoder_read(ic_decoder *decoder, uint8_t *pixels, size_t capacity, char *error, size_t error_cap);
 void ic_decoder_close(ic_decoder *decoder);
+/// After a read: 1 when the decoder had to make up part of the picture because the data was cut
+/// short or corrupt inside a JPEG scan (libjpeg's "Corrupt JPEG data: premature end of data segment",
+/// a bad Huffman code, a lost restart marker: it fills in zero coefficients or skips to the next restart marker, and
+/// the read still succeeds, as with PIL), with libjpeg's warning in `message`; 0 otherwise.
+int ic_decoder_damage(const ic_decoder *decoder, char *message, size_t message_cap);
 
 /// The output size (after EXIF orientation) of the image decoded at DCT scale `scale_num`/8
 /// (1, 2, 4 or 8; PNG: 8 only). Call before reading; the scale `min_side` chose is not changed by it.

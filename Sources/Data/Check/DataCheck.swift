@@ -100,6 +100,11 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     public var imbalanceRatio: Double
     /// Files that fail to decode (or are not images at all), each named.
     public var unreadable: [Unreadable]
+    /// JPEGs that decode, but only because the decoder made up part of the picture: scan data cut
+    /// short or corrupt, which libjpeg (and so PIL) makes up (grey, smeared or blurred blocks) without an
+    /// error. Training uses them as
+    /// they decode; `reason` is libjpeg's warning.
+    public var damaged: [Unreadable]
     /// Decoded images by stored mode: `RGB`, `grey`, `grey+alpha`, `RGBA`, `CMYK`, with ` 16-bit`
     /// appended for 16-bit PNGs.
     public var modes: [String: Int]
@@ -117,7 +122,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     public var hints: [String]
 
     enum CodingKeys: String, CodingKey {
-        case root, classNames = "class_names", splits, imbalanceRatio = "imbalance_ratio", unreadable, modes
+        case root, classNames = "class_names", splits, imbalanceRatio = "imbalance_ratio", unreadable, damaged, modes
         case sizeRange = "size_range", exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates", hints
         case nearDuplicateMethod = "near_duplicate_method"
     }
@@ -132,6 +137,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
             try c.encodeNil(forKey: .imbalanceRatio)
         }
         try c.encode(unreadable, forKey: .unreadable)
+        try c.encode(damaged, forKey: .damaged)
         try c.encode(modes, forKey: .modes)
         try c.encode(sizeRange, forKey: .sizeRange)
         try c.encode(exactDuplicates, forKey: .exactDuplicates)
@@ -148,6 +154,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         splits = try c.decode([Split].self, forKey: .splits)
         imbalanceRatio = try c.decodeIfPresent(Double.self, forKey: .imbalanceRatio) ?? .infinity
         unreadable = try c.decode([Unreadable].self, forKey: .unreadable)
+        damaged = try c.decodeIfPresent([Unreadable].self, forKey: .damaged) ?? []
         modes = try c.decode([String: Int].self, forKey: .modes)
         sizeRange = try c.decodeIfPresent([Int].self, forKey: .sizeRange)
         exactDuplicates = try c.decode([[File]].self, forKey: .exactDuplicates)
@@ -157,13 +164,14 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
     }
 
     init(root: String, classNames: [String], splits: [Split], imbalanceRatio: Double, unreadable: [Unreadable],
-         modes: [String: Int], sizeRange: [Int]?, exactDuplicates: [[File]], nearDuplicates: [NearDuplicate],
+         damaged: [Unreadable], modes: [String: Int], sizeRange: [Int]?, exactDuplicates: [[File]], nearDuplicates: [NearDuplicate],
          nearDuplicateMethod: String, hints: [String]) {
         self.root = root
         self.classNames = classNames
         self.splits = splits
         self.imbalanceRatio = imbalanceRatio
         self.unreadable = unreadable
+        self.damaged = damaged
         self.modes = modes
         self.sizeRange = sizeRange
         self.exactDuplicates = exactDuplicates
@@ -172,15 +180,16 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
         self.hints = hints
     }
 
-    /// Unreadable files, duplicate groups and near-duplicate pairs found.
-    public var problemCount: Int { unreadable.count + exactDuplicates.count + nearDuplicates.count }
+    /// Unreadable and damaged files, duplicate groups and near-duplicate pairs found.
+    public var problemCount: Int { unreadable.count + damaged.count + exactDuplicates.count + nearDuplicates.count }
 
     /// One line: images, classes, imbalance and the problem counts.
     public var summaryLine: String {
         let images = splits.map(\.images).reduce(0, +)
         let ratio = imbalanceRatio.isFinite ? String(format: "%.2f", imbalanceRatio) : "∞"
         return "data check: \(images) images, \(classNames.count) classes (imbalance \(ratio)), "
-            + "\(unreadable.count) unreadable, \(exactDuplicates.count) exact-duplicate group"
+            + "\(unreadable.count) unreadable, " + (damaged.isEmpty ? "" : "\(damaged.count) damaged, ")
+            + "\(exactDuplicates.count) exact-duplicate group"
             + "\(exactDuplicates.count == 1 ? "" : "s"), \(nearDuplicates.count) near-duplicate pair"
             + "\(nearDuplicates.count == 1 ? "" : "s") across splits"
     }
@@ -206,6 +215,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
             if items.count > limit { lines.append("  … and \(items.count - limit) more") }
         }
         section("unreadable files", unreadable.map { "\($0.path): \($0.reason)" })
+        section("damaged files (decoded with part of the picture made up)", damaged.map { "\($0.path): \($0.reason)" })
         section("exact duplicates", exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
         section("near-duplicates across splits", nearDuplicates.map(\.summary))
         lines += hints.map { "hint: " + $0 }
@@ -270,6 +280,7 @@ public enum DataCheck {
         var byDigest: [String: [Int]] = [:]
         var digestOrder: [String] = []
         var hashed: [(index: Int, fingerprint: ImageFingerprint, digest: String)] = []
+        var damaged: [DataCheckReport.Unreadable] = []
         for (i, result) in examined.enumerated() {
             switch result {
             case .failure(let reason):
@@ -277,6 +288,7 @@ public enum DataCheck {
                 let (k, sample) = positions[i]
                 undecodable[k][named[k].1.samples[sample].label] += 1
             case .success(let e):
+                if let damage = e.damage { damaged.append(.init(path: files[i].path, split: files[i].split, reason: damage)) }
                 modes[e.mode, default: 0] += 1
                 if let s = sizes {
                     sizes = [min(s[0], e.width), min(s[1], e.height), max(s[2], e.width), max(s[3], e.height)]
@@ -370,6 +382,12 @@ public enum DataCheck {
             hints.append("\(unreadable.count) file\(unreadable.count == 1 ? "" : "s") cannot be used: training skips "
                 + "them (--on-bad-image skip) or stops (--on-bad-image fail); fix or remove them")
         }
+        if !damaged.isEmpty {
+            hints.append("\(damaged.count) JPEG\(damaged.count == 1 ? " is" : "s are") damaged (cut short or corrupt): "
+                + "the decoder makes the lost part up (grey, smeared or blurred "
+                + "blocks), and training uses \(damaged.count == 1 ? "it" : "them") so; "
+                + "replace or remove \(damaged.count == 1 ? "it" : "them")")
+        }
         let crossSplit = exact.filter { Set($0.map(\.split)).count > 1 }.count
         if crossSplit > 0 || !near.isEmpty {
             hints.append("the same photo is in more than one split (\(crossSplit) exact, \(near.count) near): "
@@ -381,7 +399,7 @@ public enum DataCheck {
                 + "decoded: alpha is dropped, grey is replicated, CMYK converted, 16-bit keeps its high byte")
         }
         return DataCheckReport(root: root, classNames: classNames, splits: splits, imbalanceRatio: ratio,
-                               unreadable: unreadable, modes: modes, sizeRange: sizes, exactDuplicates: exact,
+                               unreadable: unreadable, damaged: damaged, modes: modes, sizeRange: sizes, exactDuplicates: exact,
                                nearDuplicates: near, nearDuplicateMethod: method, hints: hints)
     }
 
@@ -409,6 +427,8 @@ public enum DataCheck {
         var mode: String
         var width: Int
         var height: Int
+        /// The decoder's warning when it made up part of the picture (`Image.decodeNotingDamage`).
+        var damage: String?
     }
 
     /// Reads, hashes, probes and decodes each file (in parallel, every thread with the EXIF handling in
@@ -437,7 +457,7 @@ public enum DataCheck {
             let info = try ImageCodec.probe(data: bytes, path: path)
             // JPEG: decode at a reduced DCT scale (the hash needs only 32×32); every scan line is still
             // decoded, so damage anywhere in the file is found.
-            let image = try Image(decoding: bytes, minSide: 64, path: path)
+            let (image, damage) = try bytes.withUnsafeBytes { try Image.decodeNotingDamage($0, minSide: 64, label: path) }
             var mode: String
             switch info.storedChannels {
             case 1: mode = "grey"
@@ -448,7 +468,7 @@ public enum DataCheck {
             // PNG IHDR: the bit depth is byte 24 of the file.
             if info.format == .png, bytes.count > 24, bytes[bytes.startIndex + 24] == 16 { mode += " 16-bit" }
             return .success(Examined(digest: SHA256Hasher.hexDigest(of: bytes), fingerprint: try ImageFingerprint(image),
-                                     mode: mode, width: info.width, height: info.height))
+                                     mode: mode, width: info.width, height: info.height, damage: damage))
         } catch {
             return .failure(ExamineFailure(skipReason(error, path: path)))
         }

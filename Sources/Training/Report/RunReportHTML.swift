@@ -155,6 +155,7 @@ extension RunReport {
                 + (items.count > 20 ? "<li>… and \(items.count - 20) more</li>\n" : "") + "</ul>\n"
         }
         list("Unreadable files", c.unreadable.map { "\($0.path): \($0.reason)" })
+        list("Damaged files (decoded with part of the picture made up)", c.damaged.map { "\($0.path): \($0.reason)" })
         list("Exact duplicates", c.exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
         if !c.nearDuplicateMethod.isEmpty { s += "<p>Near-duplicates searched by \(h(c.nearDuplicateMethod)).</p>\n" }
         list("Near-duplicates across splits", c.nearDuplicates.map(\.summary))
