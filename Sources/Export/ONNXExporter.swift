@@ -150,8 +150,9 @@ public enum ONNXExporter {
         return proto
     }
 
-    /// `metadata_props`: the preprocessing field by field, the class names (a JSON array, head
-    /// order), the architecture, finetune's version, and what the input and output hold.
+    /// `metadata_props`: the preprocessing field by field (its crop is the input size when that is
+    /// square), the class names (a JSON array, head order), the architecture, finetune's version, and
+    /// what the input and output hold.
     static func metadataProps(_ m: ExportMetadata, output: ONNXOutput, inputSize: (Int, Int)) throws
         -> [Onnx_StringStringEntryProto] {
         func json<T: Encodable>(_ value: T) throws -> String {
@@ -159,7 +160,11 @@ public enum ONNXExporter {
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             return String(decoding: try encoder.encode(value), as: UTF8.self)
         }
-        let p = m.preprocessing
+        // The preprocessing of the input the graph takes: at another (square) input size than the
+        // setting's crop, that size, with the resize side scaled alike (it kept the run's crop, which
+        // the graph then refused).
+        let p = inputSize.0 == inputSize.1 && inputSize.0 != m.preprocessing.cropSize
+            ? m.preprocessing.withCropSize(inputSize.0) : m.preprocessing
         let outputDescription: String
         switch (output, m.binary) {
         case (.logits, false): outputDescription = "logits [batch, \(m.classNames.count)] in class_names order"

@@ -42,6 +42,15 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         self.valueRange = valueRange
     }
 
+    /// These settings for a crop of `side` pixels: the resize side keeps its ratio to the crop
+    /// (rounded: 256/224 at 96 gives 110), as `train --input-size` and `export --input-size` set it.
+    public func withCropSize(_ side: Int) -> Preprocessing {
+        var scaled = self
+        scaled.resizeSize = Int((Double(side) * Double(resizeSize) / Double(cropSize)).rounded())
+        scaled.cropSize = side
+        return scaled
+    }
+
     /// torchvision's ImageNet defaults: 256 → 224, ImageNet mean and std.
     public static let imagenet = Preprocessing(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
                                                resizeSize: 256, cropSize: 224)

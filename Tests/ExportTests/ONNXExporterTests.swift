@@ -95,6 +95,28 @@ final class ONNXExporterTests: XCTestCase {
         XCTAssertEqual(metadata["output"], "logits")
     }
 
+    /// Exported at another input size than its crop (`export --input-size`), the metadata describes
+    /// the input the graph takes: the crop is that size and the resize keeps its ratio (they kept the
+    /// run's 96-px crop, and onnxruntime refused the tensor the metadata described).
+    func testMetadataAtAnotherInputSizeDescribesTheGraphsInput() throws {
+        let model = try ResNet.resnet18(ModelOptions(numClasses: 2))
+        let metadata = ExportMetadata(architecture: "resnet18", classNames: ["a", "b"], preprocessing: preprocessing,
+                                      finetuneVersion: "9.9.9", source: "test")
+        func props(_ side: (Int, Int)) throws -> [String: String] {
+            let proto = try ONNXExporter.makeModel(model, metadata: metadata, inputSize: side)
+            return Dictionary(uniqueKeysWithValues: proto.metadataProps.map { ($0.key, $0.value) })
+        }
+        let larger = try props((48, 48))
+        XCTAssertEqual(larger["input_size"], "48x48")
+        XCTAssertEqual(larger["preprocessing.crop"], "48")
+        XCTAssertEqual(larger["preprocessing.resize"], "60", "40/32 of 48")
+        let setting = try JSONDecoder().decode(Preprocessing.self, from: Foundation.Data(larger["preprocessing"]!.utf8))
+        XCTAssertEqual([setting.cropSize, setting.resizeSize], [48, 60])
+        XCTAssertEqual(setting.mean, preprocessing.mean)
+        let same = try props((32, 32))
+        XCTAssertEqual([same["preprocessing.crop"], same["preprocessing.resize"]], ["32", "40"])
+    }
+
     func testSoftmaxAndBinarySigmoidOutputs() throws {
         let model = try MobileNetV2.make(ModelOptions(numClasses: 4))
         let (softmax, _) = try exported(model, classNames: ["a", "b", "c", "d"], output: .probabilities)

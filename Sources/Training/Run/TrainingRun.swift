@@ -287,11 +287,7 @@ public final class TrainingRun {
         if head != HeadSpec(outputs: classNames.count) {
             do { try model.configureHead(head) } catch { throw bad("head", "\(error)") }
         }
-        var preprocessing = pretrained.preprocessing
-        if let size = options.inputSize {
-            preprocessing.resizeSize = Int((Double(size) * Double(preprocessing.resizeSize) / Double(preprocessing.cropSize)).rounded())
-            preprocessing.cropSize = size
-        }
+        let preprocessing = options.inputSize.map(pretrained.preprocessing.withCropSize) ?? pretrained.preprocessing
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: preprocessing,
                                                   batchSize: min(options.batchSize, max(1, splits.largestCount)),
