@@ -52,7 +52,6 @@ struct ic_decoder {
     struct ic_jpeg_error jerr;
     int jpeg_created;
     int jpeg_cmyk;                      // output is CMYK (from CMYK or YCCK) and converted here
-    int jpeg_adobe;                     // Adobe APP14 marker: CMYK samples are stored inverted
 
     // PNG
     png_structp png;

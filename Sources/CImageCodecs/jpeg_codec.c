@@ -63,12 +63,14 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
     jpeg_save_markers(&d->jpeg, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&d->jpeg, TRUE);
 
+    // The first Exif APP1 segment decides, as in PIL (JpegImagePlugin keeps the first, and
+    // exif_transpose reads it): a later one (or an XMP APP1) is not read, even when the first has no
+    // orientation tag.
     int orientation = 1;
     for (jpeg_saved_marker_ptr m = d->jpeg.marker_list; m != NULL; m = m->next) {
-        if (m->marker == JPEG_APP0 + 1) {
-            int o = ic_exif_orientation(m->data, m->data_length);
-            if (o != 1 || orientation == 1) orientation = o;
-            if (o != 1) break;
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 5 && memcmp(m->data, "Exif\0", 5) == 0) {
+            orientation = ic_exif_orientation(m->data, m->data_length);
+            break;
         }
     }
     if (flags & IC_DECODE_IGNORE_EXIF) orientation = 1;
@@ -83,7 +85,6 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
     case JCS_YCCK:
         d->jpeg.out_color_space = JCS_CMYK;  // libjpeg converts YCCK to CMYK; CMYK→RGB is done here
         d->jpeg_cmyk = 1;
-        d->jpeg_adobe = d->jpeg.saw_Adobe_marker;
         break;
     default:
         ic_set_error(error, cap, "unsupported JPEG colour space (%d components)", d->jpeg.num_components);
@@ -125,10 +126,12 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
 }
 
 /// PIL's CMYK→RGB (Convert.c cmyk2rgb), after undoing Adobe's inverted storage, so results match it.
-static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t width, int inverted) {
+/// Like PIL (JpegImagePlugin's "CMYK;I", "assume adobe conventions"), every CMYK JPEG is taken as
+/// stored inverted, with or without an Adobe marker: Photoshop writes it so, and a decoder that
+/// inverts only marked files gives other colours than PIL for unmarked ones.
+static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t width) {
     for (size_t x = 0; x < width; x++, in += 4, out += 3) {
-        unsigned c = in[0], m = in[1], y = in[2], k = in[3];
-        if (inverted) { c = 255 - c; m = 255 - m; y = 255 - y; k = 255 - k; }
+        unsigned c = 255u - in[0], m = 255u - in[1], y = 255u - in[2], k = 255u - in[3];
         unsigned nk = 255 - k, t;
 #define MULDIV255(a, b) (t = (a) * (b) + 128, ((t >> 8) + t) >> 8)
         int r = (int)nk - (int)MULDIV255(c, nk);
@@ -181,7 +184,7 @@ int ic_jpeg_read(struct ic_decoder *d, uint8_t *target, char *error, size_t cap)
         while (d->jpeg.output_scanline < height) {
             size_t y = d->jpeg.output_scanline;
             if (jpeg_read_scanlines(&d->jpeg, row, 1) != 1) continue;
-            cmyk_row_to_rgb(row[0], target + y * stride, width, d->jpeg_adobe);
+            cmyk_row_to_rgb(row[0], target + y * stride, width);
         }
     }
     // jpeg_finish_decompress is skipped on purpose: every scanline is in, and a file that only lacks
@@ -328,7 +331,7 @@ int ic_jpeg_read_rect(struct ic_decoder *d, JDIMENSION sx, JDIMENSION sy, JDIMEN
         }
         for (JDIMENSION i = 0; i < got; i++) {
             uint8_t *out = target + (size_t)(done + i) * stride;
-            if (d->jpeg_cmyk) cmyk_row_to_rgb(rows[i] + in_offset, out, sw, d->jpeg_adobe);
+            if (d->jpeg_cmyk) cmyk_row_to_rgb(rows[i] + in_offset, out, sw);
             else memcpy(out, rows[i] + in_offset, stride);
         }
         done += got;

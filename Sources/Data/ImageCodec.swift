@@ -66,6 +66,12 @@ public struct ImageInfo: Equatable, Sendable {
 
 /// Format sniffing and header probing for JPEG and PNG files (libjpeg-turbo and libpng underneath).
 public enum ImageCodec {
+    /// Changes whenever some file decodes to other pixels than before (a fix of the decoder), so that
+    /// what was computed from the old pixels (the feature caches, whose key holds it) is computed again.
+    /// 2: the first Exif segment decides a JPEG's orientation, and a CMYK JPEG without Adobe's marker
+    /// is taken as inverted, as PIL does.
+    public static let decoderRevision = 2
+
     /// Bytes read for a probe before falling back to the whole file (a JPEG's frame header can sit
     /// behind large EXIF/ICC segments).
     static let probePrefix: UInt64 = 64 << 10

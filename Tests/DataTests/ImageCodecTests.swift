@@ -114,6 +114,61 @@ final class ImageCodecTests: XCTestCase {
         }
     }
 
+    /// The segments of a JPEG's header (each from its FF marker to its end) up to the start of scan,
+    /// and the rest of the file.
+    static func jpegSegments(_ bytes: [UInt8]) -> (segments: [[UInt8]], rest: [UInt8]) {
+        var segments: [[UInt8]] = [], i = 2
+        while i + 4 <= bytes.count, bytes[i] == 0xFF, bytes[i + 1] != 0xDA {
+            let end = i + 2 + (Int(bytes[i + 2]) << 8 | Int(bytes[i + 3]))
+            segments.append(Array(bytes[i..<end]))
+            i = end
+        }
+        return (segments, Array(bytes[i...]))
+    }
+
+    /// As PIL (JpegImagePlugin keeps the first "Exif" APP1, `exif_transpose` reads it), the first Exif
+    /// segment decides the orientation, even when it has no orientation tag; an XMP APP1 is not Exif.
+    /// A later segment saying 6 turned these photos.
+    func testTheFirstExifSegmentDecidesTheOrientation() throws {
+        let upright = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("orient_1.jpg"))))
+        let turned = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("orient_6.jpg"))))
+        let (segments, rest) = Self.jpegSegments(upright)
+        let exif6 = try XCTUnwrap(Self.jpegSegments(turned).segments.first { $0[1] == 0xE1 })
+        let exifIndex = try XCTUnwrap(segments.firstIndex { $0[1] == 0xE1 })
+        func jpeg(_ header: [[UInt8]]) -> [UInt8] { [0xFF, 0xD8] + header.joined() + rest }
+        // Exif, no orientation tag: a little-endian TIFF header whose first IFD has no entry.
+        let tiff: [UInt8] = Array("Exif".utf8) + [0, 0, 0x49, 0x49, 42, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        let noTag: [UInt8] = [0xFF, 0xE1, 0, UInt8(tiff.count + 2)] + tiff
+        let xmpPayload = Array("http://ns.adobe.com/xap/1.0/\0<x/>".utf8)
+        let xmp: [UInt8] = [0xFF, 0xE1, 0, UInt8(xmpPayload.count + 2)] + xmpPayload
+        var header = segments, withoutExif = segments
+        header.insert(exif6, at: exifIndex + 1)
+        withoutExif.remove(at: exifIndex)
+        let reference = try Image(decoding: upright)
+        for (name, bytes, orientation) in [("orientation 1, then 6", jpeg(header), 1),
+                                           ("no tag, then 6", jpeg(withoutExif + [noTag, exif6]), 1),
+                                           ("XMP, then 6", jpeg(withoutExif + [xmp, exif6]), 6)] {
+            let image = try Image(decoding: bytes)
+            XCTAssertEqual(try ImageCodec.probe(data: bytes).orientation, orientation, name)
+            if orientation == 1 {
+                XCTAssertEqual(image, reference, name)
+            } else {
+                XCTAssertEqual([image.width, image.height], [reference.height, reference.width], name)
+            }
+        }
+    }
+
+    /// Like PIL ("CMYK;I": "assume adobe conventions"), a CMYK JPEG is taken as stored inverted with or
+    /// without Adobe's APP14 marker: without it, the colours were inverted against PIL's.
+    func testACMYKJPEGWithoutTheAdobeMarkerHasPILsColours() throws {
+        let bytes = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("cmyk.jpg"))))
+        let (segments, rest) = Self.jpegSegments(bytes)
+        XCTAssertTrue(segments.contains { $0[1] == 0xEE }, "the fixture has the Adobe marker")
+        let unmarked: [UInt8] = [0xFF, 0xD8] + segments.filter { $0[1] != 0xEE }.joined() + rest
+        XCTAssertEqual(try ImageCodec.probe(data: unmarked).storedChannels, 4)
+        XCTAssertEqual(try Image(decoding: unmarked), try Image(decoding: bytes))
+    }
+
     func testGrayscaleSourcesBecomeEqualRGBChannels() throws {
         for name in ["gray.jpg", "gray8.png", "gray16.png", "gray1.png", "gray2.png", "gray4.png", "gray_alpha.png"] {
             let image = try Image(contentsOfFile: Self.fixture(name))

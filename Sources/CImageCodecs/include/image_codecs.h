@@ -6,10 +6,11 @@
 // errors are caught with setjmp inside each entry point.
 //
 // Decoded images are always 8-bit RGB, rows top to bottom, pixels interleaved (HWC):
-//   * JPEG: grayscale is replicated into R=G=B; CMYK/YCCK is converted with PIL's formula
-//     (Adobe-marked files store inverted CMYK, which is undone first); EXIF orientation (tag 0x0112 in
-//     the APP1 "Exif" segment) is applied, so width/height are those after rotation; DCT scaling can
-//     shrink the output while decoding (see `min_side`).
+//   * JPEG: grayscale is replicated into R=G=B; CMYK/YCCK is converted with PIL's formula (every
+//     CMYK JPEG is taken as Adobe's inverted CMYK, which is undone first, as PIL does); EXIF
+//     orientation (tag 0x0112 in the first APP1 "Exif" segment, as PIL reads it) is applied, so
+//     width/height are those after rotation; DCT scaling can shrink the output while decoding (see
+//     `min_side`).
 //   * PNG: palette, 1/2/4/8/16-bit gray, gray+alpha, RGB, RGBA, 16-bit and Adam7-interlaced images
 //     are all accepted. 16-bit samples keep their high byte (png_set_strip_16). Alpha is *dropped*,
 //     not composited (like PIL's `convert("RGB")`). No gamma or colour-profile conversion is applied.

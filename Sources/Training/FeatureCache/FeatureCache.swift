@@ -192,6 +192,7 @@ public enum FeatureCache {
         let policy: [(String, String)] = autocastBF16 ? [("precision_policy", "\(PrecisionPolicy.standard)")] : []
         let fields: [(String, String)] = policy + [
             ("format", format),
+            ("decoder", "\(ImageCodec.decoderRevision)"),  // a decoder fix makes other pixels
             ("architecture", model.architecture),
             ("backbone", backbone.finalizeHex()),
             ("transform", transformDescription),
