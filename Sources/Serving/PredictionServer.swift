@@ -239,6 +239,8 @@ struct ModelInfo: Encodable {
     var version: Int
     var loadedAt: String
     var ready: Bool
+    /// `fp32` or `bf16`: what `--precision` (`auto` decided for this model on this CPU) runs.
+    var precision: String
 
     init(_ model: ServedModel) {
         let version = model.version
@@ -253,5 +255,6 @@ struct ModelInfo: Encodable {
         self.version = version.number
         loadedAt = RunDirectory.timestamp(version.loadedAt)
         ready = model.ready
+        precision = version.predictor.precision.rawValue
     }
 }

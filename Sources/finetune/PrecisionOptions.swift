@@ -29,9 +29,16 @@ struct PrecisionOptions: ParsableArguments {
     /// What was asked for: `--bf16` is bf16; neither flag is auto.
     var choice: Precision { bf16 ? .bf16 : precision ?? .auto }
 
-    /// `choice` with `auto` decided for `model` on this CPU (`Precision.resolved`).
+    /// `choice` with `auto` decided for `model` on this CPU (`Precision.resolved`). When `auto` decides
+    /// bf16, standard error says so: probabilities then differ from float32's (and an ONNX export's) in
+    /// the second decimal, and nothing else showed why.
     func resolved(for model: Module, device: Device = .cpu) -> Precision {
-        choice.resolved(for: model, device: device)
+        let precision = choice.resolved(for: model, device: device)
+        if choice == .auto, precision == .bf16 {
+            printError("precision: bf16 (auto: \(Precision.autoReason(for: model, device: device))); "
+                       + "--precision fp32 for float32 results")
+        }
+        return precision
     }
 
     /// Sets a run's precision; `TrainingRun.create` resolves `auto` once it has built the model.

@@ -29,6 +29,9 @@ extension TrainCLITests {
         XCTAssertEqual(byDefault.status, 0, byDefault.stderr)
         let lossDefault = try XCTUnwrap(byDefault.json(XCTUnwrap(byDefault.lines.first))["loss"] as? Double)
         XCTAssertEqual(lossDefault, native ? lossBF16 : lossFP32)
+        // auto's bf16 is said (probabilities differ from fp32's and an ONNX export's); asked-for fp32 is not.
+        XCTAssertEqual(byDefault.stderr.contains("precision: bf16 (auto: native bf16"), native, byDefault.stderr)
+        XCTAssertFalse(fp32.stderr.contains("precision:"), fp32.stderr)
         let predict = try run(["predict", runs + "/auto", data + "/test/red", "--precision", "bf16", "--json"])
         XCTAssertEqual(predict.status, 0, predict.stderr)
         XCTAssertEqual(predict.lines.count, 3, predict.stdout)

@@ -141,6 +141,9 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual((model["preprocessing"] as? [String: Any])?["crop_size"] as? Int, 64, models.text)
         XCTAssertNotNil(model["loaded_at"] as? String)
         XCTAssertEqual(model["ready"] as? Bool, true)
+        // serve's default is auto: bf16 for MobileNetV2 on a CPU with native bf16.
+        let native = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").contains("avx512_bf16")
+        XCTAssertEqual(model["precision"] as? String, native ? "bf16" : "fp32", models.text)
 
         let metrics = try server.request("GET", "/metrics")
         XCTAssertEqual(metrics.status, 200)
