@@ -20,6 +20,7 @@ public final class PredictionServer: @unchecked Sendable {
     let metrics = ServingMetrics()
     let decoder: DecodePool
     let log: @Sendable (String) -> Void
+    let warmUp = WarmUpThread()
 
     /// Loads every model (errors name the run directory or weights); `run()` then serves them.
     /// `log` receives the per-request lines and server messages.
@@ -55,8 +56,10 @@ public final class PredictionServer: @unchecked Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "finetune"),
             onServerRunning: { [self] channel in
                 onListening(configuration.host, channel.localAddress?.port ?? configuration.port)
+                warmUp.begin()
                 Thread.detachNewThread { [self] in
-                    for name in order {
+                    defer { warmUp.end() }
+                    for name in order where !warmUp.isCancelled {
                         do { try models[name]!.start() } catch {
                             log("model \(name) failed to warm up: \(error)")
                         }
@@ -65,7 +68,12 @@ public final class PredictionServer: @unchecked Sendable {
                 }
             },
             logger: logger)
-        defer { for model in models.values { model.loop.stop() } }
+        // A stop during the warm-up waits for the model warming up (and starts no other): returning
+        // under its forward pass let the process exit while oneDNN ran it (SIGSEGV, status 139).
+        defer {
+            warmUp.cancelAndWait()
+            for model in models.values { model.loop.stop() }
+        }
         do {
             try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
@@ -224,6 +232,44 @@ struct PredictAnswer: Encodable {
     var model: String
     var version: Int
     var predictions: [Prediction]
+}
+
+/// The thread that warms the models up after the server starts listening: `run()` cancels it and
+/// waits for it to end before it returns.
+final class WarmUpThread: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var running = false
+    private var cancelled = false
+
+    /// Called before the thread starts.
+    func begin() {
+        condition.lock()
+        running = true
+        condition.unlock()
+    }
+
+    /// Called by the thread as it ends.
+    func end() {
+        condition.lock()
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Whether the server is stopping (the thread warms no further model up).
+    var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
+    }
+
+    /// Asks the thread to stop after the model it warms up, and waits until it has ended.
+    func cancelAndWait() {
+        condition.lock()
+        cancelled = true
+        while running { condition.wait() }
+        condition.unlock()
+    }
 }
 
 /// `GET /v1/models`.

@@ -31,8 +31,9 @@ final class ServerProcess: @unchecked Sendable {
         return runner.deletingLastPathComponent().appendingPathComponent("finetune")
     }
 
-    /// Starts `finetune serve arguments --port 0` and waits until it listens and `/readyz` says ready.
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `finetune serve arguments --port 0` and waits until it listens and (`waitUntilReady`)
+    /// `/readyz` says ready.
+    init(_ arguments: [String], environment: [String: String] = [:], waitUntilReady: Bool = true) throws {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.timeoutIntervalForRequest = 60
@@ -64,6 +65,7 @@ final class ServerProcess: @unchecked Sendable {
             throw ServeFailed(message: "finetune serve did not start (status \(process.terminationStatus)): \(log)")
         }
         base = String(text.dropFirst("listening on ".count))
+        guard waitUntilReady else { return }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if let r = try? request("GET", "/readyz", headers: environment["FINETUNE_API_KEY"].map { ["Authorization": "Bearer \($0)"] } ?? [:]),
