@@ -912,8 +912,13 @@ public final class Trainer {
     /// together, and one that left early would leave the others waiting).
     public func evaluate(_ loader: DataLoader, unless stop: SignalStop) throws -> EvaluationReport? {
         if distributed != nil { return try evaluate(loader) }
-        let report = try evaluate(loader, input: .images, batches: StoppableBatches(base: loader.epoch(0), stop: stop))
-        return stop.isTriggered ? nil : report
+        guard !stop.isTriggered else { return nil }
+        do {
+            let report = try evaluate(loader, input: .images, batches: StoppableBatches(base: loader.epoch(0), stop: stop))
+            return stop.isTriggered ? nil : report
+        } catch TrainingError.noUsableData where stop.isTriggered {
+            return nil  // stopped before its first batch: no image was evaluated, none was unusable
+        }
     }
 
     /// `evaluate(_:)`'s report, and every image's prediction in the loader's order (dataset order;

@@ -76,7 +76,9 @@ extension TrainingRunTests {
 extension TrainingRunTests {
     /// Ctrl-C during the final test evaluation (minutes on a large test set) was ignored until it
     /// ended. Now the evaluation stops: the run is complete with its weights written, the cut-short
-    /// metrics are missing, and the summary says so (`train` exits with status 130).
+    /// metrics are missing, and the summary says so (`train` exits with status 130). With an EMA the
+    /// validation split is evaluated again on the averaged weights first: stopped there, it failed the
+    /// run with "no usable image in the evaluation data" (its report counted no image).
     func testCtrlCDuringTheFinalEvaluationStopsItAndKeepsTheCompletedRun() throws {
         final class StopAtFitEnd: TrainingCallback {
             let stop: SignalStop
@@ -86,20 +88,25 @@ extension TrainingRunTests {
             }
         }
         let data = try makeData()
-        let out = try TRData.temporaryDirectory(self) + "/run"
-        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
-        let stop = SignalStop(signals: [])
-        run.signalStop = stop
-        run.extraCallbacks = [StopAtFitEnd(stop)]
-        let summary = try run.run()
-        XCTAssertEqual(summary.status, "completed")
-        XCTAssertTrue(summary.evaluationInterrupted)
-        XCTAssertNil(summary.testReport, "no partial test metrics")
-        XCTAssertTrue(summary.interruptionNotice()?.contains("finetune evaluate \(out)") == true,
-                      "\(String(describing: summary.interruptionNotice()))")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
-        let config = try RunDirectory(out).readConfig()
-        XCTAssertEqual(config.status, "completed")
-        XCTAssertNil(config.testAccuracy)
+        let runs = try TRData.temporaryDirectory(self)
+        for ema in [false, true] {
+            let out = runs + (ema ? "/ema" : "/run")
+            var spec = specification(data: data, out: out)
+            if ema { spec.recipe.emaDecay = 0.9 }
+            let run = try TrainingRun.create(spec, notify: { _ in })
+            let stop = SignalStop(signals: [])
+            run.signalStop = stop
+            run.extraCallbacks = [StopAtFitEnd(stop)]
+            let summary = try run.run()
+            XCTAssertEqual(summary.status, "completed")
+            XCTAssertTrue(summary.evaluationInterrupted)
+            XCTAssertNil(summary.testReport, "no partial test metrics")
+            XCTAssertTrue(summary.interruptionNotice()?.contains("finetune evaluate \(out)") == true,
+                          "\(String(describing: summary.interruptionNotice()))")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: RunDirectory(out).model))
+            let config = try RunDirectory(out).readConfig()
+            XCTAssertEqual(config.status, "completed")
+            XCTAssertNil(config.testAccuracy)
+        }
     }
 }
