@@ -121,6 +121,7 @@ final class TrainCLITests: XCTestCase {
 
         // --resume to 2 epochs: history with 2 epochs.
         let resumed = try run(["train", "--resume", out, "--epochs", "2", "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertFalse(resumed.stderr.contains("ignored"), "flags --resume uses: \(resumed.stderr)")
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         let second = try resumed.json(XCTUnwrap(resumed.lines.last))
         XCTAssertEqual(second["epochs"] as? Int, 2)
@@ -145,8 +146,12 @@ final class TrainCLITests: XCTestCase {
                                                           history: runs + "/b/history.csv"),
                       "the run finished before it could be killed; make it longer")
 
-        let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "3", "--workers", "0", "--threads", "2"])
+        // Training flags on a resume change nothing (the weights below are bit-exact) and are named.
+        let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "3", "--workers", "0", "--threads", "2",
+                               "--lr", "0.5", "--batch-size=4"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("warning: --resume continues with the run's saved settings; ignored: "
+                                              + "--lr, --batch-size"), resumed.stderr)
         let a = try SafeTensors.load(runs + "/a/model.safetensors")
         let b = try SafeTensors.load(runs + "/b/model.safetensors")
         XCTAssertEqual(a.keys, b.keys)

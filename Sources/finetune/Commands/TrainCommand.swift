@@ -221,6 +221,7 @@ struct TrainCommand: ParsableCommand {
         }
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
+                ResumeFlags.warnAboutIgnored(rank: rank)
                 let changes = TrainingRun.ResumeChanges(data: data, epochs: epochs, workers: workers, onBadImage: onBadImage,
                                                         threads: threads, imageRoot: techniques.imageRoot)
                 return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: changes, notify: notify)
