@@ -39,13 +39,18 @@ final class InferenceLoop: @unchecked Sendable {
     private let maxDelay: Double
     private let maxQueue: Int
     private let onBatch: @Sendable (_ size: Int, _ queueDepth: Int) -> Void
+    private let onQueued: @Sendable (_ queueDepth: Int) -> Void
 
+    /// `onBatch` hears of each batch taken and the images left waiting, `onQueued` of the images
+    /// waiting after each submission (the queue-depth gauge showed 0 while images waited).
     init(maxBatchSize: Int, maxDelaySeconds: Double, maxQueue: Int,
-         onBatch: @escaping @Sendable (_ size: Int, _ queueDepth: Int) -> Void) {
+         onBatch: @escaping @Sendable (_ size: Int, _ queueDepth: Int) -> Void,
+         onQueued: @escaping @Sendable (_ queueDepth: Int) -> Void = { _ in }) {
         self.maxBatchSize = maxBatchSize
         self.maxDelay = maxDelaySeconds
         self.maxQueue = maxQueue
         self.onBatch = onBatch
+        self.onQueued = onQueued
     }
 
     /// Starts the inference thread.
@@ -63,16 +68,23 @@ final class InferenceLoop: @unchecked Sendable {
     /// Queues all `jobs` or none: throws 503 when they do not fit in `maxQueue`.
     func submit(_ jobs: [Job]) throws {
         condition.lock()
-        defer { condition.unlock() }
-        guard !stopping else { throw ServingError.unavailable("the server is shutting down", retryAfterSeconds: 1) }
+        guard !stopping else {
+            condition.unlock()
+            throw ServingError.unavailable("the server is shutting down", retryAfterSeconds: 1)
+        }
         guard pending.count + jobs.count <= maxQueue else {
-            throw ServingError.unavailable("the queue is full (\(pending.count) of --max-queue \(maxQueue) images waiting)",
+            let waiting = pending.count
+            condition.unlock()
+            throw ServingError.unavailable("the queue is full (\(waiting) of --max-queue \(maxQueue) images waiting)",
                                            retryAfterSeconds: 1)
         }
         let now = Self.now()
         pending += jobs
         oldestArrival += Array(repeating: now, count: jobs.count)
+        let depth = pending.count
         condition.broadcast()
+        condition.unlock()
+        onQueued(depth)
     }
 
     /// Lets the thread finish what is queued, and waits for it to end.

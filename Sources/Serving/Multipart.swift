@@ -93,16 +93,34 @@ struct MultipartForm {
         for line in headers.split(separator: "\r\n") {
             let pair = line.split(separator: ":", maxSplits: 1)
             guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "content-disposition" else { continue }
-            var found: [String: String] = [:]
-            for field in pair[1].split(separator: ";").dropFirst() {
-                let kv = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                guard kv.count == 2 else { continue }
-                found[kv[0].lowercased()] = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-            }
+            let found = dispositionParameters(pair[1])
             if let file = found["filename"], !file.isEmpty { return file }
             if let name = found["name"], !name.isEmpty { return name }
         }
         return "part \(index)"
+    }
+
+    /// The parameters of a Content-Disposition value (`form-data; name="image"; filename="a;b.png"`),
+    /// names lowercased: split at the semicolons outside quoted strings, quotes and backslash escapes
+    /// undone (RFC 9110 §5.6.4). Splitting at every semicolon cut `shoe;1.png` and `shoe;2.png` to
+    /// one label, `shoe`.
+    static func dispositionParameters(_ value: Substring) -> [String: String] {
+        var fields: [String] = [], field = "", quoted = false, escaped = false
+        for character in value {
+            if escaped { field.append(character); escaped = false; continue }
+            if quoted && character == "\\" { escaped = true; continue }
+            if character == "\"" { quoted.toggle(); continue }
+            if character == ";" && !quoted { fields.append(field); field = ""; continue }
+            field.append(character)
+        }
+        fields.append(field)
+        var found: [String: String] = [:]
+        for field in fields.dropFirst() {
+            let kv = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2 else { continue }
+            found[kv[0].lowercased()] = kv[1]
+        }
+        return found
     }
 
     /// The first index ≥ `start` where `needle` occurs in `haystack`.

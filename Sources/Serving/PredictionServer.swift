@@ -111,16 +111,33 @@ public final class PredictionServer: @unchecked Sendable {
             Self.json(ModelList(models: order.map { ModelInfo(models[$0]!) }))
         }
         router.post("/v1/models/{name}:predict") { [self] request, context in
-            try await predict(request, name: context.parameters.get("name") ?? "", channel: context.channel)
+            try await predict(request, name: Self.modelName(context), channel: context.channel)
         }
         router.post("/v1/models/{name}:reload") { [self] _, context in
-            let name = context.parameters.get("name") ?? ""
+            let name = Self.modelName(context)
             guard let model = models[name] else { throw ServingError.unknownModel(name) }
-            let version = try await Task.detached { try model.reload() }.value
+            // On a thread of its own: loading and warming up take seconds, and reloads of one model
+            // wait for each other, which would hold the threads that answer requests.
+            let version: ModelVersion
+            do {
+                version = try await withCheckedThrowingContinuation { continuation in
+                    Thread.detachNewThread { continuation.resume(with: Result { try model.reload() }) }
+                }
+            } catch {
+                log("\(error)")
+                throw error
+            }
             log("reloaded \(name): version \(version.number)")
-            return Self.json(ModelInfo(model))
+            return Self.json(ModelInfo(model, version: version))
         }
         return router
+    }
+
+    /// The `{name}` of a model route, percent-decoded: the router leaves it as the URL spells it, so a
+    /// name with a letter outside ASCII ("é", sent as %C3%A9) was never found.
+    static func modelName(_ context: ServeRequestContext) -> String {
+        let raw = context.parameters.get("name") ?? ""
+        return raw.removingPercentEncoding ?? raw
     }
 
     /// `POST /v1/models/{name}:predict`, counted in `finetune_requests_total` by model and status.
@@ -288,8 +305,9 @@ struct ModelInfo: Encodable {
     /// `fp32` or `bf16`: what `--precision` (`auto` decided for this model on this CPU) runs.
     var precision: String
 
-    init(_ model: ServedModel) {
-        let version = model.version
+    /// `model`'s entry, for `version` (nil: the one it serves now).
+    init(_ model: ServedModel, version: ModelVersion? = nil) {
+        let version = version ?? model.version
         name = model.name
         architecture = version.predictor.architecture
         classes = version.predictor.classNames

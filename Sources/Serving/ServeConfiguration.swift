@@ -119,6 +119,8 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
     case clientClosedRequest
     /// 500: inference failed.
     case internalError(String)
+    /// 422: a reload could not load or warm up the model's files (the current version keeps serving).
+    case reloadFailed(model: String, version: Int, reason: String)
 
     static func milliseconds(_ ms: Double) -> String { (ms == ms.rounded() ? "\(Int(ms))" : "\(ms)") + " ms" }
 
@@ -134,6 +136,7 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
         case .bodyTimeout: return 408
         case .clientClosedRequest: return 499
         case .internalError: return 500
+        case .reloadFailed: return 422
         }
     }
 
@@ -148,6 +151,8 @@ public enum ServingError: Error, CustomStringConvertible, Equatable {
         case .clientClosedRequest: return "the client closed the connection before its request's body arrived"
         case .bodyTimeout(let ms):
             return "the request's body did not arrive within --request-timeout-ms (\(Self.milliseconds(ms)))"
+        case .reloadFailed(let model, let version, let reason):
+            return "reloading \(model) failed; version \(version) keeps serving: \(reason)"
         }
     }
 }

@@ -15,6 +15,10 @@ final class ServedModel: @unchecked Sendable {
     private var current: ModelVersion
     private var isReady = false
     private let warmUpBatchSize: Int
+    private let decodeWorkers: Int
+    /// Held for a whole reload: reloads of one model run one after another, so each gets the next
+    /// version number and the last one asked for is the one served.
+    private let reloadLock = NSLock()
     private let precision: Precision
     private let exif: EXIFOrientation?
 
@@ -23,26 +27,29 @@ final class ServedModel: @unchecked Sendable {
         name = model.name
         source = model.source
         warmUpBatchSize = configuration.maxBatchSize
+        decodeWorkers = configuration.decodeWorkers
         precision = configuration.precision
         exif = configuration.exif
         current = ModelVersion(predictor: try Self.load(model.source, precision: precision, exif: exif), number: 1)
-        // The warm-up batch is a full batch: one the memory cannot hold crashed the server (the input
-        // pipeline), or asked LibTorch for tens of GB (the forward pass).
-        do {
-            try MemoryEstimate.checkImagePipeline(preprocessing: current.predictor.preprocessing,
-                                                  batchSize: configuration.maxBatchSize,
-                                                  workers: configuration.decodeWorkers)
-            try Self.checkForwardPass(current.predictor, batchSize: configuration.maxBatchSize)
-        } catch {
-            throw ServingError.badConfiguration("--max-batch-size \(configuration.maxBatchSize) for model \(model.name): \(error)")
-        }
+        try Self.checkMemory(current.predictor, name: model.name, batchSize: warmUpBatchSize, workers: decodeWorkers)
         let name = model.name
         loop = InferenceLoop(maxBatchSize: configuration.maxBatchSize,
                              maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,
-                             maxQueue: configuration.maxQueue) { size, depth in
-            metrics.batch(model: name, size: size, queueDepth: depth)
-        }
+                             maxQueue: configuration.maxQueue,
+                             onBatch: { size, depth in metrics.batch(model: name, size: size, queueDepth: depth) },
+                             onQueued: { depth in metrics.queue(model: name, depth: depth) })
         metrics.queue(model: name, depth: 0)
+    }
+
+    /// The warm-up batch is a full batch: one the memory cannot hold crashed the server (the input
+    /// pipeline), or asked LibTorch for tens of GB (the forward pass). Checked at load and at reload.
+    static func checkMemory(_ predictor: Predictor, name: String, batchSize: Int, workers: Int) throws {
+        do {
+            try MemoryEstimate.checkImagePipeline(preprocessing: predictor.preprocessing, batchSize: batchSize, workers: workers)
+            try checkForwardPass(predictor, batchSize: batchSize)
+        } catch {
+            throw ServingError.badConfiguration("--max-batch-size \(batchSize) for model \(name): \(error)")
+        }
     }
 
     /// Throws when a forward pass of `batchSize` images would need more than half of this machine's
@@ -101,11 +108,21 @@ final class ServedModel: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Loads `source` again, warms the new version up and swaps it in.
+    /// Loads `source` again, checks its memory needs as at load (a larger model's warm-up got the
+    /// process killed), warms the new version up and swaps it in; one reload at a time. A reload that
+    /// fails leaves the current version serving and says why (`ServingError.reloadFailed`).
     func reload() throws -> ModelVersion {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
         let old = version
-        let fresh = ModelVersion(predictor: try Self.load(source, precision: precision, exif: exif), number: old.number + 1)
-        try warmUp(fresh)
+        let fresh: ModelVersion
+        do {
+            fresh = ModelVersion(predictor: try Self.load(source, precision: precision, exif: exif), number: old.number + 1)
+            try Self.checkMemory(fresh.predictor, name: name, batchSize: warmUpBatchSize, workers: decodeWorkers)
+            try warmUp(fresh)
+        } catch {
+            throw ServingError.reloadFailed(model: name, version: old.number, reason: "\(error)")
+        }
         lock.lock()
         current = fresh
         lock.unlock()

@@ -61,6 +61,15 @@ final class MultipartTests: XCTestCase {
         XCTAssertEqual(parts.map { Array($0.bytes) }, [content, [1, 2, 3], [4], []])
     }
 
+    /// Semicolons and escaped quotes inside a quoted filename are part of it (browsers send such names
+    /// as they are): `shoe;1.png` and `shoe;2.png` both came back as `shoe`.
+    func testAQuotedFilenameKeepsItsSemicolonsAndEscapedQuotes() throws {
+        let parts = try parse(Self.body([(Self.file("shoe;1.png"), [1]), (Self.file("shoe;2.png"), [2]),
+                                         (Self.file(#"say \"hi\"; ok.png"#), [3]),
+                                         ("Content-Disposition: form-data; filename=\"a.png\";name=\"b\"\r\n", [4])]))
+        XCTAssertEqual(parts.map(\.label), ["shoe;1.png", "shoe;2.png", #"say "hi"; ok.png"#, "a.png"])
+    }
+
     /// A body cut before its closing boundary: refused, naming the part, wherever the cut is (not the
     /// parts before the cut returned without a word, as MultipartKit's parser alone does).
     func testABodyWithoutItsClosingBoundaryIsRefusedNamingThePart() throws {

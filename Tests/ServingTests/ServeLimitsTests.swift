@@ -262,6 +262,89 @@ extension ServeTests {
     }
 }
 
+extension ServeTests {
+    /// The queue-depth gauge counts the images waiting (it said 0 until a batch was taken); a model
+    /// named outside ASCII is reachable (its percent-encoded name was 404); reloads asked for together
+    /// run one after another (they shared version numbers, the served version could go back); a reload
+    /// whose files cannot be loaded, or whose full batch the memory cannot hold (the warm-up of a larger
+    /// model got the process killed), answers 422 saying why, and the current version keeps serving.
+    func testReloadsAreOrderedAndCheckedAndTheQueueAndNonASCIINamesWork() throws {
+        _ = try liveServer()
+        let copy = Self.root + "/reload-checks"
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        let server = try ServerProcess([copy, "--name", "t\u{EF}ny", "--max-batch-size", "64", "--max-batch-delay-ms", "2000"])
+        let route = "/v1/models/t%C3%AFny"
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))
+        final class Statuses: @unchecked Sendable {
+            let lock = NSLock()
+            var values: [Int] = []
+            func add(_ value: Int) { lock.lock(); values.append(value); lock.unlock() }
+        }
+        let predicted = Statuses(), group = DispatchGroup()
+        for _ in 0..<5 {
+            group.enter()
+            server.send("POST", route + ":predict", body: photo, headers: ["Content-Type": "image/jpeg"]) { result in
+                predicted.add((try? result.get().status) ?? -1)
+                group.leave()
+            }
+        }
+        Thread.sleep(forTimeInterval: 1)  // decoded and queued; the batch waits 2 s to fill
+        let metrics = try server.request("GET", "/metrics")
+        XCTAssertEqual(Self.metric(metrics.text, "finetune_queue_depth{model=\"t\u{EF}ny\"}"), 5, metrics.text)
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(predicted.values, [200, 200, 200, 200, 200])
+
+        let reloaded = Statuses()
+        final class Versions: @unchecked Sendable { let lock = NSLock(); var values: [Int] = [] }
+        let versions = Versions()
+        for _ in 0..<3 {
+            group.enter()
+            server.send("POST", route + ":reload") { result in
+                let answer = try? result.get()
+                reloaded.add(answer?.status ?? -1)
+                versions.lock.lock()
+                versions.values.append(answer?.json["version"] as? Int ?? -1)
+                versions.lock.unlock()
+                group.leave()
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(reloaded.values, [200, 200, 200])
+        XCTAssertEqual(versions.values.sorted(), [2, 3, 4], "each reload installs the next version")
+        func served() throws -> Int? {
+            (try server.request("GET", "/v1/models").json["models"] as? [[String: Any]])?.first?["version"] as? Int
+        }
+        XCTAssertEqual(try served(), 4)
+
+        let weights = copy + "/model.safetensors"
+        let good = try Foundation.Data(contentsOf: URL(fileURLWithPath: weights))
+        try Foundation.Data("not safetensors".utf8).write(to: URL(fileURLWithPath: weights))
+        let damaged = try server.request("POST", route + ":reload")
+        XCTAssertEqual(damaged.status, 422, damaged.text)
+        XCTAssertTrue(damaged.text.contains("version 4 keeps serving") && damaged.text.contains(weights), damaged.text)
+        try good.write(to: URL(fileURLWithPath: weights))
+
+        let configPath = copy + "/config.json"
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: configPath)))
+                                   as? [String: Any])
+        var preprocessing = try XCTUnwrap(config["preprocessing"] as? [String: Any])
+        preprocessing["cropSize"] = 4096
+        preprocessing["resizeSize"] = 4600
+        config["preprocessing"] = preprocessing
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let huge = try server.request("POST", route + ":reload")
+        XCTAssertEqual(huge.status, 422, huge.text)
+        XCTAssertTrue(huge.text.contains("--max-batch-size 64"), huge.text)
+
+        let after = try server.request("POST", route + ":predict", body: photo, headers: ["Content-Type": "image/jpeg"])
+        XCTAssertEqual(after.status, 200, after.text)
+        XCTAssertEqual(after.json["version"] as? Int, 4)
+        XCTAssertTrue(server.log.contains("reloading t\u{EF}ny failed"), server.log)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+}
+
 /// `--max-body-bytes` on the wire: a body over it gets 413 and is not read to the end. URLSession always
 /// sends the whole body, so these tests speak HTTP over a plain socket, send the head and only the
 /// start of the body, and then read.
