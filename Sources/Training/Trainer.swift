@@ -55,6 +55,16 @@ public struct LoaderPosition: Codable, Equatable, Sendable {
     /// Samples in the training dataset.
     public var samples: Int
 
+    /// The settings that differ, as `seed 7, now 99; batch size 8, now 16`.
+    func describedChanges(to other: LoaderPosition) -> String {
+        let pairs: [(String, String, String)] = [
+            ("seed", "\(seed)", "\(other.seed)"), ("shuffle", "\(shuffle)", "\(other.shuffle)"),
+            ("balanced sampler", "\(balanced)", "\(other.balanced)"), ("batch size", "\(batchSize)", "\(other.batchSize)"),
+            ("batches per epoch", "\(batchesPerEpoch)", "\(other.batchesPerEpoch)"), ("samples", "\(samples)", "\(other.samples)"),
+        ]
+        return pairs.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.1), now \($0.2)" }.joined(separator: "; ")
+    }
+
     /// The position-determining settings of `loader`.
     public init(_ loader: DataLoader) {
         seed = loader.seed
@@ -375,8 +385,8 @@ public final class Trainer {
         }
         if state.batchInEpoch > 0, let saved = state.loader, saved != position {
             throw TrainingError.resumeMismatch("the run stopped in the middle of epoch \(state.epoch + 1) with "
-                + "different training data or batching (seed, shuffle, batch size, sample count); "
-                + "resume with the same loader settings")
+                + "other training data or batching than now (seed, shuffle, sampler, batch size, sample count: "
+                + "saved \(saved.describedChanges(to: position))); resume with the settings it was started with")
         }
         state.loader = position
         state.totalEpochs = epochs

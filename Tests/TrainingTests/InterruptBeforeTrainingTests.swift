@@ -110,3 +110,38 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// A resume that training refuses at its start (here: config.json's batch size edited after the run
+    /// stopped mid-epoch) changes nothing: config.json keeps its status and settings (it was left
+    /// "failed"), the error names the run and the setting, and the run still resumes once the edit is
+    /// undone, to the uninterrupted run's weights.
+    func testAResumeRefusedAtTheStartOfTrainingChangesNothing() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        try trainStraight(specification(data: data, out: runs + "/a"))
+        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
+        XCTAssertEqual(try runInterrupted(first, afterStep: 5).status, "interrupted")  // mid-epoch 2
+        first.release()
+
+        let directory = RunDirectory(runs + "/b")
+        var edited = try directory.readConfig()
+        let original = edited
+        edited.options.batchSize = 6
+        try directory.write(edited)
+        let before = try Foundation.Data(contentsOf: URL(fileURLWithPath: directory.config))
+        let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
+        resumed.signalStop = SignalStop(signals: [])
+        XCTAssertThrowsError(try resumed.run()) { error in
+            guard case RunError.resumeRefused(let path, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, directory.path)
+            XCTAssertTrue(reason.contains("batch size 4, now 6"), reason)
+        }
+        resumed.release()
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: directory.config)), before)
+        XCTAssertEqual(try directory.readConfig().status, "interrupted")
+
+        try directory.write(original)
+        try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
+    }
+}

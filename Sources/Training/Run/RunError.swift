@@ -19,6 +19,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case lastCheckpointMissing(path: String, kept: [String])
     /// `resume` of a run that ended with status `stopped` (early stopping): it is finished.
     case stoppedEarly(path: String)
+    /// Training refused the resumed checkpoint before its first step (`reason` says why); nothing
+    /// was changed.
+    case resumeRefused(path: String, reason: String)
     /// A file-system operation failed.
     case io(path: String, reason: String)
     /// A setting of a run's specification is out of range or inconsistent (`setting` is its name in
@@ -48,6 +51,7 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .stoppedEarly(let path):
             return "\(path) was stopped early (by early stopping) and is finished: its model.safetensors is final, and "
                 + "resuming would train past the stop. To train longer, start a new run"
+        case .resumeRefused(let path, let reason): return "\(path) cannot be resumed: \(reason); nothing was changed"
         case .io(let path, let reason): return "\(path): \(reason)"
         case .invalidSetting(let setting, let reason): return "\(setting): \(reason)"
         }

@@ -76,6 +76,9 @@ public final class TrainingRun {
 
     private let lock: RunLock
     private let started = Date()
+    /// For a resume: `config.json` as it was before the resume was accepted, written back when
+    /// training refuses the checkpoint before its first step (a refused resume changes nothing).
+    private var configBeforeResume: RunConfig?
 
     private init(directory: RunDirectory, config: RunConfig, trainer: Trainer, splits: RunSplits, lock: RunLock,
                  notify: @escaping (Notice) -> Void) {
@@ -547,7 +550,9 @@ public final class TrainingRun {
         try directory.write(accepted)
         notify(.info("Resuming \(directory.path) from \(last) (epoch \(trainer.state.epoch), step \(trainer.state.globalStep)) "
             + "to \(config.options.epochs) epochs"))
-        return TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+        let run = TrainingRun(directory: directory, config: config, trainer: trainer, splits: splits, lock: lock, notify: notify)
+        run.configBeforeResume = recorded
+        return run
     }
 
     /// A resume must see the images the run was created with: another set (an image added,
@@ -592,6 +597,12 @@ public final class TrainingRun {
         defer { release() }
         do {
             return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) { try runToEnd() }
+        } catch TrainingError.resumeMismatch(let reason) where configBeforeResume != nil {
+            // Training refused the checkpoint before its first step (another process count, or loader
+            // settings that config.json no longer has): nothing was trained, so config.json goes back to
+            // what it was (it said "failed", and the run could still be resumed as it was).
+            try? directory.write(configBeforeResume!)
+            throw RunError.resumeRefused(path: directory.path, reason: reason)
         } catch {
             // The run stopped with an error: say so in config.json (the last checkpoint stays).
             config.status = "failed"
