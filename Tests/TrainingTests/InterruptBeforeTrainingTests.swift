@@ -145,3 +145,23 @@ extension TrainingRunTests {
         try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
     }
 }
+
+extension TrainingRunTests {
+    /// Reading a run that a process is training says which process (it said "resume it", which only
+    /// met that process's lock); once the lock is released, a run without its model says to resume it.
+    func testReadingARunThatIsTrainingNamesTheProcess() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/training"
+        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })
+        let directory = RunDirectory(out)
+        XCTAssertEqual(RunLock.holder(of: out), getpid())
+        XCTAssertThrowsError(try directory.loadModel(directory.readConfig())) { error in
+            XCTAssertTrue("\(error)".contains("process \(getpid()) is training it"), "\(error)")
+        }
+        run.release()
+        XCTAssertNil(RunLock.holder(of: out))
+        XCTAssertThrowsError(try directory.loadModel(directory.readConfig())) { error in
+            XCTAssertTrue("\(error)".contains("resume it with `finetune train --resume"), "\(error)")
+        }
+    }
+}

@@ -308,10 +308,13 @@ public struct RunDirectory: Sendable {
                           notify: (TrainingRun.Notice) -> Void = TrainingRun.printToStandardError) throws -> ImageClassifier {
         guard FileManager.default.fileExists(atPath: model) else {
             let finished = ["completed", "stopped"].contains(runConfig.status)
+            // A run another process trains now was told to resume it, which only met that process's lock.
+            let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
             throw RunError.notARun(path: path, reason: finished
                 ? "\(model) is missing, although the run \(runConfig.status): it was moved or deleted"
                 : "\(model) is missing: the run has not finished (status \(runConfig.status)); "
-                    + "resume it with `finetune train --resume \(path)`")
+                    + (trainer.map { "process \($0) is training it: wait for it to finish" }
+                        ?? "resume it with `finetune train --resume \(path)`"))
         }
         let classifier = try Self.buildModel(runConfig)
         let weights: StateDict

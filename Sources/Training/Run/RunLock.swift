@@ -67,6 +67,28 @@ public final class RunLock {
         return Int32(String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// The process that holds `directory`'s lock now, as the kernel lists it (`/proc/locks`, Linux);
+    /// nil when none does or it cannot be told. Without taking the lock: a reader that locked, even
+    /// briefly, would make a writer starting at that moment fail.
+    public static func holder(of directory: String) -> Int32? {
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        var info = stat()
+        guard lstat(path, &info) == 0,
+              let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return nil }
+        // "1: FLOCK  ADVISORY  WRITE 17377 fe:00:16220670 0 EOF": the device as major:minor in hex.
+        let device = UInt64(truncatingIfNeeded: info.st_dev)
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & 0xffff_f000)
+        let minor = (device & 0xff) | ((device >> 12) & 0xffff_ff00)
+        let file = String(format: "%02llx:%02llx:%llu", major, minor, UInt64(info.st_ino))
+        for line in locks.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[1] == "FLOCK", fields[3] == "WRITE", fields[5] == file,
+                  let pid = Int32(fields[4]), pid > 0 else { continue }
+            return pid
+        }
+        return nil
+    }
+
     /// Whether this lock is still held.
     public var isHeld: Bool { descriptor >= 0 }
 
