@@ -165,3 +165,25 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// A resumed run whose `history.csv` and `events.jsonl` were lost (deleted, or a copy of the run
+    /// without them) gets the earlier epochs back from the checkpoint's history: the files held only
+    /// the resumed epochs, and `report` drew those alone.
+    func testLostLogsGetTheirEarlierEpochsBackOnResume() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        try trainStraight(specification(data: data, out: runs + "/a"))
+        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
+        XCTAssertEqual(try runInterrupted(first, afterStep: 7).status, "interrupted")  // in epoch 3
+        first.release()
+        for file in ["history.csv", "events.jsonl"] { try FileManager.default.removeItem(atPath: runs + "/b/" + file) }
+        try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
+
+        XCTAssertEqual(try String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8),
+                       try String(contentsOfFile: runs + "/a/history.csv", encoding: .utf8))
+        let straight = try RunHistory(eventsFile: runs + "/a/events.jsonl"), restored = try RunHistory(eventsFile: runs + "/b/events.jsonl")
+        XCTAssertEqual(restored.epochs.map(\.number), [1, 2, 3])
+        XCTAssertEqual(restored.epochs.map(\.metrics), straight.epochs.map(\.metrics))
+    }
+}

@@ -21,7 +21,15 @@ public final class CSVLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try CSVLogger(path: path, resume: info.resumed)
-            if info.resumed { try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch) }
+            if info.resumed && logger.startedEmpty {
+                // The file was lost (deleted, or a copy of the run without it): the checkpoint's
+                // history gives its rows back (the resumed run wrote only its own epochs).
+                for row in trainer.state.history where row.epoch < info.startEpoch {
+                    try logger.log(epoch: row.epoch, step: row.step, metrics: row.metrics)
+                }
+            } else if info.resumed {
+                try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch)
+            }
             self.logger = logger
         case .epochEnd(let r):
             try logger?.log(epoch: r.epoch, step: r.step, metrics: r.metrics)
@@ -55,7 +63,14 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try JSONLinesLogger(path: path, resume: info.resumed)
-            if info.resumed {
+            if info.resumed && logger.startedEmpty {
+                // The file was lost: its epoch events (what `report` draws) come back from the
+                // checkpoint's history; the per-step `train` events and timings are gone.
+                for row in trainer.state.history where row.epoch < info.startEpoch {
+                    try logger.log(event: "epoch", epoch: row.epoch, step: row.step, metrics: row.metrics,
+                                   info: ["phase": "\(row.phase)", "restored": "from the checkpoint's history"])
+                }
+            } else if info.resumed {
                 try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch, atEpochStart: info.startBatch == 0)
             }
             self.logger = logger

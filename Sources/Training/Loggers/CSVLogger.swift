@@ -119,6 +119,8 @@ public final class CSVLogger {
     public let path: String
     /// The metric columns after `epoch` and `step`, in file order.
     public private(set) var columns: [String] = []
+    /// Whether the file had no header when opened (a resume whose `history.csv` was lost).
+    public var startedEmpty: Bool { file == nil }
     private var file: AppendingFile?
 
     /// Opens `path`. Without `resume` an existing file is replaced (at the first write); with it,
