@@ -258,6 +258,42 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try CSVDataset(csv: root + "/extra.csv").labels, [0, 1])
     }
 
+    /// The header is found by its column names wherever they stand (`id,path,label` was read as data,
+    /// its header an image of class "label"), and a first row of data whose label is `y` is data (it was
+    /// taken for a header and lost). A class whose rows all name missing files is an error naming it,
+    /// as an empty class folder is (it became a class the model never saw); an integer class no row
+    /// names stays, as documented.
+    func testCSVHeadersByNameAndClassesWithoutUsableImages() throws {
+        let root = try TestData.temporaryDirectory(self)
+        for i in 0..<4 { try TestData.writePNG("\(root)/\(i).png", seed: i) }
+        try TestData.write("id,path,label\n1,0.png,cat\n2,1.png,dog\n", to: root + "/id.csv")
+        let id = try CSVDataset(csv: root + "/id.csv")
+        XCTAssertEqual(id.classNames, ["cat", "dog"])
+        XCTAssertEqual(id.samples.map { $0.source.path! }, [root + "/0.png", root + "/1.png"])
+        try TestData.write("label,file\ncat,0.png\ndog,1.png\n", to: root + "/swapped.csv")
+        XCTAssertEqual(try CSVDataset(csv: root + "/swapped.csv").labels, [0, 1])
+        try TestData.write("0.png,y\n1.png,y\n2.png,n\n3.png,n\n", to: root + "/yn.csv")
+        let yn = try CSVDataset(csv: root + "/yn.csv")
+        XCTAssertEqual(yn.count, 4, "the first row is data")
+        XCTAssertEqual(yn.labels, [1, 1, 0, 0])
+        try TestData.write("x,y\n0.png,a\n1.png,b\n", to: root + "/xy.csv")
+        XCTAssertEqual(try CSVDataset(csv: root + "/xy.csv").count, 2, "x,y names no image: a header")
+
+        try TestData.write("0.png,cat\n1.png,cat\ngone/a.png,dog\ngone/b.png,dog\n2.png,emu\n", to: root + "/gone.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/gone.csv")) { error in
+            XCTAssertTrue("\(error)".contains("class 'dog' has no usable image: its 2 rows (from line 3)")
+                          && "\(error)".contains(root + "/gone/a.png"), "\(error)")
+        }
+        // An unknown header: its first row names a file that does not exist, of a class of its own.
+        try TestData.write("fname,breed\n0.png,cat\n1.png,dog\n", to: root + "/odd.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/odd.csv")) { error in
+            XCTAssertTrue("\(error)".contains("class 'breed' has no usable image")
+                          && "\(error)".contains("if line 1 is a header, name its columns path and label"), "\(error)")
+        }
+        try TestData.write("0.png,0\n1.png,2\n", to: root + "/gap.csv")
+        XCTAssertEqual(try CSVDataset(csv: root + "/gap.csv").classNames, ["0", "1", "2"])
+    }
+
     // MARK: - IDX
 
     func testMNISTFromPlainAndGzippedIDX() throws {

@@ -70,11 +70,12 @@ public struct CSVDataset: ImageDataset {
         }
         var pathColumn = 0, labelColumn = 1
         let first = rows[0].fields.map { $0.lowercased() }
-        let hasHeader = header ?? (Self.pathColumnNames.contains(first[0]) ||
-                                   (first.count > 1 && Self.labelColumnNames.contains(first[1])))
+        let hasHeader = header ?? Self.isHeader(first)
         if hasHeader {
-            if let p = first.firstIndex(where: Self.pathColumnNames.contains) { pathColumn = p }
-            if let l = first.firstIndex(where: Self.labelColumnNames.contains) { labelColumn = l }
+            let p = first.firstIndex(where: Self.pathColumnNames.contains)
+            let l = first.firstIndex(where: Self.labelColumnNames.contains)
+            pathColumn = p ?? first.indices.first { $0 != l } ?? 0
+            labelColumn = l ?? first.indices.first { $0 != pathColumn } ?? 1
             rows.removeFirst()
         }
         guard !rows.isEmpty else { throw DataError.invalidDataset("\(path) has a header but no rows") }
@@ -140,8 +141,35 @@ public struct CSVDataset: ImageDataset {
             pair.1 ? LabeledSample(source: .file(entry.path), label: pair.0) : nil
         }
         guard !samples.isEmpty else {
-            throw DataError.invalidDataset("\(path): none of its \(entries.count) images is usable")
+            throw DataError.invalidDataset("\(path): none of its \(entries.count) images is usable"
+                + (entries.first.map { " (the first resolves to \($0.path))" } ?? ""))
         }
+        // A class whose rows all name missing or unusable files would be a class the model never
+        // sees (class folders refuse it too); a class index no row names (integer labels) stays.
+        var named = [Int](repeating: 0, count: classNames.count), kept = named
+        for (label, ok) in zip(labels, usable) {
+            named[label] += 1
+            if ok { kept[label] += 1 }
+        }
+        if let empty = named.indices.first(where: { named[$0] > 0 && kept[$0] == 0 }),
+           let i = labels.firstIndex(of: empty) {
+            let line = rows[i].line, count = named[empty]
+            let reason = skipped.entries.first { $0.path == entries[i].path }.map { " (\($0.path): \($0.reason))" } ?? ""
+            throw DataError.invalidDataset("\(path): class '\(classNames[empty])' has no usable image: its \(count) "
+                + "row\(count == 1 ? "" : "s") (from line \(line)) name\(count == 1 ? "s a file that is" : " files that are") "
+                + "missing or unusable\(reason)"
+                + (!hasHeader && i == 0 ? "; if line \(line) is a header, name its columns path and label" : ""))
+        }
+    }
+
+    /// Whether a CSV's first row (lowercased) is a header: a field names the path column
+    /// (`pathColumnNames`), or a field names the label column and no field is an image file name. A
+    /// first row `cat.png,y` is data: `y` alone made it a header, and the row was lost.
+    static func isHeader(_ first: [String]) -> Bool {
+        if first.contains(where: pathColumnNames.contains) { return true }
+        let imageSuffixes = [".jpg", ".jpeg", ".png"]
+        return first.contains(where: labelColumnNames.contains)
+            && !first.contains { field in imageSuffixes.contains { field.hasSuffix($0) } }
     }
 
     /// The CSV's records (RFC 4180, fields trimmed; see `CSV`), blank lines left out.
