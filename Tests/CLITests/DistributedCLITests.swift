@@ -257,7 +257,9 @@ extension TrainCLITests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/config.json"), "rank 1 trains into \(folder)")
         kill(worker, SIGKILL)
         launcher.waitUntilExit()
-        XCTAssertEqual(launcher.terminationStatus, 137)
+        // The killed worker's 137, or rank 0's 1 when it stopped (naming the lost rank) before the
+        // launcher saw the kill; rank 0 ended by SIGPIPE writing to the dead peer was 141.
+        XCTAssertTrue([137, 1].contains(launcher.terminationStatus), "\(launcher.terminationStatus)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder), "\(folder) is left behind")
     }
 

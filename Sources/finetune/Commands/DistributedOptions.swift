@@ -61,6 +61,10 @@ struct DistributedOptions: ParsableArguments {
         let launch = try DistributedLaunch.from(environment: ProcessInfo.processInfo.environment,
                                                 masterAddress: masterAddr, masterPort: masterPort)
         guard let launch else { return nil }
+        // A rank writes to its peers' sockets: one that died (killed, crashed) made Gloo's next write
+        // raise SIGPIPE, which ended this rank too (status 141) before it could say which rank was
+        // lost. Ignored, the write fails and the rank stops naming the lost one.
+        signal(SIGPIPE, SIG_IGN)
         return try launch.connect(timeout: distTimeout)
     }
 
