@@ -101,6 +101,24 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual((report["confusion_matrix"] as? [[Int]])?.count, 3)
         XCTAssertEqual(report["accuracy"] as? Double ?? -1, accuracy, accuracy: 1e-9)
 
+        // The same test images listed in a path,label CSV file (relative to --image-root) evaluate
+        // alike; evaluate took class folders only ("DATA folder x.csv does not exist").
+        var rows = ["path,label"]
+        for name in Self.classes {
+            for file in try FileManager.default.contentsOfDirectory(atPath: "\(data)/test/\(name)").sorted() {
+                rows.append("\(name)/\(file),\(name)")
+            }
+        }
+        let csv = try temporaryFolder("csv") + "/test.csv"
+        try Foundation.Data(rows.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: csv))
+        let byCSV = try run(["evaluate", out, csv, "--image-root", data + "/test", "--json", "--threads", "2", "--workers", "0"])
+        XCTAssertEqual(byCSV.status, 0, byCSV.stderr)
+        let csvReport = try byCSV.json(XCTUnwrap(byCSV.lines.last))
+        XCTAssertEqual(csvReport["split"] as? String, "csv")
+        XCTAssertEqual(csvReport["sample_count"] as? Int, 9)
+        XCTAssertEqual(csvReport["accuracy"] as? Double ?? -1, accuracy, accuracy: 1e-9)
+        XCTAssertEqual(csvReport["confusion_matrix"] as? [[Int]], report["confusion_matrix"] as? [[Int]])
+
         // Class names must match.
         let other = try temporaryFolder("other")
         try FileManager.default.copyItem(atPath: "\(data)/test/red", toPath: "\(other)/red")

@@ -14,19 +14,23 @@ struct EvaluateCommand: ParsableCommand {
         discussion: """
             RUN_DIR is a folder written by `finetune train` (config.json + model.safetensors); its
             preprocessing and class names are used. DATA is a class-folder root with train/ val/ test/
-            splits (the test split by default, see --split) or a plain folder of class folders. DATA's
-            classes must be the run's.
+            splits (the test split by default, see --split), a plain folder of class folders, or a
+            `path,label` CSV file (evaluated whole; relative paths start at --image-root, else the
+            CSV's folder). DATA's classes must be the run's.
 
             Examples:
               finetune evaluate runs/flowers data/flowers
               finetune evaluate runs/flowers data/flowers --split val --json
               finetune evaluate runs/flowers more-photos/
+              finetune evaluate runs/pets test.csv --image-root /data/pets
             """)
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
-    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
     @Option(help: "Which split of a DATA with split folders (all: train + val + test).")
     var split: DataSplit = .test
+    @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
+    var imageRoot: String?
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
@@ -46,8 +50,11 @@ struct EvaluateCommand: ParsableCommand {
             throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
         }
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
+        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
+            throw ValidationError("DATA \(data) does not exist (a class-folder root or a path,label CSV file)")
+        }
+        if imageRoot != nil, isDirectory.boolValue {
+            throw ValidationError("--image-root goes with a CSV file as DATA; \(data) is a folder")
         }
     }
 
@@ -58,7 +65,7 @@ struct EvaluateCommand: ParsableCommand {
         runOptions.applyEXIF(run: config)
         let strict = onBadImage.isStrict
         let (dataset, splitName, _) = try badImageContext(strict) {
-            try Self.dataset(data, split: split, classNames: config.classNames, strict: strict)
+            try Self.dataset(data, split: split, classNames: config.classNames, strict: strict, imageRoot: imageRoot)
         }
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing, batchSize: min(batchSize, max(1, dataset.count)),
@@ -91,11 +98,17 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
-    /// and the split's name (`folder` for a plain folder of class folders, which is used whole).
-    /// With `classNames`, the folders' classes must be those.
+    /// and the split's name (`folder` for a plain folder of class folders, which is used whole; `csv`
+    /// for a `path,label` CSV file, also used whole, its relative paths from `imageRoot`).
+    /// With `classNames`, the folders' classes must be those (a CSV's labels must be among them).
     /// Also the number of its files the scan left out (unusable before any decoding).
-    static func dataset(_ root: String, split: DataSplit, classNames: [String]?,
-                        strict: Bool = false) throws -> (any ImageDataset, String, scanSkipped: Int) {
+    static func dataset(_ root: String, split: DataSplit, classNames: [String]?, strict: Bool = false,
+                        imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
+        if CSVDataset.isCSVFile(root) {
+            let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot, options: ScanOptions(strict: strict))
+            if let warning = csv.skipped.warning() { printError(warning) }
+            return (csv, "csv", csv.skipped.count)
+        }
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         if let warning = splits.skipped.warning() { printError(warning) }
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
