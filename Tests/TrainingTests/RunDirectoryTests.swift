@@ -190,6 +190,14 @@ final class RunDirectoryTests: XCTestCase {
         // A sibling is fine.
         let lock = try RunDirectory(root + "/run").prepareNew(overwrite: false, data: data)
         lock.release()
+        // The folder of a CSV file's images (listed, never scanned) may hold the run, as
+        // project/runs/x beside project/train.csv (it was refused), but not be it or lie inside it.
+        let inside = try RunDirectory(data + "/runs/x").prepareNew(overwrite: false, data: data, listed: true)
+        inside.release()
+        for out in [data, root] {
+            XCTAssertThrowsError(try RunDirectory(out).prepareNew(overwrite: true, data: data, listed: true), out)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: data + "/cat/1.png"))
     }
 
     // MARK: Finding 3: one writer

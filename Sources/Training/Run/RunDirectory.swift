@@ -207,9 +207,10 @@ public struct RunDirectory: Sendable {
     /// - A provable finetune run is deleted only with `overwrite` (after taking its lock, so a run
     ///   still being written is never deleted); without it the error says to pass it.
     /// - Anything else is refused, and nothing is touched.
-    /// - `data` (the training data's folder) may not be the destination, contain it, or lie inside it.
-    public func prepareNew(overwrite: Bool, data: String? = nil) throws -> RunLock {
-        if let data { try Self.checkSeparate(run: path, data: data) }
+    /// - `data` (the training data's folder) may not be the destination, contain it, or lie inside it
+    ///   (inside is allowed when `listed`: the folder of a CSV file's images, see `checkSeparate`).
+    public func prepareNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws -> RunLock {
+        if let data { try Self.checkSeparate(run: path, data: data, listed: listed) }
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
@@ -275,11 +276,13 @@ public struct RunDirectory: Sendable {
     }
 
     /// Throws unless `run` and `data` are separate: neither is the other nor lies inside it
-    /// (symbolic links resolved; `run` need not exist yet).
-    public static func checkSeparate(run: String, data: String) throws {
+    /// (symbolic links resolved; `run` need not exist yet). With `listed` (a CSV file's images, whose
+    /// folder is `data`: nothing scans it for classes), `run` may lie inside `data`, as
+    /// `project/runs/x` beside `project/train.csv` (refused until 2026-12-05), but not contain it.
+    public static func checkSeparate(run: String, data: String, listed: Bool = false) throws {
         let r = resolvedPath(run), d = resolvedPath(data)
         func inside(_ child: String, _ parent: String) -> Bool { child == parent || child.hasPrefix(parent == "/" ? "/" : parent + "/") }
-        if inside(r, d) {
+        if inside(r, d) && (!listed || r == d) {
             throw RunError.refusedDestination(path: run, reason: "lies inside the training data \(data); "
                 + "a run directory must be outside its DATA folder")
         }

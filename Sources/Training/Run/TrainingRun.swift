@@ -145,7 +145,7 @@ public final class TrainingRun {
         var configuration = prepared.configuration
 
         let directory = RunDirectory(spec.runDirectory)
-        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder)
+        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
         configuration.checkpointDirectory = directory.checkpoints
         let trainer = try makeTrainer(model, configuration)
         options.threads = Runtime.numThreads
@@ -262,7 +262,7 @@ public final class TrainingRun {
         options.imageRoot = options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         try validate(options)
         try spec.recipe.validate(epochs: options.epochs)
-        try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder)
+        try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder, listed: isCSV)
 
         let splits = try RunSplits.load(root, options: options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
