@@ -216,13 +216,19 @@ extension ServeTests {
 }
 
 extension ServeTests {
+    /// A fresh copy of the trained run, named `name`, for a test that changes its files.
+    func copyOfTheRun(_ name: String) throws -> String {
+        _ = try liveServer()
+        let copy = Self.root + "/" + name
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        return copy
+    }
+
     /// A reload under load: the run's weights change on disk (the classifier negated, so the ranking
     /// turns over), requests keep coming, none fails, and afterwards the answers are the new model's.
     func testReloadSwapsTheModelWithNoFailedRequests() throws {
-        _ = try liveServer()
-        let copy = Self.root + "/reloaded"
-        try? FileManager.default.removeItem(atPath: copy)
-        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        let copy = try copyOfTheRun("reloaded")
         let server = try ServerProcess([copy, "--name", "tiny"])
         let photo = Self.photos[7], file = (photo as NSString).lastPathComponent
         let before = try predictOne(server, photo)
@@ -269,10 +275,7 @@ extension ServeTests {
     /// whose files cannot be loaded, or whose full batch the memory cannot hold (the warm-up of a larger
     /// model got the process killed), answers 422 saying why, and the current version keeps serving.
     func testReloadsAreOrderedAndCheckedAndTheQueueAndNonASCIINamesWork() throws {
-        _ = try liveServer()
-        let copy = Self.root + "/reload-checks"
-        try? FileManager.default.removeItem(atPath: copy)
-        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        let copy = try copyOfTheRun("reload-checks")
         let server = try ServerProcess([copy, "--name", "t\u{EF}ny", "--max-batch-size", "64", "--max-batch-delay-ms", "2000"])
         let route = "/v1/models/t%C3%AFny"
         let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))

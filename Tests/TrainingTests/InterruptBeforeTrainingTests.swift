@@ -117,12 +117,7 @@ extension TrainingRunTests {
     /// "failed"), the error names the run and the setting, and the run still resumes once the edit is
     /// undone, to the uninterrupted run's weights.
     func testAResumeRefusedAtTheStartOfTrainingChangesNothing() throws {
-        let data = try makeData()
-        let runs = try TRData.temporaryDirectory(self)
-        try trainStraight(specification(data: data, out: runs + "/a"))
-        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
-        XCTAssertEqual(try runInterrupted(first, afterStep: 5).status, "interrupted")  // mid-epoch 2
-        first.release()
+        let runs = try straightAndInterruptedRuns(afterStep: 5)  // mid-epoch 2
 
         let directory = RunDirectory(runs + "/b")
         var edited = try directory.readConfig()
@@ -171,12 +166,7 @@ extension TrainingRunTests {
     /// without them) gets the earlier epochs back from the checkpoint's history: the files held only
     /// the resumed epochs, and `report` drew those alone.
     func testLostLogsGetTheirEarlierEpochsBackOnResume() throws {
-        let data = try makeData()
-        let runs = try TRData.temporaryDirectory(self)
-        try trainStraight(specification(data: data, out: runs + "/a"))
-        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
-        XCTAssertEqual(try runInterrupted(first, afterStep: 7).status, "interrupted")  // in epoch 3
-        first.release()
+        let runs = try straightAndInterruptedRuns(afterStep: 7)  // in epoch 3
         for file in ["history.csv", "events.jsonl"] { try FileManager.default.removeItem(atPath: runs + "/b/" + file) }
         try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
 

@@ -65,6 +65,18 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try run.run().status, "completed", file: file, line: line)
     }
 
+    /// A fresh folder holding run `a`, trained to the end, and run `b`, the same run interrupted after
+    /// `step` optimizer steps (its lock released).
+    func straightAndInterruptedRuns(afterStep step: Int) throws -> String {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        try trainStraight(specification(data: data, out: runs + "/a"))
+        let first = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
+        XCTAssertEqual(try runInterrupted(first, afterStep: step).status, "interrupted")
+        first.release()
+        return runs
+    }
+
     /// Interrupts (as Ctrl-C would) after `step` optimizer steps.
     final class Interrupter: TrainingCallback {
         let step: Int
