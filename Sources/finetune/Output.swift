@@ -35,6 +35,17 @@ func checkReplaceable(_ path: String, marker: String, flag: String, what: String
     }
 }
 
+/// `DATA` (a class-folder root or a `path,label` CSV file) exists, and `--image-root` goes with a CSV.
+func checkDataArgument(_ data: String, imageRoot: String?) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
+        throw ValidationError("DATA \(data) does not exist (expected a class-folder root or a path,label CSV file)")
+    }
+    if imageRoot != nil, isDirectory.boolValue {
+        throw ValidationError("--image-root only applies to a CSV file as DATA; \(data) is a folder")
+    }
+}
+
 func printError(_ message: String) {
     StandardStreams.writeError(message + "\n")
 }

@@ -49,13 +49,7 @@ struct CheckDataCommand: ParsableCommand {
             throw ValidationError("--embedding-arch \(embeddingArch) is not an architecture; architectures: "
                                   + ModelZoo.architectures.joined(separator: ", "))
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
-            throw ValidationError("DATA \(data) does not exist (expected a class-folder root or a path,label CSV file)")
-        }
-        if imageRoot != nil, isDirectory.boolValue {
-            throw ValidationError("--image-root only applies to a CSV file as DATA; \(data) is a folder")
-        }
+        try checkDataArgument(data, imageRoot: imageRoot)
     }
 
     func run() throws {

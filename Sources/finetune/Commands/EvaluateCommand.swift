@@ -49,13 +49,7 @@ struct EvaluateCommand: ParsableCommand {
         guard RunDirectory.isRun(runDir) else {
             throw ValidationError("RUN_DIR \(runDir) is not a run directory (no config.json); train one with `finetune train`")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) else {
-            throw ValidationError("DATA \(data) does not exist (a class-folder root or a path,label CSV file)")
-        }
-        if imageRoot != nil, isDirectory.boolValue {
-            throw ValidationError("--image-root goes with a CSV file as DATA; \(data) is a folder")
-        }
+        try checkDataArgument(data, imageRoot: imageRoot)
     }
 
     func run() throws {
