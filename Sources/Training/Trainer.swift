@@ -379,14 +379,16 @@ public final class Trainer {
         }
         let classCount = try resolveClassCount(train.dataset)
         let position = LoaderPosition(train)
-        guard state.batchInEpoch <= batchesPerEpoch else {
-            throw TrainingError.resumeMismatch("the checkpoint's position, batch \(state.batchInEpoch + 1) of epoch "
-                + "\(state.epoch + 1), is past the epoch's \(batchesPerEpoch) batches (\(Checkpoint.trainerFile) is damaged)")
-        }
+        // Other loader settings first: a larger batch size also puts the position past the epoch's
+        // end, which blamed trainer.json.
         if state.batchInEpoch > 0, let saved = state.loader, saved != position {
             throw TrainingError.resumeMismatch("the run stopped in the middle of epoch \(state.epoch + 1) with "
                 + "other training data or batching than now (seed, shuffle, sampler, batch size, sample count: "
                 + "saved \(saved.describedChanges(to: position))); resume with the settings it was started with")
+        }
+        guard state.batchInEpoch <= batchesPerEpoch else {
+            throw TrainingError.resumeMismatch("the checkpoint's position, batch \(state.batchInEpoch + 1) of epoch "
+                + "\(state.epoch + 1), is past the epoch's \(batchesPerEpoch) batches (\(Checkpoint.trainerFile) is damaged)")
         }
         state.loader = position
         state.totalEpochs = epochs

@@ -122,7 +122,7 @@ extension TrainingRunTests {
         let directory = RunDirectory(runs + "/b")
         var edited = try directory.readConfig()
         let original = edited
-        edited.options.batchSize = 6
+        edited.options.batchSize = 12  // one batch per epoch: the position is past it, which blamed trainer.json
         try directory.write(edited)
         let before = try Foundation.Data(contentsOf: URL(fileURLWithPath: directory.config))
         let resumed = try TrainingRun.resume(runs + "/b", notify: { _ in })
@@ -130,7 +130,7 @@ extension TrainingRunTests {
         XCTAssertThrowsError(try resumed.run()) { error in
             guard case RunError.resumeRefused(let path, let reason) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(path, directory.path)
-            XCTAssertTrue(reason.contains("batch size 4, now 6"), reason)
+            XCTAssertTrue(reason.contains("batch size 4, now 12"), reason)
         }
         resumed.release()
         XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: directory.config)), before)
@@ -167,13 +167,27 @@ extension TrainingRunTests {
     /// the resumed epochs, and `report` drew those alone.
     func testLostLogsGetTheirEarlierEpochsBackOnResume() throws {
         let runs = try straightAndInterruptedRuns(afterStep: 7)  // in epoch 3
-        for file in ["history.csv", "events.jsonl"] { try FileManager.default.removeItem(atPath: runs + "/b/" + file) }
+        let fm = FileManager.default
+        try fm.copyItem(atPath: runs + "/b", toPath: runs + "/c")
+        for file in ["history.csv", "events.jsonl"] { try fm.removeItem(atPath: runs + "/b/" + file) }
+        // In c, only the first epoch's row and event are gone (the header and the rest kept).
+        let history = try String(contentsOfFile: runs + "/c/history.csv", encoding: .utf8).split(separator: "\n")
+        try (history.enumerated().filter { $0.offset != 1 }.map { $0.element + "\n" }.joined())
+            .write(toFile: runs + "/c/history.csv", atomically: true, encoding: .utf8)
+        let events = try String(contentsOfFile: runs + "/c/events.jsonl", encoding: .utf8).split(separator: "\n")
+        let kept = events.filter { !($0.contains(#""event":"epoch""#) && $0.hasPrefix(#"{"epoch":0,"#)) }
+        XCTAssertEqual(events.count - kept.count, 1, "the first epoch's event")
+        try kept.map { $0 + "\n" }.joined().write(toFile: runs + "/c/events.jsonl", atomically: true, encoding: .utf8)
         try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
+        try resumeToTheEnd(runs + "/c", equalling: runs + "/a")
 
-        XCTAssertEqual(try String(contentsOfFile: runs + "/b/history.csv", encoding: .utf8),
-                       try String(contentsOfFile: runs + "/a/history.csv", encoding: .utf8))
-        let straight = try RunHistory(eventsFile: runs + "/a/events.jsonl"), restored = try RunHistory(eventsFile: runs + "/b/events.jsonl")
-        XCTAssertEqual(restored.epochs.map(\.number), [1, 2, 3])
-        XCTAssertEqual(restored.epochs.map(\.metrics), straight.epochs.map(\.metrics))
+        let straight = try RunHistory(eventsFile: runs + "/a/events.jsonl")
+        for run in ["b", "c"] {
+            XCTAssertEqual(try String(contentsOfFile: runs + "/\(run)/history.csv", encoding: .utf8),
+                           try String(contentsOfFile: runs + "/a/history.csv", encoding: .utf8), run)
+            let restored = try RunHistory(eventsFile: runs + "/\(run)/events.jsonl")
+            XCTAssertEqual(restored.epochs.map(\.number), [1, 2, 3], run)
+            XCTAssertEqual(restored.epochs.map(\.metrics), straight.epochs.map(\.metrics), run)
+        }
     }
 }

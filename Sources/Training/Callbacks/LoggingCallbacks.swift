@@ -21,14 +21,16 @@ public final class CSVLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try CSVLogger(path: path, resume: info.resumed)
-            if info.resumed && logger.startedEmpty {
-                // The file was lost (deleted, or a copy of the run without it): the checkpoint's
-                // history gives its rows back (the resumed run wrote only its own epochs).
-                for row in trainer.state.history where row.epoch < info.startEpoch {
-                    try logger.log(epoch: row.epoch, step: row.step, metrics: row.metrics)
-                }
-            } else if info.resumed {
+            if info.resumed {
                 try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch)
+                // Rows lost (the file deleted, emptied or cut, or a copy of the run without it) come
+                // back from the checkpoint's history, which holds every epoch's row: the resumed run
+                // wrote only its own epochs.
+                let history = trainer.state.history.filter { $0.epoch < info.startEpoch }
+                if try logger.read().map(\.epoch) != history.map(\.epoch) {
+                    logger.restart()
+                    for row in history { try logger.log(epoch: row.epoch, step: row.step, metrics: row.metrics) }
+                }
             }
             self.logger = logger
         case .epochEnd(let r):
@@ -63,15 +65,15 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
         switch event {
         case .fitStart(let info):
             let logger = try JSONLinesLogger(path: path, resume: info.resumed)
-            if info.resumed && logger.startedEmpty {
-                // The file was lost: its epoch events (what `report` draws) come back from the
-                // checkpoint's history; the per-step `train` events and timings are gone.
-                for row in trainer.state.history where row.epoch < info.startEpoch {
+            if info.resumed {
+                try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch, atEpochStart: info.startBatch == 0)
+                // Epoch events lost (the file deleted or cut) come back from the checkpoint's history:
+                // what `report` draws. The per-step `train` events and timings are gone.
+                let logged = Set(try RunHistory(eventsFile: path).epochs.map { $0.number - 1 })
+                for row in trainer.state.history where row.epoch < info.startEpoch && !logged.contains(row.epoch) {
                     try logger.log(event: "epoch", epoch: row.epoch, step: row.step, metrics: row.metrics,
                                    info: ["phase": "\(row.phase)", "restored": "from the checkpoint's history"])
                 }
-            } else if info.resumed {
-                try logger.truncate(afterStep: info.startStep, fromEpoch: info.startEpoch, atEpochStart: info.startBatch == 0)
             }
             self.logger = logger
             try logger.log(event: "fit_start", epoch: info.startEpoch, step: info.startStep,

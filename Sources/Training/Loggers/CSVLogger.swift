@@ -119,8 +119,6 @@ public final class CSVLogger {
     public let path: String
     /// The metric columns after `epoch` and `step`, in file order.
     public private(set) var columns: [String] = []
-    /// Whether the file had no header when opened (a resume whose `history.csv` was lost).
-    public var startedEmpty: Bool { file == nil }
     private var file: AppendingFile?
 
     /// Opens `path`. Without `resume` an existing file is replaced (at the first write); with it,
@@ -178,6 +176,13 @@ public final class CSVLogger {
             for (name, cell) in zip(columns, row.cells) where !cell.isEmpty { metrics[name] = Self.value(cell) }
             return (row.epoch, row.step, metrics)
         }
+    }
+
+    /// Forgets the file's rows and columns: the next `log` writes it afresh (header first).
+    public func restart() {
+        file?.close()
+        file = nil
+        columns = []
     }
 
     /// Closes the file. Log nothing after it: a later `log` would start the file afresh.

@@ -16,8 +16,6 @@ public final class JSONLinesLogger {
     public let path: String
     private var file: AppendingFile
     private let encoder: JSONEncoder
-    /// Whether the file held no line when opened (a resume whose `events.jsonl` was lost).
-    public private(set) var startedEmpty = true
 
     /// Opens `path`; without `resume` an existing file is replaced by an empty one.
     public init(path: String, resume: Bool = false) throws {
@@ -28,7 +26,6 @@ public final class JSONLinesLogger {
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         if resume, let data = try LogFiles.read(path) {
             let (lines, partial) = LogFiles.lines(data)
-            startedEmpty = lines.isEmpty
             if partial { try LogFiles.writeAtomically(Data(lines.map { $0 + "\n" }.joined().utf8), to: path) }
         } else {
             try LogFiles.writeAtomically(Data(), to: path)
