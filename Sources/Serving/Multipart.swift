@@ -101,25 +101,40 @@ struct MultipartForm {
     }
 
     /// The parameters of a Content-Disposition value (`form-data; name="image"; filename="a;b.png"`),
-    /// names lowercased: split at the semicolons outside quoted strings, quotes and backslash escapes
-    /// undone (RFC 9110 §5.6.4). Splitting at every semicolon cut `shoe;1.png` and `shoe;2.png` to
-    /// one label, `shoe`.
+    /// names lowercased: split at the semicolons outside quoted strings, a quoted value kept as it is
+    /// inside its quotes but for `\"`, an escaped quote. Splitting at every semicolon cut `shoe;1.png`
+    /// and `shoe;2.png` to one label, `shoe`; other backslashes stay, as browsers send a Windows path
+    /// (`C:\dir\a.png`) unescaped.
     static func dispositionParameters(_ value: Substring) -> [String: String] {
-        var fields: [String] = [], field = "", quoted = false, escaped = false
-        for character in value {
-            if escaped { field.append(character); escaped = false; continue }
-            if quoted && character == "\\" { escaped = true; continue }
-            if character == "\"" { quoted.toggle(); continue }
-            if character == ";" && !quoted { fields.append(field); field = ""; continue }
-            field.append(character)
-        }
-        fields.append(field)
         var found: [String: String] = [:]
-        for field in fields.dropFirst() {
-            let kv = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard kv.count == 2 else { continue }
-            found[kv[0].lowercased()] = kv[1]
+        var name = "", text = "", inName = true, quoted = false, wasQuoted = false
+        var characters = Array(value)[...]
+        func finish() {
+            let key = name.trimmingCharacters(in: .whitespaces).lowercased()
+            if !inName, !key.isEmpty { found[key] = wasQuoted ? text : text.trimmingCharacters(in: .whitespaces) }
+            name = ""; text = ""; inName = true; wasQuoted = false
         }
+        var first = true  // the disposition type (`form-data`) before the first semicolon
+        while let character = characters.popFirst() {
+            if quoted {
+                if character == "\\", characters.first == "\"" { text.append(characters.removeFirst()) }
+                else if character == "\"" { quoted = false }
+                else { text.append(character) }
+            } else if character == ";" {
+                if first { first = false; name = ""; text = ""; inName = true } else { finish() }
+            } else if first {
+                continue
+            } else if inName && character == "=" {
+                inName = false
+            } else if inName {
+                name.append(character)
+            } else if character == "\"" && text.trimmingCharacters(in: .whitespaces).isEmpty {
+                text = ""; quoted = true; wasQuoted = true
+            } else if !wasQuoted {
+                text.append(character)
+            }
+        }
+        if !first { finish() }
         return found
     }
 

@@ -24,6 +24,11 @@ extension TrainCLITests {
                               "--batch-size", "4", "--workers", "0", "--threads", "2"])
         XCTAssertEqual(report.status, 0, report.stderr)
         let page = try String(contentsOfFile: html, encoding: .utf8)
+        // auto's choice is said and shown (it was silent: the metrics differed from fp32's without a word).
+        let native = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").contains("avx512_bf16")
+        XCTAssertEqual(report.stderr.contains("precision: bf16 (auto"), native, report.stderr)
+        XCTAssertTrue(report.stdout.contains(native ? ", bf16)" : ", fp32)"), report.stdout)
+        XCTAssertTrue(page.contains(native ? "(bf16)</td>" : "(fp32)</td>"), "the evaluated row names the precision")
         for id in ["run", "curves", "confusion", "per-class", "most-confused", "top-losses", "grad-cam", "data-check"] {
             XCTAssertTrue(page.contains("<section id=\"\(id)\">"), "section \(id) missing")
         }

@@ -68,6 +68,9 @@ final class MultipartTests: XCTestCase {
                                          (Self.file(#"say \"hi\"; ok.png"#), [3]),
                                          ("Content-Disposition: form-data; filename=\"a.png\";name=\"b\"\r\n", [4])]))
         XCTAssertEqual(parts.map(\.label), ["shoe;1.png", "shoe;2.png", #"say "hi"; ok.png"#, "a.png"])
+        // A Windows path as browsers send it (backslashes unescaped) and spaces inside the quotes stay.
+        let windows = try parse(Self.body([(Self.file(#"C:\dir\a.png"#), [1]), (Self.file(" two  spaces.png "), [2])]))
+        XCTAssertEqual(windows.map(\.label), [#"C:\dir\a.png"#, " two  spaces.png "])
     }
 
     /// A body cut before its closing boundary: refused, naming the part, wherever the cut is (not the

@@ -75,6 +75,8 @@ public struct RunReport {
     public var split: String
     /// The metrics of the split (what `evaluate` reports).
     public var evaluation: EvaluationReport
+    /// The precision the split was evaluated in (`RunReportOptions.precision`, `.auto` decided).
+    public var evaluationPrecision: Precision = .fp32
     /// Every evaluated image's prediction, in dataset order.
     public var samples: [SamplePrediction]
     /// The worst predictions, worst first (`SamplePrediction.topLosses`).
@@ -112,7 +114,8 @@ public struct RunReport {
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
-        evaluation.autocastBF16 = options.precision.resolved(for: model) == .bf16
+        let precision = options.precision.resolved(for: model)
+        evaluation.autocastBF16 = precision == .bf16
         let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: options.batchSize,
                                     transform: EvaluationTransform(config.preprocessing), workers: options.workers)
@@ -139,10 +142,12 @@ public struct RunReport {
         let check = options.checkData
             ? try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot), method: options.nearDuplicateMethod)
             : nil
-        return RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
-                         data: data, split: options.split.rawValue, evaluation: report, samples: samples,
-                         topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
-                         gradCAMCorrect: camCorrect, dataCheck: check)
+        var made = RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
+                             data: data, split: options.split.rawValue, evaluation: report, samples: samples,
+                             topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
+                             gradCAMCorrect: camCorrect, dataCheck: check)
+        made.evaluationPrecision = precision
+        return made
     }
 
     /// The most confused (true, predicted) pairs, most frequent first (ties: by class order), at most `limit`.

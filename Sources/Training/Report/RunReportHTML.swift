@@ -58,7 +58,8 @@ extension RunReport {
         }
         rows.append(("evaluated", "\(evaluation.sampleCount) images of \(data) (\(split)): accuracy "
             + Self.percent(evaluation.accuracy) + (evaluation.loss.map { ", loss \(Self.number($0))" } ?? "")
-            + (evaluation.macroAUC ?? evaluation.auc).map { ", AUC \(Self.number($0))" }.orEmpty))
+            + (evaluation.macroAUC ?? evaluation.auc).map { ", AUC \(Self.number($0))" }.orEmpty
+            + " (\(evaluationPrecision.rawValue))"))
         rows.append(("created", "\(config.createdAt) with finetune \(config.finetuneVersion), LibTorch \(config.libtorchVersion)"))
         var s = section("run", "Run")
         s += "<table>\n" + rows.map { "<tr><th class=\"l\">\(h($0.0))</th><td class=\"l\">\(h($0.1))</td></tr>" }
