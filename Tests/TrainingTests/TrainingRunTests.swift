@@ -301,6 +301,10 @@ final class TrainingRunTests: XCTestCase {
 
         let resumed = try TrainingRun.resume(out, changes: .init(epochs: 3), notify: { _ in })
         XCTAssertEqual(try directory.readConfig().status, "running")
+        // While the resume trains (it holds the lock), a reader is told which process trains the run.
+        var whileTraining: [String] = []
+        _ = try directory.loadModel(try directory.readConfig()) { whileTraining.append("\($0)") }
+        XCTAssertTrue(whileTraining.first?.contains("(process \(getpid()) is training it)") == true, "\(whileTraining)")
         XCTAssertEqual(try runInterrupted(resumed, afterStep: resumed.trainer.state.globalStep + 1).status, "interrupted")
         resumed.release()
         let config = try directory.readConfig()

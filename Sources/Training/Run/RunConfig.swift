@@ -215,9 +215,14 @@ public struct RunConfig: Codable {
     /// Set when `model.safetensors` may be older than the run: it was written when the run ended at
     /// epoch `modelEpoch`, and the run has not finished since (a resume that is `running`,
     /// `interrupted`, `diverged` or `failed`). Evaluating or exporting the run uses those weights.
-    public var olderModelNotice: String? {
+    public var olderModelNotice: String? { olderModelNotice(trainingProcess: nil) }
+
+    /// `olderModelNotice`, naming `trainingProcess` when it is known to train the run now
+    /// (`RunLock.holder`).
+    public func olderModelNotice(trainingProcess: Int32?) -> String? {
         guard let modelEpoch, !["completed", "stopped"].contains(status) else { return nil }
-        let now = status == "running" ? "was resumed and has not finished (still training, or killed)" : "is \(status) now"
+        let now = status != "running" ? "is \(status) now"
+            : "was resumed and has not finished (" + (trainingProcess.map { "process \($0) is training it" } ?? "still training, or killed") + ")"
         return "model.safetensors holds the weights of epoch \(modelEpoch), written when the run last finished; it \(now): "
             + "finish it with `finetune train --resume` to replace them"
     }

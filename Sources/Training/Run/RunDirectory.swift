@@ -332,7 +332,8 @@ public struct RunDirectory: Sendable {
         }
         try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
         classifier.eval()
-        if let notice = runConfig.olderModelNotice { notify(.warning(notice)) }
+        let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
+        if let notice = runConfig.olderModelNotice(trainingProcess: trainer) { notify(.warning(notice)) }
         return classifier
     }
 
