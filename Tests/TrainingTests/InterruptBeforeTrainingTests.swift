@@ -191,3 +191,26 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// A CSV file that lists an image twice trains on both rows, and with a validation split the copies
+    /// can land on both sides: the run says so, naming the file (it said nothing).
+    func testACSVListingAnImageTwiceIsNamed() throws {
+        let data = try makeData()
+        var rows = ["path,label"]
+        for name in ["blue", "green", "red"] {
+            for i in 0..<6 { rows.append("train/\(name)/\(i).png,\(name)") }
+        }
+        rows.append("train/red/0.png,red")
+        let csv = data + "/all.csv"
+        try rows.joined(separator: "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        var spec = specification(data: csv, out: try TRData.temporaryDirectory(self) + "/run")
+        spec.options.epochs = 1
+        var warnings: [String] = []
+        let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+        run.release()
+        XCTAssertEqual(run.splits.repeatedFiles, [data + "/train/red/0.png"])
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("1 image file is listed more than once (\(data)/train/red/0.png)")
+                                          && $0.contains("both the training and the validation split") }, "\(warnings)")
+    }
+}

@@ -17,6 +17,9 @@ public struct RunSplits {
     public var skipped: SkippedFiles
     /// Folders beside DATA's split folders that no split reads (`ImageFolderSplits.unusedFolders`).
     public var unusedFolders: [String] = []
+    /// Image files a CSV file lists more than once, in first-listed order: their copies can land in
+    /// both the training and the validation split (`check-data` finds them too).
+    public var repeatedFiles: [String] = []
 
     /// Scans `root` (strictly with `--on-bad-image fail`) and applies `options`' limit and split.
     /// `root` is a class-folder root, or a CSV file of `path,label` rows (see `CSVDataset`; image paths
@@ -25,9 +28,15 @@ public struct RunSplits {
         let scan = ScanOptions(strict: (options.onBadImage ?? .skip).isStrict)
         let found: (train: any ImageDataset, validation: (any ImageDataset)?, test: (any ImageDataset)?,
                     hasSplitFolders: Bool, skipped: SkippedFiles, unused: [String])
+        var repeated: [String] = []
         if isCSV(root) {
             let csv = try CSVDataset(csv: root, imageRoot: options.imageRoot, options: scan)
             found = (csv, nil, nil, false, csv.skipped, [])
+            var seen: [String: Int] = [:]
+            for path in csv.samples.compactMap(\.source.path) {
+                seen[path, default: 0] += 1
+                if seen[path] == 2 { repeated.append(path) }
+            }
         } else {
             let folders = try ImageFolderDataset.splits(root: root, options: scan)
             found = (folders.train, folders.validation, folders.test, folders.hasSplitFolders, folders.skipped,
@@ -50,7 +59,16 @@ public struct RunSplits {
             validation = parts.validation
         }
         return RunSplits(train: train, validation: validation, test: test, hasSplitFolders: found.hasSplitFolders,
-                         skipped: found.skipped, unusedFolders: found.unused)
+                         skipped: found.skipped, unusedFolders: found.unused, repeatedFiles: repeated)
+    }
+
+    /// The warning for `repeatedFiles`, nil when there are none.
+    public func repeatedFilesWarning(validationSplit: Bool) -> String? {
+        guard let first = repeatedFiles.first else { return nil }
+        return "\(repeatedFiles.count) image file\(repeatedFiles.count == 1 ? " is" : "s are") listed more than once "
+            + "(\(first)\(repeatedFiles.count > 1 ? ", …" : "")): each row trains"
+            + (validationSplit ? ", and copies can land in both the training and the validation split" : "")
+            + "; `finetune check-data` lists them"
     }
 
     /// The warning for `unusedFolders` ("…/x, …/y are not read: …"), nil when there are none.

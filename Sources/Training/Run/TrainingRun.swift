@@ -267,6 +267,7 @@ public final class TrainingRun {
         let splits = try RunSplits.load(root, options: options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         if let warning = splits.unusedFoldersWarning(root: root) { notify(.warning(warning)) }
+        if let warning = splits.repeatedFilesWarning(validationSplit: options.valSplit != nil) { notify(.warning(warning)) }
         notify(.info(DataCheck.quickSummary(train: splits.train, validation: splits.validation, test: splits.test,
                                             unusable: splits.skipped.count)))
         let classNames = splits.train.classNames
