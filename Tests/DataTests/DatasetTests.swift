@@ -290,6 +290,11 @@ final class DatasetTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("class 'breed' has no usable image")
                           && "\(error)".contains("if line 1 is a header, name its columns path and label"), "\(error)")
         }
+        // A quoted label with a line break (it split predict's lines) is an error naming the line.
+        try TestData.write("0.png,\"two\nlines\"\n1.png,dog\n", to: root + "/break.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/break.csv")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/break.csv:1: the label") && "\(error)".contains("one line of text"), "\(error)")
+        }
         try TestData.write("0.png,0\n1.png,2\n", to: root + "/gap.csv")
         XCTAssertEqual(try CSVDataset(csv: root + "/gap.csv").classNames, ["0", "1", "2"])
     }
