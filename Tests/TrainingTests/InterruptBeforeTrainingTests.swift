@@ -214,3 +214,57 @@ extension TrainingRunTests {
                                           && $0.contains("both the training and the validation split") }, "\(warnings)")
     }
 }
+
+extension TrainingRunTests {
+    /// Library use of `TrainingRun`, as the hostile trial found it:
+    /// - a run's weights do not depend on what else ran in the process between its `create` and its
+    ///   `run()` (dropout drew from LibTorch's shared generator, which another run had moved on);
+    /// - `run()` once the lock is gone (a second `run()`, or after `release()`) is refused: it trained
+    ///   into a folder another `TrainingRun` had locked;
+    /// - a resume released without `run()` leaves `config.json` as it was (it stayed `running`).
+    func testARunIsReproducibleInOneProcessAndWritesOnlyWhileItHoldsItsLock() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        try trainStraight(specification(data: data, out: runs + "/a"))
+
+        let b = try TrainingRun.create(specification(data: data, out: runs + "/b"), notify: { _ in })
+        try trainStraight(specification(data: data, out: runs + "/other"))  // moves the shared generator on
+        b.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try b.run().status, "completed")
+        try TRData.assertIdentical(try SafeTensors.load(runs + "/a/model.safetensors"),
+                                   try SafeTensors.load(runs + "/b/model.safetensors"), "b after another run")
+
+        XCTAssertThrowsError(try b.run()) { error in
+            XCTAssertEqual(error as? RunError, .released(directory: RunDirectory(runs + "/b").path))
+        }
+        let c = try TrainingRun.create(specification(data: data, out: runs + "/c"), notify: { _ in })
+        c.release()
+        var replacing = specification(data: data, out: runs + "/c")
+        replacing.overwrite = true
+        let holder = try TrainingRun.create(replacing, notify: { _ in })
+        XCTAssertThrowsError(try c.run(), "c released its lock, and another run holds the folder")
+        holder.release()
+
+        let before = try Foundation.Data(contentsOf: URL(fileURLWithPath: RunDirectory(runs + "/a").config))
+        let resumed = try TrainingRun.resume(runs + "/a", changes: .init(epochs: 4), notify: { _ in })
+        XCTAssertEqual(try RunDirectory(runs + "/a").readConfig().status, "running")
+        resumed.release()
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: RunDirectory(runs + "/a").config)), before)
+    }
+}
+
+extension TrainingRunTests {
+    /// `Predictor.predict` with one k per input, each at least 1; other k lists are an error (a list
+    /// of the wrong length or a k below 1 trapped: index out of range).
+    func testPredictorRefusesAKListThatDoesNotFitItsInputs() throws {
+        let predictor = try Predictor(architecture: "mobilenet_v2", weights: nil)
+        let input = try Tensor.zeros([3, 32, 32])
+        XCTAssertEqual(try predictor.predict([input, input], k: [2, 1]).map(\.count), [2, 1])
+        for k in [[1, 1, 1], [2, -1], [], [0]] {
+            let inputs = k.count == 2 ? [input, input] : [input]
+            XCTAssertThrowsError(try predictor.predict(inputs, k: k), "k \(k)") { error in
+                XCTAssertTrue("\(error)".contains("one k of at least 1 per row"), "\(error)")
+            }
+        }
+    }
+}

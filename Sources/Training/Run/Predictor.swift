@@ -126,8 +126,13 @@ public final class Predictor: @unchecked Sendable {
         }
     }
 
-    /// The top `k[i]` classes of row i of `probabilities` (each k at most the class count).
+    /// The top `k[i]` classes of row i of `probabilities` (each k at most the class count). Throws
+    /// unless there is one k, at least 1, per row (a k per row too few or below 1 trapped).
     public func ranked(_ probabilities: Tensor, k: [Int]) throws -> [[RankedClass]] {
+        let rows = probabilities.shape.first ?? 0
+        guard k.count == rows, k.allSatisfy({ $0 >= 1 }) else {
+            throw TrainingError.invalidConfiguration("ranked: needs one k of at least 1 per row (\(rows) rows), got \(k)")
+        }
         let kMax = min(k.max() ?? 1, classNames.count)
         let (values, indices) = try probabilities.topk(kMax, dim: 1)
         let p = try values.floats(), idx = try indices.toArray(Int64.self)

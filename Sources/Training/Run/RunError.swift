@@ -22,6 +22,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     /// Training refused the resumed checkpoint before its first step (`reason` says why); nothing
     /// was changed.
     case resumeRefused(path: String, reason: String)
+    /// `TrainingRun.run()` on a run that no longer holds its directory's lock (`release()` was called,
+    /// or `run()` already ran): it may not write there.
+    case released(directory: String)
     /// A file-system operation failed.
     case io(path: String, reason: String)
     /// A setting of a run's specification is out of range or inconsistent (`setting` is its name in
@@ -52,6 +55,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
             return "\(path) was stopped early (by early stopping) and is finished: its model.safetensors is final, and "
                 + "resuming would train past the stop. To train longer, start a new run"
         case .resumeRefused(let path, let reason): return "\(path) cannot be resumed: \(reason); nothing was changed"
+        case .released(let directory):
+            return "\(directory): this run has released its lock (release() was called, or run() already ran) and may "
+                + "not write there; create or resume the run again"
         case .io(let path, let reason): return "\(path): \(reason)"
         case .invalidSetting(let setting, let reason): return "\(setting): \(reason)"
         }

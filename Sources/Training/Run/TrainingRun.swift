@@ -79,6 +79,12 @@ public final class TrainingRun {
     /// For a resume: `config.json` as it was before the resume was accepted, written back when
     /// training refuses the checkpoint before its first step (a refused resume changes nothing).
     private var configBeforeResume: RunConfig?
+    /// Whether `run()` has started (it runs once).
+    private var hasRun = false
+    /// LibTorch's CPU generator as `create` or `resume` left it (after seeding the run, or restoring
+    /// its checkpoint's state): `run()` starts from it, so what ran in the process in between (another
+    /// run, a failed `create`) does not change this run's dropout and augmentation draws.
+    private let generatorState: Tensor?
 
     private init(directory: RunDirectory, config: RunConfig, trainer: Trainer, splits: RunSplits, lock: RunLock,
                  notify: @escaping (Notice) -> Void) {
@@ -88,10 +94,17 @@ public final class TrainingRun {
         self.splits = splits
         self.lock = lock
         self.notify = notify
+        generatorState = try? Runtime.cpuRNGState()
     }
 
-    /// Releases the run directory's lock (also on deinit).
-    public func release() { lock.release() }
+    /// Releases the run directory's lock (also on deinit). A resumed run released before `run()`
+    /// puts `config.json` back as it was (the resume had marked it `running`).
+    public func release() {
+        if !hasRun, lock.isHeld, let before = configBeforeResume { try? directory.write(before) }
+        lock.release()
+    }
+
+    deinit { release() }
 
     /// Writes standard error.
     public static func printToStandardError(_ notice: Notice) {
@@ -595,7 +608,12 @@ public final class TrainingRun {
     /// `interrupted` after writing its resumable checkpoint.
     @discardableResult
     public func run() throws -> TrainingRunSummary {
+        // One writer: a run whose lock is gone (released, or run() already ran) may not write, since
+        // another writer may hold the directory now (it trained into a folder another run had locked).
+        guard !hasRun, lock.isHeld else { throw RunError.released(directory: directory.path) }
+        hasRun = true
         defer { release() }
+        if let generatorState { try Runtime.setCPURNGState(generatorState) }
         do {
             return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) { try runToEnd() }
         } catch TrainingError.resumeMismatch(let reason) where configBeforeResume != nil {
