@@ -295,9 +295,9 @@ public struct ClassificationMetrics {
 
     /// ROC AUC from ranks (Mann–Whitney U with average ranks for ties), which equals the area under
     /// the trapezoidal ROC curve that sklearn's `roc_auc_score` computes. nil when either class is
-    /// missing.
+    /// missing, or when the lists differ in length (there must be one label per score).
     public static func rocAUC(scores: [Float], positives: [Bool]) -> Double? {
-        precondition(scores.count == positives.count, "one label per score")
+        guard scores.count == positives.count else { return nil }  // it trapped
         let nPositive = positives.reduce(0) { $0 + ($1 ? 1 : 0) }
         let nNegative = positives.count - nPositive
         guard nPositive > 0, nNegative > 0 else { return nil }

@@ -27,6 +27,7 @@ final class MetricsTests: XCTestCase {
                                                     positives: [false, false, true, true])!, 0.75, accuracy: eps)
         // All tied: 0.5. Perfect and reversed: 1 and 0.
         XCTAssertEqual(ClassificationMetrics.rocAUC(scores: [1, 1, 1, 1], positives: [true, false, true, false])!, 0.5)
+        XCTAssertNil(ClassificationMetrics.rocAUC(scores: [0.1, 0.2], positives: [true]), "one label per score (it trapped)")
         XCTAssertEqual(ClassificationMetrics.rocAUC(scores: [1, 2, 3], positives: [false, true, true])!, 1)
         XCTAssertEqual(ClassificationMetrics.rocAUC(scores: [3, 2, 1], positives: [false, true, true])!, 0)
         // One class only: undefined.

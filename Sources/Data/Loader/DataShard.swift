@@ -16,7 +16,9 @@ public struct DataShard: Codable, Equatable, Sendable {
     /// Whether the order is padded to a multiple of `count` (see the remainder rule above).
     public var padded: Bool
 
-    /// Rank `rank` of `count`; `padded` for training, not for evaluation.
+    /// Rank `rank` of `count`; `padded` for training, not for evaluation. Precondition (a programming
+    /// error, as an index out of range is): `count` ≥ 1 and `rank` in `0..<count`; `DataParallel`, the
+    /// one maker of shards from outside input, checks both first.
     public init(rank: Int, count: Int, padded: Bool) {
         precondition(count >= 1 && (0..<count).contains(rank), "rank \(rank) outside a world of \(count)")
         self.rank = rank

@@ -61,7 +61,8 @@ public struct SampleRandom: RandomNumberGenerator, Sendable {
         high > low ? low + (high - low) * unit() : low
     }
 
-    /// Uniform integer in `range` (Lemire's multiply-shift with rejection, unbiased).
+    /// Uniform integer in `range` (Lemire's multiply-shift with rejection, unbiased). Precondition, as
+    /// for `Int.random(in:)`: `range` is not empty.
     public mutating func integer(in range: Range<Int>) -> Int {
         precondition(!range.isEmpty, "empty range")
         let span = UInt64(range.upperBound - range.lowerBound)
