@@ -13,8 +13,10 @@ extension TrainCLITests {
     func testKillAndResumeDuringAPseudoLabellingEpochIsBitExact() throws {
         let data = try makeDataset()
         let runs = try temporaryFolder("kill-pseudo")
+        let unlabeled = runs + "/unlabeled"
+        try FileManager.default.copyItem(atPath: data + "/test", toPath: unlabeled)
         let arguments = TrainCLITests.common + TrainCLITests.pseudo + ["--epochs", "2", "--save-every-steps", "1",
-                                                                       "--unlabeled", data + "/test"]
+                                                                       "--unlabeled", unlabeled]
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
         let history = try String(contentsOfFile: runs + "/a/history.csv", encoding: .utf8)
@@ -32,6 +34,29 @@ extension TrainCLITests {
         XCTAssertTrue(try CLITests.killDuringSecondEpoch(["train", data, "--out", runs + "/b"] + arguments,
                                                           history: runs + "/b/history.csv"),
                       "the run finished before it could be killed; make it longer")
+        // With an unlabelled file gone, the checkpoint's labels (positions in the old list) no longer fit:
+        // mid-epoch the resume is refused naming the images (it trapped on an index past the end), at an
+        // epoch's start they are computed again. A copy of the run tries; the folder is then restored.
+        try FileManager.default.copyItem(atPath: runs + "/b", toPath: runs + "/b2")
+        let gone = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: unlabeled + "/red").sorted().last)
+        try FileManager.default.moveItem(atPath: unlabeled + "/red/" + gone, toPath: runs + "/" + gone)
+        let saved = try XCTUnwrap(try readJSON(runs + "/b2/checkpoints/last/trainer.json")["state"] as? [String: Any])
+        let configBefore = try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/b2/config.json"))
+        let changed = try run(["train", "--resume", runs + "/b2", "--epochs", "2", "--workers", "0", "--threads", "2"])
+        if saved["pseudoLabels"] == nil {
+            XCTAssertEqual(changed.status, 0, "killed before pseudo-labelling began: nothing to fit. \(changed.stderr)")
+        } else if saved["batchInEpoch"] as? Int == 0 {
+            XCTAssertEqual(changed.status, 0, changed.stderr)
+            XCTAssertTrue(changed.stdout.contains("unlabelled images changed since the checkpoint"), changed.stdout)
+        } else {
+            XCTAssertEqual(changed.status, 64, changed.stderr)
+            XCTAssertTrue(changed.stderr.contains("the unlabelled images (8 now) are not those the checkpoint's pseudo-labels index"),
+                          changed.stderr)
+            XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/b2/config.json")), configBefore,
+                           "a refused resume changes nothing")
+        }
+        try FileManager.default.moveItem(atPath: runs + "/" + gone, toPath: unlabeled + "/red/" + gone)
+
         let resumed = try run(["train", "--resume", runs + "/b", "--epochs", "2", "--workers", "0", "--threads", "2"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         try assertIdentical(runs + "/a/model.safetensors", runs + "/b/model.safetensors")

@@ -2,7 +2,7 @@ import Data
 import Foundation
 import NN
 import Torch
-import Training
+@testable import Training
 import Vision
 import XCTest
 
@@ -198,6 +198,37 @@ final class PseudoLabelTests: XCTestCase {
     }
 
     /// The three selection rules on a hand-computed case (τ = 0.9, two classes).
+    /// A checkpoint's pseudo-labels are positions in the unlabelled list: they fit only that list (the
+    /// same files by folder, name and size, in order, every index inside it). A resume whose folder had
+    /// lost files trapped on an index past the end; one with files added gave other images the labels.
+    func testCheckpointLabelsFitOnlyTheUnlabelledListTheyIndex() throws {
+        let root = NSTemporaryDirectory() + "pseudo-fit-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var paths: [String] = []
+        for i in 0..<4 {
+            let path = "\(root)/\(i % 2 == 0 ? "a" : "b")/\(i).png"
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Image(rgb: [UInt8](repeating: UInt8(i * 40), count: 8 * 8 * 3), width: 8, height: 8).pngData()
+                .write(to: URL(fileURLWithPath: path))
+            paths.append(path)
+        }
+        func labeler(_ files: [String]) -> PseudoLabeler {
+            PseudoLabeler(unlabeled: LabeledDataset(samples: files.map { LabeledSample(source: .file($0), label: 0) },
+                                                    classNames: ["a", "b"]),
+                          classNames: ["a", "b"], trainTransform: TRData.transform, evalTransform: TRData.transform,
+                          seed: 1, batchSize: 2, workers: 0)
+        }
+        var state = PseudoLabelState(labels: [PseudoLabel(index: 3, label: 1, confidence: 0.9)], refreshedEpoch: 0, candidates: 4)
+        state.unlabeledDigest = labeler(paths).unlabeledDigest
+        XCTAssertTrue(labeler(paths).fits(state))
+        XCTAssertFalse(labeler(Array(paths.prefix(3))).fits(state), "index 3 is past a list of three")
+        XCTAssertFalse(labeler([paths[1]] + paths).fits(state), "a file added before: other images at those positions")
+        var older = state
+        older.unlabeledDigest = nil  // a checkpoint from before the digest: the indices are still checked
+        XCTAssertTrue(labeler(paths).fits(older))
+        XCTAssertFalse(labeler(Array(paths.prefix(2))).fits(older))
+    }
+
     func testSelectionRules() throws {
         let predictions = [(0, 0.95), (0, 0.92), (0, 0.91), (0, 0.99), (1, 0.95), (1, 0.5), (0, 0.6), (1, 0.3)]
             .enumerated().map { PseudoLabel(index: $0, label: $1.0, confidence: $1.1) }

@@ -148,6 +148,9 @@ public struct PseudoLabelState: Codable, Equatable, Sendable {
     /// Where the unlabelled images lie in class folders named like training classes: the share of
     /// the used images whose label is their folder's name (evaluation only; never used to train).
     public var folderAccuracy: Double?
+    /// The unlabelled images the labels index (`PseudoLabeler.unlabeledDigest`: names, sizes, order);
+    /// nil in checkpoints written before it was recorded.
+    public var unlabeledDigest: String?
 
     public init(labels: [PseudoLabel], refreshedEpoch: Int, candidates: Int, folderAccuracy: Double? = nil) {
         self.labels = labels

@@ -1,5 +1,6 @@
 import Data
 import Foundation
+import Hashing
 import NN
 import Torch
 
@@ -111,7 +112,28 @@ public final class PseudoLabeler {
         var state = PseudoLabelState(labels: settings.select(predictions, classes: classes), refreshedEpoch: epoch,
                                      candidates: predictions.count)
         state.folderAccuracy = folderAccuracy(of: state.labels)
+        state.unlabeledDigest = unlabeledDigest
         return state
+    }
+
+    /// Whether `state`'s labels index this labeler's unlabelled images: the same list (by digest, when
+    /// the state records one), and every index inside it.
+    func fits(_ state: PseudoLabelState) -> Bool {
+        guard state.labels.allSatisfy({ (0..<unlabeled.count).contains($0.index) }) else { return false }
+        return state.unlabeledDigest.map { $0 == unlabeledDigest } ?? true
+    }
+
+    /// A digest of the unlabelled images in order (each file's name, its folder's name and its size):
+    /// pseudo-labels are positions in that list, so a checkpoint's labels fit only the same list.
+    public var unlabeledDigest: String {
+        var hasher = SHA256Hasher()
+        for sample in unlabeled.samples {
+            guard let path = sample.source.path else { hasher.update(Array("memory\n".utf8)); continue }
+            let url = URL(fileURLWithPath: path)
+            let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? -1
+            hasher.update(Array("\(url.deletingLastPathComponent().lastPathComponent)/\(url.lastPathComponent)\t\(size)\n".utf8))
+        }
+        return hasher.finalizeHex()
     }
 
     /// Each row's top class and its probability (softmax; a sigmoid for one binary logit).

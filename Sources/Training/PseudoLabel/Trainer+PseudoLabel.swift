@@ -19,6 +19,19 @@ extension Trainer {
             throw TrainingError.invalidConfiguration("the configuration pseudo-labels from epoch "
                 + "\(settings.firstEpoch(of: state.totalEpochs ?? 0) + 1) but the trainer has no pseudoLabeler")
         }
+        // A checkpoint's labels are positions in the unlabelled list it was taken with: another list (files
+        // added, removed, the folder gone) gave other images those labels, or an index past the end (a
+        // trap). Mid-epoch that is refused (the epoch cannot go on exactly); at an epoch start they are
+        // computed again.
+        if let saved = state.pseudoLabels, !labeler.fits(saved) {
+            guard first == 0 else {
+                throw TrainingError.resumeMismatch("the unlabelled images (\(labeler.unlabeled.count) now) are not those "
+                    + "the checkpoint's pseudo-labels index: files were added, removed or changed since; put them back "
+                    + "as they were to resume this epoch exactly")
+            }
+            labeler.notify("pseudo-labelling: the unlabelled images changed since the checkpoint; labelling them again")
+            state.pseudoLabels = nil
+        }
         // Mid-epoch resume keeps the labels the epoch started with (they are in the checkpoint).
         if first == 0 && (settings.refresh == .everyEpoch || state.pseudoLabels == nil) {
             let labels = try labeler.label(by: self, input: input, settings: settings, epoch: state.epoch)
