@@ -229,6 +229,23 @@ final class PseudoLabelTests: XCTestCase {
         XCTAssertFalse(labeler(Array(paths.prefix(2))).fits(older))
     }
 
+    /// The review folder may not lie inside the unlabelled folder (its next labelling would read the
+    /// links as images), also when reached through a symbolic link to it: a new folder behind the link
+    /// was not resolved, and passed.
+    func testTheReviewFolderMayNotLieInsideTheUnlabelledFolderEvenThroughALink() throws {
+        let root = NSTemporaryDirectory() + "pseudo-dest-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let unlabeled = root + "/unlabeled"
+        try FileManager.default.createDirectory(atPath: unlabeled + "/a", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root + "/link", withDestinationPath: unlabeled)
+        for out in [unlabeled + "/review", root + "/link/review", root + "/link/deeper/review"] {
+            XCTAssertThrowsError(try PseudoLabelReview.checkDestination(out, unlabeledRoot: unlabeled), out) { error in
+                XCTAssertTrue("\(error)".contains("lies inside the unlabelled folder"), "\(error)")
+            }
+        }
+        XCTAssertNoThrow(try PseudoLabelReview.checkDestination(root + "/review", unlabeledRoot: unlabeled))
+    }
+
     func testSelectionRules() throws {
         let predictions = [(0, 0.95), (0, 0.92), (0, 0.91), (0, 0.99), (1, 0.95), (1, 0.5), (0, 0.6), (1, 0.3)]
             .enumerated().map { PseudoLabel(index: $0, label: $1.0, confidence: $1.1) }

@@ -106,8 +106,9 @@ public enum PseudoLabelReview {
                                                   + "(finetune never replaces files it did not create)")
             }
         }
-        let resolved = { (path: String) in URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
-        let root = resolved(unlabeledRoot), target = resolved(out)
+        // Resolved as far as the path exists: a new folder behind a link into the unlabelled folder
+        // (`link/review`) was not resolved at all, and passed.
+        let root = RunDirectory.resolvedPath(unlabeledRoot), target = RunDirectory.resolvedPath(out)
         if target == root || target.hasPrefix(root + "/") {
             throw RunError.refusedDestination(path: out, reason: "it lies inside the unlabelled folder \(unlabeledRoot), whose "
                                               + "next labelling would read the review's links as more images; give a folder outside it")
