@@ -127,6 +127,17 @@ extension TrainCLITests {
         let confidences = rows.compactMap { Double($0[2]) }
         XCTAssertEqual(confidences, confidences.sorted(), "least confident first")
         XCTAssertTrue(confidences.allSatisfy { $0 >= 0.34 })
+        // --precision is honoured (it always labelled in fp32): bf16 and fp32 give other confidences.
+        var byPrecision: [String: String] = [:]
+        for precision in ["fp32", "bf16"] {
+            let folder = try temporaryFolder("review-" + precision) + "/out"
+            let labelled = try run(["pseudo-label", out, unlabeled, "--out", folder, "--threshold", "0.34",
+                                    "--precision", precision, "--workers", "0", "--threads", "2"])
+            XCTAssertEqual(labelled.status, 0, labelled.stderr)
+            XCTAssertFalse(labelled.stderr.contains("precision: bf16 (auto"), "asked for, not chosen: \(labelled.stderr)")
+            byPrecision[precision] = try String(contentsOfFile: folder + "/pseudo_labels.csv", encoding: .utf8)
+        }
+        XCTAssertNotEqual(byPrecision["fp32"], byPrecision["bf16"])
         // Each class folder holds links to exactly the CSV's files of that class.
         for name in Set(rows.map { $0[1] }) {
             let folder = "\(review)/\(name)"

@@ -1,6 +1,7 @@
 import AtomicFiles
 import Data
 import Foundation
+import NN
 
 /// `finetune pseudo-label`: a finished run's model labels a folder of unlabelled images (the same
 /// labelling pass as pseudo-labelling in training), and the images at or above a threshold are
@@ -35,16 +36,20 @@ public enum PseudoLabelReview {
         /// Where the unlabelled images lie in class folders named like the run's classes: the share of
         /// the entries whose class is their folder's name.
         public var folderAccuracy: Double?
+        /// The precision the model ran in (`precision` of `label`, `.auto` decided).
+        public var precision: Precision = .fp32
     }
 
     /// The CSV's name inside the output folder.
     public static let csvName = "pseudo_labels.csv"
 
     /// Labels the images under `unlabeled` (recursively) with `run`'s model in inference mode and its
-    /// evaluation transform. Files that cannot be read go to `reporter`. A missing folder, or one
-    /// without images, is an error.
+    /// evaluation transform, in `precision` (`.auto`: as `predict` decides; it was always fp32, where
+    /// `train --unlabeled` labels in the run's precision). Files that cannot be read go to `reporter`.
+    /// A missing folder, or one without images, is an error.
     public static func label(run: RunDirectory, unlabeled: String, threshold: Double, batchSize: Int = 32,
-                             workers: Int = 2, reporter: SkippedFileReporter? = nil) throws -> Result {
+                             workers: Int = 2, reporter: SkippedFileReporter? = nil,
+                             precision: Precision = .fp32) throws -> Result {
         guard threshold > 0 && threshold <= 1 else {
             throw RunError.invalidSetting(setting: "threshold", reason: "must be in (0, 1], got \(threshold)")
         }
@@ -57,6 +62,8 @@ public enum PseudoLabelReview {
         let model = try run.loadModel(config)
         var configuration = TrainingConfiguration()
         configuration.loss = config.head.isBinary ? .binary : .crossEntropy
+        let resolved = precision.resolved(for: model)
+        configuration.autocastBF16 = resolved == .bf16
         let trainer = try Trainer(model: model, configuration: configuration)
         let transform = EvaluationTransform(config.preprocessing)
         let labeler = PseudoLabeler(unlabeled: folder, folderNames: folder.folderNames, classNames: config.classNames,
@@ -72,7 +79,8 @@ public enum PseudoLabelReview {
         }
         entries.sort { ($0.confidence, $0.file) < ($1.confidence, $1.file) }
         return Result(entries: entries, candidates: all.candidates,
-                      highestConfidence: all.labels.map(\.confidence).max(), folderAccuracy: labeler.folderAccuracy(of: kept))
+                      highestConfidence: all.labels.map(\.confidence).max(), folderAccuracy: labeler.folderAccuracy(of: kept),
+                      precision: resolved)
     }
 
     /// The folder that holds `className`'s images in the review folder: the name itself where it is

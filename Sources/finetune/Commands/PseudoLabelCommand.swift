@@ -29,6 +29,7 @@ struct PseudoLabelCommand: ParsableCommand {
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
     @Flag(help: "Print a summary as one JSON object.") var json = false
 
     struct Summary: Encodable {
@@ -61,11 +62,15 @@ struct PseudoLabelCommand: ParsableCommand {
         let result: PseudoLabelReview.Result
         do {
             result = try PseudoLabelReview.label(run: directory, unlabeled: unlabeled, threshold: threshold,
-                                                 batchSize: batchSize, workers: workers, reporter: reporter)
+                                                 batchSize: batchSize, workers: workers, reporter: reporter,
+                                                 precision: precisionOptions.choice)
         } catch let error as DataError {
             throw ValidationError("UNLABELED: \(error)")
         } catch let error as RunError {
             throw ValidationError("RUN_DIR: \(error)")
+        }
+        if precisionOptions.choice == .auto, result.precision == .bf16 {
+            printError("precision: bf16 (auto: native bf16 on this CPU); --precision fp32 for float32 results")
         }
         guard !result.entries.isEmpty else {
             throw ValidationError("--threshold: no image reaches \(threshold) (of \(result.candidates); the highest "
