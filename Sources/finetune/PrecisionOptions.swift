@@ -34,11 +34,15 @@ struct PrecisionOptions: ParsableArguments {
     /// the second decimal, and nothing else showed why.
     func resolved(for model: Module, device: Device = .cpu) -> Precision {
         let precision = choice.resolved(for: model, device: device)
-        if choice == .auto, precision == .bf16 {
-            printError("precision: bf16 (auto: \(Precision.autoReason(for: model, device: device))); "
-                       + "--precision fp32 for float32 results")
-        }
+        announce(precision, reason: Precision.autoReason(for: model, device: device))
         return precision
+    }
+
+    /// Says on standard error that `auto` chose bf16 when `resolved` (what a library call decided for
+    /// `choice`) is bf16 and `choice` was `auto`; nothing otherwise.
+    func announce(_ resolved: Precision, reason: @autoclosure () -> String = "native bf16 on this CPU") {
+        guard choice == .auto, resolved == .bf16 else { return }
+        printError("precision: bf16 (auto: \(reason())); --precision fp32 for float32 results")
     }
 
     /// Sets a run's precision; `TrainingRun.create` resolves `auto` once it has built the model.

@@ -69,9 +69,7 @@ struct PseudoLabelCommand: ParsableCommand {
         } catch let error as RunError {
             throw ValidationError("RUN_DIR: \(error)")
         }
-        if precisionOptions.choice == .auto, result.precision == .bf16 {
-            printError("precision: bf16 (auto: native bf16 on this CPU); --precision fp32 for float32 results")
-        }
+        precisionOptions.announce(result.precision)
         guard !result.entries.isEmpty else {
             throw ValidationError("--threshold: no image reaches \(threshold) (of \(result.candidates); the highest "
                 + "confidence is \(result.highestConfidence.map { String(format: "%.3f", $0) } ?? "none")); "

@@ -74,9 +74,7 @@ struct ReportCommand: ParsableCommand {
         } catch {
             throw CommandFailure("--out \(out): \(error)")  // a full disk is a failure (1), not a usage error
         }
-        if precisionOptions.choice == .auto, report.evaluationPrecision == .bf16 {
-            printError("precision: bf16 (auto: native bf16 on this CPU); --precision fp32 for float32 results")
-        }
+        precisionOptions.announce(report.evaluationPrecision)
         print("report: \(out) (\(report.evaluation.sampleCount) \(report.split) images, accuracy "
               + String(format: "%.2f%%", report.evaluation.accuracy * 100) + ", \(report.evaluationPrecision.rawValue))")
     }
