@@ -103,6 +103,31 @@ extension TrainCLITests {
                        "said at each of the 2 refreshes: \(r.stdout)")
     }
 
+    /// Unlabelled images that are also the run's own images (through a symbolic or hard link) are
+    /// named, by split: a test image pseudo-labelled into training leaks into the test metrics. A copy
+    /// is a file of its own and is not named.
+    func testUnlabelledImagesThatAreAlsoTheRunsImagesAreWarnedAboutBySplit() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("shared-unlabeled")
+        let unlabeled = runs + "/unlabeled"
+        try FileManager.default.createDirectory(atPath: unlabeled, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: unlabeled + "/test-red.png", withDestinationPath: data + "/test/red/0.png")
+        try FileManager.default.copyItem(atPath: data + "/test/green/0.png", toPath: unlabeled + "/copy.png")
+        for i in 0..<8 {  // --val-split 0.25: 6 of them train, 2 validate
+            try FileManager.default.linkItem(atPath: data + "/train/blue/\(i).png", toPath: unlabeled + "/blue\(i).png")
+        }
+        let r = try run(["train", data, "--out", runs + "/run", "--epochs", "1", "--unlabeled", unlabeled,
+                         "--pseudo-label-start-epoch", "0"] + TrainCLITests.common)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for expected in ["6 of the unlabeled images in \(unlabeled) are also training images",
+                         "2 of the unlabeled images in \(unlabeled) are also validation images",
+                         "1 of the unlabeled images in \(unlabeled) is also test images (\(unlabeled)/test-red.png)"] {
+            XCTAssertTrue(r.stderr.contains(expected), "\(expected) in \(r.stderr)")
+        }
+        XCTAssertFalse(r.stderr.contains("copy.png"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("test metrics are no longer measured"), r.stderr)
+    }
+
     func testPseudoLabelCommandWritesLinksByClassAndASortedCSV() throws {
         let data = try makeDataset()
         let out = try temporaryFolder("runs") + "/run"

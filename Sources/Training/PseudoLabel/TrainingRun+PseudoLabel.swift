@@ -37,6 +37,22 @@ extension TrainingRun {
         return settings
     }
 
+    /// What `--unlabeled` images that are also the run's own images do, one warning for each split
+    /// that holds some: pseudo-labels beside their labels (training), or metrics that are no
+    /// longer held out (validation, test).
+    static func sharedImagesWarnings(_ shared: [(split: String, files: [String])], unlabeled: String) -> [String] {
+        shared.map { split, files in
+            let consequence = switch split {
+            case "training": "they train twice, once with a pseudo-label that may not be their label"
+            case "validation": "the validation metrics, which pick the best epoch, are no longer measured on held-out images"
+            default: "the test metrics are no longer measured on images the model has not trained on"
+            }
+            return "\(files.count) of the unlabeled images in \(unlabeled) \(files.count == 1 ? "is" : "are") also "
+                + "\(split) images (\(files[0])\(files.count > 1 ? ", …" : "")): \(consequence); "
+                + "keep the unlabelled folder apart from DATA's splits"
+        }
+    }
+
     /// The run's unlabelled images, or nil without pseudo-labelling. A missing or empty folder and
     /// unreadable files are reported once (the run then trains on labelled data only).
     func makePseudoLabeler(_ train: DataLoader, evalTransform: any SampleTransform,
@@ -57,6 +73,10 @@ extension TrainingRun {
             folders = folder.folderNames
             if folder.count == 0 {
                 notify(.warning("the unlabeled folder \(path) has no usable image: training on labelled data only"))
+            }
+            for warning in Self.sharedImagesWarnings(splits.sharedFiles(folder.samples.compactMap(\.source.path)),
+                                                     unlabeled: path) {
+                notify(.warning(warning))
             }
         } catch let error as DataError where !strict {
             notify(.warning("--unlabeled: \(error); training on labelled data only"))

@@ -103,6 +103,24 @@ public struct RunSplits {
         return hasher.finalizeHex()
     }
 
+    /// The files of `paths` that are also images of a split, by split (training, validation, test;
+    /// splits that share none are left out), in `paths`' order. One file counts through any link to
+    /// it (`FileIdentity`); a copy with other bytes on disk does not.
+    public func sharedFiles(_ paths: [String]) -> [(split: String, files: [String])] {
+        let identities = paths.map(FileIdentity.init(path:))
+        guard identities.contains(where: { $0 != nil }) else { return [] }
+        var shared: [(split: String, files: [String])] = []
+        for (split, dataset) in [("training", train), ("validation", validation), ("test", test)] {
+            guard let dataset else { continue }
+            let inSplit = Set(dataset.samples.compactMap { $0.source.path.flatMap(FileIdentity.init(path:)) })
+            let files = zip(paths, identities).compactMap { path, identity in
+                identity.map(inSplit.contains) == true ? path : nil
+            }
+            if !files.isEmpty { shared.append((split, files)) }
+        }
+        return shared
+    }
+
     /// The most images any split holds (a batch never holds more).
     public var largestCount: Int { max(train.count, validation?.count ?? 0, test?.count ?? 0) }
 }
