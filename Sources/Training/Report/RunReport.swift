@@ -103,7 +103,9 @@ public struct RunReport {
 
     private static func make(_ directory: RunDirectory, config: RunConfig, options: RunReportOptions) throws -> RunReport {
         let data = options.data ?? config.data.path
-        let splits = try RunSplits.load(data, options: config.options)
+        // A held-out validation split is the run's only on the images it was made from.
+        let splits = options.split == .val && config.options.valSplit != nil
+            ? try RunSplits.recreate(data, run: config) : try RunSplits.load(data, options: config.options)
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: data)
         let chosen: (any ImageDataset)? = options.split == .test ? splits.test : splits.validation
         guard let dataset = chosen else {

@@ -121,6 +121,29 @@ public struct RunSplits {
         return shared
     }
 
+    /// Where `fingerprint`'s names start: DATA itself, or for a CSV file its image root (by default
+    /// the CSV's folder).
+    public static func imageBase(_ root: String, imageRoot: String?) -> String {
+        isCSV(root) ? imageRoot ?? (root as NSString).deletingLastPathComponent : root
+    }
+
+    /// The splits a run made of `root`, made again: its `limitPerClass` and seeded `valSplit`, so
+    /// that `evaluate --split val` on the plain folder a run held its validation images out of
+    /// evaluates those images. `imageRoot` replaces the run's for a CSV `root`. `root` must hold
+    /// the images the run was created with (`RunConfig.DataInfo.fingerprint`; a run that records
+    /// none is trusted), else `RunError.invalidSetting("data")` says so.
+    public static func recreate(_ root: String, run config: RunConfig, imageRoot: String? = nil) throws -> RunSplits {
+        var options = config.options
+        if let imageRoot { options.imageRoot = URL(fileURLWithPath: imageRoot).standardizedFileURL.path }
+        let splits = try load(root, options: options)
+        if let digest = config.data.fingerprint, digest != splits.fingerprint(base: imageBase(root, imageRoot: options.imageRoot)) {
+            throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "
+                + "with (\(config.data.path); an image was added, removed, moved to another class or changed in size), "
+                + "so the run's split of them cannot be made again")
+        }
+        return splits
+    }
+
     /// The most images any split holds (a batch never holds more).
     public var largestCount: Int { max(train.count, validation?.count ?? 0, test?.count ?? 0) }
 }

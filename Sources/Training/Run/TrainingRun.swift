@@ -575,8 +575,7 @@ public final class TrainingRun {
     /// place and digest) is written once the resume is accepted, nil when nothing changed.
     private static func checkSameData(_ splits: RunSplits, root: String, config: inout RunConfig, recorded: RunConfig,
                                       notify: (Notice) -> Void) throws -> RunConfig? {
-        let base = RunSplits.isCSV(root) ? config.options.imageRoot ?? (root as NSString).deletingLastPathComponent : root
-        let fingerprint = splits.fingerprint(base: base)
+        let fingerprint = splits.fingerprint(base: RunSplits.imageBase(root, imageRoot: config.options.imageRoot))
         let moved = root != recorded.data.path || config.options.imageRoot != recorded.options.imageRoot
         if let digest = config.data.fingerprint, digest != fingerprint {
             throw RunError.invalidSetting(setting: "data", reason: "the images in \(root) are not those the run was created "

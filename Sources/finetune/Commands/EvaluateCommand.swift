@@ -27,8 +27,8 @@ struct EvaluateCommand: ParsableCommand {
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
     @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
-    @Option(help: "Which split of a DATA with split folders (all: train + val + test).")
-    var split: DataSplit = .test
+    @Option(help: ArgumentHelp("Which split: test (the default), val, train, or all (train + val + test). On a plain folder or CSV file DATA is used whole; train and val are the run's own split of it (its --val-split).", valueName: "split"))
+    var split: DataSplit?
     @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
     var imageRoot: String?
     @Option(help: "Images per forward pass.") var batchSize = 32
@@ -59,7 +59,7 @@ struct EvaluateCommand: ParsableCommand {
         runOptions.applyEXIF(run: config)
         let strict = onBadImage.isStrict
         let (dataset, splitName, _) = try badImageContext(strict) {
-            try Self.dataset(data, split: split, classNames: config.classNames, strict: strict, imageRoot: imageRoot)
+            try Self.dataset(data, split: split, run: config, classNames: config.classNames, strict: strict, imageRoot: imageRoot)
         }
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: config.preprocessing, batchSize: min(batchSize, max(1, dataset.count)),
@@ -94,20 +94,30 @@ struct EvaluateCommand: ParsableCommand {
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
     /// and the split's name (`folder` for a plain folder of class folders, which is used whole; `csv`
     /// for a `path,label` CSV file, also used whole, its relative paths from `imageRoot`).
+    /// On a DATA without split folders, `--split train|val` is the run's own split of it, made again
+    /// (`RunSplits.recreate`: its `--val-split` hold-out and `--limit-per-class`, on the images it was
+    /// created with); without `run`, or `--split test`, a split that DATA does not have is an error.
     /// With `classNames`, the folders' classes must be those (a CSV's labels must be among them).
     /// Also the number of its files the scan left out (unusable before any decoding).
-    static func dataset(_ root: String, split: DataSplit, classNames: [String]?, strict: Bool = false,
-                        imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
+    /// `split` nil is the command's default, `unset`.
+    static func dataset(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?, classNames: [String]?,
+                        strict: Bool = false, imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
+        let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
         if CSVDataset.isCSVFile(root) {
+            if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
             let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot, options: ScanOptions(strict: strict))
             if let warning = csv.skipped.warning() { printError(warning) }
             return (csv, "csv", csv.skipped.count)
         }
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
+        if let explicitSplit, !splits.hasSplitFolders {
+            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false)
+        }
         if let warning = splits.skipped.warning() { printError(warning) }
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else { return (splits.train, "folder", splits.skipped.count) }
         let chosen: ImageFolderDataset?
+        let split = split ?? unset
         switch split {
         case .train: chosen = splits.train
         case .val: chosen = splits.validation
@@ -121,6 +131,26 @@ struct EvaluateCommand: ParsableCommand {
             throw ValidationError("--split \(split.rawValue): \(root) has no \(split.rawValue)/ folder; use another --split or all")
         }
         return (chosen, split.rawValue, chosen.skipped.count)
+    }
+
+    /// `--split train|val|test` on a plain folder or CSV file: the run's own split of it, or an error.
+    private static func runSplit(_ root: String, split: DataSplit, run: RunConfig?, imageRoot: String?,
+                                 isCSV: Bool) throws -> (any ImageDataset, String, scanSkipped: Int) {
+        let kind = isCSV ? "a CSV file, which has no split folders" : "a folder of class folders without train/ val/ test/ folders"
+        let whole = "leave --split out (or --split all) to use all of it"
+        guard let run, split != .test else {
+            throw ValidationError("--split \(split.rawValue): \(root) is \(kind); \(whole)")
+        }
+        guard split == .train || run.options.valSplit != nil else {
+            throw ValidationError("--split val: \(root) is \(kind), and the run held out no validation images from it "
+                                  + "(no --val-split); \(whole)")
+        }
+        let splits = try RunSplits.recreate(root, run: run, imageRoot: imageRoot)
+        if let warning = splits.skipped.warning() { printError(warning) }
+        guard let chosen = split == .val ? splits.validation : splits.train else {
+            throw ValidationError("--split val: the run's split of \(root) holds no validation images")
+        }
+        return (chosen, split.rawValue, splits.skipped.count)
     }
 }
 

@@ -38,7 +38,8 @@ struct FeaturesCommand: ParsableCommand {
     @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
     @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
-    @Option(help: "Which split of a DATA with split folders (all: train + val + test).") var split: DataSplit = .all
+    @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with RUN, train and val are the run's own split of it (its --val-split).", valueName: "split"))
+    var split: DataSplit?
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
@@ -84,7 +85,7 @@ struct FeaturesCommand: ParsableCommand {
     func run() throws {
         try runOptions.applyThreads()
         let classifier: ImageClassifier, preprocessing: Preprocessing, weightsName: String
-        var runClasses: [String]?
+        var runConfig: RunConfig?
         if RunDirectory.isRun(model) {
             let run = RunDirectory(model)
             let config = try run.readConfig()
@@ -92,7 +93,7 @@ struct FeaturesCommand: ParsableCommand {
             classifier = try run.loadModel(config)
             preprocessing = config.preprocessing
             weightsName = run.model
-            runClasses = config.classNames
+            runConfig = config
         } else {
             runOptions.applyEXIF(run: nil)
             let initial = weights.lowercased() == "none" ? nil : weights
@@ -106,7 +107,8 @@ struct FeaturesCommand: ParsableCommand {
             preprocessing = pretrained.preprocessing
             weightsName = initial ?? "random"
         }
-        let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, classNames: runClasses)
+        let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, unset: .all, run: runConfig,
+                                                                    classNames: runConfig?.classNames)
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),

@@ -1,0 +1,63 @@
+import Foundation
+import XCTest
+
+// `--split` of evaluate, features and report on DATA without split folders (tiny dataset of
+// `TrainCLITests`, its train/ folder copied as a plain folder of class folders).
+extension TrainCLITests {
+    /// `--split val` on the plain folder a run held its validation images out of evaluates those
+    /// images, and `--split train` the others: before, both evaluated the whole folder, training images
+    /// too, and said only `folder`. A split that DATA does not have is an error naming the flag, and
+    /// images changed since the run was made are refused (its split of them would not be its own).
+    func testSplitOnAPlainFolderIsTheRunsOwnSplitOrAnError() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("plain-split")
+        let plain = runs + "/plain"
+        try FileManager.default.copyItem(atPath: data + "/train", toPath: plain)
+        let out = runs + "/run"
+        let trained = try run(["train", plain, "--out", out, "--epochs", "1"] + Self.common)  // --val-split 0.25
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        func evaluated(_ extra: [String]) throws -> (split: String?, paths: [String]) {
+            let r = try run(["evaluate", out, plain, "--json", "--per-sample", "--threads", "2"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(r.lines.last).utf8))
+                as? [String: Any])
+            let samples = try XCTUnwrap(json["samples"] as? [[String: Any]])
+            return (json["split"] as? String, samples.compactMap { $0["path"] as? String })
+        }
+        let validation = try evaluated(["--split", "val"])
+        let training = try evaluated(["--split", "train"])
+        let whole = try evaluated([])
+        XCTAssertEqual(validation.split, "val")
+        XCTAssertEqual(validation.paths.count, 6, "2 of each class's 8 images held out")
+        XCTAssertEqual(training.split, "train")
+        XCTAssertEqual(training.paths.count, 18)
+        XCTAssertTrue(Set(validation.paths).isDisjoint(with: training.paths))
+        XCTAssertEqual(whole.split, "folder")
+        XCTAssertEqual(Set(whole.paths), Set(validation.paths + training.paths))
+        let features = try run(["features", out, plain, "--split", "val", "--out", runs + "/val.csv", "--json", "--threads", "2"])
+        XCTAssertEqual(features.status, 0, features.stderr)
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(features.lines.last).utf8))
+            as? [String: Any])
+        XCTAssertEqual(summary["images"] as? Int, 6)
+
+        for (arguments, expected) in [
+            (["evaluate", out, plain, "--split", "test"], "--split test: \(plain) is a folder of class folders"),
+            (["features", "mobilenet_v2", plain, "--weights", "none", "--split", "val", "--out", runs + "/x.csv"],
+             "--split val: \(plain) is a folder of class folders"),
+        ] {
+            let r = try run(arguments + ["--threads", "2"])
+            XCTAssertEqual(r.status, 64, r.stderr)
+            XCTAssertTrue(r.stderr.contains(expected), "\(expected) in \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/x.csv"))
+
+        try FileManager.default.copyItem(atPath: plain + "/blue/0.png", toPath: plain + "/blue/extra.png")
+        for command in [["evaluate", out, plain, "--split", "val"],
+                        ["report", out, plain, "--split", "val", "--out", runs + "/report.html"]] {
+            let r = try run(command + ["--threads", "2"])
+            XCTAssertNotEqual(r.status, 0, r.stdout)
+            XCTAssertTrue(r.stderr.contains("not those the run was created with"), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/report.html"))
+    }
+}
