@@ -60,6 +60,17 @@ public enum ModelZoo {
         return try builder(options)
     }
 
+    /// The preprocessing `make(_:weights:)` gives `architecture` with `weights` (nil, a catalog tag
+    /// or name, or a file), without loading them: the catalog entry's, else the architecture's first
+    /// entry's, else ImageNet's.
+    public static func preprocessing(_ architecture: String, weights: String?, catalog: WeightsCatalog = .builtIn)
+        -> Preprocessing {
+        let fallback = catalog.entries(for: architecture).first?.preprocessing ?? .imagenet
+        guard let weights, !FileManager.default.fileExists(atPath: weights) else { return fallback }
+        let name = weights.contains(".") ? weights : "\(architecture).\(weights)"
+        return (try? catalog.entry(named: name))?.preprocessing ?? fallback
+    }
+
     /// Builds `architecture` with `weights`: nil (random initialisation), a catalog tag such as
     /// "imagenet", a catalog name such as "resnet50.imagenet_v2", or a .pth/.safetensors path.
     ///

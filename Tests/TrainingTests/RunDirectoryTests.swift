@@ -231,6 +231,21 @@ final class RunDirectoryTests: XCTestCase {
                   epochsCompleted: 1)
     }
 
+    /// `export --input-size` of a run trained at another size scales the weights' own preprocessing,
+    /// as `train --input-size` does: scaling the run's rounded resize side again rounded twice (96 px,
+    /// resize 110, exported at 224: 257, where a 224 px run has 256). Preprocessing that is not the
+    /// weights' (a user's) is scaled as it is.
+    func testThePreprocessingAtAnotherCropSizeIsScaledFromTheWeightsOwn() throws {
+        var config = validConfig()
+        config.preprocessing = Preprocessing.imagenet.withCropSize(96)
+        XCTAssertEqual(config.preprocessing.resizeSize, 110)
+        XCTAssertEqual(config.preprocessing(cropSize: 224), .imagenet)
+        XCTAssertEqual(config.preprocessing(cropSize: 96), config.preprocessing)
+        XCTAssertEqual(config.preprocessing(cropSize: 160).resizeSize, Preprocessing.imagenet.withCropSize(160).resizeSize)
+        config.preprocessing.resizeSize = 100  // not the weights' own scaled
+        XCTAssertEqual(config.preprocessing(cropSize: 192).resizeSize, 200)
+    }
+
     func testConfigValidationNamesTheField() throws {
         XCTAssertNoThrow(try validConfig().validate())
         var shortClasses = validConfig()

@@ -286,3 +286,15 @@ public struct RunConfig: Codable {
         }
     }
 }
+
+extension RunConfig {
+    /// The run's preprocessing for a crop of `side` pixels (`export --input-size`). When the run's
+    /// was its weights' own scaled to its `--input-size`, the weights' own is scaled to `side`:
+    /// scaling the run's rounded resize side again rounded twice (a 96 px run, resize 110, exported
+    /// at 224 got 257 where `train --input-size 224` gives 256). Otherwise the run's is scaled.
+    public func preprocessing(cropSize side: Int) -> Preprocessing {
+        guard side != preprocessing.cropSize else { return preprocessing }
+        let own = ModelZoo.preprocessing(architecture, weights: weights)
+        return own.withCropSize(preprocessing.cropSize) == preprocessing ? own.withCropSize(side) : preprocessing.withCropSize(side)
+    }
+}

@@ -63,8 +63,9 @@ struct ExportCommand: ParsableCommand {
             let config = try run.readConfig()
             model = try run.loadModel(config)
             metadata = ExportMetadata(architecture: config.architecture, classNames: config.classNames,
-                                      preprocessing: config.preprocessing, finetuneVersion: finetuneVersion,
-                                      source: "run \(runDirectory)", binary: config.head.isBinary)
+                                      preprocessing: config.preprocessing(cropSize: inputSize ?? config.preprocessing.cropSize),
+                                      finetuneVersion: finetuneVersion, source: "run \(runDirectory)",
+                                      binary: config.head.isBinary)
         } else {
             let arch = arch ?? ""
             let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
