@@ -130,6 +130,20 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// A class folder named with a line break trained until the end of a pseudo-labelling run's
+    /// first epoch, whose `pseudo_class_<name>` column history.csv refused: the run failed, its epoch
+    /// lost. Such a folder is an error at the scan naming it, as such a CSV label is.
+    func testAClassFolderNamedWithALineBreakIsAnErrorNamingIt() throws {
+        let root = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/x\ny/1.png", seed: 1)
+        try TestData.writePNG(root + "/dog/2.png", seed: 2)
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("class folder \(root)/x\\ny: its name holds a line break"), "\(error)")
+        }
+        try FileManager.default.moveItem(atPath: root + "/x\ny", toPath: root + "/x y")
+        XCTAssertEqual(try ImageFolderDataset(root: root).classNames, ["dog", "x y"])
+    }
+
     /// Entries whose names are not UTF-8 cannot be opened through Foundation (it lists them with
     /// U+FFFD): a class folder so named vanished without a word, and an image so named was "No such
     /// file or directory". Folders of NAS boxes and archivers (`@eaDir`, `__MACOSX`) were classes.

@@ -91,9 +91,7 @@ public struct CSVDataset: ImageDataset {
             guard !file.isEmpty, !label.isEmpty else {
                 throw DataError.invalidDataset("\(path):\(row.line): empty \(file.isEmpty ? "path" : "label")")
             }
-            // A class name is printed on its own line (predict, reports, history headers): a quoted line
-            // break or other control character in it split predict's output.
-            guard !label.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            guard !holdsControlCharacter(label) else {
                 throw DataError.invalidDataset("\(path):\(row.line): the label \(label.debugDescription) holds a line break "
                     + "or another control character; a class name must be one line of text")
             }

@@ -116,6 +116,13 @@ public struct LabeledSample: Sendable, Equatable {
     }
 }
 
+/// Whether a class name holds a line break or another control character. A class name is printed on
+/// a line of its own (predict, reports) and names metrics (`pseudo_class_<name>` in history.csv):
+/// a line break in it split predict's output and failed a pseudo-labelling run at its first epoch's end.
+func holdsControlCharacter(_ name: String) -> Bool {
+    name.unicodeScalars.contains { $0.properties.generalCategory == .control }
+}
+
 /// A labelled image classification dataset: every source (class folders, CSV, IDX, CIFAR) produces
 /// one, and splits, loaders and converters consume it.
 public protocol ImageDataset: Sendable {
