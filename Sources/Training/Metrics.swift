@@ -144,6 +144,9 @@ public struct ClassificationMetrics {
                 if areProbabilities {
                     scores.append(contentsOf: row.map { Float($0) })
                 } else {
+                    // Logits of +∞ have no softmax (∞ − ∞): their scores are NaN, and AUC is left out
+                    // as for NaN logits (it ranked the NaN scores into a number).
+                    if maximum == .infinity { sawNaN = true }
                     let total = row.reduce(0) { $0 + Foundation.exp($1 - maximum) }
                     scores.append(contentsOf: row.map { Float(Foundation.exp($0 - maximum) / total) })
                 }

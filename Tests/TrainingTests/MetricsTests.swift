@@ -172,6 +172,27 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(r.confusionMatrix.count, 4)
     }
 
+    /// Logits of +∞ (a model whose weights overflowed) have no softmax (∞ − ∞): AUC ranked their
+    /// NaN scores into a number (a macro AUC of 0.5); it is left out with the NaN note now. Such a
+    /// sample's probabilities and loss are `null` in JSON, where encoding it failed the whole output.
+    func testInfiniteLogitsLeaveAUCOutAndEncodeAsNull() throws {
+        var metrics = try ClassificationMetrics(classCount: 3)
+        try metrics.update(logits: try floats([[.infinity, 0, -.infinity], [0, 1, 2], [-.infinity, .infinity, 0], [3, 0, 0]]),
+                           labels: try labels([0, 2, 1, 0]))
+        let r = metrics.report()
+        XCTAssertEqual(r.accuracy, 1)
+        XCTAssertNil(r.macroAUC)
+        XCTAssertTrue(r.perClass.allSatisfy { $0.auc == nil }, "\(r.perClass)")
+        XCTAssertTrue(r.notes.contains("AUC is not computed: some scores are NaN"), "\(r.notes)")
+
+        let json = #"{"index":0,"label":0,"loss":null,"predicted":0,"probabilities":[null,0.25,0.75]}"#
+        let sample = try JSONDecoder().decode(SamplePrediction.self, from: Data(json.utf8))
+        XCTAssertTrue(sample.loss.isNaN && sample.probabilities[0].isNaN)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        XCTAssertEqual(String(decoding: try encoder.encode(sample), as: UTF8.self), json)
+    }
+
     func testPredictedClassWithoutSamplesHasIllDefinedRecall() throws {
         // y = [0, 0, 1], predictions [0, 2, 1]: owl is predicted once but never true.
         // owl: P 0/1 = 0 (defined), R 0/0 → 0 (warning), F1 0/(0 + 1 + 0) = 0; it counts in the

@@ -45,3 +45,30 @@ public struct SamplePrediction: Codable, Equatable, Sendable {
         Array(samples.sorted { $0.loss != $1.loss ? $0.loss > $1.loss : $0.index < $1.index }.prefix(max(0, count)))
     }
 }
+
+extension SamplePrediction {
+    enum CodingKeys: String, CodingKey { case index, path, label, predicted, probabilities, loss }
+
+    /// A probability or loss that is not finite (a model whose logits overflowed to infinity) is
+    /// `null`, as `evaluate --json`'s loss is: JSON has no NaN, and the whole output failed.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(index, forKey: .index)
+        try container.encodeIfPresent(path, forKey: .path)
+        try container.encode(label, forKey: .label)
+        try container.encode(predicted, forKey: .predicted)
+        try container.encode(probabilities.map { $0.isFinite ? $0 : nil }, forKey: .probabilities)
+        try container.encode(loss.isFinite ? loss : nil, forKey: .loss)
+    }
+
+    /// Reads what `encode(to:)` writes (`null` as NaN).
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        index = try container.decode(Int.self, forKey: .index)
+        path = try container.decodeIfPresent(String.self, forKey: .path)
+        label = try container.decode(Int.self, forKey: .label)
+        predicted = try container.decode(Int.self, forKey: .predicted)
+        probabilities = try container.decode([Double?].self, forKey: .probabilities).map { $0 ?? .nan }
+        loss = try container.decodeIfPresent(Double.self, forKey: .loss) ?? .nan
+    }
+}
