@@ -252,6 +252,7 @@ open class Module {
             }
         }
         report.unexpected = incoming.keys.filter { !own.contains($0) }
+        report.matched = toCopy.count
         if strict && !report.isClean { throw NNError.loadFailed(report) }
         try withNoGrad {
             for (target, source) in toCopy { try target.copy_(source) }
@@ -274,6 +275,8 @@ public struct LoadReport: CustomStringConvertible, Equatable {
     }
     /// The number of tensors copied into the model (0 when a strict load failed, since nothing is copied then).
     public var loaded = 0
+    /// The number of tensors that fit the model in name, shape and dtype, loaded or not.
+    public var matched = 0
     /// Keys the model has but the incoming state dict lacks; those tensors keep their current values.
     public var missing: [String] = []
     /// Keys in the incoming state dict (after renaming) that the model does not have; ignored.
@@ -302,7 +305,9 @@ public struct LoadReport: CustomStringConvertible, Equatable {
 
     /// A multi-line, human-readable report in PyTorch's wording ("missing keys: …", "size mismatch for …").
     public var description: String {
-        var lines = ["loaded \(loaded) tensors"]
+        // A refused strict load copied nothing: "loaded 0 tensors" read as if no key matched.
+        var lines = [loaded == 0 && matched > 0 ? "\(matched) tensors fit, but nothing was loaded (a strict load takes all or none)"
+                                                : "loaded \(loaded) tensors"]
         if !missing.isEmpty { lines.append("missing keys: " + missing.joined(separator: ", ")) }
         if !unexpected.isEmpty { lines.append("unexpected keys: " + unexpected.joined(separator: ", ")) }
         for m in shapeMismatched {

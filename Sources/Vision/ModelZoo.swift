@@ -76,9 +76,12 @@ public enum ModelZoo {
     ///
     /// The weights' own head is loaded first; then, as requested by `options`, the top is dropped
     /// (`includeTop: false`) or replaced by a fresh one (`numClasses` differing from the weights').
+    /// With `keepingTheirHead`, the weights' head is kept whatever its width (`options.numClasses`
+    /// is ignored): what `predict`, `serve` and `export` run, where a file fine-tuned to 10 classes
+    /// got a random 1000-class head with ImageNet's names.
     public static func make(_ architecture: String, weights: String?, options: ModelOptions = .init(),
-                            catalog: WeightsCatalog = .builtIn, cache: WeightsCache = .init()) throws
-        -> PretrainedModel {
+                            keepingTheirHead: Bool = false, catalog: WeightsCatalog = .builtIn,
+                            cache: WeightsCache = .init()) throws -> PretrainedModel {
         let defaultEntry = catalog.entries(for: architecture).first
         guard let weights else {
             let model = try make(architecture, options: options)
@@ -102,11 +105,17 @@ public enum ModelZoo {
         // Build with the weights' own head, load strictly, then adapt the top. The head's width is
         // the catalog's class count, or what the file's head holds (a second build only when they differ).
         var weightsClasses = entry?.classes ?? 1000
-        var model = try makeForWeights(architecture, options: withTop(options, classes: weightsClasses))
+        // GoogLeNet's aux heads as the file has them: torchvision deletes them after loading
+        // pretrained weights, so its saved state_dicts, and finetune's runs, have none (they were
+        // refused). (An InceptionV3 file needs its `AuxLogits`: a run keeps them.)
+        let auxLogits = architecture != "googlenet" || state.keys.contains { $0.hasPrefix("aux1.") }
+        var model = try makeForWeights(architecture, options: withTop(options, classes: weightsClasses), auxLogits: auxLogits)
         if options.includeTop, let width = state[model.headPath + ".weight"]?.shape.first, width != weightsClasses {
             weightsClasses = width
-            model = try makeForWeights(architecture, options: withTop(options, classes: width))
+            model = try makeForWeights(architecture, options: withTop(options, classes: width), auxLogits: auxLogits)
         }
+        var options = options
+        if keepingTheirHead && options.includeTop { options.numClasses = weightsClasses }
         do {
             return try load(state, into: model, architecture: architecture, weightsClasses: weightsClasses, options: options,
                             entry: entry, defaultEntry: defaultEntry)
@@ -156,12 +165,12 @@ public enum ModelZoo {
     }
 
     /// The architecture as torchvision builds it for pretrained weights: GoogLeNet with its aux heads
-    /// (the file has them; they are removed after loading) and, like InceptionV3, `transform_input` on.
-    static func makeForWeights(_ architecture: String, options: ModelOptions) throws -> ImageClassifier {
+    /// when the file has them (they are removed after loading) and, like InceptionV3, `transform_input` on.
+    static func makeForWeights(_ architecture: String, options: ModelOptions, auxLogits: Bool = true) throws -> ImageClassifier {
         switch architecture {
-        case "googlenet": return try GoogLeNet.googlenet(options, auxLogits: options.includeTop, transformInput: true)
+        case "googlenet": return try GoogLeNet.googlenet(options, auxLogits: options.includeTop && auxLogits, transformInput: true)
         case "inception_v3":
-            return try InceptionV3.inceptionV3(options, auxLogits: options.includeTop, transformInput: true)
+            return try InceptionV3.inceptionV3(options, auxLogits: options.includeTop && auxLogits, transformInput: true)
         default: return try make(architecture, options: options)
         }
     }

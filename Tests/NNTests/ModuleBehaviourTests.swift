@@ -84,6 +84,9 @@ final class ModuleBehaviourTests: XCTestCase {
             XCTAssertEqual(report.shapeMismatched.first?.expected, [3, 4])
             XCTAssertEqual(report.shapeMismatched.first?.found, [10, 4])
             let text = "\(error)"
+            // Not "loaded 0 tensors", as if no key had matched.
+            XCTAssertEqual(report.matched, model.stateDict().count - 2)
+            XCTAssertTrue(text.contains("\(report.matched) tensors fit, but nothing was loaded"), text)
             for key in ["classifier.1.bias", "classifier.2.weight", "classifier.1.weight"] {
                 XCTAssertTrue(text.contains(key), "message lacks \(key): \(text)")
             }

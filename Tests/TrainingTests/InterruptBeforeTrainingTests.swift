@@ -3,6 +3,7 @@ import Foundation
 import TensorIO
 import Torch
 @testable import Training
+import Vision
 import XCTest
 
 extension TrainingRunTests {
@@ -265,6 +266,27 @@ extension TrainingRunTests {
             XCTAssertThrowsError(try predictor.predict(inputs, k: k), "k \(k)") { error in
                 XCTAssertTrue("\(error)".contains("one k of at least 1 per row"), "\(error)")
             }
+        }
+    }
+}
+
+extension TrainingRunTests {
+    /// `predict`, `serve` and `export --arch A --weights FILE` run the file's own head: a resnet18
+    /// fine-tuned to 5 classes got a fresh, random 1000-class head named with ImageNet's classes.
+    /// A GoogLeNet file without aux heads (torchvision deletes them after loading pretrained weights,
+    /// and finetune's runs have none) loads; it was refused ("loaded 0 tensors").
+    func testAPredictorFromAWeightsFileKeepsItsHeadAndGoogLeNetNeedsNoAuxHeads() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        for (architecture, model) in [("resnet18", try ModelZoo.make("resnet18", options: ModelOptions(numClasses: 5))),
+                                      ("googlenet", try ModelZoo.makePretrainedVariant("googlenet", options: ModelOptions(numClasses: 5)))] {
+            let path = folder + "/\(architecture).safetensors"
+            try SafeTensors.write(model.stateDict(), to: path)
+            model.eval()
+            let predictor = try Predictor(architecture: architecture, weights: path)
+            XCTAssertEqual(predictor.classNames, (0..<5).map { "class_\($0)" }, architecture)
+            let input = try Tensor.rand([3, 64, 64])
+            let expected = try withInferenceMode { try Functional.softmax(model(input.unsqueeze(dim: 0)), dim: 1) }
+            XCTAssertTrue(try predictor.probabilities([input]).allClose(expected, rtol: 1e-4, atol: 1e-6), architecture)
         }
     }
 }

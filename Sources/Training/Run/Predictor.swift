@@ -72,9 +72,10 @@ public final class Predictor: @unchecked Sendable {
         exif = config.options.exif ?? .apply
     }
 
-    /// A zoo model with `weights` (a catalog tag or name, a weights file; nil: random), channels-last.
+    /// A zoo model with `weights` (a catalog tag or name, a weights file; nil: random), channels-last,
+    /// with the weights' own head (a file's of any width: its classes are `class_0`, … unless 1000).
     public init(architecture: String, weights: String?) throws {
-        let pretrained = try ModelZoo.make(architecture, weights: weights)
+        let pretrained = try ModelZoo.make(architecture, weights: weights, keepingTheirHead: true)
         model = pretrained.model
         try model.useChannelsLast()
         model.eval()

@@ -68,7 +68,8 @@ struct ExportCommand: ParsableCommand {
                                       binary: config.head.isBinary)
         } else {
             let arch = arch ?? ""
-            let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights)
+            let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights,
+                                               keepingTheirHead: true)
             model = pretrained.model
             metadata = ExportMetadata(architecture: arch, classNames: pretrained.classNames,
                                       preprocessing: pretrained.preprocessing, finetuneVersion: finetuneVersion,
