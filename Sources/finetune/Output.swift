@@ -20,6 +20,7 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 /// output flag replaces only its own files. A folder, a FIFO or a device is refused without being
 /// read (reading a folder trapped; a FIFO blocked until a writer came).
 func checkReplaceable(_ path: String, marker: String, flag: String, what: String) throws {
+    try checkOutputFolder(path, flag: flag)
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
     guard !isDirectory.boolValue else { throw ValidationError("\(flag) \(path) is a folder; give a file name") }
@@ -32,6 +33,16 @@ func checkReplaceable(_ path: String, marker: String, flag: String, what: String
     let head = (try? handle?.read(upToCount: 4096)) ?? nil
     guard let head, String(decoding: head, as: UTF8.self).contains(marker) else {
         throw ValidationError("\(flag) \(path) exists and is not \(what); choose another file")
+    }
+}
+
+/// The folder an output file goes into exists, checked before any work (a report into a missing
+/// folder failed after its whole evaluation).
+func checkOutputFolder(_ path: String, flag: String) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {
+        throw ValidationError("\(flag): the folder \(folder) does not exist")
     }
 }
 

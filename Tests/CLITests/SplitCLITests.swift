@@ -44,6 +44,9 @@ extension TrainCLITests {
             (["evaluate", out, plain, "--split", "test"], "--split test: \(plain) is a folder of class folders"),
             (["features", "mobilenet_v2", plain, "--weights", "none", "--split", "val", "--out", runs + "/x.csv"],
              "--split val: \(plain) is a folder of class folders"),
+            // Checked before any work (a report into a missing folder failed after its whole evaluation).
+            (["report", out, "--split", "val", "--out", runs + "/nowhere/report.html"], "--out: the folder \(runs)/nowhere does not exist"),
+            (["features", out, plain, "--out", runs + "/nowhere/x.csv"], "--out: the folder \(runs)/nowhere does not exist"),
         ] {
             let r = try run(arguments + ["--threads", "2"])
             XCTAssertEqual(r.status, 64, r.stderr)

@@ -50,14 +50,17 @@ extension RunReport {
             ("epochs", "\(config.epochsCompleted) of \(config.options.epochs), status \(config.status)"),
             ("training time", Self.duration(history.seconds)),
             ("final metrics (epoch \(history.epochs.last?.number ?? 0))",
-             last.keys.sorted().map { "\($0) \(Self.number(last[$0]!))" }.joined(separator: ", ")),
+             last.keys.sorted().map { "\($0) \(Self.value(last[$0]!))" }.joined(separator: ", ")),
         ]
-        if let best { rows.append(("best \(monitor)", "\(Self.number(best.1)) (epoch \(best.0))")) }
+        if let best { rows.append(("best \(monitor)", "\(Self.value(best.1)) (epoch \(best.0))")) }
         if let weights = config.modelWeights {
-            rows.append(("model.safetensors", "\(weights) weights (epoch \(config.modelEpoch ?? config.epochsCompleted))"))
+            // A resumed run that has not finished: the evaluation below is of an earlier epoch's
+            // model than the metrics and curves (the notice went to standard error only).
+            rows.append(("model.safetensors", "\(weights) weights (epoch \(config.modelEpoch ?? config.epochsCompleted))"
+                + (config.olderModelNotice(trainingProcess: nil).map { ". Note: " + $0 + "; the evaluation is of these weights" } ?? "")))
         }
         rows.append(("evaluated", "\(evaluation.sampleCount) images of \(data) (\(split)): accuracy "
-            + Self.percent(evaluation.accuracy) + (evaluation.loss.map { ", loss \(Self.number($0))" } ?? "")
+            + Self.percent(evaluation.accuracy) + (evaluation.loss.map { ", loss \(Self.value($0))" } ?? "")
             + (evaluation.macroAUC ?? evaluation.auc).map { ", AUC \(Self.number($0))" }.orEmpty
             + " (\(evaluationPrecision.rawValue))"))
         rows.append(("created", "\(config.createdAt) with finetune \(config.finetuneVersion), LibTorch \(config.libtorchVersion)"))
@@ -103,7 +106,8 @@ extension RunReport {
                 + (name == "macro average" ? (evaluation.macroAUC ?? evaluation.auc).map(Self.number) ?? "–" : "")
                 + "</td></tr>\n"
         }
-        return s + "</table>\n</section>\n"
+        // What `evaluate` notes beside its report (AUC left out, ill-defined recall, …).
+        return s + "</table>\n" + evaluation.notes.map { "<p class=\"note\">\(h($0))</p>\n" }.joined() + "</section>\n"
     }
 
     func confusedSection() -> String {
@@ -187,7 +191,11 @@ extension RunReport {
 
     func h(_ text: String) -> String { Plots.escape(text) }
 
+    /// A score in [0, 1] (precision, recall, AUC) to 4 decimals.
     static func number(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "\(x)" }
+    /// A value of any size (a loss, a learning rate) to 4 significant digits: `%.4f` wrote an lr of
+    /// 1e-5 as 0.0000.
+    static func value(_ x: Double) -> String { x.isFinite ? String(format: "%.4g", x) : "\(x)" }
     static func percent(_ x: Double) -> String { String(format: "%.2f%%", x * 100) }
     static func duration(_ seconds: Double) -> String {
         seconds < 60 ? String(format: "%.1f s", seconds) : String(format: "%d min %02d s", Int(seconds) / 60, Int(seconds) % 60)

@@ -39,11 +39,8 @@ struct ExportCommand: ParsableCommand {
         if let inputSize, !(1...Preprocessing.largestSide).contains(inputSize) {
             throw ValidationError("--input-size must be 1 to \(Preprocessing.largestSide) pixels, got \(inputSize)")
         }
-        let folder = (out as NSString).deletingLastPathComponent
+        try checkOutputFolder(out, flag: "--out")
         var isDirectory: ObjCBool = false
-        if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {
-            throw ValidationError("--out: the folder \(folder) does not exist")
-        }
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
             if isDirectory.boolValue { throw ValidationError("--out: \(out) is a folder; give a file name") }
             if !ONNXExporter.isFinetuneExport(out) {

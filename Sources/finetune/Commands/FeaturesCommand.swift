@@ -60,6 +60,7 @@ struct FeaturesCommand: ParsableCommand {
     func validate() throws {
         let format = try format()
         var existing: [String] = []
+        try checkOutputFolder(out, flag: "--out")
         for path in outputFiles(format) {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }

@@ -1,0 +1,36 @@
+import Foundation
+import Training
+import XCTest
+
+extension TrainingRunTests {
+    /// The report's run section writes values of any size to 4 significant digits (an lr of 1e-5 read
+    /// `lr 0.0000`); evaluate's notes stand under the per-class table (the report left them out); and
+    /// for a run that has not finished since its model was written, the run section says that the
+    /// evaluation is of that earlier model (only standard error said so).
+    func testTheReportShowsSmallValuesEvaluateNotesAndAnOlderModel() throws {
+        let data = try makeData()
+        try FileManager.default.removeItem(atPath: data + "/test/red")  // a class without test images: AUC notes
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        var spec = specification(data: data, out: out)
+        spec.options.epochs = 1
+        spec.recipe.learningRate = 1e-5
+        spec.recipe.schedule = .fixed
+        let run = try TrainingRun.create(spec, notify: { _ in })
+        run.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try run.run().status, "completed")
+        run.release()
+        let options = RunReportOptions(topLosses: 2, gradCAMCount: 0, workers: 0)
+        let html = try RunReport.make(run: out, options: options).html()
+        XCTAssertTrue(html.contains("lr 1e-05"), "the final metrics row")
+        let note = html.components(separatedBy: "per-class").last.map { String($0.prefix(3000)) } ?? ""
+        XCTAssertTrue(html.contains("<p class=\"note\">one-vs-rest AUC skipped for classes absent from the labels"), note)
+        XCTAssertFalse(html.contains("the evaluation is of these weights"))
+
+        let directory = RunDirectory(out)
+        var config = try directory.readConfig()
+        config.status = "interrupted"  // as a resume that trained on and was stopped before its end
+        try directory.write(config)
+        let older = try RunReport.make(run: out, options: options).html()
+        XCTAssertTrue(older.contains("Note: model.safetensors holds the weights of epoch 1"), "in the run section")
+    }
+}
