@@ -122,6 +122,20 @@ extension TrainingRunTests {
         let key = "features.0.0.weight"
         XCTAssertTrue(try loaded[key]!.allClose(donor.stateDict()[key]!, rtol: 0, atol: 0), "the backbone came from the file")
 
+        // `classifier.` (TF-slim's prefixes allow it) excluded nothing, and a scope that matches no key
+        // was accepted without a word: the trailing dot is dropped, and such a scope is warned about.
+        spec.options.checkpointExcludeScopes = ["classifier.", "fc"]
+        spec.runDirectory = runs + "/dotted"
+        var warnings: [String] = []
+        notices = []
+        try TrainingRun.create(spec, notify: {
+            if case .info(let text) = $0 { notices.append(text) }
+            if case .warning(let text) = $0 { warnings.append(text) }
+        }).release()
+        XCTAssertTrue(notices.contains { $0.hasPrefix("Warm start from \(good): 2 tensors excluded (classifier, fc)") }, "\(notices)")
+        XCTAssertEqual(warnings.filter { $0.hasPrefix("--checkpoint-exclude-scopes: fc matched no tensor of \(good)") }.count, 1,
+                       "\(warnings)")
+
         let other = runs + "/other.safetensors"
         try SafeTensors.write(StateDict([("fc.weight", try Tensor.zeros([3, 512])), ("conv1.weight", try Tensor.zeros([64, 3, 7, 7]))]),
                               to: other)

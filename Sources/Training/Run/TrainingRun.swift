@@ -313,8 +313,13 @@ public final class TrainingRun {
             throw bad(options.inputSize != nil ? "inputSize" : "batchSize", "\(error)")
         }
         if let path = options.checkpointPath {
-            let note = try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? [])
+            let (note, unmatched) = try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? [])
             notify(.info(note))
+            if !unmatched.isEmpty {
+                notify(.warning("--checkpoint-exclude-scopes: \(unmatched.joined(separator: ", ")) matched no tensor of \(path), "
+                    + "so nothing under \(unmatched.count == 1 ? "it" : "them") was excluded; a scope is a key's leading "
+                    + "components, as `fc` or `layer4.1` (`finetune summary` lists the model's)"))
+            }
         }
         // Channels-last (oneDNN's fastest CPU layout) unless the options say otherwise.
         options.channelsLast = options.channelsLast ?? true
@@ -428,8 +433,17 @@ public final class TrainingRun {
         return weights
     }
 
-    /// TF-slim's warm start: loads a state dict, skipping keys under `excluding`, non-strict.
-    static func warmStart(_ model: Module, from path: String, excluding scopes: [String]) throws -> String {
+    /// TF-slim's warm start: loads a state dict, skipping keys under `excluding`, non-strict. A scope
+    /// names a key's leading components (`layer4.1` holds `layer4.1.conv1.weight`, not
+    /// `layer4.10…`); a trailing `.` or `.*` is dropped (`fc.` excluded nothing). Returns the note
+    /// to print and the scopes that matched no key of the file.
+    static func warmStart(_ model: Module, from path: String, excluding given: [String]) throws
+        -> (note: String, unmatched: [String]) {
+        let scopes = given.map { scope in
+            var s = Substring(scope)
+            if s.hasSuffix(".*") { s = s.dropLast(2) } else if s.hasSuffix(".") { s = s.dropLast() }
+            return String(s)
+        }
         let state: StateDict
         do {
             state = path.hasSuffix(".safetensors") ? try SafeTensors.load(path) : try PthImport.load(path)
@@ -438,8 +452,14 @@ public final class TrainingRun {
         }
         var kept = StateDict()
         var skipped = 0
+        var matched = Set<String>()
         for (key, tensor) in state {
-            if scopes.contains(where: { key == $0 || key.hasPrefix($0 + ".") }) { skipped += 1 } else { kept[key] = tensor }
+            if let scope = scopes.first(where: { key == $0 || key.hasPrefix($0 + ".") }) {
+                skipped += 1
+                matched.insert(scope)
+            } else {
+                kept[key] = tensor
+            }
         }
         let report = try model.load(kept, strict: false)
         // Nothing loaded is a mistake (another architecture, a file of other names), not a warm start.
@@ -448,7 +468,8 @@ public final class TrainingRun {
                 + "fits the model (\(skipped) excluded; e.g. \(report.unexpected.prefix(3).joined(separator: ", "))): "
                 + "a checkpoint of another architecture?")
         }
-        return "Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)"
+        return ("Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)",
+                zip(given, scopes).filter { !matched.contains($0.1) }.map(\.0))
     }
 
     // MARK: - Resume
