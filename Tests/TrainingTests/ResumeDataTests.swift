@@ -163,3 +163,22 @@ extension TrainingRunTests {
         XCTAssertTrue(warnings.contains { $0.hasPrefix("\(data)/dev is not read") }, "\(warnings)")
     }
 }
+
+extension TrainingRunTests {
+    /// `--trainable-scopes` that leave out the head froze the run's new, random head without a word
+    /// (TF-slim's rule: what is not listed is frozen); it is warned about now.
+    func testTrainableScopesThatLeaveOutTheNewHeadAreWarnedAbout() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        for (scopes, warned) in [(["features.18"], true), (["features.18", "classifier"], false)] {
+            var spec = specification(data: data, out: runs + "/\(scopes.count)")
+            spec.recipe.trainableScopes = scopes
+            var warnings: [String] = []
+            let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+            run.release()
+            XCTAssertEqual(warnings.contains { $0.contains("leaves out the new head (classifier.1)") }, warned, "\(scopes): \(warnings)")
+            let head = try XCTUnwrap(run.trainer.model.namedParameters().first { $0.0 == "classifier.1.weight" }?.1)
+            XCTAssertEqual(head.requiresGrad, !warned)
+        }
+    }
+}

@@ -161,6 +161,12 @@ public final class TrainingRun {
         let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
         configuration.checkpointDirectory = directory.checkpoints
         let trainer = try makeTrainer(model, configuration)
+        if let scopes = spec.recipe.trainableScopes,
+           let head = model.namedParameters().first(where: { $0.0 == model.headPath + ".weight" })?.1, !head.requiresGrad {
+            // TF-slim's rule (what is not listed is frozen) froze the run's new, random head.
+            notify(.warning("--trainable-scopes \(scopes.joined(separator: ",")) leaves out the new head (\(model.headPath)), "
+                + "which then stays as randomly initialised; add it to the list to train it"))
+        }
         options.threads = Runtime.numThreads
         let now = RunDirectory.timestamp()
         var config = RunConfig(
