@@ -182,3 +182,23 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// An input size too small for the architecture failed in LibTorch once training had started,
+    /// leaving a failed run directory; it is an error naming the setting before anything is written.
+    func testAnInputSizeTooSmallForTheArchitectureIsRefusedBeforeTheRunIsMade() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/alexnet"
+        var spec = specification(data: data, out: out)
+        spec.architecture = "alexnet"
+        spec.options.inputSize = 32
+        XCTAssertThrowsError(try TrainingRun.create(spec, notify: { _ in })) { error in
+            guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "inputSize")
+            XCTAssertTrue(reason.hasPrefix("32 px is too small for alexnet"), reason)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        spec.options.inputSize = 64
+        XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
+    }
+}

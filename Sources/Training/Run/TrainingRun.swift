@@ -311,6 +311,7 @@ public final class TrainingRun {
             do { try model.configureHead(head) } catch { throw bad("head", "\(error)") }
         }
         let preprocessing = options.inputSize.map(pretrained.preprocessing.withCropSize) ?? pretrained.preprocessing
+        try checkInputSize(preprocessing.cropSize, model: model, architecture: spec.architecture)
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: preprocessing,
                                                   batchSize: min(options.batchSize, max(1, splits.largestCount)),
@@ -437,6 +438,22 @@ public final class TrainingRun {
         }
         guard weights.contains(where: { $0 > 0 }) else { throw bad("\(setting): every weight is 0; at least one class must count") }
         return weights
+    }
+
+    /// A crop too small for the architecture (AlexNet below 63 px, Inception v3 below 75) failed in
+    /// LibTorch once training started, leaving a failed run: one image of that size goes through the
+    /// model first (in inference mode; below 128 px only, where it costs milliseconds).
+    static func checkInputSize(_ side: Int, model: ImageClassifier, architecture: String) throws {
+        guard side < 128 else { return }
+        let wasTraining = model.isTraining
+        defer { model.train(wasTraining) }
+        model.eval()
+        do {
+            _ = try withInferenceMode { try model(Tensor.zeros([1, 3, side, side])) }
+        } catch {
+            throw RunError.invalidSetting(setting: "inputSize", reason: "\(side) px is too small for \(architecture): "
+                + "\(String(describing: error).split(separator: "\n").first ?? ""); give a larger input size")
+        }
     }
 
     /// TF-slim's warm start: loads a state dict, skipping keys under `excluding`, non-strict. A scope
