@@ -65,11 +65,17 @@ final class CLITests: XCTestCase {
     }
 
     /// Starts `finetune arguments` in the background, its output discarded.
-    static func start(_ arguments: [String]) throws -> Process {
+    /// Starts `finetune arguments`; its standard output goes to the file `output` (created), or nowhere.
+    static func start(_ arguments: [String], output: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
+        if let output {
+            FileManager.default.createFile(atPath: output, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
         process.standardError = FileHandle.nullDevice
         try process.run()
         return process

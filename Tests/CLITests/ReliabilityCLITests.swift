@@ -97,7 +97,8 @@ final class ReliabilityCLITests: XCTestCase {
     func testASecondWriterIsRefusedNamingTheHoldersPID() throws {
         let data = try dataset()
         let out = try temporaryFolder("runs") + "/run"
-        let first = try CLITests.start(["train", data, "--out", out] + Self.fast + ["--epochs", "1000"])
+        let output = (out as NSString).deletingLastPathComponent + "/first.json"
+        let first = try CLITests.start(["train", data, "--out", out, "--json"] + Self.fast + ["--epochs", "1000"], output: output)
         defer { if first.isRunning { first.interrupt(); first.waitUntilExit() } }
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: out + "/config.json") && Date() < deadline {
@@ -111,6 +112,10 @@ final class ReliabilityCLITests: XCTestCase {
         first.interrupt()  // Ctrl-C: a resumable checkpoint, and the lock is free again
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 130)
+        // --json prints the summary of an interrupted run too (it printed nothing: a crash to a script).
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: output)))
+            as? [String: Any])
+        XCTAssertEqual(summary["status"] as? String, "interrupted")
         // Resumed to the epochs the checkpoint has begun (fewer are refused), so that it ends at once.
         let manifest = try Foundation.Data(contentsOf: URL(fileURLWithPath: out + "/checkpoints/last/trainer.json"))
         let state = try XCTUnwrap((try JSONSerialization.jsonObject(with: manifest) as? [String: Any])?["state"] as? [String: Any])

@@ -236,7 +236,7 @@ struct TrainCommand: ParsableCommand {
         let summary = try mapErrors { try trainingRun.run() }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
-            if summary.evaluationInterrupted && json { printEncodedJSON(summary) }
+            if json && rank == 0 { printEncodedJSON(summary) }  // status `interrupted`: a script tells it from a crash
             notify(.info(notice))
             throw ExitCode(130)
         }
