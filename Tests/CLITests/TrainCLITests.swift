@@ -329,11 +329,19 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(forced.status, 0, forced.stderr)
         XCTAssertTrue(try String(contentsOfFile: "\(out)/mine.csv", encoding: .utf8).hasPrefix("path,label,class,f0,"))
 
-        // Class folders whose names hold a quote and a comma, or a lone carriage return, read back whole.
+        // Class folders whose names hold a quote and a comma read back whole; a name with a carriage
+        // return is refused, naming the folder (a class name is one line of text, as a CSV label).
         let odd = "say \"hi\", there", cr = "line\rbreak"
         for split in ["test", "train"] {
             try FileManager.default.moveItem(atPath: "\(data)/\(split)/blue", toPath: "\(data)/\(split)/\(odd)")
             try FileManager.default.moveItem(atPath: "\(data)/\(split)/green", toPath: "\(data)/\(split)/\(cr)")
+        }
+        let refused = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/odd.csv",
+                               "--threads", "2", "--workers", "0", "--split", "test"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("line\\rbreak: its name holds a line break"), refused.stderr)
+        for split in ["test", "train"] {
+            try FileManager.default.moveItem(atPath: "\(data)/\(split)/\(cr)", toPath: "\(data)/\(split)/green")
         }
         let oddRun = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/odd.csv",
                               "--threads", "2", "--workers", "0", "--split", "test"])
@@ -341,7 +349,7 @@ final class TrainCLITests: XCTestCase {
         let records = try CSV.parse(String(contentsOfFile: "\(out)/odd.csv", encoding: .utf8))
         XCTAssertEqual(records.count, 10)
         XCTAssertTrue(records.dropFirst().allSatisfy { $0.fields.count == 3 + 512 })
-        XCTAssertEqual(Set(records.dropFirst().compactMap { $0.fields.count > 2 ? $0.fields[2] : nil }), [odd, cr, "red"])
+        XCTAssertEqual(Set(records.dropFirst().compactMap { $0.fields.count > 2 ? $0.fields[2] : nil }), [odd, "green", "red"])
         XCTAssertTrue(records.dropFirst().contains { $0.fields[0].contains("/test/\(odd)/") })
 
         let bad = try run(["features", "resnet18", data, "--out", "\(out)/f.txt"])

@@ -140,8 +140,17 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
             XCTAssertTrue("\(error)".contains("class folder \(root)/x\\ny: its name holds a line break"), "\(error)")
         }
-        try FileManager.default.moveItem(atPath: root + "/x\ny", toPath: root + "/x y")
-        XCTAssertEqual(try ImageFolderDataset(root: root).classNames, ["dog", "x y"])
+        // NEL and the Unicode line separator break lines too, and are shown escaped.
+        for (name, shown) in [("x\u{85}y", "x\\u{85}y"), ("x\u{2028}y", "x\\u{2028}y")] {
+            try FileManager.default.moveItem(atPath: root + "/" + (try FileManager.default.contentsOfDirectory(atPath: root)
+                .first { $0 != "dog" })!, toPath: root + "/" + name)
+            XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+                XCTAssertTrue("\(error)".contains("class folder \(root)/\(shown): its name holds a line break"), "\(error)")
+            }
+        }
+        // A tab is no line break: runs made with one stay usable.
+        try FileManager.default.moveItem(atPath: root + "/x\u{2028}y", toPath: root + "/x\ty")
+        XCTAssertEqual(try ImageFolderDataset(root: root).classNames, ["dog", "x\ty"])
     }
 
     /// Entries whose names are not UTF-8 cannot be opened through Foundation (it lists them with

@@ -91,9 +91,9 @@ public struct CSVDataset: ImageDataset {
             guard !file.isEmpty, !label.isEmpty else {
                 throw DataError.invalidDataset("\(path):\(row.line): empty \(file.isEmpty ? "path" : "label")")
             }
-            guard !holdsControlCharacter(label) else {
-                throw DataError.invalidDataset("\(path):\(row.line): the label \(label.debugDescription) holds a line break "
-                    + "or another control character; a class name must be one line of text")
+            guard !breaksLine(label) else {
+                throw DataError.invalidDataset("\(path):\(row.line): the label \"\(escapedName(label))\" holds a line break; "
+                    + "a class name must be one line of text")
             }
             let resolved = file.hasPrefix("/") || folder.isEmpty ? file : folder + "/" + file
             entries.append((resolved, label))

@@ -116,11 +116,33 @@ public struct LabeledSample: Sendable, Equatable {
     }
 }
 
-/// Whether a class name holds a line break or another control character. A class name is printed on
-/// a line of its own (predict, reports) and names metrics (`pseudo_class_<name>` in history.csv):
-/// a line break in it split predict's output and failed a pseudo-labelling run at its first epoch's end.
-func holdsControlCharacter(_ name: String) -> Bool {
-    name.unicodeScalars.contains { $0.properties.generalCategory == .control }
+/// Whether a class name holds a line break (LF, VT, FF, CR, NEL, or the Unicode line and paragraph
+/// separators). A class name is printed on a line of its own (predict, reports) and names metrics
+/// (`pseudo_class_<name>` in history.csv): a line break in it split predict's output and failed a
+/// pseudo-labelling run at its first epoch's end. Other control characters (a tab) are kept: runs
+/// made with them must stay usable.
+func breaksLine(_ name: String) -> Bool {
+    name.unicodeScalars.contains { [0x0A, 0x0B, 0x0C, 0x0D, 0x85, 0x2028, 0x2029].contains($0.value) }
+}
+
+/// `name` with its control characters and line breaks written as `\u{…}` escapes (`\n`, `\r` and
+/// `\t` as such), so that an error shows what the name holds.
+func escapedName(_ name: String) -> String {
+    var out = ""
+    for scalar in name.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.properties.generalCategory == .control || [0x2028, 0x2029].contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out
 }
 
 /// A labelled image classification dataset: every source (class folders, CSV, IDX, CIFAR) produces

@@ -142,14 +142,13 @@ public struct ImageFolderDataset: ImageDataset {
     /// Class folders whose names differ only in Unicode form (café as é, or as e and a combining
     /// accent: NFC and NFD) are one name to Swift's `String` and two to the file system, so their
     /// images all went to one class and the run's class list held a duplicate nothing could load.
-    /// A class folder whose name holds a line break or another control character is refused, as such
-    /// a CSV label is (`holdsControlCharacter`).
+    /// A class folder whose name holds a line break is refused, as such a CSV label is (`breaksLine`).
     static func checkDistinct(_ names: [String], in root: String) throws {
         var seen: [String: String] = [:]
         for name in names {
-            if holdsControlCharacter(name) {
-                throw DataError.invalidDataset("class folder \(root)/\(name.debugDescription.dropFirst().dropLast()): its name holds "
-                    + "a line break or another control character; a class name must be one line of text: rename it")
+            if breaksLine(name) {
+                throw DataError.invalidDataset("class folder \(root)/\(escapedName(name)): its name holds a line break; "
+                    + "a class name must be one line of text: rename it")
             }
             if let first = seen[name] {
                 throw DataError.invalidDataset("class folders \(root)/\(first) and \(root)/\(name) have the same name in "
