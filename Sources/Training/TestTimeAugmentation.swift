@@ -44,9 +44,27 @@ public enum TestTimeAugmentation: String, Codable, CaseIterable, Sendable {
         for view in views {
             let z = try forward(view.contiguous())
             let logits = z.dtype == .float32 ? z : try z.to(.float32)
-            let p = logits.shape.count == 2 && logits.shape[1] == 1 ? try logits.sigmoid() : try Functional.softmax(logits, dim: 1)
+            let p = logits.shape.count == 2 && logits.shape[1] == 1 ? try logits.sigmoid() : try Self.softmax(logits)
             sum = try sum.map { try $0 + p } ?? p
         }
         return try sum! / Double(views.count)
+    }
+
+    /// softmax over dim 1 of [N, C] logits, where a row holding +∞ (a model that overflowed) gets the
+    /// softmax's limit, its mass shared by its +∞ classes: softmax itself is NaN there (∞ − ∞), and
+    /// predict and serve ranked the NaNs in LibTorch's order, another top-1 than evaluate's.
+    static func softmax(_ logits: Tensor) throws -> Tensor {
+        let p = try Functional.softmax(logits, dim: 1)
+        guard logits.shape.count == 2, try logits.max().item() == .infinity else { return p }
+        let (n, c) = (logits.shape[0], logits.shape[1])
+        let z = try logits.contiguous().toArray(Float.self)
+        var values = try p.contiguous().toArray(Float.self)
+        for row in 0..<n {
+            let range = (row * c)..<((row + 1) * c)
+            let infinite = z[range].filter { $0 == .infinity }.count
+            guard infinite > 0 else { continue }
+            for i in range { values[i] = z[i] == .infinity ? 1 / Float(infinite) : 0 }
+        }
+        return try Tensor(values, shape: [n, c])
     }
 }

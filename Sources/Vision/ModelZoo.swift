@@ -116,8 +116,15 @@ public enum ModelZoo {
         }
         var options = options
         if keepingTheirHead && options.includeTop { options.numClasses = weightsClasses }
+        // Inception v3 built with `aux_logits=False` (torchvision deletes `AuxLogits` after loading
+        // pretrained weights then) saves no `AuxLogits`: the module keeps its fresh initialisation, as
+        // finetune never runs it (a run's files, and `makePretrainedVariant`, have it).
+        var complete = state
+        if architecture == "inception_v3", options.includeTop, !state.keys.contains(where: { $0.hasPrefix("AuxLogits.") }) {
+            for (key, tensor) in model.stateDict() where key.hasPrefix("AuxLogits.") { complete[key] = tensor }
+        }
         do {
-            return try load(state, into: model, architecture: architecture, weightsClasses: weightsClasses, options: options,
+            return try load(complete, into: model, architecture: architecture, weightsClasses: weightsClasses, options: options,
                             entry: entry, defaultEntry: defaultEntry)
         } catch let error as NNError {
             // Name the weights: "state_dict does not fit the model" alone did not say which file.

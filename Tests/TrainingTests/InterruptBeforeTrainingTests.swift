@@ -277,16 +277,41 @@ extension TrainingRunTests {
     /// and finetune's runs have none) loads; it was refused ("loaded 0 tensors").
     func testAPredictorFromAWeightsFileKeepsItsHeadAndGoogLeNetNeedsNoAuxHeads() throws {
         let folder = try TRData.temporaryDirectory(self)
+        // Inception v3 saved with `aux_logits=False` has no `AuxLogits` either (it was refused too).
+        let inception = try InceptionV3.inceptionV3(ModelOptions(numClasses: 5), auxLogits: false, transformInput: true)
         for (architecture, model) in [("resnet18", try ModelZoo.make("resnet18", options: ModelOptions(numClasses: 5))),
-                                      ("googlenet", try ModelZoo.makePretrainedVariant("googlenet", options: ModelOptions(numClasses: 5)))] {
+                                      ("googlenet", try ModelZoo.makePretrainedVariant("googlenet", options: ModelOptions(numClasses: 5))),
+                                      ("inception_v3", inception as ImageClassifier)] {
             let path = folder + "/\(architecture).safetensors"
             try SafeTensors.write(model.stateDict(), to: path)
             model.eval()
             let predictor = try Predictor(architecture: architecture, weights: path)
             XCTAssertEqual(predictor.classNames, (0..<5).map { "class_\($0)" }, architecture)
-            let input = try Tensor.rand([3, 64, 64])
+            let input = try Tensor.rand([3, 80, 80])
             let expected = try withInferenceMode { try Functional.softmax(model(input.unsqueeze(dim: 0)), dim: 1) }
             XCTAssertTrue(try predictor.probabilities([input]).allClose(expected, rtol: 1e-4, atol: 1e-6), architecture)
         }
+        // A one-output head is binary (it was one class, `class_0`, with P(class_1) as its probability).
+        let single = try ModelZoo.make("resnet18", options: ModelOptions(numClasses: 1))
+        try SafeTensors.write(single.stateDict(), to: folder + "/single.safetensors")
+        single.eval()
+        let binary = try Predictor(architecture: "resnet18", weights: folder + "/single.safetensors")
+        XCTAssertTrue(binary.isBinary)
+        XCTAssertEqual(binary.classNames, ["class_0", "class_1"])
+        let input = try Tensor.rand([3, 64, 64])
+        let positive = try withInferenceMode { try single(input.unsqueeze(dim: 0)).sigmoid() }.item()
+        let probabilities = try binary.probabilities([input]).contiguous().toArray(Float.self)
+        XCTAssertEqual(Double(probabilities[1]), positive, accuracy: 1e-5)
+        XCTAssertEqual(Double(probabilities[0]), 1 - positive, accuracy: 1e-5)
+    }
+
+    /// Logits of +∞ (a model that overflowed) get the softmax's limit, where softmax is NaN: predict
+    /// and serve ranked the NaNs in LibTorch's order, another top-1 than evaluate's.
+    func testInfiniteLogitsGetTheSoftmaxsLimit() throws {
+        let logits = try Tensor([Float.infinity, 0, -.infinity, 1, .infinity, .infinity, 1, 2, 3], shape: [3, 3])
+        let p = try TestTimeAugmentation.softmax(logits).contiguous().toArray(Float.self)
+        XCTAssertEqual(Array(p[0..<6]), [1, 0, 0, 0, 0.5, 0.5])
+        let finite = try Functional.softmax(Tensor([Float(1), 2, 3], shape: [1, 3]), dim: 1).contiguous().toArray(Float.self)
+        XCTAssertEqual(Array(p[6..<9]), finite)
     }
 }

@@ -80,9 +80,11 @@ public final class Predictor: @unchecked Sendable {
         try model.useChannelsLast()
         model.eval()
         preprocessing = pretrained.preprocessing
-        classNames = pretrained.classNames
+        // A one-output head is binary, as a `--binary` run's: sigmoid(z) is P(class_1). (Read as one
+        // class, every image was `class_0` with P(class_1) as its probability.)
+        isBinary = pretrained.classNames.count == 1
+        classNames = isBinary ? ["class_0", "class_1"] : pretrained.classNames
         self.architecture = architecture
-        isBinary = false
         runConfig = nil
     }
 

@@ -68,9 +68,10 @@ struct ExportCommand: ParsableCommand {
             let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights,
                                                keepingTheirHead: true)
             model = pretrained.model
-            metadata = ExportMetadata(architecture: arch, classNames: pretrained.classNames,
+            let binary = pretrained.classNames.count == 1  // a one-output head, as Predictor reads it
+            metadata = ExportMetadata(architecture: arch, classNames: binary ? ["class_0", "class_1"] : pretrained.classNames,
                                       preprocessing: pretrained.preprocessing, finetuneVersion: finetuneVersion,
-                                      source: "weights \(weights)")
+                                      source: "weights \(weights)", binary: binary)
         }
         let side = inputSize ?? metadata.preprocessing.cropSize
         let report: ONNXExportReport
