@@ -91,6 +91,11 @@ extension TrainCLITests {
                                "--pseudo-label-start-epoch", "0"] + TrainCLITests.common)
         XCTAssertEqual(missing.status, 0, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("nowhere") && missing.stderr.contains("labelled data only"), missing.stderr)
+        // Also on cached features (head-only without augmentation): the start epoch failed the run.
+        let cached = try run(["train", data, "--out", runs + "/missing-cached", "--epochs", "2", "--unlabeled", runs + "/nowhere",
+                              "--pseudo-label-start-epoch", "1", "--recipe", "head-only", "--augment", "none",
+                              "--feature-cache", "on"] + TrainCLITests.common)
+        XCTAssertEqual(cached.status, 0, cached.stderr)
 
         let unlabeled = try temporaryFolder("unlabeled")
         try FileManager.default.copyItem(atPath: data + "/test/red/0.png", toPath: unlabeled + "/a.png")

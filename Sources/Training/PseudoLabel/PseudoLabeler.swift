@@ -87,6 +87,9 @@ public final class PseudoLabeler {
         try withInferenceMode {
             switch input {
             case .features:
+                // No usable unlabelled image (a missing or empty folder, reported at the start): nothing
+                // to label, as on the image path; it failed the run at the start epoch.
+                guard unlabeled.count > 0 else { return }
                 guard let teacher = features?.teacher else {
                     throw TrainingError.invalidConfiguration("the epoch trains on cached features but the unlabelled "
                         + "images have none (PseudoLabeler.features)")
