@@ -39,10 +39,12 @@ func checkReplaceable(_ path: String, marker: String, flag: String, what: String
 /// The folder an output file goes into exists, checked before any work (a report into a missing
 /// folder failed after its whole evaluation).
 func checkOutputFolder(_ path: String, flag: String) throws {
+    guard !path.hasSuffix("/") else { throw ValidationError("\(flag) \(path) names a folder; give a file name") }
     let folder = (path as NSString).deletingLastPathComponent
     var isDirectory: ObjCBool = false
     if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {
-        throw ValidationError("\(flag): the folder \(folder) does not exist")
+        throw ValidationError("\(flag): " + (FileManager.default.fileExists(atPath: folder) ? "\(folder) is not a folder"
+                                                                                            : "the folder \(folder) does not exist"))
     }
 }
 

@@ -47,12 +47,27 @@ extension TrainCLITests {
             // Checked before any work (a report into a missing folder failed after its whole evaluation).
             (["report", out, "--split", "val", "--out", runs + "/nowhere/report.html"], "--out: the folder \(runs)/nowhere does not exist"),
             (["features", out, plain, "--out", runs + "/nowhere/x.csv"], "--out: the folder \(runs)/nowhere does not exist"),
+            (["report", out, "--split", "val", "--out", runs + "/nowhere/"], "--out \(runs)/nowhere/ names a folder"),
+            (["export", out, "--out", out + "/config.json/x.onnx"], "--out: \(out)/config.json is not a folder"),
         ] {
             let r = try run(arguments + ["--threads", "2"])
             XCTAssertEqual(r.status, 64, r.stderr)
             XCTAssertTrue(r.stderr.contains(expected), "\(expected) in \(r.stderr)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/x.csv"))
+
+        // Beside a test/ folder too: `--split val` was an error ("no val/ folder") and `--split train`
+        // held the validation images.
+        let folders = runs + "/folders"
+        let withTest = try run(["train", data, "--out", folders, "--epochs", "1"] + Self.common)
+        XCTAssertEqual(withTest.status, 0, withTest.stderr)
+        for (split, count) in [("val", 6), ("train", 18), ("test", 9)] {
+            let r = try run(["evaluate", folders, data, "--split", split, "--json", "--threads", "2"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(r.lines.last).utf8))
+                as? [String: Any])
+            XCTAssertEqual(json["sample_count"] as? Int, count, split)
+        }
 
         try FileManager.default.copyItem(atPath: plain + "/blue/0.png", toPath: plain + "/blue/extra.png")
         for command in [["evaluate", out, plain, "--split", "val"],

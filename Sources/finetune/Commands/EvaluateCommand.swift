@@ -94,15 +94,23 @@ struct EvaluateCommand: ParsableCommand {
     /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
     /// and the split's name (`folder` for a plain folder of class folders, which is used whole; `csv`
     /// for a `path,label` CSV file, also used whole, its relative paths from `imageRoot`).
-    /// On a DATA without split folders, `--split train|val` is the run's own split of it, made again
-    /// (`RunSplits.recreate`: its `--val-split` hold-out and `--limit-per-class`, on the images it was
-    /// created with); without `run`, or `--split test`, a split that DATA does not have is an error.
+    /// For a run with a `--val-split` hold-out, and on a DATA without split folders, `--split
+    /// train|val` is the run's own split of it, made again (`RunSplits.recreate`: its hold-out and
+    /// `--limit-per-class`, on the images it was created with); without `run`, or `--split test`, a
+    /// split that DATA does not have is an error.
     /// With `classNames`, the folders' classes must be those (a CSV's labels must be among them).
     /// Also the number of its files the scan left out (unusable before any decoding).
     /// `split` nil is the command's default, `unset`.
     static func dataset(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?, classNames: [String]?,
                         strict: Bool = false, imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
         let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
+        // A run that held its validation images out of its training images (`--val-split`): its own
+        // split, also beside a test/ folder (`--split train` held the validation images too); for
+        // `--split train` only on the run's own DATA (another dataset's train/ is used as it is).
+        let ownData = run.map { URL(fileURLWithPath: root).standardizedFileURL.path == $0.data.path } ?? false
+        if let explicitSplit, explicitSplit == .val || (explicitSplit == .train && ownData), run?.options.valSplit != nil {
+            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: CSVDataset.isCSVFile(root))
+        }
         if CSVDataset.isCSVFile(root) {
             if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
             let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot, options: ScanOptions(strict: strict))
