@@ -144,7 +144,8 @@ extension TrainingRunTests {
 
 extension TrainingRunTests {
     /// Reading a run that a process is training says which process (it said "resume it", which only
-    /// met that process's lock); once the lock is released, a run without its model says to resume it.
+    /// met that process's lock); once the lock is released, a run without its model or a checkpoint
+    /// says to train it again (it said to resume it, which `--resume` refused: no checkpoint).
     func testReadingARunThatIsTrainingNamesTheProcess() throws {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/training"
@@ -157,7 +158,7 @@ extension TrainingRunTests {
         run.release()
         XCTAssertNil(RunLock.holder(of: out))
         XCTAssertThrowsError(try directory.loadModel(directory.readConfig())) { error in
-            XCTAssertTrue("\(error)".contains("resume it with `finetune train --resume"), "\(error)")
+            XCTAssertTrue("\(error)".contains("it has no checkpoint to resume from: train it again"), "\(error)")
         }
     }
 }

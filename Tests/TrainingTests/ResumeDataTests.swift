@@ -202,3 +202,22 @@ extension TrainingRunTests {
         XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
     }
 }
+
+extension TrainingRunTests {
+    /// `--feature-cache on` that the run cannot use (augmented inputs) is refused before the run
+    /// directory is made: it was refused when training started, leaving a failed run that `--resume`
+    /// could not continue and a new `train` would not replace without `--overwrite`.
+    func testAFeatureCacheTheRunCannotUseIsRefusedBeforeTheRunIsMade() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/cache-on"
+        var spec = specification(data: data, out: out)  // augment standard
+        spec.recipe.recipe = .headOnly
+        spec.options.featureCache = .on
+        XCTAssertThrowsError(try TrainingRun.create(spec, notify: { _ in })) { error in
+            guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "featureCache")
+            XCTAssertTrue(reason.hasPrefix("on: augmentation standard changes the inputs"), reason)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+}

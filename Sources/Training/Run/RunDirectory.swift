@@ -317,7 +317,8 @@ public struct RunDirectory: Sendable {
                 ? "\(model) is missing, although the run \(runConfig.status): it was moved or deleted"
                 : "\(model) is missing: the run has not finished (status \(runConfig.status)); "
                     + (trainer.map { "process \($0) is training it: wait for it to finish" }
-                        ?? "resume it with `finetune train --resume \(path)`"))
+                        ?? (Checkpoint.isComplete(lastCheckpoint) ? "resume it with `finetune train --resume \(path)`"
+                            : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)")))
         }
         let classifier = try Self.buildModel(runConfig)
         let weights: StateDict

@@ -158,9 +158,12 @@ public final class TrainingRun {
         var configuration = prepared.configuration
 
         let directory = RunDirectory(spec.runDirectory)
-        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
         configuration.checkpointDirectory = directory.checkpoints
         let trainer = try makeTrainer(model, configuration)
+        if options.featureCache == .on, let (reason, _) = featureCacheRefusal(options, trainer: trainer) {
+            throw bad("featureCache", "on: \(reason)")
+        }
+        let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
         if let scopes = spec.recipe.trainableScopes,
            let head = model.namedParameters().first(where: { $0.0 == model.headPath + ".weight" })?.1, !head.requiresGrad {
             // TF-slim's rule (what is not listed is frozen) froze the run's new, random head.
@@ -842,6 +845,25 @@ public final class TrainingRun {
                                       metrics: ["loss", "accuracy", "auc"], directory: directory.path)
     }
 
+    /// Why the run's training cannot use cached backbone features, and whether a user would expect
+    /// them (a full fine-tune never did); nil when it can. `create` refuses `--feature-cache on` with
+    /// it before the run directory is made (it failed the new run at its start).
+    static func featureCacheRefusal(_ options: TrainOptions, trainer: Trainer) -> (reason: String, told: Bool)? {
+        guard let model = trainer.model as? any ClassifierModel else { return nil }
+        if let reason = FeatureCache.ineligibility(of: model) {
+            return ("the backbone is not frozen (\(reason)); training goes through the full network",
+                    !trainer.state.freeze.frozenScopes.isEmpty)
+        }
+        if trainer.configuration.mix != nil {
+            return ("MixUp/CutMix mix each batch's images, so training goes through the full network", true)
+        }
+        if options.augment != .none && options.cacheAugmentations == nil {
+            return ("augmentation \(options.augment.rawValue) changes the inputs every epoch, so training goes through the "
+                    + "full network; cache K augmented views (--cache-augmentations K), or use no augmentation", true)
+        }
+        return nil
+    }
+
     /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
     /// would expect them).
     private func prepareFeatureCache(train: DataLoader, validation: DataLoader?, stop: SignalStop) throws -> TrainingFeatures? {
@@ -849,24 +871,10 @@ public final class TrainingRun {
         let mode = options.featureCache ?? .auto
         guard mode != .off, let model = trainer.model as? any ClassifierModel else { return nil }
         let augmented = options.augment != .none
-        let refuse = { (reason: String) throws -> TrainingFeatures? in
+        if let (reason, told) = Self.featureCacheRefusal(options, trainer: trainer) {
             if mode == .on { throw RunError.invalidSetting(setting: "featureCache", reason: "on: \(reason)") }
-            self.notify(.info("Feature cache not used: \(reason)"))
+            if told { notify(.info("Feature cache not used: \(reason)")) }
             return nil
-        }
-        if let reason = FeatureCache.ineligibility(of: model) {
-            // A full fine-tune never expected a cache; only say why when the backbone is (partly) frozen.
-            if mode == .on || trainer.state.freeze.frozenScopes.isEmpty == false {
-                return try refuse("the backbone is not frozen (\(reason)); training goes through the full network")
-            }
-            return nil
-        }
-        if trainer.configuration.mix != nil {
-            return try refuse("MixUp/CutMix mix each batch's images, so training goes through the full network")
-        }
-        if augmented && options.cacheAugmentations == nil {
-            return try refuse("augmentation \(options.augment.rawValue) changes the inputs every epoch, so training goes "
-                              + "through the full network; cache K augmented views (--cache-augmentations K), or use no augmentation")
         }
         let views = augmented ? options.cacheAugmentations ?? 1 : 1
         let directory = options.featureCacheDirectory ?? FeatureCache.defaultDirectory
