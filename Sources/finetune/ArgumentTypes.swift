@@ -18,6 +18,15 @@ extension SamplerKind: ExpressibleByArgument {}
 extension TestTimeAugmentation: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
+
+/// `train --pooling`: the pooling in front of a head, avg or max (`GlobalPooling.none` is
+/// `summary --no-top`'s only: `train --help` offered it, and train refused it).
+enum HeadPooling: String, CaseIterable, ExpressibleByArgument {
+    case avg, max
+
+    /// The model's pooling.
+    var pooling: GlobalPooling { self == .avg ? .avg : .max }
+}
 extension EXIFOrientation: ExpressibleByArgument {}
 extension ConvertDataset.Source: ExpressibleByArgument {}
 extension ExportFormat: ExpressibleByArgument {}

@@ -14,8 +14,8 @@ struct PrecisionOptions: ParsableArguments {
     @Option(help: """
         Precision: auto (the default: bf16 on a CPU with native bf16, avx512_bf16 or AMX, for a model \
         the policy speeds up; fp32 elsewhere), fp32, or bf16 (CPU autocast with the per-layer policy of \
-        docs/cli.md: convolutions, Linear, BatchNorm and ReLU in bf16, SiLU in fp32, ReLU6 and 5x5 \
-        depthwise convolutions in bf16 in inference only).
+        docs/cli.md: convolutions, Linear, BatchNorm, ReLU and SiLU in bf16; ReLU6, 5x5 depthwise \
+        convolutions and, on LibTorch 2.x, stride-2 depthwise ones in bf16 in inference only).
         """)
     var precision: Precision?
     @Flag(help: "Alias of --precision bf16.") var bf16 = false

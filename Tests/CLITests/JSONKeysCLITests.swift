@@ -214,7 +214,7 @@ final class JSONKeysCLITests: XCTestCase {
         "final_metrics.val_macro_precision: number", "final_metrics.val_macro_recall: number",
         "final_metrics.val_weighted_f1: number", "final_metrics: object", "global_step: number",
         "model_epoch: number", "model_weights: string", "monitor: string", "run_dir: string", "seconds: number",
-        "status: string", "stop_reason: null", "test_accuracy: number", "test_loss: number", "test_samples: number",
+        "status: string", "stop_reason: null", "test_accuracy: number", "test_loss: number", "test_samples: number", "test_top5_accuracy: null",
         "train_samples: number", "validation_accuracy: number", "validation_samples: number", "weights: null",
     ]
 

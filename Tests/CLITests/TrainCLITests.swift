@@ -410,6 +410,7 @@ final class TrainCLITests: XCTestCase {
             (["--recipe", "foo"], ["--recipe", "head-only"]),
             (["--augment", "foo"], ["--augment", "keras"]),
             (["--freeze-until", "nosuchscope"], ["--freeze-until", "nosuchscope", "features.0"]),
+            (["--pooling", "none"], ["--pooling", "'avg' and 'max'"]),  // summary's `none` was offered by train's help
         ]
         for (flags, expected) in cases {
             let r = try run(["train", data, "--out", out, "--epochs", "1"] + Self.common + flags)

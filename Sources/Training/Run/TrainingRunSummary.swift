@@ -125,6 +125,9 @@ public struct TrainingRunSummary: Encodable {
         try put("test_loss", number(testReport?.loss))
         try put("validation_accuracy", number(validationAccuracy))
         try put("seconds", seconds)  // (`evaluationInterrupted` is not a key: the shape stays; the exit status says it)
-        if let report = testReport, let k = report.topK { try put("test_top\(k)_accuracy", number(report.topKAccuracy)) }
+        // `test_top5_accuracy` is always there, null without a test split or with 5 classes or fewer,
+        // as cli.md says (the key was left out, a KeyError to a script).
+        try put("test_top5_accuracy", number(testReport?.topK == 5 ? testReport?.topKAccuracy : nil))
+        if let report = testReport, let k = report.topK, k != 5 { try put("test_top\(k)_accuracy", number(report.topKAccuracy)) }
     }
 }

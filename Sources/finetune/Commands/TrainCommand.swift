@@ -63,7 +63,7 @@ struct TrainCommand: ParsableCommand {
 
     // Head.
     @Option(help: "Global pooling of the backbone's feature maps in front of the head: avg or max.")
-    var pooling: GlobalPooling = .avg
+    var pooling: HeadPooling = .avg
     @Flag(help: "BatchNorm1d on the pooled features, as the first layer of the head.") var headBatchnorm = false
     @Option(help: "Dropout in front of each Dense layer of the head (default: the architecture's own).")
     var headDropout: Double?
@@ -140,7 +140,6 @@ struct TrainCommand: ParsableCommand {
         do { _ = try ScheduleConfig(parsing: lrSchedule) } catch {
             throw ValidationError("--lr-schedule: \(error); schedules: \(ScheduleConfig.names.joined(separator: ", "))")
         }
-        guard pooling != .none else { throw ValidationError("--pooling: unknown pooling 'none'; expected avg or max") }
         _ = try hiddenUnits()
         try checkWorkers(workers)
         if resume == nil { try mapErrors { try specification().recipe.validate(epochs: epochs ?? 10) } }
@@ -165,7 +164,7 @@ struct TrainCommand: ParsableCommand {
         var spec = TrainingRun.Specification(data: data ?? "", architecture: arch ?? "",
                                              weights: weights.lowercased() == "none" ? nil : weights, runDirectory: out ?? "")
         spec.overwrite = overwrite
-        spec.head = HeadSpec(outputs: 0, pooling: pooling, batchNorm: headBatchnorm, dropout: headDropout,
+        spec.head = HeadSpec(outputs: 0, pooling: pooling.pooling, batchNorm: headBatchnorm, dropout: headDropout,
                              hiddenUnits: try hiddenUnits())
         var r = RecipeOptions()
         r.recipe = recipe
