@@ -193,6 +193,12 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(folders, ["Ankle boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt", "Sneaker",
                                  "T-shirt_top", "Trouser"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: destination + "/test/Bag").count, 2)
+        // A file convert did not write is a usage error (64) naming it, before any work (it was 1).
+        try Foundation.Data().write(to: URL(fileURLWithPath: destination + "/.converted"))
+        let foreign = try run(["convert", "fashion-mnist", source, destination, "--limit-per-class", "3"])
+        XCTAssertEqual(foreign.status, 64, foreign.stderr)
+        XCTAssertTrue(foreign.stderr.contains("DST: \(destination) holds .converted"), foreign.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: destination + "/test/Bag").count, 2)
     }
 
     func testBadInputNamesTheFlagOrPath() throws {

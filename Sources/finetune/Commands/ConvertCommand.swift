@@ -33,6 +33,8 @@ struct ConvertCommand: ParsableCommand {
         if workers > 0 { try checkWorkers(workers) }
         // (A missing SRC was "no train-images-idx3-ubyte[.gz] in SRC".)
         guard FileManager.default.fileExists(atPath: source) else { throw ValidationError("SRC \(source) does not exist") }
+        // A DST that is not convert's to write is a usage error (64), named before anything is read.
+        do { _ = try ConvertDataset.checkDestination(destination) } catch { throw ValidationError("DST: \(error)") }
     }
 
     func run() throws {
