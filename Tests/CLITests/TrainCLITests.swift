@@ -384,6 +384,15 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(html.contains("data check: 24 images"), "the CSV's data was checked")
         let noTest = try run(["report", out, "--out", lists + "/report.html", "--no-data-check"])
         XCTAssertTrue(noTest.stderr.contains("--split val"), noTest.stderr)
+        // features takes the CSV too ("DATA folder … is not a folder"): the run's hold-out, or all of it.
+        for (arguments, images) in [([out, lists + "/data.csv", "--split", "val"], 6),
+                                    (["mobilenet_v2", lists + "/data.csv", "--image-root", data, "--weights", "none"], 24)] {
+            let csvFeatures = try run(["features"] + arguments + ["--out", lists + "/f\(images).csv", "--json", "--threads", "2"])
+            XCTAssertEqual(csvFeatures.status, 0, csvFeatures.stderr)
+            let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(csvFeatures.lines.last).utf8))
+                as? [String: Any])
+            XCTAssertEqual(summary["images"] as? Int, images)
+        }
 
         try Foundation.Data().write(to: URL(fileURLWithPath: data + "/train/blue/empty.png"))
         let features = try run(["features", "mobilenet_v2", data, "--split", "train", "--weights", "none",

@@ -246,6 +246,20 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(config.preprocessing(cropSize: 192).resizeSize, 200)
     }
 
+    /// While a process trains the run, the older-model notice says to wait for it: it said to
+    /// resume the run, which only met that process's lock.
+    func testTheOlderModelNoticeSaysToWaitForTheTrainingProcess() throws {
+        var config = validConfig()
+        config.modelEpoch = 1
+        config.status = "running"
+        let training = try XCTUnwrap(config.olderModelNotice(trainingProcess: 42))
+        XCTAssertTrue(training.contains("process 42 is training it") && training.hasSuffix("replaced when that process finishes"),
+                      training)
+        XCTAssertFalse(training.contains("--resume"), training)
+        config.status = "interrupted"
+        XCTAssertTrue(try XCTUnwrap(config.olderModelNotice(trainingProcess: nil)).contains("finish it with `finetune train --resume`"))
+    }
+
     func testConfigValidationNamesTheField() throws {
         XCTAssertNoThrow(try validConfig().validate())
         var shortClasses = validConfig()

@@ -223,8 +223,10 @@ public struct RunConfig: Codable {
         guard let modelEpoch, !["completed", "stopped"].contains(status) else { return nil }
         let now = status != "running" ? "is \(status) now"
             : "was resumed and has not finished (" + (trainingProcess.map { "process \($0) is training it" } ?? "still training, or killed") + ")"
+        // While a process trains it, a resume only meets its lock: the advice is to wait.
         return "model.safetensors holds the weights of epoch \(modelEpoch), written when the run last finished; it \(now): "
-            + "finish it with `finetune train --resume` to replace them"
+            + (trainingProcess == nil ? "finish it with `finetune train --resume` to replace them"
+                                      : "they are replaced when that process finishes")
     }
 
     /// Every field given; `modelWeights`, `modelEpoch` and `testAccuracy` start nil. Nothing is checked

@@ -35,11 +35,13 @@ struct FeaturesCommand: ParsableCommand {
     enum Format: String, CaseIterable { case safetensors, npy, csv }
 
     @Argument(help: "Architecture name or run directory.") var model: String
-    @Argument(help: "Class-folder root (with splits) or a folder of class folders.") var data: String
+    @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
     @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
     @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with RUN, train and val are the run's own split of it (its --val-split).", valueName: "split"))
     var split: DataSplit?
+    @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
+    var imageRoot: String?
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
@@ -73,10 +75,7 @@ struct FeaturesCommand: ParsableCommand {
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("DATA folder \(data) does not exist or is not a folder")
-        }
+        try checkDataArgument(data, imageRoot: imageRoot)  // a CSV-trained run's features too (CSV was "not a folder")
         if !RunDirectory.isRun(model) && !ModelZoo.architectures.contains(model) {
             throw ValidationError("MODEL '\(model)' is neither a run directory nor an architecture; architectures: "
                                   + ModelZoo.architectures.joined(separator: ", "))
@@ -109,7 +108,7 @@ struct FeaturesCommand: ParsableCommand {
             weightsName = initial ?? "random"
         }
         let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, unset: .all, run: runConfig,
-                                                                    classNames: runConfig?.classNames)
+                                                                    classNames: runConfig?.classNames, imageRoot: imageRoot)
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),
