@@ -126,7 +126,7 @@ extension TrainCLITests {
         XCTAssertEqual(r.status, 0, r.stderr)
         for expected in ["6 of the unlabeled images in \(unlabeled) are also training images",
                          "2 of the unlabeled images in \(unlabeled) are also validation images",
-                         "1 of the unlabeled images in \(unlabeled) is also test images (\(unlabeled)/test-red.png)"] {
+                         "1 unlabeled image in \(unlabeled) is also a test image (\(unlabeled)/test-red.png)"] {
             XCTAssertTrue(r.stderr.contains(expected), "\(expected) in \(r.stderr)")
         }
         XCTAssertFalse(r.stderr.contains("copy.png"), r.stderr)

@@ -47,8 +47,9 @@ extension TrainingRun {
             case "validation": "the validation metrics, which pick the best epoch, are no longer measured on held-out images"
             default: "the test metrics are no longer measured on images the model has not trained on"
             }
-            return "\(files.count) of the unlabeled images in \(unlabeled) \(files.count == 1 ? "is" : "are") also "
-                + "\(split) images (\(files[0])\(files.count > 1 ? ", …" : "")): \(consequence); "
+            let count = files.count == 1 ? "1 unlabeled image in \(unlabeled) is also a \(split) image"
+                : "\(files.count) of the unlabeled images in \(unlabeled) are also \(split) images"
+            return "\(count) (\(files[0])\(files.count > 1 ? ", …" : "")): \(consequence); "
                 + "keep the unlabelled folder apart from DATA's splits"
         }
     }
