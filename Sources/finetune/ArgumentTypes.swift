@@ -77,11 +77,7 @@ enum LearningRateArgument: Equatable, ExpressibleByArgument {
     var value: Double? { if case .value(let v) = self { return v } else { return nil } }
 }
 
-/// `evaluate --split` and `features --split`: one split of a class-folder root with split folders,
-/// or all of them (train + val + test).
-enum DataSplit: String, CaseIterable, ExpressibleByArgument {
-    case test, val, train, all
-}
+extension DataSplit: ExpressibleByArgument {}
 
 /// `bench --dtype` / `--precision`: fp32, bf16 (CPU autocast with the layer policy), bf16-all (plain
 /// autocast: every layer type in bf16, as `--bf16` was before the policy), auto (train's decision per

@@ -221,3 +221,22 @@ extension TrainingRunTests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 }
+
+extension TrainingRunTests {
+    /// The library's `EvaluationData.select` gives a run's own hold-out beside a test/ folder (what
+    /// `evaluate --split val` reads), its training images without it, and the test folder as it is.
+    func testEvaluationDataIsTheRunsOwnSplit() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/split"
+        let run = try TrainingRun.create(specification(data: data, out: out), notify: { _ in })  // --val-split 0.25
+        run.release()
+        let config = try RunDirectory(out).readConfig()
+        func count(_ split: DataSplit) throws -> Int {
+            try EvaluationData.select(data, split: split, run: config, classNames: config.classNames).dataset.count
+        }
+        XCTAssertEqual(try count(.val), config.data.validationSamples)
+        XCTAssertEqual(try count(.train), config.data.trainSamples)
+        XCTAssertEqual(try count(.test), config.data.testSamples)
+        XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).split, "test")
+    }
+}

@@ -91,74 +91,17 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    /// The images of `split` (`train`, `val`, `test` or `all`: every split) of a class-folder root,
-    /// and the split's name (`folder` for a plain folder of class folders, which is used whole; `csv`
-    /// for a `path,label` CSV file, also used whole, its relative paths from `imageRoot`).
-    /// For a run with a `--val-split` hold-out, and on a DATA without split folders, `--split
-    /// train|val` is the run's own split of it, made again (`RunSplits.recreate`: its hold-out and
-    /// `--limit-per-class`, on the images it was created with); without `run`, or `--split test`, a
-    /// split that DATA does not have is an error.
-    /// With `classNames`, the folders' classes must be those (a CSV's labels must be among them).
-    /// Also the number of its files the scan left out (unusable before any decoding).
-    /// `split` nil is the command's default, `unset`.
+    /// `EvaluationData.select`, its warnings printed and a `--split` it refuses a usage error.
     static func dataset(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?, classNames: [String]?,
                         strict: Bool = false, imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
-        let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
-        // A run that held its validation images out of its training images (`--val-split`): its own
-        // split, also beside a test/ folder (`--split train` held the validation images too); for
-        // `--split train` only on the run's own DATA (another dataset's train/ is used as it is).
-        let ownData = run.map { URL(fileURLWithPath: root).standardizedFileURL.path == $0.data.path } ?? false
-        if let explicitSplit, explicitSplit == .val || (explicitSplit == .train && ownData), run?.options.valSplit != nil {
-            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: CSVDataset.isCSVFile(root))
+        do {
+            let selected = try EvaluationData.select(root, split: split, unset: unset, run: run, classNames: classNames,
+                                                     strict: strict, imageRoot: imageRoot)
+            selected.warnings.forEach(printError)
+            return (selected.dataset, selected.split, selected.scanSkipped)
+        } catch RunError.invalidSetting(let setting, let reason) where setting == "split" {
+            throw ValidationError("--split \(reason)")
         }
-        if CSVDataset.isCSVFile(root) {
-            if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
-            let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot, options: ScanOptions(strict: strict))
-            if let warning = csv.skipped.warning() { printError(warning) }
-            return (csv, "csv", csv.skipped.count)
-        }
-        let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
-        if let explicitSplit, !splits.hasSplitFolders {
-            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false)
-        }
-        if let warning = splits.skipped.warning() { printError(warning) }
-        if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
-        guard splits.hasSplitFolders else { return (splits.train, "folder", splits.skipped.count) }
-        let chosen: ImageFolderDataset?
-        let split = split ?? unset
-        switch split {
-        case .train: chosen = splits.train
-        case .val: chosen = splits.validation
-        case .test: chosen = splits.test
-        case .all:
-            let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
-            return (LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames), "all",
-                    splits.skipped.count)
-        }
-        guard let chosen else {
-            throw ValidationError("--split \(split.rawValue): \(root) has no \(split.rawValue)/ folder; use another --split or all")
-        }
-        return (chosen, split.rawValue, chosen.skipped.count)
-    }
-
-    /// `--split train|val|test` on a plain folder or CSV file: the run's own split of it, or an error.
-    private static func runSplit(_ root: String, split: DataSplit, run: RunConfig?, imageRoot: String?,
-                                 isCSV: Bool) throws -> (any ImageDataset, String, scanSkipped: Int) {
-        let kind = isCSV ? "a CSV file, which has no split folders" : "a folder of class folders without train/ val/ test/ folders"
-        let whole = "leave --split out (or --split all) to use all of it"
-        guard let run, split != .test else {
-            throw ValidationError("--split \(split.rawValue): \(root) is \(kind); \(whole)")
-        }
-        guard split == .train || run.options.valSplit != nil else {
-            throw ValidationError("--split val: \(root) is \(kind), and the run held out no validation images from it "
-                                  + "(no --val-split); \(whole)")
-        }
-        let splits = try RunSplits.recreate(root, run: run, imageRoot: imageRoot)
-        if let warning = splits.skipped.warning() { printError(warning) }
-        guard let chosen = split == .val ? splits.validation : splits.train else {
-            throw ValidationError("--split val: the run's split of \(root) holds no validation images")
-        }
-        return (chosen, split.rawValue, splits.skipped.count)
     }
 }
 
