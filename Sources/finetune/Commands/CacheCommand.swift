@@ -21,7 +21,7 @@ struct CacheCommand: ParsableCommand {
 
     /// The folder flag every subcommand takes.
     struct FolderOption: ParsableArguments {
-        @Option(name: .customLong("dir"), help: "The feature cache folder (default: \(FeatureCache.defaultDirectory)).")
+        @Option(name: .customLong("dir"), help: "The feature cache folder.")
         var directory: String = FeatureCache.defaultDirectory
 
         var folder: FeatureCacheFolder { FeatureCacheFolder(directory: directory) }

@@ -15,7 +15,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Fine-tune a pretrained classifier on class folders and write a run directory.",
         discussion: """
-            DATA is a folder of class folders, either with train/, val/ (or validation/) and test/
+            DATA is a folder of class folders, either with train/, val/ (or validation/, valid/) and test/
             splits, or plain class folders (then carve out a validation set with --val-split), or a
             path,label CSV file (all training data; relative paths start at --image-root). The
             head is replaced to fit DATA's classes; the weights' own preprocessing is used for
