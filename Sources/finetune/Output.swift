@@ -48,6 +48,19 @@ func checkOutputFolder(_ path: String, flag: String) throws {
     }
 }
 
+/// A folder to create (with its missing parents) can be: no part of its path is a file, checked
+/// before any work (lr-find, pseudo-label and convert failed after theirs, with Cocoa's error 512).
+func checkOutputDirectory(_ path: String, flag: String) throws {
+    var existing = URL(fileURLWithPath: path).standardizedFileURL
+    while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
+        existing.deleteLastPathComponent()
+    }
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+        throw ValidationError("\(flag): \(existing.path) is a file, not a folder")
+    }
+}
+
 /// `DATA` (a class-folder root or a `path,label` CSV file) exists, and `--image-root` goes with a CSV.
 func checkDataArgument(_ data: String, imageRoot: String?) throws {
     var isDirectory: ObjCBool = false

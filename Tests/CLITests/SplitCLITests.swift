@@ -49,6 +49,11 @@ extension TrainCLITests {
             (["features", out, plain, "--out", runs + "/nowhere/x.csv"], "--out: the folder \(runs)/nowhere does not exist"),
             (["report", out, "--split", "val", "--out", runs + "/nowhere/"], "--out \(runs)/nowhere/ names a folder"),
             (["export", out, "--out", out + "/config.json/x.onnx"], "--out: \(out)/config.json is not a folder"),
+            // Folders these create: a file in the path failed after the work, with Cocoa's error 512.
+            (["lr-find", plain, "--arch", "mobilenet_v2", "--weights", "none", "--out", out + "/config.json/lr"],
+             "--out: \(out)/config.json is a file, not a folder"),
+            (["pseudo-label", out, plain, "--out", out + "/config.json/review"], "--out: \(out)/config.json is a file, not a folder"),
+            (["convert", "mnist", plain, out + "/config.json/mnist"], "DST: \(out)/config.json is a file, not a folder"),
         ] {
             let r = try run(arguments + ["--threads", "2"])
             XCTAssertEqual(r.status, 64, r.stderr)

@@ -170,15 +170,19 @@ extension TrainingRunTests {
     func testTrainableScopesThatLeaveOutTheNewHeadAreWarnedAbout() throws {
         let data = try makeData()
         let runs = try TRData.temporaryDirectory(self)
-        for (scopes, warned) in [(["features.18"], true), (["features.18", "classifier"], false)] {
-            var spec = specification(data: data, out: runs + "/\(scopes.count)")
+        // A custom head (a Sequential at the head's path) too: its keys are `classifier.1.N.…`.
+        for (scopes, hidden, warned) in [(["features.18"], false, true), (["features.18", "classifier"], false, false),
+                                         (["features.18"], true, true)] {
+            var spec = specification(data: data, out: runs + "/\(scopes.count)\(hidden)")
             spec.recipe.trainableScopes = scopes
+            if hidden { spec.head = HeadSpec(outputs: 0, hiddenUnits: [8]) }
             var warnings: [String] = []
             let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
             run.release()
             XCTAssertEqual(warnings.contains { $0.contains("leaves out the new head (classifier.1)") }, warned, "\(scopes): \(warnings)")
-            let head = try XCTUnwrap(run.trainer.model.namedParameters().first { $0.0 == "classifier.1.weight" }?.1)
-            XCTAssertEqual(head.requiresGrad, !warned)
+            let head = run.trainer.model.namedParameters().filter { $0.0.hasPrefix("classifier.1.") }.map(\.1)
+            XCTAssertFalse(head.isEmpty)
+            XCTAssertEqual(head.contains { $0.requiresGrad }, !warned)
         }
     }
 }
@@ -238,5 +242,10 @@ extension TrainingRunTests {
         XCTAssertEqual(try count(.train), config.data.trainSamples)
         XCTAssertEqual(try count(.test), config.data.testSamples)
         XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).split, "test")
+        // The run's own DATA through a link is still its own: `--split train` leaves the hold-out out.
+        let link = (out as NSString).deletingLastPathComponent + "/link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: data)
+        XCTAssertEqual(try EvaluationData.select(link, split: .train, run: config, classNames: config.classNames).dataset.count,
+                       config.data.trainSamples)
     }
 }

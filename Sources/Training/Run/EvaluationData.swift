@@ -32,7 +32,10 @@ public struct EvaluationData {
     public static func select(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?,
                               classNames: [String]?, strict: Bool = false, imageRoot: String? = nil) throws -> EvaluationData {
         let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
-        let ownData = run.map { URL(fileURLWithPath: root).standardizedFileURL.path == $0.data.path } ?? false
+        // The same folder also through a link (dev and inode).
+        let ownData = run.flatMap { run in
+            FileIdentity(path: root).flatMap { here in FileIdentity(path: run.data.path).map { $0 == here } }
+        } ?? false
         if let explicitSplit, explicitSplit == .val || (explicitSplit == .train && ownData), run?.options.valSplit != nil {
             return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: CSVDataset.isCSVFile(root))
         }

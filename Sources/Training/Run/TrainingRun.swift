@@ -164,8 +164,9 @@ public final class TrainingRun {
             throw bad("featureCache", "on: \(reason)")
         }
         let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
-        if let scopes = spec.recipe.trainableScopes,
-           let head = model.namedParameters().first(where: { $0.0 == model.headPath + ".weight" })?.1, !head.requiresGrad {
+        // (A custom head is a Sequential at the head's path: `fc.0.weight`, … .)
+        let headParameters = model.namedParameters().filter { $0.0.hasPrefix(model.headPath + ".") }.map(\.1)
+        if let scopes = spec.recipe.trainableScopes, !headParameters.isEmpty, headParameters.allSatisfy({ !$0.requiresGrad }) {
             // TF-slim's rule (what is not listed is frozen) froze the run's new, random head.
             notify(.warning("--trainable-scopes \(scopes.joined(separator: ",")) leaves out the new head (\(model.headPath)), "
                 + "which then stays as randomly initialised; add it to the list to train it"))
@@ -494,7 +495,8 @@ public final class TrainingRun {
                 + "fits the model (\(skipped) excluded; e.g. \(report.unexpected.prefix(3).joined(separator: ", "))): "
                 + "a checkpoint of another architecture?")
         }
-        return ("Warm start from \(path): \(skipped) tensors excluded (\(scopes.joined(separator: ", "))); \(report)",
+        let named = scopes.enumerated().filter { scopes.firstIndex(of: $0.element) == $0.offset }.map(\.element)
+        return ("Warm start from \(path): \(skipped) tensors excluded (\(named.joined(separator: ", "))); \(report)",
                 zip(given, scopes).filter { !matched.contains($0.1) }.map(\.0))
     }
 

@@ -34,6 +34,7 @@ struct ConvertCommand: ParsableCommand {
         // (A missing SRC was "no train-images-idx3-ubyte[.gz] in SRC".)
         guard FileManager.default.fileExists(atPath: source) else { throw ValidationError("SRC \(source) does not exist") }
         // A DST that is not convert's to write is a usage error (64), named before anything is read.
+        try checkOutputDirectory(destination, flag: "DST")
         do { _ = try ConvertDataset.checkDestination(destination) } catch { throw ValidationError("DST: \(error)") }
     }
 

@@ -32,10 +32,7 @@ struct LRFindCommand: ParsableCommand {
         guard startLr > 0, endLr > startLr, (endLr / startLr).isFinite else {
             throw ValidationError("--start-lr and --end-lr: need 0 < start < end, with end / start finite")
         }
-        var isDirectory: ObjCBool = false
-        if let out = train.out, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw ValidationError("--out: \(out) is a file; give a new or empty folder")
-        }
+        if let out = train.out { try checkOutputDirectory(out, flag: "--out") }
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2") }
         guard train.resume == nil else { throw ValidationError("--resume: lr-find starts no run; give DATA and --arch") }
     }

@@ -47,6 +47,7 @@ struct PseudoLabelCommand: ParsableCommand {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
         guard RunDirectory.isRun(runDir) else { throw ValidationError("RUN_DIR: \(runDir) is not a run directory (no config.json)") }
+        try checkOutputDirectory(out, flag: "--out")
     }
 
     func run() throws {
