@@ -55,7 +55,8 @@ public enum TestTimeAugmentation: String, Codable, CaseIterable, Sendable {
     /// predict and serve ranked the NaNs in LibTorch's order, another top-1 than evaluate's.
     static func softmax(_ logits: Tensor) throws -> Tensor {
         let p = try Functional.softmax(logits, dim: 1)
-        guard logits.shape.count == 2, try logits.max().item() == .infinity else { return p }
+        // (Any +∞ in the batch: its maximum would be NaN where another row holds a NaN.)
+        guard logits.shape.count == 2, try logits.eq(.infinity).to(.float32).max().item() > 0 else { return p }
         let (n, c) = (logits.shape[0], logits.shape[1])
         let z = try logits.contiguous().toArray(Float.self)
         var values = try p.contiguous().toArray(Float.self)

@@ -314,5 +314,23 @@ extension TrainingRunTests {
         XCTAssertEqual(Array(p[0..<6]), [1, 0, 0, 0, 0.5, 0.5])
         let finite = try Functional.softmax(Tensor([Float(1), 2, 3], shape: [1, 3]), dim: 1).contiguous().toArray(Float.self)
         XCTAssertEqual(Array(p[6..<9]), finite)
+        // Row by row: a NaN in another image's logits made the batch's maximum NaN, and the +∞ row
+        // then got NaNs too (a result depended on the batch it shared in `serve`).
+        let mixed = try Tensor([Float.nan, 0, 1, 0, .infinity, 0], shape: [2, 3])
+        let q = try TestTimeAugmentation.softmax(mixed).contiguous().toArray(Float.self)
+        XCTAssertTrue(q[0].isNaN)
+        XCTAssertEqual(Array(q[3..<6]), [0, 1, 0])
+
+        // Ranking: equal probabilities rank the lower class first (evaluate's top-1), NaN last;
+        // `topk` gave LibTorch's order for both.
+        let predictor = try Predictor(architecture: "mobilenet_v2", weights: nil)
+        var rows = [Float](repeating: 0, count: 2000)
+        rows[7] = 0.5; rows[3] = 0.5
+        rows[1000] = .nan; rows[1001] = 0.25; rows[1002] = 0.75
+        let ranked = try predictor.ranked(Tensor(rows, shape: [2, 1000]), k: [2, 1000])
+        XCTAssertEqual(ranked[0].map(\.index), [3, 7])
+        XCTAssertEqual(Array(ranked[1].prefix(3).map(\.index)), [2, 1, 3])
+        XCTAssertEqual(ranked[1].last?.index, 0, "NaN last")
+        XCTAssertEqual(ranked[1].count, 1000)
     }
 }

@@ -136,14 +136,18 @@ public final class Predictor: @unchecked Sendable {
         guard k.count == rows, k.allSatisfy({ $0 >= 1 }) else {
             throw TrainingError.invalidConfiguration("ranked: needs one k of at least 1 per row (\(rows) rows), got \(k)")
         }
-        let kMax = min(k.max() ?? 1, classNames.count)
-        let (values, indices) = try probabilities.topk(kMax, dim: 1)
-        let p = try values.floats(), idx = try indices.toArray(Int64.self)
+        // Sorted here rather than by `topk`, whose order of equal values (two classes at +∞ logits
+        // sharing the probability) and of NaNs is LibTorch's: equal probabilities rank the lower class
+        // first, as evaluate's top-1 does, and NaN (a model whose outputs are not finite) ranks last.
+        let classes = classNames.count
+        let p = try probabilities.contiguous().floats()
         return k.enumerated().map { row, wanted in
-            (0..<min(wanted, kMax)).map { j in
-                let i = Int(idx[row * kMax + j])
-                return RankedClass(index: i, className: classNames[i], probability: Double(p[row * kMax + j]))
+            let scores = Array(p[(row * classes)..<((row + 1) * classes)])
+            let order = scores.indices.sorted { a, b in
+                if scores[a].isNaN != scores[b].isNaN { return !scores[a].isNaN }
+                return scores[a] != scores[b] && !scores[a].isNaN ? scores[a] > scores[b] : a < b
             }
+            return order.prefix(wanted).map { RankedClass(index: $0, className: classNames[$0], probability: Double(scores[$0])) }
         }
     }
 
