@@ -16,6 +16,14 @@ public struct PretrainedModel {
     public let weights: WeightsEntry?
     /// What loading matched and skipped.
     public let loadReport: LoadReport?
+
+    /// Whether the head has one output: a binary head (sigmoid(z) is P(class_1)), as a `--binary`
+    /// run's. Read as one class, every image was `class_0` with P(class_1) as its probability.
+    public var isBinary: Bool { classNames.count == 1 }
+
+    /// The names of the classes the head predicts: `class_0` and `class_1` for a binary head,
+    /// `classNames` otherwise (what `predict`, `serve` and `export` name).
+    public var predictedClassNames: [String] { isBinary ? ["class_0", "class_1"] : classNames }
 }
 
 /// The model registry and Keras-style factory: `ModelZoo.make("mobilenet_v2", weights: "imagenet",

@@ -80,10 +80,8 @@ public final class Predictor: @unchecked Sendable {
         try model.useChannelsLast()
         model.eval()
         preprocessing = pretrained.preprocessing
-        // A one-output head is binary, as a `--binary` run's: sigmoid(z) is P(class_1). (Read as one
-        // class, every image was `class_0` with P(class_1) as its probability.)
-        isBinary = pretrained.classNames.count == 1
-        classNames = isBinary ? ["class_0", "class_1"] : pretrained.classNames
+        isBinary = pretrained.isBinary
+        classNames = pretrained.predictedClassNames
         self.architecture = architecture
         runConfig = nil
     }

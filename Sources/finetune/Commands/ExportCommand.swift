@@ -68,10 +68,9 @@ struct ExportCommand: ParsableCommand {
             let pretrained = try ModelZoo.make(arch, weights: weights.lowercased() == "none" ? nil : weights,
                                                keepingTheirHead: true)
             model = pretrained.model
-            let binary = pretrained.classNames.count == 1  // a one-output head, as Predictor reads it
-            metadata = ExportMetadata(architecture: arch, classNames: binary ? ["class_0", "class_1"] : pretrained.classNames,
+            metadata = ExportMetadata(architecture: arch, classNames: pretrained.predictedClassNames,
                                       preprocessing: pretrained.preprocessing, finetuneVersion: finetuneVersion,
-                                      source: "weights \(weights)", binary: binary)
+                                      source: "weights \(weights)", binary: pretrained.isBinary)
         }
         let side = inputSize ?? metadata.preprocessing.cropSize
         let report: ONNXExportReport
