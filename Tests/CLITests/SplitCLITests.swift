@@ -74,6 +74,12 @@ extension TrainCLITests {
             XCTAssertEqual(json["sample_count"] as? Int, count, split)
         }
 
+        // The report reads DATA as evaluate does (it refused a plain folder: "no test split").
+        let report = try run(["report", out, "--out", runs + "/plain.html", "--no-data-check", "--grad-cam", "0",
+                              "--threads", "2"])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        XCTAssertTrue(report.stdout.contains("(24 folder images"), report.stdout)
+
         try FileManager.default.copyItem(atPath: plain + "/blue/0.png", toPath: plain + "/blue/extra.png")
         for command in [["evaluate", out, plain, "--split", "val"],
                         ["report", out, plain, "--split", "val", "--out", runs + "/report.html"]] {

@@ -247,5 +247,26 @@ extension TrainingRunTests {
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: data)
         XCTAssertEqual(try EvaluationData.select(link, split: .train, run: config, classNames: config.classNames).dataset.count,
                        config.data.trainSamples)
+
+        // With --limit-per-class, every split of the run's own DATA is the run's (the test split its
+        // test metrics were taken on, not the whole test/ folder); other data is read as it is.
+        var limitedSpec = specification(data: data, out: out + "-limited")
+        limitedSpec.options.limitPerClass = 1
+        limitedSpec.options.valSplit = nil
+        try TrainingRun.create(limitedSpec, notify: { _ in }).release()
+        let limited = try RunDirectory(out + "-limited").readConfig()
+        XCTAssertEqual(limited.data.testSamples, 3)
+        let own = try EvaluationData.select(data, split: nil, run: limited, classNames: limited.classNames)
+        XCTAssertEqual(own.split, "test")
+        XCTAssertEqual(own.dataset.count, 3)
+        XCTAssertEqual(try EvaluationData.select(data, split: .train, run: limited, classNames: limited.classNames).dataset.count,
+                       limited.data.trainSamples)
+        XCTAssertEqual(try EvaluationData.select(data, split: .all, run: limited, classNames: limited.classNames).dataset.count, 24)
+        let copy = (out as NSString).deletingLastPathComponent + "/copy"
+        try FileManager.default.copyItem(atPath: data, toPath: copy)
+        XCTAssertEqual(try EvaluationData.select(copy, split: nil, run: limited, classNames: limited.classNames).dataset.count, 6)
+        XCTAssertThrowsError(try EvaluationData.select(data, split: .val, run: limited, classNames: limited.classNames)) {
+            XCTAssertTrue("\($0)".contains("holds no validation images"), "\($0)")
+        }
     }
 }

@@ -6,18 +6,11 @@ import Vision
 
 /// Settings of `RunReport.make`.
 public struct RunReportOptions: Sendable {
-    /// The split to evaluate.
-    public enum Split: String, CaseIterable, Sendable {
-        /// The `test/` folder.
-        case test
-        /// The `val/` folder, or the run's held-out `--val-split`.
-        case val
-    }
-
     /// The class-folder data (nil: the data the run trained on, from `config.json`).
     public var data: String?
-    /// Which split, as the run used it (`--limit-per-class` and `--val-split` applied).
-    public var split: Split
+    /// Which split (nil: `test`, or all of a plain folder or CSV file), chosen as `evaluate` chooses it
+    /// (`EvaluationData.select`): the run's own split where the run chose among the images.
+    public var split: DataSplit?
     /// Images in the top-losses grid.
     public var topLosses: Int
     /// Grad-CAM pictures of the worst losses and of the most confident correct predictions (each).
@@ -34,8 +27,8 @@ public struct RunReportOptions: Sendable {
     /// top losses are `evaluate`'s at the same `--precision`. Grad-CAM runs in fp32.
     public var precision: Precision
 
-    /// Defaults: the test split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers, fp32.
-    public init(data: String? = nil, split: Split = .test, topLosses: Int = 16, gradCAMCount: Int = 4,
+    /// Defaults: `evaluate`'s split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers, fp32.
+    public init(data: String? = nil, split: DataSplit? = nil, topLosses: Int = 16, gradCAMCount: Int = 4,
                 batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto,
                 precision: Precision = .fp32) {
         self.data = data
@@ -71,7 +64,7 @@ public struct RunReport {
     public var history: RunHistory
     /// The data evaluated and the split's name.
     public var data: String
-    /// `test` or `val`.
+    /// The split evaluated, as `evaluate` names it (`EvaluationData.split`).
     public var split: String
     /// The metrics of the split (what `evaluate` reports).
     public var evaluation: EvaluationReport
@@ -103,16 +96,9 @@ public struct RunReport {
 
     private static func make(_ directory: RunDirectory, config: RunConfig, options: RunReportOptions) throws -> RunReport {
         let data = options.data ?? config.data.path
-        // A held-out validation split is the run's only on the images it was made from.
-        let splits = options.split == .val && config.options.valSplit != nil
-            ? try RunSplits.recreate(data, run: config) : try RunSplits.load(data, options: config.options)
-        try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: data)
-        let chosen: (any ImageDataset)? = options.split == .test ? splits.test : splits.validation
-        guard let dataset = chosen else {
-            throw RunError.invalidSetting(setting: "split", reason: "\(data) has no \(options.split.rawValue) split"
-                + (options.split == .val ? " (no val/ folder and the run used no --val-split)"
-                    : " (no test/ folder" + (splits.validation != nil ? "; its validation split is there: --split val)" : ")")))
-        }
+        let selected = try EvaluationData.select(data, split: options.split, run: config, classNames: config.classNames,
+                                                 strict: (config.options.onBadImage ?? .skip).isStrict)
+        let dataset = selected.dataset
         let model = try directory.loadModel(config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
@@ -145,7 +131,7 @@ public struct RunReport {
             ? try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot), method: options.nearDuplicateMethod)
             : nil
         var made = RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
-                             data: data, split: options.split.rawValue, evaluation: report, samples: samples,
+                             data: data, split: selected.split, evaluation: report, samples: samples,
                              topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
                              gradCAMCorrect: camCorrect, dataCheck: check)
         made.evaluationPrecision = precision

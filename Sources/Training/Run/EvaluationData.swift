@@ -23,12 +23,14 @@ public struct EvaluationData {
     /// The images of `split` of `root` (nil: the command's default, `unset`), read with `classNames`
     /// as the run's classes (a folder's classes must be those; a CSV's labels must be among them).
     ///
-    /// For a run with a `--val-split` hold-out, and on a plain folder or CSV file, `train` and `val`
-    /// are the run's own split, made again (`RunSplits.recreate`: its hold-out and
-    /// `--limit-per-class`, on the images it was created with), so that `val` is exactly the images
-    /// the run held out; `train` beside a test/ folder only on the run's own DATA (another dataset's
-    /// train/ is read as it is). Without `run`, or `test` on a plain folder or CSV file, a split DATA
-    /// does not have is `RunError.invalidSetting("split")`.
+    /// `train`, `val` and `test` are the run's own split, made again (`RunSplits.recreate`: its
+    /// `--limit-per-class` and `--val-split` hold-out, with its seed, on the images it was created
+    /// with), where the run chose among the images: `val` of a run with a hold-out, and on the run's own
+    /// DATA `train` of such a run and every split of a run with `--limit-per-class`. So `val` is
+    /// exactly the images the run held out, and `test` of the run's own data those its test metrics
+    /// were taken on. Other data is read as it is. `all` is every image of `root`. Without `run`, or
+    /// `test` on a plain folder or CSV file, a split DATA does not have is
+    /// `RunError.invalidSetting("split")`.
     public static func select(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?,
                               classNames: [String]?, strict: Bool = false, imageRoot: String? = nil) throws -> EvaluationData {
         let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
@@ -36,26 +38,36 @@ public struct EvaluationData {
         let ownData = run.flatMap { run in
             FileIdentity(path: root).flatMap { here in FileIdentity(path: run.data.path).map { $0 == here } }
         } ?? false
-        if let explicitSplit, explicitSplit == .val || (explicitSplit == .train && ownData), run?.options.valSplit != nil {
+        func isRunsOwn(_ split: DataSplit) -> Bool {
+            guard let run, split != .all else { return false }
+            if run.options.valSplit != nil && (split == .val || (split == .train && ownData)) { return true }
+            return ownData && run.options.limitPerClass != nil
+        }
+        if let explicitSplit, isRunsOwn(explicitSplit) {
             return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: CSVDataset.isCSVFile(root))
         }
         if CSVDataset.isCSVFile(root) {
             if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
-            let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot, options: ScanOptions(strict: strict))
+            // The run's own CSV file resolves its paths as the run did unless told otherwise.
+            let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot ?? (ownData ? run?.options.imageRoot : nil),
+                                     options: ScanOptions(strict: strict))
             return EvaluationData(dataset: csv, split: "csv", scanSkipped: csv.skipped.count,
                                   warnings: csv.skipped.warning().map { [$0] } ?? [])
         }
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         if let explicitSplit, !splits.hasSplitFolders {
-            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false)
+            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false, hasSplitFolders: false)
         }
         let warnings = splits.skipped.warning().map { [$0] } ?? []
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else {
             return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings)
         }
-        let chosen: ImageFolderDataset?
         let split = split ?? unset
+        if isRunsOwn(split) {
+            return try runSplit(root, split: split, run: run, imageRoot: imageRoot, isCSV: false, hasSplitFolders: true)
+        }
+        let chosen: ImageFolderDataset?
         switch split {
         case .train: chosen = splits.train
         case .val: chosen = splits.validation
@@ -72,22 +84,34 @@ public struct EvaluationData {
         return EvaluationData(dataset: chosen, split: split.rawValue, scanSkipped: chosen.skipped.count, warnings: warnings)
     }
 
-    /// `train`, `val` or `test` of a plain folder or CSV file, or of a run with a hold-out: the run's
-    /// own split of it, or an error.
+    /// `train`, `val` or `test` of a plain folder or CSV file, or of a run that chose among its
+    /// images: the run's own split of it, or an error.
     private static func runSplit(_ root: String, split: DataSplit, run: RunConfig?, imageRoot: String?,
-                                 isCSV: Bool) throws -> EvaluationData {
+                                 isCSV: Bool, hasSplitFolders: Bool? = nil) throws -> EvaluationData {
         let kind = isCSV ? "a CSV file, which has no split folders" : "a folder of class folders without train/ val/ test/ folders"
         let whole = "leave --split out (or --split all) to use all of it"
-        guard let run, split != .test else {
-            throw RunError.invalidSetting(setting: "split", reason: "\(split.rawValue): \(root) is \(kind); \(whole)")
+        let noSuchSplit = RunError.invalidSetting(setting: "split", reason: "\(split.rawValue): \(root) is \(kind); \(whole)")
+        guard let run else { throw noSuchSplit }
+        func check(splitFolders: Bool) throws {
+            if split == .test && !splitFolders { throw noSuchSplit }
+            if split == .val && !splitFolders && run.options.valSplit == nil {
+                throw RunError.invalidSetting(setting: "split", reason: "val: \(root) is \(kind), and the run held out no "
+                                              + "validation images from it (no --val-split); \(whole)")
+            }
         }
-        guard split == .train || run.options.valSplit != nil else {
-            throw RunError.invalidSetting(setting: "split", reason: "val: \(root) is \(kind), and the run held out no "
-                                          + "validation images from it (no --val-split); \(whole)")
-        }
+        if let known = isCSV ? false : hasSplitFolders { try check(splitFolders: known) }
         let splits = try RunSplits.recreate(root, run: run, imageRoot: imageRoot)
-        guard let chosen = split == .val ? splits.validation : splits.train else {
-            throw RunError.invalidSetting(setting: "split", reason: "val: the run's split of \(root) holds no validation images")
+        try check(splitFolders: splits.hasSplitFolders)
+        if !isCSV { try RunDirectory.checkClassNames(splits.train.classNames, run: run.classNames, data: root) }
+        let chosen: (any ImageDataset)?
+        switch split {
+        case .train, .all: chosen = splits.train
+        case .val: chosen = splits.validation
+        case .test: chosen = splits.test
+        }
+        guard let chosen else {
+            throw RunError.invalidSetting(setting: "split", reason: "\(split.rawValue): the run's split of \(root) holds no "
+                                          + "\(split == .val ? "validation" : "test") images; use another --split or all")
         }
         return EvaluationData(dataset: chosen, split: split.rawValue, scanSkipped: splits.skipped.count,
                               warnings: splits.skipped.warning().map { [$0] } ?? [])

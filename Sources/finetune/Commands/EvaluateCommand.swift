@@ -27,7 +27,7 @@ struct EvaluateCommand: ParsableCommand {
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
     @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
-    @Option(help: ArgumentHelp("Which split: test (the default), val, train, or all (train + val + test). On a plain folder or CSV file DATA is used whole; train and val are the run's own split of it (its --val-split).", valueName: "split"))
+    @Option(help: ArgumentHelp("Which split: test (the default), val, train, or all (train + val + test). On a plain folder or CSV file DATA is used whole. Where the run chose among the images (its --val-split hold-out; every split of its own DATA with --limit-per-class), the split is the run's own, made again.", valueName: "split"))
     var split: DataSplit?
     @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
     var imageRoot: String?

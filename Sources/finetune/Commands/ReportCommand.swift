@@ -4,8 +4,6 @@ import Data
 import Foundation
 import Training
 
-extension RunReportOptions.Split: ExpressibleByArgument {}
-
 /// `finetune report RUN_DIR [DATA] --out report.html`: a self-contained HTML report of a run.
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +11,9 @@ struct ReportCommand: ParsableCommand {
         abstract: "Write a self-contained HTML report of a run: curves, confusion matrix, per-class metrics, top losses, Grad-CAM, data check.",
         discussion: """
             RUN_DIR is a folder written by `finetune train`. DATA (default: the data the run trained on)
-            is evaluated on --split as the run used it (--limit-per-class and --val-split applied).
+            is evaluated on --split as `finetune evaluate` reads it: the run's own split where the run
+            chose among the images (its --val-split hold-out; every split of its own DATA with
+            --limit-per-class).
             The page holds the run's settings and results, learning curves (loss, accuracy, AUC,
             learning rate; a two-phase run's phase boundary marked), the confusion matrix, precision,
             recall, F1, support and AUC per class, the most confused pairs, the images with the largest
@@ -29,7 +29,8 @@ struct ReportCommand: ParsableCommand {
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String
     @Argument(help: "Class-folder root or path,label CSV file (default: the run's own data).") var data: String?
-    @Option(help: "The split to evaluate.") var split: RunReportOptions.Split = .test
+    @Option(help: ArgumentHelp("The split to evaluate, as for `evaluate`: test (the default), val, train or all; a plain folder or CSV file is used whole.", valueName: "split"))
+    var split: DataSplit?
     @Option(help: "The HTML file to write.") var out: String
     @Option(help: "Images in the top-losses grid.") var topLosses = 16
     @Option(help: "Grad-CAM pictures of top losses, and of confident correct predictions (each).") var gradCam = 4
@@ -65,7 +66,7 @@ struct ReportCommand: ParsableCommand {
         do {
             report = try RunReport.make(run: runDir, options: options)
         } catch RunError.invalidSetting(let setting, let reason) {
-            throw ValidationError("--\(setting): \(reason)")
+            throw ValidationError(setting == "split" ? "--split \(reason)" : "--\(setting): \(reason)")
         } catch let error as DataError {
             throw ValidationError("DATA \(data ?? "(the run's data)"): \(error)")
         }
