@@ -43,16 +43,25 @@ public struct HeadSpec: Codable, Equatable, Sendable {
 
     public var isPlainLinear: Bool { !batchNorm && dropout == nil && hiddenUnits.isEmpty }
 
-    /// Checks the values, naming the bad one.
-    public func validate() throws {
-        guard outputs >= 1 else { throw NNError.invalidArgument("the head needs at least 1 output, got \(outputs)") }
-        guard pooling != .none else { throw NNError.invalidArgument("the head needs avg or max pooling") }
-        if let dropout, !(dropout >= 0 && dropout < 1) {
-            throw NNError.invalidArgument("head dropout must be in [0, 1), got \(dropout)")
-        }
+    /// The fields of a spec, to name the one `invalidValue` finds.
+    public enum Field: String, Sendable {
+        case outputs, pooling, dropout, hiddenUnits
+    }
+
+    /// The first bad value: its field and what is wrong with it; nil when every value is valid.
+    public var invalidValue: (field: Field, reason: String)? {
+        if outputs < 1 { return (.outputs, "the head needs at least 1 output, got \(outputs)") }
+        if pooling == .none { return (.pooling, "the head needs avg or max pooling") }
+        if let dropout, !(dropout >= 0 && dropout < 1) { return (.dropout, "head dropout must be in [0, 1), got \(dropout)") }
         if let bad = hiddenUnits.first(where: { $0 < 1 || $0 > Self.maximumHiddenUnits }) {
-            throw NNError.invalidArgument("hidden Dense layers need 1 to \(Self.maximumHiddenUnits) units, got \(bad)")
+            return (.hiddenUnits, "hidden Dense layers need 1 to \(Self.maximumHiddenUnits) units, got \(bad)")
         }
+        return nil
+    }
+
+    /// Checks the values, naming the bad one (`invalidValue`).
+    public func validate() throws {
+        if let invalid = invalidValue { throw NNError.invalidArgument(invalid.reason) }
     }
 
     /// e.g. "avg pool → BatchNorm1d → Dropout(0.5) → Dense(10)".

@@ -146,6 +146,9 @@ extension TrainCLITests {
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
             (["--class-weights", "/nonexistent/weights.json"], "--class-weights"),
             (["--image-root", "/tmp"], "--image-root"),
+            // The head's settings are named one by one (all were "--pooling/--head-*").
+            (["--head-dropout", "1"], "--head-dropout: head dropout must be in [0, 1), got 1.0"),
+            (["--head-hidden", "100000"], "--head-hidden: hidden Dense layers need 1 to 65536 units, got 100000"),
         ]
         for (flags, expected) in cases {
             let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)

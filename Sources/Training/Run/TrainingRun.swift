@@ -300,7 +300,7 @@ public final class TrainingRun {
         }
         var head = spec.head
         head.outputs = spec.recipe.binary ? 1 : classNames.count
-        do { try head.validate() } catch { throw bad("head", "\(error)") }
+        if let invalid = head.invalidValue { throw bad("head." + invalid.field.rawValue, invalid.reason) }
 
         Runtime.manualSeed(spec.recipe.seed)
         let pretrained: PretrainedModel
