@@ -161,12 +161,39 @@ public struct Checkpoint {
         }
         published = true
         syncDirectory(parent)
-        if let aside { try? fm.removeItem(atPath: aside) }
-        // Leftovers of earlier crashed writes.
-        for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? []
-        where entry.hasPrefix(name + ".tmp-") || entry.hasPrefix(name + ".old-") {
-            try? fm.removeItem(atPath: parent + "/" + entry)
+        if let aside { removeReplaced(aside, keepingForeignEntriesIn: final) }
+        // Leftovers of earlier crashed writes: only finetune's own (`<name>.tmp-<UUID>` or
+        // `<name>.old-<UUID>` holding checkpoint files only); a user's `best.old-paper` is kept.
+        for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? [] {
+            for marker in [".tmp-", ".old-"] where entry.hasPrefix(name + marker)
+                && UUID(uuidString: String(entry.dropFirst(name.count + marker.count))) != nil
+                && foreignEntries(parent + "/" + entry).isEmpty {
+                try? fm.removeItem(atPath: parent + "/" + entry)
+            }
         }
+    }
+
+    /// Whether `name` is a file a checkpoint folder holds (or an interrupted atomic write of one).
+    static func isCheckpointFile(_ name: String) -> Bool {
+        fileNames.contains(name) || RunDirectory.isTemporaryFile(name, of: fileNames)
+    }
+
+    /// The entries of the folder at `path` that are not checkpoint files (a user's note, a folder);
+    /// empty when `path` is not a folder.
+    static func foreignEntries(_ path: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !isCheckpointFile($0) }.sorted()
+    }
+
+    /// Removes the replaced checkpoint folder `aside`, after moving whatever else it held (a user's
+    /// note) into its successor `final`: a checkpoint's replacement never deletes what finetune did
+    /// not write. When an entry cannot be moved (its name is taken), `aside` is left in place.
+    private static func removeReplaced(_ aside: String, keepingForeignEntriesIn final: String) {
+        for entry in foreignEntries(aside) {
+            let target = final + "/" + entry
+            var info = stat()
+            guard lstat(target, &info) != 0, rename(aside + "/" + entry, target) == 0 else { return }
+        }
+        try? FileManager.default.removeItem(atPath: aside)
     }
 
     // MARK: - Reading

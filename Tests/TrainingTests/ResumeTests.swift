@@ -167,7 +167,7 @@ final class ResumeTests: XCTestCase {
         let fm = FileManager.default
 
         // A crash while writing the next checkpoint: a temporary directory with partial files.
-        let partial = last + ".tmp-DEADBEEF"
+        let partial = last + ".tmp-" + UUID().uuidString  // the token finetune writes
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: partial + "/model.safetensors"))
         XCTAssertFalse(Checkpoint.isComplete(partial))
@@ -175,7 +175,7 @@ final class ResumeTests: XCTestCase {
 
         // A crash between the two renames: the previous checkpoint moved aside, the new one not yet
         // in place. Reading recovers the previous one.
-        let aside = last + ".old-CAFEBABE"
+        let aside = last + ".old-" + UUID().uuidString
         XCTAssertEqual(rename(last, aside), 0)
         XCTAssertFalse(fm.fileExists(atPath: last))
         XCTAssertEqual(Checkpoint.locate(last), URL(fileURLWithPath: aside).standardizedFileURL.path)
@@ -189,6 +189,24 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(Checkpoint.isComplete(last))
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: directory).sorted(), ["best", "last"])
         XCTAssertThrowsError(try Checkpoint.read(from: directory + "/missing"))
+
+        // What finetune did not write survives a save: a note and a folder in the replaced checkpoint
+        // move into its successor; a user's `best.old-paper` and a leftover-shaped folder holding a
+        // user's file are kept (all were deleted with the replaced checkpoint or as leftovers).
+        try "why this one".write(toFile: last + "/NOTES.txt", atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: last + "/mine", withIntermediateDirectories: false)
+        try "x".write(toFile: last + "/mine/f", atomically: true, encoding: .utf8)
+        try fm.copyItem(atPath: last, toPath: last + ".old-paper-fig3")
+        let shaped = last + ".old-" + UUID().uuidString
+        try fm.createDirectory(atPath: shaped, withIntermediateDirectories: false)
+        try "mine".write(toFile: shaped + "/draft.txt", atomically: true, encoding: .utf8)
+        try resumed.saveCheckpoint(to: last)
+        XCTAssertTrue(Checkpoint.isComplete(last))
+        XCTAssertEqual(try String(contentsOfFile: last + "/NOTES.txt", encoding: .utf8), "why this one")
+        XCTAssertEqual(try String(contentsOfFile: last + "/mine/f", encoding: .utf8), "x")
+        XCTAssertTrue(fm.fileExists(atPath: last + ".old-paper-fig3/NOTES.txt"))
+        XCTAssertTrue(fm.fileExists(atPath: shaped + "/draft.txt"))
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: directory).count, 4)
     }
 
     func testInterruptWritesResumableCheckpoint() throws {
