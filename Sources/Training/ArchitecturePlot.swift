@@ -81,6 +81,12 @@ extension Plots {
     /// The `<desc>` of every architecture drawing: how `summary --plot` recognises a file it may replace.
     public static let architectureMarker = "finetune architecture plot"
 
+    /// Whether `head` (a file's first bytes, as text) is the beginning of an architecture drawing
+    /// `architecture` wrote.
+    public static func isArchitecturePlot(_ head: String) -> Bool {
+        isOwnSVG(head, following: "<desc>\(architectureMarker)</desc>\n")
+    }
+
     /// 1,234,567.
     static func grouped(_ n: Int) -> String {
         let digits = String(n)

@@ -168,8 +168,24 @@ public struct LRFinder {
             series.append(PlotSeries(name: String(format: "suggestion %.2e", result.learningRates[i]),
                                      points: [(Foundation.log10(result.learningRates[i]), result.losses[i])]))
         }
-        return Plots.lineChart(title: "Learning-rate range test", xLabel: "log10(learning rate)", yLabel: "loss",
+        return Plots.lineChart(title: plotTitle, xLabel: "log10(learning rate)", yLabel: "loss",
                                series: series)
+    }
+
+    /// The title of `plot`'s chart.
+    static let plotTitle = "Learning-rate range test"
+
+    /// Whether `text` is a file `lr-find` wrote: `lr_find.svg` (`plot`) begins with its chart's title;
+    /// `lr_find.csv` (`csv`) is its header and `step,lr,loss` rows of numbers only.
+    public static func isOwnOutput(_ text: String, svg: Bool) -> Bool {
+        if svg { return Plots.isOwnSVG(text, title: plotTitle) }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == "step,lr,loss", lines.last == "" else { return false }
+        lines.removeLast()
+        return lines.dropFirst().allSatisfy { line in
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+            return cells.count == 3 && Int(cells[0]) != nil && Double(cells[1]) != nil && Double(cells[2]) != nil
+        }
     }
 
     /// The recorded points as CSV: `step,lr,loss` (loss smoothed).

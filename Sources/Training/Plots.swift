@@ -260,9 +260,21 @@ public enum Plots {
         return "#" + [r, g, b].map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
+    /// How every SVG finetune writes begins, up to its width.
+    static let prologue = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\""
+
+    /// Whether `head` (a file's first bytes, as text) begins as an SVG finetune wrote (`header`) with
+    /// `title` (nil: any), followed by `following`: how an output flag tells its own earlier file from
+    /// a user's that merely mentions the words.
+    public static func isOwnSVG(_ head: String, title: String? = nil, following: String = "") -> Bool {
+        let lines = head.split(separator: "\n", maxSplits: 4, omittingEmptySubsequences: false)
+        guard head.hasPrefix(prologue), lines.count == 5, lines[2].hasPrefix("<title>"), lines[2].hasSuffix("</title>"),
+              lines[3] == "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>", lines[4].hasPrefix(following) else { return false }
+        return title.map { lines[2] == "<title>\(escape($0))</title>" } ?? true
+    }
+
     static func header(width: Int, height: Int, title: String) -> String {
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            + "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" "
+        prologue + "\(width)\" height=\"\(height)\" "
             + "viewBox=\"0 0 \(width) \(height)\" font-family=\"sans-serif\">\n"
             + "<title>\(escape(title))</title>\n"
             + "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"

@@ -16,10 +16,11 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     for row in rows { print(line(row)) }
 }
 
-/// Throws unless `path` is missing or a file finetune wrote (its first 4 KiB contain `marker`): an
-/// output flag replaces only its own files. A folder, a FIFO or a device is refused without being
-/// read (reading a folder trapped; a FIFO blocked until a writer came).
-func checkReplaceable(_ path: String, marker: String, flag: String, what: String) throws {
+/// Throws unless `path` is missing or a file finetune wrote (`isOurs` of its first 4 KiB, as text,
+/// checks how the file begins, not merely that it mentions some words): an output flag replaces only
+/// its own files. A folder, a FIFO or a device is refused without being read (reading a folder
+/// trapped; a FIFO blocked until a writer came).
+func checkReplaceable(_ path: String, flag: String, what: String, isOurs: (String) -> Bool) throws {
     try checkOutputFolder(path, flag: flag)
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
@@ -31,15 +32,17 @@ func checkReplaceable(_ path: String, marker: String, flag: String, what: String
     let handle = try? FileHandle(forReadingFrom: URL(fileURLWithPath: target))
     defer { try? handle?.close() }
     let head = (try? handle?.read(upToCount: 4096)) ?? nil
-    guard let head, String(decoding: head, as: UTF8.self).contains(marker) else {
+    guard let head, isOurs(String(decoding: head, as: UTF8.self)) else {
         throw ValidationError("\(flag) \(path) exists and is not \(what); choose another file")
     }
 }
 
 /// The folder an output file goes into exists, checked before any work (a report into a missing
-/// folder failed after its whole evaluation).
+/// folder failed after its whole evaluation), and `path` is not a symbolic link to nothing (writing
+/// would replace the user's link).
 func checkOutputFolder(_ path: String, flag: String) throws {
     guard !path.hasSuffix("/") else { throw ValidationError("\(flag) \(path) names a folder; give a file name") }
+    try checkNotADanglingLink(path, flag: flag)
     let folder = (path as NSString).deletingLastPathComponent
     var isDirectory: ObjCBool = false
     if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {
@@ -48,9 +51,20 @@ func checkOutputFolder(_ path: String, flag: String) throws {
     }
 }
 
+/// `path` is not a symbolic link whose target does not exist: an output written there replaced the
+/// link (a review folder's failure removed it), and "A file with the same name already exists" said
+/// nothing of why.
+func checkNotADanglingLink(_ path: String, flag: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, stat(path, &info) != 0 else { return }
+    let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+    throw ValidationError("\(flag) \(path) is a symbolic link to \(target), which does not exist; create its target or give another path")
+}
+
 /// A folder to create (with its missing parents) can be: no part of its path is a file, checked
 /// before any work (lr-find, pseudo-label and convert failed after theirs, with Cocoa's error 512).
 func checkOutputDirectory(_ path: String, flag: String) throws {
+    try checkNotADanglingLink(path, flag: flag)
     var existing = URL(fileURLWithPath: path).standardizedFileURL
     while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
         existing.deleteLastPathComponent()

@@ -245,6 +245,28 @@ final class CLITests: XCTestCase {
         let fifo = try run(["summary", "mobilenet_v2", "--plot", folder + "/fifo.svg"])
         XCTAssertEqual(fifo.status, 64, fifo.stderr)
         XCTAssertTrue(fifo.stderr.contains("is not a regular file"), fifo.stderr)
+
+        // A file that only mentions the marker's words is a user's, kept; a plot it wrote is replaced.
+        let notes = folder + "/meeting.md"
+        try "# Notes\nTODO: regenerate the finetune architecture plot for resnet50\n".write(toFile: notes, atomically: true, encoding: .utf8)
+        let onNotes = try run(["summary", "mobilenet_v2", "--plot", notes])
+        XCTAssertEqual(onNotes.status, 64, onNotes.stderr)
+        XCTAssertTrue(onNotes.stderr.contains("is not a finetune architecture plot"), onNotes.stderr)
+        XCTAssertTrue(try String(contentsOfFile: notes, encoding: .utf8).hasPrefix("# Notes"))
+        for _ in 0..<2 { XCTAssertEqual(try run(["summary", "mobilenet_v2", "--plot", folder + "/new.svg"]).status, 0) }
+        // A link to nothing is refused and kept (the write replaced the user's link).
+        try FileManager.default.createSymbolicLink(atPath: folder + "/link.svg", withDestinationPath: folder + "/gone/x.svg")
+        let onLink = try run(["summary", "mobilenet_v2", "--plot", folder + "/link.svg"])
+        XCTAssertEqual(onLink.status, 64, onLink.stderr)
+        XCTAssertTrue(onLink.stderr.contains("is a symbolic link to \(folder)/gone/x.svg, which does not exist"), onLink.stderr)
+        XCTAssertNotNil(try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/link.svg"))
+
+        // `weights verify` of a cache folder that is a file fails; of one with nothing, it says so.
+        let verifyFile = try Self.run(["weights", "verify"], environment: ["FINETUNE_CACHE_DIR": notes])
+        XCTAssertEqual(verifyFile.status, 1, verifyFile.stderr)
+        XCTAssertTrue(verifyFile.stderr.contains("\(notes): it is a file"), verifyFile.stderr)
+        let verifyNone = try Self.run(["weights", "verify"], environment: ["FINETUNE_CACHE_DIR": folder + "/typo"])
+        XCTAssertTrue(verifyNone.stderr.contains("no weights are cached under \(folder)/typo/weights"), verifyNone.stderr)
     }
 
     /// `predict` that classifies nothing fails: a folder without images is an error naming it (exit 64),

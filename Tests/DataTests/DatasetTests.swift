@@ -592,7 +592,7 @@ final class DatasetTests: XCTestCase {
 
     /// `convert` writes `<index>.png` names, so a destination that already held a user's files could
     /// have them overwritten (a same-named file) or mixed with class folders. It now writes only into a
-    /// new or empty folder, one it marked, or one that holds nothing but what it writes.
+    /// new or empty folder, or one it marked that holds exactly the files its marker records.
     func testConvertNeverWritesAmongFilesItDidNotWrite() throws {
         let source = try TestData.temporaryDirectory(self)
         _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)
@@ -604,7 +604,7 @@ final class DatasetTests: XCTestCase {
         try Foundation.Data("precious".utf8).write(to: URL(fileURLWithPath: mine + "/train/T-shirt_top/0.png"))
         try Foundation.Data("notes".utf8).write(to: URL(fileURLWithPath: mine + "/train/T-shirt_top/notes.txt"))
         XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: mine)) { error in
-            XCTAssertTrue("\(error)".contains("train/T-shirt_top/notes.txt") && "\(error)".contains("did not write"), "\(error)")
+            XCTAssertTrue("\(error)".contains("\(mine) holds train, and no \(ConvertDataset.markerName) says convert wrote it"), "\(error)")
         }
         XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: mine, options: .init(dryRun: true)))
         XCTAssertEqual(try String(contentsOfFile: mine + "/train/T-shirt_top/0.png", encoding: .utf8), "precious")
@@ -617,11 +617,34 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
         XCTAssertEqual(try ImageFolderDataset.splits(root: ours).train.count, 12, "the marker is not read as data")
 
-        // Output written before the marker existed (only train/test class folders of <index>.png).
-        try FileManager.default.removeItem(atPath: ours + "/" + ConvertDataset.markerName)
+        // Images a user added to convert's output stop a re-run, which removed them with the earlier
+        // images (the marker records each class folder's files now).
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: ours + "/train/MyOwnClass", withIntermediateDirectories: false)
+        try Foundation.Data("mine".utf8).write(to: URL(fileURLWithPath: ours + "/train/MyOwnClass/0.png"))
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: ours)) {
+            XCTAssertTrue("\($0)".contains("holds train/MyOwnClass, which finetune convert did not write"), "\($0)")
+        }
+        try fm.removeItem(atPath: ours + "/train/MyOwnClass")
+        let bag = ours + "/train/" + (try fm.contentsOfDirectory(atPath: ours + "/train").sorted().first!)
+        try Foundation.Data("mine".utf8).write(to: URL(fileURLWithPath: bag + "/99999.png"))
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: ours)) {
+            XCTAssertTrue("\($0)".contains("whose files are not those convert wrote there"), "\($0)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: bag + "/99999.png", encoding: .utf8), "mine")
+        try fm.removeItem(atPath: bag + "/99999.png")
+        // A marker of an older version records no files: the folder's shape is checked, as then.
+        try Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"fashion-mnist\"}\n".utf8)
+            .write(to: URL(fileURLWithPath: ours + "/" + ConvertDataset.markerName))
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: ours + "/" + ConvertDataset.markerName), "left unmarked")
-        try FileManager.default.removeItem(atPath: ours)
+        // Without the marker, numbered PNGs may be a user's (their names are convert's): refused, untouched.
+        try fm.removeItem(atPath: ours + "/" + ConvertDataset.markerName)
+        let unmarked = try fm.subpathsOfDirectory(atPath: ours).sorted()
+        XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: ours)) {
+            XCTAssertTrue("\($0)".contains("no \(ConvertDataset.markerName) says convert wrote it"), "\($0)")
+        }
+        XCTAssertEqual(try fm.subpathsOfDirectory(atPath: ours).sorted(), unmarked)
+        try fm.removeItem(atPath: ours)
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: ours).written, 16)
 
         // A re-run with another limit (or source) replaces the earlier images instead of adding to them:
@@ -641,17 +664,19 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: root + "/no-such-source", to: ours))
         XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: ours).sorted(), earlier)
         XCTAssertTrue(try String(contentsOfFile: ours + "/" + ConvertDataset.markerName, encoding: .utf8).contains("\"mnist\""))
-        // A folder of the same shape without the marker (a user's numbered PNGs) is written into, never removed.
+        // A user's numbered PNGs without the marker: refused before anything is written (a same-named
+        // file, 23.png of theirs, was overwritten).
         let numbered = root + "/numbered"
         try FileManager.default.createDirectory(atPath: numbered + "/train/MyClass", withIntermediateDirectories: true)
-        try Foundation.Data("mine".utf8).write(to: URL(fileURLWithPath: numbered + "/train/MyClass/700.png"))
-        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: numbered, options: .init(limitPerClass: 1)).written > 0, true)
-        XCTAssertEqual(try String(contentsOfFile: numbered + "/train/MyClass/700.png", encoding: .utf8), "mine")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: numbered + "/" + ConvertDataset.markerName), "not marked as convert's")
-        XCTAssertEqual(try ConvertDataset.checkDestination(numbered), .unmarked)
-        _ = try ConvertDataset.run(.mnist, from: source, to: numbered, options: .init(limitPerClass: 2))
-        XCTAssertEqual(try String(contentsOfFile: numbered + "/train/MyClass/700.png", encoding: .utf8), "mine",
-                       "a second run does not take the folder for convert's either")
+        try Foundation.Data("mine".utf8).write(to: URL(fileURLWithPath: numbered + "/train/MyClass/0.png"))
+        XCTAssertThrowsError(try ConvertDataset.run(.mnist, from: source, to: numbered, options: .init(limitPerClass: 1)))
+        XCTAssertEqual(try String(contentsOfFile: numbered + "/train/MyClass/0.png", encoding: .utf8), "mine")
+        XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: numbered).sorted(), ["train", "train/MyClass", "train/MyClass/0.png"])
+        // Leftovers of an interrupted run (hidden split folders) are convert's own: removed at the next run.
+        let leftover = ours + "/.train.tmp-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: leftover + "/0", withIntermediateDirectories: true)
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: ours).written, 8)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
         // A file of the user's among them still stops it, and nothing is removed.
         try Foundation.Data("notes".utf8).write(to: URL(fileURLWithPath: ours + "/train/notes.txt"))
         let before = try FileManager.default.subpathsOfDirectory(atPath: ours).sorted()

@@ -71,5 +71,15 @@ final class LRFinderTests: XCTestCase {
         let svg = LRFinder.plot(result)
         XCTAssertTrue(svg.hasPrefix("<svg") || svg.contains("<svg"))
         XCTAssertEqual(LRFinder.csv(result).split(separator: "\n").count, result.losses.count + 1)
+        // lr-find replaces only these files of its own: a user's lr_find.csv or .svg was replaced.
+        XCTAssertTrue(LRFinder.isOwnOutput(svg, svg: true))
+        XCTAssertTrue(LRFinder.isOwnOutput(LRFinder.csv(result), svg: false))
+        XCTAssertFalse(LRFinder.isOwnOutput("mine\n", svg: false))
+        XCTAssertFalse(LRFinder.isOwnOutput("step,lr,loss\n1,my note,2\n", svg: false))
+        XCTAssertFalse(LRFinder.isOwnOutput("<svg>mine</svg>\n", svg: true))
+        XCTAssertFalse(LRFinder.isOwnOutput(Plots.architecture(title: "x", inputShape: [1], outputShape: [1], boxes: [],
+                                                               totalParameters: 0, trainableParameters: 0), svg: true))
+        XCTAssertFalse(Plots.isArchitecturePlot(svg))
+        XCTAssertFalse(Plots.isArchitecturePlot("# Notes\nregenerate the finetune architecture plot\n"))
     }
 }

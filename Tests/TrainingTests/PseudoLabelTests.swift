@@ -244,6 +244,14 @@ final class PseudoLabelTests: XCTestCase {
             }
         }
         XCTAssertNoThrow(try PseudoLabelReview.checkDestination(root + "/review", unlabeledRoot: unlabeled))
+        // A link to a folder not there yet (a disk not mounted): refused, and the link kept (a failed
+        // write removed it as if it had made it).
+        let dangling = root + "/dangling"
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: root + "/not-mounted")
+        XCTAssertThrowsError(try PseudoLabelReview.write([], unlabeledRoot: unlabeled, to: dangling, copy: false)) { error in
+            XCTAssertTrue("\(error)".contains("symbolic link to \(root)/not-mounted, which does not exist"), "\(error)")
+        }
+        XCTAssertNotNil(try? FileManager.default.destinationOfSymbolicLink(atPath: dangling))
     }
 
     func testSelectionRules() throws {

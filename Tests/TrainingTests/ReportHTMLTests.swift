@@ -22,6 +22,9 @@ extension TrainingRunTests {
         let options = RunReportOptions(topLosses: 2, gradCAMCount: 0, workers: 0)
         let html = try RunReport.make(run: out, options: options).html()
         XCTAssertTrue(html.contains("lr 1e-05"), "the final metrics row")
+        // `report --out` replaces a report, not a file that mentions the words.
+        XCTAssertTrue(RunReport.isReport(String(html.prefix(4096))))
+        XCTAssertFalse(RunReport.isReport("Notes: the <title>finetune report: …</title> tag marks reports.\n"))
         let note = html.components(separatedBy: "per-class").last.map { String($0.prefix(3000)) } ?? ""
         XCTAssertTrue(html.contains("<p class=\"note\">one-vs-rest AUC skipped for classes absent from the labels"), note)
         XCTAssertFalse(html.contains("the evaluation is of these weights"))

@@ -157,6 +157,18 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "my notes")
     }
 
+    /// A folder holding only a `.lock` counts as empty when the lock is finetune's (a run killed as it
+    /// started); another tool's `.lock` is refused, not overwritten with a PID.
+    func testAnotherToolsLockFileIsNotTakenForARunsLock() throws {
+        let theirs = try folder("theirs")
+        try write("other tool's lock: important state", to: theirs + "/" + RunLock.fileName)
+        XCTAssertThrowsError(try RunDirectory(theirs).prepareNew(overwrite: true))
+        XCTAssertEqual(try String(contentsOfFile: theirs + "/" + RunLock.fileName, encoding: .utf8), "other tool's lock: important state")
+        let ours = try folder("ours")
+        try write("4242\n", to: ours + "/" + RunLock.fileName)
+        try RunDirectory(ours).prepareNew(overwrite: false).release()
+    }
+
     func testAnEarlierRunNeedsOverwriteAndIsThenReplaced() throws {
         let run = try folder("run")
         try fakeRun(run)

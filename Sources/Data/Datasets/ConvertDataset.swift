@@ -1,5 +1,6 @@
 import AtomicFiles
 import Foundation
+import Hashing
 
 /// The engine of `finetune convert cifar10|cifar100|mnist|fashion-mnist SRC DST`: writes a dataset
 /// as class folders of PNGs that `ImageFolderDataset.splits(root:)` reads back:
@@ -12,8 +13,12 @@ import Foundation
 /// * `<class>` is the real class name made safe as a folder name by `folderName(for:)`: "/" and "\"
 ///   become "_" (Fashion-MNIST's "T-shirt/top" → "T-shirt_top"), control characters become "_",
 ///   and a leading "." becomes "_" (so the folder is not hidden).
-/// * Each file is written to a hidden temporary name in its folder and renamed into place, so an
-///   interrupted run never leaves a partial PNG under a real name.
+/// * Each split is written into a hidden folder beside it (`.train.tmp-<UUID>`) and renamed into
+///   place once complete, so an interrupted or failed run (a full disk) never leaves a partial split,
+///   and an earlier conversion stays as it was until the new one is whole.
+/// * The marker (`markerName`) records the files written in each class folder (count and digest of
+///   their names). A later run replaces the destination only while it holds exactly those: an image
+///   or class folder a user added stops it (`checkDestination`).
 /// * MNIST images are written as 8-bit gray PNGs, CIFAR as 8-bit RGB; pixels are exact.
 /// * Note that reading the folders back orders classes by name, not by the source's label order.
 public enum ConvertDataset {
@@ -105,72 +110,135 @@ public enum ConvertDataset {
         var summary = Summary(destination: destination, classNames: [], folderNames: [], counts: [:], written: 0)
         let found = try checkDestination(destination)
         // Both splits are read before anything in DST changes: a SRC that cannot be read leaves it as it was.
-        var datasets: [(split: String, dataset: any ImageDataset)] = []
+        var datasets: [(split: String, dataset: any ImageDataset, folders: [String])] = []
         for split in ["train", "test"] {
             var dataset = try load(source, from: sourceDirectory, split: split)
             if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
-            datasets.append((split, dataset))
-        }
-        if !options.dryRun {
-            // An earlier conversion's images go first: what DST holds is what this command reports,
-            // not a mix of two limits or two sources. (The marker goes last, so an interrupted removal
-            // leaves a folder that is still recognisably convert's.)
-            for split in found.earlierSplits {
-                do {
-                    try FileManager.default.removeItem(atPath: destination + "/" + split)
-                } catch {
-                    throw DataError.unwritable(path: destination + "/" + split,
-                                               reason: "cannot remove the earlier conversion: \(FileErrorReason.of(error))")
-                }
-            }
-            // Marked as convert's only where nothing else was: a folder of numbered PNGs without the
-            // marker might be a user's, and a later run must not take it for convert's and replace it.
-            if found != .unmarked {
-                try AtomicFile.write(Foundation.Data("{\"format\":\"finetune-convert\",\"source\":\"\(source.rawValue)\"}\n".utf8),
-                                     to: destination + "/" + markerName, durable: false, createDirectory: true)
-            } else {
-                try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
-            }
-        }
-        for (split, dataset) in datasets {
             let folders = dataset.classNames.map(folderName(for:))
             if let clash = Dictionary(grouping: folders, by: { $0 }).first(where: { $0.value.count > 1 }) {
                 throw DataError.invalidDataset("several classes map to the folder name '\(clash.key)'")
             }
+            datasets.append((split, dataset, folders))
             summary.classNames = dataset.classNames
             summary.folderNames = folders
             summary.counts[split] = dataset.classCounts
-            if options.dryRun {
-                progress?(Progress(split: split, completed: dataset.count, total: dataset.count))
-                continue
-            }
-            summary.written += try write(dataset, folders: folders, to: destination + "/" + split, split: split,
-                                         options: options, progress: progress)
         }
+        if options.dryRun {
+            for (split, dataset, _) in datasets { progress?(Progress(split: split, completed: dataset.count, total: dataset.count)) }
+            return summary
+        }
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: destination, withIntermediateDirectories: true)
+        } catch {
+            throw DataError.unwritable(path: destination, reason: "cannot create the folder: \(FileErrorReason.of(error))")
+        }
+        removeLeftovers(in: destination)
+        // Each split is written beside the earlier one, which stays until the new one is whole.
+        let token = UUID().uuidString
+        var staged: [String] = []
+        var aside: [String] = []
+        var published = false
+        defer {
+            if !published { for path in staged { try? fm.removeItem(atPath: path) } }
+        }
+        var record = Marker(source: source.rawValue, files: [:])
+        for (split, dataset, folders) in datasets {
+            let temporary = destination + "/." + split + ".tmp-" + token
+            staged.append(temporary)
+            summary.written += try write(dataset, folders: folders, to: temporary, split: split, options: options, progress: progress)
+            for (folder, names) in fileNames(dataset, folders: folders) { record.files?[split + "/" + folder] = FolderRecord(names) }
+        }
+        // The marker first: a crash before the renames leaves a destination the next run refuses
+        // (its files are not those recorded), never one it takes for something it is not.
+        try AtomicFile.write(try JSONEncoder().encode(record) + Foundation.Data("\n".utf8), to: destination + "/" + markerName,
+                             durable: false)
+        for split in Set(found.earlierSplits).union(datasets.map(\.split)).sorted() {
+            let path = destination + "/" + split
+            if fm.fileExists(atPath: path) {
+                let old = destination + "/." + split + ".old-" + token
+                guard rename(path, old) == 0 else {
+                    throw DataError.unwritable(path: path, reason: "cannot move the earlier conversion aside: " + String(cString: strerror(errno)))
+                }
+                aside.append(old)
+            }
+            if let temporary = staged.first(where: { $0.hasSuffix("/." + split + ".tmp-" + token) }) {
+                guard rename(temporary, path) == 0 else {
+                    throw DataError.unwritable(path: path, reason: "cannot move the new split into place: " + String(cString: strerror(errno)))
+                }
+            }
+        }
+        published = true
+        for old in aside { try? fm.removeItem(atPath: old) }
         return summary
     }
 
-    /// The file `run` writes into the destination before any image: a destination that has it was
-    /// made by `convert`, which may write into it again.
+    /// The file names `write` gives `dataset`'s images, by class folder.
+    static func fileNames(_ dataset: any ImageDataset, folders: [String]) -> [String: [String]] {
+        var names: [String: [String]] = [:]
+        for (position, sample) in dataset.samples.enumerated() {
+            names[folders[sample.label], default: []].append(fileName(for: sample, position: position))
+        }
+        return names
+    }
+
+    /// The file `run` writes into the destination: a destination that has it was made by `convert`,
+    /// which may replace it while it holds what the marker records.
     public static let markerName = ".finetune-convert.json"
+
+    /// The marker's content: the source, and the files written in each class folder (`split/folder`);
+    /// `files` is nil in the markers of versions before 2026-12-06, which recorded only the source.
+    struct Marker: Codable {
+        var format = "finetune-convert"
+        var source: String
+        var files: [String: FolderRecord]?
+    }
+
+    /// What one class folder held when written: how many files, and a SHA-256 of their sorted names.
+    struct FolderRecord: Codable, Equatable {
+        var count: Int
+        var names: String
+
+        init(_ names: [String]) {
+            count = names.count
+            self.names = SHA256Hasher.hexDigest(of: Array(names.sorted().joined(separator: "\n").utf8))
+        }
+    }
 
     /// What a destination holds, as far as `convert` may write there.
     public enum Destination: Equatable, Sendable {
         /// Nothing: a missing or empty folder.
         case new
-        /// An earlier conversion, marked (`markerName`): its split folders are replaced.
+        /// An earlier conversion, marked (`markerName`) and holding what the marker records: its
+        /// split folders are replaced.
         case converted(splits: [String])
-        /// Only `train/` and `test/` class folders of `<index>.png`, but no marker: output of a version
-        /// from before the marker, or a user's own numbered PNGs. Written into, never removed or marked.
-        case unmarked
 
-        /// The split folders `run` removes before writing.
+        /// The split folders `run` replaces.
         public var earlierSplits: [String] { if case .converted(let splits) = self { return splits } else { return [] } }
     }
 
-    /// Throws unless `destination` is missing, empty, or holds only what `convert` writes (`train/` and
-    /// `test/` of class folders of `<index>.png`, and its marker, `markerName`): `convert` never
-    /// overwrites or mixes with files it did not write.
+    /// A hidden folder of a run that was interrupted: `.train.tmp-<UUID>`, `.test.old-<UUID>`.
+    static func isLeftover(_ name: String) -> Bool {
+        for split in ["train", "test"] {
+            for marker in [".tmp-", ".old-"] where name.hasPrefix("." + split + marker) {
+                if UUID(uuidString: String(name.dropFirst(split.count + 1 + marker.count))) != nil { return true }
+            }
+        }
+        return false
+    }
+
+    /// Removes the hidden split folders of interrupted runs (`isLeftover`).
+    static func removeLeftovers(in destination: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: destination)) ?? [] where isLeftover(name) {
+            try? FileManager.default.removeItem(atPath: destination + "/" + name)
+        }
+    }
+
+    /// Throws unless `destination` is missing, empty, or an earlier conversion that holds exactly what
+    /// its marker records (`train/` and `test/` class folders of the files it wrote; for a marker of
+    /// an older version, which records no files, class folders of `<index>.png`): `convert` never
+    /// overwrites, removes or mixes with files it did not write. A folder of images without the marker
+    /// (a user's own numbered PNGs) is refused: their names are the ones convert would write.
     @discardableResult
     public static func checkDestination(_ destination: String) throws -> Destination {
         let fm = FileManager.default
@@ -179,28 +247,45 @@ public enum ConvertDataset {
         guard isFolder.boolValue else { throw DataError.invalidDataset("\(destination) is a file; convert writes a folder") }
         func entries(_ path: String) -> [String] { ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted() }
         func isFolderAt(_ path: String) -> Bool { fm.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue }
-        func isImageName(_ name: String) -> Bool {
-            name.hasSuffix(".png") && !name.dropLast(4).isEmpty && name.dropLast(4).allSatisfy(\.isASCII) && Int(name.dropLast(4)) != nil
+        func refuse(_ entry: String, _ why: String = "which finetune convert did not write") -> DataError {
+            DataError.invalidDataset("\(destination) holds \(entry), \(why); give a new or empty folder "
+                                     + "(convert never writes among other files)")
         }
-        var foreign: String?
-        let splits = entries(destination).filter { $0 != markerName }
-        search: for split in splits {
-            guard ["train", "test"].contains(split), isFolderAt(destination + "/" + split) else { foreign = split; break }
+        let splits = entries(destination).filter { $0 != markerName && !isLeftover($0) }
+        guard fm.fileExists(atPath: destination + "/" + markerName) else {
+            if let first = splits.first {
+                throw refuse(first, "and no \(markerName) says convert wrote it (it may be your own images, whose names "
+                             + "are those convert writes)")
+            }
+            return .new
+        }
+        guard let data = fm.contents(atPath: destination + "/" + markerName),
+              let marker = try? JSONDecoder().decode(Marker.self, from: data), marker.format == "finetune-convert" else {
+            throw refuse(markerName, "which is not convert's marker")
+        }
+        for split in splits {
+            guard ["train", "test"].contains(split), isFolderAt(destination + "/" + split) else { throw refuse(split) }
             for folder in entries(destination + "/" + split) {
-                let classPath = destination + "/" + split + "/" + folder
-                guard isFolderAt(classPath) else { foreign = split + "/" + folder; break search }
-                for file in entries(classPath) where !isImageName(file) && !(file.hasPrefix(".") && file.hasSuffix(".tmp")) {
-                    foreign = split + "/" + folder + "/" + file
-                    break search
+                let relative = split + "/" + folder
+                guard isFolderAt(destination + "/" + relative) else { throw refuse(relative) }
+                let names = entries(destination + "/" + relative)
+                if let files = marker.files {
+                    guard let recorded = files[relative] else { throw refuse(relative) }
+                    guard FolderRecord(names) == recorded else {
+                        throw refuse(relative, "whose files are not those convert wrote there (it wrote \(recorded.count); "
+                                     + "it holds \(names.count))")
+                    }
+                } else if let other = names.first(where: { !isImageName($0) && !($0.hasPrefix(".") && $0.hasSuffix(".tmp")) }) {
+                    throw refuse(relative + "/" + other)
                 }
             }
         }
-        if let foreign {
-            throw DataError.invalidDataset("\(destination) holds \(foreign), which finetune convert did not write; "
-                                           + "give a new or empty folder (convert never writes among other files)")
-        }
-        if fm.fileExists(atPath: destination + "/" + markerName) { return .converted(splits: splits) }
-        return splits.isEmpty ? .new : .unmarked
+        return .converted(splits: splits)
+    }
+
+    /// `<index>.png`.
+    static func isImageName(_ name: String) -> Bool {
+        name.hasSuffix(".png") && !name.dropLast(4).isEmpty && name.dropLast(4).allSatisfy(\.isASCII) && Int(name.dropLast(4)) != nil
     }
 
     static func write(_ dataset: any ImageDataset, folders: [String], to directory: String, split: String,

@@ -104,6 +104,11 @@ public enum PseudoLabelReview {
     /// checks it; callers check it first to fail before the labelling pass.
     public static func checkDestination(_ out: String, unlabeledRoot: String) throws {
         let manager = FileManager.default
+        var info = stat()
+        if lstat(out, &info) == 0, !manager.fileExists(atPath: out) {
+            throw RunError.refusedDestination(path: out, reason: "it is a symbolic link to "
+                + "\((try? manager.destinationOfSymbolicLink(atPath: out)) ?? "?"), which does not exist; create its target or give another folder")
+        }
         var isDirectory: ObjCBool = false
         if manager.fileExists(atPath: out, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
@@ -171,7 +176,8 @@ public enum PseudoLabelReview {
         let csv = (out as NSString).appendingPathComponent(csvName)
         // A failure part-way, the CSV's included, removes what this call wrote, so the folder is new or
         // empty again (a re-run found it "not empty").
-        let existed = manager.fileExists(atPath: out)
+        var info = stat()
+        let existed = lstat(out, &info) == 0  // a link too: only what this call made is removed
         var written: [String] = []
         do {
             for (source, folder, target) in targets {

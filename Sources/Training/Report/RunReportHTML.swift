@@ -6,13 +6,18 @@ extension RunReport {
     public static let sectionIDs = ["run", "curves", "confusion", "per-class", "most-confused", "top-losses",
                                     "grad-cam", "data-check"]
 
+    /// How every report's `html()` begins.
+    static let beginning = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>finetune report: "
+
+    /// Whether `head` (a file's first bytes, as text) is the beginning of a report `html()` wrote: how
+    /// `report --out` tells its own earlier file from a user's that merely mentions the words.
+    public static func isReport(_ head: String) -> Bool { head.hasPrefix(beginning) }
+
     /// The report as one self-contained HTML page: inline SVG, PNGs as data URIs, no script, font,
     /// style sheet or anything else fetched from elsewhere.
     public func html() -> String {
-        var out = """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8">
-            <title>finetune report: \(h(config.architecture)) — \(h(runDirectory))</title>
+        var out = Self.beginning + """
+            \(h(config.architecture)) — \(h(runDirectory))</title>
             <style>
             body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
             h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}

@@ -218,7 +218,8 @@ public struct RunDirectory: Sendable {
                 throw RunError.refusedDestination(path: path, reason: "exists and is not a folder")
             }
             let contents = (try? fm.contentsOfDirectory(atPath: path)) ?? []
-            if !contents.isEmpty && contents != [RunLock.fileName] {
+            // A lone lock file of a killed run's start counts as empty; another tool's `.lock` does not.
+            if !contents.isEmpty && !(contents == [RunLock.fileName] && RunLock.isOwnLockFile(file(RunLock.fileName))) {
                 if let reason = reasonNotARun() {
                     throw RunError.refusedDestination(path: path, reason: "exists and is not a finetune run directory "
                         + "(\(reason)); nothing was changed: choose another folder")

@@ -92,6 +92,16 @@ public final class RunLock {
     /// Whether this lock is still held.
     public var isHeld: Bool { descriptor >= 0 }
 
+    /// Whether the file at `path` is a lock file finetune wrote: empty, or one process ID and a line
+    /// break (a run killed before it wrote more leaves only this). Another tool's `.lock` is not.
+    public static func isOwnLockFile(_ path: String) -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= 32,
+              let data = FileManager.default.contents(atPath: path) else { return false }
+        let text = String(decoding: data, as: UTF8.self)
+        return text.isEmpty || (text.hasSuffix("\n") && Int32(text.dropLast()) != nil)
+    }
+
     /// Releases the lock (the file stays: removing it would race with the next writer's `open`).
     public func release() {
         guard descriptor >= 0 else { return }

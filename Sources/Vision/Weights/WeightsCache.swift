@@ -430,8 +430,16 @@ public struct WeightsCache {
     /// Re-hashes every cached file: weight files against their names, converted copies against
     /// their recorded digests. Converted copies an earlier version left beside the `.pth` files are
     /// reported as `.unused` (nothing reads them; the next load of those weights removes them).
+    /// A root or `weights/` folder that exists but is not a folder is `WeightsError.unreadable`
+    /// (a mistyped `FINETUNE_CACHE_DIR` naming a file verified nothing and passed).
     public func verify() throws -> [Verification] {
         let fm = FileManager.default
+        for folder in [root, weightsDirectory] {
+            var isDirectory: ObjCBool = false
+            if fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw WeightsError.unreadable(path: folder.path, reason: "it is a file, not the weights cache's folder")
+            }
+        }
         var results: [Verification] = []
         let names = ((try? fm.contentsOfDirectory(atPath: weightsDirectory.path)) ?? []).sorted()
         for name in names where !name.hasPrefix(".") {

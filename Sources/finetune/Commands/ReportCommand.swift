@@ -54,7 +54,7 @@ struct ReportCommand: ParsableCommand {
         guard (0...100).contains(gradCam) else { throw ValidationError("--grad-cam must be 0 to 100, got \(gradCam)") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkWorkers(workers)
-        try checkReplaceable(out, marker: "<title>finetune report:", flag: "--out", what: "a finetune report")
+        try checkReplaceable(out, flag: "--out", what: "a finetune report", isOurs: RunReport.isReport)
     }
 
     func run() throws {

@@ -39,7 +39,7 @@ struct SummaryCommand: ParsableCommand {
             throw ValidationError("--input-size must be 1 to \(Self.largestInputSize) pixels, got \(inputSize)")
         }
         guard let plot else { return }
-        try checkReplaceable(plot, marker: Plots.architectureMarker, flag: "--plot", what: "a finetune architecture plot")
+        try checkReplaceable(plot, flag: "--plot", what: "a finetune architecture plot", isOurs: Plots.isArchitecturePlot)
     }
 
     func run() throws {

@@ -152,7 +152,12 @@ struct WeightsCommand: ParsableCommand {
             abstract: "Re-hash every cached file (and converted copy); exit status 1 if any differs.")
         @Flag(help: "Print one JSON object per file.") var json = false
         func run() throws {
-            let results = try WeightsCache().verify()
+            let cache = WeightsCache()
+            let results: [WeightsCache.Verification]
+            do { results = try cache.verify() } catch { throw CommandFailure("\(error)") }
+            if results.isEmpty {  // a mistyped cache folder verified nothing, silently
+                printError("no weights are cached under \(cache.weightsDirectory.path): nothing was verified")
+            }
             for r in results {
                 if json {
                     printEncodedJSON(Row(result: r))
