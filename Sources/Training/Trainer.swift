@@ -299,7 +299,14 @@ public final class Trainer {
             try withNoGrad {
                 for group in optimizer.parameterGroups {
                     for (name, parameter) in group.parameters {
-                        try parameter.setGrad(gradients[name].map { try $0.clone() })
+                        // In the parameter's own layout (a clone keeps its strides), as autograd
+                        // accumulates it: a contiguous copy of a channels-last gradient summed in another
+                        // order, so --clip-grad-norm's norm, and the resumed run, differed.
+                        try parameter.setGrad(gradients[name].map { saved in
+                            let gradient = try parameter.clone()
+                            try gradient.copy_(saved)
+                            return gradient
+                        })
                     }
                 }
             }
