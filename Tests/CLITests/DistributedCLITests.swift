@@ -464,10 +464,20 @@ extension TrainCLITests {
         for (rank, run) in env.enumerated() { XCTAssertEqual(run.status, 0, "rank \(rank): " + run.stderr) }
         XCTAssertEqual(try largestRelativeDifference(runs + "/ddp/model.safetensors", runs + "/env/model.safetensors"), 0)
 
-        // Kill rank 1 once rank 0 has saved a step (--save-every-steps 1 changes no arithmetic).
+        // Kill rank 1 once rank 0 has saved a step (--save-every-steps 1 changes no arithmetic). BatchNorm
+        // trains here: the failed batch's forward pass had updated its running statistics, and the
+        // checkpoint kept them (the resumed run's were one batch ahead).
+        func trainingBatchNorm(_ arguments: [String]) -> [String] {
+            var arguments = arguments
+            if let i = arguments.firstIndex(of: "--trainable-scopes") { arguments.removeSubrange(i...(i + 1)) }
+            return arguments + ["--recipe", "full"]
+        }
+        let withBatchNorm = try CLITests.run(trainingBatchNorm(trainArguments(data: data, out: runs + "/ddp-bn", batchSize: 8))
+            + ["--nproc-per-node", "2", "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(withBatchNorm.status, 0, withBatchNorm.stdout + withBatchNorm.stderr)
         let logs = try temporaryFolder("dist-logs")
         let port = try FreePort.make()
-        let killedArguments = trainArguments(data: data, out: runs + "/killed", batchSize: 8)
+        let killedArguments = trainingBatchNorm(trainArguments(data: data, out: runs + "/killed", batchSize: 8))
             + ["--threads", "1", "--save-every-steps", "1", "--dist-timeout", "20"]
         let rank0 = try startRank(0, killedArguments, port: port, log: logs + "/rank0.log")
         let rank1 = try startRank(1, killedArguments, port: port, log: logs + "/rank1.log")
@@ -492,8 +502,8 @@ extension TrainCLITests {
         let resumed = try CLITests.run(["train", "--resume", runs + "/killed", "--nproc-per-node", "2",
                                         "--master-port", String(try FreePort.make())])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try largestRelativeDifference(runs + "/ddp/model.safetensors", runs + "/killed/model.safetensors"), 0)
+        XCTAssertEqual(try largestRelativeDifference(runs + "/ddp-bn/model.safetensors", runs + "/killed/model.safetensors"), 0)
         // Only rank 0 wrote: the run directories and nothing else.
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs).sorted(), ["ddp", "env", "killed", "single"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs).sorted(), ["ddp", "ddp-bn", "env", "killed", "single"])
     }
 }

@@ -50,23 +50,27 @@ extension Trainer {
 extension Trainer {
     /// Runs `body` (one batch, or the end of an epoch); when a rank is lost during it, rank 0 writes a
     /// resumable checkpoints/last first, then the error goes on. With `restoring` (a training step,
-    /// which may have failed between backward and the optimizer step), the checkpoint is the state and
-    /// generator from before `body`, whose parameters the failed step never changed; otherwise the
-    /// state as it is. Under gradient accumulation no checkpoint is written (a failed all-reduce may
-    /// have changed pending gradients): the last one saved stays.
+    /// which may have failed between backward and the optimizer step), the checkpoint is the state,
+    /// generator and model buffers from before `body` (its forward pass had updated BatchNorm's
+    /// running statistics), whose parameters the failed step never changed; otherwise the state as
+    /// it is. Under gradient accumulation no checkpoint is written (a failed all-reduce may have
+    /// changed pending gradients): the last one saved stays.
     func savingOnLostRank<R>(restoring: Bool, _ body: () throws -> R) throws -> R {
         guard let distributed else { return try body() }
+        let saves = distributed.rank == 0 && configuration.accumulationSteps == 1 && configuration.checkpointDirectory != nil
         let saved = restoring ? state : nil
         let generator = restoring ? try Runtime.cpuRNGState() : nil
+        let buffers = restoring && saves ? try withNoGrad { try model.namedBuffers().map { ($0.0, try $0.1.clone()) } } : []
         do {
             return try body()
         } catch let error as DistributedError {
-            guard distributed.rank == 0, configuration.accumulationSteps == 1,
-                  let directory = configuration.checkpointDirectory else { throw error }
+            guard saves, let directory = configuration.checkpointDirectory else { throw error }
             if let saved, let generator {
                 state = saved
                 try Runtime.setCPURNGState(generator)
                 try optimizer.zeroGrad()
+                let current = Dictionary(model.namedBuffers(), uniquingKeysWith: { a, _ in a })
+                try withNoGrad { for (name, before) in buffers { try current[name]?.copy_(before) } }
             }
             state.status = "interrupted"
             try saveCheckpoint(to: URL(fileURLWithPath: directory).appendingPathComponent("last").path)
