@@ -263,6 +263,33 @@ extension TrainCLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder), "\(folder) is left behind")
     }
 
+    /// A worker killed under `--nproc-per-node`: the launcher says which rank ended and how, as
+    /// torchrun does, and the surviving rank's error is printed whole. (The launcher's SIGTERM killed
+    /// the survivor while it printed, so a killed rank 0 left exit status 137 and not one word.)
+    func testALostWorkerIsNamedByTheLauncherAndTheOtherRanksErrorIsWhole() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let folder = try temporaryFolder("dist-lost-worker")
+        let out = folder + "/run", log = folder + "/stderr.log"
+        let launcher = Process()
+        launcher.executableURL = CLITests.binary
+        launcher.arguments = trainArguments(data: try makeDistributedDataset(), out: out, batchSize: 1)
+            + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1", "--nproc-per-node", "2",
+               "--master-port", String(try FreePort.make())]
+        FileManager.default.createFile(atPath: log, contents: nil)
+        launcher.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        launcher.standardOutput = FileHandle.nullDevice
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(120)
+        while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(out)) == nil { Thread.sleep(forTimeInterval: 0.005) }
+        let rank0 = try XCTUnwrap(try Self.workers(of: launcher.processIdentifier)[0])
+        kill(rank0, SIGKILL)
+        launcher.waitUntilExit()
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(launcher.terminationStatus, 137, text)
+        XCTAssertTrue(text.contains("worker rank 0 (process \(rank0)) was killed by signal 9"), text)
+        XCTAssertTrue(text.contains("Error: rank 0 stopped answering") && text.contains("; rank 1 stops"), text)
+    }
+
     /// A non-finite loss on one rank only (a class weight of 3.4e38, float32's largest, overflows the
     /// weighted loss of a batch holding that class on one rank): every rank stops as diverged at the same step, the one at
     /// which one process at the whole batch stops, with no step applied. (Before, that rank stopped

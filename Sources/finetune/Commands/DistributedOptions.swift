@@ -136,11 +136,33 @@ enum WorkerProcess {
         let status = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
         guard status == 0 else { throw CommandFailure("--nproc-per-node: cannot start a worker: \(String(cString: strerror(status)))") }
         running.append(pid)
+        ranks[pid] = environment["RANK"]
         return pid
+    }
+
+    /// The `RANK` of each worker started, by process ID (for the launcher's report of a failure).
+    nonisolated(unsafe) static var ranks: [pid_t: String] = [:]
+
+    /// Runs a worker's training. Once it has ended, the launcher's SIGTERM (sent when another worker
+    /// failed) no longer kills this worker: it is only printing its error and exiting, and the
+    /// default action cut that message off, so nothing said why the run stopped.
+    static func finishing<T>(_ body: () throws -> T) rethrows -> T {
+        defer { if ProcessInfo.processInfo.environment[launcherVariable] != nil { signal(SIGTERM, SIG_IGN) } }
+        return try body()
+    }
+
+    /// How a worker ended, in words: "exited with status 1", "was killed by signal 9 (Killed)".
+    static func describe(status: Int32) -> String {
+        let signalNumber = status & 0x7f
+        guard signalNumber != 0 else { return "exited with status \((status >> 8) & 0xff)" }
+        return "was killed by signal \(signalNumber) (\(String(cString: strsignal(signalNumber))))"
     }
 
     /// How long workers get to stop after another failed, before they are killed.
     static let stopGraceSeconds = 15.0
+
+    /// How long workers get to notice that another failed, before they are asked to stop.
+    static let lossNoticeSeconds = 3.0
 
     /// The launcher's PID, in each worker's environment.
     static let launcherVariable = "FINETUNE_LAUNCHER_PID"
@@ -164,9 +186,9 @@ enum WorkerProcess {
 
     /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM (a closed
     /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
-    /// When a worker fails, the others are asked to stop (SIGTERM) and killed after
-    /// `stopGraceSeconds`, as torchrun does: a rank that hangs or still waits for a rendezvous does not
-    /// keep the command running. The first non-zero exit status wins. A worker's private folder
+    /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
+    /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
+    /// still waits for a rendezvous does not keep the command running. The first non-zero exit status wins. A worker's private folder
     /// (`children[pid]`, if any) is removed once it has ended, however it ended.
     static func wait(for children: [pid_t: String?]) -> Int32 {
         for sig in [SIGINT, SIGTERM] {
@@ -176,6 +198,7 @@ enum WorkerProcess {
         var result: Int32 = 0
         var remaining = Set(children.keys)
         var failedAt: Date?
+        var askedToStop = false
         while !remaining.isEmpty {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
@@ -187,13 +210,23 @@ enum WorkerProcess {
                 if code != 0 && result == 0 {
                     result = code
                     failedAt = Date()
-                    for other in remaining { kill(other, SIGTERM) }
+                    // As torchrun does: which worker failed first, and how (a killed worker says nothing).
+                    printError("finetune: worker rank \(ranks[pid] ?? "?") (process \(pid)) \(describe(status: status))"
+                               + (remaining.isEmpty ? "" : "; stopping the others"))
                 }
                 continue
             }
             if pid < 0 && errno == ECHILD { break }
-            if let failedAt, Date().timeIntervalSince(failedAt) > stopGraceSeconds {
-                for other in remaining { kill(other, SIGKILL) }
+            if let failedAt {
+                // The others first get `lossNoticeSeconds` to see the loss themselves (a closed
+                // connection fails their next collective at once) and say which rank they lost; a
+                // SIGTERM at once made them stop as on Ctrl-C instead, without a word.
+                let waited = Date().timeIntervalSince(failedAt)
+                if waited > lossNoticeSeconds && !askedToStop {
+                    askedToStop = true
+                    for other in remaining { kill(other, SIGTERM) }
+                }
+                if waited > lossNoticeSeconds + stopGraceSeconds { for other in remaining { kill(other, SIGKILL) } }
             }
             usleep(20_000)
         }

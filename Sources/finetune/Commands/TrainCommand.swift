@@ -232,7 +232,7 @@ struct TrainCommand: ParsableCommand {
         // With --json, progress goes to standard error: its style follows that stream.
         let style = ProgressPrinter.defaultStyle(isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) != 0)
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(style: style, write: json ? StandardStreams.writeError : StandardStreams.writeOutput)]
-        let summary = try mapErrors { try trainingRun.run() }
+        let summary = try mapErrors { try WorkerProcess.finishing { try trainingRun.run() } }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
             if json && rank == 0 { printEncodedJSON(summary) }  // status `interrupted`: a script tells it from a crash
