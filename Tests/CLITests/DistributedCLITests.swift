@@ -370,6 +370,19 @@ extension TrainCLITests {
             XCTAssertEqual(run.status, 1, "rank \(rank): \(run.stderr)")
             XCTAssertTrue(run.stderr.contains("gradient accumulation (--accumulate-steps)"), "rank \(rank): \(run.stderr)")
         }
+        // So are ranks that differ in the model or the images' pixels, before any features are
+        // computed: one rank at another --input-size wrote its features into the shared cache under rank
+        // 0's key, and --augment differing in a head-only run left the ranks' collectives out of step.
+        for (i, (flags, named)) in [(["--input-size", "48"], "preprocessing (--input-size)"),
+                                    (["--augment", "standard"], "data and run options"),
+                                    (["--head-dropout", "0.5"], "model (--arch")].enumerated() {
+            let differing = try runRanks(2, trainArguments(data: data, out: out + "-\(i)", batchSize: 8) + ["--epochs", "1"],
+                                         port: FreePort.make(), extra: [:], perRank: [1: flags])
+            for (rank, run) in differing.enumerated() {
+                XCTAssertEqual(run.status, 1, "rank \(rank) \(flags): \(run.stderr)")
+                XCTAssertTrue(run.stderr.contains("the ranks disagree on \(named)"), "rank \(rank) \(flags): \(run.stderr)")
+            }
+        }
     }
 
     /// A data-parallel run's validation metrics are those of the model it saves: every rank evaluates

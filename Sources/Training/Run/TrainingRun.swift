@@ -714,6 +714,7 @@ public final class TrainingRun {
         let stop = signalStop ?? SignalStop()
         trainer.signalStop = stop
         defer { if signalStop == nil { stop.cancel() } }
+        if let distributed = trainer.distributed { try checkRanksAgree(distributed) }
         trainer.pseudoLabeler = try makePseudoLabeler(trainLoader, evalTransform: evalTransform, reporter: skipped)
         do {
             trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader, stop: stop)
@@ -868,6 +869,35 @@ public final class TrainingRun {
 
     /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
     /// would expect them).
+    /// Throws unless every rank has this run's model and data settings, before any rank computes
+    /// features: `Trainer.startDistributed` checks the training settings, but ranks started by hand
+    /// (torchrun, Slurm, a PyTorchJob's separate Master and Worker commands) with another
+    /// `--input-size`, `--pooling`, `--head-dropout`, `--augment` or `--exif` trained on without a
+    /// word, and one wrote its features into a shared feature cache under rank 0's key. Left out:
+    /// what each rank may set for itself (threads, decoding workers, checkpoint cadence, which only
+    /// rank 0 follows) and paths on each machine.
+    private func checkRanksAgree(_ distributed: DataParallel) throws {
+        var options = config.options
+        options.workers = 0
+        options.threads = nil
+        options.saveEverySteps = nil
+        options.saveEverySeconds = nil
+        options.featureCacheDirectory = nil
+        options.imageRoot = nil
+        options.unlabeled = options.unlabeled.map { _ in "given" }
+        options.checkpointPath = options.checkpointPath.map { _ in "given" }
+        options.classWeights = options.classWeights.map { _ in "given" }  // their values are the training settings'
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        func json<T: Encodable>(_ value: T) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
+        try distributed.checkSameSettings([
+            ("model (--arch, --weights, --pooling, --head-*, --binary)",
+             "\(config.architecture) \(config.weights ?? "none") " + (try json(config.head))),
+            ("preprocessing (--input-size)", try json(config.preprocessing)),
+            ("data and run options (--augment, --color-jitter, --exif, --feature-cache, --val-split, …)", try json(options)),
+        ])
+    }
+
     private func prepareFeatureCache(train: DataLoader, validation: DataLoader?, stop: SignalStop) throws -> TrainingFeatures? {
         let options = config.options
         let mode = options.featureCache ?? .auto
