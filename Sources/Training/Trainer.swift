@@ -454,8 +454,12 @@ public final class Trainer {
                 var batch = delivered
                 // Asked once per batch: the stream of pseudo-labelled images hands each part out once.
                 let pseudoPart = try batch.flatMap { try pseudo?.part(for: $0) }
-                if let single = batch, single.count == 1, train.batchSize > 1, batchNormTrains, pseudoPart == nil {
-                    onSingleImageBatchLeftOut?(state.epoch, single.number, single.indices[0])
+                // BatchNorm cannot train on one image. Under SyncBatchNorm its statistics are the whole
+                // step's, so a rank's lone image is left out only when no other rank has one.
+                let lone = batch.flatMap { $0.count == 1 && train.batchSize > 1 && batchNormTrains && pseudoPart == nil ? $0 : nil }
+                let syncedBatchNorm = distributed?.syncBatchNorm == true
+                if let lone, !syncedBatchNorm {
+                    onSingleImageBatchLeftOut?(state.epoch, lone.number, lone.indices[0])
                     batch = nil
                 }
                 var lossScale: Double?
@@ -470,7 +474,8 @@ public final class Trainer {
                         if state.accumulation == nil { break }
                     }
                     // SyncBatchNorm's forward is a collective of every rank: all train the batch, or none.
-                    if agreed.total == 0 || (distributed.syncBatchNorm && batchNormTrains && agreed.images.contains(0)) {
+                    if agreed.total == 0 || (syncedBatchNorm && batchNormTrains && agreed.images.contains(0)) {
+                        if let lone, agreed.total == 1 { onSingleImageBatchLeftOut?(state.epoch, lone.number, lone.indices[0]) }
                         continue
                     }
                     lossScale = agreed.lossScale(rank: distributed.rank)

@@ -142,7 +142,14 @@ extension TrainCLITests {
         let ranks = try runRanks(2, arguments, port: FreePort.make())
         for (rank, result) in ranks.enumerated() { XCTAssertEqual(result.status, 0, "rank \(rank): \(result.stderr)") }
         XCTAssertTrue(ranks[0].stderr.contains("holds one image"), ranks[0].stderr)
+        XCTAssertTrue(ranks[0].stderr.contains("each rank's share of them) trains on all of them, as does --sync-bn"), ranks[0].stderr)
         XCTAssertTrue(ranks[0].stdout.contains("1 epochs, 1 steps"), ranks[0].stdout)
+        // Under --sync-bn the statistics are the whole step's (two images): the batch trains, as one
+        // process at batch 30 trains its last batch of two (it was left out on both ranks).
+        let synced = try runRanks(2, arguments.map { $0 == out ? out + "-sync" : $0 } + ["--sync-bn"], port: FreePort.make())
+        for (rank, result) in synced.enumerated() { XCTAssertEqual(result.status, 0, "rank \(rank): \(result.stderr)") }
+        XCTAssertFalse(synced[0].stderr.contains("holds one image"), synced[0].stderr)
+        XCTAssertTrue(synced[0].stdout.contains("1 epochs, 2 steps"), synced[0].stdout)
     }
 
     /// An unreadable training file on one rank: every batch slot is still one step on every rank, so

@@ -120,7 +120,9 @@ open class BatchNorm: Module, BatchNormLayer {
         }
         // As PyTorch: batch statistics when training, or when there are no running statistics at all.
         let useBatchStats = training || runningMean == nil
-        if useBatchStats && shape.reduce(1, *) / shape[1] <= 1 {
+        // Synchronised, the statistics are every rank's: the collective checks the total count.
+        let synchronized = training && (processGroup?.worldSize ?? 1) > 1
+        if useBatchStats && !synchronized && shape.reduce(1, *) / shape[1] <= 1 {
             throw NNError.invalidArgument(
                 "\(typeName): expected more than 1 value per channel when training, got input size \(shape): "
                 + "a batch of \(shape[0]) image\(shape[0] == 1 ? "" : "s") gives it one value per channel; "

@@ -734,13 +734,15 @@ public final class TrainingRun {
             }
         }
         var leftOutBefore = false
+        let ranks = trainer.distributed?.worldSize ?? 1
         trainer.onSingleImageBatchLeftOut = { [notify] epoch, batch, sample in
             guard !leftOutBefore else { return }  // once: shuffled epochs leave out another image each time
             leftOutBefore = true
             notify(.warning("batch \(batch + 1) of epoch \(epoch + 1) holds one image (\(trainLoader.dataset.samples[sample].source.description)) "
                             + "and BatchNorm cannot train on one, so it is left out, in every epoch where this happens; "
-                            + "a batch size that does not leave one image over (\(trainLoader.dataset.count) training images) "
-                            + "trains on all of them"))
+                            + "a batch size that does not leave one image over (\(trainLoader.dataset.count) training images"
+                            + (ranks > 1 ? ", each rank's share of them" : "") + ") trains on all of them"
+                            + (ranks > 1 && options.syncBatchNorm != true ? ", as does --sync-bn" : "")))
         }
 
         let result = try trainer.fit(train: trainLoader, validation: validationLoader, epochs: options.epochs)
