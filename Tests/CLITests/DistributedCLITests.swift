@@ -377,6 +377,26 @@ extension TrainCLITests {
             XCTAssertEqual(run.status, 1, "rank \(rank): \(run.stderr)")
             XCTAssertTrue(run.stderr.contains("gradient accumulation (--accumulate-steps)"), "rank \(rank): \(run.stderr)")
         }
+        // Ranks given different WORLD_SIZE values are told so; it read as a rendezvous timeout with
+        // Gloo's "136 vs 272".
+        let sizePort = String(try FreePort.make())
+        final class Box: @unchecked Sendable { var runs: [Int: CLITests.Run] = [:]; let lock = NSLock() }
+        let box = Box()
+        DispatchQueue.concurrentPerform(iterations: 2) { rank in
+            let environment = ["RANK": String(rank), "WORLD_SIZE": rank == 0 ? "2" : "3", "MASTER_ADDR": "127.0.0.1",
+                               "MASTER_PORT": sizePort]
+            let result = try? CLITests.run(trainArguments(data: data, out: out + "-sizes", batchSize: 8) + ["--dist-timeout", "20"],
+                                           environment: environment)
+            box.lock.withLock { box.runs[rank] = result }
+        }
+        // Rank 0 holds the store and counts; a rank that finds it gone has only Gloo's sign of it
+        // (worded by LibTorch: a hint is added where it is recognised).
+        XCTAssertTrue(try XCTUnwrap(box.runs[0]).stderr.contains("the ranks disagree on the number of processes (WORLD_SIZE"))
+        for rank in 0..<2 {
+            let result = try XCTUnwrap(box.runs[rank])
+            XCTAssertNotEqual(result.status, 0)
+        }
+
         // So are ranks that differ in the model or the images' pixels, before any features are
         // computed: one rank at another --input-size wrote its features into the shared cache under rank
         // 0's key, and --augment differing in a head-only run left the ranks' collectives out of step.

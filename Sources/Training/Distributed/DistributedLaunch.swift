@@ -118,11 +118,26 @@ public struct DistributedLaunch: Equatable, Sendable {
             throw DistributedError.badEnvironment("rank \(rank) could not reach the master at \(endpoint) "
                 + "(MASTER_ADDR / --master-addr) within \(Self.seconds(timeout)): \(text)" + launcherStoreAdvice)
         }
+        // Each rank's WORLD_SIZE, summed in the store: ranks that disagree fail Gloo's handshake with
+        // a message about address sizes ("136 vs 272"), which this tells apart from a timeout.
+        let joined = try? store.add("finetune/joined", 1)
+        let sizes = try? store.add("finetune/world-size-sum", worldSize)
         do {
             return DataParallel(group: try ProcessGroup(store: store, rank: rank, worldSize: worldSize, timeout: timeout))
         } catch {
+            if joined != nil, sizes != nil, let ranks = try? store.add("finetune/joined", 0),
+               let sum = try? store.add("finetune/world-size-sum", 0), sum != ranks * worldSize {
+                throw DistributedError.badEnvironment("rank \(rank): the ranks disagree on the number of processes "
+                    + "(WORLD_SIZE / --nproc-per-node): this rank has \(worldSize), but the \(ranks) that joined at "
+                    + "\(endpoint) have \(sum) in all; start every rank with the same WORLD_SIZE")
+            }
+            // Rank 0, which holds the store, may have gone already: Gloo's handshake failing on the size
+            // of a peer's address list is the other ranks' sign of it.
+            let sizesDiffer = "\(error)".contains("address.cc") && "\(error)".contains(" vs ")
             throw DistributedError.lostRank("rank \(rank): not all \(worldSize) processes joined the group at "
-                + "\(endpoint) within \(Self.seconds(timeout)) (--dist-timeout): \(error)" + launcherStoreAdvice)
+                + "\(endpoint) within \(Self.seconds(timeout)) (--dist-timeout): \(error)" + launcherStoreAdvice
+                + (sizesDiffer ? " (the ranks' address lists differ in size: they were probably started with "
+                   + "different WORLD_SIZE values; this rank has \(worldSize))" : ""))
         }
     }
 
