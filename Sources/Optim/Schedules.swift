@@ -196,7 +196,8 @@ public struct CosineAnnealing: LearningRateSchedule, Equatable {
 /// PyTorch's `OneCycleLR` (two phases) with `max_lr` = the group's base rate: from
 /// `base / divFactor` up to `base` over the first `pctStart` of the run, then down to
 /// `base / divFactor / finalDivFactor` at step `totalSteps - 1`. Steps outside `0..<totalSteps`
-/// are clamped into it (PyTorch raises past the end).
+/// are clamped into it (PyTorch raises past the end). Learning rates only: momentum (Adam's β1) is
+/// not cycled, as PyTorch's `cycle_momentum=True` and fastai's `fit_one_cycle` do.
 public struct OneCycle: LearningRateSchedule, Equatable {
     /// How each phase moves between its rates (PyTorch's `anneal_strategy`).
     public enum Annealing: String, Codable, Equatable, CaseIterable {
