@@ -300,6 +300,26 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(rows[1].split(separator: ",").count, 3 + 512)
         XCTAssertEqual(Float(rows[1].split(separator: ",")[3]), try features.floats()[0])
 
+        // Photos without class folders are embedded too, unlabelled (it was "no class folders").
+        let photos = out + "/photos"
+        try FileManager.default.createDirectory(atPath: photos, withIntermediateDirectories: false)
+        for (i, name) in (try FileManager.default.contentsOfDirectory(atPath: data + "/test/blue")).sorted().prefix(2).enumerated() {
+            try FileManager.default.copyItem(atPath: data + "/test/blue/" + name, toPath: photos + "/photo\(i).png")
+        }
+        for name in ["u.csv", "u.safetensors"] {
+            let r = try run(["features", "resnet18", photos, "--weights", "none", "--out", "\(out)/\(name)", "--threads", "2",
+                             "--workers", "0"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        let unlabelled = try String(contentsOfFile: "\(out)/u.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(unlabelled.count, 3)
+        XCTAssertTrue(unlabelled[1].hasPrefix(photos + "/photo0.png,-1,,"), String(unlabelled[1].prefix(80)))
+        let embedded = try SafeTensors.read("\(out)/u.safetensors")
+        XCTAssertEqual(try XCTUnwrap(embedded.tensors["labels"]).toArray(Int64.self), [-1, -1])
+        XCTAssertEqual(embedded.metadata["class_names"], "[]")
+        let photosSplit = try run(["features", "resnet18", photos, "--weights", "none", "--out", "\(out)/v.csv", "--split", "test"])
+        XCTAssertEqual(photosSplit.status, 64, photosSplit.stderr)
+
         // Its own earlier outputs are replaced; a file it did not write is not, unless --overwrite.
         for name in ["f.safetensors", "f.npy", "f.csv"] {
             let again = try run(["features", "resnet18", data, "--weights", "none", "--out", "\(out)/\(name)",

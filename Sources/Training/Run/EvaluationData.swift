@@ -31,8 +31,23 @@ public struct EvaluationData {
     /// were taken on. Other data is read as it is. `all` is every image of `root`. Without `run`, or
     /// `test` on a plain folder or CSV file, a split DATA does not have is
     /// `RunError.invalidSetting("split")`.
+    ///
+    /// With `unlabelled`, a folder of images without class folders (photos to embed) is read whole as
+    /// `UnlabeledImageFolder` (labels -1, no class names, split `unlabelled`) where DATA used whole is
+    /// asked for (`split` nil or `all`); without it, it is the scan's "no class folders" error.
     public static func select(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?,
-                              classNames: [String]?, strict: Bool = false, imageRoot: String? = nil) throws -> EvaluationData {
+                              classNames: [String]?, strict: Bool = false, imageRoot: String? = nil,
+                              unlabelled: Bool = false) throws -> EvaluationData {
+        if unlabelled, !CSVDataset.isCSVFile(root),
+           let folder = try? UnlabeledImageFolder(root: root, options: ScanOptions(strict: strict)),
+           !folder.samples.isEmpty, folder.folderNames.allSatisfy({ $0 == nil }) {
+            guard split == nil || split == .all else {
+                throw RunError.invalidSetting(setting: "split", reason: "\(split?.rawValue ?? ""): \(root) is a folder of images "
+                                              + "without class folders, which has no splits; leave --split out to use all of it")
+            }
+            return EvaluationData(dataset: folder, split: "unlabelled", scanSkipped: folder.skipped.count,
+                                  warnings: folder.skipped.warning().map { [$0] } ?? [])
+        }
         let explicitSplit = split.flatMap { $0 == .all ? nil : $0 }
         // The same folder also through a link (dev and inode).
         let ownData = run.flatMap { run in

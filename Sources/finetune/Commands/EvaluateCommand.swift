@@ -93,10 +93,11 @@ struct EvaluateCommand: ParsableCommand {
 
     /// `EvaluationData.select`, its warnings printed and a `--split` it refuses a usage error.
     static func dataset(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?, classNames: [String]?,
-                        strict: Bool = false, imageRoot: String? = nil) throws -> (any ImageDataset, String, scanSkipped: Int) {
+                        strict: Bool = false, imageRoot: String? = nil,
+                        unlabelled: Bool = false) throws -> (any ImageDataset, String, scanSkipped: Int) {
         do {
             let selected = try EvaluationData.select(root, split: split, unset: unset, run: run, classNames: classNames,
-                                                     strict: strict, imageRoot: imageRoot)
+                                                     strict: strict, imageRoot: imageRoot, unlabelled: unlabelled)
             selected.warnings.forEach(printError)
             return (selected.dataset, selected.split, selected.scanSkipped)
         } catch RunError.invalidSetting(let setting, let reason) where setting == "split" {

@@ -35,7 +35,8 @@ struct FeaturesCommand: ParsableCommand {
     enum Format: String, CaseIterable { case safetensors, npy, csv }
 
     @Argument(help: "Architecture name or run directory.") var model: String
-    @Argument(help: "Class-folder root (with splits), a folder of class folders, or a path,label CSV file.") var data: String
+    @Argument(help: "Class-folder root (with splits), a folder of class folders, a path,label CSV file, or a folder of unlabelled images.")
+    var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
     @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
     @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with RUN, train and val are the run's own split of it (its --val-split).", valueName: "split"))
@@ -108,7 +109,8 @@ struct FeaturesCommand: ParsableCommand {
             weightsName = initial ?? "random"
         }
         let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, unset: .all, run: runConfig,
-                                                                    classNames: runConfig?.classNames, imageRoot: imageRoot)
+                                                                    classNames: runConfig?.classNames, imageRoot: imageRoot,
+                                                                    unlabelled: true)
         let started = Date()
         let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
                                                  transform: EvaluationTransform(preprocessing),
@@ -195,7 +197,8 @@ struct FeaturesCommand: ParsableCommand {
         let values = try features.floats()
         var text = CSV.record(["path", "label", "class"] + (0..<width).map { "f\($0)" }) + "\n"
         for (row, sample) in samples.enumerated() {
-            text += CSV.record([sample.source.description, String(sample.label), classNames[sample.label]]
+            let name = classNames.indices.contains(sample.label) ? classNames[sample.label] : ""  // unlabelled: -1
+            text += CSV.record([sample.source.description, String(sample.label), name]
                                + values[row * width..<(row + 1) * width].map { "\($0)" }) + "\n"
         }
         try AtomicFile.write(Foundation.Data(text.utf8), to: out)
