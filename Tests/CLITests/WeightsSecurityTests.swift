@@ -115,7 +115,11 @@ final class WeightsSecurityTests: XCTestCase {
     /// copy), verifies clean; one changed byte makes it fail.
     func testVerifyIsCleanAfterUseAndFailsOnTampering() throws {
         guard let mobilenet = RealAssets.mobileNetV2 else { throw XCTSkip("MobileNetV2 weights missing: run scripts/setup") }
-        var r = try run(["weights", "import", mobilenet])
+        // With another --arch, the file is named for what it is (it was "not in the catalog").
+        var r = try run(["weights", "import", mobilenet, "--arch", "resnet18"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("is mobilenet_v2.imagenet, weights for mobilenet_v2, not for resnet18"), r.stderr)
+        r = try run(["weights", "import", mobilenet])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("as mobilenet_v2.imagenet"), r.stdout)
         r = try run(["predict", "--arch", "mobilenet_v2", "--weights", "imagenet", "--top-k", "1", "--json",

@@ -235,6 +235,12 @@ public struct WeightsCache {
             matched = found
         } else if let found = catalog.entries.first(where: { $0.isPrefixOnly && $0.sharesPrefix(withSHA256: digest) }) {
             matched = found
+        } else if catalog.entries != WeightsCatalog.builtIn.entries,
+                  let other = WeightsCatalog.builtIn.entries.first(where: { $0.matches(sha256: digest) }) {
+            // Looked up among some entries only (`weights import --arch`): say what the file is.
+            let architectures = Set(catalog.entries.map(\.architecture)).sorted().joined(separator: ", ")
+            throw WeightsError.incompatible("\(path) is \(other.name), weights for \(other.architecture), not for "
+                                            + (architectures.isEmpty ? "the architecture asked for" : architectures))
         } else {
             var message = "\(path) (SHA-256 \(digest)) is not in the catalog"
             if let lookalike = catalog.entries.first(where: { !$0.isPrefixOnly && $0.sharesPrefix(withSHA256: digest) }) {
