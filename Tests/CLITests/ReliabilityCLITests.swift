@@ -1,6 +1,7 @@
 import Foundation
 import TensorIO
 import TestSupport
+import Torch
 import XCTest
 
 /// Issue 18's hostile-user findings 1, 3, 4 and 5, reproduced against the `finetune` binary: each
@@ -236,6 +237,18 @@ final class ReliabilityCLITests: XCTestCase {
         let data = try dataset()
         let out = try temporaryFolder("runs") + "/run"
         XCTAssertEqual(try run(["train", data, "--out", out] + Self.fast).status, 0)
+        // Finite weights whose outputs are −∞ for every class (float32 overflows): predict says so (it
+        // printed null probabilities without a word).
+        let weights = out + "/model.safetensors"
+        let trained = try Foundation.Data(contentsOf: URL(fileURLWithPath: weights))
+        var state = try SafeTensors.loadCopy(weights)
+        let head = try XCTUnwrap(state["classifier.1.weight"])
+        state["classifier.1.weight"] = try Tensor([Float](repeating: -Float.greatestFiniteMagnitude, count: head.count), shape: head.shape)
+        try SafeTensors.write(state, metadata: ["format": "pt"], to: weights)
+        let nan = try run(["predict", out, data + "/test/red", "--json"])
+        XCTAssertEqual(nan.status, 0, nan.stderr)
+        XCTAssertTrue(nan.stderr.contains("are not finite (NaN, or −∞ for every class): their probabilities are null"), nan.stderr)
+        try trained.write(to: URL(fileURLWithPath: weights))
         let configPath = out + "/config.json"
         var config = try XCTUnwrap(JSONSerialization.jsonObject(
             with: Foundation.Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])

@@ -76,6 +76,7 @@ struct PredictCommand: ParsableCommand {
         predictor.precision = precisionOptions.resolved(for: predictor.model)
         predictor.exif = runOptions.exif ?? predictor.exif
         var failures = 0
+        var notFinite: [String] = []
         for start in stride(from: 0, to: files.count, by: batchSize) {
             let chunk = Array(files[start..<min(start + batchSize, files.count)])
             var tensors: [Tensor] = [], kept: [String] = []
@@ -92,6 +93,7 @@ struct PredictCommand: ParsableCommand {
             guard !tensors.isEmpty else { continue }
             let ranked = try predictor.predict(tensors, k: Array(repeating: topK, count: tensors.count), tta: tta)
             for (file, topK) in zip(kept, ranked) {
+                if topK.contains(where: { !$0.probability.isFinite }) { notFinite.append(file) }
                 let prediction = Prediction(file: file, topK: topK, tta: tta == .off ? nil : tta.rawValue)
                 if json {
                     printEncodedJSON(prediction)
@@ -102,6 +104,11 @@ struct PredictCommand: ParsableCommand {
                     }
                 }
             }
+        }
+        if let first = notFinite.first {  // null probabilities were printed without a word
+            printError("warning: the model's outputs for \(notFinite.count) image\(notFinite.count == 1 ? "" : "s") (\(first)"
+                       + (notFinite.count > 1 ? ", …" : "") + ") are not finite (NaN, or −∞ for every class): their "
+                       + "probabilities are null (nan) and their classes are in index order; the weights may have diverged")
         }
         if failures == files.count {
             throw CommandFailure("none of the \(files.count) image\(files.count == 1 ? "" : "s") could be read")
