@@ -175,13 +175,14 @@ public struct LRFinder {
     /// The title of `plot`'s chart.
     static let plotTitle = "Learning-rate range test"
 
-    /// Whether `text` is a file `lr-find` wrote: `lr_find.svg` (`plot`) begins with its chart's title;
-    /// `lr_find.csv` (`csv`) is its header and `step,lr,loss` rows of numbers only.
+    /// Whether `text` (a file's beginning) is a file `lr-find` wrote: `lr_find.svg` (`plot`) begins with
+    /// its chart's title; `lr_find.csv` (`csv`) is its header and `step,lr,loss` rows of numbers only (a
+    /// last line without its line break is the end of what was read, and is not checked).
     public static func isOwnOutput(_ text: String, svg: Bool) -> Bool {
         if svg { return Plots.isOwnSVG(text, title: plotTitle) }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.first == "step,lr,loss", lines.last == "" else { return false }
-        lines.removeLast()
+        guard lines.count >= 2, lines.first == "step,lr,loss" else { return false }
+        lines.removeLast()  // "" after the last line break, or a line cut where the reading stopped
         return lines.dropFirst().allSatisfy { line in
             let cells = line.split(separator: ",", omittingEmptySubsequences: false)
             return cells.count == 3 && Int(cells[0]) != nil && Double(cells[1]) != nil && Double(cells[2]) != nil

@@ -67,6 +67,12 @@ public final class SignalStop: @unchecked Sendable {
         }
     }
 
+    /// From now on in this process, `signals` that no `SignalStop` listens for are ignored instead of
+    /// taking their default action. A data-parallel worker sets it for SIGTERM as its run starts: the
+    /// launcher's SIGTERM (sent when another worker failed) killed it between the run's end and its
+    /// exit, while it printed why it stopped.
+    public static func ignoreWhenUnheard(_ signals: [Int32]) { SignalHub.shared.ignoreWhenUnheard(signals) }
+
     /// Stops listening.
     public func cancel() {
         let wasListening = lock.withLock { () -> Bool in
@@ -88,6 +94,15 @@ private final class SignalHub: @unchecked Sendable {
     private let queue = DispatchQueue(label: "finetune.signal-stop")
     private var sources: [Int32: DispatchSourceSignal] = [:]
     private var listeners: [ObjectIdentifier: (stop: Weak, signals: [Int32])] = [:]
+    private var ignoredWhenUnheard: Set<Int32> = []
+
+    func ignoreWhenUnheard(_ signals: [Int32]) {
+        lock.withLock {
+            ignoredWhenUnheard.formUnion(signals)
+            // Ignored until a source takes the signal over; where one has, its handler stays.
+            for number in signals where sources[number] == nil { Foundation.signal(number, SIG_IGN) }
+        }
+    }
 
     struct Weak {
         weak var value: SignalStop?
@@ -119,11 +134,12 @@ private final class SignalHub: @unchecked Sendable {
     }
 
     private func deliver(_ number: Int32) {
-        let targets: [SignalStop] = lock.withLock {
-            listeners.values.filter { $0.signals.contains(number) }.compactMap { $0.stop.value }
+        let (targets, ignored): ([SignalStop], Bool) = lock.withLock {
+            (listeners.values.filter { $0.signals.contains(number) }.compactMap { $0.stop.value },
+             ignoredWhenUnheard.contains(number))
         }
         if targets.isEmpty {
-            Self.terminate(with: number)
+            if !ignored { Self.terminate(with: number) }
             return
         }
         for stop in targets { stop.receive(number) }

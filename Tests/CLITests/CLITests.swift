@@ -260,6 +260,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(onLink.status, 64, onLink.stderr)
         XCTAssertTrue(onLink.stderr.contains("is a symbolic link to \(folder)/gone/x.svg, which does not exist"), onLink.stderr)
         XCTAssertNotNil(try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/link.svg"))
+        // Also the second file an output writes (features' labels beside its .npy).
+        try FileManager.default.createSymbolicLink(atPath: folder + "/f_labels.npy", withDestinationPath: folder + "/gone/l.npy")
+        let labels = try run(["features", "mobilenet_v2", folder, "--weights", "none", "--out", folder + "/f.npy"])
+        XCTAssertEqual(labels.status, 64, labels.stderr)
+        XCTAssertTrue(labels.stderr.contains("--out \(folder)/f_labels.npy is a symbolic link"), labels.stderr)
 
         // `weights verify` of a cache folder that is a file fails; of one with nothing, it says so.
         let verifyFile = try Self.run(["weights", "verify"], environment: ["FINETUNE_CACHE_DIR": notes])

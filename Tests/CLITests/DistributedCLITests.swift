@@ -115,15 +115,17 @@ extension TrainCLITests {
     /// `state.worldSize` of a run's last checkpoint.
     static func checkpointWorldSize(_ run: String) throws -> Int? { try checkpointState(run)?["worldSize"] as? Int }
 
-    /// Runs `arguments` (plus `perRank[rank]`) as ranks 0..<n at once, each with the variables torchrun sets.
+    /// Runs `arguments` (plus `perRank[rank]`, with `data` replaced by `dataPerRank[rank]`) as ranks
+    /// 0..<n at once, each with the variables torchrun sets.
     func runRanks(_ n: Int, _ arguments: [String], port: Int, extra: [String: String] = [:],
-                  perRank: [Int: [String]] = [:]) throws -> [CLITests.Run] {
+                  perRank: [Int: [String]] = [:], dataPerRank: [Int: (data: String, replacement: String)] = [:]) throws -> [CLITests.Run] {
         final class Box: @unchecked Sendable { var runs: [Int: Result<CLITests.Run, Error>] = [:]; let lock = NSLock() }
         let box = Box()
         DispatchQueue.concurrentPerform(iterations: n) { rank in
             let environment = ["RANK": String(rank), "WORLD_SIZE": String(n), "LOCAL_RANK": String(rank),
                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)].merging(extra) { $1 }
-            let result = Result { try CLITests.run(arguments + (perRank[rank] ?? []), environment: environment) }
+            let own = dataPerRank[rank].map { swap in arguments.map { $0 == swap.data ? swap.replacement : $0 } } ?? arguments
+            let result = Result { try CLITests.run(own + (perRank[rank] ?? []), environment: environment) }
             box.lock.withLock { box.runs[rank] = result }
         }
         return try (0..<n).map { try box.runs[$0]!.get() }
@@ -400,15 +402,26 @@ extension TrainCLITests {
         // So are ranks that differ in the model or the images' pixels, before any features are
         // computed: one rank at another --input-size wrote its features into the shared cache under rank
         // 0's key, and --augment differing in a head-only run left the ranks' collectives out of step.
-        for (i, (flags, named)) in [(["--input-size", "48"], "preprocessing (--input-size)"),
-                                    (["--augment", "standard"], "data and run options"),
-                                    (["--head-dropout", "0.5"], "model (--arch")].enumerated() {
+        for (i, (flags, named)) in [(["--input-size", "48"], "preprocessing (--input-size) (rank 1 differs from rank 0)"),
+                                    (["--augment", "standard"], "augmentation (--augment"),
+                                    (["--head-dropout", "0.5"], "model (--arch"),
+                                    (["--epochs", "2"], "epochs (--epochs)")].enumerated() {
             let differing = try runRanks(2, trainArguments(data: data, out: out + "-\(i)", batchSize: 8) + ["--epochs", "1"],
                                          port: FreePort.make(), extra: [:], perRank: [1: flags])
             for (rank, run) in differing.enumerated() {
                 XCTAssertEqual(run.status, 1, "rank \(rank) \(flags): \(run.stderr)")
                 XCTAssertTrue(run.stderr.contains("the ranks disagree on \(named)"), "rank \(rank) \(flags): \(run.stderr)")
             }
+        }
+        // And test data (rank 1's test/ folder took part in the sharded test evaluation unseen).
+        let withTest = try temporaryFolder("dist-test-data") + "/data"
+        try FileManager.default.copyItem(atPath: data, toPath: withTest)
+        try FileManager.default.copyItem(atPath: data + "/val", toPath: withTest + "/test")
+        let testData = try runRanks(2, trainArguments(data: data, out: out + "-test", batchSize: 8) + ["--epochs", "1"],
+                                    port: FreePort.make(), dataPerRank: [1: (data, withTest)])
+        for (rank, run) in testData.enumerated() {
+            XCTAssertEqual(run.status, 1, "rank \(rank): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains("the ranks disagree on test data"), "rank \(rank): \(run.stderr)")
         }
     }
 

@@ -86,6 +86,7 @@ extension TrainCLITests {
             let r = try run(command + ["--threads", "2"])
             XCTAssertNotEqual(r.status, 0, r.stdout)
             XCTAssertTrue(r.stderr.contains("not those the run was created with"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("Error: DATA: the images in"), "named as DATA (report said --data): \(r.stderr)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/report.html"))
     }

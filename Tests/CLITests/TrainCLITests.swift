@@ -402,8 +402,11 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(report.status, 0, report.stderr)
         let html = try String(contentsOfFile: lists + "/report.html", encoding: .utf8)
         XCTAssertTrue(html.contains("data check: 24 images"), "the CSV's data was checked")
-        let noTest = try run(["report", out, "--out", lists + "/report.html", "--no-data-check"])
-        XCTAssertTrue(noTest.stderr.contains("--split val"), noTest.stderr)
+        // Without --split, the CSV is read whole, as evaluate reads it (it was "no test split").
+        let whole = try run(["report", out, "--out", lists + "/report.html", "--no-data-check", "--grad-cam", "0", "--threads", "2"])
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+        XCTAssertTrue(whole.stdout.contains("(24 csv images"), whole.stdout)
+        XCTAssertTrue(try String(contentsOfFile: lists + "/report.html", encoding: .utf8).contains("(csv)</h1>"))
         // features takes the CSV too ("DATA folder … is not a folder"): the run's hold-out, or all of it.
         for (arguments, images) in [([out, lists + "/data.csv", "--split", "val"], 6),
                                     (["mobilenet_v2", lists + "/data.csv", "--image-root", data, "--weights", "none"], 24)] {

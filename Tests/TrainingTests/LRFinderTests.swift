@@ -75,6 +75,10 @@ final class LRFinderTests: XCTestCase {
         XCTAssertTrue(LRFinder.isOwnOutput(svg, svg: true))
         XCTAssertTrue(LRFinder.isOwnOutput(LRFinder.csv(result), svg: false))
         XCTAssertFalse(LRFinder.isOwnOutput("mine\n", svg: false))
+        // Its first 4 KiB, cut inside a row (a test of 100 steps or more was refused).
+        var long = "step,lr,loss\n"
+        for i in 0..<200 { long += "\(i),\(1e-7 * Double(i + 1)),\(2.0 / Double(i + 1))\n" }
+        XCTAssertTrue(LRFinder.isOwnOutput(String(long.prefix(4096)), svg: false))
         XCTAssertFalse(LRFinder.isOwnOutput("step,lr,loss\n1,my note,2\n", svg: false))
         XCTAssertFalse(LRFinder.isOwnOutput("<svg>mine</svg>\n", svg: true))
         XCTAssertFalse(LRFinder.isOwnOutput(Plots.architecture(title: "x", inputShape: [1], outputShape: [1], boxes: [],

@@ -268,5 +268,16 @@ extension TrainingRunTests {
         XCTAssertThrowsError(try EvaluationData.select(data, split: .val, run: limited, classNames: limited.classNames)) {
             XCTAssertTrue("\($0)".contains("holds no validation images"), "\($0)")
         }
+        // An image added since: the run's choice cannot be made again, so the split is read as it is,
+        // with a warning (it was refused, and the run could no longer be evaluated at all).
+        try FileManager.default.copyItem(atPath: data + "/test/red/0.png", toPath: data + "/test/red/added.png")
+        let changed = try EvaluationData.select(data, split: nil, run: limited, classNames: limited.classNames)
+        XCTAssertEqual(changed.split, "test")
+        XCTAssertEqual(changed.dataset.count, 7)
+        XCTAssertTrue(changed.warnings.contains { $0.contains("its test split is read whole") }, "\(changed.warnings)")
+        // A hold-out cannot be read "as it is": that stays an error.
+        XCTAssertThrowsError(try EvaluationData.select(data, split: .val, run: config, classNames: config.classNames)) {
+            XCTAssertTrue("\($0)".contains("not those the run was created with"), "\($0)")
+        }
     }
 }

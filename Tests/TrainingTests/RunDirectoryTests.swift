@@ -71,7 +71,7 @@ final class RunDirectoryTests: XCTestCase {
                 try write("x", to: path + "/checkpoints/best/" + file)
             }
             try write("x", to: path + "/checkpoints/epoch-0003/trainer.json")
-            try write("x", to: path + "/checkpoints/last.tmp-1234/.model.safetensors.77.1.tmp")
+            try write("x", to: path + "/checkpoints/last.tmp-\(UUID().uuidString)/.model.safetensors.77.1.tmp")
             try write("x", to: path + "/tensorboard/train/events.out.tfevents.1796488889.vm")
             try write("x", to: path + "/tensorboard/validation/events.out.tfevents.1796488889.vm.1")
             try write("<svg/>", to: path + "/loss.svg")
@@ -88,6 +88,8 @@ final class RunDirectoryTests: XCTestCase {
             ("tensorboard/train/notes.txt", { try self.write("mine", to: $0 + "/tensorboard/train/notes.txt") }),
             ("checkpoints/last/notes.txt", { try self.write("mine", to: $0 + "/checkpoints/last/notes.txt") }),
             ("checkpoints/mine", { try self.write("mine", to: $0 + "/checkpoints/mine/a.txt") }),
+            // A backup named like a replaced checkpoint, but not with the UUID finetune gives one.
+            ("checkpoints/best.old-paper", { try self.write("x", to: $0 + "/checkpoints/best.old-paper/model.safetensors") }),
             ("checkpoints/best/model.safetensors/", { run in
                 try FileManager.default.removeItem(atPath: run + "/checkpoints/best/model.safetensors")
                 try self.write("mine", to: run + "/checkpoints/best/model.safetensors/a.txt")
@@ -167,6 +169,17 @@ final class RunDirectoryTests: XCTestCase {
         let ours = try folder("ours")
         try write("4242\n", to: ours + "/" + RunLock.fileName)
         try RunDirectory(ours).prepareNew(overwrite: false).release()
+    }
+
+    /// `--out` a symbolic link to nothing is refused naming its target, and kept (the error was
+    /// "A file with the same name already exists", after the data was scanned).
+    func testADanglingLinkAsTheRunDirectoryIsRefusedNamingItsTarget() throws {
+        let base = try folder("dangling")
+        try FileManager.default.createSymbolicLink(atPath: base + "/run", withDestinationPath: base + "/not-mounted")
+        XCTAssertThrowsError(try RunDirectory(base + "/run").prepareNew(overwrite: true)) { error in
+            XCTAssertTrue("\(error)".contains("is a symbolic link to \(base)/not-mounted, which does not exist"), "\(error)")
+        }
+        XCTAssertNotNil(try? FileManager.default.destinationOfSymbolicLink(atPath: base + "/run"))
     }
 
     func testAnEarlierRunNeedsOverwriteAndIsThenReplaced() throws {

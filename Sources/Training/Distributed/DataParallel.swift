@@ -152,7 +152,7 @@ public final class DataParallel {
             let ranks = (1..<worldSize).filter { all[$0 * settings.count + i] != all[i] }
             if !ranks.isEmpty {
                 differing.append("\(setting.name) (rank\(ranks.count == 1 ? "" : "s") "
-                    + "\(ranks.map(String.init).joined(separator: ", ")) differ from rank 0)")
+                    + "\(ranks.map(String.init).joined(separator: ", ")) differ\(ranks.count == 1 ? "s" : "") from rank 0)")
             }
         }
         if !differing.isEmpty {

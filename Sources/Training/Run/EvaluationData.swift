@@ -58,8 +58,23 @@ public struct EvaluationData {
             if run.options.valSplit != nil && (split == .val || (split == .train && ownData)) { return true }
             return ownData && run.options.limitPerClass != nil
         }
-        if let explicitSplit, isRunsOwn(explicitSplit) {
-            return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: CSVDataset.isCSVFile(root))
+        // Only --limit-per-class chose (no hold-out in this split): when DATA's images changed since the
+        // run was made, its choice cannot be made again, and the split is read as it is, with a warning
+        // (evaluating the run's data after an image was added was refused).
+        var notice: String?
+        func ownSplit(_ split: DataSplit, isCSV: Bool, hasSplitFolders: Bool? = nil) throws -> EvaluationData? {
+            do {
+                return try runSplit(root, split: split, run: run, imageRoot: imageRoot, isCSV: isCSV, hasSplitFolders: hasSplitFolders)
+            } catch RunError.invalidSetting(let setting, _) where setting == "data" && !isCSV
+                        && !(run?.options.valSplit != nil && (split == .val || split == .train)) {
+                notice = "the images in \(root) changed since the run was created, so its --limit-per-class choice of them "
+                    + "cannot be made again: its \(split.rawValue) split is read whole, not as the run used it"
+                return nil
+            }
+        }
+        if let explicitSplit, isRunsOwn(explicitSplit),
+           let own = try ownSplit(explicitSplit, isCSV: CSVDataset.isCSVFile(root)) {
+            return own
         }
         if CSVDataset.isCSVFile(root) {
             if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
@@ -70,17 +85,21 @@ public struct EvaluationData {
                                   warnings: csv.skipped.warning().map { [$0] } ?? [])
         }
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
+        var warnings = (splits.skipped.warning().map { [$0] } ?? []) + (notice.map { [$0] } ?? [])
         if let explicitSplit, !splits.hasSplitFolders {
+            if notice != nil && explicitSplit == .train {  // the run's choice cannot be made again: the folder, whole
+                return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings)
+            }
             return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false, hasSplitFolders: false)
         }
-        let warnings = splits.skipped.warning().map { [$0] } ?? []
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else {
             return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings)
         }
         let split = split ?? unset
-        if isRunsOwn(split) {
-            return try runSplit(root, split: split, run: run, imageRoot: imageRoot, isCSV: false, hasSplitFolders: true)
+        if notice == nil && isRunsOwn(split) {
+            if let own = try ownSplit(split, isCSV: false, hasSplitFolders: true) { return own }
+            warnings += notice.map { [$0] } ?? []
         }
         let chosen: ImageFolderDataset?
         switch split {

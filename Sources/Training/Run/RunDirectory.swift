@@ -190,11 +190,15 @@ public struct RunDirectory: Sendable {
     }
 
     /// A folder `ModelCheckpoint` writes in `checkpoints/`: `last`, `best`, `epoch-NNNN`, or one of
-    /// those being replaced (`<name>.tmp-<token>`, `<name>.old-<token>`).
+    /// those being replaced (`<name>.tmp-<UUID>`, `<name>.old-<UUID>`, as `Checkpoint.write` names
+    /// them: a user's `best.old-paper` is not one, and `--overwrite` deleted it with the run).
     static func isCheckpointFolderName(_ name: String) -> Bool {
         var base = Substring(name)
         for marker in [".tmp-", ".old-"] {
-            if let range = base.range(of: marker) { base = base[..<range.lowerBound] }
+            if let range = base.range(of: marker) {
+                guard UUID(uuidString: String(base[range.upperBound...])) != nil else { return false }
+                base = base[..<range.lowerBound]
+            }
         }
         if base == "last" || base == "best" { return true }
         return base.hasPrefix("epoch-") && base.dropFirst(6).count >= 4 && base.dropFirst(6).allSatisfy(\.isASCII)
@@ -212,6 +216,11 @@ public struct RunDirectory: Sendable {
     public func prepareNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws -> RunLock {
         if let data { try Self.checkSeparate(run: path, data: data, listed: listed) }
         let fm = FileManager.default
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, !fm.fileExists(atPath: path) {
+            throw RunError.refusedDestination(path: path, reason: "is a symbolic link to "
+                + "\((try? fm.destinationOfSymbolicLink(atPath: path)) ?? "?"), which does not exist; create its target or choose another folder")
+        }
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {

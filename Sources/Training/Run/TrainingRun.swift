@@ -885,24 +885,47 @@ public final class TrainingRun {
     /// what each rank may set for itself (threads, decoding workers, checkpoint cadence, which only
     /// rank 0 follows) and paths on each machine.
     private func checkRanksAgree(_ distributed: DataParallel) throws {
-        var options = config.options
-        options.workers = 0
-        options.threads = nil
-        options.saveEverySteps = nil
-        options.saveEverySeconds = nil
-        options.featureCacheDirectory = nil
-        options.imageRoot = nil
-        options.unlabeled = options.unlabeled.map { _ in "given" }
-        options.checkpointPath = options.checkpointPath.map { _ in "given" }
-        options.classWeights = options.classWeights.map { _ in "given" }  // their values are the training settings'
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         func json<T: Encodable>(_ value: T) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
+        let o = config.options
+        // Named one by one where a flag decides them; the rest together. (`Trainer.startDistributed`
+        // names the epochs, batch size and training data.)
+        var rest = o
+        rest.workers = 0
+        rest.threads = nil
+        rest.saveEverySteps = nil
+        rest.saveEverySeconds = nil
+        rest.featureCacheDirectory = nil
+        rest.imageRoot = nil
+        rest.unlabeled = rest.unlabeled.map { _ in "given" }
+        rest.checkpointPath = rest.checkpointPath.map { _ in "given" }
+        rest.classWeights = rest.classWeights.map { _ in "given" }  // their values are the training settings'
+        rest.epochs = 0
+        rest.batchSize = 0
+        rest.inputSize = nil
+        rest.augment = .none
+        rest.colorJitter = nil
+        rest.randAugment = nil
+        rest.exif = nil
+        rest.featureCache = nil
+        rest.cacheAugmentations = nil
+        rest.valSplit = nil
+        rest.limitPerClass = nil
+        rest.earlyStoppingPatience = nil
         try distributed.checkSameSettings([
             ("model (--arch, --weights, --pooling, --head-*, --binary)",
              "\(config.architecture) \(config.weights ?? "none") " + (try json(config.head))),
             ("preprocessing (--input-size)", try json(config.preprocessing)),
-            ("data and run options (--augment, --color-jitter, --exif, --feature-cache, --val-split, …)", try json(options)),
+            ("augmentation (--augment, --color-jitter)",
+             "\(o.augment.rawValue) \(o.colorJitter ?? []) \(o.randAugment ?? [])"),
+            ("EXIF orientation (--exif)", o.exif?.rawValue ?? "default"),
+            ("feature cache (--feature-cache, --cache-augmentations)",
+             "\(o.featureCache?.rawValue ?? "auto") \(o.cacheAugmentations ?? 1)"),
+            ("data split (--val-split, --limit-per-class)", "\(o.valSplit ?? -1) \(o.limitPerClass ?? -1)"),
+            ("early stopping (--early-stopping)", "\(o.earlyStoppingPatience ?? -1)"),
+            ("test data", splits.test.map(DataParallel.fingerprint) ?? "no test split"),
+            ("other run options (--monitor, --sampler, --unlabeled, --checkpoint-path, …)", try json(rest)),
         ])
     }
 

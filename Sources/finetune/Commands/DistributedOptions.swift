@@ -147,7 +147,9 @@ enum WorkerProcess {
     /// failed) no longer kills this worker: it is only printing its error and exiting, and the
     /// default action cut that message off, so nothing said why the run stopped.
     static func finishing<T>(_ body: () throws -> T) rethrows -> T {
-        defer { if ProcessInfo.processInfo.environment[launcherVariable] != nil { signal(SIGTERM, SIG_IGN) } }
+        // Set as the run starts: it listens for SIGTERM while it trains, and its end stops listening
+        // (a SIGTERM just after killed the worker mid-message).
+        if ProcessInfo.processInfo.environment[launcherVariable] != nil { SignalStop.ignoreWhenUnheard([SIGTERM]) }
         return try body()
     }
 

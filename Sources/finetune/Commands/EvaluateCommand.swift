@@ -102,6 +102,8 @@ struct EvaluateCommand: ParsableCommand {
             return (selected.dataset, selected.split, selected.scanSkipped)
         } catch RunError.invalidSetting(let setting, let reason) where setting == "split" {
             throw ValidationError("--split \(reason)")
+        } catch RunError.invalidSetting(let setting, let reason) where setting == "data" {
+            throw ValidationError("DATA: \(reason)")  // the images changed since the run was made
         }
     }
 }

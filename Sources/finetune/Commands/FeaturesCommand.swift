@@ -39,7 +39,7 @@ struct FeaturesCommand: ParsableCommand {
     var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
     @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
-    @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with RUN, train and val are the run's own split of it (its --val-split).", valueName: "split"))
+    @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with a run, a split is chosen as evaluate chooses it (the run's own where it chose among the images: its --val-split, --limit-per-class).", valueName: "split"))
     var split: DataSplit?
     @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
     var imageRoot: String?
@@ -65,6 +65,7 @@ struct FeaturesCommand: ParsableCommand {
         var existing: [String] = []
         try checkOutputFolder(out, flag: "--out")
         for path in outputFiles(format) {
+            try checkNotADanglingLink(path, flag: "--out")  // the labels' file too
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
             if isDirectory.boolValue { throw ValidationError("--out: \(path) is a folder; give a file name") }

@@ -45,7 +45,7 @@ struct LRFindCommand: ParsableCommand {
         if let contents = try? fm.contentsOfDirectory(atPath: out), let other = contents.first(where: { !outputs.contains($0) }) {
             throw ValidationError("--out: \(out) holds \(other); give a new or empty folder (only lr_find.svg/csv are replaced)")
         }
-        for name in outputs {  // lr-find's own earlier files only: a user's lr_find.csv was replaced
+        for name in outputs where fm.fileExists(atPath: out) {  // lr-find's own earlier files only: a user's lr_find.csv was replaced
             try checkReplaceable(out + "/" + name, flag: "--out", what: "lr-find's own \(name)") { LRFinder.isOwnOutput($0, svg: name.hasSuffix(".svg")) }
         }
         var finder = LRFinder()

@@ -66,7 +66,7 @@ struct ReportCommand: ParsableCommand {
         do {
             report = try RunReport.make(run: runDir, options: options)
         } catch RunError.invalidSetting(let setting, let reason) {
-            throw ValidationError(setting == "split" ? "--split \(reason)" : "--\(setting): \(reason)")
+            throw ValidationError(setting == "split" ? "--split \(reason)" : setting == "data" ? "DATA: \(reason)" : "--\(setting): \(reason)")
         } catch let error as DataError {
             throw ValidationError("DATA \(data ?? "(the run's data)"): \(error)")
         }
