@@ -75,7 +75,13 @@ extension ServeTests {
         try assertGoodRequest(server, after: "a multipart type without boundary")
         assertError(try server.request("POST", path, body: Foundation.Data(), headers: jpeg), 400, mentions: "empty")
         try assertGoodRequest(server, after: "an empty body")
-        assertError(try server.request("POST", path, body: Foundation.Data(count: 25_000_000), headers: jpeg), 413, mentions: "--max-body-bytes")
+        // The server answers 413 once the body passes --max-body-bytes and closes the connection; a
+        // client still sending may see the reset instead of the answer (seen once, on a loaded CI
+        // machine). Either way the body was refused, and the next request is served.
+        do {
+            assertError(try server.request("POST", path, body: Foundation.Data(count: 25_000_000), headers: jpeg), 413,
+                        mentions: "--max-body-bytes")
+        } catch let error as NSError where error.domain == NSURLErrorDomain && error.code == NSURLErrorNetworkConnectionLost {}
         try assertGoodRequest(server, after: "a 25 MB body")
         assertError(try server.request("POST", "/v1/models/nope:predict", body: photo, headers: jpeg), 404, mentions: "nope")
         try assertGoodRequest(server, after: "an unknown model")
