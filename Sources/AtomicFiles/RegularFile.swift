@@ -48,6 +48,15 @@ public enum RegularFile {
         return fd
     }
 
+    /// Where the symbolic link at `path` points, when it points at nothing (a dangling link); nil for
+    /// anything else. An output written there would replace the user's link, so writers refuse it
+    /// naming the target.
+    public static func danglingLinkTarget(_ path: String) -> String? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, stat(path, &info) != 0 else { return nil }
+        return (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+    }
+
     /// What a non-regular file is, in words.
     static func kind(of mode: mode_t) -> String {
         switch mode & S_IFMT {

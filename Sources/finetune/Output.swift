@@ -55,9 +55,7 @@ func checkOutputFolder(_ path: String, flag: String) throws {
 /// link (a review folder's failure removed it), and "A file with the same name already exists" said
 /// nothing of why.
 func checkNotADanglingLink(_ path: String, flag: String) throws {
-    var info = stat()
-    guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, stat(path, &info) != 0 else { return }
-    let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+    guard let target = RegularFile.danglingLinkTarget(path) else { return }
     throw ValidationError("\(flag) \(path) is a symbolic link to \(target), which does not exist; create its target or give another path")
 }
 

@@ -104,10 +104,9 @@ public enum PseudoLabelReview {
     /// checks it; callers check it first to fail before the labelling pass.
     public static func checkDestination(_ out: String, unlabeledRoot: String) throws {
         let manager = FileManager.default
-        var info = stat()
-        if lstat(out, &info) == 0, !manager.fileExists(atPath: out) {
-            throw RunError.refusedDestination(path: out, reason: "it is a symbolic link to "
-                + "\((try? manager.destinationOfSymbolicLink(atPath: out)) ?? "?"), which does not exist; create its target or give another folder")
+        if let target = RegularFile.danglingLinkTarget(out) {
+            throw RunError.refusedDestination(path: out, reason: "it is a symbolic link to \(target), which does not exist; "
+                                              + "create its target or give another folder")
         }
         var isDirectory: ObjCBool = false
         if manager.fileExists(atPath: out, isDirectory: &isDirectory) {

@@ -216,10 +216,9 @@ public struct RunDirectory: Sendable {
     public func prepareNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws -> RunLock {
         if let data { try Self.checkSeparate(run: path, data: data, listed: listed) }
         let fm = FileManager.default
-        var info = stat()
-        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, !fm.fileExists(atPath: path) {
-            throw RunError.refusedDestination(path: path, reason: "is a symbolic link to "
-                + "\((try? fm.destinationOfSymbolicLink(atPath: path)) ?? "?"), which does not exist; create its target or choose another folder")
+        if let target = RegularFile.danglingLinkTarget(path) {
+            throw RunError.refusedDestination(path: path, reason: "is a symbolic link to \(target), which does not exist; "
+                                              + "create its target or choose another folder")
         }
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
