@@ -19,6 +19,18 @@ public struct AtomicFileError: Error, CustomStringConvertible, Equatable {
 /// the destination's folder, which is renamed over the destination. On failure the temporary file is
 /// removed and the destination is left as it was.
 public enum AtomicFile {
+    /// The folder a replacement stands in for: `last` for `last.tmp-<UUID>` (the new one being
+    /// written) or `last.old-<UUID>` (the old one moved aside), the names the writers here give them;
+    /// nil for any other name, such as a user's `best.old-paper`.
+    public static func replacedName(_ name: String) -> String? {
+        for marker in [".tmp-", ".old-"] {
+            guard let range = name.range(of: marker, options: .backwards),
+                  UUID(uuidString: String(name[range.upperBound...])) != nil else { continue }
+            return String(name[..<range.lowerBound])
+        }
+        return nil
+    }
+
     /// Writes the bytes that `produce` appends, chunk by chunk (so large files need not be held in
     /// memory). `durable` fsyncs the file before the rename and the folder after it, so the new
     /// contents survive a crash; `createDirectory` creates missing folders first.

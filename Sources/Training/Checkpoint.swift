@@ -164,12 +164,9 @@ public struct Checkpoint {
         if let aside { removeReplaced(aside, keepingForeignEntriesIn: final) }
         // Leftovers of earlier crashed writes: only finetune's own (`<name>.tmp-<UUID>` or
         // `<name>.old-<UUID>` holding checkpoint files only); a user's `best.old-paper` is kept.
-        for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? [] {
-            for marker in [".tmp-", ".old-"] where entry.hasPrefix(name + marker)
-                && UUID(uuidString: String(entry.dropFirst(name.count + marker.count))) != nil
-                && foreignEntries(parent + "/" + entry).isEmpty {
-                try? fm.removeItem(atPath: parent + "/" + entry)
-            }
+        for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? []
+        where AtomicFile.replacedName(entry) == name && foreignEntries(parent + "/" + entry).isEmpty {
+            try? fm.removeItem(atPath: parent + "/" + entry)
         }
     }
 

@@ -219,12 +219,7 @@ public enum ConvertDataset {
 
     /// A hidden folder of a run that was interrupted: `.train.tmp-<UUID>`, `.test.old-<UUID>`.
     static func isLeftover(_ name: String) -> Bool {
-        for split in ["train", "test"] {
-            for marker in [".tmp-", ".old-"] where name.hasPrefix("." + split + marker) {
-                if UUID(uuidString: String(name.dropFirst(split.count + 1 + marker.count))) != nil { return true }
-            }
-        }
-        return false
+        AtomicFile.replacedName(name).map { [".train", ".test"].contains($0) } ?? false
     }
 
     /// Removes the hidden split folders of interrupted runs (`isLeftover`).

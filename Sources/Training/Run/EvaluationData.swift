@@ -53,10 +53,14 @@ public struct EvaluationData {
         let ownData = run.flatMap { run in
             FileIdentity(path: root).flatMap { here in FileIdentity(path: run.data.path).map { $0 == here } }
         } ?? false
+        // The split holds the run's --val-split hold-out, or what it left after it: no other images
+        // can stand in for it.
+        func isHoldOut(_ split: DataSplit) -> Bool {
+            run?.options.valSplit != nil && (split == .val || (split == .train && ownData))
+        }
         func isRunsOwn(_ split: DataSplit) -> Bool {
             guard let run, split != .all else { return false }
-            if run.options.valSplit != nil && (split == .val || (split == .train && ownData)) { return true }
-            return ownData && run.options.limitPerClass != nil
+            return isHoldOut(split) || (ownData && run.options.limitPerClass != nil)
         }
         // Only --limit-per-class chose (no hold-out in this split): when DATA's images changed since the
         // run was made, its choice cannot be made again, and the split is read as it is, with a warning
@@ -65,8 +69,7 @@ public struct EvaluationData {
         func ownSplit(_ split: DataSplit, isCSV: Bool, hasSplitFolders: Bool? = nil) throws -> EvaluationData? {
             do {
                 return try runSplit(root, split: split, run: run, imageRoot: imageRoot, isCSV: isCSV, hasSplitFolders: hasSplitFolders)
-            } catch RunError.invalidSetting(let setting, _) where setting == "data" && !isCSV
-                        && !(run?.options.valSplit != nil && (split == .val || split == .train)) {
+            } catch RunError.invalidSetting(let setting, _) where setting == "data" && !isCSV && !isHoldOut(split) {
                 notice = "the images in \(root) changed since the run was created, so its --limit-per-class choice of them "
                     + "cannot be made again: its \(split.rawValue) split is read whole, not as the run used it"
                 return nil

@@ -145,8 +145,7 @@ public struct RunDirectory: Sendable {
                     guard Self.isCheckpointFolderName(base) else { foreign.append(checkpoint); return }
                     expectFolder(checkpoint) { entry in
                         let base = (entry as NSString).lastPathComponent
-                        Checkpoint.fileNames.contains(base) || Self.isTemporaryFile(base, of: Checkpoint.fileNames)
-                            ? expectFile(entry) : foreign.append(entry)
+                        Checkpoint.isCheckpointFile(base) ? expectFile(entry) : foreign.append(entry)
                     }
                 }
             case "tensorboard":
@@ -193,13 +192,7 @@ public struct RunDirectory: Sendable {
     /// those being replaced (`<name>.tmp-<UUID>`, `<name>.old-<UUID>`, as `Checkpoint.write` names
     /// them: a user's `best.old-paper` is not one, and `--overwrite` deleted it with the run).
     static func isCheckpointFolderName(_ name: String) -> Bool {
-        var base = Substring(name)
-        for marker in [".tmp-", ".old-"] {
-            if let range = base.range(of: marker) {
-                guard UUID(uuidString: String(base[range.upperBound...])) != nil else { return false }
-                base = base[..<range.lowerBound]
-            }
-        }
+        let base = AtomicFile.replacedName(name) ?? name
         if base == "last" || base == "best" { return true }
         return base.hasPrefix("epoch-") && base.dropFirst(6).count >= 4 && base.dropFirst(6).allSatisfy(\.isASCII)
             && base.dropFirst(6).allSatisfy(\.isNumber)

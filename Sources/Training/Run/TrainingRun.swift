@@ -875,8 +875,6 @@ public final class TrainingRun {
         return nil
     }
 
-    /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
-    /// would expect them).
     /// Throws unless every rank has this run's model and data settings, before any rank computes
     /// features: `Trainer.startDistributed` checks the training settings, but ranks started by hand
     /// (torchrun, Slurm, a PyTorchJob's separate Master and Worker commands) with another
@@ -929,6 +927,8 @@ public final class TrainingRun {
         ])
     }
 
+    /// The cached backbone features for head-only epochs, or nil (with the reason told when a user
+    /// would expect them).
     private func prepareFeatureCache(train: DataLoader, validation: DataLoader?, stop: SignalStop) throws -> TrainingFeatures? {
         let options = config.options
         let mode = options.featureCache ?? .auto

@@ -143,9 +143,10 @@ enum WorkerProcess {
     /// The `RANK` of each worker started, by process ID (for the launcher's report of a failure).
     nonisolated(unsafe) static var ranks: [pid_t: String] = [:]
 
-    /// Runs a worker's training. Once it has ended, the launcher's SIGTERM (sent when another worker
-    /// failed) no longer kills this worker: it is only printing its error and exiting, and the
-    /// default action cut that message off, so nothing said why the run stopped.
+    /// Runs a worker's training. From its start, a SIGTERM nothing listens for is ignored, so once the
+    /// run has ended the launcher's SIGTERM (sent when another worker failed) no longer kills this
+    /// worker while it prints its error and exits: the default action cut that message off, and
+    /// nothing said why the run stopped.
     static func finishing<T>(_ body: () throws -> T) rethrows -> T {
         // Set as the run starts: it listens for SIGTERM while it trains, and its end stops listening
         // (a SIGTERM just after killed the worker mid-message).
@@ -190,8 +191,9 @@ enum WorkerProcess {
     /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
     /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
     /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
-    /// still waits for a rendezvous does not keep the command running. The first non-zero exit status wins. A worker's private folder
-    /// (`children[pid]`, if any) is removed once it has ended, however it ended.
+    /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
+    /// wins. A worker's private folder (`children[pid]`, if any) is removed once it has ended, however
+    /// it ended.
     static func wait(for children: [pid_t: String?]) -> Int32 {
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { number in for pid in WorkerProcess.running { kill(pid, number) } }
