@@ -38,7 +38,9 @@ public struct EvaluationData {
     public static func select(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?,
                               classNames: [String]?, strict: Bool = false, imageRoot: String? = nil,
                               unlabelled: Bool = false) throws -> EvaluationData {
-        if unlabelled, !CSVDataset.isCSVFile(root),
+        // Only a folder without subfolders is scanned for loose photos: a class-folder root was scanned
+        // (every image's header read) twice.
+        if unlabelled, !CSVDataset.isCSVFile(root), !hasSubfolders(root),
            let folder = try? UnlabeledImageFolder(root: root, options: ScanOptions(strict: strict)),
            !folder.samples.isEmpty, folder.folderNames.allSatisfy({ $0 == nil }) {
             guard split == nil || split == .all else {
@@ -119,6 +121,15 @@ public struct EvaluationData {
                                           + "use another --split or all")
         }
         return EvaluationData(dataset: chosen, split: split.rawValue, scanSkipped: chosen.skipped.count, warnings: warnings)
+    }
+
+    /// Whether the folder at `root` holds a folder (hidden ones aside); false for anything else.
+    private static func hasSubfolders(_ root: String) -> Bool {
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: root)) ?? []).contains { name in
+            var isDirectory: ObjCBool = false
+            return !name.hasPrefix(".") && fm.fileExists(atPath: root + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
     }
 
     /// `train`, `val` or `test` of a plain folder or CSV file, or of a run that chose among its
