@@ -24,9 +24,10 @@ struct AdamSettings {
     }
     var bufferNames: [String] { amsgrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : ["exp_avg", "exp_avg_sq"] }
 
-    /// PyTorch 1.13's `_single_tensor_adam` / `_single_tensor_adamw` (non-capturable path).
+    /// PyTorch 1.13's `_single_tensor_adam` / `_single_tensor_adamw` (non-capturable path), with
+    /// `beta1` the group's β1 (a schedule may cycle it; the bias correction uses it, as PyTorch's).
     func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate lr: Double,
-                weightDecay: Double, decoupled: Bool) throws {
+                weightDecay: Double, beta1: Double, decoupled: Bool) throws {
         let expAvg = try state.buffer("exp_avg", like: parameter)
         let expAvgSq = try state.buffer("exp_avg_sq", like: parameter)
         state.step += 1
@@ -86,11 +87,12 @@ public class AdamBase: Optimizer {
     override var options: [String: Double] { settings.options }
     override var countsSteps: Bool { true }
     override var bufferNames: [String] { settings.bufferNames }
+    override public var momentumName: String? { "betas.0" }
 
     override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                         weightDecay: Double) throws {
+                         weightDecay: Double, momentum: Double?) throws {
         try settings.update(parameter, gradient: gradient, state: state, learningRate: learningRate,
-                            weightDecay: weightDecay, decoupled: decoupled)
+                            weightDecay: weightDecay, beta1: momentum ?? settings.beta1, decoupled: decoupled)
     }
 }
 

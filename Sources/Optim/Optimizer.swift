@@ -10,13 +10,19 @@ public struct ParameterGroup {
     public var learningRate: Double?
     /// The group's weight decay; nil means the optimizer's default (filled in on adoption).
     public var weightDecay: Double?
+    /// The group's momentum (SGD's and RMSprop's `momentum`, Adam's β1) where a schedule cycles it
+    /// (`OneCycle`); nil means the optimizer's own. Ignored by an optimizer that runs without
+    /// momentum (`Optimizer.momentumName` is nil).
+    public var momentum: Double?
 
     /// A group of named parameters, e.g. `model.namedParameters()` or one layer group's; nil rates take
     /// the optimizer's defaults. Names must be unique across an optimizer's groups.
-    public init(parameters: [(String, Tensor)], learningRate: Double? = nil, weightDecay: Double? = nil) {
+    public init(parameters: [(String, Tensor)], learningRate: Double? = nil, weightDecay: Double? = nil,
+                momentum: Double? = nil) {
         self.parameters = parameters.map { (name: $0.0, tensor: $0.1) }
         self.learningRate = learningRate
         self.weightDecay = weightDecay
+        self.momentum = momentum
     }
 
     /// The names of the group's parameters, in order.
@@ -59,7 +65,7 @@ public struct GroupHyperparameters: Codable, Equatable {
     /// The group's weight decay (L2 penalty for SGD/Adam/RMSprop, decoupled decay for AdamW).
     public var weightDecay: Double
     /// The optimizer's other settings with PyTorch's names (`momentum`, `betas.0`, `eps`, …);
-    /// booleans are 0 or 1.
+    /// booleans are 0 or 1. The momentum is the group's own where a schedule sets it (`OneCycle`).
     public var options: [String: Double]
 
     /// A group's saved hyperparameters.
@@ -171,6 +177,9 @@ public class Optimizer {
         if let wd = group.weightDecay, wd < 0 {
             throw OptimizerError.invalidHyperparameter("weight decay \(wd) < 0")
         }
+        if let m = group.momentum, !(0..<1).contains(m) {
+            throw OptimizerError.invalidHyperparameter("momentum \(m) not in [0, 1)")
+        }
         var seen = Set(parameterGroups.flatMap(\.parameterNames))
         for name in group.parameterNames where !seen.insert(name).inserted {
             throw OptimizerError.invalidParameters("parameter '\(name)' appears more than once")
@@ -193,7 +202,8 @@ public class Optimizer {
                         parameterState = ParameterState()
                         state[name] = parameterState
                     }
-                    try update(parameter, gradient: grad, state: parameterState, learningRate: lr, weightDecay: wd)
+                    try update(parameter, gradient: grad, state: parameterState, learningRate: lr, weightDecay: wd,
+                               momentum: momentumName == nil ? nil : group.momentum)
                 }
             }
         }
@@ -215,6 +225,11 @@ public class Optimizer {
     /// The learning rate each group uses now (nil values resolved to the default).
     public var learningRates: [Double] { parameterGroups.map { $0.learningRate ?? defaultLearningRate } }
 
+    /// The name of the setting a group's `momentum` overrides, with PyTorch's name (`momentum` for SGD
+    /// and RMSprop, `betas.0` for Adam and AdamW); nil when this optimizer runs without momentum (SGD
+    /// or RMSprop constructed with momentum 0), so a schedule leaves it alone.
+    public var momentumName: String? { nil }
+
     // MARK: - Subclass interface
 
     /// The optimizer's name in saved state.
@@ -226,9 +241,10 @@ public class Optimizer {
     /// The state buffers a parameter has once it has been updated, in saving order.
     var bufferNames: [String] { [] }
 
-    /// Updates one parameter in place (called under `withNoGrad`).
+    /// Updates one parameter in place (called under `withNoGrad`); `momentum` is the group's override
+    /// of the optimizer's own (nil: the optimizer's).
     func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                weightDecay: Double) throws {
+                weightDecay: Double, momentum: Double?) throws {
         fatalError("\(type(of: self)) must override update")
     }
 
@@ -248,10 +264,12 @@ public class Optimizer {
                 for buffer in bufferNames { if let t = s.tensors[buffer] { tensors["\(name).\(buffer)"] = t } }
             }
         }
-        let groups = parameterGroups.map {
-            GroupHyperparameters(parameterNames: $0.parameterNames,
-                                 learningRate: $0.learningRate ?? defaultLearningRate,
-                                 weightDecay: $0.weightDecay ?? defaultWeightDecay, options: options)
+        let groups = parameterGroups.map { group in
+            var groupOptions = options
+            if let name = momentumName, let momentum = group.momentum { groupOptions[name] = momentum }
+            return GroupHyperparameters(parameterNames: group.parameterNames,
+                                        learningRate: group.learningRate ?? defaultLearningRate,
+                                        weightDecay: group.weightDecay ?? defaultWeightDecay, options: groupOptions)
         }
         return OptimizerState(tensors: tensors, hyperparameters: OptimizerHyperparameters(optimizer: kind, groups: groups))
     }
@@ -262,7 +280,8 @@ public class Optimizer {
     /// configuration uses; each saved parameter must have all of its state. Tensors are copied into
     /// the parameter's dtype, device and layout. Parameters without saved state start fresh. Each group
     /// takes the saved learning rate and weight decay of the saved group that held its first parameter
-    /// found in the state (as PyTorch restores `param_groups`); other settings stay as constructed.
+    /// found in the state (as PyTorch restores `param_groups`); other settings stay as constructed
+    /// (a cycled momentum too: its schedule sets it again before each step).
     /// Nothing changes when an error is thrown.
     public func load(_ saved: OptimizerState) throws {
         guard saved.hyperparameters.optimizer == kind else {

@@ -65,10 +65,16 @@ public final class RMSprop: Optimizer {
         ["square_avg"] + (momentum > 0 ? ["momentum_buffer"] : []) + (centered ? ["grad_avg"] : [])
     }
 
+    override public var momentumName: String? { momentum > 0 ? "momentum" : nil }
+
     override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                         weightDecay: Double) throws {
+                         weightDecay: Double, momentum groupMomentum: Double?) throws {
+        let momentum = groupMomentum ?? self.momentum
         let squareAvg = try state.buffer("square_avg", like: parameter)
-        let buffer = momentum > 0 ? try state.buffer("momentum_buffer", like: parameter) : nil
+        // The buffer exists whenever the optimizer has momentum (as PyTorch creates it on the first
+        // step); a step whose cycled momentum is 0 leaves it untouched.
+        let kept = self.momentum > 0 ? try state.buffer("momentum_buffer", like: parameter) : nil
+        let buffer = momentum > 0 ? kept : nil
         let gradAvg = centered ? try state.buffer("grad_avg", like: parameter) : nil
         state.step += 1
         let grad = try effectiveGradient(gradient, parameter: parameter, maximize: maximize,

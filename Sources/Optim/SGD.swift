@@ -47,11 +47,13 @@ public final class SGD: Optimizer {
         ["momentum": momentum, "dampening": dampening, "nesterov": nesterov ? 1 : 0, "maximize": maximize ? 1 : 0]
     }
     override var bufferNames: [String] { momentum != 0 ? ["momentum_buffer"] : [] }
+    override public var momentumName: String? { momentum != 0 ? "momentum" : nil }
 
     override func update(_ parameter: Tensor, gradient: Tensor, state: ParameterState, learningRate: Double,
-                         weightDecay: Double) throws {
+                         weightDecay: Double, momentum groupMomentum: Double?) throws {
         var (g, owned) = try effectiveGradient(gradient, parameter: parameter, maximize: maximize,
                                                weightDecay: weightDecay)
+        let momentum = groupMomentum ?? self.momentum
         if momentum != 0 {
             let buffer: Tensor
             if let existing = state.tensors["momentum_buffer"] {

@@ -13,10 +13,13 @@ import Foundation
 /// - `polynomial`: `decay_steps` [the run], `end_lr` [0.0001], `power` [1], `cycle` [false]
 /// - `step`: `step_size` (required), `gamma` [0.1]
 /// - `cosine`: `eta_min` [0], `t_max` [the run]
-/// - `onecycle`: `pct_start` [0.3], `div_factor` [25], `final_div_factor` [1e4], `anneal` [cos|linear]
+/// - `onecycle`: `pct_start` [0.3], `div_factor` [25], `final_div_factor` [1e4], `anneal` [cos|linear],
+///   `cycle_momentum` [true], `base_momentum` [0.85], `max_momentum` [0.95]
 ///
 /// Codable as `{"name": "step", "step_size": 1000, "gamma": 0.1, "warmup_steps": 500}`; decoding
-/// validates exactly as parsing does. `description` is the canonical CLI string.
+/// validates exactly as parsing does, except that a `onecycle` object without `cycle_momentum` (written
+/// before momentum was cycled) decodes as `cycle_momentum=false`, so its run resumes as it started.
+/// `description` is the canonical CLI string.
 public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
     /// The base rate throughout (`fixed`): `FixedSchedule`.
     case fixed
@@ -28,8 +31,10 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
     case step(stepSize: Int, gamma: Double)
     /// `cosine:eta_min=…,t_max=…`: `CosineAnnealing` (nil `periodSteps`: the whole run).
     case cosine(etaMin: Double, periodSteps: Int?)
-    /// `onecycle:pct_start=…,div_factor=…,final_div_factor=…,anneal=cos|linear`: `OneCycle`.
-    case oneCycle(pctStart: Double, divFactor: Double, finalDivFactor: Double, annealing: OneCycle.Annealing)
+    /// `onecycle:pct_start=…,div_factor=…,final_div_factor=…,anneal=cos|linear,cycle_momentum=…,
+    /// base_momentum=…,max_momentum=…`: `OneCycle` (nil `momentum`: `cycle_momentum=false`).
+    case oneCycle(pctStart: Double, divFactor: Double, finalDivFactor: Double, annealing: OneCycle.Annealing,
+                  momentum: OneCycle.MomentumCycle?)
     /// `warmup_steps=N` (and `warmup_start=F`) added to another schedule: `LinearWarmup` in front of it.
     case warmup(steps: Int, startFactor: Double, then: ScheduleConfig)
 
@@ -43,7 +48,9 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
         case "polynomial": return ["decay_steps", "end_lr", "power", "cycle"]
         case "step": return ["step_size", "gamma"]
         case "cosine": return ["eta_min", "t_max"]
-        case "onecycle": return ["pct_start", "div_factor", "final_div_factor", "anneal"]
+        case "onecycle":
+            return ["pct_start", "div_factor", "final_div_factor", "anneal", "cycle_momentum", "base_momentum",
+                    "max_momentum"]
         default: return []
         }
     }
@@ -58,8 +65,9 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
             return PolynomialDecay(decaySteps: decaySteps, endLearningRate: end, power: power, cycle: cycle)
         case let .step(stepSize, gamma): return StepDecay(stepSize: stepSize, gamma: gamma)
         case let .cosine(etaMin, period): return CosineAnnealing(etaMin: etaMin, periodSteps: period)
-        case let .oneCycle(pct, div, finalDiv, annealing):
-            return OneCycle(pctStart: pct, divFactor: div, finalDivFactor: finalDiv, annealing: annealing)
+        case let .oneCycle(pct, div, finalDiv, annealing, momentum):
+            return OneCycle(pctStart: pct, divFactor: div, finalDivFactor: finalDiv, annealing: annealing,
+                            momentumCycle: momentum)
         case let .warmup(steps, startFactor, inner):
             return LinearWarmup(steps: steps, startFactor: startFactor, then: inner.schedule)
         }
@@ -91,9 +99,10 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
         case let .step(stepSize, gamma): return [("step_size", "\(stepSize)"), ("gamma", d(gamma))]
         case let .cosine(etaMin, period):
             return [("eta_min", d(etaMin))] + (period.map { [("t_max", "\($0)")] } ?? [])
-        case let .oneCycle(pct, div, finalDiv, annealing):
+        case let .oneCycle(pct, div, finalDiv, annealing, momentum):
             return [("pct_start", d(pct)), ("div_factor", d(div)), ("final_div_factor", d(finalDiv)),
-                    ("anneal", annealing.rawValue)]
+                    ("anneal", annealing.rawValue), ("cycle_momentum", "\(momentum != nil)")]
+                + (momentum.map { [("base_momentum", d($0.base)), ("max_momentum", d($0.maximum))] } ?? [])
         case let .warmup(steps, startFactor, inner):
             return inner.parameters + [("warmup_steps", "\(steps)"), ("warmup_start", d(startFactor))]
         }
@@ -173,9 +182,17 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
                 throw ScheduleError.invalidValue(key: "anneal", value: annealText,
                                                  reason: "expected cos or linear")
             }
+            var momentum: OneCycle.MomentumCycle?
+            if try p.bool("cycle_momentum", default: true) {
+                momentum = OneCycle.MomentumCycle(base: try p.momentum("base_momentum", default: 0.85),
+                                                  maximum: try p.momentum("max_momentum", default: 0.95))
+            } else if let key = ["base_momentum", "max_momentum"].first(where: { given[$0] != nil }) {
+                throw ScheduleError.invalidValue(key: key, value: given[key]!,
+                                                 reason: "momentum is not cycled with cycle_momentum=false")
+            }
             config = .oneCycle(pctStart: pct, divFactor: try p.double("div_factor", default: 25, positive: true),
                                finalDivFactor: try p.double("final_div_factor", default: 1e4, positive: true),
-                               annealing: annealing)
+                               annealing: annealing, momentum: momentum)
         }
         if let steps = try p.optionalInt("warmup_steps", min: 0), steps > 0 {
             let start = try p.double("warmup_start", default: 0, nonNegative: true)
@@ -226,6 +243,13 @@ private struct ParameterReader {
         if nonNegative && v < 0 {
             throw ScheduleError.invalidValue(key: key, value: text, reason: "must not be negative")
         }
+        return v
+    }
+
+    /// A momentum in [0, 1), as optimizers take.
+    func momentum(_ key: String, default value: Double) throws -> Double {
+        let v = try double(key, default: value, nonNegative: true)
+        guard v < 1 else { throw ScheduleError.invalidValue(key: key, value: values[key]!, reason: "must be below 1") }
         return v
     }
 
@@ -291,6 +315,9 @@ extension ScheduleConfig: Codable {
             values.append((key.stringValue, text))
         }
         values.sort { $0.0 < $1.0 }
+        if name.lowercased() == "onecycle" && !values.contains(where: { $0.0.hasSuffix("momentum") }) {
+            values.append(("cycle_momentum", "false"))  // written before momentum was cycled
+        }
         do {
             try self.init(name: name, parameters: values)
         } catch let error as ScheduleError {

@@ -16,10 +16,17 @@ import Foundation
 /// A learning-rate schedule: the rate for a group whose configured rate is `base`, at `step` of a
 /// `totalSteps` run. Implementations are pure functions.
 public protocol LearningRateSchedule {
+    /// The rate at `step` of a `totalSteps` run for a group whose configured rate is `base`.
     func learningRate(base: Double, step: Int, totalSteps: Int) -> Double
+    /// The momentum (SGD's and RMSprop's `momentum`, Adam's β1) at `step`, for a schedule that cycles
+    /// it (`OneCycle`); nil, the default, leaves every optimizer its own.
+    func momentum(step: Int, totalSteps: Int) -> Double?
 }
 
 extension LearningRateSchedule {
+    /// No momentum of its own: optimizers keep theirs.
+    public func momentum(step: Int, totalSteps: Int) -> Double? { nil }
+
     /// The rate as a multiple of the base rate (exact for schedules without absolute floors;
     /// with `eta_min`/`end_lr` it is the rate of a group whose base rate is 1).
     public func multiplier(step: Int, totalSteps: Int) -> Double {
@@ -27,15 +34,18 @@ extension LearningRateSchedule {
     }
 
     /// Sets every group's rate to this schedule's value for its base rate (`baseLearningRates[i]`
-    /// for group `i`). Throws when the counts differ.
+    /// for group `i`), and its momentum where the schedule cycles it and the optimizer has one.
+    /// Throws when the counts differ.
     public func apply(to optimizer: Optimizer, baseLearningRates: [Double], step: Int, totalSteps: Int) throws {
         guard baseLearningRates.count == optimizer.parameterGroups.count else {
             throw ScheduleError.groupCountMismatch(expected: baseLearningRates.count,
                                                    found: optimizer.parameterGroups.count)
         }
+        let groupMomentum = optimizer.momentumName == nil ? nil : momentum(step: step, totalSteps: totalSteps)
         for i in optimizer.parameterGroups.indices {
             optimizer.parameterGroups[i].learningRate =
                 learningRate(base: baseLearningRates[i], step: step, totalSteps: totalSteps)
+            optimizer.parameterGroups[i].momentum = groupMomentum
         }
     }
 }
@@ -196,13 +206,32 @@ public struct CosineAnnealing: LearningRateSchedule, Equatable {
 /// PyTorch's `OneCycleLR` (two phases) with `max_lr` = the group's base rate: from
 /// `base / divFactor` up to `base` over the first `pctStart` of the run, then down to
 /// `base / divFactor / finalDivFactor` at step `totalSteps - 1`. Steps outside `0..<totalSteps`
-/// are clamped into it (PyTorch raises past the end). Learning rates only: momentum (Adam's β1) is
-/// not cycled, as PyTorch's `cycle_momentum=True` and fastai's `fit_one_cycle` do.
+/// are clamped into it (PyTorch raises past the end).
+///
+/// Momentum cycles the other way by default (PyTorch's `cycle_momentum=True`, fastai's
+/// `fit_one_cycle`): from `maximum` (0.95) down to `base` (0.85) while the rate rises, and back up
+/// while it falls. It sets SGD's and RMSprop's `momentum` and Adam's β1; an optimizer constructed
+/// without momentum keeps none (where PyTorch would switch SGD's momentum on).
 public struct OneCycle: LearningRateSchedule, Equatable {
     /// How each phase moves between its rates (PyTorch's `anneal_strategy`).
     public enum Annealing: String, Codable, Equatable, CaseIterable {
         /// `cos`: half a cosine wave (PyTorch's default); `linear`: a straight line.
         case cos, linear
+    }
+
+    /// The momentum range a one-cycle schedule moves through (PyTorch's `base_momentum` and
+    /// `max_momentum`).
+    public struct MomentumCycle: Equatable {
+        /// The momentum at the peak rate (PyTorch's `base_momentum`), 0.85 by default.
+        public var base: Double
+        /// The momentum at the start and end of the run (PyTorch's `max_momentum`), 0.95 by default.
+        public var maximum: Double
+
+        /// A range with PyTorch's defaults.
+        public init(base: Double = 0.85, maximum: Double = 0.95) {
+            self.base = base
+            self.maximum = maximum
+        }
     }
 
     /// The fraction of the run spent increasing the rate (PyTorch's `pct_start`), 0.3 by default.
@@ -213,14 +242,18 @@ public struct OneCycle: LearningRateSchedule, Equatable {
     public var finalDivFactor: Double
     /// The shape of both phases (PyTorch's `anneal_strategy`).
     public var annealing: Annealing
+    /// The momentum range, or nil to leave momentum alone (PyTorch's `cycle_momentum=False`).
+    public var momentumCycle: MomentumCycle?
 
-    /// A one-cycle schedule with PyTorch's `OneCycleLR` defaults (`three_phase=False`).
+    /// A one-cycle schedule with PyTorch's `OneCycleLR` defaults (`three_phase=False`,
+    /// `cycle_momentum=True`).
     public init(pctStart: Double = 0.3, divFactor: Double = 25, finalDivFactor: Double = 1e4,
-                annealing: Annealing = .cos) {
+                annealing: Annealing = .cos, momentumCycle: MomentumCycle? = MomentumCycle()) {
         self.pctStart = pctStart
         self.divFactor = divFactor
         self.finalDivFactor = finalDivFactor
         self.annealing = annealing
+        self.momentumCycle = momentumCycle
     }
 
     func anneal(_ start: Double, _ end: Double, _ pct: Double) -> Double {
@@ -230,26 +263,36 @@ public struct OneCycle: LearningRateSchedule, Equatable {
         }
     }
 
+    /// Where `step` (clamped into `0..<totalSteps`) lies: in the rising phase (0) or the falling one
+    /// (1), and how far through it (PyTorch's `_schedule_phases` with `three_phase=False`).
+    func position(step: Int, totalSteps: Int) -> (phase: Int, pct: Double) {
+        let stepNumber = Double(Swift.min(Swift.max(step, 0), Swift.max(totalSteps - 1, 0)))
+        let ends = [pctStart * Double(totalSteps) - 1, Double(totalSteps) - 1]
+        var startStep = 0.0
+        for (i, end) in ends.enumerated() {
+            if stepNumber <= end || i == ends.count - 1 {
+                let span = end - startStep
+                return (i, span == 0 ? 1 : (stepNumber - startStep) / span)
+            }
+            startStep = end
+        }
+        return (ends.count - 1, 1)  // unreachable: the last phase always answers
+    }
+
     /// The rate at `step`, clamped into `0..<totalSteps`, with `base` as `max_lr`.
     public func learningRate(base: Double, step: Int, totalSteps: Int) -> Double {
         let initial = base / divFactor
         let minimum = initial / finalDivFactor
-        let stepNumber = Double(Swift.min(Swift.max(step, 0), Swift.max(totalSteps - 1, 0)))
-        // PyTorch's `_schedule_phases` with three_phase=False.
-        let phases: [(end: Double, start: Double, stop: Double)] = [
-            (pctStart * Double(totalSteps) - 1, initial, base),
-            (Double(totalSteps) - 1, base, minimum),
-        ]
-        var startStep = 0.0
-        for (i, phase) in phases.enumerated() {
-            if stepNumber <= phase.end || i == phases.count - 1 {
-                let span = phase.end - startStep
-                let pct = span == 0 ? 1 : (stepNumber - startStep) / span
-                return anneal(phase.start, phase.stop, pct)
-            }
-            startStep = phase.end
-        }
-        return minimum  // unreachable: the last phase always answers
+        let (phase, pct) = position(step: step, totalSteps: totalSteps)
+        return phase == 0 ? anneal(initial, base, pct) : anneal(base, minimum, pct)
+    }
+
+    /// The momentum at `step`: from `maximum` to `base` while the rate rises, then back; nil without
+    /// a `momentumCycle`.
+    public func momentum(step: Int, totalSteps: Int) -> Double? {
+        guard let cycle = momentumCycle else { return nil }
+        let (phase, pct) = position(step: step, totalSteps: totalSteps)
+        return phase == 0 ? anneal(cycle.maximum, cycle.base, pct) : anneal(cycle.base, cycle.maximum, pct)
     }
 }
 
@@ -281,6 +324,13 @@ public struct LinearWarmup: LearningRateSchedule {
             return target * (startFactor + (1 - startFactor) * Double(step) / Double(steps))
         }
         return inner.learningRate(base: base, step: step - steps, totalSteps: remaining)
+    }
+
+    /// The inner schedule's momentum: its first value throughout the warmup (as PyTorch's
+    /// `SequentialLR`, where `LinearLR` leaves the momentum `OneCycleLR` set), then shifted like the rate.
+    public func momentum(step: Int, totalSteps: Int) -> Double? {
+        let remaining = Swift.max(totalSteps - steps, 1)
+        return inner.momentum(step: Swift.max(step - steps, 0), totalSteps: remaining)
     }
 }
 

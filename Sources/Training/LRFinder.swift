@@ -89,6 +89,7 @@ public struct LRFinder {
         configuration.seed = nil
         configuration.ema = nil
         configuration.accumulateSteps = nil
+        configuration.schedule = .fixed  // the rate is the test's; momentum stays the optimizer's (fastai)
         let probe = try Trainer(model: model, configuration: configuration)
         probe.state.loader = LoaderPosition(loader)
         var lrs: [Double] = [], losses: [Double] = []

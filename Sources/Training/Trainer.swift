@@ -749,6 +749,7 @@ public final class Trainer {
             for i in optimizer.parameterGroups.indices { optimizer.parameterGroups[i].learningRate = lr }
         }
         let learningRates = optimizer.learningRates
+        let momentum = optimizer.parameterGroups.last?.momentum
         if state.accumulation == nil { try optimizer.zeroGrad() }
         // timm's grad-accum rule: a group's losses are divided by its size, which is K except for the
         // epoch's last group when the batch count is not a multiple of K.
@@ -795,7 +796,7 @@ public final class Trainer {
         }
         let result = BatchResult(epoch: state.epoch, batch: number, step: state.globalStep, samples: n,
                                  loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
-                                 learningRates: learningRates, gradientNorm: norm,
+                                 learningRates: learningRates, momentum: momentum, gradientNorm: norm,
                                  epochLoss: state.accumulator.meanLoss, epochAccuracy: state.accumulator.accuracy,
                                  optimizerStepped: stepped)
         lastBatch = result

@@ -39,6 +39,9 @@ public struct BatchResult: Sendable {
     public var accuracy: Double
     /// The learning rate of each parameter group for this step.
     public var learningRates: [Double]
+    /// The momentum (SGD's, RMSprop's, or Adam's β1) of the last parameter group for this step, where
+    /// the schedule cycles it (`--lr-schedule onecycle`); nil otherwise.
+    public var momentum: Double?
     /// The global gradient norm before clipping (only when clipping is on).
     public var gradientNorm: Double?
     /// The epoch's running mean loss and accuracy so far.

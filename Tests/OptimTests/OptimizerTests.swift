@@ -37,13 +37,17 @@ final class OptimizerTests: XCTestCase {
     /// above the absolute 1e-6 there).
     static let rtol = 5e-7
 
-    func replay(_ config: String, atol: Double = 1e-6, file: StaticString = #filePath, line: UInt = #line,
-                _ make: Factory) throws {
+    /// With a `schedule`, it is applied before every step over a run of `steps` steps, as the trainer
+    /// does (the fixture's scheduler steps after each `optimizer.step()`).
+    func replay(_ config: String, atol: Double = 1e-6, schedule: (any LearningRateSchedule)? = nil,
+                file: StaticString = #filePath, line: UInt = #line, _ make: Factory) throws {
         let fixture = try Fixtures.load("optim_\(config).safetensors")
         let parameters = try initialParameters(fixture)
         let optimizer = try make(parameters)
+        let bases = optimizer.learningRates
         for step in 1...Self.steps {
             try setGradients(parameters, fixture, step: step)
+            try schedule?.apply(to: optimizer, baseLearningRates: bases, step: step - 1, totalSteps: Self.steps)
             try optimizer.step()
             for (name, p) in parameters {
                 assertClose(p, try Fixtures.tensor(fixture, "param.\(name).step\(step)"), atol: atol, rtol: Self.rtol,
@@ -125,6 +129,38 @@ final class OptimizerTests: XCTestCase {
                        ParameterGroup(parameters: [p[1]], weightDecay: 0)],
                       learningRate: 3e-3, weightDecay: 0.05)
         }
+    }
+
+    /// OneCycleLR cycles SGD's momentum and Adam's β1 with the rate (`cycle_momentum=True`); the
+    /// fixtures' script checks that the trajectories differ from a constant momentum by more than 1e-5.
+    func testOneCycleCyclesMomentumAndBeta1AsOneCycleLR() throws {
+        try replay("sgd_onecycle", schedule: OneCycle()) { try SGD($0, learningRate: 0.1, momentum: 0.9) }
+        try replay("adam_onecycle", schedule: OneCycle()) { try Adam($0, learningRate: 0.1) }
+    }
+
+    /// The cycled momentum is each group's own, recorded with its hyperparameters; an optimizer without
+    /// momentum keeps none, and a schedule that does not cycle hands back the optimizer's own.
+    func testCycledMomentumIsPerGroupAndSaved() throws {
+        let p = try initialParameters(Fixtures.load("optim_sgd.safetensors"))
+        let sgd = try SGD([ParameterGroup(parameters: [p[0]]), ParameterGroup(parameters: [p[1]])],
+                          learningRate: 0.1, momentum: 0.9)
+        try OneCycle().apply(to: sgd, baseLearningRates: [0.1, 0.01], step: 0, totalSteps: 10)
+        XCTAssertEqual(sgd.parameterGroups.map(\.momentum), [0.95, 0.95])
+        XCTAssertEqual(sgd.stateDict().hyperparameters.groups.map { $0.options["momentum"] }, [0.95, 0.95])
+        try OneCycle().apply(to: sgd, baseLearningRates: [0.1, 0.01], step: 2, totalSteps: 10)
+        XCTAssertEqual(sgd.parameterGroups[0].momentum ?? 0, 0.85, accuracy: 1e-15)  // the peak (step 0.3·10 − 1)
+        try CosineAnnealing().apply(to: sgd, baseLearningRates: [0.1, 0.01], step: 3, totalSteps: 10)
+        XCTAssertEqual(sgd.parameterGroups.map(\.momentum), [nil, nil])
+        XCTAssertEqual(sgd.stateDict().hyperparameters.groups[0].options["momentum"], 0.9)
+
+        let plain = try SGD(p, learningRate: 0.1)
+        try OneCycle().apply(to: plain, baseLearningRates: [0.1], step: 0, totalSteps: 10)
+        XCTAssertNil(plain.parameterGroups[0].momentum)
+        let adam = try Adam(p)
+        try OneCycle(momentumCycle: .init(base: 0.8, maximum: 0.9)).apply(to: adam, baseLearningRates: [0.1],
+                                                                           step: 9, totalSteps: 10)
+        XCTAssertEqual(adam.stateDict().hyperparameters.groups[0].options["betas.0"], 0.9)
+        XCTAssertThrowsError(try SGD([ParameterGroup(parameters: p, momentum: 1)], learningRate: 0.1, momentum: 0.9))
     }
 
     // MARK: - Contract

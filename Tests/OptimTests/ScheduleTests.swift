@@ -119,6 +119,22 @@ final class ScheduleTests: XCTestCase {
                        accuracy: tolerance)
     }
 
+    func testOneCycleMomentumMatchesOneCycleLR() {
+        // torch 1.13 OneCycleLR(max_lr=0.1, total_steps=100), SGD(momentum=0.9): param_groups[0]['momentum']
+        // before each step. Defaults base_momentum 0.85, max_momentum 0.95: down to 0.85 at the peak, back up.
+        let schedule = OneCycle()
+        for (step, value) in [(0, 0.95), (15, 0.897293054570729), (29, 0.85), (50, 0.8706107373853763),
+                              (99, 0.95)] {
+            XCTAssertEqual(schedule.momentum(step: step, totalSteps: 100)!, value, accuracy: tolerance, "step \(step)")
+        }
+        XCTAssertNil(OneCycle(momentumCycle: nil).momentum(step: 5, totalSteps: 100))
+        XCTAssertNil(CosineAnnealing().momentum(step: 5, totalSteps: 100))
+        // A warmup holds the cycle's first momentum, then the cycle runs over the remaining steps.
+        let warm = LinearWarmup(steps: 10, then: schedule)
+        XCTAssertEqual(warm.momentum(step: 3, totalSteps: 110), 0.95)
+        XCTAssertEqual(warm.momentum(step: 60, totalSteps: 110)!, 0.8706107373853763, accuracy: tolerance)
+    }
+
     func testWarmupComposition() {
         // 10 warmup steps from 0.1 × the rate, then cosine to 0 over the remaining 90 steps.
         let schedule = LinearWarmup(steps: 10, startFactor: 0.1, then: CosineAnnealing())
@@ -145,7 +161,13 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(try ScheduleConfig(parsing: "polynomial:power=2, end_lr=0"),
                        .polynomial(decaySteps: nil, endLearningRate: 0, power: 2, cycle: false))
         XCTAssertEqual(try ScheduleConfig(parsing: "onecycle:pct_start=0.25,anneal=linear"),
-                       .oneCycle(pctStart: 0.25, divFactor: 25, finalDivFactor: 1e4, annealing: .linear))
+                       .oneCycle(pctStart: 0.25, divFactor: 25, finalDivFactor: 1e4, annealing: .linear,
+                                 momentum: .init(base: 0.85, maximum: 0.95)))
+        XCTAssertEqual(try ScheduleConfig(parsing: "onecycle:cycle_momentum=false"),
+                       .oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos, momentum: nil))
+        XCTAssertEqual(try ScheduleConfig(parsing: "onecycle:base_momentum=0.8,max_momentum=0.9").description,
+                       "onecycle:pct_start=0.3,div_factor=25.0,final_div_factor=10000.0,anneal=cos,"
+                       + "cycle_momentum=true,base_momentum=0.8,max_momentum=0.9")
         XCTAssertEqual(try ScheduleConfig(parsing: "cosine:eta_min=1e-5,warmup_steps=500"),
                        .warmup(steps: 500, startFactor: 0, then: .cosine(etaMin: 1e-5, periodSteps: nil)))
         XCTAssertEqual(try ScheduleConfig(parsing: "step:step_size=3,warmup_steps=0"), .step(stepSize: 3, gamma: 0.1))
@@ -189,6 +211,11 @@ final class ScheduleTests: XCTestCase {
                        .invalidValue(key: "eta_min", value: "nan", reason: "expected a finite number"))
         XCTAssertEqual(error("onecycle:pct_start=1.5"),
                        .invalidValue(key: "pct_start", value: "1.5", reason: "must be between 0 and 1"))
+        XCTAssertEqual(error("onecycle:max_momentum=1"),
+                       .invalidValue(key: "max_momentum", value: "1", reason: "must be below 1"))
+        XCTAssertEqual(error("onecycle:cycle_momentum=false,base_momentum=0.8"),
+                       .invalidValue(key: "base_momentum", value: "0.8",
+                                     reason: "momentum is not cycled with cycle_momentum=false"))
         XCTAssertEqual(error("onecycle:anneal=cosine"),
                        .invalidValue(key: "anneal", value: "cosine", reason: "expected cos or linear"))
         XCTAssertEqual(error("cosine:warmup_start=0.1"), .missingKey(key: "warmup_steps", schedule: "cosine"))
@@ -210,7 +237,8 @@ final class ScheduleTests: XCTestCase {
             .polynomial(decaySteps: 500, endLearningRate: 0, power: 0.9, cycle: true),
             .step(stepSize: 7, gamma: 0.5),
             .cosine(etaMin: 1e-6, periodSteps: 300),
-            .oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos),
+            .oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos, momentum: .init()),
+            .oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos, momentum: nil),
             .warmup(steps: 100, startFactor: 0.01, then: .cosine(etaMin: 0, periodSteps: nil)),
         ]
         for config in configs {
@@ -226,6 +254,13 @@ final class ScheduleTests: XCTestCase {
         XCTAssertThrowsError(try JSONDecoder().decode(ScheduleConfig.self, from: bad)) { error in
             XCTAssertTrue("\(error)".contains("gama"), "\(error)")
         }
+        // A onecycle schedule recorded before momentum was cycled keeps a constant momentum, so its run
+        // resumes as it started; one written now cycles it.
+        let old = Data(#"{"anneal":"cos","div_factor":25,"final_div_factor":10000,"name":"onecycle","pct_start":0.3}"#.utf8)
+        XCTAssertEqual(try JSONDecoder().decode(ScheduleConfig.self, from: old),
+                       .oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos, momentum: nil))
+        let now = try JSONEncoder().encode(try ScheduleConfig(parsing: "onecycle"))
+        XCTAssertNotNil(try JSONDecoder().decode(ScheduleConfig.self, from: now).schedule.momentum(step: 0, totalSteps: 9))
         // Two warmups cannot be encoded.
         let nested = ScheduleConfig.warmup(steps: 1, startFactor: 0, then: .warmup(steps: 2, startFactor: 0, then: .fixed))
         XCTAssertThrowsError(try JSONEncoder().encode(nested))

@@ -15,9 +15,11 @@ final class ResumeTests: XCTestCase {
     static let epochs = 3
     static let seed: UInt64 = 42
 
+    var optimizer = OptimizerConfig.adam(learningRate: 1e-2)
+    var schedule = ScheduleConfig.cosine(etaMin: 0, periodSteps: nil)
+
     var configuration: TrainingConfiguration {
-        TrainingConfiguration(optimizer: .adam(learningRate: 1e-2), schedule: .cosine(etaMin: 0, periodSteps: nil),
-                              labelSmoothing: 0.1, gradientClipNorm: 2)
+        TrainingConfiguration(optimizer: optimizer, schedule: schedule, labelSmoothing: 0.1, gradientClipNorm: 2)
     }
 
     lazy var data: LabeledDataset = try! TRData.dataset()
@@ -96,6 +98,26 @@ final class ResumeTests: XCTestCase {
         // Control: the comparison does see a difference (the stopped run is 10 steps behind).
         XCTAssertNotEqual(try TRData.snapshot(first.model.stateDict()), try TRData.snapshot(reference.model.stateDict()))
         try assertSameRun(reference, resumeAndFinish(directory + "/last", workers: 2))
+    }
+
+    /// A one-cycle schedule also cycles the momentum (SGD's, Adam's β1) from the step count: a run
+    /// resumed mid-cycle, mid-epoch, goes on with the momentum it would have had.
+    func testResumeMidCycleWithCycledMomentumIsBitIdentical() throws {
+        schedule = try ScheduleConfig(parsing: "onecycle:pct_start=0.5")
+        for optimizer in [OptimizerConfig.sgd(learningRate: 0.05, momentum: 0.9), .adam(learningRate: 1e-2)] {
+            self.optimizer = optimizer
+            let reference = try reference()
+            XCTAssertEqual(reference.optimizer.parameterGroups[0].momentum ?? 0, 0.95, accuracy: 1e-12,
+                           "the last step is back at max_momentum")
+            let directory = try TRData.temporaryDirectory(self)
+            let first = try Trainer(model: freshModel(), configuration: configuration,
+                                    callbacks: [ModelCheckpoint(directory: directory, everySteps: 4), TRStopper(step: 8)])
+            _ = try first.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false),
+                              epochs: Self.epochs)
+            XCTAssertEqual(first.optimizer.parameterGroups[0].momentum ?? 0, 0.85, accuracy: 0.01,
+                           "step 8 of 18 is near the trough")
+            try assertSameRun(reference, resumeAndFinish(directory + "/last"))
+        }
     }
 
     /// What SIGKILL leaves behind is exactly the last checkpoint that was completely written (each

@@ -107,7 +107,8 @@ public final class JSONLinesLoggerCallback: TrainingCallback {
     }
 }
 
-/// TensorBoard scalars: `batch_loss`, `batch_accuracy`, `learning_rate` in the `train` run every
+/// TensorBoard scalars: `batch_loss`, `batch_accuracy`, `learning_rate` (and `momentum` where the
+/// schedule cycles it) in the `train` run every
 /// `everySteps` steps; per epoch `epoch_loss`, `epoch_accuracy` in `train` and the validation
 /// metrics as `epoch_<name>` in `validation` (Keras' naming), all at the global step.
 public final class TensorBoardCallback: TrainingCallback {
@@ -133,6 +134,7 @@ public final class TensorBoardCallback: TrainingCallback {
             guard r.optimizerStepped, r.step % everySteps == 0 else { return }
             var values = r.samples > 0 ? ["batch_loss": r.loss, "batch_accuracy": r.accuracy] : [:]
             if let lr = r.learningRates.last { values["learning_rate"] = lr }
+            if let momentum = r.momentum { values["momentum"] = momentum }
             if let norm = r.gradientNorm { values["gradient_norm"] = norm }
             try writer?.addScalars(values, step: r.step, run: .train)
         case .epochEnd(let r):
