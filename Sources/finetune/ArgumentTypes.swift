@@ -18,6 +18,7 @@ extension SamplerKind: ExpressibleByArgument {}
 extension TestTimeAugmentation: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
+extension RandomErasing.Mode: ExpressibleByArgument {}
 
 /// `train --pooling`: the pooling in front of a head, avg or max (`GlobalPooling.none` is
 /// `summary --no-top`'s only: `train --help` offered it, and train refused it).

@@ -144,6 +144,10 @@ extension TrainCLITests {
             (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
+            (["--random-erasing", "1.5"], "--random-erasing: expected a probability in (0, 1]"),
+            (["--random-erasing", "0.25", "--augment", "keras"], "--random-erasing: follows --augment standard"),
+            (["--erasing-mode", "const"], "--erasing-mode: applies with --random-erasing"),
+            (["--random-erasing", "0.25", "--erasing-mode", "zero"], "--erasing-mode"),
             (["--class-weights", "/nonexistent/weights.json"], "--class-weights"),
             (["--image-root", "/tmp"], "--image-root"),
             // The head's settings are named one by one (all were "--pooling/--head-*").
@@ -160,14 +164,15 @@ extension TrainCLITests {
     }
 
     /// A run with every stateful technique is SIGKILLed in its second epoch and resumed: the final
-    /// weights (the EMA) equal an uninterrupted run's bit for bit.
+    /// weights (the EMA) equal an uninterrupted run's bit for bit. The one-cycle schedule cycles Adam's
+    /// β1, and random erasing draws from each sample's stream.
     func testKillAndResumeWithTechniquesIsBitExact() throws {
         let data = try makeDataset()
         let runs = try temporaryFolder("kill")
         let arguments = TrainCLITests.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
-                                                "--lr-schedule", "cosine", "--ema", "0.8", "--accumulate-steps", "2",
+                                                "--lr-schedule", "onecycle", "--ema", "0.8", "--accumulate-steps", "2",
                                                 "--mixup", "0.4", "--cutmix", "1.0", "--label-smoothing", "0.1",
-                                                "--augment", "trivialaugment"]
+                                                "--augment", "trivialaugment", "--random-erasing", "0.5"]
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
 
@@ -179,5 +184,8 @@ extension TrainCLITests {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         try assertIdentical(runs + "/a/model.safetensors", runs + "/b/model.safetensors")
         try assertIdentical(runs + "/a/checkpoints/last/model.safetensors", runs + "/b/checkpoints/last/model.safetensors")
+        let config = try String(contentsOfFile: runs + "/b/config.json", encoding: .utf8)
+        XCTAssertTrue(config.contains(#""randomErasing" : 0.5"#) || config.contains(#""randomErasing":0.5"#), config)
+        XCTAssertTrue(config.contains("cycle_momentum"), config)
     }
 }

@@ -79,6 +79,14 @@ public struct SampleRandom: RandomNumberGenerator, Sendable {
         integer(in: range.lowerBound..<(range.upperBound + 1))
     }
 
+    /// A standard normal value (Box–Muller from two uniform draws; the second value is not kept, so
+    /// every call uses exactly two draws).
+    public mutating func normal() -> Double {
+        let u1 = 1 - unit()  // in (0, 1]: log stays finite
+        let u2 = unit()
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
+    }
+
     /// True with probability `p`.
     public mutating func chance(_ p: Double) -> Bool { p >= 1 || (p > 0 && unit() < p) }
 

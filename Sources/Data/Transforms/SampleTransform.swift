@@ -84,6 +84,8 @@ public struct TrainingTransform: SampleTransform {
     public var decodeMinSide: Int
     /// Random augmentation does not need PIL-exact decoding, so the fast IDCT is used by default.
     public var decodeFast = true
+    /// Random erasing of the normalised tensor, after `output` (timm's and torchvision's place for it).
+    public var erasing: RandomErasing?
 
     /// A transform of `augmentations` then `output`; JPEGs decoded at full size unless `decodeMinSide` is set.
     public init(_ augmentations: [any ImageAugmentation], output: OutputScaling, decodeMinSide: Int = 0) {
@@ -115,8 +117,9 @@ public struct TrainingTransform: SampleTransform {
         return x
     }
 
-    /// `output.apply(augment(image))`: float32 [3, H, W].
+    /// `output.apply(augment(image))`, then `erasing`: float32 [3, H, W].
     public func tensor(from image: Image, random: inout SampleRandom) throws -> Tensor {
-        try output.apply(augment(image, random: &random))
+        let tensor = try output.apply(augment(image, random: &random))
+        return try erasing?.apply(tensor, random: &random) ?? tensor
     }
 }

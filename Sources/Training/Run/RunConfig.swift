@@ -62,6 +62,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var imageRoot: String?
     /// `augment: randaugment`'s [n, m] (operations per image, magnitude bin of 31); nil: [2, 9].
     public var randAugment: [Int]?
+    /// Random erasing's probability per image (timm's `--reprob`), applied to the normalised tensor
+    /// after the augmentation; nil: none.
+    public var randomErasing: Double?
+    /// What random erasing fills the rectangle with (nil: `pixel`, timm's `train.py` default).
+    public var erasingMode: RandomErasing.Mode?
     /// A folder of unlabelled images for pseudo-labelling (read recursively; nil: none).
     public var unlabeled: String?
     /// In data-parallel training, BatchNorm statistics over every rank's batch together (PyTorch's

@@ -162,9 +162,11 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
     case trivialaugment
 
     /// The training transform for `preprocessing`; `colorJitter` follows the standard augmentation's
-    /// flip (the other augmentations take none: `TrainingRun` refuses the combination).
-    public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil, randAugment: RandAugment = RandAugment())
-        -> any SampleTransform {
+    /// flip (the other augmentations take none: `TrainingRun` refuses the combination); `erasing`
+    /// follows the normalisation of `standard`, `randaugment` and `trivialaugment` (the others take
+    /// none either).
+    public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil, randAugment: RandAugment = RandAugment(),
+                          erasing: RandomErasing? = nil) -> any SampleTransform {
         switch self {
         case .none:
             return EvaluationTransform(p)
@@ -176,11 +178,14 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
                                            horizontalFlip: true, targetSize: (p.cropSize, p.cropSize),
                                            mean: p.mean.map { $0 - low }, std: p.std)
         case .standard:
-            return TrainingTransform.standard(p, colorJitter: colorJitter)
+            var t = TrainingTransform.standard(p, colorJitter: colorJitter)
+            t.erasing = erasing
+            return t
         case .randaugment, .trivialaugment:
             // torchvision's reference recipe: RandomResizedCrop, flip, then the policy.
             var t = TrainingTransform.standard(p)
             t.augmentations.append(self == .randaugment ? randAugment : TrivialAugmentWide())
+            t.erasing = erasing
             return t
         }
     }

@@ -227,8 +227,10 @@ public final class TrainingRun {
     static func trainLoader(_ splits: RunSplits, options: TrainOptions, preprocessing p: Preprocessing) throws -> DataLoader {
         let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
         let policy = options.randAugment.map { RandAugment(n: $0[0], m: $0[1]) } ?? RandAugment()
+        let erasing = options.randomErasing.map { RandomErasing(probability: $0, mode: options.erasingMode ?? .pixel) }
         return try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
-                              transform: options.augment.transform(p, colorJitter: jitter, randAugment: policy),
+                              transform: options.augment.transform(p, colorJitter: jitter, randAugment: policy,
+                                                                   erasing: erasing),
                               workers: options.workers,
                               balanced: options.sampler == .balanced, strict: (options.onBadImage ?? .skip).isStrict)
     }
@@ -402,6 +404,15 @@ public final class TrainingRun {
             guard options.augment == .standard else {
                 throw bad("colorJitter", "follows the standard augmentation; --augment is \(options.augment.rawValue)")
             }
+        }
+        if let p = options.randomErasing {
+            guard p > 0, p <= 1 else { throw bad("randomErasing", "expected a probability in (0, 1], e.g. 0.25") }
+            guard [.standard, .randaugment, .trivialaugment].contains(options.augment) else {
+                throw bad("randomErasing", "follows --augment standard, randaugment or trivialaugment; "
+                    + "--augment is \(options.augment.rawValue)")
+            }
+        } else if options.erasingMode != nil {
+            throw bad("erasingMode", "applies with --random-erasing")
         }
         try validatePseudoLabel(options)
     }
@@ -905,6 +916,8 @@ public final class TrainingRun {
         rest.augment = .none
         rest.colorJitter = nil
         rest.randAugment = nil
+        rest.randomErasing = nil
+        rest.erasingMode = nil
         rest.exif = nil
         rest.featureCache = nil
         rest.cacheAugmentations = nil
@@ -915,8 +928,9 @@ public final class TrainingRun {
             ("model (--arch, --weights, --pooling, --head-*, --binary)",
              "\(config.architecture) \(config.weights ?? "none") " + (try json(config.head))),
             ("preprocessing (--input-size)", try json(config.preprocessing)),
-            ("augmentation (--augment, --color-jitter)",
-             "\(o.augment.rawValue) \(o.colorJitter ?? []) \(o.randAugment ?? [])"),
+            ("augmentation (--augment, --color-jitter, --random-erasing)",
+             "\(o.augment.rawValue) \(o.colorJitter ?? []) \(o.randAugment ?? []) \(o.randomErasing ?? 0) "
+                + (o.erasingMode?.rawValue ?? "")),
             ("EXIF orientation (--exif)", o.exif?.rawValue ?? "default"),
             ("feature cache (--feature-cache, --cache-augmentations)",
              "\(o.featureCache?.rawValue ?? "auto") \(o.cacheAugmentations ?? 1)"),
@@ -958,6 +972,7 @@ public final class TrainingRun {
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
             + (options.randAugment.map { " nm=\($0)" } ?? "")
+            + (options.randomErasing.map { " erasing=\($0),\((options.erasingMode ?? .pixel).rawValue)" } ?? "")
         let trainFeatures = try prepare(splits.train, train, augmentation: augmentation, views: views)
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {

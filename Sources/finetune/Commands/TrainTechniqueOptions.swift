@@ -1,4 +1,5 @@
 import ArgumentParser
+import Data
 import Training
 
 /// The training techniques of `finetune train` that users know from timm, fastai, Lightning and
@@ -37,6 +38,13 @@ struct TechniqueOptions: ParsableArguments {
     var sampler: SamplerKind = .shuffle
     @Option(help: "torchvision's ColorJitter after the standard augmentation: B,C,S,H, e.g. 0.4,0.4,0.4,0.1.")
     var colorJitter: String?
+    @Option(help: """
+        Random erasing: with this probability, replace a rectangle (2% to 1/3 of the image, aspect 0.3 to \
+        3.3) of the normalised image (timm's --reprob, e.g. 0.25; torchvision's RandomErasing).
+        """)
+    var randomErasing: Double?
+    @Option(help: "With --random-erasing: fill with per-pixel normal noise (pixel, timm's default), one normal colour (rand) or zeros, the mean colour (const).")
+    var erasingMode: RandomErasing.Mode?
     @Option(help: "With a path,label CSV file as DATA: the folder relative image paths start from (default: the CSV's folder).")
     var imageRoot: String?
 
@@ -58,6 +66,8 @@ struct TechniqueOptions: ParsableArguments {
         options.classWeights = classWeights
         options.sampler = sampler == .shuffle ? nil : sampler
         options.colorJitter = try jitter()
+        options.randomErasing = randomErasing
+        options.erasingMode = erasingMode
         options.imageRoot = imageRoot
     }
 
@@ -79,5 +89,6 @@ struct TechniqueOptions: ParsableArguments {
         "mixupAlpha": "--mixup", "cutmixAlpha": "--cutmix", "mixProbability": "--mix-prob",
         "mixSwitchProbability": "--mix-switch-prob", "mixupOffEpoch": "--mixup-off-epoch",
         "classWeights": "--class-weights", "colorJitter": "--color-jitter", "imageRoot": "--image-root",
+        "randomErasing": "--random-erasing", "erasingMode": "--erasing-mode",
     ]
 }
