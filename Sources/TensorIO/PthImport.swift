@@ -416,17 +416,22 @@ private final class PthDecoder {
 
         var copies: [String: AlignedStorage] = [:]
         var tensors = StateDict()
+        // Every tensor becomes a copy of its own, so tensors sharing one storage would multiply it: a
+        // 4 MB file of 20,000 views of one storage asked for 80 GB. The copies may take twice the file
+        // (tied weights) and 256 MiB more (expanded views); past that the file is refused.
+        var budget = 2 * buffer.count + (256 << 20)
         for (name, spec) in specs {
             if !spec.isContiguous { report.nonContiguous.append(name) }
-            tensors[name] = try materialize(name, spec, buffer: buffer, copies: &copies)
+            tensors[name] = try materialize(name, spec, buffer: buffer, copies: &copies, budget: &budget)
         }
         report.tensorCount = tensors.count
         return PthImport.Result(tensors: tensors, report: report)
     }
 
     /// Views the storage with the pickled offset/shape/strides and copies it into a contiguous tensor.
+    /// `budget` is the bytes the file's tensors may still take; this one's are taken from it.
     private func materialize(_ name: String, _ spec: PickleTensor, buffer: UnsafeRawBufferPointer,
-                             copies: inout [String: AlignedStorage]) throws -> Tensor {
+                             copies: inout [String: AlignedStorage], budget: inout Int) throws -> Tensor {
         let key = spec.storage.key
         guard let record = storages[key] else {
             throw PickleError.malformed("tensor '\(name)' uses storage '\(key)', which the file does not contain")
@@ -461,6 +466,11 @@ private final class PthDecoder {
             throw PickleError.unsupported("tensor '\(name)' (\(layout)) would expand \(window.count) stored " +
                                           "elements to \(resultBytes) bytes")
         }
+        guard resultBytes <= budget else {
+            throw PickleError.unsupported("tensor '\(name)' would take the file's tensors past \(2 * buffer.count + (256 << 20)) "
+                + "bytes once copied, from \(buffer.count) bytes in the file: its tensors share storages many times over")
+        }
+        budget -= resultBytes
         let copy: AlignedStorage
         if let existing = copies[key] {
             copy = existing

@@ -328,6 +328,40 @@ final class PthTests: XCTestCase {
         XCTAssertNotNil(try importError(overflow))
     }
 
+    /// Each tensor is copied on its own, so keys sharing one storage multiply it: a small file whose
+    /// 2,200 keys all view one 128 KiB storage would take 288 MB (probe U: 20,000 keys of 4 MB asked
+    /// for 80 GB). It is refused, naming the tensor that passes the budget; a few shared views load.
+    func testManyViewsOfOneStorageAreRefusedBeforeTheyAreCopied() throws {
+        let elements = 32768
+        func sharedViews(_ keys: Int) -> [UInt8] {
+            var p = PickleBytes()
+            p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)
+            p.op(0x28)  // MARK for SETITEMS
+            for k in 0..<keys {
+                p.str("w\(k)")
+                p.global("torch._utils", "_rebuild_tensor_v2")
+                p.op(0x28)
+                p.op(0x28); p.str("storage"); p.global("torch", "FloatStorage"); p.str("0"); p.str("cpu")
+                p.int(elements); p.op(0x4E)
+                p.op(0x74); p.op(0x51)
+                p.int(0)
+                p.op(0x28); p.int(elements); p.op(0x74)
+                p.op(0x28); p.int(1); p.op(0x74)
+                p.op(0x89)
+                p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)
+                p.op(0x74); p.op(0x52)
+            }
+            p.op(0x75); p.op(0x2E)  // SETITEMS, STOP
+            return p.bytes
+        }
+        let storage = floats([Float](repeating: 0.5, count: elements))
+        let few = try PthImport.load(try writeLegacy(main: sharedViews(3), keys: ["0"], storages: [storage]))
+        XCTAssertEqual(few.count, 3)
+        let bomb = try writeLegacy(main: sharedViews(2200), keys: ["0"], storages: [storage])
+        let error = try importError(bomb)
+        XCTAssertTrue(error.description.contains("its tensors share storages many times over"), error.description)
+    }
+
     func testMissingStorageIsRefused() throws {
         // The pickle references storage "0", but the file stores none.
         let path = try writeLegacy(main: tensorPickle(offset: 0, shape: [4], stride: [1]), keys: [], storages: [])
