@@ -247,6 +247,10 @@ open class Module {
             } else if source.dtype.isFloatingPoint, source.count > 0,
                       try source.isFinite().to(.float32).min().item() < 1 {
                 report.nonFinite.append(key)
+            } else if key == "running_var" || key.hasSuffix(".running_var"), source.count > 0,
+                      try source.min().item() < 0 {
+                // A variance below 0 makes BatchNorm's 1/√(var + ε) NaN for every input.
+                report.negativeVariance.append(key)
             } else {
                 toCopy.append((target, source))
             }
@@ -296,11 +300,14 @@ public struct LoadReport: CustomStringConvertible, Equatable {
     public var dtypeMismatched: [DTypeMismatch] = []
     /// Floating-point tensors holding NaN or infinity (never loaded).
     public var nonFinite: [String] = []
+    /// BatchNorm `running_var` tensors holding a negative value, which makes every output NaN (never loaded).
+    public var negativeVariance: [String] = []
 
-    /// True when every key matched in name, shape and dtype class and every value was finite: the
-    /// condition a strict `load` requires.
+    /// True when every key matched in name, shape and dtype class and every value was finite (and
+    /// every running variance non-negative): the condition a strict `load` requires.
     public var isClean: Bool {
         missing.isEmpty && unexpected.isEmpty && shapeMismatched.isEmpty && dtypeMismatched.isEmpty && nonFinite.isEmpty
+            && negativeVariance.isEmpty
     }
 
     /// A multi-line, human-readable report in PyTorch's wording ("missing keys: …", "size mismatch for …").
@@ -318,6 +325,9 @@ public struct LoadReport: CustomStringConvertible, Equatable {
         }
         if !nonFinite.isEmpty {
             lines.append("NaN or infinite values in: " + nonFinite.joined(separator: ", "))
+        }
+        if !negativeVariance.isEmpty {
+            lines.append("negative BatchNorm running variance in: " + negativeVariance.joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
     }

@@ -274,10 +274,14 @@ public class Optimizer {
         return OptimizerState(tensors: tensors, hyperparameters: OptimizerHyperparameters(optimizer: kind, groups: groups))
     }
 
+    /// The state buffers that average squared gradients (PyTorch's names), never negative.
+    static let squaredAverages: Set<String> = ["exp_avg_sq", "max_exp_avg_sq", "square_avg"]
+
     /// Restores state saved by `stateDict()` (possibly from an optimizer over fewer parameters).
     ///
     /// Every state tensor must name a parameter of this optimizer, have its shape and be a state this
-    /// configuration uses; each saved parameter must have all of its state. Tensors are copied into
+    /// configuration uses, stored as floating point with finite values (averages of squares never
+    /// negative); each saved parameter must have all of its state. Tensors are copied into
     /// the parameter's dtype, device and layout. Parameters without saved state start fresh. Each group
     /// takes the saved learning rate and weight decay of the saved group that held its first parameter
     /// found in the state (as PyTorch restores `param_groups`); other settings stay as constructed
@@ -317,6 +321,16 @@ public class Optimizer {
                 }
             } else if tensor.shape != parameter.shape {
                 throw OptimizerError.shapeMismatch(key: key, expected: parameter.shape, found: tensor.shape)
+            } else if !tensor.dtype.isFloatingPoint {
+                throw OptimizerError.incompatibleState("'\(key)' is stored as \(tensor.dtype), not as floating point")
+            } else if tensor.count > 0 {
+                if try tensor.isFinite().to(.float32).min().item() < 1 {
+                    throw OptimizerError.incompatibleState("'\(key)' holds NaN or infinite values")
+                }
+                if Self.squaredAverages.contains(stateName), try tensor.min().item() < 0 {
+                    throw OptimizerError.incompatibleState("'\(key)' holds negative values, which an average of "
+                        + "squares cannot")
+                }
             }
             if entries[name] == nil { order.append(name) }
             entries[name, default: [:]][stateName] = tensor

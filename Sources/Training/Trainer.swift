@@ -266,7 +266,7 @@ public final class Trainer {
         do {
             try model.load(checkpoint.model, strict: true)
         } catch {
-            throw TrainingError.resumeMismatch("the checkpoint's weights do not fit the model: \(error)")
+            throw TrainingError.resumeMismatch("\(checkpoint.directory)/\(Checkpoint.modelFile) does not fit the model: \(error)")
         }
         guard saved.parameterGroups == state.parameterGroups else {
             throw TrainingError.resumeMismatch("the checkpoint's optimizer groups \(saved.parameterGroups) differ from "
@@ -275,7 +275,8 @@ public final class Trainer {
         do {
             try optimizer.load(checkpoint.optimizer)
         } catch {
-            throw TrainingError.resumeMismatch("the checkpoint's optimizer state does not fit: \(error)")
+            throw TrainingError.resumeMismatch("\(checkpoint.directory)/\(Checkpoint.optimizerFile) does not fit the "
+                + "optimizer: \(error)")
         }
         if let rng = checkpoint.rngState {
             do {

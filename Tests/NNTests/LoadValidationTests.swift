@@ -35,4 +35,22 @@ final class LoadValidationTests: XCTestCase {
             XCTAssertEqual(try layer.stateDict()["weight"].map { try $0.floats() }, before, "nothing loaded")
         }
     }
+
+    /// Probe U: a BatchNorm running variance below 0 makes every output NaN (1/√(var + ε)); it passed
+    /// every check, so `predict` printed NaN, `train --recipe full` ended with status 0, and `serve`
+    /// reported ready. It is refused in strict mode and skipped otherwise.
+    func testANegativeRunningVarianceIsRefused() throws {
+        let bn = try BatchNorm2d(3)
+        var state = bn.stateDict()
+        state["running_var"] = try Tensor([Float(1), -1, 1])
+        XCTAssertThrowsError(try bn.load(state)) { error in
+            XCTAssertTrue("\(error)".contains("negative BatchNorm running variance in: running_var"), "\(error)")
+        }
+        XCTAssertEqual(try bn.stateDict()["running_var"]!.floats(), [1, 1, 1], "nothing loaded")
+        let report = try bn.load(state, strict: false)
+        XCTAssertEqual(report.negativeVariance, ["running_var"])
+        XCTAssertEqual(try bn.stateDict()["running_var"]!.floats(), [1, 1, 1])
+        state["running_var"] = try Tensor([Float(0), 2, 1])  // zero is a variance
+        XCTAssertNoThrow(try bn.load(state))
+    }
 }

@@ -416,6 +416,24 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try Adam(p, amsgrad: true).load(saved)) { error in
             XCTAssertTrue("\(error)".contains("weight.max_exp_avg_sq"), "\(error)")
         }
+        // Probe U: damaged values were loaded; a NaN ended the resumed run as "diverged", integers
+        // were truncated silently. Each is refused, naming the tensor, and nothing is loaded.
+        let moments = try Fixtures.tensor(saved.tensors, "weight.exp_avg_sq").floats()
+        for (key, damaged, expected) in [
+            ("weight.exp_avg", try Tensor.full([3, 4], .nan), "holds NaN or infinite values"),
+            ("weight.exp_avg", try Tensor.full([3, 4], .infinity), "holds NaN or infinite values"),
+            ("weight.exp_avg_sq", try Tensor.full([3, 4], -1), "holds negative values"),
+            ("weight.exp_avg", try Tensor.zeros([3, 4], dtype: .int64), "stored as int64"),
+        ] {
+            var bad = saved
+            bad.tensors[key] = damaged
+            let fresh = try Adam(p)
+            try fresh.load(saved)
+            XCTAssertThrowsError(try fresh.load(bad)) { error in
+                XCTAssertTrue("\(error)".contains("'\(key)' ") && "\(error)".contains(expected), "\(key): \(error)")
+            }
+            XCTAssertEqual(try Fixtures.tensor(fresh.stateDict().tensors, "weight.exp_avg_sq").floats(), moments)
+        }
         // A state name this optimizer does not keep.
         var extra = saved
         extra.tensors["weight.momentum_buffer"] = try Tensor.zeros([3, 4])
