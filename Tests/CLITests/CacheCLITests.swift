@@ -45,6 +45,25 @@ extension JSONKeysCLITests {
         XCTAssertTrue(again.stdout.contains("computed"), again.stdout)
     }
 
+    /// Probe U: a relative --feature-cache-dir was recorded as given, so a resume from another folder
+    /// computed the features again into a new cache there. It is recorded absolute, as DATA is.
+    func testARelativeFeatureCacheFolderIsRecordedAbsolute() throws {
+        let data = try temporaryFolder("tiny-data")
+        try TrainCLITests.writeDataset(at: data)
+        let work = try temporaryFolder("work"), elsewhere = try temporaryFolder("elsewhere")
+        let first = try CLITests.run(shell: "cd \"\(work)\" && exec \"$0\" \"$@\"", [
+            "train", data, "--recipe", "head-only", "--augment", "none", "--epochs", "1", "--feature-cache", "on",
+            "--feature-cache-dir", "fc", "--out", work + "/run"] + TrainCLITests.common)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let config = try String(contentsOfFile: work + "/run/config.json", encoding: .utf8)
+        XCTAssertTrue(config.contains(#""featureCacheDirectory" : "\#(work)/fc""#), config)
+        let resumed = try CLITests.run(shell: "cd \"\(elsewhere)\" && exec \"$0\" \"$@\"",
+                                   ["train", "--resume", work + "/run", "--epochs", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: elsewhere + "/fc"), "a second cache beside the resume")
+        XCTAssertFalse(resumed.stdout.contains("computed"), resumed.stdout)
+    }
+
     static let cacheRow: Set<String> = [
         "architecture: string", "bf16: bool", "bytes: number", "embedding_size: number", "key: string",
         "last_used: string", "path: string", "samples: number", "views: number",

@@ -291,6 +291,7 @@ public final class TrainingRun {
         var options = spec.options
         // Recorded absolute, as the data's path is: report and resume may run from another folder.
         options.imageRoot = options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        options.featureCacheDirectory = options.featureCacheDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         try validate(options)
         try spec.recipe.validate(epochs: options.epochs)
         try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder, listed: isCSV)
