@@ -176,6 +176,14 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertFalse(recomputed.reused)
         XCTAssertTrue(try recomputed.features.allClose(first.features, rtol: 0, atol: 0))
         XCTAssertTrue(try prepare().reused)
+        // Validity flags that finetune does not write (stored as float32, or holding 2) are computed
+        // again too (probe U: both were read as "valid").
+        for flags in [try file.tensors["valid"]!.to(.float32), try file.tensors["valid"]! * 2] {
+            try SafeTensors.write(StateDict([("features", file.tensors["features"]!), ("valid", flags)]),
+                                  metadata: file.metadata, to: try XCTUnwrap(first.path))
+            XCTAssertFalse(try prepare().reused, "\(flags.dtype)")
+        }
+        XCTAssertTrue(try prepare().reused)
         // The head is not part of the key: training it between runs keeps the cache valid.
         try withNoGrad { try XCTUnwrap(model.module(at: "classifier.1.5") as? Linear).weight.add_(1) }
         XCTAssertTrue(try prepare().reused)

@@ -324,10 +324,13 @@ public enum FeatureCache {
         -> CachedFeatures? {
         let file = try SafeTensors.read(path)
         guard file.metadata["key"] == key, let features = file.tensors["features"], let valid = file.tensors["valid"],
-              features.shape == [views, samples, width], features.dtype == .float32, valid.shape == [samples] else {
+              features.shape == [views, samples, width], features.dtype == .float32, valid.shape == [samples],
+              valid.dtype == .uint8 else {
             return nil
         }
-        let flags = try valid.to(.int64).toArray(Int64.self).map { $0 != 0 }
+        let bytes = try valid.toArray(UInt8.self)
+        guard bytes.allSatisfy({ $0 <= 1 }) else { return nil }  // finetune writes 0 or 1
+        let flags = bytes.map { $0 != 0 }
         return CachedFeatures(features: features, valid: flags, path: path, key: key, reused: true,
                               skipped: SkippedFiles(), mapping: file.mapping)
     }
