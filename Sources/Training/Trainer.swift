@@ -412,8 +412,14 @@ public final class Trainer {
             state.phaseOneTracker = MetricTracker(metric: metric, mode: mode, minDelta: minDelta)
         }
         for callback in callbacks {
-            guard let stateful = callback as? StatefulCallback,
-                  let saved = pendingCallbackStates.removeValue(forKey: stateful.stateKey) else { continue }
+            guard let stateful = callback as? StatefulCallback else { continue }
+            var key = stateful.stateKey
+            if pendingCallbackStates[key] == nil {
+                let claimed = pendingCallbackStates.keys.filter { stateful.restores(fromSavedKey: $0) }
+                guard claimed.count == 1 else { continue }
+                key = claimed[0]
+            }
+            guard let saved = pendingCallbackStates.removeValue(forKey: key) else { continue }
             try stateful.restoreState(saved)
         }
 

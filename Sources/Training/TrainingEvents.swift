@@ -208,6 +208,15 @@ public protocol StatefulCallback: TrainingCallback {
     func saveState() throws -> String
     /// Restores what `saveState` returned, when a run resumes (before `fitStart`).
     func restoreState(_ state: String) throws
+    /// Whether a state saved under `key`, another key than `stateKey`, is this callback's: a run
+    /// resumed from another path (moved, copied, through a link) finds its state this way when its key
+    /// names a path. Only a saved key that one callback claims is restored. Default: never.
+    func restores(fromSavedKey key: String) -> Bool
+}
+
+extension StatefulCallback {
+    /// Never: a state is restored under its exact `stateKey` only.
+    public func restores(fromSavedKey key: String) -> Bool { false }
 }
 
 /// Thrown by a callback to stop training cleanly.

@@ -100,6 +100,27 @@ final class ResumeTests: XCTestCase {
         try assertSameRun(reference, resumeAndFinish(directory + "/last", workers: 2))
     }
 
+    /// Probe V: the checkpointer's best epoch was saved under its absolute folder, so a run resumed
+    /// from another path (moved, copied, through a link) forgot it: its first epoch became "best",
+    /// replacing `best/` with a worse one, and early stopping kept the last weights. It is restored
+    /// wherever the run lies now.
+    func testTheCheckpointersBestEpochSurvivesTheRunMoving() throws {
+        let root = try TRData.temporaryDirectory(self)
+        let checkpointer = ModelCheckpoint(directory: root + "/a/checkpoints")
+        let first = try Trainer(model: freshModel(), configuration: configuration,
+                                callbacks: [checkpointer, TRStopper(afterEpoch: 1)])
+        _ = try first.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false), epochs: Self.epochs)
+        let saved = try XCTUnwrap(checkpointer.tracker)
+        XCTAssertNotNil(saved.best)
+        try FileManager.default.moveItem(atPath: root + "/a", toPath: root + "/b")
+        let moved = ModelCheckpoint(directory: root + "/b/checkpoints")
+        var atStart: MetricTracker?
+        let recorder = TREventRecorder { event, _ in if case .fitStart = event { atStart = moved.tracker } }
+        let resumed = try Trainer.resume(from: root + "/b/checkpoints/last", model: TRTinyNet(), callbacks: [moved, recorder])
+        _ = try resumed.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false), epochs: Self.epochs)
+        XCTAssertEqual(atStart, saved)
+    }
+
     /// A one-cycle schedule also cycles the momentum (SGD's, Adam's β1) from the step count: a run
     /// resumed mid-cycle, mid-epoch, goes on with the momentum it would have had.
     func testResumeMidCycleWithCycledMomentumIsBitIdentical() throws {

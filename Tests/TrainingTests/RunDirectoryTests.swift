@@ -245,6 +245,48 @@ final class RunDirectoryTests: XCTestCase {
         second.release()
     }
 
+    /// Probe V: a writer that opened `.lock` just before another `--overwrite` moved the run aside
+    /// (and, after releasing it, deleted it) locked the deleted file, then replaced the other's new,
+    /// live run: two writers in one folder. The lock must be the file the path names now.
+    func testALockFileReplacedBetweenOpenAndLockIsNotTaken() throws {
+        let run = try folder("raced")
+        try fakeRun(run)
+        var newcomer: RunLock?
+        XCTAssertThrowsError(try RunLock(directory: run, beforeLocking: {
+            // Another process's --overwrite: the old run aside, a new run at the path, locked.
+            try FileManager.default.moveItem(atPath: run, toPath: run + ".aside")
+            try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: false)
+            newcomer = try RunLock(directory: run)
+        })) { error in
+            XCTAssertEqual(error as? RunError, .locked(directory: run, pid: getpid()))
+        }
+        XCTAssertNotNil(newcomer)
+        newcomer?.release()
+        // A replaced lock file that nobody holds is simply taken at its new place.
+        let again = try RunLock(directory: run, beforeLocking: {
+            try FileManager.default.removeItem(atPath: run + "/" + RunLock.fileName)
+            FileManager.default.createFile(atPath: run + "/" + RunLock.fileName, contents: nil)
+        })
+        XCTAssertTrue(again.isHeld)
+        XCTAssertEqual(RunLock.holder(of: run), getpid())
+        again.release()
+    }
+
+    /// Probe V: a second `train --out X` racing the first one's start was told that X "is not a
+    /// finetune run directory (it has no config.json)"; it is in use, by the process named.
+    func testARunBeingStartedIsInUseRatherThanNoRun() throws {
+        let run = try folder("starting")
+        let lock = try RunLock(directory: run)
+        FileManager.default.createFile(atPath: run + "/.config.json.123.4.tmp", contents: Foundation.Data())
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true)) { error in
+            XCTAssertEqual(error as? RunError, .locked(directory: run, pid: getpid()))
+        }
+        lock.release()
+        XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true)) { error in
+            XCTAssertTrue("\(error)".contains("is not a finetune run directory"), "\(error)")
+        }
+    }
+
     // MARK: Finding 4: config.json is validated before use
 
     func validConfig() -> RunConfig {

@@ -118,6 +118,16 @@ public final class ModelCheckpoint: StatefulCallback {
     /// "model_checkpoint:<directory>", so two checkpointers of one run keep separate states.
     public var stateKey: String { "model_checkpoint:\(directory)" }
 
+    /// A checkpointer's state saved while the run lay elsewhere (moved, copied, reached through a link):
+    /// the same folder name (`checkpoints`). Without it a resumed run forgot its best epoch, replaced
+    /// `best/` with a worse one, and early stopping kept the last weights (probe V).
+    public func restores(fromSavedKey key: String) -> Bool {
+        let prefix = "model_checkpoint:"
+        guard key.hasPrefix(prefix) else { return false }
+        return (String(key.dropFirst(prefix.count)) as NSString).lastPathComponent
+            == (directory as NSString).lastPathComponent
+    }
+
     /// The monitored metric's tracker (best value and epoch) as JSON.
     public func saveState() throws -> String {
         try TrainingJSON.string(["tracker": tracker])

@@ -221,6 +221,9 @@ public struct RunDirectory: Sendable {
             let contents = (try? fm.contentsOfDirectory(atPath: path)) ?? []
             // A lone lock file of a killed run's start counts as empty; another tool's `.lock` does not.
             if !contents.isEmpty && !(contents == [RunLock.fileName] && RunLock.isOwnLockFile(file(RunLock.fileName))) {
+                // A run another process is starting has no config.json yet: say it is in use, not
+                // that it is no run (probe V).
+                if let pid = RunLock.holder(of: path) { throw RunError.locked(directory: path, pid: pid) }
                 if let reason = reasonNotARun() {
                     throw RunError.refusedDestination(path: path, reason: "exists and is not a finetune run directory "
                         + "(\(reason)); nothing was changed: choose another folder")

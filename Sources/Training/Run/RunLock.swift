@@ -22,9 +22,48 @@ public final class RunLock {
 
     /// Takes the lock of `directory` (which must exist), without waiting.
     /// - Throws: `RunError.locked` when another process (or another `RunLock` of this one) holds it.
-    public init(directory: String) throws {
+    public convenience init(directory: String) throws {
+        try self.init(directory: directory, beforeLocking: nil)
+    }
+
+    /// `beforeLocking` runs between opening the lock file and locking it (tests use it to replace the
+    /// run meanwhile, as `train --overwrite` in another process may).
+    init(directory: String, beforeLocking: (() throws -> Void)?) throws {
         self.directory = directory
         let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        // The file locked must still be the one the path names: another `--overwrite` may have moved
+        // the run aside (and deleted it) between this open and the lock, and the lock of a deleted
+        // file guards nothing (probe V: two writers ran in one folder, one deleting the other's run).
+        // Then the path's new lock file is tried, a few times at most.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let fd = try Self.lockFile(path, directory: directory, beforeLocking: attempt == 1 ? beforeLocking : nil)
+            if Self.stillNamed(path, by: fd) {
+                descriptor = fd
+                break
+            }
+            _ = flock(fd, LOCK_UN)
+            close(fd)
+            guard attempt < 5 else {
+                throw RunError.io(path: path, reason: "the run directory was replaced while it was being locked; try again")
+            }
+        }
+        // Record our PID for the next writer's error message.
+        let text = "\(getpid())\n"
+        _ = ftruncate(descriptor, 0)
+        _ = text.withCString { pwrite(descriptor, $0, strlen($0), 0) }
+    }
+
+    /// Whether `path` still names the file open as `fd` (same device and inode, not deleted).
+    private static func stillNamed(_ path: String, by fd: Int32) -> Bool {
+        var open = stat(), named = stat()
+        guard fstat(fd, &open) == 0, open.st_nlink > 0, lstat(path, &named) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
+    }
+
+    /// Opens the lock file at `path` and locks it: the locked descriptor.
+    private static func lockFile(_ path: String, directory: String, beforeLocking: (() throws -> Void)?) throws -> Int32 {
         // Never through a symbolic link (the PID would be written into its target, a user's file),
         // and only a regular file with no other name (a FIFO or device is not a lock file, and a
         // hard link to a user's file is that file).
@@ -43,6 +82,12 @@ public final class RunLock {
             close(fd)
             throw RunError.io(path: path, reason: "cannot open the lock file: it is a hard link to another file (remove it)")
         }
+        do {
+            try beforeLocking?()
+        } catch {
+            close(fd)
+            throw error
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno
             let holder = Self.readPID(fd)
@@ -52,11 +97,7 @@ public final class RunLock {
             }
             throw RunError.io(path: path, reason: "cannot lock: \(String(cString: strerror(reason)))")
         }
-        descriptor = fd
-        // Record our PID for the next writer's error message.
-        let text = "\(getpid())\n"
-        _ = ftruncate(fd, 0)
-        _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+        return fd
     }
 
     /// The PID recorded by the process that holds (or last held) the lock file `fd`.
