@@ -50,6 +50,7 @@ struct ic_decoder {
     // JPEG
     struct jpeg_decompress_struct jpeg;
     struct ic_jpeg_error jerr;
+    struct jpeg_progress_mgr jpeg_progress;  // refuses more than IC_JPEG_MAX_SCANS scans
     int jpeg_created;
     int jpeg_cmyk;                      // output is CMYK (from CMYK or YCCK) and converted here
 

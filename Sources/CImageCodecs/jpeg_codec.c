@@ -46,6 +46,19 @@ static void jpeg_emit_message_cb(j_common_ptr cinfo, int level) {
 
 static void jpeg_output_message_cb(j_common_ptr cinfo) { (void)cinfo; }
 
+// Called by libjpeg while it reads; a progressive file past IC_JPEG_MAX_SCANS is an error (each scan
+// costs a pass over every coefficient, so a small file of repeated scans takes minutes to decode).
+static void jpeg_progress_cb(j_common_ptr cinfo) {
+    if (!cinfo->is_decompressor) return;
+    j_decompress_ptr dinfo = (j_decompress_ptr)cinfo;
+    if (dinfo->progressive_mode && dinfo->input_scan_number > IC_JPEG_MAX_SCANS) {
+        struct ic_jpeg_error *err = (struct ic_jpeg_error *)cinfo->err;
+        snprintf(err->message, sizeof err->message, "progressive JPEG with more than %d scans (a decoding bomb)",
+                 IC_JPEG_MAX_SCANS);
+        longjmp(err->jump, 1);
+    }
+}
+
 static int jpeg_status(struct ic_decoder *d) { return d->jerr.truncated ? IC_ERR_TRUNCATED : IC_ERR_CORRUPT; }
 
 int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *error, size_t cap) {
@@ -59,6 +72,8 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
     }
     jpeg_create_decompress(&d->jpeg);
     d->jpeg_created = 1;
+    d->jpeg_progress.progress_monitor = jpeg_progress_cb;
+    d->jpeg.progress = &d->jpeg_progress;
     jpeg_mem_src(&d->jpeg, (const unsigned char *)d->data, (unsigned long)d->length);
     jpeg_save_markers(&d->jpeg, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&d->jpeg, TRUE);

@@ -69,8 +69,9 @@ public enum ImageCodec {
     /// Changes whenever some file decodes to other pixels than before (a fix of the decoder), so that
     /// what was computed from the old pixels (the feature caches, whose key holds it) is computed again.
     /// 2: the first Exif segment decides a JPEG's orientation, and a CMYK JPEG without Adobe's marker
-    /// is taken as inverted, as PIL does.
-    public static let decoderRevision = 2
+    /// is taken as inverted, as PIL does. 3: images over PIL's 178,956,970 pixels and progressive JPEGs
+    /// of more than 500 scans are refused (a cache may hold features of such a file).
+    public static let decoderRevision = 3
 
     /// Bytes read for a probe before falling back to the whole file (a JPEG's frame header can sit
     /// behind large EXIF/ICC segments).

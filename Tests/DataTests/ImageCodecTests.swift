@@ -447,18 +447,6 @@ final class ImageCodecTests: XCTestCase {
     /// of stored blocks that never end the stream: libpng read all of it and then failed ("Not enough
     /// image data"); now the image decodes, its one pixel intact.
     func testCompressedDataPastTheLastRowIsNotRead() throws {
-        func crc32(_ bytes: [UInt8]) -> UInt32 {
-            var crc: UInt32 = 0xFFFF_FFFF
-            for byte in bytes {
-                crc ^= UInt32(byte)
-                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-            }
-            return ~crc
-        }
-        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
-        func chunk(_ kind: String, _ payload: [UInt8]) -> [UInt8] {
-            be32(UInt32(payload.count)) + Array(kind.utf8) + payload + be32(crc32(Array(kind.utf8) + payload))
-        }
         func storedBlock(_ data: [UInt8]) -> [UInt8] {  // not final: BFINAL 0, BTYPE 00
             let n = UInt16(data.count)
             return [0, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8(~n >> 8)] + data
@@ -471,4 +459,39 @@ final class ImageCodecTests: XCTestCase {
         XCTAssertEqual([image.width, image.height], [1, 1])
         XCTAssertEqual(image.pixels, [10, 200, 30])
     }
+
+    /// Probe W: a 261 KB PNG of 16384² zeros (2^28 pixels, the old limit) took 1 GB and 10 s to decode,
+    /// where PIL raises `DecompressionBombError` above 178,956,970 pixels. The limit is PIL's now, and
+    /// a progressive JPEG of more than 500 scans (600 here, from a 32 KB file) is refused as well.
+    func testDecompressionBombsAreRefusedAtPILsLimit() throws {
+        func header(_ width: UInt32, _ height: UInt32) -> [UInt8] {
+            [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", be32(width) + be32(height) + [8, 2, 0, 0, 0])
+                + chunk("IDAT", [0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF]) + chunk("IEND", [])
+        }
+        XCTAssertThrowsError(try Image(decoding: header(16384, 16384), path: "bomb.png")) { error in
+            XCTAssertTrue("\(error)".contains("too large (16384x16384 pixels; the limit is 178956970 pixels)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Image(decoding: header(13377, 13377), path: "big.png")) { error in
+            XCTAssertFalse("\(error)".contains("too large"), "13377² is within PIL's limit: \(error)")
+        }
+        XCTAssertThrowsError(try Image(contentsOfFile: Self.fixture("scan_bomb.jpg"))) { error in
+            XCTAssertTrue("\(error)".contains("progressive JPEG with more than 500 scans"), "\(error)")
+        }
+    }
+}
+
+private func crc32(_ bytes: [UInt8]) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in bytes {
+        crc ^= UInt32(byte)
+        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+    }
+    return ~crc
+}
+
+private func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+
+/// A PNG chunk: length, type, payload, CRC.
+private func chunk(_ kind: String, _ payload: [UInt8]) -> [UInt8] {
+    be32(UInt32(payload.count)) + Array(kind.utf8) + payload + be32(crc32(Array(kind.utf8) + payload))
 }

@@ -44,8 +44,14 @@ typedef enum {
     IC_FORMAT_TIFF = 6,
 } ic_format;
 
-/// Largest accepted width × height (decompression-bomb guard): 2^28 pixels, 768 MiB of RGB.
-#define IC_MAX_PIXELS ((uint64_t)1 << 28)
+/// Largest accepted width × height (decompression-bomb guard): PIL's, whose `DecompressionBombError`
+/// starts above 2 × `Image.MAX_IMAGE_PIXELS` = 178,956,970 pixels (512 MiB of RGB). It was 2^28 until
+/// 2026-12-06: a 261 KB PNG of 16384² zeros took 1 GB and 10 s to decode, where PIL refuses it.
+#define IC_MAX_PIXELS ((uint64_t)178956970)
+
+/// Most scans a progressive JPEG may have (libjpeg-turbo's defence, `djpeg -maxscans`; real files have
+/// about 10): 20,000 repeated scans of a 6000² image took 64 s to decode from a 1.8 MB file.
+#define IC_JPEG_MAX_SCANS 500
 
 typedef struct {
     int32_t format;         ///< ic_format
