@@ -51,6 +51,10 @@ public enum AtomicFile {
         }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fail("cannot create the temporary file \(temporary)") }
+        // Locked while it is written, so a clean-up of leftovers (`cache prune`) can tell a live write
+        // from a dead one even where the writer's PID means nothing (another PID namespace: a second
+        // container sharing the folder). See `isBeingWritten`.
+        _ = flock(fd, LOCK_EX | LOCK_NB)
         var closed = false, renamed = false
         defer {
             if !closed { close(fd) }
@@ -72,6 +76,17 @@ public enum AtomicFile {
             let dir = open(folder, O_RDONLY | O_CLOEXEC)
             if dir >= 0 { _ = fsync(dir); close(dir) }
         }
+    }
+
+    /// Whether the temporary file at `path` is being written now: `write` holds an exclusive `flock` on
+    /// it until it closes it. False for a file nobody locks (a writer that died) or that cannot be opened.
+    public static func isBeingWritten(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK || errno == EAGAIN }
+        _ = flock(fd, LOCK_UN)
+        return false
     }
 
     /// Writes `data` atomically (see `write(to:durable:createDirectory:_:)`).

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Data
 import Foundation
 import TensorIO
@@ -113,6 +114,54 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
         XCTAssertTrue(FileManager.default.fileExists(atPath: foreign[3]), "the running writer's file stays")
         XCTAssertEqual(try folder.entries().count, 3)
+    }
+
+    /// Probe V: a writer in another PID namespace (a second container sharing the folder) looks dead
+    /// to `kill(pid, 0)`, and prune removed its file while it was written (the run failed). A file being
+    /// written is locked by its writer, and prune leaves it alone while it is.
+    func testPruneLeavesAFileThatIsBeingWrittenWhateverItsProcessID() throws {
+        let (folder, _, _) = try makeFolder()
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        let key = String(repeating: "ef", count: 32)
+        let writing = "\(folder.directory)/.\(key).safetensors.\(dead).777.tmp"
+        try Data(count: 1000).write(to: URL(fileURLWithPath: writing))
+        let fd = open(writing, O_WRONLY | O_CLOEXEC)
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        XCTAssertTrue(AtomicFile.isBeingWritten(writing))
+        XCTAssertEqual(try folder.prune(maxBytes: .max).removedLeftovers, [])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: writing))
+        close(fd)  // the writer ends without renaming: a leftover now
+        XCTAssertFalse(AtomicFile.isBeingWritten(writing))
+        XCTAssertEqual(try folder.prune(maxBytes: .max).removedLeftovers, [writing])
+        // AtomicFile's own temporary file is locked while it is written.
+        var seen: Bool?
+        try AtomicFile.write(to: folder.directory + "/out.bin") { append in
+            let temporary = try FileManager.default.contentsOfDirectory(atPath: folder.directory)
+                .first { $0.hasPrefix(".out.bin.") }
+            seen = temporary.map { AtomicFile.isBeingWritten(folder.directory + "/" + $0) }
+            try [UInt8](repeating: 1, count: 10).withUnsafeBytes(append)
+        }
+        XCTAssertEqual(seen, true)
+    }
+
+    /// Probe V: a `cache prune` between a new cache's rename and its read-back failed the run, with
+    /// nothing to resume. The features are computed again and used from memory.
+    func testACacheRemovedRightAfterItIsWrittenIsComputedAgain() throws {
+        let root = try TRData.temporaryDirectory(self)
+        let model = try TRTinyNet()
+        try model.configureHead(HeadSpec(outputs: 3))
+        try model.freeze(["features"])
+        let dataset = try TRData.dataset(count: 5)
+        FeatureCache.afterWritingForTesting = { try? FileManager.default.removeItem(atPath: $0) }
+        defer { FeatureCache.afterWritingForTesting = nil }
+        let cached = try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
+                                              transformDescription: "pruned", workers: 0, directory: root + "/features")
+        FeatureCache.afterWritingForTesting = nil
+        XCTAssertNil(cached.path)
+        XCTAssertFalse(cached.reused)
+        let again = try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
+                                             transformDescription: "pruned", workers: 0, directory: root + "/features")
+        XCTAssertTrue(try again.features.allClose(cached.features, rtol: 0, atol: 0))
     }
 
     func testNamesAreRecognisedStrictly() {

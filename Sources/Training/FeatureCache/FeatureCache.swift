@@ -291,12 +291,28 @@ public enum FeatureCache {
             }
             try valid.map { UInt8($0 ? 1 : 0) }.withUnsafeBytes(append)
         } }
-        guard let cached = try read(path, key: key, views: views, samples: n, width: width) else {
+        afterWritingForTesting?(path)
+        let readBack: CachedFeatures?
+        do {
+            readBack = try read(path, key: key, views: views, samples: n, width: width)
+        } catch where !FileManager.default.fileExists(atPath: path) {
+            // `cache prune` may remove any cache, and did between the rename and this read (probe V:
+            // the run failed, with nothing to resume). The features are computed again, kept in memory.
+            let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
+                                                         seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
+                                                         workers: workers, strict: strict, stop: stop)
+            return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
+        }
+        guard let cached = readBack else {
             throw TrainingError.invalidConfiguration("feature cache \(path) did not read back as written")
         }
         return CachedFeatures(features: cached.features, valid: valid, path: path, key: key, reused: false,
                               skipped: skipped, mapping: cached.mapping)
     }
+
+    /// Tests only: called with a new cache's path between writing it and reading it back, where another
+    /// process's `cache prune` may remove it.
+    nonisolated(unsafe) static var afterWritingForTesting: ((String) -> Void)?
 
     /// The cache at `path` when it exists and holds these features (nil otherwise), with the samples it
     /// marks unloadable as skipped files; with `strict`, the first of those is an error.

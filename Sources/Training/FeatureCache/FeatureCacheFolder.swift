@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Hashing
 import TensorIO
@@ -65,7 +66,8 @@ public struct FeatureCacheFolderError: Error, CustomStringConvertible, Equatable
 /// **Only finetune's files are touched.** A cache is a file named `<64 hex digits>.safetensors` whose
 /// header says `format: finetune-feature-cache-1` with the same key; a leftover is the hidden temporary
 /// file of an atomic write of such a name, `.<key>.safetensors.<pid>.<n>.tmp`, whose process no longer
-/// runs. Anything else in the folder is left alone and counted in `otherFiles`.
+/// runs and which nothing is writing (the writer holds a lock on it, seen from another PID namespace
+/// too). Anything else in the folder is left alone and counted in `otherFiles`.
 ///
 /// Removing a cache is safe while runs go on: a run that has mapped it keeps its pages (the file
 /// lives on until unmapped); a run that looks for it afterwards computes it again.
@@ -159,7 +161,8 @@ public struct FeatureCacheFolder: Sendable {
             let path = URL(fileURLWithPath: directory).appendingPathComponent(name).path
             if let key = Self.cacheKey(fileName: name), let entry = Self.describe(path, key: key) {
                 caches.append(entry)
-            } else if let pid = Self.writerProcess(leftoverName: name), !Self.isRunning(pid) {
+            } else if let pid = Self.writerProcess(leftoverName: name), !Self.isRunning(pid),
+                      !AtomicFile.isBeingWritten(path) {
                 leftovers.append(path)
             } else {
                 others.append(path)
