@@ -313,6 +313,22 @@ public enum DataCheck {
                          similarity: (a.fingerprint.similarity(to: b.fingerprint) * 1e4).rounded() / 1e4,
                          cosine: cosine.map { ($0 * 1e4).rounded() / 1e4 })
         }
+        // Exact copies decode alike, so the search compares one image per digest and pairs the copies
+        // afterwards (`pair` then keeps those of other splits). Comparing every copy with every other
+        // made it quadratic in the copies: 5,000 of one placeholder took 100 s, 20,000 never ended
+        // (probe W).
+        func copies(of rows: [Int]) -> [String: [Int]] {
+            var members: [String: [Int]] = [:]
+            for h in rows { members[hashed[h].digest, default: []].append(h) }
+            return members
+        }
+        func firstOfEachDigest(_ rows: [Int]) -> [Int] {
+            var seen = Set<String>()
+            return rows.filter { seen.insert(hashed[$0].digest).inserted }
+        }
+        func expand(_ r: Int, _ s: Int, _ members: [String: [Int]]) -> [(Int, Int)] {
+            members[hashed[r].digest]!.flatMap { a in members[hashed[s].digest]!.map { b in (min(a, b), max(a, b)) } }
+        }
         let method: String
         if let embedding {
             method = "\(embedding.name) embeddings, centred cosine ≥ \(options.nearDuplicateCosine)"
@@ -330,35 +346,31 @@ public enum DataCheck {
                 usable.append(h)
                 vectors.append(Array(e.features[i * width..<(i + 1) * width]))
             }
-            let unit = EmbeddingNeighbours.centredUnitRows(vectors)
-            let bySplit = Dictionary(grouping: usable.indices) { positions[hashed[usable[$0]].index].split }
-            let groups = bySplit.keys.sorted()
+            let unit = EmbeddingNeighbours.centredUnitRows(vectors)  // centred on every image, copies included
+            let rowOf = Dictionary(uniqueKeysWithValues: usable.enumerated().map { ($0.element, $0.offset) })
+            let representatives = firstOfEachDigest(usable).map { rowOf[$0]! }
+            let members = copies(of: usable)
             var candidates: [(Int, Int, Double)] = []
-            if hasSplitFolders {
-                for (g, a) in groups.enumerated() {
-                    for b in groups[(g + 1)...] {
-                        candidates += try EmbeddingNeighbours.pairs(unit, bySplit[a]!, bySplit[b]!,
-                                                                    threshold: options.nearDuplicateCosine, sameSet: false)
-                    }
-                }
-            } else {
-                candidates = try EmbeddingNeighbours.pairs(unit, Array(unit.indices), Array(unit.indices),
-                                                           threshold: options.nearDuplicateCosine, sameSet: true)
+            for (i, j, cosine) in try EmbeddingNeighbours.pairs(unit, representatives, representatives,
+                                                               threshold: options.nearDuplicateCosine, sameSet: true) {
+                candidates += expand(usable[i], usable[j], members).map { ($0.0, $0.1, cosine) }
             }
-            near = candidates.map { (usable[$0.0], usable[$0.1], $0.2) }.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
-                .compactMap { pair($0.0, $0.1, cosine: $0.2) }
+            near = candidates.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.compactMap { pair($0.0, $0.1, cosine: $0.2) }
         } else {
             method = "perceptual hash (≤ \(options.nearDuplicateDistance) of 64 bits) and thumbnail correlation "
                 + "≥ \(options.nearDuplicateSimilarity)"
-            for a in 0..<hashed.count {
-                for b in (a + 1)..<max(a + 1, hashed.count) {
-                    let (x, y) = (hashed[a].fingerprint, hashed[b].fingerprint)
+            let representatives = firstOfEachDigest(Array(hashed.indices))
+            let members = copies(of: Array(hashed.indices))
+            var candidates: [(Int, Int)] = []
+            for (k, r) in representatives.enumerated() {
+                for s in representatives[(k + 1)...] {
+                    let (x, y) = (hashed[r].fingerprint, hashed[s].fingerprint)
                     guard x.hash.distance(to: y.hash) <= options.nearDuplicateDistance,
-                          x.similarity(to: y) >= options.nearDuplicateSimilarity,
-                          let candidate = pair(a, b, cosine: nil) else { continue }
-                    near.append(candidate)
+                          x.similarity(to: y) >= options.nearDuplicateSimilarity else { continue }
+                    candidates += expand(r, s, members)
                 }
             }
+            near = candidates.sorted { $0 < $1 }.compactMap { pair($0.0, $0.1, cosine: nil) }
         }
 
         let splits = named.enumerated().map { k, set in
