@@ -260,6 +260,25 @@ extension DataCheckTests {
         }
     }
 
+    /// Probe W: file names reached the terminal raw, so an ESC sequence in a name set the window's
+    /// title and colours, and a line break forged a line of the report. The text report (and the
+    /// skipped-files warning) shows them escaped; the JSON keeps the names as they are.
+    func testControlCharactersInFileNamesAreShownEscaped() throws {
+        try makeCleanFolder(try photos())
+        let names = ["e\u{1B}]0;pwned\u{07}\u{1B}[31mred.png", "nl\nfake: 0 unreadable.png"]
+        for name in names { try Foundation.Data("junk".utf8).write(to: URL(fileURLWithPath: "\(root)/train/a/\(name)")) }
+        let report = try DataCheck.run(root)
+        let text = report.rendered()
+        XCTAssertFalse(text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, text)
+        XCTAssertFalse(text.split(separator: "\n").contains { $0.hasPrefix("fake:") }, text)
+        XCTAssertTrue(text.contains("e\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred.png"), text)
+        XCTAssertTrue(text.contains("nl\\nfake: 0 unreadable.png"), text)
+        XCTAssertEqual(Set(report.unreadable.map { ($0.path as NSString).lastPathComponent }), Set(names))
+        var skipped = SkippedFiles()
+        skipped.append(path: "\(root)/\(names[0])", reason: "bad\u{1B}[2J")
+        XCTAssertFalse(try XCTUnwrap(skipped.warning()).unicodeScalars.contains { $0.value == 0x1B })
+    }
+
     /// The block-wise search returns exactly the pairs at or above the threshold, across the 512-row
     /// block boundary, each once (i < j within one set).
     func testEmbeddingNeighboursFindsExactlyThePairsAboveTheThreshold() throws {

@@ -85,7 +85,7 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
 
         /// "FIRST ~ SECOND (cosine …, distance …, similarity …)", as the text and HTML reports list it.
         public var summary: String {
-            "\(first.path) ~ \(second.path) (" + (cosine.map { "cosine \($0), " } ?? "")
+            "\(escapedName(first.path)) ~ \(escapedName(second.path)) (" + (cosine.map { "cosine \($0), " } ?? "")
                 + "distance \(distance), similarity \(similarity))"
         }
     }
@@ -196,7 +196,10 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
 
     /// The report as text: counts per split and class, modes and sizes, then every problem and hint.
     public func rendered(limit: Int = 50) -> String {
-        var lines = ["Data check of \(root)"]
+        // Names as they are would reach the terminal raw: an ESC in a file name changed the window's
+        // title and colours, and a line break forged a line of the report (probe W).
+        let classNames = classNames.map(escapedName)
+        var lines = ["Data check of \(escapedName(root))"]
         let width = max(5, classNames.map(\.count).max() ?? 5)
         lines.append("  " + "class".padding(toLength: width, withPad: " ", startingAt: 0) + "  "
                      + splits.map { $0.name.leftPadded(7) }.joined(separator: " "))
@@ -214,9 +217,10 @@ public struct DataCheckReport: Codable, Equatable, Sendable {
             lines += items.prefix(limit).map { "  " + $0 }
             if items.count > limit { lines.append("  … and \(items.count - limit) more") }
         }
-        section("unreadable files", unreadable.map { "\($0.path): \($0.reason)" })
-        section("damaged files (decoded with part of the picture made up)", damaged.map { "\($0.path): \($0.reason)" })
-        section("exact duplicates", exactDuplicates.map { $0.map(\.path).joined(separator: " = ") })
+        section("unreadable files", unreadable.map { "\(escapedName($0.path)): \(escapedName($0.reason))" })
+        section("damaged files (decoded with part of the picture made up)",
+                damaged.map { "\(escapedName($0.path)): \(escapedName($0.reason))" })
+        section("exact duplicates", exactDuplicates.map { $0.map { escapedName($0.path) }.joined(separator: " = ") })
         section("near-duplicates across splits", nearDuplicates.map(\.summary))
         lines += hints.map { "hint: " + $0 }
         return lines.joined(separator: "\n")

@@ -126,8 +126,10 @@ func breaksLine(_ name: String) -> Bool {
 }
 
 /// `name` with its control characters and line breaks written as `\u{…}` escapes (`\n`, `\r` and
-/// `\t` as such), so that an error shows what the name holds.
-func escapedName(_ name: String) -> String {
+/// `\t` as such), so that an error shows what the name holds, and a file name printed to a terminal
+/// cannot move the cursor, change colours or forge a line of the report (an ESC in a name cleared
+/// the screen).
+public func escapedName(_ name: String) -> String {
     var out = ""
     for scalar in name.unicodeScalars {
         switch scalar {

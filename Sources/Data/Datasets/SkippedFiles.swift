@@ -44,7 +44,7 @@ public struct SkippedFiles: Sendable, Equatable, CustomStringConvertible {
     public func warning(limit: Int = 20) -> String? {
         guard !entries.isEmpty else { return nil }
         var lines = ["warning: skipped \(count) unusable file\(count == 1 ? "" : "s"):"]
-        for e in entries.prefix(max(0, limit)) { lines.append("  \(e.path): \(e.reason)") }
+        for e in entries.prefix(max(0, limit)) { lines.append("  \(escapedName(e.path)): \(escapedName(e.reason))") }
         if entries.count > limit { lines.append("  … and \(entries.count - limit) more") }
         return lines.joined(separator: "\n")
     }

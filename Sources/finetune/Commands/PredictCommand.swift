@@ -87,7 +87,8 @@ struct PredictCommand: ParsableCommand {
                 } catch {
                     failures += 1
                     let reason = "\(error)"  // most decoding errors begin with the path already
-                    printError("skipping \(file): " + (reason.hasPrefix(file + ": ") ? String(reason.dropFirst(file.count + 2)) : reason))
+                    printError("skipping \(escapedName(file)): "
+                        + escapedName(reason.hasPrefix(file + ": ") ? String(reason.dropFirst(file.count + 2)) : reason))
                 }
             }
             guard !tensors.isEmpty else { continue }
@@ -98,15 +99,15 @@ struct PredictCommand: ParsableCommand {
                 if json {
                     printEncodedJSON(prediction)
                 } else {
-                    print(file + (tta == .off ? "" : " (test-time augmentation \(tta.rawValue))"))
+                    print(escapedName(file) + (tta == .off ? "" : " (test-time augmentation \(tta.rawValue))"))
                     for r in prediction.topK {
-                        print(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, r.className))
+                        print(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, escapedName(r.className)))
                     }
                 }
             }
         }
         if let first = notFinite.first {  // null probabilities were printed without a word
-            printError("warning: the model's outputs for \(notFinite.count) image\(notFinite.count == 1 ? "" : "s") (\(first)"
+            printError("warning: the model's outputs for \(notFinite.count) image\(notFinite.count == 1 ? "" : "s") (\(escapedName(first))"
                        + (notFinite.count > 1 ? ", …" : "") + ") are not finite (NaN, or −∞ for every class): their "
                        + "probabilities are null (nan) and their classes are in index order; the weights may have diverged")
         }
@@ -140,7 +141,7 @@ func collectImageFiles(_ inputs: [String]) throws -> (files: [String], skipped: 
         }
         if isDirectory.boolValue {
             let (found, skipped) = try ImageFolderDataset.imageFiles(in: input, options: ScanOptions())
-            for entry in skipped.entries { printError("warning: skipping \(entry.path): \(entry.reason)") }
+            for entry in skipped.entries { printError("warning: skipping \(escapedName(entry.path)): \(escapedName(entry.reason))") }
             skippedCount += skipped.count
             guard !found.isEmpty else {
                 throw ValidationError("\(input) holds no .jpg, .jpeg or .png image (folders are searched recursively)")
