@@ -1,4 +1,4 @@
-import Data
+@testable import Data
 import Foundation
 import TestSupport
 import Torch
@@ -458,6 +458,45 @@ final class ImageCodecTests: XCTestCase {
         let image = try Image(decoding: png)
         XCTAssertEqual([image.width, image.height], [1, 1])
         XCTAssertEqual(image.pixels, [10, 200, 30])
+    }
+
+    /// Probe W: a valid PNG followed by 3 GB of other bytes took 3 GB of memory per decode, and a 4 GB
+    /// file that is no image was read whole before it was refused. A large file is read up to the end
+    /// of its image (IEND, EOI; the first 64 KiB of anything else), and decodes as before.
+    func testALargeFileIsReadOnlyUpToTheEndOfItsImage() throws {
+        let folder = NSTemporaryDirectory() + "extent-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let tail: UInt64 = 40 << 20  // past IC_WHOLE_READ_LIMIT (32 MiB), sparse on disk
+        for (name, source) in [("rgb.png", Self.fixture("rgb.png")), ("rgb_progressive.jpg", Self.fixture("rgb_progressive.jpg")),
+                               ("big.jpg", Self.fixture("big.jpg"))] {
+            let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: source))
+            let path = folder + "/" + name
+            try bytes.write(to: URL(fileURLWithPath: path))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: UInt64(bytes.count) + tail)
+            try handle.close()
+            let (read, size) = try ImageCodec.withFileBytes(path, maxBytes: 0) { raw, size in (raw.count, size) }
+            XCTAssertEqual(read, bytes.count, name)
+            XCTAssertEqual(size, bytes.count + Int(tail), name)
+            XCTAssertEqual(try Image(contentsOfFile: path).pixels, try Image(contentsOfFile: source).pixels, name)
+        }
+        let other = folder + "/zeros.png"
+        _ = FileManager.default.createFile(atPath: other, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: other))
+        try handle.truncate(atOffset: tail)
+        try handle.close()
+        XCTAssertEqual(try ImageCodec.withFileBytes(other, maxBytes: 0) { raw, _ in raw.count }, 65536)
+        XCTAssertThrowsError(try Image(contentsOfFile: other)) { error in
+            XCTAssertTrue("\(error)".contains("unsupported image format"), "\(error)")
+        }
+        // A JPEG cut short (no EOI) is read whole, as before: what follows may be its data.
+        let cut = folder + "/cut.jpg"
+        let big = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("big.jpg")))
+        var padded = big.prefix(big.count / 2)
+        padded.append(Foundation.Data(count: Int(tail)))
+        try padded.write(to: URL(fileURLWithPath: cut))
+        XCTAssertEqual(try ImageCodec.withFileBytes(cut, maxBytes: 0) { raw, _ in raw.count }, padded.count)
     }
 
     /// Probe W: a 261 KB PNG of 16384² zeros (2^28 pixels, the old limit) took 1 GB and 10 s to decode,

@@ -265,7 +265,7 @@ final class RunDirectoryTests: XCTestCase {
         // A replaced lock file that nobody holds is simply taken at its new place.
         let again = try RunLock(directory: run, beforeLocking: {
             try FileManager.default.removeItem(atPath: run + "/" + RunLock.fileName)
-            FileManager.default.createFile(atPath: run + "/" + RunLock.fileName, contents: nil)
+            _ = FileManager.default.createFile(atPath: run + "/" + RunLock.fileName, contents: nil)
         })
         XCTAssertTrue(again.isHeld)
         XCTAssertEqual(RunLock.holder(of: run), getpid())
@@ -277,7 +277,7 @@ final class RunDirectoryTests: XCTestCase {
     func testARunBeingStartedIsInUseRatherThanNoRun() throws {
         let run = try folder("starting")
         let lock = try RunLock(directory: run)
-        FileManager.default.createFile(atPath: run + "/.config.json.123.4.tmp", contents: Foundation.Data())
+        _ = FileManager.default.createFile(atPath: run + "/.config.json.123.4.tmp", contents: Foundation.Data())
         XCTAssertThrowsError(try RunDirectory(run).prepareNew(overwrite: true)) { error in
             XCTAssertEqual(error as? RunError, .locked(directory: run, pid: getpid()))
         }

@@ -132,7 +132,12 @@ int ic_decode(const uint8_t *data, size_t length, int32_t min_side, uint8_t **pi
 int ic_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels, int32_t level,
                   uint8_t **out, size_t *length, char *error, size_t error_cap);
 
-/// Reads up to `max_bytes` of the regular file `path` (0 = the whole file). `*file_size` receives the
+/// Files above this size are read whole only up to the end of their image (see `ic_read_file`).
+#define IC_WHOLE_READ_LIMIT ((uint64_t)32 << 20)
+
+/// Reads up to `max_bytes` of the regular file `path` (0 = the whole file; for a file over
+/// IC_WHOLE_READ_LIMIT, up to the end of its PNG's IEND or JPEG's EOI, or its first 64 KiB when it is
+/// neither). `*file_size` receives the
 /// file's full size, so a caller can tell whether it got everything. An empty file gives `*out` == a
 /// valid zero-length allocation. Free `*out` with `ic_free`. Directories and unreadable paths fail
 /// with IC_ERR_IO and strerror's reason.

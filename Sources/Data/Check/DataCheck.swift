@@ -469,11 +469,20 @@ public enum DataCheck {
 
     static func examine(_ path: String) -> Result<Examined, ExamineFailure> {
         do {
-            let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: path))
-            let info = try ImageCodec.probe(data: bytes, path: path)
+            // Up to the end of the image (a large file's trailing bytes were read into memory too).
+            return .success(try ImageCodec.withFileBytes(path, maxBytes: 0) { bytes, fileSize in
+                try examine(bytes, fileSize: fileSize, path: path)
+            })
+        } catch {
+            return .failure(ExamineFailure(skipReason(error, path: path)))
+        }
+    }
+
+    static func examine(_ bytes: UnsafeRawBufferPointer, fileSize: Int, path: String) throws -> Examined {
+            let info = try ImageCodec.probe(bytes, label: path).dataValue()
             // JPEG: decode at a reduced DCT scale (the hash needs only 32×32); every scan line is still
             // decoded, so damage anywhere in the file is found.
-            let (image, damage) = try bytes.withUnsafeBytes { try Image.decodeNotingDamage($0, minSide: 64, label: path) }
+            let (image, damage) = try Image.decodeNotingDamage(bytes, minSide: 64, label: path)
             var mode: String
             switch info.storedChannels {
             case 1: mode = "grey"
@@ -482,11 +491,11 @@ public enum DataCheck {
             default: mode = "RGB"
             }
             // PNG IHDR: the bit depth is byte 24 of the file.
-            if info.format == .png, bytes.count > 24, bytes[bytes.startIndex + 24] == 16 { mode += " 16-bit" }
-            return .success(Examined(digest: SHA256Hasher.hexDigest(of: bytes), fingerprint: try ImageFingerprint(image),
-                                     mode: mode, width: info.width, height: info.height, damage: damage))
-        } catch {
-            return .failure(ExamineFailure(skipReason(error, path: path)))
-        }
+            if info.format == .png, bytes.count > 24, bytes[24] == 16 { mode += " 16-bit" }
+            // The digest is of the whole file (an exact duplicate is the same file), streamed when only
+            // the image's part was read.
+            let digest = bytes.count == fileSize ? SHA256Hasher.hexDigest(of: bytes) : try SHA256Hasher.hexDigest(ofFile: path)
+            return Examined(digest: digest, fingerprint: try ImageFingerprint(image),
+                            mode: mode, width: info.width, height: info.height, damage: damage)
     }
 }
