@@ -98,6 +98,30 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
+    /// Probe W: a client that sends `Expect: 100-continue` (curl, for any body over 1 MB) waits for
+    /// `100 Continue` before it sends the body; it got none, and curl waited a second per upload. It
+    /// comes at once now, then the answer; a body over `--max-body-bytes` gets its 413 instead.
+    func testExpectContinueIsAnsweredBeforeTheBodyIsSent() throws {
+        let server = try ServerProcess(["--arch", "mobilenet_v2", "--weights", "none", "--max-body-bytes", "100000"])
+        let port = try XCTUnwrap(URL(string: server.base)?.port)
+        let photo = try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/rgb.png"))))
+        let connection = try RawConnection(port: port)
+        connection.send("POST /v1/models/mobilenet_v2:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            + "Content-Length: \(photo.count)\r\nExpect: 100-continue\r\n\r\n")
+        let interim = try XCTUnwrap(connection.response(within: 5), "no 100 Continue: the server waits for the body\n" + server.log)
+        XCTAssertEqual(interim.status, 100)
+        connection.send(photo)
+        let answer = try XCTUnwrap(connection.response(within: 30), server.log)
+        XCTAssertEqual(answer.status, 200, answer.text)
+        XCTAssertTrue(answer.text.contains("predictions"), answer.text)
+
+        let large = try RawConnection(port: port)
+        large.send("POST /v1/models/mobilenet_v2:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            + "Content-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
+        XCTAssertEqual(try XCTUnwrap(large.response(within: 5), server.log).status, 413)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
     /// A port another process listens on is an error naming `--port` and the address (it was NIO's
     /// "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)").
     func testAPortInUseIsAnErrorNamingThePort() throws {
