@@ -68,7 +68,10 @@ final class ModuleBehaviourTests: XCTestCase {
     func testStrictLoadReportNamesTheKeysAndLeavesModelUnmodified() throws {
         let model = try namedNetwork()
         let original = try snapshot(model)
-        var incoming = StateDict(try model.stateDict().map { ($0.key, try Tensor.randn($0.tensor.shape)) })
+        // Random values, but variances as a variance is: not negative (a negative one is refused).
+        var incoming = StateDict(try model.stateDict().map {
+            ($0.key, $0.key.hasSuffix("running_var") ? try Tensor.rand($0.tensor.shape) : try Tensor.randn($0.tensor.shape))
+        })
         incoming["features.1.num_batches_tracked"] = try Tensor(scalar: 7, dtype: .int64)
         incoming["classifier.1.weight"] = try Tensor.randn([10, 4])   // wrong shape
         incoming["classifier.1.bias"] = nil                           // missing
