@@ -27,12 +27,18 @@ static ssize_t read_at(int fd, uint8_t *buffer, size_t count, uint64_t offset) {
     return (ssize_t)got;
 }
 
-/// Where a PNG's IEND chunk ends, walking the chunk headers; `size` when it cannot be told.
+/// Where a PNG's IEND chunk ends, walking the chunk headers; `size` when it cannot be told (a chunk
+/// type that is not four ASCII letters: zeros of a preallocated download were walked 12 bytes at a
+/// time).
 static uint64_t png_extent(int fd, uint64_t size) {
     uint64_t offset = 8;  // the signature
     uint8_t header[8];
     while (offset + 12 <= size) {
         if (read_at(fd, header, 8, offset) != 8) return size;
+        for (int k = 4; k < 8; k++) {
+            uint8_t c = header[k] & 0xDF;  // letters only, either case
+            if (c < 'A' || c > 'Z') return size;
+        }
         uint64_t length = ((uint64_t)header[0] << 24) | ((uint64_t)header[1] << 16) | ((uint64_t)header[2] << 8) | header[3];
         offset += 12 + length;  // length, type, data, CRC
         if (memcmp(header + 4, "IEND", 4) == 0) return offset < size ? offset : size;
@@ -55,6 +61,9 @@ static uint64_t jpeg_extent(int fd, uint64_t size) {
         if (marker == 0xFF) { offset += 1; continue; }  // fill byte
         if (marker == 0xD9) { result = offset + 2; break; }  // EOI
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) { offset += 2; continue; }  // no length
+        // Anything but a marker with a length (libjpeg skips junk such as a stuffed FF 00 between
+        // markers, where a length read here could land on an FF D9 inside a segment): read it all.
+        if (marker < 0xC0) break;
         if (read_at(fd, header + 2, 2, offset + 2) != 2) break;
         offset += 2 + (((uint64_t)header[2] << 8) | header[3]);
         if (marker != 0xDA) continue;

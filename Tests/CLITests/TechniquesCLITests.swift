@@ -144,7 +144,7 @@ extension TrainCLITests {
             (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
-            (["--random-erasing", "1.5"], "--random-erasing: expected a probability in (0, 1]"),
+            (["--random-erasing", "1.5"], "--random-erasing: expected a probability in [0, 1]"),
             (["--random-erasing", "0.25", "--augment", "keras"], "--random-erasing: follows --augment standard"),
             (["--erasing-mode", "const"], "--erasing-mode: applies with --random-erasing"),
             (["--random-erasing", "0.25", "--erasing-mode", "zero"], "--erasing-mode"),

@@ -490,6 +490,18 @@ final class ImageCodecTests: XCTestCase {
         XCTAssertThrowsError(try Image(contentsOfFile: other)) { error in
             XCTAssertTrue("\(error)".contains("unsupported image format"), "\(error)")
         }
+        // Probe X: junk between markers that libjpeg skips (a stuffed FF 00), followed by a comment
+        // segment holding FF D9, made the walk stop at that fake end: "truncated". Such a file is read
+        // whole and decodes as it did.
+        let source = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("big.jpg")))
+        var junk = source.prefix(2)
+        junk.append(Foundation.Data([0xFF, 0x00, 0x00, 0x06, 0xFF, 0xFE, 0x00, 0x04, 0xFF, 0xD9]))
+        junk.append(source.dropFirst(2))
+        junk.append(Foundation.Data(count: Int(tail)))
+        let junkPath = folder + "/junk.jpg"
+        try junk.write(to: URL(fileURLWithPath: junkPath))
+        XCTAssertEqual(try ImageCodec.withFileBytes(junkPath, maxBytes: 0) { raw, _ in raw.count }, junk.count)
+        XCTAssertEqual(try Image(contentsOfFile: junkPath).pixels, try Image(contentsOfFile: Self.fixture("big.jpg")).pixels)
         // A JPEG cut short (no EOI) is read whole, as before: what follows may be its data.
         let cut = folder + "/cut.jpg"
         let big = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("big.jpg")))

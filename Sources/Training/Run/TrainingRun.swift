@@ -227,7 +227,7 @@ public final class TrainingRun {
     static func trainLoader(_ splits: RunSplits, options: TrainOptions, preprocessing p: Preprocessing) throws -> DataLoader {
         let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
         let policy = options.randAugment.map { RandAugment(n: $0[0], m: $0[1]) } ?? RandAugment()
-        let erasing = options.randomErasing.map { RandomErasing(probability: $0, mode: options.erasingMode ?? .pixel) }
+        let erasing = options.randomErasing.flatMap { $0 > 0 ? RandomErasing(probability: $0, mode: options.erasingMode ?? .pixel) : nil }
         return try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                               transform: options.augment.transform(p, colorJitter: jitter, randAugment: policy,
                                                                    erasing: erasing),
@@ -406,8 +406,8 @@ public final class TrainingRun {
                 throw bad("colorJitter", "follows the standard augmentation; --augment is \(options.augment.rawValue)")
             }
         }
-        if let p = options.randomErasing {
-            guard p > 0, p <= 1 else { throw bad("randomErasing", "expected a probability in (0, 1], e.g. 0.25") }
+        if let p = options.randomErasing, p != 0 {  // 0: off, as timm's --reprob 0
+            guard p > 0, p <= 1 else { throw bad("randomErasing", "expected a probability in [0, 1], e.g. 0.25") }
             guard [.standard, .randaugment, .trivialaugment].contains(options.augment) else {
                 throw bad("randomErasing", "follows --augment standard, randaugment or trivialaugment; "
                     + "--augment is \(options.augment.rawValue)")
@@ -973,7 +973,7 @@ public final class TrainingRun {
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
             + (options.randAugment.map { " nm=\($0)" } ?? "")
-            + (options.randomErasing.map { " erasing=\($0),\((options.erasingMode ?? .pixel).rawValue)" } ?? "")
+            + (options.randomErasing.flatMap { $0 > 0 ? " erasing=\($0),\((options.erasingMode ?? .pixel).rawValue)" : nil } ?? "")
         let trainFeatures = try prepare(splits.train, train, augmentation: augmentation, views: views)
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {

@@ -66,7 +66,7 @@ struct TechniqueOptions: ParsableArguments {
         options.classWeights = classWeights
         options.sampler = sampler == .shuffle ? nil : sampler
         options.colorJitter = try jitter()
-        options.randomErasing = randomErasing
+        options.randomErasing = randomErasing == 0 ? nil : randomErasing  // 0: off, as timm's --reprob 0
         options.erasingMode = erasingMode
         options.imageRoot = imageRoot
     }
