@@ -122,15 +122,18 @@ public struct DistributedLaunch: Equatable, Sendable {
         // a message about address sizes ("136 vs 272"), which this tells apart from a timeout.
         let joined = try? store.add("finetune/joined", 1)
         let sizes = try? store.add("finetune/world-size-sum", worldSize)
+        func disagreement() -> DistributedError? {
+            guard joined != nil, sizes != nil, let ranks = try? store.add("finetune/joined", 0),
+                  let sum = try? store.add("finetune/world-size-sum", 0), sum != ranks * worldSize else { return nil }
+            return DistributedError.badEnvironment("rank \(rank): the ranks disagree on the number of processes "
+                + "(WORLD_SIZE / --nproc-per-node): this rank has \(worldSize), but the \(ranks) that joined at "
+                + "\(endpoint) have \(sum) in all; start every rank with the same WORLD_SIZE")
+        }
+        let group: ProcessGroup
         do {
-            return DataParallel(group: try ProcessGroup(store: store, rank: rank, worldSize: worldSize, timeout: timeout))
+            group = try ProcessGroup(store: store, rank: rank, worldSize: worldSize, timeout: timeout)
         } catch {
-            if joined != nil, sizes != nil, let ranks = try? store.add("finetune/joined", 0),
-               let sum = try? store.add("finetune/world-size-sum", 0), sum != ranks * worldSize {
-                throw DistributedError.badEnvironment("rank \(rank): the ranks disagree on the number of processes "
-                    + "(WORLD_SIZE / --nproc-per-node): this rank has \(worldSize), but the \(ranks) that joined at "
-                    + "\(endpoint) have \(sum) in all; start every rank with the same WORLD_SIZE")
-            }
+            if let mismatch = disagreement() { throw mismatch }
             // Rank 0, which holds the store, may have gone already: Gloo's handshake failing on the size
             // of a peer's address list is the other ranks' sign of it.
             let sizesDiffer = "\(error)".contains("address.cc") && "\(error)".contains(" vs ")
@@ -139,6 +142,10 @@ public struct DistributedLaunch: Equatable, Sendable {
                 + (sizesDiffer ? " (the ranks' address lists differ in size: they were probably started with "
                    + "different WORLD_SIZE values; this rank has \(worldSize))" : ""))
         }
+        // Gloo of LibTorch 2.x may form the group of the ranks this one expects while a rank expecting
+        // more still waits: every rank added its size before it joined, so the sums are final here.
+        if let mismatch = disagreement() { throw mismatch }
+        return DataParallel(group: group)
     }
 
     /// What to try when the launcher's own store fails us: TCPStore's wire protocol changed between
