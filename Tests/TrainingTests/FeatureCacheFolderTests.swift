@@ -10,15 +10,20 @@ import XCTest
 /// `FeatureCacheFolder`: listing the caches runs wrote, and removing the least recently used ones
 /// (by size, by age, or all) without touching any file finetune did not write.
 final class FeatureCacheFolderTests: XCTestCase {
+    /// A tiny classifier whose backbone is frozen (so its features can be cached), and 5 images.
+    func frozenModelAndData() throws -> (TRTinyNet, LabeledDataset) {
+        let model = try TRTinyNet()
+        try model.configureHead(HeadSpec(outputs: 3))
+        try model.freeze(["features"])
+        return (model, try TRData.dataset(count: 5))
+    }
+
     /// Three real caches of the same dataset (three transforms), made and then reused in a known order,
     /// beside files finetune did not write.
     func makeFolder() throws -> (folder: FeatureCacheFolder, caches: [CachedFeatures], foreign: [String]) {
         let root = try TRData.temporaryDirectory(self)
         let directory = "\(root)/features"
-        let model = try TRTinyNet()
-        try model.configureHead(HeadSpec(outputs: 3))
-        try model.freeze(["features"])
-        let dataset = try TRData.dataset(count: 5)
+        let (model, dataset) = try frozenModelAndData()
         func prepare(_ description: String) throws -> CachedFeatures {
             try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
                                      transformDescription: description, workers: 0, directory: directory)
@@ -148,10 +153,7 @@ final class FeatureCacheFolderTests: XCTestCase {
     /// nothing to resume. The features are computed again and used from memory.
     func testACacheRemovedRightAfterItIsWrittenIsComputedAgain() throws {
         let root = try TRData.temporaryDirectory(self)
-        let model = try TRTinyNet()
-        try model.configureHead(HeadSpec(outputs: 3))
-        try model.freeze(["features"])
-        let dataset = try TRData.dataset(count: 5)
+        let (model, dataset) = try frozenModelAndData()
         FeatureCache.afterWritingForTesting = { try? FileManager.default.removeItem(atPath: $0) }
         defer { FeatureCache.afterWritingForTesting = nil }
         let cached = try FeatureCache.prepare(model: model, dataset: dataset, transform: TRData.transform,
