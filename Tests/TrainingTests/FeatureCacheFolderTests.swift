@@ -104,14 +104,19 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertEqual(try folder.prune(unusedFor: 300).removed.map(\.key), [caches[0].key])
     }
 
+    /// A 1,000-byte file named as an atomic write's temporary file of a cache, by a process that has exited.
+    func temporaryFileOfAnExitedWriter(in folder: FeatureCacheFolder) throws -> String {
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        let path = "\(folder.directory)/.\(String(repeating: "ef", count: 32)).safetensors.\(dead).12345.tmp"
+        try Data(count: 1000).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
     /// A run killed while writing a cache leaves its hidden temporary file; prune removes it once its
     /// writer is gone, and leaves a running writer's alone.
     func testPruneRemovesTheTemporaryFilesOfDeadWriters() throws {
         let (folder, _, foreign) = try makeFolder()
-        let dead = try XCTUnwrap(Self.exitedProcessID())
-        let key = String(repeating: "ef", count: 32)
-        let leftover = "\(folder.directory)/.\(key).safetensors.\(dead).12345.tmp"
-        try Data(count: 1000).write(to: URL(fileURLWithPath: leftover))
+        let leftover = try temporaryFileOfAnExitedWriter(in: folder)
         let report = try folder.prune(maxBytes: .max)
         XCTAssertEqual(report.removed, [])
         XCTAssertEqual(report.removedLeftovers, [leftover])
@@ -126,10 +131,7 @@ final class FeatureCacheFolderTests: XCTestCase {
     /// written is locked by its writer, and prune leaves it alone while it is.
     func testPruneLeavesAFileThatIsBeingWrittenWhateverItsProcessID() throws {
         let (folder, _, _) = try makeFolder()
-        let dead = try XCTUnwrap(Self.exitedProcessID())
-        let key = String(repeating: "ef", count: 32)
-        let writing = "\(folder.directory)/.\(key).safetensors.\(dead).777.tmp"
-        try Data(count: 1000).write(to: URL(fileURLWithPath: writing))
+        let writing = try temporaryFileOfAnExitedWriter(in: folder)
         let fd = open(writing, O_WRONLY | O_CLOEXEC)
         XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
         XCTAssertTrue(AtomicFile.isBeingWritten(writing))
