@@ -244,8 +244,7 @@ open class Module {
                 // A float weight stored as integers (or the reverse) is a damaged or foreign file.
                 report.dtypeMismatched.append(.init(key: key, expected: target.dtype.description,
                                                     found: source.dtype.description))
-            } else if source.dtype.isFloatingPoint, source.count > 0,
-                      try source.isFinite().to(.float32).min().item() < 1 {
+            } else if source.dtype.isFloatingPoint, try !source.allFinite() {
                 report.nonFinite.append(key)
             } else if key == "running_var" || key.hasSuffix(".running_var"), source.count > 0,
                       try source.min().item() < 0 {

@@ -323,14 +323,10 @@ public class Optimizer {
                 throw OptimizerError.shapeMismatch(key: key, expected: parameter.shape, found: tensor.shape)
             } else if !tensor.dtype.isFloatingPoint {
                 throw OptimizerError.incompatibleState("'\(key)' is stored as \(tensor.dtype), not as floating point")
-            } else if tensor.count > 0 {
-                if try tensor.isFinite().to(.float32).min().item() < 1 {
-                    throw OptimizerError.incompatibleState("'\(key)' holds NaN or infinite values")
-                }
-                if Self.squaredAverages.contains(stateName), try tensor.min().item() < 0 {
-                    throw OptimizerError.incompatibleState("'\(key)' holds negative values, which an average of "
-                        + "squares cannot")
-                }
+            } else if try !tensor.allFinite() {
+                throw OptimizerError.incompatibleState("'\(key)' holds NaN or infinite values")
+            } else if Self.squaredAverages.contains(stateName), tensor.count > 0, try tensor.min().item() < 0 {
+                throw OptimizerError.incompatibleState("'\(key)' holds negative values, which an average of squares cannot")
             }
             if entries[name] == nil { order.append(name) }
             entries[name, default: [:]][stateName] = tensor

@@ -191,6 +191,8 @@ extension Tensor {
     public func isNaN() throws -> Tensor { try unary(CT_ISNAN) }
     /// Bool tensor, true where the element is neither infinite nor NaN (`torch.isfinite`).
     public func isFinite() throws -> Tensor { try unary(CT_ISFINITE) }
+    /// Whether every element is finite, neither NaN nor infinite (true for an empty tensor).
+    public func allFinite() throws -> Bool { try count == 0 || isFinite().to(.float32).min().item() == 1 }
 
     /// `self ^ exponent` elementwise (`torch.pow` with a number).
     public func pow(_ exponent: Double) throws -> Tensor { try Tensor.make { ct_pow_scalar(handle, exponent, $0) } }

@@ -479,23 +479,23 @@ public enum DataCheck {
     }
 
     static func examine(_ bytes: UnsafeRawBufferPointer, fileSize: Int, path: String) throws -> Examined {
-            let info = try ImageCodec.probe(bytes, label: path).dataValue()
-            // JPEG: decode at a reduced DCT scale (the hash needs only 32×32); every scan line is still
-            // decoded, so damage anywhere in the file is found.
-            let (image, damage) = try Image.decodeNotingDamage(bytes, minSide: 64, label: path)
-            var mode: String
-            switch info.storedChannels {
-            case 1: mode = "grey"
-            case 2: mode = "grey+alpha"
-            case 4: mode = info.format == .jpeg ? "CMYK" : "RGBA"
-            default: mode = "RGB"
-            }
-            // PNG IHDR: the bit depth is byte 24 of the file.
-            if info.format == .png, bytes.count > 24, bytes[24] == 16 { mode += " 16-bit" }
-            // The digest is of the whole file (an exact duplicate is the same file), streamed when only
-            // the image's part was read.
-            let digest = bytes.count == fileSize ? SHA256Hasher.hexDigest(of: bytes) : try SHA256Hasher.hexDigest(ofFile: path)
-            return Examined(digest: digest, fingerprint: try ImageFingerprint(image),
-                            mode: mode, width: info.width, height: info.height, damage: damage)
+        let info = try ImageCodec.probe(bytes, label: path).dataValue()
+        // JPEG: decode at a reduced DCT scale (the hash needs only 32×32); every scan line is still
+        // decoded, so damage anywhere in the file is found.
+        let (image, damage) = try Image.decodeNotingDamage(bytes, minSide: 64, label: path)
+        var mode: String
+        switch info.storedChannels {
+        case 1: mode = "grey"
+        case 2: mode = "grey+alpha"
+        case 4: mode = info.format == .jpeg ? "CMYK" : "RGBA"
+        default: mode = "RGB"
+        }
+        // PNG IHDR: the bit depth is byte 24 of the file.
+        if info.format == .png, bytes.count > 24, bytes[24] == 16 { mode += " 16-bit" }
+        // The digest is of the whole file (an exact duplicate is the same file), streamed when only
+        // the image's part was read.
+        let digest = bytes.count == fileSize ? SHA256Hasher.hexDigest(of: bytes) : try SHA256Hasher.hexDigest(ofFile: path)
+        return Examined(digest: digest, fingerprint: try ImageFingerprint(image),
+                        mode: mode, width: info.width, height: info.height, damage: damage)
     }
 }

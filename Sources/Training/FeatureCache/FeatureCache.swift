@@ -322,7 +322,7 @@ public enum FeatureCache {
               let cached = try? read(path, key: key, views: views, samples: dataset.count, width: width) else { return nil }
         // A damaged file (NaN or infinite features, which a backbone in eval mode does not produce) is
         // computed again: reused, it ended every run as "diverged; lower --lr", naming no file.
-        guard cached.features.count == 0 || (try? cached.features.isFinite().to(.float32).min().item()) == 1 else { return nil }
+        guard (try? cached.features.allFinite()) == true else { return nil }
         var skipped = SkippedFiles()
         for (i, ok) in cached.valid.enumerated() where !ok {
             skipped.append(path: dataset.samples[i].source.description,

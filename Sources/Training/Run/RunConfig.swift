@@ -67,6 +67,11 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var randomErasing: Double?
     /// What random erasing fills the rectangle with (nil: `pixel`, timm's `train.py` default).
     public var erasingMode: RandomErasing.Mode?
+
+    /// The random erasing these options ask for (nil when `randomErasing` is nil or 0).
+    public var erasing: RandomErasing? {
+        randomErasing.flatMap { $0 > 0 ? RandomErasing(probability: $0, mode: erasingMode ?? .pixel) : nil }
+    }
     /// A folder of unlabelled images for pseudo-labelling (read recursively; nil: none).
     public var unlabeled: String?
     /// In data-parallel training, BatchNorm statistics over every rank's batch together (PyTorch's

@@ -227,10 +227,9 @@ public final class TrainingRun {
     static func trainLoader(_ splits: RunSplits, options: TrainOptions, preprocessing p: Preprocessing) throws -> DataLoader {
         let jitter = options.colorJitter.map { ColorJitter(brightness: $0[0], contrast: $0[1], saturation: $0[2], hue: $0[3]) }
         let policy = options.randAugment.map { RandAugment(n: $0[0], m: $0[1]) } ?? RandAugment()
-        let erasing = options.randomErasing.flatMap { $0 > 0 ? RandomErasing(probability: $0, mode: options.erasingMode ?? .pixel) : nil }
         return try DataLoader(splits.train, batchSize: options.batchSize, shuffle: true, seed: options.seed,
                               transform: options.augment.transform(p, colorJitter: jitter, randAugment: policy,
-                                                                   erasing: erasing),
+                                                                   erasing: options.erasing),
                               workers: options.workers,
                               balanced: options.sampler == .balanced, strict: (options.onBadImage ?? .skip).isStrict)
     }
@@ -973,7 +972,7 @@ public final class TrainingRun {
         }
         let augmentation = options.augment.rawValue + (options.colorJitter.map { " jitter=\($0)" } ?? "")
             + (options.randAugment.map { " nm=\($0)" } ?? "")
-            + (options.randomErasing.flatMap { $0 > 0 ? " erasing=\($0),\((options.erasingMode ?? .pixel).rawValue)" : nil } ?? "")
+            + (options.erasing.map { " erasing=\($0.probability),\($0.mode.rawValue)" } ?? "")
         let trainFeatures = try prepare(splits.train, train, augmentation: augmentation, views: views)
         var validationFeatures: CachedFeatures?
         if let dataset = splits.validation, let validation {
