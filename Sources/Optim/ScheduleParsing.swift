@@ -73,6 +73,16 @@ public indirect enum ScheduleConfig: Equatable, CustomStringConvertible {
         }
     }
 
+    /// The momentum range a one-cycle schedule moves through (behind any warmup); nil for other
+    /// schedules and for `cycle_momentum=false`.
+    public var momentumCycle: OneCycle.MomentumCycle? {
+        switch self {
+        case let .oneCycle(_, _, _, _, momentum): return momentum
+        case let .warmup(_, _, inner): return inner.momentumCycle
+        default: return nil
+        }
+    }
+
     /// The schedule's name (`cosine`, …); a warmup reports the schedule it leads into.
     public var name: String {
         switch self {

@@ -29,7 +29,7 @@ struct Finetune: ParsableCommand {
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
         var command: ParsableCommand
-        do { command = try parseAsRoot() } catch {
+        do { command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))) } catch {
             // swift-argument-parser names the command of a usage error from its stack, which for
             // `lr-find` (whose flags include train's, an option group of another command) reads
             // "finetune train lr-find"; the subcommand named on the command line is the right one.
@@ -67,6 +67,29 @@ struct Finetune: ParsableCommand {
         let text = message + "\nUsage: \(usageString(for: subcommand))\n  See '\(name) --help' for more information.\n"
         StandardStreams.writeError(text)
         Foundation.exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// `arguments` with each negative number that follows a long option joined to it (`--ema -0.1` →
+    /// `--ema=-0.1`). swift-argument-parser reads `-0.1` as short options, so a negative value was
+    /// refused as "Missing value for '--ema <ema>'" before the option's own check could name the range
+    /// it expects. Nothing after a bare `--` is touched.
+    static func joiningNegativeValues(_ arguments: [String]) -> [String] {
+        var joined: [String] = []
+        for (index, argument) in arguments.enumerated() {
+            if let previous = joined.last, previous.hasPrefix("--"), previous != "--", !previous.contains("="),
+               !arguments[..<index].contains("--"), isNegativeNumber(argument) {
+                joined[joined.count - 1] = previous + "=" + argument
+            } else {
+                joined.append(argument)
+            }
+        }
+        return joined
+    }
+
+    /// Whether `text` reads as a negative number: `-1`, `-0.5`, `-.5`, `-1e-3`, `-inf`, `-nan`.
+    static func isNegativeNumber(_ text: String) -> Bool {
+        guard text.hasPrefix("-"), text.count > 1 else { return false }
+        return Double(text) != nil
     }
 
     /// The deepest subcommand that `arguments` name from the root on (`cache prune …` → `Prune`), nil

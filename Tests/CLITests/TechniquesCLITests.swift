@@ -138,6 +138,12 @@ extension TrainCLITests {
             (["--ema", "1.5"], "--ema"),
             (["--accumulate-steps", "0"], "--accumulate-steps"),
             (["--mixup", "-1"], "--mixup"),
+            // A negative value reaches the option's own check (it was "Missing value for '--ema <ema>'").
+            (["--ema", "-0.1"], "--ema: must be in [0, 1)"),
+            (["--random-erasing", "-.5"], "--random-erasing: expected a probability in [0, 1]"),
+            (["--label-smoothing", "-1e-3"], "--label-smoothing"),
+            (["--optimizer", "sgd", "--momentum", "0", "--lr-schedule", "onecycle:base_momentum=0.8"],
+             "--lr-schedule: base_momentum/max_momentum cycle the optimizer's momentum"),
             (["--augment", "randaugment:n=2,m=40"], "--augment"),
             (["--augment", "randaugment:n=2,n=3"], "--augment"),
             (["--augment", "randaugment:"], "--augment"),
@@ -159,6 +165,7 @@ extension TrainCLITests {
             let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)
             XCTAssertNotEqual(r.status, 0, "\(flags)")
             XCTAssertTrue(r.stderr.contains(expected), "\(flags): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Missing value"), "\(flags): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags) created the run")
         }
     }

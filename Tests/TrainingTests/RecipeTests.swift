@@ -323,6 +323,39 @@ final class RecipeTests: XCTestCase {
         XCTAssertThrowsError(try momentum.validate(epochs: 4))
     }
 
+    /// A one-cycle momentum range given with SGD or RMSprop at momentum 0 is refused: finetune keeps
+    /// momentum off there (PyTorch would switch it on), so the range was silently ignored. The
+    /// default range is documented to leave such an optimizer alone, and Adam cycles β1 either way.
+    func testOneCycleMomentumRangeWithoutMomentumIsRefused() throws {
+        let custom = ScheduleConfig.oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos,
+                                             momentum: .init(base: 0.8, maximum: 0.9))
+        let plain = ScheduleConfig.oneCycle(pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, annealing: .cos,
+                                            momentum: .init())
+        for optimizer in [OptimizerConfig.Kind.sgd, .rmsprop] {
+            for schedule in [custom, .warmup(steps: 2, startFactor: 0, then: custom)] {
+                var options = RecipeOptions()
+                options.optimizer = optimizer
+                options.momentum = 0
+                options.schedule = schedule
+                XCTAssertThrowsError(try options.validate(epochs: 4), "\(optimizer)") { error in
+                    guard case RunError.invalidSetting(let setting, let reason) = error else { return XCTFail("\(error)") }
+                    XCTAssertEqual(setting, "schedule")
+                    XCTAssertTrue(reason.contains("--momentum 0"), reason)
+                }
+                options.momentum = 0.9
+                XCTAssertNoThrow(try options.validate(epochs: 4))
+                options.momentum = 0
+                options.schedule = plain
+                XCTAssertNoThrow(try options.validate(epochs: 4))
+            }
+        }
+        var adam = RecipeOptions()
+        adam.optimizer = .adam
+        adam.momentum = 0
+        adam.schedule = custom
+        XCTAssertNoThrow(try adam.validate(epochs: 4))
+    }
+
     /// `freezeBatchNormStatistics` is for the pretrained backbone (Keras' `base_model(x, training=False)`):
     /// a head's own new BatchNorm (`--head-batchnorm`) keeps learning its statistics.
     func testFrozenBatchNormStatisticsLeaveTheHeadsOwnBatchNormTraining() throws {

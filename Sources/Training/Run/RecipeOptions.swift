@@ -144,6 +144,10 @@ public struct RecipeOptions: Codable, Equatable {
             throw bad(setting, "needs MixUp or CutMix (an α above 0)")
         }
         if mixing && binary { throw bad("mixupAlpha", "MixUp/CutMix mix softmax targets; binary mode has one sigmoid output") }
+        if let cycle = schedule.momentumCycle, cycle != OneCycle.MomentumCycle(), momentum == 0, optimizer == .sgd || optimizer == .rmsprop {
+            // PyTorch would switch momentum on here; finetune keeps --momentum 0, so the range is unused.
+            throw bad("schedule", "base_momentum/max_momentum cycle the optimizer's momentum, which --momentum 0 turns off; give --momentum above 0, or leave them out")
+        }
         if warmupSteps ?? 0 > 0, case .warmup = schedule {
             throw bad("warmupSteps", "the schedule already has warmup_steps")
         }

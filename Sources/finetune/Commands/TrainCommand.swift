@@ -277,6 +277,7 @@ struct TrainCommand: ParsableCommand {
         "labelSmoothing": "--label-smoothing", "gradientClipNorm": "--clip-grad-norm",
         "phaseOneEpochs": "--phase1-epochs", "unfreezeTop": "--unfreeze-top", "learningRateFactor": "--lr-factor",
         "layerDecay": "--layer-decay", "randAugment": "--augment", "freezeBatchNormStatistics": "--freeze-bn-stats",
+        "schedule": "--lr-schedule",
     ]
 
     /// Runs `body`, turning the run's errors into messages that name the flag (or the run directory's
