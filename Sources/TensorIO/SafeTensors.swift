@@ -96,6 +96,9 @@ public enum SafeTensors {
         do {
             header = try JSONDecoder().decode(Header.self, from: headerBytes)
         } catch let error as DecodingError {
+            // Foundation reports a number that Int cannot hold (2^64, 1e30, 1.5) as "not valid JSON";
+            // name the tensor and the number instead.
+            if let number = nonIntegerNumber(in: headerBytes) { throw fail("invalid JSON header: \(number)") }
             throw fail("invalid JSON header: \(describe(error))")
         } catch {
             throw fail("invalid JSON header: \(error)")
@@ -216,6 +219,24 @@ public enum SafeTensors {
         "I32": .int32, "I16": .int16, "I8": .int8, "U8": .uint8, "BOOL": .bool,
     ]
     static let codeByDType: [DType: String] = Dictionary(uniqueKeysWithValues: dtypeByCode.map { ($1, $0) })
+
+    /// The first shape or data_offsets number of a header that is not a whole number an `Int` holds,
+    /// described ("tensor 'w' has data_offsets value 18446744073709551616, …"); nil when every such
+    /// number is one, or the header is not JSON at all.
+    private static func nonIntegerNumber(in header: Data) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else { return nil }
+        for name in object.keys.sorted() where name != "__metadata__" {
+            guard let entry = object[name] as? [String: Any] else { continue }
+            for field in ["shape", "data_offsets"] {
+                guard let values = entry[field] as? [Any] else { continue }
+                for value in values {
+                    guard let number = value as? NSNumber, Int("\(number)") == nil else { continue }
+                    return "tensor '\(name)' has \(field) value \(number), which is not a whole number from 0 to \(Int.max)"
+                }
+            }
+        }
+        return nil
+    }
 
     private static func describe(_ error: DecodingError) -> String {
         func at(_ context: DecodingError.Context) -> String {

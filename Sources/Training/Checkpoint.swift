@@ -291,7 +291,11 @@ public struct Checkpoint {
             throw TrainingError.checkpoint(path: found, reason: "no \(optimizerHyperparametersFile)")
         }
         let optimizer = try reading(optimizerHyperparametersFile) {
-            try OptimizerState(tensors: tensors, hyperparametersJSON: json)
+            do { return try OptimizerState(tensors: tensors, hyperparametersJSON: json) } catch let error as DecodingError {
+                // The field and the decoder's words, not Swift's dump of the error value.
+                throw TrainingError.checkpoint(path: found + "/" + optimizerHyperparametersFile,
+                                               reason: "unreadable: \(TrainingJSON.describe(error, decoding: json))")
+            }
         }
         var rng: Tensor?
         if manifest.hasRNGState {

@@ -218,10 +218,13 @@ final class SafeTensorsTests: XCTestCase {
                                + #""b":{"dtype":"U8","shape":[2],"data_offsets":[3,5]}}"#, data: 8), "overlap"),
             ("overflow", header(#"{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
                                 data: 8), "impossibly large"),
+            // Numbers an Int cannot hold name the tensor and the number (Foundation said "not valid JSON").
             ("huge-number", header(#"{"a":{"dtype":"U8","shape":[1e30],"data_offsets":[0,1]}}"#, data: 1),
-             "invalid JSON"),
+             "invalid JSON header: tensor 'a' has shape value 1e+30, which is not a whole number"),
             ("float-offset", header(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0.5,1]}}"#, data: 1),
-             "invalid JSON"),
+             "invalid JSON header: tensor 'a' has data_offsets value 0.5, which is not a whole number"),
+            ("2^64-offset", header(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,18446744073709551616]}}"#, data: 1),
+             "invalid JSON header: tensor 'a' has data_offsets value 18446744073709551616, which is not a whole number"),
             ("negative-dim", header(#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}}"#), "negative"),
             ("bad-metadata", header(#"{"__metadata__":{"k":1}}"#), "invalid JSON"),
         ]

@@ -538,6 +538,32 @@ final class CheckpointFileErrorTests: XCTestCase {
         XCTAssertNoThrow(try Checkpoint.read(from: directory))
     }
 
+    /// An edited optimizer.json that does not decode (a NaN literal, a rate of the wrong type) is named
+    /// in the decoder's words: the message was Swift's dump of the error value
+    /// ("dataCorrupted(Swift.DecodingError.Context(codingPath: [], …").
+    func testAnUndecodableOptimizerJSONIsDescribedNotDumped() throws {
+        let directory = try TRData.temporaryDirectory(self) + "/last"
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        try trainer.fit(train: try TRData.loader(try TRData.dataset(count: 8), batchSize: 4), epochs: 1)
+        try trainer.saveCheckpoint(to: directory)
+        let path = directory + "/" + Checkpoint.optimizerHyperparametersFile
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertTrue(original.contains("\"learningRate\":"), original)
+        let rate = try NSRegularExpression(pattern: #""learningRate" ?: ?[0-9.e+-]+"#)
+        for (replacement, expected) in [(#""learningRate":NaN"#, "not valid JSON"),
+                                        (#""learningRate":"fast""#, "at groups.[0].learningRate: ")] {
+            let edited = rate.stringByReplacingMatches(in: original, range: NSRange(original.startIndex..., in: original),
+                                                       withTemplate: NSRegularExpression.escapedTemplate(for: replacement))
+            XCTAssertNotEqual(edited, original)
+            try edited.write(toFile: path, atomically: false, encoding: .utf8)
+            XCTAssertThrowsError(try Checkpoint.read(from: directory), replacement) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(path) && text.contains(expected), text)
+                XCTAssertFalse(text.contains("DecodingError") || text.contains("Context("), text)
+            }
+        }
+    }
+
     /// A damaged random-generator state or trainer.json was reported in LibTorch's words without the
     /// file ("Invalid mt19937 state"), a missing file as "no complete checkpoint", and a position
     /// past the epoch (or negative) was accepted: the epoch trained no step and the run "completed".
