@@ -684,6 +684,31 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: ours).sorted(), before)
     }
 
+    /// Two converts into one DST: the second took the first one's hidden split folder for a leftover
+    /// of an interrupted run and removed it, and the first failed. DST is now locked while a convert
+    /// writes: the second is refused, and the first one's folder stays.
+    func testASecondConvertIntoTheSameFolderIsRefusedWhileTheFirstWrites() throws {
+        let source = try TestData.temporaryDirectory(self)
+        _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)
+        let ours = try TestData.temporaryDirectory(self) + "/ours"
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: ours).written, 16)
+        // Another convert at work: its lock on the folder and its split being written.
+        let other = open(ours, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        XCTAssertEqual(flock(other, LOCK_EX | LOCK_NB), 0)
+        let staging = ours + "/.train.tmp-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: staging + "/0", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try ConvertDataset.run(.mnist, from: source, to: ours)) { error in
+            XCTAssertTrue("\(error)".contains("\(ours): another finetune convert is writing into it"), "\(error)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: staging), "the other convert's split was removed")
+        // The dry run reads only, and is not refused.
+        XCTAssertNoThrow(try ConvertDataset.run(.mnist, from: source, to: ours, options: .init(dryRun: true)))
+        // Once the other has ended (its lock gone with it), its folder is a leftover and goes.
+        close(other)
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: ours).written, 16)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: staging))
+    }
+
     func testConvertCIFAR10Binary() throws {
         let source = try TestData.temporaryDirectory(self)
         try TestData.write(TestData.cifarRecords(count: 12, labelBytes: 1, start: 0), to: source + "/data_batch_1.bin")
