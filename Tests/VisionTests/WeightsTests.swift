@@ -1,3 +1,4 @@
+import AtomicFiles
 import Data
 import Foundation
 import Hashing
@@ -183,6 +184,37 @@ final class WeightsTests: XCTestCase {
         var full = toy
         full.sha256 = String(SHA256Hasher.hexDigest(of: bytes).prefix(8)) + String(repeating: "f", count: 56)
         XCTAssertNil(cache.locate(full), "an entry with a full digest is found by that digest only")
+    }
+
+    /// Recording a pin reads the pins file and writes it back with the new pin: two imports at once
+    /// lost one of the two. The cache folder is locked around it, so a pin waits for another
+    /// writer (here, the test holding the lock) and then keeps both.
+    func testRecordingAPinWaitsForAnotherWriterAndKeepsItsPin() throws {
+        let cache = WeightsCache(root: tmp.appendingPathComponent("cache"))
+        try FileManager.default.createDirectory(at: cache.root, withIntermediateDirectories: true)
+        let first = prefixOnlyEntry(for: Array("first".utf8))
+        var renamed = prefixOnlyEntry(for: Array("second".utf8))
+        renamed.name = "toy.second"
+        let second = renamed
+        try cache.pin(first, sha256: SHA256Hasher.hexDigest(of: Array("first".utf8)))
+        let other = try FolderLock(cache.root.path, wait: false)  // another import between its read and its write
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? cache.pin(second, sha256: SHA256Hasher.hexDigest(of: Array("second".utf8)))
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 0.5), .timedOut, "the pin did not wait for the lock")
+        XCTAssertEqual(try cache.pins().keys.sorted(), ["toy.test"])
+        other.release()
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(try cache.pins().keys.sorted(), ["toy.second", "toy.test"])
+        // The lock is the folder's: a second holder is refused at once without waiting.
+        let held = try FolderLock(cache.root.path, wait: false)
+        XCTAssertThrowsError(try FolderLock(cache.root.path, wait: false)) { error in
+            XCTAssertEqual((error as? FolderLock.Failure)?.isHeld, true, "\(error)")
+        }
+        held.release()
+        XCTAssertNoThrow(try FolderLock(cache.root.path, wait: false))
     }
 
     func testAcceptUnverifiedImportsOnceAndPinsTheDigest() throws {

@@ -135,8 +135,12 @@ public enum ConvertDataset {
         }
         // One writer at a time: a second convert into DST removed the first one's split folders as
         // leftovers of an interrupted run, and the first failed. The lock ends with the process.
-        let lock = try lockDestination(destination)
-        defer { close(lock) }
+        let lock: FolderLock
+        do { lock = try FolderLock(destination, wait: false) } catch let failure as FolderLock.Failure {
+            throw DataError.unwritable(path: destination, reason: failure.isHeld
+                ? "another finetune convert is writing into it; wait for it to end" : failure.reason)
+        }
+        defer { lock.release() }
         let found = try checkDestination(destination)  // again: another convert may have finished meanwhile
         removeLeftovers(in: destination)
         // Each split is written beside the earlier one, which stays until the new one is whole.
@@ -220,23 +224,6 @@ public enum ConvertDataset {
 
         /// The split folders `run` replaces.
         public var earlierSplits: [String] { if case .converted(let splits) = self { return splits } else { return [] } }
-    }
-
-    /// An exclusive `flock` on the folder `destination` itself (no file is added to it), returned as
-    /// the open descriptor that holds it; throws when another process holds it.
-    static func lockDestination(_ destination: String) throws -> Int32 {
-        let fd = open(destination, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw DataError.unwritable(path: destination, reason: "cannot open the folder: " + String(cString: strerror(errno)))
-        }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let busy = errno == EWOULDBLOCK || errno == EAGAIN
-            let reason = busy ? "another finetune convert is writing into it; wait for it to end"
-                : "cannot lock the folder: " + String(cString: strerror(errno))
-            close(fd)
-            throw DataError.unwritable(path: destination, reason: reason)
-        }
-        return fd
     }
 
     /// A hidden folder of a run that was interrupted: `.train.tmp-<UUID>`, `.test.old-<UUID>`.
