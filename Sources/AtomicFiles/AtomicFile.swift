@@ -45,6 +45,7 @@ public enum AtomicFile {
                 throw AtomicFileError(path: path, reason: "cannot create the folder \(folder): \(FileErrorReason.of(error))")
             }
         }
+        removeLeftovers(of: url.lastPathComponent, in: folder)
         let temporary = folder + "/.\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
         func fail(_ what: String) -> AtomicFileError {
             AtomicFileError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
@@ -75,6 +76,37 @@ public enum AtomicFile {
         if durable {  // make the rename itself durable (best effort)
             let dir = open(folder, O_RDONLY | O_CLOEXEC)
             if dir >= 0 { _ = fsync(dir); close(dir) }
+        }
+    }
+
+    /// The writer's process id in the name `write` gives a temporary file of `destinationName`,
+    /// `.<destinationName>.<pid>.<n>.tmp`; nil for any other name.
+    public static func writerProcess(temporaryName name: String, of destinationName: String) -> pid_t? {
+        let prefix = "." + destinationName + "."
+        guard name.hasPrefix(prefix), name.hasSuffix(".tmp") else { return nil }
+        let parts = name.dropFirst(prefix.count).dropLast(".tmp".count).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let pid = pid_t(parts[0]), pid > 0, UInt32(parts[1]) != nil else { return nil }
+        return pid
+    }
+
+    /// Whether the temporary file at `path`, written by process `pid`, was left by a writer that ended
+    /// (Ctrl-C, a kill, a crash): no such process runs here and nobody holds the file's lock (the lock
+    /// also tells a live writer of another PID namespace, whose process id means nothing here).
+    public static func isLeftover(_ path: String, writer pid: pid_t) -> Bool {
+        let running = kill(pid, 0) == 0 || errno != ESRCH
+        return !running && !isBeingWritten(path)
+    }
+
+    /// Removes the temporary files of `destinationName` in `folder` that writers which ended left
+    /// behind (an export interrupted by Ctrl-C left a hidden file the size of the model). Best effort.
+    static func removeLeftovers(of destinationName: String, in folder: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names {
+            guard let pid = writerProcess(temporaryName: name, of: destinationName) else { continue }
+            let path = folder + "/" + name
+            var status = stat()
+            guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, isLeftover(path, writer: pid) else { continue }
+            unlink(path)
         }
     }
 

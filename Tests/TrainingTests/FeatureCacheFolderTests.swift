@@ -168,6 +168,38 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertTrue(try again.features.allClose(cached.features, rtol: 0, atol: 0))
     }
 
+    /// Probe V: Ctrl-C during `export` could leave a hidden temporary file the size of the model.
+    /// The next atomic write of the same file removes the temporary files of its writers that ended,
+    /// and nothing else: a live writer's (its process runs, or it holds the lock), another file's, a
+    /// user's file of another name, a link.
+    func testAWriteRemovesTheTemporaryFilesItsEndedWritersLeft() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        func file(_ name: String) throws -> String {
+            let path = folder + "/" + name
+            try Data(count: 100).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let leftover = try file(".model.onnx.\(dead).7.tmp")
+        let locked = try file(".model.onnx.\(dead).8.tmp")
+        let running = try file(".model.onnx.\(getpid()).9.tmp")
+        let other = try file(".other.onnx.\(dead).7.tmp")
+        let users = try file(".model.onnx.draft.tmp")
+        let link = folder + "/.model.onnx.\(dead).10.tmp"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: users)
+        let fd = open(locked, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        try AtomicFile.write(Data("new".utf8), to: folder + "/model.onnx")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
+        let kept = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        XCTAssertEqual(kept, ([locked, running, other, users, link].map { URL(fileURLWithPath: $0).lastPathComponent }
+                              + ["model.onnx"]).sorted())
+        XCTAssertEqual(AtomicFile.writerProcess(temporaryName: ".model.onnx.\(dead).7.tmp", of: "model.onnx"), dead)
+        XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.1.2.3.tmp", of: "model.onnx"))
+        XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.0.2.tmp", of: "model.onnx"))
+    }
+
     func testNamesAreRecognisedStrictly() {
         let key = String(repeating: "0f", count: 32)
         XCTAssertEqual(FeatureCacheFolder.cacheKey(fileName: "\(key).safetensors"), key)

@@ -161,8 +161,7 @@ public struct FeatureCacheFolder: Sendable {
             let path = URL(fileURLWithPath: directory).appendingPathComponent(name).path
             if let key = Self.cacheKey(fileName: name), let entry = Self.describe(path, key: key) {
                 caches.append(entry)
-            } else if let pid = Self.writerProcess(leftoverName: name), !Self.isRunning(pid),
-                      !AtomicFile.isBeingWritten(path) {
+            } else if let pid = Self.writerProcess(leftoverName: name), AtomicFile.isLeftover(path, writer: pid) {
                 leftovers.append(path)
             } else {
                 others.append(path)
@@ -181,15 +180,9 @@ public struct FeatureCacheFolder: Sendable {
 
     /// The writer's process id in an atomic write's temporary name `.<key>.safetensors.<pid>.<n>.tmp`.
     static func writerProcess(leftoverName name: String) -> pid_t? {
-        guard name.hasPrefix("."), name.hasSuffix(".tmp") else { return nil }
-        let parts = name.dropFirst().dropLast(".tmp".count).split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4, cacheKey(fileName: "\(parts[0]).\(parts[1])") != nil,
-              let pid = pid_t(parts[2]), pid > 0, UInt32(parts[3]) != nil else { return nil }
-        return pid
-    }
-
-    private static func isRunning(_ pid: pid_t) -> Bool {
-        kill(pid, 0) == 0 || errno != ESRCH
+        let stem = name.dropFirst().prefix(while: { $0 != "." })
+        guard name.hasPrefix("."), cacheKey(fileName: stem + ".safetensors") != nil else { return nil }
+        return AtomicFile.writerProcess(temporaryName: name, of: stem + ".safetensors")
     }
 
     private static func size(of path: String) -> Int64? {
