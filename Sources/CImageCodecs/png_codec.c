@@ -66,6 +66,21 @@ int ic_png_open(struct ic_decoder *d, char *error, size_t cap) {
         return png_status(d);
     }
     png_set_read_fn(d->png, d, png_read_cb);
+    // The size, from IHDR (always the first chunk), before libpng checks it: libpng refuses a side over
+    // its per-side limit (1,000,000 pixels) as "Invalid IHDR data", which names neither size nor limit.
+    if (d->length >= 24 && memcmp(d->data + 12, "IHDR", 4) == 0) {
+        const uint8_t *h = d->data + 16;
+        uint64_t w = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 8 | h[3];
+        uint64_t t = (uint64_t)h[4] << 24 | (uint64_t)h[5] << 16 | (uint64_t)h[6] << 8 | h[7];
+        int status = ic_check_pixel_count(w, t, error, cap);
+        if (status != IC_OK) return status;
+        uint64_t side = png_get_user_width_max(d->png);
+        if (w > side || t > png_get_user_height_max(d->png)) {
+            ic_set_error(error, cap, "image is too large (%llux%llu pixels; PNG images are read up to %llu pixels a side)",
+                         (unsigned long long)w, (unsigned long long)t, (unsigned long long)side);
+            return IC_ERR_TOO_LARGE;
+        }
+    }
     png_read_info(d->png, d->png_info);
 
     png_uint_32 width = 0, height = 0;

@@ -528,6 +528,13 @@ final class ImageCodecTests: XCTestCase {
         XCTAssertThrowsError(try Image(contentsOfFile: Self.fixture("scan_bomb.jpg"))) { error in
             XCTAssertTrue("\(error)".contains("progressive JPEG with more than 500 scans"), "\(error)")
         }
+        // Probe W: sides past libpng's per-side limit were "Invalid IHDR data" (no size, no limit).
+        for (width, height, expected) in [(UInt32(1), UInt32(268_000_000), "too large (1x268000000 pixels; the limit is 178956970 pixels)"),
+                                          (2_000_000, 1, "too large (2000000x1 pixels; PNG images are read up to 1000000 pixels a side)")] {
+            let check = { (error: Error) in XCTAssertTrue("\(error)".contains("wide.png") && "\(error)".contains(expected), "\(error)") }
+            XCTAssertThrowsError(try ImageCodec.probe(data: header(width, height), path: "wide.png"), "", check)
+            XCTAssertThrowsError(try Image(decoding: header(width, height), path: "wide.png"), "", check)
+        }
     }
 }
 
