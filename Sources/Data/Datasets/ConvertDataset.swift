@@ -135,12 +135,13 @@ public enum ConvertDataset {
         }
         // One writer at a time: a second convert into DST removed the first one's split folders as
         // leftovers of an interrupted run, and the first failed. The lock ends with the process.
-        let lock: FolderLock
-        do { lock = try FolderLock(destination, wait: false) } catch let failure as FolderLock.Failure {
-            throw DataError.unwritable(path: destination, reason: failure.isHeld
-                ? "another finetune convert is writing into it; wait for it to end" : failure.reason)
+        var lock: FolderLock?
+        do { lock = try FolderLock(destination, wait: false) } catch let failure as FolderLock.Failure where failure.isHeld {
+            throw DataError.unwritable(path: destination, reason: "another finetune convert is writing into it; wait for it to end")
+        } catch {
+            lock = nil  // a file system without flock: convert goes on as before, unguarded
         }
-        defer { lock.release() }
+        defer { lock?.release() }
         let found = try checkDestination(destination)  // again: another convert may have finished meanwhile
         removeLeftovers(in: destination)
         // Each split is written beside the earlier one, which stays until the new one is whole.
