@@ -395,4 +395,27 @@ public enum ParameterGrouping {
         if !other.isEmpty { result.append(("other", ParameterGroup(parameters: other, learningRate: headLearningRate))) }
         return result
     }
+
+    /// "No bias decay": each group's parameters of at most one dimension (biases, BatchNorm weights
+    /// and biases; timm's `param.ndim <= 1 or name.endswith(".bias")`) move to a group of their own,
+    /// `<name>/no_decay`, at the same learning rate with weight decay 0, right after it. A group left
+    /// empty is dropped.
+    public static func separatingNoDecay(_ groups: [(name: String, group: ParameterGroup)])
+        -> [(name: String, group: ParameterGroup)] {
+        var result: [(name: String, group: ParameterGroup)] = []
+        for (name, group) in groups {
+            let free = group.parameters.filter { $0.tensor.rank <= 1 || $0.name.hasSuffix(".bias") }
+            let decayed = group.parameters.filter { !($0.tensor.rank <= 1 || $0.name.hasSuffix(".bias")) }
+            if !decayed.isEmpty {
+                result.append((name, ParameterGroup(parameters: decayed.map { ($0.name, $0.tensor) }, learningRate: group.learningRate,
+                                                    weightDecay: group.weightDecay, momentum: group.momentum)))
+            }
+            if !free.isEmpty {
+                result.append((name + "/no_decay", ParameterGroup(parameters: free.map { ($0.name, $0.tensor) },
+                                                                  learningRate: group.learningRate, weightDecay: 0,
+                                                                  momentum: group.momentum)))
+            }
+        }
+        return result
+    }
 }

@@ -331,8 +331,9 @@ public final class Trainer {
     static func buildOptimizer(model: Module, layout: ModelLayout, config: OptimizerConfig,
                                policy: LearningRatePolicy) throws
         -> (optimizer: Optimizer, names: [String], bases: [Double]) {
-        let groups = try ParameterGrouping.groups(for: model, layout: layout, policy: policy,
+        var groups = try ParameterGrouping.groups(for: model, layout: layout, policy: policy,
                                                   headLearningRate: config.learningRate)
+        if config.noBiasDecay == true { groups = ParameterGrouping.separatingNoDecay(groups) }
         let optimizer = try config.makeOptimizer(groups.map(\.group))
         return (optimizer, groups.map(\.name), optimizer.learningRates)
     }

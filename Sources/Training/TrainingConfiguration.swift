@@ -89,6 +89,11 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
     public var epsilon: Double
     /// RMSprop's smoothing constant.
     public var alpha: Double
+    /// "No bias decay" (He et al., *Bag of Tricks*, 2019; timm's `filter_bias_and_bn`, fastai's
+    /// `wd_bn_bias=False`): every parameter of one dimension (biases, normalisation weights and
+    /// biases) trains without weight decay, in groups of its own (`ParameterGrouping.separatingNoDecay`).
+    /// nil or false: weight decay applies to every parameter, as PyTorch's optimizers apply it.
+    public var noBiasDecay: Bool?
 
     /// Every hyperparameter given explicitly; those the kind does not use are ignored. The static
     /// builders below set each kind's usual defaults.

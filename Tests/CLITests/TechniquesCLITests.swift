@@ -142,6 +142,7 @@ extension TrainCLITests {
             (["--ema", "-0.1"], "--ema: must be in [0, 1)"),
             (["--random-erasing", "-.5"], "--random-erasing: expected a probability in [0, 1]"),
             (["--label-smoothing", "-1e-3"], "--label-smoothing"),
+            (["--no-bias-decay"], "--no-bias-decay: leaves biases and normalisation parameters out of weight decay, and there is none"),
             (["--optimizer", "sgd", "--momentum", "0", "--lr-schedule", "onecycle:base_momentum=0.8"],
              "--lr-schedule: base_momentum/max_momentum cycle the optimizer's momentum"),
             (["--augment", "randaugment:n=2,m=40"], "--augment"),
@@ -172,14 +173,15 @@ extension TrainCLITests {
 
     /// A run with every stateful technique is SIGKILLed in its second epoch and resumed: the final
     /// weights (the EMA) equal an uninterrupted run's bit for bit. The one-cycle schedule cycles Adam's
-    /// β1, and random erasing draws from each sample's stream.
+    /// β1, random erasing draws from each sample's stream, and biases train without weight decay.
     func testKillAndResumeWithTechniquesIsBitExact() throws {
         let data = try makeDataset()
         let runs = try temporaryFolder("kill")
         let arguments = TrainCLITests.common + ["--epochs", "3", "--save-every-steps", "1", "--optimizer", "adam",
                                                 "--lr-schedule", "onecycle", "--ema", "0.8", "--accumulate-steps", "2",
                                                 "--mixup", "0.4", "--cutmix", "1.0", "--label-smoothing", "0.1",
-                                                "--augment", "trivialaugment", "--random-erasing", "0.5"]
+                                                "--augment", "trivialaugment", "--random-erasing", "0.5",
+                                                "--weight-decay", "0.05", "--no-bias-decay"]
         let uninterrupted = try run(["train", data, "--out", runs + "/a"] + arguments)
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
 
@@ -194,5 +196,6 @@ extension TrainCLITests {
         let config = try String(contentsOfFile: runs + "/b/config.json", encoding: .utf8)
         XCTAssertTrue(config.contains(#""randomErasing" : 0.5"#) || config.contains(#""randomErasing":0.5"#), config)
         XCTAssertTrue(config.contains("cycle_momentum"), config)
+        XCTAssertTrue(config.contains(#""noBiasDecay" : true"#) || config.contains(#""noBiasDecay":true"#), config)
     }
 }

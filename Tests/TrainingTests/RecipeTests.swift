@@ -323,6 +323,54 @@ final class RecipeTests: XCTestCase {
         XCTAssertThrowsError(try momentum.validate(epochs: 4))
     }
 
+    /// "No bias decay" (Bag of Tricks; timm's `filter_bias_and_bn`): after one AdamW step, biases and
+    /// BatchNorm parameters are bit for bit those of a run without weight decay, and every other
+    /// parameter those of a run that decays everything. Each group is split in two at its own rate.
+    func testNoBiasDecayLeavesOneDimensionalParametersOutOfWeightDecay() throws {
+        let batch = try TRData.dataset(count: 8)
+        func trained(_ recipe: Recipe, weightDecay: Double, noBiasDecay: Bool) throws -> (Trainer, [String: [UInt8]]) {
+            var optimizer = OptimizerConfig.adamw(learningRate: 0.05, weightDecay: weightDecay)
+            optimizer.noBiasDecay = noBiasDecay
+            let trainer = try self.trainer(recipe, optimizer: optimizer)
+            try trainer.fit(train: TRData.loader(batch), epochs: 1)  // one step
+            XCTAssertEqual(trainer.state.globalStep, 1)
+            return (trainer, try TRData.snapshot(trainer.model.stateDict()))
+        }
+        let (split, separated) = try trained(.fullFineTune, weightDecay: 0.5, noBiasDecay: true)
+        let (_, everything) = try trained(.fullFineTune, weightDecay: 0.5, noBiasDecay: false)
+        let (_, none) = try trained(.fullFineTune, weightDecay: 0, noBiasDecay: false)
+        XCTAssertEqual(split.parameterGroupNames, ["all", "all/no_decay"])
+        XCTAssertEqual(split.optimizer.parameterGroups.map(\.weightDecay), [0.5, 0])
+        let oneDimensional = Set(split.optimizer.parameterGroups[1].parameterNames)
+        XCTAssertEqual(oneDimensional, Set(split.model.namedParameters().filter { $0.1.rank <= 1 }.map(\.0)))
+        XCTAssertTrue(oneDimensional.contains("features.0.1.weight") && oneDimensional.contains("classifier.1.bias"))
+        for (name, _) in split.model.namedParameters() {
+            let expected = oneDimensional.contains(name) ? none : everything
+            XCTAssertEqual(separated[name], expected[name], name)
+            // Decay shows after one step, except on BatchNorm biases: they start at 0, which decay leaves.
+            if !(name.hasPrefix("features.") && name.hasSuffix(".1.bias")) {
+                XCTAssertNotEqual(none[name], everything[name], "\(name): the decay must show after one step")
+            }
+        }
+
+        // With layer groups: each is split right after itself, at its own rate.
+        let (layered, _) = try trained(.discriminative(.backboneFactor(10)), weightDecay: 0.5, noBiasDecay: true)
+        XCTAssertEqual(layered.parameterGroupNames, ["features.0", "features.0/no_decay", "features.1", "features.1/no_decay",
+                                                     "features.2", "features.2/no_decay", "classifier", "classifier/no_decay"])
+        assertRates(layered.optimizer.learningRates, [5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-2, 5e-2])
+        XCTAssertEqual(layered.optimizer.parameterGroups.map(\.weightDecay), [0.5, 0, 0.5, 0, 0.5, 0, 0.5, 0])
+
+        // Without weight decay the setting has nothing to do and is refused; AdamW decays by default.
+        var options = RecipeOptions()
+        options.noBiasDecay = true
+        XCTAssertThrowsError(try options.validate(epochs: 2)) { error in
+            guard case RunError.invalidSetting(let setting, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "noBiasDecay")
+        }
+        options.optimizer = .adamw
+        XCTAssertEqual(try options.configuration(epochs: 2).optimizer.noBiasDecay, true)
+    }
+
     /// A one-cycle momentum range given with SGD or RMSprop at momentum 0 is refused: finetune keeps
     /// momentum off there (PyTorch would switch it on), so the range was silently ignored. The
     /// default range is documented to leave such an optimizer alone, and Adam cycles β1 either way.

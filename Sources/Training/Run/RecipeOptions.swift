@@ -29,6 +29,9 @@ public struct RecipeOptions: Codable, Equatable {
     public var momentum = 0.9
     /// nil: 0, or 0.01 for AdamW (decoupled).
     public var weightDecay: Double?
+    /// "No bias decay" (`--no-bias-decay`): biases and normalisation parameters train without weight
+    /// decay (`OptimizerConfig.noBiasDecay`); nil: off.
+    public var noBiasDecay: Bool?
     /// The learning-rate schedule (fixed by default), counted per optimizer step.
     public var schedule: ScheduleConfig = .fixed
     /// Linear warmup steps in front of `schedule`.
@@ -93,12 +96,15 @@ public struct RecipeOptions: Codable, Equatable {
     }
 
     func optimizerConfig(learningRate: Double) -> OptimizerConfig {
+        var config: OptimizerConfig
         switch optimizer {
-        case .sgd: return .sgd(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
-        case .adam: return .adam(learningRate: learningRate, weightDecay: weightDecay ?? 0)
-        case .adamw: return .adamw(learningRate: learningRate, weightDecay: weightDecay ?? 1e-2)
-        case .rmsprop: return .rmsprop(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        case .sgd: config = .sgd(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
+        case .adam: config = .adam(learningRate: learningRate, weightDecay: weightDecay ?? 0)
+        case .adamw: config = .adamw(learningRate: learningRate, weightDecay: weightDecay ?? 1e-2)
+        case .rmsprop: config = .rmsprop(learningRate: learningRate, momentum: momentum, weightDecay: weightDecay ?? 0)
         }
+        if noBiasDecay == true { config.noBiasDecay = true }
+        return config
     }
 
     /// Checks what can be checked without the model or data. Errors name the setting.
@@ -147,6 +153,9 @@ public struct RecipeOptions: Codable, Equatable {
         if let cycle = schedule.momentumCycle, cycle != OneCycle.MomentumCycle(), momentum == 0, optimizer == .sgd || optimizer == .rmsprop {
             // PyTorch would switch momentum on here; finetune keeps --momentum 0, so the range is unused.
             throw bad("schedule", "base_momentum/max_momentum cycle the optimizer's momentum, which --momentum 0 turns off; give --momentum above 0, or leave them out")
+        }
+        if noBiasDecay == true && (weightDecay ?? (optimizer == .adamw ? 1e-2 : 0)) == 0 {
+            throw bad("noBiasDecay", "leaves biases and normalisation parameters out of weight decay, and there is none; give --weight-decay above 0")
         }
         if warmupSteps ?? 0 > 0, case .warmup = schedule {
             throw bad("warmupSteps", "the schedule already has warmup_steps")

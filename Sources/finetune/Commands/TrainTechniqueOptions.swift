@@ -19,6 +19,11 @@ struct TechniqueOptions: ParsableArguments {
     var ema: Double?
     @Flag(help: "With --ema: timm's decay warmup, 1 - (1 + step)^(-2/3) until it reaches --ema.")
     var emaWarmup = false
+    @Flag(help: """
+        No bias decay (Bag of Tricks; timm's and fastai's default): biases and normalisation weights and \
+        biases (every 1-D parameter) train without --weight-decay.
+        """)
+    var noBiasDecay = false
     @Option(help: "MixUp: blend each batch with its reverse, λ ~ Beta(A, A) (timm's --mixup; e.g. 0.2).")
     var mixup: Double?
     @Option(help: "CutMix: paste a box of area 1 - λ from the paired image, λ ~ Beta(A, A) (timm's --cutmix; e.g. 1.0).")
@@ -76,6 +81,7 @@ struct TechniqueOptions: ParsableArguments {
         recipe.accumulateSteps = accumulateSteps
         recipe.emaDecay = ema
         recipe.emaWarmup = emaWarmup ? true : nil
+        recipe.noBiasDecay = noBiasDecay ? true : nil
         recipe.mixupAlpha = mixup
         recipe.cutmixAlpha = cutmix
         recipe.mixProbability = mixProb
@@ -85,7 +91,7 @@ struct TechniqueOptions: ParsableArguments {
 
     /// The flag of each `RecipeOptions`/`TrainOptions` setting these options set.
     static let flags: [String: String] = [
-        "accumulateSteps": "--accumulate-steps", "emaDecay": "--ema", "emaWarmup": "--ema-warmup",
+        "accumulateSteps": "--accumulate-steps", "emaDecay": "--ema", "emaWarmup": "--ema-warmup", "noBiasDecay": "--no-bias-decay",
         "mixupAlpha": "--mixup", "cutmixAlpha": "--cutmix", "mixProbability": "--mix-prob",
         "mixSwitchProbability": "--mix-switch-prob", "mixupOffEpoch": "--mixup-off-epoch",
         "classWeights": "--class-weights", "colorJitter": "--color-jitter", "imageRoot": "--image-root",
