@@ -39,12 +39,12 @@ struct Finetune: ParsableCommand {
                     .filter { !$0.hasPrefix("Usage: ") && !$0.hasPrefix("  See '") }
                 reportUsageError(lines.joined(separator: "\n"), of: subcommand)
             }
-            exit(withError: error)
+            exitReporting(error)
         }
         do { try command.run() } catch let error as ValidationError {
             reportUsageError(error, of: type(of: command))
         } catch {
-            exit(withError: error)
+            exitReporting(error)
         }
         // What the command printed must have reached standard output (`> /dev/full` exited 0).
         if let failure = StandardStreams.outputFailure() {
@@ -67,6 +67,19 @@ struct Finetune: ParsableCommand {
         let text = message + "\nUsage: \(usageString(for: subcommand))\n  See '\(name) --help' for more information.\n"
         StandardStreams.writeError(text)
         Foundation.exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// swift-argument-parser's `exit(withError:)`, except that a help text (`--help`, `help`) goes
+    /// through `StandardStreams`, so `--help > /dev/full` exits 1 as any other lost output does (the
+    /// parser's `print` lost it and exited 0).
+    static func exitReporting(_ error: Error) -> Never {
+        guard exitCode(for: error) == .success else { exit(withError: error) }
+        StandardStreams.writeOutput(fullMessage(for: error) + "\n")
+        if let failure = StandardStreams.outputFailure() {
+            StandardStreams.writeError("Error: cannot write standard output: \(failure.reason)\n")
+            Foundation.exit(1)
+        }
+        Foundation.exit(0)
     }
 
     /// `arguments` with each negative number that follows a long option joined to it (`--ema -0.1` →

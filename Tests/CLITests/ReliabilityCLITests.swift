@@ -392,6 +392,15 @@ extension ReliabilityCLITests {
         let full = try CLITests.run(shell: "exec \"$0\" \"$@\" >/dev/full", ["info", "--json"])
         XCTAssertEqual(full.status, 1, full.stderr)
         XCTAssertTrue(full.stderr.contains("cannot write standard output"), full.stderr)
+        // The help text too (swift-argument-parser printed it and exited 0); written, it is unchanged.
+        for arguments in [["--help"], ["train", "--help"], ["help", "cache", "prune"]] {
+            let help = try CLITests.run(shell: "exec \"$0\" \"$@\" >/dev/full", arguments)
+            XCTAssertEqual(help.status, 1, "\(arguments): \(help.stderr)")
+            XCTAssertTrue(help.stderr.contains("cannot write standard output"), help.stderr)
+            let written = try CLITests.run(shell: "exec \"$0\" \"$@\"", arguments)
+            XCTAssertEqual(written.status, 0, written.stderr)
+            XCTAssertTrue(written.stdout.contains("USAGE: finetune") && written.stdout.hasSuffix("\n"), written.stdout)
+        }
 
         // Standard output closed: the progress goes nowhere, the lock holds the PID alone.
         let data = try dataset()
