@@ -1,4 +1,4 @@
-import AtomicFiles
+@testable import AtomicFiles
 import Data
 import Foundation
 import TensorIO
@@ -170,8 +170,8 @@ final class FeatureCacheFolderTests: XCTestCase {
 
     /// Probe V: Ctrl-C during `export` could leave a hidden temporary file the size of the model.
     /// The next atomic write of the same file removes the temporary files of its writers that ended,
-    /// and nothing else: a live writer's (its process runs, or it holds the lock), another file's, a
-    /// user's file of another name, a link.
+    /// and nothing else: a live writer's (it holds the lock, or its process runs and the file is
+    /// fresh), another file's, a user's file of another name, a link.
     func testAWriteRemovesTheTemporaryFilesItsEndedWritersLeft() throws {
         let folder = try TRData.temporaryDirectory(self)
         let dead = try XCTUnwrap(Self.exitedProcessID())
@@ -183,6 +183,11 @@ final class FeatureCacheFolderTests: XCTestCase {
         let leftover = try file(".model.onnx.\(dead).7.tmp")
         let locked = try file(".model.onnx.\(dead).8.tmp")
         let running = try file(".model.onnx.\(getpid()).9.tmp")
+        // Probe Z: a container's writers are PID 1 run after run, so a dead writer's id is often in use.
+        // Unlocked and unchanged for a minute, its file is a leftover whatever the id.
+        let reused = try file(".model.onnx.\(getpid()).11.tmp")
+        let minuteAgo = Date(timeIntervalSinceNow: -AtomicFile.unlockedLeftoverAge - 5)
+        for path in [reused, locked] { try FileManager.default.setAttributes([.modificationDate: minuteAgo], ofItemAtPath: path) }
         let other = try file(".other.onnx.\(dead).7.tmp")
         let users = try file(".model.onnx.draft.tmp")
         let link = folder + "/.model.onnx.\(dead).10.tmp"
@@ -190,11 +195,18 @@ final class FeatureCacheFolderTests: XCTestCase {
         let fd = open(locked, O_RDONLY | O_CLOEXEC)
         defer { close(fd) }
         XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        let listings = AtomicFile.folderListings
         try AtomicFile.write(Data("new".utf8), to: folder + "/model.onnx")
         XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: reused))
         let kept = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
         XCTAssertEqual(kept, ([locked, running, other, users, link].map { URL(fileURLWithPath: $0).lastPathComponent }
                               + ["model.onnx"]).sorted())
+        // The folder is listed once, not for each write (convert's thousands of writes into one folder
+        // each listed it: quadratic); the other file's leftovers wait for its own write.
+        for index in 0..<50 { try AtomicFile.write(Data([UInt8(index)]), to: folder + "/\(index).png") }
+        XCTAssertEqual(AtomicFile.folderListings, listings + 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: other))
         XCTAssertEqual(AtomicFile.writerProcess(temporaryName: ".model.onnx.\(dead).7.tmp", of: "model.onnx"), dead)
         XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.1.2.3.tmp", of: "model.onnx"))
         XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.0.2.tmp", of: "model.onnx"))
