@@ -374,15 +374,33 @@ public enum TrainingJSON {
         guard let decoding = error as? DecodingError else { return "\(error)" }
         let context: DecodingError.Context
         switch decoding {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): context = c
+        case .keyNotFound(let key, let c):
+            // The missing key is not in the context's path, and its debugDescription is Swift's dump of it.
+            return "missing field " + describe(path: c.codingPath + [key])
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): context = c
         @unknown default: return "\(error)"
         }
-        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        let path = describe(path: context.codingPath)
         if path.isEmpty, case .dataCorrupted = decoding, (try? JSONSerialization.jsonObject(with: data)) != nil {
             return "a number does not fit its field (negative, fractional or too large where a count, size or seed is "
                 + "expected); the JSON itself is valid"
         }
         return (path.isEmpty ? "" : "at \(path): ") + context.debugDescription
+    }
+
+    /// A coding path as a reader writes it: `groups[0].options["betas.0"]` (a key that holds a dot is quoted).
+    static func describe(path: [CodingKey]) -> String {
+        var text = ""
+        for key in path {
+            if let index = key.intValue, key.stringValue == "Index \(index)" || key.stringValue == "\(index)" {
+                text += "[\(index)]"
+            } else if key.stringValue.contains(".") || key.stringValue.isEmpty {
+                text += "[\"\(key.stringValue)\"]"
+            } else {
+                text += (text.isEmpty ? "" : ".") + key.stringValue
+            }
+        }
+        return text
     }
 
     static func string<T: Encodable>(_ value: T) throws -> String {

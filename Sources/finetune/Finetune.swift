@@ -29,7 +29,7 @@ struct Finetune: ParsableCommand {
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()
         var command: ParsableCommand
-        do { command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))) } catch {
+        do { command = try parseCommandLine() } catch {
             // swift-argument-parser names the command of a usage error from its stack, which for
             // `lr-find` (whose flags include train's, an option group of another command) reads
             // "finetune train lr-find"; the subcommand named on the command line is the right one.
@@ -80,6 +80,18 @@ struct Finetune: ParsableCommand {
             Foundation.exit(1)
         }
         Foundation.exit(0)
+    }
+
+    /// The command the command line names, parsed with negative values joined to their options
+    /// (`joiningNegativeValues`). Where that made a flag seem to have a value (`--json -5`: "The option
+    /// '--json' does not take any value"), the parser's error for the command line as written instead.
+    static func parseCommandLine() throws -> ParsableCommand {
+        let written = Array(CommandLine.arguments.dropFirst())
+        let joined = joiningNegativeValues(written)
+        do { return try parseAsRoot(joined) } catch {
+            guard joined != written, fullMessage(for: error).contains("does not take any value") else { throw error }
+            return try parseAsRoot(written)
+        }
     }
 
     /// `arguments` with each negative number that follows a long option joined to it (`--ema -0.1` →

@@ -549,17 +549,21 @@ final class CheckpointFileErrorTests: XCTestCase {
         let path = directory + "/" + Checkpoint.optimizerHyperparametersFile
         let original = try String(contentsOfFile: path, encoding: .utf8)
         XCTAssertTrue(original.contains("\"learningRate\":"), original)
-        let rate = try NSRegularExpression(pattern: #""learningRate" ?: ?[0-9.e+-]+"#)
-        for (replacement, expected) in [(#""learningRate":NaN"#, "not valid JSON"),
-                                        (#""learningRate":"fast""#, "at groups.[0].learningRate: ")] {
-            let edited = rate.stringByReplacingMatches(in: original, range: NSRange(original.startIndex..., in: original),
-                                                       withTemplate: NSRegularExpression.escapedTemplate(for: replacement))
+        let rate = #""learningRate" ?: ?[0-9.e+-]+"#
+        for (pattern, replacement, expected) in [(rate, #""learningRate":NaN"#, "not valid JSON"),
+                                                 (rate, #""learningRate":"fast""#, "at groups[0].learningRate: "),
+                                                 // Probe Z: a missing field was "No value associated with key CodingKeys(…)".
+                                                 (rate, #""learningrate":0.1"#, "missing field groups[0].learningRate"),
+                                                 (#""betas.0" ?: ?[0-9.e+-]+"#, #""betas.0":"x""#, #"at groups[0].options["betas.0"]: "#)] {
+            let edited = try NSRegularExpression(pattern: pattern).stringByReplacingMatches(
+                in: original, range: NSRange(original.startIndex..., in: original),
+                withTemplate: NSRegularExpression.escapedTemplate(for: replacement))
             XCTAssertNotEqual(edited, original)
             try edited.write(toFile: path, atomically: false, encoding: .utf8)
             XCTAssertThrowsError(try Checkpoint.read(from: directory), replacement) { error in
                 let text = "\(error)"
                 XCTAssertTrue(text.contains(path) && text.contains(expected), text)
-                XCTAssertFalse(text.contains("DecodingError") || text.contains("Context("), text)
+                XCTAssertFalse(text.contains("DecodingError") || text.contains("Context(") || text.contains("CodingKeys("), text)
             }
         }
     }
