@@ -112,9 +112,9 @@ public enum AtomicFile {
         case .unknown: return !running
         case .unlocked:
             guard running else { return true }
-            var status = stat()
-            guard lstat(path, &status) == 0 else { return false }
-            return Date().timeIntervalSince1970 - Double(status.st_mtim.tv_sec) >= unlockedLeftoverAge
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            else { return false }
+            return Date().timeIntervalSince(modified) >= unlockedLeftoverAge
         }
     }
 
@@ -132,6 +132,8 @@ public enum AtomicFile {
     static func removeLeftovers(of destinationName: String, in folder: String) {
         let candidates: [String] = temporaryFilesLock.withLock {
             if temporaryFiles[folder] == nil {
+                // A checkpoint is written into a new folder each time: forget old folders, not grow.
+                if temporaryFiles.count >= 256 { temporaryFiles.removeAll() }
                 folderListings += 1
                 var found: [String: [String]] = [:]
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
