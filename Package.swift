@@ -199,7 +199,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "NN", "TensorIO", "TestSupport"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO", "TestSupport"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "TensorIO", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Data", "Hashing", "AtomicFiles", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TensorIO", "Data", "ImagePreprocessing", "TestSupport"]),

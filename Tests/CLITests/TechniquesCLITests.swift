@@ -57,8 +57,8 @@ extension TrainCLITests {
         XCTAssertEqual(try predict.json(XCTUnwrap(predict.lines.first))["tta"] as? String, "flip")
     }
 
-    /// A path,label CSV outside the images (--image-root), --class-weights auto, --sampler balanced and
-    /// --color-jitter reach the run and are recorded in config.json.
+    /// A path,label CSV outside the images (--image-root), --class-weights auto, --sampler balanced,
+    /// --color-jitter and the augmentation policies reach the run and are recorded in config.json.
     func testCSVDataClassWeightsSamplerAndJitterReachTheRun() throws {
         let data = try makeDataset()
         let lists = try temporaryFolder("lists")
@@ -80,6 +80,12 @@ extension TrainCLITests {
         let policyOptions = try XCTUnwrap(try readJSON(out + "-ra/config.json")["options"] as? [String: Any])
         XCTAssertEqual(policyOptions["augment"] as? String, "randaugment")
         XCTAssertEqual(policyOptions["randAugment"] as? [Int], [1, 30])
+        let auto = try run(["train", lists + "/train.csv", "--image-root", data, "--out", out + "-aa", "--epochs", "1",
+                            "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "64", "--batch-size", "4",
+                            "--workers", "0", "--threads", "2", "--augment", "autoaugment", "--random-erasing", "0.25"])
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssertEqual(try XCTUnwrap(try readJSON(out + "-aa/config.json")["options"] as? [String: Any])["augment"] as? String,
+                       "autoaugment")
         XCTAssertEqual(r.status, 0, r.stderr)
         let config = try readJSON(out + "/config.json")
         let training = try XCTUnwrap(config["training"] as? [String: Any])
@@ -150,6 +156,7 @@ extension TrainCLITests {
             (["--augment", "randaugment:n=2,m=40"], "--augment"),
             (["--augment", "randaugment:n=2,n=3"], "--augment"),
             (["--augment", "randaugment:"], "--augment"),
+            (["--augment", "autoaugment:n=2"], "--augment"),
             (["--mix-prob", "0.5"], "--mix-prob"),
             (["--color-jitter", "0.4,0.4"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),

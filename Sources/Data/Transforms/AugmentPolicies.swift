@@ -1,6 +1,6 @@
 import Foundation
 
-/// The image operations of torchvision's `RandAugment` and `TrivialAugmentWide` (torchvision's
+/// The image operations of torchvision's `RandAugment`, `TrivialAugmentWide` and `AutoAugment` (torchvision's
 /// `_apply_op` on uint8 tensors, nearest-neighbour geometry, fill 0). Colour operations follow the
 /// tensor code's float32 arithmetic and its truncation back to uint8 (`_blend`), so they agree with
 /// torchvision to ±1 grey level (where LibTorch's float32 sums, e.g. the contrast mean, round
@@ -12,6 +12,8 @@ public enum AugmentOp: String, CaseIterable, Sendable {
     case translateY = "TranslateY", rotate = "Rotate", brightness = "Brightness", color = "Color"
     case contrast = "Contrast", sharpness = "Sharpness", posterize = "Posterize", solarize = "Solarize"
     case autoContrast = "AutoContrast", equalize = "Equalize"
+    /// `255 - x` (AutoAugment's policies only).
+    case invert = "Invert"
 
     /// Whether a magnitude is negated with probability 1/2.
     var signed: Bool {
@@ -74,6 +76,8 @@ public enum AugmentOp: String, CaseIterable, Sendable {
                 }
             }
             return try Image(width: rgb.width, height: rgb.height, channels: 3, pixels: out)
+        case .invert:
+            return try Image(width: rgb.width, height: rgb.height, channels: 3, pixels: rgb.pixels.map { 255 - $0 })
         case .equalize:
             var out = rgb.pixels
             for c in 0..<3 {
@@ -158,6 +162,11 @@ enum AugmentSpace {
          (.solarize, linspace(255, 0, bins)), (.autoContrast, []), (.equalize, [])]
     }
 
+    /// `AutoAugment._augmentation_space(bins, (height, width))`: RandAugment's without Identity, with Invert.
+    static func autoAugment(bins: Int, height: Int, width: Int) -> [(AugmentOp, [Double])] {
+        randAugment(bins: bins, height: height, width: width).filter { $0.0 != .identity } + [(.invert, [])]
+    }
+
     /// `TrivialAugmentWide._augmentation_space(bins)`.
     static func trivialAugmentWide(bins: Int) -> [(AugmentOp, [Double])] {
         [(.identity, []), (.shearX, linspace(0, 0.99, bins)), (.shearY, linspace(0, 0.99, bins)),
@@ -217,5 +226,64 @@ public struct TrivialAugmentWide: ImageAugmentation {
         var magnitude = magnitudes.isEmpty ? 0 : magnitudes[random.integer(in: 0..<magnitudes.count)]
         if op.signed && random.integer(in: 0..<2) == 1 { magnitude = -magnitude }
         return try op.apply(x, magnitude: magnitude)
+    }
+}
+
+/// torchvision's `AutoAugment(AutoAugmentPolicy.IMAGENET)` (Cubuk et al., 2019): one of 25 learned
+/// sub-policies drawn uniformly, each two operations applied with their own probability at a fixed
+/// bin of 10 (signed operations negated with probability 1/2), seeded.
+public struct AutoAugment: ImageAugmentation {
+    /// One step of a sub-policy: the operation, the probability it is applied, its magnitude bin
+    /// (nil for operations without a magnitude).
+    public typealias Step = (op: AugmentOp, probability: Double, bin: Int?)
+
+    /// The ImageNet policy, as torchvision 0.14's `_get_policies(AutoAugmentPolicy.IMAGENET)` lists it.
+    public static let imageNetPolicy: [[Step]] = [
+        [(.posterize, 0.4, 8), (.rotate, 0.6, 9)], [(.solarize, 0.6, 5), (.autoContrast, 0.6, nil)],
+        [(.equalize, 0.8, nil), (.equalize, 0.6, nil)], [(.posterize, 0.6, 7), (.posterize, 0.6, 6)],
+        [(.equalize, 0.4, nil), (.solarize, 0.2, 4)], [(.equalize, 0.4, nil), (.rotate, 0.8, 8)],
+        [(.solarize, 0.6, 3), (.equalize, 0.6, nil)], [(.posterize, 0.8, 5), (.equalize, 1.0, nil)],
+        [(.rotate, 0.2, 3), (.solarize, 0.6, 8)], [(.equalize, 0.6, nil), (.posterize, 0.4, 6)],
+        [(.rotate, 0.8, 8), (.color, 0.4, 0)], [(.rotate, 0.4, 9), (.equalize, 0.6, nil)],
+        [(.equalize, 0.0, nil), (.equalize, 0.8, nil)], [(.invert, 0.6, nil), (.equalize, 1.0, nil)],
+        [(.color, 0.6, 4), (.contrast, 1.0, 8)], [(.rotate, 0.8, 8), (.color, 1.0, 2)],
+        [(.color, 0.8, 8), (.solarize, 0.8, 7)], [(.sharpness, 0.4, 7), (.invert, 0.6, nil)],
+        [(.shearX, 0.6, 5), (.equalize, 1.0, nil)], [(.color, 0.4, 0), (.equalize, 0.6, nil)],
+        [(.equalize, 0.4, nil), (.solarize, 0.2, 4)], [(.solarize, 0.6, 5), (.autoContrast, 0.6, nil)],
+        [(.invert, 0.6, nil), (.equalize, 1.0, nil)], [(.color, 0.6, 4), (.contrast, 1.0, 8)],
+        [(.equalize, 0.8, nil), (.equalize, 0.6, nil)],
+    ]
+
+    /// Magnitude bins (torchvision's 10).
+    public static let bins = 10
+
+    /// The ImageNet policy.
+    public init() {}
+
+    /// The operations and magnitudes one draw applies to an image of `height` × `width`, in order:
+    /// torchvision's `get_params` (a sub-policy, two uniform numbers, two signs), then each step whose
+    /// number is at most its probability.
+    func operations(height: Int, width: Int, random: inout SampleRandom) -> [(AugmentOp, Double)] {
+        let policy = Self.imageNetPolicy[random.integer(in: 0..<Self.imageNetPolicy.count)]
+        let draws = [random.unit(), random.unit()]
+        let negated = [random.integer(in: 0..<2) == 0, random.integer(in: 0..<2) == 0]
+        let space = Dictionary(AugmentSpace.autoAugment(bins: Self.bins, height: height, width: width).map { ($0.0, $0.1) },
+                               uniquingKeysWith: { first, _ in first })
+        var chosen: [(AugmentOp, Double)] = []
+        for (i, step) in policy.enumerated() where draws[i] <= step.probability {
+            var magnitude = step.bin.map { space[step.op]?[$0] ?? 0 } ?? 0
+            if step.op.signed && negated[i] { magnitude = -magnitude }
+            chosen.append((step.op, magnitude))
+        }
+        return chosen
+    }
+
+    /// `image` through one drawn sub-policy.
+    public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        var x = image.rgb()
+        for (op, magnitude) in operations(height: x.height, width: x.width, random: &random) {
+            x = try op.apply(x, magnitude: magnitude)
+        }
+        return x
     }
 }

@@ -160,10 +160,13 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
     case randaugment
     /// `standard`, then torchvision's `TrivialAugmentWide`.
     case trivialaugment
+    /// `standard`, then torchvision's `AutoAugment` with its ImageNet policy.
+    case autoaugment
 
     /// The training transform for `preprocessing`; `colorJitter` follows the standard augmentation's
     /// flip (the other augmentations take none: `TrainingRun` refuses the combination); `erasing`
-    /// follows the normalisation of `standard`, `randaugment` and `trivialaugment` (the others take
+    /// follows the normalisation of `standard` and the policies (`randaugment`, `trivialaugment`,
+    /// `autoaugment`; the others take
     /// none either).
     public func transform(_ p: Preprocessing, colorJitter: ColorJitter? = nil, randAugment: RandAugment = RandAugment(),
                           erasing: RandomErasing? = nil) -> any SampleTransform {
@@ -181,10 +184,14 @@ public enum Augmentation: String, Codable, CaseIterable, Sendable {
             var t = TrainingTransform.standard(p, colorJitter: colorJitter)
             t.erasing = erasing
             return t
-        case .randaugment, .trivialaugment:
+        case .randaugment, .trivialaugment, .autoaugment:
             // torchvision's reference recipe: RandomResizedCrop, flip, then the policy.
             var t = TrainingTransform.standard(p)
-            t.augmentations.append(self == .randaugment ? randAugment : TrivialAugmentWide())
+            switch self {
+            case .randaugment: t.augmentations.append(randAugment)
+            case .trivialaugment: t.augmentations.append(TrivialAugmentWide())
+            default: t.augmentations.append(AutoAugment())
+            }
             t.erasing = erasing
             return t
         }

@@ -407,8 +407,8 @@ public final class TrainingRun {
         }
         if let p = options.randomErasing, p != 0 {  // 0: off, as timm's --reprob 0
             guard p > 0, p <= 1 else { throw bad("randomErasing", "expected a probability in [0, 1], e.g. 0.25") }
-            guard [.standard, .randaugment, .trivialaugment].contains(options.augment) else {
-                throw bad("randomErasing", "follows --augment standard, randaugment or trivialaugment; "
+            guard [.standard, .randaugment, .trivialaugment, .autoaugment].contains(options.augment) else {
+                throw bad("randomErasing", "follows --augment standard, randaugment, trivialaugment or autoaugment; "
                     + "--augment is \(options.augment.rawValue)")
             }
         } else if options.erasingMode != nil {

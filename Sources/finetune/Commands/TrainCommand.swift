@@ -93,7 +93,7 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Pseudo-labelling") var pseudoLabel: PseudoLabelOptions
 
     // Data.
-    @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip), randaugment[:n=2,m=9] or trivialaugment (standard, then torchvision's policy).")
+    @Option(help: "Training augmentation: none, standard (random resized crop + flip), keras (shear 0.2, zoom 0.2, flip), randaugment[:n=2,m=9], trivialaugment or autoaugment (standard, then torchvision's policy; autoaugment: its ImageNet policy).")
     var augment: AugmentArgument = AugmentArgument(kind: .standard)
     @Option(help: "Fraction of each class held out for validation when DATA has no val/ folder.") var valSplit: Double?
     @Option(help: "Use at most N images per class of each split.") var limitPerClass: Int?
