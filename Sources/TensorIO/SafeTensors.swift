@@ -110,6 +110,11 @@ public enum SafeTensors {
         for name in topLevelKeys(headerBytes) where !seen.insert(name).inserted {
             throw fail("tensor '\(name)' is defined twice in the header")
         }
+        // The reference reader's shapes and offsets are integers: 3456.0 and 3.456e3 are refused there
+        // (Foundation's decoder read them as 3456, so finetune loaded files Python's safetensors refuses).
+        if let number = firstNonIntegerToken(headerBytes) {
+            throw fail("invalid JSON header: the number \(number) is not written as a whole number (shapes and offsets are integers)")
+        }
 
         // Validate every entry, then order by position in the data buffer (the file's order).
         var entries: [(name: String, dtype: DType, shape: [Int], begin: Int, end: Int)] = []
@@ -211,6 +216,30 @@ public enum SafeTensors {
             index = json.index(after: index)
         }
         return keys
+    }
+
+    /// The first number token outside strings written with a fraction or an exponent (`3456.0`,
+    /// `3.456e3`); nil when there is none. A header's only numbers are shapes and offsets.
+    static func firstNonIntegerToken(_ json: Data) -> String? {
+        var inString = false, escaped = false
+        var index = json.startIndex
+        while index < json.endIndex {
+            let byte = json[index]
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            } else if byte == UInt8(ascii: "\"") {
+                inString = true
+            } else if byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
+                var end = index
+                while end < json.endIndex, "0123456789+-.eE".utf8.contains(json[end]) { end = json.index(after: end) }
+                let token = json[index..<end]
+                if token.contains(where: { "eE.".utf8.contains($0) }) { return String(decoding: token, as: UTF8.self) }
+                index = end
+                continue
+            }
+            index = json.index(after: index)
+        }
+        return nil
     }
 
     /// safetensors dtype codes and the `DType` each maps to.

@@ -226,6 +226,11 @@ final class SafeTensorsTests: XCTestCase {
             ("2^64-offset", header(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,18446744073709551616]}}"#, data: 1),
              "invalid JSON header: tensor 'a' has data_offsets value 18446744073709551616, which is not a whole number"),
             ("negative-dim", header(#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}}"#), "negative"),
+            // Probe Z: whole numbers written as 1.0 or 1e0 were read as 1; the reference reader refuses them.
+            ("float-integer", header(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1.0]}}"#, data: 1),
+             "the number 1.0 is not written as a whole number"),
+            ("exponent-integer", header(#"{"a":{"dtype":"U8","shape":[1E0],"data_offsets":[0,1]}}"#, data: 1),
+             "the number 1E0 is not written as a whole number"),
             ("bad-metadata", header(#"{"__metadata__":{"k":1}}"#), "invalid JSON"),
         ]
         for (name, bytes, expected) in cases {
