@@ -84,24 +84,30 @@ struct Finetune: ParsableCommand {
 
     /// The command the command line names, parsed with negative values joined to their options
     /// (`joiningNegativeValues`). Where that made a flag seem to have a value (`--json -5`: "The option
-    /// '--json' does not take any value"), the parser's error for the command line as written instead.
+    /// '--json' does not take any value"), that flag's neighbour is left as written and the line
+    /// parsed again, so the parser speaks of `-5` itself (and `--ema -0.1` beside it still joins).
     static func parseCommandLine() throws -> ParsableCommand {
         let written = Array(CommandLine.arguments.dropFirst())
-        let joined = joiningNegativeValues(written)
-        do { return try parseAsRoot(joined) } catch {
-            guard joined != written, fullMessage(for: error).contains("does not take any value") else { throw error }
-            return try parseAsRoot(written)
+        var flags: Set<String> = []
+        while true {
+            do { return try parseAsRoot(joiningNegativeValues(written, except: flags)) } catch {
+                let message = fullMessage(for: error)
+                guard let start = message.range(of: "The option '"), let end = message[start.upperBound...].firstIndex(of: "'"),
+                      message[end...].hasPrefix("' does not take any value") else { throw error }
+                guard flags.insert(String(message[start.upperBound..<end])).inserted else { throw error }
+            }
         }
     }
 
     /// `arguments` with each negative number that follows a long option joined to it (`--ema -0.1` →
     /// `--ema=-0.1`). swift-argument-parser reads `-0.1` as short options, so a negative value was
     /// refused as "Missing value for '--ema <ema>'" before the option's own check could name the range
-    /// it expects. Nothing after a bare `--` is touched.
-    static func joiningNegativeValues(_ arguments: [String]) -> [String] {
+    /// it expects. Nothing after a bare `--` is touched, nor what follows one of `flags`.
+    static func joiningNegativeValues(_ arguments: [String], except flags: Set<String> = []) -> [String] {
         var joined: [String] = []
         for (index, argument) in arguments.enumerated() {
             if let previous = joined.last, previous.hasPrefix("--"), previous != "--", !previous.contains("="),
+               !flags.contains(previous),
                !arguments[..<index].contains("--"), isNegativeNumber(argument) {
                 joined[joined.count - 1] = previous + "=" + argument
             } else {
