@@ -58,7 +58,11 @@ public enum AtomicFile {
         // The lock is held through a second descriptor of the same open file until after the rename:
         // closing `fd` (to see its errors) must not leave the file unlocked while it still has its
         // temporary name.
-        _ = flock(fd, LOCK_EX | LOCK_NB)
+        afterCreatingForTesting?(temporary)
+        // Blocking: a clean-up that tests the lock holds it for an instant, and a writer that failed
+        // to take it then wrote unlocked, so a third writer could remove its live file (probe AA). A
+        // file system without locks (an error other than EINTR) leaves the file unlocked.
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
         let lock = dup(fd)
         var closed = false, renamed = false
         defer {
@@ -84,6 +88,9 @@ public enum AtomicFile {
         }
     }
 
+    /// Called with the temporary file's path between its creation and its lock (tests only).
+    nonisolated(unsafe) static var afterCreatingForTesting: ((String) -> Void)?
+
     /// The writer's process id in the name `write` gives a temporary file of `destinationName`,
     /// `.<destinationName>.<pid>.<n>.tmp`; nil for any other name.
     public static func writerProcess(temporaryName name: String, of destinationName: String) -> pid_t? {
@@ -104,8 +111,12 @@ public enum AtomicFile {
     /// (Ctrl-C, a kill, a crash). A live writer holds the file's lock from its creation until after
     /// its rename, so a locked file is never one. An unlocked one is when no process `pid` runs here,
     /// or when it has not changed for `unlockedLeftoverAge` (`pid` reused, or the writer of another PID
-    /// namespace). Where the file system has no locks, only "no process `pid` runs here" counts.
+    /// namespace). Where the file system has no locks, only "no process `pid` runs here" counts. Only a
+    /// regular file is one.
     public static func isLeftover(_ path: String, writer pid: pid_t) -> Bool {
+        // Only a regular file is a temporary file of `write`: never a folder, FIFO or link of that name.
+        var status = stat()
+        guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return false }
         let running = kill(pid, 0) == 0 || errno != ESRCH
         switch lockState(path) {
         case .locked: return false
@@ -149,9 +160,7 @@ public enum AtomicFile {
         }
         for name in candidates {
             let path = folder + "/" + name
-            guard let pid = writerProcess(temporaryName: name, of: destinationName) else { continue }
-            var status = stat()
-            guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, isLeftover(path, writer: pid) else { continue }
+            guard let pid = writerProcess(temporaryName: name, of: destinationName), isLeftover(path, writer: pid) else { continue }
             unlink(path)
         }
     }

@@ -117,7 +117,15 @@ final class FeatureCacheFolderTests: XCTestCase {
     func testPruneRemovesTheTemporaryFilesOfDeadWriters() throws {
         let (folder, _, foreign) = try makeFolder()
         let leftover = try temporaryFileOfAnExitedWriter(in: folder)
+        // Probe AA: a folder, FIFO or link with a dead writer's name was a leftover too (prune then
+        // failed on the folder). Only regular files are.
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        let named = (8...10).map { "\(folder.directory)/.\(String(repeating: "ef", count: 32)).safetensors.\(dead).\($0).tmp" }
+        try FileManager.default.createDirectory(atPath: named[0], withIntermediateDirectories: false)
+        XCTAssertEqual(mkfifo(named[1], 0o600), 0)
+        try FileManager.default.createSymbolicLink(atPath: named[2], withDestinationPath: foreign[0])
         let report = try folder.prune(maxBytes: .max)
+        for path in named { XCTAssertNotNil(try? FileManager.default.attributesOfItem(atPath: path), path) }
         XCTAssertEqual(report.removed, [])
         XCTAssertEqual(report.removedLeftovers, [leftover])
         XCTAssertEqual(report.freedBytes, 1000)
@@ -210,6 +218,33 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertEqual(AtomicFile.writerProcess(temporaryName: ".model.onnx.\(dead).7.tmp", of: "model.onnx"), dead)
         XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.1.2.3.tmp", of: "model.onnx"))
         XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.0.2.tmp", of: "model.onnx"))
+    }
+
+    /// Probe AA: a clean-up testing the lock of a new temporary file at the instant its writer locked
+    /// it made the writer's non-blocking lock fail, and the writer wrote unlocked: a third writer could
+    /// then remove its live file. The writer waits for the lock now.
+    func testAWriterWaitsForItsLockWhileACleanUpTestsIt() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let released = DispatchSemaphore(value: 0)
+        AtomicFile.afterCreatingForTesting = { temporary in
+            let checker = open(temporary, O_RDONLY | O_CLOEXEC)
+            XCTAssertEqual(flock(checker, LOCK_EX | LOCK_NB), 0)
+            Thread.detachNewThread {
+                usleep(200_000)
+                close(checker)  // the checker lets go
+                released.signal()
+            }
+        }
+        defer { AtomicFile.afterCreatingForTesting = nil }
+        var locked: Bool?
+        try AtomicFile.write(to: folder + "/out.bin") { append in
+            // Once the checker has let go, the lock that remains is the writer's own.
+            XCTAssertEqual(released.wait(timeout: .now() + 5), .success)
+            let temporary = try FileManager.default.contentsOfDirectory(atPath: folder).first { $0.hasPrefix(".out.bin.") }
+            locked = temporary.map { AtomicFile.isBeingWritten(folder + "/" + $0) }
+            try [UInt8](repeating: 1, count: 10).withUnsafeBytes(append)
+        }
+        XCTAssertEqual(locked, true, "the writer wrote without its lock")
     }
 
     func testNamesAreRecognisedStrictly() {
