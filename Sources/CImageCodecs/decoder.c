@@ -106,6 +106,11 @@ int ic_decoder_open_flags(const uint8_t *data, size_t length, int32_t min_side, 
     int status = format == IC_FORMAT_JPEG ? ic_jpeg_open(d, min_side < 0 ? 0 : min_side, flags, error, error_cap)
                                           : ic_png_open(d, error, error_cap);
     if (status != IC_OK) {
+        if (status == IC_ERR_TOO_LARGE && info != NULL) {  // the size the header declares, for messages
+            info->format = format;
+            info->source_width = d->info.source_width;
+            info->source_height = d->info.source_height;
+        }
         ic_decoder_close(d);
         return status;
     }

@@ -105,6 +105,8 @@ int ic_jpeg_open(struct ic_decoder *d, int32_t min_side, int32_t flags, char *er
         ic_set_error(error, cap, "unsupported JPEG colour space (%d components)", d->jpeg.num_components);
         return IC_ERR_UNSUPPORTED;
     }
+    d->info.source_width = (int32_t)d->jpeg.image_width;  // JPEG sides are at most 65535
+    d->info.source_height = (int32_t)d->jpeg.image_height;
     int status = ic_check_pixel_count(d->jpeg.image_width, d->jpeg.image_height, error, cap);
     if (status != IC_OK) return status;
 

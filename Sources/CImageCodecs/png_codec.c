@@ -3,6 +3,7 @@
 #include "codec_internal.h"
 
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,8 @@ int ic_png_open(struct ic_decoder *d, char *error, size_t cap) {
         const uint8_t *h = d->data + 16;
         uint64_t w = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 8 | h[3];
         uint64_t t = (uint64_t)h[4] << 24 | (uint64_t)h[5] << 16 | (uint64_t)h[6] << 8 | h[7];
+        d->info.source_width = (int32_t)(w > INT32_MAX ? INT32_MAX : w);
+        d->info.source_height = (int32_t)(t > INT32_MAX ? INT32_MAX : t);
         int status = ic_check_pixel_count(w, t, error, cap);
         if (status != IC_OK) return status;
         uint64_t side = png_get_user_width_max(d->png);

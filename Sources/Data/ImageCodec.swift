@@ -132,6 +132,18 @@ public enum ImageCodec {
         }
     }
 
+    /// The width and height the header of an image held in memory declares, also for an image over
+    /// the decoders' pixel limit (which `probe` refuses); nil when the header cannot be read.
+    public static func declaredSize<Bytes: ContiguousBytes>(data bytes: Bytes) -> (width: Int, height: Int)? {
+        bytes.withUnsafeBytes { raw in
+            var info = ic_image_info()
+            var message = [CChar](repeating: 0, count: 512)
+            let status = ic_probe(raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count, &info, &message, message.count)
+            guard status == 0 || status == IC_ERR_TOO_LARGE, info.source_width > 0, info.source_height > 0 else { return nil }
+            return (Int(info.source_width), Int(info.source_height))
+        }
+    }
+
     /// Probes an image held in memory; `path` only labels errors.
     public static func probe<Bytes: ContiguousBytes>(data bytes: Bytes, path: String? = nil) throws -> ImageInfo {
         try bytes.withUnsafeBytes { raw in try probe(raw, label: path ?? memoryLabel).dataValue() }

@@ -44,11 +44,7 @@ final class DecodePool: @unchecked Sendable {
             guard info.format.isDecodable else {
                 throw ServingError.badRequest("'\(part.label)' is \(info.format), not a JPEG or PNG image")
             }
-            guard info.storedWidth.multipliedReportingOverflow(by: info.storedHeight).partialValue <= maxPixels,
-                  info.storedWidth <= maxPixels, info.storedHeight <= maxPixels else {
-                throw ServingError.badRequest("'\(part.label)' is \(info.storedWidth)×\(info.storedHeight) pixels, "
-                                              + "over the --max-pixels limit of \(maxPixels)")
-            }
+            try checkPixels(info.storedWidth, info.storedHeight, of: part)
             let tensor = try version.predictor.input(decoding: part.bytes, label: part.label)
             metrics.decoded()
             return tensor
@@ -57,7 +53,16 @@ final class DecodePool: @unchecked Sendable {
             throw error
         } catch {
             metrics.decodeFailed()
+            // An image over the decoders' own limit is over --max-pixels too: say so, not "cannot be decoded".
+            if let size = ImageCodec.declaredSize(data: part.bytes) { try checkPixels(size.width, size.height, of: part) }
             throw ServingError.badRequest("'\(part.label)' cannot be decoded: \(error)")
+        }
+    }
+
+    /// Throws the 400 for an image of `width` × `height` over --max-pixels.
+    private func checkPixels(_ width: Int, _ height: Int, of part: MultipartForm.Part) throws {
+        guard width.multipliedReportingOverflow(by: height).partialValue <= maxPixels, width <= maxPixels, height <= maxPixels else {
+            throw ServingError.badRequest("'\(part.label)' is \(width)×\(height) pixels, over the --max-pixels limit of \(maxPixels)")
         }
     }
 }

@@ -57,9 +57,13 @@ extension ServeTests {
         assertError(try server.request("POST", path, body: Self.pngHeader(width: 10_000, height: 10_000), headers: ["Content-Type": "image/png"]),
                     400, mentions: "--max-pixels")
         try assertGoodRequest(server, after: "a decompression bomb")
-        // 100,000 × 100,000: over the codec's own limit too.
+        // 100,000 × 100,000: over the codec's own limit too, and named as over --max-pixels (probe W: it
+        // was "cannot be decoded … the limit is 268435456 pixels"). 2,000,000 × 1 is within --max-pixels
+        // but past libpng's side, which is named.
         assertError(try server.request("POST", path, body: Self.pngHeader(width: 100_000, height: 100_000), headers: ["Content-Type": "image/png"]),
-                    400, mentions: "too large")
+                    400, mentions: "'body' is 100000×100000 pixels, over the --max-pixels limit of 40000000")
+        assertError(try server.request("POST", path, body: Self.pngHeader(width: 2_000_000, height: 1), headers: ["Content-Type": "image/png"]),
+                    400, mentions: "(2000000x1 pixels; PNG images are read up to 1000000 pixels a side)")
         try assertGoodRequest(server, after: "a larger decompression bomb")
         let (parts, type) = ServerProcess.multipart([("good.jpg", photo), ("broken.jpg", Foundation.Data("xx".utf8))])
         assertError(try server.request("POST", path, body: parts, headers: ["Content-Type": type]), 400, mentions: "broken.jpg")

@@ -74,7 +74,8 @@ const char *ic_format_name(int32_t format);
 
 /// Reads the header only (JPEG: markers up to the frame header, including EXIF orientation; PNG: the
 /// chunks before the image data) and fills `info` as `ic_decode` would for `min_side` 0.
-/// IC_ERR_TRUNCATED means the header is not complete within `length` bytes.
+/// IC_ERR_TRUNCATED means the header is not complete within `length` bytes. With IC_ERR_TOO_LARGE,
+/// `info`'s format, source_width and source_height hold the size the header declares (0 when unread).
 int ic_probe(const uint8_t *data, size_t length, ic_image_info *info, char *error, size_t error_cap);
 
 /// A two-step decoder, so callers can allocate the output themselves and have it decoded into directly.
