@@ -154,7 +154,7 @@ public struct RecipeOptions: Codable, Equatable {
             // PyTorch would switch momentum on here; finetune keeps --momentum 0, so the range is unused.
             throw bad("schedule", "base_momentum/max_momentum cycle the optimizer's momentum, which --momentum 0 turns off; give --momentum above 0, or leave them out")
         }
-        if noBiasDecay == true && (weightDecay ?? (optimizer == .adamw ? 1e-2 : 0)) == 0 {
+        if noBiasDecay == true && optimizerConfig(learningRate: headLearningRate).weightDecay == 0 {
             throw bad("noBiasDecay", "leaves biases and normalisation parameters out of weight decay, and there is none; give --weight-decay above 0")
         }
         if warmupSteps ?? 0 > 0, case .warmup = schedule {
