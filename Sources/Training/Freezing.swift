@@ -403,9 +403,10 @@ public enum ParameterGrouping {
     public static func separatingNoDecay(_ groups: [(name: String, group: ParameterGroup)])
         -> [(name: String, group: ParameterGroup)] {
         var result: [(name: String, group: ParameterGroup)] = []
+        func exempt(_ parameter: (name: String, tensor: Tensor)) -> Bool { parameter.tensor.rank <= 1 || parameter.name.hasSuffix(".bias") }
         for (name, group) in groups {
-            let free = group.parameters.filter { $0.tensor.rank <= 1 || $0.name.hasSuffix(".bias") }
-            let decayed = group.parameters.filter { !($0.tensor.rank <= 1 || $0.name.hasSuffix(".bias")) }
+            let free = group.parameters.filter(exempt)
+            let decayed = group.parameters.filter { !exempt($0) }
             if !decayed.isEmpty {
                 result.append((name, ParameterGroup(parameters: decayed.map { ($0.name, $0.tensor) }, learningRate: group.learningRate,
                                                     weightDecay: group.weightDecay, momentum: group.momentum)))
