@@ -1,4 +1,3 @@
-import CImageCodecs
 import Foundation
 import Torch
 
@@ -28,38 +27,54 @@ public struct IDXFile {
     /// The payload, big-endian as stored (only uint8 data is used by the image datasets).
     public let bytes: [UInt8]
 
-    /// Reads and validates `path`; errors name the file and what is wrong.
+    /// The most data an IDX file may hold (4 GiB): a header promising more is refused before any of it
+    /// is read.
+    public static let maxDataBytes = 4 << 30
+
+    /// Reads and validates `path`; errors name the file and what is wrong. The header is read first and
+    /// the data after it only up to what the header promises, so a small gzip file that inflates to
+    /// gigabytes is refused without inflating it.
     public init(path: String) throws {
         self.path = path
-        let raw = try readMaybeGzip(path, limit: 4 << 30)
-        guard raw.count >= 4, raw[0] == 0, raw[1] == 0 else {
+        let reader = try GzipReader(path: path)
+        var header: [UInt8] = []
+        try reader.read(4, appendingTo: &header)
+        guard header.count == 4, header[0] == 0, header[1] == 0 else {
             throw DataError.corrupt(path: path, reason: "not an IDX file (bad magic number)")
         }
-        guard let type = ElementType(rawValue: raw[2]) else {
-            throw DataError.corrupt(path: path, reason: "unknown IDX element type 0x\(String(raw[2], radix: 16))")
+        guard let type = ElementType(rawValue: header[2]) else {
+            throw DataError.corrupt(path: path, reason: "unknown IDX element type 0x\(String(header[2], radix: 16))")
         }
-        let rank = Int(raw[3])
-        let headerSize = 4 + 4 * rank
-        guard rank > 0, raw.count >= headerSize else {
+        let rank = Int(header[3])
+        try reader.read(4 * rank, appendingTo: &header)
+        guard rank > 0, header.count == 4 + 4 * rank else {
             throw DataError.corrupt(path: path, reason: "truncated IDX header")
         }
         var dims: [Int] = []
         var total = type.size
         for i in 0..<rank {
             let o = 4 + 4 * i
-            let d = Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3])
+            let d = Int(header[o]) << 24 | Int(header[o + 1]) << 16 | Int(header[o + 2]) << 8 | Int(header[o + 3])
             dims.append(d)
             let (product, overflow) = total.multipliedReportingOverflow(by: d)
             guard !overflow else { throw DataError.corrupt(path: path, reason: "IDX dimensions overflow") }
             total = product
         }
-        guard raw.count - headerSize == total else {
+        guard total <= Self.maxDataBytes else {
             throw DataError.corrupt(path: path, reason: "IDX header promises \(total) bytes of data for shape " +
-                                    "\(dims), the file has \(raw.count - headerSize)")
+                                    "\(dims), more than the \(Self.maxDataBytes)-byte limit")
+        }
+        var data: [UInt8] = []
+        let got = try reader.read(total, appendingTo: &data)
+        let extra = got == total ? try reader.countRemaining(upTo: 0) : 0
+        guard got == total, extra == 0 else {
+            let has = extra == 0 ? "has \(got)" : "has more than that"
+            throw DataError.corrupt(path: path, reason: "IDX header promises \(total) bytes of data for shape " +
+                                    "\(dims), the file \(has)")
         }
         elementType = type
         shape = dims
-        bytes = Array(raw[headerSize...])
+        bytes = data
     }
 
     /// The data as a uint8 tensor of `shape` (uint8 files only).
@@ -98,15 +113,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Reads a whole file, transparently gunzipping it, with a size limit.
-func readMaybeGzip(_ path: String, limit: UInt64) throws -> [UInt8] {
-    var pointer: UnsafeMutablePointer<UInt8>?
-    var length: UInt64 = 0
-    var message = [CChar](repeating: 0, count: 256)
-    let status = ic_read_maybe_gzip(path, limit, &pointer, &length, &message, message.count)
-    guard status == 0, let pointer else {
-        throw DataError.unreadable(path: path, reason: String(cString: message))
-    }
-    defer { ic_free(pointer) }
-    return Array(UnsafeBufferPointer(start: pointer, count: Int(length)))
+/// Reads a whole file, transparently gunzipping it, refusing more than `limit` bytes.
+func readMaybeGzip(_ path: String, limit: Int) throws -> [UInt8] {
+    try GzipReader(path: path).readToEnd(limit: limit)
 }

@@ -341,6 +341,65 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// Broken IDX files are named with what is wrong, and a gzip file is read only as far as its header
+    /// promises: 64 MiB of zeros behind a 2-image header (a 64 KiB file) stops after the promised
+    /// bytes, and a header promising more than 4 GiB is refused before its data is read.
+    func testBrokenIDXFilesAreNamedAndAGzipBombIsNotInflated() throws {
+        let root = try TestData.temporaryDirectory(self)
+        func gzip(_ name: String) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
+            process.arguments = ["-f", root + "/" + name]
+            try process.run()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            return root + "/" + name + ".gz"
+        }
+        func message(_ path: String) -> String {
+            do {
+                _ = try IDXFile(path: path)
+                return "read"
+            } catch { return "\(error)" }
+        }
+        let cases: [(String, [UInt8], String)] = [
+            ("magic", [1, 0, 8, 1, 0, 0, 0, 1, 7], "not an IDX file (bad magic number)"),
+            ("type", [0, 0, 0x42, 1, 0, 0, 0, 1, 7], "unknown IDX element type 0x42"),
+            ("header", [0, 0, 8, 3, 0, 0, 0, 2], "truncated IDX header"),
+            ("short", TestData.idx(3, [2, 28, 28], [UInt8](repeating: 1, count: 100)),
+             "IDX header promises 1568 bytes of data for shape [2, 28, 28], the file has 100"),
+            ("long", TestData.idx(2, [2, 2], [UInt8](repeating: 1, count: 5)),
+             "IDX header promises 4 bytes of data for shape [2, 2], the file has more than that"),
+            ("huge", TestData.idx(3, [70_000, 300, 300], [1, 2, 3]),
+             "IDX header promises 6300000000 bytes of data for shape [70000, 300, 300], more than the " +
+             "4294967296-byte limit"),
+        ]
+        for (name, bytes, expected) in cases {
+            try TestData.write(bytes, to: root + "/" + name)
+            XCTAssertEqual(message(root + "/" + name), root + "/" + name + ": " + expected, name)
+            let zipped = try gzip(name)
+            XCTAssertEqual(message(zipped), zipped + ": " + expected, name + ".gz")
+        }
+
+        var bomb = TestData.idx(3, [2, 28, 28], [])
+        bomb += [UInt8](repeating: 0, count: 64 << 20)
+        try TestData.write(bomb, to: root + "/bomb")
+        let zipped = try gzip("bomb")
+        XCTAssertLessThan(try FileManager.default.attributesOfItem(atPath: zipped)[.size] as? Int ?? .max, 1 << 20)
+        XCTAssertEqual(message(zipped),
+                       zipped + ": IDX header promises 1568 bytes of data for shape [2, 28, 28], the file has more than that")
+
+        let good = TestData.idx(2, [2, 2], [1, 2, 3, 4])
+        try TestData.write(good, to: root + "/good")
+        let goodZipped = try gzip("good")
+        let file = try IDXFile(path: goodZipped)
+        XCTAssertEqual(file.shape, [2, 2])
+        XCTAssertEqual(file.bytes, [1, 2, 3, 4])
+        let whole = try XCTUnwrap(FileManager.default.contents(atPath: goodZipped))
+        try TestData.write(Array(whole.prefix(whole.count - 6)), to: root + "/cut.gz")
+        XCTAssertTrue(message(root + "/cut.gz").hasPrefix(root + "/cut.gz: corrupt or truncated gzip data: "),
+                      message(root + "/cut.gz"))
+    }
+
     // MARK: - CIFAR
 
     func testCIFAR10BinaryBatches() throws {

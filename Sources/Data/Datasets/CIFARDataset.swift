@@ -288,7 +288,7 @@ public struct CIFARDataset: ImageDataset {
     /// The pickle in `path` (gzipped or not), read by the restricted unpickler with the CIFAR
     /// allow-list. Python 2 `str` values stay bytes (like `pickle.load(f, encoding="bytes")`), so the
     /// real archives' pixel data survives intact.
-    static func unpickle(_ path: String, limit: UInt64) throws -> PickleValue {
+    static func unpickle(_ path: String, limit: Int) throws -> PickleValue {
         let bytes = try readMaybeGzip(path, limit: limit)
         do {
             return try Unpickler(data: Foundation.Data(bytes), allowList: .cifar, legacyStrings: .bytes).load()

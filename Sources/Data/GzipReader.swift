@@ -1,0 +1,68 @@
+import CImageCodecs
+
+/// A file read as a stream, gunzipped on the way when it is gzip data (plain files pass through):
+/// the IDX and CIFAR readers. Callers read what they need, so a small file that inflates to gigabytes
+/// costs no more memory than they ask for.
+final class GzipReader {
+    /// The file, as given.
+    let path: String
+    private let stream: OpaquePointer
+
+    init(path: String) throws {
+        self.path = path
+        var message = [CChar](repeating: 0, count: 256)
+        var stream: OpaquePointer?
+        guard ic_gzip_open(path, &stream, &message, message.count) == 0, let stream else {
+            throw DataError.unreadable(path: path, reason: String(cString: message))
+        }
+        self.stream = stream
+    }
+
+    deinit { ic_gzip_close(stream) }
+
+    /// Appends up to `count` bytes to `bytes`; fewer only at the end of the data. Returns how many.
+    @discardableResult
+    func read(_ count: Int, appendingTo bytes: inout [UInt8]) throws -> Int {
+        var total = 0
+        var message = [CChar](repeating: 0, count: 256)
+        while total < count {
+            let want = min(count - total, 1 << 24)
+            let start = bytes.count
+            var got = 0
+            var status: Int32 = 0
+            bytes.append(contentsOf: repeatElement(0, count: want))
+            bytes.withUnsafeMutableBufferPointer { buffer in
+                status = ic_gzip_read(stream, buffer.baseAddress! + start, want, &got, &message, message.count)
+            }
+            bytes.removeLast(want - got)
+            guard status == 0 else { throw DataError.corrupt(path: path, reason: String(cString: message)) }
+            if got == 0 { break }
+            total += got
+        }
+        return total
+    }
+
+    /// Reads to the end of the data, refusing more than `limit` bytes (a file over it is named).
+    func readToEnd(limit: Int) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while try read(1 << 24, appendingTo: &bytes) > 0 {
+            guard bytes.count <= limit else {
+                throw DataError.unreadable(path: path, reason: "larger than the \(limit)-byte limit")
+            }
+        }
+        return bytes
+    }
+
+    /// Counts the bytes left, without keeping them, stopping once more than `limit` are counted.
+    func countRemaining(upTo limit: Int) throws -> Int {
+        var scratch: [UInt8] = []
+        var count = 0
+        while count <= limit {
+            scratch.removeAll(keepingCapacity: true)
+            let got = try read(1 << 20, appendingTo: &scratch)
+            if got == 0 { break }
+            count += got
+        }
+        return count
+    }
+}
