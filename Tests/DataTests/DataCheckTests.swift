@@ -297,3 +297,25 @@ extension DataCheckTests {
                                                          [599, 597], [599, 598], [599, 599]])
     }
 }
+
+extension DataCheckTests {
+    /// A class whose every image is unreadable is named in a hint (it said "imbalanced (largest/smallest
+    /// inf)"), and the imbalance hint is left out: the ratio means nothing then.
+    func testAClassWithNoUsableImageIsNamed() throws {
+        let photos = try photos()
+        let fm = FileManager.default
+        for cls in ["a", "b", "c"] { try fm.createDirectory(atPath: "\(root)/\(cls)", withIntermediateDirectories: true) }
+        for i in 0..<3 { try fm.copyItem(atPath: photos[i], toPath: "\(root)/a/\(i).jpg") }
+        try fm.copyItem(atPath: photos[3], toPath: "\(root)/b/3.jpg")
+        let whole = try XCTUnwrap(fm.contents(atPath: photos[4]))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: "\(root)/c/cut.jpg"))
+        let report = try DataCheck.run(root)
+        XCTAssertEqual(report.splits[0].classCounts, [3, 1, 0])
+        XCTAssertEqual(report.imbalanceRatio, .infinity)
+        XCTAssertEqual(report.hints.filter { $0.contains("usable image") },
+                       ["class 'c' has no usable image in the folder: the model cannot learn it; add images, or "
+                        + "remove the class folder"])
+        XCTAssertFalse(report.hints.contains { $0.contains("imbalanced") || $0.contains("inf") }, "\(report.hints)")
+        XCTAssertTrue(report.rendered().contains("(imbalance ∞)"), report.rendered())
+    }
+}

@@ -384,7 +384,14 @@ public enum DataCheck {
         let trainCounts = splits[0].classCounts
         let ratio = Double(trainCounts.max() ?? 0) / Double(trainCounts.min() ?? 0)
         var hints: [String] = []
-        if ratio >= options.imbalanceWarningRatio {
+        let empty = zip(classNames, trainCounts).filter { $0.1 == 0 }.map(\.0)
+        if !empty.isEmpty {
+            // The ratio is infinite: "largest/smallest inf" said less than naming the classes.
+            let listed = empty.prefix(10).map { "'\(escapedName($0))'" }.joined(separator: ", ") + (empty.count > 10 ? ", …" : "")
+            hints.append("\(empty.count == 1 ? "class" : "\(empty.count) classes") \(listed) "
+                + "\(empty.count == 1 ? "has" : "have") no usable image in \(splits[0].name == "folder" ? "the folder" : "the \(splits[0].name) split"): "
+                + "the model cannot learn \(empty.count == 1 ? "it" : "them"); add images, or remove the class folder")
+        } else if ratio >= options.imbalanceWarningRatio {
             hints.append(String(format: "the classes are imbalanced (largest/smallest %.2f): weight the loss by class "
                 + "(train --class-weights auto), oversample the rare classes (train --sampler balanced), or collect "
                 + "more of them; "
