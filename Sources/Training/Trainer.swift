@@ -380,7 +380,12 @@ public final class Trainer {
             throw TrainingError.resumeMismatch("the checkpoint was taken in the middle of an epoch by \(savedWorldSize) "
                 + "process\(savedWorldSize == 1 ? "" : "es"); resume it with \(savedWorldSize), not \(worldSize)")
         }
-        if let distributed { try startDistributed(distributed, train: train, validation: validation, epochs: epochs) }
+        // The checkpoints from here on are this many processes' (one process records none, as a fresh run).
+        if let distributed {
+            try startDistributed(distributed, train: train, validation: validation, epochs: epochs)
+        } else {
+            state.worldSize = nil
+        }
         let batchesPerEpoch = train.batchesPerEpoch
         guard batchesPerEpoch > 0 else {
             throw TrainingError.invalidConfiguration("the training loader yields no batch (\(train.dataset.count) "

@@ -335,4 +335,45 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertTrue(reason.hasPrefix("options.inputSize: must be 16 to"), reason)
         }
     }
+
+    /// A run resumed at an epoch boundary with another number of processes than it trained with takes
+    /// another number of images per step: the resume says so (it was silent), once, and a resume with
+    /// the same number says nothing of it. The checkpoints it writes record the new number (they kept
+    /// the old one, so a later interruption mid-epoch could be resumed only with the wrong count).
+    func testAResumeWithAnotherProcessCountSaysWhatChanges() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        var spec = specification(data: data, out: out)
+        spec.options.epochs = 1
+        try trainStraight(spec)
+        func warnings(epochs: Int) throws -> [String] {
+            var seen: [String] = []
+            let resumed = try TrainingRun.resume(out, changes: .init(epochs: epochs), notify: { notice in
+                if case .warning(let text) = notice { seen.append(text) }
+            })
+            resumed.signalStop = SignalStop(signals: [])
+            XCTAssertEqual(try resumed.run().status, "completed")
+            resumed.release()
+            return seen.filter { $0.contains("process") }
+        }
+        XCTAssertEqual(try warnings(epochs: 2), [])
+        // As two ranks would have recorded it at the end of an epoch.
+        let path = out + "/checkpoints/last/trainer.json"
+        var manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+            as? [String: Any])
+        var state = try XCTUnwrap(manifest["state"] as? [String: Any])
+        XCTAssertNil(state["worldSize"])
+        state["worldSize"] = 2
+        manifest["state"] = state
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try warnings(epochs: 3), [
+            "resuming with 1 process; the run trained with 2 processes, so from epoch 3 each step takes 1 × 4 = 4 images "
+            + "(it took 8) and the data is split 1 way: the steps and results differ from an uninterrupted run (resume "
+            + "with 2 processes to continue it exactly)"])
+        // The checkpoints from here on are one process's: a later mid-epoch resume wants 1, not 2.
+        let written = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: path)))
+            as? [String: Any])
+        XCTAssertNil((written["state"] as? [String: Any])?["worldSize"], "\(written)")
+        XCTAssertEqual(try warnings(epochs: 4), [])
+    }
 }

@@ -732,6 +732,7 @@ public final class TrainingRun {
         trainer.signalStop = stop
         defer { if signalStop == nil { stop.cancel() } }
         if let distributed = trainer.distributed { try checkRanksAgree(distributed) }
+        warnAboutOtherProcessCount()
         trainer.pseudoLabeler = try makePseudoLabeler(trainLoader, evalTransform: evalTransform, reporter: skipped)
         do {
             trainer.featureCache = try prepareFeatureCache(train: trainLoader, validation: validationLoader, stop: stop)
@@ -884,6 +885,23 @@ public final class TrainingRun {
                     + "full network; cache K augmented views (--cache-augmentations K), or use no augmentation", true)
         }
         return nil
+    }
+
+    /// A resume at an epoch boundary with another number of processes than the run trained with is
+    /// allowed (a mid-epoch one is refused by `Trainer.fit`), but it changes the training: each
+    /// process's batch is `--batch-size`, so the images per optimizer step, the steps per epoch and the
+    /// shards change. It was accepted without a word; rank 0 says so now.
+    private func warnAboutOtherProcessCount() {
+        let state = trainer.state
+        let trainedWith = state.worldSize ?? 1, now = trainer.distributed?.worldSize ?? 1
+        guard state.globalStep > 0, state.batchInEpoch == 0, state.epoch < config.options.epochs, trainedWith != now,
+              (trainer.distributed?.rank ?? 0) == 0 else { return }
+        func processes(_ n: Int) -> String { n == 1 ? "1 process" : "\(n) processes" }
+        let batch = config.options.batchSize
+        notify(.warning("resuming with \(processes(now)); the run trained with \(processes(trainedWith)), so from "
+            + "epoch \(state.epoch + 1) each step takes \(now) × \(batch) = \(now * batch) images (it took "
+            + "\(trainedWith * batch)) and the data is split \(now) way\(now == 1 ? "" : "s"): the steps and results differ "
+            + "from an uninterrupted run (resume with \(processes(trainedWith)) to continue it exactly)"))
     }
 
     /// Throws unless every rank has this run's model and data settings, before any rank computes
