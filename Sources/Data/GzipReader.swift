@@ -8,6 +8,9 @@ final class GzipReader {
     let path: String
     private let stream: OpaquePointer
 
+    /// Where each read lands before it is appended (zero-filling a large array per read was slow).
+    private let chunk: UnsafeMutableBufferPointer<UInt8>
+
     init(path: String) throws {
         self.path = path
         var message = [CChar](repeating: 0, count: 256)
@@ -16,9 +19,13 @@ final class GzipReader {
             throw DataError.unreadable(path: path, reason: String(cString: message))
         }
         self.stream = stream
+        chunk = .allocate(capacity: 1 << 18)
     }
 
-    deinit { ic_gzip_close(stream) }
+    deinit {
+        ic_gzip_close(stream)
+        chunk.deallocate()
+    }
 
     /// Appends up to `count` bytes to `bytes`; fewer only at the end of the data. Returns how many.
     @discardableResult
@@ -26,17 +33,13 @@ final class GzipReader {
         var total = 0
         var message = [CChar](repeating: 0, count: 256)
         while total < count {
-            let want = min(count - total, 1 << 24)
-            let start = bytes.count
             var got = 0
-            var status: Int32 = 0
-            bytes.append(contentsOf: repeatElement(0, count: want))
-            bytes.withUnsafeMutableBufferPointer { buffer in
-                status = ic_gzip_read(stream, buffer.baseAddress! + start, want, &got, &message, message.count)
+            guard ic_gzip_read(stream, chunk.baseAddress, min(count - total, chunk.count), &got, &message,
+                               message.count) == 0 else {
+                throw DataError.corrupt(path: path, reason: String(cString: message))
             }
-            bytes.removeLast(want - got)
-            guard status == 0 else { throw DataError.corrupt(path: path, reason: String(cString: message)) }
             if got == 0 { break }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[..<got]))
             total += got
         }
         return total
@@ -45,7 +48,7 @@ final class GzipReader {
     /// Reads to the end of the data, refusing more than `limit` bytes (a file over it is named).
     func readToEnd(limit: Int) throws -> [UInt8] {
         var bytes: [UInt8] = []
-        while try read(1 << 24, appendingTo: &bytes) > 0 {
+        while try read(min(1 << 24, limit + 1 - bytes.count), appendingTo: &bytes) > 0 {
             guard bytes.count <= limit else {
                 throw DataError.unreadable(path: path, reason: "larger than the \(limit)-byte limit")
             }
@@ -59,7 +62,7 @@ final class GzipReader {
         var count = 0
         while count <= limit {
             scratch.removeAll(keepingCapacity: true)
-            let got = try read(1 << 20, appendingTo: &scratch)
+            let got = try read(chunk.count, appendingTo: &scratch)
             if got == 0 { break }
             count += got
         }
