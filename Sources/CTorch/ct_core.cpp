@@ -270,9 +270,35 @@ ct_status ct_tensor_from_data(const void *data, size_t nbytes, const int64_t *sh
       *out = wrap(std::move(t)))
 }
 
+// The checks from_blob's storage-size computation does not make in a way the shim can catch: LibTorch
+// 1.13's TensorMaker::computeStorageSize() is noexcept, so a negative stride, or a shape whose extent
+// overflows, terminated the process instead of throwing.
+static void check_blob_layout(const int64_t *shape, const int64_t *strides, int32_t ndim) {
+  if (ndim < 0) throw std::invalid_argument("negative dimension count " + std::to_string(ndim));
+  int64_t extent = 1;  // elements the layout spans: 1 + sum((size - 1) * stride), or with a size 0, none
+  bool empty = false;
+  for (int32_t i = 0; i < ndim; i++) {
+    if (shape[i] < 0) throw std::invalid_argument("negative size " + std::to_string(shape[i]) + " in dimension " + std::to_string(i));
+    if (strides && strides[i] < 0)
+      throw std::invalid_argument("negative stride " + std::to_string(strides[i]) + " in dimension " + std::to_string(i) +
+                                  ": wrapped memory needs strides of 0 or more");
+    if (shape[i] == 0) empty = true;
+  }
+  if (empty) return;
+  int64_t contiguous = 1;
+  for (int32_t i = ndim - 1; i >= 0; i--) {
+    int64_t stride = strides ? strides[i] : contiguous, step = 0;
+    if (__builtin_mul_overflow(shape[i] - 1, stride, &step) || __builtin_add_overflow(extent, step, &extent) ||
+        (!strides && __builtin_mul_overflow(contiguous, shape[i], &contiguous)))
+      throw std::invalid_argument("the shape and strides span more elements than an int64 counts");
+  }
+  if (extent > INT64_MAX / 16) throw std::invalid_argument("the shape and strides span more bytes than an int64 counts");
+}
+
 ct_status ct_tensor_from_blob(void *data, const int64_t *shape, const int64_t *strides, int32_t ndim,
                               int32_t dtype, void (*deleter)(void *ctx), void *ctx, ct_tensor *out) noexcept {
   CT_TRY(
+      check_blob_layout(shape, strides, ndim);
       auto opts = at::TensorOptions().dtype(to_scalar_type(dtype));
       auto del = [deleter, ctx](void *) { if (deleter) deleter(ctx); };
       at::Tensor t = strides ? at::from_blob(data, dims(shape, ndim), dims(strides, ndim), del, opts)

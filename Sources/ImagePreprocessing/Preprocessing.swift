@@ -46,7 +46,9 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// (rounded: 256/224 at 96 gives 110), as `train --input-size` and `export --input-size` set it.
     public func withCropSize(_ side: Int) -> Preprocessing {
         var scaled = self
-        scaled.resizeSize = Int((Double(side) * Double(resizeSize) / Double(cropSize)).rounded())
+        // Unchecked, as `init`: a side no Int holds becomes Int.max, which `validate()` refuses (it trapped).
+        let resize = (Double(side) * Double(resizeSize) / Double(cropSize)).rounded()
+        scaled.resizeSize = resize.isFinite && abs(resize) < 0x1p62 ? Int(resize) : .max
         scaled.cropSize = side
         return scaled
     }
@@ -104,16 +106,36 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     }
 
     /// torchvision's `Resize(size)` output size for an image of `height`×`width`: the shorter side
-    /// becomes `size`, the longer side `int(size * long / short)`.
+    /// becomes `size`, the longer side `int(size * long / short)`. Sides of 0 or less, or a longer side
+    /// no Int holds, give `size` there (it trapped; the transforms refuse empty images first).
     public static func resizedSize(height: Int, width: Int, shorterSide size: Int) -> (height: Int, width: Int) {
-        if height <= width {
-            return (size, Int(Double(size) * Double(width) / Double(height)))
+        func longer(_ long: Int, _ short: Int) -> Int {
+            let side = Double(size) * Double(long) / Double(short)
+            return short > 0 && side.isFinite && abs(side) < 0x1p62 ? Int(side) : size
         }
-        return (Int(Double(size) * Double(height) / Double(width)), size)
+        return height <= width ? (size, longer(width, height)) : (longer(height, width), size)
+    }
+
+    /// Throws unless `image` is what the transforms take: uint8 (0–255) of shape [3, H, W] or
+    /// [N, 3, H, W], H and W at least 1. A float image in [0, 1] (torchvision's `ToTensor` output) was
+    /// taken for 0–255, and a grey [H, W] one trapped.
+    public static func checkImages(_ image: Tensor) throws {
+        let shape = image.shape
+        guard shape.count == 3 || shape.count == 4, shape[shape.count - 3] == 3 else {
+            throw PreprocessingError("expected RGB images of shape [3, H, W] or [N, 3, H, W], got shape \(shape)")
+        }
+        guard image.dtype == .uint8 else {
+            throw PreprocessingError("expected uint8 images (0–255), got \(image.dtype): scale float images to 0–255 "
+                + "and convert them to uint8 first")
+        }
+        guard shape[shape.count - 2] > 0, shape[shape.count - 1] > 0 else {
+            throw PreprocessingError("expected images of at least 1×1 pixels, got shape \(shape)")
+        }
     }
 
     /// Resize + centre crop of uint8 CHW (or NCHW) images, rounded back to uint8 like PIL.
     public func resizeAndCrop(_ image: Tensor) throws -> Tensor {
+        try Self.checkImages(image)
         let batched = image.rank == 3 ? try image.unsqueeze(dim: 0) : image
         let h = batched.shape[2], w = batched.shape[3]
         let (rh, rw) = Self.resizedSize(height: h, width: w, shorterSide: resizeSize)
@@ -129,6 +151,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
 
     /// Centre crop as torchvision: offsets `round((H - size) / 2)`, `round((W - size) / 2)`.
     public static func centerCrop(_ x: Tensor, size: Int) throws -> Tensor {
+        guard x.rank >= 2 else { throw PreprocessingError("cannot centre-crop a tensor of shape \(x.shape): it has no H and W") }
         let h = x.shape[x.rank - 2], w = x.shape[x.rank - 1]
         guard h >= size, w >= size else {
             throw PreprocessingError("cannot centre-crop \(size)×\(size) from \(h)×\(w)")
@@ -140,6 +163,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
 
     /// uint8 images (CHW or NCHW) → float32 scaled to `valueRange` and normalised.
     public func normalize(_ image: Tensor) throws -> Tensor {
+        try Self.checkImages(image)
         let batched = image.rank == 3 ? try image.unsqueeze(dim: 0) : image
         let scale = (valueRange[1] - valueRange[0]) / 255
         var x = try batched.to(.float32) * scale + valueRange[0]

@@ -301,17 +301,17 @@ public struct OneCycle: LearningRateSchedule, Equatable {
 /// schedule's first value to that value, `inner(0) * (startFactor + (1 - startFactor) * step / steps)`;
 /// from then on it is the inner schedule shifted by `steps` over the remaining `totalSteps - steps`.
 public struct LinearWarmup: LearningRateSchedule {
-    /// Warmup length in optimizer steps.
-    public var steps: Int
+    /// Warmup length in optimizer steps (a negative count is stored as 0: it overflowed the step arithmetic).
+    public var steps: Int { didSet { steps = Swift.max(0, steps) } }
     /// The first step's rate as a fraction of the inner schedule's first rate (PyTorch's
     /// `LinearLR.start_factor`); 0 starts from zero.
     public var startFactor: Double
     /// The schedule that takes over after the warmup, run over the remaining `totalSteps - steps` steps.
     public var inner: any LearningRateSchedule
 
-    /// `steps` of linear warmup, then `inner`.
+    /// `steps` of linear warmup (a negative count: none), then `inner`.
     public init(steps: Int, startFactor: Double = 0, then inner: any LearningRateSchedule) {
-        self.steps = steps
+        self.steps = Swift.max(0, steps)
         self.startFactor = startFactor
         self.inner = inner
     }

@@ -44,7 +44,7 @@ public final class Tensor: @unchecked Sendable {
         self.init(owning: out)
     }
 
-    /// A tensor copying `byteCount` raw bytes laid out row-major as `dtype` with `shape`.
+    /// A tensor copying `bytes`, laid out row-major as `dtype` with `shape` (their sizes must agree).
     public convenience init(copying bytes: UnsafeRawBufferPointer, shape: [Int], dtype: DType) throws {
         let dims = shape.map(Int64.init)
         var out = ct_tensor(ptr: nil)
@@ -57,9 +57,13 @@ public final class Tensor: @unchecked Sendable {
 
     /// Wraps memory without copying. `owner` is retained until LibTorch releases the storage,
     /// so the memory must stay valid (and unmodified by others) for as long as `owner` lives.
-    /// `strides` are in elements; nil means contiguous.
+    /// `strides` are in elements, one per dimension, none negative; nil means contiguous.
     public static func wrapping(_ pointer: UnsafeMutableRawPointer, shape: [Int], strides: [Int]? = nil,
                                 dtype: DType, owner: AnyObject) throws -> Tensor {
+        // Fewer strides than dimensions made LibTorch read past the array (a crash); more were ignored.
+        if let strides, strides.count != shape.count {
+            throw TorchError("wrapping memory of shape \(shape) needs \(shape.count) strides, got \(strides.count)")
+        }
         let dims = shape.map(Int64.init)
         let st = strides?.map(Int64.init)
         let context = Unmanaged.passRetained(owner).toOpaque()

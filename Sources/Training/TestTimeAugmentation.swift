@@ -25,6 +25,12 @@ public enum TestTimeAugmentation: String, Codable, CaseIterable, Sendable {
 
     /// The views of a batch made by `transform`: [N, 3, H, W] each.
     public func views(_ batch: Tensor) throws -> [Tensor] {
+        let channels = self == .crops ? 15 : 3
+        guard batch.rank == 4, batch.shape[1] == channels else {
+            throw PreprocessingError("test-time augmentation \(rawValue) takes a batch of shape [N, \(channels), H, W] "
+                + "(\(self == .crops ? "five crops of 3 channels each, as its transform makes" : "the evaluation transform's")), "
+                + "got \(batch.shape)")
+        }
         switch self {
         case .off: return [batch]
         case .flip: return [batch, try batch.flip([3])]

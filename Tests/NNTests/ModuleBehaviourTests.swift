@@ -347,6 +347,10 @@ final class ModuleBehaviourTests: XCTestCase {
         let conv = try Conv2d(1, 1, kernelSize: 3, stride: 2, padding: .same)
         XCTAssertEqual(try conv(try Tensor.randn([1, 1, 224, 223])).shape, [1, 1, 112, 112])
         XCTAssertThrowsError(try Conv2d(3, 4, kernelSize: 3, groups: 2))
+        // A kernel whose area overflows Int is an error (the fan-in computation trapped).
+        XCTAssertThrowsError(try Conv2d(1, 1, kernelSize: (1 << 32, 1 << 32))) { error in
+            XCTAssertEqual("\(error)", "Conv2d: kernel size (4294967296, 4294967296) is too large")
+        }
     }
 
     func testDescriptionsReadLikePyTorch() throws {

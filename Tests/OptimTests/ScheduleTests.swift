@@ -265,4 +265,13 @@ final class ScheduleTests: XCTestCase {
         let nested = ScheduleConfig.warmup(steps: 1, startFactor: 0, then: .warmup(steps: 2, startFactor: 0, then: .fixed))
         XCTAssertThrowsError(try JSONEncoder().encode(nested))
     }
+
+    /// A negative warmup is no warmup (Int.min overflowed `totalSteps - steps`).
+    func testANegativeWarmupIsNone() {
+        var warm = LinearWarmup(steps: Int.min, then: CosineAnnealing())
+        XCTAssertEqual(warm.steps, 0)
+        XCTAssertEqual(warm.learningRate(base: 1, step: 0, totalSteps: 10), 1)
+        warm.steps = -5
+        XCTAssertEqual(warm.steps, 0)
+    }
 }

@@ -56,6 +56,32 @@ final class TensorTests: XCTestCase {
             XCTAssertFalse(z.requiresGrad)
         }
     }
+    /// Wrapped memory with too few strides, a negative stride or an extent past int64 is a thrown
+    /// error: the first read past the strides array (SIGSEGV), the others aborted the process inside
+    /// LibTorch 1.13's noexcept storage-size computation.
+    func testWrappingMemoryChecksItsLayout() throws {
+        final class Owner {
+            let storage = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+            deinit { storage.deallocate() }
+        }
+        let owner = Owner()
+        func message(_ shape: [Int], _ strides: [Int]?) -> String {
+            let result = Result {
+                try Tensor.wrapping(owner.storage, shape: shape, strides: strides, dtype: .float32, owner: owner).contiguous()
+            }
+            if case .failure(let error) = result { return "\(error)" }
+            return "no error"
+        }
+        XCTAssertEqual(message([2, 2, 2, 2], [1]), "wrapping memory of shape [2, 2, 2, 2] needs 4 strides, got 1")
+        XCTAssertEqual(message([4], [1, 1]), "wrapping memory of shape [4] needs 1 strides, got 2")
+        XCTAssertEqual(message([4], [-100_000_000]),
+                       "negative stride -100000000 in dimension 0: wrapped memory needs strides of 0 or more")
+        XCTAssertEqual(message([-1], nil), "negative size -1 in dimension 0")
+        XCTAssertEqual(message([1 << 40, 1 << 40], nil), "the shape and strides span more elements than an int64 counts")
+        XCTAssertEqual(message([2, 2], [1 << 62, 1]), "the shape and strides span more bytes than an int64 counts")
+        XCTAssertEqual(message([4, 2], [2, 1]), "no error")
+        XCTAssertEqual(message([0, 5], [1, 1 << 62]), "no error")
+    }
 }
 
 final class IntegralScalarTests: XCTestCase {

@@ -53,4 +53,15 @@ final class TTATests: XCTestCase {
         XCTAssertNotEqual(try XCTUnwrap(plain.loss), expected, accuracy: 1e-7, "the mirror changes the result")
         XCTAssertEqual(try TestTimeAugmentation.crops.views(Tensor.zeros([2, 15, 8, 8])).count, 7)
     }
+
+    /// A batch that is not what the views' transform makes is a thrown error (it trapped reading shape[3]).
+    func testViewsOfAWronglyShapedBatchAreAnError() throws {
+        XCTAssertThrowsError(try TestTimeAugmentation.crops.views(Tensor.zeros([2, 3]))) { error in
+            XCTAssertEqual("\(error)", "test-time augmentation crops takes a batch of shape [N, 15, H, W] (five crops "
+                + "of 3 channels each, as its transform makes), got [2, 3]")
+        }
+        XCTAssertThrowsError(try TestTimeAugmentation.flip.probabilities(Tensor.zeros([2])) { $0 })
+        XCTAssertThrowsError(try TestTimeAugmentation.crops.views(Tensor.zeros([2, 3, 8, 8])))
+        XCTAssertEqual(try TestTimeAugmentation.flip.views(Tensor.zeros([2, 3, 8, 8])).count, 2)
+    }
 }

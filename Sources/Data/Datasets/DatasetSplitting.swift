@@ -76,16 +76,18 @@ public struct BalancedSampler: Sendable {
     /// Seed of the draws; epoch `e` uses a stream derived from it and `e`, so epochs differ but a run repeats.
     public let seed: UInt64
 
-    /// `numSamples` draws per epoch (default: the dataset's size).
+    /// `numSamples` draws per epoch (default: the dataset's size; a negative count draws none).
+    /// Samples with a negative label (unlabelled) are never drawn.
     public init(labels: [Int], classCount: Int, numSamples: Int? = nil, seed: UInt64) {
-        var counts = [Int](repeating: 0, count: max(classCount, (labels.max() ?? -1) + 1))
-        for l in labels where l >= 0 { counts[l] += 1 }
+        // Counted by label value: an array as long as the largest label took 8 GB for one stray label of 10⁹.
+        var counts: [Int: Int] = [:]
+        for l in labels where l >= 0 { counts[l, default: 0] += 1 }
         var running = 0.0
         cumulative = labels.map { l in
-            running += l >= 0 && counts[l] > 0 ? 1 / Double(counts[l]) : 0
+            running += l >= 0 ? 1 / Double(counts[l] ?? 1) : 0
             return running
         }
-        self.numSamples = numSamples ?? labels.count
+        self.numSamples = max(0, numSamples ?? labels.count)
         self.seed = seed
     }
 

@@ -169,9 +169,12 @@ extension ImageDataset {
         return counts
     }
 
-    /// Decodes sample `index`'s image (see `ImageSource.load`).
+    /// Decodes sample `index`'s image (see `ImageSource.load`); an index outside the samples is a thrown error.
     public func loadImage(at index: Int, minSide: Int = 0) throws -> Image {
-        try samples[index].source.load(minSide: minSide)
+        guard samples.indices.contains(index) else {
+            throw DataError.invalidDataset("no sample \(index): the dataset has \(samples.count)")
+        }
+        return try samples[index].source.load(minSide: minSide)
     }
 }
 

@@ -99,7 +99,7 @@ public final class DataLoader: @unchecked Sendable {
 
     /// - Parameters:
     ///   - workers: decoding threads (0: decode on the calling thread).
-    ///   - prefetch: batches built ahead, at most (≥ 1). Give at least `workers` for full parallelism
+    ///   - prefetch: batches built ahead, at most (1 to 4096). Give at least `workers` for full parallelism
     ///     with small batches.
     ///   - balanced: draw `dataset.count` class-balanced samples per epoch with replacement (overrides `shuffle`).
     ///   - exif: what decoding does with JPEG orientation tags; nil: the setting in force where the
@@ -112,7 +112,9 @@ public final class DataLoader: @unchecked Sendable {
         guard workers >= 0, workers <= Runtime.maxThreads else {
             throw DataError.invalidDataset("workers must be 0 to \(Runtime.maxThreads) (4 × the cores), got \(workers)")
         }
-        guard prefetch >= 1 else { throw DataError.invalidDataset("prefetch must be at least 1, got \(prefetch)") }
+        guard (1...4096).contains(prefetch) else {
+            throw DataError.invalidDataset("prefetch must be 1 to 4096 batches, got \(prefetch)")
+        }
         self.dataset = dataset
         self.samples = dataset.samples
         self.batchSize = batchSize

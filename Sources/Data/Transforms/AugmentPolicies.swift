@@ -195,8 +195,11 @@ public struct RandAugment: ImageAugmentation {
         self.bins = bins
     }
 
-    /// `image` through `n` random operations.
+    /// `image` through `n` random operations. Throws unless `n` ≥ 0, `bins` ≥ 2 and `m` is a bin.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        try AugmentationSettings.check(n, "n (operations)", of: "RandAugment", within: 0...1000)
+        try AugmentationSettings.check(bins, "bins", of: "RandAugment", within: 2...10_000)
+        try AugmentationSettings.check(m, "m (magnitude bin)", of: "RandAugment", within: 0...(bins - 1))
         var x = image.rgb()
         let space = AugmentSpace.randAugment(bins: bins, height: x.height, width: x.width)
         for _ in 0..<n {
@@ -218,8 +221,9 @@ public struct TrivialAugmentWide: ImageAugmentation {
     /// torchvision's default of 31 bins.
     public init(bins: Int = 31) { self.bins = bins }
 
-    /// `image` through one random operation.
+    /// `image` through one random operation. Throws unless `bins` ≥ 2.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        try AugmentationSettings.check(bins, "bins", of: "TrivialAugmentWide", within: 2...10_000)
         let x = image.rgb()
         let space = AugmentSpace.trivialAugmentWide(bins: bins)
         let (op, magnitudes) = space[random.integer(in: 0..<space.count)]

@@ -58,8 +58,13 @@ public struct ColorJitter: ImageAugmentation {
         return Parameters(order: order, brightness: b, contrast: c, saturation: s, hue: h)
     }
 
-    /// Draws parameters from `random` and applies them (gray images come out RGB).
+    /// Draws parameters from `random` and applies them (gray images come out RGB). Throws unless the
+    /// brightness, contrast and saturation jitters are within 0...1e6 and the hue within 0...0.5.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        for (value, field) in [(brightness, "brightness"), (contrast, "contrast"), (saturation, "saturation")] {
+            try AugmentationSettings.check(value, field, of: "ColorJitter", within: 0...1e6)
+        }
+        try AugmentationSettings.check(hue, "hue", of: "ColorJitter", within: 0...0.5)
         let p = parameters(random: &random)
         return try Self.apply(p, to: image)
     }

@@ -1,3 +1,4 @@
+import CImageCodecs
 import Foundation
 import Torch
 
@@ -11,12 +12,17 @@ public enum ResizeInterpolation: String, Sendable {
 }
 
 extension Image {
-    /// An image over the pixels of a uint8 tensor of shape [C, H, W] (C = 1 or 3).
+    /// An image over the pixels of a uint8 tensor of shape [C, H, W] (C = 1 or 3). Other dtypes are
+    /// refused: a float tensor's values wrapped modulo 256 (300.0 became 44), and one in [0, 1] came out black.
     public init(chw tensor: Tensor) throws {
         guard tensor.rank == 3, tensor.shape[0] == 1 || tensor.shape[0] == 3 else {
             throw DataError.invalidDataset("expected a [C, H, W] image tensor with 1 or 3 channels, got \(tensor.shape)")
         }
-        let hwc = try tensor.to(.uint8).permute([1, 2, 0]).contiguous()
+        guard tensor.dtype == .uint8 else {
+            throw DataError.invalidDataset("expected a uint8 image tensor (0–255), got \(tensor.dtype): scale float "
+                + "images to 0–255 and convert them to uint8 first")
+        }
+        let hwc = try tensor.permute([1, 2, 0]).contiguous()
         try self.init(width: tensor.shape[2], height: tensor.shape[1], channels: tensor.shape[0],
                       pixels: hwc.toArray(UInt8.self))
     }
@@ -35,7 +41,7 @@ extension Image {
 
     /// The `height`×`width` region at (`top`, `left`), which must lie inside the image.
     public func cropped(top: Int, left: Int, height h: Int, width w: Int) throws -> Image {
-        guard top >= 0, left >= 0, h > 0, w > 0, top + h <= height, left + w <= width else {
+        guard top >= 0, left >= 0, h > 0, w > 0, h <= height - top, w <= width - left else {
             throw DataError.invalidDataset("crop \(w)x\(h) at (\(left), \(top)) is outside a \(width)x\(height) image")
         }
         if top == 0 && left == 0 && h == height && w == width { return self }
@@ -53,6 +59,10 @@ extension Image {
     /// The image resized to exactly `height`×`width`.
     public func resized(height h: Int, width w: Int, interpolation: ResizeInterpolation = .bilinear) throws -> Image {
         guard h > 0, w > 0 else { throw DataError.invalidDataset("cannot resize to \(w)x\(h)") }
+        // The decoders' own limit: more pixels aborted the process allocating them.
+        guard h <= Int(IC_MAX_PIXELS) / w else {
+            throw DataError.invalidDataset("cannot resize to \(w)x\(h): more than \(IC_MAX_PIXELS) pixels")
+        }
         if h == height && w == width { return self }
         switch interpolation {
         case .nearest:

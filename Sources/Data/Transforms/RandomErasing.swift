@@ -50,8 +50,8 @@ public struct RandomErasing: Sendable, Equatable {
         for _ in 0..<10 {
             let target = random.uniform(scale.lowerBound, scale.upperBound) * area
             let aspect = Foundation.exp(random.uniform(logRatio.0, logRatio.1))
-            let h = Int((target * aspect).squareRoot().rounded(.toNearestOrEven))
-            let w = Int((target / aspect).squareRoot().rounded(.toNearestOrEven))
+            guard let h = AugmentationSettings.pixels((target * aspect).squareRoot()),
+                  let w = AugmentationSettings.pixels((target / aspect).squareRoot()) else { continue }
             if h < height && w < width {
                 let top = random.integer(in: 0...(height - h))
                 let left = random.integer(in: 0...(width - w))
@@ -62,8 +62,12 @@ public struct RandomErasing: Sendable, Equatable {
     }
 
     /// `image` (float32 [C, H, W], normalised) with one rectangle erased, or `image` itself when none
-    /// is. The input is not changed.
+    /// is. The input is not changed. Throws when a setting is out of its range, naming it.
     public func apply(_ image: Tensor, random: inout SampleRandom) throws -> Tensor {
+        try AugmentationSettings.check(probability, "probability", of: "RandomErasing", within: 0...1)
+        try AugmentationSettings.check(scale, "scale", of: "RandomErasing", within: 0...1, allowedText: "within 0...1")
+        try AugmentationSettings.check(ratio, "ratio", of: "RandomErasing", within: .leastNormalMagnitude...1e6,
+                                       allowedText: "positive, at most 1e6")
         let shape = image.shape
         guard shape.count == 3, let box = rectangle(height: shape[1], width: shape[2], random: &random),
               box.height > 0, box.width > 0 else { return image }

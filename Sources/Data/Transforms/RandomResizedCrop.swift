@@ -44,8 +44,8 @@ public struct RandomResizedCrop: ImageAugmentation {
         for _ in 0..<10 {
             let targetArea = area * random.uniform(scale.lowerBound, scale.upperBound)
             let aspect = Foundation.exp(random.uniform(logRatio.0, logRatio.1))
-            let w = Int((targetArea * aspect).squareRoot().rounded(.toNearestOrEven))
-            let h = Int((targetArea / aspect).squareRoot().rounded(.toNearestOrEven))
+            guard let w = AugmentationSettings.pixels((targetArea * aspect).squareRoot()),
+                  let h = AugmentationSettings.pixels((targetArea / aspect).squareRoot()) else { continue }
             if w > 0 && w <= imageWidth && h > 0 && h <= imageHeight {
                 let top = random.integer(in: 0...(imageHeight - h))
                 let left = random.integer(in: 0...(imageWidth - w))
@@ -56,17 +56,21 @@ public struct RandomResizedCrop: ImageAugmentation {
         let inRatio = Double(imageWidth) / Double(imageHeight)
         var w = imageWidth, h = imageHeight
         if inRatio < ratio.lowerBound {
-            h = Int((Double(w) / ratio.lowerBound).rounded(.toNearestOrEven))
+            h = AugmentationSettings.pixels(Double(w) / ratio.lowerBound) ?? h
         } else if inRatio > ratio.upperBound {
-            w = Int((Double(h) * ratio.upperBound).rounded(.toNearestOrEven))
+            w = AugmentationSettings.pixels(Double(h) * ratio.upperBound) ?? w
         }
         h = min(max(h, 1), imageHeight)
         w = min(max(w, 1), imageWidth)
         return ((imageHeight - h) / 2, (imageWidth - w) / 2, h, w)
     }
 
-    /// Draws a crop with `parameters` and resizes it to `height`×`width`.
+    /// Draws a crop with `parameters` and resizes it to `height`×`width`. Throws when `scale` is not
+    /// within 0...1 or `ratio` not positive and finite, naming the field.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
+        try AugmentationSettings.check(scale, "scale", of: "RandomResizedCrop", within: 0...1, allowedText: "within 0...1")
+        try AugmentationSettings.check(ratio, "ratio", of: "RandomResizedCrop", within: .leastNormalMagnitude...1e6,
+                                       allowedText: "positive, at most 1e6")
         let p = Self.parameters(imageHeight: image.height, imageWidth: image.width, scale: scale, ratio: ratio,
                                 random: &random)
         return try image.cropped(top: p.top, left: p.left, height: p.height, width: p.width)

@@ -65,7 +65,9 @@ open class Conv2d: Module {
         self.padding = padding
         self.dilation = dilation
         self.groups = groups
-        let fanIn = inChannels / groups * kernelSize.0 * kernelSize.1
+        let (kernelArea, o1) = kernelSize.0.multipliedReportingOverflow(by: kernelSize.1)
+        let (fanIn, o2) = (inChannels / groups).multipliedReportingOverflow(by: kernelArea)
+        guard !o1, !o2 else { throw NNError.invalidArgument("Conv2d: kernel size \(kernelSize) is too large") }
         weight = try Initialization.kaimingUniformParameter(
             [outChannels, inChannels / groups, kernelSize.0, kernelSize.1], fanIn: fanIn, dtype: dtype, device: device)
         self.bias = bias ? try Initialization.biasParameter([outChannels], fanIn: fanIn, dtype: dtype, device: device) : nil
