@@ -99,8 +99,8 @@ extension Preprocessing {
     }
 
     /// The evaluation transform of a decoded image: equal to torchvision's `ImageClassification`
-    /// transform on a PIL image (resize, centre crop, normalise).
+    /// transform on a PIL image converted to RGB (resize, centre crop, normalise): float32 [3, crop, crop].
     public func evaluationTransform(_ image: Image) throws -> Tensor {
-        try normalize(resizeAndCrop(image))
+        try normalize(resizeAndCrop(image.rgb()))
     }
 }

@@ -116,13 +116,14 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         return height <= width ? (size, longer(width, height)) : (longer(height, width), size)
     }
 
-    /// Throws unless `image` is what the transforms take: uint8 (0–255) of shape [3, H, W] or
-    /// [N, 3, H, W], H and W at least 1. A float image in [0, 1] (torchvision's `ToTensor` output) was
-    /// taken for 0–255, and a grey [H, W] one trapped.
+    /// Throws unless `image` is what the transforms take: uint8 (0–255) of shape [C, H, W] or
+    /// [N, C, H, W], C = 3 (RGB) or 1 (grey, normalised as its RGB replica), H and W at least 1. A float
+    /// image in [0, 1] (torchvision's `ToTensor` output) was taken for 0–255, and a grey [H, W] one trapped.
     public static func checkImages(_ image: Tensor) throws {
         let shape = image.shape
-        guard shape.count == 3 || shape.count == 4, shape[shape.count - 3] == 3 else {
-            throw PreprocessingError("expected RGB images of shape [3, H, W] or [N, 3, H, W], got shape \(shape)")
+        guard shape.count == 3 || shape.count == 4, [1, 3].contains(shape[shape.count - 3]) else {
+            throw PreprocessingError("expected images of shape [C, H, W] or [N, C, H, W] with C = 3 (RGB) or 1 (grey), "
+                + "got shape \(shape)")
         }
         guard image.dtype == .uint8 else {
             throw PreprocessingError("expected uint8 images (0–255), got \(image.dtype): scale float images to 0–255 "

@@ -17,11 +17,17 @@ final class MisuseThrowsTests: XCTestCase {
     func testPreprocessingRefusesWhatIsNotAUint8RGBImage() throws {
         let p = Preprocessing.imagenet
         XCTAssertEqual(message { try p.evaluationTransform(Tensor.zeros([10, 10], dtype: .uint8)) },
-                       "expected RGB images of shape [3, H, W] or [N, 3, H, W], got shape [10, 10]")
+                       "expected images of shape [C, H, W] or [N, C, H, W] with C = 3 (RGB) or 1 (grey), got shape [10, 10]")
         XCTAssertEqual(message { try p.resizeAndCrop(Tensor.zeros([10], dtype: .uint8)) },
-                       "expected RGB images of shape [3, H, W] or [N, 3, H, W], got shape [10]")
-        XCTAssertEqual(message { try p.evaluationTransform(Tensor.zeros([1, 8, 8], dtype: .uint8)) },
-                       "expected RGB images of shape [3, H, W] or [N, 3, H, W], got shape [1, 8, 8]")
+                       "expected images of shape [C, H, W] or [N, C, H, W] with C = 3 (RGB) or 1 (grey), got shape [10]")
+        XCTAssertEqual(message { try p.evaluationTransform(Tensor.zeros([2, 8, 8], dtype: .uint8)) },
+                       "expected images of shape [C, H, W] or [N, C, H, W] with C = 3 (RGB) or 1 (grey), got shape [2, 8, 8]")
+        // Grey is normalised as its RGB replica, as a tensor and as a decoded image.
+        let grey = try Image(gray: (0..<(240 * 250)).map { UInt8($0 % 253) }, width: 250, height: 240)
+        let rgb = try p.evaluationTransform(grey.rgb())
+        XCTAssertEqual(try p.evaluationTransform(grey).floats(), try rgb.floats())
+        XCTAssertEqual(try p.evaluationTransform(grey.toTensor()).floats(),
+                       try p.evaluationTransform(grey.rgb().toTensor()).floats())
         XCTAssertEqual(message { try p.evaluationTransform(Tensor.zeros([3, 0, 5], dtype: .uint8)) },
                        "expected images of at least 1×1 pixels, got shape [3, 0, 5]")
         XCTAssertEqual(message { try Preprocessing.centerCrop(Tensor.zeros([5]), size: 2) },
