@@ -56,16 +56,9 @@ final class GzipReader {
         return bytes
     }
 
-    /// Counts the bytes left, without keeping them, stopping once more than `limit` are counted.
-    func countRemaining(upTo limit: Int) throws -> Int {
-        var scratch: [UInt8] = []
-        var count = 0
-        while count <= limit {
-            scratch.removeAll(keepingCapacity: true)
-            let got = try read(chunk.count, appendingTo: &scratch)
-            if got == 0 { break }
-            count += got
-        }
-        return count
+    /// Whether the data has ended (reads one byte to find out).
+    func atEnd() throws -> Bool {
+        var probe: [UInt8] = []
+        return try read(1, appendingTo: &probe) == 0
     }
 }

@@ -66,9 +66,8 @@ public struct IDXFile {
         }
         var data: [UInt8] = []
         let got = try reader.read(total, appendingTo: &data)
-        let extra = got == total ? try reader.countRemaining(upTo: 0) : 0
-        guard got == total, extra == 0 else {
-            let has = extra == 0 ? "has \(got)" : "has more than that"
+        guard got == total, try reader.atEnd() else {
+            let has = got < total ? "has \(got)" : "has more than that"
             throw DataError.corrupt(path: path, reason: "IDX header promises \(total) bytes of data for shape " +
                                     "\(dims), the file \(has)")
         }
