@@ -140,10 +140,14 @@ public final class PredictionServer: @unchecked Sendable {
         return raw.removingPercentEncoding ?? raw
     }
 
+    /// The `model` label of requests for a model that is not served.
+    static let unknownModelLabel = "(unknown)"
+
     /// `POST /v1/models/{name}:predict`, counted in `finetune_requests_total` by model and status.
     func predict(_ request: Request, name: String, channel: (any Channel)? = nil) async throws -> Response {
         let start = InferenceLoop.now()
-        let label = models[name] == nil ? "unknown" : name
+        // Parentheses are outside the names a model may have: a model named "unknown" shared the label.
+        let label = models[name] == nil ? Self.unknownModelLabel : name
         do {
             let response = try await predictUncounted(request, name: name, start: start, channel: channel)
             metrics.request(model: label, status: Int(response.status.code), seconds: InferenceLoop.now() - start)

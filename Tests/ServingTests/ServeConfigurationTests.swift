@@ -98,6 +98,23 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
+    /// A request for a model that is not served is counted under `model="(unknown)"`: it was
+    /// `"unknown"`, and a model served under that name had another model's failures in its counts.
+    func testRequestsForAModelNotServedHaveALabelNoModelCanHave() throws {
+        let server = try ServerProcess(["--arch", "mobilenet_v2", "--weights", "none", "--name", "unknown"])
+        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/rgb.png")))
+        let missing = try server.request("POST", "/v1/models/resnet50:predict", body: photo,
+                                         headers: ["Content-Type": "image/png"])
+        XCTAssertEqual(missing.status, 404, missing.text)
+        let served = try server.request("POST", "/v1/models/unknown:predict", body: photo, headers: ["Content-Type": "image/png"])
+        XCTAssertEqual(served.status, 200, served.text)
+        let metrics = try server.request("GET", "/metrics").text
+        XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="(unknown)",status="404"} 1"#), metrics)
+        XCTAssertTrue(metrics.contains(#"finetune_requests_total{model="unknown",status="200"} 1"#), metrics)
+        XCTAssertFalse(metrics.contains(#"finetune_requests_total{model="unknown",status="404"}"#), metrics)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
     /// Probe W: a client that sends `Expect: 100-continue` (curl, for any body over 1 MB) waits for
     /// `100 Continue` before it sends the body; it got none, and curl waited a second per upload. It
     /// comes at once now, then the answer; a body over `--max-body-bytes` gets its 413 instead.
