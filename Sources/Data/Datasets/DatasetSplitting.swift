@@ -77,7 +77,8 @@ public struct BalancedSampler: Sendable {
     public let seed: UInt64
 
     /// `numSamples` draws per epoch (default: the dataset's size; a negative count draws none).
-    /// Samples with a negative label (unlabelled) are never drawn.
+    /// Samples with a negative label (unlabelled) are never drawn. The weights come from the labels
+    /// themselves: `classCount` is not needed for them (a label at or past it is a class of its own).
     public init(labels: [Int], classCount: Int, numSamples: Int? = nil, seed: UInt64) {
         // Counted by label value: an array as long as the largest label took 8 GB for one stray label of 10⁹.
         var counts: [Int: Int] = [:]
