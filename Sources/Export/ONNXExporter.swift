@@ -106,8 +106,20 @@ public enum ONNXExporter {
     /// The model is put in eval mode.
     public static func makeModel(_ model: ImageClassifier, metadata: ExportMetadata, inputSize: (Int, Int),
                                  output: ONNXOutput = .logits) throws -> Onnx_ModelProto {
-        guard inputSize.0 > 0, inputSize.1 > 0 else {
-            throw ExportError.invalidSetting("the input size must be positive, got \(inputSize.0)×\(inputSize.1)")
+        let largest = Preprocessing.largestSide
+        guard inputSize.0 > 0, inputSize.1 > 0, inputSize.0 <= largest, inputSize.1 <= largest else {
+            // Sides past any image model's overflowed the shape arithmetic (a trap) or allocated terabytes.
+            throw ExportError.invalidSetting("the input size must be 1 to \(largest) pixels a side, got \(inputSize.0)×\(inputSize.1)")
+        }
+        if let outputs = model.numClasses {
+            // A graph whose outputs the metadata names otherwise: a 3-output model exported as binary got
+            // sigmoids of all 3 logits under a "sigmoid of class_names[1]" description.
+            let names = metadata.classNames.count
+            if metadata.binary ? (outputs != 1 || names != 2) : names != outputs {
+                throw ExportError.invalidSetting("the model has \(outputs) output\(outputs == 1 ? "" : "s") and the metadata "
+                    + "\(metadata.binary ? "says binary (1 output, 2 class names)" : "names \(names) class\(names == 1 ? "" : "es")")"
+                    + (metadata.binary ? " with \(names) class name\(names == 1 ? "" : "s")" : ""))
+            }
         }
         model.eval()
         var emitter = ONNXEmitter()

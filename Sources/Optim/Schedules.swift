@@ -42,9 +42,14 @@ extension LearningRateSchedule {
                                                    found: optimizer.parameterGroups.count)
         }
         let groupMomentum = optimizer.momentumName == nil ? nil : momentum(step: step, totalSteps: totalSteps)
+        let rates = baseLearningRates.map { learningRate(base: $0, step: step, totalSteps: totalSteps) }
+        // Parameters that pass their own checks can still give an unusable rate (cosine's eta_min of
+        // 1e308, an exponential rate of 1e308): the step was taken at -inf or inf, then saving failed.
+        if let bad = rates.first(where: { !($0.isFinite && $0 >= 0 && $0 <= Double(Float.greatestFiniteMagnitude)) }) {
+            throw ScheduleError.unusableRate(step: step, rate: bad)
+        }
         for i in optimizer.parameterGroups.indices {
-            optimizer.parameterGroups[i].learningRate =
-                learningRate(base: baseLearningRates[i], step: step, totalSteps: totalSteps)
+            optimizer.parameterGroups[i].learningRate = rates[i]
             optimizer.parameterGroups[i].momentum = groupMomentum
         }
     }
@@ -66,6 +71,8 @@ public enum ScheduleError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
     /// The scheduler knows a different number of parameter groups than the optimizer has.
     case groupCountMismatch(expected: Int, found: Int)
+    /// The schedule gives a rate that is negative, infinite, NaN or past float32's range at `step`.
+    case unusableRate(step: Int, rate: Double)
 
     /// A one-line message naming the schedule, parameter and value at fault, for the CLI.
     public var description: String {
@@ -87,6 +94,9 @@ public enum ScheduleError: Error, Equatable, CustomStringConvertible {
         case .groupCountMismatch(let expected, let found):
             return "the scheduler has base learning rates for \(expected) parameter groups "
                 + "but the optimizer has \(found)"
+        case .unusableRate(let step, let rate):
+            return "the learning-rate schedule gives \(rate) at step \(step): a rate must be finite, at least 0 and "
+                + "within float32's range (check --lr-schedule's parameters)"
         }
     }
 }

@@ -88,6 +88,8 @@ public struct ServeConfiguration: Sendable {
         try check(maxQueue >= 1, "--max-queue must be at least 1")
         try check(maxBodyBytes >= 1, "--max-body-bytes must be at least 1")
         try check(maxPixels >= 1, "--max-pixels must be at least 1")
+        // 0 or less failed every request that gave no ?top_k with a 500.
+        try check(defaultTopK >= 1, "the default top_k must be at least 1, got \(defaultTopK)")
         try check(requestTimeoutMilliseconds > 0 && requestTimeoutMilliseconds <= Self.longestRequestTimeoutMilliseconds,
                   "--request-timeout-ms must be positive and at most \(Int(Self.longestRequestTimeoutMilliseconds)) (a day), "
                   + "got \(requestTimeoutMilliseconds)")

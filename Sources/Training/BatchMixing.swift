@@ -93,7 +93,9 @@ public struct MixConfig: Codable, Equatable, Sendable {
         }
     }
 
-    func validate() throws {
+    /// Throws unless the alphas are finite and at least 0, the probabilities in [0, 1] and the off
+    /// epoch at least 0 (`Trainer` checks this; call it before `draw` when mixing by hand).
+    public func validate() throws {
         guard mixupAlpha >= 0, cutmixAlpha >= 0, mixupAlpha.isFinite, cutmixAlpha.isFinite else {
             throw TrainingError.invalidConfiguration("MixUp and CutMix alphas must be ≥ 0")
         }
@@ -162,11 +164,16 @@ public enum BatchMixing {
     }
 
     /// float32 [N, classes] targets: label-smoothed one-hots (`1 − s + s/C` and `s/C`) mixed as
-    /// `λ·y + (1 − λ)·y.flip(0)`.
+    /// `λ·y + (1 − λ)·y.flip(0)`. A label outside `0..<classes` is an error, as cross-entropy's (its
+    /// row was left without a one: training on such data completed without a word under MixUp/CutMix).
     public static func targets(_ labels: [Int], classes: Int, lambda: Double, smoothing: Double) throws -> Tensor {
+        guard classes >= 1 else { throw TrainingError.invalidConfiguration("mixed targets need at least 1 class, got \(classes)") }
+        if let bad = labels.first(where: { !(0..<classes).contains($0) }) {
+            throw TrainingError.invalidConfiguration("label \(bad) is outside the model's \(classes) classes (0 to \(classes - 1))")
+        }
         let off = smoothing / Double(classes), on = 1 - smoothing + off
         var values = [Float](repeating: Float(off), count: labels.count * classes)
-        for (i, label) in labels.enumerated() where (0..<classes).contains(label) { values[i * classes + label] = Float(on) }
+        for (i, label) in labels.enumerated() { values[i * classes + label] = Float(on) }
         let y = try Tensor(values, shape: [labels.count, classes])
         return try y * lambda + y.flip([0]) * (1 - lambda)
     }

@@ -38,7 +38,9 @@ public struct EMAConfig: Codable, Equatable, Sendable {
         return Swift.max(Swift.min(warm, decay), minDecay)
     }
 
-    func validate() throws {
+    /// Throws unless the decay and minimum decay are in [0, 1) and the warmup's gamma and power are
+    /// finite and positive (`ModelEMA` checks it).
+    public func validate() throws {
         guard decay >= 0, decay < 1 else {
             throw TrainingError.invalidConfiguration("the EMA decay must be in [0, 1), got \(decay)")
         }
@@ -70,6 +72,8 @@ public final class ModelEMA {
 
     /// An average restored from `state` (a checkpoint's), which must have `model`'s keys and shapes.
     public init(model: Module, configuration: EMAConfig, state: StateDict) throws {
+        // A decay of 5 or NaN averaged the weights into garbage without a word; only Trainer checked.
+        try configuration.validate()
         let own = model.stateDict()
         for (key, tensor) in own {
             guard let saved = state[key], saved.shape == tensor.shape, saved.dtype == tensor.dtype else {

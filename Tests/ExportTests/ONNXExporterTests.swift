@@ -155,4 +155,28 @@ final class ONNXExporterTests: XCTestCase {
                                                        ceilMode: ceil), expected, "\(input) \(kernel) \(stride) \(padding) \(ceil)")
         }
     }
+
+    /// The library refuses what the CLI never passes (probe AC): metadata naming another number of
+    /// classes than the model has outputs (a 3-output model exported as binary got 3 sigmoids under a
+    /// "sigmoid of class_names[1]" description), and input sides past 4096 (Int.max trapped in the
+    /// shape arithmetic, 2⁴⁰ tried to allocate 824 GB).
+    func testMetadataThatContradictsTheModelAndHugeInputsAreRefused() throws {
+        let model = try ResNet.resnet18(ModelOptions(numClasses: 3))
+        func problem(_ names: [String], binary: Bool = false, side: Int = 32) -> String? {
+            let metadata = ExportMetadata(architecture: "resnet18", classNames: names, preprocessing: preprocessing,
+                                          finetuneVersion: "9.9.9", source: "test", binary: binary)
+            do {
+                _ = try ONNXExporter.makeModel(model, metadata: metadata, inputSize: (side, side), output: .probabilities)
+                return nil
+            } catch { return "\(error)" }
+        }
+        XCTAssertNil(problem(["a", "b", "c"]))
+        XCTAssertEqual(problem(["a"], binary: true),
+                       "the model has 3 outputs and the metadata says binary (1 output, 2 class names) with 1 class name")
+        XCTAssertEqual(problem(["a", "b"]), "the model has 3 outputs and the metadata names 2 classes")
+        for side in [Int.max, 1 << 40, 4097] {
+            XCTAssertEqual(problem(["a", "b", "c"], side: side),
+                           "the input size must be 1 to 4096 pixels a side, got \(side)×\(side)")
+        }
+    }
 }

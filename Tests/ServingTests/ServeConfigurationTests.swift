@@ -174,4 +174,11 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 1, text)
         XCTAssertTrue(text.contains("--port \(port): 127.0.0.1:\(port) is already in use"), text)
     }
+
+    /// A default top_k of 0 or less is refused (probe AC): every request without `?top_k` got a 500.
+    func testADefaultTopKBelowOneIsRefused() {
+        XCTAssertEqual(problem { $0.defaultTopK = 0 }, "the default top_k must be at least 1, got 0")
+        XCTAssertNotNil(problem { $0.defaultTopK = -3 })
+        XCTAssertNil(problem { $0.defaultTopK = 1 })
+    }
 }

@@ -35,5 +35,8 @@ extension TrainingRunTests {
         try directory.write(config)
         let older = try RunReport.make(run: out, options: options).html()
         XCTAssertTrue(older.contains("Note: model.safetensors holds the weights of epoch 1"), "in the run section")
+        // A negative Grad-CAM count is none (probe AC: it trapped taking a negative prefix).
+        XCTAssertFalse(try RunReport.make(run: out, options: RunReportOptions(topLosses: 2, gradCAMCount: -1, workers: 0))
+            .html().isEmpty)
     }
 }

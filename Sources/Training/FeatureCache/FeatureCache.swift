@@ -82,6 +82,8 @@ public final class CachedFeatureEpoch {
     private let view: Tensor
     private let labels: [Int]
     private var pending: ArraySlice<(offset: Int, element: [Int])>
+    /// Why this cache cannot serve the loader's samples (nil when it can).
+    private var mismatch: String?
     /// Bytes of the mapping that reading may have made resident since its pages were last released.
     private var residentSinceRelease = 0
     /// How many bytes of a memory-mapped cache an epoch lets become resident between releases of its
@@ -97,6 +99,12 @@ public final class CachedFeatureEpoch {
     init(features: CachedFeatures, batches: [(offset: Int, element: [Int])], view: Int, labels: [Int]) {
         self.features = features
         self.labels = labels
+        if labels.count != features.sampleCount || features.valid.count != features.sampleCount {
+            // A cache of other data: indexing it by this loader's samples trapped (or, at the same
+            // count, trained on other images' features).
+            mismatch = "the feature cache holds \(features.sampleCount) samples and the data \(labels.count): "
+                + "it was made for other data (its key is \(features.key.prefix(12)))"
+        }
         // `select` is a view of the cached tensor: no copy.
         self.view = (try? features.features.select(dim: 0, index: view)) ?? features.features
         self.pending = batches[...]
@@ -105,6 +113,7 @@ public final class CachedFeatureEpoch {
     /// The next batch, or nil at the end of the epoch. A batch keeps only samples that could be
     /// loaded; a batch with none is skipped, as the image loader does.
     public func nextBatch() throws -> Batch? {
+        if let mismatch { throw TrainingError.invalidConfiguration(mismatch) }
         while let (number, indices) = pending.popFirst() {
             let kept = indices.filter { features.valid[$0] }
             guard !kept.isEmpty else { continue }

@@ -13,7 +13,7 @@ public struct RunReportOptions: Sendable {
     public var split: DataSplit?
     /// Images in the top-losses grid.
     public var topLosses: Int
-    /// Grad-CAM pictures of the worst losses and of the most confident correct predictions (each).
+    /// Grad-CAM pictures of the worst losses and of the most confident correct predictions (each; 0 or less: none).
     public var gradCAMCount: Int
     /// Images per forward pass.
     public var batchSize: Int
@@ -122,11 +122,12 @@ public struct RunReport {
             let overlay = try ReportImages.overlay(crop: crop, heatmap: cam.heatmap)
             return Picture(sample: sample, dataURI: try ReportImages.dataURI(ReportImages.thumbnail(overlay, side: 160)))
         }
-        let camLosses = try worst.prefix(options.gradCAMCount).map(gradCAM)
+        let camCount = max(0, options.gradCAMCount)  // a negative count trapped in prefix
+        let camLosses = try worst.prefix(camCount).map(gradCAM)
         let correct = samples.filter { $0.predicted == $0.label }.sorted {
             $0.confidence != $1.confidence ? $0.confidence > $1.confidence : $0.index < $1.index
         }
-        let camCorrect = try correct.prefix(options.gradCAMCount).map(gradCAM)
+        let camCorrect = try correct.prefix(camCount).map(gradCAM)
         let check = options.checkData
             ? try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot), method: options.nearDuplicateMethod)
             : nil

@@ -1,0 +1,82 @@
+import Data
+import Foundation
+import NN
+import Optim
+import Torch
+@testable import Training
+import XCTest
+
+/// What a library user can get wrong when driving `Trainer` and its parts by hand (probe AC): each is
+/// a thrown error naming the mistake. Each trapped the process, or trained on without a word.
+final class TrainerMisuseTests: XCTestCase {
+    /// A feature cache of other data: indexing it by the loader's samples trapped (index out of range).
+    func testAFeatureCacheOfOtherDataIsAnError() throws {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet()
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2), seed: 1)
+        configuration.apply(.headOnly(trainBatchNorm: false))
+        let small = try TRData.dataset(count: 4), large = try TRData.dataset(count: 8)
+        let trainer = try Trainer(model: model, configuration: configuration)  // freezes the backbone
+        let cached = try FeatureCache.prepare(model: model, dataset: small, transform: TRData.transform,
+                                              transformDescription: "test", directory: nil)
+        trainer.featureCache = TrainingFeatures(train: cached)
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(large, batchSize: 4), epochs: 1)) { error in
+            XCTAssertTrue("\(error)".contains("the feature cache holds 4 samples and the data 8: it was made for other data"),
+                          "\(error)")
+        }
+        XCTAssertThrowsError(try cached.epoch(0, of: TRData.loader(large, batchSize: 4)).nextBatch())
+        XCTAssertNotNil(try cached.epoch(0, of: TRData.loader(small, batchSize: 4)).nextBatch())
+    }
+
+    /// Under MixUp/CutMix a label outside the classes was a row without a one, and training on such data
+    /// completed; without mixing, cross-entropy refused it. Both refuse it now.
+    func testMixedTargetsRefuseLabelsOutsideTheClasses() throws {
+        XCTAssertThrowsError(try BatchMixing.targets([0, 7, 1], classes: 3, lambda: 0.7, smoothing: 0)) { error in
+            XCTAssertEqual("\(error)", "invalid training configuration: label 7 is outside the model's 3 classes (0 to 2)")
+        }
+        XCTAssertThrowsError(try BatchMixing.targets([-1], classes: 3, lambda: 1, smoothing: 0))
+        XCTAssertEqual(try BatchMixing.targets([0, 2], classes: 3, lambda: 1, smoothing: 0).floats(), [1, 0, 0, 0, 0, 1])
+
+        let stray = LabeledDataset(samples: try TRData.dataset(count: 8).samples.enumerated().map { i, sample in
+            LabeledSample(source: sample.source, label: i == 5 ? 7 : sample.label)
+        }, classNames: ["a", "b", "c"])
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2), seed: 1)
+        configuration.mix = MixConfig(mixupAlpha: 0.4, cutmixAlpha: 0)
+        let trainer = try Trainer(model: TRTinyNet(), configuration: configuration)
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(stray, batchSize: 8), epochs: 1)) { error in
+            XCTAssertTrue("\(error)".contains("label 7 is outside the model's 3 classes"), "\(error)")
+        }
+    }
+
+    /// A schedule whose rate is infinite, negative or past float32 stops before the step is taken (the
+    /// step was taken at -inf, then saving the optimizer failed with an encoding error; 1e306 failed in
+    /// LibTorch's conversion to float).
+    func testAScheduleGivingAnUnusableRateIsAnErrorBeforeTheStep() throws {
+        let parameter = try Tensor([Float(1)]).setRequiresGrad()
+        let optimizer = try SGD([ParameterGroup(parameters: [("w", parameter)])], learningRate: 0.01)
+        for (schedule, text) in [("cosine:eta_min=1e308", "-inf"), ("exponential:decay_steps=1,rate=1e308", "1e+306")] {
+            let parsed = try ScheduleConfig(parsing: schedule).schedule
+            var failure: String?
+            for step in 0..<4 {
+                do { try parsed.apply(to: optimizer, baseLearningRates: [0.01], step: step, totalSteps: 4) } catch {
+                    failure = "\(error)"
+                    break
+                }
+            }
+            XCTAssertTrue(failure?.hasPrefix("the learning-rate schedule gives \(text) at step") == true, "\(schedule): \(failure ?? "none")")
+            XCTAssertTrue(optimizer.learningRates.allSatisfy(\.isFinite), "nothing unusable was set")
+        }
+    }
+
+    /// `ModelEMA` checks its configuration (a decay of 5 or NaN averaged into garbage; only `Trainer`
+    /// checked), and `MixConfig.validate` is public for those who draw by hand.
+    func testEMAAndMixSettingsAreCheckedForLibraryUsers() throws {
+        let model = try TRTinyNet()
+        for decay in [5, .nan, -0.1, 1] as [Double] {
+            XCTAssertThrowsError(try ModelEMA(model: model, configuration: EMAConfig(decay: decay)), "\(decay)")
+        }
+        XCTAssertNoThrow(try ModelEMA(model: model, configuration: EMAConfig(decay: 0.99)))
+        XCTAssertThrowsError(try MixConfig(mixupAlpha: 0, cutmixAlpha: .infinity).validate())
+        XCTAssertNoThrow(try MixConfig(mixupAlpha: 0.2, cutmixAlpha: 1).validate())
+    }
+}
