@@ -346,15 +346,7 @@ final class DatasetTests: XCTestCase {
     /// bytes, and a header promising more than 4 GiB is refused before its data is read.
     func testBrokenIDXFilesAreNamedAndAGzipBombIsNotInflated() throws {
         let root = try TestData.temporaryDirectory(self)
-        func gzip(_ name: String) throws -> String {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
-            process.arguments = ["-f", root + "/" + name]
-            try process.run()
-            process.waitUntilExit()
-            XCTAssertEqual(process.terminationStatus, 0)
-            return root + "/" + name + ".gz"
-        }
+        func gzip(_ name: String) throws -> String { try TestData.gzip(root + "/" + name) }
         func message(_ path: String) -> String {
             do {
                 _ = try IDXFile(path: path)
@@ -906,6 +898,17 @@ enum TestData {
         return out + payload
     }
 
+    /// Replaces `path` by `path.gz` (/usr/bin/gzip) and returns the new path.
+    static func gzip(_ path: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
+        process.arguments = ["-f", path]
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        return path + ".gz"
+    }
+
     /// Writes the four MNIST files (optionally gzipped with /usr/bin/gzip); pixel k of image n is
     /// (n * 7 + k * 3) & 255 (test images continue the numbering after the training images).
     static func writeMNIST(in dir: String, train: Int, test: Int, width: Int, height: Int, gzip: Bool) throws
@@ -923,15 +926,7 @@ enum TestData {
         ]
         for (name, bytes) in files {
             try write(bytes, to: dir + "/" + name)
-            if gzip {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/gzip")
-                process.arguments = ["-f", dir + "/" + name]
-                try process.run()
-                process.waitUntilExit()
-                XCTAssertEqual(process.terminationStatus, 0)
-                XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + name + ".gz"))
-            }
+            if gzip { XCTAssertTrue(FileManager.default.fileExists(atPath: try Self.gzip(dir + "/" + name))) }
         }
         return ((trainPixels, testPixels), (trainLabels, testLabels))
     }

@@ -65,6 +65,15 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try run.run().status, "completed", file: file, line: line)
     }
 
+    /// A fresh run folder trained to the end of its one epoch.
+    func completedOneEpochRun() throws -> String {
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        var spec = specification(data: try makeData(), out: out)
+        spec.options.epochs = 1
+        try trainStraight(spec)
+        return out
+    }
+
     /// A fresh folder holding run `a`, trained to the end, and run `b`, the same run interrupted after
     /// `step` optimizer steps (its lock released).
     func straightAndInterruptedRuns(afterStep step: Int) throws -> String {
@@ -289,11 +298,7 @@ final class TrainingRunTests: XCTestCase {
     /// `completed`, so readers said "resume it" while it was being resumed). A completed run extended
     /// by a resume that has not finished keeps its older `model.safetensors`: loading it says so.
     func testAResumedRunIsRunningAndItsOlderModelIsNamedUntilItFinishes() throws {
-        let data = try makeData()
-        let out = try TRData.temporaryDirectory(self) + "/run"
-        var spec = specification(data: data, out: out)
-        spec.options.epochs = 1
-        try trainStraight(spec)
+        let out = try completedOneEpochRun()
         let directory = RunDirectory(out)
         var notices: [String] = []
         _ = try directory.loadModel(try directory.readConfig()) { notices.append("\($0)") }
@@ -341,11 +346,7 @@ final class TrainingRunTests: XCTestCase {
     /// the same number says nothing of it. The checkpoints it writes record the new number (they kept
     /// the old one, so a later interruption mid-epoch could be resumed only with the wrong count).
     func testAResumeWithAnotherProcessCountSaysWhatChanges() throws {
-        let data = try makeData()
-        let out = try TRData.temporaryDirectory(self) + "/run"
-        var spec = specification(data: data, out: out)
-        spec.options.epochs = 1
-        try trainStraight(spec)
+        let out = try completedOneEpochRun()
         func warnings(epochs: Int) throws -> [String] {
             var seen: [String] = []
             let resumed = try TrainingRun.resume(out, changes: .init(epochs: epochs), notify: { notice in
