@@ -44,7 +44,9 @@ public struct MixConfig: Codable, Equatable, Sendable {
     /// (no box) when the batch is not mixed. timm's `_params_per_batch` order of draws.
     public func draw(epoch: Int, batch: Int, height: Int, width: Int) -> MixDraw {
         var random = SampleRandom(seed: SplitMix64.derive(seed, 0x4D49_5855_50, UInt64(epoch), UInt64(batch)))
-        guard isActive(epoch: epoch), random.chance(probability) else { return MixDraw(lambda: 1, box: nil) }
+        guard isActive(epoch: epoch), height >= 1, width >= 1, random.chance(probability) else {
+            return MixDraw(lambda: 1, box: nil)  // (an empty image has nothing to mix; its box's draw trapped)
+        }
         var cutmix = false
         let alpha: Double
         if mixupAlpha > 0 && cutmixAlpha > 0 {
@@ -133,9 +135,11 @@ public struct CutMixBox: Equatable, Sendable {
 
     /// The box of area ≈ (1 − λ) centred at (`centreY`, `centreX`), clipped to the image, and λ
     /// corrected to 1 − its real area (timm's `rand_bbox` + `cutmix_bbox_and_lam(correct_lam=True)`).
+    /// λ is taken within [0, 1]; an empty image gets an empty box and λ = 1.
     public static func around(centreY: Int, centreX: Int, lambda: Double, height: Int, width: Int)
         -> (box: CutMixBox, lambda: Double) {
-        let ratio = (1 - lambda).squareRoot()
+        guard height >= 1, width >= 1 else { return (CutMixBox(top: 0, bottom: 0, left: 0, right: 0), 1) }
+        let ratio = (1 - Swift.min(Swift.max(lambda, 0), 1)).squareRoot()  // λ outside [0, 1] gave NaN sides
         let cutH = Int(Double(height) * ratio), cutW = Int(Double(width) * ratio)
         func clip(_ v: Int, _ limit: Int) -> Int { Swift.min(Swift.max(v, 0), limit) }
         let box = CutMixBox(top: clip(centreY - cutH / 2, height), bottom: clip(centreY + (cutH + 1) / 2, height),

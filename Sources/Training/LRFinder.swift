@@ -133,7 +133,7 @@ public struct LRFinder {
     /// fastai's `lr_find` suggestion: `valley` on the points `steps / 10 ..< count − 5` (cut at the
     /// first NaN loss). Returns the index into the full arrays; nil when no point is left.
     public static func suggestion(learningRates: [Double], losses: [Double], steps: Int) -> Int? {
-        let start = steps / 10, end = losses.count - 5
+        let start = Swift.max(0, steps / 10), end = Swift.min(losses.count, learningRates.count) - 5
         guard end > start else { return nil }
         var window = Array(losses[start..<end])
         if let nan = window.firstIndex(where: { $0.isNaN }) { window = Array(window[..<nan]) }
@@ -165,7 +165,7 @@ public struct LRFinder {
         var series = [PlotSeries(name: "smoothed loss", points: zip(result.learningRates, result.losses).map {
             (Foundation.log10($0), $1)
         })]
-        if let i = result.suggestionIndex {
+        if let i = result.suggestionIndex, result.learningRates.indices.contains(i), result.losses.indices.contains(i) {
             series.append(PlotSeries(name: String(format: "suggestion %.2e", result.learningRates[i]),
                                      points: [(Foundation.log10(result.learningRates[i]), result.losses[i])]))
         }

@@ -98,15 +98,19 @@ public struct ClassificationMetrics {
                 + "\(form.single ? "one score per sample" : "one score per class") as "
                 + "\(form.probabilities ? "probabilities" : "logits")")
         }
-        inputForm = (single, areProbabilities)
         guard labelTensor.count == n else {
             throw MetricsError("\(labelTensor.count) labels for \(n) samples")
+        }
+        // Float labels were truncated (1.7 counted as class 1).
+        guard !labelTensor.dtype.isFloatingPoint else {
+            throw MetricsError("labels must be class indices (an integer dtype), got \(labelTensor.dtype)")
         }
         let values = try input.to(dtype: .float64, device: .cpu).contiguous().toArray(Double.self)
         let trueClasses = try labelTensor.to(dtype: .int64, device: .cpu).contiguous().toArray(Int64.self)
         for (i, label) in trueClasses.enumerated() where label < 0 || label >= Int64(classCount) {
             throw MetricsError("label \(label) of sample \(i) is outside 0..<\(classCount)")
         }
+        inputForm = (single, areProbabilities)  // after the checks: a refused batch fixed no form
         if let loss {
             lossSum += loss * Double(n)
             lossSamples += n
@@ -399,6 +403,7 @@ public struct EvaluationReport: Codable, Equatable {
     /// A plain-text report: headline metrics, a scikit-learn style classification report, the
     /// confusion matrix and the notes.
     public func rendered(digits: Int = 4) -> String {
+        let digits = Swift.min(Swift.max(digits, 0), 17)  // -2 printed "%.0-2f" in every cell
         func f(_ x: Double) -> String { String(format: "%.\(digits)f", x) }
         func pad(_ s: String, _ width: Int, right: Bool = true) -> String {
             let gap = String(repeating: " ", count: Swift.max(0, width - s.count))

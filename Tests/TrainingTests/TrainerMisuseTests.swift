@@ -79,4 +79,29 @@ final class TrainerMisuseTests: XCTestCase {
         XCTAssertThrowsError(try MixConfig(mixupAlpha: 0, cutmixAlpha: .infinity).validate())
         XCTAssertNoThrow(try MixConfig(mixupAlpha: 0.2, cutmixAlpha: 1).validate())
     }
+
+    /// Helpers that trapped on values a hand-made call can pass (probe AC): each gives a defined answer.
+    func testHelpersGiveDefinedAnswersForOddValues() throws {
+        XCTAssertEqual(PseudoLabelSettings(fraction: 1).pseudoCount(labelled: 10),
+                       PseudoLabelSettings(fraction: PseudoLabelSettings.largestFraction).pseudoCount(labelled: 10))
+        XCTAssertEqual(MixConfig(mixupAlpha: 0, cutmixAlpha: 1).draw(epoch: 0, batch: 0, height: 0, width: 0).lambda, 1)
+        let (box, lambda) = CutMixBox.around(centreY: 1, centreX: 1, lambda: 2, height: 10, width: 10)
+        XCTAssertEqual(lambda, 1)
+        XCTAssertEqual(box.bottom - box.top, 0)
+        XCTAssertEqual(CutMixBox.around(centreY: 0, centreX: 0, lambda: 0.5, height: 0, width: 4).lambda, 1)
+        XCTAssertNil(LRFinder.suggestion(learningRates: [1, 2, 3], losses: [1, 2, 3], steps: -100))
+        let result = LRFinder.Result(learningRates: [1e-3, 1e-2], losses: [1, 0.5], suggestion: nil, suggestionIndex: 9,
+                                     stoppedEarly: false)
+        XCTAssertFalse(LRFinder.plot(result).isEmpty)
+
+        var metrics = try ClassificationMetrics(classCount: 3)
+        XCTAssertThrowsError(try metrics.update(logits: Tensor.zeros([2, 3]), labels: Tensor([Float(1.7), 0.2]))) { error in
+            XCTAssertEqual("\(error)", "labels must be class indices (an integer dtype), got float32")
+        }
+        // The refused batch fixed no input form: a batch of probabilities is still welcome.
+        XCTAssertThrowsError(try metrics.update(logits: Tensor.zeros([1, 3]), labels: Tensor([Int64(7)])))
+        try metrics.update(probabilities: Tensor([Float(0.2), 0.5, 0.3], shape: [1, 3]), labels: Tensor([Int64(1)]))
+        XCTAssertEqual(metrics.report().sampleCount, 1)
+        XCTAssertFalse(metrics.report().rendered(digits: -2).contains("%"))
+    }
 }

@@ -116,7 +116,9 @@ public struct PseudoLabelSettings: Codable, Equatable, Sendable {
     /// Pseudo-labelled images that join a batch of `labelled` images.
     public func pseudoCount(labelled: Int) -> Int {
         guard fraction > 0, labelled > 0 else { return 0 }
-        return Int((fraction * Double(labelled) / (1 - fraction)).rounded())
+        // `fraction` past `largestFraction` (1 made this infinite, a trap) counts as the largest.
+        let f = Swift.min(fraction, Self.largestFraction)
+        return Int((f * Double(labelled) / (1 - f)).rounded())
     }
 }
 

@@ -18,8 +18,9 @@ public struct SamplePrediction: Codable, Equatable, Sendable {
     /// logits (log-softmax; for a binary head, binary cross entropy).
     public var loss: Double
 
-    /// The probability of the predicted class.
-    public var confidence: Double { probabilities[predicted] }
+    /// The probability of the predicted class (NaN when `predicted` is not an index of `probabilities`,
+    /// as in a hand-made or damaged value: it trapped).
+    public var confidence: Double { probabilities.indices.contains(predicted) ? probabilities[predicted] : .nan }
 
     /// The rows of one batch. Binary logits [N, 1] are read as two-class logits [0, z], whose
     /// softmax is [1 − σ(z), σ(z)] and whose log-softmax gives binary cross entropy.
