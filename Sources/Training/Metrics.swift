@@ -302,9 +302,11 @@ public struct ClassificationMetrics {
 
     /// ROC AUC from ranks (Mann–Whitney U with average ranks for ties), which equals the area under
     /// the trapezoidal ROC curve that sklearn's `roc_auc_score` computes. nil when either class is
-    /// missing, or when the lists differ in length (there must be one label per score).
+    /// missing, when the lists differ in length (there must be one label per score), or when a score
+    /// is NaN (sklearn refuses those; ranking them gave a number, 0.667 for one NaN among three).
     public static func rocAUC(scores: [Float], positives: [Bool]) -> Double? {
         guard scores.count == positives.count else { return nil }  // it trapped
+        guard !scores.contains(where: \.isNaN) else { return nil }
         let nPositive = positives.reduce(0) { $0 + ($1 ? 1 : 0) }
         let nNegative = positives.count - nPositive
         guard nPositive > 0, nNegative > 0 else { return nil }

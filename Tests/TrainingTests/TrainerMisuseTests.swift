@@ -103,5 +103,7 @@ final class TrainerMisuseTests: XCTestCase {
         try metrics.update(probabilities: Tensor([Float(0.2), 0.5, 0.3], shape: [1, 3]), labels: Tensor([Int64(1)]))
         XCTAssertEqual(metrics.report().sampleCount, 1)
         XCTAssertFalse(metrics.report().rendered(digits: -2).contains("%"))
+        XCTAssertNil(ClassificationMetrics.rocAUC(scores: [0.1, .nan, 0.9], positives: [false, true, true]))
+        XCTAssertEqual(ClassificationMetrics.rocAUC(scores: [0.1, 0.4, 0.9], positives: [false, true, true]), 1)
     }
 }
