@@ -100,8 +100,8 @@ public final class CachedFeatureEpoch {
         self.features = features
         self.labels = labels
         if labels.count != features.sampleCount || features.valid.count != features.sampleCount {
-            // A cache of other data: indexing it by this loader's samples trapped (or, at the same
-            // count, trained on other images' features).
+            // A cache of other data: indexing it by this loader's samples trapped. (One of another
+            // dataset with the same count is not detected here: the loader has no key to compare.)
             mismatch = "the feature cache holds \(features.sampleCount) samples and the data \(labels.count): "
                 + "it was made for other data (its key is \(features.key.prefix(12)))"
         }
