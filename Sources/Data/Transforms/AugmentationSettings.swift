@@ -5,14 +5,20 @@ import Foundation
 /// count) is a thrown error naming the augmentation and the field. They trapped the process; the CLI
 /// validates its flags first, so only library users met that.
 enum AugmentationSettings {
-    /// Throws unless every number of `range` is finite and inside `allowed`.
-    static func check(_ range: ClosedRange<Double>, _ field: String, of augmentation: String,
-                      within allowed: ClosedRange<Double>, allowedText: String) throws {
-        guard range.lowerBound.isFinite, range.upperBound.isFinite,
-              allowed.contains(range.lowerBound), allowed.contains(range.upperBound) else {
-            throw DataError.invalidDataset("\(augmentation): \(field) must be \(allowedText), got "
-                + "\(range.lowerBound)...\(range.upperBound)")
+    /// Throws unless the area fraction `scale` is within 0...1 and the aspect `ratio` positive and at
+    /// most 1e6 (the ranges `RandomResizedCrop` and `RandomErasing` draw from).
+    static func checkScaleAndRatio(_ scale: ClosedRange<Double>, _ ratio: ClosedRange<Double>,
+                                   of augmentation: String) throws {
+        func check(_ range: ClosedRange<Double>, _ field: String, within allowed: ClosedRange<Double>,
+                   _ allowedText: String) throws {
+            guard range.lowerBound.isFinite, range.upperBound.isFinite,
+                  allowed.contains(range.lowerBound), allowed.contains(range.upperBound) else {
+                throw DataError.invalidDataset("\(augmentation): \(field) must be \(allowedText), got "
+                    + "\(range.lowerBound)...\(range.upperBound)")
+            }
         }
+        try check(scale, "scale", within: 0...1, "within 0...1")
+        try check(ratio, "ratio", within: .leastNormalMagnitude...1e6, "positive, at most 1e6")
     }
 
     /// Throws unless `value` is finite and inside `allowed`.

@@ -65,9 +65,7 @@ public struct RandomErasing: Sendable, Equatable {
     /// is. The input is not changed. Throws when a setting is out of its range, naming it.
     public func apply(_ image: Tensor, random: inout SampleRandom) throws -> Tensor {
         try AugmentationSettings.check(probability, "probability", of: "RandomErasing", within: 0...1)
-        try AugmentationSettings.check(scale, "scale", of: "RandomErasing", within: 0...1, allowedText: "within 0...1")
-        try AugmentationSettings.check(ratio, "ratio", of: "RandomErasing", within: .leastNormalMagnitude...1e6,
-                                       allowedText: "positive, at most 1e6")
+        try AugmentationSettings.checkScaleAndRatio(scale, ratio, of: "RandomErasing")
         let shape = image.shape
         guard shape.count == 3, let box = rectangle(height: shape[1], width: shape[2], random: &random),
               box.height > 0, box.width > 0 else { return image }

@@ -68,9 +68,7 @@ public struct RandomResizedCrop: ImageAugmentation {
     /// Draws a crop with `parameters` and resizes it to `height`×`width`. Throws when `scale` is not
     /// within 0...1 or `ratio` not positive and finite, naming the field.
     public func apply(_ image: Image, random: inout SampleRandom) throws -> Image {
-        try AugmentationSettings.check(scale, "scale", of: "RandomResizedCrop", within: 0...1, allowedText: "within 0...1")
-        try AugmentationSettings.check(ratio, "ratio", of: "RandomResizedCrop", within: .leastNormalMagnitude...1e6,
-                                       allowedText: "positive, at most 1e6")
+        try AugmentationSettings.checkScaleAndRatio(scale, ratio, of: "RandomResizedCrop")
         let p = Self.parameters(imageHeight: image.height, imageWidth: image.width, scale: scale, ratio: ratio,
                                 random: &random)
         return try image.cropped(top: p.top, left: p.left, height: p.height, width: p.width)
