@@ -204,6 +204,9 @@ public struct ClassificationMetrics {
         let predicted = (0..<c).map { j in matrix.reduce(0) { $0 + $1[j] } }
         let correct = (0..<c).reduce(0) { $0 + matrix[$1][$1] }
         if sampleCount == 0 { notes.append("no samples were evaluated") }
+        if let k = topK, k >= c {  // sklearn's top_k_accuracy_score warns of the same
+            notes.append("top-\(k) accuracy is 1 whatever the scores: k is at least the number of classes (\(c))")
+        }
 
         // Per-class precision, recall, F1 (sklearn: zero_division="warn" → 0 with a warning).
         var perClass: [ClassReport] = []

@@ -236,6 +236,14 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(two.report().topKAccuracy!, 0.5, accuracy: eps)
         // Few classes: no top-k by default.
         XCTAssertNil(try ClassificationMetrics(classCount: 5).topK)
+        // k at least the classes: every sample is a hit, which the report says (as sklearn warns); it
+        // gave 1.0 without a word.
+        var all = try ClassificationMetrics(classCount: 3, topK: 3)
+        try all.update(logits: try floats([[0, 1, 2]]), labels: try labels([0]))
+        XCTAssertEqual(all.report().topKAccuracy, 1)
+        XCTAssertTrue(all.report().notes.contains("top-3 accuracy is 1 whatever the scores: k is at least the number "
+            + "of classes (3)"), "\(all.report().notes)")
+        XCTAssertFalse(two.report().notes.contains { $0.hasPrefix("top-") })
     }
 
     func testValidationAndReset() throws {
