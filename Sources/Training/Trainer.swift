@@ -185,7 +185,9 @@ public final class Trainer {
     /// `FeatureCache.ineligibility(of:)`, checked every epoch), epochs train and validate the head
     /// on these instead of running the backbone — e.g. phase 1 of a two-phase recipe, after which
     /// phase 2 goes through the full network. The features must come from the same datasets and
-    /// transforms as the loaders passed to `fit` (`FeatureCache.prepare`).
+    /// transforms as the loaders passed to `fit` (`FeatureCache.prepare`): features of other images
+    /// (another count, or another image at some index) are refused when an epoch starts; another
+    /// transform cannot be seen.
     public var featureCache: TrainingFeatures?
     /// The last validation report and batch result.
     public private(set) var lastValidationReport: EvaluationReport?
@@ -1036,6 +1038,12 @@ public final class Trainer {
             return 2
         }
         let count = dataset.classNames.count
+        // One class: cross-entropy of one logit is 0 whatever the weights, so training would "converge"
+        // at once and learn nothing (and `evaluate` refuses it).
+        guard count >= 2 else {
+            throw TrainingError.invalidConfiguration("a classifier needs at least 2 classes, the data has \(count)"
+                + (dataset.classNames.first.map { " (\"\($0)\")" } ?? ""))
+        }
         if let outputs, outputs != count {
             throw TrainingError.invalidConfiguration("the model has \(outputs) outputs but the data has \(count) classes")
         }

@@ -28,6 +28,55 @@ final class TrainerMisuseTests: XCTestCase {
         XCTAssertNotNil(try cached.epoch(0, of: TRData.loader(small, batchSize: 4)).nextBatch())
     }
 
+    /// A feature cache of other images with as many samples trained the head on their features without a
+    /// word (only counts were compared). The same images loaded again (another store, the same bytes) and
+    /// relabelled samples still use it: features do not depend on labels.
+    func testAFeatureCacheOfOtherImagesWithTheSameCountIsAnError() throws {
+        Runtime.manualSeed(3)
+        let model = try TRTinyNet()
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2), seed: 1)
+        configuration.apply(.headOnly(trainBatchNorm: false))
+        let data = try TRData.dataset(count: 6, seed: 1), other = try TRData.dataset(count: 6, seed: 2)
+        var usedCache: [Bool] = []
+        let recorder = TREventRecorder { event, _ in
+            if case .epochEnd(let result) = event { usedCache.append(result.usedFeatureCache) }
+        }
+        let trainer = try Trainer(model: model, configuration: configuration, callbacks: [recorder])
+        let cached = try FeatureCache.prepare(model: model, dataset: data, transform: TRData.transform,
+                                              transformDescription: "test", directory: nil)
+        trainer.featureCache = TrainingFeatures(train: cached)
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(other, batchSize: 3), epochs: 1)) { error in
+            XCTAssertTrue("\(error)".contains("the feature cache was made from other images: sample 0 of the data is "
+                + "<in-memory image #0>"), "\(error)")
+        }
+        let reloaded = try TRData.dataset(count: 6, seed: 1)
+        var relabelled = reloaded
+        relabelled.samples = relabelled.samples.map { LabeledSample(source: $0.source, label: ($0.label + 1) % 3) }
+        for (epochs, dataset) in [data, reloaded, relabelled].enumerated() {  // `epochs` counts from the start
+            XCTAssertNoThrow(try trainer.fit(train: TRData.loader(dataset, batchSize: 3), epochs: epochs + 1))
+        }
+        XCTAssertEqual(usedCache, [true, true, true])
+    }
+
+    /// One class and a one-output head: cross-entropy of one logit is 0, so `fit` trained to a loss of 0
+    /// and learnt nothing (probe AC), while `evaluate` refused one class. `fit` refuses it too; binary
+    /// mode (one output, two classes) still trains.
+    func testFitRefusesOneClass() throws {
+        let oneClass = try TRData.dataset(count: 6, classes: 1)
+        let trainer = try Trainer(model: try TRTinyNet(classes: 1),
+                                  configuration: TrainingConfiguration(optimizer: .sgd(learningRate: 0.1), seed: 1))
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(oneClass, batchSize: 3), epochs: 1)) { error in
+            XCTAssertTrue("\(error)".contains("a classifier needs at least 2 classes, the data has 1 (\"class0\")"),
+                          "\(error)")
+        }
+        var binary = TrainingConfiguration(optimizer: .sgd(learningRate: 0.1), seed: 1)
+        binary.loss = .binary
+        let twoClasses = try TRData.dataset(count: 6, classes: 2)
+        let result = try Trainer(model: try TRTinyNet(classes: 1), configuration: binary)
+            .fit(train: TRData.loader(twoClasses, batchSize: 3), epochs: 1)
+        XCTAssertGreaterThan(result.history.last?.metrics["loss"] ?? 0, 0)
+    }
+
     /// Under MixUp/CutMix a label outside the classes was a row without a one, and training on such data
     /// completed; without mixing, cross-entropy refused it. Both refuse it now.
     func testMixedTargetsRefuseLabelsOutsideTheClasses() throws {

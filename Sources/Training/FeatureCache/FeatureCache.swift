@@ -42,6 +42,9 @@ public final class CachedFeatures: @unchecked Sendable {
     public let skipped: SkippedFiles
     /// The file mapping `features` references (nil when they are in memory).
     let mapping: SafeTensorsMapping?
+    /// The samples the features were made from (`prepare` sets it), so that a loader of other images
+    /// is refused even when it has as many (nil for features made otherwise: only counts are checked).
+    var madeFrom: [LabeledSample]?
 
     public var views: Int { features.shape[0] }
     public var sampleCount: Int { features.shape[1] }
@@ -72,7 +75,42 @@ public final class CachedFeatures: @unchecked Sendable {
 
     public func epoch(_ epoch: Int, of loader: DataLoader, startingAtBatch first: Int = 0) -> CachedFeatureEpoch {
         CachedFeatureEpoch(features: self, batches: Array(loader.batches(epoch: epoch).enumerated().dropFirst(first)),
-                           view: epoch % views, labels: loader.dataset.labels)
+                           view: epoch % views, samples: loader.dataset.samples)
+    }
+
+    /// Why these features cannot stand for `samples` (nil when they can): another count, or (when
+    /// `madeFrom` is known) another image at some index. Labels may differ: features do not depend on
+    /// them. In-memory images match when their stores are the same object or hold the same bytes.
+    func mismatch(with samples: [LabeledSample]) -> String? {
+        let key = "(its key is \(key.prefix(12)))"
+        guard samples.count == sampleCount, valid.count == sampleCount else {
+            return "the feature cache holds \(sampleCount) samples and the data \(samples.count): "
+                + "it was made for other data \(key)"
+        }
+        guard let madeFrom else { return nil }
+        var sameStores: [[ObjectIdentifier]: Bool] = [:]
+        func sameImage(_ a: ImageSource, _ b: ImageSource) -> Bool {
+            switch (a, b) {
+            case (.file(let p), .file(let q)): return p == q
+            case (.memory(let s, let i), .memory(let t, let j)):
+                guard i == j else { return false }
+                if s === t { return true }
+                let pair = [ObjectIdentifier(s), ObjectIdentifier(t)]
+                if let known = sameStores[pair] { return known }
+                let same = s.count == t.count && s.width == t.width && s.height == t.height && s.channels == t.channels
+                    && s.layout == t.layout && s.bytes.withUnsafeBytes { x in
+                        t.bytes.withUnsafeBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
+                    }
+                sameStores[pair] = same
+                return same
+            default: return false
+            }
+        }
+        for (i, (cached, sample)) in zip(madeFrom, samples).enumerated() where !sameImage(cached.source, sample.source) {
+            return "the feature cache was made from other images: sample \(i) of the data is \(sample.source), "
+                + "the cache's is \(cached.source) \(key)"
+        }
+        return nil
     }
 }
 
@@ -96,15 +134,12 @@ public final class CachedFeatureEpoch {
     /// cache (276 MB) become resident between two releases.
     static let faultAroundBytes = 64 << 10
 
-    init(features: CachedFeatures, batches: [(offset: Int, element: [Int])], view: Int, labels: [Int]) {
+    init(features: CachedFeatures, batches: [(offset: Int, element: [Int])], view: Int, samples: [LabeledSample]) {
         self.features = features
-        self.labels = labels
-        if labels.count != features.sampleCount || features.valid.count != features.sampleCount {
-            // A cache of other data: indexing it by this loader's samples trapped. (One of another
-            // dataset with the same count is not detected here: the loader has no key to compare.)
-            mismatch = "the feature cache holds \(features.sampleCount) samples and the data \(labels.count): "
-                + "it was made for other data (its key is \(features.key.prefix(12)))"
-        }
+        self.labels = samples.map(\.label)
+        // A cache of other data: indexing it by this loader's samples trapped, or (as many samples)
+        // trained the head on other images' features.
+        mismatch = features.mismatch(with: samples)
         // `select` is a view of the cached tensor: no copy.
         self.view = (try? features.features.select(dim: 0, index: view)) ?? features.features
         self.pending = batches[...]
@@ -244,21 +279,25 @@ public enum FeatureCache {
                                              transformDescription: transformDescription + " decode_min_side=\(transform.decodeMinSide)",
                                              views: views, seed: seed, autocastBF16: autocastBF16)
         let key = SHA256Hasher.hexDigest(of: Array(description.utf8))
+        func made(_ features: CachedFeatures) -> CachedFeatures {
+            features.madeFrom = dataset.samples
+            return features
+        }
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
         if let distributed, distributed.worldSize > 1 {
             let inputs = ExtractionInputs(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
                                           autocastBF16: autocastBF16, batchSize: batchSize, workers: workers, strict: strict)
-            return try prepareSharded(inputs, key: key, description: description, path: path, distributed: distributed)
+            return made(try prepareSharded(inputs, key: key, description: description, path: path, distributed: distributed))
         }
         if let path, let cached = try reuse(path, key: key, dataset: dataset, views: views, width: model.embeddingSize,
                                             strict: strict) {
-            return cached
+            return made(cached)
         }
         guard let path, let directory else {
             let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                          seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
                                                          workers: workers, strict: strict, stop: stop)
-            return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
+            return made(CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped))
         }
         // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
         let n = dataset.count, width = model.embeddingSize
@@ -310,13 +349,13 @@ public enum FeatureCache {
             let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                          seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
                                                          workers: workers, strict: strict, stop: stop)
-            return CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped)
+            return made(CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped))
         }
         guard let cached = readBack else {
             throw TrainingError.invalidConfiguration("feature cache \(path) did not read back as written")
         }
-        return CachedFeatures(features: cached.features, valid: valid, path: path, key: key, reused: false,
-                              skipped: skipped, mapping: cached.mapping)
+        return made(CachedFeatures(features: cached.features, valid: valid, path: path, key: key, reused: false,
+                                   skipped: skipped, mapping: cached.mapping))
     }
 
     /// Tests only: called with a new cache's path between writing it and reading it back, where another
