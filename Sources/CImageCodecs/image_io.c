@@ -27,33 +27,36 @@ static ssize_t read_at(int fd, uint8_t *buffer, size_t count, uint64_t offset) {
     return (ssize_t)got;
 }
 
-/// Where a PNG's IEND chunk ends, walking the chunk headers; `size` when it cannot be told (a chunk
+/// An image extent that cannot be told from the file's structure (see `image_extent`).
+#define UNTOLD UINT64_MAX
+
+/// Where a PNG's IEND chunk ends, walking the chunk headers; UNTOLD when it cannot be told (a chunk
 /// type that is not four ASCII letters: zeros of a preallocated download were walked 12 bytes at a
 /// time).
 static uint64_t png_extent(int fd, uint64_t size) {
     uint64_t offset = 8;  // the signature
     uint8_t header[8];
     while (offset + 12 <= size) {
-        if (read_at(fd, header, 8, offset) != 8) return size;
+        if (read_at(fd, header, 8, offset) != 8) return UNTOLD;
         for (int k = 4; k < 8; k++) {
             uint8_t c = header[k] & 0xDF;  // letters only, either case
-            if (c < 'A' || c > 'Z') return size;
+            if (c < 'A' || c > 'Z') return UNTOLD;
         }
         uint64_t length = ((uint64_t)header[0] << 24) | ((uint64_t)header[1] << 16) | ((uint64_t)header[2] << 8) | header[3];
         offset += 12 + length;  // length, type, data, CRC
         if (memcmp(header + 4, "IEND", 4) == 0) return offset < size ? offset : size;
     }
-    return size;
+    return UNTOLD;
 }
 
 /// Where a JPEG's EOI marker ends: marker segments are skipped by their lengths, entropy-coded data
-/// is scanned (in 1 MiB pieces) for the next marker; `size` when it cannot be told.
+/// is scanned (in 1 MiB pieces) for the next marker; UNTOLD when it cannot be told.
 static uint64_t jpeg_extent(int fd, uint64_t size) {
     enum { piece = 1 << 20 };
     uint8_t *buffer = (uint8_t *)malloc(piece);
-    if (buffer == NULL) return size;
+    if (buffer == NULL) return UNTOLD;
     uint64_t offset = 2;  // SOI
-    uint64_t result = size;
+    uint64_t result = UNTOLD;
     uint8_t header[4];
     while (offset + 2 <= size) {
         if (read_at(fd, header, 2, offset) != 2 || header[0] != 0xFF) break;
@@ -89,12 +92,13 @@ static uint64_t jpeg_extent(int fd, uint64_t size) {
 
 /// How many bytes of the file hold the image: through a PNG's IEND or a JPEG's EOI (what follows is
 /// never decoded, as PIL stops there too), the first 64 KiB of any other file (enough for the decoder
-/// to say what it is), or `size` when the end cannot be told (a truncated file keeps its error).
+/// to say what it is: a JPEG starts FF D8 FF, as `ic_detect_format` asks), or UNTOLD when the end
+/// cannot be told (junk between markers, a file cut short: what follows may be the image's data).
 static uint64_t image_extent(int fd, uint64_t size) {
     uint8_t signature[8];
     if (read_at(fd, signature, 8, 0) != 8) return size;
     if (memcmp(signature, "\x89PNG\r\n\x1a\n", 8) == 0) return png_extent(fd, size);
-    if (signature[0] == 0xFF && signature[1] == 0xD8) return jpeg_extent(fd, size);
+    if (signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) return jpeg_extent(fd, size);
     return size < 65536 ? size : 65536;
 }
 
@@ -138,7 +142,21 @@ int ic_read_file(const char *path, uint64_t max_bytes, uint8_t **out, uint64_t *
     // A whole read of a large file stops where the image ends: a valid PNG followed by 3 GB of other
     // bytes took 3 GB of memory per decode (6 GB with two loader workers), and a 4 GB file that is no
     // image was read whole before it was refused (probe W).
-    if (max_bytes == 0 && size > IC_WHOLE_READ_LIMIT) want = image_extent(fd, size);
+    if (max_bytes == 0 && size > IC_WHOLE_READ_LIMIT) {
+        want = image_extent(fd, size);
+        if (want == UNTOLD) {
+            // Read whole, as the end may be the image's; but not gigabytes of what is most likely junk (a
+            // JPEG header followed by a preallocated download's zeros was read whole, 4 GB per decode).
+            if (size > IC_UNTOLD_READ_LIMIT) {
+                ic_set_error(error, error_cap, "where the image ends in this %llu-byte file cannot be told from its "
+                             "structure, and such a file is read whole only up to %llu bytes",
+                             (unsigned long long)size, (unsigned long long)IC_UNTOLD_READ_LIMIT);
+                close(fd);
+                return IC_ERR_TOO_LARGE;
+            }
+            want = size;
+        }
+    }
     if (want > SIZE_MAX - 1) {
         ic_set_error(error, error_cap, "file too large (%llu bytes)", (unsigned long long)size);
         close(fd);

@@ -511,6 +511,45 @@ final class ImageCodecTests: XCTestCase {
         XCTAssertEqual(try ImageCodec.withFileBytes(cut, maxBytes: 0) { raw, _ in raw.count }, padded.count)
     }
 
+    /// A large file whose image's end cannot be told was read whole, however large: a JPEG header followed
+    /// by a preallocated download's zeros took 4 GB per decode. Above 1 GiB (IC_UNTOLD_READ_LIMIT) it is
+    /// refused naming the file; below, read whole as before. A file starting FF D8 but not FF D8 FF is no
+    /// JPEG to the decoder, and is read as far as its first 64 KiB, like any other non-image.
+    func testAFileWhoseImageEndCannotBeToldIsNotReadPastTheLimit() throws {
+        let folder = NSTemporaryDirectory() + "untold-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func sparse(_ name: String, _ head: [UInt8], size: UInt64) throws -> String {
+            let path = folder + "/" + name
+            try Foundation.Data(head).write(to: URL(fileURLWithPath: path))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: size)
+            try handle.close()
+            return path
+        }
+        let jpeg = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.fixture("big.jpg")))
+        let app0 = Array(jpeg.prefix(4 + Int(jpeg[4]) << 8 + Int(jpeg[5])))  // SOI and the first segment
+        XCTAssertEqual(Array(app0.prefix(3)), [0xFF, 0xD8, 0xFF])
+        let png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", be32(1) + be32(1) + [8, 2, 0, 0, 0])
+        let huge = (UInt64(1) << 30) + 1
+        for (name, head) in [("zeros.jpg", app0), ("zeros.png", png)] {
+            let path = try sparse(name, head, size: huge)
+            XCTAssertThrowsError(try ImageCodec.withFileBytes(path, maxBytes: 0) { raw, _ in raw.count }) { error in
+                XCTAssertTrue("\(error)".contains(path) && "\(error)".contains("where the image ends in this 1073741825-byte "
+                    + "file cannot be told from its structure, and such a file is read whole only up to 1073741824 bytes"),
+                              "\(error)")
+            }
+            // Below the limit it is read whole, as before (what follows may be the image's data).
+            let smaller = try sparse("small-" + name, head, size: 40 << 20)
+            XCTAssertEqual(try ImageCodec.withFileBytes(smaller, maxBytes: 0) { raw, _ in raw.count }, 40 << 20)
+        }
+        let notJPEG = try sparse("junk.jpg", [0xFF, 0xD8, 0x00, 0x01], size: 40 << 20)
+        XCTAssertEqual(try ImageCodec.withFileBytes(notJPEG, maxBytes: 0) { raw, _ in raw.count }, 65536)
+        XCTAssertThrowsError(try Image(contentsOfFile: notJPEG)) { error in
+            XCTAssertTrue("\(error)".contains("unsupported image format"), "\(error)")
+        }
+    }
+
     /// Probe W: a 261 KB PNG of 16384² zeros (2^28 pixels, the old limit) took 1 GB and 10 s to decode,
     /// where PIL raises `DecompressionBombError` above 178,956,970 pixels. The limit is PIL's now, and
     /// a progressive JPEG of more than 500 scans (600 here, from a 32 KB file) is refused as well.

@@ -135,10 +135,13 @@ int ic_png_encode(const uint8_t *pixels, int32_t width, int32_t height, int32_t 
 
 /// Files above this size are read whole only up to the end of their image (see `ic_read_file`).
 #define IC_WHOLE_READ_LIMIT ((uint64_t)32 << 20)
+/// A file above IC_WHOLE_READ_LIMIT whose image's end cannot be told (junk between JPEG markers, a
+/// file cut short) is read whole up to this size, and refused above it (IC_ERR_TOO_LARGE).
+#define IC_UNTOLD_READ_LIMIT ((uint64_t)1 << 30)
 
 /// Reads up to `max_bytes` of the regular file `path` (0 = the whole file; for a file over
 /// IC_WHOLE_READ_LIMIT, up to the end of its PNG's IEND or JPEG's EOI, or its first 64 KiB when it is
-/// neither). `*file_size` receives the
+/// neither; one whose end cannot be told is refused above IC_UNTOLD_READ_LIMIT). `*file_size` receives the
 /// file's full size, so a caller can tell whether it got everything. An empty file gives `*out` == a
 /// valid zero-length allocation. Free `*out` with `ic_free`. Directories and unreadable paths fail
 /// with IC_ERR_IO and strerror's reason.
