@@ -192,9 +192,13 @@ extension TrainCLITests {
     /// accumulated gradients are its own; rank 0's checkpoint holds rank 0's), and `--resume` ends
     /// with the uninterrupted run's weights, bit for bit: every batch's dropout masks come from
     /// (seed, epoch, batch, rank), not from a generator whose position differs between ranks.
+    ///
+    /// Warnings: a folder beside the splits (`dev/`) is warned about once, by rank 0 (every rank printed
+    /// it until stop 41); the cut file is warned about by the rank that decodes it, rank N > 0 saying so.
     func testCtrlCOfADataParallelRunResumesExactlyAtAnAccumulationGroupsEnd() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let data = try makeDistributedDataset(truncating: "train/\(Self.classes[1])/3.png")
+        try FileManager.default.createDirectory(atPath: data + "/dev", withIntermediateDirectories: true)
         let runs = try temporaryFolder("dist-ctrl-c")
         func arguments(_ out: String) throws -> [String] {
             trainArguments(data: data, out: out, batchSize: 1)
@@ -203,6 +207,13 @@ extension TrainCLITests {
         }
         let whole = try CLITests.run(try arguments(runs + "/whole"))
         XCTAssertEqual(whole.status, 0, whole.stderr)
+        let lines = whole.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0 == "warning: \(data)/dev is not read: beside train/, only val/ (validation/, "
+            + "valid/) and test/ (testing/) are splits; a class folder belongs inside each split" }.count, 1, whole.stderr)
+        let cut = lines.filter { $0.contains("skipping \(data)/train/\(Self.classes[1])/3.png") }
+        XCTAssertFalse(cut.isEmpty, whole.stderr)
+        XCTAssertTrue(cut.allSatisfy { $0.hasPrefix("warning: skipping") || $0.hasPrefix("rank 1: warning: skipping") },
+                      whole.stderr)
 
         // Checkpoints change no arithmetic; the first one says training has started.
         let launcher = try launchedUntilItsFirstCheckpoint(try arguments(runs + "/stopped") + ["--save-every-steps", "5"],

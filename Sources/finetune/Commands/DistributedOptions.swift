@@ -237,3 +237,31 @@ enum WorkerProcess {
         return result
     }
 }
+
+/// What one process of `train` prints of its run's notices. Information: rank 0 alone (every rank
+/// trains alike). Warnings: until the run is made (`TrainingRun.create`/`resume`) every rank reads the
+/// same data and settings and warns alike, so rank 0 prints them once; afterwards a rank's warnings
+/// are its own (a file of its shard that could not be decoded, its lone image), and rank N > 0 prints
+/// them as "rank N: warning: …". Until stop 41 every rank printed every warning.
+final class RankNotices {
+    let rank: Int
+    /// With --json, information goes to standard error (standard output holds the JSON summary).
+    let json: Bool
+    /// Set once the run is made: from then on, warnings of ranks other than 0 are printed.
+    var runIsMade = false
+
+    init(rank: Int, json: Bool) {
+        self.rank = rank
+        self.json = json
+    }
+
+    func notify(_ notice: TrainingRun.Notice) {
+        switch notice {
+        case .info(let text):
+            guard rank == 0 else { return }
+            if json { printError(text) } else { print(text); fflush(stdout) }
+        case .warning(let text):
+            if rank == 0 { printError("warning: " + text) } else if runIsMade { printError("rank \(rank): warning: " + text) }
+        }
+    }
+}

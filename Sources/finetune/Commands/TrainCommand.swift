@@ -212,12 +212,8 @@ struct TrainCommand: ParsableCommand {
         let parallel = try distributed.join(), rank = parallel?.rank ?? 0
         // A resumed run keeps its own thread count unless --threads says otherwise (bit-exact resume).
         if resume == nil || threads != nil { try applyThreads(threads) }
-        let notify: (TrainingRun.Notice) -> Void = { [json] notice in
-            switch notice {
-            case .info(let text): if rank > 0 {} else if json { printError(text) } else { print(text); fflush(stdout) }
-            case .warning(let text): printError("warning: " + text)
-            }
-        }
+        let notices = RankNotices(rank: rank, json: json)
+        let notify = notices.notify
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
                 ResumeFlags.warnAboutIgnored(rank: rank)
@@ -228,6 +224,7 @@ struct TrainCommand: ParsableCommand {
             return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
                                           finetuneVersion: finetuneVersion, notify: notify)
         }
+        notices.runIsMade = true
         trainingRun.trainer.distributed = parallel
         // With --json, progress goes to standard error: its style follows that stream.
         let style = ProgressPrinter.defaultStyle(isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) != 0)
