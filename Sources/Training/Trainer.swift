@@ -790,10 +790,14 @@ public final class Trainer {
             }
         }
         if !trains {
-            // The all-reduce sums every trainable parameter's gradient on every rank.
+            // The all-reduce sums every trainable parameter's gradient on every rank. The zeros take the
+            // parameter's layout (a clone keeps its strides), as autograd's gradients do: contiguous zeros
+            // for a channels-last weight made LibTorch warn, at the next batch of an accumulation group,
+            // that "grad and param do not obey the gradient layout contract".
             for parameter in optimizer.parameterGroups.flatMap(\.parameters) where parameter.tensor.grad == nil {
-                try parameter.tensor.setGrad(Tensor.zeros(parameter.tensor.shape, dtype: parameter.tensor.dtype,
-                                                          device: parameter.tensor.device))
+                let zeros = try withNoGrad { try parameter.tensor.detach().clone() }
+                try zeros.zero_()
+                try parameter.tensor.setGrad(zeros)
             }
         }
         let trained = (state.accumulation?.batches ?? 0) + 1
