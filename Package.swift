@@ -143,6 +143,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
     ],
     targets: [
         // The C shim: the only code that touches LibTorch's C++ API.
@@ -188,7 +189,8 @@ let package = Package(
                                                 .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "HTTPTypes", package: "swift-http-types"),
                                                 .product(name: "NIOCore", package: "swift-nio"),
-                                                .product(name: "NIOHTTP1", package: "swift-nio")]),
+                                                .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                .product(name: "NIOHTTPTypes", package: "swift-nio-extras")]),
         // The command-line tool.
         .executableTarget(
             name: "finetune",

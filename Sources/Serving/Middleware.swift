@@ -16,9 +16,14 @@ struct ServeRequestContext: RequestContext {
 }
 
 /// Turns every error into a JSON `{"error": "..."}` body with its status (and `Retry-After` for 503).
-/// A 413 also closes the connection once it is answered, without reading the rest of the body.
+/// A 413 also closes the connection once it is answered: the rest of the body is read and dropped for
+/// up to `lingeringLimit` (`LingeringClose`), so that a client still sending it gets the answer. A 408
+/// closes the connection's input at once (its client has stopped sending).
 struct JSONErrorMiddleware: RouterMiddleware {
     typealias Context = ServeRequestContext
+
+    /// How long a refused body is read and dropped at most (`--request-timeout-ms`).
+    let lingeringLimit: TimeAmount
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -31,10 +36,13 @@ struct JSONErrorMiddleware: RouterMiddleware {
                 response.headers[HTTPField.Name("Retry-After")!] = String(seconds)
             }
             if let error = error as? ServingError, [413, 408].contains(error.status) {
-                // Hummingbird would read the rest of the body to reach the next request on the
-                // connection (whatever the response says); closing its input instead means nothing more
-                // is read, and the connection closes once this response is written.
+                // Hummingbird would read the rest of the body, however long, to reach the next request
+                // on the connection (whatever the response says).
                 response.headers[.connection] = "close"
+                if error.status == 413, (try? await LingeringClose.arm(on: context.channel, limit: lingeringLimit)) != nil {
+                    return response
+                }
+                // Nothing more is read, and the connection closes once this response is written.
                 context.channel.close(mode: .input, promise: nil)
             }
             return response

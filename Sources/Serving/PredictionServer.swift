@@ -89,7 +89,8 @@ public final class PredictionServer: @unchecked Sendable {
     func makeRouter() -> Router<ServeRequestContext> {
         let router = Router(context: ServeRequestContext.self)
         router.add(middleware: RequestLogMiddleware(log: log))
-        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: JSONErrorMiddleware(
+            lingeringLimit: .milliseconds(Int64(configuration.requestTimeoutMilliseconds))))
         if let key = configuration.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],

@@ -405,6 +405,37 @@ extension ServeTests {
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
+    /// A client that sends the whole of an over-limit body before it reads (Python's `http.client` and
+    /// `urllib` do) got "connection reset by peer" instead of the 413: the server closed the connection
+    /// with the rest of the body unread, and the kernel answered what kept coming with a reset. The rest
+    /// is read and dropped now (nginx's lingering close): the whole body goes out, the 413 comes back,
+    /// and the connection closes once the body has ended.
+    func testAClientThatSendsTheWholeOverLimitBodyBeforeReadingGetsThe413() throws {
+        let server = try smallBodyServer()
+        let port = try XCTUnwrap(URL(string: server.base)?.port)
+        for framing in ["length", "chunked"] {
+            let connection = try RawConnection(port: port)
+            let body = [UInt8](repeating: 0xFF, count: 20_000_000)
+            if framing == "length" {
+                connection.send(predictHead("Content-Length: \(body.count)"))
+                XCTAssertTrue(connection.send(body), "the server reset the connection while the body was being sent")
+            } else {
+                connection.send(predictHead("Transfer-Encoding: chunked"))
+                let chunk = Array(body.prefix(1 << 20))
+                for _ in 0..<20 {
+                    XCTAssertTrue(connection.send(Array("\(String(chunk.count, radix: 16))\r\n".utf8) + chunk + [13, 10]),
+                                  "the server reset the connection while the chunks were being sent")
+                }
+                connection.send("0\r\n\r\n")
+            }
+            let answer = try XCTUnwrap(connection.response(within: 10), "no 413 after the whole \(framing) body was sent")
+            assertError(answer, 413, mentions: "--max-body-bytes")
+            XCTAssertTrue(connection.closes(within: 5), "the connection stays open after the body has ended")
+        }
+        try assertGoodRequest(server, after: "whole bodies over the limit")
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
     /// A chunked body (no Content-Length): 413 as soon as the chunks cross the limit, with the body
     /// never finished.
     func testOverLimitChunkedBodyGets413AsSoonAsItCrossesTheLimit() throws {
