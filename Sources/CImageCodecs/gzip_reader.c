@@ -33,8 +33,12 @@ int ic_gzip_read(ic_gzip_stream *stream, uint8_t *buffer, size_t capacity, size_
   if (n < 0 || (code != Z_OK && code != Z_STREAM_END)) {
     if (code == Z_ERRNO)
       snprintf(error, error_cap, "read error: %s", strerror(errno));
-    else
-      snprintf(error, error_cap, "corrupt or truncated gzip data: %s", msg && *msg ? msg : "unknown error");
+    else {
+      // zlib writes "<path>: <what>"; the caller names the file already (zlib's own texts hold no ": ").
+      const char *what = msg ? msg : "";
+      for (const char *p = what; (p = strstr(p, ": ")) != NULL; p += 2) what = p + 2;
+      snprintf(error, error_cap, "corrupt or truncated gzip data: %s", *what ? what : "unknown error");
+    }
     return 1;
   }
   *count = (size_t)n;

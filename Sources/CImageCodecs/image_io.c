@@ -30,13 +30,13 @@ static ssize_t read_at(int fd, uint8_t *buffer, size_t count, uint64_t offset) {
 /// An image extent that cannot be told from the file's structure (see `image_extent`).
 #define UNTOLD UINT64_MAX
 
-/// Where a PNG's IEND chunk ends, walking the chunk headers; UNTOLD when it cannot be told (a chunk
-/// type that is not four ASCII letters: zeros of a preallocated download were walked 12 bytes at a
-/// time).
-static uint64_t png_extent(int fd, uint64_t size) {
+/// Where a PNG's IEND chunk ends, walking the chunk headers up to `horizon`; UNTOLD when it cannot be
+/// told (a chunk type that is not four ASCII letters: zeros of a preallocated download were walked 12
+/// bytes at a time).
+static uint64_t png_extent(int fd, uint64_t size, uint64_t horizon) {
     uint64_t offset = 8;  // the signature
     uint8_t header[8];
-    while (offset + 12 <= size) {
+    while (offset + 12 <= horizon) {
         if (read_at(fd, header, 8, offset) != 8) return UNTOLD;
         for (int k = 4; k < 8; k++) {
             uint8_t c = header[k] & 0xDF;  // letters only, either case
@@ -50,15 +50,15 @@ static uint64_t png_extent(int fd, uint64_t size) {
 }
 
 /// Where a JPEG's EOI marker ends: marker segments are skipped by their lengths, entropy-coded data
-/// is scanned (in 1 MiB pieces) for the next marker; UNTOLD when it cannot be told.
-static uint64_t jpeg_extent(int fd, uint64_t size) {
+/// is scanned (in 1 MiB pieces) for the next marker, up to `horizon`; UNTOLD when it cannot be told.
+static uint64_t jpeg_extent(int fd, uint64_t size, uint64_t horizon) {
     enum { piece = 1 << 20 };
     uint8_t *buffer = (uint8_t *)malloc(piece);
     if (buffer == NULL) return UNTOLD;
     uint64_t offset = 2;  // SOI
     uint64_t result = UNTOLD;
     uint8_t header[4];
-    while (offset + 2 <= size) {
+    while (offset + 2 <= horizon) {
         if (read_at(fd, header, 2, offset) != 2 || header[0] != 0xFF) break;
         uint8_t marker = header[1];
         if (marker == 0xFF) { offset += 1; continue; }  // fill byte
@@ -72,7 +72,7 @@ static uint64_t jpeg_extent(int fd, uint64_t size) {
         if (marker != 0xDA) continue;
         // After SOS: entropy-coded data up to a marker other than a stuffed 0xFF00 or a restart.
         int found = 0;
-        while (!found && offset < size) {
+        while (!found && offset < horizon) {
             ssize_t n = read_at(fd, buffer, piece, offset);
             if (n <= 1) { offset = size; break; }
             for (ssize_t i = 0; i + 1 < n; i++) {
@@ -94,11 +94,15 @@ static uint64_t jpeg_extent(int fd, uint64_t size) {
 /// never decoded, as PIL stops there too), the first 64 KiB of any other file (enough for the decoder
 /// to say what it is: a JPEG starts FF D8 FF, as `ic_detect_format` asks), or UNTOLD when the end
 /// cannot be told (junk between markers, a file cut short: what follows may be the image's data).
+///
+/// The walk stops at IC_UNTOLD_READ_LIMIT: past it the end is not looked for (a JPEG cut inside its
+/// data and padded with zeros to 4 GB was scanned to its last byte, 17 s, before it was refused).
 static uint64_t image_extent(int fd, uint64_t size) {
     uint8_t signature[8];
     if (read_at(fd, signature, 8, 0) != 8) return size;
-    if (memcmp(signature, "\x89PNG\r\n\x1a\n", 8) == 0) return png_extent(fd, size);
-    if (signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) return jpeg_extent(fd, size);
+    uint64_t horizon = size < IC_UNTOLD_READ_LIMIT ? size : IC_UNTOLD_READ_LIMIT;
+    if (memcmp(signature, "\x89PNG\r\n\x1a\n", 8) == 0) return png_extent(fd, size, horizon);
+    if (signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) return jpeg_extent(fd, size, horizon);
     return size < 65536 ? size : 65536;
 }
 

@@ -390,6 +390,8 @@ final class DatasetTests: XCTestCase {
         try TestData.write(Array(whole.prefix(whole.count - 6)), to: root + "/cut.gz")
         XCTAssertTrue(message(root + "/cut.gz").hasPrefix(root + "/cut.gz: corrupt or truncated gzip data: "),
                       message(root + "/cut.gz"))
+        // The path once (probe AD: zlib's own message repeated it).
+        XCTAssertEqual(message(root + "/cut.gz").components(separatedBy: root + "/cut.gz").count, 2, message(root + "/cut.gz"))
     }
 
     // MARK: - CIFAR
@@ -738,6 +740,25 @@ final class DatasetTests: XCTestCase {
     /// Two converts into one DST: the second took the first one's hidden split folder for a leftover
     /// of an interrupted run and removed it, and the first failed. DST is now locked while a convert
     /// writes: the second is refused, and the first one's folder stays.
+    /// Probe AD: a split of no image (an IDX header with N = 0) wrote no folder, and the conversion failed
+    /// half-way: the marker and the new test split in place, train/ gone, the earlier conversion left
+    /// aside as `.train.old-…`. Such a split is refused before DST changes.
+    func testASplitOfNoImageIsRefusedBeforeTheDestinationChanges() throws {
+        let source = try TestData.temporaryDirectory(self), empty = try TestData.temporaryDirectory(self)
+        _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)
+        _ = try TestData.writeMNIST(in: empty, train: 0, test: 4, width: 6, height: 5, gzip: false)
+        let ours = try TestData.temporaryDirectory(self) + "/ours"
+        XCTAssertEqual(try ConvertDataset.run(.mnist, from: source, to: ours).written, 16)
+        func listing() throws -> [String] { try FileManager.default.subpathsOfDirectory(atPath: ours).sorted() }
+        let before = try listing()
+        let marker = FileManager.default.contents(atPath: ours + "/" + ConvertDataset.markerName)
+        XCTAssertThrowsError(try ConvertDataset.run(.mnist, from: empty, to: ours)) { error in
+            XCTAssertTrue("\(error)".contains("the train split of \(empty) holds no image"), "\(error)")
+        }
+        XCTAssertEqual(try listing(), before)
+        XCTAssertEqual(FileManager.default.contents(atPath: ours + "/" + ConvertDataset.markerName), marker)
+    }
+
     func testASecondConvertIntoTheSameFolderIsRefusedWhileTheFirstWrites() throws {
         let source = try TestData.temporaryDirectory(self)
         _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)

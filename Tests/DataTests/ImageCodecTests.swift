@@ -543,6 +543,15 @@ final class ImageCodecTests: XCTestCase {
             let smaller = try sparse("small-" + name, head, size: 40 << 20)
             XCTAssertEqual(try ImageCodec.withFileBytes(smaller, maxBytes: 0) { raw, _ in raw.count }, 40 << 20)
         }
+        // A JPEG cut inside its data and padded with zeros (a partial download) was scanned for its end to
+        // the last byte before it was refused (probe AD: 17 s for 4 GB); the scan stops at the limit.
+        let cut = Array(jpeg.prefix(jpeg.count / 2))
+        let padded = try sparse("padded.jpg", cut, size: 16 << 30)
+        let started = Date()
+        XCTAssertThrowsError(try ImageCodec.withFileBytes(padded, maxBytes: 0) { raw, _ in raw.count }) { error in
+            XCTAssertTrue("\(error)".contains("cannot be told"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "16 GiB were scanned")
         let notJPEG = try sparse("junk.jpg", [0xFF, 0xD8, 0x00, 0x01], size: 40 << 20)
         XCTAssertEqual(try ImageCodec.withFileBytes(notJPEG, maxBytes: 0) { raw, _ in raw.count }, 65536)
         XCTAssertThrowsError(try Image(contentsOfFile: notJPEG)) { error in

@@ -113,6 +113,10 @@ public enum ConvertDataset {
         var datasets: [(split: String, dataset: any ImageDataset, folders: [String])] = []
         for split in ["train", "test"] {
             var dataset = try load(source, from: sourceDirectory, split: split)
+            // A split of no image wrote no folder, and the conversion failed half-way (probe AD).
+            guard dataset.count > 0 else {
+                throw DataError.invalidDataset("the \(split) split of \(sourceDirectory) holds no image")
+            }
             if let limit = options.limitPerClass { dataset = dataset.limited(perClass: limit) }
             let folders = dataset.classNames.map(folderName(for:))
             if let clash = Dictionary(grouping: folders, by: { $0 }).first(where: { $0.value.count > 1 }) {
@@ -161,21 +165,39 @@ public enum ConvertDataset {
         }
         // The marker first: a crash before the renames leaves a destination the next run refuses
         // (its files are not those recorded), never one it takes for something it is not.
-        try AtomicFile.write(try JSONEncoder().encode(record) + Foundation.Data("\n".utf8), to: destination + "/" + markerName,
-                             durable: false)
+        let markerPath = destination + "/" + markerName
+        let earlierMarker = fm.contents(atPath: markerPath)
+        try AtomicFile.write(try JSONEncoder().encode(record) + Foundation.Data("\n".utf8), to: markerPath, durable: false)
+        // A failed rename puts back what was there: the earlier splits and marker (they were left aside,
+        // the new splits in place of some, probe AD).
+        var placed: [(path: String, temporary: String)] = []
+        var movedAside: [(path: String, old: String)] = []
+        func rollBack() {
+            for (path, temporary) in placed.reversed() { _ = rename(path, temporary) }
+            for (path, old) in movedAside.reversed() { _ = rename(old, path) }
+            if let earlierMarker { try? AtomicFile.write(earlierMarker, to: markerPath, durable: false) } else {
+                try? fm.removeItem(atPath: markerPath)
+            }
+        }
         for split in Set(found.earlierSplits).union(datasets.map(\.split)).sorted() {
             let path = destination + "/" + split
             if fm.fileExists(atPath: path) {
                 let old = destination + "/." + split + ".old-" + token
                 guard rename(path, old) == 0 else {
-                    throw DataError.unwritable(path: path, reason: "cannot move the earlier conversion aside: " + String(cString: strerror(errno)))
+                    let reason = String(cString: strerror(errno))
+                    rollBack()
+                    throw DataError.unwritable(path: path, reason: "cannot move the earlier conversion aside: " + reason)
                 }
                 aside.append(old)
+                movedAside.append((path, old))
             }
             if let temporary = staged.first(where: { $0.hasSuffix("/." + split + ".tmp-" + token) }) {
                 guard rename(temporary, path) == 0 else {
-                    throw DataError.unwritable(path: path, reason: "cannot move the new split into place: " + String(cString: strerror(errno)))
+                    let reason = String(cString: strerror(errno))
+                    rollBack()
+                    throw DataError.unwritable(path: path, reason: "cannot move the new split into place: " + reason)
                 }
+                placed.append((path, temporary))
             }
         }
         published = true
