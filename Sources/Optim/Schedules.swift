@@ -45,7 +45,7 @@ extension LearningRateSchedule {
         let rates = baseLearningRates.map { learningRate(base: $0, step: step, totalSteps: totalSteps) }
         // Parameters that pass their own checks can still give an unusable rate (cosine's eta_min of
         // 1e308, an exponential rate of 1e308): the step was taken at -inf or inf, then saving failed.
-        if let bad = rates.first(where: { !($0.isFinite && $0 >= 0 && $0 <= Double(Float.greatestFiniteMagnitude)) }) {
+        if let bad = rates.first(where: { !isUsableLearningRate($0) }) {
             throw ScheduleError.unusableRate(step: step, rate: bad)
         }
         for i in optimizer.parameterGroups.indices {
@@ -53,6 +53,27 @@ extension LearningRateSchedule {
             optimizer.parameterGroups[i].momentum = groupMomentum
         }
     }
+
+    /// The first of `steps` at which this schedule gives an unusable rate (see `isUsableLearningRate`)
+    /// for one of `baseLearningRates`, with that rate; nil when every rate is usable. A trainer checks
+    /// a phase's steps before its first one: an exponential rate of 1e9 passed every parameter check
+    /// and failed at step 5, after an epoch had trained and been checkpointed (probe AD).
+    public func firstUnusableRate(baseLearningRates: [Double], steps: Range<Int>,
+                                  totalSteps: Int) -> (step: Int, rate: Double)? {
+        let bases = Array(Set(baseLearningRates))
+        for step in steps {
+            for base in bases {
+                let rate = learningRate(base: base, step: step, totalSteps: totalSteps)
+                if !isUsableLearningRate(rate) { return (step, rate) }
+            }
+        }
+        return nil
+    }
+}
+
+/// Whether an optimizer can take a step at `rate`: finite, at least 0 and within float32's range.
+public func isUsableLearningRate(_ rate: Double) -> Bool {
+    rate.isFinite && rate >= 0 && rate <= Double(Float.greatestFiniteMagnitude)
 }
 
 /// Errors from building and parsing schedules.

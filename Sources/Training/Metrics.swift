@@ -137,11 +137,14 @@ public struct ClassificationMetrics {
             confusion[label * c + (best - row.startIndex)] += 1
             if let k = topK {
                 // The true class's rank, ties going to the lower class index as for the top-1 class
-                // (a tie counted as a hit made a constant model's top-5 of 6 classes 100%).
-                let target = row[row.startIndex + label]
+                // (a tie counted as a hit made a constant model's top-5 of 6 classes 100%). NaN ranks
+                // above every number, as in the top-1 class above and `torch.topk` (a NaN true score
+                // was a miss, so top-1 could exceed top-2: probe AD).
+                let t = row.startIndex + label, target = row[t]
                 var rank = 0
-                for j in row.indices where row[j] > target || (row[j] == target && j < row.startIndex + label) { rank += 1 }
-                if rank < k && !target.isNaN { topKCorrect += 1 }
+                for j in row.indices where target.isNaN ? (row[j].isNaN && j < t)
+                    : (row[j].isNaN || row[j] > target || (row[j] == target && j < t)) { rank += 1 }
+                if rank < k { topKCorrect += 1 }
             }
             if keepsScores {
                 labels.append(Int32(label))
@@ -204,7 +207,7 @@ public struct ClassificationMetrics {
         let predicted = (0..<c).map { j in matrix.reduce(0) { $0 + $1[j] } }
         let correct = (0..<c).reduce(0) { $0 + matrix[$1][$1] }
         if sampleCount == 0 { notes.append("no samples were evaluated") }
-        if let k = topK, k >= c {  // sklearn's top_k_accuracy_score warns of the same
+        if let k = topK, k >= c, sampleCount > 0 {  // sklearn's top_k_accuracy_score warns of the same
             notes.append("top-\(k) accuracy is 1 whatever the scores: k is at least the number of classes (\(c))")
         }
 

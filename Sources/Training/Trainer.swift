@@ -432,6 +432,7 @@ public final class Trainer {
         }
 
         stopReason = nil
+        checkedSchedulePhase = nil
         state.status = "running"
         let info = FitInfo(epochs: epochs, startEpoch: state.epoch, startStep: state.globalStep,
                            startBatch: state.batchInEpoch, batchesPerEpoch: batchesPerEpoch,
@@ -449,6 +450,7 @@ public final class Trainer {
             let started = Date()
             model.train()
             planTrainingBatches(train)  // phase 2 may unfreeze BatchNorm
+            try checkPhaseSchedule()
             let resumeAt = state.batchInEpoch
             if resumeAt == 0 { state.accumulator = EpochAccumulator() }
             try dispatch(.epochStart(epoch: state.epoch, resumedAtBatch: resumeAt))
@@ -700,6 +702,13 @@ public final class Trainer {
 
     /// The schedule of the current phase and its length in steps.
     private func applySchedule() throws {
+        let (schedule, totalSteps) = phaseSchedule()
+        try schedule.apply(to: optimizer, baseLearningRates: state.baseLearningRates,
+                           step: state.globalStep - state.phaseStartStep, totalSteps: totalSteps)
+    }
+
+    /// The schedule of the phase training now, and the phase's length in optimizer steps.
+    private func phaseSchedule() -> (any LearningRateSchedule, totalSteps: Int) {
         let config = state.phase == 2 ? configuration.phaseTwo?.schedule ?? configuration.schedule
                                       : configuration.schedule
         let perEpoch = state.stepsPerEpoch ?? 1
@@ -708,9 +717,27 @@ public final class Trainer {
         if state.phase == 1, let p2 = configuration.phaseTwo, case .afterEpochs(let n) = p2.trigger {
             phaseEpochs = Swift.min(n, total)
         }
-        try config.schedule.apply(to: optimizer, baseLearningRates: state.baseLearningRates,
-                                  step: state.globalStep - state.phaseStartStep,
-                                  totalSteps: Swift.max(1, Self.saturatingProduct(phaseEpochs, perEpoch)))
+        return (config.schedule, Swift.max(1, Self.saturatingProduct(phaseEpochs, perEpoch)))
+    }
+
+    /// The phase whose schedule `checkPhaseSchedule` has checked in this `fit`.
+    private var checkedSchedulePhase: Int?
+
+    /// Before a phase's first step in a `fit`, refuses a schedule that gives an unusable rate at any of
+    /// the phase's steps still to come (the first million; later ones are checked as they are taken):
+    /// `exponential:decay_steps=1,rate=1e9` passed every parameter check, trained an epoch at 1e24,
+    /// checkpointed it and failed at step 5, and a resume could not change the schedule (probe AD).
+    private func checkPhaseSchedule() throws {
+        guard checkedSchedulePhase != state.phase else { return }
+        checkedSchedulePhase = state.phase
+        let (schedule, totalSteps) = phaseSchedule()
+        let first = state.globalStep - state.phaseStartStep
+        guard first < totalSteps else { return }
+        let ahead = first..<(first + Swift.min(1_000_000, totalSteps - first))
+        if let bad = schedule.firstUnusableRate(baseLearningRates: state.baseLearningRates, steps: ahead,
+                                                totalSteps: totalSteps) {
+            throw ScheduleError.unusableRate(step: bad.step, rate: bad.rate)
+        }
     }
 
     /// `a × b`, or `Int.max` when that overflows (a run of `Int.max` epochs is legal: it ends by a
@@ -1032,7 +1059,8 @@ public final class Trainer {
     private func resolveClassCount(_ dataset: any ImageDataset) throws -> Int {
         let outputs = (model as? any ClassifierModel)?.numClasses
         if configuration.loss == .binary {
-            guard dataset.classNames.count <= 2 else {
+            // Fewer than 2 trained on without a word (probe AD): nothing to tell apart.
+            guard dataset.classNames.count == 2 else {
                 throw TrainingError.invalidConfiguration("binary mode needs 2 classes, the data has "
                     + "\(dataset.classNames.count)")
             }

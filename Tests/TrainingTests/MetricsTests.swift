@@ -244,6 +244,17 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(all.report().notes.contains("top-3 accuracy is 1 whatever the scores: k is at least the number "
             + "of classes (3)"), "\(all.report().notes)")
         XCTAssertFalse(two.report().notes.contains { $0.hasPrefix("top-") })
+        XCTAssertFalse(try ClassificationMetrics(classCount: 3, topK: 3).report().notes.contains { $0.hasPrefix("top-") },
+                       "no sample: no top-k accuracy to speak of")
+        // NaN ranks first, in top-k as in the top-1 class (probe AD: a NaN true score was a top-2 miss while
+        // the top-1 class, the first NaN, was a hit: accuracy 1.0, top-2 0.5).
+        var nan = try ClassificationMetrics(classCount: 3, topK: 2)
+        try nan.update(logits: try floats([[.nan, 1, 2], [1, .nan, .nan], [.nan, .nan, 5], [0, 1, 2]]),
+                       labels: try labels([0, 2, 1, 0]))
+        let nanReport = nan.report()
+        XCTAssertEqual(nanReport.accuracy, 0.25, accuracy: eps)  // only the first: argmax is its NaN
+        // Ranks of the true class: 0 (the first NaN); 1 (NaN at 1 first); 1 (NaN at 0 first); 2 → 3 of 4.
+        XCTAssertEqual(nanReport.topKAccuracy!, 0.75, accuracy: eps)
     }
 
     func testValidationAndReset() throws {

@@ -56,6 +56,55 @@ final class TrainerMisuseTests: XCTestCase {
             XCTAssertNoThrow(try trainer.fit(train: TRData.loader(dataset, batchSize: 3), epochs: epochs + 1))
         }
         XCTAssertEqual(usedCache, [true, true, true])
+        // Probe AD: stores were compared whole, so one other image named sample 0, which was the same.
+        var changed = reloaded.samples
+        guard case .memory(let store, _) = changed[4].source else { return XCTFail("not in memory") }
+        var bytes = store.bytes
+        bytes[4 * store.bytesPerImage] ^= 0xFF
+        let edited = try ImageStore(bytes: bytes, count: store.count, width: store.width, height: store.height,
+                                    channels: store.channels)
+        changed = changed.enumerated().map { LabeledSample(source: .memory(edited, index: $0.offset), label: $0.element.label) }
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(LabeledDataset(samples: changed, classNames: data.classNames),
+                                                                  batchSize: 3), epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains("sample 4 of the data is <in-memory image #4>"), "\(error)")
+        }
+    }
+
+    /// Probe AD: image files were compared by their path strings, so the same files named `./x`, `x//y`,
+    /// by their absolute path or through a link were "other images". Files are compared by identity
+    /// (device and inode) when their paths differ.
+    func testAFeatureCacheOfTheSameFilesSpelledOtherwiseIsUsed() throws {
+        Runtime.manualSeed(3)
+        let root = NSTemporaryDirectory() + "fc-paths-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/images", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let memory = try TRData.dataset(count: 6)
+        var names: [String] = []
+        for (i, sample) in memory.samples.enumerated() {
+            names.append("images/\(i).png")
+            try sample.source.load().pngData().write(to: URL(fileURLWithPath: root + "/" + names[i]))
+        }
+        try FileManager.default.createSymbolicLink(atPath: root + "/linked", withDestinationPath: root + "/images")
+        func dataset(_ path: (Int) -> String) -> LabeledDataset {
+            LabeledDataset(samples: memory.samples.indices.map { LabeledSample(source: .file(path($0)), label: memory.samples[$0].label) },
+                           classNames: memory.classNames)
+        }
+        let model = try TRTinyNet()
+        var configuration = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2), seed: 1)
+        configuration.apply(.headOnly(trainBatchNorm: false))
+        let trainer = try Trainer(model: model, configuration: configuration)
+        let made = dataset { root + "/" + names[$0] }
+        trainer.featureCache = TrainingFeatures(train: try FeatureCache.prepare(
+            model: model, dataset: made, transform: TRData.transform, transformDescription: "test", directory: nil))
+        let spellings: [(Int) -> String] = [{ root + "/./images//\($0).png" }, { root + "/linked/\($0).png" },
+                                            { root + "/images/../images/\($0).png" }]
+        for (epochs, spelling) in spellings.enumerated() {
+            XCTAssertNoThrow(try trainer.fit(train: TRData.loader(dataset(spelling), batchSize: 3), epochs: epochs + 1))
+        }
+        let swapped = dataset { root + "/" + names[$0 == 2 ? 3 : $0 == 3 ? 2 : $0] }
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(swapped, batchSize: 3), epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains("sample 2 of the data is \(root)/images/3.png"), "\(error)")
+        }
     }
 
     /// One class and a one-output head: cross-entropy of one logit is 0, so `fit` trained to a loss of 0
@@ -71,6 +120,14 @@ final class TrainerMisuseTests: XCTestCase {
         }
         var binary = TrainingConfiguration(optimizer: .sgd(learningRate: 0.1), seed: 1)
         binary.loss = .binary
+        // Binary mode with one class name (or none) trained too (probe AD).
+        for names in [["pos"], []] {
+            let data = LabeledDataset(samples: oneClass.samples, classNames: names)
+            XCTAssertThrowsError(try Trainer(model: try TRTinyNet(classes: 1), configuration: binary)
+                .fit(train: TRData.loader(data, batchSize: 3), epochs: 1)) { error in
+                XCTAssertTrue("\(error)".contains("binary mode needs 2 classes, the data has \(names.count)"), "\(error)")
+            }
+        }
         let twoClasses = try TRData.dataset(count: 6, classes: 2)
         let result = try Trainer(model: try TRTinyNet(classes: 1), configuration: binary)
             .fit(train: TRData.loader(twoClasses, batchSize: 3), epochs: 1)
@@ -115,6 +172,22 @@ final class TrainerMisuseTests: XCTestCase {
             XCTAssertTrue(failure?.hasPrefix("the learning-rate schedule gives \(text) at step") == true, "\(schedule): \(failure ?? "none")")
             XCTAssertTrue(optimizer.learningRates.allSatisfy(\.isFinite), "nothing unusable was set")
         }
+    }
+
+    /// Probe AD: `exponential:decay_steps=1,rate=1e9` passed every parameter check, trained an epoch at rates
+    /// up to 1e24, checkpointed it and failed at step 5 (1e42); a resume could not change the schedule.
+    /// `fit` checks the phase's steps before the first one.
+    func testAScheduleThatBecomesUnusableLaterIsRefusedBeforeTheFirstStep() throws {
+        var configuration = TrainingConfiguration(optimizer: .sgd(learningRate: 1e-3), seed: 1)
+        configuration.schedule = try ScheduleConfig(parsing: "exponential:decay_steps=1,rate=1e9")
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: configuration)
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 6)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("the learning-rate schedule gives 9.999999999999999e+41 at step 5"), "\(error)")
+        }
+        XCTAssertEqual(trainer.state.globalStep, 0, "a step was taken")
+        // Within float32 to the end (1e-3, then 1e6): trains.
+        XCTAssertEqual(try Trainer(model: try TRTinyNet(), configuration: configuration)
+            .fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 1).globalStep, 2)
     }
 
     /// `ModelEMA` checks its configuration (a decay of 5 or NaN averaged into garbage; only `Trainer`

@@ -80,7 +80,9 @@ public final class CachedFeatures: @unchecked Sendable {
 
     /// Why these features cannot stand for `samples` (nil when they can): another count, or (when
     /// `madeFrom` is known) another image at some index. Labels may differ: features do not depend on
-    /// them. In-memory images match when their stores are the same object or hold the same bytes.
+    /// them. Files match when their paths are equal or name the same file (`./a`, `a`, its absolute path,
+    /// a link to it: `FileIdentity`); in-memory images when their stores are the same object or the
+    /// image's bytes are equal.
     func mismatch(with samples: [LabeledSample]) -> String? {
         let key = "(its key is \(key.prefix(12)))"
         guard samples.count == sampleCount, valid.count == sampleCount else {
@@ -88,29 +90,31 @@ public final class CachedFeatures: @unchecked Sendable {
                 + "it was made for other data \(key)"
         }
         guard let madeFrom else { return nil }
-        var sameStores: [[ObjectIdentifier]: Bool] = [:]
-        func sameImage(_ a: ImageSource, _ b: ImageSource) -> Bool {
-            switch (a, b) {
-            case (.file(let p), .file(let q)): return p == q
-            case (.memory(let s, let i), .memory(let t, let j)):
-                guard i == j else { return false }
-                if s === t { return true }
-                let pair = [ObjectIdentifier(s), ObjectIdentifier(t)]
-                if let known = sameStores[pair] { return known }
-                let same = s.count == t.count && s.width == t.width && s.height == t.height && s.channels == t.channels
-                    && s.layout == t.layout && s.bytes.withUnsafeBytes { x in
-                        t.bytes.withUnsafeBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
-                    }
-                sameStores[pair] = same
-                return same
-            default: return false
-            }
-        }
-        for (i, (cached, sample)) in zip(madeFrom, samples).enumerated() where !sameImage(cached.source, sample.source) {
+        for (i, (cached, sample)) in zip(madeFrom, samples).enumerated()
+        where !Self.sameImage(cached.source, sample.source) {
             return "the feature cache was made from other images: sample \(i) of the data is \(sample.source), "
                 + "the cache's is \(cached.source) \(key)"
         }
         return nil
+    }
+
+    /// Whether two sources hold the same pixels for certain (see `mismatch(with:)`).
+    private static func sameImage(_ a: ImageSource, _ b: ImageSource) -> Bool {
+        switch (a, b) {
+        case (.file(let p), .file(let q)):
+            if p == q { return true }
+            guard let x = FileIdentity(path: p), let y = FileIdentity(path: q) else { return false }
+            return x == y
+        case (.memory(let s, let i), .memory(let t, let j)):
+            if s === t { return i == j }
+            guard s.width == t.width, s.height == t.height, s.channels == t.channels, s.layout == t.layout,
+                  s.bytesPerImage > 0, i >= 0, j >= 0, i < s.count, j < t.count else { return false }
+            let n = s.bytesPerImage
+            return s.bytes.withUnsafeBytes { x in
+                t.bytes.withUnsafeBytes { y in memcmp(x.baseAddress! + i * n, y.baseAddress! + j * n, n) == 0 }
+            }
+        default: return false
+        }
     }
 }
 
