@@ -727,16 +727,35 @@ public final class Trainer {
     /// the phase's steps still to come (the first million; later ones are checked as they are taken):
     /// `exponential:decay_steps=1,rate=1e9` passed every parameter check, trained an epoch at 1e24,
     /// checkpointed it and failed at step 5, and a resume could not change the schedule (probe AD).
+    ///
+    /// In phase 1 of a two-phase run whose phase 2 starts after a set number of epochs, phase 2's
+    /// schedule is checked too, with its head rate (and backbone rate under `backboneFactor`; phase 2's
+    /// groups are built at its start, where its exact rates are checked): a bad phase-2 schedule failed
+    /// only after phase 1 had trained, and no resume could change it.
     private func checkPhaseSchedule() throws {
         guard checkedSchedulePhase != state.phase else { return }
         checkedSchedulePhase = state.phase
+        func firstUnusable(_ schedule: any LearningRateSchedule, bases: [Double], from first: Int,
+                           totalSteps: Int) -> (step: Int, rate: Double)? {
+            guard first < totalSteps else { return nil }
+            return schedule.firstUnusableRate(baseLearningRates: bases,
+                                              steps: first..<(first + Swift.min(1_000_000, totalSteps - first)),
+                                              totalSteps: totalSteps)
+        }
         let (schedule, totalSteps) = phaseSchedule()
-        let first = state.globalStep - state.phaseStartStep
-        guard first < totalSteps else { return }
-        let ahead = first..<(first + Swift.min(1_000_000, totalSteps - first))
-        if let bad = schedule.firstUnusableRate(baseLearningRates: state.baseLearningRates, steps: ahead,
-                                                totalSteps: totalSteps) {
+        if let bad = firstUnusable(schedule, bases: state.baseLearningRates, from: state.globalStep - state.phaseStartStep,
+                                   totalSteps: totalSteps) {
             throw ScheduleError.unusableRate(step: bad.step, rate: bad.rate)
+        }
+        if state.phase == 1, let p2 = configuration.phaseTwo, case .afterEpochs(let n) = p2.trigger,
+           let total = state.totalEpochs, n < total {
+            let head = p2.optimizer.learningRate
+            var bases = [head]
+            if case .backboneFactor(let factor) = p2.learningRates, factor > 0 { bases.append(head / factor) }
+            let steps = Swift.max(1, Self.saturatingProduct(total - n, state.stepsPerEpoch ?? 1))
+            if let bad = firstUnusable(p2.schedule.schedule, bases: bases, from: 0, totalSteps: steps) {
+                throw TrainingError.invalidConfiguration("phase 2: \(ScheduleError.unusableRate(step: bad.step, rate: bad.rate))")
+            }
         }
     }
 

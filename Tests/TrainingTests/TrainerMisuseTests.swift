@@ -188,6 +188,17 @@ final class TrainerMisuseTests: XCTestCase {
         // Within float32 to the end (1e-3, then 1e6): trains.
         XCTAssertEqual(try Trainer(model: try TRTinyNet(), configuration: configuration)
             .fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 1).globalStep, 2)
+        // Phase 2's schedule, checked in phase 1 when phase 2 starts after a set number of epochs: it failed
+        // only after phase 1 had trained.
+        var twoPhase = TrainingConfiguration(optimizer: .sgd(learningRate: 1e-3), seed: 1)
+        twoPhase.apply(.twoPhase(PhaseTwo(trigger: .afterEpochs(1), optimizer: .sgd(learningRate: 1e-3),
+                                          schedule: configuration.schedule)))
+        let phased = try Trainer(model: try TRTinyNet(), configuration: twoPhase)
+        XCTAssertThrowsError(try phased.fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains("phase 2: the learning-rate schedule gives 9.999999999999999e+41 at step 5"),
+                          "\(error)")
+        }
+        XCTAssertEqual(phased.state.globalStep, 0, "phase 1 trained")
     }
 
     /// `ModelEMA` checks its configuration (a decay of 5 or NaN averaged into garbage; only `Trainer`
