@@ -428,7 +428,9 @@ public final class TrainingRun {
         }
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: data) } catch {
-            throw bad("\(setting) is not JSON: expected an array of \(names.count) weights or an object of class → weight")
+            // Foundation's reason names what it could not read ("Number 1e400 is not representable").
+            let reason = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
+            throw bad("\(setting) is not JSON\(reason): expected an array of \(names.count) weights or an object of class → weight")
         }
         var weights: [Double]
         if let array = json as? [Any] {
