@@ -14,7 +14,9 @@ import NIOHTTPTypes
 ///
 /// Installed behind Hummingbird's `HTTPConnectionStateHandler` by `arm(on:limit:)`, so it sees
 /// request parts (not bytes) and passes none of them on: Hummingbird, waiting to drain the body
-/// before the next request, waits until the connection closes.
+/// before the next request, waits until the connection closes. A request that said
+/// `Connection: close` (urllib's do) makes Hummingbird close the connection right after the response:
+/// that close waits here until the lingering ends.
 final class LingeringClose: ChannelDuplexHandler {
     typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -28,6 +30,10 @@ final class LingeringClose: ChannelDuplexHandler {
     private var requestEnded = false
     private var lastRead = NIODeadline.now()
     private var timer: Scheduled<Void>?
+    /// Set once the handler has closed the connection (or let a close through).
+    private var finished = false
+    /// The promises of closes asked for while lingering, completed with the handler's own close.
+    private var heldCloses: [EventLoopPromise<Void>] = []
 
     private init(limit: TimeAmount) {
         deadline = .now() + limit
@@ -45,10 +51,19 @@ final class LingeringClose: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         schedule(context)
+        context.read()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
+        // The connection went (the client closed it): the held closes are done.
+        for promise in heldCloses { promise.succeed() }
+        heldCloses = []
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, !finished else { return context.close(mode: mode, promise: promise) }
+        if let promise { heldCloses.append(promise) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -57,6 +72,20 @@ final class LingeringClose: ChannelDuplexHandler {
             requestEnded = true
             closeIfDone(context)
         }
+    }
+
+    /// Asks for more: Hummingbird, done with a request that said `Connection: close`, reads no more,
+    /// and what is not read stays in the socket (and resets the connection when it closes).
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if !finished { context.read() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {  // the client has sent all it will
+            requestEnded = true
+            closeIfDone(context)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -72,7 +101,21 @@ final class LingeringClose: ChannelDuplexHandler {
 
     /// Closes once the response is out and the request's body has ended (nothing more will come).
     private func closeIfDone(_ context: ChannelHandlerContext) {
-        if responseEnded && requestEnded { context.close(promise: nil) }
+        if responseEnded && requestEnded { finish(context) }
+    }
+
+    /// Closes the connection, completing the closes held meanwhile.
+    private func finish(_ context: ChannelHandlerContext) {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        let held = heldCloses
+        heldCloses = []
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { result in
+            for waiting in held { waiting.completeWith(result) }
+        }
+        context.close(promise: promise)
     }
 
     /// Closes at the deadline, or once the client has sent nothing for `quietPeriod` (after the
@@ -84,7 +127,7 @@ final class LingeringClose: ChannelDuplexHandler {
             timer = nil
             let now = NIODeadline.now()
             if now >= deadline || (responseEnded && now >= lastRead + Self.quietPeriod) {
-                context.close(promise: nil)
+                finish(context)
             } else {
                 schedule(context)
             }
