@@ -105,6 +105,13 @@ final class TrainerMisuseTests: XCTestCase {
         XCTAssertThrowsError(try trainer.fit(train: TRData.loader(swapped, batchSize: 3), epochs: 4)) { error in
             XCTAssertTrue("\(error)".contains("sample 2 of the data is \(root)/images/3.png"), "\(error)")
         }
+        // A file gone since: under another spelling it cannot be told to be the same one, and the message
+        // says why (probe AE: it read as if the images differed).
+        try FileManager.default.removeItem(atPath: root + "/images/1.png")
+        XCTAssertThrowsError(try trainer.fit(train: TRData.loader(dataset(spellings[1]), batchSize: 3), epochs: 4)) { error in
+            XCTAssertTrue("\(error)".contains("(\(root)/linked/1.png and \(root)/images/1.png cannot be found, so the two "
+                + "cannot be told to be one file)"), "\(error)")
+        }
     }
 
     /// One class and a one-output head: cross-entropy of one logit is 0, so `fit` trained to a loss of 0

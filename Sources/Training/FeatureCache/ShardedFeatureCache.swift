@@ -41,7 +41,13 @@ extension FeatureCache {
                                          strict: inputs.strict) }
         }
         let readers = try distributed.sum([existing == nil ? 0 : 1])[0]
-        if let existing, Int(readers) == distributed.worldSize { return existing }
+        if let existing, Int(readers) == distributed.worldSize {
+            // Every rank read the whole cache, with every file it marks unloadable: rank 0 reports them
+            // (each rank reported them all, probe AE).
+            guard distributed.rank > 0 else { return existing }
+            return CachedFeatures(features: existing.features, valid: existing.valid, path: existing.path, key: key,
+                                  reused: true, skipped: SkippedFiles(), mapping: existing.mapping)
+        }
 
         let shard = distributed.evaluationShard
         let (indices, rows, skipped) = try distributed.allSucceed("computing this rank's share of the feature cache") {
