@@ -151,7 +151,6 @@ public enum ConvertDataset {
         // Each split is written beside the earlier one, which stays until the new one is whole.
         let token = UUID().uuidString
         var staged: [String] = []
-        var aside: [String] = []
         var published = false
         defer {
             if !published { for path in staged { try? fm.removeItem(atPath: path) } }
@@ -188,7 +187,6 @@ public enum ConvertDataset {
                     rollBack()
                     throw DataError.unwritable(path: path, reason: "cannot move the earlier conversion aside: " + reason)
                 }
-                aside.append(old)
                 movedAside.append((path, old))
             }
             if let temporary = staged.first(where: { $0.hasSuffix("/." + split + ".tmp-" + token) }) {
@@ -201,7 +199,7 @@ public enum ConvertDataset {
             }
         }
         published = true
-        for old in aside { try? fm.removeItem(atPath: old) }
+        for (_, old) in movedAside { try? fm.removeItem(atPath: old) }
         return summary
     }
 
