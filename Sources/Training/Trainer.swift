@@ -700,7 +700,7 @@ public final class Trainer {
 
     // MARK: - Steps
 
-    /// The schedule of the current phase and its length in steps.
+    /// Sets every group's rate (and cycled momentum) for this step from the phase's schedule.
     private func applySchedule() throws {
         let (schedule, totalSteps) = phaseSchedule()
         try schedule.apply(to: optimizer, baseLearningRates: state.baseLearningRates,
