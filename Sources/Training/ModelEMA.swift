@@ -29,10 +29,10 @@ public struct EMAConfig: Codable, Equatable, Sendable {
 
     /// The decay of the update after optimizer step `step` (1 for the first): timm's
     /// `get_decay(step)` with `update_after_step = 0`. The first update's decay is 0, so the average
-    /// starts as a copy of the weights after the first step.
+    /// starts as a copy of the weights after the first step; so is any step below 1.
     public func decay(atStep step: Int) -> Double {
-        let t = Swift.max(0, step - 1)
-        guard t > 0 else { return 0 }
+        guard step > 1 else { return 0 }
+        let t = step - 1
         guard warmup else { return decay }
         let warm = 1 - Foundation.pow(1 + Double(t) / warmupGamma, -warmupPower)
         return Swift.max(Swift.min(warm, decay), minDecay)

@@ -118,6 +118,10 @@ final class AccumulationEMATests: XCTestCase {
         }
         XCTAssertEqual(EMAConfig(decay: 0.99).decay(atStep: 1), 0, "the first update copies the weights")
         XCTAssertEqual(EMAConfig(decay: 0.99, warmup: true).decay(atStep: 2), 1 - pow(2, -2.0 / 3), accuracy: 1e-15)
+        // Steps below 1 are the first update too; Int.min used to overflow `step - 1` and trap.
+        XCTAssertEqual(EMAConfig(decay: 0.99).decay(atStep: 0), 0)
+        XCTAssertEqual(EMAConfig(decay: 0.99, warmup: true).decay(atStep: .min), 0)
+        XCTAssertEqual(EMAConfig(decay: 0.99, warmup: true).decay(atStep: .max), 0.99)
     }
 
     /// With an EMA, every epoch reports `val_*_ema` next to `val_*`, and the trained weights are put
