@@ -207,6 +207,15 @@ final class CLITests: XCTestCase {
         let missing = try run(["predict", "--arch", "mobilenet_v2", "/nonexistent/photo.jpg"])
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("/nonexistent/photo.jpg"), missing.stderr)
+        // A mistyped option after a run directory is named; it used to be dropped unreported, and
+        // the error said to give images after the run directory.
+        let runFolder = NSTemporaryDirectory() + "run-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: runFolder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: runFolder) }
+        try Foundation.Data("{}".utf8).write(to: URL(fileURLWithPath: runFolder + "/config.json"))
+        let mistyped = try run(["predict", runFolder, "--topk"])
+        XCTAssertEqual(mistyped.status, 64, mistyped.stderr)
+        XCTAssertTrue(mistyped.stderr.contains("Unknown option '--topk'"), mistyped.stderr)
         let pooling = try run(["summary", "resnet18", "--no-top", "--pooling", "median"])
         XCTAssertNotEqual(pooling.status, 0)
         XCTAssertTrue(pooling.stderr.contains("--pooling"), pooling.stderr)

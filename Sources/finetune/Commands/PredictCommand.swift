@@ -37,7 +37,8 @@ struct PredictCommand: ParsableCommand {
     func validate() throws {
         guard topK > 0 else { throw ValidationError("--top-k must be at least 1") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
-        _ = try source()
+        // `source()` is checked in `run()`: a ValidationError here comes before the parser's own
+        // "Unknown option" error, so `predict RUN --topk` said to give images after RUN.
     }
 
     /// Where the model comes from: a run directory (the first input) or `--arch`, and the image
