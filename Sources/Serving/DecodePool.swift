@@ -17,11 +17,16 @@ final class DecodePool: @unchecked Sendable {
         self.metrics = metrics
     }
 
-    /// The model input of each part, decoded in parallel; a bad part is a 400 naming it.
-    func inputs(_ parts: [MultipartForm.Part], for version: ModelVersion) async throws -> [Tensor] {
+    /// The model input of each part, decoded in parallel; a bad part is a 400 naming it. A part
+    /// whose turn comes after `deadline` (uptime seconds, `InferenceLoop.now()`) is not decoded: its
+    /// request fails with the 504 at once, and the workers go on to requests that can still be answered.
+    func inputs(_ parts: [MultipartForm.Part], for version: ModelVersion, deadline: Double = .infinity,
+                timeoutMilliseconds: Double = 0) async throws -> [Tensor] {
         try await withThrowingTaskGroup(of: (Int, Tensor).self) { group in
             for (i, part) in parts.enumerated() {
-                group.addTask { (i, try await self.input(part, for: version)) }
+                group.addTask {
+                    (i, try await self.input(part, for: version, deadline: deadline, timeoutMilliseconds: timeoutMilliseconds))
+                }
             }
             var inputs = [Tensor?](repeating: nil, count: parts.count)
             for try await (i, tensor) in group { inputs[i] = tensor }
@@ -29,9 +34,14 @@ final class DecodePool: @unchecked Sendable {
         }
     }
 
-    private func input(_ part: MultipartForm.Part, for version: ModelVersion) async throws -> Tensor {
+    private func input(_ part: MultipartForm.Part, for version: ModelVersion, deadline: Double,
+                       timeoutMilliseconds: Double) async throws -> Tensor {
         try await withCheckedThrowingContinuation { continuation in
             queue.addOperation { [self] in
+                guard InferenceLoop.now() < deadline else {
+                    metrics.expired(count: 1)
+                    return continuation.resume(throwing: ServingError.timeout(timeoutMilliseconds))
+                }
                 continuation.resume(with: Result { try decode(part, for: version) })
             }
         }

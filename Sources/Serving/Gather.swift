@@ -9,22 +9,26 @@ final class Gather: @unchecked Sendable {
     private var results: [[RankedClass]?]
     private var remaining: Int
     private var continuation: CheckedContinuation<[[RankedClass]], Error>?
+    private let timeoutMilliseconds: Double
 
-    private init(count: Int) {
+    private init(count: Int, timeoutMilliseconds: Double) {
         results = Array(repeating: nil, count: count)
         remaining = count
+        self.timeoutMilliseconds = timeoutMilliseconds
     }
 
-    /// Queues `inputs` on `loop` and waits for their top-`k` classes, at most `timeout` seconds.
+    /// Queues `inputs` on `loop` and waits for their top-`k` classes until `deadline` (uptime
+    /// seconds, `InferenceLoop.now()`); images still queued then are not run.
     static func results(of inputs: [Tensor], k: Int, version: ModelVersion, loop: InferenceLoop,
-                        timeout: Double, timeoutMilliseconds: Double) async throws -> [[RankedClass]] {
-        let gather = Gather(count: inputs.count)
+                        deadline: Double, timeoutMilliseconds: Double) async throws -> [[RankedClass]] {
+        let gather = Gather(count: inputs.count, timeoutMilliseconds: timeoutMilliseconds)
+        let timeout = deadline - InferenceLoop.now()
         var timer: Task<Void, Never>?
         defer { timer?.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
             gather.continuation = continuation
             let jobs = inputs.enumerated().map { i, input in
-                InferenceLoop.Job(input: input, k: k, version: version) { gather.complete(i, $0) }
+                InferenceLoop.Job(input: input, k: k, version: version, expires: deadline) { gather.complete(i, $0) }
             }
             do { try loop.submit(jobs) } catch {
                 gather.finish(.failure(error))
@@ -39,6 +43,7 @@ final class Gather: @unchecked Sendable {
 
     private func complete(_ i: Int, _ result: Result<[RankedClass], Error>) {
         switch result {
+        case .failure(is InferenceLoop.Expired): finish(.failure(ServingError.timeout(timeoutMilliseconds)))
         case .failure(let error): finish(.failure(ServingError.internalError("inference failed: \(error)")))
         case .success(let ranked):
             lock.lock()

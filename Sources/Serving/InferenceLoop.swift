@@ -21,13 +21,19 @@ final class ModelVersion: @unchecked Sendable {
 /// after the oldest image arrived for a batch to fill. Results do not depend on the batch: each image
 /// gets its own rows of the output.
 final class InferenceLoop: @unchecked Sendable {
-    /// One image waiting for inference; `done` is called once, on the inference thread.
+    /// One image waiting for inference; `done` is called once, on the inference thread. A job still
+    /// waiting at `expires` (uptime seconds, `now()`) is not run: its request has had its 504, and
+    /// the forward pass would only delay the images behind it. Its `done` gets `Expired`.
     struct Job {
         let input: Tensor
         let k: Int
         let version: ModelVersion
+        var expires = Double.infinity
         let done: @Sendable (Result<[RankedClass], Error>) -> Void
     }
+
+    /// The failure of a job taken from the queue after it expired.
+    struct Expired: Error {}
 
     private let condition = NSCondition()
     private var pending: [Job] = []
@@ -40,17 +46,21 @@ final class InferenceLoop: @unchecked Sendable {
     private let maxQueue: Int
     private let onBatch: @Sendable (_ size: Int, _ queueDepth: Int) -> Void
     private let onQueued: @Sendable (_ queueDepth: Int) -> Void
+    private let onExpired: @Sendable (_ count: Int) -> Void
 
-    /// `onBatch` hears of each batch taken and the images left waiting, `onQueued` of the images
-    /// waiting after each submission (the queue-depth gauge showed 0 while images waited).
+    /// `onBatch` hears of each forward pass and the images left waiting, `onQueued` of the images
+    /// waiting after each submission (the queue-depth gauge showed 0 while images waited), and
+    /// `onExpired` of the images dropped because their request ran out of time.
     init(maxBatchSize: Int, maxDelaySeconds: Double, maxQueue: Int,
          onBatch: @escaping @Sendable (_ size: Int, _ queueDepth: Int) -> Void,
-         onQueued: @escaping @Sendable (_ queueDepth: Int) -> Void = { _ in }) {
+         onQueued: @escaping @Sendable (_ queueDepth: Int) -> Void = { _ in },
+         onExpired: @escaping @Sendable (_ count: Int) -> Void = { _ in }) {
         self.maxBatchSize = maxBatchSize
         self.maxDelay = maxDelaySeconds
         self.maxQueue = maxQueue
         self.onBatch = onBatch
         self.onQueued = onQueued
+        self.onExpired = onExpired
     }
 
     /// Starts the inference thread.
@@ -110,6 +120,21 @@ final class InferenceLoop: @unchecked Sendable {
                 if left <= 0 { break }
                 _ = condition.wait(until: Date(timeIntervalSinceNow: left))
             }
+            // Jobs whose request has timed out leave the queue unrun, so the batch is of live ones.
+            let now = Self.now()
+            let expired = pending.filter { $0.expires <= now }
+            if !expired.isEmpty {
+                let live = pending.indices.filter { pending[$0].expires > now }
+                pending = live.map { pending[$0] }
+                oldestArrival = live.map { oldestArrival[$0] }
+            }
+            guard !pending.isEmpty else {
+                condition.unlock()
+                onExpired(expired.count)
+                onQueued(0)
+                for job in expired { job.done(.failure(Expired())) }
+                continue
+            }
             // The first jobs, up to the batch size, of the same model version.
             let version = pending[0].version
             var n = 0
@@ -120,6 +145,8 @@ final class InferenceLoop: @unchecked Sendable {
             let depth = pending.count
             condition.unlock()
 
+            if !expired.isEmpty { onExpired(expired.count) }
+            for job in expired { job.done(.failure(Expired())) }
             onBatch(n, depth)
             let result = Result { try version.predictor.predict(batch.map(\.input), k: batch.map(\.k)) }
             for (i, job) in batch.enumerated() {

@@ -172,9 +172,10 @@ public final class PredictionServer: @unchecked Sendable {
             try await self.parts(of: request, channel: channel)
         }
         let version = model.version
-        let inputs = try await decoder.inputs(parts, for: version)
-        let timeout = configuration.requestTimeoutMilliseconds / 1000 - (InferenceLoop.now() - start)
-        let results = try await Gather.results(of: inputs, k: k, version: version, loop: model.loop, timeout: timeout,
+        let deadline = start + configuration.requestTimeoutMilliseconds / 1000
+        let inputs = try await decoder.inputs(parts, for: version, deadline: deadline,
+                                              timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
+        let results = try await Gather.results(of: inputs, k: k, version: version, loop: model.loop, deadline: deadline,
                                                timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
         let answer = PredictAnswer(model: name, version: version.number,
                                    predictions: zip(parts, results).map { .init(part: $0.label, topK: $1) })

@@ -38,7 +38,8 @@ public struct ServeConfiguration: Sendable {
     public var maxBatchDelayMilliseconds = 5.0
     /// The most decoded images waiting for inference, per model; more gets 503 with `Retry-After`.
     public var maxQueue = 256
-    /// The largest request body; more gets 413 without the rest being read.
+    /// The largest request body; more gets 413, and the rest of the body is read and dropped before
+    /// the connection closes (`LingeringClose`).
     public var maxBodyBytes = 20_000_000
     /// The largest image, in pixels (width × height), decoded (decompression-bomb guard).
     public var maxPixels = 40_000_000

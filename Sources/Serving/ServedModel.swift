@@ -37,7 +37,8 @@ final class ServedModel: @unchecked Sendable {
                              maxDelaySeconds: configuration.maxBatchDelayMilliseconds / 1000,
                              maxQueue: configuration.maxQueue,
                              onBatch: { size, depth in metrics.batch(model: name, size: size, queueDepth: depth) },
-                             onQueued: { depth in metrics.queue(model: name, depth: depth) })
+                             onQueued: { depth in metrics.queue(model: name, depth: depth) },
+                             onExpired: { count in metrics.expired(count: count) })
         metrics.queue(model: name, depth: 0)
     }
 

@@ -7,6 +7,7 @@ final class ServingMetrics: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
     private let imagesDecoded: Counter
     private let decodeFailures: Counter
+    private let imagesExpired: Counter
 
     private static let requests = descriptor("requests", unit: "total", help: "Prediction requests by model and HTTP status.")
     private static let requestDuration = descriptor("request_duration", unit: "seconds",
@@ -20,6 +21,9 @@ final class ServingMetrics: @unchecked Sendable {
         decodeFailures = registry.makeCounter(
             descriptor: Self.descriptor("decode_failures", unit: "total",
                                         help: "Images that could not be decoded (bad data, over --max-pixels)."))
+        imagesExpired = registry.makeCounter(
+            descriptor: Self.descriptor("images_expired", unit: "total",
+                                        help: "Images not decoded or not run because their request passed --request-timeout-ms first."))
     }
 
     /// `finetune_<name>_<unit>` (`_<unit>` left out when `unit` is empty), with its `# HELP` text.
@@ -50,6 +54,7 @@ final class ServingMetrics: @unchecked Sendable {
 
     func decoded() { imagesDecoded.increment() }
     func decodeFailed() { decodeFailures.increment() }
+    func expired(count: Int) { imagesExpired.increment(by: Int64(count)) }
 
     /// The Prometheus text exposition.
     func render() -> String { registry.emitToString() }

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Data
 import TensorIO
 import Torch
 import XCTest
@@ -115,8 +116,37 @@ extension ServeTests {
         XCTAssertEqual(full.headers["retry-after"], "1")
         wait(for: [first], timeout: 10)
         assertError(try XCTUnwrap(box.answer), 504, mentions: "--request-timeout-ms")
-        // The timed-out image still waits; this one fills the batch of 2 at once.
+        // The timed-out image still waits; this one fills the batch of 2 at once, and only this one
+        // is run: the other's request has had its 504 (it used to be run with it).
         try assertGoodRequest(server, after: "a full queue and a timeout")
+        let metrics = try server.request("GET", "/metrics").text
+        XCTAssertEqual(Self.metric(metrics, "finetune_images_expired_total"), 1, metrics)
+        XCTAssertEqual(Self.metric(metrics, #"finetune_batch_size_sum{model="tiny"}"#), 1, metrics)
+        XCTAssertEqual(server.terminate(), 0, server.log)
+    }
+
+    /// `--request-timeout-ms` bounds the decoding too: with one decode worker and a request of large
+    /// images that take longer to decode than its time, the images whose turn comes after the
+    /// deadline are not decoded, and the 504 comes soon after the deadline. Every image was decoded
+    /// before the 504, which came seconds late, and the worker was kept from other requests.
+    func testImagesWhoseTurnToDecodeComesAfterTheTimeoutAreNotDecoded() throws {
+        _ = try liveServer()
+        let server = try ServerProcess([Self.runDirectory, "--decode-workers", "1", "--request-timeout-ms", "400"])
+        let side = 6000  // 36 MP, under --max-pixels' 40 MP: a large decode, a small PNG
+        let large = try Image(rgb: [UInt8](repeating: 90, count: side * side * 3), width: side, height: side).pngData()
+        let count = 12
+        let (body, type) = ServerProcess.multipart((0..<count).map { ("large\($0).png", large) })
+        let started = Date()
+        let answer = try server.request("POST", "/v1/models/tiny:predict", body: body, headers: ["Content-Type": type])
+        let seconds = Date().timeIntervalSince(started)
+        assertError(answer, 504, mentions: "--request-timeout-ms")
+        let metrics = try server.request("GET", "/metrics").text
+        let decoded = Self.metric(metrics, "finetune_images_decoded_total")
+        let expired = Self.metric(metrics, "finetune_images_expired_total")
+        XCTAssertLessThan(decoded, Double(count), "\(seconds) s\n\(metrics)")
+        XCTAssertGreaterThan(expired, 0, metrics)
+        XCTAssertEqual(decoded + expired, Double(count), metrics)
+        try assertGoodRequest(server, after: "a request that timed out while decoding")
         XCTAssertEqual(server.terminate(), 0, server.log)
     }
 
@@ -216,10 +246,13 @@ extension ServeTests {
         XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
         server.process.waitUntilExit()
         XCTAssertEqual(server.process.terminationStatus, 0, server.log)
-        // Every request the server accepted got its answer; the rest could not connect.
+        // Every request the server accepted got its answer; the rest could not connect, or connected
+        // while the server was stopping and were closed unread: a connection still in the kernel's
+        // accept queue when the listener closes is reset, and one accepted with no request read yet
+        // is idle and closed (as nginx and Go's Shutdown do). Which happens depends on the load.
         XCTAssertGreaterThan(results.statuses.count, 0)
         XCTAssertEqual(Set(results.statuses), [200], "\(results.statuses)")
-        XCTAssertTrue(results.errors.allSatisfy { $0 == .cannotConnectToHost }, "\(results.errors)")
+        XCTAssertTrue(results.errors.allSatisfy { [.cannotConnectToHost, .networkConnectionLost].contains($0) }, "\(results.errors)")
         let logged = server.log.split(separator: "\n").filter { $0.hasPrefix("POST /v1/models/tiny:predict 200") }.count
         XCTAssertEqual(logged, results.statuses.count, server.log)
     }
