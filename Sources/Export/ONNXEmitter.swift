@@ -79,8 +79,10 @@ struct ONNXEmitter {
                                                    dilation: conv.dilation.1)
             pads = (top, left, bottom, right)
         }
-        let outH = (h + pads.top + pads.bottom - conv.dilation.0 * (conv.kernelSize.0 - 1) - 1) / conv.stride.0 + 1
-        let outW = (w + pads.left + pads.right - conv.dilation.1 * (conv.kernelSize.1 - 1) - 1) / conv.stride.1 + 1
+        let outH = Self.floorDivision(h + pads.top + pads.bottom - conv.dilation.0 * (conv.kernelSize.0 - 1) - 1,
+                                      conv.stride.0) + 1
+        let outW = Self.floorDivision(w + pads.left + pads.right - conv.dilation.1 * (conv.kernelSize.1 - 1) - 1,
+                                      conv.stride.1) + 1
         guard outH > 0, outW > 0 else { throw ExportError.inputTooSmall(path: path, shape: x.shape) }
         var inputs = [x.name, try graph.constant(weight, name: path + ".weight")]
         if let bias { inputs.append(try graph.constant(bias, name: path + ".bias")) }
@@ -151,10 +153,18 @@ struct ONNXEmitter {
 
     /// Output size of PyTorch's pooling along one dimension (`ceil_mode` drops a last window that
     /// would start in the padding, as PyTorch does).
+    /// `a / b` rounded toward negative infinity, as PyTorch's `div_rtn` in its output sizes. Swift's
+    /// `/` rounds toward zero: a window one pixel larger than its input (AlexNet's last pool at a
+    /// 62 px input) had an output of 1 instead of 0, and the export crashed onnxruntime.
+    static func floorDivision(_ a: Int, _ b: Int) -> Int {
+        let q = a / b
+        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    }
+
     static func pooledSize(_ input: Int, kernel: Int, stride: Int, padding: Int, dilation: Int = 1,
                            ceilMode: Bool) -> Int {
         let span = input + 2 * padding - dilation * (kernel - 1) - 1
-        var out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1
+        var out = floorDivision(ceilMode ? span + stride - 1 : span, stride) + 1
         if ceilMode, (out - 1) * stride >= input + padding { out -= 1 }
         return out
     }

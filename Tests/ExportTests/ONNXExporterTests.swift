@@ -154,6 +154,36 @@ final class ONNXExporterTests: XCTestCase {
             XCTAssertEqual(ONNXEmitter.pooledSize(input, kernel: kernel, stride: stride, padding: padding,
                                                        ceilMode: ceil), expected, "\(input) \(kernel) \(stride) \(padding) \(ceil)")
         }
+        // A window larger than its input outputs nothing (PyTorch refuses it); Swift's `/` made it 1.
+        for (input, kernel, stride, ceil) in [(2, 3, 2, false), (1, 3, 2, false), (1, 3, 2, true), (4, 7, 2, false)] {
+            XCTAssertLessThanOrEqual(ONNXEmitter.pooledSize(input, kernel: kernel, stride: stride, padding: 0, ceilMode: ceil), 0,
+                                     "\(input) \(kernel) \(stride) \(ceil)")
+            XCTAssertThrowsError(try Functional.maxPool2d(try Tensor.zeros([1, 1, input, input]), kernelSize: (kernel, kernel),
+                                                          stride: (stride, stride), ceilMode: ceil))
+        }
+    }
+
+    /// The input sizes `train` refuses as too small for the architecture are refused by the export
+    /// too: AlexNet at 47 to 62 px was exported (its last pool got a 2×2 map), and onnxruntime
+    /// crashed on the file with a floating-point exception (probe AG).
+    func testInputsTooSmallForTheArchitectureAreRefusedAsTrainRefusesThem() throws {
+        let alexnet = try AlexNet.alexnet(ModelOptions(numClasses: 2))
+        let folder = NSTemporaryDirectory() + "onnx-small-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func export(_ side: Int) throws {
+            _ = try ONNXExporter.export(alexnet, metadata: ExportMetadata(
+                architecture: "alexnet", classNames: ["a", "b"], preprocessing: preprocessing, finetuneVersion: "9.9.9",
+                source: "test", binary: false), inputSize: (side, side), output: .logits, to: folder + "/\(side).onnx")
+        }
+        for side in [40, 47, 55, 62] {
+            XCTAssertThrowsError(try export(side), "\(side)") { error in
+                guard case .inputTooSmall? = error as? ExportError else { return XCTFail("\(side): \(error)") }
+            }
+            alexnet.eval()
+            XCTAssertThrowsError(try withInferenceMode { try alexnet(Tensor.zeros([1, 3, side, side])) }, "LibTorch at \(side)")
+        }
+        XCTAssertNoThrow(try export(63))
     }
 
     /// The library refuses what the CLI never passes (probe AC): metadata naming another number of
