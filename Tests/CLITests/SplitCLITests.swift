@@ -16,13 +16,14 @@ extension TrainCLITests {
         let out = runs + "/run"
         let trained = try run(["train", plain, "--out", out, "--epochs", "1"] + Self.common)  // --val-split 0.25
         XCTAssertEqual(trained.status, 0, trained.stderr)
-        func evaluated(_ extra: [String]) throws -> (split: String?, paths: [String]) {
+        func evaluated(_ extra: [String]) throws -> (split: String?, paths: [String], notes: [String]) {
             let r = try run(["evaluate", out, plain, "--json", "--per-sample", "--threads", "2"] + extra)
             XCTAssertEqual(r.status, 0, r.stderr)
             let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(r.lines.last).utf8))
                 as? [String: Any])
             let samples = try XCTUnwrap(json["samples"] as? [[String: Any]])
-            return (json["split"] as? String, samples.compactMap { $0["path"] as? String })
+            let notes = json["notes"] as? [String] ?? []
+            return (json["split"] as? String, samples.compactMap { $0["path"] as? String }, notes)
         }
         let validation = try evaluated(["--split", "val"])
         let training = try evaluated(["--split", "train"])
@@ -34,6 +35,12 @@ extension TrainCLITests {
         XCTAssertTrue(Set(validation.paths).isDisjoint(with: training.paths))
         XCTAssertEqual(whole.split, "folder")
         XCTAssertEqual(Set(whole.paths), Set(validation.paths + training.paths))
+        // The run's own folder used whole holds its training images: the metrics say so (probe AG:
+        // `evaluate runs/flowers data/flowers`, "test-split metrics" in the help, reported 240
+        // training images of 300 as if unseen). A split the run holds out has no such note.
+        let trainedOn = "is the data the run was trained on, used whole"
+        XCTAssertTrue(whole.notes.contains { $0.contains(trainedOn) && $0.contains("--split val") }, "\(whole.notes)")
+        XCTAssertFalse((validation.notes + training.notes).contains { $0.contains(trainedOn) }, "\(validation.notes)")
         let features = try run(["features", out, plain, "--split", "val", "--out", runs + "/val.csv", "--json", "--threads", "2"])
         XCTAssertEqual(features.status, 0, features.stderr)
         let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Foundation.Data(XCTUnwrap(features.lines.last).utf8))
@@ -79,6 +86,7 @@ extension TrainCLITests {
                               "--threads", "2"])
         XCTAssertEqual(report.status, 0, report.stderr)
         XCTAssertTrue(report.stdout.contains("(24 folder images"), report.stdout)
+        XCTAssertTrue(try String(contentsOfFile: runs + "/plain.html", encoding: .utf8).contains(trainedOn))
 
         try FileManager.default.copyItem(atPath: plain + "/blue/0.png", toPath: plain + "/blue/extra.png")
         for command in [["evaluate", out, plain, "--split", "val"],

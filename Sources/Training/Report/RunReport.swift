@@ -107,7 +107,8 @@ public struct RunReport {
         let trainer = try Trainer(model: model, configuration: evaluation)
         let loader = try DataLoader(dataset, batchSize: options.batchSize,
                                     transform: EvaluationTransform(config.preprocessing), workers: options.workers)
-        let (report, samples) = try trainer.evaluateSamples(loader)
+        var (report, samples) = try trainer.evaluateSamples(loader)
+        report.notes += selected.notes
 
         let worst = SamplePrediction.topLosses(samples, count: options.topLosses)
         let topLosses = try worst.map { sample in

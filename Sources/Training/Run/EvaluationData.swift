@@ -19,6 +19,9 @@ public struct EvaluationData {
     public var scanSkipped: Int
     /// What the scan has to say of those files, to show the user.
     public var warnings: [String] = []
+    /// What the metrics on these images must be read with, for the report's notes: the run's own
+    /// DATA used whole holds the images it trained on.
+    public var notes: [String] = []
 
     /// The images of `split` of `root` (nil: the command's default, `unset`), read with `classNames`
     /// as the run's classes (a folder's classes must be those; a CSV's labels must be among them).
@@ -81,13 +84,21 @@ public struct EvaluationData {
            let own = try ownSplit(explicitSplit, isCSV: CSVDataset.isCSVFile(root)) {
             return own
         }
+        // The run's own DATA used whole (no test split to take) holds the images it trained on:
+        // `evaluate runs/x data/x` reported them as if unseen.
+        let trainedOn: [String] = ownData && split != .all ? [
+            "\(root) is the data the run was trained on, used whole: these metrics include the images it trained on and "
+            + "overstate how it does on new ones; "
+            + (run?.options.valSplit != nil ? "--split val evaluates only its --val-split hold-out"
+                                             : "evaluate other images (a test/ folder or another DATA) for that"),
+        ] : []
         if CSVDataset.isCSVFile(root) {
             if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
             // The run's own CSV file resolves its paths as the run did unless told otherwise.
             let csv = try CSVDataset(csv: root, classNames: classNames, imageRoot: imageRoot ?? (ownData ? run?.options.imageRoot : nil),
                                      options: ScanOptions(strict: strict))
             return EvaluationData(dataset: csv, split: "csv", scanSkipped: csv.skipped.count,
-                                  warnings: csv.skipped.warning().map { [$0] } ?? [])
+                                  warnings: csv.skipped.warning().map { [$0] } ?? [], notes: trainedOn)
         }
         let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
         var warnings = (splits.skipped.warning().map { [$0] } ?? []) + (notice.map { [$0] } ?? [])
@@ -99,7 +110,8 @@ public struct EvaluationData {
         }
         if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else {
-            return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings)
+            return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings,
+                                  notes: trainedOn)
         }
         let split = split ?? unset
         if notice == nil && isRunsOwn(split) {

@@ -58,7 +58,7 @@ struct EvaluateCommand: ParsableCommand {
         let config = try directory.readConfig()
         runOptions.applyEXIF(run: config)
         let strict = onBadImage.isStrict
-        let (dataset, splitName, _) = try badImageContext(strict) {
+        let (dataset, splitName, _, notes) = try badImageContext(strict) {
             try Self.dataset(data, split: split, run: config, classNames: config.classNames, strict: strict, imageRoot: imageRoot)
         }
         do {
@@ -76,11 +76,12 @@ struct EvaluateCommand: ParsableCommand {
                                     workers: workers, strict: strict)
         SkippedFileReporter { _, entry in printError("warning: skipping \(entry.path): \(entry.reason)") }
             .watch(loader, split: splitName)
-        let (report, samples) = try badImageContext(strict) { () -> (EvaluationReport, [SamplePrediction]?) in
+        var (report, samples) = try badImageContext(strict) { () -> (EvaluationReport, [SamplePrediction]?) in
             guard perSample else { return (try trainer.evaluate(loader, tta: tta), nil) }
             let result = try trainer.evaluateSamples(loader, tta: tta)
             return (result.report, result.samples)
         }
+        report.notes += notes
         if json {
             printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
                                     architecture: config.architecture, tta: tta.rawValue, report: report, samples: samples))
@@ -94,12 +95,12 @@ struct EvaluateCommand: ParsableCommand {
     /// `EvaluationData.select`, its warnings printed and a `--split` it refuses a usage error.
     static func dataset(_ root: String, split: DataSplit?, unset: DataSplit = .test, run: RunConfig?, classNames: [String]?,
                         strict: Bool = false, imageRoot: String? = nil,
-                        unlabelled: Bool = false) throws -> (any ImageDataset, String, scanSkipped: Int) {
+                        unlabelled: Bool = false) throws -> (any ImageDataset, String, scanSkipped: Int, notes: [String]) {
         do {
             let selected = try EvaluationData.select(root, split: split, unset: unset, run: run, classNames: classNames,
                                                      strict: strict, imageRoot: imageRoot, unlabelled: unlabelled)
             selected.warnings.forEach(printError)
-            return (selected.dataset, selected.split, selected.scanSkipped)
+            return (selected.dataset, selected.split, selected.scanSkipped, selected.notes)
         } catch RunError.invalidSetting(let setting, let reason) where setting == "split" {
             throw ValidationError("--split \(reason)")
         } catch RunError.invalidSetting(let setting, let reason) where setting == "data" {

@@ -109,7 +109,7 @@ struct FeaturesCommand: ParsableCommand {
             preprocessing = pretrained.preprocessing
             weightsName = initial ?? "random"
         }
-        let (dataset, _, scanSkipped) = try EvaluateCommand.dataset(data, split: split, unset: .all, run: runConfig,
+        let (dataset, _, scanSkipped, _) = try EvaluateCommand.dataset(data, split: split, unset: .all, run: runConfig,
                                                                     classNames: runConfig?.classNames, imageRoot: imageRoot,
                                                                     unlabelled: true)
         let started = Date()
