@@ -736,7 +736,7 @@ public final class Trainer {
         guard checkedSchedulePhase != state.phase else { return }
         checkedSchedulePhase = state.phase
         func firstUnusable(_ schedule: any LearningRateSchedule, bases: [Double], from first: Int,
-                           totalSteps: Int) -> (step: Int, rate: Double)? {
+                           totalSteps: Int) -> (step: Int, rate: Double, base: Double)? {
             guard first < totalSteps else { return nil }
             return schedule.firstUnusableRate(baseLearningRates: bases,
                                               steps: first..<(first + Swift.min(1_000_000, totalSteps - first)),
@@ -745,17 +745,35 @@ public final class Trainer {
         let (schedule, totalSteps) = phaseSchedule()
         if let bad = firstUnusable(schedule, bases: state.baseLearningRates, from: state.globalStep - state.phaseStartStep,
                                    totalSteps: totalSteps) {
-            throw ScheduleError.unusableRate(step: bad.step, rate: bad.rate)
+            throw ScheduleError.unusableRate(step: bad.step, rate: bad.rate, base: bad.base)
         }
         if state.phase == 1, let p2 = configuration.phaseTwo, case .afterEpochs(let n) = p2.trigger,
            let total = state.totalEpochs, n < total {
-            let head = p2.optimizer.learningRate
-            var bases = [head]
-            if case .backboneFactor(let factor) = p2.learningRates, factor > 0 { bases.append(head / factor) }
             let steps = Swift.max(1, Self.saturatingProduct(total - n, state.stepsPerEpoch ?? 1))
-            if let bad = firstUnusable(p2.schedule.schedule, bases: bases, from: 0, totalSteps: steps) {
-                throw TrainingError.invalidConfiguration("phase 2: \(ScheduleError.unusableRate(step: bad.step, rate: bad.rate))")
+            if let bad = firstUnusable(p2.schedule.schedule, bases: phaseTwoBaseRates(p2), from: 0, totalSteps: steps) {
+                throw TrainingError.invalidConfiguration(
+                    "phase 2: \(ScheduleError.unusableRate(step: bad.step, rate: bad.rate, base: bad.base))")
             }
+        }
+    }
+
+    /// The base rates phase 2's groups will have, as `ParameterGrouping.groups` gives them: the head's,
+    /// the backbone's at `backboneFactor`, or each unfrozen backbone group's under layer decay (the
+    /// check in phase 1 left layer decay out, so a decay of 1e10 trained phase 1 and then failed,
+    /// unresumable: probe AF).
+    private func phaseTwoBaseRates(_ p2: PhaseTwo) -> [Double] {
+        let head = p2.optimizer.learningRate
+        switch p2.learningRates {
+        case .uniform: return [head]
+        case .backboneFactor(let factor): return factor > 0 ? [head, head / factor] : [head]
+        case .layerDecay(let decay):
+            let count = layout.backboneGroups.count
+            let unfrozen: Int
+            switch p2.unfreeze {
+            case .all: unfrozen = count
+            case .top(let n): unfrozen = Swift.min(Swift.max(0, n), count)
+            }
+            return [head] + (0..<unfrozen).map { head * Foundation.pow(decay, Double($0 + 1)) }
         }
     }
 

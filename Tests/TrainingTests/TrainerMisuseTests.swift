@@ -206,6 +206,34 @@ final class TrainerMisuseTests: XCTestCase {
                           "\(error)")
         }
         XCTAssertEqual(phased.state.globalStep, 0, "phase 1 trained")
+        // Layer decay too (probe AF: a decay of 1e10 trained phase 1, then failed, and no resume could
+        // change it). TRTinyNet has 3 backbone groups: 1e-3 × 1e20³ is past float32; with only the top
+        // group unfrozen the rates are 1e-3 and 1e17, and phase 2 trains. The message names the base.
+        func layerDecay(_ unfreeze: PhaseTwo.Unfreeze) -> TrainingConfiguration {
+            var decayed = TrainingConfiguration(optimizer: .sgd(learningRate: 1e-3), seed: 1)
+            decayed.apply(.twoPhase(PhaseTwo(trigger: .afterEpochs(1), unfreeze: unfreeze, optimizer: .sgd(learningRate: 1e-3),
+                                             learningRates: .layerDecay(1e20))))
+            return decayed
+        }
+        let decayed = try Trainer(model: try TRTinyNet(), configuration: layerDecay(.all))
+        XCTAssertThrowsError(try decayed.fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 2)) { error in
+            XCTAssertTrue("\(error)".contains("phase 2: the learning-rate schedule gives 1"), "\(error)")
+            XCTAssertTrue("\(error)".contains("e+57 at step 0 from a base rate of 1"), "\(error)")
+        }
+        XCTAssertEqual(decayed.state.globalStep, 0, "phase 1 trained")
+        let top = try Trainer(model: try TRTinyNet(), configuration: layerDecay(.top(1)))
+        XCTAssertEqual(try top.fit(train: TRData.loader(try TRData.dataset(count: 6), batchSize: 3), epochs: 2).globalStep, 4)
+    }
+
+    /// The ahead check looks at the smallest and largest base rates: a schedule is monotone in its
+    /// base, so they bound the others (each of layer decay's bases was walked for every step).
+    func testTheAheadCheckNamesTheBaseRateAndBoundsEveryGroupByTheExtremes() throws {
+        let schedule = try ScheduleConfig(parsing: "exponential:decay_steps=1,rate=10").schedule
+        let bad = try XCTUnwrap(schedule.firstUnusableRate(baseLearningRates: [1e-3, 1e30, 1, 1e-2], steps: 0..<100, totalSteps: 100))
+        XCTAssertEqual(bad.step, 9)
+        XCTAssertEqual(bad.base, 1e30)
+        XCTAssertNil(schedule.firstUnusableRate(baseLearningRates: [1e-3, 1, 1e-2], steps: 0..<30, totalSteps: 30))
+        XCTAssertNotNil(schedule.firstUnusableRate(baseLearningRates: [1e-3, 1, 1e-2], steps: 0..<40, totalSteps: 40))
     }
 
     /// `ModelEMA` checks its configuration (a decay of 5 or NaN averaged into garbage; only `Trainer`
