@@ -43,6 +43,8 @@ public struct ClassificationMetrics {
     private var scores: [Float] = []
     private var labels: [Int32] = []
     private var sawNaN = false
+    /// Samples whose scores hold a NaN: their predicted class means nothing (a diverged model).
+    private var nanSamples = 0
     /// The form of the first batch (one score per sample or one per class; logits or probabilities):
     /// later batches must match, so stored scores stay comparable.
     private var inputForm: (single: Bool, probabilities: Bool)?
@@ -120,7 +122,7 @@ public struct ClassificationMetrics {
             let label = Int(trueClasses[i])
             if single {
                 let v = values[i]
-                if v.isNaN { sawNaN = true }
+                if v.isNaN { sawNaN = true; nanSamples += 1 }
                 let predicted = (areProbabilities ? v > 0.5 : v > 0) ? 1 : 0
                 confusion[label * c + predicted] += 1
                 scores.append(Float(v))
@@ -132,7 +134,7 @@ public struct ClassificationMetrics {
             for j in row.indices where row[j] > maximum || (row[j].isNaN && !maximum.isNaN) {
                 maximum = row[j]
                 best = j
-                if maximum.isNaN { sawNaN = true; break }
+                if maximum.isNaN { sawNaN = true; nanSamples += 1; break }
             }
             confusion[label * c + (best - row.startIndex)] += 1
             if let k = topK {
@@ -166,14 +168,15 @@ public struct ClassificationMetrics {
     /// shard of the data, so the report is that of all samples once: `sum` adds a list of numbers
     /// element-wise across ranks; `gather` concatenates every rank's list in rank order (AUC scores).
     public mutating func combine(sum: ([Double]) throws -> [Double], gather: ([Float]) throws -> [Float]) throws {
-        let counts = try sum([Double(sampleCount), Double(topKCorrect), lossSum, Double(lossSamples), sawNaN ? 1 : 0]
-                             + confusion.map(Double.init))
+        let counts = try sum([Double(sampleCount), Double(topKCorrect), lossSum, Double(lossSamples), sawNaN ? 1 : 0,
+                              Double(nanSamples)] + confusion.map(Double.init))
         sampleCount = Int(counts[0])
         topKCorrect = Int(counts[1])
         lossSum = counts[2]
         lossSamples = Int(counts[3])
         sawNaN = counts[4] > 0
-        confusion = counts[5...].map { Int($0) }
+        nanSamples = Int(counts[5])
+        confusion = counts[6...].map { Int($0) }
         scores = try gather(scores)
         labels = try gather(labels.map(Float.init)).map { Int32($0) }
     }
@@ -188,6 +191,7 @@ public struct ClassificationMetrics {
         scores = []
         labels = []
         sawNaN = false
+        nanSamples = 0
         inputForm = nil
     }
 
@@ -207,6 +211,11 @@ public struct ClassificationMetrics {
         let predicted = (0..<c).map { j in matrix.reduce(0) { $0 + $1[j] } }
         let correct = (0..<c).reduce(0) { $0 + matrix[$1][$1] }
         if sampleCount == 0 { notes.append("no samples were evaluated") }
+        // As `predict` warns: these metrics counted NaN rows as predictions of their first NaN class.
+        if nanSamples > 0 {
+            notes.append("the model's outputs for \(nanSamples) of \(sampleCount) samples are NaN: their predicted class "
+                + "(the first NaN one) means nothing, and the metrics count it; the weights may have diverged")
+        }
         if let k = topK, k >= c, sampleCount > 0 {  // sklearn's top_k_accuracy_score warns of the same
             notes.append("top-\(k) accuracy is 1 whatever the scores: k is at least the number of classes (\(c))")
         }

@@ -255,6 +255,15 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(nanReport.accuracy, 0.25, accuracy: eps)  // only the first: argmax is its NaN
         // Ranks of the true class: 0 (the first NaN); 1 (NaN at 1 first); 1 (NaN at 0 first); 2 → 3 of 4.
         XCTAssertEqual(nanReport.topKAccuracy!, 0.75, accuracy: eps)
+        // Said in the notes, as `predict` warns (probe AF: evaluate and report gave accuracy, top-5 and a
+        // confusion matrix of a model whose outputs were all NaN, noting only that AUC was left out).
+        XCTAssertTrue(nanReport.notes.contains { $0.hasPrefix("the model's outputs for 3 of 4 samples are NaN") },
+                      "\(nanReport.notes)")
+        XCTAssertFalse(two.report().notes.contains { $0.contains("are NaN") })
+        var binary = try ClassificationMetrics(classCount: 2)
+        try binary.update(logits: try Tensor([Float.nan, 1]), labels: try labels([0, 1]))
+        XCTAssertTrue(binary.report().notes.contains { $0.hasPrefix("the model's outputs for 1 of 2 samples are NaN") },
+                      "\(binary.report().notes)")
     }
 
     func testValidationAndReset() throws {
