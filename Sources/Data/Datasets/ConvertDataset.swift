@@ -162,11 +162,16 @@ public enum ConvertDataset {
             summary.written += try write(dataset, folders: folders, to: temporary, split: split, options: options, progress: progress)
             for (folder, names) in fileNames(dataset, folders: folders) { record.files?[split + "/" + folder] = FolderRecord(names) }
         }
-        // The marker first: a crash before the renames leaves a destination the next run refuses
-        // (its files are not those recorded), never one it takes for something it is not.
+        // The marker first, recording the new files and the earlier ones: a split interrupted anywhere
+        // in the renames holds one or the other, and the next run accepts either (probe AF: a Ctrl-C
+        // here left the new marker beside the earlier splits, which every later run refused). Once
+        // every split is in place, the marker records the new files only.
         let markerPath = destination + "/" + markerName
         let earlierMarker = fm.contents(atPath: markerPath)
-        try AtomicFile.write(try JSONEncoder().encode(record) + Foundation.Data("\n".utf8), to: markerPath, durable: false)
+        var swapping = record
+        swapping.previous = earlierMarker.flatMap { try? JSONDecoder().decode(Marker.self, from: $0) }?.files
+        try AtomicFile.write(try JSONEncoder().encode(swapping) + Foundation.Data("\n".utf8), to: markerPath, durable: false)
+        try interruptForTesting?("renames")
         // A failed rename puts back what was there: the earlier splits and marker (they were left aside,
         // the new splits in place of some, probe AD).
         var placed: [(path: String, temporary: String)] = []
@@ -199,9 +204,17 @@ public enum ConvertDataset {
             }
         }
         published = true
+        try interruptForTesting?("marker")
+        if swapping.previous != nil {
+            try AtomicFile.write(try JSONEncoder().encode(record) + Foundation.Data("\n".utf8), to: markerPath, durable: false)
+        }
         for (_, old) in movedAside { try? fm.removeItem(atPath: old) }
         return summary
     }
+
+    /// Called before the renames (`"renames"`) and before the final marker (`"marker"`); a test
+    /// throws from it to leave the destination as an interrupted run does.
+    nonisolated(unsafe) static var interruptForTesting: ((String) throws -> Void)?
 
     /// The file names `write` gives `dataset`'s images, by class folder.
     static func fileNames(_ dataset: any ImageDataset, folders: [String]) -> [String: [String]] {
@@ -222,6 +235,9 @@ public enum ConvertDataset {
         var format = "finetune-convert"
         var source: String
         var files: [String: FolderRecord]?
+        /// While the splits are being replaced: the earlier conversion's files, which a folder may
+        /// still hold instead of `files`.
+        var previous: [String: FolderRecord]?
     }
 
     /// What one class folder held when written: how many files, and a SHA-256 of their sorted names.
@@ -247,9 +263,12 @@ public enum ConvertDataset {
         public var earlierSplits: [String] { if case .converted(let splits) = self { return splits } else { return [] } }
     }
 
-    /// A hidden folder of a run that was interrupted: `.train.tmp-<UUID>`, `.test.old-<UUID>`.
+    /// A hidden folder of a run that was interrupted: `.train.tmp-<UUID>`, `.test.old-<UUID>`, or the
+    /// marker's temporary file (`AtomicFile`'s `..finetune-convert.json.<pid>.<n>.tmp`), which an
+    /// interrupted run left and the next refused as a file convert did not write (probe AF).
     static func isLeftover(_ name: String) -> Bool {
         AtomicFile.replacedName(name).map { [".train", ".test"].contains($0) } ?? false
+            || AtomicFile.writerProcess(temporaryName: name, of: markerName) != nil
     }
 
     /// Removes the hidden split folders of interrupted runs (`isLeftover`).
@@ -295,9 +314,10 @@ public enum ConvertDataset {
                 guard isFolderAt(destination + "/" + relative) else { throw refuse(relative) }
                 let names = entries(destination + "/" + relative)
                 if let files = marker.files {
-                    guard let recorded = files[relative] else { throw refuse(relative) }
-                    guard FolderRecord(names) == recorded else {
-                        throw refuse(relative, "whose files are not those convert wrote there (it wrote \(recorded.count); "
+                    let recorded = [files[relative], marker.previous?[relative]].compactMap { $0 }
+                    guard let first = recorded.first else { throw refuse(relative) }
+                    guard recorded.contains(FolderRecord(names)) else {
+                        throw refuse(relative, "whose files are not those convert wrote there (it wrote \(first.count); "
                                      + "it holds \(names.count))")
                     }
                 } else if let other = names.first(where: { !isImageName($0) && !($0.hasPrefix(".") && $0.hasSuffix(".tmp")) }) {
