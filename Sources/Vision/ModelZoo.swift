@@ -62,10 +62,19 @@ public enum ModelZoo {
     /// A randomly initialised architecture.
     public static func make(_ architecture: String, options: ModelOptions = .init()) throws -> ImageClassifier {
         guard let builder = builders.first(where: { $0.name == architecture })?.build else {
-            throw WeightsError.unknownWeights(
-                "unknown architecture '\(architecture)'; known: \(architectures.joined(separator: ", "))")
+            throw unknownArchitecture(architecture)
         }
         return try builder(options)
+    }
+
+    private static func unknownArchitecture(_ architecture: String) -> WeightsError {
+        WeightsError.unknownWeights("unknown architecture '\(architecture)'; known: \(architectures.joined(separator: ", "))")
+    }
+
+    /// Whether `weights` names a file rather than a catalog entry: it has a folder (`/`) or a weights
+    /// file's extension. Catalog names are `<architecture>.<tag>`, neither.
+    static func looksLikeAPath(_ weights: String) -> Bool {
+        weights.contains("/") || [".pth", ".pt", ".safetensors", ".bin", ".ckpt"].contains { weights.lowercased().hasSuffix($0) }
     }
 
     /// The preprocessing `make(_:weights:)` gives `architecture` with `weights` (nil, a catalog tag
@@ -90,6 +99,8 @@ public enum ModelZoo {
     public static func make(_ architecture: String, weights: String?, options: ModelOptions = .init(),
                             keepingTheirHead: Bool = false, catalog: WeightsCatalog = .builtIn,
                             cache: WeightsCache = .init()) throws -> PretrainedModel {
+        // The architecture first: `--arch resnet5` was reported as "unknown weights 'resnet5.imagenet'".
+        guard builders.contains(where: { $0.name == architecture }) else { throw unknownArchitecture(architecture) }
         let defaultEntry = catalog.entries(for: architecture).first
         guard let weights else {
             let model = try make(architecture, options: options)
@@ -102,6 +113,11 @@ public enum ModelZoo {
             entry = nil
             state = weights.hasSuffix(".safetensors") ? try SafeTensors.load(weights) : try PthImport.load(weights)
         } else {
+            // A path to a file that is not there is said to be missing, not looked up in the catalog
+            // ("unknown weights './missing.safetensors'; known: …", probe AG).
+            if Self.looksLikeAPath(weights) {
+                throw WeightsError.unreadable(path: weights, reason: "no such file")
+            }
             let name = weights.contains(".") ? weights : "\(architecture).\(weights)"
             let found = try catalog.entry(named: name)
             guard found.architecture == architecture else {

@@ -89,6 +89,19 @@ final class ModelZooTests: XCTestCase {
         XCTAssertThrowsError(try ModelZoo.make("efficientnet_lite1", weights: "imagenet", cache: emptyCache)) { error in
             XCTAssertTrue("\(error)".contains("finetune weights import"), "\(error)")
         }
+        // A missing file is said to be missing, and an unknown architecture unknown (probe AG: both were
+        // "unknown weights '…'; known: …", the catalog's 40 names).
+        for path in ["./missing.safetensors", "weights/model.pth", "/nowhere/x"] {
+            XCTAssertThrowsError(try ModelZoo.make("mobilenet_v2", weights: path)) { error in
+                XCTAssertEqual("\(error)", "cannot read \(path): no such file")
+            }
+        }
+        XCTAssertThrowsError(try ModelZoo.make("resnet5", weights: "imagenet")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("unknown architecture 'resnet5'; known: alexnet"), "\(error)")
+        }
+        XCTAssertThrowsError(try ModelZoo.make("mobilenet_v2", weights: "nosuch")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("unknown weights 'mobilenet_v2.nosuch'"), "\(error)")
+        }
     }
 
     /// Acceptance: from the JPEG files through our own decoding and preprocessing, MobileNetV2 and
