@@ -216,6 +216,15 @@ final class CLITests: XCTestCase {
         let mistyped = try run(["predict", runFolder, "--topk"])
         XCTAssertEqual(mistyped.status, 64, mistyped.stderr)
         XCTAssertTrue(mistyped.stderr.contains("Unknown option '--topk'"), mistyped.stderr)
+        // --arch and --weights with a run directory were ignored without a word: the run's model answered
+        // `predict RUN --arch resnet18` (probe AG). They are refused, as export refuses them.
+        for (arguments, flag) in [(["predict", runFolder, "--arch", "resnet18", "x.jpg"], "--arch resnet18"),
+                                  (["predict", runFolder, "--weights", "none", "x.jpg"], "--weights none"),
+                                  (["features", runFolder, runFolder, "--weights", "none", "--out", runFolder + "/f.csv"], "--weights none")] {
+            let r = try run(arguments)
+            XCTAssertEqual(r.status, 64, r.stderr)
+            XCTAssertTrue(r.stderr.contains("\(flag): \(runFolder) is a run directory, which brings its own model"), r.stderr)
+        }
         let pooling = try run(["summary", "resnet18", "--no-top", "--pooling", "median"])
         XCTAssertNotEqual(pooling.status, 0)
         XCTAssertTrue(pooling.stderr.contains("--pooling"), pooling.stderr)

@@ -38,7 +38,8 @@ struct FeaturesCommand: ParsableCommand {
     @Argument(help: "Class-folder root (with splits), a folder of class folders, a path,label CSV file, or a folder of unlabelled images.")
     var data: String
     @Option(help: "Output file: .safetensors, .npy or .csv.") var out: String
-    @Option(help: "Weights for an architecture: a catalog tag such as imagenet, a file, or none.") var weights = "imagenet"
+    @Option(help: "Weights for an architecture: a catalog tag such as imagenet (the default), a file, or none.")
+    var weights: String?
     @Option(help: ArgumentHelp("Which split: all (train + val + test, the default), train, val or test. On a plain folder DATA is used whole; with a run, a split is chosen as evaluate chooses it (the run's own where it chose among the images: its --val-split, --limit-per-class).", valueName: "split"))
     var split: DataSplit?
     @Option(help: "With a CSV file as DATA: the folder its relative paths start from (default: the CSV's folder).")
@@ -89,6 +90,8 @@ struct FeaturesCommand: ParsableCommand {
         let classifier: ImageClassifier, preprocessing: Preprocessing, weightsName: String
         var runConfig: RunConfig?
         if RunDirectory.isRun(model) {
+            // It was ignored without a word (probe AG): the run's weights are its model's.
+            if let weights { throw ValidationError("--weights \(weights): \(model) is a run directory, which brings its own model; leave it out") }
             let run = RunDirectory(model)
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
@@ -98,6 +101,7 @@ struct FeaturesCommand: ParsableCommand {
             runConfig = config
         } else {
             runOptions.applyEXIF(run: nil)
+            let weights = self.weights ?? "imagenet"
             let initial = weights.lowercased() == "none" ? nil : weights
             Runtime.manualSeed(seed)
             let pretrained: PretrainedModel

@@ -14,7 +14,7 @@ struct PredictCommand: ParsableCommand {
         discussion: """
             The weights' own preprocessing (resize, crop, mean/std) is applied automatically. When the
             first argument is a run directory written by `finetune train` (it holds config.json), the
-            run's model, class names and preprocessing are used and --arch/--weights are not needed.
+            run's model, class names and preprocessing are used, and --arch/--weights are refused.
 
             Examples:
               finetune predict --arch mobilenet_v2 --weights imagenet --top-k 5 photo.jpg
@@ -23,8 +23,8 @@ struct PredictCommand: ParsableCommand {
             """)
 
     @Option(help: "Architecture (see `finetune summary --help`); not needed with a run directory.") var arch: String?
-    @Option(help: "Weights: a catalog tag such as imagenet, a catalog name, a .pth/.safetensors file, or none.")
-    var weights = "imagenet"
+    @Option(help: "Weights: a catalog tag such as imagenet (the default), a catalog name, a .pth/.safetensors file, or none.")
+    var weights: String?
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @OptionGroup var runOptions: ModelRunOptions
@@ -51,6 +51,10 @@ struct PredictCommand: ParsableCommand {
     func source() throws -> Source {
         guard let first = inputs.first else { throw ValidationError("give at least one image file or folder") }
         if RunDirectory.isRun(first) {
+            // They were ignored without a word: the run's model answered for `--arch resnet18` (probe AG).
+            if let given = arch.map({ "--arch \($0)" }) ?? weights.map({ "--weights \($0)" }) {
+                throw ValidationError("\(given): \(first) is a run directory, which brings its own model; leave it out")
+            }
             guard inputs.count > 1 else { throw ValidationError("give image files or folders after the run directory") }
             return .run(RunDirectory(first), images: Array(inputs.dropFirst()))
         }
@@ -72,6 +76,7 @@ struct PredictCommand: ParsableCommand {
         case .architecture(let arch, let images):
             runOptions.applyEXIF(run: nil)
             (files, skippedInFolders) = try collectImageFiles(images)
+            let weights = self.weights ?? "imagenet"
             predictor = try Predictor(architecture: arch, weights: weights.lowercased() == "none" ? nil : weights)
         }
         predictor.precision = precisionOptions.resolved(for: predictor.model)
