@@ -66,7 +66,7 @@ final class CLITests: XCTestCase {
 
     /// Starts `finetune arguments` in the background, its output discarded.
     /// Starts `finetune arguments`; its standard output goes to the file `output` (created), or nowhere.
-    static func start(_ arguments: [String], output: String? = nil) throws -> Process {
+    static func start(_ arguments: [String], output: String? = nil, errorOutput: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -76,7 +76,12 @@ final class CLITests: XCTestCase {
         } else {
             process.standardOutput = FileHandle.nullDevice
         }
-        process.standardError = FileHandle.nullDevice
+        if let errorOutput {
+            FileManager.default.createFile(atPath: errorOutput, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorOutput))
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
     }

@@ -91,9 +91,9 @@ extension TrainCLITests {
 
     /// Starts `finetune arguments` (a run into `run` that saves checkpoints as it goes) and returns it
     /// once its first checkpoint is written, i.e. training has started (at most 120 s).
-    func launchedUntilItsFirstCheckpoint(_ arguments: [String], run: String,
+    func launchedUntilItsFirstCheckpoint(_ arguments: [String], run: String, errorOutput: String? = nil,
                                          file: StaticString = #filePath, line: UInt = #line) throws -> Process {
-        let launcher = try CLITests.start(arguments)
+        let launcher = try CLITests.start(arguments, errorOutput: errorOutput)
         let deadline = Date().addingTimeInterval(120)
         while launcher.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
             Thread.sleep(forTimeInterval: 0.005)
@@ -220,10 +220,16 @@ extension TrainCLITests {
         XCTAssertFalse(whole.stderr.contains("do not obey the gradient layout contract"), whole.stderr)
 
         // Checkpoints change no arithmetic; the first one says training has started.
+        let log = runs + "/stopped.log"
         let launcher = try launchedUntilItsFirstCheckpoint(try arguments(runs + "/stopped") + ["--save-every-steps", "5"],
-                                                           run: runs + "/stopped")
+                                                           run: runs + "/stopped", errorOutput: log)
         launcher.interrupt()
         launcher.waitUntilExit()
+        // A worker that stops on the interrupt the launcher passed on has not failed: the launcher said
+        // "worker rank 0 (process …) exited with status 130; stopping the others" (probe AF).
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(launcher.terminationStatus, 130, text)
+        XCTAssertFalse(text.contains("exited with status"), text)
         let state = try XCTUnwrap(try Self.checkpointState(runs + "/stopped"))
         XCTAssertEqual(state["status"] as? String, "interrupted")
         XCTAssertNil(state["accumulation"], "the checkpoint was taken inside an accumulation group")

@@ -120,6 +120,8 @@ struct DistributedOptions: ParsableArguments {
 /// Ctrl-C reaches each worker once, forwarded by the launcher).
 enum WorkerProcess {
     nonisolated(unsafe) static var running: [pid_t] = []
+    /// Set when the launcher has forwarded an interrupt (SIGINT, SIGTERM, SIGHUP) to the workers.
+    nonisolated(unsafe) static var interrupted = false
 
     static func spawn(arguments: [String], environment: [String: String]) throws -> pid_t {
         let executable = "/proc/self/exe"
@@ -196,9 +198,15 @@ enum WorkerProcess {
     /// it ended.
     static func wait(for children: [pid_t: String?]) -> Int32 {
         for sig in [SIGINT, SIGTERM] {
-            signal(sig) { number in for pid in WorkerProcess.running { kill(pid, number) } }
+            signal(sig) { number in
+                WorkerProcess.interrupted = true
+                for pid in WorkerProcess.running { kill(pid, number) }
+            }
         }
-        signal(SIGHUP) { _ in for pid in WorkerProcess.running { kill(pid, SIGTERM) } }
+        signal(SIGHUP) { _ in
+            WorkerProcess.interrupted = true
+            for pid in WorkerProcess.running { kill(pid, SIGTERM) }
+        }
         var result: Int32 = 0
         var remaining = Set(children.keys)
         var failedAt: Date?
@@ -214,6 +222,10 @@ enum WorkerProcess {
                 if code != 0 && result == 0 {
                     result = code
                     failedAt = Date()
+                    // A worker that stopped on the interrupt the launcher passed on (exit status 130 or
+                    // 143, after its checkpoint and "Interrupted" line) has not failed: saying so read
+                    // as a crash after a clean Ctrl-C (probe AF).
+                    if WorkerProcess.interrupted && (code == 130 || code == 143) { continue }
                     // As torchrun does: which worker failed first, and how (a killed worker says nothing).
                     printError("finetune: worker rank \(ranks[pid] ?? "?") (process \(pid)) \(describe(status: status))"
                                + (remaining.isEmpty ? "" : "; stopping the others"))
