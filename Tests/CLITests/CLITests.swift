@@ -77,7 +77,7 @@ final class CLITests: XCTestCase {
             process.standardOutput = FileHandle.nullDevice
         }
         if let errorOutput {
-            FileManager.default.createFile(atPath: errorOutput, contents: nil)
+            _ = FileManager.default.createFile(atPath: errorOutput, contents: nil)
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorOutput))
         } else {
             process.standardError = FileHandle.nullDevice

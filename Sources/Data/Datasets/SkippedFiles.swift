@@ -207,4 +207,7 @@ public final class SkippedFileReporter: @unchecked Sendable {
 
     /// How many distinct files of `split` were found unusable so far.
     public func count(split: String) -> Int { lock.synchronized { seen[split]?.count ?? 0 } }
+
+    /// The files of `split` found unusable so far.
+    public func paths(split: String) -> Set<String> { lock.synchronized { seen[split] ?? [] } }
 }

@@ -723,7 +723,10 @@ public final class TrainingRun {
             EarlyStopping(monitor: monitorMetric, patience: $0, restoreBestWeights: true)
         }
         earlyStopping?.bestCheckpoint = checkpoints.bestPath
-        trainer.callbacks = extraCallbacks + [
+        // A data-parallel rank sees its own shard's unreadable files only: the check is one process's.
+        let unreadClasses = trainer.distributed == nil
+            ? [UnreadClassesCheck(dataset: splits.train, skipped: skipped) { notify(.warning($0)) }] : []
+        trainer.callbacks = unreadClasses + extraCallbacks + [
             CSVLoggerCallback(path: directory.history),
             JSONLinesLoggerCallback(path: directory.events, everySteps: 10),
             TensorBoardCallback(logDirectory: directory.tensorboard),
