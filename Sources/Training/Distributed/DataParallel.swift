@@ -168,8 +168,10 @@ public final class DataParallel {
         } catch let error as TorchError {
             let lost = lostRanks()
             let who = lost.isEmpty ? "a rank" : "rank\(lost.count == 1 ? "" : "s") " + lost.map(String.init).joined(separator: ", ")
-            throw DistributedError.lostRank("\(who) stopped answering (killed, crashed or unreachable) during the "
-                + "\(what); rank \(rank) stops: \(error.message)")
+            // "Stopped on its own error" too: a rank that refused a bad file under --on-bad-image fail
+            // ended cleanly, with its own message, and read here as a crash (probe AF).
+            throw DistributedError.lostRank("\(who) stopped answering (ended on its own error, killed, crashed or "
+                + "unreachable) during the \(what); rank \(rank) stops: \(error.message)")
         }
     }
 
