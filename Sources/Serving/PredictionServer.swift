@@ -83,6 +83,10 @@ public final class PredictionServer: @unchecked Sendable {
                 : error.errnoCode == EACCES
                     ? "--port \(configuration.port): not allowed to listen on \(address) (ports below 1024 need privileges)"
                     : "--host \(configuration.host): \(address) is not an address of this machine")
+        } catch let error as SocketAddressError.UnknownHost {
+            // NIO's own words named neither the flag nor what to do (probe AG).
+            throw ServingError.badConfiguration("--host \(configuration.host): no address of that name (\(error.errorDescription)); "
+                                                + "give an address of this machine or a name that resolves to one")
         }
     }
 

@@ -175,6 +175,23 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertTrue(text.contains("--port \(port): 127.0.0.1:\(port) is already in use"), text)
     }
 
+    /// A host name that does not resolve names `--host` (probe AG: NIO's "SocketAddressError.UnknownHost:
+    /// Name or service not known (error -2) …"). `.invalid` never resolves (RFC 6761).
+    func testAHostNameThatDoesNotResolveIsAnErrorNamingTheFlag() throws {
+        let process = Process()
+        process.executableURL = ServerProcess.binary
+        process.arguments = ["serve", "--arch", "mobilenet_v2", "--weights", "none", "--host", "no-such-host.invalid",
+                             "--port", "0", "--threads", "1"]
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, text)
+        XCTAssertTrue(text.contains("Error: --host no-such-host.invalid: no address of that name"), text)
+    }
+
     /// A default top_k of 0 or less is refused (probe AC): every request without `?top_k` got a 500.
     func testADefaultTopKBelowOneIsRefused() {
         XCTAssertEqual(problem { $0.defaultTopK = 0 }, "the default top_k must be at least 1, got 0")
