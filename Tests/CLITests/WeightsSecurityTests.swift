@@ -119,6 +119,10 @@ final class WeightsSecurityTests: XCTestCase {
         var r = try run(["weights", "import", mobilenet, "--arch", "resnet18"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("is mobilenet_v2.imagenet, weights for mobilenet_v2, not for resnet18"), r.stderr)
+        // A catalog name that does not exist is a usage error naming --name (it exited 1, probe AG).
+        r = try run(["weights", "import", mobilenet, "--name", "nosuch.entry"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--name nosuch.entry: unknown weights 'nosuch.entry'"), r.stderr)
         r = try run(["weights", "import", mobilenet])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("as mobilenet_v2.imagenet"), r.stdout)

@@ -122,7 +122,10 @@ struct WeightsCommand: ParsableCommand {
         var acceptUnverified = false
 
         func run() throws {
-            let entry = try name.map { try WeightsCatalog.builtIn.entry(named: $0) }
+            let entry: WeightsEntry?
+            do { entry = try name.map { try WeightsCatalog.builtIn.entry(named: $0) } } catch {
+                throw ValidationError("--name \(name ?? ""): \(error)")  // a usage error (exit 64), as cli.md says
+            }
             if let arch, let entry, arch != entry.architecture {
                 throw ValidationError("--arch \(arch): \(entry.name) are weights for \(entry.architecture)")
             }
