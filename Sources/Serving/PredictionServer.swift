@@ -91,7 +91,9 @@ public final class PredictionServer: @unchecked Sendable {
     }
 
     func makeRouter() -> Router<ServeRequestContext> {
-        let router = Router(context: ServeRequestContext.self)
+        // HEAD on every GET route, as GET without the body (RFC 9110 §9.3.2): uptime monitors and load
+        // balancers check health with HEAD, which got 404 "no route" (probe AG).
+        let router = Router(context: ServeRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RequestLogMiddleware(log: log))
         router.add(middleware: JSONErrorMiddleware(
             lingeringLimit: .milliseconds(Int64(configuration.requestTimeoutMilliseconds))))

@@ -132,6 +132,13 @@ final class ServeTests: XCTestCase {
         let ready = try server.request("GET", "/readyz")
         XCTAssertEqual(ready.status, 200)
         XCTAssertEqual(ready.json["status"] as? String, "ready")
+        // HEAD answers as GET, without the body (uptime monitors check health with HEAD: it was 404).
+        for path in ["/healthz", "/readyz", "/", "/v1/models", "/metrics"] {
+            let head = try server.request("HEAD", path)
+            XCTAssertEqual(head.status, 200, "HEAD \(path): \(head.text)")
+            XCTAssertTrue(head.text.isEmpty, "HEAD \(path): \(head.text)")
+        }
+        XCTAssertEqual(try server.request("HEAD", "/nowhere").status, 404)
         let models = try server.request("GET", "/v1/models")
         XCTAssertEqual(models.status, 200)
         let model = try XCTUnwrap((models.json["models"] as? [[String: Any]])?.first, models.text)
