@@ -279,12 +279,18 @@ final class PseudoLabelTests: XCTestCase {
     /// `balanced` in training: every class that has confident images contributes as many as the
     /// rarest, its most confident ones, all at or above the threshold.
     func testBalancedSelectionGivesEveryClassTheSameCount() throws {
-        let settings = PseudoLabelSettings(threshold: 0.8, fraction: 0.2, startEpoch: 2, selection: .balanced)
-        let observed = try run(settings)
+        // The first threshold at which the threshold rule is unbalanced on this data: which one depends
+        // on the kernels' rounding (0.8 gave 13 and 13 under torch 2.13 on one machine).
+        var found: (observed: Observed, counts: [Int], confident: [PseudoLabel])?
+        for threshold in [0.8, 0.7, 0.9, 0.6, 0.85, 0.75] {
+            let settings = PseudoLabelSettings(threshold: threshold, fraction: 0.2, startEpoch: 2, selection: .balanced)
+            let observed = try run(settings)
+            let confident = try XCTUnwrap(observed.expected[3])
+            let counts = (0..<3).map { c in confident.filter { $0.label == c }.count }.filter { $0 > 0 }
+            if Set(counts).count > 1 { found = (observed, counts, confident); break }
+        }
+        let (observed, counts, confident) = try XCTUnwrap(found, "no threshold makes the threshold rule unbalanced on this data")
         let state = try XCTUnwrap(observed.trainer.state.pseudoLabels)
-        let confident = try XCTUnwrap(observed.expected[3])
-        let counts = (0..<3).map { c in confident.filter { $0.label == c }.count }.filter { $0 > 0 }
-        XCTAssertGreaterThan(Set(counts).count, 1, "the data should make the threshold rule unbalanced: \(counts)")
         let quota = try XCTUnwrap(counts.min())
         XCTAssertEqual(state.labels.count, quota * counts.count)
         for c in 0..<3 {
