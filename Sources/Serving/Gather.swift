@@ -63,3 +63,39 @@ final class Gather: @unchecked Sendable {
         continuation?.resume(with: result)
     }
 }
+
+/// The result of an operation, or an error at a deadline if it has not finished by then, whichever
+/// comes first; the operation then goes on unawaited (a decode in progress cannot be stopped) and its
+/// result is dropped.
+final class FirstAnswer<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, Error>?
+
+    private init() {}
+
+    /// `operation`'s result, or `timeoutError` once `deadline` (uptime seconds, `InferenceLoop.now()`) has passed.
+    static func of(by deadline: Double, else timeoutError: Error,
+                   _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let answer = FirstAnswer()
+        var timer: Task<Void, Never>?
+        defer { timer?.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            answer.continuation = continuation
+            Task {
+                do { answer.finish(.success(try await operation())) } catch { answer.finish(.failure(error)) }
+            }
+            timer = Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, deadline - InferenceLoop.now()) * 1e9))
+                if !Task.isCancelled { answer.finish(.failure(timeoutError)) }
+            }
+        }
+    }
+
+    private func finish(_ result: Result<T, Error>) {
+        lock.lock()
+        let continuation = self.continuation
+        self.continuation = nil
+        lock.unlock()
+        continuation?.resume(with: result)
+    }
+}

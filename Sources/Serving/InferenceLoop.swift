@@ -75,16 +75,21 @@ final class InferenceLoop: @unchecked Sendable {
     /// The images waiting now.
     var depth: Int { condition.lock(); defer { condition.unlock() }; return pending.count }
 
-    /// Queues all `jobs` or none: throws 503 when they do not fit in `maxQueue`.
+    /// Queues all `jobs` or none: throws 503 when they do not fit in `maxQueue`. Jobs whose request
+    /// has expired leave the queue first: they held its places until a batch was taken (probe AH: 503
+    /// "queue is full" for images whose requests had all had their 504).
     func submit(_ jobs: [Job]) throws {
         condition.lock()
         guard !stopping else {
             condition.unlock()
             throw ServingError.unavailable("the server is shutting down", retryAfterSeconds: 1)
         }
+        let expired = removeExpired(now: Self.now())
+        defer { finish(expired) }
         guard pending.count + jobs.count <= maxQueue else {
             let waiting = pending.count
             condition.unlock()
+            onQueued(waiting)
             throw ServingError.unavailable("the queue is full (\(waiting) of --max-queue \(maxQueue) images waiting)",
                                            retryAfterSeconds: 1)
         }
@@ -107,6 +112,23 @@ final class InferenceLoop: @unchecked Sendable {
         if started { finished.wait() }
     }
 
+    /// Takes the jobs that expired by `now` out of the queue (the lock held).
+    private func removeExpired(now: Double) -> [Job] {
+        guard pending.contains(where: { $0.expires <= now }) else { return [] }
+        let expired = pending.filter { $0.expires <= now }
+        let live = pending.indices.filter { pending[$0].expires > now }
+        pending = live.map { pending[$0] }
+        oldestArrival = live.map { oldestArrival[$0] }
+        return expired
+    }
+
+    /// Ends jobs taken out as expired (the lock released).
+    private func finish(_ expired: [Job]) {
+        guard !expired.isEmpty else { return }
+        onExpired(expired.count)
+        for job in expired { job.done(.failure(Expired())) }
+    }
+
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
     private func loop() {
@@ -121,18 +143,11 @@ final class InferenceLoop: @unchecked Sendable {
                 _ = condition.wait(until: Date(timeIntervalSinceNow: left))
             }
             // Jobs whose request has timed out leave the queue unrun, so the batch is of live ones.
-            let now = Self.now()
-            let expired = pending.filter { $0.expires <= now }
-            if !expired.isEmpty {
-                let live = pending.indices.filter { pending[$0].expires > now }
-                pending = live.map { pending[$0] }
-                oldestArrival = live.map { oldestArrival[$0] }
-            }
+            let expired = removeExpired(now: Self.now())
             guard !pending.isEmpty else {
                 condition.unlock()
-                onExpired(expired.count)
+                finish(expired)
                 onQueued(0)
-                for job in expired { job.done(.failure(Expired())) }
                 continue
             }
             // The first jobs, up to the batch size, of the same model version.
@@ -145,8 +160,7 @@ final class InferenceLoop: @unchecked Sendable {
             let depth = pending.count
             condition.unlock()
 
-            if !expired.isEmpty { onExpired(expired.count) }
-            for job in expired { job.done(.failure(Expired())) }
+            finish(expired)
             onBatch(n, depth)
             let result = Result { try version.predictor.predict(batch.map(\.input), k: batch.map(\.k)) }
             for (i, job) in batch.enumerated() {

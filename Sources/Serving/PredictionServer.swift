@@ -179,8 +179,12 @@ public final class PredictionServer: @unchecked Sendable {
         }
         let version = model.version
         let deadline = start + configuration.requestTimeoutMilliseconds / 1000
-        let inputs = try await decoder.inputs(parts, for: version, deadline: deadline,
-                                              timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
+        let milliseconds = configuration.requestTimeoutMilliseconds
+        // The 504 comes at the deadline, also while an image is being decoded (an 8000 × 8000 JPEG took
+        // 2 s, and a 0.3 s timeout answered then, probe AH); that decode ends unawaited.
+        let inputs = try await FirstAnswer.of(by: deadline, else: ServingError.timeout(milliseconds)) { [decoder] in
+            try await decoder.inputs(parts, for: version, deadline: deadline, timeoutMilliseconds: milliseconds)
+        }
         let results = try await Gather.results(of: inputs, k: k, version: version, loop: model.loop, deadline: deadline,
                                                timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
         let answer = PredictAnswer(model: name, version: version.number,

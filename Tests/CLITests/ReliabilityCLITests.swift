@@ -176,6 +176,8 @@ final class ReliabilityCLITests: XCTestCase {
                 + Self.fast + ["--epochs", "3"] + (saving ? ["--save-every-steps", "1"] : []))
             XCTAssertEqual(result.status, 1, result.stderr)
             XCTAssertTrue(result.stderr.contains("training diverged: the loss of step 2 is NaN"), result.stderr)
+            // The advice names the backbone's rates too (probe AH: --lr-factor 1e-38 was the cause, --lr named).
+            XCTAssertTrue(result.stderr.contains("--lr-factor, --layer-decay or --phase2-lr"), result.stderr)
             XCTAssertFalse(result.stderr.contains("Usage:"), result.stderr)
             let checkpoint = out + "/checkpoints/last"
             XCTAssertEqual(FileManager.default.fileExists(atPath: checkpoint + "/trainer.json"), saving)

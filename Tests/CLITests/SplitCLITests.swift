@@ -25,6 +25,7 @@ extension TrainCLITests {
             let notes = json["notes"] as? [String] ?? []
             return (json["split"] as? String, samples.compactMap { $0["path"] as? String }, notes)
         }
+        let everything = try evaluated(["--split", "all"])
         let validation = try evaluated(["--split", "val"])
         let training = try evaluated(["--split", "train"])
         let whole = try evaluated([])
@@ -40,6 +41,7 @@ extension TrainCLITests {
         // training images of 300 as if unseen). A split the run holds out has no such note.
         let trainedOn = "is the data the run was trained on, used whole"
         XCTAssertTrue(whole.notes.contains { $0.contains(trainedOn) && $0.contains("--split val") }, "\(whole.notes)")
+        XCTAssertTrue(everything.notes.contains { $0.contains(trainedOn) }, "the same images, the same note (probe AH)")
         XCTAssertFalse((validation.notes + training.notes).contains { $0.contains(trainedOn) }, "\(validation.notes)")
         let features = try run(["features", out, plain, "--split", "val", "--out", runs + "/val.csv", "--json", "--threads", "2"])
         XCTAssertEqual(features.status, 0, features.stderr)

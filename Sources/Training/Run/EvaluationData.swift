@@ -86,7 +86,7 @@ public struct EvaluationData {
         }
         // The run's own DATA used whole (no test split to take) holds the images it trained on:
         // `evaluate runs/x data/x` reported them as if unseen.
-        let trainedOn: [String] = ownData && split != .all ? [
+        let trainedOn: [String] = ownData ? [
             "\(root) is the data the run was trained on, used whole: these metrics include the images it trained on and "
             + "overstate how it does on new ones; "
             + (run?.options.valSplit != nil ? "--split val evaluates only its --val-split hold-out"
@@ -126,7 +126,7 @@ public struct EvaluationData {
         case .all:
             let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
             return EvaluationData(dataset: LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames),
-                                  split: "all", scanSkipped: splits.skipped.count, warnings: warnings)
+                                  split: "all", scanSkipped: splits.skipped.count, warnings: warnings, notes: trainedOn)
         }
         guard let chosen else {
             throw RunError.invalidSetting(setting: "split", reason: "\(split.rawValue): \(root) has no \(split.rawValue)/ folder; "

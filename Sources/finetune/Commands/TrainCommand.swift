@@ -244,7 +244,8 @@ struct TrainCommand: ParsableCommand {
             let checkpoint = Checkpoint.isComplete(last) ? "The last good checkpoint is \(last) ; "
                 : "It diverged before its first checkpoint; "
             throw CommandFailure("training diverged: \(summary.stopReason ?? "non-finite loss"); the step was not applied. "
-                + checkpoint + "lower --lr (or clip gradients with --clip-grad-norm) and train again")
+                + checkpoint + "lower the learning rates (--lr, and the backbone's through --lr-factor, --layer-decay or "
+                + "--phase2-lr where given) or clip gradients with --clip-grad-norm, and train again")
         }
         if rank > 0 { return }
         if json { printEncodedJSON(summary); return }
