@@ -162,33 +162,31 @@ final class ServeConfigurationTests: XCTestCase {
         XCTAssertTrue(bound)
         let port = Int(UInt16(bigEndian: address.sin_port))
 
+        let (status, text) = try Self.serveUntilItStops(["--arch", "mobilenet_v2", "--port", "\(port)"])
+        XCTAssertEqual(status, 1, text)
+        XCTAssertTrue(text.contains("--port \(port): 127.0.0.1:\(port) is already in use"), text)
+    }
+
+    /// `finetune serve arguments` (one thread) run until it exits: its exit status and standard error.
+    static func serveUntilItStops(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
         let process = Process()
         process.executableURL = ServerProcess.binary
-        process.arguments = ["serve", "--arch", "mobilenet_v2", "--port", "\(port)", "--threads", "1"]
+        process.arguments = ["serve"] + arguments + ["--threads", "1"]
         let err = Pipe()
         process.standardOutput = FileHandle.nullDevice
         process.standardError = err
         try process.run()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1, text)
-        XCTAssertTrue(text.contains("--port \(port): 127.0.0.1:\(port) is already in use"), text)
+        return (process.terminationStatus, text)
     }
 
     /// A host name that does not resolve names `--host` (probe AG: NIO's "SocketAddressError.UnknownHost:
     /// Name or service not known (error -2) …"). `.invalid` never resolves (RFC 6761).
     func testAHostNameThatDoesNotResolveIsAnErrorNamingTheFlag() throws {
-        let process = Process()
-        process.executableURL = ServerProcess.binary
-        process.arguments = ["serve", "--arch", "mobilenet_v2", "--weights", "none", "--host", "no-such-host.invalid",
-                             "--port", "0", "--threads", "1"]
-        let err = Pipe()
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = err
-        try process.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1, text)
+        let (status, text) = try Self.serveUntilItStops(["--arch", "mobilenet_v2", "--weights", "none",
+                                                         "--host", "no-such-host.invalid", "--port", "0"])
+        XCTAssertEqual(status, 1, text)
         XCTAssertTrue(text.contains("Error: --host no-such-host.invalid: no address of that name"), text)
     }
 

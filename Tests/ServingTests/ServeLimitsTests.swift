@@ -97,14 +97,19 @@ extension ServeTests {
         XCTAssertGreaterThanOrEqual(Self.metric(metrics, #"finetune_requests_total{model="tiny",status="400"}"#), 6, metrics)
     }
 
+    /// A server of the trained run whose queue holds 2 images and whose batches of `batchSize` wait
+    /// `delayMilliseconds` to fill, longer than its 700 ms request timeout; its predict path and a photo.
+    func serverWithSlowBatches(batchSize: Int, delayMilliseconds: Int) throws -> (ServerProcess, String, Foundation.Data) {
+        _ = try liveServer()
+        let server = try ServerProcess([Self.runDirectory, "--max-queue", "2", "--max-batch-size", "\(batchSize)",
+                                        "--max-batch-delay-ms", "\(delayMilliseconds)", "--request-timeout-ms", "700"])
+        return (server, "/v1/models/tiny:predict", try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3])))
+    }
+
     /// A full queue (503 with Retry-After) and a request over its time (504), on a server whose batches
     /// wait long to fill; a good request after each.
     func testFullQueueAnd504() throws {
-        _ = try liveServer()
-        let server = try ServerProcess([Self.runDirectory, "--max-queue", "2", "--max-batch-size", "2",
-                                        "--max-batch-delay-ms", "1500", "--request-timeout-ms", "700"])
-        let path = "/v1/models/tiny:predict"
-        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))
+        let (server, path, photo) = try serverWithSlowBatches(batchSize: 2, delayMilliseconds: 1500)
         let first = expectation(description: "first request")
         final class Box: @unchecked Sendable { var answer: ServerProcess.Answer? }
         let box = Box()
@@ -130,11 +135,7 @@ extension ServeTests {
     /// Images whose request has had its 504 leave the queue when the next request comes: they held its
     /// places until their batch was taken, and that request got 503 "the queue is full" (probe AH).
     func testImagesOfRequestsThatTimedOutDoNotFillTheQueue() throws {
-        _ = try liveServer()
-        let server = try ServerProcess([Self.runDirectory, "--max-queue", "2", "--max-batch-size", "3",
-                                        "--max-batch-delay-ms", "8000", "--request-timeout-ms", "700"])
-        let path = "/v1/models/tiny:predict"
-        let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))
+        let (server, path, photo) = try serverWithSlowBatches(batchSize: 3, delayMilliseconds: 8000)
         let (two, type) = ServerProcess.multipart([("a.jpg", photo), ("b.jpg", photo)])
         assertError(try server.request("POST", path, body: two, headers: ["Content-Type": type]), 504, mentions: "--request-timeout-ms")
         // Both images still wait for a batch of 3 (8 s); their request has had its answer.
