@@ -380,16 +380,8 @@ public enum ParameterGrouping {
         var result: [(name: String, group: ParameterGroup)] = []
         for group in layout.layerGroups {
             guard let parameters = byGroup[group], !parameters.isEmpty else { continue }
-            let lr: Double
-            if let index = backbone.firstIndex(of: group) {
-                switch policy {
-                case .uniform: lr = headLearningRate
-                case .backboneFactor(let factor): lr = headLearningRate / factor
-                case .layerDecay(let decay): lr = headLearningRate * pow(decay, Double(backbone.count - index))
-                }
-            } else {
-                lr = headLearningRate
-            }
+            let lr = backbone.firstIndex(of: group).map { policy.backboneRate(head: headLearningRate, distance: backbone.count - $0) }
+                ?? headLearningRate
             result.append((group, ParameterGroup(parameters: parameters, learningRate: lr)))
         }
         if !other.isEmpty { result.append(("other", ParameterGroup(parameters: other, learningRate: headLearningRate))) }

@@ -757,24 +757,18 @@ public final class Trainer {
         }
     }
 
-    /// The base rates phase 2's groups will have, as `ParameterGrouping.groups` gives them: the head's,
-    /// the backbone's at `backboneFactor`, or each unfrozen backbone group's under layer decay (the
-    /// check in phase 1 left layer decay out, so a decay of 1e10 trained phase 1 and then failed,
-    /// unresumable: probe AF).
+    /// The base rates phase 2's groups will have, as `ParameterGrouping.groups` gives them: the head's
+    /// and each unfrozen backbone group's (the check in phase 1 left layer decay out, so a decay of
+    /// 1e10 trained phase 1 and then failed, unresumably: probe AF).
     private func phaseTwoBaseRates(_ p2: PhaseTwo) -> [Double] {
         let head = p2.optimizer.learningRate
-        switch p2.learningRates {
-        case .uniform: return [head]
-        case .backboneFactor(let factor): return factor > 0 ? [head, head / factor] : [head]
-        case .layerDecay(let decay):
-            let count = layout.backboneGroups.count
-            let unfrozen: Int
-            switch p2.unfreeze {
-            case .all: unfrozen = count
-            case .top(let n): unfrozen = Swift.min(Swift.max(0, n), count)
-            }
-            return [head] + (0..<unfrozen).map { head * Foundation.pow(decay, Double($0 + 1)) }
+        let count = layout.backboneGroups.count
+        let unfrozen: Int
+        switch p2.unfreeze {
+        case .all: unfrozen = count
+        case .top(let n): unfrozen = Swift.min(Swift.max(0, n), count)
         }
+        return [head] + (0..<unfrozen).map { p2.learningRates.backboneRate(head: head, distance: $0 + 1) }
     }
 
     /// `a × b`, or `Int.max` when that overflows (a run of `Int.max` epochs is legal: it ends by a

@@ -171,6 +171,16 @@ public enum LearningRatePolicy: Codable, Equatable, Sendable {
     /// Layer-wise decay (ULMFiT / BEiT style): group `i` uses `headLR * decay^d`, `d` being its
     /// distance from the head (0 for the head, 1 for the backbone group just below it, …).
     case layerDecay(Double)
+
+    /// The learning rate of the backbone group `distance` groups below the head (1 for the one just
+    /// below it), with the head at `head`.
+    public func backboneRate(head: Double, distance: Int) -> Double {
+        switch self {
+        case .uniform: return head
+        case .backboneFactor(let factor): return head / factor
+        case .layerDecay(let decay): return head * pow(decay, Double(distance))
+        }
+    }
 }
 
 /// The loss: softmax cross entropy over `C` logits, or binary (one logit per sample,
