@@ -3,7 +3,7 @@ import Torch
 import Training
 
 /// Collects the results of one request's images from the inference loop, or fails the request on
-/// the first error or when its time is up (504), whichever comes first; it answers exactly once.
+/// the first error or when its time is up (504, `FirstAnswer`), whichever comes first.
 final class Gather: @unchecked Sendable {
     private let lock = NSLock()
     private var results: [[RankedClass]?]
@@ -21,22 +21,14 @@ final class Gather: @unchecked Sendable {
     /// seconds, `InferenceLoop.now()`); images still queued then are not run.
     static func results(of inputs: [Tensor], k: Int, version: ModelVersion, loop: InferenceLoop,
                         deadline: Double, timeoutMilliseconds: Double) async throws -> [[RankedClass]] {
-        let gather = Gather(count: inputs.count, timeoutMilliseconds: timeoutMilliseconds)
-        let timeout = deadline - InferenceLoop.now()
-        var timer: Task<Void, Never>?
-        defer { timer?.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            gather.continuation = continuation
-            let jobs = inputs.enumerated().map { i, input in
-                InferenceLoop.Job(input: input, k: k, version: version, expires: deadline) { gather.complete(i, $0) }
-            }
-            do { try loop.submit(jobs) } catch {
-                gather.finish(.failure(error))
-                return
-            }
-            timer = Task {
-                try? await Task.sleep(nanoseconds: UInt64(max(0, timeout) * 1e9))
-                if !Task.isCancelled { gather.finish(.failure(ServingError.timeout(timeoutMilliseconds))) }
+        try await FirstAnswer.of(by: deadline, else: ServingError.timeout(timeoutMilliseconds)) {
+            let gather = Gather(count: inputs.count, timeoutMilliseconds: timeoutMilliseconds)
+            return try await withCheckedThrowingContinuation { continuation in
+                gather.continuation = continuation
+                let jobs = inputs.enumerated().map { i, input in
+                    InferenceLoop.Job(input: input, k: k, version: version, expires: deadline) { gather.complete(i, $0) }
+                }
+                do { try loop.submit(jobs) } catch { gather.finish(.failure(error)) }
             }
         }
     }
