@@ -3,7 +3,7 @@ import Torch
 import Training
 
 /// Collects the results of one request's images from the inference loop, or fails the request on
-/// the first error or when its time is up (504, `FirstAnswer`), whichever comes first.
+/// the first error or when an image expired in the queue (504); the caller bounds the wait (`FirstAnswer`).
 final class Gather: @unchecked Sendable {
     private let lock = NSLock()
     private var results: [[RankedClass]?]
@@ -17,19 +17,17 @@ final class Gather: @unchecked Sendable {
         self.timeoutMilliseconds = timeoutMilliseconds
     }
 
-    /// Queues `inputs` on `loop` and waits for their top-`k` classes until `deadline` (uptime
-    /// seconds, `InferenceLoop.now()`); images still queued then are not run.
+    /// Queues `inputs` on `loop` and waits for their top-`k` classes; images still queued at
+    /// `deadline` (uptime seconds, `InferenceLoop.now()`) are not run, and fail the request.
     static func results(of inputs: [Tensor], k: Int, version: ModelVersion, loop: InferenceLoop,
                         deadline: Double, timeoutMilliseconds: Double) async throws -> [[RankedClass]] {
-        try await FirstAnswer.of(by: deadline, else: ServingError.timeout(timeoutMilliseconds)) {
-            let gather = Gather(count: inputs.count, timeoutMilliseconds: timeoutMilliseconds)
-            return try await withCheckedThrowingContinuation { continuation in
-                gather.continuation = continuation
-                let jobs = inputs.enumerated().map { i, input in
-                    InferenceLoop.Job(input: input, k: k, version: version, expires: deadline) { gather.complete(i, $0) }
-                }
-                do { try loop.submit(jobs) } catch { gather.finish(.failure(error)) }
+        let gather = Gather(count: inputs.count, timeoutMilliseconds: timeoutMilliseconds)
+        return try await withCheckedThrowingContinuation { continuation in
+            gather.continuation = continuation
+            let jobs = inputs.enumerated().map { i, input in
+                InferenceLoop.Job(input: input, k: k, version: version, expires: deadline) { gather.complete(i, $0) }
             }
+            do { try loop.submit(jobs) } catch { gather.finish(.failure(error)) }
         }
     }
 

@@ -181,12 +181,12 @@ public final class PredictionServer: @unchecked Sendable {
         let deadline = start + configuration.requestTimeoutMilliseconds / 1000
         let milliseconds = configuration.requestTimeoutMilliseconds
         // The 504 comes at the deadline, also while an image is being decoded (an 8000 × 8000 JPEG took
-        // 2 s, and a 0.3 s timeout answered then, probe AH); that decode ends unawaited.
-        let inputs = try await FirstAnswer.of(by: deadline, else: ServingError.timeout(milliseconds)) { [decoder] in
-            try await decoder.inputs(parts, for: version, deadline: deadline, timeoutMilliseconds: milliseconds)
+        // 2 s, and a 0.3 s timeout answered then, probe AH); what is still under way ends unawaited.
+        let results = try await FirstAnswer.of(by: deadline, else: ServingError.timeout(milliseconds)) { [decoder, loop = model.loop, k] in
+            let inputs = try await decoder.inputs(parts, for: version, deadline: deadline, timeoutMilliseconds: milliseconds)
+            return try await Gather.results(of: inputs, k: k, version: version, loop: loop, deadline: deadline,
+                                            timeoutMilliseconds: milliseconds)
         }
-        let results = try await Gather.results(of: inputs, k: k, version: version, loop: model.loop, deadline: deadline,
-                                               timeoutMilliseconds: configuration.requestTimeoutMilliseconds)
         let answer = PredictAnswer(model: name, version: version.number,
                                    predictions: zip(parts, results).map { .init(part: $0.label, topK: $1) })
         var response = Self.json(answer)
