@@ -207,7 +207,7 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "Vision", "NN", "Torch", "TensorIO", "Data", "ImagePreprocessing", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["finetune", "TestSupport", "TensorIO", "Torch", "NN", "Training", "Data", "ImagePreprocessing"]),
-        .testTarget(name: "ServingTests", dependencies: ["finetune", "Serving", "Data", "TestSupport", "TensorIO", "Torch"]),
+        .testTarget(name: "ServingTests", dependencies: ["finetune", "Serving", "Data", "TestSupport", "TensorIO", "Torch", "Training"]),
         // Helpers shared by test targets (fixture lookup, tolerant comparisons).
         .target(name: "TestSupport", dependencies: ["Torch", "TensorIO", "NN"], path: "Tests/TestSupport"),
     ],

@@ -1,6 +1,7 @@
 import Data
 import Foundation
 import NN
+import Torch
 
 /// Everything `finetune serve` was asked for: the models, where to listen, the batching and the limits.
 public struct ServeConfiguration: Sendable {
@@ -94,7 +95,10 @@ public struct ServeConfiguration: Sendable {
         try check(requestTimeoutMilliseconds > 0 && requestTimeoutMilliseconds <= Self.longestRequestTimeoutMilliseconds,
                   "--request-timeout-ms must be positive and at most \(Int(Self.longestRequestTimeoutMilliseconds)) (a day), "
                   + "got \(requestTimeoutMilliseconds)")
-        try check(decodeWorkers >= 1, "--decode-workers must be at least 1")
+        // Each worker holds a decoded image: 10⁶ passed here and was blamed on --max-batch-size at load.
+        try check((1...Runtime.maxThreads).contains(decodeWorkers),
+                  "--decode-workers must be 1 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores, at least 8), "
+                  + "got \(decodeWorkers)")
         try check(apiKey.map { !$0.isEmpty } ?? true, "--api-key (or FINETUNE_API_KEY) must not be empty")
     }
 }

@@ -44,10 +44,17 @@ final class ServedModel: @unchecked Sendable {
 
     /// The warm-up batch is a full batch: one the memory cannot hold crashed the server (the input
     /// pipeline), or asked LibTorch for tens of GB (the forward pass). Checked at load and at reload.
-    static func checkMemory(_ predictor: Predictor, name: String, batchSize: Int, workers: Int) throws {
+    static func checkMemory(_ predictor: Predictor, name: String, batchSize: Int, workers: Int,
+                            memory: Int = Runtime.physicalMemory) throws {
         do {
-            try MemoryEstimate.checkImagePipeline(preprocessing: predictor.preprocessing, batchSize: batchSize, workers: workers)
-            try checkForwardPass(predictor, batchSize: batchSize)
+            try MemoryEstimate.checkImagePipeline(preprocessing: predictor.preprocessing, batchSize: batchSize, workers: workers,
+                                                  memory: memory)
+        } catch {
+            // The decode workers' images count as much as the batches here.
+            throw ServingError.badConfiguration("--max-batch-size \(batchSize) with --decode-workers \(workers) for model \(name): \(error)")
+        }
+        do {
+            try checkForwardPass(predictor, batchSize: batchSize, memory: memory)
         } catch {
             throw ServingError.badConfiguration("--max-batch-size \(batchSize) for model \(name): \(error)")
         }

@@ -2,8 +2,10 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import Serving
+@testable import Serving
 import TestSupport
+import Torch
+import Training
 import XCTest
 
 /// `ServeConfiguration.validate` names the flag of every value it refuses. A huge request timeout or
@@ -54,6 +56,24 @@ final class ServeConfigurationTests: XCTestCase {
         }
         configuration.maxBatchSize = 32
         XCTAssertNoThrow(try PredictionServer(configuration: configuration, log: { _ in }))
+    }
+
+    /// `--decode-workers` is bounded as `--workers` and `--threads` are, and an input pipeline its
+    /// workers' images do not fit names it too: 10⁶ passed the check and was refused at load as a
+    /// problem of `--max-batch-size`, which the user had not given.
+    func testDecodeWorkersAreBoundedAndNamedWhenTheirImagesDoNotFit() throws {
+        for workers in [0, -1, 1_000_000, Int.max] {
+            let message = problem { $0.decodeWorkers = workers }
+            XCTAssertTrue(message?.contains("--decode-workers") == true, "\(workers): \(message ?? "accepted")")
+        }
+        XCTAssertNil(problem { $0.decodeWorkers = Runtime.maxThreads })
+        // Each worker keeps a resized image (3 bytes and 3 floats a pixel: about 1 MB at 256 px); in
+        // 64 MB of memory, 8 workers and a batch of one fit, 64 workers do not.
+        let predictor = try Predictor(architecture: "mobilenet_v2", weights: nil)
+        XCTAssertNoThrow(try ServedModel.checkMemory(predictor, name: "m", batchSize: 1, workers: 8, memory: 64_000_000))
+        XCTAssertThrowsError(try ServedModel.checkMemory(predictor, name: "m", batchSize: 1, workers: 64, memory: 64_000_000)) { error in
+            XCTAssertTrue("\(error)".contains("--max-batch-size 1 with --decode-workers 64"), "\(error)")
+        }
     }
 
     /// `--request-timeout-ms` covers the upload: a body that stalls gets 408 at the timeout and the
