@@ -24,10 +24,23 @@ struct JSONErrorMiddleware: RouterMiddleware {
 
     /// How long a refused body is read and dropped at most (`--request-timeout-ms`).
     let lingeringLimit: TimeAmount
+    /// The server's routes: a path that has some, but not the request's method, gets 405 and `Allow`.
+    let routes: RouteMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = routes.methods(for: request.uri.path)
+            guard !allowed.isEmpty else {
+                return PredictionServer.json(["error": "no route \(request.method) \(request.uri.path)"], status: .notFound)
+            }
+            // RFC 9110 §15.5.6, as nginx answers: the path exists, the method does not (it was 404 "no route").
+            var response = PredictionServer.json(
+                ["error": "\(request.method) is not allowed on \(request.uri.path); use \(allowed.joined(separator: " or "))"],
+                status: .methodNotAllowed)
+            response.headers[.allow] = allowed.joined(separator: ", ")
+            return response
         } catch {
             let status = Self.status(of: error)
             var response = PredictionServer.json(["error": Self.message(of: error, request: request)],
@@ -57,12 +70,35 @@ struct JSONErrorMiddleware: RouterMiddleware {
 
     static func message(of error: Error, request: Request) -> String {
         if let error = error as? ServingError { return error.description }
-        if let error = error as? HTTPError {
-            if error.status == .notFound { return "no route \(request.method) \(request.uri.path)" }
-            return error.body ?? error.status.reasonPhrase
-        }
+        if let error = error as? HTTPError { return error.body ?? error.status.reasonPhrase }
         if let error = error as? HTTPResponseError { return "\(error.status.code) \(error.status.reasonPhrase)" }
         return "internal error: \(error)"
+    }
+}
+
+/// The methods each of the server's paths answers, read from its router once every route is added
+/// (HEAD wherever GET is: `autoGenerateHeadEndpoints` adds those when the server starts).
+final class RouteMethods: @unchecked Sendable {
+    private let lock = NSLock()
+    private var routes: [(path: RouterPath, methods: Set<String>)] = []
+
+    /// Records `router`'s routes; called once, before the server starts.
+    func record<Context>(_ router: Router<Context>) {
+        var byPath: [String: (path: RouterPath, methods: Set<String>)] = [:]
+        for route in router.routes {
+            byPath[route.path.description, default: (route.path, [])].methods.insert(route.method.rawValue)
+            if route.method == .get { byPath[route.path.description]!.methods.insert(HTTPRequest.Method.head.rawValue) }
+        }
+        lock.withLock { routes = Array(byPath.values) }
+    }
+
+    /// The methods of the routes matching `path`, sorted; empty when no route has that path.
+    func methods(for path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let matching = lock.withLock { routes }.filter { route in
+            route.path.components.count == segments.count && zip(route.path.components, segments).allSatisfy { $0 ~= $1 }
+        }
+        return matching.reduce(into: Set<String>()) { $0.formUnion($1.methods) }.sorted()
     }
 }
 

@@ -95,8 +95,9 @@ public final class PredictionServer: @unchecked Sendable {
         // balancers check health with HEAD, which got 404 "no route" (probe AG).
         let router = Router(context: ServeRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RequestLogMiddleware(log: log))
+        let routes = RouteMethods()
         router.add(middleware: JSONErrorMiddleware(
-            lingeringLimit: .milliseconds(Int64(configuration.requestTimeoutMilliseconds))))
+            lingeringLimit: .milliseconds(Int64(configuration.requestTimeoutMilliseconds)), routes: routes))
         if let key = configuration.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
@@ -137,6 +138,7 @@ public final class PredictionServer: @unchecked Sendable {
             log("reloaded \(name): version \(version.number)")
             return Self.json(ModelInfo(model, version: version))
         }
+        routes.record(router)
         return router
     }
 

@@ -139,6 +139,16 @@ final class ServeTests: XCTestCase {
             XCTAssertTrue(head.text.isEmpty, "HEAD \(path): \(head.text)")
         }
         XCTAssertEqual(try server.request("HEAD", "/nowhere").status, 404)
+        // A known path with another method is 405 with `Allow` (RFC 9110 §15.5.6; it was 404 "no route").
+        for (method, path, allow) in [("DELETE", "/healthz", "GET, HEAD"), ("POST", "/v1/models", "GET, HEAD"),
+                                      ("GET", "/v1/models/tiny:predict", "POST"), ("PUT", "/v1/models/any:reload", "POST")] {
+            let answer = try server.request(method, path)
+            XCTAssertEqual(answer.status, 405, "\(method) \(path): \(answer.text)")
+            XCTAssertEqual(answer.headers["allow"], allow, "\(method) \(path)")
+            XCTAssertTrue((answer.json["error"] as? String)?.contains("\(method) is not allowed on \(path)") == true, answer.text)
+        }
+        XCTAssertEqual(try server.request("GET", "/v1/models/tiny:train").status, 404)
+        XCTAssertEqual(try server.request("DELETE", "/v1/models/tiny/x").status, 404)
         let models = try server.request("GET", "/v1/models")
         XCTAssertEqual(models.status, 200)
         let model = try XCTUnwrap((models.json["models"] as? [[String: Any]])?.first, models.text)
