@@ -270,6 +270,35 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(found.trainer.configuration.autocastBF16, Precision.auto.resolved(for: given.trainer.model) == .bf16)
     }
 
+    /// `--lr find` into a folder the run may not use is refused before the range test: the test ran
+    /// (a minute on 1,000 small images, far longer on real data), and then the folder was refused.
+    func testTheLearningRateFinderRunsOnlyWhenTheRunDirectoryCanBeUsed() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        try FileManager.default.createDirectory(atPath: runs + "/mine", withIntermediateDirectories: true)
+        try "notes".write(toFile: runs + "/mine/notes.txt", atomically: false, encoding: .utf8)
+        try "a file".write(toFile: runs + "/file", atomically: false, encoding: .utf8)
+        let earlier = try TrainingRun.create(specification(data: data, out: runs + "/earlier"), notify: { _ in })
+        earlier.release()
+        for (out, expected) in [("mine", "is not a finetune run directory"), ("earlier", "pass --overwrite"),
+                                ("file/run", "is a file, not a folder")] {
+            var spec = specification(data: data, out: runs + "/" + out)
+            spec.recipe.findLearningRate = true
+            var notices: [String] = []
+            XCTAssertThrowsError(try TrainingRun.create(spec, notify: { notices.append("\($0)") })) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(out): \(error)")
+            }
+            XCTAssertFalse(notices.contains { $0.contains("LR finder") }, "\(out): \(notices)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs + "/mine"), ["notes.txt"])
+        var spec = specification(data: data, out: runs + "/earlier")
+        spec.recipe.findLearningRate = true
+        spec.overwrite = true
+        let replaced = try TrainingRun.create(spec, notify: { _ in })
+        defer { replaced.release() }
+        XCTAssertNotNil(replaced.config.learningRateFinder)
+    }
+
     /// `resume` with fewer epochs than the checkpoint has trained is refused, naming the setting, and
     /// the run is left as it was. Before, the run "completed" with `epochs: 1` in its config and the
     /// weights of two epochs (the second in part).

@@ -207,43 +207,18 @@ public struct RunDirectory: Sendable {
     /// - `data` (the training data's folder) may not be the destination, contain it, or lie inside it
     ///   (inside is allowed when `listed`: the folder of a CSV file's images, see `checkSeparate`).
     public func prepareNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws -> RunLock {
-        if let data { try Self.checkSeparate(run: path, data: data, listed: listed) }
         let fm = FileManager.default
-        if let target = RegularFile.danglingLinkTarget(path) {
-            throw RunError.refusedDestination(path: path, reason: "is a symbolic link to \(target), which does not exist; "
-                                              + "create its target or choose another folder")
-        }
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw RunError.refusedDestination(path: path, reason: "exists and is not a folder")
+        if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
+            let old = try RunLock(directory: path)  // a run still being written is never replaced
+            // Move it out of the way first (a rename is atomic), then delete it.
+            let aside = path + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            do {
+                try fm.moveItem(atPath: path, toPath: aside)
+            } catch {
+                throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(FileErrorReason.of(error, path: path))")
             }
-            let contents = (try? fm.contentsOfDirectory(atPath: path)) ?? []
-            // A lone lock file of a killed run's start counts as empty; another tool's `.lock` does not.
-            if !contents.isEmpty && !(contents == [RunLock.fileName] && RunLock.isOwnLockFile(file(RunLock.fileName))) {
-                // A run another process is starting has no config.json yet: say it is in use, not
-                // that it is no run (probe V).
-                if let pid = RunLock.holder(of: path) { throw RunError.locked(directory: path, pid: pid) }
-                if let reason = reasonNotARun() {
-                    throw RunError.refusedDestination(path: path, reason: "exists and is not a finetune run directory "
-                        + "(\(reason)); nothing was changed: choose another folder")
-                }
-                let old = try RunLock(directory: path)  // a run still being written is never replaced
-                guard overwrite else {
-                    old.release()
-                    throw RunError.refusedDestination(path: path, reason: "holds an earlier finetune run; "
-                        + "pass --overwrite to replace it, resume it, or choose another folder")
-                }
-                // Move it out of the way first (a rename is atomic), then delete it.
-                let aside = path + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-                do {
-                    try fm.moveItem(atPath: path, toPath: aside)
-                } catch {
-                    throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(FileErrorReason.of(error, path: path))")
-                }
-                old.release()
-                try? fm.removeItem(atPath: aside)
-            }
+            old.release()
+            try? fm.removeItem(atPath: aside)
         }
         do {
             try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -251,6 +226,46 @@ public struct RunDirectory: Sendable {
             throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
+    }
+
+    /// The checks of `prepareNew`, changing nothing: work that comes before the run directory
+    /// (`--lr find`'s range test) runs only when the folder can be used (it ran for minutes, and then
+    /// the folder was refused).
+    public func checkNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws {
+        _ = try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed)
+        if !FileManager.default.fileExists(atPath: path), let why = Self.whyNoFolder(path) {
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(why)")
+        }
+    }
+
+    /// Whether `path` holds an earlier run that `prepareNew` is to replace (`overwrite` given, no
+    /// writer); throws for a destination it may not use.
+    private func holdsEarlierRun(overwrite: Bool, data: String?, listed: Bool) throws -> Bool {
+        if let data { try Self.checkSeparate(run: path, data: data, listed: listed) }
+        if let target = RegularFile.danglingLinkTarget(path) {
+            throw RunError.refusedDestination(path: path, reason: "is a symbolic link to \(target), which does not exist; "
+                                              + "create its target or choose another folder")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return false }
+        guard isDirectory.boolValue else {
+            throw RunError.refusedDestination(path: path, reason: "exists and is not a folder")
+        }
+        let contents = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        // A lone lock file of a killed run's start counts as empty; another tool's `.lock` does not.
+        if contents.isEmpty || (contents == [RunLock.fileName] && RunLock.isOwnLockFile(file(RunLock.fileName))) { return false }
+        // A run another process is starting has no config.json yet: say it is in use, not that it is
+        // no run (probe V).
+        if let pid = RunLock.holder(of: path) { throw RunError.locked(directory: path, pid: pid) }
+        if let reason = reasonNotARun() {
+            throw RunError.refusedDestination(path: path, reason: "exists and is not a finetune run directory "
+                + "(\(reason)); nothing was changed: choose another folder")
+        }
+        guard overwrite else {
+            throw RunError.refusedDestination(path: path, reason: "holds an earlier finetune run; "
+                + "pass --overwrite to replace it, resume it, or choose another folder")
+        }
+        return true
     }
 
     /// Why a folder cannot be made at `path` when an ancestor is in the way ("/a/b is a file, not a

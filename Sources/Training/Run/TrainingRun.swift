@@ -136,7 +136,9 @@ public final class TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         var prepared = try prepare(spec, notify: notify)
         var found: LRFinder.Result?
+        let directory = RunDirectory(spec.runDirectory)
         if spec.recipe.findLearningRate == true {
+            try directory.checkNew(overwrite: spec.overwrite, data: prepared.imageFolder, listed: RunSplits.isCSV(prepared.root))
             let result = try runLRFinder(prepared, finder: LRFinder(), notify: notify)
             guard let lr = result.suggestion else {
                 throw bad("learningRate", "find: the range test stopped after \(result.losses.count) steps, too few for "
@@ -157,7 +159,6 @@ public final class TrainingRun {
         var options = prepared.options
         var configuration = prepared.configuration
 
-        let directory = RunDirectory(spec.runDirectory)
         configuration.checkpointDirectory = directory.checkpoints
         let trainer = try makeTrainer(model, configuration)
         if options.featureCache == .on, let (reason, _) = featureCacheRefusal(options, trainer: trainer) {
