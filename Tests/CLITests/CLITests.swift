@@ -206,6 +206,34 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: destination + "/test/Bag").count, 2)
     }
 
+    /// Ctrl-C during `convert` removes what it has written and exits 130; an earlier conversion in
+    /// DST is as it was (the new splits stayed as hidden folders of thousands of PNGs until the next run).
+    func testCtrlCDuringConvertLeavesTheDestinationAsItWas() throws {
+        let source = "/usr/share/datasets/fashion-mnist"
+        guard FileManager.default.fileExists(atPath: source) else { throw XCTSkip("dataset-fashion-mnist not installed") }
+        let folder = NSTemporaryDirectory() + "convert-interrupt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let destination = folder + "/fm"
+        XCTAssertEqual(try run(["convert", "fashion-mnist", source, destination, "--limit-per-class", "2"]).status, 0)
+        func listing() throws -> [String] { try FileManager.default.subpathsOfDirectory(atPath: destination).sorted() }
+        let before = try listing()
+        let errors = folder + "/stderr.txt"
+        let process = try Self.start(["convert", "fashion-mnist", source, destination, "--workers", "1"], errorOutput: errors)
+        // Interrupted once it has written a chunk of images (70,000 on one worker take a minute or more).
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning, Date() < deadline,
+              !(String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self).contains("train: 512/")) {
+            usleep(50_000)
+        }
+        XCTAssertTrue(process.isRunning, "convert ended before it could be interrupted")
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let stderr = String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 130, stderr)
+        XCTAssertTrue(stderr.contains("interrupted: \(destination) is as it was before this run"), stderr)
+        XCTAssertEqual(try listing(), before)
+    }
+
     func testBadInputNamesTheFlagOrPath() throws {
         let badArch = try run(["predict", "--arch", "resnet9000", "x.jpg"])
         XCTAssertNotEqual(badArch.status, 0)

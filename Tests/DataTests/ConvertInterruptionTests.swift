@@ -50,4 +50,38 @@ final class ConvertInterruptionTests: XCTestCase {
         XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: destination).written, 16)
         XCTAssertFalse(fm.fileExists(atPath: leftover))
     }
+
+    /// `Options.shouldStop` (Ctrl-C in `finetune convert`) while the new splits are written, or once
+    /// they are whole: the run removes them and the earlier conversion is as it was (the hidden
+    /// `.train.tmp-<UUID>` stayed until the next run).
+    func testAStopWhileTheSplitsAreWrittenLeavesTheDestinationAsItWas() throws {
+        let source = try TestData.temporaryDirectory(self)
+        _ = try TestData.writeMNIST(in: source, train: 12, test: 4, width: 6, height: 5, gzip: false)
+        let destination = try TestData.temporaryDirectory(self) + "/out"
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: destination,
+                                              options: .init(limitPerClass: 1)).written, 14)
+        func listing() throws -> [String] { try FileManager.default.subpathsOfDirectory(atPath: destination).sorted() }
+        let before = try listing()
+        let marker = FileManager.default.contents(atPath: destination + "/" + ConvertDataset.markerName)
+        // Asked before each chunk of each split (one chunk each here), then once the splits are whole.
+        for stopAt in 1...3 {
+            let asked = Counter()
+            var options = ConvertDataset.Options()
+            options.shouldStop = { asked.next() >= stopAt }
+            XCTAssertThrowsError(try ConvertDataset.run(.fashionMNIST, from: source, to: destination, options: options)) { error in
+                XCTAssertTrue(error is ConvertDataset.Interrupted, "\(stopAt): \(error)")
+            }
+            XCTAssertEqual(asked.value, stopAt)
+            XCTAssertEqual(try listing(), before, "stopped at \(stopAt)")
+            XCTAssertEqual(FileManager.default.contents(atPath: destination + "/" + ConvertDataset.markerName), marker)
+        }
+        XCTAssertEqual(try ConvertDataset.run(.fashionMNIST, from: source, to: destination).written, 16)
+    }
+
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        var value: Int { lock.withLock { count } }
+        func next() -> Int { lock.withLock { count += 1; return count } }
+    }
 }

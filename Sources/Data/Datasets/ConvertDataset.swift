@@ -44,14 +44,28 @@ public enum ConvertDataset {
         public var compressionLevel: Int
         /// Images encoded in parallel (0 = all cores).
         public var workers: Int
+        /// Asked between chunks of images while the splits are written (`SignalStop.isTriggered` for
+        /// Ctrl-C): when it says true, the run removes what it has written and throws
+        /// `ConvertDataset.Interrupted`, and the destination is as it was. Once the new splits are
+        /// whole, they are put in place (a few renames) whatever it says.
+        public var shouldStop: (@Sendable () -> Bool)?
 
         /// The defaults convert everything at zlib level 6 on all cores.
-        public init(limitPerClass: Int? = nil, dryRun: Bool = false, compressionLevel: Int = 6, workers: Int = 0) {
+        public init(limitPerClass: Int? = nil, dryRun: Bool = false, compressionLevel: Int = 6, workers: Int = 0,
+                    shouldStop: (@Sendable () -> Bool)? = nil) {
             self.limitPerClass = limitPerClass
             self.dryRun = dryRun
             self.compressionLevel = compressionLevel
             self.workers = workers
+            self.shouldStop = shouldStop
         }
+    }
+
+    /// `Options.shouldStop` said to stop: nothing was changed in the destination.
+    public struct Interrupted: Error, CustomStringConvertible {
+        /// The destination, as it was before the run.
+        public let destination: String
+        public var description: String { "interrupted: \(destination) is as it was before this run" }
     }
 
     /// Reported after each chunk of images and at the end of each split, on the calling thread.
@@ -162,6 +176,8 @@ public enum ConvertDataset {
             summary.written += try write(dataset, folders: folders, to: temporary, split: split, options: options, progress: progress)
             for (folder, names) in fileNames(dataset, folders: folders) { record.files?[split + "/" + folder] = FolderRecord(names) }
         }
+        // A Ctrl-C while the splits were written left them as hidden folders until the next run.
+        if options.shouldStop?() == true { throw Interrupted(destination: destination) }
         // The marker first, recording the new files and the earlier ones: a split interrupted anywhere
         // in the renames holds one or the other, and the next run accepts either (probe AF: a Ctrl-C
         // here left the new marker beside the earlier splits, which every later run refused). Once
@@ -350,6 +366,7 @@ public enum ConvertDataset {
         let workers = options.workers > 0 ? options.workers : ProcessInfo.processInfo.activeProcessorCount
         var done = 0
         while done < total {
+            if options.shouldStop?() == true { throw Interrupted(destination: (directory as NSString).deletingLastPathComponent) }
             let range = done..<min(done + chunk, total)
             var errors = [Error?](repeating: nil, count: range.count)
             let lanes = max(1, min(workers, range.count))

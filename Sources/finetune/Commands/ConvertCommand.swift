@@ -1,6 +1,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Training
 
 /// `finetune convert cifar10|cifar100|mnist|fashion-mnist SRC DST`.
 struct ConvertCommand: ParsableCommand {
@@ -39,12 +40,23 @@ struct ConvertCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = ConvertDataset.Options(limitPerClass: limitPerClass, dryRun: dryRun, workers: workers)
+        // Ctrl-C removes what this run has written (it stayed as hidden folders until the next run);
+        // a second Ctrl-C ends the process at once.
+        let stop = SignalStop()
+        defer { stop.cancel() }
+        let options = ConvertDataset.Options(limitPerClass: limitPerClass, dryRun: dryRun, workers: workers,
+                                             shouldStop: { stop.isTriggered })
         var lastReport = Date.distantPast
-        let summary = try ConvertDataset.run(format, from: source, to: destination, options: options) { progress in
-            guard !json, Date().timeIntervalSince(lastReport) > 2 || progress.completed == progress.total else { return }
-            lastReport = Date()
-            printError("\(progress.split): \(progress.completed)/\(progress.total)")
+        let summary: ConvertDataset.Summary
+        do {
+            summary = try ConvertDataset.run(format, from: source, to: destination, options: options) { progress in
+                guard !json, Date().timeIntervalSince(lastReport) > 2 || progress.completed == progress.total else { return }
+                lastReport = Date()
+                printError("\(progress.split): \(progress.completed)/\(progress.total)")
+            }
+        } catch let interrupted as ConvertDataset.Interrupted {
+            printError("\(interrupted)")
+            throw ExitCode(130)
         }
         if json {
             printEncodedJSON(Output(destination: summary.destination, classes: summary.classNames, folders: summary.folderNames,
