@@ -21,4 +21,14 @@ public protocol ClassifierModel: Module {
     func extractFeatures(_ x: Tensor) throws -> Tensor
     /// The head applied to an embedding.
     func classify(_ embedding: Tensor) throws -> Tensor
+    /// What shapes `extractFeatures`' output besides the weights (the zoo's: `pooling`,
+    /// `channels_last`, `transform_input`), as names and values. Part of the feature cache's key: a
+    /// cache made under other settings is never reused (a max-pooling head trained on the average
+    /// pooling's cached features, probe AJ). Empty by default.
+    var featureSettings: [String: String] { get }
+}
+
+extension ClassifierModel {
+    /// No settings besides the weights.
+    public var featureSettings: [String: String] { [:] }
 }

@@ -82,8 +82,17 @@ open class ImageClassifier: Module {
     /// `embedding(x) == embedding(fromFeatures: forwardFeatures(x))`. Grad-CAM differentiates the
     /// logits with respect to those maps through it. By default a global pool of the maps.
     open func embedding(fromFeatures maps: Tensor) throws -> Tensor {
-        // With a top the head's pooling is used; `options.pooling` applies without one.
-        try Self.globalPool(maps, options.includeTop ? headPooling : options.pooling == .none ? .avg : options.pooling)
+        try Self.globalPool(maps, embeddingPooling)
+    }
+
+    /// The pooling of the default `embedding(fromFeatures:)`: with a top the head's, else
+    /// `options.pooling` (average for none).
+    var embeddingPooling: GlobalPooling { options.includeTop ? headPooling : options.pooling == .none ? .avg : options.pooling }
+
+    /// The pooling and the layout (`ClassifierModel.featureSettings`); GoogLeNet and Inception v3 add
+    /// `transform_input`. A subclass whose embedding depends on another setting adds it.
+    open var featureSettings: [String: String] {
+        ["pooling": embeddingPooling.rawValue, "channels_last": "\(isChannelsLast)"]
     }
 
     /// The architecture's own dropout right in front of its final Linear (MobileNetV2's and

@@ -204,8 +204,17 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertFalse(try prepare("rescale 224").reused)
         XCTAssertFalse(try prepare(views: 2).reused)
         XCTAssertTrue(try prepare().reused)
+        // The head's pooling is not in the state dict: a max-pooling head trained on the average
+        // pooling's cache (probe AJ), and was then evaluated on max-pooled features.
+        try model.configureHead(HeadSpec(outputs: 3, pooling: .max, batchNorm: true, dropout: 0.3, hiddenUnits: [6]))
+        let maxPooled = try prepare()
+        XCTAssertFalse(maxPooled.reused)
+        XCTAssertFalse(try maxPooled.features.allClose(reweighted.features))  // the same backbone weights
+        // Nor is the layout, which changes the features' last bits.
+        try model.useChannelsLast()
+        XCTAssertFalse(try prepare().reused)
         let files = try FileManager.default.contentsOfDirectory(atPath: cacheDirectory).filter { $0.hasSuffix(".safetensors") }
-        XCTAssertEqual(files.count, 5)
+        XCTAssertEqual(files.count, 7)
     }
 }
 

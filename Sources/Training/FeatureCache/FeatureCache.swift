@@ -257,6 +257,9 @@ public enum FeatureCache {
             ("samples", samples.finalizeHex()),
             ("sample_count", "\(dataset.count)"),
             ("embedding_size", "\(model.embeddingSize)"),
+            // The head's pooling, the layout, GoogLeNet's transform_input: not in the state dict.
+            ("feature_settings", model.featureSettings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                .joined(separator: ",")),
         ]
         let object = Dictionary(uniqueKeysWithValues: fields)
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

@@ -23,6 +23,11 @@ public final class GoogLeNet: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
+    /// The pooling and layout, and `transform_input`, which changes the embedding too.
+    public override var featureSettings: [String: String] {
+        super.featureSettings.merging(["transform_input": "\(transformInput)"]) { $1 }
+    }
+
     /// Stem: 7×7/2 convolution, 3 → 64 channels (224×224 → 112×112).
     public let conv1: BasicConv2d
     /// 3×3/2 max-pool with ceil mode (→ 56×56). No parameters.

@@ -22,6 +22,11 @@ public final class InceptionV3: FCTopClassifier {
     /// torchvision's `transform_input`.
     public var transformInput: Bool
 
+    /// The pooling and layout, and `transform_input`, which changes the embedding too.
+    public override var featureSettings: [String: String] {
+        super.featureSettings.merging(["transform_input": "\(transformInput)"]) { $1 }
+    }
+
     /// Stem: 3×3/2 convolution, 3 → 32 channels (299×299 → 149×149).
     public let Conv2d_1a_3x3: BasicConv2d
     /// Stem: 3×3 convolution, 32 → 32 channels, no padding (→ 147×147).
