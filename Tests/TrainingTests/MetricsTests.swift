@@ -172,6 +172,26 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(r.confusionMatrix.count, 4)
     }
 
+    /// A confident model's probabilities round to 1 in float32: AUC ranked those ties and disagreed
+    /// with the probabilities `evaluate --per-sample` prints (probe AJ: macro AUC 0.915 against 0.920).
+    /// Here class 0's probabilities are 1 − 2e-13, 1 − 1.4e-12 and 1 − 2.8e-11, in that order: exactly
+    /// ranked, its two samples come before every other (AUC 1); tied, the confident wrong one ties
+    /// with them (5/6).
+    func testAUCRanksProbabilitiesThatRoundToOneInFloat32() throws {
+        let rows: [[Float]] = [[30, 0, 0], [28, 0, 0], [25, 0, 0], [0, 5, 0], [0, 0, 5]]
+        for asProbabilities in [false, true] {
+            var metrics = try ClassificationMetrics(classCount: 3)
+            if asProbabilities {
+                try metrics.update(probabilities: try Functional.softmax(try floats(rows).to(dtype: .float64, device: .cpu), dim: 1),
+                                   labels: try labels([0, 0, 1, 1, 2]))
+            } else {
+                try metrics.update(logits: try floats(rows), labels: try labels([0, 0, 1, 1, 2]))
+            }
+            let r = metrics.report()
+            XCTAssertEqual(r.perClass[0].auc ?? .nan, 1, accuracy: 1e-12, "probabilities: \(asProbabilities)")
+        }
+    }
+
     /// Logits of +∞ (a model whose weights overflowed) have no softmax (∞ − ∞): AUC ranked their
     /// NaN scores into a number (a macro AUC of 0.5); it is left out with the NaN note now. Such a
     /// sample's probabilities and loss are `null` in JSON, where encoding it failed the whole output.
