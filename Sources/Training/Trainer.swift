@@ -947,7 +947,8 @@ public final class Trainer {
     ///
     /// With class weights, cross-entropy is PyTorch's weighted mean, Σ wᵧ·ℓ / Σ wᵧ, except for a batch
     /// whose every image is of a class weighted 0: PyTorch gives 0/0 = NaN there, which would read as a
-    /// diverged run; here such a batch has a loss of 0 and no gradient, as the weights ask.
+    /// diverged run; here such a batch has a loss of 0 and no gradient, as the weights ask. Binary
+    /// cross-entropy with class weights is PyTorch's `BCEWithLogitsLoss(weight=)`: Σ wᵧ·ℓ / N.
     public func computeLoss(logits: Tensor, labels: Tensor) throws -> Tensor {
         let smoothing = configuration.labelSmoothing
         switch configuration.loss {
