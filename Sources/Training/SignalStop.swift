@@ -73,6 +73,10 @@ public final class SignalStop: @unchecked Sendable {
     /// exit, while it printed why it stopped.
     public static func ignoreWhenUnheard(_ signals: [Int32]) { SignalHub.shared.ignoreWhenUnheard(signals) }
 
+    /// Called while a signal's source is being set up, before it is registered (a test sends the
+    /// signal there).
+    nonisolated(unsafe) static var beforeRegistrationForTesting: ((Int32) -> Void)?
+
     /// Stops listening.
     public func cancel() {
         let wasListening = lock.withLock { () -> Bool in
@@ -108,26 +112,49 @@ private final class SignalHub: @unchecked Sendable {
         weak var value: SignalStop?
     }
 
+    /// One flag per signal number, set by `noteWhileRegistering` in signal context (a plain store to
+    /// memory allocated before any handler is installed).
+    private static let arrivedWhileRegistering: UnsafeMutablePointer<sig_atomic_t> = {
+        let flags = UnsafeMutablePointer<sig_atomic_t>.allocate(capacity: 65)
+        flags.initialize(repeating: 0, count: 65)
+        return flags
+    }()
+
+    /// The handler of a signal whose source is being registered: it notes the signal, which the hub
+    /// then delivers. (It was `SIG_IGN`, which threw away a Ctrl-C or SIGTERM sent in that gap, and
+    /// the run trained to its end: probe AI.) libdispatch installs its own handler at registration.
+    private static let noteWhileRegistering: @convention(c) (Int32) -> Void = { number in
+        if number > 0 && number < 65 { SignalHub.arrivedWhileRegistering[Int(number)] = 1 }
+    }
+
     func subscribe(_ stop: SignalStop, to signals: [Int32]) {
-        var created: [DispatchSourceSignal] = []
+        var created: [(number: Int32, source: DispatchSourceSignal)] = []
+        _ = Self.arrivedWhileRegistering  // allocated before a handler can use it
         lock.withLock {
             listeners[ObjectIdentifier(stop)] = (Weak(value: stop), signals)
             for number in signals where sources[number] == nil {
-                // Ignored until the source is registered: no default action (termination) meanwhile.
-                Foundation.signal(number, SIG_IGN)
+                // Noted until the source is registered: no default action (termination) meanwhile,
+                // and nothing lost.
+                Foundation.signal(number, Self.noteWhileRegistering)
                 let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
                 source.setEventHandler { [weak self] in self?.deliver(number) }
                 sources[number] = source
-                created.append(source)
+                created.append((number, source))
             }
         }
-        for source in created {
+        for (number, source) in created {
+            SignalStop.beforeRegistrationForTesting?(number)
             let registered = DispatchSemaphore(value: 0)
             source.setRegistrationHandler { registered.signal() }
             source.resume()
             _ = registered.wait(timeout: .now() + 2)
+            if number > 0 && number < 65 && Self.arrivedWhileRegistering[Int(number)] != 0 {
+                Self.arrivedWhileRegistering[Int(number)] = 0
+                queue.async { [weak self] in self?.deliver(number) }
+            }
         }
     }
+
 
     func unsubscribe(_ stop: SignalStop) {
         lock.withLock { _ = listeners.removeValue(forKey: ObjectIdentifier(stop)) }
