@@ -25,6 +25,10 @@ struct Finetune: ParsableCommand {
     /// `preferShortOpenMPWaiting`) and that freed tensor memory is reused rather than returned to the
     /// system (`Runtime.retainFreedMemory`).
     static func main() {
+        // A file-size limit (`ulimit -f`) is a failed write (EFBIG) naming the file, as a full disk is,
+        // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
+        // AK; CPython ignores it the same way).
+        signal(SIGXFSZ, SIG_IGN)
         StandardStreams.openClosedDescriptors()
         preferShortOpenMPWaiting()
         Runtime.retainFreedMemory()

@@ -25,16 +25,24 @@ func checkReplaceable(_ path: String, flag: String, what: String, isOurs: (Strin
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
     guard !isDirectory.boolValue else { throw ValidationError("\(flag) \(path) is a folder; give a file name") }
+    try checkRegularIfPresent(path, flag: flag)
     let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-    guard (try? FileManager.default.attributesOfItem(atPath: target)[.type] as? FileAttributeType) == .typeRegular else {
-        throw ValidationError("\(flag) \(path) exists and is not a regular file; choose another file")
-    }
     let handle = try? FileHandle(forReadingFrom: URL(fileURLWithPath: target))
     defer { try? handle?.close() }
     let head = (try? handle?.read(upToCount: 4096)) ?? nil
     guard let head, isOurs(String(decoding: head, as: UTF8.self)) else {
         throw ValidationError("\(flag) \(path) exists and is not \(what); choose another file")
     }
+}
+
+/// An existing output path (its link's target) is a regular file: reading a FIFO to tell whether
+/// finetune wrote it waited for a writer for good (`export --out fifo`, `--out /dev/stdout` into a
+/// pipe: probe AK), and writing over a device is no output.
+func checkRegularIfPresent(_ path: String, flag: String) throws {
+    let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    guard let type = try? FileManager.default.attributesOfItem(atPath: target)[.type] as? FileAttributeType,
+          type != .typeRegular, type != .typeDirectory else { return }
+    throw ValidationError("\(flag) \(path) exists and is not a regular file; choose another file")
 }
 
 /// The folder an output file goes into exists, checked before any work (a report into a missing

@@ -316,6 +316,20 @@ final class CLITests: XCTestCase {
         let labels = try run(["features", "mobilenet_v2", folder, "--weights", "none", "--out", folder + "/f.npy"])
         XCTAssertEqual(labels.status, 64, labels.stderr)
         XCTAssertTrue(labels.stderr.contains("--out \(folder)/f_labels.npy is a symbolic link"), labels.stderr)
+        // A FIFO as `export`'s or `features`' output is refused at once: reading it to tell whether finetune
+        // wrote it waited for a writer for good (probe AK).
+        XCTAssertEqual(mkfifo(folder + "/fifo.onnx", 0o600), 0)
+        XCTAssertEqual(mkfifo(folder + "/fifo.csv", 0o600), 0)
+        for arguments in [["export", "--arch", "mobilenet_v2", "--weights", "none", "--out", folder + "/fifo.onnx"],
+                          ["features", "mobilenet_v2", folder, "--weights", "none", "--out", folder + "/fifo.csv"]] {
+            let process = try Self.start(arguments, errorOutput: folder + "/stderr.txt")
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { process.terminate(); process.waitUntilExit(); XCTFail("\(arguments[0]) --out FIFO hangs"); continue }
+            let stderr = (try? String(contentsOfFile: folder + "/stderr.txt", encoding: .utf8)) ?? ""
+            XCTAssertEqual(process.terminationStatus, 64, stderr)
+            XCTAssertTrue(stderr.contains("is not a regular file"), stderr)
+        }
 
         // `weights verify` of a cache folder that is a file fails; of one with nothing, it says so.
         let verifyFile = try Self.run(["weights", "verify"], environment: ["FINETUNE_CACHE_DIR": notes])

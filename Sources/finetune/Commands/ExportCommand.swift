@@ -40,6 +40,7 @@ struct ExportCommand: ParsableCommand {
             throw ValidationError("--input-size must be 1 to \(Preprocessing.largestSide) pixels, got \(inputSize)")
         }
         try checkOutputFolder(out, flag: "--out")
+        try checkRegularIfPresent(out, flag: "--out")
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory) {
             if isDirectory.boolValue { throw ValidationError("--out: \(out) is a folder; give a file name") }

@@ -67,6 +67,7 @@ struct FeaturesCommand: ParsableCommand {
         try checkOutputFolder(out, flag: "--out")
         for path in outputFiles(format) {
             try checkNotADanglingLink(path, flag: "--out")  // the labels' file too
+            try checkRegularIfPresent(path, flag: "--out")
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
             if isDirectory.boolValue { throw ValidationError("--out: \(path) is a folder; give a file name") }
