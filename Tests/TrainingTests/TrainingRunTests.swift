@@ -199,6 +199,25 @@ final class TrainingRunTests: XCTestCase {
         // The lock is released: the run can be replaced.
         spec.overwrite = true
         XCTAssertNoThrow(try TrainingRun.create(spec, notify: { _ in }).release())
+
+        // When config.json cannot be written either (a full disk; here a folder stands in its way), the
+        // run says so: config.json said "running" without a word (probe AK).
+        var warnings: [String] = []
+        let blocked = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+        blocked.signalStop = SignalStop(signals: [])
+        final class BlockConfig: TrainingCallback {
+            let config: String
+            init(_ config: String) { self.config = config }
+            func handle(_ event: TrainingEvent, trainer: Trainer) throws {
+                guard case .batchEnd = event else { return }
+                try FileManager.default.removeItem(atPath: config)
+                try FileManager.default.createDirectory(atPath: config + "/in-the-way", withIntermediateDirectories: true)
+                throw TrainingError.invalidConfiguration("simulated failure")
+            }
+        }
+        blocked.extraCallbacks = [BlockConfig(out + "/config.json")]
+        XCTAssertThrowsError(try blocked.run())
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("could not record the failure in \(out)/config.json") }, "\(warnings)")
     }
 
     /// Early stopping across a resume: a run interrupted after its best epoch ends with the best

@@ -694,7 +694,12 @@ public final class TrainingRun {
             // The run stopped with an error: say so in config.json (the last checkpoint stays).
             config.status = "failed"
             config.updatedAt = RunDirectory.timestamp()
-            try? directory.write(config)
+            do { try directory.write(config) } catch let unrecorded {
+                // A full disk: the atomic write needs room for its temporary file. The run's last
+                // checkpoint is intact, but config.json still says "running" (probe AK).
+                notify(.warning("could not record the failure in \(directory.file("config.json")), which still says "
+                    + "\"running\": \(unrecorded)"))
+            }
             throw error
         }
     }
