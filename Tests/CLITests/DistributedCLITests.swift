@@ -365,6 +365,12 @@ extension TrainCLITests {
             XCTAssertEqual(forever.status, 64, forever.stderr)
             XCTAssertTrue(forever.stderr.contains("--dist-timeout must be positive and at most 86400"), forever.stderr)
         }
+        // Pseudo-labelling does not run data-parallel: refused before any worker or folder (the run
+        // directory was made and left "failed", so the next plain run needed --overwrite).
+        let unlabeled = try CLITests.run(arguments + ["--unlabeled", data, "--nproc-per-node", "2"])
+        XCTAssertEqual(unlabeled.status, 64, unlabeled.stderr)
+        XCTAssertTrue(unlabeled.stderr.contains("--unlabeled: pseudo-labelling does not run data-parallel yet"), unlabeled.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "the run directory was made")
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
 
         // Rank 1 of 2 with nobody at the master: an error naming the address, after --dist-timeout.

@@ -208,8 +208,18 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Refused before any worker starts or any folder is made: the run directory was created and
+        // left "failed", so the next plain `train` needed --overwrite (probe AI).
+        let pseudoLabelling = resume == nil && pseudoLabel.unlabeled != nil
+        if pseudoLabelling, (distributed.nprocPerNode ?? 1) > 1 {
+            throw ValidationError("--unlabeled: pseudo-labelling does not run data-parallel yet; train without --nproc-per-node")
+        }
         if let status = try distributed.launchWorkers(threads: threads) { if status != 0 { throw ExitCode(status) }; return }
         let parallel = try distributed.join(), rank = parallel?.rank ?? 0
+        if pseudoLabelling, let parallel, parallel.worldSize > 1 {
+            throw ValidationError("--unlabeled: pseudo-labelling does not run data-parallel yet; train with one process "
+                                  + "(no RANK or WORLD_SIZE)")
+        }
         // A resumed run keeps its own thread count unless --threads says otherwise (bit-exact resume).
         if resume == nil || threads != nil { try applyThreads(threads) }
         let notices = RankNotices(rank: rank, json: json)
