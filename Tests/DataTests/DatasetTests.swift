@@ -41,6 +41,28 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try dataset.loadImage(at: 6), TestData.pattern(seed: 9))
     }
 
+    /// A folder link inside a class that leads to the class folder or above (`up -> ..`) is left out and
+    /// named: it gave the class every other class's images (probe AK). A class folder that is a link to
+    /// nothing (a disk not mounted) is an error naming it: the class vanished without a word.
+    func testLinksThatLeadAboveAClassOrToNothingAreNamed() throws {
+        let root = try TestData.temporaryDirectory(self)
+        try TestData.writePNG(root + "/Bag/1.png", seed: 1)
+        try TestData.writePNG(root + "/Coat/2.png", seed: 2)
+        try TestData.writePNG(root + "/Coat/inner/3.png", seed: 3)
+        try FileManager.default.createSymbolicLink(atPath: root + "/Coat/up", withDestinationPath: "..")
+        try FileManager.default.createSymbolicLink(atPath: root + "/Coat/inner/self", withDestinationPath: "..")
+        let dataset = try ImageFolderDataset(root: root)
+        XCTAssertEqual(dataset.classCounts, [1, 2])
+        XCTAssertEqual(dataset.skipped.count, 2, dataset.skipped.description)
+        XCTAssertTrue(dataset.skipped.description.contains("Coat/up: a link to \(URL(fileURLWithPath: root).resolvingSymlinksInPath().path)"),
+                      dataset.skipped.description)
+
+        try FileManager.default.createSymbolicLink(atPath: root + "/Sandal", withDestinationPath: root + "/nas/Sandal")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("\(root)/Sandal: a symbolic link to \(root)/nas/Sandal, which does not exist"), "\(error)")
+        }
+    }
+
     func testSplitFoldersShareTheTrainingClasses() throws {
         let root = try TestData.temporaryDirectory(self)
         for (split, classes) in [("train", ["cat", "dog", "owl"]), ("validation", ["dog", "owl"]), ("test", ["cat", "owl"])] {

@@ -168,6 +168,12 @@ public struct ImageFolderDataset: ImageDataset {
             if let reason = unreachable(name, in: root), mayBeFolder(name, in: root) {
                 throw DataError.invalidDataset("\(root)/\(name): \(reason)")
             }
+            // A class on a disk that is not mounted: the class vanished without a word (probe AK).
+            if case .danglingLink = FileKind(path: root + "/" + name) {
+                let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/" + name)) ?? "?"
+                throw DataError.invalidDataset("\(root)/\(name): a symbolic link to \(target), which does not exist; "
+                    + "it may be a class: mount or create its target, or remove the link")
+            }
         }
         return names.filter { FileKind(path: root + "/" + $0).isDirectory }
     }
@@ -226,6 +232,13 @@ public struct ImageFolderDataset: ImageDataset {
         var files: [String] = []
         var skipped = SkippedFiles()
         var visited = Set<[UInt64]>()
+        // A folder link inside the class folder that leads to the folder itself or above it (`up -> ..`)
+        // gave this class the images of every other class (probe AK): such a link is left out.
+        let top = URL(fileURLWithPath: trimmedRoot(folder)).resolvingSymlinksInPath().path
+        func isAboveOrAt(_ path: String) -> Bool {
+            let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            return real == top || real == "/" || top.hasPrefix(real + "/")
+        }
         func walk(_ dir: String) throws {
             if case .directory(let dev, let ino) = FileKind(path: dir) {
                 guard visited.insert([dev, ino]).inserted else { return }
@@ -247,6 +260,11 @@ public struct ImageFolderDataset: ImageDataset {
                     if isImage {
                         if options.strict { throw DataError.unreadable(path: path, reason: "is a directory, not an image file") }
                         skipped.append(path: path, reason: "is a directory, not an image file")
+                    } else if isAboveOrAt(path) {
+                        let reason = "a link to \(URL(fileURLWithPath: path).resolvingSymlinksInPath().path), which holds "
+                            + "this folder: its images would be counted again and other classes' given this one; left out"
+                        if options.strict { throw DataError.unreadable(path: path, reason: reason) }
+                        skipped.append(path: path, reason: reason)
                     } else {
                         try walk(path)
                     }
