@@ -47,6 +47,10 @@ extension TrainingRunTests {
         // The same images in another folder: resumed exactly, and the new place recorded.
         let moved = runs + "/moved-data"
         try fm.moveItem(atPath: data, toPath: moved)
+        // Without the new place, the error says how to give it (it was "dataset folder … does not exist").
+        XCTAssertThrowsError(try TrainingRun.resume(runs + "/b", notify: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("if they have moved, give their new place after the run directory"), "\(error)")
+        }
         var notices: [String] = []
         let resumed = try TrainingRun.resume(runs + "/b", changes: .init(data: moved), notify: {
             if case .info(let text) = $0 { notices.append(text) }

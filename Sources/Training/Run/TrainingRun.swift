@@ -604,6 +604,11 @@ public final class TrainingRun {
             notify(.info("Using the run's \(trainedWith) intra-op threads (a resume is bit-exact only with the same count)"))
         }
         let root = changes.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? config.data.path
+        if changes.data == nil && !FileManager.default.fileExists(atPath: root) {
+            // The generic "dataset folder … does not exist" said nothing of how to go on (probe AI).
+            throw RunError.invalidSetting(setting: "data", reason: "the run's images were in \(root), which no longer exists; "
+                + "if they have moved, give their new place after the run directory (the run checks they are the same images)")
+        }
         let splits = try RunSplits.load(root, options: config.options)
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         try RunDirectory.checkClassNames(splits.train.classNames, run: config.classNames, data: root)
