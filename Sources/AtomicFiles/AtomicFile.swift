@@ -33,10 +33,13 @@ public enum AtomicFile {
 
     /// Writes the bytes that `produce` appends, chunk by chunk (so large files need not be held in
     /// memory). `durable` fsyncs the file before the rename and the folder after it, so the new
-    /// contents survive a crash; `createDirectory` creates missing folders first.
+    /// contents survive a crash; `createDirectory` creates missing folders first. A `path` that is a
+    /// symbolic link to a file is written through: its target is replaced (atomically, beside it) and
+    /// the link stays, as `cp` and `open(2)` would leave it (the link was replaced by a plain file, so a
+    /// `current.onnx -> v3.onnx` deployment link was lost: probe AK).
     public static func write(to path: String, durable: Bool = true, createDirectory: Bool = false,
                              _ produce: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
+        let url = URL(fileURLWithPath: linkedFile(path) ?? path)
         let folder = url.deletingLastPathComponent().path
         if createDirectory {
             do {
@@ -80,12 +83,23 @@ public enum AtomicFile {
         if durable { guard fsync(fd) == 0 else { throw fail("cannot fsync the temporary file \(temporary)") } }
         closed = true
         guard close(fd) == 0 else { throw fail("cannot close the temporary file \(temporary)") }
-        guard rename(temporary, path) == 0 else { throw fail("cannot rename \(temporary) over the destination") }
+        guard rename(temporary, url.path) == 0 else { throw fail("cannot rename \(temporary) over the destination") }
         renamed = true
         if durable {  // make the rename itself durable (best effort)
             let dir = open(folder, O_RDONLY | O_CLOEXEC)
             if dir >= 0 { _ = fsync(dir); close(dir) }
         }
+    }
+
+    /// The file a symbolic link at `path` leads to (every link on the way resolved), when it is one
+    /// and leads to a regular file; nil otherwise.
+    static func linkedFile(_ path: String) -> String? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK,
+              stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+              let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Called with the temporary file's path between its creation and its lock (tests only).

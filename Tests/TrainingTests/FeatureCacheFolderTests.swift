@@ -180,6 +180,23 @@ final class FeatureCacheFolderTests: XCTestCase {
     /// The next atomic write of the same file removes the temporary files of its writers that ended,
     /// and nothing else: a live writer's (it holds the lock, or its process runs and the file is
     /// fresh), another file's, a user's file of another name, a link.
+    /// A destination that is a symbolic link to a file is written through: the target gets the new bytes
+    /// and the link stays (it was replaced by a plain file, and a `current.onnx -> v3.onnx` deployment
+    /// link was lost: probe AK). Links to links are followed to the end.
+    func testAWriteThroughASymbolicLinkReplacesItsTargetAndKeepsTheLink() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: folder + "/versions", withIntermediateDirectories: true)
+        try Foundation.Data("v1".utf8).write(to: URL(fileURLWithPath: folder + "/versions/v1.onnx"))
+        try fm.createSymbolicLink(atPath: folder + "/current.onnx", withDestinationPath: "versions/v1.onnx")
+        try fm.createSymbolicLink(atPath: folder + "/latest.onnx", withDestinationPath: "current.onnx")
+        try AtomicFile.write(Foundation.Data("v2".utf8), to: folder + "/latest.onnx")
+        XCTAssertEqual(try fm.destinationOfSymbolicLink(atPath: folder + "/latest.onnx"), "current.onnx")
+        XCTAssertEqual(try fm.destinationOfSymbolicLink(atPath: folder + "/current.onnx"), "versions/v1.onnx")
+        XCTAssertEqual(fm.contents(atPath: folder + "/versions/v1.onnx"), Foundation.Data("v2".utf8))
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: folder + "/versions"), ["v1.onnx"], "no temporary file left")
+    }
+
     func testAWriteRemovesTheTemporaryFilesItsEndedWritersLeft() throws {
         let folder = try TRData.temporaryDirectory(self)
         let dead = try XCTUnwrap(Self.exitedProcessID())

@@ -198,6 +198,21 @@ final class RunDirectoryTests: XCTestCase {
                        ["run"])
     }
 
+    /// `--out LINK --overwrite` where LINK leads to an earlier run replaces that run and keeps the link (the
+    /// link was replaced by a folder on the link's own disk, and the earlier run stayed: probe AK).
+    func testAnEarlierRunReachedThroughALinkIsReplacedWhereItIs() throws {
+        let fm = FileManager.default
+        let run = try folder("disk2") + "/run"
+        try fakeRun(run)
+        let link = try folder("here") + "/current"
+        try fm.createSymbolicLink(atPath: link, withDestinationPath: run)
+        let lock = try RunDirectory(link).prepareNew(overwrite: true)
+        defer { lock.release() }
+        XCTAssertEqual(try fm.destinationOfSymbolicLink(atPath: link), run)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: run), [RunLock.fileName])
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: (run as NSString).deletingLastPathComponent), ["run"])
+    }
+
     func testTheRunDirectoryMayNotContainOrLieInsideTheData() throws {
         let root = try folder("project")
         let data = root + "/data"

@@ -208,12 +208,15 @@ public struct RunDirectory: Sendable {
     ///   (inside is allowed when `listed`: the folder of a CSV file's images, see `checkSeparate`).
     public func prepareNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws -> RunLock {
         let fm = FileManager.default
+        // A link to the run (`current -> disk2/run`) stays a link: the run it leads to is replaced (the
+        // link was replaced by a folder on the link's disk, probe AK). Resolved while its target exists.
+        let place = isSymbolicLink(path) ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
         if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
             let old = try RunLock(directory: path)  // a run still being written is never replaced
             // Move it out of the way first (a rename is atomic), then delete it.
-            let aside = path + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            let aside = place + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
             do {
-                try fm.moveItem(atPath: path, toPath: aside)
+                try fm.moveItem(atPath: place, toPath: aside)
             } catch {
                 throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(FileErrorReason.of(error, path: path))")
             }
@@ -221,11 +224,17 @@ public struct RunDirectory: Sendable {
             try? fm.removeItem(atPath: aside)
         }
         do {
-            try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: place, withIntermediateDirectories: true)
         } catch {
             throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
+    }
+
+    /// Whether `path` itself is a symbolic link.
+    private func isSymbolicLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     /// The checks of `prepareNew`, changing nothing: work that comes before the run directory
