@@ -198,6 +198,17 @@ final class RunDirectoryTests: XCTestCase {
                        ["run"])
     }
 
+    /// A run whose name is near NAME_MAX can be replaced: the name it was moved aside under (its own
+    /// plus ".replaced-PID-N") was too long, and `--overwrite` always failed ("The file name is invalid").
+    func testAnEarlierRunWithALongNameIsReplaced() throws {
+        let run = try folder("runs") + "/" + String(repeating: "r", count: 250)
+        try fakeRun(run)
+        let lock = try RunDirectory(run).prepareNew(overwrite: true)
+        defer { lock.release() }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run), [RunLock.fileName])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: (run as NSString).deletingLastPathComponent).count, 1)
+    }
+
     /// `--out LINK --overwrite` where LINK leads to an earlier run replaces that run and keeps the link (the
     /// link was replaced by a folder on the link's own disk, and the earlier run stayed: probe AK).
     func testAnEarlierRunReachedThroughALinkIsReplacedWhereItIs() throws {

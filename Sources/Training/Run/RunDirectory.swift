@@ -213,12 +213,16 @@ public struct RunDirectory: Sendable {
         let place = isSymbolicLink(path) ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
         if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
             let old = try RunLock(directory: path)  // a run still being written is never replaced
-            // Move it out of the way first (a rename is atomic), then delete it.
-            let aside = place + ".replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-            do {
-                try fm.moveItem(atPath: place, toPath: aside)
-            } catch {
-                throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(FileErrorReason.of(error, path: path))")
+            // Move it out of the way first (a rename is atomic), then delete it. The name aside is short
+            // and hidden: the run's name plus a suffix passed NAME_MAX for a long name (probe AK).
+            let aside = (place as NSString).deletingLastPathComponent
+                + "/.finetune-replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            guard rename(place, aside) == 0 else {
+                let code = errno
+                // Foundation's words were "The operation could not be completed" (NSCocoaErrorDomain 512).
+                let hint = code == EBUSY ? " (a mount point, such as a container's volume, cannot be moved: "
+                    + "give a folder inside it)" : ""
+                throw RunError.io(path: path, reason: "cannot move the earlier run aside: \(String(cString: strerror(code)))\(hint)")
             }
             old.release()
             try? fm.removeItem(atPath: aside)
