@@ -214,9 +214,10 @@ public struct RunDirectory: Sendable {
         if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
             let old = try RunLock(directory: path)  // a run still being written is never replaced
             // Move it out of the way first (a rename is atomic), then delete it. The name aside is short
-            // and hidden: the run's name plus a suffix passed NAME_MAX for a long name (probe AK).
+            // (the run's name plus a suffix passed NAME_MAX for a long name, probe AK) and visible: a
+            // process killed before the deletion leaves it where it can be seen.
             let aside = (place as NSString).deletingLastPathComponent
-                + "/.finetune-replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+                + "/finetune-replaced-\(getpid())-\(UInt32.random(in: 0 ... .max))"
             guard rename(place, aside) == 0 else {
                 let code = errno
                 // Foundation's words were "The operation could not be completed" (NSCocoaErrorDomain 512).
