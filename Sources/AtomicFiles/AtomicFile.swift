@@ -95,8 +95,7 @@ public enum AtomicFile {
     /// and leads to a regular file; nil otherwise.
     static func linkedFile(_ path: String) -> String? {
         var info = stat()
-        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK,
-              stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+        guard RegularFile.isSymbolicLink(path), stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
               let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)

@@ -48,12 +48,18 @@ public enum RegularFile {
         return fd
     }
 
+    /// Whether `path` itself is a symbolic link (the link is not followed).
+    public static func isSymbolicLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+    }
+
     /// Where the symbolic link at `path` points, when it points at nothing (a dangling link); nil for
     /// anything else. An output written there would replace the user's link, so writers refuse it
     /// naming the target.
     public static func danglingLinkTarget(_ path: String) -> String? {
         var info = stat()
-        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, stat(path, &info) != 0 else { return nil }
+        guard isSymbolicLink(path), stat(path, &info) != 0 else { return nil }
         return (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
     }
 

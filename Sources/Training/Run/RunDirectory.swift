@@ -210,7 +210,7 @@ public struct RunDirectory: Sendable {
         let fm = FileManager.default
         // A link to the run (`current -> disk2/run`) stays a link: the run it leads to is replaced (the
         // link was replaced by a folder on the link's disk, probe AK). Resolved while its target exists.
-        let place = isSymbolicLink(path) ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
+        let place = RegularFile.isSymbolicLink(path) ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
         if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
             let old = try RunLock(directory: path)  // a run still being written is never replaced
             // Move it out of the way first (a rename is atomic), then delete it. The name aside is short
@@ -234,12 +234,6 @@ public struct RunDirectory: Sendable {
             throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
-    }
-
-    /// Whether `path` itself is a symbolic link.
-    private func isSymbolicLink(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     /// The checks of `prepareNew`, changing nothing: work that comes before the run directory
