@@ -235,9 +235,10 @@ public struct ImageFolderDataset: ImageDataset {
         // A folder link inside the class folder that leads to the folder itself or above it (`up -> ..`)
         // gave this class the images of every other class (probe AK): such a link is left out.
         let top = URL(fileURLWithPath: trimmedRoot(folder)).resolvingSymlinksInPath().path
-        func isAboveOrAt(_ path: String) -> Bool {
+        /// Where the folder at `path` really is, when that is `folder` itself or above it.
+        func aboveOrAt(_ path: String) -> String? {
             let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-            return real == top || real == "/" || top.hasPrefix(real + "/")
+            return real == top || real == "/" || top.hasPrefix(real + "/") ? real : nil
         }
         func walk(_ dir: String) throws {
             if case .directory(let dev, let ino) = FileKind(path: dir) {
@@ -260,9 +261,9 @@ public struct ImageFolderDataset: ImageDataset {
                     if isImage {
                         if options.strict { throw DataError.unreadable(path: path, reason: "is a directory, not an image file") }
                         skipped.append(path: path, reason: "is a directory, not an image file")
-                    } else if isAboveOrAt(path) {
-                        let reason = "a link to \(URL(fileURLWithPath: path).resolvingSymlinksInPath().path), which holds "
-                            + "this folder: its images would be counted again and other classes' given this one; left out"
+                    } else if let real = aboveOrAt(path) {
+                        let reason = "a link to \(real), which holds this folder: its images would be counted again "
+                            + "and other classes' given this one; left out"
                         if options.strict { throw DataError.unreadable(path: path, reason: reason) }
                         skipped.append(path: path, reason: reason)
                     } else {
