@@ -124,7 +124,7 @@ private final class SignalHub: @unchecked Sendable {
     /// then delivers. (It was `SIG_IGN`, which threw away a Ctrl-C or SIGTERM sent in that gap, and
     /// the run trained to its end: probe AI.) libdispatch installs its own handler at registration.
     private static let noteWhileRegistering: @convention(c) (Int32) -> Void = { number in
-        if number > 0 && number < 65 { SignalHub.arrivedWhileRegistering[Int(number)] = 1 }
+        if (1..<65).contains(number) { SignalHub.arrivedWhileRegistering[Int(number)] = 1 }
     }
 
     func subscribe(_ stop: SignalStop, to signals: [Int32]) {
@@ -148,13 +148,12 @@ private final class SignalHub: @unchecked Sendable {
             source.setRegistrationHandler { registered.signal() }
             source.resume()
             _ = registered.wait(timeout: .now() + 2)
-            if number > 0 && number < 65 && Self.arrivedWhileRegistering[Int(number)] != 0 {
+            if (1..<65).contains(number) && Self.arrivedWhileRegistering[Int(number)] != 0 {
                 Self.arrivedWhileRegistering[Int(number)] = 0
                 queue.async { [weak self] in self?.deliver(number) }
             }
         }
     }
-
 
     func unsubscribe(_ stop: SignalStop) {
         lock.withLock { _ = listeners.removeValue(forKey: ObjectIdentifier(stop)) }
