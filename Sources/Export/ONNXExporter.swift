@@ -259,8 +259,9 @@ extension ONNXExporter {
     /// first 64 bytes held "finetune" anywhere passed: PyTorch's export of a model whose input was
     /// named `finetune_input`, or a producer named `my-finetuned-pipeline`, was overwritten.)
     public static func isFinetuneExport(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
+        // Opened without blocking and checked to be a regular file: a FIFO waited for a writer for good.
+        guard let fd = try? RegularFile.openForReading(path) else { return false }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         let head = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())
         var i = 0
         /// A protobuf varint at `i` (at most 10 bytes), nil when the bytes end first.

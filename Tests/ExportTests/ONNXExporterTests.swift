@@ -53,6 +53,9 @@ final class ONNXExporterTests: XCTestCase {
         XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "my-finetuned-pipeline")))
         XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "finetune2")))
         XCTAssertFalse(ONNXExporter.isFinetuneExport(try file(producer: "")))
+        // A FIFO is no export, and is not waited on (opening it to read waited for a writer for good).
+        XCTAssertEqual(mkfifo(folder + "/fifo.onnx", 0o600), 0)
+        XCTAssertFalse(ONNXExporter.isFinetuneExport(folder + "/fifo.onnx"))
         let truncated = folder + "/truncated.onnx"
         try Foundation.Data([0x08, 0x08, 0x12, 0x08] + Array("fine".utf8)).write(to: URL(fileURLWithPath: truncated))
         XCTAssertFalse(ONNXExporter.isFinetuneExport(truncated))
