@@ -86,12 +86,12 @@ struct Finetune: ParsableCommand {
         Foundation.exit(0)
     }
 
-    /// The command the command line names, parsed with negative values joined to their options
-    /// (`joiningNegativeValues`). Where that made a flag seem to have a value (`--json -5`: "The option
-    /// '--json' does not take any value"), that flag's neighbour is left as written and the line
-    /// parsed again, so the parser speaks of `-5` itself (and `--ema -0.1` beside it still joins).
-    static func parseCommandLine() throws -> ParsableCommand {
-        let written = Array(CommandLine.arguments.dropFirst())
+    /// The command that `written` (the command line's arguments) names, parsed with negative values
+    /// joined to their options (`joiningNegativeValues`). Where that made a flag seem to have a value
+    /// (`--json -5`: "The option '--json' does not take any value"), that flag's neighbour is left as
+    /// written and the line parsed again, so the parser speaks of `-5` itself (and `--ema -0.1` beside
+    /// it still joins).
+    static func parseCommandLine(_ written: [String] = Array(CommandLine.arguments.dropFirst())) throws -> ParsableCommand {
         var flags: Set<String> = []
         while true {
             do { return try parseAsRoot(joiningNegativeValues(written, except: flags)) } catch {

@@ -1,4 +1,5 @@
 import Foundation
+@testable import finetune
 import TestSupport
 import XCTest
 
@@ -30,6 +31,19 @@ final class CLITests: XCTestCase {
     /// drained on another thread, so neither pipe can fill up and block the child while the other is read.
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
         try run(binary, arguments, environment: environment)
+    }
+
+    /// finetune's answer to `arguments` where its parser refuses them (an option's own check, a
+    /// command's `validate()`), worked out in this process by the parse the binary makes before it
+    /// prints that answer; arguments the parser accepts are run by the binary. A refusal in parsing
+    /// writes nothing, so the answer is the same, and a bad-flag case spares a LibTorch start (about
+    /// 1 s of a 2-core machine). How the binary prints a refusal (status 64, the subcommand's usage) is
+    /// checked by tests that run it (`ReliabilityCLITests`, `testBadInputNamesTheFlagOrPath`).
+    static func runUnlessRefusedInParsing(_ arguments: [String]) throws -> Run {
+        do { _ = try Finetune.parseCommandLine(arguments) } catch {
+            return Run(status: Finetune.exitCode(for: error).rawValue, stdout: "", stderr: Finetune.fullMessage(for: error))
+        }
+        return try run(arguments)
     }
 
     /// Runs the binary through `/bin/sh -c script`, where the script has the binary as `$0` and

@@ -75,7 +75,7 @@ extension TrainCLITests {
             (["--unlabeled", data + "/test", "--pseudo-label-fraction", "0.95"], "--pseudo-label-fraction"),
         ]
         for (flags, expected) in cases {
-            let r = try run(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)
+            let r = try CLITests.runUnlessRefusedInParsing(["train", data, "--out", out, "--epochs", "1"] + TrainCLITests.common + flags)
             XCTAssertNotEqual(r.status, 0, "\(flags)")
             XCTAssertTrue(r.stderr.contains(expected), "\(flags): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags) created the run")
