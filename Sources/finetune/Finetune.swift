@@ -21,17 +21,17 @@ struct Finetune: ParsableCommand {
         subcommands: [TrainCommand.self, LRFindCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ServeCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, CacheCommand.self, InfoCommand.self, PseudoLabelCommand.self]
     )
 
-    /// Starts the command, first making sure OpenMP's idle threads wait briefly and then sleep (see
-    /// `preferShortOpenMPWaiting`) and that freed tensor memory is reused rather than returned to the
-    /// system (`Runtime.retainFreedMemory`).
+    /// Parses the command line and starts the command, first making sure OpenMP's idle threads wait
+    /// briefly and then sleep (see `preferShortOpenMPWaiting`) and that freed tensor memory is reused
+    /// rather than returned to the system (`Runtime.retainFreedMemory`). A help text or a command line
+    /// the parser refuses is answered before that, by this process (re-executing costs a second
+    /// LibTorch start, about 1 s).
     static func main() {
         // A file-size limit (`ulimit -f`) is a failed write (EFBIG) naming the file, as a full disk is,
         // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
         // AK; CPython ignores it the same way).
         signal(SIGXFSZ, SIG_IGN)
         StandardStreams.openClosedDescriptors()
-        preferShortOpenMPWaiting()
-        Runtime.retainFreedMemory()
         var command: ParsableCommand
         do { command = try parseCommandLine() } catch {
             // swift-argument-parser names the command of a usage error from its stack, which for
@@ -45,6 +45,11 @@ struct Finetune: ParsableCommand {
             }
             exitReporting(error)
         }
+        // The parser's help (`--help`, `help train`) comes back as its own command, which computes nothing.
+        if type(of: command)._commandName != "help" {
+            preferShortOpenMPWaiting()  // the process that comes back parses the same line again
+        }
+        Runtime.retainFreedMemory()
         do { try command.run() } catch let error as ValidationError {
             reportUsageError(error, of: type(of: command))
         } catch {
