@@ -71,8 +71,9 @@ public struct LRFinder {
 
     /// Runs the test with `trainer`'s model, configuration and loss on `loader`'s batches (as many
     /// epochs as needed), on a separate optimizer. The model's weights and buffers and LibTorch's
-    /// generator are restored afterwards, so `trainer` is left as it was.
-    public func run(_ trainer: Trainer, on loader: DataLoader) throws -> Result {
+    /// generator are restored afterwards, so `trainer` is left as it was. `stop` is polled before
+    /// every step: once it is triggered (Ctrl-C) the test ends with `TrainingError.interrupted`.
+    public func run(_ trainer: Trainer, on loader: DataLoader, stop: SignalStop? = nil) throws -> Result {
         try check()
         let model = trainer.model
         var saved: [(Tensor, Tensor)] = []
@@ -105,6 +106,7 @@ public struct LRFinder {
                 // As in `Trainer.fit`: a last batch of one image is left out while BatchNorm trains.
                 if batch.count == 1, loader.batchSize > 1, probe.batchNormTrains { continue }
                 any = true
+                if stop?.isTriggered == true { throw TrainingError.interrupted("during the learning-rate range test") }
                 let lr = learningRate(step: lrs.count)
                 probe.fixedLearningRate = lr
                 let loss: Double

@@ -135,6 +135,24 @@ extension TrainCLITests {
         let optimizer = try XCTUnwrap(training["optimizer"] as? [String: Any])
         XCTAssertEqual(optimizer["learningRate"] as? Double, found)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/run/lr_find.svg"))
+
+        // Ctrl-C during the range test ended the process by the signal, with no word: it now stops the
+        // test, says so, writes nothing and exits 130, for `train --lr find` and for `lr-find`.
+        for (name, arguments) in [("train", ["train", data, "--out", folder + "/stopped", "--epochs", "1", "--lr", "find"] + common),
+                                  ("lr-find", ["lr-find", data, "--out", folder + "/stopped", "--steps", "1000"] + TrainCLITests.common)] {
+            let errors = folder + "/\(name).stderr"
+            let process = try CLITests.start(arguments + ["--json"], errorOutput: errors)
+            func written() -> String { String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self) }
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning, Date() < deadline, !written().contains("LR finder: up to") { usleep(10_000) }
+            XCTAssertTrue(process.isRunning, "\(name) ended before its range test could be interrupted: \(written())")
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .exit, "\(name) was killed by the signal")
+            XCTAssertEqual(process.terminationStatus, 130, written())
+            XCTAssertTrue(written().contains("interrupted during the learning-rate range test"), written())
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/stopped"), "\(name) wrote its folder")
+        }
     }
 
     func testBadTechniqueValuesNameTheFlag() throws {

@@ -40,6 +40,40 @@ extension TrainingRunTests {
         try resumeToTheEnd(runs + "/b", equalling: runs + "/a")
     }
 
+    /// Ctrl-C during `--lr find`'s range test (a minute on a thousand small images, far longer on real
+    /// data), or after it but before the run directory was made, ended the process by the signal: no
+    /// word, and a run directory made in that moment was left "running" with nothing to resume. The
+    /// stop given to `create` is polled before every step of the range test and once more before the
+    /// directory is made; either ends `create` with `TrainingError.interrupted` and nothing made. Once
+    /// the run exists, the same stop is its `signalStop`.
+    func testAStopDuringTheRangeTestOrBeforeTheRunExistsMakesNothing() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        var spec = specification(data: data, out: runs + "/found")
+        spec.recipe.findLearningRate = true
+        let stop = SignalStop(signals: [])
+        var notices: [String] = []
+        XCTAssertThrowsError(try TrainingRun.create(spec, notify: { notice in
+            notices.append("\(notice)")
+            if "\(notice)".contains("LR finder: up to") { stop.trigger(signal: SIGINT) }  // as Ctrl-C at its start
+        }, stop: stop)) { error in
+            XCTAssertEqual("\(error)", "interrupted during the learning-rate range test")
+        }
+        XCTAssertFalse(notices.contains { $0.contains("suggested learning rate") }, "\(notices)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/found"))
+
+        spec.recipe.findLearningRate = nil
+        XCTAssertThrowsError(try TrainingRun.create(spec, notify: { _ in }, stop: stop)) { error in
+            XCTAssertEqual("\(error)", "interrupted before the run directory was made")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs + "/found"))
+
+        let listening = SignalStop(signals: [])
+        let run = try TrainingRun.create(spec, notify: { _ in }, stop: listening)
+        defer { run.release() }
+        XCTAssertTrue(run.signalStop === listening)
+    }
+
     /// A run killed (SIGKILL) before its first checkpoint has nothing to resume; the error says so and
     /// how to start again, rather than that the folder is not a run directory.
     func testResumingARunKilledBeforeItsFirstCheckpointSaysHowToStartAgain() throws {

@@ -124,22 +124,30 @@ public final class TrainingRun {
     /// Images are decoded with the specification's EXIF setting (`options.exif`, default `apply`), here
     /// and in `run()`, whatever `ImageCodec.exifOrientation` says; the process-wide setting is left
     /// as it is, so runs with different settings can share a process.
+    ///
+    /// `stop` (Ctrl-C from the command's start on) becomes the run's `signalStop`. Triggered during the
+    /// learning-rate range test or before the run directory is made, it ends `create` with
+    /// `TrainingError.interrupted` and nothing made; after that, `run()` stops at once with a
+    /// resumable checkpoint.
     public static func create(_ spec: Specification, finetuneVersion: String = "library",
-                              notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
-        try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
-            try createDecodingWithItsEXIF(spec, finetuneVersion: finetuneVersion, notify: notify)
+                              notify: @escaping (Notice) -> Void = printToStandardError,
+                              stop: SignalStop? = nil) throws -> TrainingRun {
+        let run = try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
+            try createDecodingWithItsEXIF(spec, finetuneVersion: finetuneVersion, notify: notify, stop: stop)
         }
+        run.signalStop = stop
+        return run
     }
 
     private static func createDecodingWithItsEXIF(_ spec: Specification, finetuneVersion: String,
-                                                  notify: @escaping (Notice) -> Void) throws -> TrainingRun {
+                                                  notify: @escaping (Notice) -> Void, stop: SignalStop?) throws -> TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         var prepared = try prepare(spec, notify: notify)
         var found: LRFinder.Result?
         let directory = RunDirectory(spec.runDirectory)
         if spec.recipe.findLearningRate == true {
             try directory.checkNew(overwrite: spec.overwrite, data: prepared.imageFolder, listed: RunSplits.isCSV(prepared.root))
-            let result = try runLRFinder(prepared, finder: LRFinder(), notify: notify)
+            let result = try runLRFinder(prepared, finder: LRFinder(), notify: notify, stop: stop)
             guard let lr = result.suggestion else {
                 throw bad("learningRate", "find: the range test stopped after \(result.losses.count) steps, too few for "
                           + "a suggestion; give a learning rate")
@@ -164,6 +172,7 @@ public final class TrainingRun {
         if options.featureCache == .on, let (reason, _) = featureCacheRefusal(options, trainer: trainer) {
             throw bad("featureCache", "on: \(reason)")
         }
+        if stop?.isTriggered == true { throw TrainingError.interrupted("before the run directory was made") }
         let lock = try directory.prepareNew(overwrite: spec.overwrite, data: imageFolder, listed: RunSplits.isCSV(root))
         // (A custom head is a Sequential at the head's path: `fc.0.weight`, … .)
         let headParameters = model.namedParameters().filter { $0.0.hasPrefix(model.headPath + ".") }.map(\.1)
@@ -196,20 +205,23 @@ public final class TrainingRun {
     }
 
     /// Runs the LR range test (`LRFinder`) for `spec` without creating a run directory: the data,
-    /// model, recipe and training transform are those `create` would use. Errors name the setting.
+    /// model, recipe and training transform are those `create` would use. Errors name the setting;
+    /// a triggered `stop` ends the test with `TrainingError.interrupted`.
     public static func findLearningRate(_ spec: Specification, finder: LRFinder = LRFinder(),
-                                        notify: @escaping (Notice) -> Void = printToStandardError) throws -> LRFinder.Result {
+                                        notify: @escaping (Notice) -> Void = printToStandardError,
+                                        stop: SignalStop? = nil) throws -> LRFinder.Result {
         try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
-            try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify)
+            try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify, stop: stop)
         }
     }
 
-    private static func runLRFinder(_ prepared: Prepared, finder: LRFinder, notify: (Notice) -> Void) throws -> LRFinder.Result {
+    private static func runLRFinder(_ prepared: Prepared, finder: LRFinder, notify: (Notice) -> Void,
+                                    stop: SignalStop?) throws -> LRFinder.Result {
         do { try finder.check() } catch { throw RunError.invalidSetting(setting: "lrFinder", reason: "\(error)") }
         let trainer = try makeTrainer(prepared.model, prepared.configuration)
         let loader = try trainLoader(prepared.splits, options: prepared.options, preprocessing: prepared.preprocessing)
         notify(.info("LR finder: up to \(finder.steps) steps from \(finder.startLearningRate) to \(finder.endLearningRate)"))
-        return try finder.run(trainer, on: loader)
+        return try finder.run(trainer, on: loader, stop: stop)
     }
 
     /// A trainer for a new run; an unknown scope is an error naming the setting.

@@ -53,13 +53,15 @@ struct LRFindCommand: ParsableCommand {
         finder.endLearningRate = endLr
         finder.steps = steps
         let json = train.json
+        let stop = SignalStop()  // Ctrl-C ends the range test (status 130) with nothing written
+        defer { stop.cancel() }
         let result = try train.mapErrors {
-            try TrainingRun.findLearningRate(train.specification(), finder: finder) { notice in
+            try TrainingRun.findLearningRate(train.specification(), finder: finder, notify: { notice in
                 switch notice {
                 case .info(let text): if json { StandardStreams.writeError(text + "\n") } else { print(text) }
                 case .warning(let text): StandardStreams.writeError("warning: " + text + "\n")
                 }
-            }
+            }, stop: stop)
         }
         do {
             try fm.createDirectory(atPath: out, withIntermediateDirectories: true)

@@ -224,15 +224,22 @@ struct TrainCommand: ParsableCommand {
         if resume == nil || threads != nil { try applyThreads(threads) }
         let notices = RankNotices(rank: rank, json: json)
         let notify = notices.notify
+        // Listening before the run is made: Ctrl-C during `--lr find`'s range test, or before the run
+        // directory exists, stops with nothing made; after that, the run stops at once, resumable.
+        let stop = SignalStop()
+        defer { stop.cancel() }
         let trainingRun = try mapErrors { () -> TrainingRun in
             if let resume {
                 ResumeFlags.warnAboutIgnored(rank: rank)
                 let changes = TrainingRun.ResumeChanges(data: data, epochs: epochs, workers: workers, onBadImage: onBadImage,
                                                         threads: threads, imageRoot: techniques.imageRoot)
-                return try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: changes, notify: notify)
+                let resumed = try TrainingRun.resume(try DistributedOptions.resumeFolder(resume, rank: rank), changes: changes,
+                                                     notify: notify)
+                resumed.signalStop = stop
+                return resumed
             }
             return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
-                                          finetuneVersion: finetuneVersion, notify: notify)
+                                          finetuneVersion: finetuneVersion, notify: notify, stop: stop)
         }
         notices.runIsMade = true
         trainingRun.trainer.distributed = parallel
@@ -298,6 +305,9 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("\(flag ?? setting): \(reason)")
         } catch let error as RunError {
             throw ValidationError((resume != nil ? "--resume: " : "--out: ") + "\(error)")
+        } catch TrainingError.interrupted(let moment) {
+            printError("interrupted \(moment): nothing was written")  // Ctrl-C before the run existed
+            throw ExitCode(130)
         } catch DataError.invalidDataset(let message) {
             throw ValidationError(message)  // a dataset that cannot be used, as check-data says (status 64)
         } catch let error as DataError where onBadImage == .fail {
