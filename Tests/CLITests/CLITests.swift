@@ -100,6 +100,24 @@ final class CLITests: XCTestCase {
         return process
     }
 
+    /// Starts `finetune arguments`, its standard error to the file `errorOutput`, and sends it SIGINT
+    /// once that file holds `text` (Ctrl-C at a chosen moment); waits for it to end. Returns the process
+    /// and whether it was still running when the signal was sent (false: it ended first, or did not
+    /// print `text` in 60 s).
+    static func interrupt(_ arguments: [String], once text: String, appearsIn errorOutput: String) throws
+        -> (process: Process, wasRunning: Bool) {
+        let process = try start(arguments, errorOutput: errorOutput)
+        let deadline = Date().addingTimeInterval(60)
+        while process.isRunning, Date() < deadline,
+              !(String(decoding: FileManager.default.contents(atPath: errorOutput) ?? Foundation.Data(), as: UTF8.self).contains(text)) {
+            usleep(10_000)
+        }
+        let running = process.isRunning
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        return (process, running)
+    }
+
     /// Starts `finetune arguments` and SIGKILLs it once `history` (a run's history.csv) has a row
     /// after its header, i.e. in the second epoch or later. Returns whether the process was still
     /// running when it was killed (false: it ended first, or did not get that far in 120 s).
@@ -232,16 +250,10 @@ final class CLITests: XCTestCase {
         func listing() throws -> [String] { try FileManager.default.subpathsOfDirectory(atPath: destination).sorted() }
         let before = try listing()
         let errors = folder + "/stderr.txt"
-        let process = try Self.start(["convert", "fashion-mnist", source, destination, "--workers", "1"], errorOutput: errors)
         // Interrupted once it has written a chunk of images (70,000 on one worker take a minute or more).
-        let deadline = Date().addingTimeInterval(60)
-        while process.isRunning, Date() < deadline,
-              !(String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self).contains("train: 512/")) {
-            usleep(50_000)
-        }
-        XCTAssertTrue(process.isRunning, "convert ended before it could be interrupted")
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
+        let (process, wasRunning) = try Self.interrupt(["convert", "fashion-mnist", source, destination, "--workers", "1"],
+                                                       once: "train: 512/", appearsIn: errors)
+        XCTAssertTrue(wasRunning, "convert ended before it could be interrupted")
         let stderr = String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self)
         XCTAssertEqual(process.terminationStatus, 130, stderr)
         XCTAssertTrue(stderr.contains("interrupted: \(destination) is as it was before this run"), stderr)

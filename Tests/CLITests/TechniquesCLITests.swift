@@ -141,13 +141,9 @@ extension TrainCLITests {
         for (name, arguments) in [("train", ["train", data, "--out", folder + "/stopped", "--epochs", "1", "--lr", "find"] + common),
                                   ("lr-find", ["lr-find", data, "--out", folder + "/stopped", "--steps", "1000"] + TrainCLITests.common)] {
             let errors = folder + "/\(name).stderr"
-            let process = try CLITests.start(arguments + ["--json"], errorOutput: errors)
             func written() -> String { String(decoding: FileManager.default.contents(atPath: errors) ?? Foundation.Data(), as: UTF8.self) }
-            let deadline = Date().addingTimeInterval(60)
-            while process.isRunning, Date() < deadline, !written().contains("LR finder: up to") { usleep(10_000) }
-            XCTAssertTrue(process.isRunning, "\(name) ended before its range test could be interrupted: \(written())")
-            kill(process.processIdentifier, SIGINT)
-            process.waitUntilExit()
+            let (process, wasRunning) = try CLITests.interrupt(arguments + ["--json"], once: "LR finder: up to", appearsIn: errors)
+            XCTAssertTrue(wasRunning, "\(name) ended before its range test could be interrupted: \(written())")
             XCTAssertEqual(process.terminationReason, .exit, "\(name) was killed by the signal")
             XCTAssertEqual(process.terminationStatus, 130, written())
             XCTAssertTrue(written().contains("interrupted during the learning-rate range test"), written())
