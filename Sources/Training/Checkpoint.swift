@@ -104,10 +104,25 @@ public struct Checkpoint {
     // MARK: - Writing
 
     /// Writes a checkpoint atomically to `directory` (replacing any checkpoint there).
+    ///
+    /// A symbolic link there (a user's `checkpoints/best -> /keep/best`) stays: the checkpoint is
+    /// written where it leads, and what else the folder there holds stays there (the link was replaced
+    /// by a folder and the user's files moved into the run, probe AK). A file there, or a link to
+    /// nothing, is refused, naming it: a checkpoint replaces only a folder.
     public static func write(to directory: String, manifest: CheckpointManifest, model: StateDict,
                              optimizer: OptimizerState, rngState: Tensor?, ema: StateDict? = nil,
                              gradients: StateDict? = nil) throws {
-        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        var url = URL(fileURLWithPath: directory).standardizedFileURL
+        if let target = RegularFile.danglingLinkTarget(url.path) {
+            throw TrainingError.checkpoint(path: url.path, reason: "is a symbolic link to \(target), which does not exist; "
+                                           + "create its target or remove the link")
+        }
+        if RegularFile.isSymbolicLink(url.path) { url = url.resolvingSymlinksInPath() }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw TrainingError.checkpoint(path: url.path, reason: "exists and is not a folder; finetune replaces only "
+                                           + "checkpoint folders there (move it away)")
+        }
         let final = url.path
         let parent = url.deletingLastPathComponent().path
         let name = url.lastPathComponent

@@ -564,6 +564,43 @@ final class CheckpointFileErrorTests: XCTestCase {
         XCTAssertNoThrow(try Checkpoint.read(from: directory))
     }
 
+    /// Probe AK: a user's `checkpoints/best` made a link to a folder elsewhere was replaced by a folder
+    /// in the run on the next best epoch, and the user's files there were moved into the run; a file
+    /// named `last` was deleted by the next save. The link now stays and the checkpoint is written where
+    /// it leads; a file, or a link to nothing, is refused by name and left as it was.
+    func testALinkedCheckpointIsWrittenWhereItLeadsAndAFileThereIsRefused() throws {
+        let root = try TRData.temporaryDirectory(self)
+        let fm = FileManager.default
+        let trainer = try Trainer(model: try TRTinyNet(), configuration: TrainingConfiguration())
+        try trainer.fit(train: try TRData.loader(try TRData.dataset(count: 8), batchSize: 4), epochs: 1)
+        let elsewhere = root + "/keep/best", checkpoints = root + "/run/checkpoints"
+        try fm.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
+        try "mine".write(toFile: elsewhere + "/NOTES.txt", atomically: true, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: checkpoints + "/best", withDestinationPath: elsewhere)
+        for _ in 0..<2 {  // the first save, then one that replaces the checkpoint the link leads to
+            try trainer.saveCheckpoint(to: checkpoints + "/best")
+            XCTAssertEqual(try fm.destinationOfSymbolicLink(atPath: checkpoints + "/best"), elsewhere)
+            XCTAssertTrue(Checkpoint.isComplete(elsewhere))
+            XCTAssertEqual(try String(contentsOfFile: elsewhere + "/NOTES.txt", encoding: .utf8), "mine")
+            XCTAssertEqual(try fm.contentsOfDirectory(atPath: checkpoints), ["best"])
+            XCTAssertEqual(try fm.contentsOfDirectory(atPath: root + "/keep"), ["best"])
+        }
+        XCTAssertNoThrow(try Checkpoint.read(from: checkpoints + "/best"))
+
+        try "a file of mine".write(toFile: checkpoints + "/last", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try trainer.saveCheckpoint(to: checkpoints + "/last")) { error in
+            XCTAssertTrue("\(error)".contains(checkpoints + "/last") && "\(error)".contains("is not a folder"), "\(error)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: checkpoints + "/last", encoding: .utf8), "a file of mine")
+        try fm.createSymbolicLink(atPath: checkpoints + "/epoch-0001", withDestinationPath: root + "/gone")
+        XCTAssertThrowsError(try trainer.saveCheckpoint(to: checkpoints + "/epoch-0001")) { error in
+            XCTAssertTrue("\(error)".contains(root + "/gone, which does not exist"), "\(error)")
+        }
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: checkpoints).sorted(), ["best", "epoch-0001", "last"])
+        XCTAssertFalse(fm.fileExists(atPath: root + "/gone"))
+    }
+
     /// An edited optimizer.json that does not decode (a NaN literal, a rate of the wrong type) is named
     /// in the decoder's words: the message was Swift's dump of the error value
     /// ("dataCorrupted(Swift.DecodingError.Context(codingPath: [], …").
