@@ -63,6 +63,47 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// Probe AK: a class folder that was a link to another class (`Handbag -> Bag`) made every Bag image a
+    /// Handbag image too, and an image linked into two classes had two labels, with no word. The first is
+    /// an error naming both folders; the second is left out of both classes and named (with
+    /// `--on-bad-image fail`, an error); a class left with nothing says why.
+    func testAClassThatIsAnotherClassIsRefusedAndAnImageOfTwoClassesIsLeftOut() throws {
+        let root = try TestData.temporaryDirectory(self)
+        let fm = FileManager.default
+        for (k, name) in ["Bag/1.png", "Bag/2.png", "Coat/3.png", "Coat/4.png", "Shoe/5.png"].enumerated() {
+            try TestData.writePNG(root + "/" + name, seed: k)
+        }
+        try fm.createSymbolicLink(atPath: root + "/Handbag", withDestinationPath: root + "/Bag")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("class folders \(root)/Bag and \(root)/Handbag are one folder (\(root)/Handbag is a link to it)"),
+                          "\(error)")
+        }
+        try fm.removeItem(atPath: root + "/Handbag")
+
+        // One image linked into a second class, and one reached twice within its own class (kept once each).
+        try fm.createSymbolicLink(atPath: root + "/Coat/also-a-bag.png", withDestinationPath: root + "/Bag/2.png")
+        try fm.createSymbolicLink(atPath: root + "/Shoe/again.png", withDestinationPath: root + "/Shoe/5.png")
+        let dataset = try ImageFolderDataset(root: root)
+        XCTAssertEqual(dataset.classNames, ["Bag", "Coat", "Shoe"])
+        XCTAssertEqual(dataset.samples.map { $0.source.path!.replacingOccurrences(of: root + "/", with: "") },
+                       ["Bag/1.png", "Coat/3.png", "Coat/4.png", "Shoe/5.png", "Shoe/again.png"])
+        XCTAssertEqual(dataset.skipped.entries.map(\.path).sorted(), [root + "/Bag/2.png", root + "/Coat/also-a-bag.png"])
+        XCTAssertTrue(dataset.skipped.description.contains("the same file as \(root)/Bag/2.png, an image of class Bag"),
+                      dataset.skipped.description)
+        XCTAssertThrowsError(try ImageFolderDataset(root: root, options: ScanOptions(strict: true))) { error in
+            XCTAssertTrue("\(error)".contains("an image of two classes is left out of both"), "\(error)")
+        }
+
+        // A class whose every image is another's.
+        try fm.removeItem(atPath: root + "/Shoe/5.png")
+        try fm.removeItem(atPath: root + "/Shoe/again.png")
+        try fm.createSymbolicLink(atPath: root + "/Shoe/5.png", withDestinationPath: root + "/Coat/3.png")
+        XCTAssertThrowsError(try ImageFolderDataset(root: root)) { error in
+            XCTAssertTrue("\(error)".contains("class folder \(root)/Shoe contains no usable images (1 of its 1 image file is also "
+                                              + "another class's, through a link, and left out of both)"), "\(error)")
+        }
+    }
+
     func testSplitFoldersShareTheTrainingClasses() throws {
         let root = try TestData.temporaryDirectory(self)
         for (split, classes) in [("train", ["cat", "dog", "owl"]), ("validation", ["dog", "owl"]), ("test", ["cat", "owl"])] {

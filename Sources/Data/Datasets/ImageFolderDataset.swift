@@ -12,6 +12,8 @@ import Foundation
 /// * Image files are recognised by extension (`ScanOptions.extensions`: jpg, jpeg, png, any case);
 ///   other files are ignored. Names starting with "." (hidden files and folders) are ignored.
 /// * Symlinks to files and folders are followed (a folder reached twice through links is searched once).
+///   A class folder that is another class's (`Handbag -> Bag`) is an error; an image file linked into
+///   two classes is left out of both and listed in `skipped`.
 /// * Unusable image files (empty, unreadable, not JPEG/PNG, a folder named like an image, a dangling
 ///   symlink) are skipped and listed in `skipped`; with `ScanOptions.strict` the first one throws.
 /// * Errors (`DataError.invalidDataset`, naming the path): a missing root, a root with no class
@@ -41,6 +43,7 @@ public struct ImageFolderDataset: ImageDataset {
         }
         let classFolders = try Self.listFolders(root)
         try Self.checkDistinct(classFolders, in: root)
+        try Self.checkNoClassIsAnother(classFolders, in: root)
         if let fixed {
             let known = Set(fixed)
             for name in classFolders where !known.contains(name) {
@@ -73,6 +76,8 @@ public struct ImageFolderDataset: ImageDataset {
             perClassFound[name] = files.count + bad.count
             candidates += files.map { ($0, label) }
         }
+        let shared = try Self.leaveOutFilesOfTwoClasses(&candidates, classNames: classNames, options: options,
+                                                        skipped: &scanSkipped)
         let (usable, verifySkipped) = try verifyImageFiles(candidates.map(\.path), options: options)
         scanSkipped.merge(verifySkipped)
         var samples: [LabeledSample] = []
@@ -83,7 +88,11 @@ public struct ImageFolderDataset: ImageDataset {
         }
         for name in classFolders where counts[classNames.firstIndex(of: name)!] == 0 {
             let found = perClassFound[name] ?? 0
-            let detail = found > 0 ? " (\(found) image file\(found == 1 ? "" : "s") skipped as unusable)" : ""
+            let sharedHere = shared[classNames.firstIndex(of: name)!] ?? 0
+            let detail = sharedHere > 0
+                ? " (\(sharedHere) of its \(found) image file\(found == 1 ? "" : "s") \(sharedHere == 1 ? "is" : "are") also another "
+                    + "class's, through a link, and left out of both)"
+                : found > 0 ? " (\(found) image file\(found == 1 ? "" : "s") skipped as unusable)" : ""
             throw DataError.invalidDataset("class folder \(root)/\(name) contains no usable images" + detail +
                                            "; expected files ending in " +
                                            options.extensions.sorted().map { "." + $0 }.joined(separator: ", "))
@@ -156,6 +165,51 @@ public struct ImageFolderDataset: ImageDataset {
             }
             seen[name] = name
         }
+    }
+
+    /// A class folder that is another class's folder (`Handbag -> Bag`, a link) would give each of its
+    /// images two labels: refused, naming both (probe AK: every Bag image was a Handbag image too).
+    static func checkNoClassIsAnother(_ names: [String], in root: String) throws {
+        var seen: [FileIdentity: String] = [:]
+        for name in names {
+            guard let identity = FileIdentity(path: root + "/" + name) else { continue }
+            guard let first = seen[identity] else { seen[identity] = name; continue }
+            let link = [name, first].first { RegularFile.isSymbolicLink(root + "/" + $0) }
+            throw DataError.invalidDataset("class folders \(root)/\(first) and \(root)/\(name) are one folder"
+                + (link.map { " (\(root)/\($0) is a link to it)" } ?? "") + ", so each of its images would be in two "
+                + "classes: remove the link, or give each class its own images")
+        }
+    }
+
+    /// Removes from `candidates` the image files that are also another class's (one file linked into two
+    /// class folders: the same device and inode) and records them in `skipped` (with `options.strict`,
+    /// the first one throws): an image with two labels teaches neither, and nothing said so (probe AK).
+    /// Returns how many were left out of each class, by label.
+    static func leaveOutFilesOfTwoClasses(_ candidates: inout [(path: String, label: Int)], classNames: [String],
+                                          options: ScanOptions, skipped: inout SkippedFiles) throws -> [Int: Int] {
+        var firstOf: [FileIdentity: Int] = [:]
+        var other: [Int: Int] = [:]  // a left-out candidate → a candidate of another class with the same file
+        for (i, candidate) in candidates.enumerated() {
+            guard let identity = FileIdentity(path: candidate.path) else { continue }
+            guard let first = firstOf[identity] else { firstOf[identity] = i; continue }
+            if candidates[first].label != candidate.label {
+                other[i] = first
+                if other[first] == nil { other[first] = i }
+            }
+        }
+        guard !other.isEmpty else { return [:] }
+        var kept: [(path: String, label: Int)] = []
+        var leftOut: [Int: Int] = [:]
+        for (i, candidate) in candidates.enumerated() {
+            guard let j = other[i] else { kept.append(candidate); continue }
+            leftOut[candidate.label, default: 0] += 1
+            let reason = "the same file as \(candidates[j].path), an image of class \(classNames[candidates[j].label]): "
+                + "an image of two classes is left out of both"
+            if options.strict { throw DataError.unreadable(path: candidate.path, reason: reason) }
+            skipped.append(path: candidate.path, reason: reason)
+        }
+        candidates = kept
+        return leftOut
     }
 
     /// The folders among `listVisible(root)` (class or split folders). An entry that cannot be
