@@ -57,6 +57,7 @@ func checkOutputFolder(_ path: String, flag: String) throws {
         throw ValidationError("\(flag): " + (FileManager.default.fileExists(atPath: folder) ? "\(folder) is not a folder"
                                                                                             : "the folder \(folder) does not exist"))
     }
+    if let why = OutputFolder.whyNotWritable(folder.isEmpty ? "." : folder) { throw ValidationError("\(flag): \(why)") }
 }
 
 /// `path` is not a symbolic link whose target does not exist: an output written there replaced the
@@ -67,18 +68,12 @@ func checkNotADanglingLink(_ path: String, flag: String) throws {
     throw ValidationError("\(flag) \(path) is a symbolic link to \(target), which does not exist; create its target or give another path")
 }
 
-/// A folder to create (with its missing parents) can be: no part of its path is a file, checked
-/// before any work (lr-find, pseudo-label and convert failed after theirs, with Cocoa's error 512).
+/// A folder to create (with its missing parents) can be: no part of its path is a file and the part
+/// that exists may be written in (`OutputFolder`), checked before any work (lr-find, pseudo-label and
+/// convert failed after theirs, with Cocoa's error 512, or on a read-only disk).
 func checkOutputDirectory(_ path: String, flag: String) throws {
     try checkNotADanglingLink(path, flag: flag)
-    var existing = URL(fileURLWithPath: path).standardizedFileURL
-    while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
-        existing.deleteLastPathComponent()
-    }
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-        throw ValidationError("\(flag): \(existing.path) is a file, not a folder")
-    }
+    if let why = OutputFolder.whyUnusable(path) { throw ValidationError("\(flag): \(why)") }
 }
 
 /// `DATA` (a class-folder root or a `path,label` CSV file) exists, and `--image-root` goes with a CSV.

@@ -40,6 +40,57 @@ final class ReliabilityCLITests: XCTestCase {
         }
     }
 
+    /// A folder this process may not write in: a read-only tmpfs mounted on it as root (who may write
+    /// in any folder its mode forbids), else mode 0555. Skips where neither can be made.
+    func readOnlyFolder() throws -> String {
+        let folder = try temporaryFolder("read-only")
+        if getuid() == 0 {
+            let mount = Process()
+            mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+            mount.arguments = ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", folder]
+            mount.standardError = FileHandle.nullDevice
+            try mount.run()
+            mount.waitUntilExit()
+            try XCTSkipUnless(mount.terminationStatus == 0, "root here may not mount a read-only tmpfs (no CAP_SYS_ADMIN)")
+            addTeardownBlock {
+                let umount = Process()
+                umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+                umount.arguments = [folder]
+                try? umount.run()
+                umount.waitUntilExit()
+            }
+        } else {
+            XCTAssertEqual(chmod(folder, 0o555), 0)
+            addTeardownBlock { chmod(folder, 0o755) }
+        }
+        XCTAssertNotEqual(access(folder, W_OK), 0)
+        return folder
+    }
+
+    /// Probe AK: on a read-only disk `lr-find --out` ran its whole range test and then failed in
+    /// Foundation's words (`Error Domain=NSCocoaErrorDomain Code=642 …`), `train --lr find` ran it before
+    /// the run directory failed, and the other outputs failed after their work. Each is now refused
+    /// before any work, naming the flag and the folder, and nothing is written.
+    func testAnOutputOnAReadOnlyDiskIsRefusedBeforeAnyWork() throws {
+        let data = try dataset()
+        let readOnly = try readOnlyFolder()
+        let fast = Self.fast + ["--val-split", "0.25"]
+        for (arguments, expected) in [
+            (["train", data, "--out", readOnly + "/run"] + fast, "--out: \(readOnly)/run: cannot create the run directory: "),
+            (["train", data, "--out", readOnly + "/run", "--lr", "find"] + fast, "cannot create the run directory: "),
+            (["lr-find", data + "/train", "--out", readOnly + "/lr", "--steps", "5"] + fast, "--out: "),
+            (["convert", "mnist", data, readOnly + "/converted"], "DST: "),
+            (["export", "--arch", "resnet18", "--weights", "none", "--input-size", "32", "--out", readOnly + "/m.onnx"], "--out: "),
+            (["features", "mobilenet_v2", data, "--weights", "none", "--out", readOnly + "/f.npy"], "--out: "),
+        ] {
+            let result = try CLITests.runUnlessRefusedInParsing(arguments)
+            assertError(result, mentions: [expected + "cannot write in \(readOnly)"])
+            XCTAssertFalse(result.stdout.contains("LR finder") || result.stderr.contains("LR finder"), "\(arguments): \(result.stdout)")
+            XCTAssertFalse(result.stderr.contains("NSCocoaErrorDomain"), result.stderr)
+        }
+        XCTAssertEqual(files(readOnly), [])
+    }
+
     // MARK: Finding 1
 
     func testOutNeverWipesAFolderThatIsNotAFinetuneRun() throws {

@@ -231,7 +231,7 @@ public struct RunDirectory: Sendable {
         do {
             try fm.createDirectory(atPath: place, withIntermediateDirectories: true)
         } catch {
-            throw RunError.io(path: path, reason: "cannot create the run directory: \(Self.whyNoFolder(path) ?? FileErrorReason.of(error, path: path))")
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(OutputFolder.whyUnusable(path) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
     }
@@ -241,7 +241,7 @@ public struct RunDirectory: Sendable {
     /// the folder was refused).
     public func checkNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws {
         _ = try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed)
-        if !FileManager.default.fileExists(atPath: path), let why = Self.whyNoFolder(path) {
+        if let why = OutputFolder.whyUnusable(path) {
             throw RunError.io(path: path, reason: "cannot create the run directory: \(why)")
         }
     }
@@ -276,19 +276,6 @@ public struct RunDirectory: Sendable {
         return true
     }
 
-    /// Why a folder cannot be made at `path` when an ancestor is in the way ("/a/b is a file, not a
-    /// folder"); nil when no ancestor is (Foundation's own message then says why).
-    static func whyNoFolder(_ path: String) -> String? {
-        var url = URL(fileURLWithPath: path).standardizedFileURL
-        while url.path != "/" {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
-                return isDirectory.boolValue ? nil : "\(url.path) is a file, not a folder"
-            }
-            url.deleteLastPathComponent()
-        }
-        return nil
-    }
 
     /// Removes the hidden temporary files an atomic write killed mid-way left at the top of the run
     /// (`.model.safetensors.PID.N.tmp`, up to the model's size). Only for the lock's holder: no

@@ -68,7 +68,7 @@ struct LRFindCommand: ParsableCommand {
             try Plots.write(LRFinder.plot(result), to: out + "/lr_find.svg")
             try AtomicFile.write(Data(LRFinder.csv(result).utf8), to: out + "/lr_find.csv")
         } catch {
-            throw CommandFailure("--out: cannot write \(out): \(error)")
+            throw CommandFailure("--out: cannot write \(out): \(FileErrorReason.of(error, path: out))")
         }
         if json { printEncodedJSON(result); return }
         if let lr = result.suggestion {
