@@ -42,10 +42,8 @@ public enum AtomicFile {
         let url = URL(fileURLWithPath: linkedFile(path) ?? path)
         let folder = url.deletingLastPathComponent().path
         if createDirectory {
-            do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            } catch {
-                throw AtomicFileError(path: path, reason: "cannot create the folder \(folder): \(FileErrorReason.of(error))")
+            do { try OutputFolder.create(folder) } catch let error as OutputFolderError {
+                throw AtomicFileError(path: path, reason: error.description)
             }
         }
         removeLeftovers(of: url.lastPathComponent, in: folder)

@@ -24,9 +24,40 @@ public enum OutputFolder {
         return whyNotWritable(existing.path)
     }
 
+    /// Creates the folder `path` and its missing parents (an existing folder is fine). A failure says
+    /// why in the system's words, naming the part in the way: a symbolic link to nothing (a cache folder
+    /// on a disk not mounted), a file, a read-only disk. Foundation's error was dumped whole
+    /// ("Error Domain=NSCocoaErrorDomain Code=516 \"A file with the same name already exists.\"…",
+    /// probe AK).
+    public static func create(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            var part = URL(fileURLWithPath: path).standardizedFileURL
+            while part.path != "/" {
+                if let target = RegularFile.danglingLinkTarget(part.path) {
+                    throw OutputFolderError(path: path, reason: "\(part.path) is a symbolic link to \(target), which does not "
+                                            + "exist; create its target or remove the link")
+                }
+                part.deleteLastPathComponent()
+            }
+            throw OutputFolderError(path: path, reason: whyUnusable(path) ?? FileErrorReason.of(error, path: path))
+        }
+    }
+
     /// Why this process may not create files in the existing folder `folder`, or nil when it may.
     public static func whyNotWritable(_ folder: String) -> String? {
         guard access(folder, W_OK) != 0 else { return nil }
         return "cannot write in \(folder): \(String(cString: strerror(errno)))"
     }
+}
+
+/// A folder `OutputFolder.create` could not make: "cannot create the folder PATH: REASON".
+public struct OutputFolderError: Error, CustomStringConvertible {
+    /// The folder that was to be made.
+    public let path: String
+    /// Why it could not be, in the system's words, naming the part of the path in the way.
+    public let reason: String
+
+    public var description: String { "cannot create the folder \(path): \(reason)" }
 }

@@ -197,6 +197,27 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: folder + "/versions"), ["v1.onnx"], "no temporary file left")
     }
 
+    /// Probe AK: a cache folder (`$FINETUNE_CACHE_DIR`) that is a link to nothing, a disk not mounted,
+    /// failed the feature cache, a weights import and any folder-making write with Foundation's error
+    /// dumped whole ("Error Domain=NSCocoaErrorDomain Code=516 \"A file with the same name already
+    /// exists.\"…"). Each now names the link and its target.
+    func testACacheFolderThatIsALinkToNothingIsNamed() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let cache = folder + "/cache", gone = folder + "/unmounted/cache"
+        try FileManager.default.createSymbolicLink(atPath: cache, withDestinationPath: gone)
+        let expected = "\(cache) is a symbolic link to \(gone), which does not exist; create its target or remove the link"
+        func check(_ what: String, _ work: () throws -> Void) {
+            XCTAssertThrowsError(try work(), what) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(what): \(error)")
+                XCTAssertFalse("\(error)".contains("NSCocoaErrorDomain"), "\(what): \(error)")
+            }
+        }
+        check("feature cache") { try FeatureCache.prepareDirectory(cache + "/features", views: 1, samples: 1, width: 1) }
+        check("weights import") { try WeightsCache(root: URL(fileURLWithPath: cache)).importFile(folder + "/w.pth") }
+        check("atomic write") { try AtomicFile.write(Foundation.Data("{}".utf8), to: cache + "/pins.json", createDirectory: true) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: gone))
+    }
+
     func testAWriteRemovesTheTemporaryFilesItsEndedWritersLeft() throws {
         let folder = try TRData.temporaryDirectory(self)
         let dead = try XCTUnwrap(Self.exitedProcessID())

@@ -1,3 +1,4 @@
+import AtomicFiles
 import Data
 import Foundation
 import Hashing
@@ -440,7 +441,7 @@ public enum FeatureCache {
     /// Creates `directory` and checks, before extracting, that the cache file (views × samples × width
     /// floats, then memory-mapped) fits in its free disk space.
     static func prepareDirectory(_ directory: String, views: Int, samples n: Int, width: Int) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try OutputFolder.create(directory)
         let (rows, overflow) = views.multipliedReportingOverflow(by: n)
         let (count, overflow2) = rows.multipliedReportingOverflow(by: width)
         let (bytes, overflow3) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)

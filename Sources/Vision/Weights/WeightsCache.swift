@@ -208,10 +208,8 @@ public struct WeightsCache {
                            acceptUnverified: Bool = false) throws -> Imported {
         let fm = FileManager.default
         let createdFolder = !fm.fileExists(atPath: weightsDirectory.path)
-        do {
-            try fm.createDirectory(at: weightsDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw WeightsError.unwritable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error)")
+        do { try OutputFolder.create(weightsDirectory.path) } catch let error as OutputFolderError {
+            throw WeightsError.unwritable(path: weightsDirectory.path, reason: "cannot create the cache folder: \(error.reason)")
         }
         let temporary = weightsDirectory.appendingPathComponent(".import-\(UUID().uuidString)").path
         defer {
@@ -501,7 +499,7 @@ public struct WeightsCache {
         }
         let dict = try PthImport.load(path)
         do {
-            try fm.createDirectory(at: convertedDirectory, withIntermediateDirectories: true)
+            try OutputFolder.create(convertedDirectory.path)
             try? fm.removeItem(atPath: converted + ".sha256")
             try SafeTensors.write(dict, metadata: ["source": entry.fileName, "weights": entry.name, "source_sha256": source],
                                   to: converted)
