@@ -218,6 +218,20 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: gone))
     }
 
+    /// Foundation's file errors are given in the system's words, naming the file, also when they carry
+    /// no POSIX cause: pseudo-label's review folder on a read-only disk said "The operation could not
+    /// be completed. The volume is read only." (probe AK).
+    func testFoundationsFileErrorsAreGivenInTheSystemsWords() throws {
+        for (code, words) in [(CocoaError.fileWriteVolumeReadOnly, "Read-only file system"),
+                              (.fileWriteOutOfSpace, "No space left on device"), (.fileWriteNoPermission, "Permission denied")] {
+            let error = NSError(domain: NSCocoaErrorDomain, code: code.rawValue, userInfo: [NSFilePathErrorKey: "/mnt/x/a"])
+            XCTAssertEqual(FileErrorReason.of(error, path: "/mnt/x/a"), words)
+            XCTAssertEqual(FileErrorReason.of(error, path: "/mnt/x"), "/mnt/x/a: " + words)
+        }
+        let other = NSError(domain: NSCocoaErrorDomain, code: CocoaError.fileReadCorruptFile.rawValue)
+        XCTAssertEqual(FileErrorReason.of(other), other.localizedDescription)
+    }
+
     func testAWriteRemovesTheTemporaryFilesItsEndedWritersLeft() throws {
         let folder = try TRData.temporaryDirectory(self)
         let dead = try XCTUnwrap(Self.exitedProcessID())
