@@ -4,8 +4,9 @@ import Foundation
 public enum FileErrorReason {
     /// The POSIX error under a Foundation file error (or the one its code stands for, when it carries
     /// none), as `strerror` gives it ("No space left on device", "Read-only file system"), and the
-    /// file it concerns when that is not `path`; other errors' `localizedDescription`. Foundation's own text ("The operation could not be completed.
-    /// There isn't enough space.") names neither the file nor the system's reason.
+    /// file it concerns when that is not `path`; other errors' `localizedDescription`. Foundation's own
+    /// text ("The operation could not be completed. There isn't enough space.") names neither the file
+    /// nor the system's reason.
     public static func of(_ error: Error, path: String? = nil) -> String {
         let nsError = error as NSError
         var underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError

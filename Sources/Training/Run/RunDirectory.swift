@@ -276,7 +276,6 @@ public struct RunDirectory: Sendable {
         return true
     }
 
-
     /// Removes the hidden temporary files an atomic write killed mid-way left at the top of the run
     /// (`.model.safetensors.PID.N.tmp`, up to the model's size). Only for the lock's holder: no
     /// other process writes the directory then.
