@@ -10,13 +10,17 @@ import Darwin
 /// rather than after its work in Foundation's words (probe AK: `lr-find --out` on a read-only disk ran
 /// the whole range test first).
 public enum OutputFolder {
-    /// Why a folder cannot be made or written at `path` (which need not exist yet), or nil: the nearest
-    /// part of it that exists is a file, or is a folder this process may not write in (a read-only file
+    /// Why a folder cannot be made or written at `path` (which need not exist yet), or nil: a part of
+    /// it that does not exist is a symbolic link to nothing (a disk that is not mounted), or the nearest
+    /// part that exists is a file, or is a folder this process may not write in (a read-only file
     /// system, no permission; `access(2)`).
     public static func whyUnusable(_ path: String) -> String? {
         var existing = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         while !FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory) {
+            if let target = RegularFile.danglingLinkTarget(existing.path) {
+                return "\(existing.path) is a symbolic link to \(target), which does not exist; create its target or remove the link"
+            }
             guard existing.path != "/" else { return nil }
             existing.deleteLastPathComponent()
         }
@@ -33,14 +37,6 @@ public enum OutputFolder {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            var part = URL(fileURLWithPath: path).standardizedFileURL
-            while part.path != "/" {
-                if let target = RegularFile.danglingLinkTarget(part.path) {
-                    throw OutputFolderError(path: path, reason: "\(part.path) is a symbolic link to \(target), which does not "
-                                            + "exist; create its target or remove the link")
-                }
-                part.deleteLastPathComponent()
-            }
             throw OutputFolderError(path: path, reason: whyUnusable(path) ?? FileErrorReason.of(error, path: path))
         }
     }

@@ -218,6 +218,25 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: gone))
     }
 
+    /// A run folder below a symbolic link to nothing (`--out /mnt/gone/run`, the disk not mounted) is
+    /// refused by the checks made before any work, naming the link: they walked past it to a writable
+    /// folder above, so `train --lr find` ran its range test and then failed to make the folder.
+    func testARunFolderBelowALinkToNothingIsRefusedBeforeAnyWork() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let mount = folder + "/mnt", gone = folder + "/unmounted"
+        try FileManager.default.createSymbolicLink(atPath: mount, withDestinationPath: gone)
+        let expected = "\(mount) is a symbolic link to \(gone), which does not exist; create its target or remove the link"
+        XCTAssertEqual(OutputFolder.whyUnusable(mount + "/runs/a"), expected)
+        XCTAssertThrowsError(try RunDirectory(mount + "/runs/a").checkNew(overwrite: false)) { error in
+            XCTAssertTrue("\(error)".contains(expected), "\(error)")
+        }
+        XCTAssertThrowsError(try OutputFolder.create(mount + "/runs/a")) { error in
+            XCTAssertEqual("\(error)", "cannot create the folder \(mount)/runs/a: \(expected)")
+        }
+        XCTAssertNil(OutputFolder.whyUnusable(folder + "/runs/a"), "a folder still to be made in a writable one is fine")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: gone))
+    }
+
     /// Foundation's file errors are given in the system's words, naming the file, also when they carry
     /// no POSIX cause: pseudo-label's review folder on a read-only disk said "The operation could not
     /// be completed. The volume is read only." (probe AK).
