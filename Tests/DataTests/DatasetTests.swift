@@ -307,6 +307,36 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// A file listed under two labels, by the same path or another spelling of it, is left out of both
+    /// classes and named with its lines (it trained as both, with no word); listed twice under one
+    /// label, it stays (kept twice, as listed). With `--on-bad-image fail`, an error.
+    func testAnImageListedUnderTwoLabelsIsLeftOutOfBoth() throws {
+        let root = try TestData.temporaryDirectory(self)
+        for (k, name) in ["a.png", "b.png", "c.png", "d.png", "e.png"].enumerated() { try TestData.writePNG(root + "/" + name, seed: k) }
+        try FileManager.default.createSymbolicLink(atPath: root + "/d-link.png", withDestinationPath: root + "/d.png")
+        let rows = "a.png,cat\nb.png,dog\nc.png,cat\na.png,dog\nc.png,cat\nd.png,dog\nd-link.png,owl\n"
+        try TestData.write("path,label\n" + rows + "e.png,owl\n", to: root + "/labels.csv")
+        let dataset = try CSVDataset(csv: root + "/labels.csv")
+        XCTAssertEqual(dataset.classNames, ["cat", "dog", "owl"])
+        XCTAssertEqual(dataset.samples.map { $0.source.path!.replacingOccurrences(of: root + "/", with: "") },
+                       ["b.png", "c.png", "c.png", "e.png"])
+        XCTAssertEqual(dataset.labels, [1, 0, 0, 2])
+        XCTAssertEqual(dataset.skipped.paths, [root + "/a.png", root + "/d.png", root + "/d-link.png"])
+        XCTAssertEqual(dataset.skipped.entries.first?.reason,
+                       "line 2 gives it the label 'cat' and line 5 'dog': an image of two classes is left out of both")
+        XCTAssertEqual(dataset.skipped.entries.dropFirst().first?.reason, "line 7 gives it the label 'dog' and line 8 'owl' (as \(root)/d-link.png): "
+                       + "an image of two classes is left out of both")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/labels.csv", options: ScanOptions(strict: true))) { error in
+            XCTAssertTrue("\(error)".contains("\(root)/a.png: line 2 gives it the label 'cat' and line 5 'dog'"), "\(error)")
+        }
+        // A class whose only row is such a file is a class with no usable image, and says why.
+        try TestData.write("path,label\n" + rows, to: root + "/owl-shared.csv")
+        XCTAssertThrowsError(try CSVDataset(csv: root + "/owl-shared.csv")) { error in
+            XCTAssertTrue("\(error)".contains("class 'owl' has no usable image") && "\(error)".contains("line 8 gives it the label 'owl'"),
+                          "\(error)")
+        }
+    }
+
     func testCSVWithIntegerLabelsAndNoHeader() throws {
         let root = try TestData.temporaryDirectory(self)
         for i in 0..<3 { try TestData.writePNG("\(root)/\(i).png", seed: i) }

@@ -139,7 +139,22 @@ public struct CSVDataset: ImageDataset {
                                            "needs at least two classes")
         }
 
-        let (usable, skipped) = try verifyImageFiles(entries.map(\.path), options: options)
+        // A file listed under two labels (through any spelling of its path) is left out of both, as a
+        // file linked into two class folders is; it trained as both classes, with no word (probe AK).
+        let twoLabels = FileIdentity.filesOfTwoLabels(zip(entries, labels).map { ($0.path, $1) })
+        var leftOut = SkippedFiles()
+        for i in twoLabels.keys.sorted() {
+            let j = twoLabels[i]!
+            let reason = "line \(rows[i].line) gives it the label '\(classNames[labels[i]])' and line \(rows[j].line) "
+                + "'\(classNames[labels[j]])'\(entries[j].path == entries[i].path ? "" : " (as \(entries[j].path))"): "
+                + "an image of two classes is left out of both"
+            if options.strict { throw DataError.unreadable(path: entries[i].path, reason: reason) }
+            if !leftOut.paths.contains(entries[i].path) { leftOut.append(path: entries[i].path, reason: reason) }
+        }
+        var (usable, unusable) = try verifyImageFiles(entries.map(\.path), options: options)
+        for i in twoLabels.keys { usable[i] = false }
+        var skipped = leftOut
+        skipped.merge(unusable)
         self.skipped = skipped
         samples = zip(entries, zip(labels, usable)).compactMap { entry, pair in
             pair.1 ? LabeledSample(source: .file(entry.path), label: pair.0) : nil

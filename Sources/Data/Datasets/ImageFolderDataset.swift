@@ -187,16 +187,7 @@ public struct ImageFolderDataset: ImageDataset {
     /// Returns how many were left out of each class, by label.
     static func leaveOutFilesOfTwoClasses(_ candidates: inout [(path: String, label: Int)], classNames: [String],
                                           options: ScanOptions, skipped: inout SkippedFiles) throws -> [Int: Int] {
-        var firstOf: [FileIdentity: Int] = [:]
-        var other: [Int: Int] = [:]  // a left-out candidate → a candidate of another class with the same file
-        for (i, candidate) in candidates.enumerated() {
-            guard let identity = FileIdentity(path: candidate.path) else { continue }
-            guard let first = firstOf[identity] else { firstOf[identity] = i; continue }
-            if candidates[first].label != candidate.label {
-                other[i] = first
-                if other[first] == nil { other[first] = i }
-            }
-        }
+        let other = FileIdentity.filesOfTwoLabels(candidates)  // a left-out candidate → one of another class
         guard !other.isEmpty else { return [:] }
         var kept: [(path: String, label: Int)] = []
         var leftOut: [Int: Int] = [:]
