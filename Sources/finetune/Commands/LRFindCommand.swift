@@ -11,35 +11,41 @@ struct LRFindCommand: ParsableCommand {
         commandName: "lr-find",
         abstract: "Run the learning-rate range test (fastai's lr_find) and suggest a learning rate.",
         discussion: """
-            The learning rate grows exponentially from --start-lr to --end-lr over --steps batches of the
-            run `finetune train` would start with the same flags (data, model, recipe, augmentation); the
-            loss is smoothed as fastai does and the test stops when it exceeds 4× its minimum. The
-            suggestion is fastai's "valley". Nothing is trained: the model is restored afterwards.
-            --out DIR receives lr_find.svg (loss against log10 LR, the suggestion marked) and
+            The learning rate grows exponentially from --start-lr to --end-lr over --steps batches of the \
+            run `finetune train` would start with the same flags (data, model, recipe, augmentation); the \
+            loss is smoothed as fastai does and the test stops when it exceeds 4× its minimum. The \
+            suggestion is fastai's "valley". Nothing is trained: the model is restored afterwards. \
+            --out DIR receives lr_find.svg (loss against log10 LR, the suggestion marked) and \
             lr_find.csv; it must be new, empty, or hold only those files.
 
             Example:
-              finetune lr-find data/flowers --arch mobilenet_v2 --recipe head-only --out runs/flowers-lr
+              finetune lr-find data/flowers --arch mobilenet_v2 --recipe head-only \\
+                  --out runs/flowers-lr
             """)
 
     @Option(help: "The first step's learning rate.") var startLr = 1e-7
     @Option(help: "The learning rate the schedule ends at (fastai's end_lr: step i of N trains at start·(end/start)^(i/N)).")
     var endLr = 10.0
     @Option(help: "Steps (batches) of the test.") var steps = 100
-    @OptionGroup(title: "Run (the flags of finetune train)") var train: TrainCommand
+    @Option(help: "Folder for lr_find.svg and lr_find.csv (new, empty, or holding only those files).") var out: String?
+    @Flag(help: "Print the result as one JSON object (progress goes to standard error).") var json = false
+    @OptionGroup(title: "Run (the flags of finetune train)") var runOptions: RunOptions
 
     func validate() throws {
+        guard runOptions.data != nil else { throw ValidationError("give the DATA folder") }
+        guard runOptions.arch != nil else { throw ValidationError("--arch is required (e.g. --arch mobilenet_v2)") }
+        guard let out else { throw ValidationError("--out DIR is required") }
+        try runOptions.check(resuming: false)
         guard startLr > 0, endLr > startLr, (endLr / startLr).isFinite else {
             throw ValidationError("--start-lr and --end-lr: need 0 < start < end, with end / start finite")
         }
-        if let out = train.out { try checkOutputDirectory(out, flag: "--out") }
+        try checkOutputDirectory(out, flag: "--out")
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2") }
-        guard train.resume == nil else { throw ValidationError("--resume: lr-find starts no run; give DATA and --arch") }
     }
 
     func run() throws {
-        try applyThreads(train.threads)
-        let out = train.out ?? "."
+        try applyThreads(runOptions.threads)
+        let out = out ?? "."
         let fm = FileManager.default
         let outputs = ["lr_find.svg", "lr_find.csv"]
         if let contents = try? fm.contentsOfDirectory(atPath: out), let other = contents.first(where: { !outputs.contains($0) }) {
@@ -52,11 +58,10 @@ struct LRFindCommand: ParsableCommand {
         finder.startLearningRate = startLr
         finder.endLearningRate = endLr
         finder.steps = steps
-        let json = train.json
         let stop = SignalStop()  // Ctrl-C ends the range test (status 130) with nothing written
         defer { stop.cancel() }
-        let result = try train.mapErrors {
-            try TrainingRun.findLearningRate(train.specification(), finder: finder, notify: { notice in
+        let result = try runOptions.mapErrors {
+            try TrainingRun.findLearningRate(runOptions.specification(runDirectory: out), finder: finder, notify: { notice in
                 switch notice {
                 case .info(let text): if json { StandardStreams.writeError(text + "\n") } else { print(text) }
                 case .warning(let text): StandardStreams.writeError("warning: " + text + "\n")
