@@ -384,6 +384,10 @@ public final class Trainer {
         }
         // The checkpoints from here on are this many processes' (one process records none, as a fresh run).
         if let distributed {
+            // A data-parallel checkpoint is rank 0's: rank 0 continues the epoch's training sums it holds,
+            // the other ranks start theirs from zero, so the epoch's loss and accuracy count no sample twice
+            // (every rank restored rank 0's sums, counted once per rank at the epoch's end).
+            if distributed.rank > 0 && state.batchInEpoch > 0 { state.accumulator = EpochAccumulator() }
             try startDistributed(distributed, train: train, validation: validation, epochs: epochs)
         } else {
             state.worldSize = nil
@@ -579,6 +583,9 @@ public final class Trainer {
     private func handleInterrupt(_ stopping: Bool) throws -> FitStatus? {
         guard stopping, let signalStop else { return nil }
         signalStop.reset()
+        // Every rank agreed to stop here: rank 0's checkpoint takes the epoch's training sums over all ranks,
+        // so that a resume continues them exactly (it held rank 0's own, and the others' part was lost).
+        if let distributed { state.accumulator = try savingOnLostRank(restoring: false) { try distributed.summed(state.accumulator) } }
         var path: String?
         if let directory = configuration.checkpointDirectory {
             let target = URL(fileURLWithPath: directory).appendingPathComponent("last").path

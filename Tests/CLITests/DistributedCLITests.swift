@@ -77,10 +77,16 @@ extension TrainCLITests {
 
     /// The last row of a run's history.csv as [column: value].
     func lastHistoryRow(_ run: String) throws -> [String: String] {
+        try historyRows(run).last ?? [:]
+    }
+
+    /// The rows of a run's history.csv, each as [column: value].
+    func historyRows(_ run: String) throws -> [[String: String]] {
         let lines = try String(contentsOfFile: run + "/history.csv", encoding: .utf8).split(separator: "\n")
         let header = lines[0].split(separator: ",").map(String.init)
-        let values = lines[lines.count - 1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        return Dictionary(uniqueKeysWithValues: zip(header, values))
+        return lines.dropFirst().map { line in
+            Dictionary(uniqueKeysWithValues: zip(header, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)))
+        }
     }
 
     /// `state` of a run's checkpoints/last/trainer.json (nil: none yet).
@@ -239,6 +245,19 @@ extension TrainCLITests {
                                         "--master-port", String(try FreePort.make())])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try largestRelativeDifference(runs + "/whole/model.safetensors", runs + "/stopped/model.safetensors"), 0)
+        // The interrupted epoch's training loss and accuracy count every sample once: the checkpoint holds
+        // both ranks' sums, and rank 1 starts from zero (it counted rank 0's first part twice and rank 1's
+        // not at all). The sums are added in another order, hence the tolerance.
+        let wholeRows = try historyRows(runs + "/whole"), stoppedRows = try historyRows(runs + "/stopped")
+        XCTAssertEqual(stoppedRows.count, wholeRows.count)
+        let interrupted = (state["epoch"] as? Int ?? 0) + 1
+        for (whole, stopped) in zip(wholeRows, stoppedRows) {
+            for column in ["loss", "accuracy"] {
+                let a = try XCTUnwrap(whole[column].flatMap(Double.init)), b = try XCTUnwrap(stopped[column].flatMap(Double.init))
+                XCTAssertEqual(a, b, accuracy: 1e-9 * max(1, abs(a)),
+                               "epoch \(whole["epoch"] ?? "?") \(column) (interrupted in epoch \(interrupted))")
+            }
+        }
     }
 
     /// A launcher killed with SIGKILL forwards nothing: its workers trained on, orphaned, holding the
