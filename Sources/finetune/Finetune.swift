@@ -10,11 +10,15 @@ struct Finetune: ParsableCommand {
         abstract: "Transfer learning for image classifiers, on LibTorch.",
         discussion: """
             Examples:
-              finetune train data/flowers --arch mobilenet_v2 --weights imagenet --recipe head-only \
-                  --epochs 5 --val-split 0.2 --out runs/flowers     fine-tune, write a run directory
-              finetune evaluate runs/flowers data/flowers/test     metrics on the run's test images
-              finetune predict runs/flowers photo.jpg              classify with the run's model
-              finetune export runs/flowers --format onnx --out flowers.onnx   for onnxruntime & co.
+              finetune train data/flowers --arch mobilenet_v2 --weights imagenet \\
+                  --recipe head-only --epochs 5 --val-split 0.2 --out runs/flowers
+                                                 fine-tune, write a run directory
+              finetune evaluate runs/flowers data/flowers/test
+                                                 metrics on the run's test images
+              finetune predict runs/flowers photo.jpg
+                                                 classify with the run's model
+              finetune export runs/flowers --format onnx --out flowers.onnx
+                                                 for onnxruntime & co.
               finetune demo                      train a small convnet on Fashion-MNIST
               finetune info --json               LibTorch version, devices and threads
             """,

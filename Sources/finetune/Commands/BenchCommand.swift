@@ -9,8 +9,8 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks: the model table (the default), the data loader and SHA-256.",
         discussion: """
-            `finetune bench [options]` runs `finetune bench models`; see docs/benchmarks.md, and
-            bench/compare_pytorch and bench/compare_data_loader for the comparisons with PyTorch.
+            `finetune bench [options]` runs `finetune bench models`; see docs/benchmarks.md, and bench/compare_pytorch \
+            and bench/compare_data_loader for the comparisons with PyTorch.
             """,
         subcommands: [ModelBench.self, LoaderBench.self, HashBench.self],
         defaultSubcommand: ModelBench.self)

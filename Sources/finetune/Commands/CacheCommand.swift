@@ -9,7 +9,11 @@ struct CacheCommand: ParsableCommand {
         commandName: "cache",
         abstract: "List the backbone-feature caches and remove the least recently used.",
         discussion: """
-            A head-only run computes its frozen backbone's features once and keeps them in \(FeatureCache.defaultDirectory) (or --feature-cache-dir), one file per dataset, backbone, transform and seed. Runs only add or reuse caches, so the folder grows until pruned. Only caches (and temporary files of killed writers) are removed, never other files. Pretrained weights are not caches of this kind: see `finetune weights`.
+            A head-only run computes its frozen backbone's features once and keeps them in \
+            \(FeatureCache.defaultDirectory) (or --feature-cache-dir), one file per dataset, backbone, transform and \
+            seed. Runs only add or reuse caches, so the folder grows until pruned. Only caches (and temporary files of \
+            killed writers) are removed, never other files. Pretrained weights are not caches of this kind: see \
+            `finetune weights`.
 
             Examples:
               finetune cache list

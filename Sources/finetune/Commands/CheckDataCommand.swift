@@ -10,16 +10,14 @@ struct CheckDataCommand: ParsableCommand {
         commandName: "check-data",
         abstract: "Check a class-folder dataset: unreadable files, class imbalance, image modes, exact and near-duplicates across splits.",
         discussion: """
-            DATA is a class-folder root with train/ val/ test/ splits, or a plain folder of class
-            folders. Every image is read and decoded once. Exact duplicates are files with the same
-            SHA-256. Near-duplicates are images of different splits (any two images of a plain folder)
-            that are the same photo re-encoded, resized or slightly edited. With --near-method
-            embedding (and auto, the default, when the weights are in the cache) they are pairs whose
-            MobileNetV2 ImageNet embeddings (--embedding-arch; through the feature cache) have a centred
-            cosine similarity of at least --near-cosine. With phash (auto's fallback) they are pairs
-            whose perceptual hashes (DCT of a 32×32 grey thumbnail, 64 bits) differ in at most
-            --near-distance bits and whose thumbnails correlate at least --near-similarity. The exit
-            status is 0 even when problems are found.
+            DATA is a class-folder root with train/ val/ test/ splits, or a plain folder of class folders. Every image \
+            is read and decoded once. Exact duplicates are files with the same SHA-256. Near-duplicates are images of \
+            different splits (any two images of a plain folder) that are the same photo re-encoded, resized or \
+            slightly edited. With --near-method embedding (and auto, the default, when the weights are in the cache) \
+            they are pairs whose MobileNetV2 ImageNet embeddings (--embedding-arch; through the feature cache) have a \
+            centred cosine similarity of at least --near-cosine. With phash (auto's fallback) they are pairs whose \
+            perceptual hashes (DCT of a 32×32 grey thumbnail, 64 bits) differ in at most --near-distance bits and \
+            whose thumbnails correlate at least --near-similarity. The exit status is 0 even when problems are found.
 
             Examples:
               finetune check-data data/flowers

@@ -9,13 +9,14 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Write a packed dataset (CIFAR batches, MNIST IDX) as class folders of PNGs.",
         discussion: """
-            The result is DST/train/<class>/<index>.png and DST/test/<class>/<index>.png with the real
-            class names ("/" in a name becomes "_": Fashion-MNIST's "T-shirt/top" → "T-shirt_top").
-            Files are written atomically; re-running rewrites the same names.
+            The result is DST/train/<class>/<index>.png and DST/test/<class>/<index>.png with the real class names \
+            ("/" in a name becomes "_": Fashion-MNIST's "T-shirt/top" → "T-shirt_top"). Files are written atomically; \
+            re-running rewrites the same names.
 
             Examples:
               finetune convert fashion-mnist /usr/share/datasets/fashion-mnist data/fashion
-              finetune convert cifar10 ~/cifar-10-batches-bin data/cifar10 --limit-per-class 100
+              finetune convert cifar10 ~/cifar-10-batches-bin data/cifar10 \\
+                  --limit-per-class 100
               finetune convert mnist ~/mnist data/mnist --dry-run --json
             """)
 

@@ -12,11 +12,10 @@ struct EvaluateCommand: ParsableCommand {
         commandName: "evaluate",
         abstract: "Evaluate a run's model on class folders: accuracy, loss, top-5, AUC, per-class report, confusion matrix.",
         discussion: """
-            RUN_DIR is a folder written by `finetune train` (config.json + model.safetensors); its
-            preprocessing and class names are used. DATA is a class-folder root with train/ val/ test/
-            splits (the test split by default, see --split), a plain folder of class folders, or a
-            `path,label` CSV file (evaluated whole; relative paths start at --image-root, else the
-            CSV's folder). DATA's classes must be the run's.
+            RUN_DIR is a folder written by `finetune train` (config.json + model.safetensors); its preprocessing and \
+            class names are used. DATA is a class-folder root with train/ val/ test/ splits (the test split by \
+            default, see --split), a plain folder of class folders, or a `path,label` CSV file (evaluated whole; \
+            relative paths start at --image-root, else the CSV's folder). DATA's classes must be the run's.
 
             Examples:
               finetune evaluate runs/flowers data/flowers

@@ -10,16 +10,18 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export a fine-tuned run (or a zoo model) as an ONNX model that onnxruntime runs.",
         discussion: """
-            The graph takes preprocessed images [batch, 3, H, W] (float32, RGB, the model's own resize,
-            centre crop, mean and std: all in the file's metadata_props, with the class names in head
-            order) and outputs logits, or probabilities with --softmax (a sigmoid for a binary run).
-            The batch dimension is dynamic; H and W are the crop size unless --input-size says otherwise.
-            BatchNorm is folded into the convolutions, dropout is dropped: an inference graph, opset 17.
+            The graph takes preprocessed images [batch, 3, H, W] (float32, RGB, the model's own resize, centre crop, \
+            mean and std: all in the file's metadata_props, with the class names in head order) and outputs logits, or \
+            probabilities with --softmax (a sigmoid for a binary run). The batch dimension is dynamic; H and W are the \
+            crop size unless --input-size says otherwise. BatchNorm is folded into the convolutions, dropout is \
+            dropped: an inference graph, opset 17.
 
             Examples:
               finetune export runs/flowers --format onnx --out flowers.onnx
-              finetune export runs/flowers --format onnx --out flowers.onnx --softmax --json
-              finetune export --arch mobilenet_v2 --weights imagenet --format onnx --out mobilenet_v2.onnx
+              finetune export runs/flowers --format onnx --out flowers.onnx \\
+                  --softmax --json
+              finetune export --arch mobilenet_v2 --weights imagenet --format onnx \\
+                  --out mobilenet_v2.onnx
             """)
 
     @Argument(help: "A run directory written by `finetune train` (not needed with --arch).") var runDirectory: String?

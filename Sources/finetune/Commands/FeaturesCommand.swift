@@ -14,15 +14,16 @@ struct FeaturesCommand: ParsableCommand {
         commandName: "features",
         abstract: "Export the backbone's pooled features (embeddings) and labels of class folders.",
         discussion: """
-            MODEL is an architecture (with --weights) or a run directory written by `finetune train`
-            (its backbone, head pooling and preprocessing). The features are what the model's final
-            Linear consumes (e.g. 1280 floats for MobileNetV2, 4096 for VGG's fc7), computed in
-            inference mode with the weights' own evaluation preprocessing. The format follows --out's
-            extension:
-              .safetensors  tensors "features" [N, D] float32 and "labels" [N] int64; metadata
-                            "class_names" and "files" (JSON arrays), "architecture", "weights"
+            MODEL is an architecture (with --weights) or a run directory written by `finetune train` (its backbone, \
+            head pooling and preprocessing). The features are what the model's final Linear consumes (e.g. 1280 floats \
+            for MobileNetV2, 4096 for VGG's fc7), computed in inference mode with the weights' own evaluation \
+            preprocessing. The format follows --out's extension:
+              .safetensors  tensors "features" [N, D] float32 and "labels" [N] int64;
+                            metadata "class_names" and "files" (JSON arrays),
+                            "architecture", "weights"
               .npy          FILE holds the features; FILE's stem + "_labels.npy" the labels
               .csv          one row per image: path,label,class,f0,…,f(D-1)
+
             Unreadable images are skipped and listed on standard error.
 
             Examples:

@@ -9,10 +9,10 @@ struct HashBench: ParsableCommand {
         commandName: "hash",
         abstract: "SHA-256 time for a file and for the same bytes in memory.",
         discussion: """
-            Writes --size-mb MiB of pseudo-random bytes to a temporary file, hashes it once untimed
-            (so the file is in the page cache), then times --runs digests of the file and --runs of
-            the same bytes in memory, and reports each time and the medians. The digest is printed so
-            that two builds can be checked to agree.
+            Writes --size-mb MiB of pseudo-random bytes to a temporary file, hashes it once untimed (so the file is in \
+            the page cache), then times --runs digests of the file and --runs of the same bytes in memory, and reports \
+            each time and the medians. The digest is printed so that two builds can be checked to agree.
+
             Example (see docs/benchmarks.md):
               finetune bench hash --size-mb 100 --runs 5
             """)

@@ -11,18 +11,20 @@ struct ModelBench: ParsableCommand {
         commandName: "models",
         abstract: "Forward, backward and training-step times of the zoo's models (the cnn-benchmarks table).",
         discussion: """
-            Random weights and inputs, random labels, cross-entropy loss, SGD with momentum 0.9. Each
-            model runs `--warmup` untimed steps, then `--iterations` timed ones; medians are reported.
+            Random weights and inputs, random labels, cross-entropy loss, SGD with momentum 0.9. Each model runs \
+            `--warmup` untimed steps, then `--iterations` timed ones; medians are reported.
               forward_ms   train-mode forward + loss, with autograd
               backward_ms  backward of that loss
               total_ms     forward + backward (cnn-benchmarks' "total")
               step_ms      forward + backward + optimizer step; images/s = batch / step
               inference_ms eval() + inference-mode forward
+
             Examples:
               finetune bench --models resnet50,mobilenet_v2 --dtype both --channels-last
               finetune bench --quick --json          every model, batch 4, 3 iterations
               finetune bench --models mobilenet_v2 --precision all --channels-last
-              finetune bench --precision-probe       time each layer type in fp32 and bf16, print the policy
+              finetune bench --precision-probe       time each layer type in fp32 and bf16,
+                                                     print the policy
             """)
 
     static let defaultModels = ["alexnet", "googlenet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",

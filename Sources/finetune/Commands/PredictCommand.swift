@@ -12,9 +12,9 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Classify images (files or folders) and print the top-k classes.",
         discussion: """
-            The weights' own preprocessing (resize, crop, mean/std) is applied automatically. When the
-            first argument is a run directory written by `finetune train` (it holds config.json), the
-            run's model, class names and preprocessing are used, and --arch/--weights are refused.
+            The weights' own preprocessing (resize, crop, mean/std) is applied automatically. When the first argument \
+            is a run directory written by `finetune train` (it holds config.json), the run's model, class names and \
+            preprocessing are used, and --arch/--weights are refused.
 
             Examples:
               finetune predict --arch mobilenet_v2 --weights imagenet --top-k 5 photo.jpg

@@ -11,14 +11,14 @@ struct PseudoLabelCommand: ParsableCommand {
         commandName: "pseudo-label",
         abstract: "Label a folder of unlabelled images with a run's model, for review.",
         discussion: """
-            The run's model labels every image under UNLABELED (recursively) with its evaluation
-            transform. The images whose top-class probability reaches --threshold are written to
-            --out as class folders of symbolic links (copies with --copy) and listed in
-            DIR/pseudo_labels.csv (file, class, confidence), least confident first. --out must be
-            new or empty: nothing finetune did not create is replaced.
+            The run's model labels every image under UNLABELED (recursively) with its evaluation transform. The images \
+            whose top-class probability reaches --threshold are written to --out as class folders of symbolic links \
+            (copies with --copy) and listed in DIR/pseudo_labels.csv (file, class, confidence), least confident first. \
+            --out must be new or empty: nothing finetune did not create is replaced.
 
             Example:
-              finetune pseudo-label runs/flowers photos/unsorted --out review/flowers --threshold 0.95
+              finetune pseudo-label runs/flowers photos/unsorted --out review/flowers \\
+                  --threshold 0.95
             """)
 
     @Argument(help: "A run directory written by `finetune train`.") var runDir: String

@@ -10,21 +10,21 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Write a self-contained HTML report of a run: curves, confusion matrix, per-class metrics, top losses, Grad-CAM, data check.",
         discussion: """
-            RUN_DIR is a folder written by `finetune train`. DATA (default: the data the run trained on)
-            is evaluated on --split as `finetune evaluate` reads it: the run's own split where the run
-            chose among the images (its --val-split hold-out; every split of its own DATA with
-            --limit-per-class).
-            The page holds the run's settings and results, learning curves (loss, accuracy, AUC,
-            learning rate; a two-phase run's phase boundary marked), the confusion matrix, precision,
-            recall, F1, support and AUC per class, the most confused pairs, the images with the largest
-            loss (as `evaluate --per-sample --json` ranks them), Grad-CAM heat maps at the model's last
-            convolutional stage, and the `check-data` report. Images are embedded as data URIs and
-            charts as inline SVG: the file needs nothing else to open. An existing --out file is
-            replaced only when it is a finetune report.
+            RUN_DIR is a folder written by `finetune train`. DATA (default: the data the run trained on) is evaluated \
+            on --split as `finetune evaluate` reads it: the run's own split where the run chose among the images (its \
+            --val-split hold-out; every split of its own DATA with --limit-per-class).
+
+            The page holds the run's settings and results, learning curves (loss, accuracy, AUC, learning rate; a \
+            two-phase run's phase boundary marked), the confusion matrix, precision, recall, F1, support and AUC per \
+            class, the most confused pairs, the images with the largest loss (as `evaluate --per-sample --json` ranks \
+            them), Grad-CAM heat maps at the model's last convolutional stage, and the `check-data` report. Images are \
+            embedded as data URIs and charts as inline SVG: the file needs nothing else to open. An existing --out \
+            file is replaced only when it is a finetune report.
 
             Examples:
               finetune report runs/flowers --out flowers.html
-              finetune report runs/flowers data/flowers --split val --top-losses 24 --out val.html
+              finetune report runs/flowers data/flowers --split val --top-losses 24 \\
+                  --out val.html
             """)
 
     @Argument(help: "Run directory written by `finetune train`.") var runDir: String

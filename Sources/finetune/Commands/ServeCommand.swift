@@ -10,16 +10,17 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Serve run directories (or a zoo model) over HTTP, with dynamic batching and Prometheus metrics.",
         discussion: """
-            Each run directory is a model named after its folder (--name overrides, once per model in
-            order). Images sent at the same time are batched: up to --max-batch-size per forward pass,
-            waiting at most --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C) stops accepting,
-            answers the requests in flight and exits 0. See docs/cli.md for the API.
+            Each run directory is a model named after its folder (--name overrides, once per model in order). Images \
+            sent at the same time are batched: up to --max-batch-size per forward pass, waiting at most \
+            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C) stops accepting, answers the requests in \
+            flight and exits 0. See docs/cli.md for the API.
 
             Examples:
               finetune serve runs/flowers
               finetune serve runs/flowers runs/birds --port 9000 --max-batch-size 32
               finetune serve --arch mobilenet_v2 --weights imagenet --name imagenet
-              curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:8080/v1/models/flowers:predict?top_k=3'
+              curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' \\
+                  'http://127.0.0.1:8080/v1/models/flowers:predict?top_k=3'
             """)
 
     @Argument(help: "Run directories written by `finetune train`.") var runDirectories: [String] = []

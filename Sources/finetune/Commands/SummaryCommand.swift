@@ -15,7 +15,8 @@ struct SummaryCommand: ParsableCommand {
               finetune summary mobilenet_v2
               finetune summary resnet50 --classes 10 --freeze-backbone --depth 1
               finetune summary efficientnet_b0 --no-top --pooling max --json
-              finetune summary resnet50 --plot resnet50.svg   draw the layer groups (Keras' plot_model)
+              finetune summary resnet50 --plot resnet50.svg   draw the layer groups
+                                                              (Keras' plot_model)
             """)
 
     @Argument(help: "Architecture: \(ModelZoo.architectures.joined(separator: ", ")).") var model: String

@@ -8,11 +8,11 @@ struct WeightsCommand: ParsableCommand {
         commandName: "weights",
         abstract: "List, download, import and verify pretrained weights.",
         discussion: """
-            Weights live in a content-addressed cache (\(WeightsCache().weightsDirectory.path)),
-            named by SHA-256. Offline, import a file by hand; its full SHA-256 must match the catalog.
-            A few catalog entries have no known full digest, only torchvision's 8-digit file-name
-            prefix ("prefix only" in `list`): their files are refused unless --accept-unverified is
-            given, and the first one accepted is pinned (only that file is accepted afterwards).
+            Weights live in a content-addressed cache (\(WeightsCache().weightsDirectory.path)), named by SHA-256. \
+            Offline, import a file by hand; its full SHA-256 must match the catalog. A few catalog entries have no \
+            known full digest, only torchvision's 8-digit file-name prefix ("prefix only" in `list`): their files are \
+            refused unless --accept-unverified is given, and the first one accepted is pinned (only that file is \
+            accepted afterwards).
 
             Examples:
               finetune weights list
