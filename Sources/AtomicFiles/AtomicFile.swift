@@ -47,7 +47,7 @@ public enum AtomicFile {
             }
         }
         removeLeftovers(of: url.lastPathComponent, in: folder)
-        let temporary = folder + "/.\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
+        let temporary = folder + "/.\(temporaryStem(url.lastPathComponent)).\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
         func fail(_ what: String) -> AtomicFileError {
             AtomicFileError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
         }
@@ -102,10 +102,25 @@ public enum AtomicFile {
     /// Called with the temporary file's path between its creation and its lock (tests only).
     nonisolated(unsafe) static var afterCreatingForTesting: ((String) -> Void)?
 
+    /// The part of a temporary file's name that stands for its destination `name`: the name itself, or
+    /// for a name over 200 bytes its first 180 bytes, `~` and a 64-bit FNV-1a digest of the whole name
+    /// in hex. The temporary name adds up to 24 bytes, and a file system allows 255 in all (NAME_MAX):
+    /// `export --out` with a 240-byte file name failed on the temporary file (probe AK).
+    public static func temporaryStem(_ name: String) -> String {
+        let bytes = Array(name.utf8)
+        guard bytes.count > 200 else { return name }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        var end = 180
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }  // not inside a UTF-8 sequence
+        let digest = String(hash, radix: 16)
+        return String(decoding: bytes[..<end], as: UTF8.self) + "~" + String(repeating: "0", count: 16 - digest.count) + digest
+    }
+
     /// The writer's process id in the name `write` gives a temporary file of `destinationName`,
-    /// `.<destinationName>.<pid>.<n>.tmp`; nil for any other name.
+    /// `.<stem>.<pid>.<n>.tmp` (`temporaryStem`); nil for any other name.
     public static func writerProcess(temporaryName name: String, of destinationName: String) -> pid_t? {
-        let prefix = "." + destinationName + "."
+        let prefix = "." + temporaryStem(destinationName) + "."
         guard name.hasPrefix(prefix), name.hasSuffix(".tmp") else { return nil }
         let parts = name.dropFirst(prefix.count).dropLast(".tmp".count).split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let pid = pid_t(parts[0]), pid > 0, UInt32(parts[1]) != nil else { return nil }
@@ -140,8 +155,8 @@ public enum AtomicFile {
         }
     }
 
-    /// The temporary files of `write` found in each folder this process writes into, by destination
-    /// name, from one listing of the folder: `convert` writes thousands of files into one folder, and
+    /// The temporary files of `write` found in each folder this process writes into, by their
+    /// destination's `temporaryStem`, from one listing of the folder: `convert` writes thousands of files into one folder, and
     /// listing it for each was quadratic (probe Z: 31 s against 8 s for 3,000 images per class).
     nonisolated(unsafe) private static var temporaryFiles: [String: [String: [String]]] = [:]
     private static let temporaryFilesLock = NSLock()
@@ -167,7 +182,7 @@ public enum AtomicFile {
                 }
                 temporaryFiles[folder] = found
             }
-            return temporaryFiles[folder]?.removeValue(forKey: destinationName) ?? []
+            return temporaryFiles[folder]?.removeValue(forKey: temporaryStem(destinationName)) ?? []
         }
         for name in candidates {
             let path = folder + "/" + name

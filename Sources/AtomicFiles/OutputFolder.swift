@@ -14,7 +14,11 @@ public enum OutputFolder {
     /// it that does not exist is a symbolic link to nothing (a disk that is not mounted), or the nearest
     /// part that exists is a file, or is a folder this process may not write in (a read-only file
     /// system, no permission; `access(2)`).
-    public static func whyUnusable(_ path: String) -> String? {
+    ///
+    /// `roomInside` is the length of the longest path the caller writes below `path`: a folder whose
+    /// files would pass the system's limit on a path's length is refused too (`whyTooLong`).
+    public static func whyUnusable(_ path: String, roomInside: Int = 0) -> String? {
+        if let why = whyTooLong(path, roomInside: roomInside) { return why }
         var existing = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         while !FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory) {
@@ -26,6 +30,23 @@ public enum OutputFolder {
         }
         guard isDirectory.boolValue else { return "\(existing.path) is a file, not a folder" }
         return whyNotWritable(existing.path)
+    }
+
+    /// Why `path` (a file or folder to make) is too long for the system, or nil: a part of it longer
+    /// than a name may be (NAME_MAX, 255 bytes), or the whole, absolute, with `roomInside` bytes of paths
+    /// below it, longer than a path may be (PATH_MAX). A run directory of about 4,000 bytes trained an
+    /// epoch before its first checkpoint failed (probe AK).
+    public static func whyTooLong(_ path: String, roomInside: Int = 0) -> String? {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let nameLimit = Int(NAME_MAX), pathLimit = Int(PATH_MAX) - 1  // PATH_MAX counts the final NUL
+        if let long = absolute.split(separator: "/").first(where: { $0.utf8.count > nameLimit }) {
+            return "the name \(long.prefix(24))… in it is \(long.utf8.count) bytes long; a file or folder name may have at "
+                + "most \(nameLimit)"
+        }
+        guard absolute.utf8.count + roomInside > pathLimit else { return nil }
+        return "\(absolute.prefix(24))… is \(absolute.utf8.count) bytes long"
+            + (roomInside > 0 ? ", and the files made inside it add up to \(roomInside) more" : "")
+            + "; a path may have at most \(pathLimit) bytes"
     }
 
     /// Creates the folder `path` and its missing parents (an existing folder is fine). A failure says

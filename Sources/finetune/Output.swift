@@ -51,6 +51,7 @@ func checkRegularIfPresent(_ path: String, flag: String) throws {
 func checkOutputFolder(_ path: String, flag: String) throws {
     guard !path.hasSuffix("/") else { throw ValidationError("\(flag) \(path) names a folder; give a file name") }
     try checkNotADanglingLink(path, flag: flag)
+    if let why = OutputFolder.whyTooLong(path) { throw ValidationError("\(flag): \(why)") }
     let folder = (path as NSString).deletingLastPathComponent
     var isDirectory: ObjCBool = false
     if !folder.isEmpty, !(FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) {

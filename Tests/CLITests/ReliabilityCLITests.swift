@@ -93,6 +93,25 @@ final class ReliabilityCLITests: XCTestCase {
 
     // MARK: Finding 1
 
+    /// An output file name longer than a name may be (255 bytes) is refused while the flags are read,
+    /// naming the flag; a long one that fits is written (`AtomicFile.temporaryStem`), for export as for
+    /// features: their temporary file's name was the output's plus 24 bytes, so names over about 231
+    /// bytes failed after the work (probe AK).
+    func testOutputFileNamesUpToTheSystemsLimitAreWrittenAndLongerOnesRefusedFirst() throws {
+        let folder = try temporaryFolder("long-names")
+        let tooLong = folder + "/" + String(repeating: "m", count: 252) + ".onnx"
+        for arguments in [["export", "--arch", "mobilenet_v2", "--weights", "none", "--out", tooLong],
+                          ["features", "mobilenet_v2", folder, "--weights", "none", "--out", tooLong + ".npy"]] {
+            let refused = try CLITests.runUnlessRefusedInParsing(arguments)
+            XCTAssertEqual(refused.status, 64, refused.stderr)
+            XCTAssertTrue(refused.stderr.contains("--out: the name mmmmmmmmmmmmmmmmmmmmmmmm… in it is 2"), refused.stderr)
+        }
+        let long = folder + "/" + String(repeating: "m", count: 245) + ".onnx"  // 250 bytes
+        let export = try run(["export", "--arch", "mobilenet_v2", "--weights", "none", "--input-size", "32", "--out", long])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), [URL(fileURLWithPath: long).lastPathComponent])
+    }
+
     func testOutNeverWipesAFolderThatIsNotAFinetuneRun() throws {
         let data = try dataset()
         let model = try temporaryFolder("hf-model")

@@ -291,6 +291,50 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertNil(AtomicFile.writerProcess(temporaryName: ".model.onnx.0.2.tmp", of: "model.onnx"))
     }
 
+    /// A file whose name is near the file system's limit (255 bytes) is written: its temporary file's
+    /// name stands for it by a shortened stem, and an ended writer's leftover of it is removed (probe AK:
+    /// `export --out` with a 240-byte name failed on the temporary file, "File name too long").
+    func testAFileWithALongNameIsWrittenAndItsLeftoversRemoved() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let name = String(repeating: "é", count: 100) + String(repeating: "x", count: 45) + ".onnx"  // 250 bytes
+        XCTAssertEqual(name.utf8.count, 250)
+        let stem = AtomicFile.temporaryStem(name)
+        XCTAssertLessThanOrEqual(stem.utf8.count, 200)
+        XCTAssertNotEqual(stem, AtomicFile.temporaryStem(String(name.dropLast(5)) + ".onnY"), "the digest tells names apart")
+        XCTAssertEqual(AtomicFile.temporaryStem("model.onnx"), "model.onnx", "a short name stands for itself")
+        let dead = try XCTUnwrap(Self.exitedProcessID())
+        let leftover = folder + "/.\(stem).\(dead).7.tmp"
+        try Data(count: 10).write(to: URL(fileURLWithPath: leftover))
+        XCTAssertEqual(AtomicFile.writerProcess(temporaryName: ".\(stem).\(dead).7.tmp", of: name), dead)
+        try AtomicFile.write(Data("onnx".utf8), to: folder + "/" + name)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), [name])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)), Data("onnx".utf8))
+    }
+
+    /// A run directory whose checkpoints would pass the system's limit on a path's length (PATH_MAX),
+    /// or with a name longer than NAME_MAX, is refused before any work, and nothing is made: a run path
+    /// of about 4,000 bytes trained an epoch before its first checkpoint failed (probe AK).
+    func testAnOutputPathTooLongForTheSystemIsRefusedBeforeAnyWork() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        let part = String(repeating: "d", count: 200)
+        var deep = ([folder] + Array(repeating: part, count: 19)).joined(separator: "/")
+        deep += "/" + String(repeating: "r", count: 4000 - deep.utf8.count - 1)  // 4,000 bytes
+        XCTAssertLessThan(deep.utf8.count + 1, Int(PATH_MAX), "the folder itself could be made")
+        XCTAssertGreaterThan(deep.utf8.count + RunDirectory.longestInnerPath, Int(PATH_MAX) - 1)
+        for attempt in [{ try RunDirectory(deep).checkNew(overwrite: false) },
+                        { _ = try RunDirectory(deep).prepareNew(overwrite: false) }] {
+            XCTAssertThrowsError(try attempt()) { error in
+                XCTAssertTrue("\(error)".contains("bytes long, and the files made inside it add up to \(RunDirectory.longestInnerPath) more; "
+                                                  + "a path may have at most \(Int(PATH_MAX) - 1) bytes"), "\(error)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/" + part), "nothing was made")
+        let longName = folder + "/" + String(repeating: "n", count: 256)
+        XCTAssertEqual(OutputFolder.whyUnusable(longName + "/run"),
+                       "the name nnnnnnnnnnnnnnnnnnnnnnnn… in it is 256 bytes long; a file or folder name may have at most 255")
+        XCTAssertNil(OutputFolder.whyTooLong(folder + "/" + String(repeating: "n", count: 255)))
+    }
+
     /// Probe AA: a clean-up testing the lock of a new temporary file at the instant its writer locked
     /// it made the writer's non-blocking lock fail, and the writer wrote unlocked: a third writer could
     /// then remove its live file. The writer waits for the lock now.

@@ -211,6 +211,9 @@ public struct RunDirectory: Sendable {
         // A link to the run (`current -> disk2/run`) stays a link: the run it leads to is replaced (the
         // link was replaced by a folder on the link's disk, probe AK). Resolved while its target exists.
         let place = RegularFile.isSymbolicLink(path) ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
+        if let why = OutputFolder.whyTooLong(place, roomInside: Self.longestInnerPath) {
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(why)")
+        }
         if try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed) {
             let old = try RunLock(directory: path)  // a run still being written is never replaced
             // Move it out of the way first (a rename is atomic), then delete it. The name aside is short
@@ -231,17 +234,22 @@ public struct RunDirectory: Sendable {
         do {
             try fm.createDirectory(atPath: place, withIntermediateDirectories: true)
         } catch {
-            throw RunError.io(path: path, reason: "cannot create the run directory: \(OutputFolder.whyUnusable(path) ?? FileErrorReason.of(error, path: path))")
+            throw RunError.io(path: path, reason: "cannot create the run directory: \(OutputFolder.whyUnusable(path, roomInside: Self.longestInnerPath) ?? FileErrorReason.of(error, path: path))")
         }
         return try RunLock(directory: path)
     }
+
+    /// The room the paths finetune makes inside a run directory need beyond its own path: the longest,
+    /// a checkpoint's temporary file (`/checkpoints/epoch-NNNN.tmp-<UUID>/.optimizer.safetensors.<pid>.<n>.tmp`),
+    /// is about 110 bytes.
+    public static let longestInnerPath = 160
 
     /// The checks of `prepareNew`, changing nothing: work that comes before the run directory
     /// (`--lr find`'s range test) runs only when the folder can be used (it ran for minutes, and then
     /// the folder was refused).
     public func checkNew(overwrite: Bool, data: String? = nil, listed: Bool = false) throws {
         _ = try holdsEarlierRun(overwrite: overwrite, data: data, listed: listed)
-        if let why = OutputFolder.whyUnusable(path) {
+        if let why = OutputFolder.whyUnusable(path, roomInside: Self.longestInnerPath) {
             throw RunError.io(path: path, reason: "cannot create the run directory: \(why)")
         }
     }
