@@ -19,7 +19,7 @@ final class CommandLayoutTests: XCTestCase {
             XCTAssertFalse(help.contains("  \(flag) "), "lr-find --help lists \(flag):\n\(help)")
         }
         XCTAssertFalse(help.contains("Run directory to create"), help)
-        let base = ["lr-find", "data", "--arch", "mobilenet_v2", "--out", "lr"]
+        let base = ["lr-find", NSTemporaryDirectory(), "--arch", "mobilenet_v2", "--out", "lr"]  // a DATA that exists
         XCTAssertNoThrow(try Finetune.parseCommandLine(base + ["--recipe", "head-only", "--lr-schedule", "cosine"]))
         for extra in [["--overwrite"], ["--resume", "runs/a"], ["--nproc-per-node", "2"]] {
             XCTAssertThrowsError(try Finetune.parseCommandLine(base + extra), "\(extra)") { error in

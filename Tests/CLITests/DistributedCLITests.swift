@@ -260,6 +260,23 @@ extension TrainCLITests {
         }
     }
 
+    /// A DATA that does not exist or an unknown --arch is refused by the launcher, once, before any
+    /// worker starts: each worker found it and printed it, and the launcher added "worker rank 0 …
+    /// exited with status 64; stopping the others".
+    func testALauncherRefusesMissingDataOrAnUnknownArchitectureBeforeStartingWorkers() throws {
+        let folder = try temporaryFolder("dist-refused")
+        let data = try makeDistributedDataset()
+        for (arguments, message) in [([folder + "/missing", "--arch", "mobilenet_v2"], "DATA: \(folder)/missing does not exist"),
+                                     ([data, "--arch", "mobilenet_v3"], "--arch: unknown architecture 'mobilenet_v3'")] {
+            let refused = try CLITests.run(["train"] + arguments + ["--out", folder + "/run", "--nproc-per-node", "2",
+                                                                     "--master-port", String(try FreePort.make())])
+            XCTAssertEqual(refused.status, 64, refused.stderr)
+            XCTAssertEqual(refused.stderr.components(separatedBy: message).count - 1, 1, refused.stderr)
+            XCTAssertFalse(refused.stderr.contains("worker rank"), refused.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run"))
+        }
+    }
+
     /// A launcher killed with SIGKILL forwards nothing: its workers trained on, orphaned, holding the
     /// port. Each worker now watches its launcher and stops as on Ctrl-C when it is gone, rank 0
     /// writing its resumable checkpoint.

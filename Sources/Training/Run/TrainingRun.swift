@@ -279,27 +279,35 @@ public final class TrainingRun {
         var configuration: TrainingConfiguration
     }
 
-    /// Checks `spec`, loads the data and builds the model and configuration; writes nothing.
-    private static func prepare(_ spec: Specification, notify: (Notice) -> Void) throws -> Prepared {
+    /// The checks of `spec`'s inputs that read no image and build no model: DATA (and an image root)
+    /// exist, and the architecture is known. A front end makes them before any work: a data-parallel
+    /// launcher before it starts its workers, each of which printed the same error.
+    public static func checkInputs(_ spec: Specification) throws {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
-        let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
-        guard FileManager.default.fileExists(atPath: root) else {
+        guard FileManager.default.fileExists(atPath: URL(fileURLWithPath: spec.data).standardizedFileURL.path) else {
             throw bad("data", "\(spec.data) does not exist (expected a class-folder root or a path,label CSV file)")
         }
-        let isCSV = RunSplits.isCSV(root)
         if let imageRoot = spec.options.imageRoot {
-            guard isCSV else { throw bad("imageRoot", "only applies to a CSV file as DATA; \(spec.data) is a folder") }
+            guard RunSplits.isCSV(spec.data) else { throw bad("imageRoot", "only applies to a CSV file as DATA; \(spec.data) is a folder") }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: imageRoot, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw bad("imageRoot", "\(imageRoot) does not exist or is not a folder")
             }
         }
-        // The folder the images live in: the run directory must stay outside it.
-        let imageFolder = isCSV ? spec.options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-            ?? (root as NSString).deletingLastPathComponent : root
         guard ModelZoo.architectures.contains(spec.architecture) else {
             throw bad("architecture", "unknown architecture '\(spec.architecture)'; known: \(ModelZoo.architectures.joined(separator: ", "))")
         }
+    }
+
+    /// Checks `spec`, loads the data and builds the model and configuration; writes nothing.
+    private static func prepare(_ spec: Specification, notify: (Notice) -> Void) throws -> Prepared {
+        func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
+        try checkInputs(spec)
+        let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
+        let isCSV = RunSplits.isCSV(root)
+        // The folder the images live in: the run directory must stay outside it.
+        let imageFolder = isCSV ? spec.options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            ?? (root as NSString).deletingLastPathComponent : root
         var options = spec.options
         // Recorded absolute, as the data's path is: report and resume may run from another folder.
         options.imageRoot = options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }

@@ -100,8 +100,9 @@ struct RunOptions: ParsableArguments {
     var checkpointExcludeScopes: String?
 
 
-    /// The checks that need no file system, made before any work: the epoch count, the schedule, the
-    /// head's widths, the workers and (for a new run) the recipe's settings.
+    /// The checks made before any work: the epoch count, the schedule, the head's widths, the workers
+    /// and, for a new run, its inputs (`TrainingRun.checkInputs`: DATA, --image-root, --arch) and the
+    /// recipe's settings.
     func check(resuming: Bool) throws {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         do { _ = try ScheduleConfig(parsing: lrSchedule) } catch {
@@ -109,7 +110,12 @@ struct RunOptions: ParsableArguments {
         }
         _ = try hiddenUnits()
         try checkWorkers(workers)
-        if !resuming { try mapErrors { try specification(runDirectory: "").recipe.validate(epochs: epochs ?? 10) } }
+        guard !resuming else { return }
+        try mapErrors {
+            let spec = try specification(runDirectory: "")
+            try TrainingRun.checkInputs(spec)  // before a launcher starts workers that would each say it
+            try spec.recipe.validate(epochs: epochs ?? 10)
+        }
     }
 
     /// The widths of --head-hidden.
