@@ -206,6 +206,9 @@ public final class Trainer {
     /// Overrides the schedule: every group trains at this rate (the LR finder's steps).
     var fixedLearningRate: Double?
     private var stopReason: String?
+    /// Data-parallel: the epoch's training sums over all ranks at the end of batch `batchInEpoch` of
+    /// `epoch` (the last step's end, or a stop), which rank 0's checkpoints hold (`saveCheckpoint`).
+    private var sumsOverRanks: (epoch: Int, batchInEpoch: Int, accumulator: EpochAccumulator)?
     private var classWeightTensor: Tensor?
     private var pendingCallbackStates: [String: String] = [:]
 
@@ -384,9 +387,10 @@ public final class Trainer {
         }
         // The checkpoints from here on are this many processes' (one process records none, as a fresh run).
         if let distributed {
-            // A data-parallel checkpoint is rank 0's: rank 0 continues the epoch's training sums it holds,
-            // the other ranks start theirs from zero, so the epoch's loss and accuracy count no sample twice
-            // (every rank restored rank 0's sums, counted once per rank at the epoch's end).
+            // A data-parallel checkpoint is rank 0's, with the epoch's training sums over all ranks (those
+            // of rank 0 alone in checkpoints of before 2026-12-07): rank 0 continues them and the other
+            // ranks start theirs from zero, so the epoch's loss and accuracy count no sample twice (every
+            // rank restored them, and the epoch's end added them once per rank).
             if distributed.rank > 0 && state.batchInEpoch > 0 { state.accumulator = EpochAccumulator() }
             try startDistributed(distributed, train: train, validation: validation, epochs: epochs)
         } else {
@@ -583,9 +587,11 @@ public final class Trainer {
     private func handleInterrupt(_ stopping: Bool) throws -> FitStatus? {
         guard stopping, let signalStop else { return nil }
         signalStop.reset()
-        // Every rank agreed to stop here: rank 0's checkpoint takes the epoch's training sums over all ranks,
-        // so that a resume continues them exactly (it held rank 0's own, and the others' part was lost).
-        if let distributed { state.accumulator = try savingOnLostRank(restoring: false) { try distributed.summed(state.accumulator) } }
+        // Every rank agreed to stop here: the epoch's training sums over all ranks, for rank 0's checkpoint.
+        if let distributed {
+            let sums = try savingOnLostRank(restoring: false) { try distributed.summed(state.accumulator) }
+            sumsOverRanks = (state.epoch, state.batchInEpoch, sums)
+        }
         var path: String?
         if let directory = configuration.checkpointDirectory {
             let target = URL(fileURLWithPath: directory).appendingPathComponent("last").path
@@ -869,15 +875,21 @@ public final class Trainer {
         state.accumulation = AccumulationState(group: group, batches: trained)
         var norm: Double?
         let stepped = (number + 1) % k == 0 || number + 1 >= batchesPerEpoch
-        if stepped { norm = try optimizerStep() }
         let n = trains ? batch?.count ?? 0 : 0
-        state.batchInEpoch = number + 1
         if n > 0 {
             state.accumulator.lossSum += lossValue * Double(n)
             state.accumulator.samples += n
             state.accumulator.correct += correct
             state.accumulator.batches += 1
         }
+        // Data-parallel: every rank's sums at each step's end, for rank 0's checkpoints (written at a
+        // step's end). Before the step, so that a rank lost in this collective leaves the parameters as
+        // the checkpoint written then assumes them: unchanged.
+        if stepped, let distributed {
+            sumsOverRanks = (state.epoch, number + 1, try distributed.summed(state.accumulator))
+        }
+        if stepped { norm = try optimizerStep() }
+        state.batchInEpoch = number + 1
         let result = BatchResult(epoch: state.epoch, batch: number, step: state.globalStep, samples: n,
                                  loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
                                  learningRates: learningRates, momentum: momentum, gradientNorm: norm,
@@ -1132,6 +1144,12 @@ public final class Trainer {
     /// Writes a resumable checkpoint (see `Checkpoint`) atomically to `directory`.
     public func saveCheckpoint(to directory: String) throws {
         var snapshot = state
+        // A data-parallel checkpoint is rank 0's, and holds the epoch's training sums over all ranks where
+        // they are known for this moment (each step's end, a stop): a resume continues them exactly. It
+        // held rank 0's own, and on resume every rank counted them (rank 0's part twice, rank 1's never).
+        if distributed != nil, let sums = sumsOverRanks, sums.epoch == state.epoch, sums.batchInEpoch == state.batchInEpoch {
+            snapshot.accumulator = sums.accumulator
+        }
         var states = pendingCallbackStates
         for callback in callbacks {
             if let stateful = callback as? StatefulCallback { states[stateful.stateKey] = try stateful.saveState() }

@@ -248,14 +248,18 @@ extension TrainCLITests {
         // The interrupted epoch's training loss and accuracy count every sample once: the checkpoint holds
         // both ranks' sums, and rank 1 starts from zero (it counted rank 0's first part twice and rank 1's
         // not at all). The sums are added in another order, hence the tolerance.
-        let wholeRows = try historyRows(runs + "/whole"), stoppedRows = try historyRows(runs + "/stopped")
-        XCTAssertEqual(stoppedRows.count, wholeRows.count)
-        let interrupted = (state["epoch"] as? Int ?? 0) + 1
-        for (whole, stopped) in zip(wholeRows, stoppedRows) {
+        try assertTrainingMetricsMatch(runs + "/whole", runs + "/stopped")
+    }
+
+    /// The training loss and accuracy of each epoch in `resumed`'s history.csv are `whole`'s (an
+    /// uninterrupted run's), up to the order in which the sums were added.
+    func assertTrainingMetricsMatch(_ whole: String, _ resumed: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let wholeRows = try historyRows(whole), resumedRows = try historyRows(resumed)
+        XCTAssertEqual(resumedRows.count, wholeRows.count, file: file, line: line)
+        for (a, b) in zip(wholeRows, resumedRows) {
             for column in ["loss", "accuracy"] {
-                let a = try XCTUnwrap(whole[column].flatMap(Double.init)), b = try XCTUnwrap(stopped[column].flatMap(Double.init))
-                XCTAssertEqual(a, b, accuracy: 1e-9 * max(1, abs(a)),
-                               "epoch \(whole["epoch"] ?? "?") \(column) (interrupted in epoch \(interrupted))")
+                let x = try XCTUnwrap(a[column].flatMap(Double.init)), y = try XCTUnwrap(b[column].flatMap(Double.init))
+                XCTAssertEqual(x, y, accuracy: 1e-9 * max(1, abs(x)), "epoch \(a["epoch"] ?? "?") \(column)", file: file, line: line)
             }
         }
     }
@@ -646,6 +650,9 @@ extension TrainCLITests {
                                         "--master-port", String(try FreePort.make())])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try largestRelativeDifference(runs + "/ddp-bn/model.safetensors", runs + "/killed/model.safetensors"), 0)
+        // So are the killed epoch's training loss and accuracy: rank 0's checkpoint, written at the end of
+        // the step before, holds both ranks' sums (it held rank 0's, counted by both ranks on resume).
+        try assertTrainingMetricsMatch(runs + "/ddp-bn", runs + "/killed")
         // Only rank 0 wrote: the run directories and nothing else.
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runs).sorted(), ["ddp", "ddp-bn", "env", "killed", "single"])
     }
