@@ -38,9 +38,9 @@ struct Finetune: ParsableCommand {
         StandardStreams.openClosedDescriptors()
         var command: ParsableCommand
         do { command = try parseCommandLine() } catch {
-            // swift-argument-parser names the command of a usage error from its stack, which for
-            // `lr-find` (whose flags include train's, an option group of another command) reads
-            // "finetune train lr-find"; the subcommand named on the command line is the right one.
+            // swift-argument-parser names the command of a usage error from its stack, which reads
+            // "finetune train lr-find" where a command's option group is another command (lr-find's
+            // was `train` until 2026-12-07); the subcommand named on the command line is the right one.
             if exitCode(for: error) == .validationFailure, let subcommand = subcommand(in: CommandLine.arguments.dropFirst()) {
                 // The parser's own text (its Error and Help lines), with that subcommand's usage.
                 let lines = fullMessage(for: error).split(separator: "\n")

@@ -35,12 +35,12 @@ struct LRFindCommand: ParsableCommand {
         guard runOptions.data != nil else { throw ValidationError("give the DATA folder") }
         guard runOptions.arch != nil else { throw ValidationError("--arch is required (e.g. --arch mobilenet_v2)") }
         guard let out else { throw ValidationError("--out DIR is required") }
-        try runOptions.check(resuming: false)
         guard startLr > 0, endLr > startLr, (endLr / startLr).isFinite else {
             throw ValidationError("--start-lr and --end-lr: need 0 < start < end, with end / start finite")
         }
-        try checkOutputDirectory(out, flag: "--out")
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2") }
+        try checkOutputDirectory(out, flag: "--out")
+        try runOptions.check(resuming: false)  // the run's flags, then its inputs (DATA, --arch)
     }
 
     func run() throws {
