@@ -156,8 +156,9 @@ public enum AtomicFile {
     }
 
     /// The temporary files of `write` found in each folder this process writes into, by their
-    /// destination's `temporaryStem`, from one listing of the folder: `convert` writes thousands of files into one folder, and
-    /// listing it for each was quadratic (probe Z: 31 s against 8 s for 3,000 images per class).
+    /// destination's `temporaryStem`, from one listing of the folder: `convert` writes thousands of files
+    /// into one folder, and listing it for each was quadratic (probe Z: 31 s against 8 s for 3,000
+    /// images per class).
     nonisolated(unsafe) private static var temporaryFiles: [String: [String: [String]]] = [:]
     private static let temporaryFilesLock = NSLock()
     /// How many folders `removeLeftovers` has listed in this process (for tests).

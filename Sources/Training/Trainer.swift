@@ -208,7 +208,7 @@ public final class Trainer {
     private var stopReason: String?
     /// Data-parallel: the epoch's training sums over all ranks at the end of batch `batchInEpoch` of
     /// `epoch` (the last step's end, or a stop), which rank 0's checkpoints hold (`saveCheckpoint`).
-    private var sumsOverRanks: (epoch: Int, batchInEpoch: Int, accumulator: EpochAccumulator)?
+    var sumsOverRanks: (epoch: Int, batchInEpoch: Int, accumulator: EpochAccumulator)?
     private var classWeightTensor: Tensor?
     private var pendingCallbackStates: [String: String] = [:]
 

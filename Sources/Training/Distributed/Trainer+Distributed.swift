@@ -59,6 +59,7 @@ extension Trainer {
         guard let distributed else { return try body() }
         let saves = distributed.rank == 0 && configuration.accumulationSteps == 1 && configuration.checkpointDirectory != nil
         let saved = restoring ? state : nil
+        let savedSums = sumsOverRanks  // the sums that go with `saved` (the step's own may be done already)
         let generator = restoring ? try Runtime.cpuRNGState() : nil
         let buffers = restoring && saves ? try withNoGrad { try model.namedBuffers().map { ($0.0, try $0.1.clone()) } } : []
         do {
@@ -67,6 +68,7 @@ extension Trainer {
             guard saves, let directory = configuration.checkpointDirectory else { throw error }
             if let saved, let generator {
                 state = saved
+                sumsOverRanks = savedSums
                 try Runtime.setCPURNGState(generator)
                 try optimizer.zeroGrad()
                 let current = Dictionary(model.namedBuffers(), uniquingKeysWith: { a, _ in a })
