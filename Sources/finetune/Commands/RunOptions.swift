@@ -10,7 +10,7 @@ import Vision
 /// into the run whose range test it runs; `train` adds where the run goes (--out, --overwrite,
 /// --resume), data-parallel launching and pseudo-labelling.
 struct RunOptions: ParsableArguments {
-    @Argument(help: "Class-folder root (with train/ val/ test/ splits, or plain class folders), or a path,label CSV file (see --image-root). Optional with --resume.")
+    @Argument(help: "Class-folder root (with train/ val/ test/ splits, or plain class folders), or a path,label CSV file (see --image-root). `train --resume` needs it only for data that moved.")
     var data: String?
 
     // Model.
@@ -21,7 +21,7 @@ struct RunOptions: ParsableArguments {
     var inputSize: Int?
 
     // Optimisation.
-    @Option(help: "Epochs in total (default 10; with --resume: the run's).") var epochs: Int?
+    @Option(help: "Epochs in total (default 10; a resumed run keeps its own unless given).") var epochs: Int?
     @Option(help: "Images per step.") var batchSize = 32
     @Option(help: "Optimizer.") var optimizer: OptimizerConfig.Kind = .adam
     @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop), or find: run `finetune lr-find` first and use its suggestion.")
