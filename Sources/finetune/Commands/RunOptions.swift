@@ -99,7 +99,6 @@ struct RunOptions: ParsableArguments {
     @Option(help: "With --checkpoint-path: skip keys under these comma-separated scopes (e.g. the old head).")
     var checkpointExcludeScopes: String?
 
-
     /// The checks made before any work: the epoch count, the schedule, the head's widths, the workers
     /// and, for a new run, its inputs (`TrainingRun.checkInputs`: DATA, --image-root, --arch) and the
     /// recipe's settings.
