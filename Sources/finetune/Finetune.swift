@@ -35,6 +35,7 @@ struct Finetune: ParsableCommand {
         // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
         // AK; CPython ignores it the same way).
         signal(SIGXFSZ, SIG_IGN)
+        requireReproducibleMKL()
         StandardStreams.openClosedDescriptors()
         var command: ParsableCommand
         do { command = try parseCommandLine() } catch {
@@ -173,6 +174,20 @@ struct Finetune: ParsableCommand {
     /// `GOMP_SPINCOUNT=3000`, which with four busy processes beside it was about as fast as PASSIVE
     /// (docs/benchmarks.md). OpenMP reads both variables when the library loads, so the process
     /// re-executes itself once with them set. Values the user set are left alone.
+    /// The value of `MKL_CBWR` finetune runs with unless the user set one.
+    static let mklConditionalReproducibility = "AUTO,STRICT"
+
+    /// Intel MKL, which PyTorch's x86 wheels link (Debian's LibTorch uses OpenBLAS), may round a matrix
+    /// product differently from one process to the next: its conditional numerical reproducibility is
+    /// off by default. A resumed run then trained on other weights than the uninterrupted one: on a
+    /// 2-core Intel Xeon under torch 2.13, about half of `KillCampaignTests`' campaigns ended on a
+    /// different head (0 of 12 with `MKL_CBWR` set at fp32). `AUTO,STRICT` keeps MKL's fastest code path for the
+    /// CPU and makes it bitwise reproducible; MKL reads it at its first call, long after this. A value
+    /// the user set is left alone.
+    static func requireReproducibleMKL() {
+        setenv("MKL_CBWR", mklConditionalReproducibility, 0)
+    }
+
     static func preferShortOpenMPWaiting() {
         #if os(Linux)
         guard getenv("OMP_WAIT_POLICY") == nil else { return }
@@ -200,6 +215,7 @@ struct InfoCommand: ParsableCommand {
                           defaultDevice: Device.auto.description,
                           ompWaitPolicy: getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default",
                           gompSpinCount: getenv("GOMP_SPINCOUNT").map { String(cString: $0) } ?? "default",
+                          mklCBWR: getenv("MKL_CBWR").map { String(cString: $0) } ?? "default",
                           retainsFreedMemory: Runtime.retainsFreedMemory, cpuKernels: Runtime.cpuCapability)
         if json {
             printEncodedJSON(info)
@@ -217,19 +233,20 @@ struct InfoCommand: ParsableCommand {
         var defaultDevice: String
         var ompWaitPolicy: String
         var gompSpinCount: String
+        var mklCBWR: String
         var retainsFreedMemory: Bool
         var cpuKernels: String
 
         enum CodingKeys: String, CodingKey {
             case libtorch, threads, cudaDevices = "cuda_devices", mps, defaultDevice = "default_device"
-            case ompWaitPolicy = "omp_wait_policy", gompSpinCount = "gomp_spincount"
+            case ompWaitPolicy = "omp_wait_policy", gompSpinCount = "gomp_spincount", mklCBWR = "mkl_cbwr"
             case retainsFreedMemory = "retains_freed_memory", cpuKernels = "cpu_kernels"
         }
 
         var lines: [(CodingKeys, String)] {
             [(.libtorch, libtorch), (.threads, String(threads)), (.cudaDevices, String(cudaDevices)), (.mps, String(mps)),
              (.defaultDevice, defaultDevice), (.ompWaitPolicy, ompWaitPolicy), (.gompSpinCount, gompSpinCount),
-             (.retainsFreedMemory, String(retainsFreedMemory)), (.cpuKernels, cpuKernels)]
+             (.mklCBWR, mklCBWR), (.retainsFreedMemory, String(retainsFreedMemory)), (.cpuKernels, cpuKernels)]
         }
     }
 }

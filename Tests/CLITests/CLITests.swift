@@ -153,6 +153,7 @@ final class CLITests: XCTestCase {
             var environment = ProcessInfo.processInfo.environment
             environment["OMP_WAIT_POLICY"] = nil
             environment["GOMP_SPINCOUNT"] = nil
+            environment["MKL_CBWR"] = nil
             process.environment = environment.merging(settings) { $1 }
             let out = Pipe()
             process.standardOutput = out
@@ -171,6 +172,10 @@ final class CLITests: XCTestCase {
         let spin = try info(["GOMP_SPINCOUNT": "0"])
         XCTAssertEqual(spin["omp_wait_policy"] as? String, "PASSIVE")
         XCTAssertEqual(spin["gomp_spincount"] as? String, "0")
+        // MKL's reproducible mode (PyTorch's x86 wheels; a resumed run's head differed without it), unless
+        // the user chose another.
+        XCTAssertEqual(chosen["mkl_cbwr"] as? String, "AUTO,STRICT")
+        XCTAssertEqual(try info(["MKL_CBWR": "COMPATIBLE"])["mkl_cbwr"] as? String, "COMPATIBLE")
     }
 
     func testSummaryJSONCountsParameters() throws {

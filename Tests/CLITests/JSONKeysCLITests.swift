@@ -243,7 +243,7 @@ final class JSONKeysCLITests: XCTestCase {
 
     static let info: Set<String> = [
         "cpu_kernels: string", "cuda_devices: number", "default_device: string", "libtorch: string", "mps: bool",
-        "gomp_spincount: string", "omp_wait_policy: string", "retains_freed_memory: bool", "threads: number",
+        "gomp_spincount: string", "mkl_cbwr: string", "omp_wait_policy: string", "retains_freed_memory: bool", "threads: number",
     ]
 
     static let summary: Set<String> = [
