@@ -165,6 +165,20 @@ struct Finetune: ParsableCommand {
     /// busy-waiting between two parallel regions before an idle thread sleeps.
     static let openMPSpinCount = "3000"
 
+    /// The value of `MKL_CBWR` finetune runs with unless the user set one.
+    static let mklConditionalReproducibility = "AUTO,STRICT"
+
+    /// Intel MKL, which PyTorch's x86 wheels link (Debian's LibTorch uses OpenBLAS), may round a matrix
+    /// product differently from one process to the next: its conditional numerical reproducibility is
+    /// off by default. A resumed run then trained on other weights than the uninterrupted one: on a
+    /// 2-core Intel Xeon under torch 2.13, 2 of 11 `KillCampaignTests` campaigns at the default precision
+    /// and 4 of 8 at fp32 ended on a different head (0 of 12 at fp32 with `MKL_CBWR` set). `AUTO,STRICT`
+    /// keeps MKL's fastest code path for the CPU and makes it bitwise reproducible; MKL reads it at its
+    /// first call, long after this. A value the user set is left alone.
+    static func requireReproducibleMKL() {
+        setenv("MKL_CBWR", mklConditionalReproducibility, 0)
+    }
+
     /// GNU OpenMP (Debian's LibTorch) makes idle intra-op threads busy-wait for 300,000 spins by
     /// default. On a 2-core machine they then take the cores from the data loader's decoding threads
     /// and from other processes: a MobileNetV2 training step measured 9–10 s under load, 2.2–2.5 s
@@ -174,20 +188,6 @@ struct Finetune: ParsableCommand {
     /// `GOMP_SPINCOUNT=3000`, which with four busy processes beside it was about as fast as PASSIVE
     /// (docs/benchmarks.md). OpenMP reads both variables when the library loads, so the process
     /// re-executes itself once with them set. Values the user set are left alone.
-    /// The value of `MKL_CBWR` finetune runs with unless the user set one.
-    static let mklConditionalReproducibility = "AUTO,STRICT"
-
-    /// Intel MKL, which PyTorch's x86 wheels link (Debian's LibTorch uses OpenBLAS), may round a matrix
-    /// product differently from one process to the next: its conditional numerical reproducibility is
-    /// off by default. A resumed run then trained on other weights than the uninterrupted one: on a
-    /// 2-core Intel Xeon under torch 2.13, about half of `KillCampaignTests`' campaigns ended on a
-    /// different head (0 of 12 with `MKL_CBWR` set at fp32). `AUTO,STRICT` keeps MKL's fastest code path for the
-    /// CPU and makes it bitwise reproducible; MKL reads it at its first call, long after this. A value
-    /// the user set is left alone.
-    static func requireReproducibleMKL() {
-        setenv("MKL_CBWR", mklConditionalReproducibility, 0)
-    }
-
     static func preferShortOpenMPWaiting() {
         #if os(Linux)
         guard getenv("OMP_WAIT_POLICY") == nil else { return }
