@@ -25,12 +25,23 @@
 #include <torch/version.h>
 
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include <mutex>
 #include <sstream>
+
+// Intel MKL, which PyTorch's x86 wheels link (Debian's LibTorch uses OpenBLAS), may round a matrix
+// product differently from one process to the next: its conditional numerical reproducibility is off by
+// default, and a resumed run then trained on other weights than the uninterrupted one (on a 2-core Intel
+// Xeon under torch 2.13, 2 of 11 KillCampaignTests campaigns at the default precision and 4 of 8 at fp32
+// ended on a different head; 0 of 12 at fp32 with MKL_CBWR set). AUTO,STRICT keeps MKL's fastest code
+// path for the CPU and makes it bitwise reproducible. Set when this library loads, before MKL's first
+// call reads it, for every program that links the shim (the CLI, servers, library users); a value the
+// user set is left alone. No measured cost (docs/benchmarks.md).
+__attribute__((constructor)) static void ct_require_reproducible_mkl() { setenv("MKL_CBWR", "AUTO,STRICT", 0); }
 
 namespace ctorch {
 

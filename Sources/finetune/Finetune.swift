@@ -35,7 +35,6 @@ struct Finetune: ParsableCommand {
         // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
         // AK; CPython ignores it the same way).
         signal(SIGXFSZ, SIG_IGN)
-        requireReproducibleMKL()
         StandardStreams.openClosedDescriptors()
         var command: ParsableCommand
         do { command = try parseCommandLine() } catch {
@@ -164,20 +163,6 @@ struct Finetune: ParsableCommand {
     /// The spin count `preferShortOpenMPWaiting` gives GNU OpenMP: about tens of microseconds of
     /// busy-waiting between two parallel regions before an idle thread sleeps.
     static let openMPSpinCount = "3000"
-
-    /// The value of `MKL_CBWR` finetune runs with unless the user set one.
-    static let mklConditionalReproducibility = "AUTO,STRICT"
-
-    /// Intel MKL, which PyTorch's x86 wheels link (Debian's LibTorch uses OpenBLAS), may round a matrix
-    /// product differently from one process to the next: its conditional numerical reproducibility is
-    /// off by default. A resumed run then trained on other weights than the uninterrupted one: on a
-    /// 2-core Intel Xeon under torch 2.13, 2 of 11 `KillCampaignTests` campaigns at the default precision
-    /// and 4 of 8 at fp32 ended on a different head (0 of 12 at fp32 with `MKL_CBWR` set). `AUTO,STRICT`
-    /// keeps MKL's fastest code path for the CPU and makes it bitwise reproducible; MKL reads it at its
-    /// first call, long after this. A value the user set is left alone.
-    static func requireReproducibleMKL() {
-        setenv("MKL_CBWR", mklConditionalReproducibility, 0)
-    }
 
     /// GNU OpenMP (Debian's LibTorch) makes idle intra-op threads busy-wait for 300,000 spins by
     /// default. On a 2-core machine they then take the cores from the data loader's decoding threads
