@@ -36,6 +36,33 @@ public enum StandardStreams {
         return nil
     }
 
+    /// `text` as a terminal can show it harmlessly: its control characters (ESC, BEL, a carriage
+    /// return, backspace, C1 codes such as CSI, DEL) and the Unicode line and paragraph separators are
+    /// written as escapes (`\r`, `\u{1b}`), so that a name in a message cannot move the cursor,
+    /// change colours, retitle the window or overwrite a line already printed. Line feeds and tabs
+    /// are kept, as a message's own layout, unless `escapingLineFeedsAndTabs` (a name on a line of its
+    /// own, where a line feed would forge a second line: `\n`, `\t`). Text already escaped is
+    /// returned unchanged. The CLI passes every line it prints for a reader through this; JSON
+    /// output escapes control characters itself.
+    public static func displayable(_ text: String, escapingLineFeedsAndTabs: Bool = false) -> String {
+        func escaped(_ scalar: Unicode.Scalar) -> Bool {
+            if scalar == "\n" || scalar == "\t" { return escapingLineFeedsAndTabs }
+            return scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
+        }
+        guard text.unicodeScalars.contains(where: escaped) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            guard escaped(scalar) else { out.append(scalar); continue }
+            switch scalar {
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
+            case "\r": out.append(contentsOf: "\\r".unicodeScalars)
+            case "\t": out.append(contentsOf: "\\t".unicodeScalars)
+            default: out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
+            }
+        }
+        return String(out)
+    }
+
     /// Opens /dev/null on whichever of descriptors 0, 1 and 2 is closed: a file the process opens
     /// next would otherwise get that number, and output meant for the terminal would go into it
     /// (a run directory's lock file received the training progress).

@@ -78,15 +78,22 @@ struct Finetune: ParsableCommand {
     static func reportUsageError(_ message: String, of subcommand: ParsableCommand.Type) -> Never {
         let name = (["finetune"] + commandPath(to: subcommand, from: self)).joined(separator: " ")
         let text = message + "\nUsage: \(usageString(for: subcommand))\n  See '\(name) --help' for more information.\n"
-        StandardStreams.writeError(text)
+        StandardStreams.writeError(StandardStreams.displayable(text))
         Foundation.exit(ExitCode.validationFailure.rawValue)
     }
 
-    /// swift-argument-parser's `exit(withError:)`, except that a help text (`--help`, `help`) goes
-    /// through `StandardStreams`, so `--help > /dev/full` exits 1 as any other lost output does (the
-    /// parser's `print` lost it and exited 0).
+    /// swift-argument-parser's `exit(withError:)`, except that the message is written as a terminal
+    /// can show it harmlessly (`StandardStreams.displayable`: an ESC in a path the error names was
+    /// printed raw), and a help text (`--help`, `help`) goes through `StandardStreams`, so
+    /// `--help > /dev/full` exits 1 as any other lost output does (the parser's `print` lost it and
+    /// exited 0).
     static func exitReporting(_ error: Error) -> Never {
-        guard exitCode(for: error) == .success else { exit(withError: error) }
+        let code = exitCode(for: error)
+        guard code == .success else {
+            let message = fullMessage(for: error)
+            if !message.isEmpty { StandardStreams.writeError(StandardStreams.displayable(message) + "\n") }
+            Foundation.exit(code.rawValue)
+        }
         StandardStreams.writeOutput(fullMessage(for: error) + "\n")
         if let failure = StandardStreams.outputFailure() {
             StandardStreams.writeError("Error: cannot write standard output: \(failure.reason)\n")
@@ -205,7 +212,7 @@ struct InfoCommand: ParsableCommand {
         if json {
             printEncodedJSON(info)
         } else {
-            for (key, value) in info.lines { print("\(key.stringValue): \(value)") }
+            for (key, value) in info.lines { printLine("\(key.stringValue): \(value)") }
         }
     }
 

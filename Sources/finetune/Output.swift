@@ -12,8 +12,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
         cells.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
             .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
     }
-    print(line(header))
-    for row in rows { print(line(row)) }
+    printLine(line(header))
+    for row in rows { printLine(line(row)) }
 }
 
 /// Throws unless `path` is missing or a file finetune wrote (`isOurs` of its first 4 KiB, as text,
@@ -88,8 +88,17 @@ func checkDataArgument(_ data: String, imageRoot: String?) throws {
     }
 }
 
+/// `message` and a line feed on standard error, as a terminal can show it harmlessly
+/// (`StandardStreams.displayable`: a path or name holding ESC cannot drive the terminal).
 func printError(_ message: String) {
-    StandardStreams.writeError(message + "\n")
+    StandardStreams.writeError(StandardStreams.displayable(message) + "\n")
+}
+
+/// `text` and a line feed on standard output (after what `print` buffered), as a terminal can show it
+/// harmlessly (`StandardStreams.displayable`). Every line the CLI prints for a reader goes through it
+/// or `printError`; JSON (`printEncodedJSON`) escapes control characters itself.
+func printLine(_ text: String) {
+    print(StandardStreams.displayable(text))
 }
 
 /// `--threads N` (1 to `Runtime.maxThreads`), or every available core when not given.

@@ -91,6 +91,27 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertEqual(files(readOnly), [])
     }
 
+    /// Probe AK: a path the user gave reached the terminal raw in errors and results, so an ESC
+    /// sequence in a folder's name (made by a script, or pasted) retitled the window and cleared the
+    /// screen. Every line printed for a reader shows control characters escaped: a usage error, a
+    /// command's failure (exit 1) and a result on standard output. The path itself is used as given.
+    func testControlCharactersInAPathArePrintedEscaped() throws {
+        let folder = try temporaryFolder("terminal") + "/c\u{1B}]0;pwned\u{07}\u{1B}[2Jd"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        try Foundation.Data("junk".utf8).write(to: URL(fileURLWithPath: folder + "/w.pth"))
+        let usage = try run(["export", folder + "/run", "--out", folder + "/m.onnx"])
+        XCTAssertEqual(usage.status, 64, usage.stderr)
+        let failure = try run(["weights", "import", folder + "/w.pth"])
+        XCTAssertEqual(failure.status, 1, failure.stderr)
+        let listed = try run(["cache", "list", "--dir", folder])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        for text in [usage.stderr, failure.stderr, listed.stdout] {
+            XCTAssertFalse(text.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, text)
+            XCTAssertTrue(text.contains("c\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jd"), text)
+        }
+        XCTAssertTrue(listed.stdout.hasSuffix("\n"), "a line of its own: \(listed.stdout)")
+    }
+
     // MARK: Finding 1
 
     /// An output file name longer than a name may be (255 bytes) is refused while the flags are read,

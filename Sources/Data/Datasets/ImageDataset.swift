@@ -1,3 +1,4 @@
+import AtomicFiles
 import Foundation
 import Torch
 
@@ -130,21 +131,7 @@ func breaksLine(_ name: String) -> Bool {
 /// cannot move the cursor, change colours or forge a line of the report (an ESC in a name cleared
 /// the screen).
 public func escapedName(_ name: String) -> String {
-    var out = ""
-    for scalar in name.unicodeScalars {
-        switch scalar {
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.properties.generalCategory == .control || [0x2028, 0x2029].contains(scalar.value) {
-                out += "\\u{" + String(scalar.value, radix: 16) + "}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out
+    StandardStreams.displayable(name, escapingLineFeedsAndTabs: true)
 }
 
 /// A labelled image classification dataset: every source (class folders, CSV, IDX, CIFAR) produces

@@ -106,14 +106,14 @@ public final class TrainingRun {
 
     deinit { release() }
 
-    /// Writes standard error.
+    /// Writes standard error, as a terminal can show it harmlessly (`StandardStreams.displayable`).
     public static func printToStandardError(_ notice: Notice) {
         let text: String
         switch notice {
         case .info(let t): text = t
         case .warning(let t): text = "warning: " + t
         }
-        StandardStreams.writeError(text + "\n")
+        StandardStreams.writeError(StandardStreams.displayable(text) + "\n")
     }
 
     // MARK: - Create

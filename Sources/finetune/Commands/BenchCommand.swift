@@ -67,7 +67,7 @@ struct BenchCommand: ParsableCommand {
                                         batchSize: batchSize, size: size, augment: augment.rawValue,
                                         dctScaling: dctScaling))
             } else {
-                print(String(format: "%d images in %.2f s: %.1f images/s (%d workers, %@, %dpx)", images, seconds,
+                printLine(String(format: "%d images in %.2f s: %.1f images/s (%d workers, %@, %dpx)", images, seconds,
                              rate, workers, augment.rawValue, size))
             }
         }

@@ -41,12 +41,12 @@ struct CacheCommand: ParsableCommand {
             let output = Output(directory: folder.directory, caches: entries, totalBytes: entries.reduce(0) { $0 + $1.bytes },
                                 otherFiles: others.count)
             if json { return printEncodedJSON(output) }
-            guard !entries.isEmpty else { return print("no feature caches in \(folder.directory)") }
+            guard !entries.isEmpty else { return printLine("no feature caches in \(folder.directory)") }
             printTable(["key", "architecture", "images", "views", "width", "precision", "size", "last used"],
                        entries.map { [String($0.key.prefix(12)), $0.architecture ?? "?", CacheCommand.describe($0.samples), CacheCommand.describe($0.views),
                                       CacheCommand.describe($0.embeddingSize), $0.bf16.map { $0 ? "bf16" : "fp32" } ?? "?",
                                       MemoryEstimate.format(Int($0.bytes)), CacheCommand.lastUsed($0)] })
-            print("\(entries.count) cache\(entries.count == 1 ? "" : "s"), \(MemoryEstimate.format(Int(output.totalBytes))) "
+            printLine("\(entries.count) cache\(entries.count == 1 ? "" : "s"), \(MemoryEstimate.format(Int(output.totalBytes))) "
                   + "in \(folder.directory)")
         }
 
@@ -88,11 +88,11 @@ struct CacheCommand: ParsableCommand {
             if json { return printEncodedJSON(report) }
             let verb = dryRun ? "would remove" : "removed"
             for entry in report.removed {
-                print("\(verb) \(entry.key.prefix(12)) (\(entry.architecture ?? "?"), "
+                printLine("\(verb) \(entry.key.prefix(12)) (\(entry.architecture ?? "?"), "
                       + "\(MemoryEstimate.format(Int(entry.bytes))), last used \(CacheCommand.lastUsed(entry)))")
             }
-            for path in report.removedLeftovers { print("\(verb) \(path) (left by a writer that no longer runs)") }
-            print("\(verb) \(report.removed.count) cache\(report.removed.count == 1 ? "" : "s"), "
+            for path in report.removedLeftovers { printLine("\(verb) \(path) (left by a writer that no longer runs)") }
+            printLine("\(verb) \(report.removed.count) cache\(report.removed.count == 1 ? "" : "s"), "
                   + "\(MemoryEstimate.format(Int(report.freedBytes))); kept \(report.kept.count), "
                   + "\(MemoryEstimate.format(Int(report.kept.reduce(0) { $0 + $1.bytes })))")
         }

@@ -61,6 +61,6 @@ struct CheckDataCommand: ParsableCommand {
         } catch let error as WeightsError where nearMethod == .embedding {
             throw ValidationError("--near-method embedding: \(embeddingArch) ImageNet weights: \(error)")
         }
-        if json { printEncodedJSON(report) } else { print(report.rendered()) }
+        if json { printEncodedJSON(report) } else { printLine(report.rendered()) }
     }
 }

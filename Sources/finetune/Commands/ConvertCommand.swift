@@ -65,9 +65,9 @@ struct ConvertCommand: ParsableCommand {
         } else {
             for split in ["train", "test"] {
                 let counts = summary.counts[split] ?? []
-                print("\(split): \(counts.reduce(0, +)) images in \(counts.count) classes")
+                printLine("\(split): \(counts.reduce(0, +)) images in \(counts.count) classes")
             }
-            print(dryRun ? "dry run: nothing written" : "wrote \(summary.written) PNGs under \(summary.destination)")
+            printLine(dryRun ? "dry run: nothing written" : "wrote \(summary.written) PNGs under \(summary.destination)")
         }
     }
 

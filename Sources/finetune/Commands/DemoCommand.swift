@@ -36,7 +36,7 @@ struct DemoCommand: ParsableCommand {
         let train = try MNISTDataset(directory: data, split: .train)
         let test = try MNISTDataset(directory: data, split: .test)
         let nTrain = min(trainSize, train.count), nTest = min(testSize, test.count)
-        print("Fashion-MNIST from \(data): training on \(nTrain) images, testing on \(nTest) " +
+        printLine("Fashion-MNIST from \(data): training on \(nTrain) images, testing on \(nTest) " +
               "(LibTorch \(Runtime.libTorchVersion), \(Runtime.numThreads) threads)")
 
         let model = try SmallConvNet(classes: train.classNames.count)
@@ -59,16 +59,16 @@ struct DemoCommand: ParsableCommand {
                 runningLoss += try loss.item()
                 runningCount += 1
                 if (step + 1) % 50 == 0 || step + 1 == stepsPerEpoch {
-                    print(String(format: "epoch %d  step %4d/%d  loss %.4f", epoch, step + 1, stepsPerEpoch,
+                    printLine(String(format: "epoch %d  step %4d/%d  loss %.4f", epoch, step + 1, stepsPerEpoch,
                                  runningLoss / Double(runningCount)))
                     runningLoss = 0
                     runningCount = 0
                 }
             }
             let accuracy = try evaluate(model, images: test.images[0..<nTest], labels: test.labels[0..<nTest])
-            print(String(format: "epoch %d  test accuracy %.2f%%", epoch, accuracy * 100))
+            printLine(String(format: "epoch %d  test accuracy %.2f%%", epoch, accuracy * 100))
         }
-        print(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+        printLine(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 
     /// uint8 [N, 28, 28] → float [N, 1, 28, 28], scaled to [0, 1] and standardised.

@@ -271,7 +271,7 @@ final class RankNotices {
         switch notice {
         case .info(let text):
             guard rank == 0 else { return }
-            if json { printError(text) } else { print(text); fflush(stdout) }
+            if json { printError(text) } else { printLine(text); fflush(stdout) }
         case .warning(let text):
             if rank == 0 { printError("warning: " + text) } else if runIsMade { printError("rank \(rank): warning: " + text) }
         }

@@ -85,9 +85,9 @@ struct EvaluateCommand: ParsableCommand {
             printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
                                     architecture: config.architecture, tta: tta.rawValue, report: report, samples: samples))
         } else {
-            print("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
+            printLine("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
                   + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
-            print(report.rendered())
+            printLine(report.rendered())
         }
     }
 

@@ -85,7 +85,7 @@ struct ExportCommand: ParsableCommand {
         if json {
             printEncodedJSON(report)
         } else {
-            print("wrote \(report.path): ONNX opset \(report.opset), \(report.architecture), "
+            printLine("wrote \(report.path): ONNX opset \(report.opset), \(report.architecture), "
                   + "\(report.input) [\(report.inputShape.joined(separator: ", "))] → "
                   + "\(report.output) [\(report.outputShape.joined(separator: ", "))], "
                   + "\(report.nodes) nodes, \(report.parameters) parameters, \(report.bytes) bytes")

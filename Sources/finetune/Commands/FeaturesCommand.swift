@@ -154,7 +154,7 @@ struct FeaturesCommand: ParsableCommand {
                                     architecture: classifier.architecture, classes: dataset.classNames,
                                     seconds: seconds))
         } else {
-            print(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
+            printLine(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
                          classifier.architecture, written.joined(separator: ", "), seconds))
         }
     }

@@ -64,10 +64,10 @@ struct HashBench: ParsableCommand {
                                     fileMedianMs: fileMedian, memoryMedianMs: memoryMedian))
         } else {
             let list = { (values: [Double]) in values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
-            print("SHA-256 of \(sizeMb) MiB: \(digest)")
-            print(String(format: "file:   median %.0f ms (%.0f MiB/s); runs %@", fileMedian, mib / fileMedian * 1000,
+            printLine("SHA-256 of \(sizeMb) MiB: \(digest)")
+            printLine(String(format: "file:   median %.0f ms (%.0f MiB/s); runs %@", fileMedian, mib / fileMedian * 1000,
                          list(fileMs)))
-            print(String(format: "memory: median %.0f ms (%.0f MiB/s); runs %@", memoryMedian,
+            printLine(String(format: "memory: median %.0f ms (%.0f MiB/s); runs %@", memoryMedian,
                          mib / memoryMedian * 1000, list(memoryMs)))
         }
     }

@@ -63,8 +63,8 @@ struct LRFindCommand: ParsableCommand {
         let result = try runOptions.mapErrors {
             try TrainingRun.findLearningRate(runOptions.specification(runDirectory: out), finder: finder, notify: { notice in
                 switch notice {
-                case .info(let text): if json { StandardStreams.writeError(text + "\n") } else { print(text) }
-                case .warning(let text): StandardStreams.writeError("warning: " + text + "\n")
+                case .info(let text): if json { printError(text) } else { printLine(text) }
+                case .warning(let text): printError("warning: " + text)
                 }
             }, stop: stop)
         }
@@ -77,11 +77,11 @@ struct LRFindCommand: ParsableCommand {
         }
         if json { printEncodedJSON(result); return }
         if let lr = result.suggestion {
-            print(String(format: "suggested learning rate: %.3g (fastai's valley; %d steps%@)", lr, result.losses.count,
+            printLine(String(format: "suggested learning rate: %.3g (fastai's valley; %d steps%@)", lr, result.losses.count,
                          result.stoppedEarly ? ", stopped early as the loss diverged" : ""))
         } else {
-            print("no suggestion: the test stopped after \(result.losses.count) steps (try a lower --end-lr or more data)")
+            printLine("no suggestion: the test stopped after \(result.losses.count) steps (try a lower --end-lr or more data)")
         }
-        print("plot: \(out)/lr_find.svg, points: \(out)/lr_find.csv")
+        printLine("plot: \(out)/lr_find.svg, points: \(out)/lr_find.csv")
     }
 }

@@ -116,7 +116,7 @@ struct ModelBench: ParsableCommand {
                                     warmup: settings.warmup, results: results))
             return
         }
-        print("batch \(settings.batchSize), \(target), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion) (\(Runtime.cpuCapability) kernels); "
+        printLine("batch \(settings.batchSize), \(target), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion) (\(Runtime.cpuCapability) kernels); "
             + "median of \(settings.iterations) iterations after \(settings.warmup) warm-up")
         func ms(_ x: Double) -> String { x.isFinite ? String(format: x < 100 ? "%.1f" : "%.0f", x) : "-" }
         let rate = ms

@@ -18,7 +18,7 @@ enum PrecisionProbeReport {
                                     measuredPolicy: measured.description, standardPolicy: PrecisionPolicy.standard.description))
             return
         }
-        print("batch \(batchSize), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion) (\(Runtime.cpuCapability) kernels), "
+        printLine("batch \(batchSize), \(Runtime.numThreads) threads, LibTorch \(Runtime.libTorchVersion) (\(Runtime.cpuCapability) kernels), "
             + "\(channelsLast ? "channels-last" : "NCHW"), native bf16: \(cpu.hasNativeBF16 ? "yes" : "no (emulated)"); "
             + "median of \(iterations) interleaved iterations after \(warmup) warm-up")
         func ms(_ x: Double) -> String { String(format: x < 10 ? "%.2f" : "%.1f", x) }
@@ -29,9 +29,9 @@ enum PrecisionProbeReport {
                         ms(m.bf16BackwardMs), ms(m.castMs), String(format: "%.2fx", m.bf16Speedup),
                         String(format: "%.2fx", m.bf16ForwardSpeedup)]
                    })
-        print("(speedups count fp32's casts in and out, once per pass: an fp32 layer sits among bf16 ones)")
-        print("measured policy: \(measured)")
-        print("--precision bf16 uses: \(PrecisionPolicy.standard)")
+        printLine("(speedups count fp32's casts in and out, once per pass: an fp32 layer sits among bf16 ones)")
+        printLine("measured policy: \(measured)")
+        printLine("--precision bf16 uses: \(PrecisionPolicy.standard)")
     }
 
     /// `bench --precision-probe --json`.

@@ -105,9 +105,9 @@ struct PredictCommand: ParsableCommand {
                 if json {
                     printEncodedJSON(prediction)
                 } else {
-                    print(escapedName(file) + (tta == .off ? "" : " (test-time augmentation \(tta.rawValue))"))
+                    printLine(escapedName(file) + (tta == .off ? "" : " (test-time augmentation \(tta.rawValue))"))
                     for r in prediction.topK {
-                        print(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, escapedName(r.className)))
+                        printLine(String(format: "  %6.2f%%  %4d  %@", r.probability * 100, r.index, escapedName(r.className)))
                     }
                 }
             }

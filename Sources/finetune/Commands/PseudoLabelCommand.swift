@@ -55,7 +55,7 @@ struct PseudoLabelCommand: ParsableCommand {
         let directory = RunDirectory(runDir)
         runOptions.applyEXIF(run: try directory.readConfig())
         let reporter = SkippedFileReporter { _, entry in
-            StandardStreams.writeError("warning: skipping \(entry.path): \(entry.reason)\n")
+            printError("warning: skipping \(entry.path): \(entry.reason)")
         }
         do { try PseudoLabelReview.checkDestination(out, unlabeledRoot: unlabeled) } catch let error as RunError {
             throw ValidationError("--out: \(error)")
@@ -91,11 +91,11 @@ struct PseudoLabelCommand: ParsableCommand {
             printEncodedJSON(summary)
             return
         }
-        print("\(result.entries.count) of \(result.candidates) images at or above \(threshold): \(out) "
+        printLine("\(result.entries.count) of \(result.candidates) images at or above \(threshold): \(out) "
               + "(\(copy ? "copies" : "symbolic links") by class), \(csv)")
-        for (name, count) in classes.sorted(by: { $0.key < $1.key }) { print("  \(name): \(count)") }
+        for (name, count) in classes.sorted(by: { $0.key < $1.key }) { printLine("  \(name): \(count)") }
         if let accuracy = result.folderAccuracy {
-            print(String(format: "accuracy against the folder names: %.2f%%", accuracy * 100))
+            printLine(String(format: "accuracy against the folder names: %.2f%%", accuracy * 100))
         }
     }
 }

@@ -76,7 +76,7 @@ struct ReportCommand: ParsableCommand {
             throw CommandFailure("--out \(out): \(error)")  // a full disk is a failure (1), not a usage error
         }
         precisionOptions.announce(report.evaluationPrecision)
-        print("report: \(out) (\(report.evaluation.sampleCount) \(report.split) images, accuracy "
+        printLine("report: \(out) (\(report.evaluation.sampleCount) \(report.split) images, accuracy "
               + String(format: "%.2f%%", report.evaluation.accuracy * 100) + ", \(report.evaluationPrecision.rawValue))")
     }
 }

@@ -97,7 +97,7 @@ struct ServeCommand: ParsableCommand {
         Task.detached {
             do {
                 try await server.run { host, port in
-                    StandardStreams.writeOutput("listening on http://\(host):\(port)\n")
+                    StandardStreams.writeOutput(StandardStreams.displayable("listening on http://\(host):\(port)") + "\n")
                 }
             } catch { outcome.error = error }
             done.signal()

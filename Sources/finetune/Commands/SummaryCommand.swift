@@ -67,8 +67,8 @@ struct SummaryCommand: ParsableCommand {
                                     nonTrainableParameters: summary.nonTrainableParameters,
                                     layerGroups: network.layerGroups, layers: summary.rows.map(Output.Layer.init)))
         } else {
-            print(summary.render())
-            print("Layer groups: \(network.layerGroups.joined(separator: ", "))")
+            printLine(summary.render())
+            printLine("Layer groups: \(network.layerGroups.joined(separator: ", "))")
         }
     }
 

@@ -126,15 +126,15 @@ struct TrainCommand: ParsableCommand {
         }
         if rank > 0 { return }
         if json { printEncodedJSON(summary); return }
-        print("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
+        printLine("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
               + "\(summary.globalStep) steps " + String(format: "(%.1f s)", summary.seconds)
               + " on \(summary.trainSamples) training images")
         // The best epoch's metric is printed once, by the progress printer ("Best val_loss: …").
-        if let accuracy = summary.validationAccuracy { print(String(format: "validation accuracy: %.2f%%", accuracy * 100)) }
-        print("model.safetensors: \(summary.modelWeights ?? "final") weights (epoch \(summary.modelEpoch ?? summary.epochs))")
+        if let accuracy = summary.validationAccuracy { printLine(String(format: "validation accuracy: %.2f%%", accuracy * 100)) }
+        printLine("model.safetensors: \(summary.modelWeights ?? "final") weights (epoch \(summary.modelEpoch ?? summary.epochs))")
         if let r = summary.testReport {
-            print(String(format: "test accuracy: %.2f%% (%d images)", r.accuracy * 100, r.sampleCount))
+            printLine(String(format: "test accuracy: %.2f%% (%d images)", r.accuracy * 100, r.sampleCount))
         }
-        print("run directory: \(summary.run)")
+        printLine("run directory: \(summary.run)")
     }
 }

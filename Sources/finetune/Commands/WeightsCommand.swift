@@ -105,7 +105,7 @@ struct WeightsCommand: ParsableCommand {
                            "prefix \(entry.sha256Prefix ?? "?") was checked; the full digest is unknown to the catalog. " +
                            "Pinned SHA-256 \(pinned) in \(cache.pinsFile.path).")
             }
-            print(path)
+            printLine(path)
         }
     }
 
@@ -146,7 +146,7 @@ struct WeightsCommand: ParsableCommand {
             } else if imported.replacedDamagedFile {
                 printError("replaced the damaged cached copy of \(matched.name) (its bytes no longer matched its digest)")
             }
-            print("imported \(file) as \(matched.name): \(imported.path)")
+            printLine("imported \(file) as \(matched.name): \(imported.path)")
         }
     }
 
@@ -165,9 +165,9 @@ struct WeightsCommand: ParsableCommand {
                 if json {
                     printEncodedJSON(Row(result: r))
                 } else if r.kind == .unused {
-                    print("old  \(r.path) (unused converted copy; replaced at the next load)")
+                    printLine("old  \(r.path) (unused converted copy; replaced at the next load)")
                 } else {
-                    print("\(r.ok ? "ok  " : "BAD ") \(r.path)")
+                    printLine("\(r.ok ? "ok  " : "BAD ") \(r.path)")
                 }
             }
             if results.contains(where: { !$0.ok }) { throw ExitCode(1) }
