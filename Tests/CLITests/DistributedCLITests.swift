@@ -281,6 +281,26 @@ extension TrainCLITests {
         }
     }
 
+    /// A bad image under `--on-bad-image fail` is found by every worker's scan, before the run is
+    /// made: the error is printed once (by rank 0), not once per rank, and the launcher names rank 0
+    /// and its status. Nothing is trained (probe AF).
+    func testABadImageUnderOnBadImageFailIsReportedOnceByTheWorkers() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        // A PNG signature and then junk: the scan reads it (a file cut in its pixels is found later,
+        // by the rank that decodes it).
+        try Foundation.Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(" junk".utf8))
+            .write(to: URL(fileURLWithPath: "\(data)/train/\(Self.classes[0])/3.png"))
+        let out = try temporaryFolder("dist-strict") + "/run"
+        let refused = try CLITests.run(trainArguments(data: data, out: out, batchSize: 4)
+            + ["--on-bad-image", "fail", "--threads", "1", "--nproc-per-node", "2", "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertEqual(refused.stderr.components(separatedBy: "--on-bad-image fail: ").count - 1, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("3.png"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("worker rank 0 ("), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+    }
+
     /// A launcher killed with SIGKILL forwards nothing: its workers trained on, orphaned, holding the
     /// port. Each worker now watches its launcher and stops as on Ctrl-C when it is gone, rank 0
     /// writing its resumable checkpoint.

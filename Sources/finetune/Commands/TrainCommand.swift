@@ -87,7 +87,7 @@ struct TrainCommand: ParsableCommand {
         // directory exists, stops with nothing made; after that, the run stops at once, resumable.
         let stop = SignalStop()
         defer { stop.cancel() }
-        let trainingRun = try mapErrors { () -> TrainingRun in
+        let trainingRun = try WorkerProcess.reportingOnce(rank: rank, stop: stop) { try mapErrors { () -> TrainingRun in
             if let resume {
                 ResumeFlags.warnAboutIgnored(rank: rank)
                 let changes = TrainingRun.ResumeChanges(data: runOptions.data, epochs: runOptions.epochs, workers: runOptions.workers,
@@ -100,7 +100,7 @@ struct TrainCommand: ParsableCommand {
             }
             return try TrainingRun.create(DistributedOptions.specification(try specification(), rank: rank),
                                           finetuneVersion: finetuneVersion, notify: notify, stop: stop)
-        }
+        } }
         notices.runIsMade = true
         trainingRun.trainer.distributed = parallel
         // With --json, progress goes to standard error: its style follows that stream.

@@ -1,0 +1,163 @@
+import ArgumentParser
+import Foundation
+import Training
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The workers of `--nproc-per-node`: the same executable, each in its own process group (so one
+/// Ctrl-C reaches each worker once, forwarded by the launcher).
+enum WorkerProcess {
+    nonisolated(unsafe) static var running: [pid_t] = []
+    /// Set when the launcher has forwarded an interrupt (SIGINT, SIGTERM, SIGHUP) to the workers.
+    nonisolated(unsafe) static var interrupted = false
+
+    static func spawn(arguments: [String], environment: [String: String]) throws -> pid_t {
+        let executable = "/proc/self/exe"
+        let env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { "\($0)=\($1)" }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let argv = ([CommandLine.arguments[0]] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        guard status == 0 else { throw CommandFailure("--nproc-per-node: cannot start a worker: \(String(cString: strerror(status)))") }
+        running.append(pid)
+        ranks[pid] = environment["RANK"]
+        return pid
+    }
+
+    /// The `RANK` of each worker started, by process ID (for the launcher's report of a failure).
+    nonisolated(unsafe) static var ranks: [pid_t: String] = [:]
+
+    /// Runs a worker's training. From its start, a SIGTERM nothing listens for is ignored, so once the
+    /// run has ended the launcher's SIGTERM (sent when another worker failed) no longer kills this
+    /// worker while it prints its error and exits: the default action cut that message off, and
+    /// nothing said why the run stopped.
+    static func finishing<T>(_ body: () throws -> T) rethrows -> T {
+        // Set as the run starts: it listens for SIGTERM while it trains, and its end stops listening
+        // (a SIGTERM just after killed the worker mid-message).
+        if ProcessInfo.processInfo.environment[launcherVariable] != nil { SignalStop.ignoreWhenUnheard([SIGTERM]) }
+        return try body()
+    }
+
+    /// Makes or resumes this rank's run (`body`), reporting a failure once for all ranks. Until the
+    /// run is made every rank reads the same flags and data, so such an error (a bad image under
+    /// `--on-bad-image fail`) is every rank's: rank 0 reports it, while a rank above 0 that failed
+    /// waits up to `repeatedErrorSeconds` to be stopped (by the launcher, or torchrun, once rank 0 has
+    /// exited) and then exits without a word; one still running after that reports its own error (its
+    /// failure was its own, or nothing stops the ranks). An error about the ranks themselves (settings
+    /// that differ, a lost rank: `DistributedError`) is each rank's own view, reported at once. Until
+    /// 2026-12-07 every rank printed the same error.
+    static func reportingOnce<T>(rank: Int, stop: SignalStop, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch where rank > 0 && !(error is ExitCode) && !(error is DistributedError) {
+            let deadline = Date().addingTimeInterval(repeatedErrorSeconds)
+            while Date() < deadline {
+                if let signal = stop.receivedSignal { throw ExitCode(128 + (signal == 0 ? SIGTERM : signal)) }
+                usleep(20_000)
+            }
+            throw error
+        }
+    }
+
+    /// How long a rank above 0 that failed while making its run waits to be stopped (see
+    /// `reportingOnce`): longer than the launcher's `lossNoticeSeconds`.
+    static let repeatedErrorSeconds = 10.0
+
+    /// How a worker ended, in words: "exited with status 1", "was killed by signal 9 (Killed)".
+    static func describe(status: Int32) -> String {
+        let signalNumber = status & 0x7f
+        guard signalNumber != 0 else { return "exited with status \((status >> 8) & 0xff)" }
+        return "was killed by signal \(signalNumber) (\(String(cString: strsignal(signalNumber))))"
+    }
+
+    /// How long workers get to stop after another failed, before they are killed.
+    static let stopGraceSeconds = 15.0
+
+    /// How long workers get to notice that another failed, before they are asked to stop.
+    static let lossNoticeSeconds = 3.0
+
+    /// The launcher's PID, in each worker's environment.
+    static let launcherVariable = "FINETUNE_LAUNCHER_PID"
+
+    /// In a worker of `--nproc-per-node`: stops this worker (SIGTERM, so it checkpoints as on Ctrl-C,
+    /// then at exit after `stopGraceSeconds`) once its launcher is gone. A launcher killed with
+    /// SIGKILL forwards nothing, and its workers trained on, orphaned, holding the port.
+    static func followLauncher() {
+        guard let text = ProcessInfo.processInfo.environment[launcherVariable], let launcher = pid_t(text) else { return }
+        Thread.detachNewThread {
+            while getppid() == launcher { usleep(250_000) }
+            kill(getpid(), SIGTERM)
+            Thread.sleep(forTimeInterval: stopGraceSeconds)
+            // A worker stuck in a collective with a peer that stopped; `_exit` runs no exit handler.
+            if !DistributedOptions.privateFolder.isEmpty {
+                try? FileManager.default.removeItem(atPath: DistributedOptions.privateFolder)
+            }
+            _exit(143)
+        }
+    }
+
+    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM (a closed
+    /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
+    /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
+    /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
+    /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
+    /// wins. A worker's private folder (`children[pid]`, if any) is removed once it has ended, however
+    /// it ended.
+    static func wait(for children: [pid_t: String?]) -> Int32 {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { number in
+                WorkerProcess.interrupted = true
+                for pid in WorkerProcess.running { kill(pid, number) }
+            }
+        }
+        signal(SIGHUP) { _ in
+            WorkerProcess.interrupted = true
+            for pid in WorkerProcess.running { kill(pid, SIGTERM) }
+        }
+        var result: Int32 = 0
+        var remaining = Set(children.keys)
+        var failedAt: Date?
+        var askedToStop = false
+        while !remaining.isEmpty {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0, remaining.remove(pid) != nil {
+                if let folder = children[pid] ?? nil, FileManager.default.fileExists(atPath: folder) {
+                    try? FileManager.default.removeItem(atPath: folder)
+                }
+                let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                if code != 0 && result == 0 {
+                    result = code
+                    failedAt = Date()
+                    // A worker that stopped on the interrupt the launcher passed on (exit status 130 or
+                    // 143, after its checkpoint and "Interrupted" line) has not failed: saying so read
+                    // as a crash after a clean Ctrl-C (probe AF).
+                    if WorkerProcess.interrupted && (code == 130 || code == 143) { continue }
+                    // As torchrun does: which worker failed first, and how (a killed worker says nothing).
+                    printError("finetune: worker rank \(ranks[pid] ?? "?") (process \(pid)) \(describe(status: status))"
+                               + (remaining.isEmpty ? "" : "; stopping the others"))
+                }
+                continue
+            }
+            if pid < 0 && errno == ECHILD { break }
+            if let failedAt {
+                // The others first get `lossNoticeSeconds` to see the loss themselves (a closed
+                // connection fails their next collective at once) and say which rank they lost; a
+                // SIGTERM at once made them stop as on Ctrl-C instead, without a word.
+                let waited = Date().timeIntervalSince(failedAt)
+                if waited > lossNoticeSeconds && !askedToStop {
+                    askedToStop = true
+                    for other in remaining { kill(other, SIGTERM) }
+                }
+                if waited > lossNoticeSeconds + stopGraceSeconds { for other in remaining { kill(other, SIGKILL) } }
+            }
+            usleep(20_000)
+        }
+        return result
+    }
+}
