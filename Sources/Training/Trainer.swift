@@ -882,13 +882,7 @@ public final class Trainer {
             state.accumulator.correct += correct
             state.accumulator.batches += 1
         }
-        // Data-parallel: every rank's sums at each step's end, for rank 0's checkpoints (written at a
-        // step's end). Before the step, so that a rank lost in this collective leaves the parameters as
-        // the checkpoint written then assumes them: unchanged.
-        if stepped, let distributed {
-            sumsOverRanks = (state.epoch, number + 1, try distributed.summed(state.accumulator))
-        }
-        if stepped { norm = try optimizerStep() }
+        if stepped { norm = try optimizerStep(summingMetricsAtBatch: number + 1) }
         state.batchInEpoch = number + 1
         let result = BatchResult(epoch: state.epoch, batch: number, step: state.globalStep, samples: n,
                                  loss: lossValue, accuracy: n > 0 ? Double(correct) / Double(n) : 0,
@@ -923,9 +917,11 @@ public final class Trainer {
     }
 
     /// Clips, steps the optimizer on the accumulated gradients, clears them, counts the step and
-    /// updates the EMA. Returns the gradient norm before clipping when clipping is on.
+    /// updates the EMA. Returns the gradient norm before clipping when clipping is on. Data-parallel,
+    /// with `summingMetricsAtBatch` (the step's end, as a batch number in the epoch): every rank's
+    /// training sums for the epoch so far, for rank 0's checkpoints (`sumsOverRanks`).
     @discardableResult
-    private func optimizerStep() throws -> Double? {
+    private func optimizerStep(summingMetricsAtBatch batch: Int? = nil) throws -> Double? {
         var norm: Double?
         if let distributed {
             let diverged = try distributed.averageGradients(of: optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },
@@ -935,6 +931,10 @@ public final class Trainer {
                 state.accumulation = nil
                 throw TrainingError.diverged(step: state.globalStep + 1, loss: divergedLoss ?? .nan)
             }
+            // After the gradients' all-reduce, where the ranks have just met (before it, this collective
+            // waited for the slowest rank's backward pass), and before the step, so that a rank lost in
+            // it leaves the parameters as the checkpoint written then assumes them: unchanged.
+            if let batch { sumsOverRanks = (state.epoch, batch, try distributed.summed(state.accumulator)) }
         }
         if let maxNorm = configuration.gradientClipNorm {
             norm = try Self.clipGradientNorm(optimizer.parameterGroups.flatMap { $0.parameters.map(\.tensor) },

@@ -524,6 +524,11 @@ extension TrainCLITests {
                          "--nproc-per-node", "2", "--master-port", String(try FreePort.make())]
         let trained = try CLITests.run(arguments)
         XCTAssertEqual(trained.status, 0, trained.stderr)
+        // Rank 0's time in collectives, once: the gradients', the metric sums' and the batch agreement's.
+        let timing = trained.lines.filter { $0.hasPrefix("all-reduce: ") }
+        XCTAssertEqual(timing.count, 1, trained.stdout)
+        XCTAssertNotNil(timing.first?.range(of: #"ms per step \(\d+ steps, 2 ranks\); metric sums: \d+\.\d\d ms; waiting at batch agreement: \d+\.\d ms$"#,
+                                            options: .regularExpression), trained.stdout)
         let history = try String(contentsOfFile: out + "/history.csv", encoding: .utf8).split(separator: "\n")
         let header = history[0].split(separator: ","), last = history[history.count - 1].split(separator: ",")
         let recorded = try XCTUnwrap(header.firstIndex(of: "val_loss").flatMap { Double(last[$0]) })

@@ -21,6 +21,11 @@ public final class DataParallel {
     public private(set) var allReduceSeconds = 0.0
     /// Gradient all-reduces (optimizer steps) so far.
     public private(set) var allReduceSteps = 0
+    /// Seconds spent in each optimizer step's all-reduce of the epoch's metric sums (4 doubles) so far.
+    public internal(set) var metricSumSeconds = 0.0
+    /// Seconds spent in each batch's agreement (`agreeOnBatch`) so far: mostly waiting for the rank
+    /// whose batch was ready last, time that would otherwise be spent at the gradient all-reduce.
+    public private(set) var batchAgreementSeconds = 0.0
 
     /// Whether the model's BatchNorm layers compute their training statistics over every rank's batch
     /// together (PyTorch's `SyncBatchNorm`), set on the model when training starts; false: per rank.
@@ -99,7 +104,9 @@ public final class DataParallel {
         var values = [Double](repeating: 0, count: worldSize + 1)
         values[0] = stop ? 1 : 0
         values[1 + rank] = Double(images)
+        let started = Date()
         let summed = try sum(values)
+        batchAgreementSeconds += Date().timeIntervalSince(started)
         return BatchAgreement(images: summed.dropFirst().map { Int($0) }, stop: summed[0] > 0)
     }
 

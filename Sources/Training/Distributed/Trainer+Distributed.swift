@@ -84,8 +84,10 @@ extension Trainer {
 extension DataParallel {
     /// An epoch's training counts summed over all ranks.
     func summed(_ accumulator: EpochAccumulator) throws -> EpochAccumulator {
+        let started = Date()
         let s = try sum([accumulator.lossSum, Double(accumulator.samples), Double(accumulator.correct),
                          Double(accumulator.batches)])
+        metricSumSeconds += Date().timeIntervalSince(started)
         var total = accumulator
         total.lossSum = s[0]
         total.samples = Int(s[1])

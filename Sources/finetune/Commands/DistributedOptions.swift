@@ -68,11 +68,14 @@ struct DistributedOptions: ParsableArguments {
         return try launch.connect(timeout: distTimeout)
     }
 
-    /// "all-reduce: … ms per step (… steps)": rank 0's time in gradient all-reduces.
+    /// "all-reduce: … ms per step (… steps, … ranks); metric sums: … ms; waiting at batch agreement: … ms":
+    /// rank 0's time per optimizer step in the gradient all-reduces, in the all-reduce of the epoch's
+    /// metric sums, and in each batch's agreement (mostly waiting for the rank whose batch was ready last).
     static func allReduceReport(_ parallel: DataParallel) -> String {
-        let perStep = parallel.allReduceSteps > 0 ? parallel.allReduceSeconds / Double(parallel.allReduceSteps) : 0
-        return String(format: "all-reduce: %.1f ms per step (%d steps, %d ranks)", perStep * 1000,
-                      parallel.allReduceSteps, parallel.worldSize)
+        let steps = Double(max(parallel.allReduceSteps, 1))
+        return String(format: "all-reduce: %.1f ms per step (%d steps, %d ranks); metric sums: %.2f ms; waiting at batch agreement: %.1f ms",
+                      parallel.allReduceSeconds / steps * 1000, parallel.allReduceSteps, parallel.worldSize,
+                      parallel.metricSumSeconds / steps * 1000, parallel.batchAgreementSeconds / steps * 1000)
     }
 
     /// The run as this rank trains it: ranks other than 0 write nothing to the run directory, so they
