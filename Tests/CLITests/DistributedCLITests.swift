@@ -301,6 +301,24 @@ extension TrainCLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
     }
 
+    /// Ctrl-C during the learning-rate range test of `--lr find` (each rank runs its own, before the
+    /// run exists): the launcher passes it to every rank, and "nothing was written" is said once, by
+    /// rank 0; every rank said it.
+    func testCtrlCBeforeTheRunExistsIsReportedOnceByTheWorkers() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        let folder = try temporaryFolder("dist-lr-find")
+        let (launcher, wasRunning) = try CLITests.interrupt(
+            trainArguments(data: data, out: folder + "/run", batchSize: 4)
+                + ["--lr", "find", "--json", "--threads", "1", "--nproc-per-node", "2", "--master-port", String(try FreePort.make())],
+            once: "LR finder:", appearsIn: folder + "/stderr")
+        let text = try String(contentsOfFile: folder + "/stderr", encoding: .utf8)
+        try XCTSkipUnless(wasRunning, "the range test ended before the interrupt: \(text)")
+        XCTAssertEqual(launcher.terminationStatus, 130, text)
+        XCTAssertEqual(text.components(separatedBy: "nothing was written").count - 1, 1, text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/run"), text)
+    }
+
     /// A launcher killed with SIGKILL forwards nothing: its workers trained on, orphaned, holding the
     /// port. Each worker now watches its launcher and stops as on Ctrl-C when it is gone, rank 0
     /// writing its resumable checkpoint.

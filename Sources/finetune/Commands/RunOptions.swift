@@ -194,8 +194,10 @@ struct RunOptions: ParsableArguments {
     ]
 
     /// Runs `body`, turning the run's errors into messages that name the flag (the run directory's
-    /// errors name `runFlag`: --out, or --resume).
-    func mapErrors<T>(runFlag: String = "--out", _ body: () throws -> T) throws -> T {
+    /// errors name `runFlag`: --out, or --resume). A stop before the run existed is said unless
+    /// `quietInterruption` (a data-parallel rank above 0: the launcher passed the Ctrl-C to every
+    /// rank, and each said so).
+    func mapErrors<T>(runFlag: String = "--out", quietInterruption: Bool = false, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch RunError.invalidSetting(let setting, let reason) {
@@ -204,7 +206,7 @@ struct RunOptions: ParsableArguments {
         } catch let error as RunError {
             throw ValidationError("\(runFlag): \(error)")
         } catch TrainingError.interrupted(let moment) {
-            printError("interrupted \(moment): nothing was written")  // Ctrl-C before the run existed
+            if !quietInterruption { printError("interrupted \(moment): nothing was written") }  // Ctrl-C before the run existed
             throw ExitCode(130)
         } catch DataError.invalidDataset(let message) {
             throw ValidationError(message)  // a dataset that cannot be used, as check-data says (status 64)

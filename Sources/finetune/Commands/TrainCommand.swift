@@ -61,9 +61,10 @@ struct TrainCommand: ParsableCommand {
         return spec
     }
 
-    /// `RunOptions.mapErrors`, naming --resume for the run directory's errors when resuming.
-    func mapErrors<T>(_ body: () throws -> T) throws -> T {
-        try runOptions.mapErrors(runFlag: resume != nil ? "--resume" : "--out", body)
+    /// `RunOptions.mapErrors`, naming --resume for the run directory's errors when resuming; rank 0
+    /// alone says that a stop came before the run existed.
+    func mapErrors<T>(rank: Int = 0, _ body: () throws -> T) throws -> T {
+        try runOptions.mapErrors(runFlag: resume != nil ? "--resume" : "--out", quietInterruption: rank > 0, body)
     }
 
     func run() throws {
@@ -87,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         // directory exists, stops with nothing made; after that, the run stops at once, resumable.
         let stop = SignalStop()
         defer { stop.cancel() }
-        let trainingRun = try WorkerProcess.reportingOnce(rank: rank, stop: stop) { try mapErrors { () -> TrainingRun in
+        let trainingRun = try WorkerProcess.reportingOnce(rank: rank, stop: stop) { try mapErrors(rank: rank) { () -> TrainingRun in
             if let resume {
                 ResumeFlags.warnAboutIgnored(rank: rank)
                 let changes = TrainingRun.ResumeChanges(data: runOptions.data, epochs: runOptions.epochs, workers: runOptions.workers,
