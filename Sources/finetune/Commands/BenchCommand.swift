@@ -68,7 +68,7 @@ struct BenchCommand: ParsableCommand {
                                         dctScaling: dctScaling))
             } else {
                 printLine(String(format: "%d images in %.2f s: %.1f images/s (%d workers, %@, %dpx)", images, seconds,
-                             rate, workers, augment.rawValue, size))
+                                 rate, workers, augment.rawValue, size))
             }
         }
 

@@ -47,7 +47,7 @@ struct CacheCommand: ParsableCommand {
                                       CacheCommand.describe($0.embeddingSize), $0.bf16.map { $0 ? "bf16" : "fp32" } ?? "?",
                                       MemoryEstimate.format(Int($0.bytes)), CacheCommand.lastUsed($0)] })
             printLine("\(entries.count) cache\(entries.count == 1 ? "" : "s"), \(MemoryEstimate.format(Int(output.totalBytes))) "
-                  + "in \(folder.directory)")
+                      + "in \(folder.directory)")
         }
 
         /// `cache list --json`.
@@ -89,12 +89,12 @@ struct CacheCommand: ParsableCommand {
             let verb = dryRun ? "would remove" : "removed"
             for entry in report.removed {
                 printLine("\(verb) \(entry.key.prefix(12)) (\(entry.architecture ?? "?"), "
-                      + "\(MemoryEstimate.format(Int(entry.bytes))), last used \(CacheCommand.lastUsed(entry)))")
+                          + "\(MemoryEstimate.format(Int(entry.bytes))), last used \(CacheCommand.lastUsed(entry)))")
             }
             for path in report.removedLeftovers { printLine("\(verb) \(path) (left by a writer that no longer runs)") }
             printLine("\(verb) \(report.removed.count) cache\(report.removed.count == 1 ? "" : "s"), "
-                  + "\(MemoryEstimate.format(Int(report.freedBytes))); kept \(report.kept.count), "
-                  + "\(MemoryEstimate.format(Int(report.kept.reduce(0) { $0 + $1.bytes })))")
+                      + "\(MemoryEstimate.format(Int(report.freedBytes))); kept \(report.kept.count), "
+                      + "\(MemoryEstimate.format(Int(report.kept.reduce(0) { $0 + $1.bytes })))")
         }
     }
 

@@ -37,7 +37,7 @@ struct DemoCommand: ParsableCommand {
         let test = try MNISTDataset(directory: data, split: .test)
         let nTrain = min(trainSize, train.count), nTest = min(testSize, test.count)
         printLine("Fashion-MNIST from \(data): training on \(nTrain) images, testing on \(nTest) " +
-              "(LibTorch \(Runtime.libTorchVersion), \(Runtime.numThreads) threads)")
+                  "(LibTorch \(Runtime.libTorchVersion), \(Runtime.numThreads) threads)")
 
         let model = try SmallConvNet(classes: train.classNames.count)
         let optimizer = try Adam(model.namedParameters(), learningRate: lr)
@@ -60,7 +60,7 @@ struct DemoCommand: ParsableCommand {
                 runningCount += 1
                 if (step + 1) % 50 == 0 || step + 1 == stepsPerEpoch {
                     printLine(String(format: "epoch %d  step %4d/%d  loss %.4f", epoch, step + 1, stepsPerEpoch,
-                                 runningLoss / Double(runningCount)))
+                                     runningLoss / Double(runningCount)))
                     runningLoss = 0
                     runningCount = 0
                 }

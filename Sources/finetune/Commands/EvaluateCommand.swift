@@ -86,7 +86,7 @@ struct EvaluateCommand: ParsableCommand {
                                     architecture: config.architecture, tta: tta.rawValue, report: report, samples: samples))
         } else {
             printLine("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
-                  + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
+                      + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
             printLine(report.rendered())
         }
     }

@@ -86,9 +86,9 @@ struct ExportCommand: ParsableCommand {
             printEncodedJSON(report)
         } else {
             printLine("wrote \(report.path): ONNX opset \(report.opset), \(report.architecture), "
-                  + "\(report.input) [\(report.inputShape.joined(separator: ", "))] → "
-                  + "\(report.output) [\(report.outputShape.joined(separator: ", "))], "
-                  + "\(report.nodes) nodes, \(report.parameters) parameters, \(report.bytes) bytes")
+                      + "\(report.input) [\(report.inputShape.joined(separator: ", "))] → "
+                      + "\(report.output) [\(report.outputShape.joined(separator: ", "))], "
+                      + "\(report.nodes) nodes, \(report.parameters) parameters, \(report.bytes) bytes")
         }
     }
 }

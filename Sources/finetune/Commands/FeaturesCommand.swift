@@ -155,7 +155,7 @@ struct FeaturesCommand: ParsableCommand {
                                     seconds: seconds))
         } else {
             printLine(String(format: "%d images × %d features (%@) → %@ in %.1f s", samples.count, classifier.embeddingSize,
-                         classifier.architecture, written.joined(separator: ", "), seconds))
+                             classifier.architecture, written.joined(separator: ", "), seconds))
         }
     }
 

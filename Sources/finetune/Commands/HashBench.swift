@@ -66,9 +66,9 @@ struct HashBench: ParsableCommand {
             let list = { (values: [Double]) in values.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
             printLine("SHA-256 of \(sizeMb) MiB: \(digest)")
             printLine(String(format: "file:   median %.0f ms (%.0f MiB/s); runs %@", fileMedian, mib / fileMedian * 1000,
-                         list(fileMs)))
+                             list(fileMs)))
             printLine(String(format: "memory: median %.0f ms (%.0f MiB/s); runs %@", memoryMedian,
-                         mib / memoryMedian * 1000, list(memoryMs)))
+                             mib / memoryMedian * 1000, list(memoryMs)))
         }
     }
 

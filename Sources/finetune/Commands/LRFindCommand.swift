@@ -78,7 +78,7 @@ struct LRFindCommand: ParsableCommand {
         if json { printEncodedJSON(result); return }
         if let lr = result.suggestion {
             printLine(String(format: "suggested learning rate: %.3g (fastai's valley; %d steps%@)", lr, result.losses.count,
-                         result.stoppedEarly ? ", stopped early as the loss diverged" : ""))
+                             result.stoppedEarly ? ", stopped early as the loss diverged" : ""))
         } else {
             printLine("no suggestion: the test stopped after \(result.losses.count) steps (try a lower --end-lr or more data)")
         }

@@ -92,7 +92,7 @@ struct PseudoLabelCommand: ParsableCommand {
             return
         }
         printLine("\(result.entries.count) of \(result.candidates) images at or above \(threshold): \(out) "
-              + "(\(copy ? "copies" : "symbolic links") by class), \(csv)")
+                  + "(\(copy ? "copies" : "symbolic links") by class), \(csv)")
         for (name, count) in classes.sorted(by: { $0.key < $1.key }) { printLine("  \(name): \(count)") }
         if let accuracy = result.folderAccuracy {
             printLine(String(format: "accuracy against the folder names: %.2f%%", accuracy * 100))

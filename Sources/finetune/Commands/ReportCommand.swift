@@ -77,6 +77,6 @@ struct ReportCommand: ParsableCommand {
         }
         precisionOptions.announce(report.evaluationPrecision)
         printLine("report: \(out) (\(report.evaluation.sampleCount) \(report.split) images, accuracy "
-              + String(format: "%.2f%%", report.evaluation.accuracy * 100) + ", \(report.evaluationPrecision.rawValue))")
+                  + String(format: "%.2f%%", report.evaluation.accuracy * 100) + ", \(report.evaluationPrecision.rawValue))")
     }
 }

@@ -128,8 +128,8 @@ struct TrainCommand: ParsableCommand {
         if rank > 0 { return }
         if json { printEncodedJSON(summary); return }
         printLine("Training \(summary.status)\(summary.stopReason.map { " (\($0))" } ?? "") after \(summary.epochs) epochs, "
-              + "\(summary.globalStep) steps " + String(format: "(%.1f s)", summary.seconds)
-              + " on \(summary.trainSamples) training images")
+                  + "\(summary.globalStep) steps " + String(format: "(%.1f s)", summary.seconds)
+                  + " on \(summary.trainSamples) training images")
         // The best epoch's metric is printed once, by the progress printer ("Best val_loss: …").
         if let accuracy = summary.validationAccuracy { printLine(String(format: "validation accuracy: %.2f%%", accuracy * 100)) }
         printLine("model.safetensors: \(summary.modelWeights ?? "final") weights (epoch \(summary.modelEpoch ?? summary.epochs))")
