@@ -123,7 +123,9 @@ struct DistributedOptions: ParsableArguments {
 /// trains alike). Warnings: until the run is made (`TrainingRun.create`/`resume`) every rank reads the
 /// same data and settings and warns alike, so rank 0 prints them once; afterwards a rank's warnings
 /// are its own (a file of its shard that could not be decoded, its lone image), and rank N > 0 prints
-/// them as "rank N: warning: …". Until stop 41 every rank printed every warning.
+/// them as "rank N: warning: …". Until stop 41 every rank printed every warning. `lr-find` (one
+/// process, rank 0) prints its notices the same way: information on standard output (standard error
+/// with --json), warnings on standard error.
 final class RankNotices {
     let rank: Int
     /// With --json, information goes to standard error (standard output holds the JSON summary).

@@ -61,12 +61,8 @@ struct LRFindCommand: ParsableCommand {
         let stop = SignalStop()  // Ctrl-C ends the range test (status 130) with nothing written
         defer { stop.cancel() }
         let result = try runOptions.mapErrors {
-            try TrainingRun.findLearningRate(runOptions.specification(runDirectory: out), finder: finder, notify: { notice in
-                switch notice {
-                case .info(let text): if json { printError(text) } else { printLine(text) }
-                case .warning(let text): printError("warning: " + text)
-                }
-            }, stop: stop)
+            try TrainingRun.findLearningRate(runOptions.specification(runDirectory: out), finder: finder,
+                                             notify: RankNotices(rank: 0, json: json).notify, stop: stop)
         }
         do {
             try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
