@@ -191,10 +191,13 @@ let package = Package(
                                                 .product(name: "NIOCore", package: "swift-nio"),
                                                 .product(name: "NIOHTTP1", package: "swift-nio"),
                                                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras")]),
+        // What the command-line tool does before any library it links starts (OpenMP's waiting policy).
+        .target(name: "CProcessStart"),
         // The command-line tool.
         .executableTarget(
             name: "finetune",
             dependencies: ["Torch", "NN", "Optim", "TensorIO", "Data", "Vision", "Training", "AtomicFiles", "Hashing", "Export", "Serving",
+                           "CProcessStart",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch", "TestSupport"]),

@@ -8,7 +8,7 @@ wait4's ru_maxrss). Rounds also run the data loader comparison (`finetune bench 
 bench/loader_torchvision.py, as bench/compare_data_loader does) unless --skip-loader.
 
 "Identical settings" rows run PyTorch in finetune's environment: the same thread count, the OpenMP
-wait policy and spin count finetune runs under (it re-executes itself with OMP_WAIT_POLICY=PASSIVE and
+wait policy and spin count finetune runs under (it starts itself again with OMP_WAIT_POLICY=PASSIVE and
 GOMP_SPINCOUNT=3000 unless the policy is set), the same CPU kernels (ATEN_CPU_CAPABILITY) and the same
 glibc allocator settings (finetune keeps freed memory for reuse; the
 MALLOC_MMAP_MAX_/MALLOC_TRIM_THRESHOLD_ variables give PyTorch the same). Layers stay each side's own:

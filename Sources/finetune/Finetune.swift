@@ -25,11 +25,10 @@ struct Finetune: ParsableCommand {
         subcommands: [TrainCommand.self, LRFindCommand.self, EvaluateCommand.self, ReportCommand.self, CheckDataCommand.self, PredictCommand.self, ServeCommand.self, ExportCommand.self, FeaturesCommand.self, DemoCommand.self, BenchCommand.self, ConvertCommand.self, SummaryCommand.self, WeightsCommand.self, CacheCommand.self, InfoCommand.self, PseudoLabelCommand.self]
     )
 
-    /// Parses the command line and starts the command, first making sure OpenMP's idle threads wait
-    /// briefly and then sleep (see `preferShortOpenMPWaiting`) and that freed tensor memory is reused
-    /// rather than returned to the system (`Runtime.retainFreedMemory`). A help text or a command line
-    /// the parser refuses is answered before that, by this process (re-executing costs a second
-    /// LibTorch start, about 1 s).
+    /// Parses the command line and starts the command, first making sure that freed tensor memory is
+    /// reused rather than returned to the system (`Runtime.retainFreedMemory`). OpenMP's idle threads
+    /// already wait briefly and then sleep: the `CProcessStart` target sets their policy before LibTorch
+    /// loads, unless the user set one.
     static func main() {
         // A file-size limit (`ulimit -f`) is a failed write (EFBIG) naming the file, as a full disk is,
         // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
@@ -48,10 +47,6 @@ struct Finetune: ParsableCommand {
                 reportUsageError(lines.joined(separator: "\n"), of: subcommand)
             }
             exitReporting(error)
-        }
-        // The parser's help (`--help`, `help train`) comes back as its own command, which computes nothing.
-        if type(of: command)._commandName != "help" {
-            preferShortOpenMPWaiting()  // the process that comes back parses the same line again
         }
         Runtime.retainFreedMemory()
         do { try command.run() } catch let error as ValidationError {
@@ -165,29 +160,6 @@ struct Finetune: ParsableCommand {
             if !below.isEmpty { return [name] + below }
         }
         return []
-    }
-
-    /// The spin count `preferShortOpenMPWaiting` gives GNU OpenMP: about tens of microseconds of
-    /// busy-waiting between two parallel regions before an idle thread sleeps.
-    static let openMPSpinCount = "3000"
-
-    /// GNU OpenMP (Debian's LibTorch) makes idle intra-op threads busy-wait for 300,000 spins by
-    /// default. On a 2-core machine they then take the cores from the data loader's decoding threads
-    /// and from other processes: a MobileNetV2 training step measured 9–10 s under load, 2.2–2.5 s
-    /// with `OMP_WAIT_POLICY=PASSIVE`. But PASSIVE (no spinning at all) puts every thread to sleep
-    /// between two operations of a forward pass, and waking it costs more than a small operation:
-    /// EfficientNet-B0's bf16 inference at batch 1 took 24–27 ms, against 15–17 ms with
-    /// `GOMP_SPINCOUNT=3000`, which with four busy processes beside it was about as fast as PASSIVE
-    /// (docs/benchmarks.md). OpenMP reads both variables when the library loads, so the process
-    /// re-executes itself once with them set. Values the user set are left alone.
-    static func preferShortOpenMPWaiting() {
-        #if os(Linux)
-        guard getenv("OMP_WAIT_POLICY") == nil else { return }
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
-        setenv("GOMP_SPINCOUNT", openMPSpinCount, 0)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        // exec failed: carry on with the default policy.
-        #endif
     }
 }
 

@@ -143,8 +143,9 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(info["threads"] as? Int ?? 0, 1)
     }
 
-    /// Without OMP_WAIT_POLICY, finetune re-executes itself with PASSIVE waiting and a short spin
-    /// count; a policy or spin count the user chose is left alone.
+    /// Without OMP_WAIT_POLICY, finetune gives itself PASSIVE waiting and a short spin count before
+    /// LibTorch's OpenMP reads them, in one process (it re-executed itself until 2026-12-07, loading
+    /// LibTorch twice); a policy or spin count the user chose is left alone.
     func testOpenMPWaitsBrieflyThenSleepsUnlessTheUserChose() throws {
         func info(_ settings: [String: String]) throws -> [String: Any] {
             let process = Process()
@@ -166,6 +167,20 @@ final class CLITests: XCTestCase {
         let chosen = try info([:])
         XCTAssertEqual(chosen["omp_wait_policy"] as? String, "PASSIVE")
         XCTAssertEqual(chosen["gomp_spincount"] as? String, "3000")
+        #if os(Linux)
+        // GNU OpenMP's own account of what it read (OMP_DISPLAY_ENV, printed once as it initialises):
+        // one initialisation, and it saw the short spin count (its default is 300,000).
+        let display = try Self.run(shell: #"exec env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=VERBOSE "$0" info"#, [])
+        XCTAssertEqual(display.status, 0, display.stderr)
+        XCTAssertEqual(display.stderr.components(separatedBy: "OPENMP DISPLAY ENVIRONMENT BEGIN").count - 1, 1, display.stderr)
+        XCTAssertTrue(display.stderr.contains("GOMP_SPINCOUNT = '3000'"), display.stderr)
+        // A help text computes nothing and is answered without starting again: OpenMP keeps its default.
+        let help = try Self.run(shell: #"exec env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=VERBOSE "$0" train --help"#, [])
+        XCTAssertEqual(help.status, 0, help.stderr)
+        XCTAssertTrue(help.stdout.contains("USAGE: finetune train"), help.stdout)
+        XCTAssertEqual(help.stderr.components(separatedBy: "OPENMP DISPLAY ENVIRONMENT BEGIN").count - 1, 1, help.stderr)
+        XCTAssertTrue(help.stderr.contains("GOMP_SPINCOUNT = '300000'"), help.stderr)
+        #endif
         let active = try info(["OMP_WAIT_POLICY": "ACTIVE"])
         XCTAssertEqual(active["omp_wait_policy"] as? String, "ACTIVE")
         XCTAssertEqual(active["gomp_spincount"] as? String, "default")
