@@ -301,6 +301,35 @@ extension TrainCLITests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
     }
 
+    /// The same bad image in a group started by hand (torchrun's variables, no launcher to stop the
+    /// ranks): printed once, by rank 0, at once. Rank 1 waited 10 s to be stopped, then printed it too.
+    /// A rank whose failure is its own still prints it, and rank 0 names that rank.
+    func testAnErrorEveryRankSharesIsReportedOnceInAGroupStartedByHand() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDistributedDataset()
+        try Foundation.Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(" junk".utf8))
+            .write(to: URL(fileURLWithPath: "\(data)/train/\(Self.classes[0])/3.png"))
+        let out = try temporaryFolder("dist-strict-by-hand") + "/run"
+        let arguments = trainArguments(data: data, out: out, batchSize: 4) + ["--on-bad-image", "fail", "--threads", "1"]
+        let started = Date()
+        let shared = try runRanks(2, arguments, port: FreePort.make())
+        XCTAssertLessThan(Date().timeIntervalSince(started), 9, "rank 1 waited to be stopped")
+        XCTAssertEqual(shared.map(\.status), [1, 1], shared.map(\.stderr).joined(separator: "\n---\n"))
+        XCTAssertEqual(shared[0].stderr.components(separatedBy: "--on-bad-image fail: ").count - 1, 1, shared[0].stderr)
+        XCTAssertTrue(shared[0].stderr.contains("3.png"), shared[0].stderr)
+        XCTAssertEqual(shared[1].stderr, "", "rank 1 repeated rank 0's error")
+
+        // Only rank 1 reads the bad image (its own copy of the data): its error is its own.
+        let clean = try makeDistributedDataset()
+        let own = try runRanks(2, trainArguments(data: clean, out: try temporaryFolder("dist-own") + "/run", batchSize: 4)
+                                + ["--on-bad-image", "fail", "--threads", "1"],
+                               port: FreePort.make(), dataPerRank: [1: (data: clean, replacement: data)])
+        XCTAssertEqual(own.map(\.status), [1, 1], own.map(\.stderr).joined(separator: "\n---\n"))
+        XCTAssertTrue(own[1].stderr.contains("--on-bad-image fail: "), own[1].stderr)
+        XCTAssertTrue(own[0].stderr.contains("rank 1 could not make its run"), own[0].stderr)
+        XCTAssertFalse(own[0].stderr.contains("--on-bad-image fail: "), own[0].stderr)
+    }
+
     /// Ctrl-C during the learning-rate range test of `--lr find` (each rank runs its own, before the
     /// run exists): the launcher passes it to every rank, and "nothing was written" is said once, by
     /// rank 0; every rank said it.

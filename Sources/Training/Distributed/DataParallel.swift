@@ -148,6 +148,17 @@ public final class DataParallel {
         return value
     }
 
+    /// Every rank's outcome of a step that all ranks run alike on the same inputs (making a run: the
+    /// same flags, the same data), so that an error they share is reported once: `failure` is this
+    /// rank's error text, nil when the step succeeded. One all-gather; every rank must call it at the
+    /// same point.
+    public func shareOutcome(failure: String?) throws -> SharedOutcome {
+        let own: [Int64] = [failure == nil ? 0 : 1, failure.map { Int64(bitPattern: Self.fnv1a($0)) } ?? 0]
+        let all = try gather(own)
+        let failed = (0..<worldSize).filter { all[2 * $0] != 0 }
+        return SharedOutcome(failedRanks: failed, sameAsRankZero: failure != nil && all[0] != 0 && all[1] == own[1])
+    }
+
     /// Throws naming each setting whose value differs between this rank and rank 0 (classes, architecture,
     /// batch size, data): every rank compares a hash of each value, gathered from all ranks.
     public func checkSameSettings(_ settings: [(name: String, value: String)]) throws {
@@ -260,6 +271,14 @@ public struct BatchAgreement: Equatable, Sendable {
         }
         return Double(images[rank] * images.count) / Double(total)
     }
+}
+
+/// How a step that every rank runs alike went on all of them (`DataParallel.shareOutcome`).
+public struct SharedOutcome: Equatable, Sendable {
+    /// The ranks on which it failed, in order.
+    public var failedRanks: [Int]
+    /// Whether this rank failed with the same error text as rank 0: rank 0 reports it for all.
+    public var sameAsRankZero: Bool
 }
 
 /// Errors of data-parallel training, each naming what went wrong.

@@ -88,7 +88,7 @@ struct TrainCommand: ParsableCommand {
         // directory exists, stops with nothing made; after that, the run stops at once, resumable.
         let stop = SignalStop()
         defer { stop.cancel() }
-        let trainingRun = try WorkerProcess.reportingOnce(rank: rank, stop: stop) { try mapErrors(rank: rank) { () -> TrainingRun in
+        let trainingRun = try WorkerProcess.reportingOnce(parallel: parallel) { try mapErrors(rank: rank) { () -> TrainingRun in
             if let resume {
                 ResumeFlags.warnAboutIgnored(rank: rank)
                 let changes = TrainingRun.ResumeChanges(data: runOptions.data, epochs: runOptions.epochs, workers: runOptions.workers,

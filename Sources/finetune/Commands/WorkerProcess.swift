@@ -47,26 +47,35 @@ enum WorkerProcess {
 
     /// Makes or resumes this rank's run (`body`), reporting a failure once for all ranks. Until the
     /// run is made every rank reads the same flags and data, so such an error (a bad image under
-    /// `--on-bad-image fail`) is every rank's: rank 0 reports it, while a rank above 0 that failed
-    /// waits up to `repeatedErrorSeconds` to be stopped (by the launcher, or torchrun, once rank 0 has
-    /// exited) and then exits without a word; one still running after that reports its own error (its
-    /// failure was its own, or nothing stops the ranks). An error about the ranks themselves (settings
-    /// that differ, a lost rank: `DistributedError`) is each rank's own view, reported at once. Until
-    /// 2026-12-07 every rank printed the same error.
-    static func reportingOnce<T>(rank: Int, stop: SignalStop, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch where rank > 0 && !(error is ExitCode) && !(error is DistributedError) {
-            let deadline = Date().addingTimeInterval(repeatedErrorSeconds)
-            while Date() < deadline {
-                if let signal = stop.receivedSignal { throw ExitCode(128 + (signal == 0 ? SIGTERM : signal)) }
-                usleep(20_000)
-            }
+    /// `--on-bad-image fail`) is every rank's. The ranks then compare their outcomes (one all-gather,
+    /// where the run's first collective would have waited for the slowest rank anyway):
+    /// - a failed rank prints its error, unless it is above 0 and rank 0 failed with the same text;
+    /// - rank 0, made but with others failed, names them; the other ranks made stop without a word;
+    /// - an interruption (`ExitCode`) or an error about the ranks themselves (`DistributedError`) is
+    ///   each rank's own, as it was.
+    /// A rank that failed and cannot reach the others (gone, or past `--dist-timeout`) prints its own
+    /// error. Until 2026-12-07 every rank printed a shared error; then ranks above 0 waited up to 10 s
+    /// to be stopped by a launcher before printing it, which a hand-started group never did.
+    static func reportingOnce<T>(parallel: DataParallel?, _ body: () throws -> T) throws -> T {
+        guard let parallel, parallel.worldSize > 1 else { return try body() }
+        let outcome = Result { try body() }
+        var failure: Error?
+        if case .failure(let error) = outcome { failure = error }
+        let shared: SharedOutcome
+        do { shared = try parallel.shareOutcome(failure: failure.map { "\($0)" }) } catch {
+            if let failure { throw failure }
             throw error
         }
+        if let failure {
+            if failure is ExitCode || failure is DistributedError || parallel.rank == 0 || !shared.sameAsRankZero { throw failure }
+            throw ExitCode.failure  // rank 0 prints the same error
+        }
+        guard !shared.failedRanks.isEmpty else { return try outcome.get() }
+        guard parallel.rank == 0 else { throw ExitCode.failure }  // rank 0 names the failed ranks
+        let ranks = shared.failedRanks
+        throw CommandFailure("rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) could not "
+            + "make \(ranks.count == 1 ? "its" : "their") run (\(ranks.count == 1 ? "its" : "their") own output says why); every rank stops")
     }
-
-    /// How long a rank above 0 that failed while making its run waits to be stopped (see
-    /// `reportingOnce`): longer than the launcher's `lossNoticeSeconds`.
-    static let repeatedErrorSeconds = 10.0
 
     /// How a worker ended, in words: "exited with status 1", "was killed by signal 9 (Killed)".
     static func describe(status: Int32) -> String {
