@@ -177,7 +177,10 @@ public enum SafeTensors {
             tensors[entry.name] = tensor
         }
         var file = SafeTensorsFile(tensors: tensors, metadata: header.metadata)
-        if !copy { file.mapping = SafeTensorsMapping(mapping) }
+        if !copy {
+            let ranges = entries.map { ($0.name, (dataStart + $0.begin)..<(dataStart + $0.end)) }
+            file.mapping = SafeTensorsMapping(mapping, byteRanges: Dictionary(uniqueKeysWithValues: ranges))
+        }
         return file
     }
 
@@ -312,10 +315,25 @@ private struct Header: Decodable {
 /// The mapping behind the tensors of a file read without copying (`SafeTensorsFile.mapping`).
 public final class SafeTensorsMapping {
     let mapping: FileMapping
-    init(_ mapping: FileMapping) { self.mapping = mapping }
+    /// Where each tensor's bytes lie in the file (offsets from its first byte), by name.
+    public let byteRanges: [String: Range<Int>]
+
+    init(_ mapping: FileMapping, byteRanges: [String: Range<Int>]) {
+        self.mapping = mapping
+        self.byteRanges = byteRanges
+    }
 
     /// The mapped file's size in bytes.
     public var length: Int { mapping.length }
+
+    /// Calls `body` with the file's bytes in `range` (within `0..<length`; a tensor's from
+    /// `byteRanges`), as mapped: valid only during the call, and never to be written through.
+    public func withUnsafeBytes<R>(in range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard range.lowerBound >= 0, range.upperBound <= mapping.length else {
+            throw SafeTensorsError(path: "<mapping>", "bytes \(range) lie outside the mapped file (\(mapping.length) bytes)")
+        }
+        return try body(UnsafeRawBufferPointer(start: mapping.base + range.lowerBound, count: range.count))
+    }
 
     /// Drops the mapping's pages from this process's resident set (`madvise(MADV_DONTNEED)`); the next
     /// access reads them again from the page cache, so reading a file larger than memory through the

@@ -349,8 +349,16 @@ extension SafeTensorsTests {
             for r in 0..<3 { try rows[r * 5..<(r + 1) * 5].withUnsafeBytes(append) }
             try [UInt8(1), 0, 1].withUnsafeBytes(append)
         }
-        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: streamed)),
-                       try Foundation.Data(contentsOf: URL(fileURLWithPath: whole)))
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: streamed))
+        XCTAssertEqual(bytes, try Foundation.Data(contentsOf: URL(fileURLWithPath: whole)))
+        // The mapping names where each tensor's bytes lie, and lends them.
+        let mapping = try XCTUnwrap(try SafeTensors.read(streamed).mapping)
+        let valid = try XCTUnwrap(mapping.byteRanges["valid"]), featureBytes = try XCTUnwrap(mapping.byteRanges["features"])
+        XCTAssertEqual(valid, (bytes.count - 3)..<bytes.count)
+        XCTAssertEqual(featureBytes.upperBound, valid.lowerBound)
+        XCTAssertEqual(try mapping.withUnsafeBytes(in: valid) { Array($0) }, [1, 0, 1])
+        XCTAssertEqual(try mapping.withUnsafeBytes(in: featureBytes) { Array($0.bindMemory(to: Float.self)) }, rows)
+        XCTAssertThrowsError(try mapping.withUnsafeBytes(in: 0..<(bytes.count + 1)) { _ in })
         let short = dir + "/short.safetensors"
         XCTAssertThrowsError(try SafeTensors.write(streaming: [("x", .float32, [4])], to: short) { append in
             try [Float(1), 2].withUnsafeBytes(append)

@@ -176,6 +176,23 @@ final class FeatureCacheTests: XCTestCase {
         XCTAssertFalse(recomputed.reused)
         XCTAssertTrue(try recomputed.features.allClose(first.features, rtol: 0, atol: 0))
         XCTAssertTrue(try prepare().reused)
+        // One bit of one feature changed in place (the value still finite: bit rot, another tool's
+        // edit): the file no longer matches its digest and is computed again. It was trained on.
+        let cachePath = try XCTUnwrap(first.path)
+        let range = try XCTUnwrap(try SafeTensors.read(cachePath).mapping?.byteRanges["features"])
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: cachePath))
+        try handle.seek(toOffset: UInt64(range.lowerBound + 4 * 7))  // the low mantissa byte of feature 7
+        let byte = try XCTUnwrap(try handle.read(upToCount: 1)).first!
+        try handle.seek(toOffset: UInt64(range.lowerBound + 4 * 7))
+        try handle.write(contentsOf: [byte ^ 1])
+        try handle.close()
+        let flipped = try SafeTensors.read(cachePath).tensors["features"]!
+        XCTAssertTrue(try flipped.allFinite())
+        XCTAssertFalse(try flipped.allClose(first.features, rtol: 0, atol: 0))
+        let rehashed = try prepare()
+        XCTAssertFalse(rehashed.reused)
+        XCTAssertTrue(try rehashed.features.allClose(first.features, rtol: 0, atol: 0))
+        XCTAssertTrue(try prepare().reused)
         // Validity flags that finetune does not write (stored as float32, or holding 2) are computed
         // again too (probe U: both were read as "valid").
         for flags in [try file.tensors["valid"]!.to(.float32), try file.tensors["valid"]! * 2] {
@@ -269,8 +286,7 @@ extension FeatureCacheTests {
         let (n, width) = (25_600, 1_280)  // MobileNetV2's feature width; 4 × the release interval in all
         let path = "\(root)/cache.safetensors"
         let row = (0..<width).map { Float($0) }
-        try SafeTensors.write(streaming: [("features", .float32, [1, n, width]), ("valid", .uint8, [n])],
-                              metadata: ["key": "k"], to: path) { append in
+        try FeatureCache.writeFile(path, key: "k", description: "", views: 1, samples: n, width: width) { append in
             for _ in 0..<n { try row.withUnsafeBytes(append) }
             try [UInt8](repeating: 1, count: n).withUnsafeBytes(append)
         }

@@ -186,8 +186,53 @@ public final class CachedFeatureEpoch {
 
 /// Computing, keying and storing `CachedFeatures`.
 public enum FeatureCache {
-    /// The `format` of a cache file's metadata (and of its key's inputs).
-    static let format = "finetune-feature-cache-1"
+    /// The `format` of a cache file's metadata (and of its key's inputs). Version 2 (2026-12-07) adds
+    /// the `sha256` tensor; a version-1 file has another key, so it is computed again once.
+    static let format = "finetune-feature-cache-2"
+    /// The formats finetune wrote before `format`: such files are never reused (their keys differ), but
+    /// they are finetune's, so `cache list` shows them and `cache prune` may remove them.
+    static let earlierFormats: Set<String> = ["finetune-feature-cache-1"]
+
+    /// Writes a cache file atomically, streamed: `body` appends the features' bytes ([views, samples,
+    /// width] float32, row-major) and then the validity flags (one byte each, 0 or 1). A last tensor,
+    /// `sha256` (64 ASCII hex digits), holds the SHA-256 of those bytes, which `read` checks: a file
+    /// changed since (a flipped bit, another tool's edit) is computed again rather than trained on.
+    static func writeFile(_ path: String, key: String, description: String, views: Int, samples: Int, width: Int,
+                          _ body: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        try SafeTensors.write(streaming: [("features", .float32, [views, samples, width]), ("valid", .uint8, [samples]),
+                                          ("sha256", .uint8, [64])],
+                              metadata: ["format": format, "key": key, "inputs": description], to: path) { append in
+            var hasher = SHA256Hasher()
+            try withoutActuallyEscaping(append) { append in
+                try body { bytes in
+                    hasher.update(bytes)
+                    try append(bytes)
+                }
+            }
+            try Array(hasher.finalizeHex().utf8).withUnsafeBytes(append)
+        }
+    }
+
+    /// Whether the features' and flags' bytes of a mapped cache file hash to its `sha256` tensor. The
+    /// bytes are read through the mapping 32 MiB at a time, each part's pages released after it, so
+    /// checking a large cache does not make it resident.
+    static func contentsMatchDigest(_ mapping: SafeTensorsMapping) -> Bool {
+        guard let features = mapping.byteRanges["features"], let valid = mapping.byteRanges["valid"],
+              let stored = mapping.byteRanges["sha256"], stored.count == 64 else { return false }
+        var hasher = SHA256Hasher()
+        let part = 32 << 20
+        do {
+            for range in [features, valid] {
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: part) {
+                    try mapping.withUnsafeBytes(in: start..<min(start + part, range.upperBound)) { hasher.update($0) }
+                    mapping.releaseResidentPages()
+                }
+            }
+            return try mapping.withUnsafeBytes(in: stored) { Array($0) } == Array(hasher.finalizeHex().utf8)
+        } catch {
+            return false
+        }
+    }
 
     /// Where caches go by default: `$FINETUNE_CACHE_DIR/features` (else `~/.cache/finetune/features`).
     public static var defaultDirectory: String { WeightsCache.defaultRoot().appendingPathComponent("features").path }
@@ -319,9 +364,8 @@ public enum FeatureCache {
         try prepareDirectory(directory, views: views, samples: n, width: width)
         var valid = [Bool](repeating: false, count: n)
         var skipped = SkippedFiles()
-        try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
-                              metadata: ["format": format, "key": key, "inputs": description],
-                              to: path) { write in try withoutActuallyEscaping(write) { append in
+        try writeFile(path, key: key, description: description, views: views, samples: n, width: width) { write in
+            try withoutActuallyEscaping(write) { append in
             let zeros = [Float](repeating: 0, count: width)
             var next = 0, currentView = 0  // the next row of the file, and its view
             func pad(to index: Int) throws {  // rows of samples that could not be loaded stay zero
@@ -404,7 +448,7 @@ public enum FeatureCache {
         let file = try SafeTensors.read(path)
         guard file.metadata["key"] == key, let features = file.tensors["features"], let valid = file.tensors["valid"],
               features.shape == [views, samples, width], features.dtype == .float32, valid.shape == [samples],
-              valid.dtype == .uint8 else {
+              valid.dtype == .uint8, let mapping = file.mapping, contentsMatchDigest(mapping) else {
             return nil
         }
         let bytes = try valid.toArray(UInt8.self)

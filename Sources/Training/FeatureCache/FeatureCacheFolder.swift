@@ -64,7 +64,7 @@ public struct FeatureCacheFolderError: Error, CustomStringConvertible, Equatable
 /// size or age (`finetune cache prune`).
 ///
 /// **Only finetune's files are touched.** A cache is a file named `<64 hex digits>.safetensors` whose
-/// header says `format: finetune-feature-cache-1` with the same key; a leftover is the hidden temporary
+/// header says `format: finetune-feature-cache-2` (or an earlier version) with the same key; a leftover is the hidden temporary
 /// file of an atomic write of such a name, `.<key>.safetensors.<pid>.<n>.tmp`, whose process no longer
 /// runs and which nothing is writing (the writer holds a lock on it, seen from another PID namespace
 /// too). Anything else in the folder is left alone and counted in `otherFiles`.
@@ -194,7 +194,8 @@ public struct FeatureCacheFolder: Sendable {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               attributes[.type] as? FileAttributeType == .typeRegular,
               let file = try? SafeTensors.read(path),
-              file.metadata["format"] == FeatureCache.format, file.metadata["key"] == key else { return nil }
+              let format = file.metadata["format"], format == FeatureCache.format || FeatureCache.earlierFormats.contains(format),
+              file.metadata["key"] == key else { return nil }
         let inputs = file.metadata["inputs"].flatMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String]
         } ?? [:]

@@ -83,9 +83,7 @@ extension FeatureCache {
         }
         try distributed.allSucceed("writing the feature cache") {
             guard distributed.rank == 0 else { return }
-            try SafeTensors.write(streaming: [("features", .float32, [views, n, width]), ("valid", .uint8, [n])],
-                                  metadata: ["format": format, "key": key, "inputs": description],
-                                  to: path) { append in
+            try writeFile(path, key: key, description: description, views: views, samples: n, width: width) { append in
                 try values.withUnsafeBytes(append)
                 try valid.map { UInt8($0 ? 1 : 0) }.withUnsafeBytes(append)
             }
