@@ -74,6 +74,24 @@ final class FeatureCacheFolderTests: XCTestCase {
         }
     }
 
+    /// A cache of the format before the digest (`finetune-feature-cache-1`) is never reused (its key
+    /// differs), but it is finetune's: listed, and removed by prune, not left as someone else's file.
+    func testACacheOfAnEarlierFormatIsListedAndPruned() throws {
+        let (folder, caches, foreign) = try makeFolder()
+        let file = try SafeTensors.read(try XCTUnwrap(caches[0].path))
+        let oldKey = String(repeating: "e1", count: 32)
+        var metadata = file.metadata
+        (metadata["format"], metadata["key"]) = ("finetune-feature-cache-1", oldKey)
+        let old = "\(folder.directory)/\(oldKey).safetensors"
+        try SafeTensors.write(StateDict([("features", file.tensors["features"]!), ("valid", file.tensors["valid"]!)]),
+                              metadata: metadata, to: old)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -86_400)], ofItemAtPath: old)
+        XCTAssertEqual(try folder.entries().last?.key, oldKey)
+        XCTAssertEqual(Set(try folder.otherFiles()), Set(foreign))
+        XCTAssertEqual(try folder.prune(unusedFor: 20_000).removed.map(\.key), [oldKey])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: old))
+    }
+
     func testPruneBySizeRemovesTheLeastRecentlyUsedAndNothingElse() throws {
         let (folder, caches, foreign) = try makeFolder()
         let size = try folder.entries()[0].bytes
