@@ -281,16 +281,21 @@ extension TrainCLITests {
         }
     }
 
+    /// `makeDistributedDataset()` with one training file that is a PNG signature and then junk: the
+    /// scan reads it (a file cut in its pixels is found later, by the rank that decodes it).
+    func makeDistributedDatasetWithABadImage() throws -> String {
+        let data = try makeDistributedDataset()
+        try Foundation.Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(" junk".utf8))
+            .write(to: URL(fileURLWithPath: "\(data)/train/\(Self.classes[0])/3.png"))
+        return data
+    }
+
     /// A bad image under `--on-bad-image fail` is found by every worker's scan, before the run is
     /// made: the error is printed once (by rank 0), not once per rank, and the launcher names rank 0
     /// and its status. Nothing is trained (probe AF).
     func testABadImageUnderOnBadImageFailIsReportedOnceByTheWorkers() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
-        // A PNG signature and then junk: the scan reads it (a file cut in its pixels is found later,
-        // by the rank that decodes it).
-        try Foundation.Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(" junk".utf8))
-            .write(to: URL(fileURLWithPath: "\(data)/train/\(Self.classes[0])/3.png"))
+        let data = try makeDistributedDatasetWithABadImage()
         let out = try temporaryFolder("dist-strict") + "/run"
         let refused = try CLITests.run(trainArguments(data: data, out: out, batchSize: 4)
             + ["--on-bad-image", "fail", "--threads", "1", "--nproc-per-node", "2", "--master-port", String(try FreePort.make())])
@@ -306,9 +311,7 @@ extension TrainCLITests {
     /// A rank whose failure is its own still prints it, and rank 0 names that rank.
     func testAnErrorEveryRankSharesIsReportedOnceInAGroupStartedByHand() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
-        let data = try makeDistributedDataset()
-        try Foundation.Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(" junk".utf8))
-            .write(to: URL(fileURLWithPath: "\(data)/train/\(Self.classes[0])/3.png"))
+        let data = try makeDistributedDatasetWithABadImage()
         let out = try temporaryFolder("dist-strict-by-hand") + "/run"
         let arguments = trainArguments(data: data, out: out, batchSize: 4) + ["--on-bad-image", "fail", "--threads", "1"]
         let started = Date()
