@@ -40,10 +40,10 @@ public enum MemoryEstimate {
         return overflow ? nil : total
     }
 
-    /// Throws when `imagePipelineBytes` exceeds half of this machine's physical memory (the model's
-    /// weights and activations need the rest).
+    /// Throws when `imagePipelineBytes` exceeds half of `memory`, the memory this process may use (the
+    /// model's weights and activations need the rest).
     public static func checkImagePipeline(preprocessing p: Preprocessing, batchSize: Int, workers: Int = 1,
-                                          prefetch: Int = 2, memory: Int = Runtime.physicalMemory) throws {
+                                          prefetch: Int = 2, memory: Int = Runtime.usableMemory) throws {
         let bytes = imagePipelineBytes(preprocessing: p, batchSize: batchSize, workers: workers, prefetch: prefetch)
         let budget = memory / 2
         guard let bytes, bytes <= budget else {
@@ -51,7 +51,7 @@ public enum MemoryEstimate {
             throw DataError.invalidDataset(
                 "batches of \(batchSize) image\(batchSize == 1 ? "" : "s") at \(p.cropSize)×\(p.cropSize) px "
                 + "(resized to \(p.resizeSize) px first) need about \(needed) of memory for the input pipeline alone, "
-                + "more than half of this machine's \(format(memory)); use a smaller input size or batch size")
+                + "more than half of \(Runtime.describeUsableMemory(format(memory))); use a smaller input size or batch size")
         }
     }
 

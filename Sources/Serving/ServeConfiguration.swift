@@ -47,7 +47,7 @@ public struct ServeConfiguration: Sendable {
     /// How long a predict request may take, in milliseconds, before 504.
     public var requestTimeoutMilliseconds = 30_000.0
     /// Images decoded and preprocessed at once, on worker threads.
-    public var decodeWorkers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    public var decodeWorkers = Runtime.coreCount
     /// When set, every route but `/healthz` requires `Authorization: Bearer <apiKey>`.
     public var apiKey: String?
     /// The `top_k` of a request that does not say.
@@ -97,7 +97,7 @@ public struct ServeConfiguration: Sendable {
                   + "got \(requestTimeoutMilliseconds)")
         // Each worker holds a decoded image: 10⁶ passed here and was blamed on --max-batch-size at load.
         try check((1...Runtime.maxThreads).contains(decodeWorkers),
-                  "--decode-workers must be 1 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores, at least 8), "
+                  "--decode-workers must be 1 to \(Runtime.maxThreads) (4 × \(Runtime.coresDescription), at least 8), "
                   + "got \(decodeWorkers)")
         try check(apiKey.map { !$0.isEmpty } ?? true, "--api-key (or FINETUNE_API_KEY) must not be empty")
     }

@@ -45,7 +45,7 @@ final class ServedModel: @unchecked Sendable {
     /// The warm-up batch is a full batch: one the memory cannot hold crashed the server (the input
     /// pipeline), or asked LibTorch for tens of GB (the forward pass). Checked at load and at reload.
     static func checkMemory(_ predictor: Predictor, name: String, batchSize: Int, workers: Int,
-                            memory: Int = Runtime.physicalMemory) throws {
+                            memory: Int = Runtime.usableMemory) throws {
         do {
             try MemoryEstimate.checkImagePipeline(preprocessing: predictor.preprocessing, batchSize: batchSize, workers: workers,
                                                   memory: memory)
@@ -60,10 +60,10 @@ final class ServedModel: @unchecked Sendable {
         }
     }
 
-    /// Throws when a forward pass of `batchSize` images would need more than half of this machine's
-    /// memory: about three times the largest layer output (a layer's input, its output and a
+    /// Throws when a forward pass of `batchSize` images would need more than half of `memory` (the
+    /// memory this process may use): about three times the largest layer output (a layer's input, its output and a
     /// workspace), measured with one image (`ModelSummary`), times the batch.
-    static func checkForwardPass(_ predictor: Predictor, batchSize: Int, memory: Int = Runtime.physicalMemory) throws {
+    static func checkForwardPass(_ predictor: Predictor, batchSize: Int, memory: Int = Runtime.usableMemory) throws {
         let side = predictor.preprocessing.cropSize
         let summary = try ModelSummary(predictor.model, inputShape: [1, 3, side, side])
         let largest = summary.rows.compactMap { $0.outputShape?.reduce(1, *) }.max() ?? 0
@@ -71,7 +71,7 @@ final class ServedModel: @unchecked Sendable {
         guard overflow || bytes > memory / 2 else { return }
         throw ServingError.badConfiguration("a batch of \(batchSize) images at \(side) px needs about "
             + (overflow ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes))
-            + " for the forward pass, more than half of this machine's \(MemoryEstimate.format(memory)); use a smaller batch")
+            + " for the forward pass, more than half of \(Runtime.describeUsableMemory(MemoryEstimate.format(memory))); use a smaller batch")
     }
 
     /// A predictor for `source`, running in `precision` (`.auto` resolved for its model) and decoding

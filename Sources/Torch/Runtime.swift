@@ -36,27 +36,43 @@ public enum Runtime {
     ///   cores only slows LibTorch down, and tens of thousands of them hang the process.
     public static func setNumThreads(_ n: Int) throws {
         guard n >= 1, n <= maxThreads else {
-            throw TorchError("thread count \(n) is out of range: give 1 to \(maxThreads) "
-                + "(4 × this machine's \(coreCount) cores)")
+            throw TorchError("thread count \(n) is out of range: give 1 to \(maxThreads) (4 × \(coresDescription))")
         }
         try check(ct_set_num_threads(Int32(n)))
     }
 
-    /// The cores this process may use.
-    public static var coreCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// The cores this process may use: the machine's, at most its CPU affinity and its control
+    /// groups' CPU quota allow (`ProcessResources`).
+    public static var coreCount: Int { ProcessResources.current.cores }
+
+    /// `coreCount` in words, for messages: "this machine's 8 cores", or "the 2 cores this process may
+    /// use under its CPU affinity or control group's quota".
+    public static var coresDescription: String {
+        let count = "\(coreCount) core\(coreCount == 1 ? "" : "s")"
+        return ProcessResources.current.coresAreLimited
+            ? "the \(count) this process may use under its CPU affinity or control group's quota" : "this machine's \(count)"
+    }
 
     /// The most intra-op threads (and, by the same rule, data-loading workers) worth asking for:
     /// 4 × the cores, at least 8.
     public static var maxThreads: Int { max(8, 4 * coreCount) }
 
-    /// The machine's physical memory in bytes (what allocation estimates are checked against).
-    public static var physicalMemory: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory) }
+    /// The memory this process may use, in bytes (what allocation estimates are checked against): the
+    /// machine's physical memory, at most its control groups' limit (`ProcessResources`).
+    public static var usableMemory: Int { ProcessResources.current.memoryBytes }
 
-    /// Uses every available core for intra-op parallelism unless `OMP_NUM_THREADS` says otherwise.
+    /// `usableMemory` in words, given as `formatted` ("24.1 GB"): "this machine's 24.1 GB", or "the
+    /// 4.3 GB this process may use under its control group's limit".
+    public static func describeUsableMemory(_ formatted: String) -> String {
+        ProcessResources.current.memoryIsLimited
+            ? "the \(formatted) this process may use under its control group's limit" : "this machine's \(formatted)"
+    }
+
+    /// Uses every core this process may use for intra-op parallelism unless `OMP_NUM_THREADS` says otherwise.
     /// (Debian's LibTorch 1.13 starts with a single thread even on multi-core machines.)
     public static func useAvailableCores() {
         if ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] != nil { return }
-        _ = ct_set_num_threads(Int32(max(1, ProcessInfo.processInfo.activeProcessorCount)))
+        _ = ct_set_num_threads(Int32(coreCount))
     }
 
     /// Makes the C allocator keep freed memory for reuse (glibc: no `mmap` per large block, no

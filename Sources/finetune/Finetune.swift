@@ -180,7 +180,8 @@ struct InfoCommand: ParsableCommand {
                           ompWaitPolicy: getenv("OMP_WAIT_POLICY").map { String(cString: $0) } ?? "default",
                           gompSpinCount: getenv("GOMP_SPINCOUNT").map { String(cString: $0) } ?? "default",
                           mklCBWR: getenv("MKL_CBWR").map { String(cString: $0) } ?? "default",
-                          retainsFreedMemory: Runtime.retainsFreedMemory, cpuKernels: Runtime.cpuCapability)
+                          retainsFreedMemory: Runtime.retainsFreedMemory, cpuKernels: Runtime.cpuCapability,
+                          cores: Runtime.coreCount, memoryBytes: Runtime.usableMemory)
         if json {
             printEncodedJSON(info)
         } else {
@@ -200,17 +201,21 @@ struct InfoCommand: ParsableCommand {
         var mklCBWR: String
         var retainsFreedMemory: Bool
         var cpuKernels: String
+        /// The cores and memory this process may use (CPU affinity and control-group limits applied).
+        var cores: Int
+        var memoryBytes: Int
 
         enum CodingKeys: String, CodingKey {
             case libtorch, threads, cudaDevices = "cuda_devices", mps, defaultDevice = "default_device"
             case ompWaitPolicy = "omp_wait_policy", gompSpinCount = "gomp_spincount", mklCBWR = "mkl_cbwr"
-            case retainsFreedMemory = "retains_freed_memory", cpuKernels = "cpu_kernels"
+            case retainsFreedMemory = "retains_freed_memory", cpuKernels = "cpu_kernels", cores, memoryBytes = "memory_bytes"
         }
 
         var lines: [(CodingKeys, String)] {
             [(.libtorch, libtorch), (.threads, String(threads)), (.cudaDevices, String(cudaDevices)), (.mps, String(mps)),
              (.defaultDevice, defaultDevice), (.ompWaitPolicy, ompWaitPolicy), (.gompSpinCount, gompSpinCount),
-             (.mklCBWR, mklCBWR), (.retainsFreedMemory, String(retainsFreedMemory)), (.cpuKernels, cpuKernels)]
+             (.mklCBWR, mklCBWR), (.retainsFreedMemory, String(retainsFreedMemory)), (.cpuKernels, cpuKernels),
+             (.cores, String(cores)), (.memoryBytes, String(memoryBytes))]
         }
     }
 }

@@ -101,11 +101,11 @@ func printLine(_ text: String) {
     print(StandardStreams.displayable(text))
 }
 
-/// `--threads N` (1 to `Runtime.maxThreads`), or every available core when not given.
+/// `--threads N` (1 to `Runtime.maxThreads`), or every core this process may use when not given.
 func applyThreads(_ threads: Int?) throws {
     guard let threads else { Runtime.useAvailableCores(); return }
     guard (1...Runtime.maxThreads).contains(threads) else {
-        throw ValidationError("--threads must be 1 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores), got \(threads)")
+        throw ValidationError("--threads must be 1 to \(Runtime.maxThreads) (4 × \(Runtime.coresDescription)), got \(threads)")
     }
     try Runtime.setNumThreads(threads)
 }
@@ -113,7 +113,7 @@ func applyThreads(_ threads: Int?) throws {
 /// `--workers N` (0 to `Runtime.maxThreads`).
 func checkWorkers(_ workers: Int) throws {
     guard (0...Runtime.maxThreads).contains(workers) else {
-        throw ValidationError("--workers must be 0 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores), got \(workers)")
+        throw ValidationError("--workers must be 0 to \(Runtime.maxThreads) (4 × \(Runtime.coresDescription)), got \(workers)")
     }
 }
 

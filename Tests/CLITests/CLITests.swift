@@ -143,6 +143,48 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(info["threads"] as? Int ?? 0, 1)
     }
 
+    /// A CPU affinity (`taskset`) and a control group's CPU quota and memory limit (a container's
+    /// `--cpus` and `--memory`) bound the cores finetune uses and the memory it checks estimates
+    /// against. Foundation reports the machine's on Linux: LibTorch ran a thread per machine core, and
+    /// memory checks passed where the container's limit then killed the process.
+    func testACPUAffinityAndAControlGroupsLimitsAreHonoured() throws {
+        #if os(Linux)
+        func info(_ script: String) throws -> [String: Any] {
+            let r = try Self.run(shell: script, [])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try r.json(XCTUnwrap(r.lines.first))
+        }
+        let machine = ProcessInfo.processInfo.activeProcessorCount
+        try XCTSkipIf(machine < 2, "one core: no affinity or quota can leave fewer")
+        XCTAssertEqual(try info(#"exec taskset -c 0 "$0" info --json"#)["cores"] as? Int, 1)
+        let pinned = try Self.run(shell: #"exec taskset -c 0 "$0" predict /nonexistent x.jpg --threads 9"#, [])
+        XCTAssertTrue(pinned.stderr.contains("--threads must be 1 to 8 (4 × the 1 core this process may use under its CPU "
+                                             + "affinity or control group's quota), got 9"), pinned.stderr)
+        // cgroup v1 controllers, as a container runtime sets them (root, with the hierarchies writable).
+        let fm = FileManager.default
+        let cpuRoot = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"].first { fm.fileExists(atPath: $0 + "/cpu.cfs_quota_us") }
+        let memoryRoot = "/sys/fs/cgroup/memory"
+        guard let cpuRoot, fm.fileExists(atPath: memoryRoot + "/memory.limit_in_bytes"), fm.isWritableFile(atPath: cpuRoot),
+              fm.isWritableFile(atPath: memoryRoot) else {
+            throw XCTSkip("no writable cgroup v1 cpu and memory hierarchies here (the parsing is tested in ProcessResourcesTests)")
+        }
+        let name = "finetune-test-\(UUID().uuidString)"
+        let (cpu, memory) = (cpuRoot + "/" + name, memoryRoot + "/" + name)
+        try fm.createDirectory(atPath: cpu, withIntermediateDirectories: false)
+        defer { rmdir(cpu) }
+        try fm.createDirectory(atPath: memory, withIntermediateDirectories: false)
+        defer { rmdir(memory) }
+        try "100000".write(toFile: cpu + "/cpu.cfs_period_us", atomically: false, encoding: .utf8)
+        try "50000".write(toFile: cpu + "/cpu.cfs_quota_us", atomically: false, encoding: .utf8)  // half a CPU
+        try String(1 << 30).write(toFile: memory + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+        let limited = try info(#"echo $$ > \#(cpu)/cgroup.procs && echo $$ > \#(memory)/cgroup.procs && exec "$0" info --json"#)
+        XCTAssertEqual(limited["cores"] as? Int, 1)
+        XCTAssertEqual(limited["memory_bytes"] as? Int, 1 << 30)
+        let refused = try Self.run(shell: #"echo $$ > \#(cpu)/cgroup.procs && exec "$0" predict /nonexistent x.jpg --threads 9"#, [])
+        XCTAssertTrue(refused.stderr.contains("the 1 core this process may use"), refused.stderr)
+        #endif
+    }
+
     /// Without OMP_WAIT_POLICY, finetune gives itself PASSIVE waiting and a short spin count before
     /// LibTorch's OpenMP reads them, in one process (it re-executed itself until 2026-12-07, loading
     /// LibTorch twice); a policy or spin count the user chose is left alone.

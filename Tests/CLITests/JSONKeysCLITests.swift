@@ -244,6 +244,7 @@ final class JSONKeysCLITests: XCTestCase {
     static let info: Set<String> = [
         "cpu_kernels: string", "cuda_devices: number", "default_device: string", "libtorch: string", "mps: bool",
         "gomp_spincount: string", "mkl_cbwr: string", "omp_wait_policy: string", "retains_freed_memory: bool", "threads: number",
+        "cores: number", "memory_bytes: number",  // added 2026-12-07
     ]
 
     static let summary: Set<String> = [

@@ -1,6 +1,7 @@
 import AtomicFiles
 import Foundation
 import Hashing
+import Torch
 
 /// The engine of `finetune convert cifar10|cifar100|mnist|fashion-mnist SRC DST`: writes a dataset
 /// as class folders of PNGs that `ImageFolderDataset.splits(root:)` reads back:
@@ -363,7 +364,7 @@ public enum ConvertDataset {
         let samples = dataset.samples
         let total = samples.count
         let chunk = 512
-        let workers = options.workers > 0 ? options.workers : ProcessInfo.processInfo.activeProcessorCount
+        let workers = options.workers > 0 ? options.workers : Runtime.coreCount
         var done = 0
         while done < total {
             if options.shouldStop?() == true { throw Interrupted(destination: (directory as NSString).deletingLastPathComponent) }

@@ -502,15 +502,15 @@ public enum FeatureCache {
     }
 
     /// views × samples × width, after checking that this many floats, held twice (array and tensor),
-    /// fit in half of this machine's memory.
+    /// fit in half of the memory this process may use (`Runtime.usableMemory`).
     static func checkMemory(views: Int, samples n: Int, width: Int) throws -> Int {
         let (count, overflow) = views.multipliedReportingOverflow(by: n * width)
         let (bytes, overflow2) = count.multipliedReportingOverflow(by: 2 * MemoryLayout<Float>.size)
-        if overflow || overflow2 || bytes > Runtime.physicalMemory / 2 {
+        if overflow || overflow2 || bytes > Runtime.usableMemory / 2 {
             let needed = overflow || overflow2 ? "more than \(MemoryEstimate.format(Int.max))" : MemoryEstimate.format(bytes)
             throw TrainingError.invalidConfiguration(
                 "caching \(views) view\(views == 1 ? "" : "s") of \(n) images × \(width) features needs about \(needed) "
-                + "of memory, more than half of this machine's \(MemoryEstimate.format(Runtime.physicalMemory)); "
+                + "of memory, more than half of \(Runtime.describeUsableMemory(MemoryEstimate.format(Runtime.usableMemory))); "
                 + (views > 1 ? "cache fewer augmented views, or " : "") + "train without the cache (--feature-cache off)")
         }
         return count

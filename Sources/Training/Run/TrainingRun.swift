@@ -383,7 +383,7 @@ public final class TrainingRun {
         guard options.epochs >= 1 else { throw bad("epochs", "must be at least 1") }
         guard options.batchSize >= 1 else { throw bad("batchSize", "must be at least 1") }
         guard (0...Runtime.maxThreads).contains(options.workers) else {
-            throw bad("workers", "must be 0 to \(Runtime.maxThreads) (4 × this machine's \(Runtime.coreCount) cores)")
+            throw bad("workers", "must be 0 to \(Runtime.maxThreads) (4 × \(Runtime.coresDescription))")
         }
         if let v = options.valSplit, !(v > 0 && v < 1) { throw bad("valSplit", "must be between 0 and 1") }
         if let n = options.limitPerClass, n < 1 { throw bad("limitPerClass", "must be at least 1") }
