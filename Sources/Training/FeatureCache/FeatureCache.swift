@@ -364,8 +364,7 @@ public enum FeatureCache {
         try prepareDirectory(directory, views: views, samples: n, width: width)
         var valid = [Bool](repeating: false, count: n)
         var skipped = SkippedFiles()
-        try writeFile(path, key: key, description: description, views: views, samples: n, width: width) { write in
-            try withoutActuallyEscaping(write) { append in
+        try writeFile(path, key: key, description: description, views: views, samples: n, width: width) { write in try withoutActuallyEscaping(write) { append in
             let zeros = [Float](repeating: 0, count: width)
             var next = 0, currentView = 0  // the next row of the file, and its view
             func pad(to index: Int) throws {  // rows of samples that could not be loaded stay zero

@@ -64,10 +64,11 @@ public struct FeatureCacheFolderError: Error, CustomStringConvertible, Equatable
 /// size or age (`finetune cache prune`).
 ///
 /// **Only finetune's files are touched.** A cache is a file named `<64 hex digits>.safetensors` whose
-/// header says `format: finetune-feature-cache-2` (or an earlier version) with the same key; a leftover is the hidden temporary
-/// file of an atomic write of such a name, `.<key>.safetensors.<pid>.<n>.tmp`, whose process no longer
-/// runs and which nothing is writing (the writer holds a lock on it, seen from another PID namespace
-/// too). Anything else in the folder is left alone and counted in `otherFiles`.
+/// header says `format: finetune-feature-cache-2` (or an earlier version) with the same key; a
+/// leftover is the hidden temporary file of an atomic write of such a name,
+/// `.<key>.safetensors.<pid>.<n>.tmp`, whose process no longer runs and which nothing is writing (the
+/// writer holds a lock on it, seen from another PID namespace too). Anything else in the folder is
+/// left alone and counted in `otherFiles`.
 ///
 /// Removing a cache is safe while runs go on: a run that has mapped it keeps its pages (the file
 /// lives on until unmapped); a run that looks for it afterwards computes it again.
