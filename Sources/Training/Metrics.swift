@@ -197,6 +197,16 @@ public struct ClassificationMetrics {
         inputForm = nil
     }
 
+    /// The most class names a note lists; the rest are counted ("… and 2,990 more"). With thousands of
+    /// classes a note listed every one of them, on one line of tens of kilobytes.
+    public static let namesPerNote = 20
+
+    /// `names` joined with commas, at most `namesPerNote` of them.
+    static func list(_ names: [String]) -> String {
+        guard names.count > namesPerNote else { return names.joined(separator: ", ") }
+        return names.prefix(namesPerNote).joined(separator: ", ") + " … and \(names.count - namesPerNote) more"
+    }
+
     /// The confusion matrix so far (rows true, columns predicted).
     public var confusionMatrix: [[Int]] {
         (0..<classCount).map { Array(confusion[($0 * classCount)..<($0 * classCount + classCount)]) }
@@ -242,16 +252,16 @@ public struct ClassificationMetrics {
         }
         if !precisionUndefined.isEmpty {
             notes.append("precision is ill-defined and set to 0 for classes with no predicted samples: "
-                + precisionUndefined.joined(separator: ", "))
+                + Self.list(precisionUndefined))
         }
         if !recallUndefined.isEmpty {
             notes.append("recall is ill-defined and set to 0 for classes with no true samples: "
-                + recallUndefined.joined(separator: ", "))
+                + Self.list(recallUndefined))
         }
         let excluded = (0..<c).filter { !included.contains($0) }
         if !excluded.isEmpty && sampleCount > 0 {
             notes.append("classes absent from both labels and predictions are left out of the averages: "
-                + excluded.map { classNames[$0] }.joined(separator: ", "))
+                + Self.list(excluded.map { classNames[$0] }))
         }
 
         func average(weighted: Bool) -> AverageReport {
@@ -402,6 +412,24 @@ public struct EvaluationReport: Codable, Equatable {
     /// Warnings and skipped computations, in words.
     public var notes: [String]
 
+    /// The most classes whose confusion matrix `rendered` prints whole (numpy elides arrays of more than
+    /// 1,000 entries, about 31 × 31); above it prints the most confused pairs. `confusionMatrix` is
+    /// always whole.
+    public static let renderedMatrixClassLimit = 30
+
+    /// The off-diagonal cells of `confusionMatrix` that are not 0, as (true, predicted) class indices,
+    /// most frequent first (ties: by class order): fastai's `most_confused`.
+    public var mostConfused: [(actual: Int, predicted: Int, count: Int)] { Self.mostConfused(in: confusionMatrix) }
+
+    /// `mostConfused` of any confusion matrix (rows true, columns predicted).
+    public static func mostConfused(in matrix: [[Int]]) -> [(actual: Int, predicted: Int, count: Int)] {
+        var pairs: [(actual: Int, predicted: Int, count: Int)] = []
+        for (i, row) in matrix.enumerated() {
+            for (j, n) in row.enumerated() where i != j && n > 0 { pairs.append((i, j, n)) }
+        }
+        return pairs.sorted { $0.count != $1.count ? $0.count > $1.count : ($0.actual, $0.predicted) < ($1.actual, $1.predicted) }
+    }
+
     /// The headline numbers under stable names, for loggers: `loss`, `accuracy`, `top5_accuracy`,
     /// `auc` (binary) or `macro_auc`, `macro_precision`, `macro_recall`, `macro_f1`, `weighted_f1`.
     public var scalars: [String: Double] {
@@ -453,14 +481,27 @@ public struct EvaluationReport: Codable, Equatable {
                 + " " + pad("\(avg.support)", column) + "\n"
         }
 
-        // Confusion matrix.
-        out += "\nconfusion matrix (rows: true, columns: predicted)\n"
-        let cellWidth = Swift.max(classNames.map(\.count).max() ?? 1,
-                                  confusionMatrix.joined().map { "\($0)".count }.max() ?? 1)
-        let labelWidth = Swift.max(classNames.map(\.count).max() ?? 1, 4)
-        out += pad("", labelWidth) + classNames.map { " " + pad($0, cellWidth) }.joined() + "\n"
-        for (name, row) in zip(classNames, confusionMatrix) {
-            out += pad(name, labelWidth) + row.map { " " + pad("\($0)", cellWidth) }.joined() + "\n"
+        // Confusion matrix: whole up to `renderedMatrixClassLimit` classes, else its largest off-diagonal cells.
+        if classNames.count > Self.renderedMatrixClassLimit {
+            let pairs = mostConfused.prefix(20)
+            out += "\nmost confused pairs (\(classNames.count) classes are too many to print the confusion matrix)\n"
+            let trueWidth = Swift.max(pairs.map { classNames[$0.actual].count }.max() ?? 0, "true".count)
+            let predictedWidth = Swift.max(pairs.map { classNames[$0.predicted].count }.max() ?? 0, "predicted as".count)
+            out += pad("true", trueWidth, right: false) + "  " + pad("predicted as", predictedWidth, right: false) + "  images\n"
+            for p in pairs {
+                out += pad(classNames[p.actual], trueWidth, right: false) + "  "
+                    + pad(classNames[p.predicted], predictedWidth, right: false) + "  " + pad("\(p.count)", "images".count) + "\n"
+            }
+            if pairs.isEmpty { out += "(none: no sample was misclassified)\n" }
+        } else {
+            out += "\nconfusion matrix (rows: true, columns: predicted)\n"
+            let cellWidth = Swift.max(classNames.map(\.count).max() ?? 1,
+                                      confusionMatrix.joined().map { "\($0)".count }.max() ?? 1)
+            let labelWidth = Swift.max(classNames.map(\.count).max() ?? 1, 4)
+            out += pad("", labelWidth) + classNames.map { " " + pad($0, cellWidth) }.joined() + "\n"
+            for (name, row) in zip(classNames, confusionMatrix) {
+                out += pad(name, labelWidth) + row.map { " " + pad("\($0)", cellWidth) }.joined() + "\n"
+            }
         }
         if !notes.isEmpty {
             out += "\nnotes:\n" + notes.map { "- \($0)\n" }.joined()

@@ -158,11 +158,18 @@ public enum Plots {
 
     // MARK: - Confusion matrix
 
+    /// The most classes `confusionMatrix` draws as a matrix. A cell is at least 4 px, so 1,000 classes
+    /// made a 4,000 px square of a million cells (150 MB of SVG); 3,000 classes 1.1 GB, and 8 GB of
+    /// memory to make it (2026-12-07).
+    public static let matrixClassLimit = 100
+
     /// A heat map of a confusion matrix (rows: true class, columns: predicted class). Cells are
     /// shaded by the fraction of their row (per-class recall) and show the counts when large enough.
+    /// Above `matrixClassLimit` classes, a bar chart of its 20 most confused (true, predicted) pairs.
     public static func confusionMatrix(_ matrix: [[Int]], classNames: [String],
                                        title: String = "Confusion matrix") -> String {
         let n = matrix.count
+        guard n <= matrixClassLimit else { return mostConfused(matrix, classNames: classNames, title: title) }
         let names = classNames.count == n ? classNames : (0..<n).map(String.init)
         let cell = Swift.min(60, Swift.max(4, 600 / Double(Swift.max(n, 1)))).rounded(.down)
         let showCounts = cell >= 18, showLabels = cell >= 10
@@ -271,6 +278,36 @@ public enum Plots {
         guard head.hasPrefix(prologue), lines.count == 5, lines[2].hasPrefix("<title>"), lines[2].hasSuffix("</title>"),
               lines[3] == "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>", lines[4].hasPrefix(following) else { return false }
         return title.map { lines[2] == "<title>\(escape($0))</title>" } ?? true
+    }
+
+    /// The 20 largest off-diagonal cells of a confusion matrix as horizontal bars, "true → predicted",
+    /// with each count and its share of the true class's images.
+    static func mostConfused(_ matrix: [[Int]], classNames: [String], title: String) -> String {
+        let shown = EvaluationReport.mostConfused(in: matrix).prefix(20)
+        let names = classNames.count == matrix.count ? classNames : (0..<matrix.count).map(String.init)
+        let labels = shown.map { "\(names[$0.actual]) → \(names[$0.predicted])" }
+        let labelSpace = Double(min(60, labels.map(\.count).max() ?? 10)) * 6.5 + 16
+        let barSpace = 320.0, rowHeight = 20.0, top = 66.0
+        let width = Int(labelSpace + barSpace + 110), height = Int(top + rowHeight * Double(max(1, shown.count)) + 20)
+        var svg = header(width: width, height: height, title: title)
+        svg += text(Double(width) / 2, 24, title, size: 16, anchor: "middle", weight: "bold")
+        svg += text(Double(width) / 2, 44, "\(matrix.count) classes: the \(shown.count) most confused pairs (true → predicted)",
+                    anchor: "middle", fill: "#555555")
+        let most = Double(shown.first?.count ?? 1)
+        for (k, (pair, label)) in zip(shown, labels).enumerated() {
+            let y = top + Double(k) * rowHeight
+            let support = max(1, matrix[pair.actual].reduce(0, +))
+            let length = max(1, barSpace * Double(pair.count) / most)
+            let shortened = label.count > 60 ? String(label.prefix(59)) + "…" : label
+            svg += text(labelSpace - 8, y + 14, shortened, anchor: "end")
+            svg += "<rect x=\"\(f(labelSpace))\" y=\"\(f(y + 3))\" width=\"\(f(length))\" height=\"\(f(rowHeight - 6))\" "
+                + "fill=\"\(blues(0.35 + 0.65 * Double(pair.count) / most))\"/>\n"
+            svg += text(labelSpace + length + 6, y + 14,
+                        "\(pair.count) (\(String(format: "%.1f", 100 * Double(pair.count) / Double(support)))% of \(names[pair.actual]))",
+                        size: 10)
+        }
+        if shown.isEmpty { svg += text(labelSpace, top + 14, "No image was misclassified.") }
+        return svg + "</svg>\n"
     }
 
     static func header(width: Int, height: Int, title: String) -> String {

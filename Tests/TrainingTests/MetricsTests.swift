@@ -308,6 +308,38 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(many.report().notes.contains { $0.contains("aucClassLimit") })
     }
 
+    /// With more classes than `renderedMatrixClassLimit` the text report lists the most confused pairs
+    /// instead of the matrix, and a note names at most `namesPerNote` classes: with 3,000 classes
+    /// `evaluate` printed 54 MB (a matrix line of 18 kB per class, a note of 24 kB).
+    func testManyClassesPrintTheMostConfusedPairsAndShortNotes() throws {
+        let n = 40
+        var metrics = try ClassificationMetrics(classCount: n, classNames: (0..<n).map { "class\($0)" })
+        // Every sample of class i is predicted as class (i + 1) % n, and class 3's twice as often.
+        var labels: [Int64] = [], logits: [Float] = []
+        for i in 0..<n {
+            for _ in 0..<(i == 3 ? 2 : 1) {
+                labels.append(Int64(i))
+                logits += (0..<n).map { $0 == (i + 1) % n ? 5 : 0 }
+            }
+        }
+        try metrics.update(logits: try Tensor(logits, shape: [labels.count, n]), labels: try Tensor(labels))
+        let report = metrics.report()
+        XCTAssertEqual(report.mostConfused.first.map { [$0.actual, $0.predicted, $0.count] }, [3, 4, 2])
+        XCTAssertEqual(report.mostConfused.count, n)
+        let text = report.rendered()
+        XCTAssertFalse(text.contains("confusion matrix (rows"), text)
+        XCTAssertTrue(text.contains("most confused pairs (40 classes are too many to print the confusion matrix)\n"), text)
+        XCTAssertTrue(text.contains("\nclass3   class4             2\n"), text)
+        XCTAssertEqual(text.components(separatedBy: "\n").filter { $0.hasPrefix("class") && $0.hasSuffix("      1") }.count, 19)
+        // Everything predicted as class 0: 39 classes were never predicted.
+        var constant = try ClassificationMetrics(classCount: n, classNames: (0..<n).map { "class\($0)" })
+        try constant.update(logits: try Tensor((0..<n).flatMap { _ in (0..<n).map { Float($0 == 0 ? 5 : 0) } }, shape: [n, n]),
+                            labels: try Tensor((0..<n).map { Int64($0) }))
+        let note = try XCTUnwrap(constant.report().notes.first { $0.hasPrefix("precision is ill-defined") })
+        XCTAssertTrue(note.hasSuffix(": class1, class2, class3, class4, class5, class6, class7, class8, class9, class10, class11, "
+                                     + "class12, class13, class14, class15, class16, class17, class18, class19, class20 … and 19 more"), note)
+    }
+
     func testReportCodableAndRendering() throws {
         var metrics = try ClassificationMetrics(classCount: 3, classNames: ["cat", "dog", "owl"])
         try metrics.update(probabilities: try floats(probabilities), labels: try labels(y), loss: 0.25)

@@ -76,9 +76,29 @@ final class PlotTests: XCTestCase {
         XCTAssertTrue(svg.contains("fill=\"#08306b\""))  // 9 of 9
         XCTAssertTrue(svg.contains("fill=\"#f7fbff\""))  // 0
         // Many classes: no counts or labels, still well-formed.
-        let big = (0..<200).map { i in (0..<200).map { $0 == i ? 3 : 0 } }
-        let bigXML = parse(Plots.confusionMatrix(big, classNames: (0..<200).map { "c\($0)" }))
+        let big = (0..<Plots.matrixClassLimit).map { i in (0..<Plots.matrixClassLimit).map { $0 == i ? 3 : 0 } }
+        let bigXML = parse(Plots.confusionMatrix(big, classNames: (0..<Plots.matrixClassLimit).map { "c\($0)" }))
         XCTAssertFalse(bigXML.text.contains("|c17|"))
+        XCTAssertEqual(zip(bigXML.elements, bigXML.attributes).filter { $0.0 == "rect" && $0.1["fill"]?.hasPrefix("#") == true }.count,
+                       100 * 100 + 1)
+    }
+
+    /// Above `matrixClassLimit` classes the matrix is too many cells to draw (3,000 classes made a
+    /// 1.1 GB SVG in 8 GB of memory): the chart shows the most confused pairs instead.
+    func testManyClassesGetTheMostConfusedPairs() {
+        let n = 3_000
+        var matrix = (0..<n).map { i in [Int](repeating: 0, count: n).enumerated().map { $0.offset == i ? 2 : $0.element } }
+        matrix[7][8] = 5
+        matrix[9][1] = 3
+        let svg = Plots.confusionMatrix(matrix, classNames: (0..<n).map { "c\($0)" }, title: "Confusion matrix (validation)")
+        XCTAssertLessThan(svg.utf8.count, 20_000)
+        let xml = parse(svg)
+        for label in ["|c7 → c8|", "|c9 → c1|", "|5 (71.4% of c7)|", "|3000 classes: the 2 most confused pairs (true → predicted)|",
+                      "|Confusion matrix (validation)|"] {
+            XCTAssertTrue(xml.text.contains(label), label)
+        }
+        XCTAssertTrue(parse(Plots.confusionMatrix((0..<101).map { i in (0..<101).map { $0 == i ? 1 : 0 } },
+                                                  classNames: (0..<101).map { "c\($0)" })).text.contains("|No image was misclassified.|"))
     }
 
     func testWritingIsAtomicAndCurvesPerMetric() throws {

@@ -139,13 +139,4 @@ public struct RunReport {
         made.evaluationPrecision = precision
         return made
     }
-
-    /// The most confused (true, predicted) pairs, most frequent first (ties: by class order), at most `limit`.
-    public var mostConfused: [(actual: Int, predicted: Int, count: Int)] {
-        var pairs: [(actual: Int, predicted: Int, count: Int)] = []
-        for (i, row) in evaluation.confusionMatrix.enumerated() {
-            for (j, n) in row.enumerated() where i != j && n > 0 { pairs.append((i, j, n)) }
-        }
-        return pairs.sorted { $0.count != $1.count ? $0.count > $1.count : ($0.actual, $0.predicted) < ($1.actual, $1.predicted) }
-    }
 }

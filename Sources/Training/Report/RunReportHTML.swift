@@ -117,7 +117,7 @@ extension RunReport {
 
     func confusedSection() -> String {
         var s = section("most-confused", "Most confused")
-        let pairs = mostConfused.prefix(10)
+        let pairs = evaluation.mostConfused.prefix(10)
         if pairs.isEmpty { return s + "<p>No image was misclassified.</p>\n</section>\n" }
         s += "<table>\n<tr><th class=\"l\">true</th><th class=\"l\">predicted as</th><th>images</th><th>of the class</th></tr>\n"
         let names = evaluation.classNames
