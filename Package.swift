@@ -189,6 +189,7 @@ let package = Package(
                                                 .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "HTTPTypes", package: "swift-http-types"),
                                                 .product(name: "NIOCore", package: "swift-nio"),
+                                                .product(name: "NIOPosix", package: "swift-nio"),
                                                 .product(name: "NIOHTTP1", package: "swift-nio"),
                                                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras")]),
         // What the command-line tool does before any library it links starts (OpenMP's waiting policy).

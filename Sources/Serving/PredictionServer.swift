@@ -4,7 +4,9 @@ import Hummingbird
 import ImagePreprocessing
 import Logging
 import NIOCore
+import NIOPosix
 import NIOHTTP1
+import Torch
 import Training
 
 /// `finetune serve`: the models of a `ServeConfiguration` behind an HTTP API on Hummingbird 2.
@@ -43,8 +45,10 @@ public final class PredictionServer: @unchecked Sendable {
     /// Serves until SIGTERM or SIGINT, then stops accepting, answers the requests in flight, lets the
     /// inference loops finish and returns. `onListening` gets the bound address (with the real port
     /// when the configuration asked for port 0); the models warm up after that, and `/readyz` says
-    /// when they have.
+    /// when they have. The process's soft open-file limit is raised to its hard limit first, and a
+    /// limit that leaves no descriptor for a connection is an error (`checkOpenFileLimit`).
     public func run(onListening: @escaping @Sendable (_ host: String, _ port: Int) -> Void) async throws {
+        try checkOpenFileLimit()
         var logger = Logger(label: "finetune.serve")
         logger.logLevel = .error
         let app = Application(
@@ -227,6 +231,34 @@ public final class PredictionServer: @unchecked Sendable {
             return value
         }
     }
+
+    /// Each connection holds a descriptor. The soft open-file limit is raised to the hard one; then the
+    /// event loops are made (their descriptors count) and what is left is checked: none left is an
+    /// error naming `ulimit -n`, fewer than `fewDescriptors` a warning. With `ulimit -n 16` the server
+    /// said it was listening and ready, and every client waited for an answer that never came
+    /// (accepting failed with EMFILE, silently).
+    func checkOpenFileLimit() throws {
+        guard let limit = ProcessResources.raiseOpenFileLimit() else { return }
+        _ = MultiThreadedEventLoopGroup.singleton.next()  // the event loops Hummingbird runs on
+        guard let open = ProcessResources.openDescriptorCount() else { return }
+        let left = limit.soft - open - Self.descriptorsOfRunning
+        let advice = "raise it (ulimit -n 4096\(limit.hard < 4096 ? ", which needs a hard limit of at least 4096" : ""))"
+        if left < 1 {
+            throw ServingError.badConfiguration("the open-file limit (ulimit -n) is \(limit.soft) and \(open) descriptors "
+                + "are in use before listening: no connection could be accepted; " + advice)
+        }
+        if left < Self.fewDescriptors {
+            log("warning: the open-file limit (ulimit -n) is \(limit.soft) and \(open) descriptors are in use: at most "
+                + "\(left) connection\(left == 1 ? "" : "s") can be open at once; " + advice)
+        }
+    }
+
+    /// Fewer descriptors left than this for connections is warned about.
+    static let fewDescriptors = 64
+
+    /// Descriptors the server opens after `checkOpenFileLimit`: the listening socket and the two
+    /// signal sources of the graceful shutdown (SIGTERM, SIGINT; `/proc/PID/fd` of a running server).
+    static let descriptorsOfRunning = 3
 
     /// The images of a request: the body itself, or the parts of a multipart body.
     func parts(of request: Request, channel: (any Channel)? = nil) async throws -> [MultipartForm.Part] {

@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The cores and memory this process may use: the machine's, less what its CPU affinity (`taskset`,
 /// a cpuset) and its control groups (a container's `--cpus` and `--memory`, Kubernetes' limits; cgroup
@@ -60,6 +65,46 @@ public struct ProcessResources: Equatable, Sendable {
             .flatMap { cpuCount(ofList: String($0.dropFirst("Cpus_allowed_list:".count))) }
     }
     #endif
+
+    /// The open-file limit (`ulimit -n`): `soft` is what applies, `hard` how far it may be raised.
+    public struct OpenFileLimit: Equatable, Sendable {
+        public var soft: Int
+        public var hard: Int
+    }
+
+    /// Raises this process's soft open-file limit to its hard limit (at most 1,048,576, Linux's
+    /// default `nr_open`), as Go's runtime does at start, and returns the limits then in force (nil
+    /// when they cannot be read). A server holds a descriptor per connection: the usual soft limit of
+    /// 1,024 under a hard one of 524,288 stalled clients past about a thousand connections.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> OpenFileLimit? {
+        #if os(Linux)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0 else { return nil }
+        let ceiling = rlim_t(1 << 20)
+        let wanted = min(limit.rlim_max, ceiling)
+        if limit.rlim_cur < wanted {
+            var raised = limit
+            raised.rlim_cur = wanted
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        func int(_ value: rlim_t) -> Int { value > rlim_t(Int.max) ? Int.max : Int(value) }
+        return OpenFileLimit(soft: int(limit.rlim_cur), hard: int(limit.rlim_max))
+    }
+
+    /// The descriptors this process has open (the entries of `/proc/self/fd`; nil where there is none).
+    public static func openDescriptorCount() -> Int? {
+        #if os(Linux)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return nil }
+        return max(0, entries.count - 1)  // less the descriptor that lists the folder
+        #else
+        return nil
+        #endif
+    }
 
     /// The CPUs of a Linux CPU list ("0-3,8,10-11": 7), nil when it is not one.
     static func cpuCount(ofList list: String) -> Int? {

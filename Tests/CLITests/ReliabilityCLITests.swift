@@ -67,6 +67,19 @@ final class ReliabilityCLITests: XCTestCase {
         return folder
     }
 
+    /// A server under an open-file limit too low to accept one connection said it was listening and
+    /// ready, and every client then waited for ever (accepting failed with EMFILE, silently). It now
+    /// refuses to start, naming `ulimit -n` (before the fix this ran until `timeout` stopped it).
+    func testServeUnderAnOpenFileLimitTooLowForAConnectionRefusesToStart() throws {
+        #if os(Linux)
+        let refused = try CLITests.run(shell: #"ulimit -n 16 && exec timeout 20 "$0" serve --arch resnet18 --weights none --port 0"#, [])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("Error: the open-file limit (ulimit -n) is 16 and "), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("no connection could be accepted; raise it (ulimit -n 4096"), refused.stderr)
+        XCTAssertFalse(refused.stdout.contains("listening"), refused.stdout)
+        #endif
+    }
+
     /// Probe AK: on a read-only disk `lr-find --out` ran its whole range test and then failed in
     /// Foundation's words (`Error Domain=NSCocoaErrorDomain Code=642 …`), `train --lr find` ran it before
     /// the run directory failed, and the other outputs failed after their work. Each is now refused

@@ -1,5 +1,8 @@
 @testable import Torch
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `ProcessResources`: the cores and memory a process may use under CPU affinity and control groups,
 /// from `/proc/self/cgroup` and `/proc/self/mountinfo` as hosts and containers write them.
@@ -101,6 +104,24 @@ final class ProcessResourcesTests: XCTestCase {
     }
 
     #if os(Linux)
+    /// A soft open-file limit below the hard one is raised to it (at most 2^20), as Go's runtime does.
+    func testALowSoftOpenFileLimitIsRaisedToTheHardOne() throws {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var before = rlimit()
+        XCTAssertEqual(getrlimit(resource, &before), 0)
+        defer { _ = setrlimit(resource, &before) }
+        var low = before
+        low.rlim_cur = min(before.rlim_max, 64)
+        XCTAssertEqual(setrlimit(resource, &low), 0)
+        let raised = try XCTUnwrap(ProcessResources.raiseOpenFileLimit())
+        let expected = Int(min(before.rlim_max, 1 << 20))
+        XCTAssertEqual(raised.soft, expected)
+        var now = rlimit()
+        XCTAssertEqual(getrlimit(resource, &now), 0)
+        XCTAssertEqual(Int(now.rlim_cur), expected)
+        XCTAssertGreaterThan(try XCTUnwrap(ProcessResources.openDescriptorCount()), 2)
+    }
+
     /// This process's own figures: never more than the machine's, and its affinity read from /proc.
     func testThisProcessesFiguresAreWithinTheMachines() throws {
         let current = ProcessResources.current
