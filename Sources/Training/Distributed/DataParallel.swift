@@ -154,7 +154,8 @@ public final class DataParallel {
     /// same point.
     public func shareOutcome(failure: String?) throws -> SharedOutcome {
         let own: [Int64] = [failure == nil ? 0 : 1, failure.map { Int64(bitPattern: Self.fnv1a($0)) } ?? 0]
-        let all = try gather(own)
+        // Every rank gives two numbers: one all-gather (`gather` would first gather the lengths).
+        let all = try collective("all-gather") { try group.allGather(try Tensor(own)) }.toArray(Int64.self)
         let failed = (0..<worldSize).filter { all[2 * $0] != 0 }
         return SharedOutcome(failedRanks: failed, sameAsRankZero: failure != nil && all[0] != 0 && all[1] == own[1])
     }
