@@ -1,16 +1,25 @@
 import Dispatch
 import Foundation
 
-/// Turns SIGINT/SIGTERM into a flag the trainer polls after every batch: the trainer then writes a
-/// resumable checkpoint (to `TrainingConfiguration.checkpointDirectory`/last) and `fit` returns
-/// `.interrupted`. Signals are received with `DispatchSourceSignal`s (no code of ours runs in
-/// signal context). A second signal while the first is pending restores the default disposition
-/// and re-sends it, so the process ends as users expect from a second Ctrl-C (unless
-/// `forceOnSecondSignal` is false). Once cancelled (or deinitialised) the instance no longer
+/// Turns SIGINT/SIGTERM/SIGHUP into a flag the trainer polls after every batch: the trainer then
+/// writes a resumable checkpoint (to `TrainingConfiguration.checkpointDirectory`/last) and `fit`
+/// returns `.interrupted`. Signals are received with `DispatchSourceSignal`s (no code of ours runs in
+/// signal context). A second SIGINT or SIGTERM while the first signal is pending restores the default
+/// disposition and re-sends it, so the process ends as users expect from a second Ctrl-C (unless
+/// `forceOnSecondSignal` is false). SIGHUP never counts as that second signal: one hang-up often
+/// arrives twice (from the kernel to the terminal's foreground processes, and from the shell to its
+/// jobs). Once cancelled (or deinitialised) the instance no longer
 /// catches anything; a signal that arrives while no `SignalStop` listens takes its default action.
 public final class SignalStop: @unchecked Sendable {
-    /// SIGINT (Ctrl-C) and SIGTERM (`kill`, container shutdown).
-    public static let defaultSignals: [Int32] = [SIGINT, SIGTERM]
+    /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and SIGHUP (the terminal closed: an ssh
+    /// connection dropped), unless SIGHUP is ignored (`isIgnored`: started by `nohup`, which asks the
+    /// run to go on after a hang-up). Until 2026-12-07 a hang-up ended a run at once, with no
+    /// checkpoint since the last one and `config.json` still saying `running`.
+    public static var defaultSignals: [Int32] { [SIGINT, SIGTERM] + (isIgnored(SIGHUP) ? [] : [SIGHUP]) }
+
+    /// Whether `signal` is ignored (`SIG_IGN`) and no `SignalStop` has taken it over: a parent asked so
+    /// (`nohup` ignores SIGHUP), and a program that then listens for it undoes that request.
+    public static func isIgnored(_ signal: Int32) -> Bool { SignalHub.shared.isIgnored(signal) }
 
     /// The signals listened for (empty: only `trigger()` sets the flag).
     public let signals: [Int32]
@@ -37,7 +46,7 @@ public final class SignalStop: @unchecked Sendable {
 
     fileprivate func receive(_ number: Int32) {
         let n: Int = lock.withLock {
-            count += 1
+            if number != SIGHUP { count += 1 }
             if received == nil { received = number }
             return count
         }
@@ -99,6 +108,20 @@ private final class SignalHub: @unchecked Sendable {
     private var sources: [Int32: DispatchSourceSignal] = [:]
     private var listeners: [ObjectIdentifier: (stop: Weak, signals: [Int32])] = [:]
     private var ignoredWhenUnheard: Set<Int32> = []
+
+    func isIgnored(_ number: Int32) -> Bool {
+        lock.withLock {
+            guard sources[number] == nil else { return false }
+            var current = sigaction()
+            guard sigaction(number, nil, &current) == 0 else { return false }
+            #if canImport(Darwin)
+            let handler = current.__sigaction_u.__sa_handler
+            #else
+            let handler = current.__sigaction_handler.sa_handler
+            #endif
+            return handler.map { unsafeBitCast($0, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) } ?? false
+        }
+    }
 
     func ignoreWhenUnheard(_ signals: [Int32]) {
         lock.withLock {

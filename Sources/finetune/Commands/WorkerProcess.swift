@@ -11,6 +11,8 @@ enum WorkerProcess {
     nonisolated(unsafe) static var running: [pid_t] = []
     /// Set when the launcher has forwarded an interrupt (SIGINT, SIGTERM, SIGHUP) to the workers.
     nonisolated(unsafe) static var interrupted = false
+    /// Set when the launcher has passed a hang-up on to the workers.
+    nonisolated(unsafe) static var hangUpForwarded = false
 
     static func spawn(arguments: [String], environment: [String: String]) throws -> pid_t {
         let executable = "/proc/self/exe"
@@ -110,8 +112,9 @@ enum WorkerProcess {
         }
     }
 
-    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM (a closed
-    /// terminal stops the run with a checkpoint instead of leaving the workers running unattended).
+    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM unless it
+    /// is ignored (a closed terminal stops the run with a checkpoint instead of leaving the workers
+    /// running unattended; under `nohup` the run goes on).
     /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
     /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
     /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
@@ -124,9 +127,18 @@ enum WorkerProcess {
                 for pid in WorkerProcess.running { kill(pid, number) }
             }
         }
-        signal(SIGHUP) { _ in
-            WorkerProcess.interrupted = true
-            for pid in WorkerProcess.running { kill(pid, SIGTERM) }
+        // Unless SIGHUP is ignored (`nohup`): the run then goes on after a hang-up, as asked. (It was
+        // forwarded anyway until 2026-12-07, so `nohup finetune train --nproc-per-node 2 … &` stopped
+        // at logout.)
+        // Passed on once: a hang-up often arrives twice (the kernel, then the shell), and a second
+        // SIGTERM ends a worker at once, without its checkpoint.
+        if !SignalStop.isIgnored(SIGHUP) {
+            signal(SIGHUP) { _ in
+                guard !WorkerProcess.hangUpForwarded else { return }
+                WorkerProcess.hangUpForwarded = true
+                WorkerProcess.interrupted = true
+                for pid in WorkerProcess.running { kill(pid, SIGTERM) }
+            }
         }
         var result: Int32 = 0
         var remaining = Set(children.keys)
