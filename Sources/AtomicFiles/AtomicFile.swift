@@ -36,7 +36,10 @@ public enum AtomicFile {
     /// contents survive a crash; `createDirectory` creates missing folders first. A `path` that is a
     /// symbolic link to a file is written through: its target is replaced (atomically, beside it) and
     /// the link stays, as `cp` and `open(2)` would leave it (the link was replaced by a plain file, so a
-    /// `current.onnx -> v3.onnx` deployment link was lost: probe AK).
+    /// `current.onnx -> v3.onnx` deployment link was lost: probe AK). A file that is replaced keeps its
+    /// permissions, and its owner and group where the process may set them, as `cp` onto it would:
+    /// the new file was created 0644 less the umask, so a model a user had made private (0600) became
+    /// readable by everyone, and a group-writable one was no longer writable by the group.
     public static func write(to path: String, durable: Bool = true, createDirectory: Bool = false,
                              _ produce: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let url = URL(fileURLWithPath: linkedFile(path) ?? path)
@@ -53,6 +56,7 @@ public enum AtomicFile {
         }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fail("cannot create the temporary file \(temporary)") }
+        keepPermissions(of: url.path, on: fd)
         // Locked while it is written, so a clean-up of leftovers (`cache prune`) can tell a live write
         // from a dead one even where the writer's PID means nothing (another PID namespace: a second
         // container sharing the folder). See `isBeingWritten`.
@@ -87,6 +91,18 @@ public enum AtomicFile {
             let dir = open(folder, O_RDONLY | O_CLOEXEC)
             if dir >= 0 { _ = fsync(dir); close(dir) }
         }
+    }
+
+    /// Gives the open file `fd` the permission bits of the regular file at `path`, if there is one, and
+    /// its owner and group where allowed (root; or the same owner and one of the user's groups). Best
+    /// effort: what cannot be set is left as created.
+    static func keepPermissions(of path: String, on fd: Int32) {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return }
+        var created = stat()
+        guard fstat(fd, &created) == 0 else { return }
+        if created.st_uid != info.st_uid || created.st_gid != info.st_gid { _ = fchown(fd, info.st_uid, info.st_gid) }
+        _ = fchmod(fd, info.st_mode & 0o7777)
     }
 
     /// The file a symbolic link at `path` leads to (every link on the way resolved), when it is one

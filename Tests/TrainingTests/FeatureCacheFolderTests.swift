@@ -215,6 +215,40 @@ final class FeatureCacheFolderTests: XCTestCase {
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: folder + "/versions"), ["v1.onnx"], "no temporary file left")
     }
 
+    /// A replaced file keeps its permissions, and its owner and group where this process may set them
+    /// (root): until 2026-12-07 it became 0644 less the umask, so a private (0600) model exported again
+    /// was readable by everyone, and a group-writable one lost the group's write permission.
+    func testAReplacedFileKeepsItsPermissionsAndOwner() throws {
+        let folder = try TRData.temporaryDirectory(self)
+        func mode(_ path: String) -> mode_t {
+            var info = stat()
+            XCTAssertEqual(stat(path, &info), 0, path)
+            return info.st_mode & 0o7777
+        }
+        let previousMask = umask(0o022)
+        defer { umask(previousMask) }
+        for permissions: mode_t in [0o600, 0o664, 0o640] {
+            let path = folder + "/model-\(String(permissions, radix: 8)).onnx"
+            try Foundation.Data("v1".utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertEqual(chmod(path, permissions), 0)
+            try AtomicFile.write(Foundation.Data("v2".utf8), to: path)
+            XCTAssertEqual(mode(path), permissions, String(permissions, radix: 8))
+            XCTAssertEqual(FileManager.default.contents(atPath: path), Foundation.Data("v2".utf8))
+        }
+        try AtomicFile.write(Foundation.Data("new".utf8), to: folder + "/new.onnx")
+        XCTAssertEqual(mode(folder + "/new.onnx"), 0o644, "a new file: 0644 less the umask")
+
+        guard geteuid() == 0 else { return }  // only root gives a file to another user
+        let shared = folder + "/shared.onnx"
+        try Foundation.Data("v1".utf8).write(to: URL(fileURLWithPath: shared))
+        XCTAssertEqual(chown(shared, 4321, 4322), 0)
+        try AtomicFile.write(Foundation.Data("v2".utf8), to: shared)
+        var info = stat()
+        XCTAssertEqual(stat(shared, &info), 0)
+        XCTAssertEqual(info.st_uid, 4321)
+        XCTAssertEqual(info.st_gid, 4322)
+    }
+
     /// Probe AK: a cache folder (`$FINETUNE_CACHE_DIR`) that is a link to nothing, a disk not mounted,
     /// failed the feature cache, a weights import and any folder-making write with Foundation's error
     /// dumped whole ("Error Domain=NSCocoaErrorDomain Code=516 \"A file with the same name already
