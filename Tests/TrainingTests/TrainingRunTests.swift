@@ -155,6 +155,52 @@ final class TrainingRunTests: XCTestCase {
 
     /// A run directory written before this version (no `threads`, `onBadImage` or `exif` options,
     /// no lock file) still resumes, evaluates and loads.
+    /// Runs created and trained on other threads at once (a Swift task group sweeping settings) each
+    /// end with the weights of the same run trained alone: the process trains one at a time. Until
+    /// 2026-12-07 they shared LibTorch's generator as they went, and three runs of one specification
+    /// ended with three different training losses, none of them that of the run alone.
+    func testRunsOnOtherThreadsTrainOneAtATimeAsEachWouldAlone() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func spec(_ name: String) -> TrainingRun.Specification {
+            var spec = specification(data: data, out: runs + "/" + name)
+            spec.options.epochs = 1
+            spec.options.workers = 1
+            return spec
+        }
+        try trainStraight(spec("alone"))
+        final class Notices: @unchecked Sendable {
+            let lock = NSLock()
+            var texts: [String] = []
+            var errors: [String] = []
+        }
+        let notices = Notices()
+        let group = DispatchGroup()
+        for index in 0..<3 {
+            let threadSpec = spec("thread\(index)")
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do {
+                    let run = try TrainingRun.create(threadSpec, notify: { notice in
+                        if case .info(let text) = notice { notices.lock.withLock { notices.texts.append(text) } }
+                    })
+                    run.signalStop = SignalStop(signals: [])
+                    _ = try run.run()
+                } catch {
+                    notices.lock.withLock { notices.errors.append("\(error)") }
+                }
+            }
+        }
+        group.wait()
+        XCTAssertEqual(notices.errors, [])
+        let alone = try SafeTensors.load(runs + "/alone/model.safetensors")
+        for index in 0..<3 {
+            try TRData.assertIdentical(alone, try SafeTensors.load(runs + "/thread\(index)/model.safetensors"), "thread \(index)")
+        }
+        XCTAssertTrue(notices.texts.contains { $0.hasPrefix("waiting for another run in this process") }, "\(notices.texts)")
+    }
+
     func testARunDirectoryInTheEarlierFormatResumesAndLoads() throws {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/old"

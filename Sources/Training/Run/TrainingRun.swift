@@ -97,6 +97,25 @@ public final class TrainingRun {
         generatorState = try? Runtime.cpuRNGState()
     }
 
+    /// Serialises the runs of this process: `create`, `resume`, `findLearningRate` and `run()` hold it
+    /// throughout (re-entrant on one thread). LibTorch's random generator, its thread count and the
+    /// decoders' EXIF setting are the process's, so runs on other threads (a Swift task group
+    /// sweeping learning rates) interleaved their dropout and initialisation draws: three runs of one
+    /// specification ended with three different losses, none of them that of the same run alone.
+    /// Each now trains as it would alone; the second one says that it waits.
+    private static let processLock = NSRecursiveLock()
+
+    /// Runs `body` holding `processLock`, saying so through `notify` when another thread holds it.
+    private static func exclusively<T>(notify: (Notice) -> Void, _ body: () throws -> T) throws -> T {
+        if !processLock.try() {
+            notify(.info("waiting for another run in this process: one run trains at a time in a process (LibTorch's "
+                + "random generator and threads are the process's); start runs as separate processes to train them at once"))
+            processLock.lock()
+        }
+        defer { processLock.unlock() }
+        return try body()
+    }
+
     /// Releases the run directory's lock (also on deinit). A resumed run released before `run()`
     /// puts `config.json` back as it was (the resume had marked it `running`).
     public func release() {
@@ -132,8 +151,10 @@ public final class TrainingRun {
     public static func create(_ spec: Specification, finetuneVersion: String = "library",
                               notify: @escaping (Notice) -> Void = printToStandardError,
                               stop: SignalStop? = nil) throws -> TrainingRun {
-        let run = try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
-            try createDecodingWithItsEXIF(spec, finetuneVersion: finetuneVersion, notify: notify, stop: stop)
+        let run = try exclusively(notify: notify) {
+            try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
+                try createDecodingWithItsEXIF(spec, finetuneVersion: finetuneVersion, notify: notify, stop: stop)
+            }
         }
         run.signalStop = stop
         return run
@@ -210,8 +231,10 @@ public final class TrainingRun {
     public static func findLearningRate(_ spec: Specification, finder: LRFinder = LRFinder(),
                                         notify: @escaping (Notice) -> Void = printToStandardError,
                                         stop: SignalStop? = nil) throws -> LRFinder.Result {
-        try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
-            try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify, stop: stop)
+        try exclusively(notify: notify) {
+            try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
+                try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify, stop: stop)
+            }
         }
     }
 
@@ -574,6 +597,11 @@ public final class TrainingRun {
     /// run's own EXIF setting, as in `create`.
     public static func resume(_ path: String, changes: ResumeChanges = .init(),
                               notify: @escaping (Notice) -> Void = printToStandardError) throws -> TrainingRun {
+        try exclusively(notify: notify) { try resumeExclusively(path, changes: changes, notify: notify) }
+    }
+
+    private static func resumeExclusively(_ path: String, changes: ResumeChanges,
+                                          notify: @escaping (Notice) -> Void) throws -> TrainingRun {
         let directory = RunDirectory(path)
         let lock = try RunLock(directory: directory.path)
         var config = try directory.readConfig()
@@ -698,7 +726,9 @@ public final class TrainingRun {
 
     /// Trains to the end (or to a stop or interrupt), then writes the final weights, plots, the test
     /// evaluation and `config.json`, and returns the summary. An interrupted run returns with status
-    /// `interrupted` after writing its resumable checkpoint.
+    /// `interrupted` after writing its resumable checkpoint. Runs of one process train one at a time:
+    /// while another thread creates, resumes or trains a run, this one waits (and says so), and then
+    /// trains as it would alone.
     @discardableResult
     public func run() throws -> TrainingRunSummary {
         // One writer: a run whose lock is gone (released, or run() already ran) may not write, since
@@ -706,6 +736,10 @@ public final class TrainingRun {
         guard !hasRun, lock.isHeld else { throw RunError.released(directory: directory.path) }
         hasRun = true
         defer { release() }
+        return try Self.exclusively(notify: notify) { try runExclusively() }
+    }
+
+    private func runExclusively() throws -> TrainingRunSummary {
         if let generatorState { try Runtime.setCPURNGState(generatorState) }
         do {
             return try ImageCodec.withEXIFOrientation(config.options.exif ?? .apply) { try runToEnd() }
