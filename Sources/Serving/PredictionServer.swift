@@ -284,11 +284,11 @@ public final class PredictionServer: @unchecked Sendable {
         guard let boundary = try MultipartForm.boundary(contentType: request.headers[.contentType] ?? "") else {
             return [MultipartForm.Part(label: "body", bytes: body[...])]
         }
-        let parts = try MultipartForm.parse(body, boundary: boundary)
-        guard parts.count <= configuration.maxQueue else {
-            throw ServingError.tooLarge("\(parts.count) images in one request, over --max-queue \(configuration.maxQueue)")
+        do {
+            return try MultipartForm.parse(body, boundary: boundary, maxParts: configuration.maxQueue)
+        } catch let error as MultipartForm.TooManyParts {
+            throw ServingError.tooLarge("more than \(error.limit) images in one request, over --max-queue \(error.limit)")
         }
-        return parts
     }
 
     /// A JSON response (snake_case keys, sorted).

@@ -100,6 +100,17 @@ final class MultipartTests: XCTestCase {
         XCTAssertEqual(try parse(Array(whole.dropLast(2))).count, 2, "the CRLF after the closing boundary is optional")
     }
 
+    /// A part past `maxParts` ends the parse with `TooManyParts`, whatever follows it.
+    func testAPartPastTheLimitEndsTheParse() throws {
+        let three = Self.body([(Self.file("a.jpg"), [1]), (Self.file("b.jpg"), [2]), (Self.file("c.jpg"), [3])])
+        XCTAssertEqual(try MultipartForm.parse(three, boundary: Self.boundary, maxParts: 3).map(\.label), ["a.jpg", "b.jpg", "c.jpg"])
+        for body in [three, Array(three.dropLast(20))] {
+            XCTAssertThrowsError(try MultipartForm.parse(body, boundary: Self.boundary, maxParts: 2)) { error in
+                XCTAssertEqual((error as? MultipartForm.TooManyParts)?.limit, 2, "\(error)")
+            }
+        }
+    }
+
     func testNoPartsNoBoundaryLineAndBadBoundaries() throws {
         XCTAssertEqual(failure(Array("--\(Self.boundary)--\r\n".utf8)),
                        "malformed multipart body: it has no parts (it starts with the closing boundary '--\(Self.boundary)--')")

@@ -131,6 +131,11 @@ extension ServeTests {
         let good = try server.request("POST", path, body: two, headers: ["Content-Type": type])
         XCTAssertEqual(good.status, 200, good.text)
         XCTAssertEqual((good.json["predictions"] as? [[String: Any]])?.count, 2, good.text)
+        // Parts past --max-queue are not parsed: a third part cut short is never looked at (it was, and
+        // a body of millions of empty parts cost seconds and hundreds of MB before being refused).
+        let (three, threeType) = ServerProcess.multipart([("a.jpg", photo), ("b.jpg", photo), ("c.jpg", photo)])
+        let over = try server.request("POST", path, body: three.dropLast(60), headers: ["Content-Type": threeType])
+        assertError(over, 413, mentions: "more than 2 images in one request, over --max-queue 2")
         let metrics = try server.request("GET", "/metrics").text
         XCTAssertEqual(Self.metric(metrics, "finetune_images_expired_total"), 1, metrics)
         XCTAssertEqual(Self.metric(metrics, #"finetune_batch_size_sum{model="tiny"}"#), 2, metrics)
