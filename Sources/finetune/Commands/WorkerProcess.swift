@@ -112,15 +112,33 @@ enum WorkerProcess {
         }
     }
 
-    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, and SIGHUP as SIGTERM unless it
-    /// is ignored (a closed terminal stops the run with a checkpoint instead of leaving the workers
-    /// running unattended; under `nohup` the run goes on).
+    /// Ctrl-Z (SIGTSTP) of the launcher: stops the workers (SIGSTOP), then the launcher itself as the
+    /// terminal asked; once continued (`fg`, `bg`), continues them. The workers have process groups of
+    /// their own, so the terminal's SIGTSTP reached the launcher alone: until 2026-12-07 the shell said
+    /// "Stopped" while the workers trained on, printing to the terminal. (Signal context: only
+    /// async-signal-safe calls.)
+    static let suspendWithTheWorkers: @convention(c) (Int32) -> Void = { _ in
+        for pid in WorkerProcess.running { kill(pid, SIGSTOP) }
+        signal(SIGTSTP, SIG_DFL)
+        var stop = sigset_t()
+        sigemptyset(&stop)
+        sigaddset(&stop, SIGTSTP)
+        pthread_sigmask(SIG_UNBLOCK, &stop, nil)
+        raise(SIGTSTP)  // the launcher stops here, and goes on when continued
+        signal(SIGTSTP, WorkerProcess.suspendWithTheWorkers)
+        for pid in WorkerProcess.running { kill(pid, SIGCONT) }
+    }
+
+    /// Waits for every worker, forwarding SIGINT and SIGTERM to them, Ctrl-Z (`suspendWithTheWorkers`),
+    /// and SIGHUP as SIGTERM unless it is ignored (a closed terminal stops the run with a checkpoint
+    /// instead of leaving the workers running unattended; under `nohup` the run goes on).
     /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
     /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
     /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
     /// wins. A worker's private folder (`children[pid]`, if any) is removed once it has ended, however
     /// it ended.
     static func wait(for children: [pid_t: String?]) -> Int32 {
+        signal(SIGTSTP, suspendWithTheWorkers)
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { number in
                 WorkerProcess.interrupted = true
