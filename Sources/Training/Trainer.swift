@@ -490,7 +490,8 @@ public final class Trainer {
                 var lossScale: Double?
                 if let distributed {
                     let agreed = try savingOnLostRank(restoring: false) {
-                        try distributed.agreeOnBatch(images: batch?.count ?? 0, stop: signalStop?.isTriggered == true)
+                        try distributed.agreeOnBatch(images: batch?.count ?? 0, stop: signalStop?.isTriggered == true,
+                                                     unless: signalStop)
                     }
                     if agreed.stop {
                         signalStop?.trigger(signal: SIGTERM)

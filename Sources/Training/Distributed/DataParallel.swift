@@ -26,6 +26,9 @@ public final class DataParallel {
     /// Seconds spent in each batch's agreement (`agreeOnBatch`) so far: mostly waiting for the rank
     /// whose batch was ready last, time that would otherwise be spent at the gradient all-reduce.
     public private(set) var batchAgreementSeconds = 0.0
+    /// The launcher's pause of this group (`GroupPause`), when it started this rank and passed one:
+    /// read at each training batch's agreement.
+    public var pause: GroupPause?
 
     /// Whether the model's BatchNorm layers compute their training statistics over every rank's batch
     /// together (PyTorch's `SyncBatchNorm`), set on the model when training starts; false: per rank.
@@ -97,17 +100,23 @@ public final class DataParallel {
         return try t.toArray(Double.self)
     }
 
-    /// Before each training batch: every rank's usable image count for the batch, and whether any
-    /// rank received a stop signal, in one collective. A rank whose batch lost every file (or a
-    /// single image it cannot train on) still takes part, with 0, so that the ranks stay in step.
-    public func agreeOnBatch(images: Int, stop: Bool) throws -> BatchAgreement {
-        var values = [Double](repeating: 0, count: worldSize + 1)
+    /// Before each training batch: every rank's usable image count for the batch, whether any rank
+    /// received a stop signal, and whether any rank's `pause` is asked for, in one collective. A rank
+    /// whose batch lost every file (or a single image it cannot train on) still takes part, with 0, so
+    /// that the ranks stay in step. When a pause was seen, every rank with a `pause` waits here until
+    /// it ends (or `stop` is triggered), outside any collective; that time is not counted in
+    /// `batchAgreementSeconds`.
+    public func agreeOnBatch(images: Int, stop: Bool, unless signalStop: SignalStop? = nil) throws -> BatchAgreement {
+        var values = [Double](repeating: 0, count: worldSize + 2)
         values[0] = stop ? 1 : 0
-        values[1 + rank] = Double(images)
+        values[1] = pause?.isRequested == true ? 1 : 0
+        values[2 + rank] = Double(images)
         let started = Date()
         let summed = try sum(values)
         batchAgreementSeconds += Date().timeIntervalSince(started)
-        return BatchAgreement(images: summed.dropFirst().map { Int($0) }, stop: summed[0] > 0)
+        let paused = summed[1] > 0
+        if paused { pause?.waitWhileRequested(unless: signalStop) }
+        return BatchAgreement(images: summed.dropFirst(2).map { Int($0) }, stop: summed[0] > 0, paused: paused)
     }
 
     /// The seed of LibTorch's generator for training batch `batch` of `epoch` on this rank, a pure
@@ -259,6 +268,8 @@ public struct BatchAgreement: Equatable, Sendable {
     public var images: [Int]
     /// Whether any rank received a stop signal: every rank stops before the batch.
     public var stop: Bool
+    /// Whether any rank saw its `GroupPause` asked for: every rank waited for it to end first.
+    public var paused: Bool = false
 
     /// The images of the batch over all ranks.
     public var total: Int { images.reduce(0, +) }

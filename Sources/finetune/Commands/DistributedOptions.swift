@@ -44,9 +44,14 @@ struct DistributedOptions: ParsableArguments {
         if threads == nil { arguments += ["--threads", String(max(1, Runtime.coreCount / n))] }
         let port = masterPort ?? DistributedLaunch.defaultPort
         var children: [pid_t: String?] = [:]
+        // Ctrl-Z pauses the workers between two collectives (`WorkerProcess.suspendWithTheWorkers`).
+        let pause = GroupPause.makeShared()
+        WorkerProcess.pauseDescriptor = pause?.descriptor ?? -1
         for rank in 0..<n {
-            let environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n, WorkerProcess.launcherVariable: Int(getpid())]
+            var environment = ["RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n, WorkerProcess.launcherVariable: Int(getpid())]
                 .mapValues(String.init)
+            if let pause { environment[GroupPause.descriptorVariable] = String(pause.descriptor) }
+            environment = environment
                 .merging(["MASTER_ADDR": masterAddr ?? "127.0.0.1", "MASTER_PORT": String(port)]) { a, _ in a }
             let pid = try WorkerProcess.spawn(arguments: arguments, environment: environment)
             children[pid] = rank > 0 ? Self.privateFolder(rank: rank, process: pid) : nil
@@ -65,7 +70,9 @@ struct DistributedOptions: ParsableArguments {
         // raise SIGPIPE, which ended this rank too (status 141) before it could say which rank was
         // lost. Ignored, the write fails and the rank stops naming the lost one.
         signal(SIGPIPE, SIG_IGN)
-        return try launch.connect(timeout: distTimeout)
+        let parallel = try launch.connect(timeout: distTimeout)
+        parallel.pause = GroupPause(environment: ProcessInfo.processInfo.environment)
+        return parallel
     }
 
     /// "all-reduce: … ms per step (… steps, … ranks); metric sums: … ms; waiting at batch agreement: … ms":

@@ -112,13 +112,17 @@ enum WorkerProcess {
         }
     }
 
-    /// Ctrl-Z (SIGTSTP) of the launcher: stops the workers (SIGSTOP), then the launcher itself as the
-    /// terminal asked; once continued (`fg`, `bg`), continues them. The workers have process groups of
-    /// their own, so the terminal's SIGTSTP reached the launcher alone: until 2026-12-07 the shell said
-    /// "Stopped" while the workers trained on, printing to the terminal. (Signal context: only
-    /// async-signal-safe calls.)
+    /// The launcher's `GroupPause` file, shared with its workers (-1: none).
+    nonisolated(unsafe) static var pauseDescriptor: Int32 = -1
+
+    /// Ctrl-Z (SIGTSTP) of the launcher: asks the workers to pause (`GroupPause`: they finish their
+    /// batch and wait, between two collectives), then stops the launcher itself as the terminal asked;
+    /// once continued (`fg`, `bg`), lets them go on. The workers have process groups of their own, so
+    /// the terminal's SIGTSTP reached the launcher alone: until 2026-12-07 the shell said "Stopped"
+    /// while the workers trained on, printing to the terminal. (Signal context: only async-signal-safe
+    /// calls.)
     static let suspendWithTheWorkers: @convention(c) (Int32) -> Void = { _ in
-        for pid in WorkerProcess.running { kill(pid, SIGSTOP) }
+        if WorkerProcess.pauseDescriptor >= 0 { GroupPause.set(WorkerProcess.pauseDescriptor, paused: true) }
         signal(SIGTSTP, SIG_DFL)
         var stop = sigset_t()
         sigemptyset(&stop)
@@ -126,7 +130,7 @@ enum WorkerProcess {
         pthread_sigmask(SIG_UNBLOCK, &stop, nil)
         raise(SIGTSTP)  // the launcher stops here, and goes on when continued
         signal(SIGTSTP, WorkerProcess.suspendWithTheWorkers)
-        for pid in WorkerProcess.running { kill(pid, SIGCONT) }
+        if WorkerProcess.pauseDescriptor >= 0 { GroupPause.set(WorkerProcess.pauseDescriptor, paused: false) }
     }
 
     /// Waits for every worker, forwarding SIGINT and SIGTERM to them, Ctrl-Z (`suspendWithTheWorkers`),
