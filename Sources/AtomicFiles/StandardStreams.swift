@@ -63,6 +63,15 @@ public enum StandardStreams {
         return String(out)
     }
 
+    /// From now on in this process, a write to a pipe whose reader has gone fails (EPIPE, kept as any
+    /// failed write of standard output is) instead of ending the process with SIGPIPE. For commands
+    /// that must reach their own end after Ctrl-C: in `finetune train … | tee log`, Ctrl-C ended `tee` at
+    /// once, and train's next progress line ended train before it wrote its checkpoint (status 141,
+    /// `config.json` left `running`).
+    public static func surviveClosedPipes() {
+        signal(SIGPIPE, SIG_IGN)
+    }
+
     /// Opens /dev/null on whichever of descriptors 0, 1 and 2 is closed: a file the process opens
     /// next would otherwise get that number, and output meant for the terminal would go into it
     /// (a run directory's lock file received the training progress).

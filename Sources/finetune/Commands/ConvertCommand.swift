@@ -1,4 +1,5 @@
 import ArgumentParser
+import AtomicFiles
 import Data
 import Foundation
 import Training
@@ -43,6 +44,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         // Ctrl-C removes what this run has written (it stayed as hidden folders until the next run);
         // a second Ctrl-C ends the process at once.
+        StandardStreams.surviveClosedPipes()
         let stop = SignalStop()
         defer { stop.cancel() }
         let options = ConvertDataset.Options(limitPerClass: limitPerClass, dryRun: dryRun, workers: workers,

@@ -58,6 +58,7 @@ struct LRFindCommand: ParsableCommand {
         finder.startLearningRate = startLr
         finder.endLearningRate = endLr
         finder.steps = steps
+        StandardStreams.surviveClosedPipes()
         let stop = SignalStop()  // Ctrl-C ends the range test (status 130) with nothing written
         defer { stop.cancel() }
         let result = try runOptions.mapErrors {

@@ -68,6 +68,9 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Ctrl-C of `train … | tee log` ends `tee` first: the run (and a launcher's workers, who inherit
+        // this) must still reach its checkpoint rather than die of SIGPIPE at its next line.
+        StandardStreams.surviveClosedPipes()
         // Refused before any worker starts or any folder is made: the run directory was created and
         // left "failed", so the next plain `train` needed --overwrite (probe AI).
         let pseudoLabelling = resume == nil && pseudoLabel.unlabeled != nil

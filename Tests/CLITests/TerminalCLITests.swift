@@ -1,0 +1,167 @@
+import Foundation
+import TestSupport
+import Torch
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a terminal does to a run besides Ctrl-C: a hang-up (SIGHUP: the terminal closed, an ssh
+/// connection dropped) stops it as Ctrl-C does, with a resumable checkpoint, unless SIGHUP is ignored as
+/// `nohup` asks; Ctrl-C of `train | tee` (the pipe's reader gone first) still saves the checkpoint;
+/// Ctrl-Z of a data-parallel run pauses its workers, and `fg` continues them.
+extension TrainCLITests {
+    /// Runs `body`, which starts a process, with `signals` ignored (as under `nohup`) or at their
+    /// default action, whatever this test process has: the process inherits that (a test run under
+    /// `nohup` passes SIGHUP on ignored, and a test runner may ignore SIGPIPE).
+    func withSignals<T>(_ signals: [Int32], ignored: Bool, _ body: () throws -> T) rethrows -> T {
+        var previous: [sigaction] = []
+        for number in signals {
+            var chosen = sigaction(), saved = sigaction()
+            #if canImport(Darwin)
+            chosen.__sigaction_u.__sa_handler = ignored ? SIG_IGN : SIG_DFL
+            #else
+            chosen.__sigaction_handler.sa_handler = ignored ? SIG_IGN : SIG_DFL
+            #endif
+            sigaction(number, &chosen, &saved)
+            previous.append(saved)
+        }
+        defer { for (number, saved) in zip(signals, previous) { var saved = saved; sigaction(number, &saved, nil) } }
+        return try body()
+    }
+
+    /// Sends SIGHUP to a run once its first checkpoint is written, twice as a closing terminal may (the
+    /// kernel to the foreground process group, the shell to its jobs), and waits for it to end.
+    func hangUp(ignored: Bool, _ arguments: [String], run: String) throws -> (process: Process, errors: String) {
+        let log = run + ".log"
+        let process = try withSignals([SIGHUP], ignored: ignored) { try CLITests.start(arguments, errorOutput: log) }
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertTrue(process.isRunning, "the run ended before its first checkpoint was seen")
+        kill(process.processIdentifier, SIGHUP)
+        usleep(20_000)
+        kill(process.processIdentifier, SIGHUP)
+        process.waitUntilExit()
+        return (process, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    /// Until 2026-12-07 a hang-up ended `train` at once (killed by the signal): nothing since the last
+    /// checkpoint was kept, and `config.json` said `running` for good. And the data-parallel launcher
+    /// passed SIGHUP on as SIGTERM even under `nohup`, so `nohup finetune train --nproc-per-node 2 … &`
+    /// stopped at logout.
+    func testAHangUpStopsARunWithACheckpointUnlessNohupIgnoresIt() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("hang-up")
+        func arguments(_ name: String, epochs: Int, processes: Int = 1) throws -> [String] {
+            var list = ["train", data, "--out", runs + "/" + name, "--epochs", String(epochs), "--save-every-steps", "2"]
+                + Self.common
+            if processes > 1 {
+                list += ["--nproc-per-node", String(processes), "--master-port", String(try FreePort.make())]
+            }
+            return list
+        }
+        func configStatus(_ name: String) throws -> String? {
+            let data = try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/" + name + "/config.json"))
+            return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["status"] as? String
+        }
+
+        // At its default action: the run stops at the next step with a checkpoint, as on Ctrl-C.
+        let stopped = try hangUp(ignored: false, try arguments("stopped", epochs: 200), run: runs + "/stopped")
+        XCTAssertEqual(stopped.process.terminationReason, .exit, stopped.errors)
+        XCTAssertEqual(stopped.process.terminationStatus, 130, stopped.errors)
+        XCTAssertEqual(try Self.checkpointState(runs + "/stopped")?["status"] as? String, "interrupted")
+        XCTAssertEqual(try configStatus("stopped"), "interrupted")
+
+        // Ignored (nohup): the run trains to its end.
+        let kept = try hangUp(ignored: true, try arguments("kept", epochs: 3), run: runs + "/kept")
+        XCTAssertEqual(kept.process.terminationReason, .exit, kept.errors)
+        XCTAssertEqual(kept.process.terminationStatus, 0, kept.errors)
+        XCTAssertEqual(try configStatus("kept"), "completed")
+
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        // The launcher of a data-parallel run passes a hang-up on to its workers as SIGTERM…
+        let parallelStopped = try hangUp(ignored: false, try arguments("parallel-stopped", epochs: 200, processes: 2),
+                                         run: runs + "/parallel-stopped")
+        XCTAssertEqual(parallelStopped.process.terminationStatus, 130, parallelStopped.errors)
+        XCTAssertEqual(try configStatus("parallel-stopped"), "interrupted")
+        // … unless it is ignored.
+        let parallelKept = try hangUp(ignored: true, try arguments("parallel-kept", epochs: 3, processes: 2),
+                                      run: runs + "/parallel-kept")
+        XCTAssertEqual(parallelKept.process.terminationReason, .exit, parallelKept.errors)
+        XCTAssertEqual(parallelKept.process.terminationStatus, 0, parallelKept.errors)
+        XCTAssertEqual(try configStatus("parallel-kept"), "completed")
+    }
+
+    /// `finetune train … | tee log` stopped with Ctrl-C: the terminal's SIGINT ends `tee` at once, and
+    /// train, whose output then goes to a pipe without a reader, must still write its checkpoint and
+    /// say `interrupted`. Until 2026-12-07 its next progress line raised SIGPIPE, which ended it (status
+    /// 141) with `config.json` left `running` and the work since the last checkpoint lost.
+    func testCtrlCOfARunWhoseOutputPipeClosedStillSavesItsCheckpoint() throws {
+        let data = try makeDataset()
+        let run = try temporaryFolder("closed-pipe") + "/run"
+        let pipe = Pipe()
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["train", data, "--out", run, "--epochs", "200", "--save-every-steps", "2"] + Self.common
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try withSignals([SIGPIPE, SIGINT], ignored: false) { try process.run() }
+        try pipe.fileHandleForWriting.close()
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertTrue(process.isRunning, "the run ended before its first checkpoint was seen")
+        try pipe.fileHandleForReading.close()  // `tee` ends on the Ctrl-C…
+        kill(process.processIdentifier, SIGINT)  // … which reaches train too
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 130)
+        XCTAssertEqual(try Self.checkpointState(run)?["status"] as? String, "interrupted")
+        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
+        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "interrupted")
+    }
+
+    /// The one-letter state of process `pid` (`R`, `S`, `T` for stopped, …), nil once it is gone.
+    static func processState(_ pid: pid_t) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(close, offsetBy: 2)...].first
+    }
+
+    /// The step of a run's last checkpoint (its `trainer.json`), nil before the first.
+    static func checkpointStep(_ run: String) -> Int? {
+        (try? checkpointState(run))??["globalStep"] as? Int
+    }
+
+    /// Until 2026-12-07 the terminal's SIGTSTP stopped the launcher alone (the workers have process
+    /// groups of their own): the shell said "Stopped" while the workers trained on. Stopping them with
+    /// SIGSTOP instead stopped them inside a collective, and a pause longer than --dist-timeout failed the
+    /// run on continuing ("Operation timed out", 1 time in 3); here the pause is longer than that.
+    func testCtrlZPausesADataParallelRunAndContinuingResumesIt() throws {
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let data = try makeDataset()
+        let run = try temporaryFolder("suspend") + "/run"
+        let launcher = try launchedUntilItsFirstCheckpoint(
+            ["train", data, "--out", run, "--epochs", "4", "--save-every-steps", "1", "--nproc-per-node", "2",
+             "--dist-timeout", "2", "--master-port", String(try FreePort.make())] + Self.common,
+            run: run, errorOutput: run + ".log")
+        kill(launcher.processIdentifier, SIGTSTP)
+        let deadline = Date().addingTimeInterval(10)
+        while Self.processState(launcher.processIdentifier) != "T" && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(Self.processState(launcher.processIdentifier), "T")
+        Thread.sleep(forTimeInterval: 1)  // the batch under way ends, and its checkpoint is written
+        let paused = Self.checkpointStep(run)
+        XCTAssertNotNil(paused)
+        Thread.sleep(forTimeInterval: 2.5)  // longer than --dist-timeout
+        XCTAssertEqual(Self.checkpointStep(run), paused, "trained while paused")
+        kill(launcher.processIdentifier, SIGCONT)
+        launcher.waitUntilExit()
+        let log = (try? String(contentsOfFile: run + ".log", encoding: .utf8)) ?? ""
+        XCTAssertEqual(launcher.terminationStatus, 0, log)
+        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
+        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "completed")
+    }
+}
