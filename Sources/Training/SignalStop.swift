@@ -194,9 +194,12 @@ private final class SignalHub: @unchecked Sendable {
         for stop in targets { stop.receive(number) }
     }
 
-    /// The signal's default action (normally: the process ends).
+    /// The signal's default action (normally: the process ends). Process 1 (a container's entrypoint)
+    /// gets no default action from the kernel, so it exits with status 128 + the signal's number, as a
+    /// shell reports a process the signal ended (a second Ctrl-C did nothing there).
     static func terminate(with number: Int32) {
         Foundation.signal(number, SIG_DFL)
         kill(getpid(), number)
+        if getpid() == 1 { _exit(128 + number) }
     }
 }
