@@ -42,7 +42,7 @@ public final class PredictionServer: @unchecked Sendable {
     /// Whether every model has warmed up.
     public var ready: Bool { models.values.allSatisfy(\.ready) }
 
-    /// Serves until SIGTERM or SIGINT, then stops accepting, answers the requests in flight, lets the
+    /// Serves until SIGTERM, SIGINT or SIGHUP (`listensForHangUp`), then stops accepting, answers the requests in flight, lets the
     /// inference loops finish and returns. `onListening` gets the bound address (with the real port
     /// when the configuration asked for port 0); the models warm up after that, and `/readyz` says
     /// when they have. The process's soft open-file limit is raised to its hard limit first, and a
@@ -79,7 +79,7 @@ public final class PredictionServer: @unchecked Sendable {
             for model in models.values { model.loop.stop() }
         }
         do {
-            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            try await app.runService(gracefulShutdownSignals: Self.listensForHangUp ? [.sigterm, .sigint, .sighup] : [.sigterm, .sigint])
         } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
             let address = "\(configuration.host):\(configuration.port)"
             throw ServingError.badConfiguration(error.errnoCode == EADDRINUSE
@@ -256,9 +256,14 @@ public final class PredictionServer: @unchecked Sendable {
     /// Fewer descriptors left than this for connections is warned about.
     static let fewDescriptors = 64
 
-    /// Descriptors the server opens after `checkOpenFileLimit`: the listening socket and the two
-    /// signal sources of the graceful shutdown (SIGTERM, SIGINT; `/proc/PID/fd` of a running server).
-    static let descriptorsOfRunning = 3
+    /// Whether SIGHUP (the terminal closed) starts the graceful shutdown, as SIGTERM and SIGINT do: unless
+    /// it is ignored (`nohup`). A hang-up ended the server at once until 2026-12-07, dropping the
+    /// requests in flight.
+    static let listensForHangUp = !SignalStop.isIgnored(SIGHUP)
+
+    /// Descriptors the server opens after `checkOpenFileLimit`: the listening socket and a signal source
+    /// per shutdown signal (`/proc/PID/fd` of a running server).
+    static var descriptorsOfRunning: Int { listensForHangUp ? 4 : 3 }
 
     /// The images of a request: the body itself, or the parts of a multipart body.
     func parts(of request: Request, channel: (any Channel)? = nil) async throws -> [MultipartForm.Part] {

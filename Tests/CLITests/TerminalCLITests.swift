@@ -11,25 +11,6 @@ import Glibc
 /// `nohup` asks; Ctrl-C of `train | tee` (the pipe's reader gone first) still saves the checkpoint;
 /// Ctrl-Z of a data-parallel run pauses its workers, and `fg` continues them.
 extension TrainCLITests {
-    /// Runs `body`, which starts a process, with `signals` ignored (as under `nohup`) or at their
-    /// default action, whatever this test process has: the process inherits that (a test run under
-    /// `nohup` passes SIGHUP on ignored, and a test runner may ignore SIGPIPE).
-    func withSignals<T>(_ signals: [Int32], ignored: Bool, _ body: () throws -> T) rethrows -> T {
-        var previous: [sigaction] = []
-        for number in signals {
-            var chosen = sigaction(), saved = sigaction()
-            #if canImport(Darwin)
-            chosen.__sigaction_u.__sa_handler = ignored ? SIG_IGN : SIG_DFL
-            #else
-            chosen.__sigaction_handler.sa_handler = ignored ? SIG_IGN : SIG_DFL
-            #endif
-            sigaction(number, &chosen, &saved)
-            previous.append(saved)
-        }
-        defer { for (number, saved) in zip(signals, previous) { var saved = saved; sigaction(number, &saved, nil) } }
-        return try body()
-    }
-
     /// Sends SIGHUP to a run once its first checkpoint is written, twice as a closing terminal may (the
     /// kernel to the foreground process group, the shell to its jobs), and waits for it to end.
     func hangUp(ignored: Bool, _ arguments: [String], run: String) throws -> (process: Process, errors: String) {

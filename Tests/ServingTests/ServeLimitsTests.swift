@@ -253,6 +253,24 @@ extension ServeTests {
         }
     }
 
+    /// A hang-up (the terminal closed) shuts the server down gracefully, as SIGTERM does, unless it is
+    /// ignored (`nohup`), when it keeps serving. Until 2026-12-07 it ended the server at once (killed by
+    /// the signal), dropping the requests in flight.
+    func testAHangUpShutsDownGracefullyUnlessNohupIgnoresIt() throws {
+        _ = try liveServer()
+        let server = try ServerProcess([Self.runDirectory])
+        kill(server.process.processIdentifier, SIGHUP)
+        server.process.waitUntilExit()
+        XCTAssertEqual(server.process.terminationReason, .exit, server.log)
+        XCTAssertEqual(server.process.terminationStatus, 0, server.log)
+
+        let kept = try ServerProcess([Self.runDirectory], ignoringHangUp: true)
+        kill(kept.process.processIdentifier, SIGHUP)
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertEqual(try kept.request("GET", "/healthz").status, 200)
+        XCTAssertEqual(kept.terminate(), 0, kept.log)
+    }
+
     func testSIGTERMUnderLoadAnswersEveryAcceptedRequestAndExitsZero() throws {
         _ = try liveServer()
         let server = try ServerProcess([Self.runDirectory, "--max-batch-delay-ms", "20"], environment: ["FINETUNE_API_KEY": "sesame"])

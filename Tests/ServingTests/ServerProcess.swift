@@ -33,7 +33,10 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts `finetune serve arguments --port 0` and waits until it listens and (`waitUntilReady`)
     /// `/readyz` says ready.
-    init(_ arguments: [String], environment: [String: String] = [:], waitUntilReady: Bool = true) throws {
+    /// Starts `finetune serve arguments` (SIGHUP at its default action, or ignored as under `nohup`
+    /// with `ignoringHangUp`, whatever this test process has).
+    init(_ arguments: [String], environment: [String: String] = [:], waitUntilReady: Bool = true,
+         ignoringHangUp: Bool = false) throws {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = 64
         configuration.timeoutIntervalForRequest = 60
@@ -44,7 +47,7 @@ final class ServerProcess: @unchecked Sendable {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        try process.run()
+        try withSignals([SIGHUP], ignored: ignoringHangUp) { try process.run() }
         err.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else { return }

@@ -12,7 +12,7 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             Each run directory is a model named after its folder (--name overrides, once per model in order). Images \
             sent at the same time are batched: up to --max-batch-size per forward pass, waiting at most \
-            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C) stops accepting, answers the requests in \
+            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C, or a hang-up) stops accepting, answers the requests in \
             flight and exits 0. See docs/cli.md for the API.
 
             Examples:
@@ -80,13 +80,15 @@ struct ServeCommand: ParsableCommand {
     func validate() throws { _ = try serveConfiguration() }
 
     func run() throws {
-        // SIGTERM and SIGINT stay pending for the server's graceful shutdown (swift-service-lifecycle
-        // reads them with a dispatch signal source): blocked here, before any thread starts, so every
-        // thread inherits the mask and none takes the default action (ending the process) instead.
+        // SIGTERM, SIGINT and SIGHUP stay pending for the server's graceful shutdown
+        // (swift-service-lifecycle reads them with a dispatch signal source): blocked here, before any
+        // thread starts, so every thread inherits the mask and none takes the default action (ending
+        // the process) instead. (A SIGHUP that `nohup` ignores is discarded, blocked or not.)
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, SIGTERM)
         sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         try runOptions.applyThreads()
         let configuration = try serveConfiguration()
