@@ -201,6 +201,22 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertTrue(notices.texts.contains { $0.hasPrefix("waiting for another run in this process") }, "\(notices.texts)")
     }
 
+    /// Asking an interrupted run for its model says that the run has not finished and how to finish it.
+    /// Until 2026-12-07 it said the folder "is not a finetune run directory", also of a run that another
+    /// process was training.
+    func testAnUnfinishedRunSaysSoWhenItsModelIsAskedFor() throws {
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        let run = try TrainingRun.create(specification(data: try makeData(), out: out), notify: { _ in })
+        XCTAssertEqual(try runInterrupted(run, afterStep: 2).status, "interrupted")
+        let directory = RunDirectory(out)
+        XCTAssertThrowsError(try directory.loadModel(try directory.readConfig())) { error in
+            let message = "\(error)"
+            XCTAssertFalse(message.contains("is not a finetune run directory"), message)
+            XCTAssertTrue(message.hasPrefix("\(out) is a run that has not finished training (status interrupted)"), message)
+            XCTAssertTrue(message.hasSuffix("resume it with `finetune train --resume \(out)`"), message)
+        }
+    }
+
     func testARunDirectoryInTheEarlierFormatResumesAndLoads() throws {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/old"

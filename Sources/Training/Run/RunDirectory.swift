@@ -335,12 +335,15 @@ public struct RunDirectory: Sendable {
             let finished = ["completed", "stopped"].contains(runConfig.status)
             // A run another process trains now was told to resume it, which only met that process's lock.
             let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
-            throw RunError.notARun(path: path, reason: finished
-                ? "\(model) is missing, although the run \(runConfig.status): it was moved or deleted"
-                : "\(model) is missing: the run has not finished (status \(runConfig.status)); "
-                    + (trainer.map { "process \($0) is training it: wait for it to finish" }
-                        ?? (Checkpoint.isComplete(lastCheckpoint) ? "resume it with `finetune train --resume \(path)`"
-                            : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)")))
+            guard !finished else {
+                throw RunError.notARun(path: path, reason: "\(model) is missing, although the run \(runConfig.status): "
+                                       + "it was moved or deleted")
+            }
+            // It was "not a finetune run directory", of a run another process was training.
+            throw RunError.unfinished(path: path, status: runConfig.status, advice:
+                trainer.map { "process \($0) is training it: wait for it to finish" }
+                    ?? (Checkpoint.isComplete(lastCheckpoint) ? "resume it with `finetune train --resume \(path)`"
+                        : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)"))
         }
         let classifier = try Self.buildModel(runConfig)
         let weights: StateDict

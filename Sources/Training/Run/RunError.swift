@@ -6,6 +6,10 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     case notARun(path: String, reason: String)
     /// `config.json` could not be read or decoded, or holds values that cannot be used.
     case invalidConfig(path: String, reason: String)
+    /// A run whose training has not ended (`status`: `running`, `interrupted`, `diverged`, `failed`), so
+    /// it has no final weights (`model.safetensors`) to evaluate, predict, export or serve with;
+    /// `advice` says what to do (wait for the process training it, resume it, or train it again).
+    case unfinished(path: String, status: String, advice: String)
     /// Another writer holds the run directory's lock (`pid` when it recorded one).
     case locked(directory: String, pid: Int32?)
     /// The destination of a new run exists and may not be replaced (the reason says why).
@@ -36,6 +40,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .notARun(let path, let reason): return "\(path) is not a finetune run directory: \(reason)"
         case .invalidConfig(let path, let reason): return "\(path): \(reason)"
+        case .unfinished(let path, let status, let advice):
+            return "\(path) is a run that has not finished training (status \(status)), so it has no final weights yet "
+                + "(\(RunDirectory.modelFile), written when training ends); \(advice)"
         case .locked(let directory, let pid):
             let holder = pid.map { "process \($0)" } ?? "another process"
             return "\(directory) is in use by \(holder), which holds its lock (\(RunLock.fileName)); "
