@@ -213,7 +213,7 @@ final class TrainingRunTests: XCTestCase {
             let message = "\(error)"
             XCTAssertFalse(message.contains("is not a finetune run directory"), message)
             XCTAssertTrue(message.hasPrefix("\(out) is a run that has not finished training (status interrupted)"), message)
-            XCTAssertTrue(message.hasSuffix("resume it with `finetune train --resume \(out)`"), message)
+            XCTAssertTrue(message.contains("resume it with `finetune train --resume \(out)` (`--epochs N` ends it sooner"), message)
         }
     }
 

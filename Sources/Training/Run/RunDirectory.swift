@@ -342,7 +342,8 @@ public struct RunDirectory: Sendable {
             // It was "not a finetune run directory", of a run another process was training.
             throw RunError.unfinished(path: path, status: runConfig.status, advice:
                 trainer.map { "process \($0) is training it: wait for it to finish" }
-                    ?? (Checkpoint.isComplete(lastCheckpoint) ? "resume it with `finetune train --resume \(path)`"
+                    ?? (Checkpoint.isComplete(lastCheckpoint)
+                        ? "resume it with `finetune train --resume \(path)` (`--epochs N` ends it sooner, at the epoch under way at the earliest)"
                         : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)"))
         }
         let classifier = try Self.buildModel(runConfig)
