@@ -39,4 +39,19 @@ extension TrainingRunTests {
         XCTAssertFalse(try RunReport.make(run: out, options: RunReportOptions(topLosses: 2, gradCAMCount: -1, workers: 0))
             .html().isEmpty)
     }
+
+    /// A run that has not finished training (interrupted here) is reported with its best checkpoint,
+    /// named in the run section. Until 2026-12-07 `report` refused it: "not a finetune run directory".
+    func testAnUnfinishedRunIsReportedWithItsBestCheckpoint() throws {
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        let run = try TrainingRun.create(specification(data: try makeData(), out: out), notify: { _ in })
+        let steps = 4  // 14 training images in batches of 4: epoch 1 ends after 4 steps
+        XCTAssertEqual(try runInterrupted(run, afterStep: steps + 1).status, "interrupted")
+        run.release()
+        let report = try RunReport.make(run: out, options: RunReportOptions(topLosses: 2, gradCAMCount: 1, workers: 0))
+        XCTAssertEqual(report.evaluatedCheckpoint, "checkpoints/best, epoch 1")
+        XCTAssertEqual(report.evaluation.sampleCount, 6, "the test split")
+        let html = try report.html()
+        XCTAssertTrue(html.contains("checkpoints/best, epoch 1: the run has not finished training (status interrupted)"))
+    }
 }

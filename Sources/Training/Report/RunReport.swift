@@ -70,6 +70,9 @@ public struct RunReport {
     public var evaluation: EvaluationReport
     /// The precision the split was evaluated in (`RunReportOptions.precision`, `.auto` decided).
     public var evaluationPrecision: Precision = .fp32
+    /// The checkpoint evaluated, for a run that has not finished training ("checkpoints/best, epoch
+    /// 3"); nil when the evaluation is of `model.safetensors`.
+    public var evaluatedCheckpoint: String?
     /// Every evaluated image's prediction, in dataset order.
     public var samples: [SamplePrediction]
     /// The worst predictions, worst first (`SamplePrediction.topLosses`).
@@ -99,7 +102,17 @@ public struct RunReport {
         let selected = try EvaluationData.select(data, split: options.split, run: config, classNames: config.classNames,
                                                  strict: (config.options.onBadImage ?? .skip).isStrict)
         let dataset = selected.dataset
-        let model = try directory.loadModel(config)
+        // A run that has not finished is evaluated with its best (else last) checkpoint, said in the run
+        // section: until 2026-12-07 `report` refused a run while it trained, or once Ctrl-C stopped it.
+        let model: ImageClassifier
+        var checkpoint: String?
+        do {
+            model = try directory.loadModel(config)
+        } catch let error as RunError {
+            guard case .unfinished = error, let (folder, description) = directory.checkpointForUnfinishedRun() else { throw error }
+            model = try directory.loadModel(config, weights: folder + "/" + Checkpoint.modelFile)
+            checkpoint = description
+        }
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         let precision = options.precision.resolved(for: model)
@@ -137,6 +150,7 @@ public struct RunReport {
                              topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
                              gradCAMCorrect: camCorrect, dataCheck: check)
         made.evaluationPrecision = precision
+        made.evaluatedCheckpoint = checkpoint
         return made
     }
 }

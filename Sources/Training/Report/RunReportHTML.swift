@@ -64,6 +64,10 @@ extension RunReport {
             rows.append(("model.safetensors", "\(weights) weights (epoch \(config.modelEpoch ?? config.epochsCompleted))"
                 + (config.olderModelNotice(trainingProcess: nil).map { ". Note: " + $0 + "; the evaluation is of these weights" } ?? "")))
         }
+        if let evaluatedCheckpoint {
+            rows.append(("evaluated weights", "\(evaluatedCheckpoint): the run has not finished training (status "
+                + "\(config.status)), and its model.safetensors is written when it does"))
+        }
         rows.append(("evaluated", "\(evaluation.sampleCount) images of \(data) (\(split)): accuracy "
             + Self.percent(evaluation.accuracy) + (evaluation.loss.map { ", loss \(Self.value($0))" } ?? "")
             + (evaluation.macroAUC ?? evaluation.auc).map { ", AUC \(Self.number($0))" }.orEmpty

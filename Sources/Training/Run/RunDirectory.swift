@@ -346,22 +346,42 @@ public struct RunDirectory: Sendable {
                         ? "resume it with `finetune train --resume \(path)` (`--epochs N` ends it sooner, at the epoch under way at the earliest)"
                         : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)"))
         }
+        let classifier = try loadModel(runConfig, weights: model)
+        let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
+        if let notice = runConfig.olderModelNotice(trainingProcess: trainer) { notify(.warning(notice)) }
+        return classifier
+    }
+
+    /// The run's model with the weights of `file` (`model.safetensors`, or a checkpoint's), in eval mode.
+    public func loadModel(_ runConfig: RunConfig, weights file: String) throws -> ImageClassifier {
         let classifier = try Self.buildModel(runConfig)
         let weights: StateDict
-        do { weights = try SafeTensors.load(model) } catch {
+        do { weights = try SafeTensors.load(file) } catch {
             // (An empty or cut-off file "did not fit the model config.json describes".)
-            throw RunError.invalidConfig(path: model, reason: "cannot read it: \(error)")
+            throw RunError.invalidConfig(path: file, reason: "cannot read it: \(error)")
         }
         do {
             try classifier.load(weights, strict: true)
         } catch {
-            throw RunError.invalidConfig(path: model, reason: "does not fit the model config.json describes: \(error)")
+            throw RunError.invalidConfig(path: file, reason: "does not fit the model config.json describes: \(error)")
         }
         try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
         classifier.eval()
-        let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
-        if let notice = runConfig.olderModelNotice(trainingProcess: trainer) { notify(.warning(notice)) }
         return classifier
+    }
+
+    /// The checkpoint that stands for an unfinished run's model: `checkpoints/best` (its best epoch so
+    /// far) when it is complete, else `checkpoints/last`; its folder and a description ("checkpoints/best,
+    /// epoch 3"). Nil when there is neither.
+    public func checkpointForUnfinishedRun() -> (folder: String, description: String)? {
+        for name in ["best", "last"] {
+            let folder = checkpoints + "/" + name
+            guard let found = Checkpoint.locate(folder), let manifest = try? Checkpoint.readManifest(found) else { continue }
+            let state = manifest.state
+            let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)" : "epoch \(state.epoch)"
+            return (found, "checkpoints/\(name), \(epoch)")
+        }
+        return nil
     }
 
     /// The architecture exactly as training built it (same head size; for pretrained weights the
