@@ -42,10 +42,10 @@ public final class PredictionServer: @unchecked Sendable {
     /// Whether every model has warmed up.
     public var ready: Bool { models.values.allSatisfy(\.ready) }
 
-    /// Serves until SIGTERM, SIGINT or SIGHUP (`listensForHangUp`), then stops accepting, answers the requests in flight, lets the
-    /// inference loops finish and returns. `onListening` gets the bound address (with the real port
-    /// when the configuration asked for port 0); the models warm up after that, and `/readyz` says
-    /// when they have. The process's soft open-file limit is raised to its hard limit first, and a
+    /// Serves until SIGTERM, SIGINT or SIGHUP (`listensForHangUp`), then stops accepting, answers the
+    /// requests in flight, lets the inference loops finish and returns. `onListening` gets the bound
+    /// address (with the real port when the configuration asked for port 0); the models warm up after
+    /// that, and `/readyz` says when they have. The process's soft open-file limit is raised to its hard limit first, and a
     /// limit that leaves no descriptor for a connection is an error (`checkOpenFileLimit`).
     public func run(onListening: @escaping @Sendable (_ host: String, _ port: Int) -> Void) async throws {
         try checkOpenFileLimit()
@@ -79,7 +79,8 @@ public final class PredictionServer: @unchecked Sendable {
             for model in models.values { model.loop.stop() }
         }
         do {
-            try await app.runService(gracefulShutdownSignals: Self.listensForHangUp ? [.sigterm, .sigint, .sighup] : [.sigterm, .sigint])
+            try await app.runService(gracefulShutdownSignals: Self.listensForHangUp ? [.sigterm, .sigint, .sighup]
+                                                                                    : [.sigterm, .sigint])
         } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
             let address = "\(configuration.host):\(configuration.port)"
             throw ServingError.badConfiguration(error.errnoCode == EADDRINUSE

@@ -109,7 +109,9 @@ public struct RunReport {
         do {
             model = try directory.loadModel(config)
         } catch let error as RunError {
-            guard case .unfinished = error, let (folder, description) = directory.checkpointForUnfinishedRun() else { throw error }
+            guard case .unfinished = error, let (folder, description) = directory.checkpointForUnfinishedRun() else {
+                throw error
+            }
             model = try directory.loadModel(config, weights: folder + "/" + Checkpoint.modelFile)
             checkpoint = description
         }

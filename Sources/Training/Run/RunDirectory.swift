@@ -343,7 +343,8 @@ public struct RunDirectory: Sendable {
             throw RunError.unfinished(path: path, status: runConfig.status, advice:
                 trainer.map { "process \($0) is training it: wait for it to finish" }
                     ?? (Checkpoint.isComplete(lastCheckpoint)
-                        ? "resume it with `finetune train --resume \(path)` (`--epochs N` ends it sooner, at the epoch under way at the earliest)"
+                        ? "resume it with `finetune train --resume \(path)` (`--epochs N` ends it sooner, at the epoch "
+                            + "under way at the earliest)"
                         : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)"))
         }
         let classifier = try loadModel(runConfig, weights: model)
@@ -378,7 +379,8 @@ public struct RunDirectory: Sendable {
             let folder = checkpoints + "/" + name
             guard let found = Checkpoint.locate(folder), let manifest = try? Checkpoint.readManifest(found) else { continue }
             let state = manifest.state
-            let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)" : "epoch \(state.epoch)"
+            let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)"
+                : "epoch \(state.epoch)"
             return (found, "checkpoints/\(name), \(epoch)")
         }
         return nil
