@@ -8,8 +8,8 @@ import Foundation
 /// disposition and re-sends it, so the process ends as users expect from a second Ctrl-C (unless
 /// `forceOnSecondSignal` is false). SIGHUP never counts as that second signal: one hang-up often
 /// arrives twice (from the kernel to the terminal's foreground processes, and from the shell to its
-/// jobs). Once cancelled (or deinitialised) the instance no longer
-/// catches anything; a signal that arrives while no `SignalStop` listens takes its default action.
+/// jobs). Once cancelled (or deinitialised) the instance no longer catches anything; a signal that
+/// arrives while no `SignalStop` listens takes its default action.
 public final class SignalStop: @unchecked Sendable {
     /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and SIGHUP (the terminal closed: an ssh
     /// connection dropped), unless SIGHUP is ignored (`isIgnored`: started by `nohup`, which asks the

@@ -99,10 +99,10 @@ public final class TrainingRun {
 
     /// Serialises the runs of this process: `create`, `resume`, `findLearningRate` and `run()` hold it
     /// throughout (re-entrant on one thread). LibTorch's random generator and its thread count are the
-    /// process's, so runs on other threads (a Swift task group
-    /// sweeping learning rates) interleaved their dropout and initialisation draws: three runs of one
-    /// specification ended with three different losses, none of them that of the same run alone.
-    /// Each now trains as it would alone; the second one says that it waits.
+    /// process's, so runs on other threads (a Swift task group sweeping learning rates) interleaved
+    /// their dropout and initialisation draws: three runs of one specification ended with three
+    /// different losses, none of them that of the same run alone. Each now trains as it would alone;
+    /// the second one says that it waits.
     private static let processLock = NSRecursiveLock()
 
     /// Runs `body` holding `processLock`, saying so through `notify` when another thread holds it.

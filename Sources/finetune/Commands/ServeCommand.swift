@@ -12,8 +12,8 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             Each run directory is a model named after its folder (--name overrides, once per model in order). Images \
             sent at the same time are batched: up to --max-batch-size per forward pass, waiting at most \
-            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C, or a hang-up) stops accepting, answers the requests in \
-            flight and exits 0. See docs/cli.md for the API.
+            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C, or a hang-up) stops accepting, answers the \
+            requests in flight and exits 0. See docs/cli.md for the API.
 
             Examples:
               finetune serve runs/flowers
