@@ -386,15 +386,25 @@ extension TrainCLITests {
         return workers
     }
 
-    /// A worker killed with SIGKILL runs no exit handler, so its private copy of the run (a folder in
-    /// the temporary directory) stayed behind; the probes left dozens. The launcher removes it.
-    func testTheLauncherRemovesThePrivateFolderOfAWorkerKilledWithSIGKILL() throws {
+    /// A worker's private copy of the run (a folder in the temporary directory) holds no resumable
+    /// checkpoint: nothing reads one (a resume copies rank 0's), and until 2026-12-07 each rank above 0
+    /// wrote `checkpoints/last` (model and optimizer state, fsync'd) there as often as rank 0 did. A worker
+    /// killed with SIGKILL runs no exit handler, so its folder stayed behind; the probes left dozens. The
+    /// launcher removes it.
+    func testAWorkersPrivateFolderHoldsNoResumableCheckpointAndGoesWhenTheWorkerIsKilled() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let out = try temporaryFolder("dist-killed-worker") + "/run"
         let launcher = try launchedLongRunWithTwoWorkers(out: out)
         let worker = try XCTUnwrap(try Self.workers(of: launcher.processIdentifier)[1])
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-rank1-\(worker)").path
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/config.json"), "rank 1 trains into \(folder)")
+        // Rank 0 saves every 2 steps (`launchedLongRunWithTwoWorkers`): a few saves later, rank 1 has none.
+        let deadline = Date().addingTimeInterval(60)
+        while launcher.isRunning, Date() < deadline, (try? Self.checkpointState(out))?["globalStep"] as? Int ?? 0 < 8 {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertGreaterThanOrEqual(try Self.checkpointState(out)?["globalStep"] as? Int ?? 0, 8)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/checkpoints/last"), "rank 1 wrote checkpoints/last")
         kill(worker, SIGKILL)
         launcher.waitUntilExit()
         // The killed worker's 137, or rank 0's 1 when it stopped (naming the lost rank) before the

@@ -42,6 +42,12 @@ public final class ModelCheckpoint: StatefulCallback {
     public let everySeconds: Double?
     /// The time source for `everySeconds` (injectable for tests).
     public let clock: () -> Date
+    /// Whether `last/` (at epoch ends and `everySteps`/`everySeconds`) and `epoch-NNNN/` are written;
+    /// `best/` always is. False on a data-parallel rank above 0: nothing reads its checkpoints but
+    /// `best/` (early stopping restores the best weights from it on every rank), and a resume copies
+    /// rank 0's. Each rank above 0 wrote two full checkpoints (model and optimizer state, fsync'd) into
+    /// its private folder in the temporary directory every epoch, and more with `--save-every-*`.
+    public var keepsResumable = true
     private let requestedMonitor: String?
     private let mode: MonitorMode
     private let minDelta: Double
@@ -84,6 +90,7 @@ public final class ModelCheckpoint: StatefulCallback {
                 tracker = MetricTracker(metric: trainer.state.best?.metric ?? "loss", mode: mode, minDelta: minDelta)
             }
         case .batchEnd(let result):
+            guard keepsResumable else { break }
             var due = false
             if let n = everySteps, n > 0, result.optimizerStepped, result.step % n == 0 { due = true }
             if let seconds = everySeconds, let lastSave, clock().timeIntervalSince(lastSave) >= seconds { due = true }
@@ -97,6 +104,7 @@ public final class ModelCheckpoint: StatefulCallback {
                 tracker = t
                 if improved { try save(.best, to: bestPath, trainer: trainer) }
             }
+            guard keepsResumable else { break }
             if !saveBestOnly {
                 let path = (directory as NSString).appendingPathComponent(String(format: "epoch-%04d", result.epoch + 1))
                 try save(.epoch, to: path, trainer: trainer)
