@@ -19,10 +19,13 @@ public final class GroupPause: @unchecked Sendable {
     /// The shared file, opened by the launcher and inherited by its workers.
     public let descriptor: Int32
 
-    /// The pause of descriptor `descriptor` when it is an open regular file, else nil.
+    /// The pause of descriptor `descriptor` when it is what `makeShared` makes (an open regular file of
+    /// one byte, with no name left), else nil: a stray `FINETUNE_PAUSE_FD` naming another open file
+    /// must not read as a pause asked for at every batch.
     public init?(descriptor: Int32) {
         var info = stat()
-        guard descriptor >= 0, fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard descriptor >= 0, fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+              info.st_size == 1, info.st_nlink == 0 else { return nil }
         self.descriptor = descriptor
     }
 
