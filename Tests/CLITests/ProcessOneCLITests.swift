@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +42,9 @@ extension CLITests {
                                  "--iterations", "1000000", "--batch-size", "1", "--input-size", "32", "--threads", "1"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            // At their default action, whatever this test process has (a test run in the background of a
+            // script ignores SIGINT, and a signal ignored at start stays ignored).
+            try withSignals([SIGINT, SIGTERM], ignored: false) { try process.run() }
             defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
             // finetune, process 1 inside, once it has its handlers (a signal before is dropped there).
             var inner: pid_t?
