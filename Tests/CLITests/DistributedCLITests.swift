@@ -374,10 +374,8 @@ extension TrainCLITests {
     /// The workers of a `--nproc-per-node` launcher (the processes whose parent it is), by rank.
     static func workers(of launcher: pid_t) throws -> [Int: pid_t] {
         var workers: [Int: pid_t] = [:]
-        for pid in try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(pid_t.init) {
-            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            guard status.split(separator: "\n").contains(where: { $0 == "PPid:\t\(launcher)" }),
-                  let environment = try? Foundation.Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")),
+        for pid in ProcessInspection.children(of: launcher) {
+            guard let environment = try? Foundation.Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")),
                   let rank = environment.split(separator: 0).lazy.map({ String(decoding: $0, as: UTF8.self) })
                       .first(where: { $0.hasPrefix("RANK=") }).flatMap({ Int($0.dropFirst(5)) })
             else { continue }

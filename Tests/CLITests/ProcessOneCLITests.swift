@@ -8,25 +8,6 @@ import Glibc
 /// finetune as process 1 of its PID namespace, as a container's entrypoint started without `--init`
 /// (`docker run -it image finetune …`): the kernel gives SIGINT and SIGTERM no default action there.
 extension CLITests {
-    /// The first process found whose parent is `parent`.
-    static func child(of parent: pid_t) -> pid_t? {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap(pid_t.init).first { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-            return fields.count > 1 && pid_t(fields[1]) == parent
-        }
-    }
-
-    /// Whether process `pid` catches `signal` (its `SigCgt` mask in /proc/PID/status).
-    static func catches(_ pid: pid_t, _ signal: Int32) -> Bool {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
-              let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
-        return mask & (1 << UInt64(signal - 1)) != 0
-    }
-
     /// Until 2026-12-07 Ctrl-C and `docker stop` did nothing to a command that does not listen for
     /// them (here `bench`), which ran on until Docker's SIGKILL; now each ends it as the default action
     /// would elsewhere, with status 128 + the signal's number.
@@ -50,12 +31,12 @@ extension CLITests {
             var inner: pid_t?
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline, process.isRunning {
-                inner = Self.child(of: process.processIdentifier)
-                if let inner, Self.catches(inner, number) { break }
+                inner = ProcessInspection.children(of: process.processIdentifier).first
+                if let inner, ProcessInspection.catches(inner, number) { break }
                 usleep(10_000)
             }
             let pid = try XCTUnwrap(inner, "finetune did not start in the namespace")
-            let ready = Self.catches(pid, number)
+            let ready = ProcessInspection.catches(pid, number)
             kill(pid, number)
             let ended = Date().addingTimeInterval(20)
             while process.isRunning && Date() < ended { usleep(20_000) }

@@ -105,13 +105,6 @@ extension TrainCLITests {
         XCTAssertEqual((config as? [String: Any])?["status"] as? String, "interrupted")
     }
 
-    /// The one-letter state of process `pid` (`R`, `S`, `T` for stopped, …), nil once it is gone.
-    static func processState(_ pid: pid_t) -> Character? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        return stat[stat.index(close, offsetBy: 2)...].first
-    }
-
     /// The step of a run's last checkpoint (its `trainer.json`), nil before the first.
     static func checkpointStep(_ run: String) -> Int? {
         (try? checkpointState(run))??["globalStep"] as? Int
@@ -131,8 +124,8 @@ extension TrainCLITests {
             run: run, errorOutput: run + ".log")
         kill(launcher.processIdentifier, SIGTSTP)
         let deadline = Date().addingTimeInterval(10)
-        while Self.processState(launcher.processIdentifier) != "T" && Date() < deadline { usleep(10_000) }
-        XCTAssertEqual(Self.processState(launcher.processIdentifier), "T")
+        while ProcessInspection.state(of: launcher.processIdentifier) != "T" && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(ProcessInspection.state(of: launcher.processIdentifier), "T")
         Thread.sleep(forTimeInterval: 1)  // the batch under way ends, and its checkpoint is written
         let paused = Self.checkpointStep(run)
         XCTAssertNotNil(paused)
