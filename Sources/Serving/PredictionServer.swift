@@ -258,9 +258,9 @@ public final class PredictionServer: @unchecked Sendable {
     static let fewDescriptors = 64
 
     /// Whether SIGHUP (the terminal closed) starts the graceful shutdown, as SIGTERM and SIGINT do: unless
-    /// it is ignored (`nohup`). A hang-up ended the server at once until 2026-12-07, dropping the
+    /// it is ignored (`nohup`) or the application embedding the server catches it. A hang-up ended the server at once until 2026-12-07, dropping the
     /// requests in flight.
-    static let listensForHangUp = !SignalStop.isIgnored(SIGHUP)
+    static let listensForHangUp = !SignalStop.isHandledElsewhere(SIGHUP)
 
     /// Descriptors the server opens after `checkOpenFileLimit`: the listening socket and a signal source
     /// per shutdown signal (`/proc/PID/fd` of a running server).

@@ -12,14 +12,17 @@ import Foundation
 /// arrives while no `SignalStop` listens takes its default action.
 public final class SignalStop: @unchecked Sendable {
     /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and SIGHUP (the terminal closed: an ssh
-    /// connection dropped), unless SIGHUP is ignored (`isIgnored`: started by `nohup`, which asks the
-    /// run to go on after a hang-up). Until 2026-12-07 a hang-up ended a run at once, with no
-    /// checkpoint since the last one and `config.json` still saying `running`.
-    public static var defaultSignals: [Int32] { [SIGINT, SIGTERM] + (isIgnored(SIGHUP) ? [] : [SIGHUP]) }
+    /// connection dropped), unless SIGHUP is handled elsewhere (`isHandledElsewhere`: ignored because
+    /// `nohup` started the process, which asks the run to go on after a hang-up, or caught by the
+    /// application that embeds the run, a daemon reloading its settings on SIGHUP). Until 2026-12-07 a
+    /// hang-up ended a run at once, with no checkpoint since the last one and `config.json` still
+    /// saying `running`.
+    public static var defaultSignals: [Int32] { [SIGINT, SIGTERM] + (isHandledElsewhere(SIGHUP) ? [] : [SIGHUP]) }
 
-    /// Whether `signal` is ignored (`SIG_IGN`) and no `SignalStop` has taken it over: a parent asked so
-    /// (`nohup` ignores SIGHUP), and a program that then listens for it undoes that request.
-    public static func isIgnored(_ signal: Int32) -> Bool { SignalHub.shared.isIgnored(signal) }
+    /// Whether `signal` is ignored (`SIG_IGN`) or caught by a handler that is not a `SignalStop`'s: a
+    /// parent asked so (`nohup` ignores SIGHUP) or the application handles it, and listening for it
+    /// would undo that (a `SignalStop`'s source keeps the signal for the life of the process).
+    public static func isHandledElsewhere(_ signal: Int32) -> Bool { SignalHub.shared.isHandledElsewhere(signal) }
 
     /// The signals listened for (empty: only `trigger()` sets the flag).
     public let signals: [Int32]
@@ -109,7 +112,7 @@ private final class SignalHub: @unchecked Sendable {
     private var listeners: [ObjectIdentifier: (stop: Weak, signals: [Int32])] = [:]
     private var ignoredWhenUnheard: Set<Int32> = []
 
-    func isIgnored(_ number: Int32) -> Bool {
+    func isHandledElsewhere(_ number: Int32) -> Bool {
         lock.withLock {
             guard sources[number] == nil else { return false }
             var current = sigaction()
@@ -119,7 +122,8 @@ private final class SignalHub: @unchecked Sendable {
             #else
             let handler = current.__sigaction_handler.sa_handler
             #endif
-            return handler.map { unsafeBitCast($0, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) } ?? false
+            // SIG_DFL is a null function pointer: anything else (SIG_IGN, a handler) is someone's choice.
+            return handler != nil
         }
     }
 

@@ -71,7 +71,7 @@ struct Finetune: ParsableCommand {
     /// (`nohup`); a command that listens for them (train, serve) takes them over as anywhere else.
     static func endOnSignalsAsInit() {
         guard getpid() == 1 else { return }
-        for number in [SIGINT, SIGTERM, SIGHUP] where !SignalStop.isIgnored(number) {
+        for number in [SIGINT, SIGTERM, SIGHUP] where !SignalStop.isHandledElsewhere(number) {
             signal(number) { _exit(128 + $0) }
         }
     }

@@ -220,6 +220,32 @@ final class CallbackTests: XCTestCase {
     /// process for it) is delivered once the source is there: it was ignored (`SIG_IGN` filled the
     /// gap), and a Ctrl-C sent right as a run started training was lost (probe AI: 4 of 110 tries).
     /// SIGUSR1 is this test's alone: the gap exists only at a signal's first subscription.
+    /// A signal is left alone by a `SignalStop` made with the default signals (and by the launcher and
+    /// the server) when someone else has claimed it: ignored (`nohup` does so for SIGHUP) or caught by
+    /// the application's own handler (a daemon that reloads its settings on SIGHUP). Listening would
+    /// have undone that for the life of the process. SIGUSR2, which no `SignalStop` here listens for,
+    /// stands in for SIGHUP.
+    func testASignalIgnoredOrCaughtByTheApplicationIsHandledElsewhere() throws {
+        var previous = sigaction()
+        sigaction(SIGUSR2, nil, &previous)
+        defer { sigaction(SIGUSR2, &previous, nil) }
+        func set(_ handler: (@convention(c) (Int32) -> Void)?) {
+            var action = sigaction()
+            #if canImport(Darwin)
+            action.__sigaction_u.__sa_handler = handler
+            #else
+            action.__sigaction_handler.sa_handler = handler
+            #endif
+            sigaction(SIGUSR2, &action, nil)
+        }
+        set(SIG_DFL)
+        XCTAssertFalse(SignalStop.isHandledElsewhere(SIGUSR2))
+        set(SIG_IGN)
+        XCTAssertTrue(SignalStop.isHandledElsewhere(SIGUSR2))
+        set { _ in }
+        XCTAssertTrue(SignalStop.isHandledElsewhere(SIGUSR2), "the application's handler")
+    }
+
     func testASignalSentWhileItsSourceIsRegisteredIsNotLost() throws {
         var raised = false
         SignalStop.beforeRegistrationForTesting = { number in

@@ -154,7 +154,7 @@ enum WorkerProcess {
         // at logout.)
         // Passed on once: a hang-up often arrives twice (the kernel, then the shell), and a second
         // SIGTERM ends a worker at once, without its checkpoint.
-        if !SignalStop.isIgnored(SIGHUP) {
+        if !SignalStop.isHandledElsewhere(SIGHUP) {
             signal(SIGHUP) { _ in
                 guard !WorkerProcess.hangUpForwarded else { return }
                 WorkerProcess.hangUpForwarded = true
