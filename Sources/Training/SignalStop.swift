@@ -24,6 +24,20 @@ public final class SignalStop: @unchecked Sendable {
     /// would undo that (a `SignalStop`'s source keeps the signal for the life of the process).
     public static func isHandledElsewhere(_ signal: Int32) -> Bool { SignalHub.shared.isHandledElsewhere(signal) }
 
+    /// As process 1 (a container's entrypoint started without `--init`: `docker run -it … finetune
+    /// evaluate …`) the kernel gives SIGINT, SIGTERM and SIGHUP no default action: Ctrl-C and `docker
+    /// stop` did nothing to a command that does not listen for them (evaluate, predict, bench …), until
+    /// Docker's SIGKILL 10 s later. Here each that is at its default action gets a stand-in for it, which
+    /// ends the process with status 128 + its number; the stand-in counts as the default action, so a
+    /// `SignalStop` (train) or the server still takes the signal over as anywhere else. Elsewhere this
+    /// does nothing.
+    public static func standInForDefaultActionsAsProcessOne() {
+        guard getpid() == 1 else { return }
+        for number in [SIGINT, SIGTERM, SIGHUP] where !isHandledElsewhere(number) {
+            Foundation.signal(number, SignalHub.endAsDefaultAction)
+        }
+    }
+
     /// The signals listened for (empty: only `trigger()` sets the flag).
     public let signals: [Int32]
     /// Whether a second signal while the first is pending ends the process with the default action.
@@ -122,8 +136,10 @@ private final class SignalHub: @unchecked Sendable {
             #else
             let handler = current.__sigaction_handler.sa_handler
             #endif
-            // SIG_DFL is a null function pointer: anything else (SIG_IGN, a handler) is someone's choice.
-            return handler != nil
+            // SIG_DFL is a null function pointer: anything else (SIG_IGN, a handler) is someone's choice,
+            // but for process 1's stand-in for the default action.
+            guard let handler else { return false }
+            return unsafeBitCast(handler, to: Int.self) != unsafeBitCast(Self.endAsDefaultAction, to: Int.self)
         }
     }
 
@@ -197,6 +213,9 @@ private final class SignalHub: @unchecked Sendable {
         }
         for stop in targets { stop.receive(number) }
     }
+
+    /// Process 1's stand-in for a signal's default action (`standInForDefaultActionsAsProcessOne`).
+    static let endAsDefaultAction: @convention(c) (Int32) -> Void = { _exit(128 + $0) }
 
     /// The signal's default action (normally: the process ends). Process 1 (a container's entrypoint)
     /// gets no default action from the kernel, so it exits with status 128 + the signal's number, as a

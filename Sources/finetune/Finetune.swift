@@ -35,7 +35,7 @@ struct Finetune: ParsableCommand {
         // with the run's clean-up, not death by SIGXFSZ with no word and a run left "running" (probe
         // AK; CPython ignores it the same way).
         signal(SIGXFSZ, SIG_IGN)
-        endOnSignalsAsInit()
+        SignalStop.standInForDefaultActionsAsProcessOne()
         StandardStreams.openClosedDescriptors()
         var command: ParsableCommand
         do { command = try parseCommandLine() } catch {
@@ -60,19 +60,6 @@ struct Finetune: ParsableCommand {
         if let failure = StandardStreams.outputFailure() {
             StandardStreams.writeError("Error: cannot write standard output: \(failure.reason)\n")
             Foundation.exit(1)
-        }
-    }
-
-    /// As process 1 (a container's entrypoint started without `--init`: `docker run -it … finetune
-    /// evaluate …`) the kernel gives SIGINT, SIGTERM and SIGHUP no default action: Ctrl-C and `docker
-    /// stop` did nothing to a command that does not listen for them (evaluate, predict, bench …), until
-    /// Docker's SIGKILL 10 s later, and a second Ctrl-C did not end a stopping run. Here each ends the
-    /// process with status 128 + its number, as the default action would, unless it is ignored
-    /// (`nohup`); a command that listens for them (train, serve) takes them over as anywhere else.
-    static func endOnSignalsAsInit() {
-        guard getpid() == 1 else { return }
-        for number in [SIGINT, SIGTERM, SIGHUP] where !SignalStop.isHandledElsewhere(number) {
-            signal(number) { _exit(128 + $0) }
         }
     }
 

@@ -138,4 +138,38 @@ extension TrainCLITests {
         let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
         XCTAssertEqual((config as? [String: Any])?["status"] as? String, "completed")
     }
+
+    /// As a container's process 1, a hang-up still stops a run with its checkpoint: process 1's stand-in
+    /// for the default action (`SignalStop.standInForDefaultActionsAsProcessOne`) counts as the default,
+    /// so train listens for SIGHUP. Until the review of 2026-12-07 the stand-in read as an application's
+    /// own handler, and SIGHUP ended train at once (status 129, `config.json` left `running`).
+    func testAsProcessOneAHangUpStillStopsARunWithItsCheckpoint() throws {
+        let unshare = "/usr/bin/unshare"
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: unshare) else {
+            throw XCTSkip("needs root and util-linux's unshare to start finetune as process 1 of a PID namespace")
+        }
+        let data = try makeDataset()
+        let run = try temporaryFolder("process-one") + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: unshare)
+        process.arguments = ["--pid", "--fork", "--mount-proc", CLITests.binary.path, "train", data, "--out", run,
+                             "--epochs", "200", "--save-every-steps", "2"] + Self.common
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try withSignals([SIGHUP], ignored: false) { try process.run() }
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        let inner = try XCTUnwrap(ProcessInspection.children(of: process.processIdentifier).first, "train ended early")
+        kill(inner, SIGHUP)
+        let ended = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < ended { usleep(20_000) }
+        if process.isRunning { kill(inner, SIGKILL) }
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130)
+        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
+        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "interrupted")
+    }
 }
