@@ -223,6 +223,6 @@ private final class SignalHub: @unchecked Sendable {
     static func terminate(with number: Int32) {
         Foundation.signal(number, SIG_DFL)
         kill(getpid(), number)
-        if getpid() == 1 { _exit(128 + number) }
+        if getpid() == 1 { endAsDefaultAction(number) }
     }
 }

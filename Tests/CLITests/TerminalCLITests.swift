@@ -11,6 +11,12 @@ import Glibc
 /// `nohup` asks; Ctrl-C of `train | tee` (the pipe's reader gone first) still saves the checkpoint;
 /// Ctrl-Z of a data-parallel run pauses its workers, and `fg` continues them.
 extension TrainCLITests {
+    /// The `status` of the run at `run` (its config.json).
+    static func runStatus(_ run: String) throws -> String? {
+        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
+        return (config as? [String: Any])?["status"] as? String
+    }
+
     /// Sends SIGHUP to a run once its first checkpoint is written, twice as a closing terminal may (the
     /// kernel to the foreground process group, the shell to its jobs), and waits for it to end.
     func hangUp(ignored: Bool, _ arguments: [String], run: String) throws -> (process: Process, errors: String) {
@@ -43,36 +49,32 @@ extension TrainCLITests {
             }
             return list
         }
-        func configStatus(_ name: String) throws -> String? {
-            let data = try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/" + name + "/config.json"))
-            return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["status"] as? String
-        }
 
         // At its default action: the run stops at the next step with a checkpoint, as on Ctrl-C.
         let stopped = try hangUp(ignored: false, try arguments("stopped", epochs: 200), run: runs + "/stopped")
         XCTAssertEqual(stopped.process.terminationReason, .exit, stopped.errors)
         XCTAssertEqual(stopped.process.terminationStatus, 130, stopped.errors)
         XCTAssertEqual(try Self.checkpointState(runs + "/stopped")?["status"] as? String, "interrupted")
-        XCTAssertEqual(try configStatus("stopped"), "interrupted")
+        XCTAssertEqual(try Self.runStatus(runs + "/stopped"), "interrupted")
 
         // Ignored (nohup): the run trains to its end.
         let kept = try hangUp(ignored: true, try arguments("kept", epochs: 3), run: runs + "/kept")
         XCTAssertEqual(kept.process.terminationReason, .exit, kept.errors)
         XCTAssertEqual(kept.process.terminationStatus, 0, kept.errors)
-        XCTAssertEqual(try configStatus("kept"), "completed")
+        XCTAssertEqual(try Self.runStatus(runs + "/kept"), "completed")
 
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         // The launcher of a data-parallel run passes a hang-up on to its workers as SIGTERM…
         let parallelStopped = try hangUp(ignored: false, try arguments("parallel-stopped", epochs: 200, processes: 2),
                                          run: runs + "/parallel-stopped")
         XCTAssertEqual(parallelStopped.process.terminationStatus, 130, parallelStopped.errors)
-        XCTAssertEqual(try configStatus("parallel-stopped"), "interrupted")
+        XCTAssertEqual(try Self.runStatus(runs + "/parallel-stopped"), "interrupted")
         // … unless it is ignored.
         let parallelKept = try hangUp(ignored: true, try arguments("parallel-kept", epochs: 3, processes: 2),
                                       run: runs + "/parallel-kept")
         XCTAssertEqual(parallelKept.process.terminationReason, .exit, parallelKept.errors)
         XCTAssertEqual(parallelKept.process.terminationStatus, 0, parallelKept.errors)
-        XCTAssertEqual(try configStatus("parallel-kept"), "completed")
+        XCTAssertEqual(try Self.runStatus(runs + "/parallel-kept"), "completed")
     }
 
     /// `finetune train … | tee log` stopped with Ctrl-C: the terminal's SIGINT ends `tee` at once, and
@@ -101,8 +103,7 @@ extension TrainCLITests {
         XCTAssertEqual(process.terminationReason, .exit)
         XCTAssertEqual(process.terminationStatus, 130)
         XCTAssertEqual(try Self.checkpointState(run)?["status"] as? String, "interrupted")
-        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
-        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "interrupted")
+        XCTAssertEqual(try Self.runStatus(run), "interrupted")
     }
 
     /// The step of a run's last checkpoint (its `trainer.json`), nil before the first.
@@ -135,8 +136,7 @@ extension TrainCLITests {
         launcher.waitUntilExit()
         let log = (try? String(contentsOfFile: run + ".log", encoding: .utf8)) ?? ""
         XCTAssertEqual(launcher.terminationStatus, 0, log)
-        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
-        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "completed")
+        XCTAssertEqual(try Self.runStatus(run), "completed")
     }
 
     /// As a container's process 1, a hang-up still stops a run with its checkpoint: process 1's stand-in
@@ -169,7 +169,6 @@ extension TrainCLITests {
         if process.isRunning { kill(inner, SIGKILL) }
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 130)
-        let config = try JSONSerialization.jsonObject(with: Foundation.Data(contentsOf: URL(fileURLWithPath: run + "/config.json")))
-        XCTAssertEqual((config as? [String: Any])?["status"] as? String, "interrupted")
+        XCTAssertEqual(try Self.runStatus(run), "interrupted")
     }
 }
