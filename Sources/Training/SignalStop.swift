@@ -1,23 +1,32 @@
 import Dispatch
 import Foundation
 
-/// Turns SIGINT/SIGTERM/SIGHUP into a flag the trainer polls after every batch: the trainer then
-/// writes a resumable checkpoint (to `TrainingConfiguration.checkpointDirectory`/last) and `fit`
-/// returns `.interrupted`. Signals are received with `DispatchSourceSignal`s (no code of ours runs in
-/// signal context). A second SIGINT or SIGTERM while the first signal is pending restores the default
-/// disposition and re-sends it, so the process ends as users expect from a second Ctrl-C (unless
-/// `forceOnSecondSignal` is false). SIGHUP never counts as that second signal: one hang-up often
-/// arrives twice (from the kernel to the terminal's foreground processes, and from the shell to its
-/// jobs). Once cancelled (or deinitialised) the instance no longer catches anything; a signal that
-/// arrives while no `SignalStop` listens takes its default action.
+/// Turns SIGINT/SIGTERM and the notice signals (`noticeSignals`: SIGHUP, SIGUSR1, SIGUSR2, SIGXCPU)
+/// into a flag the trainer polls after every batch: the trainer then writes a resumable checkpoint
+/// (to `TrainingConfiguration.checkpointDirectory`/last) and `fit` returns `.interrupted`. Signals are
+/// received with `DispatchSourceSignal`s (no code of ours runs in signal context). A second SIGINT or
+/// SIGTERM while the first signal is pending restores the default disposition and re-sends it, so the
+/// process ends as users expect from a second Ctrl-C (unless `forceOnSecondSignal` is false). A notice
+/// signal never counts as that second signal: each may arrive more than once for one cause. Once
+/// cancelled (or deinitialised) the instance no longer catches anything; a signal that arrives while
+/// no `SignalStop` listens takes its default action.
 public final class SignalStop: @unchecked Sendable {
-    /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and SIGHUP (the terminal closed: an ssh
-    /// connection dropped), unless SIGHUP is handled elsewhere (`isHandledElsewhere`: ignored because
-    /// `nohup` started the process, which asks the run to go on after a hang-up, or caught by the
-    /// application that embeds the run, a daemon reloading its settings on SIGHUP). Until 2026-12-07 a
-    /// hang-up ended a run at once, with no checkpoint since the last one and `config.json` still
-    /// saying `running`.
-    public static var defaultSignals: [Int32] { [SIGINT, SIGTERM] + (isHandledElsewhere(SIGHUP) ? [] : [SIGHUP]) }
+    /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and each of `noticeSignals` that is not
+    /// handled elsewhere (`isHandledElsewhere`: ignored because `nohup` started the process, which asks
+    /// the run to go on after a hang-up, or caught by the application that embeds the run, a daemon
+    /// reloading its settings on SIGHUP).
+    public static var defaultSignals: [Int32] { [SIGINT, SIGTERM] + noticeSignals.filter { !isHandledElsewhere($0) } }
+
+    /// Signals that tell a process its time is up without a person pressing Ctrl-C, and whose default
+    /// action ends it at once: SIGHUP (the terminal closed: an ssh connection dropped), SIGUSR1 and
+    /// SIGUSR2 (a batch scheduler's warning before the job's end: Slurm's `--signal`, Grid Engine's
+    /// `-notify`) and SIGXCPU (the CPU-time limit: `ulimit -t`, a cluster's CPU limit). A run stops on
+    /// each as on Ctrl-C, with its checkpoint. None counts as the second Ctrl-C that ends the process
+    /// at once: a hang-up often arrives twice (from the kernel to the terminal's foreground processes,
+    /// and from the shell to its jobs), and SIGXCPU comes again every second of CPU time past the soft
+    /// limit. Until 2026-12-07 each of them ended a run at once, with no checkpoint since the last one
+    /// and `config.json` still saying `running`.
+    public static let noticeSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2, SIGXCPU]
 
     /// Whether `signal` is ignored (`SIG_IGN`) or caught by a handler that is not a `SignalStop`'s: a
     /// parent asked so (`nohup` ignores SIGHUP) or the application handles it, and listening for it
@@ -25,7 +34,7 @@ public final class SignalStop: @unchecked Sendable {
     public static func isHandledElsewhere(_ signal: Int32) -> Bool { SignalHub.shared.isHandledElsewhere(signal) }
 
     /// As process 1 (a container's entrypoint started without `--init`: `docker run -it … finetune
-    /// evaluate …`) the kernel gives SIGINT, SIGTERM and SIGHUP no default action: Ctrl-C and `docker
+    /// evaluate …`) the kernel gives SIGINT, SIGTERM and the notice signals no default action: Ctrl-C and `docker
     /// stop` did nothing to a command that does not listen for them (evaluate, predict, bench …), until
     /// Docker's SIGKILL 10 s later. Here each that is at its default action gets a stand-in for it, which
     /// ends the process with status 128 + its number; the stand-in counts as the default action, so a
@@ -33,7 +42,7 @@ public final class SignalStop: @unchecked Sendable {
     /// does nothing.
     public static func standInForDefaultActionsAsProcessOne() {
         guard getpid() == 1 else { return }
-        for number in [SIGINT, SIGTERM, SIGHUP] where !isHandledElsewhere(number) {
+        for number in [SIGINT, SIGTERM] + noticeSignals where !isHandledElsewhere(number) {
             Foundation.signal(number, SignalHub.endAsDefaultAction)
         }
     }
@@ -63,7 +72,7 @@ public final class SignalStop: @unchecked Sendable {
 
     fileprivate func receive(_ number: Int32) {
         let n: Int = lock.withLock {
-            if number != SIGHUP { count += 1 }
+            if !Self.noticeSignals.contains(number) { count += 1 }
             if received == nil { received = number }
             return count
         }

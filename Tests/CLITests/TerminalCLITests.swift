@@ -17,19 +17,21 @@ extension TrainCLITests {
         return (config as? [String: Any])?["status"] as? String
     }
 
-    /// Sends SIGHUP to a run once its first checkpoint is written, twice as a closing terminal may (the
-    /// kernel to the foreground process group, the shell to its jobs), and waits for it to end.
-    func hangUp(ignored: Bool, _ arguments: [String], run: String) throws -> (process: Process, errors: String) {
+    /// Sends `number` (SIGHUP unless said) to a run once its first checkpoint is written, twice as a
+    /// closing terminal may (the kernel to the foreground process group, the shell to its jobs), and waits
+    /// for it to end. `ignored`: the run starts with the signal ignored, as `nohup` starts it.
+    func hangUp(_ number: Int32 = SIGHUP, ignored: Bool, _ arguments: [String], run: String) throws
+        -> (process: Process, errors: String) {
         let log = run + ".log"
-        let process = try withSignals([SIGHUP], ignored: ignored) { try CLITests.start(arguments, errorOutput: log) }
+        let process = try withSignals([number], ignored: ignored) { try CLITests.start(arguments, errorOutput: log) }
         let deadline = Date().addingTimeInterval(120)
         while process.isRunning && Date() < deadline && (try? Self.checkpointState(run)) == nil {
             Thread.sleep(forTimeInterval: 0.005)
         }
         XCTAssertTrue(process.isRunning, "the run ended before its first checkpoint was seen")
-        kill(process.processIdentifier, SIGHUP)
+        kill(process.processIdentifier, number)
         usleep(20_000)
-        kill(process.processIdentifier, SIGHUP)
+        kill(process.processIdentifier, number)
         process.waitUntilExit()
         return (process, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
@@ -75,6 +77,50 @@ extension TrainCLITests {
         XCTAssertEqual(parallelKept.process.terminationReason, .exit, parallelKept.errors)
         XCTAssertEqual(parallelKept.process.terminationStatus, 0, parallelKept.errors)
         XCTAssertEqual(try Self.runStatus(runs + "/parallel-kept"), "completed")
+    }
+
+    /// Until 2026-12-07 a batch scheduler's warning that the job's time is nearly up (SIGUSR1 or SIGUSR2:
+    /// Slurm's `--signal`, Grid Engine's `-notify`) and the CPU-time limit (SIGXCPU: `ulimit -t`, a
+    /// cluster's CPU limit) ended `train` at once by their default action (status 138, 140, 152), with
+    /// nothing since the last checkpoint kept and `config.json` saying `running`. Each now stops the run
+    /// as Ctrl-C does; SIGXCPU comes again every CPU second past the limit and does not end it sooner.
+    func testASchedulersWarningOrTheCPUTimeLimitStopsARunWithItsCheckpoint() throws {
+        let data = try makeDataset()
+        let runs = try temporaryFolder("notice")
+        func arguments(_ name: String, processes: Int = 1) throws -> [String] {
+            var list = ["train", data, "--out", runs + "/" + name, "--epochs", "200", "--save-every-steps", "2"] + Self.common
+            if processes > 1 {
+                list += ["--nproc-per-node", String(processes), "--master-port", String(try FreePort.make())]
+            }
+            return list
+        }
+        func assertStoppedWithItsCheckpoint(_ process: Process, _ name: String, _ errors: String,
+                                            file: StaticString = #filePath, line: UInt = #line) throws {
+            XCTAssertEqual(process.terminationReason, .exit, errors, file: file, line: line)
+            XCTAssertEqual(process.terminationStatus, 130, errors, file: file, line: line)
+            XCTAssertEqual(try Self.checkpointState(runs + "/" + name)?["status"] as? String, "interrupted", file: file, line: line)
+            XCTAssertEqual(try Self.runStatus(runs + "/" + name), "interrupted", file: file, line: line)
+        }
+
+        let warned = try hangUp(SIGUSR1, ignored: false, try arguments("warned"), run: runs + "/warned")
+        try assertStoppedWithItsCheckpoint(warned.process, "warned", warned.errors)
+
+        // The kernel's SIGXCPU at a soft CPU-time limit of 3 s (the hard limit stays unlimited).
+        let log = runs + "/limited.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let limited = Process()
+        limited.executableURL = URL(fileURLWithPath: "/bin/sh")
+        limited.arguments = ["-c", "ulimit -S -t 3 && exec \"$0\" \"$@\"", CLITests.binary.path] + (try arguments("limited"))
+        limited.standardOutput = FileHandle.nullDevice
+        limited.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try withSignals([SIGXCPU], ignored: false) { try limited.run() }
+        limited.waitUntilExit()
+        try assertStoppedWithItsCheckpoint(limited, "limited", (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        // The launcher of a data-parallel run passes the warning on to its workers.
+        let parallel = try hangUp(SIGUSR2, ignored: false, try arguments("parallel", processes: 2), run: runs + "/parallel")
+        try assertStoppedWithItsCheckpoint(parallel.process, "parallel", parallel.errors)
     }
 
     /// `finetune train … | tee log` stopped with Ctrl-C: the terminal's SIGINT ends `tee` at once, and

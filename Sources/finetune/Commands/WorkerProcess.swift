@@ -9,10 +9,10 @@ import Glibc
 /// Ctrl-C reaches each worker once, forwarded by the launcher).
 enum WorkerProcess {
     nonisolated(unsafe) static var running: [pid_t] = []
-    /// Set when the launcher has forwarded an interrupt (SIGINT, SIGTERM, SIGHUP) to the workers.
+    /// Set when the launcher has forwarded an interrupt (SIGINT, SIGTERM, a notice signal) to the workers.
     nonisolated(unsafe) static var interrupted = false
-    /// Set when the launcher has passed a hang-up on to the workers.
-    nonisolated(unsafe) static var hangUpForwarded = false
+    /// Set when the launcher has passed a notice signal (`SignalStop.noticeSignals`) on to the workers.
+    nonisolated(unsafe) static var noticeForwarded = false
 
     static func spawn(arguments: [String], environment: [String: String]) throws -> pid_t {
         let executable = "/proc/self/exe"
@@ -134,8 +134,9 @@ enum WorkerProcess {
     }
 
     /// Waits for every worker, forwarding SIGINT and SIGTERM to them, Ctrl-Z (`suspendWithTheWorkers`),
-    /// and SIGHUP as SIGTERM unless it is ignored (a closed terminal stops the run with a checkpoint
-    /// instead of leaving the workers running unattended; under `nohup` the run goes on).
+    /// and the first notice signal (SIGHUP, SIGUSR1, SIGUSR2, SIGXCPU) as SIGTERM unless it is ignored
+    /// (a closed terminal or a scheduler's warning stops the run with a checkpoint instead of leaving
+    /// the workers running unattended or killing the launcher alone; under `nohup` the run goes on).
     /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
     /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
     /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
@@ -149,15 +150,16 @@ enum WorkerProcess {
                 for pid in WorkerProcess.running { kill(pid, number) }
             }
         }
-        // Unless SIGHUP is ignored (`nohup`): the run then goes on after a hang-up, as asked. (It was
-        // forwarded anyway until 2026-12-07, so `nohup finetune train --nproc-per-node 2 … &` stopped
-        // at logout.)
-        // Passed on once: a hang-up often arrives twice (the kernel, then the shell), and a second
-        // SIGTERM ends a worker at once, without its checkpoint.
-        if !SignalStop.isHandledElsewhere(SIGHUP) {
-            signal(SIGHUP) { _ in
-                guard !WorkerProcess.hangUpForwarded else { return }
-                WorkerProcess.hangUpForwarded = true
+        // Unless it is handled elsewhere (`nohup` ignores SIGHUP): the run then goes on after a hang-up,
+        // as asked. (SIGHUP was forwarded anyway until 2026-12-07, so `nohup finetune train
+        // --nproc-per-node 2 … &` stopped at logout.)
+        // Passed on once, whichever comes: a hang-up often arrives twice (the kernel, then the shell),
+        // SIGXCPU every CPU second past the limit, and a second SIGTERM ends a worker at once, without
+        // its checkpoint.
+        for number in SignalStop.noticeSignals where !SignalStop.isHandledElsewhere(number) {
+            signal(number) { _ in
+                guard !WorkerProcess.noticeForwarded else { return }
+                WorkerProcess.noticeForwarded = true
                 WorkerProcess.interrupted = true
                 for pid in WorkerProcess.running { kill(pid, SIGTERM) }
             }
