@@ -19,17 +19,40 @@ public enum OutputFolder {
     /// files would pass the system's limit on a path's length is refused too (`whyTooLong`).
     public static func whyUnusable(_ path: String, roomInside: Int = 0) -> String? {
         if let why = whyTooLong(path, roomInside: roomInside) { return why }
+        switch nearestExistingPart(path) {
+        case .danglingLink(let link, let target):
+            return "\(link) is a symbolic link to \(target), which does not exist; create its target or remove the link"
+        case .file(let file): return "\(file) is a file, not a folder"
+        case .folder(let folder): return whyNotWritable(folder)
+        case .none: return nil
+        }
+    }
+
+    /// Why this process may not write below `path` (which need not exist yet), or nil: the nearest part
+    /// of it that exists is a folder this process may not write in (a read-only file system, no
+    /// permission). Unlike `whyUnusable`, a link to nothing or a file in the way is not a reason here:
+    /// for a folder that only speeds things up (the feature cache), those stay errors, while a shared
+    /// read-only cache is read and not written.
+    public static func whyReadOnly(_ path: String) -> String? {
+        guard case .folder(let folder) = nearestExistingPart(path) else { return nil }
+        return whyNotWritable(folder)
+    }
+
+    private enum ExistingPart {
+        case folder(String), file(String), danglingLink(String, target: String), none
+    }
+
+    /// The nearest part of `path` (itself or a parent) that exists, or the symbolic link to nothing
+    /// met on the way up.
+    private static func nearestExistingPart(_ path: String) -> ExistingPart {
         var existing = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         while !FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory) {
-            if let target = RegularFile.danglingLinkTarget(existing.path) {
-                return "\(existing.path) is a symbolic link to \(target), which does not exist; create its target or remove the link"
-            }
-            guard existing.path != "/" else { return nil }
+            if let target = RegularFile.danglingLinkTarget(existing.path) { return .danglingLink(existing.path, target: target) }
+            guard existing.path != "/" else { return .none }
             existing.deleteLastPathComponent()
         }
-        guard isDirectory.boolValue else { return "\(existing.path) is a file, not a folder" }
-        return whyNotWritable(existing.path)
+        return isDirectory.boolValue ? .folder(existing.path) : .file(existing.path)
     }
 
     /// Why `path` (a file or folder to make) is too long for the system, or nil: a part of it longer

@@ -104,6 +104,36 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertEqual(files(readOnly), [])
     }
 
+    /// A feature-cache folder this process may not write in (a shared cache an administrator filled
+    /// with weights, `FINETUNE_CACHE_DIR` on a read-only disk) failed a head-only run as it started
+    /// ("cannot create the folder …/features: cannot write in …: Permission denied", status `failed`).
+    /// The features are now computed and kept in memory for the run, which says so, writes nothing
+    /// there, and ends with the very weights of a run whose cache folder is writable; the ranks of a
+    /// data-parallel run do the same.
+    func testAFeatureCacheFolderThatCannotBeWrittenKeepsTheFeaturesInMemory() throws {
+        let data = try dataset()
+        let readOnly = try readOnlyFolder(), runs = try temporaryFolder("runs")
+        let headOnly = ["train", data, "--recipe", "head-only", "--augment", "none", "--epochs", "2", "--val-split", "0.25"]
+            + TrainCLITests.common
+        let inMemory = try run(headOnly + ["--out", runs + "/in-memory", "--feature-cache-dir", readOnly + "/features"])
+        XCTAssertEqual(inMemory.status, 0, inMemory.stderr)
+        XCTAssertTrue(inMemory.stdout.contains("kept in memory for this run only, since cannot write in \(readOnly): "),
+                      inMemory.stdout)
+        XCTAssertEqual(files(readOnly), [])
+        let onDisk = try run(headOnly + ["--out", runs + "/on-disk", "--feature-cache-dir", runs + "/features"])
+        XCTAssertEqual(onDisk.status, 0, onDisk.stderr)
+        XCTAssertTrue(onDisk.stdout.contains("computed in"), onDisk.stdout)
+        XCTAssertEqual(try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/in-memory/model.safetensors")),
+                       try Foundation.Data(contentsOf: URL(fileURLWithPath: runs + "/on-disk/model.safetensors")))
+
+        try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
+        let ranks = try run(headOnly + ["--out", runs + "/ranks", "--feature-cache-dir", readOnly + "/features",
+                                        "--nproc-per-node", "2", "--master-port", String(try FreePort.make())])
+        XCTAssertEqual(ranks.status, 0, ranks.stderr)
+        XCTAssertTrue(ranks.stdout.contains("by 2 ranks (kept in memory for this run only"), ranks.stdout)
+        XCTAssertEqual(files(readOnly), [])
+    }
+
     /// Probe AK: a path the user gave reached the terminal raw in errors and results, so an ESC
     /// sequence in a folder's name (made by a script, or pasted) retitled the window and cleared the
     /// screen. Every line printed for a reader shows control characters escaped: a usage error, a

@@ -106,16 +106,10 @@ extension TrainCLITests {
         try assertStoppedWithItsCheckpoint(warned.process, "warned", warned.errors)
 
         // The kernel's SIGXCPU at a soft CPU-time limit of 3 s (the hard limit stays unlimited).
-        let log = runs + "/limited.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let limited = Process()
-        limited.executableURL = URL(fileURLWithPath: "/bin/sh")
-        limited.arguments = ["-c", "ulimit -S -t 3 && exec \"$0\" \"$@\"", CLITests.binary.path] + (try arguments("limited"))
-        limited.standardOutput = FileHandle.nullDevice
-        limited.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try withSignals([SIGXCPU], ignored: false) { try limited.run() }
-        limited.waitUntilExit()
-        try assertStoppedWithItsCheckpoint(limited, "limited", (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        let limited = try CLITests.run(shell: #"ulimit -S -t 3 && exec "$0" "$@""#, try arguments("limited"))
+        XCTAssertEqual(limited.status, 130, limited.stderr)
+        XCTAssertEqual(try Self.checkpointState(runs + "/limited")?["status"] as? String, "interrupted")
+        XCTAssertEqual(try Self.runStatus(runs + "/limited"), "interrupted")
 
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         // The launcher of a data-parallel run passes the warning on to its workers.

@@ -35,6 +35,9 @@ public final class CachedFeatures: @unchecked Sendable {
     public let valid: [Bool]
     /// The cache file (nil when kept in memory only).
     public let path: String?
+    /// Why features computed now were kept in memory only although a cache folder was given: it is one
+    /// this process may not write in ("cannot write in FOLDER: Permission denied"). Nil otherwise.
+    public internal(set) var whyNotKept: String?
     /// The hex SHA-256 key (see the type's documentation).
     public let key: String
     /// True when the features were read from an existing file, false when computed now.
@@ -313,7 +316,9 @@ public enum FeatureCache {
     }
 
     /// Reads the cache for these inputs from `directory`, or computes it (and writes it atomically
-    /// there unless `directory` is nil).
+    /// there unless `directory` is nil). A `directory` this process may not write in (a shared cache
+    /// folder filled by someone else, a read-only disk: `OutputFolder.whyReadOnly`) is still read; the
+    /// features computed then are kept in memory, and `CachedFeatures.whyNotKept` says why.
     ///
     /// - Parameters:
     ///   - transform: the transform the training loader applies (`transformDescription` must
@@ -344,20 +349,28 @@ public enum FeatureCache {
             return features
         }
         let path = directory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(key).safetensors").path }
+        // Until 2026-12-07 such a folder failed the run ("cannot create the folder …: Permission denied").
+        let readOnly = directory.flatMap { OutputFolder.whyReadOnly($0) }
+        func notKept(_ features: CachedFeatures) -> CachedFeatures {
+            if !features.reused && features.path == nil { features.whyNotKept = readOnly }
+            return made(features)
+        }
         if let distributed, distributed.worldSize > 1 {
             let inputs = ExtractionInputs(model: model, dataset: dataset, transform: transform, views: views, seed: seed,
                                           autocastBF16: autocastBF16, batchSize: batchSize, workers: workers, strict: strict)
-            return made(try prepareSharded(inputs, key: key, description: description, path: path, distributed: distributed))
+            return notKept(try prepareSharded(inputs, key: key, description: description, path: path,
+                                              writes: readOnly == nil, distributed: distributed))
         }
         if let path, let cached = try reuse(path, key: key, dataset: dataset, views: views, width: model.embeddingSize,
                                             strict: strict) {
             return made(cached)
         }
-        guard let path, let directory else {
+        guard let path, let directory, readOnly == nil else {
             let (features, valid, skipped) = try extract(model: model, dataset: dataset, transform: transform, views: views,
                                                          seed: seed, autocastBF16: autocastBF16, batchSize: batchSize,
                                                          workers: workers, strict: strict, stop: stop)
-            return made(CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false, skipped: skipped))
+            return notKept(CachedFeatures(features: features, valid: valid, path: nil, key: key, reused: false,
+                                          skipped: skipped))
         }
         // Streamed to the file batch by batch and read back through mmap: memory stays flat in N.
         let n = dataset.count, width = model.embeddingSize

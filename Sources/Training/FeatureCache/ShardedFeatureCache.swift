@@ -32,8 +32,9 @@ extension FeatureCache {
     /// whole cache on every rank, and rank 0 alone writes the file. Each rank then reads the file back
     /// memory-mapped when it can see it (one folder shared by the ranks), else keeps the features in
     /// memory. A failure on any rank stops every rank, naming it. Each rank's skipped files are the
-    /// ones in its own shard.
-    static func prepareSharded(_ inputs: ExtractionInputs, key: String, description: String, path: String?,
+    /// ones in its own shard. Without `writes` (a cache folder this process may not write in), a file
+    /// at `path` is still read, but the features computed are kept in memory.
+    static func prepareSharded(_ inputs: ExtractionInputs, key: String, description: String, path: String?, writes: Bool,
                                distributed: DataParallel) throws -> CachedFeatures {
         let n = inputs.dataset.count, width = inputs.model.embeddingSize, views = inputs.views
         let existing = try distributed.allSucceed("reading the feature cache") {
@@ -53,7 +54,7 @@ extension FeatureCache {
         let (indices, rows, skipped) = try distributed.allSucceed("computing this rank's share of the feature cache") {
             () throws -> ([Int64], [Float], SkippedFiles) in
             _ = try checkMemory(views: views, samples: n, width: width)
-            if distributed.rank == 0, let path {
+            if distributed.rank == 0, let path, writes {
                 try prepareDirectory(URL(fileURLWithPath: path).deletingLastPathComponent().path, views: views,
                                      samples: n, width: width)
             }
@@ -77,7 +78,7 @@ extension FeatureCache {
             values.replaceSubrange(row * width..<(row + 1) * width, with: allRows[k * width..<(k + 1) * width])
             valid[row % n] = true
         }
-        guard let path else {
+        guard let path, writes else {
             return CachedFeatures(features: try Tensor(values, shape: [views, n, width]), valid: valid, path: nil,
                                   key: key, reused: false, skipped: skipped)
         }

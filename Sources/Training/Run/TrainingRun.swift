@@ -1080,12 +1080,16 @@ public final class TrainingRun {
         }
         let sets = [trainFeatures] + (validationFeatures.map { [$0] } ?? [])
         let reused = sets.allSatisfy(\.reused)
+        let kept = sets.compactMap(\.whyNotKept).first.map {
+            "kept in memory for this run only, since \($0); --feature-cache-dir or FINETUNE_CACHE_DIR can name a folder "
+                + "that keeps them for later runs"
+        } ?? directory
         notify(.info("Feature cache: \(trainFeatures.usableCount) training images × \(views) view\(views == 1 ? "" : "s")"
             + (validationFeatures.map { " + \($0.usableCount) validation images" } ?? "")
             + ", \(trainFeatures.embeddingSize) features each, "
             + (reused ? "reused" : String(format: "computed in %.1f s", Date().timeIntervalSince(started))
                 + (trainer.distributed.map { $0.worldSize > 1 ? " by \($0.worldSize) ranks" : "" } ?? ""))
-            + " (\(directory)); head-only epochs skip the backbone"))
+            + " (\(kept)); head-only epochs skip the backbone"))
         return TrainingFeatures(train: trainFeatures, validation: validationFeatures)
     }
 }
