@@ -18,6 +18,7 @@ extension SamplerKind: ExpressibleByArgument {}
 extension TestTimeAugmentation: ExpressibleByArgument {}
 extension MonitorMetric: ExpressibleByArgument {}
 extension GlobalPooling: ExpressibleByArgument {}
+extension RunWeights: ExpressibleByArgument {}
 extension RandomErasing.Mode: ExpressibleByArgument {}
 
 /// `train --pooling`: the pooling in front of a head, avg or max (`GlobalPooling.none` is
@@ -126,5 +127,29 @@ struct ModelRunOptions: ParsableArguments {
     /// the orientation.
     func applyEXIF(run: RunConfig?) {
         ImageCodec.exifOrientation = exif ?? run?.options.exif ?? .apply
+    }
+}
+
+/// `--checkpoint best|last` of the commands that use a run's model (`evaluate`, `predict`, `features`,
+/// `export`, `report`): a checkpoint's weights instead of the final ones, so a run that trains or was
+/// stopped can be used, and the best epoch compared with the final weights.
+struct RunWeightsOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Use a checkpoint of the run instead of its final weights (model.safetensors): best (the best epoch so far) or last (the latest checkpoint). Works while the run trains and after Ctrl-C.", valueName: "checkpoint"))
+    var checkpoint: RunWeights?
+
+    /// The weights to load (`.final` unless `--checkpoint` says otherwise).
+    var weights: RunWeights { checkpoint ?? .final }
+
+    /// Throws when `--checkpoint` is given for a zoo model (`isRun` false), which has no checkpoints.
+    func check(isRun: Bool) throws {
+        if let checkpoint, !isRun {
+            throw ValidationError("--checkpoint \(checkpoint.rawValue) needs a run directory; a zoo model has no checkpoints")
+        }
+    }
+
+    /// Tells which checkpoint is used (on standard error), when one is.
+    func announce(_ run: RunDirectory) throws {
+        guard weights != .final else { return }
+        printError("weights: \(try run.weightsFile(weights).description)")
     }
 }

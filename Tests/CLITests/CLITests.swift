@@ -85,7 +85,7 @@ final class CLITests: XCTestCase {
         process.executableURL = binary
         process.arguments = arguments
         if let output {
-            FileManager.default.createFile(atPath: output, contents: nil)
+            _ = FileManager.default.createFile(atPath: output, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         } else {
             process.standardOutput = FileHandle.nullDevice

@@ -423,7 +423,7 @@ extension TrainCLITests {
         launcher.arguments = trainArguments(data: try makeDistributedDataset(), out: out, batchSize: 1)
             + ["--epochs", "200", "--save-every-steps", "2", "--threads", "1", "--nproc-per-node", "2",
                "--master-port", String(try FreePort.make())]
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         launcher.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         launcher.standardOutput = FileHandle.nullDevice
         try launcher.run()
@@ -618,7 +618,7 @@ extension TrainCLITests {
         for (rank, run) in env.enumerated() { XCTAssertEqual(run.status, 0, "rank \(rank): " + run.stderr) }
 
         let log = runs + "/torchrun.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let torchrun = Process()
         torchrun.executableURL = URL(fileURLWithPath: python)
@@ -653,7 +653,7 @@ extension TrainCLITests {
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(
             ["RANK": String(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": String(port)]) { $1 }
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

@@ -20,7 +20,7 @@ final class GroupPauseTests: XCTestCase {
 
         // A stray FINETUNE_PAUSE_FD naming another open file (one with a name, or of another size) is no pause.
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pause-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: path, contents: Foundation.Data([1]))
+        _ = FileManager.default.createFile(atPath: path, contents: Foundation.Data([1]))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let named = open(path, O_RDONLY)
         defer { close(named) }

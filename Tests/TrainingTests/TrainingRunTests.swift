@@ -214,6 +214,52 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertFalse(message.contains("is not a finetune run directory"), message)
             XCTAssertTrue(message.hasPrefix("\(out) is a run that has not finished training (status interrupted)"), message)
             XCTAssertTrue(message.contains("resume it with `finetune train --resume \(out)` (`--epochs N` ends it sooner"), message)
+            XCTAssertTrue(message.hasSuffix(", or use its checkpoints/last, epoch 1, batch 2 (`--checkpoint last`)"), message)
+        }
+    }
+
+    /// A run's checkpoints serve as its weights (`RunWeights`, `--checkpoint best|last`): while it trains,
+    /// after Ctrl-C, or to compare its best epoch with its final weights. Until 2026-12-07 only the final
+    /// weights could be evaluated, predicted with or exported, so a run stopped early had none. A run
+    /// that keeps an EMA uses its checkpoints' EMA weights, as its final weights are the EMA's.
+    func testACheckpointsWeightsServeAsTheRunsModel() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        let run = try TrainingRun.create(specification(data: data, out: runs + "/stopped"), notify: { _ in })
+        XCTAssertEqual(try runInterrupted(run, afterStep: 5).status, "interrupted")  // in epoch 2 (3 steps each)
+        let stopped = RunDirectory(runs + "/stopped")
+        let config = try stopped.readConfig()
+        for (which, expected) in [(RunWeights.best, "checkpoints/best, epoch 1"), (.last, "checkpoints/last, epoch 2, batch 2")] {
+            let (file, description) = try stopped.weightsFile(which)
+            XCTAssertEqual(description, expected)
+            XCTAssertEqual(file, stopped.checkpoints + "/\(which.rawValue)/model.safetensors")
+            try TRData.assertIdentical(try stopped.loadModel(config, from: which).stateDict(), try SafeTensors.load(file),
+                                       which.rawValue)
+        }
+        XCTAssertNotEqual(try SafeTensors.load(stopped.weightsFile(.best).file)["classifier.1.weight"]?.toArray(Float.self),
+                          try SafeTensors.load(stopped.weightsFile(.last).file)["classifier.1.weight"]?.toArray(Float.self))
+        XCTAssertThrowsError(try stopped.loadModel(config, from: .final)) { error in
+            XCTAssertTrue("\(error)".hasSuffix(", or use its checkpoints/best, epoch 1 (`--checkpoint best`)"), "\(error)")
+        }
+
+        var spec = specification(data: data, out: runs + "/averaged")
+        spec.options.epochs = 1
+        spec.recipe.emaDecay = 0.9
+        let averaged = try TrainingRun.create(spec, notify: { _ in })
+        averaged.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try averaged.run().status, "completed")
+        let directory = RunDirectory(runs + "/averaged")
+        let (file, description) = try directory.weightsFile(.last)
+        XCTAssertEqual(description, "checkpoints/last, epoch 1, EMA weights")
+        XCTAssertEqual(file, directory.checkpoints + "/last/ema.safetensors")
+        // The final weights are the EMA's: the last checkpoint's EMA weights are the same.
+        try TRData.assertIdentical(try directory.loadModel(directory.readConfig(), from: .last).stateDict(),
+                                   try SafeTensors.load(directory.model), "EMA")
+
+        try FileManager.default.removeItem(atPath: directory.checkpoints + "/best")
+        XCTAssertThrowsError(try directory.weightsFile(.best)) { error in
+            XCTAssertEqual(error as? RunError, .missingCheckpoint(path: directory.path, name: "checkpoints/best",
+                                                                  reason: "it does not exist"))
         }
     }
 

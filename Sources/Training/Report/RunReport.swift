@@ -26,11 +26,15 @@ public struct RunReportOptions: Sendable {
     /// The precision of the evaluation pass (`.auto` resolved for the run's model), so the metrics and
     /// top losses are `evaluate`'s at the same `--precision`. Grad-CAM runs in fp32.
     public var precision: Precision
+    /// Which weights are evaluated (nil: the final weights, else, for a run that has not finished, its
+    /// best checkpoint so far, else its last: `RunDirectory.checkpointForUnfinishedRun`).
+    public var weights: RunWeights?
 
     /// Defaults: `evaluate`'s split, 16 top losses, 4 + 4 Grad-CAM pictures, batches of 32, 2 workers, fp32.
     public init(data: String? = nil, split: DataSplit? = nil, topLosses: Int = 16, gradCAMCount: Int = 4,
                 batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto,
-                precision: Precision = .fp32) {
+                precision: Precision = .fp32, weights: RunWeights? = nil) {
+        self.weights = weights
         self.data = data
         self.split = split
         self.topLosses = topLosses
@@ -106,14 +110,19 @@ public struct RunReport {
         // section: until 2026-12-07 `report` refused a run while it trained, or once Ctrl-C stopped it.
         let model: ImageClassifier
         var checkpoint: String?
-        do {
-            model = try directory.loadModel(config)
-        } catch let error as RunError {
-            guard case .unfinished = error, let (folder, description) = directory.checkpointForUnfinishedRun() else {
-                throw error
-            }
-            model = try directory.loadModel(config, weights: folder + "/" + Checkpoint.modelFile)
+        if let which = options.weights, which != .final {
+            let (file, description) = try directory.weightsFile(which)
+            model = try directory.loadModel(config, weights: file)
             checkpoint = description
+        } else {
+            do {
+                model = try directory.loadModel(config)
+            } catch let error as RunError {
+                guard case .unfinished = error, options.weights == nil,
+                      let (_, file, description) = directory.checkpointForUnfinishedRun() else { throw error }
+                model = try directory.loadModel(config, weights: file)
+                checkpoint = description
+            }
         }
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss

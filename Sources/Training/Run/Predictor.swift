@@ -61,9 +61,10 @@ public final class Predictor: @unchecked Sendable {
     /// setting), nil for a zoo model, which then follows `ImageCodec.exifOrientation`.
     public var exif: EXIFOrientation?
 
-    /// The run's model, classes and preprocessing (`config` is `run.readConfig()`).
-    public init(run: RunDirectory, config: RunConfig) throws {
-        model = try run.loadModel(config)
+    /// The run's model, classes and preprocessing (`config` is `run.readConfig()`), with its final
+    /// weights or a checkpoint's (`weights`).
+    public init(run: RunDirectory, config: RunConfig, weights: RunWeights = .final) throws {
+        model = try run.loadModel(config, from: weights)
         preprocessing = config.preprocessing
         classNames = config.classNames
         architecture = config.architecture

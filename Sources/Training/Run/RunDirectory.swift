@@ -340,12 +340,14 @@ public struct RunDirectory: Sendable {
                                        + "it was moved or deleted")
             }
             // It was "not a finetune run directory", of a run another process was training.
+            let checkpoint = checkpointForUnfinishedRun().map { ", or use its \($0.description) (`--checkpoint \($0.which.rawValue)`)" }
             throw RunError.unfinished(path: path, status: runConfig.status, advice:
-                trainer.map { "process \($0) is training it: wait for it to finish" }
+                (trainer.map { "process \($0) is training it: wait for it to finish" }
                     ?? (Checkpoint.isComplete(lastCheckpoint)
                         ? "resume it with `finetune train --resume \(path)` (`--epochs N` ends it sooner, at the epoch "
                             + "under way at the earliest)"
                         : "it has no checkpoint to resume from: train it again (`finetune train … --out \(path) --overwrite`)"))
+                + (checkpoint ?? ""))
         }
         let classifier = try loadModel(runConfig, weights: model)
         let trainer = runConfig.status == "running" ? RunLock.holder(of: path) : nil
@@ -369,21 +371,6 @@ public struct RunDirectory: Sendable {
         try classifier.useChannelsLast(runConfig.options.channelsLast ?? false)
         classifier.eval()
         return classifier
-    }
-
-    /// The checkpoint that stands for an unfinished run's model: `checkpoints/best` (its best epoch so
-    /// far) when it is complete, else `checkpoints/last`; its folder and a description ("checkpoints/best,
-    /// epoch 3"). Nil when there is neither.
-    public func checkpointForUnfinishedRun() -> (folder: String, description: String)? {
-        for name in ["best", "last"] {
-            let folder = checkpoints + "/" + name
-            guard let found = Checkpoint.locate(folder), let manifest = try? Checkpoint.readManifest(found) else { continue }
-            let state = manifest.state
-            let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)"
-                : "epoch \(state.epoch)"
-            return (found, "checkpoints/\(name), \(epoch)")
-        }
-        return nil
     }
 
     /// The architecture exactly as training built it (same head size; for pretrained weights the

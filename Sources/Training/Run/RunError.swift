@@ -10,6 +10,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
     /// it has no final weights (`model.safetensors`) to evaluate, predict, export or serve with;
     /// `advice` says what to do (wait for the process training it, resume it, or train it again).
     case unfinished(path: String, status: String, advice: String)
+    /// The run at `path` has no complete checkpoint `name` (`checkpoints/best`, `checkpoints/last`) to
+    /// load weights from; `reason` says what is missing.
+    case missingCheckpoint(path: String, name: String, reason: String)
     /// Another writer holds the run directory's lock (`pid` when it recorded one).
     case locked(directory: String, pid: Int32?)
     /// The destination of a new run exists and may not be replaced (the reason says why).
@@ -43,6 +46,9 @@ public enum RunError: Error, CustomStringConvertible, Equatable {
         case .unfinished(let path, let status, let advice):
             return "\(path) is a run that has not finished training (status \(status)), so it has no final weights yet "
                 + "(\(RunDirectory.modelFile), written when training ends); \(advice)"
+        case .missingCheckpoint(let path, let name, let reason):
+            return "\(path) has no \(name) to load weights from (\(reason)): checkpoints/best is written when the monitored "
+                + "metric improves, checkpoints/last at each epoch's end, --save-every-steps and Ctrl-C"
         case .locked(let directory, let pid):
             let holder = pid.map { "process \($0)" } ?? "another process"
             return "\(directory) is in use by \(holder), which holds its lock (\(RunLock.fileName)); "

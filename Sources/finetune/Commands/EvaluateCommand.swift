@@ -35,6 +35,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "An image that cannot be decoded: skip (report it once, leave it out of the totals) or fail (stop, naming it).")
     var onBadImage: BadImagePolicy = .skip
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var runWeights: RunWeightsOption
     @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
     var tta: TestTimeAugmentation = .off
@@ -66,7 +67,8 @@ struct EvaluateCommand: ParsableCommand {
         } catch {
             throw ValidationError("--batch-size \(batchSize): \(error)")
         }
-        let model = try directory.loadModel(config)
+        try runWeights.announce(directory)
+        let model = try directory.loadModel(config, from: runWeights.weights)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         evaluation.autocastBF16 = precisionOptions.resolved(for: model) == .bf16

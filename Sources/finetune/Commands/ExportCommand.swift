@@ -32,6 +32,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "The file to write (its folder must exist).") var out: String
     @Option(help: "Input height and width in pixels (default: the preprocessing's crop size).") var inputSize: Int?
     @Flag(help: "Output probabilities (softmax; a sigmoid for a binary run) instead of logits.") var softmax = false
+    @OptionGroup var runWeights: RunWeightsOption
     @Flag(help: "Print what was written as one JSON object.") var json = false
 
     func validate() throws {
@@ -51,6 +52,7 @@ struct ExportCommand: ParsableCommand {
                                       + "move it away or choose another file")
             }
         }
+        try runWeights.check(isRun: runDirectory != nil)
         if let runDirectory, !RunDirectory.isRun(runDirectory) {
             throw ValidationError("\(runDirectory) is not a run directory (it has no config.json)")
         }
@@ -61,10 +63,12 @@ struct ExportCommand: ParsableCommand {
         if let runDirectory {
             let run = RunDirectory(runDirectory)
             let config = try run.readConfig()
-            model = try run.loadModel(config)
+            try runWeights.announce(run)
+            model = try run.loadModel(config, from: runWeights.weights)
+            let checkpoint = runWeights.weights == .final ? "" : ", " + (try run.weightsFile(runWeights.weights).description)
             metadata = ExportMetadata(architecture: config.architecture, classNames: config.classNames,
                                       preprocessing: config.preprocessing(cropSize: inputSize ?? config.preprocessing.cropSize),
-                                      finetuneVersion: finetuneVersion, source: "run \(runDirectory)",
+                                      finetuneVersion: finetuneVersion, source: "run \(runDirectory)" + checkpoint,
                                       binary: config.head.isBinary)
         } else {
             let arch = arch ?? ""

@@ -48,6 +48,7 @@ struct FeaturesCommand: ParsableCommand {
     @Option(help: "Images per forward pass.") var batchSize = 32
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var runWeights: RunWeightsOption
     @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Random seed (initialisation of --weights none).") var seed: UInt64 = 0
     @Flag(help: "Print a JSON summary.") var json = false
@@ -97,11 +98,13 @@ struct FeaturesCommand: ParsableCommand {
             let run = RunDirectory(model)
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
-            classifier = try run.loadModel(config)
+            try runWeights.announce(run)
+            classifier = try run.loadModel(config, from: runWeights.weights)
             preprocessing = config.preprocessing
-            weightsName = run.model
+            weightsName = try run.weightsFile(runWeights.weights).file
             runConfig = config
         } else {
+            try runWeights.check(isRun: false)
             runOptions.applyEXIF(run: nil)
             let weights = self.weights ?? "imagenet"
             let initial = weights.lowercased() == "none" ? nil : weights

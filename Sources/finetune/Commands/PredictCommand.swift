@@ -28,6 +28,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "How many classes to report per image.") var topK = 5
     @Option(help: "Images per forward pass.") var batchSize = 16
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var runWeights: RunWeightsOption
     @OptionGroup var precisionOptions: PrecisionOptions
     @Option(help: "Test-time augmentation: off, flip (average the softmax of the image and its mirror), crops (also torchvision's five crops).")
     var tta: TestTimeAugmentation = .off
@@ -72,8 +73,10 @@ struct PredictCommand: ParsableCommand {
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
             (files, skippedInFolders) = try collectImageFiles(images)
-            predictor = try Predictor(run: run, config: config)
+            try runWeights.announce(run)
+            predictor = try Predictor(run: run, config: config, weights: runWeights.weights)
         case .architecture(let arch, let images):
+            try runWeights.check(isRun: false)
             runOptions.applyEXIF(run: nil)
             (files, skippedInFolders) = try collectImageFiles(images)
             let weights = self.weights ?? "imagenet"

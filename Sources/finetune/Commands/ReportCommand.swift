@@ -41,6 +41,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Decoding threads.") var workers = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var runWeights: RunWeightsOption
 
     func validate() throws {
         if out.isEmpty { throw ValidationError("--out must name the file to write") }
@@ -61,7 +62,8 @@ struct ReportCommand: ParsableCommand {
         try applyThreads(threads)
         let options = RunReportOptions(data: data, split: split, topLosses: topLosses, gradCAMCount: gradCam,
                                        batchSize: batchSize, workers: workers, checkData: !noDataCheck,
-                                       nearDuplicateMethod: nearMethod, precision: precisionOptions.choice)
+                                       nearDuplicateMethod: nearMethod, precision: precisionOptions.choice,
+                                       weights: runWeights.checkpoint)
         let report: RunReport
         do {
             report = try RunReport.make(run: runDir, options: options)
