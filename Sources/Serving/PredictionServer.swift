@@ -385,7 +385,9 @@ struct ModelInfo: Encodable {
         classes = version.predictor.classNames
         preprocessing = version.predictor.preprocessing
         switch model.source {
-        case .run(let path): source = RunDirectory(path).path
+        case .run(let path, let weights):
+            // The checkpoint as it was when this version loaded (a reload takes the newer one).
+            source = RunDirectory(path).path + (weights == .final ? "" : " (\(version.predictor.weights ?? weights.rawValue))")
         case .zoo(let architecture, let weights): source = "zoo:\(architecture):\(weights ?? "none")"
         }
         self.version = version.number

@@ -2,13 +2,15 @@ import Data
 import Foundation
 import NN
 import Torch
+import Training
 
 /// Everything `finetune serve` was asked for: the models, where to listen, the batching and the limits.
 public struct ServeConfiguration: Sendable {
     /// Where a served model comes from.
     public enum ModelSource: Sendable, Equatable {
-        /// A run directory written by `finetune train`.
-        case run(path: String)
+        /// A run directory written by `finetune train`, with its final weights or a checkpoint's (a
+        /// reload then loads that checkpoint as it is now: the best epoch so far of a run that trains).
+        case run(path: String, weights: RunWeights = .final)
         /// A zoo architecture with weights (a catalog tag or name, or a weights file; nil: random).
         case zoo(architecture: String, weights: String?)
     }

@@ -80,9 +80,9 @@ final class ServedModel: @unchecked Sendable {
                      exif: EXIFOrientation?) throws -> Predictor {
         let predictor: Predictor
         switch source {
-        case .run(let path):
+        case .run(let path, let weights):
             let run = RunDirectory(path)
-            predictor = try Predictor(run: run, config: run.readConfig())
+            predictor = try Predictor(run: run, config: run.readConfig(), weights: weights)
         case .zoo(let architecture, let weights):
             predictor = try Predictor(architecture: architecture, weights: weights)
         }

@@ -131,7 +131,7 @@ struct ModelRunOptions: ParsableArguments {
 }
 
 /// `--checkpoint best|last` of the commands that use a run's model (`evaluate`, `predict`, `features`,
-/// `export`, `report`): a checkpoint's weights instead of the final ones, so a run that trains or was
+/// `export`, `report`, `serve`): a checkpoint's weights instead of the final ones, so a run that trains or was
 /// stopped can be used, and the best epoch compared with the final weights.
 struct RunWeightsOption: ParsableArguments {
     @Option(help: ArgumentHelp("Use a checkpoint of the run instead of its final weights (model.safetensors): best (the best epoch so far) or last (the latest checkpoint). Works while the run trains and after Ctrl-C.", valueName: "checkpoint"))
@@ -147,9 +147,11 @@ struct RunWeightsOption: ParsableArguments {
         }
     }
 
-    /// Tells which checkpoint is used (on standard error), when one is.
-    func announce(_ run: RunDirectory) throws {
-        guard weights != .final else { return }
-        printError("weights: \(try run.weightsFile(weights).description)")
+    /// The run's model with the weights asked for, and what they are; standard error names a
+    /// checkpoint's ("weights: checkpoints/best, epoch 3").
+    func loadModel(_ run: RunDirectory, _ config: RunConfig) throws -> (model: ImageClassifier, weights: String) {
+        let loaded = try run.loadModel(config, from: weights)
+        if weights != .final { printError("weights: \(loaded.weights)") }
+        return loaded
     }
 }

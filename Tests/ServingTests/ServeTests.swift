@@ -184,6 +184,28 @@ final class ServeTests: XCTestCase {
     /// predict --json's to 1e-5. The photos are 512 px and the run resizes to 73 px, so the loader used
     /// to decode them at 1/4 scale (libjpeg's DCT scaling) while predict decoded them at full size, as
     /// PIL does for torchvision: the same run gave other probabilities in evaluate than in predict.
+    /// `serve RUN --checkpoint best` serves the run's best checkpoint, and `/v1/models` names it: here
+    /// the best checkpoint of a copy of the run whose final weights are gone (the one-epoch run's best
+    /// checkpoint holds its final weights, so the answers are `predict`'s). Until 2026-12-07 serve had
+    /// only the final weights.
+    func testACheckpointIsServedAndNamedInTheModelList() throws {
+        _ = try liveServer()
+        let copy = Self.root + "/copy-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: Self.runDirectory, toPath: copy)
+        try FileManager.default.removeItem(atPath: copy + "/model.safetensors")
+        let server = try ServerProcess([copy, "--checkpoint", "best", "--name", "tiny"])
+        defer { _ = server.terminate() }
+        let models = try server.request("GET", "/v1/models")
+        let model = try XCTUnwrap((models.json["models"] as? [[String: Any]])?.first, models.text)
+        XCTAssertEqual(model["source"] as? String, copy + " (checkpoints/best, epoch 1)")
+        for photo in Self.photos.prefix(3) {
+            let answer = try predictOne(server, photo)
+            XCTAssertEqual(answer.status, 200, answer.text)
+            let predictions = answer.json["predictions"] as? [[String: Any]] ?? []
+            assertSameTopK(predictions.first?["top_k"], as: (photo as NSString).lastPathComponent)
+        }
+    }
+
     func testEvaluatePerSampleProbabilitiesEqualPredicts() throws {
         _ = try liveServer()
         let run = try Self.finetune(["evaluate", Self.runDirectory, Self.root + "/data", "--per-sample", "--json",

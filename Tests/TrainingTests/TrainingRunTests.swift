@@ -233,7 +233,7 @@ final class TrainingRunTests: XCTestCase {
             let (file, description) = try stopped.weightsFile(which)
             XCTAssertEqual(description, expected)
             XCTAssertEqual(file, stopped.checkpoints + "/\(which.rawValue)/model.safetensors")
-            try TRData.assertIdentical(try stopped.loadModel(config, from: which).stateDict(), try SafeTensors.load(file),
+            try TRData.assertIdentical(try stopped.loadModel(config, from: which).model.stateDict(), try SafeTensors.load(file),
                                        which.rawValue)
         }
         XCTAssertNotEqual(try SafeTensors.load(stopped.weightsFile(.best).file)["classifier.1.weight"]?.toArray(Float.self),
@@ -253,7 +253,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(description, "checkpoints/last, epoch 1, EMA weights")
         XCTAssertEqual(file, directory.checkpoints + "/last/ema.safetensors")
         // The final weights are the EMA's: the last checkpoint's EMA weights are the same.
-        try TRData.assertIdentical(try directory.loadModel(directory.readConfig(), from: .last).stateDict(),
+        try TRData.assertIdentical(try directory.loadModel(directory.readConfig(), from: .last).model.stateDict(),
                                    try SafeTensors.load(directory.model), "EMA")
 
         try FileManager.default.removeItem(atPath: directory.checkpoints + "/best")

@@ -53,6 +53,9 @@ public final class Predictor: @unchecked Sendable {
     public let isBinary: Bool
     /// The run's config, nil for a zoo model.
     public let runConfig: RunConfig?
+    /// Which of the run's weights were loaded ("model.safetensors", "checkpoints/best, epoch 3"), nil
+    /// for a zoo model.
+    public let weights: String?
     /// The precision of the forward pass (`--precision`; resolve `.auto` with `Precision.resolved(for:)`
     /// first): bf16 runs under the layer policy, and the outputs are float32 either way.
     public var precision: Precision = .fp32
@@ -64,7 +67,7 @@ public final class Predictor: @unchecked Sendable {
     /// The run's model, classes and preprocessing (`config` is `run.readConfig()`), with its final
     /// weights or a checkpoint's (`weights`).
     public init(run: RunDirectory, config: RunConfig, weights: RunWeights = .final) throws {
-        model = try run.loadModel(config, from: weights)
+        (model, self.weights) = try run.loadModel(config, from: weights)
         preprocessing = config.preprocessing
         classNames = config.classNames
         architecture = config.architecture
@@ -85,6 +88,7 @@ public final class Predictor: @unchecked Sendable {
         classNames = pretrained.predictedClassNames
         self.architecture = architecture
         runConfig = nil
+        self.weights = nil
     }
 
     /// The model input [3, H, W] (or [5, 3, H, W] for `tta: .crops`) of one decoded image.

@@ -39,12 +39,15 @@ extension RunDirectory {
         return (found + "/" + Checkpoint.modelFile, "checkpoints/\(which.rawValue), \(epoch)")
     }
 
-    /// The run's model with the weights `which` names, in eval mode: `loadModel(_:notify:)` for
-    /// `.final`, else the checkpoint's weights (`weightsFile`).
+    /// The run's model with the weights `which` names, in eval mode, and what they are (`weightsFile`'s
+    /// description, read once with the weights: a run that trains may write a newer checkpoint at any
+    /// time): `loadModel(_:notify:)` for `.final`, else the checkpoint's weights.
     public func loadModel(_ runConfig: RunConfig, from which: RunWeights,
-                          notify: (TrainingRun.Notice) -> Void = TrainingRun.printToStandardError) throws -> ImageClassifier {
-        guard which != .final else { return try loadModel(runConfig, notify: notify) }
-        return try loadModel(runConfig, weights: try weightsFile(which).file)
+                          notify: (TrainingRun.Notice) -> Void = TrainingRun.printToStandardError) throws
+        -> (model: ImageClassifier, weights: String) {
+        guard which != .final else { return (try loadModel(runConfig, notify: notify), Self.modelFile) }
+        let (file, description) = try weightsFile(which)
+        return (try loadModel(runConfig, weights: file), description)
     }
 
     /// The checkpoint that stands for an unfinished run's model: `checkpoints/best` (its best epoch so

@@ -67,8 +67,7 @@ struct EvaluateCommand: ParsableCommand {
         } catch {
             throw ValidationError("--batch-size \(batchSize): \(error)")
         }
-        try runWeights.announce(directory)
-        let model = try directory.loadModel(config, from: runWeights.weights)
+        let model = try runWeights.loadModel(directory, config).model
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         evaluation.autocastBF16 = precisionOptions.resolved(for: model) == .bf16

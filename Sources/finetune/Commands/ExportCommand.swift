@@ -63,9 +63,9 @@ struct ExportCommand: ParsableCommand {
         if let runDirectory {
             let run = RunDirectory(runDirectory)
             let config = try run.readConfig()
-            try runWeights.announce(run)
-            model = try run.loadModel(config, from: runWeights.weights)
-            let checkpoint = runWeights.weights == .final ? "" : ", " + (try run.weightsFile(runWeights.weights).description)
+            let loaded = try runWeights.loadModel(run, config)
+            model = loaded.model
+            let checkpoint = runWeights.weights == .final ? "" : ", " + loaded.weights
             metadata = ExportMetadata(architecture: config.architecture, classNames: config.classNames,
                                       preprocessing: config.preprocessing(cropSize: inputSize ?? config.preprocessing.cropSize),
                                       finetuneVersion: finetuneVersion, source: "run \(runDirectory)" + checkpoint,

@@ -98,10 +98,10 @@ struct FeaturesCommand: ParsableCommand {
             let run = RunDirectory(model)
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
-            try runWeights.announce(run)
-            classifier = try run.loadModel(config, from: runWeights.weights)
+            let loaded = try runWeights.loadModel(run, config)
+            classifier = loaded.model
             preprocessing = config.preprocessing
-            weightsName = try run.weightsFile(runWeights.weights).file
+            weightsName = runWeights.weights == .final ? run.model : loaded.weights
             runConfig = config
         } else {
             try runWeights.check(isRun: false)

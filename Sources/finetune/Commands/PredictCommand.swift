@@ -73,8 +73,8 @@ struct PredictCommand: ParsableCommand {
             let config = try run.readConfig()
             runOptions.applyEXIF(run: config)
             (files, skippedInFolders) = try collectImageFiles(images)
-            try runWeights.announce(run)
             predictor = try Predictor(run: run, config: config, weights: runWeights.weights)
+            if runWeights.weights != .final { printError("weights: \(predictor.weights ?? "")") }
         case .architecture(let arch, let images):
             try runWeights.check(isRun: false)
             runOptions.applyEXIF(run: nil)

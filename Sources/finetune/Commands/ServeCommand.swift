@@ -41,6 +41,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Require 'Authorization: Bearer KEY' on every route but /healthz (default: $FINETUNE_API_KEY).")
     var apiKey: String?
     @OptionGroup var runOptions: ModelRunOptions
+    @OptionGroup var runWeights: RunWeightsOption
     @OptionGroup var precisionOptions: PrecisionOptions
 
     func serveConfiguration() throws -> ServeConfiguration {
@@ -49,8 +50,10 @@ struct ServeCommand: ParsableCommand {
             guard RunDirectory.isRun(path) else {
                 throw ValidationError("\(path) is not a run directory (no config.json): give folders written by `finetune train`")
             }
-            sources.append((URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent, .run(path: path)))
+            sources.append((URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent,
+                            .run(path: path, weights: runWeights.weights)))
         }
+        try runWeights.check(isRun: !runDirectories.isEmpty)
         if let arch {
             sources.append((arch, .zoo(architecture: arch, weights: weights.lowercased() == "none" ? nil : weights)))
         }
