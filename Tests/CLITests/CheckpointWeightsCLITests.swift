@@ -8,9 +8,9 @@ import Glibc
 /// `--checkpoint best|last`: the commands that use a run's model take a checkpoint's weights, so a run
 /// stopped with Ctrl-C (or still training) can be evaluated, predicted with, exported and reported on.
 extension TrainCLITests {
-    /// Until 2026-12-07 `evaluate`, `predict`, `export` and `features` had only a run's final weights,
-    /// and said a stopped run had none, with no way to use its checkpoints.
-    func testAStoppedRunsCheckpointsServeEvaluatePredictExportAndFeatures() throws {
+    /// Until 2026-12-07 `evaluate`, `predict`, `export`, `features` and `pseudo-label` had only a run's
+    /// final weights, and said a stopped run had none, with no way to use its checkpoints.
+    func testAStoppedRunsCheckpointsServeEvaluatePredictExportFeaturesAndPseudoLabel() throws {
         let data = try makeDataset()
         let work = try temporaryFolder("checkpoint-weights")
         let out = work + "/run"
@@ -48,6 +48,9 @@ extension TrainCLITests {
 
         let features = try CLITests.run(["features", out, data, "--checkpoint", "best", "--out", work + "/f.npy"])
         XCTAssertEqual(features.status, 0, features.stderr)
+        let labelled = try CLITests.run(["pseudo-label", out, data + "/test", "--checkpoint", "best", "--threshold", "0.01",
+                                         "--out", work + "/review"])
+        XCTAssertEqual(labelled.status, 0, labelled.stderr)
 
         for zoo in [["export", "--arch", "mobilenet_v2", "--weights", "none", "--out", work + "/zoo.onnx"],
                     ["predict", "--arch", "mobilenet_v2", "--weights", "none", image]] {

@@ -46,10 +46,11 @@ public enum PseudoLabelReview {
     /// Labels the images under `unlabeled` (recursively) with `run`'s model in inference mode and its
     /// evaluation transform, in `precision` (`.auto`: as `predict` decides; it was always fp32, where
     /// `train --unlabeled` labels in the run's precision). Files that cannot be read go to `reporter`.
-    /// A missing folder, or one without images, is an error.
+    /// A missing folder, or one without images, is an error. `weights`: the run's final weights or a
+    /// checkpoint's.
     public static func label(run: RunDirectory, unlabeled: String, threshold: Double, batchSize: Int = 32,
                              workers: Int = 2, reporter: SkippedFileReporter? = nil,
-                             precision: Precision = .fp32) throws -> Result {
+                             precision: Precision = .fp32, weights: RunWeights = .final) throws -> Result {
         guard threshold > 0 && threshold <= 1 else {
             throw RunError.invalidSetting(setting: "threshold", reason: "must be in (0, 1], got \(threshold)")
         }
@@ -59,7 +60,7 @@ public enum PseudoLabelReview {
         guard folder.count > 0 else {
             throw DataError.invalidDataset("\(folder.root) holds no usable image (.jpg, .jpeg or .png, searched recursively)")
         }
-        let model = try run.loadModel(config)
+        let model = try run.loadModel(config, from: weights).model
         var configuration = TrainingConfiguration()
         configuration.loss = config.head.isBinary ? .binary : .crossEntropy
         let resolved = precision.resolved(for: model)

@@ -30,6 +30,7 @@ struct PseudoLabelCommand: ParsableCommand {
     @Option(help: "Decoding threads.") var workers = 2
     @OptionGroup var runOptions: ModelRunOptions
     @OptionGroup var precisionOptions: PrecisionOptions
+    @OptionGroup var runWeights: RunWeightsOption
     @Flag(help: "Print a summary as one JSON object.") var json = false
 
     struct Summary: Encodable {
@@ -64,7 +65,7 @@ struct PseudoLabelCommand: ParsableCommand {
         do {
             result = try PseudoLabelReview.label(run: directory, unlabeled: unlabeled, threshold: threshold,
                                                  batchSize: batchSize, workers: workers, reporter: reporter,
-                                                 precision: precisionOptions.choice)
+                                                 precision: precisionOptions.choice, weights: runWeights.weights)
         } catch let error as DataError {
             throw ValidationError("UNLABELED: \(error)")
         } catch let error as RunError {
