@@ -283,6 +283,35 @@ final class ReliabilityCLITests: XCTestCase {
         assertError(views, mentions: ["cache fewer augmented views", "disk free"])
     }
 
+    /// A run that fails while it trains (here an image removed under `--on-bad-image fail`; out of memory
+    /// and a disk error end a run the same way) keeps its last checkpoint, and the error now says so and
+    /// how to continue. Until 2026-12-07 it named only what failed, and the run looked lost.
+    func testARunThatFailsWhileTrainingNamesItsCheckpointAndHowToContinue() throws {
+        let data = try dataset()
+        let out = try temporaryFolder("runs") + "/failing"
+        let log = out + ".log"
+        let train = try CLITests.start(["train", data, "--out", out, "--epochs", "200", "--save-every-steps", "2",
+                                        "--on-bad-image", "fail"] + TrainCLITests.common, errorOutput: log)
+        let deadline = Date().addingTimeInterval(120)
+        while train.isRunning && Date() < deadline
+                && !FileManager.default.fileExists(atPath: out + "/checkpoints/last/trainer.json") {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        let removed = data + "/train/\(TrainCLITests.classes[0])/0.png"
+        let bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: removed))
+        try FileManager.default.removeItem(atPath: removed)
+        train.waitUntilExit()
+        let errors = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertEqual(train.terminationStatus, 1, errors)
+        XCTAssertTrue(errors.contains("--on-bad-image fail: "), errors)
+        XCTAssertTrue(errors.contains("\nThe run's last checkpoint is intact (checkpoints/last, epoch "), errors)
+        XCTAssertTrue(errors.contains("once the cause is fixed, continue with `finetune train --resume \(out)`"), errors)
+
+        try bytes.write(to: URL(fileURLWithPath: removed))  // the cause fixed: the run's own image back
+        let resumed = try run(["train", "--resume", out, "--epochs", "3"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    }
+
     /// 24 training images in batches of 23 leave a last batch of one image, on which ResNet's
     /// BatchNorm cannot train ([1, 512, 1, 1] at 32 px): the run ended with LibTorch's error. Now that
     /// batch is left out with one warning naming the image, and the run completes.

@@ -110,7 +110,12 @@ struct TrainCommand: ParsableCommand {
         // With --json, progress goes to standard error: its style follows that stream.
         let style = ProgressPrinter.defaultStyle(isTerminal: isatty(json ? STDERR_FILENO : STDOUT_FILENO) != 0)
         trainingRun.extraCallbacks = rank > 0 ? [] : [ProgressPrinter(style: style, write: json ? StandardStreams.writeError : StandardStreams.writeOutput)]
-        let summary = try mapErrors { try WorkerProcess.finishing { try trainingRun.run() } }
+        let summary: TrainingRunSummary
+        do {
+            summary = try mapErrors { try WorkerProcess.finishing { try trainingRun.run() } }
+        } catch let error where rank == 0 && !(error is ExitCode) && !(error is ValidationError) {
+            throw Self.withResumeAdvice(error, trainingRun.directory, processes: parallel?.worldSize ?? 1)
+        }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
             if json && rank == 0 { printEncodedJSON(summary) }  // status `interrupted`: a script tells it from a crash
@@ -140,5 +145,18 @@ struct TrainCommand: ParsableCommand {
             printLine(String(format: "test accuracy: %.2f%% (%d images)", r.accuracy * 100, r.sampleCount))
         }
         printLine("run directory: \(summary.run)")
+    }
+
+    /// A run that failed while training (out of memory, a disk error, an image that could not be read
+    /// under `--on-bad-image fail`, a lost rank) keeps its last checkpoint: the error says so and how to
+    /// continue once its cause is fixed. Until 2026-12-07 it said only what failed, and the run looked
+    /// lost. A run that failed before its first checkpoint gets the error alone.
+    static func withResumeAdvice(_ error: Error, _ directory: RunDirectory, processes: Int) -> Error {
+        guard (try? directory.readConfig().status) == "failed", let (_, description) = try? directory.weightsFile(.last) else {
+            return error
+        }
+        return CommandFailure("\(error)\nThe run's last checkpoint is intact (\(description)): once the cause is fixed, "
+            + "continue with `finetune train --resume \(directory.path)"
+            + (processes > 1 ? " --nproc-per-node \(processes)`" : "`"))
     }
 }
