@@ -169,6 +169,19 @@ public final class DataParallel {
         return SharedOutcome(failedRanks: failed, sameAsRankZero: failure != nil && all[0] != 0 && all[1] == own[1])
     }
 
+    /// Waits until rank 0's process has ended (the store it hosts no longer answers), at most `seconds`;
+    /// nothing on rank 0. A rank that leaves the report of a shared error to rank 0 ends after it, so a
+    /// launcher names rank 0, which printed the error, as the worker that failed: the quiet rank often
+    /// ended first and was named instead (2 of 6 tries on a loaded 2-core machine).
+    public func waitForRankZeroToEnd(atMost seconds: Double) {
+        guard rank > 0 else { return }
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            do { _ = try group.store.add("finetune/rank-zero-probe", 0) } catch { return }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
     /// Throws naming each setting whose value differs between this rank and rank 0 (classes, architecture,
     /// batch size, data): every rank compares a hash of each value, gathered from all ranks.
     public func checkSameSettings(_ settings: [(name: String, value: String)]) throws {

@@ -53,6 +53,8 @@ enum WorkerProcess {
     /// where the run's first collective would have waited for the slowest rank anyway):
     /// - a failed rank prints its error, unless it is above 0 and rank 0 failed with the same text;
     /// - rank 0, made but with others failed, names them; the other ranks made stop without a word;
+    /// - a rank that stops without a word ends after rank 0 (`DataParallel.waitForRankZeroToEnd`), so the
+    ///   launcher names rank 0, which said why;
     /// - an interruption (`ExitCode`) or an error about the ranks themselves (`DistributedError`) is
     ///   each rank's own, as it was.
     /// A rank that failed and cannot reach the others (gone, or past `--dist-timeout`) prints its own
@@ -70,10 +72,14 @@ enum WorkerProcess {
         }
         if let failure {
             if failure is ExitCode || failure is DistributedError || parallel.rank == 0 || !shared.sameAsRankZero { throw failure }
+            parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
             throw ExitCode.failure  // rank 0 prints the same error
         }
         guard !shared.failedRanks.isEmpty else { return try outcome.get() }
-        guard parallel.rank == 0 else { throw ExitCode.failure }  // rank 0 names the failed ranks
+        guard parallel.rank == 0 else {  // rank 0 names the failed ranks
+            parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
+            throw ExitCode.failure
+        }
         let ranks = shared.failedRanks
         throw CommandFailure("rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) could not "
             + "make \(ranks.count == 1 ? "its" : "their") run (\(ranks.count == 1 ? "its" : "their") own output says why); every rank stops")
