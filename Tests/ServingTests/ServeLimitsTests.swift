@@ -378,7 +378,7 @@ extension ServeTests {
     /// model got the process killed), answers 422 saying why, and the current version keeps serving.
     func testReloadsAreOrderedAndCheckedAndTheQueueAndNonASCIINamesWork() throws {
         let copy = try copyOfTheRun("reload-checks")
-        let server = try ServerProcess([copy, "--name", "t\u{EF}ny", "--max-batch-size", "64", "--max-batch-delay-ms", "2000"])
+        let server = try ServerProcess([copy, "--name", "t\u{EF}ny", "--max-batch-size", "64", "--max-batch-delay-ms", "4000"])
         let route = "/v1/models/t%C3%AFny"
         let photo = try Foundation.Data(contentsOf: URL(fileURLWithPath: Self.photos[3]))
         final class Statuses: @unchecked Sendable {
@@ -394,9 +394,16 @@ extension ServeTests {
                 group.leave()
             }
         }
-        Thread.sleep(forTimeInterval: 1)  // decoded and queued; the batch waits 2 s to fill
-        let metrics = try server.request("GET", "/metrics")
-        XCTAssertEqual(Self.metric(metrics.text, "finetune_queue_depth{model=\"t\u{EF}ny\"}"), 5, metrics.text)
+        // Decoded and queued while the batch waits 4 s to fill. (A fixed 1 s wait saw 3 of the 5 queued
+        // once, in a full run on a loaded 2-core machine: the decoding had not finished.)
+        let depth = "finetune_queue_depth{model=\"t\u{EF}ny\"}"
+        var metrics = try server.request("GET", "/metrics")
+        let deadline = Date().addingTimeInterval(3.5)
+        while Self.metric(metrics.text, depth) < 5 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            metrics = try server.request("GET", "/metrics")
+        }
+        XCTAssertEqual(Self.metric(metrics.text, depth), 5, metrics.text)
         XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(predicted.values, [200, 200, 200, 200, 200])
 
