@@ -46,9 +46,23 @@ extension RunDirectory {
                           notify: (TrainingRun.Notice) -> Void = TrainingRun.printToStandardError) throws
         -> (model: ImageClassifier, weights: String) {
         guard which != .final else { return (try loadModel(runConfig, notify: notify), Self.modelFile) }
-        let (file, description) = try weightsFile(which)
-        return (try loadModel(runConfig, weights: file), description)
+        // A run that trains replaces a checkpoint by two renames (the old one aside, the new one in):
+        // a reader between them found the folder and then no file in it. It looks for it again.
+        var attempts = 1
+        while true {
+            let (file, description) = try weightsFile(which)
+            Self.beforeReadingCheckpointForTesting?(file)
+            do {
+                return (try loadModel(runConfig, weights: file), description)
+            } catch where attempts < 3 && !FileManager.default.fileExists(atPath: file) {
+                attempts += 1
+            }
+        }
     }
+
+    /// Tests only: called with a checkpoint's weights file between finding it and reading it, where a
+    /// run that trains may replace the checkpoint.
+    nonisolated(unsafe) static var beforeReadingCheckpointForTesting: ((String) -> Void)?
 
     /// The checkpoint that stands for an unfinished run's model: `checkpoints/best` (its best epoch so
     /// far) when it is complete, else `checkpoints/last`: which, its weights file and description
