@@ -111,17 +111,14 @@ public struct RunReport {
         let model: ImageClassifier
         var checkpoint: String?
         if let which = options.weights, which != .final {
-            let (file, description) = try directory.weightsFile(which)
-            model = try directory.loadModel(config, weights: file)
-            checkpoint = description
+            (model, checkpoint) = try directory.loadModel(config, from: which)
         } else {
             do {
                 model = try directory.loadModel(config)
             } catch let error as RunError {
                 guard case .unfinished = error, options.weights == nil,
-                      let (_, file, description) = directory.checkpointForUnfinishedRun() else { throw error }
-                model = try directory.loadModel(config, weights: file)
-                checkpoint = description
+                      let (which, _, _) = directory.checkpointForUnfinishedRun() else { throw error }
+                (model, checkpoint) = try directory.loadModel(config, from: which)
             }
         }
         var evaluation = TrainingConfiguration()
