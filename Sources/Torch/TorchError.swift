@@ -9,6 +9,9 @@ public struct TorchError: Error, CustomStringConvertible, Equatable {
     public init(_ message: String) { self.message = message }
     /// The same text as `message`, so `print(error)` and string interpolation show it.
     public var description: String { message }
+    /// Whether LibTorch could not allocate memory: its CPU allocator's "can't allocate memory" (an
+    /// address-space limit, `ulimit -v`), CUDA's or MPS's "out of memory".
+    public var isOutOfMemory: Bool { message.contains("can't allocate memory") || message.contains("out of memory") }
 }
 
 /// Throws the shim's thread-local message when `status` is not `CT_OK`.

@@ -1,7 +1,9 @@
+@testable import finetune
 import Foundation
 import TensorIO
 import TestSupport
 import Torch
+import Training
 import XCTest
 
 /// Issue 18's hostile-user findings 1, 3, 4 and 5, reproduced against the `finetune` binary: each
@@ -306,6 +308,12 @@ final class ReliabilityCLITests: XCTestCase {
         XCTAssertTrue(errors.contains("--on-bad-image fail: "), errors)
         XCTAssertTrue(errors.contains("\nThe run's last checkpoint is intact (checkpoints/last, epoch "), errors)
         XCTAssertTrue(errors.contains("once the cause is fixed, continue with `finetune train --resume \(out)`"), errors)
+
+        // Out of memory (LibTorch's words for `ulimit -v`), the error says what needs less too.
+        let memory = "\(TrainCommand.withAdvice(TorchError("[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 144506880 bytes. Error code 12 (Cannot allocate memory)"), RunDirectory(out), processes: 2))"
+        XCTAssertTrue(memory.contains("bytes. Error code 12 (Cannot allocate memory)\nLibTorch ran out of memory: "), memory)
+        XCTAssertTrue(memory.contains("a smaller --batch-size or --input-size"), memory)
+        XCTAssertTrue(memory.hasSuffix("`finetune train --resume \(out) --nproc-per-node 2`"), memory)
 
         try bytes.write(to: URL(fileURLWithPath: removed))  // the cause fixed: the run's own image back
         let resumed = try run(["train", "--resume", out, "--epochs", "3"])

@@ -114,7 +114,7 @@ struct TrainCommand: ParsableCommand {
         do {
             summary = try mapErrors { try WorkerProcess.finishing { try trainingRun.run() } }
         } catch let error where rank == 0 && !(error is ExitCode) && !(error is ValidationError) {
-            throw Self.withResumeAdvice(error, trainingRun.directory, processes: parallel?.worldSize ?? 1)
+            throw Self.withAdvice(error, trainingRun.directory, processes: parallel?.worldSize ?? 1)
         }
         if let parallel, rank == 0 { notify(.info(DistributedOptions.allReduceReport(parallel))) }
         if let notice = summary.interruptionNotice(processes: parallel?.worldSize ?? 1) {
@@ -149,14 +149,20 @@ struct TrainCommand: ParsableCommand {
 
     /// A run that failed while training (out of memory, a disk error, an image that could not be read
     /// under `--on-bad-image fail`, a lost rank) keeps its last checkpoint: the error says so and how to
-    /// continue once its cause is fixed. Until 2026-12-07 it said only what failed, and the run looked
-    /// lost. A run that failed before its first checkpoint gets the error alone.
-    static func withResumeAdvice(_ error: Error, _ directory: RunDirectory, processes: Int) -> Error {
-        guard (try? directory.readConfig().status) == "failed", let (_, description) = try? directory.weightsFile(.last) else {
-            return error
+    /// continue once its cause is fixed, and for memory, what needs less. Until 2026-12-07 it said only
+    /// what failed, in LibTorch's words for memory ("DefaultCPUAllocator: can't allocate memory: you
+    /// tried to allocate 144506880 bytes"), and the run looked lost. A run that failed before its first
+    /// checkpoint gets no resume advice.
+    static func withAdvice(_ error: Error, _ directory: RunDirectory, processes: Int) -> Error {
+        var advice: [String] = []
+        if let torch = error as? TorchError, torch.isOutOfMemory {
+            advice.append("LibTorch ran out of memory: free some, raise the limit (`ulimit -v`, the container's), or "
+                + "train again with a smaller --batch-size or --input-size (a resumed run keeps its own)")
         }
-        return CommandFailure("\(error)\nThe run's last checkpoint is intact (\(description)): once the cause is fixed, "
-            + "continue with `finetune train --resume \(directory.path)"
-            + (processes > 1 ? " --nproc-per-node \(processes)`" : "`"))
+        if (try? directory.readConfig().status) == "failed", let (_, description) = try? directory.weightsFile(.last) {
+            advice.append("The run's last checkpoint is intact (\(description)): once the cause is fixed, continue with "
+                + "`finetune train --resume \(directory.path)" + (processes > 1 ? " --nproc-per-node \(processes)`" : "`"))
+        }
+        return advice.isEmpty ? error : CommandFailure(([String(describing: error)] + advice).joined(separator: "\n"))
     }
 }
