@@ -48,7 +48,9 @@ public enum OutputFolder {
         var existing = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         while !FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory) {
-            if let target = RegularFile.danglingLinkTarget(existing.path) { return .danglingLink(existing.path, target: target) }
+            if let target = RegularFile.danglingLinkTarget(existing.path) {
+                return .danglingLink(existing.path, target: target)
+            }
             guard existing.path != "/" else { return .none }
             existing.deleteLastPathComponent()
         }

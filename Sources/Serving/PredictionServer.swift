@@ -387,7 +387,8 @@ struct ModelInfo: Encodable {
         switch model.source {
         case .run(let path, let weights):
             // The checkpoint as it was when this version loaded (a reload takes the newer one).
-            source = RunDirectory(path).path + (weights == .final ? "" : " (\(version.predictor.weights ?? weights.rawValue))")
+            let checkpoint = version.predictor.weights ?? weights.rawValue
+            source = RunDirectory(path).path + (weights == .final ? "" : " (\(checkpoint))")
         case .zoo(let architecture, let weights): source = "zoo:\(architecture):\(weights ?? "none")"
         }
         self.version = version.number

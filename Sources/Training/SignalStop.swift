@@ -34,8 +34,8 @@ public final class SignalStop: @unchecked Sendable {
     public static func isHandledElsewhere(_ signal: Int32) -> Bool { SignalHub.shared.isHandledElsewhere(signal) }
 
     /// As process 1 (a container's entrypoint started without `--init`: `docker run -it … finetune
-    /// evaluate …`) the kernel gives SIGINT, SIGTERM and the notice signals no default action: Ctrl-C and `docker
-    /// stop` did nothing to a command that does not listen for them (evaluate, predict, bench …), until
+    /// evaluate …`) the kernel gives SIGINT, SIGTERM and the notice signals no default action: Ctrl-C and
+    /// `docker stop` did nothing to a command that does not listen for them (evaluate, predict, bench …), until
     /// Docker's SIGKILL 10 s later. Here each that is at its default action gets a stand-in for it, which
     /// ends the process with status 128 + its number; the stand-in counts as the default action, so a
     /// `SignalStop` (train) or the server still takes the signal over as anywhere else. Elsewhere this

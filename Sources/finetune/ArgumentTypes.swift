@@ -131,8 +131,8 @@ struct ModelRunOptions: ParsableArguments {
 }
 
 /// `--checkpoint best|last` of the commands that use a run's model (`evaluate`, `predict`, `features`,
-/// `export`, `report`, `serve`, `pseudo-label`): a checkpoint's weights instead of the final ones, so a run that trains or was
-/// stopped can be used, and the best epoch compared with the final weights.
+/// `export`, `report`, `serve`, `pseudo-label`): a checkpoint's weights instead of the final ones, so a
+/// run that trains or was stopped can be used, and the best epoch compared with the final weights.
 struct RunWeightsOption: ParsableArguments {
     @Option(help: ArgumentHelp("Use a checkpoint of the run instead of its final weights (model.safetensors): best (the best epoch so far) or last (the latest checkpoint). Works while the run trains and after Ctrl-C.", valueName: "checkpoint"))
     var checkpoint: RunWeights?

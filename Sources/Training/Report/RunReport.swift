@@ -34,7 +34,6 @@ public struct RunReportOptions: Sendable {
     public init(data: String? = nil, split: DataSplit? = nil, topLosses: Int = 16, gradCAMCount: Int = 4,
                 batchSize: Int = 32, workers: Int = 2, checkData: Bool = true, nearDuplicateMethod: NearDuplicateMethod = .auto,
                 precision: Precision = .fp32, weights: RunWeights? = nil) {
-        self.weights = weights
         self.data = data
         self.split = split
         self.topLosses = topLosses
@@ -44,6 +43,7 @@ public struct RunReportOptions: Sendable {
         self.checkData = checkData
         self.nearDuplicateMethod = nearDuplicateMethod
         self.precision = precision
+        self.weights = weights
     }
 }
 

@@ -340,7 +340,9 @@ public struct RunDirectory: Sendable {
                                        + "it was moved or deleted")
             }
             // It was "not a finetune run directory", of a run another process was training.
-            let checkpoint = checkpointForUnfinishedRun().map { ", or use its \($0.description) (`--checkpoint \($0.which.rawValue)`)" }
+            let checkpoint = checkpointForUnfinishedRun().map {
+                ", or use its \($0.description) (`--checkpoint \($0.which.rawValue)`)"
+            }
             throw RunError.unfinished(path: path, status: runConfig.status, advice:
                 (trainer.map { "process \($0) is training it: wait for it to finish" }
                     ?? (Checkpoint.isComplete(lastCheckpoint)

@@ -25,13 +25,14 @@ extension RunDirectory {
         guard which != .final else { return (model, Self.modelFile) }
         let folder = checkpoints + "/" + which.rawValue
         guard let found = Checkpoint.locate(folder) else {
-            throw RunError.missingCheckpoint(path: path, name: "checkpoints/" + which.rawValue,
-                                             reason: FileManager.default.fileExists(atPath: folder)
-                                                ? Checkpoint.whyIncomplete(folder) ?? "it is incomplete" : "it does not exist")
+            let reason = FileManager.default.fileExists(atPath: folder)
+                ? Checkpoint.whyIncomplete(folder) ?? "it is incomplete" : "it does not exist"
+            throw RunError.missingCheckpoint(path: path, name: "checkpoints/" + which.rawValue, reason: reason)
         }
         let manifest = try Checkpoint.readManifest(found)
         let state = manifest.state
-        let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)" : "epoch \(state.epoch)"
+        let epoch = state.batchInEpoch > 0 ? "epoch \(state.epoch + 1), batch \(state.batchInEpoch)"
+            : "epoch \(state.epoch)"
         let ema = found + "/" + Checkpoint.emaFile
         if manifest.configuration.ema != nil, FileManager.default.fileExists(atPath: ema) {
             return (ema, "checkpoints/\(which.rawValue), \(epoch), EMA weights")
