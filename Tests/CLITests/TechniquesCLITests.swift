@@ -1,3 +1,4 @@
+@testable import finetune
 import Foundation
 import TensorIO
 import Torch
@@ -55,6 +56,15 @@ extension TrainCLITests {
         XCTAssertEqual(predict.status, 0, predict.stderr)
         XCTAssertEqual(predict.lines.count, 3)
         XCTAssertEqual(try predict.json(XCTUnwrap(predict.lines.first))["tta"] as? String, "flip")
+    }
+
+    /// `--color-jitter` reads as timm reads its own: one number is brightness, contrast and saturation
+    /// alike (`--color-jitter 0.4`, refused until 2026-12-07), three leave the hue alone, four are B,C,S,H.
+    func testColorJitterTakesTimmsOneOrThreeNumbers() throws {
+        for (given, expected) in [("0.4", [0.4, 0.4, 0.4, 0]), ("0.4,0.3,0.2", [0.4, 0.3, 0.2, 0]),
+                                  ("0.4,0.3,0.2,0.1", [0.4, 0.3, 0.2, 0.1])] {
+            XCTAssertEqual(try TechniqueOptions.parse(["--color-jitter", given]).jitter(), expected, given)
+        }
     }
 
     /// A path,label CSV outside the images (--image-root), --class-weights auto, --sampler balanced,
@@ -175,7 +185,8 @@ extension TrainCLITests {
             (["--augment", "randaugment:"], "--augment"),
             (["--augment", "autoaugment:n=2"], "--augment"),
             (["--mix-prob", "0.5"], "--mix-prob"),
-            (["--color-jitter", "0.4,0.4"], "--color-jitter"),
+            (["--color-jitter", "0.4,0.4"], "--color-jitter: '0.4,0.4' is not 4 numbers B,C,S,H"),
+            (["--color-jitter", "0.4,"], "--color-jitter"),
             (["--color-jitter", "0.4,0.4,0.4,0.1", "--augment", "none"], "--color-jitter"),
             (["--random-erasing", "1.5"], "--random-erasing: expected a probability in [0, 1]"),
             (["--random-erasing", "0.25", "--augment", "keras"], "--random-erasing: follows --augment standard"),

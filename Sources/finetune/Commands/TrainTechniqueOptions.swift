@@ -41,7 +41,7 @@ struct TechniqueOptions: ParsableArguments {
     var classWeights: String?
     @Option(help: "How training batches are drawn: shuffle, or balanced (with replacement, each class equally likely).")
     var sampler: SamplerKind = .shuffle
-    @Option(help: "torchvision's ColorJitter after the standard augmentation: B,C,S,H, e.g. 0.4,0.4,0.4,0.1.")
+    @Option(help: "torchvision's ColorJitter after the standard augmentation: B,C,S,H (e.g. 0.4,0.4,0.4,0.1), B,C,S (no hue), or one number for B, C and S (timm's --color-jitter 0.4).")
     var colorJitter: String?
     @Option(help: """
         Random erasing: with this probability, replace a rectangle (2% to 1/3 of the image, aspect 0.3 to \
@@ -55,15 +55,22 @@ struct TechniqueOptions: ParsableArguments {
 
     func validate() throws { _ = try jitter() }
 
-    /// The four numbers of --color-jitter.
+    /// The four numbers B, C, S, H of --color-jitter. As timm reads its `--color-jitter`, one number is
+    /// brightness, contrast and saturation alike, and three leave the hue alone: `--color-jitter 0.4`,
+    /// a timm user's habit, was refused until 2026-12-07.
     func jitter() throws -> [Double]? {
         guard let colorJitter else { return nil }
         let parts = colorJitter.split(separator: ",", omittingEmptySubsequences: false)
         let values = parts.compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count == 4, values.count == 4 else {
-            throw ValidationError("--color-jitter: '\(colorJitter)' is not 4 numbers B,C,S,H (e.g. 0.4,0.4,0.4,0.1)")
+        guard values.count == parts.count, [1, 3, 4].contains(values.count) else {
+            throw ValidationError("--color-jitter: '\(colorJitter)' is not 4 numbers B,C,S,H (e.g. 0.4,0.4,0.4,0.1), "
+                + "3 (B,C,S) or 1 (B, C and S alike)")
         }
-        return values
+        switch values.count {
+        case 1: return [values[0], values[0], values[0], 0]
+        case 3: return values + [0]
+        default: return values
+        }
     }
 
     /// Puts the data options into the run's options.
