@@ -72,7 +72,8 @@ public struct ScanOptions: Sendable {
         self.extensions = extensions
     }
 
-    func isImageName(_ name: String) -> Bool {
+    /// Whether a file so named is read as an image (its extension is one of `extensions`).
+    public func isImageName(_ name: String) -> Bool {
         let ext = (name as NSString).pathExtension.lowercased()
         return !ext.isEmpty && extensions.contains(ext)
     }

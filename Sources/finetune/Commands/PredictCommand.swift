@@ -149,9 +149,12 @@ func collectImageFiles(_ inputs: [String]) throws -> (files: [String], skipped: 
             throw ValidationError("no such file or folder: \(input)")
         }
         if isDirectory.boolValue {
-            let (found, skipped) = try ImageFolderDataset.imageFiles(in: input, options: ScanOptions())
+            let options = ScanOptions()
+            let (found, skipped) = try ImageFolderDataset.imageFiles(in: input, options: options)
             for entry in skipped.entries { printError("warning: skipping \(escapedName(entry.path)): \(escapedName(entry.reason))") }
-            skippedCount += skipped.count
+            // Images only: a folder left out (a link to a folder above it) is no image that could not be
+            // read ("1 of 2 images" for a folder of one image).
+            skippedCount += skipped.entries.filter { options.isImageName(($0.path as NSString).lastPathComponent) }.count
             guard !found.isEmpty else {
                 throw ValidationError("\(input) holds no .jpg, .jpeg or .png image (folders are searched recursively)")
             }
