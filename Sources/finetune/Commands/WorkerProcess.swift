@@ -72,17 +72,31 @@ enum WorkerProcess {
         }
         if let failure {
             if failure is ExitCode || failure is DistributedError || parallel.rank == 0 || !shared.sameAsRankZero { throw failure }
-            parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
+            quietlyWaitForRankZero(parallel)
             throw ExitCode.failure  // rank 0 prints the same error
         }
         guard !shared.failedRanks.isEmpty else { return try outcome.get() }
         guard parallel.rank == 0 else {  // rank 0 names the failed ranks
-            parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
+            quietlyWaitForRankZero(parallel)
             throw ExitCode.failure
         }
         let ranks = shared.failedRanks
         throw CommandFailure("rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) could not "
             + "make \(ranks.count == 1 ? "its" : "their") run (\(ranks.count == 1 ? "its" : "their") own output says why); every rank stops")
+    }
+
+    /// Waits for rank 0 to end (`DataParallel.waitForRankZeroToEnd`) with standard error silenced: this
+    /// rank says nothing, and LibTorch 2.x logs the store's closed connection there, with a C++
+    /// backtrace ("[W … TCPStore.cpp:125] recvValue failed …").
+    static func quietlyWaitForRankZero(_ parallel: DataParallel) {
+        let saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        if saved >= 0 && null >= 0 { dup2(null, STDERR_FILENO) }
+        defer {
+            if saved >= 0 && null >= 0 { dup2(saved, STDERR_FILENO) }
+            if saved >= 0 { close(saved) }
+            if null >= 0 { close(null) }
+        }
+        parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
     }
 
     /// How a worker ended, in words: "exited with status 1", "was killed by signal 9 (Killed)".
