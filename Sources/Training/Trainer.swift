@@ -467,7 +467,15 @@ public final class Trainer {
             // Resuming mid-epoch: the epoch's batches are a pure function of (seed, epoch), so
             // starting at the next untrained batch lands exactly where the checkpoint was taken.
             let cached = usableFeatureCache()
-            let pseudo = try pseudoLabelEpoch(train, startingAtBatch: resumeAt, input: cached == nil ? .images : .features)
+            let pseudo: PseudoLabelEpoch?
+            do {
+                pseudo = try pseudoLabelEpoch(train, startingAtBatch: resumeAt, input: cached == nil ? .images : .features)
+            } catch is PseudoLabeler.Stopped {
+                // Ctrl-C while the unlabelled images were labelled: the run stops at the epoch's start, as
+                // before its first batch, and a resume labels them again.
+                if let interrupted = try handleInterrupt(true) { status = interrupted }
+                break epochLoop
+            }
             defer { pseudo?.cancel() }
             let run: any BatchStream = cached.map { $0.train.epoch(state.epoch, of: train, startingAtBatch: resumeAt) }
                 ?? train.epoch(state.epoch, startingAtBatch: resumeAt)

@@ -68,10 +68,15 @@ public final class PseudoLabeler {
 
     // MARK: - Labelling
 
+    /// Thrown by `label` when its `stop` was triggered (Ctrl-C) before every image was labelled.
+    struct Stopped: Error {}
+
     /// Labels every unlabelled image with `trainer`'s model in eval behaviour and inference mode
     /// (on the teacher features when `input` is `.features`) and keeps those `settings.select` chooses.
-    func label(by trainer: Trainer, input: Trainer.Input, settings: PseudoLabelSettings, epoch: Int) throws
-        -> PseudoLabelState {
+    /// A triggered `stop` ends it after the current batch with `Stopped`: labelling a large folder takes
+    /// minutes, and until 2026-12-07 a Ctrl-C waited for all of it.
+    func label(by trainer: Trainer, input: Trainer.Input, settings: PseudoLabelSettings, epoch: Int,
+               unless stop: SignalStop? = nil) throws -> PseudoLabelState {
         let binary = trainer.configuration.loss == .binary
         var predictions: [PseudoLabel] = []  // every unlabelled image's top class, in dataset order
         let model = trainer.model
@@ -97,6 +102,7 @@ public final class PseudoLabeler {
                 let view = try teacher.features.select(dim: 0, index: 0)
                 let valid = teacher.valid.indices.filter { teacher.valid[$0] }
                 for start in stride(from: 0, to: valid.count, by: batchSize) {
+                    if stop?.isTriggered == true { throw Stopped() }
                     let indices = Array(valid[start..<Swift.min(start + batchSize, valid.count)])
                     let rows = try view.indexSelect(dim: 0, index: Tensor(indices.map { Int64($0) }, shape: [indices.count]))
                     try take(trainer.inferenceLogits(rows, input: .features), indices: indices)
@@ -106,7 +112,9 @@ public final class PseudoLabeler {
                 let loader = try DataLoader(unlabeled, batchSize: batchSize, transform: evalTransform, workers: workers)
                 reporter?.watch(loader, split: "unlabeled")
                 let run = loader.epoch(0)
+                defer { run.cancel() }
                 while let batch = try run.nextBatch() {
+                    if stop?.isTriggered == true { throw Stopped() }
                     try take(trainer.inferenceLogits(batch.images, input: .images), indices: batch.indices)
                 }
             }

@@ -34,7 +34,8 @@ extension Trainer {
         }
         // Mid-epoch resume keeps the labels the epoch started with (they are in the checkpoint).
         if first == 0 && (settings.refresh == .everyEpoch || state.pseudoLabels == nil) {
-            let labels = try labeler.label(by: self, input: input, settings: settings, epoch: state.epoch)
+            let labels = try labeler.label(by: self, input: input, settings: settings, epoch: state.epoch,
+                                           unless: distributed == nil ? signalStop : nil)
             state.pseudoLabels = labels
             if labels.labels.isEmpty && labels.candidates > 0 {
                 labeler.notify("pseudo-labelling, epoch \(state.epoch + 1): no unlabelled image reaches the threshold "
