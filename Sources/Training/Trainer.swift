@@ -550,8 +550,16 @@ public final class Trainer {
             }
             if let interrupted = try handleInterrupt(stopping) { status = interrupted; break epochLoop }
             if let reason = stopReason { status = .stopped(reason: reason); break epochLoop }
-            try savingOnLostRank(restoring: false) {
-                try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
+            do {
+                try savingOnLostRank(restoring: false) {
+                    try finishEpoch(validation: validation, classCount: classCount, started: started, cached: cached)
+                }
+            } catch is ValidationStopped {
+                // Ctrl-C during the epoch's validation: the run stops as after the epoch's last batch (the
+                // state the validation leaves untouched), and a resume validates the epoch again. Until
+                // 2026-12-07 the validation ran to its end first.
+                if let interrupted = try handleInterrupt(true) { status = interrupted }
+                break epochLoop
             }
         }
         if status == .completed, let reason = stopReason { status = .stopped(reason: reason) }
@@ -591,6 +599,9 @@ public final class Trainer {
         state.stepsPerEpoch = trained / k + (trained % k == 0 ? 0 : 1)  // (n + k − 1) / k overflowed for k = Int.max
     }
 
+    /// Thrown by `finishEpoch` when a stop (Ctrl-C) cut the epoch's validation short.
+    private struct ValidationStopped: Error {}
+
     /// With `stopping` (a stop signal, agreed by every rank), writes checkpoints/last and returns the
     /// interrupted status.
     private func handleInterrupt(_ stopping: Bool) throws -> FitStatus? {
@@ -619,22 +630,32 @@ public final class Trainer {
         var report: EvaluationReport?
         if let validation {
             try dispatch(.validationStart(epoch: epoch))
-            let r: EvaluationReport
-            if let features = cached?.validation {
-                r = try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
-            } else {
-                r = try evaluate(validation)
+            // One process stops its validation at Ctrl-C (`ValidationStopped`): a large validation split
+            // takes minutes. (Data-parallel ranks validate together, and finish.)
+            let stop = distributed == nil ? signalStop : nil
+            func validate() throws -> EvaluationReport {
+                guard let stop else {
+                    if let features = cached?.validation {
+                        return try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
+                    }
+                    return try evaluate(validation)  // a data-parallel rank's shard
+                }
+                let base: any BatchStream = cached?.validation.map { $0.epoch(0, of: validation) } ?? validation.epoch(0)
+                do {
+                    let r = try evaluate(validation, input: cached?.validation == nil ? .images : .features,
+                                         batches: StoppableBatches(base: base, stop: stop))
+                    if stop.isTriggered { throw ValidationStopped() }
+                    return r
+                } catch TrainingError.noUsableData where stop.isTriggered {
+                    throw ValidationStopped()  // stopped before its first batch
+                }
             }
+            let r = try validate()
             report = r
             lastValidationReport = r
             for (key, value) in r.scalars { metrics["val_" + key] = value }
             if let ema {
-                let averaged = try ema.withAveragedWeights(in: model) {
-                    if let features = cached?.validation {
-                        return try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
-                    }
-                    return try evaluate(validation)
-                }
+                let averaged = try ema.withAveragedWeights(in: model) { try validate() }
                 for (key, value) in averaged.scalars { metrics["val_" + key + "_ema"] = value }
             }
             try dispatch(.validationEnd(epoch: epoch, report: r))

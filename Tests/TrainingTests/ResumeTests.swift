@@ -274,6 +274,36 @@ final class ResumeTests: XCTestCase {
         try assertSameRun(reference, resumeAndFinish(directory + "/last"))
     }
 
+    /// Ctrl-C during an epoch's validation stops it after its batch, and the run as after the epoch's last
+    /// batch; resumed, the run validates that epoch again and ends bit-identical to the uninterrupted run.
+    /// Until 2026-12-07 the validation ran to its end first (minutes for a large validation split).
+    func testCtrlCDuringValidationStopsItAndResumesExactly() throws {
+        let reference = try reference()
+        let directory = try TRData.temporaryDirectory(self)
+        var config = configuration
+        config.checkpointDirectory = directory
+        let signal = SignalStop(signals: [])
+        var validationEnds = 0
+        let trigger = TREventRecorder { event, _ in
+            switch event {
+            case .validationStart(let epoch): if epoch == 1 { signal.trigger(signal: SIGINT) }
+            case .validationEnd: validationEnds += 1
+            default: break
+            }
+        }
+        let first = try Trainer(model: freshModel(), configuration: config, callbacks: [trigger])
+        first.signalStop = signal
+        let result = try first.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false),
+                                   epochs: Self.epochs)
+        XCTAssertEqual(result.status, .interrupted(checkpoint: directory + "/last"))
+        XCTAssertEqual(validationEnds, 1, "epoch 2's validation was cut short")
+        XCTAssertEqual(first.state.history.count, 1, "epoch 2 has no row: it is not finished")
+        let manifest = try Checkpoint.readManifest(directory + "/last")
+        XCTAssertEqual(manifest.state.epoch, 1)
+        XCTAssertEqual(manifest.state.batchInEpoch, try TRData.loader(data).batchesPerEpoch, "after the epoch's last batch")
+        try assertSameRun(reference, resumeAndFinish(directory + "/last"))
+    }
+
     func testMidEpochResumeWithDifferentLoaderIsRefused() throws {
         let directory = try TRData.temporaryDirectory(self)
         let first = try Trainer(model: freshModel(), configuration: configuration,
