@@ -151,7 +151,13 @@ struct RunWeightsOption: ParsableArguments {
     /// checkpoint's ("weights: checkpoints/best, epoch 3").
     func loadModel(_ run: RunDirectory, _ config: RunConfig) throws -> (model: ImageClassifier, weights: String) {
         let loaded = try run.loadModel(config, from: weights)
-        if weights != .final { printError("weights: \(loaded.weights)") }
+        tell(loaded.weights)
         return loaded
+    }
+
+    /// Names a checkpoint's weights on standard error ("weights: checkpoints/best, epoch 3"); nothing
+    /// for the final weights.
+    func tell(_ loaded: String) {
+        if weights != .final { printError("weights: \(loaded)") }
     }
 }

@@ -74,7 +74,7 @@ struct PredictCommand: ParsableCommand {
             runOptions.applyEXIF(run: config)
             (files, skippedInFolders) = try collectImageFiles(images)
             predictor = try Predictor(run: run, config: config, weights: runWeights.weights)
-            if runWeights.weights != .final { printError("weights: \(predictor.weights ?? "")") }
+            runWeights.tell(predictor.weights ?? "")
         case .architecture(let arch, let images):
             try runWeights.check(isRun: false)
             runOptions.applyEXIF(run: nil)
