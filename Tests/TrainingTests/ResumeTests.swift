@@ -252,19 +252,28 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: directory).count, 4)
     }
 
-    func testInterruptWritesResumableCheckpoint() throws {
-        let reference = try reference()
-        let directory = try TRData.temporaryDirectory(self)
+    /// The run on a fresh model, its checkpoints in `directory`, stopped as by Ctrl-C at the first event
+    /// `stopsAt` accepts: the trainer, its result, its stop flag and the events it dispatched.
+    func runStopped(into directory: String, at stopsAt: @escaping (TrainingEvent) -> Bool) throws
+        -> (trainer: Trainer, result: FitResult, signal: SignalStop, events: TREventRecorder) {
         var config = configuration
         config.checkpointDirectory = directory
         let signal = SignalStop(signals: [])
-        let trigger = TREventRecorder { event, _ in
-            if case .batchEnd(let r) = event, r.step == 5 { signal.trigger(signal: SIGINT) }
+        let events = TREventRecorder { event, _ in if stopsAt(event) { signal.trigger(signal: SIGINT) } }
+        let trainer = try Trainer(model: freshModel(), configuration: config, callbacks: [events])
+        trainer.signalStop = signal
+        let result = try trainer.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false),
+                                     epochs: Self.epochs)
+        return (trainer, result, signal, events)
+    }
+
+    func testInterruptWritesResumableCheckpoint() throws {
+        let reference = try reference()
+        let directory = try TRData.temporaryDirectory(self)
+        let (_, result, signal, _) = try runStopped(into: directory) {
+            if case .batchEnd(let r) = $0 { return r.step == 5 }
+            return false
         }
-        let first = try Trainer(model: freshModel(), configuration: config, callbacks: [trigger])
-        first.signalStop = signal
-        let result = try first.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false),
-                                   epochs: Self.epochs)
         XCTAssertEqual(result.status, .interrupted(checkpoint: directory + "/last"))
         XCTAssertEqual(result.globalStep, 5)
         XCTAssertFalse(signal.isTriggered, "the trainer consumed the flag")
@@ -280,23 +289,12 @@ final class ResumeTests: XCTestCase {
     func testCtrlCDuringValidationStopsItAndResumesExactly() throws {
         let reference = try reference()
         let directory = try TRData.temporaryDirectory(self)
-        var config = configuration
-        config.checkpointDirectory = directory
-        let signal = SignalStop(signals: [])
-        var validationEnds = 0
-        let trigger = TREventRecorder { event, _ in
-            switch event {
-            case .validationStart(let epoch): if epoch == 1 { signal.trigger(signal: SIGINT) }
-            case .validationEnd: validationEnds += 1
-            default: break
-            }
+        let (first, result, _, events) = try runStopped(into: directory) {
+            if case .validationStart(let epoch) = $0 { return epoch == 1 }
+            return false
         }
-        let first = try Trainer(model: freshModel(), configuration: config, callbacks: [trigger])
-        first.signalStop = signal
-        let result = try first.fit(train: TRData.loader(data), validation: TRData.loader(data, shuffle: false),
-                                   epochs: Self.epochs)
         XCTAssertEqual(result.status, .interrupted(checkpoint: directory + "/last"))
-        XCTAssertEqual(validationEnds, 1, "epoch 2's validation was cut short")
+        XCTAssertEqual(events.names.filter { $0 == "validation_end" }.count, 1, "epoch 2's validation was cut short")
         XCTAssertEqual(first.state.history.count, 1, "epoch 2 has no row: it is not finished")
         let manifest = try Checkpoint.readManifest(directory + "/last")
         XCTAssertEqual(manifest.state.epoch, 1)
