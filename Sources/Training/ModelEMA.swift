@@ -122,6 +122,21 @@ public final class ModelEMA {
         return try result.get()
     }
 
+    /// Replaces the average with `weights` (early stopping's best epoch), which must have its keys
+    /// and shapes.
+    public func load(_ weights: StateDict) throws {
+        var pairs: [(average: Tensor, value: Tensor)] = []
+        for (key, tensor) in state {
+            guard let value = weights[key], value.shape == tensor.shape else {
+                throw TrainingError.resumeMismatch("the EMA weights to load do not fit the average at '\(key)'")
+            }
+            pairs.append((tensor, value))
+        }
+        try withNoGrad {
+            for (average, value) in pairs { try average.copy_(value) }
+        }
+    }
+
     /// Copies the averaged weights into `model` for good (the end of a run with `--ema`).
     public func copy(to model: Module) throws {
         try withNoGrad {

@@ -64,7 +64,7 @@ public final class EarlyStopping: StatefulCallback {
         let value = try tracker.value(in: result.metrics)
         if tracker.update(value, epoch: result.epoch) {
             if restoreBestWeights {
-                bestWeights = try Self.copy(trainer.model.stateDict())
+                bestWeights = try Self.copy((watchesEMA(trainer) ? trainer.ema?.state : nil) ?? trainer.model.stateDict())
                 bestWeightsEpoch = result.epoch
             }
             return
@@ -78,18 +78,29 @@ public final class EarlyStopping: StatefulCallback {
             + "epoch\(tracker.wait == 1 ? "" : "s") (best \(best)\(at))")
     }
 
+    /// Whether the watched metric is the EMA's (`val_loss_ema`) in a trainer that keeps one: its
+    /// best weights are then the EMA's.
+    private func watchesEMA(_ trainer: Trainer) -> Bool {
+        monitor.hasSuffix("_ema") && trainer.ema != nil
+    }
+
     /// Loads the best epoch's weights: from memory, else from `bestCheckpoint` when it holds that
     /// epoch. Without either (a resumed run with no such checkpoint) the weights stay the last epoch's.
+    /// When the metric is the EMA's, the EMA's weights of that epoch go into both the model and the EMA.
     private func restoreBest(into trainer: Trainer) throws {
         guard let epoch = tracker.bestEpoch else { return }
+        let ema = watchesEMA(trainer) ? trainer.ema : nil
+        var weights: StateDict?
         if let bestWeights, bestWeightsEpoch == epoch {
-            try trainer.model.load(bestWeights)
-            restoredEpoch = epoch
+            weights = bestWeights
         } else if let bestCheckpoint, let found = Checkpoint.locate(bestCheckpoint),
                   try Checkpoint.readManifest(found).state.epoch == epoch + 1 {
-            try trainer.model.load(SafeTensors.loadCopy(found + "/" + Checkpoint.modelFile))
-            restoredEpoch = epoch
+            weights = try SafeTensors.loadCopy(found + "/" + (ema == nil ? Checkpoint.modelFile : Checkpoint.emaFile))
         }
+        guard let weights else { return }
+        try trainer.model.load(weights)
+        try ema?.load(weights)
+        restoredEpoch = epoch
     }
 
     static func copy(_ dict: StateDict) throws -> StateDict {

@@ -40,8 +40,8 @@ extension RunReport {
     // MARK: - Sections
 
     func runSection() -> String {
-        let monitor = config.options.monitor.name(hasValidation: config.data.validationSamples > 0)
-        let lowerIsBetter = monitor.hasSuffix("loss")
+        let monitor = config.training.monitor ?? config.options.monitor.name(hasValidation: config.data.validationSamples > 0)
+        let lowerIsBetter = MonitorMode.auto.resolved(for: monitor) == .min
         let best = history.epochs.compactMap { e in e.metrics[monitor].map { (e.number, $0) } }
             .min { lowerIsBetter ? $0.1 < $1.1 : $0.1 > $1.1 }
         let last = history.epochs.last?.metrics ?? [:]

@@ -119,7 +119,13 @@ public enum MonitorMetric: String, Codable, CaseIterable, Sendable {
     case valAccuracy = "val_accuracy"
 
     /// The metric's name in a run with (`val_…`) or without validation data (the training metric).
-    public func name(hasValidation: Bool) -> String { hasValidation ? rawValue : String(rawValue.dropFirst(4)) }
+    /// A run that keeps an EMA of its weights (`ema`) and validates watches the EMA's metric
+    /// (`val_loss_ema`), timm's rule: the EMA's weights are the ones the run ends with and serves, so
+    /// its best checkpoint and early stopping judge them. (The EMA has no training metric.)
+    public func name(hasValidation: Bool, ema: Bool = false) -> String {
+        guard hasValidation else { return String(rawValue.dropFirst(4)) }
+        return ema ? rawValue + "_ema" : rawValue
+    }
 }
 
 /// `config.json` of a run directory: everything `evaluate` and `predict` need to rebuild the model

@@ -273,7 +273,7 @@ public final class TrainingRun {
     /// The trainer configuration of `recipe` for the data and options.
     static func configuration(_ recipe: RecipeOptions, options: TrainOptions, splits: RunSplits) throws -> TrainingConfiguration {
         var configuration = try recipe.configuration(epochs: options.epochs)
-        configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil)
+        configuration.monitor = options.monitor.name(hasValidation: splits.validation != nil, ema: configuration.ema != nil)
         configuration.classWeights = try resolveClassWeights(options.classWeights, train: splits.train)
         configuration.pseudoLabel = try pseudoLabelSettings(options, mixing: configuration.mix != nil)
         if configuration.mix != nil && configuration.classWeights != nil {
@@ -779,7 +779,8 @@ public final class TrainingRun {
         skipped.watch(trainLoader, split: "training")
         if let validationLoader { skipped.watch(validationLoader, split: "validation") }
 
-        let monitorMetric = options.monitor.name(hasValidation: validationLoader != nil)
+        // The trainer's recorded metric: a run created before EMA runs watched their EMA's resumes as it began.
+        let monitorMetric = trainer.configuration.monitor ?? options.monitor.name(hasValidation: validationLoader != nil)
         let checkpoints = ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
                                           everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds)
         checkpoints.keepsResumable = (trainer.distributed?.rank ?? 0) == 0
@@ -849,12 +850,15 @@ public final class TrainingRun {
             break
         }
 
-        // Final weights: the EMA's when the run keeps one, else the best epoch's when early stopping
-        // restored them.
+        // Final weights: the EMA's when the run keeps one (its best epoch's when early stopping watched
+        // it and restored them), else the best epoch's when early stopping restored them.
         var modelEpoch = result.epochs
         if let ema = trainer.ema {
             try ema.copy(to: trainer.model)
             config.modelWeights = "ema"
+            if let restored = earlyStopping?.restoredEpoch, trainer.configuration.monitor?.hasSuffix("_ema") == true {
+                modelEpoch = restored + 1
+            }
         } else if let restored = earlyStopping?.restoredEpoch {
             config.modelWeights = "best"
             modelEpoch = restored + 1

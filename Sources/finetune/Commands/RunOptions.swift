@@ -90,7 +90,7 @@ struct RunOptions: ParsableArguments {
     // Callbacks.
     @Option(help: "Stop after PATIENCE epochs without improvement of --monitor (and keep the best weights).")
     var earlyStopping: Int?
-    @Option(help: "Metric for best checkpoint and early stopping (loss/accuracy without validation).")
+    @Option(help: "Metric for best checkpoint and early stopping (loss/accuracy without validation; with --ema, the EMA's: val_loss_ema).")
     var monitor: MonitorMetric = .valLoss
     @Option(help: "Also save checkpoints/last every N optimizer steps.") var saveEverySteps: Int?
     @Option(help: "Also save checkpoints/last every S seconds.") var saveEverySeconds: Double?
