@@ -15,7 +15,8 @@ final class DownloadTests: XCTestCase {
         let port: Int
         private let fd: Int32
 
-        init(body: [UInt8], count: Int) throws {
+        /// `announcesLength` false: no `Content-Length`, the end of the connection ends the body.
+        init(body: [UInt8], count: Int, announcesLength: Bool = true) throws {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             self.fd = fd
             var address = sockaddr_in()
@@ -40,8 +41,8 @@ final class DownloadTests: XCTestCase {
                     let line = String(decoding: request.prefix(max(0, n)), as: UTF8.self)
                     let found = line.hasPrefix("GET /toy.pth ")
                     let payload = found ? body : Array("no such file".utf8)
-                    let head = "HTTP/1.1 \(found ? "200 OK" : "404 Not Found")\r\nContent-Length: \(payload.count)\r\n"
-                        + "Connection: close\r\n\r\n"
+                    let head = "HTTP/1.1 \(found ? "200 OK" : "404 Not Found")\r\n"
+                        + (announcesLength ? "Content-Length: \(payload.count)\r\n" : "") + "Connection: close\r\n\r\n"
                     let bytes = Array(head.utf8) + payload
                     _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
                     close(client)
@@ -84,5 +85,41 @@ final class DownloadTests: XCTestCase {
                                    top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
         XCTAssertThrowsError(try cache.fetch(offline))
         XCTAssertEqual(try downloadLeftovers().subtracting(before), [])
+    }
+
+    /// A server that sends more than the catalog's size of the file (a wrong mirror, a hostile one, an
+    /// endless stream) is cut off at that size, whether or not it announces its length. Until
+    /// 2026-12-07 the whole response was written to the temporary directory before the digest check
+    /// refused it.
+    func testADownloadLargerThanTheCatalogsSizeIsCutOff() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let body = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let expected = Array(body.prefix(200_000))
+        for announced in [true, false] {
+            let server = try TinyServer(body: body, count: 1, announcesLength: announced)
+            let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:\(server.port)/toy.pth",
+                                     fileName: "toy.pth", format: "pth", sha256Prefix: nil,
+                                     sha256: SHA256Hasher.hexDigest(of: expected), size: expected.count, classes: 2,
+                                     parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+            let cache = WeightsCache(root: root)
+            XCTAssertThrowsError(try cache.fetch(entry)) { error in
+                let said = announced ? "announces 3000000 bytes" : "sent more than that"
+                XCTAssertTrue("\(error)".contains("the file has 200000 bytes, and the server \(said)"), "\(error)")
+            }
+            XCTAssertNil(cache.locate(entry), "announced: \(announced)")
+        }
+        // Bytes of the right size but not the file: the error names the download, not its temporary file
+        // (it named /tmp/finetune-<UUID>, gone by then).
+        let other = Array(body[1...200_000])
+        let server = try TinyServer(body: other, count: 1)
+        let url = "http://127.0.0.1:\(server.port)/toy.pth"
+        let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: url, fileName: "toy.pth", format: "pth",
+                                 sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: expected), size: expected.count,
+                                 classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        XCTAssertThrowsError(try WeightsCache(root: root).fetch(entry)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("the file downloaded from \(url) has SHA-256 \(SHA256Hasher.hexDigest(of: other))"),
+                          "\(error)")
+        }
     }
 }

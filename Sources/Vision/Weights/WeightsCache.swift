@@ -352,13 +352,26 @@ public struct WeightsCache {
         }
         let temporary: URL
         do {
-            temporary = try Downloader.download(url)
+            temporary = try Downloader.download(url, limit: entry.size)
         } catch {
             let reason = (error as? WeightsError)?.description ?? FileErrorReason.of(error)
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(reason)"))
         }
         defer { try? FileManager.default.removeItem(at: temporary) }
-        return try importFile(temporary.path, as: entry, acceptUnverified: acceptUnverified).path
+        do {
+            return try importFile(temporary.path, as: entry, acceptUnverified: acceptUnverified).path
+        } catch let error as WeightsError {
+            // Named as the download, not as its temporary file (which is gone once this returns).
+            let download = "the file downloaded from \(urlString)"
+            switch error {
+            case .checksumMismatch(temporary.path, let expected, let found):
+                throw WeightsError.checksumMismatch(path: download, expected: expected, found: found)
+            case .pinMismatch(temporary.path, let name, let pinned, let found, let pins):
+                throw WeightsError.pinMismatch(path: download, name: name, pinned: pinned, found: found, pins: pins)
+            default:
+                throw error
+            }
+        }
     }
 
     func offlineAdvice(_ entry: WeightsEntry, reason: String) -> String {
@@ -544,10 +557,17 @@ enum Downloader {
     /// Receives the response into `handle`; the first error wins.
     final class Receiver: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         let handle: FileHandle
+        /// The most bytes accepted (the catalog's file size): a server that sends more is cut off
+        /// rather than fill the disk with what the digest check would refuse anyway.
+        let limit: Int?
         let done = DispatchSemaphore(value: 0)
         private(set) var error: Error?
+        private var received = 0
 
-        init(handle: FileHandle) { self.handle = handle }
+        init(handle: FileHandle, limit: Int?) {
+            self.handle = handle
+            self.limit = limit
+        }
 
         func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                         completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
@@ -556,14 +576,30 @@ enum Downloader {
                 completionHandler(.cancel)
                 return
             }
+            if let limit, response.expectedContentLength > Int64(limit) {
+                error = tooLarge("announces \(response.expectedContentLength) bytes", limit: limit)
+                completionHandler(.cancel)
+                return
+            }
             completionHandler(.allow)
         }
 
         func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+            guard error == nil else { return }
+            received += data.count
+            if let limit, received > limit {
+                error = tooLarge("sent more than that", limit: limit)
+                dataTask.cancel()
+                return
+            }
             do { try handle.write(contentsOf: data) } catch {
                 if self.error == nil { self.error = error }
                 dataTask.cancel()
             }
+        }
+
+        private func tooLarge(_ what: String, limit: Int) -> WeightsError {
+            WeightsError.downloadFailed("the file has \(limit) bytes, and the server \(what); nothing was kept")
         }
 
         func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
@@ -572,14 +608,16 @@ enum Downloader {
         }
     }
 
-    static func download(_ url: URL, timeout: TimeInterval = 60) throws -> URL {
+    /// Downloads `url` into a new temporary file and returns it; more than `limit` bytes (the
+    /// catalog's size of the file, where known) is an error, as is an HTTP status outside 2xx.
+    static func download(_ url: URL, limit: Int? = nil, timeout: TimeInterval = 60) throws -> URL {
         let kept = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
         let fd = open(kept.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw WeightsError.downloadFailed("cannot create the temporary file \(kept.path): \(String(cString: strerror(errno)))")
         }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        let receiver = Receiver(handle: handle)
+        let receiver = Receiver(handle: handle, limit: limit)
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         let session = URLSession(configuration: configuration, delegate: receiver, delegateQueue: nil)
