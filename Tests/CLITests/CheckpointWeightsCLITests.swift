@@ -34,6 +34,9 @@ extension TrainCLITests {
         XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
         XCTAssertTrue(evaluated.stderr.hasPrefix("weights: checkpoints/best, epoch "), evaluated.stderr)
         XCTAssertEqual(try evaluated.json(evaluated.stdout)["sample_count"] as? Int, 9)
+        // The JSON names the weights too (`weights_used`, added 2026-12-07), as standard error does.
+        XCTAssertEqual(try evaluated.json(evaluated.stdout)["weights_used"] as? String,
+                       String(evaluated.stderr.prefix { $0 != "\n" }.dropFirst("weights: ".count)))
 
         let image = data + "/test/\(Self.classes[0])/0.png"
         let predicted = try CLITests.run(["predict", out, image, "--checkpoint", "last", "--json"])

@@ -228,7 +228,7 @@ final class JSONKeysCLITests: XCTestCase {
         "per_class[].support: number", "per_class[]: object", "run_dir: string", "sample_count: number",
         "split: string", "tta: string", "weighted_average.f1: number", "weighted_average.precision: number",
         "weighted_average.recall: number", "weighted_average.support: number", "weighted_average: object",
-        "zero_division: bool",
+        "weights_used: string", "zero_division: bool",
     ]
 
     static let predict: Set<String> = [

@@ -51,6 +51,7 @@ extension TrainCLITests {
         XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
         let report = try evaluate.json(XCTUnwrap(evaluate.lines.last))
         XCTAssertEqual(report["tta"] as? String, "crops")
+        XCTAssertEqual(report["weights_used"] as? String, "model.safetensors")
         XCTAssertEqual(report["sample_count"] as? Int, 9)
         let predict = try run(["predict", out, "\(data)/test/red", "--tta", "flip", "--json", "--threads", "2"])
         XCTAssertEqual(predict.status, 0, predict.stderr)

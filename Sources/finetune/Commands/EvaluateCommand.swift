@@ -67,7 +67,7 @@ struct EvaluateCommand: ParsableCommand {
         } catch {
             throw ValidationError("--batch-size \(batchSize): \(error)")
         }
-        let model = try runWeights.loadModel(directory, config).model
+        let (model, weightsUsed) = try runWeights.loadModel(directory, config)
         var evaluation = TrainingConfiguration()
         evaluation.loss = config.training.loss
         evaluation.autocastBF16 = precisionOptions.resolved(for: model) == .bf16
@@ -83,8 +83,8 @@ struct EvaluateCommand: ParsableCommand {
         }
         report.notes += notes
         if json {
-            printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName,
-                                    architecture: config.architecture, tta: tta.rawValue, report: report, samples: samples))
+            printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName, architecture: config.architecture,
+                                    weightsUsed: weightsUsed, tta: tta.rawValue, report: report, samples: samples))
         } else {
             printLine("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
                       + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
@@ -120,13 +120,16 @@ extension EvaluateCommand {
         /// `test`, `val`, `train`, `all`, or `folder` for a plain folder of class folders.
         var split: String
         var architecture: String
+        /// The run's weights evaluated: "model.safetensors" (its final weights), or a checkpoint's
+        /// (`--checkpoint`: "checkpoints/best, epoch 3", with ", EMA weights" for a run with an EMA).
+        var weightsUsed: String
         /// The test-time augmentation used: off, flip or crops.
         var tta = "off"
         var report: EvaluationReport
         /// With --per-sample: each image's prediction, in dataset order.
         var samples: [SamplePrediction]?
 
-        enum CodingKeys: CodingKey { case runDir, data, split, architecture, tta, loss, samples }
+        enum CodingKeys: CodingKey { case runDir, data, split, architecture, weightsUsed, tta, loss, samples }
 
         func encode(to encoder: Encoder) throws {
             // The report's keys and these share one object. Its numbers are fractions and AUCs, finite
@@ -139,6 +142,7 @@ extension EvaluateCommand {
             try c.encode(data, forKey: .data)
             try c.encode(split, forKey: .split)
             try c.encode(architecture, forKey: .architecture)
+            try c.encode(weightsUsed, forKey: .weightsUsed)
             try c.encode(tta, forKey: .tta)
             try c.encodeNumberIfPresent(self.report.loss, forKey: .loss)
             try c.encodeIfPresent(samples, forKey: .samples)
