@@ -47,8 +47,10 @@ final class JSONOutputTests: XCTestCase {
             """
         var report = try JSONDecoder().decode(EvaluationReport.self, from: Foundation.Data(reportJSON.utf8))
         func output() throws -> [String: Any] {
-            try encoded(EvaluateCommand.Output(runDir: "runs/x", data: "data", split: "test", architecture: "resnet18",
-                                               weightsUsed: "model.safetensors", report: report))
+            try encoded(EvaluateCommand.Output(subject: .init(runDir: "runs/x", data: "data", split: "test",
+                                                                     architecture: "resnet18",
+                                                                     weightsUsed: "model.safetensors", tta: "off"),
+                                               report: report))
         }
         let plain = try output()
         XCTAssertEqual(plain["loss"] as? Double, 0.5)

@@ -83,8 +83,9 @@ struct EvaluateCommand: ParsableCommand {
         }
         report.notes += notes
         if json {
-            printEncodedJSON(Output(runDir: directory.path, data: data, split: splitName, architecture: config.architecture,
-                                    weightsUsed: weightsUsed, tta: tta.rawValue, report: report, samples: samples))
+            let subject = Output.Subject(runDir: directory.path, data: data, split: splitName,
+                                         architecture: config.architecture, weightsUsed: weightsUsed, tta: tta.rawValue)
+            printEncodedJSON(Output(subject: subject, report: report, samples: samples))
         } else {
             printLine("\(config.architecture) from \(directory.path) on \(data) (\(splitName))"
                       + (tta == .off ? ":" : ", test-time augmentation \(tta.rawValue):"))
@@ -115,21 +116,19 @@ extension EvaluateCommand {
     /// losses, `top_k` with 5 classes or fewer, `auc` or `macro_auc` when undefined, a class's `auc`,
     /// `samples` without --per-sample) leaves its key out; a non-finite loss (a diverged model) is `null`.
     struct Output: Encodable {
-        var runDir: String
-        var data: String
-        /// `test`, `val`, `train`, `all`, or `folder` for a plain folder of class folders.
-        var split: String
-        var architecture: String
-        /// The run's weights evaluated: "model.safetensors" (its final weights), or a checkpoint's
-        /// (`--checkpoint`: "checkpoints/best, epoch 3", with ", EMA weights" for a run with an EMA).
-        var weightsUsed: String
-        /// The test-time augmentation used: off, flip or crops.
-        var tta = "off"
+        /// What was evaluated: `run_dir`, `data`, `split` (`test`, `val`, `train`, `all`, or `folder`
+        /// for a plain folder of class folders), `architecture`, `weights_used` (the run's weights
+        /// evaluated: "model.safetensors", or a checkpoint's with `--checkpoint`, "checkpoints/best,
+        /// epoch 3", with ", EMA weights" for a run with an EMA) and `tta` (off, flip or crops).
+        struct Subject: Encodable {
+            var runDir, data, split, architecture, weightsUsed, tta: String
+        }
+        var subject: Subject
         var report: EvaluationReport
         /// With --per-sample: each image's prediction, in dataset order.
         var samples: [SamplePrediction]?
 
-        enum CodingKeys: CodingKey { case runDir, data, split, architecture, weightsUsed, tta, loss, samples }
+        enum CodingKeys: CodingKey { case loss, samples }
 
         func encode(to encoder: Encoder) throws {
             // The report's keys and these share one object. Its numbers are fractions and AUCs, finite
@@ -137,13 +136,8 @@ extension EvaluateCommand {
             var report = report
             report.loss = nil
             try report.encode(to: encoder)
+            try subject.encode(to: encoder)
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(runDir, forKey: .runDir)
-            try c.encode(data, forKey: .data)
-            try c.encode(split, forKey: .split)
-            try c.encode(architecture, forKey: .architecture)
-            try c.encode(weightsUsed, forKey: .weightsUsed)
-            try c.encode(tta, forKey: .tta)
             try c.encodeNumberIfPresent(self.report.loss, forKey: .loss)
             try c.encodeIfPresent(samples, forKey: .samples)
         }
