@@ -25,19 +25,25 @@ public enum NumPy {
     /// tensor's elements in C order.
     public static func encode(_ tensor: Tensor) throws -> [UInt8] {
         let cpu = try tensor.to(dtype: tensor.dtype, device: .cpu).contiguous()
-        let shape = cpu.shape.map(String.init)
-        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.joined(separator: ", ") + ")"
-        var header = "{'descr': '\(try descriptor(cpu.dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
+        var bytes = try header(dtype: cpu.dtype, shape: cpu.shape)
+        let dataStart = bytes.count
+        bytes += [UInt8](repeating: 0, count: cpu.count * cpu.dtype.byteSize)
+        try bytes.withUnsafeMutableBytes { try cpu.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: $0[dataStart...])) }
+        return bytes
+    }
+
+    /// The bytes before the elements: magic, version 1.0, header length and the header, padded so
+    /// that the elements start on a 64-byte boundary.
+    static func header(dtype: DType, shape: [Int]) throws -> [UInt8] {
+        let dims = shape.map(String.init)
+        let shapeText = dims.count == 1 ? "(\(dims[0]),)" : "(" + dims.joined(separator: ", ") + ")"
+        var header = "{'descr': '\(try descriptor(dtype))', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = 10 + header.utf8.count + 1
         header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
         let length = UInt16(header.utf8.count)
         bytes += [UInt8(length & 0xFF), UInt8(length >> 8)]
-        bytes += Array(header.utf8)
-        let dataStart = bytes.count
-        bytes += [UInt8](repeating: 0, count: cpu.count * cpu.dtype.byteSize)
-        try bytes.withUnsafeMutableBytes { try cpu.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: $0[dataStart...])) }
-        return bytes
+        return bytes + Array(header.utf8)
     }
 
     /// The dtype and shape in the header of the `.npy` file at `path` (version 1.0 or 2.0), as NumPy
@@ -71,5 +77,30 @@ public enum NumPy {
     /// Writes `tensor` to `path` atomically (temporary file, then rename).
     public static func write(_ tensor: Tensor, to path: String) throws {
         try AtomicFile.write(Foundation.Data(try encode(tensor)), to: path)
+    }
+
+    /// Writes atomically (as `write`) an array of `dtype` and `shape` too large to hold in memory:
+    /// `body` appends its elements' bytes in C order, in as many pieces as it likes. Throws, leaving
+    /// `path` untouched, when `body` throws or appends more or fewer bytes than the shape holds.
+    public static func write(streaming dtype: DType, shape: [Int], to path: String,
+                             _ body: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let header = try header(dtype: dtype, shape: shape)
+        let expected = shape.reduce(1, *) * dtype.byteSize
+        try AtomicFile.write(to: path) { write in
+            try header.withUnsafeBytes(write)
+            var written = 0
+            try withoutActuallyEscaping(write) { append in
+                try body { bytes in
+                    guard written + bytes.count <= expected else {
+                        throw TorchError("\(path): more data than a \(shape) array holds (\(expected) bytes)")
+                    }
+                    written += bytes.count
+                    try append(bytes)
+                }
+            }
+            guard written == expected else {
+                throw TorchError("\(path): \(written) bytes of data written, a \(shape) array holds \(expected)")
+            }
+        }
     }
 }

@@ -1,9 +1,7 @@
 import ArgumentParser
-import AtomicFiles
 import Data
 import Foundation
 import NN
-import TensorIO
 import Torch
 import Training
 import Vision
@@ -33,7 +31,7 @@ struct FeaturesCommand: ParsableCommand {
             """)
 
     /// The file format, from --out's extension.
-    enum Format: String, CaseIterable { case safetensors, npy, csv }
+    typealias Format = FeatureExport.Format
 
     @Argument(help: "Architecture name or run directory.") var model: String
     @Argument(help: "Class-folder root (with splits), a folder of class folders, a path,label CSV file, or a folder of unlabelled images.")
@@ -75,7 +73,7 @@ struct FeaturesCommand: ParsableCommand {
             if isDirectory.boolValue { throw ValidationError("--out: \(path) is a folder; give a file name") }
             existing.append(path)
         }
-        if let path = existing.first, !overwrite, !Self.isFeaturesFile(out, format: format) {
+        if let path = existing.first, !overwrite, !FeatureExport.isEarlierOutput(out, format: format) {
             throw ValidationError("--out: \(path) exists and is not an earlier output of finetune features; move it "
                                   + "away, choose another file, or replace it with --overwrite")
         }
@@ -122,34 +120,14 @@ struct FeaturesCommand: ParsableCommand {
                                                                     classNames: runConfig?.classNames, imageRoot: imageRoot,
                                                                     unlabelled: true)
         let started = Date()
-        let extracted = try FeatureCache.extract(model: classifier, dataset: dataset,
-                                                 transform: EvaluationTransform(preprocessing),
-                                                 autocastBF16: precisionOptions.resolved(for: classifier) == .bf16, batchSize: batchSize, workers: workers)
-        if let warning = extracted.skipped.warning() { printError(warning) }
-        let kept = extracted.valid.indices.filter { extracted.valid[$0] }
-        let rows = try Tensor(kept.map { Int64($0) }, shape: [kept.count])
-        let features = try extracted.features.select(dim: 0, index: 0).indexSelect(dim: 0, index: rows).contiguous()
-        let samples = kept.map { dataset.samples[$0] }
-        let labels = try Tensor(samples.map { Int64($0.label) }, shape: [samples.count])
-        let files = samples.map(\.source.description)
         let format = try format()
         let written = outputFiles(format)
-        switch format {
-        case .npy:
-            // Two files, each written atomically: when the second cannot be, neither stays (new features
-            // beside the earlier labels were a pair of equal lengths with other images' labels).
-            try NumPy.write(features, to: out)
-            do { try NumPy.write(labels, to: written[1]) } catch {
-                for path in written { try? FileManager.default.removeItem(atPath: path) }
-                throw error
-            }
-        case .csv:
-            try writeCSV(features: features, samples: samples, classNames: dataset.classNames)
-        case .safetensors:
-            let metadata = ["format": Self.safetensorsFormat, "class_names": try jsonText(dataset.classNames),
-                            "files": try jsonText(files), "architecture": classifier.architecture, "weights": weightsName]
-            try SafeTensors.write(StateDict([("features", features), ("labels", labels)]), metadata: metadata, to: out)
-        }
+        let result = try FeatureExport.write(model: classifier, dataset: dataset, transform: EvaluationTransform(preprocessing),
+                                             autocastBF16: precisionOptions.resolved(for: classifier) == .bf16,
+                                             batchSize: batchSize, workers: workers, format: format, to: out,
+                                             weights: weightsName)
+        if let warning = result.skipped.warning() { printError(warning) }
+        let samples = result.samples
         let seconds = Date().timeIntervalSince(started)
         if json {
             printEncodedJSON(Output(files: written, format: format.rawValue, images: samples.count,
@@ -163,56 +141,7 @@ struct FeaturesCommand: ParsableCommand {
     }
 
     /// The files `--out` names: itself, and for .npy its labels beside it (`<stem>_labels.npy`).
-    func outputFiles(_ format: Format) -> [String] {
-        format == .npy ? [out, (out as NSString).deletingPathExtension + "_labels.npy"] : [out]
-    }
-
-    /// The `format` of the .safetensors metadata this command writes.
-    static let safetensorsFormat = "finetune-features"
-
-    /// Whether `path` (and for .npy its labels file) looks like an earlier output of this command, which
-    /// it may replace: a .csv whose header is `path,label,class,f0,…`; a .safetensors with this command's
-    /// metadata (or, as written before it had a `format`, its `features` and `labels` tensors with
-    /// `class_names` and `files`); a .npy pair of float32 [N, D] features and int64 [N] labels, both there.
-    static func isFeaturesFile(_ path: String, format: Format) -> Bool {
-        switch format {
-        case .csv:
-            let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64) ?? Foundation.Data()
-            return String(decoding: head, as: UTF8.self).hasPrefix("path,label,class,f0,")
-        case .safetensors:
-            guard let file = try? SafeTensors.read(path) else { return false }
-            return file.metadata["format"] == safetensorsFormat
-                || (file.metadata["class_names"] != nil && file.metadata["files"] != nil
-                    && Set(file.tensors.keys) == ["features", "labels"])
-        case .npy:
-            let labels = (path as NSString).deletingPathExtension + "_labels.npy"
-            guard let features = NumPy.header(ofFileAt: path), features.descriptor == "<f4", features.shape.count == 2 else {
-                return false
-            }
-            // Only the pair: a lone float32 [N, D] .npy may be anybody's (it was replaced).
-            guard FileManager.default.fileExists(atPath: labels) else { return false }
-            guard let labelsHeader = NumPy.header(ofFileAt: labels) else { return false }
-            return labelsHeader.descriptor == "<i8" && labelsHeader.shape == [features.shape[0]]
-        }
-    }
-
-    func jsonText<T: Encodable>(_ value: T) throws -> String {
-        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
-    }
-
-    /// One row per image (path, label, class, the features), written with `Data.CSV`, so paths and
-    /// class names with commas, quotes or line breaks read back as they are.
-    func writeCSV(features: Tensor, samples: [LabeledSample], classNames: [String]) throws {
-        let width = features.shape[1]
-        let values = try features.floats()
-        var text = CSV.record(["path", "label", "class"] + (0..<width).map { "f\($0)" }) + "\n"
-        for (row, sample) in samples.enumerated() {
-            let name = classNames.indices.contains(sample.label) ? classNames[sample.label] : ""  // unlabelled: -1
-            text += CSV.record([sample.source.description, String(sample.label), name]
-                               + values[row * width..<(row + 1) * width].map { "\($0)" }) + "\n"
-        }
-        try AtomicFile.write(Foundation.Data(text.utf8), to: out)
-    }
+    func outputFiles(_ format: Format) -> [String] { FeatureExport.files(format, path: out) }
 
     /// `features --json`.
     struct Output: Encodable {
