@@ -630,23 +630,20 @@ public final class Trainer {
         var report: EvaluationReport?
         if let validation {
             try dispatch(.validationStart(epoch: epoch))
-            // One process stops its validation at Ctrl-C (`ValidationStopped`): a large validation split
-            // takes minutes. (Data-parallel ranks validate together, and finish.)
-            let stop = distributed == nil ? signalStop : nil
+            // Ctrl-C stops the validation after its batch (`ValidationStopped`): a large validation split
+            // takes minutes. Data-parallel ranks agree on it after every batch (`AgreedStopBatches`).
             func validate() throws -> EvaluationReport {
-                guard let stop else {
-                    if let features = cached?.validation {
-                        return try evaluate(validation, input: .features, batches: features.epoch(0, of: validation))
-                    }
-                    return try evaluate(validation)  // a data-parallel rank's shard
-                }
                 let base: any BatchStream = cached?.validation.map { $0.epoch(0, of: validation) } ?? validation.epoch(0)
+                let input: Input = cached?.validation == nil ? .images : .features
+                guard let stop = signalStop else { return try evaluate(validation, input: input, batches: base) }
+                let agreed = distributed.map { AgreedStopBatches(base: base, stop: stop, distributed: $0) }
+                // Data-parallel ranks go by what they agreed: a signal after the last round would part them.
+                let stopped = { agreed?.stopped ?? stop.isTriggered }
                 do {
-                    let r = try evaluate(validation, input: cached?.validation == nil ? .images : .features,
-                                         batches: StoppableBatches(base: base, stop: stop))
-                    if stop.isTriggered { throw ValidationStopped() }
+                    let r = try evaluate(validation, input: input, batches: agreed ?? StoppableBatches(base: base, stop: stop))
+                    if stopped() { throw ValidationStopped() }
                     return r
-                } catch TrainingError.noUsableData where stop.isTriggered {
+                } catch TrainingError.noUsableData where stopped() {
                     throw ValidationStopped()  // stopped before its first batch
                 }
             }

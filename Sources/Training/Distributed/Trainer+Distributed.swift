@@ -47,6 +47,45 @@ extension Trainer {
     }
 }
 
+/// A data-parallel rank's evaluation batches, which every rank stops together at a stop signal
+/// (Ctrl-C) on any of them. After each of its batches, and while its shard has ended but another
+/// rank's has not, a rank sums with the others its stop flag and whether it has a batch: any flag
+/// ends every rank's stream in that round (and triggers the ranks that had none), and the streams
+/// end when no rank has a batch left. Evaluation shards differ by up to a batch, so a rank that
+/// ran out keeps taking part in the rounds. Whether the ranks stopped is `stopped`, the same on
+/// every rank (a signal that comes after the last round is not: the next training batch's agreement
+/// takes it). Until 2026-12-07 the ranks validated to the end.
+final class AgreedStopBatches: BatchStream {
+    let base: any BatchStream
+    let stop: SignalStop
+    let distributed: DataParallel
+    /// Whether the ranks agreed to stop.
+    private(set) var stopped = false
+
+    init(base: any BatchStream, stop: SignalStop, distributed: DataParallel) {
+        self.base = base
+        self.stop = stop
+        self.distributed = distributed
+    }
+
+    func nextBatch() throws -> Batch? {
+        guard !stopped else { return nil }
+        let batch = stop.isTriggered ? nil : try base.nextBatch()
+        while true {
+            let sums = try distributed.sum([stop.isTriggered ? 1 : 0, batch == nil ? 0 : 1])
+            if sums[0] > 0 {
+                if !stop.isTriggered { stop.trigger(signal: SIGTERM) }
+                stopped = true
+                base.cancel()
+                return nil
+            }
+            if batch != nil || sums[1] == 0 { return batch }
+        }
+    }
+
+    func cancel() { base.cancel() }
+}
+
 extension Trainer {
     /// Runs `body` (one batch, or the end of an epoch); when a rank is lost during it, rank 0 writes a
     /// resumable checkpoints/last first, then the error goes on. With `restoring` (a training step,
