@@ -73,16 +73,27 @@ enum WorkerProcess {
         if let failure {
             if failure is ExitCode || failure is DistributedError || parallel.rank == 0 || !shared.sameAsRankZero { throw failure }
             quietlyWaitForRankZero(parallel)
-            throw ExitCode.failure  // rank 0 prints the same error
+            throw quietFailure  // rank 0 prints the same error
         }
         guard !shared.failedRanks.isEmpty else { return try outcome.get() }
         guard parallel.rank == 0 else {  // rank 0 names the failed ranks
             quietlyWaitForRankZero(parallel)
-            throw ExitCode.failure
+            throw quietFailure
         }
         let ranks = shared.failedRanks
         throw CommandFailure("rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) could not "
             + "make \(ranks.count == 1 ? "its" : "their") run (\(ranks.count == 1 ? "its" : "their") own output says why); every rank stops")
+    }
+
+    /// The exit status of a rank that leaves the report of its failure to rank 0, under the launcher:
+    /// the launcher names no worker for it (rank 0, which said why, is named when it ends) and reports
+    /// status 1. Waiting for rank 0 to end first was not enough: on a loaded machine rank 0's process
+    /// could still be ending when the quiet rank's had, and the launcher named the quiet rank.
+    static let quietExitStatus: Int32 = 3
+
+    /// `quietExitStatus` under the launcher; 1 in a group started by hand.
+    static var quietFailure: ExitCode {
+        ProcessInfo.processInfo.environment[launcherVariable] != nil ? ExitCode(quietExitStatus) : .failure
     }
 
     /// Waits for rank 0 to end (`DataParallel.waitForRankZeroToEnd`) with standard error silenced: this
@@ -160,7 +171,7 @@ enum WorkerProcess {
     /// When a worker fails, the launcher names it, and the others are asked to stop (SIGTERM) after
     /// `lossNoticeSeconds` and killed `stopGraceSeconds` later, as torchrun does: a rank that hangs or
     /// still waits for a rendezvous does not keep the command running. The first non-zero exit status
-    /// wins. A worker's private folder (`children[pid]`, if any) is removed once it has ended, however
+    /// wins, except a quiet rank's (`WorkerFailures`). A worker's private folder (`children[pid]`, if any) is removed once it has ended, however
     /// it ended.
     static func wait(for children: [pid_t: String?]) -> Int32 {
         signal(SIGTSTP, suspendWithTheWorkers)
@@ -184,9 +195,8 @@ enum WorkerProcess {
                 for pid in WorkerProcess.running { kill(pid, SIGTERM) }
             }
         }
-        var result: Int32 = 0
+        var failures = WorkerFailures()
         var remaining = Set(children.keys)
-        var failedAt: Date?
         var askedToStop = false
         while !remaining.isEmpty {
             var status: Int32 = 0
@@ -195,22 +205,14 @@ enum WorkerProcess {
                 if let folder = children[pid] ?? nil, FileManager.default.fileExists(atPath: folder) {
                     try? FileManager.default.removeItem(atPath: folder)
                 }
-                let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-                if code != 0 && result == 0 {
-                    result = code
-                    failedAt = Date()
-                    // A worker that stopped on the interrupt the launcher passed on (exit status 130 or
-                    // 143, after its checkpoint and "Interrupted" line) has not failed: saying so read
-                    // as a crash after a clean Ctrl-C (probe AF).
-                    if WorkerProcess.interrupted && (code == 130 || code == 143) { continue }
-                    // As torchrun does: which worker failed first, and how (a killed worker says nothing).
-                    printError("finetune: worker rank \(ranks[pid] ?? "?") (process \(pid)) \(describe(status: status))"
-                               + (remaining.isEmpty ? "" : "; stopping the others"))
+                if let line = failures.ended(rank: ranks[pid], pid: pid, status: status, interrupted: WorkerProcess.interrupted,
+                                             othersRemain: !remaining.isEmpty) {
+                    printError(line)
                 }
                 continue
             }
             if pid < 0 && errno == ECHILD { break }
-            if let failedAt {
+            if let failedAt = failures.firstFailure {
                 // The others first get `lossNoticeSeconds` to see the loss themselves (a closed
                 // connection fails their next collective at once) and say which rank they lost; a
                 // SIGTERM at once made them stop as on Ctrl-C instead, without a word.
@@ -223,6 +225,42 @@ enum WorkerProcess {
             }
             usleep(20_000)
         }
-        return result
+        return failures.result
+    }
+}
+
+/// The launcher's account of its workers' ends (`WorkerProcess.wait(for:)`): which failure it names,
+/// as torchrun does, and the exit status it reports. The first failure is named and its status is the
+/// result, except:
+/// - a quiet rank's (`WorkerProcess.quietExitStatus`), which left the report to rank 0: nothing is
+///   named for it, and the next failure (rank 0's) is named and gives the status (1 if none comes);
+/// - a worker that stopped on the interrupt the launcher passed on (exit status 130 or 143, after its
+///   checkpoint and "Interrupted" line) has not failed: saying so read as a crash after a clean
+///   Ctrl-C (probe AF). Its status is still the result.
+struct WorkerFailures {
+    /// The exit status to report: 0 until a worker fails.
+    private(set) var result: Int32 = 0
+    /// When the first worker failed (quiet or not): the others' grace periods count from it.
+    private(set) var firstFailure: Date?
+    private var resultIsQuiet = false
+
+    /// Records that worker `rank` (process `pid`) ended with wait status `status`; returns the line
+    /// that names it when it is the failure to name ("finetune: worker rank 0 (process 12) exited with
+    /// status 1; stopping the others").
+    mutating func ended(rank: String?, pid: pid_t, status: Int32, interrupted: Bool, othersRemain: Bool,
+                        now: Date = Date()) -> String? {
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard code != 0 else { return nil }
+        let quiet = code == WorkerProcess.quietExitStatus && (status & 0x7f) == 0
+        let first = result == 0 || (resultIsQuiet && !quiet)
+        if first {
+            result = quiet ? 1 : code
+            resultIsQuiet = quiet
+            firstFailure = firstFailure ?? now
+        }
+        if quiet || !first || (interrupted && (code == 130 || code == 143)) { return nil }
+        // Which worker failed first, and how (a killed worker says nothing).
+        return "finetune: worker rank \(rank ?? "?") (process \(pid)) \(WorkerProcess.describe(status: status))"
+            + (othersRemain ? "; stopping the others" : "")
     }
 }
