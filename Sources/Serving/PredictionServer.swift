@@ -42,7 +42,7 @@ public final class PredictionServer: @unchecked Sendable {
     /// Whether every model has warmed up.
     public var ready: Bool { models.values.allSatisfy(\.ready) }
 
-    /// Serves until SIGTERM, SIGINT or SIGHUP (`listensForHangUp`), then stops accepting, answers the
+    /// Serves until SIGTERM, SIGINT or a notice signal (`shutdownSignals`), then stops accepting, answers the
     /// requests in flight, lets the inference loops finish and returns. `onListening` gets the bound
     /// address (with the real port when the configuration asked for port 0); the models warm up after
     /// that, and `/readyz` says when they have. The process's soft open-file limit is raised to its hard limit first, and a
@@ -79,8 +79,15 @@ public final class PredictionServer: @unchecked Sendable {
             for model in models.values { model.loop.stop() }
         }
         do {
-            try await app.runService(gracefulShutdownSignals: Self.listensForHangUp ? [.sigterm, .sigint, .sighup]
-                                                                                    : [.sigterm, .sigint])
+            try await app.runService(gracefulShutdownSignals: Self.shutdownSignals.map { number in
+                switch number {
+                case SIGINT: .sigint
+                case SIGHUP: .sighup
+                case SIGUSR1: .sigusr1
+                case SIGUSR2: .sigusr2
+                default: .sigterm
+                }
+            })
         } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
             let address = "\(configuration.host):\(configuration.port)"
             throw ServingError.badConfiguration(error.errnoCode == EADDRINUSE
@@ -257,14 +264,17 @@ public final class PredictionServer: @unchecked Sendable {
     /// Fewer descriptors left than this for connections is warned about.
     static let fewDescriptors = 64
 
-    /// Whether SIGHUP (the terminal closed) starts the graceful shutdown, as SIGTERM and SIGINT do: unless
-    /// it is ignored (`nohup`) or the application embedding the server catches it. A hang-up ended the server at once until 2026-12-07, dropping the
-    /// requests in flight.
-    static let listensForHangUp = !SignalStop.isHandledElsewhere(SIGHUP)
+    /// The signals that start the graceful shutdown: SIGTERM and SIGINT, and the notice signals a run
+    /// stops on too (SIGHUP: the terminal closed; SIGUSR1 and SIGUSR2: a batch scheduler's warning),
+    /// unless ignored (`nohup`) or caught by the application embedding the server. A hang-up ended the
+    /// server at once until 2026-12-07, and SIGUSR1 and SIGUSR2 until stop 51, dropping the requests in
+    /// flight. (SIGXCPU, the CPU-time limit, is not among the signals the service lifecycle reads.)
+    public static let shutdownSignals: [Int32] = [SIGTERM, SIGINT]
+        + [SIGHUP, SIGUSR1, SIGUSR2].filter { !SignalStop.isHandledElsewhere($0) }
 
     /// Descriptors the server opens after `checkOpenFileLimit`: the listening socket and a signal source
     /// per shutdown signal (`/proc/PID/fd` of a running server).
-    static var descriptorsOfRunning: Int { listensForHangUp ? 4 : 3 }
+    static var descriptorsOfRunning: Int { 1 + shutdownSignals.count }
 
     /// The images of a request: the body itself, or the parts of a multipart body.
     func parts(of request: Request, channel: (any Channel)? = nil) async throws -> [MultipartForm.Part] {

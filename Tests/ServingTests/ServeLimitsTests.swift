@@ -255,14 +255,18 @@ extension ServeTests {
 
     /// A hang-up (the terminal closed) shuts the server down gracefully, as SIGTERM does, unless it is
     /// ignored (`nohup`), when it keeps serving. Until 2026-12-07 it ended the server at once (killed by
-    /// the signal), dropping the requests in flight.
-    func testAHangUpShutsDownGracefullyUnlessNohupIgnoresIt() throws {
+    /// the signal), dropping the requests in flight. A batch scheduler's warning (SIGUSR1, SIGUSR2, as
+    /// Slurm's `--signal` sends) does the same: until stop 51 it killed the server, as it no longer
+    /// kills `train`.
+    func testAHangUpOrASchedulersWarningShutsDownGracefullyUnlessNohupIgnoresIt() throws {
         _ = try liveServer()
-        let server = try ServerProcess([Self.runDirectory])
-        kill(server.process.processIdentifier, SIGHUP)
-        server.process.waitUntilExit()
-        XCTAssertEqual(server.process.terminationReason, .exit, server.log)
-        XCTAssertEqual(server.process.terminationStatus, 0, server.log)
+        for number in [SIGHUP, SIGUSR1, SIGUSR2] {
+            let server = try ServerProcess([Self.runDirectory])
+            kill(server.process.processIdentifier, number)
+            server.process.waitUntilExit()
+            XCTAssertEqual(server.process.terminationReason, .exit, "signal \(number): \(server.log)")
+            XCTAssertEqual(server.process.terminationStatus, 0, "signal \(number): \(server.log)")
+        }
 
         let kept = try ServerProcess([Self.runDirectory], ignoringHangUp: true)
         kill(kept.process.processIdentifier, SIGHUP)

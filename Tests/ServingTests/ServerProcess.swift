@@ -34,7 +34,7 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `finetune serve arguments --port 0` and waits until it listens and (`waitUntilReady`)
     /// `/readyz` says ready.
     /// Starts `finetune serve arguments` (SIGHUP at its default action, or ignored as under `nohup`
-    /// with `ignoringHangUp`, whatever this test process has).
+    /// with `ignoringHangUp`, and SIGUSR1 and SIGUSR2 at theirs, whatever this test process has).
     init(_ arguments: [String], environment: [String: String] = [:], waitUntilReady: Bool = true,
          ignoringHangUp: Bool = false) throws {
         let configuration = URLSessionConfiguration.ephemeral
@@ -47,7 +47,11 @@ final class ServerProcess: @unchecked Sendable {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        try withSignals([SIGHUP], ignored: ignoringHangUp) { try process.run() }
+        // SIGUSR1 and SIGUSR2 at their default action whatever earlier tests left in this process: an
+        // ignored one would not shut the server down.
+        try withSignals([SIGUSR1, SIGUSR2], ignored: false) {
+            try withSignals([SIGHUP], ignored: ignoringHangUp) { try process.run() }
+        }
         err.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else { return }

@@ -12,7 +12,7 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             Each run directory is a model named after its folder (--name overrides, once per model in order). Images \
             sent at the same time are batched: up to --max-batch-size per forward pass, waiting at most \
-            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C, or a hang-up) stops accepting, answers the \
+            --max-batch-delay-ms for a batch to fill. SIGTERM (or Ctrl-C, a hang-up, SIGUSR1 or SIGUSR2) stops accepting, answers the \
             requests in flight and exits 0. See docs/cli.md for the API.
 
             Examples:
@@ -83,15 +83,13 @@ struct ServeCommand: ParsableCommand {
     func validate() throws { _ = try serveConfiguration() }
 
     func run() throws {
-        // SIGTERM, SIGINT and SIGHUP stay pending for the server's graceful shutdown
+        // The shutdown signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) stay pending for the server's graceful shutdown
         // (swift-service-lifecycle reads them with a dispatch signal source): blocked here, before any
         // thread starts, so every thread inherits the mask and none takes the default action (ending
         // the process) instead. (A SIGHUP that `nohup` ignores is discarded, blocked or not.)
         var mask = sigset_t()
         sigemptyset(&mask)
-        sigaddset(&mask, SIGTERM)
-        sigaddset(&mask, SIGINT)
-        sigaddset(&mask, SIGHUP)
+        for number in PredictionServer.shutdownSignals { sigaddset(&mask, number) }
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         try runOptions.applyThreads()
         let configuration = try serveConfiguration()
