@@ -13,12 +13,6 @@ public struct AtomicFileError: Error, CustomStringConvertible, Equatable {
     public let reason: String
     /// `path: reason`, for messages.
     public var description: String { "\(path): \(reason)" }
-
-    /// A failed write of `path` (the destination), and why.
-    public init(path: String, reason: String) {
-        self.path = path
-        self.reason = reason
-    }
 }
 
 /// Whole-file writes that readers never see half done: the bytes go to a hidden temporary file in

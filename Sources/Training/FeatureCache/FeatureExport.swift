@@ -9,8 +9,8 @@ import Torch
 /// (`finetune features`), in the dataset's order with unreadable images left out.
 ///
 /// Memory holds one batch of features, whatever the dataset's size: the rows stream to the file
-/// as they are computed (CSV), or to a temporary spool beside it that is then copied behind the
-/// header, once the number of readable images is known (`.safetensors`, `.npy`). Until 2026-12-07
+/// as they are computed (CSV), or to a `SpoolFile` beside it that is then copied behind the header,
+/// once the number of readable images is known (`.safetensors`, `.npy`). Until 2026-12-07
 /// every feature was held in memory three times over (an array, a tensor and its rows' copy), and a
 /// CSV's whole text once more: about 1 GB for Fashion-MNIST's 70,000 images with MobileNetV2.
 public enum FeatureExport {
@@ -82,8 +82,8 @@ public enum FeatureExport {
         }
 
         try checkDiskSpace(beside: path, bytes: 2 * dataset.count * width * MemoryLayout<Float>.size)
-        let spool = try RowSpool(beside: path)
-        let skipped = try extract { _, rows in try spool.append(rows) }
+        let spool = try SpoolFile(beside: path)
+        let skipped = try extract { _, rows in try rows.withUnsafeBytes { try spool.append($0) } }
         let written = samples()
         let labels = written.map { Int64($0.label) }
         let shape = [written.count, width]
@@ -145,58 +145,15 @@ public enum FeatureExport {
         let place = folder.isEmpty ? "." : folder
         guard let free = (try? FileManager.default.attributesOfFileSystem(forPath: place)[.systemFreeSize] as? NSNumber)?
             .int64Value, Int64(bytes) > free else { return }
-        throw AtomicFileError(path: path, reason: "writing these features needs about \(MemoryEstimate.format(bytes)) of "
-            + "disk (a temporary copy of the features, then the file), and \(place) has \(MemoryEstimate.format(Int(free))) free")
-    }
-}
-
-/// Rows of float32 features in a temporary file that no other process sees: created beside the
-/// output (on its file system, not in a memory-backed /tmp) and unlinked at once, so that it goes
-/// with its descriptor, also when the process is killed.
-final class RowSpool {
-    private let fd: Int32
-    private let path: String
-    private(set) var byteCount = 0
-
-    /// A new spool in the folder of `output`, named for its errors after `output`.
-    init(beside output: String) throws {
-        let url = URL(fileURLWithPath: output)
-        let name = url.deletingLastPathComponent().path + "/.\(AtomicFile.temporaryStem(url.lastPathComponent))"
-            + ".spool.\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
-        fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw AtomicFileError(path: output, reason: "cannot create the temporary file \(name): \(String(cString: strerror(errno)))")
-        }
-        unlink(name)
-        path = output
+        throw InsufficientDisk(description: "\(path): writing these features needs about \(MemoryEstimate.format(bytes)) "
+            + "of disk (a temporary copy of the features, then the file), and \(place) has "
+            + "\(MemoryEstimate.format(Int(free))) free")
     }
 
-    deinit { close(fd) }
-
-    /// Appends `rows`' bytes.
-    func append(_ rows: [Float]) throws {
-        do {
-            try rows.withUnsafeBytes { try FileDescriptorWriter.writeAll(fd: fd, $0) }
-        } catch let error as FileWriteError {
-            throw AtomicFileError(path: path, reason: "cannot write the temporary copy of the features: \(error.reason)")
-        }
-        byteCount += rows.count * MemoryLayout<Float>.size
-    }
-
-    /// Everything appended, in order, in pieces of at most 8 MiB.
-    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var buffer = [UInt8](repeating: 0, count: 8 << 20)
-        var offset = 0
-        while offset < byteCount {
-            let wanted = Swift.min(buffer.count, byteCount - offset)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(offset)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = n < 0 ? String(cString: strerror(errno)) : "it ended early"
-                throw AtomicFileError(path: path, reason: "cannot read the temporary copy of the features back: \(reason)")
-            }
-            try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-            offset += n
-        }
+    /// The disk beside the output lacks the room a binary format needs (`write` checks before it reads
+    /// an image): the sizes needed and free, and where.
+    public struct InsufficientDisk: Error, CustomStringConvertible {
+        /// "OUT: writing these features needs about 720 MB of disk (…), and FOLDER has 12 MB free".
+        public let description: String
     }
 }
