@@ -12,9 +12,7 @@ extension TrainingRunTests {
     func testARunWithAnEMAJudgesItsBestEpochByTheEMAsMetric() throws {
         let data = try makeData()
         let runs = try TRData.temporaryDirectory(self)
-        var spec = specification(data: data, out: runs + "/ema")
-        spec.options.epochs = 8
-        spec.options.earlyStoppingPatience = 2
+        var spec = specification(data: data, out: runs + "/ema", epochs: 8, patience: 2)
         spec.recipe.emaDecay = 0.9
         spec.recipe.learningRate = 0.005  // the validation loss goes up after epoch 2
         spec.recipe.schedule = .fixed

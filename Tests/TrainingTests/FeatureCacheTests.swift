@@ -140,15 +140,7 @@ final class FeatureCacheTests: XCTestCase {
     /// backbone's weights or the preprocessing changes.
     func testCacheIsReusedUnlessFilesWeightsOrPreprocessingChange() throws {
         let root = try TRData.temporaryDirectory(self)
-        let images = try TRData.dataset(count: 6)
-        var paths: [String] = []
-        for (i, sample) in images.samples.enumerated() {
-            let folder = "\(root)/data/class\(sample.label)"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let path = "\(folder)/\(i).png"
-            try sample.source.load().pngData().write(to: URL(fileURLWithPath: path))
-            paths.append(path)
-        }
+        let paths = try TRData.writeClassFolders(TRData.dataset(count: 6), to: "\(root)/data")
         let dataset = try ImageFolderDataset(root: "\(root)/data")
         let model = try makeModel()
         try model.freeze(["features"])
@@ -241,14 +233,8 @@ extension FeatureCacheTests {
     /// undecodable files stay zero, and releasing the resident pages loses nothing.
     func testStreamedCacheIsMemoryMappedAndEqualsTheInMemoryOne() throws {
         let root = try TRData.temporaryDirectory(self)
-        let images = try TRData.dataset(count: 7)
-        for (i, sample) in images.samples.enumerated() {
-            let folder = "\(root)/data/class\(sample.label)"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let png = try sample.source.load().pngData()
-            let bytes = i == 3 ? png.prefix(60) : png  // a truncated PNG: found by the scan, fails to decode
-            try bytes.write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
-        }
+        // Image 3 a truncated PNG: found by the scan, fails to decode.
+        try TRData.writeClassFolders(TRData.dataset(count: 7), to: "\(root)/data") { $0 == 3 ? $1.prefix(60) : $1 }
         let dataset = try ImageFolderDataset(root: "\(root)/data")
         let model = try makeModel()
         try model.freeze(["features"])

@@ -11,16 +11,10 @@ import XCTest
 final class FeatureExportTests: XCTestCase {
     func testFeaturesStreamToEachFormatInDatasetOrderWithoutTheUnreadableImage() throws {
         let root = try TRData.temporaryDirectory(self)
-        let images = try TRData.dataset(count: 9)
-        for (i, sample) in images.samples.enumerated() {
-            let folder = "\(root)/data/class\(sample.label)"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            try sample.source.load().pngData().write(to: URL(fileURLWithPath: "\(folder)/\(i).png"))
+        // Image 4 is half a PNG: scanned as an image, then not decodable.
+        let files = try TRData.writeClassFolders(TRData.dataset(count: 10), to: "\(root)/data") {
+            $0 == 4 ? $1.prefix($1.count / 2) : $1
         }
-        // Half a PNG: scanned as an image, then not decodable.
-        let png = try images.samples[0].source.load().pngData()
-        let broken = "\(root)/data/class1/broken.png"
-        try png.prefix(png.count / 2).write(to: URL(fileURLWithPath: broken))
         let dataset = try ImageFolderDataset(root: "\(root)/data")
         XCTAssertEqual(dataset.count, 10)
         Runtime.manualSeed(5)
@@ -29,7 +23,7 @@ final class FeatureExportTests: XCTestCase {
         // The reference: every readable image in one batch, straight through the backbone.
         let loader = try DataLoader(dataset, batchSize: 64, shuffle: false, transform: TRData.transform, workers: 0)
         let batch = try XCTUnwrap(loader.epoch(0).nextBatch())
-        XCTAssertEqual(batch.indices.count, 9)
+        XCTAssertEqual(batch.indices.count, 9)  // all but image 4
         model.eval()
         let expected = try withInferenceMode { try model.extractFeatures(batch.images) }
         let kept = batch.indices.map { dataset.samples[$0] }
@@ -41,7 +35,7 @@ final class FeatureExportTests: XCTestCase {
                                                  workers: 0, format: format, to: "\(out)/f.\(format.rawValue)",
                                                  weights: "random")
             XCTAssertEqual(result.samples, kept, format.rawValue)
-            XCTAssertEqual(result.skipped.paths, [broken], format.rawValue)
+            XCTAssertEqual(result.skipped.paths, [files[4]], format.rawValue)
         }
         let file = try SafeTensors.read(out + "/f.safetensors")
         let features = try XCTUnwrap(file.tensors["features"])

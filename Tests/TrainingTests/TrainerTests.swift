@@ -77,6 +77,23 @@ enum TRData {
         return url.path
     }
 
+    /// Writes `dataset`'s images as PNGs in class folders, `<root>/class<label>/<index>.png`, each
+    /// file's bytes passed through `edit` (index, PNG) first: a truncated PNG is found by the scan and
+    /// fails to decode. Returns the files' paths in sample order.
+    @discardableResult
+    static func writeClassFolders(_ dataset: LabeledDataset, to root: String,
+                                  edit: (Int, Foundation.Data) -> Foundation.Data = { $1 }) throws -> [String] {
+        var paths: [String] = []
+        for (i, sample) in dataset.samples.enumerated() {
+            let folder = "\(root)/class\(sample.label)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let path = "\(folder)/\(i).png"
+            try edit(i, try sample.source.load().pngData()).write(to: URL(fileURLWithPath: path))
+            paths.append(path)
+        }
+        return paths
+    }
+
     static func bytes(_ tensor: Tensor) throws -> [UInt8] {
         let t = try tensor.contiguous()
         var out = [UInt8](repeating: 0, count: t.count * t.dtype.byteSize)

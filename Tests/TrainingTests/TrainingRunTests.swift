@@ -32,13 +32,14 @@ final class TrainingRunTests: XCTestCase {
         return root
     }
 
-    func specification(data: String, out: String) -> TrainingRun.Specification {
+    /// 3 epochs of SGD (cosine) on `data` into `out`, or `epochs` with early stopping after `patience`.
+    func specification(data: String, out: String, epochs: Int = 3, patience: Int? = nil) -> TrainingRun.Specification {
         var spec = TrainingRun.Specification(data: data, architecture: "mobilenet_v2", weights: nil, runDirectory: out)
         spec.recipe.optimizer = .sgd
         spec.recipe.learningRate = 0.01
         spec.recipe.schedule = .cosine(etaMin: 0, periodSteps: nil)
-        spec.options = TrainOptions(epochs: 3, batchSize: 4, augment: .standard, valSplit: 0.25, seed: 3, workers: 0,
-                                    inputSize: 32)
+        spec.options = TrainOptions(epochs: epochs, batchSize: 4, augment: .standard, valSplit: 0.25, seed: 3, workers: 0,
+                                    earlyStoppingPatience: patience, inputSize: 32)
         return spec
     }
 
@@ -337,9 +338,7 @@ final class TrainingRunTests: XCTestCase {
     func testEarlyStoppingKeepsTheBestWeightsAcrossAResumeAndAStoppedRunIsFinished() throws {
         let data = try makeData()
         let runs = try TRData.temporaryDirectory(self)
-        var spec = specification(data: data, out: runs + "/a")
-        spec.options.epochs = 6
-        spec.options.earlyStoppingPatience = 2
+        var spec = specification(data: data, out: runs + "/a", epochs: 6, patience: 2)
         // Best at epoch 2 (1-based); epochs 3 and 4 do not improve: stop after epoch 4.
         let injected = [1.0, 0.5, 0.6, 0.55, 0.1, 0.1]
         func inject(_ run: TrainingRun) {
