@@ -23,7 +23,8 @@ public final class SpoolFile {
             + ".spool.\(getpid()).\(UInt32.random(in: 0 ... .max)).tmp"
         fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw AtomicFileError(path: destination, reason: "cannot create the temporary file \(name): \(String(cString: strerror(errno)))")
+            throw AtomicFileError(path: destination,
+                                  reason: "cannot create the temporary file \(name): \(String(cString: strerror(errno)))")
         }
         unlink(name)
         self.destination = destination

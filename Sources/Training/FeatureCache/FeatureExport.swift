@@ -98,7 +98,9 @@ public enum FeatureExport {
                 throw error
             }
         case .safetensors:
-            func json<T: Encodable>(_ value: T) throws -> String { String(decoding: try JSONEncoder().encode(value), as: UTF8.self) }
+            func json<T: Encodable>(_ value: T) throws -> String {
+                String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+            }
             let metadata = ["format": safetensorsFormat, "class_names": try json(dataset.classNames),
                             "files": try json(written.map(\.source.description)), "architecture": model.architecture,
                             "weights": weights]

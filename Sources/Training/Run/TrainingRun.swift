@@ -779,7 +779,8 @@ public final class TrainingRun {
         skipped.watch(trainLoader, split: "training")
         if let validationLoader { skipped.watch(validationLoader, split: "validation") }
 
-        // The trainer's recorded metric: a run created before EMA runs watched their EMA's resumes as it began.
+        // The metric recorded when the run was made: one from before 2026-12-07 that keeps an EMA resumes
+        // watching the raw `val_loss` it began with.
         let monitorMetric = trainer.configuration.monitor ?? options.monitor.name(hasValidation: validationLoader != nil)
         let checkpoints = ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
                                           everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds)
