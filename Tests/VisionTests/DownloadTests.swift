@@ -16,7 +16,8 @@ final class DownloadTests: XCTestCase {
         private let fd: Int32
 
         /// `announcesLength` false: no `Content-Length`, the end of the connection ends the body.
-        init(body: [UInt8], count: Int, announcesLength: Bool = true) throws {
+        /// `stallAfter`: only that many bytes of the body are sent, then nothing for 20 s (a stalled line).
+        init(body: [UInt8], count: Int, announcesLength: Bool = true, stallAfter: Int? = nil) throws {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             self.fd = fd
             var address = sockaddr_in()
@@ -43,8 +44,9 @@ final class DownloadTests: XCTestCase {
                     let payload = found ? body : Array("no such file".utf8)
                     let head = "HTTP/1.1 \(found ? "200 OK" : "404 Not Found")\r\n"
                         + (announcesLength ? "Content-Length: \(payload.count)\r\n" : "") + "Connection: close\r\n\r\n"
-                    let bytes = Array(head.utf8) + payload
+                    let bytes = Array(head.utf8) + (stallAfter.map { Array(payload.prefix($0)) } ?? payload)
                     _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+                    if stallAfter != nil { Thread.sleep(forTimeInterval: 20) }
                     close(client)
                 }
             }
@@ -121,5 +123,31 @@ final class DownloadTests: XCTestCase {
             XCTAssertTrue("\(error)".hasPrefix("the file downloaded from \(url) has SHA-256 \(SHA256Hasher.hexDigest(of: other))"),
                           "\(error)")
         }
+    }
+
+    /// `WeightsCache.isCancelled` (a run's Ctrl-C) stops a download that is under way, within a fraction
+    /// of a second, keeping nothing. Until 2026-12-07 the download went on to its end (here, the stalled
+    /// server's 20 s; minutes for large weights on a slow line) before the stop took effect.
+    func testACancelledDownloadStopsAtOnceAndKeepsNothing() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let server = try TinyServer(body: body, count: 1, stallAfter: 1000)
+        let url = "http://127.0.0.1:\(server.port)/toy.pth"
+        let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: url, fileName: "toy.pth", format: "pth",
+                                 sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body), size: body.count, classes: 2,
+                                 parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        let temporaries = { Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
+            $0.hasPrefix("finetune-") && UUID(uuidString: String($0.dropFirst("finetune-".count))) != nil
+        }) }
+        let before = try temporaries()
+        let started = Date()
+        let cache = WeightsCache(root: root, isCancelled: { Date().timeIntervalSince(started) > 0.5 })
+        XCTAssertThrowsError(try cache.fetch(entry)) { error in
+            XCTAssertEqual("\(error)", "the download of toy.test from \(url) was interrupted; nothing was kept")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the download went on after the stop")
+        XCTAssertEqual(try temporaries().subtracting(before), [])
+        XCTAssertNil(cache.locate(entry))
     }
 }

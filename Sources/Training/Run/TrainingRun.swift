@@ -163,7 +163,7 @@ public final class TrainingRun {
     private static func createDecodingWithItsEXIF(_ spec: Specification, finetuneVersion: String,
                                                   notify: @escaping (Notice) -> Void, stop: SignalStop?) throws -> TrainingRun {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
-        var prepared = try prepare(spec, notify: notify)
+        var prepared = try prepare(spec, notify: notify, stop: stop)
         var found: LRFinder.Result?
         let directory = RunDirectory(spec.runDirectory)
         if spec.recipe.findLearningRate == true {
@@ -233,7 +233,7 @@ public final class TrainingRun {
                                         stop: SignalStop? = nil) throws -> LRFinder.Result {
         try exclusively(notify: notify) {
             try ImageCodec.withEXIFOrientation(spec.options.exif ?? .apply) {
-                try runLRFinder(prepare(spec, notify: notify), finder: finder, notify: notify, stop: stop)
+                try runLRFinder(prepare(spec, notify: notify, stop: stop), finder: finder, notify: notify, stop: stop)
             }
         }
     }
@@ -323,7 +323,7 @@ public final class TrainingRun {
     }
 
     /// Checks `spec`, loads the data and builds the model and configuration; writes nothing.
-    private static func prepare(_ spec: Specification, notify: (Notice) -> Void) throws -> Prepared {
+    private static func prepare(_ spec: Specification, notify: (Notice) -> Void, stop: SignalStop?) throws -> Prepared {
         func bad(_ setting: String, _ reason: String) -> Error { RunError.invalidSetting(setting: setting, reason: reason) }
         try checkInputs(spec)
         let root = URL(fileURLWithPath: spec.data).standardizedFileURL.path
@@ -357,8 +357,12 @@ public final class TrainingRun {
         Runtime.manualSeed(spec.recipe.seed)
         let pretrained: PretrainedModel
         do {
+            // Ctrl-C stops a first download of the weights (it went on to its end).
             pretrained = try ModelZoo.make(spec.architecture, weights: spec.weights,
-                                           options: ModelOptions(numClasses: classNames.count))
+                                           options: ModelOptions(numClasses: classNames.count),
+                                           cache: WeightsCache(isCancelled: { stop?.isTriggered == true }))
+        } catch WeightsError.interrupted(let what) {
+            throw TrainingError.interrupted("while downloading \(what)")
         } catch {
             throw bad("weights", "\(spec.weights ?? "none"): \(error)")
         }

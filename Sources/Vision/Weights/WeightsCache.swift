@@ -34,9 +34,15 @@ public struct WeightsCache {
     /// The digests pinned on first import of prefix-only entries (JSON, written atomically).
     public var pinsFile: URL { root.appendingPathComponent("pinned_digests.json") }
 
+    /// Polled while `fetch` downloads (a few times a second): true stops the download, which throws
+    /// `WeightsError.interrupted` and keeps nothing. A run passes its Ctrl-C here: a first download of
+    /// large weights went on to its end, minutes on a slow line, before the stop took effect.
+    public var isCancelled: (@Sendable () -> Bool)?
+
     /// A cache at `root`, or at `defaultRoot()`; nothing is created until a file is stored.
-    public init(root: URL? = nil) {
+    public init(root: URL? = nil, isCancelled: (@Sendable () -> Bool)? = nil) {
         self.root = root ?? WeightsCache.defaultRoot()
+        self.isCancelled = isCancelled
     }
 
     /// `$FINETUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/finetune`, else `~/.cache/finetune`
@@ -352,7 +358,9 @@ public struct WeightsCache {
         }
         let temporary: URL
         do {
-            temporary = try Downloader.download(url, limit: entry.size)
+            temporary = try Downloader.download(url, limit: entry.size, isCancelled: isCancelled)
+        } catch WeightsError.interrupted {
+            throw WeightsError.interrupted("\(entry.name) from \(urlString)")
         } catch {
             let reason = (error as? WeightsError)?.description ?? FileErrorReason.of(error)
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "downloading \(urlString) failed: \(reason)"))
@@ -610,7 +618,9 @@ enum Downloader {
 
     /// Downloads `url` into a new temporary file and returns it; more than `limit` bytes (the
     /// catalog's size of the file, where known) is an error, as is an HTTP status outside 2xx.
-    static func download(_ url: URL, limit: Int? = nil, timeout: TimeInterval = 60) throws -> URL {
+    /// `isCancelled` is polled every 50 ms: true cancels the download (`WeightsError.interrupted`).
+    static func download(_ url: URL, limit: Int? = nil, timeout: TimeInterval = 60,
+                         isCancelled: (() -> Bool)? = nil) throws -> URL {
         let kept = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-\(UUID().uuidString)")
         let fd = open(kept.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
@@ -621,10 +631,21 @@ enum Downloader {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         let session = URLSession(configuration: configuration, delegate: receiver, delegateQueue: nil)
-        session.dataTask(with: url).resume()
-        receiver.done.wait()
+        let task = session.dataTask(with: url)
+        task.resume()
+        var cancelled = false
+        while receiver.done.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
+            if !cancelled, isCancelled?() == true {
+                cancelled = true
+                task.cancel()
+            }
+        }
         session.finishTasksAndInvalidate()
         try? handle.close()
+        if cancelled {
+            try? FileManager.default.removeItem(at: kept)
+            throw WeightsError.interrupted(url.absoluteString)
+        }
         if let error = receiver.error {
             try? FileManager.default.removeItem(at: kept)
             throw error

