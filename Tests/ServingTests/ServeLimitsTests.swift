@@ -290,6 +290,7 @@ extension ServeTests {
             let lock = NSLock()
             var statuses: [Int] = []
             var errors: [URLError.Code] = []
+            var descriptions: [String] = []
         }
         let results = Results(), group = DispatchGroup()
         for i in 0..<48 {
@@ -299,7 +300,9 @@ extension ServeTests {
                 results.lock.lock()
                 switch result {
                 case .success(let answer): results.statuses.append(answer.status)
-                case .failure(let error): results.errors.append((error as? URLError)?.code ?? .unknown)
+                case .failure(let error):
+                    results.errors.append((error as? URLError)?.code ?? .unknown)
+                    results.descriptions.append("\(error)")
                 }
                 results.lock.unlock()
                 group.leave()
@@ -315,7 +318,8 @@ extension ServeTests {
         // is idle and closed (as nginx and Go's Shutdown do). Which happens depends on the load.
         XCTAssertGreaterThan(results.statuses.count, 0)
         XCTAssertEqual(Set(results.statuses), [200], "\(results.statuses)")
-        XCTAssertTrue(results.errors.allSatisfy { [.cannotConnectToHost, .networkConnectionLost].contains($0) }, "\(results.errors)")
+        XCTAssertTrue(results.errors.allSatisfy { [.cannotConnectToHost, .networkConnectionLost].contains($0) },
+                      "\(results.errors) \(results.descriptions)")
         let logged = server.log.split(separator: "\n").filter { $0.hasPrefix("POST /v1/models/tiny:predict 200") }.count
         XCTAssertEqual(logged, results.statuses.count, server.log)
     }
