@@ -84,23 +84,11 @@ public enum NumPy {
     /// `path` untouched, when `body` throws or appends more or fewer bytes than the shape holds.
     public static func write(streaming dtype: DType, shape: [Int], to path: String,
                              _ body: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let header = try header(dtype: dtype, shape: shape)
         let expected = shape.reduce(1, *) * dtype.byteSize
-        try AtomicFile.write(to: path) { write in
-            try header.withUnsafeBytes(write)
-            var written = 0
-            try withoutActuallyEscaping(write) { append in
-                try body { bytes in
-                    guard written + bytes.count <= expected else {
-                        throw TorchError("\(path): more data than a \(shape) array holds (\(expected) bytes)")
-                    }
-                    written += bytes.count
-                    try append(bytes)
-                }
-            }
-            guard written == expected else {
-                throw TorchError("\(path): \(written) bytes of data written, a \(shape) array holds \(expected)")
-            }
-        }
+        let header = try header(dtype: dtype, shape: shape)
+        try writeStreamed(to: path, header: header, dataBytes: expected, mismatch: { written, tooMany in
+            TorchError(tooMany ? "\(path): more data than a \(shape) array holds (\(expected) bytes)"
+                               : "\(path): \(written) bytes of data written, a \(shape) array holds \(expected)")
+        }, body)
     }
 }

@@ -24,24 +24,12 @@ extension SafeTensors {
                              metadata: [String: String] = [:], to path: String,
                              _ body: (_ append: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let (header, totalSize) = try Plan.header(layout, metadata: metadata, path: path)
+        let dataBytes = totalSize - header.count
         do {
-            try AtomicFile.write(to: path) { write in
-                try header.withUnsafeBytes(write)
-                var written = header.count
-                try withoutActuallyEscaping(write) { append in
-                    try body { bytes in
-                        guard written + bytes.count <= totalSize else {
-                            throw SafeTensorsError(path: path, "more data than the declared tensors hold (\(totalSize - header.count) bytes)")
-                        }
-                        written += bytes.count
-                        try append(bytes)
-                    }
-                }
-                guard written == totalSize else {
-                    throw SafeTensorsError(path: path, "\(written - header.count) bytes of tensor data written, the "
-                                           + "declared tensors hold \(totalSize - header.count)")
-                }
-            }
+            try writeStreamed(to: path, header: header, dataBytes: dataBytes, mismatch: { written, tooMany in
+                SafeTensorsError(path: path, tooMany ? "more data than the declared tensors hold (\(dataBytes) bytes)"
+                                 : "\(written) bytes of tensor data written, the declared tensors hold \(dataBytes)")
+            }, body)
         } catch let error as AtomicFileError {
             throw SafeTensorsError(path: path, error.reason)
         }
