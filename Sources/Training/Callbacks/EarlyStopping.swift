@@ -79,8 +79,8 @@ public final class EarlyStopping: StatefulCallback {
     }
 
     /// Whether the watched metric is the EMA's (`val_loss_ema`) in a trainer that keeps one: its
-    /// best weights are then the EMA's.
-    private func watchesEMA(_ trainer: Trainer) -> Bool {
+    /// best weights, and those it restores, are then the EMA's.
+    public func watchesEMA(_ trainer: Trainer) -> Bool {
         monitor.hasSuffix("_ema") && trainer.ema != nil
     }
 

@@ -861,7 +861,7 @@ public final class TrainingRun {
         if let ema = trainer.ema {
             try ema.copy(to: trainer.model)
             config.modelWeights = "ema"
-            if let restored = earlyStopping?.restoredEpoch, trainer.configuration.monitor?.hasSuffix("_ema") == true {
+            if let earlyStopping, let restored = earlyStopping.restoredEpoch, earlyStopping.watchesEMA(trainer) {
                 modelEpoch = restored + 1
             }
         } else if let restored = earlyStopping?.restoredEpoch {
