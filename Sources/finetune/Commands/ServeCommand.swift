@@ -83,8 +83,8 @@ struct ServeCommand: ParsableCommand {
     func validate() throws { _ = try serveConfiguration() }
 
     func run() throws {
-        // The shutdown signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) stay pending for the server's graceful shutdown
-        // (swift-service-lifecycle reads them with a dispatch signal source): blocked here, before any
+        // The shutdown signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) stay pending for the server's
+        // graceful shutdown (swift-service-lifecycle reads them with a dispatch signal source): blocked here, before any
         // thread starts, so every thread inherits the mask and none takes the default action (ending
         // the process) instead. (A SIGHUP that `nohup` ignores is discarded, blocked or not.)
         var mask = sigset_t()

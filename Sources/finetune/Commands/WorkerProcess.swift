@@ -72,13 +72,11 @@ enum WorkerProcess {
         }
         if let failure {
             if failure is ExitCode || failure is DistributedError || parallel.rank == 0 || !shared.sameAsRankZero { throw failure }
-            quietlyWaitForRankZero(parallel)
-            throw quietFailure  // rank 0 prints the same error
+            throw leavingTheReportToRankZero(parallel)  // rank 0 prints the same error
         }
         guard !shared.failedRanks.isEmpty else { return try outcome.get() }
         guard parallel.rank == 0 else {  // rank 0 names the failed ranks
-            quietlyWaitForRankZero(parallel)
-            throw quietFailure
+            throw leavingTheReportToRankZero(parallel)
         }
         let ranks = shared.failedRanks
         throw CommandFailure("rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) could not "
@@ -91,15 +89,12 @@ enum WorkerProcess {
     /// could still be ending when the quiet rank's had, and the launcher named the quiet rank.
     static let quietExitStatus: Int32 = 3
 
-    /// `quietExitStatus` under the launcher; 1 in a group started by hand.
-    static var quietFailure: ExitCode {
-        ProcessInfo.processInfo.environment[launcherVariable] != nil ? ExitCode(quietExitStatus) : .failure
-    }
-
-    /// Waits for rank 0 to end (`DataParallel.waitForRankZeroToEnd`) with standard error silenced: this
-    /// rank says nothing, and LibTorch 2.x logs the store's closed connection there, with a C++
-    /// backtrace ("[W … TCPStore.cpp:125] recvValue failed …").
-    static func quietlyWaitForRankZero(_ parallel: DataParallel) {
+    /// What a rank above 0 that leaves the report of its failure to rank 0 throws, once rank 0 has ended
+    /// (`DataParallel.waitForRankZeroToEnd`, waited for with standard error silenced: this rank says
+    /// nothing, and LibTorch 2.x logs the store's closed connection there, with a C++ backtrace,
+    /// "[W … TCPStore.cpp:125] recvValue failed …"): `quietExitStatus` under the launcher, 1 in a
+    /// group started by hand.
+    static func leavingTheReportToRankZero(_ parallel: DataParallel) -> ExitCode {
         let saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC)
         if saved >= 0 && null >= 0 { dup2(null, STDERR_FILENO) }
         defer {
@@ -108,6 +103,7 @@ enum WorkerProcess {
             if null >= 0 { close(null) }
         }
         parallel.waitForRankZeroToEnd(atMost: stopGraceSeconds)
+        return ProcessInfo.processInfo.environment[launcherVariable] != nil ? ExitCode(quietExitStatus) : .failure
     }
 
     /// How a worker ended, in words: "exited with status 1", "was killed by signal 9 (Killed)".
