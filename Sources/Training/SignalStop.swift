@@ -8,8 +8,9 @@ import Foundation
 /// SIGTERM while the first signal is pending restores the default disposition and re-sends it, so the
 /// process ends as users expect from a second Ctrl-C (unless `forceOnSecondSignal` is false). A notice
 /// signal never counts as that second signal: each may arrive more than once for one cause. Once
-/// cancelled (or deinitialised) the instance no longer catches anything; a signal that arrives while
-/// no `SignalStop` listens takes its default action.
+/// cancelled (or deinitialised) the instance no longer catches anything. While a `SignalStop` listens
+/// for a signal, it takes the signal from whatever handled it before (the default action, `SIG_IGN`,
+/// the handler of an application that embeds a run); once none listens, that handling is back.
 public final class SignalStop: @unchecked Sendable {
     /// SIGINT (Ctrl-C), SIGTERM (`kill`, container shutdown) and each of `noticeSignals` that is not
     /// handled elsewhere (`isHandledElsewhere`: ignored because `nohup` started the process, which asks
@@ -28,9 +29,9 @@ public final class SignalStop: @unchecked Sendable {
     /// and `config.json` still saying `running`.
     public static let noticeSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2, SIGXCPU]
 
-    /// Whether `signal` is ignored (`SIG_IGN`) or caught by a handler that is not a `SignalStop`'s: a
-    /// parent asked so (`nohup` ignores SIGHUP) or the application handles it, and listening for it
-    /// would undo that (a `SignalStop`'s source keeps the signal for the life of the process).
+    /// Whether `signal` is ignored (`SIG_IGN`) or caught by a handler that is not a `SignalStop`'s (while
+    /// one listens: was, before it took the signal): a parent asked so (`nohup` ignores SIGHUP) or the
+    /// application handles it, and listening for it would take it from them while the run lasts.
     public static func isHandledElsewhere(_ signal: Int32) -> Bool { SignalHub.shared.isHandledElsewhere(signal) }
 
     /// As process 1 (a container's entrypoint started without `--init`: `docker run -it … finetune
@@ -125,7 +126,15 @@ public final class SignalStop: @unchecked Sendable {
 /// One dispatch source per signal for the life of the process, shared by every `SignalStop`.
 /// (Sources are never cancelled: on Linux, libdispatch routes a signal to its signalfd through a
 /// handler it installs once per signal; tearing that down and re-creating sources would leave
-/// signals ignored or stuck.) With no listener, a signal takes its default action.
+/// signals ignored or stuck.)
+///
+/// A signal is routed to the sources only while a `SignalStop` listens for it (it is *heard*). When
+/// the first listener takes it, the hub keeps the action it had (the default, ignored, the embedding
+/// application's handler) and installs libdispatch's; when the last one leaves, that action comes
+/// back. Until stop 52 the sources kept every signal they had once heard for the life of the process,
+/// and one that no `SignalStop` listened for took its default action: an application that embeds a
+/// run lost its own SIGTERM or SIGINT handling after the run (its handler never ran again, a signal it
+/// ignored ended it, and its own dispatch source's graceful shutdown was cut short by the process's end).
 private final class SignalHub: @unchecked Sendable {
     static let shared = SignalHub()
 
@@ -134,29 +143,57 @@ private final class SignalHub: @unchecked Sendable {
     private var sources: [Int32: DispatchSourceSignal] = [:]
     private var listeners: [ObjectIdentifier: (stop: Weak, signals: [Int32])] = [:]
     private var ignoredWhenUnheard: Set<Int32> = []
+    /// libdispatch's action for each signal with a source: installed while the signal is heard.
+    private var dispatchActions: [Int32: sigaction] = [:]
+    /// The action each heard signal had before a listener took it: installed again once none listens.
+    private var priorActions: [Int32: sigaction] = [:]
+
+    /// Whether a listener takes `number` (with the lock held).
+    private func isHeard(_ number: Int32) -> Bool { listeners.values.contains { $0.signals.contains(number) } }
+
+    /// Whether `action` runs nobody's code: the default action (or process 1's stand-in for it) or `SIG_IGN`.
+    private static func runsNoHandler(_ action: sigaction) -> Bool {
+        let address = handlerAddress(action)
+        return address == 0 || address == unsafeBitCast(SIG_IGN, to: Int.self)
+            || address == unsafeBitCast(endAsDefaultAction, to: Int.self)
+    }
+
+    private static func currentAction(_ number: Int32) -> sigaction? {
+        var current = sigaction()
+        return sigaction(number, nil, &current) == 0 ? current : nil
+    }
+
+    private static func handlerAddress(_ action: sigaction) -> Int {
+        #if canImport(Darwin)
+        let handler = action.__sigaction_u.__sa_handler
+        #else
+        let handler = action.__sigaction_handler.sa_handler
+        #endif
+        return handler.map { unsafeBitCast($0, to: Int.self) } ?? 0  // SIG_DFL is a null function pointer
+    }
+
+    /// Whether `action` is libdispatch's for `number`: the signal goes to the dispatch sources (this
+    /// hub's, and any of the application's own).
+    private func isDispatchAction(_ action: sigaction, for number: Int32) -> Bool {
+        dispatchActions[number].map { Self.handlerAddress($0) == Self.handlerAddress(action) } ?? false
+    }
 
     func isHandledElsewhere(_ number: Int32) -> Bool {
         lock.withLock {
-            guard sources[number] == nil else { return false }
-            var current = sigaction()
-            guard sigaction(number, nil, &current) == 0 else { return false }
-            #if canImport(Darwin)
-            let handler = current.__sigaction_u.__sa_handler
-            #else
-            let handler = current.__sigaction_handler.sa_handler
-            #endif
-            // SIG_DFL is a null function pointer: anything else (SIG_IGN, a handler) is someone's choice,
-            // but for process 1's stand-in for the default action.
-            guard let handler else { return false }
-            return unsafeBitCast(handler, to: Int.self) != unsafeBitCast(Self.endAsDefaultAction, to: Int.self)
+            // While heard, the action the signal had before (the application's) decides.
+            guard let action = isHeard(number) ? priorActions[number] : Self.currentAction(number) else { return false }
+            // Anything but SIG_DFL (SIG_IGN, a handler, the application's own dispatch source) is someone's
+            // choice, but for process 1's stand-in for the default action.
+            let address = Self.handlerAddress(action)
+            return address != 0 && address != unsafeBitCast(Self.endAsDefaultAction, to: Int.self)
         }
     }
 
     func ignoreWhenUnheard(_ signals: [Int32]) {
         lock.withLock {
             ignoredWhenUnheard.formUnion(signals)
-            // Ignored until a source takes the signal over; where one has, its handler stays.
-            for number in signals where sources[number] == nil { Foundation.signal(number, SIG_IGN) }
+            // Ignored until a listener takes the signal over; where one has, once it leaves.
+            for number in signals where !isHeard(number) { Foundation.signal(number, SIG_IGN) }
         }
     }
 
@@ -183,15 +220,23 @@ private final class SignalHub: @unchecked Sendable {
         var created: [(number: Int32, source: DispatchSourceSignal)] = []
         _ = Self.arrivedWhileRegistering  // allocated before a handler can use it
         lock.withLock {
+            let taken = Set(signals.filter { !isHeard($0) })
             listeners[ObjectIdentifier(stop)] = (Weak(value: stop), signals)
-            for number in signals where sources[number] == nil {
-                // Noted until the source is registered: no default action (termination) meanwhile,
-                // and nothing lost.
-                Foundation.signal(number, Self.noteWhileRegistering)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { [weak self] in self?.deliver(number) }
-                sources[number] = source
-                created.append((number, source))
+            for number in taken {
+                let prior = Self.currentAction(number)
+                priorActions[number] = prior
+                if var action = dispatchActions[number] {
+                    sigaction(number, &action, nil)  // back to the sources
+                } else if sources[number] == nil {
+                    // Noted until the source is registered: no default action (termination) meanwhile,
+                    // and nothing lost. A handler stays: the application's takes a signal in that gap,
+                    // and libdispatch's (the application's own dispatch source) is not installed again.
+                    if prior.map(Self.runsNoHandler) ?? true { Foundation.signal(number, Self.noteWhileRegistering) }
+                    let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                    source.setEventHandler { [weak self] in self?.deliver(number) }
+                    sources[number] = source
+                    created.append((number, source))
+                }
             }
         }
         for (number, source) in created {
@@ -200,6 +245,12 @@ private final class SignalHub: @unchecked Sendable {
             source.setRegistrationHandler { registered.signal() }
             source.resume()
             _ = registered.wait(timeout: .now() + 2)
+            lock.withLock {
+                if let action = Self.currentAction(number),
+                   Self.handlerAddress(action) != unsafeBitCast(Self.noteWhileRegistering, to: Int.self) {
+                    dispatchActions[number] = action
+                }
+            }
             if (1..<65).contains(number) && Self.arrivedWhileRegistering[Int(number)] != 0 {
                 Self.arrivedWhileRegistering[Int(number)] = 0
                 queue.async { [weak self] in self?.deliver(number) }
@@ -208,16 +259,31 @@ private final class SignalHub: @unchecked Sendable {
     }
 
     func unsubscribe(_ stop: SignalStop) {
-        lock.withLock { _ = listeners.removeValue(forKey: ObjectIdentifier(stop)) }
+        lock.withLock {
+            guard let left = listeners.removeValue(forKey: ObjectIdentifier(stop)) else { return }
+            for number in Set(left.signals) where !isHeard(number) {
+                defer { priorActions[number] = nil }
+                // Unless someone has installed a handler since (it stays).
+                guard let current = Self.currentAction(number), isDispatchAction(current, for: number) else { continue }
+                if ignoredWhenUnheard.contains(number) {
+                    Foundation.signal(number, SIG_IGN)
+                } else if var prior = priorActions[number] {
+                    sigaction(number, &prior, nil)
+                }
+            }
+        }
     }
 
     private func deliver(_ number: Int32) {
-        let (targets, ignored): ([SignalStop], Bool) = lock.withLock {
+        let (targets, routedToSources): ([SignalStop], Bool) = lock.withLock {
             (listeners.values.filter { $0.signals.contains(number) }.compactMap { $0.stop.value },
-             ignoredWhenUnheard.contains(number))
+             Self.currentAction(number).map { isDispatchAction($0, for: number) } ?? false)
         }
         if targets.isEmpty {
-            if !ignored { Self.terminate(with: number) }
+            // The last listener left after the signal arrived: raised again, it meets the action
+            // restored (the default, ignored, the application's handler). Unless the signal still goes
+            // to the dispatch sources: then the application's own source has it.
+            if !routedToSources { kill(getpid(), number) }
             return
         }
         for stop in targets { stop.receive(number) }

@@ -275,4 +275,76 @@ final class CallbackTests: XCTestCase {
         XCTAssertTrue(stop.isTriggered)
         XCTAssertEqual(stop.receivedSignal, SIGTERM, "the first reason to stop is kept")
     }
+
+    /// An application that embeds a run keeps its own handling of a signal: a `SignalStop` takes the
+    /// signal while it listens, and once none listens the application's handler, `SIG_IGN` or its
+    /// own dispatch source has it again. Until stop 52 a signal once heard stayed with the hub for
+    /// the life of the process, which gave it the default action when no `SignalStop` listened: the
+    /// application's handler never ran again, an ignored SIGTERM or SIGINT ended it, and its own
+    /// graceful shutdown (a dispatch source: swift-service-lifecycle's) was cut short. SIGWINCH and
+    /// SIGURG, whose default action is to ignore them, stand in for SIGTERM; no other test uses them.
+    func testTheApplicationsHandlingOfASignalIsBackOnceNoSignalStopListens() throws {
+        func waitUntil(_ condition: () -> Bool) {
+            let deadline = Date().addingTimeInterval(5)
+            while !condition() && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        }
+        func handlerAddress(_ number: Int32) -> Int {
+            var action = sigaction()
+            sigaction(number, nil, &action)
+            #if canImport(Darwin)
+            let handler = action.__sigaction_u.__sa_handler
+            #else
+            let handler = action.__sigaction_handler.sa_handler
+            #endif
+            return handler.map { unsafeBitCast($0, to: Int.self) } ?? 0
+        }
+        var previous = sigaction()
+        sigaction(SIGWINCH, nil, &previous)
+        defer { sigaction(SIGWINCH, &previous, nil) }
+
+        // The application's handler.
+        CallbackTests.applicationHandlerCalls = 0
+        signal(SIGWINCH) { _ in CallbackTests.applicationHandlerCalls += 1 }
+        let run = SignalStop(signals: [SIGWINCH], forceOnSecondSignal: false)
+        XCTAssertTrue(SignalStop.isHandledElsewhere(SIGWINCH), "the application's handler, before the run took it")
+        XCTAssertEqual(kill(getpid(), SIGWINCH), 0)
+        waitUntil { run.isTriggered }
+        XCTAssertTrue(run.isTriggered, "the run stops on the signal while it listens")
+        run.cancel()
+        XCTAssertEqual(kill(getpid(), SIGWINCH), 0)
+        waitUntil { CallbackTests.applicationHandlerCalls == 1 }
+        XCTAssertEqual(CallbackTests.applicationHandlerCalls, 1, "the application's handler runs again after the run")
+        XCTAssertTrue(SignalStop.isHandledElsewhere(SIGWINCH))
+
+        // Ignored by the application (as a shell ignores SIGINT for a background job).
+        signal(SIGWINCH, SIG_IGN)
+        let again = SignalStop(signals: [SIGWINCH], forceOnSecondSignal: false)
+        XCTAssertEqual(kill(getpid(), SIGWINCH), 0)
+        waitUntil { again.isTriggered }
+        XCTAssertTrue(again.isTriggered, "a later run hears the signal again")
+        again.cancel()
+        XCTAssertEqual(handlerAddress(SIGWINCH), 1, "SIG_IGN is back")
+
+        // The application's own dispatch source, which ignores the signal for the process first.
+        let queue = DispatchQueue(label: "application")
+        let delivered = DispatchSemaphore(value: 0)
+        signal(SIGURG, SIG_IGN)
+        let application = DispatchSource.makeSignalSource(signal: SIGURG, queue: queue)
+        application.setEventHandler { delivered.signal() }
+        application.resume()
+        defer { application.cancel() }
+        Thread.sleep(forTimeInterval: 0.2)  // registered
+        let third = SignalStop(signals: [SIGURG], forceOnSecondSignal: false)
+        XCTAssertEqual(kill(getpid(), SIGURG), 0)
+        waitUntil { third.isTriggered }
+        XCTAssertTrue(third.isTriggered)
+        XCTAssertEqual(delivered.wait(timeout: .now() + 5), .success, "both sources have the signal")
+        third.cancel()
+        for time in 1...2 {
+            XCTAssertEqual(kill(getpid(), SIGURG), 0)
+            XCTAssertEqual(delivered.wait(timeout: .now() + 5), .success, "the application's source, signal \(time) after the run")
+        }
+    }
+
+    nonisolated(unsafe) static var applicationHandlerCalls: sig_atomic_t = 0
 }

@@ -71,7 +71,9 @@ public final class TrainingRun {
     /// Callbacks added to the run's own (history, events, TensorBoard, checkpoints, early stopping):
     /// e.g. a `ProgressPrinter`.
     public var extraCallbacks: [TrainingCallback] = []
-    /// Stops the run with a resumable checkpoint (Ctrl-C, SIGTERM); `run()` installs one when nil.
+    /// Stops the run with a resumable checkpoint (Ctrl-C, SIGTERM); `run()` installs one when nil, which
+    /// listens for `SignalStop.defaultSignals` while the run lasts. An application that keeps those
+    /// signals for itself passes `SignalStop(signals: [])` and calls its `trigger()`.
     public var signalStop: SignalStop?
 
     private let lock: RunLock
