@@ -68,4 +68,52 @@ final class HelpTextTests: XCTestCase {
             }
         }
     }
+
+    /// The options whose help, without the parser's `(values: …; default: …)`, only repeats the option's
+    /// name (`--recipe`: "Recipe.", `--optimizer`: "Optimizer.", until stop 52): it told a user nothing
+    /// of what the values do. `help` is a command's help message.
+    static func optionsNamedOnly(in help: String) -> [String] {
+        var named: [String] = []
+        var option: String?
+        var text = ""
+        func finish() {
+            defer { option = nil; text = "" }
+            guard let option else { return }
+            // The parser's `(default: …)` ends the text; its `(values: …; default: …)` may come after one of ours.
+            let said = text.trimmingCharacters(in: .whitespaces)
+                .replacingOccurrences(of: #"\(default:[^()]*\)$"#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: #"\(values:[^)]*\)"#, with: "", options: .regularExpression)
+                .trimmingCharacters(in: CharacterSet(charactersIn: " ."))
+            let name = option.drop { $0 == "-" }.prefix { $0 != " " && $0 != "/" }.replacingOccurrences(of: "-", with: " ")
+            if said.lowercased() == name.lowercased() { named.append(option) }
+        }
+        for line in help.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            if line.hasPrefix("  --") {
+                finish()
+                // The help starts at column 26, or on the next line after a longer option.
+                option = String(line.dropFirst(2).prefix(24)).trimmingCharacters(in: .whitespaces)
+                if line.count > 26 && line[line.index(line.startIndex, offsetBy: 25)] != " " {
+                    option = line.dropFirst(2).trimmingCharacters(in: .whitespaces)  // no help on this line
+                }
+                text = line.count > 26 && option!.count <= 23 ? String(line.dropFirst(26)) : ""
+            } else if option != nil, line.hasPrefix(String(repeating: " ", count: 20)) {
+                text += " " + line.trimmingCharacters(in: .whitespaces)
+            } else {
+                finish()
+            }
+        }
+        finish()
+        return named
+    }
+
+    func testEveryOptionsHelpSaysMoreThanItsName() {
+        XCTAssertEqual(Self.optionsNamedOnly(in: "  --recipe <recipe>       Recipe. (values: full, head-only, two-phase,\n"
+                                             + "                          discriminative; default: full)\n"),
+                       ["--recipe <recipe>"], "the check itself")
+        for command in Self.commands() {
+            let name = (["finetune"] + Finetune.commandPath(to: command, from: Finetune.self)).joined(separator: " ")
+            let named = Self.optionsNamedOnly(in: Finetune.helpMessage(for: command, columns: 80))
+            XCTAssertEqual(named, [], "\(name) --help: options whose help only repeats their name")
+        }
+    }
 }

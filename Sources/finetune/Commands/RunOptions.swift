@@ -23,7 +23,9 @@ struct RunOptions: ParsableArguments {
     // Optimisation.
     @Option(help: "Epochs in total (default 10; a resumed run keeps its own unless given).") var epochs: Int?
     @Option(help: "Images per step.") var batchSize = 32
-    @Option(help: "Optimizer.") var optimizer: OptimizerConfig.Kind = .adam
+    @Option(help: ArgumentHelp("The optimizer: adam, adamw (Adam with decoupled weight decay: 0.01 unless --weight-decay "
+            + "says otherwise), sgd (with --momentum, as torchvision's references train) or rmsprop (with --momentum)."))
+    var optimizer: OptimizerConfig.Kind = .adam
     @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop), or find: run `finetune lr-find` first and use its suggestion.")
     var lr: LearningRateArgument?
     @Option(help: "Momentum (sgd, rmsprop).") var momentum = 0.9
@@ -49,7 +51,10 @@ struct RunOptions: ParsableArguments {
     var binary = false
 
     // Transfer-learning recipe and freezing.
-    @Option(help: "Recipe.") var recipe: RecipeName = .full
+    @Option(help: ArgumentHelp("The transfer-learning recipe: full (everything trains at --lr), head-only (the backbone frozen, "
+            + "its BatchNorm statistics too: Keras' feature extraction), two-phase (head-only, then the backbone at "
+            + "--phase2-lr: fastai's fine_tune) or discriminative (the backbone at lower rates: --lr-factor, --layer-decay)."))
+    var recipe: RecipeName = .full
     @Option(name: .customLong("phase1-epochs"), help: "two-phase: head-only epochs before unfreezing (default: half of --epochs).")
     var phase1Epochs: Int?
     @Option(help: "two-phase: unfreeze only the top N backbone groups in phase 2 (default: all).") var unfreezeTop: Int?
