@@ -38,6 +38,20 @@ public struct EMAConfig: Codable, Equatable, Sendable {
         return Swift.max(Swift.min(warm, decay), minDecay)
     }
 
+    /// The share of the average that is still the weights after step 1 (its first update, a copy) once
+    /// `steps` optimizer steps have been folded in: the product of the later updates' decays. An
+    /// average of about `1 / (1 − decay)` steps that is given far fewer is mostly those first weights.
+    public func shareOfFirstUpdate(afterSteps steps: Int) -> Double {
+        guard steps > 1 else { return 1 }
+        guard warmup else { return Foundation.pow(decay, Double(steps - 1)) }
+        var share = 1.0
+        for step in 2...steps {
+            share *= self.decay(atStep: step)
+            if share < 1e-9 { return 0 }
+        }
+        return share
+    }
+
     /// Throws unless the decay and minimum decay are in [0, 1) and the warmup's gamma and power are
     /// finite and positive (`ModelEMA` checks it).
     public func validate() throws {

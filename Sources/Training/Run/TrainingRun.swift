@@ -800,7 +800,10 @@ public final class TrainingRun {
         // A data-parallel rank sees its own shard's unreadable files only: the check is one process's.
         let unreadClasses = trainer.distributed == nil
             ? [UnreadClassesCheck(dataset: splits.train, skipped: skipped) { notify(.warning($0)) }] : []
-        trainer.callbacks = unreadClasses + extraCallbacks + [
+        // The same steps on every rank: rank 0 says it.
+        let emaHorizon = trainer.ema != nil && (trainer.distributed?.rank ?? 0) == 0
+            ? [EMAHorizonCheck { notify(.warning($0)) }] : []
+        trainer.callbacks = unreadClasses + emaHorizon + extraCallbacks + [
             CSVLoggerCallback(path: directory.history),
             JSONLinesLoggerCallback(path: directory.events, everySteps: 10),
             TensorBoardCallback(logDirectory: directory.tensorboard),
