@@ -285,3 +285,38 @@ extension TrainingRunTests {
         }
     }
 }
+
+extension TrainingRunTests {
+    /// A folder of some of the run's classes (more photos of two of them, or of one) is read by name,
+    /// with a warning naming the classes it has none of; a folder that is not one of the run's classes
+    /// is an error naming it. Until stop 52 anything but a folder for every class was refused.
+    func testAFolderOfSomeOfTheRunsClassesIsEvaluatedByName() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/subset"
+        try TrainingRun.create(specification(data: data, out: out), notify: { _ in }).release()
+        let config = try RunDirectory(out).readConfig()
+        XCTAssertEqual(config.classNames, ["blue", "green", "red"])
+        let photos = (out as NSString).deletingLastPathComponent + "/photos"
+        for name in ["green", "red"] {
+            try FileManager.default.createDirectory(atPath: photos + "/" + name, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(data)/test/\(name)/0.png", toPath: "\(photos)/\(name)/0.png")
+        }
+        let two = try EvaluationData.select(photos, split: nil, run: config, classNames: config.classNames)
+        XCTAssertEqual(two.split, "folder")
+        XCTAssertEqual(two.dataset.classNames, config.classNames)
+        XCTAssertEqual(two.dataset.samples.map(\.label), [1, 2], "labels index the run's classes")
+        XCTAssertEqual(two.warnings, ["\(photos) has images of 2 of the run's 3 classes (none of blue): their rows of the "
+            + "per-class report are empty, and the macro averages are over the classes these images have or the model "
+            + "predicted for them (sklearn's)"])
+        try FileManager.default.removeItem(atPath: photos + "/green")
+        let one = try EvaluationData.select(photos, split: nil, run: config, classNames: config.classNames)
+        XCTAssertEqual(one.dataset.samples.map(\.label), [2], "one class")
+        try FileManager.default.createDirectory(atPath: photos + "/purple", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(data)/test/red/0.png", toPath: "\(photos)/purple/0.png")
+        XCTAssertThrowsError(try EvaluationData.select(photos, split: nil, run: config, classNames: config.classNames)) {
+            XCTAssertTrue("\($0)".contains("class folder \(photos)/purple is not one of the 3 training classes"), "\($0)")
+        }
+        // The run's own data, every class there: no warning.
+        XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).warnings, [])
+    }
+}

@@ -104,8 +104,11 @@ public struct ImageFolderDataset: ImageDataset {
     /// The splits under `root`: `train/`, `val/` (or `validation/`, `valid/`) and `test/`, matched
     /// case-insensitively. Validation and test folders are scanned with the training classes. When
     /// `root` has none of these folders, `root` itself is the training split (`hasSplitFolders` is
-    /// false) — use `stratifiedSplit` to carve out a validation set.
-    public static func splits(root: String, options: ScanOptions = ScanOptions()) throws -> ImageFolderSplits {
+    /// false) — use `stratifiedSplit` to carve out a validation set. With `classNames` (a trained model's
+    /// classes), every split is scanned with them: its class folders must be among them, and fewer
+    /// (even one) are accepted.
+    public static func splits(root: String, classNames: [String]? = nil, options: ScanOptions = ScanOptions()) throws
+        -> ImageFolderSplits {
         let root = trimmedRoot(root)
         guard FileKind(path: root).isDirectory else {
             throw DataError.invalidDataset("dataset folder \(root) does not exist or is not a folder")
@@ -126,10 +129,10 @@ public struct ImageFolderDataset: ImageDataset {
             if validation != nil || test != nil {
                 throw DataError.invalidDataset("\(root) has \((validation ?? test)!) but no train/ folder")
             }
-            let all = try ImageFolderDataset(root: root, options: options)
+            let all = try ImageFolderDataset(root: root, classNames: classNames, options: options)
             return ImageFolderSplits(train: all, validation: nil, test: nil, hasSplitFolders: false)
         }
-        let trainSet = try ImageFolderDataset(root: train, options: options)
+        let trainSet = try ImageFolderDataset(root: train, classNames: classNames, options: options)
         let validationSet = try validation.map {
             try ImageFolderDataset(root: $0, classNames: trainSet.classNames, options: options)
         }

@@ -100,7 +100,9 @@ public struct EvaluationData {
             return EvaluationData(dataset: csv, split: "csv", scanSkipped: csv.skipped.count,
                                   warnings: csv.skipped.warning().map { [$0] } ?? [], notes: trainedOn)
         }
-        let splits = try ImageFolderDataset.splits(root: root, options: ScanOptions(strict: strict))
+        // Read with the run's classes: a folder of some of them (more photos of two of the classes) is
+        // evaluated by name; it was refused unless it had a folder for every class.
+        let splits = try ImageFolderDataset.splits(root: root, classNames: classNames, options: ScanOptions(strict: strict))
         var warnings = (splits.skipped.warning().map { [$0] } ?? []) + (notice.map { [$0] } ?? [])
         if let explicitSplit, !splits.hasSplitFolders {
             if notice != nil && explicitSplit == .train {  // the run's choice cannot be made again: the folder, whole
@@ -108,10 +110,9 @@ public struct EvaluationData {
             }
             return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: false, hasSplitFolders: false)
         }
-        if let classNames { try RunDirectory.checkClassNames(splits.train.classNames, run: classNames, data: root) }
         guard splits.hasSplitFolders else {
             return EvaluationData(dataset: splits.train, split: "folder", scanSkipped: splits.skipped.count, warnings: warnings,
-                                  notes: trainedOn)
+                                  notes: trainedOn).namingClassesWithoutImages(of: root, run: classNames)
         }
         let split = split ?? unset
         if notice == nil && isRunsOwn(split) {
@@ -127,12 +128,29 @@ public struct EvaluationData {
             let parts: [any ImageDataset] = [splits.train] + [splits.validation, splits.test].compactMap { $0 }
             return EvaluationData(dataset: LabeledDataset(samples: parts.flatMap(\.samples), classNames: splits.train.classNames),
                                   split: "all", scanSkipped: splits.skipped.count, warnings: warnings, notes: trainedOn)
+                .namingClassesWithoutImages(of: root, run: classNames)
         }
         guard let chosen else {
             throw RunError.invalidSetting(setting: "split", reason: "\(split.rawValue): \(root) has no \(split.rawValue)/ folder; "
                                           + "use another --split or all")
         }
         return EvaluationData(dataset: chosen, split: split.rawValue, scanSkipped: chosen.skipped.count, warnings: warnings)
+            .namingClassesWithoutImages(of: root, run: classNames)
+    }
+
+    /// With a warning naming the run's classes (`run`) that have no image here, if any (a folder of
+    /// some of the classes, a test split without a rare one).
+    func namingClassesWithoutImages(of root: String, run classNames: [String]?) -> EvaluationData {
+        guard let classNames, dataset.classNames == classNames else { return self }
+        let present = Set(dataset.samples.map(\.label))
+        let absent = classNames.indices.filter { !present.contains($0) }.map { classNames[$0] }
+        guard !absent.isEmpty else { return self }
+        var data = self
+        let listed = absent.prefix(8).joined(separator: ", ") + (absent.count > 8 ? ", …" : "")
+        data.warnings.append("\(root) has images of \(classNames.count - absent.count) of the run's \(classNames.count) "
+            + "classes (none of \(listed)): their rows of the per-class report are empty, and the macro averages are over "
+            + "the classes these images have or the model predicted for them (sklearn's)")
+        return data
     }
 
     /// Whether the folder at `root` holds a folder (hidden ones aside); false for anything else.

@@ -15,7 +15,8 @@ struct EvaluateCommand: ParsableCommand {
             RUN_DIR is a folder written by `finetune train` (config.json + model.safetensors); its preprocessing and \
             class names are used. DATA is a class-folder root with train/ val/ test/ splits (the test split by \
             default, see --split), a plain folder of class folders, or a `path,label` CSV file (evaluated whole; \
-            relative paths start at --image-root, else the CSV's folder). DATA's classes must be the run's.
+            relative paths start at --image-root, else the CSV's folder). DATA's class folders must be among the run's \
+            classes, by name; a folder of some of them is evaluated on those.
 
             Examples:
               finetune evaluate runs/flowers data/flowers
