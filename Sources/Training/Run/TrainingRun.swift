@@ -801,9 +801,9 @@ public final class TrainingRun {
         let unreadClasses = trainer.distributed == nil
             ? [UnreadClassesCheck(dataset: splits.train, skipped: skipped) { notify(.warning($0)) }] : []
         // The same steps on every rank: rank 0 says it.
-        let emaHorizon = trainer.ema != nil && (trainer.distributed?.rank ?? 0) == 0
-            ? [EMAHorizonCheck { notify(.warning($0)) }] : []
-        trainer.callbacks = unreadClasses + emaHorizon + extraCallbacks + [
+        let runLength = (trainer.distributed?.rank ?? 0) == 0
+            ? [RunLengthCheck { notify(.warning($0)) }] : []
+        trainer.callbacks = unreadClasses + runLength + extraCallbacks + [
             CSVLoggerCallback(path: directory.history),
             JSONLinesLoggerCallback(path: directory.events, everySteps: 10),
             TensorBoardCallback(logDirectory: directory.tensorboard),

@@ -1,0 +1,87 @@
+import Foundation
+@testable import Training
+import XCTest
+
+extension TrainingRunTests {
+    /// A run with too few optimizer steps for its EMA's decay is warned as it starts: it ends with the
+    /// average, which would still be mostly the weights after the first step. `--ema 0.99` on 30 steps
+    /// ended with 75% of them, at 26% validation accuracy where the raw weights had 60%, without a word
+    /// (stop 52). With the decay's warmup (timm's) there is nothing to say.
+    func testARunTooShortForItsEMAsDecayIsWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func warnings(warmup: Bool) throws -> (warnings: [String], steps: Int) {
+            var spec = specification(data: data, out: runs + (warmup ? "/warmup" : "/plain"), epochs: 2)
+            spec.recipe.emaDecay = 0.99
+            spec.recipe.emaWarmup = warmup
+            var warnings: [String] = []
+            let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+            run.signalStop = SignalStop(signals: [])
+            let summary = try run.run()
+            XCTAssertEqual(summary.status, "completed")
+            return (warnings.filter { $0.hasPrefix("--ema ") }, summary.globalStep)
+        }
+        let (plain, steps) = try warnings(warmup: false)
+        XCTAssertEqual(plain.count, 1, "\(plain)")
+        XCTAssertGreaterThan(steps, 4)
+        // The run's steps (2 epochs of 3 or 4 batches), and the share 0.99^(steps − 1) in percent.
+        let percent = Int((Foundation.pow(0.99, Double(steps - 1)) * 100).rounded())
+        XCTAssertTrue(plain.first?.hasPrefix("--ema 0.99: after this run's \(steps) optimizer steps the average still holds "
+            + "\(percent)% of the weights after its first step (it averages about 100 steps), and the run ends with the "
+            + "average (model.safetensors, checkpoints/best): add --ema-warmup, or lower --ema to 0.") == true, "\(plain)")
+        XCTAssertEqual(try warnings(warmup: true).warnings, [], "the warmup's decay starts at 0")
+    }
+
+    /// A warmup that takes every step of a run (or of a phase) is warned as the run starts: the rate
+    /// never reaches the one asked for (`--warmup 500` on 6 steps trained at 1% of `--lr`, stop 52).
+    func testAWarmupLongerThanTheRunIsWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func warnings(_ name: String, warmup: Int, twoPhase: Bool = false) throws -> (warnings: [String], steps: Int) {
+            var spec = specification(data: data, out: runs + "/" + name, epochs: 2)
+            spec.recipe.warmupSteps = warmup
+            spec.recipe.schedule = .fixed
+            if twoPhase {
+                spec.recipe.recipe = .twoPhase
+                spec.recipe.phaseOneEpochs = 1
+            }
+            var warnings: [String] = []
+            let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+            run.signalStop = SignalStop(signals: [])
+            let summary = try run.run()
+            XCTAssertEqual(summary.status, "completed")
+            return (warnings.filter { $0.contains("warmup") }, summary.globalStep)
+        }
+        let (long, steps) = try warnings("long", warmup: 500)
+        let peak = String(format: "%.1f", Double(steps - 1) / 500 * 100)
+        XCTAssertEqual(long, ["a warmup of 500 steps (--warmup) takes all of the run's \(steps) optimizer steps, so the "
+            + "learning rate peaks at \(peak)% of the one asked for (--lr): shorten the warmup to a small part of the "
+            + "\(steps) steps"])
+        XCTAssertEqual(try warnings("short", warmup: 2).warnings, [])
+        // Two phases of one epoch each (of at most the plain run's steps): the warmup starts again in phase 2.
+        let phases = try warnings("phases", warmup: steps, twoPhase: true)
+        XCTAssertEqual(phases.warnings.count, 2, "\(phases.warnings)")
+        XCTAssertTrue(phases.warnings.first?.hasPrefix("a warmup of \(steps) steps (--warmup) takes all of phase 1's ") == true,
+                      "\(phases.warnings)")
+        let phaseTwo = phases.warnings.last ?? ""
+        XCTAssertTrue(phaseTwo.contains("takes all of phase 2's ") && phaseTwo.contains("(--phase2-lr)"), phaseTwo)
+    }
+
+    func testTheEMAWarningsShareAndSuggestedDecay() {
+        XCTAssertEqual(EMAConfig(decay: 0.99).shareOfFirstUpdate(afterSteps: 30), Foundation.pow(0.99, 29), accuracy: 1e-12)
+        XCTAssertEqual(EMAConfig(decay: 0.99).shareOfFirstUpdate(afterSteps: 1), 1)
+        XCTAssertEqual(EMAConfig(decay: 0.99, warmup: true).shareOfFirstUpdate(afterSteps: 3),
+                       (1 - Foundation.pow(2, -2.0 / 3)) * (1 - Foundation.pow(3, -2.0 / 3)), accuracy: 1e-12, "timm's warmup")
+        XCTAssertLessThan(EMAConfig(decay: 0.99, warmup: true).shareOfFirstUpdate(afterSteps: 30), 0.001)
+        XCTAssertTrue(RunLengthCheck.emaWarning(EMAConfig(decay: 0.99), steps: 30)?.contains("holds 75% of") == true)
+        XCTAssertTrue(RunLengthCheck.emaWarning(EMAConfig(decay: 0.99), steps: 30)?.hasSuffix("lower --ema to 0.85 or less") == true)
+        XCTAssertTrue(RunLengthCheck.emaWarning(EMAConfig(decay: 0.9999), steps: 1000)?.hasSuffix("--ema to 0.995 or less") == true)
+        XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.99), steps: 300), "0.99^299: 5%")
+        XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.5), steps: 8))
+        XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.999, warmup: true), steps: Int.max))
+        XCTAssertEqual(RunLengthCheck.warmupWarning(.warmup(steps: 10, startFactor: 0.5, then: .cosine(etaMin: 0, periodSteps: nil)),
+                                                    phaseSteps: 10, phase: nil)?.contains("peaks at 95% of"), true)
+        XCTAssertNil(RunLengthCheck.warmupWarning(.warmup(steps: 10, startFactor: 0, then: .fixed), phaseSteps: 11, phase: nil))
+        XCTAssertNil(RunLengthCheck.warmupWarning(.fixed, phaseSteps: 1, phase: nil))
+    }
+}
