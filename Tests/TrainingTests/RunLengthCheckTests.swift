@@ -3,6 +3,16 @@ import Foundation
 import XCTest
 
 extension TrainingRunTests {
+    /// Runs `spec` to its end: the warnings it gave that contain `containing`, and its optimizer steps.
+    func runWarnings(_ spec: TrainingRun.Specification, containing: String) throws -> (warnings: [String], steps: Int) {
+        var warnings: [String] = []
+        let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
+        run.signalStop = SignalStop(signals: [])
+        let summary = try run.run()
+        XCTAssertEqual(summary.status, "completed")
+        return (warnings.filter { $0.contains(containing) }, summary.globalStep)
+    }
+
     /// A run with too few optimizer steps for its EMA's decay is warned as it starts: it ends with the
     /// average, which would still be mostly the weights after the first step. `--ema 0.99` on 30 steps
     /// ended with 75% of them, at 26% validation accuracy where the raw weights had 60%, without a word
@@ -14,12 +24,7 @@ extension TrainingRunTests {
             var spec = specification(data: data, out: runs + (warmup ? "/warmup" : "/plain"), epochs: 2)
             spec.recipe.emaDecay = 0.99
             spec.recipe.emaWarmup = warmup
-            var warnings: [String] = []
-            let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
-            run.signalStop = SignalStop(signals: [])
-            let summary = try run.run()
-            XCTAssertEqual(summary.status, "completed")
-            return (warnings.filter { $0.hasPrefix("--ema ") }, summary.globalStep)
+            return try runWarnings(spec, containing: "--ema ")
         }
         let (plain, steps) = try warnings(warmup: false)
         XCTAssertEqual(plain.count, 1, "\(plain)")
@@ -45,12 +50,7 @@ extension TrainingRunTests {
                 spec.recipe.recipe = .twoPhase
                 spec.recipe.phaseOneEpochs = 1
             }
-            var warnings: [String] = []
-            let run = try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } })
-            run.signalStop = SignalStop(signals: [])
-            let summary = try run.run()
-            XCTAssertEqual(summary.status, "completed")
-            return (warnings.filter { $0.contains("warmup") }, summary.globalStep)
+            return try runWarnings(spec, containing: "warmup")
         }
         let (long, steps) = try warnings("long", warmup: 500)
         let peak = String(format: "%.1f", Double(steps - 1) / 500 * 100)
