@@ -146,9 +146,9 @@ public final class DataParallel {
     @discardableResult
     public func allSucceed<R>(_ what: String, _ body: () throws -> R) throws -> R {
         let outcome = Result { try body() }
-        var flags = [Double](repeating: 0, count: worldSize)
-        if case .failure = outcome { flags[rank] = 1 }
-        let failed = try sum(flags).enumerated().filter { $0.element > 0 }.map(\.offset)
+        var failure: String?
+        if case .failure(let error) = outcome { failure = "\(error)" }
+        let failed = try shareOutcome(failure: failure).failedRanks
         let value = try outcome.get()
         guard failed.isEmpty else {
             throw DistributedError.rankFailed("\(what) failed on rank\(failed.count == 1 ? "" : "s") "
