@@ -78,12 +78,16 @@ final class CLITests: XCTestCase {
                    stderr: String(decoding: stderrBox.data, as: UTF8.self))
     }
 
-    /// Starts `finetune arguments` in the background, its output discarded.
     /// Starts `finetune arguments`; its standard output goes to the file `output` (created), or nowhere.
-    static func start(_ arguments: [String], output: String? = nil, errorOutput: String? = nil) throws -> Process {
+    /// `environment` is added to this process's.
+    static func start(_ arguments: [String], output: String? = nil, errorOutput: String? = nil,
+                      environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if let output {
             _ = FileManager.default.createFile(atPath: output, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))

