@@ -288,12 +288,14 @@ extension TrainingRunTests {
 
 extension TrainingRunTests {
     /// A folder of some of the run's classes (more photos of two of them, or of one) is read by name,
-    /// with a warning naming the classes it has none of; a folder that is not one of the run's classes
+    /// with a note naming the classes it has none of; a folder that is not one of the run's classes
     /// is an error naming it. Until stop 52 anything but a folder for every class was refused.
     func testAFolderOfSomeOfTheRunsClassesIsEvaluatedByName() throws {
         let data = try makeData()
         let out = try TRData.temporaryDirectory(self) + "/subset"
-        try TrainingRun.create(specification(data: data, out: out), notify: { _ in }).release()
+        let run = try TrainingRun.create(specification(data: data, out: out, epochs: 1), notify: { _ in })
+        run.signalStop = SignalStop(signals: [])
+        XCTAssertEqual(try run.run().status, "completed")
         let config = try RunDirectory(out).readConfig()
         XCTAssertEqual(config.classNames, ["blue", "green", "red"])
         let photos = (out as NSString).deletingLastPathComponent + "/photos"
@@ -305,18 +307,22 @@ extension TrainingRunTests {
         XCTAssertEqual(two.split, "folder")
         XCTAssertEqual(two.dataset.classNames, config.classNames)
         XCTAssertEqual(two.dataset.samples.map(\.label), [1, 2], "labels index the run's classes")
-        XCTAssertEqual(two.warnings, ["\(photos) has images of 2 of the run's 3 classes (none of blue): their rows of the "
+        XCTAssertEqual(two.notes, ["\(photos) has images of 2 of the run's 3 classes (none of blue): their rows of the "
             + "per-class report are empty, and the macro averages are over the classes these images have or the model "
             + "predicted for them (sklearn's)"])
         try FileManager.default.removeItem(atPath: photos + "/green")
         let one = try EvaluationData.select(photos, split: nil, run: config, classNames: config.classNames)
         XCTAssertEqual(one.dataset.samples.map(\.label), [2], "one class")
+        // The report of it too: its data check, which reads DATA as a training set, says why it did not run.
+        let report = try RunReport.make(run: out, options: RunReportOptions(data: photos, gradCAMCount: 0))
+        XCTAssertEqual(report.evaluation.sampleCount, 1)
+        XCTAssertTrue(report.html().contains("<p>Not run: only one class folder (red) in \(photos)"), report.dataCheckNotRun ?? "")
         try FileManager.default.createDirectory(atPath: photos + "/purple", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "\(data)/test/red/0.png", toPath: "\(photos)/purple/0.png")
         XCTAssertThrowsError(try EvaluationData.select(photos, split: nil, run: config, classNames: config.classNames)) {
             XCTAssertTrue("\($0)".contains("class folder \(photos)/purple is not one of the 3 training classes"), "\($0)")
         }
-        // The run's own data, every class there: no warning.
-        XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).warnings, [])
+        // The run's own test split, every class there: no such note.
+        XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).notes, [])
     }
 }

@@ -89,6 +89,8 @@ public struct RunReport {
     public var gradCAMCorrect: [Picture]
     /// The data check of `data`, nil when not asked for.
     public var dataCheck: DataCheckReport?
+    /// Why the data check was not run although asked for (it could not read DATA), if so.
+    public var dataCheckNotRun: String?
 
     /// Evaluates the run's model on the split, computes the pictures and runs the data check.
     public static func make(run path: String, options: RunReportOptions = RunReportOptions()) throws -> RunReport {
@@ -150,15 +152,25 @@ public struct RunReport {
             $0.confidence != $1.confidence ? $0.confidence > $1.confidence : $0.index < $1.index
         }
         let camCorrect = try correct.prefix(camCount).map(gradCAM)
-        let check = options.checkData
-            ? try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot), method: options.nearDuplicateMethod)
-            : nil
+        // A data check that cannot read DATA as a training set (a folder of one of the run's classes) is
+        // said in its section; the report is made (it was refused).
+        var check: DataCheckReport?
+        var checkNotRun: String?
+        if options.checkData {
+            do {
+                check = try DataCheck.run(data, options: DataCheckOptions(imageRoot: config.options.imageRoot),
+                                          method: options.nearDuplicateMethod)
+            } catch let error as DataError {
+                checkNotRun = "\(error)"
+            }
+        }
         var made = RunReport(runDirectory: directory.path, config: config, history: try RunHistory(eventsFile: directory.events),
                              data: data, split: selected.split, evaluation: report, samples: samples,
                              topLosses: topLosses, gradCAMLayer: model.featureLayer, gradCAMLosses: camLosses,
                              gradCAMCorrect: camCorrect, dataCheck: check)
         made.evaluationPrecision = precision
         made.evaluatedCheckpoint = checkpoint
+        made.dataCheckNotRun = checkNotRun
         return made
     }
 }

@@ -154,7 +154,9 @@ extension RunReport {
 
     func dataCheckSection() -> String {
         var s = section("data-check", "Data check")
-        guard let c = dataCheck else { return s + "<p>Not run.</p>\n</section>\n" }
+        guard let c = dataCheck else {
+            return s + "<p>Not run\(dataCheckNotRun.map { ": " + h($0) } ?? "").</p>\n</section>\n"
+        }
         s += "<p>\(h(c.summaryLine)).</p>\n"
         s += "<table>\n<tr><th class=\"l\">class</th>" + c.splits.map { "<th>\(h($0.name))</th>" }.joined() + "</tr>\n"
         for (i, name) in c.classNames.enumerated() {

@@ -138,8 +138,8 @@ public struct EvaluationData {
             .namingClassesWithoutImages(of: root, run: classNames)
     }
 
-    /// With a warning naming the run's classes (`run`) that have no image here, if any (a folder of
-    /// some of the classes, a test split without a rare one).
+    /// With a note naming the run's classes (`run`) that have no image here, if any (a folder of some
+    /// of the classes, a test split without a rare one): the metrics are read with it.
     func namingClassesWithoutImages(of root: String, run classNames: [String]?) -> EvaluationData {
         guard let classNames, dataset.classNames == classNames else { return self }
         let present = Set(dataset.samples.map(\.label))
@@ -147,7 +147,7 @@ public struct EvaluationData {
         guard !absent.isEmpty else { return self }
         var data = self
         let listed = absent.prefix(8).joined(separator: ", ") + (absent.count > 8 ? ", …" : "")
-        data.warnings.append("\(root) has images of \(classNames.count - absent.count) of the run's \(classNames.count) "
+        data.notes.append("\(root) has images of \(classNames.count - absent.count) of the run's \(classNames.count) "
             + "classes (none of \(listed)): their rows of the per-class report are empty, and the macro averages are over "
             + "the classes these images have or the model predicted for them (sklearn's)")
         return data
