@@ -2,6 +2,7 @@ import Foundation
 import TensorIO
 import TestSupport
 import Torch
+import Training
 import XCTest
 
 /// Data-parallel `finetune train` on loopback: 2 ranks at batch 8 against 1 process at batch 16 (the
@@ -384,12 +385,12 @@ extension TrainCLITests {
         return workers
     }
 
-    /// A worker's private copy of the run (a folder in the temporary directory) holds no resumable
-    /// checkpoint: nothing reads one (a resume copies rank 0's), and until 2026-12-07 each rank above 0
+    /// A worker's private copy of the run (a folder in the temporary directory) holds no checkpoint:
+    /// nothing reads one (a resume copies rank 0's), and until 2026-12-07 each rank above 0
     /// wrote `checkpoints/last` (model and optimizer state, fsync'd) there as often as rank 0 did. A worker
     /// killed with SIGKILL runs no exit handler, so its folder stayed behind; the probes left dozens. The
     /// launcher removes it.
-    func testAWorkersPrivateFolderHoldsNoResumableCheckpointAndGoesWhenTheWorkerIsKilled() throws {
+    func testAWorkersPrivateFolderHoldsNoCheckpointAndGoesWhenTheWorkerIsKilled() throws {
         try XCTSkipUnless(ProcessGroup.isGlooAvailable, "this LibTorch build has no c10d Gloo")
         let out = try temporaryFolder("dist-killed-worker") + "/run"
         let launcher = try launchedLongRunWithTwoWorkers(out: out)
@@ -403,6 +404,12 @@ extension TrainCLITests {
         }
         XCTAssertGreaterThanOrEqual(try Self.checkpointState(out)?["globalStep"] as? Int ?? 0, 8)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/checkpoints/last"), "rank 1 wrote checkpoints/last")
+        // Nor checkpoints/best, once rank 0 has one (the first epoch's end): until stop 52 rank 1 wrote it too.
+        while launcher.isRunning, Date() < deadline, Checkpoint.locate(out + "/checkpoints/best") == nil {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        XCTAssertNotNil(Checkpoint.locate(out + "/checkpoints/best"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/checkpoints/best"), "rank 1 wrote checkpoints/best")
         kill(worker, SIGKILL)
         launcher.waitUntilExit()
         // The killed worker's 137, or rank 0's 1 when it stopped (naming the lost rank) before the

@@ -42,12 +42,15 @@ public final class ModelCheckpoint: StatefulCallback {
     public let everySeconds: Double?
     /// The time source for `everySeconds` (injectable for tests).
     public let clock: () -> Date
-    /// Whether `last/` (at epoch ends and `everySteps`/`everySeconds`) and `epoch-NNNN/` are written;
-    /// `best/` always is. False on a data-parallel rank above 0: nothing reads its checkpoints but
-    /// `best/` (early stopping restores the best weights from it on every rank), and a resume copies
-    /// rank 0's. Each rank above 0 wrote two full checkpoints (model and optimizer state, fsync'd) into
-    /// its private folder in the temporary directory every epoch, and more with `--save-every-*`.
-    public var keepsResumable = true
+    /// Whether checkpoints are written at all (`best/`, `last/`, `epoch-NNNN/`); the tracker follows the
+    /// monitored metric either way. False on a data-parallel rank above 0, whose checkpoints nothing
+    /// reads: a resume copies rank 0's `last/` and `best/` into the rank's private folder, and early
+    /// stopping restores a best epoch of the same process from memory (`best/` only for one before
+    /// the resume: the copy). Each rank above 0 wrote full checkpoints (model and optimizer state,
+    /// fsync'd) into that folder in the temporary directory: `last/` every epoch and with
+    /// `--save-every-*` until 2026-12-07, `best/` at every better epoch until stop 52, while the other
+    /// ranks waited for it at the next collective.
+    public var writesCheckpoints = true
     private let requestedMonitor: String?
     private let mode: MonitorMode
     private let minDelta: Double
@@ -90,7 +93,7 @@ public final class ModelCheckpoint: StatefulCallback {
                 tracker = MetricTracker(metric: trainer.state.best?.metric ?? "loss", mode: mode, minDelta: minDelta)
             }
         case .batchEnd(let result):
-            guard keepsResumable else { break }
+            guard writesCheckpoints else { break }
             var due = false
             if let n = everySteps, n > 0, result.optimizerStepped, result.step % n == 0 { due = true }
             if let seconds = everySeconds, let lastSave, clock().timeIntervalSince(lastSave) >= seconds { due = true }
@@ -102,9 +105,9 @@ public final class ModelCheckpoint: StatefulCallback {
             if var t = tracker {
                 let improved = t.update(try t.value(in: result.metrics), epoch: result.epoch)
                 tracker = t
-                if improved { try save(.best, to: bestPath, trainer: trainer) }
+                if improved && writesCheckpoints { try save(.best, to: bestPath, trainer: trainer) }
             }
-            guard keepsResumable else { break }
+            guard writesCheckpoints else { break }
             if !saveBestOnly {
                 let path = (directory as NSString).appendingPathComponent(String(format: "epoch-%04d", result.epoch + 1))
                 try save(.epoch, to: path, trainer: trainer)

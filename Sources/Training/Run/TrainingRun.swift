@@ -790,7 +790,7 @@ public final class TrainingRun {
         let monitorMetric = trainer.configuration.monitor ?? options.monitor.name(hasValidation: validationLoader != nil)
         let checkpoints = ModelCheckpoint(directory: directory.checkpoints, monitor: monitorMetric, saveBestOnly: true,
                                           everySteps: options.saveEverySteps, everySeconds: options.saveEverySeconds)
-        checkpoints.keepsResumable = (trainer.distributed?.rank ?? 0) == 0
+        checkpoints.writesCheckpoints = (trainer.distributed?.rank ?? 0) == 0
         // Early stopping counts an epoch before the checkpoint of that epoch is written (so that it
         // holds the count), and finds the best weights of a resumed run in the best checkpoint.
         let earlyStopping = options.earlyStoppingPatience.map {
