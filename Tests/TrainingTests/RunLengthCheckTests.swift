@@ -78,6 +78,9 @@ extension TrainingRunTests {
         XCTAssertTrue(RunLengthCheck.emaWarning(EMAConfig(decay: 0.9999), steps: 1000)?.hasSuffix("--ema to 0.995 or less") == true)
         XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.99), steps: 300), "0.99^299: 5%")
         XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.5), steps: 8))
+        XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.99), steps: 1), "one step: the average is the weights")
+        XCTAssertEqual(RunLengthCheck.emaWarning(EMAConfig(decay: 0.999, warmup: true), steps: 3)?
+            .hasSuffix("(model.safetensors, checkpoints/best): lower --ema to 0.1 or less"), true, "no warmup to add")
         XCTAssertNil(RunLengthCheck.emaWarning(EMAConfig(decay: 0.999, warmup: true), steps: Int.max))
         XCTAssertEqual(RunLengthCheck.warmupWarning(.warmup(steps: 10, startFactor: 0.5, then: .cosine(etaMin: 0, periodSteps: nil)),
                                                     phaseSteps: 10, phase: nil)?.contains("peaks at 95% of"), true)

@@ -45,8 +45,9 @@ final class RunLengthCheck: TrainingCallback {
 
     /// The warning for an EMA with `configuration` over a run of `steps` optimizer steps, if any.
     static func emaWarning(_ configuration: EMAConfig, steps: Int) -> String? {
+        // After one step the average is those weights, as the model is: nothing to say.
         let share = configuration.shareOfFirstUpdate(afterSteps: steps)
-        guard share > emaLimit, steps > 0 else { return nil }
+        guard share > emaLimit, steps > 1 else { return nil }
         let decay = configuration.decay
         // The decay whose average keeps 1% of the first step's weights after `steps` steps, shown with the
         // digits it needs (0.85, 0.995).
@@ -59,8 +60,8 @@ final class RunLengthCheck: TrainingCallback {
         let percent = Int((share * 100).rounded())
         return "--ema \(decay): after this run's \(steps) optimizer step\(steps == 1 ? "" : "s") the average still holds "
             + "\(percent)% of the weights after its first step (it averages about \(Int((1 / (1 - decay)).rounded())) "
-            + "steps), and the run ends with the average (model.safetensors, checkpoints/best): add --ema-warmup, or lower "
-            + "--ema to \(lower) or less"
+            + "steps), and the run ends with the average (model.safetensors, checkpoints/best): "
+            + (configuration.warmup ? "" : "add --ema-warmup, or ") + "lower --ema to \(lower) or less"
     }
 
     /// The warning for `schedule` over a phase of `phaseSteps` optimizer steps (`phase` names it in a
