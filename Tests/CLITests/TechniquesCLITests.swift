@@ -197,6 +197,9 @@ extension TrainCLITests {
             (["--image-root", "/tmp"], "--image-root"),
             // The head's settings are named one by one (all were "--pooling/--head-*").
             (["--mixup", "0.4", "--batch-size", "1"], "--mixup: MixUp/CutMix mix each image with another of its batch"),
+            // CutMix alone is named as itself (both were refused as --mixup until stop 52).
+            (["--cutmix", "1", "--batch-size", "1"], "--cutmix: MixUp/CutMix mix each image with another of its batch"),
+            (["--cutmix", "1", "--binary"], "--cutmix: MixUp/CutMix mix softmax targets"),
             (["--head-dropout", "1"], "--head-dropout: head dropout must be in [0, 1), got 1.0"),
             (["--head-hidden", "100000"], "--head-hidden: hidden Dense layers need 1 to 65536 units, got 100000"),
         ]

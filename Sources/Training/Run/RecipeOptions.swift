@@ -149,7 +149,7 @@ public struct RecipeOptions: Codable, Equatable {
                                    ("mixupOffEpoch", mixupOffEpoch != nil)].first(where: \.1)?.0 {
             throw bad(setting, "needs MixUp or CutMix (an α above 0)")
         }
-        if mixing && binary { throw bad("mixupAlpha", "MixUp/CutMix mix softmax targets; binary mode has one sigmoid output") }
+        if mixing && binary { throw bad(mixingSetting, "MixUp/CutMix mix softmax targets; binary mode has one sigmoid output") }
         if let cycle = schedule.momentumCycle, cycle != OneCycle.MomentumCycle(), momentum == 0, optimizer == .sgd || optimizer == .rmsprop {
             // PyTorch would switch momentum on here; finetune keeps --momentum 0, so the range is unused.
             throw bad("schedule", "base_momentum/max_momentum cycle the optimizer's momentum, which --momentum 0 turns off; give --momentum above 0, or leave them out")
@@ -161,6 +161,10 @@ public struct RecipeOptions: Codable, Equatable {
             throw bad("warmupSteps", "the schedule already has warmup_steps")
         }
     }
+
+    /// The setting that turns mixing on, for an error about it: `mixupAlpha`, or `cutmixAlpha` when only
+    /// CutMix is on (`--cutmix 1` alone was refused as `--mixup`).
+    var mixingSetting: String { (mixupAlpha ?? 0) > 0 ? "mixupAlpha" : "cutmixAlpha" }
 
     /// The trainer's configuration for a run of `epochs` epochs.
     public func configuration(epochs: Int) throws -> TrainingConfiguration {

@@ -285,7 +285,7 @@ public final class TrainingRun {
         // Each image is mixed with its mirror in the batch: one image is its own mirror, and nothing
         // was mixed, without a word (timm refuses odd batches).
         if configuration.mix != nil && options.batchSize < 2 {
-            throw RunError.invalidSetting(setting: "mixupAlpha", reason: "MixUp/CutMix mix each image with another of its "
+            throw RunError.invalidSetting(setting: recipe.mixingSetting, reason: "MixUp/CutMix mix each image with another of its "
                                           + "batch: they need --batch-size 2 or more, got \(options.batchSize)")
         }
         return configuration
