@@ -178,6 +178,7 @@ extension TrainCLITests {
             // Probe AA: with a flag before a negative number too, --ema's value still joins (it was
             // "Missing value for '--ema <ema>'"); its range check comes before the unknown '-5'.
             (["--json", "-5", "--ema", "-0.1"], "--ema: must be in [0, 1)"),
+            (["--optimizer", "sgd", "--momentum", "1"], "--momentum: must be in [0, 1) (0.9 is usual)"),
             (["--no-bias-decay"], "--no-bias-decay: leaves biases and normalisation parameters out of weight decay, and there is none"),
             (["--optimizer", "sgd", "--momentum", "0", "--lr-schedule", "onecycle:base_momentum=0.8"],
              "--lr-schedule: base_momentum/max_momentum cycle the optimizer's momentum"),

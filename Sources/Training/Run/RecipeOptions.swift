@@ -117,7 +117,11 @@ public struct RecipeOptions: Codable, Equatable {
             throw bad("phaseTwoLearningRate", "must be a positive number float32 holds")
         }
         if let weightDecay, !(weightDecay >= 0 && fits(weightDecay)) { throw bad("weightDecay", "must be a number ≥ 0 that float32 holds") }
-        guard momentum >= 0 && fits(momentum) else { throw bad("momentum", "must be a number ≥ 0 that float32 holds") }
+        // PyTorch takes any momentum ≥ 0; from 1 on the velocity never decays and training diverges
+        // (`--momentum 2` trained 3 epochs to chance accuracy without a word).
+        guard momentum >= 0 && momentum < 1 else {
+            throw bad("momentum", "must be in [0, 1) (0.9 is usual): from 1 on the velocity grows without end, got \(momentum)")
+        }
         if let warmupSteps, warmupSteps < 0 { throw bad("warmupSteps", "must be ≥ 0 steps") }
         guard labelSmoothing >= 0 && labelSmoothing < 1 else { throw bad("labelSmoothing", "must be in [0, 1)") }
         if let gradientClipNorm, !(gradientClipNorm > 0 && fits(gradientClipNorm)) { throw bad("gradientClipNorm", "must be a positive number float32 holds") }
