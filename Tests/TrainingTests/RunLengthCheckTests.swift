@@ -67,6 +67,28 @@ extension TrainingRunTests {
         XCTAssertTrue(phaseTwo.contains("takes all of phase 2's ") && phaseTwo.contains("(--phase2-lr)"), phaseTwo)
     }
 
+    /// A layer decay above 1 or a learning-rate factor below 1 (the backbone then trains faster than the
+    /// head, which reads like "halve per group" given as 2) is warned as the run is made; both were taken
+    /// without a word until stop 52.
+    func testABackboneFasterThanTheHeadIsWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func warnings(_ set: (inout RecipeOptions) -> Void) throws -> [String] {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString, epochs: 1)
+            spec.recipe.recipe = .discriminative
+            set(&spec.recipe)
+            var warnings: [String] = []
+            try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } }).release()
+            return warnings.filter { $0.contains("--layer-decay") || $0.contains("--lr-factor") }
+        }
+        XCTAssertEqual(try warnings { $0.layerDecay = 2 }, ["--layer-decay 2.0 raises the learning rate of each layer group "
+            + "below the head (lr × 2.0^d, d groups down): a decay below 1 lowers it (0.75 is usual)"])
+        XCTAssertEqual(try warnings { $0.learningRateFactor = 0.5 }, ["--lr-factor 0.5 gives the backbone a higher learning "
+            + "rate than the head (lr / 0.5): a factor above 1 lowers it (10 is usual)"])
+        XCTAssertEqual(try warnings { $0.layerDecay = 0.75 }, [])
+        XCTAssertEqual(try warnings { $0.learningRateFactor = 10 }, [])
+    }
+
     func testTheEMAWarningsShareAndSuggestedDecay() {
         XCTAssertEqual(EMAConfig(decay: 0.99).shareOfFirstUpdate(afterSteps: 30), Foundation.pow(0.99, 29), accuracy: 1e-12)
         XCTAssertEqual(EMAConfig(decay: 0.99).shareOfFirstUpdate(afterSteps: 1), 1)

@@ -166,6 +166,22 @@ public struct RecipeOptions: Codable, Equatable {
         }
     }
 
+    /// A warning when the backbone's learning rates would be above the head's: a layer decay above 1
+    /// (each group below the head gets lr × decay^d: timm's `--layer-decay` is below 1, 0.65 to 0.9) or
+    /// a factor below 1 (the backbone gets lr / factor). Both are taken, as timm and fastai take them,
+    /// but read like a decay of "halve per group" given as 2.
+    var backboneFasterWarning: String? {
+        if let layerDecay, layerDecay > 1 {
+            return "--layer-decay \(layerDecay) raises the learning rate of each layer group below the head (lr × "
+                + "\(layerDecay)^d, d groups down): a decay below 1 lowers it (0.75 is usual)"
+        }
+        if let learningRateFactor, learningRateFactor < 1 {
+            return "--lr-factor \(learningRateFactor) gives the backbone a higher learning rate than the head (lr / "
+                + "\(learningRateFactor)): a factor above 1 lowers it (10 is usual)"
+        }
+        return nil
+    }
+
     /// The setting that turns mixing on, for an error about it: `mixupAlpha`, or `cutmixAlpha` when only
     /// CutMix is on (`--cutmix 1` alone was refused as `--mixup`).
     var mixingSetting: String { (mixupAlpha ?? 0) > 0 ? "mixupAlpha" : "cutmixAlpha" }

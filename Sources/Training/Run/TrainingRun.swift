@@ -399,6 +399,7 @@ public final class TrainingRun {
                       + layout.layerGroups.joined(separator: ", "))
         }
         var configuration = try configuration(spec.recipe, options: options, splits: splits)
+        if let warning = spec.recipe.backboneFasterWarning { notify(.warning(warning)) }
         if spec.recipe.precision == .auto {
             configuration.autocastBF16 = Precision.auto.resolved(for: model) == .bf16
             notify(.info("Precision auto: \(configuration.precision.rawValue) (\(Precision.autoReason(for: model)))"))
