@@ -1,4 +1,5 @@
 import Foundation
+import Optim
 @testable import Training
 import XCTest
 
@@ -87,6 +88,33 @@ extension TrainingRunTests {
             + "rate than the head (lr / 0.5): a factor above 1 lowers it (10 is usual)"])
         XCTAssertEqual(try warnings { $0.layerDecay = 0.75 }, [])
         XCTAssertEqual(try warnings { $0.learningRateFactor = 10 }, [])
+    }
+
+    /// A schedule whose step counts were meant as epochs is warned as the run starts: a cosine whose
+    /// `t_max` is shorter than the run goes back up (PyTorch's `CosineAnnealingLR` is periodic), and a step
+    /// or exponential decay brings the rate to nothing before half of the run (stop 52).
+    func testAScheduleCountedInEpochsIsWarned() throws {
+        func warning(_ text: String, steps: Int = 1500, perEpoch: Int = 30) throws -> String? {
+            RunLengthCheck.scheduleShapeWarning(try ScheduleConfig(parsing: text), phaseSteps: steps, stepsPerEpoch: perEpoch,
+                                                phase: nil)
+        }
+        XCTAssertEqual(try warning("cosine:t_max=50"), "the learning-rate schedule cosine:eta_min=0.0,t_max=50 goes back up "
+            + "after step 50 of the run's 1500 optimizer steps (its period is shorter than the run, and a cosine rises again "
+            + "after it): its step counts are optimizer steps, not epochs (an epoch here is 30 steps)")
+        XCTAssertEqual(try warning("step:step_size=30,gamma=0.1")?.contains("below 1/10,000 of its peak by step 150 of"), true)
+        XCTAssertEqual(try warning("exponential:decay_steps=1,rate=0.94")?.contains("by step 149 of"), true)
+        for fine in ["fixed", "cosine", "onecycle", "step:step_size=500,gamma=0.1", "polynomial",
+                     "polynomial:decay_steps=100,cycle=true", "cosine:warmup_steps=100"] {
+            XCTAssertNil(try warning(fine), fine)
+        }
+        // Through a run: 2 epochs of 3 or 4 steps, a period of 2.
+        let data = try makeData()
+        var spec = specification(data: data, out: try TRData.temporaryDirectory(self) + "/cosine", epochs: 2)
+        spec.recipe.schedule = .cosine(etaMin: 0, periodSteps: 2)
+        let (warnings, steps) = try runWarnings(spec, containing: "learning-rate schedule")
+        XCTAssertEqual(warnings.count, 1, "\(warnings)")
+        XCTAssertTrue(warnings.first?.hasPrefix("the learning-rate schedule cosine:eta_min=0.0,t_max=2 goes back up after step 2 "
+                                                + "of the run's \(steps) optimizer steps") == true, "\(warnings)")
     }
 
     func testTheEMAWarningsShareAndSuggestedDecay() {

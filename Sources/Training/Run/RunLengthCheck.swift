@@ -8,7 +8,9 @@ import Optim
 ///   the first step (`--ema 0.99` on 30 steps ended with 75% of them, at 26% validation accuracy where
 ///   the raw weights had 60%);
 /// - a learning-rate warmup as long as a phase or longer: the rate never reaches the one asked for
-///   (`--warmup 500` on 6 steps trained at 1% of `--lr`).
+///   (`--warmup 500` on 6 steps trained at 1% of `--lr`);
+/// - a schedule whose step counts read as epochs: a cosine whose `t_max` is shorter than the run goes
+///   back up, a step or exponential decay brings the rate to nothing early.
 final class RunLengthCheck: TrainingCallback {
     /// The share of the first step's weights in the final average above which the run is warned.
     static let emaLimit = 0.1
@@ -40,7 +42,53 @@ final class RunLengthCheck: TrainingCallback {
         for (phase, schedule, epochs) in phases {
             let phaseSteps = Trainer.saturatingProduct(epochs, perEpoch)
             if let message = Self.warmupWarning(schedule, phaseSteps: phaseSteps, phase: phase) { warn(message) }
+            if let message = Self.scheduleShapeWarning(schedule, phaseSteps: phaseSteps, stepsPerEpoch: perEpoch, phase: phase) {
+                warn(message)
+            }
         }
+    }
+
+    /// The rate as a share of its peak below which a schedule counts as having brought it to nothing.
+    static let collapsedRate = 1e-4
+
+    /// The warning for `schedule` over a phase of `phaseSteps` optimizer steps when its shape is not
+    /// one a run wants, as happens when its steps were counted as epochs (`t_max=50` meant as 50 epochs):
+    /// the rate rises again after falling (PyTorch's `CosineAnnealingLR` is periodic: a `t_max` below
+    /// the run's length sends it back up), or it falls below `collapsedRate` of its peak before half of
+    /// the phase (`step:step_size=30` on 30 steps an epoch: 1e-10 of it by epoch 10). The first million
+    /// steps are looked at.
+    static func scheduleShapeWarning(_ schedule: ScheduleConfig, phaseSteps: Int, stepsPerEpoch: Int, phase: Int?) -> String? {
+        guard phaseSteps > 2 else { return nil }
+        // A polynomial decay with `cycle=true` rises at each cycle's start: asked for.
+        var inner = schedule
+        while case .warmup(_, _, let next) = inner { inner = next }
+        if case .polynomial(_, _, _, true) = inner { return nil }
+        let rates = schedule.schedule
+        var peak = 0.0, previous = rates.multiplier(step: 0, totalSteps: phaseSteps), fell = false
+        var collapsed: Int?
+        for step in 0..<Swift.min(phaseSteps, 1_000_000) {
+            let rate = rates.multiplier(step: step, totalSteps: phaseSteps)
+            if fell && rate > previous * (1 + 1e-9) + 1e-12 {
+                return Self.shapeWarning(schedule, "goes back up after step \(step - 1)", phaseSteps: phaseSteps,
+                                         stepsPerEpoch: stepsPerEpoch, phase: phase,
+                                         reason: "its period is shorter than the run, and a cosine rises again after it")
+            }
+            if rate < previous * (1 - 1e-9) { fell = true }
+            peak = Swift.max(peak, rate)
+            if collapsed == nil, peak > 0, rate < peak * collapsedRate { collapsed = step }
+            previous = rate
+        }
+        guard let collapsed, collapsed < phaseSteps / 2 else { return nil }
+        return Self.shapeWarning(schedule, "brings the learning rate below 1/10,000 of its peak by step \(collapsed)",
+                                 phaseSteps: phaseSteps, stepsPerEpoch: stepsPerEpoch, phase: phase, reason: nil)
+    }
+
+    private static func shapeWarning(_ schedule: ScheduleConfig, _ what: String, phaseSteps: Int, stepsPerEpoch: Int,
+                                     phase: Int?, reason: String?) -> String {
+        let run = phase.map { "phase \($0)" } ?? "the run"
+        return "the learning-rate schedule \(schedule) \(what) of \(run)'s \(phaseSteps) optimizer steps"
+            + (reason.map { " (\($0))" } ?? "") + ": its step counts are optimizer steps, not epochs (an epoch here is "
+            + "\(stepsPerEpoch) step\(stepsPerEpoch == 1 ? "" : "s"))"
     }
 
     /// The warning for an EMA with `configuration` over a run of `steps` optimizer steps, if any.
