@@ -29,7 +29,7 @@ final class RunLengthCheck: TrainingCallback {
             - info.startBatch / trainer.configuration.accumulationSteps
         let steps = state.globalStep > Int.max - Swift.max(0, left) ? Int.max : state.globalStep + Swift.max(0, left)
         if let ema = trainer.ema?.configuration, let message = Self.emaWarning(ema, steps: steps) { warn(message) }
-        // The warmups, said once, as the run starts.
+        // The schedules, said once, as the run starts.
         guard state.globalStep == 0 else { return }
         let configuration = trainer.configuration
         // Phase 2's length is known where it starts after a set number of epochs.
