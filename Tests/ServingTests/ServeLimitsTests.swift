@@ -315,11 +315,16 @@ extension ServeTests {
         // Every request the server accepted got its answer; the rest could not connect, or connected
         // while the server was stopping and were closed unread: a connection still in the kernel's
         // accept queue when the listener closes is reset, and one accepted with no request read yet
-        // is idle and closed (as nginx and Go's Shutdown do). Which happens depends on the load.
+        // is idle and closed (as nginx and Go's Shutdown do). Which happens depends on the load. A
+        // connection closed unread while the client still sent the request's body fails the send:
+        // libcurl's "Send failure: Broken pipe", which Foundation reports as `URLError.unknown` (stop 51
+        // and 52 saw it, once each in about 20 full suites).
         XCTAssertGreaterThan(results.statuses.count, 0)
         XCTAssertEqual(Set(results.statuses), [200], "\(results.statuses)")
-        XCTAssertTrue(results.errors.allSatisfy { [.cannotConnectToHost, .networkConnectionLost].contains($0) },
-                      "\(results.errors) \(results.descriptions)")
+        for (code, description) in zip(results.errors, results.descriptions) {
+            XCTAssertTrue([.cannotConnectToHost, .networkConnectionLost].contains(code)
+                          || (code == .unknown && description.contains("Send failure")), "\(code) \(description)")
+        }
         let logged = server.log.split(separator: "\n").filter { $0.hasPrefix("POST /v1/models/tiny:predict 200") }.count
         XCTAssertEqual(logged, results.statuses.count, server.log)
     }
