@@ -11,6 +11,20 @@ import XCTest
 /// HTTP error is named, and no download leaves a file in the temporary directory. A download task of
 /// Foundation's left an empty `<UUID>.tmp` there after every failed download.
 final class DownloadTests: XCTestCase {
+    /// A cache root of its own in the temporary directory, removed after the test.
+    func temporaryCacheRoot() -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        return root
+    }
+
+    /// A catalog entry `name` for the file `toy.pth` (or `fileName`) at `url`, with its digest and size.
+    func toyEntry(_ name: String = "toy.test", url: String, fileName: String = "toy.pth", sha256: String, size: Int) -> WeightsEntry {
+        WeightsEntry(name: name, architecture: "toy", url: url, fileName: fileName, format: "pth", sha256Prefix: nil,
+                     sha256: sha256, size: size, classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet,
+                     pipPackage: nil, pipPath: nil)
+    }
+
     /// Entries of the temporary directory named like Foundation's download files.
     func downloadLeftovers() throws -> Set<String> {
         Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
@@ -19,15 +33,11 @@ final class DownloadTests: XCTestCase {
     }
 
     func testADownloadArrivesWholeAndAFailedOneLeavesNothingBehind() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let root = temporaryCacheRoot()
         let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let server = try TinyServer(body: body, count: 2)
         func entry(_ path: String) -> WeightsEntry {
-            WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:\(server.port)/\(path)",
-                         fileName: "toy.pth", format: "pth", sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body),
-                         size: body.count, classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil,
-                         pipPath: nil)
+            toyEntry(url: "http://127.0.0.1:\(server.port)/\(path)", sha256: SHA256Hasher.hexDigest(of: body), size: body.count)
         }
         let before = try downloadLeftovers()
         let cache = WeightsCache(root: root)
@@ -37,10 +47,8 @@ final class DownloadTests: XCTestCase {
         let path = try cache.fetch(entry("toy.pth"))
         XCTAssertEqual(try [UInt8](Foundation.Data(contentsOf: URL(fileURLWithPath: path))), body)
         // Offline (nothing listens on port 9): refused, with nothing left behind either.
-        let offline = WeightsEntry(name: "other.test", architecture: "toy", url: "http://127.0.0.1:9/other.pth",
-                                   fileName: "other.pth", format: "pth", sha256Prefix: nil,
-                                   sha256: SHA256Hasher.hexDigest(of: [1, 2, 3]), size: 3, classes: 2, parameters: 0,
-                                   top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        let offline = toyEntry("other.test", url: "http://127.0.0.1:9/other.pth", fileName: "other.pth",
+                               sha256: SHA256Hasher.hexDigest(of: [1, 2, 3]), size: 3)
         XCTAssertThrowsError(try cache.fetch(offline))
         XCTAssertEqual(try downloadLeftovers().subtracting(before), [])
     }
@@ -50,16 +58,13 @@ final class DownloadTests: XCTestCase {
     /// 2026-12-07 the whole response was written to the temporary directory before the digest check
     /// refused it.
     func testADownloadLargerThanTheCatalogsSizeIsCutOff() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let root = temporaryCacheRoot()
         let body = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let expected = Array(body.prefix(200_000))
         for announced in [true, false] {
             let server = try TinyServer(body: body, count: 1, announcesLength: announced)
-            let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:\(server.port)/toy.pth",
-                                     fileName: "toy.pth", format: "pth", sha256Prefix: nil,
-                                     sha256: SHA256Hasher.hexDigest(of: expected), size: expected.count, classes: 2,
-                                     parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+            let entry = toyEntry(url: "http://127.0.0.1:\(server.port)/toy.pth", sha256: SHA256Hasher.hexDigest(of: expected),
+                                 size: expected.count)
             let cache = WeightsCache(root: root)
             XCTAssertThrowsError(try cache.fetch(entry)) { error in
                 let said = announced ? "announces 3000000 bytes" : "sent more than that"
@@ -72,9 +77,7 @@ final class DownloadTests: XCTestCase {
         let other = Array(body[1...200_000])
         let server = try TinyServer(body: other, count: 1)
         let url = "http://127.0.0.1:\(server.port)/toy.pth"
-        let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: url, fileName: "toy.pth", format: "pth",
-                                 sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: expected), size: expected.count,
-                                 classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        let entry = toyEntry(url: url, sha256: SHA256Hasher.hexDigest(of: expected), size: expected.count)
         XCTAssertThrowsError(try WeightsCache(root: root).fetch(entry)) { error in
             XCTAssertTrue("\(error)".hasPrefix("the file downloaded from \(url) has SHA-256 \(SHA256Hasher.hexDigest(of: other))"),
                           "\(error)")
@@ -85,14 +88,11 @@ final class DownloadTests: XCTestCase {
     /// of a second, keeping nothing. Until 2026-12-07 the download went on to its end (here, the stalled
     /// server's 20 s; minutes for large weights on a slow line) before the stop took effect.
     func testACancelledDownloadStopsAtOnceAndKeepsNothing() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let root = temporaryCacheRoot()
         let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
         let server = try TinyServer(body: body, count: 1, stallAfter: 1000)
         let url = "http://127.0.0.1:\(server.port)/toy.pth"
-        let entry = WeightsEntry(name: "toy.test", architecture: "toy", url: url, fileName: "toy.pth", format: "pth",
-                                 sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body), size: body.count, classes: 2,
-                                 parameters: 0, top1: 0, preprocessing: .imagenet, pipPackage: nil, pipPath: nil)
+        let entry = toyEntry(url: url, sha256: SHA256Hasher.hexDigest(of: body), size: body.count)
         let temporaries = { Set(try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
             $0.hasPrefix("finetune-") && UUID(uuidString: String($0.dropFirst("finetune-".count))) != nil
         }) }
@@ -111,14 +111,10 @@ final class DownloadTests: XCTestCase {
     /// catalog's URL (here unreachable), and is checked against the catalog's digest as any download is;
     /// a mirror that is not an http, https or file URL is refused naming the variable.
     func testAMirrorServesTheWeightFilesByName() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-download-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        let root = temporaryCacheRoot()
         let body = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 17) }
         let server = try TinyServer(body: body, count: 2, path: "/weights/toy.pth")
-        var entry = WeightsEntry(name: "toy.test", architecture: "toy", url: "http://127.0.0.1:9/models/toy.pth",
-                                 fileName: "toy.pth", format: "pth", sha256Prefix: nil, sha256: SHA256Hasher.hexDigest(of: body),
-                                 size: body.count, classes: 2, parameters: 0, top1: 0, preprocessing: .imagenet,
-                                 pipPackage: nil, pipPath: nil)
+        var entry = toyEntry(url: "http://127.0.0.1:9/models/toy.pth", sha256: SHA256Hasher.hexDigest(of: body), size: body.count)
         let mirror = "http://127.0.0.1:\(server.port)/weights"
         let cache = WeightsCache(root: root, mirror: mirror)
         XCTAssertEqual(try cache.downloadURL(of: entry)?.absoluteString, mirror + "/toy.pth")
