@@ -85,3 +85,51 @@ final class EvaluationLossTests: XCTestCase {
         for loss in losses { XCTAssertEqual(loss, reference, accuracy: 1e-5) }
     }
 }
+
+extension TrainingRunTests {
+    /// `--class-weights auto` with `--sampler balanced` corrects an imbalance twice: the sampler draws
+    /// every class equally often, and the weights then make the smallest class count (largest /
+    /// smallest count) times the largest. That trained without a word, under a data-check line that
+    /// still suggested both (stop 53). Either one alone is quiet, and the line says what corrects.
+    func testAnImbalanceCorrectedTwiceIsWarned() throws {
+        let data = try makeData()
+        for i in 2..<6 { try FileManager.default.removeItem(atPath: "\(data)/train/red/\(i).png") }
+        let runs = try TRData.temporaryDirectory(self)
+        func notices(weights: String?, sampler: SamplerKind?) throws -> (dataCheck: String, warnings: [String]) {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString, epochs: 1)
+            spec.options.classWeights = weights
+            spec.options.sampler = sampler
+            var info: [String] = []
+            var warnings: [String] = []
+            try TrainingRun.create(spec, notify: {
+                switch $0 {
+                case .info(let text): info.append(text)
+                case .warning(let text): warnings.append(text)
+                }
+            }).release()
+            return (info.first { $0.hasPrefix("Data check:") } ?? "none", warnings.filter { $0.contains("--sampler") })
+        }
+        let both = try notices(weights: "auto", sampler: .balanced)
+        XCTAssertEqual(both.warnings.count, 1, "\(both.warnings)")
+        // 6, 6 and 2 images, a quarter of each held out: the weights tilt by the training counts' ratio.
+        let counts = try ImageFolderDataset(root: data + "/train").stratifiedSplit(validationFraction: 0.25, seed: 3).train.classCounts
+        let tilt = Double(counts.max()!) / Double(counts.min()!)
+        XCTAssertGreaterThanOrEqual(tilt, 2)
+        XCTAssertEqual(both.warnings.first, "--class-weights auto with --sampler balanced corrects the class imbalance twice: "
+            + "the sampler already draws each class equally often, so the weights then make 'red' count "
+            + String(format: "%.1f", tilt) + "× as much as 'blue'; use one of the two")
+        XCTAssertTrue(both.dataCheck.contains(" — imbalanced, corrected by --class-weights auto and --sampler balanced;"),
+                      both.dataCheck)
+
+        let sampler = try notices(weights: nil, sampler: .balanced)
+        XCTAssertEqual(sampler.warnings, [])
+        XCTAssertTrue(sampler.dataCheck.contains(" — imbalanced, corrected by --sampler balanced;"), sampler.dataCheck)
+        let weights = try notices(weights: "auto", sampler: nil)
+        XCTAssertEqual(weights.warnings, [])
+        XCTAssertTrue(weights.dataCheck.contains(" — imbalanced, corrected by --class-weights auto;"), weights.dataCheck)
+        let neither = try notices(weights: "none", sampler: .shuffle)
+        XCTAssertEqual(neither.warnings, [])
+        XCTAssertTrue(neither.dataCheck.contains(" — imbalanced: consider --class-weights auto or --sampler balanced;"),
+                      neither.dataCheck)
+    }
+}

@@ -429,8 +429,11 @@ public enum DataCheck {
     /// The cheap checks, from a scan alone (nothing decoded), as one line: images per split, classes,
     /// the imbalance ratio of the training split (with a hint from `imbalanceWarningRatio`), files the
     /// scan found unusable, and a pointer to `finetune check-data` for the rest. `train` prints it.
+    /// `correction` names what the run already does about an imbalance (`--sampler balanced`): the line
+    /// then says so instead of suggesting it.
     public static func quickSummary(train: any ImageDataset, validation: (any ImageDataset)?, test: (any ImageDataset)?,
-                                    unusable: Int, options: DataCheckOptions = DataCheckOptions()) -> String {
+                                    unusable: Int, correction: String? = nil,
+                                    options: DataCheckOptions = DataCheckOptions()) -> String {
         let counts = train.classCounts
         let ratio = Double(counts.max() ?? 0) / Double(counts.min() ?? 0)
         var parts = ["\(train.count) train"]
@@ -438,7 +441,9 @@ public enum DataCheck {
         if let test { parts.append("\(test.count) test") }
         var line = "Data check: " + parts.joined(separator: " / ") + " images, \(train.classNames.count) classes, imbalance "
             + (ratio.isFinite ? String(format: "%.2f", ratio) : "∞") + " (largest/smallest class)"
-        if ratio >= options.imbalanceWarningRatio { line += " — imbalanced: consider --class-weights auto or --sampler balanced" }
+        if ratio >= options.imbalanceWarningRatio {
+            line += correction.map { " — imbalanced, corrected by \($0)" } ?? " — imbalanced: consider --class-weights auto or --sampler balanced"
+        }
         if unusable > 0 { line += ", \(unusable) unusable file\(unusable == 1 ? "" : "s")" }
         return line + "; `finetune check-data` finds duplicates and leaks"
     }

@@ -346,7 +346,7 @@ public final class TrainingRun {
         if let warning = splits.unusedFoldersWarning(root: root) { notify(.warning(warning)) }
         if let warning = splits.repeatedFilesWarning(validationSplit: options.valSplit != nil) { notify(.warning(warning)) }
         notify(.info(DataCheck.quickSummary(train: splits.train, validation: splits.validation, test: splits.test,
-                                            unusable: splits.skipped.count)))
+                                            unusable: splits.skipped.count, correction: imbalanceCorrection(options))))
         let classNames = splits.train.classNames
         if spec.recipe.binary && classNames.count != 2 {
             throw bad("binary", "binary classification needs exactly 2 classes; \(root) has \(classNames.count): "
@@ -400,6 +400,9 @@ public final class TrainingRun {
         }
         var configuration = try configuration(spec.recipe, options: options, splits: splits)
         if let warning = spec.recipe.backboneFasterWarning { notify(.warning(warning)) }
+        if let warning = imbalanceCorrectedTwiceWarning(configuration.classWeights, options: options, classNames: classNames) {
+            notify(.warning(warning))
+        }
         if spec.recipe.precision == .auto {
             configuration.autocastBF16 = Precision.auto.resolved(for: model) == .bf16
             notify(.info("Precision auto: \(configuration.precision.rawValue) (\(Precision.autoReason(for: model)))"))
@@ -466,6 +469,33 @@ public final class TrainingRun {
             throw bad("erasingMode", "applies with --random-erasing")
         }
         try validatePseudoLabel(options)
+    }
+
+    /// What the options do about a class imbalance, as flags (`--class-weights auto`, `--sampler balanced`);
+    /// nil: nothing.
+    static func imbalanceCorrection(_ options: TrainOptions) -> String? {
+        var flags: [String] = []
+        if let weights = options.classWeights, weights != "none" { flags.append("--class-weights \(weights)") }
+        if options.sampler == .balanced { flags.append("--sampler balanced") }
+        return flags.isEmpty ? nil : flags.joined(separator: " and ")
+    }
+
+    /// A warning when the loss's class weights and the balanced sampler both correct the imbalance. The
+    /// sampler already draws every class equally often, so the weights then tilt training towards the
+    /// class they weigh most: with `auto`, the smallest class counts (largest / smallest count) times
+    /// as much as the largest, the imbalance turned upside down (PyTorch's `WeightedRandomSampler` with a
+    /// weighted `CrossEntropyLoss` is the same trap). nil when the weights tilt by less than the ratio
+    /// that counts as imbalanced (`DataCheckOptions.imbalanceWarningRatio`).
+    static func imbalanceCorrectedTwiceWarning(_ weights: [Double]?, options: TrainOptions, classNames: [String]) -> String? {
+        guard options.sampler == .balanced, let weights, let setting = options.classWeights else { return nil }
+        let used = weights.indices.filter { weights[$0] > 0 }
+        guard let most = used.max(by: { weights[$0] < weights[$1] }), let least = used.min(by: { weights[$0] < weights[$1] })
+        else { return nil }
+        let tilt = weights[most] / weights[least]
+        guard tilt >= DataCheckOptions().imbalanceWarningRatio else { return nil }
+        return "--class-weights \(setting) with --sampler balanced corrects the class imbalance twice: the sampler already "
+            + "draws each class equally often, so the weights then make '\(classNames[most])' count "
+            + String(format: "%.1f", tilt) + "× as much as '\(classNames[least])'; use one of the two"
     }
 
     /// The loss's class weights for `setting` (see `TrainOptions.classWeights`), in class order.
