@@ -415,6 +415,7 @@ public final class Trainer {
                 + "\(state.epoch + 1), is past the epoch's \(batchesPerEpoch) batches (\(Checkpoint.trainerFile) is damaged)")
         }
         state.loader = position
+        let previousEpochs = state.totalEpochs
         state.totalEpochs = epochs
         planTrainingBatches(train)
         defer { trainingBatchesPerEpoch = nil }
@@ -444,7 +445,8 @@ public final class Trainer {
         state.status = "running"
         let info = FitInfo(epochs: epochs, startEpoch: state.epoch, startStep: state.globalStep,
                            startBatch: state.batchInEpoch, batchesPerEpoch: batchesPerEpoch,
-                           resumed: state.globalStep > 0 || state.epoch > 0, hasValidation: validation != nil)
+                           resumed: state.globalStep > 0 || state.epoch > 0, hasValidation: validation != nil,
+                           previousEpochs: previousEpochs)
         try dispatch(.fitStart(info))
 
         var status = FitStatus.completed
@@ -747,17 +749,26 @@ public final class Trainer {
                            step: state.globalStep - state.phaseStartStep, totalSteps: totalSteps)
     }
 
-    /// The schedule of the phase training now, and the phase's length in optimizer steps.
-    private func phaseSchedule() -> (any LearningRateSchedule, totalSteps: Int) {
+    /// The schedule of the phase training now, and the phase's length in optimizer steps in a run of
+    /// `totalEpochs` (nil: the run's).
+    private func phaseSchedule(totalEpochs: Int? = nil) -> (any LearningRateSchedule, totalSteps: Int) {
         let config = state.phase == 2 ? configuration.phaseTwo?.schedule ?? configuration.schedule
                                       : configuration.schedule
         let perEpoch = state.stepsPerEpoch ?? 1
-        let total = state.totalEpochs ?? 1
+        let total = totalEpochs ?? state.totalEpochs ?? 1
         var phaseEpochs = total - state.phaseStartEpoch
         if state.phase == 1, let p2 = configuration.phaseTwo, case .afterEpochs(let n) = p2.trigger {
             phaseEpochs = Swift.min(n, total)
         }
         return (config.schedule, Swift.max(1, Self.saturatingProduct(phaseEpochs, perEpoch)))
+    }
+
+    /// The learning rate of the group with the highest base rate (the head) at global step `step` of
+    /// the phase training now, in a run of `totalEpochs` epochs; nil before the phase's first step.
+    func scheduledHeadRate(step: Int, totalEpochs: Int) -> Double? {
+        guard step >= state.phaseStartStep, let base = state.baseLearningRates.max() else { return nil }
+        let (schedule, totalSteps) = phaseSchedule(totalEpochs: totalEpochs)
+        return schedule.learningRate(base: base, step: step - state.phaseStartStep, totalSteps: totalSteps)
     }
 
     /// The phase whose schedule `checkPhaseSchedule` has checked in this `fit`.

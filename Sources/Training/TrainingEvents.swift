@@ -19,6 +19,10 @@ public struct FitInfo: Sendable {
     public var resumed: Bool
     /// Whether `fit` was given validation data (then `val_*` metrics follow every epoch).
     public var hasValidation: Bool
+    /// The epochs a resumed run was to train before this `fit` (its checkpoint's); nil for a fresh run or
+    /// an older checkpoint. Another value than `epochs` means the resume changed the run's length, and
+    /// the learning-rate schedule now spans the new one.
+    public var previousEpochs: Int? = nil
 }
 
 /// One optimizer step.

@@ -90,6 +90,39 @@ extension TrainingRunTests {
         XCTAssertEqual(try warnings { $0.learningRateFactor = 10 }, [])
     }
 
+    /// A resume that lengthens a run re-stretches its schedule over the new length, as timm's does: a
+    /// cosine that had decayed near 0 goes back up, a warm restart that went on without a word (stop
+    /// 53). The warning gives both rates; a constant schedule, or a resume to the same length, is quiet.
+    func testAResumeThatSendsTheRateBackUpIsWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func resumeWarnings(_ schedule: ScheduleConfig, from epochs: Int, to more: Int?) throws -> (warnings: [String], steps: Int) {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString, epochs: epochs)
+            spec.recipe.schedule = schedule
+            let steps = try runWarnings(spec, containing: "").steps
+            var warnings: [String] = []
+            let resumed = try TrainingRun.resume(spec.runDirectory, changes: .init(epochs: more), notify: {
+                if case .warning(let text) = $0 { warnings.append(text) }
+            })
+            resumed.signalStop = SignalStop(signals: [])
+            XCTAssertEqual(try resumed.run().status, "completed")
+            return (warnings.filter { $0.contains("--epochs") }, steps)
+        }
+        let cosine = ScheduleConfig.cosine(etaMin: 0, periodSteps: nil)
+        let (warnings, steps) = try resumeWarnings(cosine, from: 2, to: 4)
+        XCTAssertEqual(warnings.count, 1, "\(warnings)")
+        // The cosine's last rate over the 2 epochs' steps, and its next over twice as many.
+        let last = cosine.schedule.learningRate(base: 0.01, step: steps - 1, totalSteps: steps)
+        let next = cosine.schedule.learningRate(base: 0.01, step: steps, totalSteps: 2 * steps)
+        XCTAssertGreaterThan(next, 2 * last)
+        XCTAssertEqual(warnings.first, "--epochs 4 lengthens the run from 2 epochs, and its learning-rate schedule now spans "
+            + "the new length: the rate goes from \(String(format: "%.3g", last)) at step \(steps), the last trained, up to "
+            + "\(String(format: "%.3g", next)) at step \(steps + 1), a warm restart. To train on at a low rate instead, start a new run "
+            + "from this one's weights (--checkpoint-path RUN_DIR/model.safetensors) with a lower --lr")
+        XCTAssertEqual(try resumeWarnings(.fixed, from: 2, to: 4).warnings, [])
+        XCTAssertEqual(try resumeWarnings(cosine, from: 2, to: nil).warnings, [])
+    }
+
     /// A schedule whose step counts were meant as epochs is warned as the run starts: a cosine whose
     /// `t_max` is shorter than the run goes back up (PyTorch's `CosineAnnealingLR` is periodic), and a step
     /// or exponential decay brings the rate to nothing before half of the run (stop 52).

@@ -29,6 +29,10 @@ final class RunLengthCheck: TrainingCallback {
             - info.startBatch / trainer.configuration.accumulationSteps
         let steps = state.globalStep > Int.max - Swift.max(0, left) ? Int.max : state.globalStep + Swift.max(0, left)
         if let ema = trainer.ema?.configuration, let message = Self.emaWarning(ema, steps: steps) { warn(message) }
+        if let previous = info.previousEpochs, previous != info.epochs,
+           let message = Self.restartWarning(trainer: trainer, previousEpochs: previous, epochs: info.epochs) {
+            warn(message)
+        }
         // The schedules, said once, as the run starts.
         guard state.globalStep == 0 else { return }
         let configuration = trainer.configuration
@@ -46,6 +50,27 @@ final class RunLengthCheck: TrainingCallback {
                 warn(message)
             }
         }
+    }
+
+    /// The factor by which the rate may rise from a resume's last trained step to its next before the
+    /// resume is warned.
+    static let restartFactor = 2.0
+
+    /// The warning for a resume that lengthens the run (`--resume RUN --epochs N`) when the schedule,
+    /// stretched over the new length, sends the rate back up: a cosine that had decayed to 3e-5 at the
+    /// end of 3 epochs went on at 1.6e-4 when the run was extended to 5, a warm restart without a word
+    /// (stop 53). timm's `--resume` with more `--epochs` does the same; it is what the schedule means.
+    static func restartWarning(trainer: Trainer, previousEpochs: Int, epochs: Int) -> String? {
+        let step = trainer.state.globalStep
+        guard step > 0, let last = trainer.scheduledHeadRate(step: step - 1, totalEpochs: previousEpochs),
+              let next = trainer.scheduledHeadRate(step: step, totalEpochs: epochs),
+              last > 0, next > last * restartFactor else { return nil }
+        func rate(_ value: Double) -> String { String(format: "%.3g", value) }
+        let phase = trainer.configuration.phaseTwo == nil ? "" : " of phase \(trainer.state.phase)"
+        return "--epochs \(epochs) lengthens the run from \(previousEpochs) epochs, and its learning-rate schedule\(phase) "
+            + "now spans the new length: the rate goes from \(rate(last)) at step \(step), the last trained, up to "
+            + "\(rate(next)) at step \(step + 1), a warm restart. To train on at a low rate instead, start a new run from this one's weights "
+            + "(--checkpoint-path RUN_DIR/model.safetensors) with a lower --lr"
     }
 
     /// The rate as a share of its peak below which a schedule counts as having brought it to nothing.
