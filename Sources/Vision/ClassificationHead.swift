@@ -113,6 +113,13 @@ extension ImageClassifier {
                                                               device: linear.weight.device))
     }
 
+    /// The key path of the head's output Linear (`headPath`, or the last layer of a custom head there):
+    /// the rows of its `weight` and `bias` are the classes', in class order.
+    public var outputLayerPath: String {
+        if let head = module(at: headPath) as? Sequential, let last = head.entries.last { return headPath + "." + last.name }
+        return headPath
+    }
+
     /// The head's output Linear: the module at `headPath`, or the last layer of a custom head there.
     public func finalLinear() throws -> Linear {
         if let linear = module(at: headPath) as? Linear { return linear }

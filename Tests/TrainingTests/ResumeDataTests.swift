@@ -326,3 +326,64 @@ extension TrainingRunTests {
         XCTAssertEqual(try EvaluationData.select(data, split: nil, run: config, classNames: config.classNames).notes, [])
     }
 }
+
+extension TrainingRunTests {
+    /// A warm start from another run's weights gives the rows of the head's output layer by class name.
+    /// Loaded by shape alone, a run on blue, green, red put its blue row on the new data's green (a run
+    /// on Bag, Coat, Shirt started at a loss of 4.9 on Coat, Shirt, Trouser; stop 53), and a run with a
+    /// class more lost the whole layer. A class the run did not have keeps the model's fresh row.
+    func testAWarmStartFromARunMatchesTheHeadsRowsByClassName() throws {
+        let runs = try TRData.temporaryDirectory(self)
+        let data = try makeData()
+        var donorSpec = specification(data: data, out: runs + "/donor", epochs: 1)
+        donorSpec.recipe.seed = 11
+        try trainStraight(donorSpec)
+        let donor = try SafeTensors.load(runs + "/donor/model.safetensors")
+        let fm = FileManager.default
+        // green, red, yellow (blue renamed), and blue, green, red, yellow (a class added).
+        let renamed = runs + "/renamed", added = runs + "/added"
+        try fm.copyItem(atPath: data, toPath: renamed)
+        try fm.copyItem(atPath: data, toPath: added)
+        for split in ["train", "test"] {
+            try fm.moveItem(atPath: "\(renamed)/\(split)/blue", toPath: "\(renamed)/\(split)/yellow")
+            try fm.copyItem(atPath: "\(added)/\(split)/blue", toPath: "\(added)/\(split)/yellow")
+        }
+        func head(_ data: String, warm: Bool) throws -> (weight: Tensor, bias: Tensor, notes: [String]) {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString)
+            spec.options.checkpointPath = warm ? runs + "/donor/model.safetensors" : nil
+            var notes: [String] = []
+            let run = try TrainingRun.create(spec, notify: { if case .info(let text) = $0 { notes.append(text) } })
+            run.release()
+            let state = run.trainer.model.stateDict()
+            return (state["classifier.1.weight"]!, state["classifier.1.bias"]!, notes.filter { $0.hasPrefix("Warm start") })
+        }
+        func assertRows(_ tensor: Tensor, _ expected: [Tensor], _ message: String) throws {
+            XCTAssertTrue(try tensor.allClose(Tensor.cat(expected.map { try $0.unsqueeze(dim: 0) }), rtol: 0, atol: 0), message)
+        }
+        for (folder, classes) in [(renamed, ["green", "red", "yellow"]), (added, ["blue", "green", "red", "yellow"])] {
+            let warm = try head(folder, warm: true), cold = try head(folder, warm: false)
+            for (name, tensor, fresh) in [("weight", warm.weight, cold.weight), ("bias", warm.bias, cold.bias)] {
+                let source = donor["classifier.1.\(name)"]!
+                let expected = try classes.enumerated().map { i, name in
+                    try ["blue", "green", "red"].firstIndex(of: name).map { try source.select(dim: 0, index: $0) }
+                        ?? fresh.select(dim: 0, index: i)
+                }
+                try assertRows(tensor, expected, "\(classes) \(name)")
+            }
+            let carried = classes.filter { $0 != "yellow" }.joined(separator: ", ")
+            XCTAssertEqual(warm.notes.count, 1)
+            XCTAssertTrue(warm.notes.first?.hasSuffix("; \(runs)/donor was trained on other classes (blue, green, red), so the "
+                + "rows of the head's output layer (classifier.1) follow the data's classes by name: \(carried) from the run, "
+                + "yellow trained anew") == true, "\(warm.notes)")
+        }
+        // A checkpoint of the run is the run's too; a file of no run says nothing of its classes.
+        XCTAssertEqual(TrainingRun.warmStartSource(runs + "/donor/checkpoints/best/model.safetensors")?.classNames,
+                       ["blue", "green", "red"])
+        try fm.copyItem(atPath: runs + "/donor/model.safetensors", toPath: runs + "/loose.safetensors")
+        XCTAssertNil(TrainingRun.warmStartSource(runs + "/loose.safetensors"))
+        // The run's own classes: its head as it is, and nothing more to say.
+        let same = try head(data, warm: true)
+        XCTAssertTrue(try same.weight.allClose(donor["classifier.1.weight"]!, rtol: 0, atol: 0))
+        XCTAssertFalse(same.notes.first?.contains("other classes") ?? true, "\(same.notes)")
+    }
+}

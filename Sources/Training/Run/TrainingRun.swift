@@ -382,7 +382,8 @@ public final class TrainingRun {
             throw bad(options.inputSize != nil ? "inputSize" : "batchSize", "\(error)")
         }
         if let path = options.checkpointPath {
-            let (note, unmatched) = try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? [])
+            let (note, unmatched) = try warmStart(model, from: path, excluding: options.checkpointExcludeScopes ?? [],
+                                                  classNames: spec.recipe.binary ? nil : classNames)
             notify(.info(note))
             if !unmatched.isEmpty {
                 notify(.warning("--checkpoint-exclude-scopes: \(unmatched.joined(separator: ", ")) matched no tensor of \(path), "
@@ -564,7 +565,12 @@ public final class TrainingRun {
     /// names a key's leading components (`layer4.1` holds `layer4.1.conv1.weight`, not
     /// `layer4.10…`); a trailing `.` or `.*` is dropped (`fc.` excluded nothing). Returns the note
     /// to print and the scopes that matched no key of the file.
-    static func warmStart(_ model: Module, from path: String, excluding given: [String]) throws
+    ///
+    /// A file of a finetune run (`warmStartSource`) whose classes are not `classNames` (the new run's,
+    /// nil for a binary head) gives its head's output layer row by class name: loaded by shape alone,
+    /// the rows of a run on Bag, Coat, Shirt had become Coat, Shirt, Trouser (stop 53). A class of the
+    /// data that the run did not have keeps the model's fresh row.
+    static func warmStart(_ model: Module, from path: String, excluding given: [String], classNames: [String]? = nil) throws
         -> (note: String, unmatched: [String]) {
         let scopes = given.map { scope in
             var s = Substring(scope)
@@ -588,6 +594,30 @@ public final class TrainingRun {
                 kept[key] = tensor
             }
         }
+        var headNote = ""
+        if let classNames, let classifier = model as? ImageClassifier, let source = warmStartSource(path),
+           source.classNames != classNames {
+            let layer = classifier.outputLayerPath
+            let current = model.stateDict()
+            let keys = [layer + ".weight", layer + ".bias"].filter { kept[$0] != nil }
+            // Row i of the new layer: the file's row of the same class, else the model's fresh row.
+            let pairs = classNames.indices.map { i in (i, source.classNames.firstIndex(of: classNames[i])) }
+            for key in keys {
+                guard let old = kept[key], let fresh = current[key], old.shape.first == source.classNames.count,
+                      fresh.shape.first == classNames.count, Array(old.shape.dropFirst()) == Array(fresh.shape.dropFirst())
+                else { continue }  // another layer than the run's: the load's shape check reports it
+                let rows = try Tensor(pairs.map { Int64($0.1 ?? source.classNames.count + $0.0) }, shape: [pairs.count])
+                kept[key] = try Tensor.cat([old.to(dtype: fresh.dtype, device: fresh.device), fresh], dim: 0).indexSelect(dim: 0, index: rows)
+            }
+            let carried = pairs.filter { $0.1 != nil }.map { classNames[$0.0] }
+            let fresh = classNames.filter { !carried.contains($0) }
+            if !keys.isEmpty {
+                headNote = "; \(source.run) was trained on other classes (\(source.classNames.joined(separator: ", "))), so the "
+                    + "rows of the head's output layer (\(layer)) follow the data's classes by name: "
+                    + (carried.isEmpty ? "none is the run's" : "\(carried.joined(separator: ", ")) from the run")
+                    + (fresh.isEmpty ? "" : ", \(fresh.joined(separator: ", ")) trained anew")
+            }
+        }
         let report = try model.load(kept, strict: false)
         // Nothing loaded is a mistake (another architecture, a file of other names), not a warm start.
         guard report.loaded > 0 else {
@@ -596,8 +626,23 @@ public final class TrainingRun {
                 + "a checkpoint of another architecture?")
         }
         let named = scopes.enumerated().filter { scopes.firstIndex(of: $0.element) == $0.offset }.map(\.element)
-        return ("Warm start from \(path): \(skipped) tensors excluded (\(named.joined(separator: ", "))); \(report)",
+        return ("Warm start from \(path): \(skipped) tensors excluded (\(named.joined(separator: ", "))); \(report)" + headNote,
                 zip(given, scopes).filter { !matched.contains($0.1) }.map(\.0))
+    }
+
+    /// The finetune run a warm-start file belongs to, and its classes: the `config.json` of the file's
+    /// folder (`RUN/model.safetensors`) or of two folders up (`RUN/checkpoints/best/model.safetensors`)
+    /// that is a run trained with a multi-class head; nil for any other file.
+    static func warmStartSource(_ path: String) -> (run: String, classNames: [String])? {
+        let folder = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent()
+        var run = folder
+        if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" {
+            run = folder.deletingLastPathComponent().deletingLastPathComponent()
+        }
+        guard let config = try? RunDirectory(run.path).readConfig(), config.head.includeTop, !config.head.isBinary else {
+            return nil
+        }
+        return (run.path, config.classNames)
     }
 
     // MARK: - Resume
