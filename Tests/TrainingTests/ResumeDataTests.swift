@@ -387,3 +387,35 @@ extension TrainingRunTests {
         XCTAssertFalse(same.notes.first?.contains("other classes") ?? true, "\(same.notes)")
     }
 }
+
+extension TrainingRunTests {
+    /// Validation and test images copied from train/ (a split made by copying instead of moving) are
+    /// warned as `train` starts: their accuracy is the training accuracy. `train` said nothing; only
+    /// `check-data` found them (stop 53). A file of a training image's name and size with other bytes is
+    /// not a copy.
+    func testValidationAndTestImagesCopiedFromTrainAreWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func warnings() throws -> [String] {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString)
+            spec.options.valSplit = nil
+            var warnings: [String] = []
+            try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } }).release()
+            return warnings.filter { $0.contains("byte-for-byte") }
+        }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: data + "/val/red", withIntermediateDirectories: true)
+        // The same name and size as a training image, one byte changed (the last data chunk's CRC).
+        var bytes = try Foundation.Data(contentsOf: URL(fileURLWithPath: data + "/train/red/0.png"))
+        bytes[bytes.count - 13] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: data + "/val/red/0.png"))
+        XCTAssertEqual(try warnings(), [])
+        for name in ["blue", "green"] { try fm.createDirectory(atPath: "\(data)/val/\(name)", withIntermediateDirectories: true) }
+        try fm.copyItem(atPath: data + "/train/blue/2.png", toPath: data + "/val/blue/2.png")
+        try fm.copyItem(atPath: data + "/train/green/3.png", toPath: data + "/val/green/3.png")
+        try fm.copyItem(atPath: data + "/train/red/5.png", toPath: data + "/test/red/5.png")
+        XCTAssertEqual(try warnings(), ["2 validation and 1 test images are byte-for-byte copies of training images "
+            + "(val/blue/2.png = train/blue/2.png, …): what is measured on them is the training accuracy, not a held-out one; "
+            + "keep each image in one split (`finetune check-data` lists them, and finds renamed and re-encoded copies too)"])
+    }
+}

@@ -121,6 +121,56 @@ public struct RunSplits {
         return shared
     }
 
+    /// Validation and test images that are byte-for-byte copies of a training image of the same file
+    /// name, as a split made by copying files instead of moving them has: what is measured on them is
+    /// the training accuracy, not a held-out one. Only files whose name and size equal a training
+    /// image's are read, so splits that share no name cost a `stat` per file; `finetune check-data`
+    /// also finds renamed and re-encoded copies. In split order, then the split's.
+    public func copiesOfTrainingImages() -> [(split: String, copy: String, original: String)] {
+        func size(_ path: String) -> Int64? {
+            var info = stat()
+            return stat(path, &info) == 0 ? Int64(info.st_size) : nil
+        }
+        func key(_ path: String, _ size: Int64) -> String { "\((path as NSString).lastPathComponent)\t\(size)" }
+        var training: [String: [String]] = [:]
+        for path in train.samples.compactMap(\.source.path) {
+            if let bytes = size(path) { training[key(path, bytes), default: []].append(path) }
+        }
+        var digests: [String: String?] = [:]
+        func digest(_ path: String) -> String? {
+            if let known = digests[path] { return known }
+            let computed = try? SHA256Hasher.hexDigest(ofFile: path)
+            digests[path] = computed
+            return computed
+        }
+        var copies: [(split: String, copy: String, original: String)] = []
+        for (split, dataset) in [("validation", validation), ("test", test)] {
+            for path in dataset?.samples.compactMap(\.source.path) ?? [] {
+                guard let bytes = size(path), let candidates = training[key(path, bytes)], let mine = digest(path),
+                      let original = candidates.first(where: { $0 != path && digest($0) == mine }) else { continue }
+                copies.append((split, path, original))
+            }
+        }
+        return copies
+    }
+
+    /// The warning for `copiesOfTrainingImages()` (paths shown relative to `root`), nil when there are none.
+    public func copiesOfTrainingImagesWarning(root: String) -> String? {
+        let copies = copiesOfTrainingImages()
+        guard let first = copies.first else { return nil }
+        let prefix = root.hasSuffix("/") ? root : root + "/"
+        func shown(_ path: String) -> String { path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path }
+        let counts = ["validation", "test"].compactMap { split -> String? in
+            let n = copies.filter { $0.split == split }.count
+            return n == 0 ? nil : "\(n) \(split)"
+        }
+        return "\(counts.joined(separator: " and ")) image\(copies.count == 1 ? " is a" : "s are") byte-for-byte "
+            + "cop\(copies.count == 1 ? "y" : "ies") of training images (\(shown(first.copy)) = \(shown(first.original))"
+            + (copies.count > 1 ? ", …" : "") + "): what is measured on \(copies.count == 1 ? "it" : "them") is the training "
+            + "accuracy, not a held-out one; keep each image in one split (`finetune check-data` lists them, and finds "
+            + "renamed and re-encoded copies too)"
+    }
+
     /// Where `fingerprint`'s names start: DATA itself, or for a CSV file its image root (by default
     /// the CSV's folder).
     public static func imageBase(_ root: String, imageRoot: String?) -> String {

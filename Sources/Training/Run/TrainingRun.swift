@@ -345,6 +345,7 @@ public final class TrainingRun {
         if let warning = splits.skipped.warning() { notify(.warning(String(warning.dropFirst("warning: ".count)))) }
         if let warning = splits.unusedFoldersWarning(root: root) { notify(.warning(warning)) }
         if let warning = splits.repeatedFilesWarning(validationSplit: options.valSplit != nil) { notify(.warning(warning)) }
+        if let warning = splits.copiesOfTrainingImagesWarning(root: imageFolder) { notify(.warning(warning)) }
         notify(.info(DataCheck.quickSummary(train: splits.train, validation: splits.validation, test: splits.test,
                                             unusable: splits.skipped.count, correction: imbalanceCorrection(options))))
         let classNames = splits.train.classNames
