@@ -419,3 +419,28 @@ extension TrainingRunTests {
             + "keep each image in one split (`finetune check-data` lists them, and finds renamed and re-encoded copies too)"])
     }
 }
+
+extension TrainingRunTests {
+    /// Evaluating a run on its DATA's train/ folder (`evaluate runs/x data/x/train`) reported the images it
+    /// trained on as if unseen: only DATA itself, used whole, had the note (stop 53). Its test/ folder,
+    /// and other folders, have none; a link to train/ is train/.
+    func testEvaluatingOnTheRunsOwnTrainFolderIsNoted() throws {
+        let data = try makeData()
+        let out = try TRData.temporaryDirectory(self) + "/run"
+        try trainStraight(specification(data: data, out: out))
+        let config = try RunDirectory(out).readConfig()
+        func notes(_ root: String) throws -> [String] {
+            try EvaluationData.select(root, split: nil, run: config, classNames: config.classNames).notes
+        }
+        let note = "\(data)/train holds images the run was trained on (it is inside \(data)/train): these metrics include "
+            + "them and overstate how it does on new ones; --split val on \(data) evaluates only its --val-split hold-out"
+        XCTAssertEqual(try notes(data + "/train"), [note])
+        let link = try TRData.temporaryDirectory(self) + "/link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: data + "/train")
+        XCTAssertEqual(try notes(link).first?.hasPrefix("\(link) holds images the run was trained on (it is inside "), true)
+        XCTAssertEqual(try notes(data + "/test"), [])
+        let elsewhere = try TRData.temporaryDirectory(self) + "/copy"
+        try FileManager.default.copyItem(atPath: data + "/test", toPath: elsewhere)
+        XCTAssertEqual(try notes(elsewhere), [])
+    }
+}

@@ -86,12 +86,19 @@ public struct EvaluationData {
         }
         // The run's own DATA used whole (no test split to take) holds the images it trained on:
         // `evaluate runs/x data/x` reported them as if unseen.
-        let trainedOn: [String] = ownData ? [
-            "\(root) is the data the run was trained on, used whole: these metrics include the images it trained on and "
-            + "overstate how it does on new ones; "
-            + (run?.options.valSplit != nil ? "--split val evaluates only its --val-split hold-out"
-                                             : "evaluate other images (a test/ folder or another DATA) for that"),
-        ] : []
+        // So does a folder inside it where the run trained (`evaluate runs/x data/x/train`).
+        let heldOut = run?.options.valSplit != nil ? "--split val evaluates only its --val-split hold-out"
+                                                   : "evaluate other images (a test/ folder or another DATA) for that"
+        var trainedOn: [String] = []
+        if ownData {
+            trainedOn = ["\(root) is the data the run was trained on, used whole: these metrics include the images it "
+                + "trained on and overstate how it does on new ones; " + heldOut]
+        } else if let run, let part = trainingPart(of: root, run: run) {
+            trainedOn = ["\(root) holds images the run was trained on (it is inside \(run.data.path)/\(part)): these "
+                + "metrics include them and overstate how it does on new ones; "
+                + (run.options.valSplit != nil ? "--split val on \(run.data.path) evaluates only its --val-split hold-out"
+                                               : "evaluate other images (its test/ folder or another DATA) for that")]
+        }
         if CSVDataset.isCSVFile(root) {
             if let explicitSplit { return try runSplit(root, split: explicitSplit, run: run, imageRoot: imageRoot, isCSV: true) }
             // The run's own CSV file resolves its paths as the run did unless told otherwise.
@@ -151,6 +158,23 @@ public struct EvaluationData {
             + "classes (none of \(listed)): their rows of the per-class report are empty, and the macro averages are over "
             + "the classes these images have or the model predicted for them (sklearn's)")
         return data
+    }
+
+    /// The folder of the run's own DATA that holds `root`, where that is a part the run trained on: its
+    /// `train/` folder, or a class folder of a DATA without split folders (its `val/` and `test/` folders
+    /// are held out). nil when `root` is not below the run's DATA (the same folder through links too).
+    static func trainingPart(of root: String, run: RunConfig) -> String? {
+        guard let data = FileIdentity(path: run.data.path) else { return nil }
+        var folder = URL(fileURLWithPath: root).standardizedFileURL.resolvingSymlinksInPath()
+        var first = ""
+        while folder.pathComponents.count > 1 {
+            first = folder.lastPathComponent
+            folder = folder.deletingLastPathComponent()
+            guard FileIdentity(path: folder.path) == data else { continue }
+            let heldOut = ["val", "validation", "valid", "test", "testing"].contains(first.lowercased())
+            return heldOut ? nil : first
+        }
+        return nil
     }
 
     /// Whether the folder at `root` holds a folder (hidden ones aside); false for anything else.
