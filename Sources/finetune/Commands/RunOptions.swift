@@ -26,7 +26,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The optimizer: adam, adamw (Adam with decoupled weight decay: 0.01 unless --weight-decay "
             + "says otherwise), sgd (with --momentum, as torchvision's references train) or rmsprop (with --momentum)."))
     var optimizer: OptimizerConfig.Kind = .adam
-    @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw, 1e-2 for sgd/rmsprop), or find: run `finetune lr-find` first and use its suggestion.")
+    @Option(help: "Learning rate of the head (default: 1e-3 for adam/adamw/rmsprop, 1e-2 for sgd), or find: run `finetune lr-find` first and use its suggestion.")
     var lr: LearningRateArgument?
     @Option(help: "Momentum (sgd, rmsprop).") var momentum = 0.9
     @Option(help: "Weight decay (decoupled for adamw).") var weightDecay: Double?
