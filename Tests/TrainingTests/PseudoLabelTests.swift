@@ -445,3 +445,33 @@ final class PseudoLabelTests: XCTestCase {
         XCTAssertThrowsError(try configuration.validate())
     }
 }
+
+extension TrainingRunTests {
+    /// Label smoothing trains the top class toward 1 − ε + ε/K; a pseudo-label threshold above that is
+    /// reached by few or no images, and each refresh said only that none had reached it (stop 53). The
+    /// run now says why as it starts; a threshold the smoothing leaves reachable is quiet.
+    func testLabelSmoothingThatKeepsConfidenceUnderThePseudoLabelThresholdIsWarned() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func warnings(smoothing: Double, threshold: Double) throws -> [String] {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString)
+            spec.recipe.labelSmoothing = smoothing
+            spec.options.unlabeled = data + "/test"
+            spec.options.pseudoLabel = PseudoLabelSettings(threshold: threshold)
+            var warnings: [String] = []
+            try TrainingRun.create(spec, notify: { if case .warning(let text) = $0 { warnings.append(text) } }).release()
+            return warnings.filter { $0.hasPrefix("--label-smoothing") }
+        }
+        XCTAssertEqual(try warnings(smoothing: 0.2, threshold: 0.9), ["--label-smoothing 0.2 trains the top class toward a "
+            + "probability of 0.867 (3 classes), below --pseudo-label-threshold 0.9: few or no unlabelled images will reach it; "
+            + "lower the threshold under 0.867, or the smoothing"])
+        XCTAssertEqual(try warnings(smoothing: 0.1, threshold: 0.9), [], "0.933 is above the threshold")
+        XCTAssertEqual(try warnings(smoothing: 0, threshold: 1), [])
+        // A binary head's target is 1 − ε/2.
+        var binary = TrainingConfiguration(loss: .binary, labelSmoothing: 0.3)
+        binary.pseudoLabel = PseudoLabelSettings(threshold: 0.9)
+        XCTAssertEqual(TrainingRun.smoothingCapsConfidenceWarning(binary, classCount: 2)?.contains("0.85 (2 classes)"), true)
+        binary.labelSmoothing = 0.1
+        XCTAssertNil(TrainingRun.smoothingCapsConfidenceWarning(binary, classCount: 2))
+    }
+}

@@ -405,6 +405,7 @@ public final class TrainingRun {
         if let warning = imbalanceCorrectedTwiceWarning(configuration.classWeights, options: options, classNames: classNames) {
             notify(.warning(warning))
         }
+        if let warning = smoothingCapsConfidenceWarning(configuration, classCount: classNames.count) { notify(.warning(warning)) }
         if spec.recipe.precision == .auto {
             configuration.autocastBF16 = Precision.auto.resolved(for: model) == .bf16
             notify(.info("Precision auto: \(configuration.precision.rawValue) (\(Precision.autoReason(for: model)))"))
