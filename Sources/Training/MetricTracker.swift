@@ -39,6 +39,12 @@ public struct MetricTracker: Codable, Equatable, Sendable {
         return false
     }
 
+    /// Starts the count of epochs without improvement again, keeping the best value: a new phase of
+    /// training gets its own patience, measured against the best of the run.
+    public mutating func restartWait() {
+        wait = 0
+    }
+
     /// The metric's value in `metrics`, or `TrainingError.unknownMetric`.
     public func value(in metrics: [String: Double]) throws -> Double {
         guard let v = metrics[metric] else {

@@ -688,10 +688,31 @@ public final class Trainer {
     private func enterPhaseTwoIfDue() throws {
         guard state.phase == 1, state.batchInEpoch == 0, let p2 = configuration.phaseTwo else { return }
         switch p2.trigger {
-        case .afterEpochs(let n): guard state.epoch >= n else { return }
+        case .afterEpochs(let n): guard state.epoch >= n || state.phaseTwoPending else { return }
         case .plateau: guard state.phaseTwoPending else { return }
         }
         try enterPhaseTwo(p2)
+    }
+
+    /// Why phase 2 was asked for early (`requestPhaseTwo`), for its `PhaseChange`.
+    private var phaseTwoReason: String?
+
+    /// Asks a two-phase run in phase 1 to start phase 2 at the next epoch (as its plateau trigger
+    /// does), because of `reason`: `EarlyStopping` does this where its patience runs out in phase 1,
+    /// as fastai's `fine_tune` ends only its frozen fit there. Returns false when no phase 2 is to
+    /// come (a one-phase run, phase 2 already on, or one that starts after the run's last epoch);
+    /// true when it will start at the next epoch (already due then: nothing changes).
+    public func requestPhaseTwo(because reason: String) -> Bool {
+        guard state.phase == 1, let p2 = configuration.phaseTwo else { return false }
+        let total = state.totalEpochs ?? Int.max
+        guard state.epoch < total else { return false }
+        if case .afterEpochs(let n) = p2.trigger {
+            guard n < total else { return false }
+            if state.epoch >= n { return true }
+        }
+        if !state.phaseTwoPending { phaseTwoReason = reason }
+        state.phaseTwoPending = true
+        return true
     }
 
     /// Unfreezes for phase 2 and rebuilds the optimizer, carrying the state of parameters trained
@@ -737,7 +758,9 @@ public final class Trainer {
         state.baseLearningRates = built.bases
         try dispatch(.phaseChange(PhaseChange(phase: 2, epoch: state.epoch, step: state.globalStep,
                                               trainableParameters: state.freeze.trainableParameters,
-                                              frozenScopes: frozen, carriedOptimizerState: carried, note: note)))
+                                              frozenScopes: frozen, carriedOptimizerState: carried, note: note,
+                                              reason: phaseTwoReason)))
+        phaseTwoReason = nil
     }
 
     // MARK: - Steps

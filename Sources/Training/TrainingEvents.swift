@@ -95,6 +95,8 @@ public struct PhaseChange: Sendable {
     public var carriedOptimizerState: Bool
     /// Why the state was not carried, when it was not.
     public var note: String?
+    /// Why phase 2 started before its trigger (`Trainer.requestPhaseTwo`), nil when the trigger started it.
+    public var reason: String? = nil
 }
 
 /// How `fit` ended.

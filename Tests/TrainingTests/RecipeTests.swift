@@ -123,6 +123,43 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(trainer.state.history.map(\.phase), [1, 1, 1, 2, 2])
     }
 
+    /// Early stopping whose patience runs out in phase 1 of a two-phase run starts phase 2 there, as
+    /// fastai's `fine_tune` ends only its frozen fit: it ended the whole run, and the backbone never
+    /// trained (stop 53). Phase 2 gets its own patience, against the run's best; the run then stops
+    /// early in phase 2 and keeps its best weights, of whichever phase.
+    func testEarlyStoppingInPhaseOneStartsPhaseTwo() throws {
+        var config = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        config.apply(.twoPhase(PhaseTwo(trigger: .afterEpochs(5), unfreeze: .all, optimizer: .adam(learningRate: 1e-4))))
+        Runtime.manualSeed(12)
+        var change: PhaseChange?
+        var bestWeights: [String: [UInt8]]?
+        let recorder = TREventRecorder { event, trainer in
+            if case .phaseChange(let p) = event { change = p }
+            if case .epochEnd(let r) = event, r.epoch == 3 { bestWeights = try TRData.snapshot(trainer.model.stateDict()) }
+        }
+        let stopper = EarlyStopping(monitor: "val_loss", patience: 1, restoreBestWeights: true)
+        let trainer = try Trainer(model: TRTinyNet(), configuration: config, callbacks: [recorder, stopper])
+        // Epoch 1 does not improve on epoch 0: phase 2 from epoch 2 (not 5). Epoch 3 is the best;
+        // epochs 4 and 5 are not, and with patience 1 the run stops after epoch 4.
+        let injected = [1.0, 1.1, 0.9, 0.5, 0.6, 0.7, 0.8, 0.9]
+        trainer.epochMetricsHook = { epoch, metrics in metrics["val_loss"] = injected[epoch] }
+        let result = try trainer.fit(train: TRData.loader(data, batchSize: 16), epochs: 8)
+        XCTAssertEqual(change?.epoch, 2)
+        XCTAssertEqual(change?.reason, "early stopping in phase 1: val_loss did not improve for 1 epoch")
+        XCTAssertEqual(trainer.state.history.map(\.phase), [1, 1, 2, 2, 2])
+        guard case .stopped(let reason) = result.status else { return XCTFail("\(result.status)") }
+        XCTAssertEqual(reason, "early stopping: val_loss did not improve for 1 epoch (best 0.5 at epoch 4)")
+        XCTAssertEqual(stopper.restoredEpoch, 3)
+        XCTAssertEqual(try TRData.snapshot(trainer.model.stateDict()), try XCTUnwrap(bestWeights))
+
+        // A one-phase run stops where its patience runs out, as before.
+        Runtime.manualSeed(12)
+        let plain = try Trainer(model: TRTinyNet(), configuration: TrainingConfiguration(optimizer: .adam(learningRate: 1e-2)),
+                                callbacks: [EarlyStopping(monitor: "val_loss", patience: 1)])
+        plain.epochMetricsHook = { epoch, metrics in metrics["val_loss"] = injected[epoch] }
+        XCTAssertEqual(try plain.fit(train: TRData.loader(data, batchSize: 16), epochs: 8).epochs, 2)
+    }
+
     func testDiscriminativeLearningRates() throws {
         let factor = try trainer(.discriminative(.backboneFactor(10)), optimizer: .sgd(learningRate: 1e-2))
         XCTAssertEqual(factor.parameterGroupNames, ["features.0", "features.1", "features.2", "classifier"])

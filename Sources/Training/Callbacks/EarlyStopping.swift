@@ -53,6 +53,8 @@ public final class EarlyStopping: StatefulCallback {
             stoppedThisFit = false
         case .epochEnd(let result):
             try epochEnded(result, trainer: trainer)
+        case .phaseChange:
+            tracker.restartWait()
         case .fitEnd:
             if stoppedThisFit && restoreBestWeights { try restoreBest(into: trainer) }
         default:
@@ -70,12 +72,15 @@ public final class EarlyStopping: StatefulCallback {
             return
         }
         guard tracker.wait >= patience else { return }
+        let waited = "\(monitor) did not improve for \(tracker.wait) epoch\(tracker.wait == 1 ? "" : "s")"
+        // In phase 1 of a two-phase run, phase 2 (the point of the recipe) starts now instead: the
+        // whole run ended there, the backbone never fine-tuned (stop 53). Its patience counts anew.
+        if trainer.requestPhaseTwo(because: "early stopping in phase 1: \(waited)") { return }
         stoppedEpoch = result.epoch
         stoppedThisFit = true
         let best = tracker.best.map { String(format: "%.6g", $0) } ?? "none"
         let at = tracker.bestEpoch.map { " at epoch \($0 + 1)" } ?? ""
-        throw TrainingControl.stopBecause("early stopping: \(monitor) did not improve for \(tracker.wait) "
-            + "epoch\(tracker.wait == 1 ? "" : "s") (best \(best)\(at))")
+        throw TrainingControl.stopBecause("early stopping: \(waited) (best \(best)\(at))")
     }
 
     /// Whether the watched metric is the EMA's (`val_loss_ema`) in a trainer that keeps one: its

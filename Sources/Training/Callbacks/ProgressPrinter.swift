@@ -106,7 +106,8 @@ public final class ProgressPrinter: TrainingCallback {
             }
         case .phaseChange(let p):
             if style == .bar && lastLength > 0 { write("\n"); lastLength = 0 }
-            write("Phase \(p.phase) from epoch \(p.epoch + 1): \(p.trainableParameters.count) trainable parameter "
+            write("Phase \(p.phase) from epoch \(p.epoch + 1)" + (p.reason.map { " (\($0))" } ?? "")
+                + ": \(p.trainableParameters.count) trainable parameter "
                 + "tensors, optimizer state " + (p.carriedOptimizerState ? "carried over" : "fresh") + "\n")
         case .fitEnd(let result):
             if style == .bar && lastLength > 0 { write("\n"); lastLength = 0 }
