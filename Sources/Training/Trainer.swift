@@ -104,7 +104,8 @@ public struct TrainingState: Codable, Equatable {
     public var phaseStartStep = 0
     /// Phase 1's plateau detector (two-phase with a plateau trigger) and whether it fired.
     public var phaseOneTracker: MetricTracker?
-    /// Set when the plateau trigger fired: phase 2 starts at the next epoch boundary.
+    /// Set when the plateau trigger fired, or phase 2 was asked for early (`Trainer.requestPhaseTwo`):
+    /// phase 2 starts at the next epoch boundary.
     public var phaseTwoPending = false
     /// The training loader's seed and batching (its epoch/batch position is `epoch`/`batchInEpoch`).
     public var loader: LoaderPosition?

@@ -160,6 +160,32 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(try plain.fit(train: TRData.loader(data, batchSize: 16), epochs: 8).epochs, 2)
     }
 
+    /// A run stopped right after early stopping asked for phase 2 resumes into phase 2 at the same
+    /// epoch, and ends with the uninterrupted run's weights, bit for bit.
+    func testPhaseTwoAskedForByEarlyStoppingSurvivesAResume() throws {
+        var config = TrainingConfiguration(optimizer: .adam(learningRate: 1e-2))
+        config.apply(.twoPhase(PhaseTwo(trigger: .afterEpochs(5), unfreeze: .all, optimizer: .adam(learningRate: 1e-4))))
+        let injected = [1.0, 1.1, 0.9, 0.5, 0.6, 0.7, 0.8, 0.9]
+        let directory = try TRData.temporaryDirectory(self)
+        func trainer(_ callbacks: [TrainingCallback], resumeFrom: String? = nil) throws -> Trainer {
+            Runtime.manualSeed(12)
+            let all = [EarlyStopping(monitor: "val_loss", patience: 1, restoreBestWeights: true)] + callbacks
+            let trainer = try resumeFrom.map { try Trainer.resume(from: $0, model: TRTinyNet(), callbacks: all) }
+                ?? Trainer(model: TRTinyNet(), configuration: config, callbacks: all)
+            trainer.epochMetricsHook = { epoch, metrics in metrics["val_loss"] = injected[epoch] }
+            return trainer
+        }
+        let straight = try trainer([])
+        try straight.fit(train: TRData.loader(data, batchSize: 16), epochs: 8)
+        let first = try trainer([ModelCheckpoint(directory: directory), TRStopper(afterEpoch: 1)])
+        try first.fit(train: TRData.loader(data, batchSize: 16), epochs: 8)
+        XCTAssertEqual(first.state.phase, 1)
+        let resumed = try trainer([], resumeFrom: directory + "/last")
+        try resumed.fit(train: TRData.loader(data, batchSize: 16), epochs: 8)
+        XCTAssertEqual(resumed.state.history.map(\.phase), [1, 1, 2, 2, 2])
+        try TRData.assertIdentical(straight.model.stateDict(), resumed.model.stateDict(), "resumed into phase 2")
+    }
+
     func testDiscriminativeLearningRates() throws {
         let factor = try trainer(.discriminative(.backboneFactor(10)), optimizer: .sgd(learningRate: 1e-2))
         XCTAssertEqual(factor.parameterGroupNames, ["features.0", "features.1", "features.2", "classifier"])
