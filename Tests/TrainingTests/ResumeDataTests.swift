@@ -444,3 +444,35 @@ extension TrainingRunTests {
         XCTAssertEqual(try notes(elsewhere), [])
     }
 }
+
+extension TrainingRunTests {
+    /// `--seed` no longer picks the `--val-split` hold-out: a sweep over seeds held out other images at
+    /// each seed, so the runs' validation metrics differed by the split as well as by the seed (stop
+    /// 53). `splitSeed` picks it (0 unless given, recorded), and a run recorded without one splits
+    /// with its `seed`, as it did.
+    func testTheValidationSplitDoesNotFollowTheSeed() throws {
+        let data = try makeData()
+        let runs = try TRData.temporaryDirectory(self)
+        func validation(seed: UInt64, splitSeed: UInt64?) throws -> (files: Set<String>, recorded: UInt64?) {
+            var spec = specification(data: data, out: runs + "/" + UUID().uuidString)
+            spec.recipe.seed = seed
+            spec.options.seed = seed
+            spec.options.splitSeed = splitSeed
+            let run = try TrainingRun.create(spec, notify: { _ in })
+            run.release()
+            let config = try RunDirectory(spec.runDirectory).readConfig()
+            let files = try RunSplits.recreate(data, run: config).validation?.samples.compactMap(\.source.path) ?? []
+            return (Set(files), config.options.splitSeed)
+        }
+        let one = try validation(seed: 1, splitSeed: nil), two = try validation(seed: 2, splitSeed: nil)
+        XCTAssertEqual(one.files.count, 6)
+        XCTAssertEqual(one.files, two.files, "one validation set whatever --seed is")
+        XCTAssertEqual(one.recorded, 0)
+        XCTAssertNotEqual(try validation(seed: 1, splitSeed: 5).files, one.files, "--split-seed picks another")
+        // A run from before splitSeed: its seed's split, made again.
+        var old = TrainOptions(epochs: 1, batchSize: 4, valSplit: 0.25, seed: 5)
+        old.splitSeed = nil
+        let oldFiles = try RunSplits.load(data, options: old).validation?.samples.compactMap(\.source.path) ?? []
+        XCTAssertEqual(Set(oldFiles), try validation(seed: 1, splitSeed: 5).files)
+    }
+}

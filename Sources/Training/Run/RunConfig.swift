@@ -16,8 +16,14 @@ public struct TrainOptions: Codable, Equatable, Sendable {
     public var valSplit: Double?
     /// At most this many images per class of each split.
     public var limitPerClass: Int?
-    /// Seed of initialisation, shuffling, splits and augmentation.
+    /// Seed of initialisation, shuffling and augmentation (and of the splits in runs that record no
+    /// `splitSeed`).
     public var seed: UInt64
+    /// Seed of the `valSplit` hold-out and the `limitPerClass` choice, kept apart from `seed` so that a
+    /// sweep over seeds measures one validation set: with `seed` alone, each seed held out other
+    /// images, and the runs' validation metrics differed by the split as well (stop 53). nil in runs
+    /// from before it (their splits used `seed`); `TrainingRun.create` records 0 when it is not given.
+    public var splitSeed: UInt64?
     /// Decoding threads.
     public var workers: Int
     /// Early-stopping patience in epochs (nil: no early stopping).

@@ -42,19 +42,20 @@ public struct RunSplits {
             found = (folders.train, folders.validation, folders.test, folders.hasSplitFolders, folders.skipped,
                      folders.unusedFolders)
         }
+        let splitSeed = options.splitSeed ?? options.seed
         var train: any ImageDataset = found.train
         var validation: (any ImageDataset)? = found.validation
         var test: (any ImageDataset)? = found.test
         if let n = options.limitPerClass {
-            train = train.limited(perClass: n, seed: options.seed)
-            validation = validation?.limited(perClass: n, seed: options.seed)
-            test = test?.limited(perClass: n, seed: options.seed)
+            train = train.limited(perClass: n, seed: splitSeed)
+            validation = validation?.limited(perClass: n, seed: splitSeed)
+            test = test?.limited(perClass: n, seed: splitSeed)
         }
         if let fraction = options.valSplit {
             guard validation == nil else {
                 throw RunError.invalidSetting(setting: "valSplit", reason: "\(root) already has a validation folder; drop the validation split")
             }
-            let parts = try train.stratifiedSplit(validationFraction: fraction, seed: options.seed)
+            let parts = try train.stratifiedSplit(validationFraction: fraction, seed: splitSeed)
             train = parts.train
             validation = parts.validation
         }

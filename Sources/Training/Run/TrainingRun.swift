@@ -337,6 +337,7 @@ public final class TrainingRun {
         // Recorded absolute, as the data's path is: report and resume may run from another folder.
         options.imageRoot = options.imageRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         options.featureCacheDirectory = options.featureCacheDirectory.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        options.splitSeed = options.splitSeed ?? 0  // recorded: a run without it split with `seed`
         try validate(options)
         try spec.recipe.validate(epochs: options.epochs)
         try RunDirectory.checkSeparate(run: spec.runDirectory, data: imageFolder, listed: isCSV)

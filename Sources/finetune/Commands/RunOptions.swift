@@ -81,7 +81,9 @@ struct RunOptions: ParsableArguments {
     var onBadImage: BadImagePolicy = .skip
     @Option(help: "JPEG EXIF orientation: apply (turn photos upright, as viewers show them) or ignore (as torchvision/PIL and Keras do).")
     var exif: EXIFOrientation = .apply
-    @Option(help: "Random seed (initialisation, shuffling, splits).") var seed: UInt64 = 0
+    @Option(help: "Random seed (initialisation, shuffling, augmentation; the split has --split-seed).") var seed: UInt64 = 0
+    @Option(help: "Seed of the --val-split hold-out and the --limit-per-class choice (default: 0, whatever --seed is, so that a sweep over --seed keeps one validation set).")
+    var splitSeed: UInt64?
     @Option(help: """
         Cached backbone features for head-only epochs: auto (use them whenever the backbone is frozen \
         and the inputs are unaugmented or --cache-augmentations is given), on (require them), off.
@@ -176,6 +178,7 @@ struct RunOptions: ParsableArguments {
             featureCache: featureCache, cacheAugmentations: cacheAugmentations, featureCacheDirectory: featureCacheDir,
             channelsLast: channelsLast, onBadImage: onBadImage)
         spec.options.exif = exif
+        spec.options.splitSeed = splitSeed
         spec.options.randAugment = augment.randAugment
         try techniques.apply(to: &spec.options)
         return spec
