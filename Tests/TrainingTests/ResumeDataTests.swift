@@ -257,6 +257,7 @@ extension TrainingRunTests {
         var limitedSpec = specification(data: data, out: out + "-limited")
         limitedSpec.options.limitPerClass = 1
         limitedSpec.options.valSplit = nil
+        limitedSpec.options.splitSeed = 3  // a choice that the image added below changes
         try TrainingRun.create(limitedSpec, notify: { _ in }).release()
         let limited = try RunDirectory(out + "-limited").readConfig()
         XCTAssertEqual(limited.data.testSamples, 3)
