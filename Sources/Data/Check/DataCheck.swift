@@ -442,7 +442,8 @@ public enum DataCheck {
         var line = "Data check: " + parts.joined(separator: " / ") + " images, \(train.classNames.count) classes, imbalance "
             + (ratio.isFinite ? String(format: "%.2f", ratio) : "∞") + " (largest/smallest class)"
         if ratio >= options.imbalanceWarningRatio {
-            line += correction.map { " — imbalanced, corrected by \($0)" } ?? " — imbalanced: consider --class-weights auto or --sampler balanced"
+            line += correction.map { " — imbalanced, corrected by \($0)" }
+                ?? " — imbalanced: consider --class-weights auto or --sampler balanced"
         }
         if unusable > 0 { line += ", \(unusable) unusable file\(unusable == 1 ? "" : "s")" }
         return line + "; `finetune check-data` finds duplicates and leaks"

@@ -610,7 +610,8 @@ public final class TrainingRun {
                       fresh.shape.first == classNames.count, Array(old.shape.dropFirst()) == Array(fresh.shape.dropFirst())
                 else { continue }  // another layer than the run's: the load's shape check reports it
                 let rows = try Tensor(pairs.map { Int64($0.1 ?? source.classNames.count + $0.0) }, shape: [pairs.count])
-                kept[key] = try Tensor.cat([old.to(dtype: fresh.dtype, device: fresh.device), fresh], dim: 0).indexSelect(dim: 0, index: rows)
+                let both = try Tensor.cat([old.to(dtype: fresh.dtype, device: fresh.device), fresh], dim: 0)
+                kept[key] = try both.indexSelect(dim: 0, index: rows)
             }
             let carried = pairs.filter { $0.1 != nil }.map { classNames[$0.0] }
             let fresh = classNames.filter { !carried.contains($0) }
