@@ -69,8 +69,8 @@ final class RunLengthCheck: TrainingCallback {
         let phase = trainer.configuration.phaseTwo == nil ? "" : " of phase \(trainer.state.phase)"
         return "--epochs \(epochs) lengthens the run from \(previousEpochs) epochs, and its learning-rate schedule\(phase) "
             + "now spans the new length: the rate goes from \(rate(last)) at step \(step), the last trained, up to "
-            + "\(rate(next)) at step \(step + 1), a warm restart. To train on at a low rate instead, start a new run from this one's weights "
-            + "(--checkpoint-path RUN_DIR/model.safetensors) with a lower --lr"
+            + "\(rate(next)) at step \(step + 1), a warm restart. To train on at a low rate instead, start a new run "
+            + "from this one's weights (--checkpoint-path RUN_DIR/model.safetensors) with a lower --lr"
     }
 
     /// The rate as a share of its peak below which a schedule counts as having brought it to nothing.
